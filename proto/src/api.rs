@@ -1,0 +1,294 @@
+//! Request and response bodies of the controller's HTTPS JSON API under `/v1`.
+//!
+//! Request bodies deny unknown fields, so a typo is a 400 naming the field rather than a
+//! silently ignored setting. Times are unix seconds.
+
+use serde::{Deserialize, Serialize};
+
+/// Every error body the API returns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable machine-readable kind, e.g. `forbidden`, `not_found`, `invalid_request`.
+    pub error: String,
+    /// What failed and what to do about it.
+    pub message: String,
+    /// The request field at fault, when one is.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+    pub controller_id: String,
+    pub store: String,
+}
+
+/// `POST /v1/auth/dev-login` (only when the controller runs with dev login enabled).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevLoginRequest {
+    pub username: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub amr: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// The bearer token; shown once, only its hash is stored.
+    pub token: String,
+    pub expires_at: u64,
+    pub user: UserInfo,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub id: String,
+    pub issuer: String,
+    pub subject: String,
+    pub username: String,
+    pub groups: Vec<String>,
+    pub amr: Vec<String>,
+    pub acr: Option<String>,
+    pub auth_time: Option<u64>,
+    pub permissions: Vec<String>,
+    /// Expiry of the token used for this request.
+    pub token_expires_at: Option<u64>,
+}
+
+/// `POST /v1/targets`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTarget {
+    pub name: String,
+    /// `HOST:PORT`; the host may be a name, resolved when a session is authorised.
+    pub address: String,
+    pub zone: Option<String>,
+    pub service: Option<String>,
+    pub vmid: Option<u32>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub pool: Option<String>,
+    /// Maximum session duration in seconds.
+    pub max_session_secs: Option<u64>,
+    /// Connections allowed per session; 0 means unlimited.
+    pub connection_limit: Option<u32>,
+}
+
+/// `PATCH /v1/targets/{id}`: fields present are changed; `null` clears an optional field.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTarget {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    #[serde(default, with = "double_option")]
+    pub zone: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    pub service: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    pub vmid: Option<Option<u32>>,
+    pub tags: Option<Vec<String>>,
+    #[serde(default, with = "double_option")]
+    pub pool: Option<Option<String>>,
+    pub max_session_secs: Option<u64>,
+    pub connection_limit: Option<u32>,
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(
+        value: &Option<Option<T>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            None | Some(None) => serializer.serialize_none(),
+            Some(Some(v)) => v.serialize(serializer),
+        }
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(deserializer).map(Some)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub zone: Option<String>,
+    pub service: Option<String>,
+    pub vmid: Option<u32>,
+    pub tags: Vec<String>,
+    pub pool: Option<String>,
+    pub max_session_secs: u64,
+    pub connection_limit: u32,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// `POST /v1/targets/{id-or-name}/authorize-session`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeSession {
+    /// The client's per-session TLS public key: DER `SubjectPublicKeyInfo`, base64url.
+    pub client_public_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionAuthorization {
+    pub session_id: String,
+    pub target_id: String,
+    pub target_name: String,
+    pub worker_id: String,
+    /// `HOST:PORT` of the worker's proxy listener.
+    pub worker_addr: String,
+    /// Hex SHA-256 of the worker's TLS public key (SPKI), to pin.
+    pub worker_key_fingerprint: String,
+    pub expires_at: u64,
+    /// 0 means unlimited.
+    pub connection_limit: u32,
+    /// The signed grant to present to the worker.
+    pub grant: String,
+    /// The endpoint the worker will dial (vetted IP and port).
+    pub endpoint: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub id: String,
+    pub user_id: String,
+    pub username: String,
+    pub target_id: String,
+    pub worker_id: String,
+    pub state: String,
+    pub termination_reason: Option<String>,
+    pub client_addr: String,
+    pub endpoint: String,
+    pub connection_limit: u32,
+    pub created_at: u64,
+    pub expires_at: u64,
+    pub activated_at: Option<u64>,
+    pub terminated_at: Option<u64>,
+    pub connections: Vec<Connection>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Connection {
+    pub id: String,
+    pub client_addr: String,
+    pub state: String,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub opened_at: u64,
+    pub closed_at: Option<u64>,
+    pub close_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Worker {
+    pub id: String,
+    pub name: String,
+    pub proxy_addr: String,
+    pub key_fingerprint: String,
+    pub state: String,
+    pub created_at: u64,
+    pub last_seen_at: Option<u64>,
+    pub cert_expires_at: u64,
+}
+
+/// `POST /v1/workers/join-tokens`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJoinToken {
+    /// Lifetime in seconds (default 3600, at most 86400).
+    pub ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinToken {
+    /// `pjt1.<ca key hash>.<secret>`; shown once.
+    pub token: String,
+    pub expires_at: u64,
+}
+
+/// The cluster link's `join` request: authenticated by the join token alone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    pub token: String,
+    pub name: String,
+    /// The worker's TLS public key: DER SPKI, base64url.
+    pub public_key: String,
+    /// `HOST:PORT` clients dial for this worker.
+    pub proxy_addr: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinResponse {
+    pub worker_id: String,
+    pub cert_pem: String,
+    pub ca_pem: String,
+    pub cert_expires_at: u64,
+}
+
+/// A page of a list endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct List<T> {
+    pub items: Vec<T>,
+}
+
+/// The join token's wire format: `pjt1.<hex sha256 of the CA's SPKI>.<base64url secret>`.
+pub mod join_token {
+    pub const PREFIX: &str = "pjt1";
+
+    pub fn format(ca_key_hash: &str, secret: &str) -> String {
+        format!("{PREFIX}.{ca_key_hash}.{secret}")
+    }
+
+    /// Splits a token into (CA key hash, secret), or says what is wrong with it.
+    pub fn parse(token: &str) -> Result<(&str, &str), &'static str> {
+        let mut parts = token.trim().splitn(3, '.');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(PREFIX), Some(hash), Some(secret))
+                if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty() =>
+            {
+                Ok((hash, secret))
+            }
+            (Some(PREFIX), _, _) => Err("join token is damaged: expected pjt1.<64 hex>.<secret>"),
+            _ => Err("not a Portcullis join token: it must start with `pjt1.`"),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn parses_and_refuses() {
+            let hash = "ab".repeat(32);
+            let token = super::format(&hash, "s3cret");
+            assert_eq!(super::parse(&token), Ok((hash.as_str(), "s3cret")));
+            assert!(super::parse("pjt1.zz.s").is_err());
+            assert!(super::parse("bearer").is_err());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_distinguishes_null_from_absent() {
+        let u: UpdateTarget = serde_json::from_str(r#"{"zone":null}"#).unwrap();
+        assert_eq!(u.zone, Some(None));
+        assert_eq!(u.service, None);
+        assert!(serde_json::from_str::<UpdateTarget>(r#"{"zonee":1}"#).is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! Wire types shared by the Portcullis controller, worker and CLI.
+//!
+//! Nothing here does I/O. Each module holds one wire surface:
+//! - [`api`]: the controller's HTTPS JSON API (`/v1`).
+//! - [`grant`]: the signed session grant a client presents to a worker.
+//! - [`link`]: the framed cluster link between controllers and workers.
+//! - [`proxy`]: the handshake a client speaks to a worker's proxy listener.
+//! - [`keys`]: fingerprints and public-key encodings every side computes the same way.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod grant;
+pub mod keys;
+pub mod link;
+pub mod proxy;
+
+/// The protocol version spoken on the cluster link and the proxy listener.
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,231 @@
+//! The cluster link: one mutually authenticated TLS connection between a worker and a
+//! controller, carrying length-delimited JSON frames in which either side may send requests.
+//!
+//! Every request carries an id chosen by its sender; the answer carries the same id. Ids of
+//! the two directions are independent (the dialling side uses odd ids, the accepting side even
+//! ones) so a frame is never ambiguous. Unknown message kinds are answered with an error, so a
+//! newer peer can probe an older one.
+
+use serde::{Deserialize, Serialize};
+
+use crate::grant::GrantKey;
+
+/// The ALPN protocol id of the cluster link.
+pub const ALPN: &[u8] = b"portcullis-link/1";
+
+/// The DNS name in every controller's link certificate; workers verify it, whatever address
+/// they dialled.
+pub const CONTROLLER_SERVER_NAME: &str = "portcullis-controller";
+
+/// Reasons a session ends, as stored and as sent on the link.
+pub mod reason {
+    pub const CLOSED: &str = "closed";
+    pub const EXPIRED: &str = "expired";
+    pub const CANCELED: &str = "canceled";
+    pub const CONNECTION_LIMIT: &str = "connection_limit";
+    pub const WORKER_LOST: &str = "worker_lost";
+    pub const WORKER_DELETED: &str = "worker_deleted";
+    pub const POLICY_CHANGED: &str = "policy_changed";
+    pub const SHUTDOWN: &str = "shutdown";
+    pub const LOGOUT: &str = "logout";
+}
+
+/// The largest frame either side accepts (1 MiB); a larger one closes the link.
+pub const MAX_FRAME_LEN: usize = 1 << 20;
+
+/// Builds the length-delimited codec both sides use (4-byte big-endian length prefix).
+pub fn codec() -> tokio_util::codec::LengthDelimitedCodec {
+    tokio_util::codec::LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_FRAME_LEN)
+        .length_field_length(4)
+        .new_codec()
+}
+
+/// One frame on the link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "frame", rename_all = "snake_case")]
+pub enum Frame {
+    Request { id: u64, body: Request },
+    Response { id: u64, body: Response },
+}
+
+/// What either side may ask of the other.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Worker → controller, first frame: who the worker is and what it carries now.
+    Hello(Hello),
+    /// Worker → controller, every heartbeat interval: the sessions it holds open.
+    Heartbeat { live_sessions: Vec<String> },
+    /// Worker → controller: admit the first connection this worker sees for a session.
+    AdmitFirst(AdmitFirst),
+    /// Worker → controller: spooled connection events, applied idempotently.
+    Events { events: Vec<ConnectionEvent> },
+    /// Worker → controller: a fresh certificate for the worker's (unchanged) key.
+    RenewCertificate,
+    /// Controller → worker: end a session's connections now.
+    EndSession(SessionEnd),
+    /// Controller → worker: liveness probe.
+    Ping,
+    /// Worker → controller on a link without a client certificate: enrol with a join token.
+    /// This is the only request such a link may send.
+    Join(crate::api::JoinRequest),
+}
+
+/// What a request is answered with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    /// To [`Request::Hello`] and [`Request::Heartbeat`].
+    Sync(Sync),
+    /// To [`Request::AdmitFirst`].
+    Admitted,
+    /// To [`Request::AdmitFirst`]: the connection must be refused, with the reason.
+    Refused { reason: String },
+    /// To [`Request::Events`]: these event ids are durable and may be dropped from the spool.
+    EventsAck { event_ids: Vec<String> },
+    /// To [`Request::RenewCertificate`].
+    Certificate { cert_pem: String, expires_at: u64 },
+    /// To [`Request::Join`].
+    Joined(crate::api::JoinResponse),
+    /// To anything that needs no data back.
+    Ok,
+    /// The request failed; `message` says why.
+    Error { message: String },
+}
+
+/// The first frame a worker sends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol_version: u32,
+    pub worker_id: String,
+    /// The address clients dial for this worker's proxy listener.
+    pub proxy_addr: String,
+    pub live_sessions: Vec<String>,
+}
+
+/// The controller's view that a worker keeps in step with: keys and ended sessions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sync {
+    /// Grant-verification keys currently accepted (active and previous).
+    pub grant_keys: Vec<GrantKey>,
+    /// Sessions among the worker's live ones that have ended, with the reason.
+    pub ended: Vec<SessionEnd>,
+    /// How often the worker should send a heartbeat, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// The id of the controller that answered (for logs).
+    pub controller_id: String,
+}
+
+/// A request to admit a session's first connection on this worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdmitFirst {
+    pub session_id: String,
+    pub connection_id: String,
+    pub client_addr: String,
+}
+
+/// A session that must end, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEnd {
+    pub session_id: String,
+    pub reason: String,
+}
+
+/// A connection's life as the worker reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionEvent {
+    /// Unique per event: `<connection id>:opened` or `<connection id>:closed`.
+    pub event_id: String,
+    pub session_id: String,
+    pub connection_id: String,
+    pub at: u64,
+    #[serde(flatten)]
+    pub kind: ConnectionEventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ConnectionEventKind {
+    Opened {
+        client_addr: String,
+        endpoint: String,
+    },
+    Closed {
+        bytes_up: u64,
+        bytes_down: u64,
+        reason: String,
+    },
+}
+
+impl ConnectionEvent {
+    pub fn opened(session_id: &str, connection_id: &str, at: u64, client: &str, endpoint: &str) -> Self {
+        Self {
+            event_id: format!("{connection_id}:opened"),
+            session_id: session_id.to_owned(),
+            connection_id: connection_id.to_owned(),
+            at,
+            kind: ConnectionEventKind::Opened {
+                client_addr: client.to_owned(),
+                endpoint: endpoint.to_owned(),
+            },
+        }
+    }
+
+    pub fn closed(
+        session_id: &str,
+        connection_id: &str,
+        at: u64,
+        bytes_up: u64,
+        bytes_down: u64,
+        reason: &str,
+    ) -> Self {
+        Self {
+            event_id: format!("{connection_id}:closed"),
+            session_id: session_id.to_owned(),
+            connection_id: connection_id.to_owned(),
+            at,
+            kind: ConnectionEventKind::Closed {
+                bytes_up,
+                bytes_down,
+                reason: reason.to_owned(),
+            },
+        }
+    }
+}
+
+/// Encodes a frame as JSON bytes.
+pub fn encode(frame: &Frame) -> Result<bytes::Bytes, serde_json::Error> {
+    serde_json::to_vec(frame).map(bytes::Bytes::from)
+}
+
+/// Decodes a frame; an unknown or malformed frame is an error, never a panic.
+pub fn decode(bytes: &[u8]) -> Result<Frame, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_garbage_is_an_error() {
+        let frame = Frame::Request {
+            id: 7,
+            body: Request::Events {
+                events: vec![ConnectionEvent::closed("s", "c", 1, 10, 20, "closed")],
+            },
+        };
+        let bytes = encode(&frame).unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        assert!(text.contains(r#""event":"closed""#), "{text}");
+        match decode(&bytes).unwrap() {
+            Frame::Request { id: 7, body: Request::Events { events } } => {
+                assert_eq!(events[0].event_id, "c:closed")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(decode(b"{\"frame\":\"request\",\"id\":1,\"body\":{\"type\":\"nope\"}}").is_err());
+        assert!(decode(b"\xff\x00").is_err());
+    }
+}

@@ -1,0 +1,96 @@
+//! The command line: argument definitions and dispatch to one module per command group.
+
+pub mod connect;
+pub mod daemon;
+pub mod dev;
+pub mod http;
+pub mod output;
+pub mod policy;
+pub mod sessions;
+pub mod targets;
+pub mod tls;
+pub mod workers;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Portcullis: a zero-trust access broker for Proxmox clouds and homelabs.
+///
+/// A controller authorises users against a zone firewall matrix; workers broker TCP
+/// sessions to targets. Start everything on one machine with `portcullis dev`, then in
+/// another shell `. STATE/dev.env` and try `portcullis targets list`.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "PORTCULLIS_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info` or `portcullis_worker=debug` (RUST_LOG syntax).
+    #[arg(long, global = true, env = "PORTCULLIS_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a controller and a worker on 127.0.0.1 with SQLite, for trying Portcullis out.
+    Dev(dev::DevArgs),
+    /// Run or administer a controller.
+    #[command(subcommand)]
+    Controller(daemon::ControllerCommand),
+    /// Run a worker.
+    #[command(subcommand)]
+    Worker(daemon::WorkerCommand),
+    /// Manage targets: the hosts and services sessions reach.
+    #[command(subcommand)]
+    Targets(targets::TargetsCommand),
+    /// List, inspect and cancel sessions.
+    #[command(subcommand)]
+    Sessions(sessions::SessionsCommand),
+    /// Manage workers and their join tokens.
+    #[command(subcommand)]
+    Workers(workers::WorkersCommand),
+    /// Open a brokered session to a target and carry connections through it.
+    Connect(connect::ConnectArgs),
+    /// Check, explain and export the zone matrix policy.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let code = match cli.command {
+        Command::Dev(args) => dev::run(args).await?,
+        Command::Controller(cmd) => daemon::run_controller(cmd).await?,
+        Command::Worker(cmd) => daemon::run_worker(cmd).await?,
+        Command::Targets(cmd) => targets::run(cmd).await?,
+        Command::Sessions(cmd) => sessions::run(cmd).await?,
+        Command::Workers(cmd) => workers::run(cmd).await?,
+        Command::Connect(args) => connect::run(args).await?,
+        Command::Policy(cmd) => policy::run(cmd)?,
+    };
+    Ok(u8::try_from(code).unwrap_or(2))
+}
+
+/// Sets up tracing on stderr in the chosen format.
+pub fn init_tracing(args: &LogArgs) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}

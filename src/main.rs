@@ -1,0 +1,33 @@
+//! `portcullis`: one binary whose subcommands are the controller and worker daemons, the
+//! all-in-one `dev` mode, and the client.
+#![forbid(unsafe_code)]
+
+mod cli;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    // Exactly one rustls crypto provider for the whole process, installed before anything
+    // builds a TLS config: the dependency tree could otherwise offer two and rustls would
+    // refuse to pick.
+    if let Err(err) = cli::tls::install_crypto_provider() {
+        eprintln!("error: {err:#}");
+        return std::process::ExitCode::from(2);
+    }
+    let args = cli::Cli::parse();
+    cli::init_tracing(&args.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(cli::run(args)) {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
