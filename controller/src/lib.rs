@@ -1,1 +1,155 @@
-//! placeholder
+//! The Portcullis controller: it authenticates users, authorises sessions against the zone
+//! matrix policy, signs grants, keeps every piece of state in the store, and tells workers
+//! when sessions end.
+//!
+//! Code map: [`config`] (validated configuration), [`store`] (SQLite/PostgreSQL), [`keys`]
+//! (sealed keyset and TLS CA), [`api`] (HTTPS JSON API), [`link`] (the cluster link with
+//! workers), [`sessions`] (authorisation and lifecycle), [`audit`] (the audit hook),
+//! [`authz`] (identity and permissions from the pure policy crate).
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod audit;
+pub mod authz;
+pub mod clock;
+pub mod config;
+pub mod enrolment;
+pub mod ids;
+pub mod keys;
+pub mod link;
+pub mod policy_file;
+pub mod secret;
+pub mod sessions;
+pub mod state;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+pub use config::Config;
+use keys::{Keyset, MasterKey};
+use state::AppState;
+use store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Keys(#[from] keys::KeyError),
+    #[error("policy: {0}")]
+    Policy(String),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Opens the store (applying migrations) and the keyset: what both the daemon and the
+/// offline admin commands need.
+pub async fn open(config: &Config) -> Result<(Store, Keyset), ControllerError> {
+    let store = Store::connect(&config.store_url, config.store_max_connections).await?;
+    store.migrate().await?;
+    let master = match &config.master_key {
+        config::MasterKeySource::File(path) => MasterKey::from_file(path)?,
+        config::MasterKeySource::Env(hex) => MasterKey::from_hex(hex)?,
+    };
+    let keys = Keyset::new(store.clone(), master);
+    keys.ensure().await?;
+    Ok((store, keys))
+}
+
+/// A controller with its listeners bound, ready to [`Controller::run`].
+pub struct Controller {
+    state: AppState,
+    api: TcpListener,
+    cluster: TcpListener,
+    api_tls: Arc<rustls::ServerConfig>,
+    link_tls: Arc<rustls::ServerConfig>,
+    ca_pem: String,
+}
+
+impl Controller {
+    /// Opens the store and keyset, loads the policy, and binds the API and cluster ports
+    /// (port 0 picks a free one).
+    pub async fn start(config: Config) -> Result<Controller, ControllerError> {
+        let (store, keys) = open(&config).await?;
+        let policy = match &config.policy_file {
+            Some(path) => Some(Arc::new(policy_file::load(path).map_err(ControllerError::Policy)?)),
+            None => {
+                tracing::warn!("no policy file is configured: every session will be denied");
+                None
+            }
+        };
+        let (policy_tx, policy_rx) = tokio::sync::watch::channel(policy);
+        let ca = keys.certificate_authority().await?;
+        let lifetime = std::time::Duration::from_secs(30 * 24 * 3600);
+        let (chain, key) = ca.issue_server_identity(&config.api_tls_names, lifetime)?;
+        let mut api_tls = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| keys::KeyError::Crypto(e.to_string()))?;
+        api_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let link_tls = link::tls_config(&ca)?;
+        let api = TcpListener::bind(config.api_listen)
+            .await
+            .map_err(|source| ControllerError::Bind { what: "API", addr: config.api_listen, source })?;
+        let cluster = TcpListener::bind(config.cluster_listen)
+            .await
+            .map_err(|source| ControllerError::Bind { what: "cluster link", addr: config.cluster_listen, source })?;
+        let state = AppState {
+            controller_id: ids::new_id(ids::IdKind::Controller).into(),
+            config: Arc::new(config),
+            store,
+            keys,
+            links: link::registry::Registry::default(),
+            policy: policy_rx,
+            policy_tx: Arc::new(policy_tx),
+        };
+        Ok(Controller { state, api, cluster, api_tls: Arc::new(api_tls), link_tls, ca_pem: ca.cert_pem })
+    }
+
+    pub fn api_addr(&self) -> std::io::Result<SocketAddr> {
+        self.api.local_addr()
+    }
+
+    pub fn cluster_addr(&self) -> std::io::Result<SocketAddr> {
+        self.cluster.local_addr()
+    }
+
+    /// The CA certificate (PEM) clients and workers trust.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves the API and the cluster link, and runs the sweeper, until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let state = self.state;
+        let router = api::router(state.clone());
+        let id = state.controller_id.clone();
+        let api = tokio::spawn(
+            api::serve(self.api, self.api_tls, router, shutdown.clone())
+                .instrument(tracing::info_span!("api", controller.id = %id)),
+        );
+        let link = tokio::spawn(
+            link::serve(self.cluster, self.link_tls, state.clone(), shutdown.clone())
+                .instrument(tracing::info_span!("cluster", controller.id = %id)),
+        );
+        let sweeper = tokio::spawn(
+            sessions::sweeper::run(state.clone(), shutdown.clone())
+                .instrument(tracing::info_span!("sweeper", controller.id = %id)),
+        );
+        let _ = tokio::join!(api, link, sweeper);
+        state.store.close().await;
+    }
+}

@@ -39,3 +39,42 @@ mod tests {
         assert!(unb64("***").is_err());
     }
 }
+
+/// The fixed DER prefix of an Ed25519 `SubjectPublicKeyInfo` (RFC 8410); the 32 key bytes
+/// follow it.
+const ED25519_SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+
+/// Why a public key was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("not an Ed25519 SubjectPublicKeyInfo (Portcullis keys are Ed25519)")]
+pub struct NotEd25519;
+
+/// The raw 32-byte key of an Ed25519 SPKI; any other algorithm or encoding is refused.
+pub fn ed25519_from_spki(spki_der: &[u8]) -> Result<[u8; 32], NotEd25519> {
+    let rest = spki_der.strip_prefix(&ED25519_SPKI_PREFIX[..]).ok_or(NotEd25519)?;
+    rest.try_into().map_err(|_| NotEd25519)
+}
+
+/// The SPKI DER of a raw Ed25519 public key.
+pub fn ed25519_spki(raw: &[u8; 32]) -> Vec<u8> {
+    let mut out = ED25519_SPKI_PREFIX.to_vec();
+    out.extend_from_slice(raw);
+    out
+}
+
+#[cfg(test)]
+mod spki_tests {
+    use super::*;
+
+    #[test]
+    fn ed25519_spki_round_trips_and_others_are_refused() {
+        let raw = [7u8; 32];
+        let spki = ed25519_spki(&raw);
+        assert_eq!(spki.len(), 44);
+        assert_eq!(ed25519_from_spki(&spki), Ok(raw));
+        assert_eq!(ed25519_from_spki(&spki[..43]), Err(NotEd25519));
+        let mut other = spki.clone();
+        other[8] = 0x71;
+        assert_eq!(ed25519_from_spki(&other), Err(NotEd25519));
+    }
+}

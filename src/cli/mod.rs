@@ -3,6 +3,7 @@
 pub mod connect;
 pub mod daemon;
 pub mod dev;
+pub mod echo;
 pub mod http;
 pub mod output;
 pub mod policy;

@@ -1,0 +1,163 @@
+//! Request extractors: the authenticated caller, and JSON bodies whose errors name the field.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use portcullis_policy::Permission;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use crate::audit::{self, Actor, AuditEvent};
+use crate::state::AppState;
+use crate::store::users::UserRecord;
+
+/// The peer address of the TLS connection a request came in on.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<PeerAddr>()
+            .copied()
+            .ok_or_else(|| ApiError::internal("peer address missing"))
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: UserRecord,
+    pub token_id: String,
+    pub token_expires_at: i64,
+    pub permissions: BTreeSet<Permission>,
+    pub peer: SocketAddr,
+}
+
+impl Principal {
+    pub fn has(&self, permission: Permission) -> bool {
+        self.permissions.contains(&permission)
+    }
+
+    /// Fails with 403 unless the caller holds `permission`.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.has(permission) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this needs the `{permission}` permission, which none of your roles grants"
+            )))
+        }
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor {
+            user_id: Some(self.user.id.clone()),
+            username: Some(self.user.username.clone()),
+            groups: self.user.groups.clone(),
+            source: Some(self.peer.ip().to_string()),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let PeerAddr(peer) = PeerAddr::from_request_parts(parts, state).await?;
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer TOKEN`; log in first"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
+        let hash = crate::ids::secret_hash(token);
+        let now = crate::clock::to_i64(crate::clock::now());
+        let mut conn = state.store.conn().await?;
+        let found = crate::store::tokens::authenticate(&mut conn, &hash, now).await?;
+        drop(conn);
+        let Some((user, token_id, token_expires_at)) = found else {
+            let mut tx = state.store.begin().await?;
+            audit::record(
+                &mut tx,
+                AuditEvent::new(
+                    audit::kind::TOKEN_REJECTED,
+                    Actor { user_id: None, username: None, groups: vec![], source: Some(peer.ip().to_string()) },
+                )
+                .reason("unknown, expired or revoked token"),
+            )
+            .await?;
+            tx.commit().await?;
+            return Err(ApiError::unauthorized("the token is unknown, expired or revoked; log in again"));
+        };
+        let policy = state.policy();
+        let permissions = crate::authz::permissions(policy.as_deref(), &user);
+        Ok(Principal { user, token_id, token_expires_at, permissions, peer })
+    }
+}
+
+/// A JSON body; a malformed, mistyped or oversized body is a 4xx naming the problem.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_error(rejection)),
+        }
+    }
+}
+
+fn json_error(rejection: JsonRejection) -> ApiError {
+    let status = rejection.status();
+    let text = rejection.body_text();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(status, "payload_too_large", "the request body is too large");
+    }
+    if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return ApiError::new(status, "unsupported_media_type", "send the body as JSON with `Content-Type: application/json`");
+    }
+    let mut err = ApiError::bad_request(text.clone());
+    err.field = field_of(&text);
+    err
+}
+
+/// Pulls the field name out of serde's messages (`unknown field `x``, `missing field `x``,
+/// or a `path: message` prefix).
+fn field_of(text: &str) -> Option<String> {
+    for marker in ["unknown field `", "missing field `"] {
+        if let Some(start) = text.find(marker) {
+            let rest = &text[start + marker.len()..];
+            return rest.split('`').next().map(str::to_owned);
+        }
+    }
+    let body = text.split("target type: ").nth(1)?;
+    let (path, _) = body.split_once(": ")?;
+    (!path.contains(' ') && path != ".").then(|| path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn field_names_are_extracted() {
+        assert_eq!(super::field_of("... unknown field `nmae`, expected one of"), Some("nmae".into()));
+        assert_eq!(super::field_of("... missing field `address` at line 1"), Some("address".into()));
+        assert_eq!(
+            super::field_of("Failed to deserialize the JSON body into the target type: vmid: invalid type"),
+            Some("vmid".into())
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! Logging in (the development login until OIDC lands), `whoami` and logout.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use portcullis_proto::api::{DevLoginRequest, LoginResponse, UserInfo};
+
+use super::error::ApiError;
+use super::extract::{ApiJson, PeerAddr, Principal};
+use crate::audit::{self, Actor, AuditEvent};
+use crate::clock;
+use crate::ids::{new_id, new_secret, secret_hash, IdKind};
+use crate::state::AppState;
+use crate::store::tokens::{self, TokenRecord};
+use crate::store::users::{self, UserRecord};
+use crate::store::rate_limits;
+
+pub const DEV_ISSUER: &str = "portcullis-dev";
+
+pub fn user_info(state: &AppState, user: &UserRecord, token_expires_at: Option<i64>) -> UserInfo {
+    let policy = state.policy();
+    UserInfo {
+        id: user.id.clone(),
+        issuer: user.issuer.clone(),
+        subject: user.subject.clone(),
+        username: user.username.clone(),
+        groups: user.groups.clone(),
+        amr: user.amr.clone(),
+        acr: user.acr.clone(),
+        auth_time: user.auth_time.map(clock::to_u64),
+        permissions: crate::authz::permissions(policy.as_deref(), user).iter().map(|p| p.to_string()).collect(),
+        token_expires_at: token_expires_at.map(clock::to_u64),
+    }
+}
+
+/// Stores (or refreshes) a user and issues an API token for it, in one transaction with the
+/// login's audit event. Returns the token secret, shown once.
+pub async fn issue_token(state: &AppState, user: UserRecord, source: &str) -> Result<LoginResponse, ApiError> {
+    let now = clock::now();
+    let secret = new_secret();
+    let expires_at = now + state.config.token_lifetime.as_secs();
+    let mut tx = state.store.begin().await?;
+    let user = users::upsert(&mut tx, &user).await?;
+    let token_id = new_id(IdKind::Token);
+    tokens::insert(
+        &mut tx,
+        &TokenRecord {
+            id: token_id.clone(),
+            user_id: user.id.clone(),
+            token_hash: secret_hash(&secret),
+            created_at: clock::to_i64(now),
+            expires_at: clock::to_i64(expires_at),
+        },
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        AuditEvent::new(
+            audit::kind::LOGIN_SUCCEEDED,
+            Actor {
+                user_id: Some(user.id.clone()),
+                username: Some(user.username.clone()),
+                groups: user.groups.clone(),
+                source: Some(source.to_owned()),
+            },
+        )
+        .details(serde_json::json!({"issuer": user.issuer, "token_id": token_id, "expires_at": expires_at})),
+    )
+    .await?;
+    tx.commit().await?;
+    let info = user_info(state, &user, Some(clock::to_i64(expires_at)));
+    Ok(LoginResponse { token: secret, expires_at, user: info })
+}
+
+/// `POST /v1/auth/dev-login`: only when the controller runs with `auth.dev_login = true`.
+pub async fn dev_login(
+    State(state): State<AppState>,
+    PeerAddr(peer): PeerAddr,
+    ApiJson(body): ApiJson<DevLoginRequest>,
+) -> Result<(StatusCode, Json<LoginResponse>), ApiError> {
+    if !state.config.dev_login {
+        return Err(ApiError::not_found("route", "/v1/auth/dev-login"));
+    }
+    let now = clock::to_i64(clock::now());
+    let allowed = {
+        let mut conn = state.store.conn().await?;
+        rate_limits::hit(&mut conn, &format!("login:{}", peer.ip()), now, 60, state.config.login_rate_limit).await?
+    };
+    if !allowed {
+        let mut tx = state.store.begin().await?;
+        audit::record(
+            &mut tx,
+            AuditEvent::new(
+                audit::kind::LOGIN_FAILED,
+                Actor { user_id: None, username: Some(body.username.clone()), groups: vec![], source: Some(peer.ip().to_string()) },
+            )
+            .reason("rate limited"),
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many login attempts from this address; wait a minute"));
+    }
+    if body.username.is_empty() || body.username.len() > 64 || !body.username.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b)) {
+        return Err(ApiError::field("username", "1-64 letters, digits, `-`, `_`, `.` or `@`"));
+    }
+    let user = UserRecord {
+        id: new_id(IdKind::User),
+        issuer: DEV_ISSUER.into(),
+        subject: body.username.clone(),
+        username: body.username,
+        email: None,
+        name: None,
+        groups: body.groups,
+        amr: body.amr,
+        acr: None,
+        auth_time: Some(now),
+        updated_at: now,
+    };
+    let response = issue_token(&state, user, &peer.ip().to_string()).await?;
+    Ok((StatusCode::CREATED, Json(response)))
+}
+
+pub async fn whoami(State(state): State<AppState>, principal: Principal) -> Json<UserInfo> {
+    Json(user_info(&state, &principal.user, Some(principal.token_expires_at)))
+}

@@ -1,0 +1,116 @@
+//! The HTTPS JSON API under `/v1`. [`router`] builds the routes over the shared state and can
+//! be exercised without a socket; [`serve`] runs it on a TLS listener.
+
+pub mod audit;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod login;
+pub mod policy;
+pub mod sessions;
+pub mod targets;
+pub mod workers;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+use tracing::Instrument as _;
+
+use crate::state::AppState;
+use extract::PeerAddr;
+
+/// Every route of the API.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.api_max_body_bytes;
+    Router::new()
+        .route("/v1/health", get(health::health))
+        .route("/v1/auth/dev-login", post(login::dev_login))
+        .route("/v1/whoami", get(login::whoami))
+        .route("/v1/targets", get(targets::list).post(targets::create))
+        .route(
+            "/v1/targets/{id}",
+            get(targets::get).patch(targets::update).delete(targets::delete),
+        )
+        .route("/v1/targets/{id}/authorize-session", post(sessions::authorize_session))
+        .route("/v1/sessions", get(sessions::list))
+        .route("/v1/sessions/{id}", get(sessions::get))
+        .route("/v1/sessions/{id}/cancel", post(sessions::cancel))
+        .route("/v1/workers", get(workers::list))
+        .route("/v1/workers/join-tokens", post(workers::create_join_token))
+        .route("/v1/workers/{id}", get(workers::get).delete(workers::delete))
+        .route("/v1/policy/reload", post(policy::reload))
+        .route("/v1/audit", get(audit::list))
+        .fallback(|| async {
+            error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such API route; see docs/api.md")
+        })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Serves `router` over TLS on `listener` until `shutdown`; one span per request with the
+/// client's address.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    shutdown: CancellationToken,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::warn!(error = %err, "API accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let shutdown = shutdown.clone();
+        let span = tracing::debug_span!("api_connection", client.addr = %peer);
+        tokio::spawn(
+            async move {
+                let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(err)) => {
+                        tracing::debug!(error = %err, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(PeerAddr(peer));
+                    let span = tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        client.addr = %peer,
+                    );
+                    router.clone().oneshot(req.map(axum::body::Body::new)).instrument(span)
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection(TokioIo::new(tls), service);
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    _ = shutdown.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+                    }
+                }
+            }
+            .instrument(span),
+        );
+    }
+}

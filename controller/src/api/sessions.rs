@@ -1,0 +1,133 @@
+//! `/v1/sessions` and `/v1/targets/{id}/authorize-session`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use portcullis_policy::Permission;
+use portcullis_proto::api::{AuthorizeSession, Connection, List, Session, SessionAuthorization};
+use portcullis_proto::link::reason;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, Principal};
+use crate::clock;
+use crate::sessions::{authorize, lifecycle};
+use crate::state::AppState;
+use crate::store::sessions::{self as rows, ConnectionRecord, SessionRecord};
+use crate::store::{targets, users};
+
+pub async fn authorize_session(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AuthorizeSession>,
+) -> Result<(StatusCode, Json<SessionAuthorization>), ApiError> {
+    let spki = portcullis_proto::keys::unb64(&body.client_public_key)
+        .map_err(|_| ApiError::field("client_public_key", "must be base64url DER SubjectPublicKeyInfo"))?;
+    portcullis_proto::keys::ed25519_from_spki(&spki)
+        .map_err(|e| ApiError::field("client_public_key", e.to_string()))?;
+    let target = {
+        let mut conn = state.store.conn().await?;
+        targets::find(&mut conn, &id).await?.ok_or_else(|| ApiError::not_found("target", &id))?
+    };
+    let auth = authorize::authorize(&state, &principal, target, &spki).await?;
+    Ok((StatusCode::CREATED, Json(auth)))
+}
+
+fn conn_to_api(c: &ConnectionRecord) -> Connection {
+    Connection {
+        id: c.id.clone(),
+        client_addr: c.client_addr.clone(),
+        state: c.state.clone(),
+        bytes_up: clock::to_u64(c.bytes_up),
+        bytes_down: clock::to_u64(c.bytes_down),
+        opened_at: clock::to_u64(c.opened_at),
+        closed_at: c.closed_at.map(clock::to_u64),
+        close_reason: c.close_reason.clone(),
+    }
+}
+
+async fn to_api(state: &AppState, s: &SessionRecord, with_connections: bool) -> Result<Session, ApiError> {
+    let mut conn = state.store.conn().await?;
+    let username = users::get(&mut conn, &s.user_id).await?.map(|u| u.username).unwrap_or_default();
+    let connections = if with_connections {
+        rows::connections(&mut conn, &s.id).await?.iter().map(conn_to_api).collect()
+    } else {
+        vec![]
+    };
+    Ok(Session {
+        id: s.id.clone(),
+        user_id: s.user_id.clone(),
+        username,
+        target_id: s.target_id.clone(),
+        worker_id: s.worker_id.clone(),
+        state: s.state.clone(),
+        termination_reason: s.termination_reason.clone(),
+        client_addr: s.client_addr.clone(),
+        endpoint: s.endpoint.clone(),
+        connection_limit: u32::try_from(s.connection_limit).unwrap_or(0),
+        created_at: clock::to_u64(s.created_at),
+        expires_at: clock::to_u64(s.expires_at),
+        activated_at: s.activated_at.map(clock::to_u64),
+        terminated_at: s.terminated_at.map(clock::to_u64),
+        connections,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    limit: Option<i64>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<List<Session>>, ApiError> {
+    let limit = q.limit.unwrap_or(200).clamp(1, 1000);
+    let only = (!principal.has(Permission::SessionsReadAll)).then_some(principal.user.id.as_str());
+    let records = {
+        let mut conn = state.store.conn().await?;
+        rows::list(&mut conn, only, limit).await?
+    };
+    let mut items = Vec::with_capacity(records.len());
+    for s in &records {
+        items.push(to_api(&state, s, false).await?);
+    }
+    Ok(Json(List { items }))
+}
+
+async fn visible(state: &AppState, principal: &Principal, id: &str, any: Permission) -> Result<SessionRecord, ApiError> {
+    let session = {
+        let mut conn = state.store.conn().await?;
+        rows::get(&mut conn, id).await?.ok_or_else(|| ApiError::not_found("session", id))?
+    };
+    if session.user_id != principal.user.id {
+        principal.require(any)?;
+    }
+    Ok(session)
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Session>, ApiError> {
+    let session = visible(&state, &principal, &id, Permission::SessionsReadAll).await?;
+    Ok(Json(to_api(&state, &session, true).await?))
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Session>, ApiError> {
+    let session = visible(&state, &principal, &id, Permission::SessionsCancelAny).await?;
+    lifecycle::end_session(&state, &session.id, reason::CANCELED, principal.actor()).await?;
+    let session = {
+        let mut conn = state.store.conn().await?;
+        rows::get(&mut conn, &id).await?.ok_or_else(|| ApiError::not_found("session", &id))?
+    };
+    Ok(Json(to_api(&state, &session, true).await?))
+}

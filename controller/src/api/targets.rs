@@ -1,0 +1,216 @@
+//! `/v1/targets`: create, list, show, update and delete targets.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use portcullis_policy::Permission;
+use portcullis_proto::api::{CreateTarget, List, Target, UpdateTarget};
+
+use super::error::ApiError;
+use super::extract::{ApiJson, Principal};
+use crate::audit::{self, AuditEvent};
+use crate::clock;
+use crate::ids::{new_id, IdKind};
+use crate::state::AppState;
+use crate::store::targets::{self as rows, TargetRecord};
+
+const MAX_SESSION_SECS: u64 = 30 * 24 * 3600;
+
+pub fn to_api(t: &TargetRecord) -> Target {
+    Target {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        address: t.address.clone(),
+        zone: t.zone.clone(),
+        service: t.service.clone(),
+        vmid: t.vmid,
+        tags: t.tags.clone(),
+        pool: t.pool.clone(),
+        max_session_secs: clock::to_u64(t.max_session_secs),
+        connection_limit: u32::try_from(t.connection_limit).unwrap_or(0),
+        created_at: clock::to_u64(t.created_at),
+        updated_at: clock::to_u64(t.updated_at),
+    }
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && !crate::ids::looks_like(IdKind::Target, name);
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::field("name", "a target name is 1-64 letters, digits, `-`, `_` or `.`, e.g. web-01"))
+    }
+}
+
+/// Checks `HOST:PORT` (a name, an IPv4 address, or `[IPv6]`).
+pub fn check_address(address: &str) -> Result<(), ApiError> {
+    let bad = || ApiError::field("address", format!("{address:?} is not HOST:PORT (e.g. 10.20.0.5:22 or web-01.lan:22)"));
+    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host.len() <= 253
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+    };
+    if port == 0 || !host_ok {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn check_optional_label(field: &str, value: &Option<String>) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v.is_empty() || v.len() > 64 => Err(ApiError::field(field, format!("`{field}` must be 1-64 characters"))),
+        _ => Ok(()),
+    }
+}
+
+fn check_max(secs: u64) -> Result<i64, ApiError> {
+    if secs == 0 || secs > MAX_SESSION_SECS {
+        return Err(ApiError::field("max_session_secs", "must be between 1 second and 30 days"));
+    }
+    Ok(clock::to_i64(secs))
+}
+
+fn check_record(t: &TargetRecord) -> Result<(), ApiError> {
+    check_name(&t.name)?;
+    check_address(&t.address)?;
+    check_optional_label("zone", &t.zone)?;
+    check_optional_label("service", &t.service)?;
+    check_optional_label("pool", &t.pool)?;
+    if t.tags.len() > 32 || t.tags.iter().any(|tag| tag.is_empty() || tag.len() > 64) {
+        return Err(ApiError::field("tags", "at most 32 tags of 1-64 characters"));
+    }
+    Ok(())
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<CreateTarget>,
+) -> Result<(StatusCode, Json<Target>), ApiError> {
+    principal.require(Permission::TargetsAdmin)?;
+    let now = clock::to_i64(clock::now());
+    let record = TargetRecord {
+        id: new_id(IdKind::Target),
+        name: body.name,
+        address: body.address,
+        zone: body.zone,
+        service: body.service,
+        vmid: body.vmid,
+        tags: body.tags,
+        pool: body.pool,
+        max_session_secs: check_max(body.max_session_secs.unwrap_or(state.config.session_default_max.as_secs()))?,
+        connection_limit: i64::from(body.connection_limit.unwrap_or(0)),
+        created_at: now,
+        updated_at: now,
+    };
+    check_record(&record)?;
+    let mut tx = state.store.begin().await?;
+    rows::insert(&mut tx, &record).await.map_err(|e| match e {
+        crate::store::StoreError::Conflict(_) => {
+            ApiError::new(StatusCode::CONFLICT, "conflict", format!("a target named {:?} already exists", record.name))
+        }
+        other => other.into(),
+    })?;
+    audit::record(
+        &mut tx,
+        AuditEvent::new(audit::kind::TARGET_CREATED, principal.actor())
+            .target(&record.id)
+            .details(serde_json::json!({"name": record.name, "address": record.address})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(to_api(&record))))
+}
+
+pub async fn list(State(state): State<AppState>, _principal: Principal) -> Result<Json<List<Target>>, ApiError> {
+    let mut conn = state.store.conn().await?;
+    let items = rows::list(&mut conn).await?.iter().map(to_api).collect();
+    Ok(Json(List { items }))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    _principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Target>, ApiError> {
+    let mut conn = state.store.conn().await?;
+    let target = rows::find(&mut conn, &id).await?.ok_or_else(|| ApiError::not_found("target", &id))?;
+    Ok(Json(to_api(&target)))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateTarget>,
+) -> Result<Json<Target>, ApiError> {
+    principal.require(Permission::TargetsAdmin)?;
+    let mut tx = state.store.begin().await?;
+    let mut t = rows::find(&mut tx, &id).await?.ok_or_else(|| ApiError::not_found("target", &id))?;
+    if let Some(v) = body.name {
+        t.name = v;
+    }
+    if let Some(v) = body.address {
+        t.address = v;
+    }
+    if let Some(v) = body.zone {
+        t.zone = v;
+    }
+    if let Some(v) = body.service {
+        t.service = v;
+    }
+    if let Some(v) = body.vmid {
+        t.vmid = v;
+    }
+    if let Some(v) = body.tags {
+        t.tags = v;
+    }
+    if let Some(v) = body.pool {
+        t.pool = v;
+    }
+    if let Some(v) = body.max_session_secs {
+        t.max_session_secs = check_max(v)?;
+    }
+    if let Some(v) = body.connection_limit {
+        t.connection_limit = i64::from(v);
+    }
+    t.updated_at = clock::to_i64(clock::now());
+    check_record(&t)?;
+    rows::update(&mut tx, &t).await?;
+    audit::record(
+        &mut tx,
+        AuditEvent::new(audit::kind::TARGET_UPDATED, principal.actor())
+            .target(&t.id)
+            .details(serde_json::json!({"name": t.name, "address": t.address})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(to_api(&t)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Permission::TargetsAdmin)?;
+    let mut tx = state.store.begin().await?;
+    let t = rows::find(&mut tx, &id).await?.ok_or_else(|| ApiError::not_found("target", &id))?;
+    rows::delete(&mut tx, &t.id).await?;
+    audit::record(
+        &mut tx,
+        AuditEvent::new(audit::kind::TARGET_DELETED, principal.actor())
+            .target(&t.id)
+            .details(serde_json::json!({"name": t.name})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

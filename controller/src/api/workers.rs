@@ -1,0 +1,92 @@
+//! `/v1/workers`: list, show and delete workers; issue join tokens.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use portcullis_policy::Permission;
+use portcullis_proto::api::{CreateJoinToken, JoinToken, List, Worker};
+use portcullis_proto::link::reason;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, Principal};
+use crate::audit::{self, AuditEvent};
+use crate::clock;
+use crate::sessions::lifecycle;
+use crate::state::AppState;
+use crate::store::workers::{self as rows, WorkerRecord};
+use crate::store::sessions as session_rows;
+
+fn to_api(w: &WorkerRecord) -> Worker {
+    Worker {
+        id: w.id.clone(),
+        name: w.name.clone(),
+        proxy_addr: w.proxy_addr.clone(),
+        key_fingerprint: w.key_fingerprint.clone(),
+        state: w.state.clone(),
+        created_at: clock::to_u64(w.created_at),
+        last_seen_at: w.last_seen_at.map(clock::to_u64),
+        cert_expires_at: clock::to_u64(w.cert_expires_at),
+    }
+}
+
+pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<List<Worker>>, ApiError> {
+    principal.require(Permission::WorkersAdmin)?;
+    let mut conn = state.store.conn().await?;
+    Ok(Json(List { items: rows::list(&mut conn).await?.iter().map(to_api).collect() }))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Worker>, ApiError> {
+    principal.require(Permission::WorkersAdmin)?;
+    let mut conn = state.store.conn().await?;
+    let w = rows::find(&mut conn, &id).await?.ok_or_else(|| ApiError::not_found("worker", &id))?;
+    Ok(Json(to_api(&w)))
+}
+
+/// Deletes a worker: its certificate is refused from now on, its link is dropped, and its
+/// sessions end.
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Permission::WorkersAdmin)?;
+    let mut tx = state.store.begin().await?;
+    let w = rows::find(&mut tx, &id).await?.ok_or_else(|| ApiError::not_found("worker", &id))?;
+    rows::mark_deleted(&mut tx, &w.id).await?;
+    audit::record(
+        &mut tx,
+        AuditEvent::new(audit::kind::WORKER_DELETED, principal.actor())
+            .details(serde_json::json!({"worker_id": w.id, "name": w.name})),
+    )
+    .await?;
+    tx.commit().await?;
+    let live = {
+        let mut conn = state.store.conn().await?;
+        session_rows::live_on_worker(&mut conn, &w.id).await?
+    };
+    for s in live {
+        lifecycle::end_session(&state, &s.id, reason::WORKER_DELETED, principal.actor()).await?;
+    }
+    state.links.disconnect(&w.id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn create_join_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<CreateJoinToken>,
+) -> Result<(StatusCode, Json<JoinToken>), ApiError> {
+    principal.require(Permission::WorkersAdmin)?;
+    let ttl = body.ttl_secs.unwrap_or(state.config.join_token_ttl.as_secs());
+    if ttl == 0 || ttl > 86_400 {
+        return Err(ApiError::field("ttl_secs", "must be between 1 and 86400 seconds"));
+    }
+    let (token, expires_at) =
+        crate::enrolment::issue_join_token(&state.store, &state.keys, Some(principal.actor()), ttl).await?;
+    Ok((StatusCode::CREATED, Json(JoinToken { token, expires_at })))
+}
+

@@ -1,0 +1,321 @@
+//! Controller configuration: a TOML file parsed into a raw struct that denies unknown keys,
+//! then validated into [`Config`] before any port is bound.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// A validated controller configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub store_url: Secret<String>,
+    pub store_max_connections: u32,
+    pub master_key: MasterKeySource,
+    pub api_listen: SocketAddr,
+    /// Names and addresses the API's TLS certificate is valid for.
+    pub api_tls_names: Vec<String>,
+    pub api_max_body_bytes: usize,
+    pub cluster_listen: SocketAddr,
+    pub policy_file: Option<PathBuf>,
+    pub dev_login: bool,
+    pub token_lifetime: Duration,
+    pub session_default_max: Duration,
+    pub session_pending_timeout: Duration,
+    pub sweep_interval: Duration,
+    pub heartbeat_interval: Duration,
+    pub worker_lost_after: Duration,
+    pub join_token_ttl: Duration,
+    pub worker_cert_lifetime: Duration,
+    pub login_rate_limit: u32,
+}
+
+/// Where the master key that seals the keyset comes from.
+#[derive(Debug, Clone)]
+pub enum MasterKeySource {
+    File(PathBuf),
+    /// Hex from `PORTCULLIS_MASTER_KEY`.
+    Env(Secret<String>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    keys: RawKeys,
+    #[serde(default)]
+    api: RawApi,
+    #[serde(default)]
+    cluster: RawCluster,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    sessions: RawSessions,
+    #[serde(default)]
+    workers: RawWorkers,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Option<String>,
+    max_connections: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    master_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: Option<String>,
+    tls_names: Option<Vec<String>>,
+    max_body_bytes: Option<usize>,
+    token_lifetime: Option<DurationValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    dev_login: Option<bool>,
+    login_rate_limit_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSessions {
+    default_max_duration: Option<DurationValue>,
+    pending_timeout: Option<DurationValue>,
+    sweep_interval: Option<DurationValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkers {
+    heartbeat_interval: Option<DurationValue>,
+    lost_after: Option<DurationValue>,
+    join_token_ttl: Option<DurationValue>,
+    cert_lifetime: Option<DurationValue>,
+}
+
+/// A duration written as seconds (`30`, `0.5`) or in words (`"8h"`, `"90s"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum DurationValue {
+    Seconds(f64),
+    Text(String),
+}
+
+impl DurationValue {
+    fn to_duration(&self, key: &'static str) -> Result<Duration, ConfigError> {
+        match self {
+            DurationValue::Seconds(s) if s.is_finite() && *s >= 0.0 => Ok(Duration::from_secs_f64(*s)),
+            DurationValue::Seconds(s) => Err(ConfigError::Invalid {
+                key,
+                message: format!("{s} is not a non-negative number of seconds"),
+            }),
+            DurationValue::Text(t) => humantime::parse_duration(t).map_err(|e| ConfigError::Invalid {
+                key,
+                message: format!("{t:?} is not a duration ({e}); write e.g. 30, 0.5, \"90s\" or \"8h\""),
+            }),
+        }
+    }
+}
+
+fn duration(
+    value: &Option<DurationValue>,
+    key: &'static str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    value.as_ref().map_or(Ok(default), |v| v.to_duration(key))
+}
+
+fn positive(d: Duration, key: &'static str) -> Result<Duration, ConfigError> {
+    if d.is_zero() {
+        return Err(ConfigError::Invalid { key, message: "must be greater than zero".into() });
+    }
+    Ok(d)
+}
+
+fn socket(value: &Option<String>, key: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
+    let text = value.as_deref().unwrap_or(default);
+    text.parse().map_err(|_| ConfigError::Invalid {
+        key,
+        message: format!("{text:?} is not an IP:PORT address (e.g. 127.0.0.1:9200)"),
+    })
+}
+
+impl Config {
+    /// Reads and validates a config file; `PORTCULLIS_DATABASE_URL` and
+    /// `PORTCULLIS_MASTER_KEY` override the file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string(), |k| std::env::var(k).ok())
+    }
+
+    /// Parses config text; `env` looks up overriding environment variables.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        Self::validate(raw, env)
+    }
+
+    fn validate(raw: RawConfig, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let store_url = env("PORTCULLIS_DATABASE_URL")
+            .or(raw.store.url)
+            .ok_or(ConfigError::Invalid {
+                key: "store.url",
+                message: "missing: set it to sqlite:///path/portcullis.db or postgres://... (or PORTCULLIS_DATABASE_URL)".into(),
+            })?;
+        if !(store_url.starts_with("sqlite:") || store_url.starts_with("postgres://") || store_url.starts_with("postgresql://")) {
+            return Err(ConfigError::Invalid {
+                key: "store.url",
+                message: "must start with sqlite: or postgres://".into(),
+            });
+        }
+        let master_key = match (env("PORTCULLIS_MASTER_KEY"), raw.keys.master_key_file) {
+            (Some(hex), _) => MasterKeySource::Env(Secret::new(hex)),
+            (None, Some(path)) => MasterKeySource::File(path),
+            (None, None) => {
+                return Err(ConfigError::Invalid {
+                    key: "keys.master_key_file",
+                    message: "missing: point it at a file holding 64 hex characters (or set PORTCULLIS_MASTER_KEY)".into(),
+                })
+            }
+        };
+        let tls_names = raw
+            .api
+            .tls_names
+            .unwrap_or_else(|| vec!["localhost".into(), "127.0.0.1".into()]);
+        if tls_names.is_empty() {
+            return Err(ConfigError::Invalid { key: "api.tls_names", message: "needs at least one name".into() });
+        }
+        let max_body = raw.api.max_body_bytes.unwrap_or(64 * 1024);
+        if !(1024..=16 * 1024 * 1024).contains(&max_body) {
+            return Err(ConfigError::Invalid {
+                key: "api.max_body_bytes",
+                message: "must be between 1024 and 16777216".into(),
+            });
+        }
+        let max_connections = raw.store.max_connections.unwrap_or(10);
+        if max_connections == 0 {
+            return Err(ConfigError::Invalid { key: "store.max_connections", message: "must be at least 1".into() });
+        }
+        let s = &raw.sessions;
+        let w = &raw.workers;
+        Ok(Config {
+            store_url: Secret::new(store_url),
+            store_max_connections: max_connections,
+            master_key,
+            api_listen: socket(&raw.api.listen, "api.listen", "127.0.0.1:9200")?,
+            api_tls_names: tls_names,
+            api_max_body_bytes: max_body,
+            cluster_listen: socket(&raw.cluster.listen, "cluster.listen", "127.0.0.1:9201")?,
+            policy_file: raw.policy.file,
+            dev_login: raw.auth.dev_login.unwrap_or(false),
+            login_rate_limit: raw.auth.login_rate_limit_per_minute.unwrap_or(30),
+            token_lifetime: positive(duration(&raw.api.token_lifetime, "api.token_lifetime", Duration::from_secs(8 * 3600))?, "api.token_lifetime")?,
+            session_default_max: positive(duration(&s.default_max_duration, "sessions.default_max_duration", Duration::from_secs(8 * 3600))?, "sessions.default_max_duration")?,
+            session_pending_timeout: positive(duration(&s.pending_timeout, "sessions.pending_timeout", Duration::from_secs(300))?, "sessions.pending_timeout")?,
+            sweep_interval: positive(duration(&s.sweep_interval, "sessions.sweep_interval", Duration::from_secs(5))?, "sessions.sweep_interval")?,
+            heartbeat_interval: positive(duration(&w.heartbeat_interval, "workers.heartbeat_interval", Duration::from_secs(1))?, "workers.heartbeat_interval")?,
+            worker_lost_after: positive(duration(&w.lost_after, "workers.lost_after", Duration::from_secs(30))?, "workers.lost_after")?,
+            join_token_ttl: positive(duration(&w.join_token_ttl, "workers.join_token_ttl", Duration::from_secs(3600))?, "workers.join_token_ttl")?,
+            worker_cert_lifetime: positive(duration(&w.cert_lifetime, "workers.cert_lifetime", Duration::from_secs(24 * 3600))?, "workers.cert_lifetime")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "test.toml", |_| None)
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse("[store]\nurl = \"sqlite://x.db\"\n[keys]\nmaster_key_file = \"m\"\n").unwrap();
+        assert_eq!(c.api_listen.port(), 9200);
+        assert_eq!(c.token_lifetime, Duration::from_secs(8 * 3600));
+        assert!(!c.dev_login);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = parse("[store]\nurl = \"sqlite://x.db\"\nmax_conections = 3\n").unwrap_err().to_string();
+        assert!(err.contains("max_conections") && err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let base = "[store]\nurl = \"sqlite://x.db\"\n[keys]\nmaster_key_file = \"m\"\n";
+        let err = parse(&format!("{base}[api]\nlisten = \"localhost\"\n")).unwrap_err().to_string();
+        assert!(err.contains("api.listen"), "{err}");
+        let err = parse(&format!("{base}[sessions]\nsweep_interval = \"soon\"\n")).unwrap_err().to_string();
+        assert!(err.contains("sessions.sweep_interval"), "{err}");
+        let err = parse(&format!("{base}[sessions]\nsweep_interval = 0\n")).unwrap_err().to_string();
+        assert!(err.contains("greater than zero"), "{err}");
+        let c = parse(&format!("{base}[sessions]\nsweep_interval = 0.25\n")).unwrap();
+        assert_eq!(c.sweep_interval, Duration::from_millis(250));
+        let err = parse("[keys]\nmaster_key_file = \"m\"\n").unwrap_err().to_string();
+        assert!(err.contains("store.url"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_store_and_master_key() {
+        let c = Config::parse("", "t", |k| match k {
+            "PORTCULLIS_DATABASE_URL" => Some("postgres://db/x".into()),
+            "PORTCULLIS_MASTER_KEY" => Some("00".repeat(32)),
+            _ => None,
+        })
+        .unwrap();
+        assert!(c.store_url.expose().starts_with("postgres://"));
+        assert!(matches!(c.master_key, MasterKeySource::Env(_)));
+    }
+}

@@ -1,0 +1,89 @@
+//! Identifiers and random secrets.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ring::rand::{SecureRandom as _, SystemRandom};
+
+/// Kinds of identifier, each with its prefix so an id says what it names.
+#[derive(Debug, Clone, Copy)]
+pub enum IdKind {
+    Session,
+    Target,
+    Worker,
+    User,
+    Token,
+    JoinToken,
+    Connection,
+    Key,
+    Event,
+    Controller,
+}
+
+impl IdKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            IdKind::Session => "s_",
+            IdKind::Target => "t_",
+            IdKind::Worker => "w_",
+            IdKind::User => "u_",
+            IdKind::Token => "at_",
+            IdKind::JoinToken => "jt_",
+            IdKind::Connection => "c_",
+            IdKind::Key => "k_",
+            IdKind::Event => "e_",
+            IdKind::Controller => "ctl_",
+        }
+    }
+}
+
+/// A new random identifier (96 bits of randomness) with the kind's prefix.
+pub fn new_id(kind: IdKind) -> String {
+    let mut bytes = [0u8; 12];
+    fill(&mut bytes);
+    format!("{}{}", kind.prefix(), hex::encode(bytes))
+}
+
+/// A new random secret of 256 bits, base64url encoded.
+pub fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    fill(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// SHA-256 of a secret: what the store keeps instead of the secret.
+pub fn secret_hash(secret: &str) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+fn fill(bytes: &mut [u8]) {
+    // The system RNG only fails if the OS has no entropy source at all; a process that
+    // cannot draw random numbers must not issue ids or secrets.
+    if SystemRandom::new().fill(bytes).is_err() {
+        std::process::abort();
+    }
+}
+
+/// A syntactically plausible id of this kind (used to tell ids from names in paths).
+pub fn looks_like(kind: IdKind, text: &str) -> bool {
+    text.strip_prefix(kind.prefix())
+        .is_some_and(|rest| rest.len() == 24 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_prefixed_unique_and_recognised() {
+        let a = new_id(IdKind::Session);
+        let b = new_id(IdKind::Session);
+        assert_ne!(a, b);
+        assert!(looks_like(IdKind::Session, &a));
+        assert!(!looks_like(IdKind::Target, &a));
+        assert!(!looks_like(IdKind::Session, "s_web-01"));
+        assert_eq!(new_secret().len(), 43);
+        assert_eq!(secret_hash("x").len(), 32);
+    }
+}

@@ -1,0 +1,177 @@
+//! The controller's TLS certificate authority: it certifies controllers (API and cluster
+//! link) and workers. Certificates are Ed25519 and short-lived.
+
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SubjectPublicKeyInfo,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use super::KeyError;
+use crate::secret::Secret;
+
+/// How long the CA itself is valid (it is rotated by replacing the key).
+const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// The CA's distinguished name is derived from its key id, so an issuer can be rebuilt from
+/// the stored key alone.
+fn ca_params(kid: &str) -> CertificateParams {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Portcullis");
+    dn.push(DnType::CommonName, format!("Portcullis CA {kid}"));
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params
+}
+
+fn set_validity(params: &mut CertificateParams, lifetime: Duration) {
+    // Five minutes of back-dating absorbs clock skew between machines.
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - Duration::from_secs(300);
+    params.not_after = now + lifetime;
+}
+
+fn key_pair(pkcs8: &[u8]) -> Result<KeyPair, KeyError> {
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8.to_vec()));
+    KeyPair::from_der_and_sign_algo(&der, &rcgen::PKCS_ED25519)
+        .map_err(|e| KeyError::Crypto(format!("bad CA key: {e}")))
+}
+
+/// Creates a self-signed CA certificate (PEM) for a freshly generated key.
+pub fn self_signed_ca(kid: &str, pkcs8: &[u8]) -> Result<String, KeyError> {
+    let key = key_pair(pkcs8)?;
+    let mut params = ca_params(kid);
+    set_validity(&mut params, CA_LIFETIME);
+    let cert = params.self_signed(&key).map_err(|e| KeyError::Crypto(e.to_string()))?;
+    Ok(cert.pem())
+}
+
+/// What a leaf certificate is for.
+pub enum Leaf<'a> {
+    /// A server certificate valid for these DNS names or IP addresses.
+    Server { names: &'a [String] },
+    /// A worker's certificate: client and server authentication, named by its id.
+    Worker { worker_id: &'a str },
+}
+
+/// The CA with its private key, ready to issue.
+pub struct CertificateAuthority {
+    issuer: Issuer<'static, KeyPair>,
+    pub cert_pem: String,
+    pub cert_der: CertificateDer<'static>,
+    /// Hex SHA-256 of the CA's SPKI: what join tokens carry.
+    pub key_fingerprint: String,
+}
+
+impl CertificateAuthority {
+    pub fn new(kid: &str, pkcs8: &Secret<Vec<u8>>, cert_pem: &str) -> Result<Self, KeyError> {
+        let key = key_pair(pkcs8.expose())?;
+        let spki = key.subject_public_key_info();
+        let cert_der = pem_to_der(cert_pem)?;
+        Ok(CertificateAuthority {
+            issuer: Issuer::new(ca_params(kid), key),
+            cert_pem: cert_pem.to_owned(),
+            cert_der,
+            key_fingerprint: portcullis_proto::keys::spki_fingerprint(&spki),
+        })
+    }
+
+    /// Issues a certificate for `spki_der` (a DER SubjectPublicKeyInfo).
+    pub fn issue(&self, spki_der: &[u8], leaf: Leaf<'_>, lifetime: Duration) -> Result<String, KeyError> {
+        let public = Ed25519Public(
+            portcullis_proto::keys::ed25519_from_spki(spki_der).map_err(|e| KeyError::Crypto(e.to_string()))?,
+        );
+        let mut params = CertificateParams::default();
+        set_validity(&mut params, lifetime);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        match leaf {
+            Leaf::Server { names } => {
+                params.distinguished_name.push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+                for name in names {
+                    let san = match name.parse::<std::net::IpAddr>() {
+                        Ok(ip) => SanType::IpAddress(ip),
+                        Err(_) => SanType::DnsName(
+                            name.clone().try_into().map_err(|_| KeyError::Crypto(format!("{name:?} is not a DNS name")))?,
+                        ),
+                    };
+                    params.subject_alt_names.push(san);
+                }
+                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            }
+            Leaf::Worker { worker_id } => {
+                params.distinguished_name.push(DnType::CommonName, worker_id);
+                params.extended_key_usages =
+                    vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::ServerAuth];
+            }
+        }
+        let cert = params.signed_by(&public, &self.issuer).map_err(|e| KeyError::Crypto(e.to_string()))?;
+        Ok(cert.pem())
+    }
+
+    /// Issues a server certificate with a fresh key pair held only in memory.
+    pub fn issue_server_identity(
+        &self,
+        names: &[String],
+        lifetime: Duration,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), KeyError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(|e| KeyError::Crypto(e.to_string()))?;
+        let spki = key.subject_public_key_info();
+        let pem = self.issue(&spki, Leaf::Server { names }, lifetime)?;
+        let leaf = pem_to_der(&pem)?;
+        let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        Ok((vec![leaf, self.cert_der.clone()], private))
+    }
+}
+
+/// A raw Ed25519 public key to certify (the only key type Portcullis issues for).
+struct Ed25519Public([u8; 32]);
+
+impl PublicKeyData for Ed25519Public {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ED25519
+    }
+}
+
+fn pem_to_der(pem: &str) -> Result<CertificateDer<'static>, KeyError> {
+    use rustls_pki_types::pem::PemObject as _;
+    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| KeyError::Crypto(format!("bad certificate PEM: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_worker_certificate_chains_to_the_ca() {
+        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let pkcs8 = ca_key.serialize_der();
+        let ca_pem = self_signed_ca("k_1", &pkcs8).unwrap();
+        let ca = CertificateAuthority::new("k_1", &Secret::new(pkcs8), &ca_pem).unwrap();
+        let worker = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let spki = worker.subject_public_key_info();
+        let pem = ca.issue(&spki, Leaf::Worker { worker_id: "w_1" }, Duration::from_secs(60)).unwrap();
+        let der = pem_to_der(&pem).unwrap();
+        let cert = webpki::EndEntityCert::try_from(&der).unwrap();
+        assert_eq!(cert.subject_public_key_info().as_ref(), spki.as_slice());
+        let anchor = webpki::anchor_from_trusted_cert(&ca.cert_der).unwrap();
+        let now = rustls_pki_types::UnixTime::now();
+        cert.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &[anchor],
+            &[],
+            now,
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        )
+        .unwrap();
+    }
+}

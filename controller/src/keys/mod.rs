@@ -1,0 +1,246 @@
+//! The keyset: every key the controllers use (grant signing, the TLS CA, the local SSH CA,
+//! audit signing) lives in the store, its private half sealed under the master key. Each
+//! purpose has one active key; rotation demotes it to `previous`, which is still accepted
+//! for verification until it is retired. Workers receive public keys only.
+
+pub mod ca;
+pub mod master;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::RwLock;
+
+use crate::audit::{self, Actor, AuditEvent};
+use crate::ids::{new_id, IdKind};
+use crate::secret::Secret;
+use crate::store::keys::{self as key_rows, KeyRecord};
+use crate::store::{Store, StoreError};
+pub use master::MasterKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0}")]
+    MasterKey(String),
+    #[error("cannot unseal key {0}: the master key does not match the one the keyset was sealed with")]
+    Unseal(String),
+    #[error("key operation failed: {0}")]
+    Crypto(String),
+    #[error("no active {0} key in the store; start a controller once to create the keyset")]
+    Missing(&'static str),
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a key is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    Grant,
+    TlsCa,
+    SshCa,
+    Audit,
+}
+
+impl Purpose {
+    pub const ALL: [Purpose; 4] = [Purpose::Grant, Purpose::TlsCa, Purpose::SshCa, Purpose::Audit];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Grant => "grant",
+            Purpose::TlsCa => "tls-ca",
+            Purpose::SshCa => "ssh-ca",
+            Purpose::Audit => "audit",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Purpose> {
+        Purpose::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+}
+
+/// A usable key with its private half unsealed.
+#[derive(Clone)]
+pub struct ActiveKey {
+    pub id: String,
+    pub pkcs8: Secret<Vec<u8>>,
+    pub public_key: Vec<u8>,
+    pub certificate: Option<String>,
+}
+
+/// A public key accepted for verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    pub id: String,
+    pub state: String,
+    pub public_key: Vec<u8>,
+}
+
+const CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Access to the keyset, with a short cache so that hot paths do not query the store on
+/// every request; changes made by another controller are seen within [`CACHE_TTL`].
+#[derive(Clone)]
+pub struct Keyset {
+    store: Store,
+    master: Arc<MasterKey>,
+    cache: Arc<RwLock<HashMap<Purpose, (Instant, Arc<(ActiveKey, Vec<PublicKey>)>)>>>,
+}
+
+impl Keyset {
+    pub fn new(store: Store, master: MasterKey) -> Keyset {
+        Keyset { store, master: Arc::new(master), cache: Arc::default() }
+    }
+
+    /// Creates the active key of every purpose that has none (first start). Safe when several
+    /// controllers start at once: the creation runs under a store lock.
+    pub async fn ensure(&self) -> Result<(), KeyError> {
+        let mut tx = self.store.begin().await?;
+        self.store.lock(&mut tx, "keyset").await?;
+        for purpose in Purpose::ALL {
+            let usable = key_rows::usable(&mut tx, purpose.as_str()).await?;
+            if let Some(existing) = usable.first() {
+                // Fails early, with a clear message, when the master key changed.
+                self.master.open(&context(&existing.id, purpose), &existing.sealed_private)?;
+            }
+            if !usable.iter().any(|k| k.state == "active") {
+                let record = self.generate(purpose)?;
+                key_rows::insert(&mut tx, &record).await?;
+                audit::record(
+                    &mut tx,
+                    AuditEvent::new(audit::kind::KEY_CREATED, Actor::system())
+                        .details(serde_json::json!({"key_id": record.id, "purpose": purpose.as_str()})),
+                )
+                .await?;
+            }
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    fn generate(&self, purpose: Purpose) -> Result<KeyRecord, KeyError> {
+        let id = new_id(IdKind::Key);
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+            .map_err(|e| KeyError::Crypto(e.to_string()))?;
+        let pkcs8 = pair.serialize_der();
+        let certificate = match purpose {
+            Purpose::TlsCa => Some(ca::self_signed_ca(&id, &pkcs8)?),
+            _ => None,
+        };
+        Ok(KeyRecord {
+            sealed_private: self.master.seal(&context(&id, purpose), &pkcs8)?,
+            public_key: pair.public_key_raw().to_vec(),
+            id,
+            purpose: purpose.as_str().into(),
+            algorithm: "ed25519".into(),
+            state: "active".into(),
+            created_at: crate::clock::to_i64(crate::clock::now()),
+            retired_at: None,
+            certificate,
+        })
+    }
+
+    async fn load(&self, purpose: Purpose) -> Result<Arc<(ActiveKey, Vec<PublicKey>)>, KeyError> {
+        if let Some((at, entry)) = self.cache.read().await.get(&purpose) {
+            if at.elapsed() < CACHE_TTL {
+                return Ok(entry.clone());
+            }
+        }
+        let mut conn = self.store.conn().await?;
+        let rows = key_rows::usable(&mut conn, purpose.as_str()).await?;
+        let active = rows
+            .iter()
+            .find(|k| k.state == "active")
+            .ok_or(KeyError::Missing(purpose.as_str()))?;
+        let pkcs8 = self.master.open(&context(&active.id, purpose), &active.sealed_private)?;
+        let entry = Arc::new((
+            ActiveKey {
+                id: active.id.clone(),
+                pkcs8: Secret::new(pkcs8),
+                public_key: active.public_key.clone(),
+                certificate: active.certificate.clone(),
+            },
+            rows.iter()
+                .map(|k| PublicKey { id: k.id.clone(), state: k.state.clone(), public_key: k.public_key.clone() })
+                .collect(),
+        ));
+        self.cache.write().await.insert(purpose, (Instant::now(), entry.clone()));
+        Ok(entry)
+    }
+
+    /// The active key of a purpose.
+    pub async fn active(&self, purpose: Purpose) -> Result<ActiveKey, KeyError> {
+        Ok(self.load(purpose).await?.0.clone())
+    }
+
+    /// Public keys accepted for verification (active and previous).
+    pub async fn verification_keys(&self, purpose: Purpose) -> Result<Vec<PublicKey>, KeyError> {
+        Ok(self.load(purpose).await?.1.clone())
+    }
+
+    /// The TLS certificate authority.
+    pub async fn certificate_authority(&self) -> Result<ca::CertificateAuthority, KeyError> {
+        let key = self.active(Purpose::TlsCa).await?;
+        let cert = key.certificate.as_deref().ok_or(KeyError::Missing("tls-ca certificate"))?;
+        ca::CertificateAuthority::new(&key.id, &key.pkcs8, cert)
+    }
+
+    /// Makes a new active key; the old one stays valid for verification until retired.
+    pub async fn rotate(&self, purpose: Purpose) -> Result<String, KeyError> {
+        if purpose == Purpose::TlsCa {
+            return Err(KeyError::Refused(
+                "the TLS CA cannot be rotated in place yet: workers and clients pin it (see docs/operations.md)".into(),
+            ));
+        }
+        let record = self.generate(purpose)?;
+        let mut tx = self.store.begin().await?;
+        self.store.lock(&mut tx, "keyset").await?;
+        key_rows::demote_active(&mut tx, purpose.as_str()).await?;
+        key_rows::insert(&mut tx, &record).await?;
+        audit::record(
+            &mut tx,
+            AuditEvent::new(audit::kind::KEY_ROTATED, Actor::system())
+                .details(serde_json::json!({"key_id": record.id, "purpose": purpose.as_str()})),
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        self.cache.write().await.clear();
+        Ok(record.id)
+    }
+
+    /// Retires a previous key: it is no longer accepted anywhere.
+    pub async fn retire(&self, key_id: &str) -> Result<(), KeyError> {
+        let mut tx = self.store.begin().await?;
+        let now = crate::clock::to_i64(crate::clock::now());
+        if !key_rows::retire(&mut tx, key_id, now).await? {
+            return Err(KeyError::Refused(format!(
+                "key {key_id} is not a previous key: only rotated-out keys can be retired (see `portcullis controller keys list`)"
+            )));
+        }
+        audit::record(
+            &mut tx,
+            AuditEvent::new(audit::kind::KEY_RETIRED, Actor::system())
+                .details(serde_json::json!({"key_id": key_id})),
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        self.cache.write().await.clear();
+        Ok(())
+    }
+
+    /// Every key's metadata (never private material).
+    pub async fn list(&self) -> Result<Vec<KeyRecord>, KeyError> {
+        let mut conn = self.store.conn().await?;
+        let mut rows = key_rows::list(&mut conn).await?;
+        for row in &mut rows {
+            row.sealed_private.clear();
+        }
+        Ok(rows)
+    }
+}
+
+fn context(id: &str, purpose: Purpose) -> String {
+    format!("{id}/{}", purpose.as_str())
+}

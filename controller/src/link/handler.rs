@@ -1,0 +1,337 @@
+//! What the controller does with each request a worker sends on the link.
+
+use portcullis_proto::api::{JoinRequest, JoinResponse};
+use portcullis_proto::link::{
+    AdmitFirst, ConnectionEvent, ConnectionEventKind, Hello, Request, Response, SessionEnd, Sync,
+};
+use portcullis_proto::grant::GrantKey;
+
+use crate::audit::{self, Actor, AuditEvent};
+use crate::clock;
+use crate::ids::{new_id, secret_hash, IdKind};
+use crate::keys::ca::Leaf;
+use crate::keys::Purpose;
+use crate::state::AppState;
+use crate::store::{join_tokens, sessions as session_rows, workers as worker_rows, StoreError};
+
+fn error(message: impl Into<String>) -> Response {
+    Response::Error { message: message.into() }
+}
+
+fn store_error(err: StoreError) -> Response {
+    tracing::warn!(error = %err, "link request failed in the store");
+    error("the controller's store is unavailable; retry")
+}
+
+/// Dispatches a request from a linked worker.
+pub async fn handle(state: &AppState, worker_id: &str, proxy_addr: &str, request: Request) -> Response {
+    match request {
+        Request::Heartbeat { live_sessions } => sync(state, worker_id, proxy_addr, &live_sessions).await,
+        Request::AdmitFirst(admit) => admit_first(state, worker_id, admit).await,
+        Request::Events { events } => apply_events(state, worker_id, events).await,
+        Request::RenewCertificate => renew(state, worker_id).await,
+        Request::Hello(_) => error("already linked: hello is only the first request"),
+        Request::Join(_) => error("a linked worker cannot join again"),
+        Request::EndSession(_) | Request::Ping => error("workers cannot send this request"),
+    }
+}
+
+/// Checks a worker's hello: it must be an active worker presenting its own key.
+pub async fn hello(state: &AppState, spki: &[u8], hello: &Hello) -> Response {
+    if hello.protocol_version != portcullis_proto::PROTOCOL_VERSION {
+        return error(format!(
+            "protocol version {} is not supported (this controller speaks {})",
+            hello.protocol_version,
+            portcullis_proto::PROTOCOL_VERSION
+        ));
+    }
+    let worker = {
+        let mut conn = match state.store.conn().await {
+            Ok(c) => c,
+            Err(e) => return store_error(e),
+        };
+        match worker_rows::find(&mut conn, &hello.worker_id).await {
+            Ok(w) => w,
+            Err(e) => return store_error(e),
+        }
+    };
+    let fingerprint = portcullis_proto::keys::spki_fingerprint(spki);
+    match worker {
+        Some(w) if w.id == hello.worker_id && w.key_fingerprint == fingerprint && w.state == worker_rows::ACTIVE => {
+            sync(state, &w.id, &hello.proxy_addr, &hello.live_sessions).await
+        }
+        Some(w) if w.state != worker_rows::ACTIVE => error("this worker has been deleted; enrol it again with a new join token"),
+        _ => error("unknown worker or a certificate that is not this worker's"),
+    }
+}
+
+/// Marks the worker seen and returns the keys and the sessions among `live` that ended.
+async fn sync(state: &AppState, worker_id: &str, proxy_addr: &str, live: &[String]) -> Response {
+    let now = clock::to_i64(clock::now());
+    let result = async {
+        let mut conn = state.store.conn().await?;
+        worker_rows::touch(&mut conn, worker_id, now, proxy_addr).await?;
+        let states = session_rows::states(&mut conn, live).await?;
+        Ok::<_, StoreError>(states)
+    }
+    .await;
+    let states = match result {
+        Ok(s) => s,
+        Err(e) => return store_error(e),
+    };
+    let mut ended: Vec<SessionEnd> = states
+        .into_iter()
+        .filter(|(_, state, _)| state == session_rows::TERMINATED)
+        .map(|(id, _, reason)| SessionEnd { session_id: id, reason: reason.unwrap_or_else(|| "terminated".into()) })
+        .collect();
+    // Sessions the store does not know are not allowed to continue.
+    for id in live {
+        if !ended.iter().any(|e| &e.session_id == id) {
+            let known = match state.store.conn().await {
+                Ok(mut c) => session_rows::get(&mut c, id).await.ok().flatten().is_some(),
+                Err(_) => true,
+            };
+            if !known {
+                ended.push(SessionEnd { session_id: id.clone(), reason: "unknown_session".into() });
+            }
+        }
+    }
+    let grant_keys = match state.keys.verification_keys(Purpose::Grant).await {
+        Ok(keys) => keys
+            .into_iter()
+            .map(|k| GrantKey { kid: k.id, public_key: portcullis_proto::keys::b64(&k.public_key) })
+            .collect(),
+        Err(e) => return error(format!("keyset unavailable: {e}")),
+    };
+    Response::Sync(Sync {
+        grant_keys,
+        ended,
+        heartbeat_ms: u64::try_from(state.config.heartbeat_interval.as_millis()).unwrap_or(1000),
+        controller_id: state.controller_id.to_string(),
+    })
+}
+
+async fn admit_first(state: &AppState, worker_id: &str, admit: AdmitFirst) -> Response {
+    let now = clock::to_i64(clock::now());
+    let result = async {
+        let mut tx = state.store.begin().await?;
+        let admitted = session_rows::admit_first(&mut tx, &admit.session_id, worker_id, &admit.connection_id, &admit.client_addr, now).await?;
+        let session = session_rows::get(&mut tx, &admit.session_id).await?;
+        let event = if admitted {
+            AuditEvent::new(audit::kind::CONNECTION_OPENED, Actor::worker(worker_id))
+                .session(&admit.session_id)
+                .details(serde_json::json!({"connection_id": admit.connection_id, "client_addr": admit.client_addr, "first": true}))
+        } else {
+            AuditEvent::new(audit::kind::CONNECTION_REFUSED, Actor::worker(worker_id))
+                .session(&admit.session_id)
+                .reason(refusal(session.as_ref(), worker_id, now))
+                .details(serde_json::json!({"connection_id": admit.connection_id, "client_addr": admit.client_addr}))
+        };
+        audit::record(&mut tx, event).await?;
+        if admitted && session.as_ref().is_some_and(|s| s.connections_count == 1) {
+            audit::record(
+                &mut tx,
+                AuditEvent::new(audit::kind::SESSION_ACTIVATED, Actor::worker(worker_id)).session(&admit.session_id),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok::<_, StoreError>((admitted, refusal(session.as_ref(), worker_id, now)))
+    }
+    .await;
+    match result {
+        Ok((true, _)) => Response::Admitted,
+        Ok((false, reason)) => Response::Refused { reason },
+        Err(e) => store_error(e),
+    }
+}
+
+fn refusal(session: Option<&session_rows::SessionRecord>, worker_id: &str, now: i64) -> String {
+    match session {
+        None => "unknown session".into(),
+        Some(s) if s.state == session_rows::TERMINATED => {
+            format!("session ended: {}", s.termination_reason.as_deref().unwrap_or("terminated"))
+        }
+        Some(s) if s.worker_id != worker_id => "the session belongs to another worker".into(),
+        Some(s) if s.expires_at <= now => "session expired".into(),
+        Some(s) if s.connection_limit > 0 && s.connections_count >= s.connection_limit => "connection limit reached".into(),
+        Some(_) => "admitted".into(),
+    }
+}
+
+async fn apply_events(state: &AppState, worker_id: &str, events: Vec<ConnectionEvent>) -> Response {
+    let mut acked = Vec::with_capacity(events.len());
+    for event in events {
+        match apply_event(state, worker_id, &event).await {
+            Ok(()) => acked.push(event.event_id),
+            Err(e) => {
+                tracing::warn!(error = %e, event.id = %event.event_id, "could not apply a connection event; the worker will resend it");
+                break;
+            }
+        }
+    }
+    Response::EventsAck { event_ids: acked }
+}
+
+async fn apply_event(state: &AppState, worker_id: &str, event: &ConnectionEvent) -> Result<(), StoreError> {
+    let at = clock::to_i64(event.at);
+    let mut tx = state.store.begin().await?;
+    let Some(session) = session_rows::get(&mut tx, &event.session_id).await? else {
+        // An event for a session this store never had is acknowledged and dropped.
+        return Ok(());
+    };
+    if session.worker_id != worker_id {
+        return Ok(());
+    }
+    let mut limit_reached = false;
+    match &event.kind {
+        ConnectionEventKind::Opened { client_addr, endpoint } => {
+            if session_rows::connection_opened(&mut tx, &event.session_id, worker_id, &event.connection_id, client_addr, at).await? {
+                audit::record(
+                    &mut tx,
+                    AuditEvent::new(audit::kind::CONNECTION_OPENED, Actor::worker(worker_id))
+                        .session(&event.session_id)
+                        .target(&session.target_id)
+                        .details(serde_json::json!({"connection_id": event.connection_id, "client_addr": client_addr, "endpoint": endpoint})),
+                )
+                .await?;
+            }
+        }
+        ConnectionEventKind::Closed { bytes_up, bytes_down, reason } => {
+            let up = clock::to_i64(*bytes_up);
+            let down = clock::to_i64(*bytes_down);
+            if session_rows::connection_closed(&mut tx, &event.session_id, worker_id, &event.connection_id, up, down, reason, at).await? {
+                audit::record(
+                    &mut tx,
+                    AuditEvent::new(audit::kind::CONNECTION_CLOSED, Actor::worker(worker_id))
+                        .session(&event.session_id)
+                        .target(&session.target_id)
+                        .reason(reason.clone())
+                        .details(serde_json::json!({"connection_id": event.connection_id, "bytes_up": bytes_up, "bytes_down": bytes_down})),
+                )
+                .await?;
+                let fresh = session_rows::get(&mut tx, &event.session_id).await?;
+                if let Some(s) = fresh {
+                    limit_reached = s.state != session_rows::TERMINATED
+                        && s.connection_limit > 0
+                        && s.connections_count >= s.connection_limit
+                        && session_rows::open_connections(&mut tx, &s.id).await? == 0;
+                }
+            }
+        }
+    }
+    tx.commit().await?;
+    if limit_reached {
+        crate::sessions::lifecycle::end_session(state, &event.session_id, portcullis_proto::link::reason::CONNECTION_LIMIT, Actor::worker(worker_id)).await?;
+    }
+    Ok(())
+}
+
+async fn renew(state: &AppState, worker_id: &str) -> Response {
+    let result = async {
+        let mut conn = state.store.conn().await.map_err(|e| e.to_string())?;
+        let worker = worker_rows::find(&mut conn, worker_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .filter(|w| w.state == worker_rows::ACTIVE)
+            .ok_or("worker is not active")?;
+        drop(conn);
+        let spki = worker_spki(state, &worker.id).await?;
+        let ca = state.keys.certificate_authority().await.map_err(|e| e.to_string())?;
+        let lifetime = state.config.worker_cert_lifetime;
+        let pem = ca.issue(&spki, Leaf::Worker { worker_id }, lifetime).map_err(|e| e.to_string())?;
+        let expires_at = clock::now() + lifetime.as_secs();
+        let mut tx = state.store.begin().await.map_err(|e| e.to_string())?;
+        worker_rows::set_cert_expiry(&mut tx, worker_id, clock::to_i64(expires_at)).await.map_err(|e| e.to_string())?;
+        audit::record(&mut tx, AuditEvent::new(audit::kind::WORKER_CERT_RENEWED, Actor::worker(worker_id)).details(serde_json::json!({"expires_at": expires_at})))
+            .await
+            .map_err(|e| e.to_string())?;
+        tx.commit().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(Response::Certificate { cert_pem: pem, expires_at })
+    }
+    .await;
+    result.unwrap_or_else(error)
+}
+
+/// The worker's public key as the link saw it; kept in the store by fingerprint only, so the
+/// renewal uses the key from the current link's certificate.
+async fn worker_spki(state: &AppState, worker_id: &str) -> Result<Vec<u8>, String> {
+    state
+        .links
+        .spki(worker_id)
+        .ok_or_else(|| "no live link for this worker".to_string())
+}
+
+/// Enrols a worker with a join token: single use, unexpired, stored hashed.
+pub async fn join(state: &AppState, join: JoinRequest) -> Response {
+    let (_, secret) = match portcullis_proto::api::join_token::parse(&join.token) {
+        Ok(parts) => parts,
+        Err(message) => return error(message),
+    };
+    let spki = match portcullis_proto::keys::unb64(&join.public_key) {
+        Ok(spki) if portcullis_proto::keys::ed25519_from_spki(&spki).is_ok() => spki,
+        _ => return error("public_key must be a base64url DER Ed25519 SubjectPublicKeyInfo"),
+    };
+    if join.name.is_empty() || join.name.len() > 64 || !join.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        return error("worker name must be 1-64 letters, digits, `-`, `_` or `.`");
+    }
+    let ca = match state.keys.certificate_authority().await {
+        Ok(ca) => ca,
+        Err(e) => return error(format!("keyset unavailable: {e}")),
+    };
+    let worker_id = new_id(IdKind::Worker);
+    let lifetime = state.config.worker_cert_lifetime;
+    let cert_pem = match ca.issue(&spki, Leaf::Worker { worker_id: &worker_id }, lifetime) {
+        Ok(pem) => pem,
+        Err(e) => return error(e.to_string()),
+    };
+    let now = clock::now();
+    let result = async {
+        let mut tx = state.store.begin().await?;
+        if !join_tokens::consume(&mut tx, &secret_hash(secret), &worker_id, clock::to_i64(now)).await? {
+            drop(tx);
+            let mut tx = state.store.begin().await?;
+            audit::record(
+                &mut tx,
+                AuditEvent::new(audit::kind::WORKER_JOIN_FAILED, Actor::worker(&join.name)).reason("unknown, used or expired join token"),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(false);
+        }
+        worker_rows::insert(
+            &mut tx,
+            &worker_rows::WorkerRecord {
+                id: worker_id.clone(),
+                name: join.name.clone(),
+                proxy_addr: join.proxy_addr.clone(),
+                key_fingerprint: portcullis_proto::keys::spki_fingerprint(&spki),
+                state: worker_rows::ACTIVE.into(),
+                created_at: clock::to_i64(now),
+                last_seen_at: None,
+                cert_expires_at: clock::to_i64(now + lifetime.as_secs()),
+            },
+        )
+        .await?;
+        audit::record(
+            &mut tx,
+            AuditEvent::new(audit::kind::WORKER_JOINED, Actor::worker(&worker_id))
+                .details(serde_json::json!({"worker_id": worker_id, "name": join.name, "proxy_addr": join.proxy_addr})),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, StoreError>(true)
+    }
+    .await;
+    match result {
+        Ok(true) => Response::Joined(JoinResponse {
+            worker_id,
+            cert_pem,
+            ca_pem: ca.cert_pem.clone(),
+            cert_expires_at: now + lifetime.as_secs(),
+        }),
+        Ok(false) => error("the join token is unknown, already used or expired; issue a new one with `portcullis workers join-token`"),
+        Err(StoreError::Conflict(_)) => error(format!("a worker named {:?} already exists", join.name)),
+        Err(e) => store_error(e),
+    }
+}

@@ -1,0 +1,105 @@
+//! The workers linked to this controller, and a handle to send each of them requests.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portcullis_proto::link::{Request, Response};
+use tokio::sync::{mpsc, oneshot};
+
+/// A request this controller sends to a worker, with where to deliver the answer.
+pub struct Outgoing {
+    pub body: Request,
+    pub reply: oneshot::Sender<Response>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("the worker's link is closed")]
+    Closed,
+    #[error("the worker did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the worker refused: {0}")]
+    Refused(String),
+}
+
+/// A handle on one worker's live link.
+#[derive(Clone)]
+pub struct LinkHandle {
+    pub(crate) tx: mpsc::Sender<Outgoing>,
+    pub(crate) generation: u64,
+    pub(crate) closed: tokio_util::sync::CancellationToken,
+    /// The worker's public key (DER SPKI) as its link certificate presented it.
+    pub(crate) spki: Arc<[u8]>,
+}
+
+impl LinkHandle {
+    /// Sends a request to the worker and waits for its answer.
+    pub async fn request(&self, body: Request, timeout: Duration) -> Result<Response, LinkError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Outgoing { body, reply }).await.map_err(|_| LinkError::Closed)?;
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(Response::Error { message })) => Err(LinkError::Refused(message)),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(_)) => Err(LinkError::Closed),
+            Err(_) => Err(LinkError::Timeout(timeout)),
+        }
+    }
+}
+
+/// Worker id → its link on this controller.
+#[derive(Clone, Default)]
+pub struct Registry {
+    inner: Arc<Mutex<HashMap<String, LinkHandle>>>,
+    next_generation: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Registry {
+    pub fn get(&self, worker_id: &str) -> Option<LinkHandle> {
+        self.inner.lock().ok()?.get(worker_id).cloned()
+    }
+
+    /// Registers a new link for a worker, closing any older one.
+    pub fn insert(&self, worker_id: &str, tx: mpsc::Sender<Outgoing>, spki: &[u8]) -> LinkHandle {
+        let generation = self.next_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let handle = LinkHandle {
+            tx,
+            generation,
+            closed: tokio_util::sync::CancellationToken::new(),
+            spki: Arc::from(spki),
+        };
+        if let Ok(mut map) = self.inner.lock() {
+            if let Some(old) = map.insert(worker_id.to_owned(), handle.clone()) {
+                old.closed.cancel();
+            }
+        }
+        handle
+    }
+
+    /// Forgets a link, if it is still the registered one.
+    pub fn remove(&self, worker_id: &str, generation: u64) {
+        if let Ok(mut map) = self.inner.lock() {
+            if map.get(worker_id).is_some_and(|h| h.generation == generation) {
+                map.remove(worker_id);
+            }
+        }
+    }
+
+    /// Drops a worker's link (it was deleted).
+    pub fn disconnect(&self, worker_id: &str) {
+        if let Ok(mut map) = self.inner.lock() {
+            if let Some(handle) = map.remove(worker_id) {
+                handle.closed.cancel();
+            }
+        }
+    }
+
+    /// The public key a linked worker presented.
+    pub fn spki(&self, worker_id: &str) -> Option<Vec<u8>> {
+        self.get(worker_id).map(|h| h.spki.to_vec())
+    }
+
+    pub fn linked(&self) -> Vec<String> {
+        self.inner.lock().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+}

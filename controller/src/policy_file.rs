@@ -1,0 +1,97 @@
+//! Loading the policy file and applying a reload to live sessions.
+
+use std::sync::Arc;
+
+use portcullis_policy::{Outcome, Policy, TargetFacts};
+use portcullis_proto::link::reason;
+
+use crate::audit::{self, Actor, AuditEvent};
+use crate::state::AppState;
+use crate::store::{sessions as session_rows, targets, users};
+
+/// Reads and parses a policy file; the error lists every problem with its line.
+pub fn load(path: &std::path::Path) -> Result<Policy, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Policy::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub struct ReloadOutcome {
+    pub hash: String,
+    pub sessions_ended: usize,
+}
+
+/// Re-reads the configured policy file. An invalid file is refused and the old policy stays;
+/// a valid one replaces it and ends the live sessions it no longer allows.
+pub async fn reload(state: &AppState, actor: Actor) -> Result<ReloadOutcome, String> {
+    let path = state
+        .config
+        .policy_file
+        .clone()
+        .ok_or_else(|| "no policy file is configured (policy.file)".to_string())?;
+    let loaded = load(&path);
+    let record = |event: AuditEvent| async {
+        let mut tx = state.store.begin().await.map_err(|e| e.to_string())?;
+        audit::record(&mut tx, event).await.map_err(|e| e.to_string())?;
+        tx.commit().await.map_err(|e| e.to_string())
+    };
+    let policy = match loaded {
+        Ok(p) => Arc::new(p),
+        Err(message) => {
+            record(AuditEvent::new("policy_reload_failed", actor).reason(message.clone())).await?;
+            return Err(message);
+        }
+    };
+    let hash = policy.hash().to_owned();
+    record(AuditEvent::new("policy_reloaded", actor).policy_hash(&hash)).await?;
+    state.policy_tx.send_replace(Some(policy.clone()));
+    let ended = end_disallowed(state, &policy).await.map_err(|e| e.to_string())?;
+    Ok(ReloadOutcome { hash, sessions_ended: ended })
+}
+
+async fn end_disallowed(state: &AppState, policy: &Policy) -> Result<usize, crate::store::StoreError> {
+    let live = {
+        let mut conn = state.store.conn().await?;
+        let mut out = Vec::new();
+        for s in session_rows::list(&mut conn, None, 100_000).await? {
+            if s.state != session_rows::TERMINATED {
+                out.push(s);
+            }
+        }
+        out
+    };
+    let now = crate::clock::now();
+    let mut ended = 0;
+    for s in live {
+        let (user, target) = {
+            let mut conn = state.store.conn().await?;
+            (users::get(&mut conn, &s.user_id).await?, targets::find(&mut conn, &s.target_id).await?)
+        };
+        let allowed = match (user, target, s.endpoint.parse::<std::net::SocketAddr>(), s.client_addr.parse()) {
+            (Some(user), Some(target), Ok(endpoint), Ok(source)) => {
+                let request = portcullis_policy::Request {
+                    source,
+                    target: TargetFacts {
+                        ip: endpoint.ip(),
+                        port: endpoint.port(),
+                        vmid: target.vmid,
+                        tags: target.tags.clone(),
+                        pool: target.pool.clone(),
+                        declared_zone: target.zone.clone(),
+                        service: target.service.clone(),
+                    },
+                    identity: crate::authz::identity(&user),
+                    via_broker: true,
+                };
+                portcullis_policy::evaluate(policy, &request, now).outcome == Outcome::Allow
+            }
+            // A session whose user or target is gone is no longer allowed.
+            _ => false,
+        };
+        if !allowed
+            && crate::sessions::lifecycle::end_session(state, &s.id, reason::POLICY_CHANGED, Actor::system()).await?
+        {
+            ended += 1;
+        }
+    }
+    Ok(ended)
+}

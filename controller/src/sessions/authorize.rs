@@ -1,0 +1,197 @@
+//! Authorising a session: resolve the target once, ask the policy, pick a worker, sign the
+//! grant, and commit the session with its audit event.
+
+use std::net::{IpAddr, SocketAddr};
+
+use portcullis_policy::{Outcome, TargetFacts};
+use portcullis_proto::api::SessionAuthorization;
+use portcullis_proto::grant::{self, GrantClaims, GRANT_ISSUER};
+
+use super::lifecycle::arm_expiry;
+use crate::api::error::ApiError;
+use crate::api::extract::Principal;
+use crate::audit::{self, AuditEvent};
+use crate::clock;
+use crate::ids::{new_id, IdKind};
+use crate::keys::Purpose;
+use crate::state::AppState;
+use crate::store::sessions::{self as session_rows, SessionRecord};
+use crate::store::targets::TargetRecord;
+use crate::store::workers as worker_rows;
+
+/// Resolves a target's `HOST:PORT` once; the first address (IPv4 preferred) is the one the
+/// grant binds, so the worker never resolves the name again (no DNS rebinding).
+pub async fn resolve(address: &str) -> Result<SocketAddr, ApiError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "resolve_failed", format!("cannot resolve target address {address:?}: {e}")))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "resolve_failed", format!("target address {address:?} resolves to nothing")))
+}
+
+/// Records a denial and returns the 403 that carries its reason.
+async fn deny(
+    state: &AppState,
+    principal: &Principal,
+    target: &TargetRecord,
+    reason: String,
+    policy_hash: Option<&str>,
+) -> ApiError {
+    let event = AuditEvent::new(audit::kind::SESSION_DENIED, principal.actor())
+        .target(&target.id)
+        .decision("deny", reason.clone());
+    let event = match policy_hash {
+        Some(h) => event.policy_hash(h),
+        None => event,
+    };
+    let recorded = async {
+        let mut tx = state.store.begin().await?;
+        audit::record(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok::<_, crate::store::StoreError>(())
+    }
+    .await;
+    if let Err(err) = recorded {
+        // Fail closed: the denial stands, and the missing audit record is an error.
+        return err.into();
+    }
+    ApiError::forbidden(format!("session denied: {reason}"))
+}
+
+pub async fn authorize(
+    state: &AppState,
+    principal: &Principal,
+    target: TargetRecord,
+    client_spki: &[u8],
+) -> Result<SessionAuthorization, ApiError> {
+    let now = clock::now();
+    let endpoint = resolve(&target.address).await?;
+    let Some(policy) = state.policy() else {
+        return Err(deny(state, principal, &target, "no policy is loaded: everything is denied".into(), None).await);
+    };
+    let request = portcullis_policy::Request {
+        source: principal.peer.ip(),
+        target: TargetFacts {
+            ip: endpoint.ip(),
+            port: endpoint.port(),
+            vmid: target.vmid,
+            tags: target.tags.clone(),
+            pool: target.pool.clone(),
+            declared_zone: target.zone.clone(),
+            service: target.service.clone(),
+        },
+        identity: crate::authz::identity(&principal.user),
+        via_broker: true,
+    };
+    let decision = portcullis_policy::evaluate(&policy, &request, now);
+    if decision.outcome != Outcome::Allow {
+        return Err(deny(state, principal, &target, decision.reason.clone(), Some(&decision.policy_hash)).await);
+    }
+
+    let heard_after = clock::to_i64(now) - clock::to_i64(state.config.heartbeat_interval.as_secs().max(1) * 3 + 2);
+    let worker = {
+        let mut conn = state.store.conn().await?;
+        let live = worker_rows::live(&mut conn, heard_after).await?;
+        // Prefer a worker linked to this controller: it can be told of a cancel at once.
+        live.iter()
+            .find(|w| state.links.get(&w.id).is_some())
+            .or(live.first())
+            .cloned()
+    };
+    let Some(worker) = worker else {
+        return Err(ApiError::unavailable("no worker is available to carry the session; check `portcullis workers list`"));
+    };
+
+    let mut max_secs = clock::to_u64(target.max_session_secs);
+    if let Some(limit) = decision.constraints.max_session_secs {
+        max_secs = max_secs.min(limit);
+    }
+    let expires_at = now + max_secs.max(1);
+    let mut limit = u32::try_from(target.connection_limit).unwrap_or(0);
+    if let Some(policy_limit) = decision.constraints.connection_limit {
+        limit = if limit == 0 { policy_limit } else { limit.min(policy_limit) };
+    }
+    let session_id = new_id(IdKind::Session);
+    let client_key_hash = portcullis_proto::keys::spki_fingerprint(client_spki);
+    let claims = GrantClaims {
+        iss: GRANT_ISSUER.into(),
+        aud: GrantClaims::audience_for(&worker.id),
+        sub: principal.user.id.clone(),
+        sid: session_id.clone(),
+        tid: target.id.clone(),
+        ckh: client_key_hash.clone(),
+        src: principal.peer.ip().to_string(),
+        dst: endpoint.to_string(),
+        lim: limit,
+        iat: now,
+        exp: expires_at,
+    };
+    let key = state.keys.active(Purpose::Grant).await?;
+    let grant = grant::sign(&claims, &key.id, key.pkcs8.expose()).map_err(|e| ApiError::internal(e.to_string()))?;
+
+    let record = SessionRecord {
+        id: session_id.clone(),
+        user_id: principal.user.id.clone(),
+        target_id: target.id.clone(),
+        worker_id: worker.id.clone(),
+        state: session_rows::PENDING.into(),
+        termination_reason: None,
+        client_addr: principal.peer.ip().to_string(),
+        client_key_hash,
+        endpoint: endpoint.to_string(),
+        connection_limit: i64::from(limit),
+        connections_count: 0,
+        policy_hash: decision.policy_hash.clone(),
+        created_at: clock::to_i64(now),
+        expires_at: clock::to_i64(expires_at),
+        activated_at: None,
+        terminated_at: None,
+    };
+    let mut tx = state.store.begin().await?;
+    session_rows::insert(&mut tx, &record).await?;
+    audit::record(
+        &mut tx,
+        AuditEvent::new(audit::kind::SESSION_AUTHORIZED, principal.actor())
+            .session(&session_id)
+            .target(&target.id)
+            .decision("allow", decision.reason.clone())
+            .policy_hash(&decision.policy_hash)
+            .details(serde_json::json!({
+                "worker_id": worker.id,
+                "endpoint": record.endpoint,
+                "expires_at": expires_at,
+                "connection_limit": limit,
+                "grant_key_id": key.id,
+                "source_zone": decision.source_zone,
+                "target_zone": decision.target_zone,
+                "cells": decision.cells,
+            })),
+    )
+    .await?;
+    tx.commit().await?;
+    arm_expiry(state, session_id.clone(), expires_at);
+    tracing::info!(session.id = %session_id, target.id = %target.id, worker.id = %worker.id, "session authorised");
+    Ok(SessionAuthorization {
+        session_id,
+        target_id: target.id,
+        target_name: target.name,
+        worker_id: worker.id,
+        worker_addr: worker.proxy_addr,
+        worker_key_fingerprint: worker.key_fingerprint,
+        expires_at,
+        connection_limit: limit,
+        grant,
+        endpoint: endpoint.to_string(),
+    })
+}
+
+/// Whether an address is one a session may never reach through the broker regardless of
+/// policy (unspecified or multicast).
+pub fn is_unroutable(ip: IpAddr) -> bool {
+    ip.is_unspecified() || ip.is_multicast()
+}

@@ -1,0 +1,77 @@
+//! Ending sessions: in the store first (durable, audited), then on the worker.
+
+use std::time::Duration;
+
+use portcullis_proto::link::{Request, SessionEnd};
+use tracing::Instrument as _;
+
+use crate::audit::{self, Actor, AuditEvent};
+use crate::clock;
+use crate::state::AppState;
+use crate::store::sessions as rows;
+use crate::store::StoreError;
+
+/// Ends a session with `reason` unless it has already ended. Returns true if this call ended
+/// it. The worker carrying it is told at once when it is linked to this controller; otherwise
+/// it learns at its next heartbeat on whichever controller it is linked to.
+pub async fn end_session(
+    state: &AppState,
+    session_id: &str,
+    reason: &str,
+    actor: Actor,
+) -> Result<bool, StoreError> {
+    let now = clock::to_i64(clock::now());
+    let mut tx = state.store.begin().await?;
+    let Some(session) = rows::get(&mut tx, session_id).await? else {
+        return Ok(false);
+    };
+    if !rows::terminate(&mut tx, session_id, reason, now).await? {
+        return Ok(false);
+    }
+    audit::record(
+        &mut tx,
+        AuditEvent::new(audit::kind::SESSION_TERMINATED, actor)
+            .session(session_id)
+            .target(&session.target_id)
+            .reason(reason),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(session.id = session_id, reason, "session terminated");
+    notify_worker(state, &session.worker_id, session_id, reason);
+    Ok(true)
+}
+
+/// Tells a linked worker to end a session now (best effort: the heartbeat reconcile is the
+/// durable path).
+pub fn notify_worker(state: &AppState, worker_id: &str, session_id: &str, reason: &str) {
+    let Some(link) = state.links.get(worker_id) else {
+        return;
+    };
+    let end = SessionEnd { session_id: session_id.to_owned(), reason: reason.to_owned() };
+    let span = tracing::info_span!("end_session_push", session.id = session_id, worker.id = worker_id);
+    tokio::spawn(
+        async move {
+            if let Err(err) = link.request(Request::EndSession(end), Duration::from_secs(5)).await {
+                tracing::warn!(error = %err, "worker did not confirm the session end; the next heartbeat will");
+            }
+        }
+        .instrument(span),
+    );
+}
+
+/// Arms a timer that ends the session at its expiry (the sweeper is the backstop).
+pub fn arm_expiry(state: &AppState, session_id: String, expires_at: u64) {
+    let state = state.clone();
+    let span = tracing::info_span!("session_expiry", session.id = %session_id);
+    tokio::spawn(
+        async move {
+            let wait = expires_at.saturating_sub(clock::now());
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            if let Err(err) = end_session(&state, &session_id, portcullis_proto::link::reason::EXPIRED, Actor::system()).await {
+                tracing::warn!(error = %err, "could not expire session; the sweeper will retry");
+            }
+        }
+        .instrument(span),
+    );
+}

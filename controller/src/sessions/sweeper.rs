@@ -1,0 +1,63 @@
+//! The backstop sweep: ends sessions past their expiry, pending sessions that never
+//! connected, and sessions on workers that have not been heard from.
+
+use portcullis_proto::link::reason;
+use tokio_util::sync::CancellationToken;
+
+use super::lifecycle::end_session;
+use crate::audit::Actor;
+use crate::clock;
+use crate::state::AppState;
+use crate::store::{sessions as session_rows, workers as worker_rows, StoreError};
+
+/// Runs until `shutdown`.
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(state.config.sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(err) = sweep_once(&state).await {
+            tracing::warn!(error = %err, "session sweep failed; retrying at the next tick");
+        }
+    }
+}
+
+/// One sweep; returns how many sessions it ended.
+pub async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
+    let now = clock::to_i64(clock::now());
+    let pending_before = now - clock::to_i64(state.config.session_pending_timeout.as_secs());
+    let due = {
+        let mut conn = state.store.conn().await?;
+        session_rows::due(&mut conn, now, pending_before).await?
+    };
+    let mut ended = 0;
+    for session in due {
+        // Past expiry, or pending too long without a connection: both are expiries.
+        if end_session(state, &session.id, reason::EXPIRED, Actor::system()).await? {
+            ended += 1;
+        }
+    }
+    let lost_before = now - clock::to_i64(state.config.worker_lost_after.as_secs());
+    let workers = {
+        let mut conn = state.store.conn().await?;
+        worker_rows::list(&mut conn).await?
+    };
+    for worker in workers.iter().filter(|w| w.last_seen_at.is_some_and(|t| t < lost_before)) {
+        if state.links.get(&worker.id).is_some() {
+            continue;
+        }
+        let live = {
+            let mut conn = state.store.conn().await?;
+            session_rows::live_on_worker(&mut conn, &worker.id).await?
+        };
+        for session in live {
+            if end_session(state, &session.id, reason::WORKER_LOST, Actor::system()).await? {
+                ended += 1;
+            }
+        }
+    }
+    Ok(ended)
+}

@@ -1,0 +1,31 @@
+//! The state every handler and background task of a controller shares.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::keys::Keyset;
+use crate::link::registry::Registry;
+use crate::store::Store;
+
+/// The loaded policy, or none (then every session is denied).
+pub type PolicySlot = watch::Receiver<Option<Arc<portcullis_policy::Policy>>>;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub controller_id: Arc<str>,
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub keys: Keyset,
+    pub links: Registry,
+    pub policy: PolicySlot,
+    pub policy_tx: Arc<watch::Sender<Option<Arc<portcullis_policy::Policy>>>>,
+}
+
+impl AppState {
+    /// The current policy, if one is loaded.
+    pub fn policy(&self) -> Option<Arc<portcullis_policy::Policy>> {
+        self.policy.borrow().clone()
+    }
+}

@@ -1,0 +1,219 @@
+//! The controller's store: every piece of state (keys, users, tokens, targets, workers,
+//! sessions, connections, rate-limit counters, audit events) lives here, never only in a
+//! process's memory, so that any controller on the same database can take over.
+//!
+//! One interface, two backends on sqlx: SQLite (the embedded default) and PostgreSQL.
+//! Queries are runtime queries in the SQL both dialects accept (`$1` placeholders, integer
+//! unix times, JSON text for lists); the few differences live in [`Dialect`]. Every query
+//! function takes a `&mut AnyConnection` so it composes into the caller's transaction.
+
+pub mod join_tokens;
+pub mod keys;
+pub mod rate_limits;
+pub mod sessions;
+pub mod targets;
+pub mod tokens;
+pub mod users;
+pub mod workers;
+
+use std::borrow::Cow;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions as _, Transaction};
+
+use crate::secret::Secret;
+
+/// The SQL dialect of a backend, for the few statements that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("store query failed: {0}")]
+    Query(String),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("cannot apply migrations: {0}")]
+    Migrate(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_owned())
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.to_string()),
+            _ => StoreError::Query(err.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "foundations",
+    include_str!("../../../migrations/sqlite/0001_foundations.sql"),
+)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "foundations",
+    include_str!("../../../migrations/postgres/0001_foundations.sql"),
+)];
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH` or `postgres://...`). A SQLite file is created if
+    /// missing. Migrations are not applied here: call [`Store::migrate`].
+    pub async fn connect(url: &Secret<String>, max_connections: u32) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let url = url.expose();
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else {
+            Dialect::Postgres
+        };
+        let pool = match dialect {
+            Dialect::Sqlite => {
+                let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL: {e}")))?
+                    .create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10));
+                let url = opts.to_url_lossy();
+                // SQLite has one writer; one connection serialises transactions instead of
+                // letting them fail with SQLITE_BUSY on upgrade.
+                let any = AnyConnectOptions::from_url(&url)
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                // Creating the file and the WAL needs the typed options once.
+                drop(opts.connect().await?);
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                            sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(any)
+                    .await?
+            }
+            Dialect::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(3))
+                    .connect(url)
+                    .await?
+            }
+        };
+        Ok(Store { pool, dialect })
+    }
+
+    /// Applies pending migrations of this backend (safe to run from several controllers at
+    /// once: sqlx takes a lock on PostgreSQL).
+    pub async fn migrate(&self) -> Result<()> {
+        let list = match self.dialect {
+            Dialect::Sqlite => SQLITE_MIGRATIONS,
+            Dialect::Postgres => POSTGRES_MIGRATIONS,
+        };
+        let migrations = list
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    Cow::Borrowed(*sql),
+                    false,
+                )
+            })
+            .collect::<Vec<_>>();
+        let migrator = Migrator {
+            migrations: Cow::Owned(migrations),
+            ..Migrator::DEFAULT
+        };
+        migrator.run(&self.pool).await.map_err(|e| StoreError::Migrate(e.to_string()))
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&self) -> Result<Transaction<'static, sqlx::Any>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// A connection for reads outside a transaction.
+    pub async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn().await?;
+        sqlx::query("SELECT 1").execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    /// Serialises a critical section across controllers for the rest of the transaction
+    /// (PostgreSQL advisory lock; SQLite transactions are already serialised).
+    pub async fn lock(&self, tx: &mut AnyConnection, name: &str) -> Result<()> {
+        if self.dialect == Dialect::Postgres {
+            let digest = ring::digest::digest(&ring::digest::SHA256, name.as_bytes());
+            let mut eight = [0u8; 8];
+            eight.copy_from_slice(&digest.as_ref()[..8]);
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(i64::from_be_bytes(eight))
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Encodes a list as the JSON text the store keeps.
+pub(crate) fn to_json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+/// Decodes a JSON list column.
+pub(crate) fn from_json_list(text: &str, column: &str) -> Result<Vec<String>> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+#[cfg(test)]
+pub(crate) mod testing;

@@ -1,0 +1,317 @@
+//! Sessions and their connections. State changes are conditional updates, so when several
+//! controllers race on one session exactly one of them wins.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row as _};
+
+use super::Result;
+
+pub const PENDING: &str = "pending";
+pub const ACTIVE: &str = "active";
+pub const TERMINATED: &str = "terminated";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user_id: String,
+    pub target_id: String,
+    pub worker_id: String,
+    pub state: String,
+    pub termination_reason: Option<String>,
+    pub client_addr: String,
+    pub client_key_hash: String,
+    pub endpoint: String,
+    pub connection_limit: i64,
+    pub connections_count: i64,
+    pub policy_hash: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub activated_at: Option<i64>,
+    pub terminated_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRecord {
+    pub id: String,
+    pub session_id: String,
+    pub worker_id: String,
+    pub client_addr: String,
+    pub state: String,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+    pub opened_at: i64,
+    pub closed_at: Option<i64>,
+    pub close_reason: Option<String>,
+}
+
+const COLUMNS: &str = "id, user_id, target_id, worker_id, state, termination_reason, client_addr, \
+    client_key_hash, endpoint, connection_limit, connections_count, policy_hash, created_at, \
+    expires_at, activated_at, terminated_at";
+
+const CONN_COLUMNS: &str = "id, session_id, worker_id, client_addr, state, bytes_up, bytes_down, \
+    opened_at, closed_at, close_reason";
+
+fn from_row(row: &AnyRow) -> Result<SessionRecord> {
+    Ok(SessionRecord {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        target_id: row.try_get("target_id")?,
+        worker_id: row.try_get("worker_id")?,
+        state: row.try_get("state")?,
+        termination_reason: row.try_get("termination_reason")?,
+        client_addr: row.try_get("client_addr")?,
+        client_key_hash: row.try_get("client_key_hash")?,
+        endpoint: row.try_get("endpoint")?,
+        connection_limit: row.try_get("connection_limit")?,
+        connections_count: row.try_get("connections_count")?,
+        policy_hash: row.try_get("policy_hash")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        activated_at: row.try_get("activated_at")?,
+        terminated_at: row.try_get("terminated_at")?,
+    })
+}
+
+fn conn_from_row(row: &AnyRow) -> Result<ConnectionRecord> {
+    Ok(ConnectionRecord {
+        id: row.try_get("id")?,
+        session_id: row.try_get("session_id")?,
+        worker_id: row.try_get("worker_id")?,
+        client_addr: row.try_get("client_addr")?,
+        state: row.try_get("state")?,
+        bytes_up: row.try_get("bytes_up")?,
+        bytes_down: row.try_get("bytes_down")?,
+        opened_at: row.try_get("opened_at")?,
+        closed_at: row.try_get("closed_at")?,
+        close_reason: row.try_get("close_reason")?,
+    })
+}
+
+pub async fn insert(conn: &mut AnyConnection, s: &SessionRecord) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    ))
+    .bind(&s.id)
+    .bind(&s.user_id)
+    .bind(&s.target_id)
+    .bind(&s.worker_id)
+    .bind(&s.state)
+    .bind(&s.termination_reason)
+    .bind(&s.client_addr)
+    .bind(&s.client_key_hash)
+    .bind(&s.endpoint)
+    .bind(s.connection_limit)
+    .bind(s.connections_count)
+    .bind(&s.policy_hash)
+    .bind(s.created_at)
+    .bind(s.expires_at)
+    .bind(s.activated_at)
+    .bind(s.terminated_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<SessionRecord>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM sessions WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Sessions, newest first; only `user_id`'s when given.
+pub async fn list(conn: &mut AnyConnection, user_id: Option<&str>, limit: i64) -> Result<Vec<SessionRecord>> {
+    let rows = match user_id {
+        Some(user) => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM sessions WHERE user_id = $1 ORDER BY created_at DESC, id LIMIT $2"
+            ))
+            .bind(user)
+            .bind(limit)
+            .fetch_all(conn)
+            .await?
+        }
+        None => {
+            sqlx::query(&format!("SELECT {COLUMNS} FROM sessions ORDER BY created_at DESC, id LIMIT $1"))
+                .bind(limit)
+                .fetch_all(conn)
+                .await?
+        }
+    };
+    rows.iter().map(from_row).collect()
+}
+
+/// Admits a session's first connection on its worker: the session must be live, on that
+/// worker, unexpired and under its connection limit. Records the connection. True if admitted.
+pub async fn admit_first(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    worker_id: &str,
+    connection_id: &str,
+    client_addr: &str,
+    now: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE sessions SET state = 'active', activated_at = COALESCE(activated_at, $3), \
+         connections_count = connections_count + 1 \
+         WHERE id = $1 AND worker_id = $2 AND state IN ('pending', 'active') AND expires_at > $3 \
+         AND (connection_limit = 0 OR connections_count < connection_limit)",
+    )
+    .bind(session_id)
+    .bind(worker_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    insert_connection(conn, session_id, worker_id, connection_id, client_addr, now).await?;
+    Ok(true)
+}
+
+async fn insert_connection(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    worker_id: &str,
+    connection_id: &str,
+    client_addr: &str,
+    now: i64,
+) -> Result<bool> {
+    let done = sqlx::query(&format!(
+        "INSERT INTO connections ({CONN_COLUMNS}) VALUES ($1, $2, $3, $4, 'open', 0, 0, $5, NULL, NULL) \
+         ON CONFLICT (id) DO NOTHING"
+    ))
+    .bind(connection_id)
+    .bind(session_id)
+    .bind(worker_id)
+    .bind(client_addr)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records a connection the worker admitted by itself; idempotent. True if it was new.
+pub async fn connection_opened(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    worker_id: &str,
+    connection_id: &str,
+    client_addr: &str,
+    at: i64,
+) -> Result<bool> {
+    let new = insert_connection(conn, session_id, worker_id, connection_id, client_addr, at).await?;
+    if new {
+        sqlx::query(
+            "UPDATE sessions SET connections_count = connections_count + 1, \
+             state = CASE WHEN state = 'pending' THEN 'active' ELSE state END, \
+             activated_at = COALESCE(activated_at, $2) WHERE id = $1",
+        )
+        .bind(session_id)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    }
+    Ok(new)
+}
+
+/// Records a connection's close with its byte counts; idempotent. True if it was open.
+#[allow(clippy::too_many_arguments)]
+pub async fn connection_closed(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    worker_id: &str,
+    connection_id: &str,
+    bytes_up: i64,
+    bytes_down: i64,
+    reason: &str,
+    at: i64,
+) -> Result<bool> {
+    // A close whose open was never recorded still leaves a row behind.
+    connection_opened(conn, session_id, worker_id, connection_id, "", at).await?;
+    let done = sqlx::query(
+        "UPDATE connections SET state = 'closed', bytes_up = $2, bytes_down = $3, closed_at = $4, \
+         close_reason = $5 WHERE id = $1 AND state = 'open'",
+    )
+    .bind(connection_id)
+    .bind(bytes_up)
+    .bind(bytes_down)
+    .bind(at)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn connections(conn: &mut AnyConnection, session_id: &str) -> Result<Vec<ConnectionRecord>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {CONN_COLUMNS} FROM connections WHERE session_id = $1 ORDER BY opened_at, id"
+    ))
+    .bind(session_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(conn_from_row).collect()
+}
+
+pub async fn open_connections(conn: &mut AnyConnection, session_id: &str) -> Result<i64> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM connections WHERE session_id = $1 AND state = 'open'")
+        .bind(session_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(row.try_get("n")?)
+}
+
+/// Ends a session unless it has already ended; true if this call ended it.
+pub async fn terminate(conn: &mut AnyConnection, id: &str, reason: &str, now: i64) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE sessions SET state = 'terminated', termination_reason = $2, terminated_at = $3 \
+         WHERE id = $1 AND state <> 'terminated'",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Live sessions that must end now: past their expiry, or pending since before
+/// `pending_before`.
+pub async fn due(conn: &mut AnyConnection, now: i64, pending_before: i64) -> Result<Vec<SessionRecord>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM sessions WHERE state <> 'terminated' \
+         AND (expires_at <= $1 OR (state = 'pending' AND created_at < $2))"
+    ))
+    .bind(now)
+    .bind(pending_before)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Live sessions carried by a worker.
+pub async fn live_on_worker(conn: &mut AnyConnection, worker_id: &str) -> Result<Vec<SessionRecord>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM sessions WHERE worker_id = $1 AND state <> 'terminated'"
+    ))
+    .bind(worker_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The state and termination reason of each id that exists.
+pub async fn states(conn: &mut AnyConnection, ids: &[String]) -> Result<Vec<(String, String, Option<String>)>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let row = sqlx::query("SELECT state, termination_reason FROM sessions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = row {
+            out.push((id.clone(), row.try_get("state")?, row.try_get("termination_reason")?));
+        }
+    }
+    Ok(out)
+}

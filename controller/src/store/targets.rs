@@ -1,0 +1,108 @@
+//! Targets: the hosts and services sessions reach.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row as _};
+
+use super::{from_json_list, to_json_list, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetRecord {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub zone: Option<String>,
+    pub service: Option<String>,
+    pub vmid: Option<u32>,
+    pub tags: Vec<String>,
+    pub pool: Option<String>,
+    pub max_session_secs: i64,
+    pub connection_limit: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, name, address, zone, service, vmid, tags, pool, max_session_secs, \
+                       connection_limit, created_at, updated_at";
+
+fn from_row(row: &AnyRow) -> Result<TargetRecord> {
+    let vmid: Option<i64> = row.try_get("vmid")?;
+    Ok(TargetRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        address: row.try_get("address")?,
+        zone: row.try_get("zone")?,
+        service: row.try_get("service")?,
+        vmid: vmid.and_then(|v| u32::try_from(v).ok()),
+        tags: from_json_list(&row.try_get::<String, _>("tags")?, "targets.tags")?,
+        pool: row.try_get("pool")?,
+        max_session_secs: row.try_get("max_session_secs")?,
+        connection_limit: row.try_get("connection_limit")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub async fn insert(conn: &mut AnyConnection, t: &TargetRecord) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO targets ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    ))
+    .bind(&t.id)
+    .bind(&t.name)
+    .bind(&t.address)
+    .bind(&t.zone)
+    .bind(&t.service)
+    .bind(t.vmid.map(i64::from))
+    .bind(to_json_list(&t.tags))
+    .bind(&t.pool)
+    .bind(t.max_session_secs)
+    .bind(t.connection_limit)
+    .bind(t.created_at)
+    .bind(t.updated_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn update(conn: &mut AnyConnection, t: &TargetRecord) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE targets SET name = $2, address = $3, zone = $4, service = $5, vmid = $6, tags = $7, \
+         pool = $8, max_session_secs = $9, connection_limit = $10, updated_at = $11 WHERE id = $1",
+    )
+    .bind(&t.id)
+    .bind(&t.name)
+    .bind(&t.address)
+    .bind(&t.zone)
+    .bind(&t.service)
+    .bind(t.vmid.map(i64::from))
+    .bind(to_json_list(&t.tags))
+    .bind(&t.pool)
+    .bind(t.max_session_secs)
+    .bind(t.connection_limit)
+    .bind(t.updated_at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Finds a target by id or, failing that, by name.
+pub async fn find(conn: &mut AnyConnection, id_or_name: &str) -> Result<Option<TargetRecord>> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM targets WHERE id = $1 OR name = $1 ORDER BY (id = $1) DESC LIMIT 1"
+    ))
+    .bind(id_or_name)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn list(conn: &mut AnyConnection) -> Result<Vec<TargetRecord>> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM targets ORDER BY name"))
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<bool> {
+    let done = sqlx::query("DELETE FROM targets WHERE id = $1").bind(id).execute(conn).await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,76 @@
+//! Users: an identity (issuer plus subject) with the attributes of its latest login.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row as _};
+
+use super::{from_json_list, to_json_list, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: String,
+    pub issuer: String,
+    pub subject: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub groups: Vec<String>,
+    pub amr: Vec<String>,
+    pub acr: Option<String>,
+    pub auth_time: Option<i64>,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, issuer, subject, username, email, name, groups, amr, acr, auth_time, updated_at";
+
+pub(crate) fn from_row(row: &AnyRow) -> Result<UserRecord> {
+    Ok(UserRecord {
+        id: row.try_get("id")?,
+        issuer: row.try_get("issuer")?,
+        subject: row.try_get("subject")?,
+        username: row.try_get("username")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        groups: from_json_list(&row.try_get::<String, _>("groups")?, "users.groups")?,
+        amr: from_json_list(&row.try_get::<String, _>("amr")?, "users.amr")?,
+        acr: row.try_get("acr")?,
+        auth_time: row.try_get("auth_time")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Creates the user or refreshes its attributes from a new login; returns the stored user
+/// (whose id is the existing one when the identity was known).
+pub async fn upsert(conn: &mut AnyConnection, u: &UserRecord) -> Result<UserRecord> {
+    sqlx::query(&format!(
+        "INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (issuer, subject) DO UPDATE SET username = $4, email = $5, name = $6, \
+         groups = $7, amr = $8, acr = $9, auth_time = $10, updated_at = $11"
+    ))
+    .bind(&u.id)
+    .bind(&u.issuer)
+    .bind(&u.subject)
+    .bind(&u.username)
+    .bind(&u.email)
+    .bind(&u.name)
+    .bind(to_json_list(&u.groups))
+    .bind(to_json_list(&u.amr))
+    .bind(&u.acr)
+    .bind(u.auth_time)
+    .bind(u.updated_at)
+    .execute(&mut *conn)
+    .await?;
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE issuer = $1 AND subject = $2"))
+        .bind(&u.issuer)
+        .bind(&u.subject)
+        .fetch_one(conn)
+        .await?;
+    from_row(&row)
+}
+
+pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<UserRecord>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}

@@ -1,0 +1,107 @@
+//! Workers enrolled with the controller.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row as _};
+
+use super::Result;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerRecord {
+    pub id: String,
+    pub name: String,
+    pub proxy_addr: String,
+    pub key_fingerprint: String,
+    pub state: String,
+    pub created_at: i64,
+    pub last_seen_at: Option<i64>,
+    pub cert_expires_at: i64,
+}
+
+pub const ACTIVE: &str = "active";
+pub const DELETED: &str = "deleted";
+
+const COLUMNS: &str = "id, name, proxy_addr, key_fingerprint, state, created_at, last_seen_at, cert_expires_at";
+
+fn from_row(row: &AnyRow) -> Result<WorkerRecord> {
+    Ok(WorkerRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        proxy_addr: row.try_get("proxy_addr")?,
+        key_fingerprint: row.try_get("key_fingerprint")?,
+        state: row.try_get("state")?,
+        created_at: row.try_get("created_at")?,
+        last_seen_at: row.try_get("last_seen_at")?,
+        cert_expires_at: row.try_get("cert_expires_at")?,
+    })
+}
+
+pub async fn insert(conn: &mut AnyConnection, w: &WorkerRecord) -> Result<()> {
+    sqlx::query(&format!("INSERT INTO workers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
+        .bind(&w.id)
+        .bind(&w.name)
+        .bind(&w.proxy_addr)
+        .bind(&w.key_fingerprint)
+        .bind(&w.state)
+        .bind(w.created_at)
+        .bind(w.last_seen_at)
+        .bind(w.cert_expires_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn find(conn: &mut AnyConnection, id_or_name: &str) -> Result<Option<WorkerRecord>> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM workers WHERE id = $1 OR name = $1 ORDER BY (id = $1) DESC LIMIT 1"
+    ))
+    .bind(id_or_name)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn list(conn: &mut AnyConnection) -> Result<Vec<WorkerRecord>> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM workers ORDER BY name"))
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Workers that may carry new sessions: active and heard from since `seen_after`.
+pub async fn live(conn: &mut AnyConnection, seen_after: i64) -> Result<Vec<WorkerRecord>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM workers WHERE state = 'active' AND last_seen_at >= $1 ORDER BY last_seen_at DESC"
+    ))
+    .bind(seen_after)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+pub async fn touch(conn: &mut AnyConnection, id: &str, now: i64, proxy_addr: &str) -> Result<()> {
+    sqlx::query("UPDATE workers SET last_seen_at = $2, proxy_addr = $3 WHERE id = $1 AND state = 'active'")
+        .bind(id)
+        .bind(now)
+        .bind(proxy_addr)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_cert_expiry(conn: &mut AnyConnection, id: &str, expires_at: i64) -> Result<()> {
+    sqlx::query("UPDATE workers SET cert_expires_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(expires_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Marks a worker deleted (its certificate is no longer accepted); true if it was active.
+pub async fn mark_deleted(conn: &mut AnyConnection, id: &str) -> Result<bool> {
+    let done = sqlx::query("UPDATE workers SET state = 'deleted' WHERE id = $1 AND state = 'active'")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

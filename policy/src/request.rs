@@ -1,0 +1,101 @@
+//! What the controller asks, and what the policy answers.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// A request for a session (or, with `via_broker: false`, a direct flow) to a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The client's address as the controller sees it: the TCP peer, or the PROXY protocol
+    /// source when the peer is a configured load balancer. It decides the source zone.
+    pub source: IpAddr,
+    pub target: TargetFacts,
+    pub identity: Identity,
+    /// `true` for a Portcullis session; `false` asks whether the network alone allows a
+    /// direct flow (identities are then not consulted).
+    pub via_broker: bool,
+}
+
+/// What is known about a target. Its zone comes from `ip`; the other selectors must agree.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TargetFacts {
+    /// The target's resolved address.
+    pub ip: IpAddr,
+    pub port: u16,
+    pub vmid: Option<u32>,
+    pub tags: Vec<String>,
+    pub pool: Option<String>,
+    /// A zone the target claims to be in; refused when it disagrees with the address.
+    pub declared_zone: Option<String>,
+    /// The target's service; when absent, the services using `port` are tried in file order.
+    pub service: Option<String>,
+}
+
+/// Who asks, as the identity provider said.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Identity {
+    pub subject: String,
+    pub preferred_username: Option<String>,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    /// Authentication methods (OIDC `amr`), e.g. `pwd`, `otp`, `mfa`.
+    pub amr: Vec<String>,
+    /// Authentication context class (OIDC `acr`).
+    pub acr: Option<String>,
+    /// When the user authenticated (OIDC `auth_time`, unix seconds).
+    pub auth_time: Option<u64>,
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Allow,
+    Deny,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Deny => "deny",
+        }
+    }
+}
+
+/// The answer, with everything needed to audit and explain it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub outcome: Outcome,
+    /// Why, in words.
+    pub reason: String,
+    pub source_zone: Option<String>,
+    pub target_zone: Option<String>,
+    pub service: Option<String>,
+    /// The matrix cells and role rules that decided, e.g.
+    /// `ON-PREM-ADMIN -> PROXMOX-MGMT: broker-only [proxmox-api]`.
+    pub cells: Vec<String>,
+    /// The roles that granted the request (empty on a deny).
+    pub roles: Vec<String>,
+    pub constraints: Constraints,
+    /// Hex SHA-256 of the policy file that decided.
+    pub policy_hash: String,
+}
+
+impl Decision {
+    pub fn is_allowed(&self) -> bool {
+        self.outcome == Outcome::Allow
+    }
+}
+
+/// Limits on an allowed session: the most generous the granting roles give, per field.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Constraints {
+    /// `None`: no limit from the policy.
+    pub max_session_secs: Option<u64>,
+    /// `None`: no limit from the policy.
+    pub connection_limit: Option<u32>,
+    /// Rendered login names (e.g. SSH principals), in file order, without duplicates.
+    pub logins: Vec<String>,
+}

@@ -1,0 +1,222 @@
+//! `portcullis controller ...` and `portcullis worker ...`: the daemons and offline
+//! administration of a controller's store and keyset.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Subcommand)]
+pub enum ControllerCommand {
+    /// Run a controller: the API, the cluster link and the session sweeper.
+    ///
+    /// Prints one JSON line `{"event":"ready",...}` with the bound addresses once listening.
+    /// SIGHUP reloads the policy file; SIGTERM stops.
+    Run {
+        /// The controller's TOML config (see config/controller.toml).
+        #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Apply database migrations and exit (they are also applied at every start).
+    Migrate {
+        #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Issue a worker join token directly from the store (for the first worker, before any
+    /// admin can log in). Prints the token on stdout.
+    JoinToken {
+        #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
+        config: PathBuf,
+        /// Lifetime, e.g. 1h or 600s.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
+    /// Inspect and rotate the keyset.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List keys (id, purpose, state, creation); never private material.
+    List {
+        #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new active key for a purpose (grant, ssh-ca, audit); the old one stays valid
+    /// for verification until retired.
+    Rotate {
+        #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
+        config: PathBuf,
+        purpose: String,
+    },
+    /// Stop accepting a rotated-out key.
+    Retire {
+        #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
+        config: PathBuf,
+        key_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkerCommand {
+    /// Run a worker: enrol if needed, link to a controller, serve the proxy listener.
+    ///
+    /// Prints one JSON line `{"event":"ready",...}` once listening. SIGTERM drains: no new
+    /// sessions, live ones kept up to the drain timeout.
+    Run {
+        /// The worker's TOML config (see config/worker.toml).
+        #[arg(long, short, env = "PORTCULLIS_WORKER_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn load_controller_config(path: &std::path::Path) -> anyhow::Result<portcullis_controller::Config> {
+    portcullis_controller::Config::load(path).with_context(|| "the controller config was refused; fix the key named above".to_string())
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Reloads the policy at every SIGHUP until `shutdown`.
+pub fn reload_on_sighup(state: portcullis_controller::state::AppState, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                got = hup.recv() => if got.is_none() { return },
+            }
+            match portcullis_controller::policy_file::reload(&state, portcullis_controller::audit::Actor::system()).await {
+                Ok(outcome) => tracing::info!(policy.hash = %outcome.hash, sessions.ended = outcome.sessions_ended, "policy reloaded"),
+                Err(message) => tracing::error!(error = %message, "policy reload refused; the old policy stays"),
+            }
+        }
+    });
+}
+
+pub async fn run_controller(cmd: ControllerCommand) -> anyhow::Result<i32> {
+    match cmd {
+        ControllerCommand::Run { config } => {
+            let config = load_controller_config(&config)?;
+            let controller = portcullis_controller::Controller::start(config).await.context("controller failed to start")?;
+            let ready = serde_json::json!({
+                "event": "ready",
+                "component": "controller",
+                "controller_id": controller.state().controller_id.to_string(),
+                "api": controller.api_addr()?.to_string(),
+                "cluster": controller.cluster_addr()?.to_string(),
+            });
+            println!("{ready}");
+            let shutdown = CancellationToken::new();
+            reload_on_sighup(controller.state().clone(), shutdown.clone());
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                terminated().await;
+                stop.cancel();
+            });
+            controller.run(shutdown).await;
+            Ok(0)
+        }
+        ControllerCommand::Migrate { config } => {
+            let config = load_controller_config(&config)?;
+            portcullis_controller::open(&config).await.context("migration failed")?;
+            eprintln!("migrations applied");
+            Ok(0)
+        }
+        ControllerCommand::JoinToken { config, ttl } => {
+            let config = load_controller_config(&config)?;
+            let (store, keys) = portcullis_controller::open(&config).await?;
+            let (token, _) = portcullis_controller::enrolment::issue_join_token(&store, &keys, None, ttl.as_secs()).await?;
+            println!("{token}");
+            Ok(0)
+        }
+        ControllerCommand::Keys(cmd) => run_keys(cmd).await,
+    }
+}
+
+async fn run_keys(cmd: KeysCommand) -> anyhow::Result<i32> {
+    match cmd {
+        KeysCommand::List { config, json } => {
+            let (_, keys) = portcullis_controller::open(&load_controller_config(&config)?).await?;
+            let rows = keys.list().await?;
+            if json {
+                let items: Vec<_> = rows
+                    .iter()
+                    .map(|k| serde_json::json!({"id": k.id, "purpose": k.purpose, "algorithm": k.algorithm, "state": k.state, "created_at": k.created_at, "retired_at": k.retired_at}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&items)?);
+            } else {
+                println!("{:<28} {:<8} {:<9} CREATED", "ID", "PURPOSE", "STATE");
+                for k in rows {
+                    println!("{:<28} {:<8} {:<9} {}", k.id, k.purpose, k.state, super::output::time(k.created_at));
+                }
+            }
+            Ok(0)
+        }
+        KeysCommand::Rotate { config, purpose } => {
+            let purpose = portcullis_controller::keys::Purpose::parse(&purpose)
+                .with_context(|| format!("unknown key purpose {purpose:?}: use grant, ssh-ca or audit"))?;
+            let (_, keys) = portcullis_controller::open(&load_controller_config(&config)?).await?;
+            let id = keys.rotate(purpose).await?;
+            println!("{id}");
+            Ok(0)
+        }
+        KeysCommand::Retire { config, key_id } => {
+            let (_, keys) = portcullis_controller::open(&load_controller_config(&config)?).await?;
+            keys.retire(&key_id).await?;
+            eprintln!("retired {key_id}");
+            Ok(0)
+        }
+    }
+}
+
+pub async fn run_worker(cmd: WorkerCommand) -> anyhow::Result<i32> {
+    match cmd {
+        WorkerCommand::Run { config } => {
+            let text = std::fs::read_to_string(&config).with_context(|| format!("cannot read worker config {}", config.display()))?;
+            let config = portcullis_worker::Config::from_toml(&text).context("the worker config was refused")?;
+            let worker = portcullis_worker::Worker::bind(config).await.context("worker failed to start")?;
+            let ready = serde_json::json!({
+                "event": "ready",
+                "component": "worker",
+                "worker_id": worker.worker_id(),
+                "proxy": worker.proxy_addr().to_string(),
+            });
+            println!("{ready}");
+            let shutdown = CancellationToken::new();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                terminated().await;
+                stop.cancel();
+            });
+            worker.run(shutdown).await.context("worker stopped with an error")?;
+            Ok(0)
+        }
+    }
+}

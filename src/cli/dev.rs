@@ -1,0 +1,258 @@
+//! `portcullis dev`: a controller, a worker and an echo target on 127.0.0.1 with SQLite in a
+//! state directory, wired together, with `dev.env` written for the CLI in another shell.
+
+use std::io::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use portcullis_controller::config::{Config, MasterKeySource};
+use portcullis_controller::secret::Secret;
+use tokio_util::sync::CancellationToken;
+
+/// The policy `dev` uses unless `--policy` names another: zone LOCAL is 127.0.0.0/8.
+const DEV_POLICY: &str = include_str!("../../config/policy-dev.toml");
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  portcullis dev --state-dir /tmp/pc &\n  . /tmp/pc/dev.env\n  portcullis targets list\n  portcullis connect echo --listen-port 0")]
+pub struct DevArgs {
+    /// Where the SQLite database, keys, CA certificate and dev.env live (created 0700).
+    #[arg(long, default_value = ".state/dev")]
+    pub state_dir: PathBuf,
+    /// The dev identity's user name.
+    #[arg(long, default_value = "admin")]
+    pub user: String,
+    /// The dev identity's groups, comma separated (they choose policy roles).
+    #[arg(long, default_value = "admins", value_delimiter = ',')]
+    pub groups: Vec<String>,
+    /// The dev identity's authentication methods (amr), comma separated.
+    #[arg(long, default_value = "pwd,mfa", value_delimiter = ',')]
+    pub amr: Vec<String>,
+    /// API port (0 picks a free one).
+    #[arg(long, default_value_t = 9200)]
+    pub api_port: u16,
+    /// Cluster link port (0 picks a free one).
+    #[arg(long, default_value_t = 9201)]
+    pub cluster_port: u16,
+    /// Worker proxy port (0 picks a free one).
+    #[arg(long, default_value_t = 9202)]
+    pub proxy_port: u16,
+    /// Port of the built-in echo target (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    pub echo_port: u16,
+    /// A policy file to use instead of the built-in dev policy.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// A controller config file whose settings (timers, limits) override the dev defaults;
+    /// store, keys, ports and policy still come from the flags above.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+fn controller_config(args: &DevArgs, state: &Path, policy: PathBuf) -> anyhow::Result<Config> {
+    let base = match &args.config {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+        None => String::new(),
+    };
+    let db = state.join("portcullis.db");
+    let mut config = Config::parse(&base, "dev", |_| None)
+        .or_else(|_| {
+            Config::parse(
+                &format!("{base}\n[store]\nurl = \"sqlite://{}\"\n[keys]\nmaster_key_file = \"{}\"\n", db.display(), state.join("master.key").display()),
+                "dev",
+                |_| None,
+            )
+        })
+        .context("the --config file was refused")?;
+    config.store_url = Secret::new(format!("sqlite://{}", db.display()));
+    config.master_key = MasterKeySource::File(state.join("master.key"));
+    config.api_listen = loopback(args.api_port);
+    config.cluster_listen = loopback(args.cluster_port);
+    config.api_tls_names = vec!["localhost".into(), "127.0.0.1".into()];
+    config.policy_file = Some(policy);
+    config.dev_login = true;
+    Ok(config)
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
+    let state_dir = &args.state_dir;
+    std::fs::create_dir_all(state_dir).with_context(|| format!("cannot create state dir {}", state_dir.display()))?;
+    std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700))?;
+    let state_dir = state_dir.canonicalize()?;
+    let master = state_dir.join("master.key");
+    if !master.exists() {
+        let hex = portcullis_controller::keys::MasterKey::generate_hex()?;
+        write_private(&master, hex.expose())?;
+    }
+    let policy = match &args.policy {
+        Some(p) => p.clone(),
+        None => {
+            let p = state_dir.join("policy.toml");
+            if !p.exists() {
+                write_private(&p, DEV_POLICY)?;
+            }
+            p
+        }
+    };
+    let config = controller_config(&args, &state_dir, policy)?;
+    let controller = portcullis_controller::Controller::start(config).await.context("the dev controller failed to start")?;
+    let app = controller.state().clone();
+    let ca_path = state_dir.join("ca.pem");
+    write_private(&ca_path, controller.ca_pem())?;
+    let api_addr = controller.api_addr()?;
+    let cluster_addr = controller.cluster_addr()?;
+
+    let shutdown = CancellationToken::new();
+    let echo = super::echo::bind(loopback(args.echo_port)).await.context("cannot bind the echo target")?;
+    let echo_addr = echo.local_addr()?;
+    tokio::spawn(super::echo::serve(echo, shutdown.clone()));
+
+    let token = dev_token(&app, &args, &state_dir).await?;
+    ensure_echo_target(&app, echo_addr).await?;
+
+    let worker_dir = state_dir.join("worker");
+    let join_token = if worker_dir.join("worker.crt").exists() {
+        None
+    } else {
+        let (token, _) = portcullis_controller::enrolment::issue_join_token(&app.store, &app.keys, None, 600).await?;
+        Some(token)
+    };
+    let worker_config = portcullis_worker::Config {
+        join_token: join_token.map(portcullis_worker::Secret::new),
+        ..portcullis_worker::Config::new("dev-worker", worker_dir, vec![cluster_addr.to_string()], loopback(args.proxy_port))
+    };
+    let worker = portcullis_worker::Worker::bind(worker_config).await.context("the dev worker failed to start")?;
+    let proxy_addr = worker.proxy_addr();
+
+    let env_path = state_dir.join("dev.env");
+    write_private(
+        &env_path,
+        &format!(
+            "export PORTCULLIS_ADDR=https://{api_addr}\nexport PORTCULLIS_CA={}\nexport PORTCULLIS_TOKEN={}\n",
+            ca_path.display(),
+            token.expose()
+        ),
+    )?;
+    let ready = serde_json::json!({
+        "event": "ready",
+        "component": "dev",
+        "api": api_addr.to_string(),
+        "cluster": cluster_addr.to_string(),
+        "proxy": proxy_addr.to_string(),
+        "echo": echo_addr.to_string(),
+        "worker_id": worker.worker_id(),
+        "state_dir": state_dir.display().to_string(),
+        "env_file": env_path.display().to_string(),
+    });
+    println!("{ready}");
+    eprintln!("Portcullis dev is up. In another shell:\n  . {}\n  portcullis targets list\n  portcullis connect echo --listen-port 0", env_path.display());
+
+    let controller_task = tokio::spawn(controller.run(shutdown.clone()));
+    super::daemon::reload_on_sighup(app.clone(), shutdown.clone());
+    let worker_shutdown = CancellationToken::new();
+    let worker_task = tokio::spawn(worker.run(worker_shutdown.clone()));
+    super::daemon::terminated().await;
+    eprintln!("stopping: draining the worker");
+    worker_shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(60), worker_task).await;
+    shutdown.cancel();
+    let _ = controller_task.await;
+    Ok(0)
+}
+
+/// Reuses the token in an existing dev.env when it still authenticates the same identity;
+/// otherwise logs the dev identity in afresh.
+async fn dev_token(
+    app: &portcullis_controller::state::AppState,
+    args: &DevArgs,
+    state_dir: &Path,
+) -> anyhow::Result<Secret<String>> {
+    let now = portcullis_controller::clock::to_i64(portcullis_controller::clock::now());
+    if let Ok(text) = std::fs::read_to_string(state_dir.join("dev.env")) {
+        if let Some(token) = text.lines().find_map(|l| l.strip_prefix("export PORTCULLIS_TOKEN=")) {
+            let mut conn = app.store.conn().await?;
+            let hash = portcullis_controller::ids::secret_hash(token);
+            if let Some((user, _, expires_at)) = portcullis_controller::store::tokens::authenticate(&mut conn, &hash, now).await? {
+                if user.username == args.user && user.groups == args.groups && user.amr == args.amr && expires_at > now + 600 {
+                    return Ok(Secret::new(token.to_owned()));
+                }
+            }
+        }
+    }
+    let user = portcullis_controller::store::users::UserRecord {
+        id: portcullis_controller::ids::new_id(portcullis_controller::ids::IdKind::User),
+        issuer: portcullis_controller::api::login::DEV_ISSUER.into(),
+        subject: args.user.clone(),
+        username: args.user.clone(),
+        email: None,
+        name: None,
+        groups: args.groups.clone(),
+        amr: args.amr.clone(),
+        acr: None,
+        auth_time: Some(now),
+        updated_at: now,
+    };
+    let response = portcullis_controller::api::login::issue_token(app, user, "127.0.0.1")
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot log the dev identity in: {}", e.message))?;
+    Ok(Secret::new(response.token))
+}
+
+/// Creates (or re-points) the `echo` target at the echo service.
+async fn ensure_echo_target(app: &portcullis_controller::state::AppState, echo: SocketAddr) -> anyhow::Result<()> {
+    use portcullis_controller::store::targets;
+    let now = portcullis_controller::clock::to_i64(portcullis_controller::clock::now());
+    let mut tx = app.store.begin().await?;
+    match targets::find(&mut tx, "echo").await? {
+        Some(mut t) => {
+            t.address = echo.to_string();
+            t.updated_at = now;
+            targets::update(&mut tx, &t).await?;
+        }
+        None => {
+            targets::insert(
+                &mut tx,
+                &targets::TargetRecord {
+                    id: portcullis_controller::ids::new_id(portcullis_controller::ids::IdKind::Target),
+                    name: "echo".into(),
+                    address: echo.to_string(),
+                    zone: Some("LOCAL".into()),
+                    service: Some("echo".into()),
+                    vmid: None,
+                    tags: vec!["dev".into()],
+                    pool: None,
+                    max_session_secs: 8 * 3600,
+                    connection_limit: 0,
+                    created_at: now,
+                    updated_at: now,
+                },
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
