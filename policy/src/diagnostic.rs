@@ -76,13 +76,6 @@ impl<'t> Sink<'t> {
         });
     }
 
-    pub fn error_nowhere(&mut self, message: impl Into<String>) {
-        self.report.errors.push(Diagnostic {
-            line: None,
-            message: message.into(),
-        });
-    }
-
     pub fn warning(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
         let line = self.line_of(span);
         self.report.warnings.push(Diagnostic {

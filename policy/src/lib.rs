@@ -1,1 +1,34 @@
-//! placeholder
+//! The Portcullis policy engine: the zone firewall matrix, the roles that map identity
+//! provider groups to what a person may reach, and the decision for each session.
+//!
+//! # Architecture invariants
+//! - Pure: no I/O, no async, no clock. The caller passes the file's text and the time.
+//! - Total: [`evaluate`] answers every input, and anything not granted is denied.
+//! - Zones come from addresses: the source zone from the client's address, the target
+//!   zone from the target's resolved address, checked against its other selectors.
+//! - A role never widens the matrix: roles are consulted only after both matrix cells admit.
+//!
+//! See `docs/policy.md` for the file format and the semantics.
+#![forbid(unsafe_code)]
+
+mod check;
+mod compile;
+mod diagnostic;
+mod evaluate;
+pub mod explain;
+pub mod export;
+mod model;
+mod permission;
+mod policy;
+mod request;
+mod roles;
+mod zones;
+
+pub use check::check;
+pub use diagnostic::{CheckReport, Diagnostic, PolicyError};
+pub use evaluate::{evaluate, evaluate_zones, permissions, ZonedRequest};
+pub use model::{Access, GroupMatch, Protocol, Trust};
+pub use permission::{Permission, UnknownPermission};
+pub use policy::Policy;
+pub use request::{Constraints, Decision, Identity, Outcome, Request, TargetFacts};
+pub use zones::{zone_of_addr, zone_of_target, ZoneError};

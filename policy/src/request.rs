@@ -18,7 +18,7 @@ pub struct Request {
 }
 
 /// What is known about a target. Its zone comes from `ip`; the other selectors must agree.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetFacts {
     /// The target's resolved address.
     pub ip: IpAddr,

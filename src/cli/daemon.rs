@@ -174,7 +174,7 @@ async fn run_keys(cmd: KeysCommand) -> anyhow::Result<i32> {
             } else {
                 println!("{:<28} {:<8} {:<9} CREATED", "ID", "PURPOSE", "STATE");
                 for k in rows {
-                    println!("{:<28} {:<8} {:<9} {}", k.id, k.purpose, k.state, super::output::time(k.created_at));
+                    println!("{:<28} {:<8} {:<9} {}", k.id, k.purpose, k.state, super::output::time(u64::try_from(k.created_at).unwrap_or(0)));
                 }
             }
             Ok(0)

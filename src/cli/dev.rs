@@ -144,6 +144,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         join_token: join_token.map(portcullis_worker::Secret::new),
         ..portcullis_worker::Config::new("dev-worker", worker_dir, vec![cluster_addr.to_string()], loopback(args.proxy_port))
     };
+    // The controller must be serving before the worker enrols over the cluster link.
+    let controller_task = tokio::spawn(controller.run(shutdown.clone()));
     let worker = portcullis_worker::Worker::bind(worker_config).await.context("the dev worker failed to start")?;
     let proxy_addr = worker.proxy_addr();
 
@@ -170,7 +172,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     println!("{ready}");
     eprintln!("Portcullis dev is up. In another shell:\n  . {}\n  portcullis targets list\n  portcullis connect echo --listen-port 0", env_path.display());
 
-    let controller_task = tokio::spawn(controller.run(shutdown.clone()));
     super::daemon::reload_on_sighup(app.clone(), shutdown.clone());
     let worker_shutdown = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(worker_shutdown.clone()));

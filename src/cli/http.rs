@@ -243,11 +243,6 @@ impl ApiClient {
         })
     }
 
-    /// The controller address this client talks to.
-    pub fn addr(&self) -> &str {
-        &self.addr
-    }
-
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let response = self.send(self.request(reqwest::Method::GET, path)).await?;
         decode(response).await
@@ -398,6 +393,7 @@ pub fn segment(text: &str) -> anyhow::Result<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use clap::Parser;

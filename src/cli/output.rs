@@ -118,7 +118,7 @@ pub fn render_fields(fields: &[(&str, String)]) -> String {
     let mut out = String::new();
     for (label, value) in fields {
         let label = format!("{label}:");
-        out.push_str(&format!("{label:<width$}  {value}").trim_end().to_owned());
+        out.push_str(format!("{label:<width$}  {value}").trim_end());
         out.push('\n');
     }
     out
@@ -185,6 +185,7 @@ pub fn parse_duration_secs(text: &str) -> Result<u64, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

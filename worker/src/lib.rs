@@ -1,1 +1,160 @@
-//! placeholder
+//! The Portcullis worker: it enrols with a join token, keeps a cluster link to a controller,
+//! and brokers TCP connections for clients that present a valid grant, dialling only the
+//! vetted endpoint the grant names.
+//!
+//! Code map: [`config`], [`identity`] (key, certificate, enrolment), [`link`] (the link
+//! client), [`proxy`] (listener, handshake, relay), [`verifier`] (client-key verifier),
+//! [`table`] (sessions, keys, freshness), [`spool`] (connection events until acknowledged).
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod identity;
+pub mod link;
+pub mod proxy;
+pub mod spool;
+pub mod table;
+pub mod verifier;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+pub use config::{Config, ConfigError};
+
+/// A secret (the join token): never printed.
+#[derive(Clone)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("worker identity: {0}")]
+    Identity(String),
+    #[error("enrolment failed: {0}")]
+    Enrol(String),
+    #[error("this worker has not enrolled: give it a join token (worker.join_token_file or PORTCULLIS_JOIN_TOKEN)")]
+    NotEnrolled,
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
+}
+
+/// What the worker's tasks share.
+pub struct Shared {
+    pub config: Config,
+    pub identity: identity::Identity,
+    pub proxy_addr: String,
+    pub proxy_tls: Arc<rustls::ServerConfig>,
+    pub table: table::Table,
+    pub spool: spool::Spool,
+    pub link: link::LinkClient,
+    /// Set when draining starts: no new connections.
+    pub draining: CancellationToken,
+    /// Set when the drain timeout ends: live connections close with reason `shutdown`.
+    pub hard_stop: CancellationToken,
+}
+
+pub struct Worker {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+}
+
+impl Worker {
+    /// Enrols if needed and binds the proxy listener (port 0 picks one).
+    pub async fn bind(config: Config) -> Result<Worker, WorkerError> {
+        let listener = TcpListener::bind(config.proxy_listen)
+            .await
+            .map_err(|source| WorkerError::Bind { addr: config.proxy_listen, source })?;
+        let bound = listener.local_addr().map_err(|source| WorkerError::Bind { addr: config.proxy_listen, source })?;
+        let proxy_addr = config.proxy_public_addr.clone().unwrap_or_else(|| bound.to_string());
+        let identity = match identity::Identity::load(&config.state_dir)? {
+            Some(identity) => identity,
+            None => {
+                let token = config.join_token.as_ref().ok_or(WorkerError::NotEnrolled)?;
+                identity::enrol(&config.state_dir, &config.controllers, token.expose(), &config.name, &proxy_addr).await?
+            }
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut proxy_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| WorkerError::Tls(e.to_string()))?
+            .with_client_cert_verifier(Arc::new(verifier::SessionKeyVerifier::new(provider)))
+            .with_single_cert(vec![identity.cert_der()?], identity.key_der())
+            .map_err(|e| WorkerError::Tls(e.to_string()))?;
+        proxy_tls.alpn_protocols = vec![portcullis_proto::proxy::ALPN.to_vec()];
+        let spool = spool::Spool::open(config.state_dir.join("spool.jsonl"));
+        let shared = Arc::new(Shared {
+            config,
+            identity,
+            proxy_addr,
+            proxy_tls: Arc::new(proxy_tls),
+            table: table::Table::default(),
+            spool,
+            link: link::LinkClient::default(),
+            draining: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+        });
+        Ok(Worker { shared, listener })
+    }
+
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.shared.config.proxy_listen)
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.shared.identity.worker_id
+    }
+
+    /// Runs until `shutdown`, then drains: no new connections, live ones kept up to the drain
+    /// timeout, then ended with reason `shutdown`; spooled events are flushed if linked.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        let shared = self.shared;
+        let id = shared.identity.worker_id.clone();
+        let link_stop = CancellationToken::new();
+        let link = tokio::spawn(link::run(shared.clone(), link_stop.clone()).instrument(tracing::info_span!("link", worker.id = %id)));
+        let tasks = tokio_util::task::TaskTracker::new();
+        let accept_stop = CancellationToken::new();
+        let accept = tokio::spawn(
+            proxy::serve(self.listener, shared.clone(), accept_stop.clone(), tasks.clone())
+                .instrument(tracing::info_span!("proxy", worker.id = %id)),
+        );
+        shutdown.cancelled().await;
+        tracing::info!("draining: no new connections");
+        shared.draining.cancel();
+        accept_stop.cancel();
+        let _ = accept.await;
+        tasks.close();
+        if tokio::time::timeout(shared.config.drain_timeout, tasks.wait()).await.is_err() {
+            tracing::info!("drain timeout: ending live connections");
+            shared.hard_stop.cancel();
+            tasks.wait().await;
+        }
+        // Let the link send the last events before it closes.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+        while !shared.spool.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        link_stop.cancel();
+        let _ = link.await;
+        Ok(())
+    }
+}

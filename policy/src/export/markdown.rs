@@ -1,0 +1,180 @@
+//! The seed-style Markdown: zones, services, the matrix table and the roles.
+
+use std::fmt::Write as _;
+
+use crate::model::Access;
+use crate::policy::{Cell, Grant, Policy};
+
+/// The policy as Markdown tables, laid out like the seed's firewall matrix.
+pub fn markdown(policy: &Policy) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Zone firewall matrix\n");
+    if let Some(d) = &policy.description {
+        let _ = writeln!(out, "{}\n", escape(d));
+    }
+    let _ = writeln!(out, "Policy SHA-256: `{}`\n", policy.hash);
+    let _ = writeln!(
+        out,
+        "Legend: `->` allowed, `X` blocked, `0` only through a Portcullis session, `E` only with mTLS. \
+         Broker zone (the workers' leg): **{}**.\n",
+        policy.broker_zone()
+    );
+
+    let _ = writeln!(out, "## Zones\n");
+    let _ = writeln!(out, "| Zone | Trust | CIDRs | VMIDs | Tags / pools | Description |");
+    let _ = writeln!(out, "| ---- | ----- | ----- | ----- | ------------ | ----------- |");
+    for z in &policy.zones {
+        let cidrs: Vec<String> = z.cidrs.iter().map(ToString::to_string).collect();
+        let mut vmids: Vec<String> = z.vmids.iter().map(|(s, e)| format!("{s}-{e}")).collect();
+        if let Some(ms) = z.microsegments {
+            vmids.push(format!(
+                "(microsegments of {} VMIDs, /{})",
+                ms.vmids_per_segment, ms.prefix_len
+            ));
+        }
+        let labels: Vec<String> = z
+            .tags
+            .iter()
+            .map(|t| format!("tag {t}"))
+            .chain(z.pools.iter().map(|p| format!("pool {p}")))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| **{}** | {} | {} | {} | {} | {} |",
+            escape(&z.name),
+            z.trust.map_or("", |t| t.as_str()),
+            cidrs.join(", "),
+            vmids.join(" "),
+            escape(&labels.join(", ")),
+            escape(z.description.as_deref().unwrap_or("")),
+        );
+    }
+
+    let _ = writeln!(out, "\n## Services\n");
+    let _ = writeln!(out, "| Service | Protocol | Ports | Only in | Description |");
+    let _ = writeln!(out, "| ------- | -------- | ----- | ------- | ----------- |");
+    for s in &policy.services {
+        let only: Vec<&str> = s
+            .zones
+            .iter()
+            .flat_map(|z| z.iter())
+            .map(|z| policy.zone_name(z))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            escape(&s.name),
+            s.protocol.as_str(),
+            s.ports.render("-"),
+            only.join(", "),
+            escape(s.description.as_deref().unwrap_or("")),
+        );
+    }
+    for (name, members) in &policy.service_sets {
+        let members: Vec<&str> = members.iter().map(|m| policy.service_name(*m)).collect();
+        let _ = writeln!(out, "\nService set `{name}` = {}.", members.join(", "));
+    }
+
+    matrix_table(policy, &mut out);
+    roles_table(policy, &mut out);
+    out
+}
+
+fn matrix_table(policy: &Policy, out: &mut String) {
+    let n = policy.zones.len();
+    let declared = |src: usize, dst: usize| policy.cell(src, dst).declared;
+    let rows: Vec<usize> = (0..n).filter(|s| (0..n).any(|d| declared(*s, d))).collect();
+    let cols: Vec<usize> = (0..n).filter(|d| (0..n).any(|s| declared(s, *d))).collect();
+    let _ = writeln!(out, "\n## Matrix (zero trust: default deny)\n");
+    let mut header = String::from("| SRC -> DST |");
+    let mut rule = String::from("| ---------- |");
+    for c in &cols {
+        let _ = write!(header, " {} |", escape(policy.zone_name(*c)));
+        rule.push_str(" --- |");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    for r in &rows {
+        let mut line = format!("| **{}** |", escape(policy.zone_name(*r)));
+        for c in &cols {
+            let _ = write!(line, " {} |", cell_text(policy, policy.cell(*r, *c)));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+fn cell_text(policy: &Policy, cell: &Cell) -> String {
+    if !cell.declared || cell.access == Access::Deny {
+        return "X".into();
+    }
+    let services: Vec<&str> = cell.services.iter().map(|s| policy.service_name(s)).collect();
+    let mut text = format!("{} {}", cell.access.symbol(), services.join(", "));
+    if cell.same_microsegment {
+        text.push_str(" (same microsegment)");
+    }
+    if let Some(note) = &cell.note {
+        let _ = write!(text, " — {note}");
+    }
+    escape(&text)
+}
+
+fn roles_table(policy: &Policy, out: &mut String) {
+    let _ = writeln!(out, "\n## Roles\n");
+    let _ = writeln!(out, "| Role | Groups | Grants | Constraints | Permissions |");
+    let _ = writeln!(out, "| ---- | ------ | ------ | ----------- | ----------- |");
+    for role in &policy.roles {
+        let grants: Vec<String> = role.grants.iter().map(|g| grant_text(policy, g)).collect();
+        let c = &role.constraints;
+        let mut constraints = Vec::new();
+        if let Some(s) = c.max_session_secs {
+            constraints.push(format!("max {s} s"));
+        }
+        if let Some(n) = c.connection_limit {
+            constraints.push(format!("{n} connections"));
+        }
+        if let Some(src) = &c.source_zones {
+            let names: Vec<&str> = src.iter().map(|z| policy.zone_name(z)).collect();
+            constraints.push(format!("from {}", names.join(", ")));
+        }
+        if let Some(mfa) = &c.mfa {
+            constraints.push(format!("MFA: {}", mfa.describe()));
+        }
+        let permissions: Vec<&str> = role.permissions.iter().map(|p| p.as_str()).collect();
+        let groups = format!("{} ({})", role.groups.join(", "), match role.group_match {
+            crate::model::GroupMatch::Exact => "exact",
+            crate::model::GroupMatch::Path => "path",
+        });
+        let _ = writeln!(
+            out,
+            "| **{}**{} | {} | {} | {} | {} |",
+            escape(&role.name),
+            role.description.as_ref().map(|d| format!(": {}", escape(d))).unwrap_or_default(),
+            escape(&groups),
+            escape(&if grants.is_empty() { "nothing".to_owned() } else { grants.join("; ") }),
+            escape(&constraints.join("; ")),
+            permissions.join(", "),
+        );
+    }
+}
+
+fn grant_text(policy: &Policy, g: &Grant) -> String {
+    let zones = if g.all_zones {
+        "every zone".to_owned()
+    } else {
+        g.zones.iter().map(|z| policy.zone_name(z)).collect::<Vec<_>>().join(", ")
+    };
+    let services = if g.all_services {
+        "every service".to_owned()
+    } else {
+        g.services.iter().map(|s| policy.service_name(s)).collect::<Vec<_>>().join(", ")
+    };
+    let mut text = format!("{zones}: {services}");
+    if !g.logins.is_empty() {
+        let logins: Vec<String> = g.logins.iter().map(|l| l.source()).collect();
+        let _ = write!(text, " as {}", logins.join(", "));
+    }
+    text
+}
+
+fn escape(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}

@@ -1,0 +1,149 @@
+//! Properties of evaluation: total and deterministic; roles never widen the matrix; adding
+//! a deny never allows more.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::OnceLock;
+
+use portcullis_policy::{evaluate, Identity, Outcome, Policy, Request, TargetFacts};
+use proptest::prelude::*;
+
+const SEED: &str = include_str!("../../config/policy.toml");
+
+fn seed() -> &'static Policy {
+    static SEED_POLICY: OnceLock<Policy> = OnceLock::new();
+    SEED_POLICY.get_or_init(|| Policy::parse(SEED).unwrap())
+}
+
+const GROUPS: &[&str] = &["admins", "/org/admins", "infrastructure", "projects", "games", "security", "x"];
+const SERVICES: &[&str] = &["proxmox-api", "ssh", "rdp", "winrm", "iam-token", "dns", "dashboards", "app-traffic", "nope"];
+
+fn addr() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        // Mostly inside the seed's zones (10.10-10.60), sometimes anywhere.
+        (prop::sample::select(vec![10u8, 20, 30, 40, 50, 60, 5, 6]), 0u8..3, any::<u8>())
+            .prop_map(|(b, c, d)| IpAddr::V4(Ipv4Addr::new(10, b, c, d))),
+        any::<u32>().prop_map(|v| IpAddr::V4(Ipv4Addr::from(v))),
+        any::<u128>().prop_map(|v| IpAddr::V6(v.into())),
+    ]
+}
+
+prop_compose! {
+    fn request()(
+        source in addr(),
+        ip in addr(),
+        port in prop_oneof![Just(22u16), Just(443), Just(8006), Just(3389), any::<u16>()],
+        vmid in prop::option::of(prop_oneof![900u32..6100, any::<u32>()]),
+        service in prop::option::of(prop::sample::select(SERVICES)),
+        declared in prop::option::of(prop::sample::select(vec!["WORKLOADS", "CORE-INFRA", "X"])),
+        groups in prop::collection::vec(prop::sample::select(GROUPS), 0..4),
+        amr in prop::collection::vec(prop::sample::select(vec!["pwd", "otp", "mfa"]), 0..3),
+        auth_time in prop::option::of(any::<u64>()),
+        via_broker in any::<bool>(),
+        tags in prop::collection::vec(prop::sample::select(vec!["pve-mgmt", "web", ""]), 0..2),
+    ) -> Request {
+        Request {
+            source,
+            target: TargetFacts {
+                ip,
+                port,
+                vmid,
+                tags: tags.into_iter().map(String::from).collect(),
+                pool: None,
+                declared_zone: declared.map(String::from),
+                service: service.map(String::from),
+            },
+            identity: Identity {
+                subject: "s".into(),
+                preferred_username: Some("u".into()),
+                email: None,
+                groups: groups.into_iter().map(String::from).collect(),
+                amr: amr.into_iter().map(String::from).collect(),
+                acr: None,
+                auth_time,
+            },
+            via_broker,
+        }
+    }
+}
+
+/// The seed policy with every role granting everything (`*`), and no constraints.
+fn all_powerful_roles() -> &'static Policy {
+    static GOD: OnceLock<Policy> = OnceLock::new();
+    GOD.get_or_init(build_all_powerful)
+}
+
+fn build_all_powerful() -> Policy {
+    let text = SEED.split("\n[[role]]").next().unwrap().to_owned()
+        + r#"
+[[role]]
+name = "god"
+groups = ["admins", "/org/admins", "infrastructure", "projects", "games", "security", "x"]
+[[role.grant]]
+zones = ["*"]
+services = ["*"]
+"#;
+    Policy::parse(&text).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn evaluation_is_total_and_deterministic(req in request(), now in any::<u64>()) {
+        let policy = seed();
+        let a = evaluate(policy, &req, now);
+        let b = evaluate(policy, &req, now);
+        prop_assert_eq!(&a, &b);
+        prop_assert!(!a.reason.is_empty());
+        prop_assert_eq!(a.policy_hash.as_str(), policy.hash());
+    }
+
+    #[test]
+    fn no_role_widens_the_matrix(req in request(), now in any::<u64>()) {
+        // With roles granting everything, whatever is allowed must still be admitted by
+        // the matrix: both cells for a session, an allow cell for a direct flow.
+        let god = all_powerful_roles();
+        let d = evaluate(god, &req, now);
+        if d.outcome == Outcome::Allow {
+            let src = d.source_zone.clone().unwrap();
+            let dst = d.target_zone.clone().unwrap();
+            let svc = d.service.clone().unwrap();
+            let first = d.cells.first().unwrap();
+            let prefix = format!("{src} -> {dst}: ");
+            prop_assert!(first.starts_with(&prefix), "{} does not start with {}", first, prefix);
+            let kind_ok = first.contains(": allow [") || (req.via_broker && first.contains(": broker-only ["));
+            prop_assert!(kind_ok, "{first}");
+            prop_assert!(first.contains(&svc));
+            if req.via_broker {
+                let broker = format!("BROKER -> {dst}: allow [");
+                prop_assert!(d.cells.get(1).unwrap().starts_with(&broker));
+            }
+        }
+        // And the real roles never allow what the all-powerful ones deny.
+        let real = evaluate(seed(), &req, now);
+        if real.outcome == Outcome::Allow {
+            prop_assert_eq!(d.outcome, Outcome::Allow);
+        }
+    }
+
+    #[test]
+    fn adding_a_deny_never_allows_more(req in request(), now in any::<u64>(), pick in 0usize..64) {
+        // Turn one declared cell of the seed into a deny.
+        let cells: Vec<usize> = SEED.match_indices("\n[[cell]]").map(|(i, _)| i).collect();
+        let at = cells[pick % cells.len()];
+        let rest = &SEED[at + 1..];
+        let access_line = rest.find("\naccess = ").unwrap() + at + 1;
+        let end = SEED[access_line + 1..].find('\n').unwrap() + access_line + 1;
+        let denied = format!("{}\naccess = \"deny\"{}", &SEED[..access_line], &SEED[end..]);
+        let Ok(stricter) = Policy::parse(&denied) else {
+            // The deny made a role grant something unreachable: refused, so nothing widens.
+            return Ok(());
+        };
+        let before = evaluate(seed(), &req, now);
+        let after = evaluate(&stricter, &req, now);
+        if after.outcome == Outcome::Allow {
+            prop_assert_eq!(before.outcome, Outcome::Allow);
+        }
+    }
+}

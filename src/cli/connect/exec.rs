@@ -1,0 +1,134 @@
+//! `--exec CMD -- ARGS...`: run a command against a local listener of the session.
+
+use std::os::unix::process::ExitStatusExt as _;
+use std::process::ExitStatus;
+
+use anyhow::Context as _;
+
+use super::{Caught, Signals};
+
+/// The host the `--exec` listener binds, substituted for `{host}`.
+pub const EXEC_HOST: &str = "127.0.0.1";
+
+/// Replaces `{host}` and `{port}` in one argument.
+pub fn substitute(text: &str, host: &str, port: u16) -> String {
+    text.replace("{host}", host).replace("{port}", &port.to_string())
+}
+
+/// What to run, with placeholders still in it.
+#[derive(Debug, Clone)]
+pub struct ExecCommand {
+    pub program: String,
+    pub args: Vec<String>,
+}
+
+impl ExecCommand {
+    /// The program and arguments with `{host}` and `{port}` filled in.
+    pub fn resolved(&self, host: &str, port: u16) -> (String, Vec<String>) {
+        (
+            substitute(&self.program, host, port),
+            self.args.iter().map(|a| substitute(a, host, port)).collect(),
+        )
+    }
+}
+
+/// Runs the command with inherited stdio and returns its exit code (128 + N when killed by
+/// signal N).
+///
+/// Ctrl-C reaches the command too (the terminal signals the whole foreground process
+/// group), so the first SIGINT is left to it; a second one, SIGTERM or SIGHUP kill it.
+pub async fn run_command(
+    command: &ExecCommand,
+    port: u16,
+    session_id: &str,
+    signals: &mut Signals,
+) -> anyhow::Result<i32> {
+    let (program, args) = command.resolved(EXEC_HOST, port);
+    let mut child = tokio::process::Command::new(&program)
+        .args(&args)
+        .env("PORTCULLIS_SESSION_ID", session_id)
+        .env("PORTCULLIS_CONNECT_HOST", EXEC_HOST)
+        .env("PORTCULLIS_CONNECT_PORT", port.to_string())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot run {program}"))?;
+    let mut interrupts = 0;
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let status = status.with_context(|| format!("cannot wait for {program}"))?;
+                return Ok(exit_code(status));
+            }
+            caught = signals.recv() => {
+                if caught == Caught::Interrupt && interrupts == 0 {
+                    interrupts += 1;
+                    continue;
+                }
+                eprintln!("{caught}: stopping {program}");
+                let _ = child.start_kill();
+            }
+        }
+    }
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => 1,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_substituted_everywhere() {
+        let command = ExecCommand {
+            program: "{host}-tool".into(),
+            args: vec![
+                "-p".into(),
+                "{port}".into(),
+                "user@{host}".into(),
+                "https://{host}:{port}/{port}".into(),
+                "{hostname}".into(),
+                "plain".into(),
+            ],
+        };
+        let (program, args) = command.resolved("127.0.0.1", 40022);
+        assert_eq!(program, "127.0.0.1-tool");
+        assert_eq!(
+            args,
+            [
+                "-p",
+                "40022",
+                "user@127.0.0.1",
+                "https://127.0.0.1:40022/40022",
+                "{hostname}",
+                "plain"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn exit_code_is_the_commands() {
+        let mut signals = Signals::install().unwrap();
+        let command = ExecCommand {
+            program: "sh".into(),
+            args: vec!["-c".into(), "test \"$1\" = 9 && exit 7".into(), "sh".into(), "{port}".into()],
+        };
+        assert_eq!(run_command(&command, 9, "s_1", &mut signals).await.unwrap(), 7);
+        let command = ExecCommand {
+            program: "sh".into(),
+            args: vec!["-c".into(), "kill -9 $$".into()],
+        };
+        assert_eq!(run_command(&command, 9, "s_1", &mut signals).await.unwrap(), 137);
+        let missing = ExecCommand {
+            program: "/nonexistent/portcullis-test".into(),
+            args: vec![],
+        };
+        assert!(run_command(&missing, 9, "s_1", &mut signals).await.is_err());
+    }
+}

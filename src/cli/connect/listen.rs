@@ -1,0 +1,290 @@
+//! Local listeners (`--listen-port`, `--listen-unix`, and the one behind `--exec`): every
+//! local connection becomes a connection of the same session.
+//!
+//! A loopback port is open to every local user of the machine; on a shared jump host use
+//! `--listen-unix`, whose socket is 0600 from the moment anyone can reach it: it is bound
+//! inside a fresh 0700 directory, chmod-ed 0600, and only then hard-linked to its final
+//! path (which also refuses to replace an existing file).
+
+use std::future::Future;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::mpsc;
+use tracing::Instrument as _;
+
+use super::tunnel::{Refused, SessionTicket};
+use crate::cli::output;
+
+/// A bound local listener.
+#[derive(Debug)]
+pub enum LocalListener {
+    Tcp(TcpListener),
+    Unix(UnixListener, UnixSocketFile),
+}
+
+impl LocalListener {
+    /// Binds 127.0.0.1:`port` (0 picks a free port).
+    pub async fn tcp(port: u16) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("cannot listen on 127.0.0.1:{port}; pick another port or 0"))?;
+        Ok(Self::Tcp(listener))
+    }
+
+    /// Creates a 0600 Unix socket at `path` (see the module notes).
+    pub fn unix(path: &Path) -> anyhow::Result<Self> {
+        let (listener, file) = bind_private_unix(path)?;
+        Ok(Self::Unix(listener, file))
+    }
+
+    /// The TCP port, for a TCP listener.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            Self::Tcp(listener) => listener.local_addr().ok().map(|a| a.port()),
+            Self::Unix(..) => None,
+        }
+    }
+}
+
+/// Why a listener stopped serving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The caller's stop future finished (a signal), with its description.
+    Requested(String),
+    /// The session reached its expiry.
+    Expired,
+    /// The worker refused a connection in a way that ends the session.
+    SessionEnded(String),
+}
+
+/// Serves connections until `stop` finishes, the session expires, or the worker says the
+/// session is over. Connections already open keep running in their own tasks.
+///
+/// `announce` prints a line on stderr per connection opened and closed; errors are always
+/// printed.
+pub async fn serve<F>(
+    listener: LocalListener,
+    ticket: Arc<SessionTicket>,
+    stop: F,
+    announce: bool,
+) -> Stop
+where
+    F: Future<Output = String>,
+{
+    let (ended_tx, mut ended_rx) = mpsc::channel::<String>(1);
+    let expiry = tokio::time::sleep(until_unix(ticket.expires_at));
+    tokio::pin!(stop, expiry);
+    loop {
+        let accepted = tokio::select! {
+            why = &mut stop => return Stop::Requested(why),
+            () = &mut expiry => return Stop::Expired,
+            Some(why) = ended_rx.recv() => return Stop::SessionEnded(why),
+            accepted = accept(&listener) => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let span = tracing::info_span!("connection", client.addr = %peer);
+                let task = carry(stream, peer, ticket.clone(), ended_tx.clone(), announce);
+                tokio::spawn(task.instrument(span));
+            }
+            Err(err) => {
+                // E.g. out of file descriptors: say so and keep serving after a pause.
+                eprintln!("cannot accept a local connection: {err}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// A local connection, type-erased so TCP and Unix streams share one path.
+trait LocalStream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> LocalStream for T {}
+
+async fn accept(listener: &LocalListener) -> std::io::Result<(Box<dyn LocalStream>, String)> {
+    match listener {
+        LocalListener::Tcp(listener) => {
+            let (stream, peer) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok((Box::new(stream), peer.to_string()))
+        }
+        LocalListener::Unix(listener, file) => {
+            let (stream, _) = listener.accept().await?;
+            Ok((Box::new(stream), file.path.display().to_string()))
+        }
+    }
+}
+
+async fn carry(
+    stream: Box<dyn LocalStream>,
+    peer: String,
+    ticket: Arc<SessionTicket>,
+    ended: mpsc::Sender<String>,
+    announce: bool,
+) {
+    let connection = match ticket.open().await {
+        Ok(connection) => connection,
+        Err(err) => {
+            eprintln!("connection from {peer}: {err:#}");
+            if let Some(refused) = err.downcast_ref::<Refused>() {
+                if refused.ends_session() {
+                    let _ = ended.try_send(refused.to_string());
+                }
+            }
+            return; // Dropping the stream closes the local side.
+        }
+    };
+    let id = connection.id.clone();
+    tracing::debug!(connection.id = %id, "connection accepted by the worker");
+    if announce {
+        eprintln!("Connection {id} from {peer} opened.");
+    }
+    let (read, write) = tokio::io::split(stream);
+    match connection.splice(read, write).await {
+        Ok(transfer) if announce => eprintln!(
+            "Connection {id} closed: {} up, {} down.",
+            output::bytes(transfer.up),
+            output::bytes(transfer.down)
+        ),
+        Ok(_) => {}
+        Err(err) => eprintln!("Connection {id} ended: {err:#}"),
+    }
+}
+
+/// Time from now until a unix-seconds instant (zero if it has passed).
+pub fn until_unix(at: u64) -> Duration {
+    /// Far enough to mean "never" without overflowing a clock.
+    const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    match UNIX_EPOCH.checked_add(Duration::from_secs(at)) {
+        Some(at) => at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            .min(NEVER),
+        None => NEVER,
+    }
+}
+
+/// The socket file at its public path; removed when dropped, if it is still ours.
+#[derive(Debug)]
+pub struct UnixSocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl UnixSocketFile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for UnixSocketFile {
+    fn drop(&mut self) {
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
+            if meta.dev() == self.dev && meta.ino() == self.ino {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+fn bind_private_unix(path: &Path) -> anyhow::Result<(UnixListener, UnixSocketFile)> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        bail!(
+            "{} already exists; remove it or choose another path for --listen-unix",
+            path.display()
+        );
+    }
+    let parent = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let private = parent.join(format!(".pc-{}", random_hex(6)?));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .with_context(|| format!("cannot create a private directory in {}", parent.display()))?;
+    let inner = private.join("s");
+    let result = (|| {
+        let listener = UnixListener::bind(&inner)
+            .with_context(|| format!("cannot create a Unix socket in {}", parent.display()))?;
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o600))
+            .context("cannot make the Unix socket 0600")?;
+        // A hard link publishes the socket atomically and never replaces an existing file.
+        std::fs::hard_link(&inner, path)
+            .with_context(|| format!("cannot create the Unix socket {}", path.display()))?;
+        let meta = std::fs::symlink_metadata(path)
+            .with_context(|| format!("cannot inspect {}", path.display()))?;
+        anyhow::Ok((listener, meta))
+    })();
+    let _ = std::fs::remove_file(&inner);
+    let _ = std::fs::remove_dir(&private);
+    let (listener, meta) = result?;
+    Ok((
+        listener,
+        UnixSocketFile {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        },
+    ))
+}
+
+fn random_hex(bytes: usize) -> anyhow::Result<String> {
+    use ring::rand::SecureRandom as _;
+    let mut buf = vec![0u8; bytes];
+    ring::rand::SystemRandom::new()
+        .fill(&mut buf)
+        .map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
+    Ok(hex::encode(buf))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unix_socket_is_0600_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.sock");
+        let listener = LocalListener::unix(&path).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // Only the socket is left in the directory: no private directory lingers.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // It is the listener's socket: a client reaches it.
+        let client = tokio::net::UnixStream::connect(&path);
+        let LocalListener::Unix(inner, _) = &listener else {
+            panic!("not unix")
+        };
+        let (accepted, connected) = tokio::join!(inner.accept(), client);
+        accepted.unwrap();
+        connected.unwrap();
+        // A second listener on the same path is refused rather than replacing it.
+        assert!(LocalListener::unix(&path).is_err());
+        drop(listener);
+        assert!(std::fs::symlink_metadata(&path).is_err(), "socket removed at exit");
+    }
+
+    #[tokio::test]
+    async fn tcp_listener_binds_loopback() {
+        let listener = LocalListener::tcp(0).await.unwrap();
+        assert_ne!(listener.port(), Some(0));
+        let LocalListener::Tcp(inner) = &listener else {
+            panic!("not tcp")
+        };
+        assert!(inner.local_addr().unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn until_past_is_zero() {
+        assert_eq!(until_unix(0), Duration::ZERO);
+        assert!(until_unix(u64::MAX) > Duration::from_secs(3600));
+    }
+}

@@ -1,0 +1,340 @@
+//! The client's TLS to a worker's proxy listener: a per-session Ed25519 identity, and a
+//! server verifier that pins the worker's key.
+//!
+//! There is no CA in this path. The controller, over its authenticated API, names the worker
+//! and the SHA-256 of its public key (SPKI); the verifier accepts exactly that key and then
+//! really checks the TLS 1.3 handshake signature with it, so only the holder of the pinned
+//! private key can complete the handshake. The certificate's names and dates carry no
+//! authority here and are not checked.
+
+use std::fmt;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use portcullis_proto::{keys, proxy};
+use rcgen::PublicKeyData as _;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+
+/// The name the client asks for; the key is pinned, so the name is not checked.
+pub const WORKER_SERVER_NAME: &str = "portcullis-worker";
+
+/// The client certificate's name.
+const CLIENT_NAME: &str = "portcullis-client";
+
+/// The ephemeral key and self-signed certificate of one session. The grant binds the
+/// key's SPKI hash; the worker checks that this certificate carries that key.
+pub struct ClientIdentity {
+    cert: CertificateDer<'static>,
+    key: PrivatePkcs8KeyDer<'static>,
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientIdentity {
+    /// A fresh Ed25519 key and a self-signed certificate for it.
+    pub fn generate() -> anyhow::Result<Self> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+            .context("cannot generate the session key")?;
+        let cert = rcgen::CertificateParams::new(vec![CLIENT_NAME.into()])
+            .and_then(|params| params.self_signed(&key))
+            .context("cannot make the session certificate")?;
+        Ok(Self {
+            cert: cert.der().clone(),
+            key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+        })
+    }
+
+    /// Reads an identity from PEM (as kept in a session hand-off file).
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> anyhow::Result<Self> {
+        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .context("the session certificate is not valid PEM")?;
+        let key = PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes())
+            .context("the session key is not a valid PKCS#8 PEM key")?;
+        let pair = rcgen::KeyPair::try_from(&key)
+            .context("the session key is not a usable Ed25519 key")?;
+        if spki_of(&cert)? != pair.subject_public_key_info() {
+            bail!("the session certificate does not belong to the session key");
+        }
+        Ok(Self { cert, key })
+    }
+
+    /// The DER `SubjectPublicKeyInfo` of the key: what authorize-session receives.
+    pub fn public_key_der(&self) -> anyhow::Result<Vec<u8>> {
+        spki_of(&self.cert)
+    }
+
+    pub fn cert_pem(&self) -> String {
+        pem("CERTIFICATE", self.cert.as_ref())
+    }
+
+    /// The private key as PKCS#8 PEM; goes only into a 0600 hand-off file.
+    pub fn key_pem(&self) -> String {
+        pem("PRIVATE KEY", self.key.secret_pkcs8_der())
+    }
+
+    /// The rustls client config for one session: TLS 1.3 only, the proxy ALPN, this
+    /// identity as client certificate, and the worker key pinned to `worker_fingerprint`.
+    pub fn client_config(
+        &self,
+        worker_fingerprint: &str,
+    ) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(PinnedWorkerKey::new(
+            worker_fingerprint,
+            provider.signature_verification_algorithms,
+        )?);
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .context("cannot set up TLS 1.3")?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_auth_cert(
+                vec![self.cert.clone()],
+                PrivateKeyDer::Pkcs8(self.key.clone_key()),
+            )
+            .context("cannot use the session key as TLS client key")?;
+        config.alpn_protocols = vec![proxy::ALPN.to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// The server name sent in the handshake (SNI); never checked against the certificate.
+pub fn server_name() -> anyhow::Result<ServerName<'static>> {
+    ServerName::try_from(WORKER_SERVER_NAME).context("invalid worker server name")
+}
+
+fn spki_of(cert: &CertificateDer<'_>) -> anyhow::Result<Vec<u8>> {
+    let parsed = webpki::EndEntityCert::try_from(cert)
+        .map_err(|err| anyhow::anyhow!("cannot parse the session certificate: {err}"))?;
+    Ok(parsed.subject_public_key_info().as_ref().to_vec())
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in body.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Accepts exactly one worker key, by the SHA-256 of its SPKI, and verifies the TLS 1.3
+/// handshake signature with it. TLS 1.2 is refused.
+#[derive(Debug)]
+pub struct PinnedWorkerKey {
+    fingerprint: String,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+/// The worker's certificate carries another key than the controller named.
+#[derive(Debug)]
+struct PinMismatch {
+    expected: String,
+    presented: String,
+}
+
+impl fmt::Display for PinMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the worker's key {} is not the key {} the controller named for this session",
+            self.presented, self.expected
+        )
+    }
+}
+
+impl std::error::Error for PinMismatch {}
+
+impl PinnedWorkerKey {
+    /// `fingerprint` is hex SHA-256 of the worker's SPKI ([`keys::spki_fingerprint`]).
+    pub fn new(fingerprint: &str, algorithms: WebPkiSupportedAlgorithms) -> anyhow::Result<Self> {
+        let fingerprint = fingerprint.trim().to_ascii_lowercase();
+        if fingerprint.len() != 64 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("the worker key fingerprint {fingerprint:?} is not 64 hex characters");
+        }
+        Ok(Self {
+            fingerprint,
+            algorithms,
+        })
+    }
+}
+
+impl ServerCertVerifier for PinnedWorkerKey {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let presented = keys::spki_fingerprint(cert.subject_public_key_info().as_ref());
+        if presented != self.fingerprint {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                rustls::OtherError(Arc::new(PinMismatch {
+                    expected: self.fingerprint.clone(),
+                    presented,
+                })),
+            )));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General(
+            "TLS 1.2 is not accepted by the proxy listener".into(),
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub(crate) mod tests {
+    use super::*;
+    use rustls::server::{ClientHello, ResolvesServerCert};
+    use rustls::sign::CertifiedKey;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A worker-like TLS identity for tests: (certificate, key, fingerprint).
+    pub(crate) fn worker_identity() -> (CertificateDer<'static>, PrivateKeyDer<'static>, String) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["worker".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let fingerprint = keys::spki_fingerprint(&key.subject_public_key_info());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        (cert.der().clone(), key, fingerprint)
+    }
+
+    /// Serves a certificate with whatever signing key it is given, matching or not.
+    #[derive(Debug)]
+    struct FixedCert(Arc<CertifiedKey>);
+
+    impl ResolvesServerCert for FixedCert {
+        fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+            Some(self.0.clone())
+        }
+    }
+
+    pub(crate) fn server_config(
+        cert: CertificateDer<'static>,
+        signing_key: PrivateKeyDer<'static>,
+    ) -> Arc<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let signer = provider.key_provider.load_private_key(signing_key).unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(FixedCert(Arc::new(CertifiedKey::new(
+                vec![cert],
+                signer,
+            )))));
+        config.alpn_protocols = vec![proxy::ALPN.to_vec()];
+        Arc::new(config)
+    }
+
+    /// Runs one handshake and a one-byte exchange; returns the client's error, if any.
+    async fn handshake(server: Arc<rustls::ServerConfig>, pin: &str) -> Result<(), String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            if let Ok(mut tls) = tokio_rustls::TlsAcceptor::from(server).accept(tcp).await {
+                let _ = tls.write_all(b"!").await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        let identity = ClientIdentity::generate().unwrap();
+        let config = identity.client_config(pin).map_err(|e| e.to_string())?;
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(config)
+            .connect(server_name().unwrap(), tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut byte = [0u8; 1];
+        tls.read_exact(&mut byte).await.map_err(|e| e.to_string())?;
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(proxy::ALPN));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn pinned_key_is_accepted() {
+        let (cert, key, fingerprint) = worker_identity();
+        handshake(server_config(cert, key), &fingerprint).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn another_key_is_refused() {
+        let (cert, key, _) = worker_identity();
+        let (_, _, other) = worker_identity();
+        let err = handshake(server_config(cert, key), &other).await.unwrap_err();
+        assert!(err.contains("not the key"), "{err}");
+    }
+
+    /// A server that shows the pinned certificate but cannot sign with its key fails: the
+    /// handshake signature is really verified, not just the certificate compared.
+    #[tokio::test]
+    async fn pinned_certificate_without_its_key_is_refused() {
+        let (cert, _, fingerprint) = worker_identity();
+        let (_, impostor_key, _) = worker_identity();
+        let err = handshake(server_config(cert, impostor_key), &fingerprint)
+            .await
+            .unwrap_err();
+        assert!(err.to_lowercase().contains("signature"), "{err}");
+    }
+
+    #[test]
+    fn identity_round_trips_through_pem() {
+        let identity = ClientIdentity::generate().unwrap();
+        let again = ClientIdentity::from_pem(&identity.cert_pem(), &identity.key_pem()).unwrap();
+        assert_eq!(
+            again.public_key_der().unwrap(),
+            identity.public_key_der().unwrap()
+        );
+        let other = ClientIdentity::generate().unwrap();
+        assert!(ClientIdentity::from_pem(&identity.cert_pem(), &other.key_pem()).is_err());
+        assert!(!format!("{identity:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn fingerprint_must_be_hex() {
+        let algs = rustls::crypto::ring::default_provider().signature_verification_algorithms;
+        assert!(PinnedWorkerKey::new("abc", algs).is_err());
+        assert!(PinnedWorkerKey::new(&"AB".repeat(32), algs).is_ok());
+    }
+}

@@ -1,0 +1,379 @@
+//! One connection of a session: TCP to the worker, pinned TLS 1.3, the proxy handshake,
+//! then bytes spliced both ways with half-close.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use portcullis_proto::proxy::{self, RefusalCode, WorkerReply};
+use portcullis_proto::PROTOCOL_VERSION;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use super::tls::{server_name, ClientIdentity};
+
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+const TLS_TIMEOUT: Duration = Duration::from_secs(10);
+/// The worker may ask the controller before admitting a session's first connection.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An authorised session, ready to open connections through its worker.
+pub struct SessionTicket {
+    pub session_id: String,
+    /// The target as the user named it.
+    pub target: String,
+    pub worker_addr: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+    grant: String,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl fmt::Debug for SessionTicket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionTicket")
+            .field("session_id", &self.session_id)
+            .field("target", &self.target)
+            .field("worker_addr", &self.worker_addr)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the controller (or a hand-off file) says about a session.
+#[derive(Clone)]
+pub struct TicketParts {
+    pub session_id: String,
+    pub target: String,
+    pub worker_addr: String,
+    pub worker_key_fingerprint: String,
+    pub grant: String,
+    pub expires_at: u64,
+}
+
+impl SessionTicket {
+    pub fn new(parts: TicketParts, identity: &ClientIdentity) -> anyhow::Result<Self> {
+        let tls = identity
+            .client_config(&parts.worker_key_fingerprint)
+            .context("the controller's answer names an unusable worker key")?;
+        Ok(Self {
+            session_id: parts.session_id,
+            target: parts.target,
+            worker_addr: parts.worker_addr,
+            expires_at: parts.expires_at,
+            grant: parts.grant,
+            tls,
+        })
+    }
+
+    /// Opens one connection: dial, pinned TLS, hello, reply. A refusal is a [`Refused`]
+    /// error (downcast it to tell the codes apart).
+    pub async fn open(&self) -> anyhow::Result<WorkerConnection> {
+        let addr = &self.worker_addr;
+        let tcp = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| anyhow!("cannot reach the worker at {addr}: timed out"))?
+            .with_context(|| format!("cannot reach the worker at {addr}"))?;
+        let _ = tcp.set_nodelay(true);
+        let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
+        let mut tls = tokio::time::timeout(TLS_TIMEOUT, connector.connect(server_name()?, tcp))
+            .await
+            .map_err(|_| anyhow!("TLS with the worker at {addr} timed out"))?
+            .with_context(|| format!("TLS with the worker at {addr} failed"))?;
+
+        let hello = proxy::encode_frame(&proxy::ClientHello {
+            protocol_version: PROTOCOL_VERSION,
+            grant: self.grant.clone(),
+        })
+        .context("cannot encode the proxy handshake")?;
+        let reply = tokio::time::timeout(REPLY_TIMEOUT, async {
+            tls.write_all(&hello).await?;
+            tls.flush().await?;
+            read_reply(&mut tls).await
+        })
+        .await
+        .map_err(|_| anyhow!("the worker at {addr} did not answer the handshake in time"))?
+        .with_context(|| format!("the handshake with the worker at {addr} failed"))?;
+        match reply {
+            WorkerReply::Accepted { connection_id } => Ok(WorkerConnection {
+                id: connection_id,
+                stream: tls,
+            }),
+            WorkerReply::Refused { code, reason } => Err(Refused { code, reason }.into()),
+        }
+    }
+}
+
+async fn read_reply<S: AsyncRead + Unpin>(stream: &mut S) -> anyhow::Result<WorkerReply> {
+    let mut len = [0u8; 4];
+    stream
+        .read_exact(&mut len)
+        .await
+        .context("the worker closed the connection without a reply")?;
+    let len = proxy::check_len(u32::from_be_bytes(len))?;
+    let mut body = vec![0u8; len];
+    stream
+        .read_exact(&mut body)
+        .await
+        .context("the worker's reply was cut off")?;
+    serde_json::from_slice(&body).context("the worker's reply is not a proxy handshake reply")
+}
+
+/// The worker refused a connection; `reason` is its text for people.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub code: RefusalCode,
+    pub reason: String,
+}
+
+impl Refused {
+    /// Whether every later connection of the session would be refused the same way.
+    pub fn ends_session(&self) -> bool {
+        matches!(
+            self.code,
+            RefusalCode::SessionEnded
+                | RefusalCode::ExpiredGrant
+                | RefusalCode::InvalidGrant
+                | RefusalCode::WrongWorker
+                | RefusalCode::WrongSource
+                | RefusalCode::WrongClientKey
+        )
+    }
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let code = serde_json::to_value(self.code)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{:?}", self.code));
+        let reason = if self.reason.trim().is_empty() {
+            describe(self.code)
+        } else {
+            self.reason.trim()
+        };
+        write!(f, "worker refused the connection: {reason} ({code})")
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Words for a refusal that came without a reason.
+fn describe(code: RefusalCode) -> &'static str {
+    match code {
+        RefusalCode::BadHandshake => "bad handshake",
+        RefusalCode::InvalidGrant => "the grant is not valid",
+        RefusalCode::ExpiredGrant => "the session's grant has expired",
+        RefusalCode::WrongWorker => "the grant is for another worker",
+        RefusalCode::WrongSource => "the grant is for another source address",
+        RefusalCode::WrongClientKey => "the TLS client key is not the session's key",
+        RefusalCode::SessionEnded => "the session has ended",
+        RefusalCode::ConnectionLimit => "connection limit reached",
+        RefusalCode::ControllerUnreachable => "the worker cannot reach a controller",
+        RefusalCode::Draining => "the worker is shutting down",
+        RefusalCode::TargetUnreachable => "the worker cannot reach the target",
+    }
+}
+
+/// An accepted connection to the target through the worker.
+pub struct WorkerConnection {
+    pub id: String,
+    stream: TlsStream<TcpStream>,
+}
+
+/// Bytes carried by a finished connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transfer {
+    /// Local side to target.
+    pub up: u64,
+    /// Target to local side.
+    pub down: u64,
+}
+
+impl WorkerConnection {
+    /// Carries bytes both ways until both directions have ended.
+    ///
+    /// Half-close: EOF from the local side shuts down the TLS write side (close_notify, then
+    /// a TCP FIN), and the target's reply keeps flowing until the worker ends it; EOF from the
+    /// worker (close_notify) shuts down the local write side the same way. An error in either
+    /// direction ends both. A worker that vanishes without close_notify is an error: the
+    /// data may have been cut short.
+    pub async fn splice<R, W>(self, local_read: R, local_write: W) -> anyhow::Result<Transfer>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let (mut remote_read, mut remote_write) = tokio::io::split(self.stream);
+        let (mut local_read, mut local_write) = (local_read, local_write);
+        let up = async {
+            let n = tokio::io::copy(&mut local_read, &mut remote_write)
+                .await
+                .context("sending to the worker failed")?;
+            remote_write
+                .shutdown()
+                .await
+                .context("closing the way to the worker failed")?;
+            anyhow::Ok(n)
+        };
+        let down = async {
+            let n = tokio::io::copy(&mut remote_read, &mut local_write)
+                .await
+                .context("receiving from the worker failed")?;
+            local_write
+                .shutdown()
+                .await
+                .context("closing the local side failed")?;
+            anyhow::Ok(n)
+        };
+        let (up, down) = tokio::try_join!(up, down)?;
+        Ok(Transfer { up, down })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::super::tls::tests::{server_config, worker_identity};
+    use super::*;
+
+    enum Behaviour {
+        /// Accept, read everything until the client's half-close, then answer with it
+        /// reversed followed by a trailer.
+        ReverseAfterEof,
+        Refuse(RefusalCode, &'static str),
+    }
+
+    /// A stand-in worker proxy listener on 127.0.0.1:0; returns its address and fingerprint.
+    async fn mock_worker(behaviour: Behaviour) -> (String, String) {
+        let (cert, key, fingerprint) = worker_identity();
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(cert, key));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = acceptor.accept(tcp).await.unwrap();
+            let mut len = [0u8; 4];
+            tls.read_exact(&mut len).await.unwrap();
+            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            tls.read_exact(&mut body).await.unwrap();
+            let hello: proxy::ClientHello = serde_json::from_slice(&body).unwrap();
+            assert_eq!(hello.grant, "the-grant");
+            assert_eq!(hello.protocol_version, PROTOCOL_VERSION);
+            match behaviour {
+                Behaviour::Refuse(code, reason) => {
+                    let reply = WorkerReply::Refused {
+                        code,
+                        reason: reason.into(),
+                    };
+                    tls.write_all(&proxy::encode_frame(&reply).unwrap())
+                        .await
+                        .unwrap();
+                    tls.shutdown().await.unwrap();
+                }
+                Behaviour::ReverseAfterEof => {
+                    let reply = WorkerReply::Accepted {
+                        connection_id: "c_1".into(),
+                    };
+                    tls.write_all(&proxy::encode_frame(&reply).unwrap())
+                        .await
+                        .unwrap();
+                    let mut data = Vec::new();
+                    tls.read_to_end(&mut data).await.unwrap();
+                    data.reverse();
+                    tls.write_all(&data).await.unwrap();
+                    tls.write_all(b"<end>").await.unwrap();
+                    tls.shutdown().await.unwrap();
+                }
+            }
+        });
+        (addr, fingerprint)
+    }
+
+    fn ticket(worker_addr: String, fingerprint: String) -> SessionTicket {
+        let identity = ClientIdentity::generate().unwrap();
+        SessionTicket::new(
+            TicketParts {
+                session_id: "s_1".into(),
+                target: "web".into(),
+                worker_addr,
+                worker_key_fingerprint: fingerprint,
+                grant: "the-grant".into(),
+                expires_at: u64::MAX,
+            },
+            &identity,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn half_closing_client_gets_the_whole_reply() {
+        let (addr, fingerprint) = mock_worker(Behaviour::ReverseAfterEof).await;
+        let connection = ticket(addr, fingerprint).open().await.unwrap();
+        assert_eq!(connection.id, "c_1");
+
+        let (mut app, local) = tokio::io::duplex(64 * 1024);
+        let (local_read, local_write) = tokio::io::split(local);
+        let splice = tokio::spawn(connection.splice(local_read, local_write));
+
+        let payload: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+        let (mut app_read, mut app_write) = tokio::io::split(&mut app);
+        let send = async {
+            app_write.write_all(&payload).await.unwrap();
+            app_write.shutdown().await.unwrap(); // half-close: we still read the reply.
+        };
+        let mut answer = Vec::new();
+        let receive = app_read.read_to_end(&mut answer);
+        let ((), read) = tokio::join!(send, receive);
+        read.unwrap();
+
+        let mut expected = payload.clone();
+        expected.reverse();
+        expected.extend_from_slice(b"<end>");
+        assert_eq!(answer.len(), expected.len());
+        assert!(answer == expected);
+        let transfer = splice.await.unwrap().unwrap();
+        assert_eq!(transfer.up, payload.len() as u64);
+        assert_eq!(transfer.down, expected.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn refusal_is_reported_with_its_code() {
+        let (addr, fingerprint) = mock_worker(Behaviour::Refuse(
+            RefusalCode::ConnectionLimit,
+            "connection limit reached",
+        ))
+        .await;
+        let err = ticket(addr, fingerprint).open().await.err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "worker refused the connection: connection limit reached (connection_limit)"
+        );
+        let refused = err.downcast_ref::<Refused>().unwrap();
+        assert!(!refused.ends_session());
+    }
+
+    #[tokio::test]
+    async fn refusal_without_reason_is_described() {
+        let (addr, fingerprint) = mock_worker(Behaviour::Refuse(RefusalCode::SessionEnded, "")).await;
+        let err = ticket(addr, fingerprint).open().await.err().unwrap();
+        assert!(err.to_string().contains("the session has ended (session_ended)"), "{err}");
+        assert!(err.downcast_ref::<Refused>().unwrap().ends_session());
+    }
+
+    #[tokio::test]
+    async fn unreachable_worker_is_named() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = ticket(format!("127.0.0.1:{port}"), "ab".repeat(32))
+            .open()
+            .await
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("cannot reach the worker at 127.0.0.1:"), "{err}");
+    }
+}

@@ -1,0 +1,126 @@
+//! `portcullis dev` as a real process, on ports picked at run time, stopped at drop.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_portcullis")
+}
+
+pub struct Dev {
+    pub child: Child,
+    pub state_dir: PathBuf,
+    pub ready: serde_json::Value,
+    pub env: Vec<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Dev {
+    /// Starts `portcullis dev` with extra arguments in a new state dir.
+    pub fn start(extra: &[&str]) -> Dev {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        let mut dev = Dev::start_in(&state, extra);
+        dev._dir = Some(dir);
+        dev
+    }
+
+    /// Starts `portcullis dev` on an existing state dir (for restart tests).
+    pub fn start_in(state: &Path, extra: &[&str]) -> Dev {
+        let mut child = Command::new(bin())
+            .args(["dev", "--state-dir"])
+            .arg(state)
+            .args(["--api-port", "0", "--cluster-port", "0", "--proxy-port", "0"])
+            .args(extra)
+            .env("PORTCULLIS_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn portcullis dev");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("portcullis dev printed no readiness line within 60 s")
+        });
+        let ready: serde_json::Value = serde_json::from_str(&line).expect("readiness line is JSON");
+        assert_eq!(ready["event"], "ready", "{line}");
+        let env = parse_env(&std::fs::read_to_string(state.join("dev.env")).expect("dev.env"));
+        Dev { child, state_dir: state.to_owned(), ready, env, _dir: None }
+    }
+
+    pub fn api(&self) -> String {
+        format!("https://{}", self.ready["api"].as_str().expect("api addr"))
+    }
+
+    pub fn var(&self, name: &str) -> String {
+        self.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).expect("dev.env variable")
+    }
+
+    /// A `portcullis` command with this dev's environment.
+    pub fn cli(&self) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd.env("PORTCULLIS_LOG", "warn");
+        cmd
+    }
+
+    /// Sends SIGTERM and waits (up to 30 s).
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        for _ in 0..300 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn parse_env(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// `curl` against the API: returns (status, body).
+pub fn curl(dev: &Dev, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+        .arg(dev.var("PORTCULLIS_CA"))
+        .args(["-X", method])
+        .arg(format!("{}{}", dev.api(), path));
+    if let Some(t) = token {
+        cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
+    }
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    let out = cmd.output().expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}

@@ -1,0 +1,161 @@
+//! A brokered session end to end: `portcullis dev` (controller, worker, echo target) and
+//! `portcullis connect` as real processes.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::dev::{curl, Dev};
+
+fn payload(len: usize) -> Vec<u8> {
+    // xorshift: incompressible, reproducible.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// `connect TARGET --listen-port 0 --json`: returns the child and the local port.
+fn listen(dev: &Dev, target: &str) -> (Child, u16, String) {
+    let mut child = dev
+        .cli()
+        .args(["connect", target, "--listen-port", "0", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    (child, v["port"].as_u64().unwrap() as u16, v["session_id"].as_str().unwrap().to_owned())
+}
+
+/// Sends `data`, half-closes, and reads everything back.
+fn round_trip(port: u16, data: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let data = data.to_vec();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&data).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::new();
+    stream.read_to_end(&mut back).unwrap();
+    sender.join().unwrap();
+    back
+}
+
+fn session(dev: &Dev, id: &str) -> serde_json::Value {
+    let (code, text) = curl(dev, "GET", &format!("/v1/sessions/{id}"), Some(&dev.var("PORTCULLIS_TOKEN")), None);
+    assert_eq!(code, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn sixteen_mib_round_trip_through_listen_port_and_stdio_with_byte_counts() {
+    let dev = Dev::start(&[]);
+    let data = payload(16 << 20);
+    let (mut child, port, session_id) = listen(&dev, "echo");
+    let back = round_trip(port, &data);
+    assert!(back == data, "echoed payload differs ({} bytes back)", back.len());
+    // A second connection of the same session, half-closing early: still gets the whole reply.
+    let back = round_trip(port, b"hello");
+    assert_eq!(back, b"hello");
+    wait_for("both connections closed with byte counts", Duration::from_secs(10), || {
+        let s = session(&dev, &session_id);
+        let conns = s["connections"].as_array().cloned().unwrap_or_default();
+        conns.len() == 2
+            && conns.iter().all(|c| c["state"] == "closed")
+            && conns.iter().any(|c| c["bytes_up"] == 16 << 20 && c["bytes_down"] == 16 << 20)
+            && conns.iter().any(|c| c["bytes_up"] == 5 && c["bytes_down"] == 5)
+    });
+    assert_eq!(session(&dev, &session_id)["state"], "active");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // --stdio: one connection over stdin/stdout.
+    let mut stdio = dev
+        .cli()
+        .args(["connect", "echo", "--stdio"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdin = stdio.stdin.take().unwrap();
+    let sent = data.clone();
+    let writer = std::thread::spawn(move || {
+        stdin.write_all(&sent).unwrap();
+        drop(stdin); // EOF = half-close
+    });
+    let mut back = Vec::new();
+    stdio.stdout.take().unwrap().read_to_end(&mut back).unwrap();
+    writer.join().unwrap();
+    assert!(back == data, "stdio payload differs ({} bytes back)", back.len());
+    let status = stdio.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn cancel_closes_a_live_connection_within_one_second() {
+    let dev = Dev::start(&[]);
+    let (mut child, port, session_id) = listen(&dev, "echo");
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    stream.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping");
+    let admin = dev.var("PORTCULLIS_TOKEN");
+    let started = Instant::now();
+    let out = dev.cli().args(["sessions", "cancel", &session_id]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(1), "connection closed after {elapsed:?}");
+    let s = session(&dev, &session_id);
+    assert_eq!(s["state"], "terminated");
+    assert_eq!(s["termination_reason"], "canceled");
+    let (code, _) = curl(&dev, "GET", &format!("/v1/sessions/{session_id}"), Some(&admin), None);
+    assert_eq!(code, 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn the_connection_limit_refuses_the_next_connection() {
+    let dev = Dev::start(&[]);
+    let admin = dev.var("PORTCULLIS_TOKEN");
+    let echo = dev.ready["echo"].as_str().unwrap();
+    let body = serde_json::json!({"name": "once", "address": echo, "zone": "LOCAL", "service": "echo", "connection_limit": 1}).to_string();
+    let (code, text) = curl(&dev, "POST", "/v1/targets", Some(&admin), Some(&body));
+    assert_eq!(code, 201, "{text}");
+    let (mut child, port, _session) = listen(&dev, "once");
+    assert_eq!(round_trip(port, b"first"), b"first");
+    // The second connection is refused by the worker: the local side is closed, no hang.
+    let back = round_trip(port, b"second");
+    assert!(back.is_empty(), "second connection got {back:?}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

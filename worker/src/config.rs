@@ -1,0 +1,138 @@
+//! Worker configuration: TOML parsed into a raw struct that denies unknown keys, then
+//! validated into [`Config`] before any port is bound.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::Secret;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub state_dir: PathBuf,
+    /// Controller cluster addresses (`HOST:PORT`), tried in order.
+    pub controllers: Vec<String>,
+    pub proxy_listen: SocketAddr,
+    /// What clients dial; defaults to the bound proxy address.
+    pub proxy_public_addr: Option<String>,
+    /// Source IP for connections to targets.
+    pub egress_addr: Option<IpAddr>,
+    pub join_token: Option<Secret<String>>,
+    /// New connections are admitted only while a controller was heard within this time.
+    pub admit_grace: Duration,
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("worker config: {0}")]
+    Parse(String),
+    #[error("worker config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    worker: RawWorker,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorker {
+    name: String,
+    state_dir: PathBuf,
+    controllers: Vec<String>,
+    proxy_listen: Option<String>,
+    proxy_public_addr: Option<String>,
+    egress_addr: Option<String>,
+    join_token_file: Option<PathBuf>,
+    admit_grace_secs: Option<f64>,
+    drain_timeout_secs: Option<f64>,
+}
+
+fn secs(value: Option<f64>, key: &'static str, default: f64) -> Result<Duration, ConfigError> {
+    let v = value.unwrap_or(default);
+    if !v.is_finite() || v <= 0.0 {
+        return Err(ConfigError::Invalid { key, message: format!("{v} must be a positive number of seconds") });
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+impl Config {
+    /// A config with defaults for everything but the essentials.
+    pub fn new(name: &str, state_dir: PathBuf, controllers: Vec<String>, proxy_listen: SocketAddr) -> Config {
+        Config {
+            name: name.to_owned(),
+            state_dir,
+            controllers,
+            proxy_listen,
+            proxy_public_addr: None,
+            egress_addr: None,
+            join_token: None,
+            admit_grace: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Parses a worker config; `PORTCULLIS_JOIN_TOKEN` supplies the join token when no file
+    /// is named.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let w = raw.worker;
+        if w.controllers.is_empty() {
+            return Err(ConfigError::Invalid { key: "worker.controllers", message: "name at least one controller HOST:PORT".into() });
+        }
+        let listen_text = w.proxy_listen.unwrap_or_else(|| "127.0.0.1:9202".into());
+        let proxy_listen = listen_text.parse().map_err(|_| ConfigError::Invalid {
+            key: "worker.proxy_listen",
+            message: format!("{listen_text:?} is not IP:PORT"),
+        })?;
+        let egress_addr = match w.egress_addr {
+            Some(text) => Some(text.parse().map_err(|_| ConfigError::Invalid {
+                key: "worker.egress_addr",
+                message: format!("{text:?} is not an IP address"),
+            })?),
+            None => None,
+        };
+        let join_token = match w.join_token_file {
+            Some(path) => Some(Secret::new(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| ConfigError::Invalid { key: "worker.join_token_file", message: format!("cannot read {}: {e}", path.display()) })?
+                    .trim()
+                    .to_owned(),
+            )),
+            None => std::env::var("PORTCULLIS_JOIN_TOKEN").ok().map(Secret::new),
+        };
+        Ok(Config {
+            name: w.name,
+            state_dir: w.state_dir,
+            controllers: w.controllers,
+            proxy_listen,
+            proxy_public_addr: w.proxy_public_addr,
+            egress_addr,
+            join_token,
+            admit_grace: secs(w.admit_grace_secs, "worker.admit_grace_secs", 5.0)?,
+            drain_timeout: secs(w.drain_timeout_secs, "worker.drain_timeout_secs", 30.0)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_typos_are_named() {
+        let text = include_str!("../../config/worker.toml");
+        let c = Config::from_toml(text).unwrap();
+        assert_eq!(c.admit_grace, Duration::from_secs(5));
+        let err = Config::from_toml(&text.replace("drain_timeout_secs", "drain_timout_secs")).unwrap_err().to_string();
+        assert!(err.contains("drain_timout_secs"), "{err}");
+        let err = Config::from_toml(&text.replace("127.0.0.1:9202", "nowhere")).unwrap_err().to_string();
+        assert!(err.contains("worker.proxy_listen"), "{err}");
+    }
+}

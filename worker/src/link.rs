@@ -1,0 +1,228 @@
+//! The worker's end of the cluster link: dial a controller (trying each configured address),
+//! say hello, heartbeat, send spooled events and admission requests, and obey session ends.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use portcullis_proto::link::{self, Frame, Hello, Request, Response};
+use rustls::pki_types::ServerName;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+use crate::Shared;
+
+struct Outgoing {
+    body: Request,
+    reply: oneshot::Sender<Response>,
+}
+
+/// Sends requests on whichever link is up; fails fast when none is.
+#[derive(Default)]
+pub struct LinkClient {
+    sender: Mutex<Option<mpsc::Sender<Outgoing>>>,
+}
+
+impl LinkClient {
+    pub async fn request(&self, body: Request, timeout: Duration) -> Result<Response, String> {
+        let sender = self
+            .sender
+            .lock()
+            .map_err(|_| "link state poisoned".to_string())?
+            .clone()
+            .ok_or("no controller link")?;
+        let (reply, answer) = oneshot::channel();
+        sender.send(Outgoing { body, reply }).await.map_err(|_| "no controller link".to_string())?;
+        tokio::time::timeout(timeout, answer)
+            .await
+            .map_err(|_| "the controller did not answer in time".to_string())?
+            .map_err(|_| "the controller link closed".to_string())
+    }
+
+    fn set(&self, sender: Option<mpsc::Sender<Outgoing>>) {
+        if let Ok(mut guard) = self.sender.lock() {
+            *guard = sender;
+        }
+    }
+}
+
+enum Pending {
+    External(oneshot::Sender<Response>),
+    Heartbeat,
+    Events,
+}
+
+fn client_config(shared: &Shared) -> Result<Arc<rustls::ClientConfig>, String> {
+    let identity = shared.identity.clone();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(identity.ca_der().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let mut config = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![identity.cert_der().map_err(|e| e.to_string())?], identity.key_der())
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![link::ALPN.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Keeps a link up until `shutdown`, failing over between controllers.
+pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(200);
+    let mut index = 0usize;
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let addr = shared.config.controllers[index % shared.config.controllers.len()].clone();
+        index += 1;
+        match session(&shared, &addr, &shutdown).await {
+            Ok(()) => return,
+            Err(err) => {
+                shared.link.set(None);
+                tracing::warn!(controller.addr = %addr, error = %err, "controller link down; retrying");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+type Stream = Framed<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, tokio_util::codec::LengthDelimitedCodec>;
+
+async fn send(stream: &mut Stream, frame: &Frame) -> Result<(), String> {
+    stream.send(link::encode(frame).map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())
+}
+
+async fn session(shared: &Arc<Shared>, addr: &str, shutdown: &CancellationToken) -> Result<(), String> {
+    let connector = tokio_rustls::TlsConnector::from(client_config(shared)?);
+    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::try_from(link::CONTROLLER_SERVER_NAME).map_err(|e| e.to_string())?;
+    let tls = connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+    let mut stream = Framed::new(tls, link::codec());
+    let hello = Hello {
+        protocol_version: portcullis_proto::PROTOCOL_VERSION,
+        worker_id: shared.identity.worker_id.clone(),
+        proxy_addr: shared.proxy_addr.clone(),
+        live_sessions: shared.table.live(),
+    };
+    send(&mut stream, &Frame::Request { id: 1, body: Request::Hello(hello) }).await?;
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .map_err(|_| "no answer to hello".to_string())?
+        .ok_or("closed after hello")?
+        .map_err(|e| e.to_string())?;
+    let mut heartbeat = match link::decode(&first).map_err(|e| e.to_string())? {
+        Frame::Response { body: Response::Sync(sync), .. } => {
+            let every = Duration::from_millis(sync.heartbeat_ms.clamp(100, 60_000));
+            apply_sync(shared, sync);
+            tokio::time::interval(every)
+        }
+        Frame::Response { body: Response::Error { message }, .. } => return Err(format!("hello refused: {message}")),
+        _ => return Err("unexpected answer to hello".into()),
+    };
+    tracing::info!(controller.addr = %addr, "linked to controller");
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(64);
+    shared.link.set(Some(tx));
+    let mut pending: HashMap<u64, Pending> = HashMap::new();
+    let mut next_id: u64 = 3;
+    let mut events_in_flight = false;
+    let mut flush = tokio::time::interval(Duration::from_millis(100));
+    let silence = Duration::from_secs(10);
+    let mut last_frame = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                flush_events(shared, &mut stream).await;
+                return Ok(());
+            }
+            _ = heartbeat.tick() => {
+                if last_frame.elapsed() > silence {
+                    return Err("the controller went silent".into());
+                }
+                let id = next_id; next_id += 2;
+                pending.insert(id, Pending::Heartbeat);
+                send(&mut stream, &Frame::Request { id, body: Request::Heartbeat { live_sessions: shared.table.live() } }).await?;
+            }
+            _ = flush.tick(), if !events_in_flight && !shared.spool.is_empty() => {
+                let id = next_id; next_id += 2;
+                pending.insert(id, Pending::Events);
+                events_in_flight = true;
+                send(&mut stream, &Frame::Request { id, body: Request::Events { events: shared.spool.pending(500) } }).await?;
+            }
+            outgoing = rx.recv() => {
+                let Some(Outgoing { body, reply }) = outgoing else { return Err("link sender dropped".into()) };
+                let id = next_id; next_id += 2;
+                pending.insert(id, Pending::External(reply));
+                send(&mut stream, &Frame::Request { id, body }).await?;
+            }
+            frame = stream.next() => {
+                let bytes = frame.ok_or("the controller closed the link")?.map_err(|e| e.to_string())?;
+                last_frame = tokio::time::Instant::now();
+                match link::decode(&bytes).map_err(|e| format!("malformed frame: {e}"))? {
+                    Frame::Response { id, body } => match (pending.remove(&id), body) {
+                        (Some(Pending::Heartbeat), Response::Sync(sync)) => apply_sync(shared, sync),
+                        (Some(Pending::Heartbeat), other) => tracing::warn!(?other, "heartbeat refused"),
+                        (Some(Pending::Events), Response::EventsAck { event_ids }) => {
+                            shared.spool.ack(&event_ids);
+                            events_in_flight = false;
+                        }
+                        (Some(Pending::Events), _) => events_in_flight = false,
+                        (Some(Pending::External(reply)), body) => { let _ = reply.send(body); }
+                        (None, _) => {}
+                    },
+                    Frame::Request { id, body } => {
+                        let answer = match body {
+                            Request::EndSession(end) => {
+                                shared.table.end(&end.session_id, &end.reason);
+                                Response::Ok
+                            }
+                            Request::Ping => Response::Ok,
+                            _ => Response::Error { message: "workers do not serve this request".into() },
+                        };
+                        send(&mut stream, &Frame::Response { id, body: answer }).await?;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn apply_sync(shared: &Shared, sync: link::Sync) {
+    shared.table.heard(sync.grant_keys);
+    for end in sync.ended {
+        shared.table.end(&end.session_id, &end.reason);
+    }
+}
+
+/// Best effort on shutdown: send what is spooled (it stays on disk if unacknowledged).
+async fn flush_events(shared: &Shared, stream: &mut Stream) {
+    if shared.spool.is_empty() {
+        return;
+    }
+    let events = shared.spool.pending(500);
+    if send(stream, &Frame::Request { id: u64::MAX, body: Request::Events { events } }).await.is_err() {
+        return;
+    }
+    let deadline = tokio::time::sleep(Duration::from_secs(2));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => return,
+            frame = stream.next() => {
+                let Some(Ok(bytes)) = frame else { return };
+                if let Ok(Frame::Response { id: u64::MAX, body: Response::EventsAck { event_ids } }) = link::decode(&bytes) {
+                    shared.spool.ack(&event_ids);
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The proxy listener: TLS with a per-session client key, the grant handshake, admission,
+//! the dial to the vetted endpoint, and the byte relay with half-close.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_proto::grant::{self, GrantError};
+use portcullis_proto::link::{reason, AdmitFirst, ConnectionEvent, Request, Response};
+use portcullis_proto::proxy::{self, ClientHello, RefusalCode, WorkerReply};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::table::Admission;
+use crate::Shared;
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Accepts connections until `stop`; each runs in its own task tracked by `tasks`.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken, tasks: tokio_util::task::TaskTracker) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(shared.proxy_tls.clone());
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::warn!(error = %err, "proxy accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let span = tracing::info_span!("connection", client.addr = %peer, session.id = tracing::field::Empty, connection.id = tracing::field::Empty);
+        let (acceptor, shared) = (acceptor.clone(), shared.clone());
+        tasks.spawn(
+            async move {
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => handle(tls, peer, shared).await,
+                    Ok(Err(err)) => tracing::info!(error = %err, "TLS handshake refused"),
+                    Err(_) => tracing::info!("TLS handshake timed out"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn reply(tls: &mut TlsStream<TcpStream>, answer: &WorkerReply) {
+    if let Ok(frame) = proxy::encode_frame(answer) {
+        let _ = tls.write_all(&frame).await;
+        let _ = tls.flush().await;
+    }
+}
+
+async fn refuse(mut tls: TlsStream<TcpStream>, code: RefusalCode, reason: impl Into<String>) {
+    let reason = reason.into();
+    tracing::info!(?code, %reason, "connection refused");
+    reply(&mut tls, &WorkerReply::Refused { code, reason }).await;
+    let _ = tls.shutdown().await;
+}
+
+async fn read_hello(tls: &mut TlsStream<TcpStream>) -> Result<ClientHello, String> {
+    let read = async {
+        let len = tls.read_u32().await.map_err(|e| e.to_string())?;
+        let len = proxy::check_len(len).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; len];
+        tls.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+        serde_json::from_slice::<ClientHello>(&buf).map_err(|e| format!("malformed hello: {e}"))
+    };
+    tokio::time::timeout(Duration::from_secs(5), read).await.map_err(|_| "no hello within 5 s".to_string())?
+}
+
+async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Shared>) {
+    let hello = match read_hello(&mut tls).await {
+        Ok(h) => h,
+        Err(e) => return refuse(tls, RefusalCode::BadHandshake, e).await,
+    };
+    if shared.draining.is_cancelled() {
+        return refuse(tls, RefusalCode::Draining, "the worker is shutting down; retry to reach another worker").await;
+    }
+    let claims = match grant::verify(&hello.grant, &shared.table.keys(), &shared.identity.worker_id, now()) {
+        Ok(c) => c,
+        Err(GrantError::Expired) => return refuse(tls, RefusalCode::ExpiredGrant, "the grant has expired").await,
+        Err(GrantError::WrongAudience) => return refuse(tls, RefusalCode::WrongWorker, "the grant is for another worker").await,
+        Err(e) => return refuse(tls, RefusalCode::InvalidGrant, e.to_string()).await,
+    };
+    let span = tracing::Span::current();
+    span.record("session.id", claims.sid.as_str());
+    if claims.src != peer.ip().to_string() {
+        return refuse(tls, RefusalCode::WrongSource, format!("the grant is for source {}, not {}", claims.src, peer.ip())).await;
+    }
+    let client_key = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| webpki::EndEntityCert::try_from(c).ok().map(|e| portcullis_proto::keys::spki_fingerprint(e.subject_public_key_info().as_ref())));
+    if client_key.as_deref() != Some(claims.ckh.as_str()) {
+        return refuse(tls, RefusalCode::WrongClientKey, "the TLS client key is not the one the grant names").await;
+    }
+    if let Some(why) = shared.table.end_reason(&claims.sid) {
+        return refuse(tls, RefusalCode::SessionEnded, format!("the session has ended ({why})")).await;
+    }
+    if !shared.table.fresh(shared.config.admit_grace) {
+        return refuse(tls, RefusalCode::ControllerUnreachable, "no controller has been heard recently; no new connections are admitted").await;
+    }
+    let endpoint: SocketAddr = match claims.dst.parse() {
+        Ok(a) => a,
+        Err(_) => return refuse(tls, RefusalCode::InvalidGrant, "the grant's endpoint is not IP:PORT").await,
+    };
+    let connection_id = format!("c_{}", hex::encode(rand_bytes()));
+    span.record("connection.id", connection_id.as_str());
+    match shared.table.admit(&claims.sid, claims.lim) {
+        Admission::Ended(why) => return refuse(tls, RefusalCode::SessionEnded, format!("the session has ended ({why})")).await,
+        Admission::LimitReached => return refuse(tls, RefusalCode::ConnectionLimit, "the session's connection limit is reached").await,
+        Admission::Local => {}
+        Admission::First => {
+            let admit = AdmitFirst { session_id: claims.sid.clone(), connection_id: connection_id.clone(), client_addr: peer.ip().to_string() };
+            match shared.link.request(Request::AdmitFirst(admit), Duration::from_secs(5)).await {
+                Ok(Response::Admitted) => {}
+                Ok(Response::Refused { reason }) => {
+                    shared.table.unadmit(&claims.sid);
+                    return refuse(tls, RefusalCode::SessionEnded, reason).await;
+                }
+                Ok(other) => {
+                    shared.table.unadmit(&claims.sid);
+                    return refuse(tls, RefusalCode::ControllerUnreachable, format!("unexpected controller answer: {other:?}")).await;
+                }
+                Err(e) => {
+                    shared.table.unadmit(&claims.sid);
+                    return refuse(tls, RefusalCode::ControllerUnreachable, e).await;
+                }
+            }
+        }
+    }
+    let target = match dial(endpoint, shared.config.egress_addr).await {
+        Ok(t) => t,
+        Err(e) => {
+            shared.spool.push(ConnectionEvent::opened(&claims.sid, &connection_id, now(), &peer.ip().to_string(), &claims.dst));
+            shared.spool.push(ConnectionEvent::closed(&claims.sid, &connection_id, now(), 0, 0, "target_unreachable"));
+            return refuse(tls, RefusalCode::TargetUnreachable, format!("cannot reach {endpoint}: {e}")).await;
+        }
+    };
+    shared.spool.push(ConnectionEvent::opened(&claims.sid, &connection_id, now(), &peer.ip().to_string(), &claims.dst));
+    reply(&mut tls, &WorkerReply::Accepted { connection_id: connection_id.clone() }).await;
+    tracing::info!(endpoint = %endpoint, "connection accepted");
+    let cancel = shared.table.cancel_token(&claims.sid);
+    let expiry = Duration::from_secs(claims.exp.saturating_sub(now()));
+    let up = AtomicU64::new(0);
+    let down = AtomicU64::new(0);
+    let why = tokio::select! {
+        _ = relay(tls, target, &up, &down) => reason::CLOSED.to_owned(),
+        _ = cancel.cancelled() => shared.table.end_reason(&claims.sid).unwrap_or_else(|| reason::CANCELED.to_owned()),
+        _ = tokio::time::sleep(expiry) => reason::EXPIRED.to_owned(),
+        _ = shared.hard_stop.cancelled() => reason::SHUTDOWN.to_owned(),
+    };
+    let (up, down) = (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed));
+    tracing::info!(bytes.up = up, bytes.down = down, reason = %why, "connection closed");
+    shared.spool.push(ConnectionEvent::closed(&claims.sid, &connection_id, now(), up, down, &why));
+}
+
+fn rand_bytes() -> [u8; 12] {
+    use ring::rand::SecureRandom as _;
+    let mut b = [0u8; 12];
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        std::process::abort();
+    }
+    b
+}
+
+async fn dial(endpoint: SocketAddr, egress: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let socket = if endpoint.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    if let Some(ip) = egress {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = tokio::time::timeout(Duration::from_secs(10), socket.connect(endpoint))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Copies both ways until both directions are done; an EOF on one side becomes a shutdown of
+/// the other side's write half, and the other direction keeps flowing.
+async fn relay(client: TlsStream<TcpStream>, target: TcpStream, up: &AtomicU64, down: &AtomicU64) {
+    let (mut client_r, mut client_w) = tokio::io::split(client);
+    let (mut target_r, mut target_w) = target.into_split();
+    let a = pump(&mut client_r, &mut target_w, up);
+    let b = pump(&mut target_r, &mut client_w, down);
+    tokio::join!(a, b);
+}
+
+async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: &mut R, w: &mut W, counter: &AtomicU64) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if w.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+    }
+    let _ = w.shutdown().await;
+}
