@@ -151,11 +151,22 @@ fn the_connection_limit_refuses_the_next_connection() {
     let body = serde_json::json!({"name": "once", "address": echo, "zone": "LOCAL", "service": "echo", "connection_limit": 1}).to_string();
     let (code, text) = curl(&dev, "POST", "/v1/targets", Some(&admin), Some(&body));
     assert_eq!(code, 201, "{text}");
-    let (mut child, port, _session) = listen(&dev, "once");
+    let (mut child, port, session_id) = listen(&dev, "once");
     assert_eq!(round_trip(port, b"first"), b"first");
-    // The second connection is refused by the worker: the local side is closed, no hang.
-    let back = round_trip(port, b"second");
-    assert!(back.is_empty(), "second connection got {back:?}");
+    // The second connection is refused by the worker: the local side is closed (or reset),
+    // promptly, with nothing from the target.
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = stream.write_all(b"second");
+    let mut back = Vec::new();
+    match stream.read_to_end(&mut back) {
+        Ok(_) => assert!(back.is_empty(), "second connection got {back:?}"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "refusal took {:?}", started.elapsed());
+    let s = session(&dev, &session_id);
+    assert_eq!(s["connections"].as_array().map(|c| c.len()), Some(1), "{s}");
     let _ = child.kill();
     let _ = child.wait();
 }

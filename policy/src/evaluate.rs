@@ -31,7 +31,16 @@ pub fn evaluate(policy: &Policy, req: &Request, now: u64) -> Decision {
     let port = Some(req.target.port);
     let mut first_denial: Option<Decision> = None;
     let mut try_service = |service: ServiceId| {
-        let d = decide(policy, src, dst, service, port, &req.identity, req.via_broker, now);
+        let d = decide(
+            policy,
+            src,
+            dst,
+            service,
+            port,
+            &req.identity,
+            req.via_broker,
+            now,
+        );
         if d.outcome == Outcome::Allow {
             return Some(d);
         }
@@ -46,7 +55,10 @@ pub fn evaluate(policy: &Policy, req: &Request, now: u64) -> Decision {
                 }
             }
             None => {
-                let mut d = deny(policy, format!("the target's service `{name}` is not in the policy"));
+                let mut d = deny(
+                    policy,
+                    format!("the target's service `{name}` is not in the policy"),
+                );
                 d.source_zone = Some(policy.zone_name(src.zone).to_owned());
                 d.target_zone = Some(policy.zone_name(dst.zone).to_owned());
                 return d;
@@ -56,7 +68,9 @@ pub fn evaluate(policy: &Policy, req: &Request, now: u64) -> Decision {
             // Services sharing a port (e.g. 443) are tried in file order; the first that
             // allows decides, and if none does, the first denial explains.
             for (service, svc) in policy.services.iter().enumerate() {
-                if svc.ports.contains(req.target.port) && (!req.via_broker || svc.protocol.carries_tcp()) {
+                if svc.ports.contains(req.target.port)
+                    && (!req.via_broker || svc.protocol.carries_tcp())
+                {
                     if let Some(allowed) = try_service(service) {
                         return allowed;
                     }
@@ -65,7 +79,10 @@ pub fn evaluate(policy: &Policy, req: &Request, now: u64) -> Decision {
         }
     }
     first_denial.unwrap_or_else(|| {
-        let mut d = deny(policy, format!("no service of the policy uses port {}", req.target.port));
+        let mut d = deny(
+            policy,
+            format!("no service of the policy uses port {}", req.target.port),
+        );
         d.source_zone = Some(policy.zone_name(src.zone).to_owned());
         d.target_zone = Some(policy.zone_name(dst.zone).to_owned());
         d
@@ -89,7 +106,10 @@ pub struct ZonedRequest<'a> {
 
 /// Decides a request given by zone names. The same rules as [`evaluate`].
 pub fn evaluate_zones(policy: &Policy, req: &ZonedRequest<'_>, now: u64) -> Decision {
-    let (Some(src), Some(dst)) = (policy.zone_id(req.source_zone), policy.zone_id(req.target_zone)) else {
+    let (Some(src), Some(dst)) = (
+        policy.zone_id(req.source_zone),
+        policy.zone_id(req.target_zone),
+    ) else {
         let unknown = if policy.zone_id(req.source_zone).is_none() {
             req.source_zone
         } else {
@@ -108,7 +128,16 @@ pub fn evaluate_zones(policy: &Policy, req: &ZonedRequest<'_>, now: u64) -> Deci
         zone: dst,
         microsegment: req.target_microsegment,
     };
-    decide(policy, src, dst, service, req.port, req.identity, req.via_broker, now)
+    decide(
+        policy,
+        src,
+        dst,
+        service,
+        req.port,
+        req.identity,
+        req.via_broker,
+        now,
+    )
 }
 
 /// The controller permissions the identity's roles hold.
@@ -165,32 +194,41 @@ fn decide(
     if let Some(port) = port {
         if !svc.ports.contains(port) {
             let ports = svc.ports.render("-");
-            return refuse(d, format!("port {port} is not a port of `{svc_name}` ({ports})"));
+            return refuse(
+                d,
+                format!("port {port} is not a port of `{svc_name}` ({ports})"),
+            );
         }
     }
     if svc.zones.as_ref().is_some_and(|z| !z.contains(dst.zone)) {
-        return refuse(d, format!("service `{svc_name}` is not offered in {dst_name}"));
+        return refuse(
+            d,
+            format!("service `{svc_name}` is not offered in {dst_name}"),
+        );
     }
     if via_broker && !svc.protocol.carries_tcp() {
-        return refuse(d, format!("`{svc_name}` is a UDP service; sessions carry TCP only"));
+        return refuse(
+            d,
+            format!("`{svc_name}` is a UDP service; sessions carry TCP only"),
+        );
     }
 
     // (1) The cell from the source zone to the target zone.
     let cell = policy.cell(src.zone, dst.zone);
     d.cells.push(describe(policy, src.zone, dst.zone, cell));
-    let route = format!("{src_name} -> {dst_name}");
+    let route = || format!("{src_name} -> {dst_name}");
     match cell.access {
-        Access::Deny if cell.declared => return refuse(d, format!("the matrix blocks {route} (X)")),
-        Access::Deny => return refuse(d, format!("the matrix has no cell {route}: denied by default")),
+        Access::Deny if cell.declared => return refuse(d, format!("the matrix blocks {} (X)", route())),
+        Access::Deny => return refuse(d, format!("the matrix has no cell {}: denied by default", route())),
         Access::MtlsOnly => {
             return refuse(
                 d,
-                format!("{route} is mTLS-only (E): only mutual TLS between the endpoints crosses it, never a broker session"),
+                format!("{} is mTLS-only (E): only mutual TLS between the endpoints crosses it, never a broker session", route()),
             )
         }
         Access::Allow | Access::BrokerOnly if !cell.services.contains(service) => {
             let allowed = service_list(policy, cell);
-            return refuse(d, format!("{route} allows only {allowed}, not `{svc_name}`"));
+            return refuse(d, format!("{} allows only {allowed}, not `{svc_name}`", route()));
         }
         Access::Allow | Access::BrokerOnly => {}
     }
@@ -200,13 +238,13 @@ fn decide(
             (Some(a), Some(b)) => {
                 return refuse(
                     d,
-                    format!("{route} is allowed only within one microsegment; the source is in #{a}, the target in #{b}"),
+                    format!("{} is allowed only within one microsegment; the source is in #{a}, the target in #{b}", route()),
                 )
             }
             _ => {
                 return refuse(
                     d,
-                    format!("{route} is allowed only within one microsegment, and the microsegments are unknown"),
+                    format!("{} is allowed only within one microsegment, and the microsegments are unknown", route()),
                 )
             }
         }
@@ -215,19 +253,21 @@ fn decide(
         if cell.access == Access::BrokerOnly {
             return refuse(
                 d,
-                format!("{route} is reachable only through a Portcullis session (0); a direct flow is refused"),
+                format!("{} is reachable only through a Portcullis session (0); a direct flow is refused", route()),
             );
         }
         d.outcome = Outcome::Allow;
         d.reason = format!(
-            "the network matrix allows {route} for `{svc_name}` (a direct flow: no role is consulted)"
+            "the network matrix allows {} for `{svc_name}` (a direct flow: no role is consulted)",
+            route()
         );
         return d;
     }
 
     // (2) The broker's own leg to the target zone.
     let broker_cell = policy.cell(policy.broker, dst.zone);
-    d.cells.push(describe(policy, policy.broker, dst.zone, broker_cell));
+    d.cells
+        .push(describe(policy, policy.broker, dst.zone, broker_cell));
     if !broker_cell.admits(service) {
         let broker = policy.broker_zone();
         return refuse(
@@ -255,7 +295,10 @@ fn grant(
         d.reason = if identity.groups.is_empty() {
             "you are in no group, so no role grants you anything".into()
         } else {
-            format!("none of your groups ({}) is a member of any role", identity.groups.join(", "))
+            format!(
+                "none of your groups ({}) is a member of any role",
+                identity.groups.join(", ")
+            )
         };
         return d;
     }
@@ -273,15 +316,28 @@ fn grant(
         }
         let c = &role.constraints;
         let unmet = if c.source_zones.as_ref().is_some_and(|s| !s.contains(src)) {
-            Some(format!("only from its source zones, not from {}", policy.zone_name(src)))
+            Some(format!(
+                "only from its source zones, not from {}",
+                policy.zone_name(src)
+            ))
         } else {
-            c.mfa.as_ref().and_then(|mfa| mfa.check(identity, now).err())
+            c.mfa
+                .as_ref()
+                .and_then(|mfa| mfa.check(identity, now).err())
         };
         if let Some(unmet) = unmet {
-            failure.get_or_insert_with(|| format!("role `{}` grants `{svc_name}` in {dst_name}, but {unmet}", role.name));
+            failure.get_or_insert_with(|| {
+                format!(
+                    "role `{}` grants `{svc_name}` in {dst_name}, but {unmet}",
+                    role.name
+                )
+            });
             continue;
         }
-        d.cells.push(format!("role {}: grants {svc_name} in {dst_name}", role.name));
+        d.cells.push(format!(
+            "role {}: grants {svc_name} in {dst_name}",
+            role.name
+        ));
         d.roles.push(role.name.clone());
         max_session = Some(most_generous(max_session, c.max_session_secs));
         connection_limit = Some(most_generous(connection_limit, c.connection_limit));
@@ -300,7 +356,10 @@ fn grant(
                 .filter_map(|id| policy.roles.get(id))
                 .map(|r| r.name.as_str())
                 .collect();
-            format!("your roles ({}) grant nothing for `{svc_name}` in {dst_name}", names.join(", "))
+            format!(
+                "your roles ({}) grant nothing for `{svc_name}` in {dst_name}",
+                names.join(", ")
+            )
         });
         return d;
     }
@@ -325,7 +384,11 @@ fn most_generous<T: Ord>(acc: Option<Option<T>>, next: Option<T>) -> Option<T> {
 }
 
 fn service_list(policy: &Policy, cell: &Cell) -> String {
-    let names: Vec<&str> = cell.services.iter().map(|s| policy.service_name(s)).collect();
+    let names: Vec<&str> = cell
+        .services
+        .iter()
+        .map(|s| policy.service_name(s))
+        .collect();
     if names.is_empty() {
         "nothing".into()
     } else {

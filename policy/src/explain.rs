@@ -66,8 +66,12 @@ pub fn render(decision: &Decision) -> String {
     }
     if decision.outcome == Outcome::Allow {
         let c = &decision.constraints;
-        let secs = c.max_session_secs.map_or("no limit".to_owned(), |s| format!("{s} s"));
-        let conns = c.connection_limit.map_or("no limit".to_owned(), |n| n.to_string());
+        let secs = c
+            .max_session_secs
+            .map_or("no limit".to_owned(), |s| format!("{s} s"));
+        let conns = c
+            .connection_limit
+            .map_or("no limit".to_owned(), |n| n.to_string());
         let _ = writeln!(out, "  max session: {secs}; connections: {conns}");
         if !c.logins.is_empty() {
             let _ = writeln!(out, "  logins: {}", c.logins.join(", "));

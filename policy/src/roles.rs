@@ -71,21 +71,20 @@ impl GroupPattern {
     /// Whether an identity's group (e.g. Keycloak's `/org/admins`) matches: its trailing
     /// segments equal the pattern's; an anchored pattern must equal the whole path.
     pub fn matches(&self, group: &str) -> bool {
-        let actual: Vec<&str> = split_path(group).collect();
-        if self.segments.is_empty() || actual.len() < self.segments.len() {
+        if self.segments.is_empty() {
             return false;
         }
-        if self.anchored && actual.len() != self.segments.len() {
-            return false;
+        let mut actual = split_path(group).rev();
+        for expected in self.segments.iter().rev() {
+            if actual.next() != Some(expected.as_str()) {
+                return false;
+            }
         }
-        let tail = actual.len() - self.segments.len();
-        actual
-            .get(tail..)
-            .is_some_and(|t| t.iter().zip(&self.segments).all(|(a, b)| *a == b))
+        !self.anchored || actual.next().is_none()
     }
 }
 
-fn split_path(s: &str) -> impl Iterator<Item = &str> {
+fn split_path(s: &str) -> impl DoubleEndedIterator<Item = &str> {
     s.split('/').filter(|seg| !seg.is_empty())
 }
 
@@ -207,7 +206,9 @@ impl Mfa {
                 ));
             };
             if auth_time > now.saturating_add(AUTH_TIME_SKEW_SECS) {
-                return Err("requires a recent authentication, and auth_time is in the future".into());
+                return Err(
+                    "requires a recent authentication, and auth_time is in the future".into(),
+                );
             }
             let age = now.saturating_sub(auth_time);
             if age > max_age {
@@ -287,7 +288,9 @@ mod tests {
         let t = Template::parse("adm-{{ subject }}").unwrap();
         assert_eq!(t.render(&identity()).as_deref(), Some("adm-f1e2"));
         assert_eq!(t.source(), "adm-{{subject}}");
-        assert!(Template::parse("{{username}}").unwrap_err().contains("unknown placeholder"));
+        assert!(Template::parse("{{username}}")
+            .unwrap_err()
+            .contains("unknown placeholder"));
         assert!(Template::parse("{{email").is_err());
         assert!(Template::parse("email}}").is_err());
         let mut odd = identity();

@@ -41,10 +41,7 @@ pub enum ZoneError {
 
 /// The zone of an address, by the most specific CIDR that contains it.
 pub fn zone_of_addr(policy: &Policy, ip: IpAddr) -> Option<&str> {
-    policy
-        .addresses
-        .lookup(ip)
-        .map(|id| policy.zone_name(id))
+    policy.addresses.lookup(ip).map(|id| policy.zone_name(id))
 }
 
 /// The zone of a target: by its address, checked against its other selectors.
@@ -62,10 +59,7 @@ pub(crate) struct Place {
 pub(crate) fn locate_addr(policy: &Policy, ip: IpAddr) -> Option<Place> {
     let ip = ip.to_canonical();
     let zone = policy.addresses.lookup(ip)?;
-    let microsegment = policy
-        .zones
-        .get(zone)
-        .and_then(|z| segment_of_addr(z, ip));
+    let microsegment = policy.zones.get(zone).and_then(|z| segment_of_addr(z, ip));
     Some(Place { zone, microsegment })
 }
 
@@ -217,8 +211,8 @@ impl PrefixTable {
                 )),
             }
         }
-        v4.sort_by(|a, b| b.3.cmp(&a.3));
-        v6.sort_by(|a, b| b.3.cmp(&a.3));
+        v4.sort_by_key(|e| std::cmp::Reverse(e.3));
+        v6.sort_by_key(|e| std::cmp::Reverse(e.3));
         PrefixTable {
             v4: v4.into_iter().map(|(n, m, z, _)| (n, m, z)).collect(),
             v6: v6.into_iter().map(|(n, m, z, _)| (n, m, z)).collect(),

@@ -15,13 +15,35 @@ fn seed() -> &'static Policy {
     SEED_POLICY.get_or_init(|| Policy::parse(SEED).unwrap())
 }
 
-const GROUPS: &[&str] = &["admins", "/org/admins", "infrastructure", "projects", "games", "security", "x"];
-const SERVICES: &[&str] = &["proxmox-api", "ssh", "rdp", "winrm", "iam-token", "dns", "dashboards", "app-traffic", "nope"];
+const GROUPS: &[&str] = &[
+    "admins",
+    "/org/admins",
+    "infrastructure",
+    "projects",
+    "games",
+    "security",
+    "x",
+];
+const SERVICES: &[&str] = &[
+    "proxmox-api",
+    "ssh",
+    "rdp",
+    "winrm",
+    "iam-token",
+    "dns",
+    "dashboards",
+    "app-traffic",
+    "nope",
+];
 
 fn addr() -> impl Strategy<Value = IpAddr> {
     prop_oneof![
         // Mostly inside the seed's zones (10.10-10.60), sometimes anywhere.
-        (prop::sample::select(vec![10u8, 20, 30, 40, 50, 60, 5, 6]), 0u8..3, any::<u8>())
+        (
+            prop::sample::select(vec![10u8, 20, 30, 40, 50, 60, 5, 6]),
+            0u8..3,
+            any::<u8>()
+        )
             .prop_map(|(b, c, d)| IpAddr::V4(Ipv4Addr::new(10, b, c, d))),
         any::<u32>().prop_map(|v| IpAddr::V4(Ipv4Addr::from(v))),
         any::<u128>().prop_map(|v| IpAddr::V6(v.into())),

@@ -69,7 +69,14 @@ fn identity(groups: &[&str]) -> Identity {
     }
 }
 
-fn decide(policy: &Policy, from: &str, to: &str, service: &str, groups: &[&str], via_broker: bool) -> Decision {
+fn decide(
+    policy: &Policy,
+    from: &str,
+    to: &str,
+    service: &str,
+    groups: &[&str],
+    via_broker: bool,
+) -> Decision {
     let (source, _) = place(from);
     let (ip, vmid) = place(to);
     let request = Request {
@@ -95,8 +102,17 @@ const ALLOW: Outcome = Outcome::Allow;
 const DENY: Outcome = Outcome::Deny;
 
 /// (source, target, service, groups, via broker, expected, a phrase the reason holds)
-type Row = (&'static str, &'static str, &'static str, &'static [&'static str], bool, Outcome, &'static str);
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    bool,
+    Outcome,
+    &'static str,
+);
 
+#[rustfmt::skip]
 const ROWS: &[Row] = &[
     // ON-PREM-ADMIN -> PROXMOX-MGMT proxmox-api, admin: allow via session; ssh: deny; direct: deny.
     ("ON-PREM-ADMIN", "PROXMOX-MGMT", "proxmox-api", &["admins"], SESSION, ALLOW, "role admin"),
@@ -161,7 +177,12 @@ fn the_expected_decision_table_holds() {
         }
         assert_eq!(d.policy_hash, policy.hash());
     }
-    assert!(failures.is_empty(), "{} row(s) failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} row(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -176,7 +197,14 @@ fn every_broker_only_cell_is_open_to_admin_and_records_both_cells() {
         ("WORKLOADS", "rdp"),
         ("WORKLOADS", "winrm"),
     ] {
-        let d = decide(&policy, "ON-PREM-ADMIN", to, service, &["/org/admins"], SESSION);
+        let d = decide(
+            &policy,
+            "ON-PREM-ADMIN",
+            to,
+            service,
+            &["/org/admins"],
+            SESSION,
+        );
         assert_eq!(d.outcome, ALLOW, "{to} {service}: {}", d.reason);
         assert_eq!(d.cells.len(), 3, "{:?}", d.cells);
         assert!(d.cells[0].starts_with(&format!("ON-PREM-ADMIN -> {to}: broker-only")));
@@ -215,7 +243,14 @@ fn admin_needs_fresh_mfa_and_the_admin_zone() {
 #[test]
 fn logins_and_limits_come_from_the_granting_roles() {
     let policy = policy();
-    let d = decide(&policy, "ON-PREM-ADMIN", "WORKLOADS", "ssh", &["infrastructure", "projects"], SESSION);
+    let d = decide(
+        &policy,
+        "ON-PREM-ADMIN",
+        "WORKLOADS",
+        "ssh",
+        &["infrastructure", "projects"],
+        SESSION,
+    );
     assert_eq!(d.outcome, ALLOW);
     assert_eq!(d.roles, vec!["infrastructure", "projects"]);
     assert_eq!(d.constraints.logins, vec!["alice", "ansible"]);
@@ -241,24 +276,41 @@ fn selectors_that_disagree_with_the_address_are_refused() {
         identity: identity(&["projects"]),
         via_broker: true,
     };
-    assert!(evaluate(&policy, &request, NOW).reason.contains("microsegment"));
+    assert!(evaluate(&policy, &request, NOW)
+        .reason
+        .contains("microsegment"));
     request.target.vmid = Some(1001);
-    assert!(evaluate(&policy, &request, NOW).reason.contains("VMID 1001 puts it in zone CORE-INFRA"));
+    assert!(evaluate(&policy, &request, NOW)
+        .reason
+        .contains("VMID 1001 puts it in zone CORE-INFRA"));
     request.target.vmid = None;
     request.target.tags = vec!["pve-mgmt".into()];
-    assert!(evaluate(&policy, &request, NOW).reason.contains("tag `pve-mgmt`"));
+    assert!(evaluate(&policy, &request, NOW)
+        .reason
+        .contains("tag `pve-mgmt`"));
     request.target.tags.clear();
     request.target.declared_zone = Some("CORE-INFRA".into());
-    assert!(evaluate(&policy, &request, NOW).reason.contains("declares zone CORE-INFRA"));
+    assert!(evaluate(&policy, &request, NOW)
+        .reason
+        .contains("declares zone CORE-INFRA"));
     request.target.declared_zone = Some("WORKLOADS".into());
     request.target.port = 2222;
-    assert!(evaluate(&policy, &request, NOW).reason.contains("port 2222 is not a port of `ssh`"));
+    assert!(evaluate(&policy, &request, NOW)
+        .reason
+        .contains("port 2222 is not a port of `ssh`"));
 }
 
 #[test]
 fn mtls_only_cells_are_never_satisfied_by_a_session() {
     let policy = policy();
-    let d = decide(&policy, "VAULT", "PROXMOX-MGMT", "vault-api", &["admins"], SESSION);
+    let d = decide(
+        &policy,
+        "VAULT",
+        "PROXMOX-MGMT",
+        "vault-api",
+        &["admins"],
+        SESSION,
+    );
     assert_eq!(d.outcome, DENY);
     assert!(d.reason.contains("mTLS-only"), "{}", d.reason);
 }
@@ -289,5 +341,10 @@ fn a_port_shared_by_services_tries_each_in_file_order() {
     // Only `app-traffic` (any port) uses port 1, and the matrix blocks it here.
     request.target.port = 1;
     let d = evaluate(&policy, &request, NOW);
-    assert_eq!((d.outcome, d.service.as_deref()), (DENY, Some("app-traffic")), "{}", d.reason);
+    assert_eq!(
+        (d.outcome, d.service.as_deref()),
+        (DENY, Some("app-traffic")),
+        "{}",
+        d.reason
+    );
 }

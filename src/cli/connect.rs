@@ -11,12 +11,12 @@
 
 mod exec;
 mod listen;
-mod session_file;
+pub mod session_file;
+mod signals;
 mod stdio;
-mod tls;
+pub mod tls;
 mod tunnel;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,15 +24,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context as _};
 use portcullis_proto::api::{AuthorizeSession, SessionAuthorization};
 use portcullis_proto::keys;
-use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::Instrument as _;
 
 use super::http::{segment, ApiClient, ClientArgs};
 use super::output;
-pub use exec::ExecCommand;
+use exec::ExecCommand;
 use listen::{LocalListener, Stop};
-pub use session_file::{read_session_file, write_session_file, SessionFile};
-pub use tls::ClientIdentity;
+use session_file::{read_session_file, HandoffFile, SessionFile};
+use signals::Signals;
+use tls::ClientIdentity;
 use tunnel::{SessionTicket, TicketParts};
 
 /// How long cancelling our session on the way out may take.
@@ -118,6 +118,9 @@ enum Mode {
 impl Mode {
     /// Chooses the mode; binds a listener now, so a busy port fails before a session exists.
     async fn prepare(args: &ConnectArgs) -> anyhow::Result<Self> {
+        if !args.args.is_empty() && args.exec.is_none() {
+            bail!("arguments after `--` are for --exec CMD");
+        }
         if let Some(port) = args.listen_port {
             return Ok(Self::Listen(LocalListener::tcp(port).await?));
         }
@@ -170,7 +173,19 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
         }
     };
     let handoff = match &args.write_session_file {
-        Some(path) => Some(HandoffFile::write(path, &args.target, &authorization, &identity)?),
+        Some(path) => Some(HandoffFile::write(
+            path,
+            &SessionFile {
+                session_id: authorization.session_id.clone(),
+                target: Some(args.target.clone()),
+                worker_addr: authorization.worker_addr.clone(),
+                worker_key_fingerprint: authorization.worker_key_fingerprint.clone(),
+                grant: authorization.grant.clone(),
+                expires_at: authorization.expires_at,
+                client_cert_pem: identity.cert_pem(),
+                client_key_pem: identity.key_pem(),
+            },
+        )?),
         None => None,
     };
     let ticket = Arc::new(SessionTicket::new(
@@ -186,9 +201,15 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
     )?);
 
     let span = tracing::info_span!("session", session.id = %ticket.session_id);
-    let result = drive(mode, ticket.clone(), handoff.as_ref(), &mut signals, args.json)
-        .instrument(span)
-        .await;
+    let result = drive(
+        mode,
+        ticket.clone(),
+        handoff.as_ref(),
+        &mut signals,
+        args.json,
+    )
+    .instrument(span)
+    .await;
     let cancel = result.as_ref().map_or(true, |ending| ending.cancel);
     let cancelled = !cancel || cancel_session(&api, &ticket).await;
     drop(handoff);
@@ -252,9 +273,13 @@ async fn drive(
             let serve_ticket = ticket.clone();
             let server = tokio::spawn(
                 async move {
-                    let stopped =
-                        listen::serve(listener, serve_ticket.clone(), std::future::pending(), false)
-                            .await;
+                    let stopped = listen::serve(
+                        listener,
+                        serve_ticket.clone(),
+                        std::future::pending(),
+                        false,
+                    )
+                    .await;
                     report_stop(&serve_ticket, &stopped);
                 }
                 .in_current_span(),
@@ -321,8 +346,7 @@ async fn authorize(
 /// Cancels our session; on failure says so and returns false.
 async fn cancel_session(api: &ApiClient, ticket: &SessionTicket) -> bool {
     let id = &ticket.session_id;
-    let outcome =
-        tokio::time::timeout(CANCEL_TIMEOUT, super::sessions::cancel(api, id)).await;
+    let outcome = tokio::time::timeout(CANCEL_TIMEOUT, super::sessions::cancel(api, id)).await;
     let err = match outcome {
         Ok(Ok(_)) => return true,
         Ok(Err(err)) => format!("{err:#}"),
@@ -391,7 +415,7 @@ fn announce(
             line["path"] = path.into();
         }
         if let Some(file) = handoff {
-            line["session_file"] = file.path.display().to_string().into();
+            line["session_file"] = file.path().display().to_string().into();
         }
         return output::print_json_line(&line);
     }
@@ -406,7 +430,10 @@ fn announce(
         output::time(ticket.expires_at)
     );
     if let Some(file) = handoff {
-        text.push_str(&format!("Session hand-off file: {}\n", file.path.display()));
+        text.push_str(&format!(
+            "Session hand-off file: {}\n",
+            file.path().display()
+        ));
     }
     output::write_stdout(&text)
 }
@@ -416,7 +443,9 @@ fn announce_hold(
     handoff: Option<&HandoffFile>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let file = handoff.map(|f| f.path.display().to_string()).unwrap_or_default();
+    let file = handoff
+        .map(|f| f.path().display().to_string())
+        .unwrap_or_default();
     if json {
         return output::print_json_line(&serde_json::json!({
             "session_id": ticket.session_id,
@@ -433,104 +462,11 @@ fn announce_hold(
     ))
 }
 
-/// A hand-off file this process wrote; removed when dropped.
-#[derive(Debug)]
-struct HandoffFile {
-    path: PathBuf,
-}
-
-impl HandoffFile {
-    fn write(
-        path: &Path,
-        target: &str,
-        authorization: &SessionAuthorization,
-        identity: &ClientIdentity,
-    ) -> anyhow::Result<Self> {
-        let file = SessionFile {
-            session_id: authorization.session_id.clone(),
-            target: Some(target.to_owned()),
-            worker_addr: authorization.worker_addr.clone(),
-            worker_key_fingerprint: authorization.worker_key_fingerprint.clone(),
-            grant: authorization.grant.clone(),
-            expires_at: authorization.expires_at,
-            client_cert_pem: identity.cert_pem(),
-            client_key_pem: identity.key_pem(),
-        };
-        write_session_file(path, &file)
-            .with_context(|| format!("cannot write the session file {}", path.display()))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for HandoffFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// The signals that end a connect: SIGINT (Ctrl-C), SIGTERM and SIGHUP.
-pub(crate) struct Signals {
-    interrupt: Signal,
-    terminate: Signal,
-    hangup: Signal,
-}
-
-/// A signal [`Signals`] caught.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Caught {
-    Interrupt,
-    Terminate,
-    Hangup,
-}
-
-impl Caught {
-    /// The shell's convention: 128 + the signal number.
-    fn exit_code(self) -> i32 {
-        match self {
-            Caught::Interrupt => 130,
-            Caught::Terminate => 143,
-            Caught::Hangup => 129,
-        }
-    }
-}
-
-impl fmt::Display for Caught {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Caught::Interrupt => "interrupted",
-            Caught::Terminate => "terminated",
-            Caught::Hangup => "hung up",
-        })
-    }
-}
-
-impl Signals {
-    /// Takes over the signals' default action (exit) from now on.
-    pub(crate) fn install() -> anyhow::Result<Self> {
-        let install = |kind| signal(kind).context("cannot install a signal handler");
-        Ok(Self {
-            interrupt: install(SignalKind::interrupt())?,
-            terminate: install(SignalKind::terminate())?,
-            hangup: install(SignalKind::hangup())?,
-        })
-    }
-
-    pub(crate) async fn recv(&mut self) -> Caught {
-        tokio::select! {
-            _ = self.interrupt.recv() => Caught::Interrupt,
-            _ = self.terminate.recv() => Caught::Terminate,
-            _ = self.hangup.recv() => Caught::Hangup,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -556,8 +492,10 @@ mod tests {
         assert_eq!(args.args, ["-p", "{port}", "u@{host}"]);
         assert!(parse(&["web", "--stdio", "--listen-port", "0"]).is_err());
         assert!(parse(&["web", "--listen-port", "0", "--exec", "x"]).is_err());
-        assert!(parse(&["web", "--session-file", "f"]).is_err(), "needs --stdio");
-        assert!(parse(&["web", "--listen-port", "0", "--", "x"]).is_err(), "args need --exec");
+        assert!(
+            parse(&["web", "--session-file", "f"]).is_err(),
+            "needs --stdio"
+        );
         assert!(parse(&["web", "--stdio", "--session-file", "f"]).is_ok());
         assert!(parse(&["web", "--listen-port", "0", "--write-session-file", "f"]).is_ok());
     }
@@ -567,6 +505,9 @@ mod tests {
         let args = parse(&["web"]).unwrap();
         let err = Mode::prepare(&args).await.unwrap_err().to_string();
         assert!(err.contains("--listen-port"), "{err}");
+        let args = parse(&["web", "--stdio", "--", "x"]).unwrap();
+        let err = Mode::prepare(&args).await.unwrap_err().to_string();
+        assert!(err.contains("--exec"), "{err}");
         let args = parse(&["web", "--write-session-file", "f"]).unwrap();
         assert!(matches!(Mode::prepare(&args).await.unwrap(), Mode::Hold));
     }

@@ -34,7 +34,12 @@ pub struct ClientArgs {
     pub ca: Option<PathBuf>,
     /// API token; prefer the environment or the file written by login, since a flag shows
     /// in the process list [fallback: CONFIG/portcullis/token].
-    #[arg(long, env = "PORTCULLIS_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "PORTCULLIS_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub token: Option<Token>,
 }
 
@@ -154,8 +159,9 @@ fn normalize_addr(addr: &str) -> anyhow::Result<String> {
     } else {
         format!("https://{addr}")
     };
-    let url = reqwest::Url::parse(&addr)
-        .with_context(|| format!("the controller address {addr} is not a URL like https://HOST:PORT"))?;
+    let url = reqwest::Url::parse(&addr).with_context(|| {
+        format!("the controller address {addr} is not a URL like https://HOST:PORT")
+    })?;
     if url.scheme() != "https" || url.host_str().is_none() {
         bail!("the controller address {addr} must look like https://HOST:PORT");
     }
@@ -163,15 +169,16 @@ fn normalize_addr(addr: &str) -> anyhow::Result<String> {
 }
 
 fn read_small_file(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(text.trim().to_owned())
 }
 
 /// Reads the token file written by login, refusing it when other users could read it.
 fn read_token_file(path: &Path) -> anyhow::Result<Token> {
     use std::os::unix::fs::PermissionsExt as _;
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         bail!(
@@ -196,10 +203,7 @@ impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let message = &self.body.message;
         match self.status {
-            401 => write!(
-                f,
-                "not authenticated: {message} (log in again, or set PORTCULLIS_TOKEN)"
-            )?,
+            401 => write!(f, "not authenticated: {message}")?,
             403 => write!(f, "forbidden: {message}")?,
             404 => write!(f, "not found: {message}")?,
             status => write!(f, "{message} (HTTP {status}, {})", self.body.error)?,
@@ -287,7 +291,10 @@ impl ApiClient {
 
     /// Sends a request; a transport failure or a non-2xx status becomes an error.
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
-        let response = request.send().await.map_err(|err| self.transport_error(err))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|err| self.transport_error(err))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -317,14 +324,20 @@ impl ApiClient {
     fn transport_error(&self, err: reqwest::Error) -> anyhow::Error {
         let cause = root_cause(&err);
         if err.is_timeout() {
-            anyhow!("the controller at {} did not answer in time ({cause})", self.addr)
+            anyhow!(
+                "the controller at {} did not answer in time ({cause})",
+                self.addr
+            )
         } else if err.is_connect() {
             let hint = if cause.contains("certificate") || cause.contains("Certificate") {
                 "is PORTCULLIS_CA the CA file of this controller?"
             } else {
                 "is it running? set PORTCULLIS_ADDR"
             };
-            anyhow!("cannot reach the controller at {}: {cause}; {hint}", self.addr)
+            anyhow!(
+                "cannot reach the controller at {}: {cause}; {hint}",
+                self.addr
+            )
         } else {
             anyhow!("request to the controller at {} failed: {cause}", self.addr)
         }
@@ -359,9 +372,12 @@ pub fn tls_config_trusting(ca_file: &Path) -> anyhow::Result<rustls::ClientConfi
     for cert in certs {
         let cert =
             cert.with_context(|| format!("the CA file {} is not valid PEM", ca_file.display()))?;
-        roots
-            .add(cert)
-            .with_context(|| format!("the CA file {} holds an unusable certificate", ca_file.display()))?;
+        roots.add(cert).with_context(|| {
+            format!(
+                "the CA file {} holds an unusable certificate",
+                ca_file.display()
+            )
+        })?;
     }
     if roots.is_empty() {
         bail!("the CA file {} holds no certificate", ca_file.display());
@@ -414,7 +430,14 @@ mod tests {
     fn flags_win_over_files() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("addr"), "https://file:1\n").unwrap();
-        let args = parse(&["--addr", "https://flag:9200/", "--ca", "/x/ca.pem", "--token", "t0k"]);
+        let args = parse(&[
+            "--addr",
+            "https://flag:9200/",
+            "--ca",
+            "/x/ca.pem",
+            "--token",
+            "t0k",
+        ]);
         let settings = args.resolve_in(Some(dir.path())).unwrap();
         assert_eq!(settings.addr, "https://flag:9200");
         assert_eq!(settings.ca, PathBuf::from("/x/ca.pem"));
@@ -445,11 +468,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = parse(&[]).resolve_in(Some(dir.path())).unwrap_err();
         assert!(err.to_string().contains("PORTCULLIS_ADDR"), "{err}");
-        let err = parse(&["--addr", "https://a:1"]).resolve_in(None).unwrap_err();
+        let err = parse(&["--addr", "https://a:1"])
+            .resolve_in(None)
+            .unwrap_err();
         assert!(err.to_string().contains("PORTCULLIS_CA"), "{err}");
-        let settings = parse(&["--addr", "https://a:1", "--ca", "c"]).resolve_in(None).unwrap();
+        let settings = parse(&["--addr", "https://a:1", "--ca", "c"])
+            .resolve_in(None)
+            .unwrap();
         assert_eq!(settings.token, None);
-        let err = parse(&["--addr", "http://a:1", "--ca", "c"]).resolve_in(None).unwrap_err();
+        let err = parse(&["--addr", "http://a:1", "--ca", "c"])
+            .resolve_in(None)
+            .unwrap_err();
         assert!(err.to_string().contains("HTTPS"), "{err}");
     }
 
@@ -526,7 +555,10 @@ mod tests {
             .await
             .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("cannot reach the controller at https://127.0.0.1"), "{text}");
+        assert!(
+            text.contains("cannot reach the controller at https://127.0.0.1"),
+            "{text}"
+        );
         assert!(text.contains("PORTCULLIS_ADDR"), "{text}");
     }
 }

@@ -19,7 +19,8 @@ pub fn write_stdout(text: &str) -> anyhow::Result<()> {
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
-    let mut text = serde_json::to_string_pretty(value).context("cannot encode the output as JSON")?;
+    let mut text =
+        serde_json::to_string_pretty(value).context("cannot encode the output as JSON")?;
     text.push('\n');
     write_stdout(&text)
 }

@@ -44,8 +44,10 @@ pub async fn run(cmd: SessionsCommand) -> anyhow::Result<i32> {
     match cmd {
         SessionsCommand::List { live, json, client } => {
             let api = ApiClient::from_args(&client)?;
-            let list: List<Session> =
-                api.get("/v1/sessions").await.context("cannot list sessions")?;
+            let list: List<Session> = api
+                .get("/v1/sessions")
+                .await
+                .context("cannot list sessions")?;
             let sessions: Vec<Session> = list
                 .items
                 .into_iter()
@@ -146,7 +148,14 @@ fn print_session(s: &Session, json: bool) -> anyhow::Result<()> {
         return output::write_stdout("\nNo connections.\n");
     }
     let mut table = Table::new([
-        "CONNECTION", "CLIENT", "STATE", "UP", "DOWN", "OPENED", "CLOSED", "REASON",
+        "CONNECTION",
+        "CLIENT",
+        "STATE",
+        "UP",
+        "DOWN",
+        "OPENED",
+        "CLOSED",
+        "REASON",
     ]);
     for c in &s.connections {
         table.row([

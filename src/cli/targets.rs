@@ -113,7 +113,10 @@ pub async fn run(cmd: TargetsCommand) -> anyhow::Result<i32> {
     match cmd {
         TargetsCommand::List { json, client } => {
             let api = ApiClient::from_args(&client)?;
-            let list: List<Target> = api.get("/v1/targets").await.context("cannot list targets")?;
+            let list: List<Target> = api
+                .get("/v1/targets")
+                .await
+                .context("cannot list targets")?;
             if json {
                 output::print_json(&list.items)?;
             } else {
@@ -251,9 +254,16 @@ fn update_body(
     }
     put(&mut body, "pool", fields.pool, clear.pool);
     put(&mut body, "max_session_secs", fields.max_duration, false);
-    put(&mut body, "connection_limit", fields.connection_limit, false);
+    put(
+        &mut body,
+        "connection_limit",
+        fields.connection_limit,
+        false,
+    );
     if body.is_empty() {
-        bail!("nothing to change: pass at least one option (see `portcullis targets update --help`)");
+        bail!(
+            "nothing to change: pass at least one option (see `portcullis targets update --help`)"
+        );
     }
     // The body must be what the controller parses; catch a drift from the wire type here.
     serde_json::from_value::<UpdateTarget>(Value::Object(body.clone()))
@@ -263,7 +273,14 @@ fn update_body(
 
 fn print_table(targets: &[Target]) -> anyhow::Result<()> {
     let mut table = Table::new([
-        "ID", "NAME", "ADDRESS", "ZONE", "SERVICE", "MAX DURATION", "CONN LIMIT", "TAGS",
+        "ID",
+        "NAME",
+        "ADDRESS",
+        "ZONE",
+        "SERVICE",
+        "MAX DURATION",
+        "CONN LIMIT",
+        "TAGS",
     ]);
     for t in targets {
         table.row([
@@ -290,7 +307,10 @@ fn print_target(target: &Target, json: bool) -> anyhow::Result<()> {
         ("Address", target.address.clone()),
         ("Zone", output::or_dash(target.zone.as_deref())),
         ("Service", output::or_dash(target.service.as_deref())),
-        ("VM id", target.vmid.map_or_else(|| "-".into(), |v| v.to_string())),
+        (
+            "VM id",
+            target.vmid.map_or_else(|| "-".into(), |v| v.to_string()),
+        ),
         ("Pool", output::or_dash(target.pool.as_deref())),
         ("Tags", output::or_dash(Some(&target.tags.join(", ")))),
         ("Max duration", output::duration(target.max_session_secs)),
@@ -319,8 +339,20 @@ mod tests {
     #[test]
     fn create_builds_the_body() {
         let cmd = parse(&[
-            "create", "web", "--address", "10.0.0.5:22", "--zone", "dmz", "--tag", "a", "--tag",
-            "b", "--max-duration", "8h", "--connection-limit", "3",
+            "create",
+            "web",
+            "--address",
+            "10.0.0.5:22",
+            "--zone",
+            "dmz",
+            "--tag",
+            "a",
+            "--tag",
+            "b",
+            "--max-duration",
+            "8h",
+            "--connection-limit",
+            "3",
         ])
         .unwrap();
         let TargetsCommand::Create { name, fields, .. } = cmd else {
@@ -348,7 +380,10 @@ mod tests {
         )
         .unwrap();
         let json = serde_json::Value::Object(body);
-        assert_eq!(json, serde_json::json!({"zone": null, "max_session_secs": 60}));
+        assert_eq!(
+            json,
+            serde_json::json!({"zone": null, "max_session_secs": 60})
+        );
         // The controller tells absent from null apart: zone cleared, service untouched.
         let back: UpdateTarget = serde_json::from_value(json).unwrap();
         assert_eq!(back.zone, Some(None));

@@ -52,7 +52,10 @@ pub async fn run(cmd: WorkersCommand) -> anyhow::Result<i32> {
     match cmd {
         WorkersCommand::List { json, client } => {
             let api = ApiClient::from_args(&client)?;
-            let list: List<Worker> = api.get("/v1/workers").await.context("cannot list workers")?;
+            let list: List<Worker> = api
+                .get("/v1/workers")
+                .await
+                .context("cannot list workers")?;
             if json {
                 output::print_json(&list.items)?;
             } else {
@@ -83,7 +86,10 @@ pub async fn run(cmd: WorkersCommand) -> anyhow::Result<i32> {
         WorkersCommand::JoinToken { ttl, json, client } => {
             let api = ApiClient::from_args(&client)?;
             let token: JoinToken = api
-                .post("/v1/workers/join-tokens", &CreateJoinToken { ttl_secs: ttl })
+                .post(
+                    "/v1/workers/join-tokens",
+                    &CreateJoinToken { ttl_secs: ttl },
+                )
                 .await
                 .context("cannot issue a join token")?;
             if json {
@@ -109,7 +115,12 @@ fn path(id_or_name: &str) -> anyhow::Result<String> {
 
 fn print_table(workers: &[Worker]) -> anyhow::Result<()> {
     let mut table = Table::new([
-        "ID", "NAME", "PROXY ADDRESS", "STATE", "LAST SEEN", "CERT EXPIRES",
+        "ID",
+        "NAME",
+        "PROXY ADDRESS",
+        "STATE",
+        "LAST SEEN",
+        "CERT EXPIRES",
     ]);
     for w in workers {
         table.row([

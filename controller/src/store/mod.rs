@@ -215,5 +215,3 @@ pub(crate) fn from_json_list(text: &str, column: &str) -> Result<Vec<String>> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
-#[cfg(test)]
-pub(crate) mod testing;

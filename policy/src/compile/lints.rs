@@ -18,12 +18,17 @@ pub(super) fn check(policy: &Policy, raw: &RawPolicy, sink: &mut Sink<'_>) {
     }
     for rc in &raw.cells {
         let same = rc.same_microsegment.as_ref().filter(|s| *s.get_ref());
-        let zone = policy.zone_id(rc.from.get_ref()).and_then(|z| policy.zones.get(z));
+        let zone = policy
+            .zone_id(rc.from.get_ref())
+            .and_then(|z| policy.zones.get(z));
         if let (Some(flag), Some(zone)) = (same, zone) {
             if zone.microsegments.is_none() {
                 sink.error(
                     flag.span(),
-                    format!("same_microsegment needs `microsegments` on zone `{}`", zone.name),
+                    format!(
+                        "same_microsegment needs `microsegments` on zone `{}`",
+                        zone.name
+                    ),
                 );
             }
         }
@@ -32,7 +37,10 @@ pub(super) fn check(policy: &Policy, raw: &RawPolicy, sink: &mut Sink<'_>) {
         if role.groups.is_empty() {
             sink.warning(
                 rr.name.span(),
-                format!("role `{}` has no groups, so it never matches anyone", role.name),
+                format!(
+                    "role `{}` has no groups, so it never matches anyone",
+                    role.name
+                ),
             );
         }
         let sources = role.constraints.source_zones.as_ref();

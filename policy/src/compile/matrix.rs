@@ -18,7 +18,11 @@ pub(super) fn compile_services(
     for rs in &raw.services {
         check_name(sink, "service", &rs.name);
         let id = services.len();
-        if names.services.insert(rs.name.get_ref().clone(), id).is_some() {
+        if names
+            .services
+            .insert(rs.name.get_ref().clone(), id)
+            .is_some()
+        {
             sink.error(
                 rs.name.span(),
                 format!("service `{}` is defined twice", rs.name.get_ref()),
@@ -44,10 +48,15 @@ pub(super) fn compile_services(
     let mut sets = Vec::new();
     for set in &raw.service_sets {
         check_name(sink, "service set", &set.name);
-        if names.services.contains_key(set.name.get_ref()) || names.sets.contains_key(set.name.get_ref()) {
+        if names.services.contains_key(set.name.get_ref())
+            || names.sets.contains_key(set.name.get_ref())
+        {
             sink.error(
                 set.name.span(),
-                format!("service set `{}` reuses the name of a service or set", set.name.get_ref()),
+                format!(
+                    "service set `{}` reuses the name of a service or set",
+                    set.name.get_ref()
+                ),
             );
             continue;
         }
@@ -57,11 +66,16 @@ pub(super) fn compile_services(
                 Some(id) => members.push(*id),
                 None => sink.error(
                     s.span(),
-                    format!("unknown service `{}` (a set lists services, not sets)", s.get_ref()),
+                    format!(
+                        "unknown service `{}` (a set lists services, not sets)",
+                        s.get_ref()
+                    ),
                 ),
             }
         }
-        names.sets.insert(set.name.get_ref().clone(), members.clone());
+        names
+            .sets
+            .insert(set.name.get_ref().clone(), members.clone());
         sets.push((set.name.get_ref().clone(), members));
     }
     (services, sets)
@@ -153,14 +167,15 @@ pub(super) fn compile_cells(
                     rc.to.get_ref()
                 ),
             ),
-            Access::Allow | Access::BrokerOnly | Access::MtlsOnly if rc.services.is_empty() => sink.warning(
-                rc.access.span(),
-                format!(
-                    "cell {} -> {} lists no services, so it never matches",
-                    rc.from.get_ref(),
-                    rc.to.get_ref()
+            Access::Allow | Access::BrokerOnly | Access::MtlsOnly if rc.services.is_empty() => sink
+                .warning(
+                    rc.access.span(),
+                    format!(
+                        "cell {} -> {} lists no services, so it never matches",
+                        rc.from.get_ref(),
+                        rc.to.get_ref()
+                    ),
                 ),
-            ),
             _ => {}
         }
         let (Some(from), Some(to)) = (from, to) else {

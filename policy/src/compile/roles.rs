@@ -116,7 +116,10 @@ fn compile_constraints(rr: &RawRole, names: &Names, sink: &mut Sink<'_>) -> Role
     }
     if let Some(v) = &raw.connection_limit {
         if *v.get_ref() == 0 {
-            sink.error(v.span(), "connection_limit must be at least 1 (leave it out for no limit)");
+            sink.error(
+                v.span(),
+                "connection_limit must be at least 1 (leave it out for no limit)",
+            );
         }
     }
     if let Some(list) = &raw.source_zones {

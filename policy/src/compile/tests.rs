@@ -51,7 +51,10 @@ fn hash_is_the_sha256_of_the_bytes() {
     let other = Policy::parse(&format!("{MINIMAL}\n# comment")).unwrap();
     assert_ne!(policy.hash(), other.hash());
     let empty = crate::compile::hex_sha256(b"");
-    assert_eq!(empty, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    assert_eq!(
+        empty,
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
 }
 
 #[test]
@@ -69,8 +72,16 @@ fn unknown_zone_and_service_are_errors_with_lines() {
     let text = format!("{MINIMAL}\n[[cell]]\nfrom = \"T\"\nto = \"NOPE\"\naccess = \"allow\"\nservices = [\"telnet\"]\n");
     let errs = errors(&text);
     let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).map(|i| i + 1);
-    assert!(errs.iter().any(|(l, m)| m.contains("unknown zone `NOPE`") && *l == line_of("NOPE")), "{errs:?}");
-    assert!(errs.iter().any(|(l, m)| m.contains("`telnet`") && *l == line_of("telnet")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|(l, m)| m.contains("unknown zone `NOPE`") && *l == line_of("NOPE")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|(l, m)| m.contains("`telnet`") && *l == line_of("telnet")),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -80,11 +91,22 @@ fn overlaps_and_duplicates_are_errors() {
         "cidrs = [\"10.1.0.0/16\"]\nvmids = [\"100-200\"]\n\n[[zone]]\nname = \"U\"\ncidrs = [\"10.1.0.0/16\", \"10.2.0.1/16\"]\nvmids = [\"150-300\"]",
     );
     let errs = errors(&text);
-    assert!(errs.iter().any(|(_, m)| m.contains("already in zone `T`")), "{errs:?}");
-    assert!(errs.iter().any(|(_, m)| m.contains("overlaps 100-200")), "{errs:?}");
-    assert!(errs.iter().any(|(_, m)| m.contains("host bits set")), "{errs:?}");
+    assert!(
+        errs.iter().any(|(_, m)| m.contains("already in zone `T`")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter().any(|(_, m)| m.contains("overlaps 100-200")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter().any(|(_, m)| m.contains("host bits set")),
+        "{errs:?}"
+    );
     let twice = format!("{MINIMAL}\n[[cell]]\nfrom = \"B\"\nto = \"T\"\naccess = \"deny\"\n");
-    assert!(errors(&twice).iter().any(|(l, m)| m.contains("defined twice") && l.is_some()));
+    assert!(errors(&twice)
+        .iter()
+        .any(|(l, m)| m.contains("defined twice") && l.is_some()));
 }
 
 #[test]
@@ -93,7 +115,11 @@ fn a_role_granting_what_the_matrix_forbids_is_an_error() {
         "{MINIMAL}\n[[service]]\nname = \"rdp\"\nports = [3389]\n\n[[role]]\nname = \"r\"\ngroups = [\"g\"]\n[[role.grant]]\nzones = [\"T\"]\nservices = [\"rdp\"]\n"
     );
     let errs = errors(&text);
-    assert!(errs.iter().any(|(l, m)| m.contains("which the matrix forbids") && l.is_some()), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|(l, m)| m.contains("which the matrix forbids") && l.is_some()),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -102,9 +128,21 @@ fn bad_templates_permissions_and_mfa_are_errors() {
         "{MINIMAL}\n[[role]]\nname = \"r\"\ngroups = [\"g\"]\npermissions = [\"root\"]\n[[role.grant]]\nzones = [\"T\"]\nservices = [\"ssh\"]\nlogins = [\"{{{{user}}}}\"]\n[role.constraints]\nmfa = {{ max_auth_age_secs = 60 }}\n"
     );
     let errs = errors(&text);
-    assert!(errs.iter().any(|(_, m)| m.contains("unknown permission `root`")), "{errs:?}");
-    assert!(errs.iter().any(|(_, m)| m.contains("unknown placeholder `user`")), "{errs:?}");
-    assert!(errs.iter().any(|(_, m)| m.contains("constraints.mfa needs")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|(_, m)| m.contains("unknown permission `root`")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|(_, m)| m.contains("unknown placeholder `user`")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|(_, m)| m.contains("constraints.mfa needs")),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -117,14 +155,21 @@ fn rules_that_never_match_are_warnings() {
     let w: Vec<&str> = report.warnings.iter().map(|d| d.message.as_str()).collect();
     assert!(w.iter().any(|m| m.contains("no address selector")), "{w:?}");
     assert!(w.iter().any(|m| m.contains("never used")), "{w:?}");
-    assert!(w.iter().any(|m| m.contains("never matches anyone")), "{w:?}");
+    assert!(
+        w.iter().any(|m| m.contains("never matches anyone")),
+        "{w:?}"
+    );
     assert!(report.warnings.iter().all(|d| d.line.is_some()));
 }
 
 #[test]
 fn microsegment_flags_need_a_segmented_zone_to_itself() {
     let text = format!("{MINIMAL}\n[[cell]]\nfrom = \"T\"\nto = \"T\"\naccess = \"allow\"\nservices = [\"ssh\"]\nsame_microsegment = true\n");
-    assert!(errors(&text).iter().any(|(_, m)| m.contains("needs `microsegments`")));
+    assert!(errors(&text)
+        .iter()
+        .any(|(_, m)| m.contains("needs `microsegments`")));
     let text = format!("{MINIMAL}\n[[cell]]\nfrom = \"T\"\nto = \"B\"\naccess = \"allow\"\nservices = [\"ssh\"]\nsame_microsegment = true\n");
-    assert!(errors(&text).iter().any(|(_, m)| m.contains("a zone to itself")));
+    assert!(errors(&text)
+        .iter()
+        .any(|(_, m)| m.contains("a zone to itself")));
 }

@@ -68,7 +68,9 @@ pub(super) fn compile_zones(raw: &[RawZone], names: &mut Names, sink: &mut Sink<
             let Some((start, end)) = parse_vmids(sink, text) else {
                 continue;
             };
-            if let Some((s, e, other)) = vmid_spans.iter().find(|(s, e, _)| start <= *e && *s <= end) {
+            if let Some((s, e, other)) =
+                vmid_spans.iter().find(|(s, e, _)| start <= *e && *s <= end)
+            {
                 sink.error(
                     text.span(),
                     format!("VMID range {start}-{end} overlaps {s}-{e} of zone `{other}`"),
@@ -79,8 +81,24 @@ pub(super) fn compile_zones(raw: &[RawZone], names: &mut Names, sink: &mut Sink<
             zone.vmids.push((start, end));
             out.vmids.push((start, end, id));
         }
-        label_selectors(sink, &rz.tags, "tag", id, &name, &mut out.tags, &mut zone.tags);
-        label_selectors(sink, &rz.pools, "pool", id, &name, &mut out.pools, &mut zone.pools);
+        label_selectors(
+            sink,
+            &rz.tags,
+            "tag",
+            id,
+            &name,
+            &mut out.tags,
+            &mut zone.tags,
+        );
+        label_selectors(
+            sink,
+            &rz.pools,
+            "pool",
+            id,
+            &name,
+            &mut out.pools,
+            &mut zone.pools,
+        );
         if let Some(ms) = &rz.microsegments {
             zone.microsegments = compile_microsegments(sink, ms, &zone);
         }
@@ -103,7 +121,10 @@ fn label_selectors(
         if index.contains_key(label.get_ref()) {
             sink.error(
                 label.span(),
-                format!("{what} `{}` selects more than one zone (here `{zone}`)", label.get_ref()),
+                format!(
+                    "{what} `{}` selects more than one zone (here `{zone}`)",
+                    label.get_ref()
+                ),
             );
             continue;
         }
@@ -119,7 +140,10 @@ fn parse_cidr(sink: &mut Sink<'_>, text: &Spanned<String>) -> Option<IpNet> {
         Err(_) => match s.parse::<IpAddr>() {
             Ok(ip) => IpNet::from(ip),
             Err(_) => {
-                sink.error(text.span(), format!("`{s}` is not a CIDR (e.g. 10.20.0.0/16)"));
+                sink.error(
+                    text.span(),
+                    format!("`{s}` is not a CIDR (e.g. 10.20.0.0/16)"),
+                );
                 return None;
             }
         },
@@ -137,7 +161,11 @@ fn parse_cidr(sink: &mut Sink<'_>, text: &Spanned<String>) -> Option<IpNet> {
 fn parse_vmids(sink: &mut Sink<'_>, text: &Spanned<String>) -> Option<(u32, u32)> {
     let s = text.get_ref().trim();
     let parsed = match s.split_once('-') {
-        Some((a, b)) => a.trim().parse::<u32>().ok().zip(b.trim().parse::<u32>().ok()),
+        Some((a, b)) => a
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .zip(b.trim().parse::<u32>().ok()),
         None => s.parse::<u32>().ok().map(|v| (v, v)),
     };
     match parsed {
@@ -160,7 +188,10 @@ fn compile_microsegments(
     let ms = raw.get_ref();
     let mut ok = true;
     if ms.vmids_per_segment == 0 {
-        sink.error(raw.span(), "microsegments.vmids_per_segment must be at least 1");
+        sink.error(
+            raw.span(),
+            "microsegments.vmids_per_segment must be at least 1",
+        );
         ok = false;
     }
     for net in &zone.cidrs {

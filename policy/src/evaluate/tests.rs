@@ -39,11 +39,20 @@ fn dev_policy_allows_admins_and_users_and_denies_strangers() {
     assert_eq!(d.roles, vec!["dev-admin"]);
     assert_eq!(d.constraints.logins, vec!["alice"]);
     assert_eq!(d.policy_hash, policy.hash());
-    assert_eq!(evaluate(&policy, &request(&["users"], 22), 0).outcome, Outcome::Allow);
+    assert_eq!(
+        evaluate(&policy, &request(&["users"], 22), 0).outcome,
+        Outcome::Allow
+    );
     let d = evaluate(&policy, &request(&["guests"], 22), 0);
     assert_eq!(d.outcome, Outcome::Deny);
-    assert!(d.reason.contains("none of your groups (guests)"), "{}", d.reason);
-    assert!(evaluate(&policy, &request(&[], 22), 0).reason.contains("no group"));
+    assert!(
+        d.reason.contains("none of your groups (guests)"),
+        "{}",
+        d.reason
+    );
+    assert!(evaluate(&policy, &request(&[], 22), 0)
+        .reason
+        .contains("no group"));
 }
 
 #[test]
@@ -74,10 +83,14 @@ fn declared_zone_and_unknown_service_are_refused() {
     let policy = Policy::parse(DEV).unwrap();
     let mut req = request(&["admins"], 22);
     req.target.declared_zone = Some("ELSEWHERE".into());
-    assert!(evaluate(&policy, &req, 0).reason.contains("declares zone ELSEWHERE"));
+    assert!(evaluate(&policy, &req, 0)
+        .reason
+        .contains("declares zone ELSEWHERE"));
     let mut req = request(&["admins"], 22);
     req.target.service = Some("telnet".into());
-    assert!(evaluate(&policy, &req, 0).reason.contains("`telnet` is not in the policy"));
+    assert!(evaluate(&policy, &req, 0)
+        .reason
+        .contains("`telnet` is not in the policy"));
 }
 
 #[test]
@@ -99,7 +112,9 @@ fn zoned_requests_use_the_same_rules() {
         target_zone: "MARS",
         ..zoned
     };
-    assert!(evaluate_zones(&policy, &unknown, 0).reason.contains("unknown zone `MARS`"));
+    assert!(evaluate_zones(&policy, &unknown, 0)
+        .reason
+        .contains("unknown zone `MARS`"));
 }
 
 #[test]

@@ -21,8 +21,14 @@ pub fn markdown(policy: &Policy) -> String {
     );
 
     let _ = writeln!(out, "## Zones\n");
-    let _ = writeln!(out, "| Zone | Trust | CIDRs | VMIDs | Tags / pools | Description |");
-    let _ = writeln!(out, "| ---- | ----- | ----- | ----- | ------------ | ----------- |");
+    let _ = writeln!(
+        out,
+        "| Zone | Trust | CIDRs | VMIDs | Tags / pools | Description |"
+    );
+    let _ = writeln!(
+        out,
+        "| ---- | ----- | ----- | ----- | ------------ | ----------- |"
+    );
     for z in &policy.zones {
         let cidrs: Vec<String> = z.cidrs.iter().map(ToString::to_string).collect();
         let mut vmids: Vec<String> = z.vmids.iter().map(|(s, e)| format!("{s}-{e}")).collect();
@@ -51,8 +57,14 @@ pub fn markdown(policy: &Policy) -> String {
     }
 
     let _ = writeln!(out, "\n## Services\n");
-    let _ = writeln!(out, "| Service | Protocol | Ports | Only in | Description |");
-    let _ = writeln!(out, "| ------- | -------- | ----- | ------- | ----------- |");
+    let _ = writeln!(
+        out,
+        "| Service | Protocol | Ports | Only in | Description |"
+    );
+    let _ = writeln!(
+        out,
+        "| ------- | -------- | ----- | ------- | ----------- |"
+    );
     for s in &policy.services {
         let only: Vec<&str> = s
             .zones
@@ -106,7 +118,11 @@ fn cell_text(policy: &Policy, cell: &Cell) -> String {
     if !cell.declared || cell.access == Access::Deny {
         return "X".into();
     }
-    let services: Vec<&str> = cell.services.iter().map(|s| policy.service_name(s)).collect();
+    let services: Vec<&str> = cell
+        .services
+        .iter()
+        .map(|s| policy.service_name(s))
+        .collect();
     let mut text = format!("{} {}", cell.access.symbol(), services.join(", "));
     if cell.same_microsegment {
         text.push_str(" (same microsegment)");
@@ -119,8 +135,14 @@ fn cell_text(policy: &Policy, cell: &Cell) -> String {
 
 fn roles_table(policy: &Policy, out: &mut String) {
     let _ = writeln!(out, "\n## Roles\n");
-    let _ = writeln!(out, "| Role | Groups | Grants | Constraints | Permissions |");
-    let _ = writeln!(out, "| ---- | ------ | ------ | ----------- | ----------- |");
+    let _ = writeln!(
+        out,
+        "| Role | Groups | Grants | Constraints | Permissions |"
+    );
+    let _ = writeln!(
+        out,
+        "| ---- | ------ | ------ | ----------- | ----------- |"
+    );
     for role in &policy.roles {
         let grants: Vec<String> = role.grants.iter().map(|g| grant_text(policy, g)).collect();
         let c = &role.constraints;
@@ -139,17 +161,28 @@ fn roles_table(policy: &Policy, out: &mut String) {
             constraints.push(format!("MFA: {}", mfa.describe()));
         }
         let permissions: Vec<&str> = role.permissions.iter().map(|p| p.as_str()).collect();
-        let groups = format!("{} ({})", role.groups.join(", "), match role.group_match {
-            crate::model::GroupMatch::Exact => "exact",
-            crate::model::GroupMatch::Path => "path",
-        });
+        let groups = format!(
+            "{} ({})",
+            role.groups.join(", "),
+            match role.group_match {
+                crate::model::GroupMatch::Exact => "exact",
+                crate::model::GroupMatch::Path => "path",
+            }
+        );
         let _ = writeln!(
             out,
             "| **{}**{} | {} | {} | {} | {} |",
             escape(&role.name),
-            role.description.as_ref().map(|d| format!(": {}", escape(d))).unwrap_or_default(),
+            role.description
+                .as_ref()
+                .map(|d| format!(": {}", escape(d)))
+                .unwrap_or_default(),
             escape(&groups),
-            escape(&if grants.is_empty() { "nothing".to_owned() } else { grants.join("; ") }),
+            escape(&if grants.is_empty() {
+                "nothing".to_owned()
+            } else {
+                grants.join("; ")
+            }),
             escape(&constraints.join("; ")),
             permissions.join(", "),
         );
@@ -160,12 +193,20 @@ fn grant_text(policy: &Policy, g: &Grant) -> String {
     let zones = if g.all_zones {
         "every zone".to_owned()
     } else {
-        g.zones.iter().map(|z| policy.zone_name(z)).collect::<Vec<_>>().join(", ")
+        g.zones
+            .iter()
+            .map(|z| policy.zone_name(z))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let services = if g.all_services {
         "every service".to_owned()
     } else {
-        g.services.iter().map(|s| policy.service_name(s)).collect::<Vec<_>>().join(", ")
+        g.services
+            .iter()
+            .map(|s| policy.service_name(s))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let mut text = format!("{zones}: {services}");
     if !g.logins.is_empty() {

@@ -91,7 +91,10 @@ pub(crate) fn segment_block(policy: &Policy, zone: ZoneId, n: u32) -> Option<IpN
     for net in &z.cidrs {
         let count = crate::zones::segment_count(net, prefix_len)?;
         if left < count {
-            return net.subnets(prefix_len).ok()?.nth(usize::try_from(left).ok()?);
+            return net
+                .subnets(prefix_len)
+                .ok()?
+                .nth(usize::try_from(left).ok()?);
         }
         left -= count;
     }
@@ -117,7 +120,11 @@ pub(crate) fn segment_count_for_export(policy: &Policy, zone: ZoneId, cap: u32) 
         .iter()
         .map(|(s, e)| (e - s) / ms.vmids_per_segment.max(1) + 1)
         .fold(0u32, u32::saturating_add);
-    let count = if z.vmids.is_empty() { by_addr } else { by_vmid.min(by_addr) };
+    let count = if z.vmids.is_empty() {
+        by_addr
+    } else {
+        by_vmid.min(by_addr)
+    };
     count.min(cap)
 }
 
@@ -137,7 +144,8 @@ pub(crate) fn zone_idents(policy: &Policy, sep: char, max: usize) -> Vec<String>
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { sep })
                 .take(max)
                 .collect();
-            if !ident.starts_with(|c: char| c.is_ascii_alphabetic()) || !used.insert(ident.clone()) {
+            if !ident.starts_with(|c: char| c.is_ascii_alphabetic()) || !used.insert(ident.clone())
+            {
                 ident = format!("z{i}");
                 used.insert(ident.clone());
             }

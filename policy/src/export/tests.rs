@@ -1,1 +1,127 @@
+use std::net::IpAddr;
 
+use super::*;
+
+const SEED: &str = include_str!("../../../config/policy.toml");
+const DEV: &str = include_str!("../../../config/policy-dev.toml");
+
+fn options() -> ExportOptions {
+    ExportOptions {
+        worker_addrs: vec!["10.10.5.10".parse::<IpAddr>().unwrap()],
+        targets: vec![
+            (4012, "WORKLOADS".into()),
+            (4150, "WORKLOADS".into()),
+            (1001, "CORE-INFRA".into()),
+            (9999, "MARS".into()),
+        ],
+    }
+}
+
+#[test]
+fn markdown_is_the_seed_table() {
+    let md = markdown(&Policy::parse(SEED).unwrap());
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| **ON-PREM-ADMIN** |") && l.contains("0 proxmox-api"))
+        .unwrap_or_else(|| panic!("no matrix row for ON-PREM-ADMIN in\n{md}"));
+    assert!(
+        row.contains("0 iam-token") && row.contains("0 ssh, rdp, winrm"),
+        "{row}"
+    );
+    assert!(md.contains("| **WORKLOADS** |"));
+    assert!(md.contains("-> ssh, rdp, winrm, app-traffic (same microsegment)"));
+    assert!(md.contains("| **games** | games (exact) | nothing |"));
+}
+
+#[test]
+fn nested_zones_are_cut_out_of_their_parents() {
+    let policy = Policy::parse(SEED).unwrap();
+    let admin = policy.zone_id("ON-PREM-ADMIN").unwrap();
+    let cidrs = effective_cidrs(&policy, admin);
+    let broker: IpNet = "10.10.5.0/24".parse().unwrap();
+    assert!(cidrs
+        .iter()
+        .all(|c| !c.contains(&broker) && !broker.contains(c)));
+    let total: u64 = cidrs.iter().map(|c| 1u64 << (32 - c.prefix_len())).sum();
+    assert_eq!(total, 65536 - 512);
+}
+
+#[test]
+fn nftables_admits_broker_only_services_from_the_workers_only() {
+    let nft = nftables(&Policy::parse(SEED).unwrap(), &options());
+    assert!(
+        nft.contains("chain forward {\n\t\ttype filter hook forward priority filter; policy drop;")
+    );
+    assert!(nft.contains(
+        "ip saddr @workers_v4 ip daddr @zone_proxmox_mgmt_v4 meta l4proto tcp th dport { 8006 } accept"
+    ));
+    assert!(
+        !nft.contains("ip saddr @zone_on_prem_admin_v4"),
+        "on-prem reaches the cloud only via workers"
+    );
+    assert!(nft.contains("ip saddr 10.40.9.0/24 ip daddr 10.40.9.0/24"));
+    assert!(
+        !nft.contains("10.40.10.0/24"),
+        "ten microsegments, from the VMID blocks"
+    );
+}
+
+#[test]
+fn nftables_output_passes_nft_check_when_nft_is_installed() {
+    for (name, text) in [("seed", SEED), ("dev", DEV)] {
+        let ruleset = nftables(&Policy::parse(text).unwrap(), &options());
+        let dir =
+            std::env::temp_dir().join(format!("portcullis-nft-{}-{name}", std::process::id()));
+        std::fs::write(&dir, &ruleset).unwrap();
+        let out = std::process::Command::new("nft")
+            .arg("-c")
+            .arg("-f")
+            .arg(&dir)
+            .output();
+        let _ = std::fs::remove_file(&dir);
+        match out {
+            Ok(out) => assert!(
+                out.status.success(),
+                "nft -c rejected the {name} ruleset: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(_) => eprintln!("nft is not installed; skipping the nft -c check"),
+        }
+    }
+}
+
+#[test]
+fn proxmox_has_ipsets_groups_and_a_group_line_per_target() {
+    let fw = proxmox(&Policy::parse(SEED).unwrap(), &options());
+    assert!(fw.cluster_fw.contains(
+        "[IPSET zone-on-prem-admin] # ON-PREM-ADMIN\n10.10.0.0/16\n!10.10.5.0/24\n!10.10.6.0/24\n"
+    ));
+    assert!(fw.cluster_fw.contains("[IPSET portcullis-workers]"));
+    assert!(fw.cluster_fw.contains(
+        "IN ACCEPT -source +portcullis-workers -p tcp -dport 8006 # proxmox-api: ON-PREM-ADMIN -> PROXMOX-MGMT"
+    ));
+    assert!(fw
+        .cluster_fw
+        .contains("IN ACCEPT -source +zone-workloads-s1 -p tcp -dport 22"));
+    for line in fw.cluster_fw.lines().filter(|l| l.starts_with("[group ")) {
+        let name = line
+            .trim_start_matches("[group ")
+            .split(']')
+            .next()
+            .unwrap();
+        assert!(
+            name.len() <= 18,
+            "Proxmox group names are at most 18 characters: {name}"
+        );
+    }
+    let vm = |id: u32| fw.vm_fw.get(&id).cloned().unwrap_or_default();
+    assert!(
+        vm(4012).contains("\nGROUP pc-workloads-s0\n"),
+        "{}",
+        vm(4012)
+    );
+    assert!(vm(4150).contains("\nGROUP pc-workloads-s1\n"));
+    assert!(vm(1001).contains("\nGROUP pc-core-infra\n"));
+    assert!(vm(9999).contains("not in the policy") && !vm(9999).contains("GROUP"));
+    assert!(vm(4012).contains("policy_in: DROP"));
+}

@@ -5,14 +5,15 @@ use std::process::ExitStatus;
 
 use anyhow::Context as _;
 
-use super::{Caught, Signals};
+use super::signals::{Caught, Signals};
 
 /// The host the `--exec` listener binds, substituted for `{host}`.
 pub const EXEC_HOST: &str = "127.0.0.1";
 
 /// Replaces `{host}` and `{port}` in one argument.
 pub fn substitute(text: &str, host: &str, port: u16) -> String {
-    text.replace("{host}", host).replace("{port}", &port.to_string())
+    text.replace("{host}", host)
+        .replace("{port}", &port.to_string())
 }
 
 /// What to run, with placeholders still in it.
@@ -27,7 +28,10 @@ impl ExecCommand {
     pub fn resolved(&self, host: &str, port: u16) -> (String, Vec<String>) {
         (
             substitute(&self.program, host, port),
-            self.args.iter().map(|a| substitute(a, host, port)).collect(),
+            self.args
+                .iter()
+                .map(|a| substitute(a, host, port))
+                .collect(),
         )
     }
 }
@@ -117,14 +121,25 @@ mod tests {
         let mut signals = Signals::install().unwrap();
         let command = ExecCommand {
             program: "sh".into(),
-            args: vec!["-c".into(), "test \"$1\" = 9 && exit 7".into(), "sh".into(), "{port}".into()],
+            args: vec![
+                "-c".into(),
+                "test \"$1\" = 9 && exit 7".into(),
+                "sh".into(),
+                "{port}".into(),
+            ],
         };
-        assert_eq!(run_command(&command, 9, "s_1", &mut signals).await.unwrap(), 7);
+        assert_eq!(
+            run_command(&command, 9, "s_1", &mut signals).await.unwrap(),
+            7
+        );
         let command = ExecCommand {
             program: "sh".into(),
             args: vec!["-c".into(), "kill -9 $$".into()],
         };
-        assert_eq!(run_command(&command, 9, "s_1", &mut signals).await.unwrap(), 137);
+        assert_eq!(
+            run_command(&command, 9, "s_1", &mut signals).await.unwrap(),
+            137
+        );
         let missing = ExecCommand {
             program: "/nonexistent/portcullis-test".into(),
             args: vec![],

@@ -33,7 +33,9 @@ impl LocalListener {
     pub async fn tcp(port: u16) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
-            .with_context(|| format!("cannot listen on 127.0.0.1:{port}; pick another port or 0"))?;
+            .with_context(|| {
+                format!("cannot listen on 127.0.0.1:{port}; pick another port or 0")
+            })?;
         Ok(Self::Tcp(listener))
     }
 
@@ -269,7 +271,10 @@ mod tests {
         // A second listener on the same path is refused rather than replacing it.
         assert!(LocalListener::unix(&path).is_err());
         drop(listener);
-        assert!(std::fs::symlink_metadata(&path).is_err(), "socket removed at exit");
+        assert!(
+            std::fs::symlink_metadata(&path).is_err(),
+            "socket removed at exit"
+        );
     }
 
     #[tokio::test]

@@ -81,6 +81,32 @@ pub fn write_session_file(path: &Path, session: &SessionFile) -> anyhow::Result<
     result
 }
 
+/// A hand-off file this process wrote; removed when dropped (the session ends with us).
+#[derive(Debug)]
+pub struct HandoffFile {
+    path: PathBuf,
+}
+
+impl HandoffFile {
+    pub fn write(path: &Path, session: &SessionFile) -> anyhow::Result<Self> {
+        write_session_file(path, session)
+            .with_context(|| format!("cannot write the session file {}", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for HandoffFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Reads a hand-off file, refusing one that is not a regular file owned by this user with no
 /// access for group or others, and one whose session has expired.
 pub fn read_session_file(path: &Path, now_unix: u64) -> anyhow::Result<SessionFile> {
@@ -115,9 +141,8 @@ pub fn read_session_file(path: &Path, now_unix: u64) -> anyhow::Result<SessionFi
     file.take(1 << 20)
         .read_to_string(&mut text)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let session: SessionFile = serde_json::from_str(&text).with_context(|| {
-        format!("{} is not a Portcullis session file", path.display())
-    })?;
+    let session: SessionFile = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a Portcullis session file", path.display()))?;
     if session.expires_at <= now_unix {
         bail!(
             "session {} in {} expired at {}",
@@ -164,7 +189,11 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(read_session_file(&path, 1_000).unwrap(), sample());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 
     #[test]
@@ -184,8 +213,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("session.json");
         write_session_file(&path, &sample()).unwrap();
-        let err = read_session_file(&path, 2_000_000_000).unwrap_err().to_string();
+        let err = read_session_file(&path, 2_000_000_000)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("expired"), "{err}");
+    }
+
+    #[test]
+    fn handoff_file_is_removed_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("session.json");
+        let handoff = HandoffFile::write(&path, &sample()).unwrap();
+        assert!(path.exists());
+        drop(handoff);
+        assert!(!path.exists());
     }
 
     #[test]

@@ -77,7 +77,8 @@ fn stdout_pipe() -> anyhow::Result<(DuplexStream, oneshot::Receiver<std::io::Res
                 match runtime.block_on(reader.read(&mut buf)) {
                     Ok(0) => break stdout.flush(),
                     Ok(n) => {
-                        if let Err(err) = stdout.write_all(&buf[..n]).and_then(|()| stdout.flush()) {
+                        if let Err(err) = stdout.write_all(&buf[..n]).and_then(|()| stdout.flush())
+                        {
                             break Err(err);
                         }
                     }

@@ -270,6 +270,13 @@ pub(crate) mod tests {
 
     /// Runs one handshake and a one-byte exchange; returns the client's error, if any.
     async fn handshake(server: Arc<rustls::ServerConfig>, pin: &str) -> Result<(), String> {
+        handshake_with(server, pin).await.map_err(|e| e.to_string())
+    }
+
+    async fn handshake_with(
+        server: Arc<rustls::ServerConfig>,
+        pin: &str,
+    ) -> Result<(), std::io::Error> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -280,14 +287,13 @@ pub(crate) mod tests {
             }
         });
         let identity = ClientIdentity::generate().unwrap();
-        let config = identity.client_config(pin).map_err(|e| e.to_string())?;
+        let config = identity.client_config(pin).unwrap();
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let mut tls = tokio_rustls::TlsConnector::from(config)
             .connect(server_name().unwrap(), tcp)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let mut byte = [0u8; 1];
-        tls.read_exact(&mut byte).await.map_err(|e| e.to_string())?;
+        tls.read_exact(&mut byte).await?;
         assert_eq!(tls.get_ref().1.alpn_protocol(), Some(proxy::ALPN));
         Ok(())
     }
@@ -295,15 +301,25 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn pinned_key_is_accepted() {
         let (cert, key, fingerprint) = worker_identity();
-        handshake(server_config(cert, key), &fingerprint).await.unwrap();
+        handshake(server_config(cert, key), &fingerprint)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
     async fn another_key_is_refused() {
         let (cert, key, _) = worker_identity();
         let (_, _, other) = worker_identity();
-        let err = handshake(server_config(cert, key), &other).await.unwrap_err();
-        assert!(err.contains("not the key"), "{err}");
+        let err = handshake_with(server_config(cert, key), &other)
+            .await
+            .unwrap_err();
+        let Some(rustls::Error::InvalidCertificate(CertificateError::Other(other))) = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        else {
+            panic!("not a certificate error: {err}");
+        };
+        assert!(other.0.to_string().contains("is not the key"), "{other:?}");
     }
 
     /// A server that shows the pinned certificate but cannot sign with its key fails: the

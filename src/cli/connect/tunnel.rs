@@ -81,7 +81,12 @@ impl SessionTicket {
         let mut tls = tokio::time::timeout(TLS_TIMEOUT, connector.connect(server_name()?, tcp))
             .await
             .map_err(|_| anyhow!("TLS with the worker at {addr} timed out"))?
-            .with_context(|| format!("TLS with the worker at {addr} failed"))?;
+            .map_err(|err| {
+                anyhow!(
+                    "TLS with the worker at {addr} failed: {}",
+                    tls_failure(&err)
+                )
+            })?;
 
         let hello = proxy::encode_frame(&proxy::ClientHello {
             protocol_version: PROTOCOL_VERSION,
@@ -104,6 +109,20 @@ impl SessionTicket {
             WorkerReply::Refused { code, reason } => Err(Refused { code, reason }.into()),
         }
     }
+}
+
+/// The reason a TLS handshake failed, in words (rustls shows a pin mismatch as Debug).
+fn tls_failure(err: &std::io::Error) -> String {
+    let pinned = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(|tls| match tls {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
+                Some(other.0.to_string())
+            }
+            _ => None,
+        });
+    pinned.unwrap_or_else(|| err.to_string())
 }
 
 async fn read_reply<S: AsyncRead + Unpin>(stream: &mut S) -> anyhow::Result<WorkerReply> {
@@ -253,7 +272,9 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
-            let mut tls = acceptor.accept(tcp).await.unwrap();
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                return; // The client refused our key.
+            };
             let mut len = [0u8; 4];
             tls.read_exact(&mut len).await.unwrap();
             let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
@@ -317,7 +338,9 @@ mod tests {
         let (local_read, local_write) = tokio::io::split(local);
         let splice = tokio::spawn(connection.splice(local_read, local_write));
 
-        let payload: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+        let payload: Vec<u8> = (0..4 * 1024 * 1024u32)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
         let (mut app_read, mut app_write) = tokio::io::split(&mut app);
         let send = async {
             app_write.write_all(&payload).await.unwrap();
@@ -356,10 +379,27 @@ mod tests {
 
     #[tokio::test]
     async fn refusal_without_reason_is_described() {
-        let (addr, fingerprint) = mock_worker(Behaviour::Refuse(RefusalCode::SessionEnded, "")).await;
+        let (addr, fingerprint) =
+            mock_worker(Behaviour::Refuse(RefusalCode::SessionEnded, "")).await;
         let err = ticket(addr, fingerprint).open().await.err().unwrap();
-        assert!(err.to_string().contains("the session has ended (session_ended)"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("the session has ended (session_ended)"),
+            "{err}"
+        );
         assert!(err.downcast_ref::<Refused>().unwrap().ends_session());
+    }
+
+    #[tokio::test]
+    async fn another_worker_key_is_refused_in_words() {
+        let (addr, _) = mock_worker(Behaviour::ReverseAfterEof).await;
+        let (_, _, other) = worker_identity();
+        let err = ticket(addr, other).open().await.err().unwrap().to_string();
+        assert!(err.contains("TLS with the worker at 127.0.0.1:"), "{err}");
+        assert!(
+            err.contains("is not the key") && !err.contains("OtherError"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -374,6 +414,10 @@ mod tests {
             .await
             .err()
             .unwrap();
-        assert!(err.to_string().contains("cannot reach the worker at 127.0.0.1:"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("cannot reach the worker at 127.0.0.1:"),
+            "{err}"
+        );
     }
 }
