@@ -16,7 +16,10 @@ fn main() -> std::process::ExitCode {
     }
     let args = cli::Cli::parse();
     cli::init_tracing(&args.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

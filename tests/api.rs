@@ -1,6 +1,8 @@
 //! The API with a real client (curl) against `portcullis dev`: permissions, bad input,
 //! persistence across restarts.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use common::dev::{curl, Dev};
@@ -30,13 +32,38 @@ fn every_permissioned_endpoint_refuses_a_user_without_the_permission() {
     assert_eq!(code, 201, "{text}");
 
     let cases: Vec<(&str, String, Option<&str>, &str)> = vec![
-        ("POST", "/v1/targets".into(), Some(r#"{"name":"x","address":"127.0.0.1:22"}"#), "targets:admin"),
-        ("PATCH", "/v1/targets/web-01".into(), Some(r#"{"address":"127.0.0.1:23"}"#), "targets:admin"),
+        (
+            "POST",
+            "/v1/targets".into(),
+            Some(r#"{"name":"x","address":"127.0.0.1:22"}"#),
+            "targets:admin",
+        ),
+        (
+            "PATCH",
+            "/v1/targets/web-01".into(),
+            Some(r#"{"address":"127.0.0.1:23"}"#),
+            "targets:admin",
+        ),
         ("DELETE", "/v1/targets/web-01".into(), None, "targets:admin"),
         ("GET", "/v1/workers".into(), None, "workers:admin"),
-        ("GET", format!("/v1/workers/{worker_id}"), None, "workers:admin"),
-        ("DELETE", format!("/v1/workers/{worker_id}"), None, "workers:admin"),
-        ("POST", "/v1/workers/join-tokens".into(), Some("{}"), "workers:admin"),
+        (
+            "GET",
+            format!("/v1/workers/{worker_id}"),
+            None,
+            "workers:admin",
+        ),
+        (
+            "DELETE",
+            format!("/v1/workers/{worker_id}"),
+            None,
+            "workers:admin",
+        ),
+        (
+            "POST",
+            "/v1/workers/join-tokens".into(),
+            Some("{}"),
+            "workers:admin",
+        ),
         ("POST", "/v1/policy/reload".into(), None, "policy:reload"),
         ("GET", "/v1/audit".into(), None, "audit:read"),
     ];
@@ -48,7 +75,13 @@ fn every_permissioned_endpoint_refuses_a_user_without_the_permission() {
     // Nothing changed.
     let (code, _) = curl(&dev, "GET", "/v1/targets/web-01", Some(&admin), None);
     assert_eq!(code, 200);
-    let (code, _) = curl(&dev, "GET", &format!("/v1/workers/{worker_id}"), Some(&admin), None);
+    let (code, _) = curl(
+        &dev,
+        "GET",
+        &format!("/v1/workers/{worker_id}"),
+        Some(&admin),
+        None,
+    );
     assert_eq!(code, 200);
     // Without a token: 401.
     let (code, _) = curl(&dev, "GET", "/v1/targets", None, None);
@@ -62,12 +95,24 @@ fn bad_bodies_get_4xx_naming_the_field_and_write_nothing() {
     let dev = Dev::start(&[]);
     let admin = dev.var("PORTCULLIS_TOKEN");
     let cases = [
-        (r#"{"name":"a","address":"127.0.0.1:22","nmae":"x"}"#, 400, "nmae"),
+        (
+            r#"{"name":"a","address":"127.0.0.1:22","nmae":"x"}"#,
+            400,
+            "nmae",
+        ),
         (r#"{"name":"a"}"#, 400, "address"),
         (r#"{"name":"a","address":"no-port"}"#, 400, "address"),
         (r#"{"name":"a b","address":"127.0.0.1:22"}"#, 400, "name"),
-        (r#"{"name":"a","address":"127.0.0.1:22","vmid":"x"}"#, 400, "vmid"),
-        (r#"{"name":"a","address":"127.0.0.1:22","max_session_secs":0}"#, 400, "max_session_secs"),
+        (
+            r#"{"name":"a","address":"127.0.0.1:22","vmid":"x"}"#,
+            400,
+            "vmid",
+        ),
+        (
+            r#"{"name":"a","address":"127.0.0.1:22","max_session_secs":0}"#,
+            400,
+            "max_session_secs",
+        ),
         (r#"{"name":"#, 400, "invalid_request"),
     ];
     for (body, status, needle) in cases {
@@ -75,13 +120,21 @@ fn bad_bodies_get_4xx_naming_the_field_and_write_nothing() {
         assert_eq!(code, status, "{body}: {text}");
         assert!(text.contains(needle), "{body}: {text}");
     }
-    let big = format!(r#"{{"name":"a","address":"127.0.0.1:22","tags":["{}"]}}"#, "x".repeat(100_000));
+    let big = format!(
+        r#"{{"name":"a","address":"127.0.0.1:22","tags":["{}"]}}"#,
+        "x".repeat(100_000)
+    );
     let (code, _) = curl(&dev, "POST", "/v1/targets", Some(&admin), Some(&big));
     assert_eq!(code, 413);
     let (code, text) = curl(&dev, "GET", "/v1/targets", Some(&admin), None);
     assert_eq!(code, 200);
     let list: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["echo"], "nothing half-written");
     let (code, text) = curl(&dev, "GET", "/v1/sessions/s_nope", Some(&admin), None);
     assert_eq!(code, 404, "{text}");
@@ -93,15 +146,33 @@ fn a_restart_on_the_same_state_dir_keeps_targets_and_tokens() {
     let state = dir.path().join("state");
     let mut dev = Dev::start_in(&state, &[]);
     let admin = dev.var("PORTCULLIS_TOKEN");
-    let (code, text) = curl(&dev, "POST", "/v1/targets", Some(&admin), Some(r#"{"name":"keep-me","address":"127.0.0.1:22"}"#));
+    let (code, text) = curl(
+        &dev,
+        "POST",
+        "/v1/targets",
+        Some(&admin),
+        Some(r#"{"name":"keep-me","address":"127.0.0.1:22"}"#),
+    );
     assert_eq!(code, 201, "{text}");
     dev.stop();
     let dev = Dev::start_in(&state, &[]);
-    assert_eq!(dev.var("PORTCULLIS_TOKEN"), admin, "the token in dev.env survives");
+    assert_eq!(
+        dev.var("PORTCULLIS_TOKEN"),
+        admin,
+        "the token in dev.env survives"
+    );
     let (code, text) = curl(&dev, "GET", "/v1/targets/keep-me", Some(&admin), None);
     assert_eq!(code, 200, "{text}");
     // The CLI works with the dev.env of the restarted instance.
-    let out = dev.cli().args(["targets", "list", "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = dev
+        .cli()
+        .args(["targets", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("keep-me"));
 }

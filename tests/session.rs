@@ -1,6 +1,8 @@
 //! A brokered session end to end: `portcullis dev` (controller, worker, echo target) and
 //! `portcullis connect` as real processes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -33,15 +35,24 @@ fn listen(dev: &Dev, target: &str) -> (Child, u16, String) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
-    (child, v["port"].as_u64().unwrap() as u16, v["session_id"].as_str().unwrap().to_owned())
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    (
+        child,
+        v["port"].as_u64().unwrap() as u16,
+        v["session_id"].as_str().unwrap().to_owned(),
+    )
 }
 
 /// Sends `data`, half-closes, and reads everything back.
 fn round_trip(port: u16, data: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let mut writer = stream.try_clone().unwrap();
     let data = data.to_vec();
     let sender = std::thread::spawn(move || {
@@ -55,7 +66,13 @@ fn round_trip(port: u16, data: &[u8]) -> Vec<u8> {
 }
 
 fn session(dev: &Dev, id: &str) -> serde_json::Value {
-    let (code, text) = curl(dev, "GET", &format!("/v1/sessions/{id}"), Some(&dev.var("PORTCULLIS_TOKEN")), None);
+    let (code, text) = curl(
+        dev,
+        "GET",
+        &format!("/v1/sessions/{id}"),
+        Some(&dev.var("PORTCULLIS_TOKEN")),
+        None,
+    );
     assert_eq!(code, 200, "{text}");
     serde_json::from_str(&text).unwrap()
 }
@@ -77,18 +94,30 @@ fn sixteen_mib_round_trip_through_listen_port_and_stdio_with_byte_counts() {
     let data = payload(16 << 20);
     let (mut child, port, session_id) = listen(&dev, "echo");
     let back = round_trip(port, &data);
-    assert!(back == data, "echoed payload differs ({} bytes back)", back.len());
+    assert!(
+        back == data,
+        "echoed payload differs ({} bytes back)",
+        back.len()
+    );
     // A second connection of the same session, half-closing early: still gets the whole reply.
     let back = round_trip(port, b"hello");
     assert_eq!(back, b"hello");
-    wait_for("both connections closed with byte counts", Duration::from_secs(10), || {
-        let s = session(&dev, &session_id);
-        let conns = s["connections"].as_array().cloned().unwrap_or_default();
-        conns.len() == 2
-            && conns.iter().all(|c| c["state"] == "closed")
-            && conns.iter().any(|c| c["bytes_up"] == 16 << 20 && c["bytes_down"] == 16 << 20)
-            && conns.iter().any(|c| c["bytes_up"] == 5 && c["bytes_down"] == 5)
-    });
+    wait_for(
+        "both connections closed with byte counts",
+        Duration::from_secs(10),
+        || {
+            let s = session(&dev, &session_id);
+            let conns = s["connections"].as_array().cloned().unwrap_or_default();
+            conns.len() == 2
+                && conns.iter().all(|c| c["state"] == "closed")
+                && conns
+                    .iter()
+                    .any(|c| c["bytes_up"] == 16 << 20 && c["bytes_down"] == 16 << 20)
+                && conns
+                    .iter()
+                    .any(|c| c["bytes_up"] == 5 && c["bytes_down"] == 5)
+        },
+    );
     assert_eq!(session(&dev, &session_id)["state"], "active");
     let _ = child.kill();
     let _ = child.wait();
@@ -111,7 +140,11 @@ fn sixteen_mib_round_trip_through_listen_port_and_stdio_with_byte_counts() {
     let mut back = Vec::new();
     stdio.stdout.take().unwrap().read_to_end(&mut back).unwrap();
     writer.join().unwrap();
-    assert!(back == data, "stdio payload differs ({} bytes back)", back.len());
+    assert!(
+        back == data,
+        "stdio payload differs ({} bytes back)",
+        back.len()
+    );
     let status = stdio.wait().unwrap();
     assert!(status.success(), "{status}");
 }
@@ -127,17 +160,36 @@ fn cancel_closes_a_live_connection_within_one_second() {
     assert_eq!(&buf, b"ping");
     let admin = dev.var("PORTCULLIS_TOKEN");
     let started = Instant::now();
-    let out = dev.cli().args(["sessions", "cancel", &session_id]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let out = dev
+        .cli()
+        .args(["sessions", "cancel", &session_id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut rest = Vec::new();
     let _ = stream.read_to_end(&mut rest);
     let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(1), "connection closed after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "connection closed after {elapsed:?}"
+    );
     let s = session(&dev, &session_id);
     assert_eq!(s["state"], "terminated");
     assert_eq!(s["termination_reason"], "canceled");
-    let (code, _) = curl(&dev, "GET", &format!("/v1/sessions/{session_id}"), Some(&admin), None);
+    let (code, _) = curl(
+        &dev,
+        "GET",
+        &format!("/v1/sessions/{session_id}"),
+        Some(&admin),
+        None,
+    );
     assert_eq!(code, 200);
     let _ = child.kill();
     let _ = child.wait();
@@ -157,14 +209,20 @@ fn the_connection_limit_refuses_the_next_connection() {
     // promptly, with nothing from the target.
     let started = Instant::now();
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let _ = stream.write_all(b"second");
     let mut back = Vec::new();
     match stream.read_to_end(&mut back) {
         Ok(_) => assert!(back.is_empty(), "second connection got {back:?}"),
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(5), "refusal took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refusal took {:?}",
+        started.elapsed()
+    );
     let s = session(&dev, &session_id);
     assert_eq!(s["connections"].as_array().map(|c| c.len()), Some(1), "{s}");
     let _ = child.kill();

@@ -1,5 +1,7 @@
 //! The store suite: every test runs on SQLite and on PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use portcullis_controller::keys::{Keyset, MasterKey, Purpose};
@@ -18,13 +20,23 @@ async fn backends() -> Vec<Backend> {
     let sqlite = Store::connect(&Secret::new(url), 4).await.expect("sqlite");
     sqlite.migrate().await.expect("sqlite migrations");
     let pg_url = common::pg::fresh_database().await;
-    let pg = Store::connect(&Secret::new(pg_url), 4).await.expect("postgres");
+    let pg = Store::connect(&Secret::new(pg_url), 4)
+        .await
+        .expect("postgres");
     pg.migrate().await.expect("postgres migrations");
     // Applying migrations twice is a no-op.
     pg.migrate().await.expect("postgres migrations again");
     vec![
-        Backend { name: "sqlite", store: sqlite, _dir: Some(dir) },
-        Backend { name: "postgres", store: pg, _dir: None },
+        Backend {
+            name: "sqlite",
+            store: sqlite,
+            _dir: Some(dir),
+        },
+        Backend {
+            name: "postgres",
+            store: pg,
+            _dir: None,
+        },
     ]
 }
 
@@ -65,17 +77,41 @@ fn user(subject: &str, groups: &[&str]) -> store::users::UserRecord {
 async fn targets_round_trip_and_names_are_unique() {
     for b in backends().await {
         let mut conn = b.store.conn().await.unwrap();
-        store::targets::insert(&mut conn, &target("t_1", "web-01")).await.unwrap();
-        let found = store::targets::find(&mut conn, "web-01").await.unwrap().unwrap();
+        store::targets::insert(&mut conn, &target("t_1", "web-01"))
+            .await
+            .unwrap();
+        let found = store::targets::find(&mut conn, "web-01")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(found, target("t_1", "web-01"), "{}", b.name);
-        assert_eq!(store::targets::find(&mut conn, "t_1").await.unwrap().unwrap().name, "web-01");
+        assert_eq!(
+            store::targets::find(&mut conn, "t_1")
+                .await
+                .unwrap()
+                .unwrap()
+                .name,
+            "web-01"
+        );
         let dup = store::targets::insert(&mut conn, &target("t_2", "web-01")).await;
-        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{}: {dup:?}", b.name);
+        assert!(
+            matches!(dup, Err(StoreError::Conflict(_))),
+            "{}: {dup:?}",
+            b.name
+        );
         let mut changed = found.clone();
         changed.vmid = None;
         changed.tags = vec![];
         assert!(store::targets::update(&mut conn, &changed).await.unwrap());
-        assert_eq!(store::targets::find(&mut conn, "t_1").await.unwrap().unwrap(), changed, "{}", b.name);
+        assert_eq!(
+            store::targets::find(&mut conn, "t_1")
+                .await
+                .unwrap()
+                .unwrap(),
+            changed,
+            "{}",
+            b.name
+        );
         assert!(store::targets::delete(&mut conn, "t_1").await.unwrap());
         assert!(store::targets::list(&mut conn).await.unwrap().is_empty());
     }
@@ -85,12 +121,18 @@ async fn targets_round_trip_and_names_are_unique() {
 async fn a_failed_transaction_leaves_nothing_behind() {
     for b in backends().await {
         let mut tx = b.store.begin().await.unwrap();
-        store::targets::insert(&mut tx, &target("t_1", "a")).await.unwrap();
+        store::targets::insert(&mut tx, &target("t_1", "a"))
+            .await
+            .unwrap();
         let dup = store::targets::insert(&mut tx, &target("t_1", "b")).await;
         assert!(dup.is_err());
         drop(tx); // rolled back
         let mut conn = b.store.conn().await.unwrap();
-        assert!(store::targets::list(&mut conn).await.unwrap().is_empty(), "{}", b.name);
+        assert!(
+            store::targets::list(&mut conn).await.unwrap().is_empty(),
+            "{}",
+            b.name
+        );
     }
 }
 
@@ -98,7 +140,9 @@ async fn a_failed_transaction_leaves_nothing_behind() {
 async fn users_upsert_keeps_id_and_tokens_expire_and_revoke() {
     for b in backends().await {
         let mut conn = b.store.conn().await.unwrap();
-        let first = store::users::upsert(&mut conn, &user("alice", &["admins"])).await.unwrap();
+        let first = store::users::upsert(&mut conn, &user("alice", &["admins"]))
+            .await
+            .unwrap();
         let mut again = user("alice", &["projects"]);
         again.id = "u_other".into();
         let second = store::users::upsert(&mut conn, &again).await.unwrap();
@@ -112,12 +156,35 @@ async fn users_upsert_keeps_id_and_tokens_expire_and_revoke() {
             expires_at: 200,
         };
         store::tokens::insert(&mut conn, &token).await.unwrap();
-        let found = store::tokens::authenticate(&mut conn, &[1; 32], 150).await.unwrap();
-        assert_eq!(found.map(|(u, id, exp)| (u.id, id, exp)), Some((first.id.clone(), "at_1".into(), 200)));
-        assert!(store::tokens::authenticate(&mut conn, &[1; 32], 200).await.unwrap().is_none(), "expired");
-        assert!(store::tokens::authenticate(&mut conn, &[2; 32], 150).await.unwrap().is_none(), "unknown");
+        let found = store::tokens::authenticate(&mut conn, &[1; 32], 150)
+            .await
+            .unwrap();
+        assert_eq!(
+            found.map(|(u, id, exp)| (u.id, id, exp)),
+            Some((first.id.clone(), "at_1".into(), 200))
+        );
+        assert!(
+            store::tokens::authenticate(&mut conn, &[1; 32], 200)
+                .await
+                .unwrap()
+                .is_none(),
+            "expired"
+        );
+        assert!(
+            store::tokens::authenticate(&mut conn, &[2; 32], 150)
+                .await
+                .unwrap()
+                .is_none(),
+            "unknown"
+        );
         assert!(store::tokens::revoke(&mut conn, "at_1", 160).await.unwrap());
-        assert!(store::tokens::authenticate(&mut conn, &[1; 32], 150).await.unwrap().is_none(), "revoked");
+        assert!(
+            store::tokens::authenticate(&mut conn, &[1; 32], 150)
+                .await
+                .unwrap()
+                .is_none(),
+            "revoked"
+        );
     }
 }
 
@@ -132,10 +199,25 @@ async fn join_tokens_work_once_and_expire() {
             created_at: 100,
             expires_at: 200,
         };
-        store::join_tokens::insert(&mut conn, &record).await.unwrap();
-        assert!(!store::join_tokens::consume(&mut conn, &[9; 32], "w_1", 250).await.unwrap(), "expired");
-        assert!(store::join_tokens::consume(&mut conn, &[9; 32], "w_1", 150).await.unwrap());
-        assert!(!store::join_tokens::consume(&mut conn, &[9; 32], "w_2", 151).await.unwrap(), "{}: reused", b.name);
+        store::join_tokens::insert(&mut conn, &record)
+            .await
+            .unwrap();
+        assert!(
+            !store::join_tokens::consume(&mut conn, &[9; 32], "w_1", 250)
+                .await
+                .unwrap(),
+            "expired"
+        );
+        assert!(store::join_tokens::consume(&mut conn, &[9; 32], "w_1", 150)
+            .await
+            .unwrap());
+        assert!(
+            !store::join_tokens::consume(&mut conn, &[9; 32], "w_2", 151)
+                .await
+                .unwrap(),
+            "{}: reused",
+            b.name
+        );
     }
 }
 
@@ -164,27 +246,92 @@ fn session(limit: i64) -> store::sessions::SessionRecord {
 async fn sessions_admit_count_limit_and_terminate_once() {
     for b in backends().await {
         let mut conn = b.store.conn().await.unwrap();
-        store::users::upsert(&mut conn, &user("alice", &[])).await.unwrap();
-        store::sessions::insert(&mut conn, &session(2)).await.unwrap();
+        store::users::upsert(&mut conn, &user("alice", &[]))
+            .await
+            .unwrap();
+        store::sessions::insert(&mut conn, &session(2))
+            .await
+            .unwrap();
         use store::sessions::{admit_first, connection_closed, connection_opened, get, terminate};
-        assert!(!admit_first(&mut conn, "s_1", "w_2", "c_0", "127.0.0.1", 110).await.unwrap(), "wrong worker");
-        assert!(admit_first(&mut conn, "s_1", "w_1", "c_1", "127.0.0.1", 110).await.unwrap());
+        assert!(
+            !admit_first(&mut conn, "s_1", "w_2", "c_0", "127.0.0.1", 110)
+                .await
+                .unwrap(),
+            "wrong worker"
+        );
+        assert!(
+            admit_first(&mut conn, "s_1", "w_1", "c_1", "127.0.0.1", 110)
+                .await
+                .unwrap()
+        );
         let s = get(&mut conn, "s_1").await.unwrap().unwrap();
-        assert_eq!((s.state.as_str(), s.connections_count, s.activated_at), ("active", 1, Some(110)), "{}", b.name);
+        assert_eq!(
+            (s.state.as_str(), s.connections_count, s.activated_at),
+            ("active", 1, Some(110)),
+            "{}",
+            b.name
+        );
         // The opened event of an admitted connection is not counted twice.
-        assert!(!connection_opened(&mut conn, "s_1", "w_1", "c_1", "127.0.0.1", 111).await.unwrap());
-        assert!(connection_opened(&mut conn, "s_1", "w_1", "c_2", "127.0.0.1", 112).await.unwrap());
-        assert_eq!(get(&mut conn, "s_1").await.unwrap().unwrap().connections_count, 2);
-        assert!(!admit_first(&mut conn, "s_1", "w_1", "c_3", "127.0.0.1", 113).await.unwrap(), "limit");
-        assert!(connection_closed(&mut conn, "s_1", "w_1", "c_1", 10, 20, "closed", 120).await.unwrap());
-        assert!(!connection_closed(&mut conn, "s_1", "w_1", "c_1", 10, 20, "closed", 121).await.unwrap(), "idempotent");
-        let conns = store::sessions::connections(&mut conn, "s_1").await.unwrap();
-        assert_eq!((conns[0].bytes_up, conns[0].bytes_down, conns[0].state.as_str()), (10, 20, "closed"));
+        assert!(
+            !connection_opened(&mut conn, "s_1", "w_1", "c_1", "127.0.0.1", 111)
+                .await
+                .unwrap()
+        );
+        assert!(
+            connection_opened(&mut conn, "s_1", "w_1", "c_2", "127.0.0.1", 112)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            get(&mut conn, "s_1")
+                .await
+                .unwrap()
+                .unwrap()
+                .connections_count,
+            2
+        );
+        assert!(
+            !admit_first(&mut conn, "s_1", "w_1", "c_3", "127.0.0.1", 113)
+                .await
+                .unwrap(),
+            "limit"
+        );
+        assert!(
+            connection_closed(&mut conn, "s_1", "w_1", "c_1", 10, 20, "closed", 120)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !connection_closed(&mut conn, "s_1", "w_1", "c_1", 10, 20, "closed", 121)
+                .await
+                .unwrap(),
+            "idempotent"
+        );
+        let conns = store::sessions::connections(&mut conn, "s_1")
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                conns[0].bytes_up,
+                conns[0].bytes_down,
+                conns[0].state.as_str()
+            ),
+            (10, 20, "closed")
+        );
         assert!(terminate(&mut conn, "s_1", "canceled", 130).await.unwrap());
-        assert!(!terminate(&mut conn, "s_1", "expired", 131).await.unwrap(), "{}: terminated twice", b.name);
+        assert!(
+            !terminate(&mut conn, "s_1", "expired", 131).await.unwrap(),
+            "{}: terminated twice",
+            b.name
+        );
         let s = get(&mut conn, "s_1").await.unwrap().unwrap();
         assert_eq!(s.termination_reason.as_deref(), Some("canceled"));
-        assert!(!admit_first(&mut conn, "s_1", "w_1", "c_4", "127.0.0.1", 140).await.unwrap(), "ended");
+        assert!(
+            !admit_first(&mut conn, "s_1", "w_1", "c_4", "127.0.0.1", 140)
+                .await
+                .unwrap(),
+            "ended"
+        );
     }
 }
 
@@ -192,11 +339,36 @@ async fn sessions_admit_count_limit_and_terminate_once() {
 async fn due_sessions_are_found_by_expiry_and_pending_age() {
     for b in backends().await {
         let mut conn = b.store.conn().await.unwrap();
-        store::users::upsert(&mut conn, &user("alice", &[])).await.unwrap();
-        store::sessions::insert(&mut conn, &session(0)).await.unwrap();
-        assert!(store::sessions::due(&mut conn, 500, 50).await.unwrap().is_empty(), "{}", b.name);
-        assert_eq!(store::sessions::due(&mut conn, 500, 150).await.unwrap().len(), 1, "pending too long");
-        assert_eq!(store::sessions::due(&mut conn, 1000, 0).await.unwrap().len(), 1, "expired");
+        store::users::upsert(&mut conn, &user("alice", &[]))
+            .await
+            .unwrap();
+        store::sessions::insert(&mut conn, &session(0))
+            .await
+            .unwrap();
+        assert!(
+            store::sessions::due(&mut conn, 500, 50)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            store::sessions::due(&mut conn, 500, 150)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "pending too long"
+        );
+        assert_eq!(
+            store::sessions::due(&mut conn, 1000, 0)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "expired"
+        );
     }
 }
 
@@ -205,11 +377,31 @@ async fn rate_limit_counts_per_window() {
     for b in backends().await {
         let mut conn = b.store.conn().await.unwrap();
         for _ in 0..3 {
-            assert!(store::rate_limits::hit(&mut conn, "login:1.2.3.4", 120, 60, 3).await.unwrap());
+            assert!(
+                store::rate_limits::hit(&mut conn, "login:1.2.3.4", 120, 60, 3)
+                    .await
+                    .unwrap()
+            );
         }
-        assert!(!store::rate_limits::hit(&mut conn, "login:1.2.3.4", 130, 60, 3).await.unwrap(), "{}", b.name);
-        assert!(store::rate_limits::hit(&mut conn, "login:5.6.7.8", 130, 60, 3).await.unwrap(), "per bucket");
-        assert!(store::rate_limits::hit(&mut conn, "login:1.2.3.4", 180, 60, 3).await.unwrap(), "new window");
+        assert!(
+            !store::rate_limits::hit(&mut conn, "login:1.2.3.4", 130, 60, 3)
+                .await
+                .unwrap(),
+            "{}",
+            b.name
+        );
+        assert!(
+            store::rate_limits::hit(&mut conn, "login:5.6.7.8", 130, 60, 3)
+                .await
+                .unwrap(),
+            "per bucket"
+        );
+        assert!(
+            store::rate_limits::hit(&mut conn, "login:1.2.3.4", 180, 60, 3)
+                .await
+                .unwrap(),
+            "new window"
+        );
     }
 }
 
@@ -223,22 +415,55 @@ async fn keyset_rotation_keeps_previous_keys_until_retired() {
         let first = keys.active(Purpose::Grant).await.unwrap();
         let second_id = keys.rotate(Purpose::Grant).await.unwrap();
         assert_ne!(first.id, second_id);
-        assert_eq!(keys.active(Purpose::Grant).await.unwrap().id, second_id, "{}", b.name);
-        let accepted: Vec<String> = keys.verification_keys(Purpose::Grant).await.unwrap().into_iter().map(|k| k.id).collect();
-        assert!(accepted.contains(&first.id) && accepted.contains(&second_id), "{accepted:?}");
-        assert!(keys.retire(&second_id).await.is_err(), "the active key cannot be retired");
+        assert_eq!(
+            keys.active(Purpose::Grant).await.unwrap().id,
+            second_id,
+            "{}",
+            b.name
+        );
+        let accepted: Vec<String> = keys
+            .verification_keys(Purpose::Grant)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.id)
+            .collect();
+        assert!(
+            accepted.contains(&first.id) && accepted.contains(&second_id),
+            "{accepted:?}"
+        );
+        assert!(
+            keys.retire(&second_id).await.is_err(),
+            "the active key cannot be retired"
+        );
         keys.retire(&first.id).await.unwrap();
-        let accepted: Vec<String> = keys.verification_keys(Purpose::Grant).await.unwrap().into_iter().map(|k| k.id).collect();
+        let accepted: Vec<String> = keys
+            .verification_keys(Purpose::Grant)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.id)
+            .collect();
         assert_eq!(accepted, vec![second_id.clone()]);
         // A keyset sealed under one master key does not open under another.
-        let other = Keyset::new(b.store.clone(), MasterKey::from_hex(&MasterKey::generate_hex().unwrap()).unwrap());
-        assert!(other.ensure().await.is_err(), "{}: wrong master key accepted", b.name);
+        let other = Keyset::new(
+            b.store.clone(),
+            MasterKey::from_hex(&MasterKey::generate_hex().unwrap()).unwrap(),
+        );
+        assert!(
+            other.ensure().await.is_err(),
+            "{}: wrong master key accepted",
+            b.name
+        );
         // Private keys are sealed: the stored bytes are not the PKCS#8 key.
         let active = keys.active(Purpose::Grant).await.unwrap();
         let mut conn = b.store.conn().await.unwrap();
         let rows = store::keys::usable(&mut conn, "grant").await.unwrap();
         assert_eq!(rows.len(), 1);
         let private = active.pkcs8.expose();
-        assert!(!rows[0].sealed_private.windows(16).any(|w| private.windows(16).any(|x| x == w)));
+        assert!(!rows[0]
+            .sealed_private
+            .windows(16)
+            .any(|w| private.windows(16).any(|x| x == w)));
     }
 }

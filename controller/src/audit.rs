@@ -23,7 +23,12 @@ pub struct Actor {
 
 impl Actor {
     pub fn system() -> Actor {
-        Actor { user_id: None, username: Some("system".into()), groups: vec![], source: None }
+        Actor {
+            user_id: None,
+            username: Some("system".into()),
+            groups: vec![],
+            source: None,
+        }
     }
 
     pub fn worker(worker_id: &str) -> Actor {

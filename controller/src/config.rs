@@ -144,15 +144,21 @@ enum DurationValue {
 impl DurationValue {
     fn to_duration(&self, key: &'static str) -> Result<Duration, ConfigError> {
         match self {
-            DurationValue::Seconds(s) if s.is_finite() && *s >= 0.0 => Ok(Duration::from_secs_f64(*s)),
+            DurationValue::Seconds(s) if s.is_finite() && *s >= 0.0 => {
+                Ok(Duration::from_secs_f64(*s))
+            }
             DurationValue::Seconds(s) => Err(ConfigError::Invalid {
                 key,
                 message: format!("{s} is not a non-negative number of seconds"),
             }),
-            DurationValue::Text(t) => humantime::parse_duration(t).map_err(|e| ConfigError::Invalid {
-                key,
-                message: format!("{t:?} is not a duration ({e}); write e.g. 30, 0.5, \"90s\" or \"8h\""),
-            }),
+            DurationValue::Text(t) => {
+                humantime::parse_duration(t).map_err(|e| ConfigError::Invalid {
+                    key,
+                    message: format!(
+                        "{t:?} is not a duration ({e}); write e.g. 30, 0.5, \"90s\" or \"8h\""
+                    ),
+                })
+            }
         }
     }
 }
@@ -167,12 +173,19 @@ fn duration(
 
 fn positive(d: Duration, key: &'static str) -> Result<Duration, ConfigError> {
     if d.is_zero() {
-        return Err(ConfigError::Invalid { key, message: "must be greater than zero".into() });
+        return Err(ConfigError::Invalid {
+            key,
+            message: "must be greater than zero".into(),
+        });
     }
     Ok(d)
 }
 
-fn socket(value: &Option<String>, key: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
+fn socket(
+    value: &Option<String>,
+    key: &'static str,
+    default: &str,
+) -> Result<SocketAddr, ConfigError> {
     let text = value.as_deref().unwrap_or(default);
     text.parse().map_err(|_| ConfigError::Invalid {
         key,
@@ -188,7 +201,9 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string(), |k| std::env::var(k).ok())
+        Self::parse(&text, &path.display().to_string(), |k| {
+            std::env::var(k).ok()
+        })
     }
 
     /// Parses config text; `env` looks up overriding environment variables.
@@ -204,14 +219,20 @@ impl Config {
         Self::validate(raw, env)
     }
 
-    fn validate(raw: RawConfig, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    fn validate(
+        raw: RawConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let store_url = env("PORTCULLIS_DATABASE_URL")
             .or(raw.store.url)
             .ok_or(ConfigError::Invalid {
                 key: "store.url",
                 message: "missing: set it to sqlite:///path/portcullis.db or postgres://... (or PORTCULLIS_DATABASE_URL)".into(),
             })?;
-        if !(store_url.starts_with("sqlite:") || store_url.starts_with("postgres://") || store_url.starts_with("postgresql://")) {
+        if !(store_url.starts_with("sqlite:")
+            || store_url.starts_with("postgres://")
+            || store_url.starts_with("postgresql://"))
+        {
             return Err(ConfigError::Invalid {
                 key: "store.url",
                 message: "must start with sqlite: or postgres://".into(),
@@ -232,7 +253,10 @@ impl Config {
             .tls_names
             .unwrap_or_else(|| vec!["localhost".into(), "127.0.0.1".into()]);
         if tls_names.is_empty() {
-            return Err(ConfigError::Invalid { key: "api.tls_names", message: "needs at least one name".into() });
+            return Err(ConfigError::Invalid {
+                key: "api.tls_names",
+                message: "needs at least one name".into(),
+            });
         }
         let max_body = raw.api.max_body_bytes.unwrap_or(64 * 1024);
         if !(1024..=16 * 1024 * 1024).contains(&max_body) {
@@ -243,7 +267,10 @@ impl Config {
         }
         let max_connections = raw.store.max_connections.unwrap_or(10);
         if max_connections == 0 {
-            return Err(ConfigError::Invalid { key: "store.max_connections", message: "must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                key: "store.max_connections",
+                message: "must be at least 1".into(),
+            });
         }
         let s = &raw.sessions;
         let w = &raw.workers;
@@ -258,14 +285,66 @@ impl Config {
             policy_file: raw.policy.file,
             dev_login: raw.auth.dev_login.unwrap_or(false),
             login_rate_limit: raw.auth.login_rate_limit_per_minute.unwrap_or(30),
-            token_lifetime: positive(duration(&raw.api.token_lifetime, "api.token_lifetime", Duration::from_secs(8 * 3600))?, "api.token_lifetime")?,
-            session_default_max: positive(duration(&s.default_max_duration, "sessions.default_max_duration", Duration::from_secs(8 * 3600))?, "sessions.default_max_duration")?,
-            session_pending_timeout: positive(duration(&s.pending_timeout, "sessions.pending_timeout", Duration::from_secs(300))?, "sessions.pending_timeout")?,
-            sweep_interval: positive(duration(&s.sweep_interval, "sessions.sweep_interval", Duration::from_secs(5))?, "sessions.sweep_interval")?,
-            heartbeat_interval: positive(duration(&w.heartbeat_interval, "workers.heartbeat_interval", Duration::from_secs(1))?, "workers.heartbeat_interval")?,
-            worker_lost_after: positive(duration(&w.lost_after, "workers.lost_after", Duration::from_secs(30))?, "workers.lost_after")?,
-            join_token_ttl: positive(duration(&w.join_token_ttl, "workers.join_token_ttl", Duration::from_secs(3600))?, "workers.join_token_ttl")?,
-            worker_cert_lifetime: positive(duration(&w.cert_lifetime, "workers.cert_lifetime", Duration::from_secs(24 * 3600))?, "workers.cert_lifetime")?,
+            token_lifetime: positive(
+                duration(
+                    &raw.api.token_lifetime,
+                    "api.token_lifetime",
+                    Duration::from_secs(8 * 3600),
+                )?,
+                "api.token_lifetime",
+            )?,
+            session_default_max: positive(
+                duration(
+                    &s.default_max_duration,
+                    "sessions.default_max_duration",
+                    Duration::from_secs(8 * 3600),
+                )?,
+                "sessions.default_max_duration",
+            )?,
+            session_pending_timeout: positive(
+                duration(
+                    &s.pending_timeout,
+                    "sessions.pending_timeout",
+                    Duration::from_secs(300),
+                )?,
+                "sessions.pending_timeout",
+            )?,
+            sweep_interval: positive(
+                duration(
+                    &s.sweep_interval,
+                    "sessions.sweep_interval",
+                    Duration::from_secs(5),
+                )?,
+                "sessions.sweep_interval",
+            )?,
+            heartbeat_interval: positive(
+                duration(
+                    &w.heartbeat_interval,
+                    "workers.heartbeat_interval",
+                    Duration::from_secs(1),
+                )?,
+                "workers.heartbeat_interval",
+            )?,
+            worker_lost_after: positive(
+                duration(&w.lost_after, "workers.lost_after", Duration::from_secs(30))?,
+                "workers.lost_after",
+            )?,
+            join_token_ttl: positive(
+                duration(
+                    &w.join_token_ttl,
+                    "workers.join_token_ttl",
+                    Duration::from_secs(3600),
+                )?,
+                "workers.join_token_ttl",
+            )?,
+            worker_cert_lifetime: positive(
+                duration(
+                    &w.cert_lifetime,
+                    "workers.cert_lifetime",
+                    Duration::from_secs(24 * 3600),
+                )?,
+                "workers.cert_lifetime",
+            )?,
         })
     }
 }
@@ -280,7 +359,8 @@ mod tests {
 
     #[test]
     fn minimal_config_gets_defaults() {
-        let c = parse("[store]\nurl = \"sqlite://x.db\"\n[keys]\nmaster_key_file = \"m\"\n").unwrap();
+        let c =
+            parse("[store]\nurl = \"sqlite://x.db\"\n[keys]\nmaster_key_file = \"m\"\n").unwrap();
         assert_eq!(c.api_listen.port(), 9200);
         assert_eq!(c.token_lifetime, Duration::from_secs(8 * 3600));
         assert!(!c.dev_login);
@@ -288,22 +368,35 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named_with_its_line() {
-        let err = parse("[store]\nurl = \"sqlite://x.db\"\nmax_conections = 3\n").unwrap_err().to_string();
-        assert!(err.contains("max_conections") && err.contains("line 3"), "{err}");
+        let err = parse("[store]\nurl = \"sqlite://x.db\"\nmax_conections = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max_conections") && err.contains("line 3"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_values_name_the_key() {
         let base = "[store]\nurl = \"sqlite://x.db\"\n[keys]\nmaster_key_file = \"m\"\n";
-        let err = parse(&format!("{base}[api]\nlisten = \"localhost\"\n")).unwrap_err().to_string();
+        let err = parse(&format!("{base}[api]\nlisten = \"localhost\"\n"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("api.listen"), "{err}");
-        let err = parse(&format!("{base}[sessions]\nsweep_interval = \"soon\"\n")).unwrap_err().to_string();
+        let err = parse(&format!("{base}[sessions]\nsweep_interval = \"soon\"\n"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sessions.sweep_interval"), "{err}");
-        let err = parse(&format!("{base}[sessions]\nsweep_interval = 0\n")).unwrap_err().to_string();
+        let err = parse(&format!("{base}[sessions]\nsweep_interval = 0\n"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("greater than zero"), "{err}");
         let c = parse(&format!("{base}[sessions]\nsweep_interval = 0.25\n")).unwrap();
         assert_eq!(c.sweep_interval, Duration::from_millis(250));
-        let err = parse("[keys]\nmaster_key_file = \"m\"\n").unwrap_err().to_string();
+        let err = parse("[keys]\nmaster_key_file = \"m\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("store.url"), "{err}");
     }
 

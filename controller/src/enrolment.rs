@@ -31,10 +31,16 @@ pub async fn issue_join_token(
     join_tokens::insert(&mut tx, &record).await?;
     audit::record(
         &mut tx,
-        AuditEvent::new(audit::kind::WORKER_JOIN_TOKEN_CREATED, actor.unwrap_or_else(Actor::system))
-            .details(serde_json::json!({"join_token_id": record.id, "expires_at": now + ttl_secs})),
+        AuditEvent::new(
+            audit::kind::WORKER_JOIN_TOKEN_CREATED,
+            actor.unwrap_or_else(Actor::system),
+        )
+        .details(serde_json::json!({"join_token_id": record.id, "expires_at": now + ttl_secs})),
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
-    Ok((join_token::format(&ca.key_fingerprint, &secret), now + ttl_secs))
+    Ok((
+        join_token::format(&ca.key_fingerprint, &secret),
+        now + ttl_secs,
+    ))
 }

@@ -81,7 +81,9 @@ impl Controller {
     pub async fn start(config: Config) -> Result<Controller, ControllerError> {
         let (store, keys) = open(&config).await?;
         let policy = match &config.policy_file {
-            Some(path) => Some(Arc::new(policy_file::load(path).map_err(ControllerError::Policy)?)),
+            Some(path) => Some(Arc::new(
+                policy_file::load(path).map_err(ControllerError::Policy)?,
+            )),
             None => {
                 tracing::warn!("no policy file is configured: every session will be denied");
                 None
@@ -99,10 +101,18 @@ impl Controller {
         let link_tls = link::tls_config(&ca)?;
         let api = TcpListener::bind(config.api_listen)
             .await
-            .map_err(|source| ControllerError::Bind { what: "API", addr: config.api_listen, source })?;
+            .map_err(|source| ControllerError::Bind {
+                what: "API",
+                addr: config.api_listen,
+                source,
+            })?;
         let cluster = TcpListener::bind(config.cluster_listen)
             .await
-            .map_err(|source| ControllerError::Bind { what: "cluster link", addr: config.cluster_listen, source })?;
+            .map_err(|source| ControllerError::Bind {
+                what: "cluster link",
+                addr: config.cluster_listen,
+                source,
+            })?;
         let state = AppState {
             controller_id: ids::new_id(ids::IdKind::Controller).into(),
             config: Arc::new(config),
@@ -112,7 +122,14 @@ impl Controller {
             policy: policy_rx,
             policy_tx: Arc::new(policy_tx),
         };
-        Ok(Controller { state, api, cluster, api_tls: Arc::new(api_tls), link_tls, ca_pem: ca.cert_pem })
+        Ok(Controller {
+            state,
+            api,
+            cluster,
+            api_tls: Arc::new(api_tls),
+            link_tls,
+            ca_pem: ca.cert_pem,
+        })
     }
 
     pub fn api_addr(&self) -> std::io::Result<SocketAddr> {

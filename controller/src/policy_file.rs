@@ -11,7 +11,8 @@ use crate::store::{sessions as session_rows, targets, users};
 
 /// Reads and parses a policy file; the error lists every problem with its line.
 pub fn load(path: &std::path::Path) -> Result<Policy, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Policy::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -31,7 +32,9 @@ pub async fn reload(state: &AppState, actor: Actor) -> Result<ReloadOutcome, Str
     let loaded = load(&path);
     let record = |event: AuditEvent| async {
         let mut tx = state.store.begin().await.map_err(|e| e.to_string())?;
-        audit::record(&mut tx, event).await.map_err(|e| e.to_string())?;
+        audit::record(&mut tx, event)
+            .await
+            .map_err(|e| e.to_string())?;
         tx.commit().await.map_err(|e| e.to_string())
     };
     let policy = match loaded {
@@ -44,11 +47,19 @@ pub async fn reload(state: &AppState, actor: Actor) -> Result<ReloadOutcome, Str
     let hash = policy.hash().to_owned();
     record(AuditEvent::new("policy_reloaded", actor).policy_hash(&hash)).await?;
     state.policy_tx.send_replace(Some(policy.clone()));
-    let ended = end_disallowed(state, &policy).await.map_err(|e| e.to_string())?;
-    Ok(ReloadOutcome { hash, sessions_ended: ended })
+    let ended = end_disallowed(state, &policy)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(ReloadOutcome {
+        hash,
+        sessions_ended: ended,
+    })
 }
 
-async fn end_disallowed(state: &AppState, policy: &Policy) -> Result<usize, crate::store::StoreError> {
+async fn end_disallowed(
+    state: &AppState,
+    policy: &Policy,
+) -> Result<usize, crate::store::StoreError> {
     let live = {
         let mut conn = state.store.conn().await?;
         let mut out = Vec::new();
@@ -64,9 +75,17 @@ async fn end_disallowed(state: &AppState, policy: &Policy) -> Result<usize, crat
     for s in live {
         let (user, target) = {
             let mut conn = state.store.conn().await?;
-            (users::get(&mut conn, &s.user_id).await?, targets::find(&mut conn, &s.target_id).await?)
+            (
+                users::get(&mut conn, &s.user_id).await?,
+                targets::find(&mut conn, &s.target_id).await?,
+            )
         };
-        let allowed = match (user, target, s.endpoint.parse::<std::net::SocketAddr>(), s.client_addr.parse()) {
+        let allowed = match (
+            user,
+            target,
+            s.endpoint.parse::<std::net::SocketAddr>(),
+            s.client_addr.parse(),
+        ) {
             (Some(user), Some(target), Ok(endpoint), Ok(source)) => {
                 let request = portcullis_policy::Request {
                     source,
@@ -88,7 +107,13 @@ async fn end_disallowed(state: &AppState, policy: &Policy) -> Result<usize, crat
             _ => false,
         };
         if !allowed
-            && crate::sessions::lifecycle::end_session(state, &s.id, reason::POLICY_CHANGED, Actor::system()).await?
+            && crate::sessions::lifecycle::end_session(
+                state,
+                &s.id,
+                reason::POLICY_CHANGED,
+                Actor::system(),
+            )
+            .await?
         {
             ended += 1;
         }

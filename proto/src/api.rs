@@ -258,7 +258,9 @@ pub mod join_token {
         let mut parts = token.trim().splitn(3, '.');
         match (parts.next(), parts.next(), parts.next()) {
             (Some(PREFIX), Some(hash), Some(secret))
-                if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty() =>
+                if hash.len() == 64
+                    && hash.bytes().all(|b| b.is_ascii_hexdigit())
+                    && !secret.is_empty() =>
             {
                 Ok((hash, secret))
             }

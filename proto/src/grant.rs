@@ -110,12 +110,13 @@ pub fn verify(
     validation.validate_exp = false;
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
-    let data = jsonwebtoken::decode::<GrantClaims>(token, &decoding, &validation).map_err(|e| {
-        match e.kind() {
+    let data =
+        jsonwebtoken::decode::<GrantClaims>(token, &decoding, &validation).map_err(|e| match e
+            .kind()
+        {
             jsonwebtoken::errors::ErrorKind::InvalidSignature => GrantError::BadSignature,
             _ => GrantError::Malformed(e.to_string()),
-        }
-    })?;
+        })?;
     let claims = data.claims;
     if claims.iss != GRANT_ISSUER {
         return Err(GrantError::WrongIssuer);

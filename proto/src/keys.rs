@@ -42,7 +42,9 @@ mod tests {
 
 /// The fixed DER prefix of an Ed25519 `SubjectPublicKeyInfo` (RFC 8410); the 32 key bytes
 /// follow it.
-const ED25519_SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
 
 /// Why a public key was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -51,7 +53,9 @@ pub struct NotEd25519;
 
 /// The raw 32-byte key of an Ed25519 SPKI; any other algorithm or encoding is refused.
 pub fn ed25519_from_spki(spki_der: &[u8]) -> Result<[u8; 32], NotEd25519> {
-    let rest = spki_der.strip_prefix(&ED25519_SPKI_PREFIX[..]).ok_or(NotEd25519)?;
+    let rest = spki_der
+        .strip_prefix(&ED25519_SPKI_PREFIX[..])
+        .ok_or(NotEd25519)?;
     rest.try_into().map_err(|_| NotEd25519)
 }
 

@@ -159,7 +159,13 @@ pub enum ConnectionEventKind {
 }
 
 impl ConnectionEvent {
-    pub fn opened(session_id: &str, connection_id: &str, at: u64, client: &str, endpoint: &str) -> Self {
+    pub fn opened(
+        session_id: &str,
+        connection_id: &str,
+        at: u64,
+        client: &str,
+        endpoint: &str,
+    ) -> Self {
         Self {
             event_id: format!("{connection_id}:opened"),
             session_id: session_id.to_owned(),
@@ -220,7 +226,10 @@ mod tests {
         let text = String::from_utf8(bytes.to_vec()).unwrap();
         assert!(text.contains(r#""event":"closed""#), "{text}");
         match decode(&bytes).unwrap() {
-            Frame::Request { id: 7, body: Request::Events { events } } => {
+            Frame::Request {
+                id: 7,
+                body: Request::Events { events },
+            } => {
                 assert_eq!(events[0].event_id, "c:closed")
             }
             other => panic!("unexpected {other:?}"),

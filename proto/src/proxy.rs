@@ -88,7 +88,10 @@ mod tests {
         let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
         assert_eq!(len as usize, frame.len() - 4);
         let text = std::str::from_utf8(&frame[4..]).unwrap();
-        assert_eq!(text, r#"{"status":"refused","code":"connection_limit","reason":"limit"}"#);
+        assert_eq!(
+            text,
+            r#"{"status":"refused","code":"connection_limit","reason":"limit"}"#
+        );
         assert!(check_len(1 << 30).is_err());
     }
 }

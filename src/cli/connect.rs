@@ -53,7 +53,8 @@ Examples:
 
   # Run a command against a local listener; the session ends when it exits.
   portcullis connect web --exec ssh -- -p {port} admin@{host}
-  portcullis connect pve --exec curl -- -k https://{host}:{port}/api2/json/version
+  portcullis connect pve --exec curl -- --cacert pve-ca.pem \\
+      --connect-to pve.lan:8006:{host}:{port} https://pve.lan:8006/api2/json/version
 
   # For scripts: open a session, write a 0600 hand-off file, keep it open until Ctrl-C;
   # other processes join with --stdio --session-file.

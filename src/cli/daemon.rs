@@ -75,7 +75,8 @@ pub enum WorkerCommand {
 }
 
 fn load_controller_config(path: &std::path::Path) -> anyhow::Result<portcullis_controller::Config> {
-    portcullis_controller::Config::load(path).with_context(|| "the controller config was refused; fix the key named above".to_string())
+    portcullis_controller::Config::load(path)
+        .with_context(|| "the controller config was refused; fix the key named above".to_string())
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
@@ -102,9 +103,13 @@ pub async fn terminated() {
 }
 
 /// Reloads the policy at every SIGHUP until `shutdown`.
-pub fn reload_on_sighup(state: portcullis_controller::state::AppState, shutdown: CancellationToken) {
+pub fn reload_on_sighup(
+    state: portcullis_controller::state::AppState,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
             return;
         };
         loop {
@@ -112,9 +117,18 @@ pub fn reload_on_sighup(state: portcullis_controller::state::AppState, shutdown:
                 _ = shutdown.cancelled() => return,
                 got = hup.recv() => if got.is_none() { return },
             }
-            match portcullis_controller::policy_file::reload(&state, portcullis_controller::audit::Actor::system()).await {
-                Ok(outcome) => tracing::info!(policy.hash = %outcome.hash, sessions.ended = outcome.sessions_ended, "policy reloaded"),
-                Err(message) => tracing::error!(error = %message, "policy reload refused; the old policy stays"),
+            match portcullis_controller::policy_file::reload(
+                &state,
+                portcullis_controller::audit::Actor::system(),
+            )
+            .await
+            {
+                Ok(outcome) => {
+                    tracing::info!(policy.hash = %outcome.hash, sessions.ended = outcome.sessions_ended, "policy reloaded")
+                }
+                Err(message) => {
+                    tracing::error!(error = %message, "policy reload refused; the old policy stays")
+                }
             }
         }
     });
@@ -124,7 +138,9 @@ pub async fn run_controller(cmd: ControllerCommand) -> anyhow::Result<i32> {
     match cmd {
         ControllerCommand::Run { config } => {
             let config = load_controller_config(&config)?;
-            let controller = portcullis_controller::Controller::start(config).await.context("controller failed to start")?;
+            let controller = portcullis_controller::Controller::start(config)
+                .await
+                .context("controller failed to start")?;
             let ready = serde_json::json!({
                 "event": "ready",
                 "component": "controller",
@@ -145,14 +161,22 @@ pub async fn run_controller(cmd: ControllerCommand) -> anyhow::Result<i32> {
         }
         ControllerCommand::Migrate { config } => {
             let config = load_controller_config(&config)?;
-            portcullis_controller::open(&config).await.context("migration failed")?;
+            portcullis_controller::open(&config)
+                .await
+                .context("migration failed")?;
             eprintln!("migrations applied");
             Ok(0)
         }
         ControllerCommand::JoinToken { config, ttl } => {
             let config = load_controller_config(&config)?;
             let (store, keys) = portcullis_controller::open(&config).await?;
-            let (token, _) = portcullis_controller::enrolment::issue_join_token(&store, &keys, None, ttl.as_secs()).await?;
+            let (token, _) = portcullis_controller::enrolment::issue_join_token(
+                &store,
+                &keys,
+                None,
+                ttl.as_secs(),
+            )
+            .await?;
             println!("{token}");
             Ok(0)
         }
@@ -174,14 +198,22 @@ async fn run_keys(cmd: KeysCommand) -> anyhow::Result<i32> {
             } else {
                 println!("{:<28} {:<8} {:<9} CREATED", "ID", "PURPOSE", "STATE");
                 for k in rows {
-                    println!("{:<28} {:<8} {:<9} {}", k.id, k.purpose, k.state, super::output::time(u64::try_from(k.created_at).unwrap_or(0)));
+                    println!(
+                        "{:<28} {:<8} {:<9} {}",
+                        k.id,
+                        k.purpose,
+                        k.state,
+                        super::output::time(u64::try_from(k.created_at).unwrap_or(0))
+                    );
                 }
             }
             Ok(0)
         }
         KeysCommand::Rotate { config, purpose } => {
-            let purpose = portcullis_controller::keys::Purpose::parse(&purpose)
-                .with_context(|| format!("unknown key purpose {purpose:?}: use grant, ssh-ca or audit"))?;
+            let purpose =
+                portcullis_controller::keys::Purpose::parse(&purpose).with_context(|| {
+                    format!("unknown key purpose {purpose:?}: use grant, ssh-ca or audit")
+                })?;
             let (_, keys) = portcullis_controller::open(&load_controller_config(&config)?).await?;
             let id = keys.rotate(purpose).await?;
             println!("{id}");
@@ -199,9 +231,13 @@ async fn run_keys(cmd: KeysCommand) -> anyhow::Result<i32> {
 pub async fn run_worker(cmd: WorkerCommand) -> anyhow::Result<i32> {
     match cmd {
         WorkerCommand::Run { config } => {
-            let text = std::fs::read_to_string(&config).with_context(|| format!("cannot read worker config {}", config.display()))?;
-            let config = portcullis_worker::Config::from_toml(&text).context("the worker config was refused")?;
-            let worker = portcullis_worker::Worker::bind(config).await.context("worker failed to start")?;
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("cannot read worker config {}", config.display()))?;
+            let config = portcullis_worker::Config::from_toml(&text)
+                .context("the worker config was refused")?;
+            let worker = portcullis_worker::Worker::bind(config)
+                .await
+                .context("worker failed to start")?;
             let ready = serde_json::json!({
                 "event": "ready",
                 "component": "worker",
@@ -215,7 +251,10 @@ pub async fn run_worker(cmd: WorkerCommand) -> anyhow::Result<i32> {
                 terminated().await;
                 stop.cancel();
             });
-            worker.run(shutdown).await.context("worker stopped with an error")?;
+            worker
+                .run(shutdown)
+                .await
+                .context("worker stopped with an error")?;
             Ok(0)
         }
     }

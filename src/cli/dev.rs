@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 const DEV_POLICY: &str = include_str!("../../config/policy-dev.toml");
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  portcullis dev --state-dir /tmp/pc &\n  . /tmp/pc/dev.env\n  portcullis targets list\n  portcullis connect echo --listen-port 0")]
+#[command(
+    after_help = "Example:\n  portcullis dev --state-dir /tmp/pc &\n  . /tmp/pc/dev.env\n  portcullis targets list\n  portcullis connect echo --listen-port 0"
+)]
 pub struct DevArgs {
     /// Where the SQLite database, keys, CA certificate and dev.env live (created 0700).
     #[arg(long, default_value = ".state/dev")]
@@ -74,14 +76,19 @@ fn loopback(port: u16) -> SocketAddr {
 
 fn controller_config(args: &DevArgs, state: &Path, policy: PathBuf) -> anyhow::Result<Config> {
     let base = match &args.config {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
         None => String::new(),
     };
     let db = state.join("portcullis.db");
     let mut config = Config::parse(&base, "dev", |_| None)
         .or_else(|_| {
             Config::parse(
-                &format!("{base}\n[store]\nurl = \"sqlite://{}\"\n[keys]\nmaster_key_file = \"{}\"\n", db.display(), state.join("master.key").display()),
+                &format!(
+                    "{base}\n[store]\nurl = \"sqlite://{}\"\n[keys]\nmaster_key_file = \"{}\"\n",
+                    db.display(),
+                    state.join("master.key").display()
+                ),
                 "dev",
                 |_| None,
             )
@@ -99,7 +106,8 @@ fn controller_config(args: &DevArgs, state: &Path, policy: PathBuf) -> anyhow::R
 
 pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let state_dir = &args.state_dir;
-    std::fs::create_dir_all(state_dir).with_context(|| format!("cannot create state dir {}", state_dir.display()))?;
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("cannot create state dir {}", state_dir.display()))?;
     std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700))?;
     let state_dir = state_dir.canonicalize()?;
     let master = state_dir.join("master.key");
@@ -118,7 +126,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         }
     };
     let config = controller_config(&args, &state_dir, policy)?;
-    let controller = portcullis_controller::Controller::start(config).await.context("the dev controller failed to start")?;
+    let controller = portcullis_controller::Controller::start(config)
+        .await
+        .context("the dev controller failed to start")?;
     let app = controller.state().clone();
     let ca_path = state_dir.join("ca.pem");
     write_private(&ca_path, controller.ca_pem())?;
@@ -126,7 +136,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let cluster_addr = controller.cluster_addr()?;
 
     let shutdown = CancellationToken::new();
-    let echo = super::echo::bind(loopback(args.echo_port)).await.context("cannot bind the echo target")?;
+    let echo = super::echo::bind(loopback(args.echo_port))
+        .await
+        .context("cannot bind the echo target")?;
     let echo_addr = echo.local_addr()?;
     tokio::spawn(super::echo::serve(echo, shutdown.clone()));
 
@@ -137,16 +149,25 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let join_token = if worker_dir.join("worker.crt").exists() {
         None
     } else {
-        let (token, _) = portcullis_controller::enrolment::issue_join_token(&app.store, &app.keys, None, 600).await?;
+        let (token, _) =
+            portcullis_controller::enrolment::issue_join_token(&app.store, &app.keys, None, 600)
+                .await?;
         Some(token)
     };
     let worker_config = portcullis_worker::Config {
         join_token: join_token.map(portcullis_worker::Secret::new),
-        ..portcullis_worker::Config::new("dev-worker", worker_dir, vec![cluster_addr.to_string()], loopback(args.proxy_port))
+        ..portcullis_worker::Config::new(
+            "dev-worker",
+            worker_dir,
+            vec![cluster_addr.to_string()],
+            loopback(args.proxy_port),
+        )
     };
     // The controller must be serving before the worker enrols over the cluster link.
     let controller_task = tokio::spawn(controller.run(shutdown.clone()));
-    let worker = portcullis_worker::Worker::bind(worker_config).await.context("the dev worker failed to start")?;
+    let worker = portcullis_worker::Worker::bind(worker_config)
+        .await
+        .context("the dev worker failed to start")?;
     let proxy_addr = worker.proxy_addr();
 
     let env_path = state_dir.join("dev.env");
@@ -193,11 +214,20 @@ async fn dev_token(
 ) -> anyhow::Result<Secret<String>> {
     let now = portcullis_controller::clock::to_i64(portcullis_controller::clock::now());
     if let Ok(text) = std::fs::read_to_string(state_dir.join("dev.env")) {
-        if let Some(token) = text.lines().find_map(|l| l.strip_prefix("export PORTCULLIS_TOKEN=")) {
+        if let Some(token) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("export PORTCULLIS_TOKEN="))
+        {
             let mut conn = app.store.conn().await?;
             let hash = portcullis_controller::ids::secret_hash(token);
-            if let Some((user, _, expires_at)) = portcullis_controller::store::tokens::authenticate(&mut conn, &hash, now).await? {
-                if user.username == args.user && user.groups == args.groups && user.amr == args.amr && expires_at > now + 600 {
+            if let Some((user, _, expires_at)) =
+                portcullis_controller::store::tokens::authenticate(&mut conn, &hash, now).await?
+            {
+                if user.username == args.user
+                    && user.groups == args.groups
+                    && user.amr == args.amr
+                    && expires_at > now + 600
+                {
                     return Ok(Secret::new(token.to_owned()));
                 }
             }
@@ -223,7 +253,10 @@ async fn dev_token(
 }
 
 /// Creates (or re-points) the `echo` target at the echo service.
-async fn ensure_echo_target(app: &portcullis_controller::state::AppState, echo: SocketAddr) -> anyhow::Result<()> {
+async fn ensure_echo_target(
+    app: &portcullis_controller::state::AppState,
+    echo: SocketAddr,
+) -> anyhow::Result<()> {
     use portcullis_controller::store::targets;
     let now = portcullis_controller::clock::to_i64(portcullis_controller::clock::now());
     let mut tx = app.store.begin().await?;
@@ -237,7 +270,9 @@ async fn ensure_echo_target(app: &portcullis_controller::state::AppState, echo: 
             targets::insert(
                 &mut tx,
                 &targets::TargetRecord {
-                    id: portcullis_controller::ids::new_id(portcullis_controller::ids::IdKind::Target),
+                    id: portcullis_controller::ids::new_id(
+                        portcullis_controller::ids::IdKind::Target,
+                    ),
                     name: "echo".into(),
                     address: echo.to_string(),
                     zone: Some("LOCAL".into()),

@@ -31,7 +31,13 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "PORTCULLIS_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "PORTCULLIS_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
     /// Log filter, e.g. `info` or `portcullis_worker=debug` (RUST_LOG syntax).
     #[arg(long, global = true, env = "PORTCULLIS_LOG", default_value = "info")]
@@ -89,7 +95,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
 pub fn init_tracing(args: &LogArgs) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Json => builder.json().with_current_span(true).init(),
         LogFormat::Text => builder.init(),

@@ -32,7 +32,14 @@ impl Dev {
         let mut child = Command::new(bin())
             .args(["dev", "--state-dir"])
             .arg(state)
-            .args(["--api-port", "0", "--cluster-port", "0", "--proxy-port", "0"])
+            .args([
+                "--api-port",
+                "0",
+                "--cluster-port",
+                "0",
+                "--proxy-port",
+                "0",
+            ])
             .args(extra)
             .env("PORTCULLIS_LOG", "info")
             .stdin(Stdio::null())
@@ -49,14 +56,22 @@ impl Dev {
             }
             for _ in lines {}
         });
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("portcullis dev printed no readiness line within 60 s")
-        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("portcullis dev printed no readiness line within 60 s")
+            });
         let ready: serde_json::Value = serde_json::from_str(&line).expect("readiness line is JSON");
         assert_eq!(ready["event"], "ready", "{line}");
         let env = parse_env(&std::fs::read_to_string(state.join("dev.env")).expect("dev.env"));
-        Dev { child, state_dir: state.to_owned(), ready, env, _dir: None }
+        Dev {
+            child,
+            state_dir: state.to_owned(),
+            ready,
+            env,
+            _dir: None,
+        }
     }
 
     pub fn api(&self) -> String {
@@ -64,7 +79,11 @@ impl Dev {
     }
 
     pub fn var(&self, name: &str) -> String {
-        self.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).expect("dev.env variable")
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .expect("dev.env variable")
     }
 
     /// A `portcullis` command with this dev's environment.
@@ -77,7 +96,10 @@ impl Dev {
 
     /// Sends SIGTERM and waits (up to 30 s).
     pub fn stop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         for _ in 0..300 {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
@@ -107,7 +129,13 @@ fn parse_env(text: &str) -> Vec<(String, String)> {
 }
 
 /// `curl` against the API: returns (status, body).
-pub fn curl(dev: &Dev, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+pub fn curl(
+    dev: &Dev,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
         .arg(dev.var("PORTCULLIS_CA"))

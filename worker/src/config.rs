@@ -57,14 +57,22 @@ struct RawWorker {
 fn secs(value: Option<f64>, key: &'static str, default: f64) -> Result<Duration, ConfigError> {
     let v = value.unwrap_or(default);
     if !v.is_finite() || v <= 0.0 {
-        return Err(ConfigError::Invalid { key, message: format!("{v} must be a positive number of seconds") });
+        return Err(ConfigError::Invalid {
+            key,
+            message: format!("{v} must be a positive number of seconds"),
+        });
     }
     Ok(Duration::from_secs_f64(v))
 }
 
 impl Config {
     /// A config with defaults for everything but the essentials.
-    pub fn new(name: &str, state_dir: PathBuf, controllers: Vec<String>, proxy_listen: SocketAddr) -> Config {
+    pub fn new(
+        name: &str,
+        state_dir: PathBuf,
+        controllers: Vec<String>,
+        proxy_listen: SocketAddr,
+    ) -> Config {
         Config {
             name: name.to_owned(),
             state_dir,
@@ -84,7 +92,10 @@ impl Config {
         let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         let w = raw.worker;
         if w.controllers.is_empty() {
-            return Err(ConfigError::Invalid { key: "worker.controllers", message: "name at least one controller HOST:PORT".into() });
+            return Err(ConfigError::Invalid {
+                key: "worker.controllers",
+                message: "name at least one controller HOST:PORT".into(),
+            });
         }
         let listen_text = w.proxy_listen.unwrap_or_else(|| "127.0.0.1:9202".into());
         let proxy_listen = listen_text.parse().map_err(|_| ConfigError::Invalid {
@@ -101,7 +112,10 @@ impl Config {
         let join_token = match w.join_token_file {
             Some(path) => Some(Secret::new(
                 std::fs::read_to_string(&path)
-                    .map_err(|e| ConfigError::Invalid { key: "worker.join_token_file", message: format!("cannot read {}: {e}", path.display()) })?
+                    .map_err(|e| ConfigError::Invalid {
+                        key: "worker.join_token_file",
+                        message: format!("cannot read {}: {e}", path.display()),
+                    })?
                     .trim()
                     .to_owned(),
             )),
@@ -130,9 +144,13 @@ mod tests {
         let text = include_str!("../../config/worker.toml");
         let c = Config::from_toml(text).unwrap();
         assert_eq!(c.admit_grace, Duration::from_secs(5));
-        let err = Config::from_toml(&text.replace("drain_timeout_secs", "drain_timout_secs")).unwrap_err().to_string();
+        let err = Config::from_toml(&text.replace("drain_timeout_secs", "drain_timout_secs"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("drain_timout_secs"), "{err}");
-        let err = Config::from_toml(&text.replace("127.0.0.1:9202", "nowhere")).unwrap_err().to_string();
+        let err = Config::from_toml(&text.replace("127.0.0.1:9202", "nowhere"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("worker.proxy_listen"), "{err}");
     }
 }

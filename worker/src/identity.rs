@@ -31,17 +31,22 @@ impl Identity {
     }
 
     pub fn cert_der(&self) -> Result<CertificateDer<'static>, WorkerError> {
-        CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).map_err(|e| WorkerError::Identity(format!("bad certificate: {e}")))
+        CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
+            .map_err(|e| WorkerError::Identity(format!("bad certificate: {e}")))
     }
 
     pub fn ca_der(&self) -> Result<CertificateDer<'static>, WorkerError> {
-        CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).map_err(|e| WorkerError::Identity(format!("bad CA certificate: {e}")))
+        CertificateDer::from_pem_slice(self.ca_pem.as_bytes())
+            .map_err(|e| WorkerError::Identity(format!("bad CA certificate: {e}")))
     }
 
     /// Hex SHA-256 of the worker's public key: what clients pin.
     pub fn fingerprint(&self) -> Result<String, WorkerError> {
-        let key = rcgen::KeyPair::try_from(self.key_pkcs8.as_slice()).map_err(|e| WorkerError::Identity(e.to_string()))?;
-        Ok(portcullis_proto::keys::spki_fingerprint(&rcgen::PublicKeyData::subject_public_key_info(&key)))
+        let key = rcgen::KeyPair::try_from(self.key_pkcs8.as_slice())
+            .map_err(|e| WorkerError::Identity(e.to_string()))?;
+        Ok(portcullis_proto::keys::spki_fingerprint(
+            &rcgen::PublicKeyData::subject_public_key_info(&key),
+        ))
     }
 
     /// Loads the identity from `dir`, if the worker has enrolled.
@@ -50,10 +55,18 @@ impl Identity {
         if !id_path.exists() {
             return Ok(None);
         }
-        let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| WorkerError::Identity(format!("cannot read {name}: {e}")));
-        let meta: serde_json::Value = serde_json::from_str(&read("worker.json")?).map_err(|e| WorkerError::Identity(e.to_string()))?;
-        let worker_id = meta["worker_id"].as_str().ok_or_else(|| WorkerError::Identity("worker.json has no worker_id".into()))?.to_owned();
-        let key = PrivatePkcs8KeyDer::from_pem_slice(read("worker.key")?.as_bytes()).map_err(|e| WorkerError::Identity(format!("bad worker.key: {e}")))?;
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name))
+                .map_err(|e| WorkerError::Identity(format!("cannot read {name}: {e}")))
+        };
+        let meta: serde_json::Value = serde_json::from_str(&read("worker.json")?)
+            .map_err(|e| WorkerError::Identity(e.to_string()))?;
+        let worker_id = meta["worker_id"]
+            .as_str()
+            .ok_or_else(|| WorkerError::Identity("worker.json has no worker_id".into()))?
+            .to_owned();
+        let key = PrivatePkcs8KeyDer::from_pem_slice(read("worker.key")?.as_bytes())
+            .map_err(|e| WorkerError::Identity(format!("bad worker.key: {e}")))?;
         Ok(Some(Identity {
             worker_id,
             key_pkcs8: Arc::new(key.secret_pkcs8_der().to_vec()),
@@ -67,11 +80,16 @@ impl Identity {
     }
 
     fn save(&self, dir: &Path, key_pem: &str) -> Result<(), WorkerError> {
-        std::fs::create_dir_all(dir).map_err(|e| WorkerError::Identity(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| WorkerError::Identity(format!("cannot create {}: {e}", dir.display())))?;
         write_file(&dir.join("worker.key"), key_pem, 0o600)?;
         self.save_cert(dir)?;
         write_file(&dir.join("ca.pem"), &self.ca_pem, 0o644)?;
-        write_file(&dir.join("worker.json"), &serde_json::json!({"worker_id": self.worker_id}).to_string(), 0o644)
+        write_file(
+            &dir.join("worker.json"),
+            &serde_json::json!({"worker_id": self.worker_id}).to_string(),
+            0o644,
+        )
     }
 }
 
@@ -84,7 +102,9 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), WorkerError>
         .mode(mode)
         .open(&tmp)
         .map_err(|e| WorkerError::Identity(format!("cannot write {}: {e}", tmp.display())))?;
-    f.write_all(contents.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| WorkerError::Identity(e.to_string()))?;
+    f.write_all(contents.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| WorkerError::Identity(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| WorkerError::Identity(e.to_string()))
 }
 
@@ -105,41 +125,76 @@ impl ServerCertVerifier for PinnedCaVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let ca = intermediates.last().ok_or(rustls::Error::General("the controller sent no CA certificate".into()))?;
+        let ca = intermediates.last().ok_or(rustls::Error::General(
+            "the controller sent no CA certificate".into(),
+        ))?;
         let spki = webpki::EndEntityCert::try_from(ca)
             .map_err(|_| rustls::Error::General("unparsable CA certificate".into()))?
             .subject_public_key_info();
         if portcullis_proto::keys::spki_fingerprint(spki.as_ref()) != self.ca_hash {
-            return Err(rustls::Error::General("the controller's CA does not match the join token: wrong controller?".into()));
+            return Err(rustls::Error::General(
+                "the controller's CA does not match the join token: wrong controller?".into(),
+            ));
         }
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca.clone().into_owned())?;
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-            .build()
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
         inner.verify_server_cert(end_entity, &[], server_name, ocsp, now)
     }
 
-    fn verify_tls12_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         Err(rustls::Error::General("TLS 1.2 is not used".into()))
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
 /// Enrols with a join token at one of the controllers; saves and returns the identity.
-pub async fn enrol(dir: &Path, controllers: &[String], token: &str, name: &str, proxy_addr: &str) -> Result<Identity, WorkerError> {
-    let (ca_hash, _) = portcullis_proto::api::join_token::parse(token).map_err(|m| WorkerError::Enrol(m.to_owned()))?;
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(|e| WorkerError::Identity(e.to_string()))?;
+pub async fn enrol(
+    dir: &Path,
+    controllers: &[String],
+    token: &str,
+    name: &str,
+    proxy_addr: &str,
+) -> Result<Identity, WorkerError> {
+    let (ca_hash, _) = portcullis_proto::api::join_token::parse(token)
+        .map_err(|m| WorkerError::Enrol(m.to_owned()))?;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+        .map_err(|e| WorkerError::Identity(e.to_string()))?;
     let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = PinnedCaVerifier { ca_hash: ca_hash.to_owned(), provider: provider.clone() };
+    let verifier = PinnedCaVerifier {
+        ca_hash: ca_hash.to_owned(),
+        provider: provider.clone(),
+    };
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| WorkerError::Identity(e.to_string()))?
@@ -161,25 +216,43 @@ pub async fn enrol(dir: &Path, controllers: &[String], token: &str, name: &str, 
     let mut last = String::from("no controller address is configured");
     for addr in controllers {
         let attempt = async {
-            let tcp = tokio::time::timeout(std::time::Duration::from_secs(10), tokio::net::TcpStream::connect(addr))
-                .await
-                .map_err(|_| format!("connecting to {addr} timed out"))?
-                .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-            let server = ServerName::try_from(link::CONTROLLER_SERVER_NAME).map_err(|e| e.to_string())?;
-            let tls = tokio::time::timeout(std::time::Duration::from_secs(10), connector.connect(server, tcp))
-                .await
-                .map_err(|_| format!("TLS with {addr} timed out"))?
-                .map_err(|e| format!("TLS with {addr} failed: {e}"))?;
+            let tcp = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await
+            .map_err(|_| format!("connecting to {addr} timed out"))?
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+            let server =
+                ServerName::try_from(link::CONTROLLER_SERVER_NAME).map_err(|e| e.to_string())?;
+            let tls = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                connector.connect(server, tcp),
+            )
+            .await
+            .map_err(|_| format!("TLS with {addr} timed out"))?
+            .map_err(|e| format!("TLS with {addr} failed: {e}"))?;
             let mut framed = Framed::new(tls, link::codec());
-            framed.send(bytes.clone()).await.map_err(|e| e.to_string())?;
+            framed
+                .send(bytes.clone())
+                .await
+                .map_err(|e| e.to_string())?;
             let answer = tokio::time::timeout(std::time::Duration::from_secs(10), framed.next())
                 .await
                 .map_err(|_| "the controller did not answer the join request".to_string())?
                 .ok_or("the controller closed the link")?
                 .map_err(|e| e.to_string())?;
             match link::decode(&answer).map_err(|e| e.to_string())? {
-                Frame::Response { body: Response::Joined(joined), .. } => Ok(joined),
-                Frame::Response { body: Response::Error { message }, .. } => Err(format!("the controller refused to enrol this worker: {message}")),
+                Frame::Response {
+                    body: Response::Joined(joined),
+                    ..
+                } => Ok(joined),
+                Frame::Response {
+                    body: Response::Error { message },
+                    ..
+                } => Err(format!(
+                    "the controller refused to enrol this worker: {message}"
+                )),
                 _ => Err("unexpected answer to the join request".to_string()),
             }
         };

@@ -53,7 +53,10 @@ pub enum WorkerError {
     #[error("this worker has not enrolled: give it a join token (worker.join_token_file or PORTCULLIS_JOIN_TOKEN)")]
     NotEnrolled,
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("TLS set-up failed: {0}")]
     Tls(String),
 }
@@ -83,14 +86,30 @@ impl Worker {
     pub async fn bind(config: Config) -> Result<Worker, WorkerError> {
         let listener = TcpListener::bind(config.proxy_listen)
             .await
-            .map_err(|source| WorkerError::Bind { addr: config.proxy_listen, source })?;
-        let bound = listener.local_addr().map_err(|source| WorkerError::Bind { addr: config.proxy_listen, source })?;
-        let proxy_addr = config.proxy_public_addr.clone().unwrap_or_else(|| bound.to_string());
+            .map_err(|source| WorkerError::Bind {
+                addr: config.proxy_listen,
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| WorkerError::Bind {
+            addr: config.proxy_listen,
+            source,
+        })?;
+        let proxy_addr = config
+            .proxy_public_addr
+            .clone()
+            .unwrap_or_else(|| bound.to_string());
         let identity = match identity::Identity::load(&config.state_dir)? {
             Some(identity) => identity,
             None => {
                 let token = config.join_token.as_ref().ok_or(WorkerError::NotEnrolled)?;
-                identity::enrol(&config.state_dir, &config.controllers, token.expose(), &config.name, &proxy_addr).await?
+                identity::enrol(
+                    &config.state_dir,
+                    &config.controllers,
+                    token.expose(),
+                    &config.name,
+                    &proxy_addr,
+                )
+                .await?
             }
         };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -117,7 +136,9 @@ impl Worker {
     }
 
     pub fn proxy_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or(self.shared.config.proxy_listen)
+        self.listener
+            .local_addr()
+            .unwrap_or(self.shared.config.proxy_listen)
     }
 
     pub fn worker_id(&self) -> &str {
@@ -130,12 +151,20 @@ impl Worker {
         let shared = self.shared;
         let id = shared.identity.worker_id.clone();
         let link_stop = CancellationToken::new();
-        let link = tokio::spawn(link::run(shared.clone(), link_stop.clone()).instrument(tracing::info_span!("link", worker.id = %id)));
+        let link = tokio::spawn(
+            link::run(shared.clone(), link_stop.clone())
+                .instrument(tracing::info_span!("link", worker.id = %id)),
+        );
         let tasks = tokio_util::task::TaskTracker::new();
         let accept_stop = CancellationToken::new();
         let accept = tokio::spawn(
-            proxy::serve(self.listener, shared.clone(), accept_stop.clone(), tasks.clone())
-                .instrument(tracing::info_span!("proxy", worker.id = %id)),
+            proxy::serve(
+                self.listener,
+                shared.clone(),
+                accept_stop.clone(),
+                tasks.clone(),
+            )
+            .instrument(tracing::info_span!("proxy", worker.id = %id)),
         );
         shutdown.cancelled().await;
         tracing::info!("draining: no new connections");
@@ -143,7 +172,10 @@ impl Worker {
         accept_stop.cancel();
         let _ = accept.await;
         tasks.close();
-        if tokio::time::timeout(shared.config.drain_timeout, tasks.wait()).await.is_err() {
+        if tokio::time::timeout(shared.config.drain_timeout, tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::info!("drain timeout: ending live connections");
             shared.hard_stop.cancel();
             tasks.wait().await;

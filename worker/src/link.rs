@@ -34,7 +34,10 @@ impl LinkClient {
             .clone()
             .ok_or("no controller link")?;
         let (reply, answer) = oneshot::channel();
-        sender.send(Outgoing { body, reply }).await.map_err(|_| "no controller link".to_string())?;
+        sender
+            .send(Outgoing { body, reply })
+            .await
+            .map_err(|_| "no controller link".to_string())?;
         tokio::time::timeout(timeout, answer)
             .await
             .map_err(|_| "the controller did not answer in time".to_string())?
@@ -57,11 +60,17 @@ enum Pending {
 fn client_config(shared: &Shared) -> Result<Arc<rustls::ClientConfig>, String> {
     let identity = shared.identity.clone();
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(identity.ca_der().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    let mut config = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-        .with_root_certificates(roots)
-        .with_client_auth_cert(vec![identity.cert_der().map_err(|e| e.to_string())?], identity.key_der())
+    roots
+        .add(identity.ca_der().map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
+    let mut config =
+        rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                vec![identity.cert_der().map_err(|e| e.to_string())?],
+                identity.key_der(),
+            )
+            .map_err(|e| e.to_string())?;
     config.alpn_protocols = vec![link::ALPN.to_vec()];
     Ok(Arc::new(config))
 }
@@ -91,13 +100,23 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     }
 }
 
-type Stream = Framed<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, tokio_util::codec::LengthDelimitedCodec>;
+type Stream = Framed<
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    tokio_util::codec::LengthDelimitedCodec,
+>;
 
 async fn send(stream: &mut Stream, frame: &Frame) -> Result<(), String> {
-    stream.send(link::encode(frame).map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())
+    stream
+        .send(link::encode(frame).map_err(|e| e.to_string())?)
+        .await
+        .map_err(|e| e.to_string())
 }
 
-async fn session(shared: &Arc<Shared>, addr: &str, shutdown: &CancellationToken) -> Result<(), String> {
+async fn session(
+    shared: &Arc<Shared>,
+    addr: &str,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
     let connector = tokio_rustls::TlsConnector::from(client_config(shared)?);
     let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
         .await
@@ -105,7 +124,10 @@ async fn session(shared: &Arc<Shared>, addr: &str, shutdown: &CancellationToken)
         .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
     let name = ServerName::try_from(link::CONTROLLER_SERVER_NAME).map_err(|e| e.to_string())?;
-    let tls = connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
     let mut stream = Framed::new(tls, link::codec());
     let hello = Hello {
         protocol_version: portcullis_proto::PROTOCOL_VERSION,
@@ -113,19 +135,32 @@ async fn session(shared: &Arc<Shared>, addr: &str, shutdown: &CancellationToken)
         proxy_addr: shared.proxy_addr.clone(),
         live_sessions: shared.table.live(),
     };
-    send(&mut stream, &Frame::Request { id: 1, body: Request::Hello(hello) }).await?;
+    send(
+        &mut stream,
+        &Frame::Request {
+            id: 1,
+            body: Request::Hello(hello),
+        },
+    )
+    .await?;
     let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
         .await
         .map_err(|_| "no answer to hello".to_string())?
         .ok_or("closed after hello")?
         .map_err(|e| e.to_string())?;
     let mut heartbeat = match link::decode(&first).map_err(|e| e.to_string())? {
-        Frame::Response { body: Response::Sync(sync), .. } => {
+        Frame::Response {
+            body: Response::Sync(sync),
+            ..
+        } => {
             let every = Duration::from_millis(sync.heartbeat_ms.clamp(100, 60_000));
             apply_sync(shared, sync);
             tokio::time::interval(every)
         }
-        Frame::Response { body: Response::Error { message }, .. } => return Err(format!("hello refused: {message}")),
+        Frame::Response {
+            body: Response::Error { message },
+            ..
+        } => return Err(format!("hello refused: {message}")),
         _ => return Err("unexpected answer to hello".into()),
     };
     tracing::info!(controller.addr = %addr, "linked to controller");
@@ -208,7 +243,16 @@ async fn flush_events(shared: &Shared, stream: &mut Stream) {
         return;
     }
     let events = shared.spool.pending(500);
-    if send(stream, &Frame::Request { id: u64::MAX, body: Request::Events { events } }).await.is_err() {
+    if send(
+        stream,
+        &Frame::Request {
+            id: u64::MAX,
+            body: Request::Events { events },
+        },
+    )
+    .await
+    .is_err()
+    {
         return;
     }
     let deadline = tokio::time::sleep(Duration::from_secs(2));

@@ -19,11 +19,19 @@ use crate::table::Admission;
 use crate::Shared;
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Accepts connections until `stop`; each runs in its own task tracked by `tasks`.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken, tasks: tokio_util::task::TaskTracker) {
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(shared.proxy_tls.clone());
     loop {
         let (tcp, peer) = tokio::select! {
@@ -75,7 +83,9 @@ async fn read_hello(tls: &mut TlsStream<TcpStream>) -> Result<ClientHello, Strin
         tls.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
         serde_json::from_slice::<ClientHello>(&buf).map_err(|e| format!("malformed hello: {e}"))
     };
-    tokio::time::timeout(Duration::from_secs(5), read).await.map_err(|_| "no hello within 5 s".to_string())?
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .map_err(|_| "no hello within 5 s".to_string())?
 }
 
 async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Shared>) {
@@ -84,47 +94,119 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
         Err(e) => return refuse(tls, RefusalCode::BadHandshake, e).await,
     };
     if shared.draining.is_cancelled() {
-        return refuse(tls, RefusalCode::Draining, "the worker is shutting down; retry to reach another worker").await;
+        return refuse(
+            tls,
+            RefusalCode::Draining,
+            "the worker is shutting down; retry to reach another worker",
+        )
+        .await;
     }
-    let claims = match grant::verify(&hello.grant, &shared.table.keys(), &shared.identity.worker_id, now()) {
+    let claims = match grant::verify(
+        &hello.grant,
+        &shared.table.keys(),
+        &shared.identity.worker_id,
+        now(),
+    ) {
         Ok(c) => c,
-        Err(GrantError::Expired) => return refuse(tls, RefusalCode::ExpiredGrant, "the grant has expired").await,
-        Err(GrantError::WrongAudience) => return refuse(tls, RefusalCode::WrongWorker, "the grant is for another worker").await,
+        Err(GrantError::Expired) => {
+            return refuse(tls, RefusalCode::ExpiredGrant, "the grant has expired").await
+        }
+        Err(GrantError::WrongAudience) => {
+            return refuse(
+                tls,
+                RefusalCode::WrongWorker,
+                "the grant is for another worker",
+            )
+            .await
+        }
         Err(e) => return refuse(tls, RefusalCode::InvalidGrant, e.to_string()).await,
     };
     let span = tracing::Span::current();
     span.record("session.id", claims.sid.as_str());
     if claims.src != peer.ip().to_string() {
-        return refuse(tls, RefusalCode::WrongSource, format!("the grant is for source {}, not {}", claims.src, peer.ip())).await;
+        return refuse(
+            tls,
+            RefusalCode::WrongSource,
+            format!("the grant is for source {}, not {}", claims.src, peer.ip()),
+        )
+        .await;
     }
     let client_key = tls
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|c| c.first())
-        .and_then(|c| webpki::EndEntityCert::try_from(c).ok().map(|e| portcullis_proto::keys::spki_fingerprint(e.subject_public_key_info().as_ref())));
+        .and_then(|c| {
+            webpki::EndEntityCert::try_from(c).ok().map(|e| {
+                portcullis_proto::keys::spki_fingerprint(e.subject_public_key_info().as_ref())
+            })
+        });
     if client_key.as_deref() != Some(claims.ckh.as_str()) {
-        return refuse(tls, RefusalCode::WrongClientKey, "the TLS client key is not the one the grant names").await;
+        return refuse(
+            tls,
+            RefusalCode::WrongClientKey,
+            "the TLS client key is not the one the grant names",
+        )
+        .await;
     }
     if let Some(why) = shared.table.end_reason(&claims.sid) {
-        return refuse(tls, RefusalCode::SessionEnded, format!("the session has ended ({why})")).await;
+        return refuse(
+            tls,
+            RefusalCode::SessionEnded,
+            format!("the session has ended ({why})"),
+        )
+        .await;
     }
     if !shared.table.fresh(shared.config.admit_grace) {
-        return refuse(tls, RefusalCode::ControllerUnreachable, "no controller has been heard recently; no new connections are admitted").await;
+        return refuse(
+            tls,
+            RefusalCode::ControllerUnreachable,
+            "no controller has been heard recently; no new connections are admitted",
+        )
+        .await;
     }
     let endpoint: SocketAddr = match claims.dst.parse() {
         Ok(a) => a,
-        Err(_) => return refuse(tls, RefusalCode::InvalidGrant, "the grant's endpoint is not IP:PORT").await,
+        Err(_) => {
+            return refuse(
+                tls,
+                RefusalCode::InvalidGrant,
+                "the grant's endpoint is not IP:PORT",
+            )
+            .await
+        }
     };
     let connection_id = format!("c_{}", hex::encode(rand_bytes()));
     span.record("connection.id", connection_id.as_str());
     match shared.table.admit(&claims.sid, claims.lim) {
-        Admission::Ended(why) => return refuse(tls, RefusalCode::SessionEnded, format!("the session has ended ({why})")).await,
-        Admission::LimitReached => return refuse(tls, RefusalCode::ConnectionLimit, "the session's connection limit is reached").await,
+        Admission::Ended(why) => {
+            return refuse(
+                tls,
+                RefusalCode::SessionEnded,
+                format!("the session has ended ({why})"),
+            )
+            .await
+        }
+        Admission::LimitReached => {
+            return refuse(
+                tls,
+                RefusalCode::ConnectionLimit,
+                "the session's connection limit is reached",
+            )
+            .await
+        }
         Admission::Local => {}
         Admission::First => {
-            let admit = AdmitFirst { session_id: claims.sid.clone(), connection_id: connection_id.clone(), client_addr: peer.ip().to_string() };
-            match shared.link.request(Request::AdmitFirst(admit), Duration::from_secs(5)).await {
+            let admit = AdmitFirst {
+                session_id: claims.sid.clone(),
+                connection_id: connection_id.clone(),
+                client_addr: peer.ip().to_string(),
+            };
+            match shared
+                .link
+                .request(Request::AdmitFirst(admit), Duration::from_secs(5))
+                .await
+            {
                 Ok(Response::Admitted) => {}
                 Ok(Response::Refused { reason }) => {
                     shared.table.unadmit(&claims.sid);
@@ -132,7 +214,12 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
                 }
                 Ok(other) => {
                     shared.table.unadmit(&claims.sid);
-                    return refuse(tls, RefusalCode::ControllerUnreachable, format!("unexpected controller answer: {other:?}")).await;
+                    return refuse(
+                        tls,
+                        RefusalCode::ControllerUnreachable,
+                        format!("unexpected controller answer: {other:?}"),
+                    )
+                    .await;
                 }
                 Err(e) => {
                     shared.table.unadmit(&claims.sid);
@@ -144,13 +231,43 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
     let target = match dial(endpoint, shared.config.egress_addr).await {
         Ok(t) => t,
         Err(e) => {
-            shared.spool.push(ConnectionEvent::opened(&claims.sid, &connection_id, now(), &peer.ip().to_string(), &claims.dst));
-            shared.spool.push(ConnectionEvent::closed(&claims.sid, &connection_id, now(), 0, 0, "target_unreachable"));
-            return refuse(tls, RefusalCode::TargetUnreachable, format!("cannot reach {endpoint}: {e}")).await;
+            shared.spool.push(ConnectionEvent::opened(
+                &claims.sid,
+                &connection_id,
+                now(),
+                &peer.ip().to_string(),
+                &claims.dst,
+            ));
+            shared.spool.push(ConnectionEvent::closed(
+                &claims.sid,
+                &connection_id,
+                now(),
+                0,
+                0,
+                "target_unreachable",
+            ));
+            return refuse(
+                tls,
+                RefusalCode::TargetUnreachable,
+                format!("cannot reach {endpoint}: {e}"),
+            )
+            .await;
         }
     };
-    shared.spool.push(ConnectionEvent::opened(&claims.sid, &connection_id, now(), &peer.ip().to_string(), &claims.dst));
-    reply(&mut tls, &WorkerReply::Accepted { connection_id: connection_id.clone() }).await;
+    shared.spool.push(ConnectionEvent::opened(
+        &claims.sid,
+        &connection_id,
+        now(),
+        &peer.ip().to_string(),
+        &claims.dst,
+    ));
+    reply(
+        &mut tls,
+        &WorkerReply::Accepted {
+            connection_id: connection_id.clone(),
+        },
+    )
+    .await;
     tracing::info!(endpoint = %endpoint, "connection accepted");
     let cancel = shared.table.cancel_token(&claims.sid);
     let expiry = Duration::from_secs(claims.exp.saturating_sub(now()));
@@ -164,7 +281,14 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
     };
     let (up, down) = (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed));
     tracing::info!(bytes.up = up, bytes.down = down, reason = %why, "connection closed");
-    shared.spool.push(ConnectionEvent::closed(&claims.sid, &connection_id, now(), up, down, &why));
+    shared.spool.push(ConnectionEvent::closed(
+        &claims.sid,
+        &connection_id,
+        now(),
+        up,
+        down,
+        &why,
+    ));
 }
 
 fn rand_bytes() -> [u8; 12] {
@@ -176,8 +300,15 @@ fn rand_bytes() -> [u8; 12] {
     b
 }
 
-async fn dial(endpoint: SocketAddr, egress: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
-    let socket = if endpoint.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+async fn dial(
+    endpoint: SocketAddr,
+    egress: Option<std::net::IpAddr>,
+) -> std::io::Result<TcpStream> {
+    let socket = if endpoint.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     if let Some(ip) = egress {
         socket.bind(SocketAddr::new(ip, 0))?;
     }
@@ -198,7 +329,11 @@ async fn relay(client: TlsStream<TcpStream>, target: TcpStream, up: &AtomicU64, 
     tokio::join!(a, b);
 }
 
-async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: &mut R, w: &mut W, counter: &AtomicU64) {
+async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    r: &mut R,
+    w: &mut W,
+    counter: &AtomicU64,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match r.read(&mut buf).await {

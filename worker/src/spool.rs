@@ -29,7 +29,10 @@ impl Spool {
                     .collect()
             })
             .unwrap_or_default();
-        Spool { path, events: Mutex::new(events) }
+        Spool {
+            path,
+            events: Mutex::new(events),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ConnectionEvent>> {
@@ -66,9 +69,16 @@ impl Spool {
     pub fn ack(&self, ids: &[String]) {
         let mut events = self.lock();
         events.retain(|e| !ids.contains(&e.event_id));
-        let text: String = events.iter().filter_map(|e| serde_json::to_string(e).ok()).map(|l| l + "\n").collect();
+        let text: String = events
+            .iter()
+            .filter_map(|e| serde_json::to_string(e).ok())
+            .map(|l| l + "\n")
+            .collect();
         let tmp = self.path.with_extension("tmp");
-        if std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &self.path)).is_err() {
+        if std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, &self.path))
+            .is_err()
+        {
             tracing::warn!("cannot compact the event spool");
         }
     }
@@ -83,7 +93,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spool.jsonl");
         let spool = Spool::open(path.clone());
-        spool.push(ConnectionEvent::opened("s", "c1", 1, "127.0.0.1", "127.0.0.1:7"));
+        spool.push(ConnectionEvent::opened(
+            "s",
+            "c1",
+            1,
+            "127.0.0.1",
+            "127.0.0.1:7",
+        ));
         spool.push(ConnectionEvent::closed("s", "c1", 2, 3, 4, "closed"));
         let again = Spool::open(path.clone());
         assert_eq!(again.pending(10).len(), 2);

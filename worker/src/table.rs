@@ -91,7 +91,13 @@ impl Table {
     }
 
     pub fn cancel_token(&self, session_id: &str) -> CancellationToken {
-        self.with(|i| i.sessions.entry(session_id.to_owned()).or_default().cancel.clone())
+        self.with(|i| {
+            i.sessions
+                .entry(session_id.to_owned())
+                .or_default()
+                .cancel
+                .clone()
+        })
     }
 
     /// Ends a session: its live connections close, later ones are refused.
@@ -111,7 +117,13 @@ impl Table {
 
     /// Sessions this worker holds that have not ended.
     pub fn live(&self) -> Vec<String> {
-        self.with(|i| i.sessions.iter().filter(|(_, e)| e.ended.is_none()).map(|(k, _)| k.clone()).collect())
+        self.with(|i| {
+            i.sessions
+                .iter()
+                .filter(|(_, e)| e.ended.is_none())
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
     }
 }
 

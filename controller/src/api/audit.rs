@@ -44,12 +44,15 @@ pub async fn list(
     for row in rows {
         let seq: i64 = row.try_get("seq")?;
         let body: String = row.try_get("body")?;
-        let mut event: serde_json::Value = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+        let mut event: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
         if let Some(map) = event.as_object_mut() {
             map.insert("sequence".into(), seq.into());
         }
         items.push(event);
         last = Some(seq);
     }
-    Ok(Json(serde_json::json!({"items": items, "next_before": last})))
+    Ok(Json(
+        serde_json::json!({"items": items, "next_before": last}),
+    ))
 }

@@ -18,7 +18,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, kind, message: message.into(), field: None }
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            field: None,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -32,7 +37,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str, id: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no {what} {id:?}"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no {what} {id:?}"),
+        )
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
@@ -55,7 +64,11 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", format!("already exists: {m}")),
+            StoreError::Conflict(m) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("already exists: {m}"),
+            ),
             StoreError::Unavailable(m) => {
                 tracing::warn!(error = %m, "store unavailable");
                 ApiError::unavailable("the controller's database is unavailable; retry shortly")
@@ -88,7 +101,11 @@ impl From<sqlx::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: self.kind.to_owned(), message: self.message, field: self.field };
+        let body = ErrorBody {
+            error: self.kind.to_owned(),
+            message: self.message,
+            field: self.field,
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }

@@ -76,12 +76,16 @@ impl FromRequestParts<AppState> for Principal {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer TOKEN`; log in first"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("missing `Authorization: Bearer TOKEN`; log in first")
+            })?;
         let token = header
             .strip_prefix("Bearer ")
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer TOKEN`")
+            })?;
         let hash = crate::ids::secret_hash(token);
         let now = crate::clock::to_i64(crate::clock::now());
         let mut conn = state.store.conn().await?;
@@ -93,17 +97,30 @@ impl FromRequestParts<AppState> for Principal {
                 &mut tx,
                 AuditEvent::new(
                     audit::kind::TOKEN_REJECTED,
-                    Actor { user_id: None, username: None, groups: vec![], source: Some(peer.ip().to_string()) },
+                    Actor {
+                        user_id: None,
+                        username: None,
+                        groups: vec![],
+                        source: Some(peer.ip().to_string()),
+                    },
                 )
                 .reason("unknown, expired or revoked token"),
             )
             .await?;
             tx.commit().await?;
-            return Err(ApiError::unauthorized("the token is unknown, expired or revoked; log in again"));
+            return Err(ApiError::unauthorized(
+                "the token is unknown, expired or revoked; log in again",
+            ));
         };
         let policy = state.policy();
         let permissions = crate::authz::permissions(policy.as_deref(), &user);
-        Ok(Principal { user, token_id, token_expires_at, permissions, peer })
+        Ok(Principal {
+            user,
+            token_id,
+            token_expires_at,
+            permissions,
+            peer,
+        })
     }
 }
 
@@ -128,7 +145,11 @@ fn json_error(rejection: JsonRejection) -> ApiError {
         return ApiError::new(status, "payload_too_large", "the request body is too large");
     }
     if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-        return ApiError::new(status, "unsupported_media_type", "send the body as JSON with `Content-Type: application/json`");
+        return ApiError::new(
+            status,
+            "unsupported_media_type",
+            "send the body as JSON with `Content-Type: application/json`",
+        );
     }
     let mut err = ApiError::bad_request(text.clone());
     err.field = field_of(&text);
@@ -153,10 +174,18 @@ fn field_of(text: &str) -> Option<String> {
 mod tests {
     #[test]
     fn field_names_are_extracted() {
-        assert_eq!(super::field_of("... unknown field `nmae`, expected one of"), Some("nmae".into()));
-        assert_eq!(super::field_of("... missing field `address` at line 1"), Some("address".into()));
         assert_eq!(
-            super::field_of("Failed to deserialize the JSON body into the target type: vmid: invalid type"),
+            super::field_of("... unknown field `nmae`, expected one of"),
+            Some("nmae".into())
+        );
+        assert_eq!(
+            super::field_of("... missing field `address` at line 1"),
+            Some("address".into())
+        );
+        assert_eq!(
+            super::field_of(
+                "Failed to deserialize the JSON body into the target type: vmid: invalid type"
+            ),
             Some("vmid".into())
         );
     }

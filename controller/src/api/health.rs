@@ -9,7 +9,11 @@ use crate::state::AppState;
 
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let store_ok = state.store.ping().await.is_ok();
-    let status = if store_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if store_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         status,
         Json(Health {

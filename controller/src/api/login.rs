@@ -11,9 +11,9 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::clock;
 use crate::ids::{new_id, new_secret, secret_hash, IdKind};
 use crate::state::AppState;
+use crate::store::rate_limits;
 use crate::store::tokens::{self, TokenRecord};
 use crate::store::users::{self, UserRecord};
-use crate::store::rate_limits;
 
 pub const DEV_ISSUER: &str = "portcullis-dev";
 
@@ -28,14 +28,21 @@ pub fn user_info(state: &AppState, user: &UserRecord, token_expires_at: Option<i
         amr: user.amr.clone(),
         acr: user.acr.clone(),
         auth_time: user.auth_time.map(clock::to_u64),
-        permissions: crate::authz::permissions(policy.as_deref(), user).iter().map(|p| p.to_string()).collect(),
+        permissions: crate::authz::permissions(policy.as_deref(), user)
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
         token_expires_at: token_expires_at.map(clock::to_u64),
     }
 }
 
 /// Stores (or refreshes) a user and issues an API token for it, in one transaction with the
 /// login's audit event. Returns the token secret, shown once.
-pub async fn issue_token(state: &AppState, user: UserRecord, source: &str) -> Result<LoginResponse, ApiError> {
+pub async fn issue_token(
+    state: &AppState,
+    user: UserRecord,
+    source: &str,
+) -> Result<LoginResponse, ApiError> {
     let now = clock::now();
     let secret = new_secret();
     let expires_at = now + state.config.token_lifetime.as_secs();
@@ -69,7 +76,11 @@ pub async fn issue_token(state: &AppState, user: UserRecord, source: &str) -> Re
     .await?;
     tx.commit().await?;
     let info = user_info(state, &user, Some(clock::to_i64(expires_at)));
-    Ok(LoginResponse { token: secret, expires_at, user: info })
+    Ok(LoginResponse {
+        token: secret,
+        expires_at,
+        user: info,
+    })
 }
 
 /// `POST /v1/auth/dev-login`: only when the controller runs with `auth.dev_login = true`.
@@ -84,7 +95,14 @@ pub async fn dev_login(
     let now = clock::to_i64(clock::now());
     let allowed = {
         let mut conn = state.store.conn().await?;
-        rate_limits::hit(&mut conn, &format!("login:{}", peer.ip()), now, 60, state.config.login_rate_limit).await?
+        rate_limits::hit(
+            &mut conn,
+            &format!("login:{}", peer.ip()),
+            now,
+            60,
+            state.config.login_rate_limit,
+        )
+        .await?
     };
     if !allowed {
         let mut tx = state.store.begin().await?;
@@ -92,16 +110,34 @@ pub async fn dev_login(
             &mut tx,
             AuditEvent::new(
                 audit::kind::LOGIN_FAILED,
-                Actor { user_id: None, username: Some(body.username.clone()), groups: vec![], source: Some(peer.ip().to_string()) },
+                Actor {
+                    user_id: None,
+                    username: Some(body.username.clone()),
+                    groups: vec![],
+                    source: Some(peer.ip().to_string()),
+                },
             )
             .reason("rate limited"),
         )
         .await?;
         tx.commit().await?;
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many login attempts from this address; wait a minute"));
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many login attempts from this address; wait a minute",
+        ));
     }
-    if body.username.is_empty() || body.username.len() > 64 || !body.username.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b)) {
-        return Err(ApiError::field("username", "1-64 letters, digits, `-`, `_`, `.` or `@`"));
+    if body.username.is_empty()
+        || body.username.len() > 64
+        || !body
+            .username
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+    {
+        return Err(ApiError::field(
+            "username",
+            "1-64 letters, digits, `-`, `_`, `.` or `@`",
+        ));
     }
     let user = UserRecord {
         id: new_id(IdKind::User),
@@ -121,5 +157,9 @@ pub async fn dev_login(
 }
 
 pub async fn whoami(State(state): State<AppState>, principal: Principal) -> Json<UserInfo> {
-    Json(user_info(&state, &principal.user, Some(principal.token_expires_at)))
+    Json(user_info(
+        &state,
+        &principal.user,
+        Some(principal.token_expires_at),
+    ))
 }

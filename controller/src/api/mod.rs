@@ -36,19 +36,31 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/targets", get(targets::list).post(targets::create))
         .route(
             "/v1/targets/{id}",
-            get(targets::get).patch(targets::update).delete(targets::delete),
+            get(targets::get)
+                .patch(targets::update)
+                .delete(targets::delete),
         )
-        .route("/v1/targets/{id}/authorize-session", post(sessions::authorize_session))
+        .route(
+            "/v1/targets/{id}/authorize-session",
+            post(sessions::authorize_session),
+        )
         .route("/v1/sessions", get(sessions::list))
         .route("/v1/sessions/{id}", get(sessions::get))
         .route("/v1/sessions/{id}/cancel", post(sessions::cancel))
         .route("/v1/workers", get(workers::list))
         .route("/v1/workers/join-tokens", post(workers::create_join_token))
-        .route("/v1/workers/{id}", get(workers::get).delete(workers::delete))
+        .route(
+            "/v1/workers/{id}",
+            get(workers::get).delete(workers::delete),
+        )
         .route("/v1/policy/reload", post(policy::reload))
         .route("/v1/audit", get(audit::list))
         .fallback(|| async {
-            error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such API route; see docs/api.md")
+            error::ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such API route; see docs/api.md",
+            )
         })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -81,7 +93,12 @@ pub async fn serve(
         let span = tracing::debug_span!("api_connection", client.addr = %peer);
         tokio::spawn(
             async move {
-                let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+                let tls = match tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    acceptor.accept(tcp),
+                )
+                .await
+                {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(err)) => {
                         tracing::debug!(error = %err, "TLS handshake failed");
@@ -89,16 +106,21 @@ pub async fn serve(
                     }
                     Err(_) => return,
                 };
-                let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(PeerAddr(peer));
-                    let span = tracing::info_span!(
-                        "request",
-                        method = %req.method(),
-                        path = %req.uri().path(),
-                        client.addr = %peer,
-                    );
-                    router.clone().oneshot(req.map(axum::body::Body::new)).instrument(span)
-                });
+                let service = hyper::service::service_fn(
+                    move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(PeerAddr(peer));
+                        let span = tracing::info_span!(
+                            "request",
+                            method = %req.method(),
+                            path = %req.uri().path(),
+                            client.addr = %peer,
+                        );
+                        router
+                            .clone()
+                            .oneshot(req.map(axum::body::Body::new))
+                            .instrument(span)
+                    },
+                );
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let conn = builder.serve_connection(TokioIo::new(tls), service);
                 tokio::pin!(conn);

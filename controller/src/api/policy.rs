@@ -8,7 +8,10 @@ use super::error::ApiError;
 use super::extract::Principal;
 use crate::state::AppState;
 
-pub async fn reload(State(state): State<AppState>, principal: Principal) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn reload(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<serde_json::Value>, ApiError> {
     principal.require(Permission::PolicyReload)?;
     match crate::policy_file::reload(&state, principal.actor()).await {
         Ok(outcome) => Ok(Json(serde_json::json!({

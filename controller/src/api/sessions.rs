@@ -22,13 +22,19 @@ pub async fn authorize_session(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AuthorizeSession>,
 ) -> Result<(StatusCode, Json<SessionAuthorization>), ApiError> {
-    let spki = portcullis_proto::keys::unb64(&body.client_public_key)
-        .map_err(|_| ApiError::field("client_public_key", "must be base64url DER SubjectPublicKeyInfo"))?;
+    let spki = portcullis_proto::keys::unb64(&body.client_public_key).map_err(|_| {
+        ApiError::field(
+            "client_public_key",
+            "must be base64url DER SubjectPublicKeyInfo",
+        )
+    })?;
     portcullis_proto::keys::ed25519_from_spki(&spki)
         .map_err(|e| ApiError::field("client_public_key", e.to_string()))?;
     let target = {
         let mut conn = state.store.conn().await?;
-        targets::find(&mut conn, &id).await?.ok_or_else(|| ApiError::not_found("target", &id))?
+        targets::find(&mut conn, &id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("target", &id))?
     };
     let auth = authorize::authorize(&state, &principal, target, &spki).await?;
     Ok((StatusCode::CREATED, Json(auth)))
@@ -47,11 +53,22 @@ fn conn_to_api(c: &ConnectionRecord) -> Connection {
     }
 }
 
-async fn to_api(state: &AppState, s: &SessionRecord, with_connections: bool) -> Result<Session, ApiError> {
+async fn to_api(
+    state: &AppState,
+    s: &SessionRecord,
+    with_connections: bool,
+) -> Result<Session, ApiError> {
     let mut conn = state.store.conn().await?;
-    let username = users::get(&mut conn, &s.user_id).await?.map(|u| u.username).unwrap_or_default();
+    let username = users::get(&mut conn, &s.user_id)
+        .await?
+        .map(|u| u.username)
+        .unwrap_or_default();
     let connections = if with_connections {
-        rows::connections(&mut conn, &s.id).await?.iter().map(conn_to_api).collect()
+        rows::connections(&mut conn, &s.id)
+            .await?
+            .iter()
+            .map(conn_to_api)
+            .collect()
     } else {
         vec![]
     };
@@ -98,10 +115,17 @@ pub async fn list(
     Ok(Json(List { items }))
 }
 
-async fn visible(state: &AppState, principal: &Principal, id: &str, any: Permission) -> Result<SessionRecord, ApiError> {
+async fn visible(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    any: Permission,
+) -> Result<SessionRecord, ApiError> {
     let session = {
         let mut conn = state.store.conn().await?;
-        rows::get(&mut conn, id).await?.ok_or_else(|| ApiError::not_found("session", id))?
+        rows::get(&mut conn, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("session", id))?
     };
     if session.user_id != principal.user.id {
         principal.require(any)?;
@@ -127,7 +151,9 @@ pub async fn cancel(
     lifecycle::end_session(&state, &session.id, reason::CANCELED, principal.actor()).await?;
     let session = {
         let mut conn = state.store.conn().await?;
-        rows::get(&mut conn, &id).await?.ok_or_else(|| ApiError::not_found("session", &id))?
+        rows::get(&mut conn, &id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("session", &id))?
     };
     Ok(Json(to_api(&state, &session, true).await?))
 }

@@ -36,18 +36,28 @@ pub fn to_api(t: &TargetRecord) -> Target {
 fn check_name(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         && !crate::ids::looks_like(IdKind::Target, name);
     if ok {
         Ok(())
     } else {
-        Err(ApiError::field("name", "a target name is 1-64 letters, digits, `-`, `_` or `.`, e.g. web-01"))
+        Err(ApiError::field(
+            "name",
+            "a target name is 1-64 letters, digits, `-`, `_` or `.`, e.g. web-01",
+        ))
     }
 }
 
 /// Checks `HOST:PORT` (a name, an IPv4 address, or `[IPv6]`).
 pub fn check_address(address: &str) -> Result<(), ApiError> {
-    let bad = || ApiError::field("address", format!("{address:?} is not HOST:PORT (e.g. 10.20.0.5:22 or web-01.lan:22)"));
+    let bad = || {
+        ApiError::field(
+            "address",
+            format!("{address:?} is not HOST:PORT (e.g. 10.20.0.5:22 or web-01.lan:22)"),
+        )
+    };
     let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
     let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
@@ -55,7 +65,9 @@ pub fn check_address(address: &str) -> Result<(), ApiError> {
     } else {
         !host.is_empty()
             && host.len() <= 253
-            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
     };
     if port == 0 || !host_ok {
         return Err(bad());
@@ -65,14 +77,20 @@ pub fn check_address(address: &str) -> Result<(), ApiError> {
 
 fn check_optional_label(field: &str, value: &Option<String>) -> Result<(), ApiError> {
     match value {
-        Some(v) if v.is_empty() || v.len() > 64 => Err(ApiError::field(field, format!("`{field}` must be 1-64 characters"))),
+        Some(v) if v.is_empty() || v.len() > 64 => Err(ApiError::field(
+            field,
+            format!("`{field}` must be 1-64 characters"),
+        )),
         _ => Ok(()),
     }
 }
 
 fn check_max(secs: u64) -> Result<i64, ApiError> {
     if secs == 0 || secs > MAX_SESSION_SECS {
-        return Err(ApiError::field("max_session_secs", "must be between 1 second and 30 days"));
+        return Err(ApiError::field(
+            "max_session_secs",
+            "must be between 1 second and 30 days",
+        ));
     }
     Ok(clock::to_i64(secs))
 }
@@ -84,7 +102,10 @@ fn check_record(t: &TargetRecord) -> Result<(), ApiError> {
     check_optional_label("service", &t.service)?;
     check_optional_label("pool", &t.pool)?;
     if t.tags.len() > 32 || t.tags.iter().any(|tag| tag.is_empty() || tag.len() > 64) {
-        return Err(ApiError::field("tags", "at most 32 tags of 1-64 characters"));
+        return Err(ApiError::field(
+            "tags",
+            "at most 32 tags of 1-64 characters",
+        ));
     }
     Ok(())
 }
@@ -105,7 +126,10 @@ pub async fn create(
         vmid: body.vmid,
         tags: body.tags,
         pool: body.pool,
-        max_session_secs: check_max(body.max_session_secs.unwrap_or(state.config.session_default_max.as_secs()))?,
+        max_session_secs: check_max(
+            body.max_session_secs
+                .unwrap_or(state.config.session_default_max.as_secs()),
+        )?,
         connection_limit: i64::from(body.connection_limit.unwrap_or(0)),
         created_at: now,
         updated_at: now,
@@ -113,9 +137,11 @@ pub async fn create(
     check_record(&record)?;
     let mut tx = state.store.begin().await?;
     rows::insert(&mut tx, &record).await.map_err(|e| match e {
-        crate::store::StoreError::Conflict(_) => {
-            ApiError::new(StatusCode::CONFLICT, "conflict", format!("a target named {:?} already exists", record.name))
-        }
+        crate::store::StoreError::Conflict(_) => ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("a target named {:?} already exists", record.name),
+        ),
         other => other.into(),
     })?;
     audit::record(
@@ -129,7 +155,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(to_api(&record))))
 }
 
-pub async fn list(State(state): State<AppState>, _principal: Principal) -> Result<Json<List<Target>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    _principal: Principal,
+) -> Result<Json<List<Target>>, ApiError> {
     let mut conn = state.store.conn().await?;
     let items = rows::list(&mut conn).await?.iter().map(to_api).collect();
     Ok(Json(List { items }))
@@ -141,7 +170,9 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Target>, ApiError> {
     let mut conn = state.store.conn().await?;
-    let target = rows::find(&mut conn, &id).await?.ok_or_else(|| ApiError::not_found("target", &id))?;
+    let target = rows::find(&mut conn, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("target", &id))?;
     Ok(Json(to_api(&target)))
 }
 
@@ -153,7 +184,9 @@ pub async fn update(
 ) -> Result<Json<Target>, ApiError> {
     principal.require(Permission::TargetsAdmin)?;
     let mut tx = state.store.begin().await?;
-    let mut t = rows::find(&mut tx, &id).await?.ok_or_else(|| ApiError::not_found("target", &id))?;
+    let mut t = rows::find(&mut tx, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("target", &id))?;
     if let Some(v) = body.name {
         t.name = v;
     }
@@ -202,7 +235,9 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     principal.require(Permission::TargetsAdmin)?;
     let mut tx = state.store.begin().await?;
-    let t = rows::find(&mut tx, &id).await?.ok_or_else(|| ApiError::not_found("target", &id))?;
+    let t = rows::find(&mut tx, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("target", &id))?;
     rows::delete(&mut tx, &t.id).await?;
     audit::record(
         &mut tx,

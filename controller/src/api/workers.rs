@@ -13,8 +13,8 @@ use crate::audit::{self, AuditEvent};
 use crate::clock;
 use crate::sessions::lifecycle;
 use crate::state::AppState;
-use crate::store::workers::{self as rows, WorkerRecord};
 use crate::store::sessions as session_rows;
+use crate::store::workers::{self as rows, WorkerRecord};
 
 fn to_api(w: &WorkerRecord) -> Worker {
     Worker {
@@ -29,10 +29,15 @@ fn to_api(w: &WorkerRecord) -> Worker {
     }
 }
 
-pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<List<Worker>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<List<Worker>>, ApiError> {
     principal.require(Permission::WorkersAdmin)?;
     let mut conn = state.store.conn().await?;
-    Ok(Json(List { items: rows::list(&mut conn).await?.iter().map(to_api).collect() }))
+    Ok(Json(List {
+        items: rows::list(&mut conn).await?.iter().map(to_api).collect(),
+    }))
 }
 
 pub async fn get(
@@ -42,7 +47,9 @@ pub async fn get(
 ) -> Result<Json<Worker>, ApiError> {
     principal.require(Permission::WorkersAdmin)?;
     let mut conn = state.store.conn().await?;
-    let w = rows::find(&mut conn, &id).await?.ok_or_else(|| ApiError::not_found("worker", &id))?;
+    let w = rows::find(&mut conn, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("worker", &id))?;
     Ok(Json(to_api(&w)))
 }
 
@@ -55,7 +62,9 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     principal.require(Permission::WorkersAdmin)?;
     let mut tx = state.store.begin().await?;
-    let w = rows::find(&mut tx, &id).await?.ok_or_else(|| ApiError::not_found("worker", &id))?;
+    let w = rows::find(&mut tx, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("worker", &id))?;
     rows::mark_deleted(&mut tx, &w.id).await?;
     audit::record(
         &mut tx,
@@ -81,12 +90,17 @@ pub async fn create_join_token(
     ApiJson(body): ApiJson<CreateJoinToken>,
 ) -> Result<(StatusCode, Json<JoinToken>), ApiError> {
     principal.require(Permission::WorkersAdmin)?;
-    let ttl = body.ttl_secs.unwrap_or(state.config.join_token_ttl.as_secs());
+    let ttl = body
+        .ttl_secs
+        .unwrap_or(state.config.join_token_ttl.as_secs());
     if ttl == 0 || ttl > 86_400 {
-        return Err(ApiError::field("ttl_secs", "must be between 1 and 86400 seconds"));
+        return Err(ApiError::field(
+            "ttl_secs",
+            "must be between 1 and 86400 seconds",
+        ));
     }
     let (token, expires_at) =
-        crate::enrolment::issue_join_token(&state.store, &state.keys, Some(principal.actor()), ttl).await?;
+        crate::enrolment::issue_join_token(&state.store, &state.keys, Some(principal.actor()), ttl)
+            .await?;
     Ok((StatusCode::CREATED, Json(JoinToken { token, expires_at })))
 }
-

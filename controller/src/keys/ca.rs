@@ -46,7 +46,9 @@ pub fn self_signed_ca(kid: &str, pkcs8: &[u8]) -> Result<String, KeyError> {
     let key = key_pair(pkcs8)?;
     let mut params = ca_params(kid);
     set_validity(&mut params, CA_LIFETIME);
-    let cert = params.self_signed(&key).map_err(|e| KeyError::Crypto(e.to_string()))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| KeyError::Crypto(e.to_string()))?;
     Ok(cert.pem())
 }
 
@@ -81,34 +83,49 @@ impl CertificateAuthority {
     }
 
     /// Issues a certificate for `spki_der` (a DER SubjectPublicKeyInfo).
-    pub fn issue(&self, spki_der: &[u8], leaf: Leaf<'_>, lifetime: Duration) -> Result<String, KeyError> {
+    pub fn issue(
+        &self,
+        spki_der: &[u8],
+        leaf: Leaf<'_>,
+        lifetime: Duration,
+    ) -> Result<String, KeyError> {
         let public = Ed25519Public(
-            portcullis_proto::keys::ed25519_from_spki(spki_der).map_err(|e| KeyError::Crypto(e.to_string()))?,
+            portcullis_proto::keys::ed25519_from_spki(spki_der)
+                .map_err(|e| KeyError::Crypto(e.to_string()))?,
         );
         let mut params = CertificateParams::default();
         set_validity(&mut params, lifetime);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         match leaf {
             Leaf::Server { names } => {
-                params.distinguished_name.push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+                params.distinguished_name.push(
+                    DnType::CommonName,
+                    names.first().cloned().unwrap_or_default(),
+                );
                 for name in names {
                     let san = match name.parse::<std::net::IpAddr>() {
                         Ok(ip) => SanType::IpAddress(ip),
-                        Err(_) => SanType::DnsName(
-                            name.clone().try_into().map_err(|_| KeyError::Crypto(format!("{name:?} is not a DNS name")))?,
-                        ),
+                        Err(_) => SanType::DnsName(name.clone().try_into().map_err(|_| {
+                            KeyError::Crypto(format!("{name:?} is not a DNS name"))
+                        })?),
                     };
                     params.subject_alt_names.push(san);
                 }
                 params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
             }
             Leaf::Worker { worker_id } => {
-                params.distinguished_name.push(DnType::CommonName, worker_id);
-                params.extended_key_usages =
-                    vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::ServerAuth];
+                params
+                    .distinguished_name
+                    .push(DnType::CommonName, worker_id);
+                params.extended_key_usages = vec![
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                ];
             }
         }
-        let cert = params.signed_by(&public, &self.issuer).map_err(|e| KeyError::Crypto(e.to_string()))?;
+        let cert = params
+            .signed_by(&public, &self.issuer)
+            .map_err(|e| KeyError::Crypto(e.to_string()))?;
         Ok(cert.pem())
     }
 
@@ -118,7 +135,8 @@ impl CertificateAuthority {
         names: &[String],
         lifetime: Duration,
     ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), KeyError> {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(|e| KeyError::Crypto(e.to_string()))?;
+        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)
+            .map_err(|e| KeyError::Crypto(e.to_string()))?;
         let spki = key.subject_public_key_info();
         let pem = self.issue(&spki, Leaf::Server { names }, lifetime)?;
         let leaf = pem_to_der(&pem)?;
@@ -142,7 +160,8 @@ impl PublicKeyData for Ed25519Public {
 
 fn pem_to_der(pem: &str) -> Result<CertificateDer<'static>, KeyError> {
     use rustls_pki_types::pem::PemObject as _;
-    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| KeyError::Crypto(format!("bad certificate PEM: {e}")))
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| KeyError::Crypto(format!("bad certificate PEM: {e}")))
 }
 
 #[cfg(test)]
@@ -157,7 +176,13 @@ mod tests {
         let ca = CertificateAuthority::new("k_1", &Secret::new(pkcs8), &ca_pem).unwrap();
         let worker = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
         let spki = worker.subject_public_key_info();
-        let pem = ca.issue(&spki, Leaf::Worker { worker_id: "w_1" }, Duration::from_secs(60)).unwrap();
+        let pem = ca
+            .issue(
+                &spki,
+                Leaf::Worker { worker_id: "w_1" },
+                Duration::from_secs(60),
+            )
+            .unwrap();
         let der = pem_to_der(&pem).unwrap();
         let cert = webpki::EndEntityCert::try_from(&der).unwrap();
         assert_eq!(cert.subject_public_key_info().as_ref(), spki.as_slice());

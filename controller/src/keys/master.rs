@@ -30,13 +30,18 @@ impl MasterKey {
         }
         let unbound = UnboundKey::new(&AES_256_GCM, &bytes)
             .map_err(|_| KeyError::MasterKey("cannot use the master key".into()))?;
-        Ok(MasterKey { key: LessSafeKey::new(unbound) })
+        Ok(MasterKey {
+            key: LessSafeKey::new(unbound),
+        })
     }
 
     /// Reads a master key file.
     pub fn from_file(path: &std::path::Path) -> Result<MasterKey, KeyError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            KeyError::MasterKey(format!("cannot read master key file {}: {e}", path.display()))
+            KeyError::MasterKey(format!(
+                "cannot read master key file {}: {e}",
+                path.display()
+            ))
         })?;
         Self::from_hex(&Secret::new(text))
     }
@@ -59,7 +64,11 @@ impl MasterKey {
             .map_err(|_| KeyError::Crypto("no system randomness".into()))?;
         let mut buf = plain.to_vec();
         self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context.as_bytes()), &mut buf)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(context.as_bytes()),
+                &mut buf,
+            )
             .map_err(|_| KeyError::Crypto("sealing failed".into()))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
@@ -71,7 +80,8 @@ impl MasterKey {
             return Err(KeyError::Unseal(context.to_owned()));
         }
         let (nonce, body) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyError::Unseal(context.to_owned()))?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| KeyError::Unseal(context.to_owned()))?;
         let mut buf = body.to_vec();
         let plain = self
             .key

@@ -23,7 +23,9 @@ pub use master::MasterKey;
 pub enum KeyError {
     #[error("{0}")]
     MasterKey(String),
-    #[error("cannot unseal key {0}: the master key does not match the one the keyset was sealed with")]
+    #[error(
+        "cannot unseal key {0}: the master key does not match the one the keyset was sealed with"
+    )]
     Unseal(String),
     #[error("key operation failed: {0}")]
     Crypto(String),
@@ -45,7 +47,12 @@ pub enum Purpose {
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 4] = [Purpose::Grant, Purpose::TlsCa, Purpose::SshCa, Purpose::Audit];
+    pub const ALL: [Purpose; 4] = [
+        Purpose::Grant,
+        Purpose::TlsCa,
+        Purpose::SshCa,
+        Purpose::Audit,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -86,12 +93,20 @@ const CACHE_TTL: Duration = Duration::from_secs(2);
 pub struct Keyset {
     store: Store,
     master: Arc<MasterKey>,
-    cache: Arc<RwLock<HashMap<Purpose, (Instant, Arc<(ActiveKey, Vec<PublicKey>)>)>>>,
+    cache: Arc<RwLock<KeyCache>>,
 }
+
+/// The active key of a purpose with every key accepted for verification.
+type LoadedKeys = (ActiveKey, Vec<PublicKey>);
+type KeyCache = HashMap<Purpose, (Instant, Arc<LoadedKeys>)>;
 
 impl Keyset {
     pub fn new(store: Store, master: MasterKey) -> Keyset {
-        Keyset { store, master: Arc::new(master), cache: Arc::default() }
+        Keyset {
+            store,
+            master: Arc::new(master),
+            cache: Arc::default(),
+        }
     }
 
     /// Creates the active key of every purpose that has none (first start). Safe when several
@@ -103,15 +118,17 @@ impl Keyset {
             let usable = key_rows::usable(&mut tx, purpose.as_str()).await?;
             if let Some(existing) = usable.first() {
                 // Fails early, with a clear message, when the master key changed.
-                self.master.open(&context(&existing.id, purpose), &existing.sealed_private)?;
+                self.master
+                    .open(&context(&existing.id, purpose), &existing.sealed_private)?;
             }
             if !usable.iter().any(|k| k.state == "active") {
                 let record = self.generate(purpose)?;
                 key_rows::insert(&mut tx, &record).await?;
                 audit::record(
                     &mut tx,
-                    AuditEvent::new(audit::kind::KEY_CREATED, Actor::system())
-                        .details(serde_json::json!({"key_id": record.id, "purpose": purpose.as_str()})),
+                    AuditEvent::new(audit::kind::KEY_CREATED, Actor::system()).details(
+                        serde_json::json!({"key_id": record.id, "purpose": purpose.as_str()}),
+                    ),
                 )
                 .await?;
             }
@@ -142,7 +159,7 @@ impl Keyset {
         })
     }
 
-    async fn load(&self, purpose: Purpose) -> Result<Arc<(ActiveKey, Vec<PublicKey>)>, KeyError> {
+    async fn load(&self, purpose: Purpose) -> Result<Arc<LoadedKeys>, KeyError> {
         if let Some((at, entry)) = self.cache.read().await.get(&purpose) {
             if at.elapsed() < CACHE_TTL {
                 return Ok(entry.clone());
@@ -154,7 +171,9 @@ impl Keyset {
             .iter()
             .find(|k| k.state == "active")
             .ok_or(KeyError::Missing(purpose.as_str()))?;
-        let pkcs8 = self.master.open(&context(&active.id, purpose), &active.sealed_private)?;
+        let pkcs8 = self
+            .master
+            .open(&context(&active.id, purpose), &active.sealed_private)?;
         let entry = Arc::new((
             ActiveKey {
                 id: active.id.clone(),
@@ -163,10 +182,17 @@ impl Keyset {
                 certificate: active.certificate.clone(),
             },
             rows.iter()
-                .map(|k| PublicKey { id: k.id.clone(), state: k.state.clone(), public_key: k.public_key.clone() })
+                .map(|k| PublicKey {
+                    id: k.id.clone(),
+                    state: k.state.clone(),
+                    public_key: k.public_key.clone(),
+                })
                 .collect(),
         ));
-        self.cache.write().await.insert(purpose, (Instant::now(), entry.clone()));
+        self.cache
+            .write()
+            .await
+            .insert(purpose, (Instant::now(), entry.clone()));
         Ok(entry)
     }
 
@@ -183,7 +209,10 @@ impl Keyset {
     /// The TLS certificate authority.
     pub async fn certificate_authority(&self) -> Result<ca::CertificateAuthority, KeyError> {
         let key = self.active(Purpose::TlsCa).await?;
-        let cert = key.certificate.as_deref().ok_or(KeyError::Missing("tls-ca certificate"))?;
+        let cert = key
+            .certificate
+            .as_deref()
+            .ok_or(KeyError::Missing("tls-ca certificate"))?;
         ca::CertificateAuthority::new(&key.id, &key.pkcs8, cert)
     }
 

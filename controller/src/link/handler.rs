@@ -1,10 +1,10 @@
 //! What the controller does with each request a worker sends on the link.
 
 use portcullis_proto::api::{JoinRequest, JoinResponse};
+use portcullis_proto::grant::GrantKey;
 use portcullis_proto::link::{
     AdmitFirst, ConnectionEvent, ConnectionEventKind, Hello, Request, Response, SessionEnd, Sync,
 };
-use portcullis_proto::grant::GrantKey;
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::clock;
@@ -15,7 +15,9 @@ use crate::state::AppState;
 use crate::store::{join_tokens, sessions as session_rows, workers as worker_rows, StoreError};
 
 fn error(message: impl Into<String>) -> Response {
-    Response::Error { message: message.into() }
+    Response::Error {
+        message: message.into(),
+    }
 }
 
 fn store_error(err: StoreError) -> Response {
@@ -24,9 +26,16 @@ fn store_error(err: StoreError) -> Response {
 }
 
 /// Dispatches a request from a linked worker.
-pub async fn handle(state: &AppState, worker_id: &str, proxy_addr: &str, request: Request) -> Response {
+pub async fn handle(
+    state: &AppState,
+    worker_id: &str,
+    proxy_addr: &str,
+    request: Request,
+) -> Response {
     match request {
-        Request::Heartbeat { live_sessions } => sync(state, worker_id, proxy_addr, &live_sessions).await,
+        Request::Heartbeat { live_sessions } => {
+            sync(state, worker_id, proxy_addr, &live_sessions).await
+        }
         Request::AdmitFirst(admit) => admit_first(state, worker_id, admit).await,
         Request::Events { events } => apply_events(state, worker_id, events).await,
         Request::RenewCertificate => renew(state, worker_id).await,
@@ -57,10 +66,16 @@ pub async fn hello(state: &AppState, spki: &[u8], hello: &Hello) -> Response {
     };
     let fingerprint = portcullis_proto::keys::spki_fingerprint(spki);
     match worker {
-        Some(w) if w.id == hello.worker_id && w.key_fingerprint == fingerprint && w.state == worker_rows::ACTIVE => {
+        Some(w)
+            if w.id == hello.worker_id
+                && w.key_fingerprint == fingerprint
+                && w.state == worker_rows::ACTIVE =>
+        {
             sync(state, &w.id, &hello.proxy_addr, &hello.live_sessions).await
         }
-        Some(w) if w.state != worker_rows::ACTIVE => error("this worker has been deleted; enrol it again with a new join token"),
+        Some(w) if w.state != worker_rows::ACTIVE => {
+            error("this worker has been deleted; enrol it again with a new join token")
+        }
         _ => error("unknown worker or a certificate that is not this worker's"),
     }
 }
@@ -82,7 +97,10 @@ async fn sync(state: &AppState, worker_id: &str, proxy_addr: &str, live: &[Strin
     let mut ended: Vec<SessionEnd> = states
         .into_iter()
         .filter(|(_, state, _)| state == session_rows::TERMINATED)
-        .map(|(id, _, reason)| SessionEnd { session_id: id, reason: reason.unwrap_or_else(|| "terminated".into()) })
+        .map(|(id, _, reason)| SessionEnd {
+            session_id: id,
+            reason: reason.unwrap_or_else(|| "terminated".into()),
+        })
         .collect();
     // Sessions the store does not know are not allowed to continue.
     for id in live {
@@ -92,14 +110,20 @@ async fn sync(state: &AppState, worker_id: &str, proxy_addr: &str, live: &[Strin
                 Err(_) => true,
             };
             if !known {
-                ended.push(SessionEnd { session_id: id.clone(), reason: "unknown_session".into() });
+                ended.push(SessionEnd {
+                    session_id: id.clone(),
+                    reason: "unknown_session".into(),
+                });
             }
         }
     }
     let grant_keys = match state.keys.verification_keys(Purpose::Grant).await {
         Ok(keys) => keys
             .into_iter()
-            .map(|k| GrantKey { kid: k.id, public_key: portcullis_proto::keys::b64(&k.public_key) })
+            .map(|k| GrantKey {
+                kid: k.id,
+                public_key: portcullis_proto::keys::b64(&k.public_key),
+            })
             .collect(),
         Err(e) => return error(format!("keyset unavailable: {e}")),
     };
@@ -150,11 +174,16 @@ fn refusal(session: Option<&session_rows::SessionRecord>, worker_id: &str, now: 
     match session {
         None => "unknown session".into(),
         Some(s) if s.state == session_rows::TERMINATED => {
-            format!("session ended: {}", s.termination_reason.as_deref().unwrap_or("terminated"))
+            format!(
+                "session ended: {}",
+                s.termination_reason.as_deref().unwrap_or("terminated")
+            )
         }
         Some(s) if s.worker_id != worker_id => "the session belongs to another worker".into(),
         Some(s) if s.expires_at <= now => "session expired".into(),
-        Some(s) if s.connection_limit > 0 && s.connections_count >= s.connection_limit => "connection limit reached".into(),
+        Some(s) if s.connection_limit > 0 && s.connections_count >= s.connection_limit => {
+            "connection limit reached".into()
+        }
         Some(_) => "admitted".into(),
     }
 }
@@ -173,7 +202,11 @@ async fn apply_events(state: &AppState, worker_id: &str, events: Vec<ConnectionE
     Response::EventsAck { event_ids: acked }
 }
 
-async fn apply_event(state: &AppState, worker_id: &str, event: &ConnectionEvent) -> Result<(), StoreError> {
+async fn apply_event(
+    state: &AppState,
+    worker_id: &str,
+    event: &ConnectionEvent,
+) -> Result<(), StoreError> {
     let at = clock::to_i64(event.at);
     let mut tx = state.store.begin().await?;
     let Some(session) = session_rows::get(&mut tx, &event.session_id).await? else {
@@ -185,8 +218,20 @@ async fn apply_event(state: &AppState, worker_id: &str, event: &ConnectionEvent)
     }
     let mut limit_reached = false;
     match &event.kind {
-        ConnectionEventKind::Opened { client_addr, endpoint } => {
-            if session_rows::connection_opened(&mut tx, &event.session_id, worker_id, &event.connection_id, client_addr, at).await? {
+        ConnectionEventKind::Opened {
+            client_addr,
+            endpoint,
+        } => {
+            if session_rows::connection_opened(
+                &mut tx,
+                &event.session_id,
+                worker_id,
+                &event.connection_id,
+                client_addr,
+                at,
+            )
+            .await?
+            {
                 audit::record(
                     &mut tx,
                     AuditEvent::new(audit::kind::CONNECTION_OPENED, Actor::worker(worker_id))
@@ -197,10 +242,25 @@ async fn apply_event(state: &AppState, worker_id: &str, event: &ConnectionEvent)
                 .await?;
             }
         }
-        ConnectionEventKind::Closed { bytes_up, bytes_down, reason } => {
+        ConnectionEventKind::Closed {
+            bytes_up,
+            bytes_down,
+            reason,
+        } => {
             let up = clock::to_i64(*bytes_up);
             let down = clock::to_i64(*bytes_down);
-            if session_rows::connection_closed(&mut tx, &event.session_id, worker_id, &event.connection_id, up, down, reason, at).await? {
+            if session_rows::connection_closed(
+                &mut tx,
+                &event.session_id,
+                worker_id,
+                &event.connection_id,
+                up,
+                down,
+                reason,
+                at,
+            )
+            .await?
+            {
                 audit::record(
                     &mut tx,
                     AuditEvent::new(audit::kind::CONNECTION_CLOSED, Actor::worker(worker_id))
@@ -222,7 +282,13 @@ async fn apply_event(state: &AppState, worker_id: &str, event: &ConnectionEvent)
     }
     tx.commit().await?;
     if limit_reached {
-        crate::sessions::lifecycle::end_session(state, &event.session_id, portcullis_proto::link::reason::CONNECTION_LIMIT, Actor::worker(worker_id)).await?;
+        crate::sessions::lifecycle::end_session(
+            state,
+            &event.session_id,
+            portcullis_proto::link::reason::CONNECTION_LIMIT,
+            Actor::worker(worker_id),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -237,17 +303,32 @@ async fn renew(state: &AppState, worker_id: &str) -> Response {
             .ok_or("worker is not active")?;
         drop(conn);
         let spki = worker_spki(state, &worker.id).await?;
-        let ca = state.keys.certificate_authority().await.map_err(|e| e.to_string())?;
-        let lifetime = state.config.worker_cert_lifetime;
-        let pem = ca.issue(&spki, Leaf::Worker { worker_id }, lifetime).map_err(|e| e.to_string())?;
-        let expires_at = clock::now() + lifetime.as_secs();
-        let mut tx = state.store.begin().await.map_err(|e| e.to_string())?;
-        worker_rows::set_cert_expiry(&mut tx, worker_id, clock::to_i64(expires_at)).await.map_err(|e| e.to_string())?;
-        audit::record(&mut tx, AuditEvent::new(audit::kind::WORKER_CERT_RENEWED, Actor::worker(worker_id)).details(serde_json::json!({"expires_at": expires_at})))
+        let ca = state
+            .keys
+            .certificate_authority()
             .await
             .map_err(|e| e.to_string())?;
+        let lifetime = state.config.worker_cert_lifetime;
+        let pem = ca
+            .issue(&spki, Leaf::Worker { worker_id }, lifetime)
+            .map_err(|e| e.to_string())?;
+        let expires_at = clock::now() + lifetime.as_secs();
+        let mut tx = state.store.begin().await.map_err(|e| e.to_string())?;
+        worker_rows::set_cert_expiry(&mut tx, worker_id, clock::to_i64(expires_at))
+            .await
+            .map_err(|e| e.to_string())?;
+        audit::record(
+            &mut tx,
+            AuditEvent::new(audit::kind::WORKER_CERT_RENEWED, Actor::worker(worker_id))
+                .details(serde_json::json!({"expires_at": expires_at})),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         tx.commit().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(Response::Certificate { cert_pem: pem, expires_at })
+        Ok::<_, String>(Response::Certificate {
+            cert_pem: pem,
+            expires_at,
+        })
     }
     .await;
     result.unwrap_or_else(error)
@@ -272,7 +353,13 @@ pub async fn join(state: &AppState, join: JoinRequest) -> Response {
         Ok(spki) if portcullis_proto::keys::ed25519_from_spki(&spki).is_ok() => spki,
         _ => return error("public_key must be a base64url DER Ed25519 SubjectPublicKeyInfo"),
     };
-    if join.name.is_empty() || join.name.len() > 64 || !join.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+    if join.name.is_empty()
+        || join.name.len() > 64
+        || !join
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
         return error("worker name must be 1-64 letters, digits, `-`, `_` or `.`");
     }
     let ca = match state.keys.certificate_authority().await {
@@ -281,7 +368,13 @@ pub async fn join(state: &AppState, join: JoinRequest) -> Response {
     };
     let worker_id = new_id(IdKind::Worker);
     let lifetime = state.config.worker_cert_lifetime;
-    let cert_pem = match ca.issue(&spki, Leaf::Worker { worker_id: &worker_id }, lifetime) {
+    let cert_pem = match ca.issue(
+        &spki,
+        Leaf::Worker {
+            worker_id: &worker_id,
+        },
+        lifetime,
+    ) {
         Ok(pem) => pem,
         Err(e) => return error(e.to_string()),
     };

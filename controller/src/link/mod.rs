@@ -33,21 +33,29 @@ pub fn tls_config(ca: &CertificateAuthority) -> Result<Arc<rustls::ServerConfig>
         Duration::from_secs(30 * 24 * 3600),
     )?;
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.cert_der.clone()).map_err(|e| KeyError::Crypto(e.to_string()))?;
+    roots
+        .add(ca.cert_der.clone())
+        .map_err(|e| KeyError::Crypto(e.to_string()))?;
     let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
         .allow_unauthenticated()
         .build()
         .map_err(|e| KeyError::Crypto(e.to_string()))?;
-    let mut config = rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| KeyError::Crypto(e.to_string()))?;
+    let mut config =
+        rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .map_err(|e| KeyError::Crypto(e.to_string()))?;
     config.alpn_protocols = vec![link::ALPN.to_vec()];
     Ok(Arc::new(config))
 }
 
 /// Accepts worker links until `shutdown`.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: AppState, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: AppState,
+    shutdown: CancellationToken,
+) {
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -74,14 +82,20 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state:
     }
 }
 
-type LinkStream = Framed<tokio_rustls::server::TlsStream<TcpStream>, tokio_util::codec::LengthDelimitedCodec>;
+type LinkStream =
+    Framed<tokio_rustls::server::TlsStream<TcpStream>, tokio_util::codec::LengthDelimitedCodec>;
 
 async fn send(stream: &mut LinkStream, frame: &Frame) -> Result<(), String> {
     let bytes = link::encode(frame).map_err(|e| e.to_string())?;
     stream.send(bytes).await.map_err(|e| e.to_string())
 }
 
-async fn run_link(acceptor: TlsAcceptor, tcp: TcpStream, state: AppState, shutdown: CancellationToken) -> Result<(), String> {
+async fn run_link(
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
     let tls = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
         .await
@@ -92,7 +106,11 @@ async fn run_link(acceptor: TlsAcceptor, tcp: TcpStream, state: AppState, shutdo
         .1
         .peer_certificates()
         .and_then(|certs| certs.first())
-        .and_then(|cert| webpki::EndEntityCert::try_from(cert).ok().map(|c| c.subject_public_key_info().as_ref().to_vec()));
+        .and_then(|cert| {
+            webpki::EndEntityCert::try_from(cert)
+                .ok()
+                .map(|c| c.subject_public_key_info().as_ref().to_vec())
+        });
     let mut stream = Framed::new(tls, link::codec());
     let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
         .await
@@ -108,13 +126,24 @@ async fn run_link(acceptor: TlsAcceptor, tcp: TcpStream, state: AppState, shutdo
         // No client certificate: the only thing such a link may do is enrol.
         let response = match request {
             Request::Join(join) => handler::join(&state, join).await,
-            _ => Response::Error { message: "present a worker certificate, or enrol with a join token first".into() },
+            _ => Response::Error {
+                message: "present a worker certificate, or enrol with a join token first".into(),
+            },
         };
         send(&mut stream, &Frame::Response { id, body: response }).await?;
         return Ok(());
     };
     let Request::Hello(hello) = request else {
-        send(&mut stream, &Frame::Response { id, body: Response::Error { message: "the first request must be hello".into() } }).await?;
+        send(
+            &mut stream,
+            &Frame::Response {
+                id,
+                body: Response::Error {
+                    message: "the first request must be hello".into(),
+                },
+            },
+        )
+        .await?;
         return Err("first request was not hello".into());
     };
     let worker_id = hello.worker_id.clone();
@@ -128,7 +157,16 @@ async fn run_link(acceptor: TlsAcceptor, tcp: TcpStream, state: AppState, shutdo
     tracing::info!(proxy.addr = %hello.proxy_addr, "worker linked");
     let (tx, mut rx) = mpsc::channel::<Outgoing>(64);
     let handle = state.links.insert(&worker_id, tx, &spki);
-    let result = serve_requests(&state, &worker_id, &hello.proxy_addr, &mut stream, &mut rx, &handle.closed, &shutdown).await;
+    let result = serve_requests(
+        &state,
+        &worker_id,
+        &hello.proxy_addr,
+        &mut stream,
+        &mut rx,
+        &handle.closed,
+        &shutdown,
+    )
+    .await;
     state.links.remove(&worker_id, handle.generation);
     result
 }

@@ -37,7 +37,10 @@ impl LinkHandle {
     /// Sends a request to the worker and waits for its answer.
     pub async fn request(&self, body: Request, timeout: Duration) -> Result<Response, LinkError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Outgoing { body, reply }).await.map_err(|_| LinkError::Closed)?;
+        self.tx
+            .send(Outgoing { body, reply })
+            .await
+            .map_err(|_| LinkError::Closed)?;
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(Response::Error { message })) => Err(LinkError::Refused(message)),
             Ok(Ok(response)) => Ok(response),
@@ -61,7 +64,9 @@ impl Registry {
 
     /// Registers a new link for a worker, closing any older one.
     pub fn insert(&self, worker_id: &str, tx: mpsc::Sender<Outgoing>, spki: &[u8]) -> LinkHandle {
-        let generation = self.next_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let generation = self
+            .next_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let handle = LinkHandle {
             tx,
             generation,
@@ -79,7 +84,10 @@ impl Registry {
     /// Forgets a link, if it is still the registered one.
     pub fn remove(&self, worker_id: &str, generation: u64) {
         if let Ok(mut map) = self.inner.lock() {
-            if map.get(worker_id).is_some_and(|h| h.generation == generation) {
+            if map
+                .get(worker_id)
+                .is_some_and(|h| h.generation == generation)
+            {
                 map.remove(worker_id);
             }
         }
@@ -100,6 +108,9 @@ impl Registry {
     }
 
     pub fn linked(&self) -> Vec<String> {
-        self.inner.lock().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+        self.inner
+            .lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
     }
 }

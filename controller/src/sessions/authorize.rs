@@ -24,14 +24,26 @@ use crate::store::workers as worker_rows;
 pub async fn resolve(address: &str) -> Result<SocketAddr, ApiError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(address)
         .await
-        .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "resolve_failed", format!("cannot resolve target address {address:?}: {e}")))?
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "resolve_failed",
+                format!("cannot resolve target address {address:?}: {e}"),
+            )
+        })?
         .collect();
     addrs
         .iter()
         .find(|a| a.is_ipv4())
         .or(addrs.first())
         .copied()
-        .ok_or_else(|| ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "resolve_failed", format!("target address {address:?} resolves to nothing")))
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "resolve_failed",
+                format!("target address {address:?} resolves to nothing"),
+            )
+        })
 }
 
 /// Records a denial and returns the 403 that carries its reason.
@@ -72,7 +84,14 @@ pub async fn authorize(
     let now = clock::now();
     let endpoint = resolve(&target.address).await?;
     let Some(policy) = state.policy() else {
-        return Err(deny(state, principal, &target, "no policy is loaded: everything is denied".into(), None).await);
+        return Err(deny(
+            state,
+            principal,
+            &target,
+            "no policy is loaded: everything is denied".into(),
+            None,
+        )
+        .await);
     };
     let request = portcullis_policy::Request {
         source: principal.peer.ip(),
@@ -90,10 +109,18 @@ pub async fn authorize(
     };
     let decision = portcullis_policy::evaluate(&policy, &request, now);
     if decision.outcome != Outcome::Allow {
-        return Err(deny(state, principal, &target, decision.reason.clone(), Some(&decision.policy_hash)).await);
+        return Err(deny(
+            state,
+            principal,
+            &target,
+            decision.reason.clone(),
+            Some(&decision.policy_hash),
+        )
+        .await);
     }
 
-    let heard_after = clock::to_i64(now) - clock::to_i64(state.config.heartbeat_interval.as_secs().max(1) * 3 + 2);
+    let heard_after = clock::to_i64(now)
+        - clock::to_i64(state.config.heartbeat_interval.as_secs().max(1) * 3 + 2);
     let worker = {
         let mut conn = state.store.conn().await?;
         let live = worker_rows::live(&mut conn, heard_after).await?;
@@ -104,7 +131,9 @@ pub async fn authorize(
             .cloned()
     };
     let Some(worker) = worker else {
-        return Err(ApiError::unavailable("no worker is available to carry the session; check `portcullis workers list`"));
+        return Err(ApiError::unavailable(
+            "no worker is available to carry the session; check `portcullis workers list`",
+        ));
     };
 
     let mut max_secs = clock::to_u64(target.max_session_secs);
@@ -114,7 +143,11 @@ pub async fn authorize(
     let expires_at = now + max_secs.max(1);
     let mut limit = u32::try_from(target.connection_limit).unwrap_or(0);
     if let Some(policy_limit) = decision.constraints.connection_limit {
-        limit = if limit == 0 { policy_limit } else { limit.min(policy_limit) };
+        limit = if limit == 0 {
+            policy_limit
+        } else {
+            limit.min(policy_limit)
+        };
     }
     let session_id = new_id(IdKind::Session);
     let client_key_hash = portcullis_proto::keys::spki_fingerprint(client_spki);
@@ -132,7 +165,8 @@ pub async fn authorize(
         exp: expires_at,
     };
     let key = state.keys.active(Purpose::Grant).await?;
-    let grant = grant::sign(&claims, &key.id, key.pkcs8.expose()).map_err(|e| ApiError::internal(e.to_string()))?;
+    let grant = grant::sign(&claims, &key.id, key.pkcs8.expose())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
 
     let record = SessionRecord {
         id: session_id.clone(),

@@ -48,8 +48,15 @@ pub fn notify_worker(state: &AppState, worker_id: &str, session_id: &str, reason
     let Some(link) = state.links.get(worker_id) else {
         return;
     };
-    let end = SessionEnd { session_id: session_id.to_owned(), reason: reason.to_owned() };
-    let span = tracing::info_span!("end_session_push", session.id = session_id, worker.id = worker_id);
+    let end = SessionEnd {
+        session_id: session_id.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let span = tracing::info_span!(
+        "end_session_push",
+        session.id = session_id,
+        worker.id = worker_id
+    );
     tokio::spawn(
         async move {
             if let Err(err) = link.request(Request::EndSession(end), Duration::from_secs(5)).await {
@@ -68,7 +75,14 @@ pub fn arm_expiry(state: &AppState, session_id: String, expires_at: u64) {
         async move {
             let wait = expires_at.saturating_sub(clock::now());
             tokio::time::sleep(Duration::from_secs(wait)).await;
-            if let Err(err) = end_session(&state, &session_id, portcullis_proto::link::reason::EXPIRED, Actor::system()).await {
+            if let Err(err) = end_session(
+                &state,
+                &session_id,
+                portcullis_proto::link::reason::EXPIRED,
+                Actor::system(),
+            )
+            .await
+            {
                 tracing::warn!(error = %err, "could not expire session; the sweeper will retry");
             }
         }

@@ -45,7 +45,10 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
         let mut conn = state.store.conn().await?;
         worker_rows::list(&mut conn).await?
     };
-    for worker in workers.iter().filter(|w| w.last_seen_at.is_some_and(|t| t < lost_before)) {
+    for worker in workers
+        .iter()
+        .filter(|w| w.last_seen_at.is_some_and(|t| t < lost_before))
+    {
         if state.links.get(&worker.id).is_some() {
             continue;
         }

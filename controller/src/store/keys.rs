@@ -37,18 +37,20 @@ fn from_row(row: &AnyRow) -> Result<KeyRecord> {
 }
 
 pub async fn insert(conn: &mut AnyConnection, k: &KeyRecord) -> Result<()> {
-    sqlx::query(&format!("INSERT INTO keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
-        .bind(&k.id)
-        .bind(&k.purpose)
-        .bind(&k.algorithm)
-        .bind(&k.state)
-        .bind(k.created_at)
-        .bind(k.retired_at)
-        .bind(&k.public_key)
-        .bind(&k.sealed_private)
-        .bind(&k.certificate)
-        .execute(conn)
-        .await?;
+    sqlx::query(&format!(
+        "INSERT INTO keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    ))
+    .bind(&k.id)
+    .bind(&k.purpose)
+    .bind(&k.algorithm)
+    .bind(&k.state)
+    .bind(k.created_at)
+    .bind(k.retired_at)
+    .bind(&k.public_key)
+    .bind(&k.sealed_private)
+    .bind(&k.certificate)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -64,9 +66,11 @@ pub async fn usable(conn: &mut AnyConnection, purpose: &str) -> Result<Vec<KeyRe
 }
 
 pub async fn list(conn: &mut AnyConnection) -> Result<Vec<KeyRecord>> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM keys ORDER BY purpose, created_at DESC"))
-        .fetch_all(conn)
-        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM keys ORDER BY purpose, created_at DESC"
+    ))
+    .fetch_all(conn)
+    .await?;
     rows.iter().map(from_row).collect()
 }
 
@@ -81,10 +85,12 @@ pub async fn demote_active(conn: &mut AnyConnection, purpose: &str) -> Result<()
 
 /// Retires a previous key; true if it was `previous`.
 pub async fn retire(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool> {
-    let done = sqlx::query("UPDATE keys SET state = 'retired', retired_at = $2 WHERE id = $1 AND state = 'previous'")
-        .bind(id)
-        .bind(now)
-        .execute(conn)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE keys SET state = 'retired', retired_at = $2 WHERE id = $1 AND state = 'previous'",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected() == 1)
 }

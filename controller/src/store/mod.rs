@@ -115,8 +115,12 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(10))
                     .after_connect(|conn, _| {
                         Box::pin(async move {
-                            sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
-                            sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                            sqlx::query("PRAGMA foreign_keys = ON")
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::query("PRAGMA busy_timeout = 10000")
+                                .execute(&mut *conn)
+                                .await?;
                             Ok(())
                         })
                     })
@@ -157,7 +161,10 @@ impl Store {
             migrations: Cow::Owned(migrations),
             ..Migrator::DEFAULT
         };
-        migrator.run(&self.pool).await.map_err(|e| StoreError::Migrate(e.to_string()))
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -214,4 +221,3 @@ pub(crate) fn to_json_list(items: &[String]) -> String {
 pub(crate) fn from_json_list(text: &str, column: &str) -> Result<Vec<String>> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
-

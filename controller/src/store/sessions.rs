@@ -121,7 +121,11 @@ pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<SessionRec
 }
 
 /// Sessions, newest first; only `user_id`'s when given.
-pub async fn list(conn: &mut AnyConnection, user_id: Option<&str>, limit: i64) -> Result<Vec<SessionRecord>> {
+pub async fn list(
+    conn: &mut AnyConnection,
+    user_id: Option<&str>,
+    limit: i64,
+) -> Result<Vec<SessionRecord>> {
     let rows = match user_id {
         Some(user) => {
             sqlx::query(&format!(
@@ -201,7 +205,8 @@ pub async fn connection_opened(
     client_addr: &str,
     at: i64,
 ) -> Result<bool> {
-    let new = insert_connection(conn, session_id, worker_id, connection_id, client_addr, at).await?;
+    let new =
+        insert_connection(conn, session_id, worker_id, connection_id, client_addr, at).await?;
     if new {
         sqlx::query(
             "UPDATE sessions SET connections_count = connections_count + 1, \
@@ -244,7 +249,10 @@ pub async fn connection_closed(
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn connections(conn: &mut AnyConnection, session_id: &str) -> Result<Vec<ConnectionRecord>> {
+pub async fn connections(
+    conn: &mut AnyConnection,
+    session_id: &str,
+) -> Result<Vec<ConnectionRecord>> {
     let rows = sqlx::query(&format!(
         "SELECT {CONN_COLUMNS} FROM connections WHERE session_id = $1 ORDER BY opened_at, id"
     ))
@@ -255,10 +263,12 @@ pub async fn connections(conn: &mut AnyConnection, session_id: &str) -> Result<V
 }
 
 pub async fn open_connections(conn: &mut AnyConnection, session_id: &str) -> Result<i64> {
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM connections WHERE session_id = $1 AND state = 'open'")
-        .bind(session_id)
-        .fetch_one(conn)
-        .await?;
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM connections WHERE session_id = $1 AND state = 'open'",
+    )
+    .bind(session_id)
+    .fetch_one(conn)
+    .await?;
     Ok(row.try_get("n")?)
 }
 
@@ -278,7 +288,11 @@ pub async fn terminate(conn: &mut AnyConnection, id: &str, reason: &str, now: i6
 
 /// Live sessions that must end now: past their expiry, or pending since before
 /// `pending_before`.
-pub async fn due(conn: &mut AnyConnection, now: i64, pending_before: i64) -> Result<Vec<SessionRecord>> {
+pub async fn due(
+    conn: &mut AnyConnection,
+    now: i64,
+    pending_before: i64,
+) -> Result<Vec<SessionRecord>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM sessions WHERE state <> 'terminated' \
          AND (expires_at <= $1 OR (state = 'pending' AND created_at < $2))"
@@ -291,7 +305,10 @@ pub async fn due(conn: &mut AnyConnection, now: i64, pending_before: i64) -> Res
 }
 
 /// Live sessions carried by a worker.
-pub async fn live_on_worker(conn: &mut AnyConnection, worker_id: &str) -> Result<Vec<SessionRecord>> {
+pub async fn live_on_worker(
+    conn: &mut AnyConnection,
+    worker_id: &str,
+) -> Result<Vec<SessionRecord>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM sessions WHERE worker_id = $1 AND state <> 'terminated'"
     ))
@@ -302,7 +319,10 @@ pub async fn live_on_worker(conn: &mut AnyConnection, worker_id: &str) -> Result
 }
 
 /// The state and termination reason of each id that exists.
-pub async fn states(conn: &mut AnyConnection, ids: &[String]) -> Result<Vec<(String, String, Option<String>)>> {
+pub async fn states(
+    conn: &mut AnyConnection,
+    ids: &[String],
+) -> Result<Vec<(String, String, Option<String>)>> {
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         let row = sqlx::query("SELECT state, termination_reason FROM sessions WHERE id = $1")
@@ -310,7 +330,11 @@ pub async fn states(conn: &mut AnyConnection, ids: &[String]) -> Result<Vec<(Str
             .fetch_optional(&mut *conn)
             .await?;
         if let Some(row) = row {
-            out.push((id.clone(), row.try_get("state")?, row.try_get("termination_reason")?));
+            out.push((
+                id.clone(),
+                row.try_get("state")?,
+                row.try_get("termination_reason")?,
+            ));
         }
     }
     Ok(out)

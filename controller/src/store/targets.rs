@@ -103,6 +103,9 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<TargetRecord>> {
 }
 
 pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM targets WHERE id = $1").bind(id).execute(conn).await?;
+    let done = sqlx::query("DELETE FROM targets WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }

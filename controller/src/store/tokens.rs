@@ -51,17 +51,22 @@ pub async fn authenticate(
         None => Ok(None),
         Some(row) => {
             let user = super::users::from_row(&row)?;
-            Ok(Some((user, row.try_get("token_id")?, row.try_get("token_expires_at")?)))
+            Ok(Some((
+                user,
+                row.try_get("token_id")?,
+                row.try_get("token_expires_at")?,
+            )))
         }
     }
 }
 
 /// Revokes one token; returns whether it was live.
 pub async fn revoke(conn: &mut AnyConnection, token_id: &str, now: i64) -> Result<bool> {
-    let done = sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-        .bind(token_id)
-        .bind(now)
-        .execute(conn)
-        .await?;
+    let done =
+        sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(token_id)
+            .bind(now)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected() == 1)
 }

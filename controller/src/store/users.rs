@@ -20,7 +20,8 @@ pub struct UserRecord {
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, issuer, subject, username, email, name, groups, amr, acr, auth_time, updated_at";
+const COLUMNS: &str =
+    "id, issuer, subject, username, email, name, groups, amr, acr, auth_time, updated_at";
 
 pub(crate) fn from_row(row: &AnyRow) -> Result<UserRecord> {
     Ok(UserRecord {
@@ -59,11 +60,13 @@ pub async fn upsert(conn: &mut AnyConnection, u: &UserRecord) -> Result<UserReco
     .bind(u.updated_at)
     .execute(&mut *conn)
     .await?;
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE issuer = $1 AND subject = $2"))
-        .bind(&u.issuer)
-        .bind(&u.subject)
-        .fetch_one(conn)
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM users WHERE issuer = $1 AND subject = $2"
+    ))
+    .bind(&u.issuer)
+    .bind(&u.subject)
+    .fetch_one(conn)
+    .await?;
     from_row(&row)
 }
 

@@ -20,7 +20,8 @@ pub struct WorkerRecord {
 pub const ACTIVE: &str = "active";
 pub const DELETED: &str = "deleted";
 
-const COLUMNS: &str = "id, name, proxy_addr, key_fingerprint, state, created_at, last_seen_at, cert_expires_at";
+const COLUMNS: &str =
+    "id, name, proxy_addr, key_fingerprint, state, created_at, last_seen_at, cert_expires_at";
 
 fn from_row(row: &AnyRow) -> Result<WorkerRecord> {
     Ok(WorkerRecord {
@@ -36,17 +37,19 @@ fn from_row(row: &AnyRow) -> Result<WorkerRecord> {
 }
 
 pub async fn insert(conn: &mut AnyConnection, w: &WorkerRecord) -> Result<()> {
-    sqlx::query(&format!("INSERT INTO workers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
-        .bind(&w.id)
-        .bind(&w.name)
-        .bind(&w.proxy_addr)
-        .bind(&w.key_fingerprint)
-        .bind(&w.state)
-        .bind(w.created_at)
-        .bind(w.last_seen_at)
-        .bind(w.cert_expires_at)
-        .execute(conn)
-        .await?;
+    sqlx::query(&format!(
+        "INSERT INTO workers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    ))
+    .bind(&w.id)
+    .bind(&w.name)
+    .bind(&w.proxy_addr)
+    .bind(&w.key_fingerprint)
+    .bind(&w.state)
+    .bind(w.created_at)
+    .bind(w.last_seen_at)
+    .bind(w.cert_expires_at)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -79,12 +82,14 @@ pub async fn live(conn: &mut AnyConnection, seen_after: i64) -> Result<Vec<Worke
 }
 
 pub async fn touch(conn: &mut AnyConnection, id: &str, now: i64, proxy_addr: &str) -> Result<()> {
-    sqlx::query("UPDATE workers SET last_seen_at = $2, proxy_addr = $3 WHERE id = $1 AND state = 'active'")
-        .bind(id)
-        .bind(now)
-        .bind(proxy_addr)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE workers SET last_seen_at = $2, proxy_addr = $3 WHERE id = $1 AND state = 'active'",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(proxy_addr)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -99,9 +104,10 @@ pub async fn set_cert_expiry(conn: &mut AnyConnection, id: &str, expires_at: i64
 
 /// Marks a worker deleted (its certificate is no longer accepted); true if it was active.
 pub async fn mark_deleted(conn: &mut AnyConnection, id: &str) -> Result<bool> {
-    let done = sqlx::query("UPDATE workers SET state = 'deleted' WHERE id = $1 AND state = 'active'")
-        .bind(id)
-        .execute(conn)
-        .await?;
+    let done =
+        sqlx::query("UPDATE workers SET state = 'deleted' WHERE id = $1 AND state = 'active'")
+            .bind(id)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected() == 1)
 }

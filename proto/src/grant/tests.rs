@@ -29,7 +29,10 @@ fn claims(exp: u64) -> GrantClaims {
 fn signed_grant_verifies_with_its_key() {
     let (private, public) = keypair();
     let token = sign(&claims(200), "k1", &private).unwrap();
-    let keys = [GrantKey { kid: "k1".into(), public_key: public }];
+    let keys = [GrantKey {
+        kid: "k1".into(),
+        public_key: public,
+    }];
     assert_eq!(verify(&token, &keys, "w_1", 150).unwrap(), claims(200));
 }
 
@@ -38,25 +41,46 @@ fn grant_by_another_key_with_same_kid_is_refused() {
     let (private, _) = keypair();
     let (_, other_public) = keypair();
     let token = sign(&claims(200), "k1", &private).unwrap();
-    let keys = [GrantKey { kid: "k1".into(), public_key: other_public }];
-    assert_eq!(verify(&token, &keys, "w_1", 150), Err(GrantError::BadSignature));
+    let keys = [GrantKey {
+        kid: "k1".into(),
+        public_key: other_public,
+    }];
+    assert_eq!(
+        verify(&token, &keys, "w_1", 150),
+        Err(GrantError::BadSignature)
+    );
 }
 
 #[test]
 fn unknown_kid_expired_and_wrong_worker_are_refused() {
     let (private, public) = keypair();
     let token = sign(&claims(200), "k1", &private).unwrap();
-    let keys = [GrantKey { kid: "k2".into(), public_key: public.clone() }];
-    assert_eq!(verify(&token, &keys, "w_1", 150), Err(GrantError::UnknownKey("k1".into())));
-    let keys = [GrantKey { kid: "k1".into(), public_key: public }];
+    let keys = [GrantKey {
+        kid: "k2".into(),
+        public_key: public.clone(),
+    }];
+    assert_eq!(
+        verify(&token, &keys, "w_1", 150),
+        Err(GrantError::UnknownKey("k1".into()))
+    );
+    let keys = [GrantKey {
+        kid: "k1".into(),
+        public_key: public,
+    }];
     assert_eq!(verify(&token, &keys, "w_1", 200), Err(GrantError::Expired));
-    assert_eq!(verify(&token, &keys, "w_2", 150), Err(GrantError::WrongAudience));
+    assert_eq!(
+        verify(&token, &keys, "w_2", 150),
+        Err(GrantError::WrongAudience)
+    );
 }
 
 #[test]
 fn alg_none_and_hs256_are_refused() {
     let (_, public) = keypair();
-    let keys = [GrantKey { kid: "k1".into(), public_key: public.clone() }];
+    let keys = [GrantKey {
+        kid: "k1".into(),
+        public_key: public.clone(),
+    }];
     // alg=none
     let none = format!(
         "{}.{}.",
@@ -73,6 +97,12 @@ fn alg_none_and_hs256_are_refused() {
         &EncodingKey::from_secret(public.as_bytes()),
     )
     .unwrap();
-    assert_eq!(verify(&hs, &keys, "w_1", 150), Err(GrantError::WrongAlgorithm));
-    assert!(matches!(verify("garbage", &keys, "w_1", 150), Err(GrantError::Malformed(_))));
+    assert_eq!(
+        verify(&hs, &keys, "w_1", 150),
+        Err(GrantError::WrongAlgorithm)
+    );
+    assert!(matches!(
+        verify("garbage", &keys, "w_1", 150),
+        Err(GrantError::Malformed(_))
+    ));
 }

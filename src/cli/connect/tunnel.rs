@@ -239,7 +239,17 @@ impl WorkerConnection {
         let down = async {
             let n = tokio::io::copy(&mut remote_read, &mut local_write)
                 .await
-                .context("receiving from the worker failed")?;
+                .map_err(|err| {
+                    if err.kind() == std::io::ErrorKind::UnexpectedEof {
+                        anyhow!(
+                            "the worker cut the connection without closing it cleanly (the \
+                             session was cancelled or expired, or the worker stopped); data \
+                             may be missing"
+                        )
+                    } else {
+                        anyhow::Error::new(err).context("receiving from the worker failed")
+                    }
+                })?;
             local_write
                 .shutdown()
                 .await
