@@ -1,6 +1,5 @@
 //! Shared test harness: real processes and real peers on 127.0.0.1, ports picked at run time.
 #![allow(dead_code)]
-
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
 pub mod dev;
