@@ -41,7 +41,7 @@ impl Dev {
                 "0",
             ])
             .args(extra)
-            .env("PORTCULLIS_LOG", "info")
+            .env("PORTCULLIS_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -4,3 +4,4 @@
 
 pub mod dev;
 pub mod pg;
+pub mod raw;
