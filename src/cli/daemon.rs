@@ -32,6 +32,12 @@ pub enum ControllerCommand {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
     },
+    /// Print the controller CA certificate (PEM) that clients (PORTCULLIS_CA) and operators
+    /// trust.
+    Ca {
+        #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
+        config: PathBuf,
+    },
     /// Inspect and rotate the keyset.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -71,6 +77,9 @@ pub enum WorkerCommand {
         /// The worker's TOML config (see config/worker.toml).
         #[arg(long, short, env = "PORTCULLIS_WORKER_CONFIG")]
         config: PathBuf,
+        /// How long live connections are kept after SIGTERM (overrides the config), e.g. 30s.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        drain_timeout: Option<std::time::Duration>,
     },
 }
 
@@ -180,6 +189,11 @@ pub async fn run_controller(cmd: ControllerCommand) -> anyhow::Result<i32> {
             println!("{token}");
             Ok(0)
         }
+        ControllerCommand::Ca { config } => {
+            let (_, keys) = portcullis_controller::open(&load_controller_config(&config)?).await?;
+            print!("{}", keys.certificate_authority().await?.cert_pem);
+            Ok(0)
+        }
         ControllerCommand::Keys(cmd) => run_keys(cmd).await,
     }
 }
@@ -230,11 +244,14 @@ async fn run_keys(cmd: KeysCommand) -> anyhow::Result<i32> {
 
 pub async fn run_worker(cmd: WorkerCommand) -> anyhow::Result<i32> {
     match cmd {
-        WorkerCommand::Run { config } => {
+        WorkerCommand::Run { config, drain_timeout } => {
             let text = std::fs::read_to_string(&config)
                 .with_context(|| format!("cannot read worker config {}", config.display()))?;
-            let config = portcullis_worker::Config::from_toml(&text)
+            let mut config = portcullis_worker::Config::from_toml(&text)
                 .context("the worker config was refused")?;
+            if let Some(timeout) = drain_timeout {
+                config.drain_timeout = timeout;
+            }
             let worker = portcullis_worker::Worker::bind(config)
                 .await
                 .context("worker failed to start")?;
