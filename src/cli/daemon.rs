@@ -244,7 +244,10 @@ async fn run_keys(cmd: KeysCommand) -> anyhow::Result<i32> {
 
 pub async fn run_worker(cmd: WorkerCommand) -> anyhow::Result<i32> {
     match cmd {
-        WorkerCommand::Run { config, drain_timeout } => {
+        WorkerCommand::Run {
+            config,
+            drain_timeout,
+        } => {
             let text = std::fs::read_to_string(&config)
                 .with_context(|| format!("cannot read worker config {}", config.display()))?;
             let mut config = portcullis_worker::Config::from_toml(&text)
@@ -255,9 +258,16 @@ pub async fn run_worker(cmd: WorkerCommand) -> anyhow::Result<i32> {
             let worker = portcullis_worker::Worker::bind(config)
                 .await
                 .context("worker failed to start")?;
+            let linked = worker.wait_linked(std::time::Duration::from_secs(10)).await;
+            if !linked {
+                tracing::warn!(
+                    "no controller answered within 10 s; admitting nothing until one does"
+                );
+            }
             let ready = serde_json::json!({
                 "event": "ready",
                 "component": "worker",
+                "linked": linked,
                 "worker_id": worker.worker_id(),
                 "proxy": worker.proxy_addr().to_string(),
             });

@@ -169,6 +169,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         .await
         .context("the dev worker failed to start")?;
     let proxy_addr = worker.proxy_addr();
+    if !worker.wait_linked(Duration::from_secs(10)).await {
+        tracing::warn!("the dev worker is not linked to the controller yet");
+    }
 
     let env_path = state_dir.join("dev.env");
     write_private(

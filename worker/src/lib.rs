@@ -79,6 +79,8 @@ pub struct Shared {
 pub struct Worker {
     shared: Arc<Shared>,
     listener: TcpListener,
+    link: tokio::task::JoinHandle<()>,
+    link_stop: CancellationToken,
 }
 
 impl Worker {
@@ -132,7 +134,32 @@ impl Worker {
             draining: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
         });
-        Ok(Worker { shared, listener })
+        // The link starts now, so that a caller can wait for it before announcing readiness.
+        let link_stop = CancellationToken::new();
+        let id = shared.identity.worker_id.clone();
+        let link = tokio::spawn(
+            link::run(shared.clone(), link_stop.clone())
+                .instrument(tracing::info_span!("link", worker.id = %id)),
+        );
+        Ok(Worker {
+            shared,
+            listener,
+            link,
+            link_stop,
+        })
+    }
+
+    /// Waits until a controller has answered (keys and reconcile received), up to `timeout`.
+    /// Returns whether the worker is linked.
+    pub async fn wait_linked(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if self.shared.table.fresh(self.shared.config.admit_grace) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        false
     }
 
     pub fn proxy_addr(&self) -> SocketAddr {
@@ -150,11 +177,7 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
         let shared = self.shared;
         let id = shared.identity.worker_id.clone();
-        let link_stop = CancellationToken::new();
-        let link = tokio::spawn(
-            link::run(shared.clone(), link_stop.clone())
-                .instrument(tracing::info_span!("link", worker.id = %id)),
-        );
+        let (link, link_stop) = (self.link, self.link_stop);
         let tasks = tokio_util::task::TaskTracker::new();
         let accept_stop = CancellationToken::new();
         let accept = tokio::spawn(

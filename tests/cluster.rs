@@ -1,0 +1,357 @@
+//! A controller and workers as separate processes: enrolment, partitions, a stopped
+//! controller, draining, key rotation and worker deletion.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::cluster::{echo, sigterm, wait_exit, Controller, PausableProxy, Worker};
+
+struct Listener {
+    child: Child,
+    port: u16,
+    session_id: String,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn create_target(c: &Controller, name: &str, address: &str) {
+    let body =
+        serde_json::json!({"name": name, "address": address, "zone": "LOCAL", "service": "echo"})
+            .to_string();
+    let (code, text) = c.curl("POST", "/v1/targets", Some(&body));
+    assert_eq!(code, 201, "{text}");
+}
+
+fn listen(c: &Controller, target: &str) -> Listener {
+    let mut child = c
+        .cli()
+        .args(["connect", target, "--listen-port", "0", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    Listener {
+        child,
+        port: v["port"].as_u64().unwrap() as u16,
+        session_id: v["session_id"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// Opens a connection and checks it echoes.
+fn open_echo(port: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping");
+    s
+}
+
+/// True when a new connection through the listener is refused (closed or reset, no echo).
+fn refused(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return true;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(b"ping");
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut buf = Vec::new();
+    match s.read_to_end(&mut buf) {
+        Ok(_) => buf.is_empty(),
+        Err(e) => {
+            e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut
+        }
+    }
+}
+
+/// Waits until a live connection is closed by the other end.
+fn closes_within(s: &mut TcpStream, limit: Duration) -> Duration {
+    let start = Instant::now();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 64];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return start.elapsed(),
+            Ok(_) => {}
+        }
+        assert!(
+            start.elapsed() < limit,
+            "connection still open after {limit:?}"
+        );
+    }
+}
+
+fn session(c: &Controller, id: &str) -> serde_json::Value {
+    let (code, text) = c.curl("GET", &format!("/v1/sessions/{id}"), None);
+    assert_eq!(code, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn a_join_token_works_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(&dir.path().join("controller"));
+    let token = c.join_token();
+    let first = Worker::start(
+        &dir.path().join("w1"),
+        &[c.cluster.clone()],
+        Some(&token),
+        "",
+    );
+    assert!(first.is_ok(), "{:?}", first.err());
+    let second = Worker::start(
+        &dir.path().join("w2"),
+        &[c.cluster.clone()],
+        Some(&token),
+        "",
+    );
+    let err = second
+        .err()
+        .expect("second enrolment with the same token must fail");
+    assert!(err.contains("already used"), "{err}");
+    // A worker restarts without a token: its identity is on disk.
+    drop(first);
+    let again = Worker::start(&dir.path().join("w1"), &[c.cluster.clone()], None, "");
+    assert!(again.is_ok(), "{:?}", again.err());
+}
+
+#[test]
+fn a_stopped_controller_makes_the_worker_refuse_a_new_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Controller::start(&dir.path().join("controller"));
+    let _w = Worker::start(
+        &dir.path().join("w1"),
+        &[c.cluster.clone()],
+        Some(&c.join_token()),
+        "admit_grace_secs = 1",
+    )
+    .unwrap();
+    create_target(&c, "echo", &echo());
+    let live = listen(&c, "echo");
+    let mut established = open_echo(live.port);
+    let fresh = listen(&c, "echo"); // authorised, never connected
+    let _ = c.child.kill();
+    let _ = c.child.wait();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        refused(fresh.port),
+        "a new session was admitted without a controller"
+    );
+    // The established connection keeps working.
+    established.write_all(b"pong").unwrap();
+    let mut buf = [0u8; 4];
+    established.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"pong");
+}
+
+#[test]
+fn a_cancel_during_a_partition_takes_effect_when_the_link_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(&dir.path().join("controller"));
+    let proxy = PausableProxy::start(&c.cluster);
+    let _w = Worker::start(
+        &dir.path().join("w1"),
+        &[proxy.addr.clone()],
+        Some(&c.join_token()),
+        "admit_grace_secs = 1",
+    )
+    .unwrap();
+    create_target(&c, "echo", &echo());
+    let l = listen(&c, "echo");
+    let mut live = open_echo(l.port);
+    proxy.pause();
+    let (code, text) = c.curl(
+        "POST",
+        &format!("/v1/sessions/{}/cancel", l.session_id),
+        Some("{}"),
+    );
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(session(&c, &l.session_id)["state"], "terminated");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        refused(l.port),
+        "a new connection was admitted during the partition after the grace"
+    );
+    proxy.resume();
+    let took = closes_within(&mut live, Duration::from_secs(10));
+    eprintln!("live connection closed {took:?} after the link could return");
+}
+
+#[test]
+fn sigterm_drains_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(&dir.path().join("controller"));
+    let mut w = Worker::start(
+        &dir.path().join("w1"),
+        &[c.cluster.clone()],
+        Some(&c.join_token()),
+        "drain_timeout_secs = 2",
+    )
+    .unwrap();
+    create_target(&c, "echo", &echo());
+    let l = listen(&c, "echo");
+    let mut live = open_echo(l.port);
+    let started = Instant::now();
+    sigterm(&w.child);
+    std::thread::sleep(Duration::from_millis(300));
+    // Live connections are kept during the drain...
+    live.write_all(b"more").unwrap();
+    let mut buf = [0u8; 4];
+    live.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"more");
+    // ...then ended at the drain timeout, and the worker exits.
+    let took = closes_within(&mut live, Duration::from_secs(10));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1800),
+        "closed too early: {took:?}"
+    );
+    let status = wait_exit(&mut w.child, Duration::from_secs(10)).expect("worker exited");
+    assert!(status.success(), "{status}");
+    wait_for(
+        "the connection's close with reason shutdown",
+        Duration::from_secs(5),
+        || {
+            session(&c, &l.session_id)["connections"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["close_reason"] == "shutdown"))
+        },
+    );
+}
+
+#[test]
+fn rotated_grant_keys_stay_valid_until_retired() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(&dir.path().join("controller"));
+    let _w = Worker::start(
+        &dir.path().join("w1"),
+        &[c.cluster.clone()],
+        Some(&c.join_token()),
+        "",
+    )
+    .unwrap();
+    create_target(&c, "echo", &echo());
+    let l = listen(&c, "echo");
+    drop(open_echo(l.port));
+    let list = |c: &Controller| {
+        let out = c
+            .cli()
+            .args(["controller", "keys", "list", "--json", "--config"])
+            .arg(&c.config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let old = list(&c)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["purpose"] == "grant" && k["state"] == "active")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = c
+        .cli()
+        .args(["controller", "keys", "rotate", "grant", "--config"])
+        .arg(&c.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    // The session's grant was signed by the old key: still accepted.
+    drop(open_echo(l.port));
+    let out = c
+        .cli()
+        .args(["controller", "keys", "retire", &old, "--config"])
+        .arg(&c.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(
+        "the worker to stop accepting the retired key",
+        Duration::from_secs(10),
+        || refused(l.port),
+    );
+    // A new session is signed by the new key and works.
+    let fresh = listen(&c, "echo");
+    drop(open_echo(fresh.port));
+}
+
+#[test]
+fn deleting_a_worker_ends_its_sessions_and_refuses_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(&dir.path().join("controller"));
+    let w = Worker::start(
+        &dir.path().join("w1"),
+        &[c.cluster.clone()],
+        Some(&c.join_token()),
+        "",
+    )
+    .unwrap();
+    create_target(&c, "echo", &echo());
+    let l = listen(&c, "echo");
+    let mut live = open_echo(l.port);
+    let (code, text) = c.curl("DELETE", &format!("/v1/workers/{}", w.id), None);
+    assert_eq!(code, 204, "{text}");
+    closes_within(&mut live, Duration::from_secs(5));
+    let s = session(&c, &l.session_id);
+    assert_eq!(s["termination_reason"], "worker_deleted", "{s}");
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, text) = c.curl("GET", &format!("/v1/workers/{}", w.id), None);
+    let worker: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(worker["state"], "deleted");
+    // With no live worker, a new session cannot be authorised.
+    let out = c
+        .cli()
+        .args(["connect", "echo", "--listen-port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no worker"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,344 @@
+//! A controller and workers as separate processes with their own config files, an echo
+//! target, and a pausable TCP proxy to cut links: the pieces of a real deployment on
+//! 127.0.0.1.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::dev::bin;
+
+/// Spawns `portcullis ARGS` and waits for its JSON readiness line.
+fn spawn_ready(args: &[&str], env: &[(&str, &str)]) -> (Child, serde_json::Value) {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .env("PORTCULLIS_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        for _ in lines {}
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(line) => (child, serde_json::from_str(&line).expect("readiness JSON")),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("{args:?} printed no readiness line")
+        }
+    }
+}
+
+pub fn sigterm(child: &Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+}
+
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+pub struct Controller {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub api: String,
+    pub cluster: String,
+    pub ca: PathBuf,
+    pub token: String,
+}
+
+impl Controller {
+    /// A controller on SQLite in `dir` with the dev policy and short timers.
+    pub fn start(dir: &Path) -> Controller {
+        std::fs::create_dir_all(dir).unwrap();
+        let master = dir.join("master.key");
+        if !master.exists() {
+            std::fs::write(&master, "ab".repeat(32)).unwrap();
+        }
+        let policy = dir.join("policy.toml");
+        std::fs::copy(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/policy-dev.toml"),
+            &policy,
+        )
+        .unwrap();
+        let config = dir.join("controller.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[store]\nurl = \"sqlite://{}\"\n[keys]\nmaster_key_file = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
+                 [cluster]\nlisten = \"127.0.0.1:0\"\n[policy]\nfile = \"{}\"\n[auth]\ndev_login = true\n\
+                 [sessions]\nsweep_interval = 0.5\n[workers]\nheartbeat_interval = 0.2\nlost_after = 3\n",
+                dir.join("portcullis.db").display(),
+                master.display(),
+                policy.display()
+            ),
+        )
+        .unwrap();
+        let ca = dir.join("ca.pem");
+        let out = Command::new(bin())
+            .args(["controller", "ca", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&ca, &out.stdout).unwrap();
+        let (child, ready) = spawn_ready(
+            &["controller", "run", "--config", config.to_str().unwrap()],
+            &[],
+        );
+        let api = format!("https://{}", ready["api"].as_str().unwrap());
+        let mut c = Controller {
+            child,
+            dir: dir.to_owned(),
+            config,
+            api,
+            cluster: ready["cluster"].as_str().unwrap().to_owned(),
+            ca,
+            token: String::new(),
+        };
+        let (code, body) = c.curl(
+            "POST",
+            "/v1/auth/dev-login",
+            Some(r#"{"username":"admin","groups":["admins"],"amr":["mfa"]}"#),
+        );
+        assert_eq!(code, 201, "{body}");
+        c.token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        c
+    }
+
+    pub fn join_token(&self) -> String {
+        let out = Command::new(bin())
+            .args(["controller", "join-token", "--config"])
+            .arg(&self.config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    pub fn curl(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+            .arg(&self.ca)
+            .args(["-X", method])
+            .arg(format!("{}{}", self.api, path));
+        if !self.token.is_empty() {
+            cmd.arg("-H")
+                .arg(format!("Authorization: Bearer {}", self.token));
+        }
+        if let Some(b) = body {
+            cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    /// A `portcullis` CLI command talking to this controller.
+    pub fn cli(&self) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.env("PORTCULLIS_ADDR", &self.api)
+            .env("PORTCULLIS_CA", &self.ca)
+            .env("PORTCULLIS_TOKEN", &self.token)
+            .env("PORTCULLIS_LOG", "warn");
+        cmd
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Worker {
+    pub child: Child,
+    pub id: String,
+    pub proxy: String,
+}
+
+impl Worker {
+    /// A worker in `dir` linked to `controllers`; `token` for the first start.
+    pub fn start(
+        dir: &Path,
+        controllers: &[String],
+        token: Option<&str>,
+        extra: &str,
+    ) -> Result<Worker, String> {
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.join("worker.toml");
+        let list = controllers
+            .iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        std::fs::write(
+            &config,
+            format!(
+                "[worker]\nname = \"{}\"\nstate_dir = \"{}\"\ncontrollers = [{list}]\nproxy_listen = \"127.0.0.1:0\"\n{extra}\n",
+                dir.file_name().unwrap().to_string_lossy(),
+                dir.join("state").display()
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.args(["worker", "run", "--config"])
+            .arg(&config)
+            .env("PORTCULLIS_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(t) = token {
+            cmd.env("PORTCULLIS_JOIN_TOKEN", t);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let _ = stdout.read_line(&mut line);
+        std::thread::spawn(move || for _ in stdout.lines() {});
+        if line.is_empty() {
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            let _ = child.wait();
+            return Err(err);
+        }
+        // The worker's log goes to the test's captured output, shown when a test fails.
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[worker] {line}");
+            }
+        });
+        let ready: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| format!("{e}: {line}"))?;
+        Ok(Worker {
+            child,
+            id: ready["worker_id"].as_str().unwrap().to_owned(),
+            proxy: ready["proxy"].as_str().unwrap().to_owned(),
+        })
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An echo server on 127.0.0.1 (threads), with half-close.
+pub fn echo() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = stream;
+                let mut buf = [0u8; 16384];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = s.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+/// A TCP proxy the test can pause: paused, it cuts every connection and refuses new ones.
+pub struct PausableProxy {
+    pub addr: String,
+    paused: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl PausableProxy {
+    pub fn start(upstream: &str) -> PausableProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let paused = Arc::new(AtomicBool::new(false));
+        let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (p, l, up) = (paused.clone(), live.clone(), upstream.to_owned());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if p.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&up) else {
+                    continue;
+                };
+                if let Ok(mut live) = l.lock() {
+                    live.push(client.try_clone().unwrap());
+                    live.push(server.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Write);
+                    });
+                }
+            }
+        });
+        PausableProxy { addr, paused, live }
+    }
+
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+        if let Ok(mut live) = self.live.lock() {
+            for s in live.drain(..) {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+    }
+}
