@@ -123,14 +123,14 @@ fn a_join_token_works_once() {
     let token = c.join_token();
     let first = Worker::start(
         &dir.path().join("w1"),
-        &[c.cluster.clone()],
+        std::slice::from_ref(&c.cluster),
         Some(&token),
         "",
     );
     assert!(first.is_ok(), "{:?}", first.err());
     let second = Worker::start(
         &dir.path().join("w2"),
-        &[c.cluster.clone()],
+        std::slice::from_ref(&c.cluster),
         Some(&token),
         "",
     );
@@ -140,7 +140,12 @@ fn a_join_token_works_once() {
     assert!(err.contains("already used"), "{err}");
     // A worker restarts without a token: its identity is on disk.
     drop(first);
-    let again = Worker::start(&dir.path().join("w1"), &[c.cluster.clone()], None, "");
+    let again = Worker::start(
+        &dir.path().join("w1"),
+        std::slice::from_ref(&c.cluster),
+        None,
+        "",
+    );
     assert!(again.is_ok(), "{:?}", again.err());
 }
 
@@ -150,7 +155,7 @@ fn a_stopped_controller_makes_the_worker_refuse_a_new_session() {
     let mut c = Controller::start(&dir.path().join("controller"));
     let _w = Worker::start(
         &dir.path().join("w1"),
-        &[c.cluster.clone()],
+        std::slice::from_ref(&c.cluster),
         Some(&c.join_token()),
         "admit_grace_secs = 1",
     )
@@ -180,7 +185,7 @@ fn a_cancel_during_a_partition_takes_effect_when_the_link_returns() {
     let proxy = PausableProxy::start(&c.cluster);
     let _w = Worker::start(
         &dir.path().join("w1"),
-        &[proxy.addr.clone()],
+        std::slice::from_ref(&proxy.addr),
         Some(&c.join_token()),
         "admit_grace_secs = 1",
     )
@@ -212,7 +217,7 @@ fn sigterm_drains_the_worker() {
     let c = Controller::start(&dir.path().join("controller"));
     let mut w = Worker::start(
         &dir.path().join("w1"),
-        &[c.cluster.clone()],
+        std::slice::from_ref(&c.cluster),
         Some(&c.join_token()),
         "drain_timeout_secs = 2",
     )
@@ -253,7 +258,7 @@ fn rotated_grant_keys_stay_valid_until_retired() {
     let c = Controller::start(&dir.path().join("controller"));
     let _w = Worker::start(
         &dir.path().join("w1"),
-        &[c.cluster.clone()],
+        std::slice::from_ref(&c.cluster),
         Some(&c.join_token()),
         "",
     )
@@ -325,7 +330,7 @@ fn deleting_a_worker_ends_its_sessions_and_refuses_its_certificate() {
     let c = Controller::start(&dir.path().join("controller"));
     let w = Worker::start(
         &dir.path().join("w1"),
-        &[c.cluster.clone()],
+        std::slice::from_ref(&c.cluster),
         Some(&c.join_token()),
         "",
     )

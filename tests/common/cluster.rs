@@ -245,8 +245,14 @@ impl Worker {
                 eprintln!("[worker] {line}");
             }
         });
-        let ready: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| format!("{e}: {line}"))?;
+        let ready: serde_json::Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{e}: {line}"));
+            }
+        };
         Ok(Worker {
             child,
             id: ready["worker_id"].as_str().unwrap().to_owned(),
