@@ -162,14 +162,14 @@ fn a_valid_grant_without_its_client_key_fails_the_handshake() {
     let client = ClientKey::generate();
     let valid = f.sign(&f.claims(&client));
     // No client certificate at all: the handshake itself is refused.
-    let err = present(&f.worker_addr, &f.fingerprint, Auth::None, &valid)
-        .err()
-        .expect("refused");
+    let Err(err) = present(&f.worker_addr, &f.fingerprint, Auth::None, &valid) else {
+        panic!("a connection without a client certificate got a reply");
+    };
     assert!(err.to_lowercase().contains("certificate"), "{err}");
     // The right certificate, but the client cannot sign with its key: the worker verifies the
     // handshake signature and refuses.
     let impostor = ClientKey::generate();
-    let err = present(
+    let Err(err) = present(
         &f.worker_addr,
         &f.fingerprint,
         Auth::Forged {
@@ -177,9 +177,9 @@ fn a_valid_grant_without_its_client_key_fails_the_handshake() {
             signer: &impostor,
         },
         &valid,
-    )
-    .err()
-    .expect("refused");
+    ) else {
+        panic!("a client without the certificate's private key got a reply");
+    };
     assert!(!err.is_empty());
     // And the genuine holder of the key gets through, to a session the controller does not
     // know, which the controller refuses online.
