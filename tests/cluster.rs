@@ -360,3 +360,47 @@ fn deleting_a_worker_ends_its_sessions_and_refuses_its_certificate() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_worker_renews_its_certificate_at_half_life() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start_with(&dir.path().join("controller"), "cert_lifetime = 4");
+    let proxy = PausableProxy::start(&c.cluster);
+    let w = Worker::start(
+        &dir.path().join("w1"),
+        std::slice::from_ref(&proxy.addr),
+        Some(&c.join_token()),
+        "",
+    )
+    .unwrap();
+    let expiry = |c: &Controller| {
+        let (_, text) = c.curl("GET", &format!("/v1/workers/{}", w.id), None);
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["cert_expires_at"]
+            .as_u64()
+            .unwrap()
+    };
+    let first = expiry(&c);
+    wait_for("a renewed certificate", Duration::from_secs(10), || {
+        expiry(&c) > first
+    });
+    // Past the first certificate's expiry, a fresh link (the old certificate would be refused)
+    // still works: cut the link, let it return, and broker a new session.
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.pause();
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.resume();
+    create_target(&c, "echo", &echo());
+    wait_for(
+        "a new session through the relinked worker",
+        Duration::from_secs(15),
+        || {
+            let l = listen(&c, "echo");
+            let ok = !refused(l.port);
+            drop(l);
+            ok
+        },
+    );
+    let (code, text) = c.curl("GET", "/v1/audit?type=worker_certificate_renewed", None);
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains(&w.id), "{text}");
+}

@@ -73,6 +73,11 @@ pub struct Controller {
 impl Controller {
     /// A controller on SQLite in `dir` with the dev policy and short timers.
     pub fn start(dir: &Path) -> Controller {
+        Controller::start_with(dir, "")
+    }
+
+    /// Like [`Controller::start`], with extra lines for the `[workers]` section.
+    pub fn start_with(dir: &Path, workers_extra: &str) -> Controller {
         std::fs::create_dir_all(dir).unwrap();
         let master = dir.join("master.key");
         if !master.exists() {
@@ -90,10 +95,10 @@ impl Controller {
             format!(
                 "[store]\nurl = \"sqlite://{}\"\n[keys]\nmaster_key_file = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
                  [cluster]\nlisten = \"127.0.0.1:0\"\n[policy]\nfile = \"{}\"\n[auth]\ndev_login = true\n\
-                 [sessions]\nsweep_interval = 0.5\n[workers]\nheartbeat_interval = 0.2\nlost_after = 3\n",
+                 [sessions]\nsweep_interval = 0.5\n[workers]\nheartbeat_interval = 0.2\nlost_after = 3\n{workers_extra}\n",
                 dir.join("portcullis.db").display(),
                 master.display(),
-                policy.display()
+                policy.display(),
             ),
         )
         .unwrap();

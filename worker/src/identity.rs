@@ -23,6 +23,10 @@ pub struct Identity {
     pub key_pkcs8: Arc<Vec<u8>>,
     pub cert_pem: String,
     pub ca_pem: String,
+    /// When the certificate was issued and expires (unix seconds); 0 when unknown, which
+    /// makes the worker renew at once.
+    pub cert_issued_at: u64,
+    pub cert_expires_at: u64,
 }
 
 impl Identity {
@@ -72,25 +76,46 @@ impl Identity {
             key_pkcs8: Arc::new(key.secret_pkcs8_der().to_vec()),
             cert_pem: read("worker.crt")?,
             ca_pem: read("ca.pem")?,
+            cert_issued_at: meta["cert_issued_at"].as_u64().unwrap_or(0),
+            cert_expires_at: meta["cert_expires_at"].as_u64().unwrap_or(0),
         }))
-    }
-
-    pub fn save_cert(&self, dir: &Path) -> Result<(), WorkerError> {
-        write_file(&dir.join("worker.crt"), &self.cert_pem, 0o644)
     }
 
     fn save(&self, dir: &Path, key_pem: &str) -> Result<(), WorkerError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| WorkerError::Identity(format!("cannot create {}: {e}", dir.display())))?;
         write_file(&dir.join("worker.key"), key_pem, 0o600)?;
-        self.save_cert(dir)?;
         write_file(&dir.join("ca.pem"), &self.ca_pem, 0o644)?;
         write_file(
             &dir.join("worker.json"),
             &serde_json::json!({"worker_id": self.worker_id}).to_string(),
             0o644,
+        )?;
+        save_certificate(
+            dir,
+            &self.cert_pem,
+            self.cert_issued_at,
+            self.cert_expires_at,
         )
     }
+}
+
+/// Saves a (renewed) certificate with its validity next to the identity.
+pub fn save_certificate(
+    dir: &Path,
+    pem: &str,
+    issued_at: u64,
+    expires_at: u64,
+) -> Result<(), WorkerError> {
+    write_file(&dir.join("worker.crt"), pem, 0o644)?;
+    let path = dir.join("worker.json");
+    let mut meta: serde_json::Value = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| serde_json::json!({}));
+    meta["cert_issued_at"] = issued_at.into();
+    meta["cert_expires_at"] = expires_at.into();
+    write_file(&path, &meta.to_string(), 0o644)
 }
 
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), WorkerError> {
@@ -258,11 +283,17 @@ pub async fn enrol(
         };
         match attempt.await {
             Ok(joined) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
                 let identity = Identity {
                     worker_id: joined.worker_id,
                     key_pkcs8: Arc::new(key.serialize_der()),
                     cert_pem: joined.cert_pem,
                     ca_pem: joined.ca_pem,
+                    cert_issued_at: now,
+                    cert_expires_at: joined.cert_expires_at,
                 };
                 identity.save(dir, &key.serialize_pem())?;
                 return Ok(identity);

@@ -7,6 +7,7 @@
 //! [`table`] (sessions, keys, freshness), [`spool`] (connection events until acknowledged).
 #![forbid(unsafe_code)]
 
+pub mod certs;
 pub mod config;
 pub mod identity;
 pub mod link;
@@ -65,6 +66,8 @@ pub enum WorkerError {
 pub struct Shared {
     pub config: Config,
     pub identity: identity::Identity,
+    /// The current certificate (renewed at half-life), for the proxy listener and the link.
+    pub certs: Arc<certs::Certificates>,
     pub proxy_addr: String,
     pub proxy_tls: Arc<rustls::ServerConfig>,
     pub table: table::Table,
@@ -114,18 +117,22 @@ impl Worker {
                 .await?
             }
         };
+        let certs = Arc::new(certs::Certificates::new(
+            &identity,
+            config.state_dir.clone(),
+        )?);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut proxy_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| WorkerError::Tls(e.to_string()))?
             .with_client_cert_verifier(Arc::new(verifier::SessionKeyVerifier::new(provider)))
-            .with_single_cert(vec![identity.cert_der()?], identity.key_der())
-            .map_err(|e| WorkerError::Tls(e.to_string()))?;
+            .with_cert_resolver(certs.clone());
         proxy_tls.alpn_protocols = vec![portcullis_proto::proxy::ALPN.to_vec()];
         let spool = spool::Spool::open(config.state_dir.join("spool.jsonl"));
         let shared = Arc::new(Shared {
             config,
             identity,
+            certs,
             proxy_addr,
             proxy_tls: Arc::new(proxy_tls),
             table: table::Table::default(),

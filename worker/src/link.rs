@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::{SinkExt as _, StreamExt as _};
 use portcullis_proto::link::{self, Frame, Hello, Request, Response};
 use rustls::pki_types::ServerName;
+use rustls_pki_types::pem::PemObject as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -55,6 +56,14 @@ enum Pending {
     External(oneshot::Sender<Response>),
     Heartbeat,
     Events,
+    Renewal,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn client_config(shared: &Shared) -> Result<Arc<rustls::ClientConfig>, String> {
@@ -67,7 +76,10 @@ fn client_config(shared: &Shared) -> Result<Arc<rustls::ClientConfig>, String> {
         rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
             .with_root_certificates(roots)
             .with_client_auth_cert(
-                vec![identity.cert_der().map_err(|e| e.to_string())?],
+                vec![rustls::pki_types::CertificateDer::from_pem_slice(
+                    shared.certs.pem().as_bytes(),
+                )
+                .map_err(|e| e.to_string())?],
                 identity.key_der(),
             )
             .map_err(|e| e.to_string())?;
@@ -169,6 +181,7 @@ async fn session(
     let mut pending: HashMap<u64, Pending> = HashMap::new();
     let mut next_id: u64 = 3;
     let mut events_in_flight = false;
+    let mut renewal_in_flight = false;
     let mut flush = tokio::time::interval(Duration::from_millis(100));
     let silence = Duration::from_secs(10);
     let mut last_frame = tokio::time::Instant::now();
@@ -181,6 +194,12 @@ async fn session(
             _ = heartbeat.tick() => {
                 if last_frame.elapsed() > silence {
                     return Err("the controller went silent".into());
+                }
+                if !renewal_in_flight && shared.certs.renewal_due(now()) {
+                    let id = next_id; next_id += 2;
+                    pending.insert(id, Pending::Renewal);
+                    renewal_in_flight = true;
+                    send(&mut stream, &Frame::Request { id, body: Request::RenewCertificate }).await?;
                 }
                 let id = next_id; next_id += 2;
                 pending.insert(id, Pending::Heartbeat);
@@ -210,6 +229,17 @@ async fn session(
                             events_in_flight = false;
                         }
                         (Some(Pending::Events), _) => events_in_flight = false,
+                        (Some(Pending::Renewal), Response::Certificate { cert_pem, expires_at }) => {
+                            match shared.certs.replace(cert_pem, expires_at, now()) {
+                                Ok(()) => tracing::info!(expires_at, "certificate renewed"),
+                                Err(err) => tracing::warn!(error = %err, "could not install the renewed certificate"),
+                            }
+                            renewal_in_flight = false;
+                        }
+                        (Some(Pending::Renewal), other) => {
+                            tracing::warn!(?other, "certificate renewal refused; retrying at the next heartbeat");
+                            renewal_in_flight = false;
+                        }
                         (Some(Pending::External(reply)), body) => { let _ = reply.send(body); }
                         (None, _) => {}
                     },
