@@ -67,12 +67,50 @@ fn every_permissioned_endpoint_refuses_a_user_without_the_permission() {
         ("POST", "/v1/policy/reload".into(), None, "policy:reload"),
         ("GET", "/v1/audit".into(), None, "audit:read"),
     ];
+    // The admin's own session, which the user may neither read nor cancel.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let spki = portcullis_proto::keys::b64(&rcgen::PublicKeyData::subject_public_key_info(&key));
+    let (code, text) = curl(
+        &dev,
+        "POST",
+        "/v1/targets/echo/authorize-session",
+        Some(&admin),
+        Some(&serde_json::json!({ "client_public_key": spki }).to_string()),
+    );
+    assert_eq!(code, 201, "{text}");
+    let session: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let sid = session["session_id"].as_str().unwrap().to_owned();
+    let mut cases = cases;
+    cases.push((
+        "GET",
+        format!("/v1/sessions/{sid}"),
+        None,
+        "sessions:read-all",
+    ));
+    cases.push((
+        "POST",
+        format!("/v1/sessions/{sid}/cancel"),
+        Some("{}"),
+        "sessions:cancel-any",
+    ));
     for (method, path, body, permission) in cases {
         let (code, text) = curl(&dev, method, &path, Some(&user), body);
         assert_eq!(code, 403, "{method} {path}: {text}");
         assert!(text.contains(permission), "{method} {path}: {text}");
     }
+    // The user's session list does not show the admin's session.
+    let (code, text) = curl(&dev, "GET", "/v1/sessions", Some(&user), None);
+    assert_eq!(code, 200, "{text}");
+    assert!(!text.contains(&sid), "{text}");
     // Nothing changed.
+    let (_, text) = curl(
+        &dev,
+        "GET",
+        &format!("/v1/sessions/{sid}"),
+        Some(&admin),
+        None,
+    );
+    assert!(text.contains("\"pending\""), "{text}");
     let (code, _) = curl(&dev, "GET", "/v1/targets/web-01", Some(&admin), None);
     assert_eq!(code, 200);
     let (code, _) = curl(

@@ -228,3 +228,35 @@ fn the_connection_limit_refuses_the_next_connection() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn max_duration_closes_live_connections_at_expiry() {
+    let dev = Dev::start(&[]);
+    let admin = dev.var("PORTCULLIS_TOKEN");
+    let echo = dev.ready["echo"].as_str().unwrap();
+    let body = serde_json::json!({"name": "brief", "address": echo, "zone": "LOCAL", "service": "echo", "max_session_secs": 2}).to_string();
+    let (code, text) = curl(&dev, "POST", "/v1/targets", Some(&admin), Some(&body));
+    assert_eq!(code, 201, "{text}");
+    let (mut child, port, session_id) = listen(&dev, "brief");
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    stream.read_exact(&mut buf).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    let lived = started.elapsed();
+    assert!(
+        lived < Duration::from_secs(4),
+        "connection outlived its session: {lived:?}"
+    );
+    wait_for("the session to expire", Duration::from_secs(5), || {
+        let s = session(&dev, &session_id);
+        s["state"] == "terminated" && s["termination_reason"] == "expired"
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}
