@@ -83,6 +83,13 @@ pub async fn authorize(
 ) -> Result<SessionAuthorization, ApiError> {
     let now = clock::now();
     let endpoint = resolve(&target.address).await?;
+    if is_unroutable(endpoint.ip()) {
+        let reason = format!(
+            "the target resolves to {}, which is never a session endpoint",
+            endpoint.ip()
+        );
+        return Err(deny(state, principal, &target, reason, None).await);
+    }
     let Some(policy) = state.policy() else {
         return Err(deny(
             state,
