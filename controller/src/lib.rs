@@ -17,6 +17,7 @@ pub mod enrolment;
 pub mod ids;
 pub mod keys;
 pub mod link;
+pub mod notify;
 pub mod policy_file;
 pub mod secret;
 pub mod sessions;
@@ -166,7 +167,20 @@ impl Controller {
             sessions::sweeper::run(state.clone(), shutdown.clone())
                 .instrument(tracing::info_span!("sweeper", controller.id = %id)),
         );
+        let listener = (state.store.dialect() == store::Dialect::Postgres).then(|| {
+            tokio::spawn(
+                notify::listen(
+                    state.clone(),
+                    state.config.store_url.expose().clone(),
+                    shutdown.clone(),
+                )
+                .instrument(tracing::info_span!("notify", controller.id = %id)),
+            )
+        });
         let _ = tokio::join!(api, link, sweeper);
+        if let Some(listener) = listener {
+            let _ = listener.await;
+        }
         state.store.close().await;
     }
 }

@@ -78,6 +78,13 @@ impl Controller {
 
     /// Like [`Controller::start`], with extra lines for the `[workers]` section.
     pub fn start_with(dir: &Path, workers_extra: &str) -> Controller {
+        let url = format!("sqlite://{}", dir.join("portcullis.db").display());
+        Controller::start_on(dir, &url, workers_extra)
+    }
+
+    /// A controller on the store at `url` (several controllers may share a PostgreSQL
+    /// database; they share the master key every test controller uses).
+    pub fn start_on(dir: &Path, url: &str, workers_extra: &str) -> Controller {
         std::fs::create_dir_all(dir).unwrap();
         let master = dir.join("master.key");
         if !master.exists() {
@@ -93,10 +100,9 @@ impl Controller {
         std::fs::write(
             &config,
             format!(
-                "[store]\nurl = \"sqlite://{}\"\n[keys]\nmaster_key_file = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
+                "[store]\nurl = \"{url}\"\n[keys]\nmaster_key_file = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
                  [cluster]\nlisten = \"127.0.0.1:0\"\n[policy]\nfile = \"{}\"\n[auth]\ndev_login = true\n\
                  [sessions]\nsweep_interval = 0.5\n[workers]\nheartbeat_interval = 0.2\nlost_after = 3\n{workers_extra}\n",
-                dir.join("portcullis.db").display(),
                 master.display(),
                 policy.display(),
             ),

@@ -36,6 +36,14 @@ pub async fn end_session(
             .reason(reason),
     )
     .await?;
+    crate::notify::session_ended(
+        state.store.dialect(),
+        &mut tx,
+        session_id,
+        &session.worker_id,
+        reason,
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(session.id = session_id, reason, "session terminated");
     notify_worker(state, &session.worker_id, session_id, reason);

@@ -27,6 +27,10 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
 
 /// One sweep; returns how many sessions it ended.
 pub async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
+    // One sweeper across all controllers at a time.
+    let Some(_lease) = state.store.try_lease("sweeper").await? else {
+        return Ok(0);
+    };
     let now = clock::to_i64(clock::now());
     let pending_before = now - clock::to_i64(state.config.session_pending_timeout.as_secs());
     let due = {

@@ -207,9 +207,34 @@ impl Store {
         Ok(())
     }
 
+    /// Takes the store-wide lease for a job that must run on one controller at a time
+    /// (sweeps, retries, shippers). `Ok(None)`: another controller holds it; skip this round.
+    /// The lease lasts as long as the returned guard. On SQLite (one controller) it is always
+    /// granted without holding a connection.
+    pub async fn try_lease(&self, job: &str) -> Result<Option<Lease>> {
+        if self.dialect == Dialect::Sqlite {
+            return Ok(Some(Lease { _tx: None }));
+        }
+        let mut tx = self.pool.begin().await?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, job.as_bytes());
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(&digest.as_ref()[..8]);
+        let row = sqlx::query("SELECT pg_try_advisory_xact_lock($1) AS got")
+            .bind(i64::from_be_bytes(eight))
+            .fetch_one(&mut *tx)
+            .await?;
+        let got: bool = sqlx::Row::try_get(&row, "got")?;
+        Ok(got.then_some(Lease { _tx: Some(tx) }))
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// A held job lease; released when dropped.
+pub struct Lease {
+    _tx: Option<Transaction<'static, sqlx::Any>>,
 }
 
 /// Encodes a list as the JSON text the store keeps.

@@ -1,0 +1,100 @@
+//! Cross-controller wake-ups on PostgreSQL: when a session ends, the transaction that ends it
+//! also sends `NOTIFY portcullis_session_ended, '<session id> <worker id> <reason>'`; every
+//! controller listens, and the one the worker is linked to pushes the end at once. The
+//! durable record is the session row: a notification missed while a listener reconnects is
+//! caught by the heartbeat reconcile, which compares the worker's live sessions with the
+//! store at every heartbeat.
+
+use portcullis_proto::link::SessionEnd;
+use sqlx::AnyConnection;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+use crate::store::{Dialect, StoreError};
+
+const CHANNEL: &str = "portcullis_session_ended";
+
+/// Queues the notification inside the caller's transaction (sent at commit).
+pub async fn session_ended(
+    dialect: Dialect,
+    conn: &mut AnyConnection,
+    session_id: &str,
+    worker_id: &str,
+    reason: &str,
+) -> Result<(), StoreError> {
+    if dialect == Dialect::Postgres {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(format!("{session_id} {worker_id} {reason}"))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+fn parse(payload: &str) -> Option<(String, SessionEnd)> {
+    let mut parts = payload.splitn(3, ' ');
+    let session_id = parts.next()?.to_owned();
+    let worker_id = parts.next()?.to_owned();
+    let reason = parts.next()?.to_owned();
+    Some((worker_id, SessionEnd { session_id, reason }))
+}
+
+/// Listens until `shutdown` (PostgreSQL only); reconnects by itself.
+pub async fn listen(state: AppState, url: String, shutdown: CancellationToken) {
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(l) => l,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for session ends; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        if let Err(err) = listener.listen(CHANNEL).await {
+            tracing::warn!(error = %err, "LISTEN failed; retrying");
+            continue;
+        }
+        loop {
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                n = listener.recv() => n,
+            };
+            match received {
+                Ok(notification) => {
+                    if let Some((worker_id, end)) = parse(notification.payload()) {
+                        crate::sessions::lifecycle::notify_worker(
+                            &state,
+                            &worker_id,
+                            &end.session_id,
+                            &end.reason,
+                        );
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "session-end listener lost its connection; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn payloads_parse() {
+        let (worker, end) = super::parse("s_1 w_2 canceled").unwrap();
+        assert_eq!(
+            (
+                worker.as_str(),
+                end.session_id.as_str(),
+                end.reason.as_str()
+            ),
+            ("w_2", "s_1", "canceled")
+        );
+        assert!(super::parse("garbage").is_none());
+    }
+}

@@ -1,0 +1,172 @@
+//! Several controllers on one PostgreSQL database, with a worker that knows them all.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::cluster::{echo, Controller, Worker};
+
+fn pg_url() -> String {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(common::pg::fresh_database())
+}
+
+struct Listener {
+    child: Child,
+    port: u16,
+    session_id: String,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn listen(c: &Controller, target: &str) -> Listener {
+    let mut child = c
+        .cli()
+        .args(["connect", target, "--listen-port", "0", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    Listener {
+        child,
+        port: v["port"].as_u64().unwrap() as u16,
+        session_id: v["session_id"].as_str().unwrap().to_owned(),
+    }
+}
+
+fn two_controllers(dir: &std::path::Path) -> (Controller, Controller) {
+    let url = pg_url();
+    let a = Controller::start_on(&dir.join("a"), &url, "");
+    let b = Controller::start_on(&dir.join("b"), &url, "");
+    (a, b)
+}
+
+#[test]
+fn authorise_on_one_controller_cancel_on_the_other_closes_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_controllers(dir.path());
+    let _w = Worker::start(
+        &dir.path().join("w1"),
+        &[a.cluster.clone(), b.cluster.clone()],
+        Some(&a.join_token()),
+        "",
+    )
+    .unwrap();
+    let body =
+        serde_json::json!({"name": "echo", "address": echo(), "zone": "LOCAL", "service": "echo"})
+            .to_string();
+    let (code, text) = a.curl("POST", "/v1/targets", Some(&body));
+    assert_eq!(code, 201, "{text}");
+    let l = listen(&a, "echo");
+    let mut s = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
+    s.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).unwrap();
+    // The worker is linked to the first controller; the cancel goes to the second.
+    let started = Instant::now();
+    let (code, text) = b.curl(
+        "POST",
+        &format!("/v1/sessions/{}/cancel", l.session_id),
+        Some("{}"),
+    );
+    assert_eq!(code, 200, "{text}");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "closed after {took:?}");
+    // Both controllers see the same terminated session.
+    let (_, text) = a.curl("GET", &format!("/v1/sessions/{}", l.session_id), None);
+    assert!(text.contains("\"canceled\""), "{text}");
+}
+
+#[test]
+fn killing_the_linked_controller_mid_transfer_loses_nothing_and_the_other_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, b) = two_controllers(dir.path());
+    let _w = Worker::start(
+        &dir.path().join("w1"),
+        &[a.cluster.clone(), b.cluster.clone()],
+        Some(&a.join_token()),
+        "",
+    )
+    .unwrap();
+    let body =
+        serde_json::json!({"name": "echo", "address": echo(), "zone": "LOCAL", "service": "echo"})
+            .to_string();
+    let (code, text) = a.curl("POST", "/v1/targets", Some(&body));
+    assert_eq!(code, 201, "{text}");
+    let l = listen(&a, "echo");
+    let mut s = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut writer = s.try_clone().unwrap();
+    let chunk: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let sent = chunk.clone();
+    let sender = std::thread::spawn(move || {
+        for _ in 0..32 {
+            writer.write_all(&sent).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = a.child.kill(); // kill -9
+    let _ = a.child.wait();
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).unwrap();
+    sender.join().unwrap();
+    assert_eq!(back.len(), 32 * chunk.len(), "transfer cut short");
+    assert!(
+        back.chunks(chunk.len()).all(|c| c == chunk.as_slice()),
+        "transfer corrupted"
+    );
+    // The other controller serves new sessions through the same worker.
+    let mut ok = false;
+    for _ in 0..50 {
+        let l2 = listen(&b, "echo");
+        if let Ok(mut s2) = TcpStream::connect(("127.0.0.1", l2.port)) {
+            s2.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = s2.write_all(b"ping");
+            let _ = s2.shutdown(Shutdown::Write);
+            let mut got = Vec::new();
+            let _ = s2.read_to_end(&mut got);
+            if got == b"ping" {
+                ok = true;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(ok, "no new session through the surviving controller");
+    // The transfer's byte counts reached the store through the surviving controller.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, text) = b.curl("GET", &format!("/v1/sessions/{}", l.session_id), None);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if v["connections"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["bytes_up"] == 32 * 1024 * 1024))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "byte counts never arrived: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
