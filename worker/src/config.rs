@@ -23,6 +23,9 @@ pub struct Config {
     pub join_token: Option<Secret<String>>,
     /// New connections are admitted only while a controller was heard within this time.
     pub admit_grace: Duration,
+    /// Live connections are kept this long without any controller, then ended with reason
+    /// `controller_unreachable` (recorded when a link returns).
+    pub live_grace: Duration,
     pub drain_timeout: Duration,
 }
 
@@ -51,6 +54,7 @@ struct RawWorker {
     egress_addr: Option<String>,
     join_token_file: Option<PathBuf>,
     admit_grace_secs: Option<f64>,
+    live_grace_secs: Option<f64>,
     drain_timeout_secs: Option<f64>,
 }
 
@@ -82,6 +86,7 @@ impl Config {
             egress_addr: None,
             join_token: None,
             admit_grace: Duration::from_secs(5),
+            live_grace: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -130,6 +135,7 @@ impl Config {
             egress_addr,
             join_token,
             admit_grace: secs(w.admit_grace_secs, "worker.admit_grace_secs", 5.0)?,
+            live_grace: secs(w.live_grace_secs, "worker.live_grace_secs", 60.0)?,
             drain_timeout: secs(w.drain_timeout_secs, "worker.drain_timeout_secs", 30.0)?,
         })
     }

@@ -185,6 +185,22 @@ impl Worker {
         let shared = self.shared;
         let id = shared.identity.worker_id.clone();
         let (link, link_stop) = (self.link, self.link_stop);
+        let watchdog_stop = CancellationToken::new();
+        let watchdog = {
+            let (shared, stop) = (shared.clone(), watchdog_stop.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tick.tick() => {}
+                    }
+                    if shared.table.isolate_if_stale(shared.config.live_grace) {
+                        tracing::warn!(grace = ?shared.config.live_grace, "no controller for the live grace: ending live connections");
+                    }
+                }
+            })
+        };
         let tasks = tokio_util::task::TaskTracker::new();
         let accept_stop = CancellationToken::new();
         let accept = tokio::spawn(
@@ -216,7 +232,8 @@ impl Worker {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         link_stop.cancel();
-        let _ = link.await;
+        watchdog_stop.cancel();
+        let _ = tokio::join!(link, watchdog);
         Ok(())
     }
 }

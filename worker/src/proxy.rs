@@ -270,6 +270,7 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
     .await;
     tracing::info!(endpoint = %endpoint, "connection accepted");
     let cancel = shared.table.cancel_token(&claims.sid);
+    let isolated = shared.table.isolation_token();
     let expiry = Duration::from_secs(claims.exp.saturating_sub(now()));
     let up = AtomicU64::new(0);
     let down = AtomicU64::new(0);
@@ -278,6 +279,7 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
         _ = cancel.cancelled() => shared.table.end_reason(&claims.sid).unwrap_or_else(|| reason::CANCELED.to_owned()),
         _ = tokio::time::sleep(expiry) => reason::EXPIRED.to_owned(),
         _ = shared.hard_stop.cancelled() => reason::SHUTDOWN.to_owned(),
+        _ = isolated.cancelled() => "controller_unreachable".to_owned(),
     };
     let (up, down) = (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed));
     tracing::info!(bytes.up = up, bytes.down = down, reason = %why, "connection closed");

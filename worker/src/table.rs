@@ -20,6 +20,9 @@ struct Inner {
     keys: Vec<GrantKey>,
     last_heard: Option<Instant>,
     sessions: HashMap<String, SessionEntry>,
+    /// Cancelled when no controller has been heard for the live grace: every connection
+    /// open at that moment ends. Replaced by a fresh token once a controller answers.
+    isolated: CancellationToken,
 }
 
 /// What the admission of a new connection found.
@@ -55,7 +58,27 @@ impl Table {
         self.with(|i| {
             i.keys = keys;
             i.last_heard = Some(Instant::now());
+            if i.isolated.is_cancelled() {
+                i.isolated = CancellationToken::new();
+            }
         });
+    }
+
+    /// The token that fires when the worker has been cut off for too long.
+    pub fn isolation_token(&self) -> CancellationToken {
+        self.with(|i| i.isolated.clone())
+    }
+
+    /// Ends every live connection if no controller was heard within `grace`; true if it did.
+    pub fn isolate_if_stale(&self, grace: Duration) -> bool {
+        self.with(|i| {
+            let stale = i.last_heard.is_some_and(|t| t.elapsed() >= grace);
+            if stale && !i.isolated.is_cancelled() {
+                i.isolated.cancel();
+                return true;
+            }
+            false
+        })
     }
 
     pub fn fresh(&self, grace: Duration) -> bool {

@@ -1,0 +1,149 @@
+//! Failure behaviour: all controllers unreachable, a worker that dies.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::cluster::{echo, Controller, PausableProxy, Worker};
+
+struct Listener {
+    child: Child,
+    port: u16,
+    session_id: String,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn listen(c: &Controller) -> Listener {
+    let body =
+        serde_json::json!({"name": "echo", "address": echo(), "zone": "LOCAL", "service": "echo"})
+            .to_string();
+    let (code, text) = c.curl("POST", "/v1/targets", Some(&body));
+    assert_eq!(code, 201, "{text}");
+    let mut child = c
+        .cli()
+        .args(["connect", "echo", "--listen-port", "0", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    Listener {
+        child,
+        port: v["port"].as_u64().unwrap() as u16,
+        session_id: v["session_id"].as_str().unwrap().to_owned(),
+    }
+}
+
+fn connected(port: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).unwrap();
+    s
+}
+
+fn session(c: &Controller, id: &str) -> serde_json::Value {
+    let (code, text) = c.curl("GET", &format!("/v1/sessions/{id}"), None);
+    assert_eq!(code, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn without_any_controller_live_connections_last_the_grace_then_end_with_the_reason_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(&dir.path().join("controller"));
+    let proxy = PausableProxy::start(&c.cluster);
+    let _w = Worker::start(
+        &dir.path().join("w1"),
+        std::slice::from_ref(&proxy.addr),
+        Some(&c.join_token()),
+        "admit_grace_secs = 1\nlive_grace_secs = 3",
+    )
+    .unwrap();
+    let l = listen(&c);
+    let mut live = connected(l.port);
+    proxy.pause();
+    let cut = Instant::now();
+    // Within the grace the connection still carries data.
+    std::thread::sleep(Duration::from_millis(1500));
+    live.write_all(b"still").unwrap();
+    let mut buf = [0u8; 5];
+    live.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"still");
+    // After it, the worker ends it.
+    live.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = live.read_to_end(&mut rest);
+    let lived = cut.elapsed();
+    assert!(
+        lived >= Duration::from_secs(2) && lived < Duration::from_secs(8),
+        "ended after {lived:?}"
+    );
+    proxy.resume();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = session(&c, &l.session_id);
+        if s["connections"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["close_reason"] == "controller_unreachable")
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reason was never recorded: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_dead_worker_ends_its_sessions_with_reason_worker_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(&dir.path().join("controller")); // workers.lost_after = 3 s
+    let mut w = Worker::start(
+        &dir.path().join("w1"),
+        std::slice::from_ref(&c.cluster),
+        Some(&c.join_token()),
+        "",
+    )
+    .unwrap();
+    let l = listen(&c);
+    drop(connected(l.port));
+    let _ = w.child.kill(); // kill -9
+    let _ = w.child.wait();
+    let started = Instant::now();
+    loop {
+        let s = session(&c, &l.session_id);
+        if s["state"] == "terminated" {
+            assert_eq!(s["termination_reason"], "worker_lost", "{s}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "session still {s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "ended before the worker could be lost"
+    );
+}
