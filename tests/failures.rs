@@ -147,3 +147,42 @@ fn a_dead_worker_ends_its_sessions_with_reason_worker_lost() {
         "ended before the worker could be lost"
     );
 }
+
+#[test]
+fn without_postgresql_authorize_fails_closed_and_recovers_by_itself() {
+    let pg = common::pg::PrivateCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start_on(&dir.path().join("controller"), &pg.url, "");
+    let _w = Worker::start(
+        &dir.path().join("w1"),
+        std::slice::from_ref(&c.cluster),
+        Some(&c.join_token()),
+        "",
+    )
+    .unwrap();
+    let body =
+        serde_json::json!({"name": "echo", "address": echo(), "zone": "LOCAL", "service": "echo"})
+            .to_string();
+    assert_eq!(c.curl("POST", "/v1/targets", Some(&body)).0, 201);
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let request = serde_json::json!({"client_public_key": portcullis_proto::keys::b64(&rcgen::PublicKeyData::subject_public_key_info(&key))}).to_string();
+    let authorize = || c.curl("POST", "/v1/targets/echo/authorize-session", Some(&request));
+    assert_eq!(authorize().0, 201);
+    pg.down();
+    let (code, text) = authorize();
+    assert_eq!(code, 503, "{text}");
+    assert!(text.contains("database"), "{text}");
+    pg.up();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, text) = authorize();
+        if code == 201 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the controller did not recover: {code} {text}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -29,3 +29,150 @@ fn hex_id() -> String {
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{:x}_{}_{}", nanos, std::process::id(), n)
 }
+
+/// A PostgreSQL cluster of the test's own, which it may stop and start (the suite's shared
+/// cluster must never be stopped).
+pub struct PrivateCluster {
+    pub url: String,
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn pg_bin() -> std::path::PathBuf {
+    let mut found = None;
+    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+        for e in entries.flatten() {
+            let bin = e.path().join("bin");
+            if bin.join("initdb").exists() {
+                found = Some(bin);
+            }
+        }
+    }
+    found.expect("PostgreSQL binaries under /usr/lib/postgresql (scripts/test installs them)")
+}
+
+fn as_postgres(cmd: &str, args: &[&str]) -> std::process::Command {
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false);
+    if is_root {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--", cmd]).args(args);
+        c
+    } else {
+        let mut c = std::process::Command::new(cmd);
+        c.args(args);
+        c
+    }
+}
+
+impl PrivateCluster {
+    pub fn start() -> PrivateCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let _ = std::process::Command::new("chown")
+            .arg("postgres")
+            .arg(dir.path())
+            .status();
+        let bin = pg_bin();
+        let data = dir.path().join("data");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let initdb = bin.join("initdb");
+        let out = as_postgres(
+            initdb.to_str().unwrap(),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "portcullis",
+                "--auth=trust",
+            ],
+        )
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let c = PrivateCluster {
+            url: format!("postgres://portcullis@127.0.0.1:{port}/postgres"),
+            bin,
+            data,
+            port,
+            dir,
+        };
+        c.up();
+        c
+    }
+
+    pub fn up(&self) {
+        let ctl = self.bin.join("pg_ctl");
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log");
+        let out = as_postgres(
+            ctl.to_str().unwrap(),
+            &[
+                "-D",
+                self.data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-o",
+                &opts,
+                "start",
+            ],
+        )
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn down(&self) {
+        let ctl = self.bin.join("pg_ctl");
+        let out = as_postgres(
+            ctl.to_str().unwrap(),
+            &[
+                "-D",
+                self.data.to_str().unwrap(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        )
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let ctl = self.bin.join("pg_ctl");
+        let _ = as_postgres(
+            ctl.to_str().unwrap(),
+            &["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"],
+        )
+        .output();
+    }
+}
