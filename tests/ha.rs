@@ -170,3 +170,65 @@ fn killing_the_linked_controller_mid_transfer_loses_nothing_and_the_other_serves
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn outbound_only_a_controller_dials_a_worker_that_names_no_controller() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let worker_link = format!("127.0.0.1:{port}");
+    let c = Controller::start_full(
+        &dir.path().join("controller"),
+        &format!(
+            "sqlite://{}",
+            dir.path().join("controller/portcullis.db").display()
+        ),
+        &format!("dial_workers = [\"{worker_link}\"]"),
+        "",
+    );
+    let token = c.join_token();
+    let config = format!("cluster_listen = \"{worker_link}\"");
+    let w = Worker::start(&dir.path().join("w1"), &[], Some(&token), &config).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("w1/worker.toml")).unwrap();
+    assert!(text.contains("controllers = []"), "{text}");
+    let body =
+        serde_json::json!({"name": "echo", "address": echo(), "zone": "LOCAL", "service": "echo"})
+            .to_string();
+    assert_eq!(c.curl("POST", "/v1/targets", Some(&body)).0, 201);
+    let l = listen(&c, "echo");
+    let mut s = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"outbound").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).unwrap();
+    assert_eq!(back, b"outbound");
+    let (_, text) = c.curl("GET", &format!("/v1/workers/{}", w.id), None);
+    assert!(text.contains("\"active\""), "{text}");
+    // A cancel reaches the worker over the link the controller dialled.
+    let mut live = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
+    live.write_all(b"x").unwrap();
+    let mut one = [0u8; 1];
+    live.read_exact(&mut one).unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        c.curl(
+            "POST",
+            &format!("/v1/sessions/{}/cancel", l.session_id),
+            Some("{}")
+        )
+        .0,
+        200
+    );
+    live.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    let _ = live.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}

@@ -20,6 +20,8 @@ pub struct Config {
     pub api_tls_names: Vec<String>,
     pub api_max_body_bytes: usize,
     pub cluster_listen: SocketAddr,
+    /// Workers this controller dials (outbound-only control plane), `HOST:PORT`.
+    pub dial_workers: Vec<String>,
     pub policy_file: Option<PathBuf>,
     pub dev_login: bool,
     pub token_lifetime: Duration,
@@ -101,6 +103,7 @@ struct RawApi {
 #[serde(deny_unknown_fields)]
 struct RawCluster {
     listen: Option<String>,
+    dial_workers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,6 +196,21 @@ fn socket(
     })
 }
 
+fn dial_workers(addrs: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    for addr in &addrs {
+        let ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !ok {
+            return Err(ConfigError::Invalid {
+                key: "cluster.dial_workers",
+                message: format!("{addr:?} is not HOST:PORT"),
+            });
+        }
+    }
+    Ok(addrs)
+}
+
 impl Config {
     /// Reads and validates a config file; `PORTCULLIS_DATABASE_URL` and
     /// `PORTCULLIS_MASTER_KEY` override the file.
@@ -282,6 +300,7 @@ impl Config {
             api_tls_names: tls_names,
             api_max_body_bytes: max_body,
             cluster_listen: socket(&raw.cluster.listen, "cluster.listen", "127.0.0.1:9201")?,
+            dial_workers: dial_workers(raw.cluster.dial_workers.clone().unwrap_or_default())?,
             policy_file: raw.policy.file,
             dev_login: raw.auth.dev_login.unwrap_or(false),
             login_rate_limit: raw.auth.login_rate_limit_per_minute.unwrap_or(30),

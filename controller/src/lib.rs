@@ -73,6 +73,8 @@ pub struct Controller {
     cluster: TcpListener,
     api_tls: Arc<rustls::ServerConfig>,
     link_tls: Arc<rustls::ServerConfig>,
+    dial_tls: Arc<rustls::ClientConfig>,
+    ca_der: rustls_pki_types::CertificateDer<'static>,
     ca_pem: String,
 }
 
@@ -100,6 +102,7 @@ impl Controller {
             .map_err(|e| keys::KeyError::Crypto(e.to_string()))?;
         api_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let link_tls = link::tls_config(&ca)?;
+        let dial_tls = link::dialer::client_config(&ca)?;
         let api = TcpListener::bind(config.api_listen)
             .await
             .map_err(|source| ControllerError::Bind {
@@ -129,6 +132,8 @@ impl Controller {
             cluster,
             api_tls: Arc::new(api_tls),
             link_tls,
+            dial_tls,
+            ca_der: ca.cert_der.clone(),
             ca_pem: ca.cert_pem,
         })
     }
@@ -177,7 +182,17 @@ impl Controller {
                 .instrument(tracing::info_span!("notify", controller.id = %id)),
             )
         });
+        let dialers = link::dialer::spawn_all(
+            &state,
+            &state.config.dial_workers,
+            self.dial_tls,
+            self.ca_der,
+            &shutdown,
+        );
         let _ = tokio::join!(api, link, sweeper);
+        for dialer in dialers {
+            let _ = dialer.await;
+        }
         if let Some(listener) = listener {
             let _ = listener.await;
         }

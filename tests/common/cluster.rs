@@ -85,6 +85,16 @@ impl Controller {
     /// A controller on the store at `url` (several controllers may share a PostgreSQL
     /// database; they share the master key every test controller uses).
     pub fn start_on(dir: &Path, url: &str, workers_extra: &str) -> Controller {
+        Controller::start_full(dir, url, "", workers_extra)
+    }
+
+    /// The most general start: extra lines for the `[cluster]` and `[workers]` sections.
+    pub fn start_full(
+        dir: &Path,
+        url: &str,
+        cluster_extra: &str,
+        workers_extra: &str,
+    ) -> Controller {
         std::fs::create_dir_all(dir).unwrap();
         let master = dir.join("master.key");
         if !master.exists() {
@@ -101,7 +111,7 @@ impl Controller {
             &config,
             format!(
                 "[store]\nurl = \"{url}\"\n[keys]\nmaster_key_file = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
-                 [cluster]\nlisten = \"127.0.0.1:0\"\n[policy]\nfile = \"{}\"\n[auth]\ndev_login = true\n\
+                 [cluster]\nlisten = \"127.0.0.1:0\"\n{cluster_extra}\n[policy]\nfile = \"{}\"\n[auth]\ndev_login = true\n\
                  [sessions]\nsweep_interval = 0.5\n[workers]\nheartbeat_interval = 0.2\nlost_after = 3\n{workers_extra}\n",
                 master.display(),
                 policy.display(),

@@ -16,6 +16,9 @@ pub struct Config {
     /// Controller cluster addresses (`HOST:PORT`), tried in order.
     pub controllers: Vec<String>,
     pub proxy_listen: SocketAddr,
+    /// Where controllers dial this worker (outbound-only control plane); with it,
+    /// `controllers` may be empty.
+    pub cluster_listen: Option<SocketAddr>,
     /// What clients dial; defaults to the bound proxy address.
     pub proxy_public_addr: Option<String>,
     /// Source IP for connections to targets.
@@ -48,7 +51,9 @@ struct Raw {
 struct RawWorker {
     name: String,
     state_dir: PathBuf,
+    #[serde(default)]
     controllers: Vec<String>,
+    cluster_listen: Option<String>,
     proxy_listen: Option<String>,
     proxy_public_addr: Option<String>,
     egress_addr: Option<String>,
@@ -82,6 +87,7 @@ impl Config {
             state_dir,
             controllers,
             proxy_listen,
+            cluster_listen: None,
             proxy_public_addr: None,
             egress_addr: None,
             join_token: None,
@@ -96,10 +102,17 @@ impl Config {
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         let w = raw.worker;
-        if w.controllers.is_empty() {
+        let cluster_listen = match &w.cluster_listen {
+            Some(text) => Some(text.parse().map_err(|_| ConfigError::Invalid {
+                key: "worker.cluster_listen",
+                message: format!("{text:?} is not IP:PORT"),
+            })?),
+            None => None,
+        };
+        if w.controllers.is_empty() && cluster_listen.is_none() {
             return Err(ConfigError::Invalid {
                 key: "worker.controllers",
-                message: "name at least one controller HOST:PORT".into(),
+                message: "name at least one controller HOST:PORT, or set worker.cluster_listen for controllers to dial in".into(),
             });
         }
         let listen_text = w.proxy_listen.unwrap_or_else(|| "127.0.0.1:9202".into());
@@ -131,6 +144,7 @@ impl Config {
             state_dir: w.state_dir,
             controllers: w.controllers,
             proxy_listen,
+            cluster_listen,
             proxy_public_addr: w.proxy_public_addr,
             egress_addr,
             join_token,

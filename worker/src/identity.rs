@@ -100,6 +100,28 @@ impl Identity {
     }
 }
 
+/// Saves the identity a join produced.
+pub fn finish_enrolment(
+    dir: &Path,
+    key: rcgen::KeyPair,
+    joined: portcullis_proto::api::JoinResponse,
+) -> Result<Identity, WorkerError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let identity = Identity {
+        worker_id: joined.worker_id,
+        key_pkcs8: Arc::new(key.serialize_der()),
+        cert_pem: joined.cert_pem,
+        ca_pem: joined.ca_pem,
+        cert_issued_at: now,
+        cert_expires_at: joined.cert_expires_at,
+    };
+    identity.save(dir, &key.serialize_pem())?;
+    Ok(identity)
+}
+
 /// Saves a (renewed) certificate with its validity next to the identity.
 pub fn save_certificate(
     dir: &Path,
@@ -282,22 +304,7 @@ pub async fn enrol(
             }
         };
         match attempt.await {
-            Ok(joined) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                let identity = Identity {
-                    worker_id: joined.worker_id,
-                    key_pkcs8: Arc::new(key.serialize_der()),
-                    cert_pem: joined.cert_pem,
-                    ca_pem: joined.ca_pem,
-                    cert_issued_at: now,
-                    cert_expires_at: joined.cert_expires_at,
-                };
-                identity.save(dir, &key.serialize_pem())?;
-                return Ok(identity);
-            }
+            Ok(joined) => return finish_enrolment(dir, key, joined),
             Err(message) => last = message,
         }
     }

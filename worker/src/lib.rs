@@ -10,6 +10,7 @@
 pub mod certs;
 pub mod config;
 pub mod identity;
+pub mod inbound;
 pub mod link;
 pub mod proxy;
 pub mod spool;
@@ -82,6 +83,8 @@ pub struct Shared {
 pub struct Worker {
     shared: Arc<Shared>,
     listener: TcpListener,
+    /// Serves links that controllers dial in, when configured.
+    inbound: Option<tokio::task::JoinHandle<Result<(), WorkerError>>>,
     link: tokio::task::JoinHandle<()>,
     link_stop: CancellationToken,
 }
@@ -103,8 +106,28 @@ impl Worker {
             .proxy_public_addr
             .clone()
             .unwrap_or_else(|| bound.to_string());
+        let cluster_listener = match config.cluster_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| WorkerError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let identity = match identity::Identity::load(&config.state_dir)? {
             Some(identity) => identity,
+            None if config.controllers.is_empty() => {
+                let token = config.join_token.as_ref().ok_or(WorkerError::NotEnrolled)?;
+                let listener = cluster_listener.as_ref().ok_or(WorkerError::NotEnrolled)?;
+                inbound::enrol(
+                    listener,
+                    &config.state_dir,
+                    token.expose(),
+                    &config.name,
+                    &proxy_addr,
+                )
+                .await?
+            }
             None => {
                 let token = config.join_token.as_ref().ok_or(WorkerError::NotEnrolled)?;
                 identity::enrol(
@@ -148,9 +171,16 @@ impl Worker {
             link::run(shared.clone(), link_stop.clone())
                 .instrument(tracing::info_span!("link", worker.id = %id)),
         );
+        let inbound = cluster_listener.map(|listener| {
+            tokio::spawn(
+                inbound::serve(listener, shared.clone(), link_stop.clone())
+                    .instrument(tracing::info_span!("inbound", worker.id = %id)),
+            )
+        });
         Ok(Worker {
             shared,
             listener,
+            inbound,
             link,
             link_stop,
         })
@@ -185,6 +215,7 @@ impl Worker {
         let shared = self.shared;
         let id = shared.identity.worker_id.clone();
         let (link, link_stop) = (self.link, self.link_stop);
+        let inbound = self.inbound;
         let watchdog_stop = CancellationToken::new();
         let watchdog = {
             let (shared, stop) = (shared.clone(), watchdog_stop.clone());
@@ -234,6 +265,9 @@ impl Worker {
         link_stop.cancel();
         watchdog_stop.cancel();
         let _ = tokio::join!(link, watchdog);
+        if let Some(inbound) = inbound {
+            let _ = inbound.await;
+        }
         Ok(())
     }
 }

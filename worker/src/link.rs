@@ -45,6 +45,11 @@ impl LinkClient {
             .map_err(|_| "the controller link closed".to_string())
     }
 
+    /// Forgets the current link (it ended).
+    pub fn clear(&self) {
+        self.set(None);
+    }
+
     fn set(&self, sender: Option<mpsc::Sender<Outgoing>>) {
         if let Ok(mut guard) = self.sender.lock() {
             *guard = sender;
@@ -89,6 +94,10 @@ fn client_config(shared: &Shared) -> Result<Arc<rustls::ClientConfig>, String> {
 
 /// Keeps a link up until `shutdown`, failing over between controllers.
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
+    if shared.config.controllers.is_empty() {
+        // Outbound-only control plane: controllers dial this worker (see `inbound`).
+        return;
+    }
     let mut backoff = Duration::from_millis(200);
     let mut index = 0usize;
     loop {
@@ -112,12 +121,13 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     }
 }
 
-type Stream = Framed<
-    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
-    tokio_util::codec::LengthDelimitedCodec,
->;
+/// Any byte stream a link runs over: TLS the worker dialled, or TLS a controller dialled.
+pub trait LinkIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> LinkIo for T {}
 
-async fn send(stream: &mut Stream, frame: &Frame) -> Result<(), String> {
+type Stream<S> = Framed<S, tokio_util::codec::LengthDelimitedCodec>;
+
+async fn send<S: LinkIo>(stream: &mut Stream<S>, frame: &Frame) -> Result<(), String> {
     stream
         .send(link::encode(frame).map_err(|e| e.to_string())?)
         .await
@@ -140,7 +150,18 @@ async fn session(
         .connect(name, tcp)
         .await
         .map_err(|e| format!("TLS: {e}"))?;
-    let mut stream = Framed::new(tls, link::codec());
+    drive(shared, tls, addr, shutdown).await
+}
+
+/// Runs the link protocol (hello, heartbeats, events, requests both ways) over a stream,
+/// whichever side dialled.
+pub async fn drive<S: LinkIo>(
+    shared: &Arc<Shared>,
+    io: S,
+    addr: &str,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let mut stream = Framed::new(io, link::codec());
     let hello = Hello {
         protocol_version: portcullis_proto::PROTOCOL_VERSION,
         worker_id: shared.identity.worker_id.clone(),
@@ -268,7 +289,7 @@ fn apply_sync(shared: &Shared, sync: link::Sync) {
 }
 
 /// Best effort on shutdown: send what is spooled (it stays on disk if unacknowledged).
-async fn flush_events(shared: &Shared, stream: &mut Stream) {
+async fn flush_events<S: LinkIo>(shared: &Shared, stream: &mut Stream<S>) {
     if shared.spool.is_empty() {
         return;
     }

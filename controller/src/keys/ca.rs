@@ -58,6 +58,9 @@ pub enum Leaf<'a> {
     Server { names: &'a [String] },
     /// A worker's certificate: client and server authentication, named by its id.
     Worker { worker_id: &'a str },
+    /// A controller's link identity when it dials workers: client and server authentication
+    /// for `portcullis-controller`.
+    Controller,
 }
 
 /// The CA with its private key, ready to issue.
@@ -113,6 +116,19 @@ impl CertificateAuthority {
                 }
                 params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
             }
+            Leaf::Controller => {
+                let name = portcullis_proto::link::CONTROLLER_SERVER_NAME;
+                params.distinguished_name.push(DnType::CommonName, name);
+                params.subject_alt_names.push(SanType::DnsName(
+                    name.to_owned()
+                        .try_into()
+                        .map_err(|_| KeyError::Crypto("bad controller name".into()))?,
+                ));
+                params.extended_key_usages = vec![
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                ];
+            }
             Leaf::Worker { worker_id } => {
                 params
                     .distinguished_name
@@ -155,6 +171,20 @@ impl PublicKeyData for Ed25519Public {
 
     fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
         &rcgen::PKCS_ED25519
+    }
+}
+
+impl CertificateAuthority {
+    /// The identity a controller presents when it dials workers, with a fresh in-memory key.
+    pub fn issue_controller_identity(
+        &self,
+        lifetime: Duration,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), KeyError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)
+            .map_err(|e| KeyError::Crypto(e.to_string()))?;
+        let pem = self.issue(&key.subject_public_key_info(), Leaf::Controller, lifetime)?;
+        let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        Ok((vec![pem_to_der(&pem)?, self.cert_der.clone()], private))
     }
 }
 

@@ -3,6 +3,7 @@
 //! protocol of `portcullis_proto::link`. Either side may send requests; see
 //! docs/architecture.md.
 
+pub mod dialer;
 pub mod handler;
 pub mod registry;
 
@@ -82,10 +83,13 @@ pub async fn serve(
     }
 }
 
-type LinkStream =
-    Framed<tokio_rustls::server::TlsStream<TcpStream>, tokio_util::codec::LengthDelimitedCodec>;
+/// Any byte stream a link runs over: TLS accepted from a worker, or TLS dialled to one.
+pub trait LinkIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> LinkIo for T {}
 
-async fn send(stream: &mut LinkStream, frame: &Frame) -> Result<(), String> {
+type LinkStream<S> = Framed<S, tokio_util::codec::LengthDelimitedCodec>;
+
+async fn send<S: LinkIo>(stream: &mut LinkStream<S>, frame: &Frame) -> Result<(), String> {
     let bytes = link::encode(frame).map_err(|e| e.to_string())?;
     stream.send(bytes).await.map_err(|e| e.to_string())
 }
@@ -111,7 +115,18 @@ async fn run_link(
                 .ok()
                 .map(|c| c.subject_public_key_info().as_ref().to_vec())
         });
-    let mut stream = Framed::new(tls, link::codec());
+    drive(tls, peer_spki, state, shutdown).await
+}
+
+/// Runs the link protocol over an established stream. `peer_spki` is the worker's key when
+/// its certificate chains to the CA; without one, the link may only enrol.
+pub(crate) async fn drive<S: LinkIo>(
+    io: S,
+    peer_spki: Option<Vec<u8>>,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let mut stream = Framed::new(io, link::codec());
     let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
         .await
         .map_err(|_| "no first frame within 10 s".to_string())?
@@ -172,11 +187,11 @@ async fn run_link(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn serve_requests(
+async fn serve_requests<S: LinkIo>(
     state: &AppState,
     worker_id: &str,
     proxy_addr: &str,
-    stream: &mut LinkStream,
+    stream: &mut LinkStream<S>,
     rx: &mut mpsc::Receiver<Outgoing>,
     closed: &CancellationToken,
     shutdown: &CancellationToken,
