@@ -52,6 +52,10 @@ fn target(id: &str, name: &str) -> store::targets::TargetRecord {
         pool: None,
         max_session_secs: 3600,
         connection_limit: 2,
+        ssh_host_keys: vec![
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGfJ5mkQp5q2eJp5r0N4rK1pY2uXQ0Jm7KcQxUY9n3aK"
+                .into(),
+        ],
         created_at: 1,
         updated_at: 1,
     }

@@ -33,6 +33,10 @@ pub struct Config {
     pub join_token_ttl: Duration,
     pub worker_cert_lifetime: Duration,
     pub login_rate_limit: u32,
+    /// Lifetime of SSH certificates (sshd checks it only at login).
+    pub ssh_certificate_ttl: Duration,
+    /// The workers' egress addresses: SSH certificates are valid only from these.
+    pub ssh_source_addresses: Vec<String>,
 }
 
 /// Where the master key that seals the keyset comes from.
@@ -75,6 +79,15 @@ struct RawConfig {
     sessions: RawSessions,
     #[serde(default)]
     workers: RawWorkers,
+    #[serde(default)]
+    ssh: RawSsh,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSsh {
+    certificate_ttl: Option<DurationValue>,
+    source_addresses: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +209,27 @@ fn socket(
     })
 }
 
+/// A minimal CIDR check (`ADDR/LEN`) for `ssh.source_addresses`.
+mod ipnet_like {
+    pub struct Cidr;
+
+    impl std::str::FromStr for Cidr {
+        type Err = ();
+
+        fn from_str(s: &str) -> Result<Self, ()> {
+            let (addr, len) = s.split_once('/').ok_or(())?;
+            let addr: std::net::IpAddr = addr.parse().map_err(|_| ())?;
+            let len: u8 = len.parse().map_err(|_| ())?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            if len <= max {
+                Ok(Cidr)
+            } else {
+                Err(())
+            }
+        }
+    }
+}
+
 fn dial_workers(addrs: Vec<String>) -> Result<Vec<String>, ConfigError> {
     for addr in &addrs {
         let ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
@@ -290,6 +324,17 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        let ssh_sources = raw.ssh.source_addresses.clone().unwrap_or_default();
+        for addr in &ssh_sources {
+            if addr.parse::<std::net::IpAddr>().is_err()
+                && addr.parse::<ipnet_like::Cidr>().is_err()
+            {
+                return Err(ConfigError::Invalid {
+                    key: "ssh.source_addresses",
+                    message: format!("{addr:?} is not an IP address or CIDR"),
+                });
+            }
+        }
         let s = &raw.sessions;
         let w = &raw.workers;
         Ok(Config {
@@ -356,6 +401,15 @@ impl Config {
                 )?,
                 "workers.join_token_ttl",
             )?,
+            ssh_certificate_ttl: positive(
+                duration(
+                    &raw.ssh.certificate_ttl,
+                    "ssh.certificate_ttl",
+                    Duration::from_secs(300),
+                )?,
+                "ssh.certificate_ttl",
+            )?,
+            ssh_source_addresses: ssh_sources,
             worker_cert_lifetime: positive(
                 duration(
                     &w.cert_lifetime,

@@ -50,6 +50,13 @@ pub fn new_secret() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// A random 64-bit number (certificate serials).
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    fill(&mut bytes);
+    u64::from_be_bytes(bytes)
+}
+
 /// SHA-256 of a secret: what the store keeps instead of the secret.
 pub fn secret_hash(secret: &str) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())

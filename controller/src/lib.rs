@@ -21,6 +21,7 @@ pub mod notify;
 pub mod policy_file;
 pub mod secret;
 pub mod sessions;
+pub mod ssh;
 pub mod state;
 pub mod store;
 

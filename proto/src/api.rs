@@ -76,6 +76,9 @@ pub struct CreateTarget {
     pub max_session_secs: Option<u64>,
     /// Connections allowed per session; 0 means unlimited.
     pub connection_limit: Option<u32>,
+    /// Pinned SSH host keys (OpenSSH public key lines) for `connect ssh`.
+    #[serde(default)]
+    pub ssh_host_keys: Vec<String>,
 }
 
 /// `PATCH /v1/targets/{id}`: fields present are changed; `null` clears an optional field.
@@ -111,6 +114,8 @@ pub struct UpdateTarget {
     pub pool: Option<Option<String>>,
     pub max_session_secs: Option<u64>,
     pub connection_limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_host_keys: Option<Vec<String>>,
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -146,6 +151,8 @@ pub struct Target {
     pub pool: Option<String>,
     pub max_session_secs: u64,
     pub connection_limit: u32,
+    #[serde(default)]
+    pub ssh_host_keys: Vec<String>,
     pub created_at: u64,
     pub updated_at: u64,
 }
@@ -156,6 +163,9 @@ pub struct Target {
 pub struct AuthorizeSession {
     /// The client's per-session TLS public key: DER `SubjectPublicKeyInfo`, base64url.
     pub client_public_key: String,
+    /// An OpenSSH public key to certify for this session (for SSH targets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_public_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -175,6 +185,12 @@ pub struct SessionAuthorization {
     pub grant: String,
     /// The endpoint the worker will dial (vetted IP and port).
     pub endpoint: String,
+    /// The OpenSSH user certificate for `ssh_public_key`, when one was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_certificate: Option<String>,
+    /// The logins (SSH principals) the policy grants on this target.
+    #[serde(default)]
+    pub ssh_principals: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

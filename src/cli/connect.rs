@@ -13,6 +13,7 @@ mod exec;
 mod listen;
 pub mod session_file;
 mod signals;
+mod ssh;
 mod stdio;
 pub mod tls;
 mod tunnel;
@@ -72,9 +73,13 @@ With --json, the listening line is one JSON object on stdout:
         .args(["listen_port", "listen_unix", "stdio", "exec"])
         .multiple(false)
 ))]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ConnectArgs {
+    #[command(subcommand)]
+    pub kind: Option<ConnectKind>,
     /// The target's id or name.
-    pub target: String,
+    #[arg(required = true)]
+    pub target: Option<String>,
     /// Listen on 127.0.0.1:PORT (0 picks a free port and prints it).
     #[arg(long, value_name = "PORT")]
     pub listen_port: Option<u16>,
@@ -103,6 +108,13 @@ pub struct ConnectArgs {
     pub json: bool,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// Protocol-aware ways to connect.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum ConnectKind {
+    /// Run OpenSSH through a brokered session with a short-lived certificate.
+    Ssh(ssh::SshArgs),
 }
 
 /// What this invocation does with its session.
@@ -158,16 +170,23 @@ struct Ending {
 }
 
 pub async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
+    if let Some(ConnectKind::Ssh(ssh_args)) = args.kind {
+        return ssh::run(ssh_args).await;
+    }
+    let target = args
+        .target
+        .clone()
+        .context("name a target: portcullis connect TARGET ...")?;
     let mut signals = Signals::install()?;
     let mode = Mode::prepare(&args).await?;
     if let Mode::JoinStdio(path) = &mode {
-        return join_stdio(&args.target, path, &mut signals).await;
+        return join_stdio(&target, path, &mut signals).await;
     }
 
     let api = ApiClient::from_args(&args.client)?;
     let identity = ClientIdentity::generate()?;
     let authorization = tokio::select! {
-        result = authorize(&api, &args.target, &identity) => result?,
+        result = authorize(&api, &target, &identity, None) => result?,
         caught = signals.recv() => {
             eprintln!("{caught}: stopped before the session was open");
             return Ok(caught.exit_code());
@@ -178,7 +197,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
             path,
             &SessionFile {
                 session_id: authorization.session_id.clone(),
-                target: Some(args.target.clone()),
+                target: Some(target.clone()),
                 worker_addr: authorization.worker_addr.clone(),
                 worker_key_fingerprint: authorization.worker_key_fingerprint.clone(),
                 grant: authorization.grant.clone(),
@@ -192,7 +211,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
     let ticket = Arc::new(SessionTicket::new(
         TicketParts {
             session_id: authorization.session_id.clone(),
-            target: args.target.clone(),
+            target: target.clone(),
             worker_addr: authorization.worker_addr.clone(),
             worker_key_fingerprint: authorization.worker_key_fingerprint.clone(),
             grant: authorization.grant.clone(),
@@ -332,9 +351,11 @@ async fn authorize(
     api: &ApiClient,
     target: &str,
     identity: &ClientIdentity,
+    ssh_public_key: Option<String>,
 ) -> anyhow::Result<SessionAuthorization> {
     let body = AuthorizeSession {
         client_public_key: keys::b64(&identity.public_key_der()?),
+        ssh_public_key,
     };
     api.post(
         &format!("/v1/targets/{}/authorize-session", segment(target)?),

@@ -45,6 +45,10 @@ pub struct DevArgs {
     /// Port of the built-in echo target (0 picks a free one).
     #[arg(long, default_value_t = 0)]
     pub echo_port: u16,
+    /// A source address for the worker's connections to targets (e.g. 127.0.0.2); SSH
+    /// certificates are then valid only from it.
+    #[arg(long, value_name = "IP")]
+    pub worker_egress: Option<std::net::IpAddr>,
     /// A policy file to use instead of the built-in dev policy.
     #[arg(long)]
     pub policy: Option<PathBuf>,
@@ -101,6 +105,9 @@ fn controller_config(args: &DevArgs, state: &Path, policy: PathBuf) -> anyhow::R
     config.api_tls_names = vec!["localhost".into(), "127.0.0.1".into()];
     config.policy_file = Some(policy);
     config.dev_login = true;
+    if let Some(ip) = args.worker_egress {
+        config.ssh_source_addresses = vec![ip.to_string()];
+    }
     Ok(config)
 }
 
@@ -156,6 +163,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     };
     let worker_config = portcullis_worker::Config {
         join_token: join_token.map(portcullis_worker::Secret::new),
+        egress_addr: args.worker_egress,
         ..portcullis_worker::Config::new(
             "dev-worker",
             worker_dir,
@@ -285,6 +293,7 @@ async fn ensure_echo_target(
                     pool: None,
                     max_session_secs: 8 * 3600,
                     connection_limit: 0,
+                    ssh_host_keys: vec![],
                     created_at: now,
                     updated_at: now,
                 },

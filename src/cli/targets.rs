@@ -107,6 +107,10 @@ pub struct TargetFields {
     /// Connections allowed per session; 0 means unlimited.
     #[arg(long, value_name = "N")]
     pub connection_limit: Option<u32>,
+    /// A pinned SSH host key (`ssh-ed25519 AAAA...`, e.g. from `ssh-keyscan`); repeat for
+    /// several. `connect ssh` refuses hosts whose key is not pinned.
+    #[arg(long = "ssh-host-key", value_name = "KEY")]
+    pub ssh_host_keys: Vec<String>,
 }
 
 pub async fn run(cmd: TargetsCommand) -> anyhow::Result<i32> {
@@ -205,6 +209,7 @@ fn create_body(name: String, fields: TargetFields) -> anyhow::Result<CreateTarge
         pool: fields.pool,
         max_session_secs: fields.max_duration,
         connection_limit: fields.connection_limit,
+        ssh_host_keys: fields.ssh_host_keys,
     })
 }
 
@@ -260,6 +265,8 @@ fn update_body(
         fields.connection_limit,
         false,
     );
+    let host_keys = (!fields.ssh_host_keys.is_empty()).then_some(fields.ssh_host_keys);
+    put(&mut body, "ssh_host_keys", host_keys, false);
     if body.is_empty() {
         bail!(
             "nothing to change: pass at least one option (see `portcullis targets update --help`)"
@@ -315,6 +322,7 @@ fn print_target(target: &Target, json: bool) -> anyhow::Result<()> {
         ("Tags", output::or_dash(Some(&target.tags.join(", ")))),
         ("Max duration", output::duration(target.max_session_secs)),
         ("Connection limit", output::limit(target.connection_limit)),
+        ("SSH host keys", target.ssh_host_keys.len().to_string()),
         ("Created", output::time(target.created_at)),
         ("Updated", output::time(target.updated_at)),
     ])

@@ -6,3 +6,4 @@ pub mod cluster;
 pub mod dev;
 pub mod pg;
 pub mod raw;
+pub mod sshd;

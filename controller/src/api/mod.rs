@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/policy/reload", post(policy::reload))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/ssh/ca", get(sessions::ssh_ca))
         .fallback(|| async {
             error::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

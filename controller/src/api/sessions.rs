@@ -16,6 +16,15 @@ use crate::state::AppState;
 use crate::store::sessions::{self as rows, ConnectionRecord, SessionRecord};
 use crate::store::{targets, users};
 
+/// `GET /v1/ssh/ca`: the SSH CA public key (OpenSSH format) for targets' `TrustedUserCAKeys`.
+pub async fn ssh_ca(State(state): State<AppState>) -> Result<String, ApiError> {
+    let key = state.keys.active(crate::keys::Purpose::SshCa).await?;
+    let mut line = crate::ssh::ca_public_openssh(&key.public_key)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    line.push('\n');
+    Ok(line)
+}
+
 pub async fn authorize_session(
     State(state): State<AppState>,
     principal: Principal,
@@ -36,7 +45,14 @@ pub async fn authorize_session(
             .await?
             .ok_or_else(|| ApiError::not_found("target", &id))?
     };
-    let auth = authorize::authorize(&state, &principal, target, &spki).await?;
+    let auth = authorize::authorize(
+        &state,
+        &principal,
+        target,
+        &spki,
+        body.ssh_public_key.as_deref(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(auth)))
 }
 

@@ -28,6 +28,7 @@ pub fn to_api(t: &TargetRecord) -> Target {
         pool: t.pool.clone(),
         max_session_secs: clock::to_u64(t.max_session_secs),
         connection_limit: u32::try_from(t.connection_limit).unwrap_or(0),
+        ssh_host_keys: t.ssh_host_keys.clone(),
         created_at: clock::to_u64(t.created_at),
         updated_at: clock::to_u64(t.updated_at),
     }
@@ -101,6 +102,16 @@ fn check_record(t: &TargetRecord) -> Result<(), ApiError> {
     check_optional_label("zone", &t.zone)?;
     check_optional_label("service", &t.service)?;
     check_optional_label("pool", &t.pool)?;
+    if t.ssh_host_keys.len() > 16
+        || t.ssh_host_keys
+            .iter()
+            .any(|k| ssh_key::PublicKey::from_openssh(k).is_err())
+    {
+        return Err(ApiError::field(
+            "ssh_host_keys",
+            "each entry must be an OpenSSH public key line such as `ssh-ed25519 AAAA...` (at most 16)",
+        ));
+    }
     if t.tags.len() > 32 || t.tags.iter().any(|tag| tag.is_empty() || tag.len() > 64) {
         return Err(ApiError::field(
             "tags",
@@ -131,6 +142,7 @@ pub async fn create(
                 .unwrap_or(state.config.session_default_max.as_secs()),
         )?,
         connection_limit: i64::from(body.connection_limit.unwrap_or(0)),
+        ssh_host_keys: body.ssh_host_keys,
         created_at: now,
         updated_at: now,
     };
@@ -213,6 +225,9 @@ pub async fn update(
     }
     if let Some(v) = body.connection_limit {
         t.connection_limit = i64::from(v);
+    }
+    if let Some(v) = body.ssh_host_keys {
+        t.ssh_host_keys = v;
     }
     t.updated_at = clock::to_i64(clock::now());
     check_record(&t)?;

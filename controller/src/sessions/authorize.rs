@@ -80,6 +80,7 @@ pub async fn authorize(
     principal: &Principal,
     target: TargetRecord,
     client_spki: &[u8],
+    ssh_public_key: Option<&str>,
 ) -> Result<SessionAuthorization, ApiError> {
     let now = clock::now();
     let endpoint = resolve(&target.address).await?;
@@ -175,6 +176,44 @@ pub async fn authorize(
     let grant = grant::sign(&claims, &key.id, key.pkcs8.expose())
         .map_err(|e| ApiError::internal(e.to_string()))?;
 
+    let logins = decision.constraints.logins.clone();
+    let ssh = match ssh_public_key {
+        None => None,
+        Some(_) if logins.is_empty() => {
+            let reason = "the policy grants no SSH login (principal) on this target".to_string();
+            return Err(deny(
+                state,
+                principal,
+                &target,
+                reason,
+                Some(&decision.policy_hash),
+            )
+            .await);
+        }
+        Some(user_key) => {
+            let ca = state.keys.active(Purpose::SshCa).await?;
+            let serial = crate::ids::random_u64();
+            let ttl = state
+                .config
+                .ssh_certificate_ttl
+                .as_secs()
+                .min(expires_at.saturating_sub(now))
+                .max(1);
+            let request = crate::ssh::CertificateRequest {
+                session_id: &session_id,
+                principals: &logins,
+                source_addresses: &state.config.ssh_source_addresses,
+                valid_after: now.saturating_sub(60),
+                valid_before: now + ttl,
+                serial,
+            };
+            let cert = crate::ssh::sign(&ca.pkcs8, user_key, &request).map_err(|e| match e {
+                crate::ssh::SshError::BadPublicKey(m) => ApiError::field("ssh_public_key", m),
+                other => ApiError::internal(other.to_string()),
+            })?;
+            Some((cert, serial, ca.id, now + ttl))
+        }
+    };
     let record = SessionRecord {
         id: session_id.clone(),
         user_id: principal.user.id.clone(),
@@ -208,6 +247,10 @@ pub async fn authorize(
                 "expires_at": expires_at,
                 "connection_limit": limit,
                 "grant_key_id": key.id,
+                "ssh_certificate": ssh.as_ref().map(|(_, serial, ca_id, valid_before)| serde_json::json!({
+                    "serial": serial, "key_id": session_id, "ca_key_id": ca_id,
+                    "principals": logins, "valid_before": valid_before,
+                })),
                 "source_zone": decision.source_zone,
                 "target_zone": decision.target_zone,
                 "cells": decision.cells,
@@ -228,6 +271,8 @@ pub async fn authorize(
         connection_limit: limit,
         grant,
         endpoint: endpoint.to_string(),
+        ssh_certificate: ssh.map(|(cert, ..)| cert),
+        ssh_principals: logins,
     })
 }
 

@@ -72,16 +72,30 @@ pub struct Store {
     dialect: Dialect,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundations",
-    include_str!("../../../migrations/sqlite/0001_foundations.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundations",
-    include_str!("../../../migrations/postgres/0001_foundations.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundations",
+        include_str!("../../../migrations/sqlite/0001_foundations.sql"),
+    ),
+    (
+        4,
+        "ssh_host_keys",
+        include_str!("../../../migrations/sqlite/0004_ssh_host_keys.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundations",
+        include_str!("../../../migrations/postgres/0001_foundations.sql"),
+    ),
+    (
+        4,
+        "ssh_host_keys",
+        include_str!("../../../migrations/postgres/0004_ssh_host_keys.sql"),
+    ),
+];
 
 impl Store {
     /// Connects to `url` (`sqlite://PATH` or `postgres://...`). A SQLite file is created if

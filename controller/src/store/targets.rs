@@ -17,12 +17,14 @@ pub struct TargetRecord {
     pub pool: Option<String>,
     pub max_session_secs: i64,
     pub connection_limit: i64,
+    /// Pinned SSH host keys (OpenSSH public key lines).
+    pub ssh_host_keys: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
 const COLUMNS: &str = "id, name, address, zone, service, vmid, tags, pool, max_session_secs, \
-                       connection_limit, created_at, updated_at";
+                       connection_limit, created_at, updated_at, ssh_host_keys";
 
 fn from_row(row: &AnyRow) -> Result<TargetRecord> {
     let vmid: Option<i64> = row.try_get("vmid")?;
@@ -37,6 +39,10 @@ fn from_row(row: &AnyRow) -> Result<TargetRecord> {
         pool: row.try_get("pool")?,
         max_session_secs: row.try_get("max_session_secs")?,
         connection_limit: row.try_get("connection_limit")?,
+        ssh_host_keys: from_json_list(
+            &row.try_get::<String, _>("ssh_host_keys")?,
+            "targets.ssh_host_keys",
+        )?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -44,7 +50,7 @@ fn from_row(row: &AnyRow) -> Result<TargetRecord> {
 
 pub async fn insert(conn: &mut AnyConnection, t: &TargetRecord) -> Result<()> {
     sqlx::query(&format!(
-        "INSERT INTO targets ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        "INSERT INTO targets ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     ))
     .bind(&t.id)
     .bind(&t.name)
@@ -58,6 +64,7 @@ pub async fn insert(conn: &mut AnyConnection, t: &TargetRecord) -> Result<()> {
     .bind(t.connection_limit)
     .bind(t.created_at)
     .bind(t.updated_at)
+    .bind(to_json_list(&t.ssh_host_keys))
     .execute(conn)
     .await?;
     Ok(())
@@ -66,7 +73,7 @@ pub async fn insert(conn: &mut AnyConnection, t: &TargetRecord) -> Result<()> {
 pub async fn update(conn: &mut AnyConnection, t: &TargetRecord) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE targets SET name = $2, address = $3, zone = $4, service = $5, vmid = $6, tags = $7, \
-         pool = $8, max_session_secs = $9, connection_limit = $10, updated_at = $11 WHERE id = $1",
+         pool = $8, max_session_secs = $9, connection_limit = $10, updated_at = $11, ssh_host_keys = $12 WHERE id = $1",
     )
     .bind(&t.id)
     .bind(&t.name)
@@ -79,6 +86,7 @@ pub async fn update(conn: &mut AnyConnection, t: &TargetRecord) -> Result<bool> 
     .bind(t.max_session_secs)
     .bind(t.connection_limit)
     .bind(t.updated_at)
+    .bind(to_json_list(&t.ssh_host_keys))
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)

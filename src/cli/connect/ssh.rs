@@ -1,0 +1,225 @@
+//! `portcullis connect ssh TARGET [-- SSH-ARGS]`: OpenSSH through a brokered session.
+//!
+//! The CLI makes an ephemeral Ed25519 SSH key, has the controller certify it for this session
+//! (key id = session id, principals = the logins the policy grants, usable only from the
+//! workers' egress addresses, valid for minutes), writes key, certificate, a session hand-off
+//! file and a known_hosts file with the target's pinned host keys into a private 0700
+//! directory removed at exit, and runs `ssh` with `ProxyCommand` = `portcullis connect
+//! --stdio --session-file` of the same session. Host-key checking stays strict.
+
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use portcullis_proto::api::Target;
+
+use super::session_file::{HandoffFile, SessionFile};
+use super::tls::ClientIdentity;
+use crate::cli::http::{segment, ApiClient, ClientArgs};
+
+const EXAMPLES: &str = "\
+Examples:
+  portcullis connect ssh web-01
+  portcullis connect ssh web-01 -- uptime
+  portcullis connect ssh web-01 --login deploy -- -t htop
+
+The target needs a pinned host key (`portcullis targets update web-01 --ssh-host-key \"$(ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-)\"`).";
+
+/// Run OpenSSH through a brokered session with a short-lived certificate.
+#[derive(clap::Args, Debug, Clone)]
+#[command(after_help = EXAMPLES)]
+pub struct SshArgs {
+    /// The target's id or name.
+    pub target: String,
+    /// The login (SSH principal) to use; by default the first one the policy grants.
+    #[arg(long, short = 'l')]
+    pub login: Option<String>,
+    /// The ssh program to run.
+    #[arg(long, default_value = "ssh")]
+    pub ssh_program: String,
+    /// Arguments for ssh, after `--` (a remote command, or options such as -t).
+    #[arg(last = true, value_name = "SSH-ARGS")]
+    pub ssh_args: Vec<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents)?;
+    Ok(())
+}
+
+/// Quotes a word for the POSIX shell ssh runs `ProxyCommand` with.
+fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
+    let api = ApiClient::from_args(&args.client)?;
+    let target: Target = api
+        .get(&format!("/v1/targets/{}", segment(&args.target)?))
+        .await
+        .with_context(|| format!("cannot look up target {}", args.target))?;
+    if target.ssh_host_keys.is_empty() {
+        bail!(
+            "target {} has no pinned SSH host key, and host-key checking is never turned off; \
+             an admin adds one with `portcullis targets update {} --ssh-host-key 'ssh-ed25519 AAAA...'`",
+            target.name,
+            target.name
+        );
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("portcullis-ssh-")
+        .tempdir()
+        .context("cannot create a private directory")?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+
+    let key =
+        ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+            .context("cannot generate an SSH key")?;
+    let key_path = dir.path().join("id_ed25519");
+    let private = key
+        .to_openssh(ssh_key::LineEnding::LF)
+        .context("cannot encode the SSH key")?;
+    write_private(&key_path, private.as_bytes())?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .context("cannot encode the SSH public key")?;
+
+    let identity = ClientIdentity::generate()?;
+    let auth = super::authorize(&api, &target.name, &identity, Some(public)).await?;
+    let mut session = CancelOnDrop {
+        api: Some(api),
+        id: auth.session_id.clone(),
+    };
+    let cert = auth
+        .ssh_certificate
+        .clone()
+        .context("the controller returned no SSH certificate")?;
+    let cert_path = dir.path().join("id_ed25519-cert.pub");
+    write_private(&cert_path, format!("{cert}\n").as_bytes())?;
+    let login = match &args.login {
+        Some(login) if auth.ssh_principals.contains(login) => login.clone(),
+        Some(login) => bail!(
+            "the policy does not grant login {login:?} on {}; granted: {}",
+            target.name,
+            auth.ssh_principals.join(", ")
+        ),
+        None => auth
+            .ssh_principals
+            .first()
+            .cloned()
+            .context("the policy grants no SSH login on this target")?,
+    };
+    let session_path = dir.path().join("session.json");
+    let _handoff = HandoffFile::write(
+        &session_path,
+        &SessionFile {
+            session_id: auth.session_id.clone(),
+            target: Some(target.name.clone()),
+            worker_addr: auth.worker_addr.clone(),
+            worker_key_fingerprint: auth.worker_key_fingerprint.clone(),
+            grant: auth.grant.clone(),
+            expires_at: auth.expires_at,
+            client_cert_pem: identity.cert_pem(),
+            client_key_pem: identity.key_pem(),
+        },
+    )?;
+    let alias = format!("portcullis.{}", target.name);
+    let known_hosts: String = target
+        .ssh_host_keys
+        .iter()
+        .map(|k| format!("{alias} {}\n", k.trim()))
+        .collect();
+    let known_hosts_path = dir.path().join("known_hosts");
+    write_private(&known_hosts_path, known_hosts.as_bytes())?;
+
+    let exe = std::env::current_exe()
+        .context("cannot find the portcullis executable for ProxyCommand")?;
+    let proxy = format!(
+        "{} connect {} --stdio --session-file {}",
+        shell_quote(&exe.display().to_string()),
+        shell_quote(&target.name),
+        shell_quote(&session_path.display().to_string())
+    );
+    eprintln!(
+        "Session {} to {} as {login}; certificate valid for minutes, session until {}.",
+        auth.session_id,
+        target.name,
+        crate::cli::output::time(auth.expires_at)
+    );
+    let status = tokio::process::Command::new(&args.ssh_program)
+        .arg("-o")
+        .arg("IdentitiesOnly=yes")
+        .arg("-o")
+        .arg("IdentityAgent=none")
+        .arg("-i")
+        .arg(&key_path)
+        .arg("-o")
+        .arg(format!("CertificateFile={}", cert_path.display()))
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts_path.display()))
+        .arg("-o")
+        .arg("GlobalKnownHostsFile=/dev/null")
+        .arg("-o")
+        .arg("StrictHostKeyChecking=yes")
+        .arg("-o")
+        .arg(format!("HostKeyAlias={alias}"))
+        .arg("-o")
+        .arg(format!("ProxyCommand={proxy}"))
+        .arg("-o")
+        .arg("ControlMaster=no")
+        .arg("-o")
+        .arg("ControlPath=none")
+        .arg("-l")
+        .arg(&login)
+        .arg(&alias)
+        .args(&args.ssh_args)
+        .status()
+        .await
+        .with_context(|| format!("cannot run {}", args.ssh_program))?;
+    session.finish().await;
+    drop(dir);
+    Ok(status.code().unwrap_or(255))
+}
+
+/// Cancels the session when the command is done (or fails part-way).
+struct CancelOnDrop {
+    api: Option<ApiClient>,
+    id: String,
+}
+
+impl CancelOnDrop {
+    async fn finish(&mut self) {
+        if let Some(api) = self.api.take() {
+            if let Err(err) = crate::cli::sessions::cancel(&api, &self.id).await {
+                eprintln!("warning: could not cancel session {}: {err:#}", self.id);
+            }
+        }
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.api.is_some() {
+            eprintln!("warning: session {} was left open; it ends at its expiry (or `portcullis sessions cancel {}`)", self.id, self.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shell_quoting_survives_quotes() {
+        assert_eq!(super::shell_quote("a b"), "'a b'");
+        assert_eq!(super::shell_quote("it's"), r"'it'\''s'");
+    }
+}

@@ -1,0 +1,166 @@
+//! A private OpenSSH sshd on 127.0.0.1 that trusts a CA for user certificates.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct Sshd {
+    pub child: Child,
+    pub port: u16,
+    pub user: String,
+    pub host_key_pub: String,
+    pub dir: tempfile::TempDir,
+    log: Arc<Mutex<String>>,
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+/// The local account sessions log in as: `pctest` (created when running as root), else the
+/// current user.
+pub fn login_user() -> String {
+    if !is_root() {
+        return std::env::var("USER").unwrap_or_else(|_| "nobody".into());
+    }
+    let exists = Command::new("id")
+        .arg("pctest")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !exists {
+        let out = Command::new("useradd")
+            .args(["-m", "-s", "/bin/sh", "pctest"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() || String::from_utf8_lossy(&out.stderr).contains("already exists"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A new account is locked (`!`), which sshd refuses without PAM.
+    let _ = Command::new("usermod").args(["-p", "*", "pctest"]).output();
+    "pctest".into()
+}
+
+impl Sshd {
+    /// Starts sshd trusting `ca_pub` (OpenSSH line); the login user accepts `principals`.
+    pub fn start(ca_pub: &str, principals: &[&str]) -> Sshd {
+        let user = login_user();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let host_key = d.join("host_ed25519");
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&host_key)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let host_key_pub = std::fs::read_to_string(d.join("host_ed25519.pub"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        std::fs::write(d.join("ca.pub"), format!("{}\n", ca_pub.trim())).unwrap();
+        std::fs::create_dir_all(d.join("principals")).unwrap();
+        std::fs::write(
+            d.join("principals").join(&user),
+            principals.join("\n") + "\n",
+        )
+        .unwrap();
+        let krl = d.join("revoked.krl");
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-k", "-f"])
+            .arg(&krl)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = d.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nTrustedUserCAKeys {}\n\
+                 AuthorizedPrincipalsFile {}/principals/%u\nAuthorizedKeysFile none\nRevokedKeys {}\n\
+                 UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\n\
+                 LogLevel VERBOSE\n",
+                host_key.display(),
+                d.join("sshd.pid").display(),
+                d.join("ca.pub").display(),
+                d.display(),
+                krl.display()
+            ),
+        )
+        .unwrap();
+        if is_root() {
+            let _ = std::fs::create_dir_all("/run/sshd");
+        }
+        let mut child = Command::new("/usr/sbin/sshd")
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start /usr/sbin/sshd (scripts/test installs openssh-server)");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (sink, stderr) = (log.clone(), child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sshd {
+            child,
+            port,
+            user,
+            host_key_pub,
+            dir,
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,180 @@
+//! `portcullis connect ssh` against a real OpenSSH sshd that trusts the controller's SSH CA.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
+
+mod common;
+
+use std::process::Command;
+
+use common::dev::{curl, Dev};
+use common::sshd::{login_user, Sshd};
+
+fn setup(host_key: Option<&str>) -> (Dev, Sshd) {
+    let user = login_user();
+    let dev = Dev::start(&["--user", &user, "--worker-egress", "127.0.0.2"]);
+    let (code, ca) = curl(&dev, "GET", "/v1/ssh/ca", None, None);
+    assert_eq!(code, 200, "{ca}");
+    assert!(ca.starts_with("ssh-ed25519 "), "{ca}");
+    let sshd = Sshd::start(&ca, &[&user]);
+    let body = serde_json::json!({
+        "name": "box",
+        "address": format!("127.0.0.1:{}", sshd.port),
+        "zone": "LOCAL",
+        "service": "echo",
+        "ssh_host_keys": [host_key.unwrap_or(&sshd.host_key_pub)],
+    })
+    .to_string();
+    let (code, text) = curl(
+        &dev,
+        "POST",
+        "/v1/targets",
+        Some(&dev.var("PORTCULLIS_TOKEN")),
+        Some(&body),
+    );
+    assert_eq!(code, 201, "{text}");
+    (dev, sshd)
+}
+
+#[test]
+fn connect_ssh_runs_a_command_and_sshd_names_the_session() {
+    let (dev, sshd) = setup(None);
+    let out = dev
+        .cli()
+        .args(["connect", "ssh", "box", "--", "echo", "hello-from-target"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\nsshd log:\n{}", sshd.log());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hello-from-target"
+    );
+    // The certificate's key id is the session id, and sshd logs it.
+    let log = sshd.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("Accepted publickey"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let sid = line
+        .split("ID ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap();
+    assert!(sid.starts_with("s_"), "{line}");
+    // The connection came from the worker's egress address.
+    assert!(line.contains("from 127.0.0.2"), "{line}");
+    // The session is known and ended when ssh exited.
+    let (code, text) = curl(
+        &dev,
+        "GET",
+        &format!("/v1/sessions/{sid}"),
+        Some(&dev.var("PORTCULLIS_TOKEN")),
+        None,
+    );
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("\"terminated\""), "{text}");
+}
+
+#[test]
+fn the_certificate_is_useless_outside_the_broker() {
+    let (dev, sshd) = setup(None);
+    // A key and certificate of our own, for a real session.
+    let key = sshd.path("user_key");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let public = std::fs::read_to_string(sshd.path("user_key.pub")).unwrap();
+    let tls = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let body = serde_json::json!({
+        "client_public_key": portcullis_proto::keys::b64(&rcgen::PublicKeyData::subject_public_key_info(&tls)),
+        "ssh_public_key": public.trim(),
+    })
+    .to_string();
+    let (code, text) = curl(
+        &dev,
+        "POST",
+        "/v1/targets/box/authorize-session",
+        Some(&dev.var("PORTCULLIS_TOKEN")),
+        Some(&body),
+    );
+    assert_eq!(code, 201, "{text}");
+    let auth: serde_json::Value = serde_json::from_str(&text).unwrap();
+    std::fs::write(
+        sshd.path("user_key-cert.pub"),
+        auth["ssh_certificate"].as_str().unwrap(),
+    )
+    .unwrap();
+    let cert_info = Command::new("ssh-keygen")
+        .arg("-L")
+        .arg("-f")
+        .arg(sshd.path("user_key-cert.pub"))
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&cert_info.stdout);
+    assert!(
+        info.contains(auth["session_id"].as_str().unwrap()),
+        "{info}"
+    );
+    assert!(info.contains("source-address 127.0.0.2"), "{info}");
+    // Used directly from 127.0.0.1 (not through the worker): refused.
+    let known = sshd.path("known_hosts");
+    std::fs::write(
+        &known,
+        format!("[127.0.0.1]:{} {}\n", sshd.port, sshd.host_key_pub),
+    )
+    .unwrap();
+    let out = Command::new("ssh")
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+        ])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known.display()))
+        .arg("-i")
+        .arg(&key)
+        .args([
+            "-p",
+            &sshd.port.to_string(),
+            "-l",
+            &sshd.user,
+            "127.0.0.1",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "direct use of the certificate succeeded"
+    );
+    let log = sshd.log();
+    assert!(log.contains("not from a permitted source address"), "{log}");
+}
+
+#[test]
+fn a_wrong_host_key_is_refused() {
+    let other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGfJ5mkQp5q2eJp5r0N4rK1pY2uXQ0Jm7KcQxUY9n3aK";
+    let (dev, sshd) = setup(Some(other));
+    let out = dev
+        .cli()
+        .args(["connect", "ssh", "box", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "connected despite a wrong pinned host key"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Host key verification failed")
+            || stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "{stderr}"
+    );
+    assert!(!sshd.log().contains("Accepted publickey"));
+}
