@@ -178,3 +178,90 @@ fn a_wrong_host_key_is_refused() {
     );
     assert!(!sshd.log().contains("Accepted publickey"));
 }
+
+/// Authorises a session for a fresh key and returns (session id, certificate path).
+fn certified_session(dev: &Dev, sshd: &Sshd, name: &str) -> (String, std::path::PathBuf) {
+    let key = sshd.path(name);
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let public = std::fs::read_to_string(sshd.path(&format!("{name}.pub"))).unwrap();
+    let tls = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let body = serde_json::json!({
+        "client_public_key": portcullis_proto::keys::b64(&rcgen::PublicKeyData::subject_public_key_info(&tls)),
+        "ssh_public_key": public.trim(),
+    })
+    .to_string();
+    let (code, text) = curl(
+        dev,
+        "POST",
+        "/v1/targets/box/authorize-session",
+        Some(&dev.var("PORTCULLIS_TOKEN")),
+        Some(&body),
+    );
+    assert_eq!(code, 201, "{text}");
+    let auth: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cert = sshd.path(&format!("{name}-cert.pub"));
+    std::fs::write(&cert, auth["ssh_certificate"].as_str().unwrap()).unwrap();
+    (auth["session_id"].as_str().unwrap().to_owned(), cert)
+}
+
+fn krl_says(dev: &Dev, sshd: &Sshd, cert: &std::path::Path) -> String {
+    let krl = sshd.path("fetched.krl");
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "-o"])
+        .arg(&krl)
+        .arg("--cacert")
+        .arg(dev.var("PORTCULLIS_CA"))
+        .arg(format!("{}/v1/ssh/krl", dev.api()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("ssh-keygen")
+        .arg("-Q")
+        .arg("-f")
+        .arg(&krl)
+        .arg(cert)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn the_krl_revokes_certificates_of_ended_sessions() {
+    let (dev, sshd) = setup(None);
+    let (ended, ended_cert) = certified_session(&dev, &sshd, "k1");
+    let (_live, live_cert) = certified_session(&dev, &sshd, "k2");
+    let (code, text) = curl(
+        &dev,
+        "POST",
+        &format!("/v1/sessions/{ended}/cancel"),
+        Some(&dev.var("PORTCULLIS_TOKEN")),
+        Some("{}"),
+    );
+    assert_eq!(code, 200, "{text}");
+    let verdict = krl_says(&dev, &sshd, &ended_cert);
+    assert!(verdict.contains("REVOKED"), "{verdict}");
+    let verdict = krl_says(&dev, &sshd, &live_cert);
+    assert!(verdict.contains(": ok"), "{verdict}");
+    // The revocation is audited with the serial.
+    let (_, text) = curl(
+        &dev,
+        "GET",
+        &format!("/v1/audit?session={ended}&type=session_terminated"),
+        Some(&dev.var("PORTCULLIS_TOKEN")),
+        None,
+    );
+    assert!(text.contains("ssh_certificates_revoked"), "{text}");
+}

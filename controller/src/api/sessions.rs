@@ -25,6 +25,50 @@ pub async fn ssh_ca(State(state): State<AppState>) -> Result<String, ApiError> {
     Ok(line)
 }
 
+/// `GET /v1/ssh/krl`: an OpenSSH KRL of certificates whose session ended before they
+/// expired, for targets' `RevokedKeys`.
+pub async fn ssh_krl(State(state): State<AppState>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    let now = clock::now();
+    let revoked = {
+        let mut conn = state.store.conn().await?;
+        crate::store::ssh_certificates::revoked(&mut conn, clock::to_i64(now)).await?
+    };
+    let keys = state
+        .keys
+        .verification_keys(crate::keys::Purpose::SshCa)
+        .await?;
+    let mut per_ca = Vec::new();
+    for key in &keys {
+        let Ok(public) = <[u8; 32]>::try_from(key.public_key.as_slice()) else {
+            continue;
+        };
+        let mine: Vec<&crate::store::ssh_certificates::Revoked> =
+            revoked.iter().filter(|r| r.ca_key_id == key.id).collect();
+        per_ca.push((
+            public,
+            mine.iter().map(|r| r.serial).collect::<Vec<u64>>(),
+            mine.iter()
+                .map(|r| r.key_id.clone())
+                .collect::<Vec<String>>(),
+        ));
+    }
+    let sections: Vec<crate::ssh::krl::CaRevocations<'_>> = per_ca
+        .iter()
+        .map(|(public, serials, ids)| crate::ssh::krl::CaRevocations {
+            ca_public: *public,
+            serials,
+            key_ids: ids,
+        })
+        .collect();
+    let body = crate::ssh::krl::build(&sections, now, now);
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        body,
+    )
+        .into_response())
+}
+
 pub async fn authorize_session(
     State(state): State<AppState>,
     principal: Principal,

@@ -234,6 +234,16 @@ pub async fn authorize(
     };
     let mut tx = state.store.begin().await?;
     session_rows::insert(&mut tx, &record).await?;
+    if let Some((_, serial, ca_key_id, valid_before)) = &ssh {
+        crate::store::ssh_certificates::insert(
+            &mut tx,
+            *serial,
+            &session_id,
+            ca_key_id,
+            crate::clock::to_i64(*valid_before),
+        )
+        .await?;
+    }
     audit::record(
         &mut tx,
         AuditEvent::new(audit::kind::SESSION_AUTHORIZED, principal.actor())

@@ -28,12 +28,15 @@ pub async fn end_session(
     if !rows::terminate(&mut tx, session_id, reason, now).await? {
         return Ok(false);
     }
+    // Certificates of the session that are still valid go into the KRL.
+    let revoked = crate::store::ssh_certificates::revoke_session(&mut tx, session_id, now).await?;
     audit::record(
         &mut tx,
         AuditEvent::new(audit::kind::SESSION_TERMINATED, actor)
             .session(session_id)
             .target(&session.target_id)
-            .reason(reason),
+            .reason(reason)
+            .details(serde_json::json!({"ssh_certificates_revoked": revoked})),
     )
     .await?;
     crate::notify::session_ended(

@@ -2,6 +2,8 @@
 //! (key id = session id, so the target's sshd log names the session), limited to the logins
 //! the policy grants, and usable only from the workers' egress addresses.
 
+pub mod krl;
+
 use ssh_key::certificate::{Builder, CertType};
 use ssh_key::private::{Ed25519Keypair, Ed25519PrivateKey, KeypairData};
 use ssh_key::public::Ed25519PublicKey;

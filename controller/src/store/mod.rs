@@ -11,6 +11,7 @@ pub mod join_tokens;
 pub mod keys;
 pub mod rate_limits;
 pub mod sessions;
+pub mod ssh_certificates;
 pub mod targets;
 pub mod tokens;
 pub mod users;
@@ -83,6 +84,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "ssh_host_keys",
         include_str!("../../../migrations/sqlite/0004_ssh_host_keys.sql"),
     ),
+    (
+        5,
+        "ssh_certificates",
+        include_str!("../../../migrations/sqlite/0005_ssh_certificates.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -94,6 +100,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "ssh_host_keys",
         include_str!("../../../migrations/postgres/0004_ssh_host_keys.sql"),
+    ),
+    (
+        5,
+        "ssh_certificates",
+        include_str!("../../../migrations/postgres/0005_ssh_certificates.sql"),
     ),
 ];
 
