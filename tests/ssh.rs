@@ -265,3 +265,62 @@ fn the_krl_revokes_certificates_of_ended_sessions() {
     );
     assert!(text.contains("ssh_certificates_revoked"), "{text}");
 }
+
+#[test]
+fn plain_ssh_works_through_the_generated_ssh_config() {
+    let (dev, sshd) = setup(None);
+    let runtime = tempfile::tempdir().unwrap();
+    let out = dev
+        .cli()
+        .arg("ssh-config")
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = String::from_utf8(out.stdout).unwrap();
+    assert!(config.contains("Match originalhost box exec"), "{config}");
+    assert!(
+        config.contains("# echo: no pinned SSH host key"),
+        "{config}"
+    );
+    let config_path = runtime.path().join("ssh_config");
+    std::fs::write(&config_path, &config).unwrap();
+    let mut ssh = Command::new("ssh");
+    ssh.arg("-F").arg(&config_path).args([
+        "-o",
+        "BatchMode=yes",
+        "-l",
+        &sshd.user,
+        "box",
+        "echo",
+        "plain-ssh-ok",
+    ]);
+    ssh.env("XDG_RUNTIME_DIR", runtime.path());
+    for (k, v) in &dev.env {
+        ssh.env(k, v);
+    }
+    let out = ssh.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\nsshd:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        sshd.log()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "plain-ssh-ok");
+    // A second connection within the certificate's life reuses the session.
+    let out2 = ssh.output().unwrap();
+    assert!(out2.status.success());
+    let log = sshd.log();
+    let ids: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Accepted publickey"))
+        .filter_map(|l| l.split("ID ").nth(1))
+        .filter_map(|r| r.split_whitespace().next())
+        .collect::<Vec<_>>();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(ids[0], ids[1], "connections of one host share a session");
+}

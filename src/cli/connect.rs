@@ -365,6 +365,16 @@ async fn authorize(
     .with_context(|| format!("cannot open a session to {target}"))
 }
 
+/// Authorises a session that also certifies an SSH public key (for `ssh-prepare`).
+pub(crate) async fn authorize_for_ssh(
+    api: &ApiClient,
+    target: &str,
+    identity: &ClientIdentity,
+    ssh_public_key: String,
+) -> anyhow::Result<SessionAuthorization> {
+    authorize(api, target, identity, Some(ssh_public_key)).await
+}
+
 /// Cancels our session; on failure says so and returns false.
 async fn cancel_session(api: &ApiClient, ticket: &SessionTicket) -> bool {
     let id = &ticket.session_id;

@@ -8,6 +8,7 @@ pub mod http;
 pub mod output;
 pub mod policy;
 pub mod sessions;
+pub mod ssh_config;
 pub mod targets;
 pub mod tls;
 pub mod workers;
@@ -71,6 +72,12 @@ pub enum Command {
     Workers(workers::WorkersCommand),
     /// Open a brokered session to a target and carry connections through it.
     Connect(connect::ConnectArgs),
+    /// Print ~/.ssh/config blocks so plain ssh and Ansible reach targets through Portcullis.
+    SshConfig(ssh_config::SshConfigArgs),
+    /// Used by the blocks `ssh-config` prints: make sure a session, key and certificate
+    /// for a target are ready.
+    #[command(hide = true)]
+    SshPrepare(ssh_config::SshPrepareArgs),
     /// Check, explain and export the zone matrix policy.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -86,6 +93,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Sessions(cmd) => sessions::run(cmd).await?,
         Command::Workers(cmd) => workers::run(cmd).await?,
         Command::Connect(args) => connect::run(args).await?,
+        Command::SshConfig(args) => ssh_config::run_config(args).await?,
+        Command::SshPrepare(args) => ssh_config::run_prepare(args).await?,
         Command::Policy(cmd) => policy::run(cmd)?,
     };
     Ok(u8::try_from(code).unwrap_or(2))
