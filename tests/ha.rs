@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::client::Listener;
 use common::cluster::{echo, Controller, Worker};
 
 fn pg_url() -> String {
@@ -17,38 +17,8 @@ fn pg_url() -> String {
         .block_on(common::pg::fresh_database())
 }
 
-struct Listener {
-    child: Child,
-    port: u16,
-    session_id: String,
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn listen(c: &Controller, target: &str) -> Listener {
-    let mut child = c
-        .cli()
-        .args(["connect", target, "--listen-port", "0", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
-    Listener {
-        child,
-        port: v["port"].as_u64().unwrap() as u16,
-        session_id: v["session_id"].as_str().unwrap().to_owned(),
-    }
+    common::client::listen(c.cli(), target)
 }
 
 fn two_controllers(dir: &std::path::Path) -> (Controller, Controller) {

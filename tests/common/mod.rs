@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
+pub mod client;
 pub mod cluster;
 pub mod dev;
 pub mod pg;
