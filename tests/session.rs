@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::dev::{curl, Dev};
@@ -259,4 +259,56 @@ fn max_duration_closes_live_connections_at_expiry() {
     });
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn listen_unix_is_private_and_exec_returns_the_command_exit_code() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dev = Dev::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("echo.sock");
+    let mut child = dev
+        .cli()
+        .args(["connect", "echo", "--listen-unix"])
+        .arg(&sock)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode {mode:o}");
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    s.write_all(b"over unix").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).unwrap();
+    assert_eq!(back, b"over unix");
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!sock.exists(), "socket left behind");
+
+    // --exec substitutes {host} and {port}, ends the session when the command exits, and
+    // returns its exit code.
+    let script = "exec 3<>/dev/tcp/$0/$1; printf ping >&3; read -n4 -t5 reply <&3; [ \"$reply\" = ping ] && exit 7";
+    let out = dev
+        .cli()
+        .args([
+            "connect", "echo", "--exec", "bash", "--", "-c", script, "{host}", "{port}",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
