@@ -46,6 +46,9 @@ pub async fn serve(
             },
         };
         let _ = tcp.set_nodelay(true);
+        // An IPv4 client on a dual-stack listener appears as ::ffff:a.b.c.d; grants carry the
+        // plain address.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let span = tracing::info_span!("connection", client.addr = %peer, session.id = tracing::field::Empty, connection.id = tracing::field::Empty);
         let (acceptor, shared) = (acceptor.clone(), shared.clone());
         tasks.spawn(

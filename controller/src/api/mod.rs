@@ -89,6 +89,9 @@ pub async fn serve(
                 }
             },
         };
+        // An IPv4 client on a dual-stack listener appears as ::ffff:a.b.c.d; zones and grants
+        // use the plain address.
+        let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let acceptor = acceptor.clone();
         let router = router.clone();
         let shutdown = shutdown.clone();
@@ -123,7 +126,13 @@ pub async fn serve(
                             .instrument(span)
                     },
                 );
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                // A client that trickles its headers (slowloris) is dropped.
+                builder
+                    .http1()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(std::time::Duration::from_secs(10));
                 let conn = builder.serve_connection(TokioIo::new(tls), service);
                 tokio::pin!(conn);
                 tokio::select! {
