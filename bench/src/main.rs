@@ -1,0 +1,177 @@
+//! `portcullis-bench`: the load generators `scripts/bench` drives. Each prints one JSON line
+//! with what it measured. Not part of the product.
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+const CHUNK: usize = 1 << 20;
+
+fn usage() -> anyhow::Result<()> {
+    bail!(
+        "usage: portcullis-bench sink ADDR | echo ADDR | send ADDR BYTES | generate BYTES | \
+         latency ADDR COUNT | hold ADDR COUNT ACTIVE SECONDS"
+    )
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["sink", addr] => sink(addr).await,
+        ["echo", addr] => echo(addr).await,
+        ["send", addr, bytes] => send(addr, bytes.parse()?).await,
+        ["generate", bytes] => generate(bytes.parse()?).await,
+        ["latency", addr, count] => latency(addr, count.parse()?).await,
+        ["hold", addr, count, active, secs] => hold(addr, count.parse()?, active.parse()?, secs.parse()?).await,
+        _ => usage(),
+    }
+}
+
+/// Accepts connections, reads everything, and closes when the sender is done.
+async fn sink(addr: &str) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    println!("{{\"ready\":\"{}\"}}", listener.local_addr()?);
+    loop {
+        let (mut s, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; CHUNK];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+            let _ = s.shutdown().await;
+        });
+    }
+}
+
+async fn echo(addr: &str) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    println!("{{\"ready\":\"{}\"}}", listener.local_addr()?);
+    loop {
+        let (mut s, _) = listener.accept().await?;
+        let _ = s.set_nodelay(true);
+        tokio::spawn(async move {
+            let (mut r, mut w) = s.split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+            let _ = w.shutdown().await;
+        });
+    }
+}
+
+/// Sends BYTES, half-closes, and waits for the far end to close: the transfer is complete.
+async fn send(addr: &str, bytes: u64) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let mut s = TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
+    let buf = vec![0x5au8; CHUNK];
+    let mut left = bytes;
+    while left > 0 {
+        let n = usize::try_from(left.min(CHUNK as u64))?;
+        s.write_all(&buf[..n]).await?;
+        left -= n as u64;
+    }
+    s.shutdown().await?;
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await?;
+    let secs = start.elapsed().as_secs_f64();
+    println!("{{\"bytes\":{bytes},\"seconds\":{secs:.4},\"mib_per_s\":{:.1}}}", bytes as f64 / secs / 1048576.0);
+    Ok(())
+}
+
+/// Writes BYTES to stdout (for `--stdio` pipelines).
+async fn generate(bytes: u64) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let buf = vec![0x5au8; CHUNK];
+    let mut left = bytes;
+    while left > 0 {
+        let n = usize::try_from(left.min(CHUNK as u64))?;
+        out.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+/// COUNT sequential new connections to an echo service: connect, one byte there and back.
+async fn latency(addr: &str, count: usize) -> anyhow::Result<()> {
+    let mut times = Vec::with_capacity(count);
+    let mut errors = 0;
+    for _ in 0..count {
+        let start = Instant::now();
+        let result = async {
+            let mut s = TcpStream::connect(addr).await?;
+            s.set_nodelay(true)?;
+            s.write_all(b"x").await?;
+            let mut one = [0u8; 1];
+            s.read_exact(&mut one).await?;
+            Ok::<_, std::io::Error>(())
+        }
+        .await;
+        match result {
+            Ok(()) => times.push(start.elapsed()),
+            Err(_) => errors += 1,
+        }
+    }
+    times.sort();
+    println!("{{\"count\":{count},\"errors\":{errors},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}", percentile(&times, 0.5), percentile(&times, 0.99));
+    Ok(())
+}
+
+/// Opens COUNT connections to an echo service and keeps them; ACTIVE of them exchange a byte
+/// every 10 ms for SECONDS. Prints errors; the caller reads the worker's memory meanwhile.
+async fn hold(addr: &str, count: usize, active: usize, secs: u64) -> anyhow::Result<()> {
+    let mut conns = Vec::with_capacity(count);
+    let mut errors = 0usize;
+    for _ in 0..count {
+        match async {
+            let mut s = TcpStream::connect(addr).await?;
+            s.write_all(b"x").await?;
+            let mut one = [0u8; 1];
+            s.read_exact(&mut one).await?;
+            Ok::<_, std::io::Error>(s)
+        }
+        .await
+        {
+            Ok(s) => conns.push(s),
+            Err(_) => errors += 1,
+        }
+    }
+    println!("{{\"opened\":{},\"errors\":{errors}}}", conns.len());
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut active_errors = 0usize;
+    let busy: Vec<TcpStream> = conns.drain(..active.min(conns.len())).collect();
+    let mut tasks = Vec::new();
+    for mut s in busy {
+        tasks.push(tokio::spawn(async move {
+            let mut errs = 0usize;
+            while Instant::now() < deadline {
+                let mut one = [0u8; 1];
+                if s.write_all(b"y").await.is_err() || s.read_exact(&mut one).await.is_err() {
+                    errs += 1;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            errs
+        }));
+    }
+    for t in tasks {
+        active_errors += t.await.unwrap_or(1);
+    }
+    tokio::time::sleep(deadline.saturating_duration_since(Instant::now())).await;
+    println!("{{\"held\":{},\"active_errors\":{active_errors}}}", conns.len() + active);
+    Ok(())
+}
