@@ -20,13 +20,20 @@ fn usage() -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["sink", addr] => sink(addr).await,
         ["echo", addr] => echo(addr).await,
         ["send", addr, bytes] => send(addr, bytes.parse()?).await,
         ["generate", bytes] => generate(bytes.parse()?).await,
         ["latency", addr, count] => latency(addr, count.parse()?).await,
-        ["hold", addr, count, active, secs] => hold(addr, count.parse()?, active.parse()?, secs.parse()?).await,
+        ["hold", addr, count, active, secs] => {
+            hold(addr, count.parse()?, active.parse()?, secs.parse()?).await
+        }
         _ => usage(),
     }
 }
@@ -66,7 +73,9 @@ async fn echo(addr: &str) -> anyhow::Result<()> {
 /// Sends BYTES, half-closes, and waits for the far end to close: the transfer is complete.
 async fn send(addr: &str, bytes: u64) -> anyhow::Result<()> {
     let start = Instant::now();
-    let mut s = TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
+    let mut s = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connect {addr}"))?;
     let buf = vec![0x5au8; CHUNK];
     let mut left = bytes;
     while left > 0 {
@@ -78,7 +87,10 @@ async fn send(addr: &str, bytes: u64) -> anyhow::Result<()> {
     let mut rest = Vec::new();
     s.read_to_end(&mut rest).await?;
     let secs = start.elapsed().as_secs_f64();
-    println!("{{\"bytes\":{bytes},\"seconds\":{secs:.4},\"mib_per_s\":{:.1}}}", bytes as f64 / secs / 1048576.0);
+    println!(
+        "{{\"bytes\":{bytes},\"seconds\":{secs:.4},\"mib_per_s\":{:.1}}}",
+        bytes as f64 / secs / 1048576.0
+    );
     Ok(())
 }
 
@@ -126,7 +138,11 @@ async fn latency(addr: &str, count: usize) -> anyhow::Result<()> {
         }
     }
     times.sort();
-    println!("{{\"count\":{count},\"errors\":{errors},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}", percentile(&times, 0.5), percentile(&times, 0.99));
+    println!(
+        "{{\"count\":{count},\"errors\":{errors},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99)
+    );
     Ok(())
 }
 
@@ -172,6 +188,9 @@ async fn hold(addr: &str, count: usize, active: usize, secs: u64) -> anyhow::Res
         active_errors += t.await.unwrap_or(1);
     }
     tokio::time::sleep(deadline.saturating_duration_since(Instant::now())).await;
-    println!("{{\"held\":{},\"active_errors\":{active_errors}}}", conns.len() + active);
+    println!(
+        "{{\"held\":{},\"active_errors\":{active_errors}}}",
+        conns.len() + active
+    );
     Ok(())
 }
