@@ -5,6 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Copy buffer per direction of a brokered connection.
+const COPY_BUF: usize = 64 * 1024;
+
 use anyhow::{anyhow, Context as _};
 use portcullis_proto::proxy::{self, RefusalCode, WorkerReply};
 use portcullis_proto::PROTOCOL_VERSION;
@@ -224,10 +227,13 @@ impl WorkerConnection {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let (mut remote_read, mut remote_write) = tokio::io::split(self.stream);
-        let (mut local_read, mut local_write) = (local_read, local_write);
+        let (remote_read, mut remote_write) = tokio::io::split(self.stream);
+        // Large copy buffers: fewer, fuller TLS records (tokio's default is 8 KiB).
+        let mut remote_read = tokio::io::BufReader::with_capacity(COPY_BUF, remote_read);
+        let mut local_read = tokio::io::BufReader::with_capacity(COPY_BUF, local_read);
+        let mut local_write = local_write;
         let up = async {
-            let n = tokio::io::copy(&mut local_read, &mut remote_write)
+            let n = tokio::io::copy_buf(&mut local_read, &mut remote_write)
                 .await
                 .context("sending to the worker failed")?;
             remote_write
@@ -237,7 +243,7 @@ impl WorkerConnection {
             anyhow::Ok(n)
         };
         let down = async {
-            let n = tokio::io::copy(&mut remote_read, &mut local_write)
+            let n = tokio::io::copy_buf(&mut remote_read, &mut local_write)
                 .await
                 .map_err(|err| {
                     if err.kind() == std::io::ErrorKind::UnexpectedEof {
