@@ -77,7 +77,16 @@ pub fn closes_within(s: &mut TcpStream, limit: Duration) -> Duration {
     let mut buf = [0u8; 64];
     loop {
         match s.read(&mut buf) {
-            Ok(0) | Err(_) => return start.elapsed(),
+            Ok(0) => return start.elapsed(),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("connection still open after {limit:?}")
+            }
+            Err(_) => return start.elapsed(),
             Ok(_) => {}
         }
         assert!(

@@ -80,6 +80,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0001_foundations.sql"),
     ),
     (
+        3,
+        "audit_chain",
+        include_str!("../../../migrations/sqlite/0003_audit_chain.sql"),
+    ),
+    (
         4,
         "ssh_host_keys",
         include_str!("../../../migrations/sqlite/0004_ssh_host_keys.sql"),
@@ -95,6 +100,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         1,
         "foundations",
         include_str!("../../../migrations/postgres/0001_foundations.sql"),
+    ),
+    (
+        3,
+        "audit_chain",
+        include_str!("../../../migrations/postgres/0003_audit_chain.sql"),
     ),
     (
         4,

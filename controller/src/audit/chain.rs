@@ -1,0 +1,261 @@
+//! The pure half of the audit chain: the canonical serialisation, event hashes, signatures
+//! and checkpoints. No I/O, no clock: the store code in `audit::record` and the verifier in
+//! [`super::verify`] both build on it, so writer and verifier cannot disagree.
+//!
+//! An event's `hash` is SHA-256 over a domain string and the canonical JSON of the event
+//! without its `hash` and `signature` members (so it covers `sequence`, `prev_hash` and
+//! `key_id`); `signature` is Ed25519 by the audit key over a second domain string and that
+//! hash. Canonical JSON: object members sorted by key (byte order), no whitespace, strings
+//! and numbers as serde_json writes them.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use ring::signature::{Ed25519KeyPair, KeyPair as _, UnparsedPublicKey, ED25519};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The version of the event schema this code writes (docs/audit.md).
+pub const SCHEMA: u64 = 2;
+/// The predecessor hash of the first chained event.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// The `type` of a checkpoint line in a sink or an export.
+pub const CHECKPOINT_TYPE: &str = "audit_checkpoint";
+
+const EVENT_DOMAIN: &str = "portcullis-audit-event/2\n";
+const SIGNATURE_DOMAIN: &str = "portcullis-audit-signature/2\n";
+const CHECKPOINT_DOMAIN: &str = "portcullis-audit-checkpoint/2\n";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error("the audit key {0} is not a usable Ed25519 PKCS#8 key")]
+    BadKey(String),
+}
+
+/// Writes `value` as canonical JSON.
+pub fn canonical(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                if let Some(v) = map.get(key) {
+                    write_canonical(v, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        // Scalars: serde_json's own rendering is already unique for a given value.
+        other => {
+            let _ = write!(out, "{other}");
+        }
+    }
+}
+
+/// The hash an event must carry: over everything but `hash` and `signature`.
+pub fn event_hash(event: &Map<String, Value>) -> String {
+    let mut covered = event.clone();
+    covered.remove("hash");
+    covered.remove("signature");
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(EVENT_DOMAIN.as_bytes());
+    ctx.update(canonical(&Value::Object(covered)).as_bytes());
+    hex::encode(ctx.finish().as_ref())
+}
+
+fn signature_message(hash: &str) -> Vec<u8> {
+    format!("{SIGNATURE_DOMAIN}{hash}").into_bytes()
+}
+
+/// The audit signing key: the active `audit` key of the keyset, parsed once.
+pub struct Signer {
+    key_id: String,
+    pair: Ed25519KeyPair,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    pub fn from_pkcs8(key_id: &str, pkcs8: &[u8]) -> Result<Signer, ChainError> {
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
+            .map_err(|_| ChainError::BadKey(key_id.to_owned()))?;
+        Ok(Signer {
+            key_id: key_id.to_owned(),
+            pair,
+        })
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The raw 32-byte public key.
+    pub fn public_key(&self) -> &[u8] {
+        self.pair.public_key().as_ref()
+    }
+
+    /// Completes an event that already holds its `sequence` and `prev_hash`: sets `key_id`,
+    /// `hash` and `signature`, and returns the hash.
+    pub fn seal(&self, event: &mut Map<String, Value>) -> String {
+        event.insert("key_id".into(), Value::String(self.key_id.clone()));
+        let hash = event_hash(event);
+        let signature = self.pair.sign(&signature_message(&hash));
+        event.insert("hash".into(), Value::String(hash.clone()));
+        event.insert(
+            "signature".into(),
+            Value::String(STANDARD.encode(signature.as_ref())),
+        );
+        hash
+    }
+
+    /// A signed statement that the chain's event `sequence` has hash `hash`.
+    pub fn checkpoint(&self, sequence: u64, hash: &str, time: &str) -> Checkpoint {
+        let mut checkpoint = Checkpoint {
+            kind: CHECKPOINT_TYPE.into(),
+            schema: SCHEMA,
+            sequence,
+            hash: hash.to_owned(),
+            time: time.to_owned(),
+            key_id: self.key_id.clone(),
+            signature: String::new(),
+        };
+        let signature = self.pair.sign(&checkpoint.message());
+        checkpoint.signature = STANDARD.encode(signature.as_ref());
+        checkpoint
+    }
+}
+
+/// A signed (sequence, head hash) pair, shipped to every sink so that cutting off the newest
+/// events of the store is detected against the sink's copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub schema: u64,
+    pub sequence: u64,
+    pub hash: String,
+    pub time: String,
+    pub key_id: String,
+    pub signature: String,
+}
+
+impl Checkpoint {
+    fn message(&self) -> Vec<u8> {
+        format!(
+            "{CHECKPOINT_DOMAIN}{}\n{}\n{}\n{}",
+            self.sequence, self.hash, self.time, self.key_id
+        )
+        .into_bytes()
+    }
+
+    /// Checks the signature against `keys`.
+    pub fn verify(&self, keys: &KeyRing) -> bool {
+        keys.verify(&self.key_id, &self.message(), &self.signature)
+    }
+}
+
+/// An audit public key as exports and `GET /v1/audit/export` publish it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicKeyInfo {
+    pub id: String,
+    pub algorithm: String,
+    /// The raw 32-byte Ed25519 key, standard base64.
+    pub public_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+impl PublicKeyInfo {
+    pub fn ed25519(id: &str, raw: &[u8], state: Option<&str>) -> PublicKeyInfo {
+        PublicKeyInfo {
+            id: id.to_owned(),
+            algorithm: "ed25519".into(),
+            public_key: STANDARD.encode(raw),
+            state: state.map(str::to_owned),
+        }
+    }
+
+    /// Parses `KEY_ID:BASE64` (the `--public-key` flag).
+    pub fn parse_flag(text: &str) -> Result<PublicKeyInfo, String> {
+        let (id, key) = text
+            .split_once(':')
+            .ok_or_else(|| format!("{text:?} is not KEY_ID:BASE64"))?;
+        let raw = STANDARD
+            .decode(key.trim())
+            .map_err(|e| format!("the key of {id} is not base64: {e}"))?;
+        if raw.len() != 32 {
+            return Err(format!("the key of {id} is not 32 bytes of Ed25519"));
+        }
+        Ok(PublicKeyInfo::ed25519(id, &raw, None))
+    }
+}
+
+/// The public keys a verifier accepts, by key id.
+#[derive(Debug, Clone, Default)]
+pub struct KeyRing(HashMap<String, Vec<u8>>);
+
+impl KeyRing {
+    /// Keys of other algorithms or with bad base64 are left out (their events then fail as
+    /// signed by an unknown key).
+    pub fn new(keys: &[PublicKeyInfo]) -> KeyRing {
+        KeyRing(
+            keys.iter()
+                .filter(|k| k.algorithm == "ed25519")
+                .filter_map(|k| Some((k.id.clone(), STANDARD.decode(&k.public_key).ok()?)))
+                .collect(),
+        )
+    }
+
+    pub fn contains(&self, key_id: &str) -> bool {
+        self.0.contains_key(key_id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn verify(&self, key_id: &str, message: &[u8], signature_b64: &str) -> bool {
+        let (Some(key), Ok(signature)) = (self.0.get(key_id), STANDARD.decode(signature_b64))
+        else {
+            return false;
+        };
+        UnparsedPublicKey::new(&ED25519, key)
+            .verify(message, &signature)
+            .is_ok()
+    }
+
+    /// Whether `signature` is `key_id`'s signature of an event with hash `hash`.
+    pub fn verify_event(&self, key_id: &str, hash: &str, signature: &str) -> bool {
+        self.verify(key_id, &signature_message(hash), signature)
+    }
+}

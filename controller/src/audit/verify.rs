@@ -1,0 +1,271 @@
+//! Verifying the audit chain, sans I/O: feed events in store order to [`Verifier::push`],
+//! then call [`Verifier::finish`]. The first problem stops the walk and names the event.
+//! `portcullis audit verify` drives it over the API export or an exported file.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use super::chain::{self, KeyRing, GENESIS};
+
+/// A chain position: an event's sequence and hash (`SEQ:HASH` on the command line).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Head {
+    pub sequence: u64,
+    pub hash: String,
+}
+
+impl std::str::FromStr for Head {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Head, String> {
+        let (seq, hash) = text
+            .split_once(':')
+            .ok_or_else(|| format!("{text:?} is not SEQ:HASH"))?;
+        let sequence = seq
+            .parse()
+            .map_err(|_| format!("{seq:?} is not a sequence number"))?;
+        let hash = hash.trim().to_ascii_lowercase();
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("{hash:?} is not a hex SHA-256 hash"));
+        }
+        Ok(Head { sequence, hash })
+    }
+}
+
+impl fmt::Display for Head {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.sequence, self.hash)
+    }
+}
+
+/// What is wrong at the first bad event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// Not a JSON object with the chain fields.
+    Malformed(String),
+    /// The event at this position carries another sequence number: events were deleted,
+    /// inserted or reordered here.
+    OutOfSequence { found: u64 },
+    /// `prev_hash` is not the hash of the event before: the chain is broken here.
+    BrokenLink,
+    /// The content does not match the event's hash: the event was edited.
+    Edited,
+    /// Signed by a key the verifier does not hold.
+    UnknownKey(String),
+    /// The hash is right but the signature is not: forged or inserted.
+    BadSignature,
+    /// An event without a hash after the chain began.
+    Unsealed,
+    /// The event at the expected head has another hash.
+    HeadMismatch { expected: String },
+    /// The chain ends before the expected head: the newest events were cut off.
+    Truncated { last: Option<u64>, expected: u64 },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Malformed(what) => write!(f, "malformed event: {what}"),
+            Problem::OutOfSequence { found } => write!(
+                f,
+                "found event {found} in its place: events were deleted, inserted or reordered"
+            ),
+            Problem::BrokenLink => f.write_str(
+                "prev_hash is not the hash of the event before it: the chain is broken (an event before it was removed or replaced)",
+            ),
+            Problem::Edited => f.write_str("its content does not match its hash: it was edited"),
+            Problem::UnknownKey(id) => write!(
+                f,
+                "signed by key {id}, which is not among the audit public keys"
+            ),
+            Problem::BadSignature => {
+                f.write_str("its signature does not verify: it was forged or inserted")
+            }
+            Problem::Unsealed => {
+                f.write_str("it has no hash although the chain began before it (inserted)")
+            }
+            Problem::HeadMismatch { expected } => write!(
+                f,
+                "its hash is not the expected head hash {expected}: the chain was rewritten"
+            ),
+            Problem::Truncated { last, expected } => match last {
+                Some(last) => write!(
+                    f,
+                    "missing: the chain ends at {last} but must reach {expected}; the newest events were cut off"
+                ),
+                None => write!(
+                    f,
+                    "missing: the chain is empty but must reach {expected}; events were cut off"
+                ),
+            },
+        }
+    }
+}
+
+/// The first bad event: its position in the chain, its id if it has one, and the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub sequence: u64,
+    pub id: Option<String>,
+    pub problem: Problem,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "event {}", self.sequence)?;
+        if let Some(id) = &self.id {
+            write!(f, " ({id})")?;
+        }
+        write!(f, ": {}", self.problem)
+    }
+}
+
+/// The result of a clean walk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Chained events checked.
+    pub events: u64,
+    /// Events from before the chain began (schema 1, no hash); they cannot be verified.
+    pub unchained: u64,
+    /// The last event checked.
+    pub head: Option<Head>,
+}
+
+pub struct Verifier {
+    keys: KeyRing,
+    expect: Option<Head>,
+    next: Option<u64>,
+    prev_hash: String,
+    events: u64,
+    unchained: u64,
+    last: Option<Head>,
+}
+
+impl Verifier {
+    pub fn new(keys: KeyRing, expect: Option<Head>) -> Verifier {
+        Verifier {
+            keys,
+            expect,
+            next: None,
+            prev_hash: GENESIS.into(),
+            events: 0,
+            unchained: 0,
+            last: None,
+        }
+    }
+
+    /// The next event in store order.
+    pub fn push(&mut self, event: &Value) -> Result<(), Failure> {
+        let position = self.next.unwrap_or(0);
+        let id = event.get("id").and_then(Value::as_str).map(str::to_owned);
+        let fail = |sequence: u64, problem: Problem| Failure {
+            sequence,
+            id: id.clone(),
+            problem,
+        };
+        let map = event
+            .as_object()
+            .ok_or_else(|| fail(position, Problem::Malformed("not a JSON object".into())))?;
+        if !map.contains_key("hash") {
+            if self.next.is_none() {
+                self.unchained += 1;
+                return Ok(());
+            }
+            return Err(fail(position, Problem::Unsealed));
+        }
+        let field = |name: &str| {
+            map.get(name)
+                .and_then(Value::as_str)
+                .ok_or_else(|| fail(position, Problem::Malformed(format!("no `{name}`"))))
+        };
+        let sequence = map
+            .get("sequence")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| fail(position, Problem::Malformed("no `sequence`".into())))?;
+        let (hash, prev_hash, key_id, signature) = (
+            field("hash")?,
+            field("prev_hash")?,
+            field("key_id")?,
+            field("signature")?,
+        );
+        let expected = self.next.unwrap_or(sequence);
+        if sequence != expected {
+            return Err(fail(expected, Problem::OutOfSequence { found: sequence }));
+        }
+        if prev_hash != self.prev_hash {
+            return Err(fail(sequence, Problem::BrokenLink));
+        }
+        if chain::event_hash(map) != hash {
+            return Err(fail(sequence, Problem::Edited));
+        }
+        if !self.keys.contains(key_id) {
+            return Err(fail(sequence, Problem::UnknownKey(key_id.to_owned())));
+        }
+        if !self.keys.verify_event(key_id, hash, signature) {
+            return Err(fail(sequence, Problem::BadSignature));
+        }
+        if let Some(expect) = &self.expect {
+            if expect.sequence == sequence && expect.hash != hash {
+                return Err(fail(
+                    sequence,
+                    Problem::HeadMismatch {
+                        expected: expect.hash.clone(),
+                    },
+                ));
+            }
+        }
+        self.prev_hash = hash.to_owned();
+        self.next = Some(sequence + 1);
+        self.events += 1;
+        self.last = Some(Head {
+            sequence,
+            hash: hash.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Ends the walk. `store_head` is the head the store itself records, when known (the
+    /// export header): the chain must reach it, as it must reach `--expect-head`.
+    pub fn finish(self, store_head: Option<&Head>) -> Result<Summary, Failure> {
+        let last = self.last.as_ref().map(|h| h.sequence);
+        let reach = |head: &Head| -> Result<(), Failure> {
+            match &self.last {
+                Some(l) if l.sequence > head.sequence => Ok(()),
+                Some(l) if l.sequence == head.sequence && l.hash == head.hash => Ok(()),
+                Some(l) if l.sequence == head.sequence => Err(Failure {
+                    sequence: l.sequence,
+                    id: None,
+                    problem: Problem::HeadMismatch {
+                        expected: head.hash.clone(),
+                    },
+                }),
+                // An empty store's head is the genesis position 0.
+                None if head.sequence == 0 => Ok(()),
+                _ => Err(Failure {
+                    sequence: last.map_or(head.sequence, |l| l + 1),
+                    id: None,
+                    problem: Problem::Truncated {
+                        last,
+                        expected: head.sequence,
+                    },
+                }),
+            }
+        };
+        if let Some(expect) = &self.expect {
+            reach(expect)?;
+        }
+        if let Some(head) = store_head {
+            reach(head)?;
+        }
+        Ok(Summary {
+            events: self.events,
+            unchained: self.unchained,
+            head: self.last,
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod tests;
