@@ -4,17 +4,36 @@
 //!
 //! Invariant: no secret is ever put into an event. Events carry identifiers (session, token
 //! and key ids, fingerprints), never tokens, keys or certificates.
+//!
+//! The log is a hash chain (docs/audit.md): [`record`] takes the next sequence number under
+//! the locked `audit_head` row, links the event to its predecessor's hash and signs it with
+//! the audit key, all inside the caller's transaction. [`chain`] holds the pure hashing and
+//! signing, [`verify`] the verifier, [`sink`] the shippers to external sinks.
+
+pub mod chain;
+pub mod config;
+pub mod sink;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 use sqlx::AnyConnection;
 
+pub use chain::Signer;
+
 use crate::ids::{new_id, IdKind};
+use crate::keys::{KeyError, Keyset};
+use crate::store::audit as rows;
 use crate::store::StoreError;
 
 /// Who did something.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Actor {
     pub user_id: Option<String>,
+    #[serde(rename = "user")]
     pub username: Option<String>,
     pub groups: Vec<String>,
     /// The client's address as the controller saw it, or `worker:<id>` for worker reports.
@@ -131,30 +150,87 @@ pub mod kind {
     pub const KEY_ROTATED: &str = "key_rotated";
     pub const KEY_RETIRED: &str = "key_retired";
     pub const PERMISSION_DENIED: &str = "permission_denied";
+    pub const POLICY_RELOADED: &str = "policy_reloaded";
+    pub const POLICY_RELOAD_FAILED: &str = "policy_reload_failed";
 }
 
-/// Appends `event` within the caller's transaction.
-pub async fn record(conn: &mut AnyConnection, event: AuditEvent) -> Result<(), StoreError> {
-    let id = new_id(IdKind::Event);
-    let time = crate::clock::to_i64(crate::clock::now());
-    let mut body = serde_json::to_value(&event).map_err(|e| StoreError::Query(e.to_string()))?;
-    if let Some(map) = body.as_object_mut() {
-        map.insert("id".into(), serde_json::Value::String(id.clone()));
-        map.insert("time".into(), serde_json::Value::from(time));
-        map.insert("schema".into(), serde_json::Value::from(1));
+impl AuditEvent {
+    /// The event as stored and shipped, before sealing (schema 2, docs/audit.md).
+    fn body(&self, id: &str, sequence: u64, time: &str, prev_hash: &str) -> Map<String, Value> {
+        let details = match &self.details {
+            Value::Null => Value::Object(Map::new()),
+            other => other.clone(),
+        };
+        let mut body = Map::new();
+        body.insert("schema".into(), chain::SCHEMA.into());
+        body.insert("id".into(), id.into());
+        body.insert("sequence".into(), sequence.into());
+        body.insert("time".into(), time.into());
+        body.insert("type".into(), self.kind.into());
+        body.insert(
+            "actor".into(),
+            serde_json::to_value(&self.actor).unwrap_or(Value::Null),
+        );
+        body.insert("target".into(), self.target_id.clone().into());
+        body.insert("session".into(), self.session_id.clone().into());
+        body.insert("decision".into(), self.decision.into());
+        body.insert("reason".into(), self.reason.clone().into());
+        body.insert("policy_hash".into(), self.policy_hash.clone().into());
+        body.insert("details".into(), details);
+        body.insert("prev_hash".into(), prev_hash.into());
+        body
     }
-    sqlx::query(
-        "INSERT INTO audit_events (id, time, type, actor, session_id, target_id, body) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+}
+
+/// The audit signing key, to fetch before the transaction that records events begins (on
+/// SQLite the transaction holds the only connection, and the keyset may need to read the
+/// store). A key that cannot be used makes the action fail: no event, no action.
+pub async fn signer(keys: &Keyset) -> Result<Arc<Signer>, StoreError> {
+    keys.audit_signer().await.map_err(|e| match e {
+        KeyError::Store(e) => e,
+        other => StoreError::Unavailable(format!("the audit signing key is unusable: {other}")),
+    })
+}
+
+/// Appends `event` to the chain within the caller's transaction: the next sequence number
+/// under the locked head row (so concurrent controllers never fork the chain), the
+/// predecessor's hash, and a signature. Fails, failing the action, if it cannot be written.
+pub async fn record(
+    conn: &mut AnyConnection,
+    signer: &Signer,
+    event: AuditEvent,
+) -> Result<(), StoreError> {
+    let head = rows::lock_head(conn).await?;
+    let sequence = head.sequence + 1;
+    let now = SystemTime::now();
+    let unix = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let id = new_id(IdKind::Event);
+    let time = humantime::format_rfc3339_millis(now).to_string();
+    let mut body = event.body(&id, sequence, &time, &head.hash);
+    let hash = signer.seal(&mut body);
+    rows::insert(
+        conn,
+        &rows::NewEvent {
+            sequence,
+            id: &id,
+            time: crate::clock::to_i64(unix),
+            kind: event.kind,
+            actor: event
+                .actor
+                .user_id
+                .as_deref()
+                .or(event.actor.source.as_deref()),
+            username: event.actor.username.as_deref(),
+            session_id: event.session_id.as_deref(),
+            target_id: event.target_id.as_deref(),
+            decision: event.decision,
+            hash: &hash,
+            body: &Value::Object(body).to_string(),
+        },
     )
-    .bind(&id)
-    .bind(time)
-    .bind(event.kind)
-    .bind(event.actor.user_id.clone().or(event.actor.source.clone()))
-    .bind(&event.session_id)
-    .bind(&event.target_id)
-    .bind(body.to_string())
-    .execute(conn)
     .await?;
-    Ok(())
+    rows::advance_head(conn, sequence, &hash).await
 }

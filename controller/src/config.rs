@@ -37,6 +37,8 @@ pub struct Config {
     pub ssh_certificate_ttl: Duration,
     /// The workers' egress addresses: SSH certificates are valid only from these.
     pub ssh_source_addresses: Vec<String>,
+    /// Checkpoints and external sinks of the audit log (`[audit]`).
+    pub audit: crate::audit::config::AuditConfig,
 }
 
 /// Where the master key that seals the keyset comes from.
@@ -81,6 +83,8 @@ struct RawConfig {
     workers: RawWorkers,
     #[serde(default)]
     ssh: RawSsh,
+    #[serde(default)]
+    audit: crate::audit::config::RawAudit,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -337,7 +341,9 @@ impl Config {
         }
         let s = &raw.sessions;
         let w = &raw.workers;
+        let audit = raw.audit.validate()?;
         Ok(Config {
+            audit,
             store_url: Secret::new(store_url),
             store_max_connections: max_connections,
             master_key,

@@ -27,10 +27,12 @@ pub async fn issue_join_token(
         created_at: clock::to_i64(now),
         expires_at: clock::to_i64(now + ttl_secs),
     };
+    let signer = audit::signer(keys).await?;
     let mut tx = store.begin().await?;
     join_tokens::insert(&mut tx, &record).await?;
     audit::record(
         &mut tx,
+        &signer,
         AuditEvent::new(
             audit::kind::WORKER_JOIN_TOKEN_CREATED,
             actor.unwrap_or_else(Actor::system),

@@ -190,7 +190,11 @@ impl Controller {
             self.ca_der,
             &shutdown,
         );
+        let sinks = audit::sink::spawn_all(&state, &shutdown);
         let _ = tokio::join!(api, link, sweeper);
+        for sink in sinks {
+            let _ = sink.await;
+        }
         for dialer in dialers {
             let _ = dialer.await;
         }

@@ -31,8 +31,11 @@ pub async fn reload(state: &AppState, actor: Actor) -> Result<ReloadOutcome, Str
         .ok_or_else(|| "no policy file is configured (policy.file)".to_string())?;
     let loaded = load(&path);
     let record = |event: AuditEvent| async {
+        let signer = audit::signer(&state.keys)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut tx = state.store.begin().await.map_err(|e| e.to_string())?;
-        audit::record(&mut tx, event)
+        audit::record(&mut tx, &signer, event)
             .await
             .map_err(|e| e.to_string())?;
         tx.commit().await.map_err(|e| e.to_string())
@@ -40,12 +43,15 @@ pub async fn reload(state: &AppState, actor: Actor) -> Result<ReloadOutcome, Str
     let policy = match loaded {
         Ok(p) => Arc::new(p),
         Err(message) => {
-            record(AuditEvent::new("policy_reload_failed", actor).reason(message.clone())).await?;
+            record(
+                AuditEvent::new(audit::kind::POLICY_RELOAD_FAILED, actor).reason(message.clone()),
+            )
+            .await?;
             return Err(message);
         }
     };
     let hash = policy.hash().to_owned();
-    record(AuditEvent::new("policy_reloaded", actor).policy_hash(&hash)).await?;
+    record(AuditEvent::new(audit::kind::POLICY_RELOADED, actor).policy_hash(&hash)).await?;
     state.policy_tx.send_replace(Some(policy.clone()));
     let ended = end_disallowed(state, &policy)
         .await

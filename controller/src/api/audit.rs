@@ -1,14 +1,17 @@
-//! `GET /v1/audit`: the audit log, newest first, for holders of `audit:read`.
+//! `GET /v1/audit`: the audit log, newest first, filtered; `GET /v1/audit/export`: the
+//! chain oldest first with the audit public keys, for `portcullis audit verify|export`.
+//! Both only for holders of `audit:read`.
 
 use axum::extract::{Query, State};
 use axum::Json;
 use portcullis_policy::Permission;
 use serde::Deserialize;
-use sqlx::Row as _;
 
 use super::error::ApiError;
 use super::extract::Principal;
+use crate::audit::verify::{ExportHeader, Head, EXPORT_FORMAT};
 use crate::state::AppState;
+use crate::store::audit as rows;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +22,75 @@ pub struct AuditQuery {
     session: Option<String>,
     #[serde(rename = "type")]
     kind: Option<String>,
+    /// A user id or user name.
+    user: Option<String>,
+    /// A target id.
+    target: Option<String>,
+    /// `allow` or `deny`.
+    decision: Option<String>,
+    /// Unix seconds, inclusive.
+    since: Option<i64>,
+    until: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// Events with a sequence above this (0: from the start).
+    after: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/audit/export?after=SEQ&limit=N`: a page of the chain, oldest first, with the
+/// header (public keys, the store's head) a verifier needs.
+pub async fn export(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<ExportQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require(Permission::AuditRead)?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 5000);
+    let keys = state.keys.audit_public_keys().await?;
+    let mut conn = state.store.conn().await?;
+    // The head first: events read afterwards reach at least as far.
+    let head = rows::head(&mut conn).await?;
+    let events = rows::after(&mut conn, q.after.unwrap_or(0), limit).await?;
+    drop(conn);
+    let header = ExportHeader {
+        format: EXPORT_FORMAT.into(),
+        version: 1,
+        exported_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        head: Some(Head {
+            sequence: head.sequence,
+            hash: head.hash,
+        }),
+        keys,
+    };
+    let next_after = (events.len() == limit as usize)
+        .then(|| events.last().map(|(seq, _)| *seq))
+        .flatten();
+    let items: Vec<serde_json::Value> = events
+        .into_iter()
+        .map(|(seq, body)| parse_body(seq, &body))
+        .collect();
+    Ok(Json(
+        serde_json::json!({"header": header, "events": items, "next_after": next_after}),
+    ))
+}
+
+/// A stored body as JSON; a body that is not JSON (tampering) is passed on as a string so
+/// the verifier names it instead of the API hiding it.
+fn parse_body(seq: u64, body: &str) -> serde_json::Value {
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(mut event) => {
+            // Events from before the chain carry no sequence of their own.
+            if let Some(map) = event.as_object_mut() {
+                map.entry("sequence").or_insert(seq.into());
+            }
+            event
+        }
+        Err(_) => serde_json::json!({"sequence": seq, "unparsable_body": body}),
+    }
 }
 
 pub async fn list(
@@ -28,30 +100,26 @@ pub async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     principal.require(Permission::AuditRead)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let filter = rows::Filter {
+        before: q.before.and_then(|b| u64::try_from(b).ok()),
+        session: q.session,
+        user: q.user,
+        target: q.target,
+        kind: q.kind,
+        decision: q.decision,
+        since: q.since,
+        until: q.until,
+    };
     let mut conn = state.store.conn().await?;
-    let rows = sqlx::query(
-        "SELECT seq, body FROM audit_events WHERE seq < $1 \
-         AND ($2 = '' OR session_id = $2) AND ($3 = '' OR type = $3) ORDER BY seq DESC LIMIT $4",
-    )
-    .bind(q.before.unwrap_or(i64::MAX))
-    .bind(q.session.unwrap_or_default())
-    .bind(q.kind.unwrap_or_default())
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut items = Vec::with_capacity(rows.len());
-    let mut last = None;
-    for row in rows {
-        let seq: i64 = row.try_get("seq")?;
-        let body: String = row.try_get("body")?;
-        let mut event: serde_json::Value =
-            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
-        if let Some(map) = event.as_object_mut() {
-            map.insert("sequence".into(), seq.into());
-        }
-        items.push(event);
-        last = Some(seq);
-    }
+    let rows = rows::list(&mut conn, &filter, u32::try_from(limit).unwrap_or(100)).await?;
+    drop(conn);
+    let last = (rows.len() == usize::try_from(limit).unwrap_or(0))
+        .then(|| rows.last().map(|(seq, _)| *seq))
+        .flatten();
+    let items: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|(seq, body)| parse_body(seq, &body))
+        .collect();
     Ok(Json(
         serde_json::json!({"items": items, "next_before": last}),
     ))

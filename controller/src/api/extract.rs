@@ -92,9 +92,11 @@ impl FromRequestParts<AppState> for Principal {
         let found = crate::store::tokens::authenticate(&mut conn, &hash, now).await?;
         drop(conn);
         let Some((user, token_id, token_expires_at)) = found else {
+            let signer = audit::signer(&state.keys).await?;
             let mut tx = state.store.begin().await?;
             audit::record(
                 &mut tx,
+                &signer,
                 AuditEvent::new(
                     audit::kind::TOKEN_REJECTED,
                     Actor {

@@ -43,6 +43,7 @@ pub async fn issue_token(
     user: UserRecord,
     source: &str,
 ) -> Result<LoginResponse, ApiError> {
+    let signer = audit::signer(&state.keys).await?;
     let now = clock::now();
     let secret = new_secret();
     let expires_at = now + state.config.token_lifetime.as_secs();
@@ -62,6 +63,7 @@ pub async fn issue_token(
     .await?;
     audit::record(
         &mut tx,
+        &signer,
         AuditEvent::new(
             audit::kind::LOGIN_SUCCEEDED,
             Actor {
@@ -105,9 +107,11 @@ pub async fn dev_login(
         .await?
     };
     if !allowed {
+        let signer = audit::signer(&state.keys).await?;
         let mut tx = state.store.begin().await?;
         audit::record(
             &mut tx,
+            &signer,
             AuditEvent::new(
                 audit::kind::LOGIN_FAILED,
                 Actor {

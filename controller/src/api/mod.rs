@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/policy/reload", post(policy::reload))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/audit/export", get(audit::export))
         .route("/v1/ssh/ca", get(sessions::ssh_ca))
         .route("/v1/ssh/krl", get(sessions::ssh_krl))
         .fallback(|| async {

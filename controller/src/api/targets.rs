@@ -147,6 +147,7 @@ pub async fn create(
         updated_at: now,
     };
     check_record(&record)?;
+    let signer = audit::signer(&state.keys).await?;
     let mut tx = state.store.begin().await?;
     rows::insert(&mut tx, &record).await.map_err(|e| match e {
         crate::store::StoreError::Conflict(_) => ApiError::new(
@@ -158,6 +159,7 @@ pub async fn create(
     })?;
     audit::record(
         &mut tx,
+        &signer,
         AuditEvent::new(audit::kind::TARGET_CREATED, principal.actor())
             .target(&record.id)
             .details(serde_json::json!({"name": record.name, "address": record.address})),
@@ -195,6 +197,7 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateTarget>,
 ) -> Result<Json<Target>, ApiError> {
     principal.require(Permission::TargetsAdmin)?;
+    let signer = audit::signer(&state.keys).await?;
     let mut tx = state.store.begin().await?;
     let mut t = rows::find(&mut tx, &id)
         .await?
@@ -234,6 +237,7 @@ pub async fn update(
     rows::update(&mut tx, &t).await?;
     audit::record(
         &mut tx,
+        &signer,
         AuditEvent::new(audit::kind::TARGET_UPDATED, principal.actor())
             .target(&t.id)
             .details(serde_json::json!({"name": t.name, "address": t.address})),
@@ -249,6 +253,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Permission::TargetsAdmin)?;
+    let signer = audit::signer(&state.keys).await?;
     let mut tx = state.store.begin().await?;
     let t = rows::find(&mut tx, &id)
         .await?
@@ -256,6 +261,7 @@ pub async fn delete(
     rows::delete(&mut tx, &t.id).await?;
     audit::record(
         &mut tx,
+        &signer,
         AuditEvent::new(audit::kind::TARGET_DELETED, principal.actor())
             .target(&t.id)
             .details(serde_json::json!({"name": t.name})),

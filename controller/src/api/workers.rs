@@ -1,11 +1,13 @@
 //! `/v1/workers`: list, show and delete workers; issue join tokens.
 
+use std::time::Duration;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use portcullis_policy::Permission;
 use portcullis_proto::api::{CreateJoinToken, JoinToken, List, Worker};
-use portcullis_proto::link::reason;
+use portcullis_proto::link::{reason, Request, SessionEnd};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Principal};
@@ -61,6 +63,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Permission::WorkersAdmin)?;
+    let signer = audit::signer(&state.keys).await?;
     let mut tx = state.store.begin().await?;
     let w = rows::find(&mut tx, &id)
         .await?
@@ -68,6 +71,7 @@ pub async fn delete(
     rows::mark_deleted(&mut tx, &w.id).await?;
     audit::record(
         &mut tx,
+        &signer,
         AuditEvent::new(audit::kind::WORKER_DELETED, principal.actor())
             .details(serde_json::json!({"worker_id": w.id, "name": w.name})),
     )
@@ -77,8 +81,22 @@ pub async fn delete(
         let mut conn = state.store.conn().await?;
         session_rows::live_on_worker(&mut conn, &w.id).await?
     };
-    for s in live {
+    for s in &live {
         lifecycle::end_session(&state, &s.id, reason::WORKER_DELETED, principal.actor()).await?;
+    }
+    // The ends are pushed in the background; wait for the worker to confirm them before its
+    // link is dropped, or a worker that lost its link would keep the connections for its
+    // grace period.
+    if let Some(link) = state.links.get(&w.id) {
+        for s in &live {
+            let end = Request::EndSession(SessionEnd {
+                session_id: s.id.clone(),
+                reason: reason::WORKER_DELETED.to_owned(),
+            });
+            if let Err(err) = link.request(end, Duration::from_secs(2)).await {
+                tracing::warn!(session.id = %s.id, error = %err, "deleted worker did not confirm a session end");
+            }
+        }
     }
     state.links.disconnect(&w.id);
     Ok(StatusCode::NO_CONTENT)

@@ -39,6 +39,20 @@ impl fmt::Display for Head {
     }
 }
 
+/// The first line of an export (`portcullis audit export --format jsonl`): what a verifier
+/// needs besides the events, namely the audit public keys and the head the store recorded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExportHeader {
+    pub format: String,
+    pub version: u32,
+    pub exported_at: String,
+    pub head: Option<Head>,
+    pub keys: Vec<super::chain::PublicKeyInfo>,
+}
+
+/// [`ExportHeader::format`].
+pub const EXPORT_FORMAT: &str = "portcullis-audit-export";
+
 /// What is wrong at the first bad event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
@@ -140,6 +154,7 @@ pub struct Verifier {
     events: u64,
     unchained: u64,
     last: Option<Head>,
+    redelivery: bool,
 }
 
 impl Verifier {
@@ -152,7 +167,20 @@ impl Verifier {
             events: 0,
             unchained: 0,
             last: None,
+            redelivery: false,
         }
+    }
+
+    /// For a sink's copy, where delivery is at least once: an event with a sequence already
+    /// passed is skipped as a duplicate if its own hash and signature are valid.
+    pub fn allow_redelivery(mut self) -> Verifier {
+        self.redelivery = true;
+        self
+    }
+
+    /// The last event verified so far.
+    pub fn last(&self) -> Option<&Head> {
+        self.last.as_ref()
     }
 
     /// The next event in store order.
@@ -190,6 +218,13 @@ impl Verifier {
             field("signature")?,
         );
         let expected = self.next.unwrap_or(sequence);
+        if self.redelivery
+            && sequence < expected
+            && chain::event_hash(map) == hash
+            && self.keys.verify_event(key_id, hash, signature)
+        {
+            return Ok(());
+        }
         if sequence != expected {
             return Err(fail(expected, Problem::OutOfSequence { found: sequence }));
         }
@@ -240,8 +275,8 @@ impl Verifier {
                         expected: head.hash.clone(),
                     },
                 }),
-                // An empty store's head is the genesis position 0.
-                None if head.sequence == 0 => Ok(()),
+                // A head with the genesis hash: no event has been chained yet.
+                None if head.hash == GENESIS => Ok(()),
                 _ => Err(Failure {
                     sequence: last.map_or(head.sequence, |l| l + 1),
                     id: None,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::RwLock;
 
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::{self, Actor, AuditEvent, Signer};
 use crate::ids::{new_id, IdKind};
 use crate::secret::Secret;
 use crate::store::keys::{self as key_rows, KeyRecord};
@@ -94,6 +94,8 @@ pub struct Keyset {
     store: Store,
     master: Arc<MasterKey>,
     cache: Arc<RwLock<KeyCache>>,
+    /// The parsed audit signing key, reused while it is the active one.
+    audit_signer: Arc<std::sync::Mutex<Option<Arc<Signer>>>>,
 }
 
 /// The active key of a purpose with every key accepted for verification.
@@ -106,6 +108,7 @@ impl Keyset {
             store,
             master: Arc::new(master),
             cache: Arc::default(),
+            audit_signer: Arc::default(),
         }
     }
 
@@ -114,24 +117,49 @@ impl Keyset {
     pub async fn ensure(&self) -> Result<(), KeyError> {
         let mut tx = self.store.begin().await?;
         self.store.lock(&mut tx, "keyset").await?;
-        for purpose in Purpose::ALL {
+        // The audit key first: the creation of every other key is an event it signs.
+        let mut signer: Option<Signer> = None;
+        let mut created = Vec::new();
+        for purpose in [
+            Purpose::Audit,
+            Purpose::Grant,
+            Purpose::TlsCa,
+            Purpose::SshCa,
+        ] {
             let usable = key_rows::usable(&mut tx, purpose.as_str()).await?;
             if let Some(existing) = usable.first() {
                 // Fails early, with a clear message, when the master key changed.
                 self.master
                     .open(&context(&existing.id, purpose), &existing.sealed_private)?;
             }
-            if !usable.iter().any(|k| k.state == "active") {
-                let record = self.generate(purpose)?;
-                key_rows::insert(&mut tx, &record).await?;
-                audit::record(
-                    &mut tx,
-                    AuditEvent::new(audit::kind::KEY_CREATED, Actor::system()).details(
-                        serde_json::json!({"key_id": record.id, "purpose": purpose.as_str()}),
-                    ),
-                )
-                .await?;
+            let record = match usable.iter().find(|k| k.state == "active") {
+                Some(active) => active.clone(),
+                None => {
+                    let record = self.generate(purpose)?;
+                    key_rows::insert(&mut tx, &record).await?;
+                    created.push((record.id.clone(), purpose));
+                    record
+                }
+            };
+            if purpose == Purpose::Audit {
+                let pkcs8 = self
+                    .master
+                    .open(&context(&record.id, purpose), &record.sealed_private)?;
+                signer = Some(
+                    Signer::from_pkcs8(&record.id, &pkcs8)
+                        .map_err(|e| KeyError::Crypto(e.to_string()))?,
+                );
             }
+        }
+        let signer = signer.ok_or(KeyError::Missing("audit"))?;
+        for (key_id, purpose) in created {
+            audit::record(
+                &mut tx,
+                &signer,
+                AuditEvent::new(audit::kind::KEY_CREATED, Actor::system())
+                    .details(serde_json::json!({"key_id": key_id, "purpose": purpose.as_str()})),
+            )
+            .await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
         Ok(())
@@ -206,6 +234,36 @@ impl Keyset {
         Ok(self.load(purpose).await?.1.clone())
     }
 
+    /// The audit signing key (the active `audit` key), parsed once per key. Call it before
+    /// beginning the transaction that records events: it may read the store.
+    pub async fn audit_signer(&self) -> Result<Arc<Signer>, KeyError> {
+        let key = self.active(Purpose::Audit).await?;
+        let mut slot = self
+            .audit_signer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(signer) = slot.as_ref().filter(|s| s.key_id() == key.id) {
+            return Ok(signer.clone());
+        }
+        let signer = Arc::new(
+            Signer::from_pkcs8(&key.id, key.pkcs8.expose())
+                .map_err(|e| KeyError::Crypto(e.to_string()))?,
+        );
+        *slot = Some(signer.clone());
+        Ok(signer)
+    }
+
+    /// Every audit public key ever created (retired ones too: old events stay verifiable).
+    pub async fn audit_public_keys(&self) -> Result<Vec<audit::chain::PublicKeyInfo>, KeyError> {
+        let mut conn = self.store.conn().await?;
+        Ok(key_rows::list(&mut conn)
+            .await?
+            .into_iter()
+            .filter(|k| k.purpose == Purpose::Audit.as_str())
+            .map(|k| audit::chain::PublicKeyInfo::ed25519(&k.id, &k.public_key, Some(&k.state)))
+            .collect())
+    }
+
     /// The TLS certificate authority.
     pub async fn certificate_authority(&self) -> Result<ca::CertificateAuthority, KeyError> {
         let key = self.active(Purpose::TlsCa).await?;
@@ -224,12 +282,14 @@ impl Keyset {
             ));
         }
         let record = self.generate(purpose)?;
+        let signer = self.audit_signer().await?;
         let mut tx = self.store.begin().await?;
         self.store.lock(&mut tx, "keyset").await?;
         key_rows::demote_active(&mut tx, purpose.as_str()).await?;
         key_rows::insert(&mut tx, &record).await?;
         audit::record(
             &mut tx,
+            &signer,
             AuditEvent::new(audit::kind::KEY_ROTATED, Actor::system())
                 .details(serde_json::json!({"key_id": record.id, "purpose": purpose.as_str()})),
         )
@@ -241,6 +301,7 @@ impl Keyset {
 
     /// Retires a previous key: it is no longer accepted anywhere.
     pub async fn retire(&self, key_id: &str) -> Result<(), KeyError> {
+        let signer = self.audit_signer().await?;
         let mut tx = self.store.begin().await?;
         let now = crate::clock::to_i64(crate::clock::now());
         if !key_rows::retire(&mut tx, key_id, now).await? {
@@ -250,6 +311,7 @@ impl Keyset {
         }
         audit::record(
             &mut tx,
+            &signer,
             AuditEvent::new(audit::kind::KEY_RETIRED, Actor::system())
                 .details(serde_json::json!({"key_id": key_id})),
         )

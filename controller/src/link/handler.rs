@@ -138,6 +138,7 @@ async fn sync(state: &AppState, worker_id: &str, proxy_addr: &str, live: &[Strin
 async fn admit_first(state: &AppState, worker_id: &str, admit: AdmitFirst) -> Response {
     let now = clock::to_i64(clock::now());
     let result = async {
+        let signer = audit::signer(&state.keys).await?;
         let mut tx = state.store.begin().await?;
         let admitted = session_rows::admit_first(&mut tx, &admit.session_id, worker_id, &admit.connection_id, &admit.client_addr, now).await?;
         let session = session_rows::get(&mut tx, &admit.session_id).await?;
@@ -151,10 +152,11 @@ async fn admit_first(state: &AppState, worker_id: &str, admit: AdmitFirst) -> Re
                 .reason(refusal(session.as_ref(), worker_id, now))
                 .details(serde_json::json!({"connection_id": admit.connection_id, "client_addr": admit.client_addr}))
         };
-        audit::record(&mut tx, event).await?;
+        audit::record(&mut tx, &signer, event).await?;
         if admitted && session.as_ref().is_some_and(|s| s.connections_count == 1) {
             audit::record(
                 &mut tx,
+                &signer,
                 AuditEvent::new(audit::kind::SESSION_ACTIVATED, Actor::worker(worker_id)).session(&admit.session_id),
             )
             .await?;
@@ -208,6 +210,7 @@ async fn apply_event(
     event: &ConnectionEvent,
 ) -> Result<(), StoreError> {
     let at = clock::to_i64(event.at);
+    let signer = audit::signer(&state.keys).await?;
     let mut tx = state.store.begin().await?;
     let Some(session) = session_rows::get(&mut tx, &event.session_id).await? else {
         // An event for a session this store never had is acknowledged and dropped.
@@ -234,6 +237,7 @@ async fn apply_event(
             {
                 audit::record(
                     &mut tx,
+                    &signer,
                     AuditEvent::new(audit::kind::CONNECTION_OPENED, Actor::worker(worker_id))
                         .session(&event.session_id)
                         .target(&session.target_id)
@@ -263,6 +267,7 @@ async fn apply_event(
             {
                 audit::record(
                     &mut tx,
+                    &signer,
                     AuditEvent::new(audit::kind::CONNECTION_CLOSED, Actor::worker(worker_id))
                         .session(&event.session_id)
                         .target(&session.target_id)
@@ -313,12 +318,16 @@ async fn renew(state: &AppState, worker_id: &str) -> Response {
             .issue(&spki, Leaf::Worker { worker_id }, lifetime)
             .map_err(|e| e.to_string())?;
         let expires_at = clock::now() + lifetime.as_secs();
+        let signer = audit::signer(&state.keys)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut tx = state.store.begin().await.map_err(|e| e.to_string())?;
         worker_rows::set_cert_expiry(&mut tx, worker_id, clock::to_i64(expires_at))
             .await
             .map_err(|e| e.to_string())?;
         audit::record(
             &mut tx,
+            &signer,
             AuditEvent::new(audit::kind::WORKER_CERT_RENEWED, Actor::worker(worker_id))
                 .details(serde_json::json!({"expires_at": expires_at})),
         )
@@ -380,12 +389,14 @@ pub async fn join(state: &AppState, join: JoinRequest) -> Response {
     };
     let now = clock::now();
     let result = async {
+        let signer = audit::signer(&state.keys).await?;
         let mut tx = state.store.begin().await?;
         if !join_tokens::consume(&mut tx, &secret_hash(secret), &worker_id, clock::to_i64(now)).await? {
             drop(tx);
             let mut tx = state.store.begin().await?;
             audit::record(
                 &mut tx,
+                &signer,
                 AuditEvent::new(audit::kind::WORKER_JOIN_FAILED, Actor::worker(&join.name)).reason("unknown, used or expired join token"),
             )
             .await?;
@@ -408,6 +419,7 @@ pub async fn join(state: &AppState, join: JoinRequest) -> Response {
         .await?;
         audit::record(
             &mut tx,
+            &signer,
             AuditEvent::new(audit::kind::WORKER_JOINED, Actor::worker(&worker_id))
                 .details(serde_json::json!({"worker_id": worker_id, "name": join.name, "proxy_addr": join.proxy_addr})),
         )

@@ -62,8 +62,9 @@ async fn deny(
         None => event,
     };
     let recorded = async {
+        let signer = audit::signer(&state.keys).await?;
         let mut tx = state.store.begin().await?;
-        audit::record(&mut tx, event).await?;
+        audit::record(&mut tx, &signer, event).await?;
         tx.commit().await?;
         Ok::<_, crate::store::StoreError>(())
     }
@@ -232,6 +233,7 @@ pub async fn authorize(
         activated_at: None,
         terminated_at: None,
     };
+    let signer = audit::signer(&state.keys).await?;
     let mut tx = state.store.begin().await?;
     session_rows::insert(&mut tx, &record).await?;
     if let Some((_, serial, ca_key_id, valid_before)) = &ssh {
@@ -246,6 +248,7 @@ pub async fn authorize(
     }
     audit::record(
         &mut tx,
+        &signer,
         AuditEvent::new(audit::kind::SESSION_AUTHORIZED, principal.actor())
             .session(&session_id)
             .target(&target.id)

@@ -21,6 +21,7 @@ pub async fn end_session(
     actor: Actor,
 ) -> Result<bool, StoreError> {
     let now = clock::to_i64(clock::now());
+    let signer = audit::signer(&state.keys).await?;
     let mut tx = state.store.begin().await?;
     let Some(session) = rows::get(&mut tx, session_id).await? else {
         return Ok(false);
@@ -32,6 +33,7 @@ pub async fn end_session(
     let revoked = crate::store::ssh_certificates::revoke_session(&mut tx, session_id, now).await?;
     audit::record(
         &mut tx,
+        &signer,
         AuditEvent::new(audit::kind::SESSION_TERMINATED, actor)
             .session(session_id)
             .target(&session.target_id)

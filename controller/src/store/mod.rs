@@ -7,6 +7,7 @@
 //! unix times, JSON text for lists); the few differences live in [`Dialect`]. Every query
 //! function takes a `&mut AnyConnection` so it composes into the caller's transaction.
 
+pub mod audit;
 pub mod join_tokens;
 pub mod keys;
 pub mod rate_limits;

@@ -1,0 +1,211 @@
+//! Shipping the audit log to external sinks. The audit table is the queue: each sink has a
+//! cursor in `audit_sinks`, committed only after the sink accepted the events, so delivery
+//! is at least once (every line carries the event `id` for de-duplication) and a sink that
+//! was down catches up, in order, when it returns. One shipper per sink runs across all
+//! controllers (a store lease). Every `checkpoint_every` events or `checkpoint_interval`, a
+//! signed checkpoint of the last shipped event follows the events, so the sink's copy can
+//! prove that the store's chain was not cut off later (`portcullis audit verify
+//! --checkpoint FILE`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt as _;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use super::config::{SinkConfig, SinkKind};
+use crate::state::AppState;
+use crate::store::audit as rows;
+use crate::store::StoreError;
+
+/// Events read from the store per round.
+const BATCH: u32 = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write to {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Starts one shipper task per configured sink.
+pub fn spawn_all(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
+    state
+        .config
+        .audit
+        .sinks
+        .iter()
+        .map(|sink| {
+            let span = tracing::info_span!("audit_sink", sink.name = %sink.name);
+            tokio::spawn(run(state.clone(), sink.clone(), shutdown.clone()).instrument(span))
+        })
+        .collect()
+}
+
+/// A JSON-lines file, opened for appending on first use and again after SIGHUP or an error.
+struct FileOutput {
+    path: PathBuf,
+    file: Option<tokio::fs::File>,
+}
+
+impl FileOutput {
+    async fn write(&mut self, data: &[u8]) -> Result<(), SinkError> {
+        let result = self.try_write(data).await;
+        if result.is_err() {
+            self.file = None;
+        }
+        result.map_err(|source| SinkError::Write {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    async fn try_write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => {
+                let mut options = tokio::fs::OpenOptions::new();
+                options.create(true).append(true);
+                #[cfg(unix)]
+                options.mode(0o640);
+                self.file.insert(options.open(&self.path).await?)
+            }
+        };
+        file.write_all(data).await?;
+        file.flush().await?;
+        file.sync_data().await
+    }
+
+    /// Closes the file; the next write opens the path again (after logrotate moved it).
+    fn reopen(&mut self) {
+        self.file = None;
+    }
+}
+
+async fn run(state: AppState, sink: SinkConfig, shutdown: CancellationToken) {
+    let SinkKind::File { path } = sink.kind;
+    let mut output = FileOutput { path, file: None };
+    let mut hangups = hangups();
+    let interval = state.config.audit.ship_interval;
+    let mut failing = false;
+    loop {
+        match ship_once(&state, &sink.name, &mut output).await {
+            Ok(shipped) => {
+                if failing {
+                    tracing::info!("audit sink is back; caught up");
+                    failing = false;
+                }
+                if shipped == u64::from(BATCH) {
+                    continue;
+                }
+            }
+            Err(err) => {
+                if !failing {
+                    tracing::warn!(error = %err, "audit sink is failing; events wait in the store");
+                }
+                failing = true;
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = hangup(&mut hangups) => output.reopen(),
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = ();
+
+#[cfg(unix)]
+fn hangups() -> Hangups {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
+#[cfg(not(unix))]
+fn hangups() -> Hangups {}
+
+#[cfg(unix)]
+async fn hangup(signal: &mut Hangups) {
+    let got = match signal {
+        Some(s) => s.recv().await.is_some(),
+        None => false,
+    };
+    if !got {
+        std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(not(unix))]
+async fn hangup(_: &mut Hangups) {
+    std::future::pending().await
+}
+
+/// One round: under the sink's lease, sends the events after the cursor and a checkpoint
+/// when one is due, then commits the cursor. Returns how many events were sent.
+async fn ship_once(
+    state: &AppState,
+    name: &str,
+    output: &mut FileOutput,
+) -> Result<u64, SinkError> {
+    let Some(_lease) = state.store.try_lease(&format!("audit-sink:{name}")).await? else {
+        return Ok(0);
+    };
+    let now = crate::clock::now();
+    let now_i64 = crate::clock::to_i64(now);
+    let (mut cursor, events) = {
+        let mut conn = state.store.conn().await?;
+        let cursor = rows::sink_cursor(&mut conn, name, now_i64).await?;
+        let events = rows::after(&mut conn, cursor.cursor, BATCH).await?;
+        (cursor, events)
+    };
+    let mut data = String::new();
+    let mut last_hash = None;
+    for (seq, body) in &events {
+        data.push_str(body);
+        data.push('\n');
+        cursor.cursor = *seq;
+        last_hash = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("hash").and_then(|h| h.as_str()).map(str::to_owned));
+    }
+    let since = Duration::from_secs(u64::try_from(now_i64 - cursor.checkpoint_at).unwrap_or(0));
+    let audit = &state.config.audit;
+    let due = cursor.cursor > cursor.checkpoint_seq
+        && (cursor.cursor - cursor.checkpoint_seq >= audit.checkpoint_every
+            || since >= audit.checkpoint_interval);
+    if due {
+        let hash = match last_hash {
+            Some(hash) => Some(hash),
+            None => {
+                let mut conn = state.store.conn().await?;
+                rows::hash_of(&mut conn, cursor.cursor).await?
+            }
+        };
+        // Unchained events (from before the chain) cannot be checkpointed.
+        if let Some(hash) = hash {
+            let signer = super::signer(&state.keys).await?;
+            let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+            let checkpoint = signer.checkpoint(cursor.cursor, &hash, &time);
+            data.push_str(&serde_json::to_string(&checkpoint).unwrap_or_default());
+            data.push('\n');
+            cursor.checkpoint_seq = cursor.cursor;
+            cursor.checkpoint_at = now_i64;
+        }
+    }
+    if data.is_empty() {
+        return Ok(0);
+    }
+    output.write(data.as_bytes()).await?;
+    let mut conn = state.store.conn().await?;
+    rows::save_sink_cursor(&mut conn, name, &cursor, now_i64).await?;
+    Ok(u64::try_from(events.len()).unwrap_or(0))
+}

@@ -1,0 +1,247 @@
+use ring::rand::SystemRandom;
+use ring::signature::Ed25519KeyPair;
+use serde_json::{json, Map, Value};
+
+use super::*;
+use crate::audit::chain::{PublicKeyInfo, Signer};
+
+fn signer(id: &str) -> Signer {
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+    Signer::from_pkcs8(id, pkcs8.as_ref()).unwrap()
+}
+
+fn ring_of(signers: &[&Signer]) -> KeyRing {
+    let infos: Vec<PublicKeyInfo> = signers
+        .iter()
+        .map(|s| PublicKeyInfo::ed25519(s.key_id(), s.public_key(), None))
+        .collect();
+    KeyRing::new(&infos)
+}
+
+/// A chain of `n` events starting at sequence 1.
+fn chain(signer: &Signer, n: u64) -> Vec<Value> {
+    let mut prev = GENESIS.to_owned();
+    (1..=n)
+        .map(|sequence| {
+            let mut event: Map<String, Value> = json!({
+                "schema": 2, "id": format!("e_{sequence}"), "sequence": sequence,
+                "time": "2025-01-01T00:00:00.000Z", "type": "target_created",
+                "actor": {"user": "alice", "groups": ["admins"]},
+                "details": {"n": sequence, "z": [1, {"b": 2, "a": 1}]}, "prev_hash": prev,
+            })
+            .as_object()
+            .cloned()
+            .unwrap();
+            prev = signer.seal(&mut event);
+            Value::Object(event)
+        })
+        .collect()
+}
+
+fn verify(
+    keys: KeyRing,
+    events: &[Value],
+    expect: Option<Head>,
+    store: Option<&Head>,
+) -> Result<Summary, Failure> {
+    let mut v = Verifier::new(keys, expect);
+    for e in events {
+        v.push(e)?;
+    }
+    v.finish(store)
+}
+
+fn head_of(events: &[Value], sequence: u64) -> Head {
+    let e = &events[usize::try_from(sequence - 1).unwrap()];
+    Head {
+        sequence,
+        hash: e["hash"].as_str().unwrap().to_owned(),
+    }
+}
+
+#[test]
+fn a_clean_chain_verifies_up_to_its_head() {
+    let s = signer("k_1");
+    let events = chain(&s, 5);
+    let head = head_of(&events, 5);
+    let summary = verify(ring_of(&[&s]), &events, Some(head.clone()), Some(&head)).unwrap();
+    assert_eq!(summary.events, 5);
+    assert_eq!(summary.head, Some(head));
+}
+
+#[test]
+fn canonical_form_ignores_member_order_and_whitespace() {
+    let a: Value = serde_json::from_str(r#"{"b": [1, {"y": 1, "x": "é"}], "a": null}"#).unwrap();
+    assert_eq!(
+        chain::canonical(&a),
+        r#"{"a":null,"b":[1,{"x":"é","y":1}]}"#
+    );
+    // A stored event re-read and re-serialised in another order still verifies.
+    let s = signer("k_1");
+    let events: Vec<Value> = chain(&s, 3)
+        .into_iter()
+        .map(|e| serde_json::from_str(&serde_json::to_string_pretty(&e).unwrap()).unwrap())
+        .collect();
+    verify(ring_of(&[&s]), &events, None, None).unwrap();
+}
+
+#[test]
+fn an_edited_event_is_named() {
+    let s = signer("k_1");
+    let mut events = chain(&s, 5);
+    events[2]["actor"]["user"] = json!("mallory");
+    let failure = verify(ring_of(&[&s]), &events, None, None).unwrap_err();
+    assert_eq!((failure.sequence, failure.problem), (3, Problem::Edited));
+    assert_eq!(failure.id.as_deref(), Some("e_3"));
+}
+
+#[test]
+fn a_deleted_event_is_named_by_its_position() {
+    let s = signer("k_1");
+    let mut events = chain(&s, 5);
+    events.remove(1);
+    let failure = verify(ring_of(&[&s]), &events, None, None).unwrap_err();
+    assert_eq!(
+        (failure.sequence, failure.problem),
+        (2, Problem::OutOfSequence { found: 3 })
+    );
+}
+
+#[test]
+fn an_inserted_event_fails_its_signature() {
+    let s = signer("k_1");
+    let forger = signer("k_1"); // same key id, another key: cannot forge
+    let mut events = chain(&s, 4);
+    let mut forged = events[2].as_object().cloned().unwrap();
+    forged.insert("id".into(), json!("e_forged"));
+    forger.seal(&mut forged);
+    events[2] = Value::Object(forged);
+    let failure = verify(ring_of(&[&s]), &events, None, None).unwrap_err();
+    assert_eq!(
+        (failure.sequence, failure.problem),
+        (3, Problem::BadSignature)
+    );
+    assert_eq!(failure.id.as_deref(), Some("e_forged"));
+}
+
+#[test]
+fn reordered_events_are_named() {
+    let s = signer("k_1");
+    let mut events = chain(&s, 5);
+    events.swap(1, 3);
+    let failure = verify(ring_of(&[&s]), &events, None, None).unwrap_err();
+    assert_eq!(
+        (failure.sequence, failure.problem),
+        (2, Problem::OutOfSequence { found: 4 })
+    );
+}
+
+#[test]
+fn a_renumbered_chain_breaks_a_link() {
+    let s = signer("k_1");
+    let mut events = chain(&s, 5);
+    events.remove(2);
+    // Renumbering the rest to hide the gap changes their content, hence their hash.
+    for (i, e) in events.iter_mut().enumerate().skip(2) {
+        e["sequence"] = json!(i + 1);
+    }
+    let failure = verify(ring_of(&[&s]), &events, None, None).unwrap_err();
+    assert_eq!(
+        (failure.sequence, failure.problem),
+        (3, Problem::BrokenLink)
+    );
+}
+
+#[test]
+fn a_cut_off_tail_is_found_against_the_expected_head_or_the_store_head() {
+    let s = signer("k_1");
+    let events = chain(&s, 6);
+    let head = head_of(&events, 6);
+    let failure = verify(ring_of(&[&s]), &events[..4], Some(head.clone()), None).unwrap_err();
+    assert_eq!(failure.sequence, 5);
+    assert_eq!(
+        failure.problem,
+        Problem::Truncated {
+            last: Some(4),
+            expected: 6
+        }
+    );
+    let failure = verify(ring_of(&[&s]), &events[..4], None, Some(&head)).unwrap_err();
+    assert_eq!(failure.sequence, 5);
+    // Without a head to compare against, a shorter chain is still a valid chain.
+    verify(ring_of(&[&s]), &events[..4], None, None).unwrap();
+}
+
+#[test]
+fn a_rewritten_chain_does_not_match_the_expected_head() {
+    let s = signer("k_1");
+    let events = chain(&s, 4);
+    let other = chain(&s, 4); // same content, other key material is not needed: ids equal
+    let mut wrong = head_of(&other, 3);
+    wrong.hash = "ab".repeat(32);
+    let failure = verify(ring_of(&[&s]), &events, Some(wrong.clone()), None).unwrap_err();
+    assert_eq!(failure.sequence, 3);
+    assert_eq!(
+        failure.problem,
+        Problem::HeadMismatch {
+            expected: wrong.hash
+        }
+    );
+}
+
+#[test]
+fn events_signed_by_an_unknown_key_fail() {
+    let s = signer("k_1");
+    let other = signer("k_2");
+    let events = chain(&s, 2);
+    let failure = verify(ring_of(&[&other]), &events, None, None).unwrap_err();
+    assert_eq!(failure.problem, Problem::UnknownKey("k_1".into()));
+}
+
+#[test]
+fn unchained_events_are_allowed_only_before_the_chain() {
+    let s = signer("k_1");
+    let legacy = json!({"schema": 1, "id": "e_old", "type": "key_created"});
+    let mut events = vec![legacy.clone()];
+    events.extend(chain(&s, 2));
+    let summary = verify(ring_of(&[&s]), &events, None, None).unwrap();
+    assert_eq!((summary.unchained, summary.events), (1, 2));
+    events.push(legacy);
+    let failure = verify(ring_of(&[&s]), &events, None, None).unwrap_err();
+    assert_eq!((failure.sequence, failure.problem), (3, Problem::Unsealed));
+}
+
+#[test]
+fn checkpoints_verify_only_with_the_right_key() {
+    let s = signer("k_1");
+    let checkpoint = s.checkpoint(7, &"cd".repeat(32), "2025-01-01T00:00:00.000Z");
+    assert!(checkpoint.verify(&ring_of(&[&s])));
+    let mut moved = checkpoint.clone();
+    moved.sequence = 6;
+    assert!(!moved.verify(&ring_of(&[&s])));
+    assert!(!checkpoint.verify(&ring_of(&[&signer("k_1")])));
+}
+
+#[test]
+fn heads_parse_from_the_command_line() {
+    let head: Head = format!("12:{}", "AB".repeat(32)).parse().unwrap();
+    assert_eq!(head.sequence, 12);
+    assert_eq!(head.hash, "ab".repeat(32));
+    assert!("12".parse::<Head>().is_err());
+    assert!("x:ab".parse::<Head>().is_err());
+}
+
+#[test]
+fn redelivered_events_are_skipped_only_in_a_sink_copy() {
+    let s = signer("k_1");
+    let events = chain(&s, 4);
+    let mut copy = events[..3].to_vec();
+    copy.extend(events[1..].iter().cloned()); // the shipper resent 2 and 3, then sent 4
+    let mut v = Verifier::new(ring_of(&[&s]), None).allow_redelivery();
+    for e in &copy {
+        v.push(e).unwrap();
+    }
+    assert_eq!(v.finish(None).unwrap().events, 4);
+    let failure = verify(ring_of(&[&s]), &copy, None, None).unwrap_err();
+    assert_eq!(failure.problem, Problem::OutOfSequence { found: 2 });
+}

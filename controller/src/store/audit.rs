@@ -1,0 +1,225 @@
+//! The audit tables: `audit_events` (the chain), `audit_head` (its locked head row) and
+//! `audit_sinks` (one shipping cursor per external sink).
+
+use sqlx::{AnyConnection, Row as _};
+
+use super::{Result, StoreError};
+
+/// The newest event of the chain (sequence 0 and the genesis hash when empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadRow {
+    pub sequence: u64,
+    pub hash: String,
+}
+
+/// Reads the head and, on PostgreSQL, locks its row until the transaction ends, so that
+/// concurrent writers on every controller take sequence numbers one after the other. SQLite
+/// serialises writers already (one writer connection per controller).
+pub async fn lock_head(conn: &mut AnyConnection) -> Result<HeadRow> {
+    let sql = if conn.backend_name() == "PostgreSQL" {
+        "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
+    } else {
+        "SELECT seq, hash FROM audit_head WHERE id = 1"
+    };
+    let row = sqlx::query(sql)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("the audit_head row is missing".into()))?;
+    head_from(&row)
+}
+
+/// Reads the head without locking.
+pub async fn head(conn: &mut AnyConnection) -> Result<HeadRow> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("the audit_head row is missing".into()))?;
+    head_from(&row)
+}
+
+fn head_from(row: &sqlx::any::AnyRow) -> Result<HeadRow> {
+    let seq: i64 = row.try_get("seq")?;
+    Ok(HeadRow {
+        sequence: u64::try_from(seq)
+            .map_err(|_| StoreError::Corrupt(format!("audit_head.seq is {seq}")))?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+/// The columns of one new event; `body` is the sealed event as JSON.
+pub struct NewEvent<'a> {
+    pub sequence: u64,
+    pub id: &'a str,
+    pub time: i64,
+    pub kind: &'a str,
+    pub actor: Option<&'a str>,
+    pub username: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    pub target_id: Option<&'a str>,
+    pub decision: Option<&'a str>,
+    pub hash: &'a str,
+    pub body: &'a str,
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+pub async fn insert(conn: &mut AnyConnection, event: &NewEvent<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (seq, id, time, type, actor, username, session_id, target_id, \
+         decision, hash, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(to_i64(event.sequence))
+    .bind(event.id)
+    .bind(event.time)
+    .bind(event.kind)
+    .bind(event.actor)
+    .bind(event.username)
+    .bind(event.session_id)
+    .bind(event.target_id)
+    .bind(event.decision)
+    .bind(event.hash)
+    .bind(event.body)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn advance_head(conn: &mut AnyConnection, sequence: u64, hash: &str) -> Result<()> {
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(to_i64(sequence))
+        .bind(hash)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Filters of `GET /v1/audit`; empty strings and `None` match everything.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub before: Option<u64>,
+    pub session: Option<String>,
+    /// A user id or user name.
+    pub user: Option<String>,
+    pub target: Option<String>,
+    pub kind: Option<String>,
+    pub decision: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+/// Events matching `filter`, newest first: (sequence, body).
+pub async fn list(
+    conn: &mut AnyConnection,
+    filter: &Filter,
+    limit: u32,
+) -> Result<Vec<(u64, String)>> {
+    let rows = sqlx::query(
+        "SELECT seq, body FROM audit_events WHERE seq < $1 \
+         AND ($2 = '' OR session_id = $2) \
+         AND ($3 = '' OR actor = $3 OR username = $3) \
+         AND ($4 = '' OR target_id = $4) \
+         AND ($5 = '' OR type = $5) \
+         AND ($6 = '' OR decision = $6) \
+         AND time >= $7 AND time <= $8 \
+         ORDER BY seq DESC LIMIT $9",
+    )
+    .bind(filter.before.map_or(i64::MAX, to_i64))
+    .bind(filter.session.clone().unwrap_or_default())
+    .bind(filter.user.clone().unwrap_or_default())
+    .bind(filter.target.clone().unwrap_or_default())
+    .bind(filter.kind.clone().unwrap_or_default())
+    .bind(filter.decision.clone().unwrap_or_default())
+    .bind(filter.since.unwrap_or(i64::MIN))
+    .bind(filter.until.unwrap_or(i64::MAX))
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(seq_body).collect()
+}
+
+/// Events after `after`, oldest first: the export and the sinks read the chain with this.
+pub async fn after(conn: &mut AnyConnection, after: u64, limit: u32) -> Result<Vec<(u64, String)>> {
+    let rows =
+        sqlx::query("SELECT seq, body FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(to_i64(after))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?;
+    rows.iter().map(seq_body).collect()
+}
+
+fn seq_body(row: &sqlx::any::AnyRow) -> Result<(u64, String)> {
+    let seq: i64 = row.try_get("seq")?;
+    let body: String = row.try_get("body")?;
+    Ok((u64::try_from(seq).unwrap_or(0), body))
+}
+
+/// A sink's shipping state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkCursor {
+    /// The last event delivered.
+    pub cursor: u64,
+    /// The sequence of the last checkpoint sent, and when (unix seconds).
+    pub checkpoint_seq: u64,
+    pub checkpoint_at: i64,
+}
+
+/// The cursor of `sink`, created at 0 (ship everything) the first time.
+pub async fn sink_cursor(conn: &mut AnyConnection, sink: &str, now: i64) -> Result<SinkCursor> {
+    sqlx::query(
+        "INSERT INTO audit_sinks (name, cursor, checkpoint_seq, checkpoint_at, updated_at) \
+         VALUES ($1, 0, 0, $2, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(sink)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let row = sqlx::query(
+        "SELECT cursor, checkpoint_seq, checkpoint_at FROM audit_sinks WHERE name = $1",
+    )
+    .bind(sink)
+    .fetch_one(&mut *conn)
+    .await?;
+    let cursor: i64 = row.try_get("cursor")?;
+    let checkpoint_seq: i64 = row.try_get("checkpoint_seq")?;
+    Ok(SinkCursor {
+        cursor: u64::try_from(cursor).unwrap_or(0),
+        checkpoint_seq: u64::try_from(checkpoint_seq).unwrap_or(0),
+        checkpoint_at: row.try_get("checkpoint_at")?,
+    })
+}
+
+/// Commits a sink's progress after the sink accepted the events (and checkpoint).
+pub async fn save_sink_cursor(
+    conn: &mut AnyConnection,
+    sink: &str,
+    state: &SinkCursor,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE audit_sinks SET cursor = $2, checkpoint_seq = $3, checkpoint_at = $4, \
+         updated_at = $5 WHERE name = $1",
+    )
+    .bind(sink)
+    .bind(to_i64(state.cursor))
+    .bind(to_i64(state.checkpoint_seq))
+    .bind(state.checkpoint_at)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The hash of event `seq`, if it is chained.
+pub async fn hash_of(conn: &mut AnyConnection, seq: u64) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT hash FROM audit_events WHERE seq = $1")
+        .bind(to_i64(seq))
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get("hash")?,
+        None => None,
+    })
+}
