@@ -1,5 +1,6 @@
 //! The command line: argument definitions and dispatch to one module per command group.
 
+pub mod audit;
 pub mod connect;
 pub mod daemon;
 pub mod dev;
@@ -81,6 +82,9 @@ pub enum Command {
     /// Check, explain and export the zone matrix policy.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Read, export and verify the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -96,6 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::SshConfig(args) => ssh_config::run_config(args).await?,
         Command::SshPrepare(args) => ssh_config::run_prepare(args).await?,
         Command::Policy(cmd) => policy::run(cmd)?,
+        Command::Audit(cmd) => audit::run(cmd).await?,
     };
     Ok(u8::try_from(code).unwrap_or(2))
 }

@@ -146,6 +146,11 @@ pub fn curl(
     }
     if let Some(b) = body {
         cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+        if b.len() > 65_536 {
+            // Wait for the server's verdict before sending a large body: a refusal then
+            // arrives instead of a reset.
+            cmd.args(["-H", "Expect: 100-continue"]);
+        }
     }
     let out = cmd.output().expect("run curl");
     let text = String::from_utf8_lossy(&out.stdout).to_string();

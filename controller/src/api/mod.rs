@@ -66,7 +66,36 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            refuse_declared_oversize(max_body, req, next)
+        }))
         .with_state(state)
+}
+
+/// Refuses a body whose declared length is over the limit before any of it is read, so the
+/// client gets the 413 rather than a reset of a connection with unread data (a client that
+/// sent `Expect: 100-continue` never sends the body at all). Bodies without a length are
+/// still cut at the limit by [`DefaultBodyLimit`].
+async fn refuse_declared_oversize(
+    max: usize,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > u64::try_from(max).unwrap_or(u64::MAX)) {
+        return error::ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than the limit of {max} bytes"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Serves `router` over TLS on `listener` until `shutdown`; one span per request with the
