@@ -8,11 +8,13 @@
 //! The log is a hash chain (docs/audit.md): [`record`] takes the next sequence number under
 //! the locked `audit_head` row, links the event to its predecessor's hash and signs it with
 //! the audit key, all inside the caller's transaction. [`chain`] holds the pure hashing and
-//! signing, [`verify`] the verifier, [`sink`] the shippers to external sinks.
+//! signing, [`verify`] the verifier, [`sink`] the shippers to external sinks
+//! ([`syslog`] speaks RFC 5424 over TLS).
 
 pub mod chain;
 pub mod config;
 pub mod sink;
+pub mod syslog;
 pub mod verify;
 
 use std::sync::Arc;

@@ -221,22 +221,20 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<i32> {
                 (None, None) => None,
             };
             let outcome = match file {
-                Some(path) => verify_file(&path, pinned, expect)?,
+                Some(path) => verify_file(&path, pinned, expect, &client).await?,
                 None => verify_live(&ApiClient::from_args(&client)?, pinned, expect).await?,
             };
             report(&outcome, json)
         }
         AuditCommand::Keys { json, client } => {
-            let api = ApiClient::from_args(&client)?;
-            let page: ExportPage = api
-                .get("/v1/audit/export?limit=1")
+            let keys = live_keys(&client)
                 .await
                 .context("cannot read the audit public keys")?;
             if json {
-                output::print_json(&page.header.keys)?;
+                output::print_json(&keys)?;
             } else {
                 let mut text = String::new();
-                for k in &page.header.keys {
+                for k in &keys {
                     text.push_str(&format!(
                         "{}:{}  # {}\n",
                         k.id,
@@ -432,10 +430,11 @@ async fn verify_live(
 
 /// Verifies an export (header line first) or a sink copy (events and checkpoints, possibly
 /// with duplicates from at-least-once delivery).
-fn verify_file(
+async fn verify_file(
     path: &Path,
     pinned: Vec<PublicKeyInfo>,
     expect: Option<Head>,
+    client: &ClientArgs,
 ) -> anyhow::Result<Outcome> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -450,7 +449,14 @@ fn verify_file(
             }
         }
     }
-    let header_keys = header.as_ref().map(|h| h.keys.clone()).unwrap_or_default();
+    let header_keys = match &header {
+        Some(h) => h.keys.clone(),
+        // A sink copy carries no keys: without --public-key, ask the controller.
+        None if pinned.is_empty() => live_keys(client)
+            .await
+            .context("a sink copy carries no audit public keys: give --public-key KEY_ID:BASE64")?,
+        None => Vec::new(),
+    };
     let keys: Vec<String> = if pinned.is_empty() {
         header_keys.iter().map(|k| k.id.clone()).collect()
     } else {
@@ -545,6 +551,13 @@ async fn newest_checkpoint(
         sequence: c.sequence,
         hash: c.hash,
     })
+}
+
+/// The audit public keys the live controller publishes.
+async fn live_keys(client: &ClientArgs) -> anyhow::Result<Vec<PublicKeyInfo>> {
+    let api = ApiClient::from_args(client)?;
+    let page: ExportPage = api.get("/v1/audit/export?limit=1").await?;
+    Ok(page.header.keys)
 }
 
 fn report(outcome: &Outcome, json: bool) -> anyhow::Result<i32> {

@@ -7,4 +7,5 @@ pub mod cluster;
 pub mod dev;
 pub mod pg;
 pub mod raw;
+pub mod rsyslog;
 pub mod sshd;

@@ -66,10 +66,54 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit_denials,
+        ))
         .layer(axum::middleware::from_fn(move |req, next| {
             refuse_declared_oversize(max_body, req, next)
         }))
         .with_state(state)
+}
+
+/// Records a `permission_denied` event for every refusal a handler marked with
+/// [`error::Denied`]. If the event cannot be written the answer becomes 503: a denial that
+/// cannot be audited is still a denial, but the caller learns the controller is unwell.
+async fn audit_denials(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    let Some(denied) = response.extensions().get::<error::Denied>().cloned() else {
+        return response;
+    };
+    let result = async {
+        let signer = crate::audit::signer(&state.keys).await?;
+        let mut tx = state.store.begin().await?;
+        crate::audit::record(
+            &mut tx,
+            &signer,
+            crate::audit::AuditEvent::new(crate::audit::kind::PERMISSION_DENIED, denied.actor)
+                .decision("deny", format!("missing permission {}", denied.permission))
+                .details(serde_json::json!({
+                    "permission": denied.permission,
+                    "method": method,
+                    "path": path,
+                })),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, crate::store::StoreError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => response,
+        Err(err) => error::ApiError::from(err).into_response(),
+    }
 }
 
 /// Refuses a body whose declared length is over the limit before any of it is read, so the
