@@ -471,3 +471,83 @@ async fn keyset_rotation_keeps_previous_keys_until_retired() {
             .any(|w| private.windows(16).any(|x| x == w)));
     }
 }
+
+/// The group commit of audited actions: concurrent actions share transactions, a failing one
+/// is rolled back alone (its rows and its event), and the chain stays gapless and verifiable.
+#[tokio::test]
+async fn batched_audited_actions_fail_alone_and_keep_one_chain() {
+    use portcullis_controller::audit::{self, batch::Writer, Actor, AuditEvent};
+    for b in backends().await {
+        let master = MasterKey::generate_hex().unwrap();
+        let keys = Keyset::new(b.store.clone(), MasterKey::from_hex(&master).unwrap());
+        keys.ensure().await.unwrap();
+        let writer = Writer::spawn(b.store.clone(), keys.clone());
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let writer = writer.clone();
+            tasks.push(tokio::spawn(async move {
+                writer
+                    .run(move |conn, chain| {
+                        Box::pin(async move {
+                            // Every fifth action inserts a duplicate name and must fail alone.
+                            let name = if i % 5 == 4 {
+                                "dup".to_owned()
+                            } else {
+                                format!("t{i}")
+                            };
+                            let id = format!("t_{i}");
+                            chain
+                                .append(
+                                    conn,
+                                    AuditEvent::new(audit::kind::TARGET_CREATED, Actor::system())
+                                        .target(&id),
+                                )
+                                .await?;
+                            store::targets::insert(conn, &target(&id, &name)).await?;
+                            Ok(i)
+                        })
+                    })
+                    .await
+            }));
+        }
+        let mut ok = 0;
+        let mut failed = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        // The first "dup" wins; the seven others fail on the unique name.
+        assert_eq!((ok, failed), (33, 7), "{}", b.name);
+        // SQLite has one connection: read the keys before taking it.
+        let keys_info = keys.audit_public_keys().await.unwrap();
+        let mut conn = b.store.conn().await.unwrap();
+        let events = store::audit::after(&mut conn, 0, 1000).await.unwrap();
+        let created: Vec<_> = events
+            .iter()
+            .filter(|(_, body)| body.contains("target_created"))
+            .collect();
+        assert_eq!(
+            created.len(),
+            33,
+            "{}: a failed action left its event",
+            b.name
+        );
+        let mut verifier =
+            audit::verify::Verifier::new(audit::chain::KeyRing::new(&keys_info), None);
+        for (_, body) in &events {
+            verifier
+                .push(&serde_json::from_str(body).unwrap())
+                .unwrap_or_else(|f| panic!("{}: {f}", b.name));
+        }
+        let head = store::audit::head(&mut conn).await.unwrap();
+        let summary = verifier
+            .finish(Some(&audit::verify::Head {
+                sequence: head.sequence,
+                hash: head.hash,
+            }))
+            .unwrap();
+        assert_eq!(summary.events as usize, events.len(), "{}", b.name);
+    }
+}

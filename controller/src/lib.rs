@@ -121,6 +121,7 @@ impl Controller {
         let state = AppState {
             controller_id: ids::new_id(ids::IdKind::Controller).into(),
             config: Arc::new(config),
+            audit_writer: audit::batch::Writer::spawn(store.clone(), keys.clone()),
             store,
             keys,
             links: link::registry::Registry::default(),

@@ -233,44 +233,49 @@ pub async fn authorize(
         activated_at: None,
         terminated_at: None,
     };
-    let signer = audit::signer(&state.keys).await?;
-    let mut tx = state.store.begin().await?;
-    session_rows::insert(&mut tx, &record).await?;
-    if let Some((_, serial, ca_key_id, valid_before)) = &ssh {
-        crate::store::ssh_certificates::insert(
-            &mut tx,
-            *serial,
-            &session_id,
-            ca_key_id,
-            crate::clock::to_i64(*valid_before),
-        )
-        .await?;
-    }
-    audit::record(
-        &mut tx,
-        &signer,
-        AuditEvent::new(audit::kind::SESSION_AUTHORIZED, principal.actor())
-            .session(&session_id)
-            .target(&target.id)
-            .decision("allow", decision.reason.clone())
-            .policy_hash(&decision.policy_hash)
-            .details(serde_json::json!({
-                "worker_id": worker.id,
-                "endpoint": record.endpoint,
-                "expires_at": expires_at,
-                "connection_limit": limit,
-                "grant_key_id": key.id,
-                "ssh_certificate": ssh.as_ref().map(|(_, serial, ca_id, valid_before)| serde_json::json!({
-                    "serial": serial, "key_id": session_id, "ca_key_id": ca_id,
-                    "principals": logins, "valid_before": valid_before,
-                })),
-                "source_zone": decision.source_zone,
-                "target_zone": decision.target_zone,
-                "cells": decision.cells,
+    let event = AuditEvent::new(audit::kind::SESSION_AUTHORIZED, principal.actor())
+        .session(&session_id)
+        .target(&target.id)
+        .decision("allow", decision.reason.clone())
+        .policy_hash(&decision.policy_hash)
+        .details(serde_json::json!({
+            "worker_id": worker.id,
+            "endpoint": record.endpoint,
+            "expires_at": expires_at,
+            "connection_limit": limit,
+            "grant_key_id": key.id,
+            "ssh_certificate": ssh.as_ref().map(|(_, serial, ca_id, valid_before)| serde_json::json!({
+                "serial": serial, "key_id": session_id, "ca_key_id": ca_id,
+                "principals": logins, "valid_before": valid_before,
             })),
-    )
-    .await?;
-    tx.commit().await?;
+            "source_zone": decision.source_zone,
+            "target_zone": decision.target_zone,
+            "cells": decision.cells,
+        }));
+    let certificate = ssh
+        .as_ref()
+        .map(|(_, serial, ca_key_id, valid_before)| (*serial, ca_key_id.clone(), *valid_before));
+    // The session row, its certificate's row and the event commit together, in a group
+    // commit with other authorisations (audit::batch).
+    state
+        .audit_writer
+        .run(move |conn, chain| {
+            Box::pin(async move {
+                session_rows::insert(conn, &record).await?;
+                if let Some((serial, ca_key_id, valid_before)) = certificate {
+                    crate::store::ssh_certificates::insert(
+                        conn,
+                        serial,
+                        &record.id,
+                        &ca_key_id,
+                        crate::clock::to_i64(valid_before),
+                    )
+                    .await?;
+                }
+                chain.append(conn, event).await
+            })
+        })
+        .await?;
     arm_expiry(state, session_id.clone(), expires_at);
     tracing::info!(session.id = %session_id, target.id = %target.id, worker.id = %worker.id, "session authorised");
     Ok(SessionAuthorization {
