@@ -56,6 +56,10 @@ fn target(id: &str, name: &str) -> store::targets::TargetRecord {
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGfJ5mkQp5q2eJp5r0N4rK1pY2uXQ0Jm7KcQxUY9n3aK"
                 .into(),
         ],
+        ssh_host_cas: vec![],
+        vault_ssh_mount: None,
+        vault_ssh_role: Some("web".into()),
+        vault_secrets: vec!["database/creds/readonly".into()],
         created_at: 1,
         updated_at: 1,
     }

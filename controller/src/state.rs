@@ -21,6 +21,8 @@ pub struct AppState {
     pub links: Registry,
     pub policy: PolicySlot,
     pub policy_tx: Arc<watch::Sender<Option<Arc<portcullis_policy::Policy>>>>,
+    /// Vault, when `ssh.backend = "vault"`.
+    pub vault: Option<crate::vault::Vault>,
 }
 
 impl AppState {
