@@ -50,7 +50,7 @@ pub enum SshBackend {
     #[default]
     LocalCa,
     /// HashiCorp Vault or OpenBao (`vault`, configured in `[vault]`).
-    Vault(VaultConfig),
+    Vault(Box<VaultConfig>),
 }
 
 /// `[vault]`: how the controller reaches Vault and what it asks for.
@@ -551,7 +551,7 @@ impl Config {
         }
         let ssh_backend = match raw.ssh.backend.as_deref().unwrap_or("local-ca") {
             "local-ca" => SshBackend::LocalCa,
-            "vault" => SshBackend::Vault(
+            "vault" => SshBackend::Vault(Box::new(
                 raw.vault
                     .as_ref()
                     .ok_or(ConfigError::Invalid {
@@ -559,7 +559,7 @@ impl Config {
                         message: "ssh.backend = \"vault\" needs a [vault] section".into(),
                     })?
                     .validate(&env)?,
-            ),
+            )),
             other => {
                 return Err(ConfigError::Invalid {
                     key: "ssh.backend",

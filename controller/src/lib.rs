@@ -124,7 +124,7 @@ impl Controller {
             })?;
         let (vault, vault_token_ttl) = match &config.ssh_backend {
             config::SshBackend::Vault(vault_config) => {
-                let (vault, ttl) = vault::Vault::connect(vault_config.clone()).await?;
+                let (vault, ttl) = vault::Vault::connect((**vault_config).clone()).await?;
                 (Some(vault), ttl)
             }
             config::SshBackend::LocalCa => (None, std::time::Duration::ZERO),
