@@ -8,3 +8,4 @@ pub mod dev;
 pub mod pg;
 pub mod raw;
 pub mod sshd;
+pub mod vault;

@@ -198,8 +198,12 @@ impl Vault {
         }
     }
 
-    /// Logs in anew (at start, and when the token can no longer be renewed).
+    /// Logs in anew (at start, and when the token can no longer be renewed). Returns the
+    /// token's TTL (zero: it does not expire). When Vault is unreachable the controller still
+    /// starts (pending revocations wait in the store): a warning is logged and the login is
+    /// tried again within seconds. A refusal (a bad token or secret id) is an error.
     pub async fn login(&self) -> Result<Duration, VaultError> {
+        const RETRY: Duration = Duration::from_secs(5);
         let config = &self.inner.config;
         let (token, ttl) = match &config.auth {
             VaultAuth::TokenFile(path) => {
@@ -232,30 +236,43 @@ impl Vault {
                 let auth =
                     vaultrs::auth::approle::login(&anonymous, mount, role_id, secret_id.trim())
                         .await
-                        .map_err(|e| self.map_err("the AppRole login", e))?;
-                (
-                    Secret::new(auth.client_token),
-                    Some(Duration::from_secs(auth.lease_duration)),
-                )
+                        .map_err(|e| self.map_err("the AppRole login", e));
+                match auth {
+                    Ok(auth) => (
+                        Secret::new(auth.client_token),
+                        Some(Duration::from_secs(auth.lease_duration)),
+                    ),
+                    Err(err @ VaultError::Unreachable { .. }) => {
+                        tracing::warn!(error = %err, "cannot log in to Vault yet; retrying in 5 s");
+                        return Ok(RETRY);
+                    }
+                    Err(VaultError::Refused { errors, .. }) => {
+                        return Err(VaultError::Login(format!(
+                            "Vault refused the AppRole login ({errors}); check approle_role_id and the secret-id file"
+                        )))
+                    }
+                    Err(err) => return Err(err),
+                }
             }
         };
-        let client = build_client(config, token.expose())?;
-        let ttl = match ttl {
-            Some(ttl) => ttl,
-            None => {
-                let me = vaultrs::token::lookup_self(&client)
-                    .await
-                    .map_err(|e| match self.map_err("a lookup of the controller's token", e) {
-                        VaultError::Refused { errors, .. } => VaultError::Login(format!(
-                            "Vault does not accept the controller's token ({errors}); check the token file or variable"
-                        )),
-                        other => other,
-                    })?;
-                Duration::from_secs(me.ttl)
-            }
-        };
-        *self.inner.client.write().await = Arc::new(client);
-        Ok(ttl)
+        let client = Arc::new(build_client(config, token.expose())?);
+        *self.inner.client.write().await = client.clone();
+        if let Some(ttl) = ttl {
+            return Ok(ttl);
+        }
+        match vaultrs::token::lookup_self(client.as_ref()).await {
+            Ok(me) => Ok(Duration::from_secs(me.ttl)),
+            Err(err) => match self.map_err("a lookup of the controller's token", err) {
+                VaultError::Refused { errors, .. } => Err(VaultError::Login(format!(
+                    "Vault does not accept the controller's token ({errors}); check the token file or variable"
+                ))),
+                err @ VaultError::Unreachable { .. } => {
+                    tracing::warn!(error = %err, "cannot check the controller's Vault token yet; retrying in 5 s");
+                    Ok(RETRY)
+                }
+                other => Err(other),
+            },
+        }
     }
 
     async fn client(&self) -> Arc<VaultClient> {
