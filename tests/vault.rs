@@ -38,17 +38,18 @@ struct Opts {
     env: Vec<(&'static str, &'static str)>,
     /// A host CA private key for sshd's host certificate.
     host_ca: Option<PathBuf>,
+    /// Log in with AppRole (token TTL, max TTL) instead of a token file.
+    approle: Option<(&'static str, &'static str)>,
 }
 
-fn write_config(dir: &Path, vault_addr: &str, token_file: &Path, ssh_extra: &str) -> PathBuf {
+fn write_config(dir: &Path, vault_addr: &str, auth: &str, ssh_extra: &str) -> PathBuf {
     let path = dir.join("controller.toml");
     std::fs::write(
         &path,
         format!(
-            "[ssh]\nbackend = \"vault\"\n{ssh_extra}\n[vault]\naddress = \"{vault_addr}\"\ntoken_file = \"{}\"\n\
+            "[ssh]\nbackend = \"vault\"\n{ssh_extra}\n[vault]\naddress = \"{vault_addr}\"\n{auth}\n\
              ssh_role = \"{}\"\ntoken_role = \"{}\"\nrevoke_retry_max = 2\nmint_timeout = 3\njob_interval = 0.5\n\
              request_timeout = 3\n",
-            token_file.display(),
             common::vault::SSH_ROLE,
             common::vault::TOKEN_ROLE,
         ),
@@ -83,8 +84,20 @@ fn setup(opts: Opts) -> Setup {
         Some(p) => format!("http://{}", p.addr),
         None => bao.addr.clone(),
     };
-    let token_file = bao.controller_token_file("1h");
-    let config = write_config(dir.path(), &vault_addr, &token_file, opts.ssh_extra);
+    let auth = match opts.approle {
+        Some((ttl, max)) => {
+            let (role_id, secret_file) = bao.controller_approle(ttl, max);
+            format!(
+                "approle_role_id = \"{role_id}\"\napprole_secret_id_file = \"{}\"",
+                secret_file.display()
+            )
+        }
+        None => format!(
+            "token_file = \"{}\"",
+            bao.controller_token_file("1h").display()
+        ),
+    };
+    let config = write_config(dir.path(), &vault_addr, &auth, opts.ssh_extra);
     let state = dir.path().join("state");
     let dev = start_dev(&state, &config, &opts.env);
     let user = login_user();
@@ -642,4 +655,25 @@ fn host_keys_pinned_or_certified_by_a_host_ca_and_wrong_ones_refused() {
         accepted,
         "a login happened with a wrong host key"
     );
+}
+
+#[test]
+fn the_controller_logs_in_with_approle_and_keeps_its_token_alive() {
+    // Tokens of 3 s that may be renewed up to 6 s: the controller must renew, then log in
+    // again, or its calls fail within seconds.
+    let s = setup(Opts {
+        approle: Some(("3s", "6s")),
+        ..Opts::default()
+    });
+    let (code, auth, _) = s.authorize("k0");
+    assert_eq!(code, 201, "{auth}");
+    std::thread::sleep(Duration::from_secs(10));
+    let (code, auth, _) = s.authorize("k1");
+    assert_eq!(code, 201, "{auth}");
+    let sid = auth["session_id"].as_str().unwrap().to_owned();
+    let accessor = s.accessor_of(&sid);
+    s.cancel(&sid);
+    wait_until("token revoked", Duration::from_secs(5), || {
+        !s.bao.accessor_alive(&accessor)
+    });
 }

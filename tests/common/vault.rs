@@ -246,6 +246,31 @@ impl Bao {
         path
     }
 
+    /// An AppRole for the controller: (role id, path of a 0600 file with a secret id).
+    pub fn controller_approle(&self, token_ttl: &str, token_max_ttl: &str) -> (String, PathBuf) {
+        self.ok("POST", "sys/auth/approle", json!({"type": "approle"}));
+        self.ok(
+            "POST",
+            "auth/approle/role/portcullis",
+            json!({"token_policies": ["portcullis-controller"], "token_ttl": token_ttl, "token_max_ttl": token_max_ttl}),
+        );
+        let (code, id) = self.call("GET", "auth/approle/role/portcullis/role-id", None);
+        assert_eq!(code, 200, "{id}");
+        let secret = self.ok("POST", "auth/approle/role/portcullis/secret-id", json!({}));
+        let path = self.dir.path().join("secret-id");
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, secret["data"]["secret_id"].as_str().unwrap().as_bytes())
+            .unwrap();
+        (id["data"]["role_id"].as_str().unwrap().to_owned(), path)
+    }
+
     /// Whether a token with this accessor exists.
     pub fn accessor_alive(&self, accessor: &str) -> bool {
         let (code, answer) = self.call(
