@@ -502,16 +502,21 @@ async fn vault_credentials_go_from_intent_to_revoked_once() {
             "{name}"
         );
         // Abandoned mints are those older than the cut-off.
-        assert!(vc::abandoned_mints(&mut conn, 100).await.unwrap().is_empty());
+        assert!(vc::abandoned_mints(&mut conn, 100)
+            .await
+            .unwrap()
+            .is_empty());
         assert_eq!(vc::abandoned_mints(&mut conn, 101).await.unwrap().len(), 2);
         assert_eq!(
             vc::set_accessor(&mut conn, "vc_1", "acc-1").await.unwrap(),
             Some("minting".to_string()),
             "{name}"
         );
-        assert!(vc::set_minted(&mut conn, "vc_1", &["database/creds/r/abc".into()])
-            .await
-            .unwrap());
+        assert!(
+            vc::set_minted(&mut conn, "vc_1", &["database/creds/r/abc".into()])
+                .await
+                .unwrap()
+        );
         assert!(store::sessions::finish_minting(&mut conn, "s_1")
             .await
             .unwrap());
@@ -533,7 +538,10 @@ async fn vault_credentials_go_from_intent_to_revoked_once() {
         vc::set_attempt_failed(&mut conn, "vc_1", "unreachable", 130)
             .await
             .unwrap();
-        assert!(vc::due_revocations(&mut conn, 129).await.unwrap().is_empty());
+        assert!(vc::due_revocations(&mut conn, 129)
+            .await
+            .unwrap()
+            .is_empty());
         let due = vc::due_revocations(&mut conn, 130).await.unwrap();
         assert_eq!(due[0].attempts, 1, "{name}");
         assert!(vc::set_revoked(&mut conn, "vc_1", "revoked", 131)
@@ -548,7 +556,10 @@ async fn vault_credentials_go_from_intent_to_revoked_once() {
             ("revoked", Some(131), Some("revoked")),
             "{name}"
         );
-        assert!(vc::due_revocations(&mut conn, 1000).await.unwrap().is_empty());
+        assert!(vc::due_revocations(&mut conn, 1000)
+            .await
+            .unwrap()
+            .is_empty());
         // A session that ended while minting: the late accessor sees `revoking`.
         vc::request_revocation(&mut conn, "s_other", 140)
             .await

