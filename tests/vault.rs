@@ -422,6 +422,15 @@ fn cancel_revokes_the_token_its_database_user_and_the_certificate() {
     assert_eq!(code, 201);
 
     assert!(krl_says(&s, &s.sshd.path("k1-cert.pub")).contains(": ok"));
+    // Before the session ends the certificate logs in from the worker's egress address.
+    let key1 = s.sshd.path("k1");
+    let out = s.direct_ssh(&key1, "127.0.0.2");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.sshd.log()
+    );
     s.cancel(&sid);
     let took = wait_until("token revoked", Duration::from_secs(5), || {
         !s.bao.accessor_alive(&accessor)
@@ -435,6 +444,15 @@ fn cancel_revokes_the_token_its_database_user_and_the_certificate() {
     assert!(verdict.contains("REVOKED"), "{verdict}");
     let verdict = krl_says(&s, &s.sshd.path("k2-cert.pub"));
     assert!(verdict.contains(": ok"), "{verdict}");
+    // sshd with the served KRL as its RevokedKeys refuses the still-unexpired certificate.
+    std::fs::copy(s.sshd.path("fetched.krl"), s.sshd.path("revoked.krl")).unwrap();
+    let out = s.direct_ssh(&key1, "127.0.0.2");
+    assert!(!out.status.success(), "a revoked certificate logged in");
+    assert!(
+        s.sshd.log().to_lowercase().contains("revoked"),
+        "{}",
+        s.sshd.log()
+    );
     let revoked = s.audit(&sid, "credential_revoked");
     assert_eq!(revoked.len(), 1, "{revoked:?}");
     assert_eq!(revoked[0]["details"]["token_accessor"], accessor);

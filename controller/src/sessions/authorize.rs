@@ -369,6 +369,7 @@ pub async fn authorize(
                 state,
                 &intent_id,
                 &session_id,
+                &target.id,
                 vault_ssh.as_ref().map(|(_, m, _)| m.as_str()),
                 &minted,
             )
@@ -405,6 +406,7 @@ async fn finish_mint(
     state: &AppState,
     intent_id: &str,
     session_id: &str,
+    target_id: &str,
     mount: Option<&str>,
     minted: &super::credentials::Minted,
 ) -> Result<bool, super::credentials::MintError> {
@@ -439,6 +441,7 @@ async fn finish_mint(
         &signer,
         AuditEvent::new(audit::kind::CREDENTIAL_MINTED, audit::Actor::system())
             .session(session_id)
+            .target(target_id)
             .details(serde_json::json!({
                 "credential_id": intent_id,
                 "token_accessor": minted.accessor,

@@ -207,6 +207,7 @@ impl Vault {
         let config = &self.inner.config;
         let (token, ttl) = match &config.auth {
             VaultAuth::TokenFile(path) => {
+                warn_if_readable_by_others(path);
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     VaultError::Login(format!(
                         "cannot read the Vault token file {}: {e}",
@@ -226,6 +227,7 @@ impl Vault {
                 role_id,
                 secret_id_file,
             } => {
+                warn_if_readable_by_others(secret_id_file);
                 let secret_id = std::fs::read_to_string(secret_id_file).map_err(|e| {
                     VaultError::Login(format!(
                         "cannot read the AppRole secret-id file {}: {e}",
@@ -559,6 +561,21 @@ fn rest_error(e: rustify::errors::ClientError) -> ClientError {
         }
     }
     ClientError::RestClientError { source: e }
+}
+
+/// Credential files should be 0600 (or stricter): say so when they are not.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "a Vault credential file is readable by others; chmod 600 it"
+            );
+        }
+    }
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {
