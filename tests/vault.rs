@@ -40,6 +40,8 @@ struct Opts {
     host_ca: Option<PathBuf>,
     /// Log in with AppRole (token TTL, max TTL) instead of a token file.
     approle: Option<(&'static str, &'static str)>,
+    /// Vault over HTTPS, its CA in `vault.ca_file`.
+    tls: bool,
 }
 
 fn write_config(dir: &Path, vault_addr: &str, auth: &str, ssh_extra: &str) -> PathBuf {
@@ -75,7 +77,11 @@ fn start_dev(state: &Path, config: &Path, env: &[(&str, &str)]) -> Dev {
 }
 
 fn setup(opts: Opts) -> Setup {
-    let bao = Bao::start();
+    let bao = if opts.tls {
+        Bao::start_tls()
+    } else {
+        Bao::start()
+    };
     let dir = tempfile::tempdir().unwrap();
     let proxy = opts
         .proxy
@@ -96,6 +102,10 @@ fn setup(opts: Opts) -> Setup {
             "token_file = \"{}\"",
             bao.controller_token_file("1h").display()
         ),
+    };
+    let auth = match &bao.ca_file {
+        Some(ca) => format!("{auth}\nca_file = \"{}\"", ca.display()),
+        None => auth,
     };
     let config = write_config(dir.path(), &vault_addr, &auth, opts.ssh_extra);
     let state = dir.path().join("state");
@@ -304,7 +314,11 @@ fn krl_says(s: &Setup, cert: &Path) -> String {
 
 #[test]
 fn connect_ssh_with_a_vault_certificate_names_the_session_and_is_useless_outside_the_broker() {
-    let s = setup(Opts::default());
+    // Vault over HTTPS, trusted through vault.ca_file.
+    let s = setup(Opts {
+        tls: true,
+        ..Opts::default()
+    });
     let out = s
         .dev
         .cli()
@@ -713,4 +727,46 @@ fn the_controller_logs_in_with_approle_and_keeps_its_token_alive() {
     wait_until("token revoked", Duration::from_secs(5), || {
         !s.bao.accessor_alive(&accessor)
     });
+}
+
+#[test]
+fn vaults_tls_certificate_is_verified() {
+    // A controller that does not trust the server's CA mints nothing.
+    let bao = Bao::start_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let auth = format!(
+        "token_file = \"{}\"",
+        bao.controller_token_file("1h").display()
+    );
+    let config = write_config(dir.path(), &bao.addr, &auth, "");
+    let dev = start_dev(&dir.path().join("state"), &config, &[]);
+    let sshd = Sshd::start(&bao.ssh_ca(), &[&login_user()]);
+    let body = json!({
+        "name": "box",
+        "address": format!("127.0.0.1:{}", sshd.port),
+        "zone": "LOCAL",
+        "service": "echo",
+        "ssh_host_keys": [sshd.host_key_pub],
+    });
+    let token = dev.var("PORTCULLIS_TOKEN");
+    let (code, text) = curl(
+        &dev,
+        "POST",
+        "/v1/targets",
+        Some(&token),
+        Some(&body.to_string()),
+    );
+    assert_eq!(code, 201, "{text}");
+    let out = dev
+        .cli()
+        .args(["connect", "ssh", "box", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("does not trust") && stderr.contains("vault.ca_file"),
+        "{stderr}"
+    );
+    assert!(!sshd.log().contains("Accepted publickey"));
 }

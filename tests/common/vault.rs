@@ -17,8 +17,10 @@ pub const DB_ROLE: &str = "readonly";
 pub struct Bao {
     child: Child,
     pub port: u16,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` with [`Bao::start_tls`].
     pub addr: String,
+    /// The CA of the server's TLS certificate (PEM), with [`Bao::start_tls`].
+    pub ca_file: Option<PathBuf>,
     pub dir: tempfile::TempDir,
     log: Arc<Mutex<String>>,
 }
@@ -60,17 +62,33 @@ fn port_pair() -> u16 {
 impl Bao {
     /// Starts a dev server and configures everything a Portcullis controller needs.
     pub fn start() -> Bao {
+        Bao::start_opts(false)
+    }
+
+    /// Like [`Bao::start`], serving HTTPS with a certificate from its own CA (`ca_file`).
+    pub fn start_tls() -> Bao {
+        Bao::start_opts(true)
+    }
+
+    fn start_opts(tls: bool) -> Bao {
         let bin = bao_binary();
         for _ in 0..5 {
             let port = port_pair();
             let dir = tempfile::tempdir().unwrap();
+            let tls_dir = dir.path().join("tls");
+            let mut args = vec![
+                "server".to_string(),
+                "-dev".into(),
+                "-dev-root-token-id=root".into(),
+                format!("-dev-listen-address=127.0.0.1:{port}"),
+            ];
+            if tls {
+                std::fs::create_dir_all(&tls_dir).unwrap();
+                args.push("-dev-tls".into());
+                args.push(format!("-dev-tls-cert-dir={}", tls_dir.display()));
+            }
             let mut child = Command::new(&bin)
-                .args([
-                    "server",
-                    "-dev",
-                    "-dev-root-token-id=root",
-                    &format!("-dev-listen-address=127.0.0.1:{port}"),
-                ])
+                .args(&args)
                 .env("HOME", dir.path())
                 .env_remove("VAULT_ADDR")
                 .env_remove("BAO_ADDR")
@@ -97,7 +115,8 @@ impl Bao {
             let mut bao = Bao {
                 child,
                 port,
-                addr: format!("http://127.0.0.1:{port}"),
+                addr: format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" }),
+                ca_file: tls.then(|| tls_dir.join("vault-ca.pem")),
                 dir,
                 log,
             };
@@ -131,7 +150,14 @@ impl Bao {
 
     /// Calls the API with the root token: (status, JSON body or Null).
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        call_at(&self.addr, "root", method, path, body)
+        call_at(
+            &self.addr,
+            self.ca_file.as_deref(),
+            "root",
+            method,
+            path,
+            body,
+        )
     }
 
     /// Calls the API and asserts a 2xx answer.
@@ -227,8 +253,12 @@ impl Bao {
 
     /// The SSH CA's public key, for sshd's TrustedUserCAKeys.
     pub fn ssh_ca(&self) -> String {
-        let out = Command::new("curl")
-            .args(["-sS", "--fail"])
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--fail"]);
+        if let Some(ca) = &self.ca_file {
+            cmd.arg("--cacert").arg(ca);
+        }
+        let out = cmd
             .arg(format!("{}/v1/ssh/public_key", self.addr))
             .output()
             .unwrap();
@@ -322,12 +352,16 @@ impl Bao {
 /// One API call with `token`.
 pub fn call_at(
     addr: &str,
+    ca_file: Option<&Path>,
     token: &str,
     method: &str,
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
     let mut cmd = Command::new("curl");
+    if let Some(ca) = ca_file {
+        cmd.arg("--cacert").arg(ca);
+    }
     cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--max-time", "10"])
         .args(["-X", method])
         .arg("-H")

@@ -32,6 +32,12 @@ pub enum VaultError {
         what: String,
         message: String,
     },
+    #[error("Vault at {address} presented a TLS certificate this controller does not trust ({what}): {message}; set vault.ca_file to the CA that issued it")]
+    Untrusted {
+        address: String,
+        what: String,
+        message: String,
+    },
     #[error("Vault refused {what} (HTTP {code}): {errors}")]
     Refused {
         what: String,
@@ -185,11 +191,22 @@ impl Vault {
                         errors: "no error detail".into(),
                     }
                 }
-                other => VaultError::Unreachable {
-                    address: self.address().to_owned(),
-                    what: what.to_owned(),
-                    message: error_chain(&other),
-                },
+                other => {
+                    let message = error_chain(&other);
+                    if message.contains("invalid peer certificate") {
+                        VaultError::Untrusted {
+                            address: self.address().to_owned(),
+                            what: what.to_owned(),
+                            message,
+                        }
+                    } else {
+                        VaultError::Unreachable {
+                            address: self.address().to_owned(),
+                            what: what.to_owned(),
+                            message,
+                        }
+                    }
+                }
             },
             other => VaultError::Unexpected {
                 what: what.to_owned(),
@@ -244,7 +261,7 @@ impl Vault {
                         Secret::new(auth.client_token),
                         Some(Duration::from_secs(auth.lease_duration)),
                     ),
-                    Err(err @ VaultError::Unreachable { .. }) => {
+                    Err(err @ (VaultError::Unreachable { .. } | VaultError::Untrusted { .. })) => {
                         tracing::warn!(error = %err, "cannot log in to Vault yet; retrying in 5 s");
                         return Ok(RETRY);
                     }
@@ -268,7 +285,7 @@ impl Vault {
                 VaultError::Refused { errors, .. } => Err(VaultError::Login(format!(
                     "Vault does not accept the controller's token ({errors}); check the token file or variable"
                 ))),
-                err @ VaultError::Unreachable { .. } => {
+                err @ (VaultError::Unreachable { .. } | VaultError::Untrusted { .. }) => {
                     tracing::warn!(error = %err, "cannot check the controller's Vault token yet; retrying in 5 s");
                     Ok(RETRY)
                 }
