@@ -347,6 +347,20 @@ fn print_target(target: &Target, json: bool) -> anyhow::Result<()> {
         ("Max duration", output::duration(target.max_session_secs)),
         ("Connection limit", output::limit(target.connection_limit)),
         ("SSH host keys", target.ssh_host_keys.len().to_string()),
+        ("SSH host CAs", target.ssh_host_cas.len().to_string()),
+        (
+            "Vault SSH role",
+            match (&target.vault_ssh_mount, &target.vault_ssh_role) {
+                (Some(mount), Some(role)) => format!("{mount}/sign/{role}"),
+                (None, Some(role)) => role.clone(),
+                (Some(mount), None) => format!("{mount} (default role)"),
+                (None, None) => "-".into(),
+            },
+        ),
+        (
+            "Vault secrets",
+            output::or_dash(Some(&target.vault_secrets.join(", "))),
+        ),
         ("Created", output::time(target.created_at)),
         ("Updated", output::time(target.updated_at)),
     ])
@@ -395,6 +409,38 @@ mod tests {
         assert_eq!(body.tags, ["a", "b"]);
         assert_eq!(body.connection_limit, Some(3));
         assert!(create_body("x".into(), TargetFields::default()).is_err());
+    }
+
+    #[test]
+    fn ssh_and_vault_flags_reach_the_body() {
+        let cmd = parse(&[
+            "update",
+            "web",
+            "--ssh-host-ca",
+            "ssh-ed25519 AAAA",
+            "--vault-ssh-role",
+            "web",
+            "--vault-secret",
+            "database/creds/readonly",
+        ])
+        .unwrap();
+        let TargetsCommand::Update {
+            id_or_name, fields, ..
+        } = cmd
+        else {
+            panic!("not update");
+        };
+        assert_eq!(id_or_name, "web");
+        let body = update_body(None, fields, Clears::default()).unwrap();
+        let json = serde_json::Value::Object(body);
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "ssh_host_cas": ["ssh-ed25519 AAAA"],
+                "vault_ssh_role": "web",
+                "vault_secrets": ["database/creds/readonly"],
+            })
+        );
     }
 
     #[test]
