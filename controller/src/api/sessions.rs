@@ -16,8 +16,19 @@ use crate::state::AppState;
 use crate::store::sessions::{self as rows, ConnectionRecord, SessionRecord};
 use crate::store::{targets, users};
 
-/// `GET /v1/ssh/ca`: the SSH CA public key (OpenSSH format) for targets' `TrustedUserCAKeys`.
+/// `GET /v1/ssh/ca`: the SSH CA public key (OpenSSH format) for targets' `TrustedUserCAKeys`:
+/// the embedded CA's, or with the Vault backend the CA of the configured SSH mount.
 pub async fn ssh_ca(State(state): State<AppState>) -> Result<String, ApiError> {
+    if let Some(vault) = &state.vault {
+        let mut line = vault
+            .ssh_ca_public_key(&vault.config().ssh_mount)
+            .await
+            .map_err(|e| {
+                ApiError::unavailable(format!("cannot read the SSH CA from Vault: {e}"))
+            })?;
+        line.push('\n');
+        return Ok(line);
+    }
     let key = state.keys.active(crate::keys::Purpose::SshCa).await?;
     let mut line = crate::ssh::ca_public_openssh(&key.public_key)
         .map_err(|e| ApiError::internal(e.to_string()))?;
