@@ -71,6 +71,9 @@ pub fn valid_path(path: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
 }
 
+/// How long an SSH CA public key read from Vault is reused.
+pub const CA_CACHE: Duration = Duration::from_secs(300);
+
 /// A session's token: the secret itself stays in memory only while minting.
 pub struct SessionToken {
     pub token: Secret<String>,
@@ -110,8 +113,9 @@ pub struct Vault {
 struct Inner {
     config: VaultConfig,
     client: RwLock<Arc<VaultClient>>,
-    /// Public keys of the SSH CAs per mount, for the KRL.
-    ca_keys: RwLock<HashMap<String, String>>,
+    /// Public keys of the SSH CAs per mount (for the KRL and `GET /v1/ssh/ca`), with when
+    /// they were read: re-read after [`CA_CACHE`] so that a CA rotated in Vault is picked up.
+    ca_keys: RwLock<HashMap<String, (String, std::time::Instant)>>,
 }
 
 /// A generic request: any path, any JSON body, the whole response envelope back.
@@ -463,10 +467,12 @@ impl Vault {
             .map_err(|e| self.map_err("a token revocation by accessor", e))
     }
 
-    /// The SSH CA public key of `mount` (OpenSSH line), cached.
+    /// The SSH CA public key of `mount` (OpenSSH line), cached for [`CA_CACHE`].
     pub async fn ssh_ca_public_key(&self, mount: &str) -> Result<String, VaultError> {
-        if let Some(key) = self.inner.ca_keys.read().await.get(mount) {
-            return Ok(key.clone());
+        if let Some((key, at)) = self.inner.ca_keys.read().await.get(mount) {
+            if at.elapsed() < CA_CACHE {
+                return Ok(key.clone());
+            }
         }
         let client = self.client().await;
         let what = format!("the SSH CA public key of mount {mount:?}");
@@ -485,7 +491,7 @@ impl Vault {
             .ca_keys
             .write()
             .await
-            .insert(mount.to_owned(), key.clone());
+            .insert(mount.to_owned(), (key.clone(), std::time::Instant::now()));
         Ok(key)
     }
 
