@@ -155,6 +155,10 @@ pub mod kind {
     pub const PERMISSION_DENIED: &str = "permission_denied";
     pub const POLICY_RELOADED: &str = "policy_reloaded";
     pub const POLICY_RELOAD_FAILED: &str = "policy_reload_failed";
+    pub const CREDENTIAL_MINTED: &str = "credential_minted";
+    pub const CREDENTIAL_MINT_FAILED: &str = "credential_mint_failed";
+    pub const CREDENTIAL_REVOKED: &str = "credential_revoked";
+    pub const CREDENTIAL_REVOKE_FAILED: &str = "credential_revoke_failed";
 }
 
 impl AuditEvent {

@@ -17,6 +17,8 @@ pub enum IdKind {
     Key,
     Event,
     Controller,
+    /// Credentials minted from Vault for a session.
+    Credential,
 }
 
 impl IdKind {
@@ -32,6 +34,7 @@ impl IdKind {
             IdKind::Key => "k_",
             IdKind::Event => "e_",
             IdKind::Controller => "ctl_",
+            IdKind::Credential => "vc_",
         }
     }
 }

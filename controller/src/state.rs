@@ -23,6 +23,8 @@ pub struct AppState {
     pub policy_tx: Arc<watch::Sender<Option<Arc<portcullis_policy::Policy>>>>,
     /// Group commit for hot audited actions (authorize-session); see [`crate::audit::batch`].
     pub audit_writer: crate::audit::batch::Writer,
+    /// Vault, when `ssh.backend = "vault"`.
+    pub vault: Option<crate::vault::Vault>,
 }
 
 impl AppState {

@@ -109,6 +109,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
 pub fn init_tracing(args: &LogArgs) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The Vault client's own events repeat request errors at ERROR level and may carry
+    // response bodies; the controller logs each Vault failure once, without secrets.
+    let filter = ["rustify=off", "vaultrs=off", "rustls_platform_verifier=off"]
+        .iter()
+        .filter_map(|d| d.parse().ok())
+        .fold(filter, |f, d| f.add_directive(d));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -29,6 +29,11 @@ impl Dev {
 
     /// Starts `portcullis dev` on an existing state dir (for restart tests).
     pub fn start_in(state: &Path, extra: &[&str]) -> Dev {
+        Dev::start_in_env(state, extra, &[])
+    }
+
+    /// Like [`Dev::start_in`], with extra environment variables.
+    pub fn start_in_env(state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Dev {
         let mut child = Command::new(bin())
             .args(["dev", "--state-dir"])
             .arg(state)
@@ -42,6 +47,7 @@ impl Dev {
             ])
             .args(extra)
             .env("PORTCULLIS_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -9,3 +9,4 @@ pub mod pg;
 pub mod raw;
 pub mod rsyslog;
 pub mod sshd;
+pub mod vault;

@@ -16,6 +16,7 @@ pub mod ssh_certificates;
 pub mod targets;
 pub mod tokens;
 pub mod users;
+pub mod vault_credentials;
 pub mod workers;
 
 use std::borrow::Cow;
@@ -95,6 +96,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "ssh_certificates",
         include_str!("../../../migrations/sqlite/0005_ssh_certificates.sql"),
     ),
+    (
+        7,
+        "vault_credentials",
+        include_str!("../../../migrations/sqlite/0007_vault_credentials.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -116,6 +122,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "ssh_certificates",
         include_str!("../../../migrations/postgres/0005_ssh_certificates.sql"),
+    ),
+    (
+        7,
+        "vault_credentials",
+        include_str!("../../../migrations/postgres/0007_vault_credentials.sql"),
     ),
 ];
 
