@@ -309,6 +309,12 @@ pub async fn authorize(
     state
         .audit_writer
         .run(move |conn, chain| {
+            let (record, certificate, intent, event) = (
+                record.clone(),
+                certificate.clone(),
+                intent.clone(),
+                event.clone(),
+            );
             Box::pin(async move {
                 session_rows::insert(conn, &record).await?;
                 if let Some((serial, ca_key_id, valid_before)) = certificate {
