@@ -95,6 +95,7 @@ async fn run(store: Store, keys: Keyset, mut rx: mpsc::Receiver<Queued>) {
 async fn commit_batch(store: &Store, keys: &Keyset, batch: Vec<Queued>) {
     let (actions, replies): (Vec<Action>, Vec<_>) =
         batch.into_iter().map(|q| (q.action, q.reply)).unzip();
+    let started = std::time::Instant::now();
     let outcomes = if actions.len() == 1 {
         vec![commit(store, keys, &actions[0]).await]
     } else {
@@ -110,6 +111,11 @@ async fn commit_batch(store: &Store, keys: &Keyset, batch: Vec<Queued>) {
             }
         }
     };
+    tracing::debug!(
+        actions = actions.len(),
+        elapsed_us = started.elapsed().as_micros(),
+        "audited batch committed"
+    );
     for (reply, outcome) in replies.into_iter().zip(outcomes) {
         let _ = reply.send(outcome);
     }
