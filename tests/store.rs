@@ -500,13 +500,10 @@ async fn batched_audited_actions_fail_alone_and_keep_one_chain() {
                                 format!("t{i}")
                             };
                             let id = format!("t_{i}");
-                            chain
-                                .append(
-                                    conn,
-                                    AuditEvent::new(audit::kind::TARGET_CREATED, Actor::system())
-                                        .target(&id),
-                                )
-                                .await?;
+                            chain.append(
+                                AuditEvent::new(audit::kind::TARGET_CREATED, Actor::system())
+                                    .target(&id),
+                            );
                             store::targets::insert(conn, &target(&id, &name)).await?;
                             Ok(i)
                         })

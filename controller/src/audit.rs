@@ -207,74 +207,71 @@ pub async fn record(
     signer: &Arc<Signer>,
     event: AuditEvent,
 ) -> Result<(), StoreError> {
-    let mut chain = Chain::lock(conn, signer.clone()).await?;
-    chain.append(conn, event).await?;
+    let mut chain = Chain::new(signer.clone());
+    chain.append(event);
     chain.advance(conn).await
 }
 
-/// The chain's head, locked in the current transaction, extended event by event and written
-/// back once: [`record`] appends one event, a [`batch`] many actions' events under one lock
-/// and one commit. Appended events are sealed at once and inserted by [`Chain::advance`],
-/// together, before the transaction commits.
+/// Events of one transaction on their way into the chain. [`Chain::append`] only queues;
+/// [`Chain::advance`], the transaction's last step before its commit, takes the head row's
+/// lock, numbers, links and signs the queued events, and writes them with the new head. The
+/// lock is thus held only from that step to the commit, and a [`batch`] of many actions
+/// takes it once.
 #[derive(Clone)]
 pub struct Chain {
-    head: rows::HeadRow,
     signer: Arc<Signer>,
-    pending: Vec<rows::NewEvent>,
+    pending: Vec<(AuditEvent, SystemTime)>,
 }
 
 impl Chain {
-    /// Reads the head and, on PostgreSQL, locks its row until the transaction ends.
-    pub async fn lock(conn: &mut AnyConnection, signer: Arc<Signer>) -> Result<Chain, StoreError> {
-        Ok(Chain {
-            head: rows::lock_head(conn).await?,
+    pub fn new(signer: Arc<Signer>) -> Chain {
+        Chain {
             signer,
             pending: Vec::new(),
-        })
+        }
     }
 
-    /// Seals `event` as the next event of the chain; [`Chain::advance`] writes it. The
-    /// connection is taken for symmetry with other writes of the action (and so that a
-    /// future chain may write at once).
-    pub async fn append(
-        &mut self,
-        _conn: &mut AnyConnection,
-        event: AuditEvent,
-    ) -> Result<(), StoreError> {
-        let sequence = self.head.sequence + 1;
-        let now = SystemTime::now();
-        let unix = now
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let id = new_id(IdKind::Event);
-        let time = humantime::format_rfc3339_millis(now).to_string();
-        let mut body = event.body(&id, sequence, &time, &self.head.hash);
-        let hash = self.signer.seal(&mut body);
-        self.pending.push(rows::NewEvent {
-            sequence,
-            id,
-            time: crate::clock::to_i64(unix),
-            kind: event.kind,
-            actor: event.actor.user_id.clone().or(event.actor.source.clone()),
-            username: event.actor.username.clone(),
-            session_id: event.session_id.clone(),
-            target_id: event.target_id.clone(),
-            decision: event.decision,
-            hash: hash.clone(),
-            body: Value::Object(body).to_string(),
-        });
-        self.head = rows::HeadRow { sequence, hash };
-        Ok(())
+    /// Queues `event`; its time is now.
+    pub fn append(&mut self, event: AuditEvent) {
+        self.pending.push((event, SystemTime::now()));
     }
 
-    /// Writes the appended events and the new head (in the same transaction).
+    /// Locks the head, seals the queued events in order and writes them and the new head, in
+    /// the caller's transaction (which should commit right after).
     pub async fn advance(&mut self, conn: &mut AnyConnection) -> Result<(), StoreError> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        rows::insert_many(conn, &self.pending).await?;
+        let mut head = rows::lock_head(conn).await?;
+        let mut sealed = Vec::with_capacity(self.pending.len());
+        for (event, at) in &self.pending {
+            let sequence = head.sequence + 1;
+            let unix = at
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let id = new_id(IdKind::Event);
+            let time = humantime::format_rfc3339_millis(*at).to_string();
+            let mut body = event.body(&id, sequence, &time, &head.hash);
+            let hash = self.signer.seal(&mut body);
+            sealed.push(rows::NewEvent {
+                sequence,
+                id,
+                time: crate::clock::to_i64(unix),
+                kind: event.kind,
+                actor: event.actor.user_id.clone().or(event.actor.source.clone()),
+                username: event.actor.username.clone(),
+                session_id: event.session_id.clone(),
+                target_id: event.target_id.clone(),
+                decision: event.decision,
+                hash: hash.clone(),
+                body: Value::Object(body).to_string(),
+            });
+            head = rows::HeadRow { sequence, hash };
+        }
+        rows::insert_many(conn, &sealed).await?;
+        rows::advance_head(conn, head.sequence, &head.hash).await?;
         self.pending.clear();
-        rows::advance_head(conn, self.head.sequence, &self.head.hash).await
+        Ok(())
     }
 }

@@ -23,6 +23,10 @@ use crate::store::{Store, StoreError};
 /// At most this many actions share one transaction.
 const MAX_BATCH: usize = 64;
 
+/// Batches in flight at once: their actions' own writes overlap; only the last step of each
+/// (numbering and writing the events under the head lock, and the commit) takes turns.
+const WRITERS: usize = 4;
+
 /// The future of one action: its writes and events on the batch's connection.
 pub type ActionFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'c>>;
 
@@ -46,7 +50,13 @@ impl Writer {
     /// Starts the writer task of this controller.
     pub fn spawn(store: Store, keys: Keyset) -> Writer {
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(store, keys, rx).instrument(tracing::info_span!("audit_writer")));
+        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        for n in 0..WRITERS {
+            tokio::spawn(
+                run(store.clone(), keys.clone(), rx.clone())
+                    .instrument(tracing::info_span!("audit_writer", n)),
+            );
+        }
         Writer { queue }
     }
 
@@ -79,15 +89,27 @@ impl Writer {
     }
 }
 
-async fn run(store: Store, keys: Keyset, mut rx: mpsc::Receiver<Queued>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+async fn run(
+    store: Store,
+    keys: Keyset,
+    rx: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Queued>>>,
+) {
+    loop {
+        // Take what is queued (at least one action), then let the next writer take more.
+        let batch = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
             }
-        }
+            batch
+        };
         commit_batch(&store, &keys, batch).await;
     }
 }
@@ -129,7 +151,7 @@ async fn commit_all(
 ) -> Result<Vec<Erased>, StoreError> {
     let signer = super::signer(keys).await?;
     let mut tx = store.begin().await?;
-    let mut chain = Chain::lock(&mut tx, signer).await?;
+    let mut chain = Chain::new(signer);
     let mut values = Vec::with_capacity(actions.len());
     for action in actions {
         values.push(action(&mut tx, &mut chain).await?);
@@ -143,7 +165,7 @@ async fn commit_all(
 async fn commit(store: &Store, keys: &Keyset, action: &Action) -> Result<Erased, StoreError> {
     let signer = super::signer(keys).await?;
     let mut tx = store.begin().await?;
-    let mut chain = Chain::lock(&mut tx, signer).await?;
+    let mut chain = Chain::new(signer);
     let value = action(&mut tx, &mut chain).await?;
     chain.advance(&mut tx).await?;
     tx.commit().await?;

@@ -333,7 +333,8 @@ pub async fn authorize(
                     )
                     .await?;
                 }
-                chain.append(conn, event).await
+                chain.append(event);
+                Ok(())
             })
         })
         .await?;
