@@ -158,6 +158,7 @@ async fn users_upsert_keeps_id_and_tokens_expire_and_revoke() {
             token_hash: vec![1; 32],
             created_at: 100,
             expires_at: 200,
+            login: None,
         };
         store::tokens::insert(&mut conn, &token).await.unwrap();
         let found = store::tokens::authenticate(&mut conn, &[1; 32], 150)

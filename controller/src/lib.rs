@@ -18,6 +18,7 @@ pub mod ids;
 pub mod keys;
 pub mod link;
 pub mod notify;
+pub mod oidc;
 pub mod policy_file;
 pub mod secret;
 pub mod sessions;
@@ -45,6 +46,8 @@ pub enum ControllerError {
     Keys(#[from] keys::KeyError),
     #[error("policy: {0}")]
     Policy(String),
+    #[error(transparent)]
+    Oidc(#[from] oidc::OidcError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -118,7 +121,12 @@ impl Controller {
                 addr: config.cluster_listen,
                 source,
             })?;
+        let oidc = match &config.oidc {
+            Some(oidc) => Some(Arc::new(oidc::Relying::new(oidc.clone())?)),
+            None => None,
+        };
         let state = AppState {
+            oidc,
             controller_id: ids::new_id(ids::IdKind::Controller).into(),
             config: Arc::new(config),
             store,

@@ -236,6 +236,7 @@ pub async fn authorize(
     let signer = audit::signer(&state.keys).await?;
     let mut tx = state.store.begin().await?;
     session_rows::insert(&mut tx, &record).await?;
+    session_rows::set_token(&mut tx, &session_id, &principal.token_id).await?;
     if let Some((_, serial, ca_key_id, valid_before)) = &ssh {
         crate::store::ssh_certificates::insert(
             &mut tx,

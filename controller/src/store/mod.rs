@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod join_tokens;
 pub mod keys;
+pub mod oidc_logins;
 pub mod rate_limits;
 pub mod sessions;
 pub mod ssh_certificates;
@@ -95,6 +96,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "ssh_certificates",
         include_str!("../../../migrations/sqlite/0005_ssh_certificates.sql"),
     ),
+    (
+        6,
+        "oidc_logins",
+        include_str!("../../../migrations/sqlite/0006_oidc_logins.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -116,6 +122,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "ssh_certificates",
         include_str!("../../../migrations/postgres/0005_ssh_certificates.sql"),
+    ),
+    (
+        6,
+        "oidc_logins",
+        include_str!("../../../migrations/postgres/0006_oidc_logins.sql"),
     ),
 ];
 
