@@ -296,7 +296,8 @@ impl Browser {
                 page = self.request(&action, Some(&fields));
                 continue;
             }
-            if page.body.contains("op.deviceConfirmForm") {
+            // The device pages: a confirmation form, and an auto-submitting one.
+            if page.body.contains("method=\"post\"") {
                 let action = absolute(&page.url, &attr(&page.body, "action").unwrap());
                 page = self.request(&action, Some(&hidden_inputs(&page.body)));
                 continue;
@@ -597,13 +598,14 @@ fn login_whoami_groups_choose_roles_mfa_decides_and_logout_ends_sessions() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("device flow is disabled"), "{err}");
 
-    // Logout ends alice's live session and her token.
+    // Logout ends alice's live sessions (the pending one authorised above and the connected
+    // one) and her token.
     let listener = common::client::listen(user_cli(&env, &alice), "lab");
     let mut live = open_echo(listener.port);
     let out = user_cli(&env, &alice).arg("logout").output().unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("1 live session(s) ended"),
+        String::from_utf8_lossy(&out.stderr).contains("2 live session(s) ended"),
         "{out:?}"
     );
     closes_within(&mut live, Duration::from_secs(5));

@@ -55,7 +55,7 @@ function spoil(idToken, mode) {
   switch (mode) {
     case 'tamper': {
       const parts = idToken.split('.');
-      parts[1] = b64u(JSON.stringify({ ...payload, groups: ['admins'] }));
+      parts[1] = b64u(JSON.stringify({ ...payload, groups: [...(payload.groups || []), 'superusers'] }));
       return parts.join('.');
     }
     case 'wrong-aud':
@@ -98,7 +98,8 @@ const provider = new Provider(issuer, {
   jwks: { keys: [signing.jwk] },
   conformIdTokenClaims: false,
   claims: {
-    openid: ['sub'],
+    // amr and acr come from the login; listing them under openid puts them in every ID token.
+    openid: ['sub', 'amr', 'acr'],
     profile: ['name', 'preferred_username'],
     email: ['email'],
     groups: ['groups'],
