@@ -561,7 +561,7 @@ pub async fn redeem(
         match relying.device_poll(&device_code).await {
             Ok(DevicePoll::Pending) => return Ok(pending("authorization_pending", 5)),
             Ok(DevicePoll::SlowDown) => return Ok(pending("slow_down", 10)),
-            Ok(DevicePoll::Done(identity)) => identity,
+            Ok(DevicePoll::Done(identity)) => *identity,
             Err(err) => {
                 let message = err.to_string();
                 fail_login(&state, &login, &message).await?;

@@ -106,7 +106,7 @@ pub struct DeviceAuthorization {
 pub enum DevicePoll {
     Pending,
     SlowDown,
-    Done(OidcIdentity),
+    Done(Box<OidcIdentity>),
 }
 
 /// The relying party of one provider; shared by every request of a controller.
@@ -534,7 +534,9 @@ impl Relying {
                 "the token response has no id_token (is `openid` among the scopes?)".into(),
             )
         })?;
-        self.verify(md, id_token, None).await.map(DevicePoll::Done)
+        self.verify(md, id_token, None)
+            .await
+            .map(|identity| DevicePoll::Done(Box::new(identity)))
     }
 }
 
