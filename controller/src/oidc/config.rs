@@ -250,15 +250,12 @@ mod tests {
         .to_string();
         assert!(err.contains("auth.oidc.issuer"), "{err}");
         let bad = text.replace("https://pc.example.com", "http://pc.example.com");
-        let err = Config::parse(&bad, "t", |_| Some("s".into()))
+        let secret = |k: &str| (k == "SECRET").then(|| "s".to_string());
+        let err = Config::parse(&bad, "t", secret).unwrap_err().to_string();
+        assert!(err.contains("redirect_url"), "{err}");
+        let err = Config::parse(&format!("{text}grups_claim = \"g\"\n"), "t", secret)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("redirect_url"), "{err}");
-        let err = Config::parse(&format!("{text}grups_claim = \"g\"\n"), "t", |_| {
-            Some("s".into())
-        })
-        .unwrap_err()
-        .to_string();
         assert!(err.contains("grups_claim"), "{err}");
     }
 }
