@@ -826,6 +826,22 @@ fn phishing_bad_id_tokens_and_reused_state_give_no_token() {
         );
     }
 
+    // A key rotation at the provider: the unknown key id re-fetches the JWKS, which now has
+    // it, and the login succeeds (the unknown-kid case above shows a re-fetch that does not
+    // find the key fails). Re-fetches are rate limited: wait out the last one.
+    std::thread::sleep(Duration::from_secs(11));
+    let started = api_start(&env, secret);
+    env.provider.spoil_next("rotate");
+    let mut browser = Browser::new(env.dir.path(), "rotate", env.dev.var("PORTCULLIS_CA"));
+    let page = browser.sign_in(
+        started["authorization_url"].as_str().unwrap(),
+        &who("rosa", "lab", "pwd"),
+        true,
+    );
+    let code = shown_code(&page).unwrap_or_else(|| panic!("rotation: {}", page.body));
+    let (status, text) = api_redeem(&env, started["login_id"].as_str().unwrap(), &code, secret);
+    assert_eq!(status, 201, "{text}");
+
     // A missing groups claim: the CLI (loopback mode) ends with the reason, and no token.
     let nog = env.dir.path().join("nogroups");
     let mut no_groups = who("nora", "admins", "pwd");
@@ -842,6 +858,27 @@ fn phishing_bad_id_tokens_and_reused_state_give_no_token() {
     let page = browser.sign_in(started["authorization_url"].as_str().unwrap(), &over, true);
     assert_eq!(page.status, 401, "{}", page.body);
     assert!(page.body.contains("_claim_names"), "{}", page.body);
+
+    // The provider answers with an error (the user declined): the login ends with it.
+    let started = api_start(&env, secret);
+    let mut declined = who("dora", "admins", "pwd");
+    declined.extra = &[("deny", "1")];
+    let mut browser = Browser::new(env.dir.path(), "declined", env.dev.var("PORTCULLIS_CA"));
+    let page = browser.sign_in(
+        started["authorization_url"].as_str().unwrap(),
+        &declined,
+        true,
+    );
+    assert_eq!(page.status, 401, "{}", page.body);
+    assert!(
+        page.body
+            .contains("refused the login: access_denied (the user declined)"),
+        "{}",
+        page.body
+    );
+    let (status, text) = api_redeem(&env, started["login_id"].as_str().unwrap(), "ANY", secret);
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("access_denied"), "{text}");
 
     // Every failure is in the audit log, without secrets.
     let (_, text) = curl(

@@ -9,13 +9,15 @@
 //
 // The login form (POST /interaction/UID/login) takes: user, groups (comma separated), amr
 // (comma separated), acr, auth_age (seconds: auth_time is that long ago), nogroups=1 (the ID
-// token then has no groups claim), overflow=1 (Entra-style `_claim_names` instead of groups).
+// token then has no groups claim), overflow=1 (Entra-style `_claim_names` instead of groups),
+// deny=1 (the provider answers the client with error=access_denied).
 //
 // POST /admin/next?mode=M makes the NEXT token response's ID token bad, once:
 //   tamper       payload changed after signing (bad signature)
 //   wrong-aud    re-signed with the real key, audience another client's
 //   expired      re-signed with the real key, exp a minute ago
 //   unknown-kid  signed with a key the JWKS does not publish
+//   rotate       (not bad) a key rotation: the JWKS now also publishes key k2, which signs
 //   alg-none     unsigned (alg "none")
 //   hs256        HMAC-signed with the client secret (symmetric key confusion)
 
@@ -38,6 +40,10 @@ function rsaKey(kid) {
 }
 const signing = rsaKey('k1');
 const rogue = rsaKey('rogue');
+// `rotate` publishes this second key in the JWKS and signs with it: a real key rotation.
+const next = rsaKey('k2');
+let rotated = false;
+const publicJwk = ({ kty, n, e, kid, alg, use }) => ({ kty, n, e, kid, alg, use });
 
 const b64u = (buf) => Buffer.from(buf).toString('base64url');
 const decode = (part) => JSON.parse(Buffer.from(part, 'base64url').toString());
@@ -62,6 +68,8 @@ function spoil(idToken, mode) {
       return sign(header, { ...payload, aud: 'someone-else', azp: 'someone-else' }, signing.privateKey);
     case 'expired':
       return sign(header, { ...payload, iat: now - 120, exp: now - 60 }, signing.privateKey);
+    case 'rotate':
+      return sign({ ...header, kid: next.kid }, payload, next.privateKey);
     case 'unknown-kid':
       return sign({ ...header, kid: rogue.kid }, payload, rogue.privateKey);
     case 'alg-none':
@@ -175,7 +183,13 @@ server.on('request', async (req, res) => {
     const url = new URL(req.url, issuer);
     if (req.method === 'POST' && url.pathname === '/admin/next') {
       nextMode = url.searchParams.get('mode');
+      if (nextMode === 'rotate') rotated = true;
       res.writeHead(204).end();
+      return;
+    }
+    if (rotated && req.method === 'GET' && url.pathname === '/jwks') {
+      res.writeHead(200, { 'content-type': 'application/jwk-set+json' });
+      res.end(JSON.stringify({ keys: [publicJwk(signing.jwk), publicJwk(next.jwk)] }));
       return;
     }
     const m = url.pathname.match(/^\/interaction\/([^/]+)(\/login)?$/);
@@ -190,6 +204,10 @@ server.on('request', async (req, res) => {
         return;
       }
       const form = await readForm(req);
+      if (form.deny === '1') {
+        await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'the user declined' }, { mergeWithLastSubmission: false });
+        return;
+      }
       const user = form.user || 'alice';
       accounts.set(user, { groups: list(form.groups), nogroups: form.nogroups === '1', overflow: form.overflow === '1' });
       const ts = Math.floor(Date.now() / 1000) - Number(form.auth_age || 0);

@@ -115,6 +115,8 @@ pub struct Relying {
     secret: Secret<String>,
     http: reqwest::Client,
     cached: tokio::sync::Mutex<Option<(Instant, Arc<Metadata>)>>,
+    /// When an unknown key id last forced a re-fetch (they are rate limited).
+    last_forced_refresh: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Relying {
@@ -208,6 +210,7 @@ impl Relying {
             secret,
             http,
             cached: tokio::sync::Mutex::new(None),
+            last_forced_refresh: std::sync::Mutex::new(None),
         })
     }
 
@@ -215,13 +218,12 @@ impl Relying {
         &self.config
     }
 
-    /// The provider's discovery metadata and keys, cached for [`METADATA_TTL`]; `refresh`
-    /// forces a new fetch unless the cached copy is younger than `refresh_floor`.
-    async fn metadata(&self, refresh_floor: Option<Duration>) -> Result<Arc<Metadata>, OidcError> {
+    /// The provider's discovery metadata and keys, cached for [`METADATA_TTL`]; `force`
+    /// fetches them again.
+    async fn metadata(&self, force: bool) -> Result<Arc<Metadata>, OidcError> {
         let mut cached = self.cached.lock().await;
         if let Some((at, md)) = cached.as_ref() {
-            let max_age = refresh_floor.unwrap_or(METADATA_TTL);
-            if at.elapsed() < max_age {
+            if !force && at.elapsed() < METADATA_TTL {
                 return Ok(md.clone());
             }
         }
@@ -286,7 +288,7 @@ impl Relying {
         nonce: &str,
         challenge: PkceCodeChallenge,
     ) -> Result<String, OidcError> {
-        let md = self.metadata(None).await?;
+        let md = self.metadata(false).await?;
         let client = self.client(&md)?;
         let state = state.to_owned();
         let nonce = nonce.to_owned();
@@ -311,7 +313,7 @@ impl Relying {
         pkce_verifier: String,
         nonce: &str,
     ) -> Result<OidcIdentity, OidcError> {
-        let md = self.metadata(None).await?;
+        let md = self.metadata(false).await?;
         let client = self.client(&md)?;
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -369,8 +371,9 @@ impl Relying {
                 SignatureVerificationError::NoMatchingKey
             ))
         ) {
-            let fresh = self.metadata(Some(JWKS_REFRESH_MIN_INTERVAL)).await?;
-            if !Arc::ptr_eq(&fresh, &md) {
+            if self.may_force_refresh() {
+                tracing::info!(issuer = %self.config.issuer, "ID token signed with an unknown key id: fetching the provider's keys again");
+                let fresh = self.metadata(true).await?;
                 result = self.check(&fresh, id_token, nonce);
             }
         }
@@ -402,6 +405,19 @@ impl Relying {
             mfa: &self.config.mfa,
         };
         claims::identity(md.issuer().as_str(), &payload, &rules).map_err(OidcError::Claims)
+    }
+
+    /// Whether an unknown key id may re-fetch the keys now (at most once per
+    /// [`JWKS_REFRESH_MIN_INTERVAL`], so forged key ids cannot hammer the provider).
+    fn may_force_refresh(&self) -> bool {
+        let Ok(mut last) = self.last_forced_refresh.lock() else {
+            return false;
+        };
+        if last.is_some_and(|at| at.elapsed() < JWKS_REFRESH_MIN_INTERVAL) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
     }
 
     fn check(
@@ -444,7 +460,7 @@ impl Relying {
 
     /// Starts a device authorization at the provider (RFC 8628 section 3.1).
     pub async fn device_start(&self) -> Result<DeviceAuthorization, OidcError> {
-        let md = self.metadata(None).await?;
+        let md = self.metadata(false).await?;
         let endpoint = md
             .additional_metadata()
             .device_authorization_endpoint
@@ -488,7 +504,7 @@ impl Relying {
 
     /// Polls the token endpoint once for a device authorization (RFC 8628 section 3.4).
     pub async fn device_poll(&self, device_code: &str) -> Result<DevicePoll, OidcError> {
-        let md = self.metadata(None).await?;
+        let md = self.metadata(false).await?;
         let endpoint = md
             .token_endpoint()
             .ok_or_else(|| OidcError::Refused("its metadata has no token endpoint".into()))?
