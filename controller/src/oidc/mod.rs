@@ -365,38 +365,21 @@ impl Relying {
         nonce: Option<&str>,
     ) -> Result<OidcIdentity, OidcError> {
         let mut result = self.check(&md, id_token, nonce);
-        if matches!(
+        let unknown_key = matches!(
             result,
             Err(ClaimsVerificationError::SignatureVerification(
                 SignatureVerificationError::NoMatchingKey
             ))
-        ) {
-            if self.may_force_refresh() {
-                tracing::info!(issuer = %self.config.issuer, "ID token signed with an unknown key id: fetching the provider's keys again");
-                let fresh = self.metadata(true).await?;
-                result = self.check(&fresh, id_token, nonce);
-            }
+        );
+        if unknown_key && self.may_force_refresh() {
+            tracing::info!(
+                issuer = %self.config.issuer,
+                "ID token signed with an unknown key id: fetching the provider's keys again"
+            );
+            let fresh = self.metadata(true).await?;
+            result = self.check(&fresh, id_token, nonce);
         }
-        result.map_err(|e| {
-            match e {
-            ClaimsVerificationError::SignatureVerification(
-                SignatureVerificationError::NoMatchingKey,
-            ) => OidcError::InvalidToken(
-                "it is signed with a key the provider does not publish in its JWKS (unknown key id)"
-                    .into(),
-            ),
-            ClaimsVerificationError::SignatureVerification(inner) => {
-                OidcError::InvalidToken(format!("bad signature ({inner})"))
-            }
-            ClaimsVerificationError::InvalidAudience(m) => OidcError::InvalidToken(format!(
-                "it is not meant for this client (audience: {m})"
-            )),
-            ClaimsVerificationError::Expired(m) => {
-                OidcError::InvalidToken(format!("it has expired ({m})"))
-            }
-            other => OidcError::InvalidToken(other.to_string()),
-        }
-        })?;
+        result.map_err(describe)?;
         let payload = payload_of(id_token)?;
         let rules = claims::ClaimRules {
             groups_claim: &self.config.groups_claim,
@@ -554,6 +537,25 @@ impl Relying {
             .await
             .map(|identity| DevicePoll::Done(Box::new(identity)))
     }
+}
+
+/// What was wrong with an ID token, in words.
+fn describe(err: ClaimsVerificationError) -> OidcError {
+    let text = match err {
+        ClaimsVerificationError::SignatureVerification(
+            SignatureVerificationError::NoMatchingKey,
+        ) => "it is signed with a key the provider does not publish in its JWKS (unknown key id)"
+            .to_owned(),
+        ClaimsVerificationError::SignatureVerification(inner) => {
+            format!("bad signature ({inner})")
+        }
+        ClaimsVerificationError::InvalidAudience(m) => {
+            format!("it is not meant for this client (audience: {m})")
+        }
+        ClaimsVerificationError::Expired(m) => format!("it has expired ({m})"),
+        other => other.to_string(),
+    };
+    OidcError::InvalidToken(text)
 }
 
 /// An OAuth error body as `error (description)`.
