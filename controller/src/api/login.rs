@@ -1,4 +1,4 @@
-//! Logging in (the development login until OIDC lands), `whoami` and logout.
+//! The development login, token issuing (shared with OIDC login in `oidc.rs`) and `whoami`.
 
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod login;
+pub mod logout;
 pub mod oidc;
 pub mod policy;
 pub mod sessions;
@@ -36,8 +37,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/oidc/start", post(oidc::start))
         .route("/v1/auth/oidc/callback", get(oidc::callback))
         .route("/v1/auth/oidc/redeem", post(oidc::redeem))
-        .route("/v1/auth/logout", post(oidc::logout))
-        .route("/v1/users/revoke", post(oidc::revoke_user))
+        .route("/v1/auth/logout", post(logout::logout))
+        .route("/v1/users/revoke", post(logout::revoke_user))
         .route("/v1/whoami", get(login::whoami))
         .route("/v1/targets", get(targets::list).post(targets::create))
         .route(
