@@ -134,8 +134,14 @@ fn hash_secret(secret: &str) -> String {
     ))
 }
 
-/// A client without a token (logging in needs none).
+/// A client without a token (logging in needs none, and an old token file, even one with
+/// the wrong mode, must not stop a new login from replacing it).
 fn anonymous_client(args: &ClientArgs) -> anyhow::Result<ApiClient> {
+    let mut args = args.clone();
+    if args.token.is_none() {
+        // Keeps resolve() from reading the token file.
+        args.token = "unused".parse().ok();
+    }
     let mut settings = args.resolve()?;
     settings.token = None;
     ApiClient::new(settings)
