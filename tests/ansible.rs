@@ -26,18 +26,80 @@ fn ansible_runs_a_playbook_on_three_hosts_in_parallel() {
     let dev = Dev::start(&["--user", &user, "--worker-egress", "127.0.0.2"]);
     let (_, ca) = curl(&dev, "GET", "/v1/ssh/ca", None, None);
     let sshd = Sshd::start(&ca, &[&user]);
+    let keys = serde_json::json!({"ssh_host_keys": [sshd.host_key_pub]});
+    run_playbook(&dev, &sshd, &keys);
+}
+
+/// The same with certificates from Vault (OpenBao) and a host CA instead of pinned keys.
+#[test]
+fn ansible_runs_a_playbook_with_vault_certificates_and_a_host_ca() {
+    let user = login_user();
+    let bao = common::vault::Bao::start();
+    let work = tempfile::tempdir().unwrap();
+    let host_ca = work.path().join("host_ca");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&host_ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let host_ca_pub = std::fs::read_to_string(work.path().join("host_ca.pub")).unwrap();
+    let config = work.path().join("controller.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ssh]\nbackend = \"vault\"\n[vault]\naddress = \"{}\"\ntoken_file = \"{}\"\n\
+             ssh_role = \"{}\"\ntoken_role = \"{}\"\n",
+            bao.addr,
+            bao.controller_token_file("1h").display(),
+            common::vault::SSH_ROLE,
+            common::vault::TOKEN_ROLE
+        ),
+    )
+    .unwrap();
+    let dev = Dev::start(&[
+        "--user",
+        &user,
+        "--worker-egress",
+        "127.0.0.2",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let sshd = Sshd::start_with(&bao.ssh_ca(), &[&user], Some(&host_ca));
+    let cas = serde_json::json!({"ssh_host_cas": [host_ca_pub.trim()]});
+    run_playbook(&dev, &sshd, &cas);
+    // Every certificate came from Vault: sshd names Vault's CA.
+    let vault_ca = ssh_key::PublicKey::from_openssh(&bao.ssh_ca())
+        .unwrap()
+        .fingerprint(ssh_key::HashAlg::Sha256)
+        .to_string();
+    let log = sshd.log();
+    let accepted: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Accepted publickey"))
+        .collect();
+    assert!(!accepted.is_empty());
+    assert!(accepted.iter().all(|l| l.contains(&vault_ca)), "{log}");
+}
+
+/// Three targets on `sshd` with `host_trust` (pinned keys or host CAs), the ssh config
+/// `portcullis ssh-config` prints, and a playbook on all three in parallel.
+fn run_playbook(dev: &Dev, sshd: &Sshd, host_trust: &serde_json::Value) {
+    let user = login_user();
     let token = dev.var("PORTCULLIS_TOKEN");
     let hosts = ["web-1", "web-2", "web-3"];
     for name in hosts {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "name": name,
             "address": format!("127.0.0.1:{}", sshd.port),
             "zone": "LOCAL",
             "service": "echo",
-            "ssh_host_keys": [sshd.host_key_pub],
-        })
-        .to_string();
-        let (code, text) = curl(&dev, "POST", "/v1/targets", Some(&token), Some(&body));
+        });
+        for (k, v) in host_trust.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let body = body.to_string();
+        let (code, text) = curl(dev, "POST", "/v1/targets", Some(&token), Some(&body));
         assert_eq!(code, 201, "{text}");
     }
     let work = tempfile::tempdir().unwrap();

@@ -33,3 +33,39 @@ fn a_misspelt_key_is_refused_naming_it() {
         .to_string();
     assert!(err.contains("sweep_intervall"), "{err}");
 }
+
+#[test]
+fn the_commented_vault_example_is_valid() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/controller.toml"
+    ))
+    .unwrap();
+    // Uncomment the [vault] block (token file login) and switch the backend to it.
+    let mut out = String::new();
+    let mut in_vault = false;
+    for line in text.lines() {
+        if line == "# [vault]" {
+            in_vault = true;
+        }
+        match line.strip_prefix("# ") {
+            Some(rest) if in_vault && !rest.starts_with('#') && !rest.starts_with("token_env") => {
+                out.push_str(rest)
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    let out = out.replace("backend = \"local-ca\"", "backend = \"vault\"");
+    let config = portcullis_controller::Config::parse(&out, "config/controller.toml", |_| None)
+        .unwrap_or_else(|e| panic!("{e}\n{out}"));
+    let portcullis_controller::config::SshBackend::Vault(vault) = config.ssh_backend else {
+        panic!("the backend is not vault")
+    };
+    assert_eq!(vault.token_role, "portcullis-session");
+    assert_eq!(vault.ssh_role.as_deref(), Some("portcullis"));
+    assert!(matches!(
+        vault.auth,
+        portcullis_controller::config::VaultAuth::TokenFile(_)
+    ));
+}

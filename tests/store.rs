@@ -56,6 +56,10 @@ fn target(id: &str, name: &str) -> store::targets::TargetRecord {
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGfJ5mkQp5q2eJp5r0N4rK1pY2uXQ0Jm7KcQxUY9n3aK"
                 .into(),
         ],
+        ssh_host_cas: vec![],
+        vault_ssh_mount: None,
+        vault_ssh_role: Some("web".into()),
+        vault_secrets: vec!["database/creds/readonly".into()],
         created_at: 1,
         updated_at: 1,
     }
@@ -598,5 +602,181 @@ async fn oidc_logins_are_single_use_and_tokens_keep_their_login() {
                 .unwrap()
                 .is_empty()
         );
+    }
+}
+
+/// The group commit of audited actions: concurrent actions share transactions, a failing one
+/// is rolled back alone (its rows and its event), and the chain stays gapless and verifiable.
+#[tokio::test]
+async fn batched_audited_actions_fail_alone_and_keep_one_chain() {
+    use portcullis_controller::audit::{self, batch::Writer, Actor, AuditEvent};
+    for b in backends().await {
+        let master = MasterKey::generate_hex().unwrap();
+        let keys = Keyset::new(b.store.clone(), MasterKey::from_hex(&master).unwrap());
+        keys.ensure().await.unwrap();
+        let writer = Writer::spawn(b.store.clone(), keys.clone());
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let writer = writer.clone();
+            tasks.push(tokio::spawn(async move {
+                writer
+                    .run(move |conn, chain| {
+                        Box::pin(async move {
+                            // Every fifth action inserts a duplicate name and must fail alone.
+                            let name = if i % 5 == 4 {
+                                "dup".to_owned()
+                            } else {
+                                format!("t{i}")
+                            };
+                            let id = format!("t_{i}");
+                            chain
+                                .append(
+                                    conn,
+                                    AuditEvent::new(audit::kind::TARGET_CREATED, Actor::system())
+                                        .target(&id),
+                                )
+                                .await?;
+                            store::targets::insert(conn, &target(&id, &name)).await?;
+                            Ok(i)
+                        })
+                    })
+                    .await
+            }));
+        }
+        let mut ok = 0;
+        let mut failed = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        // The first "dup" wins; the seven others fail on the unique name.
+        assert_eq!((ok, failed), (33, 7), "{}", b.name);
+        // SQLite has one connection: read the keys before taking it.
+        let keys_info = keys.audit_public_keys().await.unwrap();
+        let mut conn = b.store.conn().await.unwrap();
+        let events = store::audit::after(&mut conn, 0, 1000).await.unwrap();
+        let created: Vec<_> = events
+            .iter()
+            .filter(|(_, body)| body.contains("target_created"))
+            .collect();
+        assert_eq!(
+            created.len(),
+            33,
+            "{}: a failed action left its event",
+            b.name
+        );
+        let mut verifier =
+            audit::verify::Verifier::new(audit::chain::KeyRing::new(&keys_info), None);
+        for (_, body) in &events {
+            verifier
+                .push(&serde_json::from_str(body).unwrap())
+                .unwrap_or_else(|f| panic!("{}: {f}", b.name));
+        }
+        let head = store::audit::head(&mut conn).await.unwrap();
+        let summary = verifier
+            .finish(Some(&audit::verify::Head {
+                sequence: head.sequence,
+                hash: head.hash,
+            }))
+            .unwrap();
+        assert_eq!(summary.events as usize, events.len(), "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn vault_credentials_go_from_intent_to_revoked_once() {
+    use store::vault_credentials as vc;
+    for b in backends().await {
+        let name = b.name;
+        let mut conn = b.store.conn().await.unwrap();
+        store::users::upsert(&mut conn, &user("alice", &[]))
+            .await
+            .unwrap();
+        let mut s = session(0);
+        s.state = store::sessions::MINTING.into();
+        store::sessions::insert(&mut conn, &s).await.unwrap();
+        vc::insert_intent(&mut conn, "vc_1", "s_1", 100)
+            .await
+            .unwrap();
+        vc::insert_intent(&mut conn, "vc_2", "s_other", 100)
+            .await
+            .unwrap();
+        // A minting session is not usable yet.
+        assert!(
+            !store::sessions::admit_first(&mut conn, "s_1", "w_1", "c_1", "127.0.0.1", 110)
+                .await
+                .unwrap(),
+            "{name}"
+        );
+        // Abandoned mints are those older than the cut-off.
+        assert!(vc::abandoned_mints(&mut conn, 100)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(vc::abandoned_mints(&mut conn, 101).await.unwrap().len(), 2);
+        assert_eq!(
+            vc::set_accessor(&mut conn, "vc_1", "acc-1").await.unwrap(),
+            Some("minting".to_string()),
+            "{name}"
+        );
+        assert!(
+            vc::set_minted(&mut conn, "vc_1", &["database/creds/r/abc".into()])
+                .await
+                .unwrap()
+        );
+        assert!(store::sessions::finish_minting(&mut conn, "s_1")
+            .await
+            .unwrap());
+        assert!(!store::sessions::finish_minting(&mut conn, "s_1")
+            .await
+            .unwrap());
+        // Ending the session queues exactly its own credentials.
+        let queued = vc::request_revocation(&mut conn, "s_1", 120).await.unwrap();
+        assert_eq!(queued, vec!["vc_1".to_string()], "{name}");
+        assert!(vc::request_revocation(&mut conn, "s_1", 121)
+            .await
+            .unwrap()
+            .is_empty());
+        let due = vc::due_revocations(&mut conn, 120).await.unwrap();
+        assert_eq!(due.len(), 1, "{name}");
+        assert_eq!(due[0].token_accessor.as_deref(), Some("acc-1"));
+        assert_eq!(due[0].lease_ids, vec!["database/creds/r/abc".to_string()]);
+        // A failed attempt pushes the next one out.
+        vc::set_attempt_failed(&mut conn, "vc_1", "unreachable", 130)
+            .await
+            .unwrap();
+        assert!(vc::due_revocations(&mut conn, 129)
+            .await
+            .unwrap()
+            .is_empty());
+        let due = vc::due_revocations(&mut conn, 130).await.unwrap();
+        assert_eq!(due[0].attempts, 1, "{name}");
+        assert!(vc::set_revoked(&mut conn, "vc_1", "revoked", 131)
+            .await
+            .unwrap());
+        assert!(!vc::set_revoked(&mut conn, "vc_1", "revoked", 132)
+            .await
+            .unwrap());
+        let rec = vc::get(&mut conn, "vc_1").await.unwrap().unwrap();
+        assert_eq!(
+            (rec.state.as_str(), rec.revoked_at, rec.outcome.as_deref()),
+            ("revoked", Some(131), Some("revoked")),
+            "{name}"
+        );
+        assert!(vc::due_revocations(&mut conn, 1000)
+            .await
+            .unwrap()
+            .is_empty());
+        // A session that ended while minting: the late accessor sees `revoking`.
+        vc::request_revocation(&mut conn, "s_other", 140)
+            .await
+            .unwrap();
+        assert_eq!(
+            vc::set_accessor(&mut conn, "vc_2", "acc-2").await.unwrap(),
+            Some("revoking".to_string())
+        );
+        assert!(!vc::set_minted(&mut conn, "vc_2", &[]).await.unwrap());
     }
 }

@@ -162,7 +162,12 @@ async fn hold(addr: &str, count: usize, active: usize, secs: u64) -> anyhow::Res
         .await
         {
             Ok(s) => conns.push(s),
-            Err(_) => errors += 1,
+            Err(e) => {
+                if errors < 5 {
+                    eprintln!("connection {} failed: {e}", conns.len() + errors);
+                }
+                errors += 1;
+            }
         }
     }
     println!("{{\"opened\":{},\"errors\":{errors}}}", conns.len());

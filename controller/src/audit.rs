@@ -8,11 +8,14 @@
 //! The log is a hash chain (docs/audit.md): [`record`] takes the next sequence number under
 //! the locked `audit_head` row, links the event to its predecessor's hash and signs it with
 //! the audit key, all inside the caller's transaction. [`chain`] holds the pure hashing and
-//! signing, [`verify`] the verifier, [`sink`] the shippers to external sinks.
+//! signing, [`verify`] the verifier, [`sink`] the shippers to external sinks
+//! ([`syslog`] speaks RFC 5424 over TLS).
 
+pub mod batch;
 pub mod chain;
 pub mod config;
 pub mod sink;
+pub mod syslog;
 pub mod verify;
 
 use std::sync::Arc;
@@ -155,6 +158,10 @@ pub mod kind {
     pub const PERMISSION_DENIED: &str = "permission_denied";
     pub const POLICY_RELOADED: &str = "policy_reloaded";
     pub const POLICY_RELOAD_FAILED: &str = "policy_reload_failed";
+    pub const CREDENTIAL_MINTED: &str = "credential_minted";
+    pub const CREDENTIAL_MINT_FAILED: &str = "credential_mint_failed";
+    pub const CREDENTIAL_REVOKED: &str = "credential_revoked";
+    pub const CREDENTIAL_REVOKE_FAILED: &str = "credential_revoke_failed";
 }
 
 impl AuditEvent {
@@ -200,40 +207,75 @@ pub async fn signer(keys: &Keyset) -> Result<Arc<Signer>, StoreError> {
 /// predecessor's hash, and a signature. Fails, failing the action, if it cannot be written.
 pub async fn record(
     conn: &mut AnyConnection,
-    signer: &Signer,
+    signer: &Arc<Signer>,
     event: AuditEvent,
 ) -> Result<(), StoreError> {
-    let head = rows::lock_head(conn).await?;
-    let sequence = head.sequence + 1;
-    let now = SystemTime::now();
-    let unix = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let id = new_id(IdKind::Event);
-    let time = humantime::format_rfc3339_millis(now).to_string();
-    let mut body = event.body(&id, sequence, &time, &head.hash);
-    let hash = signer.seal(&mut body);
-    rows::insert(
-        conn,
-        &rows::NewEvent {
-            sequence,
-            id: &id,
-            time: crate::clock::to_i64(unix),
-            kind: event.kind,
-            actor: event
-                .actor
-                .user_id
-                .as_deref()
-                .or(event.actor.source.as_deref()),
-            username: event.actor.username.as_deref(),
-            session_id: event.session_id.as_deref(),
-            target_id: event.target_id.as_deref(),
-            decision: event.decision,
-            hash: &hash,
-            body: &Value::Object(body).to_string(),
-        },
-    )
-    .await?;
-    rows::advance_head(conn, sequence, &hash).await
+    let mut chain = Chain::lock(conn, signer.clone()).await?;
+    chain.append(conn, event).await?;
+    chain.advance(conn).await
+}
+
+/// The chain's head, locked in the current transaction, extended event by event and written
+/// back once: [`record`] appends one event, a [`batch`] many actions' events under one lock
+/// and one commit.
+#[derive(Clone)]
+pub struct Chain {
+    head: rows::HeadRow,
+    signer: Arc<Signer>,
+}
+
+impl Chain {
+    /// Reads the head and, on PostgreSQL, locks its row until the transaction ends.
+    pub async fn lock(conn: &mut AnyConnection, signer: Arc<Signer>) -> Result<Chain, StoreError> {
+        Ok(Chain {
+            head: rows::lock_head(conn).await?,
+            signer,
+        })
+    }
+
+    /// Writes `event` as the next event of the chain.
+    pub async fn append(
+        &mut self,
+        conn: &mut AnyConnection,
+        event: AuditEvent,
+    ) -> Result<(), StoreError> {
+        let sequence = self.head.sequence + 1;
+        let now = SystemTime::now();
+        let unix = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let id = new_id(IdKind::Event);
+        let time = humantime::format_rfc3339_millis(now).to_string();
+        let mut body = event.body(&id, sequence, &time, &self.head.hash);
+        let hash = self.signer.seal(&mut body);
+        rows::insert(
+            conn,
+            &rows::NewEvent {
+                sequence,
+                id: &id,
+                time: crate::clock::to_i64(unix),
+                kind: event.kind,
+                actor: event
+                    .actor
+                    .user_id
+                    .as_deref()
+                    .or(event.actor.source.as_deref()),
+                username: event.actor.username.as_deref(),
+                session_id: event.session_id.as_deref(),
+                target_id: event.target_id.as_deref(),
+                decision: event.decision,
+                hash: &hash,
+                body: &Value::Object(body).to_string(),
+            },
+        )
+        .await?;
+        self.head = rows::HeadRow { sequence, hash };
+        Ok(())
+    }
+
+    /// Stores the new head (in the same transaction).
+    pub async fn advance(&self, conn: &mut AnyConnection) -> Result<(), StoreError> {
+        rows::advance_head(conn, self.head.sequence, &self.head.hash).await
+    }
 }

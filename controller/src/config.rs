@@ -41,6 +41,56 @@ pub struct Config {
     pub ssh_source_addresses: Vec<String>,
     /// Checkpoints and external sinks of the audit log (`[audit]`).
     pub audit: crate::audit::config::AuditConfig,
+    /// Where SSH certificates (and other per-session credentials) come from.
+    pub ssh_backend: SshBackend,
+}
+
+/// The source of SSH user certificates (`ssh.backend`).
+#[derive(Debug, Clone, Default)]
+pub enum SshBackend {
+    /// The embedded CA of the keyset (`local-ca`, the default).
+    #[default]
+    LocalCa,
+    /// HashiCorp Vault or OpenBao (`vault`, configured in `[vault]`).
+    Vault(Box<VaultConfig>),
+}
+
+/// `[vault]`: how the controller reaches Vault and what it asks for.
+#[derive(Debug, Clone)]
+pub struct VaultConfig {
+    /// `https://vault.example:8200` (plain `http://` only for loopback test servers).
+    pub address: String,
+    /// A PEM bundle of CAs to trust for Vault's TLS certificate, besides none other.
+    pub ca_file: Option<PathBuf>,
+    pub auth: VaultAuth,
+    /// The SSH secrets engine mount and the role used unless a target names its own.
+    pub ssh_mount: String,
+    pub ssh_role: Option<String>,
+    /// The token role per-session tokens are created through (`auth/token/create/ROLE`).
+    pub token_role: String,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// The longest wait between two attempts of a pending revocation.
+    pub revoke_retry_max: Duration,
+    /// How long a mint may stay unfinished before any controller treats it as abandoned.
+    pub mint_timeout: Duration,
+    /// How often the job that retries revocations and recovers abandoned mints runs.
+    pub job_interval: Duration,
+}
+
+/// How the controller logs in to Vault.
+#[derive(Debug, Clone)]
+pub enum VaultAuth {
+    /// A token read from a file (0600) at start and whenever it must log in again.
+    TokenFile(PathBuf),
+    /// A token from an environment variable (`PORTCULLIS_VAULT_TOKEN` by default).
+    TokenEnv(String),
+    /// AppRole: a role id and a file holding the secret id.
+    AppRole {
+        mount: String,
+        role_id: String,
+        secret_id_file: PathBuf,
+    },
 }
 
 /// Where the master key that seals the keyset comes from.
@@ -87,6 +137,7 @@ struct RawConfig {
     ssh: RawSsh,
     #[serde(default)]
     audit: crate::audit::config::RawAudit,
+    vault: Option<RawVault>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +145,165 @@ struct RawConfig {
 struct RawSsh {
     certificate_ttl: Option<DurationValue>,
     source_addresses: Option<Vec<String>>,
+    backend: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVault {
+    address: Option<String>,
+    ca_file: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    token_env: Option<String>,
+    approle_mount: Option<String>,
+    approle_role_id: Option<String>,
+    approle_secret_id_file: Option<PathBuf>,
+    ssh_mount: Option<String>,
+    ssh_role: Option<String>,
+    token_role: Option<String>,
+    request_timeout: Option<DurationValue>,
+    revoke_retry_max: Option<DurationValue>,
+    mint_timeout: Option<DurationValue>,
+    job_interval: Option<DurationValue>,
+}
+
+/// A Vault path segment (mount, role): letters, digits, `-`, `_`, `.`, and `/` inside mounts.
+fn vault_segment(value: &str, key: &'static str, slash: bool) -> Result<String, ConfigError> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && !value.starts_with('/')
+        && !value.ends_with('/')
+        && !value.contains("..")
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b) || (slash && b == b'/'));
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(ConfigError::Invalid {
+            key,
+            message: format!(
+                "{value:?} is not a Vault mount or role name (letters, digits, -, _, .)"
+            ),
+        })
+    }
+}
+
+impl RawVault {
+    fn validate(&self, env: &impl Fn(&str) -> Option<String>) -> Result<VaultConfig, ConfigError> {
+        let address = self.address.clone().ok_or(ConfigError::Invalid {
+            key: "vault.address",
+            message: "missing: ssh.backend = \"vault\" needs the Vault address, e.g. https://vault.internal:8200".into(),
+        })?;
+        let loopback_http = address.strip_prefix("http://").is_some_and(|rest| {
+            rest.starts_with("127.") || rest.starts_with("localhost") || rest.starts_with("[::1]")
+        });
+        if !(address.starts_with("https://") || loopback_http) {
+            return Err(ConfigError::Invalid {
+                key: "vault.address",
+                message: format!(
+                    "{address:?} must start with https:// (plain http:// only on loopback)"
+                ),
+            });
+        }
+        let approle = (&self.approle_role_id, &self.approle_secret_id_file);
+        let auth = match (approle, &self.token_file) {
+            ((Some(_), None), _) | ((None, Some(_)), _) => {
+                return Err(ConfigError::Invalid {
+                    key: "vault.approle_role_id",
+                    message: "AppRole needs both approle_role_id and approle_secret_id_file".into(),
+                })
+            }
+            ((Some(_), Some(_)), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    key: "vault.token_file",
+                    message: "choose one way to log in: token_file or AppRole, not both".into(),
+                })
+            }
+            ((Some(role_id), Some(file)), None) => VaultAuth::AppRole {
+                mount: vault_segment(
+                    self.approle_mount.as_deref().unwrap_or("approle"),
+                    "vault.approle_mount",
+                    true,
+                )?,
+                role_id: role_id.clone(),
+                secret_id_file: file.clone(),
+            },
+            ((None, None), Some(file)) => VaultAuth::TokenFile(file.clone()),
+            ((None, None), None) => {
+                let name = self
+                    .token_env
+                    .clone()
+                    .unwrap_or_else(|| "PORTCULLIS_VAULT_TOKEN".into());
+                if env(&name).is_none() {
+                    return Err(ConfigError::Invalid {
+                        key: "vault.token_file",
+                        message: format!(
+                            "no way to log in to Vault: set token_file, approle_role_id with approle_secret_id_file, or the environment variable {name}"
+                        ),
+                    });
+                }
+                VaultAuth::TokenEnv(name)
+            }
+        };
+        let ssh_role = self
+            .ssh_role
+            .as_deref()
+            .map(|r| vault_segment(r, "vault.ssh_role", false))
+            .transpose()?;
+        let token_role = vault_segment(
+            self.token_role.as_deref().ok_or(ConfigError::Invalid {
+                key: "vault.token_role",
+                message: "missing: the token role per-session tokens are created through, e.g. \"portcullis-session\"".into(),
+            })?,
+            "vault.token_role",
+            false,
+        )?;
+        Ok(VaultConfig {
+            address: address.trim_end_matches('/').to_owned(),
+            ca_file: self.ca_file.clone(),
+            auth,
+            ssh_mount: vault_segment(
+                self.ssh_mount.as_deref().unwrap_or("ssh"),
+                "vault.ssh_mount",
+                true,
+            )?,
+            ssh_role,
+            token_role,
+            request_timeout: positive(
+                duration(
+                    &self.request_timeout,
+                    "vault.request_timeout",
+                    Duration::from_secs(10),
+                )?,
+                "vault.request_timeout",
+            )?,
+            revoke_retry_max: positive(
+                duration(
+                    &self.revoke_retry_max,
+                    "vault.revoke_retry_max",
+                    Duration::from_secs(30),
+                )?,
+                "vault.revoke_retry_max",
+            )?,
+            mint_timeout: positive(
+                duration(
+                    &self.mint_timeout,
+                    "vault.mint_timeout",
+                    Duration::from_secs(60),
+                )?,
+                "vault.mint_timeout",
+            )?,
+            job_interval: positive(
+                duration(
+                    &self.job_interval,
+                    "vault.job_interval",
+                    Duration::from_secs(1),
+                )?,
+                "vault.job_interval",
+            )?,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -342,6 +552,24 @@ impl Config {
                 });
             }
         }
+        let ssh_backend = match raw.ssh.backend.as_deref().unwrap_or("local-ca") {
+            "local-ca" => SshBackend::LocalCa,
+            "vault" => SshBackend::Vault(Box::new(
+                raw.vault
+                    .as_ref()
+                    .ok_or(ConfigError::Invalid {
+                        key: "vault",
+                        message: "ssh.backend = \"vault\" needs a [vault] section".into(),
+                    })?
+                    .validate(&env)?,
+            )),
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "ssh.backend",
+                    message: format!("{other:?} is not a backend: use \"local-ca\" or \"vault\""),
+                })
+            }
+        };
         let s = &raw.sessions;
         let w = &raw.workers;
         let audit = raw.audit.validate()?;
@@ -351,6 +579,7 @@ impl Config {
         };
         Ok(Config {
             audit,
+            ssh_backend,
             store_url: Secret::new(store_url),
             store_max_connections: max_connections,
             master_key,
@@ -497,5 +726,47 @@ mod tests {
         .unwrap();
         assert!(c.store_url.expose().starts_with("postgres://"));
         assert!(matches!(c.master_key, MasterKeySource::Env(_)));
+    }
+
+    #[test]
+    fn vault_backend_is_validated() {
+        let base = "[store]\nurl = \"sqlite://x.db\"\n[keys]\nmaster_key_file = \"m\"\n";
+        let c = parse(base).unwrap();
+        assert!(matches!(c.ssh_backend, SshBackend::LocalCa));
+        let err = parse(&format!("{base}[ssh]\nbackend = \"vault\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[vault]"), "{err}");
+        let err = parse(&format!("{base}[ssh]\nbackend = \"hsm\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ssh.backend"), "{err}");
+        let vault =
+            "[vault]\naddress = \"https://v:8200\"\ntoken_role = \"ps\"\nssh_role = \"r\"\n";
+        let err = parse(&format!("{base}[ssh]\nbackend = \"vault\"\n{vault}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PORTCULLIS_VAULT_TOKEN"), "{err}");
+        let c = parse(&format!(
+            "{base}[ssh]\nbackend = \"vault\"\n{vault}approle_role_id = \"id\"\napprole_secret_id_file = \"s\"\n"
+        ))
+        .unwrap();
+        let SshBackend::Vault(v) = c.ssh_backend else {
+            panic!("not vault")
+        };
+        assert!(matches!(v.auth, VaultAuth::AppRole { ref mount, .. } if mount == "approle"));
+        assert_eq!(v.ssh_mount, "ssh");
+        let err = parse(&format!(
+            "{base}[ssh]\nbackend = \"vault\"\n[vault]\naddress = \"http://vault.example\"\ntoken_role = \"ps\"\ntoken_file = \"t\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("https://"), "{err}");
+        let err = parse(&format!(
+            "{base}[ssh]\nbackend = \"vault\"\n{vault}token_file = \"t\"\nssh_mount = \"../sys\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("vault.ssh_mount"), "{err}");
     }
 }

@@ -19,6 +19,8 @@ pub enum IdKind {
     Controller,
     /// A pending OIDC login.
     Login,
+    /// Credentials minted from Vault for a session.
+    Credential,
 }
 
 impl IdKind {
@@ -35,6 +37,7 @@ impl IdKind {
             IdKind::Event => "e_",
             IdKind::Controller => "ctl_",
             IdKind::Login => "lg_",
+            IdKind::Credential => "vc_",
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod sessions;
 pub mod ssh;
 pub mod state;
 pub mod store;
+pub mod vault;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +49,8 @@ pub enum ControllerError {
     Policy(String),
     #[error(transparent)]
     Oidc(#[from] oidc::OidcError),
+    #[error(transparent)]
+    Vault(#[from] vault::VaultError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -80,6 +83,7 @@ pub struct Controller {
     dial_tls: Arc<rustls::ClientConfig>,
     ca_der: rustls_pki_types::CertificateDer<'static>,
     ca_pem: String,
+    vault_token_ttl: std::time::Duration,
 }
 
 impl Controller {
@@ -125,10 +129,19 @@ impl Controller {
             Some(oidc) => Some(Arc::new(oidc::Relying::new(oidc.clone())?)),
             None => None,
         };
+        let (vault, vault_token_ttl) = match &config.ssh_backend {
+            config::SshBackend::Vault(vault_config) => {
+                let (vault, ttl) = vault::Vault::connect((**vault_config).clone()).await?;
+                (Some(vault), ttl)
+            }
+            config::SshBackend::LocalCa => (None, std::time::Duration::ZERO),
+        };
         let state = AppState {
             oidc,
+            vault,
             controller_id: ids::new_id(ids::IdKind::Controller).into(),
             config: Arc::new(config),
+            audit_writer: audit::batch::Writer::spawn(store.clone(), keys.clone()),
             store,
             keys,
             links: link::registry::Registry::default(),
@@ -144,6 +157,7 @@ impl Controller {
             dial_tls,
             ca_der: ca.cert_der.clone(),
             ca_pem: ca.cert_pem,
+            vault_token_ttl,
         })
     }
 
@@ -199,6 +213,19 @@ impl Controller {
             &shutdown,
         );
         let sinks = audit::sink::spawn_all(&state, &shutdown);
+        let vault_tasks = state.vault.clone().map(|vault| {
+            let renew = tokio::spawn(
+                vault
+                    .clone()
+                    .keep_token_alive(self.vault_token_ttl, shutdown.clone())
+                    .instrument(tracing::info_span!("vault_token", controller.id = %id)),
+            );
+            let job = tokio::spawn(
+                sessions::credentials::run(state.clone(), vault, shutdown.clone())
+                    .instrument(tracing::info_span!("vault_credentials", controller.id = %id)),
+            );
+            (renew, job)
+        });
         let _ = tokio::join!(api, link, sweeper);
         for sink in sinks {
             let _ = sink.await;
@@ -208,6 +235,10 @@ impl Controller {
         }
         if let Some(listener) = listener {
             let _ = listener.await;
+        }
+        if let Some((renew, job)) = vault_tasks {
+            let _ = renew.await;
+            let _ = job.await;
         }
         state.store.close().await;
     }

@@ -177,6 +177,19 @@ pub struct CreateTarget {
     /// Pinned SSH host keys (OpenSSH public key lines) for `connect ssh`.
     #[serde(default)]
     pub ssh_host_keys: Vec<String>,
+    /// SSH host CAs (OpenSSH public key lines) whose host certificates `connect ssh` trusts.
+    #[serde(default)]
+    pub ssh_host_cas: Vec<String>,
+    /// The Vault SSH secrets mount for this target's certificates (else the configured one).
+    #[serde(default)]
+    pub vault_ssh_mount: Option<String>,
+    /// The Vault SSH role for this target's certificates (else the configured one).
+    #[serde(default)]
+    pub vault_ssh_role: Option<String>,
+    /// Further Vault paths read with the session's token and returned with the session
+    /// (e.g. `database/creds/readonly`).
+    #[serde(default)]
+    pub vault_secrets: Vec<String>,
 }
 
 /// `PATCH /v1/targets/{id}`: fields present are changed; `null` clears an optional field.
@@ -214,6 +227,22 @@ pub struct UpdateTarget {
     pub connection_limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_host_keys: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_host_cas: Option<Vec<String>>,
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vault_ssh_mount: Option<Option<String>>,
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vault_ssh_role: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_secrets: Option<Vec<String>>,
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -251,6 +280,14 @@ pub struct Target {
     pub connection_limit: u32,
     #[serde(default)]
     pub ssh_host_keys: Vec<String>,
+    #[serde(default)]
+    pub ssh_host_cas: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_ssh_mount: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_ssh_role: Option<String>,
+    #[serde(default)]
+    pub vault_secrets: Vec<String>,
     pub created_at: u64,
     pub updated_at: u64,
 }
@@ -289,6 +326,22 @@ pub struct SessionAuthorization {
     /// The logins (SSH principals) the policy grants on this target.
     #[serde(default)]
     pub ssh_principals: Vec<String>,
+    /// Leased secrets read from Vault for this session (the target's `vault_secrets`), valid
+    /// until the session ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<LeasedSecret>,
+}
+
+/// A secret Vault leased to a session (e.g. database credentials); revoked with the session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeasedSecret {
+    /// The Vault path it was read from.
+    pub path: String,
+    /// Vault's lease id (empty for secrets without a lease).
+    pub lease_id: String,
+    pub lease_duration_secs: u64,
+    /// The secret's data as Vault returned it (e.g. `username`, `password`).
+    pub data: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -13,7 +13,7 @@ mod exec;
 mod listen;
 pub mod session_file;
 mod signals;
-mod ssh;
+pub mod ssh;
 mod stdio;
 pub mod tls;
 mod tunnel;

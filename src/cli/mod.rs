@@ -1,5 +1,6 @@
 //! The command line: argument definitions and dispatch to one module per command group.
 
+pub mod audit;
 pub mod connect;
 pub mod daemon;
 pub mod dev;
@@ -91,6 +92,9 @@ pub enum Command {
     /// Check, explain and export the zone matrix policy.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Read, export and verify the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -110,6 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Logout(args) => login::logout(args).await?,
         Command::Whoami(args) => login::whoami(args).await?,
         Command::Users(cmd) => login::users(cmd).await?,
+        Command::Audit(cmd) => audit::run(cmd).await?,
     };
     Ok(u8::try_from(code).unwrap_or(2))
 }
@@ -118,6 +123,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
 pub fn init_tracing(args: &LogArgs) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The Vault client's own events repeat request errors at ERROR level and may carry
+    // response bodies; the controller logs each Vault failure once, without secrets.
+    let filter = ["rustify=off", "vaultrs=off", "rustls_platform_verifier=off"]
+        .iter()
+        .filter_map(|d| d.parse().ok())
+        .fold(filter, |f, d| f.add_directive(d));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -86,15 +86,18 @@ pub async fn run_config(args: SshConfigArgs) -> anyhow::Result<i32> {
         if !safe_name(&t.name) {
             continue;
         }
-        if t.ssh_host_keys.is_empty() {
-            out.push_str(&format!("# {}: no pinned SSH host key; skipped\n", t.name));
+        let Some((alias, _)) = super::connect::ssh::known_hosts(t) else {
+            out.push_str(&format!(
+                "# {}: no pinned SSH host key or host CA; skipped\n",
+                t.name
+            ));
             continue;
-        }
+        };
         let dir = root.join(&t.name);
         let prepare = format!("{} ssh-prepare {}", shell_quote(&exe), shell_quote(&t.name));
         out.push_str(&format!(
             "\nMatch originalhost {name} exec {exec}\n\
-             \tHostKeyAlias portcullis.{name}\n\
+             \tHostKeyAlias {alias}\n\
              \tIdentityFile {key}\n\
              \tCertificateFile {cert}\n\
              \tIdentitiesOnly yes\n\
@@ -103,6 +106,7 @@ pub async fn run_config(args: SshConfigArgs) -> anyhow::Result<i32> {
              \tStrictHostKeyChecking yes\n\
              \tProxyCommand {exe} connect {qname} --stdio --session-file {session}\n",
             name = t.name,
+            alias = quote(&alias),
             exec = quote(&prepare),
             key = quote(&dir.join("id_ed25519").display().to_string()),
             cert = quote(&dir.join("id_ed25519-cert.pub").display().to_string()),
@@ -176,9 +180,12 @@ pub async fn run_prepare(args: SshPrepareArgs) -> anyhow::Result<i32> {
     let target: Target = api
         .get(&format!("/v1/targets/{}", segment(&args.target)?))
         .await?;
-    if target.ssh_host_keys.is_empty() {
-        bail!("target {} has no pinned SSH host key", target.name);
-    }
+    let Some((_, known)) = super::connect::ssh::known_hosts(&target) else {
+        bail!(
+            "target {} has no pinned SSH host key or host CA",
+            target.name
+        );
+    };
     let key =
         ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519)?;
     let public = key.public_key().to_openssh()?;
@@ -188,12 +195,6 @@ pub async fn run_prepare(args: SshPrepareArgs) -> anyhow::Result<i32> {
         .ssh_certificate
         .clone()
         .context("the controller returned no SSH certificate")?;
-    let alias = format!("portcullis.{}", target.name);
-    let known: String = target
-        .ssh_host_keys
-        .iter()
-        .map(|k| format!("{alias} {}\n", k.trim()))
-        .collect();
     write_private(&dir.join("known_hosts"), known.as_bytes())?;
     write_private(
         &dir.join("id_ed25519"),

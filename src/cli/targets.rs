@@ -111,6 +111,20 @@ pub struct TargetFields {
     /// several. `connect ssh` refuses hosts whose key is not pinned.
     #[arg(long = "ssh-host-key", value_name = "KEY")]
     pub ssh_host_keys: Vec<String>,
+    /// An SSH host CA (`ssh-ed25519 AAAA...`) whose host certificates `connect ssh` trusts
+    /// instead of a pinned key; repeat for several.
+    #[arg(long = "ssh-host-ca", value_name = "KEY")]
+    pub ssh_host_cas: Vec<String>,
+    /// The Vault SSH role that signs this target's certificates (ssh.backend = "vault").
+    #[arg(long, value_name = "ROLE")]
+    pub vault_ssh_role: Option<String>,
+    /// The Vault SSH secrets mount for this target, if not the configured one.
+    #[arg(long, value_name = "MOUNT")]
+    pub vault_ssh_mount: Option<String>,
+    /// A Vault path read with the session's token and returned with the session, e.g.
+    /// database/creds/readonly; repeat for several.
+    #[arg(long = "vault-secret", value_name = "PATH")]
+    pub vault_secrets: Vec<String>,
 }
 
 pub async fn run(cmd: TargetsCommand) -> anyhow::Result<i32> {
@@ -210,6 +224,10 @@ fn create_body(name: String, fields: TargetFields) -> anyhow::Result<CreateTarge
         max_session_secs: fields.max_duration,
         connection_limit: fields.connection_limit,
         ssh_host_keys: fields.ssh_host_keys,
+        ssh_host_cas: fields.ssh_host_cas,
+        vault_ssh_mount: fields.vault_ssh_mount,
+        vault_ssh_role: fields.vault_ssh_role,
+        vault_secrets: fields.vault_secrets,
     })
 }
 
@@ -267,6 +285,12 @@ fn update_body(
     );
     let host_keys = (!fields.ssh_host_keys.is_empty()).then_some(fields.ssh_host_keys);
     put(&mut body, "ssh_host_keys", host_keys, false);
+    let host_cas = (!fields.ssh_host_cas.is_empty()).then_some(fields.ssh_host_cas);
+    put(&mut body, "ssh_host_cas", host_cas, false);
+    put(&mut body, "vault_ssh_mount", fields.vault_ssh_mount, false);
+    put(&mut body, "vault_ssh_role", fields.vault_ssh_role, false);
+    let secrets = (!fields.vault_secrets.is_empty()).then_some(fields.vault_secrets);
+    put(&mut body, "vault_secrets", secrets, false);
     if body.is_empty() {
         bail!(
             "nothing to change: pass at least one option (see `portcullis targets update --help`)"
@@ -323,6 +347,20 @@ fn print_target(target: &Target, json: bool) -> anyhow::Result<()> {
         ("Max duration", output::duration(target.max_session_secs)),
         ("Connection limit", output::limit(target.connection_limit)),
         ("SSH host keys", target.ssh_host_keys.len().to_string()),
+        ("SSH host CAs", target.ssh_host_cas.len().to_string()),
+        (
+            "Vault SSH role",
+            match (&target.vault_ssh_mount, &target.vault_ssh_role) {
+                (Some(mount), Some(role)) => format!("{mount}/sign/{role}"),
+                (None, Some(role)) => role.clone(),
+                (Some(mount), None) => format!("{mount} (default role)"),
+                (None, None) => "-".into(),
+            },
+        ),
+        (
+            "Vault secrets",
+            output::or_dash(Some(&target.vault_secrets.join(", "))),
+        ),
         ("Created", output::time(target.created_at)),
         ("Updated", output::time(target.updated_at)),
     ])
@@ -371,6 +409,38 @@ mod tests {
         assert_eq!(body.tags, ["a", "b"]);
         assert_eq!(body.connection_limit, Some(3));
         assert!(create_body("x".into(), TargetFields::default()).is_err());
+    }
+
+    #[test]
+    fn ssh_and_vault_flags_reach_the_body() {
+        let cmd = parse(&[
+            "update",
+            "web",
+            "--ssh-host-ca",
+            "ssh-ed25519 AAAA",
+            "--vault-ssh-role",
+            "web",
+            "--vault-secret",
+            "database/creds/readonly",
+        ])
+        .unwrap();
+        let TargetsCommand::Update {
+            id_or_name, fields, ..
+        } = cmd
+        else {
+            panic!("not update");
+        };
+        assert_eq!(id_or_name, "web");
+        let body = update_body(None, fields, Clears::default()).unwrap();
+        let json = serde_json::Value::Object(body);
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "ssh_host_cas": ["ssh-ed25519 AAAA"],
+                "vault_ssh_role": "web",
+                "vault_secrets": ["database/creds/readonly"],
+            })
+        );
     }
 
     #[test]

@@ -29,6 +29,11 @@ impl Dev {
 
     /// Starts `portcullis dev` on an existing state dir (for restart tests).
     pub fn start_in(state: &Path, extra: &[&str]) -> Dev {
+        Dev::start_in_env(state, extra, &[])
+    }
+
+    /// Like [`Dev::start_in`], with extra environment variables.
+    pub fn start_in_env(state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Dev {
         // A test that must know the API port in advance (e.g. for an OIDC redirect URL)
         // passes its own --api-port.
         let api_port: &[&str] = if extra.contains(&"--api-port") {
@@ -43,6 +48,7 @@ impl Dev {
             .args(["--cluster-port", "0", "--proxy-port", "0"])
             .args(extra)
             .env("PORTCULLIS_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -147,6 +153,11 @@ pub fn curl(
     }
     if let Some(b) = body {
         cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+        if b.len() > 65_536 {
+            // Wait for the server's verdict before sending a large body: a refusal then
+            // arrives instead of a reset.
+            cmd.args(["-H", "Expect: 100-continue"]);
+        }
     }
     let out = cmd.output().expect("run curl");
     let text = String::from_utf8_lossy(&out.stdout).to_string();

@@ -7,4 +7,6 @@ pub mod cluster;
 pub mod dev;
 pub mod pg;
 pub mod raw;
+pub mod rsyslog;
 pub mod sshd;
+pub mod vault;

@@ -53,6 +53,16 @@ pub fn login_user() -> String {
 impl Sshd {
     /// Starts sshd trusting `ca_pub` (OpenSSH line); the login user accepts `principals`.
     pub fn start(ca_pub: &str, principals: &[&str]) -> Sshd {
+        Sshd::start_with(ca_pub, principals, None)
+    }
+
+    /// Like [`Sshd::start`]; with `host_ca` (a private key file), the host key is certified
+    /// by that CA for the principal `127.0.0.1` and served as `HostCertificate`.
+    pub fn start_with(
+        ca_pub: &str,
+        principals: &[&str],
+        host_ca: Option<&std::path::Path>,
+    ) -> Sshd {
         let user = login_user();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -71,6 +81,25 @@ impl Sshd {
             .unwrap()
             .trim()
             .to_owned();
+        let mut host_cert_line = String::new();
+        if let Some(ca_key) = host_ca {
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-s"])
+                .arg(ca_key)
+                .args(["-I", "test-host", "-h", "-n", "127.0.0.1", "-V", "-5m:+1h"])
+                .arg(d.join("host_ed25519.pub"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            host_cert_line = format!(
+                "HostCertificate {}\n",
+                d.join("host_ed25519-cert.pub").display()
+            );
+        }
         std::fs::write(d.join("ca.pub"), format!("{}\n", ca_pub.trim())).unwrap();
         std::fs::create_dir_all(d.join("principals")).unwrap();
         std::fs::write(
@@ -101,7 +130,7 @@ impl Sshd {
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nTrustedUserCAKeys {}\n\
                  AuthorizedPrincipalsFile {}/principals/%u\nAuthorizedKeysFile none\nRevokedKeys {}\n\
                  UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\n\
-                 LogLevel VERBOSE\n",
+                 LogLevel VERBOSE\n{host_cert_line}",
                 host_key.display(),
                 d.join("sshd.pid").display(),
                 d.join("ca.pub").display(),

@@ -14,6 +14,16 @@ pub struct ApiError {
     pub kind: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// A refused permission, audited by [`super::audit_denials`] on the way out.
+    pub denied: Option<Box<Denied>>,
+}
+
+/// Who was refused which permission: carried in the response's extensions so the one
+/// middleware that audits denials sees every handler's refusals.
+#[derive(Debug, Clone)]
+pub struct Denied {
+    pub actor: crate::audit::Actor,
+    pub permission: String,
 }
 
 impl ApiError {
@@ -23,6 +33,7 @@ impl ApiError {
             kind,
             message: message.into(),
             field: None,
+            denied: None,
         }
     }
 
@@ -106,6 +117,10 @@ impl IntoResponse for ApiError {
             message: self.message,
             field: self.field,
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(denied) = self.denied {
+            response.extensions_mut().insert(*denied);
+        }
+        response
     }
 }

@@ -51,9 +51,14 @@ impl Principal {
         if self.has(permission) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!(
+            let mut err = ApiError::forbidden(format!(
                 "this needs the `{permission}` permission, which none of your roles grants"
-            )))
+            ));
+            err.denied = Some(Box::new(super::error::Denied {
+                actor: self.actor(),
+                permission: permission.to_string(),
+            }));
+            Err(err)
         }
     }
 

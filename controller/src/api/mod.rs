@@ -73,7 +73,80 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit_denials,
+        ))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            refuse_declared_oversize(max_body, req, next)
+        }))
         .with_state(state)
+}
+
+/// Records a `permission_denied` event for every refusal a handler marked with
+/// [`error::Denied`]. If the event cannot be written the answer becomes 503: a denial that
+/// cannot be audited is still a denial, but the caller learns the controller is unwell.
+async fn audit_denials(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    let Some(denied) = response.extensions().get::<error::Denied>().cloned() else {
+        return response;
+    };
+    let result = async {
+        let signer = crate::audit::signer(&state.keys).await?;
+        let mut tx = state.store.begin().await?;
+        crate::audit::record(
+            &mut tx,
+            &signer,
+            crate::audit::AuditEvent::new(crate::audit::kind::PERMISSION_DENIED, denied.actor)
+                .decision("deny", format!("missing permission {}", denied.permission))
+                .details(serde_json::json!({
+                    "permission": denied.permission,
+                    "method": method,
+                    "path": path,
+                })),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, crate::store::StoreError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => response,
+        Err(err) => error::ApiError::from(err).into_response(),
+    }
+}
+
+/// Refuses a body whose declared length is over the limit before any of it is read, so the
+/// client gets the 413 rather than a reset of a connection with unread data (a client that
+/// sent `Expect: 100-continue` never sends the body at all). Bodies without a length are
+/// still cut at the limit by [`DefaultBodyLimit`].
+async fn refuse_declared_oversize(
+    max: usize,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > u64::try_from(max).unwrap_or(u64::MAX)) {
+        return error::ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than the limit of {max} bytes"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Serves `router` over TLS on `listener` until `shutdown`; one span per request with the

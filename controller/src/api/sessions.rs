@@ -16,8 +16,19 @@ use crate::state::AppState;
 use crate::store::sessions::{self as rows, ConnectionRecord, SessionRecord};
 use crate::store::{targets, users};
 
-/// `GET /v1/ssh/ca`: the SSH CA public key (OpenSSH format) for targets' `TrustedUserCAKeys`.
+/// `GET /v1/ssh/ca`: the SSH CA public key (OpenSSH format) for targets' `TrustedUserCAKeys`:
+/// the embedded CA's, or with the Vault backend the CA of the configured SSH mount.
 pub async fn ssh_ca(State(state): State<AppState>) -> Result<String, ApiError> {
+    if let Some(vault) = &state.vault {
+        let mut line = vault
+            .ssh_ca_public_key(&vault.config().ssh_mount)
+            .await
+            .map_err(|e| {
+                ApiError::unavailable(format!("cannot read the SSH CA from Vault: {e}"))
+            })?;
+        line.push('\n');
+        return Ok(line);
+    }
     let key = state.keys.active(crate::keys::Purpose::SshCa).await?;
     let mut line = crate::ssh::ca_public_openssh(&key.public_key)
         .map_err(|e| ApiError::internal(e.to_string()))?;
@@ -38,25 +49,60 @@ pub async fn ssh_krl(State(state): State<AppState>) -> Result<axum::response::Re
         .keys
         .verification_keys(crate::keys::Purpose::SshCa)
         .await?;
-    let mut per_ca = Vec::new();
+    let mut per_ca: Vec<(Vec<u8>, Vec<u64>, Vec<String>)> = Vec::new();
+    let mut add = |blob: Vec<u8>, ca_key_id: &str| {
+        let mine: Vec<&crate::store::ssh_certificates::Revoked> = revoked
+            .iter()
+            .filter(|r| r.ca_key_id == ca_key_id)
+            .collect();
+        if !mine.is_empty() {
+            per_ca.push((
+                blob,
+                mine.iter().map(|r| r.serial).collect(),
+                mine.iter().map(|r| r.key_id.clone()).collect(),
+            ));
+        }
+    };
     for key in &keys {
         let Ok(public) = <[u8; 32]>::try_from(key.public_key.as_slice()) else {
             continue;
         };
-        let mine: Vec<&crate::store::ssh_certificates::Revoked> =
-            revoked.iter().filter(|r| r.ca_key_id == key.id).collect();
-        per_ca.push((
-            public,
-            mine.iter().map(|r| r.serial).collect::<Vec<u64>>(),
-            mine.iter()
-                .map(|r| r.key_id.clone())
-                .collect::<Vec<String>>(),
-        ));
+        add(crate::ssh::krl::ed25519_ca_blob(&public), &key.id);
+    }
+    // Certificates signed by Vault: their CA is the SSH mount's (ca_key_id `vault:MOUNT`).
+    let mut mounts: Vec<&str> = revoked
+        .iter()
+        .filter_map(|r| {
+            r.ca_key_id
+                .strip_prefix(crate::sessions::credentials::VAULT_CA_PREFIX)
+        })
+        .collect();
+    mounts.sort_unstable();
+    mounts.dedup();
+    for mount in mounts {
+        let Some(vault) = &state.vault else {
+            return Err(ApiError::unavailable(
+                "the KRL names certificates signed by Vault, but the Vault backend is not configured",
+            ));
+        };
+        let line = vault
+            .ssh_ca_public_key(mount)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("cannot build the KRL: {e}")))?;
+        let key = ssh_key::PublicKey::from_openssh(&line)
+            .map_err(|e| ApiError::internal(format!("Vault's SSH CA key of {mount:?}: {e}")))?;
+        let blob = key
+            .to_bytes()
+            .map_err(|e| ApiError::internal(format!("Vault's SSH CA key of {mount:?}: {e}")))?;
+        add(
+            blob,
+            &format!("{}{mount}", crate::sessions::credentials::VAULT_CA_PREFIX),
+        );
     }
     let sections: Vec<crate::ssh::krl::CaRevocations<'_>> = per_ca
         .iter()
-        .map(|(public, serials, ids)| crate::ssh::krl::CaRevocations {
-            ca_public: *public,
+        .map(|(blob, serials, ids)| crate::ssh::krl::CaRevocations {
+            ca_blob: blob.clone(),
             serials,
             key_ids: ids,
         })

@@ -29,6 +29,10 @@ pub fn to_api(t: &TargetRecord) -> Target {
         max_session_secs: clock::to_u64(t.max_session_secs),
         connection_limit: u32::try_from(t.connection_limit).unwrap_or(0),
         ssh_host_keys: t.ssh_host_keys.clone(),
+        ssh_host_cas: t.ssh_host_cas.clone(),
+        vault_ssh_mount: t.vault_ssh_mount.clone(),
+        vault_ssh_role: t.vault_ssh_role.clone(),
+        vault_secrets: t.vault_secrets.clone(),
         created_at: clock::to_u64(t.created_at),
         updated_at: clock::to_u64(t.updated_at),
     }
@@ -112,6 +116,35 @@ fn check_record(t: &TargetRecord) -> Result<(), ApiError> {
             "each entry must be an OpenSSH public key line such as `ssh-ed25519 AAAA...` (at most 16)",
         ));
     }
+    if t.ssh_host_cas.len() > 16
+        || t.ssh_host_cas
+            .iter()
+            .any(|k| ssh_key::PublicKey::from_openssh(k).is_err())
+    {
+        return Err(ApiError::field(
+            "ssh_host_cas",
+            "each entry must be an OpenSSH public key line of a host CA, such as `ssh-ed25519 AAAA...` (at most 16)",
+        ));
+    }
+    for (field, value) in [
+        ("vault_ssh_mount", &t.vault_ssh_mount),
+        ("vault_ssh_role", &t.vault_ssh_role),
+    ] {
+        if let Some(v) = value {
+            if !crate::vault::valid_path(v) {
+                return Err(ApiError::field(
+                    field,
+                    format!("{v:?} is not a Vault mount or role name (letters, digits, -, _, ., / inside)"),
+                ));
+            }
+        }
+    }
+    if t.vault_secrets.len() > 8 || t.vault_secrets.iter().any(|p| !crate::vault::valid_path(p)) {
+        return Err(ApiError::field(
+            "vault_secrets",
+            "at most 8 Vault paths such as `database/creds/readonly`",
+        ));
+    }
     if t.tags.len() > 32 || t.tags.iter().any(|tag| tag.is_empty() || tag.len() > 64) {
         return Err(ApiError::field(
             "tags",
@@ -143,6 +176,10 @@ pub async fn create(
         )?,
         connection_limit: i64::from(body.connection_limit.unwrap_or(0)),
         ssh_host_keys: body.ssh_host_keys,
+        ssh_host_cas: body.ssh_host_cas,
+        vault_ssh_mount: body.vault_ssh_mount,
+        vault_ssh_role: body.vault_ssh_role,
+        vault_secrets: body.vault_secrets,
         created_at: now,
         updated_at: now,
     };
@@ -231,6 +268,18 @@ pub async fn update(
     }
     if let Some(v) = body.ssh_host_keys {
         t.ssh_host_keys = v;
+    }
+    if let Some(v) = body.ssh_host_cas {
+        t.ssh_host_cas = v;
+    }
+    if let Some(v) = body.vault_ssh_mount {
+        t.vault_ssh_mount = v;
+    }
+    if let Some(v) = body.vault_ssh_role {
+        t.vault_ssh_role = v;
+    }
+    if let Some(v) = body.vault_secrets {
+        t.vault_secrets = v;
     }
     t.updated_at = clock::to_i64(clock::now());
     check_record(&t)?;

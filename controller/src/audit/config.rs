@@ -9,6 +9,13 @@
 //! name = "siem-file"
 //! type = "file"
 //! path = "/var/log/portcullis/audit.jsonl"
+//! [[audit.sink]]
+//! name = "wazuh"
+//! type = "syslog-tls"               # RFC 5424 over TLS (RFC 5425)
+//! address = "siem.lab:6514"
+//! ca_file = "/etc/portcullis/siem-ca.pem"
+//! # server_name = "siem.lab"        # default: the host part of address
+//! # client_cert_file, client_key_file: for servers that require client certificates
 //! ```
 
 use std::path::PathBuf;
@@ -51,6 +58,21 @@ pub struct SinkConfig {
 pub enum SinkKind {
     /// JSON lines appended to a file, reopened on SIGHUP (logrotate).
     File { path: PathBuf },
+    /// RFC 5424 messages over TLS (RFC 5425).
+    SyslogTls(SyslogTls),
+}
+
+/// Where and how the syslog sink connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyslogTls {
+    /// `host:port`.
+    pub address: String,
+    /// The name the server's certificate must carry.
+    pub server_name: String,
+    /// PEM certificates the server's certificate must chain to.
+    pub ca_file: PathBuf,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +92,11 @@ struct RawSink {
     #[serde(rename = "type")]
     kind: String,
     path: Option<PathBuf>,
+    address: Option<String>,
+    server_name: Option<String>,
+    ca_file: Option<PathBuf>,
+    client_cert_file: Option<PathBuf>,
+    client_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +136,48 @@ fn duration(
     Ok(d)
 }
 
+fn syslog_tls(raw: &RawSink) -> Result<SyslogTls, ConfigError> {
+    let address = raw.address.clone().ok_or_else(|| ConfigError::Invalid {
+        key: "audit.sink.address",
+        message: format!(
+            "sink {:?} of type syslog-tls needs an address (host:6514)",
+            raw.name
+        ),
+    })?;
+    let host = address
+        .rsplit_once(':')
+        .filter(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        .map(|(host, _)| {
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned()
+        })
+        .ok_or_else(|| ConfigError::Invalid {
+            key: "audit.sink.address",
+            message: format!("{address:?} is not host:port"),
+        })?;
+    let ca_file = raw.ca_file.clone().ok_or_else(|| ConfigError::Invalid {
+        key: "audit.sink.ca_file",
+        message: format!(
+            "sink {:?} of type syslog-tls needs ca_file, the PEM CA that signed the server's certificate",
+            raw.name
+        ),
+    })?;
+    if raw.client_cert_file.is_some() != raw.client_key_file.is_some() {
+        return Err(ConfigError::Invalid {
+            key: "audit.sink.client_cert_file",
+            message: "give both client_cert_file and client_key_file, or neither".into(),
+        });
+    }
+    Ok(SyslogTls {
+        address,
+        server_name: raw.server_name.clone().unwrap_or(host),
+        ca_file,
+        client_cert_file: raw.client_cert_file.clone(),
+        client_key_file: raw.client_key_file.clone(),
+    })
+}
+
 impl RawAudit {
     pub fn validate(self) -> Result<AuditConfig, ConfigError> {
         let defaults = AuditConfig::default();
@@ -138,18 +207,18 @@ impl RawAudit {
                     message: format!("{:?} names two sinks", raw.name),
                 });
             }
-            let kind = match (raw.kind.as_str(), raw.path) {
-                ("file", Some(path)) => SinkKind::File { path },
-                ("file", None) => {
-                    return Err(ConfigError::Invalid {
+            let kind = match raw.kind.as_str() {
+                "file" => SinkKind::File {
+                    path: raw.path.ok_or_else(|| ConfigError::Invalid {
                         key: "audit.sink.path",
                         message: format!("sink {:?} of type file needs a path", raw.name),
-                    })
-                }
-                (other, _) => {
+                    })?,
+                },
+                "syslog-tls" => SinkKind::SyslogTls(syslog_tls(&raw)?),
+                other => {
                     return Err(ConfigError::Invalid {
                         key: "audit.sink.type",
-                        message: format!("{other:?} is not a sink type (file)"),
+                        message: format!("{other:?} is not a sink type (file, syslog-tls)"),
                     })
                 }
             };
@@ -201,6 +270,17 @@ mod tests {
             }]
         );
         assert_eq!(parse("").unwrap(), AuditConfig::default());
+        let c = parse("[[sink]]\nname = \"w\"\ntype = \"syslog-tls\"\naddress = \"siem.lab:6514\"\nca_file = \"/ca.pem\"\n").unwrap();
+        assert_eq!(
+            c.sinks[0].kind,
+            SinkKind::SyslogTls(SyslogTls {
+                address: "siem.lab:6514".into(),
+                server_name: "siem.lab".into(),
+                ca_file: "/ca.pem".into(),
+                client_cert_file: None,
+                client_key_file: None,
+            })
+        );
     }
 
     #[test]
@@ -209,6 +289,11 @@ mod tests {
         assert!(err.to_string().contains("audit.sink.path"), "{err}");
         let err = parse("[[sink]]\nname = \"f\"\ntype = \"kafka\"\n").unwrap_err();
         assert!(err.to_string().contains("audit.sink.type"), "{err}");
+        let err = parse("[[sink]]\nname = \"s\"\ntype = \"syslog-tls\"\naddress = \"siem\"\nca_file = \"/ca\"\n").unwrap_err();
+        assert!(err.to_string().contains("audit.sink.address"), "{err}");
+        let err = parse("[[sink]]\nname = \"s\"\ntype = \"syslog-tls\"\naddress = \"siem:6514\"\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("audit.sink.ca_file"), "{err}");
         let err = parse("checkpoint_every = 0\n").unwrap_err();
         assert!(err.to_string().contains("audit.checkpoint_every"), "{err}");
     }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::config::{SinkConfig, SinkKind};
+use super::syslog::{SyslogError, SyslogOutput};
 use crate::state::AppState;
 use crate::store::audit as rows;
 use crate::store::StoreError;
@@ -32,6 +33,55 @@ pub enum SinkError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Syslog(#[from] SyslogError),
+}
+
+/// Where a sink's lines go.
+enum Output {
+    File(FileOutput),
+    Syslog(Box<SyslogOutput>),
+}
+
+impl Output {
+    /// Delivers the lines (events and checkpoints as JSON), all or nothing as far as the
+    /// cursor is concerned: on error nothing is committed and the next round sends again.
+    async fn send(&mut self, lines: &[String]) -> Result<(), SinkError> {
+        match self {
+            Output::File(f) => {
+                let mut data = String::new();
+                for line in lines {
+                    data.push_str(line);
+                    data.push('\n');
+                }
+                f.write(data.as_bytes()).await
+            }
+            Output::Syslog(s) => Ok(s.send(lines).await?),
+        }
+    }
+
+    fn reopen(&mut self) {
+        if let Output::File(f) = self {
+            f.reopen();
+        }
+    }
+
+    /// False when lines sent since the last call may have been lost on the way (a network
+    /// sink whose connection died); a file write that returned is durable.
+    fn intact(&mut self) -> bool {
+        match self {
+            Output::File(_) => true,
+            Output::Syslog(s) => s.intact(),
+        }
+    }
+}
+
+/// A shipper's memory between rounds: where to send from again if the lines sent since the
+/// connection was last seen healthy turn out to be lost.
+#[derive(Default)]
+struct Unconfirmed {
+    /// The cursor before the first batch sent since the last healthy check.
+    from: Option<u64>,
 }
 
 /// Starts one shipper task per configured sink.
@@ -89,13 +139,16 @@ impl FileOutput {
 }
 
 async fn run(state: AppState, sink: SinkConfig, shutdown: CancellationToken) {
-    let SinkKind::File { path } = sink.kind;
-    let mut output = FileOutput { path, file: None };
+    let mut output = match sink.kind {
+        SinkKind::File { path } => Output::File(FileOutput { path, file: None }),
+        SinkKind::SyslogTls(settings) => Output::Syslog(Box::new(SyslogOutput::new(settings))),
+    };
     let mut hangups = hangups();
     let interval = state.config.audit.ship_interval;
     let mut failing = false;
+    let mut unconfirmed = Unconfirmed::default();
     loop {
-        match ship_once(&state, &sink.name, &mut output).await {
+        match ship_once(&state, &sink.name, &mut output, &mut unconfirmed).await {
             Ok(shipped) => {
                 if failing {
                     tracing::info!("audit sink is back; caught up");
@@ -154,28 +207,46 @@ async fn hangup(_: &mut Hangups) {
 async fn ship_once(
     state: &AppState,
     name: &str,
-    output: &mut FileOutput,
+    output: &mut Output,
+    unconfirmed: &mut Unconfirmed,
 ) -> Result<u64, SinkError> {
     let Some(_lease) = state.store.try_lease(&format!("audit-sink:{name}")).await? else {
         return Ok(0);
     };
     let now = crate::clock::now();
     let now_i64 = crate::clock::to_i64(now);
+    // Lines sent on a connection that died since may not have arrived: send them again.
+    let rewind = if output.intact() {
+        unconfirmed.from = None;
+        None
+    } else {
+        unconfirmed.from.take()
+    };
     let (mut cursor, events) = {
         let mut conn = state.store.conn().await?;
         let cursor = rows::sink_cursor(&mut conn, name, now_i64).await?;
-        let events = rows::after(&mut conn, cursor.cursor, BATCH).await?;
+        let start = rewind.map_or(cursor.cursor, |r| r.min(cursor.cursor));
+        if start < cursor.cursor {
+            tracing::info!(
+                from = start + 1,
+                "the sink's connection died; sending recent events again"
+            );
+        }
+        let events = rows::after(&mut conn, start, BATCH).await?;
         (cursor, events)
     };
-    let mut data = String::new();
+    let batch_start = events.first().map(|(seq, _)| seq.saturating_sub(1));
+    let mut lines: Vec<String> = Vec::with_capacity(events.len() + 1);
     let mut last_hash = None;
     for (seq, body) in &events {
-        data.push_str(body);
-        data.push('\n');
-        cursor.cursor = *seq;
-        last_hash = serde_json::from_str::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| v.get("hash").and_then(|h| h.as_str()).map(str::to_owned));
+        lines.push(body.clone());
+        // Events sent again after a rewind stay behind the cursor.
+        if *seq > cursor.cursor {
+            cursor.cursor = *seq;
+            last_hash = serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v.get("hash").and_then(|h| h.as_str()).map(str::to_owned));
+        }
     }
     let since = Duration::from_secs(u64::try_from(now_i64 - cursor.checkpoint_at).unwrap_or(0));
     let audit = &state.config.audit;
@@ -195,16 +266,24 @@ async fn ship_once(
             let signer = super::signer(&state.keys).await?;
             let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
             let checkpoint = signer.checkpoint(cursor.cursor, &hash, &time);
-            data.push_str(&serde_json::to_string(&checkpoint).unwrap_or_default());
-            data.push('\n');
+            lines.push(serde_json::to_string(&checkpoint).unwrap_or_default());
             cursor.checkpoint_seq = cursor.cursor;
             cursor.checkpoint_at = now_i64;
         }
     }
-    if data.is_empty() {
+    if lines.is_empty() {
         return Ok(0);
     }
-    output.write(data.as_bytes()).await?;
+    if let Err(err) = output.send(&lines).await {
+        // Keep the rewind point: this round's events are sent again after the cursor anyway.
+        if unconfirmed.from.is_none() {
+            unconfirmed.from = rewind;
+        }
+        return Err(err);
+    }
+    if unconfirmed.from.is_none() {
+        unconfirmed.from = batch_start.or(rewind);
+    }
     let mut conn = state.store.conn().await?;
     rows::save_sink_cursor(&mut conn, name, &cursor, now_i64).await?;
     Ok(u64::try_from(events.len()).unwrap_or(0))

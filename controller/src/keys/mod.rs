@@ -162,7 +162,7 @@ impl Keyset {
                 );
             }
         }
-        let signer = signer.ok_or(KeyError::Missing("audit"))?;
+        let signer = std::sync::Arc::new(signer.ok_or(KeyError::Missing("audit"))?);
         for (key_id, purpose) in created {
             audit::record(
                 &mut tx,

@@ -142,9 +142,11 @@ async fn admit_first(state: &AppState, worker_id: &str, admit: AdmitFirst) -> Re
         let mut tx = state.store.begin().await?;
         let admitted = session_rows::admit_first(&mut tx, &admit.session_id, worker_id, &admit.connection_id, &admit.client_addr, now).await?;
         let session = session_rows::get(&mut tx, &admit.session_id).await?;
+        let target_id = session.as_ref().map(|s| s.target_id.clone()).unwrap_or_default();
         let event = if admitted {
             AuditEvent::new(audit::kind::CONNECTION_OPENED, Actor::worker(worker_id))
                 .session(&admit.session_id)
+                .target(&target_id)
                 .details(serde_json::json!({"connection_id": admit.connection_id, "client_addr": admit.client_addr, "first": true}))
         } else {
             AuditEvent::new(audit::kind::CONNECTION_REFUSED, Actor::worker(worker_id))
@@ -157,7 +159,9 @@ async fn admit_first(state: &AppState, worker_id: &str, admit: AdmitFirst) -> Re
             audit::record(
                 &mut tx,
                 &signer,
-                AuditEvent::new(audit::kind::SESSION_ACTIVATED, Actor::worker(worker_id)).session(&admit.session_id),
+                AuditEvent::new(audit::kind::SESSION_ACTIVATED, Actor::worker(worker_id))
+                    .session(&admit.session_id)
+                    .target(&target_id),
             )
             .await?;
         }

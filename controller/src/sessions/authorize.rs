@@ -18,6 +18,7 @@ use crate::state::AppState;
 use crate::store::sessions::{self as session_rows, SessionRecord};
 use crate::store::targets::TargetRecord;
 use crate::store::workers as worker_rows;
+use crate::store::StoreError;
 
 /// Resolves a target's `HOST:PORT` once; the first address (IPv4 preferred) is the one the
 /// grant binds, so the worker never resolves the name again (no DNS rebinding).
@@ -178,49 +179,93 @@ pub async fn authorize(
         .map_err(|e| ApiError::internal(e.to_string()))?;
 
     let logins = decision.constraints.logins.clone();
-    let ssh = match ssh_public_key {
-        None => None,
-        Some(_) if logins.is_empty() => {
-            let reason = "the policy grants no SSH login (principal) on this target".to_string();
-            return Err(deny(
-                state,
-                principal,
-                &target,
-                reason,
-                Some(&decision.policy_hash),
-            )
-            .await);
+    if ssh_public_key.is_some() && logins.is_empty() {
+        let reason = "the policy grants no SSH login (principal) on this target".to_string();
+        return Err(deny(
+            state,
+            principal,
+            &target,
+            reason,
+            Some(&decision.policy_hash),
+        )
+        .await);
+    }
+    // Vault mints when it is the backend and the session needs something from it.
+    let vault = match &state.vault {
+        Some(vault) if ssh_public_key.is_some() || !target.vault_secrets.is_empty() => {
+            Some(vault.clone())
         }
-        Some(user_key) => {
+        None if !target.vault_secrets.is_empty() => {
+            return Err(ApiError::unavailable(format!(
+                "target {} names Vault secrets, but this controller's ssh.backend is not \"vault\"; \
+                 configure [vault] or clear the target's vault_secrets",
+                target.name
+            )));
+        }
+        _ => None,
+    };
+    let cert_ttl = state
+        .config
+        .ssh_certificate_ttl
+        .as_secs()
+        .min(expires_at.saturating_sub(now))
+        .max(1);
+    let ssh = match (ssh_public_key, &vault) {
+        (None, _) | (Some(_), Some(_)) => None,
+        (Some(user_key), None) => {
             let ca = state.keys.active(Purpose::SshCa).await?;
             let serial = crate::ids::random_u64();
-            let ttl = state
-                .config
-                .ssh_certificate_ttl
-                .as_secs()
-                .min(expires_at.saturating_sub(now))
-                .max(1);
             let request = crate::ssh::CertificateRequest {
                 session_id: &session_id,
                 principals: &logins,
                 source_addresses: &state.config.ssh_source_addresses,
                 valid_after: now.saturating_sub(60),
-                valid_before: now + ttl,
+                valid_before: now + cert_ttl,
                 serial,
             };
             let cert = crate::ssh::sign(&ca.pkcs8, user_key, &request).map_err(|e| match e {
                 crate::ssh::SshError::BadPublicKey(m) => ApiError::field("ssh_public_key", m),
                 other => ApiError::internal(other.to_string()),
             })?;
-            Some((cert, serial, ca.id, now + ttl))
+            Some((cert, serial, ca.id, now + cert_ttl))
         }
     };
+    // The Vault SSH mount and role for this target, checked before anything is committed.
+    let vault_ssh = match (ssh_public_key, &vault) {
+        (Some(user_key), Some(vault)) => {
+            ssh_key::PublicKey::from_openssh(user_key.trim())
+                .map_err(|e| ApiError::field("ssh_public_key", e.to_string()))?;
+            let config = vault.config();
+            let mount = target
+                .vault_ssh_mount
+                .clone()
+                .unwrap_or_else(|| config.ssh_mount.clone());
+            let role = target
+                .vault_ssh_role
+                .clone()
+                .or_else(|| config.ssh_role.clone())
+                .ok_or_else(|| {
+                    ApiError::unavailable(format!(
+                        "no Vault SSH role for target {}: set vault.ssh_role in the controller config or \
+                         `portcullis targets update {} --vault-ssh-role ROLE`",
+                        target.name, target.name
+                    ))
+                })?;
+            Some((user_key, mount, role))
+        }
+        _ => None,
+    };
+    let intent_id = vault.as_ref().map(|_| new_id(IdKind::Credential));
     let record = SessionRecord {
         id: session_id.clone(),
         user_id: principal.user.id.clone(),
         target_id: target.id.clone(),
         worker_id: worker.id.clone(),
-        state: session_rows::PENDING.into(),
+        state: if vault.is_some() {
+            session_rows::MINTING.into()
+        } else {
+            session_rows::PENDING.into()
+        },
         termination_reason: None,
         client_addr: principal.peer.ip().to_string(),
         client_key_hash,
@@ -233,52 +278,67 @@ pub async fn authorize(
         activated_at: None,
         terminated_at: None,
     };
-    let signer = audit::signer(&state.keys).await?;
-    let mut tx = state.store.begin().await?;
-    session_rows::insert(&mut tx, &record).await?;
-    session_rows::set_token(&mut tx, &session_id, &principal.token_id).await?;
-    if let Some((_, serial, ca_key_id, valid_before)) = &ssh {
-        crate::store::ssh_certificates::insert(
-            &mut tx,
-            *serial,
-            &session_id,
-            ca_key_id,
-            crate::clock::to_i64(*valid_before),
-        )
-        .await?;
-    }
-    audit::record(
-        &mut tx,
-        &signer,
-        AuditEvent::new(audit::kind::SESSION_AUTHORIZED, principal.actor())
-            .session(&session_id)
-            .target(&target.id)
-            .decision("allow", decision.reason.clone())
-            .policy_hash(&decision.policy_hash)
-            .details(serde_json::json!({
-                "worker_id": worker.id,
-                "endpoint": record.endpoint,
-                "expires_at": expires_at,
-                "connection_limit": limit,
-                "grant_key_id": key.id,
-                "ssh_certificate": ssh.as_ref().map(|(_, serial, ca_id, valid_before)| serde_json::json!({
-                    "serial": serial, "key_id": session_id, "ca_key_id": ca_id,
-                    "principals": logins, "valid_before": valid_before,
-                })),
-                "source_zone": decision.source_zone,
-                "target_zone": decision.target_zone,
-                "cells": decision.cells,
+    let event = AuditEvent::new(audit::kind::SESSION_AUTHORIZED, principal.actor())
+        .session(&session_id)
+        .target(&target.id)
+        .decision("allow", decision.reason.clone())
+        .policy_hash(&decision.policy_hash)
+        .details(serde_json::json!({
+            "worker_id": worker.id,
+            "endpoint": record.endpoint,
+            "expires_at": expires_at,
+            "connection_limit": limit,
+            "grant_key_id": key.id,
+            "ssh_certificate": ssh.as_ref().map(|(_, serial, ca_id, valid_before)| serde_json::json!({
+                "serial": serial, "key_id": session_id, "ca_key_id": ca_id,
+                "principals": logins, "valid_before": valid_before,
             })),
-    )
-    .await?;
-    tx.commit().await?;
-    arm_expiry(state, session_id.clone(), expires_at);
-    tracing::info!(session.id = %session_id, target.id = %target.id, worker.id = %worker.id, "session authorised");
-    Ok(SessionAuthorization {
-        session_id,
-        target_id: target.id,
-        target_name: target.name,
-        worker_id: worker.id,
+            "vault_credential_id": intent_id,
+            "source_zone": decision.source_zone,
+            "target_zone": decision.target_zone,
+            "cells": decision.cells,
+        }));
+    let certificate = ssh
+        .as_ref()
+        .map(|(_, serial, ca_key_id, valid_before)| (*serial, ca_key_id.clone(), *valid_before));
+    let intent = intent_id.clone();
+    let created_at = clock::to_i64(now);
+    // The API token the session is authorised with: logout ends the token's sessions.
+    let token_id = principal.token_id.clone();
+    // One transaction, shared with other authorisations (a group commit, audit::batch): the
+    // session, its certificate's row, the revocation intent of its Vault credentials (before
+    // Vault is called: a crash from here on leaves a record to finish or revoke) and the event.
+    state
+        .audit_writer
+        .run(move |conn, chain| {
+            Box::pin(async move {
+                session_rows::insert(conn, &record).await?;
+                session_rows::set_token(conn, &record.id, &token_id).await?;
+                if let Some((serial, ca_key_id, valid_before)) = certificate {
+                    crate::store::ssh_certificates::insert(
+                        conn,
+                        serial,
+                        &record.id,
+                        &ca_key_id,
+                        crate::clock::to_i64(valid_before),
+                    )
+                    .await?;
+                }
+                if let Some(intent) = &intent {
+                    crate::store::vault_credentials::insert_intent(
+                        conn, intent, &record.id, created_at,
+                    )
+                    .await?;
+                }
+                chain.append(conn, event).await
+            })
+        })
+        .await?;
+    let mut authorization = SessionAuthorization {
+        session_id: session_id.clone(),
+        target_id: target.id.clone(),
+        target_name: target.name.clone(),
+        worker_id: worker.id.clone(),
         worker_addr: worker.proxy_addr,
         worker_key_fingerprint: worker.key_fingerprint,
         expires_at,
@@ -286,8 +346,175 @@ pub async fn authorize(
         grant,
         endpoint: endpoint.to_string(),
         ssh_certificate: ssh.map(|(cert, ..)| cert),
-        ssh_principals: logins,
-    })
+        ssh_principals: logins.clone(),
+        secrets: vec![],
+    };
+    if let (Some(vault), Some(intent_id)) = (vault, intent_id) {
+        super::credentials::fault_point("exit-after-mint-intent");
+        let request = super::credentials::MintRequest {
+            intent_id: &intent_id,
+            session_id: &session_id,
+            user: &principal.user.username,
+            target_id: &target.id,
+            session_ttl: std::time::Duration::from_secs(expires_at.saturating_sub(now).max(1)),
+            ssh: vault_ssh
+                .as_ref()
+                .map(|(user_key, mount, role)| super::credentials::SshPart {
+                    mount,
+                    role,
+                    public_key: user_key,
+                    principals: &logins,
+                    source_addresses: &state.config.ssh_source_addresses,
+                    ttl_secs: cert_ttl,
+                }),
+            secrets: &target.vault_secrets,
+        };
+        let minted = super::credentials::mint(state, &vault, &request).await;
+        let finished = match minted {
+            Ok(minted) => finish_mint(
+                state,
+                &intent_id,
+                &session_id,
+                &target.id,
+                vault_ssh.as_ref().map(|(_, m, _)| m.as_str()),
+                &minted,
+            )
+            .await
+            .map(|ok| (ok, minted)),
+            Err(err) => Err(err),
+        };
+        match finished {
+            Ok((true, minted)) => {
+                authorization.ssh_certificate = minted.certificate.map(|(cert, _)| cert);
+                authorization.secrets = minted.secrets;
+            }
+            Ok((false, _)) => {
+                return Err(mint_failed(
+                    state,
+                    &session_id,
+                    &target.id,
+                    super::credentials::MintError::Ended,
+                )
+                .await);
+            }
+            Err(err) => return Err(mint_failed(state, &session_id, &target.id, err).await),
+        }
+    }
+    arm_expiry(state, session_id.clone(), expires_at);
+    tracing::info!(session.id = %session_id, target.id = %target.id, worker.id = %worker.id, "session authorised");
+    Ok(authorization)
+}
+
+/// Commits a finished mint: the session becomes `pending`, the certificate is recorded for
+/// the KRL, and the event names what was minted (identifiers only). False if the session
+/// ended meanwhile (its revocation is queued then).
+async fn finish_mint(
+    state: &AppState,
+    intent_id: &str,
+    session_id: &str,
+    target_id: &str,
+    mount: Option<&str>,
+    minted: &super::credentials::Minted,
+) -> Result<bool, super::credentials::MintError> {
+    let lease_ids = super::credentials::lease_ids(&minted.secrets);
+    let valid_before = minted.certificate.as_ref().map(|(cert, _)| {
+        ssh_key::Certificate::from_openssh(cert)
+            .map(|c| c.valid_before())
+            .unwrap_or_else(|_| clock::now() + 24 * 3600)
+    });
+    let signer = audit::signer(&state.keys).await?;
+    let mut tx = state.store.begin().await?;
+    if !session_rows::finish_minting(&mut tx, session_id).await? {
+        return Ok(false);
+    }
+    if !crate::store::vault_credentials::set_minted(&mut tx, intent_id, &lease_ids).await? {
+        return Ok(false);
+    }
+    if let (Some((_, serial)), Some(mount), Some(valid_before)) =
+        (&minted.certificate, mount, valid_before)
+    {
+        crate::store::ssh_certificates::insert(
+            &mut tx,
+            *serial,
+            session_id,
+            &format!("{}{mount}", super::credentials::VAULT_CA_PREFIX),
+            clock::to_i64(valid_before),
+        )
+        .await?;
+    }
+    audit::record(
+        &mut tx,
+        &signer,
+        AuditEvent::new(audit::kind::CREDENTIAL_MINTED, audit::Actor::system())
+            .session(session_id)
+            .target(target_id)
+            .details(serde_json::json!({
+                "credential_id": intent_id,
+                "token_accessor": minted.accessor,
+                "ssh_certificate": minted.certificate.as_ref().map(|(_, serial)| serde_json::json!({
+                    "serial": serial, "key_id": session_id, "mount": mount, "valid_before": valid_before,
+                })),
+                "leases": minted.secrets.iter().map(|s| serde_json::json!({
+                    "path": s.path, "lease_id": s.lease_id, "lease_duration_secs": s.lease_duration_secs,
+                })).collect::<Vec<_>>(),
+            })),
+    )
+    .await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(true)
+}
+
+/// A failed mint: audited, the session ended (which revokes whatever was made), and a clear
+/// error for the client.
+async fn mint_failed(
+    state: &AppState,
+    session_id: &str,
+    target_id: &str,
+    err: super::credentials::MintError,
+) -> ApiError {
+    let message = err.to_string();
+    tracing::warn!(session.id = session_id, error = %message, "minting the session's credentials failed; ending it");
+    let recorded = async {
+        let signer = audit::signer(&state.keys).await?;
+        let mut tx = state.store.begin().await?;
+        audit::record(
+            &mut tx,
+            &signer,
+            AuditEvent::new(audit::kind::CREDENTIAL_MINT_FAILED, audit::Actor::system())
+                .session(session_id)
+                .target(target_id)
+                .reason(message.clone()),
+        )
+        .await?;
+        tx.commit().await?;
+        super::lifecycle::end_session(
+            state,
+            session_id,
+            super::credentials::REASON_MINT_FAILED,
+            audit::Actor::system(),
+        )
+        .await
+    }
+    .await;
+    if let Err(e) = recorded {
+        tracing::error!(session.id = session_id, error = %e, "cannot end the session after a failed mint; the credential job will");
+    }
+    let hint = match &err {
+        super::credentials::MintError::Vault(crate::vault::VaultError::Refused { .. }) => {
+            "check the target's Vault SSH role and secrets (`portcullis targets show`) and the \
+             controller's Vault policy"
+        }
+        super::credentials::MintError::Vault(_) => "try again when Vault is reachable",
+        _ => "try again",
+    };
+    ApiError::new(
+        axum::http::StatusCode::BAD_GATEWAY,
+        "credential_mint_failed",
+        format!(
+            "cannot mint the session's credentials from Vault: {message}; the session was ended \
+             and anything minted for it is revoked; {hint}"
+        ),
+    )
 }
 
 /// Whether an address is one a session may never reach through the broker regardless of

@@ -31,6 +31,10 @@ pub async fn end_session(
     }
     // Certificates of the session that are still valid go into the KRL.
     let revoked = crate::store::ssh_certificates::revoke_session(&mut tx, session_id, now).await?;
+    // Its Vault credentials: the revocation is queued in this transaction, so it survives
+    // any crash; it is attempted right after the commit and retried until Vault confirms.
+    let vault_revocations =
+        crate::store::vault_credentials::request_revocation(&mut tx, session_id, now).await?;
     audit::record(
         &mut tx,
         &signer,
@@ -38,7 +42,10 @@ pub async fn end_session(
             .session(session_id)
             .target(&session.target_id)
             .reason(reason)
-            .details(serde_json::json!({"ssh_certificates_revoked": revoked})),
+            .details(serde_json::json!({
+                "ssh_certificates_revoked": revoked,
+                "vault_revocations_queued": vault_revocations,
+            })),
     )
     .await?;
     crate::notify::session_ended(
@@ -51,6 +58,15 @@ pub async fn end_session(
     .await?;
     tx.commit().await?;
     tracing::info!(session.id = session_id, reason, "session terminated");
+    if !vault_revocations.is_empty() {
+        match &state.vault {
+            Some(vault) => super::credentials::revoke_now(state.clone(), vault.clone(), vault_revocations),
+            None => tracing::warn!(
+                session.id = session_id,
+                "the session has Vault credentials but the Vault backend is not configured; they stay queued"
+            ),
+        }
+    }
     notify_worker(state, &session.worker_id, session_id, reason);
     Ok(true)
 }

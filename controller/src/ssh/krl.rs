@@ -21,9 +21,15 @@ fn ed25519_blob(raw: &[u8; 32]) -> Vec<u8> {
     blob
 }
 
+/// The SSH wire encoding of an Ed25519 CA key, for [`CaRevocations::ca_blob`].
+pub fn ed25519_ca_blob(raw: &[u8; 32]) -> Vec<u8> {
+    ed25519_blob(raw)
+}
+
 /// Revocations under one CA.
 pub struct CaRevocations<'a> {
-    pub ca_public: [u8; 32],
+    /// The CA's public key in SSH wire encoding (any algorithm, e.g. a Vault CA's RSA key).
+    pub ca_blob: Vec<u8>,
     pub serials: &'a [u64],
     pub key_ids: &'a [String],
 }
@@ -43,7 +49,7 @@ pub fn build(cas: &[CaRevocations<'_>], version: u64, generated: u64) -> Vec<u8>
             continue;
         }
         let mut section = Vec::new();
-        put_string(&mut section, &ed25519_blob(&ca.ca_public));
+        put_string(&mut section, &ca.ca_blob);
         put_string(&mut section, b""); // reserved
         if !ca.serials.is_empty() {
             let mut serials = ca.serials.to_vec();
@@ -76,7 +82,7 @@ mod tests {
     fn header_and_sections_are_laid_out() {
         let krl = super::build(
             &[super::CaRevocations {
-                ca_public: [1; 32],
+                ca_blob: super::ed25519_ca_blob(&[1; 32]),
                 serials: &[3, 2],
                 key_ids: &["s_1".into()],
             }],

@@ -17,6 +17,7 @@ pub mod ssh_certificates;
 pub mod targets;
 pub mod tokens;
 pub mod users;
+pub mod vault_credentials;
 pub mod workers;
 
 use std::borrow::Cow;
@@ -101,6 +102,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "oidc_logins",
         include_str!("../../../migrations/sqlite/0006_oidc_logins.sql"),
     ),
+    (
+        7,
+        "vault_credentials",
+        include_str!("../../../migrations/sqlite/0007_vault_credentials.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -127,6 +133,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "oidc_logins",
         include_str!("../../../migrations/postgres/0006_oidc_logins.sql"),
+    ),
+    (
+        7,
+        "vault_credentials",
+        include_str!("../../../migrations/postgres/0007_vault_credentials.sql"),
     ),
 ];
 

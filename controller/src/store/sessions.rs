@@ -6,6 +6,7 @@ use sqlx::{AnyConnection, Row as _};
 
 use super::Result;
 
+pub const MINTING: &str = "minting";
 pub const PENDING: &str = "pending";
 pub const ACTIVE: &str = "active";
 pub const TERMINATED: &str = "terminated";
@@ -283,6 +284,17 @@ pub async fn terminate(conn: &mut AnyConnection, id: &str, reason: &str, now: i6
     .bind(now)
     .execute(conn)
     .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Moves a session from `minting` to `pending` once its credentials are minted; false if it
+/// ended meanwhile.
+pub async fn finish_minting(conn: &mut AnyConnection, id: &str) -> Result<bool> {
+    let done =
+        sqlx::query("UPDATE sessions SET state = 'pending' WHERE id = $1 AND state = 'minting'")
+            .bind(id)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 

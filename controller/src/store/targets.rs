@@ -19,12 +19,20 @@ pub struct TargetRecord {
     pub connection_limit: i64,
     /// Pinned SSH host keys (OpenSSH public key lines).
     pub ssh_host_keys: Vec<String>,
+    /// SSH host CAs (OpenSSH public key lines) whose host certificates are trusted.
+    pub ssh_host_cas: Vec<String>,
+    /// The Vault SSH mount and role for this target's certificates (else the configured ones).
+    pub vault_ssh_mount: Option<String>,
+    pub vault_ssh_role: Option<String>,
+    /// Further Vault paths read with the session's token (e.g. `database/creds/readonly`).
+    pub vault_secrets: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
 const COLUMNS: &str = "id, name, address, zone, service, vmid, tags, pool, max_session_secs, \
-                       connection_limit, created_at, updated_at, ssh_host_keys";
+                       connection_limit, created_at, updated_at, ssh_host_keys, ssh_host_cas, vault_ssh_mount, \
+                       vault_ssh_role, vault_secrets";
 
 fn from_row(row: &AnyRow) -> Result<TargetRecord> {
     let vmid: Option<i64> = row.try_get("vmid")?;
@@ -43,6 +51,16 @@ fn from_row(row: &AnyRow) -> Result<TargetRecord> {
             &row.try_get::<String, _>("ssh_host_keys")?,
             "targets.ssh_host_keys",
         )?,
+        ssh_host_cas: from_json_list(
+            &row.try_get::<String, _>("ssh_host_cas")?,
+            "targets.ssh_host_cas",
+        )?,
+        vault_ssh_mount: row.try_get("vault_ssh_mount")?,
+        vault_ssh_role: row.try_get("vault_ssh_role")?,
+        vault_secrets: from_json_list(
+            &row.try_get::<String, _>("vault_secrets")?,
+            "targets.vault_secrets",
+        )?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -50,7 +68,7 @@ fn from_row(row: &AnyRow) -> Result<TargetRecord> {
 
 pub async fn insert(conn: &mut AnyConnection, t: &TargetRecord) -> Result<()> {
     sqlx::query(&format!(
-        "INSERT INTO targets ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        "INSERT INTO targets ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
     ))
     .bind(&t.id)
     .bind(&t.name)
@@ -65,6 +83,10 @@ pub async fn insert(conn: &mut AnyConnection, t: &TargetRecord) -> Result<()> {
     .bind(t.created_at)
     .bind(t.updated_at)
     .bind(to_json_list(&t.ssh_host_keys))
+    .bind(to_json_list(&t.ssh_host_cas))
+    .bind(&t.vault_ssh_mount)
+    .bind(&t.vault_ssh_role)
+    .bind(to_json_list(&t.vault_secrets))
     .execute(conn)
     .await?;
     Ok(())
@@ -73,7 +95,8 @@ pub async fn insert(conn: &mut AnyConnection, t: &TargetRecord) -> Result<()> {
 pub async fn update(conn: &mut AnyConnection, t: &TargetRecord) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE targets SET name = $2, address = $3, zone = $4, service = $5, vmid = $6, tags = $7, \
-         pool = $8, max_session_secs = $9, connection_limit = $10, updated_at = $11, ssh_host_keys = $12 WHERE id = $1",
+         pool = $8, max_session_secs = $9, connection_limit = $10, updated_at = $11, ssh_host_keys = $12, \
+         ssh_host_cas = $13, vault_ssh_mount = $14, vault_ssh_role = $15, vault_secrets = $16 WHERE id = $1",
     )
     .bind(&t.id)
     .bind(&t.name)
@@ -87,6 +110,10 @@ pub async fn update(conn: &mut AnyConnection, t: &TargetRecord) -> Result<bool> 
     .bind(t.connection_limit)
     .bind(t.updated_at)
     .bind(to_json_list(&t.ssh_host_keys))
+    .bind(to_json_list(&t.ssh_host_cas))
+    .bind(&t.vault_ssh_mount)
+    .bind(&t.vault_ssh_role)
+    .bind(to_json_list(&t.vault_secrets))
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)

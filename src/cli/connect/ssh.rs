@@ -4,7 +4,8 @@
 //! (key id = session id, principals = the logins the policy grants, usable only from the
 //! workers' egress addresses, valid for minutes), writes key, certificate, a session hand-off
 //! file and a known_hosts file with the target's pinned host keys into a private 0700
-//! directory removed at exit, and runs `ssh` with `ProxyCommand` = `portcullis connect
+//! directory removed at exit (host keys pinned on the target, or `@cert-authority` lines for
+//! its SSH host CAs), and runs `ssh` with `ProxyCommand` = `portcullis connect
 //! --stdio --session-file` of the same session. Host-key checking stays strict.
 
 use std::io::Write as _;
@@ -67,14 +68,15 @@ pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
         .get(&format!("/v1/targets/{}", segment(&args.target)?))
         .await
         .with_context(|| format!("cannot look up target {}", args.target))?;
-    if target.ssh_host_keys.is_empty() {
+    let Some((alias, known_hosts)) = known_hosts(&target) else {
         bail!(
-            "target {} has no pinned SSH host key, and host-key checking is never turned off; \
-             an admin adds one with `portcullis targets update {} --ssh-host-key 'ssh-ed25519 AAAA...'`",
+            "target {} has no pinned SSH host key and no SSH host CA, and host-key checking is never \
+             turned off; an admin adds one with `portcullis targets update {} --ssh-host-key 'ssh-ed25519 AAAA...'` \
+             or `--ssh-host-ca 'ssh-ed25519 AAAA...'`",
             target.name,
             target.name
         );
-    }
+    };
     let dir = tempfile::Builder::new()
         .prefix("portcullis-ssh-")
         .tempdir()
@@ -133,12 +135,6 @@ pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
             client_key_pem: identity.key_pem(),
         },
     )?;
-    let alias = format!("portcullis.{}", target.name);
-    let known_hosts: String = target
-        .ssh_host_keys
-        .iter()
-        .map(|k| format!("{alias} {}\n", k.trim()))
-        .collect();
     let known_hosts_path = dir.path().join("known_hosts");
     write_private(&known_hosts_path, known_hosts.as_bytes())?;
 
@@ -191,6 +187,35 @@ pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
     Ok(status.code().unwrap_or(255))
 }
 
+/// The `HostKeyAlias` and the known_hosts file for a target, or None when it has neither a
+/// pinned host key nor a host CA. Pinned keys are listed under the alias; host CAs as
+/// `@cert-authority` lines. With a host CA the alias is the host of the target's address,
+/// because ssh checks a host certificate's principals against it.
+pub fn known_hosts(target: &Target) -> Option<(String, String)> {
+    if target.ssh_host_keys.is_empty() && target.ssh_host_cas.is_empty() {
+        return None;
+    }
+    let alias = if target.ssh_host_cas.is_empty() {
+        format!("portcullis.{}", target.name)
+    } else {
+        let host = target
+            .address
+            .rsplit_once(':')
+            .map_or(target.address.as_str(), |(h, _)| h);
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned()
+    };
+    let mut text = String::new();
+    for key in &target.ssh_host_keys {
+        text.push_str(&format!("{alias} {}\n", key.trim()));
+    }
+    for ca in &target.ssh_host_cas {
+        text.push_str(&format!("@cert-authority {alias} {}\n", ca.trim()));
+    }
+    Some((alias, text))
+}
+
 /// Cancels the session when the command is done (or fails part-way).
 struct CancelOnDrop {
     api: Option<ApiClient>,
@@ -217,6 +242,28 @@ impl Drop for CancelOnDrop {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn known_hosts_lists_pinned_keys_and_host_cas() {
+        let mut target: portcullis_proto::api::Target = serde_json::from_value(serde_json::json!({
+            "id": "t_1", "name": "web", "address": "web-01.lan:22", "zone": null, "service": null,
+            "vmid": null, "tags": [], "pool": null, "max_session_secs": 60, "connection_limit": 0,
+            "created_at": 0, "updated_at": 0,
+        }))
+        .unwrap();
+        assert!(super::known_hosts(&target).is_none());
+        target.ssh_host_keys = vec!["ssh-ed25519 AAAA1".into()];
+        let (alias, text) = super::known_hosts(&target).unwrap();
+        assert_eq!(alias, "portcullis.web");
+        assert_eq!(text, "portcullis.web ssh-ed25519 AAAA1\n");
+        target.ssh_host_cas = vec!["ssh-ed25519 AAAA2".into()];
+        let (alias, text) = super::known_hosts(&target).unwrap();
+        assert_eq!(alias, "web-01.lan");
+        assert!(
+            text.contains("@cert-authority web-01.lan ssh-ed25519 AAAA2\n"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn shell_quoting_survives_quotes() {
         assert_eq!(super::shell_quote("a b"), "'a b'");

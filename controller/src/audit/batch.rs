@@ -1,0 +1,137 @@
+//! Group commit for audited actions. Every audited transaction must hold the chain's head
+//! (one locked row) from its first event to its commit, so on PostgreSQL, where a commit
+//! waits for the WAL flush, transactions that each take the head would commit one flush at a
+//! time. The [`Writer`] runs the actions queued meanwhile in one transaction instead: one
+//! head lock, each action in its own savepoint (a failing action is rolled back alone and
+//! gets its own error), one commit for all. An action's reply is sent only after that commit,
+//! so "the event is written" still means "the action happened", and the other way round.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::{AnyConnection, Connection as _};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
+
+use super::Chain;
+use crate::keys::Keyset;
+use crate::store::{Store, StoreError};
+
+/// At most this many actions share one transaction.
+const MAX_BATCH: usize = 64;
+
+/// The future of one action: its writes and events on the batch's connection.
+pub type ActionFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'c>>;
+
+type Erased = Box<dyn Any + Send>;
+type Action = Box<
+    dyn for<'c> FnOnce(&'c mut AnyConnection, &'c mut Chain) -> ActionFuture<'c, Erased> + Send,
+>;
+
+struct Queued {
+    action: Action,
+    reply: oneshot::Sender<Result<Erased, StoreError>>,
+}
+
+/// The handle actions are submitted through; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Queued>,
+}
+
+impl Writer {
+    /// Starts the writer task of this controller.
+    pub fn spawn(store: Store, keys: Keyset) -> Writer {
+        let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run(store, keys, rx).instrument(tracing::info_span!("audit_writer")));
+        Writer { queue }
+    }
+
+    /// Runs `action` inside a shared transaction and returns its result once that
+    /// transaction committed. `action` writes its rows and appends its events to `chain`.
+    pub async fn run<T, F>(&self, action: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection, &'c mut Chain) -> ActionFuture<'c, T>
+            + Send
+            + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let action: Action = Box::new(move |conn, chain| {
+            let fut = action(conn, chain);
+            Box::pin(async move { fut.await.map(|v| Box::new(v) as Erased) })
+        });
+        self.queue
+            .send(Queued { action, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the audit writer has stopped".into()))?;
+        let value = answer.await.map_err(|_| {
+            StoreError::Unavailable("the audit writer stopped before committing".into())
+        })??;
+        value
+            .downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| StoreError::Corrupt("the audit writer returned another type".into()))
+    }
+}
+
+async fn run(store: Store, keys: Keyset, mut rx: mpsc::Receiver<Queued>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&store, &keys, batch).await;
+    }
+}
+
+async fn commit_batch(store: &Store, keys: &Keyset, batch: Vec<Queued>) {
+    let (actions, replies): (Vec<Action>, Vec<_>) =
+        batch.into_iter().map(|q| (q.action, q.reply)).unzip();
+    let result = async {
+        let signer = super::signer(keys).await?;
+        let mut tx = store.begin().await?;
+        let mut chain = Chain::lock(&mut tx, signer).await?;
+        let mut outcomes = Vec::with_capacity(actions.len());
+        for action in actions {
+            let before = chain.clone();
+            let mut savepoint = tx.begin().await?;
+            match action(&mut savepoint, &mut chain).await {
+                Ok(value) => {
+                    savepoint.commit().await?;
+                    outcomes.push(Ok(value));
+                }
+                Err(err) => {
+                    savepoint.rollback().await?;
+                    chain = before;
+                    outcomes.push(Err(err));
+                }
+            }
+        }
+        chain.advance(&mut tx).await?;
+        tx.commit().await?;
+        Ok::<_, StoreError>(outcomes)
+    }
+    .await;
+    match result {
+        Ok(outcomes) => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(outcome);
+            }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, actions = replies.len(), "audited batch failed; nothing of it was written");
+            let message = err.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(match &err {
+                    StoreError::Unavailable(_) => StoreError::Unavailable(message.clone()),
+                    _ => StoreError::Corrupt(message.clone()),
+                }));
+            }
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! Per-session credentials from Vault, tied to the session's life.
+//!
+//! Minting is crash-safe: `authorize` commits the session (state `minting`), the revocation
+//! intent (a `vault_credentials` row) and the audit event in one transaction before Vault is
+//! called. Then [`mint`] creates the session's token through the token role (its accessor is
+//! committed at once), signs the SSH certificate and reads the target's leased secrets with
+//! that token. Whatever ends the session queues the revocation in the same transaction
+//! ([`super::lifecycle::end_session`]); it is attempted right after the commit and retried
+//! with backoff by [`run`] (one controller at a time, under a store lease) until Vault
+//! confirms. [`run`] also ends sessions whose mint was abandoned by a crash, which queues the
+//! revocation of whatever that mint had made.
+
+use std::time::Duration;
+
+use portcullis_proto::api::LeasedSecret;
+use tokio_util::sync::CancellationToken;
+
+use super::lifecycle::end_session;
+use crate::audit::{self, Actor, AuditEvent};
+use crate::clock;
+use crate::state::AppState;
+use crate::store::vault_credentials as rows;
+use crate::store::StoreError;
+use crate::vault::{SignRequest, Vault, VaultError};
+
+/// `ca_key_id` of certificates signed by Vault: `vault:MOUNT`.
+pub const VAULT_CA_PREFIX: &str = "vault:";
+
+/// A new session token lives this long until its accessor is stored and it is extended: a
+/// token made by a controller that dies in between expires by itself.
+pub const ORPHAN_WINDOW: Duration = Duration::from_secs(120);
+
+/// Termination reasons of sessions whose credentials could not be had.
+pub const REASON_MINT_FAILED: &str = "credential_mint_failed";
+pub const REASON_MINT_ABANDONED: &str = "credential_mint_abandoned";
+
+/// What the session asks Vault for.
+pub struct MintRequest<'a> {
+    pub intent_id: &'a str,
+    pub session_id: &'a str,
+    pub user: &'a str,
+    pub target_id: &'a str,
+    /// The session's maximum: the token's `explicit_max_ttl`.
+    pub session_ttl: Duration,
+    pub ssh: Option<SshPart<'a>>,
+    pub secrets: &'a [String],
+}
+
+pub struct SshPart<'a> {
+    pub mount: &'a str,
+    pub role: &'a str,
+    pub public_key: &'a str,
+    pub principals: &'a [String],
+    pub source_addresses: &'a [String],
+    pub ttl_secs: u64,
+}
+
+/// What a mint produced (the session's token itself is dropped at the end of [`mint`]).
+pub struct Minted {
+    pub accessor: String,
+    pub certificate: Option<(String, u64)>,
+    pub secrets: Vec<LeasedSecret>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the session ended while its credentials were minted")]
+    Ended,
+}
+
+/// A test-only crash point (debug builds): the process exits when `PORTCULLIS_TEST_FAULT`
+/// names it, to prove that a crash at that point leaves nothing alive.
+pub fn fault_point(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("PORTCULLIS_TEST_FAULT").as_deref() == Ok(name) {
+        eprintln!("PORTCULLIS_TEST_FAULT={name}: exiting on purpose");
+        std::process::exit(86);
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
+
+/// Mints a session's credentials after its intent is committed. On error, the caller ends
+/// the session, which revokes whatever was made.
+pub async fn mint(
+    state: &AppState,
+    vault: &Vault,
+    req: &MintRequest<'_>,
+) -> Result<Minted, MintError> {
+    let token = vault
+        .create_session_token(
+            req.session_id,
+            req.user,
+            req.target_id,
+            ORPHAN_WINDOW,
+            req.session_ttl,
+        )
+        .await?;
+    let now_state = {
+        let mut conn = state.store.conn().await?;
+        rows::set_accessor(&mut conn, req.intent_id, &token.accessor).await?
+    };
+    if now_state.as_deref() != Some(rows::MINTING) {
+        // The session ended meanwhile: its revocation is queued and now names the accessor.
+        revoke_now(state.clone(), vault.clone(), vec![req.intent_id.to_owned()]);
+        return Err(MintError::Ended);
+    }
+    fault_point("exit-after-session-token");
+    vault.extend(&token.token, req.session_ttl).await?;
+    let certificate = match &req.ssh {
+        None => None,
+        Some(ssh) => {
+            let signed = vault
+                .sign_ssh(
+                    &token.token,
+                    &SignRequest {
+                        mount: ssh.mount,
+                        role: ssh.role,
+                        public_key: ssh.public_key,
+                        key_id: req.session_id,
+                        principals: ssh.principals,
+                        source_addresses: ssh.source_addresses,
+                        ttl_secs: ssh.ttl_secs,
+                    },
+                )
+                .await?;
+            Some((signed.certificate, signed.serial))
+        }
+    };
+    let mut secrets = Vec::new();
+    for path in req.secrets {
+        let leased = vault.read_leased(&token.token, path).await?;
+        secrets.push(LeasedSecret {
+            path: path.clone(),
+            lease_id: leased.lease_id,
+            lease_duration_secs: leased.lease_duration,
+            data: leased.data,
+        });
+        let ids = lease_ids(&secrets);
+        let mut conn = state.store.conn().await?;
+        rows::set_leases(&mut conn, req.intent_id, &ids).await?;
+    }
+    Ok(Minted {
+        accessor: token.accessor,
+        certificate,
+        secrets,
+    })
+}
+
+pub fn lease_ids(secrets: &[LeasedSecret]) -> Vec<String> {
+    secrets
+        .iter()
+        .filter(|s| !s.lease_id.is_empty())
+        .map(|s| s.lease_id.clone())
+        .collect()
+}
+
+/// Attempts the queued revocations `ids` now, in the background (the job retries failures).
+pub fn revoke_now(state: AppState, vault: Vault, ids: Vec<String>) {
+    tokio::spawn(async move {
+        for id in ids {
+            let record = match state.store.conn().await {
+                Ok(mut conn) => rows::get(&mut conn, &id).await,
+                Err(e) => Err(e),
+            };
+            match record {
+                Ok(Some(record)) if record.state == rows::REVOKING => {
+                    if let Err(err) = revoke_one(&state, &vault, &record).await {
+                        tracing::warn!(error = %err, credential.id = %id, "revocation not recorded; the job retries");
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, credential.id = %id, "cannot read a queued revocation; the job retries")
+                }
+            }
+        }
+    });
+}
+
+fn backoff(attempts: i64, max: Duration) -> u64 {
+    let exp = 1u64 << attempts.clamp(0, 16);
+    exp.min(max.as_secs().max(1))
+}
+
+/// One attempt at one queued revocation; records the outcome (and audits it).
+pub async fn revoke_one(
+    state: &AppState,
+    vault: &Vault,
+    record: &rows::CredentialRecord,
+) -> Result<bool, StoreError> {
+    let now = clock::to_i64(clock::now());
+    let outcome = match &record.token_accessor {
+        Some(accessor) => vault.revoke_accessor(accessor).await.map(|()| "revoked"),
+        None => {
+            // No token was recorded: the mint died before Vault answered or before the
+            // accessor was stored. A token made then expires at the end of its orphan window.
+            let window_end = record.created_at + clock::to_i64(ORPHAN_WINDOW.as_secs()) + 5;
+            if now < window_end {
+                let mut conn = state.store.conn().await?;
+                rows::set_attempt_failed(
+                    &mut conn,
+                    &record.id,
+                    "no token accessor recorded yet; waiting for the orphan window to pass",
+                    window_end,
+                )
+                .await?;
+                return Ok(false);
+            }
+            Ok("no_token_recorded")
+        }
+    };
+    let signer = audit::signer(&state.keys).await?;
+    let mut tx = state.store.begin().await?;
+    match outcome {
+        Ok(outcome) => {
+            if !rows::set_revoked(&mut tx, &record.id, outcome, now).await? {
+                return Ok(true);
+            }
+            audit::record(
+                &mut tx,
+                &signer,
+                AuditEvent::new(audit::kind::CREDENTIAL_REVOKED, Actor::system())
+                    .session(&record.session_id)
+                    .details(serde_json::json!({
+                        "credential_id": record.id,
+                        "token_accessor": record.token_accessor,
+                        "lease_ids": record.lease_ids,
+                        "attempts": record.attempts + 1,
+                        "outcome": outcome,
+                    })),
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::info!(session.id = %record.session_id, credential.id = %record.id, outcome, "Vault credentials revoked");
+            Ok(true)
+        }
+        Err(err) => {
+            let delay = backoff(record.attempts, vault.config().revoke_retry_max);
+            rows::set_attempt_failed(
+                &mut tx,
+                &record.id,
+                &err.to_string(),
+                now + clock::to_i64(delay),
+            )
+            .await?;
+            if record.attempts == 0 {
+                audit::record(
+                    &mut tx,
+                    &signer,
+                    AuditEvent::new(audit::kind::CREDENTIAL_REVOKE_FAILED, Actor::system())
+                        .session(&record.session_id)
+                        .reason(err.to_string())
+                        .details(serde_json::json!({
+                            "credential_id": record.id,
+                            "token_accessor": record.token_accessor,
+                            "lease_ids": record.lease_ids,
+                            "outcome": "retrying",
+                        })),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            tracing::warn!(session.id = %record.session_id, credential.id = %record.id, error = %err, retry_in_secs = delay, "cannot revoke Vault credentials yet");
+            Ok(false)
+        }
+    }
+}
+
+/// Runs until `shutdown`: recovers abandoned mints and retries queued revocations. The first
+/// round runs at once (a restarted controller finishes what it left).
+pub async fn run(state: AppState, vault: Vault, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(vault.config().job_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(err) = run_once(&state, &vault).await {
+            tracing::warn!(error = %err, "Vault credential job failed; retrying at the next tick");
+        }
+    }
+}
+
+/// One round of the job; returns how many revocations were confirmed.
+pub async fn run_once(state: &AppState, vault: &Vault) -> Result<usize, StoreError> {
+    let Some(_lease) = state.store.try_lease("vault-credentials").await? else {
+        return Ok(0);
+    };
+    let now = clock::to_i64(clock::now());
+    let before = now - clock::to_i64(vault.config().mint_timeout.as_secs());
+    let abandoned = {
+        let mut conn = state.store.conn().await?;
+        rows::abandoned_mints(&mut conn, before).await?
+    };
+    for record in abandoned {
+        tracing::warn!(session.id = %record.session_id, credential.id = %record.id, "a mint was abandoned (controller crash or hang); ending its session");
+        let ended = end_session(
+            state,
+            &record.session_id,
+            REASON_MINT_ABANDONED,
+            Actor::system(),
+        )
+        .await?;
+        if !ended {
+            // The session had ended without queueing this row: queue it now.
+            let mut tx = state.store.begin().await?;
+            rows::request_revocation(&mut tx, &record.session_id, now).await?;
+            tx.commit().await?;
+        }
+    }
+    let due = {
+        let mut conn = state.store.conn().await?;
+        rows::due_revocations(&mut conn, now).await?
+    };
+    let mut confirmed = 0;
+    for record in due {
+        if revoke_one(state, vault, &record).await? {
+            confirmed += 1;
+        }
+    }
+    Ok(confirmed)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_doubles_up_to_the_maximum() {
+        let max = std::time::Duration::from_secs(30);
+        assert_eq!(super::backoff(0, max), 1);
+        assert_eq!(super::backoff(3, max), 8);
+        assert_eq!(super::backoff(10, max), 30);
+        assert_eq!(super::backoff(100, max), 30);
+    }
+}

@@ -1,0 +1,655 @@
+//! `portcullis audit`: read, export and verify the tamper-evident audit log (docs/audit.md).
+//!
+//! `list` filters the log through `GET /v1/audit`; `export` writes the chain as JSON lines
+//! (a header with the audit public keys and the store's head, then one event per line);
+//! `verify` walks the chain, on the live store or offline on an export or a sink's copy, and
+//! names the first event that was edited, removed, inserted, reordered or cut off.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use portcullis_controller::audit::chain::{Checkpoint, KeyRing, PublicKeyInfo, CHECKPOINT_TYPE};
+use portcullis_controller::audit::verify::{ExportHeader, Head, Summary, Verifier, EXPORT_FORMAT};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::http::{ApiClient, ClientArgs};
+use super::output::{self, Table};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum AuditCommand {
+    /// List events, newest first (permission audit:read).
+    ///
+    /// Examples:
+    ///   portcullis audit list --decision deny --since 24h
+    ///   portcullis audit list --session s_0123... --json
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print a JSON array of the events instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Write the whole chain as JSON lines, oldest first, for offline review and SIEM import.
+    ///
+    /// The first line is a header with the audit public keys and the store's head; each
+    /// further line is one event exactly as it was signed. `audit verify --file` checks it.
+    Export {
+        /// The only format: one JSON object per line.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Write to this file (created 0600) instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Check the chain: every link, hash and signature, and that nothing was cut off.
+    ///
+    /// Without --file it verifies the live store through the API. With --file it verifies an
+    /// export or a sink's JSON-lines copy offline. Pin the audit public keys with
+    /// --public-key (from `portcullis audit keys`, kept somewhere the store's admins cannot
+    /// write); otherwise the keys in the export are trusted. Exit code 0: intact; 1: the
+    /// first bad event is named.
+    ///
+    /// Examples:
+    ///   portcullis audit verify --expect-head 1041:9f2c...
+    ///   portcullis audit verify --checkpoints /var/log/siem/portcullis.jsonl
+    ///   portcullis audit verify --file export.jsonl --public-key k_ab12:Base64Key=
+    Verify {
+        /// Verify this export or sink copy instead of the live store.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The chain must reach this event with this hash (SEQ:HASH, e.g. from a checkpoint
+        /// your SIEM holds): a shorter or rewritten chain fails.
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect_head: Option<Head>,
+        /// A sink's copy: its newest checkpoint with a valid signature becomes the expected
+        /// head, so events cut off the store after that checkpoint are detected.
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<PathBuf>,
+        /// Trust only these audit public keys (KEY_ID:BASE64; repeatable).
+        #[arg(long = "public-key", value_name = "KEY_ID:BASE64")]
+        public_keys: Vec<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print the audit public keys (KEY_ID:BASE64), to pin in `verify --public-key`.
+    Keys {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+}
+
+#[derive(clap::Args, Debug, Default)]
+pub struct FilterArgs {
+    /// Only events of this session (s_...).
+    #[arg(long)]
+    session: Option<String>,
+    /// Only events by this user (user id or name).
+    #[arg(long)]
+    user: Option<String>,
+    /// Only events about this target (t_...).
+    #[arg(long)]
+    target: Option<String>,
+    /// Only events of this type, e.g. session_denied (docs/audit.md lists them).
+    #[arg(long = "type")]
+    kind: Option<String>,
+    /// Only decisions with this outcome.
+    #[arg(long, value_enum)]
+    decision: Option<Decision>,
+    /// Only events at or after this time: RFC 3339 (2026-11-23T08:00:00Z) or an age (90m, 24h).
+    #[arg(long, value_parser = parse_time)]
+    since: Option<u64>,
+    /// Only events at or before this time (same forms as --since).
+    #[arg(long, value_parser = parse_time)]
+    until: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Decision {
+    Allow,
+    Deny,
+}
+
+/// RFC 3339 or an age before now, as unix seconds.
+fn parse_time(text: &str) -> Result<u64, String> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(text) {
+        return t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .map_err(|_| format!("{text:?} is before 1970"));
+    }
+    let age = humantime::parse_duration(text).map_err(|_| {
+        format!("{text:?} is neither an RFC 3339 time (2026-11-23T08:00:00Z) nor an age (90m, 24h)")
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Ok(now.saturating_sub(age.as_secs()))
+}
+
+impl FilterArgs {
+    fn query(&self, limit: u32, before: Option<u64>) -> String {
+        let mut q = vec![format!("limit={limit}")];
+        let mut add = |key: &str, value: Option<String>| {
+            if let Some(v) = value {
+                q.push(format!("{key}={}", encode(&v)));
+            }
+        };
+        add("session", self.session.clone());
+        add("user", self.user.clone());
+        add("target", self.target.clone());
+        add("type", self.kind.clone());
+        add(
+            "decision",
+            self.decision.map(|d| {
+                match d {
+                    Decision::Allow => "allow",
+                    Decision::Deny => "deny",
+                }
+                .to_owned()
+            }),
+        );
+        add("since", self.since.map(|t| t.to_string()));
+        add("until", self.until.map(|t| t.to_string()));
+        add("before", before.map(|b| b.to_string()));
+        q.join("&")
+    }
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub async fn run(cmd: AuditCommand) -> anyhow::Result<i32> {
+    match cmd {
+        AuditCommand::List {
+            filter,
+            limit,
+            json,
+            client,
+        } => list(&ApiClient::from_args(&client)?, &filter, limit, json).await,
+        AuditCommand::Export {
+            format: ExportFormat::Jsonl,
+            output,
+            client,
+        } => export(&ApiClient::from_args(&client)?, output.as_deref()).await,
+        AuditCommand::Verify {
+            file,
+            expect_head,
+            checkpoints,
+            public_keys,
+            json,
+            client,
+        } => {
+            let pinned = public_keys
+                .iter()
+                .map(|k| PublicKeyInfo::parse_flag(k).map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<Vec<_>>>()
+                .context("bad --public-key")?;
+            let expect = match (&expect_head, &checkpoints) {
+                (Some(_), Some(_)) => bail!("give --expect-head or --checkpoints, not both"),
+                (Some(head), None) => Some(head.clone()),
+                (None, Some(path)) => Some(newest_checkpoint(path, &pinned, &client).await?),
+                (None, None) => None,
+            };
+            let outcome = match file {
+                Some(path) => verify_file(&path, pinned, expect, &client).await?,
+                None => verify_live(&ApiClient::from_args(&client)?, pinned, expect).await?,
+            };
+            report(&outcome, json)
+        }
+        AuditCommand::Keys { json, client } => {
+            let keys = live_keys(&client)
+                .await
+                .context("cannot read the audit public keys")?;
+            if json {
+                output::print_json(&keys)?;
+            } else {
+                let mut text = String::new();
+                for k in &keys {
+                    text.push_str(&format!(
+                        "{}:{}  # {}\n",
+                        k.id,
+                        k.public_key,
+                        k.state.as_deref().unwrap_or("")
+                    ));
+                }
+                output::write_stdout(&text)?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+async fn list(api: &ApiClient, filter: &FilterArgs, limit: u32, json: bool) -> anyhow::Result<i32> {
+    #[derive(Deserialize)]
+    struct Page {
+        items: Vec<Value>,
+    }
+    let page: Page = api
+        .get(&format!(
+            "/v1/audit?{}",
+            filter.query(limit.clamp(1, 1000), None)
+        ))
+        .await
+        .context("cannot list audit events")?;
+    if json {
+        output::print_json(&page.items)?;
+        return Ok(0);
+    }
+    let mut table = Table::new([
+        "SEQ", "TIME", "TYPE", "USER", "SOURCE", "TARGET", "SESSION", "DECISION", "REASON",
+    ]);
+    let s = |v: &Value, path: &[&str]| -> String {
+        let mut cur = v;
+        for p in path {
+            match cur.get(p) {
+                Some(next) => cur = next,
+                None => return "-".into(),
+            }
+        }
+        match cur {
+            Value::String(s) => s.clone(),
+            Value::Null => "-".into(),
+            other => other.to_string(),
+        }
+    };
+    for e in &page.items {
+        table.row([
+            s(e, &["sequence"]),
+            s(e, &["time"]),
+            s(e, &["type"]),
+            s(e, &["actor", "user"]),
+            s(e, &["actor", "source"]),
+            s(e, &["target"]),
+            s(e, &["session"]),
+            s(e, &["decision"]),
+            s(e, &["reason"]),
+        ]);
+    }
+    table.print_or("No events match.\n")?;
+    Ok(0)
+}
+
+/// One page of `GET /v1/audit/export`.
+#[derive(Debug, Deserialize)]
+struct ExportPage {
+    header: ExportHeader,
+    events: Vec<Value>,
+    next_after: Option<u64>,
+}
+
+async fn export(api: &ApiClient, path: Option<&Path>) -> anyhow::Result<i32> {
+    let mut out: Box<dyn std::io::Write> = match path {
+        Some(p) => Box::new(std::io::BufWriter::new(create_private(p)?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut after = 0;
+    let mut first = true;
+    let mut count = 0u64;
+    loop {
+        let page: ExportPage = api
+            .get(&format!("/v1/audit/export?after={after}&limit=1000"))
+            .await
+            .context("cannot export the audit log")?;
+        if first {
+            serde_json::to_writer(&mut out, &page.header)?;
+            out.write_all(b"\n")?;
+            first = false;
+        }
+        for e in &page.events {
+            serde_json::to_writer(&mut out, e)?;
+            out.write_all(b"\n")?;
+            count += 1;
+        }
+        match page.next_after {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    out.flush().context("cannot write the export")?;
+    if let Some(p) = path {
+        eprintln!("Exported {count} events to {}.", p.display());
+    }
+    Ok(0)
+}
+
+fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// What `verify` found.
+struct Outcome {
+    result: Result<Summary, portcullis_controller::audit::verify::Failure>,
+    source: String,
+    keys: Vec<String>,
+    pinned: bool,
+    expected: Option<Head>,
+}
+
+fn ring(pinned: &[PublicKeyInfo], header_keys: &[PublicKeyInfo]) -> anyhow::Result<KeyRing> {
+    let keys = if pinned.is_empty() {
+        header_keys
+    } else {
+        pinned
+    };
+    if keys.is_empty() {
+        bail!("no audit public keys: the export has none; give --public-key KEY_ID:BASE64");
+    }
+    Ok(KeyRing::new(keys))
+}
+
+async fn verify_live(
+    api: &ApiClient,
+    pinned: Vec<PublicKeyInfo>,
+    expect: Option<Head>,
+) -> anyhow::Result<Outcome> {
+    let mut after = 0;
+    let mut verifier: Option<Verifier> = None;
+    let mut store_head = None;
+    let mut keys = Vec::new();
+    loop {
+        let page: ExportPage = api
+            .get(&format!("/v1/audit/export?after={after}&limit=5000"))
+            .await
+            .context("cannot read the audit log")?;
+        let v = match verifier.as_mut() {
+            Some(v) => v,
+            None => {
+                keys = page.header.keys.iter().map(|k| k.id.clone()).collect();
+                store_head = page.header.head.clone();
+                verifier.insert(Verifier::new(
+                    ring(&pinned, &page.header.keys)?,
+                    expect.clone(),
+                ))
+            }
+        };
+        for e in &page.events {
+            if let Err(failure) = v.push(e) {
+                return Ok(Outcome {
+                    result: Err(failure),
+                    source: "the live store".into(),
+                    keys,
+                    pinned: !pinned.is_empty(),
+                    expected: expect,
+                });
+            }
+        }
+        match page.next_after {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    let verifier = verifier.context("the controller returned no export header")?;
+    let result = verifier.finish(store_head.as_ref());
+    Ok(Outcome {
+        result,
+        source: "the live store".into(),
+        keys,
+        pinned: !pinned.is_empty(),
+        expected: expect,
+    })
+}
+
+/// Verifies an export (header line first) or a sink copy (events and checkpoints, possibly
+/// with duplicates from at-least-once delivery).
+async fn verify_file(
+    path: &Path,
+    pinned: Vec<PublicKeyInfo>,
+    expect: Option<Head>,
+    client: &ClientArgs,
+) -> anyhow::Result<Outcome> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut lines = BufReader::new(file).lines().enumerate().peekable();
+    // An export starts with its header; a sink copy does not.
+    let mut header: Option<ExportHeader> = None;
+    if let Some((_, Ok(first))) = lines.peek() {
+        if let Ok(h) = serde_json::from_str::<ExportHeader>(first) {
+            if h.format == EXPORT_FORMAT {
+                header = Some(h);
+                lines.next();
+            }
+        }
+    }
+    let header_keys = match &header {
+        Some(h) => h.keys.clone(),
+        // A sink copy carries no keys: without --public-key, ask the controller.
+        None if pinned.is_empty() => live_keys(client)
+            .await
+            .context("a sink copy carries no audit public keys: give --public-key KEY_ID:BASE64")?,
+        None => Vec::new(),
+    };
+    let keys: Vec<String> = if pinned.is_empty() {
+        header_keys.iter().map(|k| k.id.clone()).collect()
+    } else {
+        pinned.iter().map(|k| k.id.clone()).collect()
+    };
+    let mut verifier = Verifier::new(ring(&pinned, &header_keys)?, expect.clone());
+    if header.is_none() {
+        verifier = verifier.allow_redelivery();
+    }
+    let source = path.display().to_string();
+    for (index, line) in lines {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => Value::String(format!("line {}: {e}", index + 1)),
+        };
+        if value.get("type").and_then(Value::as_str) == Some(CHECKPOINT_TYPE) {
+            continue;
+        }
+        if let Err(failure) = verifier.push(&value) {
+            return Ok(Outcome {
+                result: Err(failure),
+                source,
+                keys,
+                pinned: !pinned.is_empty(),
+                expected: expect,
+            });
+        }
+    }
+    let store_head = header.and_then(|h| h.head);
+    Ok(Outcome {
+        result: verifier.finish(store_head.as_ref()),
+        source,
+        keys,
+        pinned: !pinned.is_empty(),
+        expected: expect,
+    })
+}
+
+/// The newest checkpoint in a sink's copy whose signature verifies: with pinned keys, against
+/// them; otherwise against the live controller's audit keys.
+async fn newest_checkpoint(
+    path: &Path,
+    pinned: &[PublicKeyInfo],
+    client: &ClientArgs,
+) -> anyhow::Result<Head> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let keys = if pinned.is_empty() {
+        let api = ApiClient::from_args(client)?;
+        let page: ExportPage = api.get("/v1/audit/export?limit=1").await.context(
+            "cannot read the audit public keys to check the checkpoints; give --public-key",
+        )?;
+        KeyRing::new(&page.header.keys)
+    } else {
+        KeyRing::new(pinned)
+    };
+    let mut newest: Option<Checkpoint> = None;
+    let mut forged = 0;
+    for line in text.lines() {
+        let Ok(c) = serde_json::from_str::<Checkpoint>(line) else {
+            continue;
+        };
+        if c.kind != CHECKPOINT_TYPE {
+            continue;
+        }
+        if !c.verify(&keys) {
+            forged += 1;
+            continue;
+        }
+        if newest.as_ref().is_none_or(|n| c.sequence > n.sequence) {
+            newest = Some(c);
+        }
+    }
+    if forged > 0 {
+        eprintln!(
+            "warning: {forged} checkpoint(s) in {} have signatures that do not verify; ignored",
+            path.display()
+        );
+    }
+    let c = newest.with_context(|| {
+        format!(
+            "{} holds no checkpoint with a valid signature",
+            path.display()
+        )
+    })?;
+    Ok(Head {
+        sequence: c.sequence,
+        hash: c.hash,
+    })
+}
+
+/// The audit public keys the live controller publishes.
+async fn live_keys(client: &ClientArgs) -> anyhow::Result<Vec<PublicKeyInfo>> {
+    let api = ApiClient::from_args(client)?;
+    let page: ExportPage = api.get("/v1/audit/export?limit=1").await?;
+    Ok(page.header.keys)
+}
+
+fn report(outcome: &Outcome, json: bool) -> anyhow::Result<i32> {
+    let keys_note = if outcome.pinned {
+        "pinned keys"
+    } else {
+        "keys from the export (pin them with --public-key to rule out a replaced key)"
+    };
+    match &outcome.result {
+        Ok(summary) => {
+            if json {
+                output::print_json(&serde_json::json!({
+                    "ok": true,
+                    "source": outcome.source,
+                    "events": summary.events,
+                    "unchained": summary.unchained,
+                    "head": summary.head.as_ref().map(ToString::to_string),
+                    "expected_head": outcome.expected.as_ref().map(ToString::to_string),
+                    "keys": outcome.keys,
+                    "pinned_keys": outcome.pinned,
+                }))?;
+            } else {
+                let head = summary
+                    .head
+                    .as_ref()
+                    .map_or("none (empty chain)".to_owned(), ToString::to_string);
+                let mut text = format!(
+                    "The audit chain of {} is intact: {} events verified, head {head}, {keys_note}.\n",
+                    outcome.source, summary.events,
+                );
+                if summary.unchained > 0 {
+                    text.push_str(&format!(
+                        "{} events from before the chain began carry no hash and were not verified.\n",
+                        summary.unchained
+                    ));
+                }
+                if let Some(e) = &outcome.expected {
+                    text.push_str(&format!("It reaches the expected head {e}.\n"));
+                }
+                output::write_stdout(&text)?;
+            }
+            Ok(0)
+        }
+        Err(failure) => {
+            if json {
+                output::print_json(&serde_json::json!({
+                    "ok": false,
+                    "source": outcome.source,
+                    "first_bad_event": failure.sequence,
+                    "event_id": failure.id,
+                    "problem": failure.problem.to_string(),
+                    "keys": outcome.keys,
+                    "pinned_keys": outcome.pinned,
+                }))?;
+            } else {
+                eprintln!(
+                    "The audit chain of {} is NOT intact. First bad {failure}",
+                    outcome.source
+                );
+            }
+            Ok(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_as_rfc3339_or_ages() {
+        assert_eq!(parse_time("2026-11-23T08:00:00Z").unwrap(), 1_795_420_800);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let t = parse_time("1h").unwrap();
+        assert!(now - t >= 3600 && now - t < 3700);
+        assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
+    }
+
+    #[test]
+    fn filters_become_an_encoded_query() {
+        let f = FilterArgs {
+            user: Some("a b&c".into()),
+            decision: Some(Decision::Deny),
+            since: Some(5),
+            ..FilterArgs::default()
+        };
+        assert_eq!(
+            f.query(10, Some(99)),
+            "limit=10&user=a%20b%26c&decision=deny&since=5&before=99"
+        );
+    }
+}

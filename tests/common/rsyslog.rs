@@ -1,0 +1,129 @@
+//! A private rsyslogd (Debian's `rsyslog` + `rsyslog-gnutls`) receiving RFC 5425 syslog over
+//! TLS on 127.0.0.1, with a certificate from a CA made for the test. It writes each message's
+//! structured data and text to a file the test reads.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Rsyslog {
+    child: Child,
+    pub addr: String,
+    /// The CA that signed the server's certificate (for the sink's `ca_file`).
+    pub ca_file: PathBuf,
+    out: PathBuf,
+}
+
+impl Rsyslog {
+    pub fn start(dir: &Path) -> Rsyslog {
+        let bin = ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("rsyslogd is missing: scripts/test installs rsyslog and rsyslog-gnutls");
+        std::fs::create_dir_all(dir).unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "test SIEM CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["siem.test".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "siem.test");
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let out = dir.join("received.log");
+        let work = dir.join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let conf = dir.join("rsyslog.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"global(
+  workDirectory="{work}"
+  maxMessageSize="64k"
+  DefaultNetstreamDriver="gtls"
+  DefaultNetstreamDriverCAFile="{dir}/ca.pem"
+  DefaultNetstreamDriverCertFile="{dir}/server.pem"
+  DefaultNetstreamDriverKeyFile="{dir}/server.key"
+)
+module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")
+input(type="imtcp" address="127.0.0.1" port="{port}")
+template(name="raw" type="string" string="%msgid% %structured-data% %msg%\n")
+*.* action(type="omfile" file="{out}" template="raw")
+"#,
+                work = work.display(),
+                dir = dir.display(),
+                out = out.display(),
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("rsyslogd.log")).unwrap();
+        let child = Command::new(bin)
+            .args(["-n", "-f"])
+            .arg(&conf)
+            .arg("-i")
+            .arg(dir.join("rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "rsyslogd did not listen on {addr}: {}",
+                std::fs::read_to_string(dir.join("rsyslogd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Rsyslog {
+            child,
+            addr,
+            ca_file,
+            out,
+        }
+    }
+
+    /// The messages received so far: (MSGID, structured data, text).
+    pub fn messages(&self) -> Vec<(String, String, String)> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| {
+                let (msgid, rest) = line.split_once(' ')?;
+                let end = rest.find("] ")?;
+                Some((
+                    msgid.to_owned(),
+                    rest[..=end].to_owned(),
+                    rest[end + 2..].trim_start().to_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The received text as JSON lines, as a sink copy for `audit verify --file`.
+    pub fn copy_to(&self, path: &Path) {
+        let lines: Vec<String> = self.messages().into_iter().map(|(_, _, m)| m).collect();
+        std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
