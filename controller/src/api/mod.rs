@@ -8,6 +8,7 @@ pub mod health;
 pub mod login;
 pub mod logout;
 pub mod oidc;
+pub mod oidc_pages;
 pub mod policy;
 pub mod sessions;
 pub mod targets;

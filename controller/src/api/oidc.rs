@@ -15,7 +15,7 @@
 //! without that CLI's secret. See docs/auth.md.
 
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -28,6 +28,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::extract::{ApiJson, PeerAddr};
 use super::login::issue_token;
+use super::oidc_pages::{failure_response, html_escape, page, redirect};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::clock;
 use crate::ids::{new_id, new_secret, new_short_code, normalize_short_code, secret_hash, IdKind};
@@ -430,69 +431,6 @@ fn normalize_code(mode: &str, code: &str) -> String {
     } else {
         code.trim().to_owned()
     }
-}
-
-fn failure_response(login: &PendingLogin, message: &str) -> Response {
-    if login.mode == logins::LOOPBACK {
-        let port = login.redirect_port.unwrap_or(0);
-        let error: String = url::form_urlencoded::byte_serialize(message.as_bytes()).collect();
-        return redirect(&format!(
-            "http://127.0.0.1:{port}/callback?login={}&error={error}",
-            login.id
-        ));
-    }
-    page(
-        StatusCode::UNAUTHORIZED,
-        "Login failed",
-        &format!(
-            "<p>{}</p><p>Nothing was issued. Run <code>portcullis login</code> again.</p>",
-            html_escape(message)
-        ),
-    )
-}
-
-fn redirect(location: &str) -> Response {
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (header::LOCATION, location.to_owned()),
-            (header::CACHE_CONTROL, "no-store".to_owned()),
-            (header::REFERRER_POLICY, "no-referrer".to_owned()),
-        ],
-    )
-        .into_response()
-}
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-/// A self-contained page (no external resources, no scripts).
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Portcullis: {title}</title>\
-         <style>body{{font-family:sans-serif;max-width:40em;margin:3em auto}}\
-         .code{{font:bold 2em monospace;letter-spacing:.1em}}.warn{{color:#a00}}</style></head>\
-         <body><h1>{title}</h1>{body}</body></html>"
-    );
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-            (header::REFERRER_POLICY, "no-referrer"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; style-src 'unsafe-inline'",
-            ),
-        ],
-        html,
-    )
-        .into_response()
 }
 
 /// `POST /v1/auth/oidc/redeem`: the one-time code with the CLI's secret gives the API token.
