@@ -152,6 +152,10 @@ struct Env {
 }
 
 fn start(device_flow: bool) -> Env {
+    start_limited(device_flow, 10_000)
+}
+
+fn start_limited(device_flow: bool, logins_per_minute: u32) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let redirect = format!("https://127.0.0.1:{port}/v1/auth/oidc/callback");
@@ -162,7 +166,7 @@ fn start(device_flow: bool) -> Env {
     std::fs::write(
         &config,
         format!(
-            "[auth]\nlogin_rate_limit_per_minute = 10000\n[auth.oidc]\nissuer = \"{}\"\n\
+            "[auth]\nlogin_rate_limit_per_minute = {logins_per_minute}\n[auth.oidc]\nissuer = \"{}\"\n\
              client_id = \"{CLIENT_ID}\"\nclient_secret_file = \"{}\"\nredirect_url = \"{redirect}\"\n\
              scopes = [\"openid\", \"profile\", \"email\", \"groups\"]\ndevice_flow = {device_flow}\n\
              [auth.oidc.mfa]\namr = [\"otp\", \"hwk\"]\n",
@@ -949,8 +953,8 @@ fn device_flow_logs_in_when_enabled() {
 }
 
 #[test]
-fn a_provider_that_is_down_fails_the_login_clearly() {
-    let mut env = start(false);
+fn a_provider_that_is_down_fails_the_login_clearly_and_attempts_are_rate_limited() {
+    let mut env = start_limited(false, 3);
     let _ = env.provider.child.kill();
     let _ = env.provider.child.wait();
     let home = env.dir.path().join("pat");
@@ -964,4 +968,14 @@ fn a_provider_that_is_down_fails_the_login_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot reach the OpenID provider"), "{err}");
     assert!(!home.join("portcullis/token").exists());
+
+    // Login attempts are counted per address (3 a minute here): 7 attempts cannot all fit in
+    // the at most two one-minute windows they span.
+    let body = serde_json::json!({"mode": "code", "secret_hash": "A".repeat(43)}).to_string();
+    let limited = (0..7).any(|_| {
+        let (code, text) = curl(&env.dev, "POST", "/v1/auth/oidc/start", None, Some(&body));
+        assert!(code == 502 || code == 429, "{code} {text}");
+        code == 429 && text.contains("too many login attempts")
+    });
+    assert!(limited, "no attempt was rate limited");
 }
