@@ -88,7 +88,7 @@ struct Provider {
 }
 
 impl Provider {
-    fn start(redirect_uri: &str) -> Provider {
+    fn start(redirect_uri: &str, log: &Path) -> Provider {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
         assert!(
             dir.join("node_modules/oidc-provider").exists(),
@@ -101,7 +101,7 @@ impl Provider {
             .env("REDIRECT_URI", redirect_uri)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .expect("node is needed for the OIDC tests (scripts/test installs it)");
         let stdout = child.stdout.take().unwrap();
@@ -117,7 +117,11 @@ impl Provider {
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| {
                 let _ = child.kill();
-                panic!("the OpenID provider printed no readiness line")
+                panic!(
+                    "the OpenID provider printed no readiness line (node >= 20 is needed); \
+                     its stderr:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
             });
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         Provider {
@@ -159,7 +163,7 @@ fn start_limited(device_flow: bool, logins_per_minute: u32) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let redirect = format!("https://127.0.0.1:{port}/v1/auth/oidc/callback");
-    let provider = Provider::start(&redirect);
+    let provider = Provider::start(&redirect, &dir.path().join("provider.log"));
     let secret = dir.path().join("client-secret");
     std::fs::write(&secret, format!("{CLIENT_SECRET}\n")).unwrap();
     let config = dir.path().join("controller.toml");
