@@ -90,6 +90,12 @@ impl Controller {
     /// Opens the store and keyset, loads the policy, and binds the API and cluster ports
     /// (port 0 picks a free one).
     pub async fn start(config: Config) -> Result<Controller, ControllerError> {
+        // The OIDC client secret is read before anything is bound: a missing file stops the
+        // start with its name.
+        let oidc = match &config.oidc {
+            Some(oidc) => Some(Arc::new(oidc::Relying::new(oidc.clone())?)),
+            None => None,
+        };
         let (store, keys) = open(&config).await?;
         let policy = match &config.policy_file {
             Some(path) => Some(Arc::new(
@@ -125,10 +131,6 @@ impl Controller {
                 addr: config.cluster_listen,
                 source,
             })?;
-        let oidc = match &config.oidc {
-            Some(oidc) => Some(Arc::new(oidc::Relying::new(oidc.clone())?)),
-            None => None,
-        };
         let (vault, vault_token_ttl) = match &config.ssh_backend {
             config::SshBackend::Vault(vault_config) => {
                 let (vault, ttl) = vault::Vault::connect((**vault_config).clone()).await?;

@@ -159,6 +159,17 @@ impl Relying {
                         path.display()
                     ))
                 })?;
+                {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    if let Ok(meta) = std::fs::metadata(path) {
+                        if meta.permissions().mode() & 0o077 != 0 {
+                            tracing::warn!(
+                                file = %path.display(),
+                                "auth.oidc.client_secret_file is readable by other users: chmod 600 it"
+                            );
+                        }
+                    }
+                }
                 let text = text.trim().to_owned();
                 if text.is_empty() {
                     return Err(OidcError::Config(format!(
