@@ -166,6 +166,7 @@ fn start_limited(device_flow: bool, logins_per_minute: u32) -> Env {
     let provider = Provider::start(&redirect, &dir.path().join("provider.log"));
     let secret = dir.path().join("client-secret");
     std::fs::write(&secret, format!("{CLIENT_SECRET}\n")).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let config = dir.path().join("controller.toml");
     std::fs::write(
         &config,
