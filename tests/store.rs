@@ -529,7 +529,17 @@ async fn oidc_logins_are_single_use_and_tokens_keep_their_login() {
         let after = logins::get(&mut conn, "lg_1").await.unwrap().unwrap();
         assert_eq!((after.identity, after.code_hash), (None, Some(vec![5; 32])));
         logins::fail(&mut conn, "lg_1", "nope").await.unwrap();
-        assert_eq!(logins::prune(&mut conn, 700 + 3601).await.unwrap(), 1);
+        // An expired login's state is refused.
+        let mut late = login.clone();
+        late.id = "lg_2".into();
+        late.state_hash = Some(vec![8; 32]);
+        logins::insert(&mut conn, &late).await.unwrap();
+        assert!(
+            !logins::use_state(&mut conn, "lg_2", 700).await.unwrap(),
+            "{}: expired state",
+            b.name
+        );
+        assert_eq!(logins::prune(&mut conn, 700 + 3601).await.unwrap(), 2);
 
         // A token keeps the groups and amr of its own login, not the user's latest.
         let alice = store::users::upsert(&mut conn, &user("alice-oidc", &["lab"]))

@@ -119,5 +119,12 @@ mod tests {
         assert!(!looks_like(IdKind::Session, "s_web-01"));
         assert_eq!(new_secret().len(), 43);
         assert_eq!(secret_hash("x").len(), 32);
+        let code = new_short_code();
+        assert_eq!(code.len(), 9);
+        assert_eq!(&code[4..5], "-");
+        assert_eq!(
+            normalize_short_code(&code.to_lowercase().replace('-', " ")),
+            code.replace('-', "")
+        );
     }
 }
