@@ -156,3 +156,75 @@ fn without_postgresql_authorize_fails_closed_and_recovers_by_itself() {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// Issue 8 with the Vault backend: a worker killed with -9 has its sessions ended with reason
+/// worker lost, and each session's Vault token (and so its leases) is revoked.
+#[test]
+fn a_dead_workers_sessions_have_their_vault_tokens_revoked() {
+    let bao = common::vault::Bao::start();
+    let dir = tempfile::tempdir().unwrap();
+    let vault = format!(
+        "[ssh]\nbackend = \"vault\"\n[vault]\naddress = \"{}\"\ntoken_file = \"{}\"\nssh_role = \"{}\"\n\
+         token_role = \"{}\"\nrevoke_retry_max = 2\nmint_timeout = 3\njob_interval = 0.5\nrequest_timeout = 3\n",
+        bao.addr,
+        bao.controller_token_file("1h").display(),
+        common::vault::SSH_ROLE,
+        common::vault::TOKEN_ROLE,
+    );
+    let c = Controller::start_with(&dir.path().join("controller"), &vault);
+    let mut w = Worker::start(
+        &dir.path().join("w1"),
+        std::slice::from_ref(&c.cluster),
+        Some(&c.join_token()),
+        "",
+    )
+    .unwrap();
+    // Database credentials from Vault make every session of this target get its own token.
+    let body = serde_json::json!({
+        "name": "echo", "address": echo(), "zone": "LOCAL", "service": "echo",
+        "vault_secrets": [format!("database/creds/{}", common::vault::DB_ROLE)],
+    })
+    .to_string();
+    let (code, text) = c.curl("POST", "/v1/targets", Some(&body));
+    assert_eq!(code, 201, "{text}");
+    let sessions: Vec<Listener> = (0..2)
+        .map(|_| common::client::listen(c.cli(), "echo"))
+        .collect();
+    let mut accessors = Vec::new();
+    for l in &sessions {
+        drop(connected(l.port));
+        let found = bao.tokens_of_session(&l.session_id);
+        let (_, minted) = c.curl("GET", "/v1/audit?type=credential_minted", None);
+        assert_eq!(
+            found.len(),
+            1,
+            "session {} has no Vault token: {minted}",
+            l.session_id
+        );
+        assert!(bao.accessor_alive(&found[0]));
+        accessors.push(found[0].clone());
+    }
+    let _ = w.child.kill(); // kill -9
+    let _ = w.child.wait();
+    let started = Instant::now();
+    for (l, accessor) in sessions.iter().zip(&accessors) {
+        loop {
+            let s = session(&c, &l.session_id);
+            if s["state"] == "terminated" && !bao.accessor_alive(accessor) {
+                assert_eq!(s["termination_reason"], "worker_lost", "{s}");
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "session or token still alive: {s}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    // The revocations are in the audit log, by accessor only.
+    let (code, text) = c.curl("GET", "/v1/audit?type=credential_revoked", None);
+    assert_eq!(code, 200, "{text}");
+    for accessor in &accessors {
+        assert!(text.contains(accessor.as_str()), "{text}");
+    }
+}

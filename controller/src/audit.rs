@@ -217,11 +217,13 @@ pub async fn record(
 
 /// The chain's head, locked in the current transaction, extended event by event and written
 /// back once: [`record`] appends one event, a [`batch`] many actions' events under one lock
-/// and one commit.
+/// and one commit. Appended events are sealed at once and inserted by [`Chain::advance`],
+/// together, before the transaction commits.
 #[derive(Clone)]
 pub struct Chain {
     head: rows::HeadRow,
     signer: Arc<Signer>,
+    pending: Vec<rows::NewEvent>,
 }
 
 impl Chain {
@@ -230,13 +232,16 @@ impl Chain {
         Ok(Chain {
             head: rows::lock_head(conn).await?,
             signer,
+            pending: Vec::new(),
         })
     }
 
-    /// Writes `event` as the next event of the chain.
+    /// Seals `event` as the next event of the chain; [`Chain::advance`] writes it. The
+    /// connection is taken for symmetry with other writes of the action (and so that a
+    /// future chain may write at once).
     pub async fn append(
         &mut self,
-        conn: &mut AnyConnection,
+        _conn: &mut AnyConnection,
         event: AuditEvent,
     ) -> Result<(), StoreError> {
         let sequence = self.head.sequence + 1;
@@ -249,33 +254,30 @@ impl Chain {
         let time = humantime::format_rfc3339_millis(now).to_string();
         let mut body = event.body(&id, sequence, &time, &self.head.hash);
         let hash = self.signer.seal(&mut body);
-        rows::insert(
-            conn,
-            &rows::NewEvent {
-                sequence,
-                id: &id,
-                time: crate::clock::to_i64(unix),
-                kind: event.kind,
-                actor: event
-                    .actor
-                    .user_id
-                    .as_deref()
-                    .or(event.actor.source.as_deref()),
-                username: event.actor.username.as_deref(),
-                session_id: event.session_id.as_deref(),
-                target_id: event.target_id.as_deref(),
-                decision: event.decision,
-                hash: &hash,
-                body: &Value::Object(body).to_string(),
-            },
-        )
-        .await?;
+        self.pending.push(rows::NewEvent {
+            sequence,
+            id,
+            time: crate::clock::to_i64(unix),
+            kind: event.kind,
+            actor: event.actor.user_id.clone().or(event.actor.source.clone()),
+            username: event.actor.username.clone(),
+            session_id: event.session_id.clone(),
+            target_id: event.target_id.clone(),
+            decision: event.decision,
+            hash: hash.clone(),
+            body: Value::Object(body).to_string(),
+        });
         self.head = rows::HeadRow { sequence, hash };
         Ok(())
     }
 
-    /// Stores the new head (in the same transaction).
-    pub async fn advance(&self, conn: &mut AnyConnection) -> Result<(), StoreError> {
+    /// Writes the appended events and the new head (in the same transaction).
+    pub async fn advance(&mut self, conn: &mut AnyConnection) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        rows::insert_many(conn, &self.pending).await?;
+        self.pending.clear();
         rows::advance_head(conn, self.head.sequence, &self.head.hash).await
     }
 }

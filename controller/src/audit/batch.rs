@@ -2,15 +2,17 @@
 //! (one locked row) from its first event to its commit, so on PostgreSQL, where a commit
 //! waits for the WAL flush, transactions that each take the head would commit one flush at a
 //! time. The [`Writer`] runs the actions queued meanwhile in one transaction instead: one
-//! head lock, each action in its own savepoint (a failing action is rolled back alone and
-//! gets its own error), one commit for all. An action's reply is sent only after that commit,
-//! so "the event is written" still means "the action happened", and the other way round.
+//! head lock, one commit for all. If any action of a batch fails, the batch is rolled back and
+//! each of its actions runs again in a transaction of its own, so a failing action fails
+//! alone with its own error (actions are therefore `Fn`: they may run twice, and only one run
+//! ever commits). An action's reply is sent only after its commit, so "the event is written"
+//! still means "the action happened", and the other way round.
 
 use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 
-use sqlx::{AnyConnection, Connection as _};
+use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 
@@ -26,7 +28,7 @@ pub type ActionFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>
 
 type Erased = Box<dyn Any + Send>;
 type Action = Box<
-    dyn for<'c> FnOnce(&'c mut AnyConnection, &'c mut Chain) -> ActionFuture<'c, Erased> + Send,
+    dyn for<'c> Fn(&'c mut AnyConnection, &'c mut Chain) -> ActionFuture<'c, Erased> + Send + Sync,
 >;
 
 struct Queued {
@@ -53,8 +55,9 @@ impl Writer {
     pub async fn run<T, F>(&self, action: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection, &'c mut Chain) -> ActionFuture<'c, T>
+        F: for<'c> Fn(&'c mut AnyConnection, &'c mut Chain) -> ActionFuture<'c, T>
             + Send
+            + Sync
             + 'static,
     {
         let (reply, answer) = oneshot::channel();
@@ -92,46 +95,57 @@ async fn run(store: Store, keys: Keyset, mut rx: mpsc::Receiver<Queued>) {
 async fn commit_batch(store: &Store, keys: &Keyset, batch: Vec<Queued>) {
     let (actions, replies): (Vec<Action>, Vec<_>) =
         batch.into_iter().map(|q| (q.action, q.reply)).unzip();
-    let result = async {
-        let signer = super::signer(keys).await?;
-        let mut tx = store.begin().await?;
-        let mut chain = Chain::lock(&mut tx, signer).await?;
-        let mut outcomes = Vec::with_capacity(actions.len());
-        for action in actions {
-            let before = chain.clone();
-            let mut savepoint = tx.begin().await?;
-            match action(&mut savepoint, &mut chain).await {
-                Ok(value) => {
-                    savepoint.commit().await?;
-                    outcomes.push(Ok(value));
+    let started = std::time::Instant::now();
+    let outcomes = if actions.len() == 1 {
+        vec![commit(store, keys, &actions[0]).await]
+    } else {
+        match commit_all(store, keys, &actions).await {
+            Ok(values) => values.into_iter().map(Ok).collect(),
+            Err(err) => {
+                tracing::debug!(error = %err, actions = actions.len(), "batch rolled back; running its actions one by one");
+                let mut outcomes = Vec::with_capacity(actions.len());
+                for action in &actions {
+                    outcomes.push(commit(store, keys, action).await);
                 }
-                Err(err) => {
-                    savepoint.rollback().await?;
-                    chain = before;
-                    outcomes.push(Err(err));
-                }
+                outcomes
             }
         }
-        chain.advance(&mut tx).await?;
-        tx.commit().await?;
-        Ok::<_, StoreError>(outcomes)
+    };
+    tracing::debug!(
+        actions = actions.len(),
+        elapsed_us = started.elapsed().as_micros(),
+        "audited batch committed"
+    );
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        let _ = reply.send(outcome);
     }
-    .await;
-    match result {
-        Ok(outcomes) => {
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(outcome);
-            }
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, actions = replies.len(), "audited batch failed; nothing of it was written");
-            let message = err.to_string();
-            for reply in replies {
-                let _ = reply.send(Err(match &err {
-                    StoreError::Unavailable(_) => StoreError::Unavailable(message.clone()),
-                    _ => StoreError::Corrupt(message.clone()),
-                }));
-            }
-        }
+}
+
+/// All actions in one transaction; the first failure rolls all of them back.
+async fn commit_all(
+    store: &Store,
+    keys: &Keyset,
+    actions: &[Action],
+) -> Result<Vec<Erased>, StoreError> {
+    let signer = super::signer(keys).await?;
+    let mut tx = store.begin().await?;
+    let mut chain = Chain::lock(&mut tx, signer).await?;
+    let mut values = Vec::with_capacity(actions.len());
+    for action in actions {
+        values.push(action(&mut tx, &mut chain).await?);
     }
+    chain.advance(&mut tx).await?;
+    tx.commit().await?;
+    Ok(values)
+}
+
+/// One action in its own transaction.
+async fn commit(store: &Store, keys: &Keyset, action: &Action) -> Result<Erased, StoreError> {
+    let signer = super::signer(keys).await?;
+    let mut tx = store.begin().await?;
+    let mut chain = Chain::lock(&mut tx, signer).await?;
+    let value = action(&mut tx, &mut chain).await?;
+    chain.advance(&mut tx).await?;
+    tx.commit().await?;
+    Ok(value)
 }

@@ -311,6 +311,12 @@ pub async fn authorize(
     state
         .audit_writer
         .run(move |conn, chain| {
+            let (record, certificate, intent, event) = (
+                record.clone(),
+                certificate.clone(),
+                intent.clone(),
+                event.clone(),
+            );
             Box::pin(async move {
                 session_rows::insert(conn, &record).await?;
                 session_rows::set_token(conn, &record.id, &token_id).await?;

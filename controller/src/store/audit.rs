@@ -47,42 +47,63 @@ fn head_from(row: &sqlx::any::AnyRow) -> Result<HeadRow> {
 }
 
 /// The columns of one new event; `body` is the sealed event as JSON.
-pub struct NewEvent<'a> {
+#[derive(Debug, Clone)]
+pub struct NewEvent {
     pub sequence: u64,
-    pub id: &'a str,
+    pub id: String,
     pub time: i64,
-    pub kind: &'a str,
-    pub actor: Option<&'a str>,
-    pub username: Option<&'a str>,
-    pub session_id: Option<&'a str>,
-    pub target_id: Option<&'a str>,
-    pub decision: Option<&'a str>,
-    pub hash: &'a str,
-    pub body: &'a str,
+    pub kind: &'static str,
+    pub actor: Option<String>,
+    pub username: Option<String>,
+    pub session_id: Option<String>,
+    pub target_id: Option<String>,
+    pub decision: Option<&'static str>,
+    pub hash: String,
+    pub body: String,
 }
 
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-pub async fn insert(conn: &mut AnyConnection, event: &NewEvent<'_>) -> Result<()> {
-    sqlx::query(
+const EVENT_COLUMNS: usize = 11;
+
+/// Inserts `events` with one statement (a group commit writes a batch's events at once).
+pub async fn insert_many(conn: &mut AnyConnection, events: &[NewEvent]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::from(
         "INSERT INTO audit_events (seq, id, time, type, actor, username, session_id, target_id, \
-         decision, hash, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(to_i64(event.sequence))
-    .bind(event.id)
-    .bind(event.time)
-    .bind(event.kind)
-    .bind(event.actor)
-    .bind(event.username)
-    .bind(event.session_id)
-    .bind(event.target_id)
-    .bind(event.decision)
-    .bind(event.hash)
-    .bind(event.body)
-    .execute(&mut *conn)
-    .await?;
+         decision, hash, body) VALUES ",
+    );
+    for i in 0..events.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let params: Vec<String> = (1..=EVENT_COLUMNS)
+            .map(|c| format!("${}", i * EVENT_COLUMNS + c))
+            .collect();
+        sql.push('(');
+        sql.push_str(&params.join(", "));
+        sql.push(')');
+    }
+    let mut query = sqlx::query(&sql);
+    for e in events {
+        query = query
+            .bind(to_i64(e.sequence))
+            .bind(e.id.as_str())
+            .bind(e.time)
+            .bind(e.kind)
+            .bind(e.actor.as_deref())
+            .bind(e.username.as_deref())
+            .bind(e.session_id.as_deref())
+            .bind(e.target_id.as_deref())
+            .bind(e.decision)
+            .bind(e.hash.as_str())
+            .bind(e.body.as_str());
+    }
+    query.execute(&mut *conn).await?;
     Ok(())
 }
 
