@@ -311,11 +311,12 @@ pub async fn authorize(
     state
         .audit_writer
         .run(move |conn, chain| {
-            let (record, certificate, intent, event) = (
+            let (record, certificate, intent, event, token_id) = (
                 record.clone(),
                 certificate.clone(),
                 intent.clone(),
                 event.clone(),
+                token_id.clone(),
             );
             Box::pin(async move {
                 session_rows::insert(conn, &record).await?;
