@@ -66,6 +66,12 @@ fn every_permissioned_endpoint_refuses_a_user_without_the_permission() {
         ),
         ("POST", "/v1/policy/reload".into(), None, "policy:reload"),
         ("GET", "/v1/audit".into(), None, "audit:read"),
+        (
+            "POST",
+            "/v1/users/revoke".into(),
+            Some(r#"{"subject":"admin"}"#),
+            "users:revoke",
+        ),
     ];
     // The admin's own session, which the user may neither read nor cancel.
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();

@@ -134,6 +134,9 @@ pub mod kind {
     pub const LOGIN_SUCCEEDED: &str = "login_succeeded";
     pub const LOGIN_FAILED: &str = "login_failed";
     pub const TOKEN_REJECTED: &str = "token_rejected";
+    pub const LOGIN_STARTED: &str = "login_started";
+    pub const LOGGED_OUT: &str = "logged_out";
+    pub const USER_TOKENS_REVOKED: &str = "user_tokens_revoked";
     pub const SESSION_AUTHORIZED: &str = "session_authorized";
     pub const SESSION_DENIED: &str = "session_denied";
     pub const SESSION_ACTIVATED: &str = "session_activated";

@@ -33,6 +33,8 @@ pub struct Config {
     pub join_token_ttl: Duration,
     pub worker_cert_lifetime: Duration,
     pub login_rate_limit: u32,
+    /// Login with the organisation's OpenID provider (`[auth.oidc]`); none: OIDC is off.
+    pub oidc: Option<crate::oidc::config::OidcConfig>,
     /// Lifetime of SSH certificates (sshd checks it only at login).
     pub ssh_certificate_ttl: Duration,
     /// The workers' egress addresses: SSH certificates are valid only from these.
@@ -344,6 +346,7 @@ struct RawPolicy {
 struct RawAuth {
     dev_login: Option<bool>,
     login_rate_limit_per_minute: Option<u32>,
+    oidc: Option<crate::oidc::config::RawOidc>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -366,7 +369,7 @@ struct RawWorkers {
 /// A duration written as seconds (`30`, `0.5`) or in words (`"8h"`, `"90s"`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-enum DurationValue {
+pub(crate) enum DurationValue {
     Seconds(f64),
     Text(String),
 }
@@ -393,7 +396,7 @@ impl DurationValue {
     }
 }
 
-fn duration(
+pub(crate) fn duration(
     value: &Option<DurationValue>,
     key: &'static str,
     default: Duration,
@@ -401,7 +404,7 @@ fn duration(
     value.as_ref().map_or(Ok(default), |v| v.to_duration(key))
 }
 
-fn positive(d: Duration, key: &'static str) -> Result<Duration, ConfigError> {
+pub(crate) fn positive(d: Duration, key: &'static str) -> Result<Duration, ConfigError> {
     if d.is_zero() {
         return Err(ConfigError::Invalid {
             key,
@@ -570,6 +573,10 @@ impl Config {
         let s = &raw.sessions;
         let w = &raw.workers;
         let audit = raw.audit.validate()?;
+        let oidc = match raw.auth.oidc {
+            Some(raw_oidc) => Some(raw_oidc.validate(&env)?),
+            None => None,
+        };
         Ok(Config {
             audit,
             ssh_backend,
@@ -584,6 +591,7 @@ impl Config {
             policy_file: raw.policy.file,
             dev_login: raw.auth.dev_login.unwrap_or(false),
             login_rate_limit: raw.auth.login_rate_limit_per_minute.unwrap_or(30),
+            oidc,
             token_lifetime: positive(
                 duration(
                     &raw.api.token_lifetime,

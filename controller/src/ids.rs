@@ -17,6 +17,8 @@ pub enum IdKind {
     Key,
     Event,
     Controller,
+    /// A pending OIDC login.
+    Login,
     /// Credentials minted from Vault for a session.
     Credential,
 }
@@ -34,6 +36,7 @@ impl IdKind {
             IdKind::Key => "k_",
             IdKind::Event => "e_",
             IdKind::Controller => "ctl_",
+            IdKind::Login => "lg_",
             IdKind::Credential => "vc_",
         }
     }
@@ -51,6 +54,27 @@ pub fn new_secret() -> String {
     let mut bytes = [0u8; 32];
     fill(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A short code a person can read and type: 8 characters from an alphabet without
+/// look-alikes (40 bits), shown as `XXXX-XXXX`.
+pub fn new_short_code() -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 8];
+    fill(&mut bytes);
+    let chars: String = bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(b & 31)]))
+        .collect();
+    format!("{}-{}", &chars[..4], &chars[4..])
+}
+
+/// A short code as typed: case, spaces and dashes do not matter.
+pub fn normalize_short_code(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
 }
 
 /// A random 64-bit number (certificate serials).
@@ -95,5 +119,12 @@ mod tests {
         assert!(!looks_like(IdKind::Session, "s_web-01"));
         assert_eq!(new_secret().len(), 43);
         assert_eq!(secret_hash("x").len(), 32);
+        let code = new_short_code();
+        assert_eq!(code.len(), 9);
+        assert_eq!(&code[4..5], "-");
+        assert_eq!(
+            normalize_short_code(&code.to_lowercase().replace('-', " ")),
+            code.replace('-', "")
+        );
     }
 }

@@ -18,6 +18,7 @@ pub mod ids;
 pub mod keys;
 pub mod link;
 pub mod notify;
+pub mod oidc;
 pub mod policy_file;
 pub mod secret;
 pub mod sessions;
@@ -46,6 +47,8 @@ pub enum ControllerError {
     Keys(#[from] keys::KeyError),
     #[error("policy: {0}")]
     Policy(String),
+    #[error(transparent)]
+    Oidc(#[from] oidc::OidcError),
     #[error(transparent)]
     Vault(#[from] vault::VaultError),
     #[error("cannot listen on {addr} ({what}): {source}")]
@@ -87,6 +90,12 @@ impl Controller {
     /// Opens the store and keyset, loads the policy, and binds the API and cluster ports
     /// (port 0 picks a free one).
     pub async fn start(config: Config) -> Result<Controller, ControllerError> {
+        // The OIDC client secret is read before anything is bound: a missing file stops the
+        // start with its name.
+        let oidc = match &config.oidc {
+            Some(oidc) => Some(Arc::new(oidc::Relying::new(oidc.clone())?)),
+            None => None,
+        };
         let (store, keys) = open(&config).await?;
         let policy = match &config.policy_file {
             Some(path) => Some(Arc::new(
@@ -130,6 +139,7 @@ impl Controller {
             config::SshBackend::LocalCa => (None, std::time::Duration::ZERO),
         };
         let state = AppState {
+            oidc,
             vault,
             controller_id: ids::new_id(ids::IdKind::Controller).into(),
             config: Arc::new(config),

@@ -21,6 +21,8 @@ pub struct AppState {
     pub links: Registry,
     pub policy: PolicySlot,
     pub policy_tx: Arc<watch::Sender<Option<Arc<portcullis_policy::Policy>>>>,
+    /// The OpenID provider's relying party, when `[auth.oidc]` is configured.
+    pub oidc: Option<Arc<crate::oidc::Relying>>,
     /// Group commit for hot audited actions (authorize-session); see [`crate::audit::batch`].
     pub audit_writer: crate::audit::batch::Writer,
     /// Vault, when `ssh.backend = "vault"`.

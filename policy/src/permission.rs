@@ -26,17 +26,21 @@ pub enum Permission {
     /// `audit:read`: read the audit log.
     #[serde(rename = "audit:read")]
     AuditRead,
+    /// `users:revoke`: revoke all of a user's API tokens and end their sessions.
+    #[serde(rename = "users:revoke")]
+    UsersRevoke,
 }
 
 impl Permission {
     /// Every permission, in a stable order.
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 7] = [
         Permission::TargetsAdmin,
         Permission::WorkersAdmin,
         Permission::SessionsReadAll,
         Permission::SessionsCancelAny,
         Permission::PolicyReload,
         Permission::AuditRead,
+        Permission::UsersRevoke,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +51,7 @@ impl Permission {
             Permission::SessionsCancelAny => "sessions:cancel-any",
             Permission::PolicyReload => "policy:reload",
             Permission::AuditRead => "audit:read",
+            Permission::UsersRevoke => "users:revoke",
         }
     }
 }
@@ -59,7 +64,7 @@ impl fmt::Display for Permission {
 
 /// A string that names no permission.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown permission `{0}`; known: targets:admin, workers:admin, sessions:read-all, sessions:cancel-any, policy:reload, audit:read")]
+#[error("unknown permission `{0}`; known: targets:admin, workers:admin, sessions:read-all, sessions:cancel-any, policy:reload, audit:read, users:revoke")]
 pub struct UnknownPermission(pub String);
 
 impl FromStr for Permission {

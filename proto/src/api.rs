@@ -59,6 +59,104 @@ pub struct UserInfo {
     pub token_expires_at: Option<u64>,
 }
 
+/// How an OIDC login reaches the CLI that started it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OidcLoginMode {
+    /// The callback redirects the browser to the CLI's `http://127.0.0.1:PORT/callback`
+    /// with a one-time code (RFC 8252).
+    Loopback,
+    /// The callback page shows a short code that the user types into the CLI.
+    Code,
+    /// The device authorization grant (RFC 8628), when the controller enables it.
+    Device,
+}
+
+/// `POST /v1/auth/oidc/start`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcStartRequest {
+    pub mode: OidcLoginMode,
+    /// Loopback mode: the port the CLI listens on at 127.0.0.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_port: Option<u16>,
+    /// base64url (no padding) SHA-256 of a random secret only this CLI knows; the secret
+    /// itself is sent only to redeem the login, in a request body.
+    pub secret_hash: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OidcStartResponse {
+    pub login_id: String,
+    /// Browser modes: where to send the browser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_url: Option<String>,
+    pub expires_at: u64,
+    /// Device mode: what the user types at `verification_uri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_uri_complete: Option<String>,
+    /// Device mode: seconds between polls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<u64>,
+}
+
+/// `POST /v1/auth/oidc/redeem`: the one-time code from the callback plus the CLI's secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcRedeemRequest {
+    pub login_id: String,
+    /// The one-time code (loopback) or the short code typed by the user (code mode); absent
+    /// in device mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub secret: String,
+}
+
+/// `POST /v1/auth/oidc/redeem` in device mode while the user has not finished yet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OidcPending {
+    /// `authorization_pending` or `slow_down`.
+    pub status: String,
+    /// Seconds to wait before the next poll.
+    pub interval: u64,
+}
+
+/// `POST /v1/auth/logout`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogoutResponse {
+    pub token_id: String,
+    /// Sessions authorised with the token that this logout ended.
+    pub sessions_ended: Vec<String>,
+}
+
+/// `POST /v1/users/revoke`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeUserRequest {
+    pub subject: String,
+    /// Only the user of this issuer; default: the subject under every issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokedUser {
+    pub user_id: String,
+    pub issuer: String,
+    pub subject: String,
+    pub tokens_revoked: Vec<String>,
+    pub sessions_ended: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokeUserResponse {
+    pub users: Vec<RevokedUser>,
+}
+
 /// `POST /v1/targets`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

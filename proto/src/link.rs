@@ -28,6 +28,8 @@ pub mod reason {
     pub const POLICY_CHANGED: &str = "policy_changed";
     pub const SHUTDOWN: &str = "shutdown";
     pub const LOGOUT: &str = "logout";
+    /// An admin revoked all of the user's tokens (`portcullis users revoke`).
+    pub const USER_REVOKED: &str = "user_revoked";
 }
 
 /// The largest frame either side accepts (1 MiB); a larger one closes the link.

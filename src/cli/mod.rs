@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod dev;
 pub mod echo;
 pub mod http;
+pub mod login;
 pub mod output;
 pub mod policy;
 pub mod sessions;
@@ -79,6 +80,15 @@ pub enum Command {
     /// for a target are ready.
     #[command(hide = true)]
     SshPrepare(ssh_config::SshPrepareArgs),
+    /// Log in with your organisation's OpenID provider and save an API token.
+    Login(login::LoginArgs),
+    /// Revoke your API token and end the sessions it opened.
+    Logout(login::LogoutArgs),
+    /// Show who the controller takes you for: identity, groups, MFA and token expiry.
+    Whoami(login::WhoamiArgs),
+    /// Administer users (revoke all of a user's tokens).
+    #[command(subcommand)]
+    Users(login::UsersCommand),
     /// Check, explain and export the zone matrix policy.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -100,6 +110,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::SshConfig(args) => ssh_config::run_config(args).await?,
         Command::SshPrepare(args) => ssh_config::run_prepare(args).await?,
         Command::Policy(cmd) => policy::run(cmd)?,
+        Command::Login(args) => login::login(args).await?,
+        Command::Logout(args) => login::logout(args).await?,
+        Command::Whoami(args) => login::whoami(args).await?,
+        Command::Users(cmd) => login::users(cmd).await?,
         Command::Audit(cmd) => audit::run(cmd).await?,
     };
     Ok(u8::try_from(code).unwrap_or(2))

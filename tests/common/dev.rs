@@ -34,17 +34,18 @@ impl Dev {
 
     /// Like [`Dev::start_in`], with extra environment variables.
     pub fn start_in_env(state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Dev {
+        // A test that must know the API port in advance (e.g. for an OIDC redirect URL)
+        // passes its own --api-port.
+        let api_port: &[&str] = if extra.contains(&"--api-port") {
+            &[]
+        } else {
+            &["--api-port", "0"]
+        };
         let mut child = Command::new(bin())
             .args(["dev", "--state-dir"])
             .arg(state)
-            .args([
-                "--api-port",
-                "0",
-                "--cluster-port",
-                "0",
-                "--proxy-port",
-                "0",
-            ])
+            .args(api_port)
+            .args(["--cluster-port", "0", "--proxy-port", "0"])
             .args(extra)
             .env("PORTCULLIS_LOG", "warn")
             .envs(env.iter().copied())

@@ -1,4 +1,4 @@
-//! Logging in (the development login until OIDC lands), `whoami` and logout.
+//! The development login, token issuing (shared with OIDC login in `oidc.rs`) and `whoami`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,7 +12,7 @@ use crate::clock;
 use crate::ids::{new_id, new_secret, secret_hash, IdKind};
 use crate::state::AppState;
 use crate::store::rate_limits;
-use crate::store::tokens::{self, TokenRecord};
+use crate::store::tokens::{self, LoginAttributes, TokenRecord};
 use crate::store::users::{self, UserRecord};
 
 pub const DEV_ISSUER: &str = "portcullis-dev";
@@ -58,6 +58,7 @@ pub async fn issue_token(
             token_hash: secret_hash(&secret),
             created_at: clock::to_i64(now),
             expires_at: clock::to_i64(expires_at),
+            login: Some(LoginAttributes::of(&user)),
         },
     )
     .await?;

@@ -6,6 +6,9 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod login;
+pub mod logout;
+pub mod oidc;
+pub mod oidc_pages;
 pub mod policy;
 pub mod sessions;
 pub mod targets;
@@ -32,6 +35,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/health", get(health::health))
         .route("/v1/auth/dev-login", post(login::dev_login))
+        .route("/v1/auth/oidc/start", post(oidc::start))
+        .route("/v1/auth/oidc/callback", get(oidc::callback))
+        .route("/v1/auth/oidc/redeem", post(oidc::redeem))
+        .route("/v1/auth/logout", post(logout::logout))
+        .route("/v1/users/revoke", post(logout::revoke_user))
         .route("/v1/whoami", get(login::whoami))
         .route("/v1/targets", get(targets::list).post(targets::create))
         .route(

@@ -112,6 +112,17 @@ impl Keyset {
         }
     }
 
+    /// Seals a short-lived secret kept in the store (e.g. a pending login's PKCE verifier),
+    /// bound to `context` so it cannot be moved to another row.
+    pub fn seal_secret(&self, context: &str, plain: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.master.seal(context, plain)
+    }
+
+    /// Opens what [`Keyset::seal_secret`] sealed with the same `context`.
+    pub fn open_secret(&self, context: &str, sealed: &[u8]) -> Result<Secret<Vec<u8>>, KeyError> {
+        self.master.open(context, sealed).map(Secret::new)
+    }
+
     /// Creates the active key of every purpose that has none (first start). Safe when several
     /// controllers start at once: the creation runs under a store lock.
     pub async fn ensure(&self) -> Result<(), KeyError> {

@@ -303,20 +303,24 @@ pub async fn authorize(
         .map(|(_, serial, ca_key_id, valid_before)| (*serial, ca_key_id.clone(), *valid_before));
     let intent = intent_id.clone();
     let created_at = clock::to_i64(now);
+    // The API token the session is authorised with: logout ends the token's sessions.
+    let token_id = principal.token_id.clone();
     // One transaction, shared with other authorisations (a group commit, audit::batch): the
     // session, its certificate's row, the revocation intent of its Vault credentials (before
     // Vault is called: a crash from here on leaves a record to finish or revoke) and the event.
     state
         .audit_writer
         .run(move |conn, chain| {
-            let (record, certificate, intent, event) = (
+            let (record, certificate, intent, event, token_id) = (
                 record.clone(),
                 certificate.clone(),
                 intent.clone(),
                 event.clone(),
+                token_id.clone(),
             );
             Box::pin(async move {
                 session_rows::insert(conn, &record).await?;
+                session_rows::set_token(conn, &record.id, &token_id).await?;
                 if let Some((serial, ca_key_id, valid_before)) = certificate {
                     crate::store::ssh_certificates::insert(
                         conn,

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod join_tokens;
 pub mod keys;
+pub mod oidc_logins;
 pub mod rate_limits;
 pub mod sessions;
 pub mod ssh_certificates;
@@ -97,6 +98,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0005_ssh_certificates.sql"),
     ),
     (
+        6,
+        "oidc_logins",
+        include_str!("../../../migrations/sqlite/0006_oidc_logins.sql"),
+    ),
+    (
         7,
         "vault_credentials",
         include_str!("../../../migrations/sqlite/0007_vault_credentials.sql"),
@@ -122,6 +128,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "ssh_certificates",
         include_str!("../../../migrations/postgres/0005_ssh_certificates.sql"),
+    ),
+    (
+        6,
+        "oidc_logins",
+        include_str!("../../../migrations/postgres/0006_oidc_logins.sql"),
     ),
     (
         7,

@@ -351,3 +351,41 @@ pub async fn states(
     }
     Ok(out)
 }
+
+/// Records the API token a session was authorised with (logout ends the token's sessions).
+pub async fn set_token(conn: &mut AnyConnection, id: &str, token_id: &str) -> Result<()> {
+    sqlx::query("UPDATE sessions SET token_id = $2 WHERE id = $1")
+        .bind(id)
+        .bind(token_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Ids of the live sessions authorised with one of `token_ids`.
+pub async fn live_of_tokens(conn: &mut AnyConnection, token_ids: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for token_id in token_ids {
+        let rows = sqlx::query(
+            "SELECT id FROM sessions WHERE token_id = $1 AND state <> 'terminated' ORDER BY id",
+        )
+        .bind(token_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in rows {
+            out.push(row.try_get("id")?);
+        }
+    }
+    Ok(out)
+}
+
+/// Ids of a user's live sessions.
+pub async fn live_of_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT id FROM sessions WHERE user_id = $1 AND state <> 'terminated' ORDER BY id",
+    )
+    .bind(user_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
+}

@@ -3,7 +3,7 @@
 use sqlx::{AnyConnection, Row as _};
 
 use super::users::UserRecord;
-use super::Result;
+use super::{from_json_list, to_json_list, Result};
 
 #[derive(Debug, Clone)]
 pub struct TokenRecord {
@@ -12,23 +12,52 @@ pub struct TokenRecord {
     pub token_hash: Vec<u8>,
     pub created_at: i64,
     pub expires_at: i64,
+    /// The identity attributes of the login that issued the token: every decision made with
+    /// the token uses these, not those of the user's latest login elsewhere.
+    pub login: Option<LoginAttributes>,
+}
+
+/// Groups, amr, acr and auth_time as one login asserted them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginAttributes {
+    pub groups: Vec<String>,
+    pub amr: Vec<String>,
+    pub acr: Option<String>,
+    pub auth_time: Option<i64>,
+}
+
+impl LoginAttributes {
+    pub fn of(user: &UserRecord) -> LoginAttributes {
+        LoginAttributes {
+            groups: user.groups.clone(),
+            amr: user.amr.clone(),
+            acr: user.acr.clone(),
+            auth_time: user.auth_time,
+        }
+    }
 }
 
 pub async fn insert(conn: &mut AnyConnection, t: &TokenRecord) -> Result<()> {
     sqlx::query(
-        "INSERT INTO api_tokens (id, user_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO api_tokens (id, user_id, token_hash, created_at, expires_at, groups, amr, \
+         acr, auth_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&t.id)
     .bind(&t.user_id)
     .bind(&t.token_hash)
     .bind(t.created_at)
     .bind(t.expires_at)
+    .bind(t.login.as_ref().map(|l| to_json_list(&l.groups)))
+    .bind(t.login.as_ref().map(|l| to_json_list(&l.amr)))
+    .bind(t.login.as_ref().and_then(|l| l.acr.clone()))
+    .bind(t.login.as_ref().and_then(|l| l.auth_time))
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// The user and token expiry behind a token hash, if the token is valid at `now`.
+/// The user and token expiry behind a token hash, if the token is valid at `now`. The user's
+/// groups, amr, acr and auth_time are those of the login that issued the token.
 ///
 /// The lookup is by the hash (an index probe, not a comparison of secrets); the caller holds
 /// only the hash of what the client sent.
@@ -39,7 +68,8 @@ pub async fn authenticate(
 ) -> Result<Option<(UserRecord, String, i64)>> {
     let row = sqlx::query(
         "SELECT t.id AS token_id, t.expires_at AS token_expires_at, u.id, u.issuer, u.subject, \
-         u.username, u.email, u.name, u.groups, u.amr, u.acr, u.auth_time, u.updated_at \
+         u.username, u.email, u.name, u.groups, u.amr, u.acr, u.auth_time, u.updated_at, \
+         t.groups AS t_groups, t.amr AS t_amr, t.acr AS t_acr, t.auth_time AS t_auth_time \
          FROM api_tokens t JOIN users u ON u.id = t.user_id \
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2",
     )
@@ -50,7 +80,17 @@ pub async fn authenticate(
     match row {
         None => Ok(None),
         Some(row) => {
-            let user = super::users::from_row(&row)?;
+            let mut user = super::users::from_row(&row)?;
+            if let Some(groups) = row.try_get::<Option<String>, _>("t_groups")? {
+                user.groups = from_json_list(&groups, "api_tokens.groups")?;
+                user.amr = from_json_list(
+                    &row.try_get::<Option<String>, _>("t_amr")?
+                        .unwrap_or_default(),
+                    "api_tokens.amr",
+                )?;
+                user.acr = row.try_get("t_acr")?;
+                user.auth_time = row.try_get("t_auth_time")?;
+            }
             Ok(Some((
                 user,
                 row.try_get("token_id")?,
@@ -69,4 +109,19 @@ pub async fn revoke(conn: &mut AnyConnection, token_id: &str, now: i64) -> Resul
             .execute(conn)
             .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Revokes every live token of a user; returns their ids.
+pub async fn revoke_user(conn: &mut AnyConnection, user_id: &str, now: i64) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "UPDATE api_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL \
+         AND expires_at > $2 RETURNING id",
+    )
+    .bind(user_id)
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| Ok(row.try_get::<String, _>("id")?))
+        .collect()
 }

@@ -77,3 +77,31 @@ pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<UserRecord
         .await?;
     row.as_ref().map(from_row).transpose()
 }
+
+/// Every user with this subject (one per issuer), or only the one of `issuer`.
+pub async fn by_subject(
+    conn: &mut AnyConnection,
+    subject: &str,
+    issuer: Option<&str>,
+) -> Result<Vec<UserRecord>> {
+    let rows = match issuer {
+        Some(issuer) => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM users WHERE subject = $1 AND issuer = $2"
+            ))
+            .bind(subject)
+            .bind(issuer)
+            .fetch_all(conn)
+            .await?
+        }
+        None => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM users WHERE subject = $1 ORDER BY issuer"
+            ))
+            .bind(subject)
+            .fetch_all(conn)
+            .await?
+        }
+    };
+    rows.iter().map(from_row).collect()
+}

@@ -1,0 +1,116 @@
+//! Ending access: `POST /v1/auth/logout` (the caller's token and the sessions it opened) and
+//! `POST /v1/users/revoke` (every token and live session of a user).
+
+use axum::extract::State;
+use axum::Json;
+use portcullis_policy::Permission;
+use portcullis_proto::api::{LogoutResponse, RevokeUserRequest, RevokeUserResponse, RevokedUser};
+
+use super::error::ApiError;
+use super::extract::{ApiJson, Principal};
+use crate::audit::{self, AuditEvent};
+use crate::clock;
+use crate::state::AppState;
+use crate::store::{sessions as session_rows, tokens, users};
+
+/// `POST /v1/auth/logout`: revokes the caller's token and ends the sessions it authorised.
+pub async fn logout(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<LogoutResponse>, ApiError> {
+    let now = clock::to_i64(clock::now());
+    let signer = audit::signer(&state.keys).await?;
+    let mut tx = state.store.begin().await?;
+    tokens::revoke(&mut tx, &principal.token_id, now).await?;
+    audit::record(
+        &mut tx,
+        &signer,
+        AuditEvent::new(audit::kind::LOGGED_OUT, principal.actor())
+            .details(serde_json::json!({"token_id": principal.token_id})),
+    )
+    .await?;
+    tx.commit().await?;
+    let live = {
+        let mut conn = state.store.conn().await?;
+        session_rows::live_of_tokens(&mut conn, std::slice::from_ref(&principal.token_id)).await?
+    };
+    let mut ended = Vec::new();
+    for id in live {
+        if crate::sessions::lifecycle::end_session(
+            &state,
+            &id,
+            portcullis_proto::link::reason::LOGOUT,
+            principal.actor(),
+        )
+        .await?
+        {
+            ended.push(id);
+        }
+    }
+    Ok(Json(LogoutResponse {
+        token_id: principal.token_id,
+        sessions_ended: ended,
+    }))
+}
+
+/// `POST /v1/users/revoke` (`users:revoke`): revokes every token of a user and ends the
+/// user's live sessions.
+pub async fn revoke_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<RevokeUserRequest>,
+) -> Result<Json<RevokeUserResponse>, ApiError> {
+    principal.require(Permission::UsersRevoke)?;
+    if body.subject.is_empty() {
+        return Err(ApiError::field("subject", "name the user's subject"));
+    }
+    let found = {
+        let mut conn = state.store.conn().await?;
+        users::by_subject(&mut conn, &body.subject, body.issuer.as_deref()).await?
+    };
+    if found.is_empty() {
+        return Err(ApiError::not_found("user with subject", &body.subject));
+    }
+    let mut out = Vec::new();
+    for user in found {
+        let now = clock::to_i64(clock::now());
+        let signer = audit::signer(&state.keys).await?;
+        let mut tx = state.store.begin().await?;
+        let revoked = tokens::revoke_user(&mut tx, &user.id, now).await?;
+        audit::record(
+            &mut tx,
+            &signer,
+            AuditEvent::new(audit::kind::USER_TOKENS_REVOKED, principal.actor()).details(
+                serde_json::json!({"user_id": user.id, "issuer": user.issuer,
+                    "subject": user.subject, "token_ids": revoked}),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        let live = {
+            let mut conn = state.store.conn().await?;
+            session_rows::live_of_user(&mut conn, &user.id).await?
+        };
+        let mut ended = Vec::new();
+        for id in live {
+            if crate::sessions::lifecycle::end_session(
+                &state,
+                &id,
+                portcullis_proto::link::reason::USER_REVOKED,
+                principal.actor(),
+            )
+            .await?
+            {
+                ended.push(id);
+            }
+        }
+        out.push(RevokedUser {
+            user_id: user.id,
+            issuer: user.issuer,
+            subject: user.subject,
+            tokens_revoked: revoked,
+            sessions_ended: ended,
+        });
+    }
+    Ok(Json(RevokeUserResponse { users: out }))
+}

@@ -1,0 +1,986 @@
+//! OIDC login against a real OpenID provider (npm `oidc-provider`, tests/oidc/provider.mjs):
+//! `portcullis login` as a real process, its "browser" being plain HTTP through the provider's
+//! login form; groups and MFA deciding sessions; the phishing case; bad ID tokens; the device
+//! flow; a provider that is down; logout and `users revoke`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::client::{closes_within, open_echo};
+use common::dev::{curl, Dev};
+
+const CLIENT_ID: &str = "portcullis-test";
+const CLIENT_SECRET: &str = "portcullis-test-secret-0123456789";
+
+/// LOCAL is loopback; LAB (127.0.0.2) needs role `lab`, whose members need MFA no older than
+/// an hour.
+const POLICY: &str = r#"
+[settings]
+broker_zone = "LOCAL"
+
+[[zone]]
+name = "LOCAL"
+trust = "high"
+cidrs = ["127.0.0.0/8"]
+
+[[zone]]
+name = "LAB"
+trust = "low"
+cidrs = ["127.0.0.2/32"]
+
+[[service]]
+name = "echo"
+ports = "any"
+
+[[cell]]
+from = "LOCAL"
+to = "LOCAL"
+access = "allow"
+services = ["echo"]
+
+[[cell]]
+from = "LOCAL"
+to = "LAB"
+access = "broker-only"
+services = ["echo"]
+
+[[role]]
+name = "admin"
+groups = ["admins"]
+permissions = ["targets:admin", "workers:admin", "sessions:read-all", "sessions:cancel-any", "policy:reload", "audit:read", "users:revoke"]
+
+[[role.grant]]
+zones = ["*"]
+services = ["*"]
+
+[[role]]
+name = "lab"
+groups = ["lab"]
+
+[[role.grant]]
+zones = ["LAB"]
+services = ["echo"]
+
+[role.constraints]
+mfa = { amr = ["mfa"], max_auth_age_secs = 3600 }
+"#;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The node OpenID provider, killed at drop.
+struct Provider {
+    child: Child,
+    issuer: String,
+}
+
+impl Provider {
+    fn start(redirect_uri: &str, log: &Path) -> Provider {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
+        assert!(
+            dir.join("node_modules/oidc-provider").exists(),
+            "tests/oidc/node_modules is missing: run `npm ci` in tests/oidc (scripts/test does)"
+        );
+        let mut child = Command::new("node")
+            .arg(dir.join("provider.mjs"))
+            .env("CLIENT_ID", CLIENT_ID)
+            .env("CLIENT_SECRET", CLIENT_SECRET)
+            .env("REDIRECT_URI", redirect_uri)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("node is needed for the OIDC tests (scripts/test installs it)");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "the OpenID provider printed no readiness line (node >= 20 is needed); \
+                     its stderr:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
+            });
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        Provider {
+            child,
+            issuer: v["issuer"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Makes the next ID token bad (see provider.mjs).
+    fn spoil_next(&self, mode: &str) {
+        let out = Command::new("curl")
+            .args(["-sS", "-f", "-X", "POST"])
+            .arg(format!("{}/admin/next?mode={mode}", self.issuer))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A provider and a `portcullis dev` whose controller logs in with it.
+struct Env {
+    provider: Provider,
+    dev: Dev,
+    dir: tempfile::TempDir,
+}
+
+fn start(device_flow: bool) -> Env {
+    start_limited(device_flow, 10_000)
+}
+
+fn start_limited(device_flow: bool, logins_per_minute: u32) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let redirect = format!("https://127.0.0.1:{port}/v1/auth/oidc/callback");
+    let provider = Provider::start(&redirect, &dir.path().join("provider.log"));
+    let secret = dir.path().join("client-secret");
+    std::fs::write(&secret, format!("{CLIENT_SECRET}\n")).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.path().join("controller.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\nlogin_rate_limit_per_minute = {logins_per_minute}\n[auth.oidc]\nissuer = \"{}\"\n\
+             client_id = \"{CLIENT_ID}\"\nclient_secret_file = \"{}\"\nredirect_url = \"{redirect}\"\n\
+             scopes = [\"openid\", \"profile\", \"email\", \"groups\"]\ndevice_flow = {device_flow}\n\
+             [auth.oidc.mfa]\namr = [\"otp\", \"hwk\"]\n",
+            provider.issuer,
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let port = port.to_string();
+    let dev = Dev::start(&[
+        "--api-port",
+        &port,
+        "--policy",
+        policy.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    Env { provider, dev, dir }
+}
+
+/// Who signs in at the provider's login form.
+#[derive(Clone)]
+struct Who {
+    user: &'static str,
+    groups: &'static str,
+    amr: &'static str,
+    auth_age: u64,
+    extra: &'static [(&'static str, &'static str)],
+}
+
+fn who(user: &'static str, groups: &'static str, amr: &'static str) -> Who {
+    Who {
+        user,
+        groups,
+        amr,
+        auth_age: 0,
+        extra: &[],
+    }
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    body: String,
+    url: String,
+}
+
+/// A browser made of curl calls with a cookie jar, one hop at a time.
+struct Browser {
+    jar: PathBuf,
+    ca: String,
+    visited: Vec<String>,
+}
+
+impl Browser {
+    fn new(dir: &Path, name: &str, ca: String) -> Browser {
+        Browser {
+            jar: dir.join(format!("{name}.cookies")),
+            ca,
+            visited: Vec::new(),
+        }
+    }
+
+    fn request(&mut self, url: &str, form: Option<&[(String, String)]>) -> Page {
+        self.visited.push(url.to_owned());
+        let headers = self.jar.with_extension("headers");
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "20", "-o", "-", "-D"])
+            .arg(&headers)
+            .arg("-b")
+            .arg(&self.jar)
+            .arg("-c")
+            .arg(&self.jar)
+            .arg("--cacert")
+            .arg(&self.ca);
+        if let Some(fields) = form {
+            for (k, v) in fields {
+                cmd.arg("--data-urlencode").arg(format!("{k}={v}"));
+            }
+        }
+        let out = cmd.arg(url).output().unwrap();
+        assert!(out.status.success(), "curl {url}: {out:?}");
+        let head = std::fs::read_to_string(&headers).unwrap();
+        let status = head
+            .lines()
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let location = head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("location")
+                .then(|| v.trim().to_owned())
+        });
+        Page {
+            status,
+            location: location.map(|l| absolute(url, &l)),
+            body: String::from_utf8_lossy(&out.stdout).into_owned(),
+            url: url.to_owned(),
+        }
+    }
+
+    /// Follows `url` through the provider (signing in as `who`, confirming device codes) to
+    /// the end. With `deliver_loopback` false it stops at the redirect to a CLI's loopback
+    /// port, as a browser on another machine would fail to deliver it.
+    fn sign_in(&mut self, url: &str, who: &Who, deliver_loopback: bool) -> Page {
+        let mut page = self.request(url, None);
+        for _ in 0..30 {
+            if let Some(next) = page.location.clone() {
+                if next.contains("/callback?login=") && !deliver_loopback {
+                    return page;
+                }
+                page = self.request(&next, None);
+                continue;
+            }
+            if page.url.contains("/interaction/") && page.body.contains("Sign in") {
+                let action = format!("{}/login", page.url.trim_end_matches('/'));
+                let mut fields = vec![
+                    ("user".to_owned(), who.user.to_owned()),
+                    ("groups".to_owned(), who.groups.to_owned()),
+                    ("amr".to_owned(), who.amr.to_owned()),
+                    ("auth_age".to_owned(), who.auth_age.to_string()),
+                ];
+                fields.extend(
+                    who.extra
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string())),
+                );
+                page = self.request(&action, Some(&fields));
+                continue;
+            }
+            // The device pages: a confirmation form, and an auto-submitting one.
+            if page.body.contains("method=\"post\"") {
+                let action = absolute(&page.url, &attr(&page.body, "action").unwrap());
+                page = self.request(&action, Some(&hidden_inputs(&page.body)));
+                continue;
+            }
+            return page;
+        }
+        panic!("too many hops signing in")
+    }
+}
+
+fn absolute(base: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location.to_owned();
+    }
+    let scheme_end = base.find("://").unwrap() + 3;
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    format!("{}{}", &base[..host_end], location)
+}
+
+fn attr(html: &str, name: &str) -> Option<String> {
+    let start = html.find(&format!("{name}=\""))? + name.len() + 2;
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].replace("&amp;", "&"))
+}
+
+fn hidden_inputs(html: &str) -> Vec<(String, String)> {
+    html.split("<input")
+        .skip(1)
+        .filter_map(|tag| {
+            let tag = &tag[..tag.find('>')?];
+            Some((attr(tag, "name")?, attr(tag, "value").unwrap_or_default()))
+        })
+        .collect()
+}
+
+/// A `portcullis` command against the dev controller with its own config dir and no
+/// PORTCULLIS_TOKEN: what a user's shell looks like.
+fn user_cli(env: &Env, home: &Path) -> Command {
+    let mut cmd = env.dev.cli();
+    cmd.env_remove("PORTCULLIS_TOKEN")
+        .env("XDG_CONFIG_HOME", home)
+        .env("PORTCULLIS_BROWSER", env.dir.path().join("browser.sh"));
+    cmd
+}
+
+/// A browser stand-in for PORTCULLIS_BROWSER: writes the URL next to the config dir.
+fn install_browser_script(env: &Env) {
+    let script = env.dir.path().join("browser.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nprintf '%s\\n' \"$1\" > \"$XDG_CONFIG_HOME/opened-url\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn wait_file(path: &Path) -> String {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if text.ends_with('\n') {
+                return text.trim().to_owned();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{} never appeared", path.display())
+}
+
+fn wait_output(mut child: Child) -> (bool, String) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status.success(), err);
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("portcullis login did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `portcullis login` (loopback mode) as `who`; returns (success, stderr).
+fn cli_login(env: &Env, home: &Path, who: &Who) -> (bool, String) {
+    std::fs::create_dir_all(home).unwrap();
+    let _ = std::fs::remove_file(home.join("opened-url"));
+    let child = user_cli(env, home)
+        .arg("login")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = wait_file(&home.join("opened-url"));
+    assert!(url.starts_with(&env.provider.issuer), "{url}");
+    let mut browser = Browser::new(home, "browser", env.dev.var("PORTCULLIS_CA"));
+    let page = browser.sign_in(&url, who, true);
+    assert_eq!(page.status, 200, "{}", page.body);
+    wait_output(child)
+}
+
+/// `portcullis login --no-browser` as `who`: the test reads the URL the CLI prints and types
+/// the code the callback page shows.
+fn cli_login_no_browser(env: &Env, home: &Path, who: &Who) -> (bool, String) {
+    std::fs::create_dir_all(home).unwrap();
+    let mut child = user_cli(env, home)
+        .args(["login", "--no-browser"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let mut browser = Browser::new(home, "browser", env.dev.var("PORTCULLIS_CA"));
+    let page = browser.sign_in(url.trim(), who, true);
+    let code = page
+        .body
+        .split("<p class=\"code\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .map(str::to_owned);
+    if let Some(code) = code {
+        assert_eq!(page.status, 200);
+        writeln!(child.stdin.as_mut().unwrap(), "{}", code.to_lowercase()).unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    wait_output(child)
+}
+
+fn whoami(env: &Env, home: &Path) -> (bool, serde_json::Value) {
+    let out = user_cli(env, home)
+        .args(["whoami", "--json"])
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.success(), v)
+}
+
+fn token_of(home: &Path) -> String {
+    std::fs::read_to_string(home.join("portcullis/token"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn lab_echo() -> String {
+    let listener = TcpListener::bind("127.0.0.2:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn authorize(env: &Env, token: &str, target: &str) -> (u16, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let body = serde_json::json!({"client_public_key": portcullis_proto::keys::b64(&rcgen::PublicKeyData::subject_public_key_info(&key))}).to_string();
+    curl(
+        &env.dev,
+        "POST",
+        &format!("/v1/targets/{target}/authorize-session"),
+        Some(token),
+        Some(&body),
+    )
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn login_whoami_groups_choose_roles_mfa_decides_and_logout_ends_sessions() {
+    let env = start(false);
+    install_browser_script(&env);
+    let admin = env.dev.var("PORTCULLIS_TOKEN");
+    for (name, address, zone) in [
+        ("lab", lab_echo(), "LAB"),
+        (
+            "local",
+            env.dev.ready["echo"].as_str().unwrap().to_owned(),
+            "LOCAL",
+        ),
+    ] {
+        let body =
+            serde_json::json!({"name": name, "address": address, "zone": zone, "service": "echo"});
+        let (code, text) = curl(
+            &env.dev,
+            "POST",
+            "/v1/targets",
+            Some(&admin),
+            Some(&body.to_string()),
+        );
+        assert_eq!(code, 201, "{text}");
+    }
+
+    // alice: a browser login with a second factor.
+    let alice = env.dir.path().join("alice");
+    let t = Instant::now();
+    let (ok, err) = cli_login(&env, &alice, &who("alice", "lab", "pwd,otp"));
+    assert!(ok, "{err}");
+    eprintln!("browser login took {:?}", t.elapsed());
+    assert!(err.contains("Logged in as alice"), "{err}");
+    let mode = std::fs::metadata(alice.join("portcullis/token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let (ok, me) = whoami(&env, &alice);
+    assert!(ok, "{me}");
+    assert_eq!(me["issuer"], env.provider.issuer.as_str());
+    assert_eq!(me["subject"], "alice");
+    assert_eq!(me["groups"], serde_json::json!(["lab"]));
+    let amr: Vec<&str> = me["amr"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(amr.contains(&"otp") && amr.contains(&"mfa"), "{me}");
+    assert!(
+        me["auth_time"].as_u64().unwrap().abs_diff(now()) < 60,
+        "{me}"
+    );
+    let expires = me["token_expires_at"].as_u64().unwrap();
+    assert!(expires.abs_diff(now() + 8 * 3600) < 120, "{me}");
+    // The human form names the same things.
+    let out = user_cli(&env, &alice).arg("whoami").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&env.provider.issuer) && text.contains("lab"),
+        "{text}"
+    );
+
+    // The groups chose role `lab`: LAB yes, LOCAL no.
+    let alice_token = token_of(&alice);
+    let (code, text) = authorize(&env, &alice_token, "lab");
+    assert_eq!(code, 201, "{text}");
+    let (code, text) = authorize(&env, &alice_token, "local");
+    assert_eq!(code, 403, "{text}");
+
+    // bob (--no-browser): same group, password only: MFA denies.
+    let bob = env.dir.path().join("bob");
+    let (ok, err) = cli_login_no_browser(&env, &bob, &who("bob", "lab", "pwd"));
+    assert!(ok, "{err}");
+    let (code, text) = authorize(&env, &token_of(&bob), "lab");
+    assert_eq!(code, 403, "{text}");
+    assert!(text.to_lowercase().contains("mfa"), "{text}");
+
+    // carol: MFA, but two hours ago: too old for the role's max_auth_age_secs.
+    let carol = env.dir.path().join("carol");
+    let mut old = who("carol", "lab", "pwd,hwk");
+    old.auth_age = 7200;
+    let (ok, err) = cli_login(&env, &carol, &old);
+    assert!(ok, "{err}");
+    let (code, text) = authorize(&env, &token_of(&carol), "lab");
+    assert_eq!(code, 403, "{text}");
+    assert!(text.contains("sign in again"), "{text}");
+
+    // dave: a group no role names.
+    let dave = env.dir.path().join("dave");
+    let (ok, err) = cli_login(&env, &dave, &who("dave", "games", "pwd,otp"));
+    assert!(ok, "{err}");
+    let (code, text) = authorize(&env, &token_of(&dave), "lab");
+    assert_eq!(code, 403, "{text}");
+
+    // The device flow is off here: refused with a message saying so.
+    let out = user_cli(&env, &dave)
+        .args(["login", "--device"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("device flow is disabled"), "{err}");
+
+    // Logout ends alice's live sessions (the pending one authorised above and the connected
+    // one) and her token.
+    let listener = common::client::listen(user_cli(&env, &alice), "lab");
+    let mut live = open_echo(listener.port);
+    let out = user_cli(&env, &alice).arg("logout").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("2 live session(s) ended"),
+        "{out:?}"
+    );
+    closes_within(&mut live, Duration::from_secs(5));
+    let (_, text) = curl(
+        &env.dev,
+        "GET",
+        &format!("/v1/sessions/{}", listener.session_id),
+        Some(&admin),
+        None,
+    );
+    assert!(text.contains("\"logout\""), "{text}");
+    assert!(!alice.join("portcullis/token").exists());
+    let (code, _) = authorize(&env, &alice_token, "lab");
+    assert_eq!(code, 401);
+
+    // users revoke: only with users:revoke; then every token of the user is dead.
+    let out = user_cli(&env, &bob)
+        .args(["users", "revoke", "carol"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("users:revoke"),
+        "{out:?}"
+    );
+    let carol_token = token_of(&carol);
+    let (code, text) = curl(&env.dev, "GET", "/v1/whoami", Some(&carol_token), None);
+    assert_eq!(code, 200, "{text}");
+    let out = env
+        .dev
+        .cli()
+        .args(["users", "revoke", "carol", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["users"][0]["tokens_revoked"].as_array().unwrap().len(),
+        1,
+        "{v}"
+    );
+    let (code, _) = curl(&env.dev, "GET", "/v1/whoami", Some(&carol_token), None);
+    assert_eq!(code, 401);
+    let (code, _) = curl(&env.dev, "GET", "/v1/whoami", Some(&token_of(&bob)), None);
+    assert_eq!(code, 200, "bob's token is untouched");
+
+    // The audit log has the logins, the logout and the revocation.
+    let (_, text) = curl(
+        &env.dev,
+        "GET",
+        "/v1/audit?type=logged_out",
+        Some(&admin),
+        None,
+    );
+    assert!(text.contains("alice"), "{text}");
+    let (_, text) = curl(
+        &env.dev,
+        "GET",
+        "/v1/audit?type=user_tokens_revoked",
+        Some(&admin),
+        None,
+    );
+    assert!(text.contains("carol"), "{text}");
+}
+
+/// Starts a code-mode login through the API with a secret of the test's own.
+fn api_start(env: &Env, secret: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        secret.as_bytes(),
+    ));
+    let body = serde_json::json!({"mode": "code", "secret_hash": hash}).to_string();
+    let (code, text) = curl(&env.dev, "POST", "/v1/auth/oidc/start", None, Some(&body));
+    assert_eq!(code, 201, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn api_redeem(env: &Env, login_id: &str, code: &str, secret: &str) -> (u16, String) {
+    let body =
+        serde_json::json!({"login_id": login_id, "code": code, "secret": secret}).to_string();
+    curl(&env.dev, "POST", "/v1/auth/oidc/redeem", None, Some(&body))
+}
+
+fn shown_code(page: &Page) -> Option<String> {
+    page.body
+        .split("<p class=\"code\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .map(str::to_owned)
+}
+
+#[test]
+fn phishing_bad_id_tokens_and_reused_state_give_no_token() {
+    let env = start(false);
+    install_browser_script(&env);
+
+    // The phishing case: the attacker's CLI starts a login and sends the URL to a victim,
+    // who signs in in their own browser. The callback sends the victim's browser to ITS
+    // loopback port, where nothing of the attacker's listens: the attacker's CLI gets nothing.
+    let attacker = env.dir.path().join("attacker");
+    std::fs::create_dir_all(&attacker).unwrap();
+    let mut cli = user_cli(&env, &attacker)
+        .arg("login")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = wait_file(&attacker.join("opened-url"));
+    let mut victim = Browser::new(env.dir.path(), "victim", env.dev.var("PORTCULLIS_CA"));
+    let page = victim.sign_in(&url, &who("victim", "admins", "pwd,otp"), false);
+    assert_eq!(page.status, 303, "{}", page.body);
+    let location = page.location.clone().unwrap();
+    assert!(
+        location.starts_with("http://127.0.0.1:") && location.contains("code="),
+        "{location}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        cli.try_wait().unwrap().is_none(),
+        "the attacker's CLI must still be waiting"
+    );
+    let _ = cli.kill();
+    let _ = cli.wait();
+    assert!(!attacker.join("portcullis/token").exists());
+    // Even with the code from the victim's address bar, a redemption without the starting
+    // CLI's secret fails...
+    let query = location.split_once('?').unwrap().1;
+    let param = |k: &str| {
+        query
+            .split('&')
+            .find_map(|p| p.strip_prefix(&format!("{k}=")))
+            .unwrap()
+            .to_owned()
+    };
+    let (code, text) = api_redeem(&env, &param("login"), &param("code"), "not-the-cli-secret");
+    assert_eq!(code, 401, "{text}");
+    assert!(
+        text.contains("started by another client") && !text.contains("token\":"),
+        "{text}"
+    );
+    // ...and the victim's identity never became a token: no login succeeded for it.
+    let admin = env.dev.var("PORTCULLIS_TOKEN");
+    let (_, text) = curl(
+        &env.dev,
+        "GET",
+        "/v1/audit?type=login_succeeded",
+        Some(&admin),
+        None,
+    );
+    assert!(!text.contains("victim"), "{text}");
+
+    // A good code-mode login through the API, to replay its callback afterwards.
+    let secret = "a-secret-only-this-test-knows-000000000000";
+    let started = api_start(&env, secret);
+    let mut browser = Browser::new(env.dir.path(), "replay", env.dev.var("PORTCULLIS_CA"));
+    let page = browser.sign_in(
+        started["authorization_url"].as_str().unwrap(),
+        &who("rita", "lab", "pwd"),
+        true,
+    );
+    let code = shown_code(&page).expect("a code on the callback page");
+    assert!(page.body.contains("you started yourself"), "{}", page.body);
+    let (status, text) = api_redeem(
+        &env,
+        started["login_id"].as_str().unwrap(),
+        "WRONG-CODE",
+        secret,
+    );
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("wrong code"), "{text}");
+    let (status, text) = api_redeem(&env, started["login_id"].as_str().unwrap(), &code, secret);
+    assert_eq!(status, 201, "{text}");
+    let (status, text) = api_redeem(&env, started["login_id"].as_str().unwrap(), &code, secret);
+    assert_eq!(status, 401, "redeemed twice: {text}");
+    // The callback URL (code and state) replayed: the state works once.
+    let callback = browser
+        .visited
+        .iter()
+        .find(|u| u.contains("/v1/auth/oidc/callback"))
+        .unwrap()
+        .clone();
+    let replay = browser.request(&callback, None);
+    assert_eq!(replay.status, 400, "{}", replay.body);
+    assert!(replay.body.contains("already used"), "{}", replay.body);
+
+    // Bad ID tokens, each refused with a clear message and no token.
+    let cases: &[(&str, &str)] = &[
+        ("tamper", "bad signature"),
+        ("wrong-aud", "not meant for this client"),
+        ("expired", "expired"),
+        ("unknown-kid", "unknown key id"),
+        ("alg-none", "rejected"),
+        ("hs256", "rejected"),
+    ];
+    for (mode, expected) in cases {
+        let started = api_start(&env, secret);
+        env.provider.spoil_next(mode);
+        let mut browser = Browser::new(env.dir.path(), mode, env.dev.var("PORTCULLIS_CA"));
+        let page = browser.sign_in(
+            started["authorization_url"].as_str().unwrap(),
+            &who("mallory", "admins", "pwd,otp"),
+            true,
+        );
+        assert_eq!(page.status, 401, "{mode}: {}", page.body);
+        assert!(
+            page.body.contains("ID token was rejected") && page.body.contains(expected),
+            "{mode}: {}",
+            page.body
+        );
+        assert!(shown_code(&page).is_none(), "{mode}");
+        let (status, text) = api_redeem(&env, started["login_id"].as_str().unwrap(), "ANY", secret);
+        assert_eq!(status, 401, "{mode}: {text}");
+        assert!(
+            text.contains("the login failed") && !text.contains("\"token\""),
+            "{mode}: {text}"
+        );
+    }
+
+    // A key rotation at the provider: the unknown key id re-fetches the JWKS, which now has
+    // it, and the login succeeds (the unknown-kid case above shows a re-fetch that does not
+    // find the key fails). Re-fetches are rate limited: wait out the last one.
+    std::thread::sleep(Duration::from_secs(11));
+    let started = api_start(&env, secret);
+    env.provider.spoil_next("rotate");
+    let mut browser = Browser::new(env.dir.path(), "rotate", env.dev.var("PORTCULLIS_CA"));
+    let page = browser.sign_in(
+        started["authorization_url"].as_str().unwrap(),
+        &who("rosa", "lab", "pwd"),
+        true,
+    );
+    let code = shown_code(&page).unwrap_or_else(|| panic!("rotation: {}", page.body));
+    let (status, text) = api_redeem(&env, started["login_id"].as_str().unwrap(), &code, secret);
+    assert_eq!(status, 201, "{text}");
+
+    // A missing groups claim: the CLI (loopback mode) ends with the reason, and no token.
+    let nog = env.dir.path().join("nogroups");
+    let mut no_groups = who("nora", "admins", "pwd");
+    no_groups.extra = &[("nogroups", "1")];
+    let (ok, err) = cli_login(&env, &nog, &no_groups);
+    assert!(!ok);
+    assert!(err.contains("no `groups` claim"), "{err}");
+    assert!(!nog.join("portcullis/token").exists());
+    // Entra's overflow marker instead of groups.
+    let started = api_start(&env, secret);
+    let mut over = who("olga", "admins", "pwd");
+    over.extra = &[("overflow", "1")];
+    let mut browser = Browser::new(env.dir.path(), "overflow", env.dev.var("PORTCULLIS_CA"));
+    let page = browser.sign_in(started["authorization_url"].as_str().unwrap(), &over, true);
+    assert_eq!(page.status, 401, "{}", page.body);
+    assert!(page.body.contains("_claim_names"), "{}", page.body);
+
+    // The provider answers with an error (the user declined): the login ends with it.
+    let started = api_start(&env, secret);
+    let mut declined = who("dora", "admins", "pwd");
+    declined.extra = &[("deny", "1")];
+    let mut browser = Browser::new(env.dir.path(), "declined", env.dev.var("PORTCULLIS_CA"));
+    let page = browser.sign_in(
+        started["authorization_url"].as_str().unwrap(),
+        &declined,
+        true,
+    );
+    assert_eq!(page.status, 401, "{}", page.body);
+    assert!(
+        page.body
+            .contains("refused the login: access_denied (the user declined)"),
+        "{}",
+        page.body
+    );
+    let (status, text) = api_redeem(&env, started["login_id"].as_str().unwrap(), "ANY", secret);
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("access_denied"), "{text}");
+
+    // Every failure is in the audit log, without secrets.
+    let (_, text) = curl(
+        &env.dev,
+        "GET",
+        "/v1/audit?type=login_failed&limit=100",
+        Some(&admin),
+        None,
+    );
+    assert!(
+        text.contains("state reused") && text.contains("unknown key id"),
+        "{text}"
+    );
+    assert!(!text.contains(secret) && !text.contains(&code), "{text}");
+    // No token was ever issued to the bad logins' users.
+    let (_, text) = curl(
+        &env.dev,
+        "GET",
+        "/v1/audit?type=login_succeeded&limit=100",
+        Some(&admin),
+        None,
+    );
+    assert!(
+        !text.contains("mallory") && !text.contains("nora") && !text.contains("olga"),
+        "{text}"
+    );
+    assert!(text.contains("rita"), "{text}");
+}
+
+#[test]
+fn device_flow_logs_in_when_enabled() {
+    let env = start(true);
+    let home = env.dir.path().join("dana");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut child = user_cli(&env, &home)
+        .args(["login", "--device"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let uri = lines.next().unwrap().unwrap();
+    let user_code = lines.next().unwrap().unwrap();
+    let complete = lines.next().unwrap().unwrap();
+    assert!(uri.starts_with(&env.provider.issuer), "{uri}");
+    assert!(
+        complete.contains(&user_code.replace('-', "")) || complete.contains(&user_code),
+        "{complete}"
+    );
+    let mut browser = Browser::new(&home, "device", env.dev.var("PORTCULLIS_CA"));
+    let page = browser.sign_in(&complete, &who("dana", "admins", "pwd,otp"), true);
+    assert!(page.body.contains("Device login done"), "{}", page.body);
+    let (ok, err) = wait_output(child);
+    assert!(ok, "{err}");
+    let (ok, me) = whoami(&env, &home);
+    assert!(ok, "{me}");
+    assert_eq!(me["subject"], "dana");
+    assert_eq!(me["groups"], serde_json::json!(["admins"]));
+    assert!(
+        me["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "users:revoke"),
+        "{me}"
+    );
+}
+
+#[test]
+fn a_provider_that_is_down_fails_the_login_clearly_and_attempts_are_rate_limited() {
+    let mut env = start_limited(false, 3);
+    let _ = env.provider.child.kill();
+    let _ = env.provider.child.wait();
+    let home = env.dir.path().join("pat");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = user_cli(&env, &home)
+        .args(["login", "--no-browser"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach the OpenID provider"), "{err}");
+    assert!(!home.join("portcullis/token").exists());
+
+    // Login attempts are counted per address (3 a minute here): 7 attempts cannot all fit in
+    // the at most two one-minute windows they span.
+    let body = serde_json::json!({"mode": "code", "secret_hash": "A".repeat(43)}).to_string();
+    let limited = (0..7).any(|_| {
+        let (code, text) = curl(&env.dev, "POST", "/v1/auth/oidc/start", None, Some(&body));
+        assert!(code == 502 || code == 429, "{code} {text}");
+        code == 429 && text.contains("too many login attempts")
+    });
+    assert!(limited, "no attempt was rate limited");
+}
