@@ -194,43 +194,74 @@ fn refusal(session: Option<&session_rows::SessionRecord>, worker_id: &str, now: 
     }
 }
 
+/// Applies a frame of connection events in one transaction of the audit group commit (one
+/// commit for the whole frame, however many events), in the order the worker sent them, and
+/// acknowledges them all; on a store error nothing is acknowledged and the worker resends.
 async fn apply_events(state: &AppState, worker_id: &str, events: Vec<ConnectionEvent>) -> Response {
-    let mut acked = Vec::with_capacity(events.len());
-    for event in events {
-        match apply_event(state, worker_id, &event).await {
-            Ok(()) => acked.push(event.event_id),
-            Err(e) => {
-                tracing::warn!(error = %e, event.id = %event.event_id, "could not apply a connection event; the worker will resend it");
-                break;
+    let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    let worker = worker_id.to_owned();
+    let events = std::sync::Arc::new(events);
+    let applied = state
+        .audit_writer
+        .run(move |conn, chain| {
+            let (events, worker) = (events.clone(), worker.clone());
+            Box::pin(async move {
+                let mut limit_reached = Vec::new();
+                for event in events.iter() {
+                    if apply_event(conn, chain, &worker, event).await? {
+                        limit_reached.push(event.session_id.clone());
+                    }
+                }
+                Ok(limit_reached)
+            })
+        })
+        .await;
+    match applied {
+        Ok(limit_reached) => {
+            for session_id in limit_reached {
+                if let Err(err) = crate::sessions::lifecycle::end_session(
+                    state,
+                    &session_id,
+                    portcullis_proto::link::reason::CONNECTION_LIMIT,
+                    Actor::worker(worker_id),
+                )
+                .await
+                {
+                    tracing::warn!(error = %err, session.id = %session_id, "could not end a session at its connection limit; the sweeper will");
+                }
             }
+            Response::EventsAck { event_ids: ids }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, events = ids.len(), "could not apply connection events; the worker will resend them");
+            Response::EventsAck { event_ids: vec![] }
         }
     }
-    Response::EventsAck { event_ids: acked }
 }
 
+/// One connection event, in the frame's transaction. True when it closed the last connection
+/// a session's limit allowed (the session is then ended after the commit).
 async fn apply_event(
-    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    chain: &mut audit::Chain,
     worker_id: &str,
     event: &ConnectionEvent,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let at = clock::to_i64(event.at);
-    let signer = audit::signer(&state.keys).await?;
-    let mut tx = state.store.begin().await?;
-    let Some(session) = session_rows::get(&mut tx, &event.session_id).await? else {
+    let Some(session) = session_rows::get(conn, &event.session_id).await? else {
         // An event for a session this store never had is acknowledged and dropped.
-        return Ok(());
+        return Ok(false);
     };
     if session.worker_id != worker_id {
-        return Ok(());
+        return Ok(false);
     }
-    let mut limit_reached = false;
     match &event.kind {
         ConnectionEventKind::Opened {
             client_addr,
             endpoint,
         } => {
             if session_rows::connection_opened(
-                &mut tx,
+                conn,
                 &event.session_id,
                 worker_id,
                 &event.connection_id,
@@ -239,16 +270,14 @@ async fn apply_event(
             )
             .await?
             {
-                audit::record(
-                    &mut tx,
-                    &signer,
+                chain.append(
                     AuditEvent::new(audit::kind::CONNECTION_OPENED, Actor::worker(worker_id))
                         .session(&event.session_id)
                         .target(&session.target_id)
                         .details(serde_json::json!({"connection_id": event.connection_id, "client_addr": client_addr, "endpoint": endpoint})),
-                )
-                .await?;
+                );
             }
+            Ok(false)
         }
         ConnectionEventKind::Closed {
             bytes_up,
@@ -257,8 +286,8 @@ async fn apply_event(
         } => {
             let up = clock::to_i64(*bytes_up);
             let down = clock::to_i64(*bytes_down);
-            if session_rows::connection_closed(
-                &mut tx,
+            if !session_rows::connection_closed(
+                conn,
                 &event.session_id,
                 worker_id,
                 &event.connection_id,
@@ -269,37 +298,24 @@ async fn apply_event(
             )
             .await?
             {
-                audit::record(
-                    &mut tx,
-                    &signer,
-                    AuditEvent::new(audit::kind::CONNECTION_CLOSED, Actor::worker(worker_id))
-                        .session(&event.session_id)
-                        .target(&session.target_id)
-                        .reason(reason.clone())
-                        .details(serde_json::json!({"connection_id": event.connection_id, "bytes_up": bytes_up, "bytes_down": bytes_down})),
-                )
-                .await?;
-                let fresh = session_rows::get(&mut tx, &event.session_id).await?;
-                if let Some(s) = fresh {
-                    limit_reached = s.state != session_rows::TERMINATED
-                        && s.connection_limit > 0
-                        && s.connections_count >= s.connection_limit
-                        && session_rows::open_connections(&mut tx, &s.id).await? == 0;
-                }
+                return Ok(false);
             }
+            chain.append(
+                AuditEvent::new(audit::kind::CONNECTION_CLOSED, Actor::worker(worker_id))
+                    .session(&event.session_id)
+                    .target(&session.target_id)
+                    .reason(reason.clone())
+                    .details(serde_json::json!({"connection_id": event.connection_id, "bytes_up": bytes_up, "bytes_down": bytes_down})),
+            );
+            let Some(s) = session_rows::get(conn, &event.session_id).await? else {
+                return Ok(false);
+            };
+            Ok(s.state != session_rows::TERMINATED
+                && s.connection_limit > 0
+                && s.connections_count >= s.connection_limit
+                && session_rows::open_connections(conn, &s.id).await? == 0)
         }
     }
-    tx.commit().await?;
-    if limit_reached {
-        crate::sessions::lifecycle::end_session(
-            state,
-            &event.session_id,
-            portcullis_proto::link::reason::CONNECTION_LIMIT,
-            Actor::worker(worker_id),
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 async fn renew(state: &AppState, worker_id: &str) -> Response {

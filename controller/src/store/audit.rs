@@ -68,8 +68,19 @@ fn to_i64(value: u64) -> i64 {
 
 const EVENT_COLUMNS: usize = 11;
 
-/// Inserts `events` with one statement (a group commit writes a batch's events at once).
+/// Events per INSERT statement: 11 parameters each stays far below PostgreSQL's 65,535 and
+/// SQLite's 32,766 bound parameters.
+const EVENTS_PER_STATEMENT: usize = 500;
+
+/// Inserts `events` with one statement per 500 (a group commit writes a batch's events at once).
 pub async fn insert_many(conn: &mut AnyConnection, events: &[NewEvent]) -> Result<()> {
+    for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+        insert_chunk(conn, chunk).await?;
+    }
+    Ok(())
+}
+
+async fn insert_chunk(conn: &mut AnyConnection, events: &[NewEvent]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
