@@ -144,6 +144,7 @@ impl Controller {
             controller_id: ids::new_id(ids::IdKind::Controller).into(),
             config: Arc::new(config),
             audit_writer: audit::batch::Writer::spawn(store.clone(), keys.clone()),
+            live_workers: sessions::live_workers::LiveWorkers::default(),
             store,
             keys,
             links: link::registry::Registry::default(),

@@ -25,6 +25,8 @@ pub struct AppState {
     pub oidc: Option<Arc<crate::oidc::Relying>>,
     /// Group commit for hot audited actions (authorize-session); see [`crate::audit::batch`].
     pub audit_writer: crate::audit::batch::Writer,
+    /// Live workers for new sessions, re-read at most every 250 ms.
+    pub live_workers: crate::sessions::live_workers::LiveWorkers,
     /// Vault, when `ssh.backend = "vault"`.
     pub vault: Option<crate::vault::Vault>,
 }

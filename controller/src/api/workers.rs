@@ -77,6 +77,7 @@ pub async fn delete(
     )
     .await?;
     tx.commit().await?;
+    state.live_workers.clear();
     let live = {
         let mut conn = state.store.conn().await?;
         session_rows::live_on_worker(&mut conn, &w.id).await?

@@ -17,7 +17,6 @@ use crate::keys::Purpose;
 use crate::state::AppState;
 use crate::store::sessions::{self as session_rows, SessionRecord};
 use crate::store::targets::TargetRecord;
-use crate::store::workers as worker_rows;
 use crate::store::StoreError;
 
 /// Resolves a target's `HOST:PORT` once; the first address (IPv4 preferred) is the one the
@@ -132,8 +131,7 @@ pub async fn authorize(
     let heard_after = clock::to_i64(now)
         - clock::to_i64(state.config.heartbeat_interval.as_secs().max(1) * 3 + 2);
     let worker = {
-        let mut conn = state.store.conn().await?;
-        let live = worker_rows::live(&mut conn, heard_after).await?;
+        let live = state.live_workers.get(&state.store, heard_after).await?;
         // Prefer a worker linked to this controller: it can be told of a cancel at once.
         live.iter()
             .find(|w| state.links.get(&w.id).is_some())

@@ -6,6 +6,7 @@
 pub mod authorize;
 pub mod credentials;
 pub mod lifecycle;
+pub mod live_workers;
 pub mod sweeper;
 
 /// A session's state, parsed from the store.
