@@ -24,6 +24,7 @@ pub enum AuditCommand {
     /// Examples:
     ///   portcullis audit list --decision deny --since 24h
     ///   portcullis audit list --session s_0123... --json
+    #[command(verbatim_doc_comment)]
     List {
         #[command(flatten)]
         filter: FilterArgs,
@@ -62,6 +63,7 @@ pub enum AuditCommand {
     ///   portcullis audit verify --expect-head 1041:9f2c...
     ///   portcullis audit verify --checkpoints /var/log/siem/portcullis.jsonl
     ///   portcullis audit verify --file export.jsonl --public-key k_ab12:Base64Key=
+    #[command(verbatim_doc_comment)]
     Verify {
         /// Verify this export or sink copy instead of the live store.
         #[arg(long)]
