@@ -27,29 +27,6 @@ fn file_sink(dir: &Path) -> String {
     )
 }
 
-fn curl_as(
-    c: &Controller,
-    token: &str,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> (u16, String) {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
-        .arg(&c.ca)
-        .args(["-X", method])
-        .arg(format!("{}{}", c.api, path))
-        .arg("-H")
-        .arg(format!("Authorization: Bearer {token}"));
-    if let Some(b) = body {
-        cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
-    }
-    let out = cmd.output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
-}
-
 fn login(c: &Controller, user: &str, groups: &[&str]) -> String {
     let body = json!({"username": user, "groups": groups, "amr": ["mfa"]}).to_string();
     let (code, text) = c.curl("POST", "/v1/auth/dev-login", Some(&body));
@@ -166,26 +143,19 @@ fn every_action_is_audited_with_its_fields() {
     assert_eq!(code, 200, "{text}");
 
     // Refusals: a bad token, a user with no role, a missing permission.
-    let (code, _) = curl_as(&c, "pat1.nonsense", "GET", "/v1/targets", None);
+    let (code, _) = c.curl_as("pat1.nonsense", "GET", "/v1/targets", None);
     assert_eq!(code, 401);
     let mallory = login(&c, "mallory", &["nobody"]);
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let body = json!({"client_public_key": portcullis_proto::keys::b64(&rcgen::PublicKeyData::subject_public_key_info(&key))}).to_string();
-    let (code, _) = curl_as(
-        &c,
+    let (code, _) = c.curl_as(
         &mallory,
         "POST",
         "/v1/targets/echo/authorize-session",
         Some(&body),
     );
     assert_eq!(code, 403);
-    let (code, _) = curl_as(
-        &c,
-        &mallory,
-        "DELETE",
-        &format!("/v1/targets/{target}"),
-        None,
-    );
+    let (code, _) = c.curl_as(&mallory, "DELETE", &format!("/v1/targets/{target}"), None);
     assert_eq!(code, 403);
 
     // Policy reloads, good and bad; then the target goes.
@@ -572,20 +542,14 @@ fn only_audit_read_may_read_the_log() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("audit:read"));
     let security = login(&c, "sam", &["security"]);
-    let (code, text) = curl_as(
-        &c,
-        &security,
-        "GET",
-        "/v1/audit?type=permission_denied",
-        None,
-    );
+    let (code, text) = c.curl_as(&security, "GET", "/v1/audit?type=permission_denied", None);
     assert_eq!(code, 200, "{text}");
     let page: Value = serde_json::from_str(&text).unwrap();
     let denial = &page["items"][0];
     assert_eq!(denial["actor"]["user"], "admin", "{page}");
     assert_eq!(denial["details"]["permission"], "audit:read");
     // Security reads but does not administer.
-    let (code, _) = curl_as(&c, &security, "GET", "/v1/workers", None);
+    let (code, _) = c.curl_as(&security, "GET", "/v1/workers", None);
     assert_eq!(code, 403);
 }
 

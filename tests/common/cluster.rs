@@ -172,14 +172,24 @@ impl Controller {
     }
 
     pub fn curl(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        self.curl_as(&self.token, method, path, body)
+    }
+
+    /// Like [`Controller::curl`] with another user's token (none when empty).
+    pub fn curl_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, String) {
         let mut cmd = Command::new("curl");
         cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
             .arg(&self.ca)
             .args(["-X", method])
             .arg(format!("{}{}", self.api, path));
-        if !self.token.is_empty() {
-            cmd.arg("-H")
-                .arg(format!("Authorization: Bearer {}", self.token));
+        if !token.is_empty() {
+            cmd.arg("-H").arg(format!("Authorization: Bearer {token}"));
         }
         if let Some(b) = body {
             cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);

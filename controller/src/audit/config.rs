@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config::{duration, positive, ConfigError, DurationValue};
 
 /// The validated `[audit]` section.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,8 +79,8 @@ pub struct SyslogTls {
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
     checkpoint_every: Option<u64>,
-    checkpoint_interval: Option<RawDuration>,
-    ship_interval: Option<RawDuration>,
+    checkpoint_interval: Option<DurationValue>,
+    ship_interval: Option<DurationValue>,
     #[serde(default)]
     sink: Vec<RawSink>,
 }
@@ -97,43 +97,6 @@ struct RawSink {
     ca_file: Option<PathBuf>,
     client_cert_file: Option<PathBuf>,
     client_key_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum RawDuration {
-    Seconds(f64),
-    Text(String),
-}
-
-fn duration(
-    value: Option<&RawDuration>,
-    key: &'static str,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    let d = match value {
-        None => return Ok(default),
-        Some(RawDuration::Seconds(s)) if s.is_finite() && *s > 0.0 => Duration::from_secs_f64(*s),
-        Some(RawDuration::Seconds(s)) => {
-            return Err(ConfigError::Invalid {
-                key,
-                message: format!("{s} is not a positive number of seconds"),
-            })
-        }
-        Some(RawDuration::Text(t)) => {
-            humantime::parse_duration(t).map_err(|e| ConfigError::Invalid {
-                key,
-                message: format!("{t:?} is not a duration ({e}); write e.g. 30, 0.5 or \"60s\""),
-            })?
-        }
-    };
-    if d.is_zero() {
-        return Err(ConfigError::Invalid {
-            key,
-            message: "must be greater than zero".into(),
-        });
-    }
-    Ok(d)
 }
 
 fn syslog_tls(raw: &RawSink) -> Result<SyslogTls, ConfigError> {
@@ -229,15 +192,21 @@ impl RawAudit {
         }
         Ok(AuditConfig {
             checkpoint_every,
-            checkpoint_interval: duration(
-                self.checkpoint_interval.as_ref(),
+            checkpoint_interval: positive(
+                duration(
+                    &self.checkpoint_interval,
+                    "audit.checkpoint_interval",
+                    defaults.checkpoint_interval,
+                )?,
                 "audit.checkpoint_interval",
-                defaults.checkpoint_interval,
             )?,
-            ship_interval: duration(
-                self.ship_interval.as_ref(),
+            ship_interval: positive(
+                duration(
+                    &self.ship_interval,
+                    "audit.ship_interval",
+                    defaults.ship_interval,
+                )?,
                 "audit.ship_interval",
-                defaults.ship_interval,
             )?,
             sinks,
         })
