@@ -237,17 +237,21 @@ async fn ship_once(
     };
     let batch_start = events.first().map(|(seq, _)| seq.saturating_sub(1));
     let mut lines: Vec<String> = Vec::with_capacity(events.len() + 1);
-    let mut last_hash = None;
+    let mut newest: Option<&str> = None;
     for (seq, body) in &events {
         lines.push(body.clone());
         // Events sent again after a rewind stay behind the cursor.
         if *seq > cursor.cursor {
             cursor.cursor = *seq;
-            last_hash = serde_json::from_str::<serde_json::Value>(body)
-                .ok()
-                .and_then(|v| v.get("hash").and_then(|h| h.as_str()).map(str::to_owned));
+            newest = Some(body);
         }
     }
+    // Only the newest event's hash is needed (for a checkpoint): parse that one body.
+    let last_hash = newest.and_then(|body| {
+        serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("hash").and_then(|h| h.as_str()).map(str::to_owned))
+    });
     let since = Duration::from_secs(u64::try_from(now_i64 - cursor.checkpoint_at).unwrap_or(0));
     let audit = &state.config.audit;
     let due = cursor.cursor > cursor.checkpoint_seq
