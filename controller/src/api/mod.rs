@@ -171,6 +171,9 @@ pub async fn serve(
                 }
             },
         };
+        // Answers go out as soon as they are written: with Nagle, a response's second TLS
+        // record waits for the client's delayed ACK (40 ms on Linux).
+        let _ = tcp.set_nodelay(true);
         // An IPv4 client on a dual-stack listener appears as ::ffff:a.b.c.d; zones and grants
         // use the plain address.
         let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
