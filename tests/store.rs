@@ -82,6 +82,30 @@ fn user(subject: &str, groups: &[&str]) -> store::users::UserRecord {
 }
 
 #[tokio::test]
+async fn sqlite_connections_keep_the_configured_pragmas() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let store = Store::connect(&Secret::new(url), 4).await.expect("sqlite");
+    let mut conn = store.conn().await.expect("connection");
+    let pragma = |name: &'static str| format!("PRAGMA {name}");
+    let mut read = async |name| -> String {
+        let row = sqlx::query(&pragma(name))
+            .fetch_one(&mut *conn)
+            .await
+            .expect(name);
+        use sqlx::Row as _;
+        row.try_get::<String, _>(0)
+            .or_else(|_| row.try_get::<i64, _>(0).map(|v| v.to_string()))
+            .expect(name)
+    };
+    // NORMAL is 1 (FULL, SQLite's default, would flush the WAL at every commit).
+    assert_eq!(read("synchronous").await, "1");
+    assert_eq!(read("journal_mode").await, "wal");
+    assert_eq!(read("foreign_keys").await, "1");
+    assert_eq!(read("busy_timeout").await, "10000");
+}
+
+#[tokio::test]
 async fn targets_round_trip_and_names_are_unique() {
     for b in backends().await {
         let mut conn = b.store.conn().await.unwrap();
