@@ -103,6 +103,33 @@ async fn sqlite_connections_keep_the_configured_pragmas() {
     assert_eq!(read("journal_mode").await, "wal");
     assert_eq!(read("foreign_keys").await, "1");
     assert_eq!(read("busy_timeout").await, "10000");
+    // Commits never checkpoint: a background task copies the WAL back.
+    assert_eq!(read("wal_autocheckpoint").await, "0");
+}
+
+#[tokio::test]
+async fn sqlite_wal_is_copied_back_in_the_background() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("w.db");
+    let store = Store::connect(&Secret::new(format!("sqlite://{}", path.display())), 4)
+        .await
+        .expect("sqlite");
+    let before = std::fs::metadata(&path).expect("db file").len();
+    // The migrations' tables and rows land in the WAL, not in the database file.
+    store.migrate().await.expect("migrations");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut after = before;
+    while std::time::Instant::now() < deadline {
+        after = std::fs::metadata(&path).expect("db file").len();
+        if after > before + 16 * 4096 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        after > before + 16 * 4096,
+        "the database file stayed at {after} bytes (was {before}): no checkpoint ran"
+    );
 }
 
 #[tokio::test]

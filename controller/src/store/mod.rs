@@ -8,6 +8,7 @@
 //! function takes a `&mut AnyConnection` so it composes into the caller's transaction.
 
 pub mod audit;
+mod checkpoint;
 pub mod join_tokens;
 pub mod keys;
 pub mod oidc_logins;
@@ -169,7 +170,7 @@ impl Store {
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
                 // Creating the file and the WAL needs the typed options once.
                 drop(opts.connect().await?);
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(Duration::from_secs(10))
                     .after_connect(|conn, _| {
@@ -184,6 +185,10 @@ impl Store {
                             // (the WAL is at checkpoints), so a power loss can roll back the
                             // last commits, action and audit event together; a crash of the
                             // process loses nothing. FULL would fsync every commit (~0.6 ms).
+                            // Checkpoints run beside the writer (`checkpoint.rs`), not in it.
+                            sqlx::query("PRAGMA wal_autocheckpoint = 0")
+                                .execute(&mut *conn)
+                                .await?;
                             sqlx::query("PRAGMA synchronous = NORMAL")
                                 .execute(&mut *conn)
                                 .await?;
@@ -191,7 +196,9 @@ impl Store {
                         })
                     })
                     .connect_with(any)
-                    .await?
+                    .await?;
+                checkpoint::spawn(opts, pool.clone());
+                pool
             }
             Dialect::Postgres => {
                 AnyPoolOptions::new()
