@@ -16,10 +16,14 @@ fn main() -> std::process::ExitCode {
     }
     let args = cli::Cli::parse();
     cli::init_tracing(&args.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One connection over stdin/stdout needs no worker threads: a single-threaded runtime
+    // starts faster and hands bytes on without waking other threads.
+    let mut builder = if args.command.single_connection() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

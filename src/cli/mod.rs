@@ -97,6 +97,14 @@ pub enum Command {
     Audit(audit::AuditCommand),
 }
 
+impl Command {
+    /// Whether the command carries at most one connection and does nothing else at the same
+    /// time (`connect --stdio`), so a single-threaded runtime serves it best.
+    pub fn single_connection(&self) -> bool {
+        matches!(self, Command::Connect(args) if args.stdio && args.kind.is_none())
+    }
+}
+
 /// Runs the parsed command and returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let code = match cli.command {
