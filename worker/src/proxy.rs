@@ -181,7 +181,9 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
     };
     let connection_id = format!("c_{}", hex::encode(rand_bytes()));
     span.record("connection.id", connection_id.as_str());
-    match shared.table.admit(&claims.sid, claims.lim) {
+    let admission = shared.table.admit(&claims.sid, claims.lim);
+    let first = matches!(admission, Admission::First);
+    match admission {
         Admission::Ended(why) => {
             return refuse(
                 tls,
@@ -198,40 +200,39 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
             )
             .await
         }
-        Admission::Local => {}
-        Admission::First => {
-            let admit = AdmitFirst {
-                session_id: claims.sid.clone(),
-                connection_id: connection_id.clone(),
-                client_addr: peer.ip().to_string(),
-            };
-            match shared
-                .link
-                .request(Request::AdmitFirst(admit), Duration::from_secs(5))
-                .await
-            {
-                Ok(Response::Admitted) => {}
-                Ok(Response::Refused { reason }) => {
-                    shared.table.unadmit(&claims.sid);
-                    return refuse(tls, RefusalCode::SessionEnded, reason).await;
-                }
-                Ok(other) => {
-                    shared.table.unadmit(&claims.sid);
-                    return refuse(
-                        tls,
-                        RefusalCode::ControllerUnreachable,
-                        format!("unexpected controller answer: {other:?}"),
-                    )
-                    .await;
-                }
-                Err(e) => {
-                    shared.table.unadmit(&claims.sid);
-                    return refuse(tls, RefusalCode::ControllerUnreachable, e).await;
-                }
-            }
-        }
+        Admission::Local | Admission::First => {}
     }
-    let target = match dial(endpoint, shared.config.egress_addr).await {
+    // The target is dialled while the controller is asked to admit a session's first
+    // connection: the two round trips overlap. A refused connection drops the dialled
+    // stream unused (the target sees a connect and a close, never a byte).
+    let mut dialing = std::pin::pin!(dial(endpoint, shared.config.egress_addr));
+    let dialed = if first {
+        let admit = AdmitFirst {
+            session_id: claims.sid.clone(),
+            connection_id: connection_id.clone(),
+            client_addr: peer.ip().to_string(),
+        };
+        let mut asking = std::pin::pin!(ask_controller(&shared, admit));
+        let mut dialed = None;
+        // A refusal is sent at once, without waiting for the dial.
+        let answer = loop {
+            tokio::select! {
+                answer = &mut asking => break answer,
+                result = &mut dialing, if dialed.is_none() => dialed = Some(result),
+            }
+        };
+        if let Err((code, reason)) = answer {
+            shared.table.unadmit(&claims.sid);
+            return refuse(tls, code, reason).await;
+        }
+        match dialed {
+            Some(result) => result,
+            None => dialing.await,
+        }
+    } else {
+        dialing.await
+    };
+    let target = match dialed {
         Ok(t) => t,
         Err(e) => {
             shared.spool.push(ConnectionEvent::opened(
@@ -294,6 +295,24 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
         down,
         &why,
     ));
+}
+
+/// Asks the controller to admit a session's first connection (it records the session as
+/// active); the refusal to send the client otherwise.
+async fn ask_controller(shared: &Shared, admit: AdmitFirst) -> Result<(), (RefusalCode, String)> {
+    match shared
+        .link
+        .request(Request::AdmitFirst(admit), Duration::from_secs(5))
+        .await
+    {
+        Ok(Response::Admitted) => Ok(()),
+        Ok(Response::Refused { reason }) => Err((RefusalCode::SessionEnded, reason)),
+        Ok(other) => Err((
+            RefusalCode::ControllerUnreachable,
+            format!("unexpected controller answer: {other:?}"),
+        )),
+        Err(e) => Err((RefusalCode::ControllerUnreachable, e)),
+    }
 }
 
 fn rand_bytes() -> [u8; 12] {

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt as _, StreamExt as _};
 use portcullis_proto::link::{self, Frame, Request, Response};
 use rustls::server::WebPkiClientVerifier;
@@ -186,6 +187,9 @@ pub(crate) async fn drive<S: LinkIo>(
     result
 }
 
+/// Requests of one worker served at the same time; beyond this the link stops reading.
+const MAX_SERVING: usize = 64;
+
 #[allow(clippy::too_many_arguments)]
 async fn serve_requests<S: LinkIo>(
     state: &AppState,
@@ -198,6 +202,9 @@ async fn serve_requests<S: LinkIo>(
 ) -> Result<(), String> {
     let mut pending: HashMap<u64, oneshot::Sender<Response>> = HashMap::new();
     let mut next_id: u64 = 2;
+    // The worker's requests are served side by side: a first connection's admission does
+    // not wait behind a frame of connection events being committed.
+    let mut serving = FuturesUnordered::new();
     // A silent worker is dropped: it heartbeats every interval.
     let idle_limit = state.config.heartbeat_interval * 5 + Duration::from_secs(2);
     loop {
@@ -211,7 +218,10 @@ async fn serve_requests<S: LinkIo>(
                 pending.insert(id, reply);
                 send(stream, &Frame::Request { id, body }).await?;
             }
-            frame = tokio::time::timeout(idle_limit, stream.next()) => {
+            Some((id, answer)) = serving.next(), if !serving.is_empty() => {
+                send(stream, &Frame::Response { id, body: answer }).await?;
+            }
+            frame = tokio::time::timeout(idle_limit, stream.next()), if serving.len() < MAX_SERVING => {
                 let frame = frame.map_err(|_| "worker went silent".to_string())?;
                 let Some(frame) = frame else { return Ok(()) };
                 let bytes = frame.map_err(|e| e.to_string())?;
@@ -222,8 +232,9 @@ async fn serve_requests<S: LinkIo>(
                         }
                     }
                     Ok(Frame::Request { id, body }) => {
-                        let answer = handler::handle(state, worker_id, proxy_addr, body).await;
-                        send(stream, &Frame::Response { id, body: answer }).await?;
+                        serving.push(async move {
+                            (id, handler::handle(state, worker_id, proxy_addr, body).await)
+                        });
                     }
                     Err(err) => return Err(format!("malformed frame: {err}")),
                 }
