@@ -13,6 +13,7 @@ mod exec;
 mod listen;
 pub mod session_file;
 mod signals;
+mod spare;
 pub mod ssh;
 mod stdio;
 pub mod tls;

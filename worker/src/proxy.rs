@@ -78,23 +78,42 @@ async fn refuse(mut tls: TlsStream<TcpStream>, code: RefusalCode, reason: impl I
     let _ = tls.shutdown().await;
 }
 
-async fn read_hello(tls: &mut TlsStream<TcpStream>) -> Result<ClientHello, String> {
+/// Why no hello was read.
+enum NoHello {
+    /// The client closed before sending a byte: a spare connection it no longer needs, or a
+    /// port probe. Nothing to answer.
+    Closed,
+    /// Anything else, answered with a `bad_handshake` refusal.
+    Bad(String),
+}
+
+async fn read_hello(tls: &mut TlsStream<TcpStream>) -> Result<ClientHello, NoHello> {
     let read = async {
-        let len = tls.read_u32().await.map_err(|e| e.to_string())?;
-        let len = proxy::check_len(len).map_err(|e| e.to_string())?;
+        let len = tls.read_u32().await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => NoHello::Closed,
+            _ => NoHello::Bad(e.to_string()),
+        })?;
+        let len = proxy::check_len(len).map_err(|e| NoHello::Bad(e.to_string()))?;
         let mut buf = vec![0u8; len];
-        tls.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
-        serde_json::from_slice::<ClientHello>(&buf).map_err(|e| format!("malformed hello: {e}"))
+        tls.read_exact(&mut buf)
+            .await
+            .map_err(|e| NoHello::Bad(e.to_string()))?;
+        serde_json::from_slice::<ClientHello>(&buf)
+            .map_err(|e| NoHello::Bad(format!("malformed hello: {e}")))
     };
     tokio::time::timeout(Duration::from_secs(5), read)
         .await
-        .map_err(|_| "no hello within 5 s".to_string())?
+        .map_err(|_| NoHello::Bad("no hello within 5 s".to_string()))?
 }
 
 async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Shared>) {
     let hello = match read_hello(&mut tls).await {
         Ok(h) => h,
-        Err(e) => return refuse(tls, RefusalCode::BadHandshake, e).await,
+        Err(NoHello::Closed) => {
+            tracing::debug!("client closed before the hello");
+            return;
+        }
+        Err(NoHello::Bad(e)) => return refuse(tls, RefusalCode::BadHandshake, e).await,
     };
     if shared.draining.is_cancelled() {
         return refuse(
@@ -206,6 +225,13 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
     // connection: the two round trips overlap. A refused connection drops the dialled
     // stream unused (the target sees a connect and a close, never a byte).
     let mut dialing = std::pin::pin!(dial(endpoint, shared.config.egress_addr));
+    let opened = ConnectionEvent::opened(
+        &claims.sid,
+        &connection_id,
+        now(),
+        &peer.ip().to_string(),
+        &claims.dst,
+    );
     let dialed = if first {
         let admit = AdmitFirst {
             session_id: claims.sid.clone(),
@@ -225,31 +251,32 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
             shared.table.unadmit(&claims.sid);
             return refuse(tls, code, reason).await;
         }
-        match dialed {
+        let dialed = match dialed {
             Some(result) => result,
             None => dialing.await,
-        }
+        };
+        shared.spool.record(opened).await;
+        dialed
     } else {
-        dialing.await
+        // Admitted here: the event goes to disk while the target is dialled.
+        let (dialed, ()) = tokio::join!(dialing, shared.spool.record(opened));
+        dialed
     };
+    // The opened event is on disk before a byte flows (or the connection is refused).
     let target = match dialed {
         Ok(t) => t,
         Err(e) => {
-            shared.spool.push(ConnectionEvent::opened(
-                &claims.sid,
-                &connection_id,
-                now(),
-                &peer.ip().to_string(),
-                &claims.dst,
-            ));
-            shared.spool.push(ConnectionEvent::closed(
-                &claims.sid,
-                &connection_id,
-                now(),
-                0,
-                0,
-                "target_unreachable",
-            ));
+            shared
+                .spool
+                .record(ConnectionEvent::closed(
+                    &claims.sid,
+                    &connection_id,
+                    now(),
+                    0,
+                    0,
+                    "target_unreachable",
+                ))
+                .await;
             return refuse(
                 tls,
                 RefusalCode::TargetUnreachable,
@@ -258,13 +285,6 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
             .await;
         }
     };
-    shared.spool.push(ConnectionEvent::opened(
-        &claims.sid,
-        &connection_id,
-        now(),
-        &peer.ip().to_string(),
-        &claims.dst,
-    ));
     reply(
         &mut tls,
         &WorkerReply::Accepted {
@@ -287,14 +307,17 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
     };
     let (up, down) = (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed));
     tracing::info!(bytes.up = up, bytes.down = down, reason = %why, "connection closed");
-    shared.spool.push(ConnectionEvent::closed(
-        &claims.sid,
-        &connection_id,
-        now(),
-        up,
-        down,
-        &why,
-    ));
+    shared
+        .spool
+        .record(ConnectionEvent::closed(
+            &claims.sid,
+            &connection_id,
+            now(),
+            up,
+            down,
+            &why,
+        ))
+        .await;
 }
 
 /// Asks the controller to admit a session's first connection (it records the session as

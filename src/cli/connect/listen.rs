@@ -18,7 +18,11 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
-use super::tunnel::{Refused, SessionTicket};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use super::spare::Spare;
+use super::tunnel::{Refused, SessionTicket, WorkerConnection};
 use crate::cli::output;
 
 /// A bound local listener.
@@ -82,18 +86,33 @@ where
     let (ended_tx, mut ended_rx) = mpsc::channel::<String>(1);
     let expiry = tokio::time::sleep(until_unix(ticket.expires_at));
     tokio::pin!(stop, expiry);
+    let mut spare: Option<Spare> = None;
     loop {
+        let spare_expires = spare.as_ref().map(Spare::expires);
         let accepted = tokio::select! {
             why = &mut stop => return Stop::Requested(why),
             () = &mut expiry => return Stop::Expired,
             Some(why) = ended_rx.recv() => return Stop::SessionEnded(why),
+            () = sleep_until(spare_expires) => {
+                spare = None;
+                continue;
+            }
             accepted = accept(&listener) => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
                 let span = tracing::info_span!("connection", client.addr = %peer);
-                let task = carry(stream, peer, ticket.clone(), ended_tx.clone(), announce);
+                let warm = spare.take().and_then(Spare::take);
+                let task = carry(
+                    stream,
+                    peer,
+                    ticket.clone(),
+                    warm,
+                    ended_tx.clone(),
+                    announce,
+                );
                 tokio::spawn(task.instrument(span));
+                spare = Some(Spare::start(ticket.clone()));
             }
             Err(err) => {
                 // E.g. out of file descriptors: say so and keep serving after a pause.
@@ -122,14 +141,40 @@ async fn accept(listener: &LocalListener) -> std::io::Result<(Box<dyn LocalStrea
     }
 }
 
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Opens a connection of the session, on the spare stream when there is one. A spare the
+/// worker has meanwhile closed fails before anything was admitted: dial afresh then.
+async fn open(
+    ticket: &SessionTicket,
+    warm: Option<TlsStream<TcpStream>>,
+) -> anyhow::Result<WorkerConnection> {
+    if let Some(tls) = warm {
+        match ticket.handshake(tls).await {
+            Err(err) if err.downcast_ref::<Refused>().is_none() => {
+                tracing::debug!(error = %err, "the spare connection failed; dialling afresh");
+            }
+            answer => return answer,
+        }
+    }
+    ticket.open().await
+}
+
 async fn carry(
     stream: Box<dyn LocalStream>,
     peer: String,
     ticket: Arc<SessionTicket>,
+    warm: Option<TlsStream<TcpStream>>,
     ended: mpsc::Sender<String>,
     announce: bool,
 ) {
-    let connection = match ticket.open().await {
+    let connection = match open(&ticket, warm).await {
         Ok(connection) => connection,
         Err(err) => {
             eprintln!("connection from {peer}: {err:#}");

@@ -74,6 +74,14 @@ impl SessionTicket {
     /// Opens one connection: dial, pinned TLS, hello, reply. A refusal is a [`Refused`]
     /// error (downcast it to tell the codes apart).
     pub async fn open(&self) -> anyhow::Result<WorkerConnection> {
+        let tls = self.dial().await?;
+        self.handshake(tls).await
+    }
+
+    /// The first half of [`open`](Self::open): TCP and pinned TLS to the worker, nothing
+    /// sent yet. The worker waits 5 s for the hello that [`handshake`](Self::handshake)
+    /// sends, so a stream made ahead of need must be used well within that.
+    pub async fn dial(&self) -> anyhow::Result<TlsStream<TcpStream>> {
         let addr = &self.worker_addr;
         let tcp = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr))
             .await
@@ -81,7 +89,7 @@ impl SessionTicket {
             .with_context(|| format!("cannot reach the worker at {addr}"))?;
         let _ = tcp.set_nodelay(true);
         let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
-        let mut tls = tokio::time::timeout(TLS_TIMEOUT, connector.connect(server_name()?, tcp))
+        tokio::time::timeout(TLS_TIMEOUT, connector.connect(server_name()?, tcp))
             .await
             .map_err(|_| anyhow!("TLS with the worker at {addr} timed out"))?
             .map_err(|err| {
@@ -89,8 +97,16 @@ impl SessionTicket {
                     "TLS with the worker at {addr} failed: {}",
                     tls_failure(&err)
                 )
-            })?;
+            })
+    }
 
+    /// The second half of [`open`](Self::open): the hello with the grant, and the worker's
+    /// reply.
+    pub async fn handshake(
+        &self,
+        mut tls: TlsStream<TcpStream>,
+    ) -> anyhow::Result<WorkerConnection> {
+        let addr = &self.worker_addr;
         let hello = proxy::encode_frame(&proxy::ClientHello {
             protocol_version: PROTOCOL_VERSION,
             grant: self.grant.clone(),
