@@ -18,10 +18,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
-
-use super::spare::Spare;
+use super::spare::{Dialling, Spare};
 use super::tunnel::{Refused, SessionTicket, WorkerConnection};
 use crate::cli::output;
 
@@ -102,7 +99,7 @@ where
         match accepted {
             Ok((stream, peer)) => {
                 let span = tracing::info_span!("connection", client.addr = %peer);
-                let warm = spare.take().and_then(Spare::take);
+                let warm = spare.take().and_then(Spare::claim);
                 let task = carry(
                     stream,
                     peer,
@@ -149,13 +146,14 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// Opens a connection of the session, on the spare stream when there is one. A spare the
-/// worker has meanwhile closed fails before anything was admitted: dial afresh then.
-async fn open(
-    ticket: &SessionTicket,
-    warm: Option<TlsStream<TcpStream>>,
-) -> anyhow::Result<WorkerConnection> {
-    if let Some(tls) = warm {
+/// Opens a connection of the session, on the spare stream when there is one. A spare that
+/// failed, or that the worker has meanwhile closed, fails before anything was admitted: dial
+/// afresh then.
+async fn open(ticket: &SessionTicket, spare: Option<Dialling>) -> anyhow::Result<WorkerConnection> {
+    if let Some(Ok(Ok(tls))) = match spare {
+        Some(dialling) => Some(dialling.await),
+        None => None,
+    } {
         match ticket.handshake(tls).await {
             Err(err) if err.downcast_ref::<Refused>().is_none() => {
                 tracing::debug!(error = %err, "the spare connection failed; dialling afresh");
@@ -170,7 +168,7 @@ async fn carry(
     stream: Box<dyn LocalStream>,
     peer: String,
     ticket: Arc<SessionTicket>,
-    warm: Option<TlsStream<TcpStream>>,
+    warm: Option<Dialling>,
     ended: mpsc::Sender<String>,
     announce: bool,
 ) {

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt as _;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -20,9 +19,12 @@ use super::tunnel::SessionTicket;
 /// How long a spare is kept: well within the worker's 5 s wait for the hello.
 pub const MAX_AGE: Duration = Duration::from_secs(3);
 
+/// The dial of a spare: resolves to the TLS stream (or the dial's error).
+pub type Dialling = JoinHandle<anyhow::Result<TlsStream<TcpStream>>>;
+
 /// A TLS stream to the worker being made, or made, in its own task.
 pub struct Spare {
-    making: JoinHandle<anyhow::Result<TlsStream<TcpStream>>>,
+    making: Option<Dialling>,
     started: Instant,
 }
 
@@ -30,7 +32,7 @@ impl Spare {
     /// Starts dialling a spare for `ticket`'s worker.
     pub fn start(ticket: Arc<SessionTicket>) -> Self {
         Self {
-            making: tokio::spawn(async move { ticket.dial().await }),
+            making: Some(tokio::spawn(async move { ticket.dial().await })),
             started: Instant::now(),
         }
     }
@@ -40,23 +42,24 @@ impl Spare {
         self.started + MAX_AGE
     }
 
-    /// The stream, if it is ready, fresh and was made without error; otherwise `None` (the
-    /// caller dials as usual).
-    pub fn take(mut self) -> Option<TlsStream<TcpStream>> {
-        if self.started.elapsed() >= MAX_AGE {
+    /// The spare for a new local connection: its dial, finished or still under way (in a
+    /// burst, waiting for it beats starting another), unless it is finished and too old for
+    /// the worker to still wait for a hello.
+    pub fn claim(mut self) -> Option<Dialling> {
+        let making = self.making.take()?;
+        if making.is_finished() && self.started.elapsed() >= MAX_AGE {
             return None;
         }
-        match (&mut self.making).now_or_never() {
-            Some(Ok(Ok(stream))) => Some(stream),
-            _ => None,
-        }
+        Some(making)
     }
 }
 
 impl Drop for Spare {
     fn drop(&mut self) {
-        // An unfinished dial is abandoned; a finished one's stream is closed with the task.
-        self.making.abort();
+        // An unclaimed dial is abandoned; a finished one's stream is closed with the task.
+        if let Some(making) = &self.making {
+            making.abort();
+        }
     }
 }
 
@@ -66,30 +69,51 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn an_unfinished_or_old_spare_is_not_used() {
-        let never = Spare {
-            making: tokio::spawn(std::future::pending()),
-            started: Instant::now(),
+    async fn a_spare_is_claimed_while_dialling_but_not_when_finished_and_old() {
+        let under_way = Spare {
+            making: Some(tokio::spawn(std::future::pending())),
+            started: Instant::now().checked_sub(MAX_AGE * 2).unwrap(),
         };
-        assert!(
-            never.take().is_none(),
-            "a dial still under way is not waited for"
-        );
-
-        let failed = Spare {
-            making: tokio::spawn(async { Err(anyhow::anyhow!("refused")) }),
-            started: Instant::now(),
-        };
-        tokio::task::yield_now().await;
-        assert!(failed.take().is_none(), "a failed dial gives nothing");
+        let claimed = under_way.claim().expect("a dial under way is handed over");
+        assert!(!claimed.is_finished());
+        claimed.abort();
 
         let started = Instant::now().checked_sub(MAX_AGE).unwrap();
         let old = Spare {
-            making: tokio::spawn(async { Err(anyhow::anyhow!("never looked at")) }),
+            making: Some(tokio::spawn(async {
+                Err(anyhow::anyhow!("never looked at"))
+            })),
             started,
         };
         assert_eq!(old.expires(), started + MAX_AGE);
+        while !old.making.as_ref().unwrap().is_finished() {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            old.claim().is_none(),
+            "a finished spare past its age is dropped"
+        );
+
+        let fresh = Spare {
+            making: Some(tokio::spawn(async { Err(anyhow::anyhow!("refused")) })),
+            started: Instant::now(),
+        };
+        let failed = fresh.claim().expect("a fresh spare is handed over");
+        assert!(
+            failed.await.unwrap().is_err(),
+            "its error reaches the caller"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unclaimed_spare_is_abandoned() {
+        let spare = Spare {
+            making: Some(tokio::spawn(std::future::pending())),
+            started: Instant::now(),
+        };
+        let handle = spare.making.as_ref().unwrap().abort_handle();
+        drop(spare);
         tokio::task::yield_now().await;
-        assert!(old.take().is_none(), "a spare past its age is dropped");
+        assert!(handle.is_finished(), "dropping the spare stops its dial");
     }
 }
