@@ -150,10 +150,11 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 /// failed, or that the worker has meanwhile closed, fails before anything was admitted: dial
 /// afresh then.
 async fn open(ticket: &SessionTicket, spare: Option<Dialling>) -> anyhow::Result<WorkerConnection> {
-    if let Some(Ok(Ok(tls))) = match spare {
-        Some(dialling) => Some(dialling.await),
+    let warm = match spare {
+        Some(dialling) => dialling.await.ok().and_then(Result::ok),
         None => None,
-    } {
+    };
+    if let Some(tls) = warm {
         match ticket.handshake(tls).await {
             Err(err) if err.downcast_ref::<Refused>().is_none() => {
                 tracing::debug!(error = %err, "the spare connection failed; dialling afresh");
