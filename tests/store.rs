@@ -309,7 +309,7 @@ async fn sessions_admit_count_limit_and_terminate_once() {
         store::users::upsert(&mut conn, &user("alice", &[]))
             .await
             .unwrap();
-        store::sessions::insert(&mut conn, &session(2))
+        store::sessions::insert(&mut conn, &session(2), None)
             .await
             .unwrap();
         use store::sessions::{admit_first, connection_closed, connection_opened, get, terminate};
@@ -402,7 +402,7 @@ async fn due_sessions_are_found_by_expiry_and_pending_age() {
         store::users::upsert(&mut conn, &user("alice", &[]))
             .await
             .unwrap();
-        store::sessions::insert(&mut conn, &session(0))
+        store::sessions::insert(&mut conn, &session(0), None)
             .await
             .unwrap();
         assert!(
@@ -754,7 +754,7 @@ async fn vault_credentials_go_from_intent_to_revoked_once() {
             .unwrap();
         let mut s = session(0);
         s.state = store::sessions::MINTING.into();
-        store::sessions::insert(&mut conn, &s).await.unwrap();
+        store::sessions::insert(&mut conn, &s, None).await.unwrap();
         vc::insert_intent(&mut conn, "vc_1", "s_1", 100)
             .await
             .unwrap();

@@ -317,8 +317,7 @@ pub async fn authorize(
                 token_id.clone(),
             );
             Box::pin(async move {
-                session_rows::insert(conn, &record).await?;
-                session_rows::set_token(conn, &record.id, &token_id).await?;
+                session_rows::insert(conn, &record, Some(&token_id)).await?;
                 if let Some((serial, ca_key_id, valid_before)) = certificate {
                     crate::store::ssh_certificates::insert(
                         conn,

@@ -88,9 +88,15 @@ fn conn_from_row(row: &AnyRow) -> Result<ConnectionRecord> {
     })
 }
 
-pub async fn insert(conn: &mut AnyConnection, s: &SessionRecord) -> Result<()> {
+/// Inserts a session; `token_id` is the API token it was authorised with (logout ends the
+/// token's sessions).
+pub async fn insert(
+    conn: &mut AnyConnection,
+    s: &SessionRecord,
+    token_id: Option<&str>,
+) -> Result<()> {
     sqlx::query(&format!(
-        "INSERT INTO sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        "INSERT INTO sessions ({COLUMNS}, token_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
     ))
     .bind(&s.id)
     .bind(&s.user_id)
@@ -108,6 +114,7 @@ pub async fn insert(conn: &mut AnyConnection, s: &SessionRecord) -> Result<()> {
     .bind(s.expires_at)
     .bind(s.activated_at)
     .bind(s.terminated_at)
+    .bind(token_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -350,16 +357,6 @@ pub async fn states(
         }
     }
     Ok(out)
-}
-
-/// Records the API token a session was authorised with (logout ends the token's sessions).
-pub async fn set_token(conn: &mut AnyConnection, id: &str, token_id: &str) -> Result<()> {
-    sqlx::query("UPDATE sessions SET token_id = $2 WHERE id = $1")
-        .bind(id)
-        .bind(token_id)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// Ids of the live sessions authorised with one of `token_ids`.
