@@ -255,7 +255,8 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
             Some(result) => result,
             None => dialing.await,
         };
-        shared.spool.record(opened).await;
+        // The controller recorded this connection when it admitted it.
+        shared.spool.add_recorded_elsewhere(opened);
         dialed
     } else {
         // Admitted here: the event goes to disk while the target is dialled.

@@ -103,14 +103,28 @@ impl Spool {
     /// Adds an event and waits until it is on disk. If it cannot be written it is kept in
     /// memory (and still sent to the controller), with a warning.
     pub async fn record(&self, event: ConnectionEvent) {
+        if let Some(done) = self.add(event) {
+            if done.await != Ok(true) {
+                tracing::warn!("cannot write the event spool; the event is kept in memory");
+            }
+        }
+    }
+
+    /// Adds an event that is already durable elsewhere (a first connection, which the
+    /// controller recorded when it admitted it): written in turn, not waited for.
+    pub fn add_recorded_elsewhere(&self, event: ConnectionEvent) {
+        drop(self.add(event));
+    }
+
+    /// Queues `event` for the controller and for the journal; the receiver says whether it
+    /// reached the disk (`None`: it cannot be journalled, it is kept in memory).
+    fn add(&self, event: ConnectionEvent) -> Option<oneshot::Receiver<bool>> {
         let line = serde_json::to_string(&Line::Event(event.clone()));
         let id = event.event_id.clone();
         self.lock().push_back(event);
-        let Ok(line) = line else { return };
+        let line = line.ok()?;
         let (written, done) = oneshot::channel();
-        if !self.send(Op::Event { id, line, written }) || done.await != Ok(true) {
-            tracing::warn!("cannot write the event spool; the event is kept in memory");
-        }
+        self.send(Op::Event { id, line, written }).then_some(done)
     }
 
     pub fn pending(&self, max: usize) -> Vec<ConnectionEvent> {
