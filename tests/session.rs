@@ -149,6 +149,103 @@ fn sixteen_mib_round_trip_through_listen_port_and_stdio_with_byte_counts() {
     assert!(status.success(), "{status}");
 }
 
+/// `connect echo --stdio` on pipes this test shares (as a shell would with the commands
+/// before and after it): the bytes round-trip, and both pipes are blocking again once it
+/// has exited, so a later writer on its stdout is not handed a non-blocking pipe.
+#[test]
+fn stdio_pipes_are_blocking_again_for_the_next_process() {
+    let dev = Dev::start(&[]);
+    let data = payload(4 << 20);
+    let (stdin_read, stdin_write) = std::io::pipe().unwrap();
+    let (stdout_read, stdout_write) = std::io::pipe().unwrap();
+    // Our own descriptors on the same open file descriptions as the child's stdin/stdout.
+    let shared_stdin = stdin_read.try_clone().unwrap();
+    let later_writer = stdout_write.try_clone().unwrap();
+    let mut stdio = dev
+        .cli()
+        .args(["connect", "echo", "--stdio"])
+        .stdin(stdin_read)
+        .stdout(stdout_write)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let sent = data.clone();
+    let writer = std::thread::spawn(move || {
+        let mut stdin_write = stdin_write;
+        stdin_write.write_all(&sent).unwrap();
+    });
+    let mut stdout_read = stdout_read;
+    let mut back = vec![0u8; data.len()];
+    stdout_read.read_exact(&mut back).unwrap();
+    writer.join().unwrap();
+    assert!(back == data, "stdio payload differs");
+    let status = stdio.wait().unwrap();
+    assert!(status.success(), "{status}");
+
+    let non_blocking = |fd: std::os::fd::BorrowedFd<'_>| {
+        rustix::fs::fcntl_getfl(fd)
+            .unwrap()
+            .contains(rustix::fs::OFlags::NONBLOCK)
+    };
+    use std::os::fd::AsFd as _;
+    assert!(
+        !non_blocking(shared_stdin.as_fd()),
+        "stdin left non-blocking"
+    );
+    assert!(
+        !non_blocking(later_writer.as_fd()),
+        "stdout left non-blocking"
+    );
+    // The next writer on that stdout, and nothing more from portcullis.
+    let mut later_writer = later_writer;
+    later_writer.write_all(b"<after>").unwrap();
+    drop(later_writer);
+    let mut rest = Vec::new();
+    stdout_read.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"<after>");
+}
+
+/// A reader of stdout that goes away ends the connection, with an error naming stdout,
+/// even while stdin stays open.
+#[test]
+fn stdio_ends_with_an_error_when_stdout_goes_away() {
+    let dev = Dev::start(&[]);
+    let (stdout_read, stdout_write) = std::io::pipe().unwrap();
+    drop(stdout_read);
+    let mut stdio = dev
+        .cli()
+        .args(["connect", "echo", "--stdio"])
+        .stdin(Stdio::piped())
+        .stdout(stdout_write)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = stdio.stdin.take().unwrap();
+    // Fails once the process has gone; stdin is never closed before that.
+    let _ = stdin.write_all(&payload(1 << 20));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = stdio.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still running with its stdout gone"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    let mut stderr = String::new();
+    stdio
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success(), "{status}");
+    assert!(stderr.contains("cannot write to stdout"), "{stderr}");
+}
+
 #[test]
 fn cancel_closes_a_live_connection_within_one_second() {
     let dev = Dev::start(&[]);

@@ -1,15 +1,27 @@
 //! `--stdio`: one connection carried over stdin and stdout (for ssh's `ProxyCommand`).
 //! Nothing but the proxied bytes is written to stdout.
 //!
-//! Stdin and stdout are served by two plain threads joined to the connection through
-//! in-memory pipes. A blocking read of stdin parked in tokio's blocking pool would keep the
-//! runtime, and so the process, alive after the connection ended; a detached thread does
-//! not. The stdout thread is waited for, so every byte received is written before exit.
+//! A stdin or stdout that is a pipe or a socket (the usual case: a `ProxyCommand`, a shell
+//! pipeline) is driven by the runtime itself with non-blocking I/O on a duplicate of its
+//! descriptor: each chunk goes straight between the pipe and the TLS stream. O_NONBLOCK
+//! belongs to the open file description, which other processes may share (`(portcullis
+//! connect x --stdio; cat more) | consumer`), so it is put back as it was when the
+//! connection ends, on every path out.
+//!
+//! Anything else (a terminal, a regular file, /dev/null) cannot wait in the runtime and is
+//! served by a plain thread joined to the connection through an in-memory pipe. A blocking
+//! read of stdin parked in tokio's blocking pool would keep the runtime, and so the
+//! process, alive after the connection ended; a detached thread does not. The stdout thread
+//! is waited for, so every byte received is written before exit.
 
-use std::io::{Read as _, Write as _};
+use std::io::{self, Read as _, Write as _};
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use anyhow::Context as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
+use rustix::fs::{FileType, OFlags};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
@@ -17,29 +29,267 @@ use super::tunnel::{SessionTicket, Transfer};
 
 const PIPE_BUFFER: usize = 64 * 1024;
 
+type BoxedRead = Box<dyn AsyncRead + Send + Unpin>;
+type BoxedWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
 /// Opens one connection of the session and splices it with stdin/stdout until both
 /// directions end (stdin's EOF is passed on as a half-close, and so is the worker's).
 pub async fn carry_stdio(ticket: &SessionTicket) -> anyhow::Result<Transfer> {
     let connection = ticket.open().await?;
     tracing::debug!(connection.id = %connection.id, "connection accepted by the worker");
-    let stdin = stdin_pipe()?;
-    let (stdout, written) = stdout_pipe()?;
+    // Declared first: whatever happens below, the flags are restored when this ends.
+    let mut restore = RestoreFlags::default();
+    let stdin = match driven_stdin(&mut restore) {
+        Some(stdin) => stdin,
+        None => Box::new(stdin_thread()?),
+    };
+    let (stdout, written): (BoxedWrite, _) = match driven_stdout(&mut restore) {
+        Some(stdout) => (stdout, None),
+        None => {
+            let (stdout, written) = stdout_thread()?;
+            (Box::new(stdout), Some(written))
+        }
+    };
     let transfer = connection.splice(stdin, stdout).await?;
-    // The splice ended after handing the last bytes to the pipe: wait until they are out.
-    if let Ok(Err(err)) = written.await {
-        return Err(err).context("cannot write to stdout");
+    // The splice ended after handing the last bytes to the stdout thread: wait until they
+    // are out. (Driven by the runtime, they are already written.)
+    if let Some(written) = written {
+        if let Ok(Err(err)) = written.await {
+            return Err(err).context("cannot write to stdout");
+        }
     }
     Ok(transfer)
 }
 
+/// What a standard stream is open on, which decides how it is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamKind {
+    /// A pipe or FIFO: driven by the runtime.
+    Pipe,
+    /// A socket (some `ProxyCommand` runners pass a socketpair): driven by the runtime.
+    Socket,
+    /// A terminal, a regular file, a device: served by a thread.
+    Other,
+}
+
+fn classify(fd: BorrowedFd<'_>) -> StreamKind {
+    match rustix::fs::fstat(fd).map(|stat| FileType::from_raw_mode(stat.st_mode)) {
+        Ok(FileType::Fifo) => StreamKind::Pipe,
+        Ok(FileType::Socket) => StreamKind::Socket,
+        _ => StreamKind::Other,
+    }
+}
+
+/// Stdin as a runtime-driven reader, or `None` when it needs the thread.
+fn driven_stdin(restore: &mut RestoreFlags) -> Option<BoxedRead> {
+    let stdin = io::stdin();
+    let (reader, guard) = driven(stdin.as_fd(), "stdin", |kind, fd| match kind {
+        StreamKind::Pipe => {
+            Ok(Box::new(tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?) as BoxedRead)
+        }
+        _ => socket(fd).map(|socket| socket.into_read()),
+    })?;
+    restore.push(guard);
+    Some(Box::new(DrivenStdin {
+        inner: reader,
+        ended: false,
+    }))
+}
+
+/// Stdout as a runtime-driven writer, or `None` when it needs the thread.
+fn driven_stdout(restore: &mut RestoreFlags) -> Option<BoxedWrite> {
+    let stdout = io::stdout();
+    let (writer, guard) = driven(stdout.as_fd(), "stdout", |kind, fd| match kind {
+        StreamKind::Pipe => {
+            Ok(Box::new(tokio::net::unix::pipe::Sender::from_owned_fd(fd)?) as BoxedWrite)
+        }
+        _ => socket(fd).map(|socket| socket.into_write()),
+    })?;
+    restore.push(guard);
+    Some(Box::new(DrivenStdout { inner: writer }))
+}
+
+/// Makes a duplicate of `fd` non-blocking and hands it to `open` if it is a pipe or a
+/// socket. Any failure leaves the flags as they were and asks for the thread instead.
+fn driven<T>(
+    fd: BorrowedFd<'_>,
+    name: &str,
+    open: impl FnOnce(StreamKind, OwnedFd) -> io::Result<T>,
+) -> Option<(T, NonBlocking)> {
+    let kind = classify(fd);
+    if kind == StreamKind::Other {
+        tracing::debug!(stream = name, "served by a thread");
+        return None;
+    }
+    let attempt = NonBlocking::set(fd).and_then(|guard| {
+        let io = open(kind, fd.try_clone_to_owned()?)?;
+        Ok((io, guard))
+    });
+    match attempt {
+        Ok(driven) => {
+            tracing::debug!(stream = name, ?kind, "driven by the runtime");
+            Some(driven)
+        }
+        Err(err) => {
+            tracing::debug!(stream = name, ?kind, error = %err, "served by a thread");
+            None
+        }
+    }
+}
+
+/// A connected socket on stdin or stdout, as the runtime's stream of its family.
+enum Socket {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+impl Socket {
+    fn into_read(self) -> BoxedRead {
+        match self {
+            Socket::Unix(stream) => Box::new(stream),
+            Socket::Tcp(stream) => Box::new(stream),
+        }
+    }
+
+    fn into_write(self) -> BoxedWrite {
+        match self {
+            Socket::Unix(stream) => Box::new(stream),
+            Socket::Tcp(stream) => Box::new(stream),
+        }
+    }
+}
+
+/// Expects `fd` non-blocking already. Other families (vsock, …) are left to the thread.
+fn socket(fd: OwnedFd) -> io::Result<Socket> {
+    let unix = std::os::unix::net::UnixStream::from(fd);
+    if unix.local_addr().is_ok() {
+        return tokio::net::UnixStream::from_std(unix).map(Socket::Unix);
+    }
+    let tcp = std::net::TcpStream::from(OwnedFd::from(unix));
+    tcp.local_addr()?;
+    tokio::net::TcpStream::from_std(tcp).map(Socket::Tcp)
+}
+
+/// Stdin driven by the runtime. A failed read ends stdin like EOF, with a word on stderr,
+/// as the thread does: the reply keeps flowing.
+struct DrivenStdin {
+    inner: BoxedRead,
+    ended: bool,
+}
+
+impl AsyncRead for DrivenStdin {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.ended {
+            return Poll::Ready(Ok(()));
+        }
+        if let Err(err) = ready!(Pin::new(&mut self.inner).poll_read(cx, buf)) {
+            eprintln!("cannot read stdin: {err}");
+            self.ended = true;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Stdout driven by the runtime. Its errors say that stdout failed (not the worker), and
+/// the end of the reply leaves it open as the thread does: a socket on stdout is not shut
+/// down under a process that may share it.
+struct DrivenStdout {
+    inner: BoxedWrite,
+}
+
+impl DrivenStdout {
+    fn name(result: io::Result<usize>) -> io::Result<usize> {
+        result.map_err(|err| io::Error::new(err.kind(), format!("cannot write to stdout: {err}")))
+    }
+}
+
+impl AsyncWrite for DrivenStdout {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner)
+            .poll_write(cx, buf)
+            .map(DrivenStdout::name)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}
+
+/// O_NONBLOCK set on an open file description, and whether it was set before.
+struct NonBlocking {
+    fd: OwnedFd,
+    was_set: bool,
+}
+
+impl NonBlocking {
+    fn set(fd: BorrowedFd<'_>) -> io::Result<Self> {
+        let fd = fd.try_clone_to_owned()?;
+        let flags = rustix::fs::fcntl_getfl(&fd)?;
+        rustix::fs::fcntl_setfl(&fd, flags | OFlags::NONBLOCK)?;
+        let was_set = flags.contains(OFlags::NONBLOCK);
+        Ok(Self { fd, was_set })
+    }
+
+    fn restore(&self) -> io::Result<()> {
+        // Only our bit goes back: another holder may have changed the others meanwhile.
+        let flags = rustix::fs::fcntl_getfl(&self.fd)?;
+        let flags = if self.was_set {
+            flags | OFlags::NONBLOCK
+        } else {
+            flags - OFlags::NONBLOCK
+        };
+        Ok(rustix::fs::fcntl_setfl(&self.fd, flags)?)
+    }
+}
+
+impl Drop for NonBlocking {
+    fn drop(&mut self) {
+        if let Err(err) = self.restore() {
+            tracing::debug!(error = %err, "cannot restore the flags of a standard stream");
+        }
+    }
+}
+
+/// The flags changed for this connection, restored on drop in the reverse order of their
+/// setting: stdin and stdout may share one description (a socket), and the last one set
+/// saw the first one's change.
+#[derive(Default)]
+struct RestoreFlags(Vec<NonBlocking>);
+
+impl RestoreFlags {
+    fn push(&mut self, guard: NonBlocking) {
+        self.0.push(guard);
+    }
+}
+
+impl Drop for RestoreFlags {
+    fn drop(&mut self) {
+        while let Some(guard) = self.0.pop() {
+            drop(guard);
+        }
+    }
+}
+
 /// Stdin, read on its own thread.
-fn stdin_pipe() -> anyhow::Result<DuplexStream> {
+fn stdin_thread() -> anyhow::Result<tokio::io::DuplexStream> {
     let (reader, mut writer) = tokio::io::duplex(PIPE_BUFFER);
     let runtime = Handle::current();
     std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
-            let mut stdin = std::io::stdin().lock();
+            let mut stdin = io::stdin().lock();
             let mut buf = vec![0u8; PIPE_BUFFER / 2];
             loop {
                 match stdin.read(&mut buf) {
@@ -50,7 +300,7 @@ fn stdin_pipe() -> anyhow::Result<DuplexStream> {
                             return;
                         }
                     }
-                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                     Err(err) => {
                         eprintln!("cannot read stdin: {err}");
                         break;
@@ -64,14 +314,14 @@ fn stdin_pipe() -> anyhow::Result<DuplexStream> {
 }
 
 /// Stdout, written on its own thread; the receiver reports when all is written (or failed).
-fn stdout_pipe() -> anyhow::Result<(DuplexStream, oneshot::Receiver<std::io::Result<()>>)> {
+fn stdout_thread() -> anyhow::Result<(tokio::io::DuplexStream, oneshot::Receiver<io::Result<()>>)> {
     let (mut reader, writer) = tokio::io::duplex(PIPE_BUFFER);
     let (done_tx, done_rx) = oneshot::channel();
     let runtime = Handle::current();
     std::thread::Builder::new()
         .name("stdout".into())
         .spawn(move || {
-            let mut stdout = std::io::stdout().lock();
+            let mut stdout = io::stdout().lock();
             let mut buf = vec![0u8; PIPE_BUFFER / 2];
             let result = loop {
                 match runtime.block_on(reader.read(&mut buf)) {
@@ -91,4 +341,122 @@ fn stdout_pipe() -> anyhow::Result<(DuplexStream, oneshot::Receiver<std::io::Res
         })
         .context("cannot start the stdout writer")?;
     Ok((writer, done_rx))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    fn non_blocking(fd: impl std::os::fd::AsFd) -> bool {
+        rustix::fs::fcntl_getfl(fd)
+            .unwrap()
+            .contains(OFlags::NONBLOCK)
+    }
+
+    #[test]
+    fn pipes_sockets_and_the_rest_are_told_apart() {
+        let (reader, writer) = io::pipe().unwrap();
+        assert_eq!(classify(reader.as_fd()), StreamKind::Pipe);
+        assert_eq!(classify(writer.as_fd()), StreamKind::Pipe);
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert_eq!(classify(a.as_fd()), StreamKind::Socket);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        assert_eq!(classify(tcp.as_fd()), StreamKind::Socket);
+        let file = tempfile::tempfile().unwrap();
+        assert_eq!(classify(file.as_fd()), StreamKind::Other);
+        let null = std::fs::File::open("/dev/null").unwrap();
+        assert_eq!(classify(null.as_fd()), StreamKind::Other);
+    }
+
+    #[test]
+    fn a_pipe_is_blocking_again_after_the_connection() {
+        let (reader, writer) = io::pipe().unwrap();
+        assert!(!non_blocking(&reader));
+        let mut restore = RestoreFlags::default();
+        restore.push(NonBlocking::set(reader.as_fd()).unwrap());
+        restore.push(NonBlocking::set(writer.as_fd()).unwrap());
+        // The description is shared: our own, untouched descriptors see the change.
+        assert!(non_blocking(&reader) && non_blocking(&writer));
+        drop(restore);
+        assert!(!non_blocking(&reader) && !non_blocking(&writer));
+    }
+
+    #[test]
+    fn a_stream_non_blocking_before_stays_so() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        drop(NonBlocking::set(a.as_fd()).unwrap());
+        assert!(non_blocking(&a));
+    }
+
+    #[test]
+    fn one_socket_on_stdin_and_stdout_is_blocking_again() {
+        // A socketpair end given as both stdin and stdout: one description, set twice.
+        let (a, _b) = UnixStream::pair().unwrap();
+        let stdin = a.try_clone().unwrap();
+        let stdout = a.try_clone().unwrap();
+        let mut restore = RestoreFlags::default();
+        restore.push(NonBlocking::set(stdin.as_fd()).unwrap());
+        restore.push(NonBlocking::set(stdout.as_fd()).unwrap());
+        drop(restore);
+        assert!(!non_blocking(&a));
+    }
+
+    #[test]
+    fn other_flags_set_meanwhile_are_kept() {
+        let file = tempfile::tempfile().unwrap();
+        let guard = NonBlocking::set(file.as_fd()).unwrap();
+        let flags = rustix::fs::fcntl_getfl(&file).unwrap();
+        rustix::fs::fcntl_setfl(&file, flags | OFlags::APPEND).unwrap();
+        drop(guard);
+        let flags = rustix::fs::fcntl_getfl(&file).unwrap();
+        assert!(flags.contains(OFlags::APPEND) && !flags.contains(OFlags::NONBLOCK));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_driven_pipe_and_socket_carry_bytes_and_name_a_failed_stdout() {
+        let (reader, writer) = io::pipe().unwrap();
+        let (mut rx, _guard) = driven(reader.as_fd(), "stdin", |kind, fd| {
+            assert_eq!(kind, StreamKind::Pipe);
+            tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
+        })
+        .unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let (tx, _guard_a) = driven(a.as_fd(), "stdout", |kind, fd| {
+            assert_eq!(kind, StreamKind::Socket);
+            socket(fd)
+        })
+        .unwrap();
+        let mut tx = DrivenStdout {
+            inner: tx.into_write(),
+        };
+        std::thread::spawn(move || (&writer).write_all(b"through the pipe").unwrap());
+        let mut got = Vec::new();
+        rx.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"through the pipe");
+
+        tx.write_all(&got).await.unwrap();
+        tx.shutdown().await.unwrap();
+        let mut back = vec![0u8; got.len()];
+        (&b).read_exact(&mut back).unwrap();
+        assert_eq!(back, got);
+        drop(b); // The reader went away: the next writes fail, naming stdout.
+        let err = loop {
+            if let Err(err) = tx.write_all(&[0u8; 4096]).await {
+                break err;
+            }
+        };
+        assert!(
+            err.to_string().starts_with("cannot write to stdout: "),
+            "{err}"
+        );
+        assert!(matches!(
+            err.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        ));
+    }
 }
