@@ -16,9 +16,7 @@ fn main() -> std::process::ExitCode {
     }
     let args = cli::Cli::parse();
     cli::init_tracing(&args.log);
-    // One connection over stdin/stdout needs no worker threads: a single-threaded runtime
-    // starts faster and hands bytes on without waking other threads.
-    let mut builder = if args.command.single_connection() {
+    let mut builder = if args.command.single_threaded() {
         tokio::runtime::Builder::new_current_thread()
     } else {
         tokio::runtime::Builder::new_multi_thread()
