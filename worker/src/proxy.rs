@@ -263,20 +263,16 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
         let (dialed, ()) = tokio::join!(dialing, shared.spool.record(opened));
         dialed
     };
+    let closed = |up, down, why: &str| {
+        ConnectionEvent::closed(&claims.sid, &connection_id, now(), up, down, why)
+    };
     // The opened event is on disk before a byte flows (or the connection is refused).
     let target = match dialed {
         Ok(t) => t,
         Err(e) => {
             shared
                 .spool
-                .record(ConnectionEvent::closed(
-                    &claims.sid,
-                    &connection_id,
-                    now(),
-                    0,
-                    0,
-                    "target_unreachable",
-                ))
+                .record(closed(0, 0, "target_unreachable"))
                 .await;
             return refuse(
                 tls,
@@ -308,17 +304,7 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
     };
     let (up, down) = (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed));
     tracing::info!(bytes.up = up, bytes.down = down, reason = %why, "connection closed");
-    shared
-        .spool
-        .record(ConnectionEvent::closed(
-            &claims.sid,
-            &connection_id,
-            now(),
-            up,
-            down,
-            &why,
-        ))
-        .await;
+    shared.spool.record(closed(up, down, &why)).await;
 }
 
 /// Asks the controller to admit a session's first connection (it records the session as

@@ -46,8 +46,8 @@ enum Op {
 
 pub struct Spool {
     events: Mutex<VecDeque<ConnectionEvent>>,
-    journal: Mutex<Option<mpsc::Sender<Op>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    journal: Option<mpsc::Sender<Op>>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Spool {
@@ -80,8 +80,8 @@ impl Spool {
         };
         Spool {
             events: Mutex::new(events.into()),
-            journal: Mutex::new(journal),
-            writer: Mutex::new(writer),
+            journal,
+            writer,
         }
     }
 
@@ -93,11 +93,7 @@ impl Spool {
     }
 
     fn send(&self, op: Op) -> bool {
-        let journal = match self.journal.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        journal.as_ref().is_some_and(|tx| tx.send(op).is_ok())
+        self.journal.as_ref().is_some_and(|tx| tx.send(op).is_ok())
     }
 
     /// Adds an event and waits until it is on disk. If it cannot be written it is kept in
@@ -119,7 +115,8 @@ impl Spool {
     /// Queues `event` for the controller and for the journal; the receiver says whether it
     /// reached the disk (`None`: it cannot be journalled, it is kept in memory).
     fn add(&self, event: ConnectionEvent) -> Option<oneshot::Receiver<bool>> {
-        let line = serde_json::to_string(&Line::Event(event.clone()));
+        // An untagged `Line::Event` is the event's own JSON.
+        let line = serde_json::to_string(&event);
         let id = event.event_id.clone();
         self.lock().push_back(event);
         let line = line.ok()?;
@@ -146,10 +143,8 @@ impl Spool {
 impl Drop for Spool {
     /// Lets the writer finish what it was given.
     fn drop(&mut self) {
-        if let Ok(mut journal) = self.journal.lock() {
-            journal.take();
-        }
-        if let Some(handle) = self.writer.lock().ok().and_then(|mut w| w.take()) {
+        self.journal.take();
+        if let Some(handle) = self.writer.take() {
             let _ = handle.join();
         }
     }
@@ -175,7 +170,7 @@ impl Writer {
             next: 0,
         };
         for event in pending {
-            if let Ok(line) = serde_json::to_string(&Line::Event(event.clone())) {
+            if let Ok(line) = serde_json::to_string(event) {
                 writer
                     .live
                     .insert(event.event_id.clone(), (writer.next, line));

@@ -77,6 +77,19 @@ pub struct Store {
     dialect: Dialect,
 }
 
+/// Set on every pooled SQLite connection (the connection URL keeps none of them).
+///
+/// WAL with `synchronous = NORMAL`: a commit is not flushed to disk on its own (the WAL is, at
+/// checkpoints), so a power loss can roll back the last commits, action and audit event
+/// together; a crash of the process loses nothing. FULL would fsync every commit (~0.6 ms).
+/// Checkpoints run beside the writer (`checkpoint.rs`), not in it.
+const SQLITE_PRAGMAS: &[&str] = &[
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA busy_timeout = 10000",
+    "PRAGMA wal_autocheckpoint = 0",
+    "PRAGMA synchronous = NORMAL",
+];
+
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
@@ -175,23 +188,9 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(10))
                     .after_connect(|conn, _| {
                         Box::pin(async move {
-                            sqlx::query("PRAGMA foreign_keys = ON")
-                                .execute(&mut *conn)
-                                .await?;
-                            sqlx::query("PRAGMA busy_timeout = 10000")
-                                .execute(&mut *conn)
-                                .await?;
-                            // WAL with NORMAL: a commit is not flushed to disk on its own
-                            // (the WAL is at checkpoints), so a power loss can roll back the
-                            // last commits, action and audit event together; a crash of the
-                            // process loses nothing. FULL would fsync every commit (~0.6 ms).
-                            // Checkpoints run beside the writer (`checkpoint.rs`), not in it.
-                            sqlx::query("PRAGMA wal_autocheckpoint = 0")
-                                .execute(&mut *conn)
-                                .await?;
-                            sqlx::query("PRAGMA synchronous = NORMAL")
-                                .execute(&mut *conn)
-                                .await?;
+                            for pragma in SQLITE_PRAGMAS {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
                             Ok(())
                         })
                     })
