@@ -29,20 +29,23 @@ const PROBE: Duration = Duration::from_secs(2);
 const PROXY_PORT: u16 = 9202;
 const CLUSTER_PORT: u16 = 9203;
 
-/// The seed policy, plus the one path Portcullis itself needs through a firewall that sits
-/// between the admin zone and the workers: clients to the workers' proxy port and the
-/// controller dialling the workers' cluster port (the seed's control plane is outbound only).
+/// The seed policy, plus two cells:
+/// - the one path Portcullis itself needs through a firewall that sits between the admin
+///   zone and the workers: clients to the workers' proxy port and the controller dialling
+///   the workers' cluster port (the seed's control plane is outbound only);
+/// - VAULT's API reachable from the admin zone through a session only (broker-only), while
+///   the broker's own leg to VAULT stays closed: the matrix denies it to the workers, so no
+///   session can reach it and neither can a worker on its own.
 fn policy() -> String {
-    let seed = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/config/policy.toml"
-    ))
-    .unwrap();
+    let seed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/policy.toml"))
+        .unwrap();
     format!(
         "{seed}\n\
          [[service]]\nname = \"portcullis\"\nports = [{PROXY_PORT}, {CLUSTER_PORT}]\n\n\
          [[cell]]\nfrom = \"ON-PREM-ADMIN\"\nto = \"BROKER\"\naccess = \"allow\"\n\
-         services = [\"portcullis\"]\nnote = \"Clients and controllers reach the workers\"\n"
+         services = [\"portcullis\"]\nnote = \"Clients and controllers reach the workers\"\n\n\
+         [[cell]]\nfrom = \"ON-PREM-ADMIN\"\nto = \"VAULT\"\naccess = \"broker-only\"\n\
+         services = [\"vault-api\"]\n"
     )
 }
 
@@ -135,7 +138,8 @@ fn a_brokered_session_crosses_a_broker_only_cell_and_the_worker_reaches_nothing_
         Reach::TimedOut,
         "the admin zone reached a workload directly across a broker-only cell"
     );
-    // BROKER -> VAULT is not in the matrix (a deny): the worker's own leg is dropped too.
+    // BROKER -> VAULT is not in the matrix (a deny): the worker's own leg is dropped, even
+    // though the admin zone's cell to VAULT is broker-only.
     assert_eq!(
         reach(&broker, vault_api.addr, PROBE),
         Reach::TimedOut,
@@ -184,12 +188,12 @@ fn a_brokered_session_crosses_a_broker_only_cell_and_the_worker_reaches_nothing_
     assert!(code == Some(0), "connect app failed ({code:?}): {err}");
     assert_eq!(back, b"across the broker-only cell", "{err}");
 
-    // The controller refuses what the matrix denies the worker, naming the cell.
+    // The controller refuses what the matrix denies the worker, naming the broker's leg.
     let (code, back, err) = connect_stdio(&c, "vault", b"never");
     assert_ne!(code, Some(0), "connect vault succeeded");
     assert!(back.is_empty());
     assert!(
-        err.contains("VAULT") && err.to_lowercase().contains("denied"),
+        err.contains("denied") && err.contains("BROKER -> VAULT"),
         "{err}"
     );
 }

@@ -168,7 +168,10 @@ impl Lab {
     /// A namespace for `zone` holding `host` on its /24, routed through the router.
     pub fn zone(&mut self, zone: &str, host: Ipv4Addr) -> Place {
         let [a, b, c, d] = host.octets();
-        assert!(d > 1, "{host}: .1 is the router's address on the zone's /24");
+        assert!(
+            d > 1,
+            "{host}: .1 is the router's address on the zone's /24"
+        );
         let ns = Netns::create(&format!("{}-{}", self.tag, zone.to_ascii_lowercase()))
             .expect("zone namespace");
         let leg = format!("z{}", self.zones.len());
@@ -310,7 +313,11 @@ while True:
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        assert_eq!(line.trim(), "ready", "the echo target in {place:?} did not start");
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the echo target in {place:?} did not start"
+        );
         Echo {
             child,
             addr: SocketAddr::new(place.ip.parse().unwrap(), port),
