@@ -65,8 +65,15 @@ pub fn available() -> Result<(), String> {
     }
     let probe = Netns::create(&format!("{PREFIX}{}-probe", std::process::id()))
         .map_err(|e| format!("network namespaces are not available here ({e}); run as root"))?;
-    drop(probe);
-    Ok(())
+    // Entering one (it mounts a /sys of its own) and nftables inside it must work too.
+    match probe.command("nft").args(["list", "ruleset"]).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "nftables does not work inside a network namespace here: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!("cannot run `ip netns exec`: {e}")),
+    }
 }
 
 /// True when the test may go on; otherwise prints why it is skipped (or fails, when
@@ -78,7 +85,8 @@ pub fn ready_or_skip(test: &str) -> bool {
             panic!("{test}: {why}, and PORTCULLIS_TEST_REQUIRE_NETNS is set")
         }
         Err(why) => {
-            eprintln!("skipping {test}: {why}");
+            // Straight to stderr, past the test harness's capture: a skip must be seen.
+            let _ = writeln!(std::io::stderr(), "skipping {test}: {why}");
             false
         }
     }
