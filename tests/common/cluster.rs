@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::dev::bin;
+use super::netns::Place;
 
-/// Spawns `portcullis ARGS` and waits for its JSON readiness line.
-fn spawn_ready(args: &[&str], env: &[(&str, &str)]) -> (Child, serde_json::Value) {
-    let mut cmd = Command::new(bin());
+/// Spawns `portcullis ARGS` in `place` and waits for its JSON readiness line.
+fn spawn_ready(place: &Place, args: &[&str], env: &[(&str, &str)]) -> (Child, serde_json::Value) {
+    let mut cmd = place.command(bin());
     cmd.args(args)
         .env("PORTCULLIS_LOG", "warn")
         .stdin(Stdio::null())
@@ -62,6 +63,7 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::E
 
 pub struct Controller {
     pub child: Child,
+    pub place: Place,
     pub dir: PathBuf,
     pub config: PathBuf,
     pub api: String,
@@ -88,13 +90,26 @@ impl Controller {
         Controller::start_full(dir, url, "", workers_extra)
     }
 
-    /// The most general start: extra lines for the `[cluster]` and `[workers]` sections.
+    /// Extra lines for the `[cluster]` and `[workers]` sections.
     pub fn start_full(
         dir: &Path,
         url: &str,
         cluster_extra: &str,
         workers_extra: &str,
     ) -> Controller {
+        Controller::start_in(&Place::host(), dir, url, cluster_extra, workers_extra)
+    }
+
+    /// The most general start: in `place` (a zone's network namespace, listening on its
+    /// address), with extra lines for the `[cluster]` and `[workers]` sections.
+    pub fn start_in(
+        place: &Place,
+        dir: &Path,
+        url: &str,
+        cluster_extra: &str,
+        workers_extra: &str,
+    ) -> Controller {
+        let ip = &place.ip;
         std::fs::create_dir_all(dir).unwrap();
         let master = dir.join("master.key");
         if !master.exists() {
@@ -110,8 +125,8 @@ impl Controller {
         std::fs::write(
             &config,
             format!(
-                "[store]\nurl = \"{url}\"\n[keys]\nmaster_key_file = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
-                 [cluster]\nlisten = \"127.0.0.1:0\"\n{cluster_extra}\n[policy]\nfile = \"{}\"\n[auth]\ndev_login = true\n\
+                "[store]\nurl = \"{url}\"\n[keys]\nmaster_key_file = \"{}\"\n[api]\nlisten = \"{ip}:0\"\ntls_names = [\"localhost\", \"{ip}\"]\n\
+                 [cluster]\nlisten = \"{ip}:0\"\n{cluster_extra}\n[policy]\nfile = \"{}\"\n[auth]\ndev_login = true\n\
                  [sessions]\nsweep_interval = 0.5\n[workers]\nheartbeat_interval = 0.2\nlost_after = 3\n{workers_extra}\n",
                 master.display(),
                 policy.display(),
@@ -131,12 +146,14 @@ impl Controller {
         );
         std::fs::write(&ca, &out.stdout).unwrap();
         let (child, ready) = spawn_ready(
+            place,
             &["controller", "run", "--config", config.to_str().unwrap()],
             &[],
         );
         let api = format!("https://{}", ready["api"].as_str().unwrap());
         let mut c = Controller {
             child,
+            place: place.clone(),
             dir: dir.to_owned(),
             config,
             api,
@@ -183,7 +200,7 @@ impl Controller {
         path: &str,
         body: Option<&str>,
     ) -> (u16, String) {
-        let mut cmd = Command::new("curl");
+        let mut cmd = self.place.command("curl");
         cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
             .arg(&self.ca)
             .args(["-X", method])
@@ -202,7 +219,7 @@ impl Controller {
 
     /// A `portcullis` CLI command talking to this controller.
     pub fn cli(&self) -> Command {
-        let mut cmd = Command::new(bin());
+        let mut cmd = self.place.command(bin());
         cmd.env("PORTCULLIS_ADDR", &self.api)
             .env("PORTCULLIS_CA", &self.ca)
             .env("PORTCULLIS_TOKEN", &self.token)
@@ -232,6 +249,20 @@ impl Worker {
         token: Option<&str>,
         extra: &str,
     ) -> Result<Worker, String> {
+        Worker::start_in(&Place::host(), 0, dir, controllers, token, extra)
+    }
+
+    /// Like [`Worker::start`], in `place` with its proxy on `proxy_port` (0: any) of the
+    /// place's address.
+    pub fn start_in(
+        place: &Place,
+        proxy_port: u16,
+        dir: &Path,
+        controllers: &[String],
+        token: Option<&str>,
+        extra: &str,
+    ) -> Result<Worker, String> {
+        let ip = &place.ip;
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("worker.toml");
         let list = controllers
@@ -242,13 +273,13 @@ impl Worker {
         std::fs::write(
             &config,
             format!(
-                "[worker]\nname = \"{}\"\nstate_dir = \"{}\"\ncontrollers = [{list}]\nproxy_listen = \"127.0.0.1:0\"\n{extra}\n",
+                "[worker]\nname = \"{}\"\nstate_dir = \"{}\"\ncontrollers = [{list}]\nproxy_listen = \"{ip}:{proxy_port}\"\n{extra}\n",
                 dir.file_name().unwrap().to_string_lossy(),
                 dir.join("state").display()
             ),
         )
         .unwrap();
-        let mut cmd = Command::new(bin());
+        let mut cmd = place.command(bin());
         cmd.args(["worker", "run", "--config"])
             .arg(&config)
             .env("PORTCULLIS_LOG", "warn")

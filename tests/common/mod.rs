@@ -5,6 +5,7 @@
 pub mod client;
 pub mod cluster;
 pub mod dev;
+pub mod netns;
 pub mod pg;
 pub mod raw;
 pub mod rsyslog;

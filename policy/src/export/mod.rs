@@ -15,7 +15,8 @@ pub use markdown::markdown;
 pub use nftables::nftables;
 pub use proxmox::proxmox;
 
-use crate::policy::{Policy, ZoneId};
+use crate::model::{Access, Protocol};
+use crate::policy::{Cell, Policy, Service, ZoneId};
 
 /// What the network exports need beyond the policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,6 +35,35 @@ pub struct ProxmoxExport {
     pub cluster_fw: String,
     /// `/etc/pve/firewall/<vmid>.fw` for each known target.
     pub vm_fw: BTreeMap<u32, String>,
+}
+
+/// A service a firewall rule opens, over the protocols it opens it for.
+pub(crate) struct Opening<'a> {
+    pub service: &'a Service,
+    pub protocol: Protocol,
+}
+
+/// What a cell opens on the network. An allow or mTLS-only cell opens its services as
+/// declared. A broker-only cell into `dst` opens, to the workers only, just what a session
+/// can carry through it: its services that the broker's own leg to `dst` admits too, over
+/// TCP. The controller refuses every other session (docs/policy.md, condition 2), so
+/// opening more would let a worker reach what the matrix denies it.
+pub(crate) fn openings<'a>(policy: &'a Policy, cell: &Cell, dst: ZoneId) -> Vec<Opening<'a>> {
+    let brokered = cell.access == Access::BrokerOnly;
+    let broker_leg = policy.cell(policy.broker, dst);
+    cell.services
+        .iter()
+        .filter(|id| !brokered || broker_leg.admits(*id))
+        .filter_map(|id| policy.services.get(id))
+        .filter_map(|service| {
+            let protocol = match (brokered, service.protocol) {
+                (false, protocol) => protocol,
+                (true, Protocol::Tcp | Protocol::Both) => Protocol::Tcp,
+                (true, Protocol::Udp) => return None,
+            };
+            Some(Opening { service, protocol })
+        })
+        .collect()
 }
 
 /// The addresses that really resolve to `zone`: its CIDRs minus the more specific CIDRs of

@@ -3,15 +3,19 @@
 //! One `inet portcullis` table: an interval set per zone and address family (holding the
 //! addresses that really resolve to the zone, nested zones cut out), and a `forward` chain
 //! that drops by default. Allow and mTLS-only cells accept their services between the zones;
-//! broker-only cells accept their services into the target zone only from the workers.
+//! broker-only cells accept into the target zone only from the workers, and only the services
+//! a session could carry (those the broker's own leg admits too, over TCP).
 
 use std::fmt::Write as _;
 
 use ipnet::IpNet;
 
-use super::{effective_cidrs, segment_block, segment_count_for_export, zone_idents, ExportOptions};
+use super::{
+    effective_cidrs, openings, segment_block, segment_count_for_export, zone_idents, ExportOptions,
+    Opening,
+};
 use crate::model::{Access, Protocol};
-use crate::policy::{Cell, Policy, Ports, ZoneId};
+use crate::policy::{Policy, Ports, ZoneId};
 
 /// Microsegments spelled out per zone at most.
 const SEGMENT_CAP: u32 = 4096;
@@ -116,6 +120,7 @@ pub fn nftables(policy: &Policy, options: &ExportOptions) -> String {
                 "zone_{}",
                 idents.get(dst).map(String::as_str).unwrap_or("z")
             );
+            let opened = openings(policy, cell, dst);
             match cell.access {
                 Access::Deny => {}
                 Access::BrokerOnly => {
@@ -127,7 +132,7 @@ pub fn nftables(policy: &Policy, options: &ExportOptions) -> String {
                                 k = f.keyword(),
                                 s = f.suffix()
                             );
-                            service_rules(&mut out, policy, cell, &m);
+                            service_rules(&mut out, &opened, &m);
                         }
                     }
                 }
@@ -136,7 +141,7 @@ pub fn nftables(policy: &Policy, options: &ExportOptions) -> String {
                         if let Some(block) = segment_block(policy, src, seg) {
                             let k = Family::of(&block).keyword();
                             let m = format!("{k} saddr {block} {k} daddr {block}");
-                            service_rules(&mut out, policy, cell, &m);
+                            service_rules(&mut out, &opened, &m);
                         }
                     }
                 }
@@ -149,7 +154,7 @@ pub fn nftables(policy: &Policy, options: &ExportOptions) -> String {
                                 k = f.keyword(),
                                 x = f.suffix()
                             );
-                            service_rules(&mut out, policy, cell, &m);
+                            service_rules(&mut out, &opened, &m);
                         }
                     }
                 }
@@ -187,25 +192,22 @@ fn write_sets(out: &mut String, name: &str, cidrs: &[IpNet]) {
     }
 }
 
-/// One accept rule per service of the cell, after the address match `m`.
-fn service_rules(out: &mut String, policy: &Policy, cell: &Cell, m: &str) {
-    for service in cell.services.iter() {
-        let Some(svc) = policy.services.get(service) else {
-            continue;
-        };
-        let proto = match svc.protocol {
+/// One accept rule per opened service, after the address match `m`.
+fn service_rules(out: &mut String, opened: &[Opening<'_>], m: &str) {
+    for Opening { service, protocol } in opened {
+        let proto = match protocol {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
             Protocol::Both => "{ tcp, udp }",
         };
-        let ports = match &svc.ports {
+        let ports = match &service.ports {
             Ports::Any => String::new(),
-            Ports::List(_) => format!(" th dport {{ {} }}", svc.ports.render("-")),
+            Ports::List(_) => format!(" th dport {{ {} }}", service.ports.render("-")),
         };
         let _ = writeln!(
             out,
             "\t\t{m} meta l4proto {proto}{ports} accept comment \"{}\"",
-            svc.name
+            service.name
         );
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! `cluster.fw` gets one `[IPSET zone-*]` per zone (nested zones excluded with `!cidr`), the
 //! workers' ipset, and one `[group ...]` security group per target zone holding the inbound
-//! rules of every cell into it. A broker-only cell admits its services only from the
-//! workers. A zone whose cell to itself is limited to one microsegment gets one group per
+//! rules of every cell into it. A broker-only cell admits only from the workers, and only
+//! the services a session could carry (those the broker's own leg admits too, over TCP). A zone whose cell to itself is limited to one microsegment gets one group per
 //! microsegment instead. Each known target gets a `<vmid>.fw` that enables its firewall,
 //! drops inbound traffic by default, and applies its zone's (or microsegment's) group.
 
@@ -13,8 +13,8 @@ use std::fmt::Write as _;
 use ipnet::IpNet;
 
 use super::{
-    nested_holes, segment_block, segment_count_for_export, zone_idents, ExportOptions,
-    ProxmoxExport,
+    nested_holes, openings, segment_block, segment_count_for_export, zone_idents, ExportOptions,
+    Opening, ProxmoxExport,
 };
 use crate::model::{Access, Protocol};
 use crate::policy::{Cell, Policy, Ports, ZoneId};
@@ -90,16 +90,14 @@ pub fn proxmox(policy: &Policy, options: &ExportOptions) -> ProxmoxExport {
             match cell.access {
                 Access::BrokerOnly => service_rules(
                     &mut rules,
-                    policy,
-                    cell,
+                    &openings(policy, cell, dst),
                     &workers_ref,
                     &format!("{what}: from the workers only"),
                 ),
                 _ if cell.same_microsegment => same_segment = Some(cell),
                 _ => service_rules(
                     &mut rules,
-                    policy,
-                    cell,
+                    &openings(policy, cell, dst),
                     &format!("+zone-{}", ident(&ipsets, src)),
                     &what,
                 ),
@@ -118,8 +116,7 @@ pub fn proxmox(policy: &Policy, options: &ExportOptions) -> ProxmoxExport {
                     let source = format!("+zone-{}-s{seg}", ident(&ipsets, dst));
                     service_rules(
                         &mut fw,
-                        policy,
-                        cell,
+                        &openings(policy, cell, dst),
                         &source,
                         &format!("{zone_name} -> {zone_name} within microsegment #{seg}"),
                     );
@@ -198,25 +195,22 @@ fn segmented(policy: &Policy, zone: ZoneId) -> u32 {
 }
 
 /// `IN ACCEPT -source X -p tcp -dport 22,3389 # comment`, per service and protocol.
-fn service_rules(out: &mut String, policy: &Policy, cell: &Cell, source: &str, comment: &str) {
-    for service in cell.services.iter() {
-        let Some(svc) = policy.services.get(service) else {
-            continue;
-        };
-        let protos: &[&str] = match svc.protocol {
+fn service_rules(out: &mut String, opened: &[Opening<'_>], source: &str, comment: &str) {
+    for Opening { service, protocol } in opened {
+        let protos: &[&str] = match protocol {
             Protocol::Tcp => &["tcp"],
             Protocol::Udp => &["udp"],
             Protocol::Both => &["tcp", "udp"],
         };
-        let dport = match &svc.ports {
+        let dport = match &service.ports {
             Ports::Any => String::new(),
-            Ports::List(_) => format!(" -dport {}", svc.ports.render(":").replace(", ", ",")),
+            Ports::List(_) => format!(" -dport {}", service.ports.render(":").replace(", ", ",")),
         };
         for proto in protos {
             let _ = writeln!(
                 out,
                 "IN ACCEPT -source {source} -p {proto}{dport} # {}: {comment}",
-                svc.name
+                service.name
             );
         }
     }

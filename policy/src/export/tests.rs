@@ -125,3 +125,98 @@ fn proxmox_has_ipsets_groups_and_a_group_line_per_target() {
     assert!(vm(9999).contains("not in the policy") && !vm(9999).contains("GROUP"));
     assert!(vm(4012).contains("policy_in: DROP"));
 }
+
+/// A broker-only cell whose services the broker's own leg admits only in part: the ADMIN
+/// zone may reach VAULT through a session, but BROKER -> VAULT is not open, and `dns` is
+/// TCP and UDP while sessions carry TCP only.
+const HALF_OPEN_LEG: &str = r#"
+[settings]
+broker_zone = "BROKER"
+
+[[zone]]
+name = "ADMIN"
+cidrs = ["10.10.0.0/16"]
+
+[[zone]]
+name = "BROKER"
+cidrs = ["10.10.5.0/24"]
+
+[[zone]]
+name = "VAULT"
+cidrs = ["10.10.6.0/24"]
+
+[[zone]]
+name = "APPS"
+cidrs = ["10.40.0.0/16"]
+
+[[service]]
+name = "ssh"
+ports = [22]
+
+[[service]]
+name = "rdp"
+ports = [3389]
+
+[[service]]
+name = "vault-api"
+ports = [8200]
+
+[[service]]
+name = "dns"
+protocol = "both"
+ports = [53]
+
+[[cell]]
+from = "ADMIN"
+to = "VAULT"
+access = "broker-only"
+services = ["vault-api"]
+
+[[cell]]
+from = "ADMIN"
+to = "APPS"
+access = "broker-only"
+services = ["ssh", "rdp", "dns"]
+
+[[cell]]
+from = "BROKER"
+to = "APPS"
+access = "allow"
+services = ["ssh", "dns"]
+"#;
+
+#[test]
+fn broker_only_cells_open_to_the_workers_only_what_a_session_can_carry() {
+    let policy = Policy::parse(HALF_OPEN_LEG).unwrap();
+    let nft = nftables(&policy, &options());
+    let from_workers: Vec<&str> = nft
+        .lines()
+        .filter(|l| l.contains("saddr @workers_v4"))
+        .collect();
+    assert_eq!(
+        from_workers,
+        [
+            "\t\tip saddr @workers_v4 ip daddr @zone_apps_v4 meta l4proto tcp th dport { 22 } accept comment \"ssh\"",
+            "\t\tip saddr @workers_v4 ip daddr @zone_apps_v4 meta l4proto tcp th dport { 53 } accept comment \"dns\"",
+        ],
+        "the workers may reach what the broker's leg admits, over TCP, and nothing else:\n{nft}"
+    );
+    // The broker zone's own allow cell is a network path of its own, as declared.
+    assert!(nft.contains(
+        "ip saddr @zone_broker_v4 ip daddr @zone_apps_v4 meta l4proto { tcp, udp } th dport { 53 } accept"
+    ));
+
+    let fw = proxmox(&policy, &options()).cluster_fw;
+    let from_workers: Vec<&str> = fw
+        .lines()
+        .filter(|l| l.contains("-source +portcullis-workers"))
+        .collect();
+    assert_eq!(
+        from_workers,
+        [
+            "IN ACCEPT -source +portcullis-workers -p tcp -dport 22 # ssh: ADMIN -> APPS: broker-only [ssh, rdp, dns]: from the workers only",
+            "IN ACCEPT -source +portcullis-workers -p tcp -dport 53 # dns: ADMIN -> APPS: broker-only [ssh, rdp, dns]: from the workers only",
+        ],
+        "{fw}"
+    );
+}
