@@ -135,10 +135,6 @@ impl<H> Table<H> {
         }
     }
 
-    pub fn handle(&self, id: ConnId) -> Option<&H> {
-        self.open.get(&id).map(|e| &e.handle)
-    }
-
     pub fn len(&self) -> usize {
         self.open.len()
     }

@@ -79,12 +79,10 @@ pub async fn serve(
                     );
                 }
                 if out_of_descriptors(&err) {
-                    // Free one descriptor for the next accept: the longest-idle connection.
-                    let victim = lock(&table)
-                        .eviction_candidate()
-                        .and_then(|id| lock(&table).handle(id).cloned());
-                    if let Some(close) = victim {
-                        close.cancel();
+                    // Free one descriptor for the next accept: an idle connection.
+                    let mut t = lock(&table);
+                    if let Some(victim) = t.eviction_candidate() {
+                        evict(&mut t, victim);
                     }
                 }
                 tokio::select! {
@@ -101,11 +99,7 @@ pub async fn serve(
             let mut t = lock(&table);
             match t.admit(peer.ip(), &limits) {
                 Admission::Accept => {}
-                Admission::AcceptEvicting(victim) => {
-                    if let Some(h) = t.handle(victim) {
-                        h.cancel();
-                    }
-                }
+                Admission::AcceptEvicting(victim) => evict(&mut t, victim),
                 Admission::RefuseAddressFull | Admission::RefuseFull => {
                     tracing::debug!(client.addr = %peer, "API connection refused: at the cap");
                     drop(tcp);
@@ -137,6 +131,14 @@ type Shared = Arc<Mutex<Table<CancellationToken>>>;
 fn lock(table: &Shared) -> std::sync::MutexGuard<'_, Table<CancellationToken>> {
     // The table holds counts only; a panic elsewhere cannot leave it half-updated.
     table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Closes connection `id` and stops counting it at once, so the next admission does not
+/// pick it again while it winds down.
+fn evict(table: &mut Table<CancellationToken>, id: ConnId) {
+    if let Some(close) = table.remove(id) {
+        close.cancel();
+    }
 }
 
 /// EMFILE (the process's descriptor limit) or ENFILE (the system's): 24 and 23 on Linux and

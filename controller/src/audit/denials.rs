@@ -91,8 +91,8 @@ impl Aggregator {
         }
     }
 
-    /// Counts `failure`, seen at `now`.
-    pub fn observe(&mut self, failure: Failure, now: SystemTime) {
+    /// Counts `failure`, seen at `now`; true if it opened a window.
+    pub fn observe(&mut self, failure: Failure, now: SystemTime) -> bool {
         let mut key = Key {
             kind: failure.kind,
             source: Some(failure.source),
@@ -100,6 +100,7 @@ impl Aggregator {
         if !self.open.contains_key(&key) && self.open.len() >= MAX_SOURCES {
             key.source = None;
         }
+        let opened = !self.open.contains_key(&key);
         let window = self.open.entry(key).or_insert_with(|| Window {
             count: 0,
             first: now,
@@ -114,6 +115,7 @@ impl Aggregator {
         if window.attempted_name.is_none() {
             window.attempted_name = failure.attempted_name;
         }
+        opened
     }
 
     /// Removes and returns the windows that ended by `now`, oldest first.
@@ -197,18 +199,24 @@ impl Summary {
 #[derive(Clone)]
 pub struct Denials {
     inner: Arc<Mutex<Aggregator>>,
+    /// Wakes [`run`] when a window opens, so it sleeps until that window's end.
+    opened: Arc<tokio::sync::Notify>,
 }
 
 impl Denials {
     pub fn new(window: Duration) -> Denials {
         Denials {
             inner: Arc::new(Mutex::new(Aggregator::new(window))),
+            opened: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
     /// Counts a failure; it reaches the audit log when its window ends.
     pub fn note(&self, failure: Failure) {
-        self.lock().observe(failure, SystemTime::now());
+        let opened = self.lock().observe(failure, SystemTime::now());
+        if opened {
+            self.opened.notify_one();
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Aggregator> {
@@ -221,16 +229,19 @@ impl Denials {
 pub async fn run(state: AppState, stop: CancellationToken) {
     let mut unwritten: Vec<Summary> = Vec::new();
     loop {
-        let wait = state
-            .denials
-            .lock()
-            .next_due()
-            .and_then(|due| due.duration_since(SystemTime::now()).ok())
-            .unwrap_or(Duration::from_secs(1))
-            .min(Duration::from_secs(1));
+        let next = state.denials.lock().next_due();
+        // Until the oldest window ends; with none open, until one opens (or a retry is due).
+        let wait = match next {
+            Some(due) => due
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+            None if unwritten.is_empty() => Duration::from_secs(3600),
+            None => Duration::from_secs(1),
+        };
         let stopping = tokio::select! {
             _ = stop.cancelled() => true,
-            _ = tokio::time::sleep(wait) => false,
+            _ = state.denials.opened.notified() => continue,
+            _ = tokio::time::sleep(wait.min(Duration::from_secs(3600))) => false,
         };
         let mut ready = if stopping {
             state.denials.lock().drain()
