@@ -182,9 +182,11 @@ fn every_action_is_audited_with_its_fields() {
     );
 
     // Refusals of unauthenticated callers are summed per window (audit::denials).
-    wait_for("the token_rejected summary", Duration::from_secs(10), || {
-        !of_type(&all_events(&c), "token_rejected").is_empty()
-    });
+    wait_for(
+        "the token_rejected summary",
+        Duration::from_secs(10),
+        || !of_type(&all_events(&c), "token_rejected").is_empty(),
+    );
     let events = all_events(&c);
     // The chain: gapless, each event linked to the one before.
     for pair in events.windows(2) {

@@ -156,12 +156,14 @@ pub async fn join(state: &AppState, join: JoinRequest, peer: IpAddr) -> Response
         audit::record(
             &mut tx,
             &signer,
-            AuditEvent::new(audit::kind::WORKER_JOINED, Actor::worker(&worker_id)).details(serde_json::json!({
-                "worker_id": worker_id,
-                "name": join.name,
-                "proxy_addr": join.proxy_addr,
-                "peer": peer.to_string(),
-            })),
+            AuditEvent::new(audit::kind::WORKER_JOINED, Actor::worker(&worker_id)).details(
+                serde_json::json!({
+                    "worker_id": worker_id,
+                    "name": join.name,
+                    "proxy_addr": join.proxy_addr,
+                    "peer": peer.to_string(),
+                }),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -181,7 +183,9 @@ pub async fn join(state: &AppState, join: JoinRequest, peer: IpAddr) -> Response
              `portcullis workers join-token`"
                 .into(),
         ),
-        Err(StoreError::Conflict(_)) => error(format!("a worker named {:?} already exists", join.name)),
+        Err(StoreError::Conflict(_)) => {
+            error(format!("a worker named {:?} already exists", join.name))
+        }
         Err(e) => store_error(e),
     }
 }

@@ -195,7 +195,7 @@ impl Controller {
                 state.config.api_connections.clone(),
                 shutdown.clone(),
             )
-                .instrument(tracing::info_span!("api", controller.id = %id)),
+            .instrument(tracing::info_span!("api", controller.id = %id)),
         );
         let link = tokio::spawn(
             link::serve(self.cluster, self.link_tls, state.clone(), shutdown.clone())

@@ -141,7 +141,10 @@ mod tests {
         for (text, key) in [
             ("idle_timeout = 0", "api.connections.idle_timeout"),
             ("max = 0", "api.connections.max"),
-            ("max = 4\nmax_per_address = 5", "api.connections.max_per_address"),
+            (
+                "max = 4\nmax_per_address = 5",
+                "api.connections.max_per_address",
+            ),
             ("max_per_address = 0", "api.connections.max_per_address"),
         ] {
             match parse(text) {

@@ -130,7 +130,9 @@ type Shared = Arc<Mutex<Table<CancellationToken>>>;
 
 fn lock(table: &Shared) -> std::sync::MutexGuard<'_, Table<CancellationToken>> {
     // The table holds counts only; a panic elsewhere cannot leave it half-updated.
-    table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    table
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Closes connection `id` and stops counting it at once, so the next admission does not

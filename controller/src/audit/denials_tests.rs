@@ -31,8 +31,14 @@ fn a_burst_from_one_address_is_one_summary_with_its_count() {
     let out = a.due(at(10));
     assert_eq!(out.len(), 1);
     let s = &out[0];
-    assert_eq!((s.kind, s.source, s.count), (kind::TOKEN_REJECTED, Some(ip(1)), 300));
-    assert_eq!((s.first, s.last), (at(0), at(0) + Duration::from_millis(299)));
+    assert_eq!(
+        (s.kind, s.source, s.count),
+        (kind::TOKEN_REJECTED, Some(ip(1)), 300)
+    );
+    assert_eq!(
+        (s.first, s.last),
+        (at(0), at(0) + Duration::from_millis(299))
+    );
     assert_eq!(s.reasons.values().sum::<u64>(), 300);
     assert!(a.due(at(100)).is_empty() && a.next_due().is_none());
 }
@@ -94,7 +100,10 @@ fn drain_returns_every_open_window() {
 fn sources_beyond_the_limit_are_summed_without_an_address() {
     let mut a = Aggregator::new(Duration::from_secs(10));
     for i in 0..MAX_SOURCES as u32 + 5 {
-        a.observe(garbage_token(IpAddr::from((0x0a00_0000 + i).to_be_bytes())), at(0));
+        a.observe(
+            garbage_token(IpAddr::from((0x0a00_0000 + i).to_be_bytes())),
+            at(0),
+        );
     }
     let out = a.drain();
     assert_eq!(out.len(), MAX_SOURCES + 1);
