@@ -4,7 +4,7 @@
 //! ```toml
 //! [api.connections]
 //! handshake_timeout = "10s"     # TCP accept to finished TLS handshake
-//! header_timeout = "10s"        # a request's head, from its first byte
+//! header_timeout = "10s"        # a request's head, in full
 //! idle_timeout = "60s"          # no request in flight (HTTP/1 keep-alive, HTTP/2, none yet)
 //! body_timeout = "30s"          # a request's whole body, from its head
 //! max = 1000                    # connections at once, all clients
@@ -26,7 +26,8 @@ use crate::config::{duration, positive, ConfigError, DurationValue};
 pub struct ConnectionLimits {
     /// From the TCP accept to the end of the TLS handshake.
     pub handshake_timeout: Duration,
-    /// From a request's first byte to the end of its head (HTTP/1).
+    /// A request's head must be complete within this long (HTTP/1; hyper starts the timer when
+    /// it begins to wait for the head).
     pub header_timeout: Duration,
     /// A connection with no request in flight (before its first request, between keep-alive
     /// requests, an HTTP/2 connection without streams) is closed after this long.

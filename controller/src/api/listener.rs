@@ -3,7 +3,8 @@
 //!
 //! A connection lives through these limits ([`ConnectionLimits`], `[api.connections]`):
 //! the TLS handshake must finish within `handshake_timeout`; a request's head within
-//! `header_timeout` of its first byte (hyper's HTTP/1 timer); its body within `body_timeout`
+//! `header_timeout` of the server starting to wait for it (hyper's HTTP/1 timer; a connection
+//! that sends nothing at all is also idle, below); its body within `body_timeout`
 //! of its head ([`DeadlineBody`]; past that the request fails and the connection closes); and
 //! a connection with no request in flight, whether before its first request or between
 //! keep-alive requests, is closed after `idle_timeout`. "In flight" lasts until the response's

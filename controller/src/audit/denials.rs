@@ -29,6 +29,10 @@ use crate::store::StoreError;
 /// one entry without an address, so memory stays bounded whatever the number of sources.
 pub const MAX_SOURCES: usize = 10_000;
 
+/// Summaries kept for another attempt while the store cannot take them; past this (a long
+/// outage under attack) the oldest are dropped with an error in the controller's log.
+pub const MAX_UNWRITTEN: usize = 100_000;
+
 /// One failed attempt by an unauthenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -260,6 +264,16 @@ pub async fn run(state: AppState, stop: CancellationToken) {
                     "could not write the summary of unauthenticated failures; retrying"
                 );
                 unwritten = ready;
+                if unwritten.len() > MAX_UNWRITTEN {
+                    let dropped = unwritten.len() - MAX_UNWRITTEN;
+                    let lost: u64 = unwritten[..dropped].iter().map(|s| s.count).sum();
+                    unwritten.drain(..dropped);
+                    tracing::error!(
+                        windows = dropped,
+                        failures = lost,
+                        "dropped summaries of unauthenticated failures the store could not take"
+                    );
+                }
             }
         }
         if stopping {
