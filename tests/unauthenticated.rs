@@ -527,20 +527,22 @@ fn when_descriptors_run_out_the_listener_backs_off_logs_once_and_still_serves() 
     sigterm(&c.child);
     assert!(wait_exit(&mut c.child, Duration::from_secs(20)).is_some());
     let log = dir.path().join("stderr.log");
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -n 48 && exec \"$0\" controller run --config \"$1\"")
-        .arg(common::dev::bin())
-        .arg(&c.config)
-        .env("PORTCULLIS_LOG", "warn")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 48 && exec \"$0\" controller run --config \"$1\"")
+            .arg(common::dev::bin())
+            .arg(&c.config)
+            .env("PORTCULLIS_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let mut ready = String::new();
     std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut std::io::BufReader::new(child.0.stdout.take().unwrap()),
         &mut ready,
     )
     .unwrap();
@@ -556,7 +558,10 @@ fn when_descriptors_run_out_the_listener_backs_off_logs_once_and_still_serves() 
     let start = Instant::now();
     for _ in 0..3 {
         let (code, body) = c.curl("GET", "/v1/whoami", None);
-        assert_eq!(code, 200, "a legitimate request failed out of descriptors: {body}");
+        assert_eq!(
+            code, 200,
+            "a legitimate request failed out of descriptors: {body}"
+        );
     }
     assert!(start.elapsed() < Duration::from_secs(10));
     wait_for("an accept-failure line", Duration::from_secs(10), || {
@@ -574,6 +579,14 @@ fn when_descriptors_run_out_the_listener_backs_off_logs_once_and_still_serves() 
         (1..=2).contains(&lines),
         "{lines} accept-failure lines (one per 10 s expected):\n{text}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// A child process stopped when the test ends, passed or failed.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
