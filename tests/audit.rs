@@ -22,6 +22,7 @@ use sqlx::Connection as _;
 fn file_sink(dir: &Path) -> String {
     format!(
         "[audit]\ncheckpoint_every = 5\ncheckpoint_interval = \"1s\"\nship_interval = 0.2\n\
+         denial_window = 0.2\n\
          [[audit.sink]]\nname = \"siem-file\"\ntype = \"file\"\npath = \"{}\"\n",
         dir.join("sink.jsonl").display()
     )
@@ -180,6 +181,12 @@ fn every_action_is_audited_with_its_fields() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // Refusals of unauthenticated callers are summed per window (audit::denials).
+    wait_for(
+        "the token_rejected summary",
+        Duration::from_secs(10),
+        || !of_type(&all_events(&c), "token_rejected").is_empty(),
+    );
     let events = all_events(&c);
     // The chain: gapless, each event linked to the one before.
     for pair in events.windows(2) {

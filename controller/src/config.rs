@@ -19,6 +19,8 @@ pub struct Config {
     /// Names and addresses the API's TLS certificate is valid for.
     pub api_tls_names: Vec<String>,
     pub api_max_body_bytes: usize,
+    /// Timeouts and caps of the API's connections (`[api.connections]`).
+    pub api_connections: crate::api::limits::ConnectionLimits,
     pub cluster_listen: SocketAddr,
     /// Workers this controller dials (outbound-only control plane), `HOST:PORT`.
     pub dial_workers: Vec<String>,
@@ -33,6 +35,9 @@ pub struct Config {
     pub join_token_ttl: Duration,
     pub worker_cert_lifetime: Duration,
     pub login_rate_limit: u32,
+    /// Join attempts per client address and minute (`workers.join_rate_limit_per_minute`),
+    /// counted before any certificate is issued.
+    pub join_rate_limit: u32,
     /// Login with the organisation's OpenID provider (`[auth.oidc]`); none: OIDC is off.
     pub oidc: Option<crate::oidc::config::OidcConfig>,
     /// Lifetime of SSH certificates (sshd checks it only at login).
@@ -326,6 +331,8 @@ struct RawApi {
     tls_names: Option<Vec<String>>,
     max_body_bytes: Option<usize>,
     token_lifetime: Option<DurationValue>,
+    #[serde(default)]
+    connections: crate::api::limits::RawConnectionLimits,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -364,6 +371,7 @@ struct RawWorkers {
     lost_after: Option<DurationValue>,
     join_token_ttl: Option<DurationValue>,
     cert_lifetime: Option<DurationValue>,
+    join_rate_limit_per_minute: Option<u32>,
 }
 
 /// A duration written as seconds (`30`, `0.5`) or in words (`"8h"`, `"90s"`).
@@ -586,11 +594,13 @@ impl Config {
             api_listen: socket(&raw.api.listen, "api.listen", "127.0.0.1:9200")?,
             api_tls_names: tls_names,
             api_max_body_bytes: max_body,
+            api_connections: raw.api.connections.validate()?,
             cluster_listen: socket(&raw.cluster.listen, "cluster.listen", "127.0.0.1:9201")?,
             dial_workers: dial_workers(raw.cluster.dial_workers.clone().unwrap_or_default())?,
             policy_file: raw.policy.file,
             dev_login: raw.auth.dev_login.unwrap_or(false),
             login_rate_limit: raw.auth.login_rate_limit_per_minute.unwrap_or(30),
+            join_rate_limit: raw.workers.join_rate_limit_per_minute.unwrap_or(10),
             oidc,
             token_lifetime: positive(
                 duration(

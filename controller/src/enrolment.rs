@@ -1,14 +1,27 @@
 //! Worker enrolment: join tokens are single use, expire, and are stored hashed; each
 //! carries the hash of the CA's key so a worker can tell the real controller.
+//!
+//! A join comes from a link that presented no worker certificate, so from anyone who can
+//! reach the cluster port. [`join`] therefore counts attempts per address (in the store,
+//! shared by every controller) before it looks at anything else, consumes the token before
+//! any certificate is issued, and records refusals through [`audit::denials`]: summed per
+//! address, with the address as the actor and the name the caller claimed only as
+//! `details.attempted_name`, never as a worker.
 
-use portcullis_proto::api::join_token;
+use std::net::IpAddr;
 
+use portcullis_proto::api::{join_token, JoinRequest, JoinResponse};
+use portcullis_proto::link::Response;
+
+use crate::audit::denials::Failure;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::clock;
 use crate::ids::{new_id, new_secret, secret_hash, IdKind};
+use crate::keys::ca::Leaf;
 use crate::keys::{KeyError, Keyset};
+use crate::state::AppState;
 use crate::store::join_tokens::{self, JoinTokenRecord};
-use crate::store::{Store, StoreError};
+use crate::store::{rate_limits, workers as worker_rows, Store, StoreError};
 
 /// Creates a join token valid for `ttl_secs`; returns the token (shown once) and its expiry.
 pub async fn issue_join_token(
@@ -45,4 +58,154 @@ pub async fn issue_join_token(
         join_token::format(&ca.key_fingerprint, &secret),
         now + ttl_secs,
     ))
+}
+
+/// Enrols a worker with a join token, for a link from `peer` without a worker certificate.
+pub async fn join(state: &AppState, join: JoinRequest, peer: IpAddr) -> Response {
+    let refuse = |reason: &'static str, message: String| {
+        state.denials.note(Failure {
+            kind: audit::kind::WORKER_JOIN_FAILED,
+            source: peer,
+            reason,
+            attempted_name: valid_name(&join.name).then(|| join.name.clone()),
+        });
+        Response::Error { message }
+    };
+    let now = clock::now();
+    let allowed = async {
+        let mut conn = state.store.conn().await?;
+        rate_limits::hit(
+            &mut conn,
+            &format!("join:{peer}"),
+            clock::to_i64(now),
+            60,
+            state.config.join_rate_limit,
+        )
+        .await
+    }
+    .await;
+    match allowed {
+        Ok(true) => {}
+        Ok(false) => {
+            return refuse(
+                "rate limited",
+                "too many join attempts from this address \
+                 (workers.join_rate_limit_per_minute); wait a minute"
+                    .into(),
+            )
+        }
+        Err(e) => return store_error(e),
+    }
+    let secret = match join_token::parse(&join.token) {
+        Ok((_, secret)) => secret,
+        Err(message) => return refuse("malformed join token", message.to_string()),
+    };
+    let spki = match portcullis_proto::keys::unb64(&join.public_key) {
+        Ok(spki) if portcullis_proto::keys::ed25519_from_spki(&spki).is_ok() => spki,
+        _ => {
+            return refuse(
+                "malformed join request",
+                "public_key must be a base64url DER Ed25519 SubjectPublicKeyInfo".into(),
+            )
+        }
+    };
+    if !valid_name(&join.name) {
+        return refuse(
+            "malformed join request",
+            "worker name must be 1-64 letters, digits, `-`, `_` or `.`".into(),
+        );
+    }
+    let ca = match state.keys.certificate_authority().await {
+        Ok(ca) => ca,
+        Err(e) => return error(format!("keyset unavailable: {e}")),
+    };
+    let worker_id = new_id(IdKind::Worker);
+    let lifetime = state.config.worker_cert_lifetime;
+    let result = async {
+        let signer = audit::signer(&state.keys).await?;
+        let mut tx = state.store.begin().await?;
+        let token_hash = secret_hash(secret);
+        if !join_tokens::consume(&mut tx, &token_hash, &worker_id, clock::to_i64(now)).await? {
+            return Ok(None);
+        }
+        // Only now, with a valid token consumed in this transaction, is a certificate made;
+        // if anything below fails the transaction rolls back and the certificate is dropped.
+        let cert_pem = ca
+            .issue(
+                &spki,
+                Leaf::Worker {
+                    worker_id: &worker_id,
+                },
+                lifetime,
+            )
+            .map_err(|e| StoreError::Unavailable(format!("cannot issue the certificate: {e}")))?;
+        worker_rows::insert(
+            &mut tx,
+            &worker_rows::WorkerRecord {
+                id: worker_id.clone(),
+                name: join.name.clone(),
+                proxy_addr: join.proxy_addr.clone(),
+                key_fingerprint: portcullis_proto::keys::spki_fingerprint(&spki),
+                state: worker_rows::ACTIVE.into(),
+                created_at: clock::to_i64(now),
+                last_seen_at: None,
+                cert_expires_at: clock::to_i64(now + lifetime.as_secs()),
+            },
+        )
+        .await?;
+        audit::record(
+            &mut tx,
+            &signer,
+            AuditEvent::new(audit::kind::WORKER_JOINED, Actor::worker(&worker_id)).details(
+                serde_json::json!({
+                    "worker_id": worker_id,
+                    "name": join.name,
+                    "proxy_addr": join.proxy_addr,
+                    "peer": peer.to_string(),
+                }),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, StoreError>(Some(cert_pem))
+    }
+    .await;
+    match result {
+        Ok(Some(cert_pem)) => Response::Joined(JoinResponse {
+            worker_id,
+            cert_pem,
+            ca_pem: ca.cert_pem.clone(),
+            cert_expires_at: now + lifetime.as_secs(),
+        }),
+        Ok(None) => refuse(
+            "unknown, used or expired join token",
+            "the join token is unknown, already used or expired; issue a new one with \
+             `portcullis workers join-token`"
+                .into(),
+        ),
+        Err(StoreError::Conflict(_)) => {
+            error(format!("a worker named {:?} already exists", join.name))
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+/// A worker name: 1-64 letters, digits, `-`, `_` or `.`.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn error(message: impl Into<String>) -> Response {
+    Response::Error {
+        message: message.into(),
+    }
+}
+
+fn store_error(err: StoreError) -> Response {
+    tracing::warn!(error = %err, "join failed in the store");
+    error("the controller's store is unavailable; retry")
 }

@@ -142,6 +142,7 @@ impl Controller {
             oidc,
             vault,
             controller_id: ids::new_id(ids::IdKind::Controller).into(),
+            denials: audit::denials::Denials::new(config.audit.denial_window),
             config: Arc::new(config),
             audit_writer: audit::batch::Writer::spawn(store.clone(), keys.clone()),
             live_workers: sessions::live_workers::LiveWorkers::default(),
@@ -187,8 +188,14 @@ impl Controller {
         let router = api::router(state.clone());
         let id = state.controller_id.clone();
         let api = tokio::spawn(
-            api::serve(self.api, self.api_tls, router, shutdown.clone())
-                .instrument(tracing::info_span!("api", controller.id = %id)),
+            api::serve(
+                self.api,
+                self.api_tls,
+                router,
+                state.config.api_connections.clone(),
+                shutdown.clone(),
+            )
+            .instrument(tracing::info_span!("api", controller.id = %id)),
         );
         let link = tokio::spawn(
             link::serve(self.cluster, self.link_tls, state.clone(), shutdown.clone())
@@ -229,7 +236,16 @@ impl Controller {
             );
             (renew, job)
         });
+        // The summaries of unauthenticated failures are written after the listeners stop,
+        // so the last window is not lost.
+        let denials_stop = CancellationToken::new();
+        let denials = tokio::spawn(
+            audit::denials::run(state.clone(), denials_stop.clone())
+                .instrument(tracing::info_span!("denials", controller.id = %id)),
+        );
         let _ = tokio::join!(api, link, sweeper);
+        denials_stop.cancel();
+        let _ = denials.await;
         for sink in sinks {
             let _ = sink.await;
         }

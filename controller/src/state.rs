@@ -29,6 +29,8 @@ pub struct AppState {
     pub live_workers: crate::sessions::live_workers::LiveWorkers,
     /// Vault, when `ssh.backend = "vault"`.
     pub vault: Option<crate::vault::Vault>,
+    /// Failures of unauthenticated callers, summed per address until their window ends.
+    pub denials: crate::audit::denials::Denials,
 }
 
 impl AppState {

@@ -11,7 +11,8 @@ use portcullis_policy::Permission;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::denials::Failure;
+use crate::audit::{self, Actor};
 use crate::state::AppState;
 use crate::store::users::UserRecord;
 
@@ -77,45 +78,46 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let PeerAddr(peer) = PeerAddr::from_request_parts(parts, state).await?;
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                ApiError::unauthorized("missing `Authorization: Bearer TOKEN`; log in first")
-            })?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be `Bearer TOKEN`")
-            })?;
+        // Every refusal is counted for the audit log, summed per address (audit::denials):
+        // an unauthenticated caller cannot grow the log at the rate it sends requests.
+        let refuse = |reason: &'static str, message: &str| {
+            state.denials.note(Failure {
+                kind: audit::kind::TOKEN_REJECTED,
+                source: peer.ip(),
+                reason,
+                attempted_name: None,
+            });
+            ApiError::unauthorized(message)
+        };
+        let token = match bearer(&parts.headers) {
+            Ok(token) => token,
+            Err(BearerError::Missing) => {
+                return Err(refuse(
+                    "no Authorization header",
+                    "missing `Authorization: Bearer TOKEN`; log in first",
+                ))
+            }
+            Err(BearerError::NotBearer) => {
+                return Err(refuse(
+                    "Authorization is not a bearer token",
+                    "the Authorization header must be `Bearer TOKEN`",
+                ))
+            }
+            Err(BearerError::Empty) => {
+                return Err(refuse(
+                    "empty bearer token",
+                    "the Authorization header must be `Bearer TOKEN`",
+                ))
+            }
+        };
         let hash = crate::ids::secret_hash(token);
         let now = crate::clock::to_i64(crate::clock::now());
         let mut conn = state.store.conn().await?;
         let found = crate::store::tokens::authenticate(&mut conn, &hash, now).await?;
         drop(conn);
         let Some((user, token_id, token_expires_at)) = found else {
-            let signer = audit::signer(&state.keys).await?;
-            let mut tx = state.store.begin().await?;
-            audit::record(
-                &mut tx,
-                &signer,
-                AuditEvent::new(
-                    audit::kind::TOKEN_REJECTED,
-                    Actor {
-                        user_id: None,
-                        username: None,
-                        groups: vec![],
-                        source: Some(peer.ip().to_string()),
-                    },
-                )
-                .reason("unknown, expired or revoked token"),
-            )
-            .await?;
-            tx.commit().await?;
-            return Err(ApiError::unauthorized(
+            return Err(refuse(
+                "unknown, expired or revoked token",
                 "the token is unknown, expired or revoked; log in again",
             ));
         };
@@ -128,6 +130,34 @@ impl FromRequestParts<AppState> for Principal {
             permissions,
             peer,
         })
+    }
+}
+
+/// Why a request carries no usable bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerError {
+    /// No `Authorization` header.
+    Missing,
+    /// Another scheme (`Basic ...`), or a value that is not visible ASCII.
+    NotBearer,
+    /// `Bearer` with nothing after it.
+    Empty,
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, BearerError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or(BearerError::Missing)?
+        .to_str()
+        .map_err(|_| BearerError::NotBearer)?;
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(BearerError::NotBearer);
+    }
+    match rest.trim() {
+        "" => Err(BearerError::Empty),
+        token => Ok(token),
     }
 }
 
@@ -179,6 +209,27 @@ fn field_of(text: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
+
+    use super::{bearer, BearerError};
+
+    fn with(value: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn bearer_tokens_are_told_apart_from_what_is_not_one() {
+        assert_eq!(bearer(&HeaderMap::new()), Err(BearerError::Missing));
+        assert_eq!(bearer(&with(b"Basic YTpi")), Err(BearerError::NotBearer));
+        assert_eq!(bearer(&with(b"Bearer")), Err(BearerError::Empty));
+        assert_eq!(bearer(&with(b"Bearer   ")), Err(BearerError::Empty));
+        assert_eq!(bearer(&with(b"Bearer\xffx")), Err(BearerError::NotBearer));
+        assert_eq!(bearer(&with(b"Bearer abc ")), Ok("abc"));
+        assert_eq!(bearer(&with(b"bearer abc")), Ok("abc"));
+    }
+
     #[test]
     fn field_names_are_extracted() {
         assert_eq!(

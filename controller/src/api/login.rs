@@ -7,6 +7,7 @@ use portcullis_proto::api::{DevLoginRequest, LoginResponse, UserInfo};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, PeerAddr, Principal};
+use crate::audit::denials::Failure;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::clock;
 use crate::ids::{new_id, new_secret, secret_hash, IdKind};
@@ -108,24 +109,13 @@ pub async fn dev_login(
         .await?
     };
     if !allowed {
-        let signer = audit::signer(&state.keys).await?;
-        let mut tx = state.store.begin().await?;
-        audit::record(
-            &mut tx,
-            &signer,
-            AuditEvent::new(
-                audit::kind::LOGIN_FAILED,
-                Actor {
-                    user_id: None,
-                    username: Some(body.username.clone()),
-                    groups: vec![],
-                    source: Some(peer.ip().to_string()),
-                },
-            )
-            .reason("rate limited"),
-        )
-        .await?;
-        tx.commit().await?;
+        // Summed per address (audit::denials); the claimed name is a sample, not an actor.
+        state.denials.note(Failure {
+            kind: audit::kind::LOGIN_FAILED,
+            source: peer.ip(),
+            reason: "rate limited",
+            attempted_name: Some(body.username.clone()),
+        });
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",

@@ -1,10 +1,13 @@
 //! The HTTPS JSON API under `/v1`. [`router`] builds the routes over the shared state and can
-//! be exercised without a socket; [`serve`] runs it on a TLS listener.
+//! be exercised without a socket; [`serve`] runs it on a TLS listener ([`listener`]).
 
 pub mod audit;
+pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod limits;
+pub mod listener;
 pub mod login;
 pub mod logout;
 pub mod oidc;
@@ -14,20 +17,12 @@ pub mod sessions;
 pub mod targets;
 pub mod workers;
 
-use std::sync::Arc;
-
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
-use tower::ServiceExt as _;
-use tracing::Instrument as _;
 
 use crate::state::AppState;
-use extract::PeerAddr;
+pub use listener::serve;
 
 /// Every route of the API.
 pub fn router(state: AppState) -> Router {
@@ -148,87 +143,4 @@ async fn refuse_declared_oversize(
         .into_response();
     }
     next.run(req).await
-}
-
-/// Serves `router` over TLS on `listener` until `shutdown`; one span per request with the
-/// client's address.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    router: Router,
-    shutdown: CancellationToken,
-) {
-    let acceptor = TlsAcceptor::from(tls);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    tracing::warn!(error = %err, "API accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        // Answers go out as soon as they are written: with Nagle, a response's second TLS
-        // record waits for the client's delayed ACK (40 ms on Linux).
-        let _ = tcp.set_nodelay(true);
-        // An IPv4 client on a dual-stack listener appears as ::ffff:a.b.c.d; zones and grants
-        // use the plain address.
-        let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        let shutdown = shutdown.clone();
-        let span = tracing::debug_span!("api_connection", client.addr = %peer);
-        tokio::spawn(
-            async move {
-                let tls = match tokio::time::timeout(
-                    std::time::Duration::from_secs(10),
-                    acceptor.accept(tcp),
-                )
-                .await
-                {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(err)) => {
-                        tracing::debug!(error = %err, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                let service = hyper::service::service_fn(
-                    move |mut req: hyper::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(PeerAddr(peer));
-                        let span = tracing::info_span!(
-                            "request",
-                            method = %req.method(),
-                            path = %req.uri().path(),
-                            client.addr = %peer,
-                        );
-                        router
-                            .clone()
-                            .oneshot(req.map(axum::body::Body::new))
-                            .instrument(span)
-                    },
-                );
-                let mut builder =
-                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                // A client that trickles its headers (slowloris) is dropped.
-                builder
-                    .http1()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(std::time::Duration::from_secs(10));
-                let conn = builder.serve_connection(TokioIo::new(tls), service);
-                tokio::pin!(conn);
-                tokio::select! {
-                    _ = conn.as_mut() => {}
-                    _ = shutdown.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
-                    }
-                }
-            }
-            .instrument(span),
-        );
-    }
 }

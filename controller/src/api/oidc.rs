@@ -84,7 +84,7 @@ async fn rate_limit(state: &AppState, peer: std::net::IpAddr) -> Result<(), ApiE
     if allowed {
         return Ok(());
     }
-    record_failure(state, &peer.to_string(), None, "rate limited").await?;
+    note_failure(state, peer, "rate limited");
     Err(ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
@@ -92,7 +92,18 @@ async fn rate_limit(state: &AppState, peer: std::net::IpAddr) -> Result<(), ApiE
     ))
 }
 
-/// Records a failed login (never with a secret in it).
+/// Counts a failed login that names no login of ours (anyone can send one): summed per
+/// address into one event per window (audit::denials).
+fn note_failure(state: &AppState, peer: std::net::IpAddr, reason: &'static str) {
+    state.denials.note(crate::audit::denials::Failure {
+        kind: audit::kind::LOGIN_FAILED,
+        source: peer,
+        reason,
+        attempted_name: None,
+    });
+}
+
+/// Records a failed login of a pending login (never with a secret in it).
 async fn record_failure(
     state: &AppState,
     source: &str,
@@ -313,7 +324,7 @@ async fn callback_inner(
         logins::by_state(&mut conn, &secret_hash(oauth_state)).await?
     };
     let Some(login) = login else {
-        record_failure(state, &peer.to_string(), None, "unknown state on callback").await?;
+        note_failure(state, peer, "unknown state on callback");
         return Err(ApiError::bad_request(
             "this login is unknown to the controller (unknown state)",
         ));

@@ -34,6 +34,9 @@ pub struct AuditConfig {
     pub checkpoint_interval: Duration,
     pub ship_interval: Duration,
     pub sinks: Vec<SinkConfig>,
+    /// Failures of unauthenticated callers are summed per address and type over this long
+    /// into one event (`audit::denials`).
+    pub denial_window: Duration,
 }
 
 impl Default for AuditConfig {
@@ -43,6 +46,7 @@ impl Default for AuditConfig {
             checkpoint_interval: Duration::from_secs(60),
             ship_interval: Duration::from_secs(1),
             sinks: Vec::new(),
+            denial_window: Duration::from_secs(10),
         }
     }
 }
@@ -81,6 +85,7 @@ pub struct RawAudit {
     checkpoint_every: Option<u64>,
     checkpoint_interval: Option<DurationValue>,
     ship_interval: Option<DurationValue>,
+    denial_window: Option<DurationValue>,
     #[serde(default)]
     sink: Vec<RawSink>,
 }
@@ -207,6 +212,14 @@ impl RawAudit {
                     defaults.ship_interval,
                 )?,
                 "audit.ship_interval",
+            )?,
+            denial_window: positive(
+                duration(
+                    &self.denial_window,
+                    "audit.denial_window",
+                    defaults.denial_window,
+                )?,
+                "audit.denial_window",
             )?,
             sinks,
         })

@@ -131,6 +131,7 @@ async fn dial_loop(
             .map_err(|_| "connect timed out".to_string())?
             .map_err(|e| e.to_string())?;
             let _ = tcp.set_nodelay(true);
+            let peer_addr = tcp.peer_addr().map_err(|e| e.to_string())?.ip();
             let name = ServerName::try_from("portcullis-worker").map_err(|e| e.to_string())?;
             let tls = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
                 .await
@@ -142,7 +143,7 @@ async fn dial_loop(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|c| enrolled_key(c, &ca));
-            super::drive(tls, peer, state.clone(), shutdown.clone()).await
+            super::drive(tls, peer_addr, peer, state.clone(), shutdown.clone()).await
         };
         match attempt.await {
             Ok(()) => backoff = Duration::from_millis(200),

@@ -1,6 +1,5 @@
 //! What the controller does with each request a worker sends on the link.
 
-use portcullis_proto::api::{JoinRequest, JoinResponse};
 use portcullis_proto::grant::GrantKey;
 use portcullis_proto::link::{
     AdmitFirst, ConnectionEvent, ConnectionEventKind, Hello, Request, Response, SessionEnd, Sync,
@@ -8,11 +7,10 @@ use portcullis_proto::link::{
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::clock;
-use crate::ids::{new_id, secret_hash, IdKind};
 use crate::keys::ca::Leaf;
 use crate::keys::Purpose;
 use crate::state::AppState;
-use crate::store::{join_tokens, sessions as session_rows, workers as worker_rows, StoreError};
+use crate::store::{sessions as session_rows, workers as worker_rows, StoreError};
 
 fn error(message: impl Into<String>) -> Response {
     Response::Error {
@@ -370,93 +368,4 @@ async fn worker_spki(state: &AppState, worker_id: &str) -> Result<Vec<u8>, Strin
         .links
         .spki(worker_id)
         .ok_or_else(|| "no live link for this worker".to_string())
-}
-
-/// Enrols a worker with a join token: single use, unexpired, stored hashed.
-pub async fn join(state: &AppState, join: JoinRequest) -> Response {
-    let (_, secret) = match portcullis_proto::api::join_token::parse(&join.token) {
-        Ok(parts) => parts,
-        Err(message) => return error(message),
-    };
-    let spki = match portcullis_proto::keys::unb64(&join.public_key) {
-        Ok(spki) if portcullis_proto::keys::ed25519_from_spki(&spki).is_ok() => spki,
-        _ => return error("public_key must be a base64url DER Ed25519 SubjectPublicKeyInfo"),
-    };
-    if join.name.is_empty()
-        || join.name.len() > 64
-        || !join
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    {
-        return error("worker name must be 1-64 letters, digits, `-`, `_` or `.`");
-    }
-    let ca = match state.keys.certificate_authority().await {
-        Ok(ca) => ca,
-        Err(e) => return error(format!("keyset unavailable: {e}")),
-    };
-    let worker_id = new_id(IdKind::Worker);
-    let lifetime = state.config.worker_cert_lifetime;
-    let cert_pem = match ca.issue(
-        &spki,
-        Leaf::Worker {
-            worker_id: &worker_id,
-        },
-        lifetime,
-    ) {
-        Ok(pem) => pem,
-        Err(e) => return error(e.to_string()),
-    };
-    let now = clock::now();
-    let result = async {
-        let signer = audit::signer(&state.keys).await?;
-        let mut tx = state.store.begin().await?;
-        if !join_tokens::consume(&mut tx, &secret_hash(secret), &worker_id, clock::to_i64(now)).await? {
-            drop(tx);
-            let mut tx = state.store.begin().await?;
-            audit::record(
-                &mut tx,
-                &signer,
-                AuditEvent::new(audit::kind::WORKER_JOIN_FAILED, Actor::worker(&join.name)).reason("unknown, used or expired join token"),
-            )
-            .await?;
-            tx.commit().await?;
-            return Ok(false);
-        }
-        worker_rows::insert(
-            &mut tx,
-            &worker_rows::WorkerRecord {
-                id: worker_id.clone(),
-                name: join.name.clone(),
-                proxy_addr: join.proxy_addr.clone(),
-                key_fingerprint: portcullis_proto::keys::spki_fingerprint(&spki),
-                state: worker_rows::ACTIVE.into(),
-                created_at: clock::to_i64(now),
-                last_seen_at: None,
-                cert_expires_at: clock::to_i64(now + lifetime.as_secs()),
-            },
-        )
-        .await?;
-        audit::record(
-            &mut tx,
-            &signer,
-            AuditEvent::new(audit::kind::WORKER_JOINED, Actor::worker(&worker_id))
-                .details(serde_json::json!({"worker_id": worker_id, "name": join.name, "proxy_addr": join.proxy_addr})),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok::<_, StoreError>(true)
-    }
-    .await;
-    match result {
-        Ok(true) => Response::Joined(JoinResponse {
-            worker_id,
-            cert_pem,
-            ca_pem: ca.cert_pem.clone(),
-            cert_expires_at: now + lifetime.as_secs(),
-        }),
-        Ok(false) => error("the join token is unknown, already used or expired; issue a new one with `portcullis workers join-token`"),
-        Err(StoreError::Conflict(_)) => error(format!("a worker named {:?} already exists", join.name)),
-        Err(e) => store_error(e),
-    }
 }

@@ -102,6 +102,7 @@ async fn run_link(
     shutdown: CancellationToken,
 ) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
+    let peer = tcp.peer_addr().map_err(|e| e.to_string())?.ip();
     let tls = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
         .await
         .map_err(|_| "TLS handshake timed out".to_string())?
@@ -116,13 +117,15 @@ async fn run_link(
                 .ok()
                 .map(|c| c.subject_public_key_info().as_ref().to_vec())
         });
-    drive(tls, peer_spki, state, shutdown).await
+    drive(tls, peer, peer_spki, state, shutdown).await
 }
 
-/// Runs the link protocol over an established stream. `peer_spki` is the worker's key when
-/// its certificate chains to the CA; without one, the link may only enrol.
+/// Runs the link protocol over an established stream with the worker at `peer`.
+/// `peer_spki` is the worker's key when its certificate chains to the CA; without one, the
+/// link may only enrol.
 pub(crate) async fn drive<S: LinkIo>(
     io: S,
+    peer: std::net::IpAddr,
     peer_spki: Option<Vec<u8>>,
     state: AppState,
     shutdown: CancellationToken,
@@ -141,7 +144,7 @@ pub(crate) async fn drive<S: LinkIo>(
     let Some(spki) = peer_spki else {
         // No client certificate: the only thing such a link may do is enrol.
         let response = match request {
-            Request::Join(join) => handler::join(&state, join).await,
+            Request::Join(join) => crate::enrolment::join(&state, join, peer.to_canonical()).await,
             _ => Response::Error {
                 message: "present a worker certificate, or enrol with a join token first".into(),
             },

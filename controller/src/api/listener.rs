@@ -1,0 +1,444 @@
+//! The API's TLS listener: every connection is counted, timed and closed when it stops being
+//! used, so no client can hold the listener's descriptors.
+//!
+//! A connection lives through these limits ([`ConnectionLimits`], `[api.connections]`):
+//! the TLS handshake must finish within `handshake_timeout`; a request's head within
+//! `header_timeout` of the server starting to wait for it (hyper's HTTP/1 timer; a connection
+//! that sends nothing at all is also idle, below); its body within `body_timeout`
+//! of its head ([`DeadlineBody`]; past that the request fails and the connection closes); and
+//! a connection with no request in flight, whether before its first request or between
+//! keep-alive requests, is closed after `idle_timeout`. "In flight" lasts until the response's
+//! last byte is handed to TLS, so a slow download is not idle. The API speaks HTTP/1.1 only
+//! (ALPN offers nothing else, and the CLI needs nothing else), so there is no HTTP/2 state to
+//! hold.
+//!
+//! Admission is decided by [`super::connections::Table`]: a per-address cap, and a global
+//! cap at which an idle connection is closed to make room. Accept errors (above all EMFILE and
+//! ENFILE, when descriptors run out) back off exponentially, close the longest-idle
+//! connection to free a descriptor, and are logged at most once per [`LOG_EVERY`].
+
+use std::convert::Infallible;
+use std::future::Future as _;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+use tracing::Instrument as _;
+
+use super::connections::{Admission, ConnId, Table};
+use super::extract::PeerAddr;
+use super::limits::ConnectionLimits;
+
+/// How long a connection asked to close (shutdown, eviction, a body past its deadline) may
+/// take to finish the response it is writing.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Accept errors are logged at most this often (with the count of those not logged).
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Serves `router` over TLS on `listener` until `shutdown`; one span per connection and per
+/// request with the client's address.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let limits = Arc::new(limits);
+    let table: Shared = Arc::new(Mutex::new(Table::default()));
+    let mut errors = AcceptErrors::default();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => {
+                errors.succeeded();
+                pair
+            }
+            Err(err) => {
+                let now = Instant::now();
+                if let Some(unlogged) = errors.failed(now) {
+                    tracing::warn!(
+                        error = %err,
+                        errors.unlogged = unlogged,
+                        "API accept failed; backing off (when descriptors run out, lower \
+                         api.connections.max or raise the descriptor limit)"
+                    );
+                }
+                if out_of_descriptors(&err) {
+                    // Free one descriptor for the next accept: an idle connection.
+                    let mut t = lock(&table);
+                    if let Some(victim) = t.eviction_candidate() {
+                        evict(&mut t, victim);
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(errors.backoff()) => continue,
+                }
+            }
+        };
+        // An IPv4 client on a dual-stack listener appears as ::ffff:a.b.c.d; zones, grants
+        // and the per-address cap use the plain address.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let close = CancellationToken::new();
+        let id = {
+            let mut t = lock(&table);
+            match t.admit(peer.ip(), &limits) {
+                Admission::Accept => {}
+                Admission::AcceptEvicting(victim) => evict(&mut t, victim),
+                Admission::RefuseAddressFull | Admission::RefuseFull => {
+                    tracing::debug!(client.addr = %peer, "API connection refused: at the cap");
+                    drop(tcp);
+                    continue;
+                }
+            }
+            t.insert(peer.ip(), Instant::now(), close.clone())
+        };
+        // Answers go out as soon as they are written: with Nagle, a response's second TLS
+        // record waits for the client's delayed ACK (40 ms on Linux).
+        let _ = tcp.set_nodelay(true);
+        let conn = Connection {
+            id,
+            peer,
+            table: table.clone(),
+            close,
+            limits: limits.clone(),
+        };
+        let span = tracing::debug_span!("api_connection", client.addr = %peer);
+        tokio::spawn(
+            conn.run(acceptor.clone(), tcp, router.clone(), shutdown.clone())
+                .instrument(span),
+        );
+    }
+}
+
+type Shared = Arc<Mutex<Table<CancellationToken>>>;
+
+fn lock(table: &Shared) -> std::sync::MutexGuard<'_, Table<CancellationToken>> {
+    // The table holds counts only; a panic elsewhere cannot leave it half-updated.
+    table
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Closes connection `id` and stops counting it at once, so the next admission does not
+/// pick it again while it winds down.
+fn evict(table: &mut Table<CancellationToken>, id: ConnId) {
+    if let Some(close) = table.remove(id) {
+        close.cancel();
+    }
+}
+
+/// EMFILE (the process's descriptor limit) or ENFILE (the system's): 24 and 23 on Linux and
+/// the BSDs.
+fn out_of_descriptors(err: &std::io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(23 | 24))
+}
+
+/// One accepted connection, counted in the table until it is dropped.
+struct Connection {
+    id: ConnId,
+    peer: SocketAddr,
+    table: Shared,
+    /// Cancelled to close the connection: eviction, descriptor shortage, a late body.
+    close: CancellationToken,
+    limits: Arc<ConnectionLimits>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        lock(&self.table).remove(self.id);
+    }
+}
+
+impl Connection {
+    async fn run(
+        self,
+        acceptor: TlsAcceptor,
+        tcp: tokio::net::TcpStream,
+        router: Router,
+        shutdown: CancellationToken,
+    ) {
+        let tls = tokio::select! {
+            _ = self.close.cancelled() => return,
+            _ = shutdown.cancelled() => return,
+            tls = tokio::time::timeout(self.limits.handshake_timeout, acceptor.accept(tcp)) => {
+                match tls {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(err)) => {
+                        tracing::debug!(error = %err, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
+                        return;
+                    }
+                }
+            }
+        };
+        let (busy_tx, mut busy) = watch::channel(0usize);
+        let busy_tx = Arc::new(busy_tx);
+        let service = {
+            let peer = self.peer;
+            let table = self.table.clone();
+            let close = self.close.clone();
+            let id = self.id;
+            let body_timeout = self.limits.body_timeout;
+            hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let guard = InFlight::start(id, table.clone(), busy_tx.clone());
+                let router = router.clone();
+                let close = close.clone();
+                let span = tracing::info_span!(
+                    "request",
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    client.addr = %peer,
+                );
+                async move {
+                    let (mut parts, body) = req.into_parts();
+                    parts.extensions.insert(PeerAddr(peer));
+                    let body = DeadlineBody::new(body, body_timeout, close);
+                    let request = hyper::Request::from_parts(parts, axum::body::Body::new(body));
+                    let response = match router.oneshot(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    };
+                    Ok::<_, Infallible>(response.map(|body| {
+                        axum::body::Body::new(GuardedBody {
+                            inner: body,
+                            _guard: guard,
+                        })
+                    }))
+                }
+                .instrument(span)
+            })
+        };
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_timeout);
+        let conn = http.serve_connection(TokioIo::new(tls), service);
+        tokio::pin!(conn);
+        let why = tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = shutdown.cancelled() => "shutdown",
+            _ = self.close.cancelled() => "closed by the listener",
+            _ = idle_for(&mut busy, self.limits.idle_timeout) => "idle",
+        };
+        tracing::debug!(reason = why, "closing API connection");
+        conn.as_mut().graceful_shutdown();
+        let _ = tokio::time::timeout(DRAIN, conn).await;
+    }
+}
+
+/// Returns once no request has been in flight for `idle` without a break.
+async fn idle_for(busy: &mut watch::Receiver<usize>, idle: Duration) {
+    loop {
+        let in_flight = *busy.borrow_and_update();
+        let changed = if in_flight == 0 {
+            match tokio::time::timeout(idle, busy.changed()).await {
+                Err(_) => return,
+                Ok(changed) => changed,
+            }
+        } else {
+            busy.changed().await
+        };
+        if changed.is_err() {
+            // The service is gone, so is the connection: nothing more to time.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Counts one request as in flight from its head to the end of its response (or until it is
+/// abandoned), in the table and for the connection's idle timer.
+struct InFlight {
+    id: ConnId,
+    table: Shared,
+    busy: Arc<watch::Sender<usize>>,
+}
+
+impl InFlight {
+    fn start(id: ConnId, table: Shared, busy: Arc<watch::Sender<usize>>) -> InFlight {
+        lock(&table).request_started(id);
+        busy.send_modify(|n| *n += 1);
+        InFlight { id, table, busy }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.table).request_ended(self.id, Instant::now());
+        self.busy.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is written or
+/// dropped.
+struct GuardedBody {
+    inner: axum::body::Body,
+    _guard: InFlight,
+}
+
+impl hyper::body::Body for GuardedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request body that must arrive in full before a deadline: a body trickled a byte at a
+/// time fails (the handler answers 4xx) and its connection is asked to close.
+struct DeadlineBody {
+    inner: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+    close: CancellationToken,
+}
+
+/// The request body did not arrive within `api.connections.body_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?} (api.connections.body_timeout)")]
+pub struct BodyTimedOut(Duration);
+
+impl DeadlineBody {
+    fn new(inner: Incoming, limit: Duration, close: CancellationToken) -> DeadlineBody {
+        DeadlineBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            limit,
+            close,
+        }
+    }
+}
+
+impl hyper::body::Body for DeadlineBody {
+    type Data = axum::body::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.close.cancel();
+            return Poll::Ready(Some(Err(Box::new(BodyTimedOut(self.limit)))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Accept failures in a row: how long to wait before the next accept, and which to log.
+#[derive(Debug, Default)]
+pub struct AcceptErrors {
+    in_a_row: u32,
+    last_logged: Option<Instant>,
+    unlogged: u64,
+}
+
+impl AcceptErrors {
+    /// Counts a failure; returns `Some(n)` when this one is to be logged, `n` being how many
+    /// were not since the last line.
+    pub fn failed(&mut self, now: Instant) -> Option<u64> {
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        match self.last_logged {
+            Some(at) if now.duration_since(at) < LOG_EVERY => {
+                self.unlogged += 1;
+                None
+            }
+            _ => {
+                self.last_logged = Some(now);
+                Some(std::mem::take(&mut self.unlogged))
+            }
+        }
+    }
+
+    pub fn succeeded(&mut self) {
+        self.in_a_row = 0;
+    }
+
+    /// 10 ms after the first failure, doubling up to one second.
+    pub fn backoff(&self) -> Duration {
+        let exponent = self.in_a_row.saturating_sub(1).min(7);
+        Duration::from_millis(10 << exponent).min(Duration::from_secs(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_are_logged_once_per_period_with_the_count_skipped() {
+        let t0 = Instant::now();
+        let mut e = AcceptErrors::default();
+        assert_eq!(e.failed(t0), Some(0));
+        for i in 1..200 {
+            assert_eq!(e.failed(t0 + Duration::from_millis(i * 5)), None);
+        }
+        assert_eq!(e.failed(t0 + LOG_EVERY), Some(199));
+        assert_eq!(e.failed(t0 + LOG_EVERY), None);
+    }
+
+    #[test]
+    fn accept_backoff_doubles_to_a_second_and_resets_on_success() {
+        let mut e = AcceptErrors::default();
+        let now = Instant::now();
+        e.failed(now);
+        assert_eq!(e.backoff(), Duration::from_millis(10));
+        e.failed(now);
+        assert_eq!(e.backoff(), Duration::from_millis(20));
+        for _ in 0..20 {
+            e.failed(now);
+        }
+        assert_eq!(e.backoff(), Duration::from_secs(1));
+        e.succeeded();
+        e.failed(now);
+        assert_eq!(e.backoff(), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn descriptor_exhaustion_is_recognised() {
+        assert!(out_of_descriptors(&std::io::Error::from_raw_os_error(24)));
+        assert!(out_of_descriptors(&std::io::Error::from_raw_os_error(23)));
+        assert!(!out_of_descriptors(&std::io::Error::from_raw_os_error(103)));
+    }
+}
