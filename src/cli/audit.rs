@@ -240,12 +240,13 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<i32> {
             } else {
                 let mut text = String::new();
                 for k in &keys {
-                    text.push_str(&format!(
-                        "{}:{}  # {}\n",
+                    let line = format!(
+                        "{}:{}  # {}",
                         k.id,
                         k.public_key,
                         k.state.as_deref().unwrap_or("")
-                    ));
+                    );
+                    text.push_str(&format!("{}\n", portcullis_proto::text::escaped(line)));
                 }
                 output::write_stdout(&text)?;
             }

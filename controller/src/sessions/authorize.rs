@@ -478,7 +478,7 @@ async fn mint_failed(
     err: super::credentials::MintError,
 ) -> ApiError {
     let message = err.to_string();
-    tracing::warn!(session.id = session_id, error = %message, "minting the session's credentials failed; ending it");
+    tracing::warn!(session.id = session_id, error = %portcullis_proto::text::escaped(&message), "minting the session's credentials failed; ending it");
     let recorded = async {
         let signer = audit::signer(&state.keys).await?;
         let mut tx = state.store.begin().await?;

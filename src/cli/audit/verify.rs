@@ -271,9 +271,11 @@ pub(super) fn report(outcome: &Outcome, json: bool) -> anyhow::Result<i32> {
                     "pinned_keys": outcome.pinned,
                 }))?;
             } else {
+                // The event id and a malformed event's text come from the store.
                 eprintln!(
-                    "The audit chain of {} is NOT intact. First bad {failure}",
-                    outcome.source
+                    "The audit chain of {} is NOT intact. First bad {}",
+                    outcome.source,
+                    portcullis_proto::text::escaped(failure)
                 );
             }
             Ok(1)
