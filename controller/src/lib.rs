@@ -142,6 +142,9 @@ impl Controller {
             oidc,
             vault,
             controller_id: ids::new_id(ids::IdKind::Controller).into(),
+            authorize_rate: Arc::new(sessions::limits::AuthorizeRate::new(
+                config.per_user.authorize_per_minute,
+            )),
             config: Arc::new(config),
             audit_writer: audit::batch::Writer::spawn(store.clone(), keys.clone()),
             live_workers: sessions::live_workers::LiveWorkers::default(),

@@ -29,6 +29,8 @@ pub struct AppState {
     pub live_workers: crate::sessions::live_workers::LiveWorkers,
     /// Vault, when `ssh.backend = "vault"`.
     pub vault: Option<crate::vault::Vault>,
+    /// authorize-session requests per user in the current minute (`[sessions.per_user]`).
+    pub authorize_rate: Arc<crate::sessions::limits::AuthorizeRate>,
 }
 
 impl AppState {
