@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
