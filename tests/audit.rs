@@ -255,10 +255,17 @@ fn every_action_is_audited_with_its_fields() {
         "{e}"
     );
     assert!(
-        d["role_rule"].as_str().is_some_and(|r| r.starts_with("no role")),
+        d["role_rule"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("no role")),
         "{e}"
     );
-    assert!(d["endpoint"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")), "{e}");
+    assert!(
+        d["endpoint"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:")),
+        "{e}"
+    );
     let e = one(&events, "permission_denied");
     assert_eq!(e["actor"]["user"], "mallory");
     assert_eq!(e["decision"], "deny");
@@ -723,7 +730,10 @@ fn edited_index_columns_are_found(c: &Controller, url: &str) {
         ("id", "id = 'e_forged'"),
         ("hash", &format!("hash = '{}'", "0".repeat(64))),
     ] {
-        sql(url, &[&format!("UPDATE audit_events SET {set} WHERE seq = {seq}")]);
+        sql(
+            url,
+            &[&format!("UPDATE audit_events SET {set} WHERE seq = {seq}")],
+        );
         let (ok, v) = audit_json(c, &["verify"]);
         assert!(!ok, "{column}: {v}");
         assert_eq!(v["first_bad_event"], seq, "{column}: {v}");
@@ -765,7 +775,11 @@ fn edited_index_columns_are_found(c: &Controller, url: &str) {
             .args(&args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
         assert!(!listed.is_empty(), "{args:?}");
         assert!(

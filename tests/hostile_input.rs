@@ -52,9 +52,10 @@ fn link_stranger(dev: &Dev) -> rustls::StreamOwned<rustls::ClientConnection, Tcp
     roots
         .add(CertificateDer::from_pem_slice(&ca).unwrap())
         .unwrap();
-    let mut config = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config =
+        rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     config.alpn_protocols = vec![portcullis_proto::link::ALPN.to_vec()];
     let conn = rustls::ClientConnection::new(
         Arc::new(config),
@@ -114,16 +115,17 @@ fn peers_cannot_write_control_characters_into_the_logs() {
         &hello,
     )
     .unwrap();
-    assert!(
-        format!("{reply:?}").contains("BadHandshake"),
-        "{reply:?}"
-    );
+    assert!(format!("{reply:?}").contains("BadHandshake"), "{reply:?}");
 
     let read = || std::fs::read(&log).unwrap();
-    wait_for("the three refusals in the log", Duration::from_secs(10), || {
-        let text = String::from_utf8_lossy(&read()).to_string();
-        text.matches("worker link closed").count() >= 2 && text.contains("connection refused")
-    });
+    wait_for(
+        "the three refusals in the log",
+        Duration::from_secs(10),
+        || {
+            let text = String::from_utf8_lossy(&read()).to_string();
+            text.matches("worker link closed").count() >= 2 && text.contains("connection refused")
+        },
+    );
     let bytes = read();
     let text = String::from_utf8_lossy(&bytes);
     assert!(
@@ -151,14 +153,35 @@ fn labels_with_control_or_bidi_characters_are_refused_by_field() {
     let dev = Dev::start(&[]);
     let t = token(&dev);
     let cases = [
-        (json!({"name": "a1", "address": "127.0.0.1:9", "zone": "dmz\u{1b}[2J"}), "zone"),
-        (json!({"name": "a2", "address": "127.0.0.1:9", "service": "ssh\nx"}), "service"),
-        (json!({"name": "a3", "address": "127.0.0.1:9", "pool": "p\u{7}"}), "pool"),
-        (json!({"name": "a4", "address": "127.0.0.1:9", "tags": ["ok", "exe.\u{202e}fdp"]}), "tags"),
-        (json!({"name": "a5", "address": "127.0.0.1:9", "tags": ["\u{2066}x"]}), "tags"),
+        (
+            json!({"name": "a1", "address": "127.0.0.1:9", "zone": "dmz\u{1b}[2J"}),
+            "zone",
+        ),
+        (
+            json!({"name": "a2", "address": "127.0.0.1:9", "service": "ssh\nx"}),
+            "service",
+        ),
+        (
+            json!({"name": "a3", "address": "127.0.0.1:9", "pool": "p\u{7}"}),
+            "pool",
+        ),
+        (
+            json!({"name": "a4", "address": "127.0.0.1:9", "tags": ["ok", "exe.\u{202e}fdp"]}),
+            "tags",
+        ),
+        (
+            json!({"name": "a5", "address": "127.0.0.1:9", "tags": ["\u{2066}x"]}),
+            "tags",
+        ),
     ];
     for (body, field) in cases {
-        let (code, text) = curl(&dev, "POST", "/v1/targets", Some(&t), Some(&body.to_string()));
+        let (code, text) = curl(
+            &dev,
+            "POST",
+            "/v1/targets",
+            Some(&t),
+            Some(&body.to_string()),
+        );
         assert_eq!(code, 400, "{body}: {text}");
         let err: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(err["field"], field, "{text}");
@@ -178,7 +201,13 @@ fn labels_with_control_or_bidi_characters_are_refused_by_field() {
     assert!(text.contains(r#""field":"zone""#), "{text}");
     // Ordinary non-ASCII labels stay allowed.
     let body = json!({"name": "b1", "address": "127.0.0.1:9", "pool": "Zoë", "tags": ["büro"]});
-    let (code, text) = curl(&dev, "POST", "/v1/targets", Some(&t), Some(&body.to_string()));
+    let (code, text) = curl(
+        &dev,
+        "POST",
+        "/v1/targets",
+        Some(&t),
+        Some(&body.to_string()),
+    );
     assert_eq!(code, 201, "{text}");
 }
 
@@ -214,9 +243,17 @@ fn cli_tables_escape_what_the_identity_provider_or_old_rows_hold() {
     );
     for args in [["sessions", "list"], ["targets", "list"]] {
         let out = dev.cli().args(args).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stdout = String::from_utf8(out.stdout).unwrap();
-        assert_eq!(stdout.lines().count(), 2, "{args:?}: a header and one row: {stdout:?}");
+        assert_eq!(
+            stdout.lines().count(),
+            2,
+            "{args:?}: a header and one row: {stdout:?}"
+        );
         assert!(
             !stdout.contains(['\u{1b}', '\u{7}', '\r']),
             "{args:?}: {stdout:?}"
@@ -285,13 +322,20 @@ fn one_user_cannot_flood_the_controller_with_sessions() {
         .args(["audit", "list", "--type", "session_limit_reached", "--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let events: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     let limits: Vec<&str> = events
         .iter()
         .map(|e| e["details"]["limit"].as_str().unwrap())
         .collect();
-    assert!(limits.contains(&"sessions.per_user.max_live"), "{events:#?}");
+    assert!(
+        limits.contains(&"sessions.per_user.max_live"),
+        "{events:#?}"
+    );
     // Once, or twice if a minute began during the test.
     let rate = limits
         .iter()

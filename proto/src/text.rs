@@ -107,10 +107,7 @@ mod tests {
     #[test]
     fn escaping_streams_through_any_display() {
         let err = std::io::Error::other("unknown field `\u{1b}[2J`\n");
-        assert_eq!(
-            escaped(&err).to_string(),
-            "unknown field `\\u{1b}[2J`\\n"
-        );
+        assert_eq!(escaped(&err).to_string(), "unknown field `\\u{1b}[2J`\\n");
     }
 
     #[test]

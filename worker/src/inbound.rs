@@ -190,7 +190,9 @@ pub async fn enrol(
         };
         match attempt.await {
             Ok(joined) => return crate::identity::finish_enrolment(dir, key, joined),
-            Err(e) => tracing::warn!(error = %portcullis_proto::text::escaped(&e), "enrolment attempt failed; waiting for another"),
+            Err(e) => {
+                tracing::warn!(error = %portcullis_proto::text::escaped(&e), "enrolment attempt failed; waiting for another")
+            }
         }
     }
 }

@@ -56,7 +56,9 @@ pub async fn serve(
             async move {
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => handle(tls, peer, shared).await,
-                    Ok(Err(err)) => tracing::info!(error = %text::escaped(&err), "TLS handshake refused"),
+                    Ok(Err(err)) => {
+                        tracing::info!(error = %text::escaped(&err), "TLS handshake refused")
+                    }
                     Err(_) => tracing::info!("TLS handshake timed out"),
                 }
             }

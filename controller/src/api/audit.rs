@@ -172,8 +172,7 @@ fn check_listed(
     if chain::event_hash(map) != hash {
         return Err("its body does not match its hash: it was edited".into());
     }
-    let signed =
-        matches!((key_id, signature), (Some(k), Some(s)) if keys.verify_event(k, hash, s));
+    let signed = matches!((key_id, signature), (Some(k), Some(s)) if keys.verify_event(k, hash, s));
     if !signed {
         return Err("its signature does not verify".into());
     }

@@ -258,7 +258,10 @@ fn every_index_column_is_checked_against_the_signed_body() {
     body.insert("decision".into(), json!("deny"));
     body.insert("session".into(), Value::Null);
     body.insert("target".into(), json!("t_1"));
-    body.insert("actor".into(), json!({"user_id": "u_1", "user": "mallory", "groups": []}));
+    body.insert(
+        "actor".into(),
+        json!({"user_id": "u_1", "user": "mallory", "groups": []}),
+    );
     s.seal(&mut body);
     events[2] = Value::Object(body);
     let columns: Vec<IndexColumns> = events
@@ -295,6 +298,9 @@ fn every_index_column_is_checked_against_the_signed_body() {
         let failure = walk(&stored).unwrap_err();
         assert_eq!(failure.sequence, 3, "{column}");
         assert_eq!(failure.problem, Problem::IndexEdited { column }, "{column}");
-        assert!(failure.to_string().contains(&format!("`{column}`")), "{failure}");
+        assert!(
+            failure.to_string().contains(&format!("`{column}`")),
+            "{failure}"
+        );
     }
 }

@@ -2,10 +2,10 @@
 
 use portcullis_proto::api::{JoinRequest, JoinResponse};
 use portcullis_proto::grant::GrantKey;
-use portcullis_proto::text;
 use portcullis_proto::link::{
     AdmitFirst, ConnectionEvent, ConnectionEventKind, Hello, Request, Response, SessionEnd, Sync,
 };
+use portcullis_proto::text;
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::clock;

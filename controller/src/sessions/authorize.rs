@@ -126,7 +126,10 @@ async fn limited(
     audit_it: bool,
 ) -> ApiError {
     let (reason, details, message) = match hit {
-        LimitHit::Rate { per_minute, retry_after } => (
+        LimitHit::Rate {
+            per_minute,
+            retry_after,
+        } => (
             format!("more than {per_minute} authorize-session requests in a minute"),
             serde_json::json!({"limit": "sessions.per_user.authorize_per_minute", "value": per_minute}),
             format!(
@@ -182,7 +185,10 @@ pub async fn authorize(
         state.authorize_rate.hit(&principal.user.id, now)
     {
         let per_minute = state.config.per_user.authorize_per_minute;
-        let hit = LimitHit::Rate { per_minute, retry_after };
+        let hit = LimitHit::Rate {
+            per_minute,
+            retry_after,
+        };
         return Err(limited(state, principal, &target, hit, first).await);
     }
     let endpoint = resolve(&target.address).await?;

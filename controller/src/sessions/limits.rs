@@ -13,7 +13,10 @@ pub enum RateCheck {
     Within,
     /// Over the limit for this minute: `first` for the first refusal of the minute (the one
     /// that is audited), and the seconds until the next minute begins.
-    Exceeded { first: bool, retry_after: u64 },
+    Exceeded {
+        first: bool,
+        retry_after: u64,
+    },
 }
 
 /// Fixed one-minute windows of authorize-session requests per user.

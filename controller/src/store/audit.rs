@@ -203,17 +203,17 @@ pub async fn list(
          ORDER BY seq DESC LIMIT $9"
     );
     let rows = sqlx::query(&sql)
-    .bind(filter.before.map_or(i64::MAX, to_i64))
-    .bind(filter.session.clone().unwrap_or_default())
-    .bind(filter.user.clone().unwrap_or_default())
-    .bind(filter.target.clone().unwrap_or_default())
-    .bind(filter.kind.clone().unwrap_or_default())
-    .bind(filter.decision.clone().unwrap_or_default())
-    .bind(filter.since.unwrap_or(i64::MIN))
-    .bind(filter.until.unwrap_or(i64::MAX))
-    .bind(i64::from(limit))
-    .fetch_all(&mut *conn)
-    .await?;
+        .bind(filter.before.map_or(i64::MAX, to_i64))
+        .bind(filter.session.clone().unwrap_or_default())
+        .bind(filter.user.clone().unwrap_or_default())
+        .bind(filter.target.clone().unwrap_or_default())
+        .bind(filter.kind.clone().unwrap_or_default())
+        .bind(filter.decision.clone().unwrap_or_default())
+        .bind(filter.since.unwrap_or(i64::MIN))
+        .bind(filter.until.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter().map(stored).collect()
 }
 
@@ -224,9 +224,8 @@ pub async fn after_stored(
     after: u64,
     limit: u32,
 ) -> Result<Vec<StoredEvent>> {
-    let sql = format!(
-        "SELECT {STORED_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
-    );
+    let sql =
+        format!("SELECT {STORED_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2");
     let rows = sqlx::query(&sql)
         .bind(to_i64(after))
         .bind(i64::from(limit))

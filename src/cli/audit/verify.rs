@@ -61,7 +61,11 @@ pub(super) async fn verify_live(
         };
         let columns = page.columns.as_deref().unwrap_or_default();
         if page.columns.is_some() && columns.len() != page.events.len() {
-            bail!("the controller's export page has {} events but {} index rows", page.events.len(), columns.len());
+            bail!(
+                "the controller's export page has {} events but {} index rows",
+                page.events.len(),
+                columns.len()
+            );
         }
         for (i, e) in page.events.iter().enumerate() {
             let pushed = match columns.get(i) {
