@@ -31,7 +31,12 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(cli::run(args)) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Errors may quote the controller's answers, and those may quote names from the
+            // identity provider or the store: escaped so they cannot drive the terminal.
+            eprintln!(
+                "error: {}",
+                portcullis_proto::text::escaped(format_args!("{err:#}"))
+            );
             std::process::ExitCode::from(2)
         }
     }

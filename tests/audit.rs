@@ -149,13 +149,18 @@ fn every_action_is_audited_with_its_fields() {
     let mallory = login(&c, "mallory", &["nobody"]);
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let body = json!({"client_public_key": portcullis_proto::keys::b64(&rcgen::PublicKeyData::subject_public_key_info(&key))}).to_string();
-    let (code, _) = c.curl_as(
+    let (code, text) = c.curl_as(
         &mallory,
         "POST",
         "/v1/targets/echo/authorize-session",
         Some(&body),
     );
     assert_eq!(code, 403);
+    // A denial by the role check names the matrix cell it was checked against.
+    assert!(
+        text.contains("checked against the matrix cell LOCAL -> LOCAL: allow [echo]"),
+        "{text}"
+    );
     let (code, _) = c.curl_as(&mallory, "DELETE", &format!("/v1/targets/{target}"), None);
     assert_eq!(code, 403);
 
@@ -245,6 +250,29 @@ fn every_action_is_audited_with_its_fields() {
     assert_eq!(e["actor"]["user"], "mallory");
     assert!(e["reason"].as_str().is_some_and(|r| !r.is_empty()), "{e}");
     assert_eq!(e["policy_hash"], authorized["policy_hash"]);
+    // The same decision facts as an authorisation, and the role rule that failed.
+    let d = &e["details"];
+    assert_eq!(d["source_zone"], "LOCAL", "{e}");
+    assert_eq!(d["target_zone"], "LOCAL", "{e}");
+    assert_eq!(d["service"], "echo", "{e}");
+    assert_eq!(d["cells"][0], "LOCAL -> LOCAL: allow [echo]", "{e}");
+    assert_eq!(
+        d["cells"].as_array().unwrap()[..],
+        authorized["details"]["cells"].as_array().unwrap()[..2],
+        "{e}"
+    );
+    assert!(
+        d["role_rule"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("no role")),
+        "{e}"
+    );
+    assert!(
+        d["endpoint"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:")),
+        "{e}"
+    );
     let e = one(&events, "permission_denied");
     assert_eq!(e["actor"]["user"], "mallory");
     assert_eq!(e["decision"], "deny");
@@ -661,4 +689,136 @@ fn a_syslog_sink_over_tls_loses_nothing_across_an_outage() {
     assert!(ok, "{v}");
     let (ok, v) = audit_json(&c, &["verify", "--checkpoints", copy.to_str().unwrap()]);
     assert!(ok, "{v}");
+}
+
+/// Every column stored beside an event's signed body, edited in the store: `audit verify`
+/// names the column at the right event, and `audit list` cannot be steered into answering a
+/// filter with an event whose body says otherwise.
+fn edited_index_columns_are_found(c: &Controller, url: &str) {
+    let target = create_target(c, "echo", "127.0.0.1:9");
+    let mallory = login(c, "mallory", &["nobody"]);
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let body = json!({"client_public_key": portcullis_proto::keys::b64(&rcgen::PublicKeyData::subject_public_key_info(&key))}).to_string();
+    let (code, _) = c.curl_as(
+        &mallory,
+        "POST",
+        "/v1/targets/echo/authorize-session",
+        Some(&body),
+    );
+    assert_eq!(code, 403);
+    let events = all_events(c);
+    let denied = one(&events, "session_denied").clone();
+    assert_eq!(denied["target"], target.as_str());
+    let seq = denied["sequence"].as_u64().unwrap();
+    let unix = humantime::parse_rfc3339_weak(denied["time"].as_str().unwrap())
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let restore = format!(
+        "UPDATE audit_events SET type = 'session_denied', username = 'mallory', actor = '{}', \
+         decision = 'deny', session_id = NULL, target_id = '{target}', time = {unix}, id = '{}', \
+         hash = '{}' WHERE seq = {seq}",
+        denied["actor"]["user_id"].as_str().unwrap(),
+        denied["id"].as_str().unwrap(),
+        denied["hash"].as_str().unwrap(),
+    );
+    sql(url, &[&restore]);
+    let (ok, v) = audit_json(c, &["verify"]);
+    assert!(ok, "{v}");
+    for (column, set) in [
+        ("type", "type = 'target_deleted'"),
+        ("actor", "actor = 'u_someone_else'"),
+        ("username", "username = 'alice'"),
+        ("session_id", "session_id = 's_forged'"),
+        ("target_id", "target_id = NULL"),
+        ("decision", "decision = 'allow'"),
+        ("time", "time = time + 86400"),
+        ("id", "id = 'e_forged'"),
+        ("hash", &format!("hash = '{}'", "0".repeat(64))),
+    ] {
+        sql(
+            url,
+            &[&format!("UPDATE audit_events SET {set} WHERE seq = {seq}")],
+        );
+        let (ok, v) = audit_json(c, &["verify"]);
+        assert!(!ok, "{column}: {v}");
+        assert_eq!(v["first_bad_event"], seq, "{column}: {v}");
+        assert!(
+            v["problem"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("column `{column}`")),
+            "{column}: {v}"
+        );
+        sql(url, &[&restore]);
+    }
+    let (ok, v) = audit_json(c, &["verify"]);
+    assert!(ok, "{v}");
+
+    // Steering: mallory's login dressed up as a denial, an admin's action as mallory's.
+    let login_seq = of_type(&events, "login_succeeded")
+        .into_iter()
+        .find(|e| e["actor"]["user"] == "mallory")
+        .unwrap()["sequence"]
+        .as_u64()
+        .unwrap();
+    let created_seq = one(&events, "target_created")["sequence"].as_u64().unwrap();
+    sql(
+        url,
+        &[
+            &format!("UPDATE audit_events SET type = 'session_denied', decision = 'deny' WHERE seq = {login_seq}"),
+            &format!("UPDATE audit_events SET username = 'mallory' WHERE seq = {created_seq}"),
+        ],
+    );
+    for (args, steered) in [
+        (vec!["--type", "session_denied"], login_seq),
+        (vec!["--decision", "deny"], login_seq),
+        (vec!["--user", "mallory"], created_seq),
+    ] {
+        let out = c
+            .cli()
+            .args(["audit", "list", "--json"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(!listed.is_empty(), "{args:?}");
+        assert!(
+            listed.iter().all(|e| e["sequence"] != steered),
+            "{args:?} returned the steered event {steered}: {listed:#?}"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("event {steered}:")) && stderr.contains("audit verify"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let (ok, v) = audit_json(c, &["verify"]);
+    assert!(!ok, "{v}");
+    assert_eq!(v["first_bad_event"], created_seq.min(login_seq), "{v}");
+}
+
+#[test]
+fn edited_index_columns_are_found_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(&dir.path().join("controller"));
+    edited_index_columns_are_found(&c, &sqlite_url(&c));
+}
+
+#[test]
+fn edited_index_columns_are_found_on_postgresql() {
+    let url = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(common::pg::fresh_database());
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start_on(&dir.path().join("controller"), &url, "");
+    edited_index_columns_are_found(&c, &url);
 }

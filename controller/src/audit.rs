@@ -20,7 +20,7 @@ pub mod syslog;
 pub mod verify;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -140,6 +140,7 @@ pub mod kind {
     pub const USER_TOKENS_REVOKED: &str = "user_tokens_revoked";
     pub const SESSION_AUTHORIZED: &str = "session_authorized";
     pub const SESSION_DENIED: &str = "session_denied";
+    pub const SESSION_LIMIT_REACHED: &str = "session_limit_reached";
     pub const SESSION_ACTIVATED: &str = "session_activated";
     pub const SESSION_TERMINATED: &str = "session_terminated";
     pub const CONNECTION_OPENED: &str = "connection_opened";
@@ -250,25 +251,16 @@ impl Chain {
         let mut sealed = Vec::with_capacity(self.pending.len());
         for (event, at) in &self.pending {
             let sequence = head.sequence + 1;
-            let unix = at
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
             let id = new_id(IdKind::Event);
             let time = humantime::format_rfc3339_millis(*at).to_string();
             let mut body = event.body(&id, sequence, &time, &head.hash);
             let hash = self.signer.seal(&mut body);
+            // The columns come from the sealed body, as the verifier derives them again.
+            let columns = chain::IndexColumns::of(&body).map_err(|e| {
+                StoreError::Corrupt(format!("an audit event cannot be indexed: {e}"))
+            })?;
             sealed.push(rows::NewEvent {
-                sequence,
-                id,
-                time: crate::clock::to_i64(unix),
-                kind: event.kind,
-                actor: event.actor.user_id.clone().or(event.actor.source.clone()),
-                username: event.actor.username.clone(),
-                session_id: event.session_id.clone(),
-                target_id: event.target_id.clone(),
-                decision: event.decision,
-                hash: hash.clone(),
+                columns,
                 body: Value::Object(body).to_string(),
             });
             head = rows::HeadRow { sequence, hash };

@@ -29,6 +29,8 @@ pub struct Config {
     pub token_lifetime: Duration,
     pub session_default_max: Duration,
     pub session_pending_timeout: Duration,
+    /// Per-user limits on sessions (`[sessions.per_user]`).
+    pub per_user: PerUserLimits,
     pub sweep_interval: Duration,
     pub heartbeat_interval: Duration,
     pub worker_lost_after: Duration,
@@ -48,6 +50,24 @@ pub struct Config {
     pub audit: crate::audit::config::AuditConfig,
     /// Where SSH certificates (and other per-session credentials) come from.
     pub ssh_backend: SshBackend,
+}
+
+/// `[sessions.per_user]`: what one user may hold and ask for; 0 turns a limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerUserLimits {
+    /// Live sessions (minting, pending or active, not expired) one user may hold at once.
+    pub max_live: u32,
+    /// authorize-session requests one user may make per minute, counted by each controller.
+    pub authorize_per_minute: u32,
+}
+
+impl Default for PerUserLimits {
+    fn default() -> Self {
+        PerUserLimits {
+            max_live: 100,
+            authorize_per_minute: 120,
+        }
+    }
 }
 
 /// The source of SSH user certificates (`ssh.backend`).
@@ -362,6 +382,15 @@ struct RawSessions {
     default_max_duration: Option<DurationValue>,
     pending_timeout: Option<DurationValue>,
     sweep_interval: Option<DurationValue>,
+    #[serde(default)]
+    per_user: RawPerUser,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPerUser {
+    max_live: Option<u32>,
+    authorize_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -618,6 +647,16 @@ impl Config {
                 )?,
                 "sessions.default_max_duration",
             )?,
+            per_user: PerUserLimits {
+                max_live: s
+                    .per_user
+                    .max_live
+                    .unwrap_or(PerUserLimits::default().max_live),
+                authorize_per_minute: s
+                    .per_user
+                    .authorize_per_minute
+                    .unwrap_or(PerUserLimits::default().authorize_per_minute),
+            },
             session_pending_timeout: positive(
                 duration(
                     &s.pending_timeout,
@@ -689,6 +728,14 @@ mod tests {
             parse("[store]\nurl = \"sqlite://x.db\"\n[keys]\nmaster_key_file = \"m\"\n").unwrap();
         assert_eq!(c.api_listen.port(), 9200);
         assert_eq!(c.token_lifetime, Duration::from_secs(8 * 3600));
+        assert_eq!(c.per_user, PerUserLimits::default());
+        let c = parse(
+            "[store]\nurl = \"sqlite://x.db\"\n[keys]\nmaster_key_file = \"m\"\n\
+             [sessions.per_user]\nmax_live = 0\nauthorize_per_minute = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.per_user.max_live, 0);
+        assert_eq!(c.per_user.authorize_per_minute, 5);
         assert!(!c.dev_login);
     }
 

@@ -143,6 +143,9 @@ impl Controller {
             vault,
             controller_id: ids::new_id(ids::IdKind::Controller).into(),
             denials: audit::denials::Denials::new(config.audit.denial_window),
+            authorize_rate: Arc::new(sessions::limits::AuthorizeRate::new(
+                config.per_user.authorize_per_minute,
+            )),
             config: Arc::new(config),
             audit_writer: audit::batch::Writer::spawn(store.clone(), keys.clone()),
             live_workers: sessions::live_workers::LiveWorkers::default(),

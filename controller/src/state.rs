@@ -31,6 +31,8 @@ pub struct AppState {
     pub vault: Option<crate::vault::Vault>,
     /// Failures of unauthenticated callers, summed per address until their window ends.
     pub denials: crate::audit::denials::Denials,
+    /// authorize-session requests per user in the current minute (`[sessions.per_user]`).
+    pub authorize_rate: Arc<crate::sessions::limits::AuthorizeRate>,
 }
 
 impl AppState {

@@ -159,6 +159,7 @@ fn deny(policy: &Policy, reason: String) -> Decision {
         service: None,
         cells: Vec::new(),
         roles: Vec::new(),
+        role_rule: None,
         constraints: Constraints::default(),
         policy_hash: policy.hash.clone(),
     }
@@ -300,9 +301,13 @@ fn grant(
                 identity.groups.join(", ")
             )
         };
+        d.role_rule = Some(format!(
+            "no role: a role granting `{svc_name}` in {dst_name} needs one of your groups as a member"
+        ));
         return d;
     }
-    let mut failure: Option<String> = None;
+    // The first unmet constraint: the reason in words, and the role rule that failed.
+    let mut failure: Option<(String, String)> = None;
     let mut max_session: Option<Option<u64>> = None;
     let mut connection_limit: Option<Option<u32>> = None;
     for role in members.iter().filter_map(|id| policy.roles.get(id)) {
@@ -327,9 +332,15 @@ fn grant(
         };
         if let Some(unmet) = unmet {
             failure.get_or_insert_with(|| {
-                format!(
-                    "role `{}` grants `{svc_name}` in {dst_name}, but {unmet}",
-                    role.name
+                (
+                    format!(
+                        "role `{}` grants `{svc_name}` in {dst_name}, but {unmet}",
+                        role.name
+                    ),
+                    format!(
+                        "role {}: grants {svc_name} in {dst_name}; unmet: {unmet}",
+                        role.name
+                    ),
                 )
             });
             continue;
@@ -350,17 +361,25 @@ fn grant(
         }
     }
     if d.roles.is_empty() {
-        d.reason = failure.unwrap_or_else(|| {
+        let (reason, rule) = failure.unwrap_or_else(|| {
             let names: Vec<&str> = members
                 .iter()
                 .filter_map(|id| policy.roles.get(id))
                 .map(|r| r.name.as_str())
                 .collect();
-            format!(
-                "your roles ({}) grant nothing for `{svc_name}` in {dst_name}",
-                names.join(", ")
+            (
+                format!(
+                    "your roles ({}) grant nothing for `{svc_name}` in {dst_name}",
+                    names.join(", ")
+                ),
+                format!(
+                    "roles {}: none grants {svc_name} in {dst_name}",
+                    names.join(", ")
+                ),
             )
         });
+        d.reason = reason;
+        d.role_rule = Some(rule);
         return d;
     }
     d.constraints.max_session_secs = max_session.flatten();

@@ -78,6 +78,10 @@ pub struct Decision {
     pub cells: Vec<String>,
     /// The roles that granted the request (empty on a deny).
     pub roles: Vec<String>,
+    /// On a deny by the role check (the matrix admitted the request): the role rule that
+    /// failed, e.g. ``role `ops` grants `ssh` in DMZ: unmet: only from its source zones``.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_rule: Option<String>,
     pub constraints: Constraints,
     /// Hex SHA-256 of the policy file that decided.
     pub policy_hash: String,

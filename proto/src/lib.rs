@@ -6,6 +6,7 @@
 //! - [`link`]: the framed cluster link between controllers and workers.
 //! - [`proxy`]: the handshake a client speaks to a worker's proxy listener.
 //! - [`keys`]: fingerprints and public-key encodings every side computes the same way.
+//! - [`text`]: outside text made safe for logs and terminals (escaping control characters).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -13,6 +14,7 @@ pub mod grant;
 pub mod keys;
 pub mod link;
 pub mod proxy;
+pub mod text;
 
 /// The protocol version spoken on the cluster link and the proxy listener.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use portcullis_controller::audit::chain::PublicKeyInfo;
+use portcullis_controller::audit::chain::{IndexColumns, PublicKeyInfo};
 use portcullis_controller::audit::verify::{ExportHeader, Head};
 use serde::Deserialize;
 use serde_json::Value;
@@ -240,12 +240,13 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<i32> {
             } else {
                 let mut text = String::new();
                 for k in &keys {
-                    text.push_str(&format!(
-                        "{}:{}  # {}\n",
+                    let line = format!(
+                        "{}:{}  # {}",
                         k.id,
                         k.public_key,
                         k.state.as_deref().unwrap_or("")
-                    ));
+                    );
+                    text.push_str(&format!("{}\n", portcullis_proto::text::escaped(line)));
                 }
                 output::write_stdout(&text)?;
             }
@@ -258,6 +259,9 @@ async fn list(api: &ApiClient, filter: &FilterArgs, limit: u32, json: bool) -> a
     #[derive(Deserialize)]
     struct Page {
         items: Vec<Value>,
+        /// Events the filter's index found but whose check failed (tampering).
+        #[serde(default)]
+        excluded: Vec<Value>,
     }
     let page: Page = api
         .get(&format!(
@@ -266,6 +270,20 @@ async fn list(api: &ApiClient, filter: &FilterArgs, limit: u32, json: bool) -> a
         ))
         .await
         .context("cannot list audit events")?;
+    if !page.excluded.is_empty() {
+        eprintln!(
+            "warning: {} event(s) the filter found failed their check and are not shown (their \
+             stored index or body was edited); run `portcullis audit verify`:",
+            page.excluded.len()
+        );
+        for e in &page.excluded {
+            eprintln!(
+                "  event {}: {}",
+                e["sequence"],
+                portcullis_proto::text::escaped(e["problem"].as_str().unwrap_or("-"))
+            );
+        }
+    }
     if json {
         output::print_json(&page.items)?;
         return Ok(0);
@@ -309,6 +327,9 @@ async fn list(api: &ApiClient, filter: &FilterArgs, limit: u32, json: bool) -> a
 pub(super) struct ExportPage {
     pub(super) header: ExportHeader,
     pub(super) events: Vec<Value>,
+    /// The index columns the store keeps beside each event, in the same order.
+    #[serde(default)]
+    pub(super) columns: Option<Vec<IndexColumns>>,
     pub(super) next_after: Option<u64>,
 }
 

@@ -136,7 +136,7 @@ pub fn reload_on_sighup(
                     tracing::info!(policy.hash = %outcome.hash, sessions.ended = outcome.sessions_ended, "policy reloaded")
                 }
                 Err(message) => {
-                    tracing::error!(error = %message, "policy reload refused; the old policy stays")
+                    tracing::error!(error = %portcullis_proto::text::escaped(&message), "policy reload refused; the old policy stays")
                 }
             }
         }

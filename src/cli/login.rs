@@ -523,8 +523,8 @@ pub async fn users(cmd: UsersCommand) -> anyhow::Result<i32> {
                 for user in &response.users {
                     println!(
                         "{} at {}: {} token(s) revoked, {} session(s) ended",
-                        user.subject,
-                        user.issuer,
+                        portcullis_proto::text::escaped(&user.subject),
+                        portcullis_proto::text::escaped(&user.issuer),
                         user.tokens_revoked.len(),
                         user.sessions_ended.len()
                     );

@@ -139,8 +139,15 @@ pub fn init_tracing(args: &LogArgs) {
         .iter()
         .filter_map(|d| d.parse().ok())
         .fold(filter, |f, d| f.add_directive(d));
+    // Colours only on a terminal: a log file or journald gets plain text, with no escape
+    // sequence of ours for an attacker's to hide among. Values from outside are escaped at
+    // each log site (`portcullis_proto::text`); tracing-subscriber itself escapes ESC, BEL,
+    // BS, FF, DEL and C1 only in messages and `&dyn Error` fields, never newlines, and never
+    // in `%` (Display) fields, which is what most sites use.
+    use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Json => builder.json().with_current_span(true).init(),

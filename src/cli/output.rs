@@ -1,11 +1,17 @@
 //! What the client commands print: aligned plain-text tables and field lists for people,
 //! JSON for scripts (`--json`). Results go to stdout, errors to stderr; a closed stdout (for
 //! example `| head`) ends the output quietly instead of panicking.
+//!
+//! Every cell of a [`Table`] and every value of [`print_fields`] is escaped
+//! (`portcullis_proto::text`): user names and groups come from the identity provider, labels
+//! and reasons from the store, and none of it may drive the reader's terminal. JSON output
+//! needs nothing more: serde_json escapes control characters in strings.
 
 use std::io::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use portcullis_proto::text;
 use serde::Serialize;
 
 /// Writes `text` to stdout; a reader that went away is not an error.
@@ -51,12 +57,14 @@ impl Table {
         }
     }
 
+    /// Adds a row; each cell is escaped (see the module doc).
     pub fn row<I, S>(&mut self, cells: I)
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.rows.push(cells.into_iter().map(Into::into).collect());
+        self.rows
+            .push(cells.into_iter().map(|c| text::escape(&c.into())).collect());
     }
 
     pub fn is_empty(&self) -> bool {
@@ -119,6 +127,7 @@ pub fn render_fields(fields: &[(&str, String)]) -> String {
     let mut out = String::new();
     for (label, value) in fields {
         let label = format!("{label}:");
+        let value = text::escaped(value);
         out.push_str(format!("{label:<width$}  {value}").trim_end());
         out.push('\n');
     }
@@ -199,6 +208,25 @@ mod tests {
             table.render(),
             "ID    NAME      ZONE\nt_1   web       -\nt_22  database\n"
         );
+    }
+
+    #[test]
+    fn cells_and_fields_from_outside_cannot_drive_the_terminal() {
+        // A user name and groups as an identity provider (or an old row) may hold them.
+        let mut table = Table::new(["USER", "GROUPS"]);
+        table.row(["eve\u{1b}]52;c;cm0gLXJm\u{7}", "ops\n\u{202e}nimda"]);
+        let rendered = table.render();
+        assert_eq!(
+            rendered,
+            "USER                          GROUPS\n\
+             eve\\u{1b}]52;c;cm0gLXJm\\u{7}  ops\\n\\u{202e}nimda\n"
+        );
+        let fields = render_fields(&[("user", "eve\u{1b}[2J\r".into())]);
+        assert_eq!(fields, "user:  eve\\u{1b}[2J\\r\n");
+        for out in [&rendered, &fields] {
+            let body = out.trim_end_matches('\n').replace('\n', "");
+            assert!(text::first_unsafe(&body).is_none(), "{out:?}");
+        }
     }
 
     #[test]

@@ -75,8 +75,8 @@ pub async fn run(cmd: SessionsCommand) -> anyhow::Result<i32> {
             if json {
                 output::print_json(&session)?;
             } else {
-                output::write_stdout(&format!(
-                    "Session {} is {}{}.\n",
+                let line = format!(
+                    "Session {} is {}{}.",
                     session.id,
                     session.state,
                     session
@@ -84,7 +84,8 @@ pub async fn run(cmd: SessionsCommand) -> anyhow::Result<i32> {
                         .as_deref()
                         .map(|r| format!(" ({r})"))
                         .unwrap_or_default()
-                ))?;
+                );
+                output::write_stdout(&format!("{}\n", portcullis_proto::text::escaped(line)))?;
             }
         }
     }

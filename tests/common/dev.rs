@@ -34,6 +34,24 @@ impl Dev {
 
     /// Like [`Dev::start_in`], with extra environment variables.
     pub fn start_in_env(state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Dev {
+        Dev::spawn(state, extra, env, Stdio::inherit())
+    }
+
+    /// Like [`Dev::start`], logging at `info` into `log` (for tests that read the log).
+    pub fn start_logging(extra: &[&str], log: &Path) -> Dev {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = std::fs::File::create(log).expect("log file");
+        let mut dev = Dev::spawn(
+            &dir.path().join("state"),
+            extra,
+            &[("PORTCULLIS_LOG", "info")],
+            Stdio::from(file),
+        );
+        dev._dir = Some(dir);
+        dev
+    }
+
+    fn spawn(state: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Dev {
         // A test that must know the API port in advance (e.g. for an OIDC redirect URL)
         // passes its own --api-port.
         let api_port: &[&str] = if extra.contains(&"--api-port") {
@@ -51,7 +69,7 @@ impl Dev {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn portcullis dev");
         let stdout = child.stdout.take().expect("stdout");

@@ -124,19 +124,31 @@ pub enum Auth<'a> {
     },
 }
 
-/// Connects, presents `grant`, and returns the worker's reply, or the TLS/handshake error.
-pub fn present(
-    worker_addr: &str,
-    worker_fingerprint: &str,
-    auth: Auth<'_>,
-    grant: &str,
-) -> Result<
+type Reply = Result<
     (
         WorkerReply,
         rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
     ),
     String,
-> {
+>;
+
+/// Connects, presents `grant`, and returns the worker's reply, or the TLS/handshake error.
+pub fn present(worker_addr: &str, worker_fingerprint: &str, auth: Auth<'_>, grant: &str) -> Reply {
+    let hello = serde_json::to_vec(&ClientHello {
+        protocol_version: portcullis_proto::PROTOCOL_VERSION,
+        grant: grant.to_owned(),
+    })
+    .unwrap();
+    present_hello(worker_addr, worker_fingerprint, auth, &hello)
+}
+
+/// Like [`present`], with any bytes as the hello's JSON.
+pub fn present_hello(
+    worker_addr: &str,
+    worker_fingerprint: &str,
+    auth: Auth<'_>,
+    hello_json: &[u8],
+) -> Reply {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let builder = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
         .dangerous()
@@ -163,12 +175,10 @@ pub fn present(
     tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let hello = proxy::encode_frame(&ClientHello {
-        protocol_version: portcullis_proto::PROTOCOL_VERSION,
-        grant: grant.to_owned(),
-    })
-    .unwrap();
-    tls.write_all(&hello).map_err(|e| e.to_string())?;
+    let len = u32::try_from(hello_json.len()).unwrap();
+    tls.write_all(&len.to_be_bytes())
+        .and_then(|()| tls.write_all(hello_json))
+        .map_err(|e| e.to_string())?;
     let mut len = [0u8; 4];
     tls.read_exact(&mut len).map_err(|e| e.to_string())?;
     let mut body = vec![0u8; u32::from_be_bytes(len) as usize];

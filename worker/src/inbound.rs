@@ -190,7 +190,9 @@ pub async fn enrol(
         };
         match attempt.await {
             Ok(joined) => return crate::identity::finish_enrolment(dir, key, joined),
-            Err(e) => tracing::warn!(error = %e, "enrolment attempt failed; waiting for another"),
+            Err(e) => {
+                tracing::warn!(error = %portcullis_proto::text::escaped(&e), "enrolment attempt failed; waiting for another")
+            }
         }
     }
 }
@@ -235,7 +237,7 @@ pub async fn serve(
                 .await;
                 if let Err(e) = result {
                     shared.link.clear();
-                    tracing::info!(error = %e, "controller link ended");
+                    tracing::info!(error = %portcullis_proto::text::escaped(&e), "controller link ended");
                 }
             }
             .instrument(span),

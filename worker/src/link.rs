@@ -110,7 +110,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             Ok(()) => return,
             Err(err) => {
                 shared.link.set(None);
-                tracing::warn!(controller.addr = %addr, error = %err, "controller link down; retrying");
+                tracing::warn!(controller.addr = %addr, error = %portcullis_proto::text::escaped(&err), "controller link down; retrying");
             }
         }
         tokio::select! {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use portcullis_proto::grant::{self, GrantError};
 use portcullis_proto::link::{reason, AdmitFirst, ConnectionEvent, Request, Response};
 use portcullis_proto::proxy::{self, ClientHello, RefusalCode, WorkerReply};
+use portcullis_proto::text;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::server::TlsStream;
@@ -55,7 +56,9 @@ pub async fn serve(
             async move {
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => handle(tls, peer, shared).await,
-                    Ok(Err(err)) => tracing::info!(error = %err, "TLS handshake refused"),
+                    Ok(Err(err)) => {
+                        tracing::info!(error = %text::escaped(&err), "TLS handshake refused")
+                    }
                     Err(_) => tracing::info!("TLS handshake timed out"),
                 }
             }
@@ -73,7 +76,8 @@ async fn reply(tls: &mut TlsStream<TcpStream>, answer: &WorkerReply) {
 
 async fn refuse(mut tls: TlsStream<TcpStream>, code: RefusalCode, reason: impl Into<String>) {
     let reason = reason.into();
-    tracing::info!(?code, %reason, "connection refused");
+    // The reason may quote the client's own bytes (a serde error naming an unknown field).
+    tracing::info!(?code, reason = %text::escaped(&reason), "connection refused");
     reply(&mut tls, &WorkerReply::Refused { code, reason }).await;
     let _ = tls.shutdown().await;
 }

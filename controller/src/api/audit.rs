@@ -1,6 +1,13 @@
 //! `GET /v1/audit`: the audit log, newest first, filtered; `GET /v1/audit/export`: the
 //! chain oldest first with the audit public keys, for `portcullis audit verify|export`.
 //! Both only for holders of `audit:read`.
+//!
+//! The filters run on the index columns stored beside each event, which are not signed. So
+//! that an edited column cannot slip an event into a filter's answer, `GET /v1/audit` checks
+//! each event it found (hash, signature, and its columns against the signed body) and
+//! applies the filter again to the body; what fails is left out and named under `excluded`.
+//! An edited column that hides an event from a filter is found by `audit verify`, which
+//! checks every column of every event (the export carries them under `columns`).
 
 use axum::extract::{Query, State};
 use axum::Json;
@@ -9,6 +16,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::Principal;
+use crate::audit::chain::{self, IndexColumns, KeyRing};
 use crate::audit::verify::{ExportHeader, Head, EXPORT_FORMAT};
 use crate::state::AppState;
 use crate::store::audit as rows;
@@ -54,7 +62,7 @@ pub async fn export(
     let mut conn = state.store.conn().await?;
     // The head first: events read afterwards reach at least as far.
     let head = rows::head(&mut conn).await?;
-    let events = rows::after(&mut conn, q.after.unwrap_or(0), limit).await?;
+    let events = rows::after_stored(&mut conn, q.after.unwrap_or(0), limit).await?;
     drop(conn);
     let header = ExportHeader {
         format: EXPORT_FORMAT.into(),
@@ -67,15 +75,19 @@ pub async fn export(
         keys,
     };
     let next_after = (events.len() == limit as usize)
-        .then(|| events.last().map(|(seq, _)| *seq))
+        .then(|| events.last().map(|e| e.columns.seq))
         .flatten();
     let items: Vec<serde_json::Value> = events
-        .into_iter()
-        .map(|(seq, body)| parse_body(seq, &body))
+        .iter()
+        .map(|e| parse_body(e.columns.seq, &e.body))
         .collect();
-    Ok(Json(
-        serde_json::json!({"header": header, "events": items, "next_after": next_after}),
-    ))
+    let columns: Vec<&IndexColumns> = events.iter().map(|e| &e.columns).collect();
+    Ok(Json(serde_json::json!({
+        "header": header,
+        "events": items,
+        "columns": columns,
+        "next_after": next_after,
+    })))
 }
 
 /// A stored body as JSON; a body that is not JSON (tampering) is passed on as a string so
@@ -110,17 +122,68 @@ pub async fn list(
         since: q.since,
         until: q.until,
     };
+    let keys = KeyRing::new(&state.keys.audit_public_keys().await?);
     let mut conn = state.store.conn().await?;
     let rows = rows::list(&mut conn, &filter, u32::try_from(limit).unwrap_or(100)).await?;
     drop(conn);
     let last = (rows.len() == usize::try_from(limit).unwrap_or(0))
-        .then(|| rows.last().map(|(seq, _)| *seq))
+        .then(|| rows.last().map(|e| e.columns.seq))
         .flatten();
-    let items: Vec<serde_json::Value> = rows
-        .into_iter()
-        .map(|(seq, body)| parse_body(seq, &body))
-        .collect();
+    let mut items = Vec::with_capacity(rows.len());
+    let mut excluded = Vec::new();
+    for row in rows {
+        let event = parse_body(row.columns.seq, &row.body);
+        match check_listed(&event, &row.columns, &filter, &keys) {
+            Ok(()) => items.push(event),
+            Err(problem) => {
+                tracing::warn!(
+                    audit.seq = row.columns.seq,
+                    problem,
+                    "an audit event failed its check while listing; run `portcullis audit verify`"
+                );
+                excluded.push(serde_json::json!({"sequence": row.columns.seq, "problem": problem}));
+            }
+        }
+    }
     Ok(Json(
-        serde_json::json!({"items": items, "next_before": last}),
+        serde_json::json!({"items": items, "excluded": excluded, "next_before": last}),
     ))
+}
+
+/// Whether a listed event may be shown: its body is sealed by an audit key, its stored
+/// columns are the ones its body implies, and the body itself passes the filter. Events
+/// from before the chain (no hash) can be checked for nothing and are shown as before;
+/// `audit verify` refuses an unhashed event after the chain began.
+fn check_listed(
+    event: &serde_json::Value,
+    stored: &IndexColumns,
+    filter: &rows::Filter,
+    keys: &KeyRing,
+) -> Result<(), String> {
+    let map = event
+        .as_object()
+        .filter(|m| !m.contains_key("unparsable_body"))
+        .ok_or("its body is not a JSON object")?;
+    let Some(hash) = map.get("hash").and_then(serde_json::Value::as_str) else {
+        return Ok(());
+    };
+    let key_id = map.get("key_id").and_then(serde_json::Value::as_str);
+    let signature = map.get("signature").and_then(serde_json::Value::as_str);
+    if chain::event_hash(map) != hash {
+        return Err("its body does not match its hash: it was edited".into());
+    }
+    let signed = matches!((key_id, signature), (Some(k), Some(s)) if keys.verify_event(k, hash, s));
+    if !signed {
+        return Err("its signature does not verify".into());
+    }
+    let body = IndexColumns::of(map)?;
+    if let Some(column) = stored.first_difference(&body) {
+        return Err(format!(
+            "its stored column `{column}` does not match its signed body"
+        ));
+    }
+    if !filter.matches(&body) {
+        return Err("its signed body does not match the filter".into());
+    }
+    Ok(())
 }

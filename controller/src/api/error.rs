@@ -81,11 +81,11 @@ impl From<StoreError> for ApiError {
                 format!("already exists: {m}"),
             ),
             StoreError::Unavailable(m) => {
-                tracing::warn!(error = %m, "store unavailable");
+                tracing::warn!(error = %portcullis_proto::text::escaped(&m), "store unavailable");
                 ApiError::unavailable("the controller's database is unavailable; retry shortly")
             }
             other => {
-                tracing::error!(error = %other, "store error");
+                tracing::error!(error = %portcullis_proto::text::escaped(&other), "store error");
                 ApiError::internal("internal store error; see the controller's log")
             }
         }
@@ -97,7 +97,7 @@ impl From<KeyError> for ApiError {
         match err {
             KeyError::Store(e) => e.into(),
             other => {
-                tracing::error!(error = %other, "keyset error");
+                tracing::error!(error = %portcullis_proto::text::escaped(&other), "keyset error");
                 ApiError::internal("internal key error; see the controller's log")
             }
         }

@@ -431,7 +431,7 @@ async fn exchange(
         .exchange_code(code, secrets.pkce_verifier, &secrets.nonce)
         .await
         .map_err(|e| {
-            tracing::warn!(login.id = %login.id, error = %e, "OIDC login failed");
+            tracing::warn!(login.id = %login.id, error = %portcullis_proto::text::escaped(&e), "OIDC login failed");
             e.to_string()
         })
 }

@@ -86,7 +86,24 @@ fn check_optional_label(field: &str, value: &Option<String>) -> Result<(), ApiEr
             field,
             format!("`{field}` must be 1-64 characters"),
         )),
-        _ => Ok(()),
+        Some(v) => check_printable(field, v),
+        None => Ok(()),
+    }
+}
+
+/// Labels are shown in tables and logs: a control character (newline, ESC...) or a
+/// bidirectional override in one would rewrite the reader's terminal or reorder what it shows.
+fn check_printable(field: &str, value: &str) -> Result<(), ApiError> {
+    match portcullis_proto::text::first_unsafe(value) {
+        None => Ok(()),
+        Some(c) => Err(ApiError::field(
+            field,
+            format!(
+                "`{field}` contains the character U+{:04X}; labels may not contain control \
+                 characters or bidirectional or invisible formatting characters",
+                u32::from(c)
+            ),
+        )),
     }
 }
 
@@ -150,6 +167,9 @@ fn check_record(t: &TargetRecord) -> Result<(), ApiError> {
             "tags",
             "at most 32 tags of 1-64 characters",
         ));
+    }
+    for tag in &t.tags {
+        check_printable("tags", tag)?;
     }
     Ok(())
 }

@@ -259,3 +259,84 @@ impl KeyRing {
         self.verify(key_id, &signature_message(hash), signature)
     }
 }
+
+/// The columns stored beside each event's body so that `audit list` can filter with an
+/// index (`seq`, `id`, `time`, `type`, `actor`, `username`, `session_id`, `target_id`,
+/// `decision`, `hash`). They are not signed themselves: the writer derives them from the
+/// sealed body with [`IndexColumns::of`], and the verifier derives them again and compares,
+/// so an edited column is found like an edited body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexColumns {
+    pub seq: u64,
+    pub id: String,
+    /// Unix seconds of the body's `time`.
+    pub time: i64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The actor's user id, or else its source (`worker:<id>`, an address).
+    pub actor: Option<String>,
+    pub username: Option<String>,
+    pub session_id: Option<String>,
+    pub target_id: Option<String>,
+    pub decision: Option<String>,
+    pub hash: Option<String>,
+}
+
+impl IndexColumns {
+    /// The columns an event's body implies; what is missing or mistyped is named.
+    pub fn of(body: &Map<String, Value>) -> Result<IndexColumns, String> {
+        let text = |v: Option<&Value>, name: &str| -> Result<Option<String>, String> {
+            match v {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(format!("`{name}` is not a string")),
+            }
+        };
+        let required = |name: &str| -> Result<String, String> {
+            text(body.get(name), name)?.ok_or_else(|| format!("no `{name}`"))
+        };
+        let seq = body
+            .get("sequence")
+            .and_then(Value::as_u64)
+            .ok_or("no `sequence`")?;
+        let time = required("time")?;
+        let unix = humantime::parse_rfc3339_weak(&time)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_secs()).ok())
+            .ok_or_else(|| format!("`time` {time:?} is not an RFC 3339 time"))?;
+        let actor = body.get("actor");
+        let actor_field = |name: &str| text(actor.and_then(|a| a.get(name)), name);
+        Ok(IndexColumns {
+            seq,
+            id: required("id")?,
+            time: unix,
+            kind: required("type")?,
+            actor: actor_field("user_id")?.or(actor_field("source")?),
+            username: actor_field("user")?,
+            session_id: text(body.get("session"), "session")?,
+            target_id: text(body.get("target"), "target")?,
+            decision: text(body.get("decision"), "decision")?,
+            hash: text(body.get("hash"), "hash")?,
+        })
+    }
+
+    /// The first stored column that differs from `expected` (the body's), by column name.
+    pub fn first_difference(&self, expected: &IndexColumns) -> Option<&'static str> {
+        [
+            ("seq", self.seq == expected.seq),
+            ("id", self.id == expected.id),
+            ("time", self.time == expected.time),
+            ("type", self.kind == expected.kind),
+            ("actor", self.actor == expected.actor),
+            ("username", self.username == expected.username),
+            ("session_id", self.session_id == expected.session_id),
+            ("target_id", self.target_id == expected.target_id),
+            ("decision", self.decision == expected.decision),
+            ("hash", self.hash == expected.hash),
+        ]
+        .into_iter()
+        .find(|(_, same)| !same)
+        .map(|(column, _)| column)
+    }
+}

@@ -160,7 +160,7 @@ async fn run(state: AppState, sink: SinkConfig, shutdown: CancellationToken) {
             }
             Err(err) => {
                 if !failing {
-                    tracing::warn!(error = %err, "audit sink is failing; events wait in the store");
+                    tracing::warn!(error = %portcullis_proto::text::escaped(&err), "audit sink is failing; events wait in the store");
                 }
                 failing = true;
             }

@@ -1,12 +1,13 @@
-//! Verifying the audit chain, sans I/O: feed events in store order to [`Verifier::push`],
-//! then call [`Verifier::finish`]. The first problem stops the walk and names the event.
+//! Verifying the audit chain, sans I/O: feed events in store order to [`Verifier::push`]
+//! (or, with the store's index columns, [`Verifier::push_stored`]), then call
+//! [`Verifier::finish`]. The first problem stops the walk and names the event.
 //! `portcullis audit verify` drives it over the API export or an exported file.
 
 use std::fmt;
 
 use serde_json::Value;
 
-use super::chain::{self, KeyRing, GENESIS};
+use super::chain::{self, IndexColumns, KeyRing, GENESIS};
 
 /// A chain position: an event's sequence and hash (`SEQ:HASH` on the command line).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -65,6 +66,9 @@ pub enum Problem {
     BrokenLink,
     /// The content does not match the event's hash: the event was edited.
     Edited,
+    /// A column stored beside the body for `audit list`'s filters says something else than
+    /// the signed body: the index was edited, which steers what the filters return.
+    IndexEdited { column: &'static str },
     /// Signed by a key the verifier does not hold.
     UnknownKey(String),
     /// The hash is right but the signature is not: forged or inserted.
@@ -89,6 +93,10 @@ impl fmt::Display for Problem {
                 "prev_hash is not the hash of the event before it: the chain is broken (an event before it was removed or replaced)",
             ),
             Problem::Edited => f.write_str("its content does not match its hash: it was edited"),
+            Problem::IndexEdited { column } => write!(
+                f,
+                "its stored column `{column}` does not match its signed body: the index `audit list` filters on was edited"
+            ),
             Problem::UnknownKey(id) => write!(
                 f,
                 "signed by key {id}, which is not among the audit public keys"
@@ -258,6 +266,28 @@ impl Verifier {
             hash: hash.to_owned(),
         });
         Ok(())
+    }
+
+    /// The next event in store order with the columns the store keeps beside it: the event
+    /// is checked as by [`Verifier::push`], then every column against its signed body.
+    pub fn push_stored(&mut self, event: &Value, stored: &IndexColumns) -> Result<(), Failure> {
+        self.push(event)?;
+        let Some(map) = event.as_object().filter(|m| m.contains_key("hash")) else {
+            // Events from before the chain: nothing signed to compare with.
+            return Ok(());
+        };
+        let id = map.get("id").and_then(Value::as_str).map(str::to_owned);
+        let fail = |sequence: u64, problem: Problem| Failure {
+            sequence,
+            id: id.clone(),
+            problem,
+        };
+        let expected =
+            IndexColumns::of(map).map_err(|e| fail(stored.seq, Problem::Malformed(e)))?;
+        match stored.first_difference(&expected) {
+            Some(column) => Err(fail(expected.seq, Problem::IndexEdited { column })),
+            None => Ok(()),
+        }
     }
 
     /// Ends the walk. `store_head` is the head the store itself records, when known (the

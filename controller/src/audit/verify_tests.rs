@@ -245,3 +245,62 @@ fn redelivered_events_are_skipped_only_in_a_sink_copy() {
     let failure = verify(ring_of(&[&s]), &copy, None, None).unwrap_err();
     assert_eq!(failure.problem, Problem::OutOfSequence { found: 2 });
 }
+
+#[test]
+fn every_index_column_is_checked_against_the_signed_body() {
+    let s = signer("k_1");
+    let mut events = chain(&s, 3);
+    // A decision event, as authorize-session writes it.
+    let mut body = events[2].as_object().cloned().unwrap();
+    body.remove("hash");
+    body.remove("signature");
+    body.insert("type".into(), json!("session_denied"));
+    body.insert("decision".into(), json!("deny"));
+    body.insert("session".into(), Value::Null);
+    body.insert("target".into(), json!("t_1"));
+    body.insert(
+        "actor".into(),
+        json!({"user_id": "u_1", "user": "mallory", "groups": []}),
+    );
+    s.seal(&mut body);
+    events[2] = Value::Object(body);
+    let columns: Vec<IndexColumns> = events
+        .iter()
+        .map(|e| IndexColumns::of(e.as_object().unwrap()).unwrap())
+        .collect();
+    assert_eq!(columns[2].actor.as_deref(), Some("u_1"));
+    assert_eq!(columns[2].username.as_deref(), Some("mallory"));
+    assert_eq!(columns[2].time, 1_735_689_600);
+    let walk = |stored: &[IndexColumns]| {
+        let mut v = Verifier::new(ring_of(&[&s]), None);
+        for (e, c) in events.iter().zip(stored) {
+            v.push_stored(e, c)?;
+        }
+        v.finish(None)
+    };
+    assert_eq!(walk(&columns).unwrap().events, 3);
+    type Edit = fn(&mut IndexColumns);
+    let edits: [(&str, Edit); 10] = [
+        ("seq", |c| c.seq += 100),
+        ("id", |c| c.id = "e_other".into()),
+        ("time", |c| c.time += 3600),
+        ("type", |c| c.kind = "login_succeeded".into()),
+        ("actor", |c| c.actor = Some("u_2".into())),
+        ("username", |c| c.username = Some("alice".into())),
+        ("session_id", |c| c.session_id = Some("s_1".into())),
+        ("target_id", |c| c.target_id = None),
+        ("decision", |c| c.decision = Some("allow".into())),
+        ("hash", |c| c.hash = Some(GENESIS.into())),
+    ];
+    for (column, edit) in edits {
+        let mut stored = columns.clone();
+        edit(&mut stored[2]);
+        let failure = walk(&stored).unwrap_err();
+        assert_eq!(failure.sequence, 3, "{column}");
+        assert_eq!(failure.problem, Problem::IndexEdited { column }, "{column}");
+        assert!(
+            failure.to_string().contains(&format!("`{column}`")),
+            "{failure}"
+        );
+    }
+}

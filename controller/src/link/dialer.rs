@@ -147,7 +147,9 @@ async fn dial_loop(
         };
         match attempt.await {
             Ok(()) => backoff = Duration::from_millis(200),
-            Err(err) => tracing::info!(error = %err, "worker link ended; redialling"),
+            Err(err) => {
+                tracing::info!(error = %portcullis_proto::text::escaped(&err), "worker link ended; redialling")
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -4,6 +4,7 @@ use portcullis_proto::grant::GrantKey;
 use portcullis_proto::link::{
     AdmitFirst, ConnectionEvent, ConnectionEventKind, Hello, Request, Response, SessionEnd, Sync,
 };
+use portcullis_proto::text;
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::clock;
@@ -19,7 +20,7 @@ fn error(message: impl Into<String>) -> Response {
 }
 
 fn store_error(err: StoreError) -> Response {
-    tracing::warn!(error = %err, "link request failed in the store");
+    tracing::warn!(error = %text::escaped(&err), "link request failed in the store");
     error("the controller's store is unavailable; retry")
 }
 
@@ -225,13 +226,13 @@ async fn apply_events(state: &AppState, worker_id: &str, events: Vec<ConnectionE
                 )
                 .await
                 {
-                    tracing::warn!(error = %err, session.id = %session_id, "could not end a session at its connection limit; the sweeper will");
+                    tracing::warn!(error = %text::escaped(&err), session.id = %text::escaped(&session_id), "could not end a session at its connection limit; the sweeper will");
                 }
             }
             Response::EventsAck { event_ids: ids }
         }
         Err(err) => {
-            tracing::warn!(error = %err, events = ids.len(), "could not apply connection events; the worker will resend them");
+            tracing::warn!(error = %text::escaped(&err), events = ids.len(), "could not apply connection events; the worker will resend them");
             Response::EventsAck { event_ids: vec![] }
         }
     }

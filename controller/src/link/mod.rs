@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt as _, StreamExt as _};
 use portcullis_proto::link::{self, Frame, Request, Response};
+use portcullis_proto::text;
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -76,7 +77,7 @@ pub async fn serve(
         tokio::spawn(
             async move {
                 if let Err(err) = run_link(acceptor, tcp, state, shutdown).await {
-                    tracing::info!(error = %err, "worker link closed");
+                    tracing::info!(error = %text::escaped(&err), "worker link closed");
                 }
             }
             .instrument(span),
@@ -173,7 +174,7 @@ pub(crate) async fn drive<S: LinkIo>(
     if !accepted {
         return Err("hello refused".into());
     }
-    tracing::info!(proxy.addr = %hello.proxy_addr, "worker linked");
+    tracing::info!(proxy.addr = %text::escaped(&hello.proxy_addr), "worker linked");
     let (tx, mut rx) = mpsc::channel::<Outgoing>(64);
     let handle = state.links.insert(&worker_id, tx, &spki);
     let result = serve_requests(

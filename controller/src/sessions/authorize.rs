@@ -3,11 +3,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use portcullis_policy::{Outcome, TargetFacts};
+use portcullis_policy::{Decision, Outcome, TargetFacts};
 use portcullis_proto::api::SessionAuthorization;
 use portcullis_proto::grant::{self, GrantClaims, GRANT_ISSUER};
 
 use super::lifecycle::arm_expiry;
+use super::limits::RateCheck;
 use crate::api::error::ApiError;
 use crate::api::extract::Principal;
 use crate::audit::{self, AuditEvent};
@@ -46,19 +47,52 @@ pub async fn resolve(address: &str) -> Result<SocketAddr, ApiError> {
         })
 }
 
+/// The facts of a denial the audit event records: those of `session_authorized` where the
+/// decision got that far (zones, service, the matrix cells checked, the role rule that
+/// failed), and the endpoint the target resolved to.
+fn denial_details(decision: Option<&Decision>, endpoint: Option<SocketAddr>) -> serde_json::Value {
+    let mut details = serde_json::json!({
+        "endpoint": endpoint.map(|e| e.to_string()),
+    });
+    if let Some(d) = decision {
+        details["source_zone"] = d.source_zone.clone().into();
+        details["target_zone"] = d.target_zone.clone().into();
+        details["service"] = d.service.clone().into();
+        details["cells"] = d.cells.clone().into();
+        details["role_rule"] = d.role_rule.clone().into();
+    }
+    details
+}
+
+/// The 403 message: the reason, and for a denial by the role check the matrix cell the
+/// request was checked against (which admitted it), so the user knows the network allows the
+/// path and only a role is missing.
+fn denial_message(reason: &str, decision: Option<&Decision>) -> String {
+    match decision {
+        Some(d) if d.role_rule.is_some() && !d.cells.is_empty() => format!(
+            "session denied: {reason} (checked against the matrix cell {}, which admits it; \
+             the role check refused it)",
+            d.cells[0]
+        ),
+        _ => format!("session denied: {reason}"),
+    }
+}
+
 /// Records a denial and returns the 403 that carries its reason.
 async fn deny(
     state: &AppState,
     principal: &Principal,
     target: &TargetRecord,
     reason: String,
-    policy_hash: Option<&str>,
+    decision: Option<&Decision>,
+    endpoint: Option<SocketAddr>,
 ) -> ApiError {
     let event = AuditEvent::new(audit::kind::SESSION_DENIED, principal.actor())
         .target(&target.id)
-        .decision("deny", reason.clone());
-    let event = match policy_hash {
-        Some(h) => event.policy_hash(h),
+        .decision("deny", reason.clone())
+        .details(denial_details(decision, endpoint));
+    let event = match decision {
+        Some(d) => event.policy_hash(&d.policy_hash),
         None => event,
     };
     let recorded = async {
@@ -73,7 +107,70 @@ async fn deny(
         // Fail closed: the denial stands, and the missing audit record is an error.
         return err.into();
     }
-    ApiError::forbidden(format!("session denied: {reason}"))
+    ApiError::forbidden(denial_message(&reason, decision))
+}
+
+/// A per-user limit that refused a request (`[sessions.per_user]`).
+enum LimitHit {
+    Rate { per_minute: u32, retry_after: u64 },
+    Live { max_live: u32, live: i64 },
+}
+
+/// Records a refusal by a per-user limit (the rate limit only at its first refusal in a
+/// minute, so a client looping on 429 adds one event a minute) and returns the 429.
+async fn limited(
+    state: &AppState,
+    principal: &Principal,
+    target: &TargetRecord,
+    hit: LimitHit,
+    audit_it: bool,
+) -> ApiError {
+    let (reason, details, message) = match hit {
+        LimitHit::Rate {
+            per_minute,
+            retry_after,
+        } => (
+            format!("more than {per_minute} authorize-session requests in a minute"),
+            serde_json::json!({"limit": "sessions.per_user.authorize_per_minute", "value": per_minute}),
+            format!(
+                "too many sessions requested: at most {per_minute} a minute per user \
+                 (sessions.per_user.authorize_per_minute); retry in {retry_after} s, or reuse \
+                 an open session (`portcullis connect --listen-port` carries many connections)"
+            ),
+        ),
+        LimitHit::Live { max_live, live } => (
+            format!("{live} live sessions, the most one user may hold is {max_live}"),
+            serde_json::json!({"limit": "sessions.per_user.max_live", "value": max_live, "live": live}),
+            format!(
+                "you hold {live} live sessions, the most one user may hold \
+                 (sessions.per_user.max_live = {max_live}); end some with \
+                 `portcullis sessions cancel ID` (see `portcullis sessions list`) or let \
+                 unused ones expire, then retry"
+            ),
+        ),
+    };
+    if audit_it {
+        let event = AuditEvent::new(audit::kind::SESSION_LIMIT_REACHED, principal.actor())
+            .target(&target.id)
+            .decision("deny", reason)
+            .details(details);
+        let recorded = async {
+            let signer = audit::signer(&state.keys).await?;
+            let mut tx = state.store.begin().await?;
+            audit::record(&mut tx, &signer, event).await?;
+            tx.commit().await?;
+            Ok::<_, crate::store::StoreError>(())
+        }
+        .await;
+        if let Err(err) = recorded {
+            return err.into();
+        }
+    }
+    ApiError::new(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "session_limit",
+        message,
+    )
 }
 
 pub async fn authorize(
@@ -84,13 +181,23 @@ pub async fn authorize(
     ssh_public_key: Option<&str>,
 ) -> Result<SessionAuthorization, ApiError> {
     let now = clock::now();
+    if let RateCheck::Exceeded { first, retry_after } =
+        state.authorize_rate.hit(&principal.user.id, now)
+    {
+        let per_minute = state.config.per_user.authorize_per_minute;
+        let hit = LimitHit::Rate {
+            per_minute,
+            retry_after,
+        };
+        return Err(limited(state, principal, &target, hit, first).await);
+    }
     let endpoint = resolve(&target.address).await?;
     if is_unroutable(endpoint.ip()) {
         let reason = format!(
             "the target resolves to {}, which is never a session endpoint",
             endpoint.ip()
         );
-        return Err(deny(state, principal, &target, reason, None).await);
+        return Err(deny(state, principal, &target, reason, None, Some(endpoint)).await);
     }
     let Some(policy) = state.policy() else {
         return Err(deny(
@@ -99,6 +206,7 @@ pub async fn authorize(
             &target,
             "no policy is loaded: everything is denied".into(),
             None,
+            Some(endpoint),
         )
         .await);
     };
@@ -123,9 +231,23 @@ pub async fn authorize(
             principal,
             &target,
             decision.reason.clone(),
-            Some(&decision.policy_hash),
+            Some(&decision),
+            Some(endpoint),
         )
         .await);
+    }
+
+    let max_live = state.config.per_user.max_live;
+    if max_live > 0 {
+        let live = {
+            let mut conn = state.store.conn().await?;
+            session_rows::count_live_of_user(&mut conn, &principal.user.id, clock::to_i64(now))
+                .await?
+        };
+        if live >= i64::from(max_live) {
+            let hit = LimitHit::Live { max_live, live };
+            return Err(limited(state, principal, &target, hit, true).await);
+        }
     }
 
     let heard_after = clock::to_i64(now)
@@ -184,7 +306,8 @@ pub async fn authorize(
             principal,
             &target,
             reason,
-            Some(&decision.policy_hash),
+            Some(&decision),
+            Some(endpoint),
         )
         .await);
     }
@@ -478,7 +601,7 @@ async fn mint_failed(
     err: super::credentials::MintError,
 ) -> ApiError {
     let message = err.to_string();
-    tracing::warn!(session.id = session_id, error = %message, "minting the session's credentials failed; ending it");
+    tracing::warn!(session.id = session_id, error = %portcullis_proto::text::escaped(&message), "minting the session's credentials failed; ending it");
     let recorded = async {
         let signer = audit::signer(&state.keys).await?;
         let mut tx = state.store.begin().await?;

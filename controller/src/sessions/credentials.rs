@@ -170,12 +170,12 @@ pub fn revoke_now(state: AppState, vault: Vault, ids: Vec<String>) {
             match record {
                 Ok(Some(record)) if record.state == rows::REVOKING => {
                     if let Err(err) = revoke_one(&state, &vault, &record).await {
-                        tracing::warn!(error = %err, credential.id = %id, "revocation not recorded; the job retries");
+                        tracing::warn!(error = %portcullis_proto::text::escaped(&err), credential.id = %id, "revocation not recorded; the job retries");
                     }
                 }
                 Ok(_) => {}
                 Err(err) => {
-                    tracing::warn!(error = %err, credential.id = %id, "cannot read a queued revocation; the job retries")
+                    tracing::warn!(error = %portcullis_proto::text::escaped(&err), credential.id = %id, "cannot read a queued revocation; the job retries")
                 }
             }
         }
@@ -265,7 +265,7 @@ pub async fn revoke_one(
                 .await?;
             }
             tx.commit().await?;
-            tracing::warn!(session.id = %record.session_id, credential.id = %record.id, error = %err, retry_in_secs = delay, "cannot revoke Vault credentials yet");
+            tracing::warn!(session.id = %record.session_id, credential.id = %record.id, error = %portcullis_proto::text::escaped(&err), retry_in_secs = delay, "cannot revoke Vault credentials yet");
             Ok(false)
         }
     }
@@ -282,7 +282,7 @@ pub async fn run(state: AppState, vault: Vault, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         if let Err(err) = run_once(&state, &vault).await {
-            tracing::warn!(error = %err, "Vault credential job failed; retrying at the next tick");
+            tracing::warn!(error = %portcullis_proto::text::escaped(&err), "Vault credential job failed; retrying at the next tick");
         }
     }
 }

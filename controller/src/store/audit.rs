@@ -4,6 +4,7 @@
 use sqlx::{AnyConnection, Row as _};
 
 use super::{Result, StoreError};
+use crate::audit::chain::IndexColumns;
 
 /// The newest event of the chain (sequence 0 and the genesis hash when empty).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,19 +47,11 @@ fn head_from(row: &sqlx::any::AnyRow) -> Result<HeadRow> {
     })
 }
 
-/// The columns of one new event; `body` is the sealed event as JSON.
+/// One new event: its index columns (derived from the sealed body by
+/// [`IndexColumns::of`], so they cannot disagree with it) and the body as JSON.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
-    pub sequence: u64,
-    pub id: String,
-    pub time: i64,
-    pub kind: &'static str,
-    pub actor: Option<String>,
-    pub username: Option<String>,
-    pub session_id: Option<String>,
-    pub target_id: Option<String>,
-    pub decision: Option<&'static str>,
-    pub hash: String,
+    pub columns: IndexColumns,
     pub body: String,
 }
 
@@ -101,17 +94,18 @@ async fn insert_chunk(conn: &mut AnyConnection, events: &[NewEvent]) -> Result<(
     }
     let mut query = sqlx::query(&sql);
     for e in events {
+        let c = &e.columns;
         query = query
-            .bind(to_i64(e.sequence))
-            .bind(e.id.as_str())
-            .bind(e.time)
-            .bind(e.kind)
-            .bind(e.actor.as_deref())
-            .bind(e.username.as_deref())
-            .bind(e.session_id.as_deref())
-            .bind(e.target_id.as_deref())
-            .bind(e.decision)
-            .bind(e.hash.as_str())
+            .bind(to_i64(c.seq))
+            .bind(c.id.as_str())
+            .bind(c.time)
+            .bind(c.kind.as_str())
+            .bind(c.actor.as_deref())
+            .bind(c.username.as_deref())
+            .bind(c.session_id.as_deref())
+            .bind(c.target_id.as_deref())
+            .bind(c.decision.as_deref())
+            .bind(c.hash.as_deref())
             .bind(e.body.as_str());
     }
     query.execute(&mut *conn).await?;
@@ -141,37 +135,106 @@ pub struct Filter {
     pub until: Option<i64>,
 }
 
-/// Events matching `filter`, newest first: (sequence, body).
+impl Filter {
+    /// Whether an event with these columns passes the filter: the store's query applies it
+    /// to the stored columns, `GET /v1/audit` again to the columns of the signed body.
+    pub fn matches(&self, c: &IndexColumns) -> bool {
+        let is = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref()
+                .is_none_or(|w| w.is_empty() || have == Some(w))
+        };
+        let user = self.user.as_deref().unwrap_or_default();
+        self.before.is_none_or(|b| c.seq < b)
+            && is(&self.session, c.session_id.as_deref())
+            && (user.is_empty()
+                || c.actor.as_deref() == Some(user)
+                || c.username.as_deref() == Some(user))
+            && is(&self.target, c.target_id.as_deref())
+            && is(&self.kind, Some(c.kind.as_str()))
+            && is(&self.decision, c.decision.as_deref())
+            && self.since.is_none_or(|t| c.time >= t)
+            && self.until.is_none_or(|t| c.time <= t)
+    }
+}
+
+/// A stored event: the columns kept beside it and its body as stored.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub columns: IndexColumns,
+    pub body: String,
+}
+
+const STORED_COLUMNS: &str =
+    "seq, id, time, type, actor, username, session_id, target_id, decision, hash, body";
+
+fn stored(row: &sqlx::any::AnyRow) -> Result<StoredEvent> {
+    let seq: i64 = row.try_get("seq")?;
+    Ok(StoredEvent {
+        columns: IndexColumns {
+            seq: u64::try_from(seq).unwrap_or(0),
+            id: row.try_get("id")?,
+            time: row.try_get("time")?,
+            kind: row.try_get("type")?,
+            actor: row.try_get("actor")?,
+            username: row.try_get("username")?,
+            session_id: row.try_get("session_id")?,
+            target_id: row.try_get("target_id")?,
+            decision: row.try_get("decision")?,
+            hash: row.try_get("hash")?,
+        },
+        body: row.try_get("body")?,
+    })
+}
+
+/// Events whose stored columns match `filter`, newest first.
 pub async fn list(
     conn: &mut AnyConnection,
     filter: &Filter,
     limit: u32,
-) -> Result<Vec<(u64, String)>> {
-    let rows = sqlx::query(
-        "SELECT seq, body FROM audit_events WHERE seq < $1 \
+) -> Result<Vec<StoredEvent>> {
+    let sql = format!(
+        "SELECT {STORED_COLUMNS} FROM audit_events WHERE seq < $1 \
          AND ($2 = '' OR session_id = $2) \
          AND ($3 = '' OR actor = $3 OR username = $3) \
          AND ($4 = '' OR target_id = $4) \
          AND ($5 = '' OR type = $5) \
          AND ($6 = '' OR decision = $6) \
          AND time >= $7 AND time <= $8 \
-         ORDER BY seq DESC LIMIT $9",
-    )
-    .bind(filter.before.map_or(i64::MAX, to_i64))
-    .bind(filter.session.clone().unwrap_or_default())
-    .bind(filter.user.clone().unwrap_or_default())
-    .bind(filter.target.clone().unwrap_or_default())
-    .bind(filter.kind.clone().unwrap_or_default())
-    .bind(filter.decision.clone().unwrap_or_default())
-    .bind(filter.since.unwrap_or(i64::MIN))
-    .bind(filter.until.unwrap_or(i64::MAX))
-    .bind(i64::from(limit))
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter().map(seq_body).collect()
+         ORDER BY seq DESC LIMIT $9"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(filter.before.map_or(i64::MAX, to_i64))
+        .bind(filter.session.clone().unwrap_or_default())
+        .bind(filter.user.clone().unwrap_or_default())
+        .bind(filter.target.clone().unwrap_or_default())
+        .bind(filter.kind.clone().unwrap_or_default())
+        .bind(filter.decision.clone().unwrap_or_default())
+        .bind(filter.since.unwrap_or(i64::MIN))
+        .bind(filter.until.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(stored).collect()
 }
 
-/// Events after `after`, oldest first: the export and the sinks read the chain with this.
+/// Events after `after`, oldest first, with their columns: the export, which `audit verify`
+/// reads to check the columns too.
+pub async fn after_stored(
+    conn: &mut AnyConnection,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<StoredEvent>> {
+    let sql =
+        format!("SELECT {STORED_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2");
+    let rows = sqlx::query(&sql)
+        .bind(to_i64(after))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(stored).collect()
+}
+
+/// Events after `after`, oldest first: the sinks read the chain with this.
 pub async fn after(conn: &mut AnyConnection, after: u64, limit: u32) -> Result<Vec<(u64, String)>> {
     let rows =
         sqlx::query("SELECT seq, body FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")

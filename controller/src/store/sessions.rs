@@ -386,3 +386,16 @@ pub async fn live_of_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec
     .await?;
     rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
 }
+
+/// How many live sessions (not terminated, not yet expired) a user holds.
+pub async fn count_live_of_user(conn: &mut AnyConnection, user_id: &str, now: i64) -> Result<i64> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM sessions WHERE user_id = $1 AND state <> 'terminated' \
+         AND expires_at > $2",
+    )
+    .bind(user_id)
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.try_get("n")?)
+}

@@ -266,7 +266,7 @@ impl Vault {
                         Some(Duration::from_secs(auth.lease_duration)),
                     ),
                     Err(err @ (VaultError::Unreachable { .. } | VaultError::Untrusted { .. })) => {
-                        tracing::warn!(error = %err, "cannot log in to Vault yet; retrying in 5 s");
+                        tracing::warn!(error = %portcullis_proto::text::escaped(&err), "cannot log in to Vault yet; retrying in 5 s");
                         return Ok(RETRY);
                     }
                     Err(VaultError::Refused { errors, .. }) => {
@@ -290,7 +290,7 @@ impl Vault {
                     "Vault does not accept the controller's token ({errors}); check the token file or variable"
                 ))),
                 err @ (VaultError::Unreachable { .. } | VaultError::Untrusted { .. }) => {
-                    tracing::warn!(error = %err, "cannot check the controller's Vault token yet; retrying in 5 s");
+                    tracing::warn!(error = %portcullis_proto::text::escaped(&err), "cannot check the controller's Vault token yet; retrying in 5 s");
                     Ok(RETRY)
                 }
                 other => Err(other),
@@ -525,12 +525,12 @@ impl Vault {
                 other => {
                     if let Err(err) = other {
                         let err = self.map_err("a renewal of the controller's token", err);
-                        tracing::warn!(error = %err, "cannot renew the controller's Vault token; logging in again");
+                        tracing::warn!(error = %portcullis_proto::text::escaped(&err), "cannot renew the controller's Vault token; logging in again");
                     }
                     match self.login().await {
                         Ok(new_ttl) => ttl = new_ttl,
                         Err(err) => {
-                            tracing::error!(error = %err, "cannot log in to Vault; retrying in 5 s");
+                            tracing::error!(error = %portcullis_proto::text::escaped(&err), "cannot log in to Vault; retrying in 5 s");
                             ttl = Duration::from_secs(8);
                         }
                     }

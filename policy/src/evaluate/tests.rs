@@ -124,3 +124,18 @@ fn most_generous_limit_wins_and_none_means_unlimited() {
     assert_eq!(most_generous(Some(Some(5)), None), None);
     assert_eq!(most_generous::<u32>(Some(None), Some(3)), None);
 }
+
+#[test]
+fn a_role_denial_names_the_rule_and_keeps_the_cells_it_passed() {
+    let policy = Policy::parse(DEV).unwrap();
+    let d = evaluate(&policy, &request(&["guests"], 22), 0);
+    assert_eq!(d.outcome, Outcome::Deny);
+    assert_eq!(d.cells.len(), 2, "{:?}", d.cells);
+    assert!(d.cells[0].starts_with("LOCAL -> LOCAL: "), "{:?}", d.cells);
+    let rule = d.role_rule.as_deref().unwrap();
+    assert!(rule.starts_with("no role: "), "{rule}");
+    // A matrix denial is no role's doing.
+    let mut req = request(&["admins"], 22);
+    req.target.service = Some("telnet".into());
+    assert_eq!(evaluate(&policy, &req, 0).role_rule, None);
+}

@@ -59,8 +59,20 @@ pub(super) async fn verify_live(
                 ))
             }
         };
-        for e in &page.events {
-            if let Err(failure) = v.push(e) {
+        let columns = page.columns.as_deref().unwrap_or_default();
+        if page.columns.is_some() && columns.len() != page.events.len() {
+            bail!(
+                "the controller's export page has {} events but {} index rows",
+                page.events.len(),
+                columns.len()
+            );
+        }
+        for (i, e) in page.events.iter().enumerate() {
+            let pushed = match columns.get(i) {
+                Some(stored) => v.push_stored(e, stored),
+                None => v.push(e),
+            };
+            if let Err(failure) = pushed {
                 return Ok(Outcome {
                     result: Err(failure),
                     source: "the live store".into(),
@@ -271,9 +283,11 @@ pub(super) fn report(outcome: &Outcome, json: bool) -> anyhow::Result<i32> {
                     "pinned_keys": outcome.pinned,
                 }))?;
             } else {
+                // The event id and a malformed event's text come from the store.
                 eprintln!(
-                    "The audit chain of {} is NOT intact. First bad {failure}",
-                    outcome.source
+                    "The audit chain of {} is NOT intact. First bad {}",
+                    outcome.source,
+                    portcullis_proto::text::escaped(failure)
                 );
             }
             Ok(1)
