@@ -290,10 +290,11 @@ pub async fn serve(
         tokio::spawn(
             async move {
                 let result = async {
-                    let tls = tokio::time::timeout(shared.config.handshake_timeout, acceptor.accept(tcp))
-                        .await
-                        .map_err(|_| "TLS handshake timed out".to_string())?
-                        .map_err(|e| format!("TLS: {e}"))?;
+                    let tls =
+                        tokio::time::timeout(shared.config.handshake_timeout, acceptor.accept(tcp))
+                            .await
+                            .map_err(|_| "TLS handshake timed out".to_string())?
+                            .map_err(|e| format!("TLS: {e}"))?;
                     drop(pass);
                     // The verifier accepted a controller certificate; its key names the
                     // controller (a newer link with the same key replaces this one).
@@ -302,11 +303,16 @@ pub async fn serve(
                         .1
                         .peer_certificates()
                         .and_then(|c| c.first())
-                        .and_then(|c| webpki::EndEntityCert::try_from(c).ok().map(|e| {
-                            portcullis_proto::keys::spki_fingerprint(e.subject_public_key_info().as_ref())
-                        }))
+                        .and_then(|c| {
+                            webpki::EndEntityCert::try_from(c).ok().map(|e| {
+                                portcullis_proto::keys::spki_fingerprint(
+                                    e.subject_public_key_info().as_ref(),
+                                )
+                            })
+                        })
                         .ok_or("the controller presented no certificate")?;
-                    crate::link::drive(&shared, tls, &controller, &peer.to_string(), &shutdown).await
+                    crate::link::drive(&shared, tls, &controller, &peer.to_string(), &shutdown)
+                        .await
                 }
                 .await;
                 if let Err(e) = result {

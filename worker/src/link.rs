@@ -65,13 +65,8 @@ impl LinkClient {
     }
 
     pub async fn request(&self, body: Request, timeout: Duration) -> Result<Response, String> {
-        let senders: Vec<_> = self.with(|links| {
-            links
-                .iter()
-                .rev()
-                .map(|l| l.sender.clone())
-                .collect()
-        });
+        let senders: Vec<_> =
+            self.with(|links| links.iter().rev().map(|l| l.sender.clone()).collect());
         let mut body = Some(body);
         for sender in senders {
             let (reply, answer) = oneshot::channel();

@@ -129,7 +129,10 @@ impl Table {
             let before = i.deadlines.first().map(|(d, _)| *d);
             let value = f(i);
             let after = i.deadlines.first().map(|(d, _)| *d);
-            (value, after.is_some() && (before.is_none() || after < before))
+            (
+                value,
+                after.is_some() && (before.is_none() || after < before),
+            )
         });
         if earlier {
             self.earlier.notify_one();

@@ -173,9 +173,8 @@ impl CertificateAuthority {
 /// A worker id as the controller makes them (`w_` and letters or digits): never
 /// `portcullis-controller` or any other DNS name.
 fn is_worker_id(id: &str) -> bool {
-    id.strip_prefix("w_").is_some_and(|rest| {
-        !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric())
-    })
+    id.strip_prefix("w_")
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// A raw Ed25519 public key to certify (the only key type Portcullis issues for).
