@@ -111,11 +111,6 @@ impl LinkClient {
             replaced,
         }
     }
-
-    /// How many links are up.
-    pub fn count(&self) -> usize {
-        self.with(|links| links.len())
-    }
 }
 
 enum Pending {
