@@ -5,7 +5,7 @@
 mod common;
 
 use common::dev::{curl, Dev};
-use common::raw::{present, Auth, ClientKey};
+use common::raw::{present, present_hello, Auth, ClientKey};
 use portcullis_proto::grant::{self, GrantClaims, GRANT_ISSUER};
 use portcullis_proto::proxy::{RefusalCode, WorkerReply};
 
@@ -186,4 +186,31 @@ fn a_valid_grant_without_its_client_key_fails_the_handshake() {
     let (code, reason) = f.refusal(Auth::Key(&client), &valid);
     assert_eq!(code, RefusalCode::SessionEnded, "{reason}");
     assert!(reason.contains("unknown session"), "{reason}");
+}
+
+#[test]
+fn an_unknown_protocol_version_is_refused_with_its_own_code() {
+    let f = fixture();
+    let client = ClientKey::generate();
+    let valid = f.sign(&f.claims(&client));
+    for version in [0u64, 2, 999, u64::from(u32::MAX)] {
+        let hello = serde_json::json!({"protocol_version": version, "grant": valid});
+        let (reply, _) = present_hello(&f.worker_addr, &f.fingerprint, Auth::Key(&client), &hello)
+            .unwrap_or_else(|e| panic!("version {version}: no reply: {e}"));
+        assert_eq!(reply["status"], "refused", "version {version}: {reply}");
+        assert_eq!(
+            reply["code"], "unsupported_version",
+            "version {version}: {reply}"
+        );
+        let reason = reply["reason"].as_str().unwrap();
+        assert!(reason.contains(&version.to_string()), "{reason}");
+    }
+    // The version this release speaks gets past the version check (to the controller, which
+    // does not know the session).
+    let hello =
+        serde_json::json!({"protocol_version": portcullis_proto::PROTOCOL_VERSION, "grant": valid});
+    let (reply, _) =
+        present_hello(&f.worker_addr, &f.fingerprint, Auth::Key(&client), &hello).unwrap();
+    assert_eq!(reply["code"], "session_ended", "{reply}");
+    drop(f.dev);
 }

@@ -32,6 +32,8 @@ pub enum WorkerReply {
 #[serde(rename_all = "snake_case")]
 pub enum RefusalCode {
     BadHandshake,
+    /// The hello names a protocol version this worker does not speak.
+    UnsupportedVersion,
     InvalidGrant,
     ExpiredGrant,
     WrongWorker,

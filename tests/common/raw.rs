@@ -124,31 +124,59 @@ pub enum Auth<'a> {
     },
 }
 
-type Reply = Result<
+/// Connects, presents `grant`, and returns the worker's reply, or the TLS/handshake error.
+pub fn present(
+    worker_addr: &str,
+    worker_fingerprint: &str,
+    auth: Auth<'_>,
+    grant: &str,
+) -> Result<
     (
         WorkerReply,
         rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
     ),
     String,
->;
-
-/// Connects, presents `grant`, and returns the worker's reply, or the TLS/handshake error.
-pub fn present(worker_addr: &str, worker_fingerprint: &str, auth: Auth<'_>, grant: &str) -> Reply {
-    let hello = serde_json::to_vec(&ClientHello {
+> {
+    let hello = serde_json::to_value(ClientHello {
         protocol_version: portcullis_proto::PROTOCOL_VERSION,
         grant: grant.to_owned(),
     })
     .unwrap();
-    present_hello(worker_addr, worker_fingerprint, auth, &hello)
+    let (reply, tls) = present_hello(worker_addr, worker_fingerprint, auth, &hello)?;
+    let reply = serde_json::from_value(reply).map_err(|e| e.to_string())?;
+    Ok((reply, tls))
 }
 
-/// Like [`present`], with any bytes as the hello's JSON.
+/// Connects, sends `hello` as it is (any JSON), and returns the worker's reply as JSON.
 pub fn present_hello(
     worker_addr: &str,
     worker_fingerprint: &str,
     auth: Auth<'_>,
-    hello_json: &[u8],
-) -> Reply {
+    hello: &serde_json::Value,
+) -> Result<
+    (
+        serde_json::Value,
+        rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    ),
+    String,
+> {
+    let mut tls = connect(worker_addr, worker_fingerprint, auth)?;
+    let hello = proxy::encode_frame(hello).unwrap();
+    tls.write_all(&hello).map_err(|e| e.to_string())?;
+    let mut len = [0u8; 4];
+    tls.read_exact(&mut len).map_err(|e| e.to_string())?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    tls.read_exact(&mut body).map_err(|e| e.to_string())?;
+    let reply = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    Ok((reply, tls))
+}
+
+/// A TLS connection to a worker's proxy port, before the hello.
+pub fn connect(
+    worker_addr: &str,
+    worker_fingerprint: &str,
+    auth: Auth<'_>,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let builder = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
         .dangerous()
@@ -175,14 +203,10 @@ pub fn present_hello(
     tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let len = u32::try_from(hello_json.len()).unwrap();
-    tls.write_all(&len.to_be_bytes())
-        .and_then(|()| tls.write_all(hello_json))
-        .map_err(|e| e.to_string())?;
-    let mut len = [0u8; 4];
-    tls.read_exact(&mut len).map_err(|e| e.to_string())?;
-    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-    tls.read_exact(&mut body).map_err(|e| e.to_string())?;
-    let reply = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-    Ok((reply, tls))
+    while tls.conn.is_handshaking() {
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(tls)
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::accept::GateLimits;
 use crate::Secret;
 
 #[derive(Debug, Clone)]
@@ -30,6 +31,15 @@ pub struct Config {
     /// `controller_unreachable` (recorded when a link returns).
     pub live_grace: Duration,
     pub drain_timeout: Duration,
+    /// A connection to the proxy port or `cluster_listen` must finish its TLS handshake
+    /// within this time, or it is closed.
+    pub handshake_timeout: Duration,
+    /// A proxy client must send its hello within this time after the TLS handshake.
+    pub hello_timeout: Duration,
+    /// Connections not authenticated yet (in their TLS handshake or, on the proxy port,
+    /// before their hello), per listener: in total and per source address. Beyond these,
+    /// new connections are closed at once.
+    pub handshake_limits: GateLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +71,20 @@ struct RawWorker {
     admit_grace_secs: Option<f64>,
     live_grace_secs: Option<f64>,
     drain_timeout_secs: Option<f64>,
+    handshake_timeout_secs: Option<f64>,
+    hello_timeout_secs: Option<f64>,
+    max_handshakes: Option<usize>,
+    max_handshakes_per_source: Option<usize>,
+}
+
+fn count(value: Option<usize>, key: &'static str, default: usize) -> Result<usize, ConfigError> {
+    match value.unwrap_or(default) {
+        0 => Err(ConfigError::Invalid {
+            key,
+            message: "must be at least 1".into(),
+        }),
+        n => Ok(n),
+    }
 }
 
 fn secs(value: Option<f64>, key: &'static str, default: f64) -> Result<Duration, ConfigError> {
@@ -94,6 +118,12 @@ impl Config {
             admit_grace: Duration::from_secs(5),
             live_grace: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(5),
+            handshake_limits: GateLimits {
+                total: 512,
+                per_source: 64,
+            },
         }
     }
 
@@ -151,6 +181,20 @@ impl Config {
             admit_grace: secs(w.admit_grace_secs, "worker.admit_grace_secs", 5.0)?,
             live_grace: secs(w.live_grace_secs, "worker.live_grace_secs", 60.0)?,
             drain_timeout: secs(w.drain_timeout_secs, "worker.drain_timeout_secs", 30.0)?,
+            handshake_timeout: secs(
+                w.handshake_timeout_secs,
+                "worker.handshake_timeout_secs",
+                10.0,
+            )?,
+            hello_timeout: secs(w.hello_timeout_secs, "worker.hello_timeout_secs", 5.0)?,
+            handshake_limits: GateLimits {
+                total: count(w.max_handshakes, "worker.max_handshakes", 512)?,
+                per_source: count(
+                    w.max_handshakes_per_source,
+                    "worker.max_handshakes_per_source",
+                    64,
+                )?,
+            },
         })
     }
 }
@@ -172,5 +216,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("worker.proxy_listen"), "{err}");
+        assert_eq!(c.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(c.hello_timeout, Duration::from_secs(5));
+        assert_eq!(c.handshake_limits.total, 512);
+        let err = Config::from_toml(&text.replace("max_handshakes = 512", "max_handshakes = 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("worker.max_handshakes"), "{err}");
     }
 }

@@ -1,35 +1,94 @@
 //! Links that controllers dial (the outbound-only control plane): the worker listens on
-//! `cluster_listen`, presents its certificate, requires the controller's CA-issued link
+//! `cluster_listen`, presents its certificate, requires a controller's CA-issued link
 //! certificate, and then speaks the same protocol as when it dials out.
+//!
+//! Only a controller is accepted: its certificate must chain to the CA, carry the
+//! client-authentication usage and name `portcullis-controller`. Workers' certificates chain
+//! to the same CA and carry client authentication too, but never that name (the CA refuses to
+//! issue it to a worker), so one worker cannot pose as a controller to another and hand it
+//! grant keys or end its sessions.
 //!
 //! Before enrolment the worker has no certificate: it presents a throw-away self-signed one,
 //! accepts only a controller whose CA matches the join token's hash, and sends `join`.
+//! Enrolment attempts are served side by side: an idle connection does not hold up a real
+//! controller.
 
 use std::sync::Arc;
 
+use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt as _, StreamExt as _};
-use portcullis_proto::api::JoinRequest;
+use portcullis_proto::api::{JoinRequest, JoinResponse};
 use portcullis_proto::link::{self, Frame, Request, Response};
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use tokio::net::TcpListener;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use crate::accept::{self, Gate};
+use crate::config::Config;
 use crate::identity::Identity;
 use crate::{Shared, WorkerError};
 
-/// Accepts a controller whose certificate chains to the CA with the given key hash.
+/// Which CA a controller's certificate must chain to.
 #[derive(Debug)]
-struct ControllerOfCa {
-    ca_hash: String,
+enum Trust {
+    /// Before enrolment: the CA the controller sends, if its key has the join token's hash.
+    CaWithHash(String),
+    /// Once enrolled: the CA saved at enrolment.
+    Ca(CertificateDer<'static>),
+}
+
+/// Accepts a controller's link certificate (see the module doc), nothing else.
+#[derive(Debug)]
+struct ControllerVerifier {
+    trust: Trust,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
-impl ClientCertVerifier for ControllerOfCa {
+impl ControllerVerifier {
+    fn new(trust: Trust) -> ControllerVerifier {
+        ControllerVerifier {
+            trust,
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+        }
+    }
+}
+
+/// Checks that `ee` is a controller's link certificate issued by `ca`.
+fn verify_controller(
+    ee: &CertificateDer<'_>,
+    ca: &CertificateDer<'_>,
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
+    let anchor = webpki::anchor_from_trusted_cert(ca)
+        .map_err(|_| rustls::Error::General("bad CA".into()))?;
+    let cert = webpki::EndEntityCert::try_from(ee)
+        .map_err(|_| rustls::Error::General("unparsable controller certificate".into()))?;
+    cert.verify_for_usage(
+        webpki::ALL_VERIFICATION_ALGS,
+        &[anchor],
+        &[],
+        now,
+        webpki::KeyUsage::client_auth(),
+        None,
+        None,
+    )
+    .map_err(|e| rustls::Error::General(format!("controller certificate: {e}")))?;
+    let controller = ServerName::try_from(link::CONTROLLER_SERVER_NAME)
+        .map_err(|_| rustls::Error::General("bad controller name".into()))?;
+    cert.verify_is_valid_for_subject_name(&controller)
+        .map_err(|_| {
+            rustls::Error::General(format!(
+                "the certificate does not name {}: only a controller may dial this worker",
+                link::CONTROLLER_SERVER_NAME
+            ))
+        })
+}
+
+impl ClientCertVerifier for ControllerVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         &[]
     }
@@ -40,32 +99,28 @@ impl ClientCertVerifier for ControllerOfCa {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let ca = intermediates.last().ok_or(rustls::Error::General(
-            "the controller sent no CA certificate".into(),
-        ))?;
-        let spki = webpki::EndEntityCert::try_from(ca)
-            .map_err(|_| rustls::Error::General("unparsable CA".into()))?
-            .subject_public_key_info();
-        if portcullis_proto::keys::spki_fingerprint(spki.as_ref()) != self.ca_hash {
-            return Err(rustls::Error::General(
-                "the controller's CA does not match".into(),
-            ));
+        match &self.trust {
+            Trust::Ca(ca) => verify_controller(ee, ca, now)?,
+            Trust::CaWithHash(hash) => {
+                let ca = intermediates.last().ok_or(rustls::Error::General(
+                    "the controller sent no CA certificate".into(),
+                ))?;
+                let spki = webpki::EndEntityCert::try_from(ca)
+                    .map_err(|_| rustls::Error::General("unparsable CA".into()))?
+                    .subject_public_key_info();
+                if portcullis_proto::keys::spki_fingerprint(spki.as_ref()) != *hash {
+                    return Err(rustls::Error::General(
+                        "the controller's CA does not match".into(),
+                    ));
+                }
+                verify_controller(ee, ca, now)?
+            }
         }
-        let anchor = webpki::anchor_from_trusted_cert(ca)
-            .map_err(|_| rustls::Error::General("bad CA".into()))?;
-        webpki::EndEntityCert::try_from(ee)
-            .map_err(|_| rustls::Error::General("unparsable controller certificate".into()))?
-            .verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
-                &[anchor],
-                &[],
-                now,
-                webpki::KeyUsage::client_auth(),
-                None,
-                None,
-            )
-            .map_err(|e| rustls::Error::General(format!("controller certificate: {e}")))?;
         Ok(ClientCertVerified::assertion())
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
     }
 
     fn verify_tls12_signature(
@@ -122,13 +177,12 @@ fn server_config(
 
 /// Waits for a controller to dial in and enrols through it with the join token.
 pub async fn enrol(
-    listener: &TcpListener,
-    dir: &std::path::Path,
-    token: &str,
-    name: &str,
+    listener: &mut accept::Listener,
+    config: &Config,
     proxy_addr: &str,
 ) -> Result<Identity, WorkerError> {
-    let (ca_hash, _) = portcullis_proto::api::join_token::parse(token)
+    let token = config.join_token.as_ref().ok_or(WorkerError::NotEnrolled)?;
+    let (ca_hash, _) = portcullis_proto::api::join_token::parse(token.expose())
         .map_err(|m| WorkerError::Enrol(m.to_owned()))?;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
         .map_err(|e| WorkerError::Identity(e.to_string()))?;
@@ -136,107 +190,132 @@ pub async fn enrol(
     let throwaway = rcgen::CertificateParams::new(vec!["portcullis-worker".to_owned()])
         .and_then(|p| p.self_signed(&key))
         .map_err(|e| WorkerError::Identity(e.to_string()))?;
-    let verifier = Arc::new(ControllerOfCa {
-        ca_hash: ca_hash.to_owned(),
-        provider: Arc::new(rustls::crypto::ring::default_provider()),
-    });
+    let verifier = Arc::new(ControllerVerifier::new(Trust::CaWithHash(
+        ca_hash.to_owned(),
+    )));
     let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let acceptor = tokio_rustls::TlsAcceptor::from(server_config(
         verifier,
         None,
         Some((vec![throwaway.der().clone()], private)),
     )?);
+    let join = Frame::Request {
+        id: 1,
+        body: Request::Join(JoinRequest {
+            token: token.expose().clone(),
+            name: config.name.clone(),
+            public_key: portcullis_proto::keys::b64(&spki),
+            proxy_addr: proxy_addr.to_owned(),
+        }),
+    };
+    let join = link::encode(&join).map_err(|e| WorkerError::Enrol(e.to_string()))?;
+    let gate = Gate::new(config.handshake_limits, "cluster");
+    let mut attempts = FuturesUnordered::new();
     tracing::info!("waiting for a controller to dial in for enrolment");
     loop {
-        let (tcp, peer) = listener
-            .accept()
-            .await
-            .map_err(|e| WorkerError::Enrol(e.to_string()))?;
-        let attempt = async {
-            let tls = acceptor
-                .accept(tcp)
-                .await
-                .map_err(|e| format!("TLS with {peer}: {e}"))?;
-            let mut framed = Framed::new(tls, link::codec());
-            let join = Frame::Request {
-                id: 1,
-                body: Request::Join(JoinRequest {
-                    token: token.to_owned(),
-                    name: name.to_owned(),
-                    public_key: portcullis_proto::keys::b64(&spki),
-                    proxy_addr: proxy_addr.to_owned(),
-                }),
-            };
-            framed
-                .send(link::encode(&join).map_err(|e| e.to_string())?)
-                .await
-                .map_err(|e| e.to_string())?;
-            let answer = tokio::time::timeout(std::time::Duration::from_secs(10), framed.next())
-                .await
-                .map_err(|_| "no answer to join".to_string())?
-                .ok_or("closed")?
-                .map_err(|e| e.to_string())?;
-            match link::decode(&answer).map_err(|e| e.to_string())? {
-                Frame::Response {
-                    body: Response::Joined(joined),
-                    ..
-                } => Ok(joined),
-                Frame::Response {
-                    body: Response::Error { message },
-                    ..
-                } => Err(format!("enrolment refused: {message}")),
-                _ => Err("unexpected answer to join".to_string()),
+        tokio::select! {
+            (tcp, peer) = listener.accept() => {
+                let Some(pass) = gate.enter(peer.ip()) else { continue };
+                let (acceptor, join) = (acceptor.clone(), join.clone());
+                attempts.push(async move {
+                    let _pass = pass;
+                    join_through(&acceptor, tcp, join, config.handshake_timeout)
+                        .await
+                        .map_err(|e| format!("with {peer}: {e}"))
+                });
             }
-        };
-        match attempt.await {
-            Ok(joined) => return crate::identity::finish_enrolment(dir, key, joined),
-            Err(e) => {
-                tracing::warn!(error = %portcullis_proto::text::escaped(&e), "enrolment attempt failed; waiting for another")
-            }
+            Some(result) = attempts.next(), if !attempts.is_empty() => match result {
+                Ok(joined) => return crate::identity::finish_enrolment(&config.state_dir, key, joined),
+                Err(e) => tracing::warn!(error = %portcullis_proto::text::escaped(&e), "enrolment attempt failed; waiting for another"),
+            },
         }
     }
 }
 
-/// Serves links dialled by controllers until `shutdown`.
+/// One enrolment attempt on an accepted connection: TLS within `handshake_timeout`, then the
+/// join request and the controller's answer.
+async fn join_through(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    join: bytes::Bytes,
+    handshake_timeout: std::time::Duration,
+) -> Result<JoinResponse, String> {
+    let tls = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp))
+        .await
+        .map_err(|_| "TLS handshake timed out".to_string())?
+        .map_err(|e| format!("TLS: {e}"))?;
+    let mut framed = Framed::new(tls, link::codec());
+    framed.send(join).await.map_err(|e| e.to_string())?;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), framed.next())
+        .await
+        .map_err(|_| "no answer to join".to_string())?
+        .ok_or("closed")?
+        .map_err(|e| e.to_string())?;
+    match link::decode(&answer).map_err(|e| e.to_string())? {
+        Frame::Response {
+            body: Response::Joined(joined),
+            ..
+        } => Ok(joined),
+        Frame::Response {
+            body: Response::Error { message },
+            ..
+        } => Err(format!("enrolment refused: {message}")),
+        _ => Err("unexpected answer to join".to_string()),
+    }
+}
+
+/// Serves links dialled by controllers until `shutdown`. Several controllers may hold links
+/// at once; a connection that fails (in TLS or later) changes no other link.
 pub async fn serve(
-    listener: TcpListener,
+    mut listener: accept::Listener,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(shared.identity.ca_der()?)
-        .map_err(|e| WorkerError::Tls(e.to_string()))?;
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        Arc::new(rustls::crypto::ring::default_provider()),
-    )
-    .build()
-    .map_err(|e| WorkerError::Tls(e.to_string()))?;
+    let verifier = Arc::new(ControllerVerifier::new(Trust::Ca(
+        shared.identity.ca_der()?,
+    )));
     let acceptor =
         tokio_rustls::TlsAcceptor::from(server_config(verifier, Some(shared.certs.clone()), None)?);
+    let gate = Arc::new(Gate::new(shared.config.handshake_limits, "cluster"));
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(_) => continue,
-            },
+            accepted = listener.accept() => accepted,
+        };
+        let Some(pass) = gate.enter(peer.ip()) else {
+            continue;
         };
         let (acceptor, shared, shutdown) = (acceptor.clone(), shared.clone(), shutdown.clone());
         let span = tracing::info_span!("inbound_link", controller.addr = %peer);
         tokio::spawn(
             async move {
                 let result = async {
-                    let tls = acceptor
-                        .accept(tcp)
+                    let tls =
+                        tokio::time::timeout(shared.config.handshake_timeout, acceptor.accept(tcp))
+                            .await
+                            .map_err(|_| "TLS handshake timed out".to_string())?
+                            .map_err(|e| format!("TLS: {e}"))?;
+                    drop(pass);
+                    // The verifier accepted a controller certificate; its key names the
+                    // controller (a newer link with the same key replaces this one).
+                    let controller = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| {
+                            webpki::EndEntityCert::try_from(c).ok().map(|e| {
+                                portcullis_proto::keys::spki_fingerprint(
+                                    e.subject_public_key_info().as_ref(),
+                                )
+                            })
+                        })
+                        .ok_or("the controller presented no certificate")?;
+                    crate::link::drive(&shared, tls, &controller, &peer.to_string(), &shutdown)
                         .await
-                        .map_err(|e| format!("TLS: {e}"))?;
-                    crate::link::drive(&shared, tls, &peer.to_string(), &shutdown).await
                 }
                 .await;
                 if let Err(e) = result {
-                    shared.link.clear();
                     tracing::info!(error = %portcullis_proto::text::escaped(&e), "controller link ended");
                 }
             }

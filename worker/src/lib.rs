@@ -4,9 +4,12 @@
 //!
 //! Code map: [`config`], [`identity`] (key, certificate, enrolment), [`link`] (the link
 //! client), [`proxy`] (listener, handshake, relay), [`verifier`] (client-key verifier),
-//! [`table`] (sessions, keys, freshness), [`spool`] (connection events until acknowledged).
+//! [`table`] (sessions, keys, freshness, expiry), [`spool`] (connection events until
+//! acknowledged), [`inbound`] (links controllers dial), [`accept`] (accept back-off and the
+//! cap on connections still in their handshake).
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod certs;
 pub mod config;
 pub mod identity;
@@ -106,27 +109,20 @@ impl Worker {
             .proxy_public_addr
             .clone()
             .unwrap_or_else(|| bound.to_string());
-        let cluster_listener = match config.cluster_listen {
-            Some(addr) => Some(
+        let mut cluster_listener = match config.cluster_listen {
+            Some(addr) => Some(accept::Listener::new(
                 TcpListener::bind(addr)
                     .await
                     .map_err(|source| WorkerError::Bind { addr, source })?,
-            ),
+                "cluster",
+            )),
             None => None,
         };
         let identity = match identity::Identity::load(&config.state_dir)? {
             Some(identity) => identity,
             None if config.controllers.is_empty() => {
-                let token = config.join_token.as_ref().ok_or(WorkerError::NotEnrolled)?;
-                let listener = cluster_listener.as_ref().ok_or(WorkerError::NotEnrolled)?;
-                inbound::enrol(
-                    listener,
-                    &config.state_dir,
-                    token.expose(),
-                    &config.name,
-                    &proxy_addr,
-                )
-                .await?
+                let listener = cluster_listener.as_mut().ok_or(WorkerError::NotEnrolled)?;
+                inbound::enrol(listener, &config, &proxy_addr).await?
             }
             None => {
                 let token = config.join_token.as_ref().ok_or(WorkerError::NotEnrolled)?;
@@ -232,6 +228,11 @@ impl Worker {
                 }
             })
         };
+        // One task expires every session at its grant's expiry and forgets it.
+        let expiry = {
+            let (shared, stop) = (shared.clone(), watchdog_stop.clone());
+            tokio::spawn(async move { shared.table.run_expiry(stop).await })
+        };
         let tasks = tokio_util::task::TaskTracker::new();
         let accept_stop = CancellationToken::new();
         let accept = tokio::spawn(
@@ -264,7 +265,7 @@ impl Worker {
         }
         link_stop.cancel();
         watchdog_stop.cancel();
-        let _ = tokio::join!(link, watchdog);
+        let _ = tokio::join!(link, watchdog, expiry);
         if let Some(inbound) = inbound {
             let _ = inbound.await;
         }

@@ -2,6 +2,7 @@
 //! say hello, heartbeat, send spooled events and admission requests, and obey session ends.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,39 +21,94 @@ struct Outgoing {
     reply: oneshot::Sender<Response>,
 }
 
-/// Sends requests on whichever link is up; fails fast when none is.
+/// The live links to controllers, and requests sent on them: on the newest link, or an
+/// older one when the newest is closing; fails fast when none is up.
+///
+/// Several controllers may hold links at once (each dials an outbound-only worker). A link
+/// is registered only after its controller authenticated and answered the hello; only a newer
+/// link from the same controller replaces it (the older one is told to close), and a link that
+/// ends removes itself and nothing else.
 #[derive(Default)]
 pub struct LinkClient {
-    sender: Mutex<Option<mpsc::Sender<Outgoing>>>,
+    links: Mutex<Vec<LiveLink>>,
+    next_id: AtomicU64,
+}
+
+struct LiveLink {
+    id: u64,
+    controller: String,
+    sender: mpsc::Sender<Outgoing>,
+    replaced: CancellationToken,
+}
+
+/// A link's place in the [`LinkClient`]; dropping it removes the link.
+pub struct Registration<'a> {
+    client: &'a LinkClient,
+    id: u64,
+    /// Fires when a newer link from the same controller took this one's place.
+    pub replaced: CancellationToken,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.client.with(|links| links.retain(|l| l.id != self.id));
+    }
 }
 
 impl LinkClient {
+    fn with<T>(&self, f: impl FnOnce(&mut Vec<LiveLink>) -> T) -> T {
+        let mut guard = match self.links.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(&mut guard)
+    }
+
     pub async fn request(&self, body: Request, timeout: Duration) -> Result<Response, String> {
-        let sender = self
-            .sender
-            .lock()
-            .map_err(|_| "link state poisoned".to_string())?
-            .clone()
-            .ok_or("no controller link")?;
-        let (reply, answer) = oneshot::channel();
-        sender
-            .send(Outgoing { body, reply })
-            .await
-            .map_err(|_| "no controller link".to_string())?;
-        tokio::time::timeout(timeout, answer)
-            .await
-            .map_err(|_| "the controller did not answer in time".to_string())?
-            .map_err(|_| "the controller link closed".to_string())
+        let senders: Vec<_> =
+            self.with(|links| links.iter().rev().map(|l| l.sender.clone()).collect());
+        let mut body = Some(body);
+        for sender in senders {
+            let (reply, answer) = oneshot::channel();
+            let Some(next) = body.take() else { break };
+            match sender.send(Outgoing { body: next, reply }).await {
+                Ok(()) => {
+                    return tokio::time::timeout(timeout, answer)
+                        .await
+                        .map_err(|_| "the controller did not answer in time".to_string())?
+                        .map_err(|_| "the controller link closed".to_string());
+                }
+                // That link is closing: try the next one.
+                Err(mpsc::error::SendError(outgoing)) => body = Some(outgoing.body),
+            }
+        }
+        Err("no controller link".to_string())
     }
 
-    /// Forgets the current link (it ended).
-    pub fn clear(&self) {
-        self.set(None);
-    }
-
-    fn set(&self, sender: Option<mpsc::Sender<Outgoing>>) {
-        if let Ok(mut guard) = self.sender.lock() {
-            *guard = sender;
+    /// Registers an authenticated link to `controller`, replacing an older link to the same
+    /// controller.
+    fn register(&self, controller: &str, sender: mpsc::Sender<Outgoing>) -> Registration<'_> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let replaced = CancellationToken::new();
+        self.with(|links| {
+            links.retain(|l| {
+                let same = l.controller == controller;
+                if same {
+                    l.replaced.cancel();
+                }
+                !same
+            });
+            links.push(LiveLink {
+                id,
+                controller: controller.to_owned(),
+                sender,
+                replaced: replaced.clone(),
+            });
+        });
+        Registration {
+            client: self,
+            id,
+            replaced,
         }
     }
 }
@@ -109,7 +165,6 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         match session(&shared, &addr, &shutdown).await {
             Ok(()) => return,
             Err(err) => {
-                shared.link.set(None);
                 tracing::warn!(controller.addr = %addr, error = %portcullis_proto::text::escaped(&err), "controller link down; retrying");
             }
         }
@@ -150,14 +205,17 @@ async fn session(
         .connect(name, tcp)
         .await
         .map_err(|e| format!("TLS: {e}"))?;
-    drive(shared, tls, addr, shutdown).await
+    // One link at a time in this direction: the address names the controller.
+    drive(shared, tls, addr, addr, shutdown).await
 }
 
 /// Runs the link protocol (hello, heartbeats, events, requests both ways) over a stream,
-/// whichever side dialled.
+/// whichever side dialled. The caller has authenticated the controller; `controller` names
+/// it (a newer link with the same name replaces this one), `addr` is for the log.
 pub async fn drive<S: LinkIo>(
     shared: &Arc<Shared>,
     io: S,
+    controller: &str,
     addr: &str,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
@@ -198,7 +256,7 @@ pub async fn drive<S: LinkIo>(
     };
     tracing::info!(controller.addr = %addr, "linked to controller");
     let (tx, mut rx) = mpsc::channel::<Outgoing>(64);
-    shared.link.set(Some(tx));
+    let registration = shared.link.register(controller, tx);
     let mut pending: HashMap<u64, Pending> = HashMap::new();
     let mut next_id: u64 = 3;
     let mut events_in_flight = false;
@@ -211,6 +269,9 @@ pub async fn drive<S: LinkIo>(
             _ = shutdown.cancelled() => {
                 flush_events(shared, &mut stream).await;
                 return Ok(());
+            }
+            _ = registration.replaced.cancelled() => {
+                return Err("a newer link from the same controller replaced this one".into());
             }
             _ = heartbeat.tick() => {
                 if last_frame.elapsed() > silence {

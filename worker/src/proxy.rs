@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::table::Admission;
-use crate::Shared;
+use crate::{accept, Shared};
 
 fn now() -> u64 {
     std::time::SystemTime::now()
@@ -34,17 +34,17 @@ pub async fn serve(
     tasks: tokio_util::task::TaskTracker,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(shared.proxy_tls.clone());
+    let mut listener = accept::Listener::new(listener, "proxy");
+    let gate = accept::Gate::new(shared.config.handshake_limits, "proxy");
+    let handshake_timeout = shared.config.handshake_timeout;
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    tracing::warn!(error = %err, "proxy accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = listener.accept() => accepted,
+        };
+        // Until its hello is read, a connection holds a place in the gate.
+        let Some(pass) = gate.enter(peer.ip()) else {
+            continue;
         };
         let _ = tcp.set_nodelay(true);
         // An IPv4 client on a dual-stack listener appears as ::ffff:a.b.c.d; grants carry the
@@ -54,8 +54,8 @@ pub async fn serve(
         let (acceptor, shared) = (acceptor.clone(), shared.clone());
         tasks.spawn(
             async move {
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => handle(tls, peer, shared).await,
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => handle(tls, peer, shared, pass).await,
                     Ok(Err(err)) => {
                         tracing::info!(error = %text::escaped(&err), "TLS handshake refused")
                     }
@@ -91,7 +91,10 @@ enum NoHello {
     Bad(String),
 }
 
-async fn read_hello(tls: &mut TlsStream<TcpStream>) -> Result<ClientHello, NoHello> {
+async fn read_hello(
+    tls: &mut TlsStream<TcpStream>,
+    limit: Duration,
+) -> Result<ClientHello, NoHello> {
     let read = async {
         let len = tls.read_u32().await.map_err(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => NoHello::Closed,
@@ -105,13 +108,20 @@ async fn read_hello(tls: &mut TlsStream<TcpStream>) -> Result<ClientHello, NoHel
         serde_json::from_slice::<ClientHello>(&buf)
             .map_err(|e| NoHello::Bad(format!("malformed hello: {e}")))
     };
-    tokio::time::timeout(Duration::from_secs(5), read)
+    tokio::time::timeout(limit, read)
         .await
-        .map_err(|_| NoHello::Bad("no hello within 5 s".to_string()))?
+        .map_err(|_| NoHello::Bad(format!("no hello within {limit:?}")))?
 }
 
-async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Shared>) {
-    let hello = match read_hello(&mut tls).await {
+async fn handle(
+    mut tls: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    pass: accept::Pass,
+) {
+    let hello = read_hello(&mut tls, shared.config.hello_timeout).await;
+    drop(pass);
+    let hello = match hello {
         Ok(h) => h,
         Err(NoHello::Closed) => {
             tracing::debug!("client closed before the hello");
@@ -119,6 +129,18 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
         }
         Err(NoHello::Bad(e)) => return refuse(tls, RefusalCode::BadHandshake, e).await,
     };
+    if hello.protocol_version != portcullis_proto::PROTOCOL_VERSION {
+        return refuse(
+            tls,
+            RefusalCode::UnsupportedVersion,
+            format!(
+                "protocol version {} is not supported; this worker speaks version {}: use a client of the same release",
+                hello.protocol_version,
+                portcullis_proto::PROTOCOL_VERSION
+            ),
+        )
+        .await;
+    }
     if shared.draining.is_cancelled() {
         return refuse(
             tls,
@@ -204,7 +226,7 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
     };
     let connection_id = format!("c_{}", hex::encode(rand_bytes()));
     span.record("connection.id", connection_id.as_str());
-    let admission = shared.table.admit(&claims.sid, claims.lim);
+    let admission = shared.table.admit(&claims.sid, claims.lim, claims.exp);
     let first = matches!(admission, Admission::First);
     match admission {
         Admission::Ended(why) => {
@@ -294,15 +316,14 @@ async fn handle(mut tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Sha
     )
     .await;
     tracing::info!(endpoint = %endpoint, "connection accepted");
-    let cancel = shared.table.cancel_token(&claims.sid);
+    // The session ends (reason `expired` when its grant expires) through the table.
+    let ending = shared.table.ending(&claims.sid);
     let isolated = shared.table.isolation_token();
-    let expiry = Duration::from_secs(claims.exp.saturating_sub(now()));
     let up = AtomicU64::new(0);
     let down = AtomicU64::new(0);
     let why = tokio::select! {
         _ = relay(tls, target, &up, &down) => reason::CLOSED.to_owned(),
-        _ = cancel.cancelled() => shared.table.end_reason(&claims.sid).unwrap_or_else(|| reason::CANCELED.to_owned()),
-        _ = tokio::time::sleep(expiry) => reason::EXPIRED.to_owned(),
+        _ = ending.ended() => ending.reason(),
         _ = shared.hard_stop.cancelled() => reason::SHUTDOWN.to_owned(),
         _ = isolated.cancelled() => "controller_unreachable".to_owned(),
     };

@@ -1,18 +1,61 @@
 //! The worker's live state: accepted grant keys, when a controller was last heard, and each
 //! session's connection count and end signal.
+//!
+//! The session table is a cache, and it is pruned: every entry has a deadline (the latest
+//! expiry of the grants admitted for it, or a retention time for a session ended before this
+//! worker saw a grant of it), and one queue of deadlines, driven by a single task
+//! ([`Table::run_expiry`]), ends the sessions whose grants expired (their connections close
+//! with reason `expired`) and forgets them. Forgetting is safe: a forgotten session's grants
+//! have expired, and a session's first connection on this worker is admitted only by a
+//! controller, which refuses a session that has ended.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use portcullis_proto::grant::GrantKey;
+use portcullis_proto::link::reason;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Default)]
+/// How long a session ended by a controller, but never admitted here, is remembered.
+const ENDED_RETENTION_SECS: u64 = 600;
+
+/// How a session's connections learn that it ended, and why.
+#[derive(Debug, Default)]
+pub struct Ending {
+    cancel: CancellationToken,
+    reason: OnceLock<String>,
+}
+
+impl Ending {
+    /// Resolves when the session has ended.
+    pub async fn ended(&self) {
+        self.cancel.cancelled().await
+    }
+
+    /// Why the session ended (once it has).
+    pub fn reason(&self) -> String {
+        self.reason
+            .get()
+            .cloned()
+            .unwrap_or_else(|| reason::CANCELED.to_owned())
+    }
+
+    fn end(&self, why: &str) {
+        let _ = self.reason.set(why.to_owned());
+        self.cancel.cancel();
+    }
+
+    fn is_ended(&self) -> bool {
+        self.reason.get().is_some()
+    }
+}
+
 struct SessionEntry {
     admitted: u32,
-    ended: Option<String>,
-    cancel: CancellationToken,
+    /// Unix seconds after which the entry is dropped.
+    deadline: u64,
+    ending: Arc<Ending>,
 }
 
 #[derive(Default)]
@@ -20,9 +63,30 @@ struct Inner {
     keys: Vec<GrantKey>,
     last_heard: Option<Instant>,
     sessions: HashMap<String, SessionEntry>,
+    /// (deadline, session id): the timer queue. An item whose deadline is no longer its
+    /// entry's is stale and skipped when it comes up.
+    deadlines: BTreeSet<(u64, String)>,
     /// Cancelled when no controller has been heard for the live grace: every connection
     /// open at that moment ends. Replaced by a fresh token once a controller answers.
     isolated: CancellationToken,
+}
+
+impl Inner {
+    fn entry(&mut self, session_id: &str, deadline: u64) -> &mut SessionEntry {
+        let entry = self
+            .sessions
+            .entry(session_id.to_owned())
+            .or_insert_with(|| SessionEntry {
+                admitted: 0,
+                deadline: 0,
+                ending: Arc::default(),
+            });
+        if deadline > entry.deadline {
+            entry.deadline = deadline;
+            self.deadlines.insert((deadline, session_id.to_owned()));
+        }
+        entry
+    }
 }
 
 /// What the admission of a new connection found.
@@ -39,6 +103,15 @@ pub enum Admission {
 #[derive(Default)]
 pub struct Table {
     inner: Mutex<Inner>,
+    /// Woken when a deadline earlier than every other is queued.
+    earlier: tokio::sync::Notify,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Table {
@@ -48,6 +121,23 @@ impl Table {
             Err(poisoned) => poisoned.into_inner(),
         };
         f(&mut guard)
+    }
+
+    /// Runs `f`, and wakes the expiry task if it queued a new earliest deadline.
+    fn with_deadlines<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let (value, earlier) = self.with(|i| {
+            let before = i.deadlines.first().map(|(d, _)| *d);
+            let value = f(i);
+            let after = i.deadlines.first().map(|(d, _)| *d);
+            (
+                value,
+                after.is_some() && (before.is_none() || after < before),
+            )
+        });
+        if earlier {
+            self.earlier.notify_one();
+        }
+        value
     }
 
     pub fn keys(&self) -> Vec<GrantKey> {
@@ -85,11 +175,12 @@ impl Table {
         self.with(|i| i.last_heard.is_some_and(|t| t.elapsed() < grace))
     }
 
-    /// Counts a connection against the session's limit (0 = unlimited).
-    pub fn admit(&self, session_id: &str, limit: u32) -> Admission {
-        self.with(|i| {
-            let entry = i.sessions.entry(session_id.to_owned()).or_default();
-            if let Some(reason) = &entry.ended {
+    /// Counts a connection against the session's limit (0 = unlimited); `expires_at` is the
+    /// grant's expiry (unix seconds), when the session's connections end.
+    pub fn admit(&self, session_id: &str, limit: u32, expires_at: u64) -> Admission {
+        self.with_deadlines(|i| {
+            let entry = i.entry(session_id, expires_at);
+            if let Some(reason) = entry.ending.reason.get() {
                 return Admission::Ended(reason.clone());
             }
             if limit > 0 && entry.admitted >= limit {
@@ -113,29 +204,40 @@ impl Table {
         });
     }
 
-    pub fn cancel_token(&self, session_id: &str) -> CancellationToken {
+    /// The end signal of an admitted session. A session no longer in the table was
+    /// forgotten when its grants expired: its signal has already fired, with `expired`.
+    pub fn ending(&self, session_id: &str) -> Arc<Ending> {
         self.with(|i| {
             i.sessions
-                .entry(session_id.to_owned())
-                .or_default()
-                .cancel
-                .clone()
+                .get(session_id)
+                .map(|e| e.ending.clone())
+                .unwrap_or_else(|| {
+                    let ending = Ending::default();
+                    ending.end(reason::EXPIRED);
+                    Arc::new(ending)
+                })
         })
     }
 
     /// Ends a session: its live connections close, later ones are refused.
     pub fn end(&self, session_id: &str, reason: &str) {
-        self.with(|i| {
-            let entry = i.sessions.entry(session_id.to_owned()).or_default();
-            if entry.ended.is_none() {
-                entry.ended = Some(reason.to_owned());
-            }
-            entry.cancel.cancel();
+        let retain = unix_now() + ENDED_RETENTION_SECS;
+        self.with_deadlines(|i| {
+            // A session never admitted here is remembered for a while; an admitted one until
+            // its grants expire.
+            let known = i.sessions.contains_key(session_id);
+            i.entry(session_id, if known { 0 } else { retain })
+                .ending
+                .end(reason);
         });
     }
 
     pub fn end_reason(&self, session_id: &str) -> Option<String> {
-        self.with(|i| i.sessions.get(session_id).and_then(|e| e.ended.clone()))
+        self.with(|i| {
+            i.sessions
+                .get(session_id)
+                .and_then(|e| e.ending.reason.get().cloned())
+        })
     }
 
     /// Sessions this worker holds that have not ended.
@@ -143,31 +245,59 @@ impl Table {
         self.with(|i| {
             i.sessions
                 .iter()
-                .filter(|(_, e)| e.ended.is_none())
+                .filter(|(_, e)| !e.ending.is_ended())
                 .map(|(k, _)| k.clone())
                 .collect()
         })
     }
+
+    /// How many sessions the table holds, ended or not.
+    pub fn len(&self) -> usize {
+        self.with(|i| i.sessions.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Ends (reason `expired`) and forgets every session whose deadline is at or before
+    /// `now` (unix seconds); returns the next deadline still queued.
+    pub fn expire(&self, now: u64) -> Option<u64> {
+        self.with(|i| {
+            while let Some((deadline, id)) = i.deadlines.first().cloned() {
+                if deadline > now {
+                    return Some(deadline);
+                }
+                i.deadlines.pop_first();
+                if i.sessions.get(&id).is_some_and(|e| e.deadline == deadline) {
+                    if let Some(entry) = i.sessions.remove(&id) {
+                        entry.ending.end(reason::EXPIRED);
+                    }
+                }
+            }
+            None
+        })
+    }
+
+    /// The single expiry task: sleeps until the earliest deadline (or until an earlier one
+    /// is queued) and expires what is due, until `stop`.
+    pub async fn run_expiry(&self, stop: CancellationToken) {
+        loop {
+            let next = self.expire(unix_now());
+            let wait = match next {
+                Some(at) => Duration::from_secs(at.saturating_sub(unix_now())),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.earlier.notified() => {}
+                // Grants are refused from their expiry second on (grant::verify), and their
+                // connections end within that second.
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
+            }
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn admission_counts_and_ends() {
-        let t = Table::default();
-        assert_eq!(t.admit("s", 2), Admission::First);
-        assert_eq!(t.admit("s", 2), Admission::Local);
-        assert_eq!(t.admit("s", 2), Admission::LimitReached);
-        assert_eq!(t.admit("u", 0), Admission::First);
-        let token = t.cancel_token("s");
-        t.end("s", "canceled");
-        assert!(token.is_cancelled());
-        assert_eq!(t.admit("s", 0), Admission::Ended("canceled".into()));
-        assert_eq!(t.live(), vec!["u".to_string()]);
-        assert!(!t.fresh(Duration::from_secs(5)));
-        t.heard(vec![]);
-        assert!(t.fresh(Duration::from_secs(5)));
-    }
-}
+mod tests;

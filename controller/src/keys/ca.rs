@@ -130,6 +130,15 @@ impl CertificateAuthority {
                 ];
             }
             Leaf::Worker { worker_id } => {
+                // Workers dial in with client authentication too; what sets a controller apart
+                // (workers accept links only from it) is its name, which a worker's
+                // certificate never carries: no subject alternative name at all, and a common
+                // name that is a worker id.
+                if !is_worker_id(worker_id) {
+                    return Err(KeyError::Crypto(format!(
+                        "{worker_id:?} is not a worker id; refusing to issue a worker certificate for it"
+                    )));
+                }
                 params
                     .distinguished_name
                     .push(DnType::CommonName, worker_id);
@@ -159,6 +168,13 @@ impl CertificateAuthority {
         let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         Ok((vec![leaf, self.cert_der.clone()], private))
     }
+}
+
+/// A worker id as the controller makes them (`w_` and letters or digits): never
+/// `portcullis-controller` or any other DNS name.
+fn is_worker_id(id: &str) -> bool {
+    id.strip_prefix("w_")
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// A raw Ed25519 public key to certify (the only key type Portcullis issues for).
@@ -228,5 +244,34 @@ mod tests {
             None,
         )
         .unwrap();
+        // A worker certificate is no controller's: it names no host at all.
+        let controller =
+            rustls_pki_types::ServerName::try_from(portcullis_proto::link::CONTROLLER_SERVER_NAME)
+                .unwrap();
+        assert!(cert.verify_is_valid_for_subject_name(&controller).is_err());
+    }
+
+    #[test]
+    fn no_worker_certificate_carries_the_controller_name() {
+        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let pkcs8 = ca_key.serialize_der();
+        let ca_pem = self_signed_ca("k_1", &pkcs8).unwrap();
+        let ca = CertificateAuthority::new("k_1", &Secret::new(pkcs8), &ca_pem).unwrap();
+        let spki = KeyPair::generate_for(&rcgen::PKCS_ED25519)
+            .unwrap()
+            .subject_public_key_info();
+        for name in [
+            portcullis_proto::link::CONTROLLER_SERVER_NAME,
+            "w_",
+            "w_a.b",
+            "",
+        ] {
+            let issued = ca.issue(
+                &spki,
+                Leaf::Worker { worker_id: name },
+                Duration::from_secs(60),
+            );
+            assert!(issued.is_err(), "{name:?} was issued");
+        }
     }
 }

@@ -60,14 +60,28 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    // A failing accept (out of descriptors) backs off, up to a second, and is logged at most
+    // once per ten seconds with the number of failures in between.
+    let mut backoff = Duration::from_millis(5);
+    let mut last_log: Option<tokio::time::Instant> = None;
+    let mut failures: u64 = 0;
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok(pair) => {
+                    backoff = Duration::from_millis(5);
+                    pair
+                }
                 Err(err) => {
-                    tracing::warn!(error = %err, "link accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    failures += 1;
+                    if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        tracing::warn!(error = %err, failures, "link accept failed; backing off (raise the descriptor limit if this is EMFILE/ENFILE)");
+                        last_log = Some(tokio::time::Instant::now());
+                        failures = 0;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
                     continue;
                 }
             },

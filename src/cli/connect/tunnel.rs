@@ -172,6 +172,7 @@ impl Refused {
         matches!(
             self.code,
             RefusalCode::SessionEnded
+                | RefusalCode::UnsupportedVersion
                 | RefusalCode::ExpiredGrant
                 | RefusalCode::InvalidGrant
                 | RefusalCode::WrongWorker
@@ -202,6 +203,7 @@ impl std::error::Error for Refused {}
 fn describe(code: RefusalCode) -> &'static str {
     match code {
         RefusalCode::BadHandshake => "bad handshake",
+        RefusalCode::UnsupportedVersion => "the worker speaks another protocol version",
         RefusalCode::InvalidGrant => "the grant is not valid",
         RefusalCode::ExpiredGrant => "the session's grant has expired",
         RefusalCode::WrongWorker => "the grant is for another worker",

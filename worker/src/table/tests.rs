@@ -1,0 +1,102 @@
+use super::*;
+
+const EXP: u64 = 1_000;
+
+#[test]
+fn admission_counts_and_ends() {
+    let t = Table::default();
+    assert_eq!(t.admit("s", 2, EXP), Admission::First);
+    assert_eq!(t.admit("s", 2, EXP), Admission::Local);
+    assert_eq!(t.admit("s", 2, EXP), Admission::LimitReached);
+    assert_eq!(t.admit("u", 0, EXP), Admission::First);
+    let ending = t.ending("s");
+    t.end("s", "canceled");
+    assert!(ending.cancel.is_cancelled());
+    assert_eq!(ending.reason(), "canceled");
+    assert_eq!(t.admit("s", 0, EXP), Admission::Ended("canceled".into()));
+    assert_eq!(t.live(), vec!["u".to_string()]);
+    assert!(!t.fresh(Duration::from_secs(5)));
+    t.heard(vec![]);
+    assert!(t.fresh(Duration::from_secs(5)));
+}
+
+#[test]
+fn expired_sessions_end_with_reason_expired_and_are_forgotten() {
+    let t = Table::default();
+    assert_eq!(t.admit("a", 0, 100), Admission::First);
+    assert_eq!(t.admit("b", 0, 200), Admission::First);
+    let a = t.ending("a");
+    assert_eq!(t.expire(99), Some(100));
+    assert_eq!(t.len(), 2);
+    assert_eq!(t.expire(100), Some(200));
+    assert!(a.cancel.is_cancelled());
+    assert_eq!(a.reason(), reason::EXPIRED);
+    assert_eq!(t.len(), 1);
+    assert_eq!(t.live(), vec!["b".to_string()]);
+    assert_eq!(t.expire(500), None);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn a_later_grant_of_the_same_session_moves_its_deadline() {
+    let t = Table::default();
+    assert_eq!(t.admit("s", 0, 100), Admission::First);
+    assert_eq!(t.admit("s", 0, 300), Admission::Local);
+    // The first deadline comes up stale and is skipped.
+    assert_eq!(t.expire(150), Some(300));
+    assert_eq!(t.len(), 1);
+    assert!(!t.ending("s").cancel.is_cancelled());
+    assert_eq!(t.expire(300), None);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn a_session_ended_before_any_grant_is_remembered_then_forgotten() {
+    let t = Table::default();
+    t.end("gone", "canceled");
+    assert_eq!(t.end_reason("gone").as_deref(), Some("canceled"));
+    let now = unix_now();
+    assert!(t.expire(now).is_some());
+    assert_eq!(t.len(), 1);
+    assert_eq!(t.expire(now + ENDED_RETENTION_SECS + 1), None);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn the_table_stays_bounded_under_many_short_sessions() {
+    let t = Table::default();
+    for n in 0..10_000u64 {
+        let id = format!("s{n}");
+        t.admit(&id, 0, 10 + n % 50);
+        if n % 3 == 0 {
+            t.end(&id, "closed");
+        }
+    }
+    assert_eq!(t.len(), 10_000);
+    t.expire(60);
+    assert!(t.is_empty());
+    assert_eq!(t.with(|i| i.deadlines.len()), 0);
+}
+
+#[tokio::test]
+async fn the_expiry_task_ends_a_session_when_its_grant_expires() {
+    let t = Arc::new(Table::default());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let (t, stop) = (t.clone(), stop.clone());
+        async move { t.run_expiry(stop).await }
+    });
+    // Queued after the task went to sleep on an empty queue: the task must wake for it.
+    tokio::task::yield_now().await;
+    let exp = unix_now() + 1;
+    assert_eq!(t.admit("s", 0, exp), Admission::First);
+    let ending = t.ending("s");
+    tokio::time::timeout(Duration::from_secs(5), ending.ended())
+        .await
+        .expect("the session ended within its second");
+    assert_eq!(ending.reason(), reason::EXPIRED);
+    assert!(unix_now() >= exp);
+    assert!(t.is_empty());
+    stop.cancel();
+    task.await.unwrap();
+}
