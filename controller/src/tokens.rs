@@ -16,6 +16,15 @@ use crate::store::{Store, StoreError};
 /// The issuer of identities created with `portcullis controller issue-token`.
 pub const LOCAL_ISSUER: &str = "portcullis-local";
 
+/// Why a break-glass token was not issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("{0:?} is not a {1} name: use 1-64 letters, digits, `-`, `_`, `.` or `@`")]
+    InvalidName(String, &'static str),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+}
+
 /// A token just issued.
 pub struct Issued {
     /// The bearer secret: shown once, never stored.
@@ -93,16 +102,18 @@ pub async fn issue_local(
     groups: Vec<String>,
     amr: Vec<String>,
     operator: &Operator,
-) -> Result<Issued, KeyError> {
+) -> Result<Issued, IssueError> {
     if !valid_username(username) {
-        return Err(KeyError::Refused(format!(
-            "{username:?} is not a user name: use 1-64 letters, digits, `-`, `_`, `.` or `@`"
-        )));
+        return Err(IssueError::InvalidName(username.to_owned(), "user"));
     }
-    if let Some(bad) = groups.iter().chain(&amr).find(|g| !valid_username(g)) {
-        return Err(KeyError::Refused(format!(
-            "{bad:?} is not a group or method name: use 1-64 letters, digits, `-`, `_`, `.` or `@`"
-        )));
+    if let Some(bad) = groups.iter().find(|g| !valid_username(g)) {
+        return Err(IssueError::InvalidName(bad.clone(), "group"));
+    }
+    if let Some(bad) = amr.iter().find(|m| !valid_username(m)) {
+        return Err(IssueError::InvalidName(
+            bad.clone(),
+            "authentication method",
+        ));
     }
     let now = clock::to_i64(clock::now());
     let user = UserRecord {
@@ -139,6 +150,7 @@ pub async fn issue_local(
         }))
     })
     .await
+    .map_err(IssueError::from)
 }
 
 /// The names the dev login and the break-glass command accept for users and groups.
