@@ -21,9 +21,14 @@ pub const LOCAL_ISSUER: &str = "portcullis-local";
 pub enum IssueError {
     #[error("{0:?} is not a {1} name: use 1-64 letters, digits, `-`, `_`, `.` or `@`")]
     InvalidName(String, &'static str),
+    #[error("a break-glass token may live at most {} days; ask for a shorter --ttl", MAX_LOCAL_LIFETIME.as_secs() / 86_400)]
+    TooLong,
     #[error(transparent)]
     Keys(#[from] KeyError),
 }
+
+/// The longest life of a break-glass token.
+pub const MAX_LOCAL_LIFETIME: Duration = Duration::from_secs(366 * 86_400);
 
 /// A token just issued.
 pub struct Issued {
@@ -103,6 +108,9 @@ pub async fn issue_local(
     amr: Vec<String>,
     operator: &Operator,
 ) -> Result<Issued, IssueError> {
+    if lifetime > MAX_LOCAL_LIFETIME {
+        return Err(IssueError::TooLong);
+    }
     if !valid_username(username) {
         return Err(IssueError::InvalidName(username.to_owned(), "user"));
     }

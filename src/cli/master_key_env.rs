@@ -33,7 +33,8 @@ pub fn take(daemon: bool) -> anyhow::Result<Option<SecretString>> {
             .take(4096)
             .read_to_string(&mut text)
             .context("cannot read the master key handed over on standard input")?;
-        return Ok(Some(SecretString::from(text.trim().to_owned())));
+        let key = text.trim();
+        return Ok((!key.is_empty()).then(|| SecretString::from(key.to_owned())));
     }
     let Some(value) = std::env::var_os(VAR) else {
         return Ok(None);
