@@ -15,6 +15,15 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     let args = cli::Cli::parse();
+    // Before any thread exists (the runtime below starts them): the master key leaves the
+    // environment; a controller daemon re-executes itself without it.
+    let master_key = match cli::master_key_env::take(args.command.is_controller_daemon()) {
+        Ok(key) => key,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     cli::init_tracing(&args.log);
     let mut builder = if args.command.single_threaded() {
         tokio::runtime::Builder::new_current_thread()
@@ -28,7 +37,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match runtime.block_on(cli::run(args)) {
+    match runtime.block_on(cli::run(args, master_key)) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(err) => {
             // Errors may quote the controller's answers, and those may quote names from the

@@ -29,13 +29,7 @@ fn file_sink(dir: &Path) -> String {
 }
 
 fn login(c: &Controller, user: &str, groups: &[&str]) -> String {
-    let body = json!({"username": user, "groups": groups, "amr": ["mfa"]}).to_string();
-    let (code, text) = c.curl("POST", "/v1/auth/dev-login", Some(&body));
-    assert_eq!(code, 201, "{text}");
-    serde_json::from_str::<Value>(&text).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    c.issue_token(user, groups)
 }
 
 fn create_target(c: &Controller, name: &str, address: &str) -> String {
@@ -211,10 +205,15 @@ fn every_action_is_audited_with_its_fields() {
         assert!(e["time"].as_str().unwrap().ends_with('Z'), "{e}");
     }
 
-    let e = one(&events, "login_succeeded");
-    assert_eq!(e["actor"]["user"], "mallory");
-    assert_eq!(e["actor"]["groups"], json!(["nobody"]));
-    assert_eq!(e["actor"]["source"], "127.0.0.1");
+    let e = one(&events, "token_issued");
+    assert_eq!(e["details"]["user"], "mallory");
+    assert_eq!(e["details"]["groups"], json!(["nobody"]));
+    assert!(
+        e["actor"]["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("local:uid=")),
+        "{e}"
+    );
     assert!(one(&events, "worker_join_token_created").is_object());
     assert!(one(&events, "worker_joined").is_object());
     let e = one(&events, "target_created");
@@ -314,7 +313,7 @@ fn every_action_is_audited_with_its_fields() {
         .all(|e| e["session"] == l.session_id.as_str()));
     let (_, by_user) = audit_json(
         &c,
-        &["list", "--user", "mallory", "--type", "login_succeeded"],
+        &["list", "--user", "mallory", "--type", "permission_denied"],
     );
     assert_eq!(by_user.as_array().unwrap().len(), 1, "{by_user}");
     let (_, future) = audit_json(&c, &["list", "--since", "2100-01-01T00:00:00Z"]);

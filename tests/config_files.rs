@@ -13,7 +13,6 @@ fn example_controller_config_is_valid() {
         portcullis_controller::Config::parse(&text, "config/controller.toml", |_| None).unwrap();
     assert_eq!(config.api_listen.port(), 9200);
     assert_eq!(config.worker_lost_after.as_secs(), 30);
-    assert!(!config.dev_login);
     let oidc = config.oidc.expect("the example configures OIDC login");
     assert_eq!(oidc.groups_claim, "groups");
     assert_eq!(oidc.login_timeout.as_secs(), 600);

@@ -37,9 +37,9 @@ fn fixture() -> Fixture {
         .unwrap()
         .block_on(async move {
             use portcullis_controller::keys::{Keyset, MasterKey, Purpose};
-            use portcullis_controller::secret::Secret;
+            use portcullis_controller::secret::{ExposeSecret as _, SecretString};
             let store = portcullis_controller::store::Store::connect(
-                &Secret::new(format!(
+                &SecretString::from(format!(
                     "sqlite://{}",
                     state.join("portcullis.db").display()
                 )),
@@ -52,7 +52,7 @@ fn fixture() -> Fixture {
                 MasterKey::from_file(&state.join("master.key")).unwrap(),
             );
             let key = keys.active(Purpose::Grant).await.unwrap();
-            (key.id, key.pkcs8.expose().clone())
+            (key.id, key.pkcs8.expose_secret().to_vec())
         });
     Fixture {
         worker_id,

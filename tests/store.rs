@@ -5,7 +5,7 @@
 mod common;
 
 use portcullis_controller::keys::{Keyset, MasterKey, Purpose};
-use portcullis_controller::secret::Secret;
+use portcullis_controller::secret::{ExposeSecret as _, SecretString};
 use portcullis_controller::store::{self, Store, StoreError};
 
 struct Backend {
@@ -17,10 +17,12 @@ struct Backend {
 async fn backends() -> Vec<Backend> {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let sqlite = Store::connect(&Secret::new(url), 4).await.expect("sqlite");
+    let sqlite = Store::connect(&SecretString::from(url), 4)
+        .await
+        .expect("sqlite");
     sqlite.migrate().await.expect("sqlite migrations");
     let pg_url = common::pg::fresh_database().await;
-    let pg = Store::connect(&Secret::new(pg_url), 4)
+    let pg = Store::connect(&SecretString::from(pg_url), 4)
         .await
         .expect("postgres");
     pg.migrate().await.expect("postgres migrations");
@@ -85,7 +87,9 @@ fn user(subject: &str, groups: &[&str]) -> store::users::UserRecord {
 async fn sqlite_connections_keep_the_configured_pragmas() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("p.db").display());
-    let store = Store::connect(&Secret::new(url), 4).await.expect("sqlite");
+    let store = Store::connect(&SecretString::from(url), 4)
+        .await
+        .expect("sqlite");
     let mut conn = store.conn().await.expect("connection");
     let pragma = |name: &'static str| format!("PRAGMA {name}");
     let mut read = async |name| -> String {
@@ -111,9 +115,12 @@ async fn sqlite_connections_keep_the_configured_pragmas() {
 async fn sqlite_wal_is_copied_back_in_the_background() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("w.db");
-    let store = Store::connect(&Secret::new(format!("sqlite://{}", path.display())), 4)
-        .await
-        .expect("sqlite");
+    let store = Store::connect(
+        &SecretString::from(format!("sqlite://{}", path.display())),
+        4,
+    )
+    .await
+    .expect("sqlite");
     let before = std::fs::metadata(&path).expect("db file").len();
     // The migrations' tables and rows land in the WAL, not in the database file.
     store.migrate().await.expect("migrations");
@@ -520,7 +527,7 @@ async fn keyset_rotation_keeps_previous_keys_until_retired() {
         let mut conn = b.store.conn().await.unwrap();
         let rows = store::keys::usable(&mut conn, "grant").await.unwrap();
         assert_eq!(rows.len(), 1);
-        let private = active.pkcs8.expose();
+        let private = active.pkcs8.expose_secret();
         assert!(!rows[0]
             .sealed_private
             .windows(16)

@@ -134,6 +134,8 @@ impl AuditEvent {
 pub mod kind {
     pub const LOGIN_SUCCEEDED: &str = "login_succeeded";
     pub const LOGIN_FAILED: &str = "login_failed";
+    /// A token issued offline by `portcullis controller issue-token` (break-glass).
+    pub const TOKEN_ISSUED: &str = "token_issued";
     pub const TOKEN_REJECTED: &str = "token_rejected";
     pub const LOGIN_STARTED: &str = "login_started";
     pub const LOGGED_OUT: &str = "logged_out";

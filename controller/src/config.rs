@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::secret::Secret;
+use crate::secret::SecretString;
 
 /// A validated controller configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub store_url: Secret<String>,
+    pub store_url: SecretString,
     pub store_max_connections: u32,
     pub master_key: MasterKeySource,
     pub api_listen: SocketAddr,
@@ -25,7 +25,6 @@ pub struct Config {
     /// Workers this controller dials (outbound-only control plane), `HOST:PORT`.
     pub dial_workers: Vec<String>,
     pub policy_file: Option<PathBuf>,
-    pub dev_login: bool,
     pub token_lifetime: Duration,
     pub session_default_max: Duration,
     pub session_pending_timeout: Duration,
@@ -123,7 +122,7 @@ pub enum VaultAuth {
 pub enum MasterKeySource {
     File(PathBuf),
     /// Hex from `PORTCULLIS_MASTER_KEY`.
-    Env(Secret<String>),
+    Env(SecretString),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +136,13 @@ pub enum ConfigError {
     Parse { path: String, message: String },
     #[error("config key `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
+    #[error("config file {path} line {line}: `{key}` is no longer a config key: {advice}")]
+    Removed {
+        path: String,
+        line: usize,
+        key: &'static str,
+        advice: &'static str,
+    },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -371,7 +377,9 @@ struct RawPolicy {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAuth {
-    dev_login: Option<bool>,
+    /// Removed: the development login exists only in `portcullis dev`. Read (whatever its
+    /// value) only to refuse it with its line and what to do instead.
+    dev_login: Option<toml::Spanned<serde::de::IgnoredAny>>,
     login_rate_limit_per_minute: Option<u32>,
     oidc: Option<crate::oidc::config::RawOidc>,
 }
@@ -503,13 +511,20 @@ impl Config {
     /// Reads and validates a config file; `PORTCULLIS_DATABASE_URL` and
     /// `PORTCULLIS_MASTER_KEY` override the file.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, |k| std::env::var(k).ok())
+    }
+
+    /// Like [`Config::load`], with `env` looking up the overriding variables (the binary
+    /// takes `PORTCULLIS_MASTER_KEY` out of the process environment at start).
+    pub fn load_with_env(
+        path: &std::path::Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string(), |k| {
-            std::env::var(k).ok()
-        })
+        Self::parse(&text, &path.display().to_string(), env)
     }
 
     /// Parses config text; `env` looks up overriding environment variables.
@@ -522,6 +537,16 @@ impl Config {
             path: origin.to_owned(),
             message: e.to_string(),
         })?;
+        if let Some(removed) = &raw.auth.dev_login {
+            return Err(ConfigError::Removed {
+                path: origin.to_owned(),
+                line: text[..removed.span().start].matches('\n').count() + 1,
+                key: "auth.dev_login",
+                advice: "the development login exists only in `portcullis dev`. Delete the \
+                         line; for an admin token without OIDC login, run `portcullis controller \
+                         issue-token --config FILE --user NAME --group GROUP` on the controller",
+            });
+        }
         Self::validate(raw, env)
     }
 
@@ -545,7 +570,7 @@ impl Config {
             });
         }
         let master_key = match (env("PORTCULLIS_MASTER_KEY"), raw.keys.master_key_file) {
-            (Some(hex), _) => MasterKeySource::Env(Secret::new(hex)),
+            (Some(hex), _) => MasterKeySource::Env(SecretString::from(hex)),
             (None, Some(path)) => MasterKeySource::File(path),
             (None, None) => {
                 return Err(ConfigError::Invalid {
@@ -617,7 +642,7 @@ impl Config {
         Ok(Config {
             audit,
             ssh_backend,
-            store_url: Secret::new(store_url),
+            store_url: SecretString::from(store_url),
             store_max_connections: max_connections,
             master_key,
             api_listen: socket(&raw.api.listen, "api.listen", "127.0.0.1:9200")?,
@@ -627,7 +652,6 @@ impl Config {
             cluster_listen: socket(&raw.cluster.listen, "cluster.listen", "127.0.0.1:9201")?,
             dial_workers: dial_workers(raw.cluster.dial_workers.clone().unwrap_or_default())?,
             policy_file: raw.policy.file,
-            dev_login: raw.auth.dev_login.unwrap_or(false),
             login_rate_limit: raw.auth.login_rate_limit_per_minute.unwrap_or(30),
             join_rate_limit: raw.workers.join_rate_limit_per_minute.unwrap_or(10),
             oidc,
@@ -717,6 +741,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::ExposeSecret as _;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, "test.toml", |_| None)
@@ -736,7 +761,24 @@ mod tests {
         .unwrap();
         assert_eq!(c.per_user.max_live, 0);
         assert_eq!(c.per_user.authorize_per_minute, 5);
-        assert!(!c.dev_login);
+    }
+
+    #[test]
+    fn dev_login_is_refused_with_its_line_and_what_to_do() {
+        for value in ["true", "false"] {
+            let err = parse(&format!(
+                "[store]\nurl = \"sqlite://x.db\"\n[keys]\nmaster_key_file = \"m\"\n[auth]\ndev_login = {value}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("test.toml line 6")
+                    && err.contains("`auth.dev_login` is no longer a config key")
+                    && err.contains("portcullis dev")
+                    && err.contains("portcullis controller issue-token"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -781,7 +823,7 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        assert!(c.store_url.expose().starts_with("postgres://"));
+        assert!(c.store_url.expose_secret().starts_with("postgres://"));
         assert!(matches!(c.master_key, MasterKeySource::Env(_)));
     }
 

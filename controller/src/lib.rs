@@ -25,6 +25,7 @@ pub mod sessions;
 pub mod ssh;
 pub mod state;
 pub mod store;
+pub mod tokens;
 pub mod vault;
 
 use std::net::SocketAddr;
@@ -36,6 +37,7 @@ use tracing::Instrument as _;
 
 pub use config::Config;
 use keys::{Keyset, MasterKey};
+use secret::ExposeSecret as _;
 use state::AppState;
 use store::Store;
 
@@ -73,6 +75,14 @@ pub async fn open(config: &Config) -> Result<(Store, Keyset), ControllerError> {
     Ok((store, keys))
 }
 
+/// What only a program embedding the controller chooses, never a config file.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Serve `POST /v1/auth/dev-login`, which hands a token to anyone who names a user and
+    /// groups. Only `portcullis dev` turns it on.
+    pub dev_login: bool,
+}
+
 /// A controller with its listeners bound, ready to [`Controller::run`].
 pub struct Controller {
     state: AppState,
@@ -90,6 +100,14 @@ impl Controller {
     /// Opens the store and keyset, loads the policy, and binds the API and cluster ports
     /// (port 0 picks a free one).
     pub async fn start(config: Config) -> Result<Controller, ControllerError> {
+        Controller::start_with(config, Options::default()).await
+    }
+
+    /// Like [`Controller::start`], with options a config file cannot set.
+    pub async fn start_with(
+        config: Config,
+        options: Options,
+    ) -> Result<Controller, ControllerError> {
         // The OIDC client secret is read before anything is bound: a missing file stops the
         // start with its name.
         let oidc = match &config.oidc {
@@ -147,6 +165,7 @@ impl Controller {
                 config.per_user.authorize_per_minute,
             )),
             config: Arc::new(config),
+            dev_login: options.dev_login,
             audit_writer: audit::batch::Writer::spawn(store.clone(), keys.clone()),
             live_workers: sessions::live_workers::LiveWorkers::default(),
             store,
@@ -212,7 +231,7 @@ impl Controller {
             tokio::spawn(
                 notify::listen(
                     state.clone(),
-                    state.config.store_url.expose().clone(),
+                    state.config.store_url.expose_secret().to_owned(),
                     shutdown.clone(),
                 )
                 .instrument(tracing::info_span!("notify", controller.id = %id)),

@@ -1,34 +1,12 @@
-//! A wrapper for secrets that never prints them.
+//! Secrets in memory: the `secrecy` crate's types, whose `Debug` prints `[REDACTED]`, which
+//! have no `Serialize` (so a secret cannot reach a log line or an audit event by accident),
+//! and whose memory is zeroised when they are dropped. Read one only where it is used,
+//! through [`ExposeSecret::expose_secret`].
 
-use std::fmt;
+pub use secrecy::{ExposeSecret, SecretString};
 
-/// A secret value: tokens, keys, passwords. `Debug` and `Display` print `<secret>`, and the
-/// type has no `Serialize`, so a secret cannot reach a log line or an audit event by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret<T>(T);
-
-impl<T> Secret<T> {
-    pub fn new(value: T) -> Self {
-        Self(value)
-    }
-
-    /// The secret itself; call only where it is used, never to log it.
-    pub fn expose(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<T> fmt::Debug for Secret<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<secret>")
-    }
-}
-
-impl<T> fmt::Display for Secret<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<secret>")
-    }
-}
+/// Secret bytes: private keys (PKCS#8), unsealed secrets.
+pub type SecretBytes = secrecy::SecretSlice<u8>;
 
 /// Compares two byte strings in time independent of where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -42,9 +20,12 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
-        let s = Secret::new("hunter2".to_string());
-        assert_eq!(format!("{s:?} {s}"), "<secret> <secret>");
-        assert_eq!(s.expose(), "hunter2");
+        let s = SecretString::from("hunter2".to_string());
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(s.expose_secret(), "hunter2");
+        let b = SecretBytes::from(b"key".to_vec());
+        assert!(!format!("{b:?}").contains("107"));
+        assert_eq!(b.expose_secret(), b"key");
     }
 
     #[test]

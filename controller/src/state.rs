@@ -16,6 +16,9 @@ pub type PolicySlot = watch::Receiver<Option<Arc<portcullis_policy::Policy>>>;
 pub struct AppState {
     pub controller_id: Arc<str>,
     pub config: Arc<Config>,
+    /// `POST /v1/auth/dev-login` is served ([`crate::Options::dev_login`], `portcullis dev`
+    /// only).
+    pub dev_login: bool,
     pub store: Store,
     pub keys: Keyset,
     pub links: Registry,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use portcullis_controller::secret::{ExposeSecret as _, SecretString};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Subcommand)]
@@ -31,6 +32,55 @@ pub enum ControllerCommand {
         /// Lifetime, e.g. 1h or 600s.
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
+    },
+    /// Write a new random master key (64 hex characters) to a file only its owner can read.
+    ///
+    /// The key seals every private key in the store: keep a copy somewhere safe, and give
+    /// every controller sharing a store the same key. The file is written in full beside its
+    /// destination (mode 0600), then moved into place; an existing file is never replaced
+    /// without --force.
+    #[command(
+        after_help = "Examples:\n  portcullis controller keygen --out /etc/portcullis/master.key\n  \
+                      chown portcullis: /etc/portcullis/master.key   # the account the controller runs as\n  \
+                      portcullis controller keygen --out master.key --force   # replace (the old keyset becomes unreadable)"
+    )]
+    Keygen {
+        /// Where to write the key (keys.master_key_file in the config).
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Replace an existing file. A keyset sealed with the old key cannot be opened again.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue an API token for a user straight from the store (break-glass): for root on the
+    /// controller when no OIDC login is possible, and for automation.
+    ///
+    /// Needs the config and the master key, so only whoever administers the controller can
+    /// run it. The user (issuer portcullis-local) is created or refreshed with the groups and
+    /// methods given; the issue is recorded as `token_issued` (the local account as actor)
+    /// in the same transaction. The token is printed once, on stdout; only its hash is kept.
+    #[command(
+        after_help = "Examples:\n  portcullis controller issue-token --config /etc/portcullis/controller.toml \\\n      --user alice --group admins --amr mfa\n  \
+                      portcullis controller issue-token -c controller.toml --user deploy --group ci --ttl 1h --json"
+    )]
+    IssueToken {
+        #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
+        config: PathBuf,
+        /// The user's name (letters, digits, -, _, ., @).
+        #[arg(long)]
+        user: String,
+        /// A group of the user: groups choose the policy's roles. Repeat or separate by commas.
+        #[arg(long = "group", value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Authentication methods to record (e.g. mfa), which the policy's MFA rules read.
+        #[arg(long, value_delimiter = ',')]
+        amr: Vec<String>,
+        /// Lifetime, e.g. 1h (default: api.token_lifetime of the config).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
+        /// Print `{token, token_id, expires_at, user}` as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the controller CA certificate (PEM) that clients (PORTCULLIS_CA) and operators
     /// trust.
@@ -83,9 +133,20 @@ pub enum WorkerCommand {
     },
 }
 
-fn load_controller_config(path: &std::path::Path) -> anyhow::Result<portcullis_controller::Config> {
-    portcullis_controller::Config::load(path)
-        .with_context(|| "the controller config was refused; fix the key named above".to_string())
+/// Loads a controller config; `master_key` is what `PORTCULLIS_MASTER_KEY` held when the
+/// process started (it is no longer in the environment).
+fn load_controller_config(
+    path: &std::path::Path,
+    master_key: &Option<SecretString>,
+) -> anyhow::Result<portcullis_controller::Config> {
+    portcullis_controller::Config::load_with_env(path, |name| {
+        if name == super::master_key_env::VAR {
+            master_key.as_ref().map(|k| k.expose_secret().to_owned())
+        } else {
+            std::env::var(name).ok()
+        }
+    })
+    .with_context(|| "the controller config was refused; fix the key named above".to_string())
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
@@ -143,10 +204,14 @@ pub fn reload_on_sighup(
     });
 }
 
-pub async fn run_controller(cmd: ControllerCommand) -> anyhow::Result<i32> {
+pub async fn run_controller(
+    cmd: ControllerCommand,
+    master_key: Option<SecretString>,
+) -> anyhow::Result<i32> {
+    let load = |path: &std::path::Path| load_controller_config(path, &master_key);
     match cmd {
         ControllerCommand::Run { config } => {
-            let config = load_controller_config(&config)?;
+            let config = load(&config)?;
             let controller = portcullis_controller::Controller::start(config)
                 .await
                 .context("controller failed to start")?;
@@ -169,7 +234,7 @@ pub async fn run_controller(cmd: ControllerCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         ControllerCommand::Migrate { config } => {
-            let config = load_controller_config(&config)?;
+            let config = load(&config)?;
             portcullis_controller::open(&config)
                 .await
                 .context("migration failed")?;
@@ -177,7 +242,7 @@ pub async fn run_controller(cmd: ControllerCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         ControllerCommand::JoinToken { config, ttl } => {
-            let config = load_controller_config(&config)?;
+            let config = load(&config)?;
             let (store, keys) = portcullis_controller::open(&config).await?;
             let (token, _) = portcullis_controller::enrolment::issue_join_token(
                 &store,
@@ -190,18 +255,72 @@ pub async fn run_controller(cmd: ControllerCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         ControllerCommand::Ca { config } => {
-            let (_, keys) = portcullis_controller::open(&load_controller_config(&config)?).await?;
+            let (_, keys) = portcullis_controller::open(&load(&config)?).await?;
             print!("{}", keys.certificate_authority().await?.cert_pem);
             Ok(0)
         }
-        ControllerCommand::Keys(cmd) => run_keys(cmd).await,
+        ControllerCommand::Keygen { out, force } => {
+            portcullis_controller::keys::MasterKey::generate_file(&out, force)?;
+            eprintln!(
+                "wrote a new master key to {} (mode 0600); point keys.master_key_file at it and keep a copy somewhere safe",
+                out.display()
+            );
+            Ok(0)
+        }
+        ControllerCommand::IssueToken {
+            config,
+            user,
+            groups,
+            amr,
+            ttl,
+            json,
+        } => {
+            let config = load(&config)?;
+            let (store, keys) = portcullis_controller::open(&config).await?;
+            let operator = portcullis_controller::tokens::Operator {
+                account: format!("uid={}", rustix::process::getuid().as_raw()),
+            };
+            let issued = portcullis_controller::tokens::issue_local(
+                &store,
+                &keys,
+                ttl.unwrap_or(config.token_lifetime),
+                &user,
+                groups,
+                amr,
+                &operator,
+            )
+            .await?;
+            let u = &issued.user;
+            if json {
+                let out = serde_json::json!({
+                    "token": issued.secret,
+                    "token_id": issued.token_id,
+                    "expires_at": issued.expires_at,
+                    "user": {"id": u.id, "issuer": u.issuer, "username": u.username, "groups": u.groups, "amr": u.amr},
+                });
+                println!("{out}");
+            } else {
+                println!("{}", issued.secret);
+                eprintln!(
+                    "token {} for {} (groups: {}) until {}; shown once, recorded as token_issued",
+                    issued.token_id,
+                    u.username,
+                    u.groups.join(","),
+                    super::output::time(issued.expires_at)
+                );
+            }
+            store.close().await;
+            Ok(0)
+        }
+        ControllerCommand::Keys(cmd) => run_keys(cmd, &master_key).await,
     }
 }
 
-async fn run_keys(cmd: KeysCommand) -> anyhow::Result<i32> {
+async fn run_keys(cmd: KeysCommand, master_key: &Option<SecretString>) -> anyhow::Result<i32> {
+    let load = |path: &std::path::Path| load_controller_config(path, master_key);
     match cmd {
         KeysCommand::List { config, json } => {
-            let (_, keys) = portcullis_controller::open(&load_controller_config(&config)?).await?;
+            let (_, keys) = portcullis_controller::open(&load(&config)?).await?;
             let rows = keys.list().await?;
             if json {
                 let items: Vec<_> = rows
@@ -228,13 +347,13 @@ async fn run_keys(cmd: KeysCommand) -> anyhow::Result<i32> {
                 portcullis_controller::keys::Purpose::parse(&purpose).with_context(|| {
                     format!("unknown key purpose {purpose:?}: use grant, ssh-ca or audit")
                 })?;
-            let (_, keys) = portcullis_controller::open(&load_controller_config(&config)?).await?;
+            let (_, keys) = portcullis_controller::open(&load(&config)?).await?;
             let id = keys.rotate(purpose).await?;
             println!("{id}");
             Ok(0)
         }
         KeysCommand::Retire { config, key_id } => {
-            let (_, keys) = portcullis_controller::open(&load_controller_config(&config)?).await?;
+            let (_, keys) = portcullis_controller::open(&load(&config)?).await?;
             keys.retire(&key_id).await?;
             eprintln!("retired {key_id}");
             Ok(0)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use portcullis_controller::config::{Config, MasterKeySource};
-use portcullis_controller::secret::Secret;
+use portcullis_controller::secret::{ExposeSecret as _, SecretString};
 use tokio_util::sync::CancellationToken;
 
 /// The policy `dev` uses unless `--policy` names another: zone LOCAL is 127.0.0.0/8.
@@ -98,13 +98,12 @@ fn controller_config(args: &DevArgs, state: &Path, policy: PathBuf) -> anyhow::R
             )
         })
         .context("the --config file was refused")?;
-    config.store_url = Secret::new(format!("sqlite://{}", db.display()));
+    config.store_url = SecretString::from(format!("sqlite://{}", db.display()));
     config.master_key = MasterKeySource::File(state.join("master.key"));
     config.api_listen = loopback(args.api_port);
     config.cluster_listen = loopback(args.cluster_port);
     config.api_tls_names = vec!["localhost".into(), "127.0.0.1".into()];
     config.policy_file = Some(policy);
-    config.dev_login = true;
     if let Some(ip) = args.worker_egress {
         config.ssh_source_addresses = vec![ip.to_string()];
     }
@@ -119,8 +118,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let state_dir = state_dir.canonicalize()?;
     let master = state_dir.join("master.key");
     if !master.exists() {
-        let hex = portcullis_controller::keys::MasterKey::generate_hex()?;
-        write_private(&master, hex.expose())?;
+        portcullis_controller::keys::MasterKey::generate_file(&master, false)?;
     }
     let policy = match &args.policy {
         Some(p) => p.clone(),
@@ -133,9 +131,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         }
     };
     let config = controller_config(&args, &state_dir, policy)?;
-    let controller = portcullis_controller::Controller::start(config)
-        .await
-        .context("the dev controller failed to start")?;
+    let controller = portcullis_controller::Controller::start_with(
+        config,
+        portcullis_controller::Options { dev_login: true },
+    )
+    .await
+    .context("the dev controller failed to start")?;
     let app = controller.state().clone();
     let ca_path = state_dir.join("ca.pem");
     write_private(&ca_path, controller.ca_pem())?;
@@ -162,7 +163,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         Some(token)
     };
     let worker_config = portcullis_worker::Config {
-        join_token: join_token.map(portcullis_worker::Secret::new),
+        join_token: join_token.map(portcullis_worker::SecretString::from),
         egress_addr: args.worker_egress,
         ..portcullis_worker::Config::new(
             "dev-worker",
@@ -187,7 +188,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         &format!(
             "export PORTCULLIS_ADDR=https://{api_addr}\nexport PORTCULLIS_CA={}\nexport PORTCULLIS_TOKEN={}\n",
             ca_path.display(),
-            token.expose()
+            token.expose_secret()
         ),
     )?;
     let ready = serde_json::json!({
@@ -222,7 +223,7 @@ async fn dev_token(
     app: &portcullis_controller::state::AppState,
     args: &DevArgs,
     state_dir: &Path,
-) -> anyhow::Result<Secret<String>> {
+) -> anyhow::Result<SecretString> {
     let now = portcullis_controller::clock::to_i64(portcullis_controller::clock::now());
     if let Ok(text) = std::fs::read_to_string(state_dir.join("dev.env")) {
         if let Some(token) = text
@@ -239,7 +240,7 @@ async fn dev_token(
                     && user.amr == args.amr
                     && expires_at > now + 600
                 {
-                    return Ok(Secret::new(token.to_owned()));
+                    return Ok(SecretString::from(token.to_owned()));
                 }
             }
         }
@@ -260,7 +261,7 @@ async fn dev_token(
     let response = portcullis_controller::api::login::issue_token(app, user, "127.0.0.1")
         .await
         .map_err(|e| anyhow::anyhow!("cannot log the dev identity in: {}", e.message))?;
-    Ok(Secret::new(response.token))
+    Ok(SecretString::from(response.token))
 }
 
 /// Creates (or re-points) the `echo` target at the echo service.

@@ -4,6 +4,7 @@
 //! The client trusts only the CA file it is given (never the system roots, never "insecure"),
 //! and the bearer token lives in a [`Token`] whose `Debug` and `Display` print `<redacted>`.
 
+use portcullis_controller::secret::{ExposeSecret as _, SecretString};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -43,16 +44,28 @@ pub struct ClientArgs {
     pub token: Option<Token>,
 }
 
-/// A bearer token. It has no `Serialize`, and `Debug`/`Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
+/// A bearer token. It has no `Serialize`, `Debug`/`Display` never show it, and its memory is
+/// zeroised when dropped.
+#[derive(Clone)]
+pub struct Token(SecretString);
 
 impl Token {
     /// The token itself, for the `Authorization` header only.
     fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 }
+
+impl PartialEq for Token {
+    fn eq(&self, other: &Token) -> bool {
+        portcullis_controller::secret::constant_time_eq(
+            self.expose().as_bytes(),
+            other.expose().as_bytes(),
+        )
+    }
+}
+
+impl Eq for Token {}
 
 impl FromStr for Token {
     type Err = String;
@@ -65,7 +78,7 @@ impl FromStr for Token {
         if !text.bytes().all(|b| b.is_ascii_graphic()) {
             return Err("the token contains spaces or non-ASCII characters".into());
         }
-        Ok(Token(text.to_owned()))
+        Ok(Token(SecretString::from(text.to_owned())))
     }
 }
 
@@ -441,7 +454,7 @@ mod tests {
         let settings = args.resolve_in(Some(dir.path())).unwrap();
         assert_eq!(settings.addr, "https://flag:9200");
         assert_eq!(settings.ca, PathBuf::from("/x/ca.pem"));
-        assert_eq!(settings.token, Some(Token("t0k".into())));
+        assert_eq!(settings.token, Some("t0k".parse().unwrap()));
     }
 
     #[test]
@@ -456,7 +469,7 @@ mod tests {
         let settings = parse(&[]).resolve_in(Some(dir.path())).unwrap();
         assert_eq!(settings.addr, "https://127.0.0.1:9200");
         assert_eq!(settings.ca, dir.path().join("ca.pem"));
-        assert_eq!(settings.token, Some(Token("secret-token".into())));
+        assert_eq!(settings.token, Some("secret-token".parse().unwrap()));
 
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = parse(&[]).resolve_in(Some(dir.path())).unwrap_err();
@@ -490,7 +503,10 @@ mod tests {
             .resolve_in(None)
             .unwrap();
         assert!(!format!("{settings:?}").contains("hunter2"));
-        assert_eq!(Token("hunter2".into()).to_string(), "<redacted>");
+        assert_eq!(
+            "hunter2".parse::<Token>().unwrap().to_string(),
+            "<redacted>"
+        );
         assert!("".parse::<Token>().is_err());
         assert!("a b".parse::<Token>().is_err());
     }

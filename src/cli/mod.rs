@@ -7,6 +7,7 @@ pub mod dev;
 pub mod echo;
 pub mod http;
 pub mod login;
+pub mod master_key_env;
 pub mod output;
 pub mod policy;
 pub mod sessions;
@@ -105,13 +106,25 @@ impl Command {
     pub fn single_threaded(&self) -> bool {
         matches!(self, Command::Connect(args) if args.kind.is_none())
     }
+
+    /// Whether the command is the long-running controller (`controller run`).
+    pub fn is_controller_daemon(&self) -> bool {
+        matches!(
+            self,
+            Command::Controller(daemon::ControllerCommand::Run { .. })
+        )
+    }
 }
 
-/// Runs the parsed command and returns the process exit code.
-pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+/// Runs the parsed command and returns the process exit code. `master_key` is what
+/// `PORTCULLIS_MASTER_KEY` held ([`master_key_env::take`]).
+pub async fn run(
+    cli: Cli,
+    master_key: Option<portcullis_controller::secret::SecretString>,
+) -> anyhow::Result<u8> {
     let code = match cli.command {
         Command::Dev(args) => dev::run(args).await?,
-        Command::Controller(cmd) => daemon::run_controller(cmd).await?,
+        Command::Controller(cmd) => daemon::run_controller(cmd, master_key).await?,
         Command::Worker(cmd) => daemon::run_worker(cmd).await?,
         Command::Targets(cmd) => targets::run(cmd).await?,
         Command::Sessions(cmd) => sessions::run(cmd).await?,

@@ -113,7 +113,16 @@ impl Controller {
         std::fs::create_dir_all(dir).unwrap();
         let master = dir.join("master.key");
         if !master.exists() {
-            std::fs::write(&master, "ab".repeat(32)).unwrap();
+            use std::os::unix::fs::OpenOptionsExt as _;
+            // One key for every test controller (they may share a store), readable by its
+            // owner only: the controller refuses a key file others can read.
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&master)
+                .unwrap();
+            file.write_all("ab".repeat(32).as_bytes()).unwrap();
         }
         let policy = dir.join("policy.toml");
         std::fs::copy(
@@ -126,7 +135,7 @@ impl Controller {
             &config,
             format!(
                 "[store]\nurl = \"{url}\"\n[keys]\nmaster_key_file = \"{}\"\n[api]\nlisten = \"{ip}:0\"\ntls_names = [\"localhost\", \"{ip}\"]\n\
-                 [cluster]\nlisten = \"{ip}:0\"\n{cluster_extra}\n[policy]\nfile = \"{}\"\n[auth]\ndev_login = true\n\
+                 [cluster]\nlisten = \"{ip}:0\"\n{cluster_extra}\n[policy]\nfile = \"{}\"\n\
                  [sessions]\nsweep_interval = 0.5\n[workers]\nheartbeat_interval = 0.2\nlost_after = 3\n{workers_extra}\n",
                 master.display(),
                 policy.display(),
@@ -161,17 +170,37 @@ impl Controller {
             ca,
             token: String::new(),
         };
-        let (code, body) = c.curl(
-            "POST",
-            "/v1/auth/dev-login",
-            Some(r#"{"username":"admin","groups":["admins"],"amr":["mfa"]}"#),
+        c.token = c.issue_token("admin", &["admins"]);
+        c
+    }
+
+    /// An API token for `user` in `groups` (with MFA), from the break-glass command
+    /// `portcullis controller issue-token` (a controller run from a config has no dev login).
+    pub fn issue_token(&self, user: &str, groups: &[&str]) -> String {
+        let out = Command::new(bin())
+            .args([
+                "controller",
+                "issue-token",
+                "--json",
+                "--amr",
+                "mfa",
+                "--config",
+            ])
+            .arg(&self.config)
+            .args(["--user", user])
+            .args(groups.iter().flat_map(|g| ["--group", g]))
+            .env("PORTCULLIS_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(code, 201, "{body}");
-        c.token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["token"]
             .as_str()
             .unwrap()
-            .to_owned();
-        c
+            .to_owned()
     }
 
     pub fn join_token(&self) -> String {

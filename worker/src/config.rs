@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::accept::GateLimits;
-use crate::Secret;
+use crate::SecretString;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -24,7 +24,7 @@ pub struct Config {
     pub proxy_public_addr: Option<String>,
     /// Source IP for connections to targets.
     pub egress_addr: Option<IpAddr>,
-    pub join_token: Option<Secret<String>>,
+    pub join_token: Option<SecretString>,
     /// New connections are admitted only while a controller was heard within this time.
     pub admit_grace: Duration,
     /// Live connections are kept this long without any controller, then ended with reason
@@ -158,7 +158,7 @@ impl Config {
             None => None,
         };
         let join_token = match w.join_token_file {
-            Some(path) => Some(Secret::new(
+            Some(path) => Some(SecretString::from(
                 std::fs::read_to_string(&path)
                     .map_err(|e| ConfigError::Invalid {
                         key: "worker.join_token_file",
@@ -167,7 +167,9 @@ impl Config {
                     .trim()
                     .to_owned(),
             )),
-            None => std::env::var("PORTCULLIS_JOIN_TOKEN").ok().map(Secret::new),
+            None => std::env::var("PORTCULLIS_JOIN_TOKEN")
+                .ok()
+                .map(SecretString::from),
         };
         Ok(Config {
             name: w.name,

@@ -2,7 +2,6 @@
 //! and its id; created by enrolment with a join token.
 
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -15,12 +14,13 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::pem::PemObject as _;
 use tokio_util::codec::Framed;
 
-use crate::WorkerError;
+use crate::{ExposeSecret as _, WorkerError};
 
 #[derive(Clone)]
 pub struct Identity {
     pub worker_id: String,
-    pub key_pkcs8: Arc<Vec<u8>>,
+    /// The private key (PKCS#8), zeroised when the last copy of the identity is dropped.
+    pub key_pkcs8: Arc<secrecy::SecretSlice<u8>>,
     pub cert_pem: String,
     pub ca_pem: String,
     /// When the certificate was issued and expires (unix seconds); 0 when unknown, which
@@ -31,7 +31,9 @@ pub struct Identity {
 
 impl Identity {
     pub fn key_der(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_pkcs8.to_vec()))
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            self.key_pkcs8.expose_secret().to_vec(),
+        ))
     }
 
     pub fn cert_der(&self) -> Result<CertificateDer<'static>, WorkerError> {
@@ -46,7 +48,7 @@ impl Identity {
 
     /// Hex SHA-256 of the worker's public key: what clients pin.
     pub fn fingerprint(&self) -> Result<String, WorkerError> {
-        let key = rcgen::KeyPair::try_from(self.key_pkcs8.as_slice())
+        let key = rcgen::KeyPair::try_from(self.key_pkcs8.expose_secret())
             .map_err(|e| WorkerError::Identity(e.to_string()))?;
         Ok(portcullis_proto::keys::spki_fingerprint(
             &rcgen::PublicKeyData::subject_public_key_info(&key),
@@ -73,7 +75,7 @@ impl Identity {
             .map_err(|e| WorkerError::Identity(format!("bad worker.key: {e}")))?;
         Ok(Some(Identity {
             worker_id,
-            key_pkcs8: Arc::new(key.secret_pkcs8_der().to_vec()),
+            key_pkcs8: Arc::new(key.secret_pkcs8_der().to_vec().into()),
             cert_pem: read("worker.crt")?,
             ca_pem: read("ca.pem")?,
             cert_issued_at: meta["cert_issued_at"].as_u64().unwrap_or(0),
@@ -112,7 +114,7 @@ pub fn finish_enrolment(
         .unwrap_or(0);
     let identity = Identity {
         worker_id: joined.worker_id,
-        key_pkcs8: Arc::new(key.serialize_der()),
+        key_pkcs8: Arc::new(key.serialize_der().into()),
         cert_pem: joined.cert_pem,
         ca_pem: joined.ca_pem,
         cert_issued_at: now,
@@ -140,19 +142,29 @@ pub fn save_certificate(
     write_file(&path, &meta.to_string(), 0o644)
 }
 
+/// Writes `contents` to `path` with `mode`, atomically: a fresh temporary file (random name,
+/// created exclusively with mode 0600, so neither a leftover file nor another user's file is
+/// ever reused) is written, flushed, given `mode`, then renamed over `path`.
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), WorkerError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| WorkerError::Identity(format!("cannot write {}: {e}", tmp.display())))?;
-    f.write_all(contents.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| WorkerError::Identity(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| WorkerError::Identity(e.to_string()))
+    use std::os::unix::fs::PermissionsExt as _;
+    let fail = |e: &dyn std::fmt::Display| {
+        WorkerError::Identity(format!("cannot write {}: {e}", path.display()))
+    };
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".identity.")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .map_err(|e| fail(&e))?;
+    tmp.write_all(contents.as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .and_then(|()| {
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(mode))
+        })
+        .map_err(|e| fail(&e))?;
+    tmp.persist(path).map_err(|e| fail(&e.error))?;
+    Ok(())
 }
 
 /// Verifies the controller during enrolment: the CA it presents must hash to the value in the
@@ -309,4 +321,38 @@ pub async fn enrol(
         }
     }
     Err(WorkerError::Enrol(last))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::write_file;
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_leftover_temporary_file_does_not_lend_its_mode_to_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        // What an interrupted write (or another user) may leave behind, world-readable.
+        for leftover in ["worker.tmp", ".identity.tmp"] {
+            let path = dir.path().join(leftover);
+            std::fs::write(&path, "old").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let key = dir.path().join("worker.key");
+        write_file(&key, "PRIVATE", 0o600).unwrap();
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), "PRIVATE");
+        // A key file that was world-readable is replaced by a 0600 one.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_file(&key, "PRIVATE2", 0o600).unwrap();
+        assert_eq!(mode(&key), 0o600);
+        // Public files get the mode asked for.
+        let cert = dir.path().join("worker.crt");
+        write_file(&cert, "CERT", 0o644).unwrap();
+        assert_eq!(mode(&cert), 0o644);
+    }
 }

@@ -27,6 +27,7 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use crate::ExposeSecret as _;
 use crate::accept::{self, Gate};
 use crate::config::Config;
 use crate::identity::Identity;
@@ -182,7 +183,7 @@ pub async fn enrol(
     proxy_addr: &str,
 ) -> Result<Identity, WorkerError> {
     let token = config.join_token.as_ref().ok_or(WorkerError::NotEnrolled)?;
-    let (ca_hash, _) = portcullis_proto::api::join_token::parse(token.expose())
+    let (ca_hash, _) = portcullis_proto::api::join_token::parse(token.expose_secret())
         .map_err(|m| WorkerError::Enrol(m.to_owned()))?;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
         .map_err(|e| WorkerError::Identity(e.to_string()))?;
@@ -202,7 +203,7 @@ pub async fn enrol(
     let join = Frame::Request {
         id: 1,
         body: Request::Join(JoinRequest {
-            token: token.expose().clone(),
+            token: token.expose_secret().to_owned(),
             name: config.name.clone(),
             public_key: portcullis_proto::keys::b64(&spki),
             proxy_addr: proxy_addr.to_owned(),

@@ -29,25 +29,8 @@ use tracing::Instrument as _;
 
 pub use config::{Config, ConfigError};
 
-/// A secret (the join token): never printed.
-#[derive(Clone)]
-pub struct Secret<T>(T);
-
-impl<T> Secret<T> {
-    pub fn new(value: T) -> Self {
-        Secret(value)
-    }
-
-    pub fn expose(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<T> std::fmt::Debug for Secret<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<secret>")
-    }
-}
+/// Secrets (the join token): `secrecy`'s string, never printed, zeroised on drop.
+pub use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -129,7 +112,7 @@ impl Worker {
                 identity::enrol(
                     &config.state_dir,
                     &config.controllers,
-                    token.expose(),
+                    token.expose_secret(),
                     &config.name,
                     &proxy_addr,
                 )

@@ -10,11 +10,10 @@ use super::extract::{ApiJson, PeerAddr, Principal};
 use crate::audit::denials::Failure;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::clock;
-use crate::ids::{new_id, new_secret, secret_hash, IdKind};
+use crate::ids::{new_id, IdKind};
 use crate::state::AppState;
 use crate::store::rate_limits;
-use crate::store::tokens::{self, LoginAttributes, TokenRecord};
-use crate::store::users::{self, UserRecord};
+use crate::store::users::UserRecord;
 
 pub const DEV_ISSUER: &str = "portcullis-dev";
 
@@ -44,56 +43,40 @@ pub async fn issue_token(
     user: UserRecord,
     source: &str,
 ) -> Result<LoginResponse, ApiError> {
-    let signer = audit::signer(&state.keys).await?;
-    let now = clock::now();
-    let secret = new_secret();
-    let expires_at = now + state.config.token_lifetime.as_secs();
-    let mut tx = state.store.begin().await?;
-    let user = users::upsert(&mut tx, &user).await?;
-    let token_id = new_id(IdKind::Token);
-    tokens::insert(
-        &mut tx,
-        &TokenRecord {
-            id: token_id.clone(),
-            user_id: user.id.clone(),
-            token_hash: secret_hash(&secret),
-            created_at: clock::to_i64(now),
-            expires_at: clock::to_i64(expires_at),
-            login: Some(LoginAttributes::of(&user)),
+    let issued = crate::tokens::issue(
+        &state.store,
+        &state.keys,
+        state.config.token_lifetime,
+        &user,
+        |user, token| {
+            AuditEvent::new(
+                audit::kind::LOGIN_SUCCEEDED,
+                Actor {
+                    user_id: Some(user.id.clone()),
+                    username: Some(user.username.clone()),
+                    groups: user.groups.clone(),
+                    source: Some(source.to_owned()),
+                },
+            )
+            .details(serde_json::json!({"issuer": user.issuer, "token_id": token.token_id, "expires_at": token.expires_at}))
         },
     )
     .await?;
-    audit::record(
-        &mut tx,
-        &signer,
-        AuditEvent::new(
-            audit::kind::LOGIN_SUCCEEDED,
-            Actor {
-                user_id: Some(user.id.clone()),
-                username: Some(user.username.clone()),
-                groups: user.groups.clone(),
-                source: Some(source.to_owned()),
-            },
-        )
-        .details(serde_json::json!({"issuer": user.issuer, "token_id": token_id, "expires_at": expires_at})),
-    )
-    .await?;
-    tx.commit().await?;
-    let info = user_info(state, &user, Some(clock::to_i64(expires_at)));
+    let info = user_info(state, &issued.user, Some(clock::to_i64(issued.expires_at)));
     Ok(LoginResponse {
-        token: secret,
-        expires_at,
+        token: issued.secret,
+        expires_at: issued.expires_at,
         user: info,
     })
 }
 
-/// `POST /v1/auth/dev-login`: only when the controller runs with `auth.dev_login = true`.
+/// `POST /v1/auth/dev-login`: routed only in `portcullis dev` ([`crate::Options::dev_login`]).
 pub async fn dev_login(
     State(state): State<AppState>,
     PeerAddr(peer): PeerAddr,
     ApiJson(body): ApiJson<DevLoginRequest>,
 ) -> Result<(StatusCode, Json<LoginResponse>), ApiError> {
-    if !state.config.dev_login {
+    if !state.dev_login {
         return Err(ApiError::not_found("route", "/v1/auth/dev-login"));
     }
     let now = clock::to_i64(clock::now());
@@ -122,13 +105,7 @@ pub async fn dev_login(
             "too many login attempts from this address; wait a minute",
         ));
     }
-    if body.username.is_empty()
-        || body.username.len() > 64
-        || !body
-            .username
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
-    {
+    if !crate::tokens::valid_username(&body.username) {
         return Err(ApiError::field(
             "username",
             "1-64 letters, digits, `-`, `_`, `.` or `@`",

@@ -27,9 +27,13 @@ pub use listener::serve;
 /// Every route of the API.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.api_max_body_bytes;
-    Router::new()
+    let mut routes = Router::new();
+    if state.dev_login {
+        // Only `portcullis dev` serves it; elsewhere the path is an unknown route (404).
+        routes = routes.route("/v1/auth/dev-login", post(login::dev_login));
+    }
+    routes
         .route("/v1/health", get(health::health))
-        .route("/v1/auth/dev-login", post(login::dev_login))
         .route("/v1/auth/oidc/start", post(oidc::start))
         .route("/v1/auth/oidc/callback", get(oidc::callback))
         .route("/v1/auth/oidc/redeem", post(oidc::redeem))

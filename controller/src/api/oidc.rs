@@ -33,7 +33,7 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::clock;
 use crate::ids::{new_id, new_secret, new_short_code, normalize_short_code, secret_hash, IdKind};
 use crate::oidc::{DevicePoll, OidcError, OidcIdentity, Relying};
-use crate::secret::constant_time_eq;
+use crate::secret::{constant_time_eq, ExposeSecret as _};
 use crate::state::AppState;
 use crate::store::oidc_logins::{self as logins, PendingLogin};
 use crate::store::rate_limits;
@@ -425,8 +425,8 @@ async fn exchange(
         .keys
         .open_secret(&sealing_context(&login.id), &login.sealed)
         .map_err(|e| e.to_string())?;
-    let secrets: BrowserSecrets =
-        serde_json::from_slice(secrets.expose()).map_err(|e| format!("stored login: {e}"))?;
+    let secrets: BrowserSecrets = serde_json::from_slice(secrets.expose_secret())
+        .map_err(|e| format!("stored login: {e}"))?;
     relying
         .exchange_code(code, secrets.pkce_verifier, &secrets.nonce)
         .await
@@ -504,7 +504,7 @@ pub async fn redeem(
         let device_code = state
             .keys
             .open_secret(&sealing_context(&login.id), &login.sealed)?;
-        let device_code = String::from_utf8_lossy(device_code.expose()).into_owned();
+        let device_code = String::from_utf8_lossy(device_code.expose_secret()).into_owned();
         match relying.device_poll(&device_code).await {
             Ok(DevicePoll::Pending) => return Ok(pending("authorization_pending", 5)),
             Ok(DevicePoll::SlowDown) => return Ok(pending("slow_down", 10)),

@@ -10,7 +10,7 @@ use rcgen::{
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::KeyError;
-use crate::secret::Secret;
+use crate::secret::{ExposeSecret as _, SecretBytes};
 
 /// How long the CA itself is valid (it is rotated by replacing the key).
 const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -36,7 +36,7 @@ fn set_validity(params: &mut CertificateParams, lifetime: Duration) {
 }
 
 fn key_pair(pkcs8: &[u8]) -> Result<KeyPair, KeyError> {
-    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8.to_vec()));
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8));
     KeyPair::from_der_and_sign_algo(&der, &rcgen::PKCS_ED25519)
         .map_err(|e| KeyError::Crypto(format!("bad CA key: {e}")))
 }
@@ -73,8 +73,8 @@ pub struct CertificateAuthority {
 }
 
 impl CertificateAuthority {
-    pub fn new(kid: &str, pkcs8: &Secret<Vec<u8>>, cert_pem: &str) -> Result<Self, KeyError> {
-        let key = key_pair(pkcs8.expose())?;
+    pub fn new(kid: &str, pkcs8: &SecretBytes, cert_pem: &str) -> Result<Self, KeyError> {
+        let key = key_pair(pkcs8.expose_secret())?;
         let spki = key.subject_public_key_info();
         let cert_der = pem_to_der(cert_pem)?;
         Ok(CertificateAuthority {
@@ -219,7 +219,7 @@ mod tests {
         let ca_key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
         let pkcs8 = ca_key.serialize_der();
         let ca_pem = self_signed_ca("k_1", &pkcs8).unwrap();
-        let ca = CertificateAuthority::new("k_1", &Secret::new(pkcs8), &ca_pem).unwrap();
+        let ca = CertificateAuthority::new("k_1", &SecretBytes::from(pkcs8), &ca_pem).unwrap();
         let worker = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
         let spki = worker.subject_public_key_info();
         let pem = ca
@@ -256,7 +256,7 @@ mod tests {
         let ca_key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
         let pkcs8 = ca_key.serialize_der();
         let ca_pem = self_signed_ca("k_1", &pkcs8).unwrap();
-        let ca = CertificateAuthority::new("k_1", &Secret::new(pkcs8), &ca_pem).unwrap();
+        let ca = CertificateAuthority::new("k_1", &SecretBytes::from(pkcs8), &ca_pem).unwrap();
         let spki = KeyPair::generate_for(&rcgen::PKCS_ED25519)
             .unwrap()
             .subject_public_key_info();

@@ -14,7 +14,7 @@ use tokio::sync::RwLock;
 
 use crate::audit::{self, Actor, AuditEvent, Signer};
 use crate::ids::{new_id, IdKind};
-use crate::secret::Secret;
+use crate::secret::{ExposeSecret as _, SecretBytes};
 use crate::store::keys::{self as key_rows, KeyRecord};
 use crate::store::{Store, StoreError};
 pub use master::MasterKey;
@@ -72,7 +72,8 @@ impl Purpose {
 #[derive(Clone)]
 pub struct ActiveKey {
     pub id: String,
-    pub pkcs8: Secret<Vec<u8>>,
+    /// The private key (PKCS#8), zeroised when the last copy of the key is dropped.
+    pub pkcs8: Arc<SecretBytes>,
     pub public_key: Vec<u8>,
     pub certificate: Option<String>,
 }
@@ -119,8 +120,8 @@ impl Keyset {
     }
 
     /// Opens what [`Keyset::seal_secret`] sealed with the same `context`.
-    pub fn open_secret(&self, context: &str, sealed: &[u8]) -> Result<Secret<Vec<u8>>, KeyError> {
-        self.master.open(context, sealed).map(Secret::new)
+    pub fn open_secret(&self, context: &str, sealed: &[u8]) -> Result<SecretBytes, KeyError> {
+        self.master.open(context, sealed)
     }
 
     /// Creates the active key of every purpose that has none (first start). Safe when several
@@ -157,7 +158,7 @@ impl Keyset {
                     .master
                     .open(&context(&record.id, purpose), &record.sealed_private)?;
                 signer = Some(
-                    Signer::from_pkcs8(&record.id, &pkcs8)
+                    Signer::from_pkcs8(&record.id, pkcs8.expose_secret())
                         .map_err(|e| KeyError::Crypto(e.to_string()))?,
                 );
             }
@@ -180,7 +181,7 @@ impl Keyset {
         let id = new_id(IdKind::Key);
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
             .map_err(|e| KeyError::Crypto(e.to_string()))?;
-        let pkcs8 = pair.serialize_der();
+        let pkcs8 = zeroize::Zeroizing::new(pair.serialize_der());
         let certificate = match purpose {
             Purpose::TlsCa => Some(ca::self_signed_ca(&id, &pkcs8)?),
             _ => None,
@@ -216,7 +217,7 @@ impl Keyset {
         let entry = Arc::new((
             ActiveKey {
                 id: active.id.clone(),
-                pkcs8: Secret::new(pkcs8),
+                pkcs8: Arc::new(pkcs8),
                 public_key: active.public_key.clone(),
                 certificate: active.certificate.clone(),
             },
@@ -257,7 +258,7 @@ impl Keyset {
             return Ok(signer.clone());
         }
         let signer = Arc::new(
-            Signer::from_pkcs8(&key.id, key.pkcs8.expose())
+            Signer::from_pkcs8(&key.id, key.pkcs8.expose_secret())
                 .map_err(|e| KeyError::Crypto(e.to_string()))?,
         );
         *slot = Some(signer.clone());

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{duration, positive, ConfigError, DurationValue};
-use crate::secret::Secret;
+use crate::secret::SecretString;
 
 /// The validated provider settings.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ pub struct OidcConfig {
 pub enum ClientSecretSource {
     File(PathBuf),
     /// Read from the named environment variable when the config was loaded.
-    Env(Secret<String>),
+    Env(SecretString),
 }
 
 /// How group names from the provider are normalised before the policy matches them.
@@ -139,7 +139,7 @@ impl RawOidc {
             (Some(path), None) => ClientSecretSource::File(path),
             (None, Some(var)) => match env(&var) {
                 Some(value) if !value.trim().is_empty() => {
-                    ClientSecretSource::Env(Secret::new(value.trim().to_owned()))
+                    ClientSecretSource::Env(SecretString::from(value.trim().to_owned()))
                 }
                 _ => {
                     return Err(ConfigError::Invalid {

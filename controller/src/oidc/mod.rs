@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use claims::OidcIdentity;
 use config::{ClientSecretSource, OidcConfig};
 
-use crate::secret::Secret;
+use crate::secret::{ExposeSecret as _, SecretString};
 
 /// How long discovery metadata (and the JWKS in it) is reused.
 const METADATA_TTL: Duration = Duration::from_secs(300);
@@ -112,7 +112,7 @@ pub enum DevicePoll {
 /// The relying party of one provider; shared by every request of a controller.
 pub struct Relying {
     config: OidcConfig,
-    secret: Secret<String>,
+    secret: SecretString,
     http: reqwest::Client,
     cached: tokio::sync::Mutex<Option<(Instant, Arc<Metadata>)>>,
     /// When an unknown key id last forced a re-fetch (they are rate limited).
@@ -177,7 +177,7 @@ impl Relying {
                         path.display()
                     )));
                 }
-                Secret::new(text)
+                SecretString::from(text)
             }
         };
         let mut roots = rustls::RootCertStore::empty();
@@ -280,7 +280,7 @@ impl Relying {
         Ok(CoreClient::from_provider_metadata(
             md.clone(),
             ClientId::new(self.config.client_id.clone()),
-            Some(ClientSecret::new(self.secret.expose().clone())),
+            Some(ClientSecret::new(self.secret.expose_secret().to_owned())),
         )
         .set_redirect_uri(redirect))
     }
@@ -471,7 +471,7 @@ impl Relying {
             .post(&endpoint)
             .basic_auth(
                 form_encode(&self.config.client_id),
-                Some(form_encode(self.secret.expose())),
+                Some(form_encode(self.secret.expose_secret())),
             )
             .form(&[
                 ("client_id", self.config.client_id.as_str()),
@@ -508,7 +508,7 @@ impl Relying {
             .post(&endpoint)
             .basic_auth(
                 form_encode(&self.config.client_id),
-                Some(form_encode(self.secret.expose())),
+                Some(form_encode(self.secret.expose_secret())),
             )
             .form(&[
                 ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),

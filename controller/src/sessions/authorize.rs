@@ -1,6 +1,7 @@
 //! Authorising a session: resolve the target once, ask the policy, pick a worker, sign the
 //! grant, and commit the session with its audit event.
 
+use crate::secret::ExposeSecret as _;
 use std::net::{IpAddr, SocketAddr};
 
 use portcullis_policy::{Decision, Outcome, TargetFacts};
@@ -295,7 +296,7 @@ pub async fn authorize(
         exp: expires_at,
     };
     let key = state.keys.active(Purpose::Grant).await?;
-    let grant = grant::sign(&claims, &key.id, key.pkcs8.expose())
+    let grant = grant::sign(&claims, &key.id, key.pkcs8.expose_secret())
         .map_err(|e| ApiError::internal(e.to_string()))?;
 
     let logins = decision.constraints.logins.clone();

@@ -9,7 +9,8 @@ use ssh_key::private::{Ed25519Keypair, Ed25519PrivateKey, KeypairData};
 use ssh_key::public::Ed25519PublicKey;
 use ssh_key::{PrivateKey, PublicKey};
 
-use crate::secret::Secret;
+use crate::secret::{ExposeSecret as _, SecretBytes};
+use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -44,7 +45,7 @@ pub fn ca_public_openssh(raw_public: &[u8]) -> Result<String, SshError> {
 
 /// The 32-byte seed of an Ed25519 PKCS#8 document (RFC 8410: the last 32 bytes of the
 /// `CurvePrivateKey` OCTET STRING, which ends the v1 document before any public key).
-fn ed25519_seed(pkcs8: &[u8]) -> Result<[u8; 32], SshError> {
+fn ed25519_seed(pkcs8: &[u8]) -> Result<Zeroizing<[u8; 32]>, SshError> {
     // PKCS#8 v1/v2 for Ed25519 contain `04 22 04 20 <32-byte seed>`.
     let marker = [0x04, 0x22, 0x04, 0x20];
     let at = pkcs8
@@ -54,18 +55,19 @@ fn ed25519_seed(pkcs8: &[u8]) -> Result<[u8; 32], SshError> {
     pkcs8
         .get(at + 4..at + 36)
         .and_then(|s| s.try_into().ok())
+        .map(Zeroizing::new)
         .ok_or_else(|| SshError::BadCaKey("short Ed25519 seed".into()))
 }
 
 /// Signs a user certificate for `user_key` (OpenSSH public key text) with the CA key (PKCS#8).
 pub fn sign(
-    ca_pkcs8: &Secret<Vec<u8>>,
+    ca_pkcs8: &SecretBytes,
     user_key: &str,
     req: &CertificateRequest<'_>,
 ) -> Result<String, SshError> {
     let user = PublicKey::from_openssh(user_key.trim())
         .map_err(|e| SshError::BadPublicKey(e.to_string()))?;
-    let seed = ed25519_seed(ca_pkcs8.expose())?;
+    let seed = ed25519_seed(ca_pkcs8.expose_secret())?;
     let private = Ed25519PrivateKey::from_bytes(&seed);
     let keypair = Ed25519Keypair::from(private);
     let ca = PrivateKey::new(KeypairData::Ed25519(keypair), "portcullis-ssh-ca")
@@ -123,7 +125,7 @@ mod tests {
             .unwrap();
         let user_pub = user.public_key().to_openssh().unwrap();
         let text = sign(
-            &Secret::new(ca.serialize_der()),
+            &SecretBytes::from(ca.serialize_der()),
             &user_pub,
             &CertificateRequest {
                 session_id: "s_123",
@@ -149,7 +151,7 @@ mod tests {
         let ca_key = PublicKey::from_openssh(&ca_pub).unwrap();
         assert_eq!(cert.signature_key(), ca_key.key_data());
         assert!(sign(
-            &Secret::new(ca.serialize_der()),
+            &SecretBytes::from(ca.serialize_der()),
             "garbage",
             &CertificateRequest {
                 session_id: "s",

@@ -29,7 +29,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions as _, Transaction};
 
-use crate::secret::Secret;
+use crate::secret::{ExposeSecret as _, SecretString};
 
 /// The SQL dialect of a backend, for the few statements that differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,12 +155,51 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// Creates the SQLite database file, if missing, readable by its owner only (0600) before
+/// SQLite opens it: SQLite gives the `-wal` and `-shm` files it creates beside it the
+/// database file's mode, so all three are 0600 (SQLite alone would create them 0644). A file
+/// from an older version that others can read is reported with the `chmod` that fixes it.
+fn private_database_file(opts: &sqlx::sqlite::SqliteConnectOptions) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let url = opts.to_url_lossy();
+    if url.query_pairs().any(|(k, v)| k == "mode" && v == "memory") {
+        return Ok(());
+    }
+    let path = opts.get_filename();
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(path)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0);
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{mode:o}"),
+                    "the SQLite store can be read by other users: stop the controller and run \
+                     `chmod 600` on it and on its -wal and -shm files"
+                );
+            }
+            Ok(())
+        }
+        Err(e) => Err(StoreError::Unavailable(format!(
+            "cannot create the SQLite store {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 impl Store {
     /// Connects to `url` (`sqlite://PATH` or `postgres://...`). A SQLite file is created if
     /// missing. Migrations are not applied here: call [`Store::migrate`].
-    pub async fn connect(url: &Secret<String>, max_connections: u32) -> Result<Store> {
+    pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Store> {
         sqlx::any::install_default_drivers();
-        let url = url.expose();
+        let url = url.expose_secret();
         let dialect = if url.starts_with("sqlite:") {
             Dialect::Sqlite
         } else {
@@ -175,6 +214,7 @@ impl Store {
                     .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10));
+                private_database_file(&opts)?;
                 // The URL keeps neither pragma below: each pooled connection sets them again.
                 let url = opts.to_url_lossy();
                 // SQLite has one writer; one connection serialises transactions instead of

@@ -22,7 +22,7 @@ use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
 use crate::config::{VaultAuth, VaultConfig};
-use crate::secret::Secret;
+use crate::secret::{ExposeSecret as _, SecretString};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -76,7 +76,7 @@ pub const CA_CACHE: Duration = Duration::from_secs(300);
 
 /// A session's token: the secret itself stays in memory only while minting.
 pub struct SessionToken {
-    pub token: Secret<String>,
+    pub token: SecretString,
     pub accessor: String,
 }
 
@@ -235,13 +235,13 @@ impl Vault {
                         path.display()
                     ))
                 })?;
-                (Secret::new(text.trim().to_owned()), None)
+                (SecretString::from(text.trim().to_owned()), None)
             }
             VaultAuth::TokenEnv(name) => {
                 let token = std::env::var(name).map_err(|_| {
                     VaultError::Login(format!("the environment variable {name} is not set"))
                 })?;
-                (Secret::new(token.trim().to_owned()), None)
+                (SecretString::from(token.trim().to_owned()), None)
             }
             VaultAuth::AppRole {
                 mount,
@@ -262,7 +262,7 @@ impl Vault {
                         .map_err(|e| self.map_err("the AppRole login", e));
                 match auth {
                     Ok(auth) => (
-                        Secret::new(auth.client_token),
+                        SecretString::from(auth.client_token),
                         Some(Duration::from_secs(auth.lease_duration)),
                     ),
                     Err(err @ (VaultError::Unreachable { .. } | VaultError::Untrusted { .. })) => {
@@ -278,7 +278,7 @@ impl Vault {
                 }
             }
         };
-        let client = Arc::new(build_client(config, token.expose())?);
+        let client = Arc::new(build_client(config, token.expose_secret())?);
         *self.inner.client.write().await = client.clone();
         if let Some(ttl) = ttl {
             return Ok(ttl);
@@ -303,14 +303,14 @@ impl Vault {
     }
 
     /// A client that acts with `token` instead of the controller's own.
-    async fn as_token(&self, token: &Secret<String>) -> VaultClient {
+    async fn as_token(&self, token: &SecretString) -> VaultClient {
         let base = self.client().await;
         let mut client = VaultClient {
             http: rustify::clients::reqwest::Client::new(&base.http.base, base.http.http.clone()),
             middle: base.middle.clone(),
             settings: base.settings.clone(),
         };
-        client.set_token(token.expose());
+        client.set_token(token.expose_secret());
         client
     }
 
@@ -375,13 +375,13 @@ impl Vault {
             message: "no auth block in the answer".into(),
         })?;
         Ok(SessionToken {
-            token: Secret::new(auth.client_token),
+            token: SecretString::from(auth.client_token),
             accessor: auth.accessor,
         })
     }
 
     /// Gives a session's token its full lifetime (bounded by its `explicit_max_ttl`).
-    pub async fn extend(&self, token: &Secret<String>, ttl: Duration) -> Result<(), VaultError> {
+    pub async fn extend(&self, token: &SecretString, ttl: Duration) -> Result<(), VaultError> {
         let client = self.as_token(token).await;
         vaultrs::token::renew_self(&client, Some(&format!("{}s", ttl.as_secs().max(1))))
             .await
@@ -392,7 +392,7 @@ impl Vault {
     /// Signs an SSH user certificate with the session's token.
     pub async fn sign_ssh(
         &self,
-        token: &Secret<String>,
+        token: &SecretString,
         req: &SignRequest<'_>,
     ) -> Result<SignedCertificate, VaultError> {
         let client = self.as_token(token).await;
@@ -437,7 +437,7 @@ impl Vault {
     /// Reads a (leased) secret with the session's token.
     pub async fn read_leased(
         &self,
-        token: &Secret<String>,
+        token: &SecretString,
         path: &str,
     ) -> Result<Leased, VaultError> {
         let client = self.as_token(token).await;
