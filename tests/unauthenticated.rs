@@ -213,7 +213,7 @@ fn idle_and_trickling_connections_are_closed_within_the_limits() {
             let mut tls = api_tls(&c);
             closes_while_trickling(
                 &mut tls,
-                b"POST /v1/auth/dev-login HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                b"POST /v1/auth/oidc/redeem HTTP/1.1\r\nHost: 127.0.0.1\r\n\
                   Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
                 b" ",
                 limit(1.5),

@@ -27,10 +27,10 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::ExposeSecret as _;
 use crate::accept::{self, Gate};
 use crate::config::Config;
 use crate::identity::Identity;
+use crate::ExposeSecret as _;
 use crate::{Shared, WorkerError};
 
 /// Which CA a controller's certificate must chain to.
