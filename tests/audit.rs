@@ -755,10 +755,10 @@ fn edited_index_columns_are_found(c: &Controller, url: &str) {
     let (ok, v) = audit_json(c, &["verify"]);
     assert!(ok, "{v}");
 
-    // Steering: mallory's login dressed up as a denial, an admin's action as mallory's.
-    let login_seq = of_type(&events, "login_succeeded")
+    // Steering: mallory's token issue dressed up as a denial, an admin's action as mallory's.
+    let login_seq = of_type(&events, "token_issued")
         .into_iter()
-        .find(|e| e["actor"]["user"] == "mallory")
+        .find(|e| e["details"]["user"] == "mallory")
         .unwrap()["sequence"]
         .as_u64()
         .unwrap();
