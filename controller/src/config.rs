@@ -387,7 +387,9 @@ impl RawCluster {
                 message: "must be at least 1".into(),
             });
         }
-        let per_source = self.max_handshakes_per_source.unwrap_or(d.places.per_source);
+        let per_source = self
+            .max_handshakes_per_source
+            .unwrap_or(d.places.per_source);
         if !(1..=total).contains(&per_source) {
             return Err(ConfigError::Invalid {
                 key: "cluster.max_handshakes_per_source",
@@ -877,13 +879,19 @@ mod tests {
         assert_eq!((l.places.total, l.places.per_source), (8, 2));
         for (lines, key) in [
             ("handshake_timeout = 0", "cluster.handshake_timeout"),
-            ("first_frame_timeout = \"never\"", "cluster.first_frame_timeout"),
+            (
+                "first_frame_timeout = \"never\"",
+                "cluster.first_frame_timeout",
+            ),
             ("max_handshakes = 0", "cluster.max_handshakes"),
             (
                 "max_handshakes = 4\nmax_handshakes_per_source = 5",
                 "cluster.max_handshakes_per_source",
             ),
-            ("max_handshakes_per_source = 0", "cluster.max_handshakes_per_source"),
+            (
+                "max_handshakes_per_source = 0",
+                "cluster.max_handshakes_per_source",
+            ),
         ] {
             let err = parse(&format!("{base}[cluster]\n{lines}\n"))
                 .unwrap_err()
