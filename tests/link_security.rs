@@ -1,6 +1,7 @@
 //! The outbound-only control plane under attack: a worker that poses as the controller to
 //! another worker, strangers on `cluster_listen`, several controllers dialling one worker,
-//! and connections that never finish their handshake on either of the worker's listeners.
+//! and connections that never finish their handshake on either of the worker's listeners or
+//! on the controller's cluster listener.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
@@ -582,4 +583,103 @@ fn enrolment_succeeds_while_an_idle_connection_is_held_open() {
     let (code, text) = c.curl("GET", &format!("/v1/workers/{}", w.id), None);
     assert_eq!(code, 200, "{text}");
     drop(idle);
+}
+
+/// A TLS connection to a controller's cluster listener, without a client certificate, with
+/// its handshake finished.
+fn tls_to_controller_link(addr: &str) -> Tls {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut config =
+        rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServer))
+            .with_no_client_auth();
+    config.alpn_protocols = vec![link::ALPN.to_vec()];
+    let conn = rustls::ClientConnection::new(
+        Arc::new(config),
+        ServerName::try_from(link::CONTROLLER_SERVER_NAME).unwrap(),
+    )
+    .unwrap();
+    let tcp = connect_from("127.0.0.3", addr);
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).unwrap();
+    }
+    tls
+}
+
+/// Whether `s` is still open `after` from now (nothing to read, no close).
+fn still_open(s: &mut TcpStream, after: Duration) -> bool {
+    s.set_read_timeout(Some(after)).unwrap();
+    matches!(s.read(&mut [0u8; 16]), Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+}
+
+#[test]
+fn the_controllers_link_listener_caps_connections_in_their_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let cdir = dir.path().join("c");
+    let limits = "handshake_timeout = 2\nfirst_frame_timeout = 1\nmax_handshakes = 16\nmax_handshakes_per_source = 3";
+    let c = Controller::start_full(&cdir, &sqlite(&cdir), limits, "");
+    let link = c.cluster.clone();
+    let token = c.join_token();
+
+    // Idle TCP connections from one address fill its share ...
+    let opened = Instant::now();
+    let mut held: Vec<TcpStream> = (0..3).map(|_| connect_from("127.0.0.2", &link)).collect();
+    // ... while a real worker enrols and links from another.
+    let worker = {
+        let (wdir, link) = (dir.path().join("w1"), link.clone());
+        std::thread::spawn(move || Worker::start(&wdir, &[link], Some(&token), "").unwrap())
+    };
+    // Every further connection from the full address is closed at once.
+    for _ in 0..4 {
+        let mut extra = connect_from("127.0.0.2", &link);
+        let took = closes_within(&mut extra, Duration::from_millis(1000));
+        assert!(took < Duration::from_millis(1000), "{took:?}");
+    }
+    // The held ones are closed at the configured handshake timeout, not before.
+    for s in &mut held {
+        let limit =
+            (opened + Duration::from_millis(3000)).saturating_duration_since(Instant::now());
+        closes_within(s, limit);
+        assert!(
+            opened.elapsed() >= Duration::from_millis(1900),
+            "closed after {:?}",
+            opened.elapsed()
+        );
+    }
+    // A connection that finishes TLS but sends no frame: closed at the first-frame timeout.
+    let mut quiet = tls_to_controller_link(&link);
+    let finished = Instant::now();
+    quiet
+        .sock
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let closed = !matches!(quiet.read(&mut [0u8; 16]), Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+    let took = finished.elapsed();
+    assert!(
+        closed,
+        "a connection without a first frame was kept for {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(2000),
+        "{took:?}"
+    );
+
+    // The worker linked and serves a session.
+    let _w = worker.join().unwrap();
+    create_echo_target(&c);
+    let l = listen(c.cli(), "echo");
+    drop(open_echo(l.port));
+    // Its authenticated link holds no place: its address still has all three.
+    let mut mine: Vec<TcpStream> = (0..3).map(|_| connect_from("127.0.0.1", &link)).collect();
+    let last = mine.last_mut().unwrap();
+    assert!(
+        still_open(last, Duration::from_millis(500)),
+        "the worker's own link counted against its address"
+    );
+    let mut fourth = connect_from("127.0.0.1", &link);
+    let took = closes_within(&mut fourth, Duration::from_millis(1000));
+    assert!(took < Duration::from_millis(1000), "{took:?}");
+    drop(open_echo(l.port));
 }

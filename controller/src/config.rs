@@ -22,6 +22,8 @@ pub struct Config {
     /// Timeouts and caps of the API's connections (`[api.connections]`).
     pub api_connections: crate::api::limits::ConnectionLimits,
     pub cluster_listen: SocketAddr,
+    /// Timeouts and caps of cluster-link connections that have not authenticated yet.
+    pub cluster_handshakes: crate::link::gate::HandshakeLimits,
     /// Workers this controller dials (outbound-only control plane), `HOST:PORT`.
     pub dial_workers: Vec<String>,
     pub policy_file: Option<PathBuf>,
@@ -366,6 +368,48 @@ struct RawApi {
 struct RawCluster {
     listen: Option<String>,
     dial_workers: Option<Vec<String>>,
+    handshake_timeout: Option<DurationValue>,
+    first_frame_timeout: Option<DurationValue>,
+    max_handshakes: Option<usize>,
+    max_handshakes_per_source: Option<usize>,
+}
+
+impl RawCluster {
+    fn handshake_limits(&self) -> Result<crate::link::gate::HandshakeLimits, ConfigError> {
+        let d = crate::link::gate::HandshakeLimits::default();
+        let timeout = |value: &Option<DurationValue>, key: &'static str, default: Duration| {
+            positive(duration(value, key, default)?, key)
+        };
+        let total = self.max_handshakes.unwrap_or(d.places.total);
+        if total == 0 {
+            return Err(ConfigError::Invalid {
+                key: "cluster.max_handshakes",
+                message: "must be at least 1".into(),
+            });
+        }
+        let per_source = self
+            .max_handshakes_per_source
+            .unwrap_or(d.places.per_source);
+        if !(1..=total).contains(&per_source) {
+            return Err(ConfigError::Invalid {
+                key: "cluster.max_handshakes_per_source",
+                message: format!("must be between 1 and cluster.max_handshakes ({total})"),
+            });
+        }
+        Ok(crate::link::gate::HandshakeLimits {
+            handshake_timeout: timeout(
+                &self.handshake_timeout,
+                "cluster.handshake_timeout",
+                d.handshake_timeout,
+            )?,
+            first_frame_timeout: timeout(
+                &self.first_frame_timeout,
+                "cluster.first_frame_timeout",
+                d.first_frame_timeout,
+            )?,
+            places: portcullis_proto::handshakes::Limits { total, per_source },
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -650,6 +694,7 @@ impl Config {
             api_max_body_bytes: max_body,
             api_connections: raw.api.connections.validate()?,
             cluster_listen: socket(&raw.cluster.listen, "cluster.listen", "127.0.0.1:9201")?,
+            cluster_handshakes: raw.cluster.handshake_limits()?,
             dial_workers: dial_workers(raw.cluster.dial_workers.clone().unwrap_or_default())?,
             policy_file: raw.policy.file,
             login_rate_limit: raw.auth.login_rate_limit_per_minute.unwrap_or(30),
@@ -813,6 +858,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("store.url"), "{err}");
+    }
+
+    #[test]
+    fn cluster_handshake_limits_have_defaults_and_name_bad_keys() {
+        let base = "[store]\nurl = \"sqlite://x.db\"\n[keys]\nmaster_key_file = \"m\"\n";
+        let c = parse(base).unwrap();
+        assert_eq!(
+            c.cluster_handshakes,
+            crate::link::gate::HandshakeLimits::default()
+        );
+        let c = parse(&format!(
+            "{base}[cluster]\nhandshake_timeout = \"3s\"\nfirst_frame_timeout = 0.5\n\
+             max_handshakes = 8\nmax_handshakes_per_source = 2\n"
+        ))
+        .unwrap();
+        let l = c.cluster_handshakes;
+        assert_eq!(l.handshake_timeout, Duration::from_secs(3));
+        assert_eq!(l.first_frame_timeout, Duration::from_millis(500));
+        assert_eq!((l.places.total, l.places.per_source), (8, 2));
+        for (lines, key) in [
+            ("handshake_timeout = 0", "cluster.handshake_timeout"),
+            (
+                "first_frame_timeout = \"never\"",
+                "cluster.first_frame_timeout",
+            ),
+            ("max_handshakes = 0", "cluster.max_handshakes"),
+            (
+                "max_handshakes = 4\nmax_handshakes_per_source = 5",
+                "cluster.max_handshakes_per_source",
+            ),
+            (
+                "max_handshakes_per_source = 0",
+                "cluster.max_handshakes_per_source",
+            ),
+        ] {
+            let err = parse(&format!("{base}[cluster]\n{lines}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{lines}: {err}");
+        }
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! Wire types shared by the Portcullis controller, worker and CLI.
 //!
-//! Nothing here does I/O. Each module holds one wire surface:
+//! Nothing here does I/O. Each module holds one wire surface, or a rule the listeners of
+//! several share:
 //! - [`api`]: the controller's HTTPS JSON API (`/v1`).
 //! - [`grant`]: the signed session grant a client presents to a worker.
 //! - [`link`]: the framed cluster link between controllers and workers.
 //! - [`proxy`]: the handshake a client speaks to a worker's proxy listener.
+//! - [`handshakes`]: the count of connections still in their handshake, capped per listener.
 //! - [`keys`]: fingerprints and public-key encodings every side computes the same way.
 //! - [`text`]: outside text made safe for logs and terminals (escaping control characters).
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod grant;
+pub mod handshakes;
 pub mod keys;
 pub mod link;
 pub mod proxy;

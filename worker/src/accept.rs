@@ -4,11 +4,11 @@
 //! proxy hello) are capped, globally and per source address, by a [`Gate`]. The time such a
 //! connection may take is bounded by its listener (`handshake_timeout`, `hello_timeout`).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use portcullis_proto::handshakes::Handshakes;
 use tokio::net::{TcpListener, TcpStream};
 
 /// At most one log line per this interval for a failing accept or a full gate.
@@ -80,22 +80,16 @@ impl Listener {
 }
 
 /// Limits on connections that have not authenticated yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GateLimits {
-    pub total: usize,
-    pub per_source: usize,
-}
+pub use portcullis_proto::handshakes::Limits as GateLimits;
 
-#[derive(Default)]
 struct GateState {
-    total: usize,
-    by_source: HashMap<IpAddr, usize>,
+    handshakes: Handshakes,
     log: RateLimitedLog,
 }
 
-/// Admits connections into their unauthenticated phase up to [`GateLimits`].
+/// Admits connections into their unauthenticated phase up to [`GateLimits`] (the count is
+/// [`portcullis_proto::handshakes`]; this adds the lock, the release on drop and the log).
 pub struct Gate {
-    limits: GateLimits,
     what: &'static str,
     state: Arc<Mutex<GateState>>,
 }
@@ -106,28 +100,24 @@ pub struct Pass {
     state: Arc<Mutex<GateState>>,
 }
 
+fn lock(state: &Mutex<GateState>) -> MutexGuard<'_, GateState> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Drop for Pass {
     fn drop(&mut self) {
-        let mut s = match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        s.total = s.total.saturating_sub(1);
-        if let Some(n) = s.by_source.get_mut(&self.source) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                s.by_source.remove(&self.source);
-            }
-        }
+        lock(&self.state).handshakes.leave(self.source);
     }
 }
 
 impl Gate {
     pub fn new(limits: GateLimits, what: &'static str) -> Gate {
         Gate {
-            limits,
             what,
-            state: Arc::default(),
+            state: Arc::new(Mutex::new(GateState {
+                handshakes: Handshakes::new(limits),
+                log: RateLimitedLog::default(),
+            })),
         }
     }
 
@@ -135,21 +125,16 @@ impl Gate {
     /// closes the connection at once).
     pub fn enter(&self, source: IpAddr) -> Option<Pass> {
         let source = source.to_canonical();
-        let mut s = match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let from_source = s.by_source.get(&source).copied().unwrap_or(0);
-        if s.total >= self.limits.total || from_source >= self.limits.per_source {
+        let mut s = lock(&self.state);
+        if s.handshakes.enter(source).is_err() {
+            let limits = s.handshakes.limits();
             if let Some(suppressed) = s.log.due(Instant::now()) {
                 tracing::warn!(listener = self.what, client.addr = %source, refused.suppressed = suppressed,
-                    limit.total = self.limits.total, limit.per_source = self.limits.per_source,
+                    limit.total = limits.total, limit.per_source = limits.per_source,
                     "too many connections in their handshake; closing new ones");
             }
             return None;
         }
-        s.total += 1;
-        *s.by_source.entry(source).or_insert(0) += 1;
         Some(Pass {
             source,
             state: self.state.clone(),

@@ -143,7 +143,7 @@ async fn dial_loop(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|c| enrolled_key(c, &ca));
-            super::drive(tls, peer_addr, peer, state.clone(), shutdown.clone()).await
+            super::drive(tls, peer_addr, peer, None, state.clone(), shutdown.clone()).await
         };
         match attempt.await {
             Ok(()) => backoff = Duration::from_millis(200),

@@ -4,6 +4,7 @@
 //! docs/architecture.md.
 
 pub mod dialer;
+pub mod gate;
 pub mod handler;
 pub mod registry;
 
@@ -52,7 +53,8 @@ pub fn tls_config(ca: &CertificateAuthority) -> Result<Arc<rustls::ServerConfig>
     Ok(Arc::new(config))
 }
 
-/// Accepts worker links until `shutdown`.
+/// Accepts worker links until `shutdown`. Connections that have not authenticated yet are
+/// bounded by `cluster.*` limits (see [`gate`]).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -60,6 +62,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let limits = state.config.cluster_handshakes;
+    let gate = gate::Gate::new(limits.places);
+    // Connections closed because the gate was full, logged like failed accepts.
+    let mut refused: u64 = 0;
+    let mut last_refusal_log: Option<tokio::time::Instant> = None;
     // A failing accept (out of descriptors) backs off, up to a second, and is logged at most
     // once per ten seconds with the number of failures in between.
     let mut backoff = Duration::from_millis(5);
@@ -86,11 +93,27 @@ pub async fn serve(
                 }
             },
         };
+        // Until it authenticates, a connection holds a place in the gate; none left: closed.
+        let place = match gate.enter(peer.ip()) {
+            Ok(place) => place,
+            Err(full) => {
+                drop(tcp);
+                refused += 1;
+                if last_refusal_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    tracing::warn!(client.addr = %peer, refused, cap = ?full,
+                        limit.total = limits.places.total, limit.per_source = limits.places.per_source,
+                        "too many link connections in their handshake; closing new ones (cluster.max_handshakes, cluster.max_handshakes_per_source)");
+                    last_refusal_log = Some(tokio::time::Instant::now());
+                    refused = 0;
+                }
+                continue;
+            }
+        };
         let span = tracing::info_span!("worker_link", client.addr = %peer, worker.id = tracing::field::Empty);
         let (acceptor, state, shutdown) = (acceptor.clone(), state.clone(), shutdown.clone());
         tokio::spawn(
             async move {
-                if let Err(err) = run_link(acceptor, tcp, state, shutdown).await {
+                if let Err(err) = run_link(acceptor, tcp, place, state, shutdown).await {
                     tracing::info!(error = %text::escaped(&err), "worker link closed");
                 }
             }
@@ -113,12 +136,14 @@ async fn send<S: LinkIo>(stream: &mut LinkStream<S>, frame: &Frame) -> Result<()
 async fn run_link(
     acceptor: TlsAcceptor,
     tcp: TcpStream,
+    place: gate::Place,
     state: AppState,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
     let peer = tcp.peer_addr().map_err(|e| e.to_string())?.ip();
-    let tls = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+    let handshake_timeout = state.config.cluster_handshakes.handshake_timeout;
+    let tls = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp))
         .await
         .map_err(|_| "TLS handshake timed out".to_string())?
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
@@ -132,23 +157,26 @@ async fn run_link(
                 .ok()
                 .map(|c| c.subject_public_key_info().as_ref().to_vec())
         });
-    drive(tls, peer, peer_spki, state, shutdown).await
+    drive(tls, peer, peer_spki, Some(place), state, shutdown).await
 }
 
 /// Runs the link protocol over an established stream with the worker at `peer`.
 /// `peer_spki` is the worker's key when its certificate chains to the CA; without one, the
-/// link may only enrol.
+/// link may only enrol. `place`, the link's place in the listener's [`gate`], is given back
+/// as soon as the link is authenticated (hello accepted) or has had its answer (join).
 pub(crate) async fn drive<S: LinkIo>(
     io: S,
     peer: std::net::IpAddr,
     peer_spki: Option<Vec<u8>>,
+    place: Option<gate::Place>,
     state: AppState,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
     let mut stream = Framed::new(io, link::codec());
-    let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
+    let first_frame_timeout = state.config.cluster_handshakes.first_frame_timeout;
+    let first = tokio::time::timeout(first_frame_timeout, stream.next())
         .await
-        .map_err(|_| "no first frame within 10 s".to_string())?
+        .map_err(|_| format!("no first frame within {first_frame_timeout:?}"))?
         .ok_or("closed before the first frame")?
         .map_err(|e| e.to_string())?;
     let (id, request) = match link::decode(&first) {
@@ -164,6 +192,7 @@ pub(crate) async fn drive<S: LinkIo>(
                 message: "present a worker certificate, or enrol with a join token first".into(),
             },
         };
+        drop(place);
         send(&mut stream, &Frame::Response { id, body: response }).await?;
         return Ok(());
     };
@@ -188,6 +217,7 @@ pub(crate) async fn drive<S: LinkIo>(
     if !accepted {
         return Err("hello refused".into());
     }
+    drop(place);
     tracing::info!(proxy.addr = %text::escaped(&hello.proxy_addr), "worker linked");
     let (tx, mut rx) = mpsc::channel::<Outgoing>(64);
     let handle = state.links.insert(&worker_id, tx, &spki);
