@@ -858,7 +858,10 @@ fn python_verify(export: &Path, keys: &[String]) -> (Option<i32>, String, String
 fn an_export_verifies_with_an_independent_python_implementation() {
     let dir = tempfile::tempdir().unwrap();
     let cdir = dir.path().join("controller");
-    let c = Controller::start_with(&cdir, &file_sink(&cdir));
+    // A whole-second window: `details.window_secs` is then the float 1.0, which JCS writes
+    // `1` (as ECMAScript does) and schema 2's form wrote `1.0`.
+    let config = file_sink(&cdir).replace("denial_window = 0.2", "denial_window = 1.0");
+    let c = Controller::start_with(&cdir, &config);
     let target = create_target(&c, "py-1", "127.0.0.1:9");
     let (code, text) = c.curl(
         "PATCH",
@@ -866,8 +869,6 @@ fn an_export_verifies_with_an_independent_python_implementation() {
         Some(r#"{"address": "127.0.0.1:10"}"#),
     );
     assert_eq!(code, 200, "{text}");
-    // A refusal summary: its `details.window_secs` is a float, which JCS writes as
-    // ECMAScript does and schema 2 did not.
     let (code, _) = c.curl_as("pat1.nonsense", "GET", "/v1/targets", None);
     assert_eq!(code, 401);
     wait_for(
@@ -906,7 +907,12 @@ fn an_export_verifies_with_an_independent_python_implementation() {
         .iter()
         .find(|e| e["type"] == "token_rejected")
         .unwrap();
-    assert!(floats["details"]["window_secs"].is_f64(), "{floats}");
+    assert_eq!(
+        floats["details"]["window_secs"].as_f64(),
+        Some(1.0),
+        "{floats}"
+    );
+    assert!(lines.iter().any(|l| l.contains(r#""window_secs":1.0"#)));
 
     // The real chain: every hash, link and signature as Python recomputes them.
     let (code, stdout, stderr) = python_verify(&export, &keys);
