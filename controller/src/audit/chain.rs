@@ -60,8 +60,8 @@ pub enum ChainError {
 }
 
 /// `value` in RFC 8785 canonical form (JCS), the hash input of schema 3 events. Integers
-/// beyond what a double holds exactly are refused rather than rounded, as other JCS
-/// implementations refuse or round them.
+/// beyond what a double holds exactly are refused, as Python's `rfc8785` refuses them:
+/// rounding them would hash another value than the one stored.
 pub fn canonical(value: &Value) -> Result<Vec<u8>, ChainError> {
     if let Some((path, value)) = first_inexact_integer(value, "") {
         return Err(ChainError::InexactInteger { path, value });
