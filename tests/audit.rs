@@ -1,7 +1,8 @@
 //! The tamper-evident audit log with real processes: every action's event and its fields,
 //! tampering found at the right event by `portcullis audit verify`, one chain from two
 //! controllers on PostgreSQL, a syslog sink over TLS to a real rsyslogd that loses nothing
-//! across an outage, fail-closed writes, and who may read the log.
+//! across an outage, fail-closed writes, who may read the log, and an export verified by an
+//! independent implementation (tests/audit_verify.py, on Python's RFC 8785 and Ed25519).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
@@ -196,7 +197,7 @@ fn every_action_is_audited_with_its_fields() {
         assert_eq!(pair[1]["prev_hash"], pair[0]["hash"]);
     }
     for e in &events {
-        assert_eq!(e["schema"], 2, "{e}");
+        assert_eq!(e["schema"], 3, "{e}");
         assert!(e["id"].as_str().unwrap().starts_with("e_"), "{e}");
         assert!(
             e["signature"].as_str().is_some_and(|s| !s.is_empty()),
@@ -443,7 +444,7 @@ fn tampering_is_found_at_the_right_event() {
     forged["prev_hash"] = events[7]["hash"].clone();
     forged["reason"] = json!("nothing to see here");
     let body = forged.as_object().unwrap().clone();
-    forged["hash"] = json!(portcullis_controller::audit::chain::event_hash(&body));
+    forged["hash"] = json!(portcullis_controller::audit::chain::event_hash(&body).unwrap());
     inserted.push(forged);
     let v = verify_lines(&c, dir.path(), "inserted", &with(inserted), &keys);
     assert_eq!(v["first_bad_event"], seq(7) + 1, "{v}");
@@ -820,4 +821,136 @@ fn edited_index_columns_are_found_on_postgresql() {
     let dir = tempfile::tempdir().unwrap();
     let c = Controller::start_on(&dir.path().join("controller"), &url, "");
     edited_index_columns_are_found(&c, &url);
+}
+
+/// A Python with `rfc8785` and `cryptography`, which scripts/test installs.
+fn python_with_jcs() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("PORTCULLIS_TEST_AUDIT_PYTHON") {
+        return path.into();
+    }
+    let home = std::env::var("HOME").unwrap();
+    let path = Path::new(&home).join(".cache/portcullis-test/audit-verify/bin/python");
+    assert!(
+        path.exists(),
+        "no Python with rfc8785 at {}: run the suite with scripts/test, which installs it",
+        path.display()
+    );
+    path
+}
+
+/// tests/audit_verify.py on `export` with the pinned `keys`: (exit code, stdout, stderr).
+fn python_verify(export: &Path, keys: &[String]) -> (Option<i32>, String, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/audit_verify.py");
+    let out = Command::new(python_with_jcs())
+        .arg(script)
+        .arg(export)
+        .args(keys.iter().flat_map(|k| ["--public-key", k.as_str()]))
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_export_verifies_with_an_independent_python_implementation() {
+    let dir = tempfile::tempdir().unwrap();
+    let cdir = dir.path().join("controller");
+    // A whole-second window: `details.window_secs` is then the float 1.0, which JCS writes
+    // `1` (as ECMAScript does) and schema 2's form wrote `1.0`.
+    let config = file_sink(&cdir).replace("denial_window = 0.2", "denial_window = 1.0");
+    let c = Controller::start_with(&cdir, &config);
+    let target = create_target(&c, "py-1", "127.0.0.1:9");
+    let (code, text) = c.curl(
+        "PATCH",
+        &format!("/v1/targets/{target}"),
+        Some(r#"{"address": "127.0.0.1:10"}"#),
+    );
+    assert_eq!(code, 200, "{text}");
+    let (code, _) = c.curl_as("pat1.nonsense", "GET", "/v1/targets", None);
+    assert_eq!(code, 401);
+    wait_for(
+        "the token_rejected summary",
+        Duration::from_secs(10),
+        || !of_type(&all_events(&c), "token_rejected").is_empty(),
+    );
+    let out = c.cli().args(["audit", "keys"]).output().unwrap();
+    let keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let export = dir.path().join("export.jsonl");
+    let out = c
+        .cli()
+        .args(["audit", "export", "--format", "jsonl", "--output"])
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = std::fs::read_to_string(&export)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let events: Vec<Value> = lines[1..]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let floats = events
+        .iter()
+        .find(|e| e["type"] == "token_rejected")
+        .unwrap();
+    assert_eq!(
+        floats["details"]["window_secs"].as_f64(),
+        Some(1.0),
+        "{floats}"
+    );
+    assert!(lines.iter().any(|l| l.contains(r#""window_secs":1.0"#)));
+
+    // The real chain: every hash, link and signature as Python recomputes them.
+    let (code, stdout, stderr) = python_verify(&export, &keys);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let last = events.last().unwrap();
+    assert_eq!(
+        stdout.trim(),
+        format!(
+            "intact: {} events, head {}:{}",
+            events.len(),
+            last["sequence"],
+            last["hash"].as_str().unwrap()
+        )
+    );
+
+    // One edited event is found, and named.
+    let victim = events
+        .iter()
+        .position(|e| e["type"] == "target_updated")
+        .unwrap();
+    let mut edited = events.clone();
+    edited[victim]["details"]["address"] = json!("10.0.0.66:22");
+    let tampered = dir.path().join("tampered.jsonl");
+    let text: Vec<String> = std::iter::once(lines[0].clone())
+        .chain(edited.iter().map(Value::to_string))
+        .collect();
+    std::fs::write(&tampered, text.join("\n") + "\n").unwrap();
+    let (code, stdout, stderr) = python_verify(&tampered, &keys);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let named = format!(
+        "event {} ({}): its content does not match its hash",
+        events[victim]["sequence"],
+        events[victim]["id"].as_str().unwrap()
+    );
+    assert!(stderr.starts_with(&named), "{stderr}");
+    // Portcullis' own verifier agrees on both.
+    let v = verify_lines(&c, dir.path(), "clean", &lines, &keys);
+    assert_eq!(v["ok"], true, "{v}");
+    let v = verify_lines(&c, dir.path(), "edited", &text, &keys);
+    assert_eq!(v["first_bad_event"], events[victim]["sequence"], "{v}");
 }

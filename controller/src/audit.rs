@@ -169,7 +169,7 @@ pub mod kind {
 }
 
 impl AuditEvent {
-    /// The event as stored and shipped, before sealing (schema 2, docs/audit.md).
+    /// The event as stored and shipped, before sealing (schema 3, docs/audit.md).
     fn body(&self, id: &str, sequence: u64, time: &str, prev_hash: &str) -> Map<String, Value> {
         let details = match &self.details {
             Value::Null => Value::Object(Map::new()),
@@ -256,7 +256,9 @@ impl Chain {
             let id = new_id(IdKind::Event);
             let time = humantime::format_rfc3339_millis(*at).to_string();
             let mut body = event.body(&id, sequence, &time, &head.hash);
-            let hash = self.signer.seal(&mut body);
+            let hash = self.signer.seal(&mut body).map_err(|e| {
+                StoreError::Corrupt(format!("an audit event cannot be sealed: {e}"))
+            })?;
             // The columns come from the sealed body, as the verifier derives them again.
             let columns = chain::IndexColumns::of(&body).map_err(|e| {
                 StoreError::Corrupt(format!("an audit event cannot be indexed: {e}"))

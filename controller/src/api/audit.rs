@@ -169,7 +169,7 @@ fn check_listed(
     };
     let key_id = map.get("key_id").and_then(serde_json::Value::as_str);
     let signature = map.get("signature").and_then(serde_json::Value::as_str);
-    if chain::event_hash(map) != hash {
+    if chain::event_hash(map).map_err(|e| e.to_string())? != hash {
         return Err("its body does not match its hash: it was edited".into());
     }
     let signed = matches!((key_id, signature), (Some(k), Some(s)) if keys.verify_event(k, hash, s));

@@ -5,8 +5,12 @@
 //! An event's `hash` is SHA-256 over a domain string and the canonical JSON of the event
 //! without its `hash` and `signature` members (so it covers `sequence`, `prev_hash` and
 //! `key_id`); `signature` is Ed25519 by the audit key over a second domain string and that
-//! hash. Canonical JSON: object members sorted by key (byte order), no whitespace, strings
-//! and numbers as serde_json writes them.
+//! hash. The canonical form is chosen by the event's own `schema` member, which the hash
+//! covers: schema 3 (written now) is RFC 8785, the JSON Canonicalization Scheme, so that a
+//! verifier in any language can use a JCS library; schema 2 is this crate's earlier form
+//! ([`canonical_v2`]), kept so that chains written before still verify. Schema 3 events are
+//! I-JSON (RFC 7493): [`Signer::seal`] writes integers that a double cannot hold exactly as
+//! decimal strings, since JCS, like JavaScript, reads every number as a double.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -18,30 +22,104 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The version of the event schema this code writes (docs/audit.md).
-pub const SCHEMA: u64 = 2;
+pub const SCHEMA: u64 = 3;
 /// The predecessor hash of the first chained event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// The `type` of a checkpoint line in a sink or an export.
 pub const CHECKPOINT_TYPE: &str = "audit_checkpoint";
 
-const EVENT_DOMAIN: &str = "portcullis-audit-event/2\n";
+/// The domain string of schema 3 event hashes, before the JCS bytes.
+pub const EVENT_DOMAIN: &str = "portcullis-audit-event/3\n";
+/// The domain string of schema 2 event hashes, before [`canonical_v2`]'s bytes.
+const EVENT_DOMAIN_V2: &str = "portcullis-audit-event/2\n";
+// The signature and checkpoint messages hold no JSON: they are the same under schemas 2
+// and 3, and keep the domain strings they were introduced with.
 const SIGNATURE_DOMAIN: &str = "portcullis-audit-signature/2\n";
 const CHECKPOINT_DOMAIN: &str = "portcullis-audit-checkpoint/2\n";
+
+/// The largest integer magnitude a double holds exactly (2^53 - 1, I-JSON's limit).
+const MAX_EXACT_INTEGER: u64 = (1 << 53) - 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
     #[error("the audit key {0} is not a usable Ed25519 PKCS#8 key")]
     BadKey(String),
+    #[error("it has no numeric `schema`, so its canonical form is unknown")]
+    NoSchema,
+    #[error(
+        "its schema {0} is not one this version knows (2 or 3): verify it with a newer portcullis"
+    )]
+    UnknownSchema(u64),
+    #[error(
+        "`{path}` is the integer {value}, which JCS cannot hold exactly (beyond 2^53 - 1): \
+         a schema 3 writer puts such numbers in strings"
+    )]
+    InexactInteger { path: String, value: String },
+    #[error("it cannot be written as JCS: {0}")]
+    Jcs(String),
 }
 
-/// Writes `value` as canonical JSON.
-pub fn canonical(value: &Value) -> String {
+/// `value` in RFC 8785 canonical form (JCS), the hash input of schema 3 events. Integers
+/// beyond what a double holds exactly are refused, as Python's `rfc8785` refuses them:
+/// rounding them would hash another value than the one stored.
+pub fn canonical(value: &Value) -> Result<Vec<u8>, ChainError> {
+    if let Some((path, value)) = first_inexact_integer(value, "") {
+        return Err(ChainError::InexactInteger { path, value });
+    }
+    serde_json_canonicalizer::to_vec(value).map_err(|e| ChainError::Jcs(e.to_string()))
+}
+
+fn is_exact(number: &serde_json::Number) -> bool {
+    match (number.as_u64(), number.as_i64()) {
+        (Some(n), _) => n <= MAX_EXACT_INTEGER,
+        (None, Some(n)) => n.unsigned_abs() <= MAX_EXACT_INTEGER,
+        // A double already.
+        (None, None) => true,
+    }
+}
+
+/// The path (`details.serial`, `list[2]`) and value of the first integer that a double
+/// cannot hold exactly.
+fn first_inexact_integer(value: &Value, path: &str) -> Option<(String, String)> {
+    match value {
+        Value::Number(n) if !is_exact(n) => Some((path.to_owned(), n.to_string())),
+        Value::Object(map) => map.iter().find_map(|(key, v)| {
+            let inner = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            first_inexact_integer(v, &inner)
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| first_inexact_integer(v, &format!("{path}[{i}]"))),
+        _ => None,
+    }
+}
+
+/// Makes `value` I-JSON: integers that a double cannot hold exactly (random 64-bit SSH
+/// certificate serials) become decimal strings.
+fn stringify_inexact_integers(value: &mut Value) {
+    match value {
+        Value::Number(n) if !is_exact(n) => *value = Value::String(n.to_string()),
+        Value::Object(map) => map.values_mut().for_each(stringify_inexact_integers),
+        Value::Array(items) => items.iter_mut().for_each(stringify_inexact_integers),
+        _ => {}
+    }
+}
+
+/// Schema 2's canonical form, kept to verify events written before schema 3: object
+/// members sorted by key in UTF-8 byte order, no whitespace, strings and numbers as
+/// serde_json writes them (`10.0`, `-0.0`, integers of any size).
+pub fn canonical_v2(value: &Value) -> String {
     let mut out = String::new();
-    write_canonical(value, &mut out);
+    write_canonical_v2(value, &mut out);
     out
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+fn write_canonical_v2(value: &Value, out: &mut String) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
@@ -54,7 +132,7 @@ fn write_canonical(value: &Value, out: &mut String) {
                 out.push_str(&Value::String(key.clone()).to_string());
                 out.push(':');
                 if let Some(v) = map.get(key) {
-                    write_canonical(v, out);
+                    write_canonical_v2(v, out);
                 }
             }
             out.push('}');
@@ -65,7 +143,7 @@ fn write_canonical(value: &Value, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                write_canonical(item, out);
+                write_canonical_v2(item, out);
             }
             out.push(']');
         }
@@ -76,15 +154,26 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
-/// The hash an event must carry: over everything but `hash` and `signature`.
-pub fn event_hash(event: &Map<String, Value>) -> String {
+/// The hash an event must carry: over everything but `hash` and `signature`, in the
+/// canonical form of the event's `schema`.
+pub fn event_hash(event: &Map<String, Value>) -> Result<String, ChainError> {
     let mut covered = event.clone();
     covered.remove("hash");
     covered.remove("signature");
+    let schema = covered
+        .get("schema")
+        .and_then(Value::as_u64)
+        .ok_or(ChainError::NoSchema)?;
+    let covered = Value::Object(covered);
+    let (domain, bytes) = match schema {
+        2 => (EVENT_DOMAIN_V2, canonical_v2(&covered).into_bytes()),
+        3 => (EVENT_DOMAIN, canonical(&covered)?),
+        other => return Err(ChainError::UnknownSchema(other)),
+    };
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(EVENT_DOMAIN.as_bytes());
-    ctx.update(canonical(&Value::Object(covered)).as_bytes());
-    hex::encode(ctx.finish().as_ref())
+    ctx.update(domain.as_bytes());
+    ctx.update(&bytes);
+    Ok(hex::encode(ctx.finish().as_ref()))
 }
 
 fn signature_message(hash: &str) -> Vec<u8> {
@@ -124,18 +213,23 @@ impl Signer {
         self.pair.public_key().as_ref()
     }
 
-    /// Completes an event that already holds its `sequence` and `prev_hash`: sets `key_id`,
-    /// `hash` and `signature`, and returns the hash.
-    pub fn seal(&self, event: &mut Map<String, Value>) -> String {
+    /// Completes an event that already holds its `schema`, `sequence` and `prev_hash`: sets
+    /// `key_id`, `hash` and `signature`, and returns the hash. A schema 3 event is made
+    /// I-JSON first (integers a double cannot hold become strings). Fails only for a schema
+    /// this version cannot write.
+    pub fn seal(&self, event: &mut Map<String, Value>) -> Result<String, ChainError> {
+        if event.get("schema").and_then(Value::as_u64) == Some(SCHEMA) {
+            event.values_mut().for_each(stringify_inexact_integers);
+        }
         event.insert("key_id".into(), Value::String(self.key_id.clone()));
-        let hash = event_hash(event);
+        let hash = event_hash(event)?;
         let signature = self.pair.sign(&signature_message(&hash));
         event.insert("hash".into(), Value::String(hash.clone()));
         event.insert(
             "signature".into(),
             Value::String(STANDARD.encode(signature.as_ref())),
         );
-        hash
+        Ok(hash)
     }
 
     /// A signed statement that the chain's event `sequence` has hash `hash`.
@@ -156,7 +250,9 @@ impl Signer {
 }
 
 /// A signed (sequence, head hash) pair, shipped to every sink so that cutting off the newest
-/// events of the store is detected against the sink's copy.
+/// events of the store is detected against the sink's copy. `schema` is the event schema of
+/// the writer; the signed message holds no JSON and is the same under schemas 2 and 3, so
+/// checkpoints of either verify alike.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     #[serde(rename = "type")]
@@ -340,3 +436,7 @@ impl IndexColumns {
         .map(|(column, _)| column)
     }
 }
+
+#[cfg(test)]
+#[path = "chain_tests.rs"]
+mod tests;

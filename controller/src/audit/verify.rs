@@ -226,9 +226,13 @@ impl Verifier {
             field("signature")?,
         );
         let expected = self.next.unwrap_or(sequence);
+        // The canonical form depends on the event's schema; one this version cannot
+        // reproduce (or an event that breaks it) is malformed, not edited.
+        let computed =
+            chain::event_hash(map).map_err(|e| fail(sequence, Problem::Malformed(e.to_string())));
         if self.redelivery
             && sequence < expected
-            && chain::event_hash(map) == hash
+            && computed.as_deref().is_ok_and(|c| c == hash)
             && self.keys.verify_event(key_id, hash, signature)
         {
             return Ok(());
@@ -239,7 +243,7 @@ impl Verifier {
         if prev_hash != self.prev_hash {
             return Err(fail(sequence, Problem::BrokenLink));
         }
-        if chain::event_hash(map) != hash {
+        if computed? != hash {
             return Err(fail(sequence, Problem::Edited));
         }
         if !self.keys.contains(key_id) {
