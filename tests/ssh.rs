@@ -265,15 +265,12 @@ fn the_krl_revokes_certificates_of_ended_sessions() {
     );
     assert!(text.contains("ssh_certificates_revoked"), "{text}");
     // A random 64-bit serial is mostly beyond what RFC 8785 (audit schema 3) holds exactly:
-    // such a serial is written as a decimal string, and the chain verifies.
+    // serials are always written as decimal strings, and the chain verifies.
     let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
     let serials = &answer["items"][0]["details"]["ssh_certificates_revoked"];
-    let exact = (1_u64 << 53) - 1;
-    let written_right = match &serials[0] {
-        serde_json::Value::String(s) => s.parse::<u64>().is_ok_and(|n| n > exact),
-        serde_json::Value::Number(n) => n.as_u64().is_some_and(|n| n <= exact),
-        _ => false,
-    };
+    let written_right = serials[0]
+        .as_str()
+        .is_some_and(|s| s.parse::<u64>().is_ok());
     assert!(written_right, "{serials}");
     let out = dev.cli().args(["audit", "verify"]).output().unwrap();
     assert!(

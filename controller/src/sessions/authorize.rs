@@ -412,7 +412,7 @@ pub async fn authorize(
             "connection_limit": limit,
             "grant_key_id": key.id,
             "ssh_certificate": ssh.as_ref().map(|(_, serial, ca_id, valid_before)| serde_json::json!({
-                "serial": serial, "key_id": session_id, "ca_key_id": ca_id,
+                "serial": serial.to_string(), "key_id": session_id, "ca_key_id": ca_id,
                 "principals": logins, "valid_before": valid_before,
             })),
             "vault_credential_id": intent_id,
@@ -581,7 +581,7 @@ async fn finish_mint(
                 "credential_id": intent_id,
                 "token_accessor": minted.accessor,
                 "ssh_certificate": minted.certificate.as_ref().map(|(_, serial)| serde_json::json!({
-                    "serial": serial, "key_id": session_id, "mount": mount, "valid_before": valid_before,
+                    "serial": serial.to_string(), "key_id": session_id, "mount": mount, "valid_before": valid_before,
                 })),
                 "leases": minted.secrets.iter().map(|s| serde_json::json!({
                     "path": s.path, "lease_id": s.lease_id, "lease_duration_secs": s.lease_duration_secs,

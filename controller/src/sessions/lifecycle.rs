@@ -43,7 +43,8 @@ pub async fn end_session(
             .target(&session.target_id)
             .reason(reason)
             .details(serde_json::json!({
-                "ssh_certificates_revoked": revoked,
+                // Serials are random 64-bit numbers: always decimal strings (I-JSON, RFC 8785).
+                "ssh_certificates_revoked": revoked.iter().map(u64::to_string).collect::<Vec<_>>(),
                 "vault_revocations_queued": vault_revocations,
             })),
     )
