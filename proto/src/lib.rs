@@ -9,6 +9,9 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grant;
 pub mod keys;
 pub mod link;

@@ -2,7 +2,7 @@
 //! validated into [`Config`] before any port is bound.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -100,6 +100,20 @@ impl Config {
     /// Parses a worker config; `PORTCULLIS_JOIN_TOKEN` supplies the join token when no file
     /// is named.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Self::parse(
+            text,
+            |k| std::env::var(k).ok(),
+            |path| std::fs::read_to_string(path),
+        )
+    }
+
+    /// Parses config text without touching the process: `env` looks up environment
+    /// variables and `read` reads the join token file.
+    pub fn parse(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+        read: impl Fn(&Path) -> std::io::Result<String>,
+    ) -> Result<Config, ConfigError> {
         let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         let w = raw.worker;
         let cluster_listen = match &w.cluster_listen {
@@ -129,7 +143,7 @@ impl Config {
         };
         let join_token = match w.join_token_file {
             Some(path) => Some(Secret::new(
-                std::fs::read_to_string(&path)
+                read(&path)
                     .map_err(|e| ConfigError::Invalid {
                         key: "worker.join_token_file",
                         message: format!("cannot read {}: {e}", path.display()),
@@ -137,7 +151,7 @@ impl Config {
                     .trim()
                     .to_owned(),
             )),
-            None => std::env::var("PORTCULLIS_JOIN_TOKEN").ok().map(Secret::new),
+            None => env("PORTCULLIS_JOIN_TOKEN").map(Secret::new),
         };
         Ok(Config {
             name: w.name,

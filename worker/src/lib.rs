@@ -9,6 +9,9 @@
 
 pub mod certs;
 pub mod config;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod inbound;
 pub mod link;

@@ -98,8 +98,7 @@ async fn read_hello(tls: &mut TlsStream<TcpStream>) -> Result<ClientHello, NoHel
         tls.read_exact(&mut buf)
             .await
             .map_err(|e| NoHello::Bad(e.to_string()))?;
-        serde_json::from_slice::<ClientHello>(&buf)
-            .map_err(|e| NoHello::Bad(format!("malformed hello: {e}")))
+        proxy::decode_frame::<ClientHello>(&buf).map_err(|e| NoHello::Bad(e.to_string()))
     };
     tokio::time::timeout(Duration::from_secs(5), read)
         .await
