@@ -71,7 +71,11 @@ fn secs(value: Option<f64>, key: &'static str, default: f64) -> Result<Duration,
             message: format!("{v} must be a positive number of seconds"),
         });
     }
-    Ok(Duration::from_secs_f64(v))
+    // `try_from`: a number too large for a Duration (1e300) is refused, not a panic.
+    Duration::try_from_secs_f64(v).map_err(|_| ConfigError::Invalid {
+        key,
+        message: format!("{v} seconds is too long"),
+    })
 }
 
 impl Config {
@@ -186,5 +190,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("worker.proxy_listen"), "{err}");
+    }
+
+    #[test]
+    fn a_duration_too_long_for_the_clock_is_refused_by_name() {
+        let text = include_str!("../../config/worker.toml");
+        let err =
+            Config::from_toml(&text.replace("live_grace_secs = 60", "live_grace_secs = 1e300"))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("worker.live_grace_secs") && err.contains("too long"),
+            "{err}"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The loopback redirect of `portcullis login`: what the request head the browser sends to
-//! 127.0.0.1 means. Pure (the socket stays in `login.rs`) and std-only, so that the fuzz
-//! target `login_loopback` compiles this very file (see `fuzz/README.md`).
+//! 127.0.0.1 means. Pure (the socket stays in `login.rs`) and free of other modules of the
+//! CLI, so that the fuzz target `login_loopback` compiles this very file (see
+//! `fuzz/README.md`).
 
 /// What one request to the loopback port brought.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,35 +45,16 @@ pub fn parse_callback(head: &[u8], login_id: &str) -> Callback {
     }
 }
 
-/// The `key=value` pairs of a query, percent-decoded.
+/// The `key=value` pairs of a query, decoded as the URL standard's
+/// `application/x-www-form-urlencoded` (which the controller encodes with); a pair without
+/// `=` carries nothing the CLI needs and is skipped.
 pub fn url_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (percent_decode(k), percent_decode(v)))
+        .filter(|pair| pair.contains('='))
+        .flat_map(|pair| url::form_urlencoded::parse(pair.as_bytes()))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'+', _) => out.push(b' '),
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 2;
-            }
-            (b, _) => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The fuzz entry point: the input is a request head. Its query must decode as the URL
@@ -119,7 +101,13 @@ mod tests {
     fn loopback_query_is_decoded() {
         let pairs = url_pairs("login=lg_1&error=the%20provider+said%3A%20no");
         assert_eq!(pairs[1].1, "the provider said: no");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(url_pairs("e=%zz%4")[0].1, "%zz%4");
+    }
+
+    #[test]
+    fn only_two_hex_digits_make_an_escape() {
+        // `u8::from_str_radix` takes a sign: "%+6" once decoded to the byte 0x06.
+        assert_eq!(url_pairs("e=%+6%-1%2B")[0].1, "% 6%-1+");
     }
 
     #[test]
