@@ -44,7 +44,7 @@ pub fn oidc_callback(data: &[u8]) {
     let Some((mode, rest)) = data.split_first() else {
         return;
     };
-    if mode % 2 == 0 {
+    if mode.is_multiple_of(2) {
         callback_query(rest);
     } else {
         redeem_body(rest);
@@ -190,7 +190,7 @@ pub fn audit_verify(data: &[u8]) {
         lines.next();
     }
     let keys = match &header {
-        Some(h) if mode % 2 == 0 => KeyRing::new(&h.keys),
+        Some(h) if mode.is_multiple_of(2) => KeyRing::new(&h.keys),
         _ => KeyRing::new(&pinned),
     };
     let expect = header
@@ -218,7 +218,7 @@ pub fn audit_verify(data: &[u8]) {
             }
             continue;
         }
-        if mode % 2 == 1 {
+        if !mode.is_multiple_of(2) {
             if let Some(event) = value.as_object_mut() {
                 seal(&signer, event, &mut prev_hash);
             }

@@ -15,7 +15,7 @@ pub fn worker_config(data: &[u8]) {
     };
     let env = |key: &str| (key == "PORTCULLIS_JOIN_TOKEN").then(|| "jt_env".to_owned());
     let read = |path: &Path| {
-        if path.as_os_str().len() % 2 == 0 {
+        if path.as_os_str().len().is_multiple_of(2) {
             Ok(" jt_file \n".to_owned())
         } else {
             Err(std::io::Error::other("unreadable"))
