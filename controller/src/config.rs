@@ -466,8 +466,12 @@ pub(crate) enum DurationValue {
 impl DurationValue {
     fn to_duration(&self, key: &'static str) -> Result<Duration, ConfigError> {
         match self {
+            // `try_from`: a number too large for a Duration (1e300) is refused, not a panic.
             DurationValue::Seconds(s) if s.is_finite() && *s >= 0.0 => {
-                Ok(Duration::from_secs_f64(*s))
+                Duration::try_from_secs_f64(*s).map_err(|_| ConfigError::Invalid {
+                    key,
+                    message: format!("{s} seconds is too long; write e.g. \"8h\" or \"30d\""),
+                })
             }
             DurationValue::Seconds(s) => Err(ConfigError::Invalid {
                 key,
@@ -852,6 +856,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("greater than zero"), "{err}");
+        let err = parse(&format!("{base}[sessions]\nsweep_interval = 1e300\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sessions.sweep_interval") && err.contains("too long"),
+            "{err}"
+        );
         let c = parse(&format!("{base}[sessions]\nsweep_interval = 0.25\n")).unwrap();
         assert_eq!(c.sweep_interval, Duration::from_millis(250));
         let err = parse("[keys]\nmaster_key_file = \"m\"\n")

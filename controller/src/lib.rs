@@ -14,6 +14,9 @@ pub mod authz;
 pub mod clock;
 pub mod config;
 pub mod enrolment;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 pub mod keys;
 pub mod link;

@@ -17,6 +17,9 @@ mod diagnostic;
 mod evaluate;
 pub mod explain;
 pub mod export;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod model;
 mod permission;
 mod policy;

@@ -12,6 +12,9 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grant;
 pub mod handshakes;
 pub mod keys;

@@ -4,6 +4,7 @@
 //! A frame is a 4-byte big-endian length followed by that many bytes of JSON. A refused
 //! connection always gets a reply with a reason before the worker closes it: never a hang.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Largest handshake frame (a grant is well under 4 KiB).
@@ -74,6 +75,15 @@ pub fn check_len(len: u32) -> Result<usize, FrameError> {
         return Err(FrameError::TooLarge(len));
     }
     Ok(len)
+}
+
+/// Decodes a handshake frame's body (the bytes after the length prefix): a [`ClientHello`]
+/// on the worker, a [`WorkerReply`] on the client.
+pub fn decode_frame<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
+    if body.len() > MAX_HANDSHAKE_LEN {
+        return Err(FrameError::TooLarge(body.len()));
+    }
+    Ok(serde_json::from_slice(body)?)
 }
 
 #[cfg(test)]

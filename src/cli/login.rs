@@ -19,6 +19,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::http::{config_dir, ApiClient, ClientArgs};
 use super::output;
+use loopback::Callback;
+
+mod loopback;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -294,47 +297,35 @@ async fn wait_for_callback(
         if !matches!(read, Ok(Ok(()))) {
             continue;
         }
-        let head = String::from_utf8_lossy(&buf[..len]).into_owned();
-        let target = head
-            .lines()
-            .next()
-            .and_then(|line| line.split(' ').nth(1))
-            .unwrap_or_default()
-            .to_owned();
-        let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
-        let params: Vec<(String, String)> = url_pairs(query);
-        let get = |name: &str| {
-            params
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        if !target.starts_with("/callback") || get("login").as_deref() != Some(login_id) {
-            respond(
-                &mut stream,
-                "400 Bad Request",
-                "This is not the login this CLI is waiting for.",
-            )
-            .await;
-            continue;
-        }
-        if let Some(error) = get("error") {
-            respond(
-                &mut stream,
-                "200 OK",
-                &format!("Login failed: {error}. You can close this window."),
-            )
-            .await;
-            bail!("the login failed: {error}");
-        }
-        let Some(code) = get("code") else {
-            respond(
-                &mut stream,
-                "400 Bad Request",
-                "The redirect carries no code.",
-            )
-            .await;
-            continue;
+        let code = match loopback::parse_callback(&buf[..len], login_id) {
+            Callback::Foreign => {
+                respond(
+                    &mut stream,
+                    "400 Bad Request",
+                    "This is not the login this CLI is waiting for.",
+                )
+                .await;
+                continue;
+            }
+            Callback::Failed(error) => {
+                respond(
+                    &mut stream,
+                    "200 OK",
+                    &format!("Login failed: {error}. You can close this window."),
+                )
+                .await;
+                bail!("the login failed: {error}");
+            }
+            Callback::NoCode => {
+                respond(
+                    &mut stream,
+                    "400 Bad Request",
+                    "The redirect carries no code.",
+                )
+                .await;
+                continue;
+            }
+            Callback::Code(code) => code,
         };
         respond(
             &mut stream,
@@ -344,36 +335,6 @@ async fn wait_for_callback(
         .await;
         return Ok(code);
     }
-}
-
-fn url_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (percent_decode(k), percent_decode(v)))
-        .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'+', _) => out.push(b' '),
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 2;
-            }
-            (b, _) => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn respond(stream: &mut tokio::net::TcpStream, status: &str, message: &str) {
@@ -538,13 +499,6 @@ pub async fn users(cmd: UsersCommand) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_query_is_decoded() {
-        let pairs = url_pairs("login=lg_1&error=the%20provider+said%3A%20no");
-        assert_eq!(pairs[1].1, "the provider said: no");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-    }
 
     #[test]
     fn token_file_is_private() {

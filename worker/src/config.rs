@@ -2,7 +2,7 @@
 //! validated into [`Config`] before any port is bound.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -95,7 +95,11 @@ fn secs(value: Option<f64>, key: &'static str, default: f64) -> Result<Duration,
             message: format!("{v} must be a positive number of seconds"),
         });
     }
-    Ok(Duration::from_secs_f64(v))
+    // `try_from`: a number too large for a Duration (1e300) is refused, not a panic.
+    Duration::try_from_secs_f64(v).map_err(|_| ConfigError::Invalid {
+        key,
+        message: format!("{v} seconds is too long"),
+    })
 }
 
 impl Config {
@@ -130,6 +134,20 @@ impl Config {
     /// Parses a worker config; `PORTCULLIS_JOIN_TOKEN` supplies the join token when no file
     /// is named.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Self::parse(
+            text,
+            |k| std::env::var(k).ok(),
+            |path| std::fs::read_to_string(path),
+        )
+    }
+
+    /// Parses config text without touching the process: `env` looks up environment
+    /// variables and `read` reads the join token file.
+    pub fn parse(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+        read: impl Fn(&Path) -> std::io::Result<String>,
+    ) -> Result<Config, ConfigError> {
         let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         let w = raw.worker;
         let cluster_listen = match &w.cluster_listen {
@@ -159,7 +177,7 @@ impl Config {
         };
         let join_token = match w.join_token_file {
             Some(path) => Some(SecretString::from(
-                std::fs::read_to_string(&path)
+                read(&path)
                     .map_err(|e| ConfigError::Invalid {
                         key: "worker.join_token_file",
                         message: format!("cannot read {}: {e}", path.display()),
@@ -167,9 +185,7 @@ impl Config {
                     .trim()
                     .to_owned(),
             )),
-            None => std::env::var("PORTCULLIS_JOIN_TOKEN")
-                .ok()
-                .map(SecretString::from),
+            None => env("PORTCULLIS_JOIN_TOKEN").map(SecretString::from),
         };
         Ok(Config {
             name: w.name,
@@ -225,5 +241,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("worker.max_handshakes"), "{err}");
+    }
+
+    #[test]
+    fn a_duration_too_long_for_the_clock_is_refused_by_name() {
+        let text = include_str!("../../config/worker.toml");
+        let err =
+            Config::from_toml(&text.replace("live_grace_secs = 60", "live_grace_secs = 1e300"))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("worker.live_grace_secs") && err.contains("too long"),
+            "{err}"
+        );
     }
 }

@@ -12,6 +12,9 @@
 pub mod accept;
 pub mod certs;
 pub mod config;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod inbound;
 pub mod link;

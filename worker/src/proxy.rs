@@ -105,8 +105,7 @@ async fn read_hello(
         tls.read_exact(&mut buf)
             .await
             .map_err(|e| NoHello::Bad(e.to_string()))?;
-        serde_json::from_slice::<ClientHello>(&buf)
-            .map_err(|e| NoHello::Bad(format!("malformed hello: {e}")))
+        proxy::decode_frame::<ClientHello>(&buf).map_err(|e| NoHello::Bad(e.to_string()))
     };
     tokio::time::timeout(limit, read)
         .await

@@ -285,6 +285,31 @@ pub struct CallbackQuery {
     error_description: Option<String>,
 }
 
+impl CallbackQuery {
+    /// The authorization code the provider sent back, or why there is none (the provider's
+    /// own error, as text for the failure page or the CLI's loopback port).
+    pub(crate) fn outcome(&self) -> Result<&str, String> {
+        if let Some(error) = &self.error {
+            return Err(format!(
+                "the OpenID provider refused the login: {error}{}",
+                self.error_description
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            ));
+        }
+        self.code
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| "the provider's answer has no authorization code".to_owned())
+    }
+
+    /// The `state` echoed by the provider; empty when absent.
+    pub(crate) fn state(&self) -> &str {
+        self.state.as_deref().unwrap_or_default()
+    }
+}
+
 /// `GET /v1/auth/oidc/callback`: where the provider sends the browser back. Answers with
 /// HTML (or a redirect to the CLI's loopback port), never JSON.
 pub async fn callback(
@@ -313,7 +338,7 @@ async fn callback_inner(
     let relying = relying(state)?;
     rate_limit(state, peer).await?;
     let now = clock::to_i64(clock::now());
-    let oauth_state = query.state.as_deref().unwrap_or_default();
+    let oauth_state = query.state();
     if oauth_state.is_empty() {
         return Err(ApiError::bad_request(
             "the provider's answer has no `state`; this page is only reached from a login",
@@ -406,21 +431,7 @@ async fn exchange(
     login: &PendingLogin,
     query: &CallbackQuery,
 ) -> Result<OidcIdentity, String> {
-    if let Some(error) = &query.error {
-        return Err(format!(
-            "the OpenID provider refused the login: {error}{}",
-            query
-                .error_description
-                .as_deref()
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default()
-        ));
-    }
-    let code = query
-        .code
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .ok_or("the provider's answer has no authorization code")?;
+    let code = query.outcome()?;
     let secrets = state
         .keys
         .open_secret(&sealing_context(&login.id), &login.sealed)
@@ -436,7 +447,7 @@ async fn exchange(
         })
 }
 
-fn normalize_code(mode: &str, code: &str) -> String {
+pub(crate) fn normalize_code(mode: &str, code: &str) -> String {
     if mode == logins::CODE {
         normalize_short_code(code)
     } else {

@@ -219,6 +219,13 @@ impl Verifier {
             .get("sequence")
             .and_then(Value::as_u64)
             .ok_or_else(|| fail(position, Problem::Malformed("no `sequence`".into())))?;
+        // No chain reaches the largest sequence; the one after it would not exist.
+        let following = sequence.checked_add(1).ok_or_else(|| {
+            fail(
+                position,
+                Problem::Malformed("`sequence` is out of range".into()),
+            )
+        })?;
         let (hash, prev_hash, key_id, signature) = (
             field("hash")?,
             field("prev_hash")?,
@@ -263,7 +270,7 @@ impl Verifier {
             }
         }
         self.prev_hash = hash.to_owned();
-        self.next = Some(sequence + 1);
+        self.next = Some(following);
         self.events += 1;
         self.last = Some(Head {
             sequence,

@@ -304,3 +304,21 @@ fn every_index_column_is_checked_against_the_signed_body() {
         );
     }
 }
+
+#[test]
+fn an_event_at_the_largest_sequence_is_malformed_not_a_panic() {
+    // Found by the `audit_verify` fuzz target: a chain signed by a key the verifier trusts
+    // (an export header names its keys) overflowed `sequence + 1`.
+    let s = signer("k1");
+    let mut event: Map<String, Value> =
+        json!({"schema": 2, "sequence": u64::MAX, "prev_hash": GENESIS})
+            .as_object()
+            .cloned()
+            .unwrap();
+    s.seal(&mut event).unwrap();
+    let failure = verify(ring_of(&[&s]), &[Value::Object(event)], None, None).unwrap_err();
+    assert!(
+        matches!(&failure.problem, Problem::Malformed(m) if m.contains("out of range")),
+        "{failure}"
+    );
+}

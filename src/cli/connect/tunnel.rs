@@ -156,7 +156,7 @@ async fn read_reply<S: AsyncRead + Unpin>(stream: &mut S) -> anyhow::Result<Work
         .read_exact(&mut body)
         .await
         .context("the worker's reply was cut off")?;
-    serde_json::from_slice(&body).context("the worker's reply is not a proxy handshake reply")
+    proxy::decode_frame(&body).context("the worker's reply is not a proxy handshake reply")
 }
 
 /// The worker refused a connection; `reason` is its text for people.

@@ -1,0 +1,117 @@
+//! The fuzz entry point of the policy compiler: a policy file is admin input, but the
+//! controller compiles it at start and on every reload, and `policy check` runs it on any
+//! file, so no text may make it panic or hang. `fuzz/fuzz_targets/policy_compile.rs` drives
+//! it under libFuzzer (see `fuzz/README.md`); the unit tests replay the seed corpus and every
+//! input that once crashed, on stable.
+
+use std::net::IpAddr;
+
+use crate::export::{self, ExportOptions};
+use crate::{check, evaluate, evaluate_zones, explain, permissions, Identity, Policy, Request};
+use crate::{TargetFacts, ZonedRequest};
+
+const NOW: u64 = 1_700_000_000;
+
+/// Compiles the text as `policy check` and the controller do; a policy that compiles is
+/// exported in every format and asked for decisions between all of its zones.
+pub fn policy_compile(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let report = check(text);
+    let policy = match Policy::parse(text) {
+        Ok(policy) => policy,
+        Err(err) => {
+            assert!(!err.diagnostics.is_empty(), "a refusal names no problem");
+            assert!(!report.is_valid(), "check passes a file parse refuses");
+            return;
+        }
+    };
+    assert!(report.is_valid(), "check refuses a file parse accepts");
+    assert_eq!(
+        Policy::parse(text)
+            .ok()
+            .map(|p| p.hash().to_owned())
+            .as_deref(),
+        Some(policy.hash()),
+        "the same text hashes differently"
+    );
+
+    let zones: Vec<String> = policy.zone_names().map(str::to_owned).collect();
+    let services: Vec<String> = policy.service_names().map(str::to_owned).collect();
+    let addrs: Vec<IpAddr> = zones
+        .iter()
+        .filter_map(|z| {
+            policy
+                .zone_cidrs(z)
+                .and_then(|c| c.first())
+                .map(|n| n.addr())
+        })
+        .collect();
+    let options = ExportOptions {
+        worker_addrs: addrs.iter().take(2).copied().collect(),
+        targets: zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| (100 + i as u32, z.clone()))
+            .collect(),
+    };
+    let _ = export::markdown(&policy);
+    let _ = export::nftables(&policy, &options);
+    let _ = export::proxmox(&policy, &options);
+
+    let identity = Identity {
+        subject: "u_fuzz".into(),
+        groups: policy.role_names().map(str::to_owned).collect(),
+        amr: vec!["mfa".into()],
+        auth_time: Some(NOW - 60),
+        ..Identity::default()
+    };
+    let _ = permissions(&policy, &identity);
+    for zone in &zones {
+        let _ = explain::locate(&policy, zone);
+    }
+    for source in addrs.iter().take(8) {
+        let _ = explain::locate(&policy, &source.to_string());
+        for target in addrs.iter().take(8) {
+            for via_broker in [true, false] {
+                let request = Request {
+                    source: *source,
+                    target: TargetFacts {
+                        ip: *target,
+                        port: 22,
+                        vmid: Some(100),
+                        tags: vec![],
+                        pool: None,
+                        declared_zone: None,
+                        service: None,
+                    },
+                    identity: identity.clone(),
+                    via_broker,
+                };
+                let decision = evaluate(&policy, &request, NOW);
+                let _ = explain::render(&decision);
+            }
+        }
+    }
+    for source in zones.iter().take(8) {
+        for target in zones.iter().take(8) {
+            for service in services.iter().take(4) {
+                let request = ZonedRequest {
+                    source_zone: source,
+                    source_microsegment: None,
+                    target_zone: target,
+                    target_microsegment: None,
+                    service,
+                    port: None,
+                    identity: &identity,
+                    via_broker: true,
+                };
+                let _ = evaluate_zones(&policy, &request, NOW);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,228 @@
+//! Replays the seed corpus and every past crash of this crate's fuzz targets (see
+//! `fuzz/README.md`); `write_seeds` regenerates the seeds that need the fixed signing key.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::api::JoinRequest;
+use crate::grant::GrantKey;
+use crate::link::{
+    AdmitFirst, ConnectionEvent, Hello, Request, Response, SessionEnd, Sync as LinkSync,
+};
+use crate::proxy::RefusalCode;
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+}
+
+/// Runs `target` on every file of `fuzz/corpus/NAME` and `fuzz/regressions/NAME`; returns
+/// how many it ran.
+fn replay(name: &str, target: fn(&[u8])) -> usize {
+    let mut count = 0;
+    for kind in ["corpus", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(fuzz_dir().join(kind).join(name)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            eprintln!("replaying {}", path.display());
+            target(&std::fs::read(&path).unwrap());
+            count += 1;
+        }
+    }
+    count
+}
+
+#[test]
+fn proxy_hello_corpus_replays() {
+    assert!(replay("proxy_hello", proxy_hello) > 0);
+}
+
+#[test]
+fn grant_verify_corpus_replays() {
+    assert!(replay("grant_verify", grant_verify) > 0);
+}
+
+#[test]
+fn link_frames_corpus_replays() {
+    assert!(replay("link_frames", link_frames) > 0);
+}
+
+#[test]
+fn seed_grant_is_accepted_so_the_fuzzer_starts_past_the_signature() {
+    let token = valid_token();
+    assert_eq!(
+        grant::verify(&token, &grant_keys(), WORKER_ID, NOW),
+        Ok(valid_claims())
+    );
+}
+
+fn valid_token() -> String {
+    let payload = serde_json::to_vec(&valid_claims()).unwrap();
+    sign_raw(br#"{"alg":"EdDSA","kid":"k_fuzz"}"#, &payload)
+}
+
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Writes the seeds of `proxy_hello`, `grant_verify` and `link_frames`:
+/// `cargo test -p portcullis-proto --lib -- --ignored write_seeds`.
+#[test]
+#[ignore = "regenerates fuzz/corpus seeds"]
+fn write_seeds() {
+    let write = |target: &str, name: &str, data: &[u8]| {
+        let dir = fuzz_dir().join("corpus").join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), data).unwrap();
+    };
+    let token = valid_token();
+    let hello = |version: u32| ClientHello {
+        protocol_version: version,
+        grant: token.clone(),
+    };
+    write(
+        "proxy_hello",
+        "hello",
+        &proxy::encode_frame(&hello(crate::PROTOCOL_VERSION)).unwrap(),
+    );
+    write(
+        "proxy_hello",
+        "hello_version_999",
+        &proxy::encode_frame(&hello(999)).unwrap(),
+    );
+    write(
+        "proxy_hello",
+        "reply_refused",
+        &proxy::encode_frame(&WorkerReply::Refused {
+            code: RefusalCode::InvalidGrant,
+            reason: "grant is malformed".into(),
+        })
+        .unwrap(),
+    );
+    write(
+        "proxy_hello",
+        "reply_accepted",
+        &proxy::encode_frame(&WorkerReply::Accepted {
+            connection_id: "c_1".into(),
+        })
+        .unwrap(),
+    );
+    write("proxy_hello", "length_too_large", &[0xff, 0xff, 0xff, 0xff]);
+
+    write(
+        "grant_verify",
+        "token",
+        &[&[0u8][..], token.as_bytes()].concat(),
+    );
+    let claims = serde_json::to_vec(&valid_claims()).unwrap();
+    write("grant_verify", "claims", &[&[1u8][..], &claims].concat());
+    write(
+        "grant_verify",
+        "header",
+        &[&[2u8][..], br#"{"alg":"EdDSA","kid":"k_fuzz","typ":"JWT"}"#].concat(),
+    );
+    write(
+        "grant_verify",
+        "header_hs256",
+        &[&[2u8][..], br#"{"alg":"HS256","kid":"k_fuzz"}"#].concat(),
+    );
+
+    let frames = [
+        (
+            "hello",
+            Frame::Request {
+                id: 1,
+                body: Request::Hello(Hello {
+                    protocol_version: 1,
+                    worker_id: "w_1".into(),
+                    proxy_addr: "127.0.0.1:9202".into(),
+                    live_sessions: vec!["s_1".into()],
+                }),
+            },
+        ),
+        (
+            "sync",
+            Frame::Response {
+                id: 1,
+                body: Response::Sync(LinkSync {
+                    grant_keys: vec![GrantKey {
+                        kid: KID.into(),
+                        public_key: grant_keys()[1].public_key.clone(),
+                    }],
+                    ended: vec![SessionEnd {
+                        session_id: "s_1".into(),
+                        reason: link::reason::EXPIRED.into(),
+                    }],
+                    heartbeat_ms: 1000,
+                    controller_id: "c_1".into(),
+                }),
+            },
+        ),
+        (
+            "admit_first",
+            Frame::Request {
+                id: 3,
+                body: Request::AdmitFirst(AdmitFirst {
+                    session_id: "s_1".into(),
+                    connection_id: "c_1".into(),
+                    client_addr: "127.0.0.1:50000".into(),
+                }),
+            },
+        ),
+        (
+            "events",
+            Frame::Request {
+                id: 5,
+                body: Request::Events {
+                    events: vec![
+                        ConnectionEvent::opened("s_1", "c_1", NOW, "127.0.0.1", "10.0.0.1:22"),
+                        ConnectionEvent::closed("s_1", "c_1", NOW, 10, 20, "closed"),
+                    ],
+                },
+            },
+        ),
+        (
+            "join",
+            Frame::Request {
+                id: 1,
+                body: Request::Join(JoinRequest {
+                    token: "jt_x".into(),
+                    name: "worker-1".into(),
+                    public_key: "AAAA".into(),
+                    proxy_addr: "127.0.0.1:9202".into(),
+                }),
+            },
+        ),
+        (
+            "end_session",
+            Frame::Request {
+                id: 2,
+                body: Request::EndSession(SessionEnd {
+                    session_id: "s_1".into(),
+                    reason: "canceled".into(),
+                }),
+            },
+        ),
+        (
+            "events_ack",
+            Frame::Response {
+                id: u64::MAX,
+                body: Response::EventsAck {
+                    event_ids: vec!["c_1:opened".into()],
+                },
+            },
+        ),
+    ];
+    for (name, frame) in frames {
+        write("link_frames", name, &framed(&link::encode(&frame).unwrap()));
+    }
+    let two = [
+        framed(br#"{"frame":"request","id":2,"body":{"type":"ping"}}"#),
+        framed(br#"{"frame":"response","id":2,"body":{"type":"error","message":"no"}}"#),
+    ]
+    .concat();
+    write("link_frames", "ping_and_error", &two);
+}

@@ -1,0 +1,41 @@
+//! The fuzz entry point of the worker's config parser: no config text may make the worker
+//! panic before it can say which key is wrong. `fuzz/fuzz_targets/worker_config.rs` drives it
+//! under libFuzzer (see `fuzz/README.md`); the unit tests replay the seed corpus and every
+//! input that once crashed, on stable.
+
+use std::path::Path;
+
+use crate::config::Config;
+
+/// Parses the text as a worker config, with a join token in the environment and a token
+/// file that reads for some paths and fails for others (no real file or variable is used).
+pub fn worker_config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let env = |key: &str| (key == "PORTCULLIS_JOIN_TOKEN").then(|| "jt_env".to_owned());
+    let read = |path: &Path| {
+        if path.as_os_str().len().is_multiple_of(2) {
+            Ok(" jt_file \n".to_owned())
+        } else {
+            Err(std::io::Error::other("unreadable"))
+        }
+    };
+    let Ok(config) = Config::parse(text, env, read) else {
+        return;
+    };
+    assert!(
+        !config.controllers.is_empty() || config.cluster_listen.is_some(),
+        "a worker config with no way to reach a controller was accepted"
+    );
+    for (name, d) in [
+        ("admit_grace", config.admit_grace),
+        ("live_grace", config.live_grace),
+        ("drain_timeout", config.drain_timeout),
+    ] {
+        assert!(!d.is_zero(), "{name} of zero was accepted");
+    }
+}
+
+#[cfg(test)]
+mod tests;
