@@ -181,7 +181,7 @@ impl Connection {
                 match tls {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(err)) => {
-                        tracing::debug!(error = %err, "TLS handshake failed");
+                        tracing::debug!(error = %portcullis_proto::text::escaped(&err), "TLS handshake failed");
                         return;
                     }
                     Err(_) => {
