@@ -55,8 +55,14 @@ impl Place {
 }
 
 /// Whether this machine lets the test create network namespaces and has the tools: `Err`
-/// says what is missing.
+/// says what is missing. Probed once per test process: the tests of a file run side by side,
+/// and two probes would race for the one probe namespace's name.
 pub fn available() -> Result<(), String> {
+    static PROBED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    PROBED.get_or_init(probe).clone()
+}
+
+fn probe() -> Result<(), String> {
     for (tool, arg) in [("ip", "-V"), ("nft", "--version"), ("python3", "--version")] {
         match Command::new(tool).arg(arg).output() {
             Ok(out) if out.status.success() => {}
