@@ -307,6 +307,7 @@ fn garbage_connections_to_cluster_listen_refuse_no_session() {
                     }
                     let _ = s.shutdown(Shutdown::Both);
                 }
+                // Pacing of the hammer (about 100 garbage connections a second), not a wait.
                 std::thread::sleep(Duration::from_millis(10));
             }
         })
@@ -424,6 +425,7 @@ fn trickle(mut s: TcpStream) -> Duration {
         if s.write_all(&[*byte]).is_err() {
             break;
         }
+        // The trickle's pace (a byte every 100 ms) is what is being tested, not a wait.
         std::thread::sleep(Duration::from_millis(100));
         if started.elapsed() > Duration::from_secs(30) {
             panic!("a trickling connection was kept for 30 s");
@@ -570,6 +572,7 @@ fn enrolment_succeeds_while_an_idle_connection_is_held_open() {
                 break s;
             }
             assert!(Instant::now() < deadline, "the worker never listened");
+            // Polls for the condition (the port accepts) under the deadline above.
             std::thread::sleep(Duration::from_millis(50));
         }
     };

@@ -279,6 +279,7 @@ fn a_legitimate_request_succeeds_while_the_caps_are_hammered() {
                         mine.pop_front();
                     }
                     opened.fetch_add(1, Ordering::Relaxed);
+                    // Pacing of the hammer (50 connections a second per address), not a wait.
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 held.lock().unwrap().extend(mine);
