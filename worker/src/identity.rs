@@ -291,29 +291,7 @@ pub async fn enrol(
             .await
             .map_err(|_| format!("TLS with {addr} timed out"))?
             .map_err(|e| format!("TLS with {addr} failed: {e}"))?;
-            let mut framed = Framed::new(tls, link::codec());
-            framed
-                .send(bytes.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-            let answer = tokio::time::timeout(std::time::Duration::from_secs(10), framed.next())
-                .await
-                .map_err(|_| "the controller did not answer the join request".to_string())?
-                .ok_or("the controller closed the link")?
-                .map_err(|e| e.to_string())?;
-            match link::decode(&answer).map_err(|e| e.to_string())? {
-                Frame::Response {
-                    body: Response::Joined(joined),
-                    ..
-                } => Ok(joined),
-                Frame::Response {
-                    body: Response::Error { message },
-                    ..
-                } => Err(format!(
-                    "the controller refused to enrol this worker: {message}"
-                )),
-                _ => Err("unexpected answer to the join request".to_string()),
-            }
+            join_over(tls, bytes.clone()).await
         };
         match attempt.await {
             Ok(joined) => return finish_enrolment(dir, key, joined),
@@ -321,6 +299,37 @@ pub async fn enrol(
         }
     }
     Err(WorkerError::Enrol(last))
+}
+
+/// Sends the encoded `join` request on a fresh link (either direction: the worker dialled
+/// out, or a controller dialled in) and reads the controller's answer.
+pub(crate) async fn join_over<S>(
+    stream: S,
+    join: bytes::Bytes,
+) -> Result<portcullis_proto::api::JoinResponse, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut framed = Framed::new(stream, link::codec());
+    framed.send(join).await.map_err(|e| e.to_string())?;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), framed.next())
+        .await
+        .map_err(|_| "the controller did not answer the join request".to_string())?
+        .ok_or("the controller closed the link")?
+        .map_err(|e| e.to_string())?;
+    match link::decode(&answer).map_err(|e| e.to_string())? {
+        Frame::Response {
+            body: Response::Joined(joined),
+            ..
+        } => Ok(joined),
+        Frame::Response {
+            body: Response::Error { message },
+            ..
+        } => Err(format!(
+            "the controller refused to enrol this worker: {message}"
+        )),
+        _ => Err("unexpected answer to the join request".to_string()),
+    }
 }
 
 #[cfg(test)]

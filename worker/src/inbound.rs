@@ -16,14 +16,13 @@
 use std::sync::Arc;
 
 use futures_util::stream::FuturesUnordered;
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use portcullis_proto::api::{JoinRequest, JoinResponse};
-use portcullis_proto::link::{self, Frame, Request, Response};
+use portcullis_proto::link::{self, Frame, Request};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -245,24 +244,7 @@ async fn join_through(
         .await
         .map_err(|_| "TLS handshake timed out".to_string())?
         .map_err(|e| format!("TLS: {e}"))?;
-    let mut framed = Framed::new(tls, link::codec());
-    framed.send(join).await.map_err(|e| e.to_string())?;
-    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), framed.next())
-        .await
-        .map_err(|_| "no answer to join".to_string())?
-        .ok_or("closed")?
-        .map_err(|e| e.to_string())?;
-    match link::decode(&answer).map_err(|e| e.to_string())? {
-        Frame::Response {
-            body: Response::Joined(joined),
-            ..
-        } => Ok(joined),
-        Frame::Response {
-            body: Response::Error { message },
-            ..
-        } => Err(format!("enrolment refused: {message}")),
-        _ => Err("unexpected answer to join".to_string()),
-    }
+    crate::identity::join_over(tls, join).await
 }
 
 /// Serves links dialled by controllers until `shutdown`. Several controllers may hold links
