@@ -14,7 +14,7 @@
 pub mod batch;
 pub mod chain;
 pub mod config;
-pub mod denials;
+pub(crate) mod denials;
 pub mod sink;
 pub mod syslog;
 pub mod verify;

@@ -9,7 +9,7 @@
 //! cap on connections still in their handshake).
 #![forbid(unsafe_code)]
 
-pub mod accept;
+pub(crate) mod accept;
 pub mod certs;
 pub mod config;
 #[cfg(any(test, fuzzing))]

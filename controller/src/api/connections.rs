@@ -135,10 +135,7 @@ impl<H> Table<H> {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.open.len()
-    }
-
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.open.is_empty()
     }

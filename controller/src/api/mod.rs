@@ -2,12 +2,12 @@
 //! be exercised without a socket; [`serve`] runs it on a TLS listener ([`listener`]).
 
 pub mod audit;
-pub mod connections;
+pub(crate) mod connections;
 pub mod error;
 pub mod extract;
 pub mod health;
-pub mod limits;
-pub mod listener;
+pub(crate) mod limits;
+pub(crate) mod listener;
 pub mod login;
 pub mod logout;
 pub mod oidc;

@@ -4,7 +4,7 @@
 //! docs/architecture.md.
 
 pub mod dialer;
-pub mod gate;
+pub(crate) mod gate;
 pub mod handler;
 pub mod registry;
 

@@ -6,7 +6,7 @@
 pub mod authorize;
 pub mod credentials;
 pub mod lifecycle;
-pub mod limits;
+pub(crate) mod limits;
 pub mod live_workers;
 pub mod sweeper;
 
