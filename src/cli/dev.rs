@@ -290,11 +290,7 @@ async fn ensure_echo_target(
         created_at: now,
         updated_at: now,
     };
-    portcullis_controller::admin::put_target(
-        app,
-        portcullis_audit::Actor::system(),
-        record,
-    )
-    .await?;
+    portcullis_controller::admin::put_target(app, portcullis_audit::Actor::system(), record)
+        .await?;
     Ok(())
 }

@@ -20,6 +20,8 @@ pub mod tokens;
 pub mod users;
 pub mod vault_credentials;
 pub mod workers;
+#[cfg(test)]
+mod writes_tests;
 
 use std::borrow::Cow;
 use std::str::FromStr as _;
