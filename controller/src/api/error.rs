@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use portcullis_proto::api::ErrorBody;
 
 use crate::keys::KeyError;
+use crate::sessions::error::SessionError;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -104,6 +105,31 @@ impl From<KeyError> for ApiError {
     }
 }
 
+impl From<SessionError> for ApiError {
+    fn from(err: SessionError) -> Self {
+        let message = err.to_string();
+        match err {
+            SessionError::RateLimited { .. } | SessionError::TooManyLive { .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "session_limit", message)
+            }
+            SessionError::Unresolvable { .. } | SessionError::ResolvesToNothing { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "resolve_failed", message)
+            }
+            SessionError::Denied { .. } => ApiError::forbidden(message),
+            SessionError::NoWorker
+            | SessionError::VaultNotConfigured { .. }
+            | SessionError::NoVaultSshRole { .. } => ApiError::unavailable(message),
+            SessionError::BadSshKey(_) => ApiError::field("ssh_public_key", message),
+            SessionError::Signing(_) => ApiError::internal(message),
+            SessionError::MintFailed { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "credential_mint_failed", message)
+            }
+            SessionError::Store(e) => e.into(),
+            SessionError::Key(e) => e.into(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         StoreError::from(err).into()
@@ -122,5 +148,112 @@ impl IntoResponse for ApiError {
             response.extensions_mut().insert(*denied);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each refusal of authorize-session keeps the status, code and message it had when the
+    /// domain built `ApiError` itself.
+    #[test]
+    fn session_errors_map_to_their_status_and_code() {
+        let cases = [
+            (
+                SessionError::RateLimited {
+                    per_minute: 5,
+                    retry_after: 40,
+                },
+                StatusCode::TOO_MANY_REQUESTS,
+                "session_limit",
+            ),
+            (
+                SessionError::TooManyLive {
+                    max_live: 3,
+                    live: 3,
+                },
+                StatusCode::TOO_MANY_REQUESTS,
+                "session_limit",
+            ),
+            (
+                SessionError::Unresolvable {
+                    address: "db:22".into(),
+                    detail: "no such host".into(),
+                },
+                StatusCode::BAD_GATEWAY,
+                "resolve_failed",
+            ),
+            (
+                SessionError::ResolvesToNothing {
+                    address: "db:22".into(),
+                },
+                StatusCode::BAD_GATEWAY,
+                "resolve_failed",
+            ),
+            (
+                SessionError::Denied {
+                    reason: "no role".into(),
+                    admitting_cell: None,
+                },
+                StatusCode::FORBIDDEN,
+                "forbidden",
+            ),
+            (
+                SessionError::NoWorker,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+            (
+                SessionError::VaultNotConfigured {
+                    target: "db".into(),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+            (
+                SessionError::NoVaultSshRole {
+                    target: "db".into(),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+            (
+                SessionError::BadSshKey("bad key".into()),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            (
+                SessionError::Signing("cannot sign".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+            (
+                SessionError::MintFailed {
+                    message: "refused".into(),
+                    hint: "try again",
+                },
+                StatusCode::BAD_GATEWAY,
+                "credential_mint_failed",
+            ),
+        ];
+        for (err, status, kind) in cases {
+            let message = err.to_string();
+            let api = ApiError::from(err);
+            assert_eq!((api.status, api.kind), (status, kind), "{message}");
+            assert_eq!(api.message, message);
+        }
+        let api = ApiError::from(SessionError::BadSshKey("bad key".into()));
+        assert_eq!(api.field.as_deref(), Some("ssh_public_key"));
+        let api = ApiError::from(SessionError::RateLimited {
+            per_minute: 5,
+            retry_after: 40,
+        });
+        assert_eq!(
+            api.message,
+            "too many sessions requested: at most 5 a minute per user \
+             (sessions.per_user.authorize_per_minute); retry in 40 s, or reuse an open session \
+             (`portcullis connect --listen-port` carries many connections)"
+        );
     }
 }
