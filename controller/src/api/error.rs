@@ -157,15 +157,25 @@ mod tests {
 
     /// Each refusal of authorize-session keeps the status, code and message it had when the
     /// domain built `ApiError` itself.
+    fn assert_maps(cases: Vec<(SessionError, StatusCode, &str)>) {
+        for (err, status, kind) in cases {
+            let message = err.to_string();
+            let api = ApiError::from(err);
+            assert_eq!((api.status, api.kind), (status, kind), "{message}");
+            assert_eq!(api.message, message);
+        }
+    }
+
     #[test]
-    fn session_errors_map_to_their_status_and_code() {
-        let cases = [
+    fn session_refusals_map_to_their_status_and_code() {
+        let too_many = StatusCode::TOO_MANY_REQUESTS;
+        assert_maps(vec![
             (
                 SessionError::RateLimited {
                     per_minute: 5,
                     retry_after: 40,
                 },
-                StatusCode::TOO_MANY_REQUESTS,
+                too_many,
                 "session_limit",
             ),
             (
@@ -173,23 +183,8 @@ mod tests {
                     max_live: 3,
                     live: 3,
                 },
-                StatusCode::TOO_MANY_REQUESTS,
+                too_many,
                 "session_limit",
-            ),
-            (
-                SessionError::Unresolvable {
-                    address: "db:22".into(),
-                    detail: "no such host".into(),
-                },
-                StatusCode::BAD_GATEWAY,
-                "resolve_failed",
-            ),
-            (
-                SessionError::ResolvesToNothing {
-                    address: "db:22".into(),
-                },
-                StatusCode::BAD_GATEWAY,
-                "resolve_failed",
             ),
             (
                 SessionError::Denied {
@@ -200,49 +195,11 @@ mod tests {
                 "forbidden",
             ),
             (
-                SessionError::NoWorker,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-            ),
-            (
-                SessionError::VaultNotConfigured {
-                    target: "db".into(),
-                },
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-            ),
-            (
-                SessionError::NoVaultSshRole {
-                    target: "db".into(),
-                },
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-            ),
-            (
                 SessionError::BadSshKey("bad key".into()),
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
             ),
-            (
-                SessionError::Signing("cannot sign".into()),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-            ),
-            (
-                SessionError::MintFailed {
-                    message: "refused".into(),
-                    hint: "try again",
-                },
-                StatusCode::BAD_GATEWAY,
-                "credential_mint_failed",
-            ),
-        ];
-        for (err, status, kind) in cases {
-            let message = err.to_string();
-            let api = ApiError::from(err);
-            assert_eq!((api.status, api.kind), (status, kind), "{message}");
-            assert_eq!(api.message, message);
-        }
+        ]);
         let api = ApiError::from(SessionError::BadSshKey("bad key".into()));
         assert_eq!(api.field.as_deref(), Some("ssh_public_key"));
         let api = ApiError::from(SessionError::RateLimited {
@@ -255,5 +212,51 @@ mod tests {
              (sessions.per_user.authorize_per_minute); retry in 40 s, or reuse an open session \
              (`portcullis connect --listen-port` carries many connections)"
         );
+    }
+
+    #[test]
+    fn session_failures_map_to_their_status_and_code() {
+        let (gateway, unavailable) = (StatusCode::BAD_GATEWAY, StatusCode::SERVICE_UNAVAILABLE);
+        let address = || "db:22".to_string();
+        let target = || "db".to_string();
+        assert_maps(vec![
+            (
+                SessionError::Unresolvable {
+                    address: address(),
+                    detail: "no such host".into(),
+                },
+                gateway,
+                "resolve_failed",
+            ),
+            (
+                SessionError::ResolvesToNothing { address: address() },
+                gateway,
+                "resolve_failed",
+            ),
+            (SessionError::NoWorker, unavailable, "unavailable"),
+            (
+                SessionError::VaultNotConfigured { target: target() },
+                unavailable,
+                "unavailable",
+            ),
+            (
+                SessionError::NoVaultSshRole { target: target() },
+                unavailable,
+                "unavailable",
+            ),
+            (
+                SessionError::Signing("cannot sign".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+            (
+                SessionError::MintFailed {
+                    message: "refused".into(),
+                    hint: "try again",
+                },
+                gateway,
+                "credential_mint_failed",
+            ),
+        ]);
     }
 }
