@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::chain::{self, IndexColumns, KeyRing, GENESIS};
+use crate::chain::{self, IndexColumns, KeyRing, GENESIS};
 
 /// A chain position: an event's sequence and hash (`SEQ:HASH` on the command line).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -48,7 +48,7 @@ pub struct ExportHeader {
     pub version: u32,
     pub exported_at: String,
     pub head: Option<Head>,
-    pub keys: Vec<super::chain::PublicKeyInfo>,
+    pub keys: Vec<crate::chain::PublicKeyInfo>,
 }
 
 /// [`ExportHeader::format`].
