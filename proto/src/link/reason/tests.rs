@@ -55,3 +55,13 @@ fn an_unknown_reason_is_refused_with_its_text_and_the_known_ones() {
         "{serde_err}"
     );
 }
+
+#[test]
+fn every_reason_is_explained_in_the_audit_documentation() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/audit.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    for reason in EndReason::ALL {
+        let row = format!("| `{reason}` |");
+        assert!(doc.contains(&row), "docs/audit.md has no row {row}");
+    }
+}
