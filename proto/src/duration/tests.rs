@@ -1,5 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
-
 use std::time::Duration;
 
 use super::{DurationError, DurationValue};
