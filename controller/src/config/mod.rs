@@ -5,7 +5,7 @@
 //! `workers`, `ssh`, `auth`); the sections that belong to a subsystem live beside it
 //! (`[api.connections]` in `api/limits`, `[audit]` in `audit/config`, `[auth.oidc]` in
 //! `oidc/config`, `[vault]` in `vault/config`). Every section parses its values with
-//! [`values`] and fails with [`ConfigError`]; neither of those depends on a section.
+//! `values` and fails with [`ConfigError`] (`error`); neither of those depends on a section.
 
 mod api;
 mod auth;
