@@ -3,8 +3,9 @@
 //!
 //! Every request carries an id chosen by its sender; the answer carries the same id. Ids of
 //! the two directions are independent (the dialling side uses odd ids, the accepting side even
-//! ones) so a frame is never ambiguous. Unknown message kinds are answered with an error, so a
-//! newer peer can probe an older one.
+//! ones) so a frame is never ambiguous. A frame that does not decode (an unknown message kind,
+//! an unknown end reason, malformed JSON) closes the link: both sides speak the same
+//! `PROTOCOL_VERSION`, which a new message kind or reason raises.
 
 use serde::{Deserialize, Serialize};
 
