@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use portcullis_proto::link::{Request, SessionEnd};
+use portcullis_proto::link::{EndReason, Request, SessionEnd};
 use sqlx::AnyConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -24,7 +24,7 @@ pub async fn session_ended(
     conn: &mut AnyConnection,
     session_id: &str,
     worker_id: &str,
-    reason: &str,
+    reason: EndReason,
 ) -> Result<(), StoreError> {
     if dialect == Dialect::Postgres {
         sqlx::query("SELECT pg_notify($1, $2)")
@@ -38,13 +38,13 @@ pub async fn session_ended(
 
 /// Tells a worker linked to this controller to end a session now (best effort: the
 /// heartbeat reconcile is the durable path); a worker linked elsewhere is not told here.
-pub fn tell_worker(state: &AppState, worker_id: &str, session_id: &str, reason: &str) {
+pub fn tell_worker(state: &AppState, worker_id: &str, session_id: &str, reason: EndReason) {
     let Some(link) = state.links.get(worker_id) else {
         return;
     };
     let end = SessionEnd {
         session_id: session_id.to_owned(),
-        reason: reason.to_owned(),
+        reason,
     };
     let span = tracing::info_span!(
         "end_session_push",
@@ -61,11 +61,13 @@ pub fn tell_worker(state: &AppState, worker_id: &str, session_id: &str, reason: 
     );
 }
 
+/// The worker and the session end a payload names; `None` for a payload this version cannot
+/// read (the worker then learns of the end at its next heartbeat).
 fn parse(payload: &str) -> Option<(String, SessionEnd)> {
     let mut parts = payload.splitn(3, ' ');
     let session_id = parts.next()?.to_owned();
     let worker_id = parts.next()?.to_owned();
-    let reason = parts.next()?.to_owned();
+    let reason = parts.next()?.parse().ok()?;
     Some((worker_id, SessionEnd { session_id, reason }))
 }
 
@@ -94,7 +96,7 @@ pub async fn listen(state: AppState, url: String, shutdown: CancellationToken) {
             match received {
                 Ok(notification) => {
                     if let Some((worker_id, end)) = parse(notification.payload()) {
-                        tell_worker(&state, &worker_id, &end.session_id, &end.reason);
+                        tell_worker(&state, &worker_id, &end.session_id, end.reason);
                     }
                 }
                 Err(err) => {
@@ -112,13 +114,11 @@ mod tests {
     fn payloads_parse() {
         let (worker, end) = super::parse("s_1 w_2 canceled").unwrap();
         assert_eq!(
-            (
-                worker.as_str(),
-                end.session_id.as_str(),
-                end.reason.as_str()
-            ),
-            ("w_2", "s_1", "canceled")
+            (worker.as_str(), end.session_id.as_str(), end.reason),
+            ("w_2", "s_1", super::EndReason::Canceled)
         );
         assert!(super::parse("garbage").is_none());
+        // A reason this version does not know: the heartbeat reconcile tells the worker.
+        assert!(super::parse("s_1 w_2 gone_fishing").is_none());
     }
 }

@@ -6,7 +6,9 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::credentials::{revoke_one, REASON_MINT_ABANDONED};
+use portcullis_proto::link::EndReason;
+
+use super::credentials::revoke_one;
 use super::lifecycle::end_session;
 use crate::audit::Actor;
 use crate::clock;
@@ -47,7 +49,7 @@ pub async fn run_once(state: &AppState, vault: &Vault) -> Result<usize, StoreErr
         let ended = end_session(
             state,
             &record.session_id,
-            REASON_MINT_ABANDONED,
+            EndReason::CredentialMintAbandoned,
             Actor::system(),
         )
         .await?;

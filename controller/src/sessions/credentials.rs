@@ -29,10 +29,6 @@ pub const VAULT_CA_PREFIX: &str = "vault:";
 /// token made by a controller that dies in between expires by itself.
 pub const ORPHAN_WINDOW: Duration = Duration::from_secs(120);
 
-/// Termination reasons of sessions whose credentials could not be had.
-pub const REASON_MINT_FAILED: &str = "credential_mint_failed";
-pub const REASON_MINT_ABANDONED: &str = "credential_mint_abandoned";
-
 /// What the session asks Vault for.
 pub struct MintRequest<'a> {
     pub intent_id: &'a str,

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use portcullis_proto::link::EndReason;
 use tracing::Instrument as _;
 
 use crate::audit::{event, Actor, AuditEvent, Event};
@@ -19,7 +20,7 @@ pub struct Ended {
     pub session_id: String,
     /// The worker carrying the session.
     pub worker_id: String,
-    pub reason: String,
+    pub reason: EndReason,
     /// The session's Vault credentials whose revocation was queued with the end.
     pub vault_revocations: Vec<String>,
 }
@@ -31,7 +32,7 @@ pub struct Ended {
 pub async fn end_session(
     state: &AppState,
     session_id: &str,
-    reason: &str,
+    reason: EndReason,
     actor: Actor,
 ) -> Result<Option<Ended>, StoreError> {
     let ended = end(state, session_id, reason, actor).await?;
@@ -46,7 +47,7 @@ pub async fn end_session(
 async fn end(
     state: &AppState,
     session_id: &str,
-    reason: &str,
+    reason: EndReason,
     actor: Actor,
 ) -> Result<Option<Ended>, StoreError> {
     let now = clock::to_i64(clock::now());
@@ -73,7 +74,7 @@ async fn end(
     )
     .await?;
     let event = Event::SessionTerminated {
-        reason: reason.to_owned(),
+        reason: reason.to_string(),
         details: event::SessionTerminated {
             // Serials are random 64-bit numbers: always decimal strings (I-JSON, RFC 8785).
             ssh_certificates_revoked: revoked.iter().map(u64::to_string).collect(),
@@ -86,11 +87,11 @@ async fn end(
             .target(&session.target_id),
     )
     .await?;
-    tracing::info!(session.id = session_id, reason, "session terminated");
+    tracing::info!(session.id = session_id, %reason, "session terminated");
     Ok(Some(Ended {
         session_id: session_id.to_owned(),
         worker_id: session.worker_id,
-        reason: reason.to_owned(),
+        reason,
         vault_revocations,
     }))
 }
@@ -112,7 +113,7 @@ pub fn after_end(state: &AppState, ended: &Ended) {
             ),
         }
     }
-    crate::notify::tell_worker(state, &ended.worker_id, &ended.session_id, &ended.reason);
+    crate::notify::tell_worker(state, &ended.worker_id, &ended.session_id, ended.reason);
 }
 
 /// Arms a timer that ends the session at its expiry (the sweeper is the backstop).
@@ -123,13 +124,8 @@ pub fn arm_expiry(state: &AppState, session_id: String, expires_at: u64) {
         async move {
             let wait = expires_at.saturating_sub(clock::now());
             tokio::time::sleep(Duration::from_secs(wait)).await;
-            if let Err(err) = end_session(
-                &state,
-                &session_id,
-                portcullis_proto::link::reason::EXPIRED,
-                Actor::system(),
-            )
-            .await
+            if let Err(err) =
+                end_session(&state, &session_id, EndReason::Expired, Actor::system()).await
             {
                 tracing::warn!(error = %err, "could not expire session; the sweeper will retry");
             }

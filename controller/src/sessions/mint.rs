@@ -3,6 +3,8 @@
 //! what was minted (`pending`, `credential_minted`), or audit the failure and end the
 //! session, which revokes whatever was made.
 
+use portcullis_proto::link::EndReason;
+
 use super::credentials::{self, MintError, MintRequest, Minted, SshPart};
 use super::error::SessionError;
 use super::plan::{Plan, VaultMint};
@@ -141,7 +143,7 @@ async fn failed(
         super::lifecycle::end_session(
             state,
             session_id,
-            credentials::REASON_MINT_FAILED,
+            EndReason::CredentialMintFailed,
             Actor::system(),
         )
         .await

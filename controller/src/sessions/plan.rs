@@ -19,7 +19,7 @@ use super::error::SessionError;
 use super::limits::RateCheck;
 use crate::api::extract::Principal;
 use crate::audit::AuditEvent;
-use crate::store::sessions::{self as session_rows, SessionRecord};
+use crate::store::sessions::{SessionRecord, SessionState};
 use crate::store::targets::TargetRecord;
 use crate::store::workers::WorkerRecord;
 
@@ -381,9 +381,9 @@ fn session_record(
         target_id: claims.tid.clone(),
         worker_id: worker.id.clone(),
         state: if mints {
-            session_rows::MINTING.into()
+            SessionState::Minting
         } else {
-            session_rows::PENDING.into()
+            SessionState::Pending
         },
         termination_reason: None,
         client_addr: claims.src.clone(),

@@ -12,7 +12,7 @@ use crate::api::extract::Principal;
 use crate::audit::{event, AuditEvent, Event};
 use crate::sessions::error::SessionError;
 use crate::sessions::limits::RateCheck;
-use crate::store::sessions as session_rows;
+use crate::store::sessions::SessionState;
 use crate::store::targets::TargetRecord;
 use crate::store::users::UserRecord;
 use crate::store::workers::WorkerRecord;
@@ -233,7 +233,7 @@ fn an_allowed_session_is_planned_with_its_claims_row_certificate_and_event() {
     );
     assert_eq!(plan.vault, None);
     let record = &plan.record;
-    assert_eq!(record.state, session_rows::PENDING);
+    assert_eq!(record.state, SessionState::Pending);
     assert_eq!(
         (
             record.id.as_str(),
@@ -562,7 +562,7 @@ fn with_vault_the_plan_mints_instead_of_signing_a_certificate() {
             secrets: vec![],
         })
     );
-    assert_eq!(plan.record.state, session_rows::MINTING);
+    assert_eq!(plan.record.state, SessionState::Minting);
     let Event::SessionAuthorized { details, .. } = &plan.event.event else {
         panic!("not session_authorized: {:?}", plan.event);
     };
@@ -582,7 +582,7 @@ fn with_vault_the_plan_mints_instead_of_signing_a_certificate() {
     world.ssh_key = None;
     let plan = world.plan().unwrap();
     assert_eq!(plan.vault, None);
-    assert_eq!(plan.record.state, session_rows::PENDING);
+    assert_eq!(plan.record.state, SessionState::Pending);
 }
 
 #[test]
