@@ -97,7 +97,7 @@ pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
         .context("cannot encode the SSH public key")?;
 
     let identity = ClientIdentity::generate()?;
-    let auth = super::authorize(&api, &target.name, &identity, Some(public)).await?;
+    let auth = super::session::authorize(&api, &target.name, &identity, Some(public)).await?;
     let mut session = CancelOnDrop {
         api: Some(api),
         id: auth.session_id.clone(),
