@@ -12,6 +12,7 @@ use ring::rand::{SecureRandom as _, SystemRandom};
 
 use crate::cli::http::ApiClient;
 
+/// A fresh 256-bit secret that binds the login to this process.
 pub(super) fn random_secret() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
     SystemRandom::new()
@@ -20,13 +21,15 @@ pub(super) fn random_secret() -> anyhow::Result<String> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-pub(super) fn hash_secret(secret: &str) -> String {
+/// What the controller keeps of the secret until redemption: its SHA-256, base64url.
+fn hash_secret(secret: &str) -> String {
     URL_SAFE_NO_PAD.encode(ring::digest::digest(
         &ring::digest::SHA256,
         secret.as_bytes(),
     ))
 }
 
+/// `POST /v1/auth/oidc/start` in `mode`, sending only the secret's hash.
 pub(super) async fn start(
     api: &ApiClient,
     mode: OidcLoginMode,
@@ -45,6 +48,7 @@ pub(super) async fn start(
     .context("cannot start the login")
 }
 
+/// `POST /v1/auth/oidc/redeem` with the secret: the token, or (device flow) a wait to poll again.
 pub(super) async fn redeem(
     api: &ApiClient,
     login_id: &str,
@@ -63,6 +67,7 @@ pub(super) async fn redeem(
     .context("the login failed")
 }
 
+/// Reads a redemption that carries the token.
 pub(super) fn login_response(value: serde_json::Value) -> anyhow::Result<LoginResponse> {
     serde_json::from_value(value)
         .context("the controller's login answer is not what this CLI expects")
