@@ -210,29 +210,7 @@ pub async fn run_controller(
 ) -> anyhow::Result<i32> {
     let load = |path: &std::path::Path| load_controller_config(path, &master_key);
     match cmd {
-        ControllerCommand::Run { config } => {
-            let config = load(&config)?;
-            let controller = portcullis_controller::Controller::start(config)
-                .await
-                .context("controller failed to start")?;
-            let ready = serde_json::json!({
-                "event": "ready",
-                "component": "controller",
-                "controller_id": controller.state().controller_id.to_string(),
-                "api": controller.api_addr()?.to_string(),
-                "cluster": controller.cluster_addr()?.to_string(),
-            });
-            println!("{ready}");
-            let shutdown = CancellationToken::new();
-            reload_on_sighup(controller.state().clone(), shutdown.clone());
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                terminated().await;
-                stop.cancel();
-            });
-            controller.run(shutdown).await;
-            Ok(0)
-        }
+        ControllerCommand::Run { config } => serve_controller(load(&config)?).await,
         ControllerCommand::Migrate { config } => {
             let config = load(&config)?;
             portcullis_controller::open(&config)
@@ -274,46 +252,81 @@ pub async fn run_controller(
             amr,
             ttl,
             json,
-        } => {
-            let config = load(&config)?;
-            let (store, keys) = portcullis_controller::open(&config).await?;
-            let operator = portcullis_controller::tokens::Operator {
-                account: format!("uid={}", rustix::process::getuid().as_raw()),
-            };
-            let issued = portcullis_controller::tokens::issue_local(
-                &store,
-                &keys,
-                ttl.unwrap_or(config.token_lifetime),
-                &user,
-                groups,
-                amr,
-                &operator,
-            )
-            .await?;
-            let u = &issued.user;
-            if json {
-                let out = serde_json::json!({
-                    "token": issued.secret,
-                    "token_id": issued.token_id,
-                    "expires_at": issued.expires_at,
-                    "user": {"id": u.id, "issuer": u.issuer, "username": u.username, "groups": u.groups, "amr": u.amr},
-                });
-                println!("{out}");
-            } else {
-                println!("{}", issued.secret);
-                eprintln!(
-                    "token {} for {} (groups: {}) until {}; shown once, recorded as token_issued",
-                    issued.token_id,
-                    u.username,
-                    u.groups.join(","),
-                    super::output::time(issued.expires_at)
-                );
-            }
-            store.close().await;
-            Ok(0)
-        }
+        } => issue_token(&load(&config)?, &user, groups, amr, ttl, json).await,
         ControllerCommand::Keys(cmd) => run_keys(cmd, &master_key).await,
     }
+}
+
+/// `controller run`: starts the controller, prints its readiness line, reloads the policy at
+/// SIGHUP and stops at SIGINT or SIGTERM.
+async fn serve_controller(config: portcullis_controller::Config) -> anyhow::Result<i32> {
+    let controller = portcullis_controller::Controller::start(config)
+        .await
+        .context("controller failed to start")?;
+    let ready = serde_json::json!({
+        "event": "ready",
+        "component": "controller",
+        "controller_id": controller.state().controller_id.to_string(),
+        "api": controller.api_addr()?.to_string(),
+        "cluster": controller.cluster_addr()?.to_string(),
+    });
+    println!("{ready}");
+    let shutdown = CancellationToken::new();
+    reload_on_sighup(controller.state().clone(), shutdown.clone());
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        terminated().await;
+        stop.cancel();
+    });
+    controller.run(shutdown).await;
+    Ok(0)
+}
+
+/// `controller issue-token`: issues a local user's API token straight from the store and
+/// prints it once (the secret on stdout, the rest on stderr, or all as JSON).
+async fn issue_token(
+    config: &portcullis_controller::Config,
+    user: &str,
+    groups: Vec<String>,
+    amr: Vec<String>,
+    ttl: Option<std::time::Duration>,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let (store, keys) = portcullis_controller::open(config).await?;
+    let operator = portcullis_controller::tokens::Operator {
+        account: format!("uid={}", rustix::process::getuid().as_raw()),
+    };
+    let issued = portcullis_controller::tokens::issue_local(
+        &store,
+        &keys,
+        ttl.unwrap_or(config.token_lifetime),
+        user,
+        groups,
+        amr,
+        &operator,
+    )
+    .await?;
+    let u = &issued.user;
+    if json {
+        let out = serde_json::json!({
+            "token": issued.secret,
+            "token_id": issued.token_id,
+            "expires_at": issued.expires_at,
+            "user": {"id": u.id, "issuer": u.issuer, "username": u.username, "groups": u.groups, "amr": u.amr},
+        });
+        println!("{out}");
+    } else {
+        println!("{}", issued.secret);
+        eprintln!(
+            "token {} for {} (groups: {}) until {}; shown once, recorded as token_issued",
+            issued.token_id,
+            u.username,
+            u.groups.join(","),
+            super::output::time(issued.expires_at)
+        );
+    }
+    store.close().await;
+    Ok(0)
 }
 
 async fn run_keys(cmd: KeysCommand, master_key: &Option<SecretString>) -> anyhow::Result<i32> {

@@ -110,26 +110,9 @@ fn controller_config(args: &DevArgs, state: &Path, policy: PathBuf) -> anyhow::R
     Ok(config)
 }
 
+/// Runs `portcullis dev` until SIGINT or SIGTERM, then drains the worker and stops.
 pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
-    let state_dir = &args.state_dir;
-    std::fs::create_dir_all(state_dir)
-        .with_context(|| format!("cannot create state dir {}", state_dir.display()))?;
-    std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700))?;
-    let state_dir = state_dir.canonicalize()?;
-    let master = state_dir.join("master.key");
-    if !master.exists() {
-        portcullis_controller::keys::MasterKey::generate_file(&master, false)?;
-    }
-    let policy = match &args.policy {
-        Some(p) => p.clone(),
-        None => {
-            let p = state_dir.join("policy.toml");
-            if !p.exists() {
-                write_private(&p, DEV_POLICY)?;
-            }
-            p
-        }
-    };
+    let (state_dir, policy) = prepare_state_dir(&args)?;
     let config = controller_config(&args, &state_dir, policy)?;
     let controller = portcullis_controller::Controller::start_with(
         config,
@@ -153,25 +136,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let token = dev_token(&app, &args, &state_dir).await?;
     ensure_echo_target(&app, echo_addr).await?;
 
-    let worker_dir = state_dir.join("worker");
-    let join_token = if worker_dir.join("worker.crt").exists() {
-        None
-    } else {
-        let (token, _) =
-            portcullis_controller::enrolment::issue_join_token(&app.store, &app.keys, None, 600)
-                .await?;
-        Some(token)
-    };
-    let worker_config = portcullis_worker::Config {
-        join_token: join_token.map(portcullis_worker::SecretString::from),
-        egress_addr: args.worker_egress,
-        ..portcullis_worker::Config::new(
-            "dev-worker",
-            worker_dir,
-            vec![cluster_addr.to_string()],
-            loopback(args.proxy_port),
-        )
-    };
+    let worker_config = worker_config(&app, &args, &state_dir, cluster_addr).await?;
     // The controller must be serving before the worker enrols over the cluster link.
     let controller_task = tokio::spawn(controller.run(shutdown.clone()));
     let worker = portcullis_worker::Worker::bind(worker_config)
@@ -182,15 +147,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         tracing::warn!("the dev worker is not linked to the controller yet");
     }
 
-    let env_path = state_dir.join("dev.env");
-    write_private(
-        &env_path,
-        &format!(
-            "export PORTCULLIS_ADDR=https://{api_addr}\nexport PORTCULLIS_CA={}\nexport PORTCULLIS_TOKEN={}\n",
-            ca_path.display(),
-            token.expose_secret()
-        ),
-    )?;
+    let env_path = write_dev_env(&state_dir, api_addr, &ca_path, &token)?;
     let ready = serde_json::json!({
         "event": "ready",
         "component": "dev",
@@ -215,6 +172,80 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     shutdown.cancel();
     let _ = controller_task.await;
     Ok(0)
+}
+
+/// Creates the state directory (0700) with a master key and, unless `--policy` names one,
+/// the dev policy; returns the directory's canonical path and the policy file to use.
+fn prepare_state_dir(args: &DevArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let state_dir = &args.state_dir;
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("cannot create state dir {}", state_dir.display()))?;
+    std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700))?;
+    let state_dir = state_dir.canonicalize()?;
+    let master = state_dir.join("master.key");
+    if !master.exists() {
+        portcullis_controller::keys::MasterKey::generate_file(&master, false)?;
+    }
+    let policy = match &args.policy {
+        Some(p) => p.clone(),
+        None => {
+            let p = state_dir.join("policy.toml");
+            if !p.exists() {
+                write_private(&p, DEV_POLICY)?;
+            }
+            p
+        }
+    };
+    Ok((state_dir, policy))
+}
+
+/// The dev worker's config: its identity under STATE/worker, a join token only when it has
+/// not enrolled yet, the proxy on 127.0.0.1.
+async fn worker_config(
+    app: &portcullis_controller::state::AppState,
+    args: &DevArgs,
+    state_dir: &Path,
+    cluster_addr: SocketAddr,
+) -> anyhow::Result<portcullis_worker::Config> {
+    let worker_dir = state_dir.join("worker");
+    let join_token = if worker_dir.join("worker.crt").exists() {
+        None
+    } else {
+        let (token, _) =
+            portcullis_controller::enrolment::issue_join_token(&app.store, &app.keys, None, 600)
+                .await?;
+        Some(token)
+    };
+    Ok(portcullis_worker::Config {
+        join_token: join_token.map(portcullis_worker::SecretString::from),
+        egress_addr: args.worker_egress,
+        ..portcullis_worker::Config::new(
+            "dev-worker",
+            worker_dir,
+            vec![cluster_addr.to_string()],
+            loopback(args.proxy_port),
+        )
+    })
+}
+
+/// Writes STATE/dev.env (0600), which `. STATE/dev.env` turns into the CLI's environment;
+/// returns its path.
+fn write_dev_env(
+    state_dir: &Path,
+    api_addr: SocketAddr,
+    ca_path: &Path,
+    token: &SecretString,
+) -> anyhow::Result<PathBuf> {
+    let env_path = state_dir.join("dev.env");
+    write_private(
+        &env_path,
+        &format!(
+            "export PORTCULLIS_ADDR=https://{api_addr}\nexport PORTCULLIS_CA={}\nexport PORTCULLIS_TOKEN={}\n",
+            ca_path.display(),
+            token.expose_secret()
+        ),
+    )?;
+    Ok(env_path)
 }
 
 /// Reuses the token in an existing dev.env when it still authenticates the same identity;

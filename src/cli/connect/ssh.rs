@@ -10,7 +10,7 @@
 
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use portcullis_proto::api::Target;
@@ -64,40 +64,12 @@ fn shell_quote(word: &str) -> String {
 
 pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
     let api = ApiClient::from_args(&args.client)?;
-    let target: Target = api
-        .get(&format!("/v1/targets/{}", segment(&args.target)?))
-        .await
-        .with_context(|| format!("cannot look up target {}", args.target))?;
-    let Some((alias, known_hosts)) = known_hosts(&target) else {
-        bail!(
-            "target {} has no pinned SSH host key and no SSH host CA, and host-key checking is never \
-             turned off; an admin adds one with `portcullis targets update {} --ssh-host-key 'ssh-ed25519 AAAA...'` \
-             or `--ssh-host-ca 'ssh-ed25519 AAAA...'`",
-            target.name,
-            target.name
-        );
-    };
-    let dir = tempfile::Builder::new()
-        .prefix("portcullis-ssh-")
-        .tempdir()
-        .context("cannot create a private directory")?;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
-
-    let key =
-        ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519)
-            .context("cannot generate an SSH key")?;
-    let key_path = dir.path().join("id_ed25519");
-    let private = key
-        .to_openssh(ssh_key::LineEnding::LF)
-        .context("cannot encode the SSH key")?;
-    write_private(&key_path, private.as_bytes())?;
-    let public = key
-        .public_key()
-        .to_openssh()
-        .context("cannot encode the SSH public key")?;
+    let (target, alias, known_hosts) = pinned_target(&api, &args.target).await?;
+    let files = SshFiles::create()?;
+    let public = write_ssh_key(&files.key())?;
 
     let identity = ClientIdentity::generate()?;
-    let auth = super::authorize(&api, &target.name, &identity, Some(public)).await?;
+    let auth = super::session::authorize(&api, &target.name, &identity, Some(public)).await?;
     let mut session = CancelOnDrop {
         api: Some(api),
         id: auth.session_id.clone(),
@@ -106,24 +78,10 @@ pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
         .ssh_certificate
         .clone()
         .context("the controller returned no SSH certificate")?;
-    let cert_path = dir.path().join("id_ed25519-cert.pub");
-    write_private(&cert_path, format!("{cert}\n").as_bytes())?;
-    let login = match &args.login {
-        Some(login) if auth.ssh_principals.contains(login) => login.clone(),
-        Some(login) => bail!(
-            "the policy does not grant login {login:?} on {}; granted: {}",
-            target.name,
-            auth.ssh_principals.join(", ")
-        ),
-        None => auth
-            .ssh_principals
-            .first()
-            .cloned()
-            .context("the policy grants no SSH login on this target")?,
-    };
-    let session_path = dir.path().join("session.json");
+    write_private(&files.cert(), format!("{cert}\n").as_bytes())?;
+    let login = choose_login(args.login.as_deref(), &auth.ssh_principals, &target.name)?;
     let _handoff = HandoffFile::write(
-        &session_path,
+        &files.session(),
         &SessionFile {
             session_id: auth.session_id.clone(),
             target: Some(target.name.clone()),
@@ -135,34 +93,146 @@ pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
             client_key_pem: identity.key_pem(),
         },
     )?;
-    let known_hosts_path = dir.path().join("known_hosts");
-    write_private(&known_hosts_path, known_hosts.as_bytes())?;
+    write_private(&files.known_hosts(), known_hosts.as_bytes())?;
 
-    let exe = std::env::current_exe()
-        .context("cannot find the portcullis executable for ProxyCommand")?;
-    let proxy = format!(
-        "{} connect {} --stdio --session-file {}",
-        shell_quote(&exe.display().to_string()),
-        shell_quote(&target.name),
-        shell_quote(&session_path.display().to_string())
-    );
+    let proxy = proxy_command(&target.name, &files.session())?;
     eprintln!(
         "Session {} to {} as {login}; certificate valid for minutes, session until {}.",
         auth.session_id,
         target.name,
         crate::cli::output::time(auth.expires_at)
     );
-    let status = tokio::process::Command::new(&args.ssh_program)
+    let status = ssh_command(&args, &files, &alias, &proxy, &login)
+        .status()
+        .await
+        .with_context(|| format!("cannot run {}", args.ssh_program))?;
+    session.finish().await;
+    drop(files);
+    Ok(status.code().unwrap_or(255))
+}
+
+/// Looks the target up; with its `HostKeyAlias` and known_hosts text (see [`known_hosts`]),
+/// or an error saying how an admin pins a host key, since host-key checking stays on.
+async fn pinned_target(api: &ApiClient, name: &str) -> anyhow::Result<(Target, String, String)> {
+    let target: Target = api
+        .get(&format!("/v1/targets/{}", segment(name)?))
+        .await
+        .with_context(|| format!("cannot look up target {name}"))?;
+    let Some((alias, known_hosts)) = known_hosts(&target) else {
+        bail!(
+            "target {} has no pinned SSH host key and no SSH host CA, and host-key checking is never \
+             turned off; an admin adds one with `portcullis targets update {} --ssh-host-key 'ssh-ed25519 AAAA...'` \
+             or `--ssh-host-ca 'ssh-ed25519 AAAA...'`",
+            target.name,
+            target.name
+        );
+    };
+    Ok((target, alias, known_hosts))
+}
+
+/// The files ssh is pointed at, in a private 0700 directory removed when this is dropped.
+struct SshFiles {
+    dir: tempfile::TempDir,
+}
+
+impl SshFiles {
+    fn create() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("portcullis-ssh-")
+            .tempdir()
+            .context("cannot create a private directory")?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+        Ok(Self { dir })
+    }
+
+    /// The session's SSH private key.
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("id_ed25519")
+    }
+
+    /// The certificate the controller issued for the key.
+    fn cert(&self) -> PathBuf {
+        self.dir.path().join("id_ed25519-cert.pub")
+    }
+
+    /// The session hand-off file `ProxyCommand` joins.
+    fn session(&self) -> PathBuf {
+        self.dir.path().join("session.json")
+    }
+
+    /// The target's pinned host keys and host CAs.
+    fn known_hosts(&self) -> PathBuf {
+        self.dir.path().join("known_hosts")
+    }
+}
+
+/// Generates an ephemeral Ed25519 SSH key, writes it (0600) to `path` and returns its public
+/// key in OpenSSH format, for the controller to certify.
+fn write_ssh_key(path: &Path) -> anyhow::Result<String> {
+    let key =
+        ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+            .context("cannot generate an SSH key")?;
+    let private = key
+        .to_openssh(ssh_key::LineEnding::LF)
+        .context("cannot encode the SSH key")?;
+    write_private(path, private.as_bytes())?;
+    key.public_key()
+        .to_openssh()
+        .context("cannot encode the SSH public key")
+}
+
+/// The login to use: the one asked for if the policy grants it, else the first one granted.
+fn choose_login(asked: Option<&str>, granted: &[String], target: &str) -> anyhow::Result<String> {
+    match asked {
+        Some(login) if granted.iter().any(|g| g == login) => Ok(login.to_owned()),
+        Some(login) => bail!(
+            "the policy does not grant login {login:?} on {target}; granted: {}",
+            granted.join(", ")
+        ),
+        None => granted
+            .first()
+            .cloned()
+            .context("the policy grants no SSH login on this target"),
+    }
+}
+
+/// `portcullis connect TARGET --stdio --session-file PATH` with this very executable, quoted
+/// for the shell ssh runs `ProxyCommand` with.
+fn proxy_command(target: &str, session_file: &Path) -> anyhow::Result<String> {
+    let exe = std::env::current_exe()
+        .context("cannot find the portcullis executable for ProxyCommand")?;
+    Ok(format!(
+        "{} connect {} --stdio --session-file {}",
+        shell_quote(&exe.display().to_string()),
+        shell_quote(target),
+        shell_quote(&session_file.display().to_string())
+    ))
+}
+
+/// The ssh command line: only the session's key and certificate, only the target's pinned
+/// host keys (strictly checked), through `proxy`, never a shared control connection.
+fn ssh_command(
+    args: &SshArgs,
+    files: &SshFiles,
+    alias: &str,
+    proxy: &str,
+    login: &str,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(&args.ssh_program);
+    command
         .arg("-o")
         .arg("IdentitiesOnly=yes")
         .arg("-o")
         .arg("IdentityAgent=none")
         .arg("-i")
-        .arg(&key_path)
+        .arg(files.key())
         .arg("-o")
-        .arg(format!("CertificateFile={}", cert_path.display()))
+        .arg(format!("CertificateFile={}", files.cert().display()))
         .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known_hosts_path.display()))
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            files.known_hosts().display()
+        ))
         .arg("-o")
         .arg("GlobalKnownHostsFile=/dev/null")
         .arg("-o")
@@ -176,15 +246,10 @@ pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
         .arg("-o")
         .arg("ControlPath=none")
         .arg("-l")
-        .arg(&login)
-        .arg(&alias)
-        .args(&args.ssh_args)
-        .status()
-        .await
-        .with_context(|| format!("cannot run {}", args.ssh_program))?;
-    session.finish().await;
-    drop(dir);
-    Ok(status.code().unwrap_or(255))
+        .arg(login)
+        .arg(alias)
+        .args(&args.ssh_args);
+    command
 }
 
 /// The `HostKeyAlias` and the known_hosts file for a target, or None when it has neither a
@@ -268,5 +333,19 @@ mod tests {
     fn shell_quoting_survives_quotes() {
         assert_eq!(super::shell_quote("a b"), "'a b'");
         assert_eq!(super::shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn the_login_is_one_the_policy_grants() {
+        let granted = vec!["admin".to_owned(), "deploy".to_owned()];
+        let chosen = |asked| super::choose_login(asked, &granted, "web");
+        assert_eq!(chosen(None).unwrap(), "admin");
+        assert_eq!(chosen(Some("deploy")).unwrap(), "deploy");
+        let err = chosen(Some("root")).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "the policy does not grant login \"root\" on web; granted: admin, deploy"
+        );
+        assert!(super::choose_login(None, &[], "web").is_err());
     }
 }

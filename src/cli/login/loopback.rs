@@ -1,5 +1,5 @@
 //! The loopback redirect of `portcullis login`: what the request head the browser sends to
-//! 127.0.0.1 means. Pure (the socket stays in `login.rs`) and free of other modules of the
+//! 127.0.0.1 means. Pure (the socket stays in `redirect.rs`) and free of other modules of the
 //! CLI, so that the fuzz target `login_loopback` compiles this very file (see
 //! `fuzz/README.md`).
 

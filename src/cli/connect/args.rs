@@ -1,0 +1,118 @@
+//! The arguments of `portcullis connect`: the target, how connections are carried (one of
+//! `--listen-port`, `--listen-unix`, `--stdio`, `--exec`, or only `--write-session-file`),
+//! and the protocol-aware `connect ssh`.
+
+use std::path::PathBuf;
+
+use super::ssh;
+use crate::cli::http::ClientArgs;
+
+const EXAMPLES: &str = "\
+Examples:
+  # A local port for the session; every connection to it is brokered. Ctrl-C ends it.
+  portcullis connect web --listen-port 2222
+  ssh -p 2222 admin@127.0.0.1
+
+  # The same on a 0600 Unix socket (a loopback port is open to every local user).
+  portcullis connect pve --listen-unix ~/.portcullis/pve.sock
+
+  # One connection over stdin/stdout, e.g. in ~/.ssh/config:
+  #   ProxyCommand portcullis connect %h --stdio
+  portcullis connect web --stdio
+
+  # Run a command against a local listener; the session ends when it exits.
+  portcullis connect web --exec ssh -- -p {port} admin@{host}
+  portcullis connect pve --exec curl -- --cacert pve-ca.pem \\
+      --connect-to pve.lan:8006:{host}:{port} https://pve.lan:8006/api2/json/version
+
+  # For scripts: open a session, write a 0600 hand-off file, keep it open until Ctrl-C;
+  # other processes join with --stdio --session-file.
+  portcullis connect web --write-session-file /run/user/1000/web.session &
+  portcullis connect web --stdio --session-file /run/user/1000/web.session
+
+With --json, the listening line is one JSON object on stdout:
+  {\"session_id\", \"target\", \"address\", \"port\" (or \"path\"), \"expires_at\" (unix seconds)}";
+
+/// Open a brokered session to a target and carry connections through it.
+#[derive(clap::Args, Debug, Clone)]
+#[command(after_help = EXAMPLES)]
+#[command(group(
+    clap::ArgGroup::new("mode")
+        .args(["listen_port", "listen_unix", "stdio", "exec"])
+        .multiple(false)
+))]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ConnectArgs {
+    #[command(subcommand)]
+    pub kind: Option<ConnectKind>,
+    /// The target's id or name.
+    #[arg(required = true)]
+    pub target: Option<String>,
+    /// Listen on 127.0.0.1:PORT (0 picks a free port and prints it).
+    #[arg(long, value_name = "PORT")]
+    pub listen_port: Option<u16>,
+    /// Listen on a Unix socket created with mode 0600, removed at exit.
+    #[arg(long, value_name = "PATH")]
+    pub listen_unix: Option<PathBuf>,
+    /// Carry one connection over stdin/stdout (ssh ProxyCommand).
+    #[arg(long)]
+    pub stdio: bool,
+    /// With --stdio: join the session in this hand-off file instead of opening one.
+    #[arg(long, value_name = "PATH", requires = "stdio")]
+    pub session_file: Option<PathBuf>,
+    /// Write a 0600 hand-off file for the session (removed at exit), so that
+    /// `--stdio --session-file PATH` can join it; alone, keeps the session open until Ctrl-C.
+    #[arg(long, value_name = "PATH", conflicts_with = "session_file")]
+    pub write_session_file: Option<PathBuf>,
+    /// Run CMD against a local listener, with `{host}` and `{port}` replaced in CMD and ARGS;
+    /// the session ends when it exits, and its exit code is returned. Not run by a shell.
+    #[arg(long, value_name = "CMD")]
+    pub exec: Option<String>,
+    /// Arguments for --exec, after `--`.
+    #[arg(last = true, value_name = "ARGS", requires = "exec")]
+    pub args: Vec<String>,
+    /// Print the listening line as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Protocol-aware ways to connect.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum ConnectKind {
+    /// Run OpenSSH through a brokered session with a short-lived certificate.
+    Ssh(ssh::SshArgs),
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub(super) mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        args: ConnectArgs,
+    }
+
+    pub(in crate::cli::connect) fn parse(args: &[&str]) -> Result<ConnectArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("connect").chain(args.iter().copied())).map(|c| c.args)
+    }
+
+    #[test]
+    fn modes_are_exclusive_and_exec_takes_trailing_args() {
+        let args = parse(&["web", "--exec", "ssh", "--", "-p", "{port}", "u@{host}"]).unwrap();
+        assert_eq!(args.exec.as_deref(), Some("ssh"));
+        assert_eq!(args.args, ["-p", "{port}", "u@{host}"]);
+        assert!(parse(&["web", "--stdio", "--listen-port", "0"]).is_err());
+        assert!(parse(&["web", "--listen-port", "0", "--exec", "x"]).is_err());
+        assert!(
+            parse(&["web", "--session-file", "f"]).is_err(),
+            "needs --stdio"
+        );
+        assert!(parse(&["web", "--stdio", "--session-file", "f"]).is_ok());
+        assert!(parse(&["web", "--listen-port", "0", "--write-session-file", "f"]).is_ok());
+    }
+}

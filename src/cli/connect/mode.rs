@@ -1,0 +1,239 @@
+//! What one `portcullis connect` does with its session: the [`Mode`] chosen from the flags,
+//! and the driver of each mode (serve a local listener, hold the session for a hand-off file,
+//! carry stdin/stdout, run a command, or join another process's session), which reports why
+//! it stopped and whether the session still needs cancelling.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use tracing::Instrument as _;
+
+use super::announce::{announce, announce_hold};
+use super::args::ConnectArgs;
+use super::exec::{self, ExecCommand};
+use super::listen::{self, LocalListener, Stop};
+use super::session_file::{read_session_file, HandoffFile};
+use super::signals::Signals;
+use super::stdio;
+use super::tls::ClientIdentity;
+use super::tunnel::{SessionTicket, TicketParts};
+use crate::cli::output;
+
+/// What this invocation does with its session.
+#[derive(Debug)]
+pub(super) enum Mode {
+    Listen(LocalListener),
+    Stdio,
+    JoinStdio(PathBuf),
+    Exec(ExecCommand),
+    /// Only `--write-session-file`: hold the session open.
+    Hold,
+}
+
+impl Mode {
+    /// Chooses the mode; binds a listener now, so a busy port fails before a session exists.
+    pub(super) async fn prepare(args: &ConnectArgs) -> anyhow::Result<Self> {
+        if !args.args.is_empty() && args.exec.is_none() {
+            bail!("arguments after `--` are for --exec CMD");
+        }
+        if let Some(port) = args.listen_port {
+            return Ok(Self::Listen(LocalListener::tcp(port).await?));
+        }
+        if let Some(path) = &args.listen_unix {
+            return Ok(Self::Listen(LocalListener::unix(path)?));
+        }
+        if args.stdio {
+            return Ok(match &args.session_file {
+                Some(path) => Self::JoinStdio(path.clone()),
+                None => Self::Stdio,
+            });
+        }
+        if let Some(program) = &args.exec {
+            return Ok(Self::Exec(ExecCommand {
+                program: program.clone(),
+                args: args.args.clone(),
+            }));
+        }
+        if args.write_session_file.is_some() {
+            return Ok(Self::Hold);
+        }
+        bail!(
+            "say how to carry connections: --listen-port PORT, --listen-unix PATH, --stdio, \
+             --exec CMD or --write-session-file PATH (see `portcullis connect --help`)"
+        )
+    }
+}
+
+/// How a mode ended: the exit code, and whether our session still needs cancelling.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ending {
+    pub(super) code: i32,
+    pub(super) cancel: bool,
+}
+
+/// Runs the chosen mode for an authorised session.
+pub(super) async fn drive(
+    mode: Mode,
+    ticket: Arc<SessionTicket>,
+    handoff: Option<&HandoffFile>,
+    signals: &mut Signals,
+    json: bool,
+) -> anyhow::Result<Ending> {
+    match mode {
+        Mode::Listen(listener) => {
+            announce(&ticket, &listener, handoff, json)?;
+            eprintln!("Press Ctrl-C to end the session.");
+            let stop = async { signals.recv().await.to_string() };
+            let stopped = listen::serve(listener, ticket.clone(), stop, true).await;
+            Ok(report_stop(&ticket, &stopped))
+        }
+        Mode::Hold => {
+            announce_hold(&ticket, handoff, json)?;
+            eprintln!("Press Ctrl-C to end the session.");
+            let expiry = tokio::time::sleep(listen::until_unix(ticket.expires_at));
+            let stopped = tokio::select! {
+                caught = signals.recv() => Stop::Requested(caught.to_string()),
+                () = expiry => Stop::Expired,
+            };
+            Ok(report_stop(&ticket, &stopped))
+        }
+        Mode::Stdio => {
+            tokio::select! {
+                result = stdio::carry_stdio(&ticket) => {
+                    result?;
+                    Ok(Ending { code: 0, cancel: true })
+                }
+                caught = signals.recv() => {
+                    eprintln!("{caught}: ending session {}", ticket.session_id);
+                    Ok(Ending { code: caught.exit_code(), cancel: true })
+                }
+            }
+        }
+        Mode::Exec(command) => {
+            let listener = LocalListener::tcp(0).await?;
+            let port = listener
+                .port()
+                .context("the local listener for --exec has no port")?;
+            eprintln!(
+                "Session {} to {} on {}:{port} until {}; running {}.",
+                ticket.session_id,
+                ticket.target,
+                exec::EXEC_HOST,
+                output::time(ticket.expires_at),
+                command.program
+            );
+            let serve_ticket = ticket.clone();
+            let server = tokio::spawn(
+                async move {
+                    let stopped = listen::serve(
+                        listener,
+                        serve_ticket.clone(),
+                        std::future::pending(),
+                        false,
+                    )
+                    .await;
+                    report_stop(&serve_ticket, &stopped);
+                }
+                .in_current_span(),
+            );
+            let code = exec::run_command(&command, port, &ticket.session_id, signals).await;
+            server.abort();
+            Ok(Ending {
+                code: code?,
+                cancel: true,
+            })
+        }
+        Mode::JoinStdio(_) => bail!("internal: a joined session is not driven here"),
+    }
+}
+
+/// Prints why serving stopped and decides the exit code.
+fn report_stop(ticket: &SessionTicket, stopped: &Stop) -> Ending {
+    match stopped {
+        Stop::Requested(why) => {
+            eprintln!("{why}: ending session {}.", ticket.session_id);
+            Ending {
+                code: 0,
+                cancel: true,
+            }
+        }
+        Stop::Expired => {
+            eprintln!(
+                "Session {} expired at {}.",
+                ticket.session_id,
+                output::time(ticket.expires_at)
+            );
+            Ending {
+                code: 0,
+                cancel: false,
+            }
+        }
+        Stop::SessionEnded(why) => {
+            eprintln!("Session {} is over: {why}.", ticket.session_id);
+            Ending {
+                code: 1,
+                cancel: false,
+            }
+        }
+    }
+}
+
+/// `--stdio --session-file PATH`: one connection of a session another process owns.
+pub(super) async fn join_stdio(
+    target: &str,
+    path: &Path,
+    signals: &mut Signals,
+) -> anyhow::Result<i32> {
+    let file = read_session_file(path, now_unix())?;
+    if let Some(named) = &file.target {
+        if named != target {
+            tracing::debug!(file.target = %named, "the session file names another target");
+        }
+    }
+    let identity = ClientIdentity::from_pem(&file.client_cert_pem, &file.client_key_pem)
+        .with_context(|| format!("the session file {} is damaged", path.display()))?;
+    let ticket = SessionTicket::new(
+        TicketParts {
+            session_id: file.session_id,
+            target: file.target.unwrap_or_else(|| target.to_owned()),
+            worker_addr: file.worker_addr,
+            worker_key_fingerprint: file.worker_key_fingerprint,
+            grant: file.grant,
+            expires_at: file.expires_at,
+        },
+        &identity,
+    )?;
+    let span = tracing::info_span!("session", session.id = %ticket.session_id);
+    tokio::select! {
+        result = stdio::carry_stdio(&ticket).instrument(span) => result.map(|_| 0),
+        caught = signals.recv() => Ok(caught.exit_code()),
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::cli::connect::args::tests::parse;
+
+    #[tokio::test]
+    async fn a_mode_is_required() {
+        let args = parse(&["web"]).unwrap();
+        let err = Mode::prepare(&args).await.unwrap_err().to_string();
+        assert!(err.contains("--listen-port"), "{err}");
+        let args = parse(&["web", "--stdio", "--", "x"]).unwrap();
+        let err = Mode::prepare(&args).await.unwrap_err().to_string();
+        assert!(err.contains("--exec"), "{err}");
+        let args = parse(&["web", "--write-session-file", "f"]).unwrap();
+        assert!(matches!(Mode::prepare(&args).await.unwrap(), Mode::Hold));
+    }
+}

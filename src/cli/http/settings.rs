@@ -1,0 +1,285 @@
+//! Where the CLI finds its controller: the `--addr`/`--ca`/`--token` flags, their environment
+//! variables and the files under the user's config directory, resolved into
+//! [`ClientSettings`]; and the bearer [`Token`], whose `Debug` and `Display` print
+//! `<redacted>`.
+
+use portcullis_controller::secret::{ExposeSecret as _, SecretString};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{anyhow, bail, Context as _};
+
+/// Where the CLI finds the controller: flags, then environment, then files under the
+/// user's config directory (`$XDG_CONFIG_HOME/portcullis/` or `~/.config/portcullis/`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ClientArgs {
+    /// Controller API address, e.g. https://127.0.0.1:9200 [fallback: CONFIG/portcullis/addr].
+    #[arg(long, env = "PORTCULLIS_ADDR", value_name = "URL")]
+    pub addr: Option<String>,
+    /// PEM file of the CA that signed the controller's certificate; the only CA trusted
+    /// [fallback: CONFIG/portcullis/ca.pem].
+    #[arg(long, env = "PORTCULLIS_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// API token; prefer the environment or the file written by login, since a flag shows
+    /// in the process list [fallback: CONFIG/portcullis/token].
+    #[arg(
+        long,
+        env = "PORTCULLIS_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<Token>,
+}
+
+/// A bearer token. It has no `Serialize`, `Debug`/`Display` never show it, and its memory is
+/// zeroised when dropped.
+#[derive(Clone)]
+pub struct Token(SecretString);
+
+impl Token {
+    /// The token itself, for the `Authorization` header only.
+    pub(super) fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl PartialEq for Token {
+    fn eq(&self, other: &Token) -> bool {
+        portcullis_controller::secret::constant_time_eq(
+            self.expose().as_bytes(),
+            other.expose().as_bytes(),
+        )
+    }
+}
+
+impl Eq for Token {}
+
+impl FromStr for Token {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("the token is empty".into());
+        }
+        if !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("the token contains spaces or non-ASCII characters".into());
+        }
+        Ok(Token(SecretString::from(text.to_owned())))
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The user's Portcullis config directory: `$XDG_CONFIG_HOME/portcullis`, else
+/// `$HOME/.config/portcullis`; `None` when neither variable is usable.
+pub fn config_dir() -> Option<PathBuf> {
+    let from_xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    let base = from_xdg.or_else(|| {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .map(|home| home.join(".config"))
+    })?;
+    Some(base.join("portcullis"))
+}
+
+/// [`ClientArgs`] with every fallback applied.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// `https://host:port`, without a trailing slash.
+    pub addr: String,
+    pub ca: PathBuf,
+    pub token: Option<Token>,
+}
+
+impl ClientArgs {
+    /// Applies the config-directory fallbacks (see [`config_dir`]).
+    pub fn resolve(&self) -> anyhow::Result<ClientSettings> {
+        self.resolve_in(config_dir().as_deref())
+    }
+
+    /// Applies the fallbacks from `dir` (the config directory, if there is one).
+    pub fn resolve_in(&self, dir: Option<&Path>) -> anyhow::Result<ClientSettings> {
+        let addr = match &self.addr {
+            Some(addr) => addr.clone(),
+            None => match dir.map(|d| d.join("addr")).filter(|p| p.exists()) {
+                Some(file) => read_small_file(&file)?,
+                None => bail!(
+                    "no controller address: pass --addr, set PORTCULLIS_ADDR (e.g. \
+                     https://127.0.0.1:9200), or `. STATE/dev.env` after `portcullis dev`"
+                ),
+            },
+        };
+        let addr = normalize_addr(&addr)?;
+        let ca = match &self.ca {
+            Some(ca) => ca.clone(),
+            None => match dir.map(|d| d.join("ca.pem")).filter(|p| p.exists()) {
+                Some(file) => file,
+                None => bail!(
+                    "no CA for the controller: pass --ca FILE or set PORTCULLIS_CA to the PEM \
+                     file of the controller's CA (the CLI trusts nothing else)"
+                ),
+            },
+        };
+        let token = match &self.token {
+            Some(token) => Some(token.clone()),
+            None => match dir.map(|d| d.join("token")).filter(|p| p.exists()) {
+                Some(file) => Some(read_token_file(&file)?),
+                None => None,
+            },
+        };
+        Ok(ClientSettings { addr, ca, token })
+    }
+}
+
+/// Accepts `https://host:port[/]` or a bare `host:port` (taken as HTTPS); refuses plain HTTP.
+fn normalize_addr(addr: &str) -> anyhow::Result<String> {
+    let addr = addr.trim().trim_end_matches('/');
+    if addr.is_empty() {
+        bail!("the controller address is empty: set PORTCULLIS_ADDR, e.g. https://127.0.0.1:9200");
+    }
+    if addr.starts_with("http://") {
+        bail!("the controller address {addr} uses plain HTTP; the API is served only over HTTPS");
+    }
+    let addr = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("https://{addr}")
+    };
+    let url = reqwest::Url::parse(&addr).with_context(|| {
+        format!("the controller address {addr} is not a URL like https://HOST:PORT")
+    })?;
+    if url.scheme() != "https" || url.host_str().is_none() {
+        bail!("the controller address {addr} must look like https://HOST:PORT");
+    }
+    Ok(addr)
+}
+
+fn read_small_file(path: &Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text.trim().to_owned())
+}
+
+/// Reads the token file written by login, refusing it when other users could read it.
+fn read_token_file(path: &Path) -> anyhow::Result<Token> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} holds an API token but other users may read it (mode {mode:03o}): run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    let text = read_small_file(path)?;
+    text.parse::<Token>()
+        .map_err(|why| anyhow!("{}: {why}; log in again", path.display()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        client: ClientArgs,
+    }
+
+    fn parse(args: &[&str]) -> ClientArgs {
+        let mut all = vec!["test"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap().client
+    }
+
+    #[test]
+    fn flags_win_over_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("addr"), "https://file:1\n").unwrap();
+        let args = parse(&[
+            "--addr",
+            "https://flag:9200/",
+            "--ca",
+            "/x/ca.pem",
+            "--token",
+            "t0k",
+        ]);
+        let settings = args.resolve_in(Some(dir.path())).unwrap();
+        assert_eq!(settings.addr, "https://flag:9200");
+        assert_eq!(settings.ca, PathBuf::from("/x/ca.pem"));
+        assert_eq!(settings.token, Some("t0k".parse().unwrap()));
+    }
+
+    #[test]
+    fn files_fill_in_what_flags_leave_out() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("addr"), "127.0.0.1:9200\n").unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "x").unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "secret-token\n").unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let settings = parse(&[]).resolve_in(Some(dir.path())).unwrap();
+        assert_eq!(settings.addr, "https://127.0.0.1:9200");
+        assert_eq!(settings.ca, dir.path().join("ca.pem"));
+        assert_eq!(settings.token, Some("secret-token".parse().unwrap()));
+
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = parse(&[]).resolve_in(Some(dir.path())).unwrap_err();
+        assert!(format!("{err:#}").contains("chmod 600"), "{err:#}");
+    }
+
+    #[test]
+    fn missing_settings_say_what_to_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = parse(&[]).resolve_in(Some(dir.path())).unwrap_err();
+        assert!(err.to_string().contains("PORTCULLIS_ADDR"), "{err}");
+        let err = parse(&["--addr", "https://a:1"])
+            .resolve_in(None)
+            .unwrap_err();
+        assert!(err.to_string().contains("PORTCULLIS_CA"), "{err}");
+        let settings = parse(&["--addr", "https://a:1", "--ca", "c"])
+            .resolve_in(None)
+            .unwrap();
+        assert_eq!(settings.token, None);
+        let err = parse(&["--addr", "http://a:1", "--ca", "c"])
+            .resolve_in(None)
+            .unwrap_err();
+        assert!(err.to_string().contains("HTTPS"), "{err}");
+    }
+
+    #[test]
+    fn token_never_shows() {
+        let args = parse(&["--token", "hunter2"]);
+        assert!(!format!("{args:?}").contains("hunter2"));
+        let settings = parse(&["--addr", "https://a:1", "--ca", "c", "--token", "hunter2"])
+            .resolve_in(None)
+            .unwrap();
+        assert!(!format!("{settings:?}").contains("hunter2"));
+        assert_eq!(
+            "hunter2".parse::<Token>().unwrap().to_string(),
+            "<redacted>"
+        );
+        assert!("".parse::<Token>().is_err());
+        assert!("a b".parse::<Token>().is_err());
+    }
+}
