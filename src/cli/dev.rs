@@ -255,44 +255,18 @@ async fn dev_token(
     args: &DevArgs,
     state_dir: &Path,
 ) -> anyhow::Result<SecretString> {
-    let now = portcullis_controller::clock::to_i64(portcullis_controller::clock::now());
-    if let Ok(text) = std::fs::read_to_string(state_dir.join("dev.env")) {
-        if let Some(token) = text
-            .lines()
-            .find_map(|l| l.strip_prefix("export PORTCULLIS_TOKEN="))
-        {
-            let mut conn = app.store.conn().await?;
-            let hash = portcullis_controller::ids::secret_hash(token);
-            if let Some((user, _, expires_at)) =
-                portcullis_controller::store::tokens::authenticate(&mut conn, &hash, now).await?
-            {
-                if user.username == args.user
-                    && user.groups == args.groups
-                    && user.amr == args.amr
-                    && expires_at > now + 600
-                {
-                    return Ok(SecretString::from(token.to_owned()));
-                }
-            }
-        }
-    }
-    let user = portcullis_controller::store::users::UserRecord {
-        id: portcullis_controller::ids::new_id(portcullis_controller::ids::IdKind::User),
-        issuer: portcullis_controller::admin::DEV_ISSUER.into(),
-        subject: args.user.clone(),
-        username: args.user.clone(),
-        email: None,
-        name: None,
+    let text = std::fs::read_to_string(state_dir.join("dev.env")).unwrap_or_default();
+    let previous = text
+        .lines()
+        .find_map(|l| l.strip_prefix("export PORTCULLIS_TOKEN="));
+    let who = portcullis_controller::admin::DevIdentity {
+        user: args.user.clone(),
         groups: args.groups.clone(),
         amr: args.amr.clone(),
-        acr: None,
-        auth_time: Some(now),
-        updated_at: now,
     };
-    let response = portcullis_controller::api::login::issue_token(app, user, "127.0.0.1")
+    portcullis_controller::admin::dev_login(app, &who, previous)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot log the dev identity in: {}", e.message))?;
-    Ok(SecretString::from(response.token))
+        .context("cannot log the dev identity in")
 }
 
 /// Creates (or re-points) the `echo` target at the echo service.
@@ -300,28 +274,6 @@ async fn ensure_echo_target(
     app: &portcullis_controller::state::AppState,
     echo: SocketAddr,
 ) -> anyhow::Result<()> {
-    use portcullis_controller::store::targets;
-    let now = portcullis_controller::clock::to_i64(portcullis_controller::clock::now());
-    let record = targets::TargetRecord {
-        id: portcullis_controller::ids::new_id(portcullis_controller::ids::IdKind::Target),
-        name: "echo".into(),
-        address: echo.to_string(),
-        zone: Some("LOCAL".into()),
-        service: Some("echo".into()),
-        vmid: None,
-        tags: vec!["dev".into()],
-        pool: None,
-        max_session_secs: 8 * 3600,
-        connection_limit: 0,
-        ssh_host_keys: vec![],
-        ssh_host_cas: vec![],
-        vault_ssh_mount: None,
-        vault_ssh_role: None,
-        vault_secrets: vec![],
-        created_at: now,
-        updated_at: now,
-    };
-    portcullis_controller::admin::put_target(app, portcullis_audit::Actor::system(), record)
-        .await?;
+    portcullis_controller::admin::seed_dev_target(app, "echo", &echo.to_string()).await?;
     Ok(())
 }
