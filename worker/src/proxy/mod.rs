@@ -173,7 +173,7 @@ async fn open(
                 .await;
             Err(Refusal::new(
                 RefusalCode::TargetUnreachable,
-                format!("cannot reach {}: {e}", admitted.endpoint),
+                format!("cannot reach {endpoint}: {e}", endpoint = admitted.endpoint),
             ))
         }
     }
