@@ -2,6 +2,7 @@
 //!
 //! Nothing here does I/O. Each module holds one wire surface, or a rule the listeners of
 //! several share:
+//! - [`clock`]: where time comes from (the system's clocks, or a test's hand-advanced one).
 //! - [`api`]: the controller's HTTPS JSON API (`/v1`).
 //! - [`grant`]: the signed session grant a client presents to a worker.
 //! - [`link`]: the framed cluster link between controllers and workers.
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod clock;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzzing;
