@@ -13,9 +13,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::client::{listen, wait_for};
+use common::client::listen;
 use common::cluster::{echo, Controller, PausableProxy, Worker};
 use common::rsyslog::Rsyslog;
+use common::wait::wait_for;
 use serde_json::{json, Value};
 use sqlx::Connection as _;
 

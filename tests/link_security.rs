@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::client::{closes_within, listen, open_echo, refused, wait_for};
+use common::client::{closes_within, listen, open_echo, refused};
 use common::cluster::{echo, Controller, Worker};
 use common::raw::{present, Auth, ClientKey};
+use common::wait::wait_for;
 use portcullis_proto::grant::{self, GrantClaims, GrantKey, GRANT_ISSUER};
 use portcullis_proto::link::{self, Frame, Request, Response};
 use portcullis_proto::proxy::{RefusalCode, WorkerReply};
