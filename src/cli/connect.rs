@@ -21,10 +21,11 @@ mod tunnel;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use portcullis_proto::api::{AuthorizeSession, SessionAuthorization};
+use portcullis_proto::clock::{Clock as _, SystemClock};
 use portcullis_proto::keys;
 use tracing::Instrument as _;
 
@@ -395,7 +396,7 @@ async fn cancel_session(api: &ApiClient, ticket: &SessionTicket) -> bool {
 
 /// `--stdio --session-file PATH`: one connection of a session another process owns.
 async fn join_stdio(target: &str, path: &Path, signals: &mut Signals) -> anyhow::Result<i32> {
-    let file = read_session_file(path, now_unix())?;
+    let file = read_session_file(path, SystemClock.unix_secs())?;
     if let Some(named) = &file.target {
         if named != target {
             tracing::debug!(file.target = %named, "the session file names another target");
@@ -493,13 +494,6 @@ fn announce_hold(
         ticket.target,
         output::time(ticket.expires_at)
     ))
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use portcullis_proto::api::{
     LoginResponse, LogoutResponse, OidcLoginMode, OidcRedeemRequest, OidcStartRequest,
     OidcStartResponse, RevokeUserRequest, RevokeUserResponse, UserInfo,
 };
+use portcullis_proto::clock::{Clock as _, SystemClock};
 use ring::rand::{SecureRandom as _, SystemRandom};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -113,13 +114,6 @@ fn save_token(path: &Path, token: &str) -> anyhow::Result<()> {
     file.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
-}
-
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn random_secret() -> anyhow::Result<String> {
@@ -255,7 +249,10 @@ async fn loopback_login(api: &ApiClient, secret: &str) -> anyhow::Result<LoginRe
         eprintln!("Could not open a browser. Visit this URL to sign in:\n\n  {url}\n");
     }
     eprintln!("Waiting for the login to finish...");
-    let wait = started.expires_at.saturating_sub(now_unix()).max(1);
+    let wait = started
+        .expires_at
+        .saturating_sub(SystemClock.unix_secs())
+        .max(1);
     let code = tokio::time::timeout(
         Duration::from_secs(wait),
         wait_for_callback(&listener, &started.login_id),
@@ -405,7 +402,7 @@ async fn device_login(api: &ApiClient, secret: &str) -> anyhow::Result<LoginResp
     );
     let mut interval = started.interval.unwrap_or(5).max(1);
     loop {
-        if now_unix() >= started.expires_at {
+        if SystemClock.unix_secs() >= started.expires_at {
             bail!("the device login expired; run `portcullis login --device` again");
         }
         tokio::time::sleep(Duration::from_secs(interval)).await;
