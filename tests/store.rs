@@ -6,7 +6,13 @@ mod common;
 
 use portcullis_controller::keys::{Keyset, MasterKey, Purpose};
 use portcullis_controller::secret::{ExposeSecret as _, SecretString};
-use portcullis_controller::store::{self, Store, StoreError};
+use portcullis_controller::store::{self, Store, StoreError, Write};
+
+/// The store functions that change state take a `Write`, which only an audited transaction
+/// makes; this suite checks those functions themselves, so it makes one directly.
+fn w(conn: &mut sqlx::AnyConnection) -> Write<'_> {
+    Write::unaudited_for_store_tests(conn)
+}
 
 struct Backend {
     name: &'static str,
@@ -143,7 +149,7 @@ async fn sqlite_wal_is_copied_back_in_the_background() {
 async fn targets_round_trip_and_names_are_unique() {
     for b in backends().await {
         let mut conn = b.store.conn().await.unwrap();
-        store::targets::insert(&mut conn, &target("t_1", "web-01"))
+        store::targets::insert(w(&mut conn), &target("t_1", "web-01"))
             .await
             .unwrap();
         let found = store::targets::find(&mut conn, "web-01")
@@ -159,7 +165,7 @@ async fn targets_round_trip_and_names_are_unique() {
                 .name,
             "web-01"
         );
-        let dup = store::targets::insert(&mut conn, &target("t_2", "web-01")).await;
+        let dup = store::targets::insert(w(&mut conn), &target("t_2", "web-01")).await;
         assert!(
             matches!(dup, Err(StoreError::Conflict(_))),
             "{}: {dup:?}",
@@ -168,7 +174,9 @@ async fn targets_round_trip_and_names_are_unique() {
         let mut changed = found.clone();
         changed.vmid = None;
         changed.tags = vec![];
-        assert!(store::targets::update(&mut conn, &changed).await.unwrap());
+        assert!(store::targets::update(w(&mut conn), &changed)
+            .await
+            .unwrap());
         assert_eq!(
             store::targets::find(&mut conn, "t_1")
                 .await
@@ -178,7 +186,7 @@ async fn targets_round_trip_and_names_are_unique() {
             "{}",
             b.name
         );
-        assert!(store::targets::delete(&mut conn, "t_1").await.unwrap());
+        assert!(store::targets::delete(w(&mut conn), "t_1").await.unwrap());
         assert!(store::targets::list(&mut conn).await.unwrap().is_empty());
     }
 }
@@ -187,10 +195,10 @@ async fn targets_round_trip_and_names_are_unique() {
 async fn a_failed_transaction_leaves_nothing_behind() {
     for b in backends().await {
         let mut tx = b.store.begin().await.unwrap();
-        store::targets::insert(&mut tx, &target("t_1", "a"))
+        store::targets::insert(w(&mut tx), &target("t_1", "a"))
             .await
             .unwrap();
-        let dup = store::targets::insert(&mut tx, &target("t_1", "b")).await;
+        let dup = store::targets::insert(w(&mut tx), &target("t_1", "b")).await;
         assert!(dup.is_err());
         drop(tx); // rolled back
         let mut conn = b.store.conn().await.unwrap();
@@ -206,12 +214,12 @@ async fn a_failed_transaction_leaves_nothing_behind() {
 async fn users_upsert_keeps_id_and_tokens_expire_and_revoke() {
     for b in backends().await {
         let mut conn = b.store.conn().await.unwrap();
-        let first = store::users::upsert(&mut conn, &user("alice", &["admins"]))
+        let first = store::users::upsert(w(&mut conn), &user("alice", &["admins"]))
             .await
             .unwrap();
         let mut again = user("alice", &["projects"]);
         again.id = "u_other".into();
-        let second = store::users::upsert(&mut conn, &again).await.unwrap();
+        let second = store::users::upsert(w(&mut conn), &again).await.unwrap();
         assert_eq!(first.id, second.id, "{}", b.name);
         assert_eq!(second.groups, vec!["projects".to_string()]);
         let token = store::tokens::TokenRecord {
@@ -222,7 +230,7 @@ async fn users_upsert_keeps_id_and_tokens_expire_and_revoke() {
             expires_at: 200,
             login: None,
         };
-        store::tokens::insert(&mut conn, &token).await.unwrap();
+        store::tokens::insert(w(&mut conn), &token).await.unwrap();
         let found = store::tokens::authenticate(&mut conn, &[1; 32], 150)
             .await
             .unwrap();
@@ -244,7 +252,9 @@ async fn users_upsert_keeps_id_and_tokens_expire_and_revoke() {
                 .is_none(),
             "unknown"
         );
-        assert!(store::tokens::revoke(&mut conn, "at_1", 160).await.unwrap());
+        assert!(store::tokens::revoke(w(&mut conn), "at_1", 160)
+            .await
+            .unwrap());
         assert!(
             store::tokens::authenticate(&mut conn, &[1; 32], 150)
                 .await
@@ -266,20 +276,22 @@ async fn join_tokens_work_once_and_expire() {
             created_at: 100,
             expires_at: 200,
         };
-        store::join_tokens::insert(&mut conn, &record)
+        store::join_tokens::insert(w(&mut conn), &record)
             .await
             .unwrap();
         assert!(
-            !store::join_tokens::consume(&mut conn, &[9; 32], "w_1", 250)
+            !store::join_tokens::consume(w(&mut conn), &[9; 32], "w_1", 250)
                 .await
                 .unwrap(),
             "expired"
         );
-        assert!(store::join_tokens::consume(&mut conn, &[9; 32], "w_1", 150)
-            .await
-            .unwrap());
         assert!(
-            !store::join_tokens::consume(&mut conn, &[9; 32], "w_2", 151)
+            store::join_tokens::consume(w(&mut conn), &[9; 32], "w_1", 150)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store::join_tokens::consume(w(&mut conn), &[9; 32], "w_2", 151)
                 .await
                 .unwrap(),
             "{}: reused",
@@ -313,21 +325,21 @@ fn session(limit: i64) -> store::sessions::SessionRecord {
 async fn sessions_admit_count_limit_and_terminate_once() {
     for b in backends().await {
         let mut conn = b.store.conn().await.unwrap();
-        store::users::upsert(&mut conn, &user("alice", &[]))
+        store::users::upsert(w(&mut conn), &user("alice", &[]))
             .await
             .unwrap();
-        store::sessions::insert(&mut conn, &session(2), None)
+        store::sessions::insert(w(&mut conn), &session(2), None)
             .await
             .unwrap();
         use store::sessions::{admit_first, connection_closed, connection_opened, get, terminate};
         assert!(
-            !admit_first(&mut conn, "s_1", "w_2", "c_0", "127.0.0.1", 110)
+            !admit_first(w(&mut conn), "s_1", "w_2", "c_0", "127.0.0.1", 110)
                 .await
                 .unwrap(),
             "wrong worker"
         );
         assert!(
-            admit_first(&mut conn, "s_1", "w_1", "c_1", "127.0.0.1", 110)
+            admit_first(w(&mut conn), "s_1", "w_1", "c_1", "127.0.0.1", 110)
                 .await
                 .unwrap()
         );
@@ -340,12 +352,12 @@ async fn sessions_admit_count_limit_and_terminate_once() {
         );
         // The opened event of an admitted connection is not counted twice.
         assert!(
-            !connection_opened(&mut conn, "s_1", "w_1", "c_1", "127.0.0.1", 111)
+            !connection_opened(w(&mut conn), "s_1", "w_1", "c_1", "127.0.0.1", 111)
                 .await
                 .unwrap()
         );
         assert!(
-            connection_opened(&mut conn, "s_1", "w_1", "c_2", "127.0.0.1", 112)
+            connection_opened(w(&mut conn), "s_1", "w_1", "c_2", "127.0.0.1", 112)
                 .await
                 .unwrap()
         );
@@ -358,18 +370,18 @@ async fn sessions_admit_count_limit_and_terminate_once() {
             2
         );
         assert!(
-            !admit_first(&mut conn, "s_1", "w_1", "c_3", "127.0.0.1", 113)
+            !admit_first(w(&mut conn), "s_1", "w_1", "c_3", "127.0.0.1", 113)
                 .await
                 .unwrap(),
             "limit"
         );
         assert!(
-            connection_closed(&mut conn, "s_1", "w_1", "c_1", 10, 20, "closed", 120)
+            connection_closed(w(&mut conn), "s_1", "w_1", "c_1", 10, 20, "closed", 120)
                 .await
                 .unwrap()
         );
         assert!(
-            !connection_closed(&mut conn, "s_1", "w_1", "c_1", 10, 20, "closed", 121)
+            !connection_closed(w(&mut conn), "s_1", "w_1", "c_1", 10, 20, "closed", 121)
                 .await
                 .unwrap(),
             "idempotent"
@@ -385,16 +397,20 @@ async fn sessions_admit_count_limit_and_terminate_once() {
             ),
             (10, 20, "closed")
         );
-        assert!(terminate(&mut conn, "s_1", "canceled", 130).await.unwrap());
+        assert!(terminate(w(&mut conn), "s_1", "canceled", 130)
+            .await
+            .unwrap());
         assert!(
-            !terminate(&mut conn, "s_1", "expired", 131).await.unwrap(),
+            !terminate(w(&mut conn), "s_1", "expired", 131)
+                .await
+                .unwrap(),
             "{}: terminated twice",
             b.name
         );
         let s = get(&mut conn, "s_1").await.unwrap().unwrap();
         assert_eq!(s.termination_reason.as_deref(), Some("canceled"));
         assert!(
-            !admit_first(&mut conn, "s_1", "w_1", "c_4", "127.0.0.1", 140)
+            !admit_first(w(&mut conn), "s_1", "w_1", "c_4", "127.0.0.1", 140)
                 .await
                 .unwrap(),
             "ended"
@@ -406,10 +422,10 @@ async fn sessions_admit_count_limit_and_terminate_once() {
 async fn due_sessions_are_found_by_expiry_and_pending_age() {
     for b in backends().await {
         let mut conn = b.store.conn().await.unwrap();
-        store::users::upsert(&mut conn, &user("alice", &[]))
+        store::users::upsert(w(&mut conn), &user("alice", &[]))
             .await
             .unwrap();
-        store::sessions::insert(&mut conn, &session(0), None)
+        store::sessions::insert(w(&mut conn), &session(0), None)
             .await
             .unwrap();
         assert!(
@@ -557,7 +573,7 @@ async fn oidc_logins_are_single_use_and_tokens_keep_their_login() {
             error: None,
             redeemed_at: None,
         };
-        logins::insert(&mut conn, &login).await.unwrap();
+        logins::insert(w(&mut conn), &login).await.unwrap();
         let found = logins::by_state(&mut conn, &[7; 32])
             .await
             .unwrap()
@@ -586,12 +602,12 @@ async fn oidc_logins_are_single_use_and_tokens_keep_their_login() {
         );
         let after = logins::get(&mut conn, "lg_1").await.unwrap().unwrap();
         assert_eq!((after.identity, after.code_hash), (None, Some(vec![5; 32])));
-        logins::fail(&mut conn, "lg_1", "nope").await.unwrap();
+        logins::fail(w(&mut conn), "lg_1", "nope").await.unwrap();
         // An expired login's state is refused.
         let mut late = login.clone();
         late.id = "lg_2".into();
         late.state_hash = Some(vec![8; 32]);
-        logins::insert(&mut conn, &late).await.unwrap();
+        logins::insert(w(&mut conn), &late).await.unwrap();
         assert!(
             !logins::use_state(&mut conn, "lg_2", 700).await.unwrap(),
             "{}: expired state",
@@ -600,7 +616,7 @@ async fn oidc_logins_are_single_use_and_tokens_keep_their_login() {
         assert_eq!(logins::prune(&mut conn, 700 + 3601).await.unwrap(), 2);
 
         // A token keeps the groups and amr of its own login, not the user's latest.
-        let alice = store::users::upsert(&mut conn, &user("alice-oidc", &["lab"]))
+        let alice = store::users::upsert(w(&mut conn), &user("alice-oidc", &["lab"]))
             .await
             .unwrap();
         let mut token = store::tokens::TokenRecord {
@@ -616,11 +632,11 @@ async fn oidc_logins_are_single_use_and_tokens_keep_their_login() {
                 auth_time: Some(90),
             }),
         };
-        store::tokens::insert(&mut conn, &token).await.unwrap();
+        store::tokens::insert(w(&mut conn), &token).await.unwrap();
         token.id = "at_o2".into();
         token.token_hash = vec![4; 32];
         token.login = None;
-        store::tokens::insert(&mut conn, &token).await.unwrap();
+        store::tokens::insert(w(&mut conn), &token).await.unwrap();
         let (u, _, _) = store::tokens::authenticate(&mut conn, &[3; 32], 150)
             .await
             .unwrap()
@@ -646,7 +662,7 @@ async fn oidc_logins_are_single_use_and_tokens_keep_their_login() {
             "{}: no login attributes: the user's",
             b.name
         );
-        let mut revoked = store::tokens::revoke_user(&mut conn, &alice.id, 150)
+        let mut revoked = store::tokens::revoke_user(w(&mut conn), &alice.id, 150)
             .await
             .unwrap();
         revoked.sort();
@@ -677,7 +693,7 @@ async fn oidc_logins_are_single_use_and_tokens_keep_their_login() {
 /// is rolled back alone (its rows and its event), and the chain stays gapless and verifiable.
 #[tokio::test]
 async fn batched_audited_actions_fail_alone_and_keep_one_chain() {
-    use portcullis_controller::audit::{self, batch::Writer, Actor, AuditEvent};
+    use portcullis_controller::audit::{self, batch::Writer, event, Actor, AuditEvent, Event};
     for b in backends().await {
         let master = MasterKey::generate_hex().unwrap();
         let keys = Keyset::new(b.store.clone(), MasterKey::from_hex(&master).unwrap());
@@ -688,7 +704,7 @@ async fn batched_audited_actions_fail_alone_and_keep_one_chain() {
             let writer = writer.clone();
             tasks.push(tokio::spawn(async move {
                 writer
-                    .run(move |conn, chain| {
+                    .run(move |tx| {
                         Box::pin(async move {
                             // Every fifth action inserts a duplicate name and must fail alone.
                             let name = if i % 5 == 4 {
@@ -697,11 +713,14 @@ async fn batched_audited_actions_fail_alone_and_keep_one_chain() {
                                 format!("t{i}")
                             };
                             let id = format!("t_{i}");
-                            chain.append(
-                                AuditEvent::new(audit::kind::TARGET_CREATED, Actor::system())
-                                    .target(&id),
-                            );
-                            store::targets::insert(conn, &target(&id, &name)).await?;
+                            let created = Event::TargetCreated {
+                                details: event::TargetNamed {
+                                    name: name.clone(),
+                                    address: "127.0.0.1:22".into(),
+                                },
+                            };
+                            tx.record(AuditEvent::new(Actor::system(), created).target(&id));
+                            store::targets::insert(tx.write(), &target(&id, &name)).await?;
                             Ok(i)
                         })
                     })
@@ -756,21 +775,23 @@ async fn vault_credentials_go_from_intent_to_revoked_once() {
     for b in backends().await {
         let name = b.name;
         let mut conn = b.store.conn().await.unwrap();
-        store::users::upsert(&mut conn, &user("alice", &[]))
+        store::users::upsert(w(&mut conn), &user("alice", &[]))
             .await
             .unwrap();
         let mut s = session(0);
         s.state = store::sessions::MINTING.into();
-        store::sessions::insert(&mut conn, &s, None).await.unwrap();
-        vc::insert_intent(&mut conn, "vc_1", "s_1", 100)
+        store::sessions::insert(w(&mut conn), &s, None)
             .await
             .unwrap();
-        vc::insert_intent(&mut conn, "vc_2", "s_other", 100)
+        vc::insert_intent(w(&mut conn), "vc_1", "s_1", 100)
+            .await
+            .unwrap();
+        vc::insert_intent(w(&mut conn), "vc_2", "s_other", 100)
             .await
             .unwrap();
         // A minting session is not usable yet.
         assert!(
-            !store::sessions::admit_first(&mut conn, "s_1", "w_1", "c_1", "127.0.0.1", 110)
+            !store::sessions::admit_first(w(&mut conn), "s_1", "w_1", "c_1", "127.0.0.1", 110)
                 .await
                 .unwrap(),
             "{name}"
@@ -787,14 +808,14 @@ async fn vault_credentials_go_from_intent_to_revoked_once() {
             "{name}"
         );
         assert!(
-            vc::set_minted(&mut conn, "vc_1", &["database/creds/r/abc".into()])
+            vc::set_minted(w(&mut conn), "vc_1", &["database/creds/r/abc".into()])
                 .await
                 .unwrap()
         );
-        assert!(store::sessions::finish_minting(&mut conn, "s_1")
+        assert!(store::sessions::finish_minting(w(&mut conn), "s_1")
             .await
             .unwrap());
-        assert!(!store::sessions::finish_minting(&mut conn, "s_1")
+        assert!(!store::sessions::finish_minting(w(&mut conn), "s_1")
             .await
             .unwrap());
         // Ending the session queues exactly its own credentials.
@@ -818,10 +839,10 @@ async fn vault_credentials_go_from_intent_to_revoked_once() {
             .is_empty());
         let due = vc::due_revocations(&mut conn, 130).await.unwrap();
         assert_eq!(due[0].attempts, 1, "{name}");
-        assert!(vc::set_revoked(&mut conn, "vc_1", "revoked", 131)
+        assert!(vc::set_revoked(w(&mut conn), "vc_1", "revoked", 131)
             .await
             .unwrap());
-        assert!(!vc::set_revoked(&mut conn, "vc_1", "revoked", 132)
+        assert!(!vc::set_revoked(w(&mut conn), "vc_1", "revoked", 132)
             .await
             .unwrap());
         let rec = vc::get(&mut conn, "vc_1").await.unwrap().unwrap();
@@ -842,6 +863,6 @@ async fn vault_credentials_go_from_intent_to_revoked_once() {
             vc::set_accessor(&mut conn, "vc_2", "acc-2").await.unwrap(),
             Some("revoking".to_string())
         );
-        assert!(!vc::set_minted(&mut conn, "vc_2", &[]).await.unwrap());
+        assert!(!vc::set_minted(w(&mut conn), "vc_2", &[]).await.unwrap());
     }
 }

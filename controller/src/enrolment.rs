@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use portcullis_proto::api::{join_token, JoinRequest, JoinResponse};
 use portcullis_proto::link::Response;
 
-use crate::audit::denials::Failure;
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::denials::{Failure, FailureKind};
+use crate::audit::{event, Actor, AuditEvent, AuditedTx, Event};
 use crate::clock;
 use crate::ids::{new_id, new_secret, secret_hash, IdKind};
 use crate::keys::ca::Leaf;
@@ -40,20 +40,18 @@ pub async fn issue_join_token(
         created_at: clock::to_i64(now),
         expires_at: clock::to_i64(now + ttl_secs),
     };
-    let signer = audit::signer(keys).await?;
-    let mut tx = store.begin().await?;
-    join_tokens::insert(&mut tx, &record).await?;
-    audit::record(
-        &mut tx,
-        &signer,
-        AuditEvent::new(
-            audit::kind::WORKER_JOIN_TOKEN_CREATED,
-            actor.unwrap_or_else(Actor::system),
-        )
-        .details(serde_json::json!({"join_token_id": record.id, "expires_at": now + ttl_secs})),
-    )
+    let mut tx = AuditedTx::begin(store, keys).await?;
+    join_tokens::insert(tx.write(), &record).await?;
+    tx.commit(AuditEvent::new(
+        actor.unwrap_or_else(Actor::system),
+        Event::WorkerJoinTokenCreated {
+            details: event::JoinTokenCreated {
+                join_token_id: record.id.clone(),
+                expires_at: now + ttl_secs,
+            },
+        },
+    ))
     .await?;
-    tx.commit().await.map_err(StoreError::from)?;
     Ok((
         join_token::format(&ca.key_fingerprint, &secret),
         now + ttl_secs,
@@ -64,7 +62,7 @@ pub async fn issue_join_token(
 pub async fn join(state: &AppState, join: JoinRequest, peer: IpAddr) -> Response {
     let refuse = |reason: &'static str, message: String| {
         state.denials.note(Failure {
-            kind: audit::kind::WORKER_JOIN_FAILED,
+            kind: FailureKind::WorkerJoinFailed,
             source: peer,
             reason,
             attempted_name: valid_name(&join.name).then(|| join.name.clone()),
@@ -122,10 +120,9 @@ pub async fn join(state: &AppState, join: JoinRequest, peer: IpAddr) -> Response
     let worker_id = new_id(IdKind::Worker);
     let lifetime = state.config.worker_cert_lifetime;
     let result = async {
-        let signer = audit::signer(&state.keys).await?;
-        let mut tx = state.store.begin().await?;
+        let mut tx = state.begin_audited().await?;
         let token_hash = secret_hash(secret);
-        if !join_tokens::consume(&mut tx, &token_hash, &worker_id, clock::to_i64(now)).await? {
+        if !join_tokens::consume(tx.write(), &token_hash, &worker_id, clock::to_i64(now)).await? {
             return Ok(None);
         }
         // Only now, with a valid token consumed in this transaction, is a certificate made;
@@ -140,7 +137,7 @@ pub async fn join(state: &AppState, join: JoinRequest, peer: IpAddr) -> Response
             )
             .map_err(|e| StoreError::Unavailable(format!("cannot issue the certificate: {e}")))?;
         worker_rows::insert(
-            &mut tx,
+            tx.write(),
             &worker_rows::WorkerRecord {
                 id: worker_id.clone(),
                 name: join.name.clone(),
@@ -153,20 +150,18 @@ pub async fn join(state: &AppState, join: JoinRequest, peer: IpAddr) -> Response
             },
         )
         .await?;
-        audit::record(
-            &mut tx,
-            &signer,
-            AuditEvent::new(audit::kind::WORKER_JOINED, Actor::worker(&worker_id)).details(
-                serde_json::json!({
-                    "worker_id": worker_id,
-                    "name": join.name,
-                    "proxy_addr": join.proxy_addr,
-                    "peer": peer.to_string(),
-                }),
-            ),
-        )
+        tx.commit(AuditEvent::new(
+            Actor::worker(&worker_id),
+            Event::WorkerJoined {
+                details: event::WorkerJoined {
+                    worker_id: worker_id.clone(),
+                    name: join.name.clone(),
+                    proxy_addr: join.proxy_addr.clone(),
+                    peer: peer.to_string(),
+                },
+            },
+        ))
         .await?;
-        tx.commit().await?;
         Ok::<_, StoreError>(Some(cert_pem))
     }
     .await;

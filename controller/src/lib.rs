@@ -8,6 +8,7 @@
 //! [`authz`] (identity and permissions from the pure policy crate).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod authz;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use portcullis_policy::{Outcome, Policy, TargetFacts};
 use portcullis_proto::link::reason;
 
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::{Actor, AuditEvent, Event};
 use crate::state::AppState;
 use crate::store::{sessions as session_rows, targets, users};
 
@@ -30,28 +30,25 @@ pub async fn reload(state: &AppState, actor: Actor) -> Result<ReloadOutcome, Str
         .clone()
         .ok_or_else(|| "no policy file is configured (policy.file)".to_string())?;
     let loaded = load(&path);
-    let record = |event: AuditEvent| async {
-        let signer = audit::signer(&state.keys)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut tx = state.store.begin().await.map_err(|e| e.to_string())?;
-        audit::record(&mut tx, &signer, event)
-            .await
-            .map_err(|e| e.to_string())?;
-        tx.commit().await.map_err(|e| e.to_string())
+    let record = |event: Event| async {
+        let event = AuditEvent::new(actor.clone(), event);
+        state.audit_alone(event).await.map_err(|e| e.to_string())
     };
     let policy = match loaded {
         Ok(p) => Arc::new(p),
         Err(message) => {
-            record(
-                AuditEvent::new(audit::kind::POLICY_RELOAD_FAILED, actor).reason(message.clone()),
-            )
+            record(Event::PolicyReloadFailed {
+                reason: message.clone(),
+            })
             .await?;
             return Err(message);
         }
     };
     let hash = policy.hash().to_owned();
-    record(AuditEvent::new(audit::kind::POLICY_RELOADED, actor).policy_hash(&hash)).await?;
+    record(Event::PolicyReloaded {
+        policy_hash: hash.clone(),
+    })
+    .await?;
     state.policy_tx.send_replace(Some(policy.clone()));
     let ended = end_disallowed(state, &policy)
         .await

@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::audit::{AuditEvent, AuditedTx};
 use crate::config::Config;
 use crate::keys::Keyset;
 use crate::link::registry::Registry;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// The loaded policy, or none (then every session is denied).
 pub type PolicySlot = watch::Receiver<Option<Arc<portcullis_policy::Policy>>>;
@@ -42,5 +43,16 @@ impl AppState {
     /// The current policy, if one is loaded.
     pub fn policy(&self) -> Option<Arc<portcullis_policy::Policy>> {
         self.policy.borrow().clone()
+    }
+
+    /// Begins the transaction of a state change (see [`AuditedTx`]).
+    pub(crate) async fn begin_audited(&self) -> Result<AuditedTx, StoreError> {
+        AuditedTx::begin(&self.store, &self.keys).await
+    }
+
+    /// Records an event that changes nothing else (a refusal, a failed reload) in a
+    /// transaction of its own.
+    pub(crate) async fn audit_alone(&self, event: AuditEvent) -> Result<(), StoreError> {
+        self.begin_audited().await?.commit(event).await
     }
 }

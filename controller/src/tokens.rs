@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::{event, Actor, AuditEvent, AuditedTx, Event};
 use crate::clock;
 use crate::ids::{new_id, new_secret, secret_hash, IdKind};
 use crate::keys::{KeyError, Keyset};
 use crate::store::tokens::{self, LoginAttributes, TokenRecord};
 use crate::store::users::{self, UserRecord};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// The issuer of identities created with `portcullis controller issue-token`.
 pub const LOCAL_ISSUER: &str = "portcullis-local";
@@ -56,15 +56,14 @@ pub async fn issue(
     user: &UserRecord,
     event: impl FnOnce(&UserRecord, &TokenFacts<'_>) -> AuditEvent,
 ) -> Result<Issued, KeyError> {
-    let signer = audit::signer(keys).await?;
     let now = clock::now();
     let secret = new_secret();
     let expires_at = now + lifetime.as_secs();
-    let mut tx = store.begin().await?;
-    let user = users::upsert(&mut tx, user).await?;
+    let mut tx = AuditedTx::begin(store, keys).await?;
+    let user = users::upsert(tx.write(), user).await?;
     let token_id = new_id(IdKind::Token);
     tokens::insert(
-        &mut tx,
+        tx.write(),
         &TokenRecord {
             id: token_id.clone(),
             user_id: user.id.clone(),
@@ -79,8 +78,7 @@ pub async fn issue(
         token_id: &token_id,
         expires_at,
     };
-    audit::record(&mut tx, &signer, event(&user, &facts)).await?;
-    tx.commit().await.map_err(StoreError::from)?;
+    tx.commit(event(&user, &facts)).await?;
     Ok(Issued {
         secret,
         token_id,
@@ -139,23 +137,19 @@ pub async fn issue_local(
     };
     issue(store, keys, lifetime, &user, |user, token| {
         AuditEvent::new(
-            audit::kind::TOKEN_ISSUED,
-            Actor {
-                user_id: None,
-                username: None,
-                groups: vec![],
-                source: Some(format!("local:{}", operator.account)),
+            Actor::local(&operator.account),
+            Event::TokenIssued {
+                details: event::TokenIssued {
+                    user: user.username.clone(),
+                    user_id: user.id.clone(),
+                    issuer: user.issuer.clone(),
+                    groups: user.groups.clone(),
+                    amr: user.amr.clone(),
+                    token_id: token.token_id.to_owned(),
+                    expires_at: token.expires_at,
+                },
             },
         )
-        .details(serde_json::json!({
-            "user": user.username,
-            "user_id": user.id,
-            "issuer": user.issuer,
-            "groups": user.groups,
-            "amr": user.amr,
-            "token_id": token.token_id,
-            "expires_at": token.expires_at,
-        }))
     })
     .await
     .map_err(IssueError::from)

@@ -2,8 +2,9 @@
 //!
 //! Nothing here does I/O. Each module holds one wire surface, or a rule the listeners of
 //! several share:
-//! - [`clock`]: where time comes from (the system's clocks, or a test's hand-advanced one).
 //! - [`api`]: the controller's HTTPS JSON API (`/v1`).
+//! - [`clock`]: where time comes from (the system's clocks, or a test's hand-advanced one).
+//! - [`duration`]: durations as the controller's and the worker's config files write them.
 //! - [`grant`]: the signed session grant a client presents to a worker.
 //! - [`link`]: the framed cluster link between controllers and workers.
 //! - [`proxy`]: the handshake a client speaks to a worker's proxy listener.
@@ -14,6 +15,7 @@
 
 pub mod api;
 pub mod clock;
+pub mod duration;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -9,8 +9,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use portcullis_controller::audit::chain::{IndexColumns, PublicKeyInfo};
-use portcullis_controller::audit::verify::{ExportHeader, Head};
+use portcullis_audit::chain::{IndexColumns, PublicKeyInfo};
+use portcullis_audit::verify::{ExportHeader, Head};
 use serde::Deserialize;
 use serde_json::Value;
 

@@ -189,7 +189,7 @@ pub fn reload_on_sighup(
             }
             match portcullis_controller::policy_file::reload(
                 &state,
-                portcullis_controller::audit::Actor::system(),
+                portcullis_audit::Actor::system(),
             )
             .await
             {

@@ -271,41 +271,26 @@ async fn ensure_echo_target(
 ) -> anyhow::Result<()> {
     use portcullis_controller::store::targets;
     let now = portcullis_controller::clock::to_i64(portcullis_controller::clock::now());
-    let mut tx = app.store.begin().await?;
-    match targets::find(&mut tx, "echo").await? {
-        Some(mut t) => {
-            t.address = echo.to_string();
-            t.updated_at = now;
-            targets::update(&mut tx, &t).await?;
-        }
-        None => {
-            targets::insert(
-                &mut tx,
-                &targets::TargetRecord {
-                    id: portcullis_controller::ids::new_id(
-                        portcullis_controller::ids::IdKind::Target,
-                    ),
-                    name: "echo".into(),
-                    address: echo.to_string(),
-                    zone: Some("LOCAL".into()),
-                    service: Some("echo".into()),
-                    vmid: None,
-                    tags: vec!["dev".into()],
-                    pool: None,
-                    max_session_secs: 8 * 3600,
-                    connection_limit: 0,
-                    ssh_host_keys: vec![],
-                    ssh_host_cas: vec![],
-                    vault_ssh_mount: None,
-                    vault_ssh_role: None,
-                    vault_secrets: vec![],
-                    created_at: now,
-                    updated_at: now,
-                },
-            )
-            .await?;
-        }
-    }
-    tx.commit().await?;
+    let record = targets::TargetRecord {
+        id: portcullis_controller::ids::new_id(portcullis_controller::ids::IdKind::Target),
+        name: "echo".into(),
+        address: echo.to_string(),
+        zone: Some("LOCAL".into()),
+        service: Some("echo".into()),
+        vmid: None,
+        tags: vec!["dev".into()],
+        pool: None,
+        max_session_secs: 8 * 3600,
+        connection_limit: 0,
+        ssh_host_keys: vec![],
+        ssh_host_cas: vec![],
+        vault_ssh_mount: None,
+        vault_ssh_role: None,
+        vault_secrets: vec![],
+        created_at: now,
+        updated_at: now,
+    };
+    portcullis_controller::admin::put_target(app, portcullis_audit::Actor::system(), record)
+        .await?;
     Ok(())
 }

@@ -5,7 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use portcullis_proto::duration::DurationValue;
 use serde::Deserialize;
+use toml::Spanned;
 
 use crate::accept::GateLimits;
 use crate::SecretString;
@@ -48,6 +50,12 @@ pub enum ConfigError {
     Parse(String),
     #[error("worker config key `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
+    #[error("worker config line {line}, key `{key}`: {message}")]
+    InvalidAt {
+        line: usize,
+        key: &'static str,
+        message: String,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,11 +76,17 @@ struct RawWorker {
     proxy_public_addr: Option<String>,
     egress_addr: Option<String>,
     join_token_file: Option<PathBuf>,
-    admit_grace_secs: Option<f64>,
-    live_grace_secs: Option<f64>,
-    drain_timeout_secs: Option<f64>,
-    handshake_timeout_secs: Option<f64>,
-    hello_timeout_secs: Option<f64>,
+    admit_grace: Option<Spanned<DurationValue>>,
+    live_grace: Option<Spanned<DurationValue>>,
+    drain_timeout: Option<Spanned<DurationValue>>,
+    handshake_timeout: Option<Spanned<DurationValue>>,
+    hello_timeout: Option<Spanned<DurationValue>>,
+    // The older spelling of the durations above: a number of seconds only.
+    admit_grace_secs: Option<Spanned<f64>>,
+    live_grace_secs: Option<Spanned<f64>>,
+    drain_timeout_secs: Option<Spanned<f64>>,
+    handshake_timeout_secs: Option<Spanned<f64>>,
+    hello_timeout_secs: Option<Spanned<f64>>,
     max_handshakes: Option<usize>,
     max_handshakes_per_source: Option<usize>,
 }
@@ -87,19 +101,51 @@ fn count(value: Option<usize>, key: &'static str, default: usize) -> Result<usiz
     }
 }
 
-fn secs(value: Option<f64>, key: &'static str, default: f64) -> Result<Duration, ConfigError> {
-    let v = value.unwrap_or(default);
-    if !v.is_finite() || v <= 0.0 {
-        return Err(ConfigError::Invalid {
+/// A duration written as `key` (seconds or words, as in the controller's config) or, the
+/// older spelling, `secs_key` (a number of seconds); at most one of the two.
+struct DurationKey<'a> {
+    key: &'static str,
+    value: &'a Option<Spanned<DurationValue>>,
+    secs_key: &'static str,
+    secs: &'a Option<Spanned<f64>>,
+}
+
+impl DurationKey<'_> {
+    /// The duration given, or `default`; never zero. Errors name the key and its line in `text`.
+    fn read(&self, text: &str, default: Duration) -> Result<Duration, ConfigError> {
+        let (key, value, span) = match (self.value, self.secs) {
+            (None, None) => return Ok(default),
+            (Some(v), None) => (self.key, v.get_ref().clone(), v.span()),
+            (None, Some(s)) => (
+                self.secs_key,
+                DurationValue::Seconds(*s.get_ref()),
+                s.span(),
+            ),
+            (Some(_), Some(s)) => {
+                return Err(ConfigError::InvalidAt {
+                    line: line_of(text, s.span().start),
+                    key: self.secs_key,
+                    message: format!("`{}` is set too; keep one of the two", self.key),
+                })
+            }
+        };
+        let at = |message: String| ConfigError::InvalidAt {
+            line: line_of(text, span.start),
             key,
-            message: format!("{v} must be a positive number of seconds"),
-        });
+            message,
+        };
+        match value.to_duration() {
+            Ok(d) if d.is_zero() => Err(at("must be greater than zero".into())),
+            Ok(d) => Ok(d),
+            Err(e) => Err(at(e.to_string())),
+        }
     }
-    // `try_from`: a number too large for a Duration (1e300) is refused, not a panic.
-    Duration::try_from_secs_f64(v).map_err(|_| ConfigError::Invalid {
-        key,
-        message: format!("{v} seconds is too long"),
-    })
+}
+
+/// The line (from 1) of the byte at `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let before = text.as_bytes().get(..offset).unwrap_or(text.as_bytes());
+    before.iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 impl Config {
@@ -163,21 +209,21 @@ impl Config {
                 message: "name at least one controller HOST:PORT, or set worker.cluster_listen for controllers to dial in".into(),
             });
         }
-        let listen_text = w.proxy_listen.unwrap_or_else(|| "127.0.0.1:9202".into());
+        let listen_text = w.proxy_listen.as_deref().unwrap_or("127.0.0.1:9202");
         let proxy_listen = listen_text.parse().map_err(|_| ConfigError::Invalid {
             key: "worker.proxy_listen",
             message: format!("{listen_text:?} is not IP:PORT"),
         })?;
-        let egress_addr = match w.egress_addr {
+        let egress_addr = match &w.egress_addr {
             Some(text) => Some(text.parse().map_err(|_| ConfigError::Invalid {
                 key: "worker.egress_addr",
                 message: format!("{text:?} is not an IP address"),
             })?),
             None => None,
         };
-        let join_token = match w.join_token_file {
+        let join_token = match &w.join_token_file {
             Some(path) => Some(SecretString::from(
-                read(&path)
+                read(path)
                     .map_err(|e| ConfigError::Invalid {
                         key: "worker.join_token_file",
                         message: format!("cannot read {}: {e}", path.display()),
@@ -187,72 +233,69 @@ impl Config {
             )),
             None => env("PORTCULLIS_JOIN_TOKEN").map(SecretString::from),
         };
+        let mut config = Config::new(&w.name, w.state_dir.clone(), Vec::new(), proxy_listen);
+        w.read_limits(text, &mut config)?;
         Ok(Config {
-            name: w.name,
-            state_dir: w.state_dir,
             controllers: w.controllers,
-            proxy_listen,
             cluster_listen,
             proxy_public_addr: w.proxy_public_addr,
             egress_addr,
             join_token,
-            admit_grace: secs(w.admit_grace_secs, "worker.admit_grace_secs", 5.0)?,
-            live_grace: secs(w.live_grace_secs, "worker.live_grace_secs", 60.0)?,
-            drain_timeout: secs(w.drain_timeout_secs, "worker.drain_timeout_secs", 30.0)?,
-            handshake_timeout: secs(
-                w.handshake_timeout_secs,
-                "worker.handshake_timeout_secs",
-                10.0,
-            )?,
-            hello_timeout: secs(w.hello_timeout_secs, "worker.hello_timeout_secs", 5.0)?,
-            handshake_limits: GateLimits {
-                total: count(w.max_handshakes, "worker.max_handshakes", 512)?,
-                per_source: count(
-                    w.max_handshakes_per_source,
-                    "worker.max_handshakes_per_source",
-                    64,
-                )?,
-            },
+            ..config
         })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn example_config_parses_and_typos_are_named() {
-        let text = include_str!("../../config/worker.toml");
-        let c = Config::from_toml(text).unwrap();
-        assert_eq!(c.admit_grace, Duration::from_secs(5));
-        let err = Config::from_toml(&text.replace("drain_timeout_secs", "drain_timout_secs"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("drain_timout_secs"), "{err}");
-        let err = Config::from_toml(&text.replace("127.0.0.1:9202", "nowhere"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("worker.proxy_listen"), "{err}");
-        assert_eq!(c.handshake_timeout, Duration::from_secs(10));
-        assert_eq!(c.hello_timeout, Duration::from_secs(5));
-        assert_eq!(c.handshake_limits.total, 512);
-        let err = Config::from_toml(&text.replace("max_handshakes = 512", "max_handshakes = 0"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("worker.max_handshakes"), "{err}");
-    }
-
-    #[test]
-    fn a_duration_too_long_for_the_clock_is_refused_by_name() {
-        let text = include_str!("../../config/worker.toml");
-        let err =
-            Config::from_toml(&text.replace("live_grace_secs = 60", "live_grace_secs = 1e300"))
-                .unwrap_err()
-                .to_string();
-        assert!(
-            err.contains("worker.live_grace_secs") && err.contains("too long"),
-            "{err}"
-        );
+impl RawWorker {
+    /// Reads the timeouts and caps into `config`, whose values are the defaults.
+    fn read_limits(&self, text: &str, config: &mut Config) -> Result<(), ConfigError> {
+        config.admit_grace = DurationKey {
+            key: "worker.admit_grace",
+            value: &self.admit_grace,
+            secs_key: "worker.admit_grace_secs",
+            secs: &self.admit_grace_secs,
+        }
+        .read(text, config.admit_grace)?;
+        config.live_grace = DurationKey {
+            key: "worker.live_grace",
+            value: &self.live_grace,
+            secs_key: "worker.live_grace_secs",
+            secs: &self.live_grace_secs,
+        }
+        .read(text, config.live_grace)?;
+        config.drain_timeout = DurationKey {
+            key: "worker.drain_timeout",
+            value: &self.drain_timeout,
+            secs_key: "worker.drain_timeout_secs",
+            secs: &self.drain_timeout_secs,
+        }
+        .read(text, config.drain_timeout)?;
+        config.handshake_timeout = DurationKey {
+            key: "worker.handshake_timeout",
+            value: &self.handshake_timeout,
+            secs_key: "worker.handshake_timeout_secs",
+            secs: &self.handshake_timeout_secs,
+        }
+        .read(text, config.handshake_timeout)?;
+        config.hello_timeout = DurationKey {
+            key: "worker.hello_timeout",
+            value: &self.hello_timeout,
+            secs_key: "worker.hello_timeout_secs",
+            secs: &self.hello_timeout_secs,
+        }
+        .read(text, config.hello_timeout)?;
+        let defaults = config.handshake_limits;
+        config.handshake_limits = GateLimits {
+            total: count(self.max_handshakes, "worker.max_handshakes", defaults.total)?,
+            per_source: count(
+                self.max_handshakes_per_source,
+                "worker.max_handshakes_per_source",
+                defaults.per_source,
+            )?,
+        };
+        Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use crate::audit::denials::Failure;
-use crate::audit::{self, Actor};
+use crate::audit::Actor;
 use crate::state::AppState;
 use crate::store::users::UserRecord;
 
@@ -82,7 +82,7 @@ impl FromRequestParts<AppState> for Principal {
         // an unauthenticated caller cannot grow the log at the rate it sends requests.
         let refuse = |reason: &'static str, message: &str| {
             state.denials.note(Failure {
-                kind: audit::kind::TOKEN_REJECTED,
+                kind: crate::audit::denials::FailureKind::TokenRejected,
                 source: peer.ip(),
                 reason,
                 attempted_name: None,

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{duration, positive, ConfigError, DurationValue};
+use crate::config::error::ConfigError;
+use crate::config::values::{duration, positive, DurationValue};
 
 /// The validated `[api.connections]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,8 @@ use portcullis_proto::api::{DevLoginRequest, LoginResponse, UserInfo};
 use super::error::ApiError;
 use super::extract::{ApiJson, PeerAddr, Principal};
 use crate::audit::denials::Failure;
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::event::TokenGranted;
+use crate::audit::{Actor, AuditEvent, Event};
 use crate::clock;
 use crate::ids::{new_id, IdKind};
 use crate::state::AppState;
@@ -50,15 +51,20 @@ pub async fn issue_token(
         &user,
         |user, token| {
             AuditEvent::new(
-                audit::kind::LOGIN_SUCCEEDED,
                 Actor {
                     user_id: Some(user.id.clone()),
                     username: Some(user.username.clone()),
                     groups: user.groups.clone(),
                     source: Some(source.to_owned()),
                 },
+                Event::LoginSucceeded {
+                    details: TokenGranted {
+                        issuer: user.issuer.clone(),
+                        token_id: token.token_id.to_owned(),
+                        expires_at: token.expires_at,
+                    },
+                },
             )
-            .details(serde_json::json!({"issuer": user.issuer, "token_id": token.token_id, "expires_at": token.expires_at}))
         },
     )
     .await?;
@@ -94,7 +100,7 @@ pub async fn dev_login(
     if !allowed {
         // Summed per address (audit::denials); the claimed name is a sample, not an actor.
         state.denials.note(Failure {
-            kind: audit::kind::LOGIN_FAILED,
+            kind: crate::audit::denials::FailureKind::LoginFailed,
             source: peer.ip(),
             reason: "rate limited",
             attempted_name: Some(body.username.clone()),

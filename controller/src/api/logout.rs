@@ -8,7 +8,7 @@ use portcullis_proto::api::{LogoutResponse, RevokeUserRequest, RevokeUserRespons
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Principal};
-use crate::audit::{self, AuditEvent};
+use crate::audit::{event, AuditEvent, Event};
 use crate::clock;
 use crate::state::AppState;
 use crate::store::{sessions as session_rows, tokens, users};
@@ -19,17 +19,17 @@ pub async fn logout(
     principal: Principal,
 ) -> Result<Json<LogoutResponse>, ApiError> {
     let now = clock::to_i64(clock::now());
-    let signer = audit::signer(&state.keys).await?;
-    let mut tx = state.store.begin().await?;
-    tokens::revoke(&mut tx, &principal.token_id, now).await?;
-    audit::record(
-        &mut tx,
-        &signer,
-        AuditEvent::new(audit::kind::LOGGED_OUT, principal.actor())
-            .details(serde_json::json!({"token_id": principal.token_id})),
-    )
+    let mut tx = state.begin_audited().await?;
+    tokens::revoke(tx.write(), &principal.token_id, now).await?;
+    tx.commit(AuditEvent::new(
+        principal.actor(),
+        Event::LoggedOut {
+            details: event::TokenRef {
+                token_id: principal.token_id.clone(),
+            },
+        },
+    ))
     .await?;
-    tx.commit().await?;
     let live = {
         let mut conn = state.store.conn().await?;
         session_rows::live_of_tokens(&mut conn, std::slice::from_ref(&principal.token_id)).await?
@@ -74,19 +74,20 @@ pub async fn revoke_user(
     let mut out = Vec::new();
     for user in found {
         let now = clock::to_i64(clock::now());
-        let signer = audit::signer(&state.keys).await?;
-        let mut tx = state.store.begin().await?;
-        let revoked = tokens::revoke_user(&mut tx, &user.id, now).await?;
-        audit::record(
-            &mut tx,
-            &signer,
-            AuditEvent::new(audit::kind::USER_TOKENS_REVOKED, principal.actor()).details(
-                serde_json::json!({"user_id": user.id, "issuer": user.issuer,
-                    "subject": user.subject, "token_ids": revoked}),
-            ),
-        )
+        let mut tx = state.begin_audited().await?;
+        let revoked = tokens::revoke_user(tx.write(), &user.id, now).await?;
+        tx.commit(AuditEvent::new(
+            principal.actor(),
+            Event::UserTokensRevoked {
+                details: event::UserTokensRevoked {
+                    user_id: user.id.clone(),
+                    issuer: user.issuer.clone(),
+                    subject: user.subject.clone(),
+                    token_ids: revoked.clone(),
+                },
+            },
+        ))
         .await?;
-        tx.commit().await?;
         let live = {
             let mut conn = state.store.conn().await?;
             session_rows::live_of_user(&mut conn, &user.id).await?

@@ -99,22 +99,18 @@ async fn audit_denials(
         return response;
     };
     let result = async {
-        let signer = crate::audit::signer(&state.keys).await?;
-        let mut tx = state.store.begin().await?;
-        crate::audit::record(
-            &mut tx,
-            &signer,
-            crate::audit::AuditEvent::new(crate::audit::kind::PERMISSION_DENIED, denied.actor)
-                .decision("deny", format!("missing permission {}", denied.permission))
-                .details(serde_json::json!({
-                    "permission": denied.permission,
-                    "method": method,
-                    "path": path,
-                })),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok::<_, crate::store::StoreError>(())
+        use crate::audit::{event, AuditEvent, Event};
+        let event = Event::PermissionDenied {
+            reason: format!("missing permission {}", denied.permission),
+            details: event::PermissionDenied {
+                permission: denied.permission,
+                method,
+                path,
+            },
+        };
+        state
+            .audit_alone(AuditEvent::new(denied.actor, event))
+            .await
     }
     .await;
     match result {

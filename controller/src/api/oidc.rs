@@ -29,7 +29,8 @@ use super::error::ApiError;
 use super::extract::{ApiJson, PeerAddr};
 use super::login::issue_token;
 use super::oidc_pages::{failure_response, html_escape, page, redirect};
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::event::{LoginFailure, LoginRef};
+use crate::audit::{event, Actor, AuditEvent, Event};
 use crate::clock;
 use crate::ids::{new_id, new_secret, new_short_code, normalize_short_code, secret_hash, IdKind};
 use crate::oidc::{DevicePoll, OidcError, OidcIdentity, Relying};
@@ -56,15 +57,6 @@ fn oidc_error(err: OidcError) -> ApiError {
         OidcError::InvalidToken(_) | OidcError::Claims(_) => StatusCode::UNAUTHORIZED,
     };
     ApiError::new(status, "login_failed", err.to_string())
-}
-
-fn anonymous(source: &str, username: Option<String>) -> Actor {
-    Actor {
-        user_id: None,
-        username,
-        groups: vec![],
-        source: Some(source.to_owned()),
-    }
 }
 
 /// Counts a login attempt from `peer`; refuses past `auth.login_rate_limit_per_minute`.
@@ -96,7 +88,7 @@ async fn rate_limit(state: &AppState, peer: std::net::IpAddr) -> Result<(), ApiE
 /// address into one event per window (audit::denials).
 fn note_failure(state: &AppState, peer: std::net::IpAddr, reason: &'static str) {
     state.denials.note(crate::audit::denials::Failure {
-        kind: audit::kind::LOGIN_FAILED,
+        kind: crate::audit::denials::FailureKind::LoginFailed,
         source: peer,
         reason,
         attempted_name: None,
@@ -107,37 +99,35 @@ fn note_failure(state: &AppState, peer: std::net::IpAddr, reason: &'static str) 
 async fn record_failure(
     state: &AppState,
     source: &str,
-    login_id: Option<&str>,
+    login_id: &str,
     reason: &str,
 ) -> Result<(), ApiError> {
-    let signer = audit::signer(&state.keys).await?;
-    let mut tx = state.store.begin().await?;
-    audit::record(
-        &mut tx,
-        &signer,
-        AuditEvent::new(audit::kind::LOGIN_FAILED, anonymous(source, None))
-            .reason(reason)
-            .details(serde_json::json!({"login_id": login_id})),
-    )
-    .await?;
-    tx.commit().await?;
+    let event = Event::LoginFailed {
+        reason: reason.to_owned(),
+        details: LoginFailure::Login(LoginRef {
+            login_id: login_id.to_owned(),
+            mode: None,
+        }),
+    };
+    state
+        .audit_alone(AuditEvent::new(Actor::anonymous(source), event))
+        .await?;
     Ok(())
 }
 
 /// Ends a pending login with `reason` (the CLI is told it when it redeems) and audits it.
 async fn fail_login(state: &AppState, login: &PendingLogin, reason: &str) -> Result<(), ApiError> {
-    let signer = audit::signer(&state.keys).await?;
-    let mut tx = state.store.begin().await?;
-    logins::fail(&mut tx, &login.id, reason).await?;
-    audit::record(
-        &mut tx,
-        &signer,
-        AuditEvent::new(audit::kind::LOGIN_FAILED, anonymous(&login.source, None))
-            .reason(reason)
-            .details(serde_json::json!({"login_id": login.id, "mode": login.mode})),
-    )
-    .await?;
-    tx.commit().await?;
+    let mut tx = state.begin_audited().await?;
+    logins::fail(tx.write(), &login.id, reason).await?;
+    let event = Event::LoginFailed {
+        reason: reason.to_owned(),
+        details: LoginFailure::Login(LoginRef {
+            login_id: login.id.clone(),
+            mode: Some(login.mode.clone()),
+        }),
+    };
+    tx.commit(AuditEvent::new(Actor::anonymous(&login.source), event))
+        .await?;
     Ok(())
 }
 
@@ -261,19 +251,18 @@ pub async fn start(
             response.interval = Some(device.interval.unwrap_or(5).max(1));
         }
     }
-    let signer = audit::signer(&state.keys).await?;
-    let mut tx = state.store.begin().await?;
-    logins::prune(&mut tx, clock::to_i64(now)).await?;
-    logins::insert(&mut tx, &login).await?;
-    audit::record(
-        &mut tx,
-        &signer,
-        AuditEvent::new(audit::kind::LOGIN_STARTED, anonymous(&source, None)).details(
-            serde_json::json!({"login_id": id, "mode": login.mode, "issuer": relying.config().issuer}),
-        ),
-    )
-    .await?;
-    tx.commit().await?;
+    let mut tx = state.begin_audited().await?;
+    logins::prune(tx.read(), clock::to_i64(now)).await?;
+    logins::insert(tx.write(), &login).await?;
+    let event = Event::LoginStarted {
+        details: event::LoginStarted {
+            login_id: id,
+            mode: login.mode.clone(),
+            issuer: relying.config().issuer.clone(),
+        },
+    };
+    tx.commit(AuditEvent::new(Actor::anonymous(&source), event))
+        .await?;
     Ok((StatusCode::CREATED, Json(response)))
 }
 
@@ -355,13 +344,13 @@ async fn callback_inner(
         ));
     };
     if login.callback_at.is_some() {
-        record_failure(state, &peer.to_string(), Some(&login.id), "state reused").await?;
+        record_failure(state, &peer.to_string(), &login.id, "state reused").await?;
         return Err(ApiError::bad_request(
             "this login link was already used: a login's state works once",
         ));
     }
     if login.expires_at <= now {
-        record_failure(state, &peer.to_string(), Some(&login.id), "login expired").await?;
+        record_failure(state, &peer.to_string(), &login.id, "login expired").await?;
         return Err(ApiError::bad_request(
             "this login has expired (auth.oidc.login_timeout)",
         ));
@@ -371,7 +360,7 @@ async fn callback_inner(
         logins::use_state(&mut conn, &login.id, now).await?
     };
     if !used {
-        record_failure(state, &peer.to_string(), Some(&login.id), "state reused").await?;
+        record_failure(state, &peer.to_string(), &login.id, "state reused").await?;
         return Err(ApiError::bad_request(
             "this login link was already used: a login's state works once",
         ));
@@ -480,13 +469,7 @@ pub async fn redeem(
         let mut conn = state.store.conn().await?;
         logins::count_failure(&mut conn, &login.id).await?;
         drop(conn);
-        record_failure(
-            &state,
-            &source,
-            Some(&login.id),
-            "wrong client secret on redeem",
-        )
-        .await?;
+        record_failure(&state, &source, &login.id, "wrong client secret on redeem").await?;
         return Err(refused(
             "this login was started by another client: only the CLI that started a login can \
              redeem it",
@@ -540,7 +523,7 @@ pub async fn redeem(
             let mut conn = state.store.conn().await?;
             let failures = logins::count_failure(&mut conn, &login.id).await?;
             drop(conn);
-            record_failure(&state, &source, Some(&login.id), "wrong code on redeem").await?;
+            record_failure(&state, &source, &login.id, "wrong code on redeem").await?;
             let left = (logins::MAX_FAILED_ATTEMPTS - failures).max(0);
             return Err(refused(&format!(
                 "wrong code; {left} attempt(s) left for this login"

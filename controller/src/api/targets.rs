@@ -8,7 +8,8 @@ use portcullis_proto::api::{CreateTarget, List, Target, UpdateTarget};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Principal};
-use crate::audit::{self, AuditEvent};
+use crate::admin::{target_created, target_updated};
+use crate::audit::{event, AuditEvent, Event};
 use crate::clock;
 use crate::ids::{new_id, IdKind};
 use crate::state::AppState;
@@ -204,25 +205,19 @@ pub async fn create(
         updated_at: now,
     };
     check_record(&record)?;
-    let signer = audit::signer(&state.keys).await?;
-    let mut tx = state.store.begin().await?;
-    rows::insert(&mut tx, &record).await.map_err(|e| match e {
-        crate::store::StoreError::Conflict(_) => ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("a target named {:?} already exists", record.name),
-        ),
-        other => other.into(),
-    })?;
-    audit::record(
-        &mut tx,
-        &signer,
-        AuditEvent::new(audit::kind::TARGET_CREATED, principal.actor())
-            .target(&record.id)
-            .details(serde_json::json!({"name": record.name, "address": record.address})),
-    )
-    .await?;
-    tx.commit().await?;
+    let mut tx = state.begin_audited().await?;
+    rows::insert(tx.write(), &record)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("a target named {:?} already exists", record.name),
+            ),
+            other => other.into(),
+        })?;
+    tx.commit(AuditEvent::new(principal.actor(), target_created(&record)).target(&record.id))
+        .await?;
     Ok((StatusCode::CREATED, Json(to_api(&record))))
 }
 
@@ -254,9 +249,8 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateTarget>,
 ) -> Result<Json<Target>, ApiError> {
     principal.require(Permission::TargetsAdmin)?;
-    let signer = audit::signer(&state.keys).await?;
-    let mut tx = state.store.begin().await?;
-    let mut t = rows::find(&mut tx, &id)
+    let mut tx = state.begin_audited().await?;
+    let mut t = rows::find(tx.read(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("target", &id))?;
     if let Some(v) = body.name {
@@ -303,16 +297,9 @@ pub async fn update(
     }
     t.updated_at = clock::to_i64(clock::now());
     check_record(&t)?;
-    rows::update(&mut tx, &t).await?;
-    audit::record(
-        &mut tx,
-        &signer,
-        AuditEvent::new(audit::kind::TARGET_UPDATED, principal.actor())
-            .target(&t.id)
-            .details(serde_json::json!({"name": t.name, "address": t.address})),
-    )
-    .await?;
-    tx.commit().await?;
+    rows::update(tx.write(), &t).await?;
+    tx.commit(AuditEvent::new(principal.actor(), target_updated(&t)).target(&t.id))
+        .await?;
     Ok(Json(to_api(&t)))
 }
 
@@ -322,20 +309,17 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Permission::TargetsAdmin)?;
-    let signer = audit::signer(&state.keys).await?;
-    let mut tx = state.store.begin().await?;
-    let t = rows::find(&mut tx, &id)
+    let mut tx = state.begin_audited().await?;
+    let t = rows::find(tx.read(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("target", &id))?;
-    rows::delete(&mut tx, &t.id).await?;
-    audit::record(
-        &mut tx,
-        &signer,
-        AuditEvent::new(audit::kind::TARGET_DELETED, principal.actor())
-            .target(&t.id)
-            .details(serde_json::json!({"name": t.name})),
-    )
-    .await?;
-    tx.commit().await?;
+    rows::delete(tx.write(), &t.id).await?;
+    let event = Event::TargetDeleted {
+        details: event::TargetName {
+            name: t.name.clone(),
+        },
+    };
+    tx.commit(AuditEvent::new(principal.actor(), event).target(&t.id))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,7 +11,7 @@ use portcullis_proto::link::{reason, Request, SessionEnd};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Principal};
-use crate::audit::{self, AuditEvent};
+use crate::audit::{event, AuditEvent, Event};
 use crate::clock;
 use crate::sessions::lifecycle;
 use crate::state::AppState;
@@ -63,20 +63,21 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Permission::WorkersAdmin)?;
-    let signer = audit::signer(&state.keys).await?;
-    let mut tx = state.store.begin().await?;
-    let w = rows::find(&mut tx, &id)
+    let mut tx = state.begin_audited().await?;
+    let w = rows::find(tx.read(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("worker", &id))?;
-    rows::mark_deleted(&mut tx, &w.id).await?;
-    audit::record(
-        &mut tx,
-        &signer,
-        AuditEvent::new(audit::kind::WORKER_DELETED, principal.actor())
-            .details(serde_json::json!({"worker_id": w.id, "name": w.name})),
-    )
+    rows::mark_deleted(tx.write(), &w.id).await?;
+    tx.commit(AuditEvent::new(
+        principal.actor(),
+        Event::WorkerDeleted {
+            details: event::WorkerNamed {
+                worker_id: w.id.clone(),
+                name: w.name.clone(),
+            },
+        },
+    ))
     .await?;
-    tx.commit().await?;
     state.live_workers.clear();
     let live = {
         let mut conn = state.store.conn().await?;

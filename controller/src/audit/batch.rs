@@ -12,11 +12,10 @@ use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 
-use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 
-use super::Chain;
+use super::AuditedTx;
 use crate::keys::Keyset;
 use crate::store::{Store, StoreError};
 
@@ -27,13 +26,11 @@ const MAX_BATCH: usize = 64;
 /// (numbering and writing the events under the head lock, and the commit) takes turns.
 const WRITERS: usize = 4;
 
-/// The future of one action: its writes and events on the batch's connection.
+/// The future of one action: its writes and events in the batch's transaction.
 pub type ActionFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'c>>;
 
 type Erased = Box<dyn Any + Send>;
-type Action = Box<
-    dyn for<'c> Fn(&'c mut AnyConnection, &'c mut Chain) -> ActionFuture<'c, Erased> + Send + Sync,
->;
+type Action = Box<dyn for<'c> Fn(&'c mut AuditedTx) -> ActionFuture<'c, Erased> + Send + Sync>;
 
 struct Queued {
     action: Action,
@@ -61,18 +58,16 @@ impl Writer {
     }
 
     /// Runs `action` inside a shared transaction and returns its result once that
-    /// transaction committed. `action` writes its rows and appends its events to `chain`.
+    /// transaction committed. `action` writes its rows and records its events in the
+    /// transaction it is given.
     pub async fn run<T, F>(&self, action: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> Fn(&'c mut AnyConnection, &'c mut Chain) -> ActionFuture<'c, T>
-            + Send
-            + Sync
-            + 'static,
+        F: for<'c> Fn(&'c mut AuditedTx) -> ActionFuture<'c, T> + Send + Sync + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let action: Action = Box::new(move |conn, chain| {
-            let fut = action(conn, chain);
+        let action: Action = Box::new(move |tx| {
+            let fut = action(tx);
             Box::pin(async move { fut.await.map(|v| Box::new(v) as Erased) })
         });
         self.queue
@@ -149,25 +144,19 @@ async fn commit_all(
     keys: &Keyset,
     actions: &[Action],
 ) -> Result<Vec<Erased>, StoreError> {
-    let signer = super::signer(keys).await?;
-    let mut tx = store.begin().await?;
-    let mut chain = Chain::new(signer);
+    let mut tx = AuditedTx::begin(store, keys).await?;
     let mut values = Vec::with_capacity(actions.len());
     for action in actions {
-        values.push(action(&mut tx, &mut chain).await?);
+        values.push(action(&mut tx).await?);
     }
-    chain.advance(&mut tx).await?;
-    tx.commit().await?;
+    tx.commit_recorded().await?;
     Ok(values)
 }
 
 /// One action in its own transaction.
 async fn commit(store: &Store, keys: &Keyset, action: &Action) -> Result<Erased, StoreError> {
-    let signer = super::signer(keys).await?;
-    let mut tx = store.begin().await?;
-    let mut chain = Chain::new(signer);
-    let value = action(&mut tx, &mut chain).await?;
-    chain.advance(&mut tx).await?;
-    tx.commit().await?;
+    let mut tx = AuditedTx::begin(store, keys).await?;
+    let value = action(&mut tx).await?;
+    tx.commit_recorded().await?;
     Ok(value)
 }

@@ -10,7 +10,7 @@
 //!
 //! The summing ([`Aggregator`]) is pure, with the clock passed in. [`Denials`] shares it
 //! between the request handlers, which only note failures (no I/O on the failing path), and
-//! [`run`], which writes each window that ended through [`super::record`] in one transaction,
+//! [`run`], which writes each window that ended through one audited transaction,
 //! and everything still open when the controller stops. A window that cannot be written is
 //! kept and written at the next attempt.
 
@@ -21,7 +21,9 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Actor, AuditEvent};
+use portcullis_audit::event::{FailureSummary, LoginFailure};
+
+use super::{Actor, AuditEvent, Event};
 use crate::state::AppState;
 use crate::store::StoreError;
 
@@ -33,12 +35,20 @@ pub const MAX_SOURCES: usize = 10_000;
 /// outage under attack) the oldest are dropped with an error in the controller's log.
 pub const MAX_UNWRITTEN: usize = 100_000;
 
+/// The event types that sum the failures of callers who proved nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureKind {
+    TokenRejected,
+    WorkerJoinFailed,
+    LoginFailed,
+}
+
 /// One failed attempt by an unauthenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// The event type the summary is recorded as (`token_rejected`, `login_failed`,
     /// `worker_join_failed`).
-    pub kind: &'static str,
+    pub kind: FailureKind,
     pub source: IpAddr,
     /// Why it failed, from a fixed set of phrases (the key of `details.reasons`).
     pub reason: &'static str,
@@ -49,7 +59,7 @@ pub struct Failure {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key {
-    kind: &'static str,
+    kind: FailureKind,
     /// None: the sum of the sources beyond [`MAX_SOURCES`].
     source: Option<IpAddr>,
 }
@@ -57,7 +67,7 @@ struct Key {
 /// A window that ended: what one audit event records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
-    pub kind: &'static str,
+    pub kind: FailureKind,
     pub source: Option<IpAddr>,
     pub count: u64,
     pub first: SystemTime,
@@ -172,30 +182,33 @@ impl Summary {
     /// The audit event for this window (schema in docs/audit.md, "Unauthenticated failures").
     pub fn event(&self) -> AuditEvent {
         let time = |t: SystemTime| humantime::format_rfc3339_millis(t).to_string();
-        let mut details = serde_json::json!({
-            "count": self.count,
-            "first_at": time(self.first),
-            "last_at": time(self.last),
-            "window_secs": self.window.as_secs_f64(),
-            "reasons": self.reasons,
-        });
-        if let Some(name) = &self.attempted_name {
-            details["attempted_name"] = name.clone().into();
-        }
-        if self.source.is_none() {
-            details["sources"] = "beyond the tracked limit; see the controller's log".into();
-        }
-        AuditEvent::new(
-            self.kind,
-            Actor {
-                user_id: None,
-                username: None,
-                groups: vec![],
-                source: Some(self.source.map_or_else(|| "*".into(), |ip| ip.to_string())),
+        let details = FailureSummary {
+            count: self.count,
+            first_at: time(self.first),
+            last_at: time(self.last),
+            window_secs: self.window.as_secs_f64(),
+            reasons: self
+                .reasons
+                .iter()
+                .map(|(reason, n)| ((*reason).to_owned(), *n))
+                .collect(),
+            attempted_name: self.attempted_name.clone(),
+            sources: self
+                .source
+                .is_none()
+                .then(|| "beyond the tracked limit; see the controller's log".to_owned()),
+        };
+        let reason = self.sample_reason.to_owned();
+        let event = match self.kind {
+            FailureKind::TokenRejected => Event::TokenRejected { reason, details },
+            FailureKind::WorkerJoinFailed => Event::WorkerJoinFailed { reason, details },
+            FailureKind::LoginFailed => Event::LoginFailed {
+                reason,
+                details: LoginFailure::Summary(details),
             },
-        )
-        .decision("deny", self.sample_reason)
-        .details(details)
+        };
+        let source = self.source.map_or_else(|| "*".into(), |ip| ip.to_string());
+        AuditEvent::new(Actor::anonymous(&source), event)
     }
 }
 
@@ -283,12 +296,11 @@ pub async fn run(state: AppState, stop: CancellationToken) {
 }
 
 async fn write(state: &AppState, summaries: &[Summary]) -> Result<(), StoreError> {
-    let signer = super::signer(&state.keys).await?;
-    let mut tx = state.store.begin().await?;
+    let mut tx = state.begin_audited().await?;
     for summary in summaries {
-        super::record(&mut tx, &signer, summary.event()).await?;
+        tx.record(summary.event());
     }
-    tx.commit().await?;
+    tx.commit_recorded().await?;
     Ok(())
 }
 

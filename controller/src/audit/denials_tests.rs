@@ -2,7 +2,6 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::audit::kind;
 
 fn at(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
@@ -14,7 +13,7 @@ fn ip(last: u8) -> IpAddr {
 
 fn garbage_token(source: IpAddr) -> Failure {
     Failure {
-        kind: kind::TOKEN_REJECTED,
+        kind: FailureKind::TokenRejected,
         source,
         reason: "unknown, expired or revoked token",
         attempted_name: None,
@@ -33,7 +32,7 @@ fn a_burst_from_one_address_is_one_summary_with_its_count() {
     let s = &out[0];
     assert_eq!(
         (s.kind, s.source, s.count),
-        (kind::TOKEN_REJECTED, Some(ip(1)), 300)
+        (FailureKind::TokenRejected, Some(ip(1)), 300)
     );
     assert_eq!(
         (s.first, s.last),
@@ -57,7 +56,7 @@ fn addresses_and_types_are_summed_apart_and_reasons_are_counted() {
     a.observe(garbage_token(ip(2)), at(2));
     a.observe(
         Failure {
-            kind: kind::WORKER_JOIN_FAILED,
+            kind: FailureKind::WorkerJoinFailed,
             source: ip(1),
             reason: "unknown, used or expired join token",
             attempted_name: Some("web-1".into()),
@@ -73,7 +72,7 @@ fn addresses_and_types_are_summed_apart_and_reasons_are_counted() {
     let rest = a.due(at(13));
     assert_eq!(rest.len(), 2);
     assert_eq!(rest[0].source, Some(ip(2)));
-    assert_eq!(rest[1].kind, kind::WORKER_JOIN_FAILED);
+    assert_eq!(rest[1].kind, FailureKind::WorkerJoinFailed);
     assert_eq!(rest[1].attempted_name.as_deref(), Some("web-1"));
 }
 
@@ -114,7 +113,7 @@ fn sources_beyond_the_limit_are_summed_without_an_address() {
 #[test]
 fn the_event_names_the_source_and_never_makes_the_name_an_actor() {
     let s = Summary {
-        kind: kind::WORKER_JOIN_FAILED,
+        kind: FailureKind::WorkerJoinFailed,
         source: Some(ip(7)),
         count: 3,
         first: at(0),
@@ -125,12 +124,15 @@ fn the_event_names_the_source_and_never_makes_the_name_an_actor() {
         window: Duration::from_secs(10),
     };
     let e = s.event();
-    assert_eq!(e.kind, kind::WORKER_JOIN_FAILED);
+    assert_eq!(e.kind(), crate::audit::Kind::WorkerJoinFailed);
     assert_eq!(e.actor.source.as_deref(), Some("192.0.2.7"));
     assert_eq!(e.actor.username, None);
-    assert_eq!(e.decision, Some("deny"));
-    assert_eq!(e.details["count"], 3);
-    assert_eq!(e.details["attempted_name"], "db-1");
-    assert_eq!(e.details["reasons"]["rate limited"], 3);
-    assert_eq!(e.details["first_at"], "2027-01-15T08:00:00.000Z");
+    let body = e.body("e_1", 1, "t", crate::audit::chain::GENESIS);
+    assert_eq!(body["decision"], "deny");
+    assert_eq!(body["reason"], "rate limited");
+    let details = &body["details"];
+    assert_eq!(details["count"], 3);
+    assert_eq!(details["attempted_name"], "db-1");
+    assert_eq!(details["reasons"]["rate limited"], 3);
+    assert_eq!(details["first_at"], "2027-01-15T08:00:00.000Z");
 }

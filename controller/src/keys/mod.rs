@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::RwLock;
 
-use crate::audit::{self, Actor, AuditEvent, Signer};
+use crate::audit::event::{KeyPurpose, KeyRef};
+use crate::audit::{Actor, AuditEvent, AuditedTx, Event, Signer};
 use crate::ids::{new_id, IdKind};
 use crate::secret::{ExposeSecret as _, SecretBytes};
 use crate::store::keys::{self as key_rows, KeyRecord};
@@ -127,18 +128,17 @@ impl Keyset {
     /// Creates the active key of every purpose that has none (first start). Safe when several
     /// controllers start at once: the creation runs under a store lock.
     pub async fn ensure(&self) -> Result<(), KeyError> {
-        let mut tx = self.store.begin().await?;
-        self.store.lock(&mut tx, "keyset").await?;
+        let mut tx = AuditedTx::begin_before_audit_key(&self.store).await?;
+        self.store.lock(tx.read(), "keyset").await?;
         // The audit key first: the creation of every other key is an event it signs.
         let mut signer: Option<Signer> = None;
-        let mut created = Vec::new();
         for purpose in [
             Purpose::Audit,
             Purpose::Grant,
             Purpose::TlsCa,
             Purpose::SshCa,
         ] {
-            let usable = key_rows::usable(&mut tx, purpose.as_str()).await?;
+            let usable = key_rows::usable(tx.read(), purpose.as_str()).await?;
             if let Some(existing) = usable.first() {
                 // Fails early, with a clear message, when the master key changed.
                 self.master
@@ -148,8 +148,16 @@ impl Keyset {
                 Some(active) => active.clone(),
                 None => {
                     let record = self.generate(purpose)?;
-                    key_rows::insert(&mut tx, &record).await?;
-                    created.push((record.id.clone(), purpose));
+                    key_rows::insert(tx.write(), &record).await?;
+                    tx.record(AuditEvent::new(
+                        Actor::system(),
+                        Event::KeyCreated {
+                            details: KeyPurpose {
+                                key_id: record.id.clone(),
+                                purpose: purpose.as_str().to_owned(),
+                            },
+                        },
+                    ));
                     record
                 }
             };
@@ -163,17 +171,8 @@ impl Keyset {
                 );
             }
         }
-        let signer = std::sync::Arc::new(signer.ok_or(KeyError::Missing("audit"))?);
-        for (key_id, purpose) in created {
-            audit::record(
-                &mut tx,
-                &signer,
-                AuditEvent::new(audit::kind::KEY_CREATED, Actor::system())
-                    .details(serde_json::json!({"key_id": key_id, "purpose": purpose.as_str()})),
-            )
-            .await?;
-        }
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.sign_with(Arc::new(signer.ok_or(KeyError::Missing("audit"))?));
+        tx.commit_recorded().await?;
         Ok(())
     }
 
@@ -266,13 +265,17 @@ impl Keyset {
     }
 
     /// Every audit public key ever created (retired ones too: old events stay verifiable).
-    pub async fn audit_public_keys(&self) -> Result<Vec<audit::chain::PublicKeyInfo>, KeyError> {
+    pub async fn audit_public_keys(
+        &self,
+    ) -> Result<Vec<crate::audit::chain::PublicKeyInfo>, KeyError> {
         let mut conn = self.store.conn().await?;
         Ok(key_rows::list(&mut conn)
             .await?
             .into_iter()
             .filter(|k| k.purpose == Purpose::Audit.as_str())
-            .map(|k| audit::chain::PublicKeyInfo::ed25519(&k.id, &k.public_key, Some(&k.state)))
+            .map(|k| {
+                crate::audit::chain::PublicKeyInfo::ed25519(&k.id, &k.public_key, Some(&k.state))
+            })
             .collect())
     }
 
@@ -294,41 +297,36 @@ impl Keyset {
             ));
         }
         let record = self.generate(purpose)?;
-        let signer = self.audit_signer().await?;
-        let mut tx = self.store.begin().await?;
-        self.store.lock(&mut tx, "keyset").await?;
-        key_rows::demote_active(&mut tx, purpose.as_str()).await?;
-        key_rows::insert(&mut tx, &record).await?;
-        audit::record(
-            &mut tx,
-            &signer,
-            AuditEvent::new(audit::kind::KEY_ROTATED, Actor::system())
-                .details(serde_json::json!({"key_id": record.id, "purpose": purpose.as_str()})),
-        )
-        .await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        let mut tx = AuditedTx::begin(&self.store, self).await?;
+        self.store.lock(tx.read(), "keyset").await?;
+        key_rows::demote_active(tx.write(), purpose.as_str()).await?;
+        key_rows::insert(tx.write(), &record).await?;
+        let event = Event::KeyRotated {
+            details: KeyPurpose {
+                key_id: record.id.clone(),
+                purpose: purpose.as_str().to_owned(),
+            },
+        };
+        tx.commit(AuditEvent::new(Actor::system(), event)).await?;
         self.cache.write().await.clear();
         Ok(record.id)
     }
 
     /// Retires a previous key: it is no longer accepted anywhere.
     pub async fn retire(&self, key_id: &str) -> Result<(), KeyError> {
-        let signer = self.audit_signer().await?;
-        let mut tx = self.store.begin().await?;
+        let mut tx = AuditedTx::begin(&self.store, self).await?;
         let now = crate::clock::to_i64(crate::clock::now());
-        if !key_rows::retire(&mut tx, key_id, now).await? {
+        if !key_rows::retire(tx.write(), key_id, now).await? {
             return Err(KeyError::Refused(format!(
                 "key {key_id} is not a previous key: only rotated-out keys can be retired (see `portcullis controller keys list`)"
             )));
         }
-        audit::record(
-            &mut tx,
-            &signer,
-            AuditEvent::new(audit::kind::KEY_RETIRED, Actor::system())
-                .details(serde_json::json!({"key_id": key_id})),
-        )
-        .await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        let event = Event::KeyRetired {
+            details: KeyRef {
+                key_id: key_id.to_owned(),
+            },
+        };
+        tx.commit(AuditEvent::new(Actor::system(), event)).await?;
         self.cache.write().await.clear();
         Ok(())
     }

@@ -6,7 +6,7 @@ use portcullis_proto::link::{
 };
 use portcullis_proto::text;
 
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::{event, Actor, AuditEvent, AuditedTx, Event};
 use crate::clock;
 use crate::keys::ca::Leaf;
 use crate::keys::Purpose;
@@ -137,34 +137,51 @@ async fn sync(state: &AppState, worker_id: &str, proxy_addr: &str, live: &[Strin
 async fn admit_first(state: &AppState, worker_id: &str, admit: AdmitFirst) -> Response {
     let now = clock::to_i64(clock::now());
     let result = async {
-        let signer = audit::signer(&state.keys).await?;
-        let mut tx = state.store.begin().await?;
-        let admitted = session_rows::admit_first(&mut tx, &admit.session_id, worker_id, &admit.connection_id, &admit.client_addr, now).await?;
-        let session = session_rows::get(&mut tx, &admit.session_id).await?;
-        let target_id = session.as_ref().map(|s| s.target_id.clone()).unwrap_or_default();
+        let mut tx = state.begin_audited().await?;
+        let admitted = session_rows::admit_first(
+            tx.write(),
+            &admit.session_id,
+            worker_id,
+            &admit.connection_id,
+            &admit.client_addr,
+            now,
+        )
+        .await?;
+        let session = session_rows::get(tx.read(), &admit.session_id).await?;
+        let target_id = session
+            .as_ref()
+            .map(|s| s.target_id.clone())
+            .unwrap_or_default();
+        let actor = Actor::worker(worker_id);
         let event = if admitted {
-            AuditEvent::new(audit::kind::CONNECTION_OPENED, Actor::worker(worker_id))
-                .session(&admit.session_id)
-                .target(&target_id)
-                .details(serde_json::json!({"connection_id": admit.connection_id, "client_addr": admit.client_addr, "first": true}))
+            let opened = Event::ConnectionOpened {
+                details: event::ConnectionOpened {
+                    connection_id: admit.connection_id.clone(),
+                    client_addr: admit.client_addr.clone(),
+                    first: Some(true),
+                    endpoint: None,
+                },
+            };
+            AuditEvent::new(actor.clone(), opened).target(&target_id)
         } else {
-            AuditEvent::new(audit::kind::CONNECTION_REFUSED, Actor::worker(worker_id))
-                .session(&admit.session_id)
-                .reason(refusal(session.as_ref(), worker_id, now))
-                .details(serde_json::json!({"connection_id": admit.connection_id, "client_addr": admit.client_addr}))
+            let refused = Event::ConnectionRefused {
+                reason: refusal(session.as_ref(), worker_id, now),
+                details: event::ConnectionRef {
+                    connection_id: admit.connection_id.clone(),
+                    client_addr: admit.client_addr.clone(),
+                },
+            };
+            AuditEvent::new(actor.clone(), refused)
         };
-        audit::record(&mut tx, &signer, event).await?;
+        tx.record(event.session(&admit.session_id));
         if admitted && session.as_ref().is_some_and(|s| s.connections_count == 1) {
-            audit::record(
-                &mut tx,
-                &signer,
-                AuditEvent::new(audit::kind::SESSION_ACTIVATED, Actor::worker(worker_id))
+            tx.record(
+                AuditEvent::new(actor, Event::SessionActivated)
                     .session(&admit.session_id)
                     .target(&target_id),
-            )
-            .await?;
+            );
         }
-        tx.commit().await?;
+        tx.commit_recorded().await?;
         Ok::<_, StoreError>((admitted, refusal(session.as_ref(), worker_id, now)))
     }
     .await;
@@ -202,12 +219,12 @@ async fn apply_events(state: &AppState, worker_id: &str, events: Vec<ConnectionE
     let events = std::sync::Arc::new(events);
     let applied = state
         .audit_writer
-        .run(move |conn, chain| {
+        .run(move |tx| {
             let (events, worker) = (events.clone(), worker.clone());
             Box::pin(async move {
                 let mut limit_reached = Vec::new();
                 for event in events.iter() {
-                    if apply_event(conn, chain, &worker, event).await? {
+                    if apply_event(tx, &worker, event).await? {
                         limit_reached.push(event.session_id.clone());
                     }
                 }
@@ -241,13 +258,12 @@ async fn apply_events(state: &AppState, worker_id: &str, events: Vec<ConnectionE
 /// One connection event, in the frame's transaction. True when it closed the last connection
 /// a session's limit allowed (the session is then ended after the commit).
 async fn apply_event(
-    conn: &mut sqlx::AnyConnection,
-    chain: &mut audit::Chain,
+    tx: &mut AuditedTx,
     worker_id: &str,
     event: &ConnectionEvent,
 ) -> Result<bool, StoreError> {
     let at = clock::to_i64(event.at);
-    let Some(session) = session_rows::get(conn, &event.session_id).await? else {
+    let Some(session) = session_rows::get(tx.read(), &event.session_id).await? else {
         // An event for a session this store never had is acknowledged and dropped.
         return Ok(false);
     };
@@ -260,7 +276,7 @@ async fn apply_event(
             endpoint,
         } => {
             if session_rows::connection_opened(
-                conn,
+                tx.write(),
                 &event.session_id,
                 worker_id,
                 &event.connection_id,
@@ -269,11 +285,18 @@ async fn apply_event(
             )
             .await?
             {
-                chain.append(
-                    AuditEvent::new(audit::kind::CONNECTION_OPENED, Actor::worker(worker_id))
+                let opened = Event::ConnectionOpened {
+                    details: event::ConnectionOpened {
+                        connection_id: event.connection_id.clone(),
+                        client_addr: client_addr.clone(),
+                        first: None,
+                        endpoint: Some(endpoint.clone()),
+                    },
+                };
+                tx.record(
+                    AuditEvent::new(Actor::worker(worker_id), opened)
                         .session(&event.session_id)
-                        .target(&session.target_id)
-                        .details(serde_json::json!({"connection_id": event.connection_id, "client_addr": client_addr, "endpoint": endpoint})),
+                        .target(&session.target_id),
                 );
             }
             Ok(false)
@@ -286,7 +309,7 @@ async fn apply_event(
             let up = clock::to_i64(*bytes_up);
             let down = clock::to_i64(*bytes_down);
             if !session_rows::connection_closed(
-                conn,
+                tx.write(),
                 &event.session_id,
                 worker_id,
                 &event.connection_id,
@@ -299,20 +322,26 @@ async fn apply_event(
             {
                 return Ok(false);
             }
-            chain.append(
-                AuditEvent::new(audit::kind::CONNECTION_CLOSED, Actor::worker(worker_id))
+            let closed = Event::ConnectionClosed {
+                reason: reason.clone(),
+                details: event::ConnectionClosed {
+                    connection_id: event.connection_id.clone(),
+                    bytes_up: *bytes_up,
+                    bytes_down: *bytes_down,
+                },
+            };
+            tx.record(
+                AuditEvent::new(Actor::worker(worker_id), closed)
                     .session(&event.session_id)
-                    .target(&session.target_id)
-                    .reason(reason.clone())
-                    .details(serde_json::json!({"connection_id": event.connection_id, "bytes_up": bytes_up, "bytes_down": bytes_down})),
+                    .target(&session.target_id),
             );
-            let Some(s) = session_rows::get(conn, &event.session_id).await? else {
+            let Some(s) = session_rows::get(tx.read(), &event.session_id).await? else {
                 return Ok(false);
             };
             Ok(s.state != session_rows::TERMINATED
                 && s.connection_limit > 0
                 && s.connections_count >= s.connection_limit
-                && session_rows::open_connections(conn, &s.id).await? == 0)
+                && session_rows::open_connections(tx.read(), &s.id).await? == 0)
         }
     }
 }
@@ -337,22 +366,16 @@ async fn renew(state: &AppState, worker_id: &str) -> Response {
             .issue(&spki, Leaf::Worker { worker_id }, lifetime)
             .map_err(|e| e.to_string())?;
         let expires_at = clock::now() + lifetime.as_secs();
-        let signer = audit::signer(&state.keys)
+        let mut tx = state.begin_audited().await.map_err(|e| e.to_string())?;
+        worker_rows::set_cert_expiry(tx.write(), worker_id, clock::to_i64(expires_at))
             .await
             .map_err(|e| e.to_string())?;
-        let mut tx = state.store.begin().await.map_err(|e| e.to_string())?;
-        worker_rows::set_cert_expiry(&mut tx, worker_id, clock::to_i64(expires_at))
+        let renewed = Event::WorkerCertificateRenewed {
+            details: event::Expiry { expires_at },
+        };
+        tx.commit(AuditEvent::new(Actor::worker(worker_id), renewed))
             .await
             .map_err(|e| e.to_string())?;
-        audit::record(
-            &mut tx,
-            &signer,
-            AuditEvent::new(audit::kind::WORKER_CERT_RENEWED, Actor::worker(worker_id))
-                .details(serde_json::json!({"expires_at": expires_at})),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        tx.commit().await.map_err(|e| e.to_string())?;
         Ok::<_, String>(Response::Certificate {
             cert_pem: pem,
             expires_at,

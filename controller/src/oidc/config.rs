@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{duration, positive, ConfigError, DurationValue};
+use crate::config::error::ConfigError;
+use crate::config::values::{duration, positive, DurationValue};
 use crate::secret::SecretString;
 
 /// The validated provider settings.

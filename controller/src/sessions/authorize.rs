@@ -12,14 +12,13 @@ use super::lifecycle::arm_expiry;
 use super::limits::RateCheck;
 use crate::api::error::ApiError;
 use crate::api::extract::Principal;
-use crate::audit::{self, AuditEvent};
+use crate::audit::{event, Actor, AuditEvent, Event};
 use crate::clock;
 use crate::ids::{new_id, IdKind};
 use crate::keys::Purpose;
 use crate::state::AppState;
 use crate::store::sessions::{self as session_rows, SessionRecord};
 use crate::store::targets::TargetRecord;
-use crate::store::StoreError;
 
 /// Resolves a target's `HOST:PORT` once; the first address (IPv4 preferred) is the one the
 /// grant binds, so the worker never resolves the name again (no DNS rebinding).
@@ -51,18 +50,20 @@ pub async fn resolve(address: &str) -> Result<SocketAddr, ApiError> {
 /// The facts of a denial the audit event records: those of `session_authorized` where the
 /// decision got that far (zones, service, the matrix cells checked, the role rule that
 /// failed), and the endpoint the target resolved to.
-fn denial_details(decision: Option<&Decision>, endpoint: Option<SocketAddr>) -> serde_json::Value {
-    let mut details = serde_json::json!({
-        "endpoint": endpoint.map(|e| e.to_string()),
-    });
-    if let Some(d) = decision {
-        details["source_zone"] = d.source_zone.clone().into();
-        details["target_zone"] = d.target_zone.clone().into();
-        details["service"] = d.service.clone().into();
-        details["cells"] = d.cells.clone().into();
-        details["role_rule"] = d.role_rule.clone().into();
+fn denial_details(
+    decision: Option<&Decision>,
+    endpoint: Option<SocketAddr>,
+) -> event::SessionDenied {
+    event::SessionDenied {
+        endpoint: endpoint.map(|e| e.to_string()),
+        decision: decision.map(|d| event::DeniedAt {
+            source_zone: d.source_zone.clone(),
+            target_zone: d.target_zone.clone(),
+            service: d.service.clone(),
+            cells: d.cells.clone(),
+            role_rule: d.role_rule.clone(),
+        }),
     }
-    details
 }
 
 /// The 403 message: the reason, and for a denial by the role check the matrix cell the
@@ -88,23 +89,13 @@ async fn deny(
     decision: Option<&Decision>,
     endpoint: Option<SocketAddr>,
 ) -> ApiError {
-    let event = AuditEvent::new(audit::kind::SESSION_DENIED, principal.actor())
-        .target(&target.id)
-        .decision("deny", reason.clone())
-        .details(denial_details(decision, endpoint));
-    let event = match decision {
-        Some(d) => event.policy_hash(&d.policy_hash),
-        None => event,
+    let denied = Event::SessionDenied {
+        reason: reason.clone(),
+        policy_hash: decision.map(|d| d.policy_hash.clone()),
+        details: denial_details(decision, endpoint),
     };
-    let recorded = async {
-        let signer = audit::signer(&state.keys).await?;
-        let mut tx = state.store.begin().await?;
-        audit::record(&mut tx, &signer, event).await?;
-        tx.commit().await?;
-        Ok::<_, crate::store::StoreError>(())
-    }
-    .await;
-    if let Err(err) = recorded {
+    let event = AuditEvent::new(principal.actor(), denied).target(&target.id);
+    if let Err(err) = state.audit_alone(event).await {
         // Fail closed: the denial stands, and the missing audit record is an error.
         return err.into();
     }
@@ -132,7 +123,11 @@ async fn limited(
             retry_after,
         } => (
             format!("more than {per_minute} authorize-session requests in a minute"),
-            serde_json::json!({"limit": "sessions.per_user.authorize_per_minute", "value": per_minute}),
+            event::LimitReached {
+                limit: "sessions.per_user.authorize_per_minute".into(),
+                value: u64::from(per_minute),
+                live: None,
+            },
             format!(
                 "too many sessions requested: at most {per_minute} a minute per user \
                  (sessions.per_user.authorize_per_minute); retry in {retry_after} s, or reuse \
@@ -141,7 +136,11 @@ async fn limited(
         ),
         LimitHit::Live { max_live, live } => (
             format!("{live} live sessions, the most one user may hold is {max_live}"),
-            serde_json::json!({"limit": "sessions.per_user.max_live", "value": max_live, "live": live}),
+            event::LimitReached {
+                limit: "sessions.per_user.max_live".into(),
+                value: u64::from(max_live),
+                live: Some(u64::try_from(live).unwrap_or(0)),
+            },
             format!(
                 "you hold {live} live sessions, the most one user may hold \
                  (sessions.per_user.max_live = {max_live}); end some with \
@@ -151,19 +150,9 @@ async fn limited(
         ),
     };
     if audit_it {
-        let event = AuditEvent::new(audit::kind::SESSION_LIMIT_REACHED, principal.actor())
-            .target(&target.id)
-            .decision("deny", reason)
-            .details(details);
-        let recorded = async {
-            let signer = audit::signer(&state.keys).await?;
-            let mut tx = state.store.begin().await?;
-            audit::record(&mut tx, &signer, event).await?;
-            tx.commit().await?;
-            Ok::<_, crate::store::StoreError>(())
-        }
-        .await;
-        if let Err(err) = recorded {
+        let reached = Event::SessionLimitReached { reason, details };
+        let event = AuditEvent::new(principal.actor(), reached).target(&target.id);
+        if let Err(err) = state.audit_alone(event).await {
             return err.into();
         }
     }
@@ -400,26 +389,33 @@ pub async fn authorize(
         activated_at: None,
         terminated_at: None,
     };
-    let event = AuditEvent::new(audit::kind::SESSION_AUTHORIZED, principal.actor())
+    let authorized = Event::SessionAuthorized {
+        reason: decision.reason.clone(),
+        policy_hash: decision.policy_hash.clone(),
+        details: event::SessionAuthorized {
+            worker_id: worker.id.clone(),
+            endpoint: record.endpoint.clone(),
+            expires_at,
+            connection_limit: limit,
+            grant_key_id: key.id.clone(),
+            ssh_certificate: ssh.as_ref().map(|(_, serial, ca_id, valid_before)| {
+                event::SshCertificate {
+                    serial: serial.to_string(),
+                    key_id: session_id.clone(),
+                    ca_key_id: ca_id.clone(),
+                    principals: logins.clone(),
+                    valid_before: *valid_before,
+                }
+            }),
+            vault_credential_id: intent_id.clone(),
+            source_zone: decision.source_zone.clone(),
+            target_zone: decision.target_zone.clone(),
+            cells: decision.cells.clone(),
+        },
+    };
+    let event = AuditEvent::new(principal.actor(), authorized)
         .session(&session_id)
-        .target(&target.id)
-        .decision("allow", decision.reason.clone())
-        .policy_hash(&decision.policy_hash)
-        .details(serde_json::json!({
-            "worker_id": worker.id,
-            "endpoint": record.endpoint,
-            "expires_at": expires_at,
-            "connection_limit": limit,
-            "grant_key_id": key.id,
-            "ssh_certificate": ssh.as_ref().map(|(_, serial, ca_id, valid_before)| serde_json::json!({
-                "serial": serial.to_string(), "key_id": session_id, "ca_key_id": ca_id,
-                "principals": logins, "valid_before": valid_before,
-            })),
-            "vault_credential_id": intent_id,
-            "source_zone": decision.source_zone,
-            "target_zone": decision.target_zone,
-            "cells": decision.cells,
-        }));
+        .target(&target.id);
     let certificate = ssh
         .as_ref()
         .map(|(_, serial, ca_key_id, valid_before)| (*serial, ca_key_id.clone(), *valid_before));
@@ -432,7 +428,7 @@ pub async fn authorize(
     // Vault is called: a crash from here on leaves a record to finish or revoke) and the event.
     state
         .audit_writer
-        .run(move |conn, chain| {
+        .run(move |tx| {
             let (record, certificate, intent, event, token_id) = (
                 record.clone(),
                 certificate.clone(),
@@ -441,10 +437,10 @@ pub async fn authorize(
                 token_id.clone(),
             );
             Box::pin(async move {
-                session_rows::insert(conn, &record, Some(&token_id)).await?;
+                session_rows::insert(tx.write(), &record, Some(&token_id)).await?;
                 if let Some((serial, ca_key_id, valid_before)) = certificate {
                     crate::store::ssh_certificates::insert(
-                        conn,
+                        tx.write(),
                         serial,
                         &record.id,
                         &ca_key_id,
@@ -454,11 +450,14 @@ pub async fn authorize(
                 }
                 if let Some(intent) = &intent {
                     crate::store::vault_credentials::insert_intent(
-                        conn, intent, &record.id, created_at,
+                        tx.write(),
+                        intent,
+                        &record.id,
+                        created_at,
                     )
                     .await?;
                 }
-                chain.append(event);
+                tx.record(event);
                 Ok(())
             })
         })
@@ -551,19 +550,18 @@ async fn finish_mint(
             .map(|c| c.valid_before())
             .unwrap_or_else(|_| clock::now() + 24 * 3600)
     });
-    let signer = audit::signer(&state.keys).await?;
-    let mut tx = state.store.begin().await?;
-    if !session_rows::finish_minting(&mut tx, session_id).await? {
+    let mut tx = state.begin_audited().await?;
+    if !session_rows::finish_minting(tx.write(), session_id).await? {
         return Ok(false);
     }
-    if !crate::store::vault_credentials::set_minted(&mut tx, intent_id, &lease_ids).await? {
+    if !crate::store::vault_credentials::set_minted(tx.write(), intent_id, &lease_ids).await? {
         return Ok(false);
     }
     if let (Some((_, serial)), Some(mount), Some(valid_before)) =
         (&minted.certificate, mount, valid_before)
     {
         crate::store::ssh_certificates::insert(
-            &mut tx,
+            tx.write(),
             *serial,
             session_id,
             &format!("{}{mount}", super::credentials::VAULT_CA_PREFIX),
@@ -571,25 +569,33 @@ async fn finish_mint(
         )
         .await?;
     }
-    audit::record(
-        &mut tx,
-        &signer,
-        AuditEvent::new(audit::kind::CREDENTIAL_MINTED, audit::Actor::system())
+    let details = event::CredentialMinted {
+        credential_id: intent_id.to_owned(),
+        token_accessor: minted.accessor.clone(),
+        ssh_certificate: minted.certificate.as_ref().map(|(_, serial)| {
+            event::VaultSshCertificate {
+                serial: serial.to_string(),
+                key_id: session_id.to_owned(),
+                mount: mount.map(str::to_owned),
+                valid_before,
+            }
+        }),
+        leases: minted
+            .secrets
+            .iter()
+            .map(|s| event::Lease {
+                path: s.path.clone(),
+                lease_id: s.lease_id.clone(),
+                lease_duration_secs: s.lease_duration_secs,
+            })
+            .collect(),
+    };
+    tx.commit(
+        AuditEvent::new(Actor::system(), Event::CredentialMinted { details })
             .session(session_id)
-            .target(target_id)
-            .details(serde_json::json!({
-                "credential_id": intent_id,
-                "token_accessor": minted.accessor,
-                "ssh_certificate": minted.certificate.as_ref().map(|(_, serial)| serde_json::json!({
-                    "serial": serial.to_string(), "key_id": session_id, "mount": mount, "valid_before": valid_before,
-                })),
-                "leases": minted.secrets.iter().map(|s| serde_json::json!({
-                    "path": s.path, "lease_id": s.lease_id, "lease_duration_secs": s.lease_duration_secs,
-                })).collect::<Vec<_>>(),
-            })),
+            .target(target_id),
     )
     .await?;
-    tx.commit().await.map_err(StoreError::from)?;
     Ok(true)
 }
 
@@ -604,23 +610,18 @@ async fn mint_failed(
     let message = err.to_string();
     tracing::warn!(session.id = session_id, error = %portcullis_proto::text::escaped(&message), "minting the session's credentials failed; ending it");
     let recorded = async {
-        let signer = audit::signer(&state.keys).await?;
-        let mut tx = state.store.begin().await?;
-        audit::record(
-            &mut tx,
-            &signer,
-            AuditEvent::new(audit::kind::CREDENTIAL_MINT_FAILED, audit::Actor::system())
-                .session(session_id)
-                .target(target_id)
-                .reason(message.clone()),
-        )
-        .await?;
-        tx.commit().await?;
+        let failed = Event::CredentialMintFailed {
+            reason: message.clone(),
+        };
+        let event = AuditEvent::new(Actor::system(), failed)
+            .session(session_id)
+            .target(target_id);
+        state.audit_alone(event).await?;
         super::lifecycle::end_session(
             state,
             session_id,
             super::credentials::REASON_MINT_FAILED,
-            audit::Actor::system(),
+            Actor::system(),
         )
         .await
     }

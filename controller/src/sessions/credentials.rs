@@ -16,7 +16,7 @@ use portcullis_proto::api::LeasedSecret;
 use tokio_util::sync::CancellationToken;
 
 use super::lifecycle::end_session;
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::{event, Actor, AuditEvent, Event};
 use crate::clock;
 use crate::state::AppState;
 use crate::store::vault_credentials as rows;
@@ -214,60 +214,55 @@ pub async fn revoke_one(
             Ok("no_token_recorded")
         }
     };
-    let signer = audit::signer(&state.keys).await?;
-    let mut tx = state.store.begin().await?;
     match outcome {
         Ok(outcome) => {
-            if !rows::set_revoked(&mut tx, &record.id, outcome, now).await? {
+            let mut tx = state.begin_audited().await?;
+            if !rows::set_revoked(tx.write(), &record.id, outcome, now).await? {
                 return Ok(true);
             }
-            audit::record(
-                &mut tx,
-                &signer,
-                AuditEvent::new(audit::kind::CREDENTIAL_REVOKED, Actor::system())
-                    .session(&record.session_id)
-                    .details(serde_json::json!({
-                        "credential_id": record.id,
-                        "token_accessor": record.token_accessor,
-                        "lease_ids": record.lease_ids,
-                        "attempts": record.attempts + 1,
-                        "outcome": outcome,
-                    })),
-            )
-            .await?;
-            tx.commit().await?;
+            let revoked = Event::CredentialRevoked {
+                details: revocation(record, Some(record.attempts + 1), outcome),
+            };
+            tx.commit(AuditEvent::new(Actor::system(), revoked).session(&record.session_id))
+                .await?;
             tracing::info!(session.id = %record.session_id, credential.id = %record.id, outcome, "Vault credentials revoked");
             Ok(true)
         }
         Err(err) => {
             let delay = backoff(record.attempts, vault.config().revoke_retry_max);
-            rows::set_attempt_failed(
-                &mut tx,
-                &record.id,
-                &err.to_string(),
-                now + clock::to_i64(delay),
-            )
-            .await?;
+            // The retry schedule is bookkeeping; the first failure is the audited fact.
+            let retry_at = now + clock::to_i64(delay);
             if record.attempts == 0 {
-                audit::record(
-                    &mut tx,
-                    &signer,
-                    AuditEvent::new(audit::kind::CREDENTIAL_REVOKE_FAILED, Actor::system())
-                        .session(&record.session_id)
-                        .reason(err.to_string())
-                        .details(serde_json::json!({
-                            "credential_id": record.id,
-                            "token_accessor": record.token_accessor,
-                            "lease_ids": record.lease_ids,
-                            "outcome": "retrying",
-                        })),
-                )
-                .await?;
+                let mut tx = state.begin_audited().await?;
+                rows::set_attempt_failed(tx.read(), &record.id, &err.to_string(), retry_at).await?;
+                let failed = Event::CredentialRevokeFailed {
+                    reason: err.to_string(),
+                    details: revocation(record, None, "retrying"),
+                };
+                tx.commit(AuditEvent::new(Actor::system(), failed).session(&record.session_id))
+                    .await?;
+            } else {
+                let mut conn = state.store.conn().await?;
+                rows::set_attempt_failed(&mut conn, &record.id, &err.to_string(), retry_at).await?;
             }
-            tx.commit().await?;
             tracing::warn!(session.id = %record.session_id, credential.id = %record.id, error = %portcullis_proto::text::escaped(&err), retry_in_secs = delay, "cannot revoke Vault credentials yet");
             Ok(false)
         }
+    }
+}
+
+/// The identifiers of a revocation its events name (never the token or a secret).
+fn revocation(
+    record: &rows::CredentialRecord,
+    attempts: Option<i64>,
+    outcome: &str,
+) -> event::CredentialRevocation {
+    event::CredentialRevocation {
+        credential_id: record.id.clone(),
+        token_accessor: record.token_accessor.clone(),
+        lease_ids: record.lease_ids.clone(),
+        attempts: attempts.and_then(|n| u64::try_from(n).ok()),
+        outcome: outcome.to_owned(),
     }
 }
 
@@ -309,9 +304,8 @@ pub async fn run_once(state: &AppState, vault: &Vault) -> Result<usize, StoreErr
         .await?;
         if !ended {
             // The session had ended without queueing this row: queue it now.
-            let mut tx = state.store.begin().await?;
-            rows::request_revocation(&mut tx, &record.session_id, now).await?;
-            tx.commit().await?;
+            let mut conn = state.store.conn().await?;
+            rows::request_revocation(&mut conn, &record.session_id, now).await?;
         }
     }
     let due = {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use portcullis_proto::link::{Request, SessionEnd};
 use tracing::Instrument as _;
 
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::{event, Actor, AuditEvent, Event};
 use crate::clock;
 use crate::state::AppState;
 use crate::store::sessions as rows;
@@ -21,43 +21,42 @@ pub async fn end_session(
     actor: Actor,
 ) -> Result<bool, StoreError> {
     let now = clock::to_i64(clock::now());
-    let signer = audit::signer(&state.keys).await?;
-    let mut tx = state.store.begin().await?;
-    let Some(session) = rows::get(&mut tx, session_id).await? else {
+    let mut tx = state.begin_audited().await?;
+    let Some(session) = rows::get(tx.read(), session_id).await? else {
         return Ok(false);
     };
-    if !rows::terminate(&mut tx, session_id, reason, now).await? {
+    if !rows::terminate(tx.write(), session_id, reason, now).await? {
         return Ok(false);
     }
     // Certificates of the session that are still valid go into the KRL.
-    let revoked = crate::store::ssh_certificates::revoke_session(&mut tx, session_id, now).await?;
+    let revoked =
+        crate::store::ssh_certificates::revoke_session(tx.write(), session_id, now).await?;
     // Its Vault credentials: the revocation is queued in this transaction, so it survives
     // any crash; it is attempted right after the commit and retried until Vault confirms.
     let vault_revocations =
-        crate::store::vault_credentials::request_revocation(&mut tx, session_id, now).await?;
-    audit::record(
-        &mut tx,
-        &signer,
-        AuditEvent::new(audit::kind::SESSION_TERMINATED, actor)
-            .session(session_id)
-            .target(&session.target_id)
-            .reason(reason)
-            .details(serde_json::json!({
-                // Serials are random 64-bit numbers: always decimal strings (I-JSON, RFC 8785).
-                "ssh_certificates_revoked": revoked.iter().map(u64::to_string).collect::<Vec<_>>(),
-                "vault_revocations_queued": vault_revocations,
-            })),
-    )
-    .await?;
+        crate::store::vault_credentials::request_revocation(tx.read(), session_id, now).await?;
     crate::notify::session_ended(
         state.store.dialect(),
-        &mut tx,
+        tx.read(),
         session_id,
         &session.worker_id,
         reason,
     )
     .await?;
-    tx.commit().await?;
+    let event = Event::SessionTerminated {
+        reason: reason.to_owned(),
+        details: event::SessionTerminated {
+            // Serials are random 64-bit numbers: always decimal strings (I-JSON, RFC 8785).
+            ssh_certificates_revoked: revoked.iter().map(u64::to_string).collect(),
+            vault_revocations_queued: vault_revocations.clone(),
+        },
+    };
+    tx.commit(
+        AuditEvent::new(actor, event)
+            .session(session_id)
+            .target(&session.target_id),
+    )
+    .await?;
     tracing::info!(session.id = session_id, reason, "session terminated");
     if !vault_revocations.is_empty() {
         match &state.vault {

@@ -1,6 +1,6 @@
 //! Worker join tokens: single use, expiring, stored hashed.
 
-use sqlx::AnyConnection;
+use super::Write;
 
 use super::Result;
 
@@ -13,7 +13,8 @@ pub struct JoinTokenRecord {
     pub expires_at: i64,
 }
 
-pub async fn insert(conn: &mut AnyConnection, t: &JoinTokenRecord) -> Result<()> {
+pub async fn insert(w: Write<'_>, t: &JoinTokenRecord) -> Result<()> {
+    let conn = w.conn();
     sqlx::query(
         "INSERT INTO join_tokens (id, token_hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -29,12 +30,8 @@ pub async fn insert(conn: &mut AnyConnection, t: &JoinTokenRecord) -> Result<()>
 
 /// Marks the token with this hash used by `worker_id`, if it is unused and unexpired.
 /// Returns false when it is unknown, used or expired: a token works exactly once.
-pub async fn consume(
-    conn: &mut AnyConnection,
-    token_hash: &[u8],
-    worker_id: &str,
-    now: i64,
-) -> Result<bool> {
+pub async fn consume(w: Write<'_>, token_hash: &[u8], worker_id: &str, now: i64) -> Result<bool> {
+    let conn = w.conn();
     let done = sqlx::query(
         "UPDATE join_tokens SET used_at = $2, worker_id = $3 \
          WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",

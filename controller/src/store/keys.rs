@@ -5,6 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
 use super::Result;
+use super::Write;
 
 #[derive(Debug, Clone)]
 pub struct KeyRecord {
@@ -36,7 +37,8 @@ fn from_row(row: &AnyRow) -> Result<KeyRecord> {
     })
 }
 
-pub async fn insert(conn: &mut AnyConnection, k: &KeyRecord) -> Result<()> {
+pub async fn insert(w: Write<'_>, k: &KeyRecord) -> Result<()> {
+    let conn = w.conn();
     sqlx::query(&format!(
         "INSERT INTO keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     ))
@@ -75,7 +77,8 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<KeyRecord>> {
 }
 
 /// Demotes the active key(s) of a purpose to `previous`.
-pub async fn demote_active(conn: &mut AnyConnection, purpose: &str) -> Result<()> {
+pub async fn demote_active(w: Write<'_>, purpose: &str) -> Result<()> {
+    let conn = w.conn();
     sqlx::query("UPDATE keys SET state = 'previous' WHERE purpose = $1 AND state = 'active'")
         .bind(purpose)
         .execute(conn)
@@ -84,7 +87,8 @@ pub async fn demote_active(conn: &mut AnyConnection, purpose: &str) -> Result<()
 }
 
 /// Retires a previous key; true if it was `previous`.
-pub async fn retire(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool> {
+pub async fn retire(w: Write<'_>, id: &str, now: i64) -> Result<bool> {
+    let conn = w.conn();
     let done = sqlx::query(
         "UPDATE keys SET state = 'retired', retired_at = $2 WHERE id = $1 AND state = 'previous'",
     )

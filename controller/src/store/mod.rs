@@ -20,6 +20,8 @@ pub mod tokens;
 pub mod users;
 pub mod vault_credentials;
 pub mod workers;
+#[cfg(test)]
+mod writes_tests;
 
 use std::borrow::Cow;
 use std::str::FromStr as _;
@@ -341,6 +343,31 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// The connection of an audited transaction: store functions that change state take one,
+/// and only `audit::AuditedTx::write` makes one, so no state change can bypass the audit
+/// (`writes_tests.rs` holds every writing function here to it).
+pub struct Write<'c> {
+    conn: &'c mut AnyConnection,
+}
+
+impl<'c> Write<'c> {
+    /// Only for `audit::tx`: the transaction that will commit the change with its event.
+    pub(crate) fn audited(conn: &'c mut AnyConnection) -> Write<'c> {
+        Write { conn }
+    }
+
+    /// For `tests/store.rs` (feature `store-tests`), which checks these functions themselves.
+    #[cfg(feature = "store-tests")]
+    pub fn unaudited_for_store_tests(conn: &'c mut AnyConnection) -> Write<'c> {
+        Write { conn }
+    }
+
+    /// The connection underneath, inside a store function.
+    pub(crate) fn conn(self) -> &'c mut AnyConnection {
+        self.conn
     }
 }
 

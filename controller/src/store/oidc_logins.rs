@@ -5,6 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
 use super::Result;
+use super::Write;
 
 pub const LOOPBACK: &str = "loopback";
 pub const CODE: &str = "code";
@@ -56,7 +57,8 @@ fn from_row(row: &AnyRow) -> Result<PendingLogin> {
     })
 }
 
-pub async fn insert(conn: &mut AnyConnection, l: &PendingLogin) -> Result<()> {
+pub async fn insert(w: Write<'_>, l: &PendingLogin) -> Result<()> {
+    let conn = w.conn();
     sqlx::query(&format!(
         "INSERT INTO oidc_logins ({COLUMNS}) VALUES \
          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
@@ -132,7 +134,8 @@ pub async fn complete(
 }
 
 /// Ends a login with an error the CLI is shown; it can no longer be redeemed.
-pub async fn fail(conn: &mut AnyConnection, id: &str, error: &str) -> Result<()> {
+pub async fn fail(w: Write<'_>, id: &str, error: &str) -> Result<()> {
+    let conn = w.conn();
     sqlx::query(
         "UPDATE oidc_logins SET error = $2, identity = NULL WHERE id = $1 AND error IS NULL",
     )

@@ -5,6 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
 use super::Result;
+use super::Write;
 
 pub const MINTING: &str = "minting";
 pub const PENDING: &str = "pending";
@@ -90,11 +91,8 @@ fn conn_from_row(row: &AnyRow) -> Result<ConnectionRecord> {
 
 /// Inserts a session; `token_id` is the API token it was authorised with (logout ends the
 /// token's sessions).
-pub async fn insert(
-    conn: &mut AnyConnection,
-    s: &SessionRecord,
-    token_id: Option<&str>,
-) -> Result<()> {
+pub async fn insert(w: Write<'_>, s: &SessionRecord, token_id: Option<&str>) -> Result<()> {
+    let conn = w.conn();
     sqlx::query(&format!(
         "INSERT INTO sessions ({COLUMNS}, token_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
     ))
@@ -157,13 +155,14 @@ pub async fn list(
 /// Admits a session's first connection on its worker: the session must be live, on that
 /// worker, unexpired and under its connection limit. Records the connection. True if admitted.
 pub async fn admit_first(
-    conn: &mut AnyConnection,
+    w: Write<'_>,
     session_id: &str,
     worker_id: &str,
     connection_id: &str,
     client_addr: &str,
     now: i64,
 ) -> Result<bool> {
+    let conn = w.conn();
     let done = sqlx::query(
         "UPDATE sessions SET state = 'active', activated_at = COALESCE(activated_at, $3), \
          connections_count = connections_count + 1 \
@@ -206,6 +205,25 @@ async fn insert_connection(
 
 /// Records a connection the worker admitted by itself; idempotent. True if it was new.
 pub async fn connection_opened(
+    w: Write<'_>,
+    session_id: &str,
+    worker_id: &str,
+    connection_id: &str,
+    client_addr: &str,
+    at: i64,
+) -> Result<bool> {
+    opened(
+        w.conn(),
+        session_id,
+        worker_id,
+        connection_id,
+        client_addr,
+        at,
+    )
+    .await
+}
+
+async fn opened(
     conn: &mut AnyConnection,
     session_id: &str,
     worker_id: &str,
@@ -232,7 +250,7 @@ pub async fn connection_opened(
 /// Records a connection's close with its byte counts; idempotent. True if it was open.
 #[allow(clippy::too_many_arguments)]
 pub async fn connection_closed(
-    conn: &mut AnyConnection,
+    w: Write<'_>,
     session_id: &str,
     worker_id: &str,
     connection_id: &str,
@@ -241,8 +259,9 @@ pub async fn connection_closed(
     reason: &str,
     at: i64,
 ) -> Result<bool> {
+    let conn = w.conn();
     // A close whose open was never recorded still leaves a row behind.
-    connection_opened(conn, session_id, worker_id, connection_id, "", at).await?;
+    opened(conn, session_id, worker_id, connection_id, "", at).await?;
     let done = sqlx::query(
         "UPDATE connections SET state = 'closed', bytes_up = $2, bytes_down = $3, closed_at = $4, \
          close_reason = $5 WHERE id = $1 AND state = 'open'",
@@ -281,7 +300,8 @@ pub async fn open_connections(conn: &mut AnyConnection, session_id: &str) -> Res
 }
 
 /// Ends a session unless it has already ended; true if this call ended it.
-pub async fn terminate(conn: &mut AnyConnection, id: &str, reason: &str, now: i64) -> Result<bool> {
+pub async fn terminate(w: Write<'_>, id: &str, reason: &str, now: i64) -> Result<bool> {
+    let conn = w.conn();
     let done = sqlx::query(
         "UPDATE sessions SET state = 'terminated', termination_reason = $2, terminated_at = $3 \
          WHERE id = $1 AND state <> 'terminated'",
@@ -296,7 +316,8 @@ pub async fn terminate(conn: &mut AnyConnection, id: &str, reason: &str, now: i6
 
 /// Moves a session from `minting` to `pending` once its credentials are minted; false if it
 /// ended meanwhile.
-pub async fn finish_minting(conn: &mut AnyConnection, id: &str) -> Result<bool> {
+pub async fn finish_minting(w: Write<'_>, id: &str) -> Result<bool> {
+    let conn = w.conn();
     let done =
         sqlx::query("UPDATE sessions SET state = 'pending' WHERE id = $1 AND state = 'minting'")
             .bind(id)

@@ -2,15 +2,17 @@
 
 use sqlx::{AnyConnection, Row as _};
 
+use super::Write;
 use super::{Result, StoreError};
 
 pub async fn insert(
-    conn: &mut AnyConnection,
+    w: Write<'_>,
     serial: u64,
     session_id: &str,
     ca_key_id: &str,
     valid_before: i64,
 ) -> Result<()> {
+    let conn = w.conn();
     sqlx::query(
         "INSERT INTO ssh_certificates (serial, session_id, ca_key_id, key_id, valid_before) VALUES ($1, $2, $3, $2, $4)",
     )
@@ -24,11 +26,8 @@ pub async fn insert(
 }
 
 /// Revokes a session's certificates that are still valid; returns their serials.
-pub async fn revoke_session(
-    conn: &mut AnyConnection,
-    session_id: &str,
-    now: i64,
-) -> Result<Vec<u64>> {
+pub async fn revoke_session(w: Write<'_>, session_id: &str, now: i64) -> Result<Vec<u64>> {
+    let conn = w.conn();
     let rows = sqlx::query(
         "UPDATE ssh_certificates SET revoked_at = $2 WHERE session_id = $1 AND revoked_at IS NULL \
          AND valid_before > $2 RETURNING serial",

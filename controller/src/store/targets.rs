@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
+use super::Write;
 use super::{from_json_list, to_json_list, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +67,8 @@ fn from_row(row: &AnyRow) -> Result<TargetRecord> {
     })
 }
 
-pub async fn insert(conn: &mut AnyConnection, t: &TargetRecord) -> Result<()> {
+pub async fn insert(w: Write<'_>, t: &TargetRecord) -> Result<()> {
+    let conn = w.conn();
     sqlx::query(&format!(
         "INSERT INTO targets ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
     ))
@@ -92,7 +94,8 @@ pub async fn insert(conn: &mut AnyConnection, t: &TargetRecord) -> Result<()> {
     Ok(())
 }
 
-pub async fn update(conn: &mut AnyConnection, t: &TargetRecord) -> Result<bool> {
+pub async fn update(w: Write<'_>, t: &TargetRecord) -> Result<bool> {
+    let conn = w.conn();
     let done = sqlx::query(
         "UPDATE targets SET name = $2, address = $3, zone = $4, service = $5, vmid = $6, tags = $7, \
          pool = $8, max_session_secs = $9, connection_limit = $10, updated_at = $11, ssh_host_keys = $12, \
@@ -137,7 +140,8 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<TargetRecord>> {
     rows.iter().map(from_row).collect()
 }
 
-pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<bool> {
+pub async fn delete(w: Write<'_>, id: &str) -> Result<bool> {
+    let conn = w.conn();
     let done = sqlx::query("DELETE FROM targets WHERE id = $1")
         .bind(id)
         .execute(conn)

@@ -3,6 +3,7 @@
 use sqlx::{AnyConnection, Row as _};
 
 use super::users::UserRecord;
+use super::Write;
 use super::{from_json_list, to_json_list, Result};
 
 #[derive(Debug, Clone)]
@@ -37,7 +38,8 @@ impl LoginAttributes {
     }
 }
 
-pub async fn insert(conn: &mut AnyConnection, t: &TokenRecord) -> Result<()> {
+pub async fn insert(w: Write<'_>, t: &TokenRecord) -> Result<()> {
+    let conn = w.conn();
     sqlx::query(
         "INSERT INTO api_tokens (id, user_id, token_hash, created_at, expires_at, groups, amr, \
          acr, auth_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -101,7 +103,8 @@ pub async fn authenticate(
 }
 
 /// Revokes one token; returns whether it was live.
-pub async fn revoke(conn: &mut AnyConnection, token_id: &str, now: i64) -> Result<bool> {
+pub async fn revoke(w: Write<'_>, token_id: &str, now: i64) -> Result<bool> {
+    let conn = w.conn();
     let done =
         sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
             .bind(token_id)
@@ -112,7 +115,8 @@ pub async fn revoke(conn: &mut AnyConnection, token_id: &str, now: i64) -> Resul
 }
 
 /// Revokes every live token of a user; returns their ids.
-pub async fn revoke_user(conn: &mut AnyConnection, user_id: &str, now: i64) -> Result<Vec<String>> {
+pub async fn revoke_user(w: Write<'_>, user_id: &str, now: i64) -> Result<Vec<String>> {
+    let conn = w.conn();
     let rows = sqlx::query(
         "UPDATE api_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL \
          AND expires_at > $2 RETURNING id",

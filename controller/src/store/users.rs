@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
+use super::Write;
 use super::{from_json_list, to_json_list, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +42,8 @@ pub(crate) fn from_row(row: &AnyRow) -> Result<UserRecord> {
 
 /// Creates the user or refreshes its attributes from a new login; returns the stored user
 /// (whose id is the existing one when the identity was known).
-pub async fn upsert(conn: &mut AnyConnection, u: &UserRecord) -> Result<UserRecord> {
+pub async fn upsert(w: Write<'_>, u: &UserRecord) -> Result<UserRecord> {
+    let conn = w.conn();
     sqlx::query(&format!(
         "INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT (issuer, subject) DO UPDATE SET username = $4, email = $5, name = $6, \

@@ -5,6 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
+use super::Write;
 use super::{from_json_list, to_json_list, Result};
 
 pub const MINTING: &str = "minting";
@@ -52,12 +53,8 @@ fn from_row(row: &AnyRow) -> Result<CredentialRecord> {
 }
 
 /// Records the intent to mint for a session (state `minting`), before Vault is called.
-pub async fn insert_intent(
-    conn: &mut AnyConnection,
-    id: &str,
-    session_id: &str,
-    now: i64,
-) -> Result<()> {
+pub async fn insert_intent(w: Write<'_>, id: &str, session_id: &str, now: i64) -> Result<()> {
+    let conn = w.conn();
     sqlx::query(
         "INSERT INTO vault_credentials (id, session_id, state, token_accessor, lease_ids, created_at, attempts) \
          VALUES ($1, $2, 'minting', NULL, '[]', $3, 0)",
@@ -112,7 +109,8 @@ pub async fn set_accessor(
 }
 
 /// Marks a mint finished with its lease ids; false if the row is no longer `minting`.
-pub async fn set_minted(conn: &mut AnyConnection, id: &str, lease_ids: &[String]) -> Result<bool> {
+pub async fn set_minted(w: Write<'_>, id: &str, lease_ids: &[String]) -> Result<bool> {
+    let conn = w.conn();
     let done = sqlx::query(
         "UPDATE vault_credentials SET state = 'minted', lease_ids = $2 WHERE id = $1 AND state = 'minting'",
     )
@@ -180,12 +178,8 @@ pub async fn abandoned_mints(
 }
 
 /// Marks a revocation confirmed; false if another controller did so first.
-pub async fn set_revoked(
-    conn: &mut AnyConnection,
-    id: &str,
-    outcome: &str,
-    now: i64,
-) -> Result<bool> {
+pub async fn set_revoked(w: Write<'_>, id: &str, outcome: &str, now: i64) -> Result<bool> {
+    let conn = w.conn();
     let done = sqlx::query(
         "UPDATE vault_credentials SET state = 'revoked', revoked_at = $2, outcome = $3, last_error = NULL \
          WHERE id = $1 AND state = 'revoking'",

@@ -4,6 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
 use super::Result;
+use super::Write;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerRecord {
@@ -36,7 +37,8 @@ fn from_row(row: &AnyRow) -> Result<WorkerRecord> {
     })
 }
 
-pub async fn insert(conn: &mut AnyConnection, w: &WorkerRecord) -> Result<()> {
+pub async fn insert(write: Write<'_>, w: &WorkerRecord) -> Result<()> {
+    let conn = write.conn();
     sqlx::query(&format!(
         "INSERT INTO workers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
     ))
@@ -93,7 +95,8 @@ pub async fn touch(conn: &mut AnyConnection, id: &str, now: i64, proxy_addr: &st
     Ok(())
 }
 
-pub async fn set_cert_expiry(conn: &mut AnyConnection, id: &str, expires_at: i64) -> Result<()> {
+pub async fn set_cert_expiry(w: Write<'_>, id: &str, expires_at: i64) -> Result<()> {
+    let conn = w.conn();
     sqlx::query("UPDATE workers SET cert_expires_at = $2 WHERE id = $1")
         .bind(id)
         .bind(expires_at)
@@ -103,7 +106,8 @@ pub async fn set_cert_expiry(conn: &mut AnyConnection, id: &str, expires_at: i64
 }
 
 /// Marks a worker deleted (its certificate is no longer accepted); true if it was active.
-pub async fn mark_deleted(conn: &mut AnyConnection, id: &str) -> Result<bool> {
+pub async fn mark_deleted(w: Write<'_>, id: &str) -> Result<bool> {
+    let conn = w.conn();
     let done =
         sqlx::query("UPDATE workers SET state = 'deleted' WHERE id = $1 AND state = 'active'")
             .bind(id)

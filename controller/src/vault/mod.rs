@@ -9,6 +9,8 @@
 //! the session. Tokens, secret ids and certificates never reach a log or an audit event: only
 //! accessors, lease ids and serials do.
 
+pub mod config;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +23,8 @@ use vaultrs::api::EndpointResult;
 use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
-use crate::config::{VaultAuth, VaultConfig};
 use crate::secret::{ExposeSecret as _, SecretString};
+use config::{VaultAuth, VaultConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {

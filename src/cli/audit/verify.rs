@@ -5,8 +5,8 @@ use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 
 use anyhow::{bail, Context as _};
-use portcullis_controller::audit::chain::{Checkpoint, KeyRing, PublicKeyInfo, CHECKPOINT_TYPE};
-use portcullis_controller::audit::verify::{ExportHeader, Head, Summary, Verifier, EXPORT_FORMAT};
+use portcullis_audit::chain::{Checkpoint, KeyRing, PublicKeyInfo, CHECKPOINT_TYPE};
+use portcullis_audit::verify::{ExportHeader, Head, Summary, Verifier, EXPORT_FORMAT};
 use serde_json::Value;
 
 use super::ExportPage;
@@ -15,7 +15,7 @@ use crate::cli::output;
 
 /// What `verify` found.
 pub(super) struct Outcome {
-    result: Result<Summary, portcullis_controller::audit::verify::Failure>,
+    result: Result<Summary, portcullis_audit::verify::Failure>,
     source: String,
     keys: Vec<String>,
     pinned: bool,

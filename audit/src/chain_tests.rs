@@ -1,7 +1,7 @@
 use serde_json::{json, Map, Value};
 
 use super::*;
-use crate::audit::verify::{Problem, Verifier};
+use crate::verify::{Problem, Verifier};
 
 /// JCS of a JSON text, as a string.
 fn jcs(text: &str) -> String {
@@ -34,7 +34,7 @@ fn golden_ring() -> KeyRing {
 /// control character, which JCS would all write otherwise.
 const SCHEMA_2_EVENT: &str = r#"{"actor":{"groups":["ops\u20ac","\ud83d\ude00"],"source":"127.0.0.1","user":"zo\u00eb","user_id":null},"decision":null,"details":{"a":1e+21,"b":-0.0,"ssh_certificates_revoked":[18446744073709551557],"window_secs":10.0,"\u00e9":3,"\ufb33":1,"\ud83d\ude00":2},"hash":"efe9b862bc9a57b3118509c58f646cee5199bc028de27b5bfb0970f3074cface","id":"e_golden","key_id":"k_golden","policy_hash":null,"prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","reason":"closed\u001f\t\"","schema":2,"sequence":1,"session":"s_1","signature":"bYcgoWKvpX4yzcSfHeyoUB7KVHBdvv2hxj0C2V/R4AacvlkOGKoCHFyveovlhr2utSkOEE/5zxw1BYw+di+VBg==","target":"t_1","time":"2026-11-23T06:56:59.271Z","type":"session_terminated"}"#;
 
-fn walk(keys: KeyRing, events: &[Value]) -> Result<u64, crate::audit::verify::Failure> {
+fn walk(keys: KeyRing, events: &[Value]) -> Result<u64, crate::verify::Failure> {
     let mut v = Verifier::new(keys, None);
     for e in events {
         v.push(e)?;

@@ -3,7 +3,7 @@ use ring::signature::Ed25519KeyPair;
 use serde_json::{json, Map, Value};
 
 use super::*;
-use crate::audit::chain::{PublicKeyInfo, Signer};
+use crate::chain::{PublicKeyInfo, Signer};
 
 fn signer(id: &str) -> Signer {
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();

@@ -1,6 +1,6 @@
 //! The pure half of the audit chain: the canonical serialisation, event hashes, signatures
-//! and checkpoints. No I/O, no clock: the store code in `audit::record` and the verifier in
-//! [`super::verify`] both build on it, so writer and verifier cannot disagree.
+//! and checkpoints. No I/O, no clock: the controller's writer and the verifier in
+//! [`crate::verify`] both build on it, so writer and verifier cannot disagree.
 //!
 //! An event's `hash` is SHA-256 over a domain string and the canonical JSON of the event
 //! without its `hash` and `signature` members (so it covers `sequence`, `prev_hash` and

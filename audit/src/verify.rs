@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::chain::{self, IndexColumns, KeyRing, GENESIS};
+use crate::chain::{self, IndexColumns, KeyRing, GENESIS};
 
 /// A chain position: an event's sequence and hash (`SEQ:HASH` on the command line).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -48,7 +48,7 @@ pub struct ExportHeader {
     pub version: u32,
     pub exported_at: String,
     pub head: Option<Head>,
-    pub keys: Vec<super::chain::PublicKeyInfo>,
+    pub keys: Vec<crate::chain::PublicKeyInfo>,
 }
 
 /// [`ExportHeader::format`].
@@ -154,6 +154,42 @@ pub struct Summary {
     pub head: Option<Head>,
 }
 
+/// The chain members of one event, as [`Verifier::push`] reads them.
+struct Sealed<'a> {
+    sequence: u64,
+    /// `sequence + 1`: no chain reaches the largest sequence, so it must exist.
+    following: u64,
+    hash: &'a str,
+    prev_hash: &'a str,
+    key_id: &'a str,
+    signature: &'a str,
+}
+
+impl<'a> Sealed<'a> {
+    fn of(map: &'a serde_json::Map<String, Value>) -> Result<Sealed<'a>, Problem> {
+        let field = |name: &str| {
+            map.get(name)
+                .and_then(Value::as_str)
+                .ok_or_else(|| Problem::Malformed(format!("no `{name}`")))
+        };
+        let sequence = map
+            .get("sequence")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| Problem::Malformed("no `sequence`".into()))?;
+        let following = sequence
+            .checked_add(1)
+            .ok_or_else(|| Problem::Malformed("`sequence` is out of range".into()))?;
+        Ok(Sealed {
+            sequence,
+            following,
+            hash: field("hash")?,
+            prev_hash: field("prev_hash")?,
+            key_id: field("key_id")?,
+            signature: field("signature")?,
+        })
+    }
+}
+
 pub struct Verifier {
     keys: KeyRing,
     expect: Option<Head>,
@@ -210,28 +246,14 @@ impl Verifier {
             }
             return Err(fail(position, Problem::Unsealed));
         }
-        let field = |name: &str| {
-            map.get(name)
-                .and_then(Value::as_str)
-                .ok_or_else(|| fail(position, Problem::Malformed(format!("no `{name}`"))))
-        };
-        let sequence = map
-            .get("sequence")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| fail(position, Problem::Malformed("no `sequence`".into())))?;
-        // No chain reaches the largest sequence; the one after it would not exist.
-        let following = sequence.checked_add(1).ok_or_else(|| {
-            fail(
-                position,
-                Problem::Malformed("`sequence` is out of range".into()),
-            )
-        })?;
-        let (hash, prev_hash, key_id, signature) = (
-            field("hash")?,
-            field("prev_hash")?,
-            field("key_id")?,
-            field("signature")?,
-        );
+        let Sealed {
+            sequence,
+            following,
+            hash,
+            prev_hash,
+            key_id,
+            signature,
+        } = Sealed::of(map).map_err(|problem| fail(position, problem))?;
         let expected = self.next.unwrap_or(sequence);
         // The canonical form depends on the event's schema; one this version cannot
         // reproduce (or an event that breaks it) is malformed, not edited.

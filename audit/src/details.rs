@@ -1,0 +1,255 @@
+//! The `details` of each event type: identifiers and facts, never a secret.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A bearer token handed out by a login.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenGranted {
+    pub token_id: String,
+    pub issuer: String,
+    pub expires_at: u64,
+}
+
+/// Why a login failed: the pending login it names, or a summary of an address's failures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LoginFailure {
+    Summary(FailureSummary),
+    Login(LoginRef),
+}
+
+/// A pending login of ours.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoginRef {
+    pub login_id: String,
+    /// `loopback` or `device`; absent when the login could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoginStarted {
+    pub login_id: String,
+    pub mode: String,
+    pub issuer: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRef {
+    pub token_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserTokensRevoked {
+    pub user_id: String,
+    pub issuer: String,
+    pub subject: String,
+    pub token_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenIssued {
+    pub user: String,
+    pub user_id: String,
+    pub issuer: String,
+    pub groups: Vec<String>,
+    pub amr: Vec<String>,
+    pub token_id: String,
+    pub expires_at: u64,
+}
+
+/// The failures of callers who proved nothing, summed per address and window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureSummary {
+    pub count: u64,
+    pub first_at: String,
+    pub last_at: String,
+    pub window_secs: f64,
+    /// Every reason of the window with its count.
+    pub reasons: BTreeMap<String, u64>,
+    /// The first name a caller claimed in the window (never trusted as the actor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempted_name: Option<String>,
+    /// Set when addresses beyond the tracked limit were summed under source `*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PermissionDenied {
+    pub permission: String,
+    pub method: String,
+    pub path: String,
+}
+
+/// The matrix facts of a decision, as far as it got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionAuthorized {
+    pub worker_id: String,
+    pub endpoint: String,
+    pub expires_at: u64,
+    pub connection_limit: u32,
+    pub grant_key_id: String,
+    pub ssh_certificate: Option<SshCertificate>,
+    #[serde(default)]
+    pub vault_credential_id: Option<String>,
+    pub source_zone: Option<String>,
+    pub target_zone: Option<String>,
+    pub cells: Vec<String>,
+}
+
+/// An SSH certificate the controller's CA signed for a session (never the certificate).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SshCertificate {
+    /// A random 64-bit number: always a decimal string (I-JSON).
+    pub serial: String,
+    pub key_id: String,
+    pub ca_key_id: String,
+    pub principals: Vec<String>,
+    pub valid_before: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionDenied {
+    pub endpoint: Option<String>,
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DeniedAt>,
+}
+
+/// How far the policy got before it refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeniedAt {
+    pub source_zone: Option<String>,
+    pub target_zone: Option<String>,
+    pub service: Option<String>,
+    pub cells: Vec<String>,
+    pub role_rule: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LimitReached {
+    /// The configuration key of the limit.
+    pub limit: String,
+    pub value: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionTerminated {
+    /// Serials of the session's certificates put into the KRL, as decimal strings.
+    pub ssh_certificates_revoked: Vec<String>,
+    /// Vault credentials whose revocation was queued with the end.
+    #[serde(default)]
+    pub vault_revocations_queued: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionOpened {
+    pub connection_id: String,
+    pub client_addr: String,
+    /// Set on the first connection of a session (admitted by the controller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<bool>,
+    /// The target endpoint the worker dialled (later connections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionRef {
+    pub connection_id: String,
+    pub client_addr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionClosed {
+    pub connection_id: String,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetNamed {
+    pub name: String,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetName {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinTokenCreated {
+    pub join_token_id: String,
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerJoined {
+    pub worker_id: String,
+    pub name: String,
+    pub proxy_addr: String,
+    /// The address the join came from.
+    pub peer: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerNamed {
+    pub worker_id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Expiry {
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyPurpose {
+    pub key_id: String,
+    pub purpose: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRef {
+    pub key_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CredentialMinted {
+    pub credential_id: String,
+    pub token_accessor: String,
+    pub ssh_certificate: Option<VaultSshCertificate>,
+    pub leases: Vec<Lease>,
+}
+
+/// An SSH certificate Vault signed for a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VaultSshCertificate {
+    pub serial: String,
+    pub key_id: String,
+    pub mount: Option<String>,
+    pub valid_before: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    pub path: String,
+    pub lease_id: String,
+    pub lease_duration_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CredentialRevocation {
+    pub credential_id: String,
+    pub token_accessor: Option<String>,
+    pub lease_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u64>,
+    /// `revoked`, `already gone`, or `retrying`.
+    pub outcome: String,
+}

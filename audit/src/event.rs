@@ -1,0 +1,441 @@
+//! The audit event as a type: docs/audit.md's schema, one variant per event type.
+//!
+//! An [`AuditEvent`] is who ([`Actor`]), on what (session, target) and what happened
+//! ([`Event`]). The variant's serde form is the variable part of the stored event: its `type`
+//! tag, its `reason` and `policy_hash` where the type has them, and its typed `details`;
+//! [`AuditEvent::body`] adds the chain's members. `decision` follows from the variant
+//! ([`Event::decision`]), so an allowed `session_denied` cannot be written.
+//!
+//! Invariant: no variant has a field for a secret. Tokens, keys, certificates and passwords
+//! appear only by identifier (token id, key id, serial, accessor, lease id).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::chain;
+
+pub use crate::details::*;
+
+/// Who did something.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Actor {
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(rename = "user", default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The client's address as the controller saw it, `worker:<id>` for worker reports,
+    /// `local:<account>` for offline commands.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+impl Actor {
+    /// The controller itself (key creation, sweeps, expiry).
+    pub fn system() -> Actor {
+        Actor {
+            username: Some("system".into()),
+            ..Actor::default()
+        }
+    }
+
+    /// A worker reporting over its link.
+    pub fn worker(worker_id: &str) -> Actor {
+        Actor {
+            source: Some(format!("worker:{worker_id}")),
+            ..Actor::default()
+        }
+    }
+
+    /// A caller who proved nothing: only the address is known.
+    pub fn anonymous(source: &str) -> Actor {
+        Actor {
+            source: Some(source.to_owned()),
+            ..Actor::default()
+        }
+    }
+
+    /// An operator at the controller's own machine (`portcullis controller ...`).
+    pub fn local(account: &str) -> Actor {
+        Actor {
+            source: Some(format!("local:{account}")),
+            ..Actor::default()
+        }
+    }
+}
+
+/// The outcome a decision event records.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Allow,
+    Deny,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+        }
+    }
+}
+
+/// One audit event before it is sealed into the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    pub actor: Actor,
+    pub session: Option<String>,
+    pub target: Option<String>,
+    pub event: Event,
+}
+
+impl AuditEvent {
+    pub fn new(actor: Actor, event: Event) -> AuditEvent {
+        AuditEvent {
+            actor,
+            session: None,
+            target: None,
+            event,
+        }
+    }
+
+    pub fn session(mut self, id: &str) -> Self {
+        self.session = Some(id.to_owned());
+        self
+    }
+
+    pub fn target(mut self, id: &str) -> Self {
+        self.target = Some(id.to_owned());
+        self
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.event.kind()
+    }
+
+    /// The event as stored and shipped, before sealing (schema 3, docs/audit.md): every
+    /// member present, `null` where it does not apply, `details` always an object.
+    pub fn body(&self, id: &str, sequence: u64, time: &str, prev_hash: &str) -> Map<String, Value> {
+        let mut variable = match serde_json::to_value(&self.event) {
+            Ok(Value::Object(map)) => map,
+            // An internally tagged enum of struct variants always serialises to an object.
+            _ => Map::new(),
+        };
+        let mut take = |key: &str| variable.remove(key).unwrap_or(Value::Null);
+        let kind = take("type");
+        let reason = take("reason");
+        let policy_hash = take("policy_hash");
+        let details = match take("details") {
+            Value::Null => Value::Object(Map::new()),
+            other => other,
+        };
+        let mut body = Map::new();
+        body.insert("schema".into(), chain::SCHEMA.into());
+        body.insert("id".into(), id.into());
+        body.insert("sequence".into(), sequence.into());
+        body.insert("time".into(), time.into());
+        body.insert("type".into(), kind);
+        body.insert(
+            "actor".into(),
+            serde_json::to_value(&self.actor).unwrap_or(Value::Null),
+        );
+        body.insert("target".into(), self.target.clone().into());
+        body.insert("session".into(), self.session.clone().into());
+        body.insert(
+            "decision".into(),
+            self.event.decision().map(Decision::as_str).into(),
+        );
+        body.insert("reason".into(), reason);
+        body.insert("policy_hash".into(), policy_hash);
+        body.insert("details".into(), details);
+        body.insert("prev_hash".into(), prev_hash.into());
+        body
+    }
+
+    /// Reads the event back from a stored body (the inverse of [`AuditEvent::body`] for the
+    /// members it covers).
+    pub fn from_body(body: &Value) -> Result<AuditEvent, serde_json::Error> {
+        let event: Event = serde_json::from_value(body.clone())?;
+        let actor: Actor = serde_json::from_value(body.get("actor").cloned().unwrap_or_default())?;
+        let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_owned);
+        Ok(AuditEvent {
+            actor,
+            session: text("session"),
+            target: text("target"),
+            event,
+        })
+    }
+}
+
+macro_rules! kinds {
+    ($($variant:ident = $name:literal),+ $(,)?) => {
+        /// The event types, past tense: the closed set of `type` values.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Kind { $($variant),+ }
+
+        impl Kind {
+            /// Every type, in docs/audit.md's order.
+            pub const ALL: &'static [Kind] = &[$(Kind::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Kind::$variant => $name),+ }
+            }
+        }
+
+        impl std::str::FromStr for Kind {
+            type Err = UnknownKind;
+            fn from_str(text: &str) -> Result<Kind, UnknownKind> {
+                match text {
+                    $($name => Ok(Kind::$variant),)+
+                    _ => Err(UnknownKind(text.to_owned())),
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    LoginSucceeded = "login_succeeded",
+    LoginFailed = "login_failed",
+    LoginStarted = "login_started",
+    LoggedOut = "logged_out",
+    UserTokensRevoked = "user_tokens_revoked",
+    TokenIssued = "token_issued",
+    TokenRejected = "token_rejected",
+    PermissionDenied = "permission_denied",
+    SessionAuthorized = "session_authorized",
+    SessionDenied = "session_denied",
+    SessionLimitReached = "session_limit_reached",
+    SessionActivated = "session_activated",
+    SessionTerminated = "session_terminated",
+    ConnectionOpened = "connection_opened",
+    ConnectionRefused = "connection_refused",
+    ConnectionClosed = "connection_closed",
+    TargetCreated = "target_created",
+    TargetUpdated = "target_updated",
+    TargetDeleted = "target_deleted",
+    WorkerJoinTokenCreated = "worker_join_token_created",
+    WorkerJoined = "worker_joined",
+    WorkerJoinFailed = "worker_join_failed",
+    WorkerDeleted = "worker_deleted",
+    WorkerCertificateRenewed = "worker_certificate_renewed",
+    KeyCreated = "key_created",
+    KeyRotated = "key_rotated",
+    KeyRetired = "key_retired",
+    PolicyReloaded = "policy_reloaded",
+    PolicyReloadFailed = "policy_reload_failed",
+    CredentialMinted = "credential_minted",
+    CredentialMintFailed = "credential_mint_failed",
+    CredentialRevoked = "credential_revoked",
+    CredentialRevokeFailed = "credential_revoke_failed",
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `type` that is not one of [`Kind`]'s.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown audit event type {0:?}")]
+pub struct UnknownKind(pub String);
+
+/// What happened, with the facts docs/audit.md lists for each type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    LoginSucceeded {
+        details: TokenGranted,
+    },
+    /// A login of ours refused (`details` names it), or the failures of one address summed
+    /// over a window (rate limited, unknown state).
+    LoginFailed {
+        reason: String,
+        details: LoginFailure,
+    },
+    LoginStarted {
+        details: LoginStarted,
+    },
+    LoggedOut {
+        details: TokenRef,
+    },
+    UserTokensRevoked {
+        details: UserTokensRevoked,
+    },
+    /// `portcullis controller issue-token` (break-glass, offline).
+    TokenIssued {
+        details: TokenIssued,
+    },
+    TokenRejected {
+        reason: String,
+        details: FailureSummary,
+    },
+    PermissionDenied {
+        reason: String,
+        details: PermissionDenied,
+    },
+    SessionAuthorized {
+        reason: String,
+        policy_hash: String,
+        details: SessionAuthorized,
+    },
+    SessionDenied {
+        reason: String,
+        /// Absent when the request was refused before the policy was consulted.
+        policy_hash: Option<String>,
+        details: SessionDenied,
+    },
+    SessionLimitReached {
+        reason: String,
+        details: LimitReached,
+    },
+    SessionActivated,
+    SessionTerminated {
+        reason: String,
+        details: SessionTerminated,
+    },
+    ConnectionOpened {
+        details: ConnectionOpened,
+    },
+    ConnectionRefused {
+        reason: String,
+        details: ConnectionRef,
+    },
+    ConnectionClosed {
+        reason: String,
+        details: ConnectionClosed,
+    },
+    TargetCreated {
+        details: TargetNamed,
+    },
+    TargetUpdated {
+        details: TargetNamed,
+    },
+    TargetDeleted {
+        details: TargetName,
+    },
+    WorkerJoinTokenCreated {
+        details: JoinTokenCreated,
+    },
+    WorkerJoined {
+        details: WorkerJoined,
+    },
+    WorkerJoinFailed {
+        reason: String,
+        details: FailureSummary,
+    },
+    WorkerDeleted {
+        details: WorkerNamed,
+    },
+    WorkerCertificateRenewed {
+        details: Expiry,
+    },
+    KeyCreated {
+        details: KeyPurpose,
+    },
+    KeyRotated {
+        details: KeyPurpose,
+    },
+    KeyRetired {
+        details: KeyRef,
+    },
+    PolicyReloaded {
+        policy_hash: String,
+    },
+    PolicyReloadFailed {
+        reason: String,
+    },
+    CredentialMinted {
+        details: CredentialMinted,
+    },
+    CredentialMintFailed {
+        reason: String,
+    },
+    CredentialRevoked {
+        details: CredentialRevocation,
+    },
+    CredentialRevokeFailed {
+        reason: String,
+        details: CredentialRevocation,
+    },
+}
+
+impl Event {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Event::LoginSucceeded { .. } => Kind::LoginSucceeded,
+            Event::LoginFailed { .. } => Kind::LoginFailed,
+            Event::LoginStarted { .. } => Kind::LoginStarted,
+            Event::LoggedOut { .. } => Kind::LoggedOut,
+            Event::UserTokensRevoked { .. } => Kind::UserTokensRevoked,
+            Event::TokenIssued { .. } => Kind::TokenIssued,
+            Event::TokenRejected { .. } => Kind::TokenRejected,
+            Event::PermissionDenied { .. } => Kind::PermissionDenied,
+            Event::SessionAuthorized { .. } => Kind::SessionAuthorized,
+            Event::SessionDenied { .. } => Kind::SessionDenied,
+            Event::SessionLimitReached { .. } => Kind::SessionLimitReached,
+            Event::SessionActivated => Kind::SessionActivated,
+            Event::SessionTerminated { .. } => Kind::SessionTerminated,
+            Event::ConnectionOpened { .. } => Kind::ConnectionOpened,
+            Event::ConnectionRefused { .. } => Kind::ConnectionRefused,
+            Event::ConnectionClosed { .. } => Kind::ConnectionClosed,
+            Event::TargetCreated { .. } => Kind::TargetCreated,
+            Event::TargetUpdated { .. } => Kind::TargetUpdated,
+            Event::TargetDeleted { .. } => Kind::TargetDeleted,
+            Event::WorkerJoinTokenCreated { .. } => Kind::WorkerJoinTokenCreated,
+            Event::WorkerJoined { .. } => Kind::WorkerJoined,
+            Event::WorkerJoinFailed { .. } => Kind::WorkerJoinFailed,
+            Event::WorkerDeleted { .. } => Kind::WorkerDeleted,
+            Event::WorkerCertificateRenewed { .. } => Kind::WorkerCertificateRenewed,
+            Event::KeyCreated { .. } => Kind::KeyCreated,
+            Event::KeyRotated { .. } => Kind::KeyRotated,
+            Event::KeyRetired { .. } => Kind::KeyRetired,
+            Event::PolicyReloaded { .. } => Kind::PolicyReloaded,
+            Event::PolicyReloadFailed { .. } => Kind::PolicyReloadFailed,
+            Event::CredentialMinted { .. } => Kind::CredentialMinted,
+            Event::CredentialMintFailed { .. } => Kind::CredentialMintFailed,
+            Event::CredentialRevoked { .. } => Kind::CredentialRevoked,
+            Event::CredentialRevokeFailed { .. } => Kind::CredentialRevokeFailed,
+        }
+    }
+
+    /// `allow` for an authorised session, `deny` for refusals of a request (a login that
+    /// names no pending login of ours is a summed refusal), none for everything else.
+    pub fn decision(&self) -> Option<Decision> {
+        match self {
+            Event::SessionAuthorized { .. } => Some(Decision::Allow),
+            Event::SessionDenied { .. }
+            | Event::SessionLimitReached { .. }
+            | Event::PermissionDenied { .. }
+            | Event::TokenRejected { .. }
+            | Event::WorkerJoinFailed { .. }
+            | Event::LoginFailed {
+                details: LoginFailure::Summary(_),
+                ..
+            } => Some(Decision::Deny),
+            _ => None,
+        }
+    }
+
+    /// The summed failures of one address and window for `kind` (one of `token_rejected`,
+    /// `worker_join_failed`, `login_failed`); `None` for any other kind.
+    pub fn failure_summary(kind: Kind, reason: String, details: FailureSummary) -> Option<Event> {
+        match kind {
+            Kind::TokenRejected => Some(Event::TokenRejected { reason, details }),
+            Kind::WorkerJoinFailed => Some(Event::WorkerJoinFailed { reason, details }),
+            Kind::LoginFailed => Some(Event::LoginFailed {
+                reason,
+                details: LoginFailure::Summary(details),
+            }),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "event_tests.rs"]
+mod tests;

@@ -1,0 +1,333 @@
+use serde_json::{json, Value};
+
+use super::*;
+
+fn summary() -> FailureSummary {
+    FailureSummary {
+        count: 3,
+        first_at: "2026-11-30T06:40:01.113Z".into(),
+        last_at: "2026-11-30T06:40:01.512Z".into(),
+        window_secs: 10.0,
+        reasons: [("rate limited".to_owned(), 3)].into_iter().collect(),
+        attempted_name: Some("edge-2".into()),
+        sources: None,
+    }
+}
+
+/// One event of every type, so that a type added without a test case fails below.
+fn one_of_each() -> Vec<Event> {
+    let revocation = CredentialRevocation {
+        credential_id: "vc_1".into(),
+        token_accessor: Some("acc".into()),
+        lease_ids: vec!["db/creds/x/1".into()],
+        attempts: Some(1),
+        outcome: "revoked".into(),
+    };
+    vec![
+        Event::LoginSucceeded {
+            details: TokenGranted {
+                token_id: "at_1".into(),
+                issuer: "https://idp".into(),
+                expires_at: 1_795_445_811,
+            },
+        },
+        Event::LoginFailed {
+            reason: "access_denied".into(),
+            details: LoginFailure::Login(LoginRef {
+                login_id: "lg_1".into(),
+                mode: Some("loopback".into()),
+            }),
+        },
+        Event::LoginStarted {
+            details: LoginStarted {
+                login_id: "lg_1".into(),
+                mode: "device".into(),
+                issuer: "https://idp".into(),
+            },
+        },
+        Event::LoggedOut {
+            details: TokenRef {
+                token_id: "at_1".into(),
+            },
+        },
+        Event::UserTokensRevoked {
+            details: UserTokensRevoked {
+                user_id: "u_1".into(),
+                issuer: "https://idp".into(),
+                subject: "sub".into(),
+                token_ids: vec!["at_1".into()],
+            },
+        },
+        Event::TokenIssued {
+            details: TokenIssued {
+                user: "root".into(),
+                user_id: "u_1".into(),
+                issuer: "portcullis-local".into(),
+                groups: vec!["admins".into()],
+                amr: vec!["local".into()],
+                token_id: "at_2".into(),
+                expires_at: 1,
+            },
+        },
+        Event::TokenRejected {
+            reason: "empty bearer token".into(),
+            details: summary(),
+        },
+        Event::PermissionDenied {
+            reason: "missing permission targets:admin".into(),
+            details: PermissionDenied {
+                permission: "targets:admin".into(),
+                method: "DELETE".into(),
+                path: "/v1/targets/t_1".into(),
+            },
+        },
+        Event::SessionAuthorized {
+            reason: "allowed".into(),
+            policy_hash: "ab".into(),
+            details: SessionAuthorized {
+                worker_id: "w_1".into(),
+                endpoint: "127.0.0.1:22".into(),
+                expires_at: 2,
+                connection_limit: 0,
+                grant_key_id: "k_1".into(),
+                ssh_certificate: Some(SshCertificate {
+                    serial: u64::MAX.to_string(),
+                    key_id: "s_1".into(),
+                    ca_key_id: "k_2".into(),
+                    principals: vec!["debian".into()],
+                    valid_before: 3,
+                }),
+                vault_credential_id: None,
+                source_zone: Some("MGMT".into()),
+                target_zone: Some("DMZ".into()),
+                cells: vec!["MGMT -> DMZ: allow [ssh]".into()],
+            },
+        },
+        Event::SessionDenied {
+            reason: "no role".into(),
+            policy_hash: Some("ab".into()),
+            details: SessionDenied {
+                endpoint: None,
+                decision: Some(DeniedAt {
+                    source_zone: Some("MGMT".into()),
+                    target_zone: Some("DMZ".into()),
+                    service: Some("ssh".into()),
+                    cells: vec![],
+                    role_rule: None,
+                }),
+            },
+        },
+        Event::SessionLimitReached {
+            reason: "too many".into(),
+            details: LimitReached {
+                limit: "sessions.per_user.max_live".into(),
+                value: 100,
+                live: Some(100),
+            },
+        },
+        Event::SessionActivated,
+        Event::SessionTerminated {
+            reason: "canceled".into(),
+            details: SessionTerminated {
+                ssh_certificates_revoked: vec!["18446744073709551615".into()],
+                vault_revocations_queued: vec![],
+            },
+        },
+        Event::ConnectionOpened {
+            details: ConnectionOpened {
+                connection_id: "c_1".into(),
+                client_addr: "127.0.0.1".into(),
+                first: Some(true),
+                endpoint: None,
+            },
+        },
+        Event::ConnectionRefused {
+            reason: "session ended: canceled".into(),
+            details: ConnectionRef {
+                connection_id: "c_1".into(),
+                client_addr: "127.0.0.1".into(),
+            },
+        },
+        Event::ConnectionClosed {
+            reason: "closed".into(),
+            details: ConnectionClosed {
+                connection_id: "c_1".into(),
+                bytes_up: 5,
+                bytes_down: 6,
+            },
+        },
+        Event::TargetCreated {
+            details: TargetNamed {
+                name: "web-01".into(),
+                address: "10.0.0.1:22".into(),
+            },
+        },
+        Event::TargetUpdated {
+            details: TargetNamed {
+                name: "web-01".into(),
+                address: "10.0.0.2:22".into(),
+            },
+        },
+        Event::TargetDeleted {
+            details: TargetName {
+                name: "web-01".into(),
+            },
+        },
+        Event::WorkerJoinTokenCreated {
+            details: JoinTokenCreated {
+                join_token_id: "jt_1".into(),
+                expires_at: 4,
+            },
+        },
+        Event::WorkerJoined {
+            details: WorkerJoined {
+                worker_id: "w_1".into(),
+                name: "edge".into(),
+                proxy_addr: "127.0.0.1:9202".into(),
+                peer: "127.0.0.1".into(),
+            },
+        },
+        Event::WorkerJoinFailed {
+            reason: "rate limited".into(),
+            details: summary(),
+        },
+        Event::WorkerDeleted {
+            details: WorkerNamed {
+                worker_id: "w_1".into(),
+                name: "edge".into(),
+            },
+        },
+        Event::WorkerCertificateRenewed {
+            details: Expiry { expires_at: 5 },
+        },
+        Event::KeyCreated {
+            details: KeyPurpose {
+                key_id: "k_1".into(),
+                purpose: "ssh-ca".into(),
+            },
+        },
+        Event::KeyRotated {
+            details: KeyPurpose {
+                key_id: "k_1".into(),
+                purpose: "grant".into(),
+            },
+        },
+        Event::KeyRetired {
+            details: KeyRef {
+                key_id: "k_1".into(),
+            },
+        },
+        Event::PolicyReloaded {
+            policy_hash: "ab".into(),
+        },
+        Event::PolicyReloadFailed {
+            reason: "cannot parse".into(),
+        },
+        Event::CredentialMinted {
+            details: CredentialMinted {
+                credential_id: "vc_1".into(),
+                token_accessor: "acc".into(),
+                ssh_certificate: Some(VaultSshCertificate {
+                    serial: "7".into(),
+                    key_id: "s_1".into(),
+                    mount: Some("ssh".into()),
+                    valid_before: Some(6),
+                }),
+                leases: vec![Lease {
+                    path: "db/creds/x".into(),
+                    lease_id: "db/creds/x/1".into(),
+                    lease_duration_secs: 60,
+                }],
+            },
+        },
+        Event::CredentialMintFailed {
+            reason: "Vault is sealed".into(),
+        },
+        Event::CredentialRevoked {
+            details: revocation.clone(),
+        },
+        Event::CredentialRevokeFailed {
+            reason: "connection refused".into(),
+            details: revocation,
+        },
+    ]
+}
+
+#[test]
+fn every_kind_has_a_case_and_round_trips_through_the_stored_body() {
+    let events = one_of_each();
+    let kinds: Vec<Kind> = events.iter().map(Event::kind).collect();
+    assert_eq!(kinds, Kind::ALL, "one case per kind, in Kind's order");
+    for event in events {
+        let audit = AuditEvent::new(Actor::system(), event).session("s_1");
+        let body = Value::Object(audit.body("e_1", 7, "2026-11-30T00:00:00.000Z", chain::GENESIS));
+        assert_eq!(body["type"], audit.kind().as_str());
+        assert!(body["details"].is_object(), "{body}");
+        for member in ["target", "session", "decision", "reason", "policy_hash"] {
+            assert!(
+                body.get(member).is_some(),
+                "{member} is always present: {body}"
+            );
+        }
+        let back = AuditEvent::from_body(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(back, audit);
+    }
+}
+
+#[test]
+fn the_decision_follows_from_the_type() {
+    let body = |event: Event| {
+        AuditEvent::new(Actor::system(), event).body("e", 1, "t", chain::GENESIS)["decision"]
+            .clone()
+    };
+    let events = one_of_each();
+    assert_eq!(body(events[8].clone()), json!("allow"));
+    assert_eq!(body(events[9].clone()), json!("deny"));
+    // A refused login of ours records its reason without a decision, as before; the summed
+    // failures of an address are refusals.
+    assert_eq!(body(events[1].clone()), Value::Null);
+    assert_eq!(
+        body(Event::LoginFailed {
+            reason: "rate limited".into(),
+            details: LoginFailure::Summary(summary()),
+        }),
+        json!("deny")
+    );
+    assert_eq!(body(Event::SessionActivated), Value::Null);
+}
+
+#[test]
+fn kinds_parse_from_their_names_and_nothing_else() {
+    for kind in Kind::ALL {
+        assert_eq!(kind.as_str().parse::<Kind>().ok(), Some(*kind));
+        assert_eq!(serde_json::to_value(kind).ok(), Some(json!(kind.as_str())));
+    }
+    assert!("session_exploded".parse::<Kind>().is_err());
+}
+
+/// docs/audit.md's examples are events of this type: each one parses (the placeholders `...`
+/// in ids aside, they are taken as written).
+#[test]
+fn the_examples_in_the_audit_doc_are_events_of_this_type() {
+    let doc = include_str!("../../docs/audit.md");
+    let mut seen = 0;
+    for line in doc
+        .lines()
+        .filter(|l| l.starts_with("{\"type\":") && l.ends_with('}'))
+    {
+        let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if let Err(e) = AuditEvent::from_body(&value) {
+            panic!("docs/audit.md example does not match the event type: {e}\n{line}");
+        }
+        seen += 1;
+    }
+    assert!(seen >= 23, "only {seen} examples found in docs/audit.md");
+}
+
+#[test]
+fn a_body_with_an_unknown_type_or_missing_details_is_refused() {
+    let unknown = json!({"type": "session_exploded", "actor": {}, "details": {}});
+    assert!(AuditEvent::from_body(&unknown).is_err());
+    let missing = json!({"type": "target_created", "actor": {}, "details": {"name": "x"}});
+    assert!(AuditEvent::from_body(&missing).is_err());
+}

@@ -1,0 +1,192 @@
+//! Controller configuration: a TOML file parsed into a raw struct that denies unknown keys,
+//! then validated into [`Config`] before any port is bound.
+//!
+//! One module per section, named for what it holds (`store`, `api`, `cluster`, `sessions`,
+//! `workers`, `ssh`, `auth`); the sections that belong to a subsystem live beside it
+//! (`[api.connections]` in `api/limits`, `[audit]` in `audit/config`, `[auth.oidc]` in
+//! `oidc/config`, `[vault]` in `vault/config`). Every section parses its values with
+//! `values` and fails with [`ConfigError`] (`error`); neither of those depends on a section.
+
+mod api;
+mod auth;
+mod cluster;
+pub(crate) mod error;
+mod sessions;
+mod ssh;
+mod store;
+pub(crate) mod values;
+mod workers;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use crate::vault::config::{VaultAuth, VaultConfig};
+pub use error::ConfigError;
+pub use sessions::PerUserLimits;
+pub use ssh::SshBackend;
+pub use store::MasterKeySource;
+
+use crate::secret::SecretString;
+
+/// A validated controller configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub store_url: SecretString,
+    pub store_max_connections: u32,
+    pub master_key: MasterKeySource,
+    pub api_listen: SocketAddr,
+    /// Names and addresses the API's TLS certificate is valid for.
+    pub api_tls_names: Vec<String>,
+    pub api_max_body_bytes: usize,
+    /// Timeouts and caps of the API's connections (`[api.connections]`).
+    pub api_connections: crate::api::limits::ConnectionLimits,
+    pub cluster_listen: SocketAddr,
+    /// Timeouts and caps of cluster-link connections that have not authenticated yet.
+    pub cluster_handshakes: crate::link::gate::HandshakeLimits,
+    /// Workers this controller dials (outbound-only control plane), `HOST:PORT`.
+    pub dial_workers: Vec<String>,
+    pub policy_file: Option<PathBuf>,
+    pub token_lifetime: Duration,
+    pub session_default_max: Duration,
+    pub session_pending_timeout: Duration,
+    /// Per-user limits on sessions (`[sessions.per_user]`).
+    pub per_user: PerUserLimits,
+    pub sweep_interval: Duration,
+    pub heartbeat_interval: Duration,
+    pub worker_lost_after: Duration,
+    pub join_token_ttl: Duration,
+    pub worker_cert_lifetime: Duration,
+    pub login_rate_limit: u32,
+    /// Join attempts per client address and minute (`workers.join_rate_limit_per_minute`),
+    /// counted before any certificate is issued.
+    pub join_rate_limit: u32,
+    /// Login with the organisation's OpenID provider (`[auth.oidc]`); none: OIDC is off.
+    pub oidc: Option<crate::oidc::config::OidcConfig>,
+    /// Lifetime of SSH certificates (sshd checks it only at login).
+    pub ssh_certificate_ttl: Duration,
+    /// The workers' egress addresses: SSH certificates are valid only from these.
+    pub ssh_source_addresses: Vec<String>,
+    /// Checkpoints and external sinks of the audit log (`[audit]`).
+    pub audit: crate::audit::config::AuditConfig,
+    /// Where SSH certificates (and other per-session credentials) come from.
+    pub ssh_backend: SshBackend,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    store: store::RawStore,
+    #[serde(default)]
+    keys: store::RawKeys,
+    #[serde(default)]
+    api: api::RawApi,
+    #[serde(default)]
+    cluster: cluster::RawCluster,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    auth: auth::RawAuth,
+    #[serde(default)]
+    sessions: sessions::RawSessions,
+    #[serde(default)]
+    workers: workers::RawWorkers,
+    #[serde(default)]
+    ssh: ssh::RawSsh,
+    #[serde(default)]
+    audit: crate::audit::config::RawAudit,
+    vault: Option<crate::vault::config::RawVault>,
+}
+
+/// `[policy]`: the policy file, reloaded when it changes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads and validates a config file; `PORTCULLIS_DATABASE_URL` and
+    /// `PORTCULLIS_MASTER_KEY` override the file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, |k| std::env::var(k).ok())
+    }
+
+    /// Like [`Config::load`], with `env` looking up the overriding variables (the binary
+    /// takes `PORTCULLIS_MASTER_KEY` out of the process environment at start).
+    pub fn load_with_env(
+        path: &std::path::Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string(), env)
+    }
+
+    /// Parses config text; `env` looks up overriding environment variables.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        raw.auth.refuse_removed(text, origin)?;
+        Self::validate(raw, env)
+    }
+
+    /// Validates section by section; the first bad key is the error.
+    fn validate(
+        raw: RawConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let store = raw.store.validate(&env)?;
+        let master_key = raw.keys.validate(&env)?;
+        let api = raw.api.validate()?;
+        let ssh = raw.ssh.validate(raw.vault.as_ref(), &env)?;
+        let audit = raw.audit.validate()?;
+        let auth = raw.auth.validate(&env)?;
+        let cluster = raw.cluster.validate()?;
+        let sessions = raw.sessions.validate()?;
+        let workers = raw.workers.validate()?;
+        Ok(Config {
+            store_url: store.url,
+            store_max_connections: store.max_connections,
+            master_key,
+            api_listen: api.listen,
+            api_tls_names: api.tls_names,
+            api_max_body_bytes: api.max_body_bytes,
+            api_connections: api.connections,
+            cluster_listen: cluster.listen,
+            cluster_handshakes: cluster.handshakes,
+            dial_workers: cluster.dial_workers,
+            policy_file: raw.policy.file,
+            token_lifetime: api.token_lifetime,
+            session_default_max: sessions.default_max,
+            session_pending_timeout: sessions.pending_timeout,
+            per_user: sessions.per_user,
+            sweep_interval: sessions.sweep_interval,
+            heartbeat_interval: workers.heartbeat_interval,
+            worker_lost_after: workers.lost_after,
+            join_token_ttl: workers.join_token_ttl,
+            worker_cert_lifetime: workers.cert_lifetime,
+            login_rate_limit: auth.login_rate_limit,
+            join_rate_limit: workers.join_rate_limit,
+            oidc: auth.oidc,
+            ssh_certificate_ttl: ssh.certificate_ttl,
+            ssh_source_addresses: ssh.source_addresses,
+            audit,
+            ssh_backend: ssh.backend,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
