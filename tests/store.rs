@@ -552,6 +552,46 @@ async fn keyset_rotation_keeps_previous_keys_until_retired() {
 }
 
 #[tokio::test]
+async fn the_keyset_and_the_events_it_signs_read_the_clock_they_are_given() {
+    use portcullis_controller::clock::{ManualClock, SharedClock};
+    for b in backends().await {
+        // 2001-09-09T01:46:40Z, then a minute later: far from the machine's own time.
+        let clock = std::sync::Arc::new(ManualClock::at_unix(1_000_000_000));
+        let shared: SharedClock = clock.clone();
+        let master = MasterKey::generate_hex().unwrap();
+        let keys =
+            Keyset::new(b.store.clone(), MasterKey::from_hex(&master).unwrap()).with_clock(shared);
+        keys.ensure().await.unwrap();
+        clock.advance(std::time::Duration::from_secs(60));
+        let rotated = keys.rotate(Purpose::Grant).await.unwrap();
+        let mut conn = b.store.conn().await.unwrap();
+        for key in store::keys::list(&mut conn).await.unwrap() {
+            let expected = if key.id == rotated {
+                1_000_000_060
+            } else {
+                1_000_000_000
+            };
+            assert_eq!(key.created_at, expected, "{}: key {}", b.name, key.purpose);
+        }
+        let events = store::audit::after(&mut conn, 0, 100).await.unwrap();
+        let times: Vec<String> = events
+            .iter()
+            .map(|(_, body)| {
+                let body: serde_json::Value = serde_json::from_str(body).unwrap();
+                body["time"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        let (last, first) = times.split_last().unwrap();
+        assert!(
+            first.iter().all(|t| t == "2001-09-09T01:46:40.000Z"),
+            "{}: {times:?}",
+            b.name
+        );
+        assert_eq!(last, "2001-09-09T01:47:40.000Z", "{}", b.name);
+    }
+}
+
+#[tokio::test]
 async fn oidc_logins_are_single_use_and_tokens_keep_their_login() {
     use store::oidc_logins::{self as logins, PendingLogin};
     for b in backends().await {

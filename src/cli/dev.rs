@@ -133,7 +133,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let config = controller_config(&args, &state_dir, policy)?;
     let controller = portcullis_controller::Controller::start_with(
         config,
-        portcullis_controller::Options { dev_login: true },
+        portcullis_controller::Options {
+            dev_login: true,
+            ..Default::default()
+        },
     )
     .await
     .context("the dev controller failed to start")?;
@@ -224,7 +227,7 @@ async fn dev_token(
     args: &DevArgs,
     state_dir: &Path,
 ) -> anyhow::Result<SecretString> {
-    let now = portcullis_controller::clock::to_i64(portcullis_controller::clock::now());
+    let now = portcullis_controller::clock::to_i64(app.clock.unix_secs());
     if let Ok(text) = std::fs::read_to_string(state_dir.join("dev.env")) {
         if let Some(token) = text
             .lines()
@@ -270,7 +273,7 @@ async fn ensure_echo_target(
     echo: SocketAddr,
 ) -> anyhow::Result<()> {
     use portcullis_controller::store::targets;
-    let now = portcullis_controller::clock::to_i64(portcullis_controller::clock::now());
+    let now = portcullis_controller::clock::to_i64(app.clock.unix_secs());
     let record = targets::TargetRecord {
         id: portcullis_controller::ids::new_id(portcullis_controller::ids::IdKind::Target),
         name: "echo".into(),

@@ -170,7 +170,7 @@ pub async fn authorize(
     client_spki: &[u8],
     ssh_public_key: Option<&str>,
 ) -> Result<SessionAuthorization, ApiError> {
-    let now = clock::now();
+    let now = state.clock.unix_secs();
     if let RateCheck::Exceeded { first, retry_after } =
         state.authorize_rate.hit(&principal.user.id, now)
     {
@@ -548,7 +548,7 @@ async fn finish_mint(
     let valid_before = minted.certificate.as_ref().map(|(cert, _)| {
         ssh_key::Certificate::from_openssh(cert)
             .map(|c| c.valid_before())
-            .unwrap_or_else(|_| clock::now() + 24 * 3600)
+            .unwrap_or_else(|_| state.clock.unix_secs() + 24 * 3600)
     });
     let mut tx = state.begin_audited().await?;
     if !session_rows::finish_minting(tx.write(), session_id).await? {

@@ -193,7 +193,7 @@ pub async fn revoke_one(
     vault: &Vault,
     record: &rows::CredentialRecord,
 ) -> Result<bool, StoreError> {
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(state.clock.unix_secs());
     let outcome = match &record.token_accessor {
         Some(accessor) => vault.revoke_accessor(accessor).await.map(|()| "revoked"),
         None => {
@@ -287,7 +287,7 @@ pub async fn run_once(state: &AppState, vault: &Vault) -> Result<usize, StoreErr
     let Some(_lease) = state.store.try_lease("vault-credentials").await? else {
         return Ok(0);
     };
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(state.clock.unix_secs());
     let before = now - clock::to_i64(vault.config().mint_timeout.as_secs());
     let abandoned = {
         let mut conn = state.store.conn().await?;
