@@ -130,19 +130,12 @@ async fn sqlite_wal_is_copied_back_in_the_background() {
     let before = std::fs::metadata(&path).expect("db file").len();
     // The migrations' tables and rows land in the WAL, not in the database file.
     store.migrate().await.expect("migrations");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut after = before;
-    while std::time::Instant::now() < deadline {
-        after = std::fs::metadata(&path).expect("db file").len();
-        if after > before + 16 * 4096 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(
-        after > before + 16 * 4096,
-        "the database file stayed at {after} bytes (was {before}): no checkpoint ran"
-    );
+    common::wait::wait_for_async(
+        "a checkpoint to copy the WAL into the database file",
+        std::time::Duration::from_secs(10),
+        || async { std::fs::metadata(&path).expect("db file").len() > before + 16 * 4096 },
+    )
+    .await;
 }
 
 #[tokio::test]
