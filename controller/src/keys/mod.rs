@@ -197,7 +197,7 @@ impl Keyset {
             .map_err(|e| KeyError::Crypto(e.to_string()))?;
         let pkcs8 = zeroize::Zeroizing::new(pair.serialize_der());
         let certificate = match purpose {
-            Purpose::TlsCa => Some(ca::self_signed_ca(&id, &pkcs8)?),
+            Purpose::TlsCa => Some(ca::self_signed_ca(&id, &pkcs8, self.clock.now())?),
             _ => None,
         };
         Ok(KeyRecord {
@@ -301,7 +301,7 @@ impl Keyset {
             .certificate
             .as_deref()
             .ok_or(KeyError::Missing("tls-ca certificate"))?;
-        ca::CertificateAuthority::new(&key.id, &key.pkcs8, cert)
+        ca::CertificateAuthority::new(&key.id, &key.pkcs8, cert, self.clock.clone())
     }
 
     /// Makes a new active key; the old one stays valid for verification until retired.
