@@ -6,7 +6,9 @@ mod common;
 
 use portcullis_controller::keys::{Keyset, MasterKey, Purpose};
 use portcullis_controller::secret::{ExposeSecret as _, SecretString};
+use portcullis_controller::store::sessions::SessionState;
 use portcullis_controller::store::{self, Store, StoreError, Write};
+use portcullis_proto::link::EndReason;
 
 /// The store functions that change state take a `Write`, which only an audited transaction
 /// makes; this suite checks those functions themselves, so it makes one directly.
@@ -299,7 +301,7 @@ fn session(limit: i64) -> store::sessions::SessionRecord {
         user_id: "u_alice".into(),
         target_id: "t_1".into(),
         worker_id: "w_1".into(),
-        state: "pending".into(),
+        state: SessionState::Pending,
         termination_reason: None,
         client_addr: "127.0.0.1".into(),
         client_key_hash: "00".into(),
@@ -368,15 +370,31 @@ async fn sessions_admit_count_limit_and_terminate_once() {
                 .unwrap(),
             "limit"
         );
+        assert!(connection_closed(
+            w(&mut conn),
+            "s_1",
+            "w_1",
+            "c_1",
+            10,
+            20,
+            EndReason::Closed,
+            120
+        )
+        .await
+        .unwrap());
         assert!(
-            connection_closed(w(&mut conn), "s_1", "w_1", "c_1", 10, 20, "closed", 120)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !connection_closed(w(&mut conn), "s_1", "w_1", "c_1", 10, 20, "closed", 121)
-                .await
-                .unwrap(),
+            !connection_closed(
+                w(&mut conn),
+                "s_1",
+                "w_1",
+                "c_1",
+                10,
+                20,
+                EndReason::Closed,
+                121
+            )
+            .await
+            .unwrap(),
             "idempotent"
         );
         let conns = store::sessions::connections(&mut conn, "s_1")
@@ -390,18 +408,18 @@ async fn sessions_admit_count_limit_and_terminate_once() {
             ),
             (10, 20, "closed")
         );
-        assert!(terminate(w(&mut conn), "s_1", "canceled", 130)
+        assert!(terminate(w(&mut conn), "s_1", EndReason::Canceled, 130)
             .await
             .unwrap());
         assert!(
-            !terminate(w(&mut conn), "s_1", "expired", 131)
+            !terminate(w(&mut conn), "s_1", EndReason::Expired, 131)
                 .await
                 .unwrap(),
             "{}: terminated twice",
             b.name
         );
         let s = get(&mut conn, "s_1").await.unwrap().unwrap();
-        assert_eq!(s.termination_reason.as_deref(), Some("canceled"));
+        assert_eq!(s.termination_reason, Some(EndReason::Canceled));
         assert!(
             !admit_first(w(&mut conn), "s_1", "w_1", "c_4", "127.0.0.1", 140)
                 .await
@@ -812,7 +830,7 @@ async fn vault_credentials_go_from_intent_to_revoked_once() {
             .await
             .unwrap();
         let mut s = session(0);
-        s.state = store::sessions::MINTING.into();
+        s.state = SessionState::Minting;
         store::sessions::insert(w(&mut conn), &s, None)
             .await
             .unwrap();

@@ -1,12 +1,103 @@
 //! Operations the `portcullis` command runs on a controller's store itself, outside the API:
-//! the seeding of `portcullis dev`. Each one is an audited transaction like the API's (the
-//! offline commands' other operations live beside what they change: `tokens::issue_local`,
-//! `enrolment::issue_join_token`, `Keyset::rotate` and `retire`).
+//! the seeding of `portcullis dev` (its target and its login). Each one is an audited
+//! transaction like the API's. The offline commands' other operations live beside what they
+//! change: `tokens::issue_local`, `enrolment::issue_join_token`, `Keyset::rotate`, `retire`.
 
 use crate::audit::{event, Actor, AuditEvent, Event};
+use crate::clock;
+use crate::ids::{new_id, secret_hash, IdKind};
+use crate::keys::KeyError;
+use crate::secret::SecretString;
 use crate::state::AppState;
 use crate::store::targets::{self as rows, TargetRecord};
+use crate::store::users::UserRecord;
 use crate::store::StoreError;
+
+/// The issuer of the identities `portcullis dev` logs in.
+pub const DEV_ISSUER: &str = "portcullis-dev";
+
+/// Creates (or re-points) the `portcullis dev` target `name` at `address`: zone `LOCAL`,
+/// service `name`, tagged `dev`.
+pub async fn seed_dev_target(
+    state: &AppState,
+    name: &str,
+    address: &str,
+) -> Result<TargetRecord, StoreError> {
+    let now = clock::to_i64(state.clock.unix_secs());
+    let record = TargetRecord {
+        id: new_id(IdKind::Target),
+        name: name.to_owned(),
+        address: address.to_owned(),
+        zone: Some("LOCAL".into()),
+        service: Some(name.to_owned()),
+        vmid: None,
+        tags: vec!["dev".into()],
+        pool: None,
+        max_session_secs: 8 * 3600,
+        connection_limit: 0,
+        ssh_host_keys: vec![],
+        ssh_host_cas: vec![],
+        vault_ssh_mount: None,
+        vault_ssh_role: None,
+        vault_secrets: vec![],
+        created_at: now,
+        updated_at: now,
+    };
+    put_target(state, Actor::system(), record).await
+}
+
+/// The identity `portcullis dev` logs in.
+#[derive(Debug, Clone)]
+pub struct DevIdentity {
+    pub user: String,
+    pub groups: Vec<String>,
+    pub amr: Vec<String>,
+}
+
+/// A token for the dev identity: `previous` when it still authenticates that same identity
+/// for at least ten more minutes, else a new login (`login_succeeded`, source 127.0.0.1).
+pub async fn dev_login(
+    state: &AppState,
+    who: &DevIdentity,
+    previous: Option<&str>,
+) -> Result<SecretString, KeyError> {
+    let now = clock::to_i64(state.clock.unix_secs());
+    if let Some(token) = previous {
+        let mut conn = state.store.conn().await?;
+        let found = crate::store::tokens::authenticate(&mut conn, &secret_hash(token), now).await?;
+        if let Some((user, _, expires_at)) = found {
+            if user.username == who.user
+                && user.groups == who.groups
+                && user.amr == who.amr
+                && expires_at > now + 600
+            {
+                return Ok(SecretString::from(token.to_owned()));
+            }
+        }
+    }
+    let user = UserRecord {
+        id: new_id(IdKind::User),
+        issuer: DEV_ISSUER.into(),
+        subject: who.user.clone(),
+        username: who.user.clone(),
+        email: None,
+        name: None,
+        groups: who.groups.clone(),
+        amr: who.amr.clone(),
+        acr: None,
+        auth_time: Some(now),
+        updated_at: now,
+    };
+    let issued = crate::tokens::issue(
+        &state.store,
+        &state.keys,
+        state.config.token_lifetime,
+        &user,
+        |user, token| crate::tokens::login_succeeded(user, token, "127.0.0.1"),
+    )
+    .await?;
+    Ok(SecretString::from(issued.secret))
+}
 
 /// Creates the target `record` describes, or re-points the existing target of that name at
 /// `record`'s address (changing nothing else), with `target_created` or `target_updated`.

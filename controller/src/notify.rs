@@ -5,7 +5,7 @@
 //! caught by the heartbeat reconcile, which compares the worker's live sessions with the
 //! store at every heartbeat.
 
-use portcullis_proto::link::SessionEnd;
+use portcullis_proto::link::{EndReason, SessionEnd};
 use sqlx::AnyConnection;
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +20,7 @@ pub async fn session_ended(
     conn: &mut AnyConnection,
     session_id: &str,
     worker_id: &str,
-    reason: &str,
+    reason: EndReason,
 ) -> Result<(), StoreError> {
     if dialect == Dialect::Postgres {
         sqlx::query("SELECT pg_notify($1, $2)")
@@ -32,11 +32,13 @@ pub async fn session_ended(
     Ok(())
 }
 
+/// The worker and the session end a payload names; `None` for a payload this version cannot
+/// read (the worker then learns of the end at its next heartbeat).
 fn parse(payload: &str) -> Option<(String, SessionEnd)> {
     let mut parts = payload.splitn(3, ' ');
     let session_id = parts.next()?.to_owned();
     let worker_id = parts.next()?.to_owned();
-    let reason = parts.next()?.to_owned();
+    let reason = parts.next()?.parse().ok()?;
     Some((worker_id, SessionEnd { session_id, reason }))
 }
 
@@ -69,7 +71,7 @@ pub async fn listen(state: AppState, url: String, shutdown: CancellationToken) {
                             &state,
                             &worker_id,
                             &end.session_id,
-                            &end.reason,
+                            end.reason,
                         );
                     }
                 }
@@ -88,13 +90,11 @@ mod tests {
     fn payloads_parse() {
         let (worker, end) = super::parse("s_1 w_2 canceled").unwrap();
         assert_eq!(
-            (
-                worker.as_str(),
-                end.session_id.as_str(),
-                end.reason.as_str()
-            ),
-            ("w_2", "s_1", "canceled")
+            (worker.as_str(), end.session_id.as_str(), end.reason),
+            ("w_2", "s_1", super::EndReason::Canceled)
         );
         assert!(super::parse("garbage").is_none());
+        // A reason this version does not know: the heartbeat reconcile tells the worker.
+        assert!(super::parse("s_1 w_2 gone_fishing").is_none());
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use portcullis_policy::{Outcome, Policy, TargetFacts};
-use portcullis_proto::link::reason;
+use portcullis_proto::link::EndReason;
 
 use crate::audit::{Actor, AuditEvent, Event};
 use crate::state::AppState;
@@ -67,7 +67,7 @@ async fn end_disallowed(
         let mut conn = state.store.conn().await?;
         let mut out = Vec::new();
         for s in session_rows::list(&mut conn, None, 100_000).await? {
-            if s.state != session_rows::TERMINATED {
+            if s.state.is_live() {
                 out.push(s);
             }
         }
@@ -113,7 +113,7 @@ async fn end_disallowed(
             && crate::sessions::lifecycle::end_session(
                 state,
                 &s.id,
-                reason::POLICY_CHANGED,
+                EndReason::PolicyChanged,
                 Actor::system(),
             )
             .await?

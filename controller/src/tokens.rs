@@ -87,6 +87,29 @@ pub async fn issue(
     })
 }
 
+/// The event of a login (OIDC or the dev login) from `source`: the user is the actor.
+pub(crate) fn login_succeeded(
+    user: &UserRecord,
+    token: &TokenFacts<'_>,
+    source: &str,
+) -> AuditEvent {
+    AuditEvent::new(
+        Actor {
+            user_id: Some(user.id.clone()),
+            username: Some(user.username.clone()),
+            groups: user.groups.clone(),
+            source: Some(source.to_owned()),
+        },
+        Event::LoginSucceeded {
+            details: event::TokenGranted {
+                issuer: user.issuer.clone(),
+                token_id: token.token_id.to_owned(),
+                expires_at: token.expires_at,
+            },
+        },
+    )
+}
+
 /// Who asked for a break-glass token: the local account that ran the command.
 #[derive(Debug, Clone)]
 pub struct Operator {

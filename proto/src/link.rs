@@ -3,12 +3,16 @@
 //!
 //! Every request carries an id chosen by its sender; the answer carries the same id. Ids of
 //! the two directions are independent (the dialling side uses odd ids, the accepting side even
-//! ones) so a frame is never ambiguous. Unknown message kinds are answered with an error, so a
-//! newer peer can probe an older one.
+//! ones) so a frame is never ambiguous. A frame that does not decode (an unknown message kind,
+//! an unknown end reason, malformed JSON) closes the link: both sides speak the same
+//! `PROTOCOL_VERSION`, which a new message kind or reason raises.
 
 use serde::{Deserialize, Serialize};
 
 use crate::grant::GrantKey;
+
+mod reason;
+pub use reason::{EndReason, UnknownEndReason};
 
 /// The ALPN protocol id of the cluster link.
 pub const ALPN: &[u8] = b"portcullis-link/1";
@@ -16,21 +20,6 @@ pub const ALPN: &[u8] = b"portcullis-link/1";
 /// The DNS name in every controller's link certificate; workers verify it, whatever address
 /// they dialled.
 pub const CONTROLLER_SERVER_NAME: &str = "portcullis-controller";
-
-/// Reasons a session ends, as stored and as sent on the link.
-pub mod reason {
-    pub const CLOSED: &str = "closed";
-    pub const EXPIRED: &str = "expired";
-    pub const CANCELED: &str = "canceled";
-    pub const CONNECTION_LIMIT: &str = "connection_limit";
-    pub const WORKER_LOST: &str = "worker_lost";
-    pub const WORKER_DELETED: &str = "worker_deleted";
-    pub const POLICY_CHANGED: &str = "policy_changed";
-    pub const SHUTDOWN: &str = "shutdown";
-    pub const LOGOUT: &str = "logout";
-    /// An admin revoked all of the user's tokens (`portcullis users revoke`).
-    pub const USER_REVOKED: &str = "user_revoked";
-}
 
 /// The largest frame either side accepts (1 MiB); a larger one closes the link.
 pub const MAX_FRAME_LEN: usize = 1 << 20;
@@ -82,7 +71,8 @@ pub enum Response {
     Sync(Sync),
     /// To [`Request::AdmitFirst`].
     Admitted,
-    /// To [`Request::AdmitFirst`]: the connection must be refused, with the reason.
+    /// To [`Request::AdmitFirst`]: the connection must be refused. `reason` is a sentence for
+    /// the client (it may name the session's [`EndReason`]), not one of a fixed set.
     Refused { reason: String },
     /// To [`Request::Events`]: these event ids are durable and may be dropped from the spool.
     EventsAck { event_ids: Vec<String> },
@@ -127,11 +117,12 @@ pub struct AdmitFirst {
     pub client_addr: String,
 }
 
-/// A session that must end, and why.
+/// A session that must end, and why. A frame whose reason this side does not know does not
+/// decode (see [`EndReason`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionEnd {
     pub session_id: String,
-    pub reason: String,
+    pub reason: EndReason,
 }
 
 /// A connection's life as the worker reports it.
@@ -156,7 +147,7 @@ pub enum ConnectionEventKind {
     Closed {
         bytes_up: u64,
         bytes_down: u64,
-        reason: String,
+        reason: EndReason,
     },
 }
 
@@ -186,7 +177,7 @@ impl ConnectionEvent {
         at: u64,
         bytes_up: u64,
         bytes_down: u64,
-        reason: &str,
+        reason: EndReason,
     ) -> Self {
         Self {
             event_id: format!("{connection_id}:closed"),
@@ -196,7 +187,7 @@ impl ConnectionEvent {
             kind: ConnectionEventKind::Closed {
                 bytes_up,
                 bytes_down,
-                reason: reason.to_owned(),
+                reason,
             },
         }
     }
@@ -221,7 +212,14 @@ mod tests {
         let frame = Frame::Request {
             id: 7,
             body: Request::Events {
-                events: vec![ConnectionEvent::closed("s", "c", 1, 10, 20, "closed")],
+                events: vec![ConnectionEvent::closed(
+                    "s",
+                    "c",
+                    1,
+                    10,
+                    20,
+                    EndReason::Closed,
+                )],
             },
         };
         let bytes = encode(&frame).unwrap();
@@ -238,5 +236,54 @@ mod tests {
         }
         assert!(decode(b"{\"frame\":\"request\",\"id\":1,\"body\":{\"type\":\"nope\"}}").is_err());
         assert!(decode(b"\xff\x00").is_err());
+    }
+
+    #[test]
+    fn reasons_keep_their_wire_text_and_an_unknown_one_does_not_decode() {
+        let end = Frame::Request {
+            id: 2,
+            body: Request::EndSession(SessionEnd {
+                session_id: "s_1".into(),
+                reason: EndReason::Canceled,
+            }),
+        };
+        let wire = br#"{"frame":"request","id":2,"body":{"type":"end_session","session_id":"s_1","reason":"canceled"}}"#;
+        assert_eq!(&encode(&end).unwrap()[..], &wire[..]);
+        assert!(matches!(
+            decode(wire).unwrap(),
+            Frame::Request {
+                body: Request::EndSession(SessionEnd {
+                    reason: EndReason::Canceled,
+                    ..
+                }),
+                ..
+            }
+        ));
+        let closed = Frame::Request {
+            id: 3,
+            body: Request::Events {
+                events: vec![ConnectionEvent::closed(
+                    "s",
+                    "c",
+                    1,
+                    10,
+                    20,
+                    EndReason::ControllerUnreachable,
+                )],
+            },
+        };
+        let text = String::from_utf8(encode(&closed).unwrap().to_vec()).unwrap();
+        assert!(
+            text.contains(r#""reason":"controller_unreachable""#),
+            "{text}"
+        );
+        // Fail closed: a reason this side does not know makes the frame malformed.
+        let unknown = String::from_utf8(wire.to_vec())
+            .unwrap()
+            .replace("canceled", "gone_fishing");
+        let err = decode(unknown.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("gone_fishing"), "{err}");
+        let unknown = text.replace("controller_unreachable", "gone_fishing");
+        assert!(decode(unknown.as_bytes()).is_err());
     }
 }

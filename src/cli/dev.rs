@@ -250,7 +250,7 @@ async fn dev_token(
     }
     let user = portcullis_controller::store::users::UserRecord {
         id: portcullis_controller::ids::new_id(portcullis_controller::ids::IdKind::User),
-        issuer: portcullis_controller::api::login::DEV_ISSUER.into(),
+        issuer: portcullis_controller::admin::DEV_ISSUER.into(),
         subject: args.user.clone(),
         username: args.user.clone(),
         email: None,

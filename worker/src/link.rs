@@ -321,7 +321,7 @@ pub async fn drive<S: LinkIo>(
                     Frame::Request { id, body } => {
                         let answer = match body {
                             Request::EndSession(end) => {
-                                shared.table.end(&end.session_id, &end.reason);
+                                shared.table.end(&end.session_id, end.reason);
                                 Response::Ok
                             }
                             Request::Ping => Response::Ok,
@@ -338,7 +338,7 @@ pub async fn drive<S: LinkIo>(
 fn apply_sync(shared: &Shared, sync: link::Sync) {
     shared.table.heard(sync.grant_keys);
     for end in sync.ended {
-        shared.table.end(&end.session_id, &end.reason);
+        shared.table.end(&end.session_id, end.reason);
     }
 }
 

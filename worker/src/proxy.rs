@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_proto::grant::{self, GrantError};
-use portcullis_proto::link::{reason, AdmitFirst, ConnectionEvent, Request, Response};
+use portcullis_proto::link::{AdmitFirst, ConnectionEvent, EndReason, Request, Response};
 use portcullis_proto::proxy::{self, ClientHello, RefusalCode, WorkerReply};
 use portcullis_proto::text;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
@@ -281,7 +281,7 @@ async fn handle(
         let (dialed, ()) = tokio::join!(dialing, shared.spool.record(opened));
         dialed
     };
-    let closed = |up, down, why: &str| {
+    let closed = |up, down, why: EndReason| {
         ConnectionEvent::closed(
             &claims.sid,
             &connection_id,
@@ -297,7 +297,7 @@ async fn handle(
         Err(e) => {
             shared
                 .spool
-                .record(closed(0, 0, "target_unreachable"))
+                .record(closed(0, 0, EndReason::TargetUnreachable))
                 .await;
             return refuse(
                 tls,
@@ -321,14 +321,14 @@ async fn handle(
     let up = AtomicU64::new(0);
     let down = AtomicU64::new(0);
     let why = tokio::select! {
-        _ = relay(tls, target, &up, &down) => reason::CLOSED.to_owned(),
+        _ = relay(tls, target, &up, &down) => EndReason::Closed,
         _ = ending.ended() => ending.reason(),
-        _ = shared.hard_stop.cancelled() => reason::SHUTDOWN.to_owned(),
-        _ = isolated.cancelled() => "controller_unreachable".to_owned(),
+        _ = shared.hard_stop.cancelled() => EndReason::Shutdown,
+        _ = isolated.cancelled() => EndReason::ControllerUnreachable,
     };
     let (up, down) = (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed));
     tracing::info!(bytes.up = up, bytes.down = down, reason = %why, "connection closed");
-    shared.spool.record(closed(up, down, &why)).await;
+    shared.spool.record(closed(up, down, why)).await;
 }
 
 /// Asks the controller to admit a session's first connection (it records the session as

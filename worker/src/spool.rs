@@ -311,7 +311,14 @@ mod tests {
         let spool = Spool::open(path.clone());
         spool.record(opened("c1")).await;
         spool
-            .record(ConnectionEvent::closed("s", "c1", 2, 3, 4, "closed"))
+            .record(ConnectionEvent::closed(
+                "s",
+                "c1",
+                2,
+                3,
+                4,
+                portcullis_proto::link::EndReason::Closed,
+            ))
             .await;
         // Recorded means on disk: a second reader sees both.
         let again = Spool::open(path.clone());

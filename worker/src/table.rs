@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_proto::clock::{Clock, SystemClock};
 use portcullis_proto::grant::GrantKey;
-use portcullis_proto::link::reason;
+use portcullis_proto::link::EndReason;
 use tokio_util::sync::CancellationToken;
 
 /// How long a session ended by a controller, but never admitted here, is remembered.
@@ -25,7 +25,7 @@ const ENDED_RETENTION_SECS: u64 = 600;
 #[derive(Debug, Default)]
 pub struct Ending {
     cancel: CancellationToken,
-    reason: OnceLock<String>,
+    reason: OnceLock<EndReason>,
 }
 
 impl Ending {
@@ -35,15 +35,12 @@ impl Ending {
     }
 
     /// Why the session ended (once it has).
-    pub fn reason(&self) -> String {
-        self.reason
-            .get()
-            .cloned()
-            .unwrap_or_else(|| reason::CANCELED.to_owned())
+    pub fn reason(&self) -> EndReason {
+        self.reason.get().copied().unwrap_or(EndReason::Canceled)
     }
 
-    fn end(&self, why: &str) {
-        let _ = self.reason.set(why.to_owned());
+    fn end(&self, why: EndReason) {
+        let _ = self.reason.set(why);
         self.cancel.cancel();
     }
 
@@ -97,7 +94,7 @@ pub enum Admission {
     First,
     /// A later connection, admitted locally.
     Local,
-    Ended(String),
+    Ended(EndReason),
     LimitReached,
 }
 
@@ -192,8 +189,8 @@ impl Table {
     pub fn admit(&self, session_id: &str, limit: u32, expires_at: u64) -> Admission {
         self.with_deadlines(|i| {
             let entry = i.entry(session_id, expires_at);
-            if let Some(reason) = entry.ending.reason.get() {
-                return Admission::Ended(reason.clone());
+            if let Some(&reason) = entry.ending.reason.get() {
+                return Admission::Ended(reason);
             }
             if limit > 0 && entry.admitted >= limit {
                 return Admission::LimitReached;
@@ -225,14 +222,14 @@ impl Table {
                 .map(|e| e.ending.clone())
                 .unwrap_or_else(|| {
                     let ending = Ending::default();
-                    ending.end(reason::EXPIRED);
+                    ending.end(EndReason::Expired);
                     Arc::new(ending)
                 })
         })
     }
 
     /// Ends a session: its live connections close, later ones are refused.
-    pub fn end(&self, session_id: &str, reason: &str) {
+    pub fn end(&self, session_id: &str, reason: EndReason) {
         let retain = self.clock.unix_secs() + ENDED_RETENTION_SECS;
         self.with_deadlines(|i| {
             // A session never admitted here is remembered for a while; an admitted one until
@@ -244,11 +241,11 @@ impl Table {
         });
     }
 
-    pub fn end_reason(&self, session_id: &str) -> Option<String> {
+    pub fn end_reason(&self, session_id: &str) -> Option<EndReason> {
         self.with(|i| {
             i.sessions
                 .get(session_id)
-                .and_then(|e| e.ending.reason.get().cloned())
+                .and_then(|e| e.ending.reason.get().copied())
         })
     }
 
@@ -283,7 +280,7 @@ impl Table {
                 i.deadlines.pop_first();
                 if i.sessions.get(&id).is_some_and(|e| e.deadline == deadline) {
                     if let Some(entry) = i.sessions.remove(&id) {
-                        entry.ending.end(reason::EXPIRED);
+                        entry.ending.end(EndReason::Expired);
                     }
                 }
             }

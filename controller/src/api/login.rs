@@ -7,16 +7,13 @@ use portcullis_proto::api::{DevLoginRequest, LoginResponse, UserInfo};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, PeerAddr, Principal};
+use crate::admin::DEV_ISSUER;
 use crate::audit::denials::Failure;
-use crate::audit::event::TokenGranted;
-use crate::audit::{Actor, AuditEvent, Event};
 use crate::clock;
 use crate::ids::{new_id, IdKind};
 use crate::state::AppState;
 use crate::store::rate_limits;
 use crate::store::users::UserRecord;
-
-pub const DEV_ISSUER: &str = "portcullis-dev";
 
 pub fn user_info(state: &AppState, user: &UserRecord, token_expires_at: Option<i64>) -> UserInfo {
     let policy = state.policy();
@@ -49,23 +46,7 @@ pub async fn issue_token(
         &state.keys,
         state.config.token_lifetime,
         &user,
-        |user, token| {
-            AuditEvent::new(
-                Actor {
-                    user_id: Some(user.id.clone()),
-                    username: Some(user.username.clone()),
-                    groups: user.groups.clone(),
-                    source: Some(source.to_owned()),
-                },
-                Event::LoginSucceeded {
-                    details: TokenGranted {
-                        issuer: user.issuer.clone(),
-                        token_id: token.token_id.to_owned(),
-                        expires_at: token.expires_at,
-                    },
-                },
-            )
-        },
+        |user, token| crate::tokens::login_succeeded(user, token, source),
     )
     .await?;
     let info = user_info(state, &issued.user, Some(clock::to_i64(issued.expires_at)));

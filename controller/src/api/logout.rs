@@ -39,7 +39,7 @@ pub async fn logout(
         if crate::sessions::lifecycle::end_session(
             &state,
             &id,
-            portcullis_proto::link::reason::LOGOUT,
+            portcullis_proto::link::EndReason::Logout,
             principal.actor(),
         )
         .await?
@@ -97,7 +97,7 @@ pub async fn revoke_user(
             if crate::sessions::lifecycle::end_session(
                 &state,
                 &id,
-                portcullis_proto::link::reason::USER_REVOKED,
+                portcullis_proto::link::EndReason::UserRevoked,
                 principal.actor(),
             )
             .await?

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use portcullis_policy::Permission;
 use portcullis_proto::api::{AuthorizeSession, Connection, List, Session, SessionAuthorization};
-use portcullis_proto::link::reason;
+use portcullis_proto::link::EndReason;
 use serde::Deserialize;
 
 use super::error::ApiError;
@@ -155,7 +155,7 @@ fn conn_to_api(c: &ConnectionRecord) -> Connection {
         bytes_down: clock::to_u64(c.bytes_down),
         opened_at: clock::to_u64(c.opened_at),
         closed_at: c.closed_at.map(clock::to_u64),
-        close_reason: c.close_reason.clone(),
+        close_reason: c.close_reason.map(|r| r.to_string()),
     }
 }
 
@@ -184,8 +184,8 @@ async fn to_api(
         username,
         target_id: s.target_id.clone(),
         worker_id: s.worker_id.clone(),
-        state: s.state.clone(),
-        termination_reason: s.termination_reason.clone(),
+        state: s.state.to_string(),
+        termination_reason: s.termination_reason.map(|r| r.to_string()),
         client_addr: s.client_addr.clone(),
         endpoint: s.endpoint.clone(),
         connection_limit: u32::try_from(s.connection_limit).unwrap_or(0),
@@ -254,7 +254,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<Session>, ApiError> {
     let session = visible(&state, &principal, &id, Permission::SessionsCancelAny).await?;
-    lifecycle::end_session(&state, &session.id, reason::CANCELED, principal.actor()).await?;
+    lifecycle::end_session(&state, &session.id, EndReason::Canceled, principal.actor()).await?;
     let session = {
         let mut conn = state.store.conn().await?;
         rows::get(&mut conn, &id)

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use portcullis_policy::Permission;
 use portcullis_proto::api::{CreateJoinToken, JoinToken, List, Worker};
-use portcullis_proto::link::{reason, Request, SessionEnd};
+use portcullis_proto::link::{EndReason, Request, SessionEnd};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Principal};
@@ -84,7 +84,7 @@ pub async fn delete(
         session_rows::live_on_worker(&mut conn, &w.id).await?
     };
     for s in &live {
-        lifecycle::end_session(&state, &s.id, reason::WORKER_DELETED, principal.actor()).await?;
+        lifecycle::end_session(&state, &s.id, EndReason::WorkerDeleted, principal.actor()).await?;
     }
     // The ends are pushed in the background; wait for the worker to confirm them before its
     // link is dropped, or a worker that lost its link would keep the connections for its
@@ -93,7 +93,7 @@ pub async fn delete(
         for s in &live {
             let end = Request::EndSession(SessionEnd {
                 session_id: s.id.clone(),
-                reason: reason::WORKER_DELETED.to_owned(),
+                reason: EndReason::WorkerDeleted,
             });
             if let Err(err) = link.request(end, Duration::from_secs(2)).await {
                 tracing::warn!(session.id = %s.id, error = %err, "deleted worker did not confirm a session end");

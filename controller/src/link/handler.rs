@@ -2,7 +2,8 @@
 
 use portcullis_proto::grant::GrantKey;
 use portcullis_proto::link::{
-    AdmitFirst, ConnectionEvent, ConnectionEventKind, Hello, Request, Response, SessionEnd, Sync,
+    AdmitFirst, ConnectionEvent, ConnectionEventKind, EndReason, Hello, Request, Response,
+    SessionEnd, Sync,
 };
 use portcullis_proto::text;
 
@@ -11,7 +12,8 @@ use crate::clock;
 use crate::keys::ca::Leaf;
 use crate::keys::Purpose;
 use crate::state::AppState;
-use crate::store::{sessions as session_rows, workers as worker_rows, StoreError};
+use crate::store::sessions::{self as session_rows, SessionState};
+use crate::store::{workers as worker_rows, StoreError};
 
 fn error(message: impl Into<String>) -> Response {
     Response::Error {
@@ -95,10 +97,10 @@ async fn sync(state: &AppState, worker_id: &str, proxy_addr: &str, live: &[Strin
     };
     let mut ended: Vec<SessionEnd> = states
         .into_iter()
-        .filter(|(_, state, _)| state == session_rows::TERMINATED)
+        .filter(|(_, state, _)| *state == SessionState::Terminated)
         .map(|(id, _, reason)| SessionEnd {
             session_id: id,
-            reason: reason.unwrap_or_else(|| "terminated".into()),
+            reason: reason.unwrap_or(EndReason::Terminated),
         })
         .collect();
     // Sessions the store does not know are not allowed to continue.
@@ -111,7 +113,7 @@ async fn sync(state: &AppState, worker_id: &str, proxy_addr: &str, live: &[Strin
             if !known {
                 ended.push(SessionEnd {
                     session_id: id.clone(),
-                    reason: "unknown_session".into(),
+                    reason: EndReason::UnknownSession,
                 });
             }
         }
@@ -195,10 +197,10 @@ async fn admit_first(state: &AppState, worker_id: &str, admit: AdmitFirst) -> Re
 fn refusal(session: Option<&session_rows::SessionRecord>, worker_id: &str, now: i64) -> String {
     match session {
         None => "unknown session".into(),
-        Some(s) if s.state == session_rows::TERMINATED => {
+        Some(s) if s.state == SessionState::Terminated => {
             format!(
                 "session ended: {}",
-                s.termination_reason.as_deref().unwrap_or("terminated")
+                s.termination_reason.unwrap_or(EndReason::Terminated)
             )
         }
         Some(s) if s.worker_id != worker_id => "the session belongs to another worker".into(),
@@ -238,7 +240,7 @@ async fn apply_events(state: &AppState, worker_id: &str, events: Vec<ConnectionE
                 if let Err(err) = crate::sessions::lifecycle::end_session(
                     state,
                     &session_id,
-                    portcullis_proto::link::reason::CONNECTION_LIMIT,
+                    EndReason::ConnectionLimit,
                     Actor::worker(worker_id),
                 )
                 .await
@@ -315,7 +317,7 @@ async fn apply_event(
                 &event.connection_id,
                 up,
                 down,
-                reason,
+                *reason,
                 at,
             )
             .await?
@@ -323,7 +325,7 @@ async fn apply_event(
                 return Ok(false);
             }
             let closed = Event::ConnectionClosed {
-                reason: reason.clone(),
+                reason: reason.to_string(),
                 details: event::ConnectionClosed {
                     connection_id: event.connection_id.clone(),
                     bytes_up: *bytes_up,
@@ -338,7 +340,7 @@ async fn apply_event(
             let Some(s) = session_rows::get(tx.read(), &event.session_id).await? else {
                 return Ok(false);
             };
-            Ok(s.state != session_rows::TERMINATED
+            Ok(s.state.is_live()
                 && s.connection_limit > 0
                 && s.connections_count >= s.connection_limit
                 && session_rows::open_connections(tx.read(), &s.id).await? == 0)

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use portcullis_policy::{Decision, Outcome, TargetFacts};
 use portcullis_proto::api::SessionAuthorization;
 use portcullis_proto::grant::{self, GrantClaims, GRANT_ISSUER};
+use portcullis_proto::link::EndReason;
 
 use super::lifecycle::arm_expiry;
 use super::limits::RateCheck;
@@ -17,7 +18,7 @@ use crate::clock;
 use crate::ids::{new_id, IdKind};
 use crate::keys::Purpose;
 use crate::state::AppState;
-use crate::store::sessions::{self as session_rows, SessionRecord};
+use crate::store::sessions::{self as session_rows, SessionRecord, SessionState};
 use crate::store::targets::TargetRecord;
 
 /// Resolves a target's `HOST:PORT` once; the first address (IPv4 preferred) is the one the
@@ -373,9 +374,9 @@ pub async fn authorize(
         target_id: target.id.clone(),
         worker_id: worker.id.clone(),
         state: if vault.is_some() {
-            session_rows::MINTING.into()
+            SessionState::Minting
         } else {
-            session_rows::PENDING.into()
+            SessionState::Pending
         },
         termination_reason: None,
         client_addr: principal.peer.ip().to_string(),
@@ -620,7 +621,7 @@ async fn mint_failed(
         super::lifecycle::end_session(
             state,
             session_id,
-            super::credentials::REASON_MINT_FAILED,
+            EndReason::CredentialMintFailed,
             Actor::system(),
         )
         .await

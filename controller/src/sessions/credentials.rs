@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use portcullis_proto::api::LeasedSecret;
+use portcullis_proto::link::EndReason;
 use tokio_util::sync::CancellationToken;
 
 use super::lifecycle::end_session;
@@ -29,10 +30,6 @@ pub const VAULT_CA_PREFIX: &str = "vault:";
 /// A new session token lives this long until its accessor is stored and it is extended: a
 /// token made by a controller that dies in between expires by itself.
 pub const ORPHAN_WINDOW: Duration = Duration::from_secs(120);
-
-/// Termination reasons of sessions whose credentials could not be had.
-pub const REASON_MINT_FAILED: &str = "credential_mint_failed";
-pub const REASON_MINT_ABANDONED: &str = "credential_mint_abandoned";
 
 /// What the session asks Vault for.
 pub struct MintRequest<'a> {
@@ -298,7 +295,7 @@ pub async fn run_once(state: &AppState, vault: &Vault) -> Result<usize, StoreErr
         let ended = end_session(
             state,
             &record.session_id,
-            REASON_MINT_ABANDONED,
+            EndReason::CredentialMintAbandoned,
             Actor::system(),
         )
         .await?;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use portcullis_proto::link::{Request, SessionEnd};
+use portcullis_proto::link::{EndReason, Request, SessionEnd};
 use tracing::Instrument as _;
 
 use crate::audit::{event, Actor, AuditEvent, Event};
@@ -17,7 +17,7 @@ use crate::store::StoreError;
 pub async fn end_session(
     state: &AppState,
     session_id: &str,
-    reason: &str,
+    reason: EndReason,
     actor: Actor,
 ) -> Result<bool, StoreError> {
     let now = clock::to_i64(state.clock.unix_secs());
@@ -44,7 +44,7 @@ pub async fn end_session(
     )
     .await?;
     let event = Event::SessionTerminated {
-        reason: reason.to_owned(),
+        reason: reason.to_string(),
         details: event::SessionTerminated {
             // Serials are random 64-bit numbers: always decimal strings (I-JSON, RFC 8785).
             ssh_certificates_revoked: revoked.iter().map(u64::to_string).collect(),
@@ -57,7 +57,7 @@ pub async fn end_session(
             .target(&session.target_id),
     )
     .await?;
-    tracing::info!(session.id = session_id, reason, "session terminated");
+    tracing::info!(session.id = session_id, %reason, "session terminated");
     if !vault_revocations.is_empty() {
         match &state.vault {
             Some(vault) => super::credentials::revoke_now(state.clone(), vault.clone(), vault_revocations),
@@ -73,13 +73,13 @@ pub async fn end_session(
 
 /// Tells a linked worker to end a session now (best effort: the heartbeat reconcile is the
 /// durable path).
-pub fn notify_worker(state: &AppState, worker_id: &str, session_id: &str, reason: &str) {
+pub fn notify_worker(state: &AppState, worker_id: &str, session_id: &str, reason: EndReason) {
     let Some(link) = state.links.get(worker_id) else {
         return;
     };
     let end = SessionEnd {
         session_id: session_id.to_owned(),
-        reason: reason.to_owned(),
+        reason,
     };
     let span = tracing::info_span!(
         "end_session_push",
@@ -104,13 +104,8 @@ pub fn arm_expiry(state: &AppState, session_id: String, expires_at: u64) {
         async move {
             let wait = expires_at.saturating_sub(state.clock.unix_secs());
             tokio::time::sleep(Duration::from_secs(wait)).await;
-            if let Err(err) = end_session(
-                &state,
-                &session_id,
-                portcullis_proto::link::reason::EXPIRED,
-                Actor::system(),
-            )
-            .await
+            if let Err(err) =
+                end_session(&state, &session_id, EndReason::Expired, Actor::system()).await
             {
                 tracing::warn!(error = %err, "could not expire session; the sweeper will retry");
             }

@@ -1,7 +1,7 @@
 //! The backstop sweep: ends sessions past their expiry, pending sessions that never
 //! connected, and sessions on workers that have not been heard from.
 
-use portcullis_proto::link::reason;
+use portcullis_proto::link::EndReason;
 use tokio_util::sync::CancellationToken;
 
 use super::lifecycle::end_session;
@@ -40,7 +40,7 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
     let mut ended = 0;
     for session in due {
         // Past expiry, or pending too long without a connection: both are expiries.
-        if end_session(state, &session.id, reason::EXPIRED, Actor::system()).await? {
+        if end_session(state, &session.id, EndReason::Expired, Actor::system()).await? {
             ended += 1;
         }
     }
@@ -61,7 +61,7 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
             session_rows::live_on_worker(&mut conn, &worker.id).await?
         };
         for session in live {
-            if end_session(state, &session.id, reason::WORKER_LOST, Actor::system()).await? {
+            if end_session(state, &session.id, EndReason::WorkerLost, Actor::system()).await? {
                 ended += 1;
             }
         }

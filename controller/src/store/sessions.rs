@@ -1,16 +1,101 @@
 //! Sessions and their connections. State changes are conditional updates, so when several
 //! controllers race on one session exactly one of them wins.
 
+use portcullis_proto::link::EndReason;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
-use super::Result;
 use super::Write;
+use super::{Result, StoreError};
 
-pub const MINTING: &str = "minting";
-pub const PENDING: &str = "pending";
-pub const ACTIVE: &str = "active";
-pub const TERMINATED: &str = "terminated";
+/// A session's state, stored as text in `sessions.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionState {
+    /// Committed, with credentials being minted from Vault; not usable yet.
+    Minting,
+    /// Authorised; no connection admitted yet.
+    Pending,
+    /// At least one connection admitted.
+    Active,
+    /// Ended, with an [`EndReason`]; never leaves this state.
+    Terminated,
+}
+
+impl SessionState {
+    pub const ALL: &'static [SessionState] = &[
+        SessionState::Minting,
+        SessionState::Pending,
+        SessionState::Active,
+        SessionState::Terminated,
+    ];
+
+    /// The text stored in `sessions.state` (and shown by the API).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Minting => "minting",
+            SessionState::Pending => "pending",
+            SessionState::Active => "active",
+            SessionState::Terminated => "terminated",
+        }
+    }
+
+    pub fn is_live(self) -> bool {
+        self != SessionState::Terminated
+    }
+}
+
+impl std::fmt::Display for SessionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A text that names no [`SessionState`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a session state (minting, pending, active or terminated)")]
+pub struct UnknownSessionState(pub String);
+
+impl std::str::FromStr for SessionState {
+    type Err = UnknownSessionState;
+
+    fn from_str(text: &str) -> std::result::Result<SessionState, UnknownSessionState> {
+        SessionState::ALL
+            .iter()
+            .copied()
+            .find(|state| state.as_str() == text)
+            .ok_or_else(|| UnknownSessionState(text.to_owned()))
+    }
+}
+
+/// Reads a text column that holds one of a closed set (a state, a reason). A value this
+/// version does not know is corruption, reported with the row and column.
+fn closed_set<T>(row: &AnyRow, table: &str, column: &str) -> Result<Option<T>>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text: Option<String> = row.try_get(column)?;
+    text.map(|text| {
+        text.parse().map_err(|e| {
+            let id: String = row.try_get("id").unwrap_or_default();
+            StoreError::Corrupt(format!(
+                "{table}.{column} of {id:?}: {e}; the row was written by another version or by \
+                 hand: correct it, or run the version that wrote it"
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// [`closed_set`] for a column that is never NULL.
+fn required<T>(row: &AnyRow, table: &str, column: &str) -> Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    closed_set(row, table, column)?
+        .ok_or_else(|| StoreError::Corrupt(format!("{table}.{column} is NULL")))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
@@ -18,8 +103,8 @@ pub struct SessionRecord {
     pub user_id: String,
     pub target_id: String,
     pub worker_id: String,
-    pub state: String,
-    pub termination_reason: Option<String>,
+    pub state: SessionState,
+    pub termination_reason: Option<EndReason>,
     pub client_addr: String,
     pub client_key_hash: String,
     pub endpoint: String,
@@ -43,7 +128,7 @@ pub struct ConnectionRecord {
     pub bytes_down: i64,
     pub opened_at: i64,
     pub closed_at: Option<i64>,
-    pub close_reason: Option<String>,
+    pub close_reason: Option<EndReason>,
 }
 
 const COLUMNS: &str = "id, user_id, target_id, worker_id, state, termination_reason, client_addr, \
@@ -59,8 +144,8 @@ fn from_row(row: &AnyRow) -> Result<SessionRecord> {
         user_id: row.try_get("user_id")?,
         target_id: row.try_get("target_id")?,
         worker_id: row.try_get("worker_id")?,
-        state: row.try_get("state")?,
-        termination_reason: row.try_get("termination_reason")?,
+        state: required(row, "sessions", "state")?,
+        termination_reason: closed_set(row, "sessions", "termination_reason")?,
         client_addr: row.try_get("client_addr")?,
         client_key_hash: row.try_get("client_key_hash")?,
         endpoint: row.try_get("endpoint")?,
@@ -85,7 +170,7 @@ fn conn_from_row(row: &AnyRow) -> Result<ConnectionRecord> {
         bytes_down: row.try_get("bytes_down")?,
         opened_at: row.try_get("opened_at")?,
         closed_at: row.try_get("closed_at")?,
-        close_reason: row.try_get("close_reason")?,
+        close_reason: closed_set(row, "connections", "close_reason")?,
     })
 }
 
@@ -100,8 +185,8 @@ pub async fn insert(w: Write<'_>, s: &SessionRecord, token_id: Option<&str>) -> 
     .bind(&s.user_id)
     .bind(&s.target_id)
     .bind(&s.worker_id)
-    .bind(&s.state)
-    .bind(&s.termination_reason)
+    .bind(s.state.as_str())
+    .bind(s.termination_reason.map(EndReason::as_str))
     .bind(&s.client_addr)
     .bind(&s.client_key_hash)
     .bind(&s.endpoint)
@@ -256,7 +341,7 @@ pub async fn connection_closed(
     connection_id: &str,
     bytes_up: i64,
     bytes_down: i64,
-    reason: &str,
+    reason: EndReason,
     at: i64,
 ) -> Result<bool> {
     let conn = w.conn();
@@ -270,7 +355,7 @@ pub async fn connection_closed(
     .bind(bytes_up)
     .bind(bytes_down)
     .bind(at)
-    .bind(reason)
+    .bind(reason.as_str())
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -300,14 +385,14 @@ pub async fn open_connections(conn: &mut AnyConnection, session_id: &str) -> Res
 }
 
 /// Ends a session unless it has already ended; true if this call ended it.
-pub async fn terminate(w: Write<'_>, id: &str, reason: &str, now: i64) -> Result<bool> {
+pub async fn terminate(w: Write<'_>, id: &str, reason: EndReason, now: i64) -> Result<bool> {
     let conn = w.conn();
     let done = sqlx::query(
         "UPDATE sessions SET state = 'terminated', termination_reason = $2, terminated_at = $3 \
          WHERE id = $1 AND state <> 'terminated'",
     )
     .bind(id)
-    .bind(reason)
+    .bind(reason.as_str())
     .bind(now)
     .execute(conn)
     .await?;
@@ -362,18 +447,18 @@ pub async fn live_on_worker(
 pub async fn states(
     conn: &mut AnyConnection,
     ids: &[String],
-) -> Result<Vec<(String, String, Option<String>)>> {
+) -> Result<Vec<(String, SessionState, Option<EndReason>)>> {
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        let row = sqlx::query("SELECT state, termination_reason FROM sessions WHERE id = $1")
+        let row = sqlx::query("SELECT id, state, termination_reason FROM sessions WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *conn)
             .await?;
         if let Some(row) = row {
             out.push((
                 id.clone(),
-                row.try_get("state")?,
-                row.try_get("termination_reason")?,
+                required(&row, "sessions", "state")?,
+                closed_set(&row, "sessions", "termination_reason")?,
             ));
         }
     }
@@ -420,3 +505,7 @@ pub async fn count_live_of_user(conn: &mut AnyConnection, user_id: &str, now: i6
     .await?;
     Ok(row.try_get("n")?)
 }
+
+#[cfg(test)]
+#[path = "sessions_tests.rs"]
+mod tests;

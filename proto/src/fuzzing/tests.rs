@@ -154,7 +154,7 @@ fn write_seeds() {
                     }],
                     ended: vec![SessionEnd {
                         session_id: "s_1".into(),
-                        reason: link::reason::EXPIRED.into(),
+                        reason: link::EndReason::Expired,
                     }],
                     heartbeat_ms: 1000,
                     controller_id: "c_1".into(),
@@ -179,7 +179,7 @@ fn write_seeds() {
                 body: Request::Events {
                     events: vec![
                         ConnectionEvent::opened("s_1", "c_1", NOW, "127.0.0.1", "10.0.0.1:22"),
-                        ConnectionEvent::closed("s_1", "c_1", NOW, 10, 20, "closed"),
+                        ConnectionEvent::closed("s_1", "c_1", NOW, 10, 20, link::EndReason::Closed),
                     ],
                 },
             },
@@ -202,7 +202,7 @@ fn write_seeds() {
                 id: 2,
                 body: Request::EndSession(SessionEnd {
                     session_id: "s_1".into(),
-                    reason: "canceled".into(),
+                    reason: link::EndReason::Canceled,
                 }),
             },
         ),

@@ -18,10 +18,10 @@ fn admission_counts_and_ends() {
     assert_eq!(t.admit("s", 2, EXP), Admission::LimitReached);
     assert_eq!(t.admit("u", 0, EXP), Admission::First);
     let ending = t.ending("s");
-    t.end("s", "canceled");
+    t.end("s", EndReason::Canceled);
     assert!(ending.cancel.is_cancelled());
-    assert_eq!(ending.reason(), "canceled");
-    assert_eq!(t.admit("s", 0, EXP), Admission::Ended("canceled".into()));
+    assert_eq!(ending.reason(), EndReason::Canceled);
+    assert_eq!(t.admit("s", 0, EXP), Admission::Ended(EndReason::Canceled));
     assert_eq!(t.live(), vec!["u".to_string()]);
     assert!(!t.fresh(Duration::from_secs(5)));
     t.heard(vec![]);
@@ -38,7 +38,7 @@ fn expired_sessions_end_with_reason_expired_and_are_forgotten() {
     assert_eq!(t.len(), 2);
     assert_eq!(t.expire(100), Some(200));
     assert!(a.cancel.is_cancelled());
-    assert_eq!(a.reason(), reason::EXPIRED);
+    assert_eq!(a.reason(), EndReason::Expired);
     assert_eq!(t.len(), 1);
     assert_eq!(t.live(), vec!["b".to_string()]);
     assert_eq!(t.expire(500), None);
@@ -91,8 +91,8 @@ fn no_controller_heard_for_the_admit_grace_admits_nothing_new_and_the_live_grace
 #[test]
 fn a_session_ended_before_any_grant_is_remembered_then_forgotten() {
     let (t, clock) = on_manual_clock();
-    t.end("gone", "canceled");
-    assert_eq!(t.end_reason("gone").as_deref(), Some("canceled"));
+    t.end("gone", EndReason::Canceled);
+    assert_eq!(t.end_reason("gone"), Some(EndReason::Canceled));
     let now = clock.unix_secs();
     assert!(t.expire(now).is_some());
     assert_eq!(t.len(), 1);
@@ -107,7 +107,7 @@ fn the_table_stays_bounded_under_many_short_sessions() {
         let id = format!("s{n}");
         t.admit(&id, 0, 10 + n % 50);
         if n % 3 == 0 {
-            t.end(&id, "closed");
+            t.end(&id, EndReason::Closed);
         }
     }
     assert_eq!(t.len(), 10_000);
@@ -133,7 +133,7 @@ async fn the_expiry_task_ends_a_session_when_its_grant_expires() {
     tokio::time::timeout(Duration::from_secs(5), ending.ended())
         .await
         .expect("the session ended within its second");
-    assert_eq!(ending.reason(), reason::EXPIRED);
+    assert_eq!(ending.reason(), EndReason::Expired);
     assert!(SystemClock.unix_secs() >= exp);
     assert!(t.is_empty());
     stop.cancel();
