@@ -283,7 +283,7 @@ impl Controller {
                     .instrument(tracing::info_span!("vault_token", controller.id = %id)),
             );
             let job = tokio::spawn(
-                sessions::credentials::run(state.clone(), vault, shutdown.clone())
+                sessions::credential_job::run(state.clone(), vault, shutdown.clone())
                     .instrument(tracing::info_span!("vault_credentials", controller.id = %id)),
             );
             (renew, job)

@@ -1,13 +1,17 @@
-//! Cross-controller wake-ups on PostgreSQL: when a session ends, the transaction that ends it
-//! also sends `NOTIFY portcullis_session_ended, '<session id> <worker id> <reason>'`; every
-//! controller listens, and the one the worker is linked to pushes the end at once. The
-//! durable record is the session row: a notification missed while a listener reconnects is
-//! caught by the heartbeat reconcile, which compares the worker's live sessions with the
-//! store at every heartbeat.
+//! Telling workers that a session ended. The controller that ends it pushes the end at once
+//! to a worker linked to it ([`tell_worker`]); on PostgreSQL the transaction that ends it
+//! also sends `NOTIFY portcullis_session_ended, '<session id> <worker id> <reason>'`, every
+//! controller listens, and the one the worker is linked to pushes the end. The durable
+//! record is the session row: a push or notification missed while a link or listener
+//! reconnects is caught by the heartbeat reconcile, which compares the worker's live
+//! sessions with the store at every heartbeat.
 
-use portcullis_proto::link::{EndReason, SessionEnd};
+use std::time::Duration;
+
+use portcullis_proto::link::{EndReason, Request, SessionEnd};
 use sqlx::AnyConnection;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::state::AppState;
 use crate::store::{Dialect, StoreError};
@@ -30,6 +34,31 @@ pub async fn session_ended(
             .await?;
     }
     Ok(())
+}
+
+/// Tells a worker linked to this controller to end a session now (best effort: the
+/// heartbeat reconcile is the durable path); a worker linked elsewhere is not told here.
+pub fn tell_worker(state: &AppState, worker_id: &str, session_id: &str, reason: EndReason) {
+    let Some(link) = state.links.get(worker_id) else {
+        return;
+    };
+    let end = SessionEnd {
+        session_id: session_id.to_owned(),
+        reason,
+    };
+    let span = tracing::info_span!(
+        "end_session_push",
+        session.id = session_id,
+        worker.id = worker_id
+    );
+    tokio::spawn(
+        async move {
+            if let Err(err) = link.request(Request::EndSession(end), Duration::from_secs(5)).await {
+                tracing::warn!(error = %err, "worker did not confirm the session end; the next heartbeat will");
+            }
+        }
+        .instrument(span),
+    );
 }
 
 /// The worker and the session end a payload names; `None` for a payload this version cannot
@@ -67,12 +96,7 @@ pub async fn listen(state: AppState, url: String, shutdown: CancellationToken) {
             match received {
                 Ok(notification) => {
                     if let Some((worker_id, end)) = parse(notification.payload()) {
-                        crate::sessions::lifecycle::notify_worker(
-                            &state,
-                            &worker_id,
-                            &end.session_id,
-                            end.reason,
-                        );
+                        tell_worker(&state, &worker_id, &end.session_id, end.reason);
                     }
                 }
                 Err(err) => {

@@ -117,6 +117,7 @@ async fn end_disallowed(
                 Actor::system(),
             )
             .await?
+            .is_some()
         {
             ended += 1;
         }

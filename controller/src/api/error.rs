@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use portcullis_proto::api::ErrorBody;
 
 use crate::keys::KeyError;
+use crate::sessions::error::SessionError;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -104,6 +105,31 @@ impl From<KeyError> for ApiError {
     }
 }
 
+impl From<SessionError> for ApiError {
+    fn from(err: SessionError) -> Self {
+        let message = err.to_string();
+        match err {
+            SessionError::RateLimited { .. } | SessionError::TooManyLive { .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "session_limit", message)
+            }
+            SessionError::Unresolvable { .. } | SessionError::ResolvesToNothing { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "resolve_failed", message)
+            }
+            SessionError::Denied { .. } => ApiError::forbidden(message),
+            SessionError::NoWorker
+            | SessionError::VaultNotConfigured { .. }
+            | SessionError::NoVaultSshRole { .. } => ApiError::unavailable(message),
+            SessionError::BadSshKey(_) => ApiError::field("ssh_public_key", message),
+            SessionError::Signing(_) => ApiError::internal(message),
+            SessionError::MintFailed { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "credential_mint_failed", message)
+            }
+            SessionError::Store(e) => e.into(),
+            SessionError::Key(e) => e.into(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         StoreError::from(err).into()
@@ -122,5 +148,115 @@ impl IntoResponse for ApiError {
             response.extensions_mut().insert(*denied);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each refusal of authorize-session keeps the status, code and message it had when the
+    /// domain built `ApiError` itself.
+    fn assert_maps(cases: Vec<(SessionError, StatusCode, &str)>) {
+        for (err, status, kind) in cases {
+            let message = err.to_string();
+            let api = ApiError::from(err);
+            assert_eq!((api.status, api.kind), (status, kind), "{message}");
+            assert_eq!(api.message, message);
+        }
+    }
+
+    #[test]
+    fn session_refusals_map_to_their_status_and_code() {
+        let too_many = StatusCode::TOO_MANY_REQUESTS;
+        assert_maps(vec![
+            (
+                SessionError::RateLimited {
+                    per_minute: 5,
+                    retry_after: 40,
+                },
+                too_many,
+                "session_limit",
+            ),
+            (
+                SessionError::TooManyLive {
+                    max_live: 3,
+                    live: 3,
+                },
+                too_many,
+                "session_limit",
+            ),
+            (
+                SessionError::Denied {
+                    reason: "no role".into(),
+                    admitting_cell: None,
+                },
+                StatusCode::FORBIDDEN,
+                "forbidden",
+            ),
+            (
+                SessionError::BadSshKey("bad key".into()),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+        ]);
+        let api = ApiError::from(SessionError::BadSshKey("bad key".into()));
+        assert_eq!(api.field.as_deref(), Some("ssh_public_key"));
+        let api = ApiError::from(SessionError::RateLimited {
+            per_minute: 5,
+            retry_after: 40,
+        });
+        assert_eq!(
+            api.message,
+            "too many sessions requested: at most 5 a minute per user \
+             (sessions.per_user.authorize_per_minute); retry in 40 s, or reuse an open session \
+             (`portcullis connect --listen-port` carries many connections)"
+        );
+    }
+
+    #[test]
+    fn session_failures_map_to_their_status_and_code() {
+        let (gateway, unavailable) = (StatusCode::BAD_GATEWAY, StatusCode::SERVICE_UNAVAILABLE);
+        let address = || "db:22".to_string();
+        let target = || "db".to_string();
+        assert_maps(vec![
+            (
+                SessionError::Unresolvable {
+                    address: address(),
+                    detail: "no such host".into(),
+                },
+                gateway,
+                "resolve_failed",
+            ),
+            (
+                SessionError::ResolvesToNothing { address: address() },
+                gateway,
+                "resolve_failed",
+            ),
+            (SessionError::NoWorker, unavailable, "unavailable"),
+            (
+                SessionError::VaultNotConfigured { target: target() },
+                unavailable,
+                "unavailable",
+            ),
+            (
+                SessionError::NoVaultSshRole { target: target() },
+                unavailable,
+                "unavailable",
+            ),
+            (
+                SessionError::Signing("cannot sign".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+            (
+                SessionError::MintFailed {
+                    message: "refused".into(),
+                    hint: "try again",
+                },
+                gateway,
+                "credential_mint_failed",
+            ),
+        ]);
     }
 }

@@ -43,6 +43,7 @@ pub async fn logout(
             principal.actor(),
         )
         .await?
+        .is_some()
         {
             ended.push(id);
         }
@@ -101,6 +102,7 @@ pub async fn revoke_user(
                 principal.actor(),
             )
             .await?
+            .is_some()
             {
                 ended.push(id);
             }

@@ -1,22 +1,20 @@
-//! Per-session credentials from Vault, tied to the session's life.
+//! Per-session credentials from Vault, tied to the session's life: minting them and revoking
+//! them. This module does not end sessions; its callers do.
 //!
 //! Minting is crash-safe: `authorize` commits the session (state `minting`), the revocation
 //! intent (a `vault_credentials` row) and the audit event in one transaction before Vault is
 //! called. Then [`mint`] creates the session's token through the token role (its accessor is
 //! committed at once), signs the SSH certificate and reads the target's leased secrets with
-//! that token. Whatever ends the session queues the revocation in the same transaction
-//! ([`super::lifecycle::end_session`]); it is attempted right after the commit and retried
-//! with backoff by [`run`] (one controller at a time, under a store lease) until Vault
-//! confirms. [`run`] also ends sessions whose mint was abandoned by a crash, which queues the
-//! revocation of whatever that mint had made.
+//! that token ([`super::mint`] commits the result or ends the session). Whatever ends the
+//! session queues the revocation in the same transaction (`lifecycle::end_session`); it is
+//! attempted right after the commit ([`revoke_now`]) and retried with backoff by the
+//! credentials job (`credential_job`, one controller at a time, under a store lease) until
+//! Vault confirms.
 
 use std::time::Duration;
 
 use portcullis_proto::api::LeasedSecret;
-use portcullis_proto::link::EndReason;
-use tokio_util::sync::CancellationToken;
 
-use super::lifecycle::end_session;
 use crate::audit::{event, Actor, AuditEvent, Event};
 use crate::clock;
 use crate::state::AppState;
@@ -261,61 +259,6 @@ fn revocation(
         attempts: attempts.and_then(|n| u64::try_from(n).ok()),
         outcome: outcome.to_owned(),
     }
-}
-
-/// Runs until `shutdown`: recovers abandoned mints and retries queued revocations. The first
-/// round runs at once (a restarted controller finishes what it left).
-pub async fn run(state: AppState, vault: Vault, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(vault.config().job_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if let Err(err) = run_once(&state, &vault).await {
-            tracing::warn!(error = %portcullis_proto::text::escaped(&err), "Vault credential job failed; retrying at the next tick");
-        }
-    }
-}
-
-/// One round of the job; returns how many revocations were confirmed.
-pub async fn run_once(state: &AppState, vault: &Vault) -> Result<usize, StoreError> {
-    let Some(_lease) = state.store.try_lease("vault-credentials").await? else {
-        return Ok(0);
-    };
-    let now = clock::to_i64(state.clock.unix_secs());
-    let before = now - clock::to_i64(vault.config().mint_timeout.as_secs());
-    let abandoned = {
-        let mut conn = state.store.conn().await?;
-        rows::abandoned_mints(&mut conn, before).await?
-    };
-    for record in abandoned {
-        tracing::warn!(session.id = %record.session_id, credential.id = %record.id, "a mint was abandoned (controller crash or hang); ending its session");
-        let ended = end_session(
-            state,
-            &record.session_id,
-            EndReason::CredentialMintAbandoned,
-            Actor::system(),
-        )
-        .await?;
-        if !ended {
-            // The session had ended without queueing this row: queue it now.
-            let mut conn = state.store.conn().await?;
-            rows::request_revocation(&mut conn, &record.session_id, now).await?;
-        }
-    }
-    let due = {
-        let mut conn = state.store.conn().await?;
-        rows::due_revocations(&mut conn, now).await?
-    };
-    let mut confirmed = 0;
-    for record in due {
-        if revoke_one(state, vault, &record).await? {
-            confirmed += 1;
-        }
-    }
-    Ok(confirmed)
 }
 
 #[cfg(test)]

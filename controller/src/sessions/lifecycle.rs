@@ -1,8 +1,11 @@
-//! Ending sessions: in the store first (durable, audited), then on the worker.
+//! Ending sessions: [`end_session`] changes the store first (durable, audited, the Vault
+//! revocations queued in the same transaction) and returns what it [`Ended`]; then, after the
+//! commit, [`after_end`] tells the worker and starts the Vault revocations. Every end path
+//! goes through it; the modules it calls (`notify`, `credentials`) never call back.
 
 use std::time::Duration;
 
-use portcullis_proto::link::{EndReason, Request, SessionEnd};
+use portcullis_proto::link::EndReason;
 use tracing::Instrument as _;
 
 use crate::audit::{event, Actor, AuditEvent, Event};
@@ -11,22 +14,49 @@ use crate::state::AppState;
 use crate::store::sessions as rows;
 use crate::store::StoreError;
 
-/// Ends a session with `reason` unless it has already ended. Returns true if this call ended
-/// it. The worker carrying it is told at once when it is linked to this controller; otherwise
-/// it learns at its next heartbeat on whichever controller it is linked to.
+/// What ending a session did, for the steps after its commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub session_id: String,
+    /// The worker carrying the session.
+    pub worker_id: String,
+    pub reason: EndReason,
+    /// The session's Vault credentials whose revocation was queued with the end.
+    pub vault_revocations: Vec<String>,
+}
+
+/// Ends a session with `reason` unless it has already ended; returns what it ended, or
+/// `None` if it had ended before. The worker carrying it is told at once when it is linked to
+/// this controller; otherwise it learns at its next heartbeat on whichever controller it is
+/// linked to.
 pub async fn end_session(
     state: &AppState,
     session_id: &str,
     reason: EndReason,
     actor: Actor,
-) -> Result<bool, StoreError> {
+) -> Result<Option<Ended>, StoreError> {
+    let ended = end(state, session_id, reason, actor).await?;
+    if let Some(ended) = &ended {
+        after_end(state, ended);
+    }
+    Ok(ended)
+}
+
+/// The transaction of an end: the session terminated, its certificates into the KRL, its
+/// Vault revocations queued, the wake-up of other controllers and `session_terminated`.
+async fn end(
+    state: &AppState,
+    session_id: &str,
+    reason: EndReason,
+    actor: Actor,
+) -> Result<Option<Ended>, StoreError> {
     let now = clock::to_i64(state.clock.unix_secs());
     let mut tx = state.begin_audited().await?;
     let Some(session) = rows::get(tx.read(), session_id).await? else {
-        return Ok(false);
+        return Ok(None);
     };
     if !rows::terminate(tx.write(), session_id, reason, now).await? {
-        return Ok(false);
+        return Ok(None);
     }
     // Certificates of the session that are still valid go into the KRL.
     let revoked =
@@ -58,42 +88,32 @@ pub async fn end_session(
     )
     .await?;
     tracing::info!(session.id = session_id, %reason, "session terminated");
-    if !vault_revocations.is_empty() {
+    Ok(Some(Ended {
+        session_id: session_id.to_owned(),
+        worker_id: session.worker_id,
+        reason,
+        vault_revocations,
+    }))
+}
+
+/// After an end committed: starts the queued Vault revocations (the credentials job retries
+/// any that fail) and tells a linked worker (best effort: the heartbeat reconcile is the
+/// durable path).
+pub fn after_end(state: &AppState, ended: &Ended) {
+    if !ended.vault_revocations.is_empty() {
         match &state.vault {
-            Some(vault) => super::credentials::revoke_now(state.clone(), vault.clone(), vault_revocations),
+            Some(vault) => super::credentials::revoke_now(
+                state.clone(),
+                vault.clone(),
+                ended.vault_revocations.clone(),
+            ),
             None => tracing::warn!(
-                session.id = session_id,
+                session.id = %ended.session_id,
                 "the session has Vault credentials but the Vault backend is not configured; they stay queued"
             ),
         }
     }
-    notify_worker(state, &session.worker_id, session_id, reason);
-    Ok(true)
-}
-
-/// Tells a linked worker to end a session now (best effort: the heartbeat reconcile is the
-/// durable path).
-pub fn notify_worker(state: &AppState, worker_id: &str, session_id: &str, reason: EndReason) {
-    let Some(link) = state.links.get(worker_id) else {
-        return;
-    };
-    let end = SessionEnd {
-        session_id: session_id.to_owned(),
-        reason,
-    };
-    let span = tracing::info_span!(
-        "end_session_push",
-        session.id = session_id,
-        worker.id = worker_id
-    );
-    tokio::spawn(
-        async move {
-            if let Err(err) = link.request(Request::EndSession(end), Duration::from_secs(5)).await {
-                tracing::warn!(error = %err, "worker did not confirm the session end; the next heartbeat will");
-            }
-        }
-        .instrument(span),
-    );
+    crate::notify::tell_worker(state, &ended.worker_id, &ended.session_id, ended.reason);
 }
 
 /// Arms a timer that ends the session at its expiry (the sweeper is the backstop).

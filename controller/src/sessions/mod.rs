@@ -3,10 +3,23 @@
 //! `terminated` with a reason (`portcullis_proto::link::EndReason`). Every change is a
 //! conditional update in the store plus its audit event in one transaction; workers are told
 //! afterwards.
+//!
+//! Authorising runs one way: `authorize` reads the facts, the pure `plan` decides, `issue`
+//! signs and commits, `mint` asks Vault (`credentials`). Ending runs one way too:
+//! `lifecycle::end_session` commits the end, then tells the worker (`crate::notify`) and
+//! starts the revocations (`credentials`); neither calls back into `lifecycle`. The callers
+//! of `end_session` (the API, the link, the `sweeper`, the `credential_job`) sit above it.
 
 pub mod authorize;
+pub mod credential_job;
 pub mod credentials;
+pub mod error;
+pub(crate) mod issue;
+#[cfg(test)]
+mod layering_tests;
 pub mod lifecycle;
 pub(crate) mod limits;
 pub mod live_workers;
+pub(crate) mod mint;
+pub(crate) mod plan;
 pub mod sweeper;

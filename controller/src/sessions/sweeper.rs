@@ -40,7 +40,10 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
     let mut ended = 0;
     for session in due {
         // Past expiry, or pending too long without a connection: both are expiries.
-        if end_session(state, &session.id, EndReason::Expired, Actor::system()).await? {
+        if end_session(state, &session.id, EndReason::Expired, Actor::system())
+            .await?
+            .is_some()
+        {
             ended += 1;
         }
     }
@@ -61,7 +64,10 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
             session_rows::live_on_worker(&mut conn, &worker.id).await?
         };
         for session in live {
-            if end_session(state, &session.id, EndReason::WorkerLost, Actor::system()).await? {
+            if end_session(state, &session.id, EndReason::WorkerLost, Actor::system())
+                .await?
+                .is_some()
+            {
                 ended += 1;
             }
         }

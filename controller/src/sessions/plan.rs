@@ -1,0 +1,412 @@
+//! The decision of authorize-session, without I/O: from the facts read for one request it
+//! returns everything the session needs (its row, the grant's claims, the certificate and
+//! the Vault credentials to ask for, the `session_authorized` event), or the refusal with
+//! the event that records it.
+//!
+//! The checks run in a fixed order and the first that fails decides: the per-user rate
+//! ([`check_rate`], before the target's name is resolved), the address and the policy
+//! ([`decide`]), then the live-session limit, a worker, the SSH logins and the Vault settings
+//! ([`plan`]). Nothing here signs, writes or mints; signing takes a [`Plan`], and a plan
+//! exists only when every check passed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use portcullis_policy::{Decision, Outcome, Policy, TargetFacts};
+use portcullis_proto::grant::{GrantClaims, GRANT_ISSUER};
+
+use super::error::SessionError;
+use super::limits::RateCheck;
+use crate::api::extract::Principal;
+use crate::audit::AuditEvent;
+use crate::store::sessions::{SessionRecord, SessionState};
+use crate::store::targets::TargetRecord;
+use crate::store::workers::WorkerRecord;
+
+/// A refused request: the error for the caller and the event that records the refusal
+/// (none for a refusal that is not audited, such as a repeated rate-limit hit).
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: SessionError,
+    pub event: Option<Box<AuditEvent>>,
+}
+
+/// The facts [`plan`] decides on, read once by the caller.
+pub struct Facts<'a> {
+    pub now: u64,
+    pub principal: &'a Principal,
+    pub target: &'a TargetRecord,
+    pub endpoint: SocketAddr,
+    /// The policy's decision, an allow ([`decide`]).
+    pub decision: &'a Decision,
+    /// The user's live sessions, counted when `settings.max_live` is set.
+    pub live_sessions: Option<i64>,
+    /// The worker chosen to carry the session, if any is live.
+    pub worker: Option<&'a WorkerRecord>,
+    pub client_spki: &'a [u8],
+    pub ssh_public_key: Option<&'a str>,
+    pub settings: Settings<'a>,
+    pub keys: KeyIds<'a>,
+    pub ids: NewIds,
+}
+
+/// The controller's configuration, as far as a session's plan reads it.
+pub struct Settings<'a> {
+    /// `sessions.per_user.max_live`; 0 is no limit.
+    pub max_live: u32,
+    pub ssh_certificate_ttl: Duration,
+    /// When `ssh.backend = "vault"`: the SSH mount and role a target without its own uses.
+    pub vault: Option<VaultDefaults<'a>>,
+}
+
+pub struct VaultDefaults<'a> {
+    pub ssh_mount: &'a str,
+    pub ssh_role: Option<&'a str>,
+}
+
+/// The ids of the keys that will sign, for the audit event.
+pub struct KeyIds<'a> {
+    pub grant: &'a str,
+    /// The embedded SSH CA's key, loaded when the request sends an SSH key and Vault is not
+    /// the backend ([`signs_embedded_certificate`]).
+    pub ssh_ca: Option<&'a str>,
+}
+
+/// Fresh random ids; the plan uses those the session needs.
+pub struct NewIds {
+    pub session: String,
+    pub credential: String,
+    pub serial: u64,
+}
+
+/// An authorised session, ready to sign and commit.
+#[derive(Debug)]
+pub struct Plan {
+    pub record: SessionRecord,
+    /// The worker that carries the session.
+    pub worker: WorkerRecord,
+    pub claims: GrantClaims,
+    /// The logins (SSH principals) the policy grants on the target.
+    pub logins: Vec<String>,
+    /// The certificate the embedded SSH CA signs.
+    pub certificate: Option<Certificate>,
+    /// What Vault mints after the commit, when it is the backend and the session needs it.
+    pub vault: Option<VaultMint>,
+    pub event: AuditEvent,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Certificate {
+    pub user_key: String,
+    pub serial: u64,
+    pub ca_key_id: String,
+    pub valid_after: u64,
+    pub valid_before: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct VaultMint {
+    /// The `vault_credentials` row committed with the session (the revocation intent).
+    pub credential_id: String,
+    /// The session's maximum: the token's `explicit_max_ttl`.
+    pub session_ttl: Duration,
+    pub ssh: Option<VaultSsh>,
+    /// The target's further Vault paths, read with the session's token.
+    pub secrets: Vec<String>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct VaultSsh {
+    pub mount: String,
+    pub role: String,
+    pub public_key: String,
+    pub ttl_secs: u64,
+}
+
+/// Refuses a request over `sessions.per_user.authorize_per_minute`; only the first refusal
+/// of a minute is audited, so a client looping on 429 adds one event a minute.
+pub fn check_rate(
+    principal: &Principal,
+    target: &TargetRecord,
+    rate: RateCheck,
+    per_minute: u32,
+) -> Result<(), Refusal> {
+    let RateCheck::Exceeded { first, retry_after } = rate else {
+        return Ok(());
+    };
+    let event = first.then(|| Box::new(events::rate_limited(principal, target, per_minute)));
+    Err(Refusal {
+        error: SessionError::RateLimited {
+            per_minute,
+            retry_after,
+        },
+        event,
+    })
+}
+
+/// Whether an address is one a session may never reach through the broker regardless of
+/// policy (unspecified or multicast).
+pub fn is_unroutable(ip: IpAddr) -> bool {
+    ip.is_unspecified() || ip.is_multicast()
+}
+
+/// The policy's decision on a session from `principal` to `target` at its resolved
+/// `endpoint`; anything but an allow is a refusal. No policy denies everything.
+pub fn decide(
+    principal: &Principal,
+    target: &TargetRecord,
+    endpoint: SocketAddr,
+    policy: Option<&Policy>,
+    now: u64,
+) -> Result<Decision, Refusal> {
+    let deny = |reason: String, decision: Option<&Decision>| {
+        events::denial(principal, target, endpoint, reason, decision)
+    };
+    if is_unroutable(endpoint.ip()) {
+        let reason = format!(
+            "the target resolves to {}, which is never a session endpoint",
+            endpoint.ip()
+        );
+        return Err(deny(reason, None));
+    }
+    let Some(policy) = policy else {
+        return Err(deny(
+            "no policy is loaded: everything is denied".into(),
+            None,
+        ));
+    };
+    let request = portcullis_policy::Request {
+        source: principal.peer.ip(),
+        target: TargetFacts {
+            ip: endpoint.ip(),
+            port: endpoint.port(),
+            vmid: target.vmid,
+            tags: target.tags.clone(),
+            pool: target.pool.clone(),
+            declared_zone: target.zone.clone(),
+            service: target.service.clone(),
+        },
+        identity: crate::authz::identity(&principal.user),
+        via_broker: true,
+    };
+    let decision = portcullis_policy::evaluate(policy, &request, now);
+    if decision.outcome != Outcome::Allow {
+        return Err(deny(decision.reason.clone(), Some(&decision)));
+    }
+    Ok(decision)
+}
+
+/// Whether the embedded SSH CA signs this session's certificate: an SSH key was sent and
+/// Vault is not the backend.
+pub fn signs_embedded_certificate(ssh_public_key: Option<&str>, vault_backend: bool) -> bool {
+    ssh_public_key.is_some() && !vault_backend
+}
+
+/// Plans an allowed session: the live-session limit, a worker, the SSH logins and the
+/// Vault settings are checked, then the session's row, grant, certificate, Vault mint and
+/// event are made from the facts.
+pub fn plan(facts: &Facts<'_>) -> Result<Plan, Refusal> {
+    let max_live = facts.settings.max_live;
+    if let Some(live) = facts
+        .live_sessions
+        .filter(|live| max_live > 0 && *live >= i64::from(max_live))
+    {
+        return Err(events::too_many_live(facts, live));
+    }
+    let Some(worker) = facts.worker else {
+        return Err(unaudited(SessionError::NoWorker));
+    };
+    let (expires_at, limit) = expiry_and_limit(facts.target, facts.decision, facts.now);
+    let logins = facts.decision.constraints.logins.clone();
+    if facts.ssh_public_key.is_some() && logins.is_empty() {
+        let reason = "the policy grants no SSH login (principal) on this target".to_string();
+        return Err(events::denial(
+            facts.principal,
+            facts.target,
+            facts.endpoint,
+            reason,
+            Some(facts.decision),
+        ));
+    }
+    let cert_ttl = facts
+        .settings
+        .ssh_certificate_ttl
+        .as_secs()
+        .min(expires_at.saturating_sub(facts.now))
+        .max(1);
+    let vault = vault_mint(facts, expires_at, cert_ttl).map_err(unaudited)?;
+    let certificate = embedded_certificate(facts, cert_ttl).map_err(unaudited)?;
+    let claims = GrantClaims {
+        iss: GRANT_ISSUER.into(),
+        aud: GrantClaims::audience_for(&worker.id),
+        sub: facts.principal.user.id.clone(),
+        sid: facts.ids.session.clone(),
+        tid: facts.target.id.clone(),
+        ckh: portcullis_proto::keys::spki_fingerprint(facts.client_spki),
+        src: facts.principal.peer.ip().to_string(),
+        dst: facts.endpoint.to_string(),
+        lim: limit,
+        iat: facts.now,
+        exp: expires_at,
+    };
+    let record = session_record(facts, &claims, worker, vault.is_some());
+    let issued = events::Issued {
+        claims: &claims,
+        worker,
+        logins: &logins,
+        certificate: certificate.as_ref(),
+        vault: vault.as_ref(),
+    };
+    let event = events::authorized(facts, &issued);
+    Ok(Plan {
+        record,
+        worker: worker.clone(),
+        claims,
+        logins,
+        certificate,
+        vault,
+        event,
+    })
+}
+
+/// The session's expiry and connection limit: the target's, narrowed by the policy's
+/// constraints (a connection limit of 0 is none).
+fn expiry_and_limit(target: &TargetRecord, decision: &Decision, now: u64) -> (u64, u32) {
+    let mut max_secs = u64::try_from(target.max_session_secs).unwrap_or(0);
+    if let Some(limit) = decision.constraints.max_session_secs {
+        max_secs = max_secs.min(limit);
+    }
+    let mut limit = u32::try_from(target.connection_limit).unwrap_or(0);
+    if let Some(policy_limit) = decision.constraints.connection_limit {
+        limit = if limit == 0 {
+            policy_limit
+        } else {
+            limit.min(policy_limit)
+        };
+    }
+    (now + max_secs.max(1), limit)
+}
+
+/// What Vault mints for the session: nothing unless Vault is the backend and the session
+/// needs a certificate or the target names secrets. A target with secrets but no Vault, or
+/// an SSH key without a Vault role, is refused before anything is committed.
+fn vault_mint(
+    facts: &Facts<'_>,
+    expires_at: u64,
+    cert_ttl: u64,
+) -> Result<Option<VaultMint>, SessionError> {
+    let target = facts.target;
+    let Some(vault) = &facts.settings.vault else {
+        if !target.vault_secrets.is_empty() {
+            return Err(SessionError::VaultNotConfigured {
+                target: target.name.clone(),
+            });
+        }
+        return Ok(None);
+    };
+    if facts.ssh_public_key.is_none() && target.vault_secrets.is_empty() {
+        return Ok(None);
+    }
+    let ssh = match facts.ssh_public_key {
+        None => None,
+        Some(user_key) => {
+            parse_user_key(user_key)?;
+            let role = target
+                .vault_ssh_role
+                .as_deref()
+                .or(vault.ssh_role)
+                .ok_or_else(|| SessionError::NoVaultSshRole {
+                    target: target.name.clone(),
+                })?;
+            Some(VaultSsh {
+                mount: target
+                    .vault_ssh_mount
+                    .clone()
+                    .unwrap_or_else(|| vault.ssh_mount.to_owned()),
+                role: role.to_owned(),
+                public_key: user_key.to_owned(),
+                ttl_secs: cert_ttl,
+            })
+        }
+    };
+    Ok(Some(VaultMint {
+        credential_id: facts.ids.credential.clone(),
+        session_ttl: Duration::from_secs(expires_at.saturating_sub(facts.now).max(1)),
+        ssh,
+        secrets: target.vault_secrets.clone(),
+    }))
+}
+
+/// The certificate the embedded SSH CA signs, when it is the one that signs.
+fn embedded_certificate(
+    facts: &Facts<'_>,
+    cert_ttl: u64,
+) -> Result<Option<Certificate>, SessionError> {
+    let Some(user_key) = facts.ssh_public_key else {
+        return Ok(None);
+    };
+    if !signs_embedded_certificate(facts.ssh_public_key, facts.settings.vault.is_some()) {
+        return Ok(None);
+    }
+    parse_user_key(user_key)?;
+    let ca_key_id = facts
+        .keys
+        .ssh_ca
+        .ok_or_else(|| SessionError::Signing("the SSH CA key is not loaded".into()))?;
+    Ok(Some(Certificate {
+        user_key: user_key.to_owned(),
+        serial: facts.ids.serial,
+        ca_key_id: ca_key_id.to_owned(),
+        valid_after: facts.now.saturating_sub(60),
+        valid_before: facts.now + cert_ttl,
+    }))
+}
+
+/// Refuses an `ssh_public_key` that is not an OpenSSH public key.
+fn parse_user_key(user_key: &str) -> Result<(), SessionError> {
+    ssh_key::PublicKey::from_openssh(user_key.trim())
+        .map(drop)
+        .map_err(|e| SessionError::BadSshKey(e.to_string()))
+}
+
+fn session_record(
+    facts: &Facts<'_>,
+    claims: &GrantClaims,
+    worker: &WorkerRecord,
+    mints: bool,
+) -> SessionRecord {
+    SessionRecord {
+        id: claims.sid.clone(),
+        user_id: claims.sub.clone(),
+        target_id: claims.tid.clone(),
+        worker_id: worker.id.clone(),
+        state: if mints {
+            SessionState::Minting
+        } else {
+            SessionState::Pending
+        },
+        termination_reason: None,
+        client_addr: claims.src.clone(),
+        client_key_hash: claims.ckh.clone(),
+        endpoint: claims.dst.clone(),
+        connection_limit: i64::from(claims.lim),
+        connections_count: 0,
+        policy_hash: facts.decision.policy_hash.clone(),
+        created_at: to_i64(claims.iat),
+        expires_at: to_i64(claims.exp),
+        activated_at: None,
+        terminated_at: None,
+    }
+}
+
+fn unaudited(error: SessionError) -> Refusal {
+    Refusal { error, event: None }
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+mod events;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+//! The audit events of a plan: `session_authorized` for a planned session, and the refusals
+//! with their `session_denied` and `session_limit_reached`.
+
+use std::net::SocketAddr;
+
+use portcullis_policy::Decision;
+use portcullis_proto::grant::GrantClaims;
+
+use super::{Certificate, Facts, Refusal, VaultMint};
+use crate::api::extract::Principal;
+use crate::audit::{event, AuditEvent, Event};
+use crate::sessions::error::SessionError;
+use crate::store::targets::TargetRecord;
+use crate::store::workers::WorkerRecord;
+
+/// The first refusal of a minute by `sessions.per_user.authorize_per_minute`.
+pub(super) fn rate_limited(
+    principal: &Principal,
+    target: &TargetRecord,
+    per_minute: u32,
+) -> AuditEvent {
+    let reached = Event::SessionLimitReached {
+        reason: format!("more than {per_minute} authorize-session requests in a minute"),
+        details: event::LimitReached {
+            limit: "sessions.per_user.authorize_per_minute".into(),
+            value: u64::from(per_minute),
+            live: None,
+        },
+    };
+    AuditEvent::new(principal.actor(), reached).target(&target.id)
+}
+
+/// What the plan issues, for its event.
+pub(super) struct Issued<'a> {
+    pub(super) claims: &'a GrantClaims,
+    pub(super) worker: &'a WorkerRecord,
+    pub(super) logins: &'a [String],
+    pub(super) certificate: Option<&'a Certificate>,
+    pub(super) vault: Option<&'a VaultMint>,
+}
+
+pub(super) fn authorized(facts: &Facts<'_>, issued: &Issued<'_>) -> AuditEvent {
+    let (decision, claims) = (facts.decision, issued.claims);
+    let authorized = Event::SessionAuthorized {
+        reason: decision.reason.clone(),
+        policy_hash: decision.policy_hash.clone(),
+        details: event::SessionAuthorized {
+            worker_id: issued.worker.id.clone(),
+            endpoint: claims.dst.clone(),
+            expires_at: claims.exp,
+            connection_limit: claims.lim,
+            grant_key_id: facts.keys.grant.to_owned(),
+            ssh_certificate: issued.certificate.map(|cert| event::SshCertificate {
+                serial: cert.serial.to_string(),
+                key_id: claims.sid.clone(),
+                ca_key_id: cert.ca_key_id.clone(),
+                principals: issued.logins.to_vec(),
+                valid_before: cert.valid_before,
+            }),
+            vault_credential_id: issued.vault.map(|v| v.credential_id.clone()),
+            source_zone: decision.source_zone.clone(),
+            target_zone: decision.target_zone.clone(),
+            cells: decision.cells.clone(),
+        },
+    };
+    AuditEvent::new(facts.principal.actor(), authorized)
+        .session(&claims.sid)
+        .target(&facts.target.id)
+}
+
+pub(super) fn too_many_live(facts: &Facts<'_>, live: i64) -> Refusal {
+    let max_live = facts.settings.max_live;
+    let reached = Event::SessionLimitReached {
+        reason: format!("{live} live sessions, the most one user may hold is {max_live}"),
+        details: event::LimitReached {
+            limit: "sessions.per_user.max_live".into(),
+            value: u64::from(max_live),
+            live: Some(u64::try_from(live).unwrap_or(0)),
+        },
+    };
+    Refusal {
+        error: SessionError::TooManyLive { max_live, live },
+        event: Some(Box::new(
+            AuditEvent::new(facts.principal.actor(), reached).target(&facts.target.id),
+        )),
+    }
+}
+
+/// A denial and its `session_denied` event: the facts of `session_authorized` where the
+/// decision got that far (zones, service, the matrix cells checked, the role rule that
+/// failed), and the endpoint the target resolved to.
+pub(super) fn denial(
+    principal: &Principal,
+    target: &TargetRecord,
+    endpoint: SocketAddr,
+    reason: String,
+    decision: Option<&Decision>,
+) -> Refusal {
+    let denied = Event::SessionDenied {
+        reason: reason.clone(),
+        policy_hash: decision.map(|d| d.policy_hash.clone()),
+        details: event::SessionDenied {
+            endpoint: Some(endpoint.to_string()),
+            decision: decision.map(|d| event::DeniedAt {
+                source_zone: d.source_zone.clone(),
+                target_zone: d.target_zone.clone(),
+                service: d.service.clone(),
+                cells: d.cells.clone(),
+                role_rule: d.role_rule.clone(),
+            }),
+        },
+    };
+    let admitting_cell = decision
+        .filter(|d| d.role_rule.is_some())
+        .and_then(|d| d.cells.first().cloned());
+    Refusal {
+        error: SessionError::Denied {
+            reason,
+            admitting_cell,
+        },
+        event: Some(Box::new(
+            AuditEvent::new(principal.actor(), denied).target(&target.id),
+        )),
+    }
+}
