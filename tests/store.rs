@@ -132,19 +132,12 @@ async fn sqlite_wal_is_copied_back_in_the_background() {
     let before = std::fs::metadata(&path).expect("db file").len();
     // The migrations' tables and rows land in the WAL, not in the database file.
     store.migrate().await.expect("migrations");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut after = before;
-    while std::time::Instant::now() < deadline {
-        after = std::fs::metadata(&path).expect("db file").len();
-        if after > before + 16 * 4096 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(
-        after > before + 16 * 4096,
-        "the database file stayed at {after} bytes (was {before}): no checkpoint ran"
-    );
+    common::wait::wait_for_async(
+        "a checkpoint to copy the WAL into the database file",
+        std::time::Duration::from_secs(10),
+        || async { std::fs::metadata(&path).expect("db file").len() > before + 16 * 4096 },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -566,6 +559,46 @@ async fn keyset_rotation_keeps_previous_keys_until_retired() {
             .sealed_private
             .windows(16)
             .any(|w| private.windows(16).any(|x| x == w)));
+    }
+}
+
+#[tokio::test]
+async fn the_keyset_and_the_events_it_signs_read_the_clock_they_are_given() {
+    use portcullis_controller::clock::{ManualClock, SharedClock};
+    for b in backends().await {
+        // 2001-09-09T01:46:40Z, then a minute later: far from the machine's own time.
+        let clock = std::sync::Arc::new(ManualClock::at_unix(1_000_000_000));
+        let shared: SharedClock = clock.clone();
+        let master = MasterKey::generate_hex().unwrap();
+        let keys =
+            Keyset::new(b.store.clone(), MasterKey::from_hex(&master).unwrap()).with_clock(shared);
+        keys.ensure().await.unwrap();
+        clock.advance(std::time::Duration::from_secs(60));
+        let rotated = keys.rotate(Purpose::Grant).await.unwrap();
+        let mut conn = b.store.conn().await.unwrap();
+        for key in store::keys::list(&mut conn).await.unwrap() {
+            let expected = if key.id == rotated {
+                1_000_000_060
+            } else {
+                1_000_000_000
+            };
+            assert_eq!(key.created_at, expected, "{}: key {}", b.name, key.purpose);
+        }
+        let events = store::audit::after(&mut conn, 0, 100).await.unwrap();
+        let times: Vec<String> = events
+            .iter()
+            .map(|(_, body)| {
+                let body: serde_json::Value = serde_json::from_str(body).unwrap();
+                body["time"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        let (last, first) = times.split_last().unwrap();
+        assert!(
+            first.iter().all(|t| t == "2001-09-09T01:46:40.000Z"),
+            "{}: {times:?}",
+            b.name
+        );
+        assert_eq!(last, "2001-09-09T01:47:40.000Z", "{}", b.name);
     }
 }
 

@@ -23,7 +23,7 @@ pub async fn seed_dev_target(
     name: &str,
     address: &str,
 ) -> Result<TargetRecord, StoreError> {
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(state.clock.unix_secs());
     let record = TargetRecord {
         id: new_id(IdKind::Target),
         name: name.to_owned(),
@@ -61,7 +61,7 @@ pub async fn dev_login(
     who: &DevIdentity,
     previous: Option<&str>,
 ) -> Result<SecretString, KeyError> {
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(state.clock.unix_secs());
     if let Some(token) = previous {
         let mut conn = state.store.conn().await?;
         let found = crate::store::tokens::authenticate(&mut conn, &secret_hash(token), now).await?;

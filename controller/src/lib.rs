@@ -68,23 +68,42 @@ pub enum ControllerError {
 /// Opens the store (applying migrations) and the keyset: what both the daemon and the
 /// offline admin commands need.
 pub async fn open(config: &Config) -> Result<(Store, Keyset), ControllerError> {
+    open_on(config, clock::system()).await
+}
+
+/// [`open`], the keyset on `clock`.
+async fn open_on(
+    config: &Config,
+    clock: clock::SharedClock,
+) -> Result<(Store, Keyset), ControllerError> {
     let store = Store::connect(&config.store_url, config.store_max_connections).await?;
     store.migrate().await?;
     let master = match &config.master_key {
         config::MasterKeySource::File(path) => MasterKey::from_file(path)?,
         config::MasterKeySource::Env(hex) => MasterKey::from_hex(hex)?,
     };
-    let keys = Keyset::new(store.clone(), master);
+    let keys = Keyset::new(store.clone(), master).with_clock(clock);
     keys.ensure().await?;
     Ok((store, keys))
 }
 
 /// What only a program embedding the controller chooses, never a config file.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Serve `POST /v1/auth/dev-login`, which hands a token to anyone who names a user and
     /// groups. Only `portcullis dev` turns it on.
     pub dev_login: bool,
+    /// Where time comes from: the system's clock unless a test sets its own.
+    pub clock: clock::SharedClock,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            dev_login: false,
+            clock: clock::system(),
+        }
+    }
 }
 
 /// A controller with its listeners bound, ready to [`Controller::run`].
@@ -115,10 +134,13 @@ impl Controller {
         // The OIDC client secret is read before anything is bound: a missing file stops the
         // start with its name.
         let oidc = match &config.oidc {
-            Some(oidc) => Some(Arc::new(oidc::Relying::new(oidc.clone())?)),
+            Some(oidc) => Some(Arc::new(oidc::Relying::new(
+                oidc.clone(),
+                options.clock.clone(),
+            )?)),
             None => None,
         };
-        let (store, keys) = open(&config).await?;
+        let (store, keys) = open_on(&config, options.clock.clone()).await?;
         let policy = match &config.policy_file {
             Some(path) => Some(Arc::new(
                 policy_file::load(path).map_err(ControllerError::Policy)?,
@@ -164,12 +186,16 @@ impl Controller {
             oidc,
             vault,
             controller_id: ids::new_id(ids::IdKind::Controller).into(),
-            denials: audit::denials::Denials::new(config.audit.denial_window),
+            denials: audit::denials::Denials::new(
+                config.audit.denial_window,
+                options.clock.clone(),
+            ),
             authorize_rate: Arc::new(sessions::limits::AuthorizeRate::new(
                 config.per_user.authorize_per_minute,
             )),
             config: Arc::new(config),
             dev_login: options.dev_login,
+            clock: options.clock,
             audit_writer: audit::batch::Writer::spawn(store.clone(), keys.clone()),
             live_workers: sessions::live_workers::LiveWorkers::default(),
             store,

@@ -116,7 +116,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let config = controller_config(&args, &state_dir, policy)?;
     let controller = portcullis_controller::Controller::start_with(
         config,
-        portcullis_controller::Options { dev_login: true },
+        portcullis_controller::Options {
+            dev_login: true,
+            ..Default::default()
+        },
     )
     .await
     .context("the dev controller failed to start")?;

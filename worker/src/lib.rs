@@ -26,6 +26,7 @@ pub mod verifier;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use portcullis_proto::clock::{Clock, SystemClock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -55,6 +56,8 @@ pub enum WorkerError {
 /// What the worker's tasks share.
 pub struct Shared {
     pub config: Config,
+    /// Where time comes from (grant expiry, event times, graces, certificate renewal).
+    pub clock: Arc<dyn Clock>,
     pub identity: identity::Identity,
     /// The current certificate (renewed at half-life), for the proxy listener and the link.
     pub certs: Arc<certs::Certificates>,
@@ -81,6 +84,7 @@ pub struct Worker {
 impl Worker {
     /// Enrols if needed and binds the proxy listener (port 0 picks one).
     pub async fn bind(config: Config) -> Result<Worker, WorkerError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let listener = TcpListener::bind(config.proxy_listen)
             .await
             .map_err(|source| WorkerError::Bind {
@@ -108,7 +112,7 @@ impl Worker {
             Some(identity) => identity,
             None if config.controllers.is_empty() => {
                 let listener = cluster_listener.as_mut().ok_or(WorkerError::NotEnrolled)?;
-                inbound::enrol(listener, &config, &proxy_addr).await?
+                inbound::enrol(listener, &config, &proxy_addr, clock.as_ref()).await?
             }
             None => {
                 let token = config.join_token.as_ref().ok_or(WorkerError::NotEnrolled)?;
@@ -118,6 +122,7 @@ impl Worker {
                     token.expose_secret(),
                     &config.name,
                     &proxy_addr,
+                    clock.as_ref(),
                 )
                 .await?
             }
@@ -136,11 +141,12 @@ impl Worker {
         let spool = spool::Spool::open(config.state_dir.join("spool.jsonl"));
         let shared = Arc::new(Shared {
             config,
+            table: table::Table::new(clock.clone()),
+            clock,
             identity,
             certs,
             proxy_addr,
             proxy_tls: Arc::new(proxy_tls),
-            table: table::Table::default(),
             spool,
             link: link::LinkClient::default(),
             draining: CancellationToken::new(),

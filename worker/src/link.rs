@@ -120,13 +120,6 @@ enum Pending {
     Renewal,
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn client_config(shared: &Shared) -> Result<Arc<rustls::ClientConfig>, String> {
     let identity = shared.identity.clone();
     let mut roots = rustls::RootCertStore::empty();
@@ -277,7 +270,7 @@ pub async fn drive<S: LinkIo>(
                 if last_frame.elapsed() > silence {
                     return Err("the controller went silent".into());
                 }
-                if !renewal_in_flight && shared.certs.renewal_due(now()) {
+                if !renewal_in_flight && shared.certs.renewal_due(shared.clock.unix_secs()) {
                     let id = next_id; next_id += 2;
                     pending.insert(id, Pending::Renewal);
                     renewal_in_flight = true;
@@ -312,7 +305,7 @@ pub async fn drive<S: LinkIo>(
                         }
                         (Some(Pending::Events), _) => events_in_flight = false,
                         (Some(Pending::Renewal), Response::Certificate { cert_pem, expires_at }) => {
-                            match shared.certs.replace(cert_pem, expires_at, now()) {
+                            match shared.certs.replace(cert_pem, expires_at, shared.clock.unix_secs()) {
                                 Ok(()) => tracing::info!(expires_at, "certificate renewed"),
                                 Err(err) => tracing::warn!(error = %err, "could not install the renewed certificate"),
                             }

@@ -19,13 +19,6 @@ use tracing::Instrument as _;
 use crate::table::Admission;
 use crate::{accept, Shared};
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Accepts connections until `stop`; each runs in its own task tracked by `tasks`.
 pub async fn serve(
     listener: TcpListener,
@@ -152,7 +145,7 @@ async fn handle(
         &hello.grant,
         &shared.table.keys(),
         &shared.identity.worker_id,
-        now(),
+        shared.clock.unix_secs(),
     ) {
         Ok(c) => c,
         Err(GrantError::Expired) => {
@@ -253,7 +246,7 @@ async fn handle(
     let opened = ConnectionEvent::opened(
         &claims.sid,
         &connection_id,
-        now(),
+        shared.clock.unix_secs(),
         &peer.ip().to_string(),
         &claims.dst,
     );
@@ -289,7 +282,14 @@ async fn handle(
         dialed
     };
     let closed = |up, down, why: EndReason| {
-        ConnectionEvent::closed(&claims.sid, &connection_id, now(), up, down, why)
+        ConnectionEvent::closed(
+            &claims.sid,
+            &connection_id,
+            shared.clock.unix_secs(),
+            up,
+            down,
+            why,
+        )
     };
     // The opened event is on disk before a byte flows (or the connection is refused).
     let target = match dialed {
