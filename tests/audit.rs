@@ -13,9 +13,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::client::{listen, wait_for};
+use common::client::listen;
 use common::cluster::{echo, Controller, PausableProxy, Worker};
 use common::rsyslog::Rsyslog;
+use common::wait::wait_for;
 use serde_json::{json, Value};
 use sqlx::Connection as _;
 
@@ -444,7 +445,7 @@ fn tampering_is_found_at_the_right_event() {
     forged["prev_hash"] = events[7]["hash"].clone();
     forged["reason"] = json!("nothing to see here");
     let body = forged.as_object().unwrap().clone();
-    forged["hash"] = json!(portcullis_controller::audit::chain::event_hash(&body).unwrap());
+    forged["hash"] = json!(portcullis_audit::chain::event_hash(&body).unwrap());
     inserted.push(forged);
     let v = verify_lines(&c, dir.path(), "inserted", &with(inserted), &keys);
     assert_eq!(v["first_bad_event"], seq(7) + 1, "{v}");
@@ -652,6 +653,7 @@ fn a_syslog_sink_over_tls_loses_nothing_across_an_outage() {
     for i in 0..6 {
         create_target(&c, &format!("during-{i}"), "127.0.0.1:9");
     }
+    // An observation window, not a wait: the shipper would have sent these within it.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         !received("target_created", "during-5"),

@@ -8,8 +8,10 @@ mod common;
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
 
-use common::client::{closes_within, open_echo, refused, wait_for, Listener};
+use common::client::{closes_within, open_echo, refused, Listener};
 use common::cluster::{echo, sigterm, wait_exit, Controller, PausableProxy, Worker};
+use common::wait::wait_for;
+use portcullis_proto::clock::{Clock as _, SystemClock};
 
 fn create_target(c: &Controller, name: &str, address: &str) {
     let body =
@@ -79,7 +81,8 @@ fn a_stopped_controller_makes_the_worker_refuse_a_new_session() {
     let fresh = listen(&c, "echo"); // authorised, never connected
     let _ = c.child.kill();
     let _ = c.child.wait();
-    std::thread::sleep(Duration::from_millis(1500));
+    // At once, within the admit grace too: a session's first connection needs the
+    // controller's online answer.
     assert!(
         refused(fresh.port),
         "a new session was admitted without a controller"
@@ -114,10 +117,12 @@ fn a_cancel_during_a_partition_takes_effect_when_the_link_returns() {
     );
     assert_eq!(code, 200, "{text}");
     assert_eq!(session(&c, &l.session_id)["state"], "terminated");
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        refused(l.port),
-        "a new connection was admitted during the partition after the grace"
+    // Within the admit grace the partitioned worker still admits later connections; after it,
+    // none.
+    wait_for(
+        "the worker to refuse new connections after the admit grace",
+        Duration::from_secs(10),
+        || refused(l.port),
     );
     proxy.resume();
     let took = closes_within(&mut live, Duration::from_secs(10));
@@ -140,7 +145,11 @@ fn sigterm_drains_the_worker() {
     let mut live = open_echo(l.port);
     let started = Instant::now();
     sigterm(&w.child);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for(
+        "the drain to start (the proxy port closed)",
+        Duration::from_secs(10),
+        || std::net::TcpStream::connect(&w.proxy).is_err(),
+    );
     // Live connections are kept during the drain...
     live.write_all(b"more").unwrap();
     let mut buf = [0u8; 4];
@@ -152,7 +161,7 @@ fn sigterm_drains_the_worker() {
         started.elapsed() >= Duration::from_millis(1800),
         "closed too early: {took:?}"
     );
-    let status = wait_exit(&mut w.child, Duration::from_secs(10)).expect("worker exited");
+    let status = wait_exit(&mut w.child, Duration::from_secs(10));
     assert!(status.success(), "{status}");
     wait_for(
         "the connection's close with reason shutdown",
@@ -213,6 +222,8 @@ fn rotated_grant_keys_stay_valid_until_retired() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // An observation window, not a wait for something visible: the controller's key cache
+    // (2 s) sees the rotation and a heartbeat (1 s) hands the worker the new key list.
     std::thread::sleep(Duration::from_secs(3));
     // The session's grant was signed by the old key: still accepted.
     drop(open_echo(l.port));
@@ -256,6 +267,8 @@ fn deleting_a_worker_ends_its_sessions_and_refuses_its_certificate() {
     closes_within(&mut live, Duration::from_secs(5));
     let s = session(&c, &l.session_id);
     assert_eq!(s["termination_reason"], "worker_deleted", "{s}");
+    // An observation window: the deleted worker dials again meanwhile and must not be let
+    // back in.
     std::thread::sleep(Duration::from_secs(2));
     let (_, text) = c.curl("GET", &format!("/v1/workers/{}", w.id), None);
     let worker: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -298,8 +311,13 @@ fn the_worker_renews_its_certificate_at_half_life() {
     });
     // Past the first certificate's expiry, a fresh link (the old certificate would be refused)
     // still works: cut the link, let it return, and broker a new session.
-    std::thread::sleep(Duration::from_secs(3));
+    wait_for(
+        "the first certificate's expiry",
+        Duration::from_secs(10),
+        || SystemClock.unix_secs() > first,
+    );
     proxy.pause();
+    // The cut lasts 300 ms (a pace, not a wait): the worker's dials meanwhile are refused.
     std::thread::sleep(Duration::from_millis(300));
     proxy.resume();
     create_target(&c, "echo", &echo());

@@ -8,8 +8,9 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::client::Listener;
+use common::client::{refused, Listener};
 use common::cluster::{echo, Controller, PausableProxy, Worker};
+use common::wait::poll;
 
 fn listen(c: &Controller) -> Listener {
     let body =
@@ -50,8 +51,19 @@ fn without_any_controller_live_connections_last_the_grace_then_end_with_the_reas
     let mut live = connected(l.port);
     proxy.pause();
     let cut = Instant::now();
-    // Within the grace the connection still carries data.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Past the admit grace the worker refuses new connections...
+    poll(
+        "the end of the admit grace",
+        Duration::from_secs(10),
+        || {
+            if refused(l.port) {
+                Ok(())
+            } else {
+                Err("a new connection was admitted")
+            }
+        },
+    );
+    // ...while, within the live grace, the live connection still carries data.
     live.write_all(b"still").unwrap();
     let mut buf = [0u8; 5];
     live.read_exact(&mut buf).unwrap();
@@ -67,21 +79,17 @@ fn without_any_controller_live_connections_last_the_grace_then_end_with_the_reas
         "ended after {lived:?}"
     );
     proxy.resume();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    poll("the reason recorded", Duration::from_secs(15), || {
         let s = session(&c, &l.session_id);
         if s["connections"].as_array().is_some_and(|cs| {
             cs.iter()
                 .any(|c| c["close_reason"] == "controller_unreachable")
         }) {
-            break;
+            Ok(())
+        } else {
+            Err(s)
         }
-        assert!(
-            Instant::now() < deadline,
-            "the reason was never recorded: {s}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
 }
 
 #[test]
@@ -100,18 +108,15 @@ fn a_dead_worker_ends_its_sessions_with_reason_worker_lost() {
     let _ = w.child.kill(); // kill -9
     let _ = w.child.wait();
     let started = Instant::now();
-    loop {
+    let s = poll("the session's end", Duration::from_secs(15), || {
         let s = session(&c, &l.session_id);
         if s["state"] == "terminated" {
-            assert_eq!(s["termination_reason"], "worker_lost", "{s}");
-            break;
+            Ok(s)
+        } else {
+            Err(s)
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "session still {s}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
+    assert_eq!(s["termination_reason"], "worker_lost", "{s}");
     assert!(
         started.elapsed() >= Duration::from_secs(2),
         "ended before the worker could be lost"
@@ -143,18 +148,14 @@ fn without_postgresql_authorize_fails_closed_and_recovers_by_itself() {
     assert_eq!(code, 503, "{text}");
     assert!(text.contains("database"), "{text}");
     pg.up();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (code, text) = authorize();
-        if code == 201 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the controller did not recover: {code} {text}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    poll(
+        "the controller to recover",
+        Duration::from_secs(20),
+        || match authorize() {
+            (201, _) => Ok(()),
+            (code, text) => Err(format!("{code} {text}")),
+        },
+    );
 }
 
 /// Issue 8 with the Vault backend: a worker killed with -9 has its sessions ended with reason
@@ -206,20 +207,20 @@ fn a_dead_workers_sessions_have_their_vault_tokens_revoked() {
     }
     let _ = w.child.kill(); // kill -9
     let _ = w.child.wait();
-    let started = Instant::now();
     for (l, accessor) in sessions.iter().zip(&accessors) {
-        loop {
-            let s = session(&c, &l.session_id);
-            if s["state"] == "terminated" && !bao.accessor_alive(accessor) {
-                assert_eq!(s["termination_reason"], "worker_lost", "{s}");
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "session or token still alive: {s}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let s = poll(
+            "the session's end and its token's revocation",
+            Duration::from_secs(20),
+            || {
+                let s = session(&c, &l.session_id);
+                if s["state"] == "terminated" && !bao.accessor_alive(accessor) {
+                    Ok(s)
+                } else {
+                    Err(s)
+                }
+            },
+        );
+        assert_eq!(s["termination_reason"], "worker_lost", "{s}");
     }
     // The revocations are in the audit log, by accessor only.
     let (code, text) = c.curl("GET", "/v1/audit?type=credential_revoked", None);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::client::Listener;
 use common::cluster::{echo, Controller, Worker};
+use common::wait::{poll, wait_for};
 
 fn pg_url() -> String {
     tokio::runtime::Runtime::new()
@@ -89,14 +90,25 @@ fn killing_the_linked_controller_mid_transfer_loses_nothing_and_the_other_serves
     let mut writer = s.try_clone().unwrap();
     let chunk: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
     let sent = chunk.clone();
-    let sender = std::thread::spawn(move || {
-        for _ in 0..32 {
-            writer.write_all(&sent).unwrap();
-            std::thread::sleep(Duration::from_millis(50));
+    let chunks_sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sender = std::thread::spawn({
+        let chunks_sent = chunks_sent.clone();
+        move || {
+            for _ in 0..32 {
+                writer.write_all(&sent).unwrap();
+                chunks_sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // The transfer's pace (a MiB every 50 ms, 1.6 s in all), so that the kill
+                // below lands in its middle: not a wait.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            writer.shutdown(Shutdown::Write).unwrap();
         }
-        writer.shutdown(Shutdown::Write).unwrap();
     });
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for(
+        "the transfer to be under way",
+        Duration::from_secs(10),
+        || chunks_sent.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+    );
     let _ = a.child.kill(); // kill -9
     let _ = a.child.wait();
     let mut back = Vec::new();
@@ -108,37 +120,39 @@ fn killing_the_linked_controller_mid_transfer_loses_nothing_and_the_other_serves
         "transfer corrupted"
     );
     // The other controller serves new sessions through the same worker.
-    let mut ok = false;
-    for _ in 0..50 {
-        let l2 = listen(&b, "echo");
-        if let Ok(mut s2) = TcpStream::connect(("127.0.0.1", l2.port)) {
+    wait_for(
+        "a new session through the surviving controller",
+        Duration::from_secs(20),
+        || {
+            let l2 = listen(&b, "echo");
+            let Ok(mut s2) = TcpStream::connect(("127.0.0.1", l2.port)) else {
+                return false;
+            };
             s2.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let _ = s2.write_all(b"ping");
             let _ = s2.shutdown(Shutdown::Write);
             let mut got = Vec::new();
             let _ = s2.read_to_end(&mut got);
-            if got == b"ping" {
-                ok = true;
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(ok, "no new session through the surviving controller");
+            got == b"ping"
+        },
+    );
     // The transfer's byte counts reached the store through the surviving controller.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, text) = b.curl("GET", &format!("/v1/sessions/{}", l.session_id), None);
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        if v["connections"]
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c["bytes_up"] == 32 * 1024 * 1024))
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "byte counts never arrived: {v}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    poll(
+        "the transfer's byte counts",
+        Duration::from_secs(10),
+        || {
+            let (_, text) = b.curl("GET", &format!("/v1/sessions/{}", l.session_id), None);
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if v["connections"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["bytes_up"] == 32 * 1024 * 1024))
+            {
+                Ok(())
+            } else {
+                Err(v)
+            }
+        },
+    );
 }
 
 #[test]

@@ -12,9 +12,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::client::wait_for;
 use common::dev::{curl, Dev};
 use common::raw::{present_hello, Auth, ClientKey};
+use common::wait::wait_for;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};

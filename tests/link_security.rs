@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::client::{closes_within, listen, open_echo, refused, wait_for};
+use common::client::{closes_within, listen, open_echo, refused};
 use common::cluster::{echo, Controller, Worker};
 use common::raw::{present, Auth, ClientKey};
+use common::wait::{poll, wait_for};
 use portcullis_proto::grant::{self, GrantClaims, GrantKey, GRANT_ISSUER};
 use portcullis_proto::link::{self, Frame, Request, Response};
 use portcullis_proto::proxy::{RefusalCode, WorkerReply};
@@ -565,17 +566,9 @@ fn enrolment_succeeds_while_an_idle_connection_is_held_open() {
         });
     }
     // Someone connects first and says nothing.
-    let idle = {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(s) = TcpStream::connect(&link) {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "the worker never listened");
-            // Polls for the condition (the port accepts) under the deadline above.
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let idle = poll("the worker to listen", Duration::from_secs(20), || {
+        TcpStream::connect(&link)
+    });
     // Now the controller dials in: the worker enrols through it at once.
     let started = Instant::now();
     let c = dialling_controller(&cdir, &sqlite(&cdir), &[&link]);

@@ -17,10 +17,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::client::wait_for;
 use common::cluster::{Controller, Worker};
 use common::dev::bin;
 use common::netns::{reach, ready_or_skip, Echo, Lab, Reach};
+use common::wait::wait_for;
 
 /// How long a probe waits before calling a connection dropped.
 const PROBE: Duration = Duration::from_secs(2);

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::client::{closes_within, open_echo};
 use common::dev::{bin, curl, Dev};
+use common::wait::poll;
 
 const LAB_POLICY: &str = include_str!("fixtures/policy-lab.toml");
 
@@ -168,22 +169,23 @@ fn a_reload_applies_to_live_sessions_and_an_invalid_file_keeps_the_old_policy() 
         .arg(dev.child.id().to_string())
         .status();
     closes_within(&mut live, Duration::from_secs(5));
-    let mut last = String::new();
-    let ended = (0..50).any(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        last = curl(
-            &dev,
-            "GET",
-            &format!("/v1/sessions/{}", l.session_id),
-            Some(&admin),
-            None,
-        )
-        .1;
-        last.contains("\"policy_changed\"")
-    });
-    assert!(
-        ended,
-        "the session did not end with reason policy_changed: {last}"
+    poll(
+        "the session's end with reason policy_changed",
+        Duration::from_secs(5),
+        || {
+            let (_, text) = curl(
+                &dev,
+                "GET",
+                &format!("/v1/sessions/{}", l.session_id),
+                Some(&admin),
+                None,
+            );
+            if text.contains("\"policy_changed\"") {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        },
     );
     let (code, _) = authorize(&dev, &admin, "lab");
     assert_eq!(code, 403);

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::dev::{curl, Dev};
+use common::wait::{poll, wait_for};
 
 fn payload(len: usize) -> Vec<u8> {
     // xorshift: incompressible, reproducible.
@@ -75,17 +76,6 @@ fn session(dev: &Dev, id: &str) -> serde_json::Value {
     );
     assert_eq!(code, 200, "{text}");
     serde_json::from_str(&text).unwrap()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[test]
@@ -223,17 +213,11 @@ fn stdio_ends_with_an_error_when_stdout_goes_away() {
     let mut stdin = stdio.stdin.take().unwrap();
     // Fails once the process has gone; stdin is never closed before that.
     let _ = stdin.write_all(&payload(1 << 20));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = stdio.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "still running with its stdout gone"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = poll(
+        "the CLI to exit with its stdout gone",
+        Duration::from_secs(20),
+        || stdio.try_wait().unwrap().ok_or("still running"),
+    );
     drop(stdin);
     let mut stderr = String::new();
     stdio

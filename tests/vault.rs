@@ -8,12 +8,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cluster::PausableProxy;
 use common::dev::{curl, Dev};
 use common::sshd::{login_user, Sshd};
 use common::vault::Bao;
+use common::wait::{poll, wait_for};
 use serde_json::{json, Value};
 
 struct Setup {
@@ -253,15 +254,25 @@ impl Setup {
     }
 }
 
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if check() {
-            return start.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what}: not within {timeout:?}");
+/// How many times the controller has tried to revoke the session's Vault credentials (read
+/// from the dev controller's SQLite store).
+fn revoke_attempts(state: &Path, session_id: &str) -> i64 {
+    use sqlx::Connection as _;
+    let url = format!("sqlite://{}", state.join("portcullis.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let row: (i64,) =
+            sqlx::query_as("SELECT attempts FROM vault_credentials WHERE session_id = ?")
+                .bind(session_id)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        row.0
+    })
 }
 
 fn pg_role_exists(name: &str) -> bool {
@@ -359,7 +370,7 @@ fn connect_ssh_with_a_vault_certificate_names_the_session_and_is_useless_outside
     assert!(line.contains(&ca_fp(&vault_ca)), "{line}");
     let accessor = s.accessor_of(sid);
     // ssh exited, the CLI cancelled the session: its token is revoked.
-    wait_until(
+    wait_for(
         "token revoked after the session ended",
         Duration::from_secs(5),
         || !s.bao.accessor_alive(&accessor),
@@ -447,11 +458,11 @@ fn cancel_revokes_the_token_its_database_user_and_the_certificate() {
         s.sshd.log()
     );
     s.cancel(&sid);
-    let took = wait_until("token revoked", Duration::from_secs(5), || {
+    let took = wait_for("token revoked", Duration::from_secs(5), || {
         !s.bao.accessor_alive(&accessor)
     });
     eprintln!("token revoked {took:?} after cancel");
-    wait_until("database user dropped", Duration::from_secs(5), || {
+    wait_for("database user dropped", Duration::from_secs(5), || {
         !pg_role_exists(&username)
     });
     assert!(s.bao.tokens_of_session(&sid).is_empty());
@@ -490,10 +501,19 @@ fn an_expired_certificate_is_refused() {
         s.sshd.log()
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "direct-ok");
-    // ...and not once it has expired.
-    std::thread::sleep(Duration::from_secs(4));
-    let out = s.direct_ssh(&key, "127.0.0.2");
-    assert!(!out.status.success(), "an expired certificate was accepted");
+    // ...and not once it has expired (sshd reads its own clock: poll until it refuses).
+    poll(
+        "sshd to refuse the expired certificate",
+        Duration::from_secs(10),
+        || {
+            let out = s.direct_ssh(&key, "127.0.0.2");
+            if out.status.success() {
+                Err(String::from_utf8_lossy(&out.stdout).into_owned())
+            } else {
+                Ok(())
+            }
+        },
+    );
     let log = s.sshd.log();
     assert!(log.contains("expired") || log.contains("invalid"), "{log}");
 }
@@ -511,7 +531,7 @@ fn a_revocation_queued_while_vault_is_down_completes_after_it_returns_and_across
     let proxy = s.proxy.take().unwrap();
     proxy.pause();
     s.cancel(&sid);
-    wait_until(
+    wait_for(
         "the failed attempt audited",
         Duration::from_secs(10),
         || !s.audit(&sid, "credential_revoke_failed").is_empty(),
@@ -522,18 +542,23 @@ fn a_revocation_queued_while_vault_is_down_completes_after_it_returns_and_across
     );
     // Restart the controller while Vault is still unreachable: the revocation is in the store.
     s.dev.stop();
+    let attempts = revoke_attempts(&s.state, &sid);
     s.dev = start_dev(&s.state, &s.config, &[]);
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for(
+        "the restarted controller to try the revocation again",
+        Duration::from_secs(10),
+        || revoke_attempts(&s.state, &sid) > attempts,
+    );
     assert!(s.bao.accessor_alive(&accessor));
     assert!(s.audit(&sid, "credential_revoked").is_empty());
     proxy.resume();
-    let took = wait_until(
+    let took = wait_for(
         "revoked once Vault is back",
         Duration::from_secs(15),
         || !s.bao.accessor_alive(&accessor),
     );
     eprintln!("revoked {took:?} after Vault came back");
-    wait_until("the revocation audited", Duration::from_secs(5), || {
+    wait_for("the revocation audited", Duration::from_secs(5), || {
         s.audit(&sid, "credential_revoked").len() == 1
     });
 }
@@ -546,8 +571,7 @@ fn a_crash_between_intent_and_mint_leaves_nothing_alive() {
     });
     let (code, answer, _) = s.authorize("k");
     assert_ne!(code, 201, "{answer}");
-    let status = common::cluster::wait_exit(&mut s.dev.child, Duration::from_secs(10))
-        .expect("the controller exits at the fault point");
+    let status = common::cluster::wait_exit(&mut s.dev.child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(86));
     // The crash left a token in Vault, named by the session in its metadata.
     let (code, list) = s.bao.call("LIST", "auth/token/accessors", None);
@@ -567,7 +591,7 @@ fn a_crash_between_intent_and_mint_leaves_nothing_alive() {
     // Restarted without the fault, the controller finds the abandoned mint, ends the
     // session and revokes the token.
     s.dev = start_dev(&s.state, &s.config, &[]);
-    wait_until(
+    wait_for(
         "the abandoned token revoked",
         Duration::from_secs(15),
         || !s.bao.accessor_alive(&accessor),
@@ -590,8 +614,7 @@ fn a_crash_between_intent_and_mint_leaves_nothing_alive() {
     );
     let (code, _, _) = s.authorize("k2");
     assert_ne!(code, 201);
-    let status = common::cluster::wait_exit(&mut s.dev.child, Duration::from_secs(10))
-        .expect("the controller exits at the fault point");
+    let status = common::cluster::wait_exit(&mut s.dev.child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(86));
     s.dev = start_dev(&s.state, &s.config, &[]);
     let (_, text) = s.api("GET", "/v1/sessions?limit=10", None);
@@ -604,7 +627,7 @@ fn a_crash_between_intent_and_mint_leaves_nothing_alive() {
         .cloned()
         .unwrap_or_else(|| panic!("{text}"));
     let second_id = second["id"].as_str().unwrap().to_owned();
-    wait_until(
+    wait_for(
         "the abandoned session ended",
         Duration::from_secs(15),
         || s.session(&second_id)["state"] == "terminated",
@@ -636,10 +659,10 @@ fn an_unknown_vault_role_fails_with_a_clear_error_and_leaves_nothing_behind() {
     assert_eq!(items[0]["termination_reason"], "credential_mint_failed");
     assert_eq!(s.audit(&sid, "credential_mint_failed").len(), 1);
     // The token made for it is revoked.
-    wait_until("no token of the session", Duration::from_secs(5), || {
+    wait_for("no token of the session", Duration::from_secs(5), || {
         s.bao.tokens_of_session(&sid).is_empty()
     });
-    wait_until("revocation audited", Duration::from_secs(5), || {
+    wait_for("revocation audited", Duration::from_secs(5), || {
         s.audit(&sid, "credential_revoked").len() == 1
     });
 }
@@ -719,13 +742,20 @@ fn the_controller_logs_in_with_approle_and_keeps_its_token_alive() {
     });
     let (code, auth, _) = s.authorize("k0");
     assert_eq!(code, 201, "{auth}");
-    std::thread::sleep(Duration::from_secs(10));
+    let first = s.bao.approle_tokens();
+    assert!(!first.is_empty(), "the controller holds no AppRole token");
+    // Vault ends the tokens alive now at their max TTL; by then the controller holds another.
+    wait_for(
+        "the first tokens' end and a later login",
+        Duration::from_secs(20),
+        || first.iter().all(|a| !s.bao.accessor_alive(a)) && !s.bao.approle_tokens().is_empty(),
+    );
     let (code, auth, _) = s.authorize("k1");
     assert_eq!(code, 201, "{auth}");
     let sid = auth["session_id"].as_str().unwrap().to_owned();
     let accessor = s.accessor_of(&sid);
     s.cancel(&sid);
-    wait_until("token revoked", Duration::from_secs(5), || {
+    wait_for("token revoked", Duration::from_secs(5), || {
         !s.bao.accessor_alive(&accessor)
     });
 }

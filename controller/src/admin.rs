@@ -3,7 +3,12 @@
 //! transaction like the API's. The offline commands' other operations live beside what they
 //! change: `tokens::issue_local`, `enrolment::issue_join_token`, `Keyset::rotate`, `retire`.
 
-use crate::audit::{event, Actor, AuditEvent, Event};
+pub use crate::enrolment::issue_join_token;
+pub use crate::policy_file::{reload as reload_policy, ReloadOutcome};
+pub use crate::tokens::{issue_local as issue_local_token, IssueError, Issued, Operator};
+pub use portcullis_audit::Actor;
+
+use crate::audit::{event, AuditEvent, Event};
 use crate::clock;
 use crate::ids::{new_id, secret_hash, IdKind};
 use crate::keys::KeyError;
@@ -23,7 +28,7 @@ pub async fn seed_dev_target(
     name: &str,
     address: &str,
 ) -> Result<TargetRecord, StoreError> {
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(state.clock.unix_secs());
     let record = TargetRecord {
         id: new_id(IdKind::Target),
         name: name.to_owned(),
@@ -61,7 +66,7 @@ pub async fn dev_login(
     who: &DevIdentity,
     previous: Option<&str>,
 ) -> Result<SecretString, KeyError> {
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(state.clock.unix_secs());
     if let Some(token) = previous {
         let mut conn = state.store.conn().await?;
         let found = crate::store::tokens::authenticate(&mut conn, &secret_hash(token), now).await?;

@@ -31,6 +31,7 @@ pub use portcullis_audit::{chain, verify, Signer};
 pub(crate) use tx::signer;
 pub use tx::AuditedTx;
 
+use crate::clock::SharedClock;
 use crate::ids::{new_id, IdKind};
 use crate::store::audit as rows;
 use crate::store::StoreError;
@@ -45,13 +46,16 @@ pub struct Chain {
     /// `None` only while the keyset creates the audit key itself (see `Keyset::ensure`).
     signer: Option<Arc<Signer>>,
     pending: Vec<(AuditEvent, SystemTime)>,
+    /// The events' times.
+    clock: SharedClock,
 }
 
 impl Chain {
-    pub fn new(signer: Option<Arc<Signer>>) -> Chain {
+    pub fn new(signer: Option<Arc<Signer>>, clock: SharedClock) -> Chain {
         Chain {
             signer,
             pending: Vec::new(),
+            clock,
         }
     }
 
@@ -66,7 +70,7 @@ impl Chain {
 
     /// Queues `event`; its time is now.
     pub fn append(&mut self, event: AuditEvent) {
-        self.pending.push((event, SystemTime::now()));
+        self.pending.push((event, self.clock.now()));
     }
 
     /// Locks the head, seals the queued events in order and writes them and the new head, in

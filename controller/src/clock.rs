@@ -1,13 +1,19 @@
-//! The wall clock, in one place.
+//! Where the controller's time comes from: the one [`Clock`] it was started with
+//! ([`crate::Options::clock`], the system's by default), held by the [`crate::state::AppState`]
+//! and the [`crate::keys::Keyset`] (so the offline admin commands read it too), and handed to
+//! pure code as a value (`portcullis_policy::evaluate(.., now)`, `AuthorizeRate::hit(.., now)`).
+//! Also the conversions between the API's unsigned times and the store's signed integers.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
-/// Seconds since the unix epoch.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+pub use portcullis_proto::clock::{Clock, ManualClock, SystemClock};
+
+/// The clock the parts of one controller share.
+pub type SharedClock = Arc<dyn Clock>;
+
+/// The system's clock, shared.
+pub fn system() -> SharedClock {
+    Arc::new(SystemClock)
 }
 
 /// Converts store integers (i64) to API times (u64), clamping negatives to 0.

@@ -32,7 +32,7 @@ pub async fn issue_join_token(
 ) -> Result<(String, u64), KeyError> {
     let ca = keys.certificate_authority().await?;
     let secret = new_secret();
-    let now = clock::now();
+    let now = keys.clock().unix_secs();
     let record = JoinTokenRecord {
         id: new_id(IdKind::JoinToken),
         token_hash: secret_hash(&secret),
@@ -69,7 +69,7 @@ pub async fn join(state: &AppState, join: JoinRequest, peer: IpAddr) -> Response
         });
         Response::Error { message }
     };
-    let now = clock::now();
+    let now = state.clock.unix_secs();
     let allowed = async {
         let mut conn = state.store.conn().await?;
         rate_limits::hit(

@@ -2,35 +2,41 @@
 //! matrix policy, signs grants, keeps every piece of state in the store, and tells workers
 //! when sessions end.
 //!
-//! Code map: [`config`] (validated configuration), [`store`] (SQLite/PostgreSQL), [`keys`]
-//! (sealed keyset and TLS CA), [`api`] (HTTPS JSON API), [`link`] (the cluster link with
-//! workers), [`sessions`] (authorisation and lifecycle), [`audit`] (the audit hook),
-//! [`authz`] (identity and permissions from the pure policy crate).
+//! Its public surface is small on purpose: [`Controller`] (start, run until shutdown),
+//! [`Config`], [`open`] and the operations the `portcullis` command runs outside the API
+//! ([`admin`]), with the types they name. Everything else is crate-private.
+//!
+//! Code map: `config` (validated configuration), `store` (SQLite/PostgreSQL, one module per
+//! table), `keys` (sealed keyset and TLS CA), `api` (HTTPS JSON API, the only place that
+//! speaks HTTP), `link` (the cluster link with workers), `sessions` (the authorize plan,
+//! issuing and ending sessions), `audit` (the audited transaction and the chain's store side),
+//! `authz` (identity and permissions from the pure policy crate). docs/architecture.md has
+//! the data flow and the invariants.
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod api;
-pub mod audit;
-pub mod authz;
-pub mod clock;
+mod api;
+mod audit;
+mod authz;
+mod clock;
 pub mod config;
-pub mod enrolment;
+mod enrolment;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod ids;
-pub mod keys;
-pub mod link;
-pub mod notify;
-pub mod oidc;
-pub mod policy_file;
+mod ids;
+mod keys;
+mod link;
+mod notify;
+mod oidc;
+mod policy_file;
 pub mod secret;
-pub mod sessions;
-pub mod ssh;
-pub mod state;
-pub mod store;
-pub mod tokens;
-pub mod vault;
+mod sessions;
+mod ssh;
+mod state;
+mod store;
+mod tokens;
+mod vault;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,11 +45,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+pub use clock::{ManualClock, SharedClock, SystemClock};
 pub use config::Config;
-use keys::{Keyset, MasterKey};
+pub use keys::{KeyError, Keyset, MasterKey, Purpose};
 use secret::ExposeSecret as _;
-use state::AppState;
-use store::Store;
+pub use state::AppState;
+pub use store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
@@ -68,23 +75,42 @@ pub enum ControllerError {
 /// Opens the store (applying migrations) and the keyset: what both the daemon and the
 /// offline admin commands need.
 pub async fn open(config: &Config) -> Result<(Store, Keyset), ControllerError> {
+    open_on(config, clock::system()).await
+}
+
+/// [`open`], the keyset on `clock`.
+async fn open_on(
+    config: &Config,
+    clock: clock::SharedClock,
+) -> Result<(Store, Keyset), ControllerError> {
     let store = Store::connect(&config.store_url, config.store_max_connections).await?;
     store.migrate().await?;
     let master = match &config.master_key {
         config::MasterKeySource::File(path) => MasterKey::from_file(path)?,
         config::MasterKeySource::Env(hex) => MasterKey::from_hex(hex)?,
     };
-    let keys = Keyset::new(store.clone(), master);
+    let keys = Keyset::new(store.clone(), master).with_clock(clock);
     keys.ensure().await?;
     Ok((store, keys))
 }
 
 /// What only a program embedding the controller chooses, never a config file.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Serve `POST /v1/auth/dev-login`, which hands a token to anyone who names a user and
     /// groups. Only `portcullis dev` turns it on.
     pub dev_login: bool,
+    /// Where time comes from: the system's clock unless a test sets its own.
+    pub clock: clock::SharedClock,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            dev_login: false,
+            clock: clock::system(),
+        }
+    }
 }
 
 /// A controller with its listeners bound, ready to [`Controller::run`].
@@ -115,10 +141,13 @@ impl Controller {
         // The OIDC client secret is read before anything is bound: a missing file stops the
         // start with its name.
         let oidc = match &config.oidc {
-            Some(oidc) => Some(Arc::new(oidc::Relying::new(oidc.clone())?)),
+            Some(oidc) => Some(Arc::new(oidc::Relying::new(
+                oidc.clone(),
+                options.clock.clone(),
+            )?)),
             None => None,
         };
-        let (store, keys) = open(&config).await?;
+        let (store, keys) = open_on(&config, options.clock.clone()).await?;
         let policy = match &config.policy_file {
             Some(path) => Some(Arc::new(
                 policy_file::load(path).map_err(ControllerError::Policy)?,
@@ -164,12 +193,16 @@ impl Controller {
             oidc,
             vault,
             controller_id: ids::new_id(ids::IdKind::Controller).into(),
-            denials: audit::denials::Denials::new(config.audit.denial_window),
+            denials: audit::denials::Denials::new(
+                config.audit.denial_window,
+                options.clock.clone(),
+            ),
             authorize_rate: Arc::new(sessions::limits::AuthorizeRate::new(
                 config.per_user.authorize_per_minute,
             )),
             config: Arc::new(config),
             dev_login: options.dev_login,
+            clock: options.clock,
             audit_writer: audit::batch::Writer::spawn(store.clone(), keys.clone()),
             live_workers: sessions::live_workers::LiveWorkers::default(),
             store,

@@ -73,7 +73,7 @@ async fn end_disallowed(
         }
         out
     };
-    let now = crate::clock::now();
+    let now = state.clock.unix_secs();
     let mut ended = 0;
     for s in live {
         let (user, target) = {

@@ -37,6 +37,8 @@ pub struct AppState {
     pub denials: crate::audit::denials::Denials,
     /// authorize-session requests per user in the current minute (`[sessions.per_user]`).
     pub authorize_rate: Arc<crate::sessions::limits::AuthorizeRate>,
+    /// Where time comes from (the keyset's clock too).
+    pub clock: crate::clock::SharedClock,
 }
 
 impl AppState {

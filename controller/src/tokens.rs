@@ -56,7 +56,7 @@ pub async fn issue(
     user: &UserRecord,
     event: impl FnOnce(&UserRecord, &TokenFacts<'_>) -> AuditEvent,
 ) -> Result<Issued, KeyError> {
-    let now = clock::now();
+    let now = keys.clock().unix_secs();
     let secret = new_secret();
     let expires_at = now + lifetime.as_secs();
     let mut tx = AuditedTx::begin(store, keys).await?;
@@ -144,7 +144,7 @@ pub async fn issue_local(
             "authentication method",
         ));
     }
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(keys.clock().unix_secs());
     let user = UserRecord {
         id: new_id(IdKind::User),
         issuer: LOCAL_ISSUER.into(),

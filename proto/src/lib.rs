@@ -3,6 +3,7 @@
 //! Nothing here does I/O. Each module holds one wire surface, or a rule the listeners of
 //! several share:
 //! - [`api`]: the controller's HTTPS JSON API (`/v1`).
+//! - [`clock`]: where time comes from (the system's clocks, or a test's hand-advanced one).
 //! - [`duration`]: durations as the controller's and the worker's config files write them.
 //! - [`grant`]: the signed session grant a client presents to a worker.
 //! - [`link`]: the framed cluster link between controllers and workers.
@@ -13,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod clock;
 pub mod duration;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]

@@ -174,7 +174,7 @@ pub async fn terminated() {
 
 /// Reloads the policy at every SIGHUP until `shutdown`.
 pub fn reload_on_sighup(
-    state: portcullis_controller::state::AppState,
+    state: portcullis_controller::AppState,
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
@@ -187,7 +187,7 @@ pub fn reload_on_sighup(
                 _ = shutdown.cancelled() => return,
                 got = hup.recv() => if got.is_none() { return },
             }
-            match portcullis_controller::policy_file::reload(
+            match portcullis_controller::admin::reload_policy(
                 &state,
                 portcullis_audit::Actor::system(),
             )
@@ -222,7 +222,7 @@ pub async fn run_controller(
         ControllerCommand::JoinToken { config, ttl } => {
             let config = load(&config)?;
             let (store, keys) = portcullis_controller::open(&config).await?;
-            let (token, _) = portcullis_controller::enrolment::issue_join_token(
+            let (token, _) = portcullis_controller::admin::issue_join_token(
                 &store,
                 &keys,
                 None,
@@ -238,7 +238,7 @@ pub async fn run_controller(
             Ok(0)
         }
         ControllerCommand::Keygen { out, force } => {
-            portcullis_controller::keys::MasterKey::generate_file(&out, force)?;
+            portcullis_controller::MasterKey::generate_file(&out, force)?;
             eprintln!(
                 "wrote a new master key to {} (mode 0600); point keys.master_key_file at it and keep a copy somewhere safe",
                 out.display()
@@ -293,10 +293,10 @@ async fn issue_token(
     json: bool,
 ) -> anyhow::Result<i32> {
     let (store, keys) = portcullis_controller::open(config).await?;
-    let operator = portcullis_controller::tokens::Operator {
+    let operator = portcullis_controller::admin::Operator {
         account: format!("uid={}", rustix::process::getuid().as_raw()),
     };
-    let issued = portcullis_controller::tokens::issue_local(
+    let issued = portcullis_controller::admin::issue_local_token(
         &store,
         &keys,
         ttl.unwrap_or(config.token_lifetime),
@@ -357,7 +357,7 @@ async fn run_keys(cmd: KeysCommand, master_key: &Option<SecretString>) -> anyhow
         }
         KeysCommand::Rotate { config, purpose } => {
             let purpose =
-                portcullis_controller::keys::Purpose::parse(&purpose).with_context(|| {
+                portcullis_controller::Purpose::parse(&purpose).with_context(|| {
                     format!("unknown key purpose {purpose:?}: use grant, ssh-ca or audit")
                 })?;
             let (_, keys) = portcullis_controller::open(&load(&config)?).await?;

@@ -116,7 +116,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let config = controller_config(&args, &state_dir, policy)?;
     let controller = portcullis_controller::Controller::start_with(
         config,
-        portcullis_controller::Options { dev_login: true },
+        portcullis_controller::Options {
+            dev_login: true,
+            ..Default::default()
+        },
     )
     .await
     .context("the dev controller failed to start")?;
@@ -184,7 +187,7 @@ fn prepare_state_dir(args: &DevArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
     let state_dir = state_dir.canonicalize()?;
     let master = state_dir.join("master.key");
     if !master.exists() {
-        portcullis_controller::keys::MasterKey::generate_file(&master, false)?;
+        portcullis_controller::MasterKey::generate_file(&master, false)?;
     }
     let policy = match &args.policy {
         Some(p) => p.clone(),
@@ -202,7 +205,7 @@ fn prepare_state_dir(args: &DevArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
 /// The dev worker's config: its identity under STATE/worker, a join token only when it has
 /// not enrolled yet, the proxy on 127.0.0.1.
 async fn worker_config(
-    app: &portcullis_controller::state::AppState,
+    app: &portcullis_controller::AppState,
     args: &DevArgs,
     state_dir: &Path,
     cluster_addr: SocketAddr,
@@ -212,7 +215,7 @@ async fn worker_config(
         None
     } else {
         let (token, _) =
-            portcullis_controller::enrolment::issue_join_token(&app.store, &app.keys, None, 600)
+            portcullis_controller::admin::issue_join_token(&app.store, &app.keys, None, 600)
                 .await?;
         Some(token)
     };
@@ -251,7 +254,7 @@ fn write_dev_env(
 /// Reuses the token in an existing dev.env when it still authenticates the same identity;
 /// otherwise logs the dev identity in afresh.
 async fn dev_token(
-    app: &portcullis_controller::state::AppState,
+    app: &portcullis_controller::AppState,
     args: &DevArgs,
     state_dir: &Path,
 ) -> anyhow::Result<SecretString> {
@@ -271,7 +274,7 @@ async fn dev_token(
 
 /// Creates (or re-points) the `echo` target at the echo service.
 async fn ensure_echo_target(
-    app: &portcullis_controller::state::AppState,
+    app: &portcullis_controller::AppState,
     echo: SocketAddr,
 ) -> anyhow::Result<()> {
     portcullis_controller::admin::seed_dev_target(app, "echo", &echo.to_string()).await?;

@@ -115,13 +115,6 @@ fn save_token(path: &Path, token: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// A client without a token (logging in needs none, and an old token file, even one with
 /// the wrong mode, must not stop a new login from replacing it).
 fn anonymous_client(args: &ClientArgs) -> anyhow::Result<ApiClient> {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use portcullis_policy::export::{self, ExportOptions};
 use portcullis_policy::{explain, Identity, Policy, ZonedRequest};
+use portcullis_proto::clock::{Clock as _, SystemClock};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
@@ -180,10 +181,7 @@ fn check(path: &Path) -> anyhow::Result<i32> {
 
 fn run_explain(args: &ExplainArgs) -> anyhow::Result<i32> {
     let policy = load(&args.policy)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = SystemClock.unix_secs();
     let from = explain::locate(&policy, &args.from).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
     let to = explain::locate(&policy, &args.to).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
     let identity = Identity {

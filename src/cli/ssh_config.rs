@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use portcullis_proto::api::{List, Target};
+use portcullis_proto::clock::{Clock as _, SystemClock};
 
 use super::connect::session_file::{read_session_file, write_session_file, SessionFile};
 use super::connect::tls::ClientIdentity;
@@ -135,16 +136,9 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// True when the session on disk and its certificate are good for at least a minute more.
 fn still_good(dir: &Path) -> bool {
-    let Ok(session) = read_session_file(&dir.join("session.json"), now()) else {
+    let Ok(session) = read_session_file(&dir.join("session.json"), SystemClock.unix_secs()) else {
         return false;
     };
     let Ok(text) = std::fs::read_to_string(dir.join("id_ed25519-cert.pub")) else {
@@ -153,7 +147,7 @@ fn still_good(dir: &Path) -> bool {
     let Ok(cert) = ssh_key::Certificate::from_openssh(text.trim()) else {
         return false;
     };
-    let horizon = now() + 60;
+    let horizon = SystemClock.unix_secs() + 60;
     session.expires_at > horizon && cert.valid_before() > horizon && dir.join("id_ed25519").exists()
 }
 

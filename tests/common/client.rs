@@ -1,5 +1,5 @@
 //! Client-side helpers shared by the tests: a `connect --listen-port` session, connections
-//! through it, and waiting.
+//! through it, and how long a connection stays open.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
@@ -94,15 +94,4 @@ pub fn closes_within(s: &mut TcpStream, limit: Duration) -> Duration {
             "connection still open after {limit:?}"
         );
     }
-}
-
-pub fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
 }

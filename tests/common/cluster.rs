@@ -50,15 +50,20 @@ pub fn sigterm(child: &Child) {
         .status();
 }
 
-pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let start = std::time::Instant::now();
-    while start.elapsed() < timeout {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
+/// Waits for `child` to exit and returns its status.
+///
+/// # Panics
+///
+/// When it is still running after `limit`.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let pid = child.id();
+    super::wait::poll(&format!("process {pid} to exit"), limit, || {
+        match child.try_wait() {
+            Ok(Some(status)) => Ok(status),
+            Ok(None) => Err("still running".to_owned()),
+            Err(e) => Err(e.to_string()),
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
+    })
 }
 
 pub struct Controller {

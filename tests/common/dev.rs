@@ -125,14 +125,15 @@ impl Dev {
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
-        for _ in 0..300 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let exited =
+            super::wait::poll_within(Duration::from_secs(30), || match self.child.try_wait() {
+                Ok(Some(_)) => Ok(()),
+                _ => Err(()),
+            });
+        if exited.is_err() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

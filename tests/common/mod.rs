@@ -11,3 +11,4 @@ pub mod raw;
 pub mod rsyslog;
 pub mod sshd;
 pub mod vault;
+pub mod wait;

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Rsyslog {
     child: Child,
@@ -81,15 +81,16 @@ template(name="raw" type="string" string="%msgid% %structured-data% %msg%\n")
             .spawn()
             .unwrap();
         let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "rsyslogd did not listen on {addr}: {}",
-                std::fs::read_to_string(dir.join("rsyslogd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::wait::poll(
+            &format!("rsyslogd to listen on {addr}"),
+            Duration::from_secs(10),
+            || match std::net::TcpStream::connect(&addr) {
+                Ok(_) => Ok(()),
+                Err(_) => {
+                    Err(std::fs::read_to_string(dir.join("rsyslogd.log")).unwrap_or_default())
+                }
+            },
+        );
         Rsyslog {
             child,
             addr,

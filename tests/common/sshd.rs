@@ -162,12 +162,14 @@ impl Sshd {
                 }
             }
         });
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::wait::poll(
+            &format!("sshd to listen on port {port}"),
+            Duration::from_secs(5),
+            || match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                Ok(_) => Ok(()),
+                Err(_) => Err(log.lock().map(|l| l.clone()).unwrap_or_default()),
+            },
+        );
         Sshd {
             child,
             port,

@@ -6,7 +6,7 @@ use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -120,19 +120,17 @@ impl Bao {
                 dir,
                 log,
             };
-            let start = Instant::now();
-            let mut up = false;
-            while start.elapsed() < Duration::from_secs(20) {
+            // Up, or exited (then it is started again below): either ends the wait.
+            let up = super::wait::poll_within(Duration::from_secs(20), || {
                 if let Ok(Some(_)) = bao.child.try_wait() {
-                    break;
+                    return Ok(false);
                 }
                 if bao.call("GET", "sys/health", None).0 == 200 {
-                    up = true;
-                    break;
+                    return Ok(true);
                 }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if up {
+                Err(())
+            });
+            if up == Ok(true) {
                 bao.configure();
                 return bao;
             }
@@ -329,8 +327,17 @@ impl Bao {
         }
     }
 
+    /// Accessors of live tokens from an AppRole login.
+    pub fn approle_tokens(&self) -> Vec<String> {
+        self.accessors_where(|info| info["data"]["path"] == "auth/approle/login")
+    }
+
     /// Accessors of live tokens whose metadata names `session_id`.
     pub fn tokens_of_session(&self, session_id: &str) -> Vec<String> {
+        self.accessors_where(|info| info["data"]["meta"]["portcullis_session"] == session_id)
+    }
+
+    fn accessors_where(&self, wanted: impl Fn(&Value) -> bool) -> Vec<String> {
         let (code, answer) = self.call("LIST", "auth/token/accessors", None);
         assert_eq!(code, 200, "{answer}");
         let mut found = Vec::new();
@@ -341,7 +348,7 @@ impl Bao {
                 "auth/token/lookup-accessor",
                 Some(json!({"accessor": accessor})),
             );
-            if code == 200 && info["data"]["meta"]["portcullis_session"] == session_id {
+            if code == 200 && wanted(&info) {
                 found.push(accessor.to_owned());
             }
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use portcullis_proto::api::JoinRequest;
+use portcullis_proto::clock::Clock;
 use portcullis_proto::link::{self, Frame, Request, Response};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -107,17 +108,14 @@ pub fn finish_enrolment(
     dir: &Path,
     key: rcgen::KeyPair,
     joined: portcullis_proto::api::JoinResponse,
+    issued_at: u64,
 ) -> Result<Identity, WorkerError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     let identity = Identity {
         worker_id: joined.worker_id,
         key_pkcs8: Arc::new(key.serialize_der().into()),
         cert_pem: joined.cert_pem,
         ca_pem: joined.ca_pem,
-        cert_issued_at: now,
+        cert_issued_at: issued_at,
         cert_expires_at: joined.cert_expires_at,
     };
     identity.save(dir, &key.serialize_pem())?;
@@ -243,6 +241,7 @@ pub async fn enrol(
     token: &str,
     name: &str,
     proxy_addr: &str,
+    clock: &dyn Clock,
 ) -> Result<Identity, WorkerError> {
     let (ca_hash, _) = portcullis_proto::api::join_token::parse(token)
         .map_err(|m| WorkerError::Enrol(m.to_owned()))?;
@@ -294,7 +293,7 @@ pub async fn enrol(
             join_over(tls, bytes.clone()).await
         };
         match attempt.await {
-            Ok(joined) => return finish_enrolment(dir, key, joined),
+            Ok(joined) => return finish_enrolment(dir, key, joined, clock.unix_secs()),
             Err(message) => last = message,
         }
     }

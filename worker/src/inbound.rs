@@ -18,6 +18,7 @@ use std::sync::Arc;
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt as _;
 use portcullis_proto::api::{JoinRequest, JoinResponse};
+use portcullis_proto::clock::Clock;
 use portcullis_proto::link::{self, Frame, Request};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -180,6 +181,7 @@ pub async fn enrol(
     listener: &mut accept::Listener,
     config: &Config,
     proxy_addr: &str,
+    clock: &dyn Clock,
 ) -> Result<Identity, WorkerError> {
     let token = config.join_token.as_ref().ok_or(WorkerError::NotEnrolled)?;
     let (ca_hash, _) = portcullis_proto::api::join_token::parse(token.expose_secret())
@@ -225,7 +227,7 @@ pub async fn enrol(
                 });
             }
             Some(result) = attempts.next(), if !attempts.is_empty() => match result {
-                Ok(joined) => return crate::identity::finish_enrolment(&config.state_dir, key, joined),
+                Ok(joined) => return crate::identity::finish_enrolment(&config.state_dir, key, joined, clock.unix_secs()),
                 Err(e) => tracing::warn!(error = %portcullis_proto::text::escaped(&e), "enrolment attempt failed; waiting for another"),
             },
         }

@@ -27,6 +27,7 @@ pub mod verifier;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use portcullis_proto::clock::{Clock, SystemClock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -56,6 +57,8 @@ pub enum WorkerError {
 /// What the worker's tasks share.
 pub struct Shared {
     pub config: Config,
+    /// Where time comes from (grant expiry, event times, graces, certificate renewal).
+    pub clock: Arc<dyn Clock>,
     pub identity: identity::Identity,
     /// The current certificate (renewed at half-life), for the proxy listener and the link.
     pub certs: Arc<certs::Certificates>,
@@ -82,9 +85,16 @@ pub struct Worker {
 impl Worker {
     /// Enrols if needed and binds the proxy listener (port 0 picks one).
     pub async fn bind(config: Config) -> Result<Worker, WorkerError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let (listener, proxy_addr) = bind_proxy(&config).await?;
         let mut cluster_listener = bind_cluster(&config).await?;
-        let identity = load_or_enrol(&config, cluster_listener.as_mut(), &proxy_addr).await?;
+        let identity = load_or_enrol(
+            &config,
+            cluster_listener.as_mut(),
+            &proxy_addr,
+            clock.as_ref(),
+        )
+        .await?;
         let certs = Arc::new(certs::Certificates::new(
             &identity,
             config.state_dir.clone(),
@@ -93,11 +103,12 @@ impl Worker {
         let spool = spool::Spool::open(config.state_dir.join("spool.jsonl"));
         let shared = Arc::new(Shared {
             config,
+            table: table::Table::new(clock.clone()),
+            clock,
             identity,
             certs,
             proxy_addr,
             proxy_tls,
-            table: table::Table::default(),
             spool,
             link: link::LinkClient::default(),
             draining: CancellationToken::new(),
@@ -255,12 +266,13 @@ async fn load_or_enrol(
     config: &Config,
     cluster_listener: Option<&mut accept::Listener>,
     proxy_addr: &str,
+    clock: &dyn Clock,
 ) -> Result<identity::Identity, WorkerError> {
     Ok(match identity::Identity::load(&config.state_dir)? {
         Some(identity) => identity,
         None if config.controllers.is_empty() => {
             let listener = cluster_listener.ok_or(WorkerError::NotEnrolled)?;
-            inbound::enrol(listener, config, proxy_addr).await?
+            inbound::enrol(listener, config, proxy_addr, clock).await?
         }
         None => {
             let token = config.join_token.as_ref().ok_or(WorkerError::NotEnrolled)?;
@@ -270,6 +282,7 @@ async fn load_or_enrol(
                 token.expose_secret(),
                 &config.name,
                 proxy_addr,
+                clock,
             )
             .await?
         }

@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use portcullis_proto::clock::{Clock, SystemClock};
 use portcullis_proto::grant::GrantKey;
 use portcullis_proto::link::EndReason;
 use tokio_util::sync::CancellationToken;
@@ -97,21 +98,29 @@ pub enum Admission {
     LimitReached,
 }
 
-#[derive(Default)]
 pub struct Table {
     inner: Mutex<Inner>,
     /// Woken when a deadline earlier than every other is queued.
     earlier: tokio::sync::Notify,
+    /// Grant expiries (wall clock) and the graces since a controller was heard (monotonic).
+    clock: Arc<dyn Clock>,
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+impl Default for Table {
+    fn default() -> Table {
+        Table::new(Arc::new(SystemClock))
+    }
 }
 
 impl Table {
+    pub fn new(clock: Arc<dyn Clock>) -> Table {
+        Table {
+            inner: Mutex::default(),
+            earlier: tokio::sync::Notify::new(),
+            clock,
+        }
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
         let mut guard = match self.inner.lock() {
             Ok(g) => g,
@@ -142,9 +151,10 @@ impl Table {
     }
 
     pub fn heard(&self, keys: Vec<GrantKey>) {
+        let now = self.clock.instant();
         self.with(|i| {
             i.keys = keys;
-            i.last_heard = Some(Instant::now());
+            i.last_heard = Some(now);
             if i.isolated.is_cancelled() {
                 i.isolated = CancellationToken::new();
             }
@@ -158,8 +168,9 @@ impl Table {
 
     /// Ends every live connection if no controller was heard within `grace`; true if it did.
     pub fn isolate_if_stale(&self, grace: Duration) -> bool {
+        let now = self.clock.instant();
         self.with(|i| {
-            let stale = i.last_heard.is_some_and(|t| t.elapsed() >= grace);
+            let stale = i.last_heard.is_some_and(|t| now.duration_since(t) >= grace);
             if stale && !i.isolated.is_cancelled() {
                 i.isolated.cancel();
                 return true;
@@ -169,7 +180,8 @@ impl Table {
     }
 
     pub fn fresh(&self, grace: Duration) -> bool {
-        self.with(|i| i.last_heard.is_some_and(|t| t.elapsed() < grace))
+        let now = self.clock.instant();
+        self.with(|i| i.last_heard.is_some_and(|t| now.duration_since(t) < grace))
     }
 
     /// Counts a connection against the session's limit (0 = unlimited); `expires_at` is the
@@ -218,7 +230,7 @@ impl Table {
 
     /// Ends a session: its live connections close, later ones are refused.
     pub fn end(&self, session_id: &str, reason: EndReason) {
-        let retain = unix_now() + ENDED_RETENTION_SECS;
+        let retain = self.clock.unix_secs() + ENDED_RETENTION_SECS;
         self.with_deadlines(|i| {
             // A session never admitted here is remembered for a while; an admitted one until
             // its grants expire.
@@ -280,9 +292,9 @@ impl Table {
     /// is queued) and expires what is due, until `stop`.
     pub async fn run_expiry(&self, stop: CancellationToken) {
         loop {
-            let next = self.expire(unix_now());
+            let next = self.expire(self.clock.unix_secs());
             let wait = match next {
-                Some(at) => Duration::from_secs(at.saturating_sub(unix_now())),
+                Some(at) => Duration::from_secs(at.saturating_sub(self.clock.unix_secs())),
                 None => Duration::from_secs(3600),
             };
             tokio::select! {

@@ -67,7 +67,7 @@ pub async fn export(
     let header = ExportHeader {
         format: EXPORT_FORMAT.into(),
         version: 1,
-        exported_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        exported_at: humantime::format_rfc3339_millis(state.clock.now()).to_string(),
         head: Some(Head {
             sequence: head.sequence,
             hash: head.hash,

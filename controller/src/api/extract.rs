@@ -111,7 +111,7 @@ impl FromRequestParts<AppState> for Principal {
             }
         };
         let hash = crate::ids::secret_hash(token);
-        let now = crate::clock::to_i64(crate::clock::now());
+        let now = crate::clock::to_i64(state.clock.unix_secs());
         let mut conn = state.store.conn().await?;
         let found = crate::store::tokens::authenticate(&mut conn, &hash, now).await?;
         drop(conn);

@@ -66,7 +66,7 @@ pub async fn dev_login(
     if !state.dev_login {
         return Err(ApiError::not_found("route", "/v1/auth/dev-login"));
     }
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(state.clock.unix_secs());
     let allowed = {
         let mut conn = state.store.conn().await?;
         rate_limits::hit(

@@ -18,7 +18,7 @@ pub async fn logout(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Json<LogoutResponse>, ApiError> {
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(state.clock.unix_secs());
     let mut tx = state.begin_audited().await?;
     tokens::revoke(tx.write(), &principal.token_id, now).await?;
     tx.commit(AuditEvent::new(
@@ -74,7 +74,7 @@ pub async fn revoke_user(
     }
     let mut out = Vec::new();
     for user in found {
-        let now = clock::to_i64(clock::now());
+        let now = clock::to_i64(state.clock.unix_secs());
         let mut tx = state.begin_audited().await?;
         let revoked = tokens::revoke_user(tx.write(), &user.id, now).await?;
         tx.commit(AuditEvent::new(

@@ -61,7 +61,7 @@ fn oidc_error(err: OidcError) -> ApiError {
 
 /// Counts a login attempt from `peer`; refuses past `auth.login_rate_limit_per_minute`.
 async fn rate_limit(state: &AppState, peer: std::net::IpAddr) -> Result<(), ApiError> {
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(state.clock.unix_secs());
     let allowed = {
         let mut conn = state.store.conn().await?;
         rate_limits::hit(
@@ -174,7 +174,7 @@ pub async fn start(
         }
         _ => {}
     }
-    let now = clock::now();
+    let now = state.clock.unix_secs();
     let timeout = relying.config().login_timeout.as_secs();
     let id = new_id(IdKind::Login);
     let source = peer.ip().to_string();
@@ -326,7 +326,7 @@ async fn callback_inner(
 ) -> Result<Response, ApiError> {
     let relying = relying(state)?;
     rate_limit(state, peer).await?;
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(state.clock.unix_secs());
     let oauth_state = query.state();
     if oauth_state.is_empty() {
         return Err(ApiError::bad_request(
@@ -451,7 +451,7 @@ pub async fn redeem(
     ApiJson(body): ApiJson<OidcRedeemRequest>,
 ) -> Result<Response, ApiError> {
     let relying = relying(&state)?;
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(state.clock.unix_secs());
     let source = peer.ip().to_string();
     let login = {
         let mut conn = state.store.conn().await?;

@@ -40,7 +40,7 @@ pub async fn ssh_ca(State(state): State<AppState>) -> Result<String, ApiError> {
 /// expired, for targets' `RevokedKeys`.
 pub async fn ssh_krl(State(state): State<AppState>) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse as _;
-    let now = clock::now();
+    let now = state.clock.unix_secs();
     let revoked = {
         let mut conn = state.store.conn().await?;
         crate::store::ssh_certificates::revoked(&mut conn, clock::to_i64(now)).await?

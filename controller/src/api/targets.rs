@@ -181,7 +181,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateTarget>,
 ) -> Result<(StatusCode, Json<Target>), ApiError> {
     principal.require(Permission::TargetsAdmin)?;
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(state.clock.unix_secs());
     let record = TargetRecord {
         id: new_id(IdKind::Target),
         name: body.name,
@@ -295,7 +295,7 @@ pub async fn update(
     if let Some(v) = body.vault_secrets {
         t.vault_secrets = v;
     }
-    t.updated_at = clock::to_i64(clock::now());
+    t.updated_at = clock::to_i64(state.clock.unix_secs());
     check_record(&t)?;
     rows::update(tx.write(), &t).await?;
     tx.commit(AuditEvent::new(principal.actor(), target_updated(&t)).target(&t.id))

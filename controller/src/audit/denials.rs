@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use portcullis_audit::event::{FailureSummary, LoginFailure};
 
 use super::{Actor, AuditEvent, Event};
+use crate::clock::SharedClock;
 use crate::state::AppState;
 use crate::store::StoreError;
 
@@ -218,19 +219,22 @@ pub struct Denials {
     inner: Arc<Mutex<Aggregator>>,
     /// Wakes [`run`] when a window opens, so it sleeps until that window's end.
     opened: Arc<tokio::sync::Notify>,
+    /// When failures are seen.
+    clock: SharedClock,
 }
 
 impl Denials {
-    pub fn new(window: Duration) -> Denials {
+    pub fn new(window: Duration, clock: SharedClock) -> Denials {
         Denials {
             inner: Arc::new(Mutex::new(Aggregator::new(window))),
             opened: Arc::new(tokio::sync::Notify::new()),
+            clock,
         }
     }
 
     /// Counts a failure; it reaches the audit log when its window ends.
     pub fn note(&self, failure: Failure) {
-        let opened = self.lock().observe(failure, SystemTime::now());
+        let opened = self.lock().observe(failure, self.clock.now());
         if opened {
             self.opened.notify_one();
         }
@@ -250,7 +254,7 @@ pub async fn run(state: AppState, stop: CancellationToken) {
         // Until the oldest window ends; with none open, until one opens (or a retry is due).
         let wait = match next {
             Some(due) => due
-                .duration_since(SystemTime::now())
+                .duration_since(state.clock.now())
                 .unwrap_or(Duration::ZERO),
             None if unwritten.is_empty() => Duration::from_secs(3600),
             None => Duration::from_secs(1),
@@ -263,7 +267,7 @@ pub async fn run(state: AppState, stop: CancellationToken) {
         let mut ready = if stopping {
             state.denials.lock().drain()
         } else {
-            state.denials.lock().due(SystemTime::now())
+            state.denials.lock().due(state.clock.now())
         };
         if !unwritten.is_empty() {
             unwritten.append(&mut ready);

@@ -213,7 +213,7 @@ async fn ship_once(
     let Some(_lease) = state.store.try_lease(&format!("audit-sink:{name}")).await? else {
         return Ok(0);
     };
-    let now = crate::clock::now();
+    let now = state.clock.unix_secs();
     let now_i64 = crate::clock::to_i64(now);
     // Lines sent on a connection that died since may not have arrived: send them again.
     let rewind = if output.intact() {
@@ -268,7 +268,7 @@ async fn ship_once(
         // Unchained events (from before the chain) cannot be checkpointed.
         if let Some(hash) = hash {
             let signer = super::signer(&state.keys).await?;
-            let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+            let time = humantime::format_rfc3339_millis(state.clock.now()).to_string();
             let checkpoint = signer.checkpoint(cursor.cursor, &hash, &time);
             lines.push(serde_json::to_string(&checkpoint).unwrap_or_default());
             cursor.checkpoint_seq = cursor.cursor;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use sqlx::{Any, AnyConnection, Transaction};
 
 use super::{AuditEvent, Chain, Signer};
+use crate::clock::SharedClock;
 use crate::keys::{KeyError, Keyset};
 use crate::store::{Store, StoreError, Write};
 
@@ -31,16 +32,19 @@ impl AuditedTx {
         let tx = store.begin().await?;
         Ok(AuditedTx {
             tx,
-            chain: Chain::new(Some(signer)),
+            chain: Chain::new(Some(signer), keys.clock().clone()),
         })
     }
 
     /// A transaction for the keyset's first start, which creates the audit key itself: its
     /// events are signed by the key it creates ([`AuditedTx::sign_with`] before the commit).
-    pub(crate) async fn begin_before_audit_key(store: &Store) -> Result<AuditedTx, StoreError> {
+    pub(crate) async fn begin_before_audit_key(
+        store: &Store,
+        clock: SharedClock,
+    ) -> Result<AuditedTx, StoreError> {
         Ok(AuditedTx {
             tx: store.begin().await?,
-            chain: Chain::new(None),
+            chain: Chain::new(None, clock),
         })
     }
 

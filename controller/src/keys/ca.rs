@@ -1,7 +1,7 @@
 //! The controller's TLS certificate authority: it certifies controllers (API and cluster
 //! link) and workers. Certificates are Ed25519 and short-lived.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -10,6 +10,7 @@ use rcgen::{
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::KeyError;
+use crate::clock::SharedClock;
 use crate::secret::{ExposeSecret as _, SecretBytes};
 
 /// How long the CA itself is valid (it is rotated by replacing the key).
@@ -28,9 +29,9 @@ fn ca_params(kid: &str) -> CertificateParams {
     params
 }
 
-fn set_validity(params: &mut CertificateParams, lifetime: Duration) {
+fn set_validity(params: &mut CertificateParams, lifetime: Duration, now: SystemTime) {
     // Five minutes of back-dating absorbs clock skew between machines.
-    let now = time::OffsetDateTime::now_utc();
+    let now = time::OffsetDateTime::from(now);
     params.not_before = now - Duration::from_secs(300);
     params.not_after = now + lifetime;
 }
@@ -42,10 +43,10 @@ fn key_pair(pkcs8: &[u8]) -> Result<KeyPair, KeyError> {
 }
 
 /// Creates a self-signed CA certificate (PEM) for a freshly generated key.
-pub fn self_signed_ca(kid: &str, pkcs8: &[u8]) -> Result<String, KeyError> {
+pub fn self_signed_ca(kid: &str, pkcs8: &[u8], now: SystemTime) -> Result<String, KeyError> {
     let key = key_pair(pkcs8)?;
     let mut params = ca_params(kid);
-    set_validity(&mut params, CA_LIFETIME);
+    set_validity(&mut params, CA_LIFETIME, now);
     let cert = params
         .self_signed(&key)
         .map_err(|e| KeyError::Crypto(e.to_string()))?;
@@ -70,10 +71,17 @@ pub struct CertificateAuthority {
     pub cert_der: CertificateDer<'static>,
     /// Hex SHA-256 of the CA's SPKI: what join tokens carry.
     pub key_fingerprint: String,
+    /// When the certificates it issues begin and end.
+    clock: SharedClock,
 }
 
 impl CertificateAuthority {
-    pub fn new(kid: &str, pkcs8: &SecretBytes, cert_pem: &str) -> Result<Self, KeyError> {
+    pub fn new(
+        kid: &str,
+        pkcs8: &SecretBytes,
+        cert_pem: &str,
+        clock: SharedClock,
+    ) -> Result<Self, KeyError> {
         let key = key_pair(pkcs8.expose_secret())?;
         let spki = key.subject_public_key_info();
         let cert_der = pem_to_der(cert_pem)?;
@@ -82,6 +90,7 @@ impl CertificateAuthority {
             cert_pem: cert_pem.to_owned(),
             cert_der,
             key_fingerprint: portcullis_proto::keys::spki_fingerprint(&spki),
+            clock,
         })
     }
 
@@ -97,7 +106,7 @@ impl CertificateAuthority {
                 .map_err(|e| KeyError::Crypto(e.to_string()))?,
         );
         let mut params = CertificateParams::default();
-        set_validity(&mut params, lifetime);
+        set_validity(&mut params, lifetime, self.clock.now());
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         match leaf {
             Leaf::Server { names } => {
@@ -213,13 +222,57 @@ fn pem_to_der(pem: &str) -> Result<CertificateDer<'static>, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock as _, ManualClock};
+
+    /// A CA created and issuing on `clock`.
+    fn ca_on(clock: SharedClock) -> CertificateAuthority {
+        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let pkcs8 = ca_key.serialize_der();
+        let ca_pem = self_signed_ca("k_1", &pkcs8, clock.now()).unwrap();
+        CertificateAuthority::new("k_1", &SecretBytes::from(pkcs8), &ca_pem, clock).unwrap()
+    }
+
+    /// Whether `pem`, issued by `ca` for client authentication, is valid at `unix_secs`.
+    fn valid_at(ca: &CertificateAuthority, pem: &str, unix_secs: u64) -> bool {
+        let der = pem_to_der(pem).unwrap();
+        let cert = webpki::EndEntityCert::try_from(&der).unwrap();
+        let anchor = webpki::anchor_from_trusted_cert(&ca.cert_der).unwrap();
+        cert.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &[anchor],
+            &[],
+            rustls_pki_types::UnixTime::since_unix_epoch(Duration::from_secs(unix_secs)),
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        )
+        .is_ok()
+    }
+
+    #[test]
+    fn certificates_are_valid_from_the_cas_clock_for_their_lifetime() {
+        // 2001-09-09: a certificate of this clock is long expired by the machine's own.
+        let t = 1_000_000_000;
+        let clock = std::sync::Arc::new(ManualClock::at_unix(t));
+        let ca = ca_on(clock.clone());
+        let spki = KeyPair::generate_for(&rcgen::PKCS_ED25519)
+            .unwrap()
+            .subject_public_key_info();
+        let lifetime = Duration::from_secs(60);
+        let pem = ca
+            .issue(&spki, Leaf::Worker { worker_id: "w_1" }, lifetime)
+            .unwrap();
+        // Back-dated five minutes for skew; valid for the lifetime from the clock's now.
+        assert!(!valid_at(&ca, &pem, t - 301));
+        assert!(valid_at(&ca, &pem, t - 300));
+        assert!(valid_at(&ca, &pem, t + 60));
+        assert!(!valid_at(&ca, &pem, t + 61));
+        assert!(!valid_at(&ca, &pem, crate::clock::SystemClock.unix_secs()));
+    }
 
     #[test]
     fn issued_worker_certificate_chains_to_the_ca() {
-        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        let pkcs8 = ca_key.serialize_der();
-        let ca_pem = self_signed_ca("k_1", &pkcs8).unwrap();
-        let ca = CertificateAuthority::new("k_1", &SecretBytes::from(pkcs8), &ca_pem).unwrap();
+        let ca = ca_on(crate::clock::system());
         let worker = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
         let spki = worker.subject_public_key_info();
         let pem = ca
@@ -253,10 +306,7 @@ mod tests {
 
     #[test]
     fn no_worker_certificate_carries_the_controller_name() {
-        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        let pkcs8 = ca_key.serialize_der();
-        let ca_pem = self_signed_ca("k_1", &pkcs8).unwrap();
-        let ca = CertificateAuthority::new("k_1", &SecretBytes::from(pkcs8), &ca_pem).unwrap();
+        let ca = ca_on(crate::clock::system());
         let spki = KeyPair::generate_for(&rcgen::PKCS_ED25519)
             .unwrap()
             .subject_public_key_info();

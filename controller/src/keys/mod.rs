@@ -14,6 +14,7 @@ use tokio::sync::RwLock;
 
 use crate::audit::event::{KeyPurpose, KeyRef};
 use crate::audit::{Actor, AuditEvent, AuditedTx, Event, Signer};
+use crate::clock::SharedClock;
 use crate::ids::{new_id, IdKind};
 use crate::secret::{ExposeSecret as _, SecretBytes};
 use crate::store::keys::{self as key_rows, KeyRecord};
@@ -98,6 +99,8 @@ pub struct Keyset {
     cache: Arc<RwLock<KeyCache>>,
     /// The parsed audit signing key, reused while it is the active one.
     audit_signer: Arc<std::sync::Mutex<Option<Arc<Signer>>>>,
+    /// Key and event times, and the cache's age.
+    clock: SharedClock,
 }
 
 /// The active key of a purpose with every key accepted for verification.
@@ -105,13 +108,25 @@ type LoadedKeys = (ActiveKey, Vec<PublicKey>);
 type KeyCache = HashMap<Purpose, (Instant, Arc<LoadedKeys>)>;
 
 impl Keyset {
+    /// A keyset on the system's clock.
     pub fn new(store: Store, master: MasterKey) -> Keyset {
         Keyset {
             store,
             master: Arc::new(master),
             cache: Arc::default(),
             audit_signer: Arc::default(),
+            clock: crate::clock::system(),
         }
+    }
+
+    /// The same keyset on `clock`.
+    pub fn with_clock(self, clock: SharedClock) -> Keyset {
+        Keyset { clock, ..self }
+    }
+
+    /// The clock the keyset and the transactions it signs read.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// Seals a short-lived secret kept in the store (e.g. a pending login's PKCE verifier),
@@ -128,7 +143,7 @@ impl Keyset {
     /// Creates the active key of every purpose that has none (first start). Safe when several
     /// controllers start at once: the creation runs under a store lock.
     pub async fn ensure(&self) -> Result<(), KeyError> {
-        let mut tx = AuditedTx::begin_before_audit_key(&self.store).await?;
+        let mut tx = AuditedTx::begin_before_audit_key(&self.store, self.clock.clone()).await?;
         self.store.lock(tx.read(), "keyset").await?;
         // The audit key first: the creation of every other key is an event it signs.
         let mut signer: Option<Signer> = None;
@@ -182,7 +197,7 @@ impl Keyset {
             .map_err(|e| KeyError::Crypto(e.to_string()))?;
         let pkcs8 = zeroize::Zeroizing::new(pair.serialize_der());
         let certificate = match purpose {
-            Purpose::TlsCa => Some(ca::self_signed_ca(&id, &pkcs8)?),
+            Purpose::TlsCa => Some(ca::self_signed_ca(&id, &pkcs8, self.clock.now())?),
             _ => None,
         };
         Ok(KeyRecord {
@@ -192,7 +207,7 @@ impl Keyset {
             purpose: purpose.as_str().into(),
             algorithm: "ed25519".into(),
             state: "active".into(),
-            created_at: crate::clock::to_i64(crate::clock::now()),
+            created_at: crate::clock::to_i64(self.clock.unix_secs()),
             retired_at: None,
             certificate,
         })
@@ -200,7 +215,7 @@ impl Keyset {
 
     async fn load(&self, purpose: Purpose) -> Result<Arc<LoadedKeys>, KeyError> {
         if let Some((at, entry)) = self.cache.read().await.get(&purpose) {
-            if at.elapsed() < CACHE_TTL {
+            if self.clock.instant().duration_since(*at) < CACHE_TTL {
                 return Ok(entry.clone());
             }
         }
@@ -231,7 +246,7 @@ impl Keyset {
         self.cache
             .write()
             .await
-            .insert(purpose, (Instant::now(), entry.clone()));
+            .insert(purpose, (self.clock.instant(), entry.clone()));
         Ok(entry)
     }
 
@@ -286,7 +301,7 @@ impl Keyset {
             .certificate
             .as_deref()
             .ok_or(KeyError::Missing("tls-ca certificate"))?;
-        ca::CertificateAuthority::new(&key.id, &key.pkcs8, cert)
+        ca::CertificateAuthority::new(&key.id, &key.pkcs8, cert, self.clock.clone())
     }
 
     /// Makes a new active key; the old one stays valid for verification until retired.
@@ -315,7 +330,7 @@ impl Keyset {
     /// Retires a previous key: it is no longer accepted anywhere.
     pub async fn retire(&self, key_id: &str) -> Result<(), KeyError> {
         let mut tx = AuditedTx::begin(&self.store, self).await?;
-        let now = crate::clock::to_i64(crate::clock::now());
+        let now = crate::clock::to_i64(self.clock.unix_secs());
         if !key_rows::retire(tx.write(), key_id, now).await? {
             return Err(KeyError::Refused(format!(
                 "key {key_id} is not a previous key: only rotated-out keys can be retired (see `portcullis controller keys list`)"

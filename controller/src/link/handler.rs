@@ -83,7 +83,7 @@ pub async fn hello(state: &AppState, spki: &[u8], hello: &Hello) -> Response {
 
 /// Marks the worker seen and returns the keys and the sessions among `live` that ended.
 async fn sync(state: &AppState, worker_id: &str, proxy_addr: &str, live: &[String]) -> Response {
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(state.clock.unix_secs());
     let result = async {
         let mut conn = state.store.conn().await?;
         worker_rows::touch(&mut conn, worker_id, now, proxy_addr).await?;
@@ -137,7 +137,7 @@ async fn sync(state: &AppState, worker_id: &str, proxy_addr: &str, live: &[Strin
 }
 
 async fn admit_first(state: &AppState, worker_id: &str, admit: AdmitFirst) -> Response {
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(state.clock.unix_secs());
     let result = async {
         let mut tx = state.begin_audited().await?;
         let admitted = session_rows::admit_first(
@@ -367,7 +367,7 @@ async fn renew(state: &AppState, worker_id: &str) -> Response {
         let pem = ca
             .issue(&spki, Leaf::Worker { worker_id }, lifetime)
             .map_err(|e| e.to_string())?;
-        let expires_at = clock::now() + lifetime.as_secs();
+        let expires_at = state.clock.unix_secs() + lifetime.as_secs();
         let mut tx = state.begin_audited().await.map_err(|e| e.to_string())?;
         worker_rows::set_cert_expiry(tx.write(), worker_id, clock::to_i64(expires_at))
             .await

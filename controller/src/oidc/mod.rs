@@ -6,6 +6,7 @@
 
 pub mod claims;
 pub mod config;
+mod refresh;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,8 +31,6 @@ use crate::secret::{ExposeSecret as _, SecretString};
 
 /// How long discovery metadata (and the JWKS in it) is reused.
 const METADATA_TTL: Duration = Duration::from_secs(300);
-/// An unknown key id re-fetches the JWKS at most this often.
-const JWKS_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 /// Clock skew tolerated on `iat`.
 const SKEW_SECS: i64 = 60;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -116,7 +115,9 @@ pub struct Relying {
     http: reqwest::Client,
     cached: tokio::sync::Mutex<Option<(Instant, Arc<Metadata>)>>,
     /// When an unknown key id last forced a re-fetch (they are rate limited).
-    last_forced_refresh: std::sync::Mutex<Option<Instant>>,
+    forced_refresh: std::sync::Mutex<refresh::RefreshLimit>,
+    /// The metadata's age, the re-fetch limit and the `iat` check.
+    clock: crate::clock::SharedClock,
 }
 
 impl std::fmt::Debug for Relying {
@@ -149,7 +150,7 @@ fn form_encode(text: &str) -> String {
 impl Relying {
     /// Reads the client secret and sets up the HTTP client (rustls with ring; the public web
     /// roots, or only `ca_file` when set; no redirects followed).
-    pub fn new(config: OidcConfig) -> Result<Relying, OidcError> {
+    pub fn new(config: OidcConfig, clock: crate::clock::SharedClock) -> Result<Relying, OidcError> {
         let secret = match &config.client_secret {
             ClientSecretSource::Env(secret) => secret.clone(),
             ClientSecretSource::File(path) => {
@@ -221,7 +222,8 @@ impl Relying {
             secret,
             http,
             cached: tokio::sync::Mutex::new(None),
-            last_forced_refresh: std::sync::Mutex::new(None),
+            forced_refresh: std::sync::Mutex::default(),
+            clock,
         })
     }
 
@@ -234,7 +236,7 @@ impl Relying {
     async fn metadata(&self, force: bool) -> Result<Arc<Metadata>, OidcError> {
         let mut cached = self.cached.lock().await;
         if let Some((at, md)) = cached.as_ref() {
-            if !force && at.elapsed() < METADATA_TTL {
+            if !force && self.clock.instant().duration_since(*at) < METADATA_TTL {
                 return Ok(md.clone());
             }
         }
@@ -257,7 +259,7 @@ impl Relying {
                 }
             })?;
         let md = Arc::new(md);
-        *cached = Some((Instant::now(), md.clone()));
+        *cached = Some((self.clock.instant(), md.clone()));
         Ok(md)
     }
 
@@ -401,17 +403,12 @@ impl Relying {
         claims::identity(md.issuer().as_str(), &payload, &rules).map_err(OidcError::Claims)
     }
 
-    /// Whether an unknown key id may re-fetch the keys now (at most once per
-    /// [`JWKS_REFRESH_MIN_INTERVAL`], so forged key ids cannot hammer the provider).
+    /// Whether an unknown key id may re-fetch the keys now (see [`refresh`]).
     fn may_force_refresh(&self) -> bool {
-        let Ok(mut last) = self.last_forced_refresh.lock() else {
+        let Ok(mut limit) = self.forced_refresh.lock() else {
             return false;
         };
-        if last.is_some_and(|at| at.elapsed() < JWKS_REFRESH_MIN_INTERVAL) {
-            return false;
-        }
-        *last = Some(Instant::now());
-        true
+        limit.allow(self.clock.instant())
     }
 
     fn check(
@@ -425,11 +422,11 @@ impl Relying {
             .map_err(|e| ClaimsVerificationError::Other(e.to_string()))?;
         let max_age =
             i64::try_from(self.config.login_timeout.as_secs()).unwrap_or(3600) + SKEW_SECS;
+        let now = crate::clock::to_i64(self.clock.unix_secs());
         let verifier = client
             .id_token_verifier()
             .set_allowed_algs(ALLOWED_ALGS)
             .set_issue_time_verifier_fn(move |iat| {
-                let now = crate::clock::to_i64(crate::clock::now());
                 let iat = iat.timestamp();
                 if iat > now + SKEW_SECS {
                     Err(format!("issued {} s in the future", iat - now))

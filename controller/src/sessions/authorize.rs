@@ -27,7 +27,7 @@ pub async fn authorize(
     client_spki: &[u8],
     ssh_public_key: Option<&str>,
 ) -> Result<SessionAuthorization, SessionError> {
-    let now = clock::now();
+    let now = state.clock.unix_secs();
     let rate = state.authorize_rate.hit(&principal.user.id, now);
     let per_minute = state.config.per_user.authorize_per_minute;
     let within_rate = plan::check_rate(principal, &target, rate, per_minute);

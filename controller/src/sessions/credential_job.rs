@@ -38,7 +38,7 @@ pub async fn run_once(state: &AppState, vault: &Vault) -> Result<usize, StoreErr
     let Some(_lease) = state.store.try_lease("vault-credentials").await? else {
         return Ok(0);
     };
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(state.clock.unix_secs());
     let before = now - clock::to_i64(vault.config().mint_timeout.as_secs());
     let abandoned = {
         let mut conn = state.store.conn().await?;

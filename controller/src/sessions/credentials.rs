@@ -188,7 +188,7 @@ pub async fn revoke_one(
     vault: &Vault,
     record: &rows::CredentialRecord,
 ) -> Result<bool, StoreError> {
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(state.clock.unix_secs());
     let outcome = match &record.token_accessor {
         Some(accessor) => vault.revoke_accessor(accessor).await.map(|()| "revoked"),
         None => {

@@ -50,7 +50,7 @@ async fn end(
     reason: EndReason,
     actor: Actor,
 ) -> Result<Option<Ended>, StoreError> {
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(state.clock.unix_secs());
     let mut tx = state.begin_audited().await?;
     let Some(session) = rows::get(tx.read(), session_id).await? else {
         return Ok(None);
@@ -122,7 +122,7 @@ pub fn arm_expiry(state: &AppState, session_id: String, expires_at: u64) {
     let span = tracing::info_span!("session_expiry", session.id = %session_id);
     tokio::spawn(
         async move {
-            let wait = expires_at.saturating_sub(clock::now());
+            let wait = expires_at.saturating_sub(state.clock.unix_secs());
             tokio::time::sleep(Duration::from_secs(wait)).await;
             if let Err(err) =
                 end_session(&state, &session_id, EndReason::Expired, Actor::system()).await

@@ -71,7 +71,7 @@ async fn finish(
     let valid_before = minted.certificate.as_ref().map(|(cert, _)| {
         ssh_key::Certificate::from_openssh(cert)
             .map(|c| c.valid_before())
-            .unwrap_or_else(|_| clock::now() + 24 * 3600)
+            .unwrap_or_else(|_| state.clock.unix_secs() + 24 * 3600)
     });
     let mut tx = state.begin_audited().await?;
     if !session_rows::finish_minting(tx.write(), session_id).await? {

@@ -31,7 +31,7 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
     let Some(_lease) = state.store.try_lease("sweeper").await? else {
         return Ok(0);
     };
-    let now = clock::to_i64(clock::now());
+    let now = clock::to_i64(state.clock.unix_secs());
     let pending_before = now - clock::to_i64(state.config.session_pending_timeout.as_secs());
     let due = {
         let mut conn = state.store.conn().await?;

@@ -21,6 +21,8 @@ pub mod users;
 pub mod vault_credentials;
 pub mod workers;
 #[cfg(test)]
+mod suite_tests;
+#[cfg(test)]
 mod writes_tests;
 
 use std::borrow::Cow;
@@ -356,12 +358,6 @@ pub struct Write<'c> {
 impl<'c> Write<'c> {
     /// Only for `audit::tx`: the transaction that will commit the change with its event.
     pub(crate) fn audited(conn: &'c mut AnyConnection) -> Write<'c> {
-        Write { conn }
-    }
-
-    /// For `tests/store.rs` (feature `store-tests`), which checks these functions themselves.
-    #[cfg(feature = "store-tests")]
-    pub fn unaudited_for_store_tests(conn: &'c mut AnyConnection) -> Write<'c> {
         Write { conn }
     }
 

@@ -3,9 +3,9 @@
 //! carry stdin/stdout, run a command, or join another process's session), which reports why
 //! it stopped and whether the session still needs cancelling.
 
+use portcullis_proto::clock::{Clock as _, SystemClock};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
 use tracing::Instrument as _;
@@ -186,7 +186,7 @@ pub(super) async fn join_stdio(
     path: &Path,
     signals: &mut Signals,
 ) -> anyhow::Result<i32> {
-    let file = read_session_file(path, now_unix())?;
+    let file = read_session_file(path, SystemClock.unix_secs())?;
     if let Some(named) = &file.target {
         if named != target {
             tracing::debug!(file.target = %named, "the session file names another target");
@@ -210,13 +210,6 @@ pub(super) async fn join_stdio(
         result = stdio::carry_stdio(&ticket).instrument(span) => result.map(|_| 0),
         caught = signals.recv() => Ok(caught.exit_code()),
     }
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::bail;
 use portcullis_proto::api::{LoginResponse, OidcLoginMode};
 
-use super::now_unix;
 use super::oidc::{login_response, redeem, start};
 use crate::cli::http::ApiClient;
+use portcullis_proto::clock::{Clock as _, SystemClock};
 
 /// Logs in with the device grant; returns the controller's answer with the new token.
 pub(super) async fn login(api: &ApiClient, secret: &str) -> anyhow::Result<LoginResponse> {
@@ -30,7 +30,7 @@ pub(super) async fn login(api: &ApiClient, secret: &str) -> anyhow::Result<Login
     );
     let mut interval = started.interval.unwrap_or(5).max(1);
     loop {
-        if now_unix() >= started.expires_at {
+        if SystemClock.unix_secs() >= started.expires_at {
             bail!("the device login expired; run `portcullis login --device` again");
         }
         tokio::time::sleep(Duration::from_secs(interval)).await;

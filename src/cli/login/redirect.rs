@@ -9,9 +9,9 @@ use portcullis_proto::api::{LoginResponse, OidcLoginMode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::loopback::{self, Callback};
-use super::now_unix;
 use super::oidc::{login_response, redeem, start};
 use crate::cli::http::ApiClient;
+use portcullis_proto::clock::{Clock as _, SystemClock};
 
 /// Logs in through the loopback redirect; returns the controller's answer with the new token.
 pub(super) async fn login(api: &ApiClient, secret: &str) -> anyhow::Result<LoginResponse> {
@@ -29,7 +29,10 @@ pub(super) async fn login(api: &ApiClient, secret: &str) -> anyhow::Result<Login
         eprintln!("Could not open a browser. Visit this URL to sign in:\n\n  {url}\n");
     }
     eprintln!("Waiting for the login to finish...");
-    let wait = started.expires_at.saturating_sub(now_unix()).max(1);
+    let wait = started
+        .expires_at
+        .saturating_sub(SystemClock.unix_secs())
+        .max(1);
     let code = tokio::time::timeout(
         Duration::from_secs(wait),
         wait_for_callback(&listener, &started.login_id),

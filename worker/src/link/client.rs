@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 /// A request handed to a link's task, and where its answer goes.
 pub(super) struct Outgoing {
-    pub body: Request,
-    pub reply: oneshot::Sender<Response>,
+    pub(super) body: Request,
+    pub(super) reply: oneshot::Sender<Response>,
 }
 
 /// The live links to controllers, and requests sent on them: on the newest link, or an

@@ -12,13 +12,6 @@ use tokio::sync::oneshot;
 
 use crate::Shared;
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The hello's request id; the requests after it take the odd ids from 3.
 const HELLO_ID: u64 = 1;
 
@@ -73,7 +66,7 @@ pub(super) struct Peer {
 }
 
 impl Peer {
-    pub fn new() -> Peer {
+    pub(super) fn new() -> Peer {
         Peer {
             pending: HashMap::new(),
             next_id: HELLO_ID + 2,
@@ -91,8 +84,8 @@ impl Peer {
 
     /// At a heartbeat, before the heartbeat itself: a certificate renewal when one is due
     /// and none is in flight.
-    pub fn renewal(&mut self, shared: &Shared) -> Option<Frame> {
-        if !self.renewal_in_flight && shared.certs.renewal_due(now()) {
+    pub(super) fn renewal(&mut self, shared: &Shared) -> Option<Frame> {
+        if !self.renewal_in_flight && shared.certs.renewal_due(shared.clock.unix_secs()) {
             self.renewal_in_flight = true;
             Some(self.request(Pending::Renewal, Request::RenewCertificate))
         } else {
@@ -101,7 +94,7 @@ impl Peer {
     }
 
     /// The heartbeat: the sessions this worker holds open (the answer is the reconcile).
-    pub fn heartbeat(&mut self, shared: &Shared) -> Frame {
+    pub(super) fn heartbeat(&mut self, shared: &Shared) -> Frame {
         self.request(
             Pending::Heartbeat,
             Request::Heartbeat {
@@ -111,12 +104,12 @@ impl Peer {
     }
 
     /// Whether spooled events wait and none are in flight.
-    pub fn events_due(&self, shared: &Shared) -> bool {
+    pub(super) fn events_due(&self, shared: &Shared) -> bool {
         !self.events_in_flight && !shared.spool.is_empty()
     }
 
     /// The next spooled events, up to 500.
-    pub fn events(&mut self, shared: &Shared) -> Frame {
+    pub(super) fn events(&mut self, shared: &Shared) -> Frame {
         self.events_in_flight = true;
         self.request(
             Pending::Events,
@@ -128,12 +121,12 @@ impl Peer {
 
     /// A request from another task (see [`super::LinkClient::request`]); its answer goes to
     /// `reply`.
-    pub fn external(&mut self, body: Request, reply: oneshot::Sender<Response>) -> Frame {
+    pub(super) fn external(&mut self, body: Request, reply: oneshot::Sender<Response>) -> Frame {
         self.request(Pending::External(reply), body)
     }
 
     /// Applies a frame from the controller; returns the answer to send, if it asked something.
-    pub fn receive(&mut self, shared: &Shared, frame: Frame) -> Option<Frame> {
+    pub(super) fn receive(&mut self, shared: &Shared, frame: Frame) -> Option<Frame> {
         match frame {
             Frame::Response { id, body } => {
                 self.answered(shared, id, body);
@@ -162,7 +155,10 @@ impl Peer {
                     expires_at,
                 },
             ) => {
-                match shared.certs.replace(cert_pem, expires_at, now()) {
+                match shared
+                    .certs
+                    .replace(cert_pem, expires_at, shared.clock.unix_secs())
+                {
                     Ok(()) => tracing::info!(expires_at, "certificate renewed"),
                     Err(err) => {
                         tracing::warn!(error = %err, "could not install the renewed certificate")

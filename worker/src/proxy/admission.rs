@@ -14,18 +14,17 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use super::handshake::Refusal;
-use super::now;
 use crate::table::Admission;
 use crate::Shared;
 
 /// A connection the worker admitted, counted in the session table.
 pub(super) struct Admitted {
-    pub claims: GrantClaims,
+    pub(super) claims: GrantClaims,
     /// The vetted endpoint the grant names.
-    pub endpoint: SocketAddr,
-    pub connection_id: String,
+    pub(super) endpoint: SocketAddr,
+    pub(super) connection_id: String,
     /// The session's first connection on this worker: the controller must admit it too.
-    pub first: bool,
+    pub(super) first: bool,
 }
 
 /// Runs every check on the hello and its grant, then counts the connection in the session
@@ -80,7 +79,7 @@ fn verify_grant(shared: &Shared, token: &str) -> Result<GrantClaims, Refusal> {
         token,
         &shared.table.keys(),
         &shared.identity.worker_id,
-        now(),
+        shared.clock.unix_secs(),
     ) {
         Ok(c) => Ok(c),
         Err(GrantError::Expired) => Err(Refusal::new(

@@ -11,12 +11,12 @@ use tokio_rustls::server::TlsStream;
 
 /// A refusal to send the client: the machine-readable code and the reason for people.
 pub(super) struct Refusal {
-    pub code: RefusalCode,
-    pub reason: String,
+    pub(super) code: RefusalCode,
+    pub(super) reason: String,
 }
 
 impl Refusal {
-    pub fn new(code: RefusalCode, reason: impl Into<String>) -> Refusal {
+    pub(super) fn new(code: RefusalCode, reason: impl Into<String>) -> Refusal {
         Refusal {
             code,
             reason: reason.into(),

@@ -24,13 +24,6 @@ use self::admission::Admitted;
 use self::handshake::{read_hello, refuse, reply, NoHello, Refusal};
 use crate::{accept, Shared};
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Accepts connections until `stop`; each runs in its own task tracked by `tasks`.
 pub async fn serve(
     listener: TcpListener,
@@ -111,7 +104,10 @@ async fn handle(
     let relay::Relayed { up, down, why } =
         relay::relay_until_ended(&shared, &admitted.claims.sid, tls, target).await;
     tracing::info!(bytes.up = up, bytes.down = down, reason = %why, "connection closed");
-    shared.spool.record(closed(&admitted, up, down, why)).await;
+    shared
+        .spool
+        .record(closed(&shared, &admitted, up, down, why))
+        .await;
 }
 
 /// Dials the target and records the connection as opened: on disk before a byte flows, or
@@ -129,7 +125,7 @@ async fn open(
     let opened = ConnectionEvent::opened(
         &claims.sid,
         &admitted.connection_id,
-        now(),
+        shared.clock.unix_secs(),
         &peer.ip().to_string(),
         &claims.dst,
     );
@@ -169,7 +165,7 @@ async fn open(
         Err(e) => {
             shared
                 .spool
-                .record(closed(admitted, 0, 0, EndReason::TargetUnreachable))
+                .record(closed(shared, admitted, 0, 0, EndReason::TargetUnreachable))
                 .await;
             Err(Refusal::new(
                 RefusalCode::TargetUnreachable,
@@ -180,11 +176,17 @@ async fn open(
 }
 
 /// The event that closes an admitted connection.
-fn closed(admitted: &Admitted, up: u64, down: u64, why: EndReason) -> ConnectionEvent {
+fn closed(
+    shared: &Shared,
+    admitted: &Admitted,
+    up: u64,
+    down: u64,
+    why: EndReason,
+) -> ConnectionEvent {
     ConnectionEvent::closed(
         &admitted.claims.sid,
         &admitted.connection_id,
-        now(),
+        shared.clock.unix_secs(),
         up,
         down,
         why,

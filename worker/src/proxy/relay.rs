@@ -12,9 +12,9 @@ use crate::Shared;
 
 /// What a relayed connection carried, and why it closed.
 pub(super) struct Relayed {
-    pub up: u64,
-    pub down: u64,
-    pub why: EndReason,
+    pub(super) up: u64,
+    pub(super) down: u64,
+    pub(super) why: EndReason,
 }
 
 /// Relays until both directions are done (`closed`), or the session ends through the table

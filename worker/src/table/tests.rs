@@ -1,6 +1,14 @@
+use portcullis_proto::clock::ManualClock;
+
 use super::*;
 
 const EXP: u64 = 1_000;
+
+/// A table on a hand-advanced clock, and that clock.
+fn on_manual_clock() -> (Table, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::at_unix(EXP));
+    (Table::new(clock.clone()), clock)
+}
 
 #[test]
 fn admission_counts_and_ends() {
@@ -51,11 +59,41 @@ fn a_later_grant_of_the_same_session_moves_its_deadline() {
 }
 
 #[test]
+fn no_controller_heard_for_the_admit_grace_admits_nothing_new_and_the_live_grace_isolates() {
+    let (t, clock) = on_manual_clock();
+    let (admit, live) = (Duration::from_secs(5), Duration::from_secs(60));
+    assert!(!t.fresh(admit), "fresh before any controller was heard");
+    assert!(
+        !t.isolate_if_stale(live),
+        "isolated before any controller was heard"
+    );
+    t.heard(vec![]);
+    clock.advance(admit - Duration::from_millis(1));
+    assert!(t.fresh(admit));
+    clock.advance(Duration::from_millis(1));
+    assert!(!t.fresh(admit));
+    let isolated = t.isolation_token();
+    clock.advance(live - admit - Duration::from_millis(1));
+    assert!(!t.isolate_if_stale(live));
+    clock.advance(Duration::from_millis(1));
+    assert!(t.isolate_if_stale(live));
+    assert!(isolated.is_cancelled());
+    assert!(
+        !t.isolate_if_stale(live),
+        "isolated once, not at every check"
+    );
+    // A controller answers again: fresh, and a new isolation token for new connections.
+    t.heard(vec![]);
+    assert!(t.fresh(admit));
+    assert!(!t.isolation_token().is_cancelled());
+}
+
+#[test]
 fn a_session_ended_before_any_grant_is_remembered_then_forgotten() {
-    let t = Table::default();
+    let (t, clock) = on_manual_clock();
     t.end("gone", EndReason::Canceled);
     assert_eq!(t.end_reason("gone"), Some(EndReason::Canceled));
-    let now = unix_now();
+    let now = clock.unix_secs();
     assert!(t.expire(now).is_some());
     assert_eq!(t.len(), 1);
     assert_eq!(t.expire(now + ENDED_RETENTION_SECS + 1), None);
@@ -80,6 +118,7 @@ fn the_table_stays_bounded_under_many_short_sessions() {
 
 #[tokio::test]
 async fn the_expiry_task_ends_a_session_when_its_grant_expires() {
+    // On the system's clock: the task sleeps on tokio's timers until the deadline is due.
     let t = Arc::new(Table::default());
     let stop = CancellationToken::new();
     let task = tokio::spawn({
@@ -88,14 +127,14 @@ async fn the_expiry_task_ends_a_session_when_its_grant_expires() {
     });
     // Queued after the task went to sleep on an empty queue: the task must wake for it.
     tokio::task::yield_now().await;
-    let exp = unix_now() + 1;
+    let exp = SystemClock.unix_secs() + 1;
     assert_eq!(t.admit("s", 0, exp), Admission::First);
     let ending = t.ending("s");
     tokio::time::timeout(Duration::from_secs(5), ending.ended())
         .await
         .expect("the session ended within its second");
     assert_eq!(ending.reason(), EndReason::Expired);
-    assert!(unix_now() >= exp);
+    assert!(SystemClock.unix_secs() >= exp);
     assert!(t.is_empty());
     stop.cancel();
     task.await.unwrap();
