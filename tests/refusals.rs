@@ -36,8 +36,8 @@ fn fixture() -> Fixture {
     let (kid, pkcs8) = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(async move {
-            use portcullis_controller::{Keyset, MasterKey, Purpose};
             use portcullis_controller::secret::{ExposeSecret as _, SecretString};
+            use portcullis_controller::{Keyset, MasterKey, Purpose};
             let store = portcullis_controller::Store::connect(
                 &SecretString::from(format!(
                     "sqlite://{}",

@@ -45,9 +45,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-pub use clock::{ManualClock, SharedClock, SystemClock};
+pub use clock::SharedClock;
 pub use config::Config;
 pub use keys::{KeyError, Keyset, MasterKey, Purpose};
+pub use portcullis_proto::clock::{Clock, ManualClock, SystemClock};
 use secret::ExposeSecret as _;
 pub use state::AppState;
 pub use store::{Store, StoreError};

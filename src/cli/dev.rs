@@ -20,7 +20,7 @@ const DEV_POLICY: &str = include_str!("../../config/policy-dev.toml");
 #[command(
     after_help = "Example:\n  portcullis dev --state-dir /tmp/pc &\n  . /tmp/pc/dev.env\n  portcullis targets list\n  portcullis connect echo --listen-port 0"
 )]
-pub struct DevArgs {
+pub(crate) struct DevArgs {
     /// Where the SQLite database, keys, CA certificate and dev.env live (created 0700).
     #[arg(long, default_value = ".state/dev")]
     pub state_dir: PathBuf,
@@ -111,7 +111,7 @@ fn controller_config(args: &DevArgs, state: &Path, policy: PathBuf) -> anyhow::R
 }
 
 /// Runs `portcullis dev` until SIGINT or SIGTERM, then drains the worker and stops.
-pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
+pub(crate) async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let (state_dir, policy) = prepare_state_dir(&args)?;
     let config = controller_config(&args, &state_dir, policy)?;
     let controller = portcullis_controller::Controller::start_with(

@@ -142,7 +142,7 @@ struct BrowserSecrets {
 }
 
 /// `POST /v1/auth/oidc/start`.
-pub async fn start(
+pub(crate) async fn start(
     State(state): State<AppState>,
     PeerAddr(peer): PeerAddr,
     ApiJson(body): ApiJson<OidcStartRequest>,
@@ -267,7 +267,7 @@ pub async fn start(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct CallbackQuery {
+pub(crate) struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
@@ -301,7 +301,7 @@ impl CallbackQuery {
 
 /// `GET /v1/auth/oidc/callback`: where the provider sends the browser back. Answers with
 /// HTML (or a redirect to the CLI's loopback port), never JSON.
-pub async fn callback(
+pub(crate) async fn callback(
     State(state): State<AppState>,
     PeerAddr(peer): PeerAddr,
     Query(query): Query<CallbackQuery>,
@@ -445,7 +445,7 @@ pub(crate) fn normalize_code(mode: &str, code: &str) -> String {
 }
 
 /// `POST /v1/auth/oidc/redeem`: the one-time code with the CLI's secret gives the API token.
-pub async fn redeem(
+pub(crate) async fn redeem(
     State(state): State<AppState>,
     PeerAddr(peer): PeerAddr,
     ApiJson(body): ApiJson<OidcRedeemRequest>,

@@ -4,8 +4,8 @@
 //! [`OidcIdentity`]. The login state machine around it (pending logins in the store, the
 //! binding to the CLI that started a login) lives in `api/oidc.rs`.
 
-pub mod claims;
-pub mod config;
+pub(crate) mod claims;
+pub(crate) mod config;
 mod refresh;
 
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use openidconnect::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use claims::OidcIdentity;
+pub(crate) use claims::OidcIdentity;
 use config::{ClientSecretSource, OidcConfig};
 
 use crate::secret::{ExposeSecret as _, SecretString};
@@ -51,7 +51,7 @@ pub enum OidcError {
 
 /// The discovery fields beyond the core ones that Portcullis reads.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct ExtraMetadata {
+pub(crate) struct ExtraMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     device_authorization_endpoint: Option<String>,
 }

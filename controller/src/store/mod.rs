@@ -7,21 +7,21 @@
 //! unix times, JSON text for lists); the few differences live in [`Dialect`]. Every query
 //! function takes a `&mut AnyConnection` so it composes into the caller's transaction.
 
-pub mod audit;
+pub(crate) mod audit;
 mod checkpoint;
-pub mod join_tokens;
-pub mod keys;
-pub mod oidc_logins;
-pub mod rate_limits;
-pub mod sessions;
-pub mod ssh_certificates;
-pub mod targets;
-pub mod tokens;
-pub mod users;
-pub mod vault_credentials;
-pub mod workers;
+pub(crate) mod join_tokens;
+pub(crate) mod keys;
+pub(crate) mod oidc_logins;
+pub(crate) mod rate_limits;
+pub(crate) mod sessions;
+pub(crate) mod ssh_certificates;
 #[cfg(test)]
 mod suite_tests;
+pub(crate) mod targets;
+pub(crate) mod tokens;
+pub(crate) mod users;
+pub(crate) mod vault_credentials;
+pub(crate) mod workers;
 #[cfg(test)]
 mod writes_tests;
 
@@ -72,7 +72,7 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]

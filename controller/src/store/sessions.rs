@@ -10,7 +10,7 @@ use super::{Result, StoreError};
 
 /// A session's state, stored as text in `sessions.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SessionState {
+pub(crate) enum SessionState {
     /// Committed, with credentials being minted from Vault; not usable yet.
     Minting,
     /// Authorised; no connection admitted yet.
@@ -22,7 +22,7 @@ pub enum SessionState {
 }
 
 impl SessionState {
-    pub const ALL: &'static [SessionState] = &[
+    pub(crate) const ALL: &'static [SessionState] = &[
         SessionState::Minting,
         SessionState::Pending,
         SessionState::Active,
@@ -30,7 +30,7 @@ impl SessionState {
     ];
 
     /// The text stored in `sessions.state` (and shown by the API).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SessionState::Minting => "minting",
             SessionState::Pending => "pending",
@@ -39,7 +39,7 @@ impl SessionState {
         }
     }
 
-    pub fn is_live(self) -> bool {
+    pub(crate) fn is_live(self) -> bool {
         self != SessionState::Terminated
     }
 }
@@ -53,7 +53,7 @@ impl std::fmt::Display for SessionState {
 /// A text that names no [`SessionState`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not a session state (minting, pending, active or terminated)")]
-pub struct UnknownSessionState(pub String);
+pub(crate) struct UnknownSessionState(pub String);
 
 impl std::str::FromStr for SessionState {
     type Err = UnknownSessionState;
@@ -98,7 +98,7 @@ where
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRecord {
+pub(crate) struct SessionRecord {
     pub id: String,
     pub user_id: String,
     pub target_id: String,
@@ -118,7 +118,7 @@ pub struct SessionRecord {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionRecord {
+pub(crate) struct ConnectionRecord {
     pub id: String,
     pub session_id: String,
     pub worker_id: String,
@@ -176,7 +176,7 @@ fn conn_from_row(row: &AnyRow) -> Result<ConnectionRecord> {
 
 /// Inserts a session; `token_id` is the API token it was authorised with (logout ends the
 /// token's sessions).
-pub async fn insert(w: Write<'_>, s: &SessionRecord, token_id: Option<&str>) -> Result<()> {
+pub(crate) async fn insert(w: Write<'_>, s: &SessionRecord, token_id: Option<&str>) -> Result<()> {
     let conn = w.conn();
     sqlx::query(&format!(
         "INSERT INTO sessions ({COLUMNS}, token_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
@@ -203,7 +203,7 @@ pub async fn insert(w: Write<'_>, s: &SessionRecord, token_id: Option<&str>) -> 
     Ok(())
 }
 
-pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<SessionRecord>> {
+pub(crate) async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<SessionRecord>> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM sessions WHERE id = $1"))
         .bind(id)
         .fetch_optional(conn)
@@ -212,7 +212,7 @@ pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<SessionRec
 }
 
 /// Sessions, newest first; only `user_id`'s when given.
-pub async fn list(
+pub(crate) async fn list(
     conn: &mut AnyConnection,
     user_id: Option<&str>,
     limit: i64,
@@ -239,7 +239,7 @@ pub async fn list(
 
 /// Admits a session's first connection on its worker: the session must be live, on that
 /// worker, unexpired and under its connection limit. Records the connection. True if admitted.
-pub async fn admit_first(
+pub(crate) async fn admit_first(
     w: Write<'_>,
     session_id: &str,
     worker_id: &str,
@@ -289,7 +289,7 @@ async fn insert_connection(
 }
 
 /// Records a connection the worker admitted by itself; idempotent. True if it was new.
-pub async fn connection_opened(
+pub(crate) async fn connection_opened(
     w: Write<'_>,
     session_id: &str,
     worker_id: &str,
@@ -334,7 +334,7 @@ async fn opened(
 
 /// Records a connection's close with its byte counts; idempotent. True if it was open.
 #[allow(clippy::too_many_arguments)]
-pub async fn connection_closed(
+pub(crate) async fn connection_closed(
     w: Write<'_>,
     session_id: &str,
     worker_id: &str,
@@ -361,7 +361,7 @@ pub async fn connection_closed(
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn connections(
+pub(crate) async fn connections(
     conn: &mut AnyConnection,
     session_id: &str,
 ) -> Result<Vec<ConnectionRecord>> {
@@ -374,7 +374,7 @@ pub async fn connections(
     rows.iter().map(conn_from_row).collect()
 }
 
-pub async fn open_connections(conn: &mut AnyConnection, session_id: &str) -> Result<i64> {
+pub(crate) async fn open_connections(conn: &mut AnyConnection, session_id: &str) -> Result<i64> {
     let row = sqlx::query(
         "SELECT COUNT(*) AS n FROM connections WHERE session_id = $1 AND state = 'open'",
     )
@@ -385,7 +385,7 @@ pub async fn open_connections(conn: &mut AnyConnection, session_id: &str) -> Res
 }
 
 /// Ends a session unless it has already ended; true if this call ended it.
-pub async fn terminate(w: Write<'_>, id: &str, reason: EndReason, now: i64) -> Result<bool> {
+pub(crate) async fn terminate(w: Write<'_>, id: &str, reason: EndReason, now: i64) -> Result<bool> {
     let conn = w.conn();
     let done = sqlx::query(
         "UPDATE sessions SET state = 'terminated', termination_reason = $2, terminated_at = $3 \
@@ -401,7 +401,7 @@ pub async fn terminate(w: Write<'_>, id: &str, reason: EndReason, now: i64) -> R
 
 /// Moves a session from `minting` to `pending` once its credentials are minted; false if it
 /// ended meanwhile.
-pub async fn finish_minting(w: Write<'_>, id: &str) -> Result<bool> {
+pub(crate) async fn finish_minting(w: Write<'_>, id: &str) -> Result<bool> {
     let conn = w.conn();
     let done =
         sqlx::query("UPDATE sessions SET state = 'pending' WHERE id = $1 AND state = 'minting'")
@@ -413,7 +413,7 @@ pub async fn finish_minting(w: Write<'_>, id: &str) -> Result<bool> {
 
 /// Live sessions that must end now: past their expiry, or pending since before
 /// `pending_before`.
-pub async fn due(
+pub(crate) async fn due(
     conn: &mut AnyConnection,
     now: i64,
     pending_before: i64,
@@ -430,7 +430,7 @@ pub async fn due(
 }
 
 /// Live sessions carried by a worker.
-pub async fn live_on_worker(
+pub(crate) async fn live_on_worker(
     conn: &mut AnyConnection,
     worker_id: &str,
 ) -> Result<Vec<SessionRecord>> {
@@ -444,7 +444,7 @@ pub async fn live_on_worker(
 }
 
 /// The state and termination reason of each id that exists.
-pub async fn states(
+pub(crate) async fn states(
     conn: &mut AnyConnection,
     ids: &[String],
 ) -> Result<Vec<(String, SessionState, Option<EndReason>)>> {
@@ -466,7 +466,10 @@ pub async fn states(
 }
 
 /// Ids of the live sessions authorised with one of `token_ids`.
-pub async fn live_of_tokens(conn: &mut AnyConnection, token_ids: &[String]) -> Result<Vec<String>> {
+pub(crate) async fn live_of_tokens(
+    conn: &mut AnyConnection,
+    token_ids: &[String],
+) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for token_id in token_ids {
         let rows = sqlx::query(
@@ -483,7 +486,7 @@ pub async fn live_of_tokens(conn: &mut AnyConnection, token_ids: &[String]) -> R
 }
 
 /// Ids of a user's live sessions.
-pub async fn live_of_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<String>> {
+pub(crate) async fn live_of_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<String>> {
     let rows = sqlx::query(
         "SELECT id FROM sessions WHERE user_id = $1 AND state <> 'terminated' ORDER BY id",
     )
@@ -494,7 +497,11 @@ pub async fn live_of_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec
 }
 
 /// How many live sessions (not terminated, not yet expired) a user holds.
-pub async fn count_live_of_user(conn: &mut AnyConnection, user_id: &str, now: i64) -> Result<i64> {
+pub(crate) async fn count_live_of_user(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    now: i64,
+) -> Result<i64> {
     let row = sqlx::query(
         "SELECT COUNT(*) AS n FROM sessions WHERE user_id = $1 AND state <> 'terminated' \
          AND expires_at > $2",

@@ -15,7 +15,10 @@ async fn fresh_pg_database() -> Option<String> {
     let admin = std::env::var("PORTCULLIS_TEST_PG_URL").ok()?;
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = format!("t_unit_{}_{n}", crate::ids::new_id(crate::ids::IdKind::Event));
+    let name = format!(
+        "t_unit_{}_{n}",
+        crate::ids::new_id(crate::ids::IdKind::Event)
+    );
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await
         .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {admin}: {e}"));
@@ -35,7 +38,10 @@ async fn wait_for_async<F: std::future::Future<Output = bool>>(
 ) {
     let start = std::time::Instant::now();
     while !condition().await {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
@@ -595,7 +601,8 @@ async fn keyset_rotation_keeps_previous_keys_until_retired() {
 
 #[tokio::test]
 async fn the_keyset_and_the_events_it_signs_read_the_clock_they_are_given() {
-    use crate::clock::{ManualClock, SharedClock};
+    use crate::clock::SharedClock;
+    use portcullis_proto::clock::ManualClock;
     for b in backends().await {
         // 2001-09-09T01:46:40Z, then a minute later: far from the machine's own time.
         let clock = std::sync::Arc::new(ManualClock::at_unix(1_000_000_000));

@@ -9,7 +9,7 @@
 //! the session. Tokens, secret ids and certificates never reach a log or an audit event: only
 //! accessors, lease ids and serials do.
 
-pub mod config;
+pub(crate) mod config;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,7 +61,7 @@ impl VaultError {
 
 /// Whether `path` is a plausible Vault mount, role or secret path (no `..`, no leading or
 /// trailing slash, a conservative alphabet), so that no request is steered elsewhere.
-pub fn valid_path(path: &str) -> bool {
+pub(crate) fn valid_path(path: &str) -> bool {
     !path.is_empty()
         && path.len() <= 256
         && !path.starts_with('/')
@@ -74,7 +74,7 @@ pub fn valid_path(path: &str) -> bool {
 }
 
 /// How long an SSH CA public key read from Vault is reused.
-pub const CA_CACHE: Duration = Duration::from_secs(300);
+pub(crate) const CA_CACHE: Duration = Duration::from_secs(300);
 
 /// A session's token: the secret itself stays in memory only while minting.
 pub struct SessionToken {
