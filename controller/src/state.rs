@@ -15,33 +15,49 @@ pub(crate) type PolicySlot = watch::Receiver<Option<Arc<portcullis_policy::Polic
 
 #[derive(Clone)]
 pub struct AppState {
-    pub controller_id: Arc<str>,
-    pub config: Arc<Config>,
+    pub(crate) controller_id: Arc<str>,
+    pub(crate) config: Arc<Config>,
     /// `POST /v1/auth/dev-login` is served ([`crate::Options::dev_login`], `portcullis dev`
     /// only).
-    pub dev_login: bool,
-    pub store: Store,
-    pub keys: Keyset,
-    pub links: Registry,
-    pub policy: PolicySlot,
-    pub policy_tx: Arc<watch::Sender<Option<Arc<portcullis_policy::Policy>>>>,
+    pub(crate) dev_login: bool,
+    pub(crate) store: Store,
+    pub(crate) keys: Keyset,
+    pub(crate) links: Registry,
+    pub(crate) policy: PolicySlot,
+    pub(crate) policy_tx: Arc<watch::Sender<Option<Arc<portcullis_policy::Policy>>>>,
     /// The OpenID provider's relying party, when `[auth.oidc]` is configured.
-    pub oidc: Option<Arc<crate::oidc::Relying>>,
+    pub(crate) oidc: Option<Arc<crate::oidc::Relying>>,
     /// Group commit for hot audited actions (authorize-session); see [`crate::audit::batch`].
-    pub audit_writer: crate::audit::batch::Writer,
+    pub(crate) audit_writer: crate::audit::batch::Writer,
     /// Live workers for new sessions, re-read at most every 250 ms.
-    pub live_workers: crate::sessions::live_workers::LiveWorkers,
+    pub(crate) live_workers: crate::sessions::live_workers::LiveWorkers,
     /// Vault, when `ssh.backend = "vault"`.
-    pub vault: Option<crate::vault::Vault>,
+    pub(crate) vault: Option<crate::vault::Vault>,
     /// Failures of unauthenticated callers, summed per address until their window ends.
-    pub denials: crate::audit::denials::Denials,
+    pub(crate) denials: crate::audit::denials::Denials,
     /// authorize-session requests per user in the current minute (`[sessions.per_user]`).
-    pub authorize_rate: Arc<crate::sessions::limits::AuthorizeRate>,
+    pub(crate) authorize_rate: Arc<crate::sessions::limits::AuthorizeRate>,
     /// Where time comes from (the keyset's clock too).
-    pub clock: crate::clock::SharedClock,
+    pub(crate) clock: crate::clock::SharedClock,
 }
 
 impl AppState {
+    /// The store, for the offline operations the `portcullis` command runs beside a running
+    /// controller (`portcullis dev`).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// This controller's id (as its readiness line and the cluster link name it).
+    pub fn controller_id(&self) -> &str {
+        &self.controller_id
+    }
+
+    /// The keyset (see [`AppState::store`]).
+    pub fn keys(&self) -> &Keyset {
+        &self.keys
+    }
+
     /// The current policy, if one is loaded.
     pub fn policy(&self) -> Option<Arc<portcullis_policy::Policy>> {
         self.policy.borrow().clone()

@@ -262,7 +262,7 @@ async fn serve_controller(config: portcullis_controller::Config) -> anyhow::Resu
     let ready = serde_json::json!({
         "event": "ready",
         "component": "controller",
-        "controller_id": controller.state().controller_id.to_string(),
+        "controller_id": controller.state().controller_id().to_string(),
         "api": controller.api_addr()?.to_string(),
         "cluster": controller.cluster_addr()?.to_string(),
     });

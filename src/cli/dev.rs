@@ -215,7 +215,7 @@ async fn worker_config(
         None
     } else {
         let (token, _) =
-            portcullis_controller::admin::issue_join_token(&app.store, &app.keys, None, 600)
+            portcullis_controller::admin::issue_join_token(app.store(), app.keys(), None, 600)
                 .await?;
         Some(token)
     };

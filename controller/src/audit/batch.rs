@@ -40,13 +40,13 @@ struct Queued {
 
 /// The handle actions are submitted through; cheap to clone.
 #[derive(Clone)]
-pub struct Writer {
+pub(crate) struct Writer {
     queue: mpsc::Sender<Queued>,
 }
 
 impl Writer {
     /// Starts the writer task of this controller.
-    pub fn spawn(store: Store, keys: Keyset) -> Writer {
+    pub(crate) fn spawn(store: Store, keys: Keyset) -> Writer {
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
         let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
         for n in 0..WRITERS {
@@ -61,7 +61,7 @@ impl Writer {
     /// Runs `action` inside a shared transaction and returns its result once that
     /// transaction committed. `action` writes its rows and records its events in the
     /// transaction it is given.
-    pub async fn run<T, F>(&self, action: F) -> Result<T, StoreError>
+    pub(crate) async fn run<T, F>(&self, action: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: for<'c> Fn(&'c mut AuditedTx) -> ActionFuture<'c, T> + Send + Sync + 'static,

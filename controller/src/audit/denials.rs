@@ -38,7 +38,7 @@ pub(crate) const MAX_UNWRITTEN: usize = 100_000;
 
 /// The event types that sum the failures of callers who proved nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FailureKind {
+pub(crate) enum FailureKind {
     TokenRejected,
     WorkerJoinFailed,
     LoginFailed,
@@ -46,7 +46,7 @@ pub enum FailureKind {
 
 /// One failed attempt by an unauthenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// The event type the summary is recorded as (`token_rejected`, `login_failed`,
     /// `worker_join_failed`).
     pub kind: FailureKind,
@@ -215,7 +215,7 @@ impl Summary {
 
 /// The aggregator shared by the handlers that note failures and the task that writes them.
 #[derive(Clone)]
-pub struct Denials {
+pub(crate) struct Denials {
     inner: Arc<Mutex<Aggregator>>,
     /// Wakes [`run`] when a window opens, so it sleeps until that window's end.
     opened: Arc<tokio::sync::Notify>,
@@ -224,7 +224,7 @@ pub struct Denials {
 }
 
 impl Denials {
-    pub fn new(window: Duration, clock: SharedClock) -> Denials {
+    pub(crate) fn new(window: Duration, clock: SharedClock) -> Denials {
         Denials {
             inner: Arc::new(Mutex::new(Aggregator::new(window))),
             opened: Arc::new(tokio::sync::Notify::new()),
@@ -233,7 +233,7 @@ impl Denials {
     }
 
     /// Counts a failure; it reaches the audit log when its window ends.
-    pub fn note(&self, failure: Failure) {
+    pub(crate) fn note(&self, failure: Failure) {
         let opened = self.lock().observe(failure, self.clock.now());
         if opened {
             self.opened.notify_one();

@@ -18,7 +18,7 @@ use crate::keys::{KeyError, Keyset};
 use crate::store::{Store, StoreError, Write};
 
 /// A transaction whose changes commit only with their audit events.
-pub struct AuditedTx {
+pub(crate) struct AuditedTx {
     tx: Transaction<'static, Any>,
     chain: Chain,
 }
@@ -54,17 +54,17 @@ impl AuditedTx {
     }
 
     /// The connection, for reads (and the advisory locks of `Store::lock`).
-    pub fn read(&mut self) -> &mut AnyConnection {
+    pub(crate) fn read(&mut self) -> &mut AnyConnection {
         &mut self.tx
     }
 
     /// The connection, for a store function that changes state.
-    pub fn write(&mut self) -> Write<'_> {
+    pub(crate) fn write(&mut self) -> Write<'_> {
         Write::audited(&mut self.tx)
     }
 
     /// Queues an event; it is sealed into the chain at the commit.
-    pub fn record(&mut self, event: AuditEvent) {
+    pub(crate) fn record(&mut self, event: AuditEvent) {
         self.chain.append(event);
     }
 

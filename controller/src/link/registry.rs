@@ -8,13 +8,13 @@ use portcullis_proto::link::{Request, Response};
 use tokio::sync::{mpsc, oneshot};
 
 /// A request this controller sends to a worker, with where to deliver the answer.
-pub struct Outgoing {
+pub(crate) struct Outgoing {
     pub body: Request,
     pub reply: oneshot::Sender<Response>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum LinkError {
+pub(crate) enum LinkError {
     #[error("the worker's link is closed")]
     Closed,
     #[error("the worker did not answer within {0:?}")]
@@ -25,7 +25,7 @@ pub enum LinkError {
 
 /// A handle on one worker's live link.
 #[derive(Clone)]
-pub struct LinkHandle {
+pub(crate) struct LinkHandle {
     pub(crate) tx: mpsc::Sender<Outgoing>,
     pub(crate) generation: u64,
     pub(crate) closed: tokio_util::sync::CancellationToken,
@@ -35,7 +35,7 @@ pub struct LinkHandle {
 
 impl LinkHandle {
     /// Sends a request to the worker and waits for its answer.
-    pub async fn request(&self, body: Request, timeout: Duration) -> Result<Response, LinkError> {
+    pub(crate) async fn request(&self, body: Request, timeout: Duration) -> Result<Response, LinkError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Outgoing { body, reply })
@@ -52,18 +52,18 @@ impl LinkHandle {
 
 /// Worker id → its link on this controller.
 #[derive(Clone, Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     inner: Arc<Mutex<HashMap<String, LinkHandle>>>,
     next_generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Registry {
-    pub fn get(&self, worker_id: &str) -> Option<LinkHandle> {
+    pub(crate) fn get(&self, worker_id: &str) -> Option<LinkHandle> {
         self.inner.lock().ok()?.get(worker_id).cloned()
     }
 
     /// Registers a new link for a worker, closing any older one.
-    pub fn insert(&self, worker_id: &str, tx: mpsc::Sender<Outgoing>, spki: &[u8]) -> LinkHandle {
+    pub(crate) fn insert(&self, worker_id: &str, tx: mpsc::Sender<Outgoing>, spki: &[u8]) -> LinkHandle {
         let generation = self
             .next_generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -82,7 +82,7 @@ impl Registry {
     }
 
     /// Forgets a link, if it is still the registered one.
-    pub fn remove(&self, worker_id: &str, generation: u64) {
+    pub(crate) fn remove(&self, worker_id: &str, generation: u64) {
         if let Ok(mut map) = self.inner.lock() {
             if map
                 .get(worker_id)
@@ -94,7 +94,7 @@ impl Registry {
     }
 
     /// Drops a worker's link (it was deleted).
-    pub fn disconnect(&self, worker_id: &str) {
+    pub(crate) fn disconnect(&self, worker_id: &str) {
         if let Ok(mut map) = self.inner.lock() {
             if let Some(handle) = map.remove(worker_id) {
                 handle.closed.cancel();
@@ -103,14 +103,7 @@ impl Registry {
     }
 
     /// The public key a linked worker presented.
-    pub fn spki(&self, worker_id: &str) -> Option<Vec<u8>> {
+    pub(crate) fn spki(&self, worker_id: &str) -> Option<Vec<u8>> {
         self.get(worker_id).map(|h| h.spki.to_vec())
-    }
-
-    pub fn linked(&self) -> Vec<String> {
-        self.inner
-            .lock()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
     }
 }

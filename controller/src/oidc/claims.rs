@@ -8,7 +8,7 @@ use super::config::{GroupMatch, MfaRule};
 
 /// A verified identity from one login: what the user record and the token carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OidcIdentity {
+pub(crate) struct OidcIdentity {
     pub issuer: String,
     pub subject: String,
     pub username: String,

@@ -89,7 +89,7 @@ const ALLOWED_ALGS: [CoreJwsSigningAlgorithm; 9] = [
 
 /// A started device authorization (RFC 8628).
 #[derive(Debug, Clone, Deserialize)]
-pub struct DeviceAuthorization {
+pub(crate) struct DeviceAuthorization {
     pub device_code: String,
     pub user_code: String,
     pub verification_uri: String,
@@ -102,14 +102,14 @@ pub struct DeviceAuthorization {
 
 /// The outcome of one device token poll.
 #[derive(Debug)]
-pub enum DevicePoll {
+pub(crate) enum DevicePoll {
     Pending,
     SlowDown,
     Done(Box<OidcIdentity>),
 }
 
 /// The relying party of one provider; shared by every request of a controller.
-pub struct Relying {
+pub(crate) struct Relying {
     config: OidcConfig,
     secret: SecretString,
     http: reqwest::Client,
@@ -150,7 +150,7 @@ fn form_encode(text: &str) -> String {
 impl Relying {
     /// Reads the client secret and sets up the HTTP client (rustls with ring; the public web
     /// roots, or only `ca_file` when set; no redirects followed).
-    pub fn new(config: OidcConfig, clock: crate::clock::SharedClock) -> Result<Relying, OidcError> {
+    pub(crate) fn new(config: OidcConfig, clock: crate::clock::SharedClock) -> Result<Relying, OidcError> {
         let secret = match &config.client_secret {
             ClientSecretSource::Env(secret) => secret.clone(),
             ClientSecretSource::File(path) => {
@@ -227,7 +227,7 @@ impl Relying {
         })
     }
 
-    pub fn config(&self) -> &OidcConfig {
+    pub(crate) fn config(&self) -> &OidcConfig {
         &self.config
     }
 
@@ -289,13 +289,13 @@ impl Relying {
 
     /// A new PKCE pair: the challenge goes to the provider, the verifier stays (sealed) in the
     /// store until the callback.
-    pub fn pkce() -> (PkceCodeChallenge, String) {
+    pub(crate) fn pkce() -> (PkceCodeChallenge, String) {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         (challenge, verifier.secret().clone())
     }
 
     /// The provider's authorization URL for a login with this state, nonce and PKCE challenge.
-    pub async fn authorization_url(
+    pub(crate) async fn authorization_url(
         &self,
         state: &str,
         nonce: &str,
@@ -320,7 +320,7 @@ impl Relying {
     }
 
     /// Redeems an authorization code (with the PKCE verifier) and verifies the ID token.
-    pub async fn exchange_code(
+    pub(crate) async fn exchange_code(
         &self,
         code: &str,
         pkce_verifier: String,
@@ -450,7 +450,7 @@ impl Relying {
     }
 
     /// Starts a device authorization at the provider (RFC 8628 section 3.1).
-    pub async fn device_start(&self) -> Result<DeviceAuthorization, OidcError> {
+    pub(crate) async fn device_start(&self) -> Result<DeviceAuthorization, OidcError> {
         let md = self.metadata(false).await?;
         let endpoint = md
             .additional_metadata()
@@ -494,7 +494,7 @@ impl Relying {
     }
 
     /// Polls the token endpoint once for a device authorization (RFC 8628 section 3.4).
-    pub async fn device_poll(&self, device_code: &str) -> Result<DevicePoll, OidcError> {
+    pub(crate) async fn device_poll(&self, device_code: &str) -> Result<DevicePoll, OidcError> {
         let md = self.metadata(false).await?;
         let endpoint = md
             .token_endpoint()

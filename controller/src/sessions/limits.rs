@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 /// What [`AuthorizeRate::hit`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RateCheck {
+pub(crate) enum RateCheck {
     Within,
     /// Over the limit for this minute: `first` for the first refusal of the minute (the one
     /// that is audited), and the seconds until the next minute begins.
@@ -21,7 +21,7 @@ pub enum RateCheck {
 
 /// Fixed one-minute windows of authorize-session requests per user.
 #[derive(Debug)]
-pub struct AuthorizeRate {
+pub(crate) struct AuthorizeRate {
     per_minute: u32,
     /// The current minute (unix seconds / 60) and each user's count in it; a new minute
     /// starts every count over, so the map holds only this minute's users.
@@ -30,7 +30,7 @@ pub struct AuthorizeRate {
 
 impl AuthorizeRate {
     /// `per_minute` 0: no limit.
-    pub fn new(per_minute: u32) -> AuthorizeRate {
+    pub(crate) fn new(per_minute: u32) -> AuthorizeRate {
         AuthorizeRate {
             per_minute,
             window: Mutex::new((0, HashMap::new())),
@@ -38,7 +38,7 @@ impl AuthorizeRate {
     }
 
     /// Counts one request of `user` at `now` (unix seconds).
-    pub fn hit(&self, user: &str, now: u64) -> RateCheck {
+    pub(crate) fn hit(&self, user: &str, now: u64) -> RateCheck {
         if self.per_minute == 0 {
             return RateCheck::Within;
         }

@@ -15,13 +15,13 @@ const FRESH_FOR: Duration = Duration::from_millis(250);
 type Snapshot = Option<(Instant, Arc<Vec<WorkerRecord>>)>;
 
 #[derive(Clone, Default)]
-pub struct LiveWorkers {
+pub(crate) struct LiveWorkers {
     cached: Arc<Mutex<Snapshot>>,
 }
 
 impl LiveWorkers {
     /// Workers heard from at or after `heard_after` (unix seconds), newest first.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         store: &Store,
         heard_after: i64,
@@ -40,7 +40,7 @@ impl LiveWorkers {
     }
 
     /// Forgets the list (a worker was deleted).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         *self.slot() = None;
     }
 

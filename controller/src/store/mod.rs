@@ -351,7 +351,7 @@ impl Store {
 /// The connection of an audited transaction: store functions that change state take one,
 /// and only `audit::AuditedTx::write` makes one, so no state change can bypass the audit
 /// (`writes_tests.rs` holds every writing function here to it).
-pub struct Write<'c> {
+pub(crate) struct Write<'c> {
     conn: &'c mut AnyConnection,
 }
 

@@ -7,7 +7,7 @@ use super::Result;
 use super::Write;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerRecord {
+pub(crate) struct WorkerRecord {
     pub id: String,
     pub name: String,
     pub proxy_addr: String,

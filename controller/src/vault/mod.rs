@@ -77,26 +77,26 @@ pub(crate) fn valid_path(path: &str) -> bool {
 pub(crate) const CA_CACHE: Duration = Duration::from_secs(300);
 
 /// A session's token: the secret itself stays in memory only while minting.
-pub struct SessionToken {
+pub(crate) struct SessionToken {
     pub token: SecretString,
     pub accessor: String,
 }
 
 /// An SSH certificate signed by Vault.
-pub struct SignedCertificate {
+pub(crate) struct SignedCertificate {
     pub certificate: String,
     pub serial: u64,
 }
 
 /// A leased secret read with a session's token.
-pub struct Leased {
+pub(crate) struct Leased {
     pub lease_id: String,
     pub lease_duration: u64,
     pub data: serde_json::Value,
 }
 
 /// What one SSH certificate is for.
-pub struct SignRequest<'a> {
+pub(crate) struct SignRequest<'a> {
     pub mount: &'a str,
     pub role: &'a str,
     pub public_key: &'a str,
@@ -108,7 +108,7 @@ pub struct SignRequest<'a> {
 
 /// A handle on Vault with the controller's own token; cheap to clone.
 #[derive(Clone)]
-pub struct Vault {
+pub(crate) struct Vault {
     inner: Arc<Inner>,
 }
 
@@ -154,7 +154,7 @@ impl rustify::endpoint::Endpoint for Raw {
 impl Vault {
     /// Logs in (token or AppRole) and checks that the token works; also returns the token's
     /// TTL for [`Vault::keep_token_alive`].
-    pub async fn connect(config: VaultConfig) -> Result<(Vault, Duration), VaultError> {
+    pub(crate) async fn connect(config: VaultConfig) -> Result<(Vault, Duration), VaultError> {
         let vault = Vault {
             inner: Arc::new(Inner {
                 client: RwLock::new(Arc::new(build_client(&config, "")?)),
@@ -166,7 +166,7 @@ impl Vault {
         Ok((vault, ttl))
     }
 
-    pub fn config(&self) -> &VaultConfig {
+    pub(crate) fn config(&self) -> &VaultConfig {
         &self.inner.config
     }
 
@@ -225,7 +225,7 @@ impl Vault {
     /// token's TTL (zero: it does not expire). When Vault is unreachable the controller still
     /// starts (pending revocations wait in the store): a warning is logged and the login is
     /// tried again within seconds. A refusal (a bad token or secret id) is an error.
-    pub async fn login(&self) -> Result<Duration, VaultError> {
+    pub(crate) async fn login(&self) -> Result<Duration, VaultError> {
         const RETRY: Duration = Duration::from_secs(5);
         let config = &self.inner.config;
         let (token, ttl) = match &config.auth {
@@ -345,7 +345,7 @@ impl Vault {
     /// Creates a session's token through the configured token role. It starts with a short
     /// TTL (`orphan_window`): if the controller dies before the accessor is stored, the token
     /// expires on its own; [`Vault::extend`] then gives it the session's lifetime.
-    pub async fn create_session_token(
+    pub(crate) async fn create_session_token(
         &self,
         session_id: &str,
         user: &str,
@@ -383,7 +383,7 @@ impl Vault {
     }
 
     /// Gives a session's token its full lifetime (bounded by its `explicit_max_ttl`).
-    pub async fn extend(&self, token: &SecretString, ttl: Duration) -> Result<(), VaultError> {
+    pub(crate) async fn extend(&self, token: &SecretString, ttl: Duration) -> Result<(), VaultError> {
         let client = self.as_token(token).await;
         vaultrs::token::renew_self(&client, Some(&format!("{}s", ttl.as_secs().max(1))))
             .await
@@ -392,7 +392,7 @@ impl Vault {
     }
 
     /// Signs an SSH user certificate with the session's token.
-    pub async fn sign_ssh(
+    pub(crate) async fn sign_ssh(
         &self,
         token: &SecretString,
         req: &SignRequest<'_>,
@@ -437,7 +437,7 @@ impl Vault {
     }
 
     /// Reads a (leased) secret with the session's token.
-    pub async fn read_leased(
+    pub(crate) async fn read_leased(
         &self,
         token: &SecretString,
         path: &str,
@@ -462,7 +462,7 @@ impl Vault {
 
     /// Revokes a token (and with it every lease made under it) by its accessor. Vault answers
     /// success for an accessor it no longer knows: the token is gone either way.
-    pub async fn revoke_accessor(&self, accessor: &str) -> Result<(), VaultError> {
+    pub(crate) async fn revoke_accessor(&self, accessor: &str) -> Result<(), VaultError> {
         let client = self.client().await;
         vaultrs::token::revoke_accessor(client.as_ref(), accessor)
             .await
@@ -470,7 +470,7 @@ impl Vault {
     }
 
     /// The SSH CA public key of `mount` (OpenSSH line), cached for [`CA_CACHE`].
-    pub async fn ssh_ca_public_key(&self, mount: &str) -> Result<String, VaultError> {
+    pub(crate) async fn ssh_ca_public_key(&self, mount: &str) -> Result<String, VaultError> {
         if let Some((key, at)) = self.inner.ca_keys.read().await.get(mount) {
             if at.elapsed() < CA_CACHE {
                 return Ok(key.clone());
@@ -500,7 +500,7 @@ impl Vault {
     /// Keeps the controller's own token alive: renews it at two thirds of its TTL, and logs
     /// in again (AppRole, or a re-read token file) when renewal fails or the token nears its
     /// maximum. A token without a TTL (root, periodic without expiry) needs nothing.
-    pub async fn keep_token_alive(self, mut ttl: Duration, shutdown: CancellationToken) {
+    pub(crate) async fn keep_token_alive(self, mut ttl: Duration, shutdown: CancellationToken) {
         loop {
             let wait = if ttl.is_zero() {
                 Duration::from_secs(300)
