@@ -12,6 +12,7 @@ use crate::clock;
 use crate::keys::ca::Leaf;
 use crate::keys::Purpose;
 use crate::state::AppState;
+use crate::store::connections as connection_rows;
 use crate::store::sessions::{self as session_rows, SessionState};
 use crate::store::{workers as worker_rows, StoreError};
 
@@ -140,7 +141,7 @@ async fn admit_first(state: &AppState, worker_id: &str, admit: AdmitFirst) -> Re
     let now = clock::to_i64(state.clock.unix_secs());
     let result = async {
         let mut tx = state.begin_audited().await?;
-        let admitted = session_rows::admit_first(
+        let admitted = connection_rows::admit_first(
             tx.write(),
             &admit.session_id,
             worker_id,
@@ -277,7 +278,7 @@ async fn apply_event(
             client_addr,
             endpoint,
         } => {
-            if session_rows::connection_opened(
+            if connection_rows::connection_opened(
                 tx.write(),
                 &event.session_id,
                 worker_id,
@@ -310,7 +311,7 @@ async fn apply_event(
         } => {
             let up = clock::to_i64(*bytes_up);
             let down = clock::to_i64(*bytes_down);
-            if !session_rows::connection_closed(
+            if !connection_rows::connection_closed(
                 tx.write(),
                 &event.session_id,
                 worker_id,
@@ -343,7 +344,7 @@ async fn apply_event(
             Ok(s.state.is_live()
                 && s.connection_limit > 0
                 && s.connections_count >= s.connection_limit
-                && session_rows::open_connections(tx.read(), &s.id).await? == 0)
+                && connection_rows::open_connections(tx.read(), &s.id).await? == 0)
         }
     }
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::secret::SecretString;
+use crate::store::connections::{connections, COLUMNS as CONN_COLUMNS};
 use crate::store::Store;
 
 #[test]
