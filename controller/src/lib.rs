@@ -106,40 +106,6 @@ impl Default for Options {
     }
 }
 
-/// The policy file, if one is configured; without one every session is denied.
-fn load_policy(config: &Config) -> Result<Option<Arc<portcullis_policy::Policy>>, ControllerError> {
-    match &config.policy_file {
-        Some(path) => Ok(Some(Arc::new(
-            policy_file::load(path).map_err(ControllerError::Policy)?,
-        ))),
-        None => {
-            tracing::warn!("no policy file is configured: every session will be denied");
-            Ok(None)
-        }
-    }
-}
-
-/// The API's TLS: a server certificate for `names` from the controller CA, HTTP/1.1 only.
-fn api_tls_config(
-    ca: &keys::ca::CertificateAuthority,
-    names: &[String],
-) -> Result<rustls::ServerConfig, ControllerError> {
-    let lifetime = std::time::Duration::from_secs(30 * 24 * 3600);
-    let (chain, key) = ca.issue_server_identity(names, lifetime)?;
-    let mut api_tls = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| keys::KeyError::Crypto(e.to_string()))?;
-    api_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(api_tls)
-}
-
-async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, ControllerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ControllerError::Bind { what, addr, source })
-}
-
 /// A controller with its listeners bound, ready to [`Controller::run`].
 pub struct Controller {
     state: AppState,
@@ -320,4 +286,38 @@ impl Controller {
         }
         state.store.close().await;
     }
+}
+
+/// The policy file, if one is configured; without one every session is denied.
+fn load_policy(config: &Config) -> Result<Option<Arc<portcullis_policy::Policy>>, ControllerError> {
+    match &config.policy_file {
+        Some(path) => Ok(Some(Arc::new(
+            policy_file::load(path).map_err(ControllerError::Policy)?,
+        ))),
+        None => {
+            tracing::warn!("no policy file is configured: every session will be denied");
+            Ok(None)
+        }
+    }
+}
+
+/// The API's TLS: a server certificate for `names` from the controller CA, HTTP/1.1 only.
+fn api_tls_config(
+    ca: &keys::ca::CertificateAuthority,
+    names: &[String],
+) -> Result<rustls::ServerConfig, ControllerError> {
+    let lifetime = std::time::Duration::from_secs(30 * 24 * 3600);
+    let (chain, key) = ca.issue_server_identity(names, lifetime)?;
+    let mut api_tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| keys::KeyError::Crypto(e.to_string()))?;
+    api_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(api_tls)
+}
+
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, ControllerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ControllerError::Bind { what, addr, source })
 }
