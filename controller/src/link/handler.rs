@@ -364,8 +364,8 @@ async fn apply_closed(
         reason: reason.to_string(),
         details: event::ConnectionClosed {
             connection_id: event.connection_id.clone(),
-            bytes_up: bytes_up,
-            bytes_down: bytes_down,
+            bytes_up,
+            bytes_down,
         },
     };
     tx.record(
