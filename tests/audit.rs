@@ -445,7 +445,7 @@ fn tampering_is_found_at_the_right_event() {
     forged["prev_hash"] = events[7]["hash"].clone();
     forged["reason"] = json!("nothing to see here");
     let body = forged.as_object().unwrap().clone();
-    forged["hash"] = json!(portcullis_controller::audit::chain::event_hash(&body).unwrap());
+    forged["hash"] = json!(portcullis_audit::chain::event_hash(&body).unwrap());
     inserted.push(forged);
     let v = verify_lines(&c, dir.path(), "inserted", &with(inserted), &keys);
     assert_eq!(v["first_bad_event"], seq(7) + 1, "{v}");

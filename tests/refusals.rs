@@ -36,9 +36,9 @@ fn fixture() -> Fixture {
     let (kid, pkcs8) = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(async move {
-            use portcullis_controller::keys::{Keyset, MasterKey, Purpose};
             use portcullis_controller::secret::{ExposeSecret as _, SecretString};
-            let store = portcullis_controller::store::Store::connect(
+            use portcullis_controller::{Keyset, MasterKey, Purpose};
+            let store = portcullis_controller::Store::connect(
                 &SecretString::from(format!(
                     "sqlite://{}",
                     state.join("portcullis.db").display()

@@ -3,7 +3,12 @@
 //! transaction like the API's. The offline commands' other operations live beside what they
 //! change: `tokens::issue_local`, `enrolment::issue_join_token`, `Keyset::rotate`, `retire`.
 
-use crate::audit::{event, Actor, AuditEvent, Event};
+pub use crate::enrolment::issue_join_token;
+pub use crate::policy_file::{reload as reload_policy, ReloadOutcome};
+pub use crate::tokens::{issue_local as issue_local_token, IssueError, Issued, Operator};
+pub use portcullis_audit::Actor;
+
+use crate::audit::{event, AuditEvent, Event};
 use crate::clock;
 use crate::ids::{new_id, secret_hash, IdKind};
 use crate::keys::KeyError;

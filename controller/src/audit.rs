@@ -13,12 +13,12 @@
 //! ([`batch`]), the shippers to external sinks ([`sink`], [`syslog`]) and the summed
 //! unauthenticated failures ([`denials`]).
 
-pub mod batch;
-pub mod config;
+pub(crate) mod batch;
+pub(crate) mod config;
 pub(crate) mod denials;
-pub mod sink;
-pub mod syslog;
-pub mod tx;
+pub(crate) mod sink;
+pub(crate) mod syslog;
+pub(crate) mod tx;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -26,10 +26,10 @@ use std::time::SystemTime;
 use serde_json::Value;
 use sqlx::AnyConnection;
 
-pub use portcullis_audit::event::{self, Actor, AuditEvent, Event, Kind};
-pub use portcullis_audit::{chain, verify, Signer};
+pub(crate) use portcullis_audit::event::{self, Actor, AuditEvent, Event};
+pub(crate) use portcullis_audit::{chain, verify, Signer};
 pub(crate) use tx::signer;
-pub use tx::AuditedTx;
+pub(crate) use tx::AuditedTx;
 
 use crate::clock::SharedClock;
 use crate::ids::{new_id, IdKind};
@@ -42,7 +42,7 @@ use crate::store::StoreError;
 /// lock is thus held only from that step to the commit, and a [`batch`] of many actions
 /// takes it once.
 #[derive(Clone)]
-pub struct Chain {
+pub(crate) struct Chain {
     /// `None` only while the keyset creates the audit key itself (see `Keyset::ensure`).
     signer: Option<Arc<Signer>>,
     pending: Vec<(AuditEvent, SystemTime)>,
@@ -51,7 +51,7 @@ pub struct Chain {
 }
 
 impl Chain {
-    pub fn new(signer: Option<Arc<Signer>>, clock: SharedClock) -> Chain {
+    pub(crate) fn new(signer: Option<Arc<Signer>>, clock: SharedClock) -> Chain {
         Chain {
             signer,
             pending: Vec::new(),
@@ -60,22 +60,22 @@ impl Chain {
     }
 
     /// The key that signs the events at [`Chain::advance`].
-    pub fn sign_with(&mut self, signer: Arc<Signer>) {
+    pub(crate) fn sign_with(&mut self, signer: Arc<Signer>) {
         self.signer = Some(signer);
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }
 
     /// Queues `event`; its time is now.
-    pub fn append(&mut self, event: AuditEvent) {
+    pub(crate) fn append(&mut self, event: AuditEvent) {
         self.pending.push((event, self.clock.now()));
     }
 
     /// Locks the head, seals the queued events in order and writes them and the new head, in
     /// the caller's transaction (which should commit right after).
-    pub async fn advance(&mut self, conn: &mut AnyConnection) -> Result<(), StoreError> {
+    pub(crate) async fn advance(&mut self, conn: &mut AnyConnection) -> Result<(), StoreError> {
         if self.pending.is_empty() {
             return Ok(());
         }

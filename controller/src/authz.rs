@@ -7,7 +7,7 @@ use portcullis_policy::{Identity, Permission, Policy};
 use crate::store::users::UserRecord;
 
 /// The policy's view of a stored user.
-pub fn identity(user: &UserRecord) -> Identity {
+pub(crate) fn identity(user: &UserRecord) -> Identity {
     Identity {
         subject: user.subject.clone(),
         preferred_username: Some(user.username.clone()),
@@ -20,7 +20,7 @@ pub fn identity(user: &UserRecord) -> Identity {
 }
 
 /// The controller permissions a user holds under `policy`; none without a policy.
-pub fn permissions(policy: Option<&Policy>, user: &UserRecord) -> BTreeSet<Permission> {
+pub(crate) fn permissions(policy: Option<&Policy>, user: &UserRecord) -> BTreeSet<Permission> {
     match policy {
         Some(policy) => portcullis_policy::permissions(policy, &identity(user)),
         None => BTreeSet::new(),

@@ -6,22 +6,22 @@
 
 use std::sync::Arc;
 
-pub use portcullis_proto::clock::{Clock, ManualClock, SystemClock};
+pub(crate) use portcullis_proto::clock::{Clock, SystemClock};
 
 /// The clock the parts of one controller share.
 pub type SharedClock = Arc<dyn Clock>;
 
 /// The system's clock, shared.
-pub fn system() -> SharedClock {
+pub(crate) fn system() -> SharedClock {
     Arc::new(SystemClock)
 }
 
 /// Converts store integers (i64) to API times (u64), clamping negatives to 0.
-pub fn to_u64(value: i64) -> u64 {
+pub(crate) fn to_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
 /// Converts API times to store integers, saturating.
-pub fn to_i64(value: u64) -> i64 {
+pub(crate) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }

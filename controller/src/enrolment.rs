@@ -59,7 +59,7 @@ pub async fn issue_join_token(
 }
 
 /// Enrols a worker with a join token, for a link from `peer` without a worker certificate.
-pub async fn join(state: &AppState, join: JoinRequest, peer: IpAddr) -> Response {
+pub(crate) async fn join(state: &AppState, join: JoinRequest, peer: IpAddr) -> Response {
     let refuse = |reason: &'static str, message: String| {
         state.denials.note(Failure {
             kind: FailureKind::WorkerJoinFailed,

@@ -6,14 +6,13 @@ use ring::rand::{SecureRandom as _, SystemRandom};
 
 /// Kinds of identifier, each with its prefix so an id says what it names.
 #[derive(Debug, Clone, Copy)]
-pub enum IdKind {
+pub(crate) enum IdKind {
     Session,
     Target,
     Worker,
     User,
     Token,
     JoinToken,
-    Connection,
     Key,
     Event,
     Controller,
@@ -32,7 +31,6 @@ impl IdKind {
             IdKind::User => "u_",
             IdKind::Token => "at_",
             IdKind::JoinToken => "jt_",
-            IdKind::Connection => "c_",
             IdKind::Key => "k_",
             IdKind::Event => "e_",
             IdKind::Controller => "ctl_",
@@ -43,14 +41,14 @@ impl IdKind {
 }
 
 /// A new random identifier (96 bits of randomness) with the kind's prefix.
-pub fn new_id(kind: IdKind) -> String {
+pub(crate) fn new_id(kind: IdKind) -> String {
     let mut bytes = [0u8; 12];
     fill(&mut bytes);
     format!("{}{}", kind.prefix(), hex::encode(bytes))
 }
 
 /// A new random secret of 256 bits, base64url encoded.
-pub fn new_secret() -> String {
+pub(crate) fn new_secret() -> String {
     let mut bytes = [0u8; 32];
     fill(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
@@ -58,7 +56,7 @@ pub fn new_secret() -> String {
 
 /// A short code a person can read and type: 8 characters from an alphabet without
 /// look-alikes (40 bits), shown as `XXXX-XXXX`.
-pub fn new_short_code() -> String {
+pub(crate) fn new_short_code() -> String {
     const ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut bytes = [0u8; 8];
     fill(&mut bytes);
@@ -70,7 +68,7 @@ pub fn new_short_code() -> String {
 }
 
 /// A short code as typed: case, spaces and dashes do not matter.
-pub fn normalize_short_code(text: &str) -> String {
+pub(crate) fn normalize_short_code(text: &str) -> String {
     text.chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .map(|c| c.to_ascii_uppercase())
@@ -78,14 +76,14 @@ pub fn normalize_short_code(text: &str) -> String {
 }
 
 /// A random 64-bit number (certificate serials).
-pub fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     let mut bytes = [0u8; 8];
     fill(&mut bytes);
     u64::from_be_bytes(bytes)
 }
 
 /// SHA-256 of a secret: what the store keeps instead of the secret.
-pub fn secret_hash(secret: &str) -> Vec<u8> {
+pub(crate) fn secret_hash(secret: &str) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())
         .as_ref()
         .to_vec()
@@ -100,7 +98,7 @@ fn fill(bytes: &mut [u8]) {
 }
 
 /// A syntactically plausible id of this kind (used to tell ids from names in paths).
-pub fn looks_like(kind: IdKind, text: &str) -> bool {
+pub(crate) fn looks_like(kind: IdKind, text: &str) -> bool {
     text.strip_prefix(kind.prefix())
         .is_some_and(|rest| rest.len() == 24 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }

@@ -2,35 +2,41 @@
 //! matrix policy, signs grants, keeps every piece of state in the store, and tells workers
 //! when sessions end.
 //!
-//! Code map: [`config`] (validated configuration), [`store`] (SQLite/PostgreSQL), [`keys`]
-//! (sealed keyset and TLS CA), [`api`] (HTTPS JSON API), [`link`] (the cluster link with
-//! workers), [`sessions`] (authorisation and lifecycle), [`audit`] (the audit hook),
-//! [`authz`] (identity and permissions from the pure policy crate).
+//! Its public surface is small on purpose: [`Controller`] (start, run until shutdown),
+//! [`Config`], [`open`] and the operations the `portcullis` command runs outside the API
+//! ([`admin`]), with the types they name. Everything else is crate-private.
+//!
+//! Code map: `config` (validated configuration), `store` (SQLite/PostgreSQL, one module per
+//! table), `keys` (sealed keyset and TLS CA), `api` (HTTPS JSON API, the only place that
+//! speaks HTTP), `link` (the cluster link with workers), `sessions` (the authorize plan,
+//! issuing and ending sessions), `audit` (the audited transaction and the chain's store side),
+//! `authz` (identity and permissions from the pure policy crate). docs/architecture.md has
+//! the data flow and the invariants.
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod api;
-pub mod audit;
-pub mod authz;
-pub mod clock;
+mod api;
+mod audit;
+mod authz;
+mod clock;
 pub mod config;
-pub mod enrolment;
+mod enrolment;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod ids;
-pub mod keys;
-pub mod link;
-pub mod notify;
-pub mod oidc;
-pub mod policy_file;
+mod ids;
+mod keys;
+mod link;
+mod notify;
+mod oidc;
+mod policy_file;
 pub mod secret;
-pub mod sessions;
-pub mod ssh;
-pub mod state;
-pub mod store;
-pub mod tokens;
-pub mod vault;
+mod sessions;
+mod ssh;
+mod state;
+mod store;
+mod tokens;
+mod vault;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,11 +45,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+pub use clock::SharedClock;
 pub use config::Config;
-use keys::{Keyset, MasterKey};
+pub use keys::{KeyError, Keyset, MasterKey, Purpose};
+pub use portcullis_proto::clock::{Clock, ManualClock, SystemClock};
 use secret::ExposeSecret as _;
-use state::AppState;
-use store::Store;
+pub use state::AppState;
+pub use store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {

@@ -19,7 +19,7 @@ use crate::store::{Dialect, StoreError};
 const CHANNEL: &str = "portcullis_session_ended";
 
 /// Queues the notification inside the caller's transaction (sent at commit).
-pub async fn session_ended(
+pub(crate) async fn session_ended(
     dialect: Dialect,
     conn: &mut AnyConnection,
     session_id: &str,
@@ -38,7 +38,7 @@ pub async fn session_ended(
 
 /// Tells a worker linked to this controller to end a session now (best effort: the
 /// heartbeat reconcile is the durable path); a worker linked elsewhere is not told here.
-pub fn tell_worker(state: &AppState, worker_id: &str, session_id: &str, reason: EndReason) {
+pub(crate) fn tell_worker(state: &AppState, worker_id: &str, session_id: &str, reason: EndReason) {
     let Some(link) = state.links.get(worker_id) else {
         return;
     };
@@ -72,7 +72,7 @@ fn parse(payload: &str) -> Option<(String, SessionEnd)> {
 }
 
 /// Listens until `shutdown` (PostgreSQL only); reconnects by itself.
-pub async fn listen(state: AppState, url: String, shutdown: CancellationToken) {
+pub(crate) async fn listen(state: AppState, url: String, shutdown: CancellationToken) {
     loop {
         let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
             Ok(l) => l,

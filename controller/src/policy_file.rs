@@ -10,7 +10,7 @@ use crate::state::AppState;
 use crate::store::{sessions as session_rows, targets, users};
 
 /// Reads and parses a policy file; the error lists every problem with its line.
-pub fn load(path: &std::path::Path) -> Result<Policy, String> {
+pub(crate) fn load(path: &std::path::Path) -> Result<Policy, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Policy::parse(&text).map_err(|e| format!("{}: {e}", path.display()))

@@ -11,7 +11,7 @@ use crate::link::registry::Registry;
 use crate::store::{Store, StoreError};
 
 /// The loaded policy, or none (then every session is denied).
-pub type PolicySlot = watch::Receiver<Option<Arc<portcullis_policy::Policy>>>;
+pub(crate) type PolicySlot = watch::Receiver<Option<Arc<portcullis_policy::Policy>>>;
 
 #[derive(Clone)]
 pub struct AppState {

@@ -14,7 +14,7 @@ use crate::store::users::{self, UserRecord};
 use crate::store::Store;
 
 /// The issuer of identities created with `portcullis controller issue-token`.
-pub const LOCAL_ISSUER: &str = "portcullis-local";
+pub(crate) const LOCAL_ISSUER: &str = "portcullis-local";
 
 /// Why a break-glass token was not issued.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +28,7 @@ pub enum IssueError {
 }
 
 /// The longest life of a break-glass token.
-pub const MAX_LOCAL_LIFETIME: Duration = Duration::from_secs(366 * 86_400);
+pub(crate) const MAX_LOCAL_LIFETIME: Duration = Duration::from_secs(366 * 86_400);
 
 /// A token just issued.
 pub struct Issued {
@@ -42,14 +42,14 @@ pub struct Issued {
 }
 
 /// The facts of a token its audit event records.
-pub struct TokenFacts<'a> {
+pub(crate) struct TokenFacts<'a> {
     pub token_id: &'a str,
     pub expires_at: u64,
 }
 
 /// Stores (or refreshes) `user` and issues a token valid for `lifetime`, committed with the
 /// event `event` builds from the stored user and the token.
-pub async fn issue(
+pub(crate) async fn issue(
     store: &Store,
     keys: &Keyset,
     lifetime: Duration,
@@ -179,7 +179,7 @@ pub async fn issue_local(
 }
 
 /// The names the dev login and the break-glass command accept for users and groups.
-pub fn valid_username(name: &str) -> bool {
+pub(crate) fn valid_username(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name

@@ -57,18 +57,18 @@ pub(crate) struct Sink<'t> {
 }
 
 impl<'t> Sink<'t> {
-    pub fn new(text: &'t str) -> Self {
+    pub(crate) fn new(text: &'t str) -> Self {
         Sink {
             text,
             report: CheckReport::default(),
         }
     }
 
-    pub fn line_of(&self, span: std::ops::Range<usize>) -> Option<usize> {
+    pub(crate) fn line_of(&self, span: std::ops::Range<usize>) -> Option<usize> {
         line_of(self.text, span.start)
     }
 
-    pub fn error(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
         let line = self.line_of(span);
         self.report.errors.push(Diagnostic {
             line,
@@ -76,7 +76,7 @@ impl<'t> Sink<'t> {
         });
     }
 
-    pub fn warning(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
+    pub(crate) fn warning(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
         let line = self.line_of(span);
         self.report.warnings.push(Diagnostic {
             line,
@@ -84,7 +84,7 @@ impl<'t> Sink<'t> {
         });
     }
 
-    pub fn has_errors(&self) -> bool {
+    pub(crate) fn has_errors(&self) -> bool {
         !self.report.errors.is_empty()
     }
 }

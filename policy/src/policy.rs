@@ -159,7 +159,7 @@ pub(crate) enum Ports {
 }
 
 impl Ports {
-    pub fn contains(&self, port: u16) -> bool {
+    pub(crate) fn contains(&self, port: u16) -> bool {
         match self {
             Ports::Any => true,
             Ports::List(ranges) => ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&port)),
@@ -167,7 +167,7 @@ impl Ports {
     }
 
     /// `22, 8000-8010` or `any`.
-    pub fn render(&self, range_sep: &str) -> String {
+    pub(crate) fn render(&self, range_sep: &str) -> String {
         match self {
             Ports::Any => "any".into(),
             Ports::List(ranges) => ranges
@@ -196,12 +196,12 @@ pub(crate) struct Cell {
 }
 
 impl Cell {
-    pub fn deny() -> Cell {
+    pub(crate) fn deny() -> Cell {
         DENY_CELL.clone()
     }
 
     /// Whether the network lets `service` through this cell, in either allowing kind.
-    pub fn admits(&self, service: ServiceId) -> bool {
+    pub(crate) fn admits(&self, service: ServiceId) -> bool {
         matches!(self.access, Access::Allow | Access::BrokerOnly) && self.services.contains(service)
     }
 }
@@ -249,15 +249,15 @@ pub(crate) struct IdSet {
 }
 
 impl IdSet {
-    pub const EMPTY: IdSet = IdSet { words: Vec::new() };
+    pub(crate) const EMPTY: IdSet = IdSet { words: Vec::new() };
 
-    pub fn with_capacity(ids: usize) -> IdSet {
+    pub(crate) fn with_capacity(ids: usize) -> IdSet {
         IdSet {
             words: Vec::with_capacity(ids.div_ceil(64)),
         }
     }
 
-    pub fn full(len: usize) -> IdSet {
+    pub(crate) fn full(len: usize) -> IdSet {
         let mut set = IdSet::with_capacity(len);
         for id in 0..len {
             set.insert(id);
@@ -265,7 +265,7 @@ impl IdSet {
         set
     }
 
-    pub fn insert(&mut self, id: usize) {
+    pub(crate) fn insert(&mut self, id: usize) {
         let word = id / 64;
         if self.words.len() <= word {
             self.words.resize(word + 1, 0);
@@ -275,18 +275,18 @@ impl IdSet {
         }
     }
 
-    pub fn contains(&self, id: usize) -> bool {
+    pub(crate) fn contains(&self, id: usize) -> bool {
         self.words
             .get(id / 64)
             .is_some_and(|w| w & (1u64 << (id % 64)) != 0)
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.words.iter().all(|w| *w == 0)
     }
 
     /// Ids in increasing order.
-    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.words.iter().enumerate().flat_map(|(i, w)| {
             (0..64)
                 .filter(move |bit| w & (1u64 << bit) != 0)

@@ -18,7 +18,7 @@ pub(crate) struct GroupIndex {
 }
 
 impl GroupIndex {
-    pub fn add(&mut self, role: RoleId, group: &str, mode: GroupMatch) {
+    pub(crate) fn add(&mut self, role: RoleId, group: &str, mode: GroupMatch) {
         self.role_count = self.role_count.max(role + 1);
         match mode {
             GroupMatch::Exact => self.exact.entry(group.to_owned()).or_default().push(role),
@@ -34,7 +34,7 @@ impl GroupIndex {
     }
 
     /// The roles whose members include an identity with `groups`.
-    pub fn members_of(&self, groups: &[String]) -> IdSet {
+    pub(crate) fn members_of(&self, groups: &[String]) -> IdSet {
         let mut roles = IdSet::with_capacity(self.role_count);
         for group in groups {
             if let Some(ids) = self.exact.get(group.as_str()) {
@@ -61,7 +61,7 @@ pub(crate) struct GroupPattern {
 }
 
 impl GroupPattern {
-    pub fn new(configured: &str) -> GroupPattern {
+    pub(crate) fn new(configured: &str) -> GroupPattern {
         GroupPattern {
             anchored: configured.starts_with('/'),
             segments: split_path(configured).map(str::to_owned).collect(),
@@ -70,7 +70,7 @@ impl GroupPattern {
 
     /// Whether an identity's group (e.g. Keycloak's `/org/admins`) matches: its trailing
     /// segments equal the pattern's; an anchored pattern must equal the whole path.
-    pub fn matches(&self, group: &str) -> bool {
+    pub(crate) fn matches(&self, group: &str) -> bool {
         if self.segments.is_empty() {
             return false;
         }
@@ -109,7 +109,7 @@ enum Var {
 
 impl Template {
     /// Parses a template; unknown placeholders and unclosed braces are errors.
-    pub fn parse(text: &str) -> Result<Template, String> {
+    pub(crate) fn parse(text: &str) -> Result<Template, String> {
         let mut parts = Vec::new();
         let mut rest = text;
         while let Some(open) = rest.find("{{") {
@@ -151,7 +151,7 @@ impl Template {
     /// Renders for `identity`. `None` when a value is missing or the result is not a safe
     /// login name (letters, digits, `.`, `_`, `-`, `@`; at most 64 bytes): a rendered login
     /// becomes an SSH principal, and must not smuggle separators into one.
-    pub fn render(&self, identity: &Identity) -> Option<String> {
+    pub(crate) fn render(&self, identity: &Identity) -> Option<String> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -172,7 +172,7 @@ impl Template {
     }
 
     /// The template as written, for exports.
-    pub fn source(&self) -> String {
+    pub(crate) fn source(&self) -> String {
         self.parts
             .iter()
             .map(|p| match p {
@@ -190,7 +190,7 @@ const AUTH_TIME_SKEW_SECS: u64 = 300;
 
 impl Mfa {
     /// `Ok` when the identity satisfies the requirement at `now`; otherwise what is missing.
-    pub fn check(&self, identity: &Identity, now: u64) -> Result<(), String> {
+    pub(crate) fn check(&self, identity: &Identity, now: u64) -> Result<(), String> {
         let by_amr = identity.amr.iter().any(|a| self.amr.contains(a));
         let by_acr = identity
             .acr
@@ -220,7 +220,7 @@ impl Mfa {
         Ok(())
     }
 
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut ways = Vec::new();
         if !self.amr.is_empty() {
             ways.push(format!("amr one of {}", self.amr.join(", ")));

@@ -192,7 +192,7 @@ pub(crate) struct PrefixTable {
 }
 
 impl PrefixTable {
-    pub fn build(entries: impl IntoIterator<Item = (IpNet, ZoneId)>) -> PrefixTable {
+    pub(crate) fn build(entries: impl IntoIterator<Item = (IpNet, ZoneId)>) -> PrefixTable {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         for (net, zone) in entries {
@@ -219,7 +219,7 @@ impl PrefixTable {
         }
     }
 
-    pub fn lookup(&self, ip: IpAddr) -> Option<ZoneId> {
+    pub(crate) fn lookup(&self, ip: IpAddr) -> Option<ZoneId> {
         match ip.to_canonical() {
             IpAddr::V4(v4) => {
                 let a = u32::from(v4);

@@ -21,7 +21,7 @@ mod verify;
 use verify::{live_keys, newest_checkpoint, report, verify_file, verify_live};
 
 #[derive(clap::Subcommand, Debug)]
-pub enum AuditCommand {
+pub(crate) enum AuditCommand {
     /// List events, newest first (permission audit:read).
     ///
     /// Examples:
@@ -98,12 +98,12 @@ pub enum AuditCommand {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum ExportFormat {
+pub(crate) enum ExportFormat {
     Jsonl,
 }
 
 #[derive(clap::Args, Debug, Default)]
-pub struct FilterArgs {
+pub(crate) struct FilterArgs {
     /// Only events of this session (s_...).
     #[arg(long)]
     session: Option<String>,
@@ -128,7 +128,7 @@ pub struct FilterArgs {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Decision {
+pub(crate) enum Decision {
     Allow,
     Deny,
 }
@@ -193,7 +193,7 @@ fn encode(value: &str) -> String {
     out
 }
 
-pub async fn run(cmd: AuditCommand) -> anyhow::Result<i32> {
+pub(crate) async fn run(cmd: AuditCommand) -> anyhow::Result<i32> {
     match cmd {
         AuditCommand::List {
             filter,

@@ -19,12 +19,12 @@ mod exec;
 mod listen;
 mod mode;
 mod session;
-pub mod session_file;
+pub(crate) mod session_file;
 mod signals;
 mod spare;
-pub mod ssh;
+pub(crate) mod ssh;
 mod stdio;
-pub mod tls;
+pub(crate) mod tls;
 mod tunnel;
 
 use std::sync::Arc;
@@ -40,12 +40,12 @@ use signals::Signals;
 use tls::ClientIdentity;
 use tunnel::{SessionTicket, TicketParts};
 
-pub use args::{ConnectArgs, ConnectKind};
+pub(crate) use args::{ConnectArgs, ConnectKind};
 pub(crate) use session::authorize_for_ssh;
 
 /// Runs `portcullis connect`: authorises a session (unless one is joined), drives the mode,
 /// cancels the session it opened; a clean end whose cancel failed exits 1.
-pub async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
+pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
     if let Some(ConnectKind::Ssh(ssh_args)) = args.kind {
         return ssh::run(ssh_args).await;
     }

@@ -9,7 +9,7 @@ use portcullis_controller::secret::{ExposeSecret as _, SecretString};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Subcommand)]
-pub enum ControllerCommand {
+pub(crate) enum ControllerCommand {
     /// Run a controller: the API, the cluster link and the session sweeper.
     ///
     /// Prints one JSON line `{"event":"ready",...}` with the bound addresses once listening.
@@ -94,7 +94,7 @@ pub enum ControllerCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum KeysCommand {
+pub(crate) enum KeysCommand {
     /// List keys (id, purpose, state, creation); never private material.
     List {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
@@ -118,7 +118,7 @@ pub enum KeysCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum WorkerCommand {
+pub(crate) enum WorkerCommand {
     /// Run a worker: enrol if needed, link to a controller, serve the proxy listener.
     ///
     /// Prints one JSON line `{"event":"ready",...}` once listening. SIGTERM drains: no new
@@ -150,7 +150,7 @@ fn load_controller_config(
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
-pub async fn terminated() {
+pub(crate) async fn terminated() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -173,8 +173,8 @@ pub async fn terminated() {
 }
 
 /// Reloads the policy at every SIGHUP until `shutdown`.
-pub fn reload_on_sighup(
-    state: portcullis_controller::state::AppState,
+pub(crate) fn reload_on_sighup(
+    state: portcullis_controller::AppState,
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
@@ -187,7 +187,7 @@ pub fn reload_on_sighup(
                 _ = shutdown.cancelled() => return,
                 got = hup.recv() => if got.is_none() { return },
             }
-            match portcullis_controller::policy_file::reload(
+            match portcullis_controller::admin::reload_policy(
                 &state,
                 portcullis_audit::Actor::system(),
             )
@@ -204,7 +204,7 @@ pub fn reload_on_sighup(
     });
 }
 
-pub async fn run_controller(
+pub(crate) async fn run_controller(
     cmd: ControllerCommand,
     master_key: Option<SecretString>,
 ) -> anyhow::Result<i32> {
@@ -222,13 +222,9 @@ pub async fn run_controller(
         ControllerCommand::JoinToken { config, ttl } => {
             let config = load(&config)?;
             let (store, keys) = portcullis_controller::open(&config).await?;
-            let (token, _) = portcullis_controller::enrolment::issue_join_token(
-                &store,
-                &keys,
-                None,
-                ttl.as_secs(),
-            )
-            .await?;
+            let (token, _) =
+                portcullis_controller::admin::issue_join_token(&store, &keys, None, ttl.as_secs())
+                    .await?;
             println!("{token}");
             Ok(0)
         }
@@ -238,7 +234,7 @@ pub async fn run_controller(
             Ok(0)
         }
         ControllerCommand::Keygen { out, force } => {
-            portcullis_controller::keys::MasterKey::generate_file(&out, force)?;
+            portcullis_controller::MasterKey::generate_file(&out, force)?;
             eprintln!(
                 "wrote a new master key to {} (mode 0600); point keys.master_key_file at it and keep a copy somewhere safe",
                 out.display()
@@ -293,10 +289,10 @@ async fn issue_token(
     json: bool,
 ) -> anyhow::Result<i32> {
     let (store, keys) = portcullis_controller::open(config).await?;
-    let operator = portcullis_controller::tokens::Operator {
+    let operator = portcullis_controller::admin::Operator {
         account: format!("uid={}", rustix::process::getuid().as_raw()),
     };
-    let issued = portcullis_controller::tokens::issue_local(
+    let issued = portcullis_controller::admin::issue_local_token(
         &store,
         &keys,
         ttl.unwrap_or(config.token_lifetime),
@@ -356,10 +352,9 @@ async fn run_keys(cmd: KeysCommand, master_key: &Option<SecretString>) -> anyhow
             Ok(0)
         }
         KeysCommand::Rotate { config, purpose } => {
-            let purpose =
-                portcullis_controller::keys::Purpose::parse(&purpose).with_context(|| {
-                    format!("unknown key purpose {purpose:?}: use grant, ssh-ca or audit")
-                })?;
+            let purpose = portcullis_controller::Purpose::parse(&purpose).with_context(|| {
+                format!("unknown key purpose {purpose:?}: use grant, ssh-ca or audit")
+            })?;
             let (_, keys) = portcullis_controller::open(&load(&config)?).await?;
             let id = keys.rotate(purpose).await?;
             println!("{id}");
@@ -374,7 +369,7 @@ async fn run_keys(cmd: KeysCommand, master_key: &Option<SecretString>) -> anyhow
     }
 }
 
-pub async fn run_worker(cmd: WorkerCommand) -> anyhow::Result<i32> {
+pub(crate) async fn run_worker(cmd: WorkerCommand) -> anyhow::Result<i32> {
     match cmd {
         WorkerCommand::Run {
             config,

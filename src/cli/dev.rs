@@ -20,7 +20,7 @@ const DEV_POLICY: &str = include_str!("../../config/policy-dev.toml");
 #[command(
     after_help = "Example:\n  portcullis dev --state-dir /tmp/pc &\n  . /tmp/pc/dev.env\n  portcullis targets list\n  portcullis connect echo --listen-port 0"
 )]
-pub struct DevArgs {
+pub(crate) struct DevArgs {
     /// Where the SQLite database, keys, CA certificate and dev.env live (created 0700).
     #[arg(long, default_value = ".state/dev")]
     pub state_dir: PathBuf,
@@ -111,7 +111,7 @@ fn controller_config(args: &DevArgs, state: &Path, policy: PathBuf) -> anyhow::R
 }
 
 /// Runs `portcullis dev` until SIGINT or SIGTERM, then drains the worker and stops.
-pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
+pub(crate) async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let (state_dir, policy) = prepare_state_dir(&args)?;
     let config = controller_config(&args, &state_dir, policy)?;
     let controller = portcullis_controller::Controller::start_with(
@@ -187,7 +187,7 @@ fn prepare_state_dir(args: &DevArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
     let state_dir = state_dir.canonicalize()?;
     let master = state_dir.join("master.key");
     if !master.exists() {
-        portcullis_controller::keys::MasterKey::generate_file(&master, false)?;
+        portcullis_controller::MasterKey::generate_file(&master, false)?;
     }
     let policy = match &args.policy {
         Some(p) => p.clone(),
@@ -205,7 +205,7 @@ fn prepare_state_dir(args: &DevArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
 /// The dev worker's config: its identity under STATE/worker, a join token only when it has
 /// not enrolled yet, the proxy on 127.0.0.1.
 async fn worker_config(
-    app: &portcullis_controller::state::AppState,
+    app: &portcullis_controller::AppState,
     args: &DevArgs,
     state_dir: &Path,
     cluster_addr: SocketAddr,
@@ -215,7 +215,7 @@ async fn worker_config(
         None
     } else {
         let (token, _) =
-            portcullis_controller::enrolment::issue_join_token(&app.store, &app.keys, None, 600)
+            portcullis_controller::admin::issue_join_token(&app.store, &app.keys, None, 600)
                 .await?;
         Some(token)
     };
@@ -254,7 +254,7 @@ fn write_dev_env(
 /// Reuses the token in an existing dev.env when it still authenticates the same identity;
 /// otherwise logs the dev identity in afresh.
 async fn dev_token(
-    app: &portcullis_controller::state::AppState,
+    app: &portcullis_controller::AppState,
     args: &DevArgs,
     state_dir: &Path,
 ) -> anyhow::Result<SecretString> {
@@ -274,7 +274,7 @@ async fn dev_token(
 
 /// Creates (or re-points) the `echo` target at the echo service.
 async fn ensure_echo_target(
-    app: &portcullis_controller::state::AppState,
+    app: &portcullis_controller::AppState,
     echo: SocketAddr,
 ) -> anyhow::Result<()> {
     portcullis_controller::admin::seed_dev_target(app, "echo", &echo.to_string()).await?;

@@ -9,11 +9,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-pub async fn serve(listener: TcpListener, shutdown: CancellationToken) {
+pub(crate) async fn serve(listener: TcpListener, shutdown: CancellationToken) {
     loop {
         let (mut stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,

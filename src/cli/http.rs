@@ -18,8 +18,8 @@ use rustls_pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use error::ApiError;
-pub use settings::{config_dir, ClientArgs, ClientSettings, Token};
+pub(crate) use error::ApiError;
+pub(crate) use settings::{config_dir, ClientArgs, ClientSettings, Token};
 
 /// How long a request may take to connect, and to complete.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,7 +27,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A client of one controller's API.
 #[derive(Debug, Clone)]
-pub struct ApiClient {
+pub(crate) struct ApiClient {
     addr: String,
     http: reqwest::Client,
     token: Option<Token>,
@@ -35,11 +35,11 @@ pub struct ApiClient {
 
 impl ApiClient {
     /// Resolves the flags and fallbacks and builds a client that trusts only the CA file.
-    pub fn from_args(args: &ClientArgs) -> anyhow::Result<Self> {
+    pub(crate) fn from_args(args: &ClientArgs) -> anyhow::Result<Self> {
         Self::new(args.resolve()?)
     }
 
-    pub fn new(settings: ClientSettings) -> anyhow::Result<Self> {
+    pub(crate) fn new(settings: ClientSettings) -> anyhow::Result<Self> {
         let tls = tls_config_trusting(&settings.ca)?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
@@ -55,12 +55,12 @@ impl ApiClient {
         })
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let response = self.send(self.request(reqwest::Method::GET, path)).await?;
         decode(response).await
     }
 
-    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+    pub(crate) async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
@@ -71,7 +71,7 @@ impl ApiClient {
         decode(response).await
     }
 
-    pub async fn patch<B: Serialize + ?Sized, T: DeserializeOwned>(
+    pub(crate) async fn patch<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
@@ -83,7 +83,7 @@ impl ApiClient {
     }
 
     /// `DELETE`, expecting no body back (204).
-    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+    pub(crate) async fn delete(&self, path: &str) -> anyhow::Result<()> {
         self.send(self.request(reqwest::Method::DELETE, path))
             .await
             .map(drop)
@@ -124,7 +124,7 @@ async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Res
 }
 
 /// A rustls client config whose only trust anchors are the certificates in `ca_file`.
-pub fn tls_config_trusting(ca_file: &Path) -> anyhow::Result<rustls::ClientConfig> {
+pub(crate) fn tls_config_trusting(ca_file: &Path) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(ca_file)
         .with_context(|| format!("cannot read the CA file {}", ca_file.display()))?;
@@ -152,7 +152,7 @@ pub fn tls_config_trusting(ca_file: &Path) -> anyhow::Result<rustls::ClientConfi
 
 /// Percent-encodes one URL path segment (an id or a name), so `a/b` cannot change the path;
 /// refuses the empty string, `.` and `..`, which URL parsing would fold away.
-pub fn segment(text: &str) -> anyhow::Result<String> {
+pub(crate) fn segment(text: &str) -> anyhow::Result<String> {
     if matches!(text, "" | "." | "..") {
         bail!("{text:?} is not a valid id or name");
     }

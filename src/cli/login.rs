@@ -38,7 +38,7 @@ Examples:
   portcullis login                 # opens the browser
   portcullis login --no-browser    # prints the URL; type the code the page shows
   portcullis login --device        # enter a code on another device (if the controller allows it)")]
-pub struct LoginArgs {
+pub(crate) struct LoginArgs {
     /// Print the login URL instead of opening a browser (e.g. over SSH); the page you land on
     /// after signing in shows a code to type here.
     #[arg(long, conflicts_with = "device")]
@@ -55,13 +55,13 @@ pub struct LoginArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct LogoutArgs {
+pub(crate) struct LogoutArgs {
     #[command(flatten)]
     pub client: ClientArgs,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct WhoamiArgs {
+pub(crate) struct WhoamiArgs {
     /// Print JSON instead of fields.
     #[arg(long)]
     pub json: bool,
@@ -70,7 +70,7 @@ pub struct WhoamiArgs {
 }
 
 #[derive(Debug, clap::Subcommand)]
-pub enum UsersCommand {
+pub(crate) enum UsersCommand {
     /// Revoke every API token of a user and end the user's live sessions (needs the
     /// `users:revoke` permission). The user can log in again unless the provider stops them.
     Revoke {
@@ -128,7 +128,7 @@ fn anonymous_client(args: &ClientArgs) -> anyhow::Result<ApiClient> {
     ApiClient::new(settings)
 }
 
-pub async fn login(args: LoginArgs) -> anyhow::Result<i32> {
+pub(crate) async fn login(args: LoginArgs) -> anyhow::Result<i32> {
     let api = anonymous_client(&args.client)?;
     let path = token_path(args.token_file.as_deref())?;
     let secret = oidc::random_secret()?;
@@ -160,7 +160,7 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-pub async fn logout(args: LogoutArgs) -> anyhow::Result<i32> {
+pub(crate) async fn logout(args: LogoutArgs) -> anyhow::Result<i32> {
     let api = ApiClient::from_args(&args.client)?;
     let response: LogoutResponse = api
         .post("/v1/auth/logout", &serde_json::json!({}))
@@ -182,7 +182,7 @@ pub async fn logout(args: LogoutArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-pub async fn whoami(args: WhoamiArgs) -> anyhow::Result<i32> {
+pub(crate) async fn whoami(args: WhoamiArgs) -> anyhow::Result<i32> {
     let api = ApiClient::from_args(&args.client)?;
     let info: UserInfo = api
         .get("/v1/whoami")
@@ -206,7 +206,7 @@ pub async fn whoami(args: WhoamiArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-pub async fn users(cmd: UsersCommand) -> anyhow::Result<i32> {
+pub(crate) async fn users(cmd: UsersCommand) -> anyhow::Result<i32> {
     match cmd {
         UsersCommand::Revoke {
             subject,

@@ -15,14 +15,14 @@ use portcullis_controller::secret::{ExposeSecret as _, SecretString};
 use zeroize::Zeroizing;
 
 /// The variable operators set.
-pub const VAR: &str = "PORTCULLIS_MASTER_KEY";
+pub(crate) const VAR: &str = "PORTCULLIS_MASTER_KEY";
 /// Set only on the re-executed controller: its master key is on standard input.
 const HANDED_OVER: &str = "PORTCULLIS_MASTER_KEY_ON_STDIN";
 
 /// Takes the master key out of the environment. Call first thing in `main`, while the
 /// process has one thread. With `daemon`, a key found in the environment makes the process
 /// re-execute itself without it (this returns only on failure).
-pub fn take(daemon: bool) -> anyhow::Result<Option<SecretString>> {
+pub(crate) fn take(daemon: bool) -> anyhow::Result<Option<SecretString>> {
     let handed_over = std::env::var_os(HANDED_OVER).is_some();
     // Safe in edition 2021 and sound here: no other thread exists yet to read the
     // environment (see the caller).

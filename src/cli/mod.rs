@@ -1,20 +1,20 @@
 //! The command line: argument definitions and dispatch to one module per command group.
 
-pub mod audit;
-pub mod connect;
-pub mod daemon;
-pub mod dev;
-pub mod echo;
-pub mod http;
-pub mod login;
-pub mod master_key_env;
-pub mod output;
-pub mod policy;
-pub mod sessions;
-pub mod ssh_config;
-pub mod targets;
-pub mod tls;
-pub mod workers;
+pub(crate) mod audit;
+pub(crate) mod connect;
+pub(crate) mod daemon;
+pub(crate) mod dev;
+pub(crate) mod echo;
+pub(crate) mod http;
+pub(crate) mod login;
+pub(crate) mod master_key_env;
+pub(crate) mod output;
+pub(crate) mod policy;
+pub(crate) mod sessions;
+pub(crate) mod ssh_config;
+pub(crate) mod targets;
+pub(crate) mod tls;
+pub(crate) mod workers;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -25,7 +25,7 @@ use clap::{Args, Parser, Subcommand};
 /// another shell `. STATE/dev.env` and try `portcullis targets list`.
 #[derive(Debug, Parser)]
 #[command(name = "portcullis", version, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
     #[command(subcommand)]
@@ -33,7 +33,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct LogArgs {
+pub(crate) struct LogArgs {
     /// Log format on stderr.
     #[arg(
         long,
@@ -49,13 +49,13 @@ pub struct LogArgs {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run a controller and a worker on 127.0.0.1 with SQLite, for trying Portcullis out.
     Dev(dev::DevArgs),
     /// Run or administer a controller.
@@ -103,12 +103,12 @@ impl Command {
     /// `connect ssh`, which runs OpenSSH), best served by a single-threaded runtime: it starts
     /// faster and hands bytes on without waking other threads, and one core's TLS (over
     /// 1 GB/s) is more than one client needs.
-    pub fn single_threaded(&self) -> bool {
+    pub(crate) fn single_threaded(&self) -> bool {
         matches!(self, Command::Connect(args) if args.kind.is_none())
     }
 
     /// Whether the command is the long-running controller (`controller run`).
-    pub fn is_controller_daemon(&self) -> bool {
+    pub(crate) fn is_controller_daemon(&self) -> bool {
         matches!(
             self,
             Command::Controller(daemon::ControllerCommand::Run { .. })
@@ -118,7 +118,7 @@ impl Command {
 
 /// Runs the parsed command and returns the process exit code. `master_key` is what
 /// `PORTCULLIS_MASTER_KEY` held ([`master_key_env::take`]).
-pub async fn run(
+pub(crate) async fn run(
     cli: Cli,
     master_key: Option<portcullis_controller::secret::SecretString>,
 ) -> anyhow::Result<u8> {
@@ -143,7 +143,7 @@ pub async fn run(
 }
 
 /// Sets up tracing on stderr in the chosen format.
-pub fn init_tracing(args: &LogArgs) {
+pub(crate) fn init_tracing(args: &LogArgs) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
     // The Vault client's own events repeat request errors at ERROR level and may carry

@@ -15,7 +15,7 @@ use portcullis_proto::text;
 use serde::Serialize;
 
 /// Writes `text` to stdout; a reader that went away is not an error.
-pub fn write_stdout(text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_stdout(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
@@ -24,7 +24,7 @@ pub fn write_stdout(text: &str) -> anyhow::Result<()> {
 }
 
 /// Prints `value` as pretty JSON on stdout.
-pub fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     let mut text =
         serde_json::to_string_pretty(value).context("cannot encode the output as JSON")?;
     text.push('\n');
@@ -32,7 +32,7 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
 }
 
 /// Prints `value` as one line of JSON on stdout (for line-oriented readers).
-pub fn print_json_line<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json_line<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     let mut text = serde_json::to_string(value).context("cannot encode the output as JSON")?;
     text.push('\n');
     write_stdout(&text)
@@ -40,13 +40,13 @@ pub fn print_json_line<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
 
 /// A table with a header row and columns padded to their widest cell.
 #[derive(Debug, Clone)]
-pub struct Table {
+pub(crate) struct Table {
     headers: Vec<String>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    pub fn new<I, S>(headers: I) -> Self
+    pub(crate) fn new<I, S>(headers: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -58,7 +58,7 @@ impl Table {
     }
 
     /// Adds a row; each cell is escaped (see the module doc).
-    pub fn row<I, S>(&mut self, cells: I)
+    pub(crate) fn row<I, S>(&mut self, cells: I)
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -67,12 +67,12 @@ impl Table {
             .push(cells.into_iter().map(|c| text::escape(&c.into())).collect());
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
 
     /// The table as text, two spaces between columns, no trailing spaces.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let columns = self
             .rows
             .iter()
@@ -104,7 +104,7 @@ impl Table {
     }
 
     /// Prints the table, or `empty` (e.g. "No targets.") when it has no rows.
-    pub fn print_or(&self, empty: &str) -> anyhow::Result<()> {
+    pub(crate) fn print_or(&self, empty: &str) -> anyhow::Result<()> {
         if self.is_empty() {
             write_stdout(&format!("{empty}\n"))
         } else {
@@ -114,11 +114,11 @@ impl Table {
 }
 
 /// Prints `label: value` lines with the values aligned.
-pub fn print_fields(fields: &[(&str, String)]) -> anyhow::Result<()> {
+pub(crate) fn print_fields(fields: &[(&str, String)]) -> anyhow::Result<()> {
     write_stdout(&render_fields(fields))
 }
 
-pub fn render_fields(fields: &[(&str, String)]) -> String {
+pub(crate) fn render_fields(fields: &[(&str, String)]) -> String {
     let width = fields
         .iter()
         .map(|(label, _)| label.chars().count() + 1)
@@ -135,22 +135,22 @@ pub fn render_fields(fields: &[(&str, String)]) -> String {
 }
 
 /// Unix seconds as RFC 3339 (UTC, whole seconds), e.g. `2024-05-01T12:00:00Z`.
-pub fn time(unix_secs: u64) -> String {
+pub(crate) fn time(unix_secs: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix_secs)).to_string()
 }
 
 /// [`time`] of an optional instant; `-` when absent.
-pub fn opt_time(unix_secs: Option<u64>) -> String {
+pub(crate) fn opt_time(unix_secs: Option<u64>) -> String {
     unix_secs.map_or_else(|| "-".to_owned(), time)
 }
 
 /// A duration in seconds for people, e.g. `8h` or `1h 30m`.
-pub fn duration(secs: u64) -> String {
+pub(crate) fn duration(secs: u64) -> String {
     humantime::format_duration(Duration::from_secs(secs)).to_string()
 }
 
 /// An optional text; `-` when absent or empty.
-pub fn or_dash(value: Option<&str>) -> String {
+pub(crate) fn or_dash(value: Option<&str>) -> String {
     match value {
         Some(text) if !text.is_empty() => text.to_owned(),
         _ => "-".to_owned(),
@@ -158,7 +158,7 @@ pub fn or_dash(value: Option<&str>) -> String {
 }
 
 /// A connection limit, where 0 means unlimited.
-pub fn limit(n: u32) -> String {
+pub(crate) fn limit(n: u32) -> String {
     if n == 0 {
         "unlimited".to_owned()
     } else {
@@ -167,7 +167,7 @@ pub fn limit(n: u32) -> String {
 }
 
 /// Byte counts for people: `512 B`, `16.0 MiB`.
-pub fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if n < 1024 {
         return format!("{n} B");
@@ -182,7 +182,7 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// Parses a humantime duration (`8h`, `90m`, `1h30m`) into whole seconds, at least one.
-pub fn parse_duration_secs(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_duration_secs(text: &str) -> Result<u64, String> {
     let parsed = humantime::parse_duration(text)
         .map_err(|err| format!("{err}: expected a duration such as 8h, 90m or 1h30m"))?;
     if parsed.subsec_nanos() != 0 {

@@ -9,7 +9,7 @@ use portcullis_policy::{explain, Identity, Policy, ZonedRequest};
 use portcullis_proto::clock::{Clock as _, SystemClock};
 
 #[derive(Debug, clap::Subcommand)]
-pub enum PolicyCommand {
+pub(crate) enum PolicyCommand {
     /// Check a policy file: every error and warning with its line.
     ///
     /// Exit status 0 when the file is valid (warnings allowed), 1 when it is not.
@@ -40,7 +40,7 @@ pub enum PolicyCommand {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ExplainArgs {
+pub(crate) struct ExplainArgs {
     /// The policy file.
     #[arg(long, env = "PORTCULLIS_POLICY")]
     pub policy: PathBuf,
@@ -80,7 +80,7 @@ pub struct ExplainArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExportFormat {
+pub(crate) enum ExportFormat {
     /// Seed-style Markdown tables.
     Markdown,
     /// An nftables ruleset (`nft -f`) for a firewall routing between the zones.
@@ -90,7 +90,7 @@ pub enum ExportFormat {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     /// The policy file.
     #[arg(long, env = "PORTCULLIS_POLICY")]
     pub policy: PathBuf,
@@ -122,7 +122,7 @@ fn parse_target(text: &str) -> Result<(u32, String), String> {
 }
 
 /// Runs a policy command and returns the exit code.
-pub fn run(cmd: PolicyCommand) -> anyhow::Result<i32> {
+pub(crate) fn run(cmd: PolicyCommand) -> anyhow::Result<i32> {
     match cmd {
         PolicyCommand::Check { file } => check(&file),
         PolicyCommand::Explain(args) => run_explain(&args),

@@ -8,7 +8,7 @@ use super::http::{segment, ApiClient, ClientArgs};
 use super::output::{self, Table};
 
 #[derive(clap::Subcommand, Debug)]
-pub enum SessionsCommand {
+pub(crate) enum SessionsCommand {
     /// List the sessions you may see.
     List {
         /// Only sessions that have not ended (pending or active).
@@ -40,7 +40,7 @@ pub enum SessionsCommand {
     },
 }
 
-pub async fn run(cmd: SessionsCommand) -> anyhow::Result<i32> {
+pub(crate) async fn run(cmd: SessionsCommand) -> anyhow::Result<i32> {
     match cmd {
         SessionsCommand::List { live, json, client } => {
             let api = ApiClient::from_args(&client)?;
@@ -93,7 +93,7 @@ pub async fn run(cmd: SessionsCommand) -> anyhow::Result<i32> {
 }
 
 /// `POST /v1/sessions/{id}/cancel`; shared with `connect`, which cancels its own session.
-pub async fn cancel(api: &ApiClient, id: &str) -> anyhow::Result<Session> {
+pub(crate) async fn cancel(api: &ApiClient, id: &str) -> anyhow::Result<Session> {
     api.post(
         &format!("/v1/sessions/{}/cancel", segment(id)?),
         &serde_json::json!({}),

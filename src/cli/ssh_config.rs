@@ -26,7 +26,7 @@ use super::http::{segment, ApiClient, ClientArgs};
 #[command(
     after_help = "Example:\n  portcullis ssh-config >> ~/.ssh/config\n  ssh -l alice web-01\n  ansible -i inventory all -m ping      # with ansible_host=web-01\n\nTargets without a pinned SSH host key are listed as comments: pin one with\n`portcullis targets update NAME --ssh-host-key KEY`."
 )]
-pub struct SshConfigArgs {
+pub(crate) struct SshConfigArgs {
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -34,7 +34,7 @@ pub struct SshConfigArgs {
 /// Make sure a live session, key and certificate for TARGET are on disk (used by the blocks
 /// `portcullis ssh-config` prints; exits 1 when no session can be had).
 #[derive(clap::Args, Debug)]
-pub struct SshPrepareArgs {
+pub(crate) struct SshPrepareArgs {
     pub target: String,
     #[command(flatten)]
     pub client: ClientArgs,
@@ -71,7 +71,7 @@ fn safe_name(name: &str) -> bool {
         && name != ".."
 }
 
-pub async fn run_config(args: SshConfigArgs) -> anyhow::Result<i32> {
+pub(crate) async fn run_config(args: SshConfigArgs) -> anyhow::Result<i32> {
     let api = ApiClient::from_args(&args.client)?;
     let targets: List<Target> = api
         .get("/v1/targets")
@@ -151,7 +151,7 @@ fn still_good(dir: &Path) -> bool {
     session.expires_at > horizon && cert.valid_before() > horizon && dir.join("id_ed25519").exists()
 }
 
-pub async fn run_prepare(args: SshPrepareArgs) -> anyhow::Result<i32> {
+pub(crate) async fn run_prepare(args: SshPrepareArgs) -> anyhow::Result<i32> {
     if !safe_name(&args.target) {
         bail!("{:?} is not a target name", args.target);
     }

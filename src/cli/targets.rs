@@ -7,7 +7,7 @@ use super::http::{segment, ApiClient, ClientArgs};
 use super::output::{self, Table};
 
 #[derive(clap::Subcommand, Debug)]
-pub enum TargetsCommand {
+pub(crate) enum TargetsCommand {
     /// List the targets.
     List {
         /// Print a JSON array instead of a table.
@@ -82,7 +82,7 @@ pub enum TargetsCommand {
 
 /// The settable fields shared by `create` and `update`.
 #[derive(clap::Args, Debug, Clone, Default)]
-pub struct TargetFields {
+pub(crate) struct TargetFields {
     /// HOST:PORT the worker dials; a host name is resolved when a session is authorised.
     #[arg(long, value_name = "HOST:PORT")]
     pub address: Option<String>,
@@ -127,7 +127,7 @@ pub struct TargetFields {
     pub vault_secrets: Vec<String>,
 }
 
-pub async fn run(cmd: TargetsCommand) -> anyhow::Result<i32> {
+pub(crate) async fn run(cmd: TargetsCommand) -> anyhow::Result<i32> {
     match cmd {
         TargetsCommand::List { json, client } => {
             let api = ApiClient::from_args(&client)?;

@@ -7,7 +7,7 @@ use super::http::{segment, ApiClient, ClientArgs};
 use super::output::{self, Table};
 
 #[derive(clap::Subcommand, Debug)]
-pub enum WorkersCommand {
+pub(crate) enum WorkersCommand {
     /// List the workers.
     List {
         /// Print a JSON array instead of a table.
@@ -48,7 +48,7 @@ pub enum WorkersCommand {
     },
 }
 
-pub async fn run(cmd: WorkersCommand) -> anyhow::Result<i32> {
+pub(crate) async fn run(cmd: WorkersCommand) -> anyhow::Result<i32> {
     match cmd {
         WorkersCommand::List { json, client } => {
             let api = ApiClient::from_args(&client)?;

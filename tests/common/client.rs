@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A `portcullis connect TARGET --listen-port 0 --json` process, killed at drop.
-pub struct Listener {
+pub(crate) struct Listener {
     pub child: Child,
     pub port: u16,
     pub session_id: String,
@@ -22,7 +22,7 @@ impl Drop for Listener {
 
 /// Runs `connect TARGET --listen-port 0 --json` with `cli` (a `portcullis` command carrying
 /// the controller's environment) and waits for its listening line.
-pub fn listen(mut cli: Command, target: &str) -> Listener {
+pub(crate) fn listen(mut cli: Command, target: &str) -> Listener {
     let mut child = cli
         .args(["connect", target, "--listen-port", "0", "--json"])
         .stdout(Stdio::piped())
@@ -43,7 +43,7 @@ pub fn listen(mut cli: Command, target: &str) -> Listener {
 }
 
 /// Opens a connection and checks it echoes.
-pub fn open_echo(port: u16) -> TcpStream {
+pub(crate) fn open_echo(port: u16) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"ping").unwrap();
@@ -54,7 +54,7 @@ pub fn open_echo(port: u16) -> TcpStream {
 }
 
 /// True when a new connection through the listener is refused (closed or reset, no echo).
-pub fn refused(port: u16) -> bool {
+pub(crate) fn refused(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return true;
     };
@@ -71,7 +71,7 @@ pub fn refused(port: u16) -> bool {
 }
 
 /// Waits until a live connection is closed by the other end.
-pub fn closes_within(s: &mut TcpStream, limit: Duration) -> Duration {
+pub(crate) fn closes_within(s: &mut TcpStream, limit: Duration) -> Duration {
     let start = Instant::now();
     s.set_read_timeout(Some(limit)).unwrap();
     let mut buf = [0u8; 64];

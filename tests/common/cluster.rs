@@ -43,7 +43,7 @@ fn spawn_ready(place: &Place, args: &[&str], env: &[(&str, &str)]) -> (Child, se
     }
 }
 
-pub fn sigterm(child: &Child) {
+pub(crate) fn sigterm(child: &Child) {
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -55,7 +55,7 @@ pub fn sigterm(child: &Child) {
 /// # Panics
 ///
 /// When it is still running after `limit`.
-pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+pub(crate) fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let pid = child.id();
     super::wait::poll(&format!("process {pid} to exit"), limit, || {
         match child.try_wait() {
@@ -66,7 +66,7 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus
     })
 }
 
-pub struct Controller {
+pub(crate) struct Controller {
     pub child: Child,
     pub place: Place,
     pub dir: PathBuf,
@@ -79,24 +79,24 @@ pub struct Controller {
 
 impl Controller {
     /// A controller on SQLite in `dir` with the dev policy and short timers.
-    pub fn start(dir: &Path) -> Controller {
+    pub(crate) fn start(dir: &Path) -> Controller {
         Controller::start_with(dir, "")
     }
 
     /// Like [`Controller::start`], with extra lines for the `[workers]` section.
-    pub fn start_with(dir: &Path, workers_extra: &str) -> Controller {
+    pub(crate) fn start_with(dir: &Path, workers_extra: &str) -> Controller {
         let url = format!("sqlite://{}", dir.join("portcullis.db").display());
         Controller::start_on(dir, &url, workers_extra)
     }
 
     /// A controller on the store at `url` (several controllers may share a PostgreSQL
     /// database; they share the master key every test controller uses).
-    pub fn start_on(dir: &Path, url: &str, workers_extra: &str) -> Controller {
+    pub(crate) fn start_on(dir: &Path, url: &str, workers_extra: &str) -> Controller {
         Controller::start_full(dir, url, "", workers_extra)
     }
 
     /// Extra lines for the `[cluster]` and `[workers]` sections.
-    pub fn start_full(
+    pub(crate) fn start_full(
         dir: &Path,
         url: &str,
         cluster_extra: &str,
@@ -107,7 +107,7 @@ impl Controller {
 
     /// The most general start: in `place` (a zone's network namespace, listening on its
     /// address), with extra lines for the `[cluster]` and `[workers]` sections.
-    pub fn start_in(
+    pub(crate) fn start_in(
         place: &Place,
         dir: &Path,
         url: &str,
@@ -181,7 +181,7 @@ impl Controller {
 
     /// An API token for `user` in `groups` (with MFA), from the break-glass command
     /// `portcullis controller issue-token` (a controller run from a config has no dev login).
-    pub fn issue_token(&self, user: &str, groups: &[&str]) -> String {
+    pub(crate) fn issue_token(&self, user: &str, groups: &[&str]) -> String {
         let out = Command::new(bin())
             .args([
                 "controller",
@@ -208,7 +208,7 @@ impl Controller {
             .to_owned()
     }
 
-    pub fn join_token(&self) -> String {
+    pub(crate) fn join_token(&self) -> String {
         let out = Command::new(bin())
             .args(["controller", "join-token", "--config"])
             .arg(&self.config)
@@ -222,12 +222,12 @@ impl Controller {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
-    pub fn curl(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    pub(crate) fn curl(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
         self.curl_as(&self.token, method, path, body)
     }
 
     /// Like [`Controller::curl`] with another user's token (none when empty).
-    pub fn curl_as(
+    pub(crate) fn curl_as(
         &self,
         token: &str,
         method: &str,
@@ -252,7 +252,7 @@ impl Controller {
     }
 
     /// A `portcullis` CLI command talking to this controller.
-    pub fn cli(&self) -> Command {
+    pub(crate) fn cli(&self) -> Command {
         let mut cmd = self.place.command(bin());
         cmd.env("PORTCULLIS_ADDR", &self.api)
             .env("PORTCULLIS_CA", &self.ca)
@@ -269,7 +269,7 @@ impl Drop for Controller {
     }
 }
 
-pub struct Worker {
+pub(crate) struct Worker {
     pub child: Child,
     pub id: String,
     pub proxy: String,
@@ -277,7 +277,7 @@ pub struct Worker {
 
 impl Worker {
     /// A worker in `dir` linked to `controllers`; `token` for the first start.
-    pub fn start(
+    pub(crate) fn start(
         dir: &Path,
         controllers: &[String],
         token: Option<&str>,
@@ -288,7 +288,7 @@ impl Worker {
 
     /// Like [`Worker::start`], in `place` with its proxy on `proxy_port` (0: any) of the
     /// place's address.
-    pub fn start_in(
+    pub(crate) fn start_in(
         place: &Place,
         proxy_port: u16,
         dir: &Path,
@@ -365,7 +365,7 @@ impl Drop for Worker {
 }
 
 /// An echo server on 127.0.0.1 (threads), with half-close.
-pub fn echo() -> String {
+pub(crate) fn echo() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
@@ -391,14 +391,14 @@ pub fn echo() -> String {
 }
 
 /// A TCP proxy the test can pause: paused, it cuts every connection and refuses new ones.
-pub struct PausableProxy {
+pub(crate) struct PausableProxy {
     pub addr: String,
     paused: Arc<AtomicBool>,
     live: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl PausableProxy {
-    pub fn start(upstream: &str) -> PausableProxy {
+    pub(crate) fn start(upstream: &str) -> PausableProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let paused = Arc::new(AtomicBool::new(false));
@@ -431,7 +431,7 @@ impl PausableProxy {
         PausableProxy { addr, paused, live }
     }
 
-    pub fn pause(&self) {
+    pub(crate) fn pause(&self) {
         self.paused.store(true, Ordering::SeqCst);
         if let Ok(mut live) = self.live.lock() {
             for s in live.drain(..) {
@@ -440,7 +440,7 @@ impl PausableProxy {
         }
     }
 
-    pub fn resume(&self) {
+    pub(crate) fn resume(&self) {
         self.paused.store(false, Ordering::SeqCst);
     }
 }

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-pub fn bin() -> &'static str {
+pub(crate) fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_portcullis")
 }
 
-pub struct Dev {
+pub(crate) struct Dev {
     pub child: Child,
     pub state_dir: PathBuf,
     pub ready: serde_json::Value,
@@ -19,7 +19,7 @@ pub struct Dev {
 
 impl Dev {
     /// Starts `portcullis dev` with extra arguments in a new state dir.
-    pub fn start(extra: &[&str]) -> Dev {
+    pub(crate) fn start(extra: &[&str]) -> Dev {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().join("state");
         let mut dev = Dev::start_in(&state, extra);
@@ -28,17 +28,17 @@ impl Dev {
     }
 
     /// Starts `portcullis dev` on an existing state dir (for restart tests).
-    pub fn start_in(state: &Path, extra: &[&str]) -> Dev {
+    pub(crate) fn start_in(state: &Path, extra: &[&str]) -> Dev {
         Dev::start_in_env(state, extra, &[])
     }
 
     /// Like [`Dev::start_in`], with extra environment variables.
-    pub fn start_in_env(state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Dev {
+    pub(crate) fn start_in_env(state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Dev {
         Dev::spawn(state, extra, env, Stdio::inherit())
     }
 
     /// Like [`Dev::start`], logging at `info` into `log` (for tests that read the log).
-    pub fn start_logging(extra: &[&str], log: &Path) -> Dev {
+    pub(crate) fn start_logging(extra: &[&str], log: &Path) -> Dev {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = std::fs::File::create(log).expect("log file");
         let mut dev = Dev::spawn(
@@ -99,11 +99,11 @@ impl Dev {
         }
     }
 
-    pub fn api(&self) -> String {
+    pub(crate) fn api(&self) -> String {
         format!("https://{}", self.ready["api"].as_str().expect("api addr"))
     }
 
-    pub fn var(&self, name: &str) -> String {
+    pub(crate) fn var(&self, name: &str) -> String {
         self.env
             .iter()
             .find(|(k, _)| k == name)
@@ -112,7 +112,7 @@ impl Dev {
     }
 
     /// A `portcullis` command with this dev's environment.
-    pub fn cli(&self) -> Command {
+    pub(crate) fn cli(&self) -> Command {
         let mut cmd = Command::new(bin());
         cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         cmd.env("PORTCULLIS_LOG", "warn");
@@ -120,7 +120,7 @@ impl Dev {
     }
 
     /// Sends SIGTERM and waits (up to 30 s).
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -155,7 +155,7 @@ fn parse_env(text: &str) -> Vec<(String, String)> {
 }
 
 /// `curl` against the API: returns (status, body).
-pub fn curl(
+pub(crate) fn curl(
     dev: &Dev,
     method: &str,
     path: &str,

@@ -2,13 +2,13 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
-pub mod client;
-pub mod cluster;
-pub mod dev;
-pub mod netns;
-pub mod pg;
-pub mod raw;
-pub mod rsyslog;
-pub mod sshd;
-pub mod vault;
-pub mod wait;
+pub(crate) mod client;
+pub(crate) mod cluster;
+pub(crate) mod dev;
+pub(crate) mod netns;
+pub(crate) mod pg;
+pub(crate) mod raw;
+pub(crate) mod rsyslog;
+pub(crate) mod sshd;
+pub(crate) mod vault;
+pub(crate) mod wait;

@@ -26,14 +26,14 @@ const PREFIX: &str = "portcullis-test-";
 /// Where a process of a test runs: on this host, or inside a zone's namespace; `ip` is the
 /// address it listens on.
 #[derive(Clone, Debug)]
-pub struct Place {
+pub(crate) struct Place {
     pub netns: Option<String>,
     pub ip: String,
 }
 
 impl Place {
     /// This host's 127.0.0.1, where every other integration test runs.
-    pub fn host() -> Place {
+    pub(crate) fn host() -> Place {
         Place {
             netns: None,
             ip: "127.0.0.1".into(),
@@ -42,7 +42,7 @@ impl Place {
 
     /// `program`, to be run in this place (through `ip netns exec`, which keeps the
     /// environment and execs, so the child's id is the program's own).
-    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+    pub(crate) fn command(&self, program: impl AsRef<OsStr>) -> Command {
         match &self.netns {
             None => Command::new(program),
             Some(ns) => {
@@ -57,7 +57,7 @@ impl Place {
 /// Whether this machine lets the test create network namespaces and has the tools: `Err`
 /// says what is missing. Probed once per test process: the tests of a file run side by side,
 /// and two probes would race for the one probe namespace's name.
-pub fn available() -> Result<(), String> {
+pub(crate) fn available() -> Result<(), String> {
     static PROBED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     PROBED.get_or_init(probe).clone()
 }
@@ -84,7 +84,7 @@ fn probe() -> Result<(), String> {
 
 /// True when the test may go on; otherwise prints why it is skipped (or fails, when
 /// `PORTCULLIS_TEST_REQUIRE_NETNS` is set).
-pub fn ready_or_skip(test: &str) -> bool {
+pub(crate) fn ready_or_skip(test: &str) -> bool {
     match available() {
         Ok(()) => true,
         Err(why) if std::env::var_os("PORTCULLIS_TEST_REQUIRE_NETNS").is_some() => {
@@ -99,7 +99,7 @@ pub fn ready_or_skip(test: &str) -> bool {
 }
 
 /// One named network namespace, deleted at drop.
-pub struct Netns {
+pub(crate) struct Netns {
     pub name: String,
 }
 
@@ -128,7 +128,7 @@ impl Netns {
     }
 
     /// `program` run inside this namespace.
-    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+    pub(crate) fn command(&self, program: impl AsRef<OsStr>) -> Command {
         self.place(String::new()).command(program)
     }
 
@@ -151,7 +151,7 @@ impl Drop for Netns {
 
 /// A router namespace and one namespace per zone, each on a /24 of its own through a veth
 /// pair to the router (the router holds the subnet's `.1`, the zone's default route).
-pub struct Lab {
+pub(crate) struct Lab {
     // Zones first: they are dropped before the router.
     zones: Vec<Netns>,
     router: Netns,
@@ -160,7 +160,7 @@ pub struct Lab {
 
 impl Lab {
     /// A router with forwarding on and no ruleset.
-    pub fn new() -> Lab {
+    pub(crate) fn new() -> Lab {
         static RUN: AtomicU32 = AtomicU32::new(0);
         remove_leftovers();
         let tag = format!(
@@ -180,7 +180,7 @@ impl Lab {
     }
 
     /// A namespace for `zone` holding `host` on its /24, routed through the router.
-    pub fn zone(&mut self, zone: &str, host: Ipv4Addr) -> Place {
+    pub(crate) fn zone(&mut self, zone: &str, host: Ipv4Addr) -> Place {
         let [a, b, c, d] = host.octets();
         assert!(
             d > 1,
@@ -205,7 +205,7 @@ impl Lab {
     }
 
     /// Loads a ruleset into the router (`nft -f -`); panics with nft's message if refused.
-    pub fn load_ruleset(&self, ruleset: &str) {
+    pub(crate) fn load_ruleset(&self, ruleset: &str) {
         let mut nft = self
             .router
             .command("nft")
@@ -228,7 +228,7 @@ impl Lab {
     }
 
     /// The router's ruleset, as `nft list ruleset` prints it.
-    pub fn ruleset(&self) -> String {
+    pub(crate) fn ruleset(&self) -> String {
         let out = self
             .router
             .command("nft")
@@ -241,7 +241,7 @@ impl Lab {
 
 /// What a TCP connection attempt from one place to an address came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reach {
+pub(crate) enum Reach {
     /// Connected, and the bytes sent came back.
     Echoed,
     /// No answer within the probe's time: the SYN (or its answer) was dropped.
@@ -252,7 +252,7 @@ pub enum Reach {
 
 /// Tries a TCP connection from `from` to `to` and sends a few bytes to echo, giving up
 /// after `timeout`.
-pub fn reach(from: &Place, to: SocketAddr, timeout: Duration) -> Reach {
+pub(crate) fn reach(from: &Place, to: SocketAddr, timeout: Duration) -> Reach {
     const PROBE: &str = r#"
 import socket, sys
 try:
@@ -289,13 +289,13 @@ except OSError as e:
 }
 
 /// A TCP echo target (with half-close) in a place, killed at drop.
-pub struct Echo {
+pub(crate) struct Echo {
     child: Child,
     pub addr: SocketAddr,
 }
 
 impl Echo {
-    pub fn start(place: &Place, port: u16) -> Echo {
+    pub(crate) fn start(place: &Place, port: u16) -> Echo {
         const SERVER: &str = r#"
 import socket, sys, threading
 s = socket.socket()

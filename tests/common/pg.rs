@@ -3,7 +3,7 @@
 use sqlx::Connection as _;
 
 /// The URL of a new, empty database; panics with instructions when no cluster is available.
-pub async fn fresh_database() -> String {
+pub(crate) async fn fresh_database() -> String {
     let admin = std::env::var("PORTCULLIS_TEST_PG_URL").unwrap_or_else(|_| {
         panic!("PORTCULLIS_TEST_PG_URL is not set: run the suite with scripts/test, which starts PostgreSQL")
     });
@@ -32,7 +32,7 @@ fn hex_id() -> String {
 
 /// A PostgreSQL cluster of the test's own, which it may stop and start (the suite's shared
 /// cluster must never be stopped).
-pub struct PrivateCluster {
+pub(crate) struct PrivateCluster {
     pub url: String,
     bin: std::path::PathBuf,
     data: std::path::PathBuf,
@@ -71,7 +71,7 @@ fn as_postgres(cmd: &str, args: &[&str]) -> std::process::Command {
 }
 
 impl PrivateCluster {
-    pub fn start() -> PrivateCluster {
+    pub(crate) fn start() -> PrivateCluster {
         let dir = tempfile::tempdir().unwrap();
         let _ = std::process::Command::new("chown")
             .arg("postgres")
@@ -113,7 +113,7 @@ impl PrivateCluster {
         c
     }
 
-    pub fn up(&self) {
+    pub(crate) fn up(&self) {
         let ctl = self.bin.join("pg_ctl");
         let opts = format!(
             "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
@@ -143,7 +143,7 @@ impl PrivateCluster {
         );
     }
 
-    pub fn down(&self) {
+    pub(crate) fn down(&self) {
         let ctl = self.bin.join("pg_ctl");
         let out = as_postgres(
             ctl.to_str().unwrap(),

@@ -11,13 +11,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 /// A client key pair with its self-signed certificate.
-pub struct ClientKey {
+pub(crate) struct ClientKey {
     pub key: rcgen::KeyPair,
     pub cert: CertificateDer<'static>,
 }
 
 impl ClientKey {
-    pub fn generate() -> ClientKey {
+    pub(crate) fn generate() -> ClientKey {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
         let cert = rcgen::CertificateParams::new(vec!["portcullis-client".into()])
             .unwrap()
@@ -29,11 +29,11 @@ impl ClientKey {
         }
     }
 
-    pub fn spki(&self) -> Vec<u8> {
+    pub(crate) fn spki(&self) -> Vec<u8> {
         rcgen::PublicKeyData::subject_public_key_info(&self.key)
     }
 
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         portcullis_proto::keys::spki_fingerprint(&self.spki())
     }
 
@@ -112,7 +112,7 @@ impl rustls::client::ResolvesClientCert for Always {
 }
 
 /// How the client authenticates in the TLS handshake.
-pub enum Auth<'a> {
+pub(crate) enum Auth<'a> {
     /// No client certificate at all.
     None,
     /// This key and its certificate.
@@ -125,7 +125,7 @@ pub enum Auth<'a> {
 }
 
 /// Connects, presents `grant`, and returns the worker's reply, or the TLS/handshake error.
-pub fn present(
+pub(crate) fn present(
     worker_addr: &str,
     worker_fingerprint: &str,
     auth: Auth<'_>,
@@ -148,7 +148,7 @@ pub fn present(
 }
 
 /// Connects, sends `hello` as it is (any JSON), and returns the worker's reply as JSON.
-pub fn present_hello(
+pub(crate) fn present_hello(
     worker_addr: &str,
     worker_fingerprint: &str,
     auth: Auth<'_>,
@@ -172,7 +172,7 @@ pub fn present_hello(
 }
 
 /// A TLS connection to a worker's proxy port, before the hello.
-pub fn connect(
+pub(crate) fn connect(
     worker_addr: &str,
     worker_fingerprint: &str,
     auth: Auth<'_>,

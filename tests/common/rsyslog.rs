@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-pub struct Rsyslog {
+pub(crate) struct Rsyslog {
     child: Child,
     pub addr: String,
     /// The CA that signed the server's certificate (for the sink's `ca_file`).
@@ -15,7 +15,7 @@ pub struct Rsyslog {
 }
 
 impl Rsyslog {
-    pub fn start(dir: &Path) -> Rsyslog {
+    pub(crate) fn start(dir: &Path) -> Rsyslog {
         let bin = ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -100,7 +100,7 @@ template(name="raw" type="string" string="%msgid% %structured-data% %msg%\n")
     }
 
     /// The messages received so far: (MSGID, structured data, text).
-    pub fn messages(&self) -> Vec<(String, String, String)> {
+    pub(crate) fn messages(&self) -> Vec<(String, String, String)> {
         let text = std::fs::read_to_string(&self.out).unwrap_or_default();
         text.lines()
             .filter_map(|line| {
@@ -116,7 +116,7 @@ template(name="raw" type="string" string="%msgid% %structured-data% %msg%\n")
     }
 
     /// The received text as JSON lines, as a sink copy for `audit verify --file`.
-    pub fn copy_to(&self, path: &Path) {
+    pub(crate) fn copy_to(&self, path: &Path) {
         let lines: Vec<String> = self.messages().into_iter().map(|(_, _, m)| m).collect();
         std::fs::write(path, lines.join("\n") + "\n").unwrap();
     }

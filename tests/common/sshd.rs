@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub struct Sshd {
+pub(crate) struct Sshd {
     pub child: Child,
     pub port: u16,
     pub user: String,
@@ -25,7 +25,7 @@ fn is_root() -> bool {
 
 /// The local account sessions log in as: `pctest` (created when running as root), else the
 /// current user.
-pub fn login_user() -> String {
+pub(crate) fn login_user() -> String {
     if !is_root() {
         return std::env::var("USER").unwrap_or_else(|_| "nobody".into());
     }
@@ -52,13 +52,13 @@ pub fn login_user() -> String {
 
 impl Sshd {
     /// Starts sshd trusting `ca_pub` (OpenSSH line); the login user accepts `principals`.
-    pub fn start(ca_pub: &str, principals: &[&str]) -> Sshd {
+    pub(crate) fn start(ca_pub: &str, principals: &[&str]) -> Sshd {
         Sshd::start_with(ca_pub, principals, None)
     }
 
     /// Like [`Sshd::start`]; with `host_ca` (a private key file), the host key is certified
     /// by that CA for the principal `127.0.0.1` and served as `HostCertificate`.
-    pub fn start_with(
+    pub(crate) fn start_with(
         ca_pub: &str,
         principals: &[&str],
         host_ca: Option<&std::path::Path>,
@@ -180,11 +180,11 @@ impl Sshd {
         }
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 }

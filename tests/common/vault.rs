@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-pub const SSH_ROLE: &str = "portcullis";
-pub const TOKEN_ROLE: &str = "portcullis-session";
-pub const DB_ROLE: &str = "readonly";
+pub(crate) const SSH_ROLE: &str = "portcullis";
+pub(crate) const TOKEN_ROLE: &str = "portcullis-session";
+pub(crate) const DB_ROLE: &str = "readonly";
 
-pub struct Bao {
+pub(crate) struct Bao {
     child: Child,
     pub port: u16,
     /// `http://127.0.0.1:PORT`, or `https://` with [`Bao::start_tls`].
@@ -61,12 +61,12 @@ fn port_pair() -> u16 {
 
 impl Bao {
     /// Starts a dev server and configures everything a Portcullis controller needs.
-    pub fn start() -> Bao {
+    pub(crate) fn start() -> Bao {
         Bao::start_opts(false)
     }
 
     /// Like [`Bao::start`], serving HTTPS with a certificate from its own CA (`ca_file`).
-    pub fn start_tls() -> Bao {
+    pub(crate) fn start_tls() -> Bao {
         Bao::start_opts(true)
     }
 
@@ -142,12 +142,12 @@ impl Bao {
         panic!("OpenBao did not start");
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// Calls the API with the root token: (status, JSON body or Null).
-    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         call_at(
             &self.addr,
             self.ca_file.as_deref(),
@@ -159,7 +159,7 @@ impl Bao {
     }
 
     /// Calls the API and asserts a 2xx answer.
-    pub fn ok(&self, method: &str, path: &str, body: Value) -> Value {
+    pub(crate) fn ok(&self, method: &str, path: &str, body: Value) -> Value {
         let (code, answer) = self.call(method, path, Some(body));
         assert!(
             (200..300).contains(&code),
@@ -250,7 +250,7 @@ impl Bao {
     }
 
     /// The SSH CA's public key, for sshd's TrustedUserCAKeys.
-    pub fn ssh_ca(&self) -> String {
+    pub(crate) fn ssh_ca(&self) -> String {
         let mut cmd = Command::new("curl");
         cmd.args(["-sS", "--fail"]);
         if let Some(ca) = &self.ca_file {
@@ -265,7 +265,7 @@ impl Bao {
     }
 
     /// A token for the controller (its own policy, renewable), written 0600 to a file.
-    pub fn controller_token_file(&self, ttl: &str) -> PathBuf {
+    pub(crate) fn controller_token_file(&self, ttl: &str) -> PathBuf {
         let answer = self.ok(
             "POST",
             "auth/token/create",
@@ -286,7 +286,11 @@ impl Bao {
     }
 
     /// An AppRole for the controller: (role id, path of a 0600 file with a secret id).
-    pub fn controller_approle(&self, token_ttl: &str, token_max_ttl: &str) -> (String, PathBuf) {
+    pub(crate) fn controller_approle(
+        &self,
+        token_ttl: &str,
+        token_max_ttl: &str,
+    ) -> (String, PathBuf) {
         self.ok("POST", "sys/auth/approle", json!({"type": "approle"}));
         self.ok(
             "POST",
@@ -314,7 +318,7 @@ impl Bao {
     }
 
     /// Whether a token with this accessor exists.
-    pub fn accessor_alive(&self, accessor: &str) -> bool {
+    pub(crate) fn accessor_alive(&self, accessor: &str) -> bool {
         let (code, answer) = self.call(
             "POST",
             "auth/token/lookup-accessor",
@@ -328,12 +332,12 @@ impl Bao {
     }
 
     /// Accessors of live tokens from an AppRole login.
-    pub fn approle_tokens(&self) -> Vec<String> {
+    pub(crate) fn approle_tokens(&self) -> Vec<String> {
         self.accessors_where(|info| info["data"]["path"] == "auth/approle/login")
     }
 
     /// Accessors of live tokens whose metadata names `session_id`.
-    pub fn tokens_of_session(&self, session_id: &str) -> Vec<String> {
+    pub(crate) fn tokens_of_session(&self, session_id: &str) -> Vec<String> {
         self.accessors_where(|info| info["data"]["meta"]["portcullis_session"] == session_id)
     }
 
@@ -357,7 +361,7 @@ impl Bao {
 }
 
 /// One API call with `token`.
-pub fn call_at(
+pub(crate) fn call_at(
     addr: &str,
     ca_file: Option<&Path>,
     token: &str,

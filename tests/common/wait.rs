@@ -15,7 +15,7 @@ const INTERVAL: Duration = Duration::from_millis(50);
 /// # Panics
 ///
 /// When `limit` passes first, naming `what` and the last thing seen.
-pub fn poll<T, E: Display>(
+pub(crate) fn poll<T, E: Display>(
     what: &str,
     limit: Duration,
     attempt: impl FnMut() -> Result<T, E>,
@@ -28,7 +28,7 @@ pub fn poll<T, E: Display>(
 
 /// [`poll`] for a caller that has something to do when `limit` passes (kill a process that
 /// would not stop, start a peer again): the last `Err` is returned instead of a panic.
-pub fn poll_within<T, E>(
+pub(crate) fn poll_within<T, E>(
     limit: Duration,
     mut attempt: impl FnMut() -> Result<T, E>,
 ) -> Result<T, E> {
@@ -47,7 +47,11 @@ pub fn poll_within<T, E>(
 /// # Panics
 ///
 /// When `limit` passes first, naming `what`.
-pub fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) -> Duration {
+pub(crate) fn wait_for(
+    what: &str,
+    limit: Duration,
+    mut condition: impl FnMut() -> bool,
+) -> Duration {
     let start = Instant::now();
     poll(what, limit, || {
         if condition() {
@@ -60,7 +64,7 @@ pub fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool
 }
 
 /// [`wait_for`] in an async test: the runtime keeps running the code being waited for.
-pub async fn wait_for_async<F: std::future::Future<Output = bool>>(
+pub(crate) async fn wait_for_async<F: std::future::Future<Output = bool>>(
     what: &str,
     limit: Duration,
     mut condition: impl FnMut() -> F,

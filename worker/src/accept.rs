@@ -12,7 +12,7 @@ use portcullis_proto::handshakes::Handshakes;
 use tokio::net::{TcpListener, TcpStream};
 
 /// At most one log line per this interval for a failing accept or a full gate.
-pub const LOG_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const LOG_EVERY: Duration = Duration::from_secs(10);
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -80,7 +80,7 @@ impl Listener {
 }
 
 /// Limits on connections that have not authenticated yet.
-pub use portcullis_proto::handshakes::Limits as GateLimits;
+pub(crate) use portcullis_proto::handshakes::Limits as GateLimits;
 
 struct GateState {
     handshakes: Handshakes,
@@ -89,13 +89,13 @@ struct GateState {
 
 /// Admits connections into their unauthenticated phase up to [`GateLimits`] (the count is
 /// [`portcullis_proto::handshakes`]; this adds the lock, the release on drop and the log).
-pub struct Gate {
+pub(crate) struct Gate {
     what: &'static str,
     state: Arc<Mutex<GateState>>,
 }
 
 /// A place in the gate, given back when dropped (the connection authenticated or closed).
-pub struct Pass {
+pub(crate) struct Pass {
     source: IpAddr,
     state: Arc<Mutex<GateState>>,
 }
@@ -111,7 +111,7 @@ impl Drop for Pass {
 }
 
 impl Gate {
-    pub fn new(limits: GateLimits, what: &'static str) -> Gate {
+    pub(crate) fn new(limits: GateLimits, what: &'static str) -> Gate {
         Gate {
             what,
             state: Arc::new(Mutex::new(GateState {
@@ -123,7 +123,7 @@ impl Gate {
 
     /// A place for a connection from `source`, or None when the gate is full (the caller
     /// closes the connection at once).
-    pub fn enter(&self, source: IpAddr) -> Option<Pass> {
+    pub(crate) fn enter(&self, source: IpAddr) -> Option<Pass> {
         let source = source.to_canonical();
         let mut s = lock(&self.state);
         if s.handshakes.enter(source).is_err() {

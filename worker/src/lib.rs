@@ -3,7 +3,8 @@
 //! vetted endpoint the grant names.
 //!
 //! Code map: [`config`], [`identity`] (key, certificate, enrolment), [`link`] (the link
-//! client), [`proxy`] (listener, handshake, relay), [`verifier`] (client-key verifier),
+//! client, dialling, the protocol peer and its driver), [`proxy`] (listener, handshake,
+//! admission, relay), [`verifier`] (client-key verifier),
 //! [`table`] (sessions, keys, freshness, expiry), [`spool`] (connection events until
 //! acknowledged), [`inbound`] (links controllers dial), [`accept`] (accept back-off and the
 //! cap on connections still in their handshake).
@@ -85,59 +86,20 @@ impl Worker {
     /// Enrols if needed and binds the proxy listener (port 0 picks one).
     pub async fn bind(config: Config) -> Result<Worker, WorkerError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let listener = TcpListener::bind(config.proxy_listen)
-            .await
-            .map_err(|source| WorkerError::Bind {
-                addr: config.proxy_listen,
-                source,
-            })?;
-        let bound = listener.local_addr().map_err(|source| WorkerError::Bind {
-            addr: config.proxy_listen,
-            source,
-        })?;
-        let proxy_addr = config
-            .proxy_public_addr
-            .clone()
-            .unwrap_or_else(|| bound.to_string());
-        let mut cluster_listener = match config.cluster_listen {
-            Some(addr) => Some(accept::Listener::new(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| WorkerError::Bind { addr, source })?,
-                "cluster",
-            )),
-            None => None,
-        };
-        let identity = match identity::Identity::load(&config.state_dir)? {
-            Some(identity) => identity,
-            None if config.controllers.is_empty() => {
-                let listener = cluster_listener.as_mut().ok_or(WorkerError::NotEnrolled)?;
-                inbound::enrol(listener, &config, &proxy_addr, clock.as_ref()).await?
-            }
-            None => {
-                let token = config.join_token.as_ref().ok_or(WorkerError::NotEnrolled)?;
-                identity::enrol(
-                    &config.state_dir,
-                    &config.controllers,
-                    token.expose_secret(),
-                    &config.name,
-                    &proxy_addr,
-                    clock.as_ref(),
-                )
-                .await?
-            }
-        };
+        let (listener, proxy_addr) = bind_proxy(&config).await?;
+        let mut cluster_listener = bind_cluster(&config).await?;
+        let identity = load_or_enrol(
+            &config,
+            cluster_listener.as_mut(),
+            &proxy_addr,
+            clock.as_ref(),
+        )
+        .await?;
         let certs = Arc::new(certs::Certificates::new(
             &identity,
             config.state_dir.clone(),
         )?);
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut proxy_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| WorkerError::Tls(e.to_string()))?
-            .with_client_cert_verifier(Arc::new(verifier::SessionKeyVerifier::new(provider)))
-            .with_cert_resolver(certs.clone());
-        proxy_tls.alpn_protocols = vec![portcullis_proto::proxy::ALPN.to_vec()];
+        let proxy_tls = proxy_tls(certs.clone())?;
         let spool = spool::Spool::open(config.state_dir.join("spool.jsonl"));
         let shared = Arc::new(Shared {
             config,
@@ -146,7 +108,7 @@ impl Worker {
             identity,
             certs,
             proxy_addr,
-            proxy_tls: Arc::new(proxy_tls),
+            proxy_tls,
             spool,
             link: link::LinkClient::default(),
             draining: CancellationToken::new(),
@@ -263,4 +225,79 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+/// Binds the proxy listener; the address clients are told to reach it at.
+async fn bind_proxy(config: &Config) -> Result<(TcpListener, String), WorkerError> {
+    let listener = TcpListener::bind(config.proxy_listen)
+        .await
+        .map_err(|source| WorkerError::Bind {
+            addr: config.proxy_listen,
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| WorkerError::Bind {
+        addr: config.proxy_listen,
+        source,
+    })?;
+    let proxy_addr = config
+        .proxy_public_addr
+        .clone()
+        .unwrap_or_else(|| bound.to_string());
+    Ok((listener, proxy_addr))
+}
+
+/// Binds the listener for links controllers dial, when configured.
+async fn bind_cluster(config: &Config) -> Result<Option<accept::Listener>, WorkerError> {
+    Ok(match config.cluster_listen {
+        Some(addr) => Some(accept::Listener::new(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| WorkerError::Bind { addr, source })?,
+            "cluster",
+        )),
+        None => None,
+    })
+}
+
+/// The identity in the state directory, or a new one from enrolment: with the join token
+/// over a link this worker dials, or, when it names no controller, over the first link a
+/// controller dials in.
+async fn load_or_enrol(
+    config: &Config,
+    cluster_listener: Option<&mut accept::Listener>,
+    proxy_addr: &str,
+    clock: &dyn Clock,
+) -> Result<identity::Identity, WorkerError> {
+    Ok(match identity::Identity::load(&config.state_dir)? {
+        Some(identity) => identity,
+        None if config.controllers.is_empty() => {
+            let listener = cluster_listener.ok_or(WorkerError::NotEnrolled)?;
+            inbound::enrol(listener, config, proxy_addr, clock).await?
+        }
+        None => {
+            let token = config.join_token.as_ref().ok_or(WorkerError::NotEnrolled)?;
+            identity::enrol(
+                &config.state_dir,
+                &config.controllers,
+                token.expose_secret(),
+                &config.name,
+                proxy_addr,
+                clock,
+            )
+            .await?
+        }
+    })
+}
+
+/// The proxy listener's TLS: 1.3 only, the current certificate, and the client-key verifier
+/// (the grant names the key; admission compares them).
+fn proxy_tls(certs: Arc<certs::Certificates>) -> Result<Arc<rustls::ServerConfig>, WorkerError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut proxy_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| WorkerError::Tls(e.to_string()))?
+        .with_client_cert_verifier(Arc::new(verifier::SessionKeyVerifier::new(provider)))
+        .with_cert_resolver(certs);
+    proxy_tls.alpn_protocols = vec![portcullis_proto::proxy::ALPN.to_vec()];
+    Ok(Arc::new(proxy_tls))
 }

@@ -23,7 +23,7 @@ use crate::store::audit as rows;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuditQuery {
+pub(crate) struct AuditQuery {
     /// Return events with a sequence number below this (for paging backwards).
     before: Option<i64>,
     limit: Option<i64>,
@@ -43,7 +43,7 @@ pub struct AuditQuery {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExportQuery {
+pub(crate) struct ExportQuery {
     /// Events with a sequence above this (0: from the start).
     after: Option<u64>,
     limit: Option<u32>,
@@ -51,7 +51,7 @@ pub struct ExportQuery {
 
 /// `GET /v1/audit/export?after=SEQ&limit=N`: a page of the chain, oldest first, with the
 /// header (public keys, the store's head) a verifier needs.
-pub async fn export(
+pub(crate) async fn export(
     State(state): State<AppState>,
     principal: Principal,
     Query(q): Query<ExportQuery>,
@@ -105,7 +105,7 @@ fn parse_body(seq: u64, body: &str) -> serde_json::Value {
     }
 }
 
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
     Query(q): Query<AuditQuery>,

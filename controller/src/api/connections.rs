@@ -17,11 +17,11 @@ use std::time::Instant;
 use super::limits::ConnectionLimits;
 
 /// One connection's number in the table, unique for the listener's life.
-pub type ConnId = u64;
+pub(crate) type ConnId = u64;
 
 /// What to do with a newly accepted connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     Accept,
     /// Accept after closing this idle connection (the table is full).
     AcceptEvicting(ConnId),
@@ -33,7 +33,7 @@ pub enum Admission {
 
 /// Open connections with what each is doing; `H` is whatever the listener needs to close one.
 #[derive(Debug)]
-pub struct Table<H> {
+pub(crate) struct Table<H> {
     next_id: ConnId,
     open: HashMap<ConnId, Entry<H>>,
     per_address: HashMap<IpAddr, usize>,
@@ -60,7 +60,7 @@ impl<H> Default for Table<H> {
 
 impl<H> Table<H> {
     /// Whether a connection from `addr` may open now.
-    pub fn admit(&self, addr: IpAddr, limits: &ConnectionLimits) -> Admission {
+    pub(crate) fn admit(&self, addr: IpAddr, limits: &ConnectionLimits) -> Admission {
         if self.per_address.get(&addr).copied().unwrap_or(0) >= limits.max_per_address {
             return Admission::RefuseAddressFull;
         }
@@ -75,7 +75,7 @@ impl<H> Table<H> {
 
     /// The idle connection to close when room is needed: of the address holding the most
     /// connections, the one idle the longest.
-    pub fn eviction_candidate(&self) -> Option<ConnId> {
+    pub(crate) fn eviction_candidate(&self) -> Option<ConnId> {
         self.open
             .iter()
             .filter(|(_, e)| e.in_flight == 0)
@@ -90,7 +90,7 @@ impl<H> Table<H> {
     }
 
     /// Counts a connection from `addr` as open (idle until its first request).
-    pub fn insert(&mut self, addr: IpAddr, now: Instant, handle: H) -> ConnId {
+    pub(crate) fn insert(&mut self, addr: IpAddr, now: Instant, handle: H) -> ConnId {
         let id = self.next_id;
         self.next_id += 1;
         self.open.insert(
@@ -107,7 +107,7 @@ impl<H> Table<H> {
     }
 
     /// Forgets a closed connection; returns its handle if it was still counted.
-    pub fn remove(&mut self, id: ConnId) -> Option<H> {
+    pub(crate) fn remove(&mut self, id: ConnId) -> Option<H> {
         let entry = self.open.remove(&id)?;
         if let Some(count) = self.per_address.get_mut(&entry.addr) {
             *count -= 1;
@@ -119,14 +119,14 @@ impl<H> Table<H> {
     }
 
     /// A request on `id` began.
-    pub fn request_started(&mut self, id: ConnId) {
+    pub(crate) fn request_started(&mut self, id: ConnId) {
         if let Some(e) = self.open.get_mut(&id) {
             e.in_flight += 1;
         }
     }
 
     /// A request on `id` ended (its response was written, or it was abandoned).
-    pub fn request_ended(&mut self, id: ConnId, now: Instant) {
+    pub(crate) fn request_ended(&mut self, id: ConnId, now: Instant) {
         if let Some(e) = self.open.get_mut(&id) {
             e.in_flight = e.in_flight.saturating_sub(1);
             if e.in_flight == 0 {
@@ -136,7 +136,7 @@ impl<H> Table<H> {
     }
 
     #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.open.is_empty()
     }
 }

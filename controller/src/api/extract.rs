@@ -18,7 +18,7 @@ use crate::store::users::UserRecord;
 
 /// The peer address of the TLS connection a request came in on.
 #[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
+pub(crate) struct PeerAddr(pub SocketAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
     type Rejection = ApiError;
@@ -34,7 +34,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
-pub struct Principal {
+pub(crate) struct Principal {
     pub user: UserRecord,
     pub token_id: String,
     pub token_expires_at: i64,
@@ -43,12 +43,12 @@ pub struct Principal {
 }
 
 impl Principal {
-    pub fn has(&self, permission: Permission) -> bool {
+    pub(crate) fn has(&self, permission: Permission) -> bool {
         self.permissions.contains(&permission)
     }
 
     /// Fails with 403 unless the caller holds `permission`.
-    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+    pub(crate) fn require(&self, permission: Permission) -> Result<(), ApiError> {
         if self.has(permission) {
             Ok(())
         } else {
@@ -63,7 +63,7 @@ impl Principal {
         }
     }
 
-    pub fn actor(&self) -> Actor {
+    pub(crate) fn actor(&self) -> Actor {
         Actor {
             user_id: Some(self.user.id.clone()),
             username: Some(self.user.username.clone()),
@@ -135,7 +135,7 @@ impl FromRequestParts<AppState> for Principal {
 
 /// Why a request carries no usable bearer token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BearerError {
+pub(crate) enum BearerError {
     /// No `Authorization` header.
     Missing,
     /// Another scheme (`Basic ...`), or a value that is not visible ASCII.
@@ -145,7 +145,7 @@ pub enum BearerError {
 }
 
 /// The token of an `Authorization: Bearer TOKEN` header.
-pub fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, BearerError> {
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, BearerError> {
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
         .ok_or(BearerError::Missing)?
@@ -162,7 +162,7 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, BearerError> {
 }
 
 /// A JSON body; a malformed, mistyped or oversized body is a 4xx naming the problem.
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;

@@ -7,7 +7,7 @@ use portcullis_proto::api::Health;
 
 use crate::state::AppState;
 
-pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let store_ok = state.store.ping().await.is_ok();
     let status = if store_ok {
         StatusCode::OK

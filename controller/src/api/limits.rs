@@ -56,7 +56,7 @@ impl Default for ConnectionLimits {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConnectionLimits {
+pub(crate) struct RawConnectionLimits {
     handshake_timeout: Option<DurationValue>,
     header_timeout: Option<DurationValue>,
     idle_timeout: Option<DurationValue>,
@@ -66,7 +66,7 @@ pub struct RawConnectionLimits {
 }
 
 impl RawConnectionLimits {
-    pub fn validate(&self) -> Result<ConnectionLimits, ConfigError> {
+    pub(crate) fn validate(&self) -> Result<ConnectionLimits, ConfigError> {
         let d = ConnectionLimits::default();
         let timeout = |value: &Option<DurationValue>, key: &'static str, default: Duration| {
             positive(duration(value, key, default)?, key)

@@ -44,11 +44,11 @@ use super::limits::ConnectionLimits;
 const DRAIN: Duration = Duration::from_secs(5);
 
 /// Accept errors are logged at most this often (with the count of those not logged).
-pub const LOG_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Serves `router` over TLS on `listener` until `shutdown`; one span per connection and per
 /// request with the client's address.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: Router,
@@ -326,7 +326,7 @@ struct DeadlineBody {
 /// The request body did not arrive within `api.connections.body_timeout`.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive within {0:?} (api.connections.body_timeout)")]
-pub struct BodyTimedOut(Duration);
+pub(crate) struct BodyTimedOut(Duration);
 
 impl DeadlineBody {
     fn new(inner: Incoming, limit: Duration, close: CancellationToken) -> DeadlineBody {
@@ -368,7 +368,7 @@ impl hyper::body::Body for DeadlineBody {
 
 /// Accept failures in a row: how long to wait before the next accept, and which to log.
 #[derive(Debug, Default)]
-pub struct AcceptErrors {
+pub(crate) struct AcceptErrors {
     in_a_row: u32,
     last_logged: Option<Instant>,
     unlogged: u64,
@@ -377,7 +377,7 @@ pub struct AcceptErrors {
 impl AcceptErrors {
     /// Counts a failure; returns `Some(n)` when this one is to be logged, `n` being how many
     /// were not since the last line.
-    pub fn failed(&mut self, now: Instant) -> Option<u64> {
+    pub(crate) fn failed(&mut self, now: Instant) -> Option<u64> {
         self.in_a_row = self.in_a_row.saturating_add(1);
         match self.last_logged {
             Some(at) if now.duration_since(at) < LOG_EVERY => {
@@ -391,12 +391,12 @@ impl AcceptErrors {
         }
     }
 
-    pub fn succeeded(&mut self) {
+    pub(crate) fn succeeded(&mut self) {
         self.in_a_row = 0;
     }
 
     /// 10 ms after the first failure, doubling up to one second.
-    pub fn backoff(&self) -> Duration {
+    pub(crate) fn backoff(&self) -> Duration {
         let exponent = self.in_a_row.saturating_sub(1).min(7);
         Duration::from_millis(10 << exponent).min(Duration::from_secs(1))
     }

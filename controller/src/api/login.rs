@@ -15,7 +15,11 @@ use crate::state::AppState;
 use crate::store::rate_limits;
 use crate::store::users::UserRecord;
 
-pub fn user_info(state: &AppState, user: &UserRecord, token_expires_at: Option<i64>) -> UserInfo {
+pub(crate) fn user_info(
+    state: &AppState,
+    user: &UserRecord,
+    token_expires_at: Option<i64>,
+) -> UserInfo {
     let policy = state.policy();
     UserInfo {
         id: user.id.clone(),
@@ -36,7 +40,7 @@ pub fn user_info(state: &AppState, user: &UserRecord, token_expires_at: Option<i
 
 /// Stores (or refreshes) a user and issues an API token for it, in one transaction with the
 /// login's audit event. Returns the token secret, shown once.
-pub async fn issue_token(
+pub(crate) async fn issue_token(
     state: &AppState,
     user: UserRecord,
     source: &str,
@@ -58,7 +62,7 @@ pub async fn issue_token(
 }
 
 /// `POST /v1/auth/dev-login`: routed only in `portcullis dev` ([`crate::Options::dev_login`]).
-pub async fn dev_login(
+pub(crate) async fn dev_login(
     State(state): State<AppState>,
     PeerAddr(peer): PeerAddr,
     ApiJson(body): ApiJson<DevLoginRequest>,
@@ -115,7 +119,7 @@ pub async fn dev_login(
     Ok((StatusCode::CREATED, Json(response)))
 }
 
-pub async fn whoami(State(state): State<AppState>, principal: Principal) -> Json<UserInfo> {
+pub(crate) async fn whoami(State(state): State<AppState>, principal: Principal) -> Json<UserInfo> {
     Json(user_info(
         &state,
         &principal.user,

@@ -14,7 +14,7 @@ use crate::state::AppState;
 use crate::store::{sessions as session_rows, tokens, users};
 
 /// `POST /v1/auth/logout`: revokes the caller's token and ends the sessions it authorised.
-pub async fn logout(
+pub(crate) async fn logout(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Json<LogoutResponse>, ApiError> {
@@ -56,7 +56,7 @@ pub async fn logout(
 
 /// `POST /v1/users/revoke` (`users:revoke`): revokes every token of a user and ends the
 /// user's live sessions.
-pub async fn revoke_user(
+pub(crate) async fn revoke_user(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(body): ApiJson<RevokeUserRequest>,

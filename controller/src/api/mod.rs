@@ -1,31 +1,31 @@
 //! The HTTPS JSON API under `/v1`. [`router`] builds the routes over the shared state and can
 //! be exercised without a socket; [`serve`] runs it on a TLS listener ([`listener`]).
 
-pub mod audit;
+pub(crate) mod audit;
 pub(crate) mod connections;
-pub mod error;
-pub mod extract;
-pub mod health;
+pub(crate) mod error;
+pub(crate) mod extract;
+pub(crate) mod health;
 pub(crate) mod limits;
 pub(crate) mod listener;
-pub mod login;
-pub mod logout;
-pub mod oidc;
-pub mod oidc_pages;
-pub mod policy;
-pub mod sessions;
-pub mod targets;
-pub mod workers;
+pub(crate) mod login;
+pub(crate) mod logout;
+pub(crate) mod oidc;
+pub(crate) mod oidc_pages;
+pub(crate) mod policy;
+pub(crate) mod sessions;
+pub(crate) mod targets;
+pub(crate) mod workers;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
 use crate::state::AppState;
-pub use listener::serve;
+pub(crate) use listener::serve;
 
 /// Every route of the API.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let max_body = state.config.api_max_body_bytes;
     let mut routes = Router::new();
     if state.dev_login {

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::store::oidc_logins::{self as logins, PendingLogin};
 
-pub fn failure_response(login: &PendingLogin, message: &str) -> Response {
+pub(crate) fn failure_response(login: &PendingLogin, message: &str) -> Response {
     if login.mode == logins::LOOPBACK {
         let port = login.redirect_port.unwrap_or(0);
         let error: String = url::form_urlencoded::byte_serialize(message.as_bytes()).collect();
@@ -25,7 +25,7 @@ pub fn failure_response(login: &PendingLogin, message: &str) -> Response {
     )
 }
 
-pub fn redirect(location: &str) -> Response {
+pub(crate) fn redirect(location: &str) -> Response {
     (
         StatusCode::SEE_OTHER,
         [
@@ -37,7 +37,7 @@ pub fn redirect(location: &str) -> Response {
         .into_response()
 }
 
-pub fn html_escape(text: &str) -> String {
+pub(crate) fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -46,7 +46,7 @@ pub fn html_escape(text: &str) -> String {
 }
 
 /// A self-contained page (no external resources, no scripts).
-pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Portcullis: {title}</title>\
          <style>body{{font-family:sans-serif;max-width:40em;margin:3em auto}}\

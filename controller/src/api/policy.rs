@@ -8,7 +8,7 @@ use super::error::ApiError;
 use super::extract::Principal;
 use crate::state::AppState;
 
-pub async fn reload(
+pub(crate) async fn reload(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Json<serde_json::Value>, ApiError> {

@@ -19,7 +19,7 @@ use crate::store::{targets, users};
 
 /// `GET /v1/ssh/ca`: the SSH CA public key (OpenSSH format) for targets' `TrustedUserCAKeys`:
 /// the embedded CA's, or with the Vault backend the CA of the configured SSH mount.
-pub async fn ssh_ca(State(state): State<AppState>) -> Result<String, ApiError> {
+pub(crate) async fn ssh_ca(State(state): State<AppState>) -> Result<String, ApiError> {
     if let Some(vault) = &state.vault {
         let mut line = vault
             .ssh_ca_public_key(&vault.config().ssh_mount)
@@ -39,7 +39,9 @@ pub async fn ssh_ca(State(state): State<AppState>) -> Result<String, ApiError> {
 
 /// `GET /v1/ssh/krl`: an OpenSSH KRL of certificates whose session ended before they
 /// expired, for targets' `RevokedKeys`.
-pub async fn ssh_krl(State(state): State<AppState>) -> Result<axum::response::Response, ApiError> {
+pub(crate) async fn ssh_krl(
+    State(state): State<AppState>,
+) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse as _;
     let now = state.clock.unix_secs();
     let revoked = {
@@ -116,7 +118,7 @@ pub async fn ssh_krl(State(state): State<AppState>) -> Result<axum::response::Re
         .into_response())
 }
 
-pub async fn authorize_session(
+pub(crate) async fn authorize_session(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
@@ -200,11 +202,11 @@ async fn to_api(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     limit: Option<i64>,
 }
 
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
     Query(q): Query<ListQuery>,
@@ -240,7 +242,7 @@ async fn visible(
     Ok(session)
 }
 
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
@@ -249,7 +251,7 @@ pub async fn get(
     Ok(Json(to_api(&state, &session, true).await?))
 }
 
-pub async fn cancel(
+pub(crate) async fn cancel(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,

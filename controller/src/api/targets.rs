@@ -17,7 +17,7 @@ use crate::store::targets::{self as rows, TargetRecord};
 
 const MAX_SESSION_SECS: u64 = 30 * 24 * 3600;
 
-pub fn to_api(t: &TargetRecord) -> Target {
+pub(crate) fn to_api(t: &TargetRecord) -> Target {
     Target {
         id: t.id.clone(),
         name: t.name.clone(),
@@ -57,7 +57,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 }
 
 /// Checks `HOST:PORT` (a name, an IPv4 address, or `[IPv6]`).
-pub fn check_address(address: &str) -> Result<(), ApiError> {
+pub(crate) fn check_address(address: &str) -> Result<(), ApiError> {
     let bad = || {
         ApiError::field(
             "address",
@@ -175,7 +175,7 @@ fn check_record(t: &TargetRecord) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(body): ApiJson<CreateTarget>,
@@ -221,7 +221,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(to_api(&record))))
 }
 
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     _principal: Principal,
 ) -> Result<Json<List<Target>>, ApiError> {
@@ -230,7 +230,7 @@ pub async fn list(
     Ok(Json(List { items }))
 }
 
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     _principal: Principal,
     Path(id): Path<String>,
@@ -242,7 +242,7 @@ pub async fn get(
     Ok(Json(to_api(&target)))
 }
 
-pub async fn update(
+pub(crate) async fn update(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
@@ -303,7 +303,7 @@ pub async fn update(
     Ok(Json(to_api(&t)))
 }
 
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,

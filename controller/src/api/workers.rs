@@ -31,7 +31,7 @@ fn to_api(w: &WorkerRecord) -> Worker {
     }
 }
 
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Json<List<Worker>>, ApiError> {
@@ -42,7 +42,7 @@ pub async fn list(
     }))
 }
 
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
@@ -57,7 +57,7 @@ pub async fn get(
 
 /// Deletes a worker: its certificate is refused from now on, its link is dropped, and its
 /// sessions end.
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
@@ -104,7 +104,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn create_join_token(
+pub(crate) async fn create_join_token(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(body): ApiJson<CreateJoinToken>,

@@ -27,7 +27,8 @@ const MAX_BATCH: usize = 64;
 const WRITERS: usize = 4;
 
 /// The future of one action: its writes and events in the batch's transaction.
-pub type ActionFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'c>>;
+pub(crate) type ActionFuture<'c, T> =
+    Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'c>>;
 
 type Erased = Box<dyn Any + Send>;
 type Action = Box<dyn for<'c> Fn(&'c mut AuditedTx) -> ActionFuture<'c, Erased> + Send + Sync>;

@@ -82,7 +82,7 @@ pub struct SyslogTls {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawAudit {
+pub(crate) struct RawAudit {
     checkpoint_every: Option<u64>,
     checkpoint_interval: Option<DurationValue>,
     ship_interval: Option<DurationValue>,
@@ -148,7 +148,7 @@ fn syslog_tls(raw: &RawSink) -> Result<SyslogTls, ConfigError> {
 }
 
 impl RawAudit {
-    pub fn validate(self) -> Result<AuditConfig, ConfigError> {
+    pub(crate) fn validate(self) -> Result<AuditConfig, ConfigError> {
         let defaults = AuditConfig::default();
         let checkpoint_every = self.checkpoint_every.unwrap_or(defaults.checkpoint_every);
         if checkpoint_every == 0 {

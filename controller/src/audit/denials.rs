@@ -30,11 +30,11 @@ use crate::store::StoreError;
 
 /// Source addresses tracked in one window; failures from further addresses are summed under
 /// one entry without an address, so memory stays bounded whatever the number of sources.
-pub const MAX_SOURCES: usize = 10_000;
+pub(crate) const MAX_SOURCES: usize = 10_000;
 
 /// Summaries kept for another attempt while the store cannot take them; past this (a long
 /// outage under attack) the oldest are dropped with an error in the controller's log.
-pub const MAX_UNWRITTEN: usize = 100_000;
+pub(crate) const MAX_UNWRITTEN: usize = 100_000;
 
 /// The event types that sum the failures of callers who proved nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -67,7 +67,7 @@ struct Key {
 
 /// A window that ended: what one audit event records.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub kind: FailureKind,
     pub source: Option<IpAddr>,
     pub count: u64,
@@ -93,13 +93,13 @@ struct Window {
 /// Open windows by source and type. A window opens at its first failure and ends `window`
 /// later; failures meanwhile only count.
 #[derive(Debug)]
-pub struct Aggregator {
+pub(crate) struct Aggregator {
     window: Duration,
     open: HashMap<Key, Window>,
 }
 
 impl Aggregator {
-    pub fn new(window: Duration) -> Aggregator {
+    pub(crate) fn new(window: Duration) -> Aggregator {
         Aggregator {
             window,
             open: HashMap::new(),
@@ -107,7 +107,7 @@ impl Aggregator {
     }
 
     /// Counts `failure`, seen at `now`; true if it opened a window.
-    pub fn observe(&mut self, failure: Failure, now: SystemTime) -> bool {
+    pub(crate) fn observe(&mut self, failure: Failure, now: SystemTime) -> bool {
         let mut key = Key {
             kind: failure.kind,
             source: Some(failure.source),
@@ -134,7 +134,7 @@ impl Aggregator {
     }
 
     /// Removes and returns the windows that ended by `now`, oldest first.
-    pub fn due(&mut self, now: SystemTime) -> Vec<Summary> {
+    pub(crate) fn due(&mut self, now: SystemTime) -> Vec<Summary> {
         let window = self.window;
         let ended: Vec<Key> = self
             .open
@@ -146,13 +146,13 @@ impl Aggregator {
     }
 
     /// Removes and returns every open window (at shutdown), oldest first.
-    pub fn drain(&mut self) -> Vec<Summary> {
+    pub(crate) fn drain(&mut self) -> Vec<Summary> {
         let all: Vec<Key> = self.open.keys().copied().collect();
         self.take(all)
     }
 
     /// When the oldest open window ends.
-    pub fn next_due(&self) -> Option<SystemTime> {
+    pub(crate) fn next_due(&self) -> Option<SystemTime> {
         self.open.values().map(|w| w.first + self.window).min()
     }
 
@@ -181,7 +181,7 @@ impl Aggregator {
 
 impl Summary {
     /// The audit event for this window (schema in docs/audit.md, "Unauthenticated failures").
-    pub fn event(&self) -> AuditEvent {
+    pub(crate) fn event(&self) -> AuditEvent {
         let time = |t: SystemTime| humantime::format_rfc3339_millis(t).to_string();
         let details = FailureSummary {
             count: self.count,
@@ -247,7 +247,7 @@ impl Denials {
 }
 
 /// Writes every window as it ends until `stop`, then everything still open.
-pub async fn run(state: AppState, stop: CancellationToken) {
+pub(crate) async fn run(state: AppState, stop: CancellationToken) {
     let mut unwritten: Vec<Summary> = Vec::new();
     loop {
         let next = state.denials.lock().next_due();

@@ -124,7 +124,7 @@ fn the_event_names_the_source_and_never_makes_the_name_an_actor() {
         window: Duration::from_secs(10),
     };
     let e = s.event();
-    assert_eq!(e.kind(), crate::audit::Kind::WorkerJoinFailed);
+    assert_eq!(e.kind(), portcullis_audit::Kind::WorkerJoinFailed);
     assert_eq!(e.actor.source.as_deref(), Some("192.0.2.7"));
     assert_eq!(e.actor.username, None);
     let body = e.body("e_1", 1, "t", crate::audit::chain::GENESIS);

@@ -25,7 +25,7 @@ use crate::store::StoreError;
 const BATCH: u32 = 500;
 
 #[derive(Debug, thiserror::Error)]
-pub enum SinkError {
+pub(crate) enum SinkError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot write to {path}: {source}")]
@@ -85,7 +85,7 @@ struct Unconfirmed {
 }
 
 /// Starts one shipper task per configured sink.
-pub fn spawn_all(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
+pub(crate) fn spawn_all(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
     state
         .config
         .audit

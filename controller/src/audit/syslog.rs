@@ -20,7 +20,7 @@ use super::config::SyslogTls;
 
 /// The IANA "example" enterprise number (RFC 5612) names our structured-data element:
 /// `[portcullis@32473 id="..." seq="..."]`.
-pub const SD_ID: &str = "portcullis@32473";
+pub(crate) const SD_ID: &str = "portcullis@32473";
 
 /// Facility 13 ("log audit", RFC 5424 table 1).
 const FACILITY_LOG_AUDIT: u8 = 13;
@@ -28,7 +28,7 @@ const SEVERITY_WARNING: u8 = 4;
 const SEVERITY_NOTICE: u8 = 5;
 
 #[derive(Debug, thiserror::Error)]
-pub enum SyslogError {
+pub(crate) enum SyslogError {
     #[error("cannot read the syslog sink's {what} {path}: {message}")]
     File {
         what: &'static str,
@@ -50,7 +50,7 @@ pub enum SyslogError {
 }
 
 /// A TLS connection to the syslog server, opened on first use and again after an error.
-pub struct SyslogOutput {
+pub(crate) struct SyslogOutput {
     settings: SyslogTls,
     connector: Option<(TlsConnector, ServerName<'static>)>,
     stream: Option<TlsStream<TcpStream>>,
@@ -61,7 +61,7 @@ pub struct SyslogOutput {
 }
 
 impl SyslogOutput {
-    pub fn new(settings: SyslogTls) -> SyslogOutput {
+    pub(crate) fn new(settings: SyslogTls) -> SyslogOutput {
         SyslogOutput {
             settings,
             connector: None,
@@ -74,7 +74,7 @@ impl SyslogOutput {
 
     /// Frames `events` (each a JSON line: an event or a checkpoint) and sends them in one
     /// write. On error the connection is dropped; the caller keeps its cursor and retries.
-    pub async fn send(&mut self, lines: &[String]) -> Result<(), SyslogError> {
+    pub(crate) async fn send(&mut self, lines: &[String]) -> Result<(), SyslogError> {
         let mut data = Vec::new();
         for line in lines {
             let message = self.message(line);
@@ -108,7 +108,7 @@ impl SyslogOutput {
     /// last call. A syslog server never sends, so anything readable means the server closed
     /// the connection (or a proxy cut it): bytes written just before may never have arrived,
     /// and the shipper sends them again (at least once; the SIEM drops duplicates by id).
-    pub fn intact(&mut self) -> bool {
+    pub(crate) fn intact(&mut self) -> bool {
         let lost = std::mem::take(&mut self.lost);
         let Some(stream) = self.stream.as_mut() else {
             return !lost;

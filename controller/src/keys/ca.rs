@@ -43,7 +43,7 @@ fn key_pair(pkcs8: &[u8]) -> Result<KeyPair, KeyError> {
 }
 
 /// Creates a self-signed CA certificate (PEM) for a freshly generated key.
-pub fn self_signed_ca(kid: &str, pkcs8: &[u8], now: SystemTime) -> Result<String, KeyError> {
+pub(crate) fn self_signed_ca(kid: &str, pkcs8: &[u8], now: SystemTime) -> Result<String, KeyError> {
     let key = key_pair(pkcs8)?;
     let mut params = ca_params(kid);
     set_validity(&mut params, CA_LIFETIME, now);
@@ -222,7 +222,7 @@ fn pem_to_der(pem: &str) -> Result<CertificateDer<'static>, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{Clock as _, ManualClock};
+    use portcullis_proto::clock::{Clock as _, ManualClock};
 
     /// A CA created and issuing on `clock`.
     fn ca_on(clock: SharedClock) -> CertificateAuthority {

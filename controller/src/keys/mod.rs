@@ -3,8 +3,8 @@
 //! purpose has one active key; rotation demotes it to `previous`, which is still accepted
 //! for verification until it is retired. Workers receive public keys only.
 
-pub mod ca;
-pub mod master;
+pub(crate) mod ca;
+pub(crate) mod master;
 
 use std::collections::HashMap;
 use std::sync::Arc;

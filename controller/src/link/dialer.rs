@@ -64,7 +64,9 @@ impl ServerCertVerifier for AnyWorkerKey {
 }
 
 /// The TLS client config a controller dials workers with.
-pub fn client_config(ca: &CertificateAuthority) -> Result<Arc<rustls::ClientConfig>, KeyError> {
+pub(crate) fn client_config(
+    ca: &CertificateAuthority,
+) -> Result<Arc<rustls::ClientConfig>, KeyError> {
     let (chain, key) = ca.issue_controller_identity(Duration::from_secs(30 * 24 * 3600))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -96,7 +98,7 @@ fn enrolled_key(cert: &CertificateDer<'_>, ca: &CertificateDer<'_>) -> Option<Ve
 }
 
 /// Keeps a link to each configured worker address until `shutdown`.
-pub fn spawn_all(
+pub(crate) fn spawn_all(
     state: &AppState,
     addrs: &[String],
     tls: Arc<rustls::ClientConfig>,

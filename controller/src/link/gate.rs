@@ -42,12 +42,12 @@ impl Default for HandshakeLimits {
 
 /// The connections of one listener in their handshake.
 #[derive(Clone)]
-pub struct Gate {
+pub(crate) struct Gate {
     handshakes: Arc<Mutex<Handshakes>>,
 }
 
 /// One connection's place in the [`Gate`], given back when dropped.
-pub struct Place {
+pub(crate) struct Place {
     source: IpAddr,
     handshakes: Arc<Mutex<Handshakes>>,
 }
@@ -60,7 +60,7 @@ fn lock(handshakes: &Mutex<Handshakes>) -> MutexGuard<'_, Handshakes> {
 }
 
 impl Gate {
-    pub fn new(limits: Limits) -> Gate {
+    pub(crate) fn new(limits: Limits) -> Gate {
         Gate {
             handshakes: Arc::new(Mutex::new(Handshakes::new(limits))),
         }
@@ -68,7 +68,7 @@ impl Gate {
 
     /// A place for a connection from `source`, or which cap is full (the caller closes the
     /// connection at once).
-    pub fn enter(&self, source: IpAddr) -> Result<Place, Full> {
+    pub(crate) fn enter(&self, source: IpAddr) -> Result<Place, Full> {
         lock(&self.handshakes).enter(source)?;
         Ok(Place {
             source,

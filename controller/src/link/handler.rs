@@ -28,7 +28,7 @@ fn store_error(err: StoreError) -> Response {
 }
 
 /// Dispatches a request from a linked worker.
-pub async fn handle(
+pub(crate) async fn handle(
     state: &AppState,
     worker_id: &str,
     proxy_addr: &str,
@@ -48,7 +48,7 @@ pub async fn handle(
 }
 
 /// Checks a worker's hello: it must be an active worker presenting its own key.
-pub async fn hello(state: &AppState, spki: &[u8], hello: &Hello) -> Response {
+pub(crate) async fn hello(state: &AppState, spki: &[u8], hello: &Hello) -> Response {
     if hello.protocol_version != portcullis_proto::PROTOCOL_VERSION {
         return error(format!(
             "protocol version {} is not supported (this controller speaks {})",

@@ -3,10 +3,10 @@
 //! protocol of `portcullis_proto::link`. Either side may send requests; see
 //! docs/architecture.md.
 
-pub mod dialer;
+pub(crate) mod dialer;
 pub(crate) mod gate;
-pub mod handler;
-pub mod registry;
+pub(crate) mod handler;
+pub(crate) mod registry;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ use registry::Outgoing;
 
 /// Builds the link's TLS config: a certificate for `portcullis-controller`, client
 /// certificates verified against the CA but optional (a worker enrolling has none yet).
-pub fn tls_config(ca: &CertificateAuthority) -> Result<Arc<rustls::ServerConfig>, KeyError> {
+pub(crate) fn tls_config(ca: &CertificateAuthority) -> Result<Arc<rustls::ServerConfig>, KeyError> {
     let (chain, key) = ca.issue_server_identity(
         &[link::CONTROLLER_SERVER_NAME.to_owned()],
         Duration::from_secs(30 * 24 * 3600),
@@ -55,7 +55,7 @@ pub fn tls_config(ca: &CertificateAuthority) -> Result<Arc<rustls::ServerConfig>
 
 /// Accepts worker links until `shutdown`. Connections that have not authenticated yet are
 /// bounded by `cluster.*` limits (see [`gate`]).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     state: AppState,
@@ -123,7 +123,10 @@ pub async fn serve(
 }
 
 /// Any byte stream a link runs over: TLS accepted from a worker, or TLS dialled to one.
-pub trait LinkIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+pub(crate) trait LinkIo:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send
+{
+}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> LinkIo for T {}
 
 type LinkStream<S> = Framed<S, tokio_util::codec::LengthDelimitedCodec>;

@@ -22,7 +22,7 @@ pub struct OidcIdentity {
 
 /// How to read the claims.
 #[derive(Debug, Clone)]
-pub struct ClaimRules<'a> {
+pub(crate) struct ClaimRules<'a> {
     pub groups_claim: &'a str,
     pub group_match: GroupMatch,
     pub username_claim: &'a str,
@@ -30,7 +30,7 @@ pub struct ClaimRules<'a> {
 }
 
 /// Builds the identity from the (already verified) ID token payload.
-pub fn identity(
+pub(crate) fn identity(
     issuer: &str,
     payload: &Value,
     rules: &ClaimRules<'_>,
@@ -87,7 +87,11 @@ pub fn identity(
 /// The groups claim as a list. A missing claim, an overflow marker (Entra sends
 /// `_claim_names` instead of the groups past 200 of them) or a claim of another type is an
 /// error: silently giving the user no roles would hide a provider misconfiguration.
-pub fn groups(payload: &Value, claim: &str, mode: GroupMatch) -> Result<Vec<String>, String> {
+pub(crate) fn groups(
+    payload: &Value,
+    claim: &str,
+    mode: GroupMatch,
+) -> Result<Vec<String>, String> {
     let overflow = payload
         .get("_claim_names")
         .and_then(Value::as_object)

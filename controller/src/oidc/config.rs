@@ -65,7 +65,7 @@ pub struct MfaRule {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawOidc {
+pub(crate) struct RawOidc {
     issuer: Option<String>,
     client_id: Option<String>,
     client_secret_file: Option<PathBuf>,
@@ -118,7 +118,10 @@ fn http_url(text: &str, key: &'static str) -> Result<url::Url, ConfigError> {
 }
 
 impl RawOidc {
-    pub fn validate(self, env: impl Fn(&str) -> Option<String>) -> Result<OidcConfig, ConfigError> {
+    pub(crate) fn validate(
+        self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<OidcConfig, ConfigError> {
         let issuer = required(
             self.issuer,
             "auth.oidc.issuer",

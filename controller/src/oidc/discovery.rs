@@ -23,7 +23,7 @@ const METADATA_TTL: Duration = Duration::from_secs(300);
 
 /// The discovery fields beyond the core ones that Portcullis reads.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct ExtraMetadata {
+pub(super) struct ExtraMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) device_authorization_endpoint: Option<String>,
 }

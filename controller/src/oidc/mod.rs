@@ -7,9 +7,9 @@
 //! (pending logins in the store, the binding to the CLI that started a login) lives in
 //! `api/oidc/`.
 
-pub mod claims;
+pub(crate) mod claims;
 mod code;
-pub mod config;
+pub(crate) mod config;
 mod device;
 mod discovery;
 mod id_token;
@@ -18,10 +18,9 @@ mod refresh;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use claims::OidcIdentity;
+pub(crate) use claims::OidcIdentity;
 use config::{ClientSecretSource, OidcConfig};
-pub use device::{DeviceAuthorization, DevicePoll};
-pub use discovery::ExtraMetadata;
+pub(crate) use device::DevicePoll;
 use discovery::Metadata;
 
 use crate::secret::SecretString;

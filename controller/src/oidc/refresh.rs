@@ -31,7 +31,7 @@ impl RefreshLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{Clock as _, ManualClock};
+    use portcullis_proto::clock::{Clock as _, ManualClock};
 
     #[test]
     fn unknown_key_ids_fetch_the_keys_again_at_most_once_per_interval() {

@@ -20,7 +20,7 @@ use crate::store::workers::WorkerRecord;
 
 /// Authorises a session from `principal` to `target` for the client key `client_spki` (and
 /// an SSH certificate for `ssh_public_key`); see the module doc.
-pub async fn authorize(
+pub(crate) async fn authorize(
     state: &AppState,
     principal: &Principal,
     target: TargetRecord,
@@ -132,7 +132,7 @@ async fn refusing<T>(state: &AppState, step: Result<T, Refusal>) -> Result<T, Se
 
 /// Resolves a target's `HOST:PORT` once; the first address (IPv4 preferred) is the one the
 /// grant binds, so the worker never resolves the name again (no DNS rebinding).
-pub async fn resolve(address: &str) -> Result<SocketAddr, SessionError> {
+pub(crate) async fn resolve(address: &str) -> Result<SocketAddr, SessionError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(address)
         .await
         .map_err(|e| SessionError::Unresolvable {

@@ -19,7 +19,7 @@ use crate::vault::Vault;
 
 /// Runs until `shutdown`: recovers abandoned mints and retries queued revocations. The first
 /// round runs at once (a restarted controller finishes what it left).
-pub async fn run(state: AppState, vault: Vault, shutdown: CancellationToken) {
+pub(crate) async fn run(state: AppState, vault: Vault, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(vault.config().job_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -34,7 +34,7 @@ pub async fn run(state: AppState, vault: Vault, shutdown: CancellationToken) {
 }
 
 /// One round of the job; returns how many revocations were confirmed.
-pub async fn run_once(state: &AppState, vault: &Vault) -> Result<usize, StoreError> {
+pub(crate) async fn run_once(state: &AppState, vault: &Vault) -> Result<usize, StoreError> {
     let Some(_lease) = state.store.try_lease("vault-credentials").await? else {
         return Ok(0);
     };

@@ -23,14 +23,14 @@ use crate::store::StoreError;
 use crate::vault::{SignRequest, Vault, VaultError};
 
 /// `ca_key_id` of certificates signed by Vault: `vault:MOUNT`.
-pub const VAULT_CA_PREFIX: &str = "vault:";
+pub(crate) const VAULT_CA_PREFIX: &str = "vault:";
 
 /// A new session token lives this long until its accessor is stored and it is extended: a
 /// token made by a controller that dies in between expires by itself.
-pub const ORPHAN_WINDOW: Duration = Duration::from_secs(120);
+pub(crate) const ORPHAN_WINDOW: Duration = Duration::from_secs(120);
 
 /// What the session asks Vault for.
-pub struct MintRequest<'a> {
+pub(crate) struct MintRequest<'a> {
     pub intent_id: &'a str,
     pub session_id: &'a str,
     pub user: &'a str,
@@ -41,7 +41,7 @@ pub struct MintRequest<'a> {
     pub secrets: &'a [String],
 }
 
-pub struct SshPart<'a> {
+pub(crate) struct SshPart<'a> {
     pub mount: &'a str,
     pub role: &'a str,
     pub public_key: &'a str,
@@ -51,14 +51,14 @@ pub struct SshPart<'a> {
 }
 
 /// What a mint produced (the session's token itself is dropped at the end of [`mint`]).
-pub struct Minted {
+pub(crate) struct Minted {
     pub accessor: String,
     pub certificate: Option<(String, u64)>,
     pub secrets: Vec<LeasedSecret>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum MintError {
+pub(crate) enum MintError {
     #[error(transparent)]
     Vault(#[from] VaultError),
     #[error(transparent)]
@@ -69,7 +69,7 @@ pub enum MintError {
 
 /// A test-only crash point (debug builds): the process exits when `PORTCULLIS_TEST_FAULT`
 /// names it, to prove that a crash at that point leaves nothing alive.
-pub fn fault_point(name: &str) {
+pub(crate) fn fault_point(name: &str) {
     #[cfg(debug_assertions)]
     if std::env::var("PORTCULLIS_TEST_FAULT").as_deref() == Ok(name) {
         eprintln!("PORTCULLIS_TEST_FAULT={name}: exiting on purpose");
@@ -81,7 +81,7 @@ pub fn fault_point(name: &str) {
 
 /// Mints a session's credentials after its intent is committed. On error, the caller ends
 /// the session, which revokes whatever was made.
-pub async fn mint(
+pub(crate) async fn mint(
     state: &AppState,
     vault: &Vault,
     req: &MintRequest<'_>,
@@ -146,7 +146,7 @@ pub async fn mint(
     })
 }
 
-pub fn lease_ids(secrets: &[LeasedSecret]) -> Vec<String> {
+pub(crate) fn lease_ids(secrets: &[LeasedSecret]) -> Vec<String> {
     secrets
         .iter()
         .filter(|s| !s.lease_id.is_empty())
@@ -155,7 +155,7 @@ pub fn lease_ids(secrets: &[LeasedSecret]) -> Vec<String> {
 }
 
 /// Attempts the queued revocations `ids` now, in the background (the job retries failures).
-pub fn revoke_now(state: AppState, vault: Vault, ids: Vec<String>) {
+pub(crate) fn revoke_now(state: AppState, vault: Vault, ids: Vec<String>) {
     tokio::spawn(async move {
         for id in ids {
             let record = match state.store.conn().await {
@@ -183,7 +183,7 @@ fn backoff(attempts: i64, max: Duration) -> u64 {
 }
 
 /// One attempt at one queued revocation; records the outcome (and audits it).
-pub async fn revoke_one(
+pub(crate) async fn revoke_one(
     state: &AppState,
     vault: &Vault,
     record: &rows::CredentialRecord,

@@ -6,7 +6,7 @@ use crate::keys::KeyError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum SessionError {
+pub(crate) enum SessionError {
     /// `sessions.per_user.authorize_per_minute` refused the request.
     #[error(
         "too many sessions requested: at most {per_minute} a minute per user \

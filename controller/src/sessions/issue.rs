@@ -22,20 +22,20 @@ use crate::store::targets::TargetRecord;
 
 /// The keys that sign a session.
 #[derive(Clone, Copy)]
-pub struct Keys<'a> {
+pub(crate) struct Keys<'a> {
     pub grant: &'a ActiveKey,
     /// The embedded SSH CA, when it signs the session's certificate.
     pub ssh_ca: Option<&'a ActiveKey>,
 }
 
 /// What signing produced.
-pub struct Signed {
+pub(crate) struct Signed {
     pub grant: String,
     pub ssh_certificate: Option<String>,
 }
 
 /// Signs, commits and mints an authorised session; see the module doc.
-pub async fn issue(
+pub(crate) async fn issue(
     state: &AppState,
     principal: &Principal,
     target: &TargetRecord,
@@ -72,7 +72,7 @@ pub async fn issue(
 }
 
 /// Signs the plan's grant and, when the embedded SSH CA signs it, its certificate.
-pub fn sign(
+pub(crate) fn sign(
     plan: &Plan,
     keys: Keys<'_>,
     source_addresses: &[String],
@@ -115,7 +115,11 @@ pub fn sign(
 /// revoke) and its event, in one transaction shared with other authorisations (a group
 /// commit, `audit::batch`). `token_id` is the API token the session is authorised with:
 /// logout ends the token's sessions.
-pub async fn commit(state: &AppState, plan: &Plan, token_id: &str) -> Result<(), SessionError> {
+pub(crate) async fn commit(
+    state: &AppState,
+    plan: &Plan,
+    token_id: &str,
+) -> Result<(), SessionError> {
     let record = plan.record.clone();
     let certificate = plan
         .certificate

@@ -16,7 +16,7 @@ use crate::store::StoreError;
 
 /// What ending a session did, for the steps after its commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ended {
+pub(crate) struct Ended {
     pub session_id: String,
     /// The worker carrying the session.
     pub worker_id: String,
@@ -29,7 +29,7 @@ pub struct Ended {
 /// `None` if it had ended before. The worker carrying it is told at once when it is linked to
 /// this controller; otherwise it learns at its next heartbeat on whichever controller it is
 /// linked to.
-pub async fn end_session(
+pub(crate) async fn end_session(
     state: &AppState,
     session_id: &str,
     reason: EndReason,
@@ -99,7 +99,7 @@ async fn end(
 /// After an end committed: starts the queued Vault revocations (the credentials job retries
 /// any that fail) and tells a linked worker (best effort: the heartbeat reconcile is the
 /// durable path).
-pub fn after_end(state: &AppState, ended: &Ended) {
+pub(crate) fn after_end(state: &AppState, ended: &Ended) {
     if !ended.vault_revocations.is_empty() {
         match &state.vault {
             Some(vault) => super::credentials::revoke_now(
@@ -117,7 +117,7 @@ pub fn after_end(state: &AppState, ended: &Ended) {
 }
 
 /// Arms a timer that ends the session at its expiry (the sweeper is the backstop).
-pub fn arm_expiry(state: &AppState, session_id: String, expires_at: u64) {
+pub(crate) fn arm_expiry(state: &AppState, session_id: String, expires_at: u64) {
     let state = state.clone();
     let span = tracing::info_span!("session_expiry", session.id = %session_id);
     tokio::spawn(

@@ -16,7 +16,7 @@ use crate::vault::{Vault, VaultError};
 
 /// Mints the planned credentials of the session for `user` and commits them; on failure
 /// the session is ended and the error says so.
-pub async fn mint(
+pub(crate) async fn mint(
     state: &AppState,
     vault: &Vault,
     plan: &Plan,

@@ -10,16 +10,16 @@
 //! starts the revocations (`credentials`); neither calls back into `lifecycle`. The callers
 //! of `end_session` (the API, the link, the `sweeper`, the `credential_job`) sit above it.
 
-pub mod authorize;
-pub mod credential_job;
-pub mod credentials;
-pub mod error;
+pub(crate) mod authorize;
+pub(crate) mod credential_job;
+pub(crate) mod credentials;
+pub(crate) mod error;
 pub(crate) mod issue;
 #[cfg(test)]
 mod layering_tests;
-pub mod lifecycle;
+pub(crate) mod lifecycle;
 pub(crate) mod limits;
-pub mod live_workers;
+pub(crate) mod live_workers;
 pub(crate) mod mint;
 pub(crate) mod plan;
-pub mod sweeper;
+pub(crate) mod sweeper;

@@ -26,13 +26,13 @@ use crate::store::workers::WorkerRecord;
 /// A refused request: the error for the caller and the event that records the refusal
 /// (none for a refusal that is not audited, such as a repeated rate-limit hit).
 #[derive(Debug)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     pub error: SessionError,
     pub event: Option<Box<AuditEvent>>,
 }
 
 /// The facts [`plan`] decides on, read once by the caller.
-pub struct Facts<'a> {
+pub(crate) struct Facts<'a> {
     pub now: u64,
     pub principal: &'a Principal,
     pub target: &'a TargetRecord,
@@ -51,7 +51,7 @@ pub struct Facts<'a> {
 }
 
 /// The controller's configuration, as far as a session's plan reads it.
-pub struct Settings<'a> {
+pub(crate) struct Settings<'a> {
     /// `sessions.per_user.max_live`; 0 is no limit.
     pub max_live: u32,
     pub ssh_certificate_ttl: Duration,
@@ -59,13 +59,13 @@ pub struct Settings<'a> {
     pub vault: Option<VaultDefaults<'a>>,
 }
 
-pub struct VaultDefaults<'a> {
+pub(crate) struct VaultDefaults<'a> {
     pub ssh_mount: &'a str,
     pub ssh_role: Option<&'a str>,
 }
 
 /// The ids of the keys that will sign, for the audit event.
-pub struct KeyIds<'a> {
+pub(crate) struct KeyIds<'a> {
     pub grant: &'a str,
     /// The embedded SSH CA's key, loaded when the request sends an SSH key and Vault is not
     /// the backend ([`signs_embedded_certificate`]).
@@ -73,7 +73,7 @@ pub struct KeyIds<'a> {
 }
 
 /// Fresh random ids; the plan uses those the session needs.
-pub struct NewIds {
+pub(crate) struct NewIds {
     pub session: String,
     pub credential: String,
     pub serial: u64,
@@ -81,7 +81,7 @@ pub struct NewIds {
 
 /// An authorised session, ready to sign and commit.
 #[derive(Debug)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub record: SessionRecord,
     /// The worker that carries the session.
     pub worker: WorkerRecord,
@@ -96,7 +96,7 @@ pub struct Plan {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub struct Certificate {
+pub(crate) struct Certificate {
     pub user_key: String,
     pub serial: u64,
     pub ca_key_id: String,
@@ -105,7 +105,7 @@ pub struct Certificate {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub struct VaultMint {
+pub(crate) struct VaultMint {
     /// The `vault_credentials` row committed with the session (the revocation intent).
     pub credential_id: String,
     /// The session's maximum: the token's `explicit_max_ttl`.
@@ -116,7 +116,7 @@ pub struct VaultMint {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub struct VaultSsh {
+pub(crate) struct VaultSsh {
     pub mount: String,
     pub role: String,
     pub public_key: String,
@@ -125,7 +125,7 @@ pub struct VaultSsh {
 
 /// Refuses a request over `sessions.per_user.authorize_per_minute`; only the first refusal
 /// of a minute is audited, so a client looping on 429 adds one event a minute.
-pub fn check_rate(
+pub(crate) fn check_rate(
     principal: &Principal,
     target: &TargetRecord,
     rate: RateCheck,
@@ -146,13 +146,13 @@ pub fn check_rate(
 
 /// Whether an address is one a session may never reach through the broker regardless of
 /// policy (unspecified or multicast).
-pub fn is_unroutable(ip: IpAddr) -> bool {
+pub(crate) fn is_unroutable(ip: IpAddr) -> bool {
     ip.is_unspecified() || ip.is_multicast()
 }
 
 /// The policy's decision on a session from `principal` to `target` at its resolved
 /// `endpoint`; anything but an allow is a refusal. No policy denies everything.
-pub fn decide(
+pub(crate) fn decide(
     principal: &Principal,
     target: &TargetRecord,
     endpoint: SocketAddr,
@@ -198,14 +198,17 @@ pub fn decide(
 
 /// Whether the embedded SSH CA signs this session's certificate: an SSH key was sent and
 /// Vault is not the backend.
-pub fn signs_embedded_certificate(ssh_public_key: Option<&str>, vault_backend: bool) -> bool {
+pub(crate) fn signs_embedded_certificate(
+    ssh_public_key: Option<&str>,
+    vault_backend: bool,
+) -> bool {
     ssh_public_key.is_some() && !vault_backend
 }
 
 /// Plans an allowed session: the live-session limit, a worker, the SSH logins and the
 /// Vault settings are checked, then the session's row, grant, certificate, Vault mint and
 /// event are made from the facts.
-pub fn plan(facts: &Facts<'_>) -> Result<Plan, Refusal> {
+pub(crate) fn plan(facts: &Facts<'_>) -> Result<Plan, Refusal> {
     let max_live = facts.settings.max_live;
     if let Some(live) = facts
         .live_sessions

@@ -11,7 +11,7 @@ use crate::state::AppState;
 use crate::store::{sessions as session_rows, workers as worker_rows, StoreError};
 
 /// Runs until `shutdown`.
-pub async fn run(state: AppState, shutdown: CancellationToken) {
+pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(state.config.sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -26,7 +26,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
 }
 
 /// One sweep; returns how many sessions it ended.
-pub async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
+pub(crate) async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
     // One sweeper across all controllers at a time.
     let Some(_lease) = state.store.try_lease("sweeper").await? else {
         return Ok(0);

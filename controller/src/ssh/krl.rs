@@ -22,12 +22,12 @@ fn ed25519_blob(raw: &[u8; 32]) -> Vec<u8> {
 }
 
 /// The SSH wire encoding of an Ed25519 CA key, for [`CaRevocations::ca_blob`].
-pub fn ed25519_ca_blob(raw: &[u8; 32]) -> Vec<u8> {
+pub(crate) fn ed25519_ca_blob(raw: &[u8; 32]) -> Vec<u8> {
     ed25519_blob(raw)
 }
 
 /// Revocations under one CA.
-pub struct CaRevocations<'a> {
+pub(crate) struct CaRevocations<'a> {
     /// The CA's public key in SSH wire encoding (any algorithm, e.g. a Vault CA's RSA key).
     pub ca_blob: Vec<u8>,
     pub serials: &'a [u64],
@@ -35,7 +35,7 @@ pub struct CaRevocations<'a> {
 }
 
 /// Builds a KRL; `version` should grow with every change (the unix time works).
-pub fn build(cas: &[CaRevocations<'_>], version: u64, generated: u64) -> Vec<u8> {
+pub(crate) fn build(cas: &[CaRevocations<'_>], version: u64, generated: u64) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&KRL_MAGIC.to_be_bytes());
     out.extend_from_slice(&KRL_FORMAT_VERSION.to_be_bytes());

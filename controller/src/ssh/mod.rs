@@ -2,7 +2,7 @@
 //! (key id = session id, so the target's sshd log names the session), limited to the logins
 //! the policy grants, and usable only from the workers' egress addresses.
 
-pub mod krl;
+pub(crate) mod krl;
 
 use ssh_key::certificate::{Builder, CertType};
 use ssh_key::private::{Ed25519Keypair, Ed25519PrivateKey, KeypairData};
@@ -13,7 +13,7 @@ use crate::secret::{ExposeSecret as _, SecretBytes};
 use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error)]
-pub enum SshError {
+pub(crate) enum SshError {
     #[error("ssh_public_key is not an OpenSSH public key: {0}")]
     BadPublicKey(String),
     #[error("the SSH CA key is unusable: {0}")]
@@ -23,7 +23,7 @@ pub enum SshError {
 }
 
 /// What a certificate is for.
-pub struct CertificateRequest<'a> {
+pub(crate) struct CertificateRequest<'a> {
     pub session_id: &'a str,
     pub principals: &'a [String],
     /// Addresses the certificate may be used from (critical option `source-address`).
@@ -34,7 +34,7 @@ pub struct CertificateRequest<'a> {
 }
 
 /// The CA's public key in OpenSSH format, for targets' `TrustedUserCAKeys`.
-pub fn ca_public_openssh(raw_public: &[u8]) -> Result<String, SshError> {
+pub(crate) fn ca_public_openssh(raw_public: &[u8]) -> Result<String, SshError> {
     let bytes: [u8; 32] = raw_public
         .try_into()
         .map_err(|_| SshError::BadCaKey("not an Ed25519 key".into()))?;
@@ -60,7 +60,7 @@ fn ed25519_seed(pkcs8: &[u8]) -> Result<Zeroizing<[u8; 32]>, SshError> {
 }
 
 /// Signs a user certificate for `user_key` (OpenSSH public key text) with the CA key (PKCS#8).
-pub fn sign(
+pub(crate) fn sign(
     ca_pkcs8: &SecretBytes,
     user_key: &str,
     req: &CertificateRequest<'_>,

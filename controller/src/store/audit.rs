@@ -8,7 +8,7 @@ use crate::audit::chain::IndexColumns;
 
 /// The newest event of the chain (sequence 0 and the genesis hash when empty).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeadRow {
+pub(crate) struct HeadRow {
     pub sequence: u64,
     pub hash: String,
 }
@@ -16,7 +16,7 @@ pub struct HeadRow {
 /// Reads the head and, on PostgreSQL, locks its row until the transaction ends, so that
 /// concurrent writers on every controller take sequence numbers one after the other. SQLite
 /// serialises writers already (one writer connection per controller).
-pub async fn lock_head(conn: &mut AnyConnection) -> Result<HeadRow> {
+pub(crate) async fn lock_head(conn: &mut AnyConnection) -> Result<HeadRow> {
     let sql = if conn.backend_name() == "PostgreSQL" {
         "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
     } else {
@@ -30,7 +30,7 @@ pub async fn lock_head(conn: &mut AnyConnection) -> Result<HeadRow> {
 }
 
 /// Reads the head without locking.
-pub async fn head(conn: &mut AnyConnection) -> Result<HeadRow> {
+pub(crate) async fn head(conn: &mut AnyConnection) -> Result<HeadRow> {
     let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
         .fetch_optional(&mut *conn)
         .await?
@@ -50,7 +50,7 @@ fn head_from(row: &sqlx::any::AnyRow) -> Result<HeadRow> {
 /// One new event: its index columns (derived from the sealed body by
 /// [`IndexColumns::of`], so they cannot disagree with it) and the body as JSON.
 #[derive(Debug, Clone)]
-pub struct NewEvent {
+pub(crate) struct NewEvent {
     pub columns: IndexColumns,
     pub body: String,
 }
@@ -66,7 +66,7 @@ const EVENT_COLUMNS: usize = 11;
 const EVENTS_PER_STATEMENT: usize = 500;
 
 /// Inserts `events` with one statement per 500 (a group commit writes a batch's events at once).
-pub async fn insert_many(conn: &mut AnyConnection, events: &[NewEvent]) -> Result<()> {
+pub(crate) async fn insert_many(conn: &mut AnyConnection, events: &[NewEvent]) -> Result<()> {
     for chunk in events.chunks(EVENTS_PER_STATEMENT) {
         insert_chunk(conn, chunk).await?;
     }
@@ -112,7 +112,11 @@ async fn insert_chunk(conn: &mut AnyConnection, events: &[NewEvent]) -> Result<(
     Ok(())
 }
 
-pub async fn advance_head(conn: &mut AnyConnection, sequence: u64, hash: &str) -> Result<()> {
+pub(crate) async fn advance_head(
+    conn: &mut AnyConnection,
+    sequence: u64,
+    hash: &str,
+) -> Result<()> {
     sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
         .bind(to_i64(sequence))
         .bind(hash)
@@ -123,7 +127,7 @@ pub async fn advance_head(conn: &mut AnyConnection, sequence: u64, hash: &str) -
 
 /// Filters of `GET /v1/audit`; empty strings and `None` match everything.
 #[derive(Debug, Default, Clone)]
-pub struct Filter {
+pub(crate) struct Filter {
     pub before: Option<u64>,
     pub session: Option<String>,
     /// A user id or user name.
@@ -138,7 +142,7 @@ pub struct Filter {
 impl Filter {
     /// Whether an event with these columns passes the filter: the store's query applies it
     /// to the stored columns, `GET /v1/audit` again to the columns of the signed body.
-    pub fn matches(&self, c: &IndexColumns) -> bool {
+    pub(crate) fn matches(&self, c: &IndexColumns) -> bool {
         let is = |want: &Option<String>, have: Option<&str>| {
             want.as_deref()
                 .is_none_or(|w| w.is_empty() || have == Some(w))
@@ -159,7 +163,7 @@ impl Filter {
 
 /// A stored event: the columns kept beside it and its body as stored.
 #[derive(Debug, Clone)]
-pub struct StoredEvent {
+pub(crate) struct StoredEvent {
     pub columns: IndexColumns,
     pub body: String,
 }
@@ -187,7 +191,7 @@ fn stored(row: &sqlx::any::AnyRow) -> Result<StoredEvent> {
 }
 
 /// Events whose stored columns match `filter`, newest first.
-pub async fn list(
+pub(crate) async fn list(
     conn: &mut AnyConnection,
     filter: &Filter,
     limit: u32,
@@ -219,7 +223,7 @@ pub async fn list(
 
 /// Events after `after`, oldest first, with their columns: the export, which `audit verify`
 /// reads to check the columns too.
-pub async fn after_stored(
+pub(crate) async fn after_stored(
     conn: &mut AnyConnection,
     after: u64,
     limit: u32,
@@ -235,7 +239,11 @@ pub async fn after_stored(
 }
 
 /// Events after `after`, oldest first: the sinks read the chain with this.
-pub async fn after(conn: &mut AnyConnection, after: u64, limit: u32) -> Result<Vec<(u64, String)>> {
+pub(crate) async fn after(
+    conn: &mut AnyConnection,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<(u64, String)>> {
     let rows =
         sqlx::query("SELECT seq, body FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
             .bind(to_i64(after))
@@ -253,7 +261,7 @@ fn seq_body(row: &sqlx::any::AnyRow) -> Result<(u64, String)> {
 
 /// A sink's shipping state.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SinkCursor {
+pub(crate) struct SinkCursor {
     /// The last event delivered.
     pub cursor: u64,
     /// The sequence of the last checkpoint sent, and when (unix seconds).
@@ -262,7 +270,11 @@ pub struct SinkCursor {
 }
 
 /// The cursor of `sink`, created at 0 (ship everything) the first time.
-pub async fn sink_cursor(conn: &mut AnyConnection, sink: &str, now: i64) -> Result<SinkCursor> {
+pub(crate) async fn sink_cursor(
+    conn: &mut AnyConnection,
+    sink: &str,
+    now: i64,
+) -> Result<SinkCursor> {
     sqlx::query(
         "INSERT INTO audit_sinks (name, cursor, checkpoint_seq, checkpoint_at, updated_at) \
          VALUES ($1, 0, 0, $2, $2) ON CONFLICT (name) DO NOTHING",
@@ -287,7 +299,7 @@ pub async fn sink_cursor(conn: &mut AnyConnection, sink: &str, now: i64) -> Resu
 }
 
 /// Commits a sink's progress after the sink accepted the events (and checkpoint).
-pub async fn save_sink_cursor(
+pub(crate) async fn save_sink_cursor(
     conn: &mut AnyConnection,
     sink: &str,
     state: &SinkCursor,
@@ -308,7 +320,7 @@ pub async fn save_sink_cursor(
 }
 
 /// The hash of event `seq`, if it is chained.
-pub async fn hash_of(conn: &mut AnyConnection, seq: u64) -> Result<Option<String>> {
+pub(crate) async fn hash_of(conn: &mut AnyConnection, seq: u64) -> Result<Option<String>> {
     let row = sqlx::query("SELECT hash FROM audit_events WHERE seq = $1")
         .bind(to_i64(seq))
         .fetch_optional(&mut *conn)

@@ -11,7 +11,7 @@ use sqlx::{AnyConnection, Row as _};
 use super::{closed_set, Result, Write};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionRecord {
+pub(crate) struct ConnectionRecord {
     pub id: String,
     pub session_id: String,
     pub worker_id: String,
@@ -44,7 +44,7 @@ fn from_row(row: &AnyRow) -> Result<ConnectionRecord> {
 
 /// Admits a session's first connection on its worker: the session must be live, on that
 /// worker, unexpired and under its connection limit. Records the connection. True if admitted.
-pub async fn admit_first(
+pub(crate) async fn admit_first(
     w: Write<'_>,
     session_id: &str,
     worker_id: &str,
@@ -94,7 +94,7 @@ async fn insert_connection(
 }
 
 /// Records a connection the worker admitted by itself; idempotent. True if it was new.
-pub async fn connection_opened(
+pub(crate) async fn connection_opened(
     w: Write<'_>,
     session_id: &str,
     worker_id: &str,
@@ -139,7 +139,7 @@ async fn opened(
 
 /// Records a connection's close with its byte counts; idempotent. True if it was open.
 #[allow(clippy::too_many_arguments)]
-pub async fn connection_closed(
+pub(crate) async fn connection_closed(
     w: Write<'_>,
     session_id: &str,
     worker_id: &str,
@@ -166,7 +166,7 @@ pub async fn connection_closed(
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn connections(
+pub(crate) async fn connections(
     conn: &mut AnyConnection,
     session_id: &str,
 ) -> Result<Vec<ConnectionRecord>> {
@@ -179,7 +179,7 @@ pub async fn connections(
     rows.iter().map(from_row).collect()
 }
 
-pub async fn open_connections(conn: &mut AnyConnection, session_id: &str) -> Result<i64> {
+pub(crate) async fn open_connections(conn: &mut AnyConnection, session_id: &str) -> Result<i64> {
     let row = sqlx::query(
         "SELECT COUNT(*) AS n FROM connections WHERE session_id = $1 AND state = 'open'",
     )

@@ -5,7 +5,7 @@ use super::Write;
 use super::Result;
 
 #[derive(Debug, Clone)]
-pub struct JoinTokenRecord {
+pub(crate) struct JoinTokenRecord {
     pub id: String,
     pub token_hash: Vec<u8>,
     pub created_by: Option<String>,
@@ -13,7 +13,7 @@ pub struct JoinTokenRecord {
     pub expires_at: i64,
 }
 
-pub async fn insert(w: Write<'_>, t: &JoinTokenRecord) -> Result<()> {
+pub(crate) async fn insert(w: Write<'_>, t: &JoinTokenRecord) -> Result<()> {
     let conn = w.conn();
     sqlx::query(
         "INSERT INTO join_tokens (id, token_hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
@@ -30,7 +30,12 @@ pub async fn insert(w: Write<'_>, t: &JoinTokenRecord) -> Result<()> {
 
 /// Marks the token with this hash used by `worker_id`, if it is unused and unexpired.
 /// Returns false when it is unknown, used or expired: a token works exactly once.
-pub async fn consume(w: Write<'_>, token_hash: &[u8], worker_id: &str, now: i64) -> Result<bool> {
+pub(crate) async fn consume(
+    w: Write<'_>,
+    token_hash: &[u8],
+    worker_id: &str,
+    now: i64,
+) -> Result<bool> {
     let conn = w.conn();
     let done = sqlx::query(
         "UPDATE join_tokens SET used_at = $2, worker_id = $3 \

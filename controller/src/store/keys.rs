@@ -37,7 +37,7 @@ fn from_row(row: &AnyRow) -> Result<KeyRecord> {
     })
 }
 
-pub async fn insert(w: Write<'_>, k: &KeyRecord) -> Result<()> {
+pub(crate) async fn insert(w: Write<'_>, k: &KeyRecord) -> Result<()> {
     let conn = w.conn();
     sqlx::query(&format!(
         "INSERT INTO keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
@@ -57,7 +57,7 @@ pub async fn insert(w: Write<'_>, k: &KeyRecord) -> Result<()> {
 }
 
 /// Keys of a purpose that are not retired, newest first.
-pub async fn usable(conn: &mut AnyConnection, purpose: &str) -> Result<Vec<KeyRecord>> {
+pub(crate) async fn usable(conn: &mut AnyConnection, purpose: &str) -> Result<Vec<KeyRecord>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM keys WHERE purpose = $1 AND state <> 'retired' ORDER BY created_at DESC, id"
     ))
@@ -67,7 +67,7 @@ pub async fn usable(conn: &mut AnyConnection, purpose: &str) -> Result<Vec<KeyRe
     rows.iter().map(from_row).collect()
 }
 
-pub async fn list(conn: &mut AnyConnection) -> Result<Vec<KeyRecord>> {
+pub(crate) async fn list(conn: &mut AnyConnection) -> Result<Vec<KeyRecord>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM keys ORDER BY purpose, created_at DESC"
     ))
@@ -77,7 +77,7 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<KeyRecord>> {
 }
 
 /// Demotes the active key(s) of a purpose to `previous`.
-pub async fn demote_active(w: Write<'_>, purpose: &str) -> Result<()> {
+pub(crate) async fn demote_active(w: Write<'_>, purpose: &str) -> Result<()> {
     let conn = w.conn();
     sqlx::query("UPDATE keys SET state = 'previous' WHERE purpose = $1 AND state = 'active'")
         .bind(purpose)
@@ -87,7 +87,7 @@ pub async fn demote_active(w: Write<'_>, purpose: &str) -> Result<()> {
 }
 
 /// Retires a previous key; true if it was `previous`.
-pub async fn retire(w: Write<'_>, id: &str, now: i64) -> Result<bool> {
+pub(crate) async fn retire(w: Write<'_>, id: &str, now: i64) -> Result<bool> {
     let conn = w.conn();
     let done = sqlx::query(
         "UPDATE keys SET state = 'retired', retired_at = $2 WHERE id = $1 AND state = 'previous'",

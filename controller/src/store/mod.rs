@@ -7,20 +7,22 @@
 //! unix times, JSON text for lists); the few differences live in [`Dialect`]. Every query
 //! function takes a `&mut AnyConnection` so it composes into the caller's transaction.
 
-pub mod audit;
+pub(crate) mod audit;
 mod checkpoint;
-pub mod connections;
-pub mod join_tokens;
-pub mod keys;
-pub mod oidc_logins;
-pub mod rate_limits;
-pub mod sessions;
-pub mod ssh_certificates;
-pub mod targets;
-pub mod tokens;
-pub mod users;
-pub mod vault_credentials;
-pub mod workers;
+pub(crate) mod connections;
+pub(crate) mod join_tokens;
+pub(crate) mod keys;
+pub(crate) mod oidc_logins;
+pub(crate) mod rate_limits;
+pub(crate) mod sessions;
+pub(crate) mod ssh_certificates;
+#[cfg(test)]
+mod suite_tests;
+pub(crate) mod targets;
+pub(crate) mod tokens;
+pub(crate) mod users;
+pub(crate) mod vault_credentials;
+pub(crate) mod workers;
 #[cfg(test)]
 mod writes_tests;
 
@@ -71,7 +73,7 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
@@ -357,12 +359,6 @@ pub struct Write<'c> {
 impl<'c> Write<'c> {
     /// Only for `audit::tx`: the transaction that will commit the change with its event.
     pub(crate) fn audited(conn: &'c mut AnyConnection) -> Write<'c> {
-        Write { conn }
-    }
-
-    /// For `tests/store.rs` (feature `store-tests`), which checks these functions themselves.
-    #[cfg(feature = "store-tests")]
-    pub fn unaudited_for_store_tests(conn: &'c mut AnyConnection) -> Write<'c> {
         Write { conn }
     }
 

@@ -7,15 +7,15 @@ use sqlx::{AnyConnection, Row as _};
 use super::Result;
 use super::Write;
 
-pub const LOOPBACK: &str = "loopback";
-pub const CODE: &str = "code";
-pub const DEVICE: &str = "device";
+pub(crate) const LOOPBACK: &str = "loopback";
+pub(crate) const CODE: &str = "code";
+pub(crate) const DEVICE: &str = "device";
 
 /// Wrong redemption codes a login tolerates before it is burnt.
-pub const MAX_FAILED_ATTEMPTS: i64 = 5;
+pub(crate) const MAX_FAILED_ATTEMPTS: i64 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingLogin {
+pub(crate) struct PendingLogin {
     pub id: String,
     pub mode: String,
     pub state_hash: Option<Vec<u8>>,
@@ -57,7 +57,7 @@ fn from_row(row: &AnyRow) -> Result<PendingLogin> {
     })
 }
 
-pub async fn insert(w: Write<'_>, l: &PendingLogin) -> Result<()> {
+pub(crate) async fn insert(w: Write<'_>, l: &PendingLogin) -> Result<()> {
     let conn = w.conn();
     sqlx::query(&format!(
         "INSERT INTO oidc_logins ({COLUMNS}) VALUES \
@@ -83,7 +83,7 @@ pub async fn insert(w: Write<'_>, l: &PendingLogin) -> Result<()> {
     Ok(())
 }
 
-pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<PendingLogin>> {
+pub(crate) async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<PendingLogin>> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM oidc_logins WHERE id = $1"))
         .bind(id)
         .fetch_optional(conn)
@@ -91,7 +91,10 @@ pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<PendingLog
     row.as_ref().map(from_row).transpose()
 }
 
-pub async fn by_state(conn: &mut AnyConnection, state_hash: &[u8]) -> Result<Option<PendingLogin>> {
+pub(crate) async fn by_state(
+    conn: &mut AnyConnection,
+    state_hash: &[u8],
+) -> Result<Option<PendingLogin>> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM oidc_logins WHERE state_hash = $1"
     ))
@@ -102,7 +105,7 @@ pub async fn by_state(conn: &mut AnyConnection, state_hash: &[u8]) -> Result<Opt
 }
 
 /// Marks the login's state as used; false if it was already used or has expired.
-pub async fn use_state(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool> {
+pub(crate) async fn use_state(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE oidc_logins SET callback_at = $2 \
          WHERE id = $1 AND callback_at IS NULL AND expires_at > $2",
@@ -115,7 +118,7 @@ pub async fn use_state(conn: &mut AnyConnection, id: &str, now: i64) -> Result<b
 }
 
 /// Records the verified identity and the hash of the one-time code that redeems it.
-pub async fn complete(
+pub(crate) async fn complete(
     conn: &mut AnyConnection,
     id: &str,
     identity: &str,
@@ -134,7 +137,7 @@ pub async fn complete(
 }
 
 /// Ends a login with an error the CLI is shown; it can no longer be redeemed.
-pub async fn fail(w: Write<'_>, id: &str, error: &str) -> Result<()> {
+pub(crate) async fn fail(w: Write<'_>, id: &str, error: &str) -> Result<()> {
     let conn = w.conn();
     sqlx::query(
         "UPDATE oidc_logins SET error = $2, identity = NULL WHERE id = $1 AND error IS NULL",
@@ -147,7 +150,7 @@ pub async fn fail(w: Write<'_>, id: &str, error: &str) -> Result<()> {
 }
 
 /// Counts a wrong code or secret; returns the new count.
-pub async fn count_failure(conn: &mut AnyConnection, id: &str) -> Result<i64> {
+pub(crate) async fn count_failure(conn: &mut AnyConnection, id: &str) -> Result<i64> {
     let row = sqlx::query(
         "UPDATE oidc_logins SET failed_attempts = failed_attempts + 1 WHERE id = $1 \
          RETURNING failed_attempts",
@@ -162,7 +165,7 @@ pub async fn count_failure(conn: &mut AnyConnection, id: &str) -> Result<i64> {
 }
 
 /// Marks the login redeemed; false if it already was (or is failed or expired).
-pub async fn redeem(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool> {
+pub(crate) async fn redeem(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE oidc_logins SET redeemed_at = $2, identity = NULL \
          WHERE id = $1 AND redeemed_at IS NULL AND error IS NULL AND expires_at > $2",
@@ -175,7 +178,7 @@ pub async fn redeem(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool
 }
 
 /// Forgets logins that expired more than an hour ago.
-pub async fn prune(conn: &mut AnyConnection, now: i64) -> Result<u64> {
+pub(crate) async fn prune(conn: &mut AnyConnection, now: i64) -> Result<u64> {
     let done = sqlx::query("DELETE FROM oidc_logins WHERE expires_at < $1")
         .bind(now - 3600)
         .execute(conn)

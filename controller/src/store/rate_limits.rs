@@ -6,7 +6,7 @@ use super::Result;
 
 /// Counts one attempt in `bucket` for the window of `window_secs` containing `now`, and
 /// returns whether the attempt is within `limit`.
-pub async fn hit(
+pub(crate) async fn hit(
     conn: &mut AnyConnection,
     bucket: &str,
     now: i64,

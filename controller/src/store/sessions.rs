@@ -9,7 +9,7 @@ use super::{closed_set, required, Result, Write};
 
 /// A session's state, stored as text in `sessions.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SessionState {
+pub(crate) enum SessionState {
     /// Committed, with credentials being minted from Vault; not usable yet.
     Minting,
     /// Authorised; no connection admitted yet.
@@ -21,7 +21,7 @@ pub enum SessionState {
 }
 
 impl SessionState {
-    pub const ALL: &'static [SessionState] = &[
+    pub(crate) const ALL: &'static [SessionState] = &[
         SessionState::Minting,
         SessionState::Pending,
         SessionState::Active,
@@ -29,7 +29,7 @@ impl SessionState {
     ];
 
     /// The text stored in `sessions.state` (and shown by the API).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SessionState::Minting => "minting",
             SessionState::Pending => "pending",
@@ -38,7 +38,7 @@ impl SessionState {
         }
     }
 
-    pub fn is_live(self) -> bool {
+    pub(crate) fn is_live(self) -> bool {
         self != SessionState::Terminated
     }
 }
@@ -52,7 +52,7 @@ impl std::fmt::Display for SessionState {
 /// A text that names no [`SessionState`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not a session state (minting, pending, active or terminated)")]
-pub struct UnknownSessionState(pub String);
+pub(crate) struct UnknownSessionState(pub String);
 
 impl std::str::FromStr for SessionState {
     type Err = UnknownSessionState;
@@ -67,7 +67,7 @@ impl std::str::FromStr for SessionState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRecord {
+pub(crate) struct SessionRecord {
     pub id: String,
     pub user_id: String,
     pub target_id: String,
@@ -113,7 +113,7 @@ fn from_row(row: &AnyRow) -> Result<SessionRecord> {
 
 /// Inserts a session; `token_id` is the API token it was authorised with (logout ends the
 /// token's sessions).
-pub async fn insert(w: Write<'_>, s: &SessionRecord, token_id: Option<&str>) -> Result<()> {
+pub(crate) async fn insert(w: Write<'_>, s: &SessionRecord, token_id: Option<&str>) -> Result<()> {
     let conn = w.conn();
     sqlx::query(&format!(
         "INSERT INTO sessions ({COLUMNS}, token_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
@@ -140,7 +140,7 @@ pub async fn insert(w: Write<'_>, s: &SessionRecord, token_id: Option<&str>) -> 
     Ok(())
 }
 
-pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<SessionRecord>> {
+pub(crate) async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<SessionRecord>> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM sessions WHERE id = $1"))
         .bind(id)
         .fetch_optional(conn)
@@ -149,7 +149,7 @@ pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<SessionRec
 }
 
 /// Sessions, newest first; only `user_id`'s when given.
-pub async fn list(
+pub(crate) async fn list(
     conn: &mut AnyConnection,
     user_id: Option<&str>,
     limit: i64,
@@ -175,7 +175,7 @@ pub async fn list(
 }
 
 /// Ends a session unless it has already ended; true if this call ended it.
-pub async fn terminate(w: Write<'_>, id: &str, reason: EndReason, now: i64) -> Result<bool> {
+pub(crate) async fn terminate(w: Write<'_>, id: &str, reason: EndReason, now: i64) -> Result<bool> {
     let conn = w.conn();
     let done = sqlx::query(
         "UPDATE sessions SET state = 'terminated', termination_reason = $2, terminated_at = $3 \
@@ -191,7 +191,7 @@ pub async fn terminate(w: Write<'_>, id: &str, reason: EndReason, now: i64) -> R
 
 /// Moves a session from `minting` to `pending` once its credentials are minted; false if it
 /// ended meanwhile.
-pub async fn finish_minting(w: Write<'_>, id: &str) -> Result<bool> {
+pub(crate) async fn finish_minting(w: Write<'_>, id: &str) -> Result<bool> {
     let conn = w.conn();
     let done =
         sqlx::query("UPDATE sessions SET state = 'pending' WHERE id = $1 AND state = 'minting'")
@@ -203,7 +203,7 @@ pub async fn finish_minting(w: Write<'_>, id: &str) -> Result<bool> {
 
 /// Live sessions that must end now: past their expiry, or pending since before
 /// `pending_before`.
-pub async fn due(
+pub(crate) async fn due(
     conn: &mut AnyConnection,
     now: i64,
     pending_before: i64,
@@ -220,7 +220,7 @@ pub async fn due(
 }
 
 /// Live sessions carried by a worker.
-pub async fn live_on_worker(
+pub(crate) async fn live_on_worker(
     conn: &mut AnyConnection,
     worker_id: &str,
 ) -> Result<Vec<SessionRecord>> {
@@ -234,7 +234,7 @@ pub async fn live_on_worker(
 }
 
 /// The state and termination reason of each id that exists.
-pub async fn states(
+pub(crate) async fn states(
     conn: &mut AnyConnection,
     ids: &[String],
 ) -> Result<Vec<(String, SessionState, Option<EndReason>)>> {
@@ -256,7 +256,10 @@ pub async fn states(
 }
 
 /// Ids of the live sessions authorised with one of `token_ids`.
-pub async fn live_of_tokens(conn: &mut AnyConnection, token_ids: &[String]) -> Result<Vec<String>> {
+pub(crate) async fn live_of_tokens(
+    conn: &mut AnyConnection,
+    token_ids: &[String],
+) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for token_id in token_ids {
         let rows = sqlx::query(
@@ -273,7 +276,7 @@ pub async fn live_of_tokens(conn: &mut AnyConnection, token_ids: &[String]) -> R
 }
 
 /// Ids of a user's live sessions.
-pub async fn live_of_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<String>> {
+pub(crate) async fn live_of_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<String>> {
     let rows = sqlx::query(
         "SELECT id FROM sessions WHERE user_id = $1 AND state <> 'terminated' ORDER BY id",
     )
@@ -284,7 +287,11 @@ pub async fn live_of_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec
 }
 
 /// How many live sessions (not terminated, not yet expired) a user holds.
-pub async fn count_live_of_user(conn: &mut AnyConnection, user_id: &str, now: i64) -> Result<i64> {
+pub(crate) async fn count_live_of_user(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    now: i64,
+) -> Result<i64> {
     let row = sqlx::query(
         "SELECT COUNT(*) AS n FROM sessions WHERE user_id = $1 AND state <> 'terminated' \
          AND expires_at > $2",

@@ -5,7 +5,7 @@ use sqlx::{AnyConnection, Row as _};
 use super::Write;
 use super::{Result, StoreError};
 
-pub async fn insert(
+pub(crate) async fn insert(
     w: Write<'_>,
     serial: u64,
     session_id: &str,
@@ -26,7 +26,7 @@ pub async fn insert(
 }
 
 /// Revokes a session's certificates that are still valid; returns their serials.
-pub async fn revoke_session(w: Write<'_>, session_id: &str, now: i64) -> Result<Vec<u64>> {
+pub(crate) async fn revoke_session(w: Write<'_>, session_id: &str, now: i64) -> Result<Vec<u64>> {
     let conn = w.conn();
     let rows = sqlx::query(
         "UPDATE ssh_certificates SET revoked_at = $2 WHERE session_id = $1 AND revoked_at IS NULL \
@@ -47,14 +47,14 @@ pub async fn revoke_session(w: Write<'_>, session_id: &str, now: i64) -> Result<
 
 /// A revoked, not yet expired certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revoked {
+pub(crate) struct Revoked {
     pub serial: u64,
     pub ca_key_id: String,
     pub key_id: String,
 }
 
 /// Revoked certificates still inside their validity (expired ones need no revocation).
-pub async fn revoked(conn: &mut AnyConnection, now: i64) -> Result<Vec<Revoked>> {
+pub(crate) async fn revoked(conn: &mut AnyConnection, now: i64) -> Result<Vec<Revoked>> {
     let rows = sqlx::query(
         "SELECT serial, ca_key_id, key_id FROM ssh_certificates WHERE revoked_at IS NOT NULL AND valid_before > $1 ORDER BY serial",
     )

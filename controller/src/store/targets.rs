@@ -67,7 +67,7 @@ fn from_row(row: &AnyRow) -> Result<TargetRecord> {
     })
 }
 
-pub async fn insert(w: Write<'_>, t: &TargetRecord) -> Result<()> {
+pub(crate) async fn insert(w: Write<'_>, t: &TargetRecord) -> Result<()> {
     let conn = w.conn();
     sqlx::query(&format!(
         "INSERT INTO targets ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
@@ -94,7 +94,7 @@ pub async fn insert(w: Write<'_>, t: &TargetRecord) -> Result<()> {
     Ok(())
 }
 
-pub async fn update(w: Write<'_>, t: &TargetRecord) -> Result<bool> {
+pub(crate) async fn update(w: Write<'_>, t: &TargetRecord) -> Result<bool> {
     let conn = w.conn();
     let done = sqlx::query(
         "UPDATE targets SET name = $2, address = $3, zone = $4, service = $5, vmid = $6, tags = $7, \
@@ -123,7 +123,10 @@ pub async fn update(w: Write<'_>, t: &TargetRecord) -> Result<bool> {
 }
 
 /// Finds a target by id or, failing that, by name.
-pub async fn find(conn: &mut AnyConnection, id_or_name: &str) -> Result<Option<TargetRecord>> {
+pub(crate) async fn find(
+    conn: &mut AnyConnection,
+    id_or_name: &str,
+) -> Result<Option<TargetRecord>> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM targets WHERE id = $1 OR name = $1 ORDER BY (id = $1) DESC LIMIT 1"
     ))
@@ -133,14 +136,14 @@ pub async fn find(conn: &mut AnyConnection, id_or_name: &str) -> Result<Option<T
     row.as_ref().map(from_row).transpose()
 }
 
-pub async fn list(conn: &mut AnyConnection) -> Result<Vec<TargetRecord>> {
+pub(crate) async fn list(conn: &mut AnyConnection) -> Result<Vec<TargetRecord>> {
     let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM targets ORDER BY name"))
         .fetch_all(conn)
         .await?;
     rows.iter().map(from_row).collect()
 }
 
-pub async fn delete(w: Write<'_>, id: &str) -> Result<bool> {
+pub(crate) async fn delete(w: Write<'_>, id: &str) -> Result<bool> {
     let conn = w.conn();
     let done = sqlx::query("DELETE FROM targets WHERE id = $1")
         .bind(id)

@@ -7,7 +7,7 @@ use super::Write;
 use super::{from_json_list, to_json_list, Result};
 
 #[derive(Debug, Clone)]
-pub struct TokenRecord {
+pub(crate) struct TokenRecord {
     pub id: String,
     pub user_id: String,
     pub token_hash: Vec<u8>,
@@ -20,7 +20,7 @@ pub struct TokenRecord {
 
 /// Groups, amr, acr and auth_time as one login asserted them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoginAttributes {
+pub(crate) struct LoginAttributes {
     pub groups: Vec<String>,
     pub amr: Vec<String>,
     pub acr: Option<String>,
@@ -28,7 +28,7 @@ pub struct LoginAttributes {
 }
 
 impl LoginAttributes {
-    pub fn of(user: &UserRecord) -> LoginAttributes {
+    pub(crate) fn of(user: &UserRecord) -> LoginAttributes {
         LoginAttributes {
             groups: user.groups.clone(),
             amr: user.amr.clone(),
@@ -38,7 +38,7 @@ impl LoginAttributes {
     }
 }
 
-pub async fn insert(w: Write<'_>, t: &TokenRecord) -> Result<()> {
+pub(crate) async fn insert(w: Write<'_>, t: &TokenRecord) -> Result<()> {
     let conn = w.conn();
     sqlx::query(
         "INSERT INTO api_tokens (id, user_id, token_hash, created_at, expires_at, groups, amr, \
@@ -63,7 +63,7 @@ pub async fn insert(w: Write<'_>, t: &TokenRecord) -> Result<()> {
 ///
 /// The lookup is by the hash (an index probe, not a comparison of secrets); the caller holds
 /// only the hash of what the client sent.
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     conn: &mut AnyConnection,
     token_hash: &[u8],
     now: i64,
@@ -103,7 +103,7 @@ pub async fn authenticate(
 }
 
 /// Revokes one token; returns whether it was live.
-pub async fn revoke(w: Write<'_>, token_id: &str, now: i64) -> Result<bool> {
+pub(crate) async fn revoke(w: Write<'_>, token_id: &str, now: i64) -> Result<bool> {
     let conn = w.conn();
     let done =
         sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
@@ -115,7 +115,7 @@ pub async fn revoke(w: Write<'_>, token_id: &str, now: i64) -> Result<bool> {
 }
 
 /// Revokes every live token of a user; returns their ids.
-pub async fn revoke_user(w: Write<'_>, user_id: &str, now: i64) -> Result<Vec<String>> {
+pub(crate) async fn revoke_user(w: Write<'_>, user_id: &str, now: i64) -> Result<Vec<String>> {
     let conn = w.conn();
     let rows = sqlx::query(
         "UPDATE api_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL \

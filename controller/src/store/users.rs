@@ -42,7 +42,7 @@ pub(crate) fn from_row(row: &AnyRow) -> Result<UserRecord> {
 
 /// Creates the user or refreshes its attributes from a new login; returns the stored user
 /// (whose id is the existing one when the identity was known).
-pub async fn upsert(w: Write<'_>, u: &UserRecord) -> Result<UserRecord> {
+pub(crate) async fn upsert(w: Write<'_>, u: &UserRecord) -> Result<UserRecord> {
     let conn = w.conn();
     sqlx::query(&format!(
         "INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
@@ -72,7 +72,7 @@ pub async fn upsert(w: Write<'_>, u: &UserRecord) -> Result<UserRecord> {
     from_row(&row)
 }
 
-pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<UserRecord>> {
+pub(crate) async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<UserRecord>> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
         .bind(id)
         .fetch_optional(conn)
@@ -81,7 +81,7 @@ pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<UserRecord
 }
 
 /// Every user with this subject (one per issuer), or only the one of `issuer`.
-pub async fn by_subject(
+pub(crate) async fn by_subject(
     conn: &mut AnyConnection,
     subject: &str,
     issuer: Option<&str>,

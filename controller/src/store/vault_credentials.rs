@@ -8,13 +8,11 @@ use sqlx::{AnyConnection, Row as _};
 use super::Write;
 use super::{from_json_list, to_json_list, Result};
 
-pub const MINTING: &str = "minting";
-pub const MINTED: &str = "minted";
-pub const REVOKING: &str = "revoking";
-pub const REVOKED: &str = "revoked";
+pub(crate) const MINTING: &str = "minting";
+pub(crate) const REVOKING: &str = "revoking";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CredentialRecord {
+pub(crate) struct CredentialRecord {
     pub id: String,
     pub session_id: String,
     pub state: String,
@@ -53,7 +51,12 @@ fn from_row(row: &AnyRow) -> Result<CredentialRecord> {
 }
 
 /// Records the intent to mint for a session (state `minting`), before Vault is called.
-pub async fn insert_intent(w: Write<'_>, id: &str, session_id: &str, now: i64) -> Result<()> {
+pub(crate) async fn insert_intent(
+    w: Write<'_>,
+    id: &str,
+    session_id: &str,
+    now: i64,
+) -> Result<()> {
     let conn = w.conn();
     sqlx::query(
         "INSERT INTO vault_credentials (id, session_id, state, token_accessor, lease_ids, created_at, attempts) \
@@ -67,7 +70,7 @@ pub async fn insert_intent(w: Write<'_>, id: &str, session_id: &str, now: i64) -
     Ok(())
 }
 
-pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<CredentialRecord>> {
+pub(crate) async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<CredentialRecord>> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM vault_credentials WHERE id = $1"
     ))
@@ -77,22 +80,9 @@ pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<Credential
     row.as_ref().map(from_row).transpose()
 }
 
-pub async fn for_session(
-    conn: &mut AnyConnection,
-    session_id: &str,
-) -> Result<Vec<CredentialRecord>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM vault_credentials WHERE session_id = $1 ORDER BY created_at, id"
-    ))
-    .bind(session_id)
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(from_row).collect()
-}
-
 /// Stores the token's accessor as soon as Vault returned it. Returns the row's state after
 /// the update (`revoking` when the session ended meanwhile: revoke at once).
-pub async fn set_accessor(
+pub(crate) async fn set_accessor(
     conn: &mut AnyConnection,
     id: &str,
     accessor: &str,
@@ -109,7 +99,7 @@ pub async fn set_accessor(
 }
 
 /// Marks a mint finished with its lease ids; false if the row is no longer `minting`.
-pub async fn set_minted(w: Write<'_>, id: &str, lease_ids: &[String]) -> Result<bool> {
+pub(crate) async fn set_minted(w: Write<'_>, id: &str, lease_ids: &[String]) -> Result<bool> {
     let conn = w.conn();
     let done = sqlx::query(
         "UPDATE vault_credentials SET state = 'minted', lease_ids = $2 WHERE id = $1 AND state = 'minting'",
@@ -122,7 +112,11 @@ pub async fn set_minted(w: Write<'_>, id: &str, lease_ids: &[String]) -> Result<
 }
 
 /// Records lease ids read so far (so that they are named in the revocation's audit event).
-pub async fn set_leases(conn: &mut AnyConnection, id: &str, lease_ids: &[String]) -> Result<()> {
+pub(crate) async fn set_leases(
+    conn: &mut AnyConnection,
+    id: &str,
+    lease_ids: &[String],
+) -> Result<()> {
     sqlx::query("UPDATE vault_credentials SET lease_ids = $2 WHERE id = $1")
         .bind(id)
         .bind(to_json_list(lease_ids))
@@ -133,7 +127,7 @@ pub async fn set_leases(conn: &mut AnyConnection, id: &str, lease_ids: &[String]
 
 /// Queues the revocation of a session's credentials (in the transaction that ends it).
 /// Returns the ids queued.
-pub async fn request_revocation(
+pub(crate) async fn request_revocation(
     conn: &mut AnyConnection,
     session_id: &str,
     now: i64,
@@ -152,7 +146,10 @@ pub async fn request_revocation(
 }
 
 /// Revocations due for an attempt.
-pub async fn due_revocations(conn: &mut AnyConnection, now: i64) -> Result<Vec<CredentialRecord>> {
+pub(crate) async fn due_revocations(
+    conn: &mut AnyConnection,
+    now: i64,
+) -> Result<Vec<CredentialRecord>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM vault_credentials WHERE state = 'revoking' \
          AND (next_attempt_at IS NULL OR next_attempt_at <= $1) ORDER BY next_attempt_at, id"
@@ -164,7 +161,7 @@ pub async fn due_revocations(conn: &mut AnyConnection, now: i64) -> Result<Vec<C
 }
 
 /// Mints started before `before` and never finished (their controller died or hung).
-pub async fn abandoned_mints(
+pub(crate) async fn abandoned_mints(
     conn: &mut AnyConnection,
     before: i64,
 ) -> Result<Vec<CredentialRecord>> {
@@ -178,7 +175,7 @@ pub async fn abandoned_mints(
 }
 
 /// Marks a revocation confirmed; false if another controller did so first.
-pub async fn set_revoked(w: Write<'_>, id: &str, outcome: &str, now: i64) -> Result<bool> {
+pub(crate) async fn set_revoked(w: Write<'_>, id: &str, outcome: &str, now: i64) -> Result<bool> {
     let conn = w.conn();
     let done = sqlx::query(
         "UPDATE vault_credentials SET state = 'revoked', revoked_at = $2, outcome = $3, last_error = NULL \
@@ -193,7 +190,7 @@ pub async fn set_revoked(w: Write<'_>, id: &str, outcome: &str, now: i64) -> Res
 }
 
 /// Records a failed attempt and when to try again.
-pub async fn set_attempt_failed(
+pub(crate) async fn set_attempt_failed(
     conn: &mut AnyConnection,
     id: &str,
     error: &str,

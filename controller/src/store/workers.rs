@@ -18,8 +18,7 @@ pub struct WorkerRecord {
     pub cert_expires_at: i64,
 }
 
-pub const ACTIVE: &str = "active";
-pub const DELETED: &str = "deleted";
+pub(crate) const ACTIVE: &str = "active";
 
 const COLUMNS: &str =
     "id, name, proxy_addr, key_fingerprint, state, created_at, last_seen_at, cert_expires_at";
@@ -37,7 +36,7 @@ fn from_row(row: &AnyRow) -> Result<WorkerRecord> {
     })
 }
 
-pub async fn insert(write: Write<'_>, w: &WorkerRecord) -> Result<()> {
+pub(crate) async fn insert(write: Write<'_>, w: &WorkerRecord) -> Result<()> {
     let conn = write.conn();
     sqlx::query(&format!(
         "INSERT INTO workers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -55,7 +54,10 @@ pub async fn insert(write: Write<'_>, w: &WorkerRecord) -> Result<()> {
     Ok(())
 }
 
-pub async fn find(conn: &mut AnyConnection, id_or_name: &str) -> Result<Option<WorkerRecord>> {
+pub(crate) async fn find(
+    conn: &mut AnyConnection,
+    id_or_name: &str,
+) -> Result<Option<WorkerRecord>> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM workers WHERE id = $1 OR name = $1 ORDER BY (id = $1) DESC LIMIT 1"
     ))
@@ -65,7 +67,7 @@ pub async fn find(conn: &mut AnyConnection, id_or_name: &str) -> Result<Option<W
     row.as_ref().map(from_row).transpose()
 }
 
-pub async fn list(conn: &mut AnyConnection) -> Result<Vec<WorkerRecord>> {
+pub(crate) async fn list(conn: &mut AnyConnection) -> Result<Vec<WorkerRecord>> {
     let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM workers ORDER BY name"))
         .fetch_all(conn)
         .await?;
@@ -73,7 +75,7 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<WorkerRecord>> {
 }
 
 /// Workers that may carry new sessions: active and heard from since `seen_after`.
-pub async fn live(conn: &mut AnyConnection, seen_after: i64) -> Result<Vec<WorkerRecord>> {
+pub(crate) async fn live(conn: &mut AnyConnection, seen_after: i64) -> Result<Vec<WorkerRecord>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM workers WHERE state = 'active' AND last_seen_at >= $1 ORDER BY last_seen_at DESC"
     ))
@@ -83,7 +85,12 @@ pub async fn live(conn: &mut AnyConnection, seen_after: i64) -> Result<Vec<Worke
     rows.iter().map(from_row).collect()
 }
 
-pub async fn touch(conn: &mut AnyConnection, id: &str, now: i64, proxy_addr: &str) -> Result<()> {
+pub(crate) async fn touch(
+    conn: &mut AnyConnection,
+    id: &str,
+    now: i64,
+    proxy_addr: &str,
+) -> Result<()> {
     sqlx::query(
         "UPDATE workers SET last_seen_at = $2, proxy_addr = $3 WHERE id = $1 AND state = 'active'",
     )
@@ -95,7 +102,7 @@ pub async fn touch(conn: &mut AnyConnection, id: &str, now: i64, proxy_addr: &st
     Ok(())
 }
 
-pub async fn set_cert_expiry(w: Write<'_>, id: &str, expires_at: i64) -> Result<()> {
+pub(crate) async fn set_cert_expiry(w: Write<'_>, id: &str, expires_at: i64) -> Result<()> {
     let conn = w.conn();
     sqlx::query("UPDATE workers SET cert_expires_at = $2 WHERE id = $1")
         .bind(id)
@@ -106,7 +113,7 @@ pub async fn set_cert_expiry(w: Write<'_>, id: &str, expires_at: i64) -> Result<
 }
 
 /// Marks a worker deleted (its certificate is no longer accepted); true if it was active.
-pub async fn mark_deleted(w: Write<'_>, id: &str) -> Result<bool> {
+pub(crate) async fn mark_deleted(w: Write<'_>, id: &str) -> Result<bool> {
     let conn = w.conn();
     let done =
         sqlx::query("UPDATE workers SET state = 'deleted' WHERE id = $1 AND state = 'active'")

@@ -13,7 +13,7 @@
 //! `ssh` the certificates and the CA's public key, `leases` leased reads and revocation by
 //! accessor, and `request` the HTTP underneath them and Vault's errors in words.
 
-pub mod config;
+pub(crate) mod config;
 mod leases;
 mod login;
 mod request;
@@ -28,9 +28,7 @@ use tokio::sync::RwLock;
 use vaultrs::client::VaultClient;
 
 use config::VaultConfig;
-pub use leases::Leased;
-pub use ssh::{SignRequest, SignedCertificate, CA_CACHE};
-pub use token::SessionToken;
+pub(crate) use ssh::SignRequest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -67,7 +65,7 @@ impl VaultError {
 
 /// Whether `path` is a plausible Vault mount, role or secret path (no `..`, no leading or
 /// trailing slash, a conservative alphabet), so that no request is steered elsewhere.
-pub fn valid_path(path: &str) -> bool {
+pub(crate) fn valid_path(path: &str) -> bool {
     !path.is_empty()
         && path.len() <= 256
         && !path.starts_with('/')

@@ -8,7 +8,7 @@ use super::{Vault, VaultError};
 use crate::secret::SecretString;
 
 /// How long an SSH CA public key read from Vault is reused.
-pub const CA_CACHE: Duration = Duration::from_secs(300);
+pub(super) const CA_CACHE: Duration = Duration::from_secs(300);
 
 /// An SSH certificate signed by Vault.
 pub struct SignedCertificate {

@@ -44,7 +44,7 @@ pub(super) struct Names {
 }
 
 impl Names {
-    pub fn zone(&self, sink: &mut Sink<'_>, name: &Spanned<String>) -> Option<ZoneId> {
+    pub(crate) fn zone(&self, sink: &mut Sink<'_>, name: &Spanned<String>) -> Option<ZoneId> {
         let found = self.zones.get(name.get_ref()).copied();
         if found.is_none() {
             let known: Vec<&str> = {
@@ -65,7 +65,11 @@ impl Names {
     }
 
     /// A service or a service set, as a list of services.
-    pub fn services(&self, sink: &mut Sink<'_>, name: &Spanned<String>) -> Option<Vec<ServiceId>> {
+    pub(crate) fn services(
+        &self,
+        sink: &mut Sink<'_>,
+        name: &Spanned<String>,
+    ) -> Option<Vec<ServiceId>> {
         if let Some(id) = self.services.get(name.get_ref()) {
             return Some(vec![*id]);
         }

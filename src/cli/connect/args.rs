@@ -42,7 +42,7 @@ With --json, the listening line is one JSON object on stdout:
         .multiple(false)
 ))]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
-pub struct ConnectArgs {
+pub(crate) struct ConnectArgs {
     #[command(subcommand)]
     pub kind: Option<ConnectKind>,
     /// The target's id or name.
@@ -80,7 +80,7 @@ pub struct ConnectArgs {
 
 /// Protocol-aware ways to connect.
 #[derive(clap::Subcommand, Debug, Clone)]
-pub enum ConnectKind {
+pub(crate) enum ConnectKind {
     /// Run OpenSSH through a brokered session with a short-lived certificate.
     Ssh(ssh::SshArgs),
 }

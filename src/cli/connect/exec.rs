@@ -8,24 +8,24 @@ use anyhow::Context as _;
 use super::signals::{Caught, Signals};
 
 /// The host the `--exec` listener binds, substituted for `{host}`.
-pub const EXEC_HOST: &str = "127.0.0.1";
+pub(super) const EXEC_HOST: &str = "127.0.0.1";
 
 /// Replaces `{host}` and `{port}` in one argument.
-pub fn substitute(text: &str, host: &str, port: u16) -> String {
+pub(super) fn substitute(text: &str, host: &str, port: u16) -> String {
     text.replace("{host}", host)
         .replace("{port}", &port.to_string())
 }
 
 /// What to run, with placeholders still in it.
 #[derive(Debug, Clone)]
-pub struct ExecCommand {
+pub(super) struct ExecCommand {
     pub program: String,
     pub args: Vec<String>,
 }
 
 impl ExecCommand {
     /// The program and arguments with `{host}` and `{port}` filled in.
-    pub fn resolved(&self, host: &str, port: u16) -> (String, Vec<String>) {
+    pub(super) fn resolved(&self, host: &str, port: u16) -> (String, Vec<String>) {
         (
             substitute(&self.program, host, port),
             self.args
@@ -41,7 +41,7 @@ impl ExecCommand {
 ///
 /// Ctrl-C reaches the command too (the terminal signals the whole foreground process
 /// group), so the first SIGINT is left to it; a second one, SIGTERM or SIGHUP kill it.
-pub async fn run_command(
+pub(super) async fn run_command(
     command: &ExecCommand,
     port: u16,
     session_id: &str,

@@ -24,14 +24,14 @@ use crate::cli::output;
 
 /// A bound local listener.
 #[derive(Debug)]
-pub enum LocalListener {
+pub(super) enum LocalListener {
     Tcp(TcpListener),
     Unix(UnixListener, UnixSocketFile),
 }
 
 impl LocalListener {
     /// Binds 127.0.0.1:`port` (0 picks a free port).
-    pub async fn tcp(port: u16) -> anyhow::Result<Self> {
+    pub(super) async fn tcp(port: u16) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .with_context(|| {
@@ -41,13 +41,13 @@ impl LocalListener {
     }
 
     /// Creates a 0600 Unix socket at `path` (see the module notes).
-    pub fn unix(path: &Path) -> anyhow::Result<Self> {
+    pub(super) fn unix(path: &Path) -> anyhow::Result<Self> {
         let (listener, file) = bind_private_unix(path)?;
         Ok(Self::Unix(listener, file))
     }
 
     /// The TCP port, for a TCP listener.
-    pub fn port(&self) -> Option<u16> {
+    pub(super) fn port(&self) -> Option<u16> {
         match self {
             Self::Tcp(listener) => listener.local_addr().ok().map(|a| a.port()),
             Self::Unix(..) => None,
@@ -57,7 +57,7 @@ impl LocalListener {
 
 /// Why a listener stopped serving.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stop {
+pub(super) enum Stop {
     /// The caller's stop future finished (a signal), with its description.
     Requested(String),
     /// The session reached its expiry.
@@ -71,7 +71,7 @@ pub enum Stop {
 ///
 /// `announce` prints a line on stderr per connection opened and closed; errors are always
 /// printed.
-pub async fn serve<F>(
+pub(super) async fn serve<F>(
     listener: LocalListener,
     ticket: Arc<SessionTicket>,
     stop: F,
@@ -203,7 +203,7 @@ async fn carry(
 }
 
 /// Time from now until a unix-seconds instant (zero if it has passed).
-pub fn until_unix(at: u64) -> Duration {
+pub(super) fn until_unix(at: u64) -> Duration {
     /// Far enough to mean "never" without overflowing a clock.
     const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
     match UNIX_EPOCH.checked_add(Duration::from_secs(at)) {
@@ -217,14 +217,14 @@ pub fn until_unix(at: u64) -> Duration {
 
 /// The socket file at its public path; removed when dropped, if it is still ours.
 #[derive(Debug)]
-pub struct UnixSocketFile {
+pub(super) struct UnixSocketFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
 }
 
 impl UnixSocketFile {
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.path
     }
 }

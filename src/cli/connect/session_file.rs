@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 /// Everything needed to open connections of an authorised session.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionFile {
+pub(crate) struct SessionFile {
     pub session_id: String,
     /// The target's name or id as the user gave it; for messages only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,7 +49,7 @@ impl fmt::Debug for SessionFile {
 }
 
 /// Writes `session` to `path` with mode 0600, replacing any file there atomically.
-pub fn write_session_file(path: &Path, session: &SessionFile) -> anyhow::Result<()> {
+pub(crate) fn write_session_file(path: &Path, session: &SessionFile) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(session).context("cannot encode the session file")?;
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
@@ -83,12 +83,12 @@ pub fn write_session_file(path: &Path, session: &SessionFile) -> anyhow::Result<
 
 /// A hand-off file this process wrote; removed when dropped (the session ends with us).
 #[derive(Debug)]
-pub struct HandoffFile {
+pub(crate) struct HandoffFile {
     path: PathBuf,
 }
 
 impl HandoffFile {
-    pub fn write(path: &Path, session: &SessionFile) -> anyhow::Result<Self> {
+    pub(crate) fn write(path: &Path, session: &SessionFile) -> anyhow::Result<Self> {
         write_session_file(path, session)
             .with_context(|| format!("cannot write the session file {}", path.display()))?;
         Ok(Self {
@@ -96,7 +96,7 @@ impl HandoffFile {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }
@@ -109,7 +109,7 @@ impl Drop for HandoffFile {
 
 /// Reads a hand-off file, refusing one that is not a regular file owned by this user with no
 /// access for group or others, and one whose session has expired.
-pub fn read_session_file(path: &Path, now_unix: u64) -> anyhow::Result<SessionFile> {
+pub(crate) fn read_session_file(path: &Path, now_unix: u64) -> anyhow::Result<SessionFile> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open the session file {}", path.display()))?;
     // Checked on the open file, so the checked file is the file read.

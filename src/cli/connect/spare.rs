@@ -17,20 +17,20 @@ use tokio_rustls::client::TlsStream;
 use super::tunnel::SessionTicket;
 
 /// How long a spare is kept: well within the worker's 5 s wait for the hello.
-pub const MAX_AGE: Duration = Duration::from_secs(3);
+pub(super) const MAX_AGE: Duration = Duration::from_secs(3);
 
 /// The dial of a spare: resolves to the TLS stream (or the dial's error).
-pub type Dialling = JoinHandle<anyhow::Result<TlsStream<TcpStream>>>;
+pub(super) type Dialling = JoinHandle<anyhow::Result<TlsStream<TcpStream>>>;
 
 /// A TLS stream to the worker being made, or made, in its own task.
-pub struct Spare {
+pub(super) struct Spare {
     making: Option<Dialling>,
     started: Instant,
 }
 
 impl Spare {
     /// Starts dialling a spare for `ticket`'s worker.
-    pub fn start(ticket: Arc<SessionTicket>) -> Self {
+    pub(super) fn start(ticket: Arc<SessionTicket>) -> Self {
         Self {
             making: Some(tokio::spawn(async move { ticket.dial().await })),
             started: Instant::now(),
@@ -38,14 +38,14 @@ impl Spare {
     }
 
     /// When the spare is too old to use.
-    pub fn expires(&self) -> Instant {
+    pub(super) fn expires(&self) -> Instant {
         self.started + MAX_AGE
     }
 
     /// The spare for a new local connection: its dial, finished or still under way (in a
     /// burst, waiting for it beats starting another), unless it is finished and too old for
     /// the worker to still wait for a hello.
-    pub fn claim(mut self) -> Option<Dialling> {
+    pub(super) fn claim(mut self) -> Option<Dialling> {
         let making = self.making.take()?;
         if making.is_finished() && self.started.elapsed() >= MAX_AGE {
             return None;

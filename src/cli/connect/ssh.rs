@@ -30,7 +30,7 @@ The target needs a pinned host key (`portcullis targets update web-01 --ssh-host
 /// Run OpenSSH through a brokered session with a short-lived certificate.
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = EXAMPLES)]
-pub struct SshArgs {
+pub(crate) struct SshArgs {
     /// The target's id or name.
     pub target: String,
     /// The login (SSH principal) to use; by default the first one the policy grants.
@@ -62,7 +62,7 @@ fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
-pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
+pub(crate) async fn run(args: SshArgs) -> anyhow::Result<i32> {
     let api = ApiClient::from_args(&args.client)?;
     let (target, alias, known_hosts) = pinned_target(&api, &args.target).await?;
     let files = SshFiles::create()?;
@@ -256,7 +256,7 @@ fn ssh_command(
 /// pinned host key nor a host CA. Pinned keys are listed under the alias; host CAs as
 /// `@cert-authority` lines. With a host CA the alias is the host of the target's address,
 /// because ssh checks a host certificate's principals against it.
-pub fn known_hosts(target: &Target) -> Option<(String, String)> {
+pub(crate) fn known_hosts(target: &Target) -> Option<(String, String)> {
     if target.ssh_host_keys.is_empty() && target.ssh_host_cas.is_empty() {
         return None;
     }

@@ -34,7 +34,7 @@ type BoxedWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Opens one connection of the session and splices it with stdin/stdout until both
 /// directions end (stdin's EOF is passed on as a half-close, and so is the worker's).
-pub async fn carry_stdio(ticket: &SessionTicket) -> anyhow::Result<Transfer> {
+pub(super) async fn carry_stdio(ticket: &SessionTicket) -> anyhow::Result<Transfer> {
     let connection = ticket.open().await?;
     tracing::debug!(connection.id = %connection.id, "connection accepted by the worker");
     // Declared first: whatever happens below, the flags are restored when this ends.

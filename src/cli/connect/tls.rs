@@ -20,14 +20,14 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 
 /// The name the client asks for; the key is pinned, so the name is not checked.
-pub const WORKER_SERVER_NAME: &str = "portcullis-worker";
+pub(crate) const WORKER_SERVER_NAME: &str = "portcullis-worker";
 
 /// The client certificate's name.
 const CLIENT_NAME: &str = "portcullis-client";
 
 /// The ephemeral key and self-signed certificate of one session. The grant binds the
 /// key's SPKI hash; the worker checks that this certificate carries that key.
-pub struct ClientIdentity {
+pub(crate) struct ClientIdentity {
     cert: CertificateDer<'static>,
     key: PrivatePkcs8KeyDer<'static>,
 }
@@ -42,7 +42,7 @@ impl fmt::Debug for ClientIdentity {
 
 impl ClientIdentity {
     /// A fresh Ed25519 key and a self-signed certificate for it.
-    pub fn generate() -> anyhow::Result<Self> {
+    pub(crate) fn generate() -> anyhow::Result<Self> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
             .context("cannot generate the session key")?;
         let cert = rcgen::CertificateParams::new(vec![CLIENT_NAME.into()])
@@ -55,7 +55,7 @@ impl ClientIdentity {
     }
 
     /// Reads an identity from PEM (as kept in a session hand-off file).
-    pub fn from_pem(cert_pem: &str, key_pem: &str) -> anyhow::Result<Self> {
+    pub(crate) fn from_pem(cert_pem: &str, key_pem: &str) -> anyhow::Result<Self> {
         let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
             .context("the session certificate is not valid PEM")?;
         let key = PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes())
@@ -69,22 +69,22 @@ impl ClientIdentity {
     }
 
     /// The DER `SubjectPublicKeyInfo` of the key: what authorize-session receives.
-    pub fn public_key_der(&self) -> anyhow::Result<Vec<u8>> {
+    pub(crate) fn public_key_der(&self) -> anyhow::Result<Vec<u8>> {
         spki_of(&self.cert)
     }
 
-    pub fn cert_pem(&self) -> String {
+    pub(crate) fn cert_pem(&self) -> String {
         pem("CERTIFICATE", self.cert.as_ref())
     }
 
     /// The private key as PKCS#8 PEM; goes only into a 0600 hand-off file.
-    pub fn key_pem(&self) -> String {
+    pub(crate) fn key_pem(&self) -> String {
         pem("PRIVATE KEY", self.key.secret_pkcs8_der())
     }
 
     /// The rustls client config for one session: TLS 1.3 only, the proxy ALPN, this
     /// identity as client certificate, and the worker key pinned to `worker_fingerprint`.
-    pub fn client_config(
+    pub(crate) fn client_config(
         &self,
         worker_fingerprint: &str,
     ) -> anyhow::Result<Arc<rustls::ClientConfig>> {
@@ -109,7 +109,7 @@ impl ClientIdentity {
 }
 
 /// The server name sent in the handshake (SNI); never checked against the certificate.
-pub fn server_name() -> anyhow::Result<ServerName<'static>> {
+pub(crate) fn server_name() -> anyhow::Result<ServerName<'static>> {
     ServerName::try_from(WORKER_SERVER_NAME).context("invalid worker server name")
 }
 
@@ -134,7 +134,7 @@ fn pem(label: &str, der: &[u8]) -> String {
 /// Accepts exactly one worker key, by the SHA-256 of its SPKI, and verifies the TLS 1.3
 /// handshake signature with it. TLS 1.2 is refused.
 #[derive(Debug)]
-pub struct PinnedWorkerKey {
+pub(crate) struct PinnedWorkerKey {
     fingerprint: String,
     algorithms: WebPkiSupportedAlgorithms,
 }
@@ -160,7 +160,10 @@ impl std::error::Error for PinMismatch {}
 
 impl PinnedWorkerKey {
     /// `fingerprint` is hex SHA-256 of the worker's SPKI ([`keys::spki_fingerprint`]).
-    pub fn new(fingerprint: &str, algorithms: WebPkiSupportedAlgorithms) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        fingerprint: &str,
+        algorithms: WebPkiSupportedAlgorithms,
+    ) -> anyhow::Result<Self> {
         let fingerprint = fingerprint.trim().to_ascii_lowercase();
         if fingerprint.len() != 64 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
             bail!("the worker key fingerprint {fingerprint:?} is not 64 hex characters");

@@ -23,7 +23,7 @@ const TLS_TIMEOUT: Duration = Duration::from_secs(10);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An authorised session, ready to open connections through its worker.
-pub struct SessionTicket {
+pub(super) struct SessionTicket {
     pub session_id: String,
     /// The target as the user named it.
     pub target: String,
@@ -47,7 +47,7 @@ impl fmt::Debug for SessionTicket {
 
 /// What the controller (or a hand-off file) says about a session.
 #[derive(Clone)]
-pub struct TicketParts {
+pub(super) struct TicketParts {
     pub session_id: String,
     pub target: String,
     pub worker_addr: String,
@@ -57,7 +57,7 @@ pub struct TicketParts {
 }
 
 impl SessionTicket {
-    pub fn new(parts: TicketParts, identity: &ClientIdentity) -> anyhow::Result<Self> {
+    pub(super) fn new(parts: TicketParts, identity: &ClientIdentity) -> anyhow::Result<Self> {
         let tls = identity
             .client_config(&parts.worker_key_fingerprint)
             .context("the controller's answer names an unusable worker key")?;
@@ -73,7 +73,7 @@ impl SessionTicket {
 
     /// Opens one connection: dial, pinned TLS, hello, reply. A refusal is a [`Refused`]
     /// error (downcast it to tell the codes apart).
-    pub async fn open(&self) -> anyhow::Result<WorkerConnection> {
+    pub(super) async fn open(&self) -> anyhow::Result<WorkerConnection> {
         let tls = self.dial().await?;
         self.handshake(tls).await
     }
@@ -81,7 +81,7 @@ impl SessionTicket {
     /// The first half of [`open`](Self::open): TCP and pinned TLS to the worker, nothing
     /// sent yet. The worker waits 5 s for the hello that [`handshake`](Self::handshake)
     /// sends, so a stream made ahead of need must be used well within that.
-    pub async fn dial(&self) -> anyhow::Result<TlsStream<TcpStream>> {
+    pub(super) async fn dial(&self) -> anyhow::Result<TlsStream<TcpStream>> {
         let addr = &self.worker_addr;
         let tcp = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr))
             .await
@@ -102,7 +102,7 @@ impl SessionTicket {
 
     /// The second half of [`open`](Self::open): the hello with the grant, and the worker's
     /// reply.
-    pub async fn handshake(
+    pub(super) async fn handshake(
         &self,
         mut tls: TlsStream<TcpStream>,
     ) -> anyhow::Result<WorkerConnection> {
@@ -161,14 +161,14 @@ async fn read_reply<S: AsyncRead + Unpin>(stream: &mut S) -> anyhow::Result<Work
 
 /// The worker refused a connection; `reason` is its text for people.
 #[derive(Debug, Clone)]
-pub struct Refused {
+pub(super) struct Refused {
     pub code: RefusalCode,
     pub reason: String,
 }
 
 impl Refused {
     /// Whether every later connection of the session would be refused the same way.
-    pub fn ends_session(&self) -> bool {
+    pub(super) fn ends_session(&self) -> bool {
         matches!(
             self.code,
             RefusalCode::SessionEnded
@@ -218,14 +218,14 @@ fn describe(code: RefusalCode) -> &'static str {
 }
 
 /// An accepted connection to the target through the worker.
-pub struct WorkerConnection {
+pub(super) struct WorkerConnection {
     pub id: String,
     stream: TlsStream<TcpStream>,
 }
 
 /// Bytes carried by a finished connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Transfer {
+pub(super) struct Transfer {
     /// Local side to target.
     pub up: u64,
     /// Target to local side.
@@ -240,7 +240,11 @@ impl WorkerConnection {
     /// worker (close_notify) shuts down the local write side the same way. An error in either
     /// direction ends both. A worker that vanishes without close_notify is an error: the
     /// data may have been cut short.
-    pub async fn splice<R, W>(self, local_read: R, local_write: W) -> anyhow::Result<Transfer>
+    pub(super) async fn splice<R, W>(
+        self,
+        local_read: R,
+        local_write: W,
+    ) -> anyhow::Result<Transfer>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,

@@ -8,7 +8,7 @@ use portcullis_proto::api::ErrorBody;
 
 /// An error answer from the API: the HTTP status and the API's [`ErrorBody`].
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub status: u16,
     pub body: ErrorBody,
 }

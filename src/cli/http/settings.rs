@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Context as _};
 /// Where the CLI finds the controller: flags, then environment, then files under the
 /// user's config directory (`$XDG_CONFIG_HOME/portcullis/` or `~/.config/portcullis/`).
 #[derive(clap::Args, Debug, Clone, Default)]
-pub struct ClientArgs {
+pub(crate) struct ClientArgs {
     /// Controller API address, e.g. https://127.0.0.1:9200 [fallback: CONFIG/portcullis/addr].
     #[arg(long, env = "PORTCULLIS_ADDR", value_name = "URL")]
     pub addr: Option<String>,
@@ -35,7 +35,7 @@ pub struct ClientArgs {
 /// A bearer token. It has no `Serialize`, `Debug`/`Display` never show it, and its memory is
 /// zeroised when dropped.
 #[derive(Clone)]
-pub struct Token(SecretString);
+pub(crate) struct Token(SecretString);
 
 impl Token {
     /// The token itself, for the `Authorization` header only.
@@ -84,7 +84,7 @@ impl fmt::Display for Token {
 
 /// The user's Portcullis config directory: `$XDG_CONFIG_HOME/portcullis`, else
 /// `$HOME/.config/portcullis`; `None` when neither variable is usable.
-pub fn config_dir() -> Option<PathBuf> {
+pub(crate) fn config_dir() -> Option<PathBuf> {
     let from_xdg = std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute());
@@ -99,7 +99,7 @@ pub fn config_dir() -> Option<PathBuf> {
 
 /// [`ClientArgs`] with every fallback applied.
 #[derive(Debug, Clone)]
-pub struct ClientSettings {
+pub(crate) struct ClientSettings {
     /// `https://host:port`, without a trailing slash.
     pub addr: String,
     pub ca: PathBuf,
@@ -108,12 +108,12 @@ pub struct ClientSettings {
 
 impl ClientArgs {
     /// Applies the config-directory fallbacks (see [`config_dir`]).
-    pub fn resolve(&self) -> anyhow::Result<ClientSettings> {
+    pub(crate) fn resolve(&self) -> anyhow::Result<ClientSettings> {
         self.resolve_in(config_dir().as_deref())
     }
 
     /// Applies the fallbacks from `dir` (the config directory, if there is one).
-    pub fn resolve_in(&self, dir: Option<&Path>) -> anyhow::Result<ClientSettings> {
+    pub(crate) fn resolve_in(&self, dir: Option<&Path>) -> anyhow::Result<ClientSettings> {
         let addr = match &self.addr {
             Some(addr) => addr.clone(),
             None => match dir.map(|d| d.join("addr")).filter(|p| p.exists()) {

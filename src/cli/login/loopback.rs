@@ -5,7 +5,7 @@
 
 /// What one request to the loopback port brought.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Callback {
+pub(super) enum Callback {
     /// Not this login's redirect (another login's, a probe, a favicon): answered 400.
     Foreign,
     /// The login failed; the message from the controller or the provider.
@@ -18,7 +18,7 @@ pub enum Callback {
 
 /// Reads a request head (`GET /callback?login=..&code=.. HTTP/1.1`); only the target of the
 /// request line matters.
-pub fn parse_callback(head: &[u8], login_id: &str) -> Callback {
+pub(super) fn parse_callback(head: &[u8], login_id: &str) -> Callback {
     let head = String::from_utf8_lossy(head);
     let target = head
         .lines()
@@ -48,7 +48,7 @@ pub fn parse_callback(head: &[u8], login_id: &str) -> Callback {
 /// The `key=value` pairs of a query, decoded as the URL standard's
 /// `application/x-www-form-urlencoded` (which the controller encodes with); a pair without
 /// `=` carries nothing the CLI needs and is skipped.
-pub fn url_pairs(query: &str) -> Vec<(String, String)> {
+pub(super) fn url_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|pair| pair.contains('='))
@@ -61,7 +61,7 @@ pub fn url_pairs(query: &str) -> Vec<(String, String)> {
 /// standard's `application/x-www-form-urlencoded` parser decodes it (the controller encodes
 /// with that standard), and an error or code the controller sends must come back unchanged.
 #[cfg(any(test, fuzzing))]
-pub fn fuzz_loopback(data: &[u8]) {
+pub(super) fn fuzz_loopback(data: &[u8]) {
     let _ = parse_callback(data, "lg_fuzz");
     let head = String::from_utf8_lossy(data);
     let line = head.lines().next().unwrap_or_default();

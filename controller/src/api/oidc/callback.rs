@@ -23,7 +23,7 @@ use crate::state::AppState;
 use crate::store::oidc_logins::{self as logins, PendingLogin};
 
 #[derive(Debug, Deserialize)]
-pub struct CallbackQuery {
+pub(crate) struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
@@ -57,7 +57,7 @@ impl CallbackQuery {
 
 /// `GET /v1/auth/oidc/callback`: where the provider sends the browser back. Answers with
 /// HTML (or a redirect to the CLI's loopback port), never JSON.
-pub async fn callback(
+pub(crate) async fn callback(
     State(state): State<AppState>,
     PeerAddr(peer): PeerAddr,
     Query(query): Query<CallbackQuery>,

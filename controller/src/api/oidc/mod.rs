@@ -21,9 +21,11 @@ mod callback;
 mod redeem;
 mod start;
 
-pub use callback::{callback, CallbackQuery};
-pub use redeem::redeem;
-pub use start::start;
+pub(crate) use callback::callback;
+#[cfg(any(test, fuzzing))]
+pub(crate) use callback::CallbackQuery;
+pub(crate) use redeem::redeem;
+pub(crate) use start::start;
 
 use axum::http::StatusCode;
 use serde::Deserialize;

@@ -23,7 +23,7 @@ use crate::store::oidc_logins::{self as logins, PendingLogin};
 use crate::store::users::UserRecord;
 
 /// `POST /v1/auth/oidc/redeem`: the one-time code with the CLI's secret gives the API token.
-pub async fn redeem(
+pub(crate) async fn redeem(
     State(state): State<AppState>,
     PeerAddr(peer): PeerAddr,
     ApiJson(body): ApiJson<OidcRedeemRequest>,

@@ -20,7 +20,7 @@ use crate::state::AppState;
 use crate::store::oidc_logins::{self as logins, PendingLogin};
 
 /// `POST /v1/auth/oidc/start`.
-pub async fn start(
+pub(crate) async fn start(
     State(state): State<AppState>,
     PeerAddr(peer): PeerAddr,
     ApiJson(body): ApiJson<OidcStartRequest>,

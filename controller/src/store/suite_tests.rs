@@ -1,19 +1,56 @@
-//! The store suite: every test runs on SQLite and on PostgreSQL.
+//! The store suite: every test runs on SQLite, and on PostgreSQL when the suite's cluster is
+//! there (`scripts/test` starts one and sets `PORTCULLIS_TEST_PG_URL`; plain `cargo test`
+//! needs no peer and checks SQLite only).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
-mod common;
+use crate::keys::{Keyset, MasterKey, Purpose};
+use crate::secret::{ExposeSecret as _, SecretString};
+use crate::store::sessions::SessionState;
+use crate::store::{self, Store, StoreError, Write};
 
-use portcullis_controller::keys::{Keyset, MasterKey, Purpose};
-use portcullis_controller::secret::{ExposeSecret as _, SecretString};
-use portcullis_controller::store::sessions::SessionState;
-use portcullis_controller::store::{self, Store, StoreError, Write};
+/// A new, empty database in the suite's PostgreSQL cluster, if there is one.
+async fn fresh_pg_database() -> Option<String> {
+    use sqlx::Connection as _;
+    let admin = std::env::var("PORTCULLIS_TEST_PG_URL").ok()?;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!(
+        "t_unit_{}_{n}",
+        crate::ids::new_id(crate::ids::IdKind::Event)
+    );
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {admin}: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let (base, _) = admin.rsplit_once('/').expect("URL has a database part");
+    Some(format!("{base}/{name}"))
+}
+
+/// Polls `condition` every 50 ms until it holds; fails after `limit` naming `what`.
+async fn wait_for_async<F: std::future::Future<Output = bool>>(
+    what: &str,
+    limit: std::time::Duration,
+    mut condition: impl FnMut() -> F,
+) {
+    let start = std::time::Instant::now();
+    while !condition().await {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
 use portcullis_proto::link::EndReason;
 
 /// The store functions that change state take a `Write`, which only an audited transaction
 /// makes; this suite checks those functions themselves, so it makes one directly.
 fn w(conn: &mut sqlx::AnyConnection) -> Write<'_> {
-    Write::unaudited_for_store_tests(conn)
+    Write::audited(conn)
 }
 
 struct Backend {
@@ -29,25 +66,25 @@ async fn backends() -> Vec<Backend> {
         .await
         .expect("sqlite");
     sqlite.migrate().await.expect("sqlite migrations");
-    let pg_url = common::pg::fresh_database().await;
-    let pg = Store::connect(&SecretString::from(pg_url), 4)
-        .await
-        .expect("postgres");
-    pg.migrate().await.expect("postgres migrations");
-    // Applying migrations twice is a no-op.
-    pg.migrate().await.expect("postgres migrations again");
-    vec![
-        Backend {
-            name: "sqlite",
-            store: sqlite,
-            _dir: Some(dir),
-        },
-        Backend {
+    let mut backends = vec![Backend {
+        name: "sqlite",
+        store: sqlite,
+        _dir: Some(dir),
+    }];
+    if let Some(pg_url) = fresh_pg_database().await {
+        let pg = Store::connect(&SecretString::from(pg_url), 4)
+            .await
+            .expect("postgres");
+        pg.migrate().await.expect("postgres migrations");
+        // Applying migrations twice is a no-op.
+        pg.migrate().await.expect("postgres migrations again");
+        backends.push(Backend {
             name: "postgres",
             store: pg,
             _dir: None,
-        },
-    ]
+        });
+    }
+    backends
 }
 
 fn target(id: &str, name: &str) -> store::targets::TargetRecord {
@@ -132,7 +169,7 @@ async fn sqlite_wal_is_copied_back_in_the_background() {
     let before = std::fs::metadata(&path).expect("db file").len();
     // The migrations' tables and rows land in the WAL, not in the database file.
     store.migrate().await.expect("migrations");
-    common::wait::wait_for_async(
+    wait_for_async(
         "a checkpoint to copy the WAL into the database file",
         std::time::Duration::from_secs(10),
         || async { std::fs::metadata(&path).expect("db file").len() > before + 16 * 4096 },
@@ -565,7 +602,8 @@ async fn keyset_rotation_keeps_previous_keys_until_retired() {
 
 #[tokio::test]
 async fn the_keyset_and_the_events_it_signs_read_the_clock_they_are_given() {
-    use portcullis_controller::clock::{ManualClock, SharedClock};
+    use crate::clock::SharedClock;
+    use portcullis_proto::clock::ManualClock;
     for b in backends().await {
         // 2001-09-09T01:46:40Z, then a minute later: far from the machine's own time.
         let clock = std::sync::Arc::new(ManualClock::at_unix(1_000_000_000));
@@ -745,7 +783,7 @@ async fn oidc_logins_are_single_use_and_tokens_keep_their_login() {
 /// is rolled back alone (its rows and its event), and the chain stays gapless and verifiable.
 #[tokio::test]
 async fn batched_audited_actions_fail_alone_and_keep_one_chain() {
-    use portcullis_controller::audit::{self, batch::Writer, event, Actor, AuditEvent, Event};
+    use crate::audit::{self, batch::Writer, event, Actor, AuditEvent, Event};
     for b in backends().await {
         let master = MasterKey::generate_hex().unwrap();
         let keys = Keyset::new(b.store.clone(), MasterKey::from_hex(&master).unwrap());

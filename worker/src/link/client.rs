@@ -1,0 +1,112 @@
+//! The live links to controllers, as the worker's other tasks see them: a request goes out
+//! on the newest link, or an older one when the newest is closing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use portcullis_proto::link::{Request, Response};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// A request handed to a link's task, and where its answer goes.
+pub(super) struct Outgoing {
+    pub(super) body: Request,
+    pub(super) reply: oneshot::Sender<Response>,
+}
+
+/// The live links to controllers, and requests sent on them: on the newest link, or an
+/// older one when the newest is closing; fails fast when none is up.
+///
+/// Several controllers may hold links at once (each dials an outbound-only worker). A link
+/// is registered only after its controller authenticated and answered the hello; only a newer
+/// link from the same controller replaces it (the older one is told to close), and a link that
+/// ends removes itself and nothing else.
+#[derive(Default)]
+pub struct LinkClient {
+    links: Mutex<Vec<LiveLink>>,
+    next_id: AtomicU64,
+}
+
+struct LiveLink {
+    id: u64,
+    controller: String,
+    sender: mpsc::Sender<Outgoing>,
+    replaced: CancellationToken,
+}
+
+/// A link's place in the [`LinkClient`]; dropping it removes the link.
+pub struct Registration<'a> {
+    client: &'a LinkClient,
+    id: u64,
+    /// Fires when a newer link from the same controller took this one's place.
+    pub replaced: CancellationToken,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.client.with(|links| links.retain(|l| l.id != self.id));
+    }
+}
+
+impl LinkClient {
+    fn with<T>(&self, f: impl FnOnce(&mut Vec<LiveLink>) -> T) -> T {
+        let mut guard = match self.links.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(&mut guard)
+    }
+
+    pub async fn request(&self, body: Request, timeout: Duration) -> Result<Response, String> {
+        let senders: Vec<_> =
+            self.with(|links| links.iter().rev().map(|l| l.sender.clone()).collect());
+        let mut body = Some(body);
+        for sender in senders {
+            let (reply, answer) = oneshot::channel();
+            let Some(next) = body.take() else { break };
+            match sender.send(Outgoing { body: next, reply }).await {
+                Ok(()) => {
+                    return tokio::time::timeout(timeout, answer)
+                        .await
+                        .map_err(|_| "the controller did not answer in time".to_string())?
+                        .map_err(|_| "the controller link closed".to_string());
+                }
+                // That link is closing: try the next one.
+                Err(mpsc::error::SendError(outgoing)) => body = Some(outgoing.body),
+            }
+        }
+        Err("no controller link".to_string())
+    }
+
+    /// Registers an authenticated link to `controller`, replacing an older link to the same
+    /// controller.
+    pub(super) fn register(
+        &self,
+        controller: &str,
+        sender: mpsc::Sender<Outgoing>,
+    ) -> Registration<'_> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let replaced = CancellationToken::new();
+        self.with(|links| {
+            links.retain(|l| {
+                let same = l.controller == controller;
+                if same {
+                    l.replaced.cancel();
+                }
+                !same
+            });
+            links.push(LiveLink {
+                id,
+                controller: controller.to_owned(),
+                sender,
+                replaced: replaced.clone(),
+            });
+        });
+        Registration {
+            client: self,
+            id,
+            replaced,
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Links this worker dials: one controller at a time, trying each configured address in
+//! turn with a growing back-off, over TLS that checks the controller's name and CA.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_proto::link;
+use rustls::pki_types::ServerName;
+use rustls_pki_types::pem::PemObject as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::Shared;
+
+/// Keeps a link up until `shutdown`, failing over between controllers.
+pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
+    if shared.config.controllers.is_empty() {
+        // Outbound-only control plane: controllers dial this worker (see `inbound`).
+        return;
+    }
+    let mut backoff = Duration::from_millis(200);
+    let mut index = 0usize;
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let addr = shared.config.controllers[index % shared.config.controllers.len()].clone();
+        index += 1;
+        match session(&shared, &addr, &shutdown).await {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::warn!(controller.addr = %addr, error = %portcullis_proto::text::escaped(&err), "controller link down; retrying");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn client_config(shared: &Shared) -> Result<Arc<rustls::ClientConfig>, String> {
+    let identity = shared.identity.clone();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(identity.ca_der().map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let mut config =
+        rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                vec![rustls::pki_types::CertificateDer::from_pem_slice(
+                    shared.certs.pem().as_bytes(),
+                )
+                .map_err(|e| e.to_string())?],
+                identity.key_der(),
+            )
+            .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![link::ALPN.to_vec()];
+    Ok(Arc::new(config))
+}
+
+async fn session(
+    shared: &Arc<Shared>,
+    addr: &str,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let connector = tokio_rustls::TlsConnector::from(client_config(shared)?);
+    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::try_from(link::CONTROLLER_SERVER_NAME).map_err(|e| e.to_string())?;
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    // One link at a time in this direction: the address names the controller.
+    super::drive(shared, tls, addr, addr, shutdown).await
+}

@@ -1,0 +1,213 @@
+//! The proxy listener and the path of one connection through it: TLS with a per-session
+//! client key, the hello ([`handshake`]), admission ([`admission`]), the dial to the vetted
+//! endpoint overlapped with the controller's answer for a session's first connection, and the
+//! byte relay with half-close ([`relay`]); the connection's opened and closed events go to the
+//! spool.
+
+mod admission;
+mod handshake;
+mod relay;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_proto::link::{AdmitFirst, ConnectionEvent, EndReason};
+use portcullis_proto::proxy::{RefusalCode, WorkerReply};
+use portcullis_proto::text;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use self::admission::Admitted;
+use self::handshake::{read_hello, refuse, reply, NoHello, Refusal};
+use crate::{accept, Shared};
+
+/// Accepts connections until `stop`; each runs in its own task tracked by `tasks`.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(shared.proxy_tls.clone());
+    let mut listener = accept::Listener::new(listener, "proxy");
+    let gate = accept::Gate::new(shared.config.handshake_limits, "proxy");
+    let handshake_timeout = shared.config.handshake_timeout;
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        // Until its hello is read, a connection holds a place in the gate.
+        let Some(pass) = gate.enter(peer.ip()) else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        // An IPv4 client on a dual-stack listener appears as ::ffff:a.b.c.d; grants carry the
+        // plain address.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let span = tracing::info_span!("connection", client.addr = %peer, session.id = tracing::field::Empty, connection.id = tracing::field::Empty);
+        let (acceptor, shared) = (acceptor.clone(), shared.clone());
+        tasks.spawn(
+            async move {
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => handle(tls, peer, shared, pass).await,
+                    Ok(Err(err)) => {
+                        tracing::info!(error = %text::escaped(&err), "TLS handshake refused")
+                    }
+                    Err(_) => tracing::info!("TLS handshake timed out"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// One connection after its TLS handshake: reads the hello, admits the connection, opens the
+/// target, accepts, relays until the connection or its session ends, and records the close.
+async fn handle(
+    mut tls: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    pass: accept::Pass,
+) {
+    let hello = read_hello(&mut tls, shared.config.hello_timeout).await;
+    drop(pass);
+    let hello = match hello {
+        Ok(h) => h,
+        Err(NoHello::Closed) => {
+            tracing::debug!("client closed before the hello");
+            return;
+        }
+        Err(NoHello::Bad(e)) => {
+            return refuse(tls, Refusal::new(RefusalCode::BadHandshake, e)).await
+        }
+    };
+    let admitted = match admission::admit(&shared, &tls, peer, hello) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refuse(tls, refusal).await,
+    };
+    let target = match open(&shared, peer, &admitted).await {
+        Ok(target) => target,
+        Err(refusal) => return refuse(tls, refusal).await,
+    };
+    reply(
+        &mut tls,
+        &WorkerReply::Accepted {
+            connection_id: admitted.connection_id.clone(),
+        },
+    )
+    .await;
+    tracing::info!(endpoint = %admitted.endpoint, "connection accepted");
+    let relay::Relayed { up, down, why } =
+        relay::relay_until_ended(&shared, &admitted.claims.sid, tls, target).await;
+    tracing::info!(bytes.up = up, bytes.down = down, reason = %why, "connection closed");
+    shared
+        .spool
+        .record(closed(&shared, &admitted, up, down, why))
+        .await;
+}
+
+/// Dials the target and records the connection as opened: on disk before a byte flows, or
+/// the connection is refused. For a session's first connection here the target is dialled
+/// while the controller is asked to admit it, so the two round trips overlap; a refused
+/// connection drops the dialled stream unused (the target sees a connect and a close, never
+/// a byte).
+async fn open(
+    shared: &Shared,
+    peer: SocketAddr,
+    admitted: &Admitted,
+) -> Result<TcpStream, Refusal> {
+    let claims = &admitted.claims;
+    let mut dialing = std::pin::pin!(dial(admitted.endpoint, shared.config.egress_addr));
+    let opened = ConnectionEvent::opened(
+        &claims.sid,
+        &admitted.connection_id,
+        shared.clock.unix_secs(),
+        &peer.ip().to_string(),
+        &claims.dst,
+    );
+    let dialed = if admitted.first {
+        let admit = AdmitFirst {
+            session_id: claims.sid.clone(),
+            connection_id: admitted.connection_id.clone(),
+            client_addr: peer.ip().to_string(),
+        };
+        let mut asking = std::pin::pin!(admission::ask_controller(shared, admit));
+        let mut dialed = None;
+        // A refusal is sent at once, without waiting for the dial.
+        let answer = loop {
+            tokio::select! {
+                answer = &mut asking => break answer,
+                result = &mut dialing, if dialed.is_none() => dialed = Some(result),
+            }
+        };
+        if let Err(refusal) = answer {
+            shared.table.unadmit(&claims.sid);
+            return Err(refusal);
+        }
+        let dialed = match dialed {
+            Some(result) => result,
+            None => dialing.await,
+        };
+        // The controller recorded this connection when it admitted it.
+        shared.spool.add_recorded_elsewhere(opened);
+        dialed
+    } else {
+        // Admitted here: the event goes to disk while the target is dialled.
+        let (dialed, ()) = tokio::join!(dialing, shared.spool.record(opened));
+        dialed
+    };
+    match dialed {
+        Ok(target) => Ok(target),
+        Err(e) => {
+            shared
+                .spool
+                .record(closed(shared, admitted, 0, 0, EndReason::TargetUnreachable))
+                .await;
+            Err(Refusal::new(
+                RefusalCode::TargetUnreachable,
+                format!("cannot reach {endpoint}: {e}", endpoint = admitted.endpoint),
+            ))
+        }
+    }
+}
+
+/// The event that closes an admitted connection.
+fn closed(
+    shared: &Shared,
+    admitted: &Admitted,
+    up: u64,
+    down: u64,
+    why: EndReason,
+) -> ConnectionEvent {
+    ConnectionEvent::closed(
+        &admitted.claims.sid,
+        &admitted.connection_id,
+        shared.clock.unix_secs(),
+        up,
+        down,
+        why,
+    )
+}
+
+async fn dial(
+    endpoint: SocketAddr,
+    egress: Option<std::net::IpAddr>,
+) -> std::io::Result<TcpStream> {
+    let socket = if endpoint.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = egress {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = tokio::time::timeout(Duration::from_secs(10), socket.connect(endpoint))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
