@@ -17,7 +17,7 @@ use crate::audit::denials::{Failure, FailureKind};
 use crate::audit::{event, Actor, AuditEvent, AuditedTx, Event};
 use crate::clock;
 use crate::ids::{new_id, new_secret, secret_hash, IdKind};
-use crate::keys::ca::Leaf;
+use crate::keys::ca::{CertificateAuthority, Leaf};
 use crate::keys::{KeyError, Keyset};
 use crate::state::AppState;
 use crate::store::join_tokens::{self, JoinTokenRecord};
@@ -70,19 +70,7 @@ pub(crate) async fn join(state: &AppState, join: JoinRequest, peer: IpAddr) -> R
         Response::Error { message }
     };
     let now = state.clock.unix_secs();
-    let allowed = async {
-        let mut conn = state.store.conn().await?;
-        rate_limits::hit(
-            &mut conn,
-            &format!("join:{peer}"),
-            clock::to_i64(now),
-            60,
-            state.config.join_rate_limit,
-        )
-        .await
-    }
-    .await;
-    match allowed {
+    match allowed(state, peer, now).await {
         Ok(true) => {}
         Ok(false) => {
             return refuse(
@@ -94,78 +82,25 @@ pub(crate) async fn join(state: &AppState, join: JoinRequest, peer: IpAddr) -> R
         }
         Err(e) => return store_error(e),
     }
-    let secret = match join_token::parse(&join.token) {
-        Ok((_, secret)) => secret,
-        Err(message) => return refuse("malformed join token", message.to_string()),
+    let (secret, spki) = match parse(&join) {
+        Ok(parsed) => parsed,
+        Err((reason, message)) => return refuse(reason, message),
     };
-    let spki = match portcullis_proto::keys::unb64(&join.public_key) {
-        Ok(spki) if portcullis_proto::keys::ed25519_from_spki(&spki).is_ok() => spki,
-        _ => {
-            return refuse(
-                "malformed join request",
-                "public_key must be a base64url DER Ed25519 SubjectPublicKeyInfo".into(),
-            )
-        }
-    };
-    if !valid_name(&join.name) {
-        return refuse(
-            "malformed join request",
-            "worker name must be 1-64 letters, digits, `-`, `_` or `.`".into(),
-        );
-    }
     let ca = match state.keys.certificate_authority().await {
         Ok(ca) => ca,
         Err(e) => return error(format!("keyset unavailable: {e}")),
     };
     let worker_id = new_id(IdKind::Worker);
     let lifetime = state.config.worker_cert_lifetime;
-    let result = async {
-        let mut tx = state.begin_audited().await?;
-        let token_hash = secret_hash(secret);
-        if !join_tokens::consume(tx.write(), &token_hash, &worker_id, clock::to_i64(now)).await? {
-            return Ok(None);
-        }
-        // Only now, with a valid token consumed in this transaction, is a certificate made;
-        // if anything below fails the transaction rolls back and the certificate is dropped.
-        let cert_pem = ca
-            .issue(
-                &spki,
-                Leaf::Worker {
-                    worker_id: &worker_id,
-                },
-                lifetime,
-            )
-            .map_err(|e| StoreError::Unavailable(format!("cannot issue the certificate: {e}")))?;
-        worker_rows::insert(
-            tx.write(),
-            &worker_rows::WorkerRecord {
-                id: worker_id.clone(),
-                name: join.name.clone(),
-                proxy_addr: join.proxy_addr.clone(),
-                key_fingerprint: portcullis_proto::keys::spki_fingerprint(&spki),
-                state: worker_rows::ACTIVE.into(),
-                created_at: clock::to_i64(now),
-                last_seen_at: None,
-                cert_expires_at: clock::to_i64(now + lifetime.as_secs()),
-            },
-        )
-        .await?;
-        tx.commit(AuditEvent::new(
-            Actor::worker(&worker_id),
-            Event::WorkerJoined {
-                details: event::WorkerJoined {
-                    worker_id: worker_id.clone(),
-                    name: join.name.clone(),
-                    proxy_addr: join.proxy_addr.clone(),
-                    peer: peer.to_string(),
-                },
-            },
-        ))
-        .await?;
-        Ok::<_, StoreError>(Some(cert_pem))
-    }
-    .await;
-    match result {
+    let enrolment = Enrolment {
+        join: &join,
+        peer,
+        token_hash: secret_hash(secret),
+        spki: &spki,
+        worker_id: &worker_id,
+        now,
+    };
+    match enrol(state, &ca, &enrolment).await {
         Ok(Some(cert_pem)) => Response::Joined(JoinResponse {
             worker_id,
             cert_pem,
@@ -183,6 +118,107 @@ pub(crate) async fn join(state: &AppState, join: JoinRequest, peer: IpAddr) -> R
         }
         Err(e) => store_error(e),
     }
+}
+
+/// Counts a join attempt from `peer`; false past `workers.join_rate_limit_per_minute`.
+async fn allowed(state: &AppState, peer: IpAddr, now: u64) -> Result<bool, StoreError> {
+    let mut conn = state.store.conn().await?;
+    rate_limits::hit(
+        &mut conn,
+        &format!("join:{peer}"),
+        clock::to_i64(now),
+        60,
+        state.config.join_rate_limit,
+    )
+    .await
+}
+
+/// The token's secret and the worker's public key (SPKI DER) from a join request, or the
+/// refusal's reason and message.
+fn parse(join: &JoinRequest) -> Result<(&str, Vec<u8>), (&'static str, String)> {
+    let secret = match join_token::parse(&join.token) {
+        Ok((_, secret)) => secret,
+        Err(message) => return Err(("malformed join token", message.to_string())),
+    };
+    let spki = match portcullis_proto::keys::unb64(&join.public_key) {
+        Ok(spki) if portcullis_proto::keys::ed25519_from_spki(&spki).is_ok() => spki,
+        _ => {
+            return Err((
+                "malformed join request",
+                "public_key must be a base64url DER Ed25519 SubjectPublicKeyInfo".into(),
+            ))
+        }
+    };
+    if !valid_name(&join.name) {
+        return Err((
+            "malformed join request",
+            "worker name must be 1-64 letters, digits, `-`, `_` or `.`".into(),
+        ));
+    }
+    Ok((secret, spki))
+}
+
+/// A join request that passed the checks, on its way into the store.
+struct Enrolment<'a> {
+    join: &'a JoinRequest,
+    peer: IpAddr,
+    token_hash: Vec<u8>,
+    spki: &'a [u8],
+    worker_id: &'a str,
+    now: u64,
+}
+
+/// Consumes the join token and records the worker with its `worker_joined` event; returns
+/// the worker's certificate, or nothing when the token is unknown, used or expired.
+async fn enrol(
+    state: &AppState,
+    ca: &CertificateAuthority,
+    enrolment: &Enrolment<'_>,
+) -> Result<Option<String>, StoreError> {
+    let lifetime = state.config.worker_cert_lifetime;
+    let now = clock::to_i64(enrolment.now);
+    let mut tx = state.begin_audited().await?;
+    if !join_tokens::consume(tx.write(), &enrolment.token_hash, enrolment.worker_id, now).await? {
+        return Ok(None);
+    }
+    // Only now, with a valid token consumed in this transaction, is a certificate made;
+    // if anything below fails the transaction rolls back and the certificate is dropped.
+    let cert_pem = ca
+        .issue(
+            enrolment.spki,
+            Leaf::Worker {
+                worker_id: enrolment.worker_id,
+            },
+            lifetime,
+        )
+        .map_err(|e| StoreError::Unavailable(format!("cannot issue the certificate: {e}")))?;
+    worker_rows::insert(
+        tx.write(),
+        &worker_rows::WorkerRecord {
+            id: enrolment.worker_id.to_owned(),
+            name: enrolment.join.name.clone(),
+            proxy_addr: enrolment.join.proxy_addr.clone(),
+            key_fingerprint: portcullis_proto::keys::spki_fingerprint(enrolment.spki),
+            state: worker_rows::ACTIVE.into(),
+            created_at: now,
+            last_seen_at: None,
+            cert_expires_at: clock::to_i64(enrolment.now + lifetime.as_secs()),
+        },
+    )
+    .await?;
+    tx.commit(AuditEvent::new(
+        Actor::worker(enrolment.worker_id),
+        Event::WorkerJoined {
+            details: event::WorkerJoined {
+                worker_id: enrolment.worker_id.to_owned(),
+                name: enrolment.join.name.clone(),
+                proxy_addr: enrolment.join.proxy_addr.clone(),
+                peer: enrolment.peer.to_string(),
+            },
+        },
+    ))
+    .await?;
+    Ok(Some(cert_pem))
 }
 
 /// A worker name: 1-64 letters, digits, `-`, `_` or `.`.

@@ -149,40 +149,13 @@ impl Controller {
             None => None,
         };
         let (store, keys) = open_on(&config, options.clock.clone()).await?;
-        let policy = match &config.policy_file {
-            Some(path) => Some(Arc::new(
-                policy_file::load(path).map_err(ControllerError::Policy)?,
-            )),
-            None => {
-                tracing::warn!("no policy file is configured: every session will be denied");
-                None
-            }
-        };
-        let (policy_tx, policy_rx) = tokio::sync::watch::channel(policy);
+        let (policy_tx, policy_rx) = tokio::sync::watch::channel(load_policy(&config)?);
         let ca = keys.certificate_authority().await?;
-        let lifetime = std::time::Duration::from_secs(30 * 24 * 3600);
-        let (chain, key) = ca.issue_server_identity(&config.api_tls_names, lifetime)?;
-        let mut api_tls = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(|e| keys::KeyError::Crypto(e.to_string()))?;
-        api_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let api_tls = api_tls_config(&ca, &config.api_tls_names)?;
         let link_tls = link::tls_config(&ca)?;
         let dial_tls = link::dialer::client_config(&ca)?;
-        let api = TcpListener::bind(config.api_listen)
-            .await
-            .map_err(|source| ControllerError::Bind {
-                what: "API",
-                addr: config.api_listen,
-                source,
-            })?;
-        let cluster = TcpListener::bind(config.cluster_listen)
-            .await
-            .map_err(|source| ControllerError::Bind {
-                what: "cluster link",
-                addr: config.cluster_listen,
-                source,
-            })?;
+        let api = bind(config.api_listen, "API").await?;
+        let cluster = bind(config.cluster_listen, "cluster link").await?;
         let (vault, vault_token_ttl) = match &config.ssh_backend {
             config::SshBackend::Vault(vault_config) => {
                 let (vault, ttl) = vault::Vault::connect((**vault_config).clone()).await?;
@@ -321,4 +294,38 @@ impl Controller {
         }
         state.store.close().await;
     }
+}
+
+/// The policy file, if one is configured; without one every session is denied.
+fn load_policy(config: &Config) -> Result<Option<Arc<portcullis_policy::Policy>>, ControllerError> {
+    match &config.policy_file {
+        Some(path) => Ok(Some(Arc::new(
+            policy_file::load(path).map_err(ControllerError::Policy)?,
+        ))),
+        None => {
+            tracing::warn!("no policy file is configured: every session will be denied");
+            Ok(None)
+        }
+    }
+}
+
+/// The API's TLS: a server certificate for `names` from the controller CA, HTTP/1.1 only.
+fn api_tls_config(
+    ca: &keys::ca::CertificateAuthority,
+    names: &[String],
+) -> Result<rustls::ServerConfig, ControllerError> {
+    let lifetime = std::time::Duration::from_secs(30 * 24 * 3600);
+    let (chain, key) = ca.issue_server_identity(names, lifetime)?;
+    let mut api_tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| keys::KeyError::Crypto(e.to_string()))?;
+    api_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(api_tls)
+}
+
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, ControllerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ControllerError::Bind { what, addr, source })
 }

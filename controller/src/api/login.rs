@@ -1,4 +1,4 @@
-//! The development login, token issuing (shared with OIDC login in `oidc.rs`) and `whoami`.
+//! The development login, token issuing (shared with OIDC login in `oidc/`) and `whoami`.
 
 use axum::extract::State;
 use axum::http::StatusCode;

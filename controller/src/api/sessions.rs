@@ -13,7 +13,8 @@ use super::extract::{ApiJson, Principal};
 use crate::clock;
 use crate::sessions::{authorize, lifecycle};
 use crate::state::AppState;
-use crate::store::sessions::{self as rows, ConnectionRecord, SessionRecord};
+use crate::store::connections::{self as connection_rows, ConnectionRecord};
+use crate::store::sessions::{self as rows, SessionRecord};
 use crate::store::{targets, users};
 
 /// `GET /v1/ssh/ca`: the SSH CA public key (OpenSSH format) for targets' `TrustedUserCAKeys`:
@@ -172,7 +173,7 @@ async fn to_api(
         .map(|u| u.username)
         .unwrap_or_default();
     let connections = if with_connections {
-        rows::connections(&mut conn, &s.id)
+        connection_rows::connections(&mut conn, &s.id)
             .await?
             .iter()
             .map(conn_to_api)

@@ -213,8 +213,7 @@ async fn ship_once(
     let Some(_lease) = state.store.try_lease(&format!("audit-sink:{name}")).await? else {
         return Ok(0);
     };
-    let now = state.clock.unix_secs();
-    let now_i64 = crate::clock::to_i64(now);
+    let now = crate::clock::to_i64(state.clock.unix_secs());
     // Lines sent on a connection that died since may not have arrived: send them again.
     let rewind = if output.intact() {
         unconfirmed.from = None;
@@ -222,19 +221,7 @@ async fn ship_once(
     } else {
         unconfirmed.from.take()
     };
-    let (mut cursor, events) = {
-        let mut conn = state.store.conn().await?;
-        let cursor = rows::sink_cursor(&mut conn, name, now_i64).await?;
-        let start = rewind.map_or(cursor.cursor, |r| r.min(cursor.cursor));
-        if start < cursor.cursor {
-            tracing::info!(
-                from = start + 1,
-                "the sink's connection died; sending recent events again"
-            );
-        }
-        let events = rows::after(&mut conn, start, BATCH).await?;
-        (cursor, events)
-    };
+    let (mut cursor, events) = read_batch(state, name, rewind, now).await?;
     let batch_start = events.first().map(|(seq, _)| seq.saturating_sub(1));
     let mut lines: Vec<String> = Vec::with_capacity(events.len() + 1);
     let mut newest: Option<&str> = None;
@@ -246,34 +233,8 @@ async fn ship_once(
             newest = Some(body);
         }
     }
-    // Only the newest event's hash is needed (for a checkpoint): parse that one body.
-    let last_hash = newest.and_then(|body| {
-        serde_json::from_str::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| v.get("hash").and_then(|h| h.as_str()).map(str::to_owned))
-    });
-    let since = Duration::from_secs(u64::try_from(now_i64 - cursor.checkpoint_at).unwrap_or(0));
-    let audit = &state.config.audit;
-    let due = cursor.cursor > cursor.checkpoint_seq
-        && (cursor.cursor - cursor.checkpoint_seq >= audit.checkpoint_every
-            || since >= audit.checkpoint_interval);
-    if due {
-        let hash = match last_hash {
-            Some(hash) => Some(hash),
-            None => {
-                let mut conn = state.store.conn().await?;
-                rows::hash_of(&mut conn, cursor.cursor).await?
-            }
-        };
-        // Unchained events (from before the chain) cannot be checkpointed.
-        if let Some(hash) = hash {
-            let signer = super::signer(&state.keys).await?;
-            let time = humantime::format_rfc3339_millis(state.clock.now()).to_string();
-            let checkpoint = signer.checkpoint(cursor.cursor, &hash, &time);
-            lines.push(serde_json::to_string(&checkpoint).unwrap_or_default());
-            cursor.checkpoint_seq = cursor.cursor;
-            cursor.checkpoint_at = now_i64;
-        }
+    if let Some(checkpoint) = checkpoint(state, &mut cursor, newest, now).await? {
+        lines.push(checkpoint);
     }
     if lines.is_empty() {
         return Ok(0);
@@ -289,6 +250,68 @@ async fn ship_once(
         unconfirmed.from = batch_start.or(rewind);
     }
     let mut conn = state.store.conn().await?;
-    rows::save_sink_cursor(&mut conn, name, &cursor, now_i64).await?;
+    rows::save_sink_cursor(&mut conn, name, &cursor, now).await?;
     Ok(u64::try_from(events.len()).unwrap_or(0))
+}
+
+/// The sink's cursor and the events after it (after `rewind` when that is earlier).
+async fn read_batch(
+    state: &AppState,
+    name: &str,
+    rewind: Option<u64>,
+    now: i64,
+) -> Result<(rows::SinkCursor, Vec<(u64, String)>), SinkError> {
+    let mut conn = state.store.conn().await?;
+    let cursor = rows::sink_cursor(&mut conn, name, now).await?;
+    let start = rewind.map_or(cursor.cursor, |r| r.min(cursor.cursor));
+    if start < cursor.cursor {
+        tracing::info!(
+            from = start + 1,
+            "the sink's connection died; sending recent events again"
+        );
+    }
+    let events = rows::after(&mut conn, start, BATCH).await?;
+    Ok((cursor, events))
+}
+
+/// A signed checkpoint of the cursor's event when one is due (every `checkpoint_every`
+/// events or `checkpoint_interval`), as a line; the cursor then records it. `newest` is the
+/// body of the cursor's event when this round read it.
+async fn checkpoint(
+    state: &AppState,
+    cursor: &mut rows::SinkCursor,
+    newest: Option<&str>,
+    now: i64,
+) -> Result<Option<String>, SinkError> {
+    // Only the newest event's hash is needed: parse that one body.
+    let last_hash = newest.and_then(|body| {
+        serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("hash").and_then(|h| h.as_str()).map(str::to_owned))
+    });
+    let since = Duration::from_secs(u64::try_from(now - cursor.checkpoint_at).unwrap_or(0));
+    let audit = &state.config.audit;
+    let due = cursor.cursor > cursor.checkpoint_seq
+        && (cursor.cursor - cursor.checkpoint_seq >= audit.checkpoint_every
+            || since >= audit.checkpoint_interval);
+    if !due {
+        return Ok(None);
+    }
+    let hash = match last_hash {
+        Some(hash) => Some(hash),
+        None => {
+            let mut conn = state.store.conn().await?;
+            rows::hash_of(&mut conn, cursor.cursor).await?
+        }
+    };
+    // Unchained events (from before the chain) cannot be checkpointed.
+    let Some(hash) = hash else {
+        return Ok(None);
+    };
+    let signer = super::signer(&state.keys).await?;
+    let time = humantime::format_rfc3339_millis(state.clock.now()).to_string();
+    let checkpoint = signer.checkpoint(cursor.cursor, &hash, &time);
+    cursor.checkpoint_seq = cursor.cursor;
+    cursor.checkpoint_at = now;
+    Ok(Some(serde_json::to_string(&checkpoint).unwrap_or_default()))
 }

@@ -12,6 +12,7 @@ use crate::clock;
 use crate::keys::ca::Leaf;
 use crate::keys::Purpose;
 use crate::state::AppState;
+use crate::store::connections as connection_rows;
 use crate::store::sessions::{self as session_rows, SessionState};
 use crate::store::{workers as worker_rows, StoreError};
 
@@ -140,7 +141,7 @@ async fn admit_first(state: &AppState, worker_id: &str, admit: AdmitFirst) -> Re
     let now = clock::to_i64(state.clock.unix_secs());
     let result = async {
         let mut tx = state.begin_audited().await?;
-        let admitted = session_rows::admit_first(
+        let admitted = connection_rows::admit_first(
             tx.write(),
             &admit.session_id,
             worker_id,
@@ -264,7 +265,6 @@ async fn apply_event(
     worker_id: &str,
     event: &ConnectionEvent,
 ) -> Result<bool, StoreError> {
-    let at = clock::to_i64(event.at);
     let Some(session) = session_rows::get(tx.read(), &event.session_id).await? else {
         // An event for a session this store never had is acknowledged and dropped.
         return Ok(false);
@@ -277,30 +277,7 @@ async fn apply_event(
             client_addr,
             endpoint,
         } => {
-            if session_rows::connection_opened(
-                tx.write(),
-                &event.session_id,
-                worker_id,
-                &event.connection_id,
-                client_addr,
-                at,
-            )
-            .await?
-            {
-                let opened = Event::ConnectionOpened {
-                    details: event::ConnectionOpened {
-                        connection_id: event.connection_id.clone(),
-                        client_addr: client_addr.clone(),
-                        first: None,
-                        endpoint: Some(endpoint.clone()),
-                    },
-                };
-                tx.record(
-                    AuditEvent::new(Actor::worker(worker_id), opened)
-                        .session(&event.session_id)
-                        .target(&session.target_id),
-                );
-            }
+            apply_opened(tx, worker_id, event, &session, client_addr, endpoint).await?;
             Ok(false)
         }
         ConnectionEventKind::Closed {
@@ -308,44 +285,101 @@ async fn apply_event(
             bytes_down,
             reason,
         } => {
-            let up = clock::to_i64(*bytes_up);
-            let down = clock::to_i64(*bytes_down);
-            if !session_rows::connection_closed(
-                tx.write(),
-                &event.session_id,
+            apply_closed(
+                tx,
                 worker_id,
-                &event.connection_id,
-                up,
-                down,
+                event,
+                &session,
+                *bytes_up,
+                *bytes_down,
                 *reason,
-                at,
             )
-            .await?
-            {
-                return Ok(false);
-            }
-            let closed = Event::ConnectionClosed {
-                reason: reason.to_string(),
-                details: event::ConnectionClosed {
-                    connection_id: event.connection_id.clone(),
-                    bytes_up: *bytes_up,
-                    bytes_down: *bytes_down,
-                },
-            };
-            tx.record(
-                AuditEvent::new(Actor::worker(worker_id), closed)
-                    .session(&event.session_id)
-                    .target(&session.target_id),
-            );
-            let Some(s) = session_rows::get(tx.read(), &event.session_id).await? else {
-                return Ok(false);
-            };
-            Ok(s.state.is_live()
-                && s.connection_limit > 0
-                && s.connections_count >= s.connection_limit
-                && session_rows::open_connections(tx.read(), &s.id).await? == 0)
+            .await
         }
     }
+}
+
+/// A connection the worker opened by itself, recorded (and audited) the first time only.
+async fn apply_opened(
+    tx: &mut AuditedTx,
+    worker_id: &str,
+    event: &ConnectionEvent,
+    session: &session_rows::SessionRecord,
+    client_addr: &str,
+    endpoint: &str,
+) -> Result<(), StoreError> {
+    let opened = connection_rows::connection_opened(
+        tx.write(),
+        &event.session_id,
+        worker_id,
+        &event.connection_id,
+        client_addr,
+        clock::to_i64(event.at),
+    )
+    .await?;
+    if opened {
+        let opened = Event::ConnectionOpened {
+            details: event::ConnectionOpened {
+                connection_id: event.connection_id.clone(),
+                client_addr: client_addr.to_owned(),
+                first: None,
+                endpoint: Some(endpoint.to_owned()),
+            },
+        };
+        tx.record(
+            AuditEvent::new(Actor::worker(worker_id), opened)
+                .session(&event.session_id)
+                .target(&session.target_id),
+        );
+    }
+    Ok(())
+}
+
+/// A connection's close, recorded (and audited) the first time only. True when it closed the
+/// last connection the session's limit allowed.
+async fn apply_closed(
+    tx: &mut AuditedTx,
+    worker_id: &str,
+    event: &ConnectionEvent,
+    session: &session_rows::SessionRecord,
+    bytes_up: u64,
+    bytes_down: u64,
+    reason: EndReason,
+) -> Result<bool, StoreError> {
+    if !connection_rows::connection_closed(
+        tx.write(),
+        &event.session_id,
+        worker_id,
+        &event.connection_id,
+        clock::to_i64(bytes_up),
+        clock::to_i64(bytes_down),
+        reason,
+        clock::to_i64(event.at),
+    )
+    .await?
+    {
+        return Ok(false);
+    }
+    let audited = Event::ConnectionClosed {
+        reason: reason.to_string(),
+        details: event::ConnectionClosed {
+            connection_id: event.connection_id.clone(),
+            bytes_up,
+            bytes_down,
+        },
+    };
+    tx.record(
+        AuditEvent::new(Actor::worker(worker_id), audited)
+            .session(&event.session_id)
+            .target(&session.target_id),
+    );
+    let Some(s) = session_rows::get(tx.read(), &event.session_id).await? else {
+        return Ok(false);
+    };
+    Ok(s.state.is_live()
+        && s.connection_limit > 0
+        && s.connections_count >= s.connection_limit
+        && connection_rows::open_connections(tx.read(), &s.id).await? == 0)
 }
 
 async fn renew(state: &AppState, worker_id: &str) -> Response {

@@ -35,7 +35,11 @@ pub(crate) struct LinkHandle {
 
 impl LinkHandle {
     /// Sends a request to the worker and waits for its answer.
-    pub(crate) async fn request(&self, body: Request, timeout: Duration) -> Result<Response, LinkError> {
+    pub(crate) async fn request(
+        &self,
+        body: Request,
+        timeout: Duration,
+    ) -> Result<Response, LinkError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Outgoing { body, reply })
@@ -63,7 +67,12 @@ impl Registry {
     }
 
     /// Registers a new link for a worker, closing any older one.
-    pub(crate) fn insert(&self, worker_id: &str, tx: mpsc::Sender<Outgoing>, spki: &[u8]) -> LinkHandle {
+    pub(crate) fn insert(
+        &self,
+        worker_id: &str,
+        tx: mpsc::Sender<Outgoing>,
+        spki: &[u8],
+    ) -> LinkHandle {
         let generation = self
             .next_generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -133,44 +133,8 @@ impl RawOidc {
             "auth.oidc.client_id",
             "the client id of the confidential client registered for Portcullis",
         )?;
-        let client_secret = match (self.client_secret_file, self.client_secret_env) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::Invalid {
-                    key: "auth.oidc.client_secret_file",
-                    message: "set client_secret_file or client_secret_env, not both".into(),
-                })
-            }
-            (Some(path), None) => ClientSecretSource::File(path),
-            (None, Some(var)) => match env(&var) {
-                Some(value) if !value.trim().is_empty() => {
-                    ClientSecretSource::Env(SecretString::from(value.trim().to_owned()))
-                }
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        key: "auth.oidc.client_secret_env",
-                        message: format!("the environment variable {var} is not set or empty"),
-                    })
-                }
-            },
-            (None, None) => {
-                return Err(ConfigError::Invalid {
-                    key: "auth.oidc.client_secret_file",
-                    message: "missing: point it at a file (mode 0600) holding the client secret, or set client_secret_env to the name of an environment variable".into(),
-                })
-            }
-        };
-        let redirect_url = required(
-            self.redirect_url,
-            "auth.oidc.redirect_url",
-            "this controller's https://HOST:PORT/v1/auth/oidc/callback, as registered at the provider",
-        )?;
-        let parsed = http_url(&redirect_url, "auth.oidc.redirect_url")?;
-        if parsed.path() != "/v1/auth/oidc/callback" {
-            return Err(ConfigError::Invalid {
-                key: "auth.oidc.redirect_url",
-                message: format!("{redirect_url:?} must end in /v1/auth/oidc/callback"),
-            });
-        }
+        let client_secret = client_secret(self.client_secret_file, self.client_secret_env, env)?;
+        let redirect_url = redirect_url(self.redirect_url)?;
         let mut scopes = self
             .scopes
             .unwrap_or_else(|| vec!["openid".into(), "profile".into(), "email".into()]);
@@ -184,20 +148,7 @@ impl RawOidc {
                 message: "must name a claim (default `groups`)".into(),
             });
         }
-        let login_timeout = positive(
-            duration(
-                &self.login_timeout,
-                "auth.oidc.login_timeout",
-                Duration::from_secs(600),
-            )?,
-            "auth.oidc.login_timeout",
-        )?;
-        if login_timeout > Duration::from_secs(3600) {
-            return Err(ConfigError::Invalid {
-                key: "auth.oidc.login_timeout",
-                message: "at most one hour".into(),
-            });
-        }
+        let login_timeout = login_timeout(&self.login_timeout)?;
         Ok(OidcConfig {
             issuer,
             client_id,
@@ -220,6 +171,66 @@ impl RawOidc {
             ca_file: self.ca_file,
         })
     }
+}
+
+/// Where the client secret comes from: a file, or an environment variable read now.
+fn client_secret(
+    file: Option<PathBuf>,
+    var: Option<String>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<ClientSecretSource, ConfigError> {
+    match (file, var) {
+        (Some(_), Some(_)) => Err(ConfigError::Invalid {
+            key: "auth.oidc.client_secret_file",
+            message: "set client_secret_file or client_secret_env, not both".into(),
+        }),
+        (Some(path), None) => Ok(ClientSecretSource::File(path)),
+        (None, Some(var)) => match env(&var) {
+            Some(value) if !value.trim().is_empty() => Ok(ClientSecretSource::Env(
+                SecretString::from(value.trim().to_owned()),
+            )),
+            _ => Err(ConfigError::Invalid {
+                key: "auth.oidc.client_secret_env",
+                message: format!("the environment variable {var} is not set or empty"),
+            }),
+        },
+        (None, None) => Err(ConfigError::Invalid {
+            key: "auth.oidc.client_secret_file",
+            message: "missing: point it at a file (mode 0600) holding the client secret, or set client_secret_env to the name of an environment variable".into(),
+        }),
+    }
+}
+
+/// This controller's callback URL as registered at the provider.
+fn redirect_url(value: Option<String>) -> Result<String, ConfigError> {
+    let redirect_url = required(
+        value,
+        "auth.oidc.redirect_url",
+        "this controller's https://HOST:PORT/v1/auth/oidc/callback, as registered at the provider",
+    )?;
+    let parsed = http_url(&redirect_url, "auth.oidc.redirect_url")?;
+    if parsed.path() != "/v1/auth/oidc/callback" {
+        return Err(ConfigError::Invalid {
+            key: "auth.oidc.redirect_url",
+            message: format!("{redirect_url:?} must end in /v1/auth/oidc/callback"),
+        });
+    }
+    Ok(redirect_url)
+}
+
+/// How long a login may take: ten minutes unless set, at most an hour.
+fn login_timeout(value: &Option<DurationValue>) -> Result<Duration, ConfigError> {
+    let login_timeout = positive(
+        duration(value, "auth.oidc.login_timeout", Duration::from_secs(600))?,
+        "auth.oidc.login_timeout",
+    )?;
+    if login_timeout > Duration::from_secs(3600) {
+        return Err(ConfigError::Invalid {
+            key: "auth.oidc.login_timeout",
+            message: "at most one hour".into(),
+        });
+    }
+    Ok(login_timeout)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 pub(crate) mod audit;
 mod checkpoint;
+pub(crate) mod connections;
 pub(crate) mod join_tokens;
 pub(crate) mod keys;
 pub(crate) mod oidc_logins;
@@ -380,4 +381,35 @@ pub(crate) fn to_json_list(items: &[String]) -> String {
 /// Decodes a JSON list column.
 pub(crate) fn from_json_list(text: &str, column: &str) -> Result<Vec<String>> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+/// Reads a text column that holds one of a closed set (a state, a reason). A value this
+/// version does not know is corruption, reported with the row and column.
+fn closed_set<T>(row: &sqlx::any::AnyRow, table: &str, column: &str) -> Result<Option<T>>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    use sqlx::Row as _;
+    let text: Option<String> = row.try_get(column)?;
+    text.map(|text| {
+        text.parse().map_err(|e| {
+            let id: String = row.try_get("id").unwrap_or_default();
+            StoreError::Corrupt(format!(
+                "{table}.{column} of {id:?}: {e}; the row was written by another version or by \
+                 hand: correct it, or run the version that wrote it"
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// [`closed_set`] for a column that is never NULL.
+fn required<T>(row: &sqlx::any::AnyRow, table: &str, column: &str) -> Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    closed_set(row, table, column)?
+        .ok_or_else(|| StoreError::Corrupt(format!("{table}.{column} is NULL")))
 }

@@ -1,6 +1,7 @@
 use super::*;
 use crate::secret::SecretString;
-use crate::store::Store;
+use crate::store::connections::{connections, COLUMNS as CONN_COLUMNS};
+use crate::store::{Store, StoreError};
 
 #[test]
 fn every_state_round_trips_through_its_stored_text() {

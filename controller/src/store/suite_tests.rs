@@ -363,7 +363,8 @@ async fn sessions_admit_count_limit_and_terminate_once() {
         store::sessions::insert(w(&mut conn), &session(2), None)
             .await
             .unwrap();
-        use store::sessions::{admit_first, connection_closed, connection_opened, get, terminate};
+        use store::connections::{admit_first, connection_closed, connection_opened};
+        use store::sessions::{get, terminate};
         assert!(
             !admit_first(w(&mut conn), "s_1", "w_2", "c_0", "127.0.0.1", 110)
                 .await
@@ -434,7 +435,7 @@ async fn sessions_admit_count_limit_and_terminate_once() {
             .unwrap(),
             "idempotent"
         );
-        let conns = store::sessions::connections(&mut conn, "s_1")
+        let conns = store::connections::connections(&mut conn, "s_1")
             .await
             .unwrap();
         assert_eq!(
@@ -880,7 +881,7 @@ async fn vault_credentials_go_from_intent_to_revoked_once() {
             .unwrap();
         // A minting session is not usable yet.
         assert!(
-            !store::sessions::admit_first(w(&mut conn), "s_1", "w_1", "c_1", "127.0.0.1", 110)
+            !store::connections::admit_first(w(&mut conn), "s_1", "w_1", "c_1", "127.0.0.1", 110)
                 .await
                 .unwrap(),
             "{name}"
