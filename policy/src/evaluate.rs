@@ -1,6 +1,9 @@
 //! The decision: the matrix cell from the source zone, the broker's own leg, and a role.
 
+mod grant;
+
 use std::collections::BTreeSet;
+use std::fmt;
 
 use crate::model::Access;
 use crate::permission::Permission;
@@ -31,16 +34,15 @@ pub fn evaluate(policy: &Policy, req: &Request, now: u64) -> Decision {
     let port = Some(req.target.port);
     let mut first_denial: Option<Decision> = None;
     let mut try_service = |service: ServiceId| {
-        let d = decide(
-            policy,
+        let ask = Ask {
             src,
             dst,
             service,
             port,
-            &req.identity,
-            req.via_broker,
-            now,
-        );
+            identity: &req.identity,
+            via_broker: req.via_broker,
+        };
+        let d = decide(policy, &ask, now);
         if d.outcome == Outcome::Allow {
             return Some(d);
         }
@@ -128,16 +130,15 @@ pub fn evaluate_zones(policy: &Policy, req: &ZonedRequest<'_>, now: u64) -> Deci
         zone: dst,
         microsegment: req.target_microsegment,
     };
-    decide(
-        policy,
+    let ask = Ask {
         src,
         dst,
         service,
-        req.port,
-        req.identity,
-        req.via_broker,
-        now,
-    )
+        port: req.port,
+        identity: req.identity,
+        via_broker: req.via_broker,
+    };
+    decide(policy, &ask, now)
 }
 
 /// The controller permissions the identity's roles hold.
@@ -165,241 +166,151 @@ fn deny(policy: &Policy, reason: String) -> Decision {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn decide(
-    policy: &Policy,
+/// One service asked for between two located places: what [`decide`] answers.
+struct Ask<'a> {
     src: Place,
     dst: Place,
     service: ServiceId,
+    /// `None`: any port of the service.
     port: Option<u16>,
-    identity: &Identity,
+    identity: &'a Identity,
     via_broker: bool,
-    now: u64,
-) -> Decision {
-    let (src_name, dst_name, svc_name) = (
-        policy.zone_name(src.zone),
-        policy.zone_name(dst.zone),
-        policy.service_name(service),
-    );
+}
+
+/// Decides one service: the service's own limits, then (1) the cell from the source zone,
+/// (2) the broker's own leg, and (3) a role, each recorded in the decision as it is consulted.
+fn decide(policy: &Policy, ask: &Ask<'_>, now: u64) -> Decision {
+    let (src, dst, service) = (ask.src.zone, ask.dst.zone, ask.service);
     let mut d = deny(policy, String::new());
-    d.source_zone = Some(src_name.to_owned());
-    d.target_zone = Some(dst_name.to_owned());
-    d.service = Some(svc_name.to_owned());
-    let refuse = |mut d: Decision, reason: String| {
+    d.source_zone = Some(policy.zone_name(src).to_owned());
+    d.target_zone = Some(policy.zone_name(dst).to_owned());
+    d.service = Some(policy.service_name(service).to_owned());
+    if let Some(reason) = service_refusal(policy, ask) {
         d.reason = reason;
-        d
-    };
-    let Some(svc) = policy.services.get(service) else {
-        return refuse(d, format!("unknown service `{svc_name}`"));
-    };
-    if let Some(port) = port {
-        if !svc.ports.contains(port) {
-            let ports = svc.ports.render("-");
-            return refuse(
-                d,
-                format!("port {port} is not a port of `{svc_name}` ({ports})"),
-            );
-        }
-    }
-    if svc.zones.as_ref().is_some_and(|z| !z.contains(dst.zone)) {
-        return refuse(
-            d,
-            format!("service `{svc_name}` is not offered in {dst_name}"),
-        );
-    }
-    if via_broker && !svc.protocol.carries_tcp() {
-        return refuse(
-            d,
-            format!("`{svc_name}` is a UDP service; sessions carry TCP only"),
-        );
+        return d;
     }
 
     // (1) The cell from the source zone to the target zone.
-    let cell = policy.cell(src.zone, dst.zone);
-    d.cells.push(describe(policy, src.zone, dst.zone, cell));
-    let route = || format!("{src_name} -> {dst_name}");
-    match cell.access {
-        Access::Deny if cell.declared => return refuse(d, format!("the matrix blocks {} (X)", route())),
-        Access::Deny => return refuse(d, format!("the matrix has no cell {}: denied by default", route())),
-        Access::MtlsOnly => {
-            return refuse(
-                d,
-                format!("{} is mTLS-only (E): only mutual TLS between the endpoints crosses it, never a broker session", route()),
-            )
-        }
-        Access::Allow | Access::BrokerOnly if !cell.services.contains(service) => {
-            let allowed = service_list(policy, cell);
-            return refuse(d, format!("{} allows only {allowed}, not `{svc_name}`", route()));
-        }
-        Access::Allow | Access::BrokerOnly => {}
+    let cell = policy.cell(src, dst);
+    d.cells.push(describe(policy, src, dst, cell));
+    if let Some(reason) = cell_refusal(policy, ask, cell) {
+        d.reason = reason;
+        return d;
     }
-    if cell.same_microsegment {
-        match (src.microsegment, dst.microsegment) {
-            (Some(a), Some(b)) if a == b => {}
-            (Some(a), Some(b)) => {
-                return refuse(
-                    d,
-                    format!("{} is allowed only within one microsegment; the source is in #{a}, the target in #{b}", route()),
-                )
-            }
-            _ => {
-                return refuse(
-                    d,
-                    format!("{} is allowed only within one microsegment, and the microsegments are unknown", route()),
-                )
-            }
-        }
-    }
-    if !via_broker {
-        if cell.access == Access::BrokerOnly {
-            return refuse(
-                d,
-                format!("{} is reachable only through a Portcullis session (0); a direct flow is refused", route()),
-            );
-        }
+    if !ask.via_broker {
         d.outcome = Outcome::Allow;
         d.reason = format!(
-            "the network matrix allows {} for `{svc_name}` (a direct flow: no role is consulted)",
-            route()
+            "the network matrix allows {} for `{}` (a direct flow: no role is consulted)",
+            route(policy, ask),
+            policy.service_name(service)
         );
         return d;
     }
 
     // (2) The broker's own leg to the target zone.
-    let broker_cell = policy.cell(policy.broker, dst.zone);
+    let broker_cell = policy.cell(policy.broker, dst);
     d.cells
-        .push(describe(policy, policy.broker, dst.zone, broker_cell));
+        .push(describe(policy, policy.broker, dst, broker_cell));
     if !broker_cell.admits(service) {
-        let broker = policy.broker_zone();
-        return refuse(
-            d,
-            format!("the broker's own leg {broker} -> {dst_name} does not allow `{svc_name}`"),
+        d.reason = format!(
+            "the broker's own leg {} -> {} does not allow `{}`",
+            policy.broker_zone(),
+            policy.zone_name(dst),
+            policy.service_name(service)
         );
+        return d;
     }
 
     // (3) A role that grants it, with its constraints met.
-    grant(policy, d, src.zone, dst.zone, service, identity, now)
+    grant::grant(policy, d, ask, now)
 }
 
-fn grant(
-    policy: &Policy,
-    mut d: Decision,
-    src: ZoneId,
-    dst: ZoneId,
-    service: ServiceId,
-    identity: &Identity,
-    now: u64,
-) -> Decision {
-    let (dst_name, svc_name) = (policy.zone_name(dst), policy.service_name(service));
-    let members = policy.groups.members_of(&identity.groups);
-    if members.is_empty() {
-        d.reason = if identity.groups.is_empty() {
-            "you are in no group, so no role grants you anything".into()
-        } else {
-            format!(
-                "none of your groups ({}) is a member of any role",
-                identity.groups.join(", ")
-            )
-        };
-        d.role_rule = Some(format!(
-            "no role: a role granting `{svc_name}` in {dst_name} needs one of your groups as a member"
-        ));
-        return d;
+/// `SRC -> DST` by zone names, written out only where a reason needs it.
+struct Route<'a> {
+    src: &'a str,
+    dst: &'a str,
+}
+
+impl fmt::Display for Route<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {}", self.src, self.dst)
     }
-    // The first unmet constraint: the reason in words, and the role rule that failed.
-    let mut failure: Option<(String, String)> = None;
-    let mut max_session: Option<Option<u64>> = None;
-    let mut connection_limit: Option<Option<u32>> = None;
-    for role in members.iter().filter_map(|id| policy.roles.get(id)) {
-        let mut grants = role
-            .grants
-            .iter()
-            .filter(|g| g.zones.contains(dst) && g.services.contains(service))
-            .peekable();
-        if grants.peek().is_none() {
-            continue;
+}
+
+fn route<'a>(policy: &'a Policy, ask: &Ask<'_>) -> Route<'a> {
+    Route {
+        src: policy.zone_name(ask.src.zone),
+        dst: policy.zone_name(ask.dst.zone),
+    }
+}
+
+/// Why the service itself rules the request out, whatever the matrix says: a port it does
+/// not use, a zone it is not offered in, or UDP asked for through a session.
+fn service_refusal(policy: &Policy, ask: &Ask<'_>) -> Option<String> {
+    let (dst_name, svc_name) = (
+        policy.zone_name(ask.dst.zone),
+        policy.service_name(ask.service),
+    );
+    let Some(svc) = policy.services.get(ask.service) else {
+        return Some(format!("unknown service `{svc_name}`"));
+    };
+    if let Some(port) = ask.port {
+        if !svc.ports.contains(port) {
+            let ports = svc.ports.render("-");
+            return Some(format!(
+                "port {port} is not a port of `{svc_name}` ({ports})"
+            ));
         }
-        let c = &role.constraints;
-        let unmet = if c.source_zones.as_ref().is_some_and(|s| !s.contains(src)) {
-            Some(format!(
-                "only from its source zones, not from {}",
-                policy.zone_name(src)
-            ))
-        } else {
-            c.mfa
-                .as_ref()
-                .and_then(|mfa| mfa.check(identity, now).err())
-        };
-        if let Some(unmet) = unmet {
-            failure.get_or_insert_with(|| {
-                (
-                    format!(
-                        "role `{}` grants `{svc_name}` in {dst_name}, but {unmet}",
-                        role.name
-                    ),
-                    format!(
-                        "role {}: grants {svc_name} in {dst_name}; unmet: {unmet}",
-                        role.name
-                    ),
-                )
-            });
-            continue;
-        }
-        d.cells.push(format!(
-            "role {}: grants {svc_name} in {dst_name}",
-            role.name
+    }
+    if svc
+        .zones
+        .as_ref()
+        .is_some_and(|z| !z.contains(ask.dst.zone))
+    {
+        return Some(format!("service `{svc_name}` is not offered in {dst_name}"));
+    }
+    if ask.via_broker && !svc.protocol.carries_tcp() {
+        return Some(format!(
+            "`{svc_name}` is a UDP service; sessions carry TCP only"
         ));
-        d.roles.push(role.name.clone());
-        max_session = Some(most_generous(max_session, c.max_session_secs));
-        connection_limit = Some(most_generous(connection_limit, c.connection_limit));
-        for login in grants.flat_map(|g| g.logins.iter()) {
-            if let Some(name) = login.render(identity) {
-                if !d.constraints.logins.contains(&name) {
-                    d.constraints.logins.push(name);
-                }
+    }
+    None
+}
+
+/// Why the cell from the source zone to the target zone refuses: its access, its services,
+/// its microsegment limit, or (for a direct flow) its demand for a session.
+fn cell_refusal(policy: &Policy, ask: &Ask<'_>, cell: &Cell) -> Option<String> {
+    let route = route(policy, ask);
+    let svc_name = policy.service_name(ask.service);
+    match cell.access {
+        Access::Deny if cell.declared => return Some(format!("the matrix blocks {route} (X)")),
+        Access::Deny => return Some(format!("the matrix has no cell {route}: denied by default")),
+        Access::MtlsOnly => {
+            return Some(format!("{route} is mTLS-only (E): only mutual TLS between the endpoints crosses it, never a broker session"))
+        }
+        Access::Allow | Access::BrokerOnly if !cell.services.contains(ask.service) => {
+            let allowed = service_list(policy, cell);
+            return Some(format!("{route} allows only {allowed}, not `{svc_name}`"));
+        }
+        Access::Allow | Access::BrokerOnly => {}
+    }
+    if cell.same_microsegment {
+        match (ask.src.microsegment, ask.dst.microsegment) {
+            (Some(a), Some(b)) if a == b => {}
+            (Some(a), Some(b)) => {
+                return Some(format!("{route} is allowed only within one microsegment; the source is in #{a}, the target in #{b}"))
+            }
+            _ => {
+                return Some(format!("{route} is allowed only within one microsegment, and the microsegments are unknown"))
             }
         }
     }
-    if d.roles.is_empty() {
-        let (reason, rule) = failure.unwrap_or_else(|| {
-            let names: Vec<&str> = members
-                .iter()
-                .filter_map(|id| policy.roles.get(id))
-                .map(|r| r.name.as_str())
-                .collect();
-            (
-                format!(
-                    "your roles ({}) grant nothing for `{svc_name}` in {dst_name}",
-                    names.join(", ")
-                ),
-                format!(
-                    "roles {}: none grants {svc_name} in {dst_name}",
-                    names.join(", ")
-                ),
-            )
-        });
-        d.reason = reason;
-        d.role_rule = Some(rule);
-        return d;
+    if !ask.via_broker && cell.access == Access::BrokerOnly {
+        return Some(format!(
+            "{route} is reachable only through a Portcullis session (0); a direct flow is refused"
+        ));
     }
-    d.constraints.max_session_secs = max_session.flatten();
-    d.constraints.connection_limit = connection_limit.flatten();
-    d.outcome = Outcome::Allow;
-    d.reason = format!(
-        "allowed through a session: {} -> {dst_name} admits `{svc_name}`, the broker's leg allows it, and role {} grants it",
-        d.source_zone.as_deref().unwrap_or("?"),
-        d.roles.join(", ")
-    );
-    d
-}
-
-/// Combines limits across granting roles: no limit beats any limit, else the larger.
-fn most_generous<T: Ord>(acc: Option<Option<T>>, next: Option<T>) -> Option<T> {
-    match (acc, next) {
-        (None, next) => next,
-        (Some(None), _) | (_, None) => None,
-        (Some(Some(a)), Some(b)) => Some(a.max(b)),
-    }
+    None
 }
 
 fn service_list(policy: &Policy, cell: &Cell) -> String {

@@ -18,27 +18,10 @@ pub fn policy_compile(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let report = check(text);
-    let policy = match Policy::parse(text) {
-        Ok(policy) => policy,
-        Err(err) => {
-            assert!(!err.diagnostics.is_empty(), "a refusal names no problem");
-            assert!(!report.is_valid(), "check passes a file parse refuses");
-            return;
-        }
+    let Some(policy) = compile_consistently(text) else {
+        return;
     };
-    assert!(report.is_valid(), "check refuses a file parse accepts");
-    assert_eq!(
-        Policy::parse(text)
-            .ok()
-            .map(|p| p.hash().to_owned())
-            .as_deref(),
-        Some(policy.hash()),
-        "the same text hashes differently"
-    );
-
     let zones: Vec<String> = policy.zone_names().map(str::to_owned).collect();
-    let services: Vec<String> = policy.service_names().map(str::to_owned).collect();
     let addrs: Vec<IpAddr> = zones
         .iter()
         .filter_map(|z| {
@@ -48,17 +31,7 @@ pub fn policy_compile(data: &[u8]) {
                 .map(|n| n.addr())
         })
         .collect();
-    let options = ExportOptions {
-        worker_addrs: addrs.iter().take(2).copied().collect(),
-        targets: zones
-            .iter()
-            .enumerate()
-            .map(|(i, z)| (100 + i as u32, z.clone()))
-            .collect(),
-    };
-    let _ = export::markdown(&policy);
-    let _ = export::nftables(&policy, &options);
-    let _ = export::proxmox(&policy, &options);
+    export_every_format(&policy, &zones, &addrs);
 
     let identity = Identity {
         subject: "u_fuzz".into(),
@@ -71,8 +44,53 @@ pub fn policy_compile(data: &[u8]) {
     for zone in &zones {
         let _ = explain::locate(&policy, zone);
     }
+    decide_between_addresses(&policy, &addrs, &identity);
+    decide_between_zones(&policy, &zones, &identity);
+}
+
+/// The policy, when the text compiles; asserts that `check` agrees with `parse` and that
+/// the same text hashes the same.
+fn compile_consistently(text: &str) -> Option<Policy> {
+    let report = check(text);
+    let policy = match Policy::parse(text) {
+        Ok(policy) => policy,
+        Err(err) => {
+            assert!(!err.diagnostics.is_empty(), "a refusal names no problem");
+            assert!(!report.is_valid(), "check passes a file parse refuses");
+            return None;
+        }
+    };
+    assert!(report.is_valid(), "check refuses a file parse accepts");
+    assert_eq!(
+        Policy::parse(text)
+            .ok()
+            .map(|p| p.hash().to_owned())
+            .as_deref(),
+        Some(policy.hash()),
+        "the same text hashes differently"
+    );
+    Some(policy)
+}
+
+/// Markdown, nftables and Proxmox, with workers in the first zones and a target per zone.
+fn export_every_format(policy: &Policy, zones: &[String], addrs: &[IpAddr]) {
+    let options = ExportOptions {
+        worker_addrs: addrs.iter().take(2).copied().collect(),
+        targets: zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| (100 + i as u32, z.clone()))
+            .collect(),
+    };
+    let _ = export::markdown(policy);
+    let _ = export::nftables(policy, &options);
+    let _ = export::proxmox(policy, &options);
+}
+
+/// A session and a direct flow between the first addresses of the first zones, explained.
+fn decide_between_addresses(policy: &Policy, addrs: &[IpAddr], identity: &Identity) {
     for source in addrs.iter().take(8) {
-        let _ = explain::locate(&policy, &source.to_string());
+        let _ = explain::locate(policy, &source.to_string());
         for target in addrs.iter().take(8) {
             for via_broker in [true, false] {
                 let request = Request {
@@ -89,11 +107,16 @@ pub fn policy_compile(data: &[u8]) {
                     identity: identity.clone(),
                     via_broker,
                 };
-                let decision = evaluate(&policy, &request, NOW);
+                let decision = evaluate(policy, &request, NOW);
                 let _ = explain::render(&decision);
             }
         }
     }
+}
+
+/// A session for each of the first services between each pair of the first zones.
+fn decide_between_zones(policy: &Policy, zones: &[String], identity: &Identity) {
+    let services: Vec<String> = policy.service_names().map(str::to_owned).collect();
     for source in zones.iter().take(8) {
         for target in zones.iter().take(8) {
             for service in services.iter().take(4) {
@@ -104,10 +127,10 @@ pub fn policy_compile(data: &[u8]) {
                     target_microsegment: None,
                     service,
                     port: None,
-                    identity: &identity,
+                    identity,
                     via_broker: true,
                 };
-                let _ = evaluate_zones(&policy, &request, NOW);
+                let _ = evaluate_zones(policy, &request, NOW);
             }
         }
     }

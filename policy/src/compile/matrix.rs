@@ -7,7 +7,7 @@ use toml::Spanned;
 use super::{check_name, Names};
 use crate::diagnostic::Sink;
 use crate::model::{Access, RawCell, RawPolicy, RawPort, RawPorts};
-use crate::policy::{Cell, IdSet, Ports, Service, ServiceId};
+use crate::policy::{Cell, IdSet, Ports, Service, ServiceId, ZoneId};
 
 pub(super) fn compile_services(
     raw: &RawPolicy,
@@ -131,53 +131,14 @@ pub(super) fn compile_cells(
     for rc in raw {
         let from = names.zone(sink, &rc.from);
         let to = names.zone(sink, &rc.to);
-        let mut cell = Cell {
+        let cell = Cell {
             access: *rc.access.get_ref(),
-            services: IdSet::default(),
+            services: cell_services(rc, to, services, names, sink),
             same_microsegment: rc.same_microsegment.as_ref().is_some_and(|s| *s.get_ref()),
             declared: true,
             note: rc.note.clone(),
         };
-        for s in &rc.services {
-            for id in names.services(sink, s).unwrap_or_default() {
-                let restricted = services
-                    .get(id)
-                    .and_then(|svc| svc.zones.as_ref().map(|z| (svc, z)));
-                if let (Some((svc, zones)), Some(to)) = (restricted, to) {
-                    if !zones.contains(to) {
-                        sink.error(
-                            s.span(),
-                            format!(
-                                "service `{}` is offered only in its own zones, not in `{}`",
-                                svc.name,
-                                rc.to.get_ref()
-                            ),
-                        );
-                    }
-                }
-                cell.services.insert(id);
-            }
-        }
-        match cell.access {
-            Access::Deny if !rc.services.is_empty() => sink.warning(
-                rc.access.span(),
-                format!(
-                    "cell {} -> {} denies, so its services are never used",
-                    rc.from.get_ref(),
-                    rc.to.get_ref()
-                ),
-            ),
-            Access::Allow | Access::BrokerOnly | Access::MtlsOnly if rc.services.is_empty() => sink
-                .warning(
-                    rc.access.span(),
-                    format!(
-                        "cell {} -> {} lists no services, so it never matches",
-                        rc.from.get_ref(),
-                        rc.to.get_ref()
-                    ),
-                ),
-            _ => {}
-        }
+        warn_of_unused_services(rc, sink);
         let (Some(from), Some(to)) = (from, to) else {
             continue;
         };
@@ -205,4 +166,54 @@ pub(super) fn compile_cells(
         }
     }
     matrix
+}
+
+/// The services and the members of the service sets a cell lists, each refused when it is
+/// offered only in zones other than the cell's target zone `to`.
+fn cell_services(
+    rc: &RawCell,
+    to: Option<ZoneId>,
+    services: &[Service],
+    names: &Names,
+    sink: &mut Sink<'_>,
+) -> IdSet {
+    let mut set = IdSet::default();
+    for s in &rc.services {
+        for id in names.services(sink, s).unwrap_or_default() {
+            let restricted = services
+                .get(id)
+                .and_then(|svc| svc.zones.as_ref().map(|z| (svc, z)));
+            if let (Some((svc, zones)), Some(to)) = (restricted, to) {
+                if !zones.contains(to) {
+                    sink.error(
+                        s.span(),
+                        format!(
+                            "service `{}` is offered only in its own zones, not in `{}`",
+                            svc.name,
+                            rc.to.get_ref()
+                        ),
+                    );
+                }
+            }
+            set.insert(id);
+        }
+    }
+    set
+}
+
+/// Warns of a deny cell that lists services, and of an open cell that lists none.
+fn warn_of_unused_services(rc: &RawCell, sink: &mut Sink<'_>) {
+    let route = || format!("{} -> {}", rc.from.get_ref(), rc.to.get_ref());
+    match rc.access.get_ref() {
+        Access::Deny if !rc.services.is_empty() => sink.warning(
+            rc.access.span(),
+            format!("cell {} denies, so its services are never used", route()),
+        ),
+        Access::Allow | Access::BrokerOnly | Access::MtlsOnly if rc.services.is_empty() => sink
+            .warning(
+                rc.access.span(),
+                format!("cell {} lists no services, so it never matches", route()),
+            ),
+        _ => {}
+    }
 }

@@ -15,6 +15,7 @@ use crate::zones::segment_count;
 /// At most this many microsegments per CIDR (a /12 cut into /32s).
 const MAX_SEGMENTS_PER_CIDR: u32 = 1 << 20;
 
+#[derive(Default)]
 pub(super) struct Zoned {
     pub zones: Vec<Zone>,
     pub cidrs: Vec<(IpNet, ZoneId)>,
@@ -24,22 +25,34 @@ pub(super) struct Zoned {
 }
 
 pub(super) fn compile_zones(raw: &[RawZone], names: &mut Names, sink: &mut Sink<'_>) -> Zoned {
-    let mut out = Zoned {
-        zones: Vec::new(),
-        cidrs: Vec::new(),
-        vmids: Vec::new(),
-        tags: HashMap::new(),
-        pools: HashMap::new(),
-    };
-    let mut seen_cidrs: HashMap<IpNet, String> = HashMap::new();
-    let mut vmid_spans: Vec<(u32, u32, String)> = Vec::new();
+    let mut builder = ZonesBuilder::default();
     for rz in raw {
         check_name(sink, "zone", &rz.name);
-        let id = out.zones.len();
-        let name = rz.name.get_ref().clone();
+        let id = builder.out.zones.len();
+        let name = rz.name.get_ref();
         if names.zones.insert(name.clone(), id).is_some() {
             sink.error(rz.name.span(), format!("zone `{name}` is defined twice"));
         }
+        let zone = builder.compile_zone(sink, rz, id);
+        builder.out.zones.push(zone);
+    }
+    builder.finish()
+}
+
+/// The zones compiled so far, and who claimed what: a CIDR or a VMID belongs to one zone.
+#[derive(Default)]
+struct ZonesBuilder {
+    out: Zoned,
+    /// Each CIDR claimed, with its zone's name.
+    cidr_owners: HashMap<IpNet, String>,
+    /// Each VMID range claimed, with its zone's name.
+    vmid_owners: Vec<(u32, u32, String)>,
+}
+
+impl ZonesBuilder {
+    /// One zone and its selectors, each checked against those of the zones before it.
+    fn compile_zone(&mut self, sink: &mut Sink<'_>, rz: &RawZone, id: ZoneId) -> Zone {
+        let name = rz.name.get_ref().clone();
         let mut zone = Zone {
             name: name.clone(),
             description: rz.description.clone(),
@@ -50,44 +63,15 @@ pub(super) fn compile_zones(raw: &[RawZone], names: &mut Names, sink: &mut Sink<
             pools: Vec::new(),
             microsegments: None,
         };
-        for text in &rz.cidrs {
-            let Some(net) = parse_cidr(sink, text) else {
-                continue;
-            };
-            if let Some(other) = seen_cidrs.insert(net, name.clone()) {
-                sink.error(
-                    text.span(),
-                    format!("CIDR {net} is already in zone `{other}`: a CIDR belongs to one zone"),
-                );
-                continue;
-            }
-            zone.cidrs.push(net);
-            out.cidrs.push((net, id));
-        }
-        for text in &rz.vmids {
-            let Some((start, end)) = parse_vmids(sink, text) else {
-                continue;
-            };
-            if let Some((s, e, other)) =
-                vmid_spans.iter().find(|(s, e, _)| start <= *e && *s <= end)
-            {
-                sink.error(
-                    text.span(),
-                    format!("VMID range {start}-{end} overlaps {s}-{e} of zone `{other}`"),
-                );
-                continue;
-            }
-            vmid_spans.push((start, end, name.clone()));
-            zone.vmids.push((start, end));
-            out.vmids.push((start, end, id));
-        }
+        self.claim_cidrs(sink, rz, id, &mut zone);
+        self.claim_vmids(sink, rz, id, &mut zone);
         label_selectors(
             sink,
             &rz.tags,
             "tag",
             id,
             &name,
-            &mut out.tags,
+            &mut self.out.tags,
             &mut zone.tags,
         );
         label_selectors(
@@ -96,16 +80,61 @@ pub(super) fn compile_zones(raw: &[RawZone], names: &mut Names, sink: &mut Sink<
             "pool",
             id,
             &name,
-            &mut out.pools,
+            &mut self.out.pools,
             &mut zone.pools,
         );
         if let Some(ms) = &rz.microsegments {
             zone.microsegments = compile_microsegments(sink, ms, &zone);
         }
-        out.zones.push(zone);
+        zone
     }
-    out.vmids.sort_by_key(|(start, _, _)| *start);
-    out
+
+    /// The zone's CIDRs, each refused when another zone (or this one) already has it.
+    fn claim_cidrs(&mut self, sink: &mut Sink<'_>, rz: &RawZone, id: ZoneId, zone: &mut Zone) {
+        for text in &rz.cidrs {
+            let Some(net) = parse_cidr(sink, text) else {
+                continue;
+            };
+            if let Some(other) = self.cidr_owners.insert(net, zone.name.clone()) {
+                sink.error(
+                    text.span(),
+                    format!("CIDR {net} is already in zone `{other}`: a CIDR belongs to one zone"),
+                );
+                continue;
+            }
+            zone.cidrs.push(net);
+            self.out.cidrs.push((net, id));
+        }
+    }
+
+    /// The zone's VMID ranges, each refused when it overlaps one already claimed.
+    fn claim_vmids(&mut self, sink: &mut Sink<'_>, rz: &RawZone, id: ZoneId, zone: &mut Zone) {
+        for text in &rz.vmids {
+            let Some((start, end)) = parse_vmids(sink, text) else {
+                continue;
+            };
+            if let Some((s, e, other)) = self
+                .vmid_owners
+                .iter()
+                .find(|(s, e, _)| start <= *e && *s <= end)
+            {
+                sink.error(
+                    text.span(),
+                    format!("VMID range {start}-{end} overlaps {s}-{e} of zone `{other}`"),
+                );
+                continue;
+            }
+            self.vmid_owners.push((start, end, zone.name.clone()));
+            zone.vmids.push((start, end));
+            self.out.vmids.push((start, end, id));
+        }
+    }
+
+    /// The zones, with the VMID ranges sorted for lookup.
+    fn finish(mut self) -> Zoned {
+        self.out.vmids.sort_by_key(|(start, _, _)| *start);
+        self.out
+    }
 }
 
 fn label_selectors(

@@ -1,5 +1,6 @@
 use std::net::IpAddr;
 
+use super::grant::most_generous;
 use super::*;
 use crate::request::TargetFacts;
 

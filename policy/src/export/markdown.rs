@@ -3,11 +3,21 @@
 use std::fmt::Write as _;
 
 use crate::model::Access;
-use crate::policy::{Cell, Grant, Policy};
+use crate::policy::{Cell, Grant, Policy, RoleConstraints};
 
 /// The policy as Markdown tables, laid out like the seed's firewall matrix.
 pub fn markdown(policy: &Policy) -> String {
     let mut out = String::new();
+    header(policy, &mut out);
+    zones_table(policy, &mut out);
+    services_table(policy, &mut out);
+    matrix_table(policy, &mut out);
+    roles_table(policy, &mut out);
+    out
+}
+
+/// The title, the description, the policy's hash and the legend.
+fn header(policy: &Policy, out: &mut String) {
     let _ = writeln!(out, "# Zone firewall matrix\n");
     if let Some(d) = &policy.description {
         let _ = writeln!(out, "{}\n", escape(d));
@@ -19,7 +29,9 @@ pub fn markdown(policy: &Policy) -> String {
          Broker zone (the workers' leg): **{}**.\n",
         policy.broker_zone()
     );
+}
 
+fn zones_table(policy: &Policy, out: &mut String) {
     let _ = writeln!(out, "## Zones\n");
     let _ = writeln!(
         out,
@@ -55,7 +67,10 @@ pub fn markdown(policy: &Policy) -> String {
             escape(z.description.as_deref().unwrap_or("")),
         );
     }
+}
 
+/// The services, then the service sets.
+fn services_table(policy: &Policy, out: &mut String) {
     let _ = writeln!(out, "\n## Services\n");
     let _ = writeln!(
         out,
@@ -86,10 +101,6 @@ pub fn markdown(policy: &Policy) -> String {
         let members: Vec<&str> = members.iter().map(|m| policy.service_name(*m)).collect();
         let _ = writeln!(out, "\nService set `{name}` = {}.", members.join(", "));
     }
-
-    matrix_table(policy, &mut out);
-    roles_table(policy, &mut out);
-    out
 }
 
 fn matrix_table(policy: &Policy, out: &mut String) {
@@ -145,21 +156,6 @@ fn roles_table(policy: &Policy, out: &mut String) {
     );
     for role in &policy.roles {
         let grants: Vec<String> = role.grants.iter().map(|g| grant_text(policy, g)).collect();
-        let c = &role.constraints;
-        let mut constraints = Vec::new();
-        if let Some(s) = c.max_session_secs {
-            constraints.push(format!("max {s} s"));
-        }
-        if let Some(n) = c.connection_limit {
-            constraints.push(format!("{n} connections"));
-        }
-        if let Some(src) = &c.source_zones {
-            let names: Vec<&str> = src.iter().map(|z| policy.zone_name(z)).collect();
-            constraints.push(format!("from {}", names.join(", ")));
-        }
-        if let Some(mfa) = &c.mfa {
-            constraints.push(format!("MFA: {}", mfa.describe()));
-        }
         let permissions: Vec<&str> = role.permissions.iter().map(|p| p.as_str()).collect();
         let groups = format!(
             "{} ({})",
@@ -183,10 +179,29 @@ fn roles_table(policy: &Policy, out: &mut String) {
             } else {
                 grants.join("; ")
             }),
-            escape(&constraints.join("; ")),
+            escape(&constraints_text(policy, &role.constraints)),
             permissions.join(", "),
         );
     }
+}
+
+/// A role's constraints, `; `-separated.
+fn constraints_text(policy: &Policy, c: &RoleConstraints) -> String {
+    let mut constraints = Vec::new();
+    if let Some(s) = c.max_session_secs {
+        constraints.push(format!("max {s} s"));
+    }
+    if let Some(n) = c.connection_limit {
+        constraints.push(format!("{n} connections"));
+    }
+    if let Some(src) = &c.source_zones {
+        let names: Vec<&str> = src.iter().map(|z| policy.zone_name(z)).collect();
+        constraints.push(format!("from {}", names.join(", ")));
+    }
+    if let Some(mfa) = &c.mfa {
+        constraints.push(format!("MFA: {}", mfa.describe()));
+    }
+    constraints.join("; ")
 }
 
 fn grant_text(policy: &Policy, g: &Grant) -> String {

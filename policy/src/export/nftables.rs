@@ -55,20 +55,63 @@ impl Family {
 
 /// An nftables ruleset (`nft -f`) enforcing the matrix on the network.
 pub fn nftables(policy: &Policy, options: &ExportOptions) -> String {
-    let idents = zone_idents(policy, '_', 40);
-    let sets: Vec<Vec<IpNet>> = (0..policy.zones.len())
-        .map(|z| effective_cidrs(policy, z))
-        .collect();
-    let workers: Vec<IpNet> = if options.worker_addrs.is_empty() {
-        sets.get(policy.broker).cloned().unwrap_or_default()
-    } else {
-        options
-            .worker_addrs
-            .iter()
-            .map(|a| IpNet::from(a.to_canonical()))
-            .collect()
-    };
+    let sets = Sets::new(policy, options);
     let mut out = String::new();
+    write_header(&mut out, policy);
+    let _ = writeln!(out, "table inet portcullis {{");
+    write_address_sets(&mut out, policy, &sets);
+    write_forward_chain(&mut out, policy, &sets);
+    let _ = writeln!(out, "}}");
+    out
+}
+
+/// The address sets the rules match on.
+struct Sets {
+    /// Per zone, the identifier of its `zone_*` sets.
+    idents: Vec<String>,
+    /// Per zone, the addresses that really resolve to it.
+    zones: Vec<Vec<IpNet>>,
+    /// The workers' addresses, or the broker zone's when none is known.
+    workers: Vec<IpNet>,
+}
+
+impl Sets {
+    fn new(policy: &Policy, options: &ExportOptions) -> Sets {
+        let zones: Vec<Vec<IpNet>> = (0..policy.zones.len())
+            .map(|z| effective_cidrs(policy, z))
+            .collect();
+        let workers: Vec<IpNet> = if options.worker_addrs.is_empty() {
+            zones.get(policy.broker).cloned().unwrap_or_default()
+        } else {
+            options
+                .worker_addrs
+                .iter()
+                .map(|a| IpNet::from(a.to_canonical()))
+                .collect()
+        };
+        Sets {
+            idents: zone_idents(policy, '_', 40),
+            zones,
+            workers,
+        }
+    }
+
+    /// `zone_<ident>`: the name of a zone's sets, without the family suffix.
+    fn name(&self, zone: ZoneId) -> String {
+        format!(
+            "zone_{}",
+            self.idents.get(zone).map(String::as_str).unwrap_or("z")
+        )
+    }
+
+    fn cidrs(&self, zone: ZoneId) -> &[IpNet] {
+        self.zones.get(zone).map(Vec::as_slice).unwrap_or_default()
+    }
+}
+
+/// The shebang, where the ruleset comes from, and the lines that make loading it replace
+/// the previous one.
+fn write_header(out: &mut String, policy: &Policy) {
     let _ = writeln!(out, "#!/usr/sbin/nft -f");
     let _ = writeln!(
         out,
@@ -81,18 +124,24 @@ pub fn nftables(policy: &Policy, options: &ExportOptions) -> String {
     );
     let _ = writeln!(out, "table inet portcullis");
     let _ = writeln!(out, "delete table inet portcullis\n");
-    let _ = writeln!(out, "table inet portcullis {{");
-    for (zone, cidrs) in sets.iter().enumerate() {
-        let name = idents.get(zone).map(String::as_str).unwrap_or("z");
+}
+
+/// An interval set per zone and address family, then the workers'.
+fn write_address_sets(out: &mut String, policy: &Policy, sets: &Sets) {
+    for zone in 0..sets.zones.len() {
         let _ = writeln!(out, "\t# {}", policy.zone_name(zone));
-        write_sets(&mut out, &format!("zone_{name}"), cidrs);
+        write_sets(out, &sets.name(zone), sets.cidrs(zone));
     }
     let _ = writeln!(
         out,
         "\t# The Portcullis workers: the only source of broker-only traffic."
     );
-    write_sets(&mut out, "workers", &workers);
+    write_sets(out, "workers", &sets.workers);
+}
 
+/// The `forward` chain: drop by default, keep established flows, and each declared cell's
+/// rules in matrix order.
+fn write_forward_chain(out: &mut String, policy: &Policy, sets: &Sets) {
     let _ = writeln!(out, "\tchain forward {{");
     let _ = writeln!(
         out,
@@ -103,71 +152,70 @@ pub fn nftables(policy: &Policy, options: &ExportOptions) -> String {
     let n = policy.zones.len();
     for src in 0..n {
         for dst in 0..n {
-            let cell = policy.cell(src, dst);
-            if !cell.declared {
-                continue;
-            }
-            let _ = writeln!(
-                out,
-                "\t\t# {}",
-                crate::evaluate::describe(policy, src, dst, cell)
-            );
-            let src_set = format!(
-                "zone_{}",
-                idents.get(src).map(String::as_str).unwrap_or("z")
-            );
-            let dst_set = format!(
-                "zone_{}",
-                idents.get(dst).map(String::as_str).unwrap_or("z")
-            );
-            let opened = openings(policy, cell, dst);
-            match cell.access {
-                Access::Deny => {}
-                Access::BrokerOnly => {
-                    let dst_cidrs = sets.get(dst).map(Vec::as_slice).unwrap_or_default();
-                    for f in [Family::V4, Family::V6] {
-                        if has(&workers, f) && has(dst_cidrs, f) {
-                            let m = format!(
-                                "{k} saddr @workers_{s} {k} daddr @{dst_set}_{s}",
-                                k = f.keyword(),
-                                s = f.suffix()
-                            );
-                            service_rules(&mut out, &opened, &m);
-                        }
-                    }
-                }
-                Access::Allow | Access::MtlsOnly if cell.same_microsegment => {
-                    for seg in 0..segment_count_for_export(policy, src, SEGMENT_CAP) {
-                        if let Some(block) = segment_block(policy, src, seg) {
-                            let k = Family::of(&block).keyword();
-                            let m = format!("{k} saddr {block} {k} daddr {block}");
-                            service_rules(&mut out, &opened, &m);
-                        }
-                    }
-                }
-                Access::Allow | Access::MtlsOnly => {
-                    let (s, d) = (cidrs_of(&sets, src), cidrs_of(&sets, dst));
-                    for f in [Family::V4, Family::V6] {
-                        if has(s, f) && has(d, f) {
-                            let m = format!(
-                                "{k} saddr @{src_set}_{x} {k} daddr @{dst_set}_{x}",
-                                k = f.keyword(),
-                                x = f.suffix()
-                            );
-                            service_rules(&mut out, &opened, &m);
-                        }
-                    }
-                }
-            }
+            write_cell_rules(out, policy, sets, src, dst);
         }
     }
     let _ = writeln!(out, "\t}}");
-    let _ = writeln!(out, "}}");
-    out
 }
 
-fn cidrs_of(sets: &[Vec<IpNet>], zone: ZoneId) -> &[IpNet] {
-    sets.get(zone).map(Vec::as_slice).unwrap_or_default()
+/// A declared cell's comment and accept rules: from the workers for a broker-only cell,
+/// within each microsegment for one limited to a microsegment, else between the zones.
+fn write_cell_rules(out: &mut String, policy: &Policy, sets: &Sets, src: ZoneId, dst: ZoneId) {
+    let cell = policy.cell(src, dst);
+    if !cell.declared {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\t\t# {}",
+        crate::evaluate::describe(policy, src, dst, cell)
+    );
+    let opened = openings(policy, cell, dst);
+    let matches = match cell.access {
+        Access::Deny => Vec::new(),
+        Access::BrokerOnly => set_matches(
+            ("workers", &sets.workers),
+            (&sets.name(dst), sets.cidrs(dst)),
+        ),
+        Access::Allow | Access::MtlsOnly if cell.same_microsegment => {
+            microsegment_matches(policy, src)
+        }
+        Access::Allow | Access::MtlsOnly => set_matches(
+            (&sets.name(src), sets.cidrs(src)),
+            (&sets.name(dst), sets.cidrs(dst)),
+        ),
+    };
+    for m in matches {
+        service_rules(out, &opened, &m);
+    }
+}
+
+/// `ip saddr @<src>_v4 ip daddr @<dst>_v4`, per address family both sides have.
+fn set_matches(src: (&str, &[IpNet]), dst: (&str, &[IpNet])) -> Vec<String> {
+    [Family::V4, Family::V6]
+        .into_iter()
+        .filter(|f| has(src.1, *f) && has(dst.1, *f))
+        .map(|f| {
+            format!(
+                "{k} saddr @{s}_{x} {k} daddr @{d}_{x}",
+                k = f.keyword(),
+                s = src.0,
+                d = dst.0,
+                x = f.suffix()
+            )
+        })
+        .collect()
+}
+
+/// `ip saddr <block> ip daddr <block>`, per microsegment block of the zone spelled out.
+fn microsegment_matches(policy: &Policy, zone: ZoneId) -> Vec<String> {
+    (0..segment_count_for_export(policy, zone, SEGMENT_CAP))
+        .filter_map(|seg| segment_block(policy, zone, seg))
+        .map(|block| {
+            let k = Family::of(&block).keyword();
+            format!("{k} saddr {block} {k} daddr {block}")
+        })
+        .collect()
 }
 
 fn has(cidrs: &[IpNet], family: Family) -> bool {

@@ -220,3 +220,108 @@ fn broker_only_cells_open_to_the_workers_only_what_a_session_can_carry() {
         "{fw}"
     );
 }
+
+/// The policies the golden files export.
+const GOLDEN_POLICIES: [(&str, &str); 3] = [
+    ("seed", SEED),
+    ("dev", DEV),
+    ("half-open-leg", HALF_OPEN_LEG),
+];
+
+/// The export cases the golden files hold: the seed, the dev policy and [`HALF_OPEN_LEG`],
+/// each with IPv4 workers and known targets, with workers of both families, and with no
+/// workers (the broker zone's CIDRs stand in for them).
+fn golden_cases() -> Vec<(String, Policy, ExportOptions)> {
+    let both_families = ExportOptions {
+        worker_addrs: vec![
+            "10.10.5.10".parse().unwrap(),
+            "fd00::5".parse().unwrap(),
+            "::ffff:127.0.0.2".parse().unwrap(),
+        ],
+        targets: vec![
+            (4000, "WORKLOADS".into()),
+            (4999, "WORKLOADS".into()),
+            (5001, "OBSERVABILITY".into()),
+            (1, "LOCAL".into()),
+        ],
+    };
+    let mut cases = Vec::new();
+    for (name, text) in GOLDEN_POLICIES {
+        let policy = Policy::parse(text).unwrap();
+        for (label, opts) in [
+            ("ipv4 workers", options()),
+            ("workers of both families", both_families.clone()),
+            ("no workers", ExportOptions::default()),
+        ] {
+            cases.push((format!("{name}, {label}"), policy.clone(), opts));
+        }
+    }
+    cases
+}
+
+/// Compares `actual` with the checked-in `golden/<file>`. After an intended change of an
+/// exporter's output, rewrite the file with `PORTCULLIS_BLESS=1 cargo test -p
+/// portcullis-policy golden` and review its diff.
+fn assert_golden(file: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/export/golden")
+        .join(file);
+    if std::env::var_os("PORTCULLIS_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap();
+    if let Some((n, (want, got))) = expected
+        .lines()
+        .zip(actual.lines())
+        .enumerate()
+        .find(|(_, (want, got))| want != got)
+    {
+        panic!(
+            "{file} differs at line {}:\nexpected: {want}\n  actual: {got}\n\
+             (if intended, rerun with PORTCULLIS_BLESS=1 and review the diff)",
+            n + 1
+        );
+    }
+    assert_eq!(
+        expected.len(),
+        actual.len(),
+        "{file}: one output is a prefix of the other (if intended, rerun with PORTCULLIS_BLESS=1)"
+    );
+}
+
+#[test]
+fn markdown_matches_its_golden_file() {
+    let mut out = String::new();
+    for (name, text) in GOLDEN_POLICIES {
+        out.push_str(&format!("==== {name} ====\n"));
+        out.push_str(&markdown(&Policy::parse(text).unwrap()));
+    }
+    assert_golden("markdown.md", &out);
+}
+
+#[test]
+fn nftables_matches_its_golden_file() {
+    let mut out = String::new();
+    for (case, policy, options) in golden_cases() {
+        out.push_str(&format!("==== {case} ====\n"));
+        out.push_str(&nftables(&policy, &options));
+    }
+    assert_golden("nftables.nft", &out);
+}
+
+#[test]
+fn proxmox_matches_its_golden_file() {
+    let mut out = String::new();
+    for (case, policy, options) in golden_cases() {
+        let export = proxmox(&policy, &options);
+        out.push_str(&format!(
+            "==== {case}: cluster.fw ====\n{}",
+            export.cluster_fw
+        ));
+        for (vmid, text) in &export.vm_fw {
+            out.push_str(&format!("==== {case}: {vmid}.fw ====\n{text}"));
+        }
+    }
+    assert_golden("proxmox.fw", &out);
+}

@@ -1,0 +1,163 @@
+//! Step (3) of a brokered session's decision: a role the identity is a member of grants the
+//! target zone and service, with its constraints met. Consulted only after the matrix
+//! admitted the request, so a role never widens it.
+
+use super::Ask;
+use crate::policy::{Grant, IdSet, Policy, RoleConstraints};
+use crate::request::{Decision, Identity, Outcome};
+
+/// Step (3): the roles the identity is a member of that grant the target zone and service,
+/// with their constraints met. Allows with the most generous limits and every login they
+/// give; denies with the first unmet constraint, or with what the roles lack.
+pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -> Decision {
+    let (dst, service) = (ask.dst.zone, ask.service);
+    let (dst_name, svc_name) = (policy.zone_name(dst), policy.service_name(service));
+    let members = policy.groups.members_of(&ask.identity.groups);
+    if members.is_empty() {
+        d.reason = no_member_reason(&ask.identity.groups);
+        d.role_rule = Some(format!(
+            "no role: a role granting `{svc_name}` in {dst_name} needs one of your groups as a member"
+        ));
+        return d;
+    }
+    // The first unmet constraint: the reason in words, and the role rule that failed.
+    let mut failure: Option<(String, String)> = None;
+    let mut max_session: Option<Option<u64>> = None;
+    let mut connection_limit: Option<Option<u32>> = None;
+    for role in members.iter().filter_map(|id| policy.roles.get(id)) {
+        let mut grants = role
+            .grants
+            .iter()
+            .filter(|g| g.zones.contains(dst) && g.services.contains(service))
+            .peekable();
+        if grants.peek().is_none() {
+            continue;
+        }
+        let c = &role.constraints;
+        if let Some(unmet) = unmet_constraint(policy, c, ask, now) {
+            failure.get_or_insert_with(|| {
+                (
+                    format!(
+                        "role `{}` grants `{svc_name}` in {dst_name}, but {unmet}",
+                        role.name
+                    ),
+                    format!(
+                        "role {}: grants {svc_name} in {dst_name}; unmet: {unmet}",
+                        role.name
+                    ),
+                )
+            });
+            continue;
+        }
+        d.cells.push(format!(
+            "role {}: grants {svc_name} in {dst_name}",
+            role.name
+        ));
+        d.roles.push(role.name.clone());
+        max_session = Some(most_generous(max_session, c.max_session_secs));
+        connection_limit = Some(most_generous(connection_limit, c.connection_limit));
+        add_logins(&mut d.constraints.logins, grants, ask.identity);
+    }
+    if d.roles.is_empty() {
+        let (reason, rule) =
+            failure.unwrap_or_else(|| nothing_granted(policy, &members, svc_name, dst_name));
+        d.reason = reason;
+        d.role_rule = Some(rule);
+        return d;
+    }
+    d.constraints.max_session_secs = max_session.flatten();
+    d.constraints.connection_limit = connection_limit.flatten();
+    d.outcome = Outcome::Allow;
+    d.reason = format!(
+        "allowed through a session: {} -> {dst_name} admits `{svc_name}`, the broker's leg allows it, and role {} grants it",
+        d.source_zone.as_deref().unwrap_or("?"),
+        d.roles.join(", ")
+    );
+    d
+}
+
+/// Why no role applies when the identity's groups make it a member of none.
+fn no_member_reason(groups: &[String]) -> String {
+    if groups.is_empty() {
+        "you are in no group, so no role grants you anything".into()
+    } else {
+        format!(
+            "none of your groups ({}) is a member of any role",
+            groups.join(", ")
+        )
+    }
+}
+
+/// The first constraint of a granting role that the request does not meet, in words: the
+/// source zone first, then MFA.
+fn unmet_constraint(
+    policy: &Policy,
+    constraints: &RoleConstraints,
+    ask: &Ask<'_>,
+    now: u64,
+) -> Option<String> {
+    let src = ask.src.zone;
+    if constraints
+        .source_zones
+        .as_ref()
+        .is_some_and(|s| !s.contains(src))
+    {
+        return Some(format!(
+            "only from its source zones, not from {}",
+            policy.zone_name(src)
+        ));
+    }
+    constraints
+        .mfa
+        .as_ref()
+        .and_then(|mfa| mfa.check(ask.identity, now).err())
+}
+
+/// Adds the login names the grants render for the identity, in order, skipping repeats.
+fn add_logins<'a>(
+    logins: &mut Vec<String>,
+    grants: impl Iterator<Item = &'a Grant>,
+    identity: &Identity,
+) {
+    for login in grants.flat_map(|g| g.logins.iter()) {
+        if let Some(name) = login.render(identity) {
+            if !logins.contains(&name) {
+                logins.push(name);
+            }
+        }
+    }
+}
+
+/// The denial when the identity's roles grant nothing for the service in the zone: the
+/// reason in words and the role rule.
+fn nothing_granted(
+    policy: &Policy,
+    members: &IdSet,
+    svc_name: &str,
+    dst_name: &str,
+) -> (String, String) {
+    let names: Vec<&str> = members
+        .iter()
+        .filter_map(|id| policy.roles.get(id))
+        .map(|r| r.name.as_str())
+        .collect();
+    (
+        format!(
+            "your roles ({}) grant nothing for `{svc_name}` in {dst_name}",
+            names.join(", ")
+        ),
+        format!(
+            "roles {}: none grants {svc_name} in {dst_name}",
+            names.join(", ")
+        ),
+    )
+}
+
+/// Combines limits across granting roles: no limit beats any limit, else the larger.
+pub(super) fn most_generous<T: Ord>(acc: Option<Option<T>>, next: Option<T>) -> Option<T> {
+    match (acc, next) {
+        (None, next) => next,
+        (Some(None), _) | (_, None) => None,
+        (Some(Some(a)), Some(b)) => Some(a.max(b)),
+    }
+}
