@@ -55,7 +55,7 @@ fn every_path_the_architecture_doc_names_exists() {
         }
     }
     assert!(
-        checked >= 100,
+        checked >= 40,
         "only {checked} paths found in docs/architecture.md"
     );
     assert!(
