@@ -125,6 +125,9 @@ pub struct Controller {
     ca_der: rustls_pki_types::CertificateDer<'static>,
     ca_pem: String,
     vault_token_ttl: std::time::Duration,
+    /// SIGHUP, registered at start (before the readiness line), so that a reload signal
+    /// never meets the default action, which would end the process.
+    hangups: Option<tokio::signal::unix::Signal>,
 }
 
 impl Controller {
@@ -195,6 +198,9 @@ impl Controller {
             ca_der: ca.cert_der.clone(),
             ca_pem: ca.cert_pem,
             vault_token_ttl,
+            hangups: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(|e| tracing::warn!(error = %e, "SIGHUP cannot be caught; reload the policy through the API"))
+                .ok(),
         })
     }
 
@@ -256,6 +262,12 @@ impl Controller {
             &shutdown,
         );
         let sinks = audit::sink::spawn_all(&state, &shutdown);
+        let reloads = self.hangups.map(|hangups| {
+            tokio::spawn(
+                policy_file::reload_on_hangup(state.clone(), hangups, shutdown.clone())
+                    .instrument(tracing::info_span!("policy_reload", controller.id = %id)),
+            )
+        });
         let vault_tasks = state.vault.clone().map(|vault| {
             let renew = tokio::spawn(
                 vault
@@ -287,6 +299,9 @@ impl Controller {
         }
         if let Some(listener) = listener {
             let _ = listener.await;
+        }
+        if let Some(reloads) = reloads {
+            let _ = reloads.await;
         }
         if let Some((renew, job)) = vault_tasks {
             let _ = renew.await;

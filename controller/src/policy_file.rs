@@ -59,6 +59,29 @@ pub async fn reload(state: &AppState, actor: Actor) -> Result<ReloadOutcome, Str
     })
 }
 
+/// Reloads the policy at every SIGHUP until `shutdown` (an invalid file is refused and the
+/// old policy stays; both are audited by [`reload`]).
+pub(crate) async fn reload_on_hangup(
+    state: AppState,
+    mut hangups: tokio::signal::unix::Signal,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hangups.recv() => if got.is_none() { return },
+        }
+        match reload(&state, Actor::system()).await {
+            Ok(outcome) => {
+                tracing::info!(policy.hash = %outcome.hash, sessions.ended = outcome.sessions_ended, "policy reloaded")
+            }
+            Err(message) => {
+                tracing::error!(error = %portcullis_proto::text::escaped(&message), "policy reload refused; the old policy stays")
+            }
+        }
+    }
+}
+
 async fn end_disallowed(
     state: &AppState,
     policy: &Policy,

@@ -172,38 +172,6 @@ pub(crate) async fn terminated() {
     }
 }
 
-/// Reloads the policy at every SIGHUP until `shutdown`.
-pub(crate) fn reload_on_sighup(
-    state: portcullis_controller::AppState,
-    shutdown: CancellationToken,
-) {
-    tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                got = hup.recv() => if got.is_none() { return },
-            }
-            match portcullis_controller::admin::reload_policy(
-                &state,
-                portcullis_audit::Actor::system(),
-            )
-            .await
-            {
-                Ok(outcome) => {
-                    tracing::info!(policy.hash = %outcome.hash, sessions.ended = outcome.sessions_ended, "policy reloaded")
-                }
-                Err(message) => {
-                    tracing::error!(error = %portcullis_proto::text::escaped(&message), "policy reload refused; the old policy stays")
-                }
-            }
-        }
-    });
-}
-
 pub(crate) async fn run_controller(
     cmd: ControllerCommand,
     master_key: Option<SecretString>,
@@ -268,7 +236,6 @@ async fn serve_controller(config: portcullis_controller::Config) -> anyhow::Resu
     });
     println!("{ready}");
     let shutdown = CancellationToken::new();
-    reload_on_sighup(controller.state().clone(), shutdown.clone());
     let stop = shutdown.clone();
     tokio::spawn(async move {
         terminated().await;

@@ -165,7 +165,6 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<i32> {
     println!("{ready}");
     eprintln!("Portcullis dev is up. In another shell:\n  . {}\n  portcullis targets list\n  portcullis connect echo --listen-port 0", env_path.display());
 
-    super::daemon::reload_on_sighup(app.clone(), shutdown.clone());
     let worker_shutdown = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(worker_shutdown.clone()));
     super::daemon::terminated().await;
