@@ -87,6 +87,12 @@ impl Inner {
     }
 }
 
+/// Whether a controller last heard at `last_heard` (`None`: never) was heard less than `grace`
+/// before `now`.
+pub fn heard_within(last_heard: Option<Instant>, grace: Duration, now: Instant) -> bool {
+    last_heard.is_some_and(|t| now.duration_since(t) < grace)
+}
+
 /// What the admission of a new connection found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Admission {
@@ -180,8 +186,12 @@ impl Table {
     }
 
     pub fn fresh(&self, grace: Duration) -> bool {
-        let now = self.clock.instant();
-        self.with(|i| i.last_heard.is_some_and(|t| now.duration_since(t) < grace))
+        heard_within(self.last_heard(), grace, self.clock.instant())
+    }
+
+    /// When a controller was last heard (the table's monotonic clock); `None` if never.
+    pub fn last_heard(&self) -> Option<Instant> {
+        self.with(|i| i.last_heard)
     }
 
     /// Counts a connection against the session's limit (0 = unlimited); `expires_at` is the

@@ -3,18 +3,26 @@
 //! client key, the session's state, the controller's freshness and the grant's endpoint; then
 //! the session table counts the connection against the session's limit. A session's first
 //! connection here is admitted only with the controller's online answer ([`ask_controller`]).
+//!
+//! Every decision is [`check`]'s, a module with no I/O; this module is its edge: it gathers
+//! the facts (the worker's clock, the session table, the TLS connection), hands them over, and
+//! acts on the answer.
+
+mod check;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use portcullis_proto::grant::{self, GrantClaims, GrantError};
-use portcullis_proto::link::{AdmitFirst, Request, Response};
-use portcullis_proto::proxy::{ClientHello, RefusalCode};
+use portcullis_proto::grant::{self, GrantClaims};
+use portcullis_proto::link::{AdmitFirst, Request};
+use portcullis_proto::proxy::ClientHello;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+use self::check::{Counted, Facts};
 use super::handshake::Refusal;
-use crate::table::Admission;
 use crate::Shared;
 
 /// A connection the worker admitted, counted in the session table.
@@ -36,62 +44,34 @@ pub(super) fn admit(
     peer: SocketAddr,
     hello: ClientHello,
 ) -> Result<Admitted, Refusal> {
-    check_hello(shared, &hello)?;
-    let claims = verify_grant(shared, &hello.grant)?;
-    let span = tracing::Span::current();
-    span.record("session.id", claims.sid.as_str());
-    let endpoint = check_claims(shared, &claims, peer, client_key(tls).as_deref())?;
-    let connection_id = format!("c_{}", hex::encode(rand_bytes()));
-    span.record("connection.id", connection_id.as_str());
-    let first = count_connection(shared, &claims)?;
-    Ok(Admitted {
-        claims,
-        endpoint,
-        connection_id,
-        first,
-    })
-}
-
-/// The hello speaks this worker's protocol version, and the worker is not draining.
-fn check_hello(shared: &Shared, hello: &ClientHello) -> Result<(), Refusal> {
-    if hello.protocol_version != portcullis_proto::PROTOCOL_VERSION {
-        return Err(Refusal::new(
-            RefusalCode::UnsupportedVersion,
-            format!(
-                "protocol version {} is not supported; this worker speaks version {}: use a client of the same release",
-                hello.protocol_version,
-                portcullis_proto::PROTOCOL_VERSION
-            ),
-        ));
-    }
-    if shared.draining.is_cancelled() {
-        return Err(Refusal::new(
-            RefusalCode::Draining,
-            "the worker is shutting down; retry to reach another worker",
-        ));
-    }
-    Ok(())
-}
-
-/// The grant is signed by a current grant key, unexpired, and for this worker.
-fn verify_grant(shared: &Shared, token: &str) -> Result<GrantClaims, Refusal> {
-    match grant::verify(
-        token,
+    check::check_hello(&hello, shared.draining.is_cancelled())?;
+    let claims = grant::verify(
+        &hello.grant,
         &shared.table.keys(),
         &shared.identity.worker_id,
         shared.clock.unix_secs(),
-    ) {
-        Ok(c) => Ok(c),
-        Err(GrantError::Expired) => Err(Refusal::new(
-            RefusalCode::ExpiredGrant,
-            "the grant has expired",
-        )),
-        Err(GrantError::WrongAudience) => Err(Refusal::new(
-            RefusalCode::WrongWorker,
-            "the grant is for another worker",
-        )),
-        Err(e) => Err(Refusal::new(RefusalCode::InvalidGrant, e.to_string())),
-    }
+    )
+    .map_err(check::refuse_grant)?;
+    let span = tracing::Span::current();
+    span.record("session.id", claims.sid.as_str());
+    let client_key = client_key(tls);
+    let facts = Facts {
+        peer: peer.ip(),
+        client_key: client_key.as_deref(),
+        session_ended: shared.table.end_reason(&claims.sid),
+        controller_heard: shared.table.last_heard(),
+        admit_grace: shared.config.admit_grace,
+    };
+    let permit = check::check(&claims, &facts, shared.clock.instant())?;
+    let connection_id = format!("c_{}", hex::encode(rand_bytes()));
+    span.record("connection.id", connection_id.as_str());
+    let counted = check::count(shared.table.admit(&claims.sid, claims.lim, claims.exp))?;
+    Ok(Admitted {
+        claims,
+        endpoint: permit.endpoint,
+        connection_id,
+        first: counted == Counted::AskController,
+    })
 }
 
 /// The fingerprint of the key the client's TLS certificate carries, if it has one.
@@ -107,79 +87,15 @@ fn client_key(tls: &TlsStream<TcpStream>) -> Option<String> {
         })
 }
 
-/// The grant's claims hold for this connection and its session may take one: the client
-/// connects from the grant's source with the grant's key, the session has not ended, a
-/// controller was heard recently. Returns the endpoint to dial.
-fn check_claims(
-    shared: &Shared,
-    claims: &GrantClaims,
-    peer: SocketAddr,
-    client_key: Option<&str>,
-) -> Result<SocketAddr, Refusal> {
-    if claims.src != peer.ip().to_string() {
-        return Err(Refusal::new(
-            RefusalCode::WrongSource,
-            format!("the grant is for source {}, not {}", claims.src, peer.ip()),
-        ));
-    }
-    if client_key != Some(claims.ckh.as_str()) {
-        return Err(Refusal::new(
-            RefusalCode::WrongClientKey,
-            "the TLS client key is not the one the grant names",
-        ));
-    }
-    if let Some(why) = shared.table.end_reason(&claims.sid) {
-        return Err(Refusal::new(
-            RefusalCode::SessionEnded,
-            format!("the session has ended ({why})"),
-        ));
-    }
-    if !shared.table.fresh(shared.config.admit_grace) {
-        return Err(Refusal::new(
-            RefusalCode::ControllerUnreachable,
-            "no controller has been heard recently; no new connections are admitted",
-        ));
-    }
-    claims.dst.parse().map_err(|_| {
-        Refusal::new(
-            RefusalCode::InvalidGrant,
-            "the grant's endpoint is not IP:PORT",
-        )
-    })
-}
-
-/// Counts the connection against its session's limit; whether it is the session's first here.
-fn count_connection(shared: &Shared, claims: &GrantClaims) -> Result<bool, Refusal> {
-    match shared.table.admit(&claims.sid, claims.lim, claims.exp) {
-        Admission::Ended(why) => Err(Refusal::new(
-            RefusalCode::SessionEnded,
-            format!("the session has ended ({why})"),
-        )),
-        Admission::LimitReached => Err(Refusal::new(
-            RefusalCode::ConnectionLimit,
-            "the session's connection limit is reached",
-        )),
-        Admission::Local => Ok(false),
-        Admission::First => Ok(true),
-    }
-}
-
 /// Asks the controller to admit a session's first connection (it records the session as
 /// active); the refusal to send the client otherwise.
 pub(super) async fn ask_controller(shared: &Shared, admit: AdmitFirst) -> Result<(), Refusal> {
-    match shared
-        .link
-        .request(Request::AdmitFirst(admit), Duration::from_secs(5))
-        .await
-    {
-        Ok(Response::Admitted) => Ok(()),
-        Ok(Response::Refused { reason }) => Err(Refusal::new(RefusalCode::SessionEnded, reason)),
-        Ok(other) => Err(Refusal::new(
-            RefusalCode::ControllerUnreachable,
-            format!("unexpected controller answer: {other:?}"),
-        )),
-        Err(e) => Err(Refusal::new(RefusalCode::ControllerUnreachable, e)),
-    }
+    check::answer(
+        shared
+            .link
+            .request(Request::AdmitFirst(admit), Duration::from_secs(5))
+            .await,
+    )
 }
 
 fn rand_bytes() -> [u8; 12] {

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 /// A refusal to send the client: the machine-readable code and the reason for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Refusal {
     pub(super) code: RefusalCode,
     pub(super) reason: String,
