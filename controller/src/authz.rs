@@ -1,10 +1,37 @@
-//! Identity and permissions: the bridge between stored users and the pure policy crate.
+//! Identity, permissions and session requests: the bridge between stored rows and the pure
+//! policy crate.
 
 use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
 
-use portcullis_policy::{Identity, Permission, Policy};
+use portcullis_policy::{Identity, Permission, Policy, Request, TargetFacts};
 
+use crate::store::targets::TargetRecord;
 use crate::store::users::UserRecord;
+
+/// The policy's question for a brokered session of `user` from `source` to `target`, whose
+/// address resolved to `endpoint` (asked at authorisation and again at every policy reload).
+pub(crate) fn session_request(
+    source: IpAddr,
+    user: &UserRecord,
+    target: &TargetRecord,
+    endpoint: SocketAddr,
+) -> Request {
+    Request {
+        source,
+        target: TargetFacts {
+            ip: endpoint.ip(),
+            port: endpoint.port(),
+            vmid: target.vmid,
+            tags: target.tags.clone(),
+            pool: target.pool.clone(),
+            declared_zone: target.zone.clone(),
+            service: target.service.clone(),
+        },
+        identity: identity(user),
+        via_broker: true,
+    }
+}
 
 /// The policy's view of a stored user.
 pub(crate) fn identity(user: &UserRecord) -> Identity {

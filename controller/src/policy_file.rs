@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use portcullis_policy::{Outcome, Policy, TargetFacts};
+use portcullis_policy::{Outcome, Policy};
 use portcullis_proto::link::EndReason;
 
 use crate::audit::{Actor, AuditEvent, Event};
@@ -113,20 +113,7 @@ async fn end_disallowed(
             s.client_addr.parse(),
         ) {
             (Some(user), Some(target), Ok(endpoint), Ok(source)) => {
-                let request = portcullis_policy::Request {
-                    source,
-                    target: TargetFacts {
-                        ip: endpoint.ip(),
-                        port: endpoint.port(),
-                        vmid: target.vmid,
-                        tags: target.tags.clone(),
-                        pool: target.pool.clone(),
-                        declared_zone: target.zone.clone(),
-                        service: target.service.clone(),
-                    },
-                    identity: crate::authz::identity(&user),
-                    via_broker: true,
-                };
+                let request = crate::authz::session_request(source, &user, &target, endpoint);
                 portcullis_policy::evaluate(policy, &request, now).outcome == Outcome::Allow
             }
             // A session whose user or target is gone is no longer allowed.

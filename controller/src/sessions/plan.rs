@@ -12,7 +12,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use portcullis_policy::{Decision, Outcome, Policy, TargetFacts};
+use portcullis_policy::{Decision, Outcome, Policy};
 use portcullis_proto::grant::{GrantClaims, GRANT_ISSUER};
 
 use super::error::SessionError;
@@ -175,20 +175,8 @@ pub(crate) fn decide(
             None,
         ));
     };
-    let request = portcullis_policy::Request {
-        source: principal.peer.ip(),
-        target: TargetFacts {
-            ip: endpoint.ip(),
-            port: endpoint.port(),
-            vmid: target.vmid,
-            tags: target.tags.clone(),
-            pool: target.pool.clone(),
-            declared_zone: target.zone.clone(),
-            service: target.service.clone(),
-        },
-        identity: crate::authz::identity(&principal.user),
-        via_broker: true,
-    };
+    let request =
+        crate::authz::session_request(principal.peer.ip(), &principal.user, target, endpoint);
     let decision = portcullis_policy::evaluate(policy, &request, now);
     if decision.outcome != Outcome::Allow {
         return Err(deny(decision.reason.clone(), Some(&decision)));
