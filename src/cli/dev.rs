@@ -1,9 +1,8 @@
 //! `portcullis dev`: a controller, a worker and an echo target on 127.0.0.1 with SQLite in a
 //! state directory, wired together, with `dev.env` written for the CLI in another shell.
 
-use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use anyhow::Context as _;
 use clap::Args;
 use portcullis_controller::config::{Config, MasterKeySource};
 use portcullis_controller::secret::{ExposeSecret as _, SecretString};
+use portcullis_files::write_private_atomic;
 use tokio_util::sync::CancellationToken;
 
 /// The policy `dev` uses unless `--policy` names another: zone LOCAL is 127.0.0.0/8.
@@ -56,22 +56,6 @@ pub(crate) struct DevArgs {
     /// store, keys, ports and policy still come from the flags above.
     #[arg(long)]
     pub config: Option<PathBuf>,
-}
-
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -125,7 +109,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<i32> {
     .context("the dev controller failed to start")?;
     let app = controller.state().clone();
     let ca_path = state_dir.join("ca.pem");
-    write_private(&ca_path, controller.ca_pem())?;
+    write_private_atomic(&ca_path, controller.ca_pem().as_bytes())?;
     let api_addr = controller.api_addr()?;
     let cluster_addr = controller.cluster_addr()?;
 
@@ -193,7 +177,7 @@ fn prepare_state_dir(args: &DevArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
         None => {
             let p = state_dir.join("policy.toml");
             if !p.exists() {
-                write_private(&p, DEV_POLICY)?;
+                write_private_atomic(&p, DEV_POLICY.as_bytes())?;
             }
             p
         }
@@ -239,14 +223,12 @@ fn write_dev_env(
     token: &SecretString,
 ) -> anyhow::Result<PathBuf> {
     let env_path = state_dir.join("dev.env");
-    write_private(
-        &env_path,
-        &format!(
-            "export PORTCULLIS_ADDR=https://{api_addr}\nexport PORTCULLIS_CA={}\nexport PORTCULLIS_TOKEN={}\n",
-            ca_path.display(),
-            token.expose_secret()
-        ),
-    )?;
+    let env = format!(
+        "export PORTCULLIS_ADDR=https://{api_addr}\nexport PORTCULLIS_CA={}\nexport PORTCULLIS_TOKEN={}\n",
+        ca_path.display(),
+        token.expose_secret()
+    );
+    write_private_atomic(&env_path, env.as_bytes())?;
     Ok(env_path)
 }
 

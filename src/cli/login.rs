@@ -7,8 +7,6 @@
 //! `device` (`--device`), all through `oidc`'s start and redeem calls. This file holds the
 //! arguments, the commands and the token file.
 
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -95,23 +93,13 @@ fn token_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// Writes the token file with mode 0600 (created that way, then renamed into place).
+/// Writes the token file with mode 0600 (see `portcullis_files`), creating its directory.
 fn save_token(path: &Path, token: &str) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(format!("{token}\n").as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    let text = zeroize::Zeroizing::new(format!("{token}\n"));
+    portcullis_files::write_private_atomic(path, text.as_bytes())?;
     Ok(())
 }
 
@@ -239,6 +227,8 @@ pub(crate) async fn users(cmd: UsersCommand) -> anyhow::Result<i32> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     #[test]
@@ -249,5 +239,20 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "t0k\n");
+    }
+
+    #[test]
+    fn a_file_planted_where_the_token_is_written_first_never_receives_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        let planted = dir.path().join("planted");
+        std::fs::write(&planted, "").unwrap();
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&planted, dir.path().join("token.tmp")).unwrap();
+        save_token(&path, "t0k").unwrap();
+        assert_eq!(std::fs::read_to_string(&planted).unwrap(), "");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "t0k\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

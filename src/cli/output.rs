@@ -13,6 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::Context as _;
 use portcullis_proto::text;
 use serde::Serialize;
+use unicode_width::UnicodeWidthStr as _;
 
 /// Writes `text` to stdout; a reader that went away is not an error.
 pub(crate) fn write_stdout(text: &str) -> anyhow::Result<()> {
@@ -71,7 +72,9 @@ impl Table {
         self.rows.is_empty()
     }
 
-    /// The table as text, two spaces between columns, no trailing spaces.
+    /// The table as text, two spaces between columns, no trailing spaces. Columns are padded
+    /// to the display width of their widest cell (a CJK character or an emoji takes two
+    /// terminal columns, a combining mark none), so they line up on a terminal.
     pub(crate) fn render(&self) -> String {
         let columns = self
             .rows
@@ -83,7 +86,7 @@ impl Table {
         let mut widths = vec![0usize; columns];
         for line in std::iter::once(&self.headers).chain(&self.rows) {
             for (i, cell) in line.iter().enumerate() {
-                widths[i] = widths[i].max(cell.chars().count());
+                widths[i] = widths[i].max(cell.width());
             }
         }
         let mut out = String::new();
@@ -94,7 +97,7 @@ impl Table {
                     text.push_str("  ");
                 }
                 text.push_str(cell);
-                let pad = widths[i].saturating_sub(cell.chars().count());
+                let pad = widths[i].saturating_sub(cell.width());
                 text.extend(std::iter::repeat_n(' ', pad));
             }
             out.push_str(text.trim_end());
@@ -208,6 +211,25 @@ mod tests {
             table.render(),
             "ID    NAME      ZONE\nt_1   web       -\nt_22  database\n"
         );
+    }
+
+    #[test]
+    fn wide_characters_keep_the_columns_aligned() {
+        let mut table = Table::new(["USER", "GROUPS"]);
+        table.row(["山田太郎", "ops"]);
+        table.row(["ana\u{301}", "dev"]);
+        table.row(["🦀 crab", "rust"]);
+        let rendered = table.render();
+        assert_eq!(
+            rendered,
+            "USER      GROUPS\n山田太郎  ops\nana\u{301}       dev\n🦀 crab   rust\n"
+        );
+        // Every second column starts at the same terminal column.
+        for line in rendered.lines() {
+            let first = line.split("  ").next().unwrap_or_default();
+            let gap = line[first.len()..].len() - line[first.len()..].trim_start().len();
+            assert_eq!(first.width() + gap, 10, "{line:?}");
+        }
     }
 
     #[test]

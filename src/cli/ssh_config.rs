@@ -9,15 +9,16 @@
 //! a minute left, so parallel connections to one host share a session). The ProxyCommand then
 //! only joins that session with `connect --stdio --session-file`.
 
-use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
+use portcullis_files::write_private_atomic;
 use portcullis_proto::api::{List, Target};
 use portcullis_proto::clock::{Clock as _, SystemClock};
 
 use super::connect::session_file::{read_session_file, write_session_file, SessionFile};
+use super::connect::ssh::shell_quote;
 use super::connect::tls::ClientIdentity;
 use super::http::{segment, ApiClient, ClientArgs};
 
@@ -58,10 +59,6 @@ fn quote(word: &str) -> String {
     format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn shell_quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
-
 fn safe_name(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -95,7 +92,11 @@ pub(crate) async fn run_config(args: SshConfigArgs) -> anyhow::Result<i32> {
             continue;
         };
         let dir = root.join(&t.name);
-        let prepare = format!("{} ssh-prepare {}", shell_quote(&exe), shell_quote(&t.name));
+        let prepare = format!(
+            "{} ssh-prepare {}",
+            shell_quote(&exe)?,
+            shell_quote(&t.name)?
+        );
         out.push_str(&format!(
             "\nMatch originalhost {name} exec {exec}\n\
              \tHostKeyAlias {alias}\n\
@@ -112,28 +113,13 @@ pub(crate) async fn run_config(args: SshConfigArgs) -> anyhow::Result<i32> {
             key = quote(&dir.join("id_ed25519").display().to_string()),
             cert = quote(&dir.join("id_ed25519-cert.pub").display().to_string()),
             known = quote(&dir.join("known_hosts").display().to_string()),
-            exe = shell_quote(&exe),
-            qname = shell_quote(&t.name),
-            session = shell_quote(&dir.join("session.json").display().to_string()),
+            exe = shell_quote(&exe)?,
+            qname = shell_quote(&t.name)?,
+            session = shell_quote(&dir.join("session.json").display().to_string())?,
         ));
     }
     super::output::write_stdout(&out)?;
     Ok(0)
-}
-
-fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
 
 /// True when the session on disk and its certificate are good for at least a minute more.
@@ -189,12 +175,12 @@ pub(crate) async fn run_prepare(args: SshPrepareArgs) -> anyhow::Result<i32> {
         .ssh_certificate
         .clone()
         .context("the controller returned no SSH certificate")?;
-    write_private(&dir.join("known_hosts"), known.as_bytes())?;
-    write_private(
+    write_private_atomic(&dir.join("known_hosts"), known.as_bytes())?;
+    write_private_atomic(
         &dir.join("id_ed25519"),
         key.to_openssh(ssh_key::LineEnding::LF)?.as_bytes(),
     )?;
-    write_private(
+    write_private_atomic(
         &dir.join("id_ed25519-cert.pub"),
         format!("{cert}\n").as_bytes(),
     )?;

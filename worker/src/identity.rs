@@ -1,7 +1,6 @@
 //! The worker's identity on disk: its Ed25519 key (0600), its certificate, the controller CA,
 //! and its id; created by enrolment with a join token.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -140,29 +139,11 @@ pub fn save_certificate(
     write_file(&path, &meta.to_string(), 0o644)
 }
 
-/// Writes `contents` to `path` with `mode`, atomically: a fresh temporary file (random name,
-/// created exclusively with mode 0600, so neither a leftover file nor another user's file is
-/// ever reused) is written, flushed, given `mode`, then renamed over `path`.
+/// Writes `contents` to `path` with `mode`, atomically (see `portcullis_files`: a fresh
+/// 0600 temporary file, flushed, given `mode`, renamed over `path`).
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), WorkerError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let fail = |e: &dyn std::fmt::Display| {
-        WorkerError::Identity(format!("cannot write {}: {e}", path.display()))
-    };
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".identity.")
-        .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(|e| fail(&e))?;
-    tmp.write_all(contents.as_bytes())
-        .and_then(|()| tmp.as_file().sync_all())
-        .and_then(|()| {
-            tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(mode))
-        })
-        .map_err(|e| fail(&e))?;
-    tmp.persist(path).map_err(|e| fail(&e.error))?;
-    Ok(())
+    portcullis_files::write_atomic(path, contents.as_bytes(), mode)
+        .map_err(|e| WorkerError::Identity(e.to_string()))
 }
 
 /// Verifies the controller during enrolment: the CA it presents must hash to the value in the

@@ -1,7 +1,7 @@
 //! The master key: 32 bytes that seal every private key in the store (AES-256-GCM). Its file
 //! must be readable by its owner only; `portcullis controller keygen` writes one.
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
@@ -78,42 +78,28 @@ impl MasterKey {
     /// file beside it, flushed, then moved into place, so a reader sees no key or the whole
     /// key. An existing file is refused unless `replace`.
     pub fn generate_file(path: &Path, replace: bool) -> Result<(), KeyError> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            KeyError::MasterKey(format!("cannot {what} {}: {e}", path.display()))
-        };
-        if !replace && path.symlink_metadata().is_ok() {
-            return Err(KeyError::Refused(format!(
+        let exists = || {
+            KeyError::Refused(format!(
                 "{} exists: it may be the key that seals a keyset, and a keyset cannot be opened \
                  without it. Pass --force to replace it",
                 path.display()
-            )));
-        }
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
+            ))
         };
+        if !replace && path.symlink_metadata().is_ok() {
+            return Err(exists());
+        }
         let hex = Self::generate_hex()?;
-        // tempfile creates the file with O_EXCL and mode 0600 under a fresh random name.
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".master.key.")
-            .permissions(std::fs::Permissions::from_mode(0o600))
-            .tempfile_in(dir)
-            .map_err(|e| fail("write a temporary file for", &e))?;
-        tmp.write_all(hex.expose_secret().as_bytes())
-            .and_then(|()| tmp.write_all(b"\n"))
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(|e| fail("write", &e))?;
-        if replace {
-            tmp.persist(path).map_err(|e| fail("write", &e.error))?;
+        let text = Zeroizing::new(format!("{}\n", hex.expose_secret()));
+        let written = if replace {
+            portcullis_files::write_private_atomic(path, text.as_bytes())
         } else {
             // Fails if the path appeared meanwhile: never overwrites without --force.
-            tmp.persist_noclobber(path)
-                .map_err(|e| fail("write", &e.error))?;
-        }
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| fail("flush the directory of", &e))?;
-        Ok(())
+            portcullis_files::create_private_atomic(path, text.as_bytes())
+        };
+        written.map_err(|e| match e {
+            portcullis_files::WriteError::Exists { .. } => exists(),
+            other => KeyError::MasterKey(other.to_string()),
+        })
     }
 
     /// Encrypts `plain`, binding it to `context` (the key's id and purpose): the sealed blob

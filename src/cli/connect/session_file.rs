@@ -2,13 +2,13 @@
 //! can open connections of the same session (e.g. ssh's `ProxyCommand` running
 //! `portcullis connect TARGET --stdio --session-file PATH`).
 //!
-//! It holds the session's private key and grant, so it is written mode 0600 (atomically:
-//! a 0600 temporary file renamed into place) and a reader refuses a file that other users
-//! could read or write.
+//! It holds the session's private key and grant, so it is written mode 0600 (atomically, by
+//! `portcullis_files`: a 0600 temporary file renamed into place) and a reader refuses a file
+//! that other users could read or write.
 
 use std::fmt;
-use std::io::{Read as _, Write as _};
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::io::Read as _;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
@@ -50,35 +50,11 @@ impl fmt::Debug for SessionFile {
 
 /// Writes `session` to `path` with mode 0600, replacing any file there atomically.
 pub(crate) fn write_session_file(path: &Path, session: &SessionFile) -> anyhow::Result<()> {
-    let json = serde_json::to_vec_pretty(session).context("cannot encode the session file")?;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(format!(".{}.tmp", std::process::id()));
-    let temp = dir.join(temp_name);
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)
-            .with_context(|| format!("cannot create {}", temp.display()))?;
-        file.write_all(&json)
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("cannot write {}", temp.display()))?;
-        std::fs::rename(&temp, path)
-            .with_context(|| format!("cannot move the session file into {}", path.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+    let json = zeroize::Zeroizing::new(
+        serde_json::to_vec_pretty(session).context("cannot encode the session file")?,
+    );
+    portcullis_files::write_private_atomic(path, &json)?;
+    Ok(())
 }
 
 /// A hand-off file this process wrote; removed when dropped (the session ends with us).

@@ -8,11 +8,11 @@
 //! its SSH host CAs), and runs `ssh` with `ProxyCommand` = `portcullis connect
 //! --stdio --session-file` of the same session. Host-key checking stays strict.
 
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
+use portcullis_files::write_private_atomic;
 use portcullis_proto::api::Target;
 
 use super::session_file::{HandoffFile, SessionFile};
@@ -46,20 +46,12 @@ pub(crate) struct SshArgs {
     pub client: ClientArgs,
 }
 
-fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(contents)?;
-    Ok(())
-}
-
-/// Quotes a word for the POSIX shell ssh runs `ProxyCommand` with.
-fn shell_quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
+/// Quotes a word for the POSIX shell ssh runs `ProxyCommand` and `Match exec` with; a word
+/// with a NUL byte cannot be passed and is refused.
+pub(crate) fn shell_quote(word: &str) -> anyhow::Result<String> {
+    shlex::try_quote(word)
+        .map(std::borrow::Cow::into_owned)
+        .with_context(|| format!("{word:?} cannot be passed to a shell"))
 }
 
 pub(crate) async fn run(args: SshArgs) -> anyhow::Result<i32> {
@@ -78,7 +70,7 @@ pub(crate) async fn run(args: SshArgs) -> anyhow::Result<i32> {
         .ssh_certificate
         .clone()
         .context("the controller returned no SSH certificate")?;
-    write_private(&files.cert(), format!("{cert}\n").as_bytes())?;
+    write_private_atomic(&files.cert(), format!("{cert}\n").as_bytes())?;
     let login = choose_login(args.login.as_deref(), &auth.ssh_principals, &target.name)?;
     let _handoff = HandoffFile::write(
         &files.session(),
@@ -93,7 +85,7 @@ pub(crate) async fn run(args: SshArgs) -> anyhow::Result<i32> {
             client_key_pem: identity.key_pem(),
         },
     )?;
-    write_private(&files.known_hosts(), known_hosts.as_bytes())?;
+    write_private_atomic(&files.known_hosts(), known_hosts.as_bytes())?;
 
     let proxy = proxy_command(&target.name, &files.session())?;
     eprintln!(
@@ -175,7 +167,7 @@ fn write_ssh_key(path: &Path) -> anyhow::Result<String> {
     let private = key
         .to_openssh(ssh_key::LineEnding::LF)
         .context("cannot encode the SSH key")?;
-    write_private(path, private.as_bytes())?;
+    write_private_atomic(path, private.as_bytes())?;
     key.public_key()
         .to_openssh()
         .context("cannot encode the SSH public key")
@@ -203,9 +195,9 @@ fn proxy_command(target: &str, session_file: &Path) -> anyhow::Result<String> {
         .context("cannot find the portcullis executable for ProxyCommand")?;
     Ok(format!(
         "{} connect {} --stdio --session-file {}",
-        shell_quote(&exe.display().to_string()),
-        shell_quote(target),
-        shell_quote(&session_file.display().to_string())
+        shell_quote(&exe.display().to_string())?,
+        shell_quote(target)?,
+        shell_quote(&session_file.display().to_string())?
     ))
 }
 
@@ -330,9 +322,34 @@ mod tests {
     }
 
     #[test]
-    fn shell_quoting_survives_quotes() {
-        assert_eq!(super::shell_quote("a b"), "'a b'");
-        assert_eq!(super::shell_quote("it's"), r"'it'\''s'");
+    fn a_quoted_word_reaches_the_shell_as_one_unchanged_word() {
+        assert_eq!(super::shell_quote("a b").unwrap(), "'a b'");
+        let words = [
+            "/usr/local/bin/portcullis",
+            "/home/o'brien/my tools/portcullis",
+            "web-01",
+            "$HOME `id` $(id) \\ \"quoted\" !x ^y *?[a] ~ # ; & | < > {a,b}",
+            "tab\tnewline\nend",
+            "",
+            "日本",
+        ];
+        let mut script = String::from("printf '%s\\0'");
+        for word in words {
+            script.push(' ');
+            script.push_str(&super::shell_quote(word).unwrap());
+        }
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{script}: {out:?}");
+        let read: Vec<&str> = std::str::from_utf8(&out.stdout)
+            .unwrap()
+            .split_terminator('\0')
+            .collect();
+        assert_eq!(read, words, "{script}");
+        assert!(super::shell_quote("a\0b").is_err());
     }
 
     #[test]

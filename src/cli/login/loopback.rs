@@ -17,7 +17,9 @@ pub(super) enum Callback {
 }
 
 /// Reads a request head (`GET /callback?login=..&code=.. HTTP/1.1`); only the target of the
-/// request line matters.
+/// request line matters. Its query is decoded by the URL standard's
+/// `application/x-www-form-urlencoded` parser (the controller encodes with that standard); a
+/// parameter with an empty value counts as absent.
 pub(super) fn parse_callback(head: &[u8], login_id: &str) -> Callback {
     let head = String::from_utf8_lossy(head);
     let target = head
@@ -25,15 +27,16 @@ pub(super) fn parse_callback(head: &[u8], login_id: &str) -> Callback {
         .next()
         .and_then(|line| line.split(' ').nth(1))
         .unwrap_or_default();
-    let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
-    let params = url_pairs(query);
-    let get = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
+    let Some(url) = request_url(target) else {
+        return Callback::Foreign;
     };
-    if !target.starts_with("/callback") || get("login").as_deref() != Some(login_id) {
+    let get = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .filter(|v| !v.is_empty())
+    };
+    if url.path() != "/callback" || get("login").as_deref() != Some(login_id) {
         return Callback::Foreign;
     }
     if let Some(error) = get("error") {
@@ -45,51 +48,45 @@ pub(super) fn parse_callback(head: &[u8], login_id: &str) -> Callback {
     }
 }
 
-/// The `key=value` pairs of a query, decoded as the URL standard's
-/// `application/x-www-form-urlencoded` (which the controller encodes with); a pair without
-/// `=` carries nothing the CLI needs and is skipped.
-pub(super) fn url_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|pair| pair.contains('='))
-        .flat_map(|pair| url::form_urlencoded::parse(pair.as_bytes()))
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+/// The request target as a URL on the loopback port; `None` unless it is a path (the origin
+/// form a browser sends, `/path?query`), so the host can never come from the request.
+fn request_url(target: &str) -> Option<url::Url> {
+    if !target.starts_with('/') {
+        return None;
+    }
+    url::Url::parse(&format!("http://127.0.0.1{target}")).ok()
 }
 
-/// The fuzz entry point: the input is a request head. Its query must decode as the URL
-/// standard's `application/x-www-form-urlencoded` parser decodes it (the controller encodes
-/// with that standard), and an error or code the controller sends must come back unchanged.
+/// The fuzz entry point: the input is a request head, and any request head is an answer,
+/// never a panic. Then the input, as the text of an error and of a code the controller sends
+/// (encoded with the URL standard's `application/x-www-form-urlencoded`), must come back
+/// unchanged.
 #[cfg(any(test, fuzzing))]
 pub(super) fn fuzz_loopback(data: &[u8]) {
     let _ = parse_callback(data, "lg_fuzz");
-    let head = String::from_utf8_lossy(data);
-    let line = head.lines().next().unwrap_or_default();
-    let query = line
-        .split(' ')
-        .nth(1)
-        .and_then(|t| t.split_once('?'))
-        .map(|(_, q)| q)
-        .unwrap_or_default();
-    // The standard parser skips empty pairs and keeps pairs without `=`; the CLI needs
-    // only pairs with a value.
-    let standard: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .zip(query.split('&').filter(|p| !p.is_empty()))
-        .filter(|(_, raw)| raw.contains('='))
-        .map(|((k, v), _)| (k.into_owned(), v.into_owned()))
-        .collect();
-    assert_eq!(
-        url_pairs(query),
-        standard,
-        "the query {query:?} decodes unlike the URL standard"
-    );
     let message = String::from_utf8_lossy(data);
-    let error: String = url::form_urlencoded::byte_serialize(message.as_bytes()).collect();
-    let redirect = format!("GET /callback?login=lg_fuzz&error={error} HTTP/1.1\r\n\r\n");
+    let encoded: String = url::form_urlencoded::byte_serialize(message.as_bytes()).collect();
+    let redirect = |name: &str| {
+        let head = format!("GET /callback?login=lg_fuzz&{name}={encoded} HTTP/1.1\r\n\r\n");
+        parse_callback(head.as_bytes(), "lg_fuzz")
+    };
+    let (failed, code) = if message.is_empty() {
+        (Callback::NoCode, Callback::NoCode)
+    } else {
+        (
+            Callback::Failed(message.clone().into_owned()),
+            Callback::Code(message.into_owned()),
+        )
+    };
     assert_eq!(
-        parse_callback(redirect.as_bytes(), "lg_fuzz"),
-        Callback::Failed(message.into_owned()),
+        redirect("error"),
+        failed,
         "an error the controller sends arrives changed"
+    );
+    assert_eq!(
+        redirect("code"),
+        code,
+        "a code the controller sends arrives changed"
     );
 }
 
@@ -97,23 +94,36 @@ pub(super) fn fuzz_loopback(data: &[u8]) {
 mod tests {
     use super::*;
 
+    fn parse(target: &str) -> Callback {
+        parse_callback(
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+            "lg_1",
+        )
+    }
+
     #[test]
-    fn loopback_query_is_decoded() {
-        let pairs = url_pairs("login=lg_1&error=the%20provider+said%3A%20no");
-        assert_eq!(pairs[1].1, "the provider said: no");
-        assert_eq!(url_pairs("e=%zz%4")[0].1, "%zz%4");
+    fn the_query_is_form_decoded() {
+        assert_eq!(
+            parse("/callback?login=lg_1&error=the%20provider+said%3A%20no"),
+            Callback::Failed("the provider said: no".into())
+        );
+        assert_eq!(
+            parse("/callback?login=lg_1&code=%zz%4"),
+            Callback::Code("%zz%4".into())
+        );
     }
 
     #[test]
     fn only_two_hex_digits_make_an_escape() {
         // `u8::from_str_radix` takes a sign: "%+6" once decoded to the byte 0x06.
-        assert_eq!(url_pairs("e=%+6%-1%2B")[0].1, "% 6%-1+");
+        assert_eq!(
+            parse("/callback?login=lg_1&code=%+6%-1%2B"),
+            Callback::Code("% 6%-1+".into())
+        );
     }
 
     #[test]
     fn callback_is_this_logins_code_or_error() {
-        let head = |target: &str| format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
-        let parse = |target: &str| parse_callback(head(target).as_bytes(), "lg_1");
         assert_eq!(
             parse("/callback?login=lg_1&code=c%2B1"),
             Callback::Code("c+1".into())
@@ -125,6 +135,29 @@ mod tests {
         assert_eq!(parse("/callback?login=lg_1"), Callback::NoCode);
         assert_eq!(parse("/callback?login=lg_2&code=c"), Callback::Foreign);
         assert_eq!(parse("/favicon.ico"), Callback::Foreign);
+    }
+
+    #[test]
+    fn only_the_callback_path_with_a_value_counts() {
+        // Another path that merely starts like the callback's is not the redirect.
+        assert_eq!(parse("/callbacks?login=lg_1&code=c"), Callback::Foreign);
+        assert_eq!(parse("/callback/x?login=lg_1&code=c"), Callback::Foreign);
+        // The host never comes from the request.
+        assert_eq!(
+            parse("http://evil/callback?login=lg_1&code=c"),
+            Callback::Foreign
+        );
+        assert_eq!(
+            parse("//evil/callback?login=lg_1&code=c"),
+            Callback::Foreign
+        );
+        // An empty value is no value.
+        assert_eq!(parse("/callback?login=lg_1&code="), Callback::NoCode);
+        assert_eq!(parse("/callback?login=lg_1&code"), Callback::NoCode);
+        assert_eq!(
+            parse("/callback?login=lg_1&error=&code=c"),
+            Callback::Code("c".into())
+        );
     }
 
     #[test]
