@@ -108,8 +108,40 @@ services = ["*"]
     Policy::parse(&text).unwrap()
 }
 
+/// Cases per property.
+const CASES: u32 = 2000;
+
+/// A property that holds only under a condition checks nothing on the cases that miss the
+/// condition: each such property counts the cases that reached its assertion and requires at
+/// least this share of them (a generator that drifted away from the condition fails here
+/// instead of passing on nothing).
+const MIN_REACHED: u32 = CASES / 10;
+
+/// Runs `property` on [`CASES`] generated cases; it returns whether the case reached its
+/// assertion. Returns how many did.
+fn run_counting<S: Strategy>(
+    strategy: S,
+    property: impl Fn(S::Value) -> Result<bool, TestCaseError>,
+) -> u32 {
+    let reached = std::sync::atomic::AtomicU32::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        source_file: Some(file!()),
+        ..ProptestConfig::with_cases(CASES)
+    });
+    let result = runner.run(&strategy, |value| {
+        if property(value)? {
+            reached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    });
+    if let Err(err) = result {
+        panic!("{err}");
+    }
+    reached.into_inner()
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
 
     #[test]
     fn evaluation_is_total_and_deterministic(req in request(), now in any::<u64>()) {
@@ -120,14 +152,17 @@ proptest! {
         prop_assert!(!a.reason.is_empty());
         prop_assert_eq!(a.policy_hash.as_str(), policy.hash());
     }
+}
 
-    #[test]
-    fn no_role_widens_the_matrix(req in request(), now in any::<u64>()) {
+#[test]
+fn no_role_widens_the_matrix() {
+    let reached = run_counting((request(), any::<u64>()), |(req, now)| {
         // With roles granting everything, whatever is allowed must still be admitted by
         // the matrix: both cells for a session, an allow cell for a direct flow.
         let god = all_powerful_roles();
         let d = evaluate(god, &req, now);
-        if d.outcome == Outcome::Allow {
+        let allowed = d.outcome == Outcome::Allow;
+        if allowed {
             let src = d.source_zone.clone().unwrap();
             let dst = d.target_zone.clone().unwrap();
             let svc = d.service.clone().unwrap();
@@ -147,10 +182,18 @@ proptest! {
         if real.outcome == Outcome::Allow {
             prop_assert_eq!(d.outcome, Outcome::Allow);
         }
-    }
+        Ok(allowed)
+    });
+    assert!(
+        reached >= MIN_REACHED,
+        "only {reached} of {CASES} requests were allowed: the property checked too few"
+    );
+}
 
-    #[test]
-    fn adding_a_deny_never_allows_more(req in request(), now in any::<u64>(), pick in 0usize..64) {
+#[test]
+fn adding_a_deny_never_allows_more() {
+    let strategy = (request(), any::<u64>(), 0usize..64);
+    let reached = run_counting(strategy, |(req, now, pick)| {
         // Turn one declared cell of the seed into a deny.
         let cells: Vec<usize> = SEED.match_indices("\n[[cell]]").map(|(i, _)| i).collect();
         let at = cells[pick % cells.len()];
@@ -160,12 +203,19 @@ proptest! {
         let denied = format!("{}\naccess = \"deny\"{}", &SEED[..access_line], &SEED[end..]);
         let Ok(stricter) = Policy::parse(&denied) else {
             // The deny made a role grant something unreachable: refused, so nothing widens.
-            return Ok(());
+            return Ok(false);
         };
         let before = evaluate(seed(), &req, now);
         let after = evaluate(&stricter, &req, now);
-        if after.outcome == Outcome::Allow {
+        let allowed = after.outcome == Outcome::Allow;
+        if allowed {
             prop_assert_eq!(before.outcome, Outcome::Allow);
         }
-    }
+        Ok(allowed)
+    });
+    assert!(
+        reached >= MIN_REACHED,
+        "only {reached} of {CASES} requests were allowed under the stricter policy: the \
+         property checked too few"
+    );
 }
