@@ -138,10 +138,11 @@ pub(crate) fn outcome(port: u16) -> Outcome {
     match s.read_to_end(&mut buf) {
         Ok(_) if buf == b"ping" => return Outcome::Echoed,
         Ok(_) if !buf.is_empty() => panic!("the target answered {buf:?} to ping"),
-        Err(e) if matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        ) =>
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
         {
             panic!(
                 "a connection through 127.0.0.1:{port} was neither answered nor closed in 10 s; \

@@ -93,7 +93,10 @@ fn nftables_output_passes_nft_check() {
                     stderr.contains("Operation not permitted"),
                     "nft -c rejected the {name} ruleset: {stderr}"
                 );
-                format!("nft -c is not permitted here (it needs CAP_NET_ADMIN: run as root): {stderr}")
+                format!(
+                    "nft -c is not permitted here (it needs CAP_NET_ADMIN: run as root): {}",
+                    stderr.trim()
+                )
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 "nft is not installed (Debian: apt-get install nftables; scripts/test installs it)"
