@@ -156,7 +156,10 @@ pub(crate) fn outcome(port: u16) -> Outcome {
     }
     let prefix = format!("connection from {local}: ");
     let line = super::wait::poll(
-        &format!("the line of `connect` for the connection from {local}"),
+        &format!(
+            "the line of `connect` saying why the connection from {local} closed without an \
+             echo (none comes when the worker admitted it and then ended it)"
+        ),
         Duration::from_secs(5),
         || {
             lines(&log)
