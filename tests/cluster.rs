@@ -8,10 +8,11 @@ mod common;
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
 
-use common::client::{closes_within, open_echo, refused, Listener};
+use common::client::{closes_within, open_echo, outcome, wait_for_refusal, Listener, Outcome};
 use common::cluster::{echo, sigterm, wait_exit, Controller, PausableProxy, Worker};
 use common::wait::wait_for;
 use portcullis_proto::clock::{Clock as _, SystemClock};
+use portcullis_proto::proxy::RefusalCode;
 
 fn create_target(c: &Controller, name: &str, address: &str) {
     let body =
@@ -83,9 +84,10 @@ fn a_stopped_controller_makes_the_worker_refuse_a_new_session() {
     let _ = c.child.wait();
     // At once, within the admit grace too: a session's first connection needs the
     // controller's online answer.
-    assert!(
-        refused(fresh.port),
-        "a new session was admitted without a controller"
+    assert_eq!(
+        outcome(fresh.port),
+        Outcome::Refused(RefusalCode::ControllerUnreachable),
+        "a new session without a controller"
     );
     // The established connection keeps working.
     established.write_all(b"pong").unwrap();
@@ -109,6 +111,11 @@ fn a_cancel_during_a_partition_takes_effect_when_the_link_returns() {
     create_target(&c, "echo", &echo());
     let l = listen(&c, "echo");
     let mut live = open_echo(l.port);
+    // The session's first connection, admitted online: the controller holds its row.
+    let live_id = session(&c, &l.session_id)["connections"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     proxy.pause();
     let (code, text) = c.curl(
         "POST",
@@ -119,14 +126,43 @@ fn a_cancel_during_a_partition_takes_effect_when_the_link_returns() {
     assert_eq!(session(&c, &l.session_id)["state"], "terminated");
     // Within the admit grace the partitioned worker still admits later connections; after it,
     // none.
-    wait_for(
+    wait_for_refusal(
         "the worker to refuse new connections after the admit grace",
+        l.port,
+        RefusalCode::ControllerUnreachable,
         Duration::from_secs(10),
-        || refused(l.port),
     );
+    // The worker has not heard of the cancel: the live connection still carries data.
+    let mut buf = [0u8; 4];
+    live.write_all(b"open")
+        .and_then(|()| live.read_exact(&mut buf))
+        .unwrap_or_else(|e| panic!("the live connection ended during the partition: {e}"));
+    assert_eq!(&buf, b"open", "the live connection during the partition");
     proxy.resume();
     let took = closes_within(&mut live, Duration::from_secs(10));
     eprintln!("live connection closed {took:?} after the link could return");
+    // It closed because of the cancel, which the worker learnt when the link returned: the
+    // worker reports the close with the session's reason (not `controller_unreachable`, its
+    // live grace being a minute, nor `closed`, by the client).
+    let reason = common::wait::poll(
+        "the worker's report of the live connection's close",
+        Duration::from_secs(5),
+        || {
+            let s = session(&c, &l.session_id);
+            let conn = s["connections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|conn| conn["id"] == live_id.as_str())
+                .cloned()
+                .unwrap();
+            match conn["close_reason"].as_str() {
+                Some(reason) => Ok(reason.to_owned()),
+                None => Err(conn.to_string()),
+            }
+        },
+    );
+    assert_eq!(reason, "canceled", "the live connection's close reason");
 }
 
 #[test]
@@ -238,10 +274,11 @@ fn rotated_grant_keys_stay_valid_until_retired() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_for(
+    wait_for_refusal(
         "the worker to stop accepting the retired key",
+        l.port,
+        RefusalCode::InvalidGrant,
         Duration::from_secs(10),
-        || refused(l.port),
     );
     // A new session is signed by the new key and works.
     let fresh = listen(&c, "echo");
@@ -267,9 +304,20 @@ fn deleting_a_worker_ends_its_sessions_and_refuses_its_certificate() {
     closes_within(&mut live, Duration::from_secs(5));
     let s = session(&c, &l.session_id);
     assert_eq!(s["termination_reason"], "worker_deleted", "{s}");
-    // An observation window: the deleted worker dials again meanwhile and must not be let
-    // back in.
-    std::thread::sleep(Duration::from_secs(2));
+    // The deleted worker dials again with its certificate, and the controller refuses the
+    // link: its answer to the hello is in the worker's log.
+    common::wait::poll(
+        "the controller to refuse the deleted worker's certificate",
+        Duration::from_secs(10),
+        || {
+            let log = w.log();
+            if log.contains("this worker has been deleted") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        },
+    );
     let (_, text) = c.curl("GET", &format!("/v1/workers/{}", w.id), None);
     let worker: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(worker["state"], "deleted");
@@ -279,18 +327,24 @@ fn deleting_a_worker_ends_its_sessions_and_refuses_its_certificate() {
         .args(["connect", "echo", "--listen-port", "0"])
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no worker"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr.contains("no worker is available to carry the session"),
+        "{stderr}"
     );
 }
 
 #[test]
 fn the_worker_renews_its_certificate_at_half_life() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Controller::start_with(&dir.path().join("controller"), "cert_lifetime = 4");
+    // Long enough that half-life stands apart from three quarters of it in whole seconds,
+    // short enough for a test.
+    const LIFETIME: u64 = 12;
+    let c = Controller::start_with(
+        &dir.path().join("controller"),
+        &format!("cert_lifetime = {LIFETIME}"),
+    );
     let proxy = PausableProxy::start(&c.cluster);
     let w = Worker::start(
         &dir.path().join("w1"),
@@ -306,9 +360,23 @@ fn the_worker_renews_its_certificate_at_half_life() {
             .unwrap()
     };
     let first = expiry(&c);
-    wait_for("a renewed certificate", Duration::from_secs(10), || {
-        expiry(&c) > first
+    let renewed = common::wait::poll("a renewed certificate", Duration::from_secs(15), || {
+        let now = expiry(&c);
+        if now > first {
+            Ok(now)
+        } else {
+            Err(now)
+        }
     });
+    // Each certificate expires LIFETIME after the controller issued it, so the expiries lie
+    // as far apart as the issues: the renewal came at half of the first one's lifetime. The
+    // worker counts whole seconds from its enrolment (its second may be the controller's
+    // next) and asks at a heartbeat, 200 ms apart: up to 2 s late, never early.
+    let renewed_after = renewed - first;
+    assert!(
+        (LIFETIME / 2..=LIFETIME / 2 + 2).contains(&renewed_after),
+        "renewed {renewed_after} s into a {LIFETIME} s certificate, not at half-life"
+    );
     // Past the first certificate's expiry, a fresh link (the old certificate would be refused)
     // still works: cut the link, let it return, and broker a new session.
     wait_for(
@@ -324,12 +392,7 @@ fn the_worker_renews_its_certificate_at_half_life() {
     wait_for(
         "a new session through the relinked worker",
         Duration::from_secs(15),
-        || {
-            let l = listen(&c, "echo");
-            let ok = !refused(l.port);
-            drop(l);
-            ok
-        },
+        || outcome(listen(&c, "echo").port) == Outcome::Echoed,
     );
     let (code, text) = c.curl("GET", "/v1/audit?type=worker_certificate_renewed", None);
     assert_eq!(code, 200, "{text}");

@@ -72,6 +72,15 @@ fn create(dev: &Dev, name: &str, address: &str, zone: Option<&str>) {
     assert_eq!(code, 201, "{text}");
 }
 
+/// Asks for a session that must be denied (403) and returns the reason given.
+fn denial(dev: &Dev, token: &str, target: &str) -> String {
+    let (code, text) = authorize(dev, token, target);
+    assert_eq!(code, 403, "{text}");
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["error"], "forbidden", "{text}");
+    body["message"].as_str().unwrap().to_owned()
+}
+
 fn start(policy: &Path) -> Dev {
     std::fs::write(policy, LAB_POLICY).unwrap();
     Dev::start(&["--policy", policy.to_str().unwrap()])
@@ -93,14 +102,22 @@ fn groups_and_mfa_decide_and_denials_are_audited_with_the_policy_hash() {
     let nobody = login(&dev, "nina", &["games"], &["mfa"]);
 
     assert_eq!(authorize(&dev, &with_mfa, "lab").0, 201);
-    let (code, text) = authorize(&dev, &without_mfa, "lab");
-    assert_eq!(code, 403, "{text}");
-    assert!(text.to_lowercase().contains("mfa"), "{text}");
-    let (code, text) = authorize(&dev, &nobody, "lab");
-    assert_eq!(code, 403, "{text}");
+    let why = denial(&dev, &without_mfa, "lab");
+    assert!(
+        why.contains("role `lab` grants `echo` in LAB, but requires MFA (amr one of mfa)"),
+        "{why}"
+    );
+    let why = denial(&dev, &nobody, "lab");
+    assert!(
+        why.contains("none of your groups (games) is a member of any role"),
+        "{why}"
+    );
     // The lab role grants LAB only.
-    let (code, text) = authorize(&dev, &with_mfa, "local");
-    assert_eq!(code, 403, "{text}");
+    let why = denial(&dev, &with_mfa, "local");
+    assert!(
+        why.contains("your roles (lab) grant nothing for `echo` in LOCAL"),
+        "{why}"
+    );
 
     let (code, text) = curl(
         &dev,
@@ -129,13 +146,15 @@ fn zones_come_from_addresses() {
     let admin = dev.var("PORTCULLIS_TOKEN");
     // Declared LOCAL, but 127.0.0.2 is in LAB: refused.
     create(&dev, "liar", &lab_echo(), Some("LOCAL"));
-    let (code, text) = authorize(&dev, &admin, "liar");
-    assert_eq!(code, 403, "{text}");
+    let why = denial(&dev, &admin, "liar");
+    assert!(
+        why.contains("the target declares zone LOCAL, but its address 127.0.0.2 is in zone LAB"),
+        "{why}"
+    );
     // An address in no zone.
     create(&dev, "nowhere", "192.0.2.1:22", None);
-    let (code, text) = authorize(&dev, &admin, "nowhere");
-    assert_eq!(code, 403, "{text}");
-    assert!(text.contains("zone"), "{text}");
+    let why = denial(&dev, &admin, "nowhere");
+    assert!(why.contains("the address 192.0.2.1 is in no zone"), "{why}");
 }
 
 #[test]
@@ -187,8 +206,11 @@ fn a_reload_applies_to_live_sessions_and_an_invalid_file_keeps_the_old_policy() 
             }
         },
     );
-    let (code, _) = authorize(&dev, &admin, "lab");
-    assert_eq!(code, 403);
+    let why = denial(&dev, &admin, "lab");
+    assert!(
+        why.contains("the matrix has no cell LOCAL -> LAB: denied by default"),
+        "{why}"
+    );
     // And back through the API.
     std::fs::write(&policy, LAB_POLICY).unwrap();
     let (code, text) = curl(&dev, "POST", "/v1/policy/reload", Some(&admin), None);

@@ -89,6 +89,132 @@ prop_compose! {
     }
 }
 
+/// What the seed's matrix opens, one service of one allow or broker-only cell at a time: the
+/// two zones' first CIDRs, the service and one of its ports.
+#[derive(Debug, Clone)]
+struct Opening {
+    from: (Ipv4Addr, u32),
+    to: (Ipv4Addr, u32),
+    service: String,
+    port: u16,
+    broker_only: bool,
+}
+
+/// Read from the seed file itself, so the generator follows the seed as it changes.
+fn openings() -> &'static [Opening] {
+    static OPENINGS: OnceLock<Vec<Opening>> = OnceLock::new();
+    OPENINGS.get_or_init(|| {
+        let seed: toml::Table = SEED.parse().unwrap();
+        let list = |key: &str| seed[key].as_array().unwrap().clone();
+        let name_of = |t: &toml::Value| t["name"].as_str().unwrap().to_owned();
+        let cidr = |zone: &str| {
+            let z = list("zone")
+                .into_iter()
+                .find(|z| name_of(z) == zone)
+                .unwrap();
+            let (net, prefix) = z["cidrs"][0].as_str().unwrap().split_once('/').unwrap();
+            (
+                net.parse::<Ipv4Addr>().unwrap(),
+                prefix.parse::<u32>().unwrap(),
+            )
+        };
+        let port = |service: &str| {
+            let s = list("service")
+                .into_iter()
+                .find(|s| name_of(s) == service)
+                .unwrap();
+            match &s["ports"] {
+                toml::Value::Array(ports) => match &ports[0] {
+                    toml::Value::Integer(p) => u16::try_from(*p).unwrap(),
+                    range => range
+                        .as_str()
+                        .unwrap()
+                        .split('-')
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap(),
+                },
+                _ => 443, // "any"
+            }
+        };
+        let sets = list("service_set");
+        let mut openings = Vec::new();
+        for cell in list("cell") {
+            let access = cell["access"].as_str().unwrap();
+            if access != "allow" && access != "broker-only" {
+                continue;
+            }
+            for named in cell["services"].as_array().unwrap() {
+                let named = named.as_str().unwrap();
+                let members = match sets.iter().find(|set| name_of(set) == named) {
+                    Some(set) => set["services"].as_array().unwrap().clone(),
+                    None => vec![toml::Value::from(named)],
+                };
+                for service in members {
+                    let service = service.as_str().unwrap();
+                    openings.push(Opening {
+                        from: cidr(cell["from"].as_str().unwrap()),
+                        to: cidr(cell["to"].as_str().unwrap()),
+                        service: service.to_owned(),
+                        port: port(service),
+                        broker_only: access == "broker-only",
+                    });
+                }
+            }
+        }
+        openings
+    })
+}
+
+/// An address in `net`.
+fn within((base, prefix): (Ipv4Addr, u32), host: u32) -> IpAddr {
+    let hosts = u32::MAX.checked_shr(prefix).unwrap_or(0);
+    IpAddr::V4(Ipv4Addr::from(u32::from(base) | (host & hosts)))
+}
+
+prop_compose! {
+    /// A request for something the seed's matrix opens, from and to its zones; whether it is
+    /// allowed is then up to the identity (groups, MFA) and the broker's leg.
+    fn plausible_request()(
+        opening in prop::sample::select(openings()),
+        hosts in (any::<u32>(), any::<u32>()),
+        direct in any::<bool>(),
+        groups in prop::collection::vec(prop::sample::select(GROUPS), 0..4),
+        amr in prop::collection::vec(prop::sample::select(vec!["pwd", "otp", "mfa"]), 0..3),
+        auth_time in prop::option::of(any::<u64>()),
+    ) -> Request {
+        Request {
+            source: within(opening.from, hosts.0),
+            target: TargetFacts {
+                ip: within(opening.to, hosts.1),
+                port: opening.port,
+                vmid: None,
+                tags: Vec::new(),
+                pool: None,
+                declared_zone: None,
+                service: Some(opening.service.clone()),
+            },
+            identity: Identity {
+                subject: "s".into(),
+                preferred_username: Some("u".into()),
+                email: None,
+                groups: groups.into_iter().map(String::from).collect(),
+                amr: amr.into_iter().map(String::from).collect(),
+                acr: None,
+                auth_time,
+            },
+            via_broker: opening.broker_only || !direct,
+        }
+    }
+}
+
+/// Half anything at all, half what the matrix opens: the conditional properties below need
+/// requests that are allowed.
+fn any_request() -> impl Strategy<Value = Request> {
+    prop_oneof![request(), plausible_request()]
+}
+
 /// The seed policy with every role granting everything (`*`), and no constraints.
 fn all_powerful_roles() -> &'static Policy {
     static GOD: OnceLock<Policy> = OnceLock::new();
@@ -108,8 +234,37 @@ services = ["*"]
     Policy::parse(&text).unwrap()
 }
 
+/// Cases per property.
+const CASES: u32 = 2000;
+
+/// A property that holds only under a condition checks nothing on the cases that miss the
+/// condition: each such property counts the cases that reached its assertion and requires at
+/// least this share of them (a generator that drifted away from the condition fails here
+/// instead of passing on nothing).
+const MIN_REACHED: u32 = CASES / 10;
+
+/// Runs `property` on [`CASES`] generated cases; it returns whether the case reached its
+/// assertion. Returns how many did.
+fn run_counting<S: Strategy>(
+    strategy: S,
+    property: impl Fn(S::Value) -> Result<bool, TestCaseError>,
+) -> u32 {
+    let reached = std::sync::atomic::AtomicU32::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(CASES));
+    let result = runner.run(&strategy, |value| {
+        if property(value)? {
+            reached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    });
+    if let Err(err) = result {
+        panic!("{err}");
+    }
+    reached.into_inner()
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
 
     #[test]
     fn evaluation_is_total_and_deterministic(req in request(), now in any::<u64>()) {
@@ -120,21 +275,30 @@ proptest! {
         prop_assert!(!a.reason.is_empty());
         prop_assert_eq!(a.policy_hash.as_str(), policy.hash());
     }
+}
 
-    #[test]
-    fn no_role_widens_the_matrix(req in request(), now in any::<u64>()) {
+#[test]
+fn no_role_widens_the_matrix() {
+    let reached = run_counting((any_request(), any::<u64>()), |(req, now)| {
         // With roles granting everything, whatever is allowed must still be admitted by
         // the matrix: both cells for a session, an allow cell for a direct flow.
         let god = all_powerful_roles();
         let d = evaluate(god, &req, now);
-        if d.outcome == Outcome::Allow {
+        let allowed = d.outcome == Outcome::Allow;
+        if allowed {
             let src = d.source_zone.clone().unwrap();
             let dst = d.target_zone.clone().unwrap();
             let svc = d.service.clone().unwrap();
             let first = d.cells.first().unwrap();
             let prefix = format!("{src} -> {dst}: ");
-            prop_assert!(first.starts_with(&prefix), "{} does not start with {}", first, prefix);
-            let kind_ok = first.contains(": allow [") || (req.via_broker && first.contains(": broker-only ["));
+            prop_assert!(
+                first.starts_with(&prefix),
+                "{} does not start with {}",
+                first,
+                prefix
+            );
+            let kind_ok = first.contains(": allow [")
+                || (req.via_broker && first.contains(": broker-only ["));
             prop_assert!(kind_ok, "{first}");
             prop_assert!(first.contains(&svc));
             if req.via_broker {
@@ -147,25 +311,44 @@ proptest! {
         if real.outcome == Outcome::Allow {
             prop_assert_eq!(d.outcome, Outcome::Allow);
         }
-    }
+        Ok(allowed)
+    });
+    assert!(
+        reached >= MIN_REACHED,
+        "only {reached} of {CASES} requests were allowed: the property checked too few"
+    );
+}
 
-    #[test]
-    fn adding_a_deny_never_allows_more(req in request(), now in any::<u64>(), pick in 0usize..64) {
+#[test]
+fn adding_a_deny_never_allows_more() {
+    let strategy = (any_request(), any::<u64>(), 0usize..64);
+    let reached = run_counting(strategy, |(req, now, pick)| {
         // Turn one declared cell of the seed into a deny.
         let cells: Vec<usize> = SEED.match_indices("\n[[cell]]").map(|(i, _)| i).collect();
         let at = cells[pick % cells.len()];
         let rest = &SEED[at + 1..];
         let access_line = rest.find("\naccess = ").unwrap() + at + 1;
         let end = SEED[access_line + 1..].find('\n').unwrap() + access_line + 1;
-        let denied = format!("{}\naccess = \"deny\"{}", &SEED[..access_line], &SEED[end..]);
+        let denied = format!(
+            "{}\naccess = \"deny\"{}",
+            &SEED[..access_line],
+            &SEED[end..]
+        );
         let Ok(stricter) = Policy::parse(&denied) else {
             // The deny made a role grant something unreachable: refused, so nothing widens.
-            return Ok(());
+            return Ok(false);
         };
         let before = evaluate(seed(), &req, now);
         let after = evaluate(&stricter, &req, now);
-        if after.outcome == Outcome::Allow {
+        let allowed = after.outcome == Outcome::Allow;
+        if allowed {
             prop_assert_eq!(before.outcome, Outcome::Allow);
         }
-    }
+        Ok(allowed)
+    });
+    assert!(
+        reached >= MIN_REACHED,
+        "only {reached} of {CASES} requests were allowed under the stricter policy: the \
+         property checked too few"
+    );
 }

@@ -273,6 +273,7 @@ pub(crate) struct Worker {
     pub child: Child,
     pub id: String,
     pub proxy: String,
+    log: Arc<Mutex<String>>,
 }
 
 impl Worker {
@@ -334,11 +335,17 @@ impl Worker {
             let _ = child.wait();
             return Err(err);
         }
-        // The worker's log goes to the test's captured output, shown when a test fails.
-        let stderr = child.stderr.take().unwrap();
+        // The worker's log goes to the test's captured output, shown when a test fails, and is
+        // kept for tests that look for a line in it.
+        let log = Arc::new(Mutex::new(String::new()));
+        let (sink, stderr) = (log.clone(), child.stderr.take().unwrap());
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[worker] {line}");
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
             }
         });
         let ready: serde_json::Value = match serde_json::from_str(&line) {
@@ -353,7 +360,13 @@ impl Worker {
             child,
             id: ready["worker_id"].as_str().unwrap().to_owned(),
             proxy: ready["proxy"].as_str().unwrap().to_owned(),
+            log,
         })
+    }
+
+    /// The worker's log (stderr) so far.
+    pub(crate) fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }
 

@@ -162,12 +162,25 @@ impl Sshd {
                 }
             }
         });
+        // Our sshd, not another process that took the port meanwhile: it says it listens, and
+        // is still running, when the port accepts. One that exits (a bad config, the port
+        // taken) fails here with its log.
+        let listening = format!("Server listening on 127.0.0.1 port {port}.");
         super::wait::poll(
             &format!("sshd to listen on port {port}"),
             Duration::from_secs(5),
-            || match std::net::TcpStream::connect(("127.0.0.1", port)) {
-                Ok(_) => Ok(()),
-                Err(_) => Err(log.lock().map(|l| l.clone()).unwrap_or_default()),
+            || {
+                let seen = log.lock().map(|l| l.clone()).unwrap_or_default();
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("sshd exited ({status}) instead of listening on port {port}:\n{seen}");
+                }
+                if seen.contains(&listening)
+                    && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                {
+                    Ok(())
+                } else {
+                    Err(seen)
+                }
             },
         );
         Sshd {
