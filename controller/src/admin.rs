@@ -1,10 +1,10 @@
 //! Operations the `portcullis` command runs on a controller's store itself, outside the API:
 //! the seeding of `portcullis dev` (its target and its login). Each one is an audited
 //! transaction like the API's. The offline commands' other operations live beside what they
-//! change: `tokens::issue_local`, `enrolment::issue_join_token`, `Keyset::rotate`, `retire`.
+//! change, re-exported here: `issue_local_token`, `issue_join_token`; and the keyset's
+//! `rotate` and `retire`. A policy reload is the controller's own (SIGHUP, or the API).
 
 pub use crate::enrolment::issue_join_token;
-pub use crate::policy_file::{reload as reload_policy, ReloadOutcome};
 pub use crate::tokens::{issue_local as issue_local_token, IssueError, Issued, Operator};
 pub use portcullis_audit::Actor;
 
@@ -22,12 +22,12 @@ use crate::store::StoreError;
 pub const DEV_ISSUER: &str = "portcullis-dev";
 
 /// Creates (or re-points) the `portcullis dev` target `name` at `address`: zone `LOCAL`,
-/// service `name`, tagged `dev`.
+/// service `name`, tagged `dev`. Returns the target's id.
 pub async fn seed_dev_target(
     state: &AppState,
     name: &str,
     address: &str,
-) -> Result<TargetRecord, StoreError> {
+) -> Result<String, StoreError> {
     let now = clock::to_i64(state.clock.unix_secs());
     let record = TargetRecord {
         id: new_id(IdKind::Target),
@@ -48,7 +48,7 @@ pub async fn seed_dev_target(
         created_at: now,
         updated_at: now,
     };
-    put_target(state, Actor::system(), record).await
+    Ok(put_target(state, Actor::system(), record).await?.id)
 }
 
 /// The identity `portcullis dev` logs in.
@@ -106,7 +106,7 @@ pub async fn dev_login(
 
 /// Creates the target `record` describes, or re-points the existing target of that name at
 /// `record`'s address (changing nothing else), with `target_created` or `target_updated`.
-pub async fn put_target(
+pub(crate) async fn put_target(
     state: &AppState,
     actor: Actor,
     record: TargetRecord,

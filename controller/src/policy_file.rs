@@ -16,14 +16,14 @@ pub(crate) fn load(path: &std::path::Path) -> Result<Policy, String> {
     Policy::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-pub struct ReloadOutcome {
+pub(crate) struct ReloadOutcome {
     pub hash: String,
     pub sessions_ended: usize,
 }
 
 /// Re-reads the configured policy file. An invalid file is refused and the old policy stays;
 /// a valid one replaces it and ends the live sessions it no longer allows.
-pub async fn reload(state: &AppState, actor: Actor) -> Result<ReloadOutcome, String> {
+pub(crate) async fn reload(state: &AppState, actor: Actor) -> Result<ReloadOutcome, String> {
     let path = state
         .config
         .policy_file

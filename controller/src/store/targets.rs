@@ -7,7 +7,7 @@ use super::Write;
 use super::{from_json_list, to_json_list, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetRecord {
+pub(crate) struct TargetRecord {
     pub id: String,
     pub name: String,
     pub address: String,
