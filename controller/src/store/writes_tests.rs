@@ -136,7 +136,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 #[test]
-fn only_the_audited_transaction_makes_a_write_and_only_the_store_holds_sql_writes() {
+fn only_the_audited_transaction_begins_or_makes_a_write_and_only_the_store_holds_sql_writes() {
     let mut files = Vec::new();
     rust_files(&src(), &mut files);
     assert!(files.len() > 50, "only {} source files found", files.len());
@@ -154,6 +154,12 @@ fn only_the_audited_transaction_makes_a_write_and_only_the_store_holds_sql_write
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
         if text.contains("Write::audited(") && rel != "audit/tx.rs" {
             offenders.push(format!("{rel}: makes a Write; only audit/tx.rs may"));
+        }
+        // A transaction begins only as an AuditedTx (and inside the store, for its lease).
+        if text.contains(".begin().await") && rel != "audit/tx.rs" && !rel.starts_with("store/") {
+            offenders.push(format!(
+                "{rel}: begins a transaction of its own; use `state.begin_audited()` (AuditedTx)"
+            ));
         }
         if !rel.starts_with("store/") && writes_sql(&text) {
             offenders.push(format!("{rel}: SQL that writes outside store/"));
