@@ -37,6 +37,7 @@ pub(crate) fn poll_within<T, E>(
         match attempt() {
             Ok(value) => return Ok(value),
             Err(seen) if start.elapsed() >= limit => return Err(seen),
+            // The poll interval between two looks at the condition, under the deadline above.
             Err(_) => std::thread::sleep(INTERVAL),
         }
     }
@@ -61,23 +62,4 @@ pub(crate) fn wait_for(
         }
     });
     start.elapsed()
-}
-
-/// [`wait_for`] in an async test: the runtime keeps running the code being waited for.
-pub(crate) async fn wait_for_async<F: std::future::Future<Output = bool>>(
-    what: &str,
-    limit: Duration,
-    mut condition: impl FnMut() -> F,
-) -> Duration {
-    let start = Instant::now();
-    loop {
-        if condition().await {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(INTERVAL).await;
-    }
 }

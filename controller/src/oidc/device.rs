@@ -30,6 +30,33 @@ pub(crate) enum DevicePoll {
 }
 
 impl Relying {
+    /// Posts `form` to `endpoint` with the client's credentials (HTTP Basic, form-encoded as
+    /// RFC 6749 section 2.3.1 asks); returns the status and the body. `what` names the
+    /// endpoint in the error when the provider cannot be reached.
+    async fn post_form(
+        &self,
+        endpoint: &str,
+        what: &str,
+        form: &[(&str, &str)],
+    ) -> Result<(reqwest::StatusCode, bytes::Bytes), OidcError> {
+        let response = self
+            .http
+            .post(endpoint)
+            .basic_auth(
+                form_encode(&self.config.client_id),
+                Some(form_encode(self.secret.expose_secret())),
+            )
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| OidcError::Unreachable {
+                what: what.into(),
+                cause: chain(&e),
+            })?;
+        let status = response.status();
+        Ok((status, response.bytes().await.unwrap_or_default()))
+    }
+
     /// Starts a device authorization at the provider (RFC 8628 section 3.1).
     pub(crate) async fn device_start(&self) -> Result<DeviceAuthorization, OidcError> {
         let md = self.metadata(false).await?;
@@ -44,25 +71,13 @@ impl Relying {
                 )
             })?;
         let scope = self.config.scopes.join(" ");
-        let response = self
-            .http
-            .post(&endpoint)
-            .basic_auth(
-                form_encode(&self.config.client_id),
-                Some(form_encode(self.secret.expose_secret())),
-            )
-            .form(&[
-                ("client_id", self.config.client_id.as_str()),
-                ("scope", &scope),
-            ])
-            .send()
-            .await
-            .map_err(|e| OidcError::Unreachable {
-                what: "device authorization endpoint".into(),
-                cause: chain(&e),
-            })?;
-        let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
+        let form = [
+            ("client_id", self.config.client_id.as_str()),
+            ("scope", &scope),
+        ];
+        let (status, body) = self
+            .post_form(&endpoint, "device authorization endpoint", &form)
+            .await?;
         if !status.is_success() {
             return Err(OidcError::Refused(format!(
                 "device authorization: {status} {}",
@@ -81,26 +96,12 @@ impl Relying {
             .token_endpoint()
             .ok_or_else(|| OidcError::Refused("its metadata has no token endpoint".into()))?
             .to_string();
-        let response = self
-            .http
-            .post(&endpoint)
-            .basic_auth(
-                form_encode(&self.config.client_id),
-                Some(form_encode(self.secret.expose_secret())),
-            )
-            .form(&[
-                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-                ("device_code", device_code),
-                ("client_id", self.config.client_id.as_str()),
-            ])
-            .send()
-            .await
-            .map_err(|e| OidcError::Unreachable {
-                what: "token endpoint".into(),
-                cause: chain(&e),
-            })?;
-        let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
+        let form = [
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("device_code", device_code),
+            ("client_id", self.config.client_id.as_str()),
+        ];
+        let (status, body) = self.post_form(&endpoint, "token endpoint", &form).await?;
         if !status.is_success() {
             let code = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()

@@ -42,6 +42,7 @@ async fn wait_for_async<F: std::future::Future<Output = bool>>(
             start.elapsed() < limit,
             "timed out after {limit:?} waiting for {what}"
         );
+        // The poll interval between two looks at the condition, under the deadline above.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
