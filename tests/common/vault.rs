@@ -25,7 +25,7 @@ pub(crate) struct Bao {
     log: Arc<Mutex<String>>,
 }
 
-fn bao_binary() -> PathBuf {
+pub(crate) fn bao_binary() -> PathBuf {
     if let Ok(path) = std::env::var("PORTCULLIS_TEST_BAO") {
         return path.into();
     }
@@ -62,15 +62,20 @@ fn port_pair() -> u16 {
 impl Bao {
     /// Starts a dev server and configures everything a Portcullis controller needs.
     pub(crate) fn start() -> Bao {
-        Bao::start_opts(false)
+        Bao::start_opts(false, true)
+    }
+
+    /// A dev server with nothing configured (for set-up recipes that do it themselves).
+    pub(crate) fn start_bare() -> Bao {
+        Bao::start_opts(false, false)
     }
 
     /// Like [`Bao::start`], serving HTTPS with a certificate from its own CA (`ca_file`).
     pub(crate) fn start_tls() -> Bao {
-        Bao::start_opts(true)
+        Bao::start_opts(true, true)
     }
 
-    fn start_opts(tls: bool) -> Bao {
+    fn start_opts(tls: bool, configure: bool) -> Bao {
         let bin = bao_binary();
         for _ in 0..5 {
             let port = port_pair();
@@ -131,7 +136,9 @@ impl Bao {
                 Err(())
             });
             if up == Ok(true) {
-                bao.configure();
+                if configure {
+                    bao.configure();
+                }
                 return bao;
             }
             eprintln!(
@@ -198,12 +205,12 @@ impl Bao {
         self.ok(
             "POST",
             "sys/policies/acl/portcullis-session",
-            json!({"policy": "path \"ssh/sign/*\" { capabilities = [\"update\"] }\npath \"database/creds/*\" { capabilities = [\"read\"] }\n"}),
+            json!({"policy": "path \"ssh/sign/*\" { capabilities = [\"update\"] }\npath \"database/creds/*\" { capabilities = [\"read\"] }\npath \"auth/token/renew-self\" { capabilities = [\"update\"] }\n"}),
         );
         self.ok(
             "POST",
             &format!("auth/token/roles/{TOKEN_ROLE}"),
-            json!({"allowed_policies": "portcullis-session", "orphan": true, "renewable": true, "token_explicit_max_ttl": "24h"}),
+            json!({"allowed_policies": "portcullis-session", "orphan": true, "renewable": true, "token_explicit_max_ttl": "24h", "token_no_default_policy": true}),
         );
         // The controller's own policy (docs/ssh.md lists the same).
         self.ok(
