@@ -60,17 +60,15 @@ pub enum LinkError {
 
     // The hello (the worker's first request, whichever side dialled).
     /// The first frame did not come in time.
-    #[error("no first frame within {after:?}; the link is closed")]
+    #[error("nothing came within {after:?} of the link opening; the link is closed")]
     NoFirstFrame { after: Duration },
     /// The first frame was not a request, or not the one the link starts with.
     #[error("the link must start with {expected}; the link is closed")]
     UnexpectedFirstFrame { expected: &'static str },
-    /// The controller refused the worker's hello.
+    /// The controller refused the worker's hello (an unknown or deleted worker, a key that is
+    /// not the worker's, another protocol version); `message` is the controller's answer.
     #[error("the controller refused the hello: {message}")]
     HelloRefused { message: String },
-    /// The worker's hello named a worker the controller does not accept.
-    #[error("the worker's hello was refused; see the controller's answer in its log")]
-    WorkerRefused,
 
     // Transport.
     /// Connecting to the peer's address did not finish in time.
