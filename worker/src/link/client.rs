@@ -123,3 +123,42 @@ impl LinkClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_fails_with_what_became_of_it() {
+        let client = LinkClient::default();
+        let ask = || client.request(Request::Ping, Duration::from_millis(50));
+        assert!(matches!(ask().await, Err(LinkError::NoLink)));
+
+        // A link whose task goes away with the request: closed, at once.
+        let (tx, mut rx) = mpsc::channel(1);
+        let registration = client.register("c1", tx);
+        let (answer, ()) = tokio::join!(ask(), async {
+            drop(rx.recv().await);
+        });
+        assert!(matches!(answer, Err(LinkError::Closed)), "{answer:?}");
+
+        // A link that never answers: timed out after the time asked for, not longer.
+        let (answer, _kept) = tokio::join!(ask(), rx.recv());
+        match answer {
+            Err(LinkError::TimedOut { after }) => assert_eq!(after, Duration::from_millis(50)),
+            other => panic!("unexpected {other:?}"),
+        }
+
+        // A link that answers.
+        let (answer, ()) = tokio::join!(ask(), async {
+            if let Some(outgoing) = rx.recv().await {
+                let _ = outgoing.reply.send(Ok(Response::Ok));
+            }
+        });
+        assert!(matches!(answer, Ok(Response::Ok)), "{answer:?}");
+
+        // The link removed: none left.
+        drop(registration);
+        assert!(matches!(ask().await, Err(LinkError::NoLink)));
+    }
+}
