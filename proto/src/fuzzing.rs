@@ -148,21 +148,41 @@ fn check_grant(token: &str) {
     }
 }
 
-/// The cluster link as either side reads it (`controller/src/link`, `worker/src/link.rs`):
-/// the length-delimited codec cuts frames from the byte stream and each is decoded. The whole
-/// input is also decoded as one frame; a frame that decodes must re-encode to itself.
+/// The cluster link as either side reads it (`controller/src/link`, `worker/src/link`): the
+/// length-delimited codec cuts frames from the byte stream and each is decoded, and received
+/// by a worker peer and a controller peer with requests in flight. The whole input is also
+/// decoded as one frame; a frame that decodes must re-encode to itself.
 pub fn link_frames(data: &[u8]) {
     use tokio_util::codec::Decoder as _;
 
-    check_link_frame(data);
+    let now = std::time::Instant::now();
+    let silence = std::time::Duration::from_secs(10);
+    let mut peers = [
+        link::Peer::new(link::Role::Worker, silence, now),
+        link::Peer::new(link::Role::Controller, silence, now),
+    ];
+    for peer in &mut peers {
+        for timeout in [None, Some(std::time::Duration::ZERO)] {
+            let _ = peer.request(link::Request::Ping, (), timeout, now);
+        }
+        let _ = peer.poll_timers(now);
+    }
+    check_link_frame(data, &mut peers, now);
     let mut codec = link::codec();
     let mut buf = bytes::BytesMut::from(data);
     while let Ok(Some(frame)) = codec.decode(&mut buf) {
-        check_link_frame(&frame);
+        check_link_frame(&frame, &mut peers, now);
     }
 }
 
-fn check_link_frame(bytes: &[u8]) {
+fn check_link_frame(bytes: &[u8], peers: &mut [link::Peer<()>], now: std::time::Instant) {
+    for peer in peers.iter_mut() {
+        let _ = peer.receive(bytes, now);
+    }
+    check_frame_round_trip(bytes);
+}
+
+fn check_frame_round_trip(bytes: &[u8]) {
     let Ok(frame) = link::decode(bytes) else {
         return;
     };

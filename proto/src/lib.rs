@@ -6,7 +6,8 @@
 //! - [`clock`]: where time comes from (the system's clocks, or a test's hand-advanced one).
 //! - [`duration`]: durations as the controller's and the worker's config files write them.
 //! - [`grant`]: the signed session grant a client presents to a worker.
-//! - [`link`]: the framed cluster link between controllers and workers.
+//! - [`link`]: the framed cluster link between controllers and workers, and the sans-I/O peer
+//!   (request ids, requests in flight, deadlines, heartbeats) both ends drive.
 //! - [`proxy`]: the handshake a client speaks to a worker's proxy listener.
 //! - [`handshakes`]: the count of connections still in their handshake, capped per listener.
 //! - [`keys`]: fingerprints and public-key encodings every side computes the same way.

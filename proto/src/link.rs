@@ -1,17 +1,25 @@
 //! The cluster link: one mutually authenticated TLS connection between a worker and a
 //! controller, carrying length-delimited JSON frames in which either side may send requests.
 //!
-//! Every request carries an id chosen by its sender; the answer carries the same id. Ids of
-//! the two directions are independent (the dialling side uses odd ids, the accepting side even
-//! ones) so a frame is never ambiguous. A frame that does not decode (an unknown message kind,
-//! an unknown end reason, malformed JSON) closes the link: both sides speak the same
+//! Every request carries an id chosen by its sender; the answer carries the same id. The
+//! worker numbers its requests odd and the controller even, whichever side dialled, so a
+//! frame is never ambiguous. A frame that does not decode (an unknown message kind, an
+//! unknown end reason, malformed JSON) closes the link: both sides speak the same
 //! `PROTOCOL_VERSION`, which a new message kind or reason raises.
+//!
+//! [`Peer`] is one end of the link without its socket (ids, requests in flight, deadlines,
+//! heartbeats); both the controller and the worker drive one. [`LinkError`] is every way the
+//! link or a request on it fails.
 
 use serde::{Deserialize, Serialize};
 
 use crate::grant::GrantKey;
 
+mod error;
+mod peer;
 mod reason;
+pub use error::LinkError;
+pub use peer::{Due, Incoming, Peer, Role, Unsent};
 pub use reason::{EndReason, UnknownEndReason};
 
 /// The ALPN protocol id of the cluster link.

@@ -19,7 +19,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt as _;
 use portcullis_proto::api::{JoinRequest, JoinResponse};
 use portcullis_proto::clock::Clock;
-use portcullis_proto::link::{self, Frame, Request};
+use portcullis_proto::link::{self, Frame, LinkError, Request};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -278,8 +278,10 @@ pub async fn serve(
                     let tls =
                         tokio::time::timeout(shared.config.handshake_timeout, acceptor.accept(tcp))
                             .await
-                            .map_err(|_| "TLS handshake timed out".to_string())?
-                            .map_err(|e| format!("TLS: {e}"))?;
+                            .map_err(|_| LinkError::TlsTimedOut {
+                                after: shared.config.handshake_timeout,
+                            })?
+                            .map_err(|source| LinkError::Tls { source })?;
                     drop(pass);
                     // The verifier accepted a controller certificate; its key names the
                     // controller (a newer link with the same key replaces this one).
@@ -295,7 +297,7 @@ pub async fn serve(
                                 )
                             })
                         })
-                        .ok_or("the controller presented no certificate")?;
+                        .ok_or(LinkError::NoPeerCertificate)?;
                     crate::link::drive(&shared, tls, &controller, &peer.to_string(), &shutdown)
                         .await
                 }

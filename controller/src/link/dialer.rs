@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_proto::link::LinkError;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -130,15 +131,22 @@ async fn dial_loop(
                 tokio::net::TcpStream::connect(&addr),
             )
             .await
-            .map_err(|_| "connect timed out".to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| LinkError::ConnectTimedOut { addr: addr.clone() })?
+            .map_err(|source| LinkError::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
             let _ = tcp.set_nodelay(true);
-            let peer_addr = tcp.peer_addr().map_err(|e| e.to_string())?.ip();
-            let name = ServerName::try_from("portcullis-worker").map_err(|e| e.to_string())?;
-            let tls = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+            let peer_addr = tcp.peer_addr().map_err(LinkError::transport)?.ip();
+            let name =
+                ServerName::try_from("portcullis-worker").map_err(|e| LinkError::TlsSetUp {
+                    reason: e.to_string(),
+                })?;
+            let after = Duration::from_secs(10);
+            let tls = tokio::time::timeout(after, connector.connect(name, tcp))
                 .await
-                .map_err(|_| "TLS handshake timed out".to_string())?
-                .map_err(|e| format!("TLS handshake failed: {e}"))?;
+                .map_err(|_| LinkError::TlsTimedOut { after })?
+                .map_err(|source| LinkError::Tls { source })?;
             let peer = tls
                 .get_ref()
                 .1

@@ -382,50 +382,50 @@ async fn apply_closed(
         && connection_rows::open_connections(tx.read(), &s.id).await? == 0)
 }
 
-async fn renew(state: &AppState, worker_id: &str) -> Response {
-    let result = async {
-        let mut conn = state.store.conn().await.map_err(|e| e.to_string())?;
-        let worker = worker_rows::find(&mut conn, worker_id)
-            .await
-            .map_err(|e| e.to_string())?
-            .filter(|w| w.state == worker_rows::ACTIVE)
-            .ok_or("worker is not active")?;
-        drop(conn);
-        let spki = worker_spki(state, &worker.id).await?;
-        let ca = state
-            .keys
-            .certificate_authority()
-            .await
-            .map_err(|e| e.to_string())?;
-        let lifetime = state.config.worker_cert_lifetime;
-        let pem = ca
-            .issue(&spki, Leaf::Worker { worker_id }, lifetime)
-            .map_err(|e| e.to_string())?;
-        let expires_at = state.clock.unix_secs() + lifetime.as_secs();
-        let mut tx = state.begin_audited().await.map_err(|e| e.to_string())?;
-        worker_rows::set_cert_expiry(tx.write(), worker_id, clock::to_i64(expires_at))
-            .await
-            .map_err(|e| e.to_string())?;
-        let renewed = Event::WorkerCertificateRenewed {
-            details: event::Expiry { expires_at },
-        };
-        tx.commit(AuditEvent::new(Actor::worker(worker_id), renewed))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(Response::Certificate {
-            cert_pem: pem,
-            expires_at,
-        })
-    }
-    .await;
-    result.unwrap_or_else(error)
+/// Why a worker's certificate was not renewed.
+#[derive(Debug, thiserror::Error)]
+enum RenewError {
+    #[error("this worker is not active; enrol it again with a new join token")]
+    NotActive,
+    #[error("no live link for this worker; renew over the link the certificate is for")]
+    NoLink,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
 }
 
-/// The worker's public key as the link saw it; kept in the store by fingerprint only, so the
-/// renewal uses the key from the current link's certificate.
-async fn worker_spki(state: &AppState, worker_id: &str) -> Result<Vec<u8>, String> {
-    state
-        .links
-        .spki(worker_id)
-        .ok_or_else(|| "no live link for this worker".to_string())
+async fn renew(state: &AppState, worker_id: &str) -> Response {
+    match issue_renewal(state, worker_id).await {
+        Ok(renewed) => renewed,
+        Err(RenewError::Store(err)) => store_error(err),
+        Err(err) => error(err.to_string()),
+    }
+}
+
+async fn issue_renewal(state: &AppState, worker_id: &str) -> Result<Response, RenewError> {
+    let mut conn = state.store.conn().await?;
+    let worker = worker_rows::find(&mut conn, worker_id)
+        .await?
+        .filter(|w| w.state == worker_rows::ACTIVE)
+        .ok_or(RenewError::NotActive)?;
+    drop(conn);
+    // The worker's public key as the link saw it; kept in the store by fingerprint only, so
+    // the renewal uses the key from the current link's certificate.
+    let spki = state.links.spki(&worker.id).ok_or(RenewError::NoLink)?;
+    let ca = state.keys.certificate_authority().await?;
+    let lifetime = state.config.worker_cert_lifetime;
+    let pem = ca.issue(&spki, Leaf::Worker { worker_id }, lifetime)?;
+    let expires_at = state.clock.unix_secs() + lifetime.as_secs();
+    let mut tx = state.begin_audited().await?;
+    worker_rows::set_cert_expiry(tx.write(), worker_id, clock::to_i64(expires_at)).await?;
+    let renewed = Event::WorkerCertificateRenewed {
+        details: event::Expiry { expires_at },
+    };
+    tx.commit(AuditEvent::new(Actor::worker(worker_id), renewed))
+        .await?;
+    Ok(Response::Certificate {
+        cert_pem: pem,
+        expires_at,
+    })
 }

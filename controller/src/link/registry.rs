@@ -4,23 +4,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use portcullis_proto::link::{Request, Response};
+use portcullis_proto::link::{LinkError, Request, Response};
 use tokio::sync::{mpsc, oneshot};
 
-/// A request this controller sends to a worker, with where to deliver the answer.
+/// Where the answer to a request this controller sent goes.
+pub(crate) type Reply = oneshot::Sender<Result<Response, LinkError>>;
+
+/// A request this controller sends to a worker, where to deliver the answer, and how long it
+/// may take (the link's peer fails it with [`LinkError::TimedOut`] after that).
 pub(crate) struct Outgoing {
     pub body: Request,
-    pub reply: oneshot::Sender<Response>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum LinkError {
-    #[error("the worker's link is closed")]
-    Closed,
-    #[error("the worker did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("the worker refused: {0}")]
-    Refused(String),
+    pub reply: Reply,
+    pub timeout: Duration,
 }
 
 /// A handle on one worker's live link.
@@ -34,22 +29,30 @@ pub(crate) struct LinkHandle {
 }
 
 impl LinkHandle {
-    /// Sends a request to the worker and waits for its answer.
+    /// Sends a request to the worker and waits up to `timeout` for its answer; an error
+    /// answer is [`LinkError::Refused`].
     pub(crate) async fn request(
         &self,
         body: Request,
         timeout: Duration,
     ) -> Result<Response, LinkError> {
+        let deadline = tokio::time::Instant::now() + timeout;
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Outgoing { body, reply })
+            .send(Outgoing {
+                body,
+                reply,
+                timeout,
+            })
             .await
             .map_err(|_| LinkError::Closed)?;
-        match tokio::time::timeout(timeout, answer).await {
-            Ok(Ok(Response::Error { message })) => Err(LinkError::Refused(message)),
-            Ok(Ok(response)) => Ok(response),
+        // The link's peer answers by the deadline (or fails the request); waiting no longer
+        // than that also covers a link stuck writing.
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(Ok(Response::Error { message }))) => Err(LinkError::Refused { message }),
+            Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(LinkError::Closed),
-            Err(_) => Err(LinkError::Timeout(timeout)),
+            Err(_) => Err(LinkError::TimedOut { after: timeout }),
         }
     }
 }

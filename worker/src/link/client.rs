@@ -5,14 +5,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use portcullis_proto::link::{Request, Response};
+use portcullis_proto::link::{LinkError, Request, Response};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-/// A request handed to a link's task, and where its answer goes.
+use super::protocol::Reply;
+
+/// A request handed to a link's task, where its answer goes, and how long it may take (the
+/// link's peer fails it with [`LinkError::TimedOut`] after that).
 pub(super) struct Outgoing {
     pub(super) body: Request,
-    pub(super) reply: oneshot::Sender<Response>,
+    pub(super) reply: Reply,
+    pub(super) timeout: Duration,
 }
 
 /// The live links to controllers, and requests sent on them: on the newest link, or an
@@ -58,25 +62,34 @@ impl LinkClient {
         f(&mut guard)
     }
 
-    pub async fn request(&self, body: Request, timeout: Duration) -> Result<Response, String> {
+    /// Sends a request to a controller and waits up to `timeout` for its answer.
+    pub async fn request(&self, body: Request, timeout: Duration) -> Result<Response, LinkError> {
         let senders: Vec<_> =
             self.with(|links| links.iter().rev().map(|l| l.sender.clone()).collect());
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut body = Some(body);
         for sender in senders {
             let (reply, answer) = oneshot::channel();
             let Some(next) = body.take() else { break };
-            match sender.send(Outgoing { body: next, reply }).await {
+            let outgoing = Outgoing {
+                body: next,
+                reply,
+                timeout,
+            };
+            match sender.send(outgoing).await {
+                // The link's peer answers by the deadline (or fails the request); waiting
+                // no longer than that also covers a link stuck writing.
                 Ok(()) => {
-                    return tokio::time::timeout(timeout, answer)
+                    return tokio::time::timeout_at(deadline, answer)
                         .await
-                        .map_err(|_| "the controller did not answer in time".to_string())?
-                        .map_err(|_| "the controller link closed".to_string());
+                        .map_err(|_| LinkError::TimedOut { after: timeout })?
+                        .map_err(|_| LinkError::Closed)?;
                 }
                 // That link is closing: try the next one.
                 Err(mpsc::error::SendError(outgoing)) => body = Some(outgoing.body),
             }
         }
-        Err("no controller link".to_string())
+        Err(LinkError::NoLink)
     }
 
     /// Registers an authenticated link to `controller`, replacing an older link to the same
@@ -108,5 +121,44 @@ impl LinkClient {
             id,
             replaced,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_fails_with_what_became_of_it() {
+        let client = LinkClient::default();
+        let ask = || client.request(Request::Ping, Duration::from_millis(50));
+        assert!(matches!(ask().await, Err(LinkError::NoLink)));
+
+        // A link whose task goes away with the request: closed, at once.
+        let (tx, mut rx) = mpsc::channel(1);
+        let registration = client.register("c1", tx);
+        let (answer, ()) = tokio::join!(ask(), async {
+            drop(rx.recv().await);
+        });
+        assert!(matches!(answer, Err(LinkError::Closed)), "{answer:?}");
+
+        // A link that never answers: timed out after the time asked for, not longer.
+        let (answer, _kept) = tokio::join!(ask(), rx.recv());
+        match answer {
+            Err(LinkError::TimedOut { after }) => assert_eq!(after, Duration::from_millis(50)),
+            other => panic!("unexpected {other:?}"),
+        }
+
+        // A link that answers.
+        let (answer, ()) = tokio::join!(ask(), async {
+            if let Some(outgoing) = rx.recv().await {
+                let _ = outgoing.reply.send(Ok(Response::Ok));
+            }
+        });
+        assert!(matches!(answer, Ok(Response::Ok)), "{answer:?}");
+
+        // The link removed: none left.
+        drop(registration);
+        assert!(matches!(ask().await, Err(LinkError::NoLink)));
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_proto::link;
+use portcullis_proto::link::{self, LinkError};
 use rustls::pki_types::ServerName;
 use rustls_pki_types::pem::PemObject as _;
 use tokio_util::sync::CancellationToken;
@@ -39,12 +39,15 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     }
 }
 
-fn client_config(shared: &Shared) -> Result<Arc<rustls::ClientConfig>, String> {
+fn client_config(shared: &Shared) -> Result<Arc<rustls::ClientConfig>, LinkError> {
     let identity = shared.identity.clone();
+    let set_up = |e: &dyn std::fmt::Display| LinkError::TlsSetUp {
+        reason: e.to_string(),
+    };
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(identity.ca_der().map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
+        .add(identity.ca_der().map_err(|e| set_up(&e))?)
+        .map_err(|e| set_up(&e))?;
     let mut config =
         rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
             .with_root_certificates(roots)
@@ -52,10 +55,10 @@ fn client_config(shared: &Shared) -> Result<Arc<rustls::ClientConfig>, String> {
                 vec![rustls::pki_types::CertificateDer::from_pem_slice(
                     shared.certs.pem().as_bytes(),
                 )
-                .map_err(|e| e.to_string())?],
+                .map_err(|e| set_up(&e))?],
                 identity.key_der(),
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| set_up(&e))?;
     config.alpn_protocols = vec![link::ALPN.to_vec()];
     Ok(Arc::new(config))
 }
@@ -64,18 +67,26 @@ async fn session(
     shared: &Arc<Shared>,
     addr: &str,
     shutdown: &CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     let connector = tokio_rustls::TlsConnector::from(client_config(shared)?);
     let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
         .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| LinkError::ConnectTimedOut {
+            addr: addr.to_owned(),
+        })?
+        .map_err(|source| LinkError::Connect {
+            addr: addr.to_owned(),
+            source,
+        })?;
     let _ = tcp.set_nodelay(true);
-    let name = ServerName::try_from(link::CONTROLLER_SERVER_NAME).map_err(|e| e.to_string())?;
+    let name =
+        ServerName::try_from(link::CONTROLLER_SERVER_NAME).map_err(|e| LinkError::TlsSetUp {
+            reason: e.to_string(),
+        })?;
     let tls = connector
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("TLS: {e}"))?;
+        .map_err(|source| LinkError::Tls { source })?;
     // One link at a time in this direction: the address names the controller.
     super::drive(shared, tls, addr, addr, shutdown).await
 }

@@ -3,136 +3,206 @@
 //!
 //! [`client`] holds the live links and sends other tasks' requests on them; [`dial`] keeps a
 //! link this worker dials up, failing over between controllers (`inbound` serves the links
-//! controllers dial); [`peer`] decides what to send and what each frame received does;
-//! [`drive`] runs a peer over a stream, doing the socket reads and writes and the timers.
+//! controllers dial); [`protocol`] decides what to send and what each frame received does;
+//! [`drive`] runs a link over a stream: a [`Peer`] of the worker's role numbers the requests
+//! and keeps their deadlines and the heartbeat, and `drive` does the socket reads and writes
+//! and sleeps until the peer's next deadline.
 
 mod client;
 mod dial;
-mod peer;
+mod protocol;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
-use portcullis_proto::link::{self, Frame, Request, Response};
+use portcullis_proto::link::{self, Incoming, LinkError, Peer, Request, Role, Unsent};
 use tokio::sync::mpsc;
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 use self::client::Outgoing;
 pub use self::client::{LinkClient, Registration};
 pub use self::dial::run;
-use self::peer::Peer;
+use self::protocol::Awaits;
 use crate::Shared;
+
+/// How long the link waits for the hello's answer.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A controller silent this long is taken for gone (it answers a heartbeat every interval).
+const SILENCE: Duration = Duration::from_secs(10);
+/// How often spooled events are looked for.
+const EVENTS_EVERY: Duration = Duration::from_millis(100);
+/// How long a shutdown waits for the controller to acknowledge the last events.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Any byte stream a link runs over: TLS the worker dialled, or TLS a controller dialled.
 pub trait LinkIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> LinkIo for T {}
 
-type Stream<S> = Framed<S, tokio_util::codec::LengthDelimitedCodec>;
-
-async fn send<S: LinkIo>(stream: &mut Stream<S>, frame: &Frame) -> Result<(), String> {
-    stream
-        .send(link::encode(frame).map_err(|e| e.to_string())?)
-        .await
-        .map_err(|e| e.to_string())
-}
-
 /// Runs the link protocol (hello, heartbeats, events, requests both ways) over a stream,
 /// whichever side dialled. The caller has authenticated the controller; `controller` names
-/// it (a newer link with the same name replaces this one), `addr` is for the log.
+/// it (a newer link with the same name replaces this one), `addr` is for the log. When the
+/// link ends, every request still waiting on it fails with [`LinkError::Closed`].
 pub async fn drive<S: LinkIo>(
     shared: &Arc<Shared>,
     io: S,
     controller: &str,
     addr: &str,
     shutdown: &CancellationToken,
-) -> Result<(), String> {
-    let mut stream = Framed::new(io, link::codec());
-    let mut heartbeat = tokio::time::interval(say_hello(shared, &mut stream).await?);
-    tracing::info!(controller.addr = %addr, "linked to controller");
-    let (tx, mut rx) = mpsc::channel::<Outgoing>(64);
-    let registration = shared.link.register(controller, tx);
-    let mut peer = Peer::new();
-    let mut flush = tokio::time::interval(Duration::from_millis(100));
-    let silence = Duration::from_secs(10);
-    let mut last_frame = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => {
-                flush_events(shared, &mut stream).await;
-                return Ok(());
-            }
-            _ = registration.replaced.cancelled() => {
-                return Err("a newer link from the same controller replaced this one".into());
-            }
-            _ = heartbeat.tick() => {
-                if last_frame.elapsed() > silence {
-                    return Err("the controller went silent".into());
+) -> Result<(), LinkError> {
+    let mut link = Link {
+        shared,
+        stream: Framed::new(io, link::codec()),
+        peer: Peer::new(Role::Worker, SILENCE, Instant::now()),
+    };
+    let result = link.run(controller, addr, shutdown).await;
+    for (awaits, error) in link.peer.close() {
+        protocol::failed(awaits, error);
+    }
+    result
+}
+
+/// One link's stream and peer.
+struct Link<'a, S> {
+    shared: &'a Shared,
+    stream: Framed<S, LengthDelimitedCodec>,
+    peer: Peer<Awaits>,
+}
+
+impl<S: LinkIo> Link<'_, S> {
+    async fn run(
+        &mut self,
+        controller: &str,
+        addr: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<(), LinkError> {
+        let heartbeat = self.say_hello().await?;
+        self.peer.heartbeat_every(heartbeat, Instant::now());
+        tracing::info!(controller.addr = %addr, "linked to controller");
+        let (tx, mut rx) = mpsc::channel::<Outgoing>(64);
+        let registration = self.shared.link.register(controller, tx);
+        let mut events = tokio::time::interval(EVENTS_EVERY);
+        loop {
+            let wake = tokio::time::Instant::from_std(self.peer.next_deadline());
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    self.flush_events().await;
+                    return Ok(());
                 }
-                if let Some(renewal) = peer.renewal(shared) {
-                    send(&mut stream, &renewal).await?;
+                _ = registration.replaced.cancelled() => return Err(LinkError::Replaced),
+                _ = tokio::time::sleep_until(wake) => {
+                    let due = self.peer.poll_timers(Instant::now())?;
+                    for (awaits, error) in due.expired {
+                        protocol::failed(awaits, error);
+                    }
+                    if due.heartbeat {
+                        if protocol::renewal_due(self.shared, &self.peer) {
+                            self.ask(Request::RenewCertificate, Awaits::Renewal, None).await?;
+                        }
+                        self.ask(protocol::heartbeat(self.shared), Awaits::Heartbeat, None).await?;
+                    }
                 }
-                send(&mut stream, &peer.heartbeat(shared)).await?;
-            }
-            _ = flush.tick(), if peer.events_due(shared) => {
-                send(&mut stream, &peer.events(shared)).await?;
-            }
-            outgoing = rx.recv() => {
-                let Some(Outgoing { body, reply }) = outgoing else { return Err("link sender dropped".into()) };
-                send(&mut stream, &peer.external(body, reply)).await?;
-            }
-            frame = stream.next() => {
-                let bytes = frame.ok_or("the controller closed the link")?.map_err(|e| e.to_string())?;
-                last_frame = tokio::time::Instant::now();
-                let frame = link::decode(&bytes).map_err(|e| format!("malformed frame: {e}"))?;
-                if let Some(answer) = peer.receive(shared, frame) {
-                    send(&mut stream, &answer).await?;
+                _ = events.tick(), if protocol::events_due(self.shared, &self.peer) => {
+                    self.ask(protocol::events(self.shared), Awaits::Events, None).await?;
+                }
+                outgoing = rx.recv() => {
+                    // The sender lives in the registration, which only this function drops.
+                    let Some(Outgoing { body, reply, timeout }) = outgoing else {
+                        return Err(LinkError::Replaced);
+                    };
+                    self.ask(body, Awaits::External(reply), Some(timeout)).await?;
+                }
+                frame = self.stream.next() => {
+                    let frame = frame.ok_or(LinkError::PeerClosed)?.map_err(LinkError::transport)?;
+                    match self.peer.receive(&frame, Instant::now())? {
+                        Incoming::Request { id, body } => {
+                            let answer = self.peer.answer(id, protocol::serve(self.shared, body))?;
+                            self.send(answer).await?;
+                        }
+                        Incoming::Answer { awaits, body } => protocol::answered(self.shared, awaits, body),
+                        Incoming::Late { id } => tracing::debug!(request.id = id, "an answer came after its request timed out"),
+                    }
                 }
             }
         }
     }
-}
 
-/// Sends the hello and waits up to 10 s for its answer; returns the heartbeat interval.
-async fn say_hello<S: LinkIo>(shared: &Shared, stream: &mut Stream<S>) -> Result<Duration, String> {
-    send(stream, &peer::hello(shared)).await?;
-    let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
-        .await
-        .map_err(|_| "no answer to hello".to_string())?
-        .ok_or("closed after hello")?
-        .map_err(|e| e.to_string())?;
-    peer::hello_answered(shared, link::decode(&first).map_err(|e| e.to_string())?)
-}
+    /// Sends the hello and waits for its answer (the first frame); returns the heartbeat
+    /// interval.
+    async fn say_hello(&mut self) -> Result<Duration, LinkError> {
+        let hello = protocol::hello(self.shared);
+        self.ask(hello, Awaits::Hello, None).await?;
+        let first = tokio::time::timeout(HELLO_TIMEOUT, self.stream.next())
+            .await
+            .map_err(|_| LinkError::NoFirstFrame {
+                after: HELLO_TIMEOUT,
+            })?
+            .ok_or(LinkError::PeerClosed)?
+            .map_err(LinkError::transport)?;
+        match self.peer.receive(&first, Instant::now())? {
+            Incoming::Answer {
+                awaits: Awaits::Hello,
+                body,
+            } => protocol::hello_answered(self.shared, body),
+            _ => Err(LinkError::UnexpectedFirstFrame {
+                expected: "the answer to the hello",
+            }),
+        }
+    }
 
-/// Best effort on shutdown: send what is spooled (it stays on disk if unacknowledged).
-async fn flush_events<S: LinkIo>(shared: &Shared, stream: &mut Stream<S>) {
-    if shared.spool.is_empty() {
-        return;
+    /// Sends a request; one another task asked for that cannot be sent fails alone, one of
+    /// the worker's own ends the link.
+    async fn ask(
+        &mut self,
+        body: Request,
+        awaits: Awaits,
+        timeout: Option<Duration>,
+    ) -> Result<(), LinkError> {
+        match self.peer.request(body, awaits, timeout, Instant::now()) {
+            Ok(frame) => self.send(frame).await,
+            Err(Unsent {
+                awaits: Awaits::External(reply),
+                error,
+            }) => {
+                let _ = reply.send(Err(error));
+                Ok(())
+            }
+            Err(Unsent { error, .. }) => Err(error),
+        }
     }
-    let events = shared.spool.pending(500);
-    if send(
-        stream,
-        &Frame::Request {
-            id: u64::MAX,
-            body: Request::Events { events },
-        },
-    )
-    .await
-    .is_err()
-    {
-        return;
+
+    async fn send(&mut self, frame: Bytes) -> Result<(), LinkError> {
+        self.stream.send(frame).await.map_err(LinkError::transport)
     }
-    let deadline = tokio::time::sleep(Duration::from_secs(2));
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            _ = &mut deadline => return,
-            frame = stream.next() => {
-                let Some(Ok(bytes)) = frame else { return };
-                if let Ok(Frame::Response { id: u64::MAX, body: Response::EventsAck { event_ids } }) = link::decode(&bytes) {
-                    shared.spool.ack(&event_ids);
-                    return;
+
+    /// Best effort on shutdown: send what is spooled and wait a little for the
+    /// acknowledgement (unacknowledged events stay on disk).
+    async fn flush_events(&mut self) {
+        if self.shared.spool.is_empty() {
+            return;
+        }
+        if self
+            .ask(protocol::events(self.shared), Awaits::Flush, None)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let deadline = tokio::time::sleep(FLUSH_TIMEOUT);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                frame = self.stream.next() => {
+                    let Some(Ok(frame)) = frame else { return };
+                    if let Ok(Incoming::Answer { awaits: Awaits::Flush, body }) =
+                        self.peer.receive(&frame, Instant::now())
+                    {
+                        protocol::answered(self.shared, Awaits::Flush, body);
+                        return;
+                    }
                 }
             }
         }

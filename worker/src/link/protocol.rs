@@ -1,0 +1,144 @@
+//! The worker's part of the link protocol, apart from the socket and the request ids (the
+//! [`Peer`] keeps those): the hello and what its answer means, the requests the worker sends
+//! once linked, and what every answer and every request of the controller's does to the
+//! worker's state (sessions, grant keys, spool, certificate). At most one `events` frame and
+//! one certificate renewal are in flight. [`super::drive`] reads and writes the frames.
+
+use std::time::Duration;
+
+use portcullis_proto::link::{self, Hello, LinkError, Peer, Request, Response};
+use tokio::sync::oneshot;
+
+use crate::Shared;
+
+/// Where the answer to another task's request goes (see [`super::LinkClient::request`]).
+pub(super) type Reply = oneshot::Sender<Result<Response, LinkError>>;
+
+/// What a request the worker sent awaits.
+pub(super) enum Awaits {
+    Hello,
+    External(Reply),
+    Heartbeat,
+    Events,
+    /// The events sent while shutting down; [`super::drive`] waits for their acknowledgement.
+    Flush,
+    Renewal,
+}
+
+/// The request that opens a link: who this worker is and which sessions it holds open.
+pub(super) fn hello(shared: &Shared) -> Request {
+    Request::Hello(Hello {
+        protocol_version: portcullis_proto::PROTOCOL_VERSION,
+        worker_id: shared.identity.worker_id.clone(),
+        proxy_addr: shared.proxy_addr.clone(),
+        live_sessions: shared.table.live(),
+    })
+}
+
+/// The controller's answer to the hello: applies the sync it carries and returns the
+/// heartbeat interval the controller asks for, or why the link cannot go on.
+pub(super) fn hello_answered(shared: &Shared, answer: Response) -> Result<Duration, LinkError> {
+    match answer {
+        Response::Sync(sync) => {
+            let every = Duration::from_millis(sync.heartbeat_ms.clamp(100, 60_000));
+            apply_sync(shared, sync);
+            Ok(every)
+        }
+        Response::Error { message } => Err(LinkError::HelloRefused { message }),
+        _ => Err(LinkError::UnexpectedFirstFrame {
+            expected: "a sync answering the hello",
+        }),
+    }
+}
+
+/// Whether a certificate renewal is due (checked at each heartbeat) and none is in flight.
+pub(super) fn renewal_due(shared: &Shared, peer: &Peer<Awaits>) -> bool {
+    !peer.awaits_any(|a| matches!(a, Awaits::Renewal))
+        && shared.certs.renewal_due(shared.clock.unix_secs())
+}
+
+/// The heartbeat: the sessions this worker holds open (the answer is the reconcile).
+pub(super) fn heartbeat(shared: &Shared) -> Request {
+    Request::Heartbeat {
+        live_sessions: shared.table.live(),
+    }
+}
+
+/// Whether spooled events wait and none are in flight.
+pub(super) fn events_due(shared: &Shared, peer: &Peer<Awaits>) -> bool {
+    !peer.awaits_any(|a| matches!(a, Awaits::Events)) && !shared.spool.is_empty()
+}
+
+/// The next spooled events, up to 500.
+pub(super) fn events(shared: &Shared) -> Request {
+    Request::Events {
+        events: shared.spool.pending(500),
+    }
+}
+
+/// Applies the controller's answer to a request of the worker's.
+pub(super) fn answered(shared: &Shared, awaits: Awaits, body: Response) {
+    match (awaits, body) {
+        // The hello is answered before the link runs (see `super::drive`).
+        (Awaits::Hello, _) => {}
+        (Awaits::Heartbeat, Response::Sync(sync)) => apply_sync(shared, sync),
+        (Awaits::Heartbeat, other) => tracing::warn!(?other, "heartbeat refused"),
+        (Awaits::Events | Awaits::Flush, Response::EventsAck { event_ids }) => {
+            shared.spool.ack(&event_ids)
+        }
+        (Awaits::Events | Awaits::Flush, _) => {}
+        (
+            Awaits::Renewal,
+            Response::Certificate {
+                cert_pem,
+                expires_at,
+            },
+        ) => match shared
+            .certs
+            .replace(cert_pem, expires_at, shared.clock.unix_secs())
+        {
+            Ok(()) => tracing::info!(expires_at, "certificate renewed"),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not install the renewed certificate")
+            }
+        },
+        (Awaits::Renewal, other) => {
+            tracing::warn!(
+                ?other,
+                "certificate renewal refused; retrying at the next heartbeat"
+            );
+        }
+        (Awaits::External(reply), body) => {
+            let _ = reply.send(Ok(body));
+        }
+    }
+}
+
+/// A request of the worker's that will have no answer (it timed out, or the link closed):
+/// another task waiting for it hears why; the worker's own are sent again on a later link.
+pub(super) fn failed(awaits: Awaits, error: LinkError) {
+    if let Awaits::External(reply) = awaits {
+        let _ = reply.send(Err(error));
+    }
+}
+
+/// The answer to a controller's request: workers obey session ends and answer pings.
+pub(super) fn serve(shared: &Shared, body: Request) -> Response {
+    match body {
+        Request::EndSession(end) => {
+            shared.table.end(&end.session_id, end.reason);
+            Response::Ok
+        }
+        Request::Ping => Response::Ok,
+        _ => Response::Error {
+            message: "workers do not serve this request".into(),
+        },
+    }
+}
+
+fn apply_sync(shared: &Shared, sync: link::Sync) {
+    shared.table.heard(sync.grant_keys);
+    for end in sync.ended {
+        shared.table.end(&end.session_id, end.reason);
+    }
+}
