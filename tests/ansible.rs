@@ -27,7 +27,42 @@ fn ansible_runs_a_playbook_on_three_hosts_in_parallel() {
     let (_, ca) = curl(&dev, "GET", "/v1/ssh/ca", None, None);
     let sshd = Sshd::start(&ca, &[&user]);
     let keys = serde_json::json!({"ssh_host_keys": [sshd.host_key_pub]});
-    run_playbook(&dev, &sshd, &keys);
+    let sessions = run_playbook(&dev, &sshd, &keys, &Play::default());
+    assert_eq!(sessions, 3, "each host got its own session");
+}
+
+/// More tasks than a session's connection limit: ssh-prepare opens a fresh session when the
+/// cached one is full, so no task fails (ssh multiplexing off: every task is a connection).
+#[test]
+fn ansible_runs_more_tasks_than_a_sessions_connection_limit() {
+    let user = login_user();
+    let dev = Dev::start(&["--user", &user, "--worker-egress", "127.0.0.2"]);
+    let (_, ca) = curl(&dev, "GET", "/v1/ssh/ca", None, None);
+    let sshd = Sshd::start(&ca, &[&user]);
+    let limited = serde_json::json!({"ssh_host_keys": [sshd.host_key_pub], "connection_limit": 2});
+    let play = Play {
+        tasks: 5,
+        ..Play::default()
+    };
+    let sessions = run_playbook(&dev, &sshd, &limited, &play);
+    assert!(sessions >= 6, "at least two sessions per host: {sessions}");
+}
+
+/// The settings docs/ssh.md recommends (ssh multiplexing, pipelining, no ansible_user: the
+/// login comes from the policy) with the same limit and tasks.
+#[test]
+fn ansible_runs_with_the_documented_settings() {
+    let user = login_user();
+    let dev = Dev::start(&["--user", &user, "--worker-egress", "127.0.0.2"]);
+    let (_, ca) = curl(&dev, "GET", "/v1/ssh/ca", None, None);
+    let sshd = Sshd::start(&ca, &[&user]);
+    let limited = serde_json::json!({"ssh_host_keys": [sshd.host_key_pub], "connection_limit": 2});
+    let play = Play {
+        tasks: 5,
+        documented: true,
+    };
+    let sessions = run_playbook(&dev, &sshd, &limited, &play);
+    assert!(sessions >= 3, "{sessions}");
 }
 
 /// The same with certificates from Vault (OpenBao) and a host CA instead of pinned keys.
@@ -67,7 +102,8 @@ fn ansible_runs_a_playbook_with_vault_certificates_and_a_host_ca() {
     ]);
     let sshd = Sshd::start_with(&bao.ssh_ca(), &[&user], Some(&host_ca));
     let cas = serde_json::json!({"ssh_host_cas": [host_ca_pub.trim()]});
-    run_playbook(&dev, &sshd, &cas);
+    let sessions = run_playbook(&dev, &sshd, &cas, &Play::default());
+    assert_eq!(sessions, 3, "each host got its own session");
     // Every certificate came from Vault: sshd names Vault's CA.
     let vault_ca = ssh_key::PublicKey::from_openssh(&bao.ssh_ca())
         .unwrap()
@@ -82,9 +118,28 @@ fn ansible_runs_a_playbook_with_vault_certificates_and_a_host_ca() {
     assert!(accepted.iter().all(|l| l.contains(&vault_ca)), "{log}");
 }
 
-/// Three targets on `sshd` with `host_trust` (pinned keys or host CAs), the ssh config
-/// `portcullis ssh-config` prints, and a playbook on all three in parallel.
-fn run_playbook(dev: &Dev, sshd: &Sshd, host_trust: &serde_json::Value) {
+/// The playbook and how Ansible runs it.
+struct Play {
+    /// `command` tasks per host (each checked by an `assert`).
+    tasks: usize,
+    /// docs/ssh.md's ansible.cfg (multiplexing on, no `ansible_user`) instead of one ssh
+    /// connection per task as `-l USER`.
+    documented: bool,
+}
+
+impl Default for Play {
+    fn default() -> Self {
+        Play {
+            tasks: 1,
+            documented: false,
+        }
+    }
+}
+
+/// Three targets on `sshd` with `host_trust` (pinned keys or host CAs, and any other target
+/// fields), the ssh config `portcullis ssh-config` prints, and a playbook on all three in
+/// parallel. Returns how many sessions sshd saw (certificate key ids).
+fn run_playbook(dev: &Dev, sshd: &Sshd, host_trust: &serde_json::Value, play: &Play) -> usize {
     let user = login_user();
     let token = dev.var("PORTCULLIS_TOKEN");
     let hosts = ["web-1", "web-2", "web-3"];
@@ -117,29 +172,46 @@ fn run_playbook(dev: &Dev, sshd: &Sshd, host_trust: &serde_json::Value) {
     let ssh_config = work.path().join("ssh_config");
     std::fs::write(&ssh_config, &out.stdout).unwrap();
     let inventory = work.path().join("inventory.ini");
+    let (user_line, ssh_args, cfg) = if play.documented {
+        let cfg = docs_ansible_cfg().replace(
+            "[ssh_connection]\n",
+            &format!(
+                "[ssh_connection]\ncontrol_path_dir = {}\n",
+                work.path().join("cp").display()
+            ),
+        );
+        (String::new(), format!("-F {}", ssh_config.display()), cfg)
+    } else {
+        (
+            format!("ansible_user={user}\n"),
+            format!("-F {} -o ControlMaster=no -o ControlPath=none", ssh_config.display()),
+            "[defaults]\nforks = 3\nhost_key_checking = True\n[ssh_connection]\nssh_args = -o ControlMaster=no -o ControlPersist=no\npipelining = True\n".to_owned(),
+        )
+    };
     std::fs::write(
         &inventory,
         format!(
-            "[targets]\n{}\n\n[targets:vars]\nansible_user={user}\nansible_python_interpreter=/usr/bin/python3\n\
-             ansible_ssh_common_args=-F {} -o ControlMaster=no -o ControlPath=none\n",
+            "[targets]\n{}\n\n[targets:vars]\n{user_line}ansible_python_interpreter=/usr/bin/python3\n\
+             ansible_ssh_common_args={ssh_args}\n",
             hosts.join("\n"),
-            ssh_config.display()
         ),
     )
     .unwrap();
     let playbook = work.path().join("play.yml");
-    std::fs::write(
-        &playbook,
-        "- hosts: targets\n  gather_facts: false\n  tasks:\n    - command: echo {{ inventory_hostname }}\n      register: out\n    - assert:\n        that: out.stdout == inventory_hostname\n",
-    )
-    .unwrap();
-    let cfg = work.path().join("ansible.cfg");
-    std::fs::write(&cfg, "[defaults]\nforks = 3\nhost_key_checking = True\n[ssh_connection]\nssh_args = -o ControlMaster=no -o ControlPersist=no\npipelining = True\n").unwrap();
+    let mut yaml = String::from("- hosts: targets\n  gather_facts: false\n  tasks:\n");
+    for n in 0..play.tasks {
+        yaml.push_str(&format!(
+            "    - command: echo {{{{ inventory_hostname }}}}-{n}\n      register: out\n    - assert:\n        that: out.stdout == inventory_hostname ~ '-{n}'\n"
+        ));
+    }
+    std::fs::write(&playbook, yaml).unwrap();
+    let cfg_path = work.path().join("ansible.cfg");
+    std::fs::write(&cfg_path, cfg).unwrap();
     let mut cmd = Command::new(ansible_playbook());
     cmd.arg("-i")
         .arg(&inventory)
         .arg(&playbook)
-        .env("ANSIBLE_CONFIG", &cfg)
+        .env("ANSIBLE_CONFIG", &cfg_path)
         .env("XDG_RUNTIME_DIR", work.path())
         .env("ANSIBLE_LOCAL_TEMP", work.path().join("tmp"))
         .env("ANSIBLE_NOCOLOR", "1");
@@ -155,13 +227,14 @@ fn run_playbook(dev: &Dev, sshd: &Sshd, host_trust: &serde_json::Value) {
         sshd.log()
     );
     for host in hosts {
-        assert!(stdout.contains(host) && stdout.contains("ok=2"), "{stdout}");
+        let ok = format!("ok={}", 2 * play.tasks);
+        assert!(stdout.contains(host) && stdout.contains(&ok), "{stdout}");
         assert!(
             !stdout.contains("failed=1") && !stdout.contains("unreachable=1"),
             "{stdout}"
         );
     }
-    // Each host got its own session (certificate key id), all through the worker's address.
+    // The sessions (certificate key ids), all through the worker's address.
     let log = sshd.log();
     let mut sessions: Vec<&str> = log
         .lines()
@@ -171,5 +244,15 @@ fn run_playbook(dev: &Dev, sshd: &Sshd, host_trust: &serde_json::Value) {
         .collect();
     sessions.sort_unstable();
     sessions.dedup();
-    assert_eq!(sessions.len(), 3, "{log}");
+    sessions.len()
+}
+
+/// The ansible.cfg docs/ssh.md shows.
+fn docs_ansible_cfg() -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/ssh.md")).unwrap();
+    let block = doc
+        .split_once("```ini\n# ansible.cfg\n")
+        .expect("docs/ssh.md shows an ansible.cfg in an ini block")
+        .1;
+    block.split_once("```").unwrap().0.to_owned()
 }

@@ -2,38 +2,42 @@
 //! Ansible through Portcullis, unchanged.
 //!
 //! OpenSSH loads `CertificateFile` right after it spawns the `ProxyCommand`, so a certificate
-//! written by the ProxyCommand would race. Instead each target's block starts with
-//! `Match originalhost TARGET exec "portcullis ssh-prepare TARGET"`: ssh runs the exec while
-//! it reads its configuration, before anything else, and ssh-prepare makes sure a live
-//! session with a valid key and certificate is on disk (reusing the current one while it has
-//! a minute left, so parallel connections to one host share a session). The ProxyCommand then
-//! only joins that session with `connect --stdio --session-file`.
+//! written by the ProxyCommand would race. Instead each target gets two blocks. The first,
+//! `Match originalhost TARGET exec "portcullis ssh-prepare TARGET"`, only runs ssh-prepare
+//! while ssh reads its configuration, before anything else: it makes sure a session that can
+//! take one more connection is on disk (see `ssh_config/prepare.rs`). The second,
+//! `Match originalhost TARGET`, applies whatever the exec returned: it sets the key, the
+//! certificate, the pinned host keys, the login, and a `ProxyCommand` that joins the prepared
+//! session with `connect --stdio --session-file`. When ssh-prepare fails there is no session
+//! file to join, so ssh fails: it never falls through to a direct connection to the host.
 
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-use std::path::{Path, PathBuf};
+mod prepare;
+mod reuse;
 
-use anyhow::{bail, Context as _};
-use portcullis_files::write_private_atomic;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
 use portcullis_proto::api::{List, Target};
-use portcullis_proto::clock::{Clock as _, SystemClock};
 
-use super::connect::session_file::{read_session_file, write_session_file, SessionFile};
 use super::connect::ssh::shell_quote;
-use super::connect::tls::ClientIdentity;
-use super::http::{segment, ApiClient, ClientArgs};
+use super::http::{ApiClient, ClientArgs};
+
+pub(crate) use prepare::run as run_prepare;
 
 /// Print ~/.ssh/config blocks so that plain ssh and Ansible reach targets through Portcullis.
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Example:\n  portcullis ssh-config >> ~/.ssh/config\n  ssh -l alice web-01\n  ansible -i inventory all -m ping      # with ansible_host=web-01\n\nTargets without a pinned SSH host key are listed as comments: pin one with\n`portcullis targets update NAME --ssh-host-key KEY`."
+    after_help = "Examples:\n  portcullis ssh-config >> ~/.ssh/config\n  ssh web-01                      # as the first login the policy grants you\n  ssh -l deploy web-01            # or another one it grants\n  ansible -i inventory all -m ping      # with ansible_host=web-01\n\nFor Ansible, let ssh multiplex its connections (fewer brokered connections, faster):\n  # ansible.cfg\n  [ssh_connection]\n  ssh_args = -o ControlMaster=auto -o ControlPersist=60s\n  pipelining = True\n\nEach ssh run reuses the target's session while it is live, has a minute left and has room\nunder its connection limit; otherwise it opens a fresh one. When no session can be had, ssh\nfails: it never connects to the host directly.\n\nTargets without a pinned SSH host key are listed as comments: pin one with\n`portcullis targets update NAME --ssh-host-key KEY`."
 )]
 pub(crate) struct SshConfigArgs {
     #[command(flatten)]
     pub client: ClientArgs,
 }
 
-/// Make sure a live session, key and certificate for TARGET are on disk (used by the blocks
-/// `portcullis ssh-config` prints; exits 1 when no session can be had).
+/// Make sure a session that can take one more connection, with its key, certificate and
+/// login, is on disk for TARGET (used by the blocks `portcullis ssh-config` prints; fails when
+/// no session can be had).
 #[derive(clap::Args, Debug)]
 pub(crate) struct SshPrepareArgs {
     pub target: String,
@@ -97,8 +101,12 @@ pub(crate) async fn run_config(args: SshConfigArgs) -> anyhow::Result<i32> {
             shell_quote(&exe)?,
             shell_quote(&t.name)?
         );
+        let file = |name: &str| quote(&dir.join(name).display().to_string());
         out.push_str(&format!(
             "\nMatch originalhost {name} exec {exec}\n\
+             \t# (ssh-prepare has put a session for {name} on disk, or failed: then ssh fails)\n\
+             Match originalhost {name}\n\
+             \tInclude {login}\n\
              \tHostKeyAlias {alias}\n\
              \tIdentityFile {key}\n\
              \tCertificateFile {cert}\n\
@@ -110,93 +118,16 @@ pub(crate) async fn run_config(args: SshConfigArgs) -> anyhow::Result<i32> {
             name = t.name,
             alias = quote(&alias),
             exec = quote(&prepare),
-            key = quote(&dir.join("id_ed25519").display().to_string()),
-            cert = quote(&dir.join("id_ed25519-cert.pub").display().to_string()),
-            known = quote(&dir.join("known_hosts").display().to_string()),
+            login = file(prepare::LOGIN),
+            key = file(prepare::KEY),
+            cert = file(prepare::CERT),
+            known = file(prepare::KNOWN_HOSTS),
             exe = shell_quote(&exe)?,
             qname = shell_quote(&t.name)?,
-            session = shell_quote(&dir.join("session.json").display().to_string())?,
+            session = shell_quote(&dir.join(prepare::SESSION).display().to_string())?,
         ));
     }
     super::output::write_stdout(&out)?;
-    Ok(0)
-}
-
-/// True when the session on disk and its certificate are good for at least a minute more.
-fn still_good(dir: &Path) -> bool {
-    let Ok(session) = read_session_file(&dir.join("session.json"), SystemClock.unix_secs()) else {
-        return false;
-    };
-    let Ok(text) = std::fs::read_to_string(dir.join("id_ed25519-cert.pub")) else {
-        return false;
-    };
-    let Ok(cert) = ssh_key::Certificate::from_openssh(text.trim()) else {
-        return false;
-    };
-    let horizon = SystemClock.unix_secs() + 60;
-    session.expires_at > horizon && cert.valid_before() > horizon && dir.join("id_ed25519").exists()
-}
-
-pub(crate) async fn run_prepare(args: SshPrepareArgs) -> anyhow::Result<i32> {
-    if !safe_name(&args.target) {
-        bail!("{:?} is not a target name", args.target);
-    }
-    let dir = state_root()?.join(&args.target);
-    std::fs::create_dir_all(&dir)?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-    // One preparer per target at a time; the others wait and then reuse its session.
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(dir.join(".lock"))?;
-    lock.lock()
-        .context("cannot lock the target's session directory")?;
-    if still_good(&dir) {
-        return Ok(0);
-    }
-    let api = ApiClient::from_args(&args.client)?;
-    let target: Target = api
-        .get(&format!("/v1/targets/{}", segment(&args.target)?))
-        .await?;
-    let Some((_, known)) = super::connect::ssh::known_hosts(&target) else {
-        bail!(
-            "target {} has no pinned SSH host key or host CA",
-            target.name
-        );
-    };
-    let key =
-        ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519)?;
-    let public = key.public_key().to_openssh()?;
-    let identity = ClientIdentity::generate()?;
-    let auth = super::connect::authorize_for_ssh(&api, &target.name, &identity, public).await?;
-    let cert = auth
-        .ssh_certificate
-        .clone()
-        .context("the controller returned no SSH certificate")?;
-    write_private_atomic(&dir.join("known_hosts"), known.as_bytes())?;
-    write_private_atomic(
-        &dir.join("id_ed25519"),
-        key.to_openssh(ssh_key::LineEnding::LF)?.as_bytes(),
-    )?;
-    write_private_atomic(
-        &dir.join("id_ed25519-cert.pub"),
-        format!("{cert}\n").as_bytes(),
-    )?;
-    write_session_file(
-        &dir.join("session.json"),
-        &SessionFile {
-            session_id: auth.session_id.clone(),
-            target: Some(target.name.clone()),
-            worker_addr: auth.worker_addr,
-            worker_key_fingerprint: auth.worker_key_fingerprint,
-            grant: auth.grant,
-            expires_at: auth.expires_at,
-            client_cert_pem: identity.cert_pem(),
-            client_key_pem: identity.key_pem(),
-        },
-    )?;
     Ok(0)
 }
 

@@ -1,0 +1,206 @@
+//! `portcullis ssh-prepare TARGET`: makes sure a session that can take one more connection,
+//! with its key, certificate and login, is on disk for the blocks `portcullis ssh-config`
+//! prints. ssh runs it (through `Match exec`) while reading its configuration, before it loads
+//! the certificate.
+//!
+//! The cached session is handed out again while [`reuse::decide`] allows it: not near its
+//! expiry, still live by the controller's word, and with room under its connection limit.
+//! Otherwise the cached files are removed first and a fresh session is authorised, so a
+//! failure leaves nothing for the `ProxyCommand` to join: ssh then fails, and never falls
+//! through to a direct connection.
+
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use portcullis_files::write_private_atomic;
+use portcullis_proto::api::{Session, Target};
+use portcullis_proto::clock::{Clock as _, SystemClock};
+
+use super::reuse::{self, Cached, Controller, HandOffs};
+use super::{safe_name, state_root, SshPrepareArgs};
+use crate::cli::connect::session_file::{read_session_file, write_session_file, SessionFile};
+use crate::cli::connect::tls::ClientIdentity;
+use crate::cli::http::ApiError;
+use crate::cli::http::{segment, ApiClient};
+
+/// The files of a target's directory.
+pub(super) const SESSION: &str = "session.json";
+pub(super) const KEY: &str = "id_ed25519";
+pub(super) const CERT: &str = "id_ed25519-cert.pub";
+pub(super) const KNOWN_HOSTS: &str = "known_hosts";
+/// `User LOGIN`: included by the block, so plain `ssh TARGET` logs in as the policy's login.
+pub(super) const LOGIN: &str = "login.conf";
+const HAND_OFFS: &str = "hand-offs.json";
+
+pub(crate) async fn run(args: SshPrepareArgs) -> anyhow::Result<i32> {
+    if !safe_name(&args.target) {
+        bail!("{:?} is not a target name", args.target);
+    }
+    let dir = state_root()?.join(&args.target);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    // One preparer per target at a time; the others wait and then reuse its session.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join(".lock"))?;
+    lock.lock()
+        .context("cannot lock the target's session directory")?;
+    let api = ApiClient::from_args(&args.client)?;
+    let now = SystemClock.unix_secs();
+    if let Some(mut cached) = cached(&dir, now) {
+        let said = ask(&api, &cached.hand_offs.session_id).await;
+        let controller = match &said {
+            Ok(session) => Controller::Says {
+                state: &session.state,
+                connections: u32::try_from(session.connections.len()).unwrap_or(u32::MAX),
+            },
+            Err(Asked::Refused) => Controller::Says {
+                state: "unknown to the controller",
+                connections: 0,
+            },
+            Err(Asked::Unreachable) => Controller::Unreachable,
+        };
+        match reuse::decide(&cached, controller, now) {
+            Ok(()) => {
+                cached.hand_offs.record(now);
+                write_hand_offs(&dir, &cached.hand_offs)?;
+                return Ok(0);
+            }
+            Err(why) => tracing::debug!(target = %args.target, "a fresh session: {why}"),
+        }
+    }
+    for name in [SESSION, HAND_OFFS, LOGIN] {
+        match std::fs::remove_file(dir.join(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot remove the cached {name}")),
+        }
+    }
+    fresh(&api, &args.target, &dir, now).await?;
+    Ok(0)
+}
+
+/// What the controller said about the cached session.
+enum Asked {
+    /// An answer that is not the session (unknown, or not ours to see any more).
+    Refused,
+    Unreachable,
+}
+
+async fn ask(api: &ApiClient, session_id: &str) -> Result<Session, Asked> {
+    let path = format!(
+        "/v1/sessions/{}",
+        segment(session_id).map_err(|_| Asked::Unreachable)?
+    );
+    api.get::<Session>(&path).await.map_err(|e| {
+        if e.downcast_ref::<ApiError>().is_some() {
+            Asked::Refused
+        } else {
+            Asked::Unreachable
+        }
+    })
+}
+
+/// The cached session, when all its files are there and readable.
+fn cached(dir: &Path, now: u64) -> Option<Cached> {
+    let session = read_session_file(&dir.join(SESSION), now).ok()?;
+    let text = std::fs::read_to_string(dir.join(CERT)).ok()?;
+    let cert = ssh_key::Certificate::from_openssh(text.trim()).ok()?;
+    let hand_offs: HandOffs =
+        serde_json::from_slice(&std::fs::read(dir.join(HAND_OFFS)).ok()?).ok()?;
+    if hand_offs.session_id != session.session_id || !dir.join(KEY).exists() {
+        return None;
+    }
+    Some(Cached {
+        session_expires_at: session.expires_at,
+        certificate_valid_before: cert.valid_before(),
+        hand_offs,
+    })
+}
+
+fn write_hand_offs(dir: &Path, hand_offs: &HandOffs) -> anyhow::Result<()> {
+    let json = serde_json::to_vec(hand_offs).context("cannot encode the hand-offs")?;
+    write_private_atomic(&dir.join(HAND_OFFS), &json)?;
+    Ok(())
+}
+
+/// Authorises a fresh session and writes its files, the session file last.
+async fn fresh(api: &ApiClient, target: &str, dir: &Path, now: u64) -> anyhow::Result<()> {
+    let target: Target = api
+        .get(&format!("/v1/targets/{}", segment(target)?))
+        .await?;
+    let Some((_, known)) = crate::cli::connect::ssh::known_hosts(&target) else {
+        bail!(
+            "target {} has no pinned SSH host key or host CA",
+            target.name
+        );
+    };
+    let key =
+        ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519)?;
+    let public = key.public_key().to_openssh()?;
+    let identity = ClientIdentity::generate()?;
+    let auth = crate::cli::connect::authorize_for_ssh(api, &target.name, &identity, public).await?;
+    let cert = auth
+        .ssh_certificate
+        .clone()
+        .context("the controller returned no SSH certificate")?;
+    write_private_atomic(&dir.join(KNOWN_HOSTS), known.as_bytes())?;
+    write_private_atomic(
+        &dir.join(KEY),
+        key.to_openssh(ssh_key::LineEnding::LF)?.as_bytes(),
+    )?;
+    write_private_atomic(&dir.join(CERT), format!("{cert}\n").as_bytes())?;
+    // The policy's first login, as `connect ssh` picks by default; `-l` or Ansible's
+    // `ansible_user` on the command line still win.
+    if let Some(login) = auth.ssh_principals.first() {
+        write_private_atomic(&dir.join(LOGIN), login_line(login)?.as_bytes())?;
+    }
+    let mut hand_offs = HandOffs {
+        session_id: auth.session_id.clone(),
+        connection_limit: auth.connection_limit,
+        at: Vec::new(),
+    };
+    hand_offs.record(now);
+    write_hand_offs(dir, &hand_offs)?;
+    write_session_file(
+        &dir.join(SESSION),
+        &SessionFile {
+            session_id: auth.session_id.clone(),
+            target: Some(target.name.clone()),
+            worker_addr: auth.worker_addr,
+            worker_key_fingerprint: auth.worker_key_fingerprint,
+            grant: auth.grant,
+            expires_at: auth.expires_at,
+            client_cert_pem: identity.cert_pem(),
+            client_key_pem: identity.key_pem(),
+        },
+    )?;
+    Ok(())
+}
+
+/// `User LOGIN` for ssh's configuration; a login ssh could not read back is refused.
+fn login_line(login: &str) -> anyhow::Result<String> {
+    let plain = !login.is_empty()
+        && login
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
+    if !plain {
+        bail!("the granted login {login:?} cannot be written to an ssh configuration");
+    }
+    Ok(format!("User {login}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn login_lines() {
+        assert_eq!(super::login_line("deploy").unwrap(), "User deploy\n");
+        assert!(super::login_line("a b").is_err());
+        assert!(super::login_line("x\nProxyCommand evil").is_err());
+        assert!(super::login_line("").is_err());
+    }
+}

@@ -1,0 +1,209 @@
+//! Plain `ssh` through the blocks `portcullis ssh-config` prints, against a real OpenSSH sshd:
+//! the login comes from the policy, an ended or full session is replaced by a fresh one, and a
+//! failed `ssh-prepare` makes ssh fail instead of connecting to the host directly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::dev::{curl, Dev};
+use common::sshd::{login_user, Sshd};
+
+struct Setup {
+    dev: Dev,
+    sshd: Sshd,
+    runtime: tempfile::TempDir,
+    config: PathBuf,
+}
+
+/// A dev stack, sshd, and one target named `name` on it with `extra` fields; the generated
+/// ssh config written to a file.
+fn setup(name: &str, extra: serde_json::Value) -> Setup {
+    let user = login_user();
+    let dev = Dev::start(&["--user", &user, "--worker-egress", "127.0.0.2"]);
+    let (_, ca) = curl(&dev, "GET", "/v1/ssh/ca", None, None);
+    let sshd = Sshd::start(&ca, &[&user]);
+    let mut body = serde_json::json!({
+        "name": name,
+        "address": format!("127.0.0.1:{}", sshd.port),
+        "zone": "LOCAL",
+        "service": "echo",
+        "ssh_host_keys": [sshd.host_key_pub],
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let token = dev.var("PORTCULLIS_TOKEN");
+    let (code, text) = curl(
+        &dev,
+        "POST",
+        "/v1/targets",
+        Some(&token),
+        Some(&body.to_string()),
+    );
+    assert_eq!(code, 201, "{text}");
+    let runtime = tempfile::tempdir().unwrap();
+    let out = dev
+        .cli()
+        .arg("ssh-config")
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = runtime.path().join("ssh_config");
+    std::fs::write(&config, &out.stdout).unwrap();
+    Setup {
+        dev,
+        sshd,
+        runtime,
+        config,
+    }
+}
+
+impl Setup {
+    /// `ssh -F CONFIG ARGS` with the dev stack's environment (and `env` on top).
+    fn ssh(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut ssh = Command::new("ssh");
+        ssh.arg("-F")
+            .arg(&self.config)
+            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=20"])
+            .args(args)
+            .env("XDG_RUNTIME_DIR", self.runtime.path());
+        for (k, v) in &self.dev.env {
+            ssh.env(k, v);
+        }
+        for (k, v) in env {
+            ssh.env(k, v);
+        }
+        ssh.output().unwrap()
+    }
+
+    fn ssh_ok(&self, args: &[&str]) -> String {
+        let out = self.ssh(args, &[]);
+        assert!(
+            out.status.success(),
+            "ssh {args:?}: {}\nsshd:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.sshd.log()
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// The key ids (session ids) of the certificates sshd accepted, in order.
+    fn sessions_seen(&self) -> Vec<String> {
+        self.sshd
+            .log()
+            .lines()
+            .filter(|l| l.contains("Accepted publickey"))
+            .filter_map(|l| l.split("ID ").nth(1))
+            .filter_map(|r| r.split_whitespace().next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn session_dir(&self, target: &str) -> PathBuf {
+        self.runtime.path().join("portcullis/ssh").join(target)
+    }
+}
+
+fn distinct(ids: &[String]) -> usize {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.len()
+}
+
+#[test]
+fn plain_ssh_logs_in_as_the_login_the_policy_grants() {
+    let s = setup("box", serde_json::json!({}));
+    // No -l: the block's User comes from the session's first granted login.
+    assert_eq!(s.ssh_ok(&["box", "id", "-un"]), login_user());
+    let conf = std::fs::read_to_string(s.session_dir("box").join("login.conf")).unwrap();
+    assert_eq!(conf, format!("User {}\n", login_user()));
+    // The command line still wins (a login the policy does not grant is refused by sshd).
+    let out = s.ssh(&["-l", "nobody-granted", "box", "true"], &[]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn a_cancelled_session_is_replaced_by_a_fresh_one() {
+    let s = setup("box", serde_json::json!({}));
+    s.ssh_ok(&["box", "true"]);
+    let first = s.sessions_seen();
+    assert_eq!(first.len(), 1, "{first:?}");
+    let out = s
+        .dev
+        .cli()
+        .args(["sessions", "cancel", &first[0]])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The cached session has ended: ssh-prepare asks the controller and opens a new one.
+    assert_eq!(s.ssh_ok(&["box", "echo", "after-cancel"]), "after-cancel");
+    let seen = s.sessions_seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_ne!(seen[0], seen[1], "a fresh session after the cancel");
+    // ...which the next run reuses.
+    s.ssh_ok(&["box", "true"]);
+    assert_eq!(s.sessions_seen()[2], seen[1]);
+}
+
+#[test]
+fn more_runs_than_a_sessions_connection_limit_open_more_sessions() {
+    let s = setup("box", serde_json::json!({"connection_limit": 2}));
+    for n in 0..5 {
+        assert_eq!(
+            s.ssh_ok(&["box", "echo", &format!("run-{n}")]),
+            format!("run-{n}")
+        );
+    }
+    let seen = s.sessions_seen();
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    // Two connections per session: sessions 1,1,2,2,3.
+    assert_eq!(distinct(&seen), 3, "{seen:?}");
+    assert_eq!(seen[0], seen[1]);
+    assert_ne!(seen[1], seen[2]);
+}
+
+#[test]
+fn a_failed_prepare_makes_ssh_fail_and_never_connect_directly() {
+    // The target's name resolves: a fall-through would reach sshd on 127.0.0.1 directly.
+    let s = setup("localhost", serde_json::json!({}));
+    let port = s.sshd.port.to_string();
+    // (The harness's own readiness probe is in the log already.)
+    let before = s.sshd.log().len();
+    let out = s.ssh(
+        &["-p", &port, "localhost", "true"],
+        &[("PORTCULLIS_TOKEN", "pct_not-a-token")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("not authenticated"),
+        "ssh-prepare says why: {stderr}"
+    );
+    let log = s.sshd.log()[before..].to_owned();
+    assert!(
+        !log.lines().any(|l| l.contains("from 127.0.0.1 port")),
+        "ssh connected to the host directly:\n{log}"
+    );
+    assert!(!session_file_exists(&s.session_dir("localhost")));
+    // With a good token the same command goes through the worker.
+    s.ssh_ok(&["-p", &port, "localhost", "true"]);
+    assert!(s.sshd.log().contains("from 127.0.0.2 port"));
+}
+
+fn session_file_exists(dir: &Path) -> bool {
+    dir.join("session.json").exists()
+}
