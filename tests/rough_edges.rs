@@ -111,7 +111,10 @@ fn targets_create_refuses_zones_and_services_the_policy_does_not_know() {
     );
     let (code, out, _) = cli(&dev, &["targets", "list", "--json"]);
     assert_eq!(code, Some(0));
-    assert!(!out.contains("dmz-web") && !out.contains("\"web\""), "{out}");
+    assert!(
+        !out.contains("dmz-web") && !out.contains("\"web\""),
+        "{out}"
+    );
 
     // The policy is reloadable (dev's comes from a file): --force creates it with a warning.
     let (code, out, err) = cli(
@@ -264,10 +267,7 @@ fn sessions_list_counts_connections_names_targets_and_pages_on_the_server() {
 
     // --live asks the server: the cancelled session is not in the answer.
     let (live, next) = page(&dev, &["--live"]);
-    assert_eq!(
-        live,
-        [third.session_id.clone(), first.session_id.clone()]
-    );
+    assert_eq!(live, [third.session_id.clone(), first.session_id.clone()]);
     assert_eq!(next, None);
     let (code, text) = curl(
         &dev,
@@ -283,10 +283,7 @@ fn sessions_list_counts_connections_names_targets_and_pages_on_the_server() {
     assert!(body["next"].is_string(), "{text}");
 
     // The audit table names the target too.
-    let (code, out, err) = cli(
-        &dev,
-        &["audit", "list", "--session", &first.session_id],
-    );
+    let (code, out, err) = cli(&dev, &["audit", "list", "--session", &first.session_id]);
     assert_eq!(code, Some(0), "{err}");
     let row = out
         .lines()
@@ -333,8 +330,10 @@ fn failures_exit_with_the_documented_codes() {
     assert_eq!(code, Some(REFUSED), "{err}");
     let (code, _, err) = run({
         let mut c = dev.cli();
-        c.args(["targets", "list"])
-            .env("PORTCULLIS_ADDR", format!("https://127.0.0.1:{}", free_port()));
+        c.args(["targets", "list"]).env(
+            "PORTCULLIS_ADDR",
+            format!("https://127.0.0.1:{}", free_port()),
+        );
         c
     });
     assert_eq!(code, Some(UNREACHABLE), "{err}");
@@ -359,7 +358,10 @@ fn exec_returns_the_childs_status_even_when_the_cancel_afterwards_fails() {
     let _resume = Resume(pid);
     // The child stops the controller, so cancelling the session afterwards fails.
     let script = format!("kill -STOP {pid}; exit 0");
-    let (code, _, err) = cli(&dev, &["connect", "echo", "--exec", "sh", "--", "-c", &script]);
+    let (code, _, err) = cli(
+        &dev,
+        &["connect", "echo", "--exec", "sh", "--", "-c", &script],
+    );
     assert!(err.contains("could not cancel session"), "{err}");
     assert_eq!(code, Some(0), "{err}");
 }
@@ -464,8 +466,8 @@ fn audit_keys_pasted_whole_into_public_key_verify() {
 
 /// The rsyslog template docs/audit.md gives, whose file `audit verify --file` reads.
 fn documented_template() -> String {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/audit.md"))
-        .unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/audit.md")).unwrap();
     doc.lines()
         .find(|l| l.starts_with("template(name=\"portcullis-json\""))
         .expect("docs/audit.md shows template(name=\"portcullis-json\" ...)")
@@ -501,13 +503,18 @@ fn a_siem_copy_written_by_the_documented_rsyslog_template_verifies() {
         );
         assert_eq!(code, Some(0), "{err}");
     }
-    wait_for("the SIEM copy to hold target d", Duration::from_secs(20), || {
-        std::fs::read_to_string(&copy)
-            .map(|t| t.contains("\"name\":\"d\"") && t.contains("audit_checkpoint"))
-            .unwrap_or(false)
-    });
+    wait_for(
+        "the SIEM copy to hold target d",
+        Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(&copy)
+                .map(|t| t.contains("\"name\":\"d\"") && t.contains("audit_checkpoint"))
+                .unwrap_or(false)
+        },
+    );
     let text = std::fs::read_to_string(&copy).unwrap();
     for line in text.lines() {
+        assert!(line.starts_with('{'), "only the JSON: {line:?}");
         serde_json::from_str::<Value>(line)
             .unwrap_or_else(|e| panic!("a line of the copy is not JSON ({e}): {line:?}"));
     }
@@ -520,7 +527,14 @@ fn a_siem_copy_written_by_the_documented_rsyslog_template_verifies() {
     assert_eq!(code, Some(0), "{out}{err}");
     let (code, out, err) = cli(
         &dev,
-        &["audit", "verify", "--checkpoints", path, "--public-key", &keys],
+        &[
+            "audit",
+            "verify",
+            "--checkpoints",
+            path,
+            "--public-key",
+            &keys,
+        ],
     );
     assert_eq!(code, Some(0), "{out}{err}");
 }
@@ -547,11 +561,7 @@ fn connect_ssh_says_nothing_about_the_cancel_when_a_logout_ended_its_session() {
     assert_eq!(code, 201, "{text}");
     // "ssh" logs out with the token the session was opened with, then exits normally.
     let ssh = dir.path().join("fake-ssh");
-    std::fs::write(
-        &ssh,
-        format!("#!/bin/sh\n'{}' logout\nexit 0\n", bin()),
-    )
-    .unwrap();
+    std::fs::write(&ssh, format!("#!/bin/sh\n'{}' logout\nexit 0\n", bin())).unwrap();
     std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
     let own = login(&dev, "admin", &["admins"]);
     let (code, _, err) = run({
