@@ -294,6 +294,7 @@ async fn list(api: &ApiClient, filter: &FilterArgs, limit: u32, json: bool) -> a
         output::print_json(&page.items)?;
         return Ok(0);
     }
+    let names = target_names(api).await;
     let mut table = Table::new([
         "SEQ", "TIME", "TYPE", "USER", "SOURCE", "TARGET", "SESSION", "DECISION", "REASON",
     ]);
@@ -318,7 +319,10 @@ async fn list(api: &ApiClient, filter: &FilterArgs, limit: u32, json: bool) -> a
             s(e, &["type"]),
             s(e, &["actor", "user"]),
             s(e, &["actor", "source"]),
-            s(e, &["target"]),
+            {
+                let id = s(e, &["target"]);
+                names.get(&id).cloned().unwrap_or(id)
+            },
             s(e, &["session"]),
             s(e, &["decision"]),
             s(e, &["reason"]),
@@ -326,6 +330,21 @@ async fn list(api: &ApiClient, filter: &FilterArgs, limit: u32, json: bool) -> a
     }
     table.print_or("No events match.\n")?;
     Ok(0)
+}
+
+/// Target names by id, for the table (a deleted target keeps its id there). Without them
+/// (the listing failed) the table shows ids.
+async fn target_names(api: &ApiClient) -> std::collections::HashMap<String, String> {
+    match api
+        .get::<portcullis_proto::api::List<portcullis_proto::api::Target>>("/v1/targets")
+        .await
+    {
+        Ok(list) => list.items.into_iter().map(|t| (t.id, t.name)).collect(),
+        Err(err) => {
+            tracing::debug!(error = %format!("{err:#}"), "cannot read target names; showing ids");
+            std::collections::HashMap::new()
+        }
+    }
 }
 
 /// One page of `GET /v1/audit/export`.
