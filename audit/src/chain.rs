@@ -301,9 +301,26 @@ impl PublicKeyInfo {
         }
     }
 
-    /// Parses `KEY_ID:BASE64` (the `--public-key` flag).
+    /// Parses one `--public-key` value: `KEY_ID:BASE64` lines as `portcullis audit keys`
+    /// prints them (`KEY_ID:BASE64  # active`), one or several, pasted whole. What follows a
+    /// `#` is a comment; blank lines are skipped.
+    pub fn parse_flag_lines(text: &str) -> Result<Vec<PublicKeyInfo>, String> {
+        let keys = text
+            .lines()
+            .map(|line| line.split_once('#').map_or(line, |(key, _)| key).trim())
+            .filter(|line| !line.is_empty())
+            .map(PublicKeyInfo::parse_flag)
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
+            return Err(format!("{text:?} holds no KEY_ID:BASE64"));
+        }
+        Ok(keys)
+    }
+
+    /// Parses `KEY_ID:BASE64`, one key (see [`PublicKeyInfo::parse_flag_lines`]).
     pub fn parse_flag(text: &str) -> Result<PublicKeyInfo, String> {
         let (id, key) = text
+            .trim()
             .split_once(':')
             .ok_or_else(|| format!("{text:?} is not KEY_ID:BASE64"))?;
         let raw = STANDARD

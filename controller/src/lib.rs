@@ -35,6 +35,7 @@ mod sessions;
 mod ssh;
 mod state;
 mod store;
+mod target_labels;
 mod tokens;
 mod vault;
 

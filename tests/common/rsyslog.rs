@@ -16,6 +16,18 @@ pub(crate) struct Rsyslog {
 
 impl Rsyslog {
     pub(crate) fn start(dir: &Path) -> Rsyslog {
+        let out = dir.join("received.log");
+        let rules = format!(
+            "template(name=\"raw\" type=\"string\" string=\"%msgid% %structured-data% %msg%\\n\")\n\
+             *.* action(type=\"omfile\" file=\"{}\" template=\"raw\")\n",
+            out.display()
+        );
+        Rsyslog::start_with(dir, &rules)
+    }
+
+    /// Like [`Rsyslog::start`], with `rules` (templates and actions) instead of the file
+    /// [`Rsyslog::messages`] reads.
+    pub(crate) fn start_with(dir: &Path, rules: &str) -> Rsyslog {
         let bin = ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -60,12 +72,9 @@ impl Rsyslog {
 )
 module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")
 input(type="imtcp" address="127.0.0.1" port="{port}")
-template(name="raw" type="string" string="%msgid% %structured-data% %msg%\n")
-*.* action(type="omfile" file="{out}" template="raw")
-"#,
+{rules}"#,
                 work = work.display(),
                 dir = dir.display(),
-                out = out.display(),
             ),
         )
         .unwrap();

@@ -78,7 +78,9 @@ async fn handle(
     let hello = match hello {
         Ok(h) => h,
         Err(NoHello::Closed) => {
-            tracing::debug!("client closed before the hello");
+            tracing::debug!(
+                "the client went away before its hello (a spare it no longer needs, or a probe)"
+            );
             return;
         }
         Err(NoHello::Bad(e)) => {
