@@ -16,7 +16,6 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt as _, StreamExt as _};
 use portcullis_proto::link::{self, Frame, Request, Response};
 use portcullis_proto::text;
-use rustls::server::WebPkiClientVerifier;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
@@ -36,20 +35,12 @@ pub(crate) fn tls_config(ca: &CertificateAuthority) -> Result<Arc<rustls::Server
         &[link::CONTROLLER_SERVER_NAME.to_owned()],
         Duration::from_secs(30 * 24 * 3600),
     )?;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(ca.cert_der.clone())
+    use portcullis_crypto::tls::{verify::PinnedCa, ServerCert};
+    let workers = PinnedCa::worker_or_none(ca.cert_der.clone())
         .map_err(|e| KeyError::Crypto(e.to_string()))?;
-    let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
-        .allow_unauthenticated()
-        .build()
+    let cert = ServerCert::Single { chain, key };
+    let config = portcullis_crypto::tls::server_config(Arc::new(workers), cert, link::ALPN)
         .map_err(|e| KeyError::Crypto(e.to_string()))?;
-    let mut config =
-        rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .map_err(|e| KeyError::Crypto(e.to_string()))?;
-    config.alpn_protocols = vec![link::ALPN.to_vec()];
     Ok(Arc::new(config))
 }
 
