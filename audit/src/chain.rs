@@ -198,8 +198,8 @@ impl std::fmt::Debug for Signer {
 
 impl Signer {
     pub fn from_pkcs8(key_id: &str, pkcs8: &[u8]) -> Result<Signer, ChainError> {
-        let pair = SigningKey::from_pkcs8(pkcs8)
-            .map_err(|_| ChainError::BadKey(key_id.to_owned()))?;
+        let pair =
+            SigningKey::from_pkcs8(pkcs8).map_err(|_| ChainError::BadKey(key_id.to_owned()))?;
         Ok(Signer {
             key_id: key_id.to_owned(),
             pair,

@@ -40,23 +40,19 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
 }
 
 fn client_config(shared: &Shared) -> Result<Arc<rustls::ClientConfig>, String> {
+    use portcullis_crypto::tls::verify::{CaTrust, PinnedCa};
     let identity = shared.identity.clone();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(identity.ca_der().map_err(|e| e.to_string())?)
+    let ca = CaTrust::Pinned(identity.ca_der().map_err(|e| e.to_string())?);
+    let controller =
+        PinnedCa::controller(ca, link::CONTROLLER_SERVER_NAME).map_err(|e| e.to_string())?;
+    let cert = rustls::pki_types::CertificateDer::from_pem_slice(shared.certs.pem().as_bytes())
         .map_err(|e| e.to_string())?;
-    let mut config =
-        rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-            .with_root_certificates(roots)
-            .with_client_auth_cert(
-                vec![rustls::pki_types::CertificateDer::from_pem_slice(
-                    shared.certs.pem().as_bytes(),
-                )
-                .map_err(|e| e.to_string())?],
-                identity.key_der(),
-            )
-            .map_err(|e| e.to_string())?;
-    config.alpn_protocols = vec![link::ALPN.to_vec()];
+    let auth = portcullis_crypto::tls::ClientAuth::Cert {
+        chain: vec![cert],
+        key: identity.key_der(),
+    };
+    let config = portcullis_crypto::tls::client_config(Arc::new(controller), auth, link::ALPN)
+        .map_err(|e| e.to_string())?;
     Ok(Arc::new(config))
 }
 
