@@ -1,13 +1,13 @@
 //! Portcullis's one home for cryptography. Every other crate of the workspace reaches ring
 //! through this one, and only for what it needs:
 //!
-//! - [`tls`]: the rustls crypto provider (ring), the TLS configurations (1.3 only for the
+//! - [`tls`] the rustls crypto provider (ring), the TLS configurations (1.3 only for the
 //!   cluster link and the proxy; the provider's defaults for HTTPS), and the certificate
-//!   verifiers of every role: a pinned key, any key whose holder proves it, and a pinned CA.
-//! - [`digest`]: SHA-256.
-//! - [`random`]: bytes from the operating system's generator.
-//! - [`ed25519`]: Ed25519 keys, signatures and their verification.
-//! - [`aead`]: AES-256-GCM sealing under a key held in memory.
+//!   verifiers of every role: a pinned key, any key whose holder proves it, and a pinned CA;
+//! - [`digest`] SHA-256;
+//! - [`random`] bytes from the operating system's generator;
+//! - [`ed25519`] Ed25519 keys, signatures and their verification;
+//! - [`aead`] AES-256-GCM sealing under a key held in memory.
 //!
 //! Invariants:
 //! - This is the only crate that names `ring` or `rustls::crypto::ring`; `clippy.toml`
