@@ -681,10 +681,8 @@ fn login_whoami_groups_choose_roles_mfa_decides_and_logout_ends_sessions() {
 /// Starts a code-mode login through the API with a secret of the test's own.
 fn api_start(env: &Env, secret: &str) -> serde_json::Value {
     use base64::Engine as _;
-    let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        secret.as_bytes(),
-    ));
+    let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(portcullis_crypto::digest::sha256(secret.as_bytes()));
     let body = serde_json::json!({"mode": "code", "secret_hash": hash}).to_string();
     let (code, text) = curl(&env.dev, "POST", "/v1/auth/oidc/start", None, Some(&body));
     assert_eq!(code, 201, "{text}");

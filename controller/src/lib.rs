@@ -332,11 +332,8 @@ fn api_tls_config(
 ) -> Result<rustls::ServerConfig, ControllerError> {
     let lifetime = std::time::Duration::from_secs(30 * 24 * 3600);
     let (chain, key) = ca.issue_server_identity(names, lifetime)?;
-    let mut api_tls = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
+    let api_tls = portcullis_crypto::tls::https_server_config(chain, key, b"http/1.1")
         .map_err(|e| keys::KeyError::Crypto(e.to_string()))?;
-    api_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(api_tls)
 }
 

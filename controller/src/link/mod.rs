@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use portcullis_proto::link::{self, LinkError};
 use portcullis_proto::text;
-use rustls::server::WebPkiClientVerifier;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -32,20 +31,12 @@ pub(crate) fn tls_config(ca: &CertificateAuthority) -> Result<Arc<rustls::Server
         &[link::CONTROLLER_SERVER_NAME.to_owned()],
         Duration::from_secs(30 * 24 * 3600),
     )?;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(ca.cert_der.clone())
+    use portcullis_crypto::tls::{verify::PinnedCa, ServerCert};
+    let workers = PinnedCa::worker_or_none(ca.cert_der.clone())
         .map_err(|e| KeyError::Crypto(e.to_string()))?;
-    let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
-        .allow_unauthenticated()
-        .build()
+    let cert = ServerCert::Single { chain, key };
+    let config = portcullis_crypto::tls::server_config(Arc::new(workers), cert, link::ALPN)
         .map_err(|e| KeyError::Crypto(e.to_string()))?;
-    let mut config =
-        rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .map_err(|e| KeyError::Crypto(e.to_string()))?;
-    config.alpn_protocols = vec![link::ALPN.to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -139,10 +130,6 @@ async fn run_link(
         .1
         .peer_certificates()
         .and_then(|certs| certs.first())
-        .and_then(|cert| {
-            webpki::EndEntityCert::try_from(cert)
-                .ok()
-                .map(|c| c.subject_public_key_info().as_ref().to_vec())
-        });
+        .and_then(|cert| portcullis_crypto::tls::spki_of(cert).ok());
     drive(tls, peer, peer_spki, Some(place), state, shutdown).await
 }

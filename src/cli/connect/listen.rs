@@ -282,11 +282,8 @@ fn bind_private_unix(path: &Path) -> anyhow::Result<(UnixListener, UnixSocketFil
 }
 
 fn random_hex(bytes: usize) -> anyhow::Result<String> {
-    use ring::rand::SecureRandom as _;
     let mut buf = vec![0u8; bytes];
-    ring::rand::SystemRandom::new()
-        .fill(&mut buf)
-        .map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
+    portcullis_crypto::random::fill(&mut buf)?;
     Ok(hex::encode(buf))
 }
 

@@ -40,26 +40,22 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
 }
 
 fn client_config(shared: &Shared) -> Result<Arc<rustls::ClientConfig>, LinkError> {
-    let identity = shared.identity.clone();
+    use portcullis_crypto::tls::verify::{CaTrust, PinnedCa};
     let set_up = |e: &dyn std::fmt::Display| LinkError::TlsSetUp {
         reason: e.to_string(),
     };
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(identity.ca_der().map_err(|e| set_up(&e))?)
+    let identity = shared.identity.clone();
+    let ca = CaTrust::Pinned(identity.ca_der().map_err(|e| set_up(&e))?);
+    let controller =
+        PinnedCa::controller(ca, link::CONTROLLER_SERVER_NAME).map_err(|e| set_up(&e))?;
+    let cert = rustls::pki_types::CertificateDer::from_pem_slice(shared.certs.pem().as_bytes())
         .map_err(|e| set_up(&e))?;
-    let mut config =
-        rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-            .with_root_certificates(roots)
-            .with_client_auth_cert(
-                vec![rustls::pki_types::CertificateDer::from_pem_slice(
-                    shared.certs.pem().as_bytes(),
-                )
-                .map_err(|e| set_up(&e))?],
-                identity.key_der(),
-            )
-            .map_err(|e| set_up(&e))?;
-    config.alpn_protocols = vec![link::ALPN.to_vec()];
+    let auth = portcullis_crypto::tls::ClientAuth::Cert {
+        chain: vec![cert],
+        key: identity.key_der(),
+    };
+    let config = portcullis_crypto::tls::client_config(Arc::new(controller), auth, link::ALPN)
+        .map_err(|e| set_up(&e))?;
     Ok(Arc::new(config))
 }
 
