@@ -11,7 +11,10 @@
 //!
 //! `login` holds the controller's own login and its renewal, `token` the per-session tokens,
 //! `ssh` the certificates and the CA's public key, `leases` leased reads and revocation by
-//! accessor, and `request` the HTTP underneath them and Vault's errors in words.
+//! accessor, and `request` the HTTP underneath them and Vault's errors in words. Every call
+//! goes through vaultrs's typed endpoints (token role creation, renewal and revocation, SSH
+//! signing and the CA key, the AppRole login) except the leased read, for which vaultrs has
+//! no endpoint that keeps the lease (`request::Raw`).
 
 pub(crate) mod config;
 mod leases;
