@@ -1,7 +1,10 @@
 //! Wire types shared by the Portcullis controller, worker and CLI.
 //!
-//! Nothing here does I/O. Each module holds one wire surface, or a rule the listeners of
-//! several share:
+//! Nothing here does I/O (the one async function, [`accept::Acceptor`], awaits the listener
+//! its caller passes and a timer). Each module holds one wire surface, or a rule the listeners
+//! of several share:
+//! - [`accept`]: what a listener does when `accept` fails (go on, or back off), and the driver
+//!   every listener accepts through.
 //! - [`api`]: the controller's HTTPS JSON API (`/v1`).
 //! - [`clock`]: where time comes from (the system's clocks, or a test's hand-advanced one).
 //! - [`duration`]: durations as the controller's and the worker's config files write them.
@@ -13,6 +16,7 @@
 //! - [`text`]: outside text made safe for logs and terminals (escaping control characters).
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod api;
 pub mod clock;
 pub mod duration;
