@@ -11,6 +11,7 @@
 //! - [`grant`]: the signed session grant a client presents to a worker.
 //! - [`link`]: the framed cluster link between controllers and workers.
 //! - [`proxy`]: the handshake a client speaks to a worker's proxy listener.
+//! - [`retry`]: the waits between attempts to reach a peer (exponential, jittered, capped).
 //! - [`handshakes`]: the count of connections still in their handshake, capped per listener.
 //! - [`keys`]: fingerprints and public-key encodings every side computes the same way.
 //! - [`text`]: outside text made safe for logs and terminals (escaping control characters).
@@ -28,6 +29,7 @@ pub mod handshakes;
 pub mod keys;
 pub mod link;
 pub mod proxy;
+pub mod retry;
 pub mod text;
 
 /// The protocol version spoken on the cluster link and the proxy listener.
