@@ -166,7 +166,8 @@ impl Policy {
 
 /// Runs a listener's [`Policy`] around its `accept`.
 pub struct Acceptor {
-    /// Names the listener in log lines (`api`, `cluster`, `proxy`, `local`...).
+    /// Names the listener in log lines, which begin "`what` accept failed" (`API`, `link`,
+    /// `proxy`, `cluster`, `local`...).
     what: &'static str,
     policy: Policy,
     on_descriptors_exhausted: Option<Box<dyn FnMut() + Send>>,
@@ -210,22 +211,26 @@ impl Acceptor {
                 match reaction.failure {
                     Failure::Connection => tracing::info!(
                         listener = self.what, error = %err, failures.unlogged = unlogged,
-                        "a connection failed before it was accepted; accepting the next"
+                        "{} accept failed: the connection failed before it was accepted; accepting the next",
+                        self.what
                     ),
                     Failure::Descriptors => tracing::warn!(
                         listener = self.what, error = %err, failures.unlogged = unlogged,
                         backoff = ?reaction.wait,
-                        "accept failed: out of file descriptors; backing off (raise the descriptor limit, `ulimit -n` or LimitNOFILE=, or lower the connection caps)"
+                        "{} accept failed: out of file descriptors; backing off (raise the descriptor limit, `ulimit -n` or LimitNOFILE=, or lower the connection caps)",
+                        self.what
                     ),
                     Failure::Memory => tracing::warn!(
                         listener = self.what, error = %err, failures.unlogged = unlogged,
                         backoff = ?reaction.wait,
-                        "accept failed: out of memory or socket buffers; backing off"
+                        "{} accept failed: out of memory or socket buffers; backing off",
+                        self.what
                     ),
                     Failure::Listener => tracing::warn!(
                         listener = self.what, error = %err, failures.unlogged = unlogged,
                         backoff = ?reaction.wait,
-                        "accept failed; backing off"
+                        "{} accept failed; backing off",
+                        self.what
                     ),
                 }
             }

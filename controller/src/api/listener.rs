@@ -57,7 +57,7 @@ pub(crate) async fn serve(
     let acceptor = TlsAcceptor::from(tls);
     let limits = Arc::new(limits);
     let table: Shared = Arc::new(Mutex::new(Table::default()));
-    let mut accepting = Acceptor::new("api").on_descriptors_exhausted({
+    let mut accepting = Acceptor::new("API").on_descriptors_exhausted({
         let table = table.clone();
         // Free one descriptor for the next accept: an idle connection.
         move || {
