@@ -25,12 +25,12 @@ mod token;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::RwLock;
 use vaultrs::client::VaultClient;
 
 use config::VaultConfig;
+pub(crate) use login::TokenLife;
 pub(crate) use ssh::SignRequest;
 
 #[derive(Debug, thiserror::Error)]
@@ -95,9 +95,9 @@ struct Inner {
 }
 
 impl Vault {
-    /// Logs in (token or AppRole) and checks that the token works; also returns the token's
-    /// TTL for [`Vault::keep_token_alive`].
-    pub(crate) async fn connect(config: VaultConfig) -> Result<(Vault, Duration), VaultError> {
+    /// Logs in (token or AppRole) and checks that the token works; also returns how long the
+    /// token lasts, for [`Vault::keep_token_alive`].
+    pub(crate) async fn connect(config: VaultConfig) -> Result<(Vault, TokenLife), VaultError> {
         let vault = Vault {
             inner: Arc::new(Inner {
                 client: RwLock::new(Arc::new(request::build_client(&config, "")?)),
