@@ -125,7 +125,7 @@ pub struct Controller {
     dial_tls: Arc<rustls::ClientConfig>,
     ca_der: rustls_pki_types::CertificateDer<'static>,
     ca_pem: String,
-    vault_token_ttl: std::time::Duration,
+    vault_token_ttl: vault::TokenLife,
     /// SIGHUP, registered at start (before the readiness line), so that a reload signal
     /// never meets the default action, which would end the process.
     hangups: Option<tokio::signal::unix::Signal>,
@@ -165,7 +165,7 @@ impl Controller {
                 let (vault, ttl) = vault::Vault::connect((**vault_config).clone()).await?;
                 (Some(vault), ttl)
             }
-            config::SshBackend::LocalCa => (None, std::time::Duration::ZERO),
+            config::SshBackend::LocalCa => (None, vault::TokenLife::Unlimited),
         };
         let state = AppState {
             oidc,

@@ -48,9 +48,11 @@ pub async fn enrol(
     let gate = Gate::new(config.handshake_limits, "cluster");
     let mut attempts = FuturesUnordered::new();
     tracing::info!("waiting for a controller to dial in for enrolment");
+    // Enrolment ends with an identity or an error; only dropping it stops it sooner.
+    let running = CancellationToken::new();
     loop {
         tokio::select! {
-            (tcp, peer) = listener.accept() => {
+            Some((tcp, peer)) = listener.accept(&running) => {
                 let Some(pass) = gate.enter(peer.ip()) else { continue };
                 let enrolment = &enrolment;
                 attempts.push(async move {
@@ -90,9 +92,8 @@ pub async fn serve(
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let gate = Arc::new(Gate::new(shared.config.handshake_limits, "cluster"));
     loop {
-        let (tcp, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            accepted = listener.accept() => accepted,
+        let Some((tcp, peer)) = listener.accept(&shutdown).await else {
+            return Ok(());
         };
         let Some(pass) = gate.enter(peer.ip()) else {
             continue;

@@ -68,7 +68,11 @@ async fn dial_loop(
     shutdown: CancellationToken,
 ) {
     let connector = tokio_rustls::TlsConnector::from(tls);
-    let mut backoff = Duration::from_millis(200);
+    // From 200 ms, doubling and jittered, at most 5 s; from the start again after a link
+    // that was up.
+    let retries =
+        || portcullis_proto::retry::schedule(Duration::from_millis(200), Duration::from_secs(5));
+    let mut waits = retries();
     loop {
         let attempt = async {
             let tcp = tokio::time::timeout(
@@ -101,15 +105,15 @@ async fn dial_loop(
             super::drive(tls, peer_addr, peer, None, state.clone(), shutdown.clone()).await
         };
         match attempt.await {
-            Ok(()) => backoff = Duration::from_millis(200),
+            Ok(()) => waits = retries(),
             Err(err) => {
                 tracing::info!(error = %portcullis_proto::text::escaped(&err), "worker link ended; redialling")
             }
         }
+        let wait = waits.next().unwrap_or(Duration::from_secs(5));
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }

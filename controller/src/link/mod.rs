@@ -54,31 +54,10 @@ pub(crate) async fn serve(
     // Connections closed because the gate was full, logged like failed accepts.
     let mut refused: u64 = 0;
     let mut last_refusal_log: Option<tokio::time::Instant> = None;
-    // A failing accept (out of descriptors) backs off, up to a second, and is logged at most
-    // once per ten seconds with the number of failures in between.
-    let mut backoff = Duration::from_millis(5);
-    let mut last_log: Option<tokio::time::Instant> = None;
-    let mut failures: u64 = 0;
+    let mut accepting = portcullis_proto::accept::Acceptor::new("link");
     loop {
-        let (tcp, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => {
-                    backoff = Duration::from_millis(5);
-                    pair
-                }
-                Err(err) => {
-                    failures += 1;
-                    if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                        tracing::warn!(error = %err, failures, "link accept failed; backing off (raise the descriptor limit if this is EMFILE/ENFILE)");
-                        last_log = Some(tokio::time::Instant::now());
-                        failures = 0;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            },
+        let Some((tcp, peer)) = accepting.next_until(|| listener.accept(), &shutdown).await else {
+            return;
         };
         // Until it authenticates, a connection holds a place in the gate; none left: closed.
         let place = match gate.enter(peer.ip()) {

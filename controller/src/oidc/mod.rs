@@ -12,6 +12,7 @@ mod code;
 pub(crate) mod config;
 mod device;
 mod discovery;
+mod http;
 mod id_token;
 mod refresh;
 

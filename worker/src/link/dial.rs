@@ -1,5 +1,5 @@
 //! Links this worker dials: one controller at a time, trying each configured address in
-//! turn with a growing back-off, over TLS that checks the controller's name and CA.
+//! turn with a growing, jittered back-off, over TLS that checks the controller's name and CA.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,13 +11,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
 
+/// The waits between attempts: from 200 ms, doubling and jittered, at most 5 s
+/// ([`portcullis_proto::retry`]).
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
 /// Keeps a link up until `shutdown`, failing over between controllers.
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     if shared.config.controllers.is_empty() {
         // Outbound-only control plane: controllers dial this worker (see `inbound`).
         return;
     }
-    let mut backoff = Duration::from_millis(200);
+    let mut waits = portcullis_proto::retry::schedule(FIRST_RETRY, MAX_RETRY);
     let mut index = 0usize;
     loop {
         if shutdown.is_cancelled() {
@@ -31,11 +36,11 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
                 tracing::warn!(controller.addr = %addr, error = %portcullis_proto::text::escaped(&err), "controller link down; retrying");
             }
         }
+        let wait = waits.next().unwrap_or(MAX_RETRY);
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -36,9 +36,8 @@ pub async fn serve(
     let gate = accept::Gate::new(shared.config.handshake_limits, "proxy");
     let handshake_timeout = shared.config.handshake_timeout;
     loop {
-        let (tcp, peer) = tokio::select! {
-            _ = stop.cancelled() => return,
-            accepted = listener.accept() => accepted,
+        let Some((tcp, peer)) = listener.accept(&stop).await else {
+            return;
         };
         // Until its hello is read, a connection holds a place in the gate.
         let Some(pass) = gate.enter(peer.ip()) else {
