@@ -75,14 +75,6 @@ services = ["echo"]
 mfa = { amr = ["mfa"], max_auth_age_secs = 3600 }
 "#;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The node OpenID provider, killed at drop.
 struct Provider {
     child: Child,
@@ -163,36 +155,43 @@ fn start(device_flow: bool) -> Env {
 
 fn start_limited(device_flow: bool, logins_per_minute: u32) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let redirect = format!("https://127.0.0.1:{port}/v1/auth/oidc/callback");
-    let provider = Provider::start(&redirect, &dir.path().join("provider.log"));
     let secret = dir.path().join("client-secret");
     std::fs::write(&secret, format!("{CLIENT_SECRET}\n")).unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let config = dir.path().join("controller.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[auth]\nlogin_rate_limit_per_minute = {logins_per_minute}\n[auth.oidc]\nissuer = \"{}\"\n\
-             client_id = \"{CLIENT_ID}\"\nclient_secret_file = \"{}\"\nredirect_url = \"{redirect}\"\n\
-             scopes = [\"openid\", \"profile\", \"email\", \"groups\"]\ndevice_flow = {device_flow}\n\
-             [auth.oidc.mfa]\namr = [\"otp\", \"hwk\"]\n",
-            provider.issuer,
-            secret.display()
-        ),
-    )
-    .unwrap();
     let policy = dir.path().join("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
-    let port = port.to_string();
-    let dev = Dev::start(&[
-        "--api-port",
-        &port,
-        "--policy",
-        policy.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    // The redirect URL names the controller's API port: a provider and a config for each
+    // port the controller is tried on.
+    let (dev, provider) = Dev::start_on_api_port(
+        |port| {
+            let redirect = format!("https://127.0.0.1:{port}/v1/auth/oidc/callback");
+            let provider = Provider::start(&redirect, &dir.path().join("provider.log"));
+            std::fs::write(
+                &config,
+                format!(
+                    "[auth]\nlogin_rate_limit_per_minute = {logins_per_minute}\n[auth.oidc]\nissuer = \"{}\"\n\
+                     client_id = \"{CLIENT_ID}\"\nclient_secret_file = \"{}\"\nredirect_url = \"{redirect}\"\n\
+                     scopes = [\"openid\", \"profile\", \"email\", \"groups\"]\ndevice_flow = {device_flow}\n\
+                     [auth.oidc.mfa]\namr = [\"otp\", \"hwk\"]\n",
+                    provider.issuer,
+                    secret.display()
+                ),
+            )
+            .unwrap();
+            provider
+        },
+        |port| {
+            vec![
+                "--api-port".into(),
+                port.to_string(),
+                "--policy".into(),
+                policy.display().to_string(),
+                "--config".into(),
+                config.display().to_string(),
+            ]
+        },
+    );
     Env { provider, dev, dir }
 }
 
