@@ -33,18 +33,7 @@ fn two_controllers(dir: &std::path::Path) -> (Controller, Controller) {
 fn authorise_on_one_controller_cancel_on_the_other_closes_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = two_controllers(dir.path());
-    let _w = Worker::start(
-        &dir.path().join("w1"),
-        &[a.cluster.clone(), b.cluster.clone()],
-        Some(&a.join_token()),
-        "",
-    )
-    .unwrap();
-    let body =
-        serde_json::json!({"name": "echo", "address": echo(), "zone": "LOCAL", "service": "echo"})
-            .to_string();
-    let (code, text) = a.curl("POST", "/v1/targets", Some(&body));
-    assert_eq!(code, 201, "{text}");
+    let _w = a.join_worker_with_echo(dir.path(), &[a.cluster.clone(), b.cluster.clone()], "");
     let l = listen(&a, "echo");
     let mut s = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
     s.write_all(b"ping").unwrap();
@@ -72,18 +61,7 @@ fn authorise_on_one_controller_cancel_on_the_other_closes_within_a_second() {
 fn killing_the_linked_controller_mid_transfer_loses_nothing_and_the_other_serves() {
     let dir = tempfile::tempdir().unwrap();
     let (mut a, b) = two_controllers(dir.path());
-    let _w = Worker::start(
-        &dir.path().join("w1"),
-        &[a.cluster.clone(), b.cluster.clone()],
-        Some(&a.join_token()),
-        "",
-    )
-    .unwrap();
-    let body =
-        serde_json::json!({"name": "echo", "address": echo(), "zone": "LOCAL", "service": "echo"})
-            .to_string();
-    let (code, text) = a.curl("POST", "/v1/targets", Some(&body));
-    assert_eq!(code, 201, "{text}");
+    let _w = a.join_worker_with_echo(dir.path(), &[a.cluster.clone(), b.cluster.clone()], "");
     let l = listen(&a, "echo");
     let mut s = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();

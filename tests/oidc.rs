@@ -8,13 +8,13 @@
 mod common;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::client::{closes_within, open_echo};
+use common::cluster::echo_on;
 use common::dev::{curl, Dev};
 use common::wait::{poll, poll_within};
 use portcullis_proto::clock::{Clock as _, SystemClock};
@@ -463,24 +463,6 @@ fn token_of(home: &Path) -> String {
         .to_owned()
 }
 
-fn lab_echo() -> String {
-    let listener = TcpListener::bind("127.0.0.2:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 fn authorize(env: &Env, token: &str, target: &str) -> (u16, String) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let body = serde_json::json!({"client_public_key": portcullis_proto::keys::b64(&rcgen::PublicKeyData::subject_public_key_info(&key))}).to_string();
@@ -499,7 +481,7 @@ fn login_whoami_groups_choose_roles_mfa_decides_and_logout_ends_sessions() {
     install_browser_script(&env);
     let admin = env.dev.var("PORTCULLIS_TOKEN");
     for (name, address, zone) in [
-        ("lab", lab_echo(), "LAB"),
+        ("lab", echo_on("127.0.0.2"), "LAB"),
         (
             "local",
             env.dev.ready["echo"].as_str().unwrap().to_owned(),
