@@ -1,5 +1,5 @@
 //! Links this worker dials: one controller at a time, trying each configured address in
-//! turn with a growing, jittered back-off, over TLS that checks the controller's name and CA.
+//! turn as [`super::redial`] schedules it, over TLS that checks the controller's name and CA.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,20 +9,18 @@ use rustls::pki_types::ServerName;
 use rustls_pki_types::pem::PemObject as _;
 use tokio_util::sync::CancellationToken;
 
+use super::redial::{Outcome, Redial};
 use crate::Shared;
 
-/// The waits between attempts: from 200 ms, doubling and jittered, at most 5 s
-/// ([`portcullis_proto::retry`]).
-const FIRST_RETRY: Duration = Duration::from_millis(200);
-const MAX_RETRY: Duration = Duration::from_secs(5);
-
-/// Keeps a link up until `shutdown`, failing over between controllers.
+/// Keeps a link up until `shutdown`, failing over between controllers: after a link that was
+/// up drops, the next controller at once; after failures, the others at once and then a
+/// jittered back-off ([`Redial`]).
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     if shared.config.controllers.is_empty() {
         // Outbound-only control plane: controllers dial this worker (see `inbound`).
         return;
     }
-    let mut waits = portcullis_proto::retry::schedule(FIRST_RETRY, MAX_RETRY);
+    let mut redial = Redial::new(shared.config.controllers.len());
     let mut index = 0usize;
     loop {
         if shutdown.is_cancelled() {
@@ -30,13 +28,23 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         }
         let addr = shared.config.controllers[index % shared.config.controllers.len()].clone();
         index += 1;
-        match session(&shared, &addr, &shutdown).await {
+        let links_before = shared.link.registrations();
+        let outcome = match session(&shared, &addr, &shutdown).await {
             Ok(()) => return,
             Err(err) => {
                 tracing::warn!(controller.addr = %addr, error = %portcullis_proto::text::escaped(&err), "controller link down; retrying");
+                // A link registers once its controller answered the hello.
+                if shared.link.registrations() != links_before {
+                    Outcome::Dropped
+                } else {
+                    Outcome::Failed
+                }
             }
+        };
+        let wait = redial.next_wait(outcome);
+        if wait.is_zero() {
+            continue;
         }
-        let wait = waits.next().unwrap_or(MAX_RETRY);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}

@@ -11,6 +11,7 @@
 mod client;
 mod dial;
 mod protocol;
+mod redial;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
