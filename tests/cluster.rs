@@ -95,37 +95,42 @@ fn a_cancel_during_a_partition_takes_effect_when_the_link_returns() {
         std::slice::from_ref(&proxy.addr),
         "admit_grace_secs = 1",
     );
-    let l = listen(&c, "echo");
-    let mut live = open_echo(l.port);
-    // The session's first connection, admitted online: the controller holds its row.
-    let live_id = session(&c, &l.session_id)["connections"][0]["id"]
+    // A session whose first connection was admitted online, to probe admission with later.
+    let probe = listen(&c, "echo");
+    drop(open_echo(probe.port));
+    // The live connection: `connect --stdio`, which (unlike a listener, that watches its
+    // session and exits when it ends) only ends when the worker closes the connection.
+    let mut live = StdioConnection::open(&c, "echo");
+    assert_eq!(live.round_trip(b"ping"), *b"ping");
+    let live_session = only_other_session(&c, &probe.session_id);
+    let live_id = session(&c, &live_session)["connections"][0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
     proxy.pause();
     let (code, text) = c.curl(
         "POST",
-        &format!("/v1/sessions/{}/cancel", l.session_id),
+        &format!("/v1/sessions/{live_session}/cancel"),
         Some("{}"),
     );
     assert_eq!(code, 200, "{text}");
-    assert_eq!(session(&c, &l.session_id)["state"], "terminated");
+    assert_eq!(session(&c, &live_session)["state"], "terminated");
     // Within the admit grace the partitioned worker still admits later connections; after it,
     // none.
     wait_for_refusal(
         "the worker to refuse new connections after the admit grace",
-        l.port,
+        probe.port,
         RefusalCode::ControllerUnreachable,
         Duration::from_secs(10),
     );
     // The worker has not heard of the cancel: the live connection still carries data.
-    let mut buf = [0u8; 4];
-    live.write_all(b"open")
-        .and_then(|()| live.read_exact(&mut buf))
-        .unwrap_or_else(|e| panic!("the live connection ended during the partition: {e}"));
-    assert_eq!(&buf, b"open", "the live connection during the partition");
+    assert_eq!(
+        live.round_trip(b"open"),
+        *b"open",
+        "the live connection during the partition"
+    );
     proxy.resume();
-    let took = closes_within(&mut live, Duration::from_secs(10));
+    let took = live.closes_within(Duration::from_secs(10));
     eprintln!("live connection closed {took:?} after the link could return");
     // It closed because of the cancel, which the worker learnt when the link returned: the
     // worker reports the close with the session's reason (not `controller_unreachable`, its
@@ -134,7 +139,7 @@ fn a_cancel_during_a_partition_takes_effect_when_the_link_returns() {
         "the worker's report of the live connection's close",
         Duration::from_secs(5),
         || {
-            let s = session(&c, &l.session_id);
+            let s = session(&c, &live_session);
             let conn = s["connections"]
                 .as_array()
                 .unwrap()
@@ -149,6 +154,84 @@ fn a_cancel_during_a_partition_takes_effect_when_the_link_returns() {
         },
     );
     assert_eq!(reason, "canceled", "the live connection's close reason");
+}
+
+/// The one session besides `known`.
+fn only_other_session(c: &Controller, known: &str) -> String {
+    let out = c
+        .cli()
+        .args(["sessions", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let others: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .filter(|id| *id != known)
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(others.len(), 1, "{list}");
+    others[0].clone()
+}
+
+/// A `portcullis connect TARGET --stdio` process: one brokered connection on its stdin and
+/// stdout.
+struct StdioConnection {
+    child: std::process::Child,
+}
+
+impl StdioConnection {
+    fn open(c: &Controller, target: &str) -> StdioConnection {
+        let child = c
+            .cli()
+            .args(["connect", target, "--stdio"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        StdioConnection { child }
+    }
+
+    fn round_trip(&mut self, bytes: &[u8; 4]) -> [u8; 4] {
+        let mut buf = [0u8; 4];
+        self.child.stdin.as_mut().unwrap().write_all(bytes).unwrap();
+        self.child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut buf)
+            .unwrap_or_else(|e| panic!("the stdio connection ended: {e}"));
+        buf
+    }
+
+    /// How long until the connection's output ends (the worker closed it).
+    fn closes_within(&mut self, limit: Duration) -> Duration {
+        let start = Instant::now();
+        let mut out = self.child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut rest = Vec::new();
+            let _ = out.read_to_end(&mut rest);
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(limit)
+            .unwrap_or_else(|_| panic!("the stdio connection still open after {limit:?}"));
+        start.elapsed()
+    }
+}
+
+impl Drop for StdioConnection {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
@@ -366,4 +449,32 @@ fn the_worker_renews_its_certificate_at_half_life() {
     let (code, text) = c.curl("GET", "/v1/audit?type=worker_certificate_renewed", None);
     assert_eq!(code, 200, "{text}");
     assert!(text.contains(&w.id), "{text}");
+}
+
+/// A controller that stops on SIGTERM ends its links with TLS's close_notify: the worker
+/// reads a clean end and notes it at info level (the worker here logs warnings only), instead
+/// of warning about a truncated stream; its redials to the stopped controller do warn.
+#[test]
+fn a_graceful_controller_shutdown_closes_links_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Controller::start(&dir.path().join("controller"));
+    let w = c.join_worker_with_echo(dir.path(), std::slice::from_ref(&c.cluster), "");
+    let before = w.log().len();
+    sigterm(&c.child);
+    assert!(wait_exit(&mut c.child, Duration::from_secs(20)).success());
+    common::wait::poll(
+        "the worker to redial the stopped controller",
+        Duration::from_secs(10),
+        || {
+            let log = w.log()[before..].to_owned();
+            if log.contains("cannot connect") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        },
+    );
+    let log = w.log()[before..].to_owned();
+    assert!(!log.contains("close_notify"), "{log}");
+    assert!(!log.contains("the link's connection failed"), "{log}");
 }

@@ -13,6 +13,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt as _, StreamExt as _};
 use portcullis_proto::link::{self, Incoming, LinkError, Peer, Request, Response, Role, Unsent};
 use portcullis_proto::text;
+use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
@@ -55,8 +56,16 @@ pub(crate) async fn drive<S: LinkIo>(
     for (reply, error) in link.peer.close() {
         let _ = reply.send(Err(error));
     }
+    if matches!(result, Ok(()) | Err(LinkError::Replaced)) {
+        // A link this side ends on purpose ends with TLS's close_notify, so the other side
+        // reads a clean end rather than a truncated stream.
+        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, link.stream.get_mut().shutdown()).await;
+    }
     result
 }
+
+/// How long a link this side ends may take to say goodbye (TLS close_notify).
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One link's stream and peer.
 struct Link<S> {

@@ -29,18 +29,23 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         let addr = shared.config.controllers[index % shared.config.controllers.len()].clone();
         index += 1;
         let links_before = shared.link.registrations();
-        let outcome = match session(&shared, &addr, &shutdown).await {
+        let result = session(&shared, &addr, &shutdown).await;
+        // A link registers once its controller answered the hello.
+        let outcome = if shared.link.registrations() != links_before {
+            Outcome::Dropped
+        } else {
+            Outcome::Failed
+        };
+        match result {
             Ok(()) => return,
+            Err(LinkError::PeerClosed) if outcome == Outcome::Dropped => {
+                // The controller ended the link on purpose (a restart, a shutdown).
+                tracing::info!(controller.addr = %addr, "the controller closed the link; linking again");
+            }
             Err(err) => {
                 tracing::warn!(controller.addr = %addr, error = %portcullis_proto::text::escaped(&err), "controller link down; retrying");
-                // A link registers once its controller answered the hello.
-                if shared.link.registrations() != links_before {
-                    Outcome::Dropped
-                } else {
-                    Outcome::Failed
-                }
             }
-        };
+        }
         let wait = redial.next_wait(outcome);
         if wait.is_zero() {
             continue;

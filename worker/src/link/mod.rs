@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use portcullis_proto::link::{self, Incoming, LinkError, Peer, Request, Role, Unsent};
+use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
@@ -35,6 +36,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const SILENCE: Duration = Duration::from_secs(10);
 /// How often spooled events are looked for.
 const EVENTS_EVERY: Duration = Duration::from_millis(100);
+/// How long a link this side ends may take to say goodbye (TLS close_notify).
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a shutdown waits for the controller to acknowledge the last events.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -61,6 +64,11 @@ pub async fn drive<S: LinkIo>(
     let result = link.run(controller, addr, shutdown).await;
     for (awaits, error) in link.peer.close() {
         protocol::failed(awaits, error);
+    }
+    if matches!(result, Ok(()) | Err(LinkError::Replaced)) {
+        // A link this side ends on purpose ends with TLS's close_notify, so the other side
+        // reads a clean end rather than a truncated stream.
+        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, link.stream.get_mut().shutdown()).await;
     }
     result
 }
