@@ -303,7 +303,7 @@ where
             ..
         } => Ok(joined),
         Frame::Response {
-            body: Response::Error { message },
+            body: Response::Error { message, .. },
             ..
         } => Err(format!(
             "the controller refused to enrol this worker: {message}"
