@@ -67,7 +67,7 @@ pub(crate) async fn join(state: &AppState, join: JoinRequest, peer: IpAddr) -> R
             reason,
             attempted_name: valid_name(&join.name).then(|| join.name.clone()),
         });
-        Response::Error { message }
+        Response::error(message)
     };
     let now = state.clock.unix_secs();
     match allowed(state, peer, now).await {
@@ -203,6 +203,8 @@ async fn enrol(
             created_at: now,
             last_seen_at: None,
             cert_expires_at: clock::to_i64(enrolment.now + lifetime.as_secs()),
+            draining_since: None,
+            stopped_at: None,
         },
     )
     .await?;
@@ -231,9 +233,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn error(message: impl Into<String>) -> Response {
-    Response::Error {
-        message: message.into(),
-    }
+    Response::error(message)
 }
 
 fn store_error(err: StoreError) -> Response {

@@ -167,6 +167,10 @@ impl Controller {
             }
             config::SshBackend::LocalCa => (None, vault::TokenLife::Unlimited),
         };
+        // The store answered (it was opened and migrated): the count of lost workers starts now.
+        let store_watch = Arc::new(sessions::lost::StoreWatch::new(clock::to_i64(
+            options.clock.unix_secs(),
+        )));
         let state = AppState {
             oidc,
             vault,
@@ -183,6 +187,7 @@ impl Controller {
             clock: options.clock,
             audit_writer: audit::batch::Writer::spawn(store.clone(), keys.clone()),
             live_workers: sessions::live_workers::LiveWorkers::default(),
+            store_watch,
             store,
             keys,
             links: link::registry::Registry::default(),

@@ -37,6 +37,9 @@ pub struct AppState {
     pub(crate) denials: crate::audit::denials::Denials,
     /// authorize-session requests per user in the current minute (`[sessions.per_user]`).
     pub(crate) authorize_rate: Arc<crate::sessions::limits::AuthorizeRate>,
+    /// Since when the store has been reachable: no worker counts as lost before it has been
+    /// for `workers.lost_after` ([`crate::sessions::lost`]).
+    pub(crate) store_watch: Arc<crate::sessions::lost::StoreWatch>,
     /// Where time comes from (the keyset's clock too).
     pub(crate) clock: crate::clock::SharedClock,
 }

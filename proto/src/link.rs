@@ -19,7 +19,7 @@ mod error;
 mod peer;
 mod reason;
 pub use error::LinkError;
-pub use peer::{Due, Incoming, Peer, Role, Unsent};
+pub use peer::{silence_limit, Due, Incoming, Peer, Role, Unsent};
 pub use reason::{EndReason, UnknownEndReason};
 
 /// The ALPN protocol id of the cluster link.
@@ -54,8 +54,13 @@ pub enum Frame {
 pub enum Request {
     /// Worker → controller, first frame: who the worker is and what it carries now.
     Hello(Hello),
-    /// Worker → controller, every heartbeat interval: the sessions it holds open.
-    Heartbeat { live_sessions: Vec<String> },
+    /// Worker → controller, every heartbeat interval (and at once when it starts draining or
+    /// stops): the sessions it holds open, and what the worker is doing.
+    Heartbeat {
+        live_sessions: Vec<String>,
+        #[serde(default, skip_serializing_if = "WorkerPhase::is_serving")]
+        phase: WorkerPhase,
+    },
     /// Worker → controller: admit the first connection this worker sees for a session.
     AdmitFirst(AdmitFirst),
     /// Worker → controller: spooled connection events, applied idempotently.
@@ -90,8 +95,57 @@ pub enum Response {
     Joined(crate::api::JoinResponse),
     /// To anything that needs no data back.
     Ok,
-    /// The request failed; `message` says why.
-    Error { message: String },
+    /// The request failed; `message` says why, and `trouble`, when given, what keeps the
+    /// controller from serving any request of the kind (a worker words its refusals with it).
+    Error {
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trouble: Option<Trouble>,
+    },
+}
+
+impl Response {
+    /// An error answer with no trouble named.
+    pub fn error(message: impl Into<String>) -> Response {
+        Response::Error {
+            message: message.into(),
+            trouble: None,
+        }
+    }
+}
+
+/// What a worker is doing, as its hello and heartbeats tell the controllers. Absent on the
+/// wire means [`WorkerPhase::Serving`], which is all a worker of an earlier release ever is,
+/// and a controller of an earlier release ignores the field: the link stays compatible both
+/// ways.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerPhase {
+    /// Admitting new connections.
+    #[default]
+    Serving,
+    /// Shutting down: no new connections, live ones kept up to the drain timeout. A
+    /// controller gives it no new session.
+    Draining,
+    /// Drained and about to exit: its sessions end with reason `shutdown`.
+    Stopped,
+}
+
+impl WorkerPhase {
+    /// Whether this is the default phase (left out on the wire).
+    pub fn is_serving(&self) -> bool {
+        *self == WorkerPhase::Serving
+    }
+}
+
+/// Why a controller that answers cannot serve a request now, named so that a worker can say
+/// what is wrong instead of only that no controller vouched for its sessions recently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum Trouble {
+    /// The controller is up but cannot reach its store (PostgreSQL down or unreachable).
+    #[error("the controller is up but cannot reach its database")]
+    StoreUnreachable,
 }
 
 /// The first frame a worker sends.
@@ -102,6 +156,9 @@ pub struct Hello {
     /// The address clients dial for this worker's proxy listener.
     pub proxy_addr: String,
     pub live_sessions: Vec<String>,
+    /// What the worker is doing (a worker that re-links while draining says so).
+    #[serde(default, skip_serializing_if = "WorkerPhase::is_serving")]
+    pub phase: WorkerPhase,
 }
 
 /// The controller's view that a worker keeps in step with: keys and ended sessions.
@@ -293,5 +350,60 @@ mod tests {
         assert!(err.to_string().contains("gone_fishing"), "{err}");
         let unknown = text.replace("controller_unreachable", "gone_fishing");
         assert!(decode(unknown.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn the_phase_and_the_trouble_are_optional_so_older_peers_still_understand_each_other() {
+        // A heartbeat of an earlier release (no phase) is a serving worker's.
+        let old = br#"{"frame":"request","id":3,"body":{"type":"heartbeat","live_sessions":[]}}"#;
+        assert!(matches!(
+            decode(old).unwrap(),
+            Frame::Request {
+                body: Request::Heartbeat {
+                    phase: WorkerPhase::Serving,
+                    ..
+                },
+                ..
+            }
+        ));
+        // A serving worker's heartbeat is written as before; a draining one says so.
+        let serving = Frame::Request {
+            id: 3,
+            body: Request::Heartbeat {
+                live_sessions: vec![],
+                phase: WorkerPhase::Serving,
+            },
+        };
+        assert_eq!(&encode(&serving).unwrap()[..], &old[..]);
+        let draining = Frame::Request {
+            id: 5,
+            body: Request::Heartbeat {
+                live_sessions: vec![],
+                phase: WorkerPhase::Draining,
+            },
+        };
+        let text = String::from_utf8(encode(&draining).unwrap().to_vec()).unwrap();
+        assert!(text.contains(r#""phase":"draining""#), "{text}");
+        // An error without trouble is written as before, and one with it decodes.
+        let plain = Frame::Response {
+            id: 3,
+            body: Response::error("no"),
+        };
+        let plain_text = String::from_utf8(encode(&plain).unwrap().to_vec()).unwrap();
+        assert_eq!(
+            plain_text,
+            r#"{"frame":"response","id":3,"body":{"type":"error","message":"no"}}"#
+        );
+        let troubled = br#"{"frame":"response","id":3,"body":{"type":"error","message":"no","trouble":"store_unreachable"}}"#;
+        assert!(matches!(
+            decode(troubled).unwrap(),
+            Frame::Response {
+                body: Response::Error {
+                    trouble: Some(Trouble::StoreUnreachable),
+                    ..
+                },
+                ..
+            }
+        ));
     }
 }

@@ -174,7 +174,7 @@ impl Enrolment {
                 ..
             } => Ok(joined),
             Frame::Response {
-                body: Response::Error { message },
+                body: Response::Error { message, .. },
                 ..
             } => Err(format!(
                 "the controller refused to enrol this worker: {message}"

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_proto::clock::{Clock, SystemClock};
 use portcullis_proto::grant::GrantKey;
-use portcullis_proto::link::EndReason;
+use portcullis_proto::link::{EndReason, Trouble};
 use tokio_util::sync::CancellationToken;
 
 /// How long a session ended by a controller, but never admitted here, is remembered.
@@ -60,6 +60,8 @@ struct SessionEntry {
 struct Inner {
     keys: Vec<GrantKey>,
     last_heard: Option<Instant>,
+    /// When a controller last answered without vouching for the sessions, and why.
+    trouble: Option<(Instant, Trouble)>,
     sessions: HashMap<String, SessionEntry>,
     /// (deadline, session id): the timer queue. An item whose deadline is no longer its
     /// entry's is stale and skipped when it comes up.
@@ -165,6 +167,18 @@ impl Table {
                 i.isolated = CancellationToken::new();
             }
         });
+    }
+
+    /// A controller answered but could not serve (its store is unreachable): remembered, so
+    /// that a refusal says what is wrong rather than that no controller was heard.
+    pub fn troubled(&self, trouble: Trouble) {
+        let now = self.clock.instant();
+        self.with(|i| i.trouble = Some((now, trouble)));
+    }
+
+    /// When a controller last answered with a trouble, and which; `None` if none ever did.
+    pub fn trouble(&self) -> Option<(Instant, Trouble)> {
+        self.with(|i| i.trouble)
     }
 
     /// The token that fires when the worker has been cut off for too long.

@@ -213,6 +213,8 @@ impl Api {
                 created_at: now,
                 last_seen_at: Some(now),
                 cert_expires_at: now + 3600,
+                draining_since: None,
+                stopped_at: None,
             },
         )
         .await

@@ -18,13 +18,17 @@ use crate::state::AppState;
 use crate::store::sessions as session_rows;
 use crate::store::workers::{self as rows, WorkerRecord};
 
-fn to_api(w: &WorkerRecord) -> Worker {
+/// The worker as the API shows it, its state as of `now` (see
+/// [`crate::sessions::lost::listed_state`]).
+fn to_api(state: &AppState, w: &WorkerRecord) -> Worker {
+    let now = clock::to_i64(state.clock.unix_secs());
+    let lost_after = clock::to_i64(state.config.worker_lost_after.as_secs());
     Worker {
         id: w.id.clone(),
         name: w.name.clone(),
         proxy_addr: w.proxy_addr.clone(),
         key_fingerprint: w.key_fingerprint.clone(),
-        state: w.state.clone(),
+        state: crate::sessions::lost::listed_state(w, now, lost_after).to_owned(),
         created_at: clock::to_u64(w.created_at),
         last_seen_at: w.last_seen_at.map(clock::to_u64),
         cert_expires_at: clock::to_u64(w.cert_expires_at),
@@ -38,7 +42,11 @@ pub(crate) async fn list(
     principal.require(Permission::WorkersAdmin)?;
     let mut conn = state.store.conn().await?;
     Ok(Json(List {
-        items: rows::list(&mut conn).await?.iter().map(to_api).collect(),
+        items: rows::list(&mut conn)
+            .await?
+            .iter()
+            .map(|w| to_api(&state, w))
+            .collect(),
         next: None,
     }))
 }
@@ -53,7 +61,7 @@ pub(crate) async fn get(
     let w = rows::find(&mut conn, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("worker", &id))?;
-    Ok(Json(to_api(&w)))
+    Ok(Json(to_api(&state, &w)))
 }
 
 /// Deletes a worker: its certificate is refused from now on, its link is dropped, and its

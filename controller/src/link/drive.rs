@@ -89,18 +89,15 @@ impl<S: LinkIo> Link<S> {
                 Request::Join(join) => {
                     crate::enrolment::join(state, join, peer.to_canonical()).await
                 }
-                _ => Response::Error {
-                    message: "present a worker certificate, or enrol with a join token first"
-                        .into(),
-                },
+                _ => Response::error(
+                    "present a worker certificate, or enrol with a join token first",
+                ),
             };
             drop(place);
             return self.answer(id, response).await;
         };
         let Request::Hello(hello) = request else {
-            let refusal = Response::Error {
-                message: "the first request must be hello".into(),
-            };
+            let refusal = Response::error("the first request must be hello");
             self.answer(id, refusal).await?;
             return Err(LinkError::UnexpectedFirstFrame { expected: "hello" });
         };
@@ -109,7 +106,7 @@ impl<S: LinkIo> Link<S> {
         let answer = handler::hello(state, &spki, &hello).await;
         let refused = match &answer {
             Response::Sync(_) => None,
-            Response::Error { message } => Some(message.clone()),
+            Response::Error { message, .. } => Some(message.clone()),
             _ => Some("the controller's answer was not a sync".to_owned()),
         };
         self.answer(id, answer).await?;
@@ -118,6 +115,11 @@ impl<S: LinkIo> Link<S> {
         }
         drop(place);
         tracing::info!(proxy.addr = %text::escaped(&hello.proxy_addr), "worker linked");
+        // A ping every heartbeat interval, answered by the worker's link task alone: the
+        // worker hears this controller even while a heartbeat's answer waits on the store,
+        // and notices a hung controller by their absence (see `link::silence_limit`).
+        self.peer
+            .heartbeat_every(state.config.heartbeat_interval, Instant::now());
         let (tx, mut rx) = mpsc::channel::<Outgoing>(64);
         let handle = state.links.insert(&worker_id, tx, &spki);
         let result = self
@@ -188,8 +190,18 @@ impl<S: LinkIo> Link<S> {
                     if !reading {
                         self.peer.not_reading(Instant::now());
                     }
-                    for (reply, error) in self.peer.poll_timers(Instant::now())?.expired {
+                    let due = self.peer.poll_timers(Instant::now())?;
+                    for (reply, error) in due.expired {
                         let _ = reply.send(Err(error));
+                    }
+                    if due.heartbeat {
+                        // Nobody waits for a ping's answer: any frame is proof of life.
+                        let (reply, _) = tokio::sync::oneshot::channel();
+                        let timeout = state.config.heartbeat_interval;
+                        match self.peer.request(Request::Ping, reply, Some(timeout), Instant::now()) {
+                            Ok(frame) => self.send(frame).await?,
+                            Err(Unsent { error, .. }) => return Err(error),
+                        }
                     }
                 }
                 frame = self.stream.next(), if reading => {

@@ -3,7 +3,7 @@
 use portcullis_proto::grant::GrantKey;
 use portcullis_proto::link::{
     AdmitFirst, ConnectionEvent, ConnectionEventKind, EndReason, Hello, Request, Response,
-    SessionEnd, Sync,
+    SessionEnd, Sync, Trouble, WorkerPhase,
 };
 use portcullis_proto::text;
 
@@ -17,14 +17,21 @@ use crate::store::sessions::{self as session_rows, SessionState};
 use crate::store::{workers as worker_rows, StoreError};
 
 fn error(message: impl Into<String>) -> Response {
-    Response::Error {
-        message: message.into(),
-    }
+    Response::error(message)
 }
 
-fn store_error(err: StoreError) -> Response {
+/// The answer to a request the store failed; an unreachable store is named as the trouble,
+/// which the worker words its refusals with.
+fn store_error(state: &AppState, err: StoreError) -> Response {
     tracing::warn!(error = %text::escaped(&err), "link request failed in the store");
-    error("the controller's store is unavailable; retry")
+    state.store_watch.failed(&err);
+    match err {
+        StoreError::Unavailable(_) => Response::Error {
+            message: "the controller cannot reach its database; retry".into(),
+            trouble: Some(Trouble::StoreUnreachable),
+        },
+        _ => error("the controller's store failed this request; retry"),
+    }
 }
 
 /// Dispatches a request from a linked worker.
@@ -35,8 +42,15 @@ pub(crate) async fn handle(
     request: Request,
 ) -> Response {
     match request {
-        Request::Heartbeat { live_sessions } => {
-            sync(state, worker_id, proxy_addr, &live_sessions).await
+        Request::Heartbeat {
+            live_sessions,
+            phase,
+        } => {
+            let answer = sync(state, worker_id, proxy_addr, &live_sessions, phase).await;
+            if phase == WorkerPhase::Stopped && matches!(answer, Response::Sync(_)) {
+                stopped(state, worker_id);
+            }
+            answer
         }
         Request::AdmitFirst(admit) => admit_first(state, worker_id, admit).await,
         Request::Events { events } => apply_events(state, worker_id, events).await,
@@ -59,11 +73,11 @@ pub(crate) async fn hello(state: &AppState, spki: &[u8], hello: &Hello) -> Respo
     let worker = {
         let mut conn = match state.store.conn().await {
             Ok(c) => c,
-            Err(e) => return store_error(e),
+            Err(e) => return store_error(state, e),
         };
         match worker_rows::find(&mut conn, &hello.worker_id).await {
             Ok(w) => w,
-            Err(e) => return store_error(e),
+            Err(e) => return store_error(state, e),
         }
     };
     let fingerprint = portcullis_proto::keys::spki_fingerprint(spki);
@@ -73,7 +87,24 @@ pub(crate) async fn hello(state: &AppState, spki: &[u8], hello: &Hello) -> Respo
                 && w.key_fingerprint == fingerprint
                 && w.state == worker_rows::ACTIVE =>
         {
-            sync(state, &w.id, &hello.proxy_addr, &hello.live_sessions).await
+            let answer = sync(
+                state,
+                &w.id,
+                &hello.proxy_addr,
+                &hello.live_sessions,
+                hello.phase,
+            )
+            .await;
+            if matches!(answer, Response::Sync(_)) {
+                // A worker that restarted holds none of the sessions its old connections
+                // belonged to: close those rows now, with the last counts known.
+                if let Err(err) =
+                    crate::sessions::lost::close_left_open(state, &w.id, &hello.live_sessions).await
+                {
+                    tracing::warn!(error = %text::escaped(&err), "could not close the connections the worker left open; the next hello or the sweeper will");
+                }
+            }
+            answer
         }
         Some(w) if w.state != worker_rows::ACTIVE => {
             error("this worker has been deleted; enrol it again with a new join token")
@@ -82,19 +113,67 @@ pub(crate) async fn hello(state: &AppState, spki: &[u8], hello: &Hello) -> Respo
     }
 }
 
-/// Marks the worker seen and returns the keys and the sessions among `live` that ended.
-async fn sync(state: &AppState, worker_id: &str, proxy_addr: &str, live: &[String]) -> Response {
+/// A worker that drained and is about to exit: its sessions end with reason `shutdown` (and
+/// their Vault tokens are revoked) now, not as lost `lost_after` later; connections it could
+/// not report closed are closed as lost. In the background: the worker does not wait.
+fn stopped(state: &AppState, worker_id: &str) {
+    let (state, worker_id) = (state.clone(), worker_id.to_owned());
+    tokio::spawn(async move {
+        let ended = async {
+            crate::sessions::lost::close_left_open(&state, &worker_id, &[]).await?;
+            let live = {
+                let mut conn = state.store.conn().await?;
+                session_rows::live_on_worker(&mut conn, &worker_id).await?
+            };
+            let mut ended = 0usize;
+            for session in live {
+                if crate::sessions::lifecycle::end_session(
+                    &state,
+                    &session.id,
+                    EndReason::Shutdown,
+                    Actor::worker(&worker_id),
+                )
+                .await?
+                .is_some()
+                {
+                    ended += 1;
+                }
+            }
+            Ok::<_, StoreError>(ended)
+        }
+        .await;
+        match ended {
+            Ok(ended) => tracing::info!(sessions = ended, "worker stopped: its sessions ended"),
+            Err(err) => {
+                tracing::warn!(error = %text::escaped(&err), "could not end a stopped worker's sessions; they end as lost after workers.lost_after")
+            }
+        }
+    });
+}
+
+/// Marks the worker seen (with what it is doing) and returns the keys and the sessions among
+/// `live` that ended.
+async fn sync(
+    state: &AppState,
+    worker_id: &str,
+    proxy_addr: &str,
+    live: &[String],
+    phase: WorkerPhase,
+) -> Response {
     let now = clock::to_i64(state.clock.unix_secs());
     let result = async {
         let mut conn = state.store.conn().await?;
-        worker_rows::touch(&mut conn, worker_id, now, proxy_addr).await?;
+        worker_rows::touch(&mut conn, worker_id, now, proxy_addr, phase).await?;
         let states = session_rows::states(&mut conn, live).await?;
         Ok::<_, StoreError>(states)
     }
     .await;
     let states = match result {
-        Ok(s) => s,
-        Err(e) => return store_error(e),
+        Ok(s) => {
+            state.store_watch.reached(now);
+            s
+        }
+        Err(e) => return store_error(state, e),
     };
     let mut ended: Vec<SessionEnd> = states
         .into_iter()
@@ -191,7 +270,7 @@ async fn admit_first(state: &AppState, worker_id: &str, admit: AdmitFirst) -> Re
     match result {
         Ok((true, _)) => Response::Admitted,
         Ok((false, reason)) => Response::Refused { reason },
-        Err(e) => store_error(e),
+        Err(e) => store_error(state, e),
     }
 }
 
@@ -398,7 +477,7 @@ enum RenewError {
 async fn renew(state: &AppState, worker_id: &str) -> Response {
     match issue_renewal(state, worker_id).await {
         Ok(renewed) => renewed,
-        Err(RenewError::Store(err)) => store_error(err),
+        Err(RenewError::Store(err)) => store_error(state, err),
         Err(err) => error(err.to_string()),
     }
 }

@@ -49,7 +49,7 @@ impl LinkHandle {
         // The link's peer answers by the deadline (or fails the request); waiting no longer
         // than that also covers a link stuck writing.
         match tokio::time::timeout_at(deadline, answer).await {
-            Ok(Ok(Ok(Response::Error { message }))) => Err(LinkError::Refused { message }),
+            Ok(Ok(Ok(Response::Error { message, .. }))) => Err(LinkError::Refused { message }),
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(LinkError::Closed),
             Err(_) => Err(LinkError::TimedOut { after: timeout }),

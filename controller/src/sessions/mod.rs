@@ -20,6 +20,7 @@ mod layering_tests;
 pub(crate) mod lifecycle;
 pub(crate) mod limits;
 pub(crate) mod live_workers;
+pub(crate) mod lost;
 pub(crate) mod mint;
 pub(crate) mod plan;
 pub(crate) mod sweeper;

@@ -5,6 +5,7 @@ use portcullis_proto::link::EndReason;
 use tokio_util::sync::CancellationToken;
 
 use super::lifecycle::end_session;
+use super::lost;
 use crate::audit::Actor;
 use crate::clock;
 use crate::state::AppState;
@@ -19,8 +20,12 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(err) = sweep_once(&state).await {
-            tracing::warn!(error = %err, "session sweep failed; retrying at the next tick");
+        match sweep_once(&state).await {
+            Ok(_) => {}
+            Err(err) => {
+                state.store_watch.failed(&err);
+                tracing::warn!(error = %err, "session sweep failed; retrying at the next tick");
+            }
         }
     }
 }
@@ -28,10 +33,12 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
 /// One sweep; returns how many sessions it ended.
 pub(crate) async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
     // One sweeper across all controllers at a time.
-    let Some(_lease) = state.store.try_lease("sweeper").await? else {
+    let lease = state.store.try_lease("sweeper").await?;
+    let now = clock::to_i64(state.clock.unix_secs());
+    state.store_watch.reached(now);
+    let Some(_lease) = lease else {
         return Ok(0);
     };
-    let now = clock::to_i64(state.clock.unix_secs());
     let pending_before = now - clock::to_i64(state.config.session_pending_timeout.as_secs());
     let due = {
         let mut conn = state.store.conn().await?;
@@ -47,18 +54,21 @@ pub(crate) async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
             ended += 1;
         }
     }
-    let lost_before = now - clock::to_i64(state.config.worker_lost_after.as_secs());
+    let lost_after = clock::to_i64(state.config.worker_lost_after.as_secs());
+    let store_up_since = state.store_watch.up_since();
     let workers = {
         let mut conn = state.store.conn().await?;
         worker_rows::list(&mut conn).await?
     };
     for worker in workers
         .iter()
-        .filter(|w| w.last_seen_at.is_some_and(|t| t < lost_before))
+        .filter(|w| lost::is_lost(w.last_seen_at, store_up_since, now, lost_after))
     {
         if state.links.get(&worker.id).is_some() {
             continue;
         }
+        // Its connections first, so that ending its sessions finds none left open.
+        lost::close_left_open(state, &worker.id, &[]).await?;
         let live = {
             let mut conn = state.store.conn().await?;
             session_rows::live_on_worker(&mut conn, &worker.id).await?

@@ -137,7 +137,8 @@ async fn opened(
     Ok(new)
 }
 
-/// Records a connection's close with its byte counts; idempotent. True if it was open.
+/// Records a connection's close with its byte counts; idempotent. True if it was open, or
+/// closed as lost (the real counts replace the last known ones).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn connection_closed(
     w: Write<'_>,
@@ -154,7 +155,7 @@ pub(crate) async fn connection_closed(
     opened(conn, session_id, worker_id, connection_id, "", at).await?;
     let done = sqlx::query(
         "UPDATE connections SET state = 'closed', bytes_up = $2, bytes_down = $3, closed_at = $4, \
-         close_reason = $5 WHERE id = $1 AND state = 'open'",
+         close_reason = $5 WHERE id = $1 AND state IN ('open', 'lost')",
     )
     .bind(connection_id)
     .bind(bytes_up)
@@ -164,6 +165,53 @@ pub(crate) async fn connection_closed(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Closes the connections `worker_id` left open in sessions other than `keep`: state `lost`,
+/// reason `worker_lost`, closed at `now`, byte counts as they are (the last the store has).
+/// Returns each closed connection with its session's target.
+pub(crate) async fn close_lost(
+    w: Write<'_>,
+    worker_id: &str,
+    keep: &[String],
+    now: i64,
+) -> Result<Vec<(ConnectionRecord, String)>> {
+    let conn = w.conn();
+    let rows = sqlx::query(&format!(
+        "SELECT {cols}, s.target_id AS target_id FROM connections c JOIN sessions s ON s.id = c.session_id \
+         WHERE c.worker_id = $1 AND c.state = 'open' ORDER BY c.opened_at, c.id",
+        cols = COLUMNS
+            .split(", ")
+            .map(|c| format!("c.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .bind(worker_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut closed = Vec::new();
+    for row in &rows {
+        let mut record = from_row(row)?;
+        if keep.contains(&record.session_id) {
+            continue;
+        }
+        let done = sqlx::query(
+            "UPDATE connections SET state = 'lost', closed_at = $2, close_reason = $3 \
+             WHERE id = $1 AND state = 'open'",
+        )
+        .bind(&record.id)
+        .bind(now)
+        .bind(EndReason::WorkerLost.as_str())
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() == 1 {
+            record.state = "lost".into();
+            record.closed_at = Some(now);
+            record.close_reason = Some(EndReason::WorkerLost);
+            closed.push((record, row.try_get("target_id")?));
+        }
+    }
+    Ok(closed)
 }
 
 pub(crate) async fn connections(

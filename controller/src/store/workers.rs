@@ -1,5 +1,6 @@
 //! Workers enrolled with the controller.
 
+use portcullis_proto::link::WorkerPhase;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
@@ -16,12 +17,17 @@ pub(crate) struct WorkerRecord {
     pub created_at: i64,
     pub last_seen_at: Option<i64>,
     pub cert_expires_at: i64,
+    /// Since when the worker has been draining (it said so on its link).
+    pub draining_since: Option<i64>,
+    /// When the worker said it stopped (drained, about to exit).
+    pub stopped_at: Option<i64>,
 }
 
 pub(crate) const ACTIVE: &str = "active";
 
 const COLUMNS: &str =
-    "id, name, proxy_addr, key_fingerprint, state, created_at, last_seen_at, cert_expires_at";
+    "id, name, proxy_addr, key_fingerprint, state, created_at, last_seen_at, cert_expires_at, \
+     draining_since, stopped_at";
 
 fn from_row(row: &AnyRow) -> Result<WorkerRecord> {
     Ok(WorkerRecord {
@@ -33,13 +39,15 @@ fn from_row(row: &AnyRow) -> Result<WorkerRecord> {
         created_at: row.try_get("created_at")?,
         last_seen_at: row.try_get("last_seen_at")?,
         cert_expires_at: row.try_get("cert_expires_at")?,
+        draining_since: row.try_get("draining_since")?,
+        stopped_at: row.try_get("stopped_at")?,
     })
 }
 
 pub(crate) async fn insert(write: Write<'_>, w: &WorkerRecord) -> Result<()> {
     let conn = write.conn();
     sqlx::query(&format!(
-        "INSERT INTO workers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        "INSERT INTO workers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     ))
     .bind(&w.id)
     .bind(&w.name)
@@ -49,6 +57,8 @@ pub(crate) async fn insert(write: Write<'_>, w: &WorkerRecord) -> Result<()> {
     .bind(w.created_at)
     .bind(w.last_seen_at)
     .bind(w.cert_expires_at)
+    .bind(w.draining_since)
+    .bind(w.stopped_at)
     .execute(conn)
     .await?;
     Ok(())
@@ -74,10 +84,12 @@ pub(crate) async fn list(conn: &mut AnyConnection) -> Result<Vec<WorkerRecord>> 
     rows.iter().map(from_row).collect()
 }
 
-/// Workers that may carry new sessions: active and heard from since `seen_after`.
+/// Workers that may carry new sessions: active, heard from since `seen_after`, and neither
+/// draining nor stopped.
 pub(crate) async fn live(conn: &mut AnyConnection, seen_after: i64) -> Result<Vec<WorkerRecord>> {
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM workers WHERE state = 'active' AND last_seen_at >= $1 ORDER BY last_seen_at DESC"
+        "SELECT {COLUMNS} FROM workers WHERE state = 'active' AND last_seen_at >= $1 \
+         AND draining_since IS NULL AND stopped_at IS NULL ORDER BY last_seen_at DESC"
     ))
     .bind(seen_after)
     .fetch_all(conn)
@@ -85,18 +97,29 @@ pub(crate) async fn live(conn: &mut AnyConnection, seen_after: i64) -> Result<Ve
     rows.iter().map(from_row).collect()
 }
 
+/// A worker was heard at `now`, saying what it is doing (`phase`).
 pub(crate) async fn touch(
     conn: &mut AnyConnection,
     id: &str,
     now: i64,
     proxy_addr: &str,
+    phase: WorkerPhase,
 ) -> Result<()> {
+    let (draining, stopped) = match phase {
+        WorkerPhase::Serving => (None, None),
+        WorkerPhase::Draining => (Some(now), None),
+        WorkerPhase::Stopped => (Some(now), Some(now)),
+    };
     sqlx::query(
-        "UPDATE workers SET last_seen_at = $2, proxy_addr = $3 WHERE id = $1 AND state = 'active'",
+        "UPDATE workers SET last_seen_at = $2, proxy_addr = $3, \
+         draining_since = CASE WHEN $4 IS NULL THEN NULL ELSE COALESCE(draining_since, $4) END, \
+         stopped_at = $5 WHERE id = $1 AND state = 'active'",
     )
     .bind(id)
     .bind(now)
     .bind(proxy_addr)
+    .bind(draining)
+    .bind(stopped)
     .execute(conn)
     .await?;
     Ok(())

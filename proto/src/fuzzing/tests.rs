@@ -140,6 +140,7 @@ fn write_seeds() {
                     worker_id: "w_1".into(),
                     proxy_addr: "127.0.0.1:9202".into(),
                     live_sessions: vec!["s_1".into()],
+                    phase: Default::default(),
                 }),
             },
         ),

@@ -44,6 +44,18 @@ impl Role {
     }
 }
 
+/// How long a worker hears nothing from a controller before it takes the link for dead:
+/// two of the controller's heartbeat intervals and half a second. A controller pings every
+/// interval and answers every heartbeat, so a live one is never silent that long; with the
+/// default one-second interval a hung controller is noticed within 2.5 s, in time to fail
+/// over before a worker's 5 s admission grace runs out. It grows with the interval, so a long
+/// interval never makes a live link look silent.
+pub fn silence_limit(heartbeat: Duration) -> Duration {
+    heartbeat
+        .saturating_mul(2)
+        .saturating_add(Duration::from_millis(500))
+}
+
 /// How many timed-out ids a peer remembers so that their late answers are told apart from
 /// answers to ids never used; beyond this the oldest is forgotten.
 const LATE_IDS_KEPT: usize = 1024;
@@ -174,6 +186,12 @@ impl<T> Peer<T> {
                 }
             }
         }
+    }
+
+    /// From now on the peer is [`LinkError::Silent`] once nothing has come for `limit` (a
+    /// worker learns the controller's heartbeat interval only from the hello's answer).
+    pub fn silent_after(&mut self, limit: Duration) {
+        self.silence_limit = limit;
     }
 
     /// Sends a heartbeat every `every` from `now` on (the first is due at once).

@@ -133,6 +133,7 @@ async fn attempt(
             Answer::Joined => Response::Joined(joined()),
             Answer::Refuse => Response::Error {
                 message: "the join token was already used".into(),
+                trouble: None,
             },
             Answer::Hang => return Some(body),
         };

@@ -12,6 +12,12 @@ use tokio_util::sync::CancellationToken;
 use super::redial::{Outcome, Redial};
 use crate::Shared;
 
+/// How long the TCP connect and the TLS handshake with a controller may each take (well
+/// inside the 5 s admission grace, so an unreachable or hung controller costs at most this
+/// before the next one is tried).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Keeps a link up until `shutdown`, failing over between controllers: after a link that was
 /// up drops, the next controller at once; after failures, the others at once and then a
 /// jittered back-off ([`Redial`]).
@@ -83,7 +89,7 @@ async fn session(
     shutdown: &CancellationToken,
 ) -> Result<(), LinkError> {
     let connector = tokio_rustls::TlsConnector::from(client_config(shared)?);
-    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
         .await
         .map_err(|_| LinkError::ConnectTimedOut {
             addr: addr.to_owned(),
@@ -97,9 +103,13 @@ async fn session(
         ServerName::try_from(link::CONTROLLER_SERVER_NAME).map_err(|e| LinkError::TlsSetUp {
             reason: e.to_string(),
         })?;
-    let tls = connector
-        .connect(name, tcp)
+    // A controller that accepts TCP but never answers (SIGSTOP, a full accept queue) must not
+    // hold the worker past its admission grace: the next controller is tried instead.
+    let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, connector.connect(name, tcp))
         .await
+        .map_err(|_| LinkError::TlsTimedOut {
+            after: TLS_HANDSHAKE_TIMEOUT,
+        })?
         .map_err(|source| LinkError::Tls { source })?;
     // One link at a time in this direction: the address names the controller.
     super::drive(shared, tls, addr, addr, shutdown).await

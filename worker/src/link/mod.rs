@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
-use portcullis_proto::link::{self, Incoming, LinkError, Peer, Request, Role, Unsent};
+use portcullis_proto::link::{
+    self, silence_limit, Incoming, LinkError, Peer, Request, Role, Unsent,
+};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
@@ -32,7 +34,8 @@ use crate::Shared;
 
 /// How long the link waits for the hello's answer.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// A controller silent this long is taken for gone (it answers a heartbeat every interval).
+/// Until the hello's answer names the heartbeat interval, a controller silent this long is
+/// taken for gone; after it, [`silence_limit`] of the interval.
 const SILENCE: Duration = Duration::from_secs(10);
 /// How often spooled events are looked for.
 const EVENTS_EVERY: Duration = Duration::from_millis(100);
@@ -89,6 +92,11 @@ impl<S: LinkIo> Link<'_, S> {
     ) -> Result<(), LinkError> {
         let heartbeat = self.say_hello().await?;
         self.peer.heartbeat_every(heartbeat, Instant::now());
+        // The controller pings and answers every interval: silence beyond a couple of them
+        // is a hung or vanished controller, noticed within the admission grace.
+        self.peer.silent_after(silence_limit(heartbeat));
+        // A worker already draining said so in its hello.
+        let mut told_draining = self.shared.draining.is_cancelled();
         tracing::info!(controller.addr = %addr, "linked to controller");
         let (tx, mut rx) = mpsc::channel::<Outgoing>(64);
         let registration = self.shared.link.register(controller, tx);
@@ -98,7 +106,13 @@ impl<S: LinkIo> Link<'_, S> {
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     self.flush_events().await;
+                    self.say_stopped().await;
                     return Ok(());
+                }
+                _ = self.shared.draining.cancelled(), if !told_draining => {
+                    // Tell the controller at once, so that it gives this worker no new session.
+                    told_draining = true;
+                    self.ask(protocol::heartbeat(self.shared), Awaits::Heartbeat, None).await?;
                 }
                 _ = registration.replaced.cancelled() => return Err(LinkError::Replaced),
                 _ = tokio::time::sleep_until(wake) => {
@@ -184,6 +198,34 @@ impl<S: LinkIo> Link<'_, S> {
 
     async fn send(&mut self, frame: Bytes) -> Result<(), LinkError> {
         self.stream.send(frame).await.map_err(LinkError::transport)
+    }
+
+    /// On shutdown, after the last events: tell the controller this worker stops, so that its
+    /// sessions end with reason `shutdown` now rather than as lost later; waits a little for
+    /// the answer (best effort: without it they end as `worker_lost`).
+    async fn say_stopped(&mut self) {
+        if self
+            .ask(protocol::stopped(self.shared), Awaits::Stopped, None)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let deadline = tokio::time::sleep(FLUSH_TIMEOUT);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                frame = self.stream.next() => {
+                    let Some(Ok(frame)) = frame else { return };
+                    if let Ok(Incoming::Answer { awaits: Awaits::Stopped, .. }) =
+                        self.peer.receive(&frame, Instant::now())
+                    {
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// Best effort on shutdown: send what is spooled and wait a little for the

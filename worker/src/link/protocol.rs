@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use portcullis_proto::link::{self, Hello, LinkError, Peer, Request, Response};
+use portcullis_proto::link::{self, Hello, LinkError, Peer, Request, Response, WorkerPhase};
 use tokio::sync::oneshot;
 
 use crate::Shared;
@@ -23,6 +23,8 @@ pub(super) enum Awaits {
     /// The events sent while shutting down; [`super::drive`] waits for their acknowledgement.
     Flush,
     Renewal,
+    /// The last heartbeat, telling the controller this worker stops; waited for on shutdown.
+    Stopped,
 }
 
 /// The request that opens a link: who this worker is and which sessions it holds open.
@@ -32,7 +34,17 @@ pub(super) fn hello(shared: &Shared) -> Request {
         worker_id: shared.identity.worker_id.clone(),
         proxy_addr: shared.proxy_addr.clone(),
         live_sessions: shared.table.live(),
+        phase: phase(shared),
     })
+}
+
+/// What this worker is doing, as its hello and heartbeats tell the controllers.
+pub(super) fn phase(shared: &Shared) -> WorkerPhase {
+    if shared.draining.is_cancelled() {
+        WorkerPhase::Draining
+    } else {
+        WorkerPhase::Serving
+    }
 }
 
 /// The controller's answer to the hello: applies the sync it carries and returns the
@@ -44,7 +56,12 @@ pub(super) fn hello_answered(shared: &Shared, answer: Response) -> Result<Durati
             apply_sync(shared, sync);
             Ok(every)
         }
-        Response::Error { message } => Err(LinkError::HelloRefused { message }),
+        Response::Error { message, trouble } => {
+            if let Some(trouble) = trouble {
+                shared.table.troubled(trouble);
+            }
+            Err(LinkError::HelloRefused { message })
+        }
         _ => Err(LinkError::UnexpectedFirstFrame {
             expected: "a sync answering the hello",
         }),
@@ -57,10 +74,20 @@ pub(super) fn renewal_due(shared: &Shared, peer: &Peer<Awaits>) -> bool {
         && shared.certs.renewal_due(shared.clock.unix_secs())
 }
 
-/// The heartbeat: the sessions this worker holds open (the answer is the reconcile).
+/// The heartbeat: the sessions this worker holds open (the answer is the reconcile) and
+/// whether it is draining.
 pub(super) fn heartbeat(shared: &Shared) -> Request {
     Request::Heartbeat {
         live_sessions: shared.table.live(),
+        phase: phase(shared),
+    }
+}
+
+/// The last heartbeat of a worker about to exit: its sessions end with reason `shutdown`.
+pub(super) fn stopped(shared: &Shared) -> Request {
+    Request::Heartbeat {
+        live_sessions: shared.table.live(),
+        phase: WorkerPhase::Stopped,
     }
 }
 
@@ -82,11 +109,22 @@ pub(super) fn answered(shared: &Shared, awaits: Awaits, body: Response) {
         // The hello is answered before the link runs (see `super::drive`).
         (Awaits::Hello, _) => {}
         (Awaits::Heartbeat, Response::Sync(sync)) => apply_sync(shared, sync),
+        (
+            Awaits::Heartbeat,
+            Response::Error {
+                message,
+                trouble: Some(trouble),
+            },
+        ) => {
+            shared.table.troubled(trouble);
+            tracing::warn!(%trouble, message = %portcullis_proto::text::escaped(&message), "heartbeat refused: no new connections are admitted until the controller recovers");
+        }
         (Awaits::Heartbeat, other) => tracing::warn!(?other, "heartbeat refused"),
         (Awaits::Events | Awaits::Flush, Response::EventsAck { event_ids }) => {
             shared.spool.ack(&event_ids)
         }
         (Awaits::Events | Awaits::Flush, _) => {}
+        (Awaits::Stopped, _) => {}
         (
             Awaits::Renewal,
             Response::Certificate {
@@ -130,9 +168,7 @@ pub(super) fn serve(shared: &Shared, body: Request) -> Response {
             Response::Ok
         }
         Request::Ping => Response::Ok,
-        _ => Response::Error {
-            message: "workers do not serve this request".into(),
-        },
+        _ => Response::error("workers do not serve this request"),
     }
 }
 

@@ -48,7 +48,7 @@ impl Redial {
             }
             Outcome::Failed => {
                 self.failed_in_a_row += 1;
-                if self.failed_in_a_row % self.controllers != 0 {
+                if !self.failed_in_a_row.is_multiple_of(self.controllers) {
                     // Another controller has not been tried in this round yet.
                     return Duration::ZERO;
                 }

@@ -60,6 +60,7 @@ pub(super) fn admit(
         client_key: client_key.as_deref(),
         session_ended: shared.table.end_reason(&claims.sid),
         controller_heard: shared.table.last_heard(),
+        controller_trouble: shared.table.trouble(),
         admit_grace: shared.config.admit_grace,
     };
     let permit = check::check(&claims, &facts, shared.clock.instant())?;

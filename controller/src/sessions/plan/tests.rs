@@ -132,6 +132,8 @@ impl World {
                 created_at: 0,
                 last_seen_at: Some(0),
                 cert_expires_at: 0,
+                draining_since: None,
+                stopped_at: None,
             }),
             policy: Policy::parse(POLICY).unwrap(),
             max_live: 0,

@@ -181,6 +181,7 @@ fn a_silent_peer_is_noticed_and_any_frame_or_a_pause_in_reading_restarts_the_cou
             1,
             Request::Heartbeat {
                 live_sessions: vec![],
+                phase: Default::default(),
             },
         ),
         start + secs(9),
@@ -296,12 +297,7 @@ fn oversize_and_garbage_frames_are_errors_never_panics() {
         1
     );
     assert!(matches!(
-        peer.answer(
-            2,
-            Response::Error {
-                message: "x".repeat(MAX_FRAME_LEN)
-            }
-        ),
+        peer.answer(2, Response::error("x".repeat(MAX_FRAME_LEN))),
         Err(LinkError::FrameTooLarge { .. })
     ));
 }
@@ -327,6 +323,7 @@ fn a_worker_peer_and_a_controller_peer_speak_to_each_other_in_memory() {
                 worker_id: "w_1".into(),
                 proxy_addr: "127.0.0.1:1".into(),
                 live_sessions: vec![],
+                phase: Default::default(),
             }),
             WorkerAwaits::Hello,
             Some(secs(10)),
@@ -370,6 +367,7 @@ fn a_worker_peer_and_a_controller_peer_speak_to_each_other_in_memory() {
         .request(
             Request::Heartbeat {
                 live_sessions: vec!["s_1".into()],
+                phase: Default::default(),
             },
             WorkerAwaits::Heartbeat,
             None,
@@ -438,5 +436,26 @@ fn a_worker_peer_and_a_controller_peer_speak_to_each_other_in_memory() {
     assert!(matches!(
         controller.receive(&ping, now),
         Err(LinkError::RequestIdOfOurs { id: 2 })
+    ));
+}
+
+#[test]
+fn the_silence_limit_follows_the_heartbeat_and_stays_inside_the_admission_grace() {
+    // The default interval: a hung controller is noticed in 2.5 s, well inside the worker's
+    // 5 s admission grace, with time left to link to another controller.
+    assert_eq!(silence_limit(secs(1)), millis(2500));
+    assert!(silence_limit(secs(1)) < secs(5) - secs(2));
+    // A long interval never makes a live link look silent between two of its frames.
+    for every in [secs(10), secs(15), secs(60)] {
+        assert!(silence_limit(every) > every * 2, "{every:?}");
+    }
+    // A worker set to the interval the hello's answer named goes silent at that limit.
+    let start = Instant::now();
+    let mut worker: Peer<&str> = Peer::new(Role::Worker, secs(10), start);
+    worker.silent_after(silence_limit(millis(200)));
+    assert!(worker.poll_timers(start + millis(800)).is_ok());
+    assert!(matches!(
+        worker.poll_timers(start + millis(900)),
+        Err(LinkError::Silent { .. })
     ));
 }

@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use portcullis_proto::grant::{GrantClaims, GrantError};
-use portcullis_proto::link::{EndReason, Response};
+use portcullis_proto::link::{EndReason, Response, Trouble};
 use portcullis_proto::proxy::{ClientHello, RefusalCode};
 
 use crate::proxy::handshake::Refusal;
@@ -33,6 +33,8 @@ pub(super) struct Facts<'a> {
     pub(super) session_ended: Option<EndReason>,
     /// When a controller was last heard, on the worker's monotonic clock; `None` if never.
     pub(super) controller_heard: Option<Instant>,
+    /// When a controller last answered without vouching for the sessions, and why.
+    pub(super) controller_trouble: Option<(Instant, Trouble)>,
     /// How recently a controller must have been heard for a new connection to be admitted.
     pub(super) admit_grace: Duration,
 }
@@ -111,10 +113,7 @@ pub(super) fn check(
         return Err(session_ended(why));
     }
     if !table::heard_within(facts.controller_heard, facts.admit_grace, now) {
-        return Err(Refusal::new(
-            RefusalCode::ControllerUnreachable,
-            "no controller has been heard recently; no new connections are admitted",
-        ));
+        return Err(not_vouched(facts, now));
     }
     let endpoint = claims.dst.parse().map_err(|_| {
         Refusal::new(
@@ -154,6 +153,21 @@ pub(super) fn answer(reply: Result<Response, impl std::fmt::Display>) -> Result<
             e.to_string(),
         )),
     }
+}
+
+/// The refusal when no controller vouched for the sessions within the admit grace: what a
+/// controller that answered meanwhile said was wrong, or that none was heard.
+fn not_vouched(facts: &Facts<'_>, now: Instant) -> Refusal {
+    let trouble = facts
+        .controller_trouble
+        .filter(|(at, _)| table::heard_within(Some(*at), facts.admit_grace, now));
+    let reason = match trouble {
+        Some((_, trouble)) => {
+            format!("{trouble}; no new connections are admitted until it can")
+        }
+        None => "no controller has been heard recently; no new connections are admitted".into(),
+    };
+    Refusal::new(RefusalCode::ControllerUnreachable, reason)
 }
 
 fn session_ended(why: EndReason) -> Refusal {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use portcullis_proto::clock::{Clock as _, ManualClock};
 use portcullis_proto::grant::{GrantClaims, GrantError, GRANT_ISSUER};
-use portcullis_proto::link::{EndReason, Response};
+use portcullis_proto::link::{EndReason, Response, Trouble};
 use portcullis_proto::proxy::{ClientHello, RefusalCode};
 use portcullis_proto::PROTOCOL_VERSION;
 
@@ -43,6 +43,7 @@ fn facts(clock: &ManualClock) -> Facts<'static> {
         client_key: Some(CLIENT_KEY),
         session_ended: None,
         controller_heard: Some(clock.instant()),
+        controller_trouble: None,
         admit_grace: ADMIT_GRACE,
     }
 }
@@ -217,6 +218,35 @@ fn without_a_controller_heard_within_the_admit_grace_a_connection_is_refused_con
 }
 
 #[test]
+fn a_controller_that_answers_but_cannot_reach_its_database_is_named_in_the_refusal() {
+    let clock = ManualClock::at_unix(1_000);
+    let heard = clock.instant();
+    clock.advance(ADMIT_GRACE);
+    let troubled = Facts {
+        controller_heard: Some(heard),
+        controller_trouble: Some((clock.instant(), Trouble::StoreUnreachable)),
+        ..facts(&clock)
+    };
+    assert_eq!(
+        check::check(&claims(), &troubled, clock.instant()),
+        Err(refusal(
+            RefusalCode::ControllerUnreachable,
+            "the controller is up but cannot reach its database; no new connections are \
+             admitted until it can"
+        ))
+    );
+    // A trouble older than the grace says nothing about now: no controller was heard.
+    clock.advance(ADMIT_GRACE);
+    assert_eq!(
+        check::check(&claims(), &troubled, clock.instant()),
+        Err(refusal(
+            RefusalCode::ControllerUnreachable,
+            "no controller has been heard recently; no new connections are admitted"
+        ))
+    );
+}
+
+#[test]
 fn a_grant_naming_its_endpoint_other_than_by_ip_and_port_is_refused_invalid_grant() {
     let clock = ManualClock::at_unix(1_000);
     for dst in ["db.internal:5432", "198.51.100.9", "[2001:db8::1]"] {
@@ -247,6 +277,7 @@ fn the_checks_refuse_with_the_first_that_fails_in_their_order() {
         client_key: None,
         session_ended: Some(EndReason::Expired),
         controller_heard: None,
+        controller_trouble: None,
         admit_grace: ADMIT_GRACE,
     };
     let code = |facts: &Facts<'_>| {
