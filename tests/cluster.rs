@@ -398,3 +398,41 @@ fn the_worker_renews_its_certificate_at_half_life() {
     assert_eq!(code, 200, "{text}");
     assert!(text.contains(&w.id), "{text}");
 }
+
+#[test]
+fn new_sessions_are_spread_over_the_live_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(&dir.path().join("controller"));
+    let workers: Vec<Worker> = ["w1", "w2"]
+        .iter()
+        .map(|name| {
+            Worker::start(
+                &dir.path().join(name),
+                std::slice::from_ref(&c.cluster),
+                Some(&c.join_token()),
+                "",
+            )
+            .unwrap()
+        })
+        .collect();
+    create_target(&c, "echo", &echo());
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+    let request =
+        serde_json::json!({"client_public_key": portcullis_proto::keys::b64(&spki)}).to_string();
+    let mut per_worker = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..8 {
+        let (code, text) = c.curl("POST", "/v1/targets/echo/authorize-session", Some(&request));
+        assert_eq!(code, 201, "{text}");
+        let id = serde_json::from_str::<serde_json::Value>(&text).unwrap()["session_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let worker = session(&c, &id)["worker_id"].as_str().unwrap().to_owned();
+        *per_worker.entry(worker).or_default() += 1;
+    }
+    // Each new session goes to the worker with the fewest live sessions: four each.
+    let expected: std::collections::BTreeMap<String, usize> =
+        workers.iter().map(|w| (w.id.clone(), 4)).collect();
+    assert_eq!(per_worker, expected);
+}

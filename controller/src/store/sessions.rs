@@ -233,6 +233,24 @@ pub(crate) async fn live_on_worker(
     rows.iter().map(from_row).collect()
 }
 
+/// How many live sessions (not terminated, not yet expired) each worker carries; workers
+/// with none are absent.
+pub(crate) async fn live_per_worker(
+    conn: &mut AnyConnection,
+    now: i64,
+) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT worker_id, COUNT(*) AS n FROM sessions WHERE state <> 'terminated' \
+         AND expires_at > $1 GROUP BY worker_id",
+    )
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("worker_id")?, row.try_get("n")?)))
+        .collect()
+}
+
 /// The state and termination reason of each id that exists.
 pub(crate) async fn states(
     conn: &mut AnyConnection,
