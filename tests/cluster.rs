@@ -436,3 +436,83 @@ fn new_sessions_are_spread_over_the_live_workers() {
         workers.iter().map(|w| (w.id.clone(), 4)).collect();
     assert_eq!(per_worker, expected);
 }
+
+/// Restarts `c` on its own store with `lines` added to its `[sessions]` section.
+fn restart_with_sessions(c: &mut Controller, lines: &str) {
+    let _ = c.child.kill();
+    let _ = c.child.wait();
+    let text = std::fs::read_to_string(&c.config).unwrap();
+    let text = text.replacen("[sessions]\n", &format!("[sessions]\n{lines}\n"), 1);
+    std::fs::write(&c.config, text).unwrap();
+    let config = c.config.to_str().unwrap().to_owned();
+    let (child, ready) =
+        common::cluster::spawn_ready(&c.place, &["controller", "run", "--config", &config], &[]);
+    c.child = child;
+    c.api = format!("https://{}", ready["api"].as_str().unwrap());
+    c.cluster = ready["cluster"].as_str().unwrap().to_owned();
+}
+
+#[test]
+fn a_session_without_connection_or_client_for_the_idle_timeout_ends_as_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Controller::start(&dir.path().join("controller"));
+    restart_with_sessions(&mut c, "idle_timeout = 3");
+    let _w = Worker::start(
+        &dir.path().join("w1"),
+        std::slice::from_ref(&c.cluster),
+        Some(&c.join_token()),
+        "",
+    )
+    .unwrap();
+    create_target(&c, "echo", &echo());
+    // A session whose CLI went away after its connection closed: nobody is left to cancel it.
+    let gone = listen(&c, "echo");
+    drop(open_echo(gone.port));
+    let gone_id = gone.session_id.clone();
+    drop(gone);
+    // A session with a connection open the whole time, and one whose client keeps asking
+    // about it without connecting.
+    let busy = listen(&c, "echo");
+    let mut open = open_echo(busy.port);
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+    let request =
+        serde_json::json!({"client_public_key": portcullis_proto::keys::b64(&spki)}).to_string();
+    let (code, text) = c.curl("POST", "/v1/targets/echo/authorize-session", Some(&request));
+    assert_eq!(code, 201, "{text}");
+    let asking = serde_json::from_str::<serde_json::Value>(&text).unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Another admin watches: reading someone else's session is no sign of its client.
+    let auditor = c.issue_token("auditor", &["admins"]);
+    let watched = |id: &str| {
+        let (code, text) = c.curl_as(&auditor, "GET", &format!("/v1/sessions/{id}"), None);
+        assert_eq!(code, 200, "{text}");
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()
+    };
+    wait_for(
+        "the abandoned session to end as idle",
+        Duration::from_secs(30),
+        || {
+            // The asking client asks as it waits (its user's own GET).
+            let asked = session(&c, &asking);
+            assert_eq!(asked["state"], "pending", "{asked}");
+            watched(&gone_id)["state"] == "terminated"
+        },
+    );
+    assert_eq!(watched(&gone_id)["termination_reason"], "idle");
+    assert_eq!(watched(&busy.session_id)["state"], "active");
+    assert_eq!(session(&c, &asking)["state"], "pending");
+    open.write_all(b"live").unwrap();
+    let mut buf = [0u8; 4];
+    open.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"live");
+    let (code, text) = c.curl(
+        "GET",
+        &format!("/v1/audit?session={gone_id}&type=session_terminated"),
+        None,
+    );
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains(r#""reason":"idle""#), "{text}");
+}

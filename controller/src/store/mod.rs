@@ -126,6 +126,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "vault_credentials",
         include_str!("../../../migrations/sqlite/0007_vault_credentials.sql"),
     ),
+    (
+        8,
+        "session_client_seen",
+        include_str!("../../../migrations/sqlite/0008_session_client_seen.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -157,6 +162,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "vault_credentials",
         include_str!("../../../migrations/postgres/0007_vault_credentials.sql"),
+    ),
+    (
+        8,
+        "session_client_seen",
+        include_str!("../../../migrations/postgres/0008_session_client_seen.sql"),
     ),
 ];
 
