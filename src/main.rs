@@ -12,7 +12,7 @@ fn main() -> std::process::ExitCode {
     // refuse to pick.
     if let Err(err) = cli::tls::install_crypto_provider() {
         eprintln!("error: {err:#}");
-        return std::process::ExitCode::from(2);
+        return std::process::ExitCode::from(cli::exit::FAILURE);
     }
     let args = cli::Cli::parse();
     // Before any thread exists (the runtime below starts them): the master key leaves the
@@ -21,7 +21,7 @@ fn main() -> std::process::ExitCode {
         Ok(key) => key,
         Err(err) => {
             eprintln!("error: {err:#}");
-            return std::process::ExitCode::from(2);
+            return std::process::ExitCode::from(cli::exit::FAILURE);
         }
     };
     cli::init_tracing(&args.log);
@@ -34,9 +34,10 @@ fn main() -> std::process::ExitCode {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
-            return std::process::ExitCode::from(2);
+            return std::process::ExitCode::from(cli::exit::FAILURE);
         }
     };
+    // The one place an error becomes an exit status (docs/cli.md lists them).
     match runtime.block_on(cli::run(args, master_key)) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(err) => {
@@ -46,7 +47,7 @@ fn main() -> std::process::ExitCode {
                 "error: {}",
                 portcullis_proto::text::escaped(format_args!("{err:#}"))
             );
-            std::process::ExitCode::from(2)
+            std::process::ExitCode::from(cli::exit::code_of(&err))
         }
     }
 }

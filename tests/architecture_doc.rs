@@ -17,6 +17,7 @@ const ROOTS: &[&str] = &[
     "proto/src/",
     "policy/src/",
     "audit/src/",
+    "crypto/src/",
     "src/",
     "src/cli/",
 ];

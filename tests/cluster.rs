@@ -14,14 +14,6 @@ use common::wait::wait_for;
 use portcullis_proto::clock::{Clock as _, SystemClock};
 use portcullis_proto::proxy::RefusalCode;
 
-fn create_target(c: &Controller, name: &str, address: &str) {
-    let body =
-        serde_json::json!({"name": name, "address": address, "zone": "LOCAL", "service": "echo"})
-            .to_string();
-    let (code, text) = c.curl("POST", "/v1/targets", Some(&body));
-    assert_eq!(code, 201, "{text}");
-}
-
 fn session(c: &Controller, id: &str) -> serde_json::Value {
     let (code, text) = c.curl("GET", &format!("/v1/sessions/{id}"), None);
     assert_eq!(code, 200, "{text}");
@@ -69,14 +61,11 @@ fn a_join_token_works_once() {
 fn a_stopped_controller_makes_the_worker_refuse_a_new_session() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Controller::start(&dir.path().join("controller"));
-    let _w = Worker::start(
-        &dir.path().join("w1"),
+    let _w = c.join_worker_with_echo(
+        dir.path(),
         std::slice::from_ref(&c.cluster),
-        Some(&c.join_token()),
         "admit_grace_secs = 1",
-    )
-    .unwrap();
-    create_target(&c, "echo", &echo());
+    );
     let live = listen(&c, "echo");
     let mut established = open_echo(live.port);
     let fresh = listen(&c, "echo"); // authorised, never connected
@@ -101,14 +90,11 @@ fn a_cancel_during_a_partition_takes_effect_when_the_link_returns() {
     let dir = tempfile::tempdir().unwrap();
     let c = Controller::start(&dir.path().join("controller"));
     let proxy = PausableProxy::start(&c.cluster);
-    let _w = Worker::start(
-        &dir.path().join("w1"),
+    let _w = c.join_worker_with_echo(
+        dir.path(),
         std::slice::from_ref(&proxy.addr),
-        Some(&c.join_token()),
         "admit_grace_secs = 1",
-    )
-    .unwrap();
-    create_target(&c, "echo", &echo());
+    );
     let l = listen(&c, "echo");
     let mut live = open_echo(l.port);
     // The session's first connection, admitted online: the controller holds its row.
@@ -169,14 +155,11 @@ fn a_cancel_during_a_partition_takes_effect_when_the_link_returns() {
 fn sigterm_drains_the_worker() {
     let dir = tempfile::tempdir().unwrap();
     let c = Controller::start(&dir.path().join("controller"));
-    let mut w = Worker::start(
-        &dir.path().join("w1"),
+    let mut w = c.join_worker_with_echo(
+        dir.path(),
         std::slice::from_ref(&c.cluster),
-        Some(&c.join_token()),
         "drain_timeout_secs = 2",
-    )
-    .unwrap();
-    create_target(&c, "echo", &echo());
+    );
     let l = listen(&c, "echo");
     let mut live = open_echo(l.port);
     let started = Instant::now();
@@ -214,14 +197,7 @@ fn sigterm_drains_the_worker() {
 fn rotated_grant_keys_stay_valid_until_retired() {
     let dir = tempfile::tempdir().unwrap();
     let c = Controller::start(&dir.path().join("controller"));
-    let _w = Worker::start(
-        &dir.path().join("w1"),
-        std::slice::from_ref(&c.cluster),
-        Some(&c.join_token()),
-        "",
-    )
-    .unwrap();
-    create_target(&c, "echo", &echo());
+    let _w = c.join_worker_with_echo(dir.path(), std::slice::from_ref(&c.cluster), "");
     let l = listen(&c, "echo");
     drop(open_echo(l.port));
     let list = |c: &Controller| {
@@ -289,14 +265,7 @@ fn rotated_grant_keys_stay_valid_until_retired() {
 fn deleting_a_worker_ends_its_sessions_and_refuses_its_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let c = Controller::start(&dir.path().join("controller"));
-    let w = Worker::start(
-        &dir.path().join("w1"),
-        std::slice::from_ref(&c.cluster),
-        Some(&c.join_token()),
-        "",
-    )
-    .unwrap();
-    create_target(&c, "echo", &echo());
+    let w = c.join_worker_with_echo(dir.path(), std::slice::from_ref(&c.cluster), "");
     let l = listen(&c, "echo");
     let mut live = open_echo(l.port);
     let (code, text) = c.curl("DELETE", &format!("/v1/workers/{}", w.id), None);
@@ -328,7 +297,7 @@ fn deleting_a_worker_ends_its_sessions_and_refuses_its_certificate() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(8), "{stderr}"); // unreachable: no worker (HTTP 503)
     assert!(
         stderr.contains("no worker is available to carry the session"),
         "{stderr}"
@@ -388,7 +357,7 @@ fn the_worker_renews_its_certificate_at_half_life() {
     // The cut lasts 300 ms (a pace, not a wait): the worker's dials meanwhile are refused.
     std::thread::sleep(Duration::from_millis(300));
     proxy.resume();
-    create_target(&c, "echo", &echo());
+    c.create_target("echo", &echo());
     wait_for(
         "a new session through the relinked worker",
         Duration::from_secs(15),

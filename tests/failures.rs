@@ -13,11 +13,6 @@ use common::cluster::{echo, Controller, PausableProxy, Worker};
 use common::wait::poll;
 
 fn listen(c: &Controller) -> Listener {
-    let body =
-        serde_json::json!({"name": "echo", "address": echo(), "zone": "LOCAL", "service": "echo"})
-            .to_string();
-    let (code, text) = c.curl("POST", "/v1/targets", Some(&body));
-    assert_eq!(code, 201, "{text}");
     common::client::listen(c.cli(), "echo")
 }
 
@@ -40,13 +35,11 @@ fn without_any_controller_live_connections_last_the_grace_then_end_with_the_reas
     let dir = tempfile::tempdir().unwrap();
     let c = Controller::start(&dir.path().join("controller"));
     let proxy = PausableProxy::start(&c.cluster);
-    let _w = Worker::start(
-        &dir.path().join("w1"),
+    let _w = c.join_worker_with_echo(
+        dir.path(),
         std::slice::from_ref(&proxy.addr),
-        Some(&c.join_token()),
         "admit_grace_secs = 1\nlive_grace_secs = 3",
-    )
-    .unwrap();
+    );
     let l = listen(&c);
     let mut live = connected(l.port);
     proxy.pause();
@@ -96,13 +89,7 @@ fn without_any_controller_live_connections_last_the_grace_then_end_with_the_reas
 fn a_dead_worker_ends_its_sessions_with_reason_worker_lost() {
     let dir = tempfile::tempdir().unwrap();
     let c = Controller::start(&dir.path().join("controller")); // workers.lost_after = 3 s
-    let mut w = Worker::start(
-        &dir.path().join("w1"),
-        std::slice::from_ref(&c.cluster),
-        Some(&c.join_token()),
-        "",
-    )
-    .unwrap();
+    let mut w = c.join_worker_with_echo(dir.path(), std::slice::from_ref(&c.cluster), "");
     let l = listen(&c);
     drop(connected(l.port));
     let _ = w.child.kill(); // kill -9
@@ -128,17 +115,7 @@ fn without_postgresql_authorize_fails_closed_and_recovers_by_itself() {
     let pg = common::pg::PrivateCluster::start();
     let dir = tempfile::tempdir().unwrap();
     let c = Controller::start_on(&dir.path().join("controller"), &pg.url, "");
-    let _w = Worker::start(
-        &dir.path().join("w1"),
-        std::slice::from_ref(&c.cluster),
-        Some(&c.join_token()),
-        "",
-    )
-    .unwrap();
-    let body =
-        serde_json::json!({"name": "echo", "address": echo(), "zone": "LOCAL", "service": "echo"})
-            .to_string();
-    assert_eq!(c.curl("POST", "/v1/targets", Some(&body)).0, 201);
+    let _w = c.join_worker_with_echo(dir.path(), std::slice::from_ref(&c.cluster), "");
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let request = serde_json::json!({"client_public_key": portcullis_proto::keys::b64(&rcgen::PublicKeyData::subject_public_key_info(&key))}).to_string();
     let authorize = || c.curl("POST", "/v1/targets/echo/authorize-session", Some(&request));

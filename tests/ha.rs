@@ -33,18 +33,7 @@ fn two_controllers(dir: &std::path::Path) -> (Controller, Controller) {
 fn authorise_on_one_controller_cancel_on_the_other_closes_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = two_controllers(dir.path());
-    let _w = Worker::start(
-        &dir.path().join("w1"),
-        &[a.cluster.clone(), b.cluster.clone()],
-        Some(&a.join_token()),
-        "",
-    )
-    .unwrap();
-    let body =
-        serde_json::json!({"name": "echo", "address": echo(), "zone": "LOCAL", "service": "echo"})
-            .to_string();
-    let (code, text) = a.curl("POST", "/v1/targets", Some(&body));
-    assert_eq!(code, 201, "{text}");
+    let _w = a.join_worker_with_echo(dir.path(), &[a.cluster.clone(), b.cluster.clone()], "");
     let l = listen(&a, "echo");
     let mut s = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
     s.write_all(b"ping").unwrap();
@@ -72,18 +61,7 @@ fn authorise_on_one_controller_cancel_on_the_other_closes_within_a_second() {
 fn killing_the_linked_controller_mid_transfer_loses_nothing_and_the_other_serves() {
     let dir = tempfile::tempdir().unwrap();
     let (mut a, b) = two_controllers(dir.path());
-    let _w = Worker::start(
-        &dir.path().join("w1"),
-        &[a.cluster.clone(), b.cluster.clone()],
-        Some(&a.join_token()),
-        "",
-    )
-    .unwrap();
-    let body =
-        serde_json::json!({"name": "echo", "address": echo(), "zone": "LOCAL", "service": "echo"})
-            .to_string();
-    let (code, text) = a.curl("POST", "/v1/targets", Some(&body));
-    assert_eq!(code, 201, "{text}");
+    let _w = a.join_worker_with_echo(dir.path(), &[a.cluster.clone(), b.cluster.clone()], "");
     let l = listen(&a, "echo");
     let mut s = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -158,25 +136,28 @@ fn killing_the_linked_controller_mid_transfer_loses_nothing_and_the_other_serves
 #[test]
 fn outbound_only_a_controller_dials_a_worker_that_names_no_controller() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let worker_link = format!("127.0.0.1:{port}");
-    let c = Controller::start_full(
-        &dir.path().join("controller"),
-        &format!(
-            "sqlite://{}",
-            dir.path().join("controller/portcullis.db").display()
-        ),
-        &format!("dial_workers = [\"{worker_link}\"]"),
-        "",
-    );
-    let token = c.join_token();
-    let config = format!("cluster_listen = \"{worker_link}\"");
-    let w = Worker::start(&dir.path().join("w1"), &[], Some(&token), &config).unwrap();
-    let text = std::fs::read_to_string(dir.path().join("w1/worker.toml")).unwrap();
+    // The controller's config names the worker's link address, so the worker cannot take
+    // port 0: a free port, and another (with a new controller) when it was taken meanwhile.
+    let mut attempt = 0;
+    let (c, w) = common::ports::start_on_free_port("a worker dialled by its controller", |port| {
+        attempt += 1;
+        let worker_link = format!("127.0.0.1:{port}");
+        let cdir = dir.path().join(format!("controller-{attempt}"));
+        let c = Controller::start_full(
+            &cdir,
+            &format!("sqlite://{}", cdir.join("portcullis.db").display()),
+            &format!("dial_workers = [\"{worker_link}\"]"),
+            "",
+        );
+        let token = c.join_token();
+        let config = format!("cluster_listen = \"{worker_link}\"");
+        let wdir = dir.path().join(format!("w{attempt}"));
+        match Worker::start(&wdir, &[], Some(&token), &config) {
+            Ok(w) => common::ports::Start::Up((c, w)),
+            Err(said) => common::ports::collided_or_panic("the worker did not start", said),
+        }
+    });
+    let text = std::fs::read_to_string(dir.path().join(format!("w{attempt}/worker.toml"))).unwrap();
     assert!(text.contains("controllers = []"), "{text}");
     let body =
         serde_json::json!({"name": "echo", "address": echo(), "zone": "LOCAL", "service": "echo"})

@@ -46,7 +46,7 @@ fn authorize(dev: &Dev, token: &str, key: &ClientKey) -> (u16, Value) {
 /// A TLS connection to the controller's cluster port with no client certificate (a
 /// stranger), checking the controller against the dev CA.
 fn link_stranger(dev: &Dev) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = portcullis_crypto::tls::install_process_default();
     let ca = std::fs::read(dev.var("PORTCULLIS_CA")).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots

@@ -92,7 +92,7 @@ impl ServerCertVerifier for AnyServer {
         Ok(HandshakeSignatureValid::assertion())
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::ring::default_provider()
+        portcullis_crypto::tls::provider()
             .signature_verification_algorithms
             .supported_schemes()
     }
@@ -103,7 +103,7 @@ type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 /// Dials a worker's `cluster_listen` as a controller would, with the identity (certificate
 /// and key) of the worker whose state is in `state`.
 fn dial_link_as_worker(link_addr: &str, state: &Path) -> Tls {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = portcullis_crypto::tls::install_process_default();
     let cert = CertificateDer::from_pem_file(state.join("worker.crt")).unwrap();
     let ca = CertificateDer::from_pem_file(state.join("ca.pem")).unwrap();
     let key = PrivateKeyDer::from_pem_file(state.join("worker.key")).unwrap();
@@ -584,7 +584,7 @@ fn enrolment_succeeds_while_an_idle_connection_is_held_open() {
 /// A TLS connection to a controller's cluster listener, without a client certificate, with
 /// its handshake finished.
 fn tls_to_controller_link(addr: &str) -> Tls {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = portcullis_crypto::tls::install_process_default();
     let mut config =
         rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
             .dangerous()

@@ -8,13 +8,13 @@
 mod common;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::client::{closes_within, open_echo};
+use common::cluster::echo_on;
 use common::dev::{curl, Dev};
 use common::wait::{poll, poll_within};
 use portcullis_proto::clock::{Clock as _, SystemClock};
@@ -74,14 +74,6 @@ services = ["echo"]
 [role.constraints]
 mfa = { amr = ["mfa"], max_auth_age_secs = 3600 }
 "#;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The node OpenID provider, killed at drop.
 struct Provider {
@@ -163,36 +155,43 @@ fn start(device_flow: bool) -> Env {
 
 fn start_limited(device_flow: bool, logins_per_minute: u32) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let redirect = format!("https://127.0.0.1:{port}/v1/auth/oidc/callback");
-    let provider = Provider::start(&redirect, &dir.path().join("provider.log"));
     let secret = dir.path().join("client-secret");
     std::fs::write(&secret, format!("{CLIENT_SECRET}\n")).unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let config = dir.path().join("controller.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[auth]\nlogin_rate_limit_per_minute = {logins_per_minute}\n[auth.oidc]\nissuer = \"{}\"\n\
-             client_id = \"{CLIENT_ID}\"\nclient_secret_file = \"{}\"\nredirect_url = \"{redirect}\"\n\
-             scopes = [\"openid\", \"profile\", \"email\", \"groups\"]\ndevice_flow = {device_flow}\n\
-             [auth.oidc.mfa]\namr = [\"otp\", \"hwk\"]\n",
-            provider.issuer,
-            secret.display()
-        ),
-    )
-    .unwrap();
     let policy = dir.path().join("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
-    let port = port.to_string();
-    let dev = Dev::start(&[
-        "--api-port",
-        &port,
-        "--policy",
-        policy.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    // The redirect URL names the controller's API port: a provider and a config for each
+    // port the controller is tried on.
+    let (dev, provider) = Dev::start_on_api_port(
+        |port| {
+            let redirect = format!("https://127.0.0.1:{port}/v1/auth/oidc/callback");
+            let provider = Provider::start(&redirect, &dir.path().join("provider.log"));
+            std::fs::write(
+                &config,
+                format!(
+                    "[auth]\nlogin_rate_limit_per_minute = {logins_per_minute}\n[auth.oidc]\nissuer = \"{}\"\n\
+                     client_id = \"{CLIENT_ID}\"\nclient_secret_file = \"{}\"\nredirect_url = \"{redirect}\"\n\
+                     scopes = [\"openid\", \"profile\", \"email\", \"groups\"]\ndevice_flow = {device_flow}\n\
+                     [auth.oidc.mfa]\namr = [\"otp\", \"hwk\"]\n",
+                    provider.issuer,
+                    secret.display()
+                ),
+            )
+            .unwrap();
+            provider
+        },
+        |port| {
+            vec![
+                "--api-port".into(),
+                port.to_string(),
+                "--policy".into(),
+                policy.display().to_string(),
+                "--config".into(),
+                config.display().to_string(),
+            ]
+        },
+    );
     Env { provider, dev, dir }
 }
 
@@ -464,24 +463,6 @@ fn token_of(home: &Path) -> String {
         .to_owned()
 }
 
-fn lab_echo() -> String {
-    let listener = TcpListener::bind("127.0.0.2:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 fn authorize(env: &Env, token: &str, target: &str) -> (u16, String) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let body = serde_json::json!({"client_public_key": portcullis_proto::keys::b64(&rcgen::PublicKeyData::subject_public_key_info(&key))}).to_string();
@@ -500,7 +481,7 @@ fn login_whoami_groups_choose_roles_mfa_decides_and_logout_ends_sessions() {
     install_browser_script(&env);
     let admin = env.dev.var("PORTCULLIS_TOKEN");
     for (name, address, zone) in [
-        ("lab", lab_echo(), "LAB"),
+        ("lab", echo_on("127.0.0.2"), "LAB"),
         (
             "local",
             env.dev.ready["echo"].as_str().unwrap().to_owned(),
@@ -681,10 +662,8 @@ fn login_whoami_groups_choose_roles_mfa_decides_and_logout_ends_sessions() {
 /// Starts a code-mode login through the API with a secret of the test's own.
 fn api_start(env: &Env, secret: &str) -> serde_json::Value {
     use base64::Engine as _;
-    let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        secret.as_bytes(),
-    ));
+    let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(portcullis_crypto::digest::sha256(secret.as_bytes()));
     let body = serde_json::json!({"mode": "code", "secret_hash": hash}).to_string();
     let (code, text) = curl(&env.dev, "POST", "/v1/auth/oidc/start", None, Some(&body));
     assert_eq!(code, 201, "{text}");

@@ -6,35 +6,16 @@
 mod common;
 
 use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::client::{closes_within, open_echo};
+use common::cluster::echo_on;
 use common::dev::{bin, curl, Dev};
 use common::wait::poll;
 
 const LAB_POLICY: &str = include_str!("fixtures/policy-lab.toml");
-
-/// An echo service on 127.0.0.2 (zone LAB).
-fn lab_echo() -> String {
-    let listener = TcpListener::bind("127.0.0.2:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
 
 fn login(dev: &Dev, user: &str, groups: &[&str], amr: &[&str]) -> String {
     let body = serde_json::json!({"username": user, "groups": groups, "amr": amr}).to_string();
@@ -90,7 +71,7 @@ fn start(policy: &Path) -> Dev {
 fn groups_and_mfa_decide_and_denials_are_audited_with_the_policy_hash() {
     let dir = tempfile::tempdir().unwrap();
     let dev = start(&dir.path().join("policy.toml"));
-    create(&dev, "lab", &lab_echo(), Some("LAB"));
+    create(&dev, "lab", &echo_on("127.0.0.2"), Some("LAB"));
     create(
         &dev,
         "local",
@@ -145,7 +126,7 @@ fn zones_come_from_addresses() {
     let dev = start(&dir.path().join("policy.toml"));
     let admin = dev.var("PORTCULLIS_TOKEN");
     // Declared LOCAL, but 127.0.0.2 is in LAB: refused.
-    create(&dev, "liar", &lab_echo(), Some("LOCAL"));
+    create(&dev, "liar", &echo_on("127.0.0.2"), Some("LOCAL"));
     let why = denial(&dev, &admin, "liar");
     assert!(
         why.contains("the target declares zone LOCAL, but its address 127.0.0.2 is in zone LAB"),
@@ -163,7 +144,7 @@ fn a_reload_applies_to_live_sessions_and_an_invalid_file_keeps_the_old_policy() 
     let policy = dir.path().join("policy.toml");
     let dev = start(&policy);
     let admin = dev.var("PORTCULLIS_TOKEN");
-    create(&dev, "lab", &lab_echo(), Some("LAB"));
+    create(&dev, "lab", &echo_on("127.0.0.2"), Some("LAB"));
     let l = common::client::listen(dev.cli(), "lab");
     let mut live = open_echo(l.port);
 

@@ -17,7 +17,8 @@ use std::fmt::Write as _;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use ring::signature::{Ed25519KeyPair, KeyPair as _, UnparsedPublicKey, ED25519};
+use portcullis_crypto::digest::Sha256;
+use portcullis_crypto::ed25519::{self, SigningKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -170,10 +171,11 @@ pub fn event_hash(event: &Map<String, Value>) -> Result<String, ChainError> {
         3 => (EVENT_DOMAIN, canonical(&covered)?),
         other => return Err(ChainError::UnknownSchema(other)),
     };
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(domain.as_bytes());
-    ctx.update(&bytes);
-    Ok(hex::encode(ctx.finish().as_ref()))
+    let digest = Sha256::new()
+        .chain(domain.as_bytes())
+        .chain(&bytes)
+        .finish();
+    Ok(hex::encode(digest))
 }
 
 fn signature_message(hash: &str) -> Vec<u8> {
@@ -183,7 +185,7 @@ fn signature_message(hash: &str) -> Vec<u8> {
 /// The audit signing key: the active `audit` key of the keyset, parsed once.
 pub struct Signer {
     key_id: String,
-    pair: Ed25519KeyPair,
+    pair: SigningKey,
 }
 
 impl std::fmt::Debug for Signer {
@@ -196,8 +198,8 @@ impl std::fmt::Debug for Signer {
 
 impl Signer {
     pub fn from_pkcs8(key_id: &str, pkcs8: &[u8]) -> Result<Signer, ChainError> {
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
-            .map_err(|_| ChainError::BadKey(key_id.to_owned()))?;
+        let pair =
+            SigningKey::from_pkcs8(pkcs8).map_err(|_| ChainError::BadKey(key_id.to_owned()))?;
         Ok(Signer {
             key_id: key_id.to_owned(),
             pair,
@@ -210,7 +212,7 @@ impl Signer {
 
     /// The raw 32-byte public key.
     pub fn public_key(&self) -> &[u8] {
-        self.pair.public_key().as_ref()
+        self.pair.public_key()
     }
 
     /// Completes an event that already holds its `schema`, `sequence` and `prev_hash`: sets
@@ -301,9 +303,26 @@ impl PublicKeyInfo {
         }
     }
 
-    /// Parses `KEY_ID:BASE64` (the `--public-key` flag).
+    /// Parses one `--public-key` value: `KEY_ID:BASE64` lines as `portcullis audit keys`
+    /// prints them (`KEY_ID:BASE64  # active`), one or several, pasted whole. What follows a
+    /// `#` is a comment; blank lines are skipped.
+    pub fn parse_flag_lines(text: &str) -> Result<Vec<PublicKeyInfo>, String> {
+        let keys = text
+            .lines()
+            .map(|line| line.split_once('#').map_or(line, |(key, _)| key).trim())
+            .filter(|line| !line.is_empty())
+            .map(PublicKeyInfo::parse_flag)
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
+            return Err(format!("{text:?} holds no KEY_ID:BASE64"));
+        }
+        Ok(keys)
+    }
+
+    /// Parses `KEY_ID:BASE64`, one key (see [`PublicKeyInfo::parse_flag_lines`]).
     pub fn parse_flag(text: &str) -> Result<PublicKeyInfo, String> {
         let (id, key) = text
+            .trim()
             .split_once(':')
             .ok_or_else(|| format!("{text:?} is not KEY_ID:BASE64"))?;
         let raw = STANDARD
@@ -345,9 +364,7 @@ impl KeyRing {
         else {
             return false;
         };
-        UnparsedPublicKey::new(&ED25519, key)
-            .verify(message, &signature)
-            .is_ok()
+        ed25519::verify(key, message, &signature).is_ok()
     }
 
     /// Whether `signature` is `key_id`'s signature of an event with hash `hash`.

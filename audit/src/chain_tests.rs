@@ -265,3 +265,20 @@ fn a_chain_of_schema_2_then_schema_3_verifies_end_to_end() {
         "{failure}"
     );
 }
+
+#[test]
+fn public_keys_are_read_as_audit_keys_prints_them() {
+    let printed =
+        format!("k_golden:{GOLDEN_PUBLIC_KEY}  # active\nk_old:{GOLDEN_PUBLIC_KEY}  # retired\n");
+    let keys = PublicKeyInfo::parse_flag_lines(&printed).unwrap();
+    assert_eq!(
+        keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+        ["k_golden", "k_old"]
+    );
+    assert!(keys.iter().all(|k| k.public_key == GOLDEN_PUBLIC_KEY));
+    let one = PublicKeyInfo::parse_flag_lines(&format!("k_golden:{GOLDEN_PUBLIC_KEY}")).unwrap();
+    assert_eq!(one.len(), 1);
+    assert!(PublicKeyInfo::parse_flag_lines("  # nothing\n\n").is_err());
+    let bad = PublicKeyInfo::parse_flag_lines("k_x:not-base64  # active").unwrap_err();
+    assert!(bad.contains("k_x") && bad.contains("base64"), "{bad}");
+}

@@ -1,13 +1,12 @@
-use ring::rand::SystemRandom;
-use ring::signature::Ed25519KeyPair;
+use portcullis_crypto::ed25519::SigningKey;
 use serde_json::{json, Map, Value};
 
 use super::*;
 use crate::chain::{PublicKeyInfo, Signer};
 
 fn signer(id: &str) -> Signer {
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
-    Signer::from_pkcs8(id, pkcs8.as_ref()).unwrap()
+    let pkcs8 = SigningKey::generate_pkcs8().unwrap();
+    Signer::from_pkcs8(id, &pkcs8).unwrap()
 }
 
 fn ring_of(signers: &[&Signer]) -> KeyRing {

@@ -2,7 +2,6 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use ring::rand::{SecureRandom as _, SystemRandom};
 
 /// Kinds of identifier, each with its prefix so an id says what it names.
 #[derive(Debug, Clone, Copy)]
@@ -84,15 +83,13 @@ pub(crate) fn random_u64() -> u64 {
 
 /// SHA-256 of a secret: what the store keeps instead of the secret.
 pub(crate) fn secret_hash(secret: &str) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())
-        .as_ref()
-        .to_vec()
+    portcullis_crypto::digest::sha256(secret.as_bytes()).to_vec()
 }
 
 fn fill(bytes: &mut [u8]) {
     // The system RNG only fails if the OS has no entropy source at all; a process that
     // cannot draw random numbers must not issue ids or secrets.
-    if SystemRandom::new().fill(bytes).is_err() {
+    if portcullis_crypto::random::fill(bytes).is_err() {
         std::process::abort();
     }
 }

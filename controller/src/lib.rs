@@ -35,6 +35,7 @@ mod sessions;
 mod ssh;
 mod state;
 mod store;
+mod target_labels;
 mod tokens;
 mod vault;
 
@@ -124,7 +125,7 @@ pub struct Controller {
     dial_tls: Arc<rustls::ClientConfig>,
     ca_der: rustls_pki_types::CertificateDer<'static>,
     ca_pem: String,
-    vault_token_ttl: std::time::Duration,
+    vault_token_ttl: vault::TokenLife,
     /// SIGHUP, registered at start (before the readiness line), so that a reload signal
     /// never meets the default action, which would end the process.
     hangups: Option<tokio::signal::unix::Signal>,
@@ -164,7 +165,7 @@ impl Controller {
                 let (vault, ttl) = vault::Vault::connect((**vault_config).clone()).await?;
                 (Some(vault), ttl)
             }
-            config::SshBackend::LocalCa => (None, std::time::Duration::ZERO),
+            config::SshBackend::LocalCa => (None, vault::TokenLife::Unlimited),
         };
         let state = AppState {
             oidc,
@@ -331,11 +332,8 @@ fn api_tls_config(
 ) -> Result<rustls::ServerConfig, ControllerError> {
     let lifetime = std::time::Duration::from_secs(30 * 24 * 3600);
     let (chain, key) = ca.issue_server_identity(names, lifetime)?;
-    let mut api_tls = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
+    let api_tls = portcullis_crypto::tls::https_server_config(chain, key, b"http/1.1")
         .map_err(|e| keys::KeyError::Crypto(e.to_string()))?;
-    api_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(api_tls)
 }
 

@@ -73,21 +73,27 @@ fn parse(payload: &str) -> Option<(String, SessionEnd)> {
 
 /// Listens until `shutdown` (PostgreSQL only); reconnects by itself.
 pub(crate) async fn listen(state: AppState, url: String, shutdown: CancellationToken) {
+    // From 1 s, doubling and jittered, at most 5 s; from the start again once listening.
+    let retries =
+        || portcullis_proto::retry::schedule(Duration::from_secs(1), Duration::from_secs(5));
+    let mut waits = retries();
     loop {
-        let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
+        let listening = async {
+            let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = match listening.await {
             Ok(l) => l,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot listen for session ends; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                    _ = tokio::time::sleep(waits.next().unwrap_or(Duration::from_secs(5))) => continue,
                 }
             }
         };
-        if let Err(err) = listener.listen(CHANNEL).await {
-            tracing::warn!(error = %err, "LISTEN failed; retrying");
-            continue;
-        }
+        waits = retries();
         loop {
             let received = tokio::select! {
                 _ = shutdown.cancelled() => return,

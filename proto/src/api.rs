@@ -190,6 +190,10 @@ pub struct CreateTarget {
     /// (e.g. `database/creds/readonly`).
     #[serde(default)]
     pub vault_secrets: Vec<String>,
+    /// Create it even with a zone or service the policy does not know (a warning then),
+    /// when the policy comes from a file that a reload can extend.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// `PATCH /v1/targets/{id}`: fields present are changed; `null` clears an optional field.
@@ -243,6 +247,9 @@ pub struct UpdateTarget {
     pub vault_ssh_role: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault_secrets: Option<Vec<String>>,
+    /// As [`CreateTarget::force`], for a zone or service set here.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -290,6 +297,9 @@ pub struct Target {
     pub vault_secrets: Vec<String>,
     pub created_at: u64,
     pub updated_at: u64,
+    /// What the controller let through with `force` (e.g. a zone the policy does not know).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// `POST /v1/targets/{id-or-name}/authorize-session`.
@@ -330,6 +340,10 @@ pub struct SessionAuthorization {
     /// until the session ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<LeasedSecret>,
+    /// When the API token that authorised the session expires: a client whose token is
+    /// refused before then knows it was revoked, which ended the session with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_expires_at: Option<u64>,
 }
 
 /// A secret Vault leased to a session (e.g. database credentials); revoked with the session.
@@ -350,6 +364,9 @@ pub struct Session {
     pub user_id: String,
     pub username: String,
     pub target_id: String,
+    /// The target's name (empty when the target has been deleted since).
+    #[serde(default)]
+    pub target_name: String,
     pub worker_id: String,
     pub state: String,
     pub termination_reason: Option<String>,
@@ -360,6 +377,10 @@ pub struct Session {
     pub expires_at: u64,
     pub activated_at: Option<u64>,
     pub terminated_at: Option<u64>,
+    /// How many connections the session has had, open or closed (also in lists, which
+    /// leave `connections` empty).
+    #[serde(default)]
+    pub connection_count: u32,
     pub connections: Vec<Connection>,
 }
 
@@ -422,10 +443,32 @@ pub struct JoinResponse {
     pub cert_expires_at: u64,
 }
 
+/// `POST /v1/sessions/{id}/cancel`; the body is optional (no body: `canceled`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelSession {
+    #[serde(default)]
+    pub reason: Option<CancelReason>,
+}
+
+/// Why a client ends a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// Someone ended it (the default).
+    Canceled,
+    /// The session's own client ends it because the program it served finished normally
+    /// (`connect --stdio`, `--exec`, `connect ssh`); only for the caller's own session.
+    Closed,
+}
+
 /// A page of a list endpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct List<T> {
     pub items: Vec<T>,
+    /// Where the next page starts (`?after=`), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// The join token's wire format: `pjt1.<hex sha256 of the CA's SPKI>.<base64url secret>`.

@@ -4,7 +4,7 @@
 //! `fuzz/README.md`); the unit tests below replay the seed corpus and every input that once
 //! crashed, on stable, so CI needs no nightly.
 
-use ring::signature::{Ed25519KeyPair, KeyPair as _};
+use portcullis_crypto::ed25519::SigningKey;
 
 use crate::grant::{self, GrantClaims, GrantKey, GRANT_ISSUER};
 use crate::keys::b64;
@@ -19,8 +19,8 @@ pub const NOW: u64 = 1_700_000_000;
 pub const KID: &str = "k_fuzz";
 
 /// A fixed Ed25519 key, so that seeds signed with it stay valid across runs.
-fn signing_key() -> Option<Ed25519KeyPair> {
-    Ed25519KeyPair::from_seed_unchecked(&[7u8; 32]).ok()
+fn signing_key() -> Option<SigningKey> {
+    SigningKey::from_seed(&[7u8; 32]).ok()
 }
 
 /// The keys a fuzzed worker accepts: the fixed key, and one whose encoding is not base64.
@@ -32,7 +32,7 @@ pub fn grant_keys() -> Vec<GrantKey> {
     if let Some(pair) = signing_key() {
         keys.push(GrantKey {
             kid: KID.into(),
-            public_key: b64(pair.public_key().as_ref()),
+            public_key: b64(pair.public_key()),
         });
     }
     keys
@@ -43,7 +43,7 @@ pub fn grant_keys() -> Vec<GrantKey> {
 pub fn sign_raw(header: &[u8], payload: &[u8]) -> String {
     let input = format!("{}.{}", b64(header), b64(payload));
     let signature = signing_key()
-        .map(|pair| b64(pair.sign(input.as_bytes()).as_ref()))
+        .map(|pair| b64(&pair.sign(input.as_bytes())))
         .unwrap_or_default();
     format!("{input}.{signature}")
 }

@@ -7,7 +7,7 @@ use base64::Engine as _;
 ///
 /// This is what a grant binds the client's TLS key to, and what a client pins for a worker.
 pub fn spki_fingerprint(spki_der: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, spki_der).as_ref())
+    portcullis_crypto::digest::sha256_hex(spki_der)
 }
 
 /// Base64url (no padding) of arbitrary bytes, for keys carried in JSON.

@@ -66,6 +66,7 @@ pub(crate) enum AuditCommand {
     ///   portcullis audit verify --expect-head 1041:9f2c...
     ///   portcullis audit verify --checkpoints /var/log/siem/portcullis.jsonl
     ///   portcullis audit verify --file export.jsonl --public-key k_ab12:Base64Key=
+    ///   portcullis audit verify --file export.jsonl --public-key "$(cat audit-keys.txt)"
     #[command(verbatim_doc_comment)]
     Verify {
         /// Verify this export or sink copy instead of the live store.
@@ -79,7 +80,8 @@ pub(crate) enum AuditCommand {
         /// head, so events cut off the store after that checkpoint are detected.
         #[arg(long, value_name = "FILE")]
         checkpoints: Option<PathBuf>,
-        /// Trust only these audit public keys (KEY_ID:BASE64; repeatable).
+        /// Trust only these audit public keys: KEY_ID:BASE64, repeatable; the output of
+        /// `portcullis audit keys` pasted whole (several lines, `# active` comments) works too.
         #[arg(long = "public-key", value_name = "KEY_ID:BASE64")]
         public_keys: Vec<String>,
         /// Print the result as JSON.
@@ -88,7 +90,8 @@ pub(crate) enum AuditCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Print the audit public keys (KEY_ID:BASE64), to pin in `verify --public-key`.
+    /// Print the audit public keys (`KEY_ID:BASE64  # state` lines), to pin in
+    /// `verify --public-key` (pass the output whole, or one line of it).
     Keys {
         #[arg(long)]
         json: bool,
@@ -214,11 +217,14 @@ pub(crate) async fn run(cmd: AuditCommand) -> anyhow::Result<i32> {
             json,
             client,
         } => {
-            let pinned = public_keys
-                .iter()
-                .map(|k| PublicKeyInfo::parse_flag(k).map_err(anyhow::Error::msg))
-                .collect::<anyhow::Result<Vec<_>>>()
-                .context("bad --public-key")?;
+            let mut pinned = Vec::new();
+            for text in &public_keys {
+                pinned.extend(
+                    PublicKeyInfo::parse_flag_lines(text)
+                        .map_err(anyhow::Error::msg)
+                        .context("bad --public-key")?,
+                );
+            }
             let expect = match (&expect_head, &checkpoints) {
                 (Some(_), Some(_)) => bail!("give --expect-head or --checkpoints, not both"),
                 (Some(head), None) => Some(head.clone()),
@@ -288,6 +294,7 @@ async fn list(api: &ApiClient, filter: &FilterArgs, limit: u32, json: bool) -> a
         output::print_json(&page.items)?;
         return Ok(0);
     }
+    let names = target_names(api).await;
     let mut table = Table::new([
         "SEQ", "TIME", "TYPE", "USER", "SOURCE", "TARGET", "SESSION", "DECISION", "REASON",
     ]);
@@ -312,7 +319,10 @@ async fn list(api: &ApiClient, filter: &FilterArgs, limit: u32, json: bool) -> a
             s(e, &["type"]),
             s(e, &["actor", "user"]),
             s(e, &["actor", "source"]),
-            s(e, &["target"]),
+            {
+                let id = s(e, &["target"]);
+                names.get(&id).cloned().unwrap_or(id)
+            },
             s(e, &["session"]),
             s(e, &["decision"]),
             s(e, &["reason"]),
@@ -320,6 +330,21 @@ async fn list(api: &ApiClient, filter: &FilterArgs, limit: u32, json: bool) -> a
     }
     table.print_or("No events match.\n")?;
     Ok(0)
+}
+
+/// Target names by id, for the table (a deleted target keeps its id there). Without them
+/// (the listing failed) the table shows ids.
+async fn target_names(api: &ApiClient) -> std::collections::HashMap<String, String> {
+    match api
+        .get::<portcullis_proto::api::List<portcullis_proto::api::Target>>("/v1/targets")
+        .await
+    {
+        Ok(list) => list.items.into_iter().map(|t| (t.id, t.name)).collect(),
+        Err(err) => {
+            tracing::debug!(error = %format!("{err:#}"), "cannot read target names; showing ids");
+            std::collections::HashMap::new()
+        }
+    }
 }
 
 /// One page of `GET /v1/audit/export`.

@@ -26,10 +26,12 @@ pub(crate) mod ssh;
 mod stdio;
 pub(crate) mod tls;
 mod tunnel;
+mod watch;
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use portcullis_proto::api::CancelReason;
 use tracing::Instrument as _;
 
 use super::http::ApiClient;
@@ -42,9 +44,12 @@ use tunnel::{SessionTicket, TicketParts};
 
 pub(crate) use args::{ConnectArgs, ConnectKind};
 pub(crate) use session::authorize_for_ssh;
+pub(crate) use tunnel::Refused;
 
 /// Runs `portcullis connect`: authorises a session (unless one is joined), drives the mode,
-/// cancels the session it opened; a clean end whose cancel failed exits 1.
+/// ends the session it opened (as `closed` when the program it served finished, `canceled`
+/// otherwise); a clean end whose cancel failed exits with a failure, except that a command
+/// `--exec` ran keeps its own status.
 pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
     if let Some(ConnectKind::Ssh(ssh_args)) = args.kind {
         return ssh::run(ssh_args).await;
@@ -97,20 +102,33 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
     )?);
 
     let span = tracing::info_span!("session", session.id = %ticket.session_id);
+    let watched = mode::Watched {
+        api: &api,
+        token_expires_at: authorization.token_expires_at,
+    };
     let result = mode::drive(
         mode,
         ticket.clone(),
         handoff.as_ref(),
         &mut signals,
         args.json,
+        watched,
     )
     .instrument(span)
     .await;
-    let cancel = result.as_ref().map_or(true, |ending| ending.cancel);
-    let cancelled = !cancel || cancel_session(&api, &ticket).await;
+    let cancel = match &result {
+        Ok(ending) => ending.cancel,
+        Err(_) => Some(CancelReason::Canceled),
+    };
+    let cancelled = match cancel {
+        Some(reason) => cancel_session(&api, &ticket, reason, authorization.token_expires_at).await,
+        None => true,
+    };
     drop(handoff);
     match result {
-        Ok(ending) if !cancelled && ending.code == 0 => Ok(1),
+        Ok(ending) if !cancelled && ending.code == 0 && !ending.from_command => {
+            Ok(i32::from(super::exit::FAILURE))
+        }
         other => other.map(|ending| ending.code),
     }
 }

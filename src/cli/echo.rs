@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use portcullis_proto::accept::Acceptor;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -14,13 +15,11 @@ pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 pub(crate) async fn serve(listener: TcpListener, shutdown: CancellationToken) {
+    let mut accepting = Acceptor::new("echo");
     loop {
-        let (mut stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(_) => continue,
-            },
+        let Some((mut stream, peer)) = accepting.next_until(|| listener.accept(), &shutdown).await
+        else {
+            return;
         };
         let span = tracing::debug_span!("echo", client.addr = %peer);
         tokio::spawn(

@@ -9,7 +9,6 @@ mod error;
 mod settings;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -141,13 +140,8 @@ pub(crate) fn tls_config_trusting(ca_file: &Path) -> anyhow::Result<rustls::Clie
     if roots.is_empty() {
         bail!("the CA file {} holds no certificate", ca_file.display());
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("cannot set up TLS")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config)
+    portcullis_crypto::tls::https_client_config(roots, portcullis_crypto::tls::ClientAuth::None)
+        .context("cannot set up TLS")
 }
 
 /// Percent-encodes one URL path segment (an id or a name), so `a/b` cannot change the path;

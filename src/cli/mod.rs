@@ -5,6 +5,7 @@ pub(crate) mod connect;
 pub(crate) mod daemon;
 pub(crate) mod dev;
 pub(crate) mod echo;
+pub(crate) mod exit;
 pub(crate) mod http;
 pub(crate) mod login;
 pub(crate) mod master_key_env;
@@ -24,7 +25,12 @@ use clap::{Args, Parser, Subcommand};
 /// sessions to targets. Start everything on one machine with `portcullis dev`, then in
 /// another shell `. STATE/dev.env` and try `portcullis targets list`.
 #[derive(Debug, Parser)]
-#[command(name = "portcullis", version, propagate_version = true)]
+#[command(
+    name = "portcullis",
+    version,
+    propagate_version = true,
+    after_long_help = exit::HELP
+)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
@@ -139,7 +145,7 @@ pub(crate) async fn run(
         Command::Users(cmd) => login::users(cmd).await?,
         Command::Audit(cmd) => audit::run(cmd).await?,
     };
-    Ok(u8::try_from(code).unwrap_or(2))
+    Ok(u8::try_from(code).unwrap_or(exit::FAILURE))
 }
 
 /// Sets up tracing on stderr in the chosen format.

@@ -2,19 +2,28 @@
 //! sessions the caller may see (their own, or all with `sessions:read-all`).
 
 use anyhow::Context as _;
-use portcullis_proto::api::{List, Session};
+use portcullis_proto::api::{CancelReason, CancelSession, List, Session};
 
 use super::http::{segment, ApiClient, ClientArgs};
 use super::output::{self, Table};
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum SessionsCommand {
-    /// List the sessions you may see.
+    /// List the sessions you may see, newest first, a page at a time.
+    ///
+    /// When more sessions follow, the command to list the next page is printed on stderr
+    /// (`--after CURSOR`).
     List {
         /// Only sessions that have not ended (pending or active).
         #[arg(long)]
         live: bool,
-        /// Print a JSON array instead of a table.
+        /// At most this many sessions (1-1000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: u16,
+        /// Start after this cursor, printed by the previous page.
+        #[arg(long, value_name = "CURSOR")]
+        after: Option<String>,
+        /// Print a JSON array of the page's sessions instead of a table.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -42,21 +51,33 @@ pub(crate) enum SessionsCommand {
 
 pub(crate) async fn run(cmd: SessionsCommand) -> anyhow::Result<i32> {
     match cmd {
-        SessionsCommand::List { live, json, client } => {
+        SessionsCommand::List {
+            live,
+            limit,
+            after,
+            json,
+            client,
+        } => {
             let api = ApiClient::from_args(&client)?;
-            let list: List<Session> = api
-                .get("/v1/sessions")
-                .await
-                .context("cannot list sessions")?;
-            let sessions: Vec<Session> = list
-                .items
-                .into_iter()
-                .filter(|s| !live || s.terminated_at.is_none())
-                .collect();
+            let mut path = format!("/v1/sessions?limit={limit}");
+            if live {
+                path.push_str("&live=true");
+            }
+            if let Some(cursor) = &after {
+                path.push_str(&format!("&after={}", segment(cursor)?));
+            }
+            let page: List<Session> = api.get(&path).await.context("cannot list sessions")?;
             if json {
-                output::print_json(&sessions)?;
+                output::print_json(&page.items)?;
             } else {
-                print_table(&sessions)?;
+                print_table(&page.items)?;
+            }
+            if let Some(next) = &page.next {
+                let live = if live { " --live" } else { "" };
+                eprintln!(
+                    "More sessions: portcullis sessions list{live} --limit {limit} --after {}",
+                    portcullis_proto::text::escaped(next)
+                );
             }
         }
         SessionsCommand::Show { id, json, client } => {
@@ -92,11 +113,27 @@ pub(crate) async fn run(cmd: SessionsCommand) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// `POST /v1/sessions/{id}/cancel`; shared with `connect`, which cancels its own session.
+/// `POST /v1/sessions/{id}/cancel`.
 pub(crate) async fn cancel(api: &ApiClient, id: &str) -> anyhow::Result<Session> {
     api.post(
         &format!("/v1/sessions/{}/cancel", segment(id)?),
-        &serde_json::json!({}),
+        &CancelSession::default(),
+    )
+    .await
+}
+
+/// Ends a session with `reason`; for `connect`, which ends its own session (`closed` when
+/// the program it served finished).
+pub(crate) async fn cancel_as(
+    api: &ApiClient,
+    id: &str,
+    reason: CancelReason,
+) -> anyhow::Result<Session> {
+    api.post(
+        &format!("/v1/sessions/{}/cancel", segment(id)?),
+        &CancelSession {
+            reason: Some(reason),
+        },
     )
     .await
 }
@@ -109,15 +146,24 @@ fn print_table(sessions: &[Session]) -> anyhow::Result<()> {
         table.row([
             s.id.clone(),
             s.username.clone(),
-            s.target_id.clone(),
+            target(s),
             state(s),
-            s.connections.len().to_string(),
+            s.connection_count.to_string(),
             output::time(s.created_at),
             output::time(s.expires_at),
             output::opt_time(s.terminated_at),
         ]);
     }
     table.print_or("No sessions.")
+}
+
+/// The target's name, or its id when the target has been deleted.
+fn target(s: &Session) -> String {
+    if s.target_name.is_empty() {
+        s.target_id.clone()
+    } else {
+        s.target_name.clone()
+    }
 }
 
 fn state(s: &Session) -> String {
@@ -134,7 +180,7 @@ fn print_session(s: &Session, json: bool) -> anyhow::Result<()> {
     output::print_fields(&[
         ("ID", s.id.clone()),
         ("User", format!("{} ({})", s.username, s.user_id)),
-        ("Target", s.target_id.clone()),
+        ("Target", format!("{} ({})", target(s), s.target_id)),
         ("Worker", s.worker_id.clone()),
         ("State", state(s)),
         ("Client address", s.client_addr.clone()),

@@ -115,6 +115,10 @@ pub(crate) struct TargetFields {
     /// instead of a pinned key; repeat for several.
     #[arg(long = "ssh-host-ca", value_name = "KEY")]
     pub ssh_host_cas: Vec<String>,
+    /// Set a zone or service the policy does not know anyway (a warning instead of a
+    /// refusal), when the controller's policy comes from a file a reload can extend.
+    #[arg(long)]
+    pub force: bool,
     /// The Vault SSH role that signs this target's certificates (ssh.backend = "vault").
     #[arg(long, value_name = "ROLE")]
     pub vault_ssh_role: Option<String>,
@@ -228,6 +232,7 @@ fn create_body(name: String, fields: TargetFields) -> anyhow::Result<CreateTarge
         vault_ssh_mount: fields.vault_ssh_mount,
         vault_ssh_role: fields.vault_ssh_role,
         vault_secrets: fields.vault_secrets,
+        force: fields.force,
     })
 }
 
@@ -296,6 +301,9 @@ fn update_body(
             "nothing to change: pass at least one option (see `portcullis targets update --help`)"
         );
     }
+    if fields.force {
+        body.insert("force".into(), json!(true));
+    }
     // The body must be what the controller parses; catch a drift from the wire type here.
     serde_json::from_value::<UpdateTarget>(Value::Object(body.clone()))
         .context("the update does not match the API's UpdateTarget body")?;
@@ -329,6 +337,9 @@ fn print_table(targets: &[Target]) -> anyhow::Result<()> {
 }
 
 fn print_target(target: &Target, json: bool) -> anyhow::Result<()> {
+    for warning in &target.warnings {
+        eprintln!("warning: {}", portcullis_proto::text::escaped(warning));
+    }
     if json {
         return output::print_json(target);
     }

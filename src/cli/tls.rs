@@ -1,10 +1,8 @@
 //! Process-wide TLS set-up shared by every subcommand.
 
-/// Installs ring as the process's one rustls crypto provider.
+/// Installs the one rustls crypto provider (portcullis-crypto's) as the process's default.
 pub(crate) fn install_crypto_provider() -> anyhow::Result<()> {
-    rustls::crypto::ring::default_provider()
-        .install_default()
-        .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))
+    Ok(portcullis_crypto::tls::install_process_default()?)
 }
 
 #[cfg(test)]

@@ -255,6 +255,34 @@ impl Controller {
         (code.trim().parse().unwrap_or(0), body.to_owned())
     }
 
+    /// Creates the target `name` at `address` (zone `LOCAL`, service `echo`); returns its id.
+    pub(crate) fn create_target(&self, name: &str, address: &str) -> String {
+        let body = serde_json::json!({"name": name, "address": address, "zone": "LOCAL", "service": "echo"})
+            .to_string();
+        let (code, text) = self.curl("POST", "/v1/targets", Some(&body));
+        assert_eq!(code, 201, "{text}");
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The set-up most cluster tests start from: a worker in `dir/w1`, enrolled with this
+    /// controller's join token and linked over `links` (this controller's `cluster` address,
+    /// a [`PausableProxy`] in front of it, or several controllers), with `extra` lines of
+    /// worker config; and the target `echo` at a new [`echo`] server.
+    pub(crate) fn join_worker_with_echo(
+        &self,
+        dir: &Path,
+        links: &[String],
+        extra: &str,
+    ) -> Worker {
+        let worker = Worker::start(&dir.join("w1"), links, Some(&self.join_token()), extra)
+            .unwrap_or_else(|e| panic!("the worker did not start: {e}"));
+        self.create_target("echo", &echo());
+        worker
+    }
+
     /// A `portcullis` CLI command talking to this controller.
     pub(crate) fn cli(&self) -> Command {
         let mut cmd = self.place.command(bin());
@@ -383,7 +411,13 @@ impl Drop for Worker {
 
 /// An echo server on 127.0.0.1 (threads), with half-close.
 pub(crate) fn echo() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    echo_on("127.0.0.1")
+}
+
+/// An echo server on `ip` (any loopback address: each zone of a test policy has its own),
+/// with half-close; its address.
+pub(crate) fn echo_on(ip: &str) -> String {
+    let listener = TcpListener::bind((ip, 0)).unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {

@@ -3,6 +3,7 @@
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub(crate) fn bin() -> &'static str {
@@ -27,6 +28,38 @@ impl Dev {
         dev
     }
 
+    /// Starts `portcullis dev` with its API on a port known before it starts: `extra` is given
+    /// the port and returns the arguments (with `--api-port PORT`), and `before` runs first
+    /// for each port tried (e.g. writes a config naming it). On a collision it starts again
+    /// on another port ([`super::ports`]).
+    pub(crate) fn start_on_api_port<B>(
+        mut before: impl FnMut(u16) -> B,
+        mut extra: impl FnMut(u16) -> Vec<String>,
+    ) -> (Dev, B) {
+        Dev::start_on_ports(super::ports::free_port, &mut before, &mut extra)
+    }
+
+    /// [`Dev::start_on_api_port`] on the ports `pick` chooses.
+    pub(crate) fn start_on_ports<B>(
+        pick: impl FnMut() -> u16,
+        mut before: impl FnMut(u16) -> B,
+        mut extra: impl FnMut(u16) -> Vec<String>,
+    ) -> (Dev, B) {
+        super::ports::start_on_ports("portcullis dev", pick, |port| {
+            let prepared = before(port);
+            let args = extra(port);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let dir = tempfile::tempdir().expect("tempdir");
+            match Dev::spawn(&dir.path().join("state"), &args, &[], None) {
+                Ok(mut dev) => {
+                    dev._dir = Some(dir);
+                    super::ports::Start::Up((dev, prepared))
+                }
+                Err(said) => super::ports::collided_or_panic("portcullis dev did not start", said),
+            }
+        })
+    }
+
     /// Starts `portcullis dev` on an existing state dir (for restart tests).
     pub(crate) fn start_in(state: &Path, extra: &[&str]) -> Dev {
         Dev::start_in_env(state, extra, &[])
@@ -34,7 +67,7 @@ impl Dev {
 
     /// Like [`Dev::start_in`], with extra environment variables.
     pub(crate) fn start_in_env(state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Dev {
-        Dev::spawn(state, extra, env, Stdio::inherit())
+        Dev::spawn(state, extra, env, None).unwrap_or_else(|said| panic!("{said}"))
     }
 
     /// Like [`Dev::start`], logging at `info` into `log` (for tests that read the log).
@@ -45,13 +78,22 @@ impl Dev {
             &dir.path().join("state"),
             extra,
             &[("PORTCULLIS_LOG", "info")],
-            Stdio::from(file),
-        );
+            Some(file),
+        )
+        .unwrap_or_else(|said| panic!("{said}"));
         dev._dir = Some(dir);
         dev
     }
 
-    fn spawn(state: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Dev {
+    /// Starts `portcullis dev` and waits for its readiness line. Its log goes to `log_file`,
+    /// or else to the test's output (shown when a test fails). `Err`: it printed no
+    /// readiness line, with what it said.
+    fn spawn(
+        state: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        log_file: Option<std::fs::File>,
+    ) -> Result<Dev, String> {
         // A test that must know the API port in advance (e.g. for an OIDC redirect URL)
         // passes its own --api-port.
         let api_port: &[&str] = if extra.contains(&"--api-port") {
@@ -59,6 +101,7 @@ impl Dev {
         } else {
             &["--api-port", "0"]
         };
+        let to_file = log_file.is_some();
         let mut child = Command::new(bin())
             .args(["dev", "--state-dir"])
             .arg(state)
@@ -69,9 +112,22 @@ impl Dev {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(stderr)
+            .stderr(log_file.map_or_else(Stdio::piped, Stdio::from))
             .spawn()
             .expect("spawn portcullis dev");
+        let log = Arc::new(Mutex::new(String::new()));
+        if !to_file {
+            let (sink, stderr) = (log.clone(), child.stderr.take().expect("stderr"));
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("[dev] {line}");
+                    if let Ok(mut l) = sink.lock() {
+                        l.push_str(&line);
+                        l.push('\n');
+                    }
+                }
+            });
+        }
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -81,22 +137,33 @@ impl Dev {
             }
             for _ in lines {}
         });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| {
-                let _ = child.kill();
-                panic!("portcullis dev printed no readiness line within 60 s")
-            });
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            // The log is complete once the process is gone and the reader has drained it.
+            let said = super::wait::poll_within(Duration::from_secs(5), || {
+                let seen = log.lock().map(|l| l.clone()).unwrap_or_default();
+                if Arc::strong_count(&log) == 1 || to_file {
+                    Ok(seen)
+                } else {
+                    Err(seen)
+                }
+            })
+            .unwrap_or_else(|seen| seen);
+            return Err(format!(
+                "portcullis dev printed no readiness line within 60 s; its log:\n{said}"
+            ));
+        };
         let ready: serde_json::Value = serde_json::from_str(&line).expect("readiness line is JSON");
         assert_eq!(ready["event"], "ready", "{line}");
         let env = parse_env(&std::fs::read_to_string(state.join("dev.env")).expect("dev.env"));
-        Dev {
+        Ok(Dev {
             child,
             state_dir: state.to_owned(),
             ready,
             env,
             _dir: None,
-        }
+        })
     }
 
     pub(crate) fn api(&self) -> String {

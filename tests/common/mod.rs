@@ -7,6 +7,7 @@ pub(crate) mod cluster;
 pub(crate) mod dev;
 pub(crate) mod netns;
 pub(crate) mod pg;
+pub(crate) mod ports;
 pub(crate) mod raw;
 pub(crate) mod rsyslog;
 pub(crate) mod sshd;

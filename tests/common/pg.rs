@@ -79,11 +79,6 @@ impl PrivateCluster {
             .status();
         let bin = pg_bin();
         let data = dir.path().join("data");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let initdb = bin.join("initdb");
         let out = as_postgres(
             initdb.to_str().unwrap(),
@@ -102,18 +97,35 @@ impl PrivateCluster {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let c = PrivateCluster {
-            url: format!("postgres://portcullis@127.0.0.1:{port}/postgres"),
+        let mut c = PrivateCluster {
+            url: String::new(),
             bin,
             data,
-            port,
+            port: 0,
             dir,
         };
-        c.up();
+        // PostgreSQL cannot listen on port 0 and say which port it got: a free port, and
+        // another when that one was taken before the server bound it.
+        let port = super::ports::start_on_free_port("PostgreSQL", |port| {
+            c.port = port;
+            match c.try_up() {
+                Ok(()) => super::ports::Start::Up(port),
+                Err(said) => super::ports::collided_or_panic("pg_ctl start", said),
+            }
+        });
+        c.url = format!("postgres://portcullis@127.0.0.1:{port}/postgres");
         c
     }
 
+    /// Starts the server again on its port (after [`PrivateCluster::down`]).
     pub(crate) fn up(&self) {
+        if let Err(said) = self.try_up() {
+            panic!("pg_ctl start: {said}");
+        }
+    }
+
+    /// Starts the server on its port; `Err`: what pg_ctl and the server's log said.
+    fn try_up(&self) -> Result<(), String> {
         let ctl = self.bin.join("pg_ctl");
         let opts = format!(
             "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
@@ -136,11 +148,15 @@ impl PrivateCluster {
         )
         .output()
         .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ))
+        }
     }
 
     pub(crate) fn down(&self) {

@@ -5,10 +5,10 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::sync::Arc;
 
+use portcullis_crypto::tls::{self, verify::PinnedKey, ClientAuth};
 use portcullis_proto::proxy::{self, ClientHello, WorkerReply};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::SignatureScheme;
 
 /// A client key pair with its self-signed certificate.
 pub(crate) struct ClientKey {
@@ -39,58 +39,6 @@ impl ClientKey {
 
     fn private(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.serialize_der()))
-    }
-}
-
-/// Pins the worker's key by fingerprint and verifies its handshake signature.
-#[derive(Debug)]
-struct Pinned(String);
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        ee: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let spki = webpki::EndEntityCert::try_from(ee)
-            .map_err(|_| rustls::Error::General("bad cert".into()))?
-            .subject_public_key_info();
-        if portcullis_proto::keys::spki_fingerprint(spki.as_ref()) == self.0 {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "worker key does not match the pin".into(),
-            ))
-        }
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("tls12".into()))
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            m,
-            c,
-            d,
-            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::ring::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 
@@ -177,23 +125,21 @@ pub(crate) fn connect(
     worker_fingerprint: &str,
     auth: Auth<'_>,
 ) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let builder = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned(worker_fingerprint.to_owned())));
-    let mut config = match auth {
-        Auth::None => builder.with_no_client_auth(),
-        Auth::Key(k) => builder
-            .with_client_auth_cert(vec![k.cert.clone()], k.private())
-            .unwrap(),
+    // The worker's key pinned and its handshake signature verified, as the CLI does.
+    let worker = Arc::new(PinnedKey::new(worker_fingerprint).map_err(|e| e.to_string())?);
+    let auth = match auth {
+        Auth::None => ClientAuth::None,
+        Auth::Key(k) => ClientAuth::Cert {
+            chain: vec![k.cert.clone()],
+            key: k.private(),
+        },
         Auth::Forged { cert_of, signer } => {
-            let signing =
-                rustls::crypto::ring::sign::any_supported_type(&signer.private()).unwrap();
+            let signing = tls::signing_key(&signer.private()).unwrap();
             let certified = rustls::sign::CertifiedKey::new(vec![cert_of.cert.clone()], signing);
-            builder.with_client_cert_resolver(Arc::new(Always(Arc::new(certified))))
+            ClientAuth::Resolver(Arc::new(Always(Arc::new(certified))))
         }
     };
-    config.alpn_protocols = vec![proxy::ALPN.to_vec()];
+    let config = tls::client_config(worker, auth, proxy::ALPN).unwrap();
     let conn = rustls::ClientConnection::new(
         Arc::new(config),
         ServerName::try_from("portcullis-worker").unwrap(),

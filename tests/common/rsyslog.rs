@@ -16,6 +16,18 @@ pub(crate) struct Rsyslog {
 
 impl Rsyslog {
     pub(crate) fn start(dir: &Path) -> Rsyslog {
+        let out = dir.join("received.log");
+        let rules = format!(
+            "template(name=\"raw\" type=\"string\" string=\"%msgid% %structured-data% %msg%\\n\")\n\
+             *.* action(type=\"omfile\" file=\"{}\" template=\"raw\")\n",
+            out.display()
+        );
+        Rsyslog::start_with(dir, &rules)
+    }
+
+    /// Like [`Rsyslog::start`], with `rules` (templates and actions) instead of the file
+    /// [`Rsyslog::messages`] reads.
+    pub(crate) fn start_with(dir: &Path, rules: &str) -> Rsyslog {
         let bin = ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -39,18 +51,19 @@ impl Rsyslog {
         std::fs::write(&ca_file, ca.pem()).unwrap();
         std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
         std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
         let out = dir.join("received.log");
         let work = dir.join("work");
         std::fs::create_dir_all(&work).unwrap();
         let conf = dir.join("rsyslog.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                r#"global(
+        let log_path = dir.join("rsyslogd.log");
+        // rsyslogd cannot listen on port 0 and say which port it got: a free port, and
+        // another when that one was taken before it bound it (it then logs so and runs on
+        // without the listener).
+        let (child, addr) = super::ports::start_on_free_port("rsyslogd", |port| {
+            std::fs::write(
+                &conf,
+                format!(
+                    r#"global(
   workDirectory="{work}"
   maxMessageSize="64k"
   DefaultNetstreamDriver="gtls"
@@ -60,37 +73,48 @@ impl Rsyslog {
 )
 module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")
 input(type="imtcp" address="127.0.0.1" port="{port}")
-template(name="raw" type="string" string="%msgid% %structured-data% %msg%\n")
-*.* action(type="omfile" file="{out}" template="raw")
-"#,
-                work = work.display(),
-                dir = dir.display(),
-                out = out.display(),
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("rsyslogd.log")).unwrap();
-        let child = Command::new(bin)
-            .args(["-n", "-f"])
-            .arg(&conf)
-            .arg("-i")
-            .arg(dir.join("rsyslogd.pid"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
+{rules}"#,
+                    work = work.display(),
+                    dir = dir.display(),
+                ),
+            )
             .unwrap();
-        let addr = format!("127.0.0.1:{port}");
-        super::wait::poll(
-            &format!("rsyslogd to listen on {addr}"),
-            Duration::from_secs(10),
-            || match std::net::TcpStream::connect(&addr) {
-                Ok(_) => Ok(()),
-                Err(_) => {
-                    Err(std::fs::read_to_string(dir.join("rsyslogd.log")).unwrap_or_default())
+            let log = std::fs::File::create(&log_path).unwrap();
+            let mut child = Command::new(bin)
+                .args(["-n", "-f"])
+                .arg(&conf)
+                .arg("-i")
+                .arg(dir.join("rsyslogd.pid"))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            let addr = format!("127.0.0.1:{port}");
+            let up = super::wait::poll_within(Duration::from_secs(10), || {
+                let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+                if super::ports::says_address_in_use(&said) {
+                    return Ok(Err(said));
                 }
-            },
-        );
+                match std::net::TcpStream::connect(&addr) {
+                    Ok(_) => Ok(Ok(())),
+                    Err(_) => Err(said),
+                }
+            });
+            match up {
+                Ok(Ok(())) => super::ports::Start::Up((child, addr)),
+                Ok(Err(said)) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    super::ports::Start::Collided(said)
+                }
+                Err(said) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("timed out after 10 s waiting for rsyslogd to listen on {addr}:\n{said}")
+                }
+            }
+        });
         Rsyslog {
             child,
             addr,

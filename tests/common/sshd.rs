@@ -118,71 +118,78 @@ impl Sshd {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = d.join("sshd_config");
-        std::fs::write(
-            &config,
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nTrustedUserCAKeys {}\n\
-                 AuthorizedPrincipalsFile {}/principals/%u\nAuthorizedKeysFile none\nRevokedKeys {}\n\
-                 UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\n\
-                 LogLevel VERBOSE\n{host_cert_line}",
-                host_key.display(),
-                d.join("sshd.pid").display(),
-                d.join("ca.pub").display(),
-                d.display(),
-                krl.display()
-            ),
-        )
-        .unwrap();
         if is_root() {
             let _ = std::fs::create_dir_all("/run/sshd");
         }
-        let mut child = Command::new("/usr/sbin/sshd")
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start /usr/sbin/sshd (scripts/test installs openssh-server)");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (sink, stderr) = (log.clone(), child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(mut l) = sink.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
+        let config = d.join("sshd_config");
+        // sshd cannot listen on port 0 and say which port it got: a free port, and another
+        // when that one was taken before sshd bound it.
+        let (child, port, log) = super::ports::start_on_free_port("sshd", |port| {
+            std::fs::write(
+                &config,
+                format!(
+                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nTrustedUserCAKeys {}\n\
+                     AuthorizedPrincipalsFile {}/principals/%u\nAuthorizedKeysFile none\nRevokedKeys {}\n\
+                     UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\n\
+                     LogLevel VERBOSE\n{host_cert_line}",
+                    host_key.display(),
+                    d.join("sshd.pid").display(),
+                    d.join("ca.pub").display(),
+                    d.display(),
+                    krl.display()
+                ),
+            )
+            .unwrap();
+            let mut child = Command::new("/usr/sbin/sshd")
+                .arg("-D")
+                .arg("-e")
+                .arg("-f")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start /usr/sbin/sshd (scripts/test installs openssh-server)");
+            let log = Arc::new(Mutex::new(String::new()));
+            let (sink, stderr) = (log.clone(), child.stderr.take().unwrap());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(mut l) = sink.lock() {
+                        l.push_str(&line);
+                        l.push('\n');
+                    }
                 }
-            }
-        });
-        // Our sshd, not another process that took the port meanwhile: it says it listens, and
-        // is still running, when the port accepts. One that exits (a bad config, the port
-        // taken) fails here with its log.
-        let listening = format!("Server listening on 127.0.0.1 port {port}.");
-        super::wait::poll(
-            &format!("sshd to listen on port {port}"),
-            Duration::from_secs(5),
-            || {
+            });
+            // Our sshd, not another process that took the port meanwhile: it says it listens,
+            // and is still running, when the port accepts. One that exits fails here with its
+            // log, or, when the port was taken, is started again on another.
+            let listening = format!("Server listening on 127.0.0.1 port {port}.");
+            let up = super::wait::poll_within(Duration::from_secs(5), || {
                 let seen = log.lock().map(|l| l.clone()).unwrap_or_default();
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("sshd exited ({status}) instead of listening on port {port}:\n{seen}");
+                    return Ok(Err(format!("sshd exited ({status}):\n{seen}")));
                 }
                 if seen.contains(&listening)
                     && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
                 {
-                    Ok(())
+                    Ok(Ok(()))
                 } else {
                     Err(seen)
                 }
-            },
-        );
+            });
+            match up {
+                Ok(Ok(())) => super::ports::Start::Up((child, port, log)),
+                Ok(Err(exited)) => super::ports::collided_or_panic(
+                    format!("sshd did not listen on port {port}"),
+                    exited,
+                ),
+                Err(seen) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("timed out after 5 s waiting for sshd to listen on port {port}:\n{seen}")
+                }
+            }
+        });
         Sshd {
             child,
             port,

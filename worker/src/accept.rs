@@ -1,81 +1,42 @@
-//! Accepting connections so that strangers cannot exhaust the worker: a failing `accept`
-//! (out of descriptors: EMFILE, ENFILE) backs off instead of spinning and is logged at most
-//! once per [`LOG_EVERY`], and connections that have not authenticated yet (TLS handshake,
-//! proxy hello) are capped, globally and per source address, by a [`Gate`]. The time such a
-//! connection may take is bounded by its listener (`handshake_timeout`, `hello_timeout`).
+//! Accepting connections so that strangers cannot exhaust the worker: a failing `accept` is
+//! handled by the listeners' shared policy ([`portcullis_proto::accept`]: a connection's own
+//! failure is logged and the next accepted at once, running out of descriptors or memory
+//! backs off), and connections that have not authenticated yet (TLS handshake, proxy hello)
+//! are capped, globally and per source address, by a [`Gate`]. The time such a connection may
+//! take is bounded by its listener (`handshake_timeout`, `hello_timeout`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use portcullis_proto::accept::{Acceptor, LogLimit};
 use portcullis_proto::handshakes::Handshakes;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 
-/// At most one log line per this interval for a failing accept or a full gate.
-pub(crate) const LOG_EVERY: Duration = Duration::from_secs(10);
-
-const FIRST_BACKOFF: Duration = Duration::from_millis(5);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
-
-/// Counts what happened since the last log line, and says when the next may be written.
-#[derive(Default)]
-struct RateLimitedLog {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl RateLimitedLog {
-    /// Returns how many events were suppressed since the last line when one may be written
-    /// now, None otherwise.
-    fn due(&mut self, now: Instant) -> Option<u64> {
-        if self.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
-
-/// A listener whose accept loop backs off on errors.
+/// A TCP listener accepting through the shared accept policy.
 pub struct Listener {
     inner: TcpListener,
-    /// Names the listener in log lines (`proxy`, `cluster`).
-    what: &'static str,
-    backoff: Duration,
-    log: RateLimitedLog,
+    acceptor: Acceptor,
 }
 
 impl Listener {
+    /// `what` names the listener in log lines (`proxy`, `cluster`).
     pub fn new(inner: TcpListener, what: &'static str) -> Listener {
         Listener {
             inner,
-            what,
-            backoff: FIRST_BACKOFF,
-            log: RateLimitedLog::default(),
+            acceptor: Acceptor::new(what),
         }
     }
 
-    /// The next connection. Errors are not returned: every one of them (descriptors
-    /// exhausted, a connection reset before it was accepted) is waited out with a growing
-    /// back-off, reset by the next success.
-    pub async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        loop {
-            match self.inner.accept().await {
-                Ok(pair) => {
-                    self.backoff = FIRST_BACKOFF;
-                    return pair;
-                }
-                Err(err) => {
-                    if let Some(suppressed) = self.log.due(Instant::now()) {
-                        tracing::warn!(listener = self.what, error = %err, failures.suppressed = suppressed, backoff = ?self.backoff,
-                            "accept failed; backing off (raise the descriptor limit if this is EMFILE/ENFILE)");
-                    }
-                    tokio::time::sleep(self.backoff).await;
-                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
+    /// The next connection, or None once `shutdown` is cancelled. Failures are not returned
+    /// (see [`portcullis_proto::accept`]). Cancel-safe.
+    pub async fn accept(
+        &mut self,
+        shutdown: &CancellationToken,
+    ) -> Option<(TcpStream, SocketAddr)> {
+        let inner = &self.inner;
+        self.acceptor.next_until(|| inner.accept(), shutdown).await
     }
 }
 
@@ -84,7 +45,7 @@ pub(crate) use portcullis_proto::handshakes::Limits as GateLimits;
 
 struct GateState {
     handshakes: Handshakes,
-    log: RateLimitedLog,
+    log: LogLimit,
 }
 
 /// Admits connections into their unauthenticated phase up to [`GateLimits`] (the count is
@@ -116,7 +77,7 @@ impl Gate {
             what,
             state: Arc::new(Mutex::new(GateState {
                 handshakes: Handshakes::new(limits),
-                log: RateLimitedLog::default(),
+                log: LogLimit::default(),
             })),
         }
     }
@@ -168,15 +129,5 @@ mod tests {
         // An IPv4 client on a dual-stack socket counts as its IPv4 address.
         let mapped: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
         assert_eq!(mapped.to_canonical(), b);
-    }
-
-    #[test]
-    fn the_log_speaks_once_per_interval_and_counts_the_rest() {
-        let mut log = RateLimitedLog::default();
-        let t0 = Instant::now();
-        assert_eq!(log.due(t0), Some(0));
-        assert_eq!(log.due(t0 + Duration::from_millis(50)), None);
-        assert_eq!(log.due(t0 + Duration::from_secs(1)), None);
-        assert_eq!(log.due(t0 + LOG_EVERY), Some(2));
     }
 }

@@ -43,7 +43,7 @@ fn certified(
 
 impl Certificates {
     pub fn new(identity: &Identity, dir: PathBuf) -> Result<Certificates, WorkerError> {
-        let signing_key = rustls::crypto::ring::sign::any_supported_type(&identity.key_der())
+        let signing_key = portcullis_crypto::tls::signing_key(&identity.key_der())
             .map_err(|e| WorkerError::Identity(format!("unusable worker key: {e}")))?;
         let certified = certified(&identity.cert_pem, &signing_key)?;
         Ok(Certificates {

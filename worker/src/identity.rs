@@ -4,16 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use futures_util::{SinkExt as _, StreamExt as _};
-use portcullis_proto::api::JoinRequest;
 use portcullis_proto::clock::Clock;
-use portcullis_proto::link::{self, Frame, Request, Response};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls_pki_types::pem::PemObject as _;
-use tokio_util::codec::Framed;
 
+use crate::enrol::{Enrolment, Side};
 use crate::{ExposeSecret as _, WorkerError};
 
 #[derive(Clone)]
@@ -105,7 +100,7 @@ impl Identity {
 /// Saves the identity a join produced.
 pub fn finish_enrolment(
     dir: &Path,
-    key: rcgen::KeyPair,
+    key: &rcgen::KeyPair,
     joined: portcullis_proto::api::JoinResponse,
     issued_at: u64,
 ) -> Result<Identity, WorkerError> {
@@ -146,76 +141,8 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), WorkerError>
         .map_err(|e| WorkerError::Identity(e.to_string()))
 }
 
-/// Verifies the controller during enrolment: the CA it presents must hash to the value in the
-/// join token, and the leaf must chain to that CA for the controller's name.
-#[derive(Debug)]
-struct PinnedCaVerifier {
-    ca_hash: String,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinnedCaVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let ca = intermediates.last().ok_or(rustls::Error::General(
-            "the controller sent no CA certificate".into(),
-        ))?;
-        let spki = webpki::EndEntityCert::try_from(ca)
-            .map_err(|_| rustls::Error::General("unparsable CA certificate".into()))?
-            .subject_public_key_info();
-        if portcullis_proto::keys::spki_fingerprint(spki.as_ref()) != self.ca_hash {
-            return Err(rustls::Error::General(
-                "the controller's CA does not match the join token: wrong controller?".into(),
-            ));
-        }
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca.clone().into_owned())?;
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots),
-            self.provider.clone(),
-        )
-        .build()
-        .map_err(|e| rustls::Error::General(e.to_string()))?;
-        inner.verify_server_cert(end_entity, &[], server_name, ocsp, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("TLS 1.2 is not used".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// Enrols with a join token at one of the controllers; saves and returns the identity.
+/// Enrols with a join token at one of the controllers, dialling each in turn; saves and
+/// returns the identity.
 pub async fn enrol(
     dir: &Path,
     controllers: &[String],
@@ -224,34 +151,7 @@ pub async fn enrol(
     proxy_addr: &str,
     clock: &dyn Clock,
 ) -> Result<Identity, WorkerError> {
-    let (ca_hash, _) = portcullis_proto::api::join_token::parse(token)
-        .map_err(|m| WorkerError::Enrol(m.to_owned()))?;
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
-        .map_err(|e| WorkerError::Identity(e.to_string()))?;
-    let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = PinnedCaVerifier {
-        ca_hash: ca_hash.to_owned(),
-        provider: provider.clone(),
-    };
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| WorkerError::Identity(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![link::ALPN.to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let request = Frame::Request {
-        id: 1,
-        body: Request::Join(JoinRequest {
-            token: token.to_owned(),
-            name: name.to_owned(),
-            public_key: portcullis_proto::keys::b64(&spki),
-            proxy_addr: proxy_addr.to_owned(),
-        }),
-    };
-    let bytes = link::encode(&request).map_err(|e| WorkerError::Enrol(e.to_string()))?;
+    let enrolment = Enrolment::new(token, name, proxy_addr, Side::Dial)?;
     let mut last = String::from("no controller address is configured");
     for addr in controllers {
         let attempt = async {
@@ -262,54 +162,17 @@ pub async fn enrol(
             .await
             .map_err(|_| format!("connecting to {addr} timed out"))?
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-            let server =
-                ServerName::try_from(link::CONTROLLER_SERVER_NAME).map_err(|e| e.to_string())?;
-            let tls = tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                connector.connect(server, tcp),
-            )
-            .await
-            .map_err(|_| format!("TLS with {addr} timed out"))?
-            .map_err(|e| format!("TLS with {addr} failed: {e}"))?;
-            join_over(tls, bytes.clone()).await
+            enrolment
+                .attempt(tcp, std::time::Duration::from_secs(10))
+                .await
+                .map_err(|e| format!("with {addr}: {e}"))
         };
         match attempt.await {
-            Ok(joined) => return finish_enrolment(dir, key, joined, clock.unix_secs()),
+            Ok(joined) => return enrolment.finish(dir, joined, clock.unix_secs()),
             Err(message) => last = message,
         }
     }
     Err(WorkerError::Enrol(last))
-}
-
-/// Sends the encoded `join` request on a fresh link (either direction: the worker dialled
-/// out, or a controller dialled in) and reads the controller's answer.
-pub(crate) async fn join_over<S>(
-    stream: S,
-    join: bytes::Bytes,
-) -> Result<portcullis_proto::api::JoinResponse, String>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let mut framed = Framed::new(stream, link::codec());
-    framed.send(join).await.map_err(|e| e.to_string())?;
-    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), framed.next())
-        .await
-        .map_err(|_| "the controller did not answer the join request".to_string())?
-        .ok_or("the controller closed the link")?
-        .map_err(|e| e.to_string())?;
-    match link::decode(&answer).map_err(|e| e.to_string())? {
-        Frame::Response {
-            body: Response::Joined(joined),
-            ..
-        } => Ok(joined),
-        Frame::Response {
-            body: Response::Error { message },
-            ..
-        } => Err(format!(
-            "the controller refused to enrol this worker: {message}"
-        )),
-        _ => Err("unexpected answer to the join request".to_string()),
-    }
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 //! and brokers TCP connections for clients that present a valid grant, dialling only the
 //! vetted endpoint the grant names.
 //!
-//! Code map: [`config`], [`identity`] (key, certificate, enrolment), [`link`] (the link
+//! Code map: [`config`], [`identity`] (key, certificate, saving), `enrol` (one enrolment
+//! over any stream, whichever side dials), [`link`] (the link
 //! client, dialling, the protocol peer and its driver), [`proxy`] (listener, handshake,
-//! admission, relay), [`verifier`] (client-key verifier),
+//! admission, relay; its TLS takes any client key whose holder proves it, the grant binds it),
 //! [`table`] (sessions, keys, freshness, expiry), [`spool`] (connection events until
 //! acknowledged), [`inbound`] (links controllers dial), [`accept`] (accept back-off and the
 //! cap on connections still in their handshake).
@@ -13,6 +14,7 @@
 pub(crate) mod accept;
 pub mod certs;
 pub mod config;
+mod enrol;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -22,7 +24,6 @@ pub mod link;
 pub mod proxy;
 pub mod spool;
 pub mod table;
-pub mod verifier;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -292,12 +293,11 @@ async fn load_or_enrol(
 /// The proxy listener's TLS: 1.3 only, the current certificate, and the client-key verifier
 /// (the grant names the key; admission compares them).
 fn proxy_tls(certs: Arc<certs::Certificates>) -> Result<Arc<rustls::ServerConfig>, WorkerError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut proxy_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| WorkerError::Tls(e.to_string()))?
-        .with_client_cert_verifier(Arc::new(verifier::SessionKeyVerifier::new(provider)))
-        .with_cert_resolver(certs);
-    proxy_tls.alpn_protocols = vec![portcullis_proto::proxy::ALPN.to_vec()];
+    let proxy_tls = portcullis_crypto::tls::server_config(
+        Arc::new(portcullis_crypto::tls::verify::AnyKey),
+        portcullis_crypto::tls::ServerCert::Resolver(certs),
+        portcullis_proto::proxy::ALPN,
+    )
+    .map_err(|e| WorkerError::Tls(e.to_string()))?;
     Ok(Arc::new(proxy_tls))
 }

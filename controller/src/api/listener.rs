@@ -13,9 +13,9 @@
 //! hold.
 //!
 //! Admission is decided by [`super::connections::Table`]: a per-address cap, and a global
-//! cap at which an idle connection is closed to make room. Accept errors (above all EMFILE and
-//! ENFILE, when descriptors run out) back off exponentially, close the longest-idle
-//! connection to free a descriptor, and are logged at most once per [`LOG_EVERY`].
+//! cap at which an idle connection is closed to make room. Accept errors follow the listeners'
+//! shared policy ([`portcullis_proto::accept`]); when descriptors run out, the longest-idle
+//! connection is also closed to free one.
 
 use std::convert::Infallible;
 use std::future::Future as _;
@@ -35,6 +35,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
+use portcullis_proto::accept::Acceptor;
+
 use super::connections::{Admission, ConnId, Table};
 use super::extract::PeerAddr;
 use super::limits::ConnectionLimits;
@@ -42,9 +44,6 @@ use super::limits::ConnectionLimits;
 /// How long a connection asked to close (shutdown, eviction, a body past its deadline) may
 /// take to finish the response it is writing.
 const DRAIN: Duration = Duration::from_secs(5);
-
-/// Accept errors are logged at most this often (with the count of those not logged).
-pub(crate) const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Serves `router` over TLS on `listener` until `shutdown`; one span per connection and per
 /// request with the client's address.
@@ -58,39 +57,19 @@ pub(crate) async fn serve(
     let acceptor = TlsAcceptor::from(tls);
     let limits = Arc::new(limits);
     let table: Shared = Arc::new(Mutex::new(Table::default()));
-    let mut errors = AcceptErrors::default();
+    let mut accepting = Acceptor::new("API").on_descriptors_exhausted({
+        let table = table.clone();
+        // Free one descriptor for the next accept: an idle connection.
+        move || {
+            let mut t = lock(&table);
+            if let Some(victim) = t.eviction_candidate() {
+                evict(&mut t, victim);
+            }
+        }
+    });
     loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(pair) => {
-                errors.succeeded();
-                pair
-            }
-            Err(err) => {
-                let now = Instant::now();
-                if let Some(unlogged) = errors.failed(now) {
-                    tracing::warn!(
-                        error = %err,
-                        errors.unlogged = unlogged,
-                        "API accept failed; backing off (when descriptors run out, lower \
-                         api.connections.max or raise the descriptor limit)"
-                    );
-                }
-                if out_of_descriptors(&err) {
-                    // Free one descriptor for the next accept: an idle connection.
-                    let mut t = lock(&table);
-                    if let Some(victim) = t.eviction_candidate() {
-                        evict(&mut t, victim);
-                    }
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(errors.backoff()) => continue,
-                }
-            }
+        let Some((tcp, peer)) = accepting.next_until(|| listener.accept(), &shutdown).await else {
+            return;
         };
         // An IPv4 client on a dual-stack listener appears as ::ffff:a.b.c.d; zones, grants
         // and the per-address cap use the plain address.
@@ -142,12 +121,6 @@ fn evict(table: &mut Table<CancellationToken>, id: ConnId) {
     if let Some(close) = table.remove(id) {
         close.cancel();
     }
-}
-
-/// EMFILE (the process's descriptor limit) or ENFILE (the system's): 24 and 23 on Linux and
-/// the BSDs.
-fn out_of_descriptors(err: &std::io::Error) -> bool {
-    matches!(err.raw_os_error(), Some(23 | 24))
 }
 
 /// One accepted connection, counted in the table until it is dropped.
@@ -363,82 +336,5 @@ impl hyper::body::Body for DeadlineBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-/// Accept failures in a row: how long to wait before the next accept, and which to log.
-#[derive(Debug, Default)]
-pub(crate) struct AcceptErrors {
-    in_a_row: u32,
-    last_logged: Option<Instant>,
-    unlogged: u64,
-}
-
-impl AcceptErrors {
-    /// Counts a failure; returns `Some(n)` when this one is to be logged, `n` being how many
-    /// were not since the last line.
-    pub(crate) fn failed(&mut self, now: Instant) -> Option<u64> {
-        self.in_a_row = self.in_a_row.saturating_add(1);
-        match self.last_logged {
-            Some(at) if now.duration_since(at) < LOG_EVERY => {
-                self.unlogged += 1;
-                None
-            }
-            _ => {
-                self.last_logged = Some(now);
-                Some(std::mem::take(&mut self.unlogged))
-            }
-        }
-    }
-
-    pub(crate) fn succeeded(&mut self) {
-        self.in_a_row = 0;
-    }
-
-    /// 10 ms after the first failure, doubling up to one second.
-    pub(crate) fn backoff(&self) -> Duration {
-        let exponent = self.in_a_row.saturating_sub(1).min(7);
-        Duration::from_millis(10 << exponent).min(Duration::from_secs(1))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_errors_are_logged_once_per_period_with_the_count_skipped() {
-        let t0 = Instant::now();
-        let mut e = AcceptErrors::default();
-        assert_eq!(e.failed(t0), Some(0));
-        for i in 1..200 {
-            assert_eq!(e.failed(t0 + Duration::from_millis(i * 5)), None);
-        }
-        assert_eq!(e.failed(t0 + LOG_EVERY), Some(199));
-        assert_eq!(e.failed(t0 + LOG_EVERY), None);
-    }
-
-    #[test]
-    fn accept_backoff_doubles_to_a_second_and_resets_on_success() {
-        let mut e = AcceptErrors::default();
-        let now = Instant::now();
-        e.failed(now);
-        assert_eq!(e.backoff(), Duration::from_millis(10));
-        e.failed(now);
-        assert_eq!(e.backoff(), Duration::from_millis(20));
-        for _ in 0..20 {
-            e.failed(now);
-        }
-        assert_eq!(e.backoff(), Duration::from_secs(1));
-        e.succeeded();
-        e.failed(now);
-        assert_eq!(e.backoff(), Duration::from_millis(10));
-    }
-
-    #[test]
-    fn descriptor_exhaustion_is_recognised() {
-        assert!(out_of_descriptors(&std::io::Error::from_raw_os_error(24)));
-        assert!(out_of_descriptors(&std::io::Error::from_raw_os_error(23)));
-        assert!(!out_of_descriptors(&std::io::Error::from_raw_os_error(103)));
     }
 }

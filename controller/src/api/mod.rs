@@ -17,6 +17,9 @@ pub(crate) mod sessions;
 pub(crate) mod targets;
 pub(crate) mod workers;
 
+#[cfg(test)]
+mod tests;
+
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;

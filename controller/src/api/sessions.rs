@@ -4,7 +4,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use portcullis_policy::Permission;
-use portcullis_proto::api::{AuthorizeSession, Connection, List, Session, SessionAuthorization};
+use portcullis_proto::api::{
+    AuthorizeSession, CancelReason, CancelSession, Connection, List, Session, SessionAuthorization,
+};
 use portcullis_proto::link::EndReason;
 use serde::Deserialize;
 
@@ -172,6 +174,11 @@ async fn to_api(
         .await?
         .map(|u| u.username)
         .unwrap_or_default();
+    let target_name = targets::find(&mut conn, &s.target_id)
+        .await?
+        .map(|t| t.name)
+        .unwrap_or_default();
+    let connection_count = connection_rows::count(&mut conn, &s.id).await?;
     let connections = if with_connections {
         connection_rows::connections(&mut conn, &s.id)
             .await?
@@ -186,6 +193,7 @@ async fn to_api(
         user_id: s.user_id.clone(),
         username,
         target_id: s.target_id.clone(),
+        target_name,
         worker_id: s.worker_id.clone(),
         state: s.state.to_string(),
         termination_reason: s.termination_reason.map(|r| r.to_string()),
@@ -196,6 +204,7 @@ async fn to_api(
         expires_at: clock::to_u64(s.expires_at),
         activated_at: s.activated_at.map(clock::to_u64),
         terminated_at: s.terminated_at.map(clock::to_u64),
+        connection_count: u32::try_from(connection_count).unwrap_or(u32::MAX),
         connections,
     })
 }
@@ -203,25 +212,71 @@ async fn to_api(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
+    /// At most this many sessions (default 100, at most 1000).
     limit: Option<i64>,
+    /// Only sessions that have not ended.
+    #[serde(default)]
+    live: bool,
+    /// The `next` of the previous page.
+    after: Option<String>,
 }
 
+/// `GET /v1/sessions`: the sessions the caller may see, newest first, a page at a time.
 pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<List<Session>>, ApiError> {
-    let limit = q.limit.unwrap_or(200).clamp(1, 1000);
-    let only = (!principal.has(Permission::SessionsReadAll)).then_some(principal.user.id.as_str());
-    let records = {
-        let mut conn = state.store.conn().await?;
-        rows::list(&mut conn, only, limit).await?
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let after = q.after.as_deref().map(parse_cursor).transpose()?;
+    let query = rows::PageQuery {
+        user_id: (!principal.has(Permission::SessionsReadAll))
+            .then_some(principal.user.id.as_str()),
+        live_only: q.live,
+        after,
+        // One more than asked for tells whether another page follows.
+        limit: limit + 1,
     };
+    let mut records = {
+        let mut conn = state.store.conn().await?;
+        rows::page(&mut conn, &query).await?
+    };
+    let more = records.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    records.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next = more
+        .then(|| records.last().map(|s| format!("{}.{}", s.created_at, s.id)))
+        .flatten();
     let mut items = Vec::with_capacity(records.len());
     for s in &records {
         items.push(to_api(&state, s, false).await?);
     }
-    Ok(Json(List { items }))
+    Ok(Json(List { items, next }))
+}
+
+/// A page cursor, `CREATED_AT.ID` of the last session of the previous page.
+fn parse_cursor(text: &str) -> Result<(i64, &str), ApiError> {
+    text.split_once('.')
+        .and_then(|(at, id)| Some((at.parse().ok()?, id)))
+        .filter(|(_, id)| !id.is_empty())
+        .ok_or_else(|| {
+            ApiError::field(
+                "after",
+                "not a cursor: pass the `next` of the previous page",
+            )
+        })
+}
+
+/// The cancel body: none at all (or blank) means `{}`.
+fn cancel_request(body: &[u8]) -> Result<CancelSession, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(CancelSession::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::field(
+            "reason",
+            format!("the body must be {{}} or {{\"reason\": \"canceled\" | \"closed\"}}: {e}"),
+        )
+    })
 }
 
 async fn visible(
@@ -252,13 +307,25 @@ pub(crate) async fn get(
     Ok(Json(to_api(&state, &session, true).await?))
 }
 
+/// `POST /v1/sessions/{id}/cancel`, with an optional [`CancelSession`] body.
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Session>, ApiError> {
+    let request = cancel_request(&body)?;
     let session = visible(&state, &principal, &id, Permission::SessionsCancelAny).await?;
-    lifecycle::end_session(&state, &session.id, EndReason::Canceled, principal.actor()).await?;
+    let reason =
+        match request.reason.unwrap_or(CancelReason::Canceled) {
+            CancelReason::Canceled => EndReason::Canceled,
+            CancelReason::Closed if session.user_id == principal.user.id => EndReason::Closed,
+            CancelReason::Closed => return Err(ApiError::field(
+                "reason",
+                "only the session's own user ends it as `closed`; cancel it instead (`canceled`)",
+            )),
+        };
+    lifecycle::end_session(&state, &session.id, reason, principal.actor()).await?;
     let session = {
         let mut conn = state.store.conn().await?;
         rows::get(&mut conn, &id)

@@ -14,6 +14,7 @@ use crate::clock;
 use crate::ids::{new_id, IdKind};
 use crate::state::AppState;
 use crate::store::targets::{self as rows, TargetRecord};
+use crate::target_labels::{self, LabelCheck};
 
 const MAX_SESSION_SECS: u64 = 30 * 24 * 3600;
 
@@ -36,7 +37,31 @@ pub(crate) fn to_api(t: &TargetRecord) -> Target {
         vault_secrets: t.vault_secrets.clone(),
         created_at: clock::to_u64(t.created_at),
         updated_at: clock::to_u64(t.updated_at),
+        warnings: vec![],
     }
+}
+
+/// The zone and service being set, checked against the policy (see [`target_labels`]):
+/// the warnings of what `force` let through, or a 422 naming the field.
+fn check_labels(
+    state: &AppState,
+    zone: Option<&str>,
+    service: Option<&str>,
+    force: bool,
+) -> Result<Vec<String>, ApiError> {
+    let how = LabelCheck {
+        force,
+        reloadable: state.config.policy_file.is_some(),
+    };
+    target_labels::check(state.policy().as_deref(), zone, service, how).map_err(|err| {
+        let mut api = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_in_policy",
+            err.to_string(),
+        );
+        api.field = Some(err.kind.to_owned());
+        api
+    })
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
@@ -205,6 +230,12 @@ pub(crate) async fn create(
         updated_at: now,
     };
     check_record(&record)?;
+    let warnings = check_labels(
+        &state,
+        record.zone.as_deref(),
+        record.service.as_deref(),
+        body.force,
+    )?;
     let mut tx = state.begin_audited().await?;
     rows::insert(tx.write(), &record)
         .await
@@ -218,7 +249,13 @@ pub(crate) async fn create(
         })?;
     tx.commit(AuditEvent::new(principal.actor(), target_created(&record)).target(&record.id))
         .await?;
-    Ok((StatusCode::CREATED, Json(to_api(&record))))
+    Ok((
+        StatusCode::CREATED,
+        Json(Target {
+            warnings,
+            ..to_api(&record)
+        }),
+    ))
 }
 
 pub(crate) async fn list(
@@ -227,7 +264,7 @@ pub(crate) async fn list(
 ) -> Result<Json<List<Target>>, ApiError> {
     let mut conn = state.store.conn().await?;
     let items = rows::list(&mut conn).await?.iter().map(to_api).collect();
-    Ok(Json(List { items }))
+    Ok(Json(List { items, next: None }))
 }
 
 pub(crate) async fn get(
@@ -259,6 +296,10 @@ pub(crate) async fn update(
     if let Some(v) = body.address {
         t.address = v;
     }
+    // Only a zone or service set here is checked: a target whose label the policy lost
+    // in a reload can still be changed otherwise.
+    let new_zone = body.zone.clone().flatten();
+    let new_service = body.service.clone().flatten();
     if let Some(v) = body.zone {
         t.zone = v;
     }
@@ -297,10 +338,19 @@ pub(crate) async fn update(
     }
     t.updated_at = clock::to_i64(state.clock.unix_secs());
     check_record(&t)?;
+    let warnings = check_labels(
+        &state,
+        new_zone.as_deref(),
+        new_service.as_deref(),
+        body.force,
+    )?;
     rows::update(tx.write(), &t).await?;
     tx.commit(AuditEvent::new(principal.actor(), target_updated(&t)).target(&t.id))
         .await?;
-    Ok(Json(to_api(&t)))
+    Ok(Json(Target {
+        warnings,
+        ..to_api(&t)
+    }))
 }
 
 pub(crate) async fn delete(

@@ -39,6 +39,7 @@ pub(crate) async fn list(
     let mut conn = state.store.conn().await?;
     Ok(Json(List {
         items: rows::list(&mut conn).await?.iter().map(to_api).collect(),
+        next: None,
     }))
 }
 

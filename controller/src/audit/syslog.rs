@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::FutureExt as _;
+use portcullis_crypto::tls::ClientAuth;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls_pki_types::pem::PemObject as _;
 use serde_json::Value;
@@ -262,8 +263,7 @@ fn connector(s: &SyslogTls) -> Result<(TlsConnector, ServerName<'static>), Syslo
             message: "it holds no PEM certificate".into(),
         });
     }
-    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
-    let config = match (&s.client_cert_file, &s.client_key_file) {
+    let auth = match (&s.client_cert_file, &s.client_key_file) {
         (Some(cert_file), Some(key_file)) => {
             let pem = read("client certificate", cert_file)?;
             let chain = CertificateDer::pem_slice_iter(&pem)
@@ -279,12 +279,12 @@ fn connector(s: &SyslogTls) -> Result<(TlsConnector, ServerName<'static>), Syslo
                 path: key_file.clone(),
                 message: e.to_string(),
             })?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| SyslogError::Tls(e.to_string()))?
+            ClientAuth::Cert { chain, key }
         }
-        _ => builder.with_no_client_auth(),
+        _ => ClientAuth::None,
     };
+    let config = portcullis_crypto::tls::https_client_config(roots, auth)
+        .map_err(|e| SyslogError::Tls(e.to_string()))?;
     let name = ServerName::try_from(s.server_name.clone())
         .map_err(|e| SyslogError::Tls(format!("{:?} is not a server name: {e}", s.server_name)))?;
     Ok((TlsConnector::from(Arc::new(config)), name))

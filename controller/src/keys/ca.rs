@@ -222,6 +222,7 @@ fn pem_to_der(pem: &str) -> Result<CertificateDer<'static>, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use portcullis_crypto::tls::verify::{chains_to, Usage};
     use portcullis_proto::clock::{Clock as _, ManualClock};
 
     /// A CA created and issuing on `clock`.
@@ -235,18 +236,8 @@ mod tests {
     /// Whether `pem`, issued by `ca` for client authentication, is valid at `unix_secs`.
     fn valid_at(ca: &CertificateAuthority, pem: &str, unix_secs: u64) -> bool {
         let der = pem_to_der(pem).unwrap();
-        let cert = webpki::EndEntityCert::try_from(&der).unwrap();
-        let anchor = webpki::anchor_from_trusted_cert(&ca.cert_der).unwrap();
-        cert.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            &[anchor],
-            &[],
-            rustls_pki_types::UnixTime::since_unix_epoch(Duration::from_secs(unix_secs)),
-            webpki::KeyUsage::client_auth(),
-            None,
-            None,
-        )
-        .is_ok()
+        let at = rustls_pki_types::UnixTime::since_unix_epoch(Duration::from_secs(unix_secs));
+        chains_to(&der, &ca.cert_der, Usage::ClientAuth, at).is_ok()
     }
 
     #[test]
@@ -285,18 +276,8 @@ mod tests {
         let der = pem_to_der(&pem).unwrap();
         let cert = webpki::EndEntityCert::try_from(&der).unwrap();
         assert_eq!(cert.subject_public_key_info().as_ref(), spki.as_slice());
-        let anchor = webpki::anchor_from_trusted_cert(&ca.cert_der).unwrap();
         let now = rustls_pki_types::UnixTime::now();
-        cert.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            &[anchor],
-            &[],
-            now,
-            webpki::KeyUsage::client_auth(),
-            None,
-            None,
-        )
-        .unwrap();
+        chains_to(&der, &ca.cert_der, Usage::ClientAuth, now).unwrap();
         // A worker certificate is no controller's: it names no host at all.
         let controller =
             rustls_pki_types::ServerName::try_from(portcullis_proto::link::CONTROLLER_SERVER_NAME)

@@ -5,15 +5,14 @@ use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use ring::rand::{SecureRandom as _, SystemRandom};
+use portcullis_crypto::aead::SealingKey;
 use zeroize::Zeroizing;
 
 use super::KeyError;
 use crate::secret::{ExposeSecret as _, SecretBytes, SecretString};
 
 pub struct MasterKey {
-    key: LessSafeKey,
+    key: SealingKey,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -34,11 +33,9 @@ impl MasterKey {
                 bytes.len()
             )));
         }
-        let unbound = UnboundKey::new(&AES_256_GCM, &bytes)
+        let key = SealingKey::new(&bytes)
             .map_err(|_| KeyError::MasterKey("cannot use the master key".into()))?;
-        Ok(MasterKey {
-            key: LessSafeKey::new(unbound),
-        })
+        Ok(MasterKey { key })
     }
 
     /// Reads a master key file, which only its owner may read: a file the group or others
@@ -68,8 +65,7 @@ impl MasterKey {
     /// A new random master key as hex, for first starts.
     pub fn generate_hex() -> Result<SecretString, KeyError> {
         let mut bytes = Zeroizing::new([0u8; 32]);
-        SystemRandom::new()
-            .fill(bytes.as_mut())
+        portcullis_crypto::random::fill(bytes.as_mut())
             .map_err(|_| KeyError::Crypto("no system randomness".into()))?;
         Ok(SecretString::from(hex::encode(bytes.as_ref())))
     }
@@ -105,36 +101,17 @@ impl MasterKey {
     /// Encrypts `plain`, binding it to `context` (the key's id and purpose): the sealed blob
     /// cannot be moved to another row.
     pub fn seal(&self, context: &str, plain: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| KeyError::Crypto("no system randomness".into()))?;
-        let mut buf = plain.to_vec();
         self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(context.as_bytes()),
-                &mut buf,
-            )
-            .map_err(|_| KeyError::Crypto("sealing failed".into()))?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&buf);
-        Ok(out)
+            .seal(context.as_bytes(), plain)
+            .map_err(|e| KeyError::Crypto(format!("sealing failed: {e}")))
     }
 
     /// Decrypts what [`MasterKey::seal`] sealed with the same `context`; the plaintext is
     /// zeroised when dropped.
     pub fn open(&self, context: &str, sealed: &[u8]) -> Result<SecretBytes, KeyError> {
-        if sealed.len() < NONCE_LEN + 16 {
-            return Err(KeyError::Unseal(context.to_owned()));
-        }
-        let (nonce, body) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce)
-            .map_err(|_| KeyError::Unseal(context.to_owned()))?;
-        let mut buf = Zeroizing::new(body.to_vec());
         let plain = self
             .key
-            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut buf)
+            .open(context.as_bytes(), sealed)
             .map_err(|_| KeyError::Unseal(context.to_owned()))?;
         Ok(SecretBytes::from(plain.to_vec()))
     }

@@ -11,10 +11,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_crypto::tls::verify::{chains_to, AnyKey, Usage};
+use portcullis_crypto::tls::{self, ClientAuth};
 use portcullis_proto::link::LinkError;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -22,80 +22,25 @@ use crate::keys::ca::CertificateAuthority;
 use crate::keys::KeyError;
 use crate::state::AppState;
 
-/// Accepts the worker's certificate as whatever it is (the protocol decides what the link may
-/// do), but verifies that the worker holds its key.
-#[derive(Debug)]
-struct AnyWorkerKey(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyWorkerKey {
-    fn verify_server_cert(
-        &self,
-        ee: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        webpki::EndEntityCert::try_from(ee)
-            .map_err(|_| rustls::Error::General("unparsable worker certificate".into()))?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("TLS 1.2 is not used".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// The TLS client config a controller dials workers with.
+/// The TLS client config a controller dials workers with: its link certificate, and any
+/// worker key whose holder proves it (`AnyKey`): the protocol decides what the link may do.
 pub(crate) fn client_config(
     ca: &CertificateAuthority,
 ) -> Result<Arc<rustls::ClientConfig>, KeyError> {
     let (chain, key) = ca.issue_controller_identity(Duration::from_secs(30 * 24 * 3600))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| KeyError::Crypto(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyWorkerKey(provider)))
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| KeyError::Crypto(e.to_string()))?;
-    config.alpn_protocols = vec![portcullis_proto::link::ALPN.to_vec()];
+    let config = tls::client_config(
+        Arc::new(AnyKey),
+        ClientAuth::Cert { chain, key },
+        portcullis_proto::link::ALPN,
+    )
+    .map_err(|e| KeyError::Crypto(e.to_string()))?;
     Ok(Arc::new(config))
 }
 
 /// The worker's key, when its certificate chains to our CA (an enrolled worker).
 fn enrolled_key(cert: &CertificateDer<'_>, ca: &CertificateDer<'_>) -> Option<Vec<u8>> {
-    let ee = webpki::EndEntityCert::try_from(cert).ok()?;
-    let anchor = webpki::anchor_from_trusted_cert(ca).ok()?;
-    ee.verify_for_usage(
-        webpki::ALL_VERIFICATION_ALGS,
-        &[anchor],
-        &[],
-        UnixTime::now(),
-        webpki::KeyUsage::server_auth(),
-        None,
-        None,
-    )
-    .ok()?;
-    Some(ee.subject_public_key_info().as_ref().to_vec())
+    chains_to(cert, ca, Usage::ServerAuth, UnixTime::now()).ok()?;
+    tls::spki_of(cert).ok()
 }
 
 /// Keeps a link to each configured worker address until `shutdown`.
@@ -123,7 +68,11 @@ async fn dial_loop(
     shutdown: CancellationToken,
 ) {
     let connector = tokio_rustls::TlsConnector::from(tls);
-    let mut backoff = Duration::from_millis(200);
+    // From 200 ms, doubling and jittered, at most 5 s; from the start again after a link
+    // that was up.
+    let retries =
+        || portcullis_proto::retry::schedule(Duration::from_millis(200), Duration::from_secs(5));
+    let mut waits = retries();
     loop {
         let attempt = async {
             let tcp = tokio::time::timeout(
@@ -156,15 +105,15 @@ async fn dial_loop(
             super::drive(tls, peer_addr, peer, None, state.clone(), shutdown.clone()).await
         };
         match attempt.await {
-            Ok(()) => backoff = Duration::from_millis(200),
+            Ok(()) => waits = retries(),
             Err(err) => {
                 tracing::info!(error = %portcullis_proto::text::escaped(&err), "worker link ended; redialling")
             }
         }
+        let wait = waits.next().unwrap_or(Duration::from_secs(5));
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use portcullis_proto::link::{self, LinkError};
 use portcullis_proto::text;
-use rustls::server::WebPkiClientVerifier;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -32,20 +31,12 @@ pub(crate) fn tls_config(ca: &CertificateAuthority) -> Result<Arc<rustls::Server
         &[link::CONTROLLER_SERVER_NAME.to_owned()],
         Duration::from_secs(30 * 24 * 3600),
     )?;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(ca.cert_der.clone())
+    use portcullis_crypto::tls::{verify::PinnedCa, ServerCert};
+    let workers = PinnedCa::worker_or_none(ca.cert_der.clone())
         .map_err(|e| KeyError::Crypto(e.to_string()))?;
-    let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
-        .allow_unauthenticated()
-        .build()
+    let cert = ServerCert::Single { chain, key };
+    let config = portcullis_crypto::tls::server_config(Arc::new(workers), cert, link::ALPN)
         .map_err(|e| KeyError::Crypto(e.to_string()))?;
-    let mut config =
-        rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .map_err(|e| KeyError::Crypto(e.to_string()))?;
-    config.alpn_protocols = vec![link::ALPN.to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -63,31 +54,10 @@ pub(crate) async fn serve(
     // Connections closed because the gate was full, logged like failed accepts.
     let mut refused: u64 = 0;
     let mut last_refusal_log: Option<tokio::time::Instant> = None;
-    // A failing accept (out of descriptors) backs off, up to a second, and is logged at most
-    // once per ten seconds with the number of failures in between.
-    let mut backoff = Duration::from_millis(5);
-    let mut last_log: Option<tokio::time::Instant> = None;
-    let mut failures: u64 = 0;
+    let mut accepting = portcullis_proto::accept::Acceptor::new("link");
     loop {
-        let (tcp, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => {
-                    backoff = Duration::from_millis(5);
-                    pair
-                }
-                Err(err) => {
-                    failures += 1;
-                    if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                        tracing::warn!(error = %err, failures, "link accept failed; backing off (raise the descriptor limit if this is EMFILE/ENFILE)");
-                        last_log = Some(tokio::time::Instant::now());
-                        failures = 0;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            },
+        let Some((tcp, peer)) = accepting.next_until(|| listener.accept(), &shutdown).await else {
+            return;
         };
         // Until it authenticates, a connection holds a place in the gate; none left: closed.
         let place = match gate.enter(peer.ip()) {
@@ -139,10 +109,6 @@ async fn run_link(
         .1
         .peer_certificates()
         .and_then(|certs| certs.first())
-        .and_then(|cert| {
-            webpki::EndEntityCert::try_from(cert)
-                .ok()
-                .map(|c| c.subject_public_key_info().as_ref().to_vec())
-        });
+        .and_then(|cert| portcullis_crypto::tls::spki_of(cert).ok());
     drive(tls, peer, peer_spki, Some(place), state, shutdown).await
 }

@@ -55,7 +55,7 @@ impl Relying {
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| OidcError::Refused(format!("its metadata has no token endpoint ({e})")))?
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier))
-            .request_async(&self.http)
+            .request_async(&super::http::Http(&self.http))
             .await
             .map_err(|e| self.token_error(e))?;
         let id_token = response.id_token().ok_or_else(|| {

@@ -57,7 +57,7 @@ impl Relying {
         }
         let issuer = IssuerUrl::new(self.config.issuer.clone())
             .map_err(|e| OidcError::Config(format!("auth.oidc.issuer: {e}")))?;
-        let md = Metadata::discover_async(issuer, &self.http)
+        let md = Metadata::discover_async(issuer, &super::http::Http(&self.http))
             .await
             .map_err(|e| {
                 let text = chain(&e);

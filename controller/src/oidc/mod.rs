@@ -12,6 +12,7 @@ mod code;
 pub(crate) mod config;
 mod device;
 mod discovery;
+mod http;
 mod id_token;
 mod refresh;
 
@@ -156,13 +157,11 @@ fn https_client(config: &OidcConfig) -> Result<reqwest::Client, OidcError> {
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| OidcError::Config(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let tls = portcullis_crypto::tls::https_client_config(
+        roots,
+        portcullis_crypto::tls::ClientAuth::None,
+    )
+    .map_err(|e| OidcError::Config(e.to_string()))?;
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .redirect(reqwest::redirect::Policy::none())

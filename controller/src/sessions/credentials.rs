@@ -177,9 +177,13 @@ pub(crate) fn revoke_now(state: AppState, vault: Vault, ids: Vec<String>) {
     });
 }
 
+/// Seconds until the next attempt after `attempts` failed ones: from 1 s, doubling and
+/// jittered, at most `max` ([`portcullis_proto::retry`]), so revocations that failed together
+/// (Vault was down) are not all retried in the same second.
 fn backoff(attempts: i64, max: Duration) -> u64 {
-    let exp = 1u64 << attempts.clamp(0, 16);
-    exp.min(max.as_secs().max(1))
+    let attempt = usize::try_from(attempts).unwrap_or(0);
+    let wait = portcullis_proto::retry::nth_wait(attempt, Duration::from_secs(1), max);
+    wait.as_secs().max(1)
 }
 
 /// One attempt at one queued revocation; records the outcome (and audits it).
@@ -264,11 +268,20 @@ fn revocation(
 #[cfg(test)]
 mod tests {
     #[test]
-    fn backoff_doubles_up_to_the_maximum() {
+    fn backoff_doubles_with_jitter_up_to_the_maximum() {
         let max = std::time::Duration::from_secs(30);
-        assert_eq!(super::backoff(0, max), 1);
-        assert_eq!(super::backoff(3, max), 8);
-        assert_eq!(super::backoff(10, max), 30);
-        assert_eq!(super::backoff(100, max), 30);
+        for _ in 0..100 {
+            assert_eq!(super::backoff(0, max), 1);
+            assert!((8..16).contains(&super::backoff(3, max)));
+            assert!((15..=30).contains(&super::backoff(10, max)));
+            assert!((15..=30).contains(&super::backoff(100, max)));
+            assert_eq!(super::backoff(-1, max), 1);
+        }
+        // Jittered: a hundred revocations that failed together are not all retried together.
+        let spread: std::collections::HashSet<_> =
+            (0..100).map(|_| super::backoff(4, max)).collect();
+        assert!(spread.len() > 1);
+        // A maximum below a second still waits a second.
+        assert_eq!(super::backoff(5, std::time::Duration::ZERO), 1);
     }
 }

@@ -59,6 +59,7 @@ pub(crate) async fn issue(
         ssh_certificate: signed.ssh_certificate,
         ssh_principals: plan.logins.clone(),
         secrets: vec![],
+        token_expires_at: Some(crate::clock::to_u64(principal.token_expires_at)),
     };
     if let (Some(mint), Some(vault)) = (&plan.vault, &state.vault) {
         let user = &principal.user.username;

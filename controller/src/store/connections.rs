@@ -179,6 +179,15 @@ pub(crate) async fn connections(
     rows.iter().map(from_row).collect()
 }
 
+/// How many connections a session has had (open or closed).
+pub(crate) async fn count(conn: &mut AnyConnection, session_id: &str) -> Result<i64> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM connections WHERE session_id = $1")
+        .bind(session_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(row.try_get("n")?)
+}
+
 pub(crate) async fn open_connections(conn: &mut AnyConnection, session_id: &str) -> Result<i64> {
     let row = sqlx::query(
         "SELECT COUNT(*) AS n FROM connections WHERE session_id = $1 AND state = 'open'",

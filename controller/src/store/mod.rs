@@ -323,9 +323,9 @@ impl Store {
     /// (PostgreSQL advisory lock; SQLite transactions are already serialised).
     pub async fn lock(&self, tx: &mut AnyConnection, name: &str) -> Result<()> {
         if self.dialect == Dialect::Postgres {
-            let digest = ring::digest::digest(&ring::digest::SHA256, name.as_bytes());
+            let digest = portcullis_crypto::digest::sha256(name.as_bytes());
             let mut eight = [0u8; 8];
-            eight.copy_from_slice(&digest.as_ref()[..8]);
+            eight.copy_from_slice(&digest[..8]);
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(i64::from_be_bytes(eight))
                 .execute(&mut *tx)
@@ -343,9 +343,9 @@ impl Store {
             return Ok(Some(Lease { _tx: None }));
         }
         let mut tx = self.pool.begin().await?;
-        let digest = ring::digest::digest(&ring::digest::SHA256, job.as_bytes());
+        let digest = portcullis_crypto::digest::sha256(job.as_bytes());
         let mut eight = [0u8; 8];
-        eight.copy_from_slice(&digest.as_ref()[..8]);
+        eight.copy_from_slice(&digest[..8]);
         let row = sqlx::query("SELECT pg_try_advisory_xact_lock($1) AS got")
             .bind(i64::from_be_bytes(eight))
             .fetch_one(&mut *tx)

@@ -174,6 +174,54 @@ pub(crate) async fn list(
     rows.iter().map(from_row).collect()
 }
 
+/// Which sessions a page of the list holds.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PageQuery<'a> {
+    /// Only this user's sessions.
+    pub user_id: Option<&'a str>,
+    /// Only sessions that have not ended.
+    pub live_only: bool,
+    /// Only sessions after this one in the list's order (newest first): its
+    /// `(created_at, id)`.
+    pub after: Option<(i64, &'a str)>,
+    pub limit: i64,
+}
+
+/// A page of sessions, newest first (`created_at` descending, then `id`).
+pub(crate) async fn page(
+    conn: &mut AnyConnection,
+    q: &PageQuery<'_>,
+) -> Result<Vec<SessionRecord>> {
+    let mut sql = format!("SELECT {COLUMNS} FROM sessions WHERE 1 = 1");
+    let mut n = 0;
+    let mut param = || {
+        n += 1;
+        format!("${n}")
+    };
+    if q.user_id.is_some() {
+        sql.push_str(&format!(" AND user_id = {}", param()));
+    }
+    if q.live_only {
+        sql.push_str(" AND state <> 'terminated'");
+    }
+    if q.after.is_some() {
+        let (before, same, id) = (param(), param(), param());
+        sql.push_str(&format!(
+            " AND (created_at < {before} OR (created_at = {same} AND id > {id}))"
+        ));
+    }
+    sql.push_str(&format!(" ORDER BY created_at DESC, id LIMIT {}", param()));
+    let mut query = sqlx::query(&sql);
+    if let Some(user) = q.user_id {
+        query = query.bind(user);
+    }
+    if let Some((created_at, id)) = q.after {
+        query = query.bind(created_at).bind(created_at).bind(id);
+    }
+    let rows = query.bind(q.limit).fetch_all(conn).await?;
+    rows.iter().map(from_row).collect()
+}
+
 /// Ends a session unless it has already ended; true if this call ended it.
 pub(crate) async fn terminate(w: Write<'_>, id: &str, reason: EndReason, now: i64) -> Result<bool> {
     let conn = w.conn();

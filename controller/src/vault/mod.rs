@@ -11,7 +11,10 @@
 //!
 //! `login` holds the controller's own login and its renewal, `token` the per-session tokens,
 //! `ssh` the certificates and the CA's public key, `leases` leased reads and revocation by
-//! accessor, and `request` the HTTP underneath them and Vault's errors in words.
+//! accessor, and `request` the HTTP underneath them and Vault's errors in words. Every call
+//! goes through vaultrs's typed endpoints (token role creation, renewal and revocation, SSH
+//! signing and the CA key, the AppRole login) except the leased read, for which vaultrs has
+//! no endpoint that keeps the lease (`request::Raw`).
 
 pub(crate) mod config;
 mod leases;
@@ -22,12 +25,12 @@ mod token;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::RwLock;
 use vaultrs::client::VaultClient;
 
 use config::VaultConfig;
+pub(crate) use login::TokenLife;
 pub(crate) use ssh::SignRequest;
 
 #[derive(Debug, thiserror::Error)]
@@ -92,9 +95,9 @@ struct Inner {
 }
 
 impl Vault {
-    /// Logs in (token or AppRole) and checks that the token works; also returns the token's
-    /// TTL for [`Vault::keep_token_alive`].
-    pub(crate) async fn connect(config: VaultConfig) -> Result<(Vault, Duration), VaultError> {
+    /// Logs in (token or AppRole) and checks that the token works; also returns how long the
+    /// token lasts, for [`Vault::keep_token_alive`].
+    pub(crate) async fn connect(config: VaultConfig) -> Result<(Vault, TokenLife), VaultError> {
         let vault = Vault {
             inner: Arc::new(Inner {
                 client: RwLock::new(Arc::new(request::build_client(&config, "")?)),

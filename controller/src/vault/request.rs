@@ -1,11 +1,11 @@
 //! The HTTP underneath every call: the vaultrs client (the controller's own, or one acting
-//! with a session's token), generic requests for the paths vaultrs does not cover, and Vault's
-//! answers and errors read into [`VaultError`]s.
+//! with a session's token), the generic request for the one call vaultrs has no typed endpoint
+//! for (a read of any path that returns the lease with the data: `leases`), and Vault's
+//! errors read into [`VaultError`]s.
 
 use std::sync::Arc;
 
 use rustify::endpoint::Endpoint as _;
-use serde::de::DeserializeOwned;
 use vaultrs::api::EndpointResult;
 use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
@@ -14,7 +14,8 @@ use super::config::VaultConfig;
 use super::{Vault, VaultError};
 use crate::secret::{ExposeSecret as _, SecretString};
 
-/// A generic request: any path, any JSON body, the whole response envelope back.
+/// A generic request: any path, any JSON body, the whole response envelope back (vaultrs's
+/// typed reads drop the lease id and duration a leased read needs).
 struct Raw {
     path: String,
     method: rustify::enums::RequestMethod,
@@ -134,20 +135,6 @@ impl Vault {
             },
         }
     }
-}
-
-pub(super) fn parse_data<T: DeserializeOwned>(
-    data: Option<serde_json::Value>,
-    what: &str,
-) -> Result<T, VaultError> {
-    let data = data.ok_or_else(|| VaultError::Unexpected {
-        what: what.to_owned(),
-        message: "no data in the answer".into(),
-    })?;
-    serde_json::from_value(data).map_err(|e| VaultError::Unexpected {
-        what: what.to_owned(),
-        message: e.to_string(),
-    })
 }
 
 /// Vault's error envelope, like vaultrs does for its own endpoints.

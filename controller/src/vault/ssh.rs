@@ -1,9 +1,11 @@
 //! SSH certificates signed by Vault's SSH secrets engine with a session's token, and the
 //! engine's CA public key (for the KRL and `GET /v1/ssh/ca`).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use super::request::parse_data;
+use vaultrs::api::ssh::requests::SignSSHKeyRequestBuilder;
+
 use super::{Vault, VaultError};
 use crate::secret::SecretString;
 
@@ -35,31 +37,31 @@ impl Vault {
         req: &SignRequest<'_>,
     ) -> Result<SignedCertificate, VaultError> {
         let client = self.as_token(token).await;
-        let mut body = serde_json::json!({
-            "public_key": req.public_key.trim(),
-            "cert_type": "user",
-            "key_id": req.key_id,
-            "valid_principals": req.principals.join(","),
-            "ttl": format!("{}s", req.ttl_secs.max(1)),
-        });
+        let mut options = SignSSHKeyRequestBuilder::default();
+        options
+            .cert_type("user")
+            .key_id(req.key_id)
+            .valid_principals(req.principals.join(","))
+            .ttl(format!("{}s", req.ttl_secs.max(1)));
         if !req.source_addresses.is_empty() {
-            body["critical_options"] =
-                serde_json::json!({"source-address": req.source_addresses.join(",")});
+            options.critical_options(HashMap::from([(
+                "source-address".to_owned(),
+                req.source_addresses.join(","),
+            )]));
         }
         let what = format!(
             "an SSH certificate from role {:?} on mount {:?}",
             req.role, req.mount
         );
-        let result = self
-            .raw(
-                &client,
-                &what,
-                rustify::enums::RequestMethod::POST,
-                &format!("{}/sign/{}", req.mount, req.role),
-                Some(body),
-            )
-            .await?;
-        let data: SignData = parse_data(result.data, &what)?;
+        let data = vaultrs::ssh::ca::sign(
+            &client,
+            req.mount,
+            req.role,
+            req.public_key.trim(),
+            Some(&mut options),
+        )
+        .await
+        .map_err(|e| self.map_err(&what, e))?;
         let serial =
             u64::from_str_radix(&data.serial_number.replace([':', '-'], ""), 16).map_err(|_| {
                 VaultError::Unexpected {
@@ -82,16 +84,9 @@ impl Vault {
         }
         let client = self.client().await;
         let what = format!("the SSH CA public key of mount {mount:?}");
-        let result = self
-            .raw(
-                &client,
-                &what,
-                rustify::enums::RequestMethod::GET,
-                &format!("{mount}/config/ca"),
-                None,
-            )
-            .await?;
-        let data: CaData = parse_data(result.data, &what)?;
+        let data = vaultrs::ssh::ca::read(client.as_ref(), mount)
+            .await
+            .map_err(|e| self.map_err(&what, e))?;
         let key = data.public_key.trim().to_owned();
         self.inner
             .ca_keys
@@ -100,15 +95,4 @@ impl Vault {
             .insert(mount.to_owned(), (key.clone(), std::time::Instant::now()));
         Ok(key)
     }
-}
-
-#[derive(serde::Deserialize)]
-struct SignData {
-    serial_number: String,
-    signed_key: String,
-}
-
-#[derive(serde::Deserialize)]
-struct CaData {
-    public_key: String,
 }

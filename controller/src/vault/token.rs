@@ -1,7 +1,10 @@
 //! Per-session tokens, created through the configured token role: orphans whose lifetime is
 //! the session's, so that revoking one by its accessor revokes every lease made with it.
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use vaultrs::api::token::requests::CreateRoleTokenRequestBuilder;
 
 use super::{Vault, VaultError};
 use crate::secret::SecretString;
@@ -25,28 +28,22 @@ impl Vault {
         max_ttl: Duration,
     ) -> Result<SessionToken, VaultError> {
         let role = &self.inner.config.token_role;
-        let body = serde_json::json!({
-            "display_name": format!("portcullis-{session_id}"),
-            "meta": {"portcullis_session": session_id, "portcullis_user": user, "portcullis_target": target},
-            "ttl": format!("{}s", orphan_window.as_secs().max(1)),
-            "explicit_max_ttl": format!("{}s", max_ttl.as_secs().max(1)),
-            "renewable": true,
-        });
+        let mut options = CreateRoleTokenRequestBuilder::default();
+        options
+            .display_name(format!("portcullis-{session_id}"))
+            .meta(HashMap::from([
+                ("portcullis_session".to_owned(), session_id.to_owned()),
+                ("portcullis_user".to_owned(), user.to_owned()),
+                ("portcullis_target".to_owned(), target.to_owned()),
+            ]))
+            .ttl(format!("{}s", orphan_window.as_secs().max(1)))
+            .explicit_max_ttl(format!("{}s", max_ttl.as_secs().max(1)))
+            .renewable(true);
         let client = self.client().await;
         let what = format!("a session token from token role {role:?}");
-        let result = self
-            .raw(
-                &client,
-                &what,
-                rustify::enums::RequestMethod::POST,
-                &format!("auth/token/create/{role}"),
-                Some(body),
-            )
-            .await?;
-        let auth = result.auth.ok_or_else(|| VaultError::Unexpected {
-            what: what.clone(),
-            message: "no auth block in the answer".into(),
-        })?;
+        let auth = vaultrs::token::new_role(client.as_ref(), role, Some(&mut options))
+            .await
+            .map_err(|e| self.map_err(&what, e))?;
         Ok(SessionToken {
             token: SecretString::from(auth.client_token),
             accessor: auth.accessor,

@@ -7,7 +7,6 @@ mod zones;
 
 use std::collections::HashMap;
 
-use ring::digest;
 use toml::Spanned;
 
 use crate::diagnostic::{CheckReport, Sink};
@@ -115,16 +114,8 @@ fn build(text: &str, raw: RawPolicy, sink: &mut Sink<'_>) -> Option<Policy> {
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
-    let digest = digest::digest(&digest::SHA256, bytes);
-    let mut out = String::with_capacity(64);
-    for b in digest.as_ref() {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
-    out
+    portcullis_crypto::digest::sha256_hex(bytes)
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Names of zones, services and roles: letters, digits, `-`, `_`, `.`.
 pub(super) fn check_name(sink: &mut Sink<'_>, what: &str, name: &Spanned<String>) -> bool {

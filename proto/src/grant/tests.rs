@@ -1,12 +1,11 @@
 use super::*;
-use ring::signature::{Ed25519KeyPair, KeyPair};
+use portcullis_crypto::ed25519::SigningKey;
 
 fn keypair() -> (Vec<u8>, String) {
-    let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-    let public = crate::keys::b64(pair.public_key().as_ref());
-    (pkcs8.as_ref().to_vec(), public)
+    let pkcs8 = SigningKey::generate_pkcs8().unwrap();
+    let pair = SigningKey::from_pkcs8(&pkcs8).unwrap();
+    let public = crate::keys::b64(pair.public_key());
+    (pkcs8.to_vec(), public)
 }
 
 fn claims(exp: u64) -> GrantClaims {

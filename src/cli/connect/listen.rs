@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
+use portcullis_proto::accept::Acceptor;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
@@ -84,6 +85,7 @@ where
     let expiry = tokio::time::sleep(until_unix(ticket.expires_at));
     tokio::pin!(stop, expiry);
     let mut spare: Option<Spare> = None;
+    let mut accepting = Acceptor::new("local");
     loop {
         let spare_expires = spare.as_ref().map(Spare::expires);
         let accepted = tokio::select! {
@@ -94,29 +96,22 @@ where
                 spare = None;
                 continue;
             }
-            accepted = accept(&listener) => accepted,
+            // Failures are logged (on stderr) and waited out by the shared policy.
+            accepted = accepting.next(|| accept(&listener)) => accepted,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                let span = tracing::info_span!("connection", client.addr = %peer);
-                let warm = spare.take().and_then(Spare::claim);
-                let task = carry(
-                    stream,
-                    peer,
-                    ticket.clone(),
-                    warm,
-                    ended_tx.clone(),
-                    announce,
-                );
-                tokio::spawn(task.instrument(span));
-                spare = Some(Spare::start(ticket.clone()));
-            }
-            Err(err) => {
-                // E.g. out of file descriptors: say so and keep serving after a pause.
-                eprintln!("cannot accept a local connection: {err}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
+        let (stream, peer) = accepted;
+        let span = tracing::info_span!("connection", client.addr = %peer);
+        let warm = spare.take().and_then(Spare::claim);
+        let task = carry(
+            stream,
+            peer,
+            ticket.clone(),
+            warm,
+            ended_tx.clone(),
+            announce,
+        );
+        tokio::spawn(task.instrument(span));
+        spare = Some(Spare::start(ticket.clone()));
     }
 }
 
@@ -282,11 +277,8 @@ fn bind_private_unix(path: &Path) -> anyhow::Result<(UnixListener, UnixSocketFil
 }
 
 fn random_hex(bytes: usize) -> anyhow::Result<String> {
-    use ring::rand::SecureRandom as _;
     let mut buf = vec![0u8; bytes];
-    ring::rand::SystemRandom::new()
-        .fill(&mut buf)
-        .map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
+    portcullis_crypto::random::fill(&mut buf)?;
     Ok(hex::encode(buf))
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
+use portcullis_proto::api::CancelReason;
 use tracing::Instrument as _;
 
 use super::announce::{announce, announce_hold};
@@ -19,7 +20,9 @@ use super::signals::Signals;
 use super::stdio;
 use super::tls::ClientIdentity;
 use super::tunnel::{SessionTicket, TicketParts};
-use crate::cli::output;
+use super::watch;
+use crate::cli::http::ApiClient;
+use crate::cli::{exit, output};
 
 /// What this invocation does with its session.
 #[derive(Debug)]
@@ -66,11 +69,39 @@ impl Mode {
     }
 }
 
-/// How a mode ended: the exit code, and whether our session still needs cancelling.
+/// How a mode ended: the exit code, whether our session still needs ending and why, and
+/// whether the code is a command's own (which stands, whatever happens to the session).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Ending {
     pub(super) code: i32,
-    pub(super) cancel: bool,
+    pub(super) cancel: Option<CancelReason>,
+    pub(super) from_command: bool,
+}
+
+impl Ending {
+    /// Stopped by a signal or a request: the session is cancelled.
+    fn stopped(code: i32) -> Self {
+        Self {
+            code,
+            cancel: Some(CancelReason::Canceled),
+            from_command: false,
+        }
+    }
+
+    /// The session is over already: nothing to end.
+    fn over(code: i32) -> Self {
+        Self {
+            code,
+            cancel: None,
+            from_command: false,
+        }
+    }
+}
+
+/// The session at the controller, which the modes that hold it open watch for its end.
+pub(super) struct Watched<'a> {
+    pub(super) api: &'a ApiClient,
+    pub(super) token_expires_at: Option<u64>,
 }
 
 /// Runs the chosen mode for an authorised session.
@@ -80,13 +111,18 @@ pub(super) async fn drive(
     handoff: Option<&HandoffFile>,
     signals: &mut Signals,
     json: bool,
+    watched: Watched<'_>,
 ) -> anyhow::Result<Ending> {
+    let ended = watch::until_ended(watched.api, &ticket.session_id, watched.token_expires_at);
     match mode {
         Mode::Listen(listener) => {
             announce(&ticket, &listener, handoff, json)?;
             eprintln!("Press Ctrl-C to end the session.");
             let stop = async { signals.recv().await.to_string() };
-            let stopped = listen::serve(listener, ticket.clone(), stop, true).await;
+            let stopped = tokio::select! {
+                stopped = listen::serve(listener, ticket.clone(), stop, true) => stopped,
+                why = ended => Stop::SessionEnded(why),
+            };
             Ok(report_stop(&ticket, &stopped))
         }
         Mode::Hold => {
@@ -96,6 +132,7 @@ pub(super) async fn drive(
             let stopped = tokio::select! {
                 caught = signals.recv() => Stop::Requested(caught.to_string()),
                 () = expiry => Stop::Expired,
+                why = ended => Stop::SessionEnded(why),
             };
             Ok(report_stop(&ticket, &stopped))
         }
@@ -103,11 +140,12 @@ pub(super) async fn drive(
             tokio::select! {
                 result = stdio::carry_stdio(&ticket) => {
                     result?;
-                    Ok(Ending { code: 0, cancel: true })
+                    // The program on the other end finished: the session closed normally.
+                    Ok(Ending { code: 0, cancel: Some(CancelReason::Closed), from_command: false })
                 }
                 caught = signals.recv() => {
                     eprintln!("{caught}: ending session {}", ticket.session_id);
-                    Ok(Ending { code: caught.exit_code(), cancel: true })
+                    Ok(Ending::stopped(caught.exit_code()))
                 }
             }
         }
@@ -140,9 +178,11 @@ pub(super) async fn drive(
             );
             let code = exec::run_command(&command, port, &ticket.session_id, signals).await;
             server.abort();
+            // Once the command ran, its status is ours, and its end closes the session.
             Ok(Ending {
                 code: code?,
-                cancel: true,
+                cancel: Some(CancelReason::Closed),
+                from_command: true,
             })
         }
         Mode::JoinStdio(_) => bail!("internal: a joined session is not driven here"),
@@ -154,10 +194,7 @@ fn report_stop(ticket: &SessionTicket, stopped: &Stop) -> Ending {
     match stopped {
         Stop::Requested(why) => {
             eprintln!("{why}: ending session {}.", ticket.session_id);
-            Ending {
-                code: 0,
-                cancel: true,
-            }
+            Ending::stopped(0)
         }
         Stop::Expired => {
             eprintln!(
@@ -165,17 +202,11 @@ fn report_stop(ticket: &SessionTicket, stopped: &Stop) -> Ending {
                 ticket.session_id,
                 output::time(ticket.expires_at)
             );
-            Ending {
-                code: 0,
-                cancel: false,
-            }
+            Ending::over(0)
         }
         Stop::SessionEnded(why) => {
             eprintln!("Session {} is over: {why}.", ticket.session_id);
-            Ending {
-                code: 1,
-                cancel: false,
-            }
+            Ending::over(i32::from(exit::SESSION_ENDED))
         }
     }
 }

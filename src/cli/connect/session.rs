@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use portcullis_proto::api::{AuthorizeSession, SessionAuthorization};
+use portcullis_proto::api::{AuthorizeSession, CancelReason, SessionAuthorization};
+use portcullis_proto::clock::{Clock as _, SystemClock};
 use portcullis_proto::keys;
 
 use super::tls::ClientIdentity;
 use super::tunnel::SessionTicket;
-use crate::cli::http::{segment, ApiClient};
+use crate::cli::http::{segment, ApiClient, ApiError};
 use crate::cli::output;
 
 /// How long cancelling our session on the way out may take.
@@ -44,12 +45,21 @@ pub(crate) async fn authorize_for_ssh(
     authorize(api, target, identity, Some(ssh_public_key)).await
 }
 
-/// Cancels our session; on failure says so and returns false.
-pub(super) async fn cancel_session(api: &ApiClient, ticket: &SessionTicket) -> bool {
+/// Ends our session with `reason`; on failure says so and returns false.
+pub(super) async fn cancel_session(
+    api: &ApiClient,
+    ticket: &SessionTicket,
+    reason: CancelReason,
+    token_expires_at: Option<u64>,
+) -> bool {
     let id = &ticket.session_id;
-    let outcome = tokio::time::timeout(CANCEL_TIMEOUT, crate::cli::sessions::cancel(api, id)).await;
+    let outcome = tokio::time::timeout(
+        CANCEL_TIMEOUT,
+        end_own_session(api, id, reason, token_expires_at),
+    )
+    .await;
     let err = match outcome {
-        Ok(Ok(_)) => return true,
+        Ok(Ok(())) => return true,
         Ok(Err(err)) => format!("{err:#}"),
         Err(_) => "the controller did not answer in time".to_owned(),
     };
@@ -59,4 +69,53 @@ pub(super) async fn cancel_session(api: &ApiClient, ticket: &SessionTicket) -> b
         output::time(ticket.expires_at)
     );
     false
+}
+
+/// Ends our own session with `reason`. A token the controller no longer accepts although it
+/// has not expired was revoked (a logout, or `users revoke`), and revoking a token ends the
+/// sessions it opened: then the session is over already and there is nothing to say.
+pub(crate) async fn end_own_session(
+    api: &ApiClient,
+    id: &str,
+    reason: CancelReason,
+    token_expires_at: Option<u64>,
+) -> anyhow::Result<()> {
+    match crate::cli::sessions::cancel_as(api, id, reason).await {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let status = err.downcast_ref::<ApiError>().map(|e| e.status);
+            if ended_with_its_token(status, token_expires_at, SystemClock.unix_secs()) {
+                tracing::debug!(session.id = %id, "the session's token was revoked, which ended the session");
+                Ok(())
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Whether a refused cancel means the session already ended with its token: the answer was
+/// 401 before the token's expiry (so the token was revoked, not expired).
+pub(super) fn ended_with_its_token(
+    status: Option<u16>,
+    token_expires_at: Option<u64>,
+    now: u64,
+) -> bool {
+    status == Some(401) && token_expires_at.is_some_and(|at| now < at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ended_with_its_token;
+
+    #[test]
+    fn only_a_revoked_token_means_the_session_ended_with_it() {
+        assert!(ended_with_its_token(Some(401), Some(100), 99));
+        // Expired: the session may well be alive; so is it when the expiry is unknown.
+        assert!(!ended_with_its_token(Some(401), Some(100), 100));
+        assert!(!ended_with_its_token(Some(401), None, 99));
+        // Any other failure is a failure.
+        assert!(!ended_with_its_token(Some(403), Some(100), 99));
+        assert!(!ended_with_its_token(None, Some(100), 99));
+    }
 }

@@ -65,6 +65,7 @@ pub(crate) async fn run(args: SshArgs) -> anyhow::Result<i32> {
     let mut session = CancelOnDrop {
         api: Some(api),
         id: auth.session_id.clone(),
+        token_expires_at: auth.token_expires_at,
     };
     let cert = auth
         .ssh_certificate
@@ -277,12 +278,17 @@ pub(crate) fn known_hosts(target: &Target) -> Option<(String, String)> {
 struct CancelOnDrop {
     api: Option<ApiClient>,
     id: String,
+    token_expires_at: Option<u64>,
 }
 
 impl CancelOnDrop {
+    /// ssh has exited: the session closes.
     async fn finish(&mut self) {
         if let Some(api) = self.api.take() {
-            if let Err(err) = crate::cli::sessions::cancel(&api, &self.id).await {
+            let reason = portcullis_proto::api::CancelReason::Closed;
+            let ended =
+                super::session::end_own_session(&api, &self.id, reason, self.token_expires_at);
+            if let Err(err) = ended.await {
                 eprintln!("warning: could not cancel session {}: {err:#}", self.id);
             }
         }

@@ -1,5 +1,5 @@
-//! The client's TLS to a worker's proxy listener: a per-session Ed25519 identity, and a
-//! server verifier that pins the worker's key.
+//! The client's TLS to a worker's proxy listener: a per-session Ed25519 identity, and the
+//! worker's key pinned (`portcullis_crypto`'s `PinnedKey`).
 //!
 //! There is no CA in this path. The controller, over its authenticated API, names the worker
 //! and the SHA-256 of its public key (SPKI); the verifier accepts exactly that key and then
@@ -11,13 +11,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use portcullis_proto::{keys, proxy};
+use portcullis_crypto::tls::{self, verify::PinnedKey, ClientAuth};
+use portcullis_proto::proxy;
 use rcgen::PublicKeyData as _;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
 /// The name the client asks for; the key is pinned, so the name is not checked.
 pub(crate) const WORKER_SERVER_NAME: &str = "portcullis-worker";
@@ -88,22 +86,13 @@ impl ClientIdentity {
         &self,
         worker_fingerprint: &str,
     ) -> anyhow::Result<Arc<rustls::ClientConfig>> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(PinnedWorkerKey::new(
-            worker_fingerprint,
-            provider.signature_verification_algorithms,
-        )?);
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .context("cannot set up TLS 1.3")?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_client_auth_cert(
-                vec![self.cert.clone()],
-                PrivateKeyDer::Pkcs8(self.key.clone_key()),
-            )
+        let worker = Arc::new(PinnedKey::new(worker_fingerprint)?);
+        let auth = ClientAuth::Cert {
+            chain: vec![self.cert.clone()],
+            key: PrivateKeyDer::Pkcs8(self.key.clone_key()),
+        };
+        let config = tls::client_config(worker, auth, proxy::ALPN)
             .context("cannot use the session key as TLS client key")?;
-        config.alpn_protocols = vec![proxy::ALPN.to_vec()];
         Ok(Arc::new(config))
     }
 }
@@ -114,9 +103,7 @@ pub(crate) fn server_name() -> anyhow::Result<ServerName<'static>> {
 }
 
 fn spki_of(cert: &CertificateDer<'_>) -> anyhow::Result<Vec<u8>> {
-    let parsed = webpki::EndEntityCert::try_from(cert)
-        .map_err(|err| anyhow::anyhow!("cannot parse the session certificate: {err}"))?;
-    Ok(parsed.subject_public_key_info().as_ref().to_vec())
+    tls::spki_of(cert).context("cannot parse the session certificate")
 }
 
 fn pem(label: &str, der: &[u8]) -> String {
@@ -131,102 +118,11 @@ fn pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-/// Accepts exactly one worker key, by the SHA-256 of its SPKI, and verifies the TLS 1.3
-/// handshake signature with it. TLS 1.2 is refused.
-#[derive(Debug)]
-pub(crate) struct PinnedWorkerKey {
-    fingerprint: String,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-/// The worker's certificate carries another key than the controller named.
-#[derive(Debug)]
-struct PinMismatch {
-    expected: String,
-    presented: String,
-}
-
-impl fmt::Display for PinMismatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the worker's key {} is not the key {} the controller named for this session",
-            self.presented, self.expected
-        )
-    }
-}
-
-impl std::error::Error for PinMismatch {}
-
-impl PinnedWorkerKey {
-    /// `fingerprint` is hex SHA-256 of the worker's SPKI ([`keys::spki_fingerprint`]).
-    pub(crate) fn new(
-        fingerprint: &str,
-        algorithms: WebPkiSupportedAlgorithms,
-    ) -> anyhow::Result<Self> {
-        let fingerprint = fingerprint.trim().to_ascii_lowercase();
-        if fingerprint.len() != 64 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
-            bail!("the worker key fingerprint {fingerprint:?} is not 64 hex characters");
-        }
-        Ok(Self {
-            fingerprint,
-            algorithms,
-        })
-    }
-}
-
-impl ServerCertVerifier for PinnedWorkerKey {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = webpki::EndEntityCert::try_from(end_entity)
-            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        let presented = keys::spki_fingerprint(cert.subject_public_key_info().as_ref());
-        if presented != self.fingerprint {
-            return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-                rustls::OtherError(Arc::new(PinMismatch {
-                    expected: self.fingerprint.clone(),
-                    presented,
-                })),
-            )));
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General(
-            "TLS 1.2 is not accepted by the proxy listener".into(),
-        ))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 pub(crate) mod tests {
     use super::*;
+    use portcullis_proto::keys;
     use rustls::server::{ClientHello, ResolvesServerCert};
     use rustls::sign::CertifiedKey;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -257,17 +153,14 @@ pub(crate) mod tests {
         cert: CertificateDer<'static>,
         signing_key: PrivateKeyDer<'static>,
     ) -> Arc<rustls::ServerConfig> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let signer = provider.key_provider.load_private_key(signing_key).unwrap();
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(FixedCert(Arc::new(CertifiedKey::new(
-                vec![cert],
-                signer,
-            )))));
-        config.alpn_protocols = vec![proxy::ALPN.to_vec()];
+        let signer = tls::signing_key(&signing_key).unwrap();
+        let resolver = FixedCert(Arc::new(CertifiedKey::new(vec![cert], signer)));
+        let config = tls::server_config(
+            Arc::new(tls::verify::AnyKey),
+            tls::ServerCert::Resolver(Arc::new(resolver)),
+            proxy::ALPN,
+        )
+        .unwrap();
         Arc::new(config)
     }
 
@@ -316,7 +209,7 @@ pub(crate) mod tests {
         let err = handshake_with(server_config(cert, key), &other)
             .await
             .unwrap_err();
-        let Some(rustls::Error::InvalidCertificate(CertificateError::Other(other))) = err
+        let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) = err
             .get_ref()
             .and_then(|e| e.downcast_ref::<rustls::Error>())
         else {
@@ -352,8 +245,8 @@ pub(crate) mod tests {
 
     #[test]
     fn fingerprint_must_be_hex() {
-        let algs = rustls::crypto::ring::default_provider().signature_verification_algorithms;
-        assert!(PinnedWorkerKey::new("abc", algs).is_err());
-        assert!(PinnedWorkerKey::new(&"AB".repeat(32), algs).is_ok());
+        let identity = ClientIdentity::generate().unwrap();
+        assert!(identity.client_config("abc").is_err());
+        assert!(identity.client_config(&"AB".repeat(32)).is_ok());
     }
 }

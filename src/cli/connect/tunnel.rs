@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::tls::{server_name, ClientIdentity};
+use crate::cli::exit::Unreachable;
 
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 const TLS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,8 +86,8 @@ impl SessionTicket {
         let addr = &self.worker_addr;
         let tcp = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr))
             .await
-            .map_err(|_| anyhow!("cannot reach the worker at {addr}: timed out"))?
-            .with_context(|| format!("cannot reach the worker at {addr}"))?;
+            .map_err(|_| Unreachable(format!("cannot reach the worker at {addr}: timed out")))?
+            .map_err(|err| Unreachable(format!("cannot reach the worker at {addr}: {err}")))?;
         let _ = tcp.set_nodelay(true);
         let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
         tokio::time::timeout(TLS_TIMEOUT, connector.connect(server_name()?, tcp))
@@ -161,14 +162,14 @@ async fn read_reply<S: AsyncRead + Unpin>(stream: &mut S) -> anyhow::Result<Work
 
 /// The worker refused a connection; `reason` is its text for people.
 #[derive(Debug, Clone)]
-pub(super) struct Refused {
+pub(crate) struct Refused {
     pub code: RefusalCode,
     pub reason: String,
 }
 
 impl Refused {
     /// Whether every later connection of the session would be refused the same way.
-    pub(super) fn ends_session(&self) -> bool {
+    pub(crate) fn ends_session(&self) -> bool {
         matches!(
             self.code,
             RefusalCode::SessionEnded

@@ -3,8 +3,9 @@
 
 use std::fmt;
 
-use anyhow::anyhow;
 use portcullis_proto::api::ErrorBody;
+
+use crate::cli::exit::Unreachable;
 
 /// An error answer from the API: the HTTP status and the API's [`ErrorBody`].
 #[derive(Debug, Clone)]
@@ -62,21 +63,22 @@ impl ApiError {
 }
 
 /// A request to the controller at `addr` that got no answer: timed out, could not connect
-/// (with a hint at the CA or the address), or failed otherwise.
+/// (with a hint at the CA or the address), or failed otherwise; all [`Unreachable`].
 pub(super) fn transport_error(addr: &str, err: &reqwest::Error) -> anyhow::Error {
     let cause = root_cause(err);
-    if err.is_timeout() {
-        anyhow!("the controller at {addr} did not answer in time ({cause})")
+    let message = if err.is_timeout() {
+        format!("the controller at {addr} did not answer in time ({cause})")
     } else if err.is_connect() {
         let hint = if cause.contains("certificate") || cause.contains("Certificate") {
             "is PORTCULLIS_CA the CA file of this controller?"
         } else {
             "is it running? set PORTCULLIS_ADDR"
         };
-        anyhow!("cannot reach the controller at {addr}: {cause}; {hint}")
+        format!("cannot reach the controller at {addr}: {cause}; {hint}")
     } else {
-        anyhow!("request to the controller at {addr} failed: {cause}")
-    }
+        format!("request to the controller at {addr} failed: {cause}")
+    };
+    Unreachable(message).into()
 }
 
 /// The innermost error message, which names the real problem (refused, unknown issuer, ...).

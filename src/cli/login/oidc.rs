@@ -8,25 +8,18 @@ use base64::Engine as _;
 use portcullis_proto::api::{
     LoginResponse, OidcLoginMode, OidcRedeemRequest, OidcStartRequest, OidcStartResponse,
 };
-use ring::rand::{SecureRandom as _, SystemRandom};
 
 use crate::cli::http::ApiClient;
 
 /// A fresh 256-bit secret that binds the login to this process.
 pub(super) fn random_secret() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 32];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| anyhow::anyhow!("no system randomness"))?;
+    let bytes = portcullis_crypto::random::bytes::<32>()?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// What the controller keeps of the secret until redemption: its SHA-256, base64url.
 fn hash_secret(secret: &str) -> String {
-    URL_SAFE_NO_PAD.encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        secret.as_bytes(),
-    ))
+    URL_SAFE_NO_PAD.encode(portcullis_crypto::digest::sha256(secret.as_bytes()))
 }
 
 /// `POST /v1/auth/oidc/start` in `mode`, sending only the secret's hash.

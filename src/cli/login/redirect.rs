@@ -69,8 +69,10 @@ async fn wait_for_callback(
     listener: &tokio::net::TcpListener,
     login_id: &str,
 ) -> anyhow::Result<String> {
+    // A connection that fails before it is accepted does not end the login.
+    let mut accepting = portcullis_proto::accept::Acceptor::new("login redirect");
     loop {
-        let (mut stream, _) = listener.accept().await?;
+        let (mut stream, _) = accepting.next(|| listener.accept()).await;
         let mut buf = vec![0u8; 8192];
         let mut len = 0;
         // Read the request head (the query is all that matters).

@@ -1,5 +1,5 @@
 //! Links this worker dials: one controller at a time, trying each configured address in
-//! turn with a growing back-off, over TLS that checks the controller's name and CA.
+//! turn with a growing, jittered back-off, over TLS that checks the controller's name and CA.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,13 +11,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
 
+/// The waits between attempts: from 200 ms, doubling and jittered, at most 5 s
+/// ([`portcullis_proto::retry`]).
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
 /// Keeps a link up until `shutdown`, failing over between controllers.
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     if shared.config.controllers.is_empty() {
         // Outbound-only control plane: controllers dial this worker (see `inbound`).
         return;
     }
-    let mut backoff = Duration::from_millis(200);
+    let mut waits = portcullis_proto::retry::schedule(FIRST_RETRY, MAX_RETRY);
     let mut index = 0usize;
     loop {
         if shutdown.is_cancelled() {
@@ -31,35 +36,31 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
                 tracing::warn!(controller.addr = %addr, error = %portcullis_proto::text::escaped(&err), "controller link down; retrying");
             }
         }
+        let wait = waits.next().unwrap_or(MAX_RETRY);
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
 fn client_config(shared: &Shared) -> Result<Arc<rustls::ClientConfig>, LinkError> {
-    let identity = shared.identity.clone();
+    use portcullis_crypto::tls::verify::{CaTrust, PinnedCa};
     let set_up = |e: &dyn std::fmt::Display| LinkError::TlsSetUp {
         reason: e.to_string(),
     };
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(identity.ca_der().map_err(|e| set_up(&e))?)
+    let identity = shared.identity.clone();
+    let ca = CaTrust::Pinned(identity.ca_der().map_err(|e| set_up(&e))?);
+    let controller =
+        PinnedCa::controller(ca, link::CONTROLLER_SERVER_NAME).map_err(|e| set_up(&e))?;
+    let cert = rustls::pki_types::CertificateDer::from_pem_slice(shared.certs.pem().as_bytes())
         .map_err(|e| set_up(&e))?;
-    let mut config =
-        rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-            .with_root_certificates(roots)
-            .with_client_auth_cert(
-                vec![rustls::pki_types::CertificateDer::from_pem_slice(
-                    shared.certs.pem().as_bytes(),
-                )
-                .map_err(|e| set_up(&e))?],
-                identity.key_der(),
-            )
-            .map_err(|e| set_up(&e))?;
-    config.alpn_protocols = vec![link::ALPN.to_vec()];
+    let auth = portcullis_crypto::tls::ClientAuth::Cert {
+        chain: vec![cert],
+        key: identity.key_der(),
+    };
+    let config = portcullis_crypto::tls::client_config(Arc::new(controller), auth, link::ALPN)
+        .map_err(|e| set_up(&e))?;
     Ok(Arc::new(config))
 }
 

@@ -80,11 +80,8 @@ fn client_key(tls: &TlsStream<TcpStream>) -> Option<String> {
         .1
         .peer_certificates()
         .and_then(|c| c.first())
-        .and_then(|c| {
-            webpki::EndEntityCert::try_from(c).ok().map(|e| {
-                portcullis_proto::keys::spki_fingerprint(e.subject_public_key_info().as_ref())
-            })
-        })
+        .and_then(|c| portcullis_crypto::tls::spki_of(c).ok())
+        .map(|spki| portcullis_proto::keys::spki_fingerprint(&spki))
 }
 
 /// Asks the controller to admit a session's first connection (it records the session as
@@ -99,10 +96,8 @@ pub(super) async fn ask_controller(shared: &Shared, admit: AdmitFirst) -> Result
 }
 
 fn rand_bytes() -> [u8; 12] {
-    use ring::rand::SecureRandom as _;
-    let mut b = [0u8; 12];
-    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
-        std::process::abort();
+    match portcullis_crypto::random::bytes() {
+        Ok(b) => b,
+        Err(_) => std::process::abort(),
     }
-    b
 }

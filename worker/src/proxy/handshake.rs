@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use portcullis_proto::proxy::{self, ClientHello, RefusalCode, WorkerReply};
 use portcullis_proto::text;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -26,24 +26,32 @@ impl Refusal {
 }
 
 /// Why no hello was read.
+#[derive(Debug)]
 pub(super) enum NoHello {
-    /// The client closed before sending a byte: a spare connection it no longer needs, or a
-    /// port probe. Nothing to answer.
+    /// The client went away before sending a byte (closed, or reset because it never read
+    /// what TLS sent it): a spare connection it no longer needs, or a port probe. Nothing to
+    /// answer and nothing wrong.
     Closed,
     /// Anything else, answered with a `bad_handshake` refusal.
     Bad(String),
 }
 
-pub(super) async fn read_hello(
-    tls: &mut TlsStream<TcpStream>,
+pub(super) async fn read_hello<S: AsyncRead + Unpin>(
+    tls: &mut S,
     limit: Duration,
 ) -> Result<ClientHello, NoHello> {
     let read = async {
-        let len = tls.read_u32().await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => NoHello::Closed,
-            _ => NoHello::Bad(e.to_string()),
-        })?;
-        let len = proxy::check_len(len).map_err(|e| NoHello::Bad(e.to_string()))?;
+        let mut len = [0u8; 4];
+        let first = tls.read(&mut len[..1]).await.map_err(|e| gone_or_bad(&e))?;
+        if first == 0 {
+            return Err(NoHello::Closed);
+        }
+        // From the first byte on, the client has started a hello: cutting it short is bad.
+        tls.read_exact(&mut len[1..])
+            .await
+            .map_err(|e| NoHello::Bad(e.to_string()))?;
+        let len =
+            proxy::check_len(u32::from_be_bytes(len)).map_err(|e| NoHello::Bad(e.to_string()))?;
         let mut buf = vec![0u8; len];
         tls.read_exact(&mut buf)
             .await
@@ -53,6 +61,19 @@ pub(super) async fn read_hello(
     tokio::time::timeout(limit, read)
         .await
         .map_err(|_| NoHello::Bad(format!("no hello within {limit:?}")))?
+}
+
+/// A read error before the hello's first byte: the client closing (with or without TLS's
+/// close_notify) or resetting the connection is the client going away; anything else is bad.
+fn gone_or_bad(err: &std::io::Error) -> NoHello {
+    use std::io::ErrorKind;
+    match err.kind() {
+        ErrorKind::UnexpectedEof
+        | ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted
+        | ErrorKind::BrokenPipe => NoHello::Closed,
+        _ => NoHello::Bad(err.to_string()),
+    }
 }
 
 pub(super) async fn reply(tls: &mut TlsStream<TcpStream>, answer: &WorkerReply) {
@@ -70,3 +91,7 @@ pub(super) async fn refuse(mut tls: TlsStream<TcpStream>, refusal: Refusal) {
     reply(&mut tls, &WorkerReply::Refused { code, reason }).await;
     let _ = tls.shutdown().await;
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;

@@ -36,9 +36,8 @@ pub async fn serve(
     let gate = accept::Gate::new(shared.config.handshake_limits, "proxy");
     let handshake_timeout = shared.config.handshake_timeout;
     loop {
-        let (tcp, peer) = tokio::select! {
-            _ = stop.cancelled() => return,
-            accepted = listener.accept() => accepted,
+        let Some((tcp, peer)) = listener.accept(&stop).await else {
+            return;
         };
         // Until its hello is read, a connection holds a place in the gate.
         let Some(pass) = gate.enter(peer.ip()) else {
@@ -78,7 +77,9 @@ async fn handle(
     let hello = match hello {
         Ok(h) => h,
         Err(NoHello::Closed) => {
-            tracing::debug!("client closed before the hello");
+            tracing::debug!(
+                "the client went away before its hello (a spare it no longer needs, or a probe)"
+            );
             return;
         }
         Err(NoHello::Bad(e)) => {

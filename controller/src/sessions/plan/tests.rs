@@ -625,13 +625,13 @@ fn a_malformed_ssh_key_is_refused_with_or_without_vault() {
 }
 
 fn key(id: &str) -> crate::keys::ActiveKey {
-    use ring::signature::{Ed25519KeyPair, KeyPair as _};
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    use portcullis_crypto::ed25519::SigningKey;
+    let pkcs8 = SigningKey::generate_pkcs8().unwrap();
+    let pair = SigningKey::from_pkcs8(&pkcs8).unwrap();
     crate::keys::ActiveKey {
         id: id.into(),
-        pkcs8: std::sync::Arc::new(crate::secret::SecretBytes::from(pkcs8.as_ref().to_vec())),
-        public_key: pair.public_key().as_ref().to_vec(),
+        pkcs8: std::sync::Arc::new(crate::secret::SecretBytes::from(pkcs8.to_vec())),
+        public_key: pair.public_key().to_vec(),
         certificate: None,
     }
 }

@@ -1,0 +1,159 @@
+//! TLS: the one rustls crypto provider, the configurations built with it, and (in [`verify`])
+//! the certificate verifiers of every role.
+//!
+//! Two kinds of configuration:
+//! - the cluster link and the proxy: TLS 1.3 only, one ALPN, a verifier of this crate
+//!   ([`client_config`], [`server_config`]);
+//! - HTTPS (the API, the OpenID provider, a SIEM over syslog): the provider's default
+//!   versions, root certificates checked the web's way ([`https_client_config`],
+//!   [`https_server_config`]).
+
+pub mod verify;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use rustls::client::danger::ServerCertVerifier;
+use rustls::client::ResolvesClientCert;
+use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::ResolvesServerCert;
+use rustls::sign::SigningKey;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot set up TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("a rustls crypto provider was already installed in this process")]
+    ProviderInstalled,
+    #[error("the key fingerprint {0:?} is not 64 hex characters (the SHA-256 of a public key)")]
+    BadFingerprint(String),
+    #[error("cannot parse the certificate: {0}")]
+    BadCertificate(String),
+    #[error("unusable private key: {0}")]
+    BadKey(String),
+}
+
+/// The crypto provider (ring) every configuration is built with.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Installs [`provider`] as the process's default, once, at the top of `main`: what
+/// libraries that build their own rustls configuration (sqlx, reqwest inside vaultrs) use.
+pub fn install_process_default() -> Result<(), TlsError> {
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .map_err(|_| TlsError::ProviderInstalled)
+}
+
+/// A TLS signing key for a PKCS#8 private key (Ed25519, ECDSA or RSA).
+pub fn signing_key(key: &PrivateKeyDer<'_>) -> Result<Arc<dyn SigningKey>, TlsError> {
+    provider()
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|e| TlsError::BadKey(e.to_string()))
+}
+
+/// The SubjectPublicKeyInfo (DER) of a certificate's key.
+pub fn spki_of(cert: &CertificateDer<'_>) -> Result<Vec<u8>, TlsError> {
+    let parsed = webpki::EndEntityCert::try_from(cert)
+        .map_err(|e| TlsError::BadCertificate(e.to_string()))?;
+    Ok(parsed.subject_public_key_info().as_ref().to_vec())
+}
+
+/// How a TLS client authenticates itself.
+pub enum ClientAuth {
+    /// It presents no certificate.
+    None,
+    /// This chain and key.
+    Cert {
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    },
+    /// Whatever the resolver offers.
+    Resolver(Arc<dyn ResolvesClientCert>),
+}
+
+/// The certificate a TLS server presents.
+pub enum ServerCert {
+    /// This chain and key, for the life of the configuration.
+    Single {
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    },
+    /// Whatever the resolver holds at each handshake (a certificate renewed in place).
+    Resolver(Arc<dyn ResolvesServerCert>),
+}
+
+/// A TLS 1.3 client configuration: `server` decides whom to trust, `alpn` is the one
+/// protocol offered.
+pub fn client_config(
+    server: Arc<dyn ServerCertVerifier>,
+    auth: ClientAuth,
+    alpn: &[u8],
+) -> Result<ClientConfig, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(server);
+    let mut config = match auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Cert { chain, key } => builder.with_client_auth_cert(chain, key)?,
+        ClientAuth::Resolver(resolver) => builder.with_client_cert_resolver(resolver),
+    };
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
+}
+
+/// A TLS 1.3 server configuration: `clients` decides which client certificates it takes,
+/// `alpn` is the one protocol spoken.
+pub fn server_config(
+    clients: Arc<dyn ClientCertVerifier>,
+    cert: ServerCert,
+    alpn: &[u8],
+) -> Result<ServerConfig, TlsError> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(clients);
+    let mut config = match cert {
+        ServerCert::Single { chain, key } => builder.with_single_cert(chain, key)?,
+        ServerCert::Resolver(resolver) => builder.with_cert_resolver(resolver),
+    };
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
+}
+
+/// An HTTPS client configuration: the provider's default versions, servers verified against
+/// `roots` (a CA file, or the web's roots).
+pub fn https_client_config(
+    roots: RootCertStore,
+    auth: ClientAuth,
+) -> Result<ClientConfig, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    Ok(match auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Cert { chain, key } => builder.with_client_auth_cert(chain, key)?,
+        ClientAuth::Resolver(resolver) => builder.with_client_cert_resolver(resolver),
+    })
+}
+
+/// An HTTPS server configuration: the provider's default versions, no client certificates.
+pub fn https_server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    alpn: &[u8],
+) -> Result<ServerConfig, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
+}

@@ -1,0 +1,349 @@
+//! The certificate verifiers, by what they trust:
+//!
+//! | verifier | trusts | used by |
+//! |---|---|---|
+//! | [`PinnedKey`] (server) | exactly one key, by the SHA-256 of its SPKI | a client dialling a worker's proxy port (the controller named the key) |
+//! | [`AnyKey`] (server and client) | any key its holder proves; the protocol decides what it may do | a controller dialling a worker; a worker's proxy port, whose grants bind the client's key |
+//! | [`PinnedCa`] (server and client) | a certificate the pinned CA issued, for the side's usage and, where set, a name | a worker dialling or dialled by a controller; the controller's link listener |
+//!
+//! Every verifier checks the TLS 1.3 handshake signature with the provider's algorithms, so
+//! only the holder of the key can finish a handshake; TLS 1.2 is refused. Whether a
+//! certificate was issued by a CA is decided in one place, [`chains_to`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use super::TlsError;
+use crate::digest::sha256_hex;
+
+/// What a certificate is checked to be good for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// A TLS server's certificate.
+    ServerAuth,
+    /// A TLS client's certificate.
+    ClientAuth,
+}
+
+/// The one check of "issued by this CA": `ee` chains to `ca` (no intermediates), is valid at
+/// `now` and carries `usage`; signatures are checked with the provider's algorithms.
+pub fn chains_to(
+    ee: &CertificateDer<'_>,
+    ca: &CertificateDer<'_>,
+    usage: Usage,
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
+    issued(ee, ca, usage, now).map(drop)
+}
+
+fn issued<'a>(
+    ee: &'a CertificateDer<'a>,
+    ca: &CertificateDer<'_>,
+    usage: Usage,
+    now: UnixTime,
+) -> Result<webpki::EndEntityCert<'a>, rustls::Error> {
+    let anchor = webpki::anchor_from_trusted_cert(ca)
+        .map_err(|e| rustls::Error::General(format!("unusable CA certificate: {e}")))?;
+    let cert = webpki::EndEntityCert::try_from(ee)
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let usage = match usage {
+        Usage::ServerAuth => webpki::KeyUsage::server_auth(),
+        Usage::ClientAuth => webpki::KeyUsage::client_auth(),
+    };
+    cert.verify_for_usage(algorithms().all, &[anchor], &[], now, usage, None, None)
+        .map_err(|e| rustls::Error::General(format!("the certificate is not the CA's: {e}")))?;
+    Ok(cert)
+}
+
+fn algorithms() -> WebPkiSupportedAlgorithms {
+    rustls::crypto::ring::default_provider().signature_verification_algorithms
+}
+
+/// The handshake-signature half every verifier shares (the same three methods in rustls's
+/// server and client verifier traits): TLS 1.3 signatures checked with the provider's
+/// algorithms, TLS 1.2 refused.
+macro_rules! handshake_signatures {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Err(rustls::Error::General("TLS 1.2 is not accepted".into()))
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &algorithms())
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            algorithms().supported_schemes()
+        }
+    };
+}
+
+/// Accepts exactly one server key, by the SHA-256 (hex) of its SPKI: a client's view of the
+/// worker the controller named for its session. The certificate's names and dates carry no
+/// authority and are not checked; the handshake signature is.
+#[derive(Debug)]
+pub struct PinnedKey {
+    fingerprint: String,
+}
+
+/// The server's certificate carries another key than the one pinned.
+#[derive(Debug)]
+struct PinMismatch {
+    expected: String,
+    presented: String,
+}
+
+impl fmt::Display for PinMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the worker's key {} is not the key {} the controller named for this session",
+            self.presented, self.expected
+        )
+    }
+}
+
+impl std::error::Error for PinMismatch {}
+
+impl PinnedKey {
+    /// `fingerprint`: the hex SHA-256 of the worker's SPKI (case and surrounding space do
+    /// not matter).
+    pub fn new(fingerprint: &str) -> Result<PinnedKey, TlsError> {
+        let fingerprint = fingerprint.trim().to_ascii_lowercase();
+        if fingerprint.len() != 64 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(TlsError::BadFingerprint(fingerprint));
+        }
+        Ok(PinnedKey { fingerprint })
+    }
+}
+
+impl ServerCertVerifier for PinnedKey {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let presented = sha256_hex(cert.subject_public_key_info().as_ref());
+        if presented != self.fingerprint {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                rustls::OtherError(Arc::new(PinMismatch {
+                    expected: self.fingerprint.clone(),
+                    presented,
+                })),
+            )));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    handshake_signatures!();
+}
+
+/// Accepts any well-formed certificate whose key the peer proves it holds; what the key may
+/// do is for the protocol to decide. As a server verifier: a controller dialling a worker
+/// (the link's hello checks the key against the store). As a client verifier (a certificate
+/// is required): a worker's proxy port (the grant binds the client's key).
+#[derive(Debug, Default)]
+pub struct AnyKey;
+
+impl AnyKey {
+    fn parse(ee: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        webpki::EndEntityCert::try_from(ee)
+            .map(drop)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))
+    }
+}
+
+impl ServerCertVerifier for AnyKey {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Self::parse(end_entity)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    handshake_signatures!();
+}
+
+impl ClientCertVerifier for AnyKey {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Self::parse(end_entity)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    handshake_signatures!();
+}
+
+/// Which CA a [`PinnedCa`] verifier trusts.
+#[derive(Debug, Clone)]
+pub enum CaTrust {
+    /// This CA certificate (saved at enrolment, or the controller's own).
+    Pinned(CertificateDer<'static>),
+    /// The CA certificate the peer sends last in its chain, if the SHA-256 (hex) of its SPKI
+    /// is this: the pin a join token carries, before the worker has the CA.
+    KeyHash(String),
+}
+
+/// Accepts a certificate the trusted CA issued for the side's usage (server authentication
+/// as a server verifier, client authentication as a client verifier) and, where set, naming
+/// one name whatever name was dialled.
+#[derive(Debug)]
+pub struct PinnedCa {
+    trust: CaTrust,
+    name: Option<ServerName<'static>>,
+    /// What the certificate is called in errors ("controller", "worker").
+    role: &'static str,
+    /// Client verifier only: a client may present no certificate at all.
+    optional: bool,
+    hints: Vec<DistinguishedName>,
+}
+
+impl PinnedCa {
+    /// A controller's link certificate, as a worker sees it, dialling or dialled: issued by
+    /// the CA of `trust` and naming `name` (`portcullis-controller`, which the CA gives no
+    /// worker).
+    pub fn controller(trust: CaTrust, name: &str) -> Result<PinnedCa, TlsError> {
+        let name = ServerName::try_from(name.to_owned())
+            .map_err(|e| TlsError::BadCertificate(format!("bad controller name: {e}")))?;
+        Ok(PinnedCa {
+            trust,
+            name: Some(name),
+            role: "controller",
+            optional: false,
+            hints: Vec::new(),
+        })
+    }
+
+    /// A worker's certificate issued by `ca`, or none: the controller's link listener (a
+    /// worker enrolling has no certificate yet and may only send `join`).
+    pub fn worker_or_none(ca: CertificateDer<'static>) -> Result<PinnedCa, TlsError> {
+        let anchor = webpki::anchor_from_trusted_cert(&ca)
+            .map_err(|e| TlsError::BadCertificate(format!("the CA: {e}")))?;
+        let hints = vec![DistinguishedName::in_sequence(anchor.subject.as_ref())];
+        Ok(PinnedCa {
+            trust: CaTrust::Pinned(ca),
+            name: None,
+            role: "worker",
+            optional: true,
+            hints,
+        })
+    }
+
+    fn verify(
+        &self,
+        ee: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        usage: Usage,
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        let role = self.role;
+        let ca = match &self.trust {
+            CaTrust::Pinned(ca) => ca,
+            CaTrust::KeyHash(hash) => {
+                let ca = intermediates.last().ok_or_else(|| {
+                    rustls::Error::General(format!("the {role} sent no CA certificate"))
+                })?;
+                let spki = webpki::EndEntityCert::try_from(ca)
+                    .map_err(|_| rustls::Error::General("unparsable CA certificate".into()))?
+                    .subject_public_key_info();
+                if sha256_hex(spki.as_ref()) != *hash {
+                    return Err(rustls::Error::General(format!(
+                        "the {role}'s CA does not match the join token: wrong {role}?"
+                    )));
+                }
+                ca
+            }
+        };
+        let cert = issued(ee, ca, usage, now)
+            .map_err(|e| rustls::Error::General(format!("{role} certificate: {e}")))?;
+        if let Some(name) = &self.name {
+            cert.verify_is_valid_for_subject_name(name).map_err(|_| {
+                rustls::Error::General(format!(
+                    "the certificate does not name {}: only a {role} may use this link",
+                    name.to_str()
+                ))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl ServerCertVerifier for PinnedCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.verify(end_entity, intermediates, Usage::ServerAuth, now)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    handshake_signatures!();
+}
+
+impl ClientCertVerifier for PinnedCa {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.verify(end_entity, intermediates, Usage::ClientAuth, now)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        !self.optional
+    }
+
+    handshake_signatures!();
+}
