@@ -478,3 +478,248 @@ fn a_graceful_controller_shutdown_closes_links_cleanly() {
     assert!(!log.contains("close_notify"), "{log}");
     assert!(!log.contains("the link's connection failed"), "{log}");
 }
+
+#[test]
+fn new_sessions_are_spread_over_the_live_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(&dir.path().join("controller"));
+    let workers: Vec<Worker> = ["w1", "w2"]
+        .iter()
+        .map(|name| {
+            Worker::start(
+                &dir.path().join(name),
+                std::slice::from_ref(&c.cluster),
+                Some(&c.join_token()),
+                "",
+            )
+            .unwrap()
+        })
+        .collect();
+    c.create_target("echo", &echo());
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+    let request =
+        serde_json::json!({"client_public_key": portcullis_proto::keys::b64(&spki)}).to_string();
+    let mut per_worker = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..8 {
+        let (code, text) = c.curl("POST", "/v1/targets/echo/authorize-session", Some(&request));
+        assert_eq!(code, 201, "{text}");
+        let id = serde_json::from_str::<serde_json::Value>(&text).unwrap()["session_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let worker = session(&c, &id)["worker_id"].as_str().unwrap().to_owned();
+        *per_worker.entry(worker).or_default() += 1;
+    }
+    // Each new session goes to the worker with the fewest live sessions: four each.
+    let expected: std::collections::BTreeMap<String, usize> =
+        workers.iter().map(|w| (w.id.clone(), 4)).collect();
+    assert_eq!(per_worker, expected);
+}
+
+/// Restarts `c` on its own store with `lines` added to its `[sessions]` section.
+fn restart_with_sessions(c: &mut Controller, lines: &str) {
+    let _ = c.child.kill();
+    let _ = c.child.wait();
+    let text = std::fs::read_to_string(&c.config).unwrap();
+    let text = text.replacen("[sessions]\n", &format!("[sessions]\n{lines}\n"), 1);
+    std::fs::write(&c.config, text).unwrap();
+    let config = c.config.to_str().unwrap().to_owned();
+    let (child, ready) =
+        common::cluster::spawn_ready(&c.place, &["controller", "run", "--config", &config], &[]);
+    c.child = child;
+    c.api = format!("https://{}", ready["api"].as_str().unwrap());
+    c.cluster = ready["cluster"].as_str().unwrap().to_owned();
+}
+
+#[test]
+fn a_session_without_connection_or_client_for_the_idle_timeout_ends_as_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Controller::start(&dir.path().join("controller"));
+    restart_with_sessions(&mut c, "idle_timeout = 3");
+    let _w = Worker::start(
+        &dir.path().join("w1"),
+        std::slice::from_ref(&c.cluster),
+        Some(&c.join_token()),
+        "",
+    )
+    .unwrap();
+    c.create_target("echo", &echo());
+    // A session whose CLI went away after its connection closed: nobody is left to cancel it.
+    let gone = listen(&c, "echo");
+    drop(open_echo(gone.port));
+    let gone_id = gone.session_id.clone();
+    drop(gone);
+    // A session with a connection open the whole time, and one whose client keeps asking
+    // about it without connecting.
+    let busy = listen(&c, "echo");
+    let mut open = open_echo(busy.port);
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+    let request =
+        serde_json::json!({"client_public_key": portcullis_proto::keys::b64(&spki)}).to_string();
+    let (code, text) = c.curl("POST", "/v1/targets/echo/authorize-session", Some(&request));
+    assert_eq!(code, 201, "{text}");
+    let asking = serde_json::from_str::<serde_json::Value>(&text).unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Another admin watches: reading someone else's session is no sign of its client.
+    let auditor = c.issue_token("auditor", &["admins"]);
+    let watched = |id: &str| {
+        let (code, text) = c.curl_as(&auditor, "GET", &format!("/v1/sessions/{id}"), None);
+        assert_eq!(code, 200, "{text}");
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()
+    };
+    wait_for(
+        "the abandoned session to end as idle",
+        Duration::from_secs(30),
+        || {
+            // The asking client asks as it waits (its user's own GET).
+            let asked = session(&c, &asking);
+            assert_eq!(asked["state"], "pending", "{asked}");
+            watched(&gone_id)["state"] == "terminated"
+        },
+    );
+    assert_eq!(watched(&gone_id)["termination_reason"], "idle");
+    assert_eq!(watched(&busy.session_id)["state"], "active");
+    assert_eq!(session(&c, &asking)["state"], "pending");
+    open.write_all(b"live").unwrap();
+    let mut buf = [0u8; 4];
+    open.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"live");
+    let (code, text) = c.curl(
+        "GET",
+        &format!("/v1/audit?session={gone_id}&type=session_terminated"),
+        None,
+    );
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains(r#""reason":"idle""#), "{text}");
+}
+
+/// The `connection_refused` events with `reason` (and `session`, null for none), and the sum of
+/// their counts.
+fn refused_events(
+    c: &Controller,
+    reason: &str,
+    session: Option<&str>,
+) -> (Vec<serde_json::Value>, u64) {
+    let (code, text) = c.curl("GET", "/v1/audit?type=connection_refused&limit=1000", None);
+    assert_eq!(code, 200, "{text}");
+    let listing: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let events: Vec<serde_json::Value> = listing["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reason"] == reason && e["session"].as_str() == session)
+        .cloned()
+        .collect();
+    let count = events
+        .iter()
+        .map(|e| e["details"]["count"].as_u64().unwrap())
+        .sum();
+    (events, count)
+}
+
+#[test]
+fn refusals_the_worker_decides_are_audited_summed_per_session_and_reason() {
+    use common::raw::{present, Auth, ClientKey};
+    use portcullis_proto::proxy::WorkerReply;
+
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(&dir.path().join("controller"));
+    let _w = Worker::start(
+        &dir.path().join("w1"),
+        std::slice::from_ref(&c.cluster),
+        Some(&c.join_token()),
+        "refusal_window = 1",
+    )
+    .unwrap();
+    c.create_target("echo", &echo());
+    let client = ClientKey::generate();
+    let request =
+        serde_json::json!({"client_public_key": portcullis_proto::keys::b64(&client.spki())})
+            .to_string();
+    let (code, text) = c.curl("POST", "/v1/targets/echo/authorize-session", Some(&request));
+    assert_eq!(code, 201, "{text}");
+    let authorized: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let field = |name: &str| authorized[name].as_str().unwrap().to_owned();
+    let (session_id, grant) = (field("session_id"), field("grant"));
+    let (worker_addr, fingerprint) = (field("worker_addr"), field("worker_key_fingerprint"));
+    let reply = |grant: &str| {
+        present(&worker_addr, &fingerprint, Auth::Key(&client), grant)
+            .map(|(reply, _)| reply)
+            .unwrap_or_else(|e| panic!("no reply from the worker: {e}"))
+    };
+    assert!(matches!(reply(&grant), WorkerReply::Accepted { .. }));
+    let (code, text) = c.curl(
+        "POST",
+        &format!("/v1/sessions/{session_id}/cancel"),
+        Some("{}"),
+    );
+    assert_eq!(code, 200, "{text}");
+    // The worker hears of the cancel and refuses by itself from then on.
+    let mut ended = 0;
+    wait_for(
+        "the worker to refuse the cancelled session",
+        Duration::from_secs(10),
+        || match reply(&grant) {
+            WorkerReply::Refused {
+                code: RefusalCode::SessionEnded,
+                ..
+            } => {
+                ended += 1;
+                true
+            }
+            _ => false,
+        },
+    );
+    for _ in 0..4 {
+        assert!(matches!(
+            reply(&grant),
+            WorkerReply::Refused {
+                code: RefusalCode::SessionEnded,
+                ..
+            }
+        ));
+        ended += 1;
+    }
+    for _ in 0..3 {
+        assert!(matches!(
+            reply("not.a.grant"),
+            WorkerReply::Refused {
+                code: RefusalCode::InvalidGrant,
+                ..
+            }
+        ));
+    }
+    wait_for(
+        "the worker's refusals in the audit log",
+        Duration::from_secs(20),
+        || {
+            refused_events(&c, "session_ended", Some(&session_id)).1 == ended
+                && refused_events(&c, "invalid_grant", None).1 == 3
+        },
+    );
+    // A burst is a summary, not one event per refusal.
+    let (events, _) = refused_events(&c, "session_ended", Some(&session_id));
+    assert!(events.len() < ended as usize, "{events:?}");
+    let first = &events[0];
+    assert_eq!(first["actor"]["source"], format!("worker:{}", _w.id));
+    assert_eq!(first["details"]["client_addr"], "127.0.0.1");
+    assert!(
+        first["details"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the session has ended (canceled)"),
+        "{first}"
+    );
+    let (bad, _) = refused_events(&c, "invalid_grant", None);
+    assert!(
+        bad.iter().all(|e| e["details"].get("message").is_none()),
+        "{bad:?}"
+    );
+    // No event carries the grant.
+    let (_, text) = c.curl("GET", "/v1/audit?limit=1000", None);
+    assert!(!text.contains(&grant), "a grant reached the audit log");
+}

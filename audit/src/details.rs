@@ -158,6 +158,32 @@ pub struct ConnectionOpened {
     pub endpoint: Option<String>,
 }
 
+/// Why connections were refused: one connection the controller refused online, or the
+/// refusals a worker decided by itself, summed per session and code over a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ConnectionRefusal {
+    Summary(RefusalSummary),
+    Connection(ConnectionRef),
+}
+
+/// The refusals a worker decided for one session (or, before a grant verified, for none) and
+/// one code, summed over the worker's window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefusalSummary {
+    pub count: u64,
+    pub first_at: String,
+    pub last_at: String,
+    /// The first refused client's address.
+    pub client_addr: String,
+    /// The first refusal's sentence, for a session's refusals only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The worker's id for the summary: a summary resent after a lost acknowledgement
+    /// appears again with the same id.
+    pub summary_id: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConnectionRef {
     pub connection_id: String,

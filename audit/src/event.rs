@@ -301,9 +301,11 @@ pub enum Event {
     ConnectionOpened {
         details: ConnectionOpened,
     },
+    /// `reason`: the controller's sentence for a connection it refused, or the refusal code
+    /// of a worker's summary.
     ConnectionRefused {
         reason: String,
-        details: ConnectionRef,
+        details: ConnectionRefusal,
     },
     ConnectionClosed {
         reason: String,

@@ -143,10 +143,10 @@ fn one_of_each() -> Vec<Event> {
         },
         Event::ConnectionRefused {
             reason: "session ended: canceled".into(),
-            details: ConnectionRef {
+            details: ConnectionRefusal::Connection(ConnectionRef {
                 connection_id: "c_1".into(),
                 client_addr: "127.0.0.1".into(),
-            },
+            }),
         },
         Event::ConnectionClosed {
             reason: "closed".into(),
@@ -272,6 +272,40 @@ fn every_kind_has_a_case_and_round_trips_through_the_stored_body() {
         let back = AuditEvent::from_body(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
         assert_eq!(back, audit);
     }
+}
+
+#[test]
+fn a_workers_summed_refusals_round_trip_as_a_summary_and_the_controllers_as_one_connection() {
+    let summed = |message: Option<&str>| Event::ConnectionRefused {
+        reason: "session_ended".into(),
+        details: ConnectionRefusal::Summary(RefusalSummary {
+            count: 300,
+            first_at: "2026-11-30T06:40:01.113Z".into(),
+            last_at: "2026-11-30T06:40:01.512Z".into(),
+            client_addr: "127.0.0.1".into(),
+            message: message.map(str::to_owned),
+            summary_id: "r_1".into(),
+        }),
+    };
+    for event in [
+        summed(Some("the session has ended (canceled)")),
+        summed(None),
+    ] {
+        let audit = AuditEvent::new(Actor::worker("w_1"), event);
+        let body = Value::Object(audit.body("e_1", 7, "2026-11-30T00:00:00.000Z", chain::GENESIS));
+        assert_eq!(body["details"]["count"], 300, "{body}");
+        assert_eq!(AuditEvent::from_body(&body).unwrap(), audit);
+    }
+    let one = json!({"type": "connection_refused", "actor": {"source": "worker:w_1"},
+        "reason": "session ended: canceled",
+        "details": {"connection_id": "c_1", "client_addr": "127.0.0.1"}});
+    assert!(matches!(
+        AuditEvent::from_body(&one).unwrap().event,
+        Event::ConnectionRefused {
+            details: ConnectionRefusal::Connection(_),
+            ..
+        }
+    ));
 }
 
 #[test]

@@ -214,6 +214,20 @@ pub enum ConnectionEventKind {
         bytes_down: u64,
         reason: EndReason,
     },
+    /// The connections the worker refused by itself for one session (the event's
+    /// `session_id`; empty for refusals before a grant verified) and one code, summed over a
+    /// window. `connection_id` is empty; times are unix milliseconds.
+    Refused {
+        code: crate::proxy::RefusalCode,
+        count: u64,
+        first_at_ms: u64,
+        last_at_ms: u64,
+        /// The first refused client's address.
+        client_addr: String,
+        /// The first refusal's sentence, only for a session's refusals (the worker's own
+        /// words on a verified grant); refusals without a session carry only their code.
+        message: Option<String>,
+    },
 }
 
 impl ConnectionEvent {
@@ -253,6 +267,39 @@ impl ConnectionEvent {
                 bytes_up,
                 bytes_down,
                 reason,
+            },
+        }
+    }
+}
+
+/// The refusals of one window, as [`ConnectionEventKind::Refused`] describes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusalSummary {
+    /// Unique per summary (the event id is `<summary_id>:refused`).
+    pub summary_id: String,
+    pub session_id: Option<String>,
+    pub code: crate::proxy::RefusalCode,
+    pub count: u64,
+    pub first_at_ms: u64,
+    pub last_at_ms: u64,
+    pub client_addr: String,
+    pub message: Option<String>,
+}
+
+impl ConnectionEvent {
+    pub fn refused(summary: RefusalSummary) -> Self {
+        Self {
+            event_id: format!("{}:refused", summary.summary_id),
+            session_id: summary.session_id.unwrap_or_default(),
+            connection_id: String::new(),
+            at: summary.last_at_ms / 1000,
+            kind: ConnectionEventKind::Refused {
+                code: summary.code,
+                count: summary.count,
+                first_at_ms: summary.first_at_ms,
+                last_at_ms: summary.last_at_ms,
+                client_addr: summary.client_addr,
+                message: summary.message,
             },
         }
     }

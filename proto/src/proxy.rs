@@ -29,7 +29,7 @@ pub enum WorkerReply {
 }
 
 /// Machine-readable refusal codes; the reason text is for people.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefusalCode {
     BadHandshake,

@@ -14,7 +14,11 @@ use super::dev::bin;
 use super::netns::Place;
 
 /// Spawns `portcullis ARGS` in `place` and waits for its JSON readiness line.
-fn spawn_ready(place: &Place, args: &[&str], env: &[(&str, &str)]) -> (Child, serde_json::Value) {
+pub(crate) fn spawn_ready(
+    place: &Place,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, serde_json::Value) {
     let mut cmd = place.command(bin());
     cmd.args(args)
         .env("PORTCULLIS_LOG", "warn")

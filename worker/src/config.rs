@@ -42,6 +42,9 @@ pub struct Config {
     /// before their hello), per listener: in total and per source address. Beyond these,
     /// new connections are closed at once.
     pub handshake_limits: GateLimits,
+    /// Refusals the worker decides are summed per session and code over this window into
+    /// one `connection_refused` audit event (`refusals`).
+    pub refusal_window: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +84,7 @@ struct RawWorker {
     drain_timeout: Option<Spanned<DurationValue>>,
     handshake_timeout: Option<Spanned<DurationValue>>,
     hello_timeout: Option<Spanned<DurationValue>>,
+    refusal_window: Option<Spanned<DurationValue>>,
     // The older spelling of the durations above: a number of seconds only.
     admit_grace_secs: Option<Spanned<f64>>,
     live_grace_secs: Option<Spanned<f64>>,
@@ -170,6 +174,7 @@ impl Config {
             drain_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             hello_timeout: Duration::from_secs(5),
+            refusal_window: Duration::from_secs(10),
             handshake_limits: GateLimits {
                 total: 512,
                 per_source: 64,
@@ -284,6 +289,14 @@ impl RawWorker {
             secs: &self.hello_timeout_secs,
         }
         .read(text, config.hello_timeout)?;
+        config.refusal_window = DurationKey {
+            key: "worker.refusal_window",
+            value: &self.refusal_window,
+            // A new key: it has no seconds-only spelling.
+            secs_key: "worker.refusal_window",
+            secs: &None,
+        }
+        .read(text, config.refusal_window)?;
         let defaults = config.handshake_limits;
         config.handshake_limits = GateLimits {
             total: count(self.max_handshakes, "worker.max_handshakes", defaults.total)?,

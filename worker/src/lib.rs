@@ -7,7 +7,7 @@
 //! client, dialling, the protocol peer and its driver), [`proxy`] (listener, handshake,
 //! admission, relay; its TLS takes any client key whose holder proves it, the grant binds it),
 //! [`table`] (sessions, keys, freshness, expiry), [`spool`] (connection events until
-//! acknowledged), [`inbound`] (links controllers dial), [`accept`] (accept back-off and the
+//! acknowledged), [`refusals`] (the worker's refusals summed for the audit log), [`inbound`] (links controllers dial), [`accept`] (accept back-off and the
 //! cap on connections still in their handshake).
 #![forbid(unsafe_code)]
 
@@ -22,6 +22,7 @@ pub mod identity;
 pub mod inbound;
 pub mod link;
 pub mod proxy;
+pub mod refusals;
 pub mod spool;
 pub mod table;
 
@@ -67,6 +68,8 @@ pub struct Shared {
     pub proxy_tls: Arc<rustls::ServerConfig>,
     pub table: table::Table,
     pub spool: spool::Spool,
+    /// Refusals summed per session and code until their window ends, then spooled.
+    pub refusals: refusals::Refusals,
     pub link: link::LinkClient,
     /// Set when draining starts: no new connections.
     pub draining: CancellationToken,
@@ -102,6 +105,7 @@ impl Worker {
         )?);
         let proxy_tls = proxy_tls(certs.clone())?;
         let spool = spool::Spool::open(config.state_dir.join("spool.jsonl"));
+        let refusals = refusals::Refusals::new(config.refusal_window);
         let shared = Arc::new(Shared {
             config,
             table: table::Table::new(clock.clone()),
@@ -110,6 +114,7 @@ impl Worker {
             certs,
             proxy_addr,
             proxy_tls,
+            refusals,
             spool,
             link: link::LinkClient::default(),
             draining: CancellationToken::new(),
@@ -183,6 +188,11 @@ impl Worker {
                 }
             })
         };
+        // One task spools the summed refusals as their windows end.
+        let refused = {
+            let (shared, stop) = (shared.clone(), watchdog_stop.clone());
+            tokio::spawn(refusals::run(shared, stop))
+        };
         // One task expires every session at its grant's expiry and forgets it.
         let expiry = {
             let (shared, stop) = (shared.clone(), watchdog_stop.clone());
@@ -213,6 +223,8 @@ impl Worker {
             shared.hard_stop.cancel();
             tasks.wait().await;
         }
+        // The refusals of the windows still open, spooled now so the link can send them.
+        shared.refusals.spool_all(&shared).await;
         // Let the link send the last events before it closes.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
         while !shared.spool.is_empty() && tokio::time::Instant::now() < deadline {
@@ -220,7 +232,7 @@ impl Worker {
         }
         link_stop.cancel();
         watchdog_stop.cancel();
-        let _ = tokio::join!(link, watchdog, expiry);
+        let _ = tokio::join!(link, watchdog, expiry, refused);
         if let Some(inbound) = inbound {
             let _ = inbound.await;
         }

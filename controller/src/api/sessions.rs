@@ -303,6 +303,7 @@ pub(crate) async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Session>, ApiError> {
     let session = visible(&state, &principal, &id, Permission::SessionsReadAll).await?;
+    crate::sessions::idle::client_seen(&state, &session, &principal.user.id).await;
     Ok(Json(to_api(&state, &session, true).await?))
 }
 

@@ -52,6 +52,9 @@ pub struct Config {
     pub token_lifetime: Duration,
     pub session_default_max: Duration,
     pub session_pending_timeout: Duration,
+    /// A pending or active session with no open connection and no sign of its client for
+    /// this long ends with reason `idle` (`sessions::idle`).
+    pub session_idle_timeout: Duration,
     /// Per-user limits on sessions (`[sessions.per_user]`).
     pub per_user: PerUserLimits,
     pub sweep_interval: Duration,
@@ -171,6 +174,7 @@ impl Config {
             token_lifetime: api.token_lifetime,
             session_default_max: sessions.default_max,
             session_pending_timeout: sessions.pending_timeout,
+            session_idle_timeout: sessions.idle_timeout,
             per_user: sessions.per_user,
             sweep_interval: sessions.sweep_interval,
             heartbeat_interval: workers.heartbeat_interval,

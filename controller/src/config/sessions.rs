@@ -31,6 +31,7 @@ impl Default for PerUserLimits {
 pub(super) struct RawSessions {
     default_max_duration: Option<DurationValue>,
     pending_timeout: Option<DurationValue>,
+    idle_timeout: Option<DurationValue>,
     sweep_interval: Option<DurationValue>,
     #[serde(default)]
     per_user: RawPerUser,
@@ -47,6 +48,7 @@ struct RawPerUser {
 pub(super) struct Sessions {
     pub default_max: Duration,
     pub pending_timeout: Duration,
+    pub idle_timeout: Duration,
     pub sweep_interval: Duration,
     pub per_user: PerUserLimits,
 }
@@ -64,6 +66,11 @@ impl RawSessions {
                 &self.pending_timeout,
                 "sessions.pending_timeout",
                 Duration::from_secs(300),
+            )?,
+            idle_timeout: positive_duration(
+                &self.idle_timeout,
+                "sessions.idle_timeout",
+                Duration::from_secs(15 * 60),
             )?,
             sweep_interval: positive_duration(
                 &self.sweep_interval,

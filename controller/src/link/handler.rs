@@ -248,10 +248,10 @@ async fn admit_first(state: &AppState, worker_id: &str, admit: AdmitFirst) -> Re
         } else {
             let refused = Event::ConnectionRefused {
                 reason: refusal(session.as_ref(), worker_id, now),
-                details: event::ConnectionRef {
+                details: event::ConnectionRefusal::Connection(event::ConnectionRef {
                     connection_id: admit.connection_id.clone(),
                     client_addr: admit.client_addr.clone(),
-                },
+                }),
             };
             AuditEvent::new(actor.clone(), refused)
         };
@@ -344,6 +344,10 @@ async fn apply_event(
     worker_id: &str,
     event: &ConnectionEvent,
 ) -> Result<bool, StoreError> {
+    if let ConnectionEventKind::Refused { .. } = &event.kind {
+        apply_refused(tx, worker_id, event).await?;
+        return Ok(false);
+    }
     let Some(session) = session_rows::get(tx.read(), &event.session_id).await? else {
         // An event for a session this store never had is acknowledged and dropped.
         return Ok(false);
@@ -359,6 +363,7 @@ async fn apply_event(
             apply_opened(tx, worker_id, event, &session, client_addr, endpoint).await?;
             Ok(false)
         }
+        ConnectionEventKind::Refused { .. } => Ok(false),
         ConnectionEventKind::Closed {
             bytes_up,
             bytes_down,
@@ -376,6 +381,62 @@ async fn apply_event(
             .await
         }
     }
+}
+
+/// The refusals a worker decided for one session (or none) and code over a window, recorded
+/// as one `connection_refused` event (docs/audit.md). Delivery is at least once: a summary
+/// resent after a lost acknowledgement is recorded again, with the same `summary_id`.
+async fn apply_refused(
+    tx: &mut AuditedTx,
+    worker_id: &str,
+    event: &ConnectionEvent,
+) -> Result<(), StoreError> {
+    let ConnectionEventKind::Refused {
+        code,
+        count,
+        first_at_ms,
+        last_at_ms,
+        client_addr,
+        message,
+    } = &event.kind
+    else {
+        return Ok(());
+    };
+    let session = match event.session_id.as_str() {
+        "" => None,
+        id => session_rows::get(tx.read(), id).await?,
+    };
+    let time = |ms: u64| {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        humantime::format_rfc3339_millis(at).to_string()
+    };
+    let summary_id = event
+        .event_id
+        .strip_suffix(":refused")
+        .unwrap_or(&event.event_id);
+    let refused = Event::ConnectionRefused {
+        reason: serde_json::to_value(code)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        details: event::ConnectionRefusal::Summary(event::RefusalSummary {
+            count: *count,
+            first_at: time(*first_at_ms),
+            last_at: time(*last_at_ms),
+            client_addr: client_addr.clone(),
+            message: message.clone(),
+            summary_id: summary_id.to_owned(),
+        }),
+    };
+    let mut audited = AuditEvent::new(Actor::worker(worker_id), refused);
+    if !event.session_id.is_empty() {
+        audited = audited.session(&event.session_id);
+    }
+    if let Some(session) = &session {
+        audited = audited.target(&session.target_id);
+    }
+    tx.record(audited);
+    Ok(())
 }
 
 /// A connection the worker opened by itself, recorded (and audited) the first time only.

@@ -97,13 +97,22 @@ async fn read(
     };
     let heard_after = clock::to_i64(now)
         - clock::to_i64(state.config.heartbeat_interval.as_secs().max(1) * 3 + 2);
-    let workers = state.live_workers.get(&state.store, heard_after).await?;
-    // Prefer a worker linked to this controller: it can be told of a cancel at once.
-    let worker = workers
+    let workers = state
+        .live_workers
+        .get(&state.store, heard_after, clock::to_i64(now))
+        .await?;
+    let candidates: Vec<plan::Candidate<'_>> = workers
         .iter()
-        .find(|w| state.links.get(&w.id).is_some())
-        .or(workers.first())
-        .cloned();
+        .map(|(worker, live_sessions)| plan::Candidate {
+            worker,
+            live_sessions: *live_sessions,
+            linked_here: state.links.get(&worker.id).is_some(),
+        })
+        .collect();
+    let worker = plan::choose_worker(&candidates, crate::ids::random_u64()).cloned();
+    if let Some(worker) = &worker {
+        state.live_workers.assigned(&worker.id);
+    }
     let grant_key = state.keys.active(Purpose::Grant).await?;
     let ssh_ca = match plan::signs_embedded_certificate(ssh_public_key, state.vault.is_some()) {
         true => Some(state.keys.active(Purpose::SshCa).await?),

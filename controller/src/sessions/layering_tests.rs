@@ -31,7 +31,11 @@ fn paths_to(modules: &[&str]) -> Vec<String> {
 
 #[test]
 fn the_plan_does_no_io() {
-    for path in ["sessions/plan.rs", "sessions/plan/events.rs"] {
+    for path in [
+        "sessions/plan.rs",
+        "sessions/plan/events.rs",
+        "sessions/plan/worker.rs",
+    ] {
         assert_names_none(
             path,
             &[

@@ -8,12 +8,14 @@
 //! signs and commits, `mint` asks Vault (`credentials`). Ending runs one way too:
 //! `lifecycle::end_session` commits the end, then tells the worker (`crate::notify`) and
 //! starts the revocations (`credentials`); neither calls back into `lifecycle`. The callers
-//! of `end_session` (the API, the link, the `sweeper`, the `credential_job`) sit above it.
+//! of `end_session` (the API, the link, the `sweeper` with `idle`, the `credential_job`) sit
+//! above it.
 
 pub(crate) mod authorize;
 pub(crate) mod credential_job;
 pub(crate) mod credentials;
 pub(crate) mod error;
+pub(crate) mod idle;
 pub(crate) mod issue;
 #[cfg(test)]
 mod layering_tests;

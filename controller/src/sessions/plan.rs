@@ -401,3 +401,5 @@ fn to_i64(value: u64) -> i64 {
 mod events;
 #[cfg(test)]
 mod tests;
+mod worker;
+pub(crate) use worker::{choose_worker, Candidate};

@@ -1,5 +1,6 @@
 //! The backstop sweep: ends sessions past their expiry, pending sessions that never
-//! connected, and sessions on workers that have not been heard from.
+//! connected, idle sessions (`super::idle`), and sessions on workers that have not been heard
+//! from.
 
 use portcullis_proto::link::EndReason;
 use tokio_util::sync::CancellationToken;
@@ -54,6 +55,7 @@ pub(crate) async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
             ended += 1;
         }
     }
+    ended += super::idle::end_idle(state).await?;
     let lost_after = clock::to_i64(state.config.worker_lost_after.as_secs());
     let store_up_since = state.store_watch.up_since();
     let workers = {

@@ -131,6 +131,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "worker_phase",
         include_str!("../../../migrations/sqlite/0008_worker_phase.sql"),
     ),
+    (
+        9,
+        "session_client_seen",
+        include_str!("../../../migrations/sqlite/0009_session_client_seen.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -167,6 +172,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "worker_phase",
         include_str!("../../../migrations/postgres/0008_worker_phase.sql"),
+    ),
+    (
+        9,
+        "session_client_seen",
+        include_str!("../../../migrations/postgres/0009_session_client_seen.sql"),
     ),
 ];
 

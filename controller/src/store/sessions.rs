@@ -281,6 +281,90 @@ pub(crate) async fn live_on_worker(
     rows.iter().map(from_row).collect()
 }
 
+/// How many live sessions (not terminated, not yet expired) each worker carries; workers
+/// with none are absent.
+pub(crate) async fn live_per_worker(
+    conn: &mut AnyConnection,
+    now: i64,
+) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT worker_id, COUNT(*) AS n FROM sessions WHERE state <> 'terminated' \
+         AND expires_at > $1 GROUP BY worker_id",
+    )
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("worker_id")?, row.try_get("n")?)))
+        .collect()
+}
+
+/// What tells an idle session from a used one: a live session's own times and its
+/// connections' ([`crate::sessions::idle`] decides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Activity {
+    pub session_id: String,
+    pub created_at: i64,
+    /// When its own user last asked about it ([`client_seen`]).
+    pub client_seen_at: Option<i64>,
+    pub open_connections: i64,
+    pub last_opened_at: Option<i64>,
+    pub last_closed_at: Option<i64>,
+}
+
+/// The activity of the pending and active sessions created, and last asked about by their
+/// client, before `quiet_since`: the only ones that can be idle since then.
+pub(crate) async fn quiet_since(
+    conn: &mut AnyConnection,
+    quiet_since: i64,
+) -> Result<Vec<Activity>> {
+    let rows = sqlx::query(
+        "SELECT s.id, s.created_at, s.client_seen_at, \
+         COUNT(CASE WHEN c.state = 'open' THEN 1 END) AS open_connections, \
+         MAX(c.opened_at) AS last_opened_at, MAX(c.closed_at) AS last_closed_at \
+         FROM sessions s LEFT JOIN connections c ON c.session_id = s.id \
+         WHERE s.state IN ('pending', 'active') AND s.created_at < $1 \
+         AND (s.client_seen_at IS NULL OR s.client_seen_at < $1) \
+         GROUP BY s.id, s.created_at, s.client_seen_at",
+    )
+    .bind(quiet_since)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Activity {
+                session_id: row.try_get("id")?,
+                created_at: row.try_get("created_at")?,
+                client_seen_at: row.try_get("client_seen_at")?,
+                open_connections: row.try_get("open_connections")?,
+                last_opened_at: row.try_get("last_opened_at")?,
+                last_closed_at: row.try_get("last_closed_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Records that a live session's client asked about it at `now`, unless it already did at or
+/// after `unless_since` (so a client polling every second writes once in a while).
+pub(crate) async fn client_seen(
+    conn: &mut AnyConnection,
+    id: &str,
+    now: i64,
+    unless_since: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE sessions SET client_seen_at = $2 WHERE id = $1 \
+         AND state IN ('pending', 'active') \
+         AND (client_seen_at IS NULL OR client_seen_at < $3)",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(unless_since)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// The state and termination reason of each id that exists.
 pub(crate) async fn states(
     conn: &mut AnyConnection,

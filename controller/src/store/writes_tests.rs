@@ -20,6 +20,7 @@ const UNAUDITED: &[(&str, &str, &str)] = &[
     ("oidc_logins", "count_failure", "a counter of wrong codes; each failure is audited as login_failed"),
     ("oidc_logins", "prune", "removes expired pending logins"),
     ("workers", "touch", "a worker's heartbeat time"),
+    ("sessions", "client_seen", "when a session's client last asked about it; the idle end it postpones is audited as session_terminated"),
     ("vault_credentials", "set_accessor", "mint progress for crash recovery; the mint is audited as credential_minted"),
     ("vault_credentials", "set_leases", "mint progress for crash recovery; the mint is audited as credential_minted"),
     ("vault_credentials", "request_revocation", "the revocation queue; queued with session_terminated, its outcome audited as credential_revoked"),

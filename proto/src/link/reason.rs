@@ -79,6 +79,9 @@ reasons! {
     CredentialMintFailed = "credential_mint_failed",
     /// Minting the session's credentials never finished (a controller died or hung meanwhile).
     CredentialMintAbandoned = "credential_mint_abandoned",
+    /// No connection was open and the session's client gave no sign for
+    /// `sessions.idle_timeout`.
+    Idle = "idle",
     /// The store holds the session as ended but without a reason (what a worker is told then).
     Terminated = "terminated",
     /// The store has no such session (what a worker holding one is told).

@@ -35,6 +35,12 @@ pub(super) struct Admitted {
     pub(super) first: bool,
 }
 
+/// A refusal of [`admit`], with the session of the grant when it verified.
+pub(super) struct Refused {
+    pub(super) session_id: Option<String>,
+    pub(super) refusal: Refusal,
+}
+
 /// Runs every check on the hello and its grant, then counts the connection in the session
 /// table. Records `session.id` and `connection.id` on the connection's span as they become
 /// known, so that a refusal's log line carries them.
@@ -43,15 +49,23 @@ pub(super) fn admit(
     tls: &TlsStream<TcpStream>,
     peer: SocketAddr,
     hello: ClientHello,
-) -> Result<Admitted, Refusal> {
-    check::check_hello(&hello, shared.draining.is_cancelled())?;
+) -> Result<Admitted, Refused> {
+    let before_grant = |refusal| Refused {
+        session_id: None,
+        refusal,
+    };
+    check::check_hello(&hello, shared.draining.is_cancelled()).map_err(before_grant)?;
     let claims = grant::verify(
         &hello.grant,
         &shared.table.keys(),
         &shared.identity.worker_id,
         shared.clock.unix_secs(),
     )
-    .map_err(check::refuse_grant)?;
+    .map_err(|e| before_grant(check::refuse_grant(e)))?;
+    let of_session = |refusal| Refused {
+        session_id: Some(claims.sid.clone()),
+        refusal,
+    };
     let span = tracing::Span::current();
     span.record("session.id", claims.sid.as_str());
     let client_key = client_key(tls);
@@ -63,10 +77,11 @@ pub(super) fn admit(
         controller_trouble: shared.table.trouble(),
         admit_grace: shared.config.admit_grace,
     };
-    let permit = check::check(&claims, &facts, shared.clock.instant())?;
+    let permit = check::check(&claims, &facts, shared.clock.instant()).map_err(of_session)?;
     let connection_id = format!("c_{}", hex::encode(rand_bytes()));
     span.record("connection.id", connection_id.as_str());
-    let counted = check::count(shared.table.admit(&claims.sid, claims.lim, claims.exp))?;
+    let counted = check::count(shared.table.admit(&claims.sid, claims.lim, claims.exp))
+        .map_err(of_session)?;
     Ok(Admitted {
         claims,
         endpoint: permit.endpoint,
@@ -94,6 +109,15 @@ pub(super) async fn ask_controller(shared: &Shared, admit: AdmitFirst) -> Result
             .request(Request::AdmitFirst(admit), Duration::from_secs(5))
             .await,
     )
+}
+
+/// Whether a refusal met while opening an admitted connection is in the audit log already:
+/// the controller's own refusal of a first connection (it audited it), or a target that could
+/// not be reached (the connection's `closed` event records it). Any other one, the worker
+/// reports ([`crate::refusals`]).
+pub(super) fn audited_when_opening(refusal: &Refusal) -> bool {
+    refusal.code == portcullis_proto::proxy::RefusalCode::TargetUnreachable
+        || check::decided_by_controller(refusal)
 }
 
 fn rand_bytes() -> [u8; 12] {

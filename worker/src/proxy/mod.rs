@@ -83,16 +83,30 @@ async fn handle(
             return;
         }
         Err(NoHello::Bad(e)) => {
-            return refuse(tls, Refusal::new(RefusalCode::BadHandshake, e)).await
+            let refusal = Refusal::new(RefusalCode::BadHandshake, e);
+            note_refused(&shared, peer, None, &refusal);
+            return refuse(tls, refusal).await;
         }
     };
     let admitted = match admission::admit(&shared, &tls, peer, hello) {
         Ok(admitted) => admitted,
-        Err(refusal) => return refuse(tls, refusal).await,
+        Err(admission::Refused {
+            session_id,
+            refusal,
+        }) => {
+            note_refused(&shared, peer, session_id, &refusal);
+            return refuse(tls, refusal).await;
+        }
     };
     let target = match open(&shared, peer, &admitted).await {
         Ok(target) => target,
-        Err(refusal) => return refuse(tls, refusal).await,
+        Err(refusal) => {
+            if !admission::audited_when_opening(&refusal) {
+                let session_id = Some(admitted.claims.sid.clone());
+                note_refused(&shared, peer, session_id, &refusal);
+            }
+            return refuse(tls, refusal).await;
+        }
     };
     reply(
         &mut tls,
@@ -109,6 +123,17 @@ async fn handle(
         .spool
         .record(closed(&shared, &admitted, up, down, why))
         .await;
+}
+
+/// Counts a refusal the worker decided, for the audit log ([`crate::refusals`]).
+fn note_refused(shared: &Shared, peer: SocketAddr, session_id: Option<String>, refusal: &Refusal) {
+    let refused = crate::refusals::Refused {
+        session_id,
+        code: refusal.code,
+        client_addr: peer.ip().to_string(),
+        message: refusal.reason.clone(),
+    };
+    shared.refusals.note(refused, shared.clock.now());
 }
 
 /// Dials the target and records the connection as opened: on disk before a byte flows, or

@@ -33,6 +33,7 @@ fn the_texts_are_the_ones_already_stored_and_sent() {
             "target_unreachable",
             "credential_mint_failed",
             "credential_mint_abandoned",
+            "idle",
             "terminated",
             "unknown_session",
         ]

@@ -170,6 +170,13 @@ fn not_vouched(facts: &Facts<'_>, now: Instant) -> Refusal {
     Refusal::new(RefusalCode::ControllerUnreachable, reason)
 }
 
+/// Whether a refusal of [`answer`] is the controller's own: it refused the connection
+/// online and audited it, so the worker does not report it again (the other refusals of
+/// `answer`, no answer at all, are the worker's).
+pub(super) fn decided_by_controller(refusal: &Refusal) -> bool {
+    refusal.code == RefusalCode::SessionEnded
+}
+
 fn session_ended(why: EndReason) -> Refusal {
     Refusal::new(
         RefusalCode::SessionEnded,

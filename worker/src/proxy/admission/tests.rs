@@ -364,3 +364,16 @@ fn no_answer_from_the_controller_is_refused_controller_unreachable_in_the_links_
         ))
     );
 }
+
+#[test]
+fn only_the_controllers_own_refusal_of_a_first_connection_is_left_to_the_controller_to_audit() {
+    let refused = Response::Refused {
+        reason: "the session has ended (canceled)".to_owned(),
+    };
+    let by_controller = check::answer(Ok::<_, String>(refused)).unwrap_err();
+    assert!(check::decided_by_controller(&by_controller));
+    let unanswered = check::answer(Err::<Response, _>("timed out")).unwrap_err();
+    assert!(!check::decided_by_controller(&unanswered));
+    let odd = check::answer(Ok::<_, String>(Response::Ok)).unwrap_err();
+    assert!(!check::decided_by_controller(&odd));
+}
