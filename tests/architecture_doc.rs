@@ -18,6 +18,8 @@ const ROOTS: &[&str] = &[
     "policy/src/",
     "audit/src/",
     "crypto/src/",
+    "net/src/",
+    "files/src/",
     "src/",
     "src/cli/",
 ];

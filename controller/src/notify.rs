@@ -75,7 +75,7 @@ fn parse(payload: &str) -> Option<(String, SessionEnd)> {
 pub(crate) async fn listen(state: AppState, url: String, shutdown: CancellationToken) {
     // From 1 s, doubling and jittered, at most 5 s; from the start again once listening.
     let retries =
-        || portcullis_proto::retry::schedule(Duration::from_secs(1), Duration::from_secs(5));
+        || portcullis_net::retry::schedule(Duration::from_secs(1), Duration::from_secs(5));
     let mut waits = retries();
     loop {
         let listening = async {

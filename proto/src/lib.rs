@@ -1,10 +1,8 @@
 //! Wire types shared by the Portcullis controller, worker and CLI.
 //!
-//! Nothing here does I/O (the one async function, [`accept::Acceptor`], awaits the listener
-//! its caller passes and a timer). Each module holds one wire surface, or a rule the listeners
-//! of several share:
-//! - [`accept`]: what a listener does when `accept` fails (go on, or back off), and the driver
-//!   every listener accepts through.
+//! Nothing here does I/O or needs a runtime (the accept loop and the retry schedule the
+//! daemons share live in `portcullis-net`). Each module holds one wire surface, or a rule the
+//! listeners of several share:
 //! - [`api`]: the controller's HTTPS JSON API (`/v1`).
 //! - [`clock`]: where time comes from (the system's clocks, or a test's hand-advanced one).
 //! - [`duration`]: durations as the controller's and the worker's config files write them.
@@ -12,13 +10,11 @@
 //! - [`link`]: the framed cluster link between controllers and workers, and the sans-I/O peer
 //!   (request ids, requests in flight, deadlines, heartbeats) both ends drive.
 //! - [`proxy`]: the handshake a client speaks to a worker's proxy listener.
-//! - [`retry`]: the waits between attempts to reach a peer (exponential, jittered, capped).
 //! - [`handshakes`]: the count of connections still in their handshake, capped per listener.
 //! - [`keys`]: fingerprints and public-key encodings every side computes the same way.
 //! - [`text`]: outside text made safe for logs and terminals (escaping control characters).
 #![forbid(unsafe_code)]
 
-pub mod accept;
 pub mod api;
 pub mod clock;
 pub mod duration;
@@ -30,7 +26,6 @@ pub mod handshakes;
 pub mod keys;
 pub mod link;
 pub mod proxy;
-pub mod retry;
 pub mod text;
 
 /// The protocol version spoken on the cluster link and the proxy listener.

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use portcullis_proto::accept::Acceptor;
+use portcullis_net::accept::Acceptor;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

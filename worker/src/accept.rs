@@ -1,5 +1,5 @@
 //! Accepting connections so that strangers cannot exhaust the worker: a failing `accept` is
-//! handled by the listeners' shared policy ([`portcullis_proto::accept`]: a connection's own
+//! handled by the listeners' shared policy ([`portcullis_net::accept`]: a connection's own
 //! failure is logged and the next accepted at once, running out of descriptors or memory
 //! backs off), and connections that have not authenticated yet (TLS handshake, proxy hello)
 //! are capped, globally and per source address, by a [`Gate`]. The time such a connection may
@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use portcullis_proto::accept::{Acceptor, LogLimit};
+use portcullis_net::accept::{Acceptor, LogLimit};
 use portcullis_proto::handshakes::Handshakes;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -30,7 +30,7 @@ impl Listener {
     }
 
     /// The next connection, or None once `shutdown` is cancelled. Failures are not returned
-    /// (see [`portcullis_proto::accept`]). Cancel-safe.
+    /// (see [`portcullis_net::accept`]). Cancel-safe.
     pub async fn accept(
         &mut self,
         shutdown: &CancellationToken,

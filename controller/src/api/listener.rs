@@ -14,7 +14,7 @@
 //!
 //! Admission is decided by [`super::connections::Table`]: a per-address cap, and a global
 //! cap at which an idle connection is closed to make room. Accept errors follow the listeners'
-//! shared policy ([`portcullis_proto::accept`]); when descriptors run out, the longest-idle
+//! shared policy ([`portcullis_net::accept`]); when descriptors run out, the longest-idle
 //! connection is also closed to free one.
 
 use std::convert::Infallible;
@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
-use portcullis_proto::accept::Acceptor;
+use portcullis_net::accept::Acceptor;
 
 use super::connections::{Admission, ConnId, Table};
 use super::extract::PeerAddr;

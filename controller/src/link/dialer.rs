@@ -71,7 +71,7 @@ async fn dial_loop(
     // From 200 ms, doubling and jittered, at most 5 s; from the start again after a link
     // that was up.
     let retries =
-        || portcullis_proto::retry::schedule(Duration::from_millis(200), Duration::from_secs(5));
+        || portcullis_net::retry::schedule(Duration::from_millis(200), Duration::from_secs(5));
     let mut waits = retries();
     loop {
         let attempt = async {

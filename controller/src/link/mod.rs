@@ -54,7 +54,7 @@ pub(crate) async fn serve(
     // Connections closed because the gate was full, logged like failed accepts.
     let mut refused: u64 = 0;
     let mut last_refusal_log: Option<tokio::time::Instant> = None;
-    let mut accepting = portcullis_proto::accept::Acceptor::new("link");
+    let mut accepting = portcullis_net::accept::Acceptor::new("link");
     loop {
         let Some((tcp, peer)) = accepting.next_until(|| listener.accept(), &shutdown).await else {
             return;

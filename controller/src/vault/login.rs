@@ -98,7 +98,7 @@ impl Vault {
     /// after [`RETRY_MIN`] to [`RETRY_MAX`] (jittered, so that controllers that lost Vault
     /// together do not return in step).
     pub(crate) async fn keep_token_alive(self, mut life: TokenLife, shutdown: CancellationToken) {
-        let retries = || portcullis_proto::retry::schedule(RETRY_MIN, RETRY_MAX);
+        let retries = || portcullis_net::retry::schedule(RETRY_MIN, RETRY_MAX);
         let mut waits = retries();
         loop {
             let wait = match life {

@@ -70,7 +70,7 @@ async fn wait_for_callback(
     login_id: &str,
 ) -> anyhow::Result<String> {
     // A connection that fails before it is accepted does not end the login.
-    let mut accepting = portcullis_proto::accept::Acceptor::new("login redirect");
+    let mut accepting = portcullis_net::accept::Acceptor::new("login redirect");
     loop {
         let (mut stream, _) = accepting.next(|| listener.accept()).await;
         let mut buf = vec![0u8; 8192];

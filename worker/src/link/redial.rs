@@ -5,7 +5,7 @@
 //!   controller restart then costs one connect, however many failovers came before.
 //! - An attempt that failed: the other known controllers are tried at once; only when every
 //!   one of them failed in a row does the worker wait, jittered and doubling from 200 ms up
-//!   to 5 s ([`portcullis_proto::retry::schedule`]), before the next round.
+//!   to 5 s ([`portcullis_net::retry::schedule`]), before the next round.
 
 use std::time::Duration;
 
@@ -59,7 +59,7 @@ impl Redial {
 }
 
 fn fresh_waits() -> Box<dyn Iterator<Item = Duration> + Send> {
-    Box::new(portcullis_proto::retry::schedule(FIRST_RETRY, MAX_RETRY))
+    Box::new(portcullis_net::retry::schedule(FIRST_RETRY, MAX_RETRY))
 }
 
 #[cfg(test)]

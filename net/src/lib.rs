@@ -1,0 +1,9 @@
+//! The runtime pieces every Portcullis daemon (and the CLI's local listeners) share, kept out
+//! of `portcullis-proto` so that the wire types stay free of I/O and of a runtime:
+//! - [`accept`]: what a listener does when `accept` fails (a connection's own failure is
+//!   passed over, running out of descriptors or memory backs off), and the one driver every
+//!   listener accepts through;
+//! - [`retry`]: the waits between attempts to reach a peer (exponential, jittered, capped).
+
+pub mod accept;
+pub mod retry;
