@@ -55,6 +55,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("cannot apply migrations: {0}")]
     Migrate(String),
+    #[error("bad store URL: {0}")]
+    BadUrl(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -180,6 +182,25 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// Refuses `sqlite::memory:`: a private in-memory database is lost when the controller stops
+/// (and sqlx cannot even describe one again). A named shared one
+/// (`sqlite://NAME?mode=memory&cache=shared`) is left to tests that ask for it by name.
+fn refuse_private_memory(url: &str) -> Result<()> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path == ":memory:" {
+        return Err(StoreError::BadUrl(format!(
+            "{url} is a private in-memory database, lost when the controller stops; \
+             use sqlite://PATH for a file (e.g. sqlite:///var/lib/portcullis/portcullis.db)"
+        )));
+    }
+    Ok(())
+}
+
 /// Creates the SQLite database file, if missing, readable by its owner only (0600) before
 /// SQLite opens it: SQLite gives the `-wal` and `-shm` files it creates beside it the
 /// database file's mode, so all three are 0600 (SQLite alone would create them 0644). A file
@@ -232,8 +253,9 @@ impl Store {
         };
         let pool = match dialect {
             Dialect::Sqlite => {
+                refuse_private_memory(url)?;
                 let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-                    .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL: {e}")))?
+                    .map_err(|e| StoreError::BadUrl(format!("not a SQLite URL: {e}")))?
                     .create_if_missing(true)
                     .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)

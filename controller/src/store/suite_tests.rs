@@ -129,6 +129,32 @@ fn user(subject: &str, groups: &[&str]) -> store::users::UserRecord {
     }
 }
 
+/// `sqlite::memory:` (and `sqlite://:memory:`) is refused with a clear error, never a panic:
+/// a private in-memory database is lost at exit, so it is no store for a controller.
+#[tokio::test]
+async fn a_private_in_memory_sqlite_url_is_refused_clearly() {
+    for url in [
+        "sqlite::memory:",
+        "sqlite://:memory:",
+        "sqlite::memory:?cache=shared",
+    ] {
+        let err = Store::connect(&SecretString::from(url.to_owned()), 4)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{url} was accepted"));
+        let message = err.to_string();
+        assert!(message.contains("in-memory"), "{url}: {message}");
+        assert!(message.contains("sqlite://PATH"), "{url}: {message}");
+    }
+    // A named, shared in-memory database (what the fast tests use) still works.
+    Store::connect(
+        &SecretString::from("sqlite://named?mode=memory&cache=shared".to_owned()),
+        4,
+    )
+    .await
+    .expect("a named shared in-memory store");
+}
+
 #[tokio::test]
 async fn sqlite_connections_keep_the_configured_pragmas() {
     let dir = tempfile::tempdir().expect("tempdir");
