@@ -92,13 +92,13 @@ impl LinkClient {
         Err(LinkError::NoLink)
     }
 
-    /// Registers an authenticated link to `controller`, replacing an older link to the same
-    /// controller.
     /// How many links have registered so far (a counter, for telling whether one came up).
     pub(super) fn registrations(&self) -> u64 {
         self.next_id.load(Ordering::Relaxed)
     }
 
+    /// Registers an authenticated link to `controller`, replacing an older link to the same
+    /// controller.
     pub(super) fn register(
         &self,
         controller: &str,
