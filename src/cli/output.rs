@@ -58,6 +58,15 @@ impl Table {
         }
     }
 
+    /// A table of `items`, one row each, with a column per `(header, cell)` pair.
+    pub(crate) fn of<T>(items: &[T], columns: &[(&str, fn(&T) -> String)]) -> Self {
+        let mut table = Self::new(columns.iter().map(|(header, _)| *header));
+        for item in items {
+            table.row(columns.iter().map(|(_, cell)| cell(item)));
+        }
+        table
+    }
+
     /// Adds a row; each cell is escaped (see the module doc).
     pub(crate) fn row<I, S>(&mut self, cells: I)
     where
@@ -211,6 +220,14 @@ mod tests {
             table.render(),
             "ID    NAME      ZONE\nt_1   web       -\nt_22  database\n"
         );
+    }
+
+    #[test]
+    fn a_table_of_items_has_a_column_per_pair() {
+        let items = [("t_1", "web"), ("t_22", "database")];
+        let table = Table::of(&items, &[("ID", |i| i.0.into()), ("NAME", |i| i.1.into())]);
+        assert_eq!(table.render(), "ID    NAME\nt_1   web\nt_22  database\n");
+        assert!(Table::of(&items[..0], &[("ID", |i| i.0.into())]).is_empty());
     }
 
     #[test]
