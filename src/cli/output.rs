@@ -39,6 +39,9 @@ pub(crate) fn print_json_line<T: Serialize + ?Sized>(value: &T) -> anyhow::Resul
     write_stdout(&text)
 }
 
+/// One column of a table of `T`s: its header and how a cell is drawn from an item.
+pub(crate) type Column<'a, T> = (&'a str, fn(&T) -> String);
+
 /// A table with a header row and columns padded to their widest cell.
 #[derive(Debug, Clone)]
 pub(crate) struct Table {
@@ -59,7 +62,7 @@ impl Table {
     }
 
     /// A table of `items`, one row each, with a column per `(header, cell)` pair.
-    pub(crate) fn of<T>(items: &[T], columns: &[(&str, fn(&T) -> String)]) -> Self {
+    pub(crate) fn of<T>(items: &[T], columns: &[Column<'_, T>]) -> Self {
         let mut table = Self::new(columns.iter().map(|(header, _)| *header));
         for item in items {
             table.row(columns.iter().map(|(_, cell)| cell(item)));
