@@ -382,14 +382,13 @@ fn audit_keys(c: &Controller) -> Vec<String> {
         .collect()
 }
 
-/// The audit log exported as JSON lines into `dir` (`audit export --format jsonl`): the
-/// header line, then an event a line.
-fn export_lines(c: &Controller, dir: &Path) -> Vec<String> {
-    let export = dir.join("export.jsonl");
+/// The audit log exported as JSON lines to the file `export` (`audit export --format
+/// jsonl`): the header line, then an event a line.
+fn export_lines(c: &Controller, export: &Path) -> Vec<String> {
     let out = c
         .cli()
         .args(["audit", "export", "--format", "jsonl", "--output"])
-        .arg(&export)
+        .arg(export)
         .output()
         .unwrap();
     assert!(
@@ -397,7 +396,7 @@ fn export_lines(c: &Controller, dir: &Path) -> Vec<String> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = std::fs::read_to_string(&export).unwrap();
+    let text = std::fs::read_to_string(export).unwrap();
     text.lines().map(str::to_owned).collect()
 }
 
@@ -419,7 +418,8 @@ fn tampering_is_found_at_the_right_event() {
     }
     let keys = audit_keys(&c);
     assert_eq!(keys.len(), 1, "{keys:?}");
-    let lines = export_lines(&c, dir.path());
+    let export = dir.path().join("export.jsonl");
+    let lines = export_lines(&c, &export);
     let header = lines[0].clone();
     let events = events_of(&lines);
     assert!(events.len() >= 13, "{}", events.len());
@@ -896,7 +896,9 @@ fn an_export_verifies_with_an_independent_python_implementation() {
     );
     let keys = audit_keys(&c);
     assert_eq!(keys.len(), 1, "{keys:?}");
-    let events = events_of(&export_lines(&c, dir.path()));
+    let export = dir.path().join("export.jsonl");
+    let lines = export_lines(&c, &export);
+    let events = events_of(&lines);
     let floats = events
         .iter()
         .find(|e| e["type"] == "token_rejected")
