@@ -24,7 +24,7 @@ const CLIENT_SECRET: &str = "portcullis-test-secret-0123456789";
 
 /// tests/fixtures/policy-lab.toml: LOCAL is loopback; LAB (127.0.0.2) needs role `lab`,
 /// whose members need MFA, here no older than an hour.
-fn policy() -> String {
+fn lab_policy() -> String {
     include_str!("fixtures/policy-lab.toml").replace(
         "mfa = { amr = [\"mfa\"] }",
         "mfa = { amr = [\"mfa\"], max_auth_age_secs = 3600 }",
@@ -116,7 +116,7 @@ fn start_limited(device_flow: bool, logins_per_minute: u32) -> Env {
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let config = dir.path().join("controller.toml");
     let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, policy()).unwrap();
+    std::fs::write(&policy, lab_policy()).unwrap();
     // The redirect URL names the controller's API port: a provider and a config for each
     // port the controller is tried on.
     let (dev, provider) = Dev::start_on_api_port(
