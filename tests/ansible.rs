@@ -158,19 +158,7 @@ fn run_playbook(dev: &Dev, sshd: &Sshd, host_trust: &serde_json::Value, play: &P
         assert_eq!(code, 201, "{text}");
     }
     let work = tempfile::tempdir().unwrap();
-    let out = dev
-        .cli()
-        .arg("ssh-config")
-        .env("XDG_RUNTIME_DIR", work.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ssh_config = work.path().join("ssh_config");
-    std::fs::write(&ssh_config, &out.stdout).unwrap();
+    let ssh_config = dev.write_ssh_config(work.path());
     let inventory = work.path().join("inventory.ini");
     let (user_line, ssh_args, cfg) = if play.documented {
         let cfg = docs_ansible_cfg().replace(

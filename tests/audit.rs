@@ -373,6 +373,41 @@ fn verify_lines(
     v
 }
 
+/// The fingerprints of the controller's audit signing keys (`audit keys`).
+fn audit_keys(c: &Controller) -> Vec<String> {
+    let out = c.cli().args(["audit", "keys"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .collect()
+}
+
+/// The audit log exported as JSON lines to the file `export` (`audit export --format
+/// jsonl`): the header line, then an event a line.
+fn export_lines(c: &Controller, export: &Path) -> Vec<String> {
+    let out = c
+        .cli()
+        .args(["audit", "export", "--format", "jsonl", "--output"])
+        .arg(export)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(export).unwrap();
+    text.lines().map(str::to_owned).collect()
+}
+
+/// The events of an export's lines (the header left out).
+fn events_of(lines: &[String]) -> Vec<Value> {
+    lines[1..]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 #[test]
 fn tampering_is_found_at_the_right_event() {
     let dir = tempfile::tempdir().unwrap();
@@ -381,31 +416,12 @@ fn tampering_is_found_at_the_right_event() {
     for i in 0..12 {
         create_target(&c, &format!("t{i}"), "127.0.0.1:9");
     }
-    let out = c.cli().args(["audit", "keys"]).output().unwrap();
-    let keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split_whitespace().next().unwrap().to_owned())
-        .collect();
+    let keys = audit_keys(&c);
     assert_eq!(keys.len(), 1, "{keys:?}");
     let export = dir.path().join("export.jsonl");
-    let out = c
-        .cli()
-        .args(["audit", "export", "--format", "jsonl", "--output"])
-        .arg(&export)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(&export).unwrap();
-    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let lines = export_lines(&c, &export);
     let header = lines[0].clone();
-    let events: Vec<Value> = lines[1..]
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = events_of(&lines);
     assert!(events.len() >= 13, "{}", events.len());
     let seq = |i: usize| events[i]["sequence"].as_u64().unwrap();
     let with = |events: Vec<Value>| -> Vec<String> {
@@ -878,33 +894,11 @@ fn an_export_verifies_with_an_independent_python_implementation() {
         Duration::from_secs(10),
         || !of_type(&all_events(&c), "token_rejected").is_empty(),
     );
-    let out = c.cli().args(["audit", "keys"]).output().unwrap();
-    let keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split_whitespace().next().unwrap().to_owned())
-        .collect();
+    let keys = audit_keys(&c);
     assert_eq!(keys.len(), 1, "{keys:?}");
     let export = dir.path().join("export.jsonl");
-    let out = c
-        .cli()
-        .args(["audit", "export", "--format", "jsonl", "--output"])
-        .arg(&export)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<String> = std::fs::read_to_string(&export)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let events: Vec<Value> = lines[1..]
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = export_lines(&c, &export);
+    let events = events_of(&lines);
     let floats = events
         .iter()
         .find(|e| e["type"] == "token_rejected")

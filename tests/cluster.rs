@@ -283,10 +283,13 @@ fn rotated_grant_keys_stay_valid_until_retired() {
     let _w = c.join_worker_with_echo(dir.path(), std::slice::from_ref(&c.cluster), "");
     let l = listen(&c, "echo");
     drop(open_echo(l.port));
-    let list = |c: &Controller| {
+    // `portcullis controller keys ARGS --config CONFIG`, which must succeed; its stdout.
+    let keys = |c: &Controller, args: &[&str]| {
         let out = c
             .cli()
-            .args(["controller", "keys", "list", "--json", "--config"])
+            .args(["controller", "keys"])
+            .args(args)
+            .arg("--config")
             .arg(&c.config)
             .output()
             .unwrap();
@@ -295,7 +298,10 @@ fn rotated_grant_keys_stay_valid_until_retired() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        out.stdout
+    };
+    let list = |c: &Controller| {
+        serde_json::from_slice::<serde_json::Value>(&keys(c, &["list", "--json"])).unwrap()
     };
     let old = list(&c)
         .as_array()
@@ -306,33 +312,13 @@ fn rotated_grant_keys_stay_valid_until_retired() {
         .as_str()
         .unwrap()
         .to_owned();
-    let out = c
-        .cli()
-        .args(["controller", "keys", "rotate", "grant", "--config"])
-        .arg(&c.config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    keys(&c, &["rotate", "grant"]);
     // An observation window, not a wait for something visible: the controller's key cache
     // (2 s) sees the rotation and a heartbeat (1 s) hands the worker the new key list.
     std::thread::sleep(Duration::from_secs(3));
     // The session's grant was signed by the old key: still accepted.
     drop(open_echo(l.port));
-    let out = c
-        .cli()
-        .args(["controller", "keys", "retire", &old, "--config"])
-        .arg(&c.config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    keys(&c, &["retire", &old]);
     wait_for_refusal(
         "the worker to stop accepting the retired key",
         l.port,

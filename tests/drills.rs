@@ -395,29 +395,7 @@ fn connection_states(c: &Controller, id: &str) -> Vec<(String, String)> {
 fn a_killed_worker_leaves_no_open_connection_and_no_live_token() {
     let bao = common::vault::Bao::start();
     let dir = tempfile::tempdir().unwrap();
-    let vault = format!(
-        "[ssh]\nbackend = \"vault\"\n[vault]\naddress = \"{}\"\ntoken_file = \"{}\"\nssh_role = \"{}\"\n\
-         token_role = \"{}\"\nrevoke_retry_max = 2\nmint_timeout = 3\njob_interval = 0.5\nrequest_timeout = 3\n",
-        bao.addr,
-        bao.controller_token_file("1h").display(),
-        common::vault::SSH_ROLE,
-        common::vault::TOKEN_ROLE,
-    );
-    let c = Controller::start_with(&dir.path().join("controller"), &vault);
-    let mut w = Worker::start(
-        &dir.path().join("w1"),
-        std::slice::from_ref(&c.cluster),
-        Some(&c.join_token()),
-        "",
-    )
-    .unwrap();
-    let body = serde_json::json!({
-        "name": "echo", "address": echo(), "zone": "LOCAL", "service": "echo",
-        "vault_secrets": [format!("database/creds/{}", common::vault::DB_ROLE)],
-    })
-    .to_string();
-    let (code, text) = c.curl("POST", "/v1/targets", Some(&body));
-    assert_eq!(code, 201, "{text}");
+    let (c, mut w) = bao.cluster_with_db_secrets(dir.path());
     let l = listen(c.cli(), "echo");
     let _live = open_echo(l.port);
     let accessors = bao.tokens_of_session(&l.session_id);

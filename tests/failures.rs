@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::client::{refused, Listener};
-use common::cluster::{echo, Controller, PausableProxy, Worker};
+use common::cluster::{Controller, PausableProxy};
 use common::wait::poll;
 
 fn listen(c: &Controller) -> Listener {
@@ -141,30 +141,8 @@ fn without_postgresql_authorize_fails_closed_and_recovers_by_itself() {
 fn a_dead_workers_sessions_have_their_vault_tokens_revoked() {
     let bao = common::vault::Bao::start();
     let dir = tempfile::tempdir().unwrap();
-    let vault = format!(
-        "[ssh]\nbackend = \"vault\"\n[vault]\naddress = \"{}\"\ntoken_file = \"{}\"\nssh_role = \"{}\"\n\
-         token_role = \"{}\"\nrevoke_retry_max = 2\nmint_timeout = 3\njob_interval = 0.5\nrequest_timeout = 3\n",
-        bao.addr,
-        bao.controller_token_file("1h").display(),
-        common::vault::SSH_ROLE,
-        common::vault::TOKEN_ROLE,
-    );
-    let c = Controller::start_with(&dir.path().join("controller"), &vault);
-    let mut w = Worker::start(
-        &dir.path().join("w1"),
-        std::slice::from_ref(&c.cluster),
-        Some(&c.join_token()),
-        "",
-    )
-    .unwrap();
     // Database credentials from Vault make every session of this target get its own token.
-    let body = serde_json::json!({
-        "name": "echo", "address": echo(), "zone": "LOCAL", "service": "echo",
-        "vault_secrets": [format!("database/creds/{}", common::vault::DB_ROLE)],
-    })
-    .to_string();
-    let (code, text) = c.curl("POST", "/v1/targets", Some(&body));
-    assert_eq!(code, 201, "{text}");
+    let (c, mut w) = bao.cluster_with_db_secrets(dir.path());
     let sessions: Vec<Listener> = (0..2)
         .map(|_| common::client::listen(c.cli(), "echo"))
         .collect();

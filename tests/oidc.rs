@@ -22,58 +22,14 @@ use portcullis_proto::clock::{Clock as _, SystemClock};
 const CLIENT_ID: &str = "portcullis-test";
 const CLIENT_SECRET: &str = "portcullis-test-secret-0123456789";
 
-/// LOCAL is loopback; LAB (127.0.0.2) needs role `lab`, whose members need MFA no older than
-/// an hour.
-const POLICY: &str = r#"
-[settings]
-broker_zone = "LOCAL"
-
-[[zone]]
-name = "LOCAL"
-trust = "high"
-cidrs = ["127.0.0.0/8"]
-
-[[zone]]
-name = "LAB"
-trust = "low"
-cidrs = ["127.0.0.2/32"]
-
-[[service]]
-name = "echo"
-ports = "any"
-
-[[cell]]
-from = "LOCAL"
-to = "LOCAL"
-access = "allow"
-services = ["echo"]
-
-[[cell]]
-from = "LOCAL"
-to = "LAB"
-access = "broker-only"
-services = ["echo"]
-
-[[role]]
-name = "admin"
-groups = ["admins"]
-permissions = ["targets:admin", "workers:admin", "sessions:read-all", "sessions:cancel-any", "policy:reload", "audit:read", "users:revoke"]
-
-[[role.grant]]
-zones = ["*"]
-services = ["*"]
-
-[[role]]
-name = "lab"
-groups = ["lab"]
-
-[[role.grant]]
-zones = ["LAB"]
-services = ["echo"]
-
-[role.constraints]
-mfa = { amr = ["mfa"], max_auth_age_secs = 3600 }
-"#;
+/// tests/fixtures/policy-lab.toml: LOCAL is loopback; LAB (127.0.0.2) needs role `lab`,
+/// whose members need MFA, here no older than an hour.
+fn lab_policy() -> String {
+    include_str!("fixtures/policy-lab.toml").replace(
+        "mfa = { amr = [\"mfa\"] }",
+        "mfa = { amr = [\"mfa\"], max_auth_age_secs = 3600 }",
+    )
+}
 
 /// The node OpenID provider, killed at drop.
 struct Provider {
@@ -160,7 +116,7 @@ fn start_limited(device_flow: bool, logins_per_minute: u32) -> Env {
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let config = dir.path().join("controller.toml");
     let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, POLICY).unwrap();
+    std::fs::write(&policy, lab_policy()).unwrap();
     // The redirect URL names the controller's API port: a provider and a config for each
     // port the controller is tried on.
     let (dev, provider) = Dev::start_on_api_port(

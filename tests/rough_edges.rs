@@ -43,6 +43,14 @@ fn cli(dev: &Dev, args: &[&str]) -> (Option<i32>, String, String) {
     run(cmd)
 }
 
+/// `portcullis targets create NAME --address 127.0.0.1:9 FLAGS...`.
+fn create_target(dev: &Dev, name: &str, flags: &[&str]) -> (Option<i32>, String, String) {
+    let mut cmd = dev.cli();
+    cmd.args(["targets", "create", name, "--address", "127.0.0.1:9"])
+        .args(flags);
+    run(cmd)
+}
+
 /// A token for `user` in `groups` from the dev login.
 fn login(dev: &Dev, user: &str, groups: &[&str]) -> String {
     let body = json!({"username": user, "groups": groups}).to_string();
@@ -70,40 +78,14 @@ fn free_port() -> u16 {
 #[test]
 fn targets_create_refuses_zones_and_services_the_policy_does_not_know() {
     let dev = Dev::start(&[]);
-    let (code, _, err) = cli(
-        &dev,
-        &[
-            "targets",
-            "create",
-            "dmz-web",
-            "--address",
-            "127.0.0.1:9",
-            "--zone",
-            "DMZ",
-            "--service",
-            "echo",
-        ],
-    );
+    let (code, _, err) = create_target(&dev, "dmz-web", &["--zone", "DMZ", "--service", "echo"]);
     assert_eq!(code, Some(REFUSED), "{err}");
     assert!(
         err.contains("zone \"DMZ\" is not in the policy; it knows the zones LOCAL")
             && err.contains("--force"),
         "{err}"
     );
-    let (code, _, err) = cli(
-        &dev,
-        &[
-            "targets",
-            "create",
-            "web",
-            "--address",
-            "127.0.0.1:9",
-            "--zone",
-            "LOCAL",
-            "--service",
-            "https",
-        ],
-    );
+    let (code, _, err) = create_target(&dev, "web", &["--zone", "LOCAL", "--service", "https"]);
     assert_eq!(code, Some(REFUSED), "{err}");
     assert!(
         err.contains("service \"https\" is not in the policy; it knows the services echo"),
@@ -117,20 +99,7 @@ fn targets_create_refuses_zones_and_services_the_policy_does_not_know() {
     );
 
     // The policy is reloadable (dev's comes from a file): --force creates it with a warning.
-    let (code, out, err) = cli(
-        &dev,
-        &[
-            "targets",
-            "create",
-            "dmz-web",
-            "--address",
-            "127.0.0.1:9",
-            "--zone",
-            "DMZ",
-            "--force",
-            "--json",
-        ],
-    );
+    let (code, out, err) = create_target(&dev, "dmz-web", &["--zone", "DMZ", "--force", "--json"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         err.contains("warning: zone \"DMZ\" is not in the policy"),
@@ -141,20 +110,7 @@ fn targets_create_refuses_zones_and_services_the_policy_does_not_know() {
 
     // Known labels pass without a word; so does an update to another known one, and an
     // update to an unknown one is refused like a create.
-    let (code, _, err) = cli(
-        &dev,
-        &[
-            "targets",
-            "create",
-            "web",
-            "--address",
-            "127.0.0.1:9",
-            "--zone",
-            "LOCAL",
-            "--service",
-            "echo",
-        ],
-    );
+    let (code, _, err) = create_target(&dev, "web", &["--zone", "LOCAL", "--service", "echo"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("warning"), "{err}");
     let (code, _, err) = cli(&dev, &["targets", "update", "web", "--zone", "LAN"]);
@@ -506,10 +462,7 @@ fn a_siem_copy_written_by_the_documented_rsyslog_template_verifies() {
     .unwrap();
     let dev = Dev::start(&["--config", config.to_str().unwrap()]);
     for name in ["a", "b", "c", "d"] {
-        let (code, _, err) = cli(
-            &dev,
-            &["targets", "create", name, "--address", "127.0.0.1:9"],
-        );
+        let (code, _, err) = create_target(&dev, name, &[]);
         assert_eq!(code, Some(0), "{err}");
     }
     wait_for(

@@ -66,6 +66,25 @@ fn round_trip(port: u16, data: &[u8]) -> Vec<u8> {
     back
 }
 
+/// Creates a target on dev's echo server in LOCAL, with `fields` (its name and any limit).
+fn create_echo_target(dev: &Dev, fields: serde_json::Value) {
+    let mut body = serde_json::json!({
+        "address": dev.ready["echo"].as_str().unwrap(), "zone": "LOCAL", "service": "echo",
+    });
+    for (k, v) in fields.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let admin = dev.var("PORTCULLIS_TOKEN");
+    let (code, text) = curl(
+        dev,
+        "POST",
+        "/v1/targets",
+        Some(&admin),
+        Some(&body.to_string()),
+    );
+    assert_eq!(code, 201, "{text}");
+}
+
 fn session(dev: &Dev, id: &str) -> serde_json::Value {
     let (code, text) = curl(
         dev,
@@ -279,11 +298,10 @@ fn cancel_closes_a_live_connection_within_one_second() {
 #[test]
 fn the_connection_limit_refuses_the_next_connection() {
     let dev = Dev::start(&[]);
-    let admin = dev.var("PORTCULLIS_TOKEN");
-    let echo = dev.ready["echo"].as_str().unwrap();
-    let body = serde_json::json!({"name": "once", "address": echo, "zone": "LOCAL", "service": "echo", "connection_limit": 1}).to_string();
-    let (code, text) = curl(&dev, "POST", "/v1/targets", Some(&admin), Some(&body));
-    assert_eq!(code, 201, "{text}");
+    create_echo_target(
+        &dev,
+        serde_json::json!({"name": "once", "connection_limit": 1}),
+    );
     let (mut child, port, session_id) = listen(&dev, "once");
     assert_eq!(round_trip(port, b"first"), b"first");
     // The second connection is refused by the worker: the local side is closed (or reset),
@@ -313,11 +331,10 @@ fn the_connection_limit_refuses_the_next_connection() {
 #[test]
 fn max_duration_closes_live_connections_at_expiry() {
     let dev = Dev::start(&[]);
-    let admin = dev.var("PORTCULLIS_TOKEN");
-    let echo = dev.ready["echo"].as_str().unwrap();
-    let body = serde_json::json!({"name": "brief", "address": echo, "zone": "LOCAL", "service": "echo", "max_session_secs": 2}).to_string();
-    let (code, text) = curl(&dev, "POST", "/v1/targets", Some(&admin), Some(&body));
-    assert_eq!(code, 201, "{text}");
+    create_echo_target(
+        &dev,
+        serde_json::json!({"name": "brief", "max_session_secs": 2}),
+    );
     let (mut child, port, session_id) = listen(&dev, "brief");
     let started = Instant::now();
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -50,16 +50,7 @@ fn connect_ssh_runs_a_command_and_sshd_names_the_session() {
         "hello-from-target"
     );
     // The certificate's key id is the session id, and sshd logs it.
-    let log = sshd.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("Accepted publickey"))
-        .unwrap_or_else(|| panic!("{log}"));
-    let sid = line
-        .split("ID ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap();
+    let (line, sid) = sshd.accepted_session();
     assert!(sid.starts_with("s_"), "{line}");
     // The connection came from the worker's egress address.
     assert!(line.contains("from 127.0.0.2"), "{line}");
@@ -209,35 +200,6 @@ fn certified_session(dev: &Dev, sshd: &Sshd, name: &str) -> (String, std::path::
     (auth["session_id"].as_str().unwrap().to_owned(), cert)
 }
 
-fn krl_says(dev: &Dev, sshd: &Sshd, cert: &std::path::Path) -> String {
-    let krl = sshd.path("fetched.krl");
-    let out = Command::new("curl")
-        .args(["-sS", "--fail", "-o"])
-        .arg(&krl)
-        .arg("--cacert")
-        .arg(dev.var("PORTCULLIS_CA"))
-        .arg(format!("{}/v1/ssh/krl", dev.api()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new("ssh-keygen")
-        .arg("-Q")
-        .arg("-f")
-        .arg(&krl)
-        .arg(cert)
-        .output()
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[test]
 fn the_krl_revokes_certificates_of_ended_sessions() {
     let (dev, sshd) = setup(None);
@@ -251,9 +213,9 @@ fn the_krl_revokes_certificates_of_ended_sessions() {
         Some("{}"),
     );
     assert_eq!(code, 200, "{text}");
-    let verdict = krl_says(&dev, &sshd, &ended_cert);
+    let verdict = sshd.krl_says(&dev, &ended_cert);
     assert!(verdict.contains("REVOKED"), "{verdict}");
-    let verdict = krl_says(&dev, &sshd, &live_cert);
+    let verdict = sshd.krl_says(&dev, &live_cert);
     assert!(verdict.contains(": ok"), "{verdict}");
     // The revocation is audited with the serial.
     let (_, text) = curl(
@@ -284,27 +246,15 @@ fn the_krl_revokes_certificates_of_ended_sessions() {
 fn plain_ssh_works_through_the_generated_ssh_config() {
     let (dev, sshd) = setup(None);
     let runtime = tempfile::tempdir().unwrap();
-    let out = dev
-        .cli()
-        .arg("ssh-config")
-        .env("XDG_RUNTIME_DIR", runtime.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let config = String::from_utf8(out.stdout).unwrap();
+    let config_path = dev.write_ssh_config(runtime.path());
+    let config = std::fs::read_to_string(&config_path).unwrap();
     assert!(config.contains("Match originalhost box exec"), "{config}");
     assert!(
         config.contains("# echo: no pinned SSH host key"),
         "{config}"
     );
-    let config_path = runtime.path().join("ssh_config");
-    std::fs::write(&config_path, &config).unwrap();
-    let mut ssh = Command::new("ssh");
-    ssh.arg("-F").arg(&config_path).args([
+    let mut ssh = dev.ssh(&config_path, runtime.path());
+    ssh.args([
         "-o",
         "BatchMode=yes",
         "-l",
@@ -313,10 +263,6 @@ fn plain_ssh_works_through_the_generated_ssh_config() {
         "echo",
         "plain-ssh-ok",
     ]);
-    ssh.env("XDG_RUNTIME_DIR", runtime.path());
-    for (k, v) in &dev.env {
-        ssh.env(k, v);
-    }
     let out = ssh.output().unwrap();
     assert!(
         out.status.success(),

@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::dev::{curl, Dev};
 use common::sshd::{login_user, Sshd};
@@ -46,19 +46,7 @@ fn setup(name: &str, extra: serde_json::Value) -> Setup {
     );
     assert_eq!(code, 201, "{text}");
     let runtime = tempfile::tempdir().unwrap();
-    let out = dev
-        .cli()
-        .arg("ssh-config")
-        .env("XDG_RUNTIME_DIR", runtime.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let config = runtime.path().join("ssh_config");
-    std::fs::write(&config, &out.stdout).unwrap();
+    let config = dev.write_ssh_config(runtime.path());
     Setup {
         dev,
         sshd,
@@ -70,15 +58,9 @@ fn setup(name: &str, extra: serde_json::Value) -> Setup {
 impl Setup {
     /// `ssh -F CONFIG ARGS` with the dev stack's environment (and `env` on top).
     fn ssh(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut ssh = Command::new("ssh");
-        ssh.arg("-F")
-            .arg(&self.config)
-            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=20"])
-            .args(args)
-            .env("XDG_RUNTIME_DIR", self.runtime.path());
-        for (k, v) in &self.dev.env {
-            ssh.env(k, v);
-        }
+        let mut ssh = self.dev.ssh(&self.config, self.runtime.path());
+        ssh.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=20"])
+            .args(args);
         for (k, v) in env {
             ssh.env(k, v);
         }

@@ -294,35 +294,6 @@ fn pg_role_exists(name: &str) -> bool {
     })
 }
 
-fn krl_says(s: &Setup, cert: &Path) -> String {
-    let krl = s.sshd.path("fetched.krl");
-    let out = Command::new("curl")
-        .args(["-sS", "--fail", "-o"])
-        .arg(&krl)
-        .arg("--cacert")
-        .arg(s.dev.var("PORTCULLIS_CA"))
-        .arg(format!("{}/v1/ssh/krl", s.dev.api()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new("ssh-keygen")
-        .arg("-Q")
-        .arg("-f")
-        .arg(&krl)
-        .arg(cert)
-        .output()
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[test]
 fn connect_ssh_with_a_vault_certificate_names_the_session_and_is_useless_outside_the_broker() {
     // Vault over HTTPS, trusted through vault.ca_file.
@@ -346,16 +317,7 @@ fn connect_ssh_with_a_vault_certificate_names_the_session_and_is_useless_outside
         String::from_utf8_lossy(&out.stdout).trim(),
         "hello-via-vault"
     );
-    let log = s.sshd.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("Accepted publickey"))
-        .unwrap_or_else(|| panic!("{log}"));
-    let sid = line
-        .split("ID ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap();
+    let (line, sid) = s.sshd.accepted_session();
     assert!(sid.starts_with("s_"), "{line}");
     assert!(line.contains("from 127.0.0.2"), "{line}");
     // Signed by Vault's CA, which GET /v1/ssh/ca serves for targets with this backend.
@@ -368,14 +330,14 @@ fn connect_ssh_with_a_vault_certificate_names_the_session_and_is_useless_outside
         k.fingerprint(ssh_key::HashAlg::Sha256).to_string()
     };
     assert!(line.contains(&ca_fp(&vault_ca)), "{line}");
-    let accessor = s.accessor_of(sid);
+    let accessor = s.accessor_of(&sid);
     // ssh exited, the CLI cancelled the session: its token is revoked.
     wait_for(
         "token revoked after the session ended",
         Duration::from_secs(5),
         || !s.bao.accessor_alive(&accessor),
     );
-    assert_eq!(s.audit(sid, "credential_revoked").len(), 1);
+    assert_eq!(s.audit(&sid, "credential_revoked").len(), 1);
 
     // A certificate of a live session, used straight from 127.0.0.1 (not through the
     // worker's egress 127.0.0.2): refused by source-address.
@@ -447,7 +409,10 @@ fn cancel_revokes_the_token_its_database_user_and_the_certificate() {
     let (code, _, _) = s.authorize("k2");
     assert_eq!(code, 201);
 
-    assert!(krl_says(&s, &s.sshd.path("k1-cert.pub")).contains(": ok"));
+    assert!(s
+        .sshd
+        .krl_says(&s.dev, &s.sshd.path("k1-cert.pub"))
+        .contains(": ok"));
     // Before the session ends the certificate logs in from the worker's egress address.
     let key1 = s.sshd.path("k1");
     let out = s.direct_ssh(&key1, "127.0.0.2");
@@ -466,9 +431,9 @@ fn cancel_revokes_the_token_its_database_user_and_the_certificate() {
         !pg_role_exists(&username)
     });
     assert!(s.bao.tokens_of_session(&sid).is_empty());
-    let verdict = krl_says(&s, &s.sshd.path("k1-cert.pub"));
+    let verdict = s.sshd.krl_says(&s.dev, &s.sshd.path("k1-cert.pub"));
     assert!(verdict.contains("REVOKED"), "{verdict}");
-    let verdict = krl_says(&s, &s.sshd.path("k2-cert.pub"));
+    let verdict = s.sshd.krl_says(&s.dev, &s.sshd.path("k2-cert.pub"));
     assert!(verdict.contains(": ok"), "{verdict}");
     // sshd with the served KRL as its RevokedKeys refuses the still-unexpired certificate.
     std::fs::copy(s.sshd.path("fetched.krl"), s.sshd.path("revoked.krl")).unwrap();

@@ -96,6 +96,25 @@ fn decide(
     evaluate(policy, &request, NOW)
 }
 
+/// An admin's session request from ON-PREM-ADMIN to `zone`'s address on `port`, with no
+/// VM id, tag, pool, declared zone or service.
+fn admin_session_to(zone: &str, port: u16) -> Request {
+    Request {
+        source: place("ON-PREM-ADMIN").0,
+        target: TargetFacts {
+            ip: place(zone).0,
+            port,
+            vmid: None,
+            tags: vec![],
+            pool: None,
+            declared_zone: None,
+            service: None,
+        },
+        identity: identity(&["admins"]),
+        via_broker: true,
+    }
+}
+
 const SESSION: bool = true;
 const DIRECT: bool = false;
 const ALLOW: Outcome = Outcome::Allow;
@@ -217,20 +236,7 @@ fn every_broker_only_cell_is_open_to_admin_and_records_both_cells() {
 #[test]
 fn admin_needs_fresh_mfa_and_the_admin_zone() {
     let policy = policy();
-    let mut request = Request {
-        source: place("ON-PREM-ADMIN").0,
-        target: TargetFacts {
-            ip: place("PROXMOX-MGMT").0,
-            port: 8006,
-            vmid: None,
-            tags: vec![],
-            pool: None,
-            declared_zone: None,
-            service: None,
-        },
-        identity: identity(&["admins"]),
-        via_broker: true,
-    };
+    let mut request = admin_session_to("PROXMOX-MGMT", 8006);
     assert_eq!(evaluate(&policy, &request, NOW).outcome, ALLOW);
     request.identity.amr = vec!["pwd".into()];
     let d = evaluate(&policy, &request, NOW);
@@ -318,20 +324,7 @@ fn mtls_only_cells_are_never_satisfied_by_a_session() {
 #[test]
 fn a_port_shared_by_services_tries_each_in_file_order() {
     let policy = policy();
-    let mut request = Request {
-        source: place("ON-PREM-ADMIN").0,
-        target: TargetFacts {
-            ip: place("OBSERVABILITY").0,
-            port: 443,
-            vmid: None,
-            tags: vec![],
-            pool: None,
-            declared_zone: None,
-            service: None,
-        },
-        identity: identity(&["admins"]),
-        via_broker: true,
-    };
+    let mut request = admin_session_to("OBSERVABILITY", 443);
     let d = evaluate(&policy, &request, NOW);
     assert_eq!(d.outcome, ALLOW, "{}", d.reason);
     assert_eq!(d.service.as_deref(), Some("dashboards"));

@@ -11,6 +11,7 @@ pub(crate) mod login;
 pub(crate) mod master_key_env;
 pub(crate) mod output;
 pub(crate) mod policy;
+pub(crate) mod resource;
 pub(crate) mod sessions;
 pub(crate) mod ssh_config;
 pub(crate) mod targets;

@@ -39,6 +39,9 @@ pub(crate) fn print_json_line<T: Serialize + ?Sized>(value: &T) -> anyhow::Resul
     write_stdout(&text)
 }
 
+/// One column of a table of `T`s: its header and how a cell is drawn from an item.
+pub(crate) type Column<'a, T> = (&'a str, fn(&T) -> String);
+
 /// A table with a header row and columns padded to their widest cell.
 #[derive(Debug, Clone)]
 pub(crate) struct Table {
@@ -56,6 +59,15 @@ impl Table {
             headers: headers.into_iter().map(Into::into).collect(),
             rows: Vec::new(),
         }
+    }
+
+    /// A table of `items`, one row each, with a column per `(header, cell)` pair.
+    pub(crate) fn of<T>(items: &[T], columns: &[Column<'_, T>]) -> Self {
+        let mut table = Self::new(columns.iter().map(|(header, _)| *header));
+        for item in items {
+            table.row(columns.iter().map(|(_, cell)| cell(item)));
+        }
+        table
     }
 
     /// Adds a row; each cell is escaped (see the module doc).
@@ -211,6 +223,14 @@ mod tests {
             table.render(),
             "ID    NAME      ZONE\nt_1   web       -\nt_22  database\n"
         );
+    }
+
+    #[test]
+    fn a_table_of_items_has_a_column_per_pair() {
+        let items = [("t_1", "web"), ("t_22", "database")];
+        let table = Table::of(&items, &[("ID", |i| i.0.into()), ("NAME", |i| i.1.into())]);
+        assert_eq!(table.render(), "ID    NAME\nt_1   web\nt_22  database\n");
+        assert!(Table::of(&items[..0], &[("ID", |i| i.0.into())]).is_empty());
     }
 
     #[test]

@@ -1,30 +1,18 @@
 //! `portcullis targets`: list, show, create, update and delete targets.
 
 use anyhow::{bail, Context as _};
-use portcullis_proto::api::{CreateTarget, List, Target, UpdateTarget};
+use portcullis_proto::api::{CreateTarget, Target, UpdateTarget};
 
-use super::http::{segment, ApiClient, ClientArgs};
+use super::http::{ApiClient, ClientArgs};
 use super::output::{self, Table};
+use super::resource::{ListArgs, Resource, ShowArgs};
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum TargetsCommand {
     /// List the targets.
-    List {
-        /// Print a JSON array instead of a table.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
+    List(ListArgs),
     /// Show one target.
-    Show {
-        /// The target's id or name.
-        id_or_name: String,
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
+    Show(ShowArgs),
     /// Create a target (needs `targets:admin`).
     #[command(after_help = "Examples:\n  \
         portcullis targets create web --address 10.0.0.5:22 --zone dmz --service ssh\n  \
@@ -133,30 +121,8 @@ pub(crate) struct TargetFields {
 
 pub(crate) async fn run(cmd: TargetsCommand) -> anyhow::Result<i32> {
     match cmd {
-        TargetsCommand::List { json, client } => {
-            let api = ApiClient::from_args(&client)?;
-            let list: List<Target> = api
-                .get("/v1/targets")
-                .await
-                .context("cannot list targets")?;
-            if json {
-                output::print_json(&list.items)?;
-            } else {
-                print_table(&list.items)?;
-            }
-        }
-        TargetsCommand::Show {
-            id_or_name,
-            json,
-            client,
-        } => {
-            let api = ApiClient::from_args(&client)?;
-            let target: Target = api
-                .get(&path(&id_or_name)?)
-                .await
-                .with_context(|| format!("cannot show target {id_or_name}"))?;
-            print_target(&target, json)?;
-        }
+        TargetsCommand::List(args) => TARGETS.list(&args, print_table).await?,
+        TargetsCommand::Show(args) => TARGETS.show(&args, print_target).await?,
         TargetsCommand::Create {
             name,
             fields,
@@ -193,25 +159,23 @@ pub(crate) async fn run(cmd: TargetsCommand) -> anyhow::Result<i32> {
             let body = update_body(name, fields, clear)?;
             let api = ApiClient::from_args(&client)?;
             let target: Target = api
-                .patch(&path(&id_or_name)?, &body)
+                .patch(&TARGETS.path(&id_or_name)?, &body)
                 .await
                 .with_context(|| format!("cannot update target {id_or_name}"))?;
             print_target(&target, json)?;
         }
         TargetsCommand::Delete { id_or_name, client } => {
-            let api = ApiClient::from_args(&client)?;
-            api.delete(&path(&id_or_name)?)
-                .await
-                .with_context(|| format!("cannot delete target {id_or_name}"))?;
+            TARGETS.delete(&client, &id_or_name).await?;
             output::write_stdout(&format!("Deleted target {id_or_name}.\n"))?;
         }
     }
     Ok(0)
 }
 
-fn path(id_or_name: &str) -> anyhow::Result<String> {
-    Ok(format!("/v1/targets/{}", segment(id_or_name)?))
-}
+const TARGETS: Resource = Resource {
+    singular: "target",
+    plural: "targets",
+};
 
 fn create_body(name: String, fields: TargetFields) -> anyhow::Result<CreateTarget> {
     let Some(address) = fields.address else {
@@ -311,29 +275,20 @@ fn update_body(
 }
 
 fn print_table(targets: &[Target]) -> anyhow::Result<()> {
-    let mut table = Table::new([
-        "ID",
-        "NAME",
-        "ADDRESS",
-        "ZONE",
-        "SERVICE",
-        "MAX DURATION",
-        "CONN LIMIT",
-        "TAGS",
-    ]);
-    for t in targets {
-        table.row([
-            t.id.clone(),
-            t.name.clone(),
-            t.address.clone(),
-            output::or_dash(t.zone.as_deref()),
-            output::or_dash(t.service.as_deref()),
-            output::duration(t.max_session_secs),
-            output::limit(t.connection_limit),
-            output::or_dash(Some(&t.tags.join(","))),
-        ]);
-    }
-    table.print_or("No targets.")
+    Table::of(
+        targets,
+        &[
+            ("ID", |t| t.id.clone()),
+            ("NAME", |t| t.name.clone()),
+            ("ADDRESS", |t| t.address.clone()),
+            ("ZONE", |t| output::or_dash(t.zone.as_deref())),
+            ("SERVICE", |t| output::or_dash(t.service.as_deref())),
+            ("MAX DURATION", |t| output::duration(t.max_session_secs)),
+            ("CONN LIMIT", |t| output::limit(t.connection_limit)),
+            ("TAGS", |t| output::or_dash(Some(&t.tags.join(",")))),
+        ],
+    )
+    .print_or("No targets.")
 }
 
 fn print_target(target: &Target, json: bool) -> anyhow::Result<()> {

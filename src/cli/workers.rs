@@ -1,30 +1,18 @@
 //! `portcullis workers`: list, show and delete workers, and issue join tokens.
 
 use anyhow::Context as _;
-use portcullis_proto::api::{CreateJoinToken, JoinToken, List, Worker};
+use portcullis_proto::api::{CreateJoinToken, JoinToken, Worker};
 
-use super::http::{segment, ApiClient, ClientArgs};
+use super::http::{ApiClient, ClientArgs};
 use super::output::{self, Table};
+use super::resource::{ListArgs, Resource, ShowArgs};
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum WorkersCommand {
     /// List the workers.
-    List {
-        /// Print a JSON array instead of a table.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
+    List(ListArgs),
     /// Show one worker.
-    Show {
-        /// The worker's id or name.
-        id_or_name: String,
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
+    Show(ShowArgs),
     /// Delete a worker: its certificate is revoked and its sessions end.
     Delete {
         /// The worker's id or name.
@@ -50,35 +38,10 @@ pub(crate) enum WorkersCommand {
 
 pub(crate) async fn run(cmd: WorkersCommand) -> anyhow::Result<i32> {
     match cmd {
-        WorkersCommand::List { json, client } => {
-            let api = ApiClient::from_args(&client)?;
-            let list: List<Worker> = api
-                .get("/v1/workers")
-                .await
-                .context("cannot list workers")?;
-            if json {
-                output::print_json(&list.items)?;
-            } else {
-                print_table(&list.items)?;
-            }
-        }
-        WorkersCommand::Show {
-            id_or_name,
-            json,
-            client,
-        } => {
-            let api = ApiClient::from_args(&client)?;
-            let worker: Worker = api
-                .get(&path(&id_or_name)?)
-                .await
-                .with_context(|| format!("cannot show worker {id_or_name}"))?;
-            print_worker(&worker, json)?;
-        }
+        WorkersCommand::List(args) => WORKERS.list(&args, print_table).await?,
+        WorkersCommand::Show(args) => WORKERS.show(&args, print_worker).await?,
         WorkersCommand::Delete { id_or_name, client } => {
-            let api = ApiClient::from_args(&client)?;
-            api.delete(&path(&id_or_name)?)
-                .await
-                .with_context(|| format!("cannot delete worker {id_or_name}"))?;
+            WORKERS.delete(&client, &id_or_name).await?;
             output::write_stdout(&format!(
                 "Deleted worker {id_or_name}; its certificate is revoked and its sessions ended.\n"
             ))?;
@@ -109,30 +72,24 @@ pub(crate) async fn run(cmd: WorkersCommand) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn path(id_or_name: &str) -> anyhow::Result<String> {
-    Ok(format!("/v1/workers/{}", segment(id_or_name)?))
-}
+const WORKERS: Resource = Resource {
+    singular: "worker",
+    plural: "workers",
+};
 
 fn print_table(workers: &[Worker]) -> anyhow::Result<()> {
-    let mut table = Table::new([
-        "ID",
-        "NAME",
-        "PROXY ADDRESS",
-        "STATE",
-        "LAST SEEN",
-        "CERT EXPIRES",
-    ]);
-    for w in workers {
-        table.row([
-            w.id.clone(),
-            w.name.clone(),
-            w.proxy_addr.clone(),
-            w.state.clone(),
-            output::opt_time(w.last_seen_at),
-            output::time(w.cert_expires_at),
-        ]);
-    }
-    table.print_or("No workers.")
+    Table::of(
+        workers,
+        &[
+            ("ID", |w| w.id.clone()),
+            ("NAME", |w| w.name.clone()),
+            ("PROXY ADDRESS", |w| w.proxy_addr.clone()),
+            ("STATE", |w| w.state.clone()),
+            ("LAST SEEN", |w| output::opt_time(w.last_seen_at)),
+            ("CERT EXPIRES", |w| output::time(w.cert_expires_at)),
+        ],
+    )
+    .print_or("No workers.")
 }
 
 fn print_worker(w: &Worker, json: bool) -> anyhow::Result<()> {

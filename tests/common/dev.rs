@@ -186,6 +186,34 @@ impl Dev {
         cmd
     }
 
+    /// Runs `portcullis ssh-config` with `XDG_RUNTIME_DIR=runtime` and writes what it prints
+    /// to `runtime/ssh_config`, the file `ssh -F` reads; its path.
+    pub(crate) fn write_ssh_config(&self, runtime: &Path) -> PathBuf {
+        let out = self
+            .cli()
+            .arg("ssh-config")
+            .env("XDG_RUNTIME_DIR", runtime)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = runtime.join("ssh_config");
+        std::fs::write(&config, &out.stdout).unwrap();
+        config
+    }
+
+    /// `ssh -F config` as a user of this dev stack runs it: with its environment, and
+    /// `XDG_RUNTIME_DIR=runtime` as when the config was written.
+    pub(crate) fn ssh(&self, config: &Path, runtime: &Path) -> Command {
+        let mut ssh = Command::new("ssh");
+        ssh.arg("-F").arg(config).env("XDG_RUNTIME_DIR", runtime);
+        ssh.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        ssh
+    }
+
     /// Sends SIGTERM and waits (up to 30 s).
     pub(crate) fn stop(&mut self) {
         let _ = Command::new("kill")

@@ -1,10 +1,12 @@
 //! A private OpenSSH sshd on 127.0.0.1 that trusts a CA for user certificates.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use super::dev::Dev;
 
 pub(crate) struct Sshd {
     pub child: Child,
@@ -206,6 +208,53 @@ impl Sshd {
 
     pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// The first log line in which sshd accepted a certificate, and the key id it names (the
+    /// session id).
+    pub(crate) fn accepted_session(&self) -> (String, String) {
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("Accepted publickey"))
+            .unwrap_or_else(|| panic!("{log}"));
+        let sid = line
+            .split("ID ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap();
+        (line.to_owned(), sid.to_owned())
+    }
+
+    /// What `ssh-keygen -Q` says about the certificate `cert` against the KRL that `dev`'s
+    /// controller serves (`...: REVOKED` or `...: ok`), as sshd would judge it.
+    pub(crate) fn krl_says(&self, dev: &Dev, cert: &Path) -> String {
+        let krl = self.path("fetched.krl");
+        let out = Command::new("curl")
+            .args(["-sS", "--fail", "-o"])
+            .arg(&krl)
+            .arg("--cacert")
+            .arg(dev.var("PORTCULLIS_CA"))
+            .arg(format!("{}/v1/ssh/krl", dev.api()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new("ssh-keygen")
+            .arg("-Q")
+            .arg("-f")
+            .arg(&krl)
+            .arg(cert)
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     }
 }
 

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::cluster::{echo, Controller, Worker};
+
 pub(crate) const SSH_ROLE: &str = "portcullis";
 pub(crate) const TOKEN_ROLE: &str = "portcullis-session";
 pub(crate) const DB_ROLE: &str = "readonly";
@@ -269,6 +271,36 @@ impl Bao {
             .unwrap();
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// A controller under `dir` on this server's Vault backend (quick retries and jobs, as
+    /// the drills want) with one worker, and a target `echo` whose sessions each get database
+    /// credentials from Vault, so that each session holds a Vault token of its own.
+    pub(crate) fn cluster_with_db_secrets(&self, dir: &Path) -> (Controller, Worker) {
+        let vault = format!(
+            "[ssh]\nbackend = \"vault\"\n[vault]\naddress = \"{}\"\ntoken_file = \"{}\"\nssh_role = \"{}\"\n\
+             token_role = \"{}\"\nrevoke_retry_max = 2\nmint_timeout = 3\njob_interval = 0.5\nrequest_timeout = 3\n",
+            self.addr,
+            self.controller_token_file("1h").display(),
+            SSH_ROLE,
+            TOKEN_ROLE,
+        );
+        let c = Controller::start_with(&dir.join("controller"), &vault);
+        let w = Worker::start(
+            &dir.join("w1"),
+            std::slice::from_ref(&c.cluster),
+            Some(&c.join_token()),
+            "",
+        )
+        .unwrap();
+        let body = json!({
+            "name": "echo", "address": echo(), "zone": "LOCAL", "service": "echo",
+            "vault_secrets": [format!("database/creds/{DB_ROLE}")],
+        })
+        .to_string();
+        let (code, text) = c.curl("POST", "/v1/targets", Some(&body));
+        assert_eq!(code, 201, "{text}");
+        (c, w)
     }
 
     /// A token for the controller (its own policy, renewable), written 0600 to a file.

@@ -5,11 +5,13 @@ use axum::extract::State;
 use axum::Json;
 use portcullis_policy::Permission;
 use portcullis_proto::api::{LogoutResponse, RevokeUserRequest, RevokeUserResponse, RevokedUser};
+use portcullis_proto::link::EndReason;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Principal};
 use crate::audit::{event, AuditEvent, Event};
 use crate::clock;
+use crate::sessions::lifecycle::end_session;
 use crate::state::AppState;
 use crate::store::{sessions as session_rows, tokens, users};
 
@@ -34,20 +36,7 @@ pub(crate) async fn logout(
         let mut conn = state.store.conn().await?;
         session_rows::live_of_tokens(&mut conn, std::slice::from_ref(&principal.token_id)).await?
     };
-    let mut ended = Vec::new();
-    for id in live {
-        if crate::sessions::lifecycle::end_session(
-            &state,
-            &id,
-            portcullis_proto::link::EndReason::Logout,
-            principal.actor(),
-        )
-        .await?
-        .is_some()
-        {
-            ended.push(id);
-        }
-    }
+    let ended = end_all(&state, live, EndReason::Logout, &principal).await?;
     Ok(Json(LogoutResponse {
         token_id: principal.token_id,
         sessions_ended: ended,
@@ -93,20 +82,7 @@ pub(crate) async fn revoke_user(
             let mut conn = state.store.conn().await?;
             session_rows::live_of_user(&mut conn, &user.id).await?
         };
-        let mut ended = Vec::new();
-        for id in live {
-            if crate::sessions::lifecycle::end_session(
-                &state,
-                &id,
-                portcullis_proto::link::EndReason::UserRevoked,
-                principal.actor(),
-            )
-            .await?
-            .is_some()
-            {
-                ended.push(id);
-            }
-        }
+        let ended = end_all(&state, live, EndReason::UserRevoked, &principal).await?;
         out.push(RevokedUser {
             user_id: user.id,
             issuer: user.issuer,
@@ -116,4 +92,24 @@ pub(crate) async fn revoke_user(
         });
     }
     Ok(Json(RevokeUserResponse { users: out }))
+}
+
+/// Ends each of `sessions` with `reason`, on `principal`'s behalf; returns the ids of those it
+/// ended (not those that had ended already).
+async fn end_all(
+    state: &AppState,
+    sessions: Vec<String>,
+    reason: EndReason,
+    principal: &Principal,
+) -> Result<Vec<String>, ApiError> {
+    let mut ended = Vec::new();
+    for id in sessions {
+        if end_session(state, &id, reason, principal.actor())
+            .await?
+            .is_some()
+        {
+            ended.push(id);
+        }
+    }
+    Ok(ended)
 }

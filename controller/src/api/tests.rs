@@ -153,6 +153,12 @@ impl Api {
         self.send(method, path, token, body.as_deref()).await
     }
 
+    /// `POST /v1/targets` of `target` with `token`.
+    async fn create_target(&self, token: &str, target: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, "/v1/targets", Some(token), Some(target))
+            .await
+    }
+
     /// A token from the dev login for `user` in `groups` (with MFA).
     async fn login(&self, user: &str, groups: &[&str]) -> String {
         let body = json!({"username": user, "groups": groups, "amr": ["mfa"]});
@@ -297,11 +303,9 @@ async fn credentials_issued_for_another_audience_are_not_api_tokens() {
     let admin = api.login("ada", &["admins"]).await;
     api.live_worker().await;
     let (status, body) = api
-        .call(
-            Method::POST,
-            "/v1/targets",
-            Some(&admin),
-            Some(json!({"name": "web", "address": "127.0.0.1:7", "zone": "LOCAL", "service": "echo"})),
+        .create_target(
+            &admin,
+            json!({"name": "web", "address": "127.0.0.1:7", "zone": "LOCAL", "service": "echo"}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -346,11 +350,9 @@ async fn a_dev_login_authorizes_a_session_that_the_session_list_shows() {
     let admin = api.login("ada", &["admins"]).await;
     let worker = api.live_worker().await;
     let ((status, body), events) = api
-        .audited(api.call(
-            Method::POST,
-            "/v1/targets",
-            Some(&admin),
-            Some(json!({"name": "web", "address": "127.0.0.1:7", "zone": "LOCAL", "service": "echo"})),
+        .audited(api.create_target(
+            &admin,
+            json!({"name": "web", "address": "127.0.0.1:7", "zone": "LOCAL", "service": "echo"}),
         ))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -430,11 +432,9 @@ async fn refusals_are_403_with_their_reason_and_are_audited() {
     let user = api.login("uma", &["users"]).await;
     api.live_worker().await;
     let (status, body) = api
-        .call(
-            Method::POST,
-            "/v1/targets",
-            Some(&admin),
-            Some(json!({"name": "lab", "address": "192.0.2.10:22", "zone": "LAB", "service": "echo"})),
+        .create_target(
+            &admin,
+            json!({"name": "lab", "address": "192.0.2.10:22", "zone": "LAB", "service": "echo"}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -461,11 +461,9 @@ async fn refusals_are_403_with_their_reason_and_are_audited() {
 
     // A permission the user's roles lack: refused, naming it, with `permission_denied`.
     let ((status, body), events) = api
-        .audited(api.call(
-            Method::POST,
-            "/v1/targets",
-            Some(&user),
-            Some(json!({"name": "mine", "address": "127.0.0.1:8", "zone": "LOCAL", "service": "echo"})),
+        .audited(api.create_target(
+            &user,
+            json!({"name": "mine", "address": "127.0.0.1:8", "zone": "LOCAL", "service": "echo"}),
         ))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");

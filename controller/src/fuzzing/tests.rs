@@ -5,25 +5,13 @@ use std::path::Path;
 
 use super::*;
 
-/// Runs `target` on every file of `fuzz/corpus/NAME` and `fuzz/regressions/NAME`.
+include!("../../../fuzz/replay.rs");
+
 fn replay(name: &str, target: fn(&[u8])) {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let mut count = 0;
-    for kind in ["corpus", "regressions"] {
-        let Ok(entries) = std::fs::read_dir(fuzz.join(kind).join(name)) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            eprintln!("replaying {}", path.display());
-            target(&std::fs::read(&path).unwrap());
-            count += 1;
-        }
-    }
-    assert!(
-        count > 0,
-        "no seed corpus for {name} under {}",
-        fuzz.display()
+    replay_corpus(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz"),
+        name,
+        target,
     );
 }
 

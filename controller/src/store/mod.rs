@@ -415,6 +415,43 @@ pub struct Lease {
     _tx: Option<Transaction<'static, sqlx::Any>>,
 }
 
+/// Rows that stay valid until they expire or are revoked (API tokens, SSH certificates):
+/// which table, which column names their owner, which holds their expiry, and which names
+/// each row in what a revocation returns.
+pub(crate) struct Revocable {
+    pub table: &'static str,
+    pub owner: &'static str,
+    pub expires: &'static str,
+    pub returning: &'static str,
+}
+
+/// Revokes at `now` every row of `owner_id` that is neither revoked nor expired; returns
+/// their `returning` column.
+pub(crate) async fn revoke_live(
+    w: Write<'_>,
+    rows: &Revocable,
+    owner_id: &str,
+    now: i64,
+) -> Result<Vec<String>> {
+    let Revocable {
+        table,
+        owner,
+        expires,
+        returning,
+    } = rows;
+    let done = sqlx::query(&format!(
+        "UPDATE {table} SET revoked_at = $2 WHERE {owner} = $1 AND revoked_at IS NULL \
+         AND {expires} > $2 RETURNING {returning}"
+    ))
+    .bind(owner_id)
+    .bind(now)
+    .fetch_all(w.conn())
+    .await?;
+    done.iter()
+        .map(|row| Ok(sqlx::Row::try_get::<String, _>(row, *returning)?))
+        .collect()
+}
+
 /// Encodes a list as the JSON text the store keeps.
 pub(crate) fn to_json_list(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".into())

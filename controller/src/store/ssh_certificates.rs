@@ -3,7 +3,7 @@
 use sqlx::{AnyConnection, Row as _};
 
 use super::Write;
-use super::{Result, StoreError};
+use super::{revoke_live, Result, Revocable, StoreError};
 
 pub(crate) async fn insert(
     w: Write<'_>,
@@ -27,18 +27,16 @@ pub(crate) async fn insert(
 
 /// Revokes a session's certificates that are still valid; returns their serials.
 pub(crate) async fn revoke_session(w: Write<'_>, session_id: &str, now: i64) -> Result<Vec<u64>> {
-    let conn = w.conn();
-    let rows = sqlx::query(
-        "UPDATE ssh_certificates SET revoked_at = $2 WHERE session_id = $1 AND revoked_at IS NULL \
-         AND valid_before > $2 RETURNING serial",
-    )
-    .bind(session_id)
-    .bind(now)
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let text: String = r.try_get("serial")?;
+    let certificates = Revocable {
+        table: "ssh_certificates",
+        owner: "session_id",
+        expires: "valid_before",
+        returning: "serial",
+    };
+    let serials = revoke_live(w, &certificates, session_id, now).await?;
+    serials
+        .into_iter()
+        .map(|text| {
             text.parse()
                 .map_err(|_| StoreError::Corrupt(format!("ssh_certificates.serial {text:?}")))
         })

@@ -380,16 +380,19 @@ fn session(limit: i64) -> store::sessions::SessionRecord {
     }
 }
 
+/// Inserts the user alice and `s`, a session of hers.
+async fn insert_alices_session(conn: &mut sqlx::AnyConnection, s: &store::sessions::SessionRecord) {
+    store::users::upsert(w(conn), &user("alice", &[]))
+        .await
+        .unwrap();
+    store::sessions::insert(w(conn), s, None).await.unwrap();
+}
+
 #[tokio::test]
 async fn sessions_admit_count_limit_and_terminate_once() {
     for b in backends().await {
         let mut conn = b.store.conn().await.unwrap();
-        store::users::upsert(w(&mut conn), &user("alice", &[]))
-            .await
-            .unwrap();
-        store::sessions::insert(w(&mut conn), &session(2), None)
-            .await
-            .unwrap();
+        insert_alices_session(&mut conn, &session(2)).await;
         use store::connections::{admit_first, connection_closed, connection_opened};
         use store::sessions::{get, terminate};
         assert!(
@@ -498,12 +501,7 @@ async fn sessions_admit_count_limit_and_terminate_once() {
 async fn due_sessions_are_found_by_expiry_and_pending_age() {
     for b in backends().await {
         let mut conn = b.store.conn().await.unwrap();
-        store::users::upsert(w(&mut conn), &user("alice", &[]))
-            .await
-            .unwrap();
-        store::sessions::insert(w(&mut conn), &session(0), None)
-            .await
-            .unwrap();
+        insert_alices_session(&mut conn, &session(0)).await;
         assert!(
             store::sessions::due(&mut conn, 500, 50)
                 .await
@@ -892,14 +890,9 @@ async fn vault_credentials_go_from_intent_to_revoked_once() {
     for b in backends().await {
         let name = b.name;
         let mut conn = b.store.conn().await.unwrap();
-        store::users::upsert(w(&mut conn), &user("alice", &[]))
-            .await
-            .unwrap();
         let mut s = session(0);
         s.state = SessionState::Minting;
-        store::sessions::insert(w(&mut conn), &s, None)
-            .await
-            .unwrap();
+        insert_alices_session(&mut conn, &s).await;
         vc::insert_intent(w(&mut conn), "vc_1", "s_1", 100)
             .await
             .unwrap();

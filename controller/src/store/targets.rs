@@ -31,9 +31,34 @@ pub(crate) struct TargetRecord {
     pub updated_at: i64,
 }
 
+/// The columns in bind order: [`bind_fields`] binds all but the last, `created_at`, which
+/// only an insert writes.
 const COLUMNS: &str = "id, name, address, zone, service, vmid, tags, pool, max_session_secs, \
-                       connection_limit, created_at, updated_at, ssh_host_keys, ssh_host_cas, vault_ssh_mount, \
-                       vault_ssh_role, vault_secrets";
+                       connection_limit, ssh_host_keys, ssh_host_cas, vault_ssh_mount, \
+                       vault_ssh_role, vault_secrets, updated_at, created_at";
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds `$1` to `$16`: every column of [`COLUMNS`] but `created_at`, in its order.
+fn bind_fields<'q>(query: Query<'q>, t: &'q TargetRecord) -> Query<'q> {
+    query
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(&t.address)
+        .bind(&t.zone)
+        .bind(&t.service)
+        .bind(t.vmid.map(i64::from))
+        .bind(to_json_list(&t.tags))
+        .bind(&t.pool)
+        .bind(t.max_session_secs)
+        .bind(t.connection_limit)
+        .bind(to_json_list(&t.ssh_host_keys))
+        .bind(to_json_list(&t.ssh_host_cas))
+        .bind(&t.vault_ssh_mount)
+        .bind(&t.vault_ssh_role)
+        .bind(to_json_list(&t.vault_secrets))
+        .bind(t.updated_at)
+}
 
 fn from_row(row: &AnyRow) -> Result<TargetRecord> {
     let vmid: Option<i64> = row.try_get("vmid")?;
@@ -69,56 +94,25 @@ fn from_row(row: &AnyRow) -> Result<TargetRecord> {
 
 pub(crate) async fn insert(w: Write<'_>, t: &TargetRecord) -> Result<()> {
     let conn = w.conn();
-    sqlx::query(&format!(
+    let sql = format!(
         "INSERT INTO targets ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-    ))
-    .bind(&t.id)
-    .bind(&t.name)
-    .bind(&t.address)
-    .bind(&t.zone)
-    .bind(&t.service)
-    .bind(t.vmid.map(i64::from))
-    .bind(to_json_list(&t.tags))
-    .bind(&t.pool)
-    .bind(t.max_session_secs)
-    .bind(t.connection_limit)
-    .bind(t.created_at)
-    .bind(t.updated_at)
-    .bind(to_json_list(&t.ssh_host_keys))
-    .bind(to_json_list(&t.ssh_host_cas))
-    .bind(&t.vault_ssh_mount)
-    .bind(&t.vault_ssh_role)
-    .bind(to_json_list(&t.vault_secrets))
-    .execute(conn)
-    .await?;
+    );
+    bind_fields(sqlx::query(&sql), t)
+        .bind(t.created_at)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 pub(crate) async fn update(w: Write<'_>, t: &TargetRecord) -> Result<bool> {
     let conn = w.conn();
-    let done = sqlx::query(
+    let query = sqlx::query(
         "UPDATE targets SET name = $2, address = $3, zone = $4, service = $5, vmid = $6, tags = $7, \
-         pool = $8, max_session_secs = $9, connection_limit = $10, updated_at = $11, ssh_host_keys = $12, \
-         ssh_host_cas = $13, vault_ssh_mount = $14, vault_ssh_role = $15, vault_secrets = $16 WHERE id = $1",
-    )
-    .bind(&t.id)
-    .bind(&t.name)
-    .bind(&t.address)
-    .bind(&t.zone)
-    .bind(&t.service)
-    .bind(t.vmid.map(i64::from))
-    .bind(to_json_list(&t.tags))
-    .bind(&t.pool)
-    .bind(t.max_session_secs)
-    .bind(t.connection_limit)
-    .bind(t.updated_at)
-    .bind(to_json_list(&t.ssh_host_keys))
-    .bind(to_json_list(&t.ssh_host_cas))
-    .bind(&t.vault_ssh_mount)
-    .bind(&t.vault_ssh_role)
-    .bind(to_json_list(&t.vault_secrets))
-    .execute(conn)
-    .await?;
+         pool = $8, max_session_secs = $9, connection_limit = $10, ssh_host_keys = $11, \
+         ssh_host_cas = $12, vault_ssh_mount = $13, vault_ssh_role = $14, vault_secrets = $15, \
+         updated_at = $16 WHERE id = $1",
+    );
+    let done = bind_fields(query, t).execute(conn).await?;
     Ok(done.rows_affected() == 1)
 }
 

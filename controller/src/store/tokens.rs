@@ -4,7 +4,7 @@ use sqlx::{AnyConnection, Row as _};
 
 use super::users::UserRecord;
 use super::Write;
-use super::{from_json_list, to_json_list, Result};
+use super::{from_json_list, revoke_live, to_json_list, Result, Revocable};
 
 #[derive(Debug, Clone)]
 pub(crate) struct TokenRecord {
@@ -116,16 +116,11 @@ pub(crate) async fn revoke(w: Write<'_>, token_id: &str, now: i64) -> Result<boo
 
 /// Revokes every live token of a user; returns their ids.
 pub(crate) async fn revoke_user(w: Write<'_>, user_id: &str, now: i64) -> Result<Vec<String>> {
-    let conn = w.conn();
-    let rows = sqlx::query(
-        "UPDATE api_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL \
-         AND expires_at > $2 RETURNING id",
-    )
-    .bind(user_id)
-    .bind(now)
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|row| Ok(row.try_get::<String, _>("id")?))
-        .collect()
+    let tokens = Revocable {
+        table: "api_tokens",
+        owner: "user_id",
+        expires: "expires_at",
+        returning: "id",
+    };
+    revoke_live(w, &tokens, user_id, now).await
 }

@@ -15,37 +15,21 @@ fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
 }
 
-/// Runs `target` on every file of `fuzz/corpus/NAME` and `fuzz/regressions/NAME`; returns
-/// how many it ran.
-fn replay(name: &str, target: fn(&[u8])) -> usize {
-    let mut count = 0;
-    for kind in ["corpus", "regressions"] {
-        let Ok(entries) = std::fs::read_dir(fuzz_dir().join(kind).join(name)) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            eprintln!("replaying {}", path.display());
-            target(&std::fs::read(&path).unwrap());
-            count += 1;
-        }
-    }
-    count
-}
+include!("../../../fuzz/replay.rs");
 
 #[test]
 fn proxy_hello_corpus_replays() {
-    assert!(replay("proxy_hello", proxy_hello) > 0);
+    replay_corpus(&fuzz_dir(), "proxy_hello", proxy_hello);
 }
 
 #[test]
 fn grant_verify_corpus_replays() {
-    assert!(replay("grant_verify", grant_verify) > 0);
+    replay_corpus(&fuzz_dir(), "grant_verify", grant_verify);
 }
 
 #[test]
 fn link_frames_corpus_replays() {
-    assert!(replay("link_frames", link_frames) > 0);
+    replay_corpus(&fuzz_dir(), "link_frames", link_frames);
 }
 
 #[test]

@@ -160,21 +160,11 @@ mod tests {
         );
     }
 
+    include!("../../../fuzz/replay.rs");
+
     #[test]
     fn login_loopback_corpus_replays() {
         let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-        let mut count = 0;
-        for kind in ["corpus", "regressions"] {
-            let Ok(entries) = std::fs::read_dir(fuzz.join(kind).join("login_loopback")) else {
-                continue;
-            };
-            for entry in entries {
-                let path = entry.unwrap().path();
-                eprintln!("replaying {}", path.display());
-                fuzz_loopback(&std::fs::read(&path).unwrap());
-                count += 1;
-            }
-        }
-        assert!(count > 0, "no seed corpus under {}", fuzz.display());
+        replay_corpus(&fuzz, "login_loopback", fuzz_loopback);
     }
 }

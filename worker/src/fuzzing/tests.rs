@@ -4,20 +4,10 @@ use std::path::Path;
 
 use super::*;
 
+include!("../../../fuzz/replay.rs");
+
 #[test]
 fn worker_config_corpus_replays() {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let mut count = 0;
-    for kind in ["corpus", "regressions"] {
-        let Ok(entries) = std::fs::read_dir(fuzz.join(kind).join("worker_config")) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            eprintln!("replaying {}", path.display());
-            worker_config(&std::fs::read(&path).unwrap());
-            count += 1;
-        }
-    }
-    assert!(count > 0, "no seed corpus under {}", fuzz.display());
+    replay_corpus(&fuzz, "worker_config", worker_config);
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use portcullis_proto::link::{
-    self, silence_limit, Incoming, LinkError, Peer, Request, Role, Unsent,
+    self, silence_limit, Incoming, LinkError, Peer, Request, Response, Role, Unsent,
 };
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc;
@@ -204,28 +204,8 @@ impl<S: LinkIo> Link<'_, S> {
     /// sessions end with reason `shutdown` now rather than as lost later; waits a little for
     /// the answer (best effort: without it they end as `worker_lost`).
     async fn say_stopped(&mut self) {
-        if self
-            .ask(protocol::stopped(self.shared), Awaits::Stopped, None)
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let deadline = tokio::time::sleep(FLUSH_TIMEOUT);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                _ = &mut deadline => return,
-                frame = self.stream.next() => {
-                    let Some(Ok(frame)) = frame else { return };
-                    if let Ok(Incoming::Answer { awaits: Awaits::Stopped, .. }) =
-                        self.peer.receive(&frame, Instant::now())
-                    {
-                        return;
-                    }
-                }
-            }
-        }
+        self.ask_on_shutdown(protocol::stopped(self.shared), Awaits::Stopped)
+            .await;
     }
 
     /// Best effort on shutdown: send what is spooled and wait a little for the
@@ -234,25 +214,33 @@ impl<S: LinkIo> Link<'_, S> {
         if self.shared.spool.is_empty() {
             return;
         }
-        if self
-            .ask(protocol::events(self.shared), Awaits::Flush, None)
+        if let Some(body) = self
+            .ask_on_shutdown(protocol::events(self.shared), Awaits::Flush)
             .await
-            .is_err()
         {
-            return;
+            protocol::answered(self.shared, Awaits::Flush, body);
         }
+    }
+
+    /// Sends `body` and waits up to [`FLUSH_TIMEOUT`] for its answer, dropping whatever else
+    /// arrives meanwhile (the link is closing); `None` when it could not be sent or no answer
+    /// came in time.
+    async fn ask_on_shutdown(&mut self, body: Request, awaits: Awaits) -> Option<Response> {
+        let wanted = std::mem::discriminant(&awaits);
+        self.ask(body, awaits, None).await.ok()?;
         let deadline = tokio::time::sleep(FLUSH_TIMEOUT);
         tokio::pin!(deadline);
         loop {
             tokio::select! {
-                _ = &mut deadline => return,
+                _ = &mut deadline => return None,
                 frame = self.stream.next() => {
-                    let Some(Ok(frame)) = frame else { return };
-                    if let Ok(Incoming::Answer { awaits: Awaits::Flush, body }) =
+                    let Some(Ok(frame)) = frame else { return None };
+                    if let Ok(Incoming::Answer { awaits, body }) =
                         self.peer.receive(&frame, Instant::now())
                     {
-                        protocol::answered(self.shared, Awaits::Flush, body);
-                        return;
+                        if std::mem::discriminant(&awaits) == wanted {
+                            return Some(body);
+                        }
                     }
                 }
             }
