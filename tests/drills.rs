@@ -274,6 +274,34 @@ fn a_hung_controller_does_not_stop_new_connections() {
     signal(a.child.id(), "CONT");
 }
 
+/// Issue 16 item 3, a new session: its first connection arrives while the worker has not yet
+/// noticed that its controller hung, so the admission it asks for is lost with the link. The
+/// worker holds the connection and asks again on the next link (the other controller, well
+/// within the admission's 5 s): the client is admitted at its first try.
+#[test]
+fn a_first_connection_while_the_linked_controller_hangs_is_admitted_through_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg_url();
+    let a = Controller::start_on(&dir.path().join("a"), &url, "");
+    let b = Controller::start_on(&dir.path().join("b"), &url, "");
+    let _w = Worker::start(
+        &dir.path().join("w1"),
+        &[a.cluster.clone(), b.cluster.clone()],
+        Some(&a.join_token()),
+        "",
+    )
+    .unwrap();
+    add_echo_target(&b);
+    // A new session, authorised by the healthy controller; no connection yet.
+    let l = listen(b.cli(), "echo");
+    // The worker dials the first controller it knows: a. Its first connection comes at once.
+    signal(a.child.id(), "STOP");
+    let got = outcome(l.port);
+    signal(a.child.id(), "CONT");
+    assert_eq!(got, Outcome::Echoed);
+    assert_eq!(session(&b, &l.session_id)["state"], "active");
+}
+
 /// Issue 16 item 4: a worker's SIGTERM drain is visible to the controllers: no new session
 /// goes to it, its sessions end as `shutdown` when it exits, and it is never listed `active`
 /// again.

@@ -12,7 +12,7 @@ use crate::clock;
 use crate::keys::ca::Leaf;
 use crate::keys::Purpose;
 use crate::state::AppState;
-use crate::store::connections as connection_rows;
+use crate::store::connections::{self as connection_rows, FirstAdmission};
 use crate::store::sessions::{self as session_rows, SessionState};
 use crate::store::{workers as worker_rows, StoreError};
 
@@ -216,11 +216,15 @@ async fn sync(
     })
 }
 
+/// Answers a worker's request to admit a session's first connection. A repeat of a request
+/// already admitted (the worker asked again after its link dropped, or this controller hung
+/// and reads an old copy) is answered again but neither counted nor audited again: its
+/// transaction records no event and so commits nothing.
 async fn admit_first(state: &AppState, worker_id: &str, admit: AdmitFirst) -> Response {
     let now = clock::to_i64(state.clock.unix_secs());
     let result = async {
         let mut tx = state.begin_audited().await?;
-        let admitted = connection_rows::admit_first(
+        let admission = connection_rows::admit_first(
             tx.write(),
             &admit.session_id,
             worker_id,
@@ -230,6 +234,19 @@ async fn admit_first(state: &AppState, worker_id: &str, admit: AdmitFirst) -> Re
         )
         .await?;
         let session = session_rows::get(tx.read(), &admit.session_id).await?;
+        let admitted = match admission {
+            FirstAdmission::Repeated { live } => {
+                tx.commit_recorded().await?;
+                return Ok::<_, StoreError>((live, refusal(session.as_ref(), worker_id, now)));
+            }
+            FirstAdmission::Admitted => true,
+            FirstAdmission::Refused | FirstAdmission::IdInUse => false,
+        };
+        let reason = if admission == FirstAdmission::IdInUse {
+            "the connection id is another connection's; the worker must choose a new id".into()
+        } else {
+            refusal(session.as_ref(), worker_id, now)
+        };
         let target_id = session
             .as_ref()
             .map(|s| s.target_id.clone())
@@ -247,7 +264,7 @@ async fn admit_first(state: &AppState, worker_id: &str, admit: AdmitFirst) -> Re
             AuditEvent::new(actor.clone(), opened).target(&target_id)
         } else {
             let refused = Event::ConnectionRefused {
-                reason: refusal(session.as_ref(), worker_id, now),
+                reason: reason.clone(),
                 details: event::ConnectionRefusal::Connection(event::ConnectionRef {
                     connection_id: admit.connection_id.clone(),
                     client_addr: admit.client_addr.clone(),
@@ -264,7 +281,7 @@ async fn admit_first(state: &AppState, worker_id: &str, admit: AdmitFirst) -> Re
             );
         }
         tx.commit_recorded().await?;
-        Ok::<_, StoreError>((admitted, refusal(session.as_ref(), worker_id, now)))
+        Ok((admitted, reason))
     }
     .await;
     match result {

@@ -1,8 +1,9 @@
 //! Connections of sessions, as workers report them: the first admitted online
 //! ([`admit_first`], which checks the session and makes it active), later ones the worker
 //! opened by itself, and closes with their byte counts. Opening a connection counts it on its
-//! session in the same transaction. Opens and closes are idempotent: a worker resends events
-//! until they are acknowledged.
+//! session in the same transaction. Admissions, opens and closes are idempotent: a worker
+//! resends events until they are acknowledged, and asks again for an admission whose answer
+//! its link lost.
 
 use portcullis_proto::link::EndReason;
 use sqlx::any::AnyRow;
@@ -42,8 +43,28 @@ fn from_row(row: &AnyRow) -> Result<ConnectionRecord> {
     })
 }
 
+/// What [`admit_first`] made of a first connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstAdmission {
+    /// Admitted now: counted on its session and recorded.
+    Admitted,
+    /// The same connection was admitted before, for the same session and worker (the worker
+    /// asked again after its link dropped, or a controller that hung answers a copy later):
+    /// nothing changed. `live` tells whether the session may still take it.
+    Repeated { live: bool },
+    /// Refused: the id names a connection of another session or worker. Nothing changed.
+    IdInUse,
+    /// Refused: the session is not live on that worker, or at its limit. Nothing changed.
+    Refused,
+}
+
 /// Admits a session's first connection on its worker: the session must be live, on that
-/// worker, unexpired and under its connection limit. Records the connection. True if admitted.
+/// worker, unexpired and under its connection limit. Records the connection and counts it.
+///
+/// Idempotent per connection id: a connection already recorded for this session and worker
+/// is [`FirstAdmission::Repeated`] and counted once only; an id recorded for another session
+/// or worker is [`FirstAdmission::IdInUse`]. The session's row is locked first, so two copies of one request
+/// (through two controllers) cannot both count it.
 pub(crate) async fn admit_first(
     w: Write<'_>,
     session_id: &str,
@@ -51,8 +72,36 @@ pub(crate) async fn admit_first(
     connection_id: &str,
     client_addr: &str,
     now: i64,
-) -> Result<bool> {
+) -> Result<FirstAdmission> {
     let conn = w.conn();
+    // A no-op update takes the session's row lock on PostgreSQL until the transaction ends
+    // (SQLite's transaction holds the only connection).
+    sqlx::query("UPDATE sessions SET connections_count = connections_count WHERE id = $1")
+        .bind(session_id)
+        .execute(&mut *conn)
+        .await?;
+    let earlier = sqlx::query("SELECT session_id, worker_id FROM connections WHERE id = $1")
+        .bind(connection_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = earlier {
+        let session: String = row.try_get("session_id")?;
+        let worker: String = row.try_get("worker_id")?;
+        if session != session_id || worker != worker_id {
+            return Ok(FirstAdmission::IdInUse);
+        }
+        let live = sqlx::query(
+            "SELECT 1 AS live FROM sessions WHERE id = $1 AND worker_id = $2 \
+             AND state IN ('pending', 'active') AND expires_at > $3",
+        )
+        .bind(session_id)
+        .bind(worker_id)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some();
+        return Ok(FirstAdmission::Repeated { live });
+    }
     let done = sqlx::query(
         "UPDATE sessions SET state = 'active', activated_at = COALESCE(activated_at, $3), \
          connections_count = connections_count + 1 \
@@ -65,10 +114,10 @@ pub(crate) async fn admit_first(
     .execute(&mut *conn)
     .await?;
     if done.rows_affected() != 1 {
-        return Ok(false);
+        return Ok(FirstAdmission::Refused);
     }
     insert_connection(conn, session_id, worker_id, connection_id, client_addr, now).await?;
-    Ok(true)
+    Ok(FirstAdmission::Admitted)
 }
 
 async fn insert_connection(

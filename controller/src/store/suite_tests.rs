@@ -393,18 +393,22 @@ async fn sessions_admit_count_limit_and_terminate_once() {
     for b in backends().await {
         let mut conn = b.store.conn().await.unwrap();
         insert_alices_session(&mut conn, &session(2)).await;
-        use store::connections::{admit_first, connection_closed, connection_opened};
+        use store::connections::{
+            admit_first, connection_closed, connection_opened, FirstAdmission,
+        };
         use store::sessions::{get, terminate};
         assert!(
-            !admit_first(w(&mut conn), "s_1", "w_2", "c_0", "127.0.0.1", 110)
+            admit_first(w(&mut conn), "s_1", "w_2", "c_0", "127.0.0.1", 110)
                 .await
-                .unwrap(),
+                .unwrap()
+                != FirstAdmission::Admitted,
             "wrong worker"
         );
         assert!(
             admit_first(w(&mut conn), "s_1", "w_1", "c_1", "127.0.0.1", 110)
                 .await
                 .unwrap()
+                == FirstAdmission::Admitted
         );
         let s = get(&mut conn, "s_1").await.unwrap().unwrap();
         assert_eq!(
@@ -433,9 +437,10 @@ async fn sessions_admit_count_limit_and_terminate_once() {
             2
         );
         assert!(
-            !admit_first(w(&mut conn), "s_1", "w_1", "c_3", "127.0.0.1", 113)
+            admit_first(w(&mut conn), "s_1", "w_1", "c_3", "127.0.0.1", 113)
                 .await
-                .unwrap(),
+                .unwrap()
+                == FirstAdmission::Refused,
             "limit"
         );
         assert!(connection_closed(
@@ -489,11 +494,114 @@ async fn sessions_admit_count_limit_and_terminate_once() {
         let s = get(&mut conn, "s_1").await.unwrap().unwrap();
         assert_eq!(s.termination_reason, Some(EndReason::Canceled));
         assert!(
-            !admit_first(w(&mut conn), "s_1", "w_1", "c_4", "127.0.0.1", 140)
+            admit_first(w(&mut conn), "s_1", "w_1", "c_4", "127.0.0.1", 140)
                 .await
-                .unwrap(),
+                .unwrap()
+                == FirstAdmission::Refused,
             "ended"
         );
+    }
+}
+
+/// `admit_first` of connection `connection` from 127.0.0.1.
+async fn admit(
+    conn: &mut sqlx::AnyConnection,
+    session: &str,
+    worker: &str,
+    connection: &str,
+    at: i64,
+) -> store::connections::FirstAdmission {
+    store::connections::admit_first(w(conn), session, worker, connection, "127.0.0.1", at)
+        .await
+        .unwrap()
+}
+
+/// A worker asks again for the admission of a first connection when its link dropped before
+/// the answer came, and a controller that hung may still read the first copy: a repeat of an
+/// admitted connection for the same session and worker is counted and recorded once, also at
+/// the session's limit. An id of another session's connection is not taken over.
+#[tokio::test]
+async fn admitting_a_first_connection_again_counts_it_once() {
+    for b in backends().await {
+        let name = b.name;
+        let mut conn = b.store.conn().await.unwrap();
+        store::users::upsert(w(&mut conn), &user("alice", &[]))
+            .await
+            .unwrap();
+        store::sessions::insert(w(&mut conn), &session(0), None)
+            .await
+            .unwrap();
+        use store::connections::FirstAdmission;
+        assert_eq!(
+            admit(&mut conn, "s_1", "w_1", "c_1", 110).await,
+            FirstAdmission::Admitted,
+            "{name}"
+        );
+        assert_eq!(
+            admit(&mut conn, "s_1", "w_1", "c_1", 111).await,
+            FirstAdmission::Repeated { live: true },
+            "{name}"
+        );
+        let s = store::sessions::get(&mut conn, "s_1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (s.connections_count, s.activated_at),
+            (1, Some(110)),
+            "{name}: a repeat counted again"
+        );
+        let conns = store::connections::connections(&mut conn, "s_1")
+            .await
+            .unwrap();
+        assert_eq!(conns.len(), 1, "{name}");
+        assert_eq!(
+            (conns[0].id.as_str(), conns[0].opened_at),
+            ("c_1", 110),
+            "{name}"
+        );
+
+        // At the session's limit, the repeat is still the connection admitted.
+        let mut s2 = session(1);
+        s2.id = "s_2".into();
+        store::sessions::insert(w(&mut conn), &s2, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            admit(&mut conn, "s_2", "w_1", "c_2", 110).await,
+            FirstAdmission::Admitted
+        );
+        assert_eq!(
+            admit(&mut conn, "s_2", "w_1", "c_2", 111).await,
+            FirstAdmission::Repeated { live: true },
+            "{name}"
+        );
+        // Another session or worker cannot claim the id; nothing is counted.
+        assert_eq!(
+            admit(&mut conn, "s_2", "w_1", "c_1", 112).await,
+            FirstAdmission::IdInUse,
+            "{name}"
+        );
+        assert_eq!(
+            admit(&mut conn, "s_1", "w_2", "c_1", 112).await,
+            FirstAdmission::IdInUse,
+            "{name}"
+        );
+        // A repeat after the session ended is not live any more.
+        assert!(
+            store::sessions::terminate(w(&mut conn), "s_2", EndReason::Canceled, 113)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            admit(&mut conn, "s_2", "w_1", "c_2", 114).await,
+            FirstAdmission::Repeated { live: false },
+            "{name}"
+        );
+        for id in ["s_1", "s_2"] {
+            let s = store::sessions::get(&mut conn, id).await.unwrap().unwrap();
+            assert_eq!(s.connections_count, 1, "{name}: {id}");
+        }
     }
 }
 
@@ -901,9 +1009,10 @@ async fn vault_credentials_go_from_intent_to_revoked_once() {
             .unwrap();
         // A minting session is not usable yet.
         assert!(
-            !store::connections::admit_first(w(&mut conn), "s_1", "w_1", "c_1", "127.0.0.1", 110)
+            store::connections::admit_first(w(&mut conn), "s_1", "w_1", "c_1", "127.0.0.1", 110)
                 .await
-                .unwrap(),
+                .unwrap()
+                == store::connections::FirstAdmission::Refused,
             "{name}"
         );
         // Abandoned mints are those older than the cut-off.

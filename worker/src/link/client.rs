@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use portcullis_proto::link::{LinkError, Request, Response};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::Reply;
@@ -25,11 +25,14 @@ pub(super) struct Outgoing {
 /// Several controllers may hold links at once (each dials an outbound-only worker). A link
 /// is registered only after its controller authenticated and answered the hello; only a newer
 /// link from the same controller replaces it (the older one is told to close), and a link that
-/// ends removes itself and nothing else.
+/// ends removes itself and nothing else. A task that found no link can wait for one to
+/// register ([`LinkClient::wait_for_link`]).
 #[derive(Default)]
 pub struct LinkClient {
     links: Mutex<Vec<LiveLink>>,
     next_id: AtomicU64,
+    /// How many links have registered so far; changes at every registration.
+    registered: watch::Sender<u64>,
 }
 
 struct LiveLink {
@@ -94,7 +97,25 @@ impl LinkClient {
 
     /// How many links have registered so far (a counter, for telling whether one came up).
     pub(super) fn registrations(&self) -> u64 {
-        self.next_id.load(Ordering::Relaxed)
+        *self.registered.borrow()
+    }
+
+    /// Waits until a link is up to send a request on, or `deadline` passes; true if one is.
+    /// A request that failed because its link closed finds that link gone (a link leaves
+    /// before it fails its requests), so this waits for another one.
+    pub async fn wait_for_link(&self, deadline: tokio::time::Instant) -> bool {
+        // Subscribed before looking: a link that registers after the look is not missed.
+        let mut registrations = self.registered.subscribe();
+        loop {
+            if self.with(|links| !links.is_empty()) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, registrations.changed()).await {
+                Ok(Ok(())) => continue,
+                // The deadline passed (the sender lives as long as `self`).
+                Ok(Err(_)) | Err(_) => return false,
+            }
+        }
     }
 
     /// Registers an authenticated link to `controller`, replacing an older link to the same
@@ -121,6 +142,7 @@ impl LinkClient {
                 replaced: replaced.clone(),
             });
         });
+        self.registered.send_modify(|n| *n += 1);
         Registration {
             client: self,
             id,
@@ -165,5 +187,31 @@ mod tests {
         // The link removed: none left.
         drop(registration);
         assert!(matches!(ask().await, Err(LinkError::NoLink)));
+    }
+
+    #[tokio::test]
+    async fn a_wait_for_a_link_ends_when_one_registers_or_at_the_deadline() {
+        let client = LinkClient::default();
+        let after = |ms| tokio::time::Instant::now() + Duration::from_millis(ms);
+        // None comes: false, at the deadline.
+        let before = tokio::time::Instant::now();
+        assert!(!client.wait_for_link(after(100)).await);
+        assert!(before.elapsed() >= Duration::from_millis(100));
+
+        // One registers while waiting: true, long before the deadline.
+        let (tx, _rx) = mpsc::channel(1);
+        let before = tokio::time::Instant::now();
+        let (up, registration) = tokio::join!(client.wait_for_link(after(60_000)), async {
+            tokio::task::yield_now().await;
+            client.register("c1", tx)
+        });
+        assert!(up);
+        assert!(before.elapsed() < Duration::from_secs(30));
+        assert_eq!(client.registrations(), 1);
+
+        // One is up already: true at once.
+        assert!(client.wait_for_link(tokio::time::Instant::now()).await);
+        drop(registration);
+        assert!(!client.wait_for_link(tokio::time::Instant::now()).await);
     }
 }

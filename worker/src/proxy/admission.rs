@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use portcullis_proto::grant::{self, GrantClaims};
-use portcullis_proto::link::{AdmitFirst, Request};
+use portcullis_proto::link::{AdmitFirst, Request, Response};
 use portcullis_proto::proxy::ClientHello;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -100,15 +100,36 @@ fn client_key(tls: &TlsStream<TcpStream>) -> Option<String> {
         .map(|spki| portcullis_proto::keys::spki_fingerprint(&spki))
 }
 
+/// How long a session's first connection waits for the controller's admission, asked again
+/// on each new link meanwhile.
+const ADMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Asks the controller to admit a session's first connection (it records the session as
-/// active); the refusal to send the client otherwise.
+/// active); the refusal to send the client otherwise. A request lost with its link (the
+/// controller hung or died before answering, see [`check::ask_again`]) is asked again once a
+/// link is up, until [`ADMIT_TIMEOUT`] after the first ask: a failover within that time
+/// costs the client a wait, not a refusal.
 pub(super) async fn ask_controller(shared: &Shared, admit: AdmitFirst) -> Result<(), Refusal> {
-    check::answer(
-        shared
+    let deadline = tokio::time::Instant::now() + ADMIT_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let reply = shared
             .link
-            .request(Request::AdmitFirst(admit), Duration::from_secs(5))
-            .await,
-    )
+            .request(Request::AdmitFirst(admit.clone()), left)
+            .await;
+        match reply {
+            Err(error) if check::ask_again(&error) => {
+                if !shared.link.wait_for_link(deadline).await {
+                    return check::answer(Err::<Response, _>(error));
+                }
+                tracing::info!(
+                    error = %error,
+                    "asking again for the admission on the next link"
+                );
+            }
+            reply => return check::answer(reply),
+        }
+    }
 }
 
 /// Whether a refusal met while opening an admitted connection is in the audit log already:

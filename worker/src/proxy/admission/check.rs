@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use portcullis_proto::grant::{GrantClaims, GrantError};
-use portcullis_proto::link::{EndReason, Response, Trouble};
+use portcullis_proto::link::{EndReason, LinkError, Response, Trouble};
 use portcullis_proto::proxy::{ClientHello, RefusalCode};
 
 use crate::proxy::handshake::Refusal;
@@ -153,6 +153,17 @@ pub(super) fn answer(reply: Result<Response, impl std::fmt::Display>) -> Result<
             e.to_string(),
         )),
     }
+}
+
+/// Whether the admission of a first connection that failed with `error` is asked again once
+/// a link is up (until the admission's deadline): the request was lost with its link (it
+/// closed before the answer came, or none was up), so no controller decided it. A controller
+/// that answers, refuses or fails the request, and one that did not answer in time, decided
+/// or may still be deciding: those are final. A controller that hung and later reads a copy
+/// of the request answers it as the same connection (the controller's admission is
+/// idempotent per connection id).
+pub(super) fn ask_again(error: &LinkError) -> bool {
+    matches!(error, LinkError::Closed | LinkError::NoLink)
 }
 
 /// The refusal when no controller vouched for the sessions within the admit grace: what a

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use portcullis_proto::clock::{Clock as _, ManualClock};
 use portcullis_proto::grant::{GrantClaims, GrantError, GRANT_ISSUER};
-use portcullis_proto::link::{EndReason, Response, Trouble};
+use portcullis_proto::link::{EndReason, LinkError, Response, Trouble};
 use portcullis_proto::proxy::{ClientHello, RefusalCode};
 use portcullis_proto::PROTOCOL_VERSION;
 
@@ -376,4 +376,27 @@ fn only_the_controllers_own_refusal_of_a_first_connection_is_left_to_the_control
     assert!(!check::decided_by_controller(&unanswered));
     let odd = check::answer(Ok::<_, String>(Response::Ok)).unwrap_err();
     assert!(!check::decided_by_controller(&odd));
+}
+
+#[test]
+fn an_admission_lost_with_its_link_is_asked_again_and_nothing_else_is() {
+    // Lost with the link: no controller decided it.
+    assert!(check::ask_again(&LinkError::Closed));
+    assert!(check::ask_again(&LinkError::NoLink));
+    // Decided, or maybe still being decided by a controller that is slow: final.
+    let final_ones = [
+        LinkError::TimedOut {
+            after: Duration::from_secs(5),
+        },
+        LinkError::Refused {
+            message: "the controller's store failed this request; retry".to_owned(),
+        },
+        LinkError::FrameTooLarge { len: 1 << 30 },
+        LinkError::Encode {
+            reason: "bug".to_owned(),
+        },
+    ];
+    for error in &final_ones {
+        assert!(!check::ask_again(error), "{error:?}");
+    }
 }
