@@ -234,23 +234,30 @@ fn a_full_control_plane_outage_longer_than_lost_after_ends_no_healthy_session() 
     assert_eq!(outcome(l2.port), Outcome::Echoed);
 }
 
-/// Issue 16 item 3: the linked controller hangs (SIGSTOP) while another is healthy. The
-/// worker notices the dead link within its 5 s admission grace and fails over: every new
-/// connection through it is admitted, all along.
-#[test]
-fn a_hung_controller_does_not_stop_new_connections() {
-    let dir = tempfile::tempdir().unwrap();
+/// Two controllers on the test PostgreSQL, `a` and `b`, and a worker that knows both (it
+/// dials `a` first), with the target `echo`.
+fn two_controllers_one_worker(dir: &std::path::Path) -> (Controller, Controller, Worker) {
     let url = pg_url();
-    let a = Controller::start_on(&dir.path().join("a"), &url, "");
-    let b = Controller::start_on(&dir.path().join("b"), &url, "");
-    let _w = Worker::start(
-        &dir.path().join("w1"),
+    let a = Controller::start_on(&dir.join("a"), &url, "");
+    let b = Controller::start_on(&dir.join("b"), &url, "");
+    let w = Worker::start(
+        &dir.join("w1"),
         &[a.cluster.clone(), b.cluster.clone()],
         Some(&a.join_token()),
         "",
     )
     .unwrap();
     add_echo_target(&b);
+    (a, b, w)
+}
+
+/// Issue 16 item 3: the linked controller hangs (SIGSTOP) while another is healthy. The
+/// worker notices the dead link within its 5 s admission grace and fails over: every new
+/// connection through it is admitted, all along.
+#[test]
+fn a_hung_controller_does_not_stop_new_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, _w) = two_controllers_one_worker(dir.path());
     let l = listen(b.cli(), "echo");
     drop(open_echo(l.port));
     // The worker dials the first controller it knows: a.
@@ -281,17 +288,7 @@ fn a_hung_controller_does_not_stop_new_connections() {
 #[test]
 fn a_first_connection_while_the_linked_controller_hangs_is_admitted_through_the_other() {
     let dir = tempfile::tempdir().unwrap();
-    let url = pg_url();
-    let a = Controller::start_on(&dir.path().join("a"), &url, "");
-    let b = Controller::start_on(&dir.path().join("b"), &url, "");
-    let _w = Worker::start(
-        &dir.path().join("w1"),
-        &[a.cluster.clone(), b.cluster.clone()],
-        Some(&a.join_token()),
-        "",
-    )
-    .unwrap();
-    add_echo_target(&b);
+    let (a, b, _w) = two_controllers_one_worker(dir.path());
     // A new session, authorised by the healthy controller; no connection yet.
     let l = listen(b.cli(), "echo");
     // The worker dials the first controller it knows: a. Its first connection comes at once.
