@@ -356,18 +356,24 @@ impl Bao {
         (id["data"]["role_id"].as_str().unwrap().to_owned(), path)
     }
 
-    /// Whether a token with this accessor exists.
+    /// Whether a token with this accessor exists. While a revocation of it is under way,
+    /// OpenBao answers the root token's lookup with 403 "permission denied" for a moment: that
+    /// is asked again (for up to 5 s) until the answer is one or the other.
     pub(crate) fn accessor_alive(&self, accessor: &str) -> bool {
-        let (code, answer) = self.call(
-            "POST",
-            "auth/token/lookup-accessor",
-            Some(json!({"accessor": accessor})),
-        );
-        match code {
-            200 => true,
-            400 => false,
-            other => panic!("lookup-accessor: {other} {answer}"),
-        }
+        let answer = super::wait::poll_within(Duration::from_secs(5), || {
+            let (code, answer) = self.call(
+                "POST",
+                "auth/token/lookup-accessor",
+                Some(json!({"accessor": accessor})),
+            );
+            match code {
+                200 => Ok(true),
+                400 => Ok(false),
+                403 => Err(format!("{code} {answer}")),
+                other => panic!("lookup-accessor: {other} {answer}"),
+            }
+        });
+        answer.unwrap_or_else(|last| panic!("lookup-accessor kept answering {last}"))
     }
 
     /// Accessors of live tokens from an AppRole login.
