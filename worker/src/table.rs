@@ -2,12 +2,12 @@
 //! session's connection count and end signal.
 //!
 //! The session table is a cache, and it is pruned: every entry has a deadline (the latest
-//! expiry of the grants admitted for it, or a retention time for a session ended before this
-//! worker saw a grant of it), and one queue of deadlines, driven by a single task
+//! expiry of the grants admitted for it; for an ended session, a minute after it ended, or
+//! its grants' expiry if sooner), and one queue of deadlines, driven by a single task
 //! ([`Table::run_expiry`]), ends the sessions whose grants expired (their connections close
 //! with reason `expired`) and forgets them. Forgetting is safe: a forgotten session's grants
-//! have expired, and a session's first connection on this worker is admitted only by a
-//! controller, which refuses a session that has ended.
+//! have expired, or it has ended, and a session's first connection on this worker is
+//! admitted only by a controller, which refuses a session that has ended.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -18,8 +18,11 @@ use portcullis_proto::grant::GrantKey;
 use portcullis_proto::link::{EndReason, Trouble};
 use tokio_util::sync::CancellationToken;
 
-/// How long a session ended by a controller, but never admitted here, is remembered.
-const ENDED_RETENTION_SECS: u64 = 600;
+/// How long an ended session is remembered: one never admitted here, and one admitted here
+/// whose grants have not expired yet. After that a connection with its grant is asked of a
+/// controller again (a first connection), which refuses it: the table stays as large as a
+/// minute of ended sessions, not as the grants' lifetime (8 hours by default) of them.
+const ENDED_RETENTION_SECS: u64 = 60;
 
 /// How a session's connections learn that it ended, and why.
 #[derive(Debug, Default)]
@@ -72,6 +75,18 @@ struct Inner {
 }
 
 impl Inner {
+    /// Brings a session's deadline forward to `deadline` (never later than it was).
+    fn forget_by(&mut self, session_id: &str, deadline: u64) {
+        if let Some(entry) = self.sessions.get_mut(session_id) {
+            if deadline < entry.deadline {
+                entry.deadline = deadline;
+                // The old (deadline, id) pair stays queued; `expire` skips a pair whose
+                // deadline is no longer its session's.
+                self.deadlines.insert((deadline, session_id.to_owned()));
+            }
+        }
+    }
+
     fn entry(&mut self, session_id: &str, deadline: u64) -> &mut SessionEntry {
         let entry = self
             .sessions
@@ -212,10 +227,16 @@ impl Table {
     /// grant's expiry (unix seconds), when the session's connections end.
     pub fn admit(&self, session_id: &str, limit: u32, expires_at: u64) -> Admission {
         self.with_deadlines(|i| {
-            let entry = i.entry(session_id, expires_at);
-            if let Some(&reason) = entry.ending.reason.get() {
+            // An ended session is refused without moving its deadline: it is forgotten
+            // `ENDED_RETENTION_SECS` after it ended, whatever grants still come.
+            let ended = i
+                .sessions
+                .get(session_id)
+                .and_then(|e| e.ending.reason.get());
+            if let Some(&reason) = ended {
                 return Admission::Ended(reason);
             }
+            let entry = i.entry(session_id, expires_at);
             if limit > 0 && entry.admitted >= limit {
                 return Admission::LimitReached;
             }
@@ -256,9 +277,11 @@ impl Table {
     pub fn end(&self, session_id: &str, reason: EndReason) {
         let retain = self.clock.unix_secs() + ENDED_RETENTION_SECS;
         self.with_deadlines(|i| {
-            // A session never admitted here is remembered for a while; an admitted one until
-            // its grants expire.
+            // Remembered for a while (an admitted one no longer than its grants' expiry).
             let known = i.sessions.contains_key(session_id);
+            if known {
+                i.forget_by(session_id, retain);
+            }
             i.entry(session_id, if known { 0 } else { retain })
                 .ending
                 .end(reason);

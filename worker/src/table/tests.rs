@@ -100,6 +100,31 @@ fn a_session_ended_before_any_grant_is_remembered_then_forgotten() {
     assert!(t.is_empty());
 }
 
+/// An admitted session that ends is forgotten a minute later, although its grant is good
+/// for hours: churn of ended sessions does not grow the table (nor the worker's memory).
+#[test]
+fn an_ended_session_is_forgotten_a_minute_after_it_ended_not_at_its_grants_expiry() {
+    let (t, clock) = on_manual_clock();
+    let now = clock.unix_secs();
+    let eight_hours = now + 8 * 3600;
+    assert_eq!(t.admit("s", 0, eight_hours), Admission::First);
+    t.end("s", EndReason::Canceled);
+    // Refused with its reason while remembered; a refused grant does not move the deadline.
+    assert_eq!(
+        t.admit("s", 0, eight_hours),
+        Admission::Ended(EndReason::Canceled)
+    );
+    t.expire(now + ENDED_RETENTION_SECS - 1);
+    assert_eq!(t.len(), 1);
+    t.expire(now + ENDED_RETENTION_SECS);
+    assert!(t.is_empty(), "still held after its retention");
+    // A grant that expires sooner than the retention is not kept longer.
+    assert_eq!(t.admit("short", 0, now + 5), Admission::First);
+    t.end("short", EndReason::Closed);
+    t.expire(now + 5);
+    assert!(t.is_empty());
+}
+
 #[test]
 fn the_table_stays_bounded_under_many_short_sessions() {
     let t = Table::default();
