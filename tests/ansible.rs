@@ -20,12 +20,19 @@ fn ansible_playbook() -> std::path::PathBuf {
     path
 }
 
-#[test]
-fn ansible_runs_a_playbook_on_three_hosts_in_parallel() {
+/// A dev stack whose worker egresses from 127.0.0.2, and sshd trusting its SSH CA for the
+/// login user.
+fn dev_and_sshd() -> (Dev, Sshd) {
     let user = login_user();
     let dev = Dev::start(&["--user", &user, "--worker-egress", "127.0.0.2"]);
     let (_, ca) = curl(&dev, "GET", "/v1/ssh/ca", None, None);
     let sshd = Sshd::start(&ca, &[&user]);
+    (dev, sshd)
+}
+
+#[test]
+fn ansible_runs_a_playbook_on_three_hosts_in_parallel() {
+    let (dev, sshd) = dev_and_sshd();
     let keys = serde_json::json!({"ssh_host_keys": [sshd.host_key_pub]});
     let sessions = run_playbook(&dev, &sshd, &keys, &Play::default());
     assert_eq!(sessions, 3, "each host got its own session");
@@ -35,10 +42,7 @@ fn ansible_runs_a_playbook_on_three_hosts_in_parallel() {
 /// cached one is full, so no task fails (ssh multiplexing off: every task is a connection).
 #[test]
 fn ansible_runs_more_tasks_than_a_sessions_connection_limit() {
-    let user = login_user();
-    let dev = Dev::start(&["--user", &user, "--worker-egress", "127.0.0.2"]);
-    let (_, ca) = curl(&dev, "GET", "/v1/ssh/ca", None, None);
-    let sshd = Sshd::start(&ca, &[&user]);
+    let (dev, sshd) = dev_and_sshd();
     let limited = serde_json::json!({"ssh_host_keys": [sshd.host_key_pub], "connection_limit": 2});
     let play = Play {
         tasks: 5,
@@ -52,10 +56,7 @@ fn ansible_runs_more_tasks_than_a_sessions_connection_limit() {
 /// login comes from the policy) with the same limit and tasks.
 #[test]
 fn ansible_runs_with_the_documented_settings() {
-    let user = login_user();
-    let dev = Dev::start(&["--user", &user, "--worker-egress", "127.0.0.2"]);
-    let (_, ca) = curl(&dev, "GET", "/v1/ssh/ca", None, None);
-    let sshd = Sshd::start(&ca, &[&user]);
+    let (dev, sshd) = dev_and_sshd();
     let limited = serde_json::json!({"ssh_host_keys": [sshd.host_key_pub], "connection_limit": 2});
     let play = Play {
         tasks: 5,

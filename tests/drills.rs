@@ -29,14 +29,6 @@ fn pg_url() -> String {
         .block_on(common::pg::fresh_database())
 }
 
-fn add_echo_target(c: &Controller) {
-    let body =
-        serde_json::json!({"name": "echo", "address": echo(), "zone": "LOCAL", "service": "echo"})
-            .to_string();
-    let (code, text) = c.curl("POST", "/v1/targets", Some(&body));
-    assert_eq!(code, 201, "{text}");
-}
-
 fn session(c: &Controller, id: &str) -> serde_json::Value {
     let (code, text) = c.curl("GET", &format!("/v1/sessions/{id}"), None);
     assert_eq!(code, 200, "{text}");
@@ -130,17 +122,7 @@ fn signal(pid: u32, sig: &str) {
 #[test]
 fn controller_kill_9_mid_transfer_loses_no_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let url = pg_url();
-    let mut a = Controller::start_on(&dir.path().join("a"), &url, "");
-    let b = Controller::start_on(&dir.path().join("b"), &url, "");
-    let _w = Worker::start(
-        &dir.path().join("w1"),
-        &[a.cluster.clone(), b.cluster.clone()],
-        Some(&a.join_token()),
-        "",
-    )
-    .unwrap();
-    add_echo_target(&a);
+    let (mut a, b, _w) = two_controllers_one_worker(dir.path());
     let l = listen(b.cli(), "echo");
     let s = open_echo(l.port);
     let mut writer = s.try_clone().unwrap();
@@ -193,19 +175,13 @@ fn controller_kill_9_mid_transfer_loses_no_byte() {
 fn a_full_control_plane_outage_longer_than_lost_after_ends_no_healthy_session() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Controller::start(&dir.path().join("controller"));
-    let w = Worker::start(
-        &dir.path().join("w1"),
-        std::slice::from_ref(&c.cluster),
-        Some(&c.join_token()),
-        "",
-    )
-    .unwrap();
-    add_echo_target(&c);
+    let w = c.join_worker_with_echo(dir.path(), std::slice::from_ref(&c.cluster), "");
     let l = listen(c.cli(), "echo");
     let mut live = open_echo(l.port);
     kill_9(&mut c.child);
     // The drill itself: the outage lasts longer than lost_after (the workers' live grace,
-    // 60 s, keeps their connections meanwhile).
+    // 60 s, keeps their connections meanwhile). A length of time is what is tested here, not
+    // a condition to wait for: nothing changes while every controller is down.
     std::thread::sleep(LOST_AFTER + Duration::from_secs(2));
     still_echoes(&mut live, b"during the outage");
     let restarted = Instant::now();
@@ -247,7 +223,7 @@ fn two_controllers_one_worker(dir: &std::path::Path) -> (Controller, Controller,
         "",
     )
     .unwrap();
-    add_echo_target(&b);
+    b.create_target("echo", &echo());
     (a, b, w)
 }
 
@@ -314,7 +290,7 @@ fn a_draining_worker_gets_no_new_session_and_its_sessions_end_as_shutdown() {
         "drain_timeout_secs = 60",
     )
     .unwrap();
-    add_echo_target(&c);
+    c.create_target("echo", &echo());
     let l = listen(c.cli(), "echo");
     let live = open_echo(l.port);
     sigterm(&w1.child);
@@ -462,7 +438,7 @@ fn a_worker_restarted_after_kill_9_leaves_no_ghost_connection() {
         "",
     )
     .unwrap();
-    add_echo_target(&c);
+    c.create_target("echo", &echo());
     let l = listen(c.cli(), "echo");
     let _live = open_echo(l.port);
     kill_9(&mut w.child);
@@ -497,14 +473,7 @@ fn a_postgresql_restart_is_named_in_refusals_and_ends_nothing() {
     let pg = common::pg::PrivateCluster::start();
     let dir = tempfile::tempdir().unwrap();
     let c = Controller::start_on(&dir.path().join("controller"), &pg.url, "");
-    let w = Worker::start(
-        &dir.path().join("w1"),
-        std::slice::from_ref(&c.cluster),
-        Some(&c.join_token()),
-        "",
-    )
-    .unwrap();
-    add_echo_target(&c);
+    let w = c.join_worker_with_echo(dir.path(), std::slice::from_ref(&c.cluster), "");
     let l = listen(c.cli(), "echo");
     let mut live = open_echo(l.port);
     pg.down();

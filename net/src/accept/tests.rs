@@ -144,6 +144,8 @@ async fn shutdown_ends_the_wait_between_failures() {
     let shutdown = CancellationToken::new();
     let cancel = shutdown.clone();
     tokio::spawn(async move {
+        // Cancels while the driver is (most likely) in a back-off wait; cancelling before it
+        // got there would end the loop too, so the assertions below hold either way.
         tokio::time::sleep(Duration::from_millis(50)).await;
         cancel.cancel();
     });
