@@ -83,6 +83,7 @@ impl Fixture {
             lim: 0,
             iat: now,
             exp: now + 600,
+            gw: None,
         }
     }
 

@@ -25,6 +25,7 @@ mod permission;
 mod policy;
 mod request;
 mod roles;
+pub mod ssh;
 mod zones;
 
 pub use check::check;
@@ -34,4 +35,5 @@ pub use model::{Access, GroupMatch, Protocol, Trust};
 pub use permission::{Permission, UnknownPermission};
 pub use policy::Policy;
 pub use request::{Constraints, Decision, Identity, Outcome, Request, TargetFacts};
+pub use ssh::{SshAccess, SshMode, SshRights};
 pub use zones::{zone_of_addr, zone_of_target, ZoneError};

@@ -102,4 +102,8 @@ pub struct Constraints {
     pub connection_limit: Option<u32>,
     /// Rendered login names (e.g. SSH principals), in file order, without duplicates.
     pub logins: Vec<String>,
+    /// How an SSH session runs (certificate or gateway) and, in gateway mode, which channels
+    /// it may open: the strictest mode and the most generous rights of the granting roles.
+    #[serde(default)]
+    pub ssh: crate::ssh::SshAccess,
 }

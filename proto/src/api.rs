@@ -336,6 +336,16 @@ pub struct SessionAuthorization {
     /// The logins (SSH principals) the policy grants on this target.
     #[serde(default)]
     pub ssh_principals: Vec<String>,
+    /// How an SSH session to this target runs. In `gateway` mode no certificate is issued to
+    /// the client: it logs into the worker's SSH gateway with the key it sent, as one of
+    /// `ssh_principals`, and checks the gateway's host certificate against
+    /// `gateway_host_ca` under the name [`crate::gateway::HOST_ALIAS`].
+    #[serde(default, skip_serializing_if = "is_certificate_mode")]
+    pub ssh_mode: portcullis_policy::SshMode,
+    /// The SSH host CA (OpenSSH public key line) that signs gateway host certificates; set in
+    /// gateway mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_host_ca: Option<String>,
     /// Leased secrets read from Vault for this session (the target's `vault_secrets`), valid
     /// until the session ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -519,4 +529,8 @@ mod tests {
         assert_eq!(u.service, None);
         assert!(serde_json::from_str::<UpdateTarget>(r#"{"zonee":1}"#).is_err());
     }
+}
+
+fn is_certificate_mode(mode: &portcullis_policy::SshMode) -> bool {
+    *mode == portcullis_policy::SshMode::Certificate
 }

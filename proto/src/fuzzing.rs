@@ -120,6 +120,7 @@ pub fn valid_claims() -> GrantClaims {
         lim: 0,
         iat: NOW - 10,
         exp: NOW + 60,
+        gw: None,
     }
 }
 

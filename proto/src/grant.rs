@@ -36,6 +36,23 @@ pub struct GrantClaims {
     pub iat: u64,
     /// Expiry, unix seconds.
     pub exp: u64,
+    /// Present when the session runs through the worker's SSH gateway
+    /// ([`crate::gateway`]): who may log in to it, as whom, and which channels they may open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gw: Option<GatewayClaims>,
+}
+
+/// What the SSH gateway enforces for a session, as the controller signed it into the grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayClaims {
+    /// The only key that may authenticate to the gateway: the per-session OpenSSH public key
+    /// sent with authorize-session (`ssh-ed25519 AAAA...`, no comment).
+    pub key: String,
+    /// The SSH user names the user may log in as: the role's `logins` for this target.
+    pub logins: Vec<String>,
+    /// The channels the session may open.
+    pub rights: portcullis_policy::SshRights,
 }
 
 impl GrantClaims {

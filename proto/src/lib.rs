@@ -6,6 +6,9 @@
 //! - [`api`]: the controller's HTTPS JSON API (`/v1`).
 //! - [`clock`]: where time comes from (the system's clocks, or a test's hand-advanced one).
 //! - [`duration`]: durations as the controller's and the worker's config files write them.
+//! - [`gateway`]: what the worker's SSH gateway asks the controller for (its host
+//!   certificate, a session's upstream credential, a vetted forward) and reports (refused
+//!   channels).
 //! - [`grant`]: the signed session grant a client presents to a worker.
 //! - [`link`]: the framed cluster link between controllers and workers, and the sans-I/O peer
 //!   (request ids, requests in flight, deadlines, heartbeats) both ends drive.
@@ -21,6 +24,7 @@ pub mod duration;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gateway;
 pub mod grant;
 pub mod handshakes;
 pub mod keys;

@@ -74,6 +74,17 @@ pub enum Request {
     /// Worker → controller on a link without a client certificate: enrol with a join token.
     /// This is the only request such a link may send.
     Join(crate::api::JoinRequest),
+    /// Worker → controller: certify the SSH gateway's host key (answered with
+    /// [`Response::SshCertificate`], a host certificate of the `ssh-host-ca` key for
+    /// [`crate::gateway::HOST_ALIAS`]).
+    GatewayHostCertificate { public_key: String },
+    /// Worker → controller: certify the key the worker made, in memory, for a gateway
+    /// session's login to its target ([`Response::GatewayCredential`]).
+    GatewayCredential(crate::gateway::CredentialRequest),
+    /// Worker → controller: a gateway session asks for a `direct-tcpip` channel to a
+    /// destination other than the target's loopback ([`Response::ForwardVetted`] or
+    /// [`Response::Refused`]).
+    VetForward(crate::gateway::VetForward),
 }
 
 /// What a request is answered with.
@@ -93,6 +104,16 @@ pub enum Response {
     Certificate { cert_pem: String, expires_at: u64 },
     /// To [`Request::Join`].
     Joined(crate::api::JoinResponse),
+    /// To [`Request::GatewayHostCertificate`]: an OpenSSH host certificate.
+    SshCertificate {
+        certificate: String,
+        valid_before: u64,
+    },
+    /// To [`Request::GatewayCredential`].
+    GatewayCredential(crate::gateway::Credential),
+    /// To [`Request::VetForward`]: the one address the worker may dial, under a session of
+    /// its own.
+    ForwardVetted(crate::gateway::VettedForward),
     /// To anything that needs no data back.
     Ok,
     /// The request failed; `message` says why, and `trouble`, when given, what keeps the
@@ -228,6 +249,9 @@ pub enum ConnectionEventKind {
         /// words on a verified grant); refusals without a session carry only their code.
         message: Option<String>,
     },
+    /// A gateway session's channel or request that its rights refused (or that the
+    /// controller, asked to vet a forward, refused): one event per refusal.
+    ChannelRefused(crate::gateway::ChannelRefusal),
 }
 
 impl ConnectionEvent {

@@ -58,6 +58,9 @@ pub(crate) async fn handle(
         Request::Hello(_) => error("already linked: hello is only the first request"),
         Request::Join(_) => error("a linked worker cannot join again"),
         Request::EndSession(_) | Request::Ping => error("workers cannot send this request"),
+        Request::GatewayHostCertificate { .. }
+        | Request::GatewayCredential(_)
+        | Request::VetForward(_) => error("this controller does not serve the SSH gateway yet"),
     }
 }
 
@@ -380,7 +383,7 @@ async fn apply_event(
             apply_opened(tx, worker_id, event, &session, client_addr, endpoint).await?;
             Ok(false)
         }
-        ConnectionEventKind::Refused { .. } => Ok(false),
+        ConnectionEventKind::Refused { .. } | ConnectionEventKind::ChannelRefused(_) => Ok(false),
         ConnectionEventKind::Closed {
             bytes_up,
             bytes_down,

@@ -58,6 +58,8 @@ pub(crate) async fn issue(
         endpoint: plan.record.endpoint.clone(),
         ssh_certificate: signed.ssh_certificate,
         ssh_principals: plan.logins.clone(),
+        ssh_mode: Default::default(),
+        gateway_host_ca: None,
         secrets: vec![],
         token_expires_at: Some(crate::clock::to_u64(principal.token_expires_at)),
     };

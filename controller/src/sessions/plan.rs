@@ -239,6 +239,7 @@ pub(crate) fn plan(facts: &Facts<'_>) -> Result<Plan, Refusal> {
         lim: limit,
         iat: facts.now,
         exp: expires_at,
+        gw: None,
     };
     let record = session_record(facts, &claims, worker, vault.is_some());
     let issued = events::Issued {

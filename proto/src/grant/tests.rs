@@ -21,6 +21,7 @@ fn claims(exp: u64) -> GrantClaims {
         lim: 0,
         iat: 100,
         exp,
+        gw: None,
     }
 }
 

@@ -32,6 +32,7 @@ fn claims() -> GrantClaims {
         lim: 2,
         iat: 1_000,
         exp: 1_300,
+        gw: None,
     }
 }
 
