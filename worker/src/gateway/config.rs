@@ -183,16 +183,21 @@ mod tests {
 
     #[test]
     fn the_server_takes_public_keys_only_and_caps_what_a_client_may_use() {
-        let key = super::super::host_key::generate().unwrap();
-        let config = russh::server::Config {
-            methods: MethodSet::from(&[MethodKind::PublicKey][..]),
-            ..Default::default()
-        };
-        assert_eq!(&config.methods[..], &[MethodKind::PublicKey]);
-        let _ = key;
+        use crate::gateway::testing::{certificate, key};
+        use russh::keys::ssh_key::certificate::CertType;
+
+        let host = key(70);
+        let cert = certificate(&key(71), &host, CertType::Host, &["portcullis-gateway"], 0, 10);
+        let server = server(host, cert);
+        assert_eq!(&server.methods[..], &[MethodKind::PublicKey]);
+        assert_eq!(server.max_auth_attempts, MAX_AUTH_ATTEMPTS);
+        assert_eq!(server.certificates.len(), 1);
+        assert!(server.maximum_packet_size <= 65_535);
+        assert!(server.window_size >= 2 << 20);
+        assert!(server.nodelay);
         let client = client(false);
         assert_eq!(client.window_size, WINDOW_SIZE);
-        assert!(client.maximum_packet_size <= 65_535);
-        assert!(MAX_AUTH_ATTEMPTS <= 3 && MAX_CHANNELS <= 10);
+        assert!(client.nodelay);
+        assert!(client.preferred.host_key_certificates.is_empty());
     }
 }

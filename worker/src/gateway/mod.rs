@@ -17,6 +17,8 @@ mod auth;
 mod channel;
 mod config;
 mod forward;
+#[cfg(any(test, fuzzing))]
+pub(crate) mod fuzz;
 mod host_key;
 mod server;
 #[cfg(test)]
