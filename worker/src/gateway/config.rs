@@ -187,7 +187,14 @@ mod tests {
         use russh::keys::ssh_key::certificate::CertType;
 
         let host = key(70);
-        let cert = certificate(&key(71), &host, CertType::Host, &["portcullis-gateway"], 0, 10);
+        let cert = certificate(
+            &key(71),
+            &host,
+            CertType::Host,
+            &["portcullis-gateway"],
+            0,
+            10,
+        );
         let server = server(host, cert);
         assert_eq!(&server.methods[..], &[MethodKind::PublicKey]);
         assert_eq!(server.max_auth_attempts, MAX_AUTH_ATTEMPTS);

@@ -67,7 +67,8 @@ pub(crate) fn ssh_input(data: &[u8]) -> Vec<u8> {
         return said;
     };
     let (host, ca, session) = (key(1), key(2), key(3));
-    let Ok(mut builder) = Builder::new([0u8; 16], host.public_key().key_data().clone(), 0, u64::MAX)
+    let Ok(mut builder) =
+        Builder::new([0u8; 16], host.public_key().key_data().clone(), 0, u64::MAX)
     else {
         return said;
     };
@@ -92,7 +93,8 @@ pub(crate) fn ssh_input(data: &[u8]) -> Vec<u8> {
     runtime.block_on(async {
         let (mut client, server) = tokio::io::duplex(256 * 1024);
         let serve = async {
-            if let Ok(session) = russh::server::run_stream(config, server, Refuser { allowed }).await
+            if let Ok(session) =
+                russh::server::run_stream(config, server, Refuser { allowed }).await
             {
                 let _ = session.await;
             }
@@ -103,8 +105,8 @@ pub(crate) fn ssh_input(data: &[u8]) -> Vec<u8> {
             // Read what the server says until it closes, so that it never blocks writing.
             let _ = client.read_to_end(&mut said).await;
         };
-        let _ = tokio::time::timeout(Duration::from_secs(2), async { tokio::join!(serve, feed) })
-            .await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), async { tokio::join!(serve, feed) }).await;
     });
     said
 }
@@ -115,7 +117,10 @@ mod tests {
     fn the_harness_reaches_the_key_exchange() {
         let hello = include_bytes!("../../../fuzz/corpus/gateway_ssh/openssh-hello-kexinit");
         let said = super::ssh_input(hello);
-        assert!(said.starts_with(b"SSH-2.0-portcullis-gateway\r\n"), "{said:?}");
+        assert!(
+            said.starts_with(b"SSH-2.0-portcullis-gateway\r\n"),
+            "{said:?}"
+        );
         // The server's KEXINIT follows its version line.
         assert!(said.len() > 100, "{}", said.len());
         // Garbage is answered with the version line and nothing else breaks.

@@ -238,7 +238,14 @@ mod tests {
     async fn a_certificate_still_valid_is_kept_when_renewal_fails() {
         let host = HostKey::new().unwrap();
         let ca = key(61);
-        let cert = certificate(&ca, host.key(), CertType::Host, &[HOST_ALIAS], NOW, NOW + 100);
+        let cert = certificate(
+            &ca,
+            host.key(),
+            CertType::Host,
+            &[HOST_ALIAS],
+            NOW,
+            NOW + 100,
+        );
         *host.current.lock().await = Some(Current {
             config: config::server(host.key.clone(), cert),
             renew_at: NOW + 50,

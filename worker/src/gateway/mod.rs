@@ -23,6 +23,8 @@ mod host_key;
 mod server;
 #[cfg(test)]
 pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
 mod upstream;
 mod verify;
 
@@ -111,6 +113,7 @@ pub(crate) struct Connection {
 
 /// What a gateway connection carried (the user's side, SSH framing included), and why it
 /// closed.
+#[derive(Debug)]
 pub(crate) struct Served {
     pub(crate) up: u64,
     pub(crate) down: u64,
