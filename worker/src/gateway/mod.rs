@@ -241,9 +241,8 @@ where
     let handle = session.handle();
     let mut session = std::pin::pin!(session);
     let login_grace = async {
-        match tokio::time::timeout(config::LOGIN_GRACE, logged_in).await {
-            Ok(Ok(())) => std::future::pending::<()>().await,
-            _ => {}
+        if let Ok(Ok(())) = tokio::time::timeout(config::LOGIN_GRACE, logged_in).await {
+            std::future::pending::<()>().await
         }
     };
     let ended = tokio::select! {

@@ -193,12 +193,12 @@ impl UserSide {
         )
     }
 
-    /// The rule for a refused channel or request.
-    fn rule(&self, request: &ChannelRequest<'_>, carried_if_allowed: bool) -> Option<String> {
+    /// The rule that refuses a request the gateway does not carry: the right the session
+    /// lacks, or, where the role grants it, that the gateway does not carry it yet.
+    fn refusal_rule(&self, request: &ChannelRequest<'_>, what: &str) -> String {
         match decide_channel(&self.rights, request) {
-            ChannelVerdict::Deny { right } => Some(rule_for_right(right)),
-            _ if carried_if_allowed => None,
-            _ => Some(Self::not_carried(request.kind())),
+            ChannelVerdict::Deny { right } => rule_for_right(right),
+            _ => Self::not_carried(what),
         }
     }
 
@@ -451,9 +451,7 @@ impl russh::server::Handler for UserSide {
         _x11_screen_number: u32,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let rule = self
-            .rule(&ChannelRequest::X11, false)
-            .unwrap_or_else(|| Self::not_carried("x11-req"));
+        let rule = self.refusal_rule(&ChannelRequest::X11, "x11-req");
         self.refuse_request(channel, "x11-req", None, rule, session)
             .await
     }
@@ -463,9 +461,7 @@ impl russh::server::Handler for UserSide {
         _channel: ChannelId,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        let rule = self
-            .rule(&ChannelRequest::Agent, false)
-            .unwrap_or_else(|| Self::not_carried("agent forwarding"));
+        let rule = self.refusal_rule(&ChannelRequest::Agent, "agent forwarding");
         let kind = ChannelRequest::Agent.kind().to_owned();
         self.ctx.refused(&kind, None, &self.login, rule).await;
         Ok(false)
@@ -477,9 +473,7 @@ impl russh::server::Handler for UserSide {
         port: &mut u32,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        let rule = self
-            .rule(&ChannelRequest::TcpipForward, false)
-            .unwrap_or_else(|| Self::not_carried("tcpip-forward"));
+        let rule = self.refusal_rule(&ChannelRequest::TcpipForward, "tcpip-forward");
         let destination = Some(format!("{address}:{port}"));
         self.ctx
             .refused("tcpip-forward", destination, &self.login, rule)
@@ -492,9 +486,7 @@ impl russh::server::Handler for UserSide {
         socket_path: &str,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        let rule = self
-            .rule(&ChannelRequest::StreamLocal, false)
-            .unwrap_or_else(|| Self::not_carried("streamlocal"));
+        let rule = self.refusal_rule(&ChannelRequest::StreamLocal, "streamlocal");
         let destination = Some(socket_path.to_owned());
         self.ctx
             .refused(
@@ -514,9 +506,7 @@ impl russh::server::Handler for UserSide {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let rule = self
-            .rule(&ChannelRequest::StreamLocal, false)
-            .unwrap_or_else(|| Self::not_carried("streamlocal"));
+        let rule = self.refusal_rule(&ChannelRequest::StreamLocal, "streamlocal");
         let destination = Some(socket_path.to_owned());
         self.refuse_open(reply, "direct-streamlocal@openssh.com", destination, rule)
             .await;
@@ -531,9 +521,7 @@ impl russh::server::Handler for UserSide {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let rule = self
-            .rule(&ChannelRequest::X11, false)
-            .unwrap_or_else(|| Self::not_carried("x11"));
+        let rule = self.refusal_rule(&ChannelRequest::X11, "x11");
         self.refuse_open(reply, "x11", None, rule).await;
         Ok(())
     }

@@ -51,14 +51,17 @@ pub(crate) enum UpstreamError {
     TimedOut { target: String },
 }
 
+/// A session's login, once made; locked while it is made or renewed.
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Login>>>>;
+
 /// The logins of live sessions: one per session, made on its first connection.
 #[derive(Default)]
 pub(crate) struct Logins {
-    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Login>>>>>>,
+    sessions: Mutex<HashMap<String, Slot>>,
 }
 
 impl Logins {
-    fn slot(&self, session_id: &str) -> (Arc<tokio::sync::Mutex<Option<Arc<Login>>>>, bool) {
+    fn slot(&self, session_id: &str) -> (Slot, bool) {
         let mut sessions = match self.sessions.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
