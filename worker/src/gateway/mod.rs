@@ -20,6 +20,7 @@ mod forward;
 #[cfg(any(test, fuzzing))]
 pub(crate) mod fuzz;
 mod host_key;
+mod reverse;
 mod server;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -132,6 +133,14 @@ pub(super) struct Context {
     refusals: AtomicU32,
     /// The target's connection once logged in, so that the end can close it.
     upstream: OnceLock<Arc<Upstream>>,
+    /// The user's connection, for the channels the target opens towards the user.
+    user: OnceLock<russh::server::Handle>,
+    /// The login the user chose, once logged in.
+    login: OnceLock<String>,
+    /// The session's channel rights.
+    rights: portcullis_policy::SshRights,
+    /// What the user asked the target to open channels back for.
+    asked: reverse::Asked,
 }
 
 impl Context {
@@ -190,10 +199,14 @@ where
         open_channels: Arc::new(AtomicUsize::new(0)),
         refusals: AtomicU32::new(0),
         upstream: OnceLock::new(),
+        user: OnceLock::new(),
+        login: OnceLock::new(),
+        rights: conn.gw.rights,
+        asked: reverse::Asked::default(),
     });
     // The target's greeting and host key check, while the user's client greets the gateway.
     let greeting = {
-        let shared = shared.clone();
+        let (shared, ctx) = (shared.clone(), ctx.clone());
         let (sid, grant, address) = (
             conn.session_id.clone(),
             conn.grant.clone(),
@@ -202,7 +215,8 @@ where
         tokio::spawn(
             async move {
                 let login = upstream::login(&shared, &sid, &grant, &address).await?;
-                let handle = upstream::greet(target, &login, shared.clock.unix_secs()).await?;
+                let now = shared.clock.unix_secs();
+                let handle = upstream::greet(target, &login, now, ctx).await?;
                 Ok((handle, login))
             }
             .in_current_span(),
@@ -239,6 +253,7 @@ where
         _ = ending.ended() => return served(ending.reason()),
     };
     let handle = session.handle();
+    let _ = ctx.user.set(handle.clone());
     let mut session = std::pin::pin!(session);
     let login_grace = async {
         if let Ok(Ok(())) = tokio::time::timeout(config::LOGIN_GRACE, logged_in).await {

@@ -55,6 +55,13 @@ impl Drop for UserSide {
 /// A channel's place among the connection's [`MAX_CHANNELS`]; given back on drop.
 pub(super) struct ChannelSlot(Arc<AtomicUsize>);
 
+impl ChannelSlot {
+    /// The place of a channel already counted in `open`.
+    pub(super) fn new(open: Arc<AtomicUsize>) -> ChannelSlot {
+        ChannelSlot(open)
+    }
+}
+
 impl Drop for ChannelSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
@@ -249,6 +256,7 @@ impl russh::server::Handler for UserSide {
             "gateway login accepted"
         );
         self.login = user.to_owned();
+        let _ = self.ctx.login.set(user.to_owned());
         self.log_in_upstream(user).await;
         Ok(Auth::Accept)
     }
@@ -445,26 +453,54 @@ impl russh::server::Handler for UserSide {
     async fn x11_request(
         &mut self,
         channel: ChannelId,
-        _single_connection: bool,
-        _x11_auth_protocol: &str,
-        _x11_auth_cookie: &str,
-        _x11_screen_number: u32,
+        single_connection: bool,
+        x11_auth_protocol: &str,
+        x11_auth_cookie: &str,
+        x11_screen_number: u32,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let rule = self.refusal_rule(&ChannelRequest::X11, "x11-req");
-        self.refuse_request(channel, "x11-req", None, rule, session)
-            .await
+        let Some(up) = self.allow(channel, &ChannelRequest::X11, session).await? else {
+            return Ok(());
+        };
+        up.expect_answer("x11-req");
+        let sent = up
+            .write
+            .request_x11(
+                true,
+                single_connection,
+                x11_auth_protocol,
+                x11_auth_cookie,
+                x11_screen_number,
+            )
+            .await;
+        if sent.is_ok() {
+            self.ctx.asked.x11.store(true, Ordering::Relaxed);
+        }
+        self.answer(channel, sent, session)
     }
 
     async fn agent_request(
         &mut self,
-        _channel: ChannelId,
+        channel: ChannelId,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        let rule = self.refusal_rule(&ChannelRequest::Agent, "agent forwarding");
-        let kind = ChannelRequest::Agent.kind().to_owned();
-        self.ctx.refused(&kind, None, &self.login, rule).await;
-        Ok(false)
+        let request = ChannelRequest::Agent;
+        if let ChannelVerdict::Deny { right } = decide_channel(&self.rights, &request) {
+            let kind = request.kind().to_owned();
+            self.ctx
+                .refused(&kind, None, &self.login, rule_for_right(right))
+                .await;
+            return Ok(false);
+        }
+        let Some(up) = self.channels.get(&channel) else {
+            return Ok(false);
+        };
+        up.expect_answer("auth-agent-req@openssh.com");
+        let sent = up.write.agent_forward(true).await.is_ok();
+        if sent {
+            self.ctx.asked.agent.store(true, Ordering::Relaxed);
+        }
+        Ok(sent)
     }
 
     async fn tcpip_forward(
@@ -473,12 +509,52 @@ impl russh::server::Handler for UserSide {
         port: &mut u32,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        let rule = self.refusal_rule(&ChannelRequest::TcpipForward, "tcpip-forward");
-        let destination = Some(format!("{address}:{port}"));
-        self.ctx
-            .refused("tcpip-forward", destination, &self.login, rule)
-            .await;
-        Ok(false)
+        let request = ChannelRequest::TcpipForward;
+        let destination = format!("{address}:{port}");
+        if let ChannelVerdict::Deny { right } = decide_channel(&self.rights, &request) {
+            self.ctx
+                .refused(
+                    "tcpip-forward",
+                    Some(destination),
+                    &self.login,
+                    rule_for_right(right),
+                )
+                .await;
+            return Ok(false);
+        }
+        let Some(upstream) = self.upstream() else {
+            return Ok(false);
+        };
+        // The target listens, as sshd would for the user: its GatewayPorts decides where.
+        match upstream.tcpip_forward(address, *port).await {
+            Ok(bound) => {
+                if *port == 0 {
+                    *port = bound;
+                }
+                self.ctx.asked.remote.store(true, Ordering::Relaxed);
+                tracing::info!(%destination, port = *port, "remote forward opened on the target");
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::info!(%destination, error = %e, "the target refused a remote forward");
+                Ok(false)
+            }
+        }
+    }
+
+    async fn cancel_tcpip_forward(
+        &mut self,
+        address: &str,
+        port: u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        if !self.ctx.asked.remote.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let Some(upstream) = self.upstream() else {
+            return Ok(false);
+        };
+        Ok(upstream.cancel_tcpip_forward(address, port).await.is_ok())
     }
 
     async fn streamlocal_forward(
@@ -521,7 +597,7 @@ impl russh::server::Handler for UserSide {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let rule = self.refusal_rule(&ChannelRequest::X11, "x11");
+        let rule = "x11 channels are opened by servers, never by a client".to_owned();
         self.refuse_open(reply, "x11", None, rule).await;
         Ok(())
     }

@@ -22,9 +22,12 @@ use crate::Shared;
 const SID: &str = "s_gw_test";
 
 /// The fake target: accepts any certificate login, runs `exec` as "ran: CMD" with exit
-/// status 0.
+/// status 0; a shell opens an agent channel towards the user (nobody asked for it); a
+/// remote forward is granted on port 7777 and at once used once ("from-target").
 struct Target {
     logins: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+    /// Whether the target's own channels towards the user were accepted.
+    opened: tokio::sync::mpsc::UnboundedSender<bool>,
 }
 
 impl russh::server::Handler for Target {
@@ -65,13 +68,72 @@ impl russh::server::Handler for Target {
         session.close(channel)?;
         Ok(())
     }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)?;
+        let (handle, opened) = (session.handle(), self.opened.clone());
+        tokio::spawn(async move {
+            let _ = opened.send(handle.channel_open_agent().await.is_ok());
+        });
+        Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        *port = 7777;
+        let (handle, opened, address) = (session.handle(), self.opened.clone(), address.to_owned());
+        tokio::spawn(async move {
+            match handle
+                .channel_open_forwarded_tcpip(address, 7777, "10.1.1.1", 5555)
+                .await
+            {
+                Ok(channel) => {
+                    let _ = opened.send(true);
+                    let _ = channel.data_bytes(&b"from-target"[..]).await;
+                    let _ = channel.eof().await;
+                }
+                Err(_) => {
+                    let _ = opened.send(false);
+                }
+            }
+        });
+        Ok(true)
+    }
 }
 
-/// The user's client: trusts the gateway's host certificate.
-struct User;
+/// The user's client: trusts the gateway's host certificate; hands over the channels of its
+/// remote forwards.
+struct User {
+    forwarded: tokio::sync::mpsc::UnboundedSender<(String, u32, Channel<russh::client::Msg>)>,
+}
 
 impl russh::client::Handler for User {
     type Error = russh::Error;
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: Channel<russh::client::Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: russh::client::ChannelOpenHandle,
+        _session: &mut russh::client::Session,
+    ) -> Result<(), Self::Error> {
+        reply.accept().await;
+        let _ = self
+            .forwarded
+            .send((connected_address.to_owned(), connected_port, channel));
+        Ok(())
+    }
 
     async fn check_server_key(
         &mut self,
@@ -91,6 +153,11 @@ struct Setup {
     target_logins: tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
     target: TcpListener,
     target_key: PrivateKey,
+    /// Whether each channel the target opened towards the user was accepted.
+    target_opened: tokio::sync::mpsc::UnboundedReceiver<bool>,
+    /// The channels of the user's remote forwards.
+    forwarded: tokio::sync::mpsc::UnboundedReceiver<(String, u32, Channel<russh::client::Msg>)>,
+    forwarded_tx: tokio::sync::mpsc::UnboundedSender<(String, u32, Channel<russh::client::Msg>)>,
     /// Where the fake controller vets every forward to.
     canary: TcpListener,
 }
@@ -101,9 +168,13 @@ async fn setup() -> Setup {
     let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let canary = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target_key = key(90);
-    let (tx, target_logins) = tokio::sync::mpsc::unbounded_channel();
-    let _ = tx;
+    let (_, target_logins) = tokio::sync::mpsc::unbounded_channel();
+    let (_, target_opened) = tokio::sync::mpsc::unbounded_channel();
+    let (forwarded_tx, forwarded) = tokio::sync::mpsc::unbounded_channel();
     Setup {
+        target_opened,
+        forwarded,
+        forwarded_tx,
         shared,
         _dir: dir,
         user_key: key(91),
@@ -170,6 +241,8 @@ impl Setup {
     ) -> (tokio::io::DuplexStream, tokio::task::JoinHandle<Served>) {
         let (logins, rx) = tokio::sync::mpsc::unbounded_channel();
         self.target_logins = rx;
+        let (opened, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.target_opened = rx;
         let config = Arc::new(russh::server::Config {
             keys: vec![self.target_key.clone()],
             ..Default::default()
@@ -179,7 +252,7 @@ impl Setup {
         let (accepted, _) = self.target.accept().await.unwrap();
         tokio::spawn(async move {
             if let Ok(session) =
-                russh::server::run_stream(config, accepted, Target { logins }).await
+                russh::server::run_stream(config, accepted, Target { logins, opened }).await
             {
                 let _ = session.await;
             }
@@ -234,16 +307,20 @@ fn sign(
 }
 
 async fn log_in(
+    s: &Setup,
     user: tokio::io::DuplexStream,
     key: &PrivateKey,
     login: &str,
 ) -> (russh::client::Handle<User>, bool) {
+    let handler = User {
+        forwarded: s.forwarded_tx.clone(),
+    };
     // As OpenSSH with the `@cert-authority` line: it asks for the host certificate.
     let config = Arc::new(russh::client::Config {
         preferred: config::preferred(true),
         ..Default::default()
     });
-    let mut handle = russh::client::connect_stream(config, user, User)
+    let mut handle = russh::client::connect_stream(config, user, handler)
         .await
         .unwrap();
     let auth = handle
@@ -280,7 +357,7 @@ async fn exec(
 async fn a_command_runs_on_the_target_as_the_chosen_login_with_the_sessions_certificate() {
     let mut s = setup().await;
     let (user, task) = s.connect(SshRights::default()).await;
-    let (handle, ok) = log_in(user, &s.user_key, "alice").await;
+    let (handle, ok) = log_in(&s, user, &s.user_key, "alice").await;
     assert!(ok, "the session's key as one of its logins logs in");
     let (login, key_id) = s.target_logins.recv().await.unwrap();
     assert_eq!((login.as_str(), key_id.as_str()), ("alice", SID));
@@ -308,10 +385,10 @@ async fn a_command_runs_on_the_target_as_the_chosen_login_with_the_sessions_cert
 async fn another_key_or_another_login_is_refused() {
     let mut s = setup().await;
     let (user, _task) = s.connect(SshRights::default()).await;
-    let (_, ok) = log_in(user, &key(99), "alice").await;
+    let (_, ok) = log_in(&s, user, &key(99), "alice").await;
     assert!(!ok, "another user's key");
     let (user, _task) = s.connect(SshRights::default()).await;
-    let (_, ok) = log_in(user, &s.user_key.clone(), "root").await;
+    let (_, ok) = log_in(&s, user, &s.user_key.clone(), "root").await;
     assert!(!ok, "a login the session was not granted");
     assert!(
         s.target_logins.try_recv().is_err(),
@@ -327,7 +404,7 @@ async fn a_request_the_rights_refuse_is_refused_and_recorded() {
         ..SshRights::default()
     };
     let (user, _task) = s.connect(rights).await;
-    let (handle, ok) = log_in(user, &s.user_key, "alice").await;
+    let (handle, ok) = log_in(&s, user, &s.user_key, "alice").await;
     assert!(ok);
     assert_eq!(exec(&handle, "id").await, None);
     // -L without forward_local.
@@ -361,7 +438,7 @@ async fn a_vetted_endpoint_on_the_workers_own_loopback_is_never_dialled() {
         ..SshRights::default()
     };
     let (user, _task) = s.connect(rights).await;
-    let (handle, ok) = log_in(user, &s.user_key, "alice").await;
+    let (handle, ok) = log_in(&s, user, &s.user_key, "alice").await;
     assert!(ok);
     assert!(handle
         .channel_open_direct_tcpip("db-01", 5432, "127.0.0.1", 40000)
@@ -383,7 +460,7 @@ async fn a_vetted_endpoint_on_the_workers_own_loopback_is_never_dialled() {
 async fn the_end_of_the_session_closes_the_users_connection() {
     let mut s = setup().await;
     let (user, task) = s.connect(SshRights::default()).await;
-    let (handle, ok) = log_in(user, &s.user_key, "alice").await;
+    let (handle, ok) = log_in(&s, user, &s.user_key, "alice").await;
     assert!(ok);
     let mut channel = handle.channel_open_session().await.unwrap();
     s.shared.table.end(SID, EndReason::Canceled);
@@ -407,5 +484,56 @@ async fn the_end_of_the_session_closes_the_users_connection() {
             })
             .await
             .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn a_remote_forward_is_carried_where_granted_and_a_target_cannot_open_what_nobody_asked_for()
+{
+    let mut s = setup().await;
+    let rights = SshRights {
+        forward_remote: true,
+        ..SshRights::default()
+    };
+    let (user, _task) = s.connect(rights).await;
+    let (handle, ok) = log_in(&s, user, &s.user_key.clone(), "alice").await;
+    assert!(ok);
+    // ssh -R 0:...: the target's port comes back.
+    assert_eq!(handle.tcpip_forward("localhost", 0).await.unwrap(), 7777);
+    assert_eq!(s.target_opened.recv().await, Some(true));
+    let (address, port, mut channel) = s.forwarded.recv().await.unwrap();
+    assert_eq!((address.as_str(), port), ("localhost", 7777));
+    let mut got = Vec::new();
+    while let Some(msg) = channel.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => got.extend_from_slice(&data),
+            ChannelMsg::Eof | ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    assert_eq!(got, b"from-target");
+    // A shell: the target opens an agent channel nobody asked for.
+    let channel = handle.channel_open_session().await.unwrap();
+    channel.request_shell(true).await.unwrap();
+    assert_eq!(s.target_opened.recv().await, Some(false));
+    let refusals = s.refusals();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0].channel, "auth-agent@openssh.com");
+}
+
+#[tokio::test]
+async fn a_remote_forward_is_refused_without_the_right() {
+    let mut s = setup().await;
+    let (user, _task) = s.connect(SshRights::default()).await;
+    let (handle, ok) = log_in(&s, user, &s.user_key.clone(), "alice").await;
+    assert!(ok);
+    assert!(handle.tcpip_forward("localhost", 0).await.is_err());
+    let refusals = s.refusals();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0].channel, "tcpip-forward");
+    assert!(
+        refusals[0].rule.contains("ssh.forward_remote"),
+        "{}",
+        refusals[0].rule
     );
 }
