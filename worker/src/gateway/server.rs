@@ -44,6 +44,9 @@ pub(super) struct UserSide {
     authenticated: Option<oneshot::Sender<()>>,
 }
 
+mod decide;
+mod open;
+
 impl Drop for UserSide {
     fn drop(&mut self) {
         if let UpstreamState::Greeting(task) = &self.upstream {
@@ -65,161 +68,6 @@ impl ChannelSlot {
 impl Drop for ChannelSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl UserSide {
-    pub(super) fn new(
-        ctx: Arc<Context>,
-        allowed: Allowed,
-        rights: SshRights,
-        greeting: JoinHandle<Result<(Upstream, Arc<Login>), UpstreamError>>,
-        authenticated: oneshot::Sender<()>,
-    ) -> UserSide {
-        UserSide {
-            ctx,
-            allowed,
-            rights,
-            upstream: UpstreamState::Greeting(greeting),
-            login: String::new(),
-            channels: HashMap::new(),
-            authenticated: Some(authenticated),
-        }
-    }
-
-    /// Logs into the target as `user` once the greeting is done.
-    async fn log_in_upstream(&mut self, user: &str) {
-        let state = std::mem::replace(&mut self.upstream, UpstreamState::Failed(String::new()));
-        self.upstream = match state {
-            UpstreamState::Greeting(task) => match task.await {
-                Ok(Ok((mut handle, login))) => {
-                    match upstream::authenticate(&mut handle, &login, user).await {
-                        Ok(()) => {
-                            let handle = Arc::new(handle);
-                            let _ = self.ctx.upstream.set(handle.clone());
-                            tracing::info!(login = user, target = %login.target, "logged into the target");
-                            UpstreamState::Ready(handle)
-                        }
-                        Err(e) => UpstreamState::Failed(e.to_string()),
-                    }
-                }
-                Ok(Err(e)) => UpstreamState::Failed(e.to_string()),
-                Err(e) => UpstreamState::Failed(format!("the target's login failed: {e}")),
-            },
-            other => other,
-        };
-        if let UpstreamState::Failed(why) = &self.upstream {
-            tracing::warn!(reason = %why, "cannot log into the target");
-        }
-    }
-
-    fn upstream(&self) -> Option<Arc<Upstream>> {
-        match &self.upstream {
-            UpstreamState::Ready(handle) => Some(handle.clone()),
-            _ => None,
-        }
-    }
-
-    /// A place for a new channel, or `None` when the connection has [`MAX_CHANNELS`] open.
-    fn slot(&self) -> Option<ChannelSlot> {
-        let open = self.ctx.open_channels.fetch_add(1, Ordering::Relaxed);
-        let slot = ChannelSlot(self.ctx.open_channels.clone());
-        (open < MAX_CHANNELS).then_some(slot)
-    }
-
-    /// Refuses a request on a channel (the user sees a failure) and records why.
-    async fn refuse_request(
-        &self,
-        channel: ChannelId,
-        kind: &str,
-        destination: Option<String>,
-        rule: String,
-        session: &mut Session,
-    ) -> Result<(), russh::Error> {
-        self.ctx.refused(kind, destination, &self.login, rule).await;
-        session.channel_failure(channel)
-    }
-
-    /// Decides a request on a session channel: the target's end of the channel when it is
-    /// allowed (the caller passes it on), `None` when it was refused (answered here).
-    async fn allow(
-        &self,
-        channel: ChannelId,
-        request: &ChannelRequest<'_>,
-        session: &mut Session,
-    ) -> Result<Option<Arc<UpChannel>>, russh::Error> {
-        let destination = match request {
-            ChannelRequest::Subsystem(name) => Some((*name).to_owned()),
-            _ => None,
-        };
-        match decide_channel(&self.rights, request) {
-            ChannelVerdict::Allow => match self.channels.get(&channel) {
-                Some(up) => Ok(Some(up.clone())),
-                None => {
-                    // A session request on a forward's channel: nothing to pass it to.
-                    session.channel_failure(channel)?;
-                    Ok(None)
-                }
-            },
-            ChannelVerdict::Deny { right } => {
-                self.refuse_request(
-                    channel,
-                    request.kind(),
-                    destination,
-                    rule_for_right(right),
-                    session,
-                )
-                .await?;
-                Ok(None)
-            }
-            ChannelVerdict::AllowOnTargetLoopback | ChannelVerdict::Vet => {
-                session.channel_failure(channel)?;
-                Ok(None)
-            }
-        }
-    }
-
-    /// Answers a request passed on to the target: the user learns a refusal by the target
-    /// from its stderr ([`super::channel`]); a request that could not be sent fails here.
-    fn answer(
-        &self,
-        channel: ChannelId,
-        sent: Result<(), russh::Error>,
-        session: &mut Session,
-    ) -> Result<(), russh::Error> {
-        match sent {
-            Ok(()) => session.channel_success(channel),
-            Err(_) => session.channel_failure(channel),
-        }
-    }
-
-    /// Refuses a channel the rights allow but the gateway does not carry yet.
-    fn not_carried(what: &str) -> String {
-        format!(
-            "{what} is not carried by the SSH gateway yet (refused even where the role allows it)"
-        )
-    }
-
-    /// The rule that refuses a request the gateway does not carry: the right the session
-    /// lacks, or, where the role grants it, that the gateway does not carry it yet.
-    fn refusal_rule(&self, request: &ChannelRequest<'_>, what: &str) -> String {
-        match decide_channel(&self.rights, request) {
-            ChannelVerdict::Deny { right } => rule_for_right(right),
-            _ => Self::not_carried(what),
-        }
-    }
-
-    async fn refuse_open(
-        &self,
-        reply: ChannelOpenHandle,
-        kind: &str,
-        destination: Option<String>,
-        rule: String,
-    ) {
-        self.ctx.refused(kind, destination, &self.login, rule).await;
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
     }
 }
 
@@ -296,37 +144,7 @@ impl russh::server::Handler for UserSide {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(slot) = self.slot() else {
-            let rule = format!("at most {MAX_CHANNELS} channels per connection");
-            self.ctx.refused("session", None, &self.login, rule).await;
-            reply.reject(ChannelOpenFailure::ResourceShortage).await;
-            return Ok(());
-        };
-        let Some(upstream) = self.upstream() else {
-            reply.reject(ChannelOpenFailure::ConnectFailed).await;
-            return Ok(());
-        };
-        let up = match upstream.channel_open_session().await {
-            Ok(up) => up,
-            Err(e) => {
-                tracing::info!(error = %e, "the target refused a session channel");
-                reply.reject(ChannelOpenFailure::ConnectFailed).await;
-                return Ok(());
-            }
-        };
-        let (up_read, up_write) = up.split();
-        let up = UpChannel::new(up_write);
-        self.channels.insert(channel.id(), up.clone());
-        reply.accept().await;
-        let (handle, stop) = (session.handle(), self.ctx.stop.child_token());
-        tokio::spawn(
-            async move {
-                let _slot = slot;
-                relay_to_target(channel, handle, up_read, up, stop).await;
-            }
-            .in_current_span(),
-        );
-        Ok(())
+        self.open_session(channel, reply, session).await
     }
 
     async fn channel_close(
@@ -620,6 +438,7 @@ impl russh::server::Handler for UserSide {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn channel_open_direct_tcpip(
         &mut self,
         channel: Channel<Msg>,
@@ -630,94 +449,15 @@ impl russh::server::Handler for UserSide {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let request = ChannelRequest::DirectTcpip {
-            host: host_to_connect,
-            port: port_to_connect,
-        };
-        let destination = format!("{host_to_connect}:{port_to_connect}");
-        let verdict = decide_channel(&self.rights, &request);
-        let slot = match verdict {
-            ChannelVerdict::Deny { right } => {
-                self.refuse_open(
-                    reply,
-                    "direct-tcpip",
-                    Some(destination),
-                    rule_for_right(right),
-                )
-                .await;
-                return Ok(());
-            }
-            _ => match self.slot() {
-                Some(slot) => slot,
-                None => {
-                    let rule = format!("at most {MAX_CHANNELS} channels per connection");
-                    self.refuse_open(reply, "direct-tcpip", Some(destination), rule)
-                        .await;
-                    return Ok(());
-                }
-            },
-        };
-        match verdict {
-            ChannelVerdict::AllowOnTargetLoopback => {
-                let Some(upstream) = self.upstream() else {
-                    reply.reject(ChannelOpenFailure::ConnectFailed).await;
-                    return Ok(());
-                };
-                let opened = upstream
-                    .channel_open_direct_tcpip(
-                        host_to_connect,
-                        port_to_connect,
-                        originator_address,
-                        originator_port,
-                    )
-                    .await;
-                let up = match opened {
-                    Ok(up) => up,
-                    Err(e) => {
-                        tracing::info!(error = %e, %destination, "the target refused a forward to its loopback");
-                        reply.reject(ChannelOpenFailure::ConnectFailed).await;
-                        return Ok(());
-                    }
-                };
-                tracing::info!(%destination, "forward to the target's loopback opened");
-                let (up_read, up_write) = up.split();
-                reply.accept().await;
-                let (handle, stop) = (session.handle(), self.ctx.stop.child_token());
-                tokio::spawn(
-                    async move {
-                        let _slot = slot;
-                        relay_to_target(channel, handle, up_read, UpChannel::new(up_write), stop)
-                            .await;
-                    }
-                    .in_current_span(),
-                );
-            }
-            ChannelVerdict::Vet => {
-                let forward = forward::Forward {
-                    ctx: self.ctx.clone(),
-                    login: self.login.clone(),
-                    host: host_to_connect.to_owned(),
-                    port: port_to_connect,
-                };
-                tokio::spawn(
-                    async move {
-                        let _slot = slot;
-                        forward.run(channel, reply).await;
-                    }
-                    .in_current_span(),
-                );
-            }
-            ChannelVerdict::Allow | ChannelVerdict::Deny { .. } => {
-                // decide_channel never allows a direct-tcpip plainly: refused, fail closed.
-                self.refuse_open(
-                    reply,
-                    "direct-tcpip",
-                    Some(destination),
-                    "unexpected verdict".into(),
-                )
-                .await;
-            }
-        }
-        Ok(())
+        let originator = (originator_address, originator_port);
+        self.open_direct_tcpip(
+            channel,
+            host_to_connect,
+            port_to_connect,
+            originator,
+            reply,
+            session,
+        )
+        .await
     }
 }
