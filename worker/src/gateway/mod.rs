@@ -10,8 +10,14 @@
 //! greets the gateway ([`config`] has the hardened settings); the user logs in with the
 //! session's key as one of its logins ([`auth`]), the gateway logs into the target as the
 //! same login, and each channel and request is decided ([`server`]) and carried
-//! ([`channel`], [`forward`]). It all ends with the connection, or with the session
+//! ([`channel`], [`forward`]; the channels the target opens towards the user, only where
+//! asked for and granted: [`reverse`]). It all ends with the connection, or with the session
 //! (cancel, expiry, logout, policy change), as a relayed connection does.
+//!
+//! Invariants: the gateway's host key and each session's key exist only in the worker's
+//! memory; the worker dials only the grant's endpoint and endpoints the controller vetted,
+//! never a name and never its own host for a user; nothing reaches the target that
+//! `decide_channel` did not allow; every refusal is recorded.
 
 mod auth;
 mod channel;
