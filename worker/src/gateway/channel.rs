@@ -16,8 +16,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-/// How long the second side of a channel may take to close after the first did.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long a forward whose destination sent its EOF waits for the user's side to finish
+/// sending and close.
+const HALF_CLOSED_GRACE: Duration = Duration::from_secs(60);
 
 /// The target's end of a user's channel, as the handler passes requests to it.
 pub(super) struct UpChannel {
@@ -66,14 +67,10 @@ pub(super) async fn relay_to_target(
             let _ = user_write.close().await;
         }
         _ = &mut to_target => {
+            // The user closed it: so does the target's. Its answering close is not waited
+            // for (russh does not pass on the answer to a close it sent), and nothing more
+            // can reach the user.
             let _ = up.write.close().await;
-            let _ = tokio::time::timeout(CLOSE_GRACE, async {
-                tokio::select! {
-                    _ = stop.cancelled() => {}
-                    _ = to_user => {}
-                }
-            })
-            .await;
         }
     }
 }
@@ -178,7 +175,7 @@ pub(super) async fn relay_to_tcp(
         }
         _ = &mut from_tcp => {
             // The destination sent its EOF: the user's side may still send until it closes.
-            let _ = tokio::time::timeout(CLOSE_GRACE * 12, async {
+            let _ = tokio::time::timeout(HALF_CLOSED_GRACE, async {
                 tokio::select! {
                     _ = stop.cancelled() => {}
                     _ = to_tcp => {}

@@ -158,8 +158,9 @@ struct Setup {
     /// The channels of the user's remote forwards.
     forwarded: tokio::sync::mpsc::UnboundedReceiver<(String, u32, Channel<russh::client::Msg>)>,
     forwarded_tx: tokio::sync::mpsc::UnboundedSender<(String, u32, Channel<russh::client::Msg>)>,
-    /// Where the fake controller vets every forward to.
+    /// Where the fake controller vets every forward to (the canary unless a test says).
     canary: TcpListener,
+    vet_to: Arc<std::sync::Mutex<String>>,
 }
 
 async fn setup() -> Setup {
@@ -171,7 +172,11 @@ async fn setup() -> Setup {
     let (_, target_logins) = tokio::sync::mpsc::unbounded_channel();
     let (_, target_opened) = tokio::sync::mpsc::unbounded_channel();
     let (forwarded_tx, forwarded) = tokio::sync::mpsc::unbounded_channel();
+    let vet_to = Arc::new(std::sync::Mutex::new(
+        canary.local_addr().unwrap().to_string(),
+    ));
     Setup {
+        vet_to,
         target_opened,
         forwarded,
         forwarded_tx,
@@ -191,7 +196,7 @@ impl Setup {
         let host_ca = key(92);
         let user_ca = key(93);
         let pinned = self.target_key.public_key().to_openssh().unwrap();
-        let canary = self.canary.local_addr().unwrap().to_string();
+        let vet_to = self.vet_to.clone();
         let registration = self.shared.link.fake_link(move |request| match request {
             Request::GatewayHostCertificate { public_key } => {
                 let subject = russh::keys::PublicKey::from_openssh(&public_key).unwrap();
@@ -213,8 +218,8 @@ impl Setup {
                 })
             }
             Request::VetForward(_) => Response::ForwardVetted(VettedForward {
-                // A controller gone wrong: the worker's own loopback.
-                endpoint: canary.clone(),
+                // By default a controller gone wrong: the worker's own loopback.
+                endpoint: vet_to.lock().unwrap().clone(),
                 session_id: "s_forward".into(),
                 expires_at: u64::MAX,
             }),
@@ -536,4 +541,89 @@ async fn a_remote_forward_is_refused_without_the_right() {
         "{}",
         refusals[0].rule
     );
+}
+
+/// This host's address on its default route (no packet is sent), if it has one.
+fn routable_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[tokio::test]
+async fn a_vetted_forward_dials_only_the_vetted_address_and_is_recorded_under_its_session() {
+    let Some(ip) = routable_address() else {
+        panic!("this test needs an address on a default route (any non-loopback interface)");
+    };
+    let mut s = setup().await;
+    let destination = TcpListener::bind((ip, 0)).await.unwrap();
+    let endpoint = destination.local_addr().unwrap();
+    *s.vet_to.lock().unwrap() = endpoint.to_string();
+    let rights = SshRights {
+        forward_local: true,
+        ..SshRights::default()
+    };
+    let (user, _task) = s.connect(rights).await;
+    let (handle, ok) = log_in(&s, user, &s.user_key.clone(), "alice").await;
+    assert!(ok);
+    let mut channel = handle
+        .channel_open_direct_tcpip("db-01", 5432, "127.0.0.1", 40000)
+        .await
+        .unwrap();
+    let (mut tcp, _) = destination.accept().await.unwrap();
+    channel.data_bytes(&b"ping"[..]).await.unwrap();
+    let mut buf = [0u8; 4];
+    tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut buf)
+        .await
+        .unwrap();
+    assert_eq!(&buf, b"ping");
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, b"pong")
+        .await
+        .unwrap();
+    drop(tcp);
+    let mut got = Vec::new();
+    // Until the destination's EOF, then the user closes (russh's client does not pass on
+    // the answering close).
+    while let Some(msg) = channel.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => got.extend_from_slice(&data),
+            ChannelMsg::Eof | ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    channel.close().await.unwrap();
+    assert_eq!(got, b"pong");
+    // Its connection, under the forward's session: opened with the vetted endpoint, closed
+    // with the bytes it carried.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let events = loop {
+        let events: Vec<_> = s
+            .shared
+            .spool
+            .pending(100)
+            .into_iter()
+            .filter(|e| e.session_id == "s_forward")
+            .collect();
+        if events.len() >= 2 || tokio::time::Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        matches!(&events[0].kind, ConnectionEventKind::Opened { endpoint: e, .. } if *e == endpoint.to_string()),
+        "{events:?}"
+    );
+    assert!(
+        matches!(
+            &events[1].kind,
+            ConnectionEventKind::Closed {
+                bytes_up: 4,
+                bytes_down: 4,
+                ..
+            }
+        ),
+        "{events:?}"
+    );
+    assert!(s.refusals().is_empty());
 }
