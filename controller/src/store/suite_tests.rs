@@ -736,6 +736,47 @@ async fn keyset_rotation_keeps_previous_keys_until_retired() {
 }
 
 #[tokio::test]
+async fn a_keyset_made_before_the_ssh_host_ca_gets_one_at_its_next_start() {
+    for b in backends().await {
+        let master = MasterKey::generate_hex().unwrap();
+        let keys = Keyset::new(b.store.clone(), MasterKey::from_hex(&master).unwrap());
+        keys.ensure().await.unwrap();
+        let host_ca = keys.active(Purpose::SshHostCa).await.unwrap();
+        let user_ca = keys.active(Purpose::SshCa).await.unwrap();
+        assert_ne!(host_ca.public_key, user_ca.public_key, "{}", b.name);
+        // A store from before the purpose existed: no ssh-host-ca row.
+        let mut conn = b.store.conn().await.unwrap();
+        sqlx::query("DELETE FROM keys WHERE purpose = 'ssh-host-ca'")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        drop(conn);
+        let restarted = Keyset::new(b.store.clone(), MasterKey::from_hex(&master).unwrap());
+        assert!(
+            restarted.active(Purpose::SshHostCa).await.is_err(),
+            "{}",
+            b.name
+        );
+        restarted.ensure().await.unwrap();
+        let created = restarted.active(Purpose::SshHostCa).await.unwrap();
+        assert_ne!(created.id, host_ca.id);
+        // The other keys stay; the new one is created with its event.
+        assert_eq!(
+            restarted.active(Purpose::SshCa).await.unwrap().id,
+            user_ca.id
+        );
+        let mut conn = b.store.conn().await.unwrap();
+        let events = store::audit::after(&mut conn, 0, 100).await.unwrap();
+        let created_events = events
+            .iter()
+            .filter(|(_, body)| body.contains("key_created") && body.contains(&created.id))
+            .count();
+        assert_eq!(created_events, 1, "{}", b.name);
+        assert_eq!(Purpose::parse("ssh-host-ca"), Some(Purpose::SshHostCa));
+    }
+}
+
+#[tokio::test]
 async fn the_keyset_and_the_events_it_signs_read_the_clock_they_are_given() {
     use crate::clock::SharedClock;
     use portcullis_proto::clock::ManualClock;
