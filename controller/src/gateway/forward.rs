@@ -72,7 +72,7 @@ pub(crate) struct Plan {
 #[derive(Debug)]
 pub(crate) struct Refusal {
     pub reason: String,
-    pub event: AuditEvent,
+    pub event: Box<AuditEvent>,
 }
 
 /// Checks the parent session of a forward request.
@@ -269,9 +269,11 @@ fn refused(
     };
     Refusal {
         reason: format!("{reason}{cells}"),
-        event: AuditEvent::new(actor(user, parent), denied)
-            .session(&parent.id)
-            .target(&parent.target_id),
+        event: Box::new(
+            AuditEvent::new(actor(user, parent), denied)
+                .session(&parent.id)
+                .target(&parent.target_id),
+        ),
     }
 }
 
@@ -341,7 +343,7 @@ async fn vet_forward(
         Err(detail) => {
             let reason = format!("cannot resolve {destination}: {detail}");
             let refusal = refused(&user, &parent, &destination, None, reason, None);
-            state.audit_alone(refusal.event).await?;
+            state.audit_alone(*refusal.event).await?;
             return Ok(Err(refusal.reason));
         }
     };
@@ -375,7 +377,7 @@ async fn vet_forward(
     let plan = match decide(&facts) {
         Ok(plan) => plan,
         Err(refusal) => {
-            state.audit_alone(refusal.event).await?;
+            state.audit_alone(*refusal.event).await?;
             return Ok(Err(refusal.reason));
         }
     };
