@@ -505,7 +505,11 @@ pub mod join_token {
         }
     }
 
-    #[cfg(test)]
+    fn is_certificate_mode(mode: &portcullis_policy::SshMode) -> bool {
+    *mode == portcullis_policy::SshMode::Certificate
+}
+
+#[cfg(test)]
     mod tests {
         #[test]
         fn parses_and_refuses() {
@@ -529,8 +533,4 @@ mod tests {
         assert_eq!(u.service, None);
         assert!(serde_json::from_str::<UpdateTarget>(r#"{"zonee":1}"#).is_err());
     }
-}
-
-fn is_certificate_mode(mode: &portcullis_policy::SshMode) -> bool {
-    *mode == portcullis_policy::SshMode::Certificate
 }
