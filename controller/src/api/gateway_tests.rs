@@ -583,3 +583,47 @@ async fn a_refused_channel_is_audited_with_its_session_channel_destination_login
         .await;
     assert!(events.is_empty(), "{events:?}");
 }
+
+#[tokio::test]
+async fn a_policy_reload_checks_a_forward_by_its_address_and_ends_it_alone_when_refused() {
+    let (api, worker) = start().await;
+    let alice = api.login("alice", &["gateway"]).await;
+    let auth = authorize(&api, &alice, &ssh_key("alice")).await;
+    let parent = auth["session_id"].as_str().unwrap().to_owned();
+    let vet = Request::VetForward(VetForward {
+        session_id: parent.clone(),
+        connection_id: "c_user".into(),
+        host: "192.0.2.10".into(),
+        port: 8080,
+    });
+    let Response::ForwardVetted(vetted) = link(&api, &worker, vet).await else {
+        panic!("not vetted");
+    };
+    let state_of = |id: String| {
+        let api = &api;
+        async move {
+            let mut conn = api.state.store.conn().await.unwrap();
+            session_rows::get(&mut conn, &id).await.unwrap().unwrap()
+        }
+    };
+    let path = api.state.config.policy_file.clone().unwrap();
+
+    // The same policy again: the forward (a destination, not a target) is still allowed.
+    let outcome = crate::policy_file::reload(&api.state, crate::audit::Actor::system())
+        .await
+        .unwrap();
+    assert_eq!(outcome.sessions_ended, 0);
+    assert!(state_of(vetted.session_id.clone()).await.state.is_live());
+
+    // The role no longer grants LAB: the forward ends, its gateway session stays.
+    let narrower = POLICY.replace(r#"zones = ["LOCAL", "LAB"]"#, r#"zones = ["LOCAL"]"#);
+    assert_ne!(narrower, POLICY);
+    std::fs::write(&path, narrower).unwrap();
+    let outcome = crate::policy_file::reload(&api.state, crate::audit::Actor::system())
+        .await
+        .unwrap();
+    assert_eq!(outcome.sessions_ended, 1);
+    let child = state_of(vetted.session_id.clone()).await;
+    assert_eq!(child.termination_reason, Some(EndReason::PolicyChanged));
+    assert!(state_of(parent).await.state.is_live());
+}
