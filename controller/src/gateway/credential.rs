@@ -211,8 +211,9 @@ async fn embedded(state: &AppState, mint: &Mint<'_>) -> Result<(String, u64), Fa
     let certificate = crate::ssh::sign(&ca.pkcs8, mint.public_key, &request)
         .map_err(|e| Refused::Signing(e.to_string()))?;
     let mut tx = state.begin_audited().await?;
-    // Checked again in the transaction: a session that ended meanwhile gets no certificate.
-    let session = session_rows::get(tx.read(), session_id).await?;
+    // Checked again in the transaction, the session's row locked: a session that ended
+    // meanwhile gets no certificate, and one that ends from now on revokes it.
+    let session = session_rows::get_locked(tx.write(), session_id).await?;
     check_session(session.as_ref(), mint.worker_id, mint.now)?;
     crate::store::ssh_certificates::insert(
         tx.write(),
@@ -272,7 +273,7 @@ async fn from_vault(
     let intent_id = crate::ids::new_id(crate::ids::IdKind::Credential);
     let username = {
         let mut tx = state.begin_audited().await?;
-        let session = session_rows::get(tx.read(), session_id).await?;
+        let session = session_rows::get_locked(tx.write(), session_id).await?;
         check_session(session.as_ref(), mint.worker_id, mint.now)?;
         let user = crate::store::users::get(tx.read(), user_id).await?;
         crate::store::vault_credentials::insert_intent(

@@ -382,31 +382,14 @@ async fn vet_forward(
         }
     };
     let mut tx = state.begin_audited().await?;
-    // Checked again in the transaction: a parent that ended meanwhile gets no forward.
-    let current = session_rows::get(tx.read(), &parent.id).await?;
+    // Checked again in the transaction, the parent's row locked: a parent that ended
+    // meanwhile gets no forward, and one that ends from now on sees the forward and ends it.
+    let current = session_rows::get_locked(tx.write(), &parent.id).await?;
     if let Err(refused) = check_parent(current.as_ref(), worker_id, now) {
         return Ok(Err(format!("forward to {destination} refused: {refused}")));
     }
     session_rows::insert(tx.write(), &plan.record, None).await?;
     tx.commit(plan.event).await?;
-    // A parent that ended while this committed (on PostgreSQL its end may not have seen the
-    // new row) takes the forward with it now.
-    let mut conn = state.store.conn().await?;
-    let ended = session_rows::get(&mut conn, &parent.id)
-        .await?
-        .and_then(|p| {
-            p.termination_reason
-                .filter(|_| p.state == SessionState::Terminated)
-        });
-    drop(conn);
-    if let Some(reason) = ended {
-        crate::sessions::lifecycle::end_session(state, &plan.record.id, reason, Actor::system())
-            .await?;
-        return Ok(Err(format!(
-            "forward to {destination} refused: {}",
-            ParentRefused::Ended
-        )));
-    }
     let expires_at = clock::to_u64(plan.record.expires_at);
     crate::sessions::lifecycle::arm_expiry(state, plan.record.id.clone(), expires_at);
     tracing::info!(session.id = %plan.record.id, parent.id = %parent.id, endpoint = %plan.record.endpoint, "forward vetted");
