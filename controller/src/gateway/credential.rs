@@ -112,17 +112,18 @@ async fn mint(
     let (claims, gw) = verify(&request.grant, &keys, worker_id, now)?;
     let public_key = crate::ssh::normalised_public_key(&request.public_key)
         .map_err(|e| Refused::BadKey(e.to_string()))?;
-    let (session, target) = {
+    let (user_id, target) = {
         let mut conn = state.store.conn().await?;
         let session = session_rows::get(&mut conn, &claims.sid).await?;
-        check_session(session.as_ref(), worker_id, now)?;
+        let user_id = check_session(session.as_ref(), worker_id, now)?
+            .user_id
+            .clone();
         let target = targets::find(&mut conn, &claims.tid).await?;
         let target = target
             .filter(|t| t.id == claims.tid)
             .ok_or(Refused::TargetGone)?;
-        (session, target)
+        (user_id, target)
     };
-    let user_id = session.map(|s| s.user_id).unwrap_or_default();
     let mint = Mint {
         claims: &claims,
         gw: &gw,
@@ -159,11 +160,11 @@ fn verify(
 }
 
 /// The session must be live (authorised or active, not expired) and carried by this worker.
-fn check_session(
-    session: Option<&SessionRecord>,
+fn check_session<'a>(
+    session: Option<&'a SessionRecord>,
     worker_id: &str,
     now: u64,
-) -> Result<(), Refused> {
+) -> Result<&'a SessionRecord, Refused> {
     let session = session.ok_or(Refused::UnknownSession)?;
     match session.state {
         SessionState::Terminated => return Err(Refused::Ended),
@@ -176,7 +177,7 @@ fn check_session(
     if session.worker_id != worker_id {
         return Err(Refused::OtherWorker);
     }
-    Ok(())
+    Ok(session)
 }
 
 /// What one credential is minted for.

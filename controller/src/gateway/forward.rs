@@ -76,11 +76,11 @@ pub(crate) struct Refusal {
 }
 
 /// Checks the parent session of a forward request.
-pub(crate) fn check_parent(
-    parent: Option<&SessionRecord>,
+pub(crate) fn check_parent<'a>(
+    parent: Option<&'a SessionRecord>,
     worker_id: &str,
     now: u64,
-) -> Result<(), ParentRefused> {
+) -> Result<&'a SessionRecord, ParentRefused> {
     let parent = parent.ok_or(ParentRefused::Unknown)?;
     if parent.state == SessionState::Terminated || parent.expires_at <= clock::to_i64(now) {
         return Err(ParentRefused::Ended);
@@ -92,7 +92,7 @@ pub(crate) fn check_parent(
     {
         return Err(ParentRefused::NotGateway);
     }
-    Ok(())
+    Ok(parent)
 }
 
 /// Whether the worker may never dial `ip` for a user, whatever the policy says: its own
@@ -324,11 +324,9 @@ async fn vet_forward(
     let (parent, user, target) = {
         let mut conn = state.store.conn().await?;
         let parent = session_rows::get(&mut conn, &request.session_id).await?;
-        if let Err(refused) = check_parent(parent.as_ref(), worker_id, now) {
-            return Ok(Err(format!("forward to {destination} refused: {refused}")));
-        }
-        let Some(parent) = parent else {
-            return Ok(Err(ParentRefused::Unknown.to_string()));
+        let parent = match check_parent(parent.as_ref(), worker_id, now) {
+            Ok(parent) => parent.clone(),
+            Err(refused) => return Ok(Err(format!("forward to {destination} refused: {refused}"))),
         };
         let user = crate::store::users::get(&mut conn, &parent.user_id).await?;
         let target = crate::store::targets::find(&mut conn, &parent.target_id).await?;
