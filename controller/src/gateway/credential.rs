@@ -4,7 +4,8 @@
 //! is live and carried by this worker, then mints with the session's backend exactly as
 //! certificate mode would for the user: key id = session id, principals = the grant's logins,
 //! `source-address` = the workers' egress (`ssh.source_addresses`), valid until the grant
-//! expires.
+//! expires (with Vault, whose roles cap TTLs, `ssh.certificate_ttl` within that, as in
+//! certificate mode).
 //!
 //! - Embedded CA: signed here; the certificate's row (its serial enters the KRL if the
 //!   session ends early) and `gateway_credential_issued` commit in one transaction.
@@ -260,6 +261,12 @@ pub(crate) fn vault_ssh_place(
     Ok((mount.to_owned(), role.to_owned()))
 }
 
+/// The TTL asked of Vault for a gateway's certificate: `ssh.certificate_ttl`, never past the
+/// session's end.
+pub(crate) fn vault_certificate_ttl(certificate_ttl: std::time::Duration, session_ttl: u64) -> u64 {
+    certificate_ttl.as_secs().min(session_ttl).max(1)
+}
+
 /// Mints through Vault, crash-safe (see the module doc).
 async fn from_vault(
     state: &AppState,
@@ -298,13 +305,17 @@ async fn from_vault(
         .await?;
         user.map(|u| u.username).unwrap_or_default()
     };
-    let ttl = mint.claims.exp.saturating_sub(mint.now).max(1);
+    let session_ttl = mint.claims.exp.saturating_sub(mint.now).max(1);
+    // Vault refuses a TTL above its role's `max_ttl`: the certificate lives
+    // `ssh.certificate_ttl` as certificate mode's do (within the session); a gateway that
+    // logs in again after it expired asks for a new one.
+    let ttl = vault_certificate_ttl(state.config.ssh_certificate_ttl, session_ttl);
     let request = MintRequest {
         intent_id: &intent_id,
         session_id,
         user: &username,
         target_id: &mint.target.id,
-        session_ttl: std::time::Duration::from_secs(ttl),
+        session_ttl: std::time::Duration::from_secs(session_ttl),
         ssh: Some(SshPart {
             mount: &mount,
             role: &role,
