@@ -107,8 +107,18 @@ fn plain_ssh_logs_in_as_the_login_the_policy_grants() {
     let s = setup("box", serde_json::json!({}));
     // No -l: the block's User comes from the session's first granted login.
     assert_eq!(s.ssh_ok(&["box", "id", "-un"]), login_user());
-    let conf = std::fs::read_to_string(s.session_dir("box").join("login.conf")).unwrap();
-    assert_eq!(conf, format!("User {}\n", login_user()));
+    // The options file ssh-prepare writes: the login, the host key alias and (certificate
+    // mode) the certificate.
+    let dir = s.session_dir("box");
+    let conf = std::fs::read_to_string(dir.join("login.conf")).unwrap();
+    assert_eq!(
+        conf,
+        format!(
+            "User {}\nHostKeyAlias portcullis.box\nCertificateFile \"{}\"\n",
+            login_user(),
+            dir.join("id_ed25519-cert.pub").display()
+        )
+    );
     // The command line still wins (a login the policy does not grant is refused by sshd).
     let out = s.ssh(&["-l", "nobody-granted", "box", "true"], &[]);
     assert!(!out.status.success());

@@ -28,7 +28,7 @@ pub(crate) use prepare::run as run_prepare;
 /// Print ~/.ssh/config blocks so that plain ssh and Ansible reach targets through Portcullis.
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  portcullis ssh-config >> ~/.ssh/config\n  ssh web-01                      # as the first login the policy grants you\n  ssh -l deploy web-01            # or another one it grants\n  ansible -i inventory all -m ping      # with ansible_host=web-01\n\nFor Ansible, let ssh multiplex its connections (fewer brokered connections, faster):\n  # ansible.cfg\n  [ssh_connection]\n  ssh_args = -o ControlMaster=auto -o ControlPersist=60s\n  pipelining = True\n\nEach ssh run reuses the target's session while it is live, has a minute left and has room\nunder its connection limit; otherwise it opens a fresh one. When no session can be had, ssh\nfails: it never connects to the host directly.\n\nTargets without a pinned SSH host key are listed as comments: pin one with\n`portcullis targets update NAME --ssh-host-key KEY`."
+    after_help = "Examples:\n  portcullis ssh-config >> ~/.ssh/config\n  ssh web-01                      # as the first login the policy grants you\n  ssh -l deploy web-01            # or another one it grants\n  ansible -i inventory all -m ping      # with ansible_host=web-01\n\nFor Ansible, let ssh multiplex its connections (fewer brokered connections, faster):\n  # ansible.cfg\n  [ssh_connection]\n  ssh_args = -o ControlMaster=auto -o ControlPersist=60s\n  pipelining = True\n\nThe same blocks serve both SSH modes the policy can choose per role, grant or zone. In\ncertificate mode ssh gets a certificate for the session and checks the target's host key.\nIn gateway mode (`ssh_mode = \"gateway\"`) ssh logs into the worker's SSH gateway with the\nsession's key only, checks the gateway's host certificate (HostKeyAlias portcullis-gateway,\ntrusted through one `@cert-authority portcullis-gateway` line, never `*`), and the gateway\nlogs into the target with a credential you never hold; scp, sftp, rsync, `-L` to the\ntarget's localhost (if your role allows forwarding) work unchanged:\n  ssh web-01 -L 8080:localhost:80\n  rsync -a -e ssh ./site/ web-01:/srv/site/\n\nEach ssh run reuses the target's session while it is live, has a minute left and has room\nunder its connection limit; otherwise it opens a fresh one. When no session can be had, ssh\nfails: it never connects to the host directly.\n\nTargets without a pinned SSH host key are listed as comments: pin one with\n`portcullis targets update NAME --ssh-host-key KEY`."
 )]
 pub(crate) struct SshConfigArgs {
     #[command(flatten)]
@@ -88,13 +88,13 @@ pub(crate) async fn run_config(args: SshConfigArgs) -> anyhow::Result<i32> {
         if !safe_name(&t.name) {
             continue;
         }
-        let Some((alias, _)) = super::connect::ssh::known_hosts(t) else {
+        if super::connect::ssh::known_hosts(t).is_none() {
             out.push_str(&format!(
                 "# {}: no pinned SSH host key or host CA; skipped\n",
                 t.name
             ));
             continue;
-        };
+        }
         let dir = root.join(&t.name);
         let prepare = format!(
             "{} ssh-prepare {}",
@@ -106,21 +106,17 @@ pub(crate) async fn run_config(args: SshConfigArgs) -> anyhow::Result<i32> {
             "\nMatch originalhost {name} exec {exec}\n\
              \t# (ssh-prepare has put a session for {name} on disk, or failed: then ssh fails)\n\
              Match originalhost {name}\n\
-             \tInclude {login}\n\
-             \tHostKeyAlias {alias}\n\
+             \tInclude {options}\n\
              \tIdentityFile {key}\n\
-             \tCertificateFile {cert}\n\
              \tIdentitiesOnly yes\n\
              \tIdentityAgent none\n\
              \tUserKnownHostsFile {known}\n\
              \tStrictHostKeyChecking yes\n\
              \tProxyCommand {exe} connect {qname} --stdio --session-file {session}\n",
             name = t.name,
-            alias = quote(&alias),
             exec = quote(&prepare),
-            login = file(prepare::LOGIN),
+            options = file(prepare::OPTIONS),
             key = file(prepare::KEY),
-            cert = file(prepare::CERT),
             known = file(prepare::KNOWN_HOSTS),
             exe = shell_quote(&exe)?,
             qname = shell_quote(&t.name)?,

@@ -6,6 +6,7 @@
 //! over any stream, whichever side dials), [`link`] (the link
 //! client, dialling, the protocol peer and its driver), [`proxy`] (listener, handshake,
 //! admission, relay; its TLS takes any client key whose holder proves it, the grant binds it),
+//! [`gateway`] (the SSH gateway a session in gateway mode runs through instead of the relay),
 //! [`table`] (sessions, keys, freshness, expiry), [`spool`] (connection events until
 //! acknowledged), [`refusals`] (the worker's refusals summed for the audit log), [`inbound`] (links controllers dial), [`accept`] (accept back-off and the
 //! cap on connections still in their handshake).
@@ -18,6 +19,7 @@ mod enrol;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gateway;
 pub mod identity;
 pub mod inbound;
 pub mod link;
@@ -71,10 +73,55 @@ pub struct Shared {
     /// Refusals summed per session and code until their window ends, then spooled.
     pub refusals: refusals::Refusals,
     pub link: link::LinkClient,
+    /// The SSH gateway: its host key and the logins of gateway sessions.
+    pub gateway: gateway::Gateway,
     /// Set when draining starts: no new connections.
     pub draining: CancellationToken,
     /// Set when the drain timeout ends: live connections close with reason `shutdown`.
     pub hard_stop: CancellationToken,
+}
+
+#[cfg(test)]
+impl Shared {
+    /// A worker's shared state for unit tests: a self-signed identity, its spool in `dir`,
+    /// no link until a test registers one.
+    pub(crate) fn for_tests(dir: &std::path::Path) -> Arc<Shared> {
+        let text = format!(
+            "[worker]\nname = \"w\"\nstate_dir = \"{}\"\ncontrollers = [\"c:9201\"]\n",
+            dir.display()
+        );
+        let config = Config::parse(&text, |_| None, |_| Ok(String::new())).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["w".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let identity = identity::Identity {
+            worker_id: "w_test".into(),
+            key_pkcs8: Arc::new(key.serialize_der().into()),
+            cert_pem: cert.pem(),
+            ca_pem: cert.pem(),
+            cert_issued_at: 0,
+            cert_expires_at: 0,
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let certs = Arc::new(certs::Certificates::new(&identity, dir.to_owned()).unwrap());
+        Arc::new(Shared {
+            table: table::Table::new(clock.clone()),
+            clock,
+            identity,
+            proxy_tls: proxy_tls(certs.clone()).unwrap(),
+            certs,
+            proxy_addr: "127.0.0.1:0".into(),
+            refusals: refusals::Refusals::new(config.refusal_window),
+            spool: spool::Spool::open(dir.join("spool.jsonl")),
+            link: link::LinkClient::default(),
+            gateway: gateway::Gateway::new().unwrap(),
+            draining: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            config,
+        })
+    }
 }
 
 pub struct Worker {
@@ -117,6 +164,7 @@ impl Worker {
             refusals,
             spool,
             link: link::LinkClient::default(),
+            gateway: gateway::Gateway::new()?,
             draining: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
         });

@@ -81,7 +81,8 @@ pub(crate) struct ConnectArgs {
 /// Protocol-aware ways to connect.
 #[derive(clap::Subcommand, Debug, Clone)]
 pub(crate) enum ConnectKind {
-    /// Run OpenSSH through a brokered session with a short-lived certificate.
+    /// Run OpenSSH through a brokered session: with a short-lived certificate, or through
+    /// the worker's SSH gateway, as the policy decides.
     Ssh(ssh::SshArgs),
 }
 

@@ -1,12 +1,19 @@
 //! `portcullis connect ssh TARGET [-- SSH-ARGS]`: OpenSSH through a brokered session.
 //!
-//! The CLI makes an ephemeral Ed25519 SSH key, has the controller certify it for this session
-//! (key id = session id, principals = the logins the policy grants, usable only from the
-//! workers' egress addresses, valid for minutes), writes key, certificate, a session hand-off
-//! file and a known_hosts file with the target's pinned host keys into a private 0700
-//! directory removed at exit (host keys pinned on the target, or `@cert-authority` lines for
-//! its SSH host CAs), and runs `ssh` with `ProxyCommand` = `portcullis connect
-//! --stdio --session-file` of the same session. Host-key checking stays strict.
+//! The CLI makes an ephemeral Ed25519 SSH key, sends its public half with authorize-session,
+//! writes the key, a session hand-off file and a known_hosts file into a private 0700
+//! directory removed at exit, and runs `ssh` with `ProxyCommand` = `portcullis connect
+//! --stdio --session-file` of the same session. Host-key checking stays strict. What else ssh
+//! is told depends on the session's SSH mode, as the policy decided it ([`trust`]):
+//!
+//! - certificate mode: the controller certifies the key for this session (key id = session
+//!   id, principals = the logins the policy grants, usable only from the workers' egress
+//!   addresses, valid for minutes); ssh shows key and certificate to the target and checks the
+//!   target's pinned host keys (or its SSH host CAs);
+//! - gateway mode: the worker terminates SSH and logs into the target with a key and
+//!   certificate that never leave it; ssh shows only the session's key (bound in the grant)
+//!   and checks the gateway's host certificate, trusting the gateway host CA for the one name
+//!   `portcullis-gateway`.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -14,6 +21,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use portcullis_files::write_private_atomic;
 use portcullis_proto::api::Target;
+
+pub(crate) mod trust;
+
+pub(crate) use trust::known_hosts;
+use trust::SshTrust;
 
 use super::session_file::{HandoffFile, SessionFile};
 use super::tls::ClientIdentity;
@@ -24,10 +36,21 @@ Examples:
   portcullis connect ssh web-01
   portcullis connect ssh web-01 -- uptime
   portcullis connect ssh web-01 --login deploy -- -t htop
+  portcullis connect ssh web-01 -- -L 8080:localhost:80     # gateway mode, if the role allows
 
-The target needs a pinned host key (`portcullis targets update web-01 --ssh-host-key \"$(ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-)\"`).";
+The policy decides how the session runs (`ssh_mode` on the role, grant or zone):
+  certificate  you get a certificate for this session only and ssh logs into the target;
+  gateway      the worker's SSH gateway logs into the target for you with a credential you
+               never hold; ssh logs into the gateway with the session's key and checks its
+               host certificate (HostKeyAlias portcullis-gateway); every channel (shell,
+               command, sftp, -L/-W, -R, -A, X11) is checked against your role.
+Either way the key and files live in a private directory removed when ssh exits.
 
-/// Run OpenSSH through a brokered session with a short-lived certificate.
+The target needs a pinned host key (`portcullis targets update web-01 --ssh-host-key \"$(ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-)\"`):
+ssh checks it in certificate mode, the worker in gateway mode.";
+
+/// Run OpenSSH through a brokered session: with a short-lived certificate, or through the
+/// worker's SSH gateway, as the policy decides.
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = EXAMPLES)]
 pub(crate) struct SshArgs {
@@ -56,7 +79,7 @@ pub(crate) fn shell_quote(word: &str) -> anyhow::Result<String> {
 
 pub(crate) async fn run(args: SshArgs) -> anyhow::Result<i32> {
     let api = ApiClient::from_args(&args.client)?;
-    let (target, alias, known_hosts) = pinned_target(&api, &args.target).await?;
+    let target = pinned_target(&api, &args.target).await?;
     let files = SshFiles::create()?;
     let public = write_ssh_key(&files.key())?;
 
@@ -67,11 +90,10 @@ pub(crate) async fn run(args: SshArgs) -> anyhow::Result<i32> {
         id: auth.session_id.clone(),
         token_expires_at: auth.token_expires_at,
     };
-    let cert = auth
-        .ssh_certificate
-        .clone()
-        .context("the controller returned no SSH certificate")?;
-    write_private_atomic(&files.cert(), format!("{cert}\n").as_bytes())?;
+    let trust = trust::for_session(&target, &auth)?;
+    if let Some(cert) = &trust.certificate {
+        write_private_atomic(&files.cert(), format!("{cert}\n").as_bytes())?;
+    }
     let login = choose_login(args.login.as_deref(), &auth.ssh_principals, &target.name)?;
     let _handoff = HandoffFile::write(
         &files.session(),
@@ -86,16 +108,20 @@ pub(crate) async fn run(args: SshArgs) -> anyhow::Result<i32> {
             client_key_pem: identity.key_pem(),
         },
     )?;
-    write_private_atomic(&files.known_hosts(), known_hosts.as_bytes())?;
+    write_private_atomic(&files.known_hosts(), trust.known_hosts.as_bytes())?;
 
     let proxy = proxy_command(&target.name, &files.session())?;
+    let how = match trust.mode {
+        portcullis_policy::SshMode::Certificate => "certificate valid for minutes",
+        portcullis_policy::SshMode::Gateway => "through the worker's SSH gateway",
+    };
     eprintln!(
-        "Session {} to {} as {login}; certificate valid for minutes, session until {}.",
+        "Session {} to {} as {login}; {how}, session until {}.",
         auth.session_id,
         target.name,
         crate::cli::output::time(auth.expires_at)
     );
-    let status = ssh_command(&args, &files, &alias, &proxy, &login)
+    let status = ssh_command(&args, &files, &trust, &proxy, &login)
         .status()
         .await
         .with_context(|| format!("cannot run {}", args.ssh_program))?;
@@ -104,14 +130,14 @@ pub(crate) async fn run(args: SshArgs) -> anyhow::Result<i32> {
     Ok(status.code().unwrap_or(255))
 }
 
-/// Looks the target up; with its `HostKeyAlias` and known_hosts text (see [`known_hosts`]),
-/// or an error saying how an admin pins a host key, since host-key checking stays on.
-async fn pinned_target(api: &ApiClient, name: &str) -> anyhow::Result<(Target, String, String)> {
+/// Looks the target up, or says how an admin pins a host key: host-key checking stays on, by
+/// ssh in certificate mode and by the worker in gateway mode.
+async fn pinned_target(api: &ApiClient, name: &str) -> anyhow::Result<Target> {
     let target: Target = api
         .get(&format!("/v1/targets/{}", segment(name)?))
         .await
         .with_context(|| format!("cannot look up target {name}"))?;
-    let Some((alias, known_hosts)) = known_hosts(&target) else {
+    if known_hosts(&target).is_none() {
         bail!(
             "target {} has no pinned SSH host key and no SSH host CA, and host-key checking is never \
              turned off; an admin adds one with `portcullis targets update {} --ssh-host-key 'ssh-ed25519 AAAA...'` \
@@ -119,8 +145,8 @@ async fn pinned_target(api: &ApiClient, name: &str) -> anyhow::Result<(Target, S
             target.name,
             target.name
         );
-    };
-    Ok((target, alias, known_hosts))
+    }
+    Ok(target)
 }
 
 /// The files ssh is pointed at, in a private 0700 directory removed when this is dropped.
@@ -143,7 +169,7 @@ impl SshFiles {
         self.dir.path().join("id_ed25519")
     }
 
-    /// The certificate the controller issued for the key.
+    /// The certificate the controller issued for the key (certificate mode only).
     fn cert(&self) -> PathBuf {
         self.dir.path().join("id_ed25519-cert.pub")
     }
@@ -153,7 +179,7 @@ impl SshFiles {
         self.dir.path().join("session.json")
     }
 
-    /// The target's pinned host keys and host CAs.
+    /// The target's pinned host keys and host CAs, or the gateway host CA's one line.
     fn known_hosts(&self) -> PathBuf {
         self.dir.path().join("known_hosts")
     }
@@ -202,12 +228,13 @@ fn proxy_command(target: &str, session_file: &Path) -> anyhow::Result<String> {
     ))
 }
 
-/// The ssh command line: only the session's key and certificate, only the target's pinned
-/// host keys (strictly checked), through `proxy`, never a shared control connection.
+/// The ssh command line: only the session's key (and its certificate, in certificate mode),
+/// only the host keys of `trust` (strictly checked), through `proxy`, never a shared control
+/// connection.
 fn ssh_command(
     args: &SshArgs,
     files: &SshFiles,
-    alias: &str,
+    trust: &SshTrust,
     proxy: &str,
     login: &str,
 ) -> tokio::process::Command {
@@ -218,9 +245,13 @@ fn ssh_command(
         .arg("-o")
         .arg("IdentityAgent=none")
         .arg("-i")
-        .arg(files.key())
-        .arg("-o")
-        .arg(format!("CertificateFile={}", files.cert().display()))
+        .arg(files.key());
+    if trust.certificate.is_some() {
+        command
+            .arg("-o")
+            .arg(format!("CertificateFile={}", files.cert().display()));
+    }
+    command
         .arg("-o")
         .arg(format!(
             "UserKnownHostsFile={}",
@@ -231,7 +262,7 @@ fn ssh_command(
         .arg("-o")
         .arg("StrictHostKeyChecking=yes")
         .arg("-o")
-        .arg(format!("HostKeyAlias={alias}"))
+        .arg(format!("HostKeyAlias={}", trust.alias))
         .arg("-o")
         .arg(format!("ProxyCommand={proxy}"))
         .arg("-o")
@@ -240,38 +271,9 @@ fn ssh_command(
         .arg("ControlPath=none")
         .arg("-l")
         .arg(login)
-        .arg(alias)
+        .arg(&trust.alias)
         .args(&args.ssh_args);
     command
-}
-
-/// The `HostKeyAlias` and the known_hosts file for a target, or None when it has neither a
-/// pinned host key nor a host CA. Pinned keys are listed under the alias; host CAs as
-/// `@cert-authority` lines. With a host CA the alias is the host of the target's address,
-/// because ssh checks a host certificate's principals against it.
-pub(crate) fn known_hosts(target: &Target) -> Option<(String, String)> {
-    if target.ssh_host_keys.is_empty() && target.ssh_host_cas.is_empty() {
-        return None;
-    }
-    let alias = if target.ssh_host_cas.is_empty() {
-        format!("portcullis.{}", target.name)
-    } else {
-        let host = target
-            .address
-            .rsplit_once(':')
-            .map_or(target.address.as_str(), |(h, _)| h);
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned()
-    };
-    let mut text = String::new();
-    for key in &target.ssh_host_keys {
-        text.push_str(&format!("{alias} {}\n", key.trim()));
-    }
-    for ca in &target.ssh_host_cas {
-        text.push_str(&format!("@cert-authority {alias} {}\n", ca.trim()));
-    }
-    Some((alias, text))
 }
 
 /// Cancels the session when the command is done (or fails part-way).
@@ -305,28 +307,6 @@ impl Drop for CancelOnDrop {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn known_hosts_lists_pinned_keys_and_host_cas() {
-        let mut target: portcullis_proto::api::Target = serde_json::from_value(serde_json::json!({
-            "id": "t_1", "name": "web", "address": "web-01.lan:22", "zone": null, "service": null,
-            "vmid": null, "tags": [], "pool": null, "max_session_secs": 60, "connection_limit": 0,
-            "created_at": 0, "updated_at": 0,
-        }))
-        .unwrap();
-        assert!(super::known_hosts(&target).is_none());
-        target.ssh_host_keys = vec!["ssh-ed25519 AAAA1".into()];
-        let (alias, text) = super::known_hosts(&target).unwrap();
-        assert_eq!(alias, "portcullis.web");
-        assert_eq!(text, "portcullis.web ssh-ed25519 AAAA1\n");
-        target.ssh_host_cas = vec!["ssh-ed25519 AAAA2".into()];
-        let (alias, text) = super::known_hosts(&target).unwrap();
-        assert_eq!(alias, "web-01.lan");
-        assert!(
-            text.contains("@cert-authority web-01.lan ssh-ed25519 AAAA2\n"),
-            "{text}"
-        );
-    }
-
     #[test]
     fn a_quoted_word_reaches_the_shell_as_one_unchanged_word() {
         assert_eq!(super::shell_quote("a b").unwrap(), "'a b'");

@@ -1,7 +1,12 @@
 //! `portcullis ssh-prepare TARGET`: makes sure a session that can take one more connection,
-//! with its key, certificate and login, is on disk for the blocks `portcullis ssh-config`
-//! prints. ssh runs it (through `Match exec`) while reading its configuration, before it loads
-//! the certificate.
+//! with its key, known_hosts file and options, is on disk for the blocks `portcullis
+//! ssh-config` prints. ssh runs it (through `Match exec`) while reading its configuration,
+//! before it reads the options file and loads the key.
+//!
+//! The options file the block includes holds what depends on the session's SSH mode (see
+//! `connect/ssh/trust.rs`): `User` (the policy's first login) and `HostKeyAlias` always, and
+//! `CertificateFile` in certificate mode only. In gateway mode no certificate is written and
+//! the known_hosts file holds the one `@cert-authority portcullis-gateway` line.
 //!
 //! The cached session is handed out again while [`reuse::decide`] allows it: not near its
 //! expiry, still live by the controller's word, and with room under its connection limit.
@@ -14,12 +19,14 @@ use std::path::Path;
 
 use anyhow::{bail, Context as _};
 use portcullis_files::write_private_atomic;
+use portcullis_policy::SshMode;
 use portcullis_proto::api::{Session, Target};
 use portcullis_proto::clock::{Clock as _, SystemClock};
 
 use super::reuse::{self, Cached, Controller, HandOffs};
-use super::{safe_name, state_root, SshPrepareArgs};
+use super::{quote, safe_name, state_root, SshPrepareArgs};
 use crate::cli::connect::session_file::{read_session_file, write_session_file, SessionFile};
+use crate::cli::connect::ssh::trust::{self, SshTrust};
 use crate::cli::connect::tls::ClientIdentity;
 use crate::cli::http::ApiError;
 use crate::cli::http::{segment, ApiClient};
@@ -27,10 +34,13 @@ use crate::cli::http::{segment, ApiClient};
 /// The files of a target's directory.
 pub(super) const SESSION: &str = "session.json";
 pub(super) const KEY: &str = "id_ed25519";
+/// Certificate mode only.
 pub(super) const CERT: &str = "id_ed25519-cert.pub";
 pub(super) const KNOWN_HOSTS: &str = "known_hosts";
-/// `User LOGIN`: included by the block, so plain `ssh TARGET` logs in as the policy's login.
-pub(super) const LOGIN: &str = "login.conf";
+/// The options that depend on the session (see [`options`]), included by the block. Its
+/// name is the one older versions gave the file that held only `User`, so the blocks they
+/// printed keep working.
+pub(super) const OPTIONS: &str = "login.conf";
 const HAND_OFFS: &str = "hand-offs.json";
 
 pub(crate) async fn run(args: SshPrepareArgs) -> anyhow::Result<i32> {
@@ -73,7 +83,7 @@ pub(crate) async fn run(args: SshPrepareArgs) -> anyhow::Result<i32> {
             Err(why) => tracing::debug!(target = %args.target, "a fresh session: {why}"),
         }
     }
-    for name in [SESSION, HAND_OFFS, LOGIN] {
+    for name in [SESSION, HAND_OFFS, OPTIONS, CERT] {
         match std::fs::remove_file(dir.join(name)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -105,19 +115,32 @@ async fn ask(api: &ApiClient, session_id: &str) -> Result<Session, Asked> {
     })
 }
 
-/// The cached session, when all its files are there and readable.
+/// The cached session, when all its files are there and readable (the certificate only in
+/// certificate mode: a gateway session has none).
 fn cached(dir: &Path, now: u64) -> Option<Cached> {
     let session = read_session_file(&dir.join(SESSION), now).ok()?;
-    let text = std::fs::read_to_string(dir.join(CERT)).ok()?;
-    let cert = ssh_key::Certificate::from_openssh(text.trim()).ok()?;
     let hand_offs: HandOffs =
         serde_json::from_slice(&std::fs::read(dir.join(HAND_OFFS)).ok()?).ok()?;
-    if hand_offs.session_id != session.session_id || !dir.join(KEY).exists() {
+    if hand_offs.session_id != session.session_id
+        || !dir.join(KEY).exists()
+        || !dir.join(OPTIONS).exists()
+    {
         return None;
     }
+    let certificate_valid_before = match hand_offs.ssh_mode {
+        SshMode::Certificate => {
+            let text = std::fs::read_to_string(dir.join(CERT)).ok()?;
+            Some(
+                ssh_key::Certificate::from_openssh(text.trim())
+                    .ok()?
+                    .valid_before(),
+            )
+        }
+        SshMode::Gateway => None,
+    };
     Some(Cached {
         session_expires_at: session.expires_at,
-        certificate_valid_before: cert.valid_before(),
+        certificate_valid_before,
         hand_offs,
     })
 }
@@ -133,35 +156,35 @@ async fn fresh(api: &ApiClient, target: &str, dir: &Path, now: u64) -> anyhow::R
     let target: Target = api
         .get(&format!("/v1/targets/{}", segment(target)?))
         .await?;
-    let Some((_, known)) = crate::cli::connect::ssh::known_hosts(&target) else {
+    if crate::cli::connect::ssh::known_hosts(&target).is_none() {
         bail!(
             "target {} has no pinned SSH host key or host CA",
             target.name
         );
-    };
+    }
     let key =
         ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519)?;
     let public = key.public_key().to_openssh()?;
     let identity = ClientIdentity::generate()?;
     let auth = crate::cli::connect::authorize_for_ssh(api, &target.name, &identity, public).await?;
-    let cert = auth
-        .ssh_certificate
-        .clone()
-        .context("the controller returned no SSH certificate")?;
-    write_private_atomic(&dir.join(KNOWN_HOSTS), known.as_bytes())?;
+    let trust = trust::for_session(&target, &auth)?;
+    write_private_atomic(&dir.join(KNOWN_HOSTS), trust.known_hosts.as_bytes())?;
     write_private_atomic(
         &dir.join(KEY),
         key.to_openssh(ssh_key::LineEnding::LF)?.as_bytes(),
     )?;
-    write_private_atomic(&dir.join(CERT), format!("{cert}\n").as_bytes())?;
-    // The policy's first login, as `connect ssh` picks by default; `-l` or Ansible's
-    // `ansible_user` on the command line still win.
-    if let Some(login) = auth.ssh_principals.first() {
-        write_private_atomic(&dir.join(LOGIN), login_line(login)?.as_bytes())?;
+    if let Some(cert) = &trust.certificate {
+        write_private_atomic(&dir.join(CERT), format!("{cert}\n").as_bytes())?;
     }
+    let login = auth.ssh_principals.first().map(String::as_str);
+    write_private_atomic(
+        &dir.join(OPTIONS),
+        options(&trust, login, &dir.join(CERT))?.as_bytes(),
+    )?;
     let mut hand_offs = HandOffs {
         session_id: auth.session_id.clone(),
         connection_limit: auth.connection_limit,
+        ssh_mode: trust.mode,
         at: Vec::new(),
     };
     hand_offs.record(now);
@@ -182,20 +205,93 @@ async fn fresh(api: &ApiClient, target: &str, dir: &Path, now: u64) -> anyhow::R
     Ok(())
 }
 
+/// The options file for a session: `User` = the policy's first login (as `connect ssh` picks
+/// by default; `-l` or Ansible's `ansible_user` on the command line still win), the
+/// `HostKeyAlias` ssh checks the host key under, and in certificate mode the certificate.
+fn options(trust: &SshTrust, login: Option<&str>, cert: &Path) -> anyhow::Result<String> {
+    let mut text = match login {
+        Some(login) => login_line(login)?,
+        None => String::new(),
+    };
+    if !plain_word(&trust.alias) {
+        bail!(
+            "the host key alias {:?} cannot be written to an ssh configuration",
+            trust.alias
+        );
+    }
+    text.push_str(&format!("HostKeyAlias {}\n", trust.alias));
+    if trust.certificate.is_some() {
+        text.push_str(&format!(
+            "CertificateFile {}\n",
+            quote(&cert.display().to_string())
+        ));
+    }
+    Ok(text)
+}
+
+/// A word ssh's configuration reads back unchanged without quotes.
+fn plain_word(word: &str) -> bool {
+    !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@:".contains(&b))
+}
+
 /// `User LOGIN` for ssh's configuration; a login ssh could not read back is refused.
 fn login_line(login: &str) -> anyhow::Result<String> {
-    let plain = !login.is_empty()
-        && login
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
-    if !plain {
+    if !plain_word(login) || login.contains(':') {
         bail!("the granted login {login:?} cannot be written to an ssh configuration");
     }
     Ok(format!("User {login}\n"))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use std::path::Path;
+
+    use portcullis_policy::SshMode;
+
+    use crate::cli::connect::ssh::trust::SshTrust;
+
+    fn trust(mode: SshMode, alias: &str) -> SshTrust {
+        SshTrust {
+            mode,
+            alias: alias.into(),
+            known_hosts: String::new(),
+            certificate: (mode == SshMode::Certificate).then(|| "cert".into()),
+        }
+    }
+
+    #[test]
+    fn options_by_mode() {
+        let cert = Path::new("/run/user/1/portcullis/ssh/web/id_ed25519-cert.pub");
+        let text = super::options(
+            &trust(SshMode::Certificate, "portcullis.web"),
+            Some("deploy"),
+            cert,
+        );
+        assert_eq!(
+            text.unwrap(),
+            "User deploy\nHostKeyAlias portcullis.web\n\
+             CertificateFile \"/run/user/1/portcullis/ssh/web/id_ed25519-cert.pub\"\n"
+        );
+        // Gateway mode: the gateway's one name, and no certificate at all.
+        let text = super::options(
+            &trust(SshMode::Gateway, "portcullis-gateway"),
+            Some("deploy"),
+            cert,
+        );
+        assert_eq!(
+            text.unwrap(),
+            "User deploy\nHostKeyAlias portcullis-gateway\n"
+        );
+        assert!(super::options(&trust(SshMode::Gateway, "a b"), None, cert).is_err());
+        assert!(
+            super::options(&trust(SshMode::Gateway, "x\nProxyCommand evil"), None, cert).is_err()
+        );
+    }
+
     #[test]
     fn login_lines() {
         assert_eq!(super::login_line("deploy").unwrap(), "User deploy\n");

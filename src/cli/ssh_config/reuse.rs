@@ -19,6 +19,9 @@ pub(super) struct HandOffs {
     pub session_id: String,
     /// The session's connection limit (0: none).
     pub connection_limit: u32,
+    /// Whether a certificate belongs to the session (files of older versions: it does).
+    #[serde(default)]
+    pub ssh_mode: portcullis_policy::SshMode,
     /// Unix seconds of each hand-off.
     pub at: Vec<u64>,
 }
@@ -45,7 +48,8 @@ impl HandOffs {
 #[derive(Debug, Clone)]
 pub(super) struct Cached {
     pub session_expires_at: u64,
-    pub certificate_valid_before: u64,
+    /// None in gateway mode: no certificate is issued to the client.
+    pub certificate_valid_before: Option<u64>,
     pub hand_offs: HandOffs,
 }
 
@@ -86,7 +90,10 @@ impl std::fmt::Display for Fresh {
 /// `Ok(())` when the cached session may take one more connection at `now`.
 pub(super) fn decide(cached: &Cached, controller: Controller<'_>, now: u64) -> Result<(), Fresh> {
     let horizon = now + MIN_LIFE_SECS;
-    if cached.session_expires_at <= horizon || cached.certificate_valid_before <= horizon {
+    let certificate_expiring = cached
+        .certificate_valid_before
+        .is_some_and(|valid_before| valid_before <= horizon);
+    if cached.session_expires_at <= horizon || certificate_expiring {
         return Err(Fresh::NearExpiry);
     }
     let in_flight = cached.hand_offs.in_flight(now);
@@ -117,10 +124,11 @@ mod tests {
     fn cached(limit: u32, at: &[u64]) -> Cached {
         Cached {
             session_expires_at: NOW + 3600,
-            certificate_valid_before: NOW + 300,
+            certificate_valid_before: Some(NOW + 300),
             hand_offs: HandOffs {
                 session_id: "s_1".into(),
                 connection_limit: limit,
+                ssh_mode: portcullis_policy::SshMode::Certificate,
                 at: at.to_vec(),
             },
         }
@@ -178,8 +186,12 @@ mod tests {
     #[test]
     fn near_expiry_is_refreshed() {
         let mut c = cached(0, &[]);
-        c.certificate_valid_before = NOW + MIN_LIFE_SECS;
+        c.certificate_valid_before = Some(NOW + MIN_LIFE_SECS);
         assert_eq!(decide(&c, says("active", 0), NOW), Err(Fresh::NearExpiry));
+        // A gateway session has no certificate: the session's own expiry decides.
+        let mut c = cached(0, &[]);
+        c.certificate_valid_before = None;
+        assert_eq!(decide(&c, says("active", 0), NOW), Ok(()));
         let mut c = cached(0, &[]);
         c.session_expires_at = NOW + 10;
         assert_eq!(
