@@ -98,6 +98,15 @@ pub struct SessionAuthorized {
     pub source_zone: Option<String>,
     pub target_zone: Option<String>,
     pub cells: Vec<String>,
+    /// How an SSH session runs (`certificate` or `gateway`); absent when no SSH key was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_mode: Option<String>,
+    /// For a forward a gateway session asked for (`ssh -L`): the gateway session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_session: Option<String>,
+    /// For such a forward: the destination as the user's client wrote it (`host:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
 }
 
 /// An SSH certificate the controller's CA signed for a session (never the certificate).
@@ -116,6 +125,12 @@ pub struct SessionDenied {
     pub endpoint: Option<String>,
     #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
     pub decision: Option<DeniedAt>,
+    /// For a forward a gateway session asked for: the gateway session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_session: Option<String>,
+    /// For such a forward: the destination as the user's client wrote it (`host:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
 }
 
 /// How far the policy got before it refused.
@@ -278,4 +293,32 @@ pub struct CredentialRevocation {
     pub attempts: Option<u64>,
     /// `revoked`, `already gone`, or `retrying`.
     pub outcome: String,
+}
+
+/// The certificate the controller's CA signed for the key an SSH gateway made for a
+/// session's login to its target (never the certificate or the key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatewayCredential {
+    /// The SHA-256 fingerprint of the worker's key (`SHA256:...`).
+    pub key_fingerprint: String,
+    pub ssh_certificate: SshCertificate,
+}
+
+/// A Vault mint started for an SSH gateway's key (its revocation intent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatewayCredentialRequested {
+    pub credential_id: String,
+    pub key_fingerprint: String,
+}
+
+/// A channel or request an SSH gateway refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SshChannelRefused {
+    pub connection_id: String,
+    /// In the SSH protocol's words: `direct-tcpip`, `tcpip-forward`, `x11-req`...
+    pub channel: String,
+    /// For a forward, `host:port` as the client wrote it; for a subsystem, its name.
+    pub destination: Option<String>,
+    /// The SSH user name the user logged into the gateway as.
+    pub login: String,
 }

@@ -231,6 +231,9 @@ kinds! {
     CredentialMintFailed = "credential_mint_failed",
     CredentialRevoked = "credential_revoked",
     CredentialRevokeFailed = "credential_revoke_failed",
+    GatewayCredentialIssued = "gateway_credential_issued",
+    GatewayCredentialRequested = "gateway_credential_requested",
+    SshChannelRefused = "ssh_channel_refused",
 }
 
 impl std::fmt::Display for Kind {
@@ -364,6 +367,18 @@ pub enum Event {
         reason: String,
         details: CredentialRevocation,
     },
+    GatewayCredentialIssued {
+        details: GatewayCredential,
+    },
+    GatewayCredentialRequested {
+        details: GatewayCredentialRequested,
+    },
+    /// `reason` is the rule that refused it (the right that is off, or the controller's
+    /// words naming the matrix cell).
+    SshChannelRefused {
+        reason: String,
+        details: SshChannelRefused,
+    },
 }
 
 impl Event {
@@ -402,6 +417,9 @@ impl Event {
             Event::CredentialMintFailed { .. } => Kind::CredentialMintFailed,
             Event::CredentialRevoked { .. } => Kind::CredentialRevoked,
             Event::CredentialRevokeFailed { .. } => Kind::CredentialRevokeFailed,
+            Event::GatewayCredentialIssued { .. } => Kind::GatewayCredentialIssued,
+            Event::GatewayCredentialRequested { .. } => Kind::GatewayCredentialRequested,
+            Event::SshChannelRefused { .. } => Kind::SshChannelRefused,
         }
     }
 
@@ -411,6 +429,7 @@ impl Event {
         match self {
             Event::SessionAuthorized { .. } => Some(Decision::Allow),
             Event::SessionDenied { .. }
+            | Event::SshChannelRefused { .. }
             | Event::SessionLimitReached { .. }
             | Event::PermissionDenied { .. }
             | Event::TokenRejected { .. }

@@ -101,6 +101,9 @@ fn one_of_each() -> Vec<Event> {
                 source_zone: Some("MGMT".into()),
                 target_zone: Some("DMZ".into()),
                 cells: vec!["MGMT -> DMZ: allow [ssh]".into()],
+                ssh_mode: Some("gateway".into()),
+                parent_session: None,
+                destination: None,
             },
         },
         Event::SessionDenied {
@@ -115,6 +118,8 @@ fn one_of_each() -> Vec<Event> {
                     cells: vec![],
                     role_rule: None,
                 }),
+                parent_session: Some("s_0".into()),
+                destination: Some("db.internal:5432".into()),
             },
         },
         Event::SessionLimitReached {
@@ -249,6 +254,33 @@ fn one_of_each() -> Vec<Event> {
         Event::CredentialRevokeFailed {
             reason: "connection refused".into(),
             details: revocation,
+        },
+        Event::GatewayCredentialIssued {
+            details: GatewayCredential {
+                key_fingerprint: "SHA256:abc".into(),
+                ssh_certificate: SshCertificate {
+                    serial: "9".into(),
+                    key_id: "s_1".into(),
+                    ca_key_id: "k_2".into(),
+                    principals: vec!["debian".into()],
+                    valid_before: 3,
+                },
+            },
+        },
+        Event::GatewayCredentialRequested {
+            details: GatewayCredentialRequested {
+                credential_id: "vc_2".into(),
+                key_fingerprint: "SHA256:abc".into(),
+            },
+        },
+        Event::SshChannelRefused {
+            reason: "ssh.forward_remote is not granted to the session's roles".into(),
+            details: SshChannelRefused {
+                connection_id: "c_1".into(),
+                channel: "tcpip-forward".into(),
+                destination: Some("0.0.0.0:8080".into()),
+                login: "debian".into(),
+            },
         },
     ]
 }

@@ -33,6 +33,26 @@ pub(crate) fn session_request(
     }
 }
 
+/// The policy's question for a forward a gateway session of `user` from `source` asked for
+/// (`ssh -L`) to `endpoint`, the address the controller resolved: a destination that is no
+/// registered target, so the address alone places it (its zone by CIDR, its service by port).
+pub(crate) fn forward_request(source: IpAddr, user: &UserRecord, endpoint: SocketAddr) -> Request {
+    Request {
+        source,
+        target: TargetFacts {
+            ip: endpoint.ip(),
+            port: endpoint.port(),
+            vmid: None,
+            tags: Vec::new(),
+            pool: None,
+            declared_zone: None,
+            service: None,
+        },
+        identity: identity(user),
+        via_broker: true,
+    }
+}
+
 /// The policy's view of a stored user.
 pub(crate) fn identity(user: &UserRecord) -> Identity {
     Identity {

@@ -24,6 +24,7 @@ mod enrolment;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod gateway;
 mod ids;
 mod keys;
 mod link;

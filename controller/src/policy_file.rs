@@ -112,6 +112,11 @@ async fn end_disallowed(
             s.endpoint.parse::<std::net::SocketAddr>(),
             s.client_addr.parse(),
         ) {
+            // A forward of a gateway session: its destination is an address, not a target.
+            (Some(user), _, Ok(endpoint), Ok(source)) if s.parent_session_id.is_some() => {
+                let request = crate::authz::forward_request(source, &user, endpoint);
+                portcullis_policy::evaluate(policy, &request, now).outcome == Outcome::Allow
+            }
             (Some(user), Some(target), Ok(endpoint), Ok(source)) => {
                 let request = crate::authz::session_request(source, &user, &target, endpoint);
                 portcullis_policy::evaluate(policy, &request, now).outcome == Outcome::Allow

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use crate::policy::Policy;
 use crate::request::{Decision, Outcome};
+use crate::ssh::SshMode;
 use crate::zones::{locate_addr, locate_vmid};
 
 /// A place named on the command line, resolved to its zone (and microsegment, if known).
@@ -76,6 +77,14 @@ pub fn render(decision: &Decision) -> String {
         if !c.logins.is_empty() {
             let _ = writeln!(out, "  logins: {}", c.logins.join(", "));
         }
+        let channels = c.ssh.rights.describe();
+        let _ = match c.ssh.mode {
+            SshMode::Gateway => writeln!(out, "  ssh: gateway mode, channels: {channels}"),
+            SshMode::Certificate => writeln!(
+                out,
+                "  ssh: certificate mode (OpenSSH end to end); in gateway mode, channels: {channels}"
+            ),
+        };
     }
     let _ = writeln!(out, "  policy sha256: {}", decision.policy_hash);
     out

@@ -6,6 +6,8 @@
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::ssh::{SshMode, SshRights};
+
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,6 +88,9 @@ pub(crate) struct RawZone {
     pub pools: Vec<Spanned<String>>,
     #[serde(default)]
     pub microsegments: Option<Spanned<RawMicrosegments>>,
+    /// `ssh_mode = "gateway"`: SSH sessions into the zone's targets must use the gateway.
+    #[serde(default)]
+    pub ssh_mode: Option<SshMode>,
 }
 
 /// `microsegments = { vmids_per_segment = 100, prefix_len = 24 }`.
@@ -227,6 +232,12 @@ pub(crate) struct RawRole {
     pub grants: Vec<RawGrant>,
     #[serde(default)]
     pub constraints: Option<RawConstraints>,
+    /// `ssh = { shell = true, ... }`: the SSH channels the role allows in gateway mode;
+    /// unset fields (or no `ssh` at all) take the safe defaults.
+    #[serde(default)]
+    pub ssh: Option<SshRights>,
+    #[serde(default)]
+    pub ssh_mode: Option<SshMode>,
 }
 
 /// `[[role.grant]]`.
@@ -237,6 +248,8 @@ pub(crate) struct RawGrant {
     pub services: Vec<Spanned<String>>,
     #[serde(default)]
     pub logins: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub ssh_mode: Option<SshMode>,
 }
 
 /// `[role.constraints]`.

@@ -8,6 +8,7 @@ use crate::diagnostic::PolicyError;
 use crate::model::{Access, GroupMatch, Protocol, Trust};
 use crate::permission::Permission;
 use crate::roles::{GroupIndex, Template};
+use crate::ssh::{SshMode, SshRights};
 use crate::zones::PrefixTable;
 
 pub(crate) type ZoneId = usize;
@@ -130,6 +131,8 @@ pub(crate) struct Zone {
     pub tags: Vec<String>,
     pub pools: Vec<String>,
     pub microsegments: Option<Microsegments>,
+    /// The mode SSH sessions into the zone need at least: `Gateway` when the zone requires it.
+    pub ssh_mode: SshMode,
 }
 
 /// Microsegments of a zone: the n-th block of `vmids_per_segment` VMIDs (counting through
@@ -215,6 +218,11 @@ pub(crate) struct Role {
     pub permissions: BTreeSet<Permission>,
     pub grants: Vec<Grant>,
     pub constraints: RoleConstraints,
+    /// The SSH channels the role allows in gateway mode; `None`: it sets none, and gets the
+    /// defaults ([`SshRights::default`]).
+    pub ssh: Option<SshRights>,
+    /// The mode the role's SSH sessions need at least.
+    pub ssh_mode: SshMode,
 }
 
 #[derive(Debug, Clone)]
@@ -225,6 +233,8 @@ pub(crate) struct Grant {
     /// `zones = ["*"]` / `services = ["*"]`, kept for display.
     pub all_zones: bool,
     pub all_services: bool,
+    /// The mode SSH sessions through this grant need at least.
+    pub ssh_mode: SshMode,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -102,6 +102,32 @@ impl SshRights {
             x11: self.x11 || other.x11,
         }
     }
+
+    /// The names of the rights granted, in the file format's order (for `explain` and the
+    /// exports).
+    pub fn granted(self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.shell, "shell"),
+            (self.exec, "exec"),
+            (self.sftp, "sftp"),
+            (self.forward_local, "forward_local"),
+            (self.forward_remote, "forward_remote"),
+            (self.agent, "agent"),
+            (self.x11, "x11"),
+        ]
+        .into_iter()
+        .filter_map(|(granted, name)| granted.then_some(name))
+    }
+
+    /// `shell, exec, sftp`, or `none`.
+    pub fn describe(self) -> String {
+        let names: Vec<&str> = self.granted().collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    }
 }
 
 /// How a session to an SSH target runs, as the policy decided it.

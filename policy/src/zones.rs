@@ -282,6 +282,7 @@ mod tests {
                 vmids_per_segment: 100,
                 prefix_len: 24,
             }),
+            ssh_mode: crate::ssh::SshMode::Certificate,
         };
         assert_eq!(segment_of_vmid(&zone, 4000), Some(0));
         assert_eq!(segment_of_vmid(&zone, 4099), Some(0));

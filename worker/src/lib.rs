@@ -6,6 +6,7 @@
 //! over any stream, whichever side dials), [`link`] (the link
 //! client, dialling, the protocol peer and its driver), [`proxy`] (listener, handshake,
 //! admission, relay; its TLS takes any client key whose holder proves it, the grant binds it),
+//! [`gateway`] (the SSH gateway a session in gateway mode runs through instead of the relay),
 //! [`table`] (sessions, keys, freshness, expiry), [`spool`] (connection events until
 //! acknowledged), [`refusals`] (the worker's refusals summed for the audit log), [`inbound`] (links controllers dial), [`accept`] (accept back-off and the
 //! cap on connections still in their handshake).
@@ -18,6 +19,7 @@ mod enrol;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gateway;
 pub mod identity;
 pub mod inbound;
 pub mod link;
@@ -71,6 +73,8 @@ pub struct Shared {
     /// Refusals summed per session and code until their window ends, then spooled.
     pub refusals: refusals::Refusals,
     pub link: link::LinkClient,
+    /// The SSH gateway: its host key and the logins of gateway sessions.
+    pub gateway: gateway::Gateway,
     /// Set when draining starts: no new connections.
     pub draining: CancellationToken,
     /// Set when the drain timeout ends: live connections close with reason `shutdown`.
@@ -117,6 +121,7 @@ impl Worker {
             refusals,
             spool,
             link: link::LinkClient::default(),
+            gateway: gateway::Gateway::new()?,
             draining: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
         });

@@ -68,6 +68,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/ssh/ca", get(sessions::ssh_ca))
         .route("/v1/ssh/krl", get(sessions::ssh_krl))
+        .route("/v1/ssh/gateway-ca", get(sessions::gateway_ca))
         .fallback(|| async {
             error::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

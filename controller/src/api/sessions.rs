@@ -39,6 +39,17 @@ pub(crate) async fn ssh_ca(State(state): State<AppState>) -> Result<String, ApiE
     Ok(line)
 }
 
+/// `GET /v1/ssh/gateway-ca`: the SSH host CA public key (OpenSSH format) that signs the host
+/// certificates of the workers' SSH gateways, for clients' `@cert-authority` lines scoped to
+/// the gateway's name. Always the keyset's own `ssh-host-ca`, whatever the user CA backend.
+pub(crate) async fn gateway_ca(State(state): State<AppState>) -> Result<String, ApiError> {
+    let mut line = crate::gateway::host_ca_line(&state.keys)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    line.push('\n');
+    Ok(line)
+}
+
 /// `GET /v1/ssh/krl`: an OpenSSH KRL of certificates whose session ended before they
 /// expired, for targets' `RevokedKeys`.
 pub(crate) async fn ssh_krl(

@@ -1,5 +1,5 @@
-//! The keyset: every key the controllers use (grant signing, the TLS CA, the local SSH CA,
-//! audit signing) lives in the store, its private half sealed under the master key. Each
+//! The keyset: every key the controllers use (grant signing, the TLS CA, the local SSH user
+//! CA, the SSH host CA of the workers' gateways, audit signing) lives in the store, its private half sealed under the master key. Each
 //! purpose has one active key; rotation demotes it to `previous`, which is still accepted
 //! for verification until it is retired. Workers receive public keys only.
 
@@ -44,15 +44,20 @@ pub enum KeyError {
 pub enum Purpose {
     Grant,
     TlsCa,
+    /// Signs SSH user certificates (the embedded CA, `local-ca`), never host certificates.
     SshCa,
+    /// Signs the host certificates of the workers' SSH gateways (for
+    /// [`portcullis_proto::gateway::HOST_ALIAS`] only), never user certificates.
+    SshHostCa,
     Audit,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 4] = [
+    pub const ALL: [Purpose; 5] = [
         Purpose::Grant,
         Purpose::TlsCa,
         Purpose::SshCa,
+        Purpose::SshHostCa,
         Purpose::Audit,
     ];
 
@@ -61,6 +66,7 @@ impl Purpose {
             Purpose::Grant => "grant",
             Purpose::TlsCa => "tls-ca",
             Purpose::SshCa => "ssh-ca",
+            Purpose::SshHostCa => "ssh-host-ca",
             Purpose::Audit => "audit",
         }
     }
@@ -140,7 +146,8 @@ impl Keyset {
         self.master.open(context, sealed)
     }
 
-    /// Creates the active key of every purpose that has none (first start). Safe when several
+    /// Creates the active key of every purpose that has none (first start, or the first
+    /// start of a release that added a purpose). Safe when several
     /// controllers start at once: the creation runs under a store lock.
     pub async fn ensure(&self) -> Result<(), KeyError> {
         let mut tx = AuditedTx::begin_before_audit_key(&self.store, self.clock.clone()).await?;
@@ -152,6 +159,7 @@ impl Keyset {
             Purpose::Grant,
             Purpose::TlsCa,
             Purpose::SshCa,
+            Purpose::SshHostCa,
         ] {
             let usable = key_rows::usable(tx.read(), purpose.as_str()).await?;
             if let Some(existing) = usable.first() {

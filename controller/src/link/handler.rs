@@ -22,7 +22,7 @@ fn error(message: impl Into<String>) -> Response {
 
 /// The answer to a request the store failed; an unreachable store is named as the trouble,
 /// which the worker words its refusals with.
-fn store_error(state: &AppState, err: StoreError) -> Response {
+pub(crate) fn store_error(state: &AppState, err: StoreError) -> Response {
     tracing::warn!(error = %text::escaped(&err), "link request failed in the store");
     state.store_watch.failed(&err);
     match err {
@@ -58,9 +58,15 @@ pub(crate) async fn handle(
         Request::Hello(_) => error("already linked: hello is only the first request"),
         Request::Join(_) => error("a linked worker cannot join again"),
         Request::EndSession(_) | Request::Ping => error("workers cannot send this request"),
-        Request::GatewayHostCertificate { .. }
-        | Request::GatewayCredential(_)
-        | Request::VetForward(_) => error("this controller does not serve the SSH gateway yet"),
+        Request::GatewayHostCertificate { public_key } => {
+            crate::gateway::host_cert::issue(state, worker_id, &public_key).await
+        }
+        Request::GatewayCredential(request) => {
+            crate::gateway::credential::issue(state, worker_id, request).await
+        }
+        Request::VetForward(request) => {
+            crate::gateway::forward::vet(state, worker_id, request).await
+        }
     }
 }
 
@@ -383,7 +389,11 @@ async fn apply_event(
             apply_opened(tx, worker_id, event, &session, client_addr, endpoint).await?;
             Ok(false)
         }
-        ConnectionEventKind::Refused { .. } | ConnectionEventKind::ChannelRefused(_) => Ok(false),
+        ConnectionEventKind::ChannelRefused(refusal) => {
+            crate::gateway::channel_refused::record(tx, worker_id, event, &session, refusal);
+            Ok(false)
+        }
+        ConnectionEventKind::Refused { .. } => Ok(false),
         ConnectionEventKind::Closed {
             bytes_up,
             bytes_down,

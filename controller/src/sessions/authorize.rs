@@ -36,7 +36,8 @@ pub(crate) async fn authorize(
     let policy = state.policy();
     let decision = plan::decide(principal, &target, endpoint, policy.as_deref(), now);
     let decision = refusing(state, decision).await?;
-    let read = read(state, principal, now, ssh_public_key).await?;
+    let mode = plan::ssh_mode(ssh_public_key, &decision);
+    let read = read(state, principal, now, ssh_public_key, mode).await?;
     let vault_config = state.vault.as_ref().map(|vault| vault.config());
     let facts = Facts {
         now,
@@ -87,6 +88,7 @@ async fn read(
     principal: &Principal,
     now: u64,
     ssh_public_key: Option<&str>,
+    mode: portcullis_policy::SshMode,
 ) -> Result<Read, SessionError> {
     let live_sessions = if state.config.per_user.max_live > 0 {
         let mut conn = state.store.conn().await?;
@@ -114,7 +116,8 @@ async fn read(
         state.live_workers.assigned(&worker.id);
     }
     let grant_key = state.keys.active(Purpose::Grant).await?;
-    let ssh_ca = match plan::signs_embedded_certificate(ssh_public_key, state.vault.is_some()) {
+    let signs = plan::signs_embedded_certificate(ssh_public_key, mode, state.vault.is_some());
+    let ssh_ca = match signs {
         true => Some(state.keys.active(Purpose::SshCa).await?),
         false => None,
     };

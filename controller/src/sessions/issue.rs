@@ -7,6 +7,7 @@
 //! was signed, and a key that cannot sign leaves nothing behind; nothing signed leaves the
 //! process before the commit.
 
+use portcullis_policy::SshMode;
 use portcullis_proto::api::SessionAuthorization;
 use portcullis_proto::grant;
 
@@ -44,6 +45,10 @@ pub(crate) async fn issue(
 ) -> Result<SessionAuthorization, SessionError> {
     let worker = &plan.worker;
     let signed = sign(plan, keys, &state.config.ssh_source_addresses)?;
+    let gateway_host_ca = match plan.ssh_mode {
+        SshMode::Gateway => Some(crate::gateway::host_ca_line(&state.keys).await?),
+        SshMode::Certificate => None,
+    };
     commit(state, plan, &principal.token_id).await?;
     let mut authorization = SessionAuthorization {
         session_id: plan.record.id.clone(),
@@ -58,8 +63,8 @@ pub(crate) async fn issue(
         endpoint: plan.record.endpoint.clone(),
         ssh_certificate: signed.ssh_certificate,
         ssh_principals: plan.logins.clone(),
-        ssh_mode: Default::default(),
-        gateway_host_ca: None,
+        ssh_mode: plan.ssh_mode,
+        gateway_host_ca,
         secrets: vec![],
         token_expires_at: Some(crate::clock::to_u64(principal.token_expires_at)),
     };

@@ -23,6 +23,8 @@ pub(crate) struct Ended {
     pub reason: EndReason,
     /// The session's Vault credentials whose revocation was queued with the end.
     pub vault_revocations: Vec<String>,
+    /// The forwards of a gateway session that ended with it.
+    pub children: Vec<Ended>,
 }
 
 /// Ends a session with `reason` unless it has already ended; returns what it ended, or
@@ -43,7 +45,9 @@ pub(crate) async fn end_session(
 }
 
 /// The transaction of an end: the session terminated, its certificates into the KRL, its
-/// Vault revocations queued, the wake-up of other controllers and `session_terminated`.
+/// Vault revocations queued, the wake-up of other controllers and `session_terminated`; and
+/// the same for the live forwards a gateway session asked for (sessions of their own that
+/// end with it, for the same reason).
 async fn end(
     state: &AppState,
     session_id: &str,
@@ -52,6 +56,28 @@ async fn end(
 ) -> Result<Option<Ended>, StoreError> {
     let now = clock::to_i64(state.clock.unix_secs());
     let mut tx = state.begin_audited().await?;
+    let Some(mut ended) = end_in(&mut tx, state, session_id, reason, &actor, now).await? else {
+        return Ok(None);
+    };
+    for child in rows::live_children(tx.read(), session_id).await? {
+        if let Some(child) = end_in(&mut tx, state, &child, reason, &actor, now).await? {
+            ended.children.push(child);
+        }
+    }
+    tx.commit_recorded().await?;
+    tracing::info!(session.id = session_id, %reason, forwards = ended.children.len(), "session terminated");
+    Ok(Some(ended))
+}
+
+/// Ends one session in `tx` and records its `session_terminated`; `None` if it had ended.
+async fn end_in(
+    tx: &mut crate::audit::AuditedTx,
+    state: &AppState,
+    session_id: &str,
+    reason: EndReason,
+    actor: &Actor,
+    now: i64,
+) -> Result<Option<Ended>, StoreError> {
     let Some(session) = rows::get(tx.read(), session_id).await? else {
         return Ok(None);
     };
@@ -81,18 +107,17 @@ async fn end(
             vault_revocations_queued: vault_revocations.clone(),
         },
     };
-    tx.commit(
-        AuditEvent::new(actor, event)
+    tx.record(
+        AuditEvent::new(actor.clone(), event)
             .session(session_id)
             .target(&session.target_id),
-    )
-    .await?;
-    tracing::info!(session.id = session_id, %reason, "session terminated");
+    );
     Ok(Some(Ended {
         session_id: session_id.to_owned(),
         worker_id: session.worker_id,
         reason,
         vault_revocations,
+        children: Vec::new(),
     }))
 }
 
@@ -114,6 +139,9 @@ pub(crate) fn after_end(state: &AppState, ended: &Ended) {
         }
     }
     crate::notify::tell_worker(state, &ended.worker_id, &ended.session_id, ended.reason);
+    for child in &ended.children {
+        after_end(state, child);
+    }
 }
 
 /// Arms a timer that ends the session at its expiry (the sweeper is the backstop).

@@ -8,12 +8,18 @@
 //! ([`decide`]), then the live-session limit, a worker, the SSH logins and the Vault settings
 //! ([`plan`]). Nothing here signs, writes or mints; signing takes a [`Plan`], and a plan
 //! exists only when every check passed.
+//!
+//! An SSH session runs in the mode the policy decided (`decision.constraints.ssh`): in
+//! certificate mode the user's key is certified (by the embedded CA or Vault); in gateway
+//! mode nothing is certified for the user: the grant carries the key, logins and channel
+//! rights the worker's SSH gateway enforces ([`GatewayClaims`]), and the gateway's own login
+//! to the target is minted later, for a key the worker makes (`crate::gateway::credential`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use portcullis_policy::{Decision, Outcome, Policy};
-use portcullis_proto::grant::{GrantClaims, GRANT_ISSUER};
+use portcullis_policy::{Decision, Outcome, Policy, SshMode};
+use portcullis_proto::grant::{GatewayClaims, GrantClaims, GRANT_ISSUER};
 
 use super::error::SessionError;
 use super::limits::RateCheck;
@@ -88,6 +94,9 @@ pub(crate) struct Plan {
     pub claims: GrantClaims,
     /// The logins (SSH principals) the policy grants on the target.
     pub logins: Vec<String>,
+    /// How the session's SSH runs: gateway mode only when an SSH key was sent and the policy
+    /// asks for the gateway.
+    pub ssh_mode: SshMode,
     /// The certificate the embedded SSH CA signs.
     pub certificate: Option<Certificate>,
     /// What Vault mints after the commit, when it is the backend and the session needs it.
@@ -184,13 +193,23 @@ pub(crate) fn decide(
     Ok(decision)
 }
 
-/// Whether the embedded SSH CA signs this session's certificate: an SSH key was sent and
-/// Vault is not the backend.
+/// How a session's SSH runs: the policy's mode when an SSH key was sent, certificate mode
+/// (nothing to do) otherwise.
+pub(crate) fn ssh_mode(ssh_public_key: Option<&str>, decision: &Decision) -> SshMode {
+    match ssh_public_key {
+        Some(_) => decision.constraints.ssh.mode,
+        None => SshMode::Certificate,
+    }
+}
+
+/// Whether the embedded SSH CA signs this session's certificate for the user: an SSH key
+/// was sent, the session is in certificate mode and Vault is not the backend.
 pub(crate) fn signs_embedded_certificate(
     ssh_public_key: Option<&str>,
+    mode: SshMode,
     vault_backend: bool,
 ) -> bool {
-    ssh_public_key.is_some() && !vault_backend
+    ssh_public_key.is_some() && mode == SshMode::Certificate && !vault_backend
 }
 
 /// Plans an allowed session: the live-session limit, a worker, the SSH logins and the
@@ -225,8 +244,18 @@ pub(crate) fn plan(facts: &Facts<'_>) -> Result<Plan, Refusal> {
         .as_secs()
         .min(expires_at.saturating_sub(facts.now))
         .max(1);
-    let vault = vault_mint(facts, expires_at, cert_ttl).map_err(unaudited)?;
-    let certificate = embedded_certificate(facts, cert_ttl).map_err(unaudited)?;
+    let mode = ssh_mode(facts.ssh_public_key, facts.decision);
+    let gw = match (mode, facts.ssh_public_key) {
+        (SshMode::Gateway, Some(user_key)) => Some(GatewayClaims {
+            key: crate::ssh::normalised_public_key(user_key)
+                .map_err(|e| unaudited(SessionError::BadSshKey(e.to_string())))?,
+            logins: logins.clone(),
+            rights: facts.decision.constraints.ssh.rights,
+        }),
+        _ => None,
+    };
+    let vault = vault_mint(facts, mode, expires_at, cert_ttl).map_err(unaudited)?;
+    let certificate = embedded_certificate(facts, mode, cert_ttl).map_err(unaudited)?;
     let claims = GrantClaims {
         iss: GRANT_ISSUER.into(),
         aud: GrantClaims::audience_for(&worker.id),
@@ -239,13 +268,15 @@ pub(crate) fn plan(facts: &Facts<'_>) -> Result<Plan, Refusal> {
         lim: limit,
         iat: facts.now,
         exp: expires_at,
-        gw: None,
+        gw,
     };
-    let record = session_record(facts, &claims, worker, vault.is_some());
+    let mut record = session_record(facts, &claims, worker, vault.is_some());
+    record.ssh_mode = mode;
     let issued = events::Issued {
         claims: &claims,
         worker,
         logins: &logins,
+        ssh_mode: facts.ssh_public_key.map(|_| mode),
         certificate: certificate.as_ref(),
         vault: vault.as_ref(),
     };
@@ -255,6 +286,7 @@ pub(crate) fn plan(facts: &Facts<'_>) -> Result<Plan, Refusal> {
         worker: worker.clone(),
         claims,
         logins,
+        ssh_mode: mode,
         certificate,
         vault,
         event,
@@ -281,9 +313,12 @@ fn expiry_and_limit(target: &TargetRecord, decision: &Decision, now: u64) -> (u6
 
 /// What Vault mints for the session: nothing unless Vault is the backend and the session
 /// needs a certificate or the target names secrets. A target with secrets but no Vault, or
-/// an SSH key without a Vault role, is refused before anything is committed.
+/// an SSH key without a Vault role, is refused before anything is committed. In gateway mode
+/// the user gets no certificate (the gateway's is minted when it asks), but the role is
+/// checked now all the same, and the target's secrets are read as in certificate mode.
 fn vault_mint(
     facts: &Facts<'_>,
+    mode: SshMode,
     expires_at: u64,
     cert_ttl: u64,
 ) -> Result<Option<VaultMint>, SessionError> {
@@ -296,9 +331,6 @@ fn vault_mint(
         }
         return Ok(None);
     };
-    if facts.ssh_public_key.is_none() && target.vault_secrets.is_empty() {
-        return Ok(None);
-    }
     let ssh = match facts.ssh_public_key {
         None => None,
         Some(user_key) => {
@@ -310,17 +342,24 @@ fn vault_mint(
                 .ok_or_else(|| SessionError::NoVaultSshRole {
                     target: target.name.clone(),
                 })?;
-            Some(VaultSsh {
-                mount: target
-                    .vault_ssh_mount
-                    .clone()
-                    .unwrap_or_else(|| vault.ssh_mount.to_owned()),
-                role: role.to_owned(),
-                public_key: user_key.to_owned(),
-                ttl_secs: cert_ttl,
-            })
+            if mode == SshMode::Gateway {
+                None
+            } else {
+                Some(VaultSsh {
+                    mount: target
+                        .vault_ssh_mount
+                        .clone()
+                        .unwrap_or_else(|| vault.ssh_mount.to_owned()),
+                    role: role.to_owned(),
+                    public_key: user_key.to_owned(),
+                    ttl_secs: cert_ttl,
+                })
+            }
         }
     };
+    if ssh.is_none() && target.vault_secrets.is_empty() {
+        return Ok(None);
+    }
     Ok(Some(VaultMint {
         credential_id: facts.ids.credential.clone(),
         session_ttl: Duration::from_secs(expires_at.saturating_sub(facts.now).max(1)),
@@ -332,12 +371,13 @@ fn vault_mint(
 /// The certificate the embedded SSH CA signs, when it is the one that signs.
 fn embedded_certificate(
     facts: &Facts<'_>,
+    mode: SshMode,
     cert_ttl: u64,
 ) -> Result<Option<Certificate>, SessionError> {
     let Some(user_key) = facts.ssh_public_key else {
         return Ok(None);
     };
-    if !signs_embedded_certificate(facts.ssh_public_key, facts.settings.vault.is_some()) {
+    if !signs_embedded_certificate(facts.ssh_public_key, mode, facts.settings.vault.is_some()) {
         return Ok(None);
     }
     parse_user_key(user_key)?;
@@ -388,6 +428,8 @@ fn session_record(
         expires_at: to_i64(claims.exp),
         activated_at: None,
         terminated_at: None,
+        ssh_mode: SshMode::Certificate,
+        parent_session_id: None,
     }
 }
 

@@ -138,6 +138,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "session_client_seen",
         include_str!("../../../migrations/sqlite/0009_session_client_seen.sql"),
     ),
+    (
+        10,
+        "gateway_sessions",
+        include_str!("../../../migrations/sqlite/0010_gateway_sessions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -179,6 +184,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "session_client_seen",
         include_str!("../../../migrations/postgres/0009_session_client_seen.sql"),
+    ),
+    (
+        10,
+        "gateway_sessions",
+        include_str!("../../../migrations/postgres/0010_gateway_sessions.sql"),
     ),
 ];
 

@@ -1,6 +1,7 @@
 //! Sessions (their connections are in [`super::connections`]). State changes are conditional
 //! updates, so when several controllers race on one session exactly one of them wins.
 
+use portcullis_policy::SshMode;
 use portcullis_proto::link::EndReason;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
@@ -84,11 +85,39 @@ pub(crate) struct SessionRecord {
     pub expires_at: i64,
     pub activated_at: Option<i64>,
     pub terminated_at: Option<i64>,
+    /// How the session's SSH runs (certificate mode for sessions without SSH).
+    pub ssh_mode: SshMode,
+    /// For a forward a gateway session asked for: that session (it ends with it).
+    pub parent_session_id: Option<String>,
 }
 
 const COLUMNS: &str = "id, user_id, target_id, worker_id, state, termination_reason, client_addr, \
     client_key_hash, endpoint, connection_limit, connections_count, policy_hash, created_at, \
-    expires_at, activated_at, terminated_at";
+    expires_at, activated_at, terminated_at, ssh_mode, parent_session_id";
+
+/// `sessions.ssh_mode`: NULL is certificate mode (the only one before the gateway).
+fn ssh_mode(row: &AnyRow) -> Result<SshMode> {
+    let text: Option<String> = row.try_get("ssh_mode")?;
+    match text.as_deref() {
+        None | Some("certificate") => Ok(SshMode::Certificate),
+        Some("gateway") => Ok(SshMode::Gateway),
+        Some(other) => {
+            let id: String = row.try_get("id").unwrap_or_default();
+            Err(super::StoreError::Corrupt(format!(
+                "sessions.ssh_mode of {id:?}: {other:?} is neither certificate nor gateway; the \
+                 row was written by another version or by hand: correct it, or run the version \
+                 that wrote it"
+            )))
+        }
+    }
+}
+
+fn ssh_mode_column(mode: SshMode) -> Option<&'static str> {
+    match mode {
+        SshMode::Certificate => None,
+        SshMode::Gateway => Some(mode.as_str()),
+    }
+}
 
 fn from_row(row: &AnyRow) -> Result<SessionRecord> {
     Ok(SessionRecord {
@@ -108,6 +137,8 @@ fn from_row(row: &AnyRow) -> Result<SessionRecord> {
         expires_at: row.try_get("expires_at")?,
         activated_at: row.try_get("activated_at")?,
         terminated_at: row.try_get("terminated_at")?,
+        ssh_mode: ssh_mode(row)?,
+        parent_session_id: row.try_get("parent_session_id")?,
     })
 }
 
@@ -116,7 +147,7 @@ fn from_row(row: &AnyRow) -> Result<SessionRecord> {
 pub(crate) async fn insert(w: Write<'_>, s: &SessionRecord, token_id: Option<&str>) -> Result<()> {
     let conn = w.conn();
     sqlx::query(&format!(
-        "INSERT INTO sessions ({COLUMNS}, token_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        "INSERT INTO sessions ({COLUMNS}, token_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
     ))
     .bind(&s.id)
     .bind(&s.user_id)
@@ -134,6 +165,8 @@ pub(crate) async fn insert(w: Write<'_>, s: &SessionRecord, token_id: Option<&st
     .bind(s.expires_at)
     .bind(s.activated_at)
     .bind(s.terminated_at)
+    .bind(ssh_mode_column(s.ssh_mode))
+    .bind(&s.parent_session_id)
     .bind(token_id)
     .execute(conn)
     .await?;
@@ -426,7 +459,7 @@ pub(crate) async fn count_live_of_user(
 ) -> Result<i64> {
     let row = sqlx::query(
         "SELECT COUNT(*) AS n FROM sessions WHERE user_id = $1 AND state <> 'terminated' \
-         AND expires_at > $2",
+         AND expires_at > $2 AND parent_session_id IS NULL",
     )
     .bind(user_id)
     .bind(now)
@@ -438,3 +471,19 @@ pub(crate) async fn count_live_of_user(
 #[cfg(test)]
 #[path = "sessions_tests.rs"]
 mod tests;
+
+/// The live forwards a gateway session asked for ([`SessionRecord::parent_session_id`]).
+pub(crate) async fn live_children(
+    conn: &mut AnyConnection,
+    parent_id: &str,
+) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT id FROM sessions WHERE parent_session_id = $1 AND state <> 'terminated' ORDER BY id",
+    )
+    .bind(parent_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>("id").map_err(Into::into))
+        .collect()
+}

@@ -377,6 +377,8 @@ fn session(limit: i64) -> store::sessions::SessionRecord {
         expires_at: 1000,
         activated_at: None,
         terminated_at: None,
+        ssh_mode: portcullis_policy::SshMode::Certificate,
+        parent_session_id: None,
     }
 }
 

@@ -59,6 +59,8 @@ pub(super) fn compile_roles(
             permissions,
             grants,
             constraints: compile_constraints(rr, names, sink),
+            ssh: rr.ssh,
+            ssh_mode: rr.ssh_mode.unwrap_or_default(),
         });
     }
     (roles, Some(index))
@@ -71,6 +73,7 @@ fn compile_grant(raw: &RawGrant, names: &Names, sink: &mut Sink<'_>) -> Grant {
         logins: Vec::new(),
         all_zones: false,
         all_services: false,
+        ssh_mode: raw.ssh_mode.unwrap_or_default(),
     };
     for z in &raw.zones {
         if z.get_ref() == "*" {

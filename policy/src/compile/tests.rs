@@ -173,3 +173,68 @@ fn microsegment_flags_need_a_segmented_zone_to_itself() {
         .iter()
         .any(|(_, m)| m.contains("a zone to itself")));
 }
+
+/// A role with SSH rights and modes at every level, on `MINIMAL`.
+fn with_ssh(role_lines: &str) -> String {
+    format!("{MINIMAL}\n[[role]]\nname = \"r\"\ngroups = [\"g\"]\n{role_lines}\n[[role.grant]]\nzones = [\"T\"]\nservices = [\"ssh\"]\n")
+}
+
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+#[test]
+fn ssh_rights_parse_with_the_defaults_for_unset_fields() {
+    use crate::ssh::{SshMode, SshRights};
+    let text = with_ssh("ssh = { forward_local = true, sftp = false }\nssh_mode = \"gateway\"");
+    let policy = Policy::parse(&text).unwrap();
+    let role = &policy.roles[0];
+    assert_eq!(
+        role.ssh,
+        Some(SshRights {
+            forward_local: true,
+            sftp: false,
+            ..SshRights::default()
+        })
+    );
+    assert_eq!(role.ssh_mode, SshMode::Gateway);
+    let plain = Policy::parse(&with_ssh("")).unwrap();
+    assert_eq!(plain.roles[0].ssh, None);
+    assert_eq!(plain.roles[0].ssh_mode, SshMode::Certificate);
+    assert_eq!(plain.roles[0].grants[0].ssh_mode, SshMode::Certificate);
+    // The table form works too.
+    let table = format!("{}\n[role.ssh]\nagent = true\n", with_ssh(""));
+    let role = &Policy::parse(&table).unwrap().roles[0];
+    assert!(role.ssh.is_some_and(|r| r.agent && r.shell && !r.x11));
+}
+
+#[test]
+fn an_unknown_ssh_right_is_refused_with_its_line() {
+    let text = with_ssh("ssh = { shell = true, forward_everything = true }");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].0, line_of(&text, "forward_everything"), "{errs:?}");
+    assert!(errs[0].1.contains("forward_everything"), "{errs:?}");
+    let text = with_ssh("ssh = { shell = \"yes\" }");
+    let errs = errors(&text);
+    assert_eq!(errs[0].0, line_of(&text, "ssh = {"), "{errs:?}");
+}
+
+#[test]
+fn a_bad_ssh_mode_is_refused_with_its_line_at_every_level() {
+    let in_role = with_ssh("ssh_mode = \"tunnel\"");
+    let in_grant = format!("{}ssh_mode = \"tunnel\"\n", with_ssh(""));
+    let in_zone = with_ssh("").replace(
+        "cidrs = [\"10.1.0.0/16\"]",
+        "cidrs = [\"10.1.0.0/16\"]\nssh_mode = \"tunnel\"",
+    );
+    for text in [in_role, in_grant, in_zone] {
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].0, line_of(&text, "tunnel"), "{errs:?}");
+        assert!(
+            errs[0].1.contains("`tunnel`") && errs[0].1.contains("gateway"),
+            "{errs:?}"
+        );
+    }
+}

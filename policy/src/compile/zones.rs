@@ -62,6 +62,7 @@ impl ZonesBuilder {
             tags: Vec::new(),
             pools: Vec::new(),
             microsegments: None,
+            ssh_mode: rz.ssh_mode.unwrap_or_default(),
         };
         self.claim_cidrs(sink, rz, id, &mut zone);
         self.claim_vmids(sink, rz, id, &mut zone);

@@ -5,10 +5,13 @@
 use super::Ask;
 use crate::policy::{Grant, IdSet, Policy, RoleConstraints};
 use crate::request::{Decision, Identity, Outcome};
+use crate::ssh::{SshAccess, SshRights};
 
 /// Step (3): the roles the identity is a member of that grant the target zone and service,
-/// with their constraints met. Allows with the most generous limits and every login they
-/// give; denies with the first unmet constraint, or with what the roles lack.
+/// with their constraints met. Allows with the most generous limits, every login they give
+/// and the SSH access they give together (the strictest mode of the target zone, the roles
+/// and their matching grants; the union of the roles' channel rights); denies with the
+/// first unmet constraint, or with what the roles lack.
 pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -> Decision {
     let (dst, service) = (ask.dst.zone, ask.service);
     let (dst_name, svc_name) = (policy.zone_name(dst), policy.service_name(service));
@@ -24,6 +27,14 @@ pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -
     let mut failure: Option<(String, String)> = None;
     let mut max_session: Option<Option<u64>> = None;
     let mut connection_limit: Option<Option<u32>> = None;
+    let mut ssh = SshAccess {
+        mode: policy
+            .zones
+            .get(dst)
+            .map(|z| z.ssh_mode)
+            .unwrap_or_default(),
+        rights: SshRights::NONE,
+    };
     for role in members.iter().filter_map(|id| policy.roles.get(id)) {
         let mut grants = role
             .grants
@@ -56,7 +67,12 @@ pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -
         d.roles.push(role.name.clone());
         max_session = Some(most_generous(max_session, c.max_session_secs));
         connection_limit = Some(most_generous(connection_limit, c.connection_limit));
-        add_logins(&mut d.constraints.logins, grants, ask.identity);
+        ssh.mode = ssh.mode.strictest(role.ssh_mode);
+        ssh.rights = ssh.rights.union(role.ssh.unwrap_or_default());
+        for grant in grants {
+            ssh.mode = ssh.mode.strictest(grant.ssh_mode);
+            add_logins(&mut d.constraints.logins, grant, ask.identity);
+        }
     }
     if d.roles.is_empty() {
         let (reason, rule) =
@@ -67,6 +83,7 @@ pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -
     }
     d.constraints.max_session_secs = max_session.flatten();
     d.constraints.connection_limit = connection_limit.flatten();
+    d.constraints.ssh = ssh;
     d.outcome = Outcome::Allow;
     d.reason = format!(
         "allowed through a session: {} -> {dst_name} admits `{svc_name}`, the broker's leg allows it, and role {} grants it",
@@ -113,13 +130,9 @@ fn unmet_constraint(
         .and_then(|mfa| mfa.check(ask.identity, now).err())
 }
 
-/// Adds the login names the grants render for the identity, in order, skipping repeats.
-fn add_logins<'a>(
-    logins: &mut Vec<String>,
-    grants: impl Iterator<Item = &'a Grant>,
-    identity: &Identity,
-) {
-    for login in grants.flat_map(|g| g.logins.iter()) {
+/// Adds the login names a grant renders for the identity, in order, skipping repeats.
+fn add_logins(logins: &mut Vec<String>, grant: &Grant, identity: &Identity) {
+    for login in &grant.logins {
         if let Some(name) = login.render(identity) {
             if !logins.contains(&name) {
                 logins.push(name);

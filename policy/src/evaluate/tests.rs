@@ -3,6 +3,7 @@ use std::net::IpAddr;
 use super::grant::most_generous;
 use super::*;
 use crate::request::TargetFacts;
+use crate::ssh::{SshAccess, SshMode, SshRights};
 
 const DEV: &str = include_str!("../../../config/policy-dev.toml");
 
@@ -139,4 +140,186 @@ fn a_role_denial_names_the_rule_and_keeps_the_cells_it_passed() {
     let mut req = request(&["admins"], 22);
     req.target.service = Some("telnet".into());
     assert_eq!(evaluate(&policy, &req, 0).role_rule, None);
+}
+
+/// Zones T and G (G requires the SSH gateway); the client and the broker in B. Role `plain`
+/// sets nothing about SSH; `fwd` allows forwards and says certificate; `agent` requires the
+/// gateway; `per-grant` requires it only for `ssh-alt`.
+const SSH_MODES: &str = r#"
+[settings]
+broker_zone = "B"
+
+[[zone]]
+name = "B"
+cidrs = ["10.0.5.0/24"]
+
+[[zone]]
+name = "T"
+cidrs = ["10.1.0.0/16"]
+
+[[zone]]
+name = "G"
+cidrs = ["10.2.0.0/16"]
+ssh_mode = "gateway"
+
+[[service]]
+name = "ssh"
+ports = [22]
+
+[[service]]
+name = "ssh-alt"
+ports = [2222]
+
+[[cell]]
+from = "B"
+to = "T"
+access = "allow"
+services = ["ssh", "ssh-alt"]
+
+[[cell]]
+from = "B"
+to = "G"
+access = "allow"
+services = ["ssh"]
+
+[[role]]
+name = "plain"
+groups = ["plain"]
+[[role.grant]]
+zones = ["T", "G"]
+services = ["ssh"]
+
+[[role]]
+name = "fwd"
+groups = ["fwd"]
+ssh = { forward_local = true, shell = false }
+ssh_mode = "certificate"
+[[role.grant]]
+zones = ["T", "G"]
+services = ["ssh"]
+
+[[role]]
+name = "agent"
+groups = ["agent"]
+ssh = { agent = true, shell = false, exec = false, sftp = false }
+ssh_mode = "gateway"
+[[role.grant]]
+zones = ["T"]
+services = ["ssh"]
+
+[[role]]
+name = "per-grant"
+groups = ["per-grant"]
+[[role.grant]]
+zones = ["T"]
+services = ["ssh-alt"]
+ssh_mode = "gateway"
+[[role.grant]]
+zones = ["T"]
+services = ["ssh"]
+"#;
+
+fn ssh_request(groups: &[&str], target: &str, port: u16) -> Request {
+    let mut req = request(groups, port);
+    req.source = ip("10.0.5.9");
+    req.target.ip = ip(target);
+    req
+}
+
+fn ssh_access(policy: &Policy, groups: &[&str], target: &str, port: u16) -> SshAccess {
+    let d = evaluate(policy, &ssh_request(groups, target, port), 0);
+    assert_eq!(d.outcome, Outcome::Allow, "{d:?}");
+    d.constraints.ssh
+}
+
+#[test]
+fn without_any_ssh_mode_a_session_uses_certificates_with_the_default_rights() {
+    let policy = Policy::parse(SSH_MODES).unwrap();
+    let access = ssh_access(&policy, &["plain"], "10.1.0.7", 22);
+    assert_eq!(access.mode, SshMode::Certificate);
+    assert_eq!(access.rights, SshRights::default());
+}
+
+#[test]
+fn the_strictest_mode_of_zone_role_and_grant_wins() {
+    let policy = Policy::parse(SSH_MODES).unwrap();
+    // The zone requires the gateway, though the role says certificate.
+    let access = ssh_access(&policy, &["fwd"], "10.2.0.7", 22);
+    assert_eq!(access.mode, SshMode::Gateway);
+    assert_eq!(
+        ssh_access(&policy, &["fwd"], "10.1.0.7", 22).mode,
+        SshMode::Certificate
+    );
+    // A role that requires it.
+    assert_eq!(
+        ssh_access(&policy, &["agent"], "10.1.0.7", 22).mode,
+        SshMode::Gateway
+    );
+    // A grant that requires it, for its own services only.
+    assert_eq!(
+        ssh_access(&policy, &["per-grant"], "10.1.0.7", 2222).mode,
+        SshMode::Gateway
+    );
+    assert_eq!(
+        ssh_access(&policy, &["per-grant"], "10.1.0.7", 22).mode,
+        SshMode::Certificate
+    );
+    // Any granting role that requires it decides for all of them.
+    assert_eq!(
+        ssh_access(&policy, &["plain", "agent"], "10.1.0.7", 22).mode,
+        SshMode::Gateway
+    );
+}
+
+#[test]
+fn the_rights_are_the_union_of_the_granting_roles() {
+    let policy = Policy::parse(SSH_MODES).unwrap();
+    let access = ssh_access(&policy, &["fwd", "agent"], "10.1.0.7", 22);
+    assert_eq!(
+        access.rights,
+        SshRights {
+            shell: false,
+            exec: true,
+            sftp: true,
+            forward_local: true,
+            forward_remote: false,
+            agent: true,
+            x11: false,
+        }
+    );
+    assert_eq!(access.mode, SshMode::Gateway);
+    // A role without `ssh` counts with the defaults.
+    let access = ssh_access(&policy, &["plain", "agent"], "10.1.0.7", 22);
+    assert_eq!(
+        access.rights,
+        SshRights {
+            agent: true,
+            ..SshRights::default()
+        }
+    );
+    // Only granting roles count: `agent` grants nothing in G.
+    let access = ssh_access(&policy, &["fwd", "agent"], "10.2.0.7", 22);
+    assert!(
+        !access.rights.agent && access.rights.forward_local,
+        "{access:?}"
+    );
+}
+
+#[test]
+fn explain_shows_the_ssh_mode_and_the_channels_when_allowed() {
+    let policy = Policy::parse(SSH_MODES).unwrap();
+    let d = evaluate(&policy, &ssh_request(&["fwd", "agent"], "10.1.0.7", 22), 0);
+    let text = crate::explain::render(&d);
+    assert!(
+        text.contains("  ssh: gateway mode, channels: exec, sftp, forward_local, agent\n"),
+        "{text}"
+    );
+    let d = evaluate(&policy, &ssh_request(&["plain"], "10.1.0.7", 22), 0);
+    let text = crate::explain::render(&d);
+    assert!(
+        text.contains("ssh: certificate mode (OpenSSH end to end); in gateway mode, channels: shell, exec, sftp\n"),
+        "{text}"
+    );
+    let d = evaluate(&policy, &ssh_request(&["nobody"], "10.1.0.7", 22), 0);
+    assert!(!crate::explain::render(&d).contains("ssh:"));
 }

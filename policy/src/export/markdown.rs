@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::model::Access;
-use crate::policy::{Cell, Grant, Policy, RoleConstraints};
+use crate::policy::{Cell, Grant, Policy, Role};
+use crate::ssh::SshMode;
 
 /// The policy as Markdown tables, laid out like the seed's firewall matrix.
 pub fn markdown(policy: &Policy) -> String {
@@ -65,6 +66,19 @@ fn zones_table(policy: &Policy, out: &mut String) {
             vmids.join(" "),
             escape(&labels.join(", ")),
             escape(z.description.as_deref().unwrap_or("")),
+        );
+    }
+    let gateway_only: Vec<String> = policy
+        .zones
+        .iter()
+        .filter(|z| z.ssh_mode == SshMode::Gateway)
+        .map(|z| format!("**{}**", escape(&z.name)))
+        .collect();
+    if !gateway_only.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nSSH sessions into {} use the gateway (`ssh_mode = \"gateway\"`): the worker checks every channel and the user never holds the target's credential.",
+            gateway_only.join(", ")
         );
     }
 }
@@ -179,14 +193,15 @@ fn roles_table(policy: &Policy, out: &mut String) {
             } else {
                 grants.join("; ")
             }),
-            escape(&constraints_text(policy, &role.constraints)),
+            escape(&constraints_text(policy, role)),
             permissions.join(", "),
         );
     }
 }
 
-/// A role's constraints, `; `-separated.
-fn constraints_text(policy: &Policy, c: &RoleConstraints) -> String {
+/// A role's constraints, `; `-separated, with its SSH mode and channels where it sets them.
+fn constraints_text(policy: &Policy, role: &Role) -> String {
+    let c = &role.constraints;
     let mut constraints = Vec::new();
     if let Some(s) = c.max_session_secs {
         constraints.push(format!("max {s} s"));
@@ -200,6 +215,12 @@ fn constraints_text(policy: &Policy, c: &RoleConstraints) -> String {
     }
     if let Some(mfa) = &c.mfa {
         constraints.push(format!("MFA: {}", mfa.describe()));
+    }
+    if role.ssh_mode == SshMode::Gateway {
+        constraints.push("SSH through the gateway".into());
+    }
+    if let Some(rights) = role.ssh {
+        constraints.push(format!("SSH channels: {}", rights.describe()));
     }
     constraints.join("; ")
 }
@@ -227,6 +248,9 @@ fn grant_text(policy: &Policy, g: &Grant) -> String {
     if !g.logins.is_empty() {
         let logins: Vec<String> = g.logins.iter().map(|l| l.source()).collect();
         let _ = write!(text, " as {}", logins.join(", "));
+    }
+    if g.ssh_mode == SshMode::Gateway {
+        text.push_str(" (SSH through the gateway)");
     }
     text
 }

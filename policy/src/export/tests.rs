@@ -354,3 +354,44 @@ fn proxmox_matches_its_golden_file() {
     }
     assert_golden("proxmox.fw", &out);
 }
+
+#[test]
+fn markdown_names_the_ssh_mode_of_zones_roles_and_grants_where_set() {
+    let text = DEV
+        .replace(
+            "cidrs = [\"127.0.0.0/8\", \"::1/128\"]",
+            "cidrs = [\"127.0.0.0/8\", \"::1/128\"]\nssh_mode = \"gateway\"",
+        )
+        .replace(
+            "services = [\"echo\"]\nlogins = [\"{{preferred_username}}\"]\n\n[[role]]\nname = \"dev-gateway\"",
+            "services = [\"echo\"]\nlogins = [\"{{preferred_username}}\"]\nssh_mode = \"gateway\"\n\n[[role]]\nname = \"dev-gateway\"",
+        );
+    let md = markdown(&Policy::parse(&text).unwrap());
+    assert!(
+        md.contains("SSH sessions into **LOCAL** use the gateway"),
+        "{md}"
+    );
+    let user = md
+        .lines()
+        .find(|l| l.starts_with("| **dev-user**"))
+        .unwrap();
+    assert!(
+        user.contains("LOCAL: echo as {{preferred_username}} (SSH through the gateway)"),
+        "{user}"
+    );
+    let gateway = md
+        .lines()
+        .find(|l| l.starts_with("| **dev-gateway**"))
+        .unwrap();
+    assert!(
+        gateway.contains("SSH through the gateway; SSH channels: shell, exec, sftp, forward_local"),
+        "{gateway}"
+    );
+    // Where nothing is set, nothing is said.
+    let admin = md
+        .lines()
+        .find(|l| l.starts_with("| **dev-admin**"))
+        .unwrap();
+    assert!(!admin.contains("SSH"), "{admin}");
+    assert!(!markdown(&Policy::parse(SEED).unwrap()).contains("(SSH through the gateway)"));
+}

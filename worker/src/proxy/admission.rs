@@ -33,6 +33,8 @@ pub(super) struct Admitted {
     pub(super) connection_id: String,
     /// The session's first connection on this worker: the controller must admit it too.
     pub(super) first: bool,
+    /// The grant as the client sent it (the SSH gateway shows it to the controller).
+    pub(super) grant: String,
 }
 
 /// A refusal of [`admit`], with the session of the grant when it verified.
@@ -87,6 +89,7 @@ pub(super) fn admit(
         endpoint: permit.endpoint,
         connection_id,
         first: counted == Counted::AskController,
+        grant: hello.grant,
     })
 }
 

@@ -98,6 +98,21 @@ async fn handle(
             return refuse(tls, refusal).await;
         }
     };
+    // In gateway mode the gateway must be able to greet the client before anything is
+    // dialled: without a host certificate it fails closed.
+    let gateway = match &admitted.claims.gw {
+        Some(gw) => match crate::gateway::prepare(&shared, gw).await {
+            Ok(ready) => Some((ready, gw.clone())),
+            Err(e) => {
+                shared.table.unadmit(&admitted.claims.sid);
+                let refusal = Refusal::new(RefusalCode::ControllerUnreachable, e.to_string());
+                tracing::warn!(error = %e, "gateway connection refused");
+                note_refused(&shared, peer, Some(admitted.claims.sid.clone()), &refusal);
+                return refuse(tls, refusal).await;
+            }
+        },
+        None => None,
+    };
     let target = match open(&shared, peer, &admitted).await {
         Ok(target) => target,
         Err(refusal) => {
@@ -116,8 +131,25 @@ async fn handle(
     )
     .await;
     tracing::info!(endpoint = %admitted.endpoint, "connection accepted");
-    let relay::Relayed { up, down, why } =
-        relay::relay_until_ended(&shared, &admitted.claims.sid, tls, target).await;
+    let relay::Relayed { up, down, why } = match gateway {
+        Some((ready, gw)) => {
+            let conn = crate::gateway::Connection {
+                session_id: admitted.claims.sid.clone(),
+                connection_id: admitted.connection_id.clone(),
+                grant: admitted.grant.clone(),
+                gw,
+                peer,
+                target: admitted.endpoint,
+            };
+            let served = crate::gateway::serve(&shared, tls, target, ready, conn).await;
+            relay::Relayed {
+                up: served.up,
+                down: served.down,
+                why: served.why,
+            }
+        }
+        None => relay::relay_until_ended(&shared, &admitted.claims.sid, tls, target).await,
+    };
     tracing::info!(bytes.up = up, bytes.down = down, reason = %why, "connection closed");
     shared
         .spool
@@ -219,7 +251,8 @@ fn closed(
     )
 }
 
-async fn dial(
+/// Dials `endpoint` from the egress address (if set), with `TCP_NODELAY`.
+pub(crate) async fn dial(
     endpoint: SocketAddr,
     egress: Option<std::net::IpAddr>,
 ) -> std::io::Result<TcpStream> {

@@ -35,6 +35,8 @@ pub(super) struct Issued<'a> {
     pub(super) claims: &'a GrantClaims,
     pub(super) worker: &'a WorkerRecord,
     pub(super) logins: &'a [String],
+    /// How the session's SSH runs, when an SSH key was sent.
+    pub(super) ssh_mode: Option<portcullis_policy::SshMode>,
     pub(super) certificate: Option<&'a Certificate>,
     pub(super) vault: Option<&'a VaultMint>,
 }
@@ -61,6 +63,9 @@ pub(super) fn authorized(facts: &Facts<'_>, issued: &Issued<'_>) -> AuditEvent {
             source_zone: decision.source_zone.clone(),
             target_zone: decision.target_zone.clone(),
             cells: decision.cells.clone(),
+            ssh_mode: issued.ssh_mode.map(|mode| mode.as_str().to_owned()),
+            parent_session: None,
+            destination: None,
         },
     };
     AuditEvent::new(facts.principal.actor(), authorized)
@@ -108,6 +113,8 @@ pub(super) fn denial(
                 cells: d.cells.clone(),
                 role_rule: d.role_rule.clone(),
             }),
+            parent_session: None,
+            destination: None,
         },
     };
     let admitting_cell = decision

@@ -178,8 +178,12 @@ impl World {
             },
             keys: KeyIds {
                 grant: "key_grant",
-                ssh_ca: signs_embedded_certificate(self.ssh_key, self.vault.is_some())
-                    .then_some("key_ssh_ca"),
+                ssh_ca: signs_embedded_certificate(
+                    self.ssh_key,
+                    ssh_mode(self.ssh_key, decision),
+                    self.vault.is_some(),
+                )
+                .then_some("key_ssh_ca"),
             },
             ids: NewIds {
                 session: "s_1".into(),
@@ -272,6 +276,9 @@ fn an_allowed_session_is_planned_with_its_claims_row_certificate_and_event() {
             source_zone: Some("LOCAL".into()),
             target_zone: Some("LOCAL".into()),
             cells: decision.cells.clone(),
+            ssh_mode: Some("certificate".into()),
+            parent_session: None,
+            destination: None,
         },
     };
     let expected = AuditEvent::new(world.principal.actor(), authorized)
@@ -375,6 +382,8 @@ fn without_a_policy_or_at_an_unroutable_address_everything_is_denied() {
         details: event::SessionDenied {
             endpoint: Some("127.0.0.2:22".into()),
             decision: None,
+            parent_session: None,
+            destination: None,
         },
     };
     let expected = AuditEvent::new(world.principal.actor(), denied).target("t_1");
@@ -684,4 +693,138 @@ fn a_plan_signs_to_the_grant_and_certificate_its_event_records() {
         crate::sessions::issue::sign(&plan, keys, &[]),
         Err(SessionError::Signing(_))
     ));
+}
+
+/// The decision of an allowed request, with the policy's SSH mode set to the gateway and
+/// `rights` (the policy crate fills `constraints.ssh` from the policy file).
+fn gateway_decision(world: &World, rights: portcullis_policy::SshRights) -> Decision {
+    let mut decision = world.decide().expect("the policy allows this request");
+    decision.constraints.ssh = portcullis_policy::SshAccess {
+        mode: SshMode::Gateway,
+        rights,
+    };
+    decision
+}
+
+#[test]
+fn in_gateway_mode_the_grant_carries_the_key_logins_and_rights_and_nothing_is_certified() {
+    let mut world = World::new(&["ssh"]);
+    world.ssh_key = Some(SSH_KEY);
+    let rights = portcullis_policy::SshRights {
+        forward_local: true,
+        ..portcullis_policy::SshRights::default()
+    };
+    let decision = gateway_decision(&world, rights);
+    let facts = world.facts(&decision);
+    assert_eq!(facts.keys.ssh_ca, None, "the user CA is not even loaded");
+    let plan = plan(&facts).unwrap();
+    assert_eq!(plan.ssh_mode, SshMode::Gateway);
+    assert_eq!(plan.certificate, None);
+    assert_eq!(plan.vault, None);
+    assert_eq!(plan.logins, ["alice"]);
+    assert_eq!(
+        plan.claims.gw,
+        Some(GatewayClaims {
+            key: SSH_KEY.into(),
+            logins: vec!["alice".into()],
+            rights,
+        })
+    );
+    assert_eq!(plan.record.ssh_mode, SshMode::Gateway);
+    assert_eq!(plan.record.state, SessionState::Pending);
+    let Event::SessionAuthorized { details, .. } = &plan.event.event else {
+        panic!("not session_authorized: {:?}", plan.event);
+    };
+    assert_eq!(details.ssh_mode.as_deref(), Some("gateway"));
+    assert_eq!(details.ssh_certificate, None);
+
+    // The key is bound without its comment.
+    world.ssh_key = Some(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMy9kvxOzR9cK82Y/ZGA67h2GTxNCKoOvISANSHgTAVI alice@laptop",
+    );
+    let plan = plan_with(&world, &decision);
+    assert_eq!(plan.claims.gw.map(|gw| gw.key).as_deref(), Some(SSH_KEY));
+
+    // Signing gives the grant alone: no certificate, and no user CA needed.
+    let grant_key = key("key_grant");
+    let keys = crate::sessions::issue::Keys {
+        grant: &grant_key,
+        ssh_ca: None,
+    };
+    let plan = plan_with(&world, &decision);
+    let signed = crate::sessions::issue::sign(&plan, keys, &[]).unwrap();
+    assert_eq!(signed.ssh_certificate, None);
+    let verifying = [portcullis_proto::grant::GrantKey {
+        kid: "key_grant".into(),
+        public_key: portcullis_proto::keys::b64(&grant_key.public_key),
+    }];
+    let claims = portcullis_proto::grant::verify(&signed.grant, &verifying, "w_1", NOW + 1);
+    assert_eq!(claims.unwrap().gw, plan.claims.gw);
+
+    // Without an SSH key the policy's gateway mode does not apply: a plain session.
+    world.ssh_key = None;
+    let plan = plan_with(&world, &decision);
+    assert_eq!(
+        (plan.ssh_mode, plan.claims.gw),
+        (SshMode::Certificate, None)
+    );
+    let Event::SessionAuthorized { details, .. } = &plan.event.event else {
+        panic!("not session_authorized: {:?}", plan.event);
+    };
+    assert_eq!(details.ssh_mode, None);
+}
+
+fn plan_with(world: &World, decision: &Decision) -> Plan {
+    plan(&world.facts(decision)).unwrap()
+}
+
+#[test]
+fn in_gateway_mode_with_vault_nothing_is_signed_for_the_user_but_secrets_are_read() {
+    let mut world = World::new(&["ssh"]);
+    world.ssh_key = Some(SSH_KEY);
+    world.vault = Some(("ssh", Some("portcullis")));
+    let decision = gateway_decision(&world, portcullis_policy::SshRights::default());
+    let planned = plan_with(&world, &decision);
+    assert_eq!((planned.certificate, planned.vault), (None, None));
+    assert_eq!(planned.record.state, SessionState::Pending);
+    assert!(planned.claims.gw.is_some());
+
+    world.target.vault_secrets = vec!["database/creds/ro".into()];
+    let planned = plan_with(&world, &decision);
+    let vault = planned.vault.expect("the target's secrets are read");
+    assert_eq!(vault.ssh, None, "no certificate for the user's key");
+    assert_eq!(vault.secrets, ["database/creds/ro"]);
+    assert_eq!(planned.record.state, SessionState::Minting);
+
+    // The gateway's own login will need the Vault role: refused now if there is none.
+    world.vault = Some(("ssh", None));
+    let refusal = refused(plan(&world.facts(&decision)));
+    assert!(matches!(refusal.error, SessionError::NoVaultSshRole { .. }));
+}
+
+#[test]
+fn a_gateway_session_without_a_login_or_with_a_malformed_key_is_refused() {
+    let mut world = World::new(&["tcp"]);
+    world.ssh_key = Some(SSH_KEY);
+    let decision = gateway_decision(&world, portcullis_policy::SshRights::default());
+    let refusal = refused(plan(&world.facts(&decision)));
+    assert_eq!(
+        refusal.error.to_string(),
+        "session denied: the policy grants no SSH login (principal) on this target"
+    );
+    assert!(matches!(
+        refusal.event.as_deref().map(|e| &e.event),
+        Some(Event::SessionDenied { .. })
+    ));
+
+    let mut world = World::new(&["ssh"]);
+    world.ssh_key = Some("ssh-ed25519 not-base64");
+    let decision = gateway_decision(&world, portcullis_policy::SshRights::default());
+    let refusal = refused(plan(&world.facts(&decision)));
+    assert!(
+        matches!(refusal.error, SessionError::BadSshKey(_)),
+        "{:?}",
+        refusal.error
+    );
+    assert_eq!(refusal.event, None);
 }
