@@ -305,9 +305,15 @@ fn ansible_runs_a_playbook_with_pipelining_through_the_gateway() {
         ),
     )
     .unwrap();
+    // Ansible's temporary files on the target go where its login can write, whatever the
+    // state of its home directory on this machine.
     std::fs::write(
         work.path().join("ansible.cfg"),
-        "[defaults]\nhost_key_checking = True\n[ssh_connection]\npipelining = True\n",
+        format!(
+            "[defaults]\nhost_key_checking = True\nremote_tmp = {}/ansible-tmp\n\
+             [ssh_connection]\npipelining = True\n",
+            remote.path().display()
+        ),
     )
     .unwrap();
     std::fs::write(
@@ -350,16 +356,23 @@ fn ansible_runs_a_playbook_with_pipelining_through_the_gateway() {
     );
 }
 
-/// Sends `probe` through a local port and returns what came back (empty when the far end
-/// closed without an answer).
+/// Sends `probe` through a local port and returns what came back: empty when the far end
+/// closed or reset the connection without an answer (ssh does when the forward is refused).
+/// `Err` only when nothing listens there yet.
 fn exchange(port: u16, probe: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut conn = TcpStream::connect(("127.0.0.1", port))?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    conn.write_all(probe)?;
-    conn.shutdown(std::net::Shutdown::Write)?;
     let mut got = Vec::new();
-    conn.read_to_end(&mut got)?;
-    Ok(got)
+    let sent = conn
+        .write_all(probe)
+        .and_then(|()| conn.shutdown(std::net::Shutdown::Write))
+        .and_then(|()| conn.read_to_end(&mut got));
+    match sent {
+        Ok(_) => Ok(got),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
 }
 
 #[test]
@@ -470,7 +483,7 @@ fn the_workers_own_loopback_is_never_dialled_for_a_forward() {
     wait_for(
         "the target to refuse all five forwards",
         Duration::from_secs(10),
-        || target_refused_forwards(&gw.sshd.log(), canary.port) == 5,
+        || target_refused_forwards(&gw.sshd.log(), canary.port) >= 5,
     );
     assert_eq!(canary.accepted(), 0, "the worker dialled its own loopback");
 }
@@ -491,10 +504,14 @@ fn a_forward_to_a_zone_the_matrix_denies_is_refused_and_audited() {
         "{stderr}"
     );
     let refusal = gw.channel_refusal(&session, "direct-tcpip");
-    let details = refusal["details"].to_string();
-    assert!(details.contains("192.0.2.10:80"), "{refusal}");
-    // The refusal names the matrix: the zone no cell leads to.
-    assert!(details.contains("DENIED"), "{refusal}");
+    assert_eq!(
+        refusal["details"]["destination"], "192.0.2.10:80",
+        "{refusal}"
+    );
+    assert_eq!(refusal["decision"], "deny", "{refusal}");
+    // The refusal names the matrix cell: the zones no cell joins.
+    let reason = refusal["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("LOCAL -> DENIED"), "{refusal}");
 }
 
 #[test]
@@ -517,7 +534,8 @@ fn remote_forwarding_and_agent_forwarding_are_refused_and_audited() {
     assert!(stderr.contains("remote port forwarding failed"), "{stderr}");
     gw.channel_refusal(&session, "tcpip-forward");
 
-    // An agent with a key in it, offered with -A: the remote shell gets no agent.
+    // An agent offered with -A (ssh asks to forward only an agent it can use, so the
+    // block's `IdentityAgent none` is overridden): the remote shell gets none.
     let agent_dir = tempfile::tempdir().unwrap();
     let socket = agent_dir.path().join("agent.sock");
     let mut agent = Command::new("ssh-agent")
@@ -534,8 +552,8 @@ fn remote_forwarding_and_agent_forwarding_are_refused_and_audited() {
     let said = gw.ok(gw
         .ssh()
         .arg("-o")
-        .arg(format!("ForwardAgent={}", socket.display()))
-        .args([TARGET, "echo agent=[$SSH_AUTH_SOCK] user=$(id -un)"]));
+        .arg(format!("IdentityAgent={}", socket.display()))
+        .args(["-A", TARGET, "echo agent=[$SSH_AUTH_SOCK] user=$(id -un)"]));
     let _ = agent.kill();
     let _ = agent.wait();
     assert_eq!(said, format!("agent=[] user={user}"));
@@ -657,8 +675,11 @@ fn cancelling_the_session_closes_an_interactive_terminal() {
 #[test]
 fn with_openbao_the_worker_logs_in_with_a_certificate_from_vault() {
     let bao = common::vault::Bao::start();
+    // The session fits under the Vault role's max_ttl (an hour): the worker's certificate
+    // lives as long as the session.
     let gw = Gateway::start_with(&Setup {
         vault: Some(&bao),
+        target: Some(serde_json::json!({"max_session_secs": 1800})),
         ..Setup::default()
     });
     let user = login_user();

@@ -138,14 +138,27 @@ pub(crate) fn decide(facts: &Facts<'_>) -> Result<Plan, Refusal> {
             "the gateway session is no longer allowed: {}",
             parent_decision.reason
         );
-        return Err(refusal(facts, Some(endpoint), reason, Some(parent_decision)));
+        return Err(refusal(
+            facts,
+            Some(endpoint),
+            reason,
+            Some(parent_decision),
+        ));
     }
     if !parent_decision.constraints.ssh.rights.forward_local {
         let reason = portcullis_proto::gateway::rule_for_right("forward_local");
-        return Err(refusal(facts, Some(endpoint), reason, Some(parent_decision)));
+        return Err(refusal(
+            facts,
+            Some(endpoint),
+            reason,
+            Some(parent_decision),
+        ));
     }
     if decision.outcome != Outcome::Allow {
-        let reason = format!("forward to {} denied: {}", facts.destination, decision.reason);
+        let reason = format!(
+            "forward to {} denied: {}",
+            facts.destination, decision.reason
+        );
         return Err(refusal(facts, Some(endpoint), reason, Some(decision)));
     }
     Ok(plan(facts, decision))
@@ -216,7 +229,14 @@ fn refusal(
     reason: String,
     decision: Option<&Decision>,
 ) -> Refusal {
-    refused(facts.user, facts.parent, facts.destination, endpoint, reason, decision)
+    refused(
+        facts.user,
+        facts.parent,
+        facts.destination,
+        endpoint,
+        reason,
+        decision,
+    )
 }
 
 fn refused(
@@ -372,12 +392,18 @@ async fn vet_forward(
     let mut conn = state.store.conn().await?;
     let ended = session_rows::get(&mut conn, &parent.id)
         .await?
-        .and_then(|p| p.termination_reason.filter(|_| p.state == SessionState::Terminated));
+        .and_then(|p| {
+            p.termination_reason
+                .filter(|_| p.state == SessionState::Terminated)
+        });
     drop(conn);
     if let Some(reason) = ended {
         crate::sessions::lifecycle::end_session(state, &plan.record.id, reason, Actor::system())
             .await?;
-        return Ok(Err(format!("forward to {destination} refused: {}", ParentRefused::Ended)));
+        return Ok(Err(format!(
+            "forward to {destination} refused: {}",
+            ParentRefused::Ended
+        )));
     }
     let expires_at = clock::to_u64(plan.record.expires_at);
     crate::sessions::lifecycle::arm_expiry(state, plan.record.id.clone(), expires_at);

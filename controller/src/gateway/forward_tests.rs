@@ -193,14 +193,24 @@ fn an_allowed_forward_is_a_new_active_session_of_the_user_under_the_gateway_sess
     let policy = Policy::parse(POLICY).unwrap();
     let (parent, user) = (parent(), user());
     let both = decisions(&policy, "10.2.0.20:5432", true);
-    let plan = decide(&facts(&parent, &user, "pg.internal:5432", "10.2.0.20:5432", Some(&both)))
-        .unwrap();
+    let plan = decide(&facts(
+        &parent,
+        &user,
+        "pg.internal:5432",
+        "10.2.0.20:5432",
+        Some(&both),
+    ))
+    .unwrap();
     let record = &plan.record;
     assert_eq!(record.id, "s_fwd");
     assert_eq!(record.parent_session_id.as_deref(), Some("s_gw"));
     assert_eq!(record.state, SessionState::Active);
     assert_eq!(
-        (record.user_id.as_str(), record.worker_id.as_str(), record.client_addr.as_str()),
+        (
+            record.user_id.as_str(),
+            record.worker_id.as_str(),
+            record.client_addr.as_str()
+        ),
         ("u_1", "w_1", "10.1.0.7")
     );
     assert_eq!(record.endpoint, "10.2.0.20:5432");
@@ -224,7 +234,14 @@ fn an_allowed_forward_is_a_new_active_session_of_the_user_under_the_gateway_sess
     // Never later than the parent.
     let mut short = parent.clone();
     short.expires_at = clock::to_i64(NOW + 60);
-    let plan = decide(&facts(&short, &user, "pg:5432", "10.2.0.20:5432", Some(&both))).unwrap();
+    let plan = decide(&facts(
+        &short,
+        &user,
+        "pg:5432",
+        "10.2.0.20:5432",
+        Some(&both),
+    ))
+    .unwrap();
     assert_eq!(plan.record.expires_at, clock::to_i64(NOW + 60));
 }
 
@@ -235,15 +252,32 @@ fn a_forward_the_matrix_denies_is_refused_naming_the_cell_and_audited_on_the_gat
     // OFFICE -> DB has no cell: the user's own source zone refuses it, though the broker's
     // leg would allow it.
     let both = decisions(&policy, "10.3.0.5:5432", true);
-    let refusal = decide(&facts(&parent, &user, "db.internal:5432", "10.3.0.5:5432", Some(&both)))
-        .unwrap_err();
+    let refusal = decide(&facts(
+        &parent,
+        &user,
+        "db.internal:5432",
+        "10.3.0.5:5432",
+        Some(&both),
+    ))
+    .unwrap_err();
     assert!(
-        refusal.reason.starts_with("forward to db.internal:5432 denied: "),
+        refusal
+            .reason
+            .starts_with("forward to db.internal:5432 denied: "),
         "{}",
         refusal.reason
     );
-    assert!(refusal.reason.contains("OFFICE -> DB"), "{}", refusal.reason);
-    let Event::SessionDenied { details, policy_hash, .. } = &refusal.event.event else {
+    assert!(
+        refusal.reason.contains("OFFICE -> DB"),
+        "{}",
+        refusal.reason
+    );
+    let Event::SessionDenied {
+        details,
+        policy_hash,
+        ..
+    } = &refusal.event.event
+    else {
         panic!("not session_denied: {:?}", refusal.event);
     };
     assert_eq!(policy_hash.as_deref(), Some(policy.hash()));
@@ -260,8 +294,14 @@ fn without_forward_local_or_a_policy_every_forward_is_refused() {
     let policy = Policy::parse(POLICY).unwrap();
     let (parent, user) = (parent(), user());
     let both = decisions(&policy, "10.2.0.20:5432", false);
-    let refusal =
-        decide(&facts(&parent, &user, "pg:5432", "10.2.0.20:5432", Some(&both))).unwrap_err();
+    let refusal = decide(&facts(
+        &parent,
+        &user,
+        "pg:5432",
+        "10.2.0.20:5432",
+        Some(&both),
+    ))
+    .unwrap_err();
     assert!(
         refusal
             .reason
@@ -272,7 +312,11 @@ fn without_forward_local_or_a_policy_every_forward_is_refused() {
     assert!(matches!(refusal.event.event, Event::SessionDenied { .. }));
 
     let refusal = decide(&facts(&parent, &user, "pg:5432", "10.2.0.20:5432", None)).unwrap_err();
-    assert!(refusal.reason.contains("no policy is loaded"), "{}", refusal.reason);
+    assert!(
+        refusal.reason.contains("no policy is loaded"),
+        "{}",
+        refusal.reason
+    );
 
     // A parent the policy no longer allows (here: the user left the group) asks in vain.
     let mut former = user.clone();
@@ -280,10 +324,18 @@ fn without_forward_local_or_a_policy_every_forward_is_refused() {
     let (mut parent_decision, forward) = decisions(&policy, "10.2.0.20:5432", true);
     parent_decision.outcome = portcullis_policy::Outcome::Deny;
     let both = (parent_decision, forward);
-    let refusal =
-        decide(&facts(&parent, &former, "pg:5432", "10.2.0.20:5432", Some(&both))).unwrap_err();
+    let refusal = decide(&facts(
+        &parent,
+        &former,
+        "pg:5432",
+        "10.2.0.20:5432",
+        Some(&both),
+    ))
+    .unwrap_err();
     assert!(
-        refusal.reason.starts_with("the gateway session is no longer allowed"),
+        refusal
+            .reason
+            .starts_with("the gateway session is no longer allowed"),
         "{}",
         refusal.reason
     );
@@ -303,8 +355,14 @@ fn the_workers_own_loopback_and_unroutable_addresses_are_never_vetted() {
         "224.0.0.1:22",
     ] {
         let both = decisions(&policy, "10.2.0.20:5432", true);
-        let refusal =
-            decide(&facts(&parent, &user, "sneaky.example:22", endpoint, Some(&both))).unwrap_err();
+        let refusal = decide(&facts(
+            &parent,
+            &user,
+            "sneaky.example:22",
+            endpoint,
+            Some(&both),
+        ))
+        .unwrap_err();
         assert!(
             refusal.reason.contains("never dials"),
             "{endpoint}: {}",
@@ -319,13 +377,22 @@ fn only_a_live_gateway_session_of_this_worker_may_ask() {
     let ok = parent();
     check_parent(Some(&ok), "w_1", NOW).unwrap();
     assert_eq!(check_parent(None, "w_1", NOW), Err(ParentRefused::Unknown));
-    assert_eq!(check_parent(Some(&ok), "w_2", NOW), Err(ParentRefused::OtherWorker));
+    assert_eq!(
+        check_parent(Some(&ok), "w_2", NOW),
+        Err(ParentRefused::OtherWorker)
+    );
     let mut ended = parent();
     ended.state = SessionState::Terminated;
-    assert_eq!(check_parent(Some(&ended), "w_1", NOW), Err(ParentRefused::Ended));
+    assert_eq!(
+        check_parent(Some(&ended), "w_1", NOW),
+        Err(ParentRefused::Ended)
+    );
     let mut expired = parent();
     expired.expires_at = clock::to_i64(NOW);
-    assert_eq!(check_parent(Some(&expired), "w_1", NOW), Err(ParentRefused::Ended));
+    assert_eq!(
+        check_parent(Some(&expired), "w_1", NOW),
+        Err(ParentRefused::Ended)
+    );
     let mut certificate = parent();
     certificate.ssh_mode = SshMode::Certificate;
     assert_eq!(
