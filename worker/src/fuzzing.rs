@@ -1,4 +1,6 @@
-//! The fuzz entry point of the worker's config parser: no config text may make the worker
+//! The fuzz entry points of the worker: its config parser, and the SSH gateway's input.
+//!
+//! `worker_config`: the worker's config parser: no config text may make the worker
 //! panic before it can say which key is wrong. `fuzz/fuzz_targets/worker_config.rs` drives it
 //! under libFuzzer (see `fuzz/README.md`); the unit tests replay the seed corpus and every
 //! input that once crashed, on stable.
@@ -35,6 +37,12 @@ pub fn worker_config(data: &[u8]) {
     ] {
         assert!(!d.is_zero(), "{name} of zero was accepted");
     }
+}
+
+/// The SSH gateway's server, with its production settings, fed `data` as everything a
+/// client sends (see `crate::gateway::fuzz`): no input may panic it or hang it.
+pub fn gateway_ssh(data: &[u8]) {
+    let _ = crate::gateway::fuzz::ssh_input(data);
 }
 
 #[cfg(test)]

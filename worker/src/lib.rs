@@ -81,6 +81,49 @@ pub struct Shared {
     pub hard_stop: CancellationToken,
 }
 
+#[cfg(test)]
+impl Shared {
+    /// A worker's shared state for unit tests: a self-signed identity, its spool in `dir`,
+    /// no link until a test registers one.
+    pub(crate) fn for_tests(dir: &std::path::Path) -> Arc<Shared> {
+        let text = format!(
+            "[worker]\nname = \"w\"\nstate_dir = \"{}\"\ncontrollers = [\"c:9201\"]\n",
+            dir.display()
+        );
+        let config = Config::parse(&text, |_| None, |_| Ok(String::new())).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["w".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let identity = identity::Identity {
+            worker_id: "w_test".into(),
+            key_pkcs8: Arc::new(key.serialize_der().into()),
+            cert_pem: cert.pem(),
+            ca_pem: cert.pem(),
+            cert_issued_at: 0,
+            cert_expires_at: 0,
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let certs = Arc::new(certs::Certificates::new(&identity, dir.to_owned()).unwrap());
+        Arc::new(Shared {
+            table: table::Table::new(clock.clone()),
+            clock,
+            identity,
+            proxy_tls: proxy_tls(certs.clone()).unwrap(),
+            certs,
+            proxy_addr: "127.0.0.1:0".into(),
+            refusals: refusals::Refusals::new(config.refusal_window),
+            spool: spool::Spool::open(dir.join("spool.jsonl")),
+            link: link::LinkClient::default(),
+            gateway: gateway::Gateway::new().unwrap(),
+            draining: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            config,
+        })
+    }
+}
+
 pub struct Worker {
     shared: Arc<Shared>,
     listener: TcpListener,

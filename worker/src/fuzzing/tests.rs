@@ -1,4 +1,4 @@
-//! Replays the seed corpus and every past crash of `worker_config` (see `fuzz/README.md`).
+//! Replays the seed corpus and every past crash of `worker_config` and `gateway_ssh` (see `fuzz/README.md`).
 
 use std::path::Path;
 
@@ -10,4 +10,10 @@ include!("../../../fuzz/replay.rs");
 fn worker_config_corpus_replays() {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     replay_corpus(&fuzz, "worker_config", worker_config);
+}
+
+#[test]
+fn gateway_ssh_corpus_replays() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    replay_corpus(&fuzz, "gateway_ssh", gateway_ssh);
 }

@@ -196,6 +196,67 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_certificate_is_asked_for_once_and_renewed_at_half_life() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+
+        let host = HostKey::new().unwrap();
+        let asked = Arc::new(AtomicUsize::new(0));
+        let link = LinkClient::default();
+        let counter = asked.clone();
+        let _link = link.fake_link(move |request| {
+            let Request::GatewayHostCertificate { public_key } = request else {
+                return Response::error("unexpected");
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            let subject = russh::keys::PublicKey::from_openssh(&public_key).unwrap();
+            let mut builder = russh::keys::ssh_key::certificate::Builder::new(
+                [1u8; 16],
+                subject.key_data().clone(),
+                NOW - 60,
+                NOW + 1000,
+            )
+            .unwrap();
+            builder.cert_type(CertType::Host).unwrap();
+            builder.valid_principal(HOST_ALIAS).unwrap();
+            let cert = builder.sign(&key(60)).unwrap();
+            Response::SshCertificate {
+                certificate: cert.to_openssh().unwrap(),
+                valid_before: NOW + 1000,
+            }
+        });
+        let config = host.server_config(&link, NOW).await.unwrap();
+        assert_eq!(config.certificates.len(), 1);
+        assert_eq!(&config.methods[..], &[russh::MethodKind::PublicKey]);
+        host.server_config(&link, NOW + 400).await.unwrap();
+        assert_eq!(asked.load(Ordering::Relaxed), 1, "cached before half-life");
+        host.server_config(&link, NOW + 500).await.unwrap();
+        assert_eq!(asked.load(Ordering::Relaxed), 2, "renewed at half-life");
+    }
+
+    #[tokio::test]
+    async fn a_certificate_still_valid_is_kept_when_renewal_fails() {
+        let host = HostKey::new().unwrap();
+        let ca = key(61);
+        let cert = certificate(
+            &ca,
+            host.key(),
+            CertType::Host,
+            &[HOST_ALIAS],
+            NOW,
+            NOW + 100,
+        );
+        *host.current.lock().await = Some(Current {
+            config: config::server(host.key.clone(), cert),
+            renew_at: NOW + 50,
+            valid_before: NOW + 100,
+        });
+        let link = LinkClient::default();
+        assert!(host.server_config(&link, NOW + 60).await.is_ok());
+        assert!(host.server_config(&link, NOW + 100).await.is_err());
+    }
+
+    #[tokio::test]
     async fn without_a_link_there_is_no_certificate_and_no_gateway() {
         let host = HostKey::new().unwrap();
         let link = LinkClient::default();

@@ -10,17 +10,28 @@
 //! greets the gateway ([`config`] has the hardened settings); the user logs in with the
 //! session's key as one of its logins ([`auth`]), the gateway logs into the target as the
 //! same login, and each channel and request is decided ([`server`]) and carried
-//! ([`channel`], [`forward`]). It all ends with the connection, or with the session
+//! ([`channel`], [`forward`]; the channels the target opens towards the user, only where
+//! asked for and granted: [`reverse`]). It all ends with the connection, or with the session
 //! (cancel, expiry, logout, policy change), as a relayed connection does.
+//!
+//! Invariants: the gateway's host key and each session's key exist only in the worker's
+//! memory; the worker dials only the grant's endpoint and endpoints the controller vetted,
+//! never a name and never its own host for a user; nothing reaches the target that
+//! `decide_channel` did not allow; every refusal is recorded.
 
 mod auth;
 mod channel;
 mod config;
 mod forward;
+#[cfg(any(test, fuzzing))]
+pub(crate) mod fuzz;
 mod host_key;
+mod reverse;
 mod server;
 #[cfg(test)]
 pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
 mod upstream;
 mod verify;
 
@@ -109,6 +120,7 @@ pub(crate) struct Connection {
 
 /// What a gateway connection carried (the user's side, SSH framing included), and why it
 /// closed.
+#[derive(Debug)]
 pub(crate) struct Served {
     pub(crate) up: u64,
     pub(crate) down: u64,
@@ -127,6 +139,14 @@ pub(super) struct Context {
     refusals: AtomicU32,
     /// The target's connection once logged in, so that the end can close it.
     upstream: OnceLock<Arc<Upstream>>,
+    /// The user's connection, for the channels the target opens towards the user.
+    user: OnceLock<russh::server::Handle>,
+    /// The login the user chose, once logged in.
+    login: OnceLock<String>,
+    /// The session's channel rights.
+    rights: portcullis_policy::SshRights,
+    /// What the user asked the target to open channels back for.
+    asked: reverse::Asked,
 }
 
 impl Context {
@@ -185,10 +205,14 @@ where
         open_channels: Arc::new(AtomicUsize::new(0)),
         refusals: AtomicU32::new(0),
         upstream: OnceLock::new(),
+        user: OnceLock::new(),
+        login: OnceLock::new(),
+        rights: conn.gw.rights,
+        asked: reverse::Asked::default(),
     });
     // The target's greeting and host key check, while the user's client greets the gateway.
     let greeting = {
-        let shared = shared.clone();
+        let (shared, ctx) = (shared.clone(), ctx.clone());
         let (sid, grant, address) = (
             conn.session_id.clone(),
             conn.grant.clone(),
@@ -197,7 +221,8 @@ where
         tokio::spawn(
             async move {
                 let login = upstream::login(&shared, &sid, &grant, &address).await?;
-                let handle = upstream::greet(target, &login, shared.clock.unix_secs()).await?;
+                let now = shared.clock.unix_secs();
+                let handle = upstream::greet(target, &login, now, ctx).await?;
                 Ok((handle, login))
             }
             .in_current_span(),
@@ -234,11 +259,11 @@ where
         _ = ending.ended() => return served(ending.reason()),
     };
     let handle = session.handle();
+    let _ = ctx.user.set(handle.clone());
     let mut session = std::pin::pin!(session);
     let login_grace = async {
-        match tokio::time::timeout(config::LOGIN_GRACE, logged_in).await {
-            Ok(Ok(())) => std::future::pending::<()>().await,
-            _ => {}
+        if let Ok(Ok(())) = tokio::time::timeout(config::LOGIN_GRACE, logged_in).await {
+            std::future::pending::<()>().await
         }
     };
     let ended = tokio::select! {

@@ -44,6 +44,9 @@ pub(super) struct UserSide {
     authenticated: Option<oneshot::Sender<()>>,
 }
 
+mod decide;
+mod open;
+
 impl Drop for UserSide {
     fn drop(&mut self) {
         if let UpstreamState::Greeting(task) = &self.upstream {
@@ -55,164 +58,16 @@ impl Drop for UserSide {
 /// A channel's place among the connection's [`MAX_CHANNELS`]; given back on drop.
 pub(super) struct ChannelSlot(Arc<AtomicUsize>);
 
-impl Drop for ChannelSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+impl ChannelSlot {
+    /// The place of a channel already counted in `open`.
+    pub(super) fn new(open: Arc<AtomicUsize>) -> ChannelSlot {
+        ChannelSlot(open)
     }
 }
 
-impl UserSide {
-    pub(super) fn new(
-        ctx: Arc<Context>,
-        allowed: Allowed,
-        rights: SshRights,
-        greeting: JoinHandle<Result<(Upstream, Arc<Login>), UpstreamError>>,
-        authenticated: oneshot::Sender<()>,
-    ) -> UserSide {
-        UserSide {
-            ctx,
-            allowed,
-            rights,
-            upstream: UpstreamState::Greeting(greeting),
-            login: String::new(),
-            channels: HashMap::new(),
-            authenticated: Some(authenticated),
-        }
-    }
-
-    /// Logs into the target as `user` once the greeting is done.
-    async fn log_in_upstream(&mut self, user: &str) {
-        let state = std::mem::replace(&mut self.upstream, UpstreamState::Failed(String::new()));
-        self.upstream = match state {
-            UpstreamState::Greeting(task) => match task.await {
-                Ok(Ok((mut handle, login))) => {
-                    match upstream::authenticate(&mut handle, &login, user).await {
-                        Ok(()) => {
-                            let handle = Arc::new(handle);
-                            let _ = self.ctx.upstream.set(handle.clone());
-                            tracing::info!(login = user, target = %login.target, "logged into the target");
-                            UpstreamState::Ready(handle)
-                        }
-                        Err(e) => UpstreamState::Failed(e.to_string()),
-                    }
-                }
-                Ok(Err(e)) => UpstreamState::Failed(e.to_string()),
-                Err(e) => UpstreamState::Failed(format!("the target's login failed: {e}")),
-            },
-            other => other,
-        };
-        if let UpstreamState::Failed(why) = &self.upstream {
-            tracing::warn!(reason = %why, "cannot log into the target");
-        }
-    }
-
-    fn upstream(&self) -> Option<Arc<Upstream>> {
-        match &self.upstream {
-            UpstreamState::Ready(handle) => Some(handle.clone()),
-            _ => None,
-        }
-    }
-
-    /// A place for a new channel, or `None` when the connection has [`MAX_CHANNELS`] open.
-    fn slot(&self) -> Option<ChannelSlot> {
-        let open = self.ctx.open_channels.fetch_add(1, Ordering::Relaxed);
-        let slot = ChannelSlot(self.ctx.open_channels.clone());
-        (open < MAX_CHANNELS).then_some(slot)
-    }
-
-    /// Refuses a request on a channel (the user sees a failure) and records why.
-    async fn refuse_request(
-        &self,
-        channel: ChannelId,
-        kind: &str,
-        destination: Option<String>,
-        rule: String,
-        session: &mut Session,
-    ) -> Result<(), russh::Error> {
-        self.ctx.refused(kind, destination, &self.login, rule).await;
-        session.channel_failure(channel)
-    }
-
-    /// Decides a request on a session channel: the target's end of the channel when it is
-    /// allowed (the caller passes it on), `None` when it was refused (answered here).
-    async fn allow(
-        &self,
-        channel: ChannelId,
-        request: &ChannelRequest<'_>,
-        session: &mut Session,
-    ) -> Result<Option<Arc<UpChannel>>, russh::Error> {
-        let destination = match request {
-            ChannelRequest::Subsystem(name) => Some((*name).to_owned()),
-            _ => None,
-        };
-        match decide_channel(&self.rights, request) {
-            ChannelVerdict::Allow => match self.channels.get(&channel) {
-                Some(up) => Ok(Some(up.clone())),
-                None => {
-                    // A session request on a forward's channel: nothing to pass it to.
-                    session.channel_failure(channel)?;
-                    Ok(None)
-                }
-            },
-            ChannelVerdict::Deny { right } => {
-                self.refuse_request(
-                    channel,
-                    request.kind(),
-                    destination,
-                    rule_for_right(right),
-                    session,
-                )
-                .await?;
-                Ok(None)
-            }
-            ChannelVerdict::AllowOnTargetLoopback | ChannelVerdict::Vet => {
-                session.channel_failure(channel)?;
-                Ok(None)
-            }
-        }
-    }
-
-    /// Answers a request passed on to the target: the user learns a refusal by the target
-    /// from its stderr ([`super::channel`]); a request that could not be sent fails here.
-    fn answer(
-        &self,
-        channel: ChannelId,
-        sent: Result<(), russh::Error>,
-        session: &mut Session,
-    ) -> Result<(), russh::Error> {
-        match sent {
-            Ok(()) => session.channel_success(channel),
-            Err(_) => session.channel_failure(channel),
-        }
-    }
-
-    /// Refuses a channel the rights allow but the gateway does not carry yet.
-    fn not_carried(what: &str) -> String {
-        format!(
-            "{what} is not carried by the SSH gateway yet (refused even where the role allows it)"
-        )
-    }
-
-    /// The rule for a refused channel or request.
-    fn rule(&self, request: &ChannelRequest<'_>, carried_if_allowed: bool) -> Option<String> {
-        match decide_channel(&self.rights, request) {
-            ChannelVerdict::Deny { right } => Some(rule_for_right(right)),
-            _ if carried_if_allowed => None,
-            _ => Some(Self::not_carried(request.kind())),
-        }
-    }
-
-    async fn refuse_open(
-        &self,
-        reply: ChannelOpenHandle,
-        kind: &str,
-        destination: Option<String>,
-        rule: String,
-    ) {
-        self.ctx.refused(kind, destination, &self.login, rule).await;
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
+impl Drop for ChannelSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -249,6 +104,7 @@ impl russh::server::Handler for UserSide {
             "gateway login accepted"
         );
         self.login = user.to_owned();
+        let _ = self.ctx.login.set(user.to_owned());
         self.log_in_upstream(user).await;
         Ok(Auth::Accept)
     }
@@ -288,37 +144,7 @@ impl russh::server::Handler for UserSide {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(slot) = self.slot() else {
-            let rule = format!("at most {MAX_CHANNELS} channels per connection");
-            self.ctx.refused("session", None, &self.login, rule).await;
-            reply.reject(ChannelOpenFailure::ResourceShortage).await;
-            return Ok(());
-        };
-        let Some(upstream) = self.upstream() else {
-            reply.reject(ChannelOpenFailure::ConnectFailed).await;
-            return Ok(());
-        };
-        let up = match upstream.channel_open_session().await {
-            Ok(up) => up,
-            Err(e) => {
-                tracing::info!(error = %e, "the target refused a session channel");
-                reply.reject(ChannelOpenFailure::ConnectFailed).await;
-                return Ok(());
-            }
-        };
-        let (up_read, up_write) = up.split();
-        let up = UpChannel::new(up_write);
-        self.channels.insert(channel.id(), up.clone());
-        reply.accept().await;
-        let (handle, stop) = (session.handle(), self.ctx.stop.child_token());
-        tokio::spawn(
-            async move {
-                let _slot = slot;
-                relay_to_target(channel, handle, up_read, up, stop).await;
-            }
-            .in_current_span(),
-        );
-        Ok(())
+        self.open_session(channel, reply, session).await
     }
 
     async fn channel_close(
@@ -445,30 +271,54 @@ impl russh::server::Handler for UserSide {
     async fn x11_request(
         &mut self,
         channel: ChannelId,
-        _single_connection: bool,
-        _x11_auth_protocol: &str,
-        _x11_auth_cookie: &str,
-        _x11_screen_number: u32,
+        single_connection: bool,
+        x11_auth_protocol: &str,
+        x11_auth_cookie: &str,
+        x11_screen_number: u32,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let rule = self
-            .rule(&ChannelRequest::X11, false)
-            .unwrap_or_else(|| Self::not_carried("x11-req"));
-        self.refuse_request(channel, "x11-req", None, rule, session)
-            .await
+        let Some(up) = self.allow(channel, &ChannelRequest::X11, session).await? else {
+            return Ok(());
+        };
+        up.expect_answer("x11-req");
+        let sent = up
+            .write
+            .request_x11(
+                true,
+                single_connection,
+                x11_auth_protocol,
+                x11_auth_cookie,
+                x11_screen_number,
+            )
+            .await;
+        if sent.is_ok() {
+            self.ctx.asked.x11.store(true, Ordering::Relaxed);
+        }
+        self.answer(channel, sent, session)
     }
 
     async fn agent_request(
         &mut self,
-        _channel: ChannelId,
+        channel: ChannelId,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        let rule = self
-            .rule(&ChannelRequest::Agent, false)
-            .unwrap_or_else(|| Self::not_carried("agent forwarding"));
-        let kind = ChannelRequest::Agent.kind().to_owned();
-        self.ctx.refused(&kind, None, &self.login, rule).await;
-        Ok(false)
+        let request = ChannelRequest::Agent;
+        if let ChannelVerdict::Deny { right } = decide_channel(&self.rights, &request) {
+            let kind = request.kind().to_owned();
+            self.ctx
+                .refused(&kind, None, &self.login, rule_for_right(right))
+                .await;
+            return Ok(false);
+        }
+        let Some(up) = self.channels.get(&channel) else {
+            return Ok(false);
+        };
+        up.expect_answer("auth-agent-req@openssh.com");
+        let sent = up.write.agent_forward(true).await.is_ok();
+        if sent {
+            self.ctx.asked.agent.store(true, Ordering::Relaxed);
+        }
+        Ok(sent)
     }
 
     async fn tcpip_forward(
@@ -477,14 +327,52 @@ impl russh::server::Handler for UserSide {
         port: &mut u32,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        let rule = self
-            .rule(&ChannelRequest::TcpipForward, false)
-            .unwrap_or_else(|| Self::not_carried("tcpip-forward"));
-        let destination = Some(format!("{address}:{port}"));
-        self.ctx
-            .refused("tcpip-forward", destination, &self.login, rule)
-            .await;
-        Ok(false)
+        let request = ChannelRequest::TcpipForward;
+        let destination = format!("{address}:{port}");
+        if let ChannelVerdict::Deny { right } = decide_channel(&self.rights, &request) {
+            self.ctx
+                .refused(
+                    "tcpip-forward",
+                    Some(destination),
+                    &self.login,
+                    rule_for_right(right),
+                )
+                .await;
+            return Ok(false);
+        }
+        let Some(upstream) = self.upstream() else {
+            return Ok(false);
+        };
+        // The target listens, as sshd would for the user: its GatewayPorts decides where.
+        match upstream.tcpip_forward(address, *port).await {
+            Ok(bound) => {
+                if *port == 0 {
+                    *port = bound;
+                }
+                self.ctx.asked.remote.store(true, Ordering::Relaxed);
+                tracing::info!(%destination, port = *port, "remote forward opened on the target");
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::info!(%destination, error = %e, "the target refused a remote forward");
+                Ok(false)
+            }
+        }
+    }
+
+    async fn cancel_tcpip_forward(
+        &mut self,
+        address: &str,
+        port: u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        if !self.ctx.asked.remote.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let Some(upstream) = self.upstream() else {
+            return Ok(false);
+        };
+        Ok(upstream.cancel_tcpip_forward(address, port).await.is_ok())
     }
 
     async fn streamlocal_forward(
@@ -492,9 +380,7 @@ impl russh::server::Handler for UserSide {
         socket_path: &str,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        let rule = self
-            .rule(&ChannelRequest::StreamLocal, false)
-            .unwrap_or_else(|| Self::not_carried("streamlocal"));
+        let rule = self.refusal_rule(&ChannelRequest::StreamLocal, "streamlocal");
         let destination = Some(socket_path.to_owned());
         self.ctx
             .refused(
@@ -514,9 +400,7 @@ impl russh::server::Handler for UserSide {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let rule = self
-            .rule(&ChannelRequest::StreamLocal, false)
-            .unwrap_or_else(|| Self::not_carried("streamlocal"));
+        let rule = self.refusal_rule(&ChannelRequest::StreamLocal, "streamlocal");
         let destination = Some(socket_path.to_owned());
         self.refuse_open(reply, "direct-streamlocal@openssh.com", destination, rule)
             .await;
@@ -531,9 +415,7 @@ impl russh::server::Handler for UserSide {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let rule = self
-            .rule(&ChannelRequest::X11, false)
-            .unwrap_or_else(|| Self::not_carried("x11"));
+        let rule = "x11 channels are opened by servers, never by a client".to_owned();
         self.refuse_open(reply, "x11", None, rule).await;
         Ok(())
     }
@@ -556,6 +438,7 @@ impl russh::server::Handler for UserSide {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn channel_open_direct_tcpip(
         &mut self,
         channel: Channel<Msg>,
@@ -566,94 +449,15 @@ impl russh::server::Handler for UserSide {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let request = ChannelRequest::DirectTcpip {
-            host: host_to_connect,
-            port: port_to_connect,
-        };
-        let destination = format!("{host_to_connect}:{port_to_connect}");
-        let verdict = decide_channel(&self.rights, &request);
-        let slot = match verdict {
-            ChannelVerdict::Deny { right } => {
-                self.refuse_open(
-                    reply,
-                    "direct-tcpip",
-                    Some(destination),
-                    rule_for_right(right),
-                )
-                .await;
-                return Ok(());
-            }
-            _ => match self.slot() {
-                Some(slot) => slot,
-                None => {
-                    let rule = format!("at most {MAX_CHANNELS} channels per connection");
-                    self.refuse_open(reply, "direct-tcpip", Some(destination), rule)
-                        .await;
-                    return Ok(());
-                }
-            },
-        };
-        match verdict {
-            ChannelVerdict::AllowOnTargetLoopback => {
-                let Some(upstream) = self.upstream() else {
-                    reply.reject(ChannelOpenFailure::ConnectFailed).await;
-                    return Ok(());
-                };
-                let opened = upstream
-                    .channel_open_direct_tcpip(
-                        host_to_connect,
-                        port_to_connect,
-                        originator_address,
-                        originator_port,
-                    )
-                    .await;
-                let up = match opened {
-                    Ok(up) => up,
-                    Err(e) => {
-                        tracing::info!(error = %e, %destination, "the target refused a forward to its loopback");
-                        reply.reject(ChannelOpenFailure::ConnectFailed).await;
-                        return Ok(());
-                    }
-                };
-                tracing::info!(%destination, "forward to the target's loopback opened");
-                let (up_read, up_write) = up.split();
-                reply.accept().await;
-                let (handle, stop) = (session.handle(), self.ctx.stop.child_token());
-                tokio::spawn(
-                    async move {
-                        let _slot = slot;
-                        relay_to_target(channel, handle, up_read, UpChannel::new(up_write), stop)
-                            .await;
-                    }
-                    .in_current_span(),
-                );
-            }
-            ChannelVerdict::Vet => {
-                let forward = forward::Forward {
-                    ctx: self.ctx.clone(),
-                    login: self.login.clone(),
-                    host: host_to_connect.to_owned(),
-                    port: port_to_connect,
-                };
-                tokio::spawn(
-                    async move {
-                        let _slot = slot;
-                        forward.run(channel, reply).await;
-                    }
-                    .in_current_span(),
-                );
-            }
-            ChannelVerdict::Allow | ChannelVerdict::Deny { .. } => {
-                // decide_channel never allows a direct-tcpip plainly: refused, fail closed.
-                self.refuse_open(
-                    reply,
-                    "direct-tcpip",
-                    Some(destination),
-                    "unexpected verdict".into(),
-                )
-                .await;
-            }
-        }
-        Ok(())
+        let originator = (originator_address, originator_port);
+        self.open_direct_tcpip(
+            channel,
+            host_to_connect,
+            port_to_connect,
+            originator,
+            reply,
+            session,
+        )
+        .await
     }
 }

@@ -13,9 +13,13 @@ use portcullis_proto::link::{Request, Response};
 use russh::keys::{Certificate, PrivateKey, PublicKeyOrCertificate};
 use tokio::net::TcpStream;
 
+use russh::{client, Channel};
+
 use super::config;
 use super::host_key::generate;
+use super::reverse::{self, Kind};
 use super::verify::{HostKeyMismatch, Pins};
+use super::Context;
 use crate::Shared;
 
 /// How long the controller may take to mint a session's certificate (Vault signs it).
@@ -51,14 +55,17 @@ pub(crate) enum UpstreamError {
     TimedOut { target: String },
 }
 
+/// A session's login, once made; locked while it is made or renewed.
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Login>>>>;
+
 /// The logins of live sessions: one per session, made on its first connection.
 #[derive(Default)]
 pub(crate) struct Logins {
-    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Login>>>>>>,
+    sessions: Mutex<HashMap<String, Slot>>,
 }
 
 impl Logins {
-    fn slot(&self, session_id: &str) -> (Arc<tokio::sync::Mutex<Option<Arc<Login>>>>, bool) {
+    fn slot(&self, session_id: &str) -> (Slot, bool) {
         let mut sessions = match self.sessions.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -164,12 +171,14 @@ async fn mint(shared: &Shared, grant: &str, key: &PrivateKey) -> Result<Credenti
 /// The target's SSH connection, logged in.
 pub(crate) type Upstream = russh::client::Handle<Target>;
 
-/// The client side's handler: checks the target's host key, and refuses every channel the
-/// target would open towards the gateway (remote forwards, agent, X11 are not passed on).
+/// The client side's handler: checks the target's host key, and passes the channels the
+/// target opens towards the user to [`reverse`] (which refuses all but those asked for and
+/// granted).
 pub(crate) struct Target {
     pins: Pins,
     now: u64,
     mismatch: Arc<Mutex<Option<HostKeyMismatch>>>,
+    ctx: Arc<Context>,
 }
 
 impl russh::client::Handler for Target {
@@ -190,6 +199,116 @@ impl russh::client::Handler for Target {
             }
         }
     }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: Channel<client::Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let forwarded = reverse::Forwarded {
+            connected_address: connected_address.to_owned(),
+            connected_port,
+            originator_address: originator_address.to_owned(),
+            originator_port,
+        };
+        reverse::open(
+            &self.ctx,
+            Kind::ForwardedTcpip,
+            channel,
+            reply,
+            Some(forwarded),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        channel: Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        reverse::open(&self.ctx, Kind::Agent, channel, reply, None).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_x11(
+        &mut self,
+        channel: Channel<client::Msg>,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        reverse::open(&self.ctx, Kind::X11, channel, reply, None).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_session(
+        &mut self,
+        _channel: Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        reverse::refuse(&self.ctx, "session", None, reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<client::Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let destination = Some(format!("{host_to_connect}:{port_to_connect}"));
+        reverse::refuse(&self.ctx, "direct-tcpip", destination, reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<client::Msg>,
+        socket_path: &str,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let destination = Some(socket_path.to_owned());
+        reverse::refuse(
+            &self.ctx,
+            "direct-streamlocal@openssh.com",
+            destination,
+            reply,
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn server_channel_open_forwarded_streamlocal(
+        &mut self,
+        _channel: Channel<client::Msg>,
+        socket_path: &str,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let destination = Some(socket_path.to_owned());
+        reverse::refuse(
+            &self.ctx,
+            "forwarded-streamlocal@openssh.com",
+            destination,
+            reply,
+        )
+        .await;
+        Ok(())
+    }
 }
 
 /// Speaks SSH to the target over `tcp`: key exchange and the host key check, done while the
@@ -198,12 +317,14 @@ pub(super) async fn greet(
     tcp: TcpStream,
     login: &Login,
     now: u64,
+    ctx: Arc<Context>,
 ) -> Result<Upstream, UpstreamError> {
     let mismatch = Arc::new(Mutex::new(None));
     let handler = Target {
         pins: login.pins.clone(),
         now,
         mismatch: mismatch.clone(),
+        ctx,
     };
     let config = config::client(login.pins.has_cas());
     let greeting = russh::client::connect_stream(config, tcp, handler);

@@ -152,6 +152,24 @@ impl LinkClient {
 }
 
 #[cfg(test)]
+impl LinkClient {
+    /// A link whose controller answers every request with `answer` (for other modules'
+    /// tests); it goes away with the registration.
+    pub(crate) fn fake_link(
+        &self,
+        answer: impl Fn(Request) -> Response + Send + 'static,
+    ) -> Registration<'_> {
+        let (tx, mut rx) = mpsc::channel::<Outgoing>(16);
+        tokio::spawn(async move {
+            while let Some(outgoing) = rx.recv().await {
+                let _ = outgoing.reply.send(Ok(answer(outgoing.body)));
+            }
+        });
+        self.register("fake", tx)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -213,23 +231,5 @@ mod tests {
         assert!(client.wait_for_link(tokio::time::Instant::now()).await);
         drop(registration);
         assert!(!client.wait_for_link(tokio::time::Instant::now()).await);
-    }
-}
-
-#[cfg(test)]
-impl LinkClient {
-    /// A link whose controller answers every request with `answer` (for other modules'
-    /// tests); it goes away with the registration.
-    pub(crate) fn fake_link(
-        &self,
-        answer: impl Fn(Request) -> Response + Send + 'static,
-    ) -> Registration<'_> {
-        let (tx, mut rx) = mpsc::channel::<Outgoing>(16);
-        tokio::spawn(async move {
-            while let Some(outgoing) = rx.recv().await {
-                let _ = outgoing.reply.send(Ok(answer(outgoing.body)));
-            }
-        });
-        self.register("fake", tx)
     }
 }

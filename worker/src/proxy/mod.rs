@@ -105,7 +105,13 @@ async fn handle(
             Ok(ready) => Some((ready, gw.clone())),
             Err(e) => {
                 shared.table.unadmit(&admitted.claims.sid);
-                let refusal = Refusal::new(RefusalCode::ControllerUnreachable, e.to_string());
+                let code = match e {
+                    crate::gateway::NotReady::HostCertificate(_) => {
+                        RefusalCode::ControllerUnreachable
+                    }
+                    crate::gateway::NotReady::GrantKey(_) => RefusalCode::InvalidGrant,
+                };
+                let refusal = Refusal::new(code, e.to_string());
                 tracing::warn!(error = %e, "gateway connection refused");
                 note_refused(&shared, peer, Some(admitted.claims.sid.clone()), &refusal);
                 return refuse(tls, refusal).await;
