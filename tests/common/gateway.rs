@@ -33,8 +33,6 @@ pub(crate) struct Setup<'a> {
     pub pinned_host_key: Option<&'a str>,
     /// Certificates from this OpenBao (`ssh.backend = "vault"`) instead of the embedded CA.
     pub vault: Option<&'a Bao>,
-    /// More fields of the target (e.g. `max_session_secs`).
-    pub target: Option<Value>,
 }
 
 pub(crate) struct Gateway {
@@ -101,17 +99,14 @@ impl Gateway {
         };
         let sshd_config = format!("Subsystem sftp internal-sftp\n{}", setup.sshd_config);
         let sshd = Sshd::start_configured(&user_ca, &[&user], None, &sshd_config);
-        let mut body = serde_json::json!({
+        let body = serde_json::json!({
             "name": TARGET,
             "address": format!("127.0.0.1:{}", sshd.port),
             "zone": "LOCAL",
             "service": "echo",
             "ssh_host_keys": [setup.pinned_host_key.unwrap_or(&sshd.host_key_pub)],
-        });
-        for (k, v) in setup.target.iter().flat_map(|t| t.as_object().unwrap()) {
-            body[k] = v.clone();
-        }
-        let body = body.to_string();
+        })
+        .to_string();
         let token = dev.var("PORTCULLIS_TOKEN");
         let (code, text) = curl(&dev, "POST", "/v1/targets", Some(&token), Some(&body));
         assert_eq!(code, 201, "{text}");
