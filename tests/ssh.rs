@@ -284,3 +284,42 @@ fn plain_ssh_works_through_the_generated_ssh_config() {
     assert_eq!(ids.len(), 2, "{ids:?}");
     assert_eq!(ids[0], ids[1], "connections of one host share a session");
 }
+
+/// While ssh runs (for hours, perhaps), `connect ssh` holds no connection to the controller:
+/// the controller allows each address only a few, and many `connect ssh` run side by side.
+#[test]
+fn connect_ssh_holds_no_api_connection_while_ssh_runs() {
+    use std::io::{BufRead as _, Write as _};
+    let (dev, sshd) = setup(None);
+    let mut child = dev
+        .cli()
+        .args(["connect", "ssh", "box", "--", "echo up; read line"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "up\n", "sshd:\n{}", sshd.log());
+    let api_port = dev.api().rsplit(':').next().unwrap().to_owned();
+    let out = Command::new("ss")
+        .args([
+            "-tnp",
+            "state",
+            "established",
+            &format!("( dport = :{api_port} )"),
+        ])
+        .output()
+        .unwrap();
+    let connections = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{connections}");
+    assert!(
+        !connections.contains(&format!("pid={},", child.id())),
+        "connect ssh holds an API connection while ssh runs:\n{connections}"
+    );
+    child.stdin.take().unwrap().write_all(b"done\n").unwrap();
+    assert!(child.wait().unwrap().success());
+}

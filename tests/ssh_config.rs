@@ -173,7 +173,13 @@ fn a_failed_prepare_makes_ssh_fail_and_never_connect_directly() {
     // The target's name resolves: a fall-through would reach sshd on 127.0.0.1 directly.
     let s = setup("localhost", serde_json::json!({}));
     let port = s.sshd.port.to_string();
-    // (The harness's own readiness probe is in the log already.)
+    // The harness's own readiness probe connected directly: its lines are logged (up to its
+    // close, which sshd may write a moment after start returned) before the log is marked.
+    common::wait::wait_for(
+        "sshd to log the readiness probe's close",
+        std::time::Duration::from_secs(10),
+        || s.sshd.log().contains("Connection closed by 127.0.0.1"),
+    );
     let before = s.sshd.log().len();
     let out = s.ssh(
         &["-p", &port, "localhost", "true"],

@@ -356,6 +356,11 @@ pub struct SessionAuthorization {
     pub token_expires_at: Option<u64>,
 }
 
+/// Certificate mode is the default and is left out on the wire.
+fn is_certificate_mode(mode: &portcullis_policy::SshMode) -> bool {
+    *mode == portcullis_policy::SshMode::Certificate
+}
+
 /// A secret Vault leased to a session (e.g. database credentials); revoked with the session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LeasedSecret {
@@ -529,8 +534,4 @@ mod tests {
         assert_eq!(u.service, None);
         assert!(serde_json::from_str::<UpdateTarget>(r#"{"zonee":1}"#).is_err());
     }
-}
-
-fn is_certificate_mode(mode: &portcullis_policy::SshMode) -> bool {
-    *mode == portcullis_policy::SshMode::Certificate
 }

@@ -23,6 +23,11 @@ pub(crate) use settings::{config_dir, ClientArgs, ClientSettings, Token};
 /// How long a request may take to connect, and to complete.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an unused connection to the controller is kept for the next request. Short: a
+/// process that waits between requests (`connect ssh` while ssh runs, for hours) gives its
+/// connection back instead of holding one of the few the controller allows each address
+/// (`api.connections.max_per_address`); `connect`'s 2-second watch still reuses one.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A client of one controller's API.
 #[derive(Debug, Clone)]
@@ -44,6 +49,7 @@ impl ApiClient {
             .use_preconfigured_tls(tls)
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .user_agent(concat!("portcullis-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot set up the HTTPS client")?;

@@ -65,6 +65,17 @@ impl Sshd {
         principals: &[&str],
         host_ca: Option<&std::path::Path>,
     ) -> Sshd {
+        Sshd::start_configured(ca_pub, principals, host_ca, "")
+    }
+
+    /// Like [`Sshd::start_with`], with `extra` lines appended to sshd_config (e.g.
+    /// `PermitOpen 127.0.0.1:PORT`).
+    pub(crate) fn start_configured(
+        ca_pub: &str,
+        principals: &[&str],
+        host_ca: Option<&std::path::Path>,
+        extra: &str,
+    ) -> Sshd {
         let user = login_user();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -133,7 +144,7 @@ impl Sshd {
                     "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nTrustedUserCAKeys {}\n\
                      AuthorizedPrincipalsFile {}/principals/%u\nAuthorizedKeysFile none\nRevokedKeys {}\n\
                      UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\n\
-                     LogLevel VERBOSE\n{host_cert_line}",
+                     LogLevel VERBOSE\n{host_cert_line}{extra}",
                     host_key.display(),
                     d.join("sshd.pid").display(),
                     d.join("ca.pub").display(),

@@ -18,6 +18,10 @@ pub(crate) mod targets;
 pub(crate) mod workers;
 
 #[cfg(test)]
+mod gateway_forward_tests;
+#[cfg(test)]
+mod gateway_tests;
+#[cfg(test)]
 mod tests;
 
 use axum::extract::DefaultBodyLimit;

@@ -67,18 +67,23 @@ services = ["echo"]
 const PEER: ([u8; 4], u16) = ([127, 0, 0, 1], 40_000);
 
 /// A controller with the dev login on, on an in-memory store, and its router.
-struct Api {
+pub(super) struct Api {
     router: Router,
-    state: AppState,
+    pub(super) state: AppState,
     _controller: Controller,
     _dir: tempfile::TempDir,
 }
 
 impl Api {
     async fn start() -> Api {
+        Api::start_with_policy(POLICY).await
+    }
+
+    /// A controller as [`Api::start`]'s, with the policy `policy`.
+    pub(super) async fn start_with_policy(policy_text: &str) -> Api {
         let dir = tempfile::tempdir().unwrap();
         let policy = dir.path().join("policy.toml");
-        std::fs::write(&policy, POLICY).unwrap();
+        std::fs::write(&policy, policy_text).unwrap();
         let text = format!(
             "[api]\nlisten = \"127.0.0.1:0\"\n[cluster]\nlisten = \"127.0.0.1:0\"\n\
              [policy]\nfile = \"{}\"\n",
@@ -111,7 +116,7 @@ impl Api {
 
     /// One request with a raw body; the status and the body as JSON (`Null` when empty or
     /// not JSON).
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: Method,
         path: &str,
@@ -142,7 +147,7 @@ impl Api {
         )
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -154,13 +159,13 @@ impl Api {
     }
 
     /// `POST /v1/targets` of `target` with `token`.
-    async fn create_target(&self, token: &str, target: Value) -> (StatusCode, Value) {
+    pub(super) async fn create_target(&self, token: &str, target: Value) -> (StatusCode, Value) {
         self.call(Method::POST, "/v1/targets", Some(token), Some(target))
             .await
     }
 
     /// A token from the dev login for `user` in `groups` (with MFA).
-    async fn login(&self, user: &str, groups: &[&str]) -> String {
+    pub(super) async fn login(&self, user: &str, groups: &[&str]) -> String {
         let body = json!({"username": user, "groups": groups, "amr": ["mfa"]});
         let (status, body) = self
             .call(Method::POST, "/v1/auth/dev-login", None, Some(body))
@@ -170,13 +175,13 @@ impl Api {
     }
 
     /// The sequence number of the newest audit event (0 before the first).
-    async fn last_seq(&self) -> u64 {
+    pub(super) async fn last_seq(&self) -> u64 {
         self.events_after(0).await.last().map_or(0, |(seq, _)| *seq)
     }
 
     /// The type of every audit event committed after `seq`, oldest first, with its
     /// sequence number.
-    async fn events_after(&self, seq: u64) -> Vec<(u64, String)> {
+    pub(super) async fn events_after(&self, seq: u64) -> Vec<(u64, String)> {
         let mut conn = self.state.store.conn().await.unwrap();
         let mut events: Vec<_> = audit_rows::list(&mut conn, &Filter::default(), 1000)
             .await
@@ -190,7 +195,10 @@ impl Api {
     }
 
     /// The types of the audit events `action` committed.
-    async fn audited<T>(&self, action: impl std::future::Future<Output = T>) -> (T, Vec<String>) {
+    pub(super) async fn audited<T>(
+        &self,
+        action: impl std::future::Future<Output = T>,
+    ) -> (T, Vec<String>) {
         let before = self.last_seq().await;
         let out = action.await;
         let kinds = self
@@ -204,7 +212,7 @@ impl Api {
 
     /// A worker heard from just now, as the cluster link records one (with its event), so
     /// that authorize-session has one to pick.
-    async fn live_worker(&self) -> String {
+    pub(super) async fn live_worker(&self) -> String {
         let now = crate::clock::to_i64(self.state.clock.unix_secs());
         let id = crate::ids::new_id(crate::ids::IdKind::Worker);
         let mut tx = self.state.begin_audited().await.unwrap();
@@ -243,7 +251,7 @@ impl Api {
 }
 
 /// A fresh client key, as `portcullis connect` sends it.
-fn client_key() -> Value {
+pub(super) fn client_key() -> Value {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
     json!({ "client_public_key": portcullis_proto::keys::b64(&spki) })

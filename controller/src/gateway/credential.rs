@@ -4,7 +4,8 @@
 //! is live and carried by this worker, then mints with the session's backend exactly as
 //! certificate mode would for the user: key id = session id, principals = the grant's logins,
 //! `source-address` = the workers' egress (`ssh.source_addresses`), valid until the grant
-//! expires.
+//! expires (with Vault, whose roles cap TTLs, `ssh.certificate_ttl` within that, as in
+//! certificate mode).
 //!
 //! - Embedded CA: signed here; the certificate's row (its serial enters the KRL if the
 //!   session ends early) and `gateway_credential_issued` commit in one transaction.
@@ -112,17 +113,18 @@ async fn mint(
     let (claims, gw) = verify(&request.grant, &keys, worker_id, now)?;
     let public_key = crate::ssh::normalised_public_key(&request.public_key)
         .map_err(|e| Refused::BadKey(e.to_string()))?;
-    let (session, target) = {
+    let (user_id, target) = {
         let mut conn = state.store.conn().await?;
         let session = session_rows::get(&mut conn, &claims.sid).await?;
-        check_session(session.as_ref(), worker_id, now)?;
+        let user_id = check_session(session.as_ref(), worker_id, now)?
+            .user_id
+            .clone();
         let target = targets::find(&mut conn, &claims.tid).await?;
         let target = target
             .filter(|t| t.id == claims.tid)
             .ok_or(Refused::TargetGone)?;
-        (session, target)
+        (user_id, target)
     };
-    let user_id = session.map(|s| s.user_id).unwrap_or_default();
     let mint = Mint {
         claims: &claims,
         gw: &gw,
@@ -159,11 +161,11 @@ fn verify(
 }
 
 /// The session must be live (authorised or active, not expired) and carried by this worker.
-fn check_session(
-    session: Option<&SessionRecord>,
+fn check_session<'a>(
+    session: Option<&'a SessionRecord>,
     worker_id: &str,
     now: u64,
-) -> Result<(), Refused> {
+) -> Result<&'a SessionRecord, Refused> {
     let session = session.ok_or(Refused::UnknownSession)?;
     match session.state {
         SessionState::Terminated => return Err(Refused::Ended),
@@ -176,7 +178,7 @@ fn check_session(
     if session.worker_id != worker_id {
         return Err(Refused::OtherWorker);
     }
-    Ok(())
+    Ok(session)
 }
 
 /// What one credential is minted for.
@@ -211,8 +213,9 @@ async fn embedded(state: &AppState, mint: &Mint<'_>) -> Result<(String, u64), Fa
     let certificate = crate::ssh::sign(&ca.pkcs8, mint.public_key, &request)
         .map_err(|e| Refused::Signing(e.to_string()))?;
     let mut tx = state.begin_audited().await?;
-    // Checked again in the transaction: a session that ended meanwhile gets no certificate.
-    let session = session_rows::get(tx.read(), session_id).await?;
+    // Checked again in the transaction, the session's row locked: a session that ended
+    // meanwhile gets no certificate, and one that ends from now on revokes it.
+    let session = session_rows::get_locked(tx.write(), session_id).await?;
     check_session(session.as_ref(), mint.worker_id, mint.now)?;
     crate::store::ssh_certificates::insert(
         tx.write(),
@@ -258,6 +261,12 @@ pub(crate) fn vault_ssh_place(
     Ok((mount.to_owned(), role.to_owned()))
 }
 
+/// The TTL asked of Vault for a gateway's certificate: `ssh.certificate_ttl`, never past the
+/// session's end.
+pub(crate) fn vault_certificate_ttl(certificate_ttl: std::time::Duration, session_ttl: u64) -> u64 {
+    certificate_ttl.as_secs().min(session_ttl).max(1)
+}
+
 /// Mints through Vault, crash-safe (see the module doc).
 async fn from_vault(
     state: &AppState,
@@ -272,7 +281,7 @@ async fn from_vault(
     let intent_id = crate::ids::new_id(crate::ids::IdKind::Credential);
     let username = {
         let mut tx = state.begin_audited().await?;
-        let session = session_rows::get(tx.read(), session_id).await?;
+        let session = session_rows::get_locked(tx.write(), session_id).await?;
         check_session(session.as_ref(), mint.worker_id, mint.now)?;
         let user = crate::store::users::get(tx.read(), user_id).await?;
         crate::store::vault_credentials::insert_intent(
@@ -296,13 +305,17 @@ async fn from_vault(
         .await?;
         user.map(|u| u.username).unwrap_or_default()
     };
-    let ttl = mint.claims.exp.saturating_sub(mint.now).max(1);
+    let session_ttl = mint.claims.exp.saturating_sub(mint.now).max(1);
+    // Vault refuses a TTL above its role's `max_ttl`: the certificate lives
+    // `ssh.certificate_ttl` as certificate mode's do (within the session); a gateway that
+    // logs in again after it expired asks for a new one.
+    let ttl = vault_certificate_ttl(state.config.ssh_certificate_ttl, session_ttl);
     let request = MintRequest {
         intent_id: &intent_id,
         session_id,
         user: &username,
         target_id: &mint.target.id,
-        session_ttl: std::time::Duration::from_secs(ttl),
+        session_ttl: std::time::Duration::from_secs(session_ttl),
         ssh: Some(SshPart {
             mount: &mount,
             role: &role,

@@ -159,3 +159,11 @@ fn the_vault_place_is_the_targets_own_or_the_controllers_default() {
         ("ssh-prod".to_owned(), "prod".to_owned())
     );
 }
+
+#[test]
+fn vaults_certificate_lives_the_configured_ttl_within_the_session() {
+    let five_minutes = std::time::Duration::from_secs(300);
+    assert_eq!(vault_certificate_ttl(five_minutes, 3600), 300);
+    assert_eq!(vault_certificate_ttl(five_minutes, 60), 60);
+    assert_eq!(vault_certificate_ttl(five_minutes, 0), 1);
+}

@@ -72,15 +72,15 @@ pub(crate) struct Plan {
 #[derive(Debug)]
 pub(crate) struct Refusal {
     pub reason: String,
-    pub event: AuditEvent,
+    pub event: Box<AuditEvent>,
 }
 
 /// Checks the parent session of a forward request.
-pub(crate) fn check_parent(
-    parent: Option<&SessionRecord>,
+pub(crate) fn check_parent<'a>(
+    parent: Option<&'a SessionRecord>,
     worker_id: &str,
     now: u64,
-) -> Result<(), ParentRefused> {
+) -> Result<&'a SessionRecord, ParentRefused> {
     let parent = parent.ok_or(ParentRefused::Unknown)?;
     if parent.state == SessionState::Terminated || parent.expires_at <= clock::to_i64(now) {
         return Err(ParentRefused::Ended);
@@ -92,7 +92,7 @@ pub(crate) fn check_parent(
     {
         return Err(ParentRefused::NotGateway);
     }
-    Ok(())
+    Ok(parent)
 }
 
 /// Whether the worker may never dial `ip` for a user, whatever the policy says: its own
@@ -269,9 +269,11 @@ fn refused(
     };
     Refusal {
         reason: format!("{reason}{cells}"),
-        event: AuditEvent::new(actor(user, parent), denied)
-            .session(&parent.id)
-            .target(&parent.target_id),
+        event: Box::new(
+            AuditEvent::new(actor(user, parent), denied)
+                .session(&parent.id)
+                .target(&parent.target_id),
+        ),
     }
 }
 
@@ -322,11 +324,9 @@ async fn vet_forward(
     let (parent, user, target) = {
         let mut conn = state.store.conn().await?;
         let parent = session_rows::get(&mut conn, &request.session_id).await?;
-        if let Err(refused) = check_parent(parent.as_ref(), worker_id, now) {
-            return Ok(Err(format!("forward to {destination} refused: {refused}")));
-        }
-        let Some(parent) = parent else {
-            return Ok(Err(ParentRefused::Unknown.to_string()));
+        let parent = match check_parent(parent.as_ref(), worker_id, now) {
+            Ok(parent) => parent.clone(),
+            Err(refused) => return Ok(Err(format!("forward to {destination} refused: {refused}"))),
         };
         let user = crate::store::users::get(&mut conn, &parent.user_id).await?;
         let target = crate::store::targets::find(&mut conn, &parent.target_id).await?;
@@ -341,7 +341,7 @@ async fn vet_forward(
         Err(detail) => {
             let reason = format!("cannot resolve {destination}: {detail}");
             let refusal = refused(&user, &parent, &destination, None, reason, None);
-            state.audit_alone(refusal.event).await?;
+            state.audit_alone(*refusal.event).await?;
             return Ok(Err(refusal.reason));
         }
     };
@@ -375,36 +375,19 @@ async fn vet_forward(
     let plan = match decide(&facts) {
         Ok(plan) => plan,
         Err(refusal) => {
-            state.audit_alone(refusal.event).await?;
+            state.audit_alone(*refusal.event).await?;
             return Ok(Err(refusal.reason));
         }
     };
     let mut tx = state.begin_audited().await?;
-    // Checked again in the transaction: a parent that ended meanwhile gets no forward.
-    let current = session_rows::get(tx.read(), &parent.id).await?;
+    // Checked again in the transaction, the parent's row locked: a parent that ended
+    // meanwhile gets no forward, and one that ends from now on sees the forward and ends it.
+    let current = session_rows::get_locked(tx.write(), &parent.id).await?;
     if let Err(refused) = check_parent(current.as_ref(), worker_id, now) {
         return Ok(Err(format!("forward to {destination} refused: {refused}")));
     }
     session_rows::insert(tx.write(), &plan.record, None).await?;
     tx.commit(plan.event).await?;
-    // A parent that ended while this committed (on PostgreSQL its end may not have seen the
-    // new row) takes the forward with it now.
-    let mut conn = state.store.conn().await?;
-    let ended = session_rows::get(&mut conn, &parent.id)
-        .await?
-        .and_then(|p| {
-            p.termination_reason
-                .filter(|_| p.state == SessionState::Terminated)
-        });
-    drop(conn);
-    if let Some(reason) = ended {
-        crate::sessions::lifecycle::end_session(state, &plan.record.id, reason, Actor::system())
-            .await?;
-        return Ok(Err(format!(
-            "forward to {destination} refused: {}",
-            ParentRefused::Ended
-        )));
-    }
     let expires_at = clock::to_u64(plan.record.expires_at);
     crate::sessions::lifecycle::arm_expiry(state, plan.record.id.clone(), expires_at);
     tracing::info!(session.id = %plan.record.id, parent.id = %parent.id, endpoint = %plan.record.endpoint, "forward vetted");

@@ -375,7 +375,7 @@ fn the_workers_own_loopback_and_unroutable_addresses_are_never_vetted() {
 #[test]
 fn only_a_live_gateway_session_of_this_worker_may_ask() {
     let ok = parent();
-    check_parent(Some(&ok), "w_1", NOW).unwrap();
+    assert_eq!(check_parent(Some(&ok), "w_1", NOW), Ok(&ok));
     assert_eq!(check_parent(None, "w_1", NOW), Err(ParentRefused::Unknown));
     assert_eq!(
         check_parent(Some(&ok), "w_2", NOW),

@@ -181,6 +181,26 @@ pub(crate) async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<Ses
     row.as_ref().map(from_row).transpose()
 }
 
+/// Reads a session and, on PostgreSQL, locks its row until the transaction ends (SQLite
+/// serialises writers already), so that what the transaction adds under the session (a
+/// certificate, a forward) and the session's end are ordered: an end that comes first is
+/// seen here, and an end that comes later waits for this commit and then sees what it added.
+pub(crate) async fn get_locked(w: Write<'_>, id: &str) -> Result<Option<SessionRecord>> {
+    let conn = w.conn();
+    let lock = if conn.backend_name() == "PostgreSQL" {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM sessions WHERE id = $1{lock}"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
 /// Sessions, newest first; only `user_id`'s when given.
 pub(crate) async fn list(
     conn: &mut AnyConnection,

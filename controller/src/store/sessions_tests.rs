@@ -39,7 +39,7 @@ async fn store_with(state: &str, reason: Option<&str>, close: &str) -> (Store, t
         .unwrap();
     sqlx::query(&format!(
         "INSERT INTO sessions ({COLUMNS}) VALUES ('s_1', 'u_1', 't_1', 'w_1', $1, $2, \
-         '127.0.0.1', 'h', '10.0.0.1:22', 0, 1, 'p', 100, 200, 110, NULL)"
+         '127.0.0.1', 'h', '10.0.0.1:22', 0, 1, 'p', 100, 200, 110, NULL, NULL, NULL)"
     ))
     .bind(state)
     .bind(reason)
@@ -113,6 +113,37 @@ async fn a_stored_row_with_an_unknown_reason_is_corrupt() {
     let message = corrupt(connections(&mut conn, "s_1").await);
     assert!(
         message.contains(r#"connections.close_reason of "c_1""#),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn the_ssh_mode_reads_back_null_as_certificate_and_refuses_an_unknown_mode() {
+    use portcullis_policy::SshMode;
+    let (store, _dir) = store_with("active", None, "closed").await;
+    let mut conn = store.conn().await.unwrap();
+    assert_eq!(
+        get(&mut conn, "s_1").await.unwrap().unwrap().ssh_mode,
+        SshMode::Certificate
+    );
+    for (text, mode) in [
+        ("gateway", SshMode::Gateway),
+        ("certificate", SshMode::Certificate),
+    ] {
+        sqlx::query("UPDATE sessions SET ssh_mode = $1")
+            .bind(text)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(get(&mut conn, "s_1").await.unwrap().unwrap().ssh_mode, mode);
+    }
+    sqlx::query("UPDATE sessions SET ssh_mode = 'telepathy'")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let message = corrupt(get(&mut conn, "s_1").await);
+    assert!(
+        message.contains(r#"sessions.ssh_mode of "s_1": "telepathy""#),
         "{message}"
     );
 }

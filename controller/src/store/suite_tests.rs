@@ -391,6 +391,55 @@ async fn insert_alices_session(conn: &mut sqlx::AnyConnection, s: &store::sessio
 }
 
 #[tokio::test]
+async fn a_gateway_session_and_its_forwards_read_back_and_forwards_count_apart() {
+    use portcullis_policy::SshMode;
+    use store::sessions::{count_live_of_user, get, get_locked, live_children, terminate};
+    for b in backends().await {
+        let mut conn = b.store.conn().await.unwrap();
+        let mut gateway = session(0);
+        gateway.ssh_mode = SshMode::Gateway;
+        insert_alices_session(&mut conn, &gateway).await;
+        let mut forward = session(0);
+        forward.id = "s_2".into();
+        forward.parent_session_id = Some("s_1".into());
+        forward.endpoint = "192.0.2.10:5432".into();
+        store::sessions::insert(w(&mut conn), &forward, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            get(&mut conn, "s_1").await.unwrap().unwrap(),
+            gateway,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            get(&mut conn, "s_2").await.unwrap().unwrap(),
+            forward,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            get_locked(w(&mut conn), "s_1").await.unwrap().as_ref(),
+            Some(&gateway),
+            "{}",
+            b.name
+        );
+        assert_eq!(get_locked(w(&mut conn), "s_9").await.unwrap(), None);
+        assert_eq!(live_children(&mut conn, "s_1").await.unwrap(), ["s_2"]);
+        assert!(live_children(&mut conn, "s_2").await.unwrap().is_empty());
+        // Forwards do not count against the user's live sessions.
+        assert_eq!(
+            count_live_of_user(&mut conn, "u_alice", 500).await.unwrap(),
+            1
+        );
+        assert!(terminate(w(&mut conn), "s_2", EndReason::Canceled, 200)
+            .await
+            .unwrap());
+        assert!(live_children(&mut conn, "s_1").await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
 async fn sessions_admit_count_limit_and_terminate_once() {
     for b in backends().await {
         let mut conn = b.store.conn().await.unwrap();
@@ -732,6 +781,47 @@ async fn keyset_rotation_keeps_previous_keys_until_retired() {
             .sealed_private
             .windows(16)
             .any(|w| private.windows(16).any(|x| x == w)));
+    }
+}
+
+#[tokio::test]
+async fn a_keyset_made_before_the_ssh_host_ca_gets_one_at_its_next_start() {
+    for b in backends().await {
+        let master = MasterKey::generate_hex().unwrap();
+        let keys = Keyset::new(b.store.clone(), MasterKey::from_hex(&master).unwrap());
+        keys.ensure().await.unwrap();
+        let host_ca = keys.active(Purpose::SshHostCa).await.unwrap();
+        let user_ca = keys.active(Purpose::SshCa).await.unwrap();
+        assert_ne!(host_ca.public_key, user_ca.public_key, "{}", b.name);
+        // A store from before the purpose existed: no ssh-host-ca row.
+        let mut conn = b.store.conn().await.unwrap();
+        sqlx::query("DELETE FROM keys WHERE purpose = 'ssh-host-ca'")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        drop(conn);
+        let restarted = Keyset::new(b.store.clone(), MasterKey::from_hex(&master).unwrap());
+        assert!(
+            restarted.active(Purpose::SshHostCa).await.is_err(),
+            "{}",
+            b.name
+        );
+        restarted.ensure().await.unwrap();
+        let created = restarted.active(Purpose::SshHostCa).await.unwrap();
+        assert_ne!(created.id, host_ca.id);
+        // The other keys stay; the new one is created with its event.
+        assert_eq!(
+            restarted.active(Purpose::SshCa).await.unwrap().id,
+            user_ca.id
+        );
+        let mut conn = b.store.conn().await.unwrap();
+        let events = store::audit::after(&mut conn, 0, 100).await.unwrap();
+        let created_events = events
+            .iter()
+            .filter(|(_, body)| body.contains("key_created") && body.contains(&created.id))
+            .count();
+        assert_eq!(created_events, 1, "{}", b.name);
+        assert_eq!(Purpose::parse("ssh-host-ca"), Some(Purpose::SshHostCa));
     }
 }
 

@@ -85,8 +85,12 @@ pub(crate) async fn run(args: SshArgs) -> anyhow::Result<i32> {
 
     let identity = ClientIdentity::generate()?;
     let auth = super::session::authorize(&api, &target.name, &identity, Some(public)).await?;
+    // ssh may run for hours before the cancel: the connection the authorisation used goes
+    // back now rather than idling in the pool, since the controller allows each address only a
+    // few (`api.connections.max_per_address`) and many `connect ssh` may run side by side.
+    drop(api);
     let mut session = CancelOnDrop {
-        api: Some(api),
+        api: Some(ApiClient::from_args(&args.client)?),
         id: auth.session_id.clone(),
         token_expires_at: auth.token_expires_at,
     };
