@@ -24,6 +24,19 @@ pub(super) struct ExecCommand {
 }
 
 impl ExecCommand {
+    /// The command with `{known_hosts}` replaced by the gateway's known_hosts file (with
+    /// `--ssh-key`, in gateway mode).
+    pub(super) fn with_known_hosts(self, path: &str) -> Self {
+        Self {
+            program: self.program.replace("{known_hosts}", path),
+            args: self
+                .args
+                .iter()
+                .map(|a| a.replace("{known_hosts}", path))
+                .collect(),
+        }
+    }
+
     /// The program and arguments with `{host}` and `{port}` filled in.
     pub(super) fn resolved(&self, host: &str, port: u16) -> (String, Vec<String>) {
         (
