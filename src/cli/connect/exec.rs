@@ -129,6 +129,25 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_known_hosts_placeholder_is_the_gateways_file() {
+        let command = ExecCommand {
+            program: "ssh".into(),
+            args: vec![
+                "-o".into(),
+                "UserKnownHostsFile={known_hosts}".into(),
+                "-p".into(),
+                "{port}".into(),
+            ],
+        }
+        .with_known_hosts("/tmp/p/known_hosts");
+        let (_, args) = command.resolved("127.0.0.1", 2222);
+        assert_eq!(
+            args,
+            ["-o", "UserKnownHostsFile=/tmp/p/known_hosts", "-p", "2222"]
+        );
+    }
+
     #[tokio::test]
     async fn exit_code_is_the_commands() {
         let mut signals = Signals::install().unwrap();
