@@ -10,7 +10,8 @@
 //! `--session-file` belongs to the process that wrote the file and is left alone.
 //!
 //! `args` holds the flags, `session` authorises and cancels the session at the controller,
-//! `mode` drives what this invocation does with it and `announce` prints where to connect;
+//! `mode` drives what this invocation does with it and `announce` prints where to connect
+//! (with `--ssh-key`, `ssh_login` binds the user's own SSH key and says how to log in);
 //! `listen`, `stdio`, `exec`, `tunnel` and `spare` carry the connections.
 
 mod announce;
