@@ -717,3 +717,131 @@ fn with_openbao_the_worker_logs_in_with_a_certificate_from_vault() {
     );
     assert_eq!(key_words(&gw.gateway_ca()).split(' ').count(), 2);
 }
+
+#[test]
+fn another_key_on_the_same_listener_is_refused() {
+    let gw = Gateway::start();
+    let user = login_user();
+    let keys = tempfile::tempdir().unwrap();
+    let keygen = |name: &str| {
+        let key = keys.path().join(name);
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        key
+    };
+    // K1 is the user's own key, bound into the session; K2 is another local user's.
+    let (k1, k2) = (keygen("k1"), keygen("k2"));
+    let mut listener = gw
+        .cli()
+        .args([
+            "connect",
+            TARGET,
+            "--listen-port",
+            "0",
+            "--json",
+            "--ssh-key",
+        ])
+        .arg(k1.with_extension("pub"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = collect_lines(listener.stdout.take().unwrap());
+    let stderr = collect_lines(listener.stderr.take().unwrap());
+    let line: serde_json::Value = poll("the listening line", Duration::from_secs(60), || {
+        let out = stdout.lock().unwrap().clone();
+        if let Some(first) = out.lines().next() {
+            return Ok(serde_json::from_str(first).unwrap());
+        }
+        if let Ok(Some(status)) = listener.try_wait() {
+            panic!("connect exited ({status}): {}", stderr.lock().unwrap());
+        }
+        Err(out)
+    });
+    let port = line["port"].as_u64().unwrap().to_string();
+    let ssh = &line["ssh"];
+    assert_eq!(ssh["mode"], "gateway", "{line}");
+    assert_eq!(ssh["logins"], serde_json::json!([user]), "{line}");
+    let known_hosts = Path::new(ssh["known_hosts"].as_str().unwrap()).to_path_buf();
+    let options: Vec<String> = ssh["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        options,
+        [
+            "-o".to_owned(),
+            format!("HostKeyAlias={HOST_ALIAS}"),
+            "-o".to_owned(),
+            format!("UserKnownHostsFile={}", known_hosts.display()),
+            "-o".to_owned(),
+            "StrictHostKeyChecking=yes".to_owned(),
+        ]
+    );
+    assert_gateway_known_hosts(&gw, &std::fs::read_to_string(&known_hosts).unwrap());
+    assert!(
+        ssh["command"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("-p {port} {user}@127.0.0.1")),
+        "{line}"
+    );
+
+    // ssh as the listening line says, with only the authentication differing between runs.
+    let through_the_listener = |auth: &[&str]| {
+        let mut cmd = Command::new("ssh");
+        gw.client_env(&mut cmd)
+            .args([
+                "-F",
+                "/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=30",
+            ])
+            .args(["-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"])
+            .args(&options)
+            .args(auth)
+            .args(["-p", &port, &format!("{user}@127.0.0.1")])
+            .arg("echo ran-$((6*7)); id -un");
+        cmd
+    };
+    let k1 = k1.display().to_string();
+    let k2 = k2.display().to_string();
+    assert_eq!(
+        gw.ok(&mut through_the_listener(&["-i", &k1])),
+        format!("ran-42\n{user}")
+    );
+    let out = gw.fails(&mut through_the_listener(&["-i", &k2]));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("Permission denied (publickey)"), "{said}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("ran-42"));
+    let out = gw.fails(&mut through_the_listener(&[
+        "-o",
+        "PreferredAuthentications=password,keyboard-interactive",
+        "-o",
+        "PubkeyAuthentication=no",
+    ]));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("Permission denied"), "{said}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("ran-42"));
+    // Only K1's login reached the target.
+    assert_eq!(gw.accepted().len(), 1, "{}", gw.sshd.log());
+
+    // Ctrl-C ends the session and removes the known_hosts file.
+    let status = Command::new("kill")
+        .args(["-INT", &listener.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = listener.wait().unwrap();
+    assert!(status.success(), "{}", stderr.lock().unwrap());
+    assert!(!known_hosts.exists(), "{} is left", known_hosts.display());
+    gw.wait_ended(line["session_id"].as_str().unwrap());
+}

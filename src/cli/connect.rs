@@ -10,7 +10,8 @@
 //! `--session-file` belongs to the process that wrote the file and is left alone.
 //!
 //! `args` holds the flags, `session` authorises and cancels the session at the controller,
-//! `mode` drives what this invocation does with it and `announce` prints where to connect;
+//! `mode` drives what this invocation does with it and `announce` prints where to connect
+//! (with `--ssh-key`, `ssh_login` binds the user's own SSH key and says how to log in);
 //! `listen`, `stdio`, `exec`, `tunnel` and `spare` carry the connections.
 
 mod announce;
@@ -23,6 +24,7 @@ pub(crate) mod session_file;
 mod signals;
 mod spare;
 pub(crate) mod ssh;
+mod ssh_login;
 mod stdio;
 pub(crate) mod tls;
 mod tunnel;
@@ -31,7 +33,7 @@ mod watch;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use portcullis_proto::api::CancelReason;
+use portcullis_proto::api::{CancelReason, SessionAuthorization};
 use tracing::Instrument as _;
 
 use super::http::ApiClient;
@@ -39,6 +41,7 @@ use mode::Mode;
 use session::{authorize, cancel_session};
 use session_file::{HandoffFile, SessionFile};
 use signals::Signals;
+use ssh_login::{SshLogin, UserKey};
 use tls::ClientIdentity;
 use tunnel::{SessionTicket, TicketParts};
 
@@ -64,14 +67,33 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
         return mode::join_stdio(&target, path, &mut signals).await;
     }
 
+    let user_key = args.ssh_key.as_deref().map(UserKey::read).transpose()?;
     let api = ApiClient::from_args(&args.client)?;
     let identity = ClientIdentity::generate()?;
+    let ssh_public_key = user_key.as_ref().map(|key| key.public.clone());
     let authorization = tokio::select! {
-        result = authorize(&api, &target, &identity, None) => result?,
+        result = authorize(&api, &target, &identity, ssh_public_key) => result?,
         caught = signals.recv() => {
             eprintln!("{caught}: stopped before the session was open");
             return Ok(caught.exit_code());
         }
+    };
+    let ssh_login = match &user_key {
+        Some(key) => match SshLogin::prepare(key, &authorization) {
+            Ok(login) => Some(login),
+            Err(err) => {
+                let ticket = SessionTicket::new(ticket_parts(&authorization, &target), &identity)?;
+                cancel_session(
+                    &api,
+                    &ticket,
+                    CancelReason::Canceled,
+                    authorization.token_expires_at,
+                )
+                .await;
+                return Err(err);
+            }
+        },
+        None => None,
     };
     let handoff = match &args.write_session_file {
         Some(path) => Some(HandoffFile::write(
@@ -90,14 +112,7 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
         None => None,
     };
     let ticket = Arc::new(SessionTicket::new(
-        TicketParts {
-            session_id: authorization.session_id.clone(),
-            target: target.clone(),
-            worker_addr: authorization.worker_addr.clone(),
-            worker_key_fingerprint: authorization.worker_key_fingerprint.clone(),
-            grant: authorization.grant.clone(),
-            expires_at: authorization.expires_at,
-        },
+        ticket_parts(&authorization, &target),
         &identity,
     )?);
 
@@ -109,9 +124,12 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
     let result = mode::drive(
         mode,
         ticket.clone(),
-        handoff.as_ref(),
+        mode::Shown {
+            handoff: handoff.as_ref(),
+            ssh: ssh_login.as_ref(),
+            json: args.json,
+        },
         &mut signals,
-        args.json,
         watched,
     )
     .instrument(span)
@@ -125,10 +143,23 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
         None => true,
     };
     drop(handoff);
+    drop(ssh_login);
     match result {
         Ok(ending) if !cancelled && ending.code == 0 && !ending.from_command => {
             Ok(i32::from(super::exit::FAILURE))
         }
         other => other.map(|ending| ending.code),
+    }
+}
+
+/// The parts of a session ticket from the controller's authorisation.
+fn ticket_parts(authorization: &SessionAuthorization, target: &str) -> TicketParts {
+    TicketParts {
+        session_id: authorization.session_id.clone(),
+        target: target.to_owned(),
+        worker_addr: authorization.worker_addr.clone(),
+        worker_key_fingerprint: authorization.worker_key_fingerprint.clone(),
+        grant: authorization.grant.clone(),
+        expires_at: authorization.expires_at,
     }
 }

@@ -2,24 +2,29 @@
 //! hand-off file to join), the session and its expiry, as text or one JSON object.
 
 use super::listen::LocalListener;
-use super::session_file::HandoffFile;
+use super::mode::Shown;
+use super::ssh_login::Reach;
 use super::tunnel::SessionTicket;
 use crate::cli::output;
 
 pub(super) fn announce(
     ticket: &SessionTicket,
     listener: &LocalListener,
-    handoff: Option<&HandoffFile>,
-    json: bool,
+    shown: Shown<'_>,
 ) -> anyhow::Result<()> {
+    let handoff = shown.handoff;
     let (address, port, path) = match listener {
         LocalListener::Tcp(_) => ("127.0.0.1".to_owned(), listener.port(), None),
         LocalListener::Unix(_, file) => {
-            let shown = file.path().display().to_string();
-            (shown.clone(), None, Some(shown))
+            let path = file.path().display().to_string();
+            (path.clone(), None, Some(path))
         }
     };
-    if json {
+    let reach = match (listener, port) {
+        (LocalListener::Unix(_, file), _) => Reach::Unix(file.path()),
+        (LocalListener::Tcp(_), port) => Reach::Port(port.unwrap_or_default()),
+    };
+    if shown.json {
         let mut line = serde_json::json!({
             "session_id": ticket.session_id,
             "target": ticket.target,
@@ -35,14 +40,17 @@ pub(super) fn announce(
         if let Some(file) = handoff {
             line["session_file"] = file.path().display().to_string().into();
         }
+        if let Some(login) = shown.ssh {
+            line["ssh"] = login.json(reach)?;
+        }
         return output::print_json_line(&line);
     }
-    let shown = match port {
+    let at = match port {
         Some(port) => format!("{address}:{port}"),
         None => address,
     };
     let mut text = format!(
-        "Listening on {shown} for session {} to {}, expires at {}.\n",
+        "Listening on {at} for session {} to {}, expires at {}.\n",
         ticket.session_id,
         ticket.target,
         output::time(ticket.expires_at)
@@ -53,29 +61,42 @@ pub(super) fn announce(
             file.path().display()
         ));
     }
+    if let Some(login) = shown.ssh {
+        text.push_str(&login.text(reach)?);
+    }
     output::write_stdout(&text)
 }
 
-pub(super) fn announce_hold(
-    ticket: &SessionTicket,
-    handoff: Option<&HandoffFile>,
-    json: bool,
-) -> anyhow::Result<()> {
-    let file = handoff
-        .map(|f| f.path().display().to_string())
+pub(super) fn announce_hold(ticket: &SessionTicket, shown: Shown<'_>) -> anyhow::Result<()> {
+    let path = shown
+        .handoff
+        .map(|f| f.path().to_path_buf())
         .unwrap_or_default();
-    if json {
-        return output::print_json_line(&serde_json::json!({
+    let file = path.display().to_string();
+    let reach = Reach::SessionFile {
+        target: &ticket.target,
+        file: &path,
+    };
+    if shown.json {
+        let mut line = serde_json::json!({
             "session_id": ticket.session_id,
             "target": ticket.target,
             "session_file": file,
             "expires_at": ticket.expires_at,
-        }));
+        });
+        if let Some(login) = shown.ssh {
+            line["ssh"] = login.json(reach)?;
+        }
+        return output::print_json_line(&line);
     }
-    output::write_stdout(&format!(
+    let mut text = format!(
         "Session {} to {} is open until {}; hand-off file {file}.\n",
         ticket.session_id,
         ticket.target,
         output::time(ticket.expires_at)
-    ))
+    );
+    if let Some(login) = shown.ssh {
+        text.push_str(&login.text(reach)?);
+    }
+    output::write_stdout(&text)
 }

@@ -30,8 +30,19 @@ Examples:
   portcullis connect web --write-session-file /run/user/1000/web.session &
   portcullis connect web --stdio --session-file /run/user/1000/web.session
 
+  # Your own SSH key for tools that run ssh themselves (Terraform, Ansible): in gateway
+  # mode the listening line gives the options that check the gateway's host certificate.
+  portcullis connect web-01 --listen-port 2222 --ssh-key ~/.ssh/id_ed25519.pub
+  ssh -o HostKeyAlias=portcullis-gateway -o UserKnownHostsFile=/tmp/portcullis-connect-XXXX/known_hosts \\
+      -o StrictHostKeyChecking=yes -p 2222 admin@127.0.0.1
+  portcullis connect web-01 --ssh-key ~/.ssh/id_ed25519 --exec ssh -- \\
+      -o HostKeyAlias=portcullis-gateway -o 'UserKnownHostsFile={known_hosts}' \\
+      -o StrictHostKeyChecking=yes -p {port} admin@{host} uptime
+
 With --json, the listening line is one JSON object on stdout:
-  {\"session_id\", \"target\", \"address\", \"port\" (or \"path\"), \"expires_at\" (unix seconds)}";
+  {\"session_id\", \"target\", \"address\", \"port\" (or \"path\"), \"expires_at\" (unix seconds)}
+and with --ssh-key also \"ssh\": {\"mode\", \"logins\", \"login\", \"options\" (ssh arguments),
+  \"command\", \"known_hosts\" (gateway mode) or \"certificate\" (certificate mode)}";
 
 /// Open a brokered session to a target and carry connections through it.
 #[derive(clap::Args, Debug, Clone)]
@@ -71,6 +82,13 @@ pub(crate) struct ConnectArgs {
     /// Arguments for --exec, after `--`.
     #[arg(last = true, value_name = "ARGS", requires = "exec")]
     pub args: Vec<String>,
+    /// Bind your own SSH key into the session: PATH is its public key file (or the private
+    /// key file with PATH.pub beside it; only the public half is read). In gateway mode the
+    /// gateway accepts this key and no other, and the listening line gives the ssh options
+    /// that check the gateway; in certificate mode the session's certificate is written
+    /// beside the key (KEY-cert.pub, where ssh finds it) and removed at exit.
+    #[arg(long, value_name = "PATH", conflicts_with = "stdio")]
+    pub ssh_key: Option<PathBuf>,
     /// Print the listening line as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -115,5 +133,8 @@ pub(super) mod tests {
         );
         assert!(parse(&["web", "--stdio", "--session-file", "f"]).is_ok());
         assert!(parse(&["web", "--listen-port", "0", "--write-session-file", "f"]).is_ok());
+        let args = parse(&["web", "--listen-port", "0", "--ssh-key", "k.pub"]).unwrap();
+        assert_eq!(args.ssh_key, Some(PathBuf::from("k.pub")));
+        assert!(parse(&["web", "--stdio", "--ssh-key", "k.pub"]).is_err());
     }
 }

@@ -24,6 +24,19 @@ pub(super) struct ExecCommand {
 }
 
 impl ExecCommand {
+    /// The command with `{known_hosts}` replaced by the gateway's known_hosts file (with
+    /// `--ssh-key`, in gateway mode).
+    pub(super) fn with_known_hosts(self, path: &str) -> Self {
+        Self {
+            program: self.program.replace("{known_hosts}", path),
+            args: self
+                .args
+                .iter()
+                .map(|a| a.replace("{known_hosts}", path))
+                .collect(),
+        }
+    }
+
     /// The program and arguments with `{host}` and `{port}` filled in.
     pub(super) fn resolved(&self, host: &str, port: u16) -> (String, Vec<String>) {
         (
@@ -113,6 +126,25 @@ mod tests {
                 "{hostname}",
                 "plain"
             ]
+        );
+    }
+
+    #[test]
+    fn the_known_hosts_placeholder_is_the_gateways_file() {
+        let command = ExecCommand {
+            program: "ssh".into(),
+            args: vec![
+                "-o".into(),
+                "UserKnownHostsFile={known_hosts}".into(),
+                "-p".into(),
+                "{port}".into(),
+            ],
+        }
+        .with_known_hosts("/tmp/p/known_hosts");
+        let (_, args) = command.resolved("127.0.0.1", 2222);
+        assert_eq!(
+            args,
+            ["-o", "UserKnownHostsFile=/tmp/p/known_hosts", "-p", "2222"]
         );
     }
 

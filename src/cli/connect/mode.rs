@@ -17,6 +17,7 @@ use super::exec::{self, ExecCommand};
 use super::listen::{self, LocalListener, Stop};
 use super::session_file::{read_session_file, HandoffFile};
 use super::signals::Signals;
+use super::ssh_login::{Reach, SshLogin};
 use super::stdio;
 use super::tls::ClientIdentity;
 use super::tunnel::{SessionTicket, TicketParts};
@@ -98,6 +99,15 @@ impl Ending {
     }
 }
 
+/// What the listening line shows besides the session: the hand-off file, how to log in
+/// with `--ssh-key`, and whether it is one JSON object.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Shown<'a> {
+    pub(super) handoff: Option<&'a HandoffFile>,
+    pub(super) ssh: Option<&'a SshLogin>,
+    pub(super) json: bool,
+}
+
 /// The session at the controller, which the modes that hold it open watch for its end.
 pub(super) struct Watched<'a> {
     pub(super) api: &'a ApiClient,
@@ -108,15 +118,14 @@ pub(super) struct Watched<'a> {
 pub(super) async fn drive(
     mode: Mode,
     ticket: Arc<SessionTicket>,
-    handoff: Option<&HandoffFile>,
+    shown: Shown<'_>,
     signals: &mut Signals,
-    json: bool,
     watched: Watched<'_>,
 ) -> anyhow::Result<Ending> {
     let ended = watch::until_ended(watched.api, &ticket.session_id, watched.token_expires_at);
     match mode {
         Mode::Listen(listener) => {
-            announce(&ticket, &listener, handoff, json)?;
+            announce(&ticket, &listener, shown)?;
             eprintln!("Press Ctrl-C to end the session.");
             let stop = async { signals.recv().await.to_string() };
             let stopped = tokio::select! {
@@ -126,7 +135,7 @@ pub(super) async fn drive(
             Ok(report_stop(&ticket, &stopped))
         }
         Mode::Hold => {
-            announce_hold(&ticket, handoff, json)?;
+            announce_hold(&ticket, shown)?;
             eprintln!("Press Ctrl-C to end the session.");
             let expiry = tokio::time::sleep(listen::until_unix(ticket.expires_at));
             let stopped = tokio::select! {
@@ -162,6 +171,16 @@ pub(super) async fn drive(
                 output::time(ticket.expires_at),
                 command.program
             );
+            let command = match shown.ssh {
+                Some(login) => {
+                    eprint!("{}", login.text(Reach::Port(port))?);
+                    match login.known_hosts() {
+                        Some(path) => command.with_known_hosts(&path.display().to_string()),
+                        None => command,
+                    }
+                }
+                None => command,
+            };
             let serve_ticket = ticket.clone();
             let server = tokio::spawn(
                 async move {
