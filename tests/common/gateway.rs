@@ -354,6 +354,9 @@ pub(crate) fn target_credentials(dirs: &[&Path], allowed: &dyn Fn(&Path) -> bool
 /// drop. Panes stay after their command exits, so a test sees how it ended.
 pub(crate) struct Tmux {
     socket: PathBuf,
+    /// Where the pane's shell writes the command's exit status: read from a file, not from
+    /// tmux, whose server may be gone by then (it exits with its last pane).
+    status: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -364,6 +367,11 @@ impl Tmux {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("tmux.sock");
         let conf = dir.path().join("tmux.conf");
+        let status = dir.path().join("status");
+        let command = format!(
+            "{command}; echo $? > {}.tmp && mv {0}.tmp {0}",
+            status.display()
+        );
         std::fs::write(
             &conf,
             "set -g remain-on-exit on\nset -g history-limit 5000\n",
@@ -385,7 +393,7 @@ impl Tmux {
                 "160",
                 "-y",
                 "40",
-                command,
+                &command,
             ])
             .output()
             .expect("tmux (scripts/test installs it)");
@@ -394,7 +402,11 @@ impl Tmux {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Tmux { socket, _dir: dir }
+        Tmux {
+            socket,
+            status,
+            _dir: dir,
+        }
     }
 
     fn tmux(&self) -> Command {
@@ -451,23 +463,9 @@ impl Tmux {
 
     /// The command's exit status once it has exited.
     pub(crate) fn exited(&self) -> Option<i32> {
-        let out = self
-            .tmux()
-            .args([
-                "display-message",
-                "-p",
-                "-t",
-                "gw",
-                "#{pane_dead} #{pane_dead_status}",
-            ])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut words = text.split_whitespace();
-        match (words.next(), words.next()) {
-            (Some("1"), Some(status)) => status.parse().ok(),
-            _ => None,
-        }
+        std::fs::read_to_string(&self.status)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
     }
 }
 
