@@ -297,14 +297,14 @@ fn input_or_fallback_without_record_is_an_error() {
     assert!(
         errs.iter().any(
             |(l, m)| m.contains("record_input on zone `T` needs `record = true`")
-                && *l == Some(line_of(&POLICY, "10.1.0.0/16").unwrap() + 1)
+                && *l == Some(line_of(POLICY, "10.1.0.0/16").unwrap() + 1)
         ),
         "{errs:?}"
     );
     assert!(
         errs.iter()
             .any(|(l, m)| m.contains("unrecorded_fallback on zone `T`")
-                && *l == Some(line_of(&POLICY, "10.1.0.0/16").unwrap() + 2)),
+                && *l == Some(line_of(POLICY, "10.1.0.0/16").unwrap() + 2)),
         "{errs:?}"
     );
     let text = POLICY.replace(
@@ -315,7 +315,7 @@ fn input_or_fallback_without_record_is_an_error() {
     assert!(
         errs.iter()
             .any(|(l, m)| m.contains("record_input on role `plain`")
-                && *l == Some(line_of(&POLICY, "groups = [\"plain\"]").unwrap() + 2)),
+                && *l == Some(line_of(POLICY, "groups = [\"plain\"]").unwrap() + 2)),
         "{errs:?}"
     );
 }
