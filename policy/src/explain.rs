@@ -85,6 +85,7 @@ pub fn render(decision: &Decision) -> String {
                 "  ssh: certificate mode (OpenSSH end to end); in gateway mode, channels: {channels}"
             ),
         };
+        let _ = writeln!(out, "  recording: {}", c.recording.describe());
     }
     let _ = writeln!(out, "  policy sha256: {}", decision.policy_hash);
     out

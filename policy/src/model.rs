@@ -91,6 +91,16 @@ pub(crate) struct RawZone {
     /// `ssh_mode = "gateway"`: SSH sessions into the zone's targets must use the gateway.
     #[serde(default)]
     pub ssh_mode: Option<SshMode>,
+    /// `record = true`: sessions into the zone's targets are recorded.
+    #[serde(default)]
+    pub record: Option<Spanned<bool>>,
+    /// `record_input = true`: the zone's recordings capture typed input too.
+    #[serde(default)]
+    pub record_input: Option<Spanned<bool>>,
+    /// `unrecorded_fallback = true`: when the zone's required recording cannot be written,
+    /// the session goes on unrecorded instead of the channel being closed.
+    #[serde(default)]
+    pub unrecorded_fallback: Option<Spanned<bool>>,
 }
 
 /// `microsegments = { vmids_per_segment = 100, prefix_len = 24 }`.
@@ -238,6 +248,15 @@ pub(crate) struct RawRole {
     pub ssh: Option<SshRights>,
     #[serde(default)]
     pub ssh_mode: Option<SshMode>,
+    /// `record = true`: the role's sessions are recorded.
+    #[serde(default)]
+    pub record: Option<Spanned<bool>>,
+    /// `record_input = true`: the role's recordings capture typed input too.
+    #[serde(default)]
+    pub record_input: Option<Spanned<bool>>,
+    /// Read only to refuse it with a clear message: going on unrecorded is a zone's opt-in.
+    #[serde(default)]
+    pub unrecorded_fallback: Option<Spanned<bool>>,
 }
 
 /// `[[role.grant]]`.

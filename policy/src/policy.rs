@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use crate::diagnostic::PolicyError;
 use crate::model::{Access, GroupMatch, Protocol, Trust};
 use crate::permission::Permission;
+use crate::recording::{RecordingRule, ZoneRecording};
 use crate::roles::{GroupIndex, Template};
 use crate::ssh::{SshMode, SshRights};
 use crate::zones::PrefixTable;
@@ -133,6 +134,8 @@ pub(crate) struct Zone {
     pub microsegments: Option<Microsegments>,
     /// The mode SSH sessions into the zone need at least: `Gateway` when the zone requires it.
     pub ssh_mode: SshMode,
+    /// Whether sessions into the zone are recorded, and how.
+    pub recording: ZoneRecording,
 }
 
 /// Microsegments of a zone: the n-th block of `vmids_per_segment` VMIDs (counting through
@@ -223,6 +226,8 @@ pub(crate) struct Role {
     pub ssh: Option<SshRights>,
     /// The mode the role's SSH sessions need at least.
     pub ssh_mode: SshMode,
+    /// Whether the role's sessions are recorded, and with typed input.
+    pub recording: RecordingRule,
 }
 
 #[derive(Debug, Clone)]

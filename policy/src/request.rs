@@ -106,4 +106,8 @@ pub struct Constraints {
     /// it may open: the strictest mode and the most generous rights of the granting roles.
     #[serde(default)]
     pub ssh: crate::ssh::SshAccess,
+    /// Whether the session is recorded, with typed input, and what a recording that cannot
+    /// be written does: required when the target zone or any granting role requires it.
+    #[serde(default)]
+    pub recording: crate::recording::Recording,
 }

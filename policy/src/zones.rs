@@ -283,6 +283,7 @@ mod tests {
                 prefix_len: 24,
             }),
             ssh_mode: crate::ssh::SshMode::Certificate,
+            recording: crate::recording::ZoneRecording::default(),
         };
         assert_eq!(segment_of_vmid(&zone, 4000), Some(0));
         assert_eq!(segment_of_vmid(&zone, 4099), Some(0));

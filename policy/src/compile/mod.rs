@@ -2,6 +2,7 @@
 
 mod lints;
 mod matrix;
+mod recording;
 mod roles;
 mod zones;
 
@@ -110,6 +111,7 @@ fn build(text: &str, raw: RawPolicy, sink: &mut Sink<'_>) -> Option<Policy> {
         pools: zoned.pools,
     };
     lints::check(&policy, &raw, sink);
+    recording::check_waivers(&policy, &raw.roles, sink);
     Some(policy)
 }
 

@@ -61,6 +61,7 @@ pub(super) fn compile_roles(
             constraints: compile_constraints(rr, names, sink),
             ssh: rr.ssh,
             ssh_mode: rr.ssh_mode.unwrap_or_default(),
+            recording: super::recording::role_recording(sink, rr),
         });
     }
     (roles, Some(index))

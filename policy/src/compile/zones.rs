@@ -63,6 +63,7 @@ impl ZonesBuilder {
             pools: Vec::new(),
             microsegments: None,
             ssh_mode: rz.ssh_mode.unwrap_or_default(),
+            recording: super::recording::zone_recording(sink, rz),
         };
         self.claim_cidrs(sink, rz, id, &mut zone);
         self.claim_vmids(sink, rz, id, &mut zone);

@@ -4,14 +4,17 @@
 
 use super::Ask;
 use crate::policy::{Grant, IdSet, Policy, RoleConstraints};
+use crate::recording::Recording;
 use crate::request::{Decision, Identity, Outcome};
-use crate::ssh::{SshAccess, SshRights};
+use crate::ssh::{SshAccess, SshMode, SshRights};
 
 /// Step (3): the roles the identity is a member of that grant the target zone and service,
 /// with their constraints met. Allows with the most generous limits, every login they give
 /// and the SSH access they give together (the strictest mode of the target zone, the roles
-/// and their matching grants; the union of the roles' channel rights); denies with the
-/// first unmet constraint, or with what the roles lack.
+/// and their matching grants; the union of the roles' channel rights), and the recording
+/// the target zone and the roles require together (each role only adds to it; a required
+/// recording needs the gateway); denies with the first unmet constraint, or with what the
+/// roles lack.
 pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -> Decision {
     let (dst, service) = (ask.dst.zone, ask.service);
     let (dst_name, svc_name) = (policy.zone_name(dst), policy.service_name(service));
@@ -27,14 +30,14 @@ pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -
     let mut failure: Option<(String, String)> = None;
     let mut max_session: Option<Option<u64>> = None;
     let mut connection_limit: Option<Option<u32>> = None;
+    let zone = policy.zones.get(dst);
     let mut ssh = SshAccess {
-        mode: policy
-            .zones
-            .get(dst)
-            .map(|z| z.ssh_mode)
-            .unwrap_or_default(),
+        mode: zone.map(|z| z.ssh_mode).unwrap_or_default(),
         rights: SshRights::NONE,
     };
+    let mut recording = zone
+        .map(|z| Recording::for_zone(&z.recording))
+        .unwrap_or_default();
     for role in members.iter().filter_map(|id| policy.roles.get(id)) {
         let mut grants = role
             .grants
@@ -69,6 +72,7 @@ pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -
         connection_limit = Some(most_generous(connection_limit, c.connection_limit));
         ssh.mode = ssh.mode.strictest(role.ssh_mode);
         ssh.rights = ssh.rights.union(role.ssh.unwrap_or_default());
+        recording = recording.with_role(&role.recording);
         for grant in grants {
             ssh.mode = ssh.mode.strictest(grant.ssh_mode);
             add_logins(&mut d.constraints.logins, grant, ask.identity);
@@ -83,7 +87,13 @@ pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -
     }
     d.constraints.max_session_secs = max_session.flatten();
     d.constraints.connection_limit = connection_limit.flatten();
+    if recording.required {
+        // Only the gateway sees channels to record: in certificate mode the broker carries
+        // encrypted bytes, so a required recording would be escaped.
+        ssh.mode = SshMode::Gateway;
+    }
     d.constraints.ssh = ssh;
+    d.constraints.recording = recording;
     d.outcome = Outcome::Allow;
     d.reason = format!(
         "allowed through a session: {} -> {dst_name} admits `{svc_name}`, the broker's leg allows it, and role {} grants it",

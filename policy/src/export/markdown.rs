@@ -81,6 +81,50 @@ fn zones_table(policy: &Policy, out: &mut String) {
             gateway_only.join(", ")
         );
     }
+    recorded_zones(policy, out);
+}
+
+/// The zones that require recording, with those that capture typed input and those that
+/// let a recording that cannot be written go on unrecorded.
+fn recorded_zones(policy: &Policy, out: &mut String) {
+    let names = |keep: fn(&crate::recording::ZoneRecording) -> bool| -> Vec<String> {
+        policy
+            .zones
+            .iter()
+            .filter(|z| keep(&z.recording))
+            .map(|z| format!("**{}**", escape(&z.name)))
+            .collect()
+    };
+    let recorded = names(|r| r.rule.required);
+    if recorded.is_empty() {
+        return;
+    }
+    let _ = write!(
+        out,
+        "\nSessions into {} are recorded (`record = true`), whatever the role says",
+        recorded.join(", ")
+    );
+    let input = names(|r| r.rule.input);
+    if !input.is_empty() {
+        let _ = write!(
+            out,
+            "; recordings into {} capture typed input too (`record_input = true`)",
+            input.join(", ")
+        );
+    }
+    let fallback = names(|r| r.unrecorded_fallback);
+    if fallback.is_empty() {
+        let _ = writeln!(
+            out,
+            ". A recording that cannot be written closes the channel."
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            ". A recording that cannot be written closes the channel, except that sessions into {} go on unrecorded (`unrecorded_fallback = true`) when no role requires the recording.",
+            fallback.join(", ")
+        );
+    }
 }
 
 /// The services, then the service sets.
@@ -199,7 +243,8 @@ fn roles_table(policy: &Policy, out: &mut String) {
     }
 }
 
-/// A role's constraints, `; `-separated, with its SSH mode and channels where it sets them.
+/// A role's constraints, `; `-separated, with its SSH mode and channels and its recording
+/// where it sets them.
 fn constraints_text(policy: &Policy, role: &Role) -> String {
     let c = &role.constraints;
     let mut constraints = Vec::new();
@@ -221,6 +266,13 @@ fn constraints_text(policy: &Policy, role: &Role) -> String {
     }
     if let Some(rights) = role.ssh {
         constraints.push(format!("SSH channels: {}", rights.describe()));
+    }
+    if role.recording.required {
+        constraints.push(if role.recording.input {
+            "sessions recorded, with typed input".into()
+        } else {
+            "sessions recorded".into()
+        });
     }
     constraints.join("; ")
 }
