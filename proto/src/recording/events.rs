@@ -10,8 +10,9 @@
 //! The recorder keeps one buffer per channel and kind, and emits a buffer as a chunk when the
 //! next line would not fit in [`MAX_BODY_LEN`], on [`Recorder::flush`] and on
 //! [`Recorder::finish`], which also emits the final chunk with the recording's totals.
-//! Output and input longer than [`MAX_TEXT_LEN`] are cut into several events at the same
-//! time, on character boundaries.
+//! Output and input longer than [`MAX_TEXT_LEN`], or than a sixth of the chunk length (JSON
+//! escaping grows a control character six-fold), are cut into several events at the same
+//! time, on character boundaries, so that any text fits.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,9 +24,12 @@ use super::chunk::{
     MAX_BODY_LEN,
 };
 
-/// The most text one output or input event holds; JSON escaping can grow it six-fold, which
-/// still fits a body.
+/// The most text one output or input event holds.
 pub const MAX_TEXT_LEN: usize = 16 * 1024;
+/// The smallest body a recorder cuts chunks at.
+pub const MIN_CHUNK_LEN: usize = 256;
+/// Room for an event line's time, code, brackets and quotes.
+const LINE_OVERHEAD: usize = 64;
 
 /// The start of a pty channel: the asciicast v2 header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,12 +138,12 @@ impl Recorder {
         Self::with_chunk_len(id, MAX_BODY_LEN)
     }
 
-    /// A recorder whose bodies stay under `chunk_len` bytes (at most [`MAX_BODY_LEN`]), for
-    /// smaller chunks (and tests).
+    /// A recorder whose bodies stay under `chunk_len` bytes (from [`MIN_CHUNK_LEN`] to
+    /// [`MAX_BODY_LEN`]), for smaller chunks (and tests).
     pub fn with_chunk_len(id: RecordingId, chunk_len: usize) -> Self {
         Recorder {
             id,
-            chunk_len: chunk_len.clamp(1, MAX_BODY_LEN),
+            chunk_len: chunk_len.clamp(MIN_CHUNK_LEN, MAX_BODY_LEN),
             next_seq: 0,
             head: ChunkHash::GENESIS,
             totals: RecordingEnd::default(),
@@ -164,7 +168,8 @@ impl Recorder {
         if self.finished {
             return Err(RecordError::Finished);
         }
-        let (kind, lines) = lines(at, event);
+        let text_len = ((self.chunk_len - LINE_OVERHEAD) / 6).min(MAX_TEXT_LEN);
+        let (kind, lines) = lines(at, event, text_len);
         let mut out = Vec::new();
         for line in lines {
             if line.len() > self.chunk_len {
@@ -241,14 +246,15 @@ impl Recorder {
     }
 }
 
-/// The body lines of one event, each newline-terminated, and the kind of body they go in.
-pub fn lines(at: Duration, event: &Event) -> (ChunkKind, Vec<String>) {
+/// The body lines of one event, each newline-terminated, and the kind of body they go in;
+/// output and input are cut every `text_len` bytes (at least one character a line).
+pub fn lines(at: Duration, event: &Event, text_len: usize) -> (ChunkKind, Vec<String>) {
     use super::asciicast::{event_line, header_line};
     let t = seconds(at);
     match event {
         Event::PtyStarted(header) => (ChunkKind::Asciicast, vec![header_line(header)]),
-        Event::Output(text) => (ChunkKind::Asciicast, text_lines(t, "o", text)),
-        Event::Input(text) => (ChunkKind::Asciicast, text_lines(t, "i", text)),
+        Event::Output(text) => (ChunkKind::Asciicast, text_lines(t, "o", text, text_len)),
+        Event::Input(text) => (ChunkKind::Asciicast, text_lines(t, "i", text, text_len)),
         Event::Resized { width, height } => (
             ChunkKind::Asciicast,
             vec![event_line(t, "r", &format!("{width}x{height}"))],
@@ -262,11 +268,11 @@ fn seconds(at: Duration) -> f64 {
     at.as_micros() as f64 / 1e6
 }
 
-fn text_lines(t: f64, code: &str, text: &str) -> Vec<String> {
+fn text_lines(t: f64, code: &str, text: &str, text_len: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {
-        let mut cut = rest.len().min(MAX_TEXT_LEN);
+        let mut cut = rest.len().min(text_len.max(4));
         while !rest.is_char_boundary(cut) {
             cut -= 1;
         }
