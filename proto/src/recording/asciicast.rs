@@ -97,7 +97,7 @@ pub fn cast<'a>(
         } else {
             let (t, code, _data): (f64, String, String) =
                 serde_json::from_str(line).map_err(|e| bad(format!("not an event: {e}")))?;
-            if !(t >= 0.0) || !matches!(code.as_str(), "o" | "i" | "r") {
+            if !t.is_finite() || t < 0.0 || !matches!(code.as_str(), "o" | "i" | "r") {
                 return Err(bad(format!("time {t} or code {code:?} out of range")));
             }
         }
