@@ -259,7 +259,32 @@ pub fn lines(at: Duration, event: &Event, text_len: usize) -> (ChunkKind, Vec<St
             ChunkKind::Asciicast,
             vec![event_line(t, "r", &format!("{width}x{height}"))],
         ),
-        structured => (ChunkKind::Events, vec![structured_line(t, structured)]),
+        Event::Exec { command } => structured(Structured::Exec { t, command }),
+        Event::Exited { status } => structured(Structured::Exited { t, status: *status }),
+        Event::Sftp {
+            op,
+            path,
+            to,
+            mode,
+            bytes,
+        } => structured(Structured::Sftp {
+            t,
+            op: *op,
+            path,
+            to: to.as_deref(),
+            mode: *mode,
+            bytes: *bytes,
+        }),
+        Event::Forward {
+            destination,
+            bytes_in,
+            bytes_out,
+        } => structured(Structured::Forward {
+            t,
+            destination,
+            bytes_in: *bytes_in,
+            bytes_out: *bytes_out,
+        }),
     }
 }
 
@@ -312,39 +337,9 @@ enum Structured<'a> {
     },
 }
 
-fn structured_line(t: f64, event: &Event) -> String {
-    let structured = match event {
-        Event::Exec { command } => Structured::Exec { t, command },
-        Event::Exited { status } => Structured::Exited { t, status: *status },
-        Event::Sftp {
-            op,
-            path,
-            to,
-            mode,
-            bytes,
-        } => Structured::Sftp {
-            t,
-            op: *op,
-            path,
-            to: to.as_deref(),
-            mode: *mode,
-            bytes: *bytes,
-        },
-        Event::Forward {
-            destination,
-            bytes_in,
-            bytes_out,
-        } => Structured::Forward {
-            t,
-            destination,
-            bytes_in: *bytes_in,
-            bytes_out: *bytes_out,
-        },
-        // Pty events are asciicast lines (see `lines`); never reached.
-        _ => return String::new(),
-    };
-    // Serialising a struct of strings and numbers cannot fail.
-    let mut line = serde_json::to_string(&structured).unwrap_or_default();
+fn structured(event: Structured<'_>) -> (ChunkKind, Vec<String>) {
+    // Serialising strings and numbers cannot fail.
+    let mut line = serde_json::to_string(&event).unwrap_or_default();
     line.push('\n');
-    line
+    (ChunkKind::Events, vec![line])
 }

@@ -140,7 +140,7 @@ fn a_flipped_byte_breaks_the_chain_at_the_altered_chunk() {
 }
 
 #[test]
-fn a_changed_final_chunk_changes_the_head_hash() {
+fn a_final_chunk_whose_totals_disagree_is_broken() {
     let chunks = session(256);
     let mut all = bytes(&chunks);
     let last = all.len() - 1;
@@ -148,6 +148,27 @@ fn a_changed_final_chunk_changes_the_head_hash() {
     let events_at = 4 + 2 + 8 + 7;
     all[last][events_at] ^= 1;
     assert!(matches!(verify(all), Verdict::Broken { at_seq, .. } if at_seq == last as u64));
+}
+
+#[test]
+fn a_changed_final_chunk_shows_only_in_the_head_hash() {
+    let chunks = session(256);
+    let mut all = bytes(&chunks);
+    let last = all.len() - 1;
+    // The final chunk's channel: nothing after it chains to it, so only the head moves, which
+    // is why the controller seals the head into the audit chain.
+    let channel_at = 4 + 2 + 16 + 1 + "rec_1".len() + 8 + 32 + 3;
+    all[last][channel_at] ^= 1;
+    match verify(all) {
+        Verdict::Complete {
+            chunks: n,
+            head_hash,
+        } => {
+            assert_eq!(n, chunks.len() as u64);
+            assert_ne!(head_hash, chunks[last].hash);
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
