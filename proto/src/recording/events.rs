@@ -200,7 +200,8 @@ impl Recorder {
         Ok(out)
     }
 
-    /// Emits every buffered line and the final chunk; the recorder takes no more events.
+    /// Emits every buffered line, then the final chunk (channel 0, [`ChunkKind::Events`], an
+    /// empty body, the totals); the recorder takes no more events.
     pub fn finish(&mut self) -> Result<Vec<Encoded>, RecordError> {
         if self.finished {
             return Err(RecordError::Finished);
