@@ -7,7 +7,7 @@
 //! as complete. The head hash the controller seals into the audit chain pins the last chunk.
 //!
 //! Nothing here does I/O: the worker feeds events to a [`Recorder`] and spools the chunks it
-//! returns; the controller stores them; the CLI runs [`verify`] and [`cast`] over them.
+//! returns; the controller stores them; the CLI runs [`verify()`] and [`cast`] over them.
 //! - [`chunk`]: the chunk header and its canonical binary encoding, capped at
 //!   [`MAX_CHUNK_LEN`].
 //! - [`events`]: what a session does, as lines of a chunk body, and the [`Recorder`] that

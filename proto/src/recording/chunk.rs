@@ -116,7 +116,7 @@ pub enum ChunkKind {
     Events,
 }
 
-/// The totals the last chunk of a recording carries, checked by [`verify`](super::verify).
+/// The totals the last chunk of a recording carries, checked by [`verify`](fn@super::verify).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RecordingEnd {
     /// The body bytes of every chunk of the recording.
