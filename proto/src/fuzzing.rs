@@ -203,5 +203,44 @@ fn check_frame_round_trip(bytes: &[u8]) {
     );
 }
 
+/// A stored recording as `recordings verify` reads it (`recording`): the input is chunks,
+/// each behind a 4-byte big-endian length. Every chunk that decodes must re-encode to its
+/// bytes; the chain is verified, and a complete verdict must cover every chunk; every pty
+/// channel of the decoded chunks is turned into a `.cast` file. The whole input is also
+/// decoded as one chunk.
+pub fn recording_chunks(data: &[u8]) {
+    use crate::recording::{cast, verify, Chunk, Verdict};
+
+    let mut pieces = Vec::new();
+    let mut rest = data;
+    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+        let len = u32::from_be_bytes(*len) as usize;
+        let Some(piece) = tail.get(..len) else {
+            break;
+        };
+        pieces.push(piece);
+        rest = &tail[len..];
+    }
+    let mut chunks = Vec::new();
+    for piece in pieces.iter().copied().chain([data]) {
+        if let Ok(chunk) = Chunk::decode(piece) {
+            let encoded = chunk.encode();
+            assert!(
+                encoded.as_deref() == Ok(piece),
+                "a decoded chunk does not re-encode to its bytes"
+            );
+            chunks.push(chunk);
+        }
+    }
+    if let Verdict::Complete { chunks: n, .. } = verify(pieces.iter()) {
+        assert_eq!(n, pieces.len() as u64, "a complete verdict skipped chunks");
+    }
+    let mut channels: Vec<u32> = chunks.iter().map(|c| c.header.channel).collect();
+    channels.dedup();
+    for channel in channels {
+        let _ = cast(&chunks, channel);
+    }
+}
+
 #[cfg(test)]
 mod tests;

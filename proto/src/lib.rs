@@ -13,6 +13,7 @@
 //! - [`link`]: the framed cluster link between controllers and workers, and the sans-I/O peer
 //!   (request ids, requests in flight, deadlines, heartbeats) both ends drive.
 //! - [`proxy`]: the handshake a client speaks to a worker's proxy listener.
+//! - [`recording`]: session recordings: chained chunks, their events, asciicast, verification.
 //! - [`handshakes`]: the count of connections still in their handshake, capped per listener.
 //! - [`keys`]: fingerprints and public-key encodings every side computes the same way.
 //! - [`text`]: outside text made safe for logs and terminals (escaping control characters).
@@ -30,6 +31,7 @@ pub mod handshakes;
 pub mod keys;
 pub mod link;
 pub mod proxy;
+pub mod recording;
 pub mod text;
 
 /// The protocol version spoken on the cluster link and the proxy listener.

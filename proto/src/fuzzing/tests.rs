@@ -33,6 +33,65 @@ fn link_frames_corpus_replays() {
 }
 
 #[test]
+fn recording_chunks_corpus_replays() {
+    replay_corpus(&fuzz_dir(), "recording_chunks", recording_chunks);
+}
+
+/// Writes the seeds of `recording_chunks`: a complete recording of a pty and an exec
+/// channel, the same cut short, and one chunk alone:
+/// `cargo test -p portcullis-proto --lib -- --ignored write_recording_seeds`.
+#[test]
+#[ignore = "regenerates fuzz/corpus seeds"]
+fn write_recording_seeds() {
+    use crate::recording::{CastHeader, Event, Recorder, RecordingId};
+    use std::time::Duration;
+
+    let mut rec = Recorder::with_chunk_len(RecordingId::new("r_fuzz").unwrap(), 256);
+    let header = Event::PtyStarted(CastHeader {
+        width: 80,
+        height: 24,
+        timestamp: NOW,
+        term: "xterm".into(),
+        command: None,
+    });
+    let mut chunks = rec.record(0, Duration::ZERO, &header).unwrap();
+    for i in 0..8u64 {
+        let output = Event::Output(format!("\u{1b}]52;c;aGk=\u{7}line {i}\r\n"));
+        chunks.extend(rec.record(0, Duration::from_millis(i), &output).unwrap());
+    }
+    let exec = Event::Exec {
+        command: "id".into(),
+    };
+    chunks.extend(rec.record(1, Duration::ZERO, &exec).unwrap());
+    chunks.extend(rec.finish().unwrap());
+    let framed_all = |chunks: &[crate::recording::Encoded]| -> Vec<u8> {
+        chunks.iter().flat_map(|c| framed(&c.bytes)).collect()
+    };
+    let dir = fuzz_dir().join("corpus").join("recording_chunks");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("complete"), framed_all(&chunks)).unwrap();
+    std::fs::write(dir.join("cut_short"), framed_all(&chunks[..2])).unwrap();
+    std::fs::write(dir.join("one_chunk"), &chunks[0].bytes).unwrap();
+}
+
+#[test]
+fn seed_recording_is_complete_so_the_fuzzer_starts_past_the_chain() {
+    let seed = std::fs::read(fuzz_dir().join("corpus/recording_chunks/complete")).unwrap();
+    let mut pieces = Vec::new();
+    let mut rest = &seed[..];
+    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+        let (piece, tail) = tail.split_at(u32::from_be_bytes(*len) as usize);
+        pieces.push(piece);
+        rest = tail;
+    }
+    assert!(pieces.len() > 2, "{} chunks", pieces.len());
+    assert!(matches!(
+        crate::recording::verify(pieces),
+        crate::recording::Verdict::Complete { .. }
+    ));
+}
+
+#[test]
 fn seed_grant_is_accepted_so_the_fuzzer_starts_past_the_signature() {
     let token = valid_token();
     assert_eq!(
