@@ -15,10 +15,10 @@
 //! - [`asciicast`]: a pty channel's chunks as an asciicast v2 `.cast` file.
 //! - [`verify`](mod@verify): the offline check of a chain.
 
-pub mod asciicast;
-pub mod chunk;
-pub mod events;
-pub mod verify;
+mod asciicast;
+mod chunk;
+mod events;
+mod verify;
 
 pub use asciicast::cast;
 pub use chunk::{

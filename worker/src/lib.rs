@@ -19,7 +19,7 @@ mod enrol;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod gateway;
+pub(crate) mod gateway;
 pub mod identity;
 pub mod inbound;
 pub mod link;

@@ -43,7 +43,7 @@ struct Env {
 }
 
 /// The header line, newline-terminated.
-pub fn header_line(header: &CastHeader) -> String {
+pub(super) fn header_line(header: &CastHeader) -> String {
     let line = HeaderLine {
         version: 2,
         width: header.width,
@@ -61,7 +61,7 @@ pub fn header_line(header: &CastHeader) -> String {
 }
 
 /// One event line, newline-terminated: `[t, code, data]`.
-pub fn event_line(t: f64, code: &str, data: &str) -> String {
+pub(super) fn event_line(t: f64, code: &str, data: &str) -> String {
     let mut out = serde_json::to_string(&(t, code, data)).unwrap_or_default();
     out.push('\n');
     out

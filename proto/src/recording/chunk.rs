@@ -29,9 +29,9 @@ const MAGIC: &[u8; 4] = b"PCR1";
 const MAX_ID_LEN: usize = 64;
 /// The largest header: magic, kind, final and its totals, the longest id, seq, hash,
 /// channel and body length.
-pub const MAX_HEADER_LEN: usize = 4 + 1 + 1 + 16 + 1 + MAX_ID_LEN + 8 + SHA256_LEN + 4 + 4;
+pub(super) const MAX_HEADER_LEN: usize = 4 + 1 + 1 + 16 + 1 + MAX_ID_LEN + 8 + SHA256_LEN + 4 + 4;
 /// The largest body any chunk may carry, whatever its header.
-pub const MAX_BODY_LEN: usize = MAX_CHUNK_LEN - MAX_HEADER_LEN;
+pub(super) const MAX_BODY_LEN: usize = MAX_CHUNK_LEN - MAX_HEADER_LEN;
 
 /// What went wrong encoding or decoding a chunk.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -244,7 +244,7 @@ impl Chunk {
 }
 
 /// The hash of canonical chunk bytes, which is what the next chunk chains to.
-pub fn hash(encoded: &[u8]) -> ChunkHash {
+pub(super) fn hash(encoded: &[u8]) -> ChunkHash {
     ChunkHash(sha256(encoded))
 }
 

@@ -25,9 +25,9 @@ use super::chunk::{
 };
 
 /// The most text one output or input event holds.
-pub const MAX_TEXT_LEN: usize = 16 * 1024;
+pub(super) const MAX_TEXT_LEN: usize = 16 * 1024;
 /// The smallest body a recorder cuts chunks at.
-pub const MIN_CHUNK_LEN: usize = 256;
+pub(super) const MIN_CHUNK_LEN: usize = 256;
 /// Room for an event line's time, code, brackets and quotes.
 const LINE_OVERHEAD: usize = 64;
 
@@ -249,7 +249,7 @@ impl Recorder {
 
 /// The body lines of one event, each newline-terminated, and the kind of body they go in;
 /// output and input are cut every `text_len` bytes (at least one character a line).
-pub fn lines(at: Duration, event: &Event, text_len: usize) -> (ChunkKind, Vec<String>) {
+pub(super) fn lines(at: Duration, event: &Event, text_len: usize) -> (ChunkKind, Vec<String>) {
     use super::asciicast::{event_line, header_line};
     let t = seconds(at);
     match event {
