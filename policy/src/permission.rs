@@ -29,11 +29,15 @@ pub enum Permission {
     /// `users:revoke`: revoke all of a user's API tokens and end their sessions.
     #[serde(rename = "users:revoke")]
     UsersRevoke,
+    /// `recordings:read`: read, play and export anyone's session recordings (a session's
+    /// own user may always read its recordings).
+    #[serde(rename = "recordings:read")]
+    RecordingsRead,
 }
 
 impl Permission {
     /// Every permission, in a stable order.
-    pub const ALL: [Permission; 7] = [
+    pub const ALL: [Permission; 8] = [
         Permission::TargetsAdmin,
         Permission::WorkersAdmin,
         Permission::SessionsReadAll,
@@ -41,6 +45,7 @@ impl Permission {
         Permission::PolicyReload,
         Permission::AuditRead,
         Permission::UsersRevoke,
+        Permission::RecordingsRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +57,7 @@ impl Permission {
             Permission::PolicyReload => "policy:reload",
             Permission::AuditRead => "audit:read",
             Permission::UsersRevoke => "users:revoke",
+            Permission::RecordingsRead => "recordings:read",
         }
     }
 }
@@ -64,7 +70,7 @@ impl fmt::Display for Permission {
 
 /// A string that names no permission.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown permission `{0}`; known: targets:admin, workers:admin, sessions:read-all, sessions:cancel-any, policy:reload, audit:read, users:revoke")]
+#[error("unknown permission `{0}`; known: targets:admin, workers:admin, sessions:read-all, sessions:cancel-any, policy:reload, audit:read, users:revoke, recordings:read")]
 pub struct UnknownPermission(pub String);
 
 impl FromStr for Permission {

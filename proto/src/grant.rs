@@ -53,6 +53,10 @@ pub struct GatewayClaims {
     pub logins: Vec<String>,
     /// The channels the session may open.
     pub rights: portcullis_policy::SshRights,
+    /// How the session is recorded (absent: not recorded). A worker that cannot record
+    /// refuses a grant that carries it (unknown fields are refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rec: Option<portcullis_policy::Recording>,
 }
 
 impl GrantClaims {

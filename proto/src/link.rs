@@ -85,6 +85,12 @@ pub enum Request {
     /// destination other than the target's loopback ([`Response::ForwardVetted`] or
     /// [`Response::Refused`]).
     VetForward(crate::gateway::VetForward),
+    /// Worker → controller: spooled recording chunks, in seq order per recording
+    /// ([`Response::ChunksStored`]). Sent only when nothing else waits to go out, a few at a
+    /// time, so that admissions and heartbeats are never queued behind them.
+    RecordingChunks {
+        chunks: Vec<crate::recording::SpooledChunk>,
+    },
 }
 
 /// What a request is answered with.
@@ -114,6 +120,10 @@ pub enum Response {
     /// To [`Request::VetForward`]: the one address the worker may dial, under a session of
     /// its own.
     ForwardVetted(crate::gateway::VettedForward),
+    /// To [`Request::RecordingChunks`]: one acknowledgement per chunk sent.
+    ChunksStored {
+        acks: Vec<crate::recording::ChunkAck>,
+    },
     /// To anything that needs no data back.
     Ok,
     /// The request failed; `message` says why, and `trouble`, when given, what keeps the
@@ -252,6 +262,9 @@ pub enum ConnectionEventKind {
     /// A gateway session's channel or request that its rights refused (or that the
     /// controller, asked to vet a forward, refused): one event per refusal.
     ChannelRefused(crate::gateway::ChannelRefusal),
+    /// A gateway connection's recording could not be written (size cap, spool full, the
+    /// store refusing a chunk), and what the gateway did about it.
+    RecordingFailed(crate::recording::RecordingFailure),
 }
 
 impl ConnectionEvent {

@@ -14,11 +14,14 @@
 //!   cuts them into chained chunks.
 //! - [`asciicast`]: a pty channel's chunks as an asciicast v2 `.cast` file.
 //! - [`verify`](mod@verify): the offline check of a chain.
+//! - `wire`: chunks on the cluster link, the failure a worker reports, and the API's and
+//!   an exported bundle's bodies.
 
 mod asciicast;
 mod chunk;
 mod events;
 mod verify;
+mod wire;
 
 pub use asciicast::cast;
 pub use chunk::{
@@ -26,6 +29,11 @@ pub use chunk::{
 };
 pub use events::{CastHeader, Encoded, Event, RecordError, Recorder, SftpOp};
 pub use verify::{verify, Verdict};
+pub use wire::{
+    Bundle, ChannelKind, ChannelSummary, ChunkAck, ChunkOutcome, ChunkPage, FailureAction,
+    RecordingFailure, RecordingInfo, RecordingList, RecordingState, SealedHead, SpooledChunk,
+    StoredChunk, BUNDLE_FORMAT,
+};
 
 #[cfg(test)]
 mod tests;

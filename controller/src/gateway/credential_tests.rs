@@ -31,6 +31,7 @@ fn gateway() -> GatewayClaims {
             .into(),
         logins: vec!["alice".into()],
         rights: SshRights::default(),
+            rec: None,
     }
 }
 

@@ -67,6 +67,7 @@ pub(crate) async fn handle(
         Request::VetForward(request) => {
             crate::gateway::forward::vet(state, worker_id, request).await
         }
+        Request::RecordingChunks { .. } => error("this controller does not store recordings yet"),
     }
 }
 
@@ -394,6 +395,7 @@ async fn apply_event(
             Ok(false)
         }
         ConnectionEventKind::Refused { .. } => Ok(false),
+        ConnectionEventKind::RecordingFailed(_) => Ok(false),
         ConnectionEventKind::Closed {
             bytes_up,
             bytes_down,

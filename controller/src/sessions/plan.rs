@@ -251,6 +251,7 @@ pub(crate) fn plan(facts: &Facts<'_>) -> Result<Plan, Refusal> {
                 .map_err(|e| unaudited(SessionError::BadSshKey(e.to_string())))?,
             logins: logins.clone(),
             rights: facts.decision.constraints.ssh.rights,
+            rec: Some(facts.decision.constraints.recording).filter(|r| r.required),
         }),
         _ => None,
     };

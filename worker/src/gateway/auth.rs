@@ -64,6 +64,7 @@ mod tests {
             key: key.public_key().to_openssh().unwrap(),
             logins: vec!["alice".into(), "deploy".into()],
             rights: SshRights::default(),
+            rec: None,
         }
     }
 

@@ -85,6 +85,7 @@ pub(crate) fn ssh_input(data: &[u8]) -> Vec<u8> {
         key: public,
         logins: vec!["alice".into()],
         rights: SshRights::default(),
+        rec: None,
     };
     let Ok(allowed) = Allowed::from_claims(&claims) else {
         return said;

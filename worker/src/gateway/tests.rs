@@ -235,6 +235,7 @@ impl Setup {
             key: self.user_key.public_key().to_openssh().unwrap(),
             logins: vec!["alice".into()],
             rights,
+            rec: None,
         }
     }
 

@@ -728,6 +728,7 @@ fn in_gateway_mode_the_grant_carries_the_key_logins_and_rights_and_nothing_is_ce
             key: SSH_KEY.into(),
             logins: vec!["alice".into()],
             rights,
+            rec: None,
         })
     );
     assert_eq!(plan.record.ssh_mode, SshMode::Gateway);
