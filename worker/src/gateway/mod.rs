@@ -28,6 +28,7 @@ pub(crate) mod fuzz;
 mod host_key;
 mod reverse;
 mod server;
+mod sftp;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
