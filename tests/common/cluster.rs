@@ -118,6 +118,27 @@ impl Controller {
         cluster_extra: &str,
         workers_extra: &str,
     ) -> Controller {
+        let dev_policy = concat!(env!("CARGO_MANIFEST_DIR"), "/config/policy-dev.toml");
+        Controller::start_policy(
+            place,
+            dir,
+            url,
+            Path::new(dev_policy),
+            cluster_extra,
+            workers_extra,
+        )
+    }
+
+    /// Like [`Controller::start_in`], with the policy file `policy` instead of the dev
+    /// policy (copied into `dir`).
+    pub(crate) fn start_policy(
+        place: &Place,
+        dir: &Path,
+        url: &str,
+        policy_file: &Path,
+        cluster_extra: &str,
+        workers_extra: &str,
+    ) -> Controller {
         let ip = &place.ip;
         std::fs::create_dir_all(dir).unwrap();
         let master = dir.join("master.key");
@@ -134,10 +155,7 @@ impl Controller {
             file.write_all("ab".repeat(32).as_bytes()).unwrap();
         }
         let policy = dir.join("policy.toml");
-        std::fs::copy(
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config/policy-dev.toml"),
-            &policy,
-        )
+        std::fs::copy(policy_file, &policy)
         .unwrap();
         let config = dir.join("controller.toml");
         std::fs::write(

@@ -364,6 +364,14 @@ impl Tmux {
     /// Runs `command` (a shell command line) in a 160x40 terminal with `gateway`'s client
     /// environment.
     pub(crate) fn start(gateway: &Gateway, command: &str) -> Tmux {
+        Tmux::start_with(&|cmd| gateway.client_env(cmd), command)
+    }
+
+    /// Like [`Tmux::start`], with the environment `client_env` sets on a command.
+    pub(crate) fn start_with(
+        client_env: &dyn Fn(&mut Command) -> &mut Command,
+        command: &str,
+    ) -> Tmux {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("tmux.sock");
         let conf = dir.path().join("tmux.conf");
@@ -378,7 +386,7 @@ impl Tmux {
         )
         .unwrap();
         let mut cmd = Command::new("tmux");
-        gateway.client_env(&mut cmd);
+        client_env(&mut cmd);
         let out = cmd
             .arg("-S")
             .arg(&socket)

@@ -10,6 +10,7 @@ pub(crate) mod netns;
 pub(crate) mod pg;
 pub(crate) mod ports;
 pub(crate) mod raw;
+pub(crate) mod recording;
 pub(crate) mod rsyslog;
 pub(crate) mod sshd;
 pub(crate) mod vault;
