@@ -91,7 +91,11 @@ fn with_channel(recordings: &[RecordingInfo], kind: ChannelKind) -> &RecordingIn
         .iter()
         .filter(|r| r.channels.iter().any(|c| c.kind == kind))
         .collect();
-    assert_eq!(found.len(), 1, "one recording with a {kind:?} channel: {recordings:?}");
+    assert_eq!(
+        found.len(),
+        1,
+        "one recording with a {kind:?} channel: {recordings:?}"
+    );
     found[0]
 }
 
@@ -119,16 +123,21 @@ fn an_interactive_terminal_session_replays_with_the_commands_typed_and_the_outpu
     tmux.type_line("printf 'row-%s\\n' alpha beta gamma");
     tmux.wait_for_text("row-gamma", Duration::from_secs(10));
     tmux.type_line("exit");
-    let status = poll("the terminal's ssh to exit", Duration::from_secs(30), || {
-        tmux.exited().ok_or_else(|| tmux.screen())
-    });
+    let status = poll(
+        "the terminal's ssh to exit",
+        Duration::from_secs(30),
+        || tmux.exited().ok_or_else(|| tmux.screen()),
+    );
     assert_eq!(status, 0, "{}", tmux.screen());
     let session = rec.cached_session_id();
 
     let recordings = rec.wait_recordings(&session, 1, RecordingState::Complete);
     let recording = with_channel(&recordings, ChannelKind::Pty);
     assert_eq!(recording.verified_up_to, recording.chunks, "{recording:?}");
-    let sealed = recording.sealed.as_ref().expect("the finished head is sealed");
+    let sealed = recording
+        .sealed
+        .as_ref()
+        .expect("the finished head is sealed");
     assert!(sealed.complete, "{recording:?}");
     assert_eq!(sealed.head_hash, recording.head_hash, "{recording:?}");
     // The sealed head is in the audit chain.
@@ -169,7 +178,11 @@ fn asciinema_plays_an_exported_cast() {
     let recording = with_channel(&recordings, ChannelKind::Pty);
     let cast = rec.export(&session, &recording.recording_id, "asciicast");
     let header: serde_json::Value = serde_json::from_str(
-        std::fs::read_to_string(&cast).unwrap().lines().next().unwrap(),
+        std::fs::read_to_string(&cast)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(header["version"], 2, "{header}");
@@ -237,7 +250,11 @@ fn a_worker_killed_mid_session_leaves_a_recording_verified_up_to_its_last_stored
     let mut rec = Recorded::start();
     let mut ssh = rec
         .ssh()
-        .args(["-tt", TARGET, "seq 1 300000; echo burst-done; exec sleep 600"])
+        .args([
+            "-tt",
+            TARGET,
+            "seq 1 300000; echo burst-done; exec sleep 600",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -255,13 +272,17 @@ fn a_worker_killed_mid_session_leaves_a_recording_verified_up_to_its_last_stored
     });
     let session = rec.cached_session_id();
     // Some of the burst (about 2 MB) is stored: several full chunks.
-    poll("stored chunks of the live recording", Duration::from_secs(60), || {
-        let list = rec.try_recordings_on(0, &session)?;
-        match list.recordings.as_slice() {
-            [r] if r.chunks >= 2 => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    });
+    poll(
+        "stored chunks of the live recording",
+        Duration::from_secs(60),
+        || {
+            let list = rec.try_recordings_on(0, &session)?;
+            match list.recordings.as_slice() {
+                [r] if r.chunks >= 2 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    );
     rec.kill_worker();
     // The client's connection went with the worker.
     poll("ssh to exit", Duration::from_secs(30), || {
@@ -278,7 +299,11 @@ fn a_worker_killed_mid_session_leaves_a_recording_verified_up_to_its_last_stored
     let bundle = read_bundle(&bundle_file);
     assert_eq!(bundle.chunks.len() as u64, recording.chunks);
     let output = bundle_output(&bundle);
-    assert!(output.starts_with("1\r\n2\r\n3\r\n"), "{:?}", &output[..40.min(output.len())]);
+    assert!(
+        output.starts_with("1\r\n2\r\n3\r\n"),
+        "{:?}",
+        &output[..40.min(output.len())]
+    );
     // `recordings verify` says incomplete, up to the last stored chunk, and fails.
     let (code, text) = verify_bundle(&mut rec.cli(), &bundle_file, &[]);
     assert_ne!(code, 0, "{text}");
@@ -293,7 +318,10 @@ fn a_worker_killed_mid_session_leaves_a_recording_verified_up_to_its_last_stored
     std::fs::write(&broken, serde_json::to_vec(&edited).unwrap()).unwrap();
     let (code_broken, text) = verify_bundle(&mut rec.cli(), &broken, &[]);
     assert_ne!(code_broken, 0, "{text}");
-    assert_ne!(code_broken, code, "incomplete and broken exit alike: {text}");
+    assert_ne!(
+        code_broken, code,
+        "incomplete and broken exit alike: {text}"
+    );
 }
 
 #[test]
@@ -319,9 +347,7 @@ fn editing_a_stored_chunk_or_a_bundle_is_detected_by_audit_verify_and_recordings
     let at = body.find("\\r\\n").expect("output lines in the chunk") - 1;
     let digit = body.as_bytes()[at];
     let other = if digit == b'7' { '8' } else { '7' };
-    chunks[1]
-        .body
-        .replace_range(at..=at, &other.to_string());
+    chunks[1].body.replace_range(at..=at, &other.to_string());
     bundle.chunks[1].data = Some(chunks[1].encode().unwrap());
     let edited = rec.tmp.path().join("edited.json");
     std::fs::write(&edited, serde_json::to_vec(&bundle).unwrap()).unwrap();
@@ -342,11 +368,11 @@ fn editing_a_stored_chunk_or_a_bundle_is_detected_by_audit_verify_and_recordings
         .find(|e| e.to_string().contains("recording_finished"))
         .expect("the bundle holds recording_finished");
     assert!(event.to_string().contains(&recording.head_hash), "{event}");
-    *event = serde_json::from_str(
-        &event
-            .to_string()
-            .replacen(&recording.head_hash, &"0".repeat(64), 1),
-    )
+    *event = serde_json::from_str(&event.to_string().replacen(
+        &recording.head_hash,
+        &"0".repeat(64),
+        1,
+    ))
     .unwrap();
     std::fs::write(&edited, serde_json::to_vec(&forged).unwrap()).unwrap();
     let (code, text) = verify_bundle(&mut rec.cli(), &edited, &[]);
@@ -356,8 +382,16 @@ fn editing_a_stored_chunk_or_a_bundle_is_detected_by_audit_verify_and_recordings
     let what = rec.tamper_stored_chunk(&rid, 1);
     eprintln!("edited {what}");
     let out = rec.cli().args(["audit", "verify"]).output().unwrap();
-    assert!(!out.status.success(), "audit verify missed {what}: {}", said(&out));
-    assert!(said(&out).contains(&rid), "audit verify names the recording: {}", said(&out));
+    assert!(
+        !out.status.success(),
+        "audit verify missed {what}: {}",
+        said(&out)
+    );
+    assert!(
+        said(&out).contains(&rid),
+        "audit verify names the recording: {}",
+        said(&out)
+    );
     let list = rec.try_recordings_on(0, &session).unwrap();
     assert_eq!(list.recordings[0].state, RecordingState::Broken, "{list:?}");
     assert_eq!(list.recordings[0].verified_up_to, 1, "{list:?}");
@@ -411,7 +445,10 @@ fn an_exported_bundle_verifies_offline_with_only_the_bundle_and_the_cli() {
     let (key_id, _) = key.split_once(':').unwrap();
     let wrong = format!("{key_id}:{}", "A".repeat(43) + "=");
     let (code, text) = verify_bundle(&mut offline(), &bundle, &["--public-key", &wrong]);
-    assert_ne!(code, 0, "verified against a key that did not sign it: {text}");
+    assert_ne!(
+        code, 0,
+        "verified against a key that did not sign it: {text}"
+    );
 }
 
 #[test]
@@ -430,11 +467,24 @@ fn hostile_escape_sequences_in_a_recording_do_not_reach_the_reviewers_terminal()
     let bundle = read_bundle(&rec.export(&session, &recording.recording_id, "bundle"));
     let recorded = bundle_output(&bundle);
     for raw in ["\x1b]52;c;", "\x1bPq", "\x1b_apc", "\x1b[6n", "\x1b[c"] {
-        assert!(recorded.contains(raw), "the recording lacks {raw:?}: {recorded:?}");
+        assert!(
+            recorded.contains(raw),
+            "the recording lacks {raw:?}: {recorded:?}"
+        );
     }
     let shown = play(&rec, 0, &session, &recording.recording_id);
-    for visible in ["seen-one", "seen-two", "seen-three", "seen-four", "seen-five", "seen-six"] {
-        assert!(shown.contains(visible), "the replay lacks {visible}: {shown:?}");
+    for visible in [
+        "seen-one",
+        "seen-two",
+        "seen-three",
+        "seen-four",
+        "seen-five",
+        "seen-six",
+    ] {
+        assert!(
+            shown.contains(visible),
+            "the replay lacks {visible}: {shown:?}"
+        );
     }
     for hostile in [
         "\x1b]52",
@@ -445,7 +495,10 @@ fn hostile_escape_sequences_in_a_recording_do_not_reach_the_reviewers_terminal()
         "cHduZWQ=",
         "apc-payload",
     ] {
-        assert!(!shown.contains(hostile), "the replay passes {hostile:?}: {shown:?}");
+        assert!(
+            !shown.contains(hostile),
+            "the replay passes {hostile:?}: {shown:?}"
+        );
     }
 }
 

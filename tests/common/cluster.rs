@@ -155,8 +155,7 @@ impl Controller {
             file.write_all("ab".repeat(32).as_bytes()).unwrap();
         }
         let policy = dir.join("policy.toml");
-        std::fs::copy(policy_file, &policy)
-        .unwrap();
+        std::fs::copy(policy_file, &policy).unwrap();
         let config = dir.join("controller.toml");
         std::fs::write(
             &config,

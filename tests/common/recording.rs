@@ -91,12 +91,8 @@ impl Recorded {
         .unwrap_or_else(|e| panic!("the worker did not start: {e}"));
         let (code, user_ca) = first.curl("GET", "/v1/ssh/ca", None);
         assert_eq!(code, 200, "{user_ca}");
-        let sshd = Sshd::start_configured(
-            &user_ca,
-            &[&user],
-            None,
-            "Subsystem sftp internal-sftp\n",
-        );
+        let sshd =
+            Sshd::start_configured(&user_ca, &[&user], None, "Subsystem sftp internal-sftp\n");
         let body = serde_json::json!({
             "name": TARGET,
             "address": format!("127.0.0.1:{}", sshd.port),
@@ -264,10 +260,10 @@ impl Recorded {
 
     /// `sessions export ID --recording R --format FORMAT -o FILE` (must succeed); FILE.
     pub(crate) fn export(&self, session: &str, recording: &str, format: &str) -> PathBuf {
-        let file = self
-            .tmp
-            .path()
-            .join(format!("{recording}.{}", if format == "bundle" { "json" } else { "cast" }));
+        let file = self.tmp.path().join(format!(
+            "{recording}.{}",
+            if format == "bundle" { "json" } else { "cast" }
+        ));
         self.ok(self
             .cli()
             .args(["sessions", "export", session, "--recording", recording])
@@ -279,11 +275,8 @@ impl Recorded {
     /// Audit events matching `query` (e.g. `session=s_1`), newest first, as an admin reads
     /// them from the first controller.
     pub(crate) fn audit(&self, query: &str) -> Vec<Value> {
-        let (code, text) = self.controllers[0].curl(
-            "GET",
-            &format!("/v1/audit?limit=1000&{query}"),
-            None,
-        );
+        let (code, text) =
+            self.controllers[0].curl("GET", &format!("/v1/audit?limit=1000&{query}"), None);
         assert_eq!(code, 200, "{text}");
         let answer: Value = serde_json::from_str(&text).unwrap();
         answer["items"].as_array().unwrap().clone()
