@@ -207,6 +207,53 @@ fn asciinema_plays_an_exported_cast() {
 }
 
 #[test]
+fn sessions_watch_follows_a_live_terminal_and_ends_with_it() {
+    let rec = Recorded::start();
+    let tmux = Tmux::start_with(
+        &|cmd| rec.client_env(cmd),
+        &format!("ssh -F {} -o BatchMode=yes {TARGET}", rec.config.display()),
+    );
+    tmux.type_line("echo before-$((6*7))");
+    tmux.wait_for_text("before-42", Duration::from_secs(60));
+    let session = rec.cached_session_id();
+    let mut watch = rec
+        .cli()
+        .args(["sessions", "watch", &session])
+        .env("TERM", "xterm-256color")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = collect_lines(watch.stdout.take().unwrap());
+    let errors = collect_lines(watch.stderr.take().unwrap());
+    // What the terminal shows next reaches the watcher while the session lives.
+    tmux.type_line("echo during-$((6*7))");
+    poll(
+        "the watcher to show the live output",
+        Duration::from_secs(60),
+        || {
+            let text = seen.lock().unwrap().clone();
+            if text.contains("during-42") {
+                Ok(())
+            } else if let Ok(Some(status)) = watch.try_wait() {
+                panic!("watch exited ({status}): {}", errors.lock().unwrap());
+            } else {
+                Err(text)
+            }
+        },
+    );
+    assert!(seen.lock().unwrap().contains("before-42"));
+    tmux.type_line("exit");
+    let status = poll(
+        "watch to end with the recording",
+        Duration::from_secs(60),
+        || watch.try_wait().unwrap().ok_or("still watching"),
+    );
+    assert!(status.success(), "{status}: {}", errors.lock().unwrap());
+}
+
+#[test]
 fn a_required_recording_at_its_cap_closes_the_channel_and_is_audited() {
     let rec = Recorded::start_with(&Setup {
         worker_extra: "[recording]\nmax_bytes = 65536\n",
