@@ -74,15 +74,41 @@ fn play(rec: &Recorded, controller: usize, session: &str, recording: &str) -> St
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `recordings verify FILE [ARGS]` as a reviewer runs it: exit code and what it said.
-fn verify_bundle(cmd: &mut Command, bundle: &Path, args: &[&str]) -> (i32, String) {
+/// `recordings verify`'s exit codes (docs/recordings.md): complete, broken or tampered,
+/// incomplete.
+const COMPLETE: i32 = 0;
+const BROKEN: i32 = 1;
+const INCOMPLETE: i32 = 11;
+
+/// What `recordings verify FILE --json [ARGS]` found.
+struct Verified {
+    code: i32,
+    /// Its JSON report (null when it printed none).
+    report: serde_json::Value,
+    said: String,
+}
+
+/// Runs `recordings verify FILE --json [ARGS]` as `cmd` (a reviewer's CLI).
+fn verify_bundle(cmd: &mut Command, bundle: &Path, args: &[&str]) -> Verified {
     let out = cmd
         .args(["recordings", "verify"])
         .arg(bundle)
+        .arg("--json")
         .args(args)
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), said(&out))
+    Verified {
+        code: out.status.code().unwrap_or(-1),
+        report: serde_json::from_slice(&out.stdout).unwrap_or_default(),
+        said: said(&out),
+    }
+}
+
+/// Asserts that `recordings verify` exited `code` with the report's `state`, naming `what`
+/// was verified.
+fn assert_verdict(v: &Verified, code: i32, state: &str, what: &str) {
+    assert_eq!(v.code, code, "{what}: {}", v.said);
+    assert_eq!(v.report["state"], state, "{what}: {}", v.said);
 }
 
 /// The only recording of a session whose channels include one of `kind`.
@@ -164,7 +190,7 @@ fn an_interactive_terminal_session_replays_with_the_commands_typed_and_the_outpu
     assert!(
         listing.contains(&recording.recording_id)
             && listing.contains("pty")
-            && listing.contains("complete"),
+            && listing.contains("verified"),
         "{listing}"
     );
 }
@@ -351,11 +377,15 @@ fn a_worker_killed_mid_session_leaves_a_recording_verified_up_to_its_last_stored
         "{:?}",
         &output[..40.min(output.len())]
     );
-    // `recordings verify` says incomplete, up to the last stored chunk, and fails.
-    let (code, text) = verify_bundle(&mut rec.cli(), &bundle_file, &[]);
-    assert_ne!(code, 0, "{text}");
-    assert!(text.to_lowercase().contains("incomplete"), "{text}");
-    assert!(text.contains(&recording.chunks.to_string()), "{text}");
+    // `recordings verify` says incomplete, up to the last stored chunk.
+    let v = verify_bundle(&mut rec.cli(), &bundle_file, &[]);
+    assert_verdict(
+        &v,
+        INCOMPLETE,
+        "incomplete",
+        "the killed worker's recording",
+    );
+    assert_eq!(v.report["verified_up_to"], recording.chunks, "{}", v.said);
     // The same bundle with an edited chunk is broken: another verdict, another exit code.
     let mut edited = bundle;
     let mut first = bundle_chunks(&edited).remove(0);
@@ -363,12 +393,8 @@ fn a_worker_killed_mid_session_leaves_a_recording_verified_up_to_its_last_stored
     edited.chunks[0].data = Some(first.encode().unwrap());
     let broken = rec.tmp.path().join("broken.json");
     std::fs::write(&broken, serde_json::to_vec(&edited).unwrap()).unwrap();
-    let (code_broken, text) = verify_bundle(&mut rec.cli(), &broken, &[]);
-    assert_ne!(code_broken, 0, "{text}");
-    assert_ne!(
-        code_broken, code,
-        "incomplete and broken exit alike: {text}"
-    );
+    let v = verify_bundle(&mut rec.cli(), &broken, &[]);
+    assert_verdict(&v, BROKEN, "broken", "its first chunk edited");
 }
 
 #[test]
@@ -382,9 +408,18 @@ fn editing_a_stored_chunk_or_a_bundle_is_detected_by_audit_verify_and_recordings
     assert!(recording.chunks >= 3, "{recording:?}");
     let rid = recording.recording_id.clone();
     let good = rec.export(&session, &rid, "bundle");
-    let (code, text) = verify_bundle(&mut rec.cli(), &good, &[]);
-    assert_eq!(code, 0, "the untouched bundle: {text}");
-    let out = rec.cli().args(["audit", "verify"]).output().unwrap();
+    let v = verify_bundle(&mut rec.cli(), &good, &[]);
+    assert_verdict(&v, COMPLETE, "complete", "the untouched bundle");
+    // `audit verify` checks recordings for a reviewer who may read them.
+    let reviewer = rec.controllers[0].issue_token("rita", &["reviewers"]);
+    let audit_verify = || {
+        rec.cli()
+            .env("PORTCULLIS_TOKEN", &reviewer)
+            .args(["audit", "verify"])
+            .output()
+            .unwrap()
+    };
+    let out = audit_verify();
     assert!(out.status.success(), "before the edit: {}", said(&out));
 
     // A bundle edited: one recorded character changed, the chunk re-encoded whole.
@@ -398,15 +433,15 @@ fn editing_a_stored_chunk_or_a_bundle_is_detected_by_audit_verify_and_recordings
     bundle.chunks[1].data = Some(chunks[1].encode().unwrap());
     let edited = rec.tmp.path().join("edited.json");
     std::fs::write(&edited, serde_json::to_vec(&bundle).unwrap()).unwrap();
-    let (code, text) = verify_bundle(&mut rec.cli(), &edited, &[]);
-    assert_ne!(code, 0, "an edited chunk verified: {text}");
-    assert!(text.to_lowercase().contains("broken"), "{text}");
-    // Its last chunk dropped: no longer complete.
+    let v = verify_bundle(&mut rec.cli(), &edited, &[]);
+    assert_verdict(&v, BROKEN, "broken", "a recorded character changed");
+    assert_eq!(v.report["verified_up_to"], 1, "{}", v.said);
+    // Its last chunk dropped: short of the head a signed event sealed.
     let mut cut = read_bundle(&good);
     cut.chunks.pop();
     std::fs::write(&edited, serde_json::to_vec(&cut).unwrap()).unwrap();
-    let (code, text) = verify_bundle(&mut rec.cli(), &edited, &[]);
-    assert_ne!(code, 0, "a truncated bundle verified: {text}");
+    let v = verify_bundle(&mut rec.cli(), &edited, &[]);
+    assert_verdict(&v, BROKEN, "broken", "the final chunk cut off");
     // An audit event in it altered: its signature no longer holds.
     let mut forged = read_bundle(&good);
     let event = forged
@@ -422,13 +457,13 @@ fn editing_a_stored_chunk_or_a_bundle_is_detected_by_audit_verify_and_recordings
     ))
     .unwrap();
     std::fs::write(&edited, serde_json::to_vec(&forged).unwrap()).unwrap();
-    let (code, text) = verify_bundle(&mut rec.cli(), &edited, &[]);
-    assert_ne!(code, 0, "a forged audit event verified: {text}");
+    let v = verify_bundle(&mut rec.cli(), &edited, &[]);
+    assert_verdict(&v, BROKEN, "broken", "the sealing event altered");
 
     // A stored chunk edited behind the controller's back.
     let what = rec.tamper_stored_chunk(&rid, 1);
     eprintln!("edited {what}");
-    let out = rec.cli().args(["audit", "verify"]).output().unwrap();
+    let out = audit_verify();
     assert!(
         !out.status.success(),
         "audit verify missed {what}: {}",
@@ -443,9 +478,9 @@ fn editing_a_stored_chunk_or_a_bundle_is_detected_by_audit_verify_and_recordings
     assert_eq!(list.recordings[0].state, RecordingState::Broken, "{list:?}");
     assert_eq!(list.recordings[0].verified_up_to, 1, "{list:?}");
     let after = rec.export(&session, &rid, "bundle");
-    let (code, text) = verify_bundle(&mut rec.cli(), &after, &[]);
-    assert_ne!(code, 0, "a bundle of the edited store verified: {text}");
-    assert!(text.to_lowercase().contains("broken"), "{text}");
+    let v = verify_bundle(&mut rec.cli(), &after, &[]);
+    assert_verdict(&v, BROKEN, "broken", "exported after the store was edited");
+    assert_eq!(v.report["verified_up_to"], 1, "{}", v.said);
 }
 
 #[test]
@@ -483,19 +518,15 @@ fn an_exported_bundle_verifies_offline_with_only_the_bundle_and_the_cli() {
         cmd
     };
     let bundle = PathBuf::from("bundle.json");
-    let (code, text) = verify_bundle(&mut offline(), &bundle, &[]);
-    assert_eq!(code, 0, "{text}");
-    assert!(text.to_lowercase().contains("complete"), "{text}");
-    let (code, text) = verify_bundle(&mut offline(), &bundle, &["--public-key", &key]);
-    assert_eq!(code, 0, "with the pinned key {key}: {text}");
+    let v = verify_bundle(&mut offline(), &bundle, &[]);
+    assert_verdict(&v, COMPLETE, "complete", "offline");
+    let v = verify_bundle(&mut offline(), &bundle, &["--public-key", &key]);
+    assert_verdict(&v, COMPLETE, "complete", "offline, the audit key pinned");
     // Pinned to another key, the bundle's own key is not trusted.
     let (key_id, _) = key.split_once(':').unwrap();
     let wrong = format!("{key_id}:{}", "A".repeat(43) + "=");
-    let (code, text) = verify_bundle(&mut offline(), &bundle, &["--public-key", &wrong]);
-    assert_ne!(
-        code, 0,
-        "verified against a key that did not sign it: {text}"
-    );
+    let v = verify_bundle(&mut offline(), &bundle, &["--public-key", &wrong]);
+    assert_verdict(&v, BROKEN, "broken", "pinned to a key that did not sign it");
 }
 
 #[test]
