@@ -242,6 +242,9 @@ fn sessions_watch_follows_a_live_terminal_and_ends_with_it() {
     tmux.type_line("echo before-$((6*7))");
     tmux.wait_for_text("before-42", Duration::from_secs(60));
     let session = rec.cached_session_id();
+    // The live recording is listed once its first chunk is stored (the worker sends what it
+    // has every second).
+    rec.wait_recordings(&session, 1, RecordingState::Incomplete);
     let mut watch = rec
         .cli()
         .args(["sessions", "watch", &session])
@@ -503,7 +506,14 @@ fn an_exported_bundle_verifies_offline_with_only_the_bundle_and_the_cli() {
     let elsewhere = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     std::fs::copy(&bundle, elsewhere.path().join("bundle.json")).unwrap();
-    std::fs::copy(bin(), elsewhere.path().join("portcullis")).unwrap();
+    // Copied by `cp`: a copy written by this process would be open for writing in every
+    // child another test thread forks meanwhile, and executing it would fail (ETXTBSY).
+    let out = Command::new("cp")
+        .arg(bin())
+        .arg(elsewhere.path().join("portcullis"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
     let offline = || {
         let mut cmd = Command::new(elsewhere.path().join("portcullis"));
         cmd.env_clear()

@@ -225,7 +225,9 @@ impl Recorded {
         serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {}", said(&out)))
     }
 
-    /// Waits until session `session` has `count` recordings, every one of them `state`.
+    /// Waits until session `session` has `count` recordings, every one of them `state`; a
+    /// complete one also sealed as such in the audit chain (the controller seals a head just
+    /// after storing its chunk, in the audit log's own transaction).
     pub(crate) fn wait_recordings(
         &self,
         session: &str,
@@ -247,8 +249,15 @@ impl Recorded {
             Duration::from_secs(60),
             || {
                 let list = self.try_recordings_on(index, session)?;
+                let sealed = |r: &RecordingInfo| {
+                    state != RecordingState::Complete
+                        || r.sealed.as_ref().is_some_and(|s| s.complete)
+                };
                 if list.recordings.len() == count
-                    && list.recordings.iter().all(|r| r.state == state)
+                    && list
+                        .recordings
+                        .iter()
+                        .all(|r| r.state == state && sealed(r))
                 {
                     Ok(list.recordings)
                 } else {
