@@ -11,6 +11,7 @@ pub(crate) mod login;
 pub(crate) mod master_key_env;
 pub(crate) mod output;
 pub(crate) mod policy;
+pub(crate) mod recordings;
 pub(crate) mod resource;
 pub(crate) mod sessions;
 pub(crate) mod ssh_config;
@@ -106,6 +107,9 @@ pub(crate) enum Command {
     /// Read, export and verify the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Verify an exported session recording offline (`sessions export --format bundle`).
+    #[command(subcommand)]
+    Recordings(recordings::RecordingsCommand),
 }
 
 impl Command {
@@ -148,6 +152,7 @@ pub(crate) async fn run(
         Command::Whoami(args) => login::whoami(args).await?,
         Command::Users(cmd) => login::users(cmd).await?,
         Command::Audit(cmd) => audit::run(cmd).await?,
+        Command::Recordings(cmd) => recordings::run(cmd)?,
     };
     Ok(u8::try_from(code).unwrap_or(exit::FAILURE))
 }
