@@ -393,7 +393,7 @@ async fn export(api: &ApiClient, path: Option<&Path>) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
+pub(crate) fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -16,8 +16,6 @@ pub(crate) mod resource;
 pub(crate) mod sessions;
 pub(crate) mod ssh_config;
 pub(crate) mod targets;
-// Used by `sessions play` and `sessions watch` once they exist (issue 18).
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod terminal_filter;
 pub(crate) mod tls;
 pub(crate) mod workers;

@@ -24,16 +24,6 @@ pub(crate) enum State {
     Broken,
 }
 
-impl State {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            State::Complete => "complete",
-            State::Incomplete => "incomplete",
-            State::Broken => "broken",
-        }
-    }
-}
-
 /// What [`check`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct ChainReport {
