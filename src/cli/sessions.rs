@@ -6,7 +6,7 @@
 //! terminal filter, `export` writes asciicast files and bundles.
 
 mod export;
-mod recordings;
+pub(crate) mod recordings;
 mod replay;
 
 use std::path::PathBuf;

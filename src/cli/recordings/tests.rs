@@ -372,3 +372,52 @@ fn the_bundle_report_is_stable_json() {
     assert_eq!(value["pinned_keys"], false);
     assert_eq!(value["seals"][1]["audit_sequence"], 12);
 }
+
+#[test]
+fn seals_are_read_from_the_controllers_event_shape() {
+    use super::seal::RecordingEvent;
+    let signer = signer(1);
+    let chunks = recording(true);
+    // The session is the event's own member; the details carry the rest.
+    let finished = seal_event(&signer, 12, &chunks, true);
+    let Some(Ok(RecordingEvent::Sealed(seal))) = RecordingEvent::of(&finished) else {
+        panic!("not read as a seal: {finished}");
+    };
+    assert_eq!(seal.session_id, SESSION);
+    assert_eq!(seal.recording_id, RECORDING);
+    assert_eq!(seal.audit_sequence, 12);
+    assert_eq!(seal.chunks, chunks.len() as u64);
+    assert_eq!(seal.head_hash, chunks[chunks.len() - 1].hash.to_hex());
+    assert!(seal.complete);
+    // A big number written as a string (I-JSON) still reads.
+    let mut big = finished.clone();
+    big["details"]["chunks"] = json!("9007199254740993");
+    let Some(Ok(RecordingEvent::Sealed(seal))) = RecordingEvent::of(&big) else {
+        panic!("not read as a seal");
+    };
+    assert_eq!(seal.chunks, 9_007_199_254_740_993);
+    // A seal without its head is an error, not silence.
+    let mut headless = finished.clone();
+    headless["details"]
+        .as_object_mut()
+        .unwrap()
+        .remove("head_hash");
+    assert!(matches!(RecordingEvent::of(&headless), Some(Err(_))));
+    // A deletion by the retention.
+    let deleted = event(
+        &signer,
+        20,
+        "recording_deleted",
+        json!({"recording_id": RECORDING, "chunks": 3, "bytes": 10}),
+    );
+    assert_eq!(
+        RecordingEvent::of(&deleted),
+        Some(Ok(RecordingEvent::Deleted {
+            session_id: SESSION.into(),
+            recording_id: RECORDING.into()
+        }))
+    );
+    // Other events are not about recordings.
+    let other = event(&signer, 21, "session_authorized", json!({}));
+    assert_eq!(RecordingEvent::of(&other), None);
+}

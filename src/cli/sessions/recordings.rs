@@ -39,11 +39,13 @@ pub(crate) async fn chunk_page(
     .with_context(|| format!("cannot read the chunks of recording {recording} from chunk {from}"))
 }
 
-/// Every stored chunk of a recording, in seq order.
+/// Every stored chunk of a recording, in seq order; with `enough`, the pages stop once they
+/// hold that many.
 pub(crate) async fn all_chunks(
     api: &ApiClient,
     session: &str,
     recording: &str,
+    enough: Option<u64>,
 ) -> anyhow::Result<Vec<StoredChunk>> {
     let mut chunks = Vec::new();
     let mut from = 0;
@@ -51,6 +53,9 @@ pub(crate) async fn all_chunks(
         let page = chunk_page(api, session, recording, from).await?;
         let got = page.chunks.len() as u64;
         chunks.extend(page.chunks);
+        if enough.is_some_and(|n| chunks.len() as u64 >= n) {
+            return Ok(chunks);
+        }
         match page.next {
             Some(next) if next > from && got > 0 => from = next,
             _ => return Ok(chunks),
@@ -79,7 +84,7 @@ pub(crate) async fn checked_chunks(
     api: &ApiClient,
     info: &RecordingInfo,
 ) -> anyhow::Result<(Vec<Vec<u8>>, ChainReport)> {
-    let chunks = all_chunks(api, &info.session_id, &info.recording_id).await?;
+    let chunks = all_chunks(api, &info.session_id, &info.recording_id, None).await?;
     let seal = sealed_head(info);
     let report = check(&chunks, &seal.iter().collect::<Vec<_>>());
     let id = portcullis_proto::text::escaped(&info.recording_id);
