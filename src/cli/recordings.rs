@@ -125,7 +125,10 @@ fn print_report(report: &BundleReport, json: bool) -> anyhow::Result<()> {
         ("Session", report.session_id.clone()),
         ("Result", report.chain.summary()),
         ("Chunks", report.chain.chunks.to_string()),
-        ("Head", output::or_dash(Some(&report.chain.head_hash))),
+        (
+            "Verified head",
+            output::or_dash(Some(&report.chain.head_hash)),
+        ),
         (
             "Audit events",
             format!("{} verified, {sealed}", report.events_verified),

@@ -56,10 +56,10 @@ impl ChainReport {
                 "incomplete: verified up to chunk {} ({why})",
                 self.verified_up_to - 1
             ),
-            State::Broken => format!(
-                "BROKEN at chunk {}: {why}",
-                self.broken_at.unwrap_or(self.verified_up_to)
-            ),
+            State::Broken => match self.broken_at {
+                Some(at) => format!("BROKEN at chunk {at}: {why}"),
+                None => format!("BROKEN: {why}"),
+            },
         }
     }
 }

@@ -279,6 +279,14 @@ fn a_forged_or_edited_event_is_tampering() {
     let bad = report.bad_event.as_ref().unwrap();
     assert_eq!(bad.sequence, Some(12));
     assert!(bad.problem.contains("forged"), "{bad:?}");
+    assert!(
+        report
+            .chain
+            .summary()
+            .starts_with("BROKEN: audit event 12 is not genuine"),
+        "{}",
+        report.chain.summary()
+    );
     assert_eq!(exit_code(report.chain.state), 1);
 
     // Edited: a signed event whose content changed afterwards.

@@ -133,15 +133,22 @@ pub(crate) fn pick_recording<'a>(
                 )
             });
     }
+    // With --channel, the first recording that has that channel (`pty_channel` then says
+    // what it is if not a terminal); otherwise the first with a terminal channel.
     list.recordings
         .iter()
-        .find(|r| pty_channel(r, channel).is_ok())
+        .find(|r| match channel {
+            Some(n) => r.channels.iter().any(|c| c.channel == n),
+            None => r.channels.iter().any(|c| c.kind == ChannelKind::Pty),
+        })
         .with_context(|| {
             format!(
-                "no recording of session {} has a terminal (pty) channel{}; \
+                "no recording of session {} has {}; \
                  `portcullis sessions recordings {}` lists its channels",
                 list.session_id,
-                channel.map(|c| format!(" {c}")).unwrap_or_default(),
+                channel.map_or("a terminal (pty) channel".to_owned(), |c| format!(
+                    "a channel {c}"
+                )),
                 list.session_id
             )
         })
