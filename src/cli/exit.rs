@@ -2,7 +2,7 @@
 //! again" from "no such target" from "the controller is down" without reading messages.
 //!
 //! Commands return their own status for answers that are not failures (`policy explain`'s
-//! deny and `audit verify`'s break are 1; `connect --exec` and `connect ssh` return the
+//! deny, `audit verify`'s and `recordings verify`'s break are 1, an incomplete recording 11; `connect --exec` and `connect ssh` return the
 //! child's status once it has started). Every error reaching `main` is mapped here, in one
 //! place, from the typed errors in its chain: the API's answer ([`ApiError`]), a peer that
 //! could not be reached ([`Unreachable`]), the worker's refusal ([`Refused`]).
