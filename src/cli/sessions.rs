@@ -293,6 +293,13 @@ pub(crate) async fn run(cmd: SessionsCommand) -> anyhow::Result<i32> {
                 Some(wanted) => recordings::pick_recording(&list, Some(wanted), None)?,
                 None => recordings::live_recording(&list)?,
             };
+            // A channel the recording already lists must be a terminal; a live one may not
+            // be listed yet.
+            if let Some(n) = pick.channel {
+                if info.channels.iter().any(|c| c.channel == n) {
+                    recordings::pty_channel(info, Some(n))?;
+                }
+            }
             return replay::watch(&api, info, pick.channel).await;
         }
     }

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use portcullis_proto::recording::StoredChunk;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -72,6 +73,21 @@ pub(super) enum RecordingsCheck {
 
 /// Fetches and checks every sealed recording still stored.
 pub(super) async fn check_sealed(api: &ApiClient, heads: &SealedHeads) -> RecordingsCheck {
+    check_sealed_from(
+        heads,
+        async |session: &str, recording: &str, enough: u64| {
+            all_chunks(api, session, recording, Some(enough)).await
+        },
+    )
+    .await
+}
+
+/// [`check_sealed`] with the chunks from `fetch(session, recording, enough)`, which returns
+/// at least the first `enough` stored chunks (all there are, if fewer).
+async fn check_sealed_from(
+    heads: &SealedHeads,
+    mut fetch: impl AsyncFnMut(&str, &str, u64) -> anyhow::Result<Vec<StoredChunk>>,
+) -> RecordingsCheck {
     if let Some(why) = heads.unreadable.first() {
         return RecordingsCheck::Failed {
             session_id: String::new(),
@@ -92,10 +108,14 @@ pub(super) async fn check_sealed(api: &ApiClient, heads: &SealedHeads) -> Record
             continue;
         }
         let newest = seals.iter().map(|s| s.chunks).max().unwrap_or(0);
-        let chunks = match all_chunks(api, session, recording, Some(newest)).await {
+        let chunks = match fetch(session, recording, newest).await {
             Ok(chunks) => chunks,
             Err(err) => {
-                return match err.downcast_ref::<ApiError>().map(|e| e.status) {
+                let status = err
+                    .chain()
+                    .find_map(|cause| cause.downcast_ref::<ApiError>())
+                    .map(|e| e.status);
+                return match status {
                     Some(403) => RecordingsCheck::NotChecked {
                         recordings: heads.seals.len(),
                         why: "reading recordings needs the permission recordings:read".into(),
@@ -230,6 +250,134 @@ mod tests {
         assert!(heads.unreadable.is_empty());
         heads.push(&json!({"sequence": 8, "type": "recording_finished", "details": {}}));
         assert_eq!(heads.unreadable.len(), 1);
+    }
+
+    /// A stored recording of several chunks, the final one last, and a seal of all of them.
+    fn stored() -> (Vec<StoredChunk>, Value) {
+        use portcullis_proto::recording::{Event, Recorder, RecordingId};
+        let mut rec = Recorder::with_chunk_len(RecordingId::new("c_1").unwrap(), 256);
+        let mut encoded = Vec::new();
+        for i in 0..20 {
+            let event = Event::Output(format!("some output line {i}\r\n"));
+            let at = std::time::Duration::from_millis(i);
+            encoded.extend(rec.record(0, at, &event).unwrap());
+        }
+        encoded.extend(rec.finish().unwrap());
+        assert!(encoded.len() > 3, "the tests need several chunks");
+        let mut seal = sealed(9, "c_1", encoded.len() as u64);
+        seal["type"] = json!("recording_finished");
+        seal["details"]["complete"] = json!(true);
+        seal["details"]["head_hash"] = json!(encoded[encoded.len() - 1].hash.to_hex());
+        let chunks = encoded
+            .iter()
+            .map(|e| StoredChunk {
+                seq: e.seq,
+                data: Some(e.bytes.clone()),
+                unreadable: None,
+            })
+            .collect();
+        (chunks, seal)
+    }
+
+    fn forbidden() -> anyhow::Error {
+        anyhow::Error::new(ApiError {
+            status: 403,
+            body: portcullis_proto::api::ErrorBody {
+                error: "forbidden".into(),
+                message: "recordings:read".into(),
+                field: None,
+            },
+        })
+        .context("cannot read the chunks")
+    }
+
+    #[tokio::test]
+    async fn sealed_recordings_are_checked_against_the_store() {
+        let (chunks, seal) = stored();
+        let mut heads = SealedHeads::default();
+        heads.push(&sealed(3, "c_1", 2));
+        heads.push(&seal);
+        let intact = chunks.clone();
+        let result =
+            check_sealed_from(&heads, async |_: &str, _: &str, _: u64| Ok(intact.clone())).await;
+        assert_eq!(
+            result,
+            RecordingsCheck::Failed {
+                session_id: "s_1".into(),
+                recording_id: "c_1".into(),
+                chunk: Some(1),
+                why: "chunk 1 is not the head audit event 3 sealed: it was altered or replaced"
+                    .into(),
+            },
+            "the checkpoint's made-up head does not match"
+        );
+
+        // Only the genuine seal: intact.
+        let mut heads = SealedHeads::default();
+        heads.push(&seal);
+        let result =
+            check_sealed_from(&heads, async |_: &str, _: &str, _: u64| Ok(intact.clone())).await;
+        assert_eq!(
+            result,
+            RecordingsCheck::Checked {
+                recordings: 1,
+                incomplete: 0,
+                deleted: 0
+            }
+        );
+
+        // A flipped byte in a stored chunk, and an unreadable one.
+        let mut altered = chunks.clone();
+        let data = altered[1].data.as_mut().unwrap();
+        let at = data.len() - 2;
+        data[at] ^= 1;
+        let result =
+            check_sealed_from(&heads, async |_: &str, _: &str, _: u64| Ok(altered.clone())).await;
+        assert!(
+            matches!(&result, RecordingsCheck::Failed { chunk: Some(1), recording_id, .. } if recording_id == "c_1"),
+            "{result:?}"
+        );
+        let mut unreadable = chunks.clone();
+        unreadable[2].data = None;
+        unreadable[2].unreadable = Some("the ciphertext does not authenticate".into());
+        let result = check_sealed_from(&heads, async |_: &str, _: &str, _: u64| {
+            Ok(unreadable.clone())
+        })
+        .await;
+        assert!(
+            matches!(&result, RecordingsCheck::Failed { chunk: Some(2), why, .. } if why.contains("cannot be read")),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_permission_recordings_are_not_checked_and_deleted_ones_are_skipped() {
+        let (_, seal) = stored();
+        let mut heads = SealedHeads::default();
+        heads.push(&seal);
+        let result =
+            check_sealed_from(&heads, async |_: &str, _: &str, _: u64| Err(forbidden())).await;
+        assert!(
+            matches!(&result, RecordingsCheck::NotChecked { recordings: 1, why } if why.contains("recordings:read")),
+            "{result:?}"
+        );
+        assert!(!result.failed());
+        heads.push(&json!({
+            "sequence": 20, "type": "recording_deleted", "session": "s_1",
+            "details": {"recording_id": "c_1", "chunks": 3, "bytes": 10},
+        }));
+        let result = check_sealed_from(&heads, async |_: &str, _: &str, _: u64| {
+            anyhow::bail!("a deleted recording is not fetched")
+        })
+        .await;
+        assert_eq!(
+            result,
+            RecordingsCheck::Checked {
+                recordings: 0,
+                incomplete: 0,
+                deleted: 1
+            }
+        );
     }
 
     #[test]
