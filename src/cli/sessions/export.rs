@@ -5,9 +5,9 @@ use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::Context as _;
-use portcullis_proto::recording::{cast, Bundle, Chunk, RecordingInfo};
+use portcullis_proto::recording::{Bundle, RecordingInfo};
 
-use super::recordings::checked_chunks;
+use super::recordings::checked_cast;
 use crate::cli::http::{segment, ApiClient};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -46,15 +46,7 @@ pub(crate) async fn asciicast(
     channel: u32,
     path: Option<&Path>,
 ) -> anyhow::Result<i32> {
-    let (standing, report) = checked_chunks(api, info).await?;
-    let chunks = standing
-        .iter()
-        .map(|bytes| {
-            Chunk::decode(bytes)
-                .map_err(|e| anyhow::anyhow!("a verified chunk does not decode: {e}"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let text = cast(&chunks, channel).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (text, report) = checked_cast(api, info, channel).await?;
     write(path, text.as_bytes())?;
     if let Some(path) = path {
         eprintln!(

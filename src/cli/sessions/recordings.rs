@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context as _};
 use portcullis_proto::recording::{
-    ChannelKind, ChunkPage, RecordingInfo, RecordingList, StoredChunk,
+    cast, ChannelKind, Chunk, ChunkPage, RecordingInfo, RecordingList, StoredChunk,
 };
 
 use crate::cli::http::{segment, ApiClient};
@@ -94,9 +94,9 @@ pub(crate) async fn checked_chunks(
         State::Incomplete => eprintln!("note: recording {id} is {why}"),
         State::Broken => eprintln!(
             "WARNING: recording {id} is {why}\n\
-             WARNING: only chunks 0 to {} are shown; what follows may have been altered. \
-             Keep the evidence: portcullis sessions export {} --recording {id} --format bundle",
-            report.verified_up_to.saturating_sub(1),
+             WARNING: only what comes before chunk {} is used; from there on it may have been \
+             altered. Keep the evidence: portcullis sessions export {} --recording {id} --format bundle",
+            report.verified_up_to,
             portcullis_proto::text::escaped(&info.session_id),
         ),
     }
@@ -106,6 +106,30 @@ pub(crate) async fn checked_chunks(
         .filter_map(|c| c.data)
         .collect();
     Ok((standing, report))
+}
+
+/// The `.cast` text of `channel` from the chunks of `info` that stand ([`checked_chunks`]).
+pub(crate) async fn checked_cast(
+    api: &ApiClient,
+    info: &RecordingInfo,
+    channel: u32,
+) -> anyhow::Result<(String, ChainReport)> {
+    let (standing, report) = checked_chunks(api, info).await?;
+    let chunks = standing
+        .iter()
+        .map(|bytes| {
+            Chunk::decode(bytes)
+                .map_err(|e| anyhow::anyhow!("a verified chunk does not decode: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let text = cast(&chunks, channel).map_err(|e| match report.state {
+        State::Complete => anyhow::anyhow!("{e}"),
+        _ => anyhow::anyhow!(
+            "{e}: nothing of it stands in the recording, which is {}",
+            report.summary()
+        ),
+    })?;
+    Ok((text, report))
 }
 
 /// The recording `wanted`, or the first that has a pty channel (`channel` when given).

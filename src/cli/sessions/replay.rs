@@ -9,9 +9,9 @@ use std::io::{IsTerminal as _, Write as _};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use portcullis_proto::recording::{cast, Chunk, ChunkHash, ChunkKind, RecordingInfo};
+use portcullis_proto::recording::{Chunk, ChunkHash, ChunkKind, RecordingInfo};
 
-use super::recordings::{checked_chunks, chunk_page};
+use super::recordings::{checked_cast, chunk_page};
 use crate::cli::http::ApiClient;
 use crate::cli::terminal_filter::TerminalFilter;
 
@@ -153,9 +153,7 @@ pub(crate) async fn play(
     channel: u32,
     pace: Pace,
 ) -> anyhow::Result<i32> {
-    let (standing, _report) = checked_chunks(api, info).await?;
-    let chunks = decode_all(&standing)?;
-    let cast = cast(&chunks, channel).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (cast, _report) = checked_cast(api, info, channel).await?;
     let mut lines = cast.lines();
     let header = lines.next().unwrap_or_default();
     eprintln!(
@@ -182,17 +180,6 @@ pub(crate) async fn play(
     }
     restore_terminal();
     Ok(0)
-}
-
-/// Decodes chunks that [`checked_chunks`] let stand.
-fn decode_all(standing: &[Vec<u8>]) -> anyhow::Result<Vec<Chunk>> {
-    standing
-        .iter()
-        .map(|bytes| {
-            Chunk::decode(bytes)
-                .map_err(|e| anyhow::anyhow!("a verified chunk does not decode: {e}"))
-        })
-        .collect()
 }
 
 /// How often `watch` asks for new chunks.
