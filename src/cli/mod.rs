@@ -76,7 +76,7 @@ pub(crate) enum Command {
     /// Manage targets: the hosts and services sessions reach.
     #[command(subcommand)]
     Targets(targets::TargetsCommand),
-    /// List, inspect and cancel sessions.
+    /// List, inspect and cancel sessions; list, play, watch and export their recordings.
     #[command(subcommand)]
     Sessions(sessions::SessionsCommand),
     /// Manage workers and their join tokens.
