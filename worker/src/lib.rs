@@ -89,8 +89,13 @@ impl Shared {
     /// A worker's shared state for unit tests: a self-signed identity, its spool in `dir`,
     /// no link until a test registers one.
     pub(crate) fn for_tests(dir: &std::path::Path) -> Arc<Shared> {
+        Self::for_tests_with(dir, "")
+    }
+
+    /// [`Shared::for_tests`] with more config sections (`extra` is TOML after `[worker]`).
+    pub(crate) fn for_tests_with(dir: &std::path::Path, extra: &str) -> Arc<Shared> {
         let text = format!(
-            "[worker]\nname = \"w\"\nstate_dir = \"{}\"\ncontrollers = [\"c:9201\"]\n",
+            "[worker]\nname = \"w\"\nstate_dir = \"{}\"\ncontrollers = [\"c:9201\"]\n{extra}",
             dir.display()
         );
         let config = Config::parse(&text, |_| None, |_| Ok(String::new())).unwrap();
