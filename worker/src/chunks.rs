@@ -62,7 +62,11 @@ impl ChunkName {
         let mut parts = stem.split('.');
         let (session_id, connection_id, recording_id, seq) =
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || ![session_id, connection_id, recording_id].iter().all(|id| is_id(id)) {
+        if parts.next().is_some()
+            || ![session_id, connection_id, recording_id]
+                .iter()
+                .all(|id| is_id(id))
+        {
             return None;
         }
         Some(ChunkName {
@@ -159,18 +163,14 @@ impl ChunkSpool {
                         continue;
                     };
                     state.bytes += meta.len();
-                    state
-                        .pending
-                        .entry(chunk.recording_id)
-                        .or_default()
-                        .insert(
-                            chunk.seq,
-                            Pending {
-                                session_id: chunk.session_id,
-                                connection_id: chunk.connection_id,
-                                len: meta.len(),
-                            },
-                        );
+                    state.pending.entry(chunk.recording_id).or_default().insert(
+                        chunk.seq,
+                        Pending {
+                            session_id: chunk.session_id,
+                            connection_id: chunk.connection_id,
+                            len: meta.len(),
+                        },
+                    );
                 }
             }
             Err(e) => {
@@ -330,9 +330,7 @@ impl ChunkSpool {
                 let read = name
                     .file_name()
                     .map_err(|e| e.to_string())
-                    .and_then(|file| {
-                        std::fs::read(self.dir.join(file)).map_err(|e| e.to_string())
-                    });
+                    .and_then(|file| std::fs::read(self.dir.join(file)).map_err(|e| e.to_string()));
                 match read {
                     Ok(data) => {
                         size += data.len();
@@ -355,7 +353,7 @@ impl ChunkSpool {
             }
         }
         for name in unreadable {
-            remove(&mut *state, &self.dir, &name.recording_id, name.seq);
+            remove(&mut state, &self.dir, &name.recording_id, name.seq);
         }
         out
     }
@@ -369,10 +367,10 @@ impl ChunkSpool {
         state.told_unstored = false;
         for ack in acks {
             match ack.outcome {
-                ChunkOutcome::Stored => remove(&mut *state, &self.dir, &ack.recording_id, ack.seq),
+                ChunkOutcome::Stored => remove(&mut state, &self.dir, &ack.recording_id, ack.seq),
                 ChunkOutcome::Refused { reason } => {
                     tracing::warn!(recording.id = %ack.recording_id, seq = ack.seq, reason = %portcullis_proto::text::escaped(&reason), "the store refused a recording chunk");
-                    remove(&mut *state, &self.dir, &ack.recording_id, ack.seq);
+                    remove(&mut state, &self.dir, &ack.recording_id, ack.seq);
                     if let Some(refusal) = state.watched.get(&ack.recording_id) {
                         let _ = refusal.reason.set(reason);
                         refusal.refused.cancel();

@@ -80,22 +80,23 @@ async fn stored_and_refused_chunks_are_deleted_and_a_refusal_reaches_the_recordi
     for seq in 0..3 {
         spool.write(name("c_a", seq), vec![b'x'; 10]).await.unwrap();
     }
-    spool.acknowledged(
-        vec![
-            ack("c_a", 0, ChunkOutcome::Stored),
-            ack(
-                "c_a",
-                1,
-                ChunkOutcome::Refused {
-                    reason: "does not chain".into(),
-                },
-            ),
-        ],
-    );
+    spool.acknowledged(vec![
+        ack("c_a", 0, ChunkOutcome::Stored),
+        ack(
+            "c_a",
+            1,
+            ChunkOutcome::Refused {
+                reason: "does not chain".into(),
+            },
+        ),
+    ]);
     assert!(refusal.refused.is_cancelled());
     assert_eq!(refusal.reason(), "does not chain");
     assert_eq!(std::fs::read_dir(&path).unwrap().count(), 1);
-    assert_eq!(sent(&spool.batch()), vec![("c_a".into(), 2, vec![b'x'; 10])]);
+    assert_eq!(
+        sent(&spool.batch()),
+        vec![("c_a".into(), 2, vec![b'x'; 10])]
+    );
     // Acknowledged chunks do not come back after a restart.
     drop(spool);
     assert_eq!(ChunkSpool::open(path, 1 << 20).len(), 1);
@@ -152,10 +153,9 @@ async fn a_batch_stays_under_its_byte_budget_but_always_carries_one_chunk() {
     let batch = spool.batch();
     assert_eq!(batch.len(), 2);
     assert!(batch.iter().map(|c| c.data.len()).sum::<usize>() <= MAX_BATCH_BYTES);
-    let frame = serde_json::to_vec(&portcullis_proto::link::Request::RecordingChunks {
-        chunks: batch,
-    })
-    .unwrap();
+    let frame =
+        serde_json::to_vec(&portcullis_proto::link::Request::RecordingChunks { chunks: batch })
+            .unwrap();
     assert!(frame.len() < portcullis_proto::link::MAX_FRAME_LEN);
 }
 

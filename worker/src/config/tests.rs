@@ -138,7 +138,10 @@ fn recording_limits_take_bytes_or_units_and_default_to_a_gib_and_two() {
     let err = parse(&format!("{BASE}[recording]\nmax_bytes = \"lots\"\n"))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("recording.max_bytes") && err.contains("line 6"), "{err}");
+    assert!(
+        err.contains("recording.max_bytes") && err.contains("line 6"),
+        "{err}"
+    );
     let err = parse(&format!("{BASE}[recording]\nspool_max_bytes = 0\n"))
         .unwrap_err()
         .to_string();

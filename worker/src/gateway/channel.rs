@@ -117,7 +117,7 @@ async fn to_target(
         let sent = match msg {
             ChannelMsg::Data { data } => {
                 if let Some(rec) = rec {
-                    rec.from_user(&data).await;
+                    rec.user_sent(&data).await;
                 }
                 up.data_bytes(data).await
             }
@@ -147,13 +147,13 @@ async fn to_user(
         let sent = match msg {
             ChannelMsg::Data { data } => {
                 if let Some(rec) = rec {
-                    rec.from_target(&data, false).await;
+                    rec.target_sent(&data, false).await;
                 }
                 user.data_bytes(data).await
             }
             ChannelMsg::ExtendedData { data, ext } => {
                 if let Some(rec) = rec {
-                    rec.from_target(&data, true).await;
+                    rec.target_sent(&data, true).await;
                 }
                 user.extended_data_bytes(ext, data).await
             }

@@ -22,10 +22,10 @@
 //! what a pty would have shown, and leaving out the pty must not escape the recording. An
 //! exec without a pty records its command and exit status only.
 
-mod utf8;
-mod writer;
 #[cfg(test)]
 mod tests;
+mod utf8;
+mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_policy::Fallback;
 use portcullis_proto::recording::{CastHeader, Event};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -165,7 +165,12 @@ impl Recording {
 
     /// The line a channel closed for the recording shows on the user's stderr.
     pub(super) fn closing_line(&self) -> String {
-        let why = self.status.cause.get().map(Cause::short).unwrap_or("it failed");
+        let why = self
+            .status
+            .cause
+            .get()
+            .map(Cause::short)
+            .unwrap_or("it failed");
         format!("portcullis gateway: this session's recording cannot be written ({why}); the channel is closed\r\n")
     }
 
@@ -193,7 +198,9 @@ pub(super) enum Opened {
 /// What a channel turned out to be.
 enum Mode {
     /// A session channel before its shell, command or subsystem; a pty asked for or not.
-    Session { pty: Option<PtySize> },
+    Session {
+        pty: Option<PtySize>,
+    },
     Pty {
         output: Utf8Carry,
         errors: Utf8Carry,
@@ -252,10 +259,28 @@ impl ChannelRec {
                 channel: self.number,
                 at: self.opened.elapsed(),
                 event,
+                done: None,
             };
             if self.recording.tx.send(note).await.is_err() {
                 return;
             }
+        }
+    }
+
+    /// Sends one event and waits until it is recorded (or the recording failed).
+    async fn send_recorded(&self, event: Event) {
+        if self.recording.status.stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        let (done, recorded) = oneshot::channel();
+        let note = Note::Event {
+            channel: self.number,
+            at: self.opened.elapsed(),
+            event,
+            done: Some(done),
+        };
+        if self.recording.tx.send(note).await.is_ok() {
+            let _ = recorded.await;
         }
     }
 
@@ -275,12 +300,14 @@ impl ChannelRec {
         }
     }
 
-    /// A shell, command or subsystem starts: recorded before the request reaches the target.
-    pub(super) async fn started(&self, start: Start<'_>) {
+    /// A shell, command or subsystem starts: recorded before the request reaches the
+    /// target. Returns whether it may go on: not when the connection's channels are closed
+    /// because the recording cannot be written (nothing starts unrecorded).
+    pub(super) async fn started(&self, start: Start<'_>) -> bool {
         let events = {
             let mut mode = self.mode();
             let Mode::Session { pty } = &mut *mode else {
-                return;
+                return !self.recording.closed();
             };
             let pty = pty.take();
             let (next, events) = match (start, pty) {
@@ -327,7 +354,10 @@ impl ChannelRec {
             *mode = next;
             events
         };
-        self.send(events).await;
+        for event in events {
+            self.send_recorded(event).await;
+        }
+        !self.recording.closed()
     }
 
     /// A window-change.
@@ -342,9 +372,11 @@ impl ChannelRec {
     }
 
     /// Bytes the user sent on the channel.
-    pub(super) async fn from_user(&self, data: &[u8]) {
+    pub(super) async fn user_sent(&self, data: &[u8]) {
         let events = match &mut *self.mode() {
-            Mode::Pty { input, .. } if self.recording.input => text(input.decode(data), Event::Input),
+            Mode::Pty { input, .. } if self.recording.input => {
+                text(input.decode(data), Event::Input)
+            }
             Mode::Sftp(tracker) => tracker.from_client(data),
             Mode::Forward { bytes_out, .. } => {
                 *bytes_out += data.len() as u64;
@@ -356,7 +388,7 @@ impl ChannelRec {
     }
 
     /// Bytes the target (or the forward's destination) sent: `extended` is stderr.
-    pub(super) async fn from_target(&self, data: &[u8], extended: bool) {
+    pub(super) async fn target_sent(&self, data: &[u8], extended: bool) {
         let events = match &mut *self.mode() {
             Mode::Pty { output, errors, .. } => {
                 let decoder = if extended { errors } else { output };

@@ -122,7 +122,10 @@ pub(super) async fn open(
     let (up_read, up_write) = up.split();
     let stop = ctx.stop.child_token();
     let destination = destination.unwrap_or_else(|| kind.name().to_owned());
-    let up = UpChannel::new(up_write, ctx.record_channel(Opened::Forward { destination }));
+    let up = UpChannel::new(
+        up_write,
+        ctx.record_channel(Opened::Forward { destination }),
+    );
     ctx.tasks.spawn(
         async move {
             let _slot = slot;

@@ -19,8 +19,8 @@ use tracing::Instrument as _;
 
 use super::auth::Allowed;
 use super::channel::{relay_to_target, UpChannel};
-use super::record::{Opened, Start};
 use super::config::MAX_CHANNELS;
+use super::record::{Opened, Start};
 use super::upstream::{self, Login, Upstream, UpstreamError};
 use super::{forward, Context};
 
@@ -209,7 +209,10 @@ impl russh::server::Handler for UserSide {
             return Ok(());
         };
         if let Some(rec) = &up.rec {
-            rec.started(Start::Shell).await;
+            if !rec.started(Start::Shell).await {
+                // The recording cannot be written: nothing starts, the channel closes.
+                return session.channel_failure(channel);
+            }
         }
         up.expect_answer("shell");
         let sent = up.write.request_shell(true).await;
@@ -226,7 +229,10 @@ impl russh::server::Handler for UserSide {
             return Ok(());
         };
         if let Some(rec) = &up.rec {
-            rec.started(Start::Exec(data)).await;
+            if !rec.started(Start::Exec(data)).await {
+                // The recording cannot be written: nothing starts, the channel closes.
+                return session.channel_failure(channel);
+            }
         }
         up.expect_answer("exec");
         let sent = up.write.exec(true, data).await;
@@ -244,7 +250,10 @@ impl russh::server::Handler for UserSide {
             return Ok(());
         };
         if let Some(rec) = &up.rec {
-            rec.started(Start::Subsystem(name)).await;
+            if !rec.started(Start::Subsystem(name)).await {
+                // The recording cannot be written: nothing starts, the channel closes.
+                return session.channel_failure(channel);
+            }
         }
         up.expect_answer("subsystem");
         let sent = up.write.request_subsystem(true, name).await;

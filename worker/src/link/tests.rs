@@ -28,7 +28,11 @@ async fn chunks_are_sent_only_when_no_other_request_waits_and_none_are_in_flight
             recording_id: "c_1".into(),
             seq,
         };
-        shared.chunks.write(name, vec![b'x'; 300 * 1024]).await.unwrap();
+        shared
+            .chunks
+            .write(name, vec![b'x'; 300 * 1024])
+            .await
+            .unwrap();
     }
     let (worker_io, controller_io) = tokio::io::duplex(4 << 20);
     let mut link = Link {

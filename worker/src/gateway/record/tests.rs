@@ -72,14 +72,20 @@ fn events(chunks: &[(Vec<u8>, Chunk)], channel: u32) -> Vec<serde_json::Value> {
 }
 
 /// The asciicast lines of `channel` after the header: (code, data).
-fn cast_events(chunks: &[(Vec<u8>, Chunk)], channel: u32) -> (serde_json::Value, Vec<(String, String)>) {
+fn cast_events(
+    chunks: &[(Vec<u8>, Chunk)],
+    channel: u32,
+) -> (serde_json::Value, Vec<(String, String)>) {
     let text = cast(chunks.iter().map(|(_, c)| c), channel).unwrap();
     let mut lines = text.lines();
     let header = serde_json::from_str(lines.next().unwrap()).unwrap();
     let events = lines
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (v[1].as_str().unwrap().to_owned(), v[2].as_str().unwrap().to_owned())
+            (
+                v[1].as_str().unwrap().to_owned(),
+                v[2].as_str().unwrap().to_owned(),
+            )
         })
         .collect();
     (header, events)
@@ -108,15 +114,19 @@ fn complete(chunks: &[(Vec<u8>, Chunk)]) -> bool {
 async fn pty_session(input: bool) -> Vec<(Vec<u8>, Chunk)> {
     let dir = tempfile::tempdir().unwrap();
     let shared = Shared::for_tests(dir.path());
-    let recording = start(&shared, policy(input, Fallback::CloseChannel), limits(1 << 20));
+    let recording = start(
+        &shared,
+        policy(input, Fallback::CloseChannel),
+        limits(1 << 20),
+    );
     let channel = recording.channel(Opened::Session);
     channel.pty_requested(100, 30, "xterm-256color");
     channel.started(Start::Shell).await;
-    channel.from_target(b"hello \xc3", false).await;
-    channel.from_user(b"ls\r").await;
-    channel.from_target(b"\xa9t\xff", false).await;
+    channel.target_sent(b"hello \xc3", false).await;
+    channel.user_sent(b"ls\r").await;
+    channel.target_sent(b"\xa9t\xff", false).await;
     channel.resized(120, 40).await;
-    channel.from_target(b"\xe2\x82", false).await;
+    channel.target_sent(b"\xe2\x82", false).await;
     channel.exited(3).await;
     channel.closed().await;
     recording.finish().await;
@@ -154,26 +164,31 @@ async fn a_pty_records_its_header_output_resizes_and_exit_in_order_and_input_onl
 }
 
 #[tokio::test]
-async fn an_exec_without_a_pty_records_its_command_and_exit_not_its_output_and_a_forward_its_bytes() {
+async fn an_exec_without_a_pty_records_its_command_and_exit_not_its_output_and_a_forward_its_bytes()
+{
     let dir = tempfile::tempdir().unwrap();
     let shared = Shared::for_tests(dir.path());
-    let recording = start(&shared, policy(true, Fallback::CloseChannel), limits(1 << 20));
+    let recording = start(
+        &shared,
+        policy(true, Fallback::CloseChannel),
+        limits(1 << 20),
+    );
     let exec = recording.channel(Opened::Session);
     let forward = recording.channel(Opened::Forward {
         destination: "db-01:5432".into(),
     });
     exec.started(Start::Exec(b"id -un")).await;
-    exec.from_user(b"secret\n").await;
-    exec.from_target(b"alice\n", false).await;
+    exec.user_sent(b"secret\n").await;
+    exec.target_sent(b"alice\n", false).await;
     exec.exited(0).await;
     exec.closed().await;
-    forward.from_user(b"ping").await;
-    forward.from_target(b"pong-pong!", false).await;
+    forward.user_sent(b"ping").await;
+    forward.target_sent(b"pong-pong!", false).await;
     forward.closed().await;
     // A shell without a pty is a terminal of its own.
     let shell = recording.channel(Opened::Session);
     shell.started(Start::Shell).await;
-    shell.from_target(b"$ ", false).await;
+    shell.target_sent(b"$ ", false).await;
     recording.finish().await;
 
     let chunks = spooled(&shared);
@@ -183,9 +198,15 @@ async fn an_exec_without_a_pty_records_its_command_and_exit_not_its_output_and_a
     assert_eq!(exec_events[0]["event"], "exec");
     assert_eq!(exec_events[0]["command"], "id -un");
     assert_eq!(exec_events[1]["event"], "exited");
-    assert!(cast(chunks.iter().map(|(_, c)| c), 0).is_err(), "no terminal");
+    assert!(
+        cast(chunks.iter().map(|(_, c)| c), 0).is_err(),
+        "no terminal"
+    );
     let body: String = chunks.iter().map(|(_, c)| c.body.as_str()).collect();
-    assert!(!body.contains("alice") && !body.contains("secret"), "{body}");
+    assert!(
+        !body.contains("alice") && !body.contains("secret"),
+        "{body}"
+    );
 
     let forward_events = events(&chunks, 1);
     assert_eq!(forward_events.len(), 1, "{forward_events:?}");
@@ -195,7 +216,10 @@ async fn an_exec_without_a_pty_records_its_command_and_exit_not_its_output_and_a
     assert_eq!(forward_events[0]["bytes_in"], 10);
 
     let (header, lines) = cast_events(&chunks, 2);
-    assert_eq!((header["width"].clone(), header["height"].clone()), (80.into(), 24.into()));
+    assert_eq!(
+        (header["width"].clone(), header["height"].clone()),
+        (80.into(), 24.into())
+    );
     assert_eq!(lines, vec![("o".to_owned(), "$ ".to_owned())]);
 }
 
@@ -203,10 +227,14 @@ async fn an_exec_without_a_pty_records_its_command_and_exit_not_its_output_and_a
 async fn a_live_recording_is_flushed_without_waiting_for_its_end() {
     let dir = tempfile::tempdir().unwrap();
     let shared = Shared::for_tests(dir.path());
-    let recording = start(&shared, policy(false, Fallback::CloseChannel), limits(1 << 20));
+    let recording = start(
+        &shared,
+        policy(false, Fallback::CloseChannel),
+        limits(1 << 20),
+    );
     let channel = recording.channel(Opened::Session);
     channel.started(Start::Shell).await;
-    channel.from_target(b"live", false).await;
+    channel.target_sent(b"live", false).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while shared.chunks.is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "nothing flushed");
@@ -222,14 +250,18 @@ async fn a_live_recording_is_flushed_without_waiting_for_its_end() {
 }
 
 /// Output until the recording fails; returns the recording and its channel.
-async fn fill(shared: &Arc<Shared>, policy: Policy, max_bytes: u64) -> (Arc<Recording>, Arc<ChannelRec>) {
+async fn fill(
+    shared: &Arc<Shared>,
+    policy: Policy,
+    max_bytes: u64,
+) -> (Arc<Recording>, Arc<ChannelRec>) {
     let recording = start(shared, policy, limits(max_bytes));
     let channel = recording.channel(Opened::Session);
     channel.started(Start::Shell).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !recording.status.stopped.load(Ordering::Relaxed) {
         assert!(tokio::time::Instant::now() < deadline, "never failed");
-        channel.from_target(&[b'x'; 300], false).await;
+        channel.target_sent(&[b'x'; 300], false).await;
         tokio::task::yield_now().await;
     }
     (recording, channel)
@@ -244,7 +276,10 @@ async fn a_required_recording_at_its_cap_closes_the_channels_and_still_ends_with
     let line = tokio::time::timeout(Duration::from_secs(10), channel.closing())
         .await
         .unwrap();
-    assert!(line.contains("size cap reached") && line.contains("channel is closed"), "{line}");
+    assert!(
+        line.contains("size cap reached") && line.contains("channel is closed"),
+        "{line}"
+    );
     assert!(recording.closed());
     recording.finish().await;
     let chunks = spooled(&shared);
@@ -267,7 +302,7 @@ async fn an_opted_in_zone_goes_on_unrecorded_and_says_so() {
         fill(&shared, policy(false, Fallback::ContinueUnrecorded), 20_000).await;
     assert!(!recording.closed());
     // Nothing more is recorded, and nothing waits.
-    channel.from_target(b"more", false).await;
+    channel.target_sent(b"more", false).await;
     recording.finish().await;
     let failures = failures(&shared);
     assert_eq!(failures.len(), 1, "{failures:?}");
@@ -284,17 +319,25 @@ async fn a_full_spool_fails_the_recording() {
     let failures = failures(&shared);
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0].cause, "spool_full");
-    assert!(failures[0].message.contains("spool"), "{}", failures[0].message);
+    assert!(
+        failures[0].message.contains("spool"),
+        "{}",
+        failures[0].message
+    );
 }
 
 #[tokio::test]
 async fn the_stores_refusal_closes_the_channels() {
     let dir = tempfile::tempdir().unwrap();
     let shared = Shared::for_tests(dir.path());
-    let recording = start(&shared, policy(false, Fallback::CloseChannel), limits(1 << 20));
+    let recording = start(
+        &shared,
+        policy(false, Fallback::CloseChannel),
+        limits(1 << 20),
+    );
     let channel = recording.channel(Opened::Session);
     channel.started(Start::Shell).await;
-    channel.from_target(b"x", false).await;
+    channel.target_sent(b"x", false).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while shared.chunks.is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "nothing flushed");

@@ -73,9 +73,21 @@ mod tests {
 
         let mut d = Utf8Carry::default();
         assert_eq!(d.decode(b"a\xffb\xc3"), "a\u{fffd}b");
-        assert_eq!(d.decode(b"("), "\u{fffd}(", "a cut start that does not go on");
+        assert_eq!(
+            d.decode(b"("),
+            "\u{fffd}(",
+            "a cut start that does not go on"
+        );
         assert_eq!(d.decode(b"\xe2\x82"), "");
-        assert_eq!(d.finish(), "\u{fffd}", "a stream that ends inside a character");
-        assert_eq!(d.decode(b"\xed\xa0\x80"), "\u{fffd}\u{fffd}\u{fffd}", "a surrogate");
+        assert_eq!(
+            d.finish(),
+            "\u{fffd}",
+            "a stream that ends inside a character"
+        );
+        assert_eq!(
+            d.decode(b"\xed\xa0\x80"),
+            "\u{fffd}\u{fffd}\u{fffd}",
+            "a surrogate"
+        );
     }
 }

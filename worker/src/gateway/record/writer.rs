@@ -18,7 +18,7 @@ use portcullis_proto::link::{ConnectionEvent, ConnectionEventKind};
 use portcullis_proto::recording::{
     ChunkKind, Encoded, Event, FailureAction, Recorder, RecordingFailure, RecordingId,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Ids, Limits, Status};
 use crate::chunks::{ChunkName, SpoolError};
@@ -38,6 +38,8 @@ pub(super) enum Note {
         channel: u32,
         at: Duration,
         event: Event,
+        /// Told once the event is recorded (or the recording failed).
+        done: Option<oneshot::Sender<()>>,
     },
     /// The connection ended.
     Finish,
@@ -110,8 +112,10 @@ impl Task {
         let mut writer = match RecordingId::new(recording_id.clone()) {
             Ok(id) => Some(Writer::new(&self, id)),
             Err(e) => {
-                self.fail(Cause::SpoolWrite(format!("the connection id cannot name a recording: {e}")))
-                    .await;
+                self.fail(Cause::SpoolWrite(format!(
+                    "the connection id cannot name a recording: {e}"
+                )))
+                .await;
                 None
             }
         };
@@ -121,11 +125,20 @@ impl Task {
             let live = writer.is_some();
             let failed = tokio::select! {
                 note = notes.recv() => match note {
-                    Some(Note::Event { channel, at, event }) => match writer.as_mut() {
-                        Some(w) => w.record(channel, at, &event).await.err(),
-                        // Stopped: the channels stop sending; what was under way is dropped.
-                        None => None,
-                    },
+                    Some(Note::Event { channel, at, event, done }) => {
+                        let failed = match writer.as_mut() {
+                            Some(w) => w.record(channel, at, &event).await.err(),
+                            // Stopped: the channels stop sending; what was under way is dropped.
+                            None => None,
+                        };
+                        if let Some(cause) = failed {
+                            self.stop(&mut writer, cause).await;
+                        }
+                        if let Some(done) = done {
+                            let _ = done.send(());
+                        }
+                        None
+                    }
                     Some(Note::Finish) | None => break,
                 },
                 _ = flush.tick(), if live => match writer.as_mut() {
@@ -137,14 +150,7 @@ impl Task {
                 }
             };
             if let Some(cause) = failed {
-                if let (Cause::SizeCap { .. }, Some(w)) = (&cause, writer.as_mut()) {
-                    // Room for the buffered lines and the final chunk was kept.
-                    if let Err(e) = w.finish().await {
-                        tracing::warn!(cause = e.code(), "the final chunk of a capped recording could not be written");
-                    }
-                }
-                writer = None;
-                self.fail(cause).await;
+                self.stop(&mut writer, cause).await;
             }
         }
         if let Some(mut w) = writer {
@@ -153,6 +159,21 @@ impl Task {
             }
         }
         self.shared.chunks.unwatch(&recording_id);
+    }
+
+    /// Ends the recording after a failure: a capped one with its buffered lines and final
+    /// chunk (room for them was kept), any other as it stands.
+    async fn stop(&self, writer: &mut Option<Writer>, cause: Cause) {
+        if let (Cause::SizeCap { .. }, Some(w)) = (&cause, writer.as_mut()) {
+            if let Err(e) = w.finish().await {
+                tracing::warn!(
+                    cause = e.code(),
+                    "the final chunk of a capped recording could not be written"
+                );
+            }
+        }
+        *writer = None;
+        self.fail(cause).await;
     }
 
     /// Stops the recording, closes the channels where the policy says so, and reports it.

@@ -65,8 +65,13 @@ impl UserSide {
         };
         let destination = format!("{host_to_connect}:{port_to_connect}");
         if self.ctx.closed_for_recording() {
-            self.refuse_open(reply, "direct-tcpip", Some(destination), Self::unrecordable())
-                .await;
+            self.refuse_open(
+                reply,
+                "direct-tcpip",
+                Some(destination),
+                Self::unrecordable(),
+            )
+            .await;
             return Ok(());
         }
         let verdict = decide_channel(&self.rights, &request);
