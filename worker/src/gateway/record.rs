@@ -45,7 +45,7 @@ use crate::Shared;
 
 /// How many events may wait for the recorder task before a relay waits.
 const QUEUE: usize = 256;
-/// The size of a terminal that asked for no pty.
+/// The size of a terminal that asked for no pty, or for a size of 0.
 const NO_PTY_SIZE: (u16, u16) = (80, 24);
 /// The longest command, path or destination recorded; longer ones are cut (and say so).
 const MAX_FIELD: usize = 16 * 1024;
@@ -292,9 +292,10 @@ impl ChannelRec {
     /// A pty-req: its size and `TERM`, for the header.
     pub(super) fn pty_requested(&self, width: u32, height: u32, term: &str) {
         if let Mode::Session { pty } = &mut *self.mode() {
+            let (width, height) = size(width, height);
             *pty = Some(PtySize {
-                width: u16::try_from(width).unwrap_or(u16::MAX),
-                height: u16::try_from(height).unwrap_or(u16::MAX),
+                width,
+                height,
                 term: clip(term.to_owned()),
             });
         }
@@ -363,10 +364,8 @@ impl ChannelRec {
     /// A window-change.
     pub(super) async fn resized(&self, width: u32, height: u32) {
         if matches!(*self.mode(), Mode::Pty { .. }) {
-            let event = Event::Resized {
-                width: u16::try_from(width).unwrap_or(u16::MAX),
-                height: u16::try_from(height).unwrap_or(u16::MAX),
-            };
+            let (width, height) = size(width, height);
+            let event = Event::Resized { width, height };
             self.send(vec![event]).await;
         }
     }
@@ -459,6 +458,16 @@ impl ChannelRec {
     pub(super) async fn closing(&self) -> String {
         self.recording.closing().await
     }
+}
+
+/// A terminal's size as a cast can replay it: a client without a terminal of its own
+/// (`ssh -tt` from a script) asks for 0×0, which no player takes.
+fn size(width: u32, height: u32) -> (u16, u16) {
+    let side = |n: u32, default: u16| match n {
+        0 => default,
+        n => u16::try_from(n).unwrap_or(u16::MAX),
+    };
+    (side(width, NO_PTY_SIZE.0), side(height, NO_PTY_SIZE.1))
 }
 
 /// A text event, unless the text is empty.

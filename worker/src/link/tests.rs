@@ -77,3 +77,43 @@ async fn chunks_are_sent_only_when_no_other_request_waits_and_none_are_in_flight
     marker(&mut link).await;
     assert!(is_marker(&next_request(&mut controller).await));
 }
+
+#[tokio::test]
+async fn the_controllers_answers_drop_stored_chunks_and_keep_the_rest() {
+    use portcullis_proto::recording::{ChunkAck, ChunkOutcome};
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Shared::for_tests(dir.path());
+    for seq in 0..2 {
+        let name = ChunkName {
+            session_id: "s_1".into(),
+            connection_id: "c_1".into(),
+            recording_id: "c_1".into(),
+            seq,
+        };
+        shared.chunks.write(name, b"chunk".to_vec()).await.unwrap();
+    }
+    // A controller of an earlier release: an error, every chunk kept.
+    let old = Response::error("workers do not serve this request");
+    protocol::answered(&shared, Awaits::Chunks, old);
+    assert_eq!(shared.chunks.len(), 2);
+    // A timed-out batch: kept too.
+    protocol::failed(Awaits::Chunks, LinkError::Closed);
+    assert_eq!(shared.chunks.len(), 2);
+    let acks = vec![
+        ChunkAck {
+            recording_id: "c_1".into(),
+            seq: 0,
+            outcome: ChunkOutcome::Stored,
+        },
+        ChunkAck {
+            recording_id: "c_1".into(),
+            seq: 1,
+            outcome: ChunkOutcome::Later {
+                reason: "an earlier chunk has not arrived".into(),
+            },
+        },
+    ];
+    protocol::answered(&shared, Awaits::Chunks, Response::ChunksStored { acks });
+    assert_eq!(shared.chunks.len(), 1);
+    assert_eq!(shared.chunks.batch()[0].seq, 1);
+}

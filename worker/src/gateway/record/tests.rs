@@ -189,6 +189,10 @@ async fn an_exec_without_a_pty_records_its_command_and_exit_not_its_output_and_a
     let shell = recording.channel(Opened::Session);
     shell.started(Start::Shell).await;
     shell.target_sent(b"$ ", false).await;
+    // A pty of no size (`ssh -tt` without a terminal) is replayable too.
+    let sizeless = recording.channel(Opened::Session);
+    sizeless.pty_requested(0, 0, "xterm");
+    sizeless.started(Start::Exec(b"top")).await;
     recording.finish().await;
 
     let chunks = spooled(&shared);
@@ -221,6 +225,12 @@ async fn an_exec_without_a_pty_records_its_command_and_exit_not_its_output_and_a
         (80.into(), 24.into())
     );
     assert_eq!(lines, vec![("o".to_owned(), "$ ".to_owned())]);
+    let (header, _) = cast_events(&chunks, 3);
+    assert_eq!(
+        (header["width"].clone(), header["height"].clone()),
+        (80.into(), 24.into())
+    );
+    assert_eq!(header["command"], "top");
 }
 
 #[tokio::test]
