@@ -16,7 +16,7 @@
 //! batch (≤ [`MAX_BATCH_BYTES`]) of small files and deletes acknowledged ones itself, both
 //! quick local operations on files the page cache usually still holds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -123,12 +123,35 @@ struct State {
     pending: BTreeMap<String, BTreeMap<u64, Pending>>,
     /// Bytes of the pending chunks and of the writes under way.
     bytes: u64,
+    /// The chunks being written: recording id → seqs. A recording's chunks are sent only
+    /// below the lowest of these, so that they leave in seq order.
+    writing: HashMap<String, BTreeSet<u64>>,
     /// No batch before this (the controller answered `later` or an error).
     retry_at: Option<Instant>,
     /// Whether the controller's inability to store chunks was logged already.
     told_unstored: bool,
     /// The live recordings' refusal signals.
     watched: HashMap<String, Arc<Refusal>>,
+}
+
+impl State {
+    /// The seq a recording's chunks are sent below: its lowest chunk being written.
+    fn first_writing(&self, recording_id: &str) -> u64 {
+        self.writing
+            .get(recording_id)
+            .and_then(|seqs| seqs.first().copied())
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Whether any chunk may be sent (ignoring the back-off).
+    fn sendable(&self) -> bool {
+        self.pending.iter().any(|(id, chunks)| {
+            chunks
+                .keys()
+                .next()
+                .is_some_and(|first| *first < self.first_writing(id))
+        })
+    }
 }
 
 pub struct ChunkSpool {
@@ -201,7 +224,9 @@ impl ChunkSpool {
     }
 
     /// Writes a chunk to disk; once this returns `Ok` the chunk is recorded and will reach
-    /// the controller.
+    /// the controller. Several writes of one recording may run at once (their flushes to
+    /// disk share the file system's journal commits): a chunk is sent only once every
+    /// chunk before it is written.
     pub async fn write(&self, name: ChunkName, bytes: Vec<u8>) -> Result<(), SpoolError> {
         let path = self.dir.join(name.file_name()?);
         let len = bytes.len() as u64;
@@ -214,12 +239,23 @@ impl ChunkSpool {
                 });
             }
             state.bytes += len;
+            state
+                .writing
+                .entry(name.recording_id.clone())
+                .or_default()
+                .insert(name.seq);
         }
         let written = tokio::task::spawn_blocking(move || {
             portcullis_files::write_private_atomic(&path, &bytes)
         })
         .await;
         let mut state = self.lock();
+        if let Some(writing) = state.writing.get_mut(&name.recording_id) {
+            writing.remove(&name.seq);
+            if writing.is_empty() {
+                state.writing.remove(&name.recording_id);
+            }
+        }
         match written {
             Ok(Ok(())) => {
                 state.pending.entry(name.recording_id).or_default().insert(
@@ -281,7 +317,7 @@ impl ChunkSpool {
         loop {
             let retry_at = {
                 let state = self.lock();
-                if state.pending.is_empty() {
+                if !state.sendable() {
                     None
                 } else {
                     match state.retry_at {
@@ -309,7 +345,10 @@ impl ChunkSpool {
         let mut queues: Vec<_> = state
             .pending
             .iter()
-            .map(|(id, chunks)| (id, chunks.iter()))
+            .map(|(id, chunks)| {
+                let below = state.first_writing(id);
+                (id, chunks.range(..below))
+            })
             .collect();
         'fill: loop {
             let mut any = false;

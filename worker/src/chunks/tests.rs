@@ -169,3 +169,45 @@ fn names_round_trip_and_unsafe_ids_name_no_file() {
     assert_eq!(ChunkName::parse("a.b.c.x.chunk"), None);
     assert_eq!(ChunkName::parse("a.b.c.1.2.chunk"), None);
 }
+
+#[tokio::test]
+async fn a_chunk_leaves_only_once_every_chunk_before_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = ChunkSpool::open(dir.path().join("recordings"), 1 << 20);
+    // Chunk 0 still being written when chunk 1 is done.
+    spool
+        .lock()
+        .writing
+        .entry("c_a".into())
+        .or_default()
+        .insert(0);
+    spool.write(name("c_a", 1), b"1".to_vec()).await.unwrap();
+    spool.write(name("c_b", 0), b"b".to_vec()).await.unwrap();
+    assert_eq!(sent(&spool.batch()), vec![("c_b".into(), 0, b"b".to_vec())]);
+    spool.lock().writing.clear();
+    spool.write(name("c_a", 0), b"0".to_vec()).await.unwrap();
+    let batch = sent(&spool.batch());
+    assert_eq!(
+        batch[..2],
+        [
+            ("c_a".into(), 0, b"0".to_vec()),
+            ("c_b".into(), 0, b"b".to_vec())
+        ]
+    );
+    assert_eq!(batch[2], ("c_a".into(), 1, b"1".to_vec()));
+}
+
+#[tokio::test]
+async fn nothing_is_ready_while_the_only_chunks_wait_for_an_earlier_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = ChunkSpool::open(dir.path().join("recordings"), 1 << 20);
+    spool
+        .lock()
+        .writing
+        .entry("c_a".into())
+        .or_default()
+        .insert(0);
+    spool.write(name("c_a", 1), b"1".to_vec()).await.unwrap();
+    let ready = tokio::time::timeout(Duration::from_millis(100), spool.ready()).await;
+    assert!(ready.is_err(), "ready with nothing to send");
+}
