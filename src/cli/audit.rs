@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::http::{ApiClient, ClientArgs};
 use super::output::{self, Table};
 
+mod recordings;
 mod verify;
 use verify::{live_keys, newest_checkpoint, report, verify_file, verify_live};
 
@@ -56,11 +57,14 @@ pub(crate) enum AuditCommand {
     },
     /// Check the chain: every link, hash and signature, and that nothing was cut off.
     ///
-    /// Without --file it verifies the live store through the API. With --file it verifies an
-    /// export or a sink's JSON-lines copy offline. Pin the audit public keys with
+    /// Without --file it verifies the live store through the API, and every session
+    /// recording whose head the chain seals: its stored chunks must chain up to that head
+    /// (an altered or unreadable chunk fails the verify, naming the recording and chunk;
+    /// without recordings:read the recordings are not checked, and the output says so).
+    /// With --file it verifies an export or a sink's JSON-lines copy offline. Pin the audit public keys with
     /// --public-key (from `portcullis audit keys`, kept somewhere the store's admins cannot
     /// write); otherwise the keys in the export are trusted. Exit code 0: intact; 1: the
-    /// first bad event is named.
+    /// first bad event, or the recording that does not reach its sealed head, is named.
     ///
     /// Examples:
     ///   portcullis audit verify --expect-head 1041:9f2c...
@@ -393,7 +397,7 @@ async fn export(api: &ApiClient, path: Option<&Path>) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
+pub(crate) fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -2,7 +2,7 @@
 //! again" from "no such target" from "the controller is down" without reading messages.
 //!
 //! Commands return their own status for answers that are not failures (`policy explain`'s
-//! deny and `audit verify`'s break are 1; `connect --exec` and `connect ssh` return the
+//! deny, `audit verify`'s and `recordings verify`'s break are 1, an incomplete recording 11; `connect --exec` and `connect ssh` return the
 //! child's status once it has started). Every error reaching `main` is mapped here, in one
 //! place, from the typed errors in its chain: the API's answer ([`ApiError`]), a peer that
 //! could not be reached ([`Unreachable`]), the worker's refusal ([`Refused`]).
@@ -32,12 +32,16 @@ pub(crate) const UNREACHABLE: u8 = 8;
 pub(crate) const CONTROLLER_ERROR: u8 = 9;
 /// `connect`: the session ended under it (cancelled, logged out, expired, a policy change).
 pub(crate) const SESSION_ENDED: u8 = 10;
+/// `recordings verify`: the recording is incomplete (its chain holds but ends early, or its
+/// newest chunks are not sealed in the audit log yet).
+pub(crate) const INCOMPLETE: u8 = 11;
 
 /// The EXIT STATUS section of `portcullis --help`.
 pub(crate) const HELP: &str = "\
 EXIT STATUS:
   0  success
-  1  the answer is no: `policy explain` denies, `policy check` or `audit verify` finds a fault
+  1  the answer is no: `policy explain` denies, `policy check`, `audit verify` or
+     `recordings verify` finds a fault
   2  usage: invalid arguments or flags
   3  any other failure (a local file, an unexpected answer)
   4  not authenticated: no token, or an unknown, expired or revoked one (log in again)
@@ -47,6 +51,7 @@ EXIT STATUS:
   8  unreachable: the controller or the worker cannot be reached or is unavailable
   9  the controller failed (HTTP 5xx)
   10 connect: the session ended under it (cancelled, logged out, expired, policy change)
+  11 recordings verify: the recording is incomplete (a broken one is 1)
   `connect --exec` and `connect ssh` return the command's own status once it has started.";
 
 /// A controller or worker that could not be reached or did not answer in time.
@@ -163,6 +168,7 @@ mod tests {
             UNREACHABLE,
             CONTROLLER_ERROR,
             SESSION_ENDED,
+            INCOMPLETE,
         ] {
             assert!(
                 HELP.lines()

@@ -11,12 +11,11 @@ pub(crate) mod login;
 pub(crate) mod master_key_env;
 pub(crate) mod output;
 pub(crate) mod policy;
+pub(crate) mod recordings;
 pub(crate) mod resource;
 pub(crate) mod sessions;
 pub(crate) mod ssh_config;
 pub(crate) mod targets;
-// Used by `sessions play` and `sessions watch` once they exist (issue 18).
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod terminal_filter;
 pub(crate) mod tls;
 pub(crate) mod workers;
@@ -77,7 +76,7 @@ pub(crate) enum Command {
     /// Manage targets: the hosts and services sessions reach.
     #[command(subcommand)]
     Targets(targets::TargetsCommand),
-    /// List, inspect and cancel sessions.
+    /// List, inspect and cancel sessions; list, play, watch and export their recordings.
     #[command(subcommand)]
     Sessions(sessions::SessionsCommand),
     /// Manage workers and their join tokens.
@@ -106,6 +105,9 @@ pub(crate) enum Command {
     /// Read, export and verify the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Verify an exported session recording offline (`sessions export --format bundle`).
+    #[command(subcommand)]
+    Recordings(recordings::RecordingsCommand),
 }
 
 impl Command {
@@ -148,6 +150,7 @@ pub(crate) async fn run(
         Command::Whoami(args) => login::whoami(args).await?,
         Command::Users(cmd) => login::users(cmd).await?,
         Command::Audit(cmd) => audit::run(cmd).await?,
+        Command::Recordings(cmd) => recordings::run(cmd)?,
     };
     Ok(u8::try_from(code).unwrap_or(exit::FAILURE))
 }

@@ -1,11 +1,22 @@
 //! `portcullis sessions`: list, show and cancel sessions. The controller returns only the
 //! sessions the caller may see (their own, or all with `sessions:read-all`).
+//!
+//! A session's recordings (docs/recordings.md) are listed, played, exported and watched here
+//! too: `recordings` reads them through the API, `replay` shows a terminal channel through the
+//! terminal filter, `export` writes asciicast files and bundles.
+
+mod export;
+pub(crate) mod recordings;
+mod replay;
+
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use portcullis_proto::api::{CancelReason, CancelSession, List, Session};
 
 use super::http::{segment, ApiClient, ClientArgs};
 use super::output::{self, Table};
+use replay::Pace;
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum SessionsCommand {
@@ -47,6 +58,114 @@ pub(crate) enum SessionsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// List a session's recordings (one per SSH gateway connection) and their channels.
+    ///
+    /// Each recording shows its state as the controller verified it just now (verified,
+    /// incomplete up to chunk N, or BROKEN at chunk N and why) and the newest head sealed in
+    /// the audit log; each channel its type (pty, exec, sftp, forward), command, recorded
+    /// events and bytes, duration and exit status. Needs recordings:read, or being the
+    /// session's own user; every read is audited.
+    ///
+    /// Examples:
+    ///   portcullis sessions recordings s_0123...
+    ///   portcullis sessions recordings s_0123... --json | jq '.recordings[].state'
+    #[command(verbatim_doc_comment)]
+    Recordings {
+        /// The session id (s_...).
+        id: String,
+        /// Print the API's RecordingList as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Replay a terminal (pty) channel of a recording with its timing.
+    ///
+    /// The chunks are checked against the chain and the head sealed in the audit log first:
+    /// an incomplete recording is played as far as it goes, a broken one only up to the
+    /// break, with a warning. Everything printed passes through a terminal filter: clipboard
+    /// writes (OSC 52), DCS/APC/PM/SOS strings and report requests are dropped, so a hostile
+    /// recording cannot act on your terminal. Ctrl-C stops.
+    ///
+    /// Examples:
+    ///   portcullis sessions play s_0123...
+    ///   portcullis sessions play s_0123... --speed 4 --idle-limit 1
+    ///   portcullis sessions play s_0123... --recording c_4567... --channel 2 --no-wait | less -R
+    #[command(verbatim_doc_comment)]
+    Play {
+        /// The session id (s_...).
+        id: String,
+        #[command(flatten)]
+        pick: PickArgs,
+        /// Play this many times faster (0.5 plays at half speed).
+        #[arg(long, default_value = "1", value_parser = replay::parse_speed)]
+        speed: f64,
+        /// Cut pauses longer than this many seconds to it.
+        #[arg(long, value_name = "SECS", value_parser = replay::parse_idle_limit)]
+        idle_limit: Option<f64>,
+        /// Print everything at once, without the recorded timing.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Write a recording as an asciicast file or as a bundle to verify offline.
+    ///
+    /// asciicast: one terminal channel as asciicast v2, which `asciinema play` and
+    /// asciinema-player accept (the raw recording: a player shows it, not this command).
+    /// bundle: the recording's chunks, the audit events that seal them and the audit public
+    /// keys, which `portcullis recordings verify` checks on any machine. Files are created
+    /// 0600: recordings may show secrets.
+    ///
+    /// Examples:
+    ///   portcullis sessions export s_0123... --format asciicast -o session.cast
+    ///   asciinema play session.cast
+    ///   portcullis sessions export s_0123... --recording c_4567... --format bundle -o rec.json
+    ///   portcullis recordings verify rec.json --public-key "$(cat audit-keys.txt)"
+    #[command(verbatim_doc_comment)]
+    Export {
+        /// The session id (s_...).
+        id: String,
+        #[command(flatten)]
+        pick: PickArgs,
+        #[arg(long, value_enum)]
+        format: export::ExportFormat,
+        /// Write to this file (created 0600) instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Follow a live terminal channel read-only, as it is recorded.
+    ///
+    /// Shows what the session's terminal shows, a second or so behind, through the same
+    /// terminal filter as `play`. Stops when the recording is finished; Ctrl-C stops watching
+    /// only: the session goes on. The default is the newest recording still going.
+    ///
+    /// Examples:
+    ///   portcullis sessions watch s_0123...
+    ///   portcullis sessions watch s_0123... --recording c_4567...
+    #[command(verbatim_doc_comment)]
+    Watch {
+        /// The session id (s_...).
+        id: String,
+        #[command(flatten)]
+        pick: PickArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Which recording and channel a command works on.
+#[derive(clap::Args, Debug)]
+pub(crate) struct PickArgs {
+    /// The recording (its id, c_..., as `sessions recordings` lists it); default: the first
+    /// with a terminal channel.
+    #[arg(long)]
+    recording: Option<String>,
+    /// The channel; default: the recording's first terminal (pty) channel.
+    #[arg(long)]
+    channel: Option<u32>,
 }
 
 pub(crate) async fn run(cmd: SessionsCommand) -> anyhow::Result<i32> {
@@ -108,6 +227,80 @@ pub(crate) async fn run(cmd: SessionsCommand) -> anyhow::Result<i32> {
                 );
                 output::write_stdout(&format!("{}\n", portcullis_proto::text::escaped(line)))?;
             }
+        }
+        SessionsCommand::Recordings { id, json, client } => {
+            let api = ApiClient::from_args(&client)?;
+            let list = recordings::list(&api, &id).await?;
+            if json {
+                output::print_json(&list)?;
+            } else {
+                recordings::print_list(&list)?;
+            }
+        }
+        SessionsCommand::Play {
+            id,
+            pick,
+            speed,
+            idle_limit,
+            no_wait,
+            client,
+        } => {
+            let api = ApiClient::from_args(&client)?;
+            let list = recordings::list(&api, &id).await?;
+            let info = recordings::pick_recording(&list, pick.recording.as_deref(), pick.channel)?;
+            let channel = recordings::pty_channel(info, pick.channel)?;
+            let pace = if no_wait {
+                Pace::INSTANT
+            } else {
+                Pace { speed, idle_limit }
+            };
+            return replay::play(&api, info, channel, pace).await;
+        }
+        SessionsCommand::Export {
+            id,
+            pick,
+            format,
+            output,
+            client,
+        } => {
+            let api = ApiClient::from_args(&client)?;
+            let list = recordings::list(&api, &id).await?;
+            return match format {
+                export::ExportFormat::Asciicast => {
+                    let info =
+                        recordings::pick_recording(&list, pick.recording.as_deref(), pick.channel)?;
+                    let channel = recordings::pty_channel(info, pick.channel)?;
+                    export::asciicast(&api, info, channel, output.as_deref()).await
+                }
+                export::ExportFormat::Bundle => {
+                    let info = match pick.recording.as_deref() {
+                        Some(_) => {
+                            recordings::pick_recording(&list, pick.recording.as_deref(), None)?
+                        }
+                        None => list
+                            .recordings
+                            .first()
+                            .with_context(|| format!("session {id} has no recordings"))?,
+                    };
+                    export::bundle(&api, info, output.as_deref()).await
+                }
+            };
+        }
+        SessionsCommand::Watch { id, pick, client } => {
+            let api = ApiClient::from_args(&client)?;
+            let list = recordings::list(&api, &id).await?;
+            let info = match pick.recording.as_deref() {
+                Some(wanted) => recordings::pick_recording(&list, Some(wanted), None)?,
+                None => recordings::live_recording(&list)?,
+            };
+            // A channel the recording already lists must be a terminal; a live one may not
+            // be listed yet.
+            if let Some(n) = pick.channel {
+                if info.channels.iter().any(|c| c.channel == n) {
+                    recordings::pty_channel(info, Some(n))?;
+                }
+            }
+            return replay::watch(&api, info, pick.channel).await;
         }
     }
     Ok(0)

@@ -9,8 +9,11 @@ use portcullis_proto::duration::DurationValue;
 use serde::Deserialize;
 use toml::Spanned;
 
+use self::size::SizeValue;
 use crate::accept::GateLimits;
 use crate::SecretString;
+
+mod size;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -45,6 +48,28 @@ pub struct Config {
     /// Refusals the worker decides are summed per session and code over this window into
     /// one `connection_refused` audit event (`refusals`).
     pub refusal_window: Duration,
+    /// How much of the gateway's session recordings the worker writes and keeps.
+    pub recording: RecordingLimits,
+}
+
+/// The `[recording]` section: caps on what recordings take on the worker's disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordingLimits {
+    /// The most canonical chunk bytes one recording (one gateway connection) may have;
+    /// reaching it is a recording failure (`size_cap`).
+    pub max_bytes: u64,
+    /// The most chunk bytes waiting in the spool for the controller, all recordings
+    /// together; beyond it a recording fails (`spool_full`).
+    pub spool_max_bytes: u64,
+}
+
+impl Default for RecordingLimits {
+    fn default() -> Self {
+        RecordingLimits {
+            max_bytes: 1 << 30,
+            spool_max_bytes: 2 << 30,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +90,44 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct Raw {
     worker: RawWorker,
+    #[serde(default)]
+    recording: RawRecording,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecording {
+    max_bytes: Option<Spanned<SizeValue>>,
+    spool_max_bytes: Option<Spanned<SizeValue>>,
+}
+
+impl RawRecording {
+    fn read(&self, text: &str) -> Result<RecordingLimits, ConfigError> {
+        let defaults = RecordingLimits::default();
+        let size = |value: &Option<Spanned<SizeValue>>, key: &'static str, default: u64| {
+            let Some(value) = value else {
+                return Ok(default);
+            };
+            let at = |message: String| ConfigError::InvalidAt {
+                line: line_of(text, value.span().start),
+                key,
+                message,
+            };
+            match value.get_ref().bytes() {
+                Ok(0) => Err(at("must be greater than zero".into())),
+                Ok(n) => Ok(n),
+                Err(e) => Err(at(e.to_string())),
+            }
+        };
+        Ok(RecordingLimits {
+            max_bytes: size(&self.max_bytes, "recording.max_bytes", defaults.max_bytes)?,
+            spool_max_bytes: size(
+                &self.spool_max_bytes,
+                "recording.spool_max_bytes",
+                defaults.spool_max_bytes,
+            )?,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,6 +238,7 @@ impl Config {
             handshake_timeout: Duration::from_secs(10),
             hello_timeout: Duration::from_secs(5),
             refusal_window: Duration::from_secs(10),
+            recording: RecordingLimits::default(),
             handshake_limits: GateLimits {
                 total: 512,
                 per_source: 64,
@@ -240,7 +304,9 @@ impl Config {
         };
         let mut config = Config::new(&w.name, w.state_dir.clone(), Vec::new(), proxy_listen);
         w.read_limits(text, &mut config)?;
+        let recording = raw.recording.read(text)?;
         Ok(Config {
+            recording,
             controllers: w.controllers,
             cluster_listen,
             proxy_public_addr: w.proxy_public_addr,

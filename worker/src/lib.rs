@@ -8,12 +8,13 @@
 //! admission, relay; its TLS takes any client key whose holder proves it, the grant binds it),
 //! [`gateway`] (the SSH gateway a session in gateway mode runs through instead of the relay),
 //! [`table`] (sessions, keys, freshness, expiry), [`spool`] (connection events until
-//! acknowledged), [`refusals`] (the worker's refusals summed for the audit log), [`inbound`] (links controllers dial), [`accept`] (accept back-off and the
+//! acknowledged), [`chunks`] (recording chunks until stored), [`refusals`] (the worker's refusals summed for the audit log), [`inbound`] (links controllers dial), [`accept`] (accept back-off and the
 //! cap on connections still in their handshake).
 #![forbid(unsafe_code)]
 
 pub(crate) mod accept;
 pub mod certs;
+pub mod chunks;
 pub mod config;
 mod enrol;
 #[cfg(any(test, fuzzing))]
@@ -70,6 +71,8 @@ pub struct Shared {
     pub proxy_tls: Arc<rustls::ServerConfig>,
     pub table: table::Table,
     pub spool: spool::Spool,
+    /// Recording chunks until the controller has stored them.
+    pub chunks: chunks::ChunkSpool,
     /// Refusals summed per session and code until their window ends, then spooled.
     pub refusals: refusals::Refusals,
     pub link: link::LinkClient,
@@ -86,8 +89,13 @@ impl Shared {
     /// A worker's shared state for unit tests: a self-signed identity, its spool in `dir`,
     /// no link until a test registers one.
     pub(crate) fn for_tests(dir: &std::path::Path) -> Arc<Shared> {
+        Self::for_tests_with(dir, "")
+    }
+
+    /// [`Shared::for_tests`] with more config sections (`extra` is TOML after `[worker]`).
+    pub(crate) fn for_tests_with(dir: &std::path::Path, extra: &str) -> Arc<Shared> {
         let text = format!(
-            "[worker]\nname = \"w\"\nstate_dir = \"{}\"\ncontrollers = [\"c:9201\"]\n",
+            "[worker]\nname = \"w\"\nstate_dir = \"{}\"\ncontrollers = [\"c:9201\"]\n{extra}",
             dir.display()
         );
         let config = Config::parse(&text, |_| None, |_| Ok(String::new())).unwrap();
@@ -115,6 +123,10 @@ impl Shared {
             proxy_addr: "127.0.0.1:0".into(),
             refusals: refusals::Refusals::new(config.refusal_window),
             spool: spool::Spool::open(dir.join("spool.jsonl")),
+            chunks: chunks::ChunkSpool::open(
+                dir.join("recordings"),
+                config.recording.spool_max_bytes,
+            ),
             link: link::LinkClient::default(),
             gateway: gateway::Gateway::new().unwrap(),
             draining: CancellationToken::new(),
@@ -153,7 +165,12 @@ impl Worker {
         let proxy_tls = proxy_tls(certs.clone())?;
         let spool = spool::Spool::open(config.state_dir.join("spool.jsonl"));
         let refusals = refusals::Refusals::new(config.refusal_window);
+        let chunks = chunks::ChunkSpool::open(
+            config.state_dir.join("recordings"),
+            config.recording.spool_max_bytes,
+        );
         let shared = Arc::new(Shared {
+            chunks,
             config,
             table: table::Table::new(clock.clone()),
             clock,

@@ -31,7 +31,7 @@ fn gateway() -> GatewayClaims {
             .into(),
         logins: vec!["alice".into()],
         rights: SshRights::default(),
-            rec: None,
+        rec: None,
     }
 }
 

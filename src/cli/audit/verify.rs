@@ -9,6 +9,7 @@ use portcullis_audit::chain::{Checkpoint, KeyRing, PublicKeyInfo, CHECKPOINT_TYP
 use portcullis_audit::verify::{ExportHeader, Head, Summary, Verifier, EXPORT_FORMAT};
 use serde_json::Value;
 
+use super::recordings::{check_sealed, RecordingsCheck, SealedHeads};
 use super::ExportPage;
 use crate::cli::http::{ApiClient, ClientArgs};
 use crate::cli::output;
@@ -20,6 +21,8 @@ pub(super) struct Outcome {
     keys: Vec<String>,
     pinned: bool,
     expected: Option<Head>,
+    /// The sealed recordings checked (the live store only, once the chain verified).
+    recordings: Option<RecordingsCheck>,
 }
 
 fn ring(pinned: &[PublicKeyInfo], header_keys: &[PublicKeyInfo]) -> anyhow::Result<KeyRing> {
@@ -43,6 +46,7 @@ pub(super) async fn verify_live(
     let mut verifier: Option<Verifier> = None;
     let mut store_head = None;
     let mut keys = Vec::new();
+    let mut heads = SealedHeads::default();
     loop {
         let page: ExportPage = api
             .get(&format!("/v1/audit/export?after={after}&limit=5000"))
@@ -79,8 +83,10 @@ pub(super) async fn verify_live(
                     keys,
                     pinned: !pinned.is_empty(),
                     expected: expect,
+                    recordings: None,
                 });
             }
+            heads.push(e);
         }
         match page.next_after {
             Some(next) => after = next,
@@ -89,12 +95,17 @@ pub(super) async fn verify_live(
     }
     let verifier = verifier.context("the controller returned no export header")?;
     let result = verifier.finish(store_head.as_ref());
+    let recordings = match &result {
+        Ok(_) => Some(check_sealed(api, &heads).await),
+        Err(_) => None,
+    };
     Ok(Outcome {
         result,
         source: "the live store".into(),
         keys,
         pinned: !pinned.is_empty(),
         expected: expect,
+        recordings,
     })
 }
 
@@ -156,6 +167,7 @@ pub(super) async fn verify_file(
                 keys,
                 pinned: !pinned.is_empty(),
                 expected: expect,
+                recordings: None,
             });
         }
     }
@@ -166,6 +178,7 @@ pub(super) async fn verify_file(
         keys,
         pinned: !pinned.is_empty(),
         expected: expect,
+        recordings: None,
     })
 }
 
@@ -240,7 +253,7 @@ pub(super) fn report(outcome: &Outcome, json: bool) -> anyhow::Result<i32> {
         Ok(summary) => {
             if json {
                 output::print_json(&serde_json::json!({
-                    "ok": true,
+                    "ok": !outcome.recordings.as_ref().is_some_and(RecordingsCheck::failed),
                     "source": outcome.source,
                     "events": summary.events,
                     "unchained": summary.unchained,
@@ -248,6 +261,7 @@ pub(super) fn report(outcome: &Outcome, json: bool) -> anyhow::Result<i32> {
                     "expected_head": outcome.expected.as_ref().map(ToString::to_string),
                     "keys": outcome.keys,
                     "pinned_keys": outcome.pinned,
+                    "recordings": outcome.recordings,
                 }))?;
             } else {
                 let head = summary
@@ -267,9 +281,31 @@ pub(super) fn report(outcome: &Outcome, json: bool) -> anyhow::Result<i32> {
                 if let Some(e) = &outcome.expected {
                     text.push_str(&format!("It reaches the expected head {e}.\n"));
                 }
+                if let Some(check) = &outcome.recordings {
+                    if !check.failed() {
+                        // Ids come from the store.
+                        text.push_str(&format!(
+                            "{}\n",
+                            portcullis_proto::text::escaped(check.sentence())
+                        ));
+                    }
+                }
                 output::write_stdout(&text)?;
+                if let Some(check) = outcome.recordings.as_ref().filter(|c| c.failed()) {
+                    eprintln!("{}", portcullis_proto::text::escaped(check.sentence()));
+                }
             }
-            Ok(0)
+            Ok(
+                if outcome
+                    .recordings
+                    .as_ref()
+                    .is_some_and(RecordingsCheck::failed)
+                {
+                    1
+                } else {
+                    0
+                },
+            )
         }
         Err(failure) => {
             if json {

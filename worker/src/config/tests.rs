@@ -123,3 +123,31 @@ fn a_duration_given_twice_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn recording_limits_take_bytes_or_units_and_default_to_a_gib_and_two() {
+    let c = parse(BASE).unwrap();
+    assert_eq!(c.recording.max_bytes, 1 << 30);
+    assert_eq!(c.recording.spool_max_bytes, 2 << 30);
+    let c = parse(&format!(
+        "{BASE}[recording]\nmax_bytes = \"512 MiB\"\nspool_max_bytes = 1000000\n"
+    ))
+    .unwrap();
+    assert_eq!(c.recording.max_bytes, 512 << 20);
+    assert_eq!(c.recording.spool_max_bytes, 1_000_000);
+    let err = parse(&format!("{BASE}[recording]\nmax_bytes = \"lots\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("recording.max_bytes") && err.contains("line 6"),
+        "{err}"
+    );
+    let err = parse(&format!("{BASE}[recording]\nspool_max_bytes = 0\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("recording.spool_max_bytes"), "{err}");
+    let err = parse(&format!("{BASE}[recording]\nmax_byte = 1\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("max_byte"), "{err}");
+}

@@ -3,7 +3,9 @@
 //! loopback), or with a TCP connection the worker dialled (vetted forwards). Data flows both
 //! ways with back-pressure: a write waits for the receiver's window, and a channel's unread
 //! messages are capped (`config::CHANNEL_BUFFER`), so nothing is buffered without bound. EOF,
-//! exit status and signal, and close pass through.
+//! exit status and signal, and close pass through. On a recorded connection the relay tells
+//! the channel's [`ChannelRec`] what passes before passing it on, and closes the channel
+//! when the recording cannot be written and the policy says so.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +18,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::record::ChannelRec;
+
 /// How long a forward whose destination sent its EOF waits for the user's side to finish
 /// sending and close.
 const HALF_CLOSED_GRACE: Duration = Duration::from_secs(60);
@@ -26,13 +30,19 @@ pub(super) struct UpChannel {
     /// The requests sent to the target with a reply asked for, oldest first: the target
     /// answers them in order.
     awaiting: Mutex<VecDeque<&'static str>>,
+    /// The channel's part of the connection's recording, if it is recorded.
+    pub(super) rec: Option<Arc<ChannelRec>>,
 }
 
 impl UpChannel {
-    pub(super) fn new(write: ChannelWriteHalf<client::Msg>) -> Arc<UpChannel> {
+    pub(super) fn new(
+        write: ChannelWriteHalf<client::Msg>,
+        rec: Option<Arc<ChannelRec>>,
+    ) -> Arc<UpChannel> {
         Arc::new(UpChannel {
             write,
             awaiting: Mutex::new(VecDeque::new()),
+            rec,
         })
     }
 
@@ -58,10 +68,28 @@ pub(super) async fn relay_to_target(
 ) {
     let id = user.id();
     let (user_read, user_write) = user.split();
-    let mut to_target = std::pin::pin!(to_target(user_read, &up.write));
+    let rec = up.rec.as_deref();
+    let mut to_target = std::pin::pin!(to_target(user_read, &up.write, rec));
     let mut to_user = std::pin::pin!(to_user(up_read, &user_write, &user_handle, id, &up));
+    let closing = async {
+        match rec {
+            Some(rec) => rec.closing().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = stop.cancelled() => {}
+        line = closing => {
+            // The recording cannot be written and the policy requires it: the user learns
+            // why, and both ends close.
+            if rec.is_some_and(|r| !r.is_forward()) {
+                let _ = user_write.extended_data_bytes(1, line.into_bytes()).await;
+                let _ = user_write.exit_status(255).await;
+            }
+            let _ = user_write.eof().await;
+            let _ = user_write.close().await;
+            let _ = up.write.close().await;
+        }
         _ = &mut to_user => {
             // The target closed the channel: so does the user's.
             let _ = user_write.close().await;
@@ -73,14 +101,26 @@ pub(super) async fn relay_to_target(
             let _ = up.write.close().await;
         }
     }
+    if let Some(rec) = rec {
+        rec.closed().await;
+    }
 }
 
 /// The user's side to the target: data, extended data and EOF; until the user closes.
 /// Requests are not read here: the handler decides and passes them on.
-async fn to_target(mut user: ChannelReadHalf, up: &ChannelWriteHalf<client::Msg>) {
+async fn to_target(
+    mut user: ChannelReadHalf,
+    up: &ChannelWriteHalf<client::Msg>,
+    rec: Option<&ChannelRec>,
+) {
     while let Some(msg) = user.wait().await {
         let sent = match msg {
-            ChannelMsg::Data { data } => up.data_bytes(data).await,
+            ChannelMsg::Data { data } => {
+                if let Some(rec) = rec {
+                    rec.user_sent(&data).await;
+                }
+                up.data_bytes(data).await
+            }
             ChannelMsg::ExtendedData { data, ext } => up.extended_data_bytes(ext, data).await,
             ChannelMsg::Eof => up.eof().await,
             ChannelMsg::Close => break,
@@ -102,12 +142,28 @@ async fn to_user(
     id: ChannelId,
     channel: &UpChannel,
 ) {
+    let rec = channel.rec.as_deref();
     while let Some(msg) = up.wait().await {
         let sent = match msg {
-            ChannelMsg::Data { data } => user.data_bytes(data).await,
-            ChannelMsg::ExtendedData { data, ext } => user.extended_data_bytes(ext, data).await,
+            ChannelMsg::Data { data } => {
+                if let Some(rec) = rec {
+                    rec.target_sent(&data, false).await;
+                }
+                user.data_bytes(data).await
+            }
+            ChannelMsg::ExtendedData { data, ext } => {
+                if let Some(rec) = rec {
+                    rec.target_sent(&data, true).await;
+                }
+                user.extended_data_bytes(ext, data).await
+            }
             ChannelMsg::Eof => user.eof().await,
-            ChannelMsg::ExitStatus { exit_status } => user.exit_status(exit_status).await,
+            ChannelMsg::ExitStatus { exit_status } => {
+                if let Some(rec) = rec {
+                    rec.exited(exit_status).await;
+                }
+                user.exit_status(exit_status).await
+            }
             ChannelMsg::ExitSignal {
                 signal_name,
                 core_dumped,

@@ -4,7 +4,8 @@
 //! only the `IP:PORT` that comes back, from its egress address. It never resolves a name
 //! itself, never dials its own loopback (nor an unspecified address) for a user, and
 //! refuses when it has no controller link. The forward's connection is recorded under the
-//! vetted session, like any brokered connection.
+//! vetted session, like any brokered connection; on a recorded connection the forward is
+//! recorded too (its destination as the user named it, and its bytes).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -17,6 +18,7 @@ use russh::server::{ChannelOpenHandle, Msg};
 use russh::{Channel, ChannelOpenFailure};
 
 use super::channel::{relay_to_tcp, Counted};
+use super::record::Opened;
 use super::Context;
 use crate::table::Admission;
 
@@ -162,15 +164,35 @@ impl Forward {
         let counted = Counted::default();
         let ending = shared.table.ending(&vetted.session_id);
         let stop = self.ctx.stop.child_token();
+        let rec = self.ctx.record_channel(Opened::Forward {
+            destination: self.destination(),
+        });
+        let closing = async {
+            match &rec {
+                Some(rec) => rec.closing().await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut relay = std::pin::pin!(relay_to_tcp(channel, tcp, &counted, stop.clone()));
         let why = tokio::select! {
-            _ = relay_to_tcp(channel, tcp, &counted, stop.clone()) => EndReason::Closed,
+            _ = &mut relay => EndReason::Closed,
             _ = ending.ended() => ending.reason(),
+            _ = closing => {
+                // The recording cannot be written and the policy requires it.
+                stop.cancel();
+                relay.await;
+                EndReason::Closed
+            }
         };
         stop.cancel();
         let (up, down) = (
             counted.up.load(Ordering::Relaxed),
             counted.down.load(Ordering::Relaxed),
         );
+        if let Some(rec) = rec {
+            rec.forwarded(up, down);
+            rec.closed().await;
+        }
         tracing::info!(bytes.up = up, bytes.down = down, reason = %why, "vetted forward closed");
         shared.spool.record(closed(up, down, why)).await;
     }

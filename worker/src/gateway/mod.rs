@@ -26,8 +26,11 @@ mod forward;
 #[cfg(any(test, fuzzing))]
 pub(crate) mod fuzz;
 mod host_key;
+mod record;
 mod reverse;
 mod server;
+// The tracker's contract names its methods for the side the bytes come from.
+#[allow(clippy::wrong_self_convention)]
 mod sftp;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -49,6 +52,7 @@ use portcullis_proto::link::{ConnectionEvent, ConnectionEventKind, EndReason};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use self::auth::Allowed;
@@ -148,9 +152,24 @@ pub(super) struct Context {
     rights: portcullis_policy::SshRights,
     /// What the user asked the target to open channels back for.
     asked: reverse::Asked,
+    /// The connection's recording, when the grant asks for one.
+    recording: Option<Arc<record::Recording>>,
+    /// The channel tasks, waited for (briefly) before the recording ends.
+    tasks: TaskTracker,
 }
 
 impl Context {
+    /// A new channel's part of the recording, if the connection is recorded.
+    fn record_channel(&self, opened: record::Opened) -> Option<Arc<record::ChannelRec>> {
+        self.recording.as_ref().map(|r| r.channel(opened))
+    }
+
+    /// Whether the connection's channels were closed because its recording cannot be
+    /// written: no new channel opens.
+    fn closed_for_recording(&self) -> bool {
+        self.recording.as_ref().is_some_and(|r| r.closed())
+    }
+
     /// Records a refused channel or request (for the audit log) and logs it.
     async fn refused(&self, channel: &str, destination: Option<String>, login: &str, rule: String) {
         tracing::info!(
@@ -197,6 +216,13 @@ where
         inner: client,
         counted: counted.clone(),
     };
+    let recording = conn.gw.rec.map(|policy| {
+        let ids = record::Ids {
+            session_id: conn.session_id.clone(),
+            connection_id: conn.connection_id.clone(),
+        };
+        record::Recording::start(shared, ids, policy, record::Limits::from_config(shared))
+    });
     let ctx = Arc::new(Context {
         shared: shared.clone(),
         session_id: conn.session_id.clone(),
@@ -210,7 +236,34 @@ where
         login: OnceLock::new(),
         rights: conn.gw.rights,
         asked: reverse::Asked::default(),
+        recording,
+        tasks: TaskTracker::new(),
     });
+    let served = serve_connection(shared, stream, target, ready, conn, &ctx, &counted).await;
+    // The channels end with the connection; their last events are recorded, then the final
+    // chunk.
+    ctx.stop.cancel();
+    ctx.tasks.close();
+    let _ = tokio::time::timeout(GOODBYE, ctx.tasks.wait()).await;
+    if let Some(recording) = &ctx.recording {
+        recording.finish().await;
+    }
+    served
+}
+
+/// [`serve`] once the connection's context is made.
+async fn serve_connection<S>(
+    shared: &Arc<Shared>,
+    stream: CountingStream<S>,
+    target: TcpStream,
+    ready: Ready,
+    conn: Connection,
+    ctx: &Arc<Context>,
+    counted: &Bytes,
+) -> Served
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     // The target's greeting and host key check, while the user's client greets the gateway.
     let greeting = {
         let (shared, ctx) = (shared.clone(), ctx.clone());

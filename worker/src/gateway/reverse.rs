@@ -2,7 +2,8 @@
 //! (`ssh -A`) and X11 (`ssh -X`). The gateway carries one only where the session's rights
 //! grant it and the user asked for it on this connection; every other channel a target opens
 //! (sessions, `direct-tcpip`, Unix sockets, or one nobody asked for) is refused and recorded:
-//! a target cannot reach the user's machine on its own.
+//! a target cannot reach the user's machine on its own. A recorded connection records each
+//! as a forward (its destination, or the channel's kind, and bytes).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use russh::{Channel, ChannelOpenFailure};
 use tracing::Instrument as _;
 
 use super::channel::{relay_to_target, UpChannel};
+use super::record::Opened;
 use super::server::ChannelSlot;
 use super::Context;
 
@@ -74,6 +76,12 @@ pub(super) async fn open(
         refuse(ctx, kind.name(), destination, reply).await;
         return;
     }
+    if ctx.closed_for_recording() {
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        return;
+    }
     let Some(user) = ctx.user.get().cloned() else {
         reply.reject(ChannelOpenFailure::ConnectFailed).await;
         return;
@@ -113,10 +121,15 @@ pub(super) async fn open(
     );
     let (up_read, up_write) = up.split();
     let stop = ctx.stop.child_token();
-    tokio::spawn(
+    let destination = destination.unwrap_or_else(|| kind.name().to_owned());
+    let up = UpChannel::new(
+        up_write,
+        ctx.record_channel(Opened::Forward { destination }),
+    );
+    ctx.tasks.spawn(
         async move {
             let _slot = slot;
-            relay_to_target(user_channel, user, up_read, UpChannel::new(up_write), stop).await;
+            relay_to_target(user_channel, user, up_read, up, stop).await;
         }
         .in_current_span(),
     );

@@ -20,6 +20,7 @@ use tracing::Instrument as _;
 use super::auth::Allowed;
 use super::channel::{relay_to_target, UpChannel};
 use super::config::MAX_CHANNELS;
+use super::record::{Opened, Start};
 use super::upstream::{self, Login, Upstream, UpstreamError};
 use super::{forward, Context};
 
@@ -171,6 +172,9 @@ impl russh::server::Handler for UserSide {
         let Some(up) = self.allow(channel, &ChannelRequest::Pty, session).await? else {
             return Ok(());
         };
+        if let Some(rec) = &up.rec {
+            rec.pty_requested(col_width, row_height, term);
+        }
         up.expect_answer("pty-req");
         let sent = up
             .write
@@ -204,6 +208,12 @@ impl russh::server::Handler for UserSide {
         let Some(up) = self.allow(channel, &ChannelRequest::Shell, session).await? else {
             return Ok(());
         };
+        if let Some(rec) = &up.rec {
+            if !rec.started(Start::Shell).await {
+                // The recording cannot be written: nothing starts, the channel closes.
+                return session.channel_failure(channel);
+            }
+        }
         up.expect_answer("shell");
         let sent = up.write.request_shell(true).await;
         self.answer(channel, sent, session)
@@ -218,6 +228,12 @@ impl russh::server::Handler for UserSide {
         let Some(up) = self.allow(channel, &ChannelRequest::Exec, session).await? else {
             return Ok(());
         };
+        if let Some(rec) = &up.rec {
+            if !rec.started(Start::Exec(data)).await {
+                // The recording cannot be written: nothing starts, the channel closes.
+                return session.channel_failure(channel);
+            }
+        }
         up.expect_answer("exec");
         let sent = up.write.exec(true, data).await;
         self.answer(channel, sent, session)
@@ -233,6 +249,12 @@ impl russh::server::Handler for UserSide {
         let Some(up) = self.allow(channel, &request, session).await? else {
             return Ok(());
         };
+        if let Some(rec) = &up.rec {
+            if !rec.started(Start::Subsystem(name)).await {
+                // The recording cannot be written: nothing starts, the channel closes.
+                return session.channel_failure(channel);
+            }
+        }
         up.expect_answer("subsystem");
         let sent = up.write.request_subsystem(true, name).await;
         self.answer(channel, sent, session)
@@ -248,6 +270,9 @@ impl russh::server::Handler for UserSide {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         if let Some(up) = self.channels.get(&channel) {
+            if let Some(rec) = &up.rec {
+                rec.resized(col_width, row_height).await;
+            }
             let _ = up
                 .write
                 .window_change(col_width, row_height, pix_width, pix_height)

@@ -69,6 +69,22 @@ impl russh::server::Handler for Target {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)?;
+        Ok(())
+    }
+
     async fn shell_request(
         &mut self,
         channel: ChannelId,
@@ -161,11 +177,18 @@ struct Setup {
     /// Where the fake controller vets every forward to (the canary unless a test says).
     canary: TcpListener,
     vet_to: Arc<std::sync::Mutex<String>>,
+    /// What the grant says about recording.
+    rec: Option<portcullis_policy::Recording>,
 }
 
 async fn setup() -> Setup {
+    setup_with("").await
+}
+
+/// A setup whose worker config has `extra` after its `[worker]` section.
+async fn setup_with(extra: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let shared = Shared::for_tests(dir.path());
+    let shared = Shared::for_tests_with(dir.path(), extra);
     let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let canary = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target_key = key(90);
@@ -187,6 +210,7 @@ async fn setup() -> Setup {
         target,
         target_key,
         canary,
+        rec: None,
     }
     .with_link()
 }
@@ -235,7 +259,7 @@ impl Setup {
             key: self.user_key.public_key().to_openssh().unwrap(),
             logins: vec!["alice".into()],
             rights,
-            rec: None,
+            rec: self.rec,
         }
     }
 
@@ -627,4 +651,145 @@ async fn a_vetted_forward_dials_only_the_vetted_address_and_is_recorded_under_it
         "{events:?}"
     );
     assert!(s.refusals().is_empty());
+}
+
+/// The chunks the connection's recording spooled, decoded, in seq order, and whether the
+/// chain is complete.
+fn recorded(s: &Setup) -> (Vec<portcullis_proto::recording::Chunk>, bool) {
+    use portcullis_proto::recording::{verify, Chunk, Verdict};
+    let mut data: Vec<_> = s.shared.chunks.batch();
+    data.sort_by_key(|c| c.seq);
+    let complete = matches!(
+        verify(data.iter().map(|c| &c.data)),
+        Verdict::Complete { .. }
+    );
+    let chunks = data
+        .iter()
+        .map(|c| Chunk::decode(&c.data).unwrap())
+        .collect();
+    (chunks, complete)
+}
+
+#[tokio::test]
+async fn a_recorded_connection_records_its_pty_and_its_commands_and_ends_complete() {
+    let mut s = setup().await;
+    s.rec = Some(portcullis_policy::Recording {
+        required: true,
+        input: false,
+        fallback: portcullis_policy::Fallback::CloseChannel,
+    });
+    let (user, task) = s.connect(SshRights::default()).await;
+    let (handle, ok) = log_in(&s, user, &s.user_key, "alice").await;
+    assert!(ok);
+    assert_eq!(
+        exec(&handle, "id -un").await,
+        Some(("ran: id -un".into(), Some(0)))
+    );
+    // A command on a pty: recorded as a terminal.
+    let mut channel = handle.channel_open_session().await.unwrap();
+    channel
+        .request_pty(true, "xterm", 90, 20, 0, 0, &[])
+        .await
+        .unwrap();
+    channel.exec(true, "uptime").await.unwrap();
+    while let Some(msg) = channel.wait().await {
+        if matches!(msg, ChannelMsg::Close) {
+            break;
+        }
+    }
+    handle
+        .disconnect(russh::Disconnect::ByApplication, "bye", "en")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+    let (chunks, complete) = recorded(&s);
+    assert!(
+        complete,
+        "the final chunk is written at the connection's end"
+    );
+    assert!(chunks
+        .iter()
+        .all(|c| c.header.recording_id.as_str() == "c_gw_test"));
+    let body = |channel: u32| -> String {
+        chunks
+            .iter()
+            .filter(|c| c.header.channel == channel)
+            .map(|c| c.body.as_str())
+            .collect()
+    };
+    let exec_body = body(0);
+    let lines: Vec<serde_json::Value> = exec_body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{exec_body}");
+    assert_eq!(
+        (&lines[0]["event"], &lines[0]["command"]),
+        (&"exec".into(), &"id -un".into())
+    );
+    assert_eq!(
+        (&lines[1]["event"], &lines[1]["status"]),
+        (&"exited".into(), &0.into())
+    );
+    assert!(
+        !exec_body.contains("ran:"),
+        "no output without a pty: {exec_body}"
+    );
+    let cast = portcullis_proto::recording::cast(chunks.iter(), 1).unwrap();
+    assert!(cast.contains(r#""width":90,"height":20"#), "{cast}");
+    assert!(cast.contains(r#""command":"uptime""#), "{cast}");
+    assert!(cast.contains(r#""o","ran: uptime"]"#), "{cast}");
+}
+
+#[tokio::test]
+async fn a_required_recording_that_cannot_be_written_closes_the_channel_with_a_line_on_stderr() {
+    let mut s = setup_with("[recording]\nmax_bytes = 4096\n").await;
+    s.rec = Some(portcullis_policy::Recording {
+        required: true,
+        input: false,
+        fallback: portcullis_policy::Fallback::CloseChannel,
+    });
+    let (user, _task) = s.connect(SshRights::default()).await;
+    let (handle, ok) = log_in(&s, user, &s.user_key, "alice").await;
+    assert!(ok);
+    // A command line longer than the cap: it cannot be recorded.
+    let mut channel = handle.channel_open_session().await.unwrap();
+    channel.exec(true, "x".repeat(8000)).await.unwrap();
+    let (mut stderr, mut status) = (String::new(), None);
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::ExtendedData { data, .. } => {
+                    stderr.push_str(&String::from_utf8_lossy(&data))
+                }
+                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the channel was closed");
+    assert!(
+        stderr.contains("recording cannot be written (size cap reached)"),
+        "{stderr}"
+    );
+    assert_eq!(status, Some(255));
+    // No new channel opens on the connection.
+    assert!(handle.channel_open_session().await.is_err());
+    let failed: Vec<_> = s
+        .shared
+        .spool
+        .pending(100)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            ConnectionEventKind::RecordingFailed(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].cause, "size_cap");
 }

@@ -6,7 +6,8 @@
 //! controllers dial); [`protocol`] decides what to send and what each frame received does;
 //! [`drive`] runs a link over a stream: a [`Peer`] of the worker's role numbers the requests
 //! and keeps their deadlines and the heartbeat, and `drive` does the socket reads and writes
-//! and sleeps until the peer's next deadline.
+//! and sleeps until the peer's next deadline. Recording chunks are the lowest priority: a
+//! batch goes only when no other request waits to be sent and none is in flight.
 
 mod client;
 mod dial;
@@ -130,6 +131,9 @@ impl<S: LinkIo> Link<'_, S> {
                 _ = events.tick(), if protocol::events_due(self.shared, &self.peer) => {
                     self.ask(protocol::events(self.shared), Awaits::Events, None).await?;
                 }
+                _ = self.shared.chunks.ready(), if protocol::chunks_may_go(&self.peer, !rx.is_empty()) => {
+                    self.send_chunks(&rx).await?;
+                }
                 outgoing = rx.recv() => {
                     // The sender lives in the registration, which only this function drops.
                     let Some(Outgoing { body, reply, timeout }) = outgoing else {
@@ -149,6 +153,21 @@ impl<S: LinkIo> Link<'_, S> {
                     }
                 }
             }
+        }
+    }
+
+    /// Sends a batch of recording chunks, unless another task's request is waiting (it may
+    /// have come since the branch was chosen): chunks go only when nothing else does.
+    async fn send_chunks(&mut self, rx: &mpsc::Receiver<Outgoing>) -> Result<(), LinkError> {
+        if !protocol::chunks_may_go(&self.peer, !rx.is_empty()) {
+            return Ok(());
+        }
+        match protocol::chunks(self.shared) {
+            Some(request) => {
+                self.ask(request, Awaits::Chunks, Some(protocol::CHUNKS_TIMEOUT))
+                    .await
+            }
+            None => Ok(()),
         }
     }
 
@@ -247,3 +266,6 @@ impl<S: LinkIo> Link<'_, S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

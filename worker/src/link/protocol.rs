@@ -1,8 +1,8 @@
 //! The worker's part of the link protocol, apart from the socket and the request ids (the
 //! [`Peer`] keeps those): the hello and what its answer means, the requests the worker sends
 //! once linked, and what every answer and every request of the controller's does to the
-//! worker's state (sessions, grant keys, spool, certificate). At most one `events` frame and
-//! one certificate renewal are in flight. [`super::drive`] reads and writes the frames.
+//! worker's state (sessions, grant keys, spool, certificate). At most one `events` frame, one
+//! `recording_chunks` frame and one certificate renewal are in flight. [`super::drive`] reads and writes the frames.
 
 use std::time::Duration;
 
@@ -25,7 +25,13 @@ pub(super) enum Awaits {
     Renewal,
     /// The last heartbeat, telling the controller this worker stops; waited for on shutdown.
     Stopped,
+    /// Recording chunks from the spool.
+    Chunks,
 }
+
+/// How long the controller may take to store a batch of chunks; after it they are sent
+/// again.
+pub(super) const CHUNKS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The request that opens a link: who this worker is and which sessions it holds open.
 pub(super) fn hello(shared: &Shared) -> Request {
@@ -103,6 +109,19 @@ pub(super) fn events(shared: &Shared) -> Request {
     }
 }
 
+/// Whether recording chunks may go now: none are in flight and nothing else waits to be
+/// sent (`queued`: requests of the worker's other tasks), so that chunks never delay an
+/// admission or a heartbeat by more than the one frame already on its way.
+pub(super) fn chunks_may_go(peer: &Peer<Awaits>, queued: bool) -> bool {
+    !queued && !peer.awaits_any(|a| matches!(a, Awaits::Chunks))
+}
+
+/// The next spooled chunks, if any can be read.
+pub(super) fn chunks(shared: &Shared) -> Option<Request> {
+    let chunks = shared.chunks.batch();
+    (!chunks.is_empty()).then_some(Request::RecordingChunks { chunks })
+}
+
 /// Applies the controller's answer to a request of the worker's.
 pub(super) fn answered(shared: &Shared, awaits: Awaits, body: Response) {
     match (awaits, body) {
@@ -125,6 +144,11 @@ pub(super) fn answered(shared: &Shared, awaits: Awaits, body: Response) {
         }
         (Awaits::Events | Awaits::Flush, _) => {}
         (Awaits::Stopped, _) => {}
+        (Awaits::Chunks, Response::ChunksStored { acks }) => shared.chunks.acknowledged(acks),
+        (Awaits::Chunks, Response::Error { message, .. }) => shared.chunks.not_stored(&message),
+        (Awaits::Chunks, other) => shared
+            .chunks
+            .not_stored(&format!("unexpected answer {other:?}")),
         (
             Awaits::Renewal,
             Response::Certificate {

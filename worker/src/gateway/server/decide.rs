@@ -128,6 +128,11 @@ impl UserSide {
         }
     }
 
+    /// The rule that refuses a channel once the connection's recording cannot be written.
+    pub(super) fn unrecordable() -> String {
+        "the session's recording cannot be written, and the policy requires it: the connection opens no more channels".to_owned()
+    }
+
     /// Refuses a channel the rights allow but the gateway does not carry yet.
     pub(super) fn not_carried(what: &str) -> String {
         format!(

@@ -10,6 +10,11 @@ impl UserSide {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), russh::Error> {
+        if self.ctx.closed_for_recording() {
+            self.refuse_open(reply, "session", None, Self::unrecordable())
+                .await;
+            return Ok(());
+        }
         let Some(slot) = self.slot() else {
             let rule = format!("at most {MAX_CHANNELS} channels per connection");
             self.ctx.refused("session", None, &self.login, rule).await;
@@ -29,11 +34,11 @@ impl UserSide {
             }
         };
         let (up_read, up_write) = up.split();
-        let up = UpChannel::new(up_write);
+        let up = UpChannel::new(up_write, self.ctx.record_channel(Opened::Session));
         self.channels.insert(channel.id(), up.clone());
         reply.accept().await;
         let (handle, stop) = (session.handle(), self.ctx.stop.child_token());
-        tokio::spawn(
+        self.ctx.tasks.spawn(
             async move {
                 let _slot = slot;
                 relay_to_target(channel, handle, up_read, up, stop).await;
@@ -59,6 +64,16 @@ impl UserSide {
             port: port_to_connect,
         };
         let destination = format!("{host_to_connect}:{port_to_connect}");
+        if self.ctx.closed_for_recording() {
+            self.refuse_open(
+                reply,
+                "direct-tcpip",
+                Some(destination),
+                Self::unrecordable(),
+            )
+            .await;
+            return Ok(());
+        }
         let verdict = decide_channel(&self.rights, &request);
         let slot = match verdict {
             ChannelVerdict::Deny { right } => {
@@ -107,11 +122,12 @@ impl UserSide {
                 let (up_read, up_write) = up.split();
                 reply.accept().await;
                 let (handle, stop) = (session.handle(), self.ctx.stop.child_token());
-                tokio::spawn(
+                let rec = self.ctx.record_channel(Opened::Forward { destination });
+                let up = UpChannel::new(up_write, rec);
+                self.ctx.tasks.spawn(
                     async move {
                         let _slot = slot;
-                        relay_to_target(channel, handle, up_read, UpChannel::new(up_write), stop)
-                            .await;
+                        relay_to_target(channel, handle, up_read, up, stop).await;
                     }
                     .in_current_span(),
                 );
@@ -123,7 +139,7 @@ impl UserSide {
                     host: host_to_connect.to_owned(),
                     port: port_to_connect,
                 };
-                tokio::spawn(
+                self.ctx.tasks.spawn(
                     async move {
                         let _slot = slot;
                         forward.run(channel, reply).await;
