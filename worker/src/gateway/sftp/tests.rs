@@ -7,6 +7,9 @@ use proptest::prelude::*;
 use super::packet::{attr, fxp, MAX_HANDLE};
 use super::*;
 
+#[cfg(feature = "real-peers")]
+mod real;
+
 /// Builds a packet's fields.
 #[derive(Default, Clone)]
 pub(super) struct Fields(Vec<u8>);
