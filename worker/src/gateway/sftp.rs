@@ -28,7 +28,8 @@
 //! cut short (sftp-server ends the session on both), more than [`MAX_PENDING`] requests
 //! awaiting an answer, more than [`MAX_FILES`] open files, more than [`MAX_HELD`] bytes of
 //! paths held for them, or a server that speaks another version than 3: the tracker gives
-//! up. It drops what it held, returns nothing more, and says why in
+//! up. It returns the operations the packets before completed, then nothing more, drops
+//! what it held (the open files' counts with it), and says why in
 //! [`SftpTracker::gave_up`], so that the relay can treat the channel as one whose recording
 //! failed. The payloads of writes and reads are passed over, never buffered: the tracker
 //! holds at most one packet head per direction (at most 256 KiB) and [`MAX_HELD`] bytes of
@@ -54,13 +55,13 @@ mod session;
 mod tests;
 
 /// Requests awaiting an answer; OpenSSH's clients keep at most 64 (`sftp -R`).
-pub(super) const MAX_PENDING: usize = 1024;
+const MAX_PENDING: usize = 1024;
 /// Files open at once.
-pub(super) const MAX_FILES: usize = 1024;
+const MAX_FILES: usize = 1024;
 /// Bytes of paths held for pending requests and open files.
-pub(super) const MAX_HELD: usize = 1024 * 1024;
+const MAX_HELD: usize = 1024 * 1024;
 /// The longest path recorded whole (Linux's `PATH_MAX`, its terminating NUL included).
-pub(super) const MAX_PATH: usize = 4096;
+const MAX_PATH: usize = 4096;
 
 /// Follows one sftp channel's packets both ways.
 #[derive(Debug)]
@@ -75,7 +76,7 @@ pub(super) enum GaveUp {
     BadLength { from: Side, len: u32 },
     #[error("the sftp {from} sent a packet of type {kind} whose fields are cut short")]
     Truncated { from: Side, kind: u8 },
-    #[error("more than {MAX_PENDING} sftp requests awaited an answer at once")]
+    #[error("more than {MAX_PENDING} sftp requests awaited an answer at once (OpenSSH's sftp sends 64 at most unless `-R` raises it)")]
     TooManyPending,
     #[error("more than {MAX_FILES} files were open at once over sftp")]
     TooManyFiles,
@@ -123,11 +124,13 @@ impl SftpTracker {
 
     /// Bytes the user's client sent to the target's sftp-server; returns the operations
     /// that are complete enough to record (none: operations complete with their answer).
+    #[allow(clippy::wrong_self_convention)] // `from_client` names where the bytes came from.
     pub(super) fn from_client(&mut self, data: &[u8]) -> Vec<Event> {
         self.feed(Side::Client, data)
     }
 
     /// Bytes the target's sftp-server sent back.
+    #[allow(clippy::wrong_self_convention)] // `from_server` names where the bytes came from.
     pub(super) fn from_server(&mut self, data: &[u8]) -> Vec<Event> {
         self.feed(Side::Server, data)
     }

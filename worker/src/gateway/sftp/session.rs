@@ -22,6 +22,7 @@ pub(super) struct Session {
     files: BTreeMap<u64, OpenFile>,
     /// Each granted handle's file.
     handles: HashMap<Vec<u8>, u64>,
+    /// How many handles were granted: the key of the last open file.
     granted: u64,
     /// Bytes of paths in `pending` and `files`.
     pub(super) held: usize,
@@ -176,58 +177,7 @@ impl Session {
             }
         }
     }
-}
 
-/// What a request leaves to await its answer: `None` for those sftp-server does not answer.
-fn pending_for(handles: &HashMap<Vec<u8>, u64>, request: Request<'_>) -> Option<(u32, Pending)> {
-    let file = |handle: &[u8]| handles.get(handle).copied();
-    Some(match request {
-        Request::Init | Request::Unknown => return None,
-        Request::Open { id, path, mode } => (
-            id,
-            Pending::Open {
-                path: Path::new(path),
-                mode,
-            },
-        ),
-        // A handle the server never granted (a directory's, or made up) reads, writes
-        // and closes nothing recorded.
-        Request::Read { id, handle } => (
-            id,
-            file(handle).map_or(Pending::Other, |file| Pending::Read { file }),
-        ),
-        Request::Write { id, handle, len } => (
-            id,
-            file(handle).map_or(Pending::Other, |file| Pending::Write { file, len }),
-        ),
-        Request::Close { id, handle } => (
-            id,
-            file(handle).map_or(Pending::Other, |file| Pending::Close { file }),
-        ),
-        Request::Fsetstat { id, handle, mode } => (
-            id,
-            file(handle).map_or(Pending::Other, |file| Pending::Fsetstat { file, mode }),
-        ),
-        Request::Path {
-            id,
-            op,
-            path,
-            to,
-            mode,
-        } => (
-            id,
-            Pending::Path(PathOp {
-                op,
-                path: Path::new(path),
-                to: to.map(Path::new),
-                mode,
-            }),
-        ),
-        Request::Other { id } => (id, Pending::Other),
-    })
-}
-
-impl Session {
     fn push(&mut self, id: u32, pending: Pending) -> Result<(), GaveUp> {
         if self.pending.len() >= MAX_PENDING {
             return Err(GaveUp::TooManyPending);
@@ -263,17 +213,17 @@ impl Session {
         let done = answer.done();
         match (pending, answer) {
             (Pending::Open { path, mode }, Answer::Handle { handle, .. }) => {
-                self.open(handle, path.clone())?;
                 events.push(sftp(SftpOp::Open, &path, None, mode, 0));
+                self.open(handle, path)?;
             }
             (Pending::Read { file }, Answer::Data { len, .. }) => {
                 if let Some(file) = self.files.get_mut(&file) {
-                    file.read += len;
+                    file.read = file.read.saturating_add(len);
                 }
             }
             (Pending::Write { file, len }, _) if done => {
                 if let Some(file) = self.files.get_mut(&file) {
-                    file.written += len;
+                    file.written = file.written.saturating_add(len);
                 }
             }
             // sftp-server forgets the handle whatever the status: so does the tracker.
@@ -370,4 +320,53 @@ fn sftp(op: SftpOp, path: &Path, to: Option<&Path>, mode: Option<u32>, bytes: u6
         mode,
         bytes,
     }
+}
+
+/// What a request leaves to await its answer: `None` for those sftp-server does not answer.
+fn pending_for(handles: &HashMap<Vec<u8>, u64>, request: Request<'_>) -> Option<(u32, Pending)> {
+    let file = |handle: &[u8]| handles.get(handle).copied();
+    Some(match request {
+        Request::Init | Request::Unknown => return None,
+        Request::Open { id, path, mode } => (
+            id,
+            Pending::Open {
+                path: Path::new(path),
+                mode,
+            },
+        ),
+        // A handle the server never granted (a directory's, or made up) reads, writes
+        // and closes nothing recorded.
+        Request::Read { id, handle } => (
+            id,
+            file(handle).map_or(Pending::Other, |file| Pending::Read { file }),
+        ),
+        Request::Write { id, handle, len } => (
+            id,
+            file(handle).map_or(Pending::Other, |file| Pending::Write { file, len }),
+        ),
+        Request::Close { id, handle } => (
+            id,
+            file(handle).map_or(Pending::Other, |file| Pending::Close { file }),
+        ),
+        Request::Fsetstat { id, handle, mode } => (
+            id,
+            file(handle).map_or(Pending::Other, |file| Pending::Fsetstat { file, mode }),
+        ),
+        Request::Path {
+            id,
+            op,
+            path,
+            to,
+            mode,
+        } => (
+            id,
+            Pending::Path(PathOp {
+                op,
+                path: Path::new(path),
+                to: to.map(Path::new),
+                mode,
+            }),
+        ),
+        Request::Other { id } => (id, Pending::Other),
+    })
 }
