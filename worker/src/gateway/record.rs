@@ -267,6 +267,13 @@ impl ChannelRec {
         }
     }
 
+    /// Tells the recorder that this channel's operations can no longer be followed.
+    async fn untracked(&self, why: String) {
+        if !self.recording.status.stopped.load(Ordering::Relaxed) {
+            let _ = self.recording.tx.send(Note::Untracked(why)).await;
+        }
+    }
+
     /// Sends one event and waits until it is recorded (or the recording failed).
     async fn send_recorded(&self, event: Event) {
         if self.recording.status.stopped.load(Ordering::Relaxed) {
@@ -372,11 +379,12 @@ impl ChannelRec {
 
     /// Bytes the user sent on the channel.
     pub(super) async fn user_sent(&self, data: &[u8]) {
+        let mut untracked = None;
         let events = match &mut *self.mode() {
             Mode::Pty { input, .. } if self.recording.input => {
                 text(input.decode(data), Event::Input)
             }
-            Mode::Sftp(tracker) => tracker.from_client(data),
+            Mode::Sftp(tracker) => follow_sftp(tracker, data, Side::Client, &mut untracked),
             Mode::Forward { bytes_out, .. } => {
                 *bytes_out += data.len() as u64;
                 vec![]
@@ -384,16 +392,22 @@ impl ChannelRec {
             _ => vec![],
         };
         self.send(events).await;
+        if let Some(why) = untracked {
+            self.untracked(why).await;
+        }
     }
 
     /// Bytes the target (or the forward's destination) sent: `extended` is stderr.
     pub(super) async fn target_sent(&self, data: &[u8], extended: bool) {
+        let mut untracked = None;
         let events = match &mut *self.mode() {
             Mode::Pty { output, errors, .. } => {
                 let decoder = if extended { errors } else { output };
                 text(decoder.decode(data), Event::Output)
             }
-            Mode::Sftp(tracker) if !extended => tracker.from_server(data),
+            Mode::Sftp(tracker) if !extended => {
+                follow_sftp(tracker, data, Side::Server, &mut untracked)
+            }
             Mode::Forward { bytes_in, .. } => {
                 *bytes_in += data.len() as u64;
                 vec![]
@@ -401,6 +415,9 @@ impl ChannelRec {
             _ => vec![],
         };
         self.send(events).await;
+        if let Some(why) = untracked {
+            self.untracked(why).await;
+        }
     }
 
     /// Bytes a forward relayed outside this record (a vetted forward counts its own).
@@ -468,6 +485,31 @@ fn size(width: u32, height: u32) -> (u16, u16) {
         n => u16::try_from(n).unwrap_or(u16::MAX),
     };
     (side(width, NO_PTY_SIZE.0), side(height, NO_PTY_SIZE.1))
+}
+
+/// Where sftp bytes came from.
+enum Side {
+    Client,
+    Server,
+}
+
+/// Feeds an sftp channel's bytes to its tracker; sets `untracked` to why the tracker gave
+/// up, the first time it does (an sftp channel nobody follows would escape the recording).
+fn follow_sftp(
+    tracker: &mut SftpTracker,
+    data: &[u8],
+    side: Side,
+    untracked: &mut Option<String>,
+) -> Vec<Event> {
+    let followed = tracker.gave_up().is_none();
+    let events = match side {
+        Side::Client => tracker.from_client(data),
+        Side::Server => tracker.from_server(data),
+    };
+    if followed {
+        *untracked = tracker.gave_up().map(ToString::to_string);
+    }
+    events
 }
 
 /// A text event, unless the text is empty.

@@ -37,7 +37,6 @@
 //! bytes (which no Linux server accepts) are cut, ending in `…`.
 
 // Until the channel relay feeds it.
-#![allow(dead_code)]
 
 use portcullis_proto::recording::Event;
 

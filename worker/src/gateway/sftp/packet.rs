@@ -21,7 +21,8 @@ pub(super) const MAX_HANDLE: usize = 256;
 /// and the payload's length: the most a `WRITE` needs before its data.
 const BULK_HEAD: usize = 4 + 4 + MAX_HANDLE + 8 + 4;
 
-/// Packet types (section 3 of the draft).
+/// Packet types (section 3 of the draft), the whole table: the tracker names only some.
+#[allow(dead_code)]
 pub(super) mod fxp {
     pub(crate) const INIT: u8 = 1;
     pub(crate) const VERSION: u8 = 2;
