@@ -15,6 +15,8 @@ pub(crate) mod keys;
 pub(crate) mod oidc_logins;
 pub(crate) mod rate_limits;
 pub(crate) mod recordings;
+#[cfg(test)]
+mod recordings_tests;
 pub(crate) mod sessions;
 pub(crate) mod ssh_certificates;
 #[cfg(test)]
