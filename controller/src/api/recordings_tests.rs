@@ -127,21 +127,46 @@ async fn chunks_in_order_are_stored_redelivery_is_idempotent_and_a_gap_waits() {
     assert!(chunks.len() >= 5, "{}", chunks.len());
 
     // A gap: chunk 1 before chunk 0 waits.
-    let outcomes = rig.send(&rig.worker, vec![spooled(&session, "c_one", &chunks[1])]).await;
+    let outcomes = rig
+        .send(&rig.worker, vec![spooled(&session, "c_one", &chunks[1])])
+        .await;
     assert!(is_later(&outcomes[0]), "{outcomes:?}");
 
-    let outcomes = rig.send(&rig.worker, all(&session, "c_one", &chunks[..3])).await;
+    let outcomes = rig
+        .send(&rig.worker, all(&session, "c_one", &chunks[..3]))
+        .await;
     assert_eq!(outcomes, vec![ChunkOutcome::Stored; 3]);
     // The same chunks again (a lost acknowledgement): stored, nothing changes.
-    let outcomes = rig.send(&rig.worker, all(&session, "c_one", &chunks[..3])).await;
+    let outcomes = rig
+        .send(&rig.worker, all(&session, "c_one", &chunks[..3]))
+        .await;
     assert_eq!(outcomes, vec![ChunkOutcome::Stored; 3]);
-    let head = rig.api.state.recordings.get("c_one").await.unwrap().unwrap();
+    let head = rig
+        .api
+        .state
+        .recordings
+        .get("c_one")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((head.chunks, head.finished), (3, false));
     assert_eq!(head.head_hash, chunks[2].hash.to_hex());
 
-    let outcomes = rig.send(&rig.worker, all(&session, "c_one", &chunks[3..])).await;
-    assert!(outcomes.iter().all(|o| *o == ChunkOutcome::Stored), "{outcomes:?}");
-    let head = rig.api.state.recordings.get("c_one").await.unwrap().unwrap();
+    let outcomes = rig
+        .send(&rig.worker, all(&session, "c_one", &chunks[3..]))
+        .await;
+    assert!(
+        outcomes.iter().all(|o| *o == ChunkOutcome::Stored),
+        "{outcomes:?}"
+    );
+    let head = rig
+        .api
+        .state
+        .recordings
+        .get("c_one")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(head.chunks, chunks.len() as u64);
     assert!(head.finished);
 
@@ -162,7 +187,8 @@ async fn chunks_that_do_not_chain_or_belong_elsewhere_are_refused() {
     let session = rig.session().await;
     let chunks = recording("c_two", 40, true);
     assert_eq!(
-        rig.send(&rig.worker, all(&session, "c_two", &chunks[..1])).await,
+        rig.send(&rig.worker, all(&session, "c_two", &chunks[..1]))
+            .await,
         vec![ChunkOutcome::Stored]
     );
 
@@ -173,7 +199,10 @@ async fn chunks_that_do_not_chain_or_belong_elsewhere_are_refused() {
     let mut forged = decoded.clone();
     forged.header.prev_hash = portcullis_proto::recording::ChunkHash([7; 32]);
     foreign.bytes = forged.encode().unwrap();
-    let reason = refusal(&rig.send(&rig.worker, vec![spooled(&session, "c_two", &foreign)]).await[0]);
+    let reason = refusal(
+        &rig.send(&rig.worker, vec![spooled(&session, "c_two", &foreign)])
+            .await[0],
+    );
     assert!(reason.contains("does not chain"), "{reason}");
 
     // A different chunk 0 than the stored one.
@@ -181,14 +210,23 @@ async fn chunks_that_do_not_chain_or_belong_elsewhere_are_refused() {
     let mut decoded = portcullis_proto::recording::Chunk::decode(&altered.bytes).unwrap();
     decoded.body = decoded.body.replace("line 0", "line X");
     altered.bytes = decoded.encode().unwrap();
-    let reason = refusal(&rig.send(&rig.worker, vec![spooled(&session, "c_two", &altered)]).await[0]);
+    let reason = refusal(
+        &rig.send(&rig.worker, vec![spooled(&session, "c_two", &altered)])
+            .await[0],
+    );
     assert!(reason.contains("different chunk 0"), "{reason}");
 
     // Another worker, an unknown session, bytes that are no chunk, a recording not named for
     // its connection.
-    let reason = refusal(&rig.send("w_someone_else", all(&session, "c_two", &chunks[1..2])).await[0]);
+    let reason = refusal(
+        &rig.send("w_someone_else", all(&session, "c_two", &chunks[1..2]))
+            .await[0],
+    );
     assert!(reason.contains("another worker"), "{reason}");
-    let reason = refusal(&rig.send(&rig.worker, all("s_nope", "c_two", &chunks[1..2])).await[0]);
+    let reason = refusal(
+        &rig.send(&rig.worker, all("s_nope", "c_two", &chunks[1..2]))
+            .await[0],
+    );
     assert!(reason.contains("unknown session"), "{reason}");
     let mut garbage = spooled(&session, "c_two", &chunks[1]);
     garbage.data = b"not a chunk".to_vec();
@@ -199,14 +237,23 @@ async fn chunks_that_do_not_chain_or_belong_elsewhere_are_refused() {
     refusal(&rig.send(&rig.worker, vec![renamed]).await[0]);
 
     // The cap: 600 body bytes; chunks of ~300 bytes fill it after two.
-    let outcomes = rig.send(&rig.worker, all(&session, "c_two", &chunks[1..])).await;
+    let outcomes = rig
+        .send(&rig.worker, all(&session, "c_two", &chunks[1..]))
+        .await;
     let first_refused = outcomes
         .iter()
         .position(|o| matches!(o, ChunkOutcome::Refused { .. }))
         .expect("a chunk over the cap");
     assert!(first_refused >= 1, "{outcomes:?}");
     assert!(refusal(&outcomes[first_refused]).contains("max_bytes_per_recording"));
-    let head = rig.api.state.recordings.get("c_two").await.unwrap().unwrap();
+    let head = rig
+        .api
+        .state
+        .recordings
+        .get("c_two")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(head.bytes <= 600, "{head:?}");
     assert_eq!(head.chunks, 1 + first_refused as u64);
 }
@@ -217,7 +264,13 @@ async fn chunks_are_encrypted_at_rest_and_an_altered_one_is_reported_unreadable(
     let session = rig.session().await;
     let chunks = recording("c_enc", 20, true);
     rig.send(&rig.worker, all(&session, "c_enc", &chunks)).await;
-    let stored = rig.api.state.recordings.chunks("c_enc", 0, 100).await.unwrap();
+    let stored = rig
+        .api
+        .state
+        .recordings
+        .chunks("c_enc", 0, 100)
+        .await
+        .unwrap();
     assert_eq!(stored.len(), chunks.len());
     for (row, chunk) in stored.iter().zip(&chunks) {
         assert_ne!(row.ciphertext, chunk.bytes);
@@ -234,7 +287,10 @@ async fn chunks_are_encrypted_at_rest_and_an_altered_one_is_reported_unreadable(
     assert_eq!(status, StatusCode::OK, "{body}");
     let page: ChunkPage = serde_json::from_value(body).unwrap();
     assert_eq!(page.chunks.len(), 3);
-    assert_eq!(page.chunks[1].data.as_deref(), Some(chunks[1].bytes.as_slice()));
+    assert_eq!(
+        page.chunks[1].data.as_deref(),
+        Some(chunks[1].bytes.as_slice())
+    );
     assert_eq!(page.next, Some(3));
     assert!(page.finished);
 
@@ -242,13 +298,24 @@ async fn chunks_are_encrypted_at_rest_and_an_altered_one_is_reported_unreadable(
     // recording is broken there.
     let mut flipped = stored[1].ciphertext.clone();
     flipped[20] ^= 1;
-    rig.api.state.recordings.tamper("c_enc", 1, &flipped).await.unwrap();
+    rig.api
+        .state
+        .recordings
+        .tamper("c_enc", 1, &flipped)
+        .await
+        .unwrap();
     let (_, body) = rig.get(&rig.alice, &path).await;
     let page: ChunkPage = serde_json::from_value(body).unwrap();
     assert!(page.chunks[1].data.is_none());
-    assert!(page.chunks[1].unreadable.as_deref().unwrap().contains("does not open"));
+    assert!(page.chunks[1]
+        .unreadable
+        .as_deref()
+        .unwrap()
+        .contains("does not open"));
     assert!(page.chunks[2].data.is_some());
-    let (_, body) = rig.get(&rig.alice, &format!("/v1/sessions/{session}/recordings")).await;
+    let (_, body) = rig
+        .get(&rig.alice, &format!("/v1/sessions/{session}/recordings"))
+        .await;
     let list: RecordingList = serde_json::from_value(body).unwrap();
     let info = &list.recordings[0];
     assert_eq!(info.state, RecordingState::Broken);
@@ -257,22 +324,28 @@ async fn chunks_are_encrypted_at_rest_and_an_altered_one_is_reported_unreadable(
 }
 
 #[tokio::test]
-async fn a_long_recording_is_checkpointed_and_one_cut_short_is_sealed_incomplete_at_its_sessions_end()
-{
+async fn a_long_recording_is_checkpointed_and_one_cut_short_is_sealed_incomplete_at_its_sessions_end(
+) {
     let rig = rig("checkpoint_chunks = 4").await;
     let session = rig.session().await;
     let chunks = recording("c_cut", 60, false);
     assert!(chunks.len() >= 9, "{}", chunks.len());
-    rig.send(&rig.worker, all(&session, "c_cut", &chunks[..4])).await;
-    rig.send(&rig.worker, all(&session, "c_cut", &chunks[4..6])).await;
+    rig.send(&rig.worker, all(&session, "c_cut", &chunks[..4]))
+        .await;
+    rig.send(&rig.worker, all(&session, "c_cut", &chunks[4..6]))
+        .await;
     let checkpoints = events_of(&rig.api, "recording_checkpoint").await;
     assert_eq!(checkpoints.len(), 1, "every 4 chunks: {checkpoints:?}");
     assert_eq!(checkpoints[0]["details"]["chunks"], 4);
-    assert_eq!(checkpoints[0]["details"]["head_hash"], chunks[3].hash.to_hex());
+    assert_eq!(
+        checkpoints[0]["details"]["head_hash"],
+        chunks[3].hash.to_hex()
+    );
     assert_eq!(checkpoints[0]["details"]["complete"], false);
 
     // One chunk more, then the worker dies: the session ends without a final chunk.
-    rig.send(&rig.worker, all(&session, "c_cut", &chunks[6..7])).await;
+    rig.send(&rig.worker, all(&session, "c_cut", &chunks[6..7]))
+        .await;
     assert_eq!(events_of(&rig.api, "recording_checkpoint").await.len(), 1);
     let (status, body) = rig
         .api
@@ -293,7 +366,9 @@ async fn a_long_recording_is_checkpointed_and_one_cut_short_is_sealed_incomplete
     assert!(events_of(&rig.api, "recording_finished").await.is_empty());
 
     // It verifies up to chunk 7, incomplete, against that seal.
-    let (_, body) = rig.get(&rig.alice, &format!("/v1/sessions/{session}/recordings")).await;
+    let (_, body) = rig
+        .get(&rig.alice, &format!("/v1/sessions/{session}/recordings"))
+        .await;
     let list: RecordingList = serde_json::from_value(body).unwrap();
     let info = &list.recordings[0];
     assert_eq!(info.state, RecordingState::Incomplete);
@@ -304,7 +379,9 @@ async fn a_long_recording_is_checkpointed_and_one_cut_short_is_sealed_incomplete
     assert_eq!(info.channels.len(), 1);
 
     // The sweeper's backstop seals nothing more: the head is sealed.
-    crate::recordings::retention::sweep_once(&rig.api.state).await.unwrap();
+    crate::recordings::retention::sweep_once(&rig.api.state)
+        .await
+        .unwrap();
     assert_eq!(events_of(&rig.api, "recording_checkpoint").await.len(), 2);
 }
 
@@ -313,7 +390,8 @@ async fn reads_need_the_owner_or_recordings_read_are_audited_and_a_refusal_is_au
     let rig = rig("").await;
     let session = rig.session().await;
     let chunks = recording("c_read", 20, true);
-    rig.send(&rig.worker, all(&session, "c_read", &chunks)).await;
+    rig.send(&rig.worker, all(&session, "c_read", &chunks))
+        .await;
     let list = format!("/v1/sessions/{session}/recordings");
     let page = format!("/v1/sessions/{session}/recordings/c_read/chunks?from=2");
     let bundle = format!("/v1/sessions/{session}/recordings/c_read/bundle");
@@ -329,7 +407,10 @@ async fn reads_need_the_owner_or_recordings_read_are_audited_and_a_refusal_is_au
         }
     }
     let denied = events_of(&rig.api, "permission_denied").await;
-    assert_eq!(denied.last().unwrap()["details"]["permission"], "recordings:read");
+    assert_eq!(
+        denied.last().unwrap()["details"]["permission"],
+        "recordings:read"
+    );
 
     // The owner and an auditor may; each read is audited with what was read.
     let auditor = rig.api.login("carol", &["auditors"]).await;
@@ -358,14 +439,32 @@ async fn reads_need_the_owner_or_recordings_read_are_audited_and_a_refusal_is_au
             .map(|e| e["type"].as_str().unwrap())
             .collect();
         assert_eq!(kinds, ["session_authorized", "recording_finished"]);
-        assert!(bundle.audit_events[1]["signature"].is_string(), "{:?}", bundle.audit_events[1]);
-        let audit_key = rig.api.state.keys.active(crate::Purpose::Audit).await.unwrap();
-        assert!(bundle.public_keys.iter().any(|k| k.starts_with(&format!("{}:", audit_key.id))));
+        assert!(
+            bundle.audit_events[1]["signature"].is_string(),
+            "{:?}",
+            bundle.audit_events[1]
+        );
+        let audit_key = rig
+            .api
+            .state
+            .keys
+            .active(crate::Purpose::Audit)
+            .await
+            .unwrap();
+        assert!(bundle
+            .public_keys
+            .iter()
+            .any(|k| k.starts_with(&format!("{}:", audit_key.id))));
     }
     let reads = events_of(&rig.api, "recording_read").await;
     let whats: Vec<(&str, &Value)> = reads
         .iter()
-        .map(|e| (e["details"]["what"].as_str().unwrap(), &e["details"]["recording_id"]))
+        .map(|e| {
+            (
+                e["details"]["what"].as_str().unwrap(),
+                &e["details"]["recording_id"],
+            )
+        })
         .collect();
     assert_eq!(whats[0], ("list", &Value::Null));
     assert_eq!(whats[1], ("chunks", &json!("c_read")));
@@ -375,7 +474,10 @@ async fn reads_need_the_owner_or_recordings_read_are_audited_and_a_refusal_is_au
 
     // An unknown recording of a session one may read is a 404; a page over 1024 a 400.
     let (status, _) = rig
-        .get(&rig.alice, &format!("/v1/sessions/{session}/recordings/c_nope/bundle"))
+        .get(
+            &rig.alice,
+            &format!("/v1/sessions/{session}/recordings/c_nope/bundle"),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = rig.get(&rig.alice, &format!("{page}&limit=1025")).await;
@@ -398,7 +500,14 @@ async fn a_workers_recording_failure_is_audited() {
             action: FailureAction::ClosedChannels,
         }),
     };
-    let answer = link(&rig.api, &rig.worker, Request::Events { events: vec![failed] }).await;
+    let answer = link(
+        &rig.api,
+        &rig.worker,
+        Request::Events {
+            events: vec![failed],
+        },
+    )
+    .await;
     assert!(matches!(answer, Response::EventsAck { event_ids } if event_ids == ["ev_1"]));
     let events = events_of(&rig.api, "recording_failed").await;
     assert_eq!(events.len(), 1);
@@ -407,7 +516,10 @@ async fn a_workers_recording_failure_is_audited() {
         json!({"recording_id": "c_fail", "connection_id": "c_fail", "cause": "size_cap",
                "message": "the recording reached its cap", "action": "closed_channels"})
     );
-    assert_eq!(events[0]["actor"]["source"], format!("worker:{}", rig.worker));
+    assert_eq!(
+        events[0]["actor"]["source"],
+        format!("worker:{}", rig.worker)
+    );
 }
 
 #[tokio::test]
@@ -417,7 +529,12 @@ async fn the_retention_deletes_whole_recordings_of_ended_sessions_oldest_first_a
     let size = |chunks: &[Encoded]| -> u64 {
         chunks
             .iter()
-            .map(|c| portcullis_proto::recording::Chunk::decode(&c.bytes).unwrap().body.len() as u64)
+            .map(|c| {
+                portcullis_proto::recording::Chunk::decode(&c.bytes)
+                    .unwrap()
+                    .body
+                    .len() as u64
+            })
             .sum()
     };
     let sizes: Vec<u64> = recordings.iter().map(|r| size(r)).collect();
@@ -434,28 +551,70 @@ async fn the_retention_deletes_whole_recordings_of_ended_sessions_oldest_first_a
     let total = rig.api.state.recordings.total_bytes().await.unwrap();
     assert_eq!(total, sizes.iter().sum::<u64>());
     // Nothing is deleted while the sessions are live, however large.
-    assert_eq!(crate::recordings::retention::sweep_once(&rig.api.state).await.unwrap(), 0);
+    assert_eq!(
+        crate::recordings::retention::sweep_once(&rig.api.state)
+            .await
+            .unwrap(),
+        0
+    );
     for session in &sessions {
         let path = format!("/v1/sessions/{session}/cancel");
-        let (status, _) = rig.api.call(Method::POST, &path, Some(&rig.alice), None).await;
+        let (status, _) = rig
+            .api
+            .call(Method::POST, &path, Some(&rig.alice), None)
+            .await;
         assert_eq!(status, StatusCode::OK);
     }
     // Over the size: the oldest go until the rest fits.
-    assert_eq!(crate::recordings::retention::sweep_once(&rig.api.state).await.unwrap(), 1);
+    assert_eq!(
+        crate::recordings::retention::sweep_once(&rig.api.state)
+            .await
+            .unwrap(),
+        1
+    );
     let deleted = events_of(&rig.api, "recording_deleted").await;
     assert_eq!(deleted.len(), 1);
     assert_eq!(deleted[0]["details"]["recording_id"], "c_old");
     assert_eq!(deleted[0]["reason"], "size");
     assert_eq!(deleted[0]["session"], sessions[0].as_str());
-    assert!(rig.api.state.recordings.get("c_old").await.unwrap().is_none());
-    assert!(rig.api.state.recordings.chunks("c_old", 0, 10).await.unwrap().is_empty());
-    assert!(rig.api.state.recordings.get("c_mid").await.unwrap().is_some());
+    assert!(rig
+        .api
+        .state
+        .recordings
+        .get("c_old")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(rig
+        .api
+        .state
+        .recordings
+        .chunks("c_old", 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(rig
+        .api
+        .state
+        .recordings
+        .get("c_mid")
+        .await
+        .unwrap()
+        .is_some());
 
     // A month later the rest are past their age.
     rig.clock.advance(Duration::from_secs(31 * 24 * 3600));
-    assert_eq!(crate::recordings::retention::sweep_once(&rig.api.state).await.unwrap(), 2);
+    assert_eq!(
+        crate::recordings::retention::sweep_once(&rig.api.state)
+            .await
+            .unwrap(),
+        2
+    );
     let deleted = events_of(&rig.api, "recording_deleted").await;
-    let ids: Vec<&str> = deleted.iter().map(|e| e["details"]["recording_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = deleted
+        .iter()
+        .map(|e| e["details"]["recording_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["c_old", "c_mid", "c_new"]);
     assert_eq!(deleted[1]["reason"], "age");
 }

@@ -10,8 +10,8 @@
 mod api;
 mod auth;
 mod cluster;
-mod recordings;
 pub(crate) mod error;
+mod recordings;
 mod sessions;
 mod ssh;
 mod store;

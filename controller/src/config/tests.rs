@@ -193,8 +193,14 @@ fn recordings_default_to_beside_the_store_kept_forever_and_parse_their_limits() 
         Some("postgres://db/rec".to_owned())
     );
     assert_eq!(r.retention, Some(Duration::from_secs(90 * 24 * 3600)));
-    assert_eq!((r.max_total_bytes, r.max_bytes_per_recording), (Some(1000), 10));
-    assert_eq!((r.checkpoint_chunks, r.checkpoint_interval), (8, Duration::from_secs(60)));
+    assert_eq!(
+        (r.max_total_bytes, r.max_bytes_per_recording),
+        (Some(1000), 10)
+    );
+    assert_eq!(
+        (r.checkpoint_chunks, r.checkpoint_interval),
+        (8, Duration::from_secs(60))
+    );
     for (bad, key) in [
         ("store_url = \"mysql://x\"", "recordings.store_url"),
         ("retention = \"0s\"", "recordings.retention"),

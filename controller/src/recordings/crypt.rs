@@ -36,7 +36,12 @@ impl Sealer {
         &self.key_id
     }
 
-    pub(crate) fn seal(&self, recording_id: &str, seq: u64, plain: &[u8]) -> Result<Vec<u8>, KeyError> {
+    pub(crate) fn seal(
+        &self,
+        recording_id: &str,
+        seq: u64,
+        plain: &[u8],
+    ) -> Result<Vec<u8>, KeyError> {
         self.key
             .seal(&context(recording_id, seq, &self.key_id), plain)
             .map_err(|e| KeyError::Crypto(format!("cannot seal a recording chunk: {e}")))

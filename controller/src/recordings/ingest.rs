@@ -70,9 +70,7 @@ pub(crate) fn check(f: &Facts<'_>) -> Check {
         };
     }
     if f.head.is_some_and(|h| h.finished) {
-        return Check::Refused(format!(
-            "chunk {seq} follows the recording's final chunk"
-        ));
+        return Check::Refused(format!("chunk {seq} follows the recording's final chunk"));
     }
     if seq > next {
         return Check::Later(format!(
@@ -200,11 +198,13 @@ async fn store_one(
         }
         Some(_) => {}
     }
-    let unreachable = |e: crate::store::StoreError| {
-        later(format!("the recordings store is unreachable: {e}"))
-    };
+    let unreachable =
+        |e: crate::store::StoreError| later(format!("the recordings store is unreachable: {e}"));
     let recordings = &state.recordings;
-    let head = recordings.get(&spooled.recording_id).await.map_err(unreachable)?;
+    let head = recordings
+        .get(&spooled.recording_id)
+        .await
+        .map_err(unreachable)?;
     let stored_at_seq = match &head {
         Some(h) if spooled.seq < h.chunks => recordings
             .chunk_hash(&spooled.recording_id, spooled.seq)

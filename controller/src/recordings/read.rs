@@ -104,7 +104,15 @@ pub(crate) async fn page(
         .last()
         .map(|c| c.seq + 1)
         .filter(|next| *next < row.chunks);
-    audited_read(state, actor, session_id, Some(recording_id), "chunks", Some(from)).await?;
+    audited_read(
+        state,
+        actor,
+        session_id,
+        Some(recording_id),
+        "chunks",
+        Some(from),
+    )
+    .await?;
     Ok(ChunkPage {
         recording_id: recording_id.to_owned(),
         chunks,
@@ -222,7 +230,10 @@ fn detail<'a>(event: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 fn belongs_in_bundle(event: &Value, recording_id: &str) -> bool {
-    let kind = event.get("type").and_then(Value::as_str).unwrap_or_default();
+    let kind = event
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if !BUNDLE_EVENTS.contains(&kind) {
         return false;
     }
@@ -264,10 +275,7 @@ pub(crate) fn verdict(
     chunks: &[StoredChunk],
     sealed: Option<&SealedHead>,
 ) -> (RecordingState, u64, String, Option<String>) {
-    let readable: Vec<&[u8]> = chunks
-        .iter()
-        .map_while(|c| c.data.as_deref())
-        .collect();
+    let readable: Vec<&[u8]> = chunks.iter().map_while(|c| c.data.as_deref()).collect();
     let hash_of = |n: u64| -> String {
         n.checked_sub(1)
             .and_then(|i| readable.get(usize::try_from(i).ok()?))

@@ -42,12 +42,12 @@ pub(crate) struct Limits {
 /// Which of `oldest_first` (oldest first, with whether its session has ended) to delete at
 /// `now`, given the body bytes all recordings hold: past their age first, then the oldest
 /// until the total fits. Pure.
-pub(crate) fn doomed<'a>(
-    oldest_first: &'a [(RecordingRow, bool)],
+pub(crate) fn doomed(
+    oldest_first: &[(RecordingRow, bool)],
     total_bytes: u64,
     now: i64,
     limits: Limits,
-) -> Vec<(&'a RecordingRow, Reason)> {
+) -> Vec<(&RecordingRow, Reason)> {
     let mut out = Vec::new();
     let mut total = total_bytes;
     let cutoff = limits

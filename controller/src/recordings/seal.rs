@@ -37,7 +37,12 @@ pub(crate) struct Cadence {
 /// `Finished` once its final chunk is stored; a checkpoint when `session_ended`, or when
 /// `cadence.chunks` chunks or `cadence.interval` have passed since the last seal (since the
 /// first chunk before any).
-pub(crate) fn due(row: &RecordingRow, session_ended: bool, now: i64, cadence: Cadence) -> Option<Due> {
+pub(crate) fn due(
+    row: &RecordingRow,
+    session_ended: bool,
+    now: i64,
+    cadence: Cadence,
+) -> Option<Due> {
     if row.chunks == 0 || row.sealed_chunks >= row.chunks {
         return None;
     }
@@ -85,7 +90,10 @@ pub(crate) async fn if_due(
         return Ok(false);
     };
     state.audit_alone(event(row, due)).await?;
-    state.recordings.mark_sealed(&row.id, row.chunks, now).await?;
+    state
+        .recordings
+        .mark_sealed(&row.id, row.chunks, now)
+        .await?;
     Ok(true)
 }
 
@@ -139,7 +147,10 @@ pub(crate) async fn sweep(state: &AppState) -> Result<usize, StoreError> {
         };
         if let Some(due) = due(&row, ended, now, cadence(state)) {
             state.audit_alone(event(&row, due)).await?;
-            state.recordings.mark_sealed(&row.id, row.chunks, now).await?;
+            state
+                .recordings
+                .mark_sealed(&row.id, row.chunks, now)
+                .await?;
             sealed += 1;
         }
     }

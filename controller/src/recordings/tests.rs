@@ -69,7 +69,10 @@ fn decide(row: Option<&RecordingRow>, chunk: &Encoded, stored: Option<&str>, cap
 fn the_next_chunk_is_appended_a_stored_one_is_idempotent_and_a_gap_waits() {
     let all = chunks(40, true);
     assert_eq!(decide(None, &all[0], None, u64::MAX), Check::Append);
-    assert!(matches!(decide(None, &all[1], None, u64::MAX), Check::Later(_)));
+    assert!(matches!(
+        decide(None, &all[1], None, u64::MAX),
+        Check::Later(_)
+    ));
     let row = head(&all[..2], false);
     assert_eq!(decide(Some(&row), &all[2], None, u64::MAX), Check::Append);
     let stored = all[1].hash.to_hex();
@@ -77,7 +80,10 @@ fn the_next_chunk_is_appended_a_stored_one_is_idempotent_and_a_gap_waits() {
         decide(Some(&row), &all[1], Some(&stored), u64::MAX),
         Check::AlreadyStored
     );
-    assert!(matches!(decide(Some(&row), &all[3], None, u64::MAX), Check::Later(_)));
+    assert!(matches!(
+        decide(Some(&row), &all[3], None, u64::MAX),
+        Check::Later(_)
+    ));
 }
 
 #[test]
@@ -110,7 +116,10 @@ fn a_replaced_chunk_a_broken_chain_another_session_a_chunk_after_the_final_and_t
         Check::Refused(r) if r.contains("final")
     ));
     let body = Chunk::decode(&all[2].bytes).unwrap().body.len() as u64;
-    assert_eq!(decide(Some(&row), &all[2], None, row.bytes + body), Check::Append);
+    assert_eq!(
+        decide(Some(&row), &all[2], None, row.bytes + body),
+        Check::Append
+    );
     assert!(matches!(
         decide(Some(&row), &all[2], None, row.bytes + body - 1),
         Check::Refused(r) if r.contains("max_bytes_per_recording")
@@ -157,7 +166,9 @@ fn the_retention_spares_live_sessions_and_deletes_by_age_then_oldest_first_by_si
         (row("c", 300, 10), true),
     ];
     let ids = |out: Vec<(&RecordingRow, Reason)>| -> Vec<(String, Reason)> {
-        out.into_iter().map(|(r, why)| (r.id.clone(), why)).collect()
+        out.into_iter()
+            .map(|(r, why)| (r.id.clone(), why))
+            .collect()
     };
     let none = Limits {
         max_age: None,
@@ -168,14 +179,20 @@ fn the_retention_spares_live_sessions_and_deletes_by_age_then_oldest_first_by_si
         max_age: Some(Duration::from_secs(9_850)),
         ..none
     };
-    assert_eq!(ids(doomed(&rows, 1030, 10_000, by_age)), [("a".to_string(), Reason::Age)]);
+    assert_eq!(
+        ids(doomed(&rows, 1030, 10_000, by_age)),
+        [("a".to_string(), Reason::Age)]
+    );
     let by_size = Limits {
         max_total_bytes: Some(1015),
         ..none
     };
     assert_eq!(
         ids(doomed(&rows, 1030, 10_000, by_size)),
-        [("a".to_string(), Reason::Size), ("b".to_string(), Reason::Size)]
+        [
+            ("a".to_string(), Reason::Size),
+            ("b".to_string(), Reason::Size)
+        ]
     );
     // However far over, a live session's recording stays.
     let tiny = Limits {

@@ -214,9 +214,10 @@ impl RecordingStore {
     /// The body bytes of every stored recording.
     pub(crate) async fn total_bytes(&self) -> Result<u64> {
         let mut conn = self.store.conn().await?;
-        let row = sqlx::query("SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) AS total FROM recordings")
-            .fetch_one(&mut *conn)
-            .await?;
+        let row =
+            sqlx::query("SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) AS total FROM recordings")
+                .fetch_one(&mut *conn)
+                .await?;
         Ok(unsigned(row.try_get("total")?))
     }
 
@@ -349,12 +350,14 @@ impl RecordingStore {
     #[cfg(test)]
     pub(crate) async fn tamper(&self, id: &str, seq: u64, ciphertext: &[u8]) -> Result<()> {
         let mut conn = self.store.conn().await?;
-        sqlx::query("UPDATE recording_chunks SET ciphertext = $3 WHERE recording_id = $1 AND seq = $2")
-            .bind(id)
-            .bind(to_i64(seq))
-            .bind(ciphertext)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "UPDATE recording_chunks SET ciphertext = $3 WHERE recording_id = $1 AND seq = $2",
+        )
+        .bind(id)
+        .bind(to_i64(seq))
+        .bind(ciphertext)
+        .execute(&mut *conn)
+        .await?;
         Ok(())
     }
 }

@@ -29,10 +29,19 @@ async fn rows_and_chain(recordings: &RecordingStore, other: &RecordingStore) {
         row,
     };
     assert!(recordings.append(&new(chunk(0, false))).await.unwrap());
-    assert!(!recordings.append(&new(chunk(0, false))).await.unwrap(), "seq 0 twice");
-    assert!(!recordings.append(&new(chunk(2, false))).await.unwrap(), "a gap");
+    assert!(
+        !recordings.append(&new(chunk(0, false))).await.unwrap(),
+        "seq 0 twice"
+    );
+    assert!(
+        !recordings.append(&new(chunk(2, false))).await.unwrap(),
+        "a gap"
+    );
     assert!(recordings.append(&new(chunk(1, true))).await.unwrap());
-    assert!(!recordings.append(&new(chunk(2, false))).await.unwrap(), "after the final");
+    assert!(
+        !recordings.append(&new(chunk(2, false))).await.unwrap(),
+        "after the final"
+    );
     // Another controller's pool on the same store sees it.
     let head = other.get("c_1").await.unwrap().unwrap();
     assert_eq!((head.chunks, head.bytes, head.finished), (2, 200, true));
@@ -48,7 +57,11 @@ async fn rows_and_chain(recordings: &RecordingStore, other: &RecordingStore) {
     recordings.mark_sealed("c_1", 2, 1_002).await.unwrap();
     recordings.mark_sealed("c_1", 1, 1_003).await.unwrap();
     let head = other.get("c_1").await.unwrap().unwrap();
-    assert_eq!((head.sealed_chunks, head.sealed_at), (2, Some(1_002)), "never back");
+    assert_eq!(
+        (head.sealed_chunks, head.sealed_at),
+        (2, Some(1_002)),
+        "never back"
+    );
     assert!(other.unsealed(10).await.unwrap().is_empty());
     assert_eq!(other.total_bytes().await.unwrap(), 200);
     assert_eq!(other.of_session("s_1").await.unwrap().len(), 1);

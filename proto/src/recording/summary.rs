@@ -149,7 +149,9 @@ mod tests {
             out.extend(rec.record(*channel, ms(*at), event).unwrap());
         }
         out.extend(rec.finish().unwrap());
-        out.iter().map(|e| Chunk::decode(&e.bytes).unwrap()).collect()
+        out.iter()
+            .map(|e| Chunk::decode(&e.bytes).unwrap())
+            .collect()
     }
 
     fn pty(command: Option<&str>) -> Event {
@@ -201,10 +203,17 @@ mod tests {
         let output: u64 = (0..30).map(|i| format!("line {i}\r\n").len() as u64).sum();
         assert_eq!(summary.len(), 4, "{summary:?}");
         let pty = &summary[0];
-        assert_eq!((pty.channel, pty.kind, pty.command.clone()), (0, ChannelKind::Pty, None));
+        assert_eq!(
+            (pty.channel, pty.kind, pty.command.clone()),
+            (0, ChannelKind::Pty, None)
+        );
         assert_eq!(pty.bytes, output, "output only, not input");
         assert_eq!(pty.events, 1 + 30 + 1);
-        assert!((pty.duration_secs - 3.0).abs() < 1e-9, "{}", pty.duration_secs);
+        assert!(
+            (pty.duration_secs - 3.0).abs() < 1e-9,
+            "{}",
+            pty.duration_secs
+        );
         let exec = &summary[1];
         assert_eq!(exec.kind, ChannelKind::Exec);
         assert_eq!(exec.command.as_deref(), Some("uname -a"));
@@ -215,7 +224,11 @@ mod tests {
             (ChannelKind::Sftp, 1234)
         );
         assert_eq!(
-            (summary[3].kind, summary[3].command.as_deref(), summary[3].bytes),
+            (
+                summary[3].kind,
+                summary[3].command.as_deref(),
+                summary[3].bytes
+            ),
             (ChannelKind::Forward, Some("db:5432"), 30)
         );
     }
@@ -227,7 +240,10 @@ mod tests {
         assert_eq!(summary[0].channel, 5);
         assert_eq!(summary[0].command.as_deref(), Some("top"));
         assert_eq!(summary[0].duration_secs, 0.0);
-        assert!(summarize(&chunks(&[])).is_empty(), "the final chunk alone adds nothing");
+        assert!(
+            summarize(&chunks(&[])).is_empty(),
+            "the final chunk alone adds nothing"
+        );
         assert!(summarize(&[]).is_empty());
     }
 }
