@@ -618,3 +618,53 @@ async fn the_retention_deletes_whole_recordings_of_ended_sessions_oldest_first_a
     assert_eq!(ids, ["c_old", "c_mid", "c_new"]);
     assert_eq!(deleted[1]["reason"], "age");
 }
+
+#[tokio::test]
+async fn the_recording_key_is_created_audited_and_rotated_keeping_old_chunks_readable() {
+    let rig = rig("").await;
+    let created = events_of(&rig.api, "key_created").await;
+    assert!(
+        created
+            .iter()
+            .any(|e| e["details"]["purpose"] == "recording"),
+        "{created:?}"
+    );
+    let session = rig.session().await;
+    let chunks = recording("c_rot", 30, true);
+    rig.send(&rig.worker, all(&session, "c_rot", &chunks[..2]))
+        .await;
+    rig.api
+        .state
+        .keys
+        .rotate(crate::Purpose::Recording)
+        .await
+        .unwrap();
+    let outcomes = rig
+        .send(&rig.worker, all(&session, "c_rot", &chunks[2..]))
+        .await;
+    assert!(
+        outcomes.iter().all(|o| *o == ChunkOutcome::Stored),
+        "{outcomes:?}"
+    );
+    let stored = rig
+        .api
+        .state
+        .recordings
+        .chunks("c_rot", 0, 100)
+        .await
+        .unwrap();
+    assert_ne!(
+        stored[0].key_id,
+        stored.last().unwrap().key_id,
+        "sealed under the new key"
+    );
+    let (_, body) = rig
+        .get(&rig.alice, &format!("/v1/sessions/{session}/recordings"))
+        .await;
+    let list: RecordingList = serde_json::from_value(body).unwrap();
+    assert_eq!(
+        list.recordings[0].state,
+        RecordingState::Complete,
+        "{list:?}"
+    );
+}
