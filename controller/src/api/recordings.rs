@@ -29,7 +29,7 @@ impl From<ReadError> for ApiError {
     }
 }
 
-/// The session, if the caller may read its recordings.
+/// Fails unless the caller may read the session's recordings: its own user, or `recordings:read`.
 async fn readable(state: &AppState, principal: &Principal, id: &str) -> Result<(), ApiError> {
     let session = {
         let mut conn = state.store.conn().await?;
@@ -70,6 +70,7 @@ pub(crate) async fn chunks(
     Path((id, recording)): Path<(String, String)>,
     Query(q): Query<PageQuery>,
 ) -> Result<Json<ChunkPage>, ApiError> {
+    readable(&state, &principal, &id).await?;
     let limit = q.limit.unwrap_or(read::DEFAULT_PAGE);
     if limit == 0 || limit > read::MAX_PAGE {
         return Err(ApiError::field(
@@ -77,7 +78,6 @@ pub(crate) async fn chunks(
             format!("must be 1 to {} chunks a page", read::MAX_PAGE),
         ));
     }
-    readable(&state, &principal, &id).await?;
     let page = read::page(&state, &principal.actor(), &id, &recording, q.from, limit).await?;
     Ok(Json(page))
 }
