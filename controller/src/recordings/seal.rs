@@ -113,9 +113,10 @@ pub(crate) async fn at_session_end(
             return Vec::new();
         }
     };
+    let now = clock::to_i64(state.clock.unix_secs());
     let mut sealed = Vec::new();
     for row in rows {
-        if let Some(due) = due(&row, true, 0, cadence(state)) {
+        if let Some(due) = due(&row, true, now, cadence(state)) {
             tx.record(event(&row, due));
             sealed.push((row.id, row.chunks));
         }
