@@ -1,3 +1,4 @@
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use portcullis_policy::{Fallback, Recording as Policy};
