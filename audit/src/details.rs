@@ -322,3 +322,48 @@ pub struct SshChannelRefused {
     /// The SSH user name the user logged into the gateway as.
     pub login: String,
 }
+
+/// A recording head sealed into the chain (`recording_checkpoint`, `recording_finished`):
+/// chunks `0..chunks` of the recording chain up to `head_hash` (hex SHA-256 of chunk
+/// `chunks - 1`) and hold `bytes` body bytes; `complete` when that chunk is the final one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingSealed {
+    pub recording_id: String,
+    pub connection_id: String,
+    pub chunks: u64,
+    pub head_hash: String,
+    pub bytes: u64,
+    pub complete: bool,
+}
+
+/// A recording a worker could not write (its report, as the worker worded it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingFailed {
+    pub recording_id: String,
+    pub connection_id: String,
+    /// `size_cap`, `spool_full`, `store_refused`, `spool_write`.
+    pub cause: String,
+    pub message: String,
+    /// `closed_channels` or `continued_unrecorded`.
+    pub action: String,
+}
+
+/// A read of a session's recordings through the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingRead {
+    /// None for the list of a session's recordings.
+    pub recording_id: Option<String>,
+    /// `list`, `chunks` or `bundle`.
+    pub what: String,
+    /// The first chunk of a page of chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
+}
+
+/// A recording deleted by the retention (`reason` says which limit: `age` or `size`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingDeleted {
+    pub recording_id: String,
+    pub chunks: u64,
+    pub bytes: u64,
+}

@@ -234,6 +234,11 @@ kinds! {
     GatewayCredentialIssued = "gateway_credential_issued",
     GatewayCredentialRequested = "gateway_credential_requested",
     SshChannelRefused = "ssh_channel_refused",
+    RecordingCheckpoint = "recording_checkpoint",
+    RecordingFinished = "recording_finished",
+    RecordingFailed = "recording_failed",
+    RecordingRead = "recording_read",
+    RecordingDeleted = "recording_deleted",
 }
 
 impl std::fmt::Display for Kind {
@@ -379,6 +384,26 @@ pub enum Event {
         reason: String,
         details: SshChannelRefused,
     },
+    /// A recording's head sealed while it grows, or at its session's end without a final
+    /// chunk (`complete: false`).
+    RecordingCheckpoint {
+        details: RecordingSealed,
+    },
+    /// A recording's final chunk stored; its head sealed.
+    RecordingFinished {
+        details: RecordingSealed,
+    },
+    RecordingFailed {
+        details: RecordingFailed,
+    },
+    RecordingRead {
+        details: RecordingRead,
+    },
+    /// `reason`: `age` or `size`, the retention limit that deleted it.
+    RecordingDeleted {
+        reason: String,
+        details: RecordingDeleted,
+    },
 }
 
 impl Event {
@@ -420,6 +445,11 @@ impl Event {
             Event::GatewayCredentialIssued { .. } => Kind::GatewayCredentialIssued,
             Event::GatewayCredentialRequested { .. } => Kind::GatewayCredentialRequested,
             Event::SshChannelRefused { .. } => Kind::SshChannelRefused,
+            Event::RecordingCheckpoint { .. } => Kind::RecordingCheckpoint,
+            Event::RecordingFinished { .. } => Kind::RecordingFinished,
+            Event::RecordingFailed { .. } => Kind::RecordingFailed,
+            Event::RecordingRead { .. } => Kind::RecordingRead,
+            Event::RecordingDeleted { .. } => Kind::RecordingDeleted,
         }
     }
 

@@ -282,7 +282,48 @@ fn one_of_each() -> Vec<Event> {
                 login: "debian".into(),
             },
         },
+        Event::RecordingCheckpoint {
+            details: sealed(false),
+        },
+        Event::RecordingFinished {
+            details: sealed(true),
+        },
+        Event::RecordingFailed {
+            details: RecordingFailed {
+                recording_id: "c_1".into(),
+                connection_id: "c_1".into(),
+                cause: "size_cap".into(),
+                message: "the recording reached its cap of 1 MiB".into(),
+                action: "closed_channels".into(),
+            },
+        },
+        Event::RecordingRead {
+            details: RecordingRead {
+                recording_id: Some("c_1".into()),
+                what: "chunks".into(),
+                from: Some(0),
+            },
+        },
+        Event::RecordingDeleted {
+            reason: "age".into(),
+            details: RecordingDeleted {
+                recording_id: "c_1".into(),
+                chunks: 3,
+                bytes: 1024,
+            },
+        },
     ]
+}
+
+fn sealed(complete: bool) -> RecordingSealed {
+    RecordingSealed {
+        recording_id: "c_1".into(),
+        connection_id: "c_1".into(),
+        chunks: 3,
+        head_hash: "ab".repeat(32),
+        bytes: 1024,
+        complete,
+    }
 }
 
 #[test]

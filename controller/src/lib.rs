@@ -9,7 +9,8 @@
 //! Code map: `config` (validated configuration), `store` (SQLite/PostgreSQL, one module per
 //! table), `keys` (sealed keyset and TLS CA), `api` (HTTPS JSON API, the only place that
 //! speaks HTTP), `link` (the cluster link with workers), `sessions` (the authorize plan,
-//! issuing and ending sessions), `audit` (the audited transaction and the chain's store side),
+//! issuing and ending sessions), `recordings` (session recordings: ingest, seals, reads,
+//! retention), `audit` (the audited transaction and the chain's store side),
 //! `authz` (identity and permissions from the pure policy crate). docs/architecture.md has
 //! the data flow and the invariants.
 #![forbid(unsafe_code)]
@@ -31,6 +32,7 @@ mod link;
 mod notify;
 mod oidc;
 mod policy_file;
+mod recordings;
 pub mod secret;
 mod sessions;
 mod ssh;
@@ -154,6 +156,12 @@ impl Controller {
             None => None,
         };
         let (store, keys) = open_on(&config, options.clock.clone()).await?;
+        let recordings = store::recordings::RecordingStore::open(
+            &config.store_url,
+            config.recordings.store_url.as_ref(),
+            config.recordings.max_connections,
+        )
+        .await?;
         let (policy_tx, policy_rx) = tokio::sync::watch::channel(load_policy(&config)?);
         let ca = keys.certificate_authority().await?;
         let api_tls = api_tls_config(&ca, &config.api_tls_names)?;
@@ -190,6 +198,7 @@ impl Controller {
             live_workers: sessions::live_workers::LiveWorkers::default(),
             store_watch,
             store,
+            recordings,
             keys,
             links: link::registry::Registry::default(),
             policy: policy_rx,
@@ -251,6 +260,10 @@ impl Controller {
             sessions::sweeper::run(state.clone(), shutdown.clone())
                 .instrument(tracing::info_span!("sweeper", controller.id = %id)),
         );
+        let recordings = tokio::spawn(
+            recordings::retention::run(state.clone(), shutdown.clone())
+                .instrument(tracing::info_span!("recordings", controller.id = %id)),
+        );
         let listener = (state.store.dialect() == store::Dialect::Postgres).then(|| {
             tokio::spawn(
                 notify::listen(
@@ -295,7 +308,7 @@ impl Controller {
             audit::denials::run(state.clone(), denials_stop.clone())
                 .instrument(tracing::info_span!("denials", controller.id = %id)),
         );
-        let _ = tokio::join!(api, link, sweeper);
+        let _ = tokio::join!(api, link, sweeper, recordings);
         denials_stop.cancel();
         let _ = denials.await;
         for sink in sinks {
@@ -314,6 +327,7 @@ impl Controller {
             let _ = renew.await;
             let _ = job.await;
         }
+        state.recordings.close().await;
         state.store.close().await;
     }
 }

@@ -21,6 +21,8 @@ pub struct AppState {
     /// only).
     pub(crate) dev_login: bool,
     pub(crate) store: Store,
+    /// Session recordings, apart from the hot path (`store::recordings`).
+    pub(crate) recordings: crate::store::recordings::RecordingStore,
     pub(crate) keys: Keyset,
     pub(crate) links: Registry,
     pub(crate) policy: PolicySlot,

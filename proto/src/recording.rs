@@ -14,12 +14,14 @@
 //!   cuts them into chained chunks.
 //! - [`asciicast`]: a pty channel's chunks as an asciicast v2 `.cast` file.
 //! - [`verify`](mod@verify): the offline check of a chain.
+//! - `summary`: a recording's channels as a reviewer lists them ([`summarize`]).
 //! - `wire`: chunks on the cluster link, the failure a worker reports, and the API's and
 //!   an exported bundle's bodies.
 
 mod asciicast;
 mod chunk;
 mod events;
+mod summary;
 mod verify;
 mod wire;
 
@@ -28,6 +30,7 @@ pub use chunk::{
     Chunk, ChunkError, ChunkHash, ChunkHeader, ChunkKind, RecordingEnd, RecordingId, MAX_CHUNK_LEN,
 };
 pub use events::{CastHeader, Encoded, Event, RecordError, Recorder, SftpOp};
+pub use summary::summarize;
 pub use verify::{verify, Verdict};
 pub use wire::{
     Bundle, ChannelKind, ChannelSummary, ChunkAck, ChunkOutcome, ChunkPage, FailureAction,

@@ -102,7 +102,7 @@ pub(crate) enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Make a new active key for a purpose (grant, ssh-ca, ssh-host-ca, audit); the old one stays valid
+    /// Make a new active key for a purpose (grant, ssh-ca, ssh-host-ca, audit, recording); the old one stays valid
     /// for verification until retired.
     Rotate {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
@@ -320,7 +320,7 @@ async fn run_keys(cmd: KeysCommand, master_key: &Option<SecretString>) -> anyhow
         }
         KeysCommand::Rotate { config, purpose } => {
             let purpose = portcullis_controller::Purpose::parse(&purpose).with_context(|| {
-                format!("unknown key purpose {purpose:?}: use grant, ssh-ca, ssh-host-ca or audit")
+                format!("unknown key purpose {purpose:?}: use grant, ssh-ca, ssh-host-ca, audit or recording")
             })?;
             let (_, keys) = portcullis_controller::open(&load(&config)?).await?;
             let id = keys.rotate(purpose).await?;

@@ -1,4 +1,5 @@
-//! The fuzz entry points of the worker: its config parser, and the SSH gateway's input.
+//! The fuzz entry points of the worker: its config parser, the SSH gateway's input, and the
+//! sftp channels the gateway follows.
 //!
 //! `worker_config`: the worker's config parser: no config text may make the worker
 //! panic before it can say which key is wrong. `fuzz/fuzz_targets/worker_config.rs` drives it
@@ -43,6 +44,13 @@ pub fn worker_config(data: &[u8]) {
 /// client sends (see `crate::gateway::fuzz`): no input may panic it or hang it.
 pub fn gateway_ssh(data: &[u8]) {
     let _ = crate::gateway::fuzz::ssh_input(data);
+}
+
+/// The gateway's sftp tracker fed both directions of a channel, in records whose first
+/// byte says the direction and length (see `crate::gateway::fuzz_sftp`): no input may panic
+/// it, and how the bytes are split must not change its events.
+pub fn sftp_tracker(data: &[u8]) {
+    crate::gateway::fuzz_sftp(data);
 }
 
 #[cfg(test)]

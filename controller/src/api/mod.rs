@@ -13,6 +13,7 @@ pub(crate) mod logout;
 pub(crate) mod oidc;
 pub(crate) mod oidc_pages;
 pub(crate) mod policy;
+pub(crate) mod recordings;
 pub(crate) mod sessions;
 pub(crate) mod targets;
 pub(crate) mod workers;
@@ -21,6 +22,10 @@ pub(crate) mod workers;
 mod gateway_forward_tests;
 #[cfg(test)]
 mod gateway_tests;
+#[cfg(test)]
+mod recordings_read_tests;
+#[cfg(test)]
+mod recordings_tests;
 #[cfg(test)]
 mod tests;
 
@@ -61,6 +66,15 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/sessions", get(sessions::list))
         .route("/v1/sessions/{id}", get(sessions::get))
         .route("/v1/sessions/{id}/cancel", post(sessions::cancel))
+        .route("/v1/sessions/{id}/recordings", get(recordings::list))
+        .route(
+            "/v1/sessions/{id}/recordings/{recording}/chunks",
+            get(recordings::chunks),
+        )
+        .route(
+            "/v1/sessions/{id}/recordings/{recording}/bundle",
+            get(recordings::bundle),
+        )
         .route("/v1/workers", get(workers::list))
         .route("/v1/workers/join-tokens", post(workers::create_join_token))
         .route(

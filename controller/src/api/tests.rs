@@ -81,12 +81,21 @@ impl Api {
 
     /// A controller as [`Api::start`]'s, with the policy `policy`.
     pub(super) async fn start_with_policy(policy_text: &str) -> Api {
+        Api::start_with(policy_text, "", crate::clock::system()).await
+    }
+
+    /// A controller with the policy `policy_text`, `extra` config sections and `clock`.
+    pub(super) async fn start_with(
+        policy_text: &str,
+        extra: &str,
+        clock: crate::clock::SharedClock,
+    ) -> Api {
         let dir = tempfile::tempdir().unwrap();
         let policy = dir.path().join("policy.toml");
         std::fs::write(&policy, policy_text).unwrap();
         let text = format!(
             "[api]\nlisten = \"127.0.0.1:0\"\n[cluster]\nlisten = \"127.0.0.1:0\"\n\
-             [policy]\nfile = \"{}\"\n",
+             [policy]\nfile = \"{}\"\n{extra}",
             policy.display()
         );
         // A named in-memory database, one per test (`sqlite::memory:` cannot be used: the
@@ -102,7 +111,7 @@ impl Api {
         .unwrap();
         let options = Options {
             dev_login: true,
-            ..Options::default()
+            clock,
         };
         let controller = Controller::start_with(config, options).await.unwrap();
         let state = controller.state().clone();

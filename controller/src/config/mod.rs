@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod cluster;
 pub(crate) mod error;
+mod recordings;
 mod sessions;
 mod ssh;
 mod store;
@@ -25,6 +26,7 @@ use serde::Deserialize;
 
 pub use crate::vault::config::{VaultAuth, VaultConfig};
 pub use error::ConfigError;
+pub use recordings::RecordingsConfig;
 pub use sessions::PerUserLimits;
 pub use ssh::SshBackend;
 pub use store::MasterKeySource;
@@ -76,6 +78,8 @@ pub struct Config {
     pub audit: crate::audit::config::AuditConfig,
     /// Where SSH certificates (and other per-session credentials) come from.
     pub ssh_backend: SshBackend,
+    /// Where recordings are stored and how long they are kept (`[recordings]`).
+    pub recordings: RecordingsConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +105,8 @@ struct RawConfig {
     ssh: ssh::RawSsh,
     #[serde(default)]
     audit: crate::audit::config::RawAudit,
+    #[serde(default)]
+    recordings: recordings::RawRecordings,
     vault: Option<crate::vault::config::RawVault>,
 }
 
@@ -159,6 +165,7 @@ impl Config {
         let cluster = raw.cluster.validate()?;
         let sessions = raw.sessions.validate()?;
         let workers = raw.workers.validate()?;
+        let recordings = raw.recordings.validate(&env)?;
         Ok(Config {
             store_url: store.url,
             store_max_connections: store.max_connections,
@@ -188,6 +195,7 @@ impl Config {
             ssh_source_addresses: ssh.source_addresses,
             audit,
             ssh_backend: ssh.backend,
+            recordings,
         })
     }
 }

@@ -171,3 +171,45 @@ fn vault_backend_is_validated() {
     .to_string();
     assert!(err.contains("vault.ssh_mount"), "{err}");
 }
+
+#[test]
+fn recordings_default_to_beside_the_store_kept_forever_and_parse_their_limits() {
+    let base = "[store]\nurl = \"sqlite://x.db\"\n[keys]\nmaster_key_file = \"m\"\n";
+    let c = parse(base).unwrap();
+    let r = &c.recordings;
+    assert!(r.store_url.is_none());
+    assert_eq!((r.retention, r.max_total_bytes), (None, None));
+    assert_eq!(r.checkpoint_chunks, 64);
+    assert_eq!(r.checkpoint_interval, Duration::from_secs(300));
+    let c = parse(&format!(
+        "{base}[recordings]\nstore_url = \"postgres://db/rec\"\nretention = \"90d\"\n\
+         max_total_bytes = 1000\nmax_bytes_per_recording = 10\ncheckpoint_chunks = 8\n\
+         checkpoint_interval = \"1m\"\n"
+    ))
+    .unwrap();
+    let r = &c.recordings;
+    assert_eq!(
+        r.store_url.as_ref().map(|u| u.expose_secret().to_owned()),
+        Some("postgres://db/rec".to_owned())
+    );
+    assert_eq!(r.retention, Some(Duration::from_secs(90 * 24 * 3600)));
+    assert_eq!(
+        (r.max_total_bytes, r.max_bytes_per_recording),
+        (Some(1000), 10)
+    );
+    assert_eq!(
+        (r.checkpoint_chunks, r.checkpoint_interval),
+        (8, Duration::from_secs(60))
+    );
+    for (bad, key) in [
+        ("store_url = \"mysql://x\"", "recordings.store_url"),
+        ("retention = \"0s\"", "recordings.retention"),
+        ("checkpoint_chunks = 0", "recordings.checkpoint_chunks"),
+        ("max_total_bytes = 0", "recordings.max_total_bytes"),
+    ] {
+        let err = parse(&format!("{base}[recordings]\n{bad}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{bad}: {err}");
+    }
+}

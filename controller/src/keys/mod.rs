@@ -1,5 +1,6 @@
 //! The keyset: every key the controllers use (grant signing, the TLS CA, the local SSH user
-//! CA, the SSH host CA of the workers' gateways, audit signing) lives in the store, its private half sealed under the master key. Each
+//! CA, the SSH host CA of the workers' gateways, audit signing, the encryption of stored
+//! recordings) lives in the store, its private half sealed under the master key. Each
 //! purpose has one active key; rotation demotes it to `previous`, which is still accepted
 //! for verification until it is retired. Workers receive public keys only.
 
@@ -50,15 +51,20 @@ pub enum Purpose {
     /// [`portcullis_proto::gateway::HOST_ALIAS`] only), never user certificates.
     SshHostCa,
     Audit,
+    /// Encrypts stored recording chunks (AES-256-GCM, a random 32-byte key): no public half.
+    /// Rotation keeps the previous keys for opening what they sealed; a retired one can no
+    /// longer open its chunks.
+    Recording,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 5] = [
+    pub const ALL: [Purpose; 6] = [
         Purpose::Grant,
         Purpose::TlsCa,
         Purpose::SshCa,
         Purpose::SshHostCa,
         Purpose::Audit,
+        Purpose::Recording,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +74,7 @@ impl Purpose {
             Purpose::SshCa => "ssh-ca",
             Purpose::SshHostCa => "ssh-host-ca",
             Purpose::Audit => "audit",
+            Purpose::Recording => "recording",
         }
     }
 
@@ -160,6 +167,7 @@ impl Keyset {
             Purpose::TlsCa,
             Purpose::SshCa,
             Purpose::SshHostCa,
+            Purpose::Recording,
         ] {
             let usable = key_rows::usable(tx.read(), purpose.as_str()).await?;
             if let Some(existing) = usable.first() {
@@ -201,6 +209,23 @@ impl Keyset {
 
     fn generate(&self, purpose: Purpose) -> Result<KeyRecord, KeyError> {
         let id = new_id(IdKind::Key);
+        if purpose == Purpose::Recording {
+            let key = zeroize::Zeroizing::new(
+                portcullis_crypto::random::bytes::<{ portcullis_crypto::aead::KEY_LEN }>()
+                    .map_err(|e| KeyError::Crypto(e.to_string()))?,
+            );
+            return Ok(KeyRecord {
+                sealed_private: self.master.seal(&context(&id, purpose), key.as_ref())?,
+                public_key: Vec::new(),
+                id,
+                purpose: purpose.as_str().into(),
+                algorithm: "aes-256-gcm".into(),
+                state: "active".into(),
+                created_at: crate::clock::to_i64(self.clock.unix_secs()),
+                retired_at: None,
+                certificate: None,
+            });
+        }
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
             .map_err(|e| KeyError::Crypto(e.to_string()))?;
         let pkcs8 = zeroize::Zeroizing::new(pair.serialize_der());
@@ -300,6 +325,22 @@ impl Keyset {
                 crate::audit::chain::PublicKeyInfo::ed25519(&k.id, &k.public_key, Some(&k.state))
             })
             .collect())
+    }
+
+    /// Every usable (active or previous) recording key by id, unsealed: what opens stored
+    /// chunks.
+    pub(crate) async fn recording_keys(&self) -> Result<Vec<(String, SecretBytes)>, KeyError> {
+        let mut conn = self.store.conn().await?;
+        let rows = key_rows::usable(&mut conn, Purpose::Recording.as_str()).await?;
+        drop(conn);
+        rows.into_iter()
+            .map(|k| {
+                let key = self
+                    .master
+                    .open(&context(&k.id, Purpose::Recording), &k.sealed_private)?;
+                Ok((k.id, key))
+            })
+            .collect()
     }
 
     /// The TLS certificate authority.

@@ -67,7 +67,9 @@ pub(crate) async fn handle(
         Request::VetForward(request) => {
             crate::gateway::forward::vet(state, worker_id, request).await
         }
-        Request::RecordingChunks { .. } => error("this controller does not store recordings yet"),
+        Request::RecordingChunks { chunks } => {
+            crate::recordings::ingest::store_chunks(state, worker_id, chunks).await
+        }
     }
 }
 
@@ -395,7 +397,10 @@ async fn apply_event(
             Ok(false)
         }
         ConnectionEventKind::Refused { .. } => Ok(false),
-        ConnectionEventKind::RecordingFailed(_) => Ok(false),
+        ConnectionEventKind::RecordingFailed(failure) => {
+            record_recording_failed(tx, worker_id, event, &session, failure);
+            Ok(false)
+        }
         ConnectionEventKind::Closed {
             bytes_up,
             bytes_down,
@@ -469,6 +474,35 @@ async fn apply_refused(
     }
     tx.record(audited);
     Ok(())
+}
+
+/// A recording the worker could not write, as it reported it: `recording_failed`. Delivery
+/// is at least once, like every connection event.
+fn record_recording_failed(
+    tx: &mut AuditedTx,
+    worker_id: &str,
+    event: &ConnectionEvent,
+    session: &session_rows::SessionRecord,
+    failure: &portcullis_proto::recording::RecordingFailure,
+) {
+    let action = match failure.action {
+        portcullis_proto::recording::FailureAction::ClosedChannels => "closed_channels",
+        portcullis_proto::recording::FailureAction::ContinuedUnrecorded => "continued_unrecorded",
+    };
+    let failed = Event::RecordingFailed {
+        details: event::RecordingFailed {
+            recording_id: failure.recording_id.clone(),
+            connection_id: event.connection_id.clone(),
+            cause: failure.cause.clone(),
+            message: failure.message.clone(),
+            action: action.to_owned(),
+        },
+    };
+    tx.record(
+        AuditEvent::new(Actor::worker(worker_id), failed)
+            .session(&event.session_id)
+            .target(&session.target_id),
+    );
 }
 
 /// A connection the worker opened by itself, recorded (and audited) the first time only.

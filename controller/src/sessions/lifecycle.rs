@@ -25,6 +25,9 @@ pub(crate) struct Ended {
     pub vault_revocations: Vec<String>,
     /// The forwards of a gateway session that ended with it.
     pub children: Vec<Ended>,
+    /// The recording heads sealed (`recording_checkpoint`, incomplete) with the end: id and
+    /// chunks, noted in the recordings store after the commit.
+    pub sealed_recordings: Vec<(String, u64)>,
 }
 
 /// Ends a session with `reason` unless it has already ended; returns what it ended, or
@@ -65,6 +68,10 @@ async fn end(
         }
     }
     tx.commit_recorded().await?;
+    crate::recordings::seal::noted(state, &ended.sealed_recordings).await;
+    for child in &ended.children {
+        crate::recordings::seal::noted(state, &child.sealed_recordings).await;
+    }
     tracing::info!(session.id = session_id, %reason, forwards = ended.children.len(), "session terminated");
     Ok(Some(ended))
 }
@@ -112,12 +119,15 @@ async fn end_in(
             .session(session_id)
             .target(&session.target_id),
     );
+    // Its recordings without a final chunk: their stored heads sealed, incomplete.
+    let sealed_recordings = crate::recordings::seal::at_session_end(tx, state, session_id).await;
     Ok(Some(Ended {
         session_id: session_id.to_owned(),
         worker_id: session.worker_id,
         reason,
         vault_revocations,
         children: Vec::new(),
+        sealed_recordings,
     }))
 }
 

@@ -14,6 +14,9 @@ pub(crate) mod join_tokens;
 pub(crate) mod keys;
 pub(crate) mod oidc_logins;
 pub(crate) mod rate_limits;
+pub(crate) mod recordings;
+#[cfg(test)]
+mod recordings_tests;
 pub(crate) mod sessions;
 pub(crate) mod ssh_certificates;
 #[cfg(test)]
@@ -190,6 +193,9 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "gateway_sessions",
         include_str!("../../../migrations/postgres/0010_gateway_sessions.sql"),
     ),
+    // The recordings store's tables: its own migrator applies them (`recordings.rs`), and a
+    // shared database's migration table must know them here too.
+    recordings::POSTGRES,
 ];
 
 /// Refuses `sqlite::memory:`: a private in-memory database is lost when the controller stops

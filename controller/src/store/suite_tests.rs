@@ -10,7 +10,7 @@ use crate::store::sessions::SessionState;
 use crate::store::{self, Store, StoreError, Write};
 
 /// A new, empty database in the suite's PostgreSQL cluster, if there is one.
-async fn fresh_pg_database() -> Option<String> {
+pub(super) async fn fresh_pg_database() -> Option<String> {
     use sqlx::Connection as _;
     let admin = std::env::var("PORTCULLIS_TEST_PG_URL").ok()?;
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -1,4 +1,5 @@
-//! Replays the seed corpus and every past crash of `worker_config` and `gateway_ssh` (see `fuzz/README.md`).
+//! Replays the seed corpus and every past crash of `worker_config`, `gateway_ssh` and
+//! `sftp_tracker` (see `fuzz/README.md`).
 
 use std::path::Path;
 
@@ -16,4 +17,10 @@ fn worker_config_corpus_replays() {
 fn gateway_ssh_corpus_replays() {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     replay_corpus(&fuzz, "gateway_ssh", gateway_ssh);
+}
+
+#[test]
+fn sftp_tracker_corpus_replays() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    replay_corpus(&fuzz, "sftp_tracker", sftp_tracker);
 }

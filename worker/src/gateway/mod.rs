@@ -59,6 +59,8 @@ use self::auth::Allowed;
 pub(crate) use self::auth::BadGrantKey;
 use self::host_key::HostKey;
 pub(crate) use self::host_key::NoHostCertificate;
+#[cfg(any(test, fuzzing))]
+pub(crate) use self::sftp::fuzz_streams as fuzz_sftp;
 use self::upstream::{Logins, Upstream};
 use crate::{Shared, WorkerError};
 

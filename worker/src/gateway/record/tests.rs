@@ -1,3 +1,4 @@
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use portcullis_policy::{Fallback, Recording as Policy};
@@ -376,4 +377,34 @@ async fn the_stores_refusal_closes_the_channels() {
     assert_eq!(failures[0].cause, "store_refused");
     assert!(failures[0].message.contains("the session is unknown"));
     assert!(shared.chunks.is_empty(), "a refused chunk leaves the spool");
+}
+
+#[tokio::test]
+async fn an_sftp_channel_its_tracker_gives_up_on_closes_the_channels_of_a_required_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Shared::for_tests(dir.path());
+    let recording = start(
+        &shared,
+        policy(false, Fallback::CloseChannel),
+        limits(1 << 20),
+    );
+    let sftp = recording.channel(Opened::Session);
+    sftp.started(Start::Subsystem("sftp")).await;
+    // A packet of length 0 is no SFTP: the tracker stops following the channel, and what
+    // the channel does next would go unrecorded.
+    sftp.user_sent(&[0, 0, 0, 0, 1]).await;
+    let line = tokio::time::timeout(Duration::from_secs(10), sftp.closing())
+        .await
+        .unwrap();
+    assert!(line.contains("cannot be followed"), "{line}");
+    assert!(recording.closed());
+    recording.finish().await;
+    assert!(
+        complete(&spooled(&shared)),
+        "what was recorded ends complete"
+    );
+    let failures = failures(&shared);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].cause, "untracked");
+    assert_eq!(failures[0].action, FailureAction::ClosedChannels);
 }

@@ -46,6 +46,9 @@ pub(super) enum Note {
         /// Told once the event is recorded (or the recording failed).
         done: Option<oneshot::Sender<()>>,
     },
+    /// A channel's events can no longer be followed (an sftp channel its tracker gave up on,
+    /// e.g. more requests in flight than it keeps): what it does would go unrecorded.
+    Untracked(String),
     /// The connection ended.
     Finish,
 }
@@ -57,6 +60,7 @@ pub(super) enum Cause {
     SpoolFull(String),
     SpoolWrite(String),
     StoreRefused(String),
+    Untracked(String),
 }
 
 impl Cause {
@@ -67,6 +71,7 @@ impl Cause {
             Cause::SpoolFull(_) => "spool_full",
             Cause::SpoolWrite(_) => "spool_write",
             Cause::StoreRefused(_) => "store_refused",
+            Cause::Untracked(_) => "untracked",
         }
     }
 
@@ -77,6 +82,7 @@ impl Cause {
             Cause::SpoolFull(_) => "the worker's recording spool is full",
             Cause::SpoolWrite(_) => "the worker cannot write it to disk",
             Cause::StoreRefused(_) => "the controller's store refused it",
+            Cause::Untracked(_) => "a channel's operations cannot be followed",
         }
     }
 
@@ -88,6 +94,7 @@ impl Cause {
             ),
             Cause::SpoolFull(why) | Cause::SpoolWrite(why) => why.clone(),
             Cause::StoreRefused(why) => format!("the store refused a chunk: {why}"),
+            Cause::Untracked(why) => format!("a channel's operations cannot be followed: {why}"),
         }
     }
 }
@@ -144,6 +151,7 @@ impl Task {
                         }
                         None
                     }
+                    Some(Note::Untracked(why)) => Some(Cause::Untracked(why)),
                     Some(Note::Finish) | None => break,
                 },
                 _ = flush.tick(), if live => match writer.as_mut() {
@@ -169,7 +177,8 @@ impl Task {
     /// Ends the recording after a failure: a capped one with its buffered lines and final
     /// chunk (room for them was kept), any other as it stands.
     async fn stop(&self, writer: &mut Option<Writer>, cause: Cause) {
-        if let (Cause::SizeCap { .. }, Some(w)) = (&cause, writer.as_mut()) {
+        // What was recorded so far stands: it ends with its final chunk.
+        if let (Cause::SizeCap { .. } | Cause::Untracked(_), Some(w)) = (&cause, writer.as_mut()) {
             if let Err(e) = w.finish().await {
                 tracing::warn!(
                     cause = e.code(),
