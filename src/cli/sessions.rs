@@ -288,7 +288,7 @@ pub(crate) async fn run(cmd: SessionsCommand) -> anyhow::Result<i32> {
         }
         SessionsCommand::Watch { id, pick, client } => {
             let api = ApiClient::from_args(&client)?;
-            let list = recordings::list(&api, &id).await?;
+            let list = recordings::first_list(&api, &id).await?;
             let info = match pick.recording.as_deref() {
                 Some(wanted) => recordings::pick_recording(&list, Some(wanted), None)?,
                 None => recordings::live_recording(&list)?,

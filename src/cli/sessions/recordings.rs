@@ -288,6 +288,28 @@ pub(crate) fn print_list(list: &RecordingList) -> anyhow::Result<()> {
     output::write_stdout(&text)
 }
 
+/// How long `watch` waits for a session's first recording: its first chunk reaches the
+/// controller about a second after the SSH connection opens.
+const FIRST_RECORDING_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The session's recordings for `watch`: waits (up to [`FIRST_RECORDING_WAIT`]) while the
+/// session has none yet, so that watching a session that is just starting works.
+pub(crate) async fn first_list(api: &ApiClient, id: &str) -> anyhow::Result<RecordingList> {
+    let deadline = tokio::time::Instant::now() + FIRST_RECORDING_WAIT;
+    let mut said = false;
+    loop {
+        let list = list(api, id).await?;
+        if !list.recordings.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(list);
+        }
+        if !said {
+            eprintln!("Waiting for session {id}'s recording to start...");
+            said = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    }
+}
+
 /// The recording `watch` follows by default: the newest not complete yet, else the newest.
 pub(crate) fn live_recording(list: &RecordingList) -> anyhow::Result<&RecordingInfo> {
     use portcullis_proto::recording::RecordingState;
