@@ -61,9 +61,13 @@ pub(crate) struct PageQuery {
     from: u64,
     /// At most this many chunks (256 when absent, never more than 1024).
     limit: Option<u32>,
+    /// Seconds to wait for a chunk at `from` when none is stored yet and the recording is
+    /// not finished (a long poll for `sessions watch`; 0 when absent, at most 25).
+    #[serde(default)]
+    wait: u64,
 }
 
-/// `GET /v1/sessions/{id}/recordings/{recording}/chunks?from=SEQ&limit=N`.
+/// `GET /v1/sessions/{id}/recordings/{recording}/chunks?from=SEQ&limit=N&wait=SECS`.
 pub(crate) async fn chunks(
     State(state): State<AppState>,
     principal: Principal,
@@ -78,7 +82,23 @@ pub(crate) async fn chunks(
             format!("must be 1 to {} chunks a page", read::MAX_PAGE),
         ));
     }
-    let page = read::page(&state, &principal.actor(), &id, &recording, q.from, limit).await?;
+    if q.wait > read::MAX_WAIT_SECS {
+        return Err(ApiError::field(
+            "wait",
+            format!("must be 0 to {} seconds", read::MAX_WAIT_SECS),
+        ));
+    }
+    let wait = std::time::Duration::from_secs(q.wait);
+    let page = read::page(
+        &state,
+        &principal.actor(),
+        &id,
+        &recording,
+        q.from,
+        limit,
+        wait,
+    )
+    .await?;
     Ok(Json(page))
 }
 

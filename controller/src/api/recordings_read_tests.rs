@@ -113,6 +113,43 @@ async fn reads_need_the_owner_or_recordings_read_are_audited_and_a_refusal_is_au
 }
 
 #[tokio::test]
+async fn a_waiting_chunk_page_answers_when_the_next_chunk_is_stored() {
+    let rig = rig("").await;
+    let session = rig.session().await;
+    let chunks = recording("c_wait", 60, false);
+    assert!(chunks.len() > 3, "the fixture makes several chunks");
+    let spooled = all(&session, "c_wait", &chunks);
+    rig.send(&rig.worker, spooled[..2].to_vec()).await;
+    let page = format!("/v1/sessions/{session}/recordings/c_wait/chunks?from=2&wait=20");
+
+    // Nothing at chunk 2 yet: the read waits rather than answering empty ...
+    let mut waiting = std::pin::pin!(rig.get(&rig.alice, &page));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(600), &mut waiting)
+            .await
+            .is_err(),
+        "a page with nothing at `from` answered at once despite `wait`"
+    );
+    // ... and answers with the chunk once it is stored.
+    rig.send(&rig.worker, spooled[2..3].to_vec()).await;
+    let (status, body) = tokio::time::timeout(Duration::from_secs(15), waiting)
+        .await
+        .expect("the waiting page answers once its chunk is stored");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["chunks"][0]["seq"], 2, "{body}");
+
+    // A wait beyond the cap is the caller's mistake.
+    let (status, body) = rig
+        .get(
+            &rig.alice,
+            &format!("/v1/sessions/{session}/recordings/c_wait/chunks?wait=26"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "wait", "{body}");
+}
+
+#[tokio::test]
 async fn the_retention_deletes_whole_recordings_of_ended_sessions_oldest_first_and_audits_each() {
     let ids = ["c_old", "c_mid", "c_new"];
     let recordings: Vec<Vec<Encoded>> = ids.iter().map(|id| recording(id, 30, true)).collect();

@@ -7,6 +7,8 @@ use portcullis_proto::recording::{
     summarize, verify, Bundle, Chunk, ChunkPage, RecordingInfo, RecordingList, RecordingState,
     SealedHead, StoredChunk, Verdict, BUNDLE_FORMAT,
 };
+use std::time::Duration;
+
 use serde_json::Value;
 
 use super::crypt::Openers;
@@ -16,6 +18,12 @@ use crate::state::AppState;
 use crate::store::audit::{self as audit_rows, Filter};
 use crate::store::recordings::{ChunkRow, RecordingRow};
 use crate::store::StoreError;
+
+/// The longest a chunk page waits for its first chunk (`wait`), under the CLI's request
+/// timeout.
+pub(crate) const MAX_WAIT_SECS: u64 = 25;
+/// How often a waiting page looks for new chunks.
+const WAIT_STEP: Duration = Duration::from_millis(250);
 
 /// The most chunks one page holds.
 pub(crate) const MAX_PAGE: u32 = 1024;
@@ -86,7 +94,10 @@ pub(crate) async fn list(
     })
 }
 
-/// `GET /v1/sessions/{id}/recordings/{recording}/chunks?from=SEQ&limit=N`.
+/// `GET /v1/sessions/{id}/recordings/{recording}/chunks?from=SEQ&limit=N&wait=SECS`. With
+/// `wait`, a page that would be empty while the recording is not finished waits up to that
+/// long for its first chunk (looking every [`WAIT_STEP`]), so that a watcher's read is one
+/// audited request per new output rather than per poll.
 pub(crate) async fn page(
     state: &AppState,
     actor: &Actor,
@@ -94,11 +105,19 @@ pub(crate) async fn page(
     recording_id: &str,
     from: u64,
     limit: u32,
+    wait: Duration,
 ) -> Result<ChunkPage, ReadError> {
-    let row = recording_of(state, session_id, recording_id).await?;
+    let deadline = tokio::time::Instant::now() + wait;
     let limit = limit.clamp(1, MAX_PAGE);
+    let (row, rows) = loop {
+        let row = recording_of(state, session_id, recording_id).await?;
+        let rows = state.recordings.chunks(recording_id, from, limit).await?;
+        if !rows.is_empty() || row.finished || tokio::time::Instant::now() >= deadline {
+            break (row, rows);
+        }
+        tokio::time::sleep(WAIT_STEP).await;
+    };
     let openers = Openers::load(&state.keys).await?;
-    let rows = state.recordings.chunks(recording_id, from, limit).await?;
     let chunks: Vec<StoredChunk> = rows.iter().map(|c| open(&openers, c)).collect();
     let next = chunks
         .last()

@@ -30,8 +30,21 @@ pub(crate) async fn chunk_page(
     recording: &str,
     from: u64,
 ) -> anyhow::Result<ChunkPage> {
+    chunk_page_waiting(api, session, recording, from, 0).await
+}
+
+/// One page of chunks from `from` on; while none is stored there yet and the recording is
+/// not finished, the controller holds the answer up to `wait_secs` (a long poll: `watch`
+/// makes one audited read per new output, not one per poll).
+pub(crate) async fn chunk_page_waiting(
+    api: &ApiClient,
+    session: &str,
+    recording: &str,
+    from: u64,
+    wait_secs: u64,
+) -> anyhow::Result<ChunkPage> {
     api.get(&format!(
-        "/v1/sessions/{}/recordings/{}/chunks?from={from}&limit={PAGE}",
+        "/v1/sessions/{}/recordings/{}/chunks?from={from}&limit={PAGE}&wait={wait_secs}",
         segment(session)?,
         segment(recording)?
     ))

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use portcullis_proto::recording::{Chunk, ChunkHash, ChunkKind, RecordingInfo};
 
-use super::recordings::{checked_cast, chunk_page};
+use super::recordings::{checked_cast, chunk_page_waiting};
 use crate::cli::http::ApiClient;
 use crate::cli::terminal_filter::TerminalFilter;
 
@@ -182,8 +182,10 @@ pub(crate) async fn play(
     Ok(0)
 }
 
-/// How often `watch` asks for new chunks.
+/// How long `watch` pauses after a long poll that brought nothing.
 const POLL: Duration = Duration::from_millis(700);
+/// How long the controller may hold a watcher's read while no new chunk is stored.
+const LONG_POLL: u64 = 20;
 
 /// The chain of a live recording, checked chunk by chunk as they arrive (the rule of
 /// proto's `verify`: each chunk decodes, has the next seq and the previous chunk's hash).
@@ -240,7 +242,9 @@ pub(crate) async fn watch(
     let following = async {
         let mut from = 0;
         loop {
-            let page = chunk_page(api, &info.session_id, &info.recording_id, from).await?;
+            let page =
+                chunk_page_waiting(api, &info.session_id, &info.recording_id, from, LONG_POLL)
+                    .await?;
             let got = page.chunks.len() as u64;
             for stored in &page.chunks {
                 let Some(bytes) = &stored.data else {
@@ -279,7 +283,8 @@ pub(crate) async fn watch(
                 eprintln!("\nThe recording is finished.");
                 return anyhow::Ok(());
             }
-            if page.next.is_none() {
+            if got == 0 {
+                // The controller waited for new chunks already; nothing came.
                 tokio::time::sleep(POLL).await;
             }
         }
