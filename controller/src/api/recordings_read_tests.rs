@@ -247,7 +247,8 @@ async fn the_retention_deletes_whole_recordings_of_ended_sessions_oldest_first_a
 }
 
 #[tokio::test]
-async fn the_recording_key_is_created_audited_and_rotated_keeping_old_chunks_readable() {
+async fn the_recording_key_is_created_audited_and_rotated_and_retired_keeping_old_chunks_readable()
+{
     let rig = rig("").await;
     let created = events_of(&rig.api, "key_created").await;
     assert!(
@@ -293,5 +294,18 @@ async fn the_recording_key_is_created_audited_and_rotated_keeping_old_chunks_rea
         list.recordings[0].state,
         RecordingState::Complete,
         "{list:?}"
+    );
+
+    // Retiring the old key stops nothing from opening the chunks sealed under it: they stay
+    // until the retention deletes them.
+    rig.api.state.keys.retire(&stored[0].key_id).await.unwrap();
+    let (_, body) = rig
+        .get(&rig.alice, &format!("/v1/sessions/{session}/recordings"))
+        .await;
+    let list: RecordingList = serde_json::from_value(body).unwrap();
+    assert_eq!(
+        list.recordings[0].state,
+        RecordingState::Complete,
+        "after the retirement: {list:?}"
     );
 }

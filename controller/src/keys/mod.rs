@@ -327,13 +327,17 @@ impl Keyset {
             .collect())
     }
 
-    /// Every usable (active or previous) recording key by id, unsealed: what opens stored
+    /// Every recording key by id (active, previous or retired), unsealed: what opens stored
     /// chunks.
     pub(crate) async fn recording_keys(&self) -> Result<Vec<(String, SecretBytes)>, KeyError> {
         let mut conn = self.store.conn().await?;
-        let rows = key_rows::usable(&mut conn, Purpose::Recording.as_str()).await?;
+        // Retired ones too: retiring a recording key stops it sealing (rotation already
+        // did), but the chunks sealed under it stay readable until the retention deletes
+        // them; otherwise a retirement would destroy recordings.
+        let rows = key_rows::list(&mut conn).await?;
         drop(conn);
         rows.into_iter()
+            .filter(|k| k.purpose == Purpose::Recording.as_str())
             .map(|k| {
                 let key = self
                     .master

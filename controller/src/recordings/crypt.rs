@@ -48,7 +48,7 @@ impl Sealer {
     }
 }
 
-/// Every usable recording key, for opening stored chunks.
+/// Every recording key, retired ones included, for opening stored chunks.
 pub(crate) struct Openers {
     keys: HashMap<String, SealingKey>,
 }
@@ -74,7 +74,7 @@ impl Openers {
         sealed: &[u8],
     ) -> Result<Vec<u8>, String> {
         let key = self.keys.get(key_id).ok_or_else(|| {
-            format!("chunk {seq} is sealed under the recording key {key_id}, which is retired or unknown")
+            format!("chunk {seq} is sealed under the recording key {key_id}, which the keyset does not hold")
         })?;
         key.open(&context(recording_id, seq, key_id), sealed)
             .map(|plain| plain.to_vec())
