@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The most chunk bytes one `recording_chunks` request carries: a link frame is at most
 /// 1 MiB, and base64 grows the bytes by a third.
-pub const MAX_BATCH_BYTES: usize = 512 * 1024;
+pub(crate) const MAX_BATCH_BYTES: usize = 512 * 1024;
 /// How long the spool waits before sending again chunks the controller answered `later`.
 const LATER_BACK_OFF: Duration = Duration::from_secs(1);
 /// How long it waits after a controller that does not store recordings answered an error.
@@ -37,11 +37,11 @@ const SUFFIX: &str = ".chunk";
 
 /// The ids a chunk is filed under.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChunkName {
-    pub session_id: String,
-    pub connection_id: String,
-    pub recording_id: String,
-    pub seq: u64,
+pub(crate) struct ChunkName {
+    pub(crate) session_id: String,
+    pub(crate) connection_id: String,
+    pub(crate) recording_id: String,
+    pub(crate) seq: u64,
 }
 
 impl ChunkName {
@@ -88,7 +88,7 @@ fn is_id(id: &str) -> bool {
 
 /// Why a chunk could not be spooled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SpoolError {
+pub(crate) enum SpoolError {
     #[error("the worker's recording spool is full ({used} of {max} bytes wait for the controller); raise recording.spool_max_bytes or restore the link")]
     Full { used: u64, max: u64 },
     #[error("cannot write a recording chunk to the worker's disk: {0}")]
@@ -99,14 +99,14 @@ pub enum SpoolError {
 
 /// A recording the store refused a chunk of: the recording's task hears it here.
 #[derive(Debug, Default)]
-pub struct Refusal {
-    pub refused: CancellationToken,
+pub(crate) struct Refusal {
+    pub(crate) refused: CancellationToken,
     reason: OnceLock<String>,
 }
 
 impl Refusal {
     /// The store's reason, once refused.
-    pub fn reason(&self) -> &str {
+    pub(crate) fn reason(&self) -> &str {
         self.reason.get().map(String::as_str).unwrap_or("")
     }
 }
@@ -154,7 +154,7 @@ impl State {
     }
 }
 
-pub struct ChunkSpool {
+pub(crate) struct ChunkSpool {
     dir: PathBuf,
     max_bytes: u64,
     /// The back-offs after `later` and after an error ([`LATER_BACK_OFF`], [`ERROR_BACK_OFF`]).
@@ -167,7 +167,7 @@ pub struct ChunkSpool {
 impl ChunkSpool {
     /// Opens the spool in `dir` (created 0700 if needed), finding the chunks a previous run
     /// left; files that are not chunks are left alone, half-written ones removed.
-    pub fn open(dir: PathBuf, max_bytes: u64) -> ChunkSpool {
+    pub(crate) fn open(dir: PathBuf, max_bytes: u64) -> ChunkSpool {
         let mut state = State::default();
         if let Err(e) = create_private_dir(&dir) {
             tracing::warn!(error = %e, path = %dir.display(), "cannot create the recording spool; recordings will fail");
@@ -227,7 +227,7 @@ impl ChunkSpool {
     /// the controller. Several writes of one recording may run at once (their flushes to
     /// disk share the file system's journal commits): a chunk is sent only once every
     /// chunk before it is written.
-    pub async fn write(&self, name: ChunkName, bytes: Vec<u8>) -> Result<(), SpoolError> {
+    pub(crate) async fn write(&self, name: ChunkName, bytes: Vec<u8>) -> Result<(), SpoolError> {
         let path = self.dir.join(name.file_name()?);
         let len = bytes.len() as u64;
         {
@@ -289,7 +289,7 @@ impl ChunkSpool {
     }
 
     /// The signal a live recording's task waits on for the store's refusal.
-    pub fn watch(&self, recording_id: &str) -> Arc<Refusal> {
+    pub(crate) fn watch(&self, recording_id: &str) -> Arc<Refusal> {
         self.lock()
             .watched
             .entry(recording_id.to_owned())
@@ -298,22 +298,24 @@ impl ChunkSpool {
     }
 
     /// The recording is over: nobody waits for its refusal any more.
-    pub fn unwatch(&self, recording_id: &str) {
+    pub(crate) fn unwatch(&self, recording_id: &str) {
         self.lock().watched.remove(recording_id);
     }
 
-    /// Whether no chunk waits.
-    pub fn is_empty(&self) -> bool {
+    /// Whether no chunk waits (for tests: the link asks `ready`).
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.lock().pending.is_empty()
     }
 
     /// How many chunks wait.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.lock().pending.values().map(BTreeMap::len).sum()
     }
 
     /// Returns when chunks wait and no back-off holds them (cancel-safe).
-    pub async fn ready(&self) {
+    pub(crate) async fn ready(&self) {
         loop {
             let retry_at = {
                 let state = self.lock();
@@ -336,7 +338,7 @@ impl ChunkSpool {
     /// The next chunks to send, at most [`MAX_BATCH_BYTES`] (at least one), in seq order
     /// per recording and taking turns between recordings. A chunk whose file cannot be read
     /// is dropped (it can never be sent).
-    pub fn batch(&self) -> Vec<SpooledChunk> {
+    pub(crate) fn batch(&self) -> Vec<SpooledChunk> {
         let mut state = self.lock();
         let mut out = Vec::new();
         let mut size = 0usize;
@@ -400,7 +402,7 @@ impl ChunkSpool {
     /// Applies the controller's acknowledgements: `stored` and `refused` chunks leave the
     /// spool (a refusal also tells the recording's task), `later` ones stay and are sent
     /// again after a back-off.
-    pub fn acknowledged(&self, acks: Vec<ChunkAck>) {
+    pub(crate) fn acknowledged(&self, acks: Vec<ChunkAck>) {
         let now = Instant::now();
         let mut state = self.lock();
         state.told_unstored = false;
@@ -427,7 +429,7 @@ impl ChunkSpool {
 
     /// The controller answered a batch with an error (one of an earlier release does not
     /// store recordings): every chunk stays, sent again after a back-off; logged once.
-    pub fn not_stored(&self, message: &str) {
+    pub(crate) fn not_stored(&self, message: &str) {
         let now = Instant::now();
         let mut state = self.lock();
         state.retry_at = Some(now + self.back_off.1);

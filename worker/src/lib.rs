@@ -14,7 +14,7 @@
 
 pub(crate) mod accept;
 pub mod certs;
-pub mod chunks;
+pub(crate) mod chunks;
 pub mod config;
 mod enrol;
 #[cfg(any(test, fuzzing))]
@@ -72,7 +72,7 @@ pub struct Shared {
     pub table: table::Table,
     pub spool: spool::Spool,
     /// Recording chunks until the controller has stored them.
-    pub chunks: chunks::ChunkSpool,
+    pub(crate) chunks: chunks::ChunkSpool,
     /// Refusals summed per session and code until their window ends, then spooled.
     pub refusals: refusals::Refusals,
     pub link: link::LinkClient,

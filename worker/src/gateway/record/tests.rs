@@ -246,11 +246,7 @@ async fn a_live_recording_is_flushed_without_waiting_for_its_end() {
     let channel = recording.channel(Opened::Session);
     channel.started(Start::Shell).await;
     channel.target_sent(b"live", false).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while shared.chunks.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "nothing flushed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_flushed(&shared).await;
     let chunks = spooled(&shared);
     assert!(matches!(
         verify(chunks.iter().map(|(b, _)| b)),
@@ -349,11 +345,7 @@ async fn the_stores_refusal_closes_the_channels() {
     let channel = recording.channel(Opened::Session);
     channel.started(Start::Shell).await;
     channel.target_sent(b"x", false).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while shared.chunks.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "nothing flushed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_flushed(&shared).await;
     let refused = shared
         .chunks
         .batch()
@@ -407,4 +399,14 @@ async fn an_sftp_channel_its_tracker_gives_up_on_closes_the_channels_of_a_requir
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0].cause, "untracked");
     assert_eq!(failures[0].action, FailureAction::ClosedChannels);
+}
+
+/// Waits (polling, with a deadline) until the recorder's periodic flush spooled a chunk.
+async fn until_flushed(shared: &Shared) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while shared.chunks.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "nothing flushed");
+        // The spool has no notification to wait on; a short poll within the deadline.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -150,6 +150,7 @@ fn wait(child: &mut Child) -> std::process::ExitStatus {
             child.kill().unwrap();
             panic!("{} did not finish within {DEADLINE:?}", child.id());
         }
+        // std's Child has no wait with a deadline: poll its exit within DEADLINE.
         std::thread::sleep(Duration::from_millis(20));
     }
 }
