@@ -367,3 +367,66 @@ pub struct RecordingDeleted {
     pub chunks: u64,
     pub bytes: u64,
 }
+
+/// A discovered guest or node of a Proxmox cluster, as the catalog saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CatalogTarget {
+    /// The `[[catalog.proxmox]]` name.
+    pub cluster: String,
+    /// The guest or node in its cluster: `qemu/100`, `lxc/101`, `node/pve1`, plus
+    /// `#SERVICE` when the guest has several services (`qemu/100#rdp`).
+    pub source_key: String,
+    /// The target's name (sanitised from the guest's).
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// `HOST:PORT`, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Where the address came from: `cloud-init`, `lxc-config`, `sdn-ipam`, `guest-agent`,
+    /// `lxc-interfaces`, `cluster-status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_origin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Whether sessions may use it (a template or a stopped guest may not).
+    pub available: bool,
+    /// The fields a change changed (`address`, `zone`, `vmid`, `tags`, `pool`, `node`,
+    /// `available`, `name`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_zone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CatalogSynced {
+    pub cluster: String,
+    /// The API URL that answered.
+    pub url: String,
+    pub guests: u32,
+    pub nodes: u32,
+    pub added: u32,
+    pub changed: u32,
+    pub removed: u32,
+    pub refused: u32,
+    pub unchanged: u32,
+    /// Live sessions the changes ended (through the policy re-evaluation).
+    pub sessions_ended: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CatalogSyncFailed {
+    pub cluster: String,
+    /// The discovered targets kept as they were.
+    pub kept_targets: u32,
+    /// When the last good sync finished (Unix seconds), if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<u64>,
+}

@@ -239,6 +239,12 @@ kinds! {
     RecordingFailed = "recording_failed",
     RecordingRead = "recording_read",
     RecordingDeleted = "recording_deleted",
+    CatalogTargetAdded = "catalog_target_added",
+    CatalogTargetChanged = "catalog_target_changed",
+    CatalogTargetRemoved = "catalog_target_removed",
+    CatalogGuestRefused = "catalog_guest_refused",
+    CatalogSynced = "catalog_synced",
+    CatalogSyncFailed = "catalog_sync_failed",
 }
 
 impl std::fmt::Display for Kind {
@@ -404,6 +410,38 @@ pub enum Event {
         reason: String,
         details: RecordingDeleted,
     },
+    /// A discovered guest or node became a target (the event's `target_id` names it).
+    CatalogTargetAdded {
+        details: CatalogTarget,
+    },
+    /// A discovered target's address, zone, VMID, tags, pool, node or availability changed
+    /// (`details.changed` names the fields; `previous_*` what they were).
+    CatalogTargetChanged {
+        details: CatalogTarget,
+    },
+    /// `reason`: `gone` (no longer in the cluster), `refused` (now refused, see
+    /// `catalog_guest_refused`) or `cluster_removed` (no longer configured).
+    CatalogTargetRemoved {
+        reason: String,
+        details: CatalogTarget,
+    },
+    /// A guest or node that cannot become a target: `reason` says why (its tag, VMID range
+    /// or pool disagrees with its address's zone; no usable address; a guest-reported
+    /// address its zone does not accept; a name taken by a hand-made target). Recorded when
+    /// the refusal is new or its reason changed, not at every sync.
+    CatalogGuestRefused {
+        reason: String,
+        details: CatalogTarget,
+    },
+    /// One sync of a cluster finished: what it found and changed.
+    CatalogSynced {
+        details: CatalogSynced,
+    },
+    /// A sync failed (outage, refused token, bad answer): the last good catalog stays.
+    CatalogSyncFailed {
+        reason: String,
+        details: CatalogSyncFailed,
+    },
 }
 
 impl Event {
@@ -450,6 +488,12 @@ impl Event {
             Event::RecordingFailed { .. } => Kind::RecordingFailed,
             Event::RecordingRead { .. } => Kind::RecordingRead,
             Event::RecordingDeleted { .. } => Kind::RecordingDeleted,
+            Event::CatalogTargetAdded { .. } => Kind::CatalogTargetAdded,
+            Event::CatalogTargetChanged { .. } => Kind::CatalogTargetChanged,
+            Event::CatalogTargetRemoved { .. } => Kind::CatalogTargetRemoved,
+            Event::CatalogGuestRefused { .. } => Kind::CatalogGuestRefused,
+            Event::CatalogSynced { .. } => Kind::CatalogSynced,
+            Event::CatalogSyncFailed { .. } => Kind::CatalogSyncFailed,
         }
     }
 

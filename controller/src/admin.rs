@@ -45,6 +45,10 @@ pub async fn seed_dev_target(
         vault_ssh_mount: None,
         vault_ssh_role: None,
         vault_secrets: vec![],
+        source: None,
+        source_key: None,
+        available: true,
+        discovered: None,
         created_at: now,
         updated_at: now,
     };

@@ -19,6 +19,7 @@ pub mod admin;
 mod api;
 mod audit;
 mod authz;
+mod catalog;
 mod clock;
 pub mod config;
 mod enrolment;

@@ -101,6 +101,11 @@ pub(crate) struct RawZone {
     /// the session goes on unrecorded instead of the channel being closed.
     #[serde(default)]
     pub unrecorded_fallback: Option<Spanned<bool>>,
+    /// `guest_reported_addresses = true`: a discovered guest may be placed in this zone by
+    /// an address the guest itself reported (its QEMU agent, or an LXC container's
+    /// interfaces). Off by default: a guest chooses those addresses.
+    #[serde(default)]
+    pub guest_reported_addresses: Option<bool>,
 }
 
 /// `microsegments = { vmids_per_segment = 100, prefix_len = 24 }`.

@@ -89,6 +89,24 @@ impl Policy {
         self.zones.get(id).map(|z| z.cidrs.as_slice())
     }
 
+    /// Whether `zone` lets the host catalog place a guest by an address the guest itself
+    /// reported (`guest_reported_addresses`); `false` for a zone the policy does not know.
+    pub fn zone_accepts_guest_reported_addresses(&self, zone: &str) -> bool {
+        self.zone_id(zone)
+            .and_then(|id| self.zones.get(id))
+            .is_some_and(|z| z.guest_reported_addresses)
+    }
+
+    /// The port a discovered target of `service` is given: the service's first port;
+    /// `None` for a service the policy does not know or one of `any` ports.
+    pub fn service_port(&self, service: &str) -> Option<u16> {
+        let s = self.services.iter().find(|s| s.name == service)?;
+        match &s.ports {
+            Ports::Any => None,
+            Ports::List(ranges) => ranges.first().map(|(lo, _)| *lo),
+        }
+    }
+
     pub(crate) fn zone_id(&self, name: &str) -> Option<ZoneId> {
         self.zone_by_name.get(name).copied()
     }
@@ -136,6 +154,8 @@ pub(crate) struct Zone {
     pub ssh_mode: SshMode,
     /// Whether sessions into the zone are recorded, and how.
     pub recording: ZoneRecording,
+    /// Whether the host catalog may place a guest here by an address the guest reported.
+    pub guest_reported_addresses: bool,
 }
 
 /// Microsegments of a zone: the n-th block of `vmids_per_segment` VMIDs (counting through

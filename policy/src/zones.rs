@@ -284,6 +284,7 @@ mod tests {
             }),
             ssh_mode: crate::ssh::SshMode::Certificate,
             recording: crate::recording::ZoneRecording::default(),
+            guest_reported_addresses: false,
         };
         assert_eq!(segment_of_vmid(&zone, 4000), Some(0));
         assert_eq!(segment_of_vmid(&zone, 4099), Some(0));

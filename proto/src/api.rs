@@ -300,6 +300,16 @@ pub struct Target {
     /// What the controller let through with `force` (e.g. a zone the policy does not know).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Where a discovered target came from; none for a hand-made one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::catalog::TargetSource>,
+    /// `false` for a discovered template or stopped guest: listed, never connectable.
+    #[serde(default = "yes")]
+    pub available: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `POST /v1/targets/{id-or-name}/authorize-session`.

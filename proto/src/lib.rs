@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod catalog;
 pub mod clock;
 pub mod duration;
 #[cfg(any(test, fuzzing))]

@@ -38,6 +38,8 @@ pub(crate) fn to_api(t: &TargetRecord) -> Target {
         created_at: clock::to_u64(t.created_at),
         updated_at: clock::to_u64(t.updated_at),
         warnings: vec![],
+        source: crate::catalog::target_source(t),
+        available: t.available,
     }
 }
 
@@ -226,6 +228,10 @@ pub(crate) async fn create(
         vault_ssh_mount: body.vault_ssh_mount,
         vault_ssh_role: body.vault_ssh_role,
         vault_secrets: body.vault_secrets,
+        source: None,
+        source_key: None,
+        available: true,
+        discovered: None,
         created_at: now,
         updated_at: now,
     };

@@ -80,6 +80,8 @@ pub struct Config {
     pub ssh_backend: SshBackend,
     /// Where recordings are stored and how long they are kept (`[recordings]`).
     pub recordings: RecordingsConfig,
+    /// The Proxmox clusters whose guests become targets (`[[catalog.proxmox]]`).
+    pub catalog: Vec<crate::catalog::config::ProxmoxCluster>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +109,8 @@ struct RawConfig {
     audit: crate::audit::config::RawAudit,
     #[serde(default)]
     recordings: recordings::RawRecordings,
+    #[serde(default)]
+    catalog: crate::catalog::config::RawCatalog,
     vault: Option<crate::vault::config::RawVault>,
 }
 
@@ -166,6 +170,7 @@ impl Config {
         let sessions = raw.sessions.validate()?;
         let workers = raw.workers.validate()?;
         let recordings = raw.recordings.validate(&env)?;
+        let catalog = raw.catalog.validate(raw.vault.is_some())?;
         Ok(Config {
             store_url: store.url,
             store_max_connections: store.max_connections,
@@ -196,6 +201,7 @@ impl Config {
             audit,
             ssh_backend: ssh.backend,
             recordings,
+            catalog,
         })
     }
 }

@@ -141,6 +141,10 @@ fn the_vault_place_is_the_targets_own_or_the_controllers_default() {
         vault_ssh_mount: None,
         vault_ssh_role: None,
         vault_secrets: vec![],
+        source: None,
+        source_key: None,
+        available: true,
+        discovered: None,
         created_at: 0,
         updated_at: 0,
     };

@@ -146,6 +146,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "gateway_sessions",
         include_str!("../../../migrations/sqlite/0010_gateway_sessions.sql"),
     ),
+    (
+        11,
+        "catalog",
+        include_str!("../../../migrations/sqlite/0011_catalog.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -192,6 +197,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "gateway_sessions",
         include_str!("../../../migrations/postgres/0010_gateway_sessions.sql"),
+    ),
+    (
+        11,
+        "catalog",
+        include_str!("../../../migrations/postgres/0011_catalog.sql"),
     ),
     // The recordings store's tables: its own migrator applies them (`recordings.rs`), and a
     // shared database's migration table must know them here too.

@@ -108,6 +108,10 @@ fn target(id: &str, name: &str) -> store::targets::TargetRecord {
         vault_ssh_mount: None,
         vault_ssh_role: Some("web".into()),
         vault_secrets: vec!["database/creds/readonly".into()],
+        source: None,
+        source_key: None,
+        available: true,
+        discovered: None,
         created_at: 1,
         updated_at: 1,
     }

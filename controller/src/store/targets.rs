@@ -27,6 +27,14 @@ pub(crate) struct TargetRecord {
     pub vault_ssh_role: Option<String>,
     /// Further Vault paths read with the session's token (e.g. `database/creds/readonly`).
     pub vault_secrets: Vec<String>,
+    /// The `[[catalog.proxmox]]` that discovered it; none for a hand-made target.
+    pub source: Option<String>,
+    /// The guest or node in that cluster (`qemu/100`, `node/pve1`, `qemu/100#rdp`).
+    pub source_key: Option<String>,
+    /// `false` for a discovered template or stopped guest: listed, never connectable.
+    pub available: bool,
+    /// JSON: what the last sync saw (see `catalog::sync`); none for a hand-made target.
+    pub discovered: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -35,11 +43,12 @@ pub(crate) struct TargetRecord {
 /// only an insert writes.
 const COLUMNS: &str = "id, name, address, zone, service, vmid, tags, pool, max_session_secs, \
                        connection_limit, ssh_host_keys, ssh_host_cas, vault_ssh_mount, \
-                       vault_ssh_role, vault_secrets, updated_at, created_at";
+                       vault_ssh_role, vault_secrets, source, source_key, available, \
+                       discovered, updated_at, created_at";
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
-/// Binds `$1` to `$16`: every column of [`COLUMNS`] but `created_at`, in its order.
+/// Binds `$1` to `$20`: every column of [`COLUMNS`] but `created_at`, in its order.
 fn bind_fields<'q>(query: Query<'q>, t: &'q TargetRecord) -> Query<'q> {
     query
         .bind(&t.id)
@@ -57,6 +66,10 @@ fn bind_fields<'q>(query: Query<'q>, t: &'q TargetRecord) -> Query<'q> {
         .bind(&t.vault_ssh_mount)
         .bind(&t.vault_ssh_role)
         .bind(to_json_list(&t.vault_secrets))
+        .bind(&t.source)
+        .bind(&t.source_key)
+        .bind(i64::from(t.available))
+        .bind(&t.discovered)
         .bind(t.updated_at)
 }
 
@@ -87,6 +100,10 @@ fn from_row(row: &AnyRow) -> Result<TargetRecord> {
             &row.try_get::<String, _>("vault_secrets")?,
             "targets.vault_secrets",
         )?,
+        source: row.try_get("source")?,
+        source_key: row.try_get("source_key")?,
+        available: row.try_get::<i64, _>("available")? != 0,
+        discovered: row.try_get("discovered")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -95,7 +112,7 @@ fn from_row(row: &AnyRow) -> Result<TargetRecord> {
 pub(crate) async fn insert(w: Write<'_>, t: &TargetRecord) -> Result<()> {
     let conn = w.conn();
     let sql = format!(
-        "INSERT INTO targets ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        "INSERT INTO targets ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
     );
     bind_fields(sqlx::query(&sql), t)
         .bind(t.created_at)
@@ -110,7 +127,8 @@ pub(crate) async fn update(w: Write<'_>, t: &TargetRecord) -> Result<bool> {
         "UPDATE targets SET name = $2, address = $3, zone = $4, service = $5, vmid = $6, tags = $7, \
          pool = $8, max_session_secs = $9, connection_limit = $10, ssh_host_keys = $11, \
          ssh_host_cas = $12, vault_ssh_mount = $13, vault_ssh_role = $14, vault_secrets = $15, \
-         updated_at = $16 WHERE id = $1",
+         source = $16, source_key = $17, available = $18, discovered = $19, updated_at = $20 \
+         WHERE id = $1",
     );
     let done = bind_fields(query, t).execute(conn).await?;
     Ok(done.rows_affected() == 1)

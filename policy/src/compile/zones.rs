@@ -64,6 +64,7 @@ impl ZonesBuilder {
             microsegments: None,
             ssh_mode: rz.ssh_mode.unwrap_or_default(),
             recording: super::recording::zone_recording(sink, rz),
+            guest_reported_addresses: rz.guest_reported_addresses.unwrap_or(false),
         };
         self.claim_cidrs(sink, rz, id, &mut zone);
         self.claim_vmids(sink, rz, id, &mut zone);
