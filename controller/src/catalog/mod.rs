@@ -27,6 +27,8 @@
 #![allow(dead_code)] // until the sync uses every type (this wave lands in parts)
 
 pub(crate) mod config;
+pub(crate) mod plan;
+pub(crate) mod proxmox;
 
 use std::net::IpAddr;
 
@@ -141,20 +143,23 @@ impl AddressOrigin {
 }
 
 /// A stored target's `source` as the API shows it; none for a hand-made target.
-/// (Filled in from `discovered` by the sync's record of what it saw.)
 pub(crate) fn target_source(
     t: &crate::store::targets::TargetRecord,
 ) -> Option<portcullis_proto::catalog::TargetSource> {
     let cluster = t.source.clone()?;
+    let seen = plan::Seen::of(t);
     Some(portcullis_proto::catalog::TargetSource {
         kind: "proxmox".into(),
         cluster,
         key: t.source_key.clone().unwrap_or_default(),
-        node: None,
-        guest_type: String::new(),
-        status: String::new(),
-        address_origin: None,
-        overrides: Vec::new(),
-        seen_at: 0,
+        node: seen.as_ref().and_then(|s| s.node.clone()),
+        guest_type: seen
+            .as_ref()
+            .map(|s| s.guest_type.clone())
+            .unwrap_or_default(),
+        status: seen.as_ref().map(|s| s.status.clone()).unwrap_or_default(),
+        address_origin: seen.as_ref().and_then(|s| s.address_origin.clone()),
+        overrides: plan::overrides(t),
+        seen_at: seen.map(|s| s.seen_at).unwrap_or(0),
     })
 }
