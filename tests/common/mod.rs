@@ -9,6 +9,7 @@ pub(crate) mod gateway;
 pub(crate) mod netns;
 pub(crate) mod pg;
 pub(crate) mod ports;
+pub(crate) mod proxmox;
 pub(crate) mod raw;
 pub(crate) mod recording;
 pub(crate) mod rsyslog;

@@ -1,0 +1,254 @@
+//! A fake Proxmox VE API in the test process: HTTPS on 127.0.0.1 with a CA of its own,
+//! serving `/api2/json/...` from a route table a test can change between syncs.
+//!
+//! It behaves as pveproxy does where the catalog depends on it (../shared notes on the
+//! Proxmox API): the `{"data": ...}` envelope; `Authorization: PVEAPIToken=USER@REALM!ID=SECRET`
+//! checked on every request, a refusal answered 401 after a delay (3 s, as Proxmox does);
+//! errors as old servers give them (the message only in the HTTP reason phrase, body
+//! `{"data":null}`) or as newer ones do (`message` in the body too). It refuses every
+//! method but GET (discovery only reads) and records every request, so a test can show
+//! what the controller asked. [`FakeProxmox::pause`] is an outage: the port is closed
+//! (connection refused) and open connections are dropped, until [`FakeProxmox::resume`]
+//! listens on the same port again.
+//!
+//! By default it serves a small cluster composed of the recorded answers in
+//! tests/fixtures/proxmox/ ([`cluster`]).
+
+pub(crate) mod cluster;
+mod server;
+mod tls;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The discovery token the fake accepts by default (a privilege-separated API token of a
+/// PVEAuditor user; the secret is a UUID, as Proxmox makes them).
+pub(crate) const TOKEN: &str = "portcullis@pve!discovery=5f0c2b7e-1c1f-4e0b-9d6a-3b2a7c9e4d11";
+
+/// One answer of the API: status, the reason phrase when it is not the standard one, and
+/// the body (JSON text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer {
+    pub status: u16,
+    pub reason: Option<String>,
+    pub body: String,
+}
+
+impl Answer {
+    /// 200 with `{"data": data}`.
+    pub(crate) fn data(data: Value) -> Answer {
+        Answer {
+            status: 200,
+            reason: None,
+            body: serde_json::json!({ "data": data }).to_string(),
+        }
+    }
+
+    /// 200 with a recorded body as it is.
+    pub(crate) fn recorded(body: String) -> Answer {
+        Answer {
+            status: 200,
+            reason: None,
+            body,
+        }
+    }
+
+    /// An error as servers before libpve-http-server-perl 5.2.0 give it: the message only in
+    /// the reason phrase (`HTTP/1.1 500 VM 102 is not running`), body `{"data":null}`
+    /// (tests/fixtures/proxmox/error_500_legacy_body.json).
+    pub(crate) fn reason_only(status: u16, message: &str) -> Answer {
+        Answer {
+            status,
+            reason: Some(message.to_owned()),
+            body: cluster::fixture("error_500_legacy_body.json"),
+        }
+    }
+
+    /// An error as newer servers give it: the reason phrase and `message` in the body, with
+    /// the trailing newline Proxmox adds (error_500_with_message_body.json's shape).
+    pub(crate) fn with_message(status: u16, message: &str) -> Answer {
+        Answer {
+            status,
+            reason: Some(message.to_owned()),
+            body: serde_json::json!({ "message": format!("{message}\n"), "data": null })
+                .to_string(),
+        }
+    }
+}
+
+/// A request the fake received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Request {
+    pub method: String,
+    /// After `/api2/json`, with the query (`/cluster/resources?type=vm`); the whole path
+    /// when it is not under `/api2/json`.
+    pub path: String,
+    /// Whether it carried the expected `PVEAPIToken`.
+    pub authorized: bool,
+}
+
+/// What the server task and the test share.
+pub(crate) struct State {
+    /// `/cluster/resources` entries (guests, nodes, storage): `/cluster/resources` and
+    /// `/cluster/resources?type=vm|node|storage` are made from them at each request,
+    /// unless `routes` has an answer for that exact path.
+    pub resources: Vec<Value>,
+    /// Path (after `/api2/json`, with the query) → answer.
+    pub routes: BTreeMap<String, Answer>,
+    pub requests: Vec<Request>,
+    /// The whole token (`USER@REALM!ID=SECRET`) the fake accepts.
+    pub token: String,
+    /// How long a 401 is held back.
+    pub unauthorized_delay: Duration,
+}
+
+/// The fake API, serving until dropped.
+pub(crate) struct FakeProxmox {
+    pub port: u16,
+    /// The CA (PEM) that issued the server certificate: the controller's `ca_file`.
+    pub ca_file: PathBuf,
+    /// The server certificate's SHA-256, colon-hex upper case as `GET /nodes` reports
+    /// `ssl_fingerprint`: the controller's `fingerprint`.
+    pub fingerprint: String,
+    state: Arc<Mutex<State>>,
+    tls: tokio_rustls::TlsAcceptor,
+    serving: Option<tokio::task::JoinHandle<()>>,
+    runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeProxmox {
+    /// Starts the fake with the default cluster ([`cluster::default_cluster`]).
+    pub(crate) fn start() -> FakeProxmox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls = tls::Tls::new();
+        let ca_file = dir.path().join("pve-root-ca.pem");
+        std::fs::write(&ca_file, &tls.ca_pem).expect("write the CA");
+        let (resources, routes) = cluster::default_cluster();
+        let state = Arc::new(Mutex::new(State {
+            resources,
+            routes,
+            requests: Vec::new(),
+            token: TOKEN.to_owned(),
+            unauthorized_delay: Duration::from_secs(3),
+        }));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("fake-proxmox")
+            .enable_all()
+            .build()
+            .expect("a runtime for the fake Proxmox API");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local addr").port();
+        let acceptor = tls.acceptor();
+        let serving = runtime.spawn(server::serve(listener, acceptor.clone(), state.clone()));
+        FakeProxmox {
+            port,
+            ca_file,
+            fingerprint: tls.fingerprint,
+            state,
+            tls: acceptor,
+            serving: Some(serving),
+            runtime,
+            _dir: dir,
+        }
+    }
+
+    /// `https://127.0.0.1:PORT`, as `urls` names it.
+    pub(crate) fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// Changes the fake's state (routes, resources, token, delay) under its lock.
+    pub(crate) fn with<T>(&self, change: impl FnOnce(&mut State) -> T) -> T {
+        let mut state = self.state.lock().expect("fake Proxmox state");
+        change(&mut state)
+    }
+
+    /// Sets the answer for `path` (after `/api2/json`, with any query).
+    pub(crate) fn set(&self, path: &str, answer: Answer) {
+        self.with(|s| s.routes.insert(path.to_owned(), answer));
+    }
+
+    /// Adds a guest or node entry to `/cluster/resources` (replacing one of the same `id`).
+    pub(crate) fn put_resource(&self, entry: Value) {
+        self.with(|s| {
+            s.resources.retain(|e| e["id"] != entry["id"]);
+            s.resources.push(entry);
+        });
+    }
+
+    /// Adds a guest: its `/cluster/resources` entry and the route of its config (as
+    /// [`cluster::cloud_init_guest`] makes them).
+    pub(crate) fn put_guest(&self, (entry, config_path, config): (Value, String, Answer)) {
+        self.put_resource(entry);
+        self.set(&config_path, config);
+    }
+
+    /// Removes the `/cluster/resources` entry `id` (`qemu/100`): the guest is gone.
+    pub(crate) fn remove_resource(&self, id: &str) {
+        self.with(|s| {
+            let before = s.resources.len();
+            s.resources.retain(|e| e["id"] != id);
+            assert!(s.resources.len() < before, "no resource {id} to remove");
+        });
+    }
+
+    /// Every request so far.
+    pub(crate) fn requests(&self) -> Vec<Request> {
+        self.with(|s| s.requests.clone())
+    }
+
+    /// Forgets the requests so far.
+    pub(crate) fn clear_requests(&self) {
+        self.with(|s| s.requests.clear());
+    }
+
+    /// An outage: closes the port (new connections are refused) and drops the open ones.
+    pub(crate) fn pause(&mut self) {
+        if let Some(serving) = self.serving.take() {
+            serving.abort();
+            // Once the task is gone, so are its listener and connections.
+            let _ = self.runtime.block_on(serving);
+        }
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err(),
+            "the paused fake Proxmox API still accepts connections"
+        );
+    }
+
+    /// Ends an outage: listens on the same port again.
+    pub(crate) fn resume(&mut self) {
+        if self.serving.is_some() {
+            return;
+        }
+        let port = self.port;
+        let listener = super::wait::poll(
+            &format!("the fake Proxmox API to listen on port {port} again"),
+            Duration::from_secs(10),
+            || {
+                self.runtime
+                    .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
+            },
+        );
+        self.serving = Some(self.runtime.spawn(server::serve(
+            listener,
+            self.tls.clone(),
+            self.state.clone(),
+        )));
+    }
+}
+
+impl Drop for FakeProxmox {
+    fn drop(&mut self) {
+        if let Some(serving) = self.serving.take() {
+            serving.abort();
+        }
+    }
+}
