@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -119,4 +120,141 @@ fn proxmoxer_reads_the_recorded_answers_from_the_fake() {
     assert!(requests
         .iter()
         .any(|r| r.path == "/cluster/resources?type=vm"));
+}
+
+/// `curl` against the fake: (status line, body) of `GET PATH` with `token` (none: no
+/// Authorization header), verifying the fake's certificate with its CA file.
+fn curl_fake(
+    fake: &FakeProxmox,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (String, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-i", "--max-time", "20", "--cacert"])
+        .arg(&fake.ca_file)
+        .args(["-X", method])
+        .arg(format!("{}/api2/json{path}", fake.url()));
+    if let Some(t) = token {
+        cmd.arg("-H").arg(format!("Authorization: PVEAPIToken={t}"));
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "curl {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// The fake itself: a refused token is answered 401 only after the configured delay, and
+/// the delay holds back that request alone; only GET is served; an error's message can be
+/// in the reason phrase alone; and an outage closes the port until it resumes on the same
+/// one. The fake's certificate is the one its fingerprint names.
+#[test]
+fn the_fake_delays_refusals_serves_only_get_and_goes_dark_in_an_outage() {
+    let mut fake = FakeProxmox::start();
+    fake.with(|s| s.unauthorized_delay = std::time::Duration::from_millis(1500));
+    let (status, body) = curl_fake(&fake, "GET", "/nodes", Some(TOKEN));
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["data"], fixture_data("nodes.json"));
+
+    // A wrong token waits out the delay; a good request meanwhile does not.
+    let wrong = std::thread::spawn({
+        let url = fake.url();
+        let ca = fake.ca_file.clone();
+        move || {
+            let start = std::time::Instant::now();
+            let out = Command::new("curl")
+                .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+                .arg(ca)
+                .args([
+                    "-H",
+                    "Authorization: PVEAPIToken=portcullis@pve!discovery=wrong",
+                ])
+                .arg(format!("{url}/api2/json/nodes"))
+                .output()
+                .unwrap();
+            (
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                start.elapsed(),
+            )
+        }
+    });
+    let start = std::time::Instant::now();
+    while !fake.requests().iter().any(|r| !r.authorized) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "the wrong token's request never came"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let quick = std::time::Instant::now();
+    let (status, _) = curl_fake(&fake, "GET", "/cluster/status", Some(TOKEN));
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        quick.elapsed() < std::time::Duration::from_millis(1000),
+        "{:?}",
+        quick.elapsed()
+    );
+    let (code, took) = wrong.join().unwrap();
+    assert_eq!(code, "401");
+    assert!(took >= std::time::Duration::from_millis(1500), "{took:?}");
+    let (status, _) = curl_fake(&fake, "GET", "/nodes", None);
+    assert_eq!(status, "HTTP/1.1 401 No ticket");
+
+    let (status, _) = curl_fake(
+        &fake,
+        "POST",
+        "/nodes/node1/qemu/100/status/start",
+        Some(TOKEN),
+    );
+    assert!(status.starts_with("HTTP/1.1 405"), "{status}");
+    let (status, body) = curl_fake(
+        &fake,
+        "GET",
+        "/nodes/node3/qemu/112/agent/network-get-interfaces",
+        Some(TOKEN),
+    );
+    assert_eq!(status, "HTTP/1.1 500 QEMU guest agent is not running");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body, serde_json::json!({ "data": null }));
+    let (status, _) = curl_fake(&fake, "GET", "/nodes/node9/qemu/999/config", Some(TOKEN));
+    assert!(status.starts_with("HTTP/1.1 501 Method 'GET"), "{status}");
+
+    // The certificate served is the one `fingerprint` pins.
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect"])
+        .arg(format!("127.0.0.1:{}", fake.port))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let mut x509 = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    x509.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let said = String::from_utf8_lossy(&x509.wait_with_output().unwrap().stdout).into_owned();
+    assert!(
+        said.contains(&fake.fingerprint),
+        "{said} vs {}",
+        fake.fingerprint
+    );
+
+    fake.pause();
+    let refused = std::net::TcpStream::connect(("127.0.0.1", fake.port));
+    assert!(refused.is_err(), "the port still accepts during the outage");
+    fake.resume();
+    let (status, _) = curl_fake(&fake, "GET", "/nodes", Some(TOKEN));
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let methods: Vec<String> = fake.requests().iter().map(|r| r.method.clone()).collect();
+    assert!(methods.contains(&"POST".to_owned()), "{methods:?}");
 }
