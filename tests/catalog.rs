@@ -7,12 +7,20 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
-use common::proxmox::cluster::fixture_data;
+use serde_json::Value;
+
+use common::dev::{curl, Dev};
+use common::proxmox::cluster::{cloud_init_guest, fixture_data};
 use common::proxmox::{FakeProxmox, TOKEN};
+use common::sshd::{login_user, Sshd};
+use common::wait::poll;
 
 /// A Python with proxmoxer and requests, which scripts/test installs (there is no skip: a
 /// missing one fails the test).
@@ -257,4 +265,1016 @@ fn the_fake_delays_refusals_serves_only_get_and_goes_dark_in_an_outage() {
     assert_eq!(status, "HTTP/1.1 200 OK");
     let methods: Vec<String> = fake.requests().iter().map(|r| r.method.clone()).collect();
     assert!(methods.contains(&"POST".to_owned()), "{methods:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// A controller syncing from the fake.
+// ---------------------------------------------------------------------------------------
+
+/// The cluster's name in `[[catalog.proxmox]]`.
+const CLUSTER: &str = "lab";
+
+/// Guests at loopback addresses where the lab's sshd listens: targets sessions can reach.
+const SSH_GUESTS: [(u32, &str, &str); 2] =
+    [(130, "web-1", "127.0.0.3"), (131, "web-2", "127.0.0.4")];
+
+/// How the controller checks the fake's certificate.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    CaFile,
+    Fingerprint,
+}
+
+/// The zones of the fake cluster's addresses (tests/common/proxmox/cluster.rs), and a
+/// loopback zone for the client, the worker and the sshd guests. `ssh` is the sshd's port.
+fn policy(ssh_port: u16) -> String {
+    format!(
+        r#"[settings]
+description = "catalog tests: the fake Proxmox cluster's zones"
+broker_zone = "LOCAL"
+
+[[zone]]
+name = "LOCAL"
+trust = "high"
+cidrs = ["127.0.0.0/8"]
+
+[[zone]]
+name = "PVE-MGMT"
+trust = "medium"
+cidrs = ["192.168.1.0/29"]
+
+[[zone]]
+name = "LAB"
+trust = "low"
+cidrs = ["192.168.1.0/24"]
+pools = ["test-pool"]
+
+[[zone]]
+name = "SECURE"
+trust = "high"
+cidrs = ["10.99.0.0/16"]
+tags = ["secure"]
+
+[[zone]]
+name = "AGENT"
+trust = "low"
+cidrs = ["10.0.0.0/24"]
+guest_reported_addresses = true
+
+[[zone]]
+name = "NOAGENT"
+trust = "low"
+cidrs = ["10.0.1.0/24"]
+
+[[zone]]
+name = "CT"
+trust = "low"
+cidrs = ["192.168.3.0/24"]
+guest_reported_addresses = true
+
+[[service]]
+name = "ssh"
+ports = [{ssh_port}]
+
+[[service]]
+name = "proxmox-api"
+ports = [8006]
+
+[[service]]
+name = "echo"
+ports = "any"
+
+[[cell]]
+from = "LOCAL"
+to = "LOCAL"
+access = "allow"
+services = ["ssh", "echo"]
+
+{cells}
+[[role]]
+name = "admin"
+groups = ["admins"]
+permissions = ["targets:admin", "workers:admin", "sessions:read-all", "sessions:cancel-any", "policy:reload", "audit:read", "users:revoke"]
+
+[[role.grant]]
+zones = ["*"]
+services = ["*"]
+logins = ["{{{{preferred_username}}}}"]
+"#,
+        cells = ["PVE-MGMT", "LAB", "SECURE", "AGENT", "NOAGENT", "CT"]
+            .iter()
+            .map(|z| format!(
+                "[[cell]]\nfrom = \"LOCAL\"\nto = \"{z}\"\naccess = \"allow\"\nservices = [\"ssh\", \"proxmox-api\"]\n\n"
+            ))
+            .collect::<String>()
+    )
+}
+
+/// The fake, an sshd at the loopback guests' addresses, and `portcullis dev` whose
+/// controller syncs the fake (`[[catalog.proxmox]]`, every hour: the tests sync on demand).
+struct Lab {
+    fake: FakeProxmox,
+    dev: Dev,
+    sshd: Sshd,
+    work: tempfile::TempDir,
+}
+
+impl Lab {
+    fn start(trust: Trust) -> Lab {
+        let fake = FakeProxmox::start();
+        for (vmid, name, ip) in SSH_GUESTS {
+            fake.put_guest(cloud_init_guest(vmid, name, "node1", ip, None));
+        }
+        let work = tempfile::tempdir().unwrap();
+        let w = work.path();
+        // sshd first (its port is the policy's ssh port), trusting a throw-away CA until
+        // the controller's exists: sshd reads its CA file at each login.
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(w.join("placeholder_ca"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let placeholder = std::fs::read_to_string(w.join("placeholder_ca.pub")).unwrap();
+        let user = login_user();
+        let listen: String = SSH_GUESTS
+            .iter()
+            .map(|(_, _, ip)| format!("ListenAddress {ip}\n"))
+            .collect();
+        let sshd = Sshd::start_configured(&placeholder, &[&user], None, &listen);
+        std::fs::write(w.join("policy.toml"), policy(sshd.port)).unwrap();
+        let token_file = w.join("proxmox.token");
+        std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let trust = match trust {
+            Trust::CaFile => format!("ca_file = \"{}\"", fake.ca_file.display()),
+            Trust::Fingerprint => format!("fingerprint = \"{}\"", fake.fingerprint),
+        };
+        std::fs::write(
+            w.join("controller.toml"),
+            format!(
+                "[[catalog.proxmox]]\nname = \"{CLUSTER}\"\nurls = [\"{}\"]\ntoken_file = \"{}\"\n{trust}\n\
+                 interval = \"1h\"\ndefault_services = {{ \"*\" = [\"ssh\"], \"PVE-MGMT\" = [] }}\n",
+                fake.url(),
+                token_file.display()
+            ),
+        )
+        .unwrap();
+        let dev = Dev::start(&[
+            "--user",
+            &user,
+            "--worker-egress",
+            "127.0.0.2",
+            "--policy",
+            w.join("policy.toml").to_str().unwrap(),
+            "--config",
+            w.join("controller.toml").to_str().unwrap(),
+        ]);
+        let (code, ca) = curl(&dev, "GET", "/v1/ssh/ca", None, None);
+        assert_eq!(code, 200, "{ca}");
+        std::fs::write(sshd.path("ca.pub"), format!("{}\n", ca.trim())).unwrap();
+        let lab = Lab {
+            fake,
+            dev,
+            sshd,
+            work,
+        };
+        // The controller syncs once as it starts: let that finish, so that each test's own
+        // syncs are not refused as busy.
+        poll(
+            "the controller's first sync of the fake cluster",
+            Duration::from_secs(60),
+            || {
+                let status = lab.catalog();
+                if status["last_attempt_at"].is_u64() {
+                    Ok(())
+                } else {
+                    Err(status.to_string())
+                }
+            },
+        );
+        lab
+    }
+
+    /// A `portcullis` command of the dev stack's user.
+    fn cli(&self) -> Command {
+        self.dev.cli()
+    }
+
+    /// Runs `portcullis ARGS`: (success, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self.cli().args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs `portcullis ARGS`, which must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, stdout, stderr) = self.run(args);
+        assert!(ok, "portcullis {args:?} failed:\n{stdout}\n{stderr}");
+        stdout
+    }
+
+    /// `portcullis catalog sync --json`, which must succeed: this cluster's report.
+    fn sync(&self) -> Value {
+        let report: Value = serde_json::from_str(&self.ok(&["catalog", "sync", "--json"])).unwrap();
+        cluster_of(&report)
+    }
+
+    /// `portcullis targets list --json`.
+    fn targets(&self) -> Vec<Value> {
+        let v: Value = serde_json::from_str(&self.ok(&["targets", "list", "--json"])).unwrap();
+        v.as_array().unwrap().clone()
+    }
+
+    /// The discovered targets, by source key.
+    fn discovered(&self) -> BTreeMap<String, Value> {
+        self.targets()
+            .into_iter()
+            .filter_map(|t| {
+                let key = t["source"]["key"].as_str()?.to_owned();
+                Some((key, t))
+            })
+            .collect()
+    }
+
+    /// `portcullis catalog list --json`: this cluster's status.
+    fn catalog(&self) -> Value {
+        let v: Value = serde_json::from_str(&self.ok(&["catalog", "list", "--json"])).unwrap();
+        cluster_of(&v)
+    }
+
+    /// Audit events of `kind`, newest first, through the API.
+    fn audit(&self, kind: &str) -> Vec<Value> {
+        let token = self.dev.var("PORTCULLIS_TOKEN");
+        let (code, text) = curl(
+            &self.dev,
+            "GET",
+            &format!("/v1/audit?limit=1000&type={kind}"),
+            Some(&token),
+            None,
+        );
+        assert_eq!(code, 200, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        v["items"].as_array().unwrap().clone()
+    }
+
+    /// How many audit events there are.
+    fn audit_count(&self) -> usize {
+        let token = self.dev.var("PORTCULLIS_TOKEN");
+        let (code, text) = curl(&self.dev, "GET", "/v1/audit?limit=1000", Some(&token), None);
+        assert_eq!(code, 200, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        v["items"].as_array().unwrap().len()
+    }
+}
+
+/// The entry of [`CLUSTER`] in a `clusters` list (a sync report, the catalog's status).
+fn cluster_of(v: &Value) -> Value {
+    v["clusters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no clusters in {v}"))
+        .iter()
+        .find(|c| c["cluster"] == CLUSTER)
+        .unwrap_or_else(|| panic!("no cluster {CLUSTER} in {v}"))
+        .clone()
+}
+
+/// The changes of `kind` in a sync report, by key.
+fn changes(report: &Value, kind: &str) -> BTreeSet<String> {
+    report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == kind)
+        .map(|c| c["key"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Runs `connect NAME --exec true`, which must be refused; its stderr.
+fn connect_refused(lab: &Lab, name: &str) -> String {
+    let (ok, stdout, stderr) = lab.run(&["connect", name, "--exec", "true"]);
+    assert!(!ok, "connect {name} was allowed:\n{stdout}\n{stderr}");
+    stderr
+}
+
+/// The fixtures' guests become targets with the address their config gives (cloud-init,
+/// LXC `ip=`), or, only in a zone with `guest_reported_addresses = true`, the one their
+/// agent or container interfaces report (legacy `inet` and 5.2.6 `ip-addresses[]` shapes,
+/// loopback, link-local and docker skipped); the zone always from the address. Agent
+/// failures (not running as a reason phrase only, not configured as a body message,
+/// `Unsupported`) leave the guest without an address, refused with a reason; a tag of
+/// another zone is refused and audited; templates and stopped guests are listed
+/// unavailable and refused at connect; the nodes are `proxmox-api` targets.
+#[test]
+fn the_fixtures_guests_map_to_targets_addresses_and_zones() {
+    let lab = Lab::start(Trust::CaFile);
+    let report = lab.sync();
+    assert_eq!(report["outcome"], "ok", "{report}");
+    let found = lab.discovered();
+    let ssh = lab.sshd.port;
+    let expect = |key: &str, ip: &str, zone: &str, origin: &str, status: &str, available: bool| {
+        let t = found
+            .get(key)
+            .unwrap_or_else(|| panic!("no target for {key}; the discovered: {:?}", found.keys()));
+        let port = if key.starts_with("node/") { 8006 } else { ssh };
+        assert_eq!(t["address"], format!("{ip}:{port}"), "{key}: {t}");
+        assert_eq!(t["zone"], zone, "{key}: {t}");
+        assert_eq!(t["source"]["cluster"], CLUSTER, "{key}: {t}");
+        assert_eq!(t["source"]["address_origin"], origin, "{key}: {t}");
+        assert_eq!(t["source"]["status"], status, "{key}: {t}");
+        assert_eq!(t["available"], available, "{key}: {t}");
+        t.clone()
+    };
+    let server1 = expect(
+        "qemu/100",
+        "192.168.1.10",
+        "LAB",
+        "cloud-init",
+        "running",
+        true,
+    );
+    assert_eq!(server1["name"], "server1");
+    assert_eq!(server1["service"], "ssh");
+    assert_eq!(server1["vmid"], 100);
+    assert_eq!(server1["source"]["node"], "node2");
+    expect(
+        "qemu/101",
+        "192.168.1.11",
+        "LAB",
+        "cloud-init",
+        "template",
+        false,
+    );
+    expect(
+        "qemu/102",
+        "192.168.1.12",
+        "LAB",
+        "cloud-init",
+        "stopped",
+        false,
+    );
+    expect(
+        "qemu/110",
+        "10.0.0.10",
+        "AGENT",
+        "guest-agent",
+        "running",
+        true,
+    );
+    let pooled = expect(
+        "qemu/121",
+        "192.168.1.21",
+        "LAB",
+        "cloud-init",
+        "running",
+        true,
+    );
+    assert_eq!(pooled["pool"], "test-pool");
+    assert_eq!(pooled["tags"], serde_json::json!(["prod", "web"]));
+    let ct = expect(
+        "lxc/300",
+        "192.168.3.95",
+        "CT",
+        "lxc-interfaces",
+        "running",
+        true,
+    );
+    assert_eq!(ct["name"], "ct-test-1");
+    assert_eq!(ct["source"]["guest_type"], "lxc");
+    expect(
+        "lxc/301",
+        "192.168.3.50",
+        "CT",
+        "lxc-config",
+        "running",
+        true,
+    );
+    expect(
+        "lxc/302",
+        "192.168.3.96",
+        "CT",
+        "lxc-interfaces",
+        "running",
+        true,
+    );
+    expect(
+        "qemu/130",
+        "127.0.0.3",
+        "LOCAL",
+        "cloud-init",
+        "running",
+        true,
+    );
+    for n in 1..=4 {
+        let node = expect(
+            &format!("node/node{n}"),
+            &format!("192.168.1.{n}"),
+            "PVE-MGMT",
+            "cluster-status",
+            "online",
+            true,
+        );
+        assert_eq!(node["service"], "proxmox-api", "{node}");
+        assert_eq!(node["source"]["guest_type"], "node", "{node}");
+    }
+    // Refused: no target, a reason in the catalog.
+    let refused = [
+        "qemu/111", "qemu/112", "qemu/113", "qemu/114", "qemu/120", "qemu/200",
+    ];
+    for key in refused {
+        assert!(
+            !found.contains_key(key),
+            "{key} became a target: {}",
+            found[key]
+        );
+    }
+    let status = lab.catalog();
+    assert_eq!(status["stale"], false, "{status}");
+    let reasons = status["refused"].as_object().unwrap();
+    for key in refused {
+        let reason = reasons
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no refusal of {key} in {status}"));
+        assert!(!reason.is_empty(), "{key}");
+    }
+    assert!(
+        reasons["qemu/111"]
+            .as_str()
+            .unwrap()
+            .contains("guest_reported_addresses"),
+        "{status}"
+    );
+    assert!(
+        reasons["qemu/120"].as_str().unwrap().contains("secure"),
+        "{status}"
+    );
+    let catalog_targets = status["targets"].as_array().unwrap();
+    assert_eq!(catalog_targets.len(), found.len(), "{status}");
+
+    // Every refusal is audited once, with its reason.
+    let events = lab.audit("catalog_guest_refused");
+    for key in refused {
+        let n = events
+            .iter()
+            .filter(|e| e["details"]["source_key"] == key)
+            .count();
+        assert_eq!(n, 1, "{key}: {events:?}");
+    }
+    let tagged = events
+        .iter()
+        .find(|e| e["details"]["source_key"] == "qemu/120")
+        .unwrap();
+    assert!(
+        tagged["reason"].as_str().unwrap().contains("secure"),
+        "{tagged}"
+    );
+    assert_eq!(tagged["details"]["address"], "192.168.1.20", "{tagged}");
+    // Each target added is audited too.
+    let added: BTreeSet<String> = lab
+        .audit("catalog_target_added")
+        .iter()
+        .map(|e| e["details"]["source_key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(added, found.keys().cloned().collect(), "added events");
+
+    // A second sync changes nothing and audits no refusal again.
+    let again = lab.sync();
+    assert_eq!(again["changes"], serde_json::json!([]), "{again}");
+    assert_eq!(lab.audit("catalog_guest_refused").len(), events.len());
+
+    // Templates and stopped guests are listed, not connectable; a running one is.
+    for name in ["leap154", "machine-test"] {
+        let said = connect_refused(&lab, name);
+        assert!(!said.trim().is_empty(), "{name}");
+    }
+    let (ok, stdout, stderr) = lab.run(&["connect", "web-1", "--exec", "true"]);
+    assert!(ok, "connect web-1:\n{stdout}\n{stderr}");
+
+    // `targets list --source` tells discovered and hand-made targets apart.
+    let by_cluster: Value =
+        serde_json::from_str(&lab.ok(&["targets", "list", "--source", CLUSTER, "--json"])).unwrap();
+    assert_eq!(by_cluster.as_array().unwrap().len(), found.len());
+    let manual: Value =
+        serde_json::from_str(&lab.ok(&["targets", "list", "--source", "manual", "--json"]))
+            .unwrap();
+    assert!(
+        manual
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["source"].is_null()),
+        "{manual}"
+    );
+}
+
+/// `catalog sync --dry-run` prints what a sync would change (a guest gone, one new, an
+/// address changed) and changes nothing: the targets and the audit log stay as they were.
+/// The real sync then makes exactly those changes. (The controller pins the fake's
+/// certificate by its fingerprint here.)
+#[test]
+fn a_dry_run_prints_the_diff_and_changes_nothing() {
+    let lab = Lab::start(Trust::Fingerprint);
+    assert_eq!(lab.sync()["outcome"], "ok");
+    let before = lab.targets();
+    let events = lab.audit_count();
+
+    lab.fake.remove_resource("qemu/121");
+    lab.fake.put_guest(cloud_init_guest(
+        140,
+        "new-vm",
+        "node2",
+        "192.168.1.40",
+        None,
+    ));
+    lab.fake.set(
+        "/nodes/node2/qemu/100/config",
+        common::proxmox::Answer::data(common::proxmox::cluster::qemu_config(serde_json::json!({
+            "name": "server1", "ipconfig0": "ip=192.168.1.15/24,gw=192.168.1.1" }))),
+    );
+
+    let (ok, text, stderr) = lab.run(&["catalog", "sync", "--dry-run"]);
+    assert!(ok, "{text}\n{stderr}");
+    for word in ["pooled-vm", "new-vm", "server1", "192.168.1.15"] {
+        assert!(
+            text.contains(word),
+            "the dry run's diff lacks {word}:\n{text}"
+        );
+    }
+    let dry: Value =
+        serde_json::from_str(&lab.ok(&["catalog", "sync", "--dry-run", "--json"])).unwrap();
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    let dry = cluster_of(&dry);
+    assert_eq!(
+        changes(&dry, "removed"),
+        BTreeSet::from(["qemu/121".to_owned()]),
+        "{dry}"
+    );
+    assert_eq!(
+        changes(&dry, "added"),
+        BTreeSet::from(["qemu/140".to_owned()]),
+        "{dry}"
+    );
+    assert_eq!(
+        changes(&dry, "changed"),
+        BTreeSet::from(["qemu/100".to_owned()]),
+        "{dry}"
+    );
+    assert_eq!(lab.targets(), before, "a dry run changed the targets");
+    assert_eq!(
+        lab.audit_count(),
+        events,
+        "a dry run wrote to the audit log"
+    );
+
+    let real = lab.sync();
+    assert_eq!(
+        changes(&real, "removed"),
+        changes(&dry, "removed"),
+        "{real}"
+    );
+    assert_eq!(changes(&real, "added"), changes(&dry, "added"), "{real}");
+    assert_eq!(
+        changes(&real, "changed"),
+        changes(&dry, "changed"),
+        "{real}"
+    );
+    let found = lab.discovered();
+    assert!(!found.contains_key("qemu/121"));
+    assert_eq!(
+        found["qemu/140"]["address"],
+        format!("192.168.1.40:{}", lab.sshd.port)
+    );
+    assert_eq!(
+        found["qemu/100"]["address"],
+        format!("192.168.1.15:{}", lab.sshd.port)
+    );
+    let changed = lab.audit("catalog_target_changed");
+    assert!(
+        changed
+            .iter()
+            .any(|e| e["details"]["source_key"] == "qemu/100"),
+        "{changed:?}"
+    );
+    let removed = lab.audit("catalog_target_removed");
+    let gone = removed
+        .iter()
+        .find(|e| e["details"]["source_key"] == "qemu/121")
+        .unwrap_or_else(|| panic!("{removed:?}"));
+    assert_eq!(gone["reason"], "gone", "{gone}");
+}
+
+/// A guest that disappears from the cluster ends its live session at the next sync, as a
+/// policy change does (`policy_changed`).
+#[test]
+fn a_removed_guests_live_session_ends() {
+    let lab = Lab::start(Trust::CaFile);
+    assert_eq!(lab.sync()["outcome"], "ok");
+    let listener = common::client::listen(lab.cli(), "web-1");
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", listener.port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut banner = [0u8; 8];
+    std::io::Read::read_exact(&mut conn, &mut banner).unwrap();
+    assert_eq!(&banner, b"SSH-2.0-", "the sshd behind web-1 answers");
+    // The other guest's session stays.
+    let other = common::client::listen(lab.cli(), "web-2");
+
+    lab.fake.remove_resource("qemu/130");
+    let report = lab.sync();
+    assert_eq!(
+        changes(&report, "removed"),
+        BTreeSet::from(["qemu/130".to_owned()]),
+        "{report}"
+    );
+    assert_eq!(report["sessions_ended"], 1, "{report}");
+    let token = lab.dev.var("PORTCULLIS_TOKEN");
+    let session = |id: &str| -> Value {
+        let (_, text) = curl(
+            &lab.dev,
+            "GET",
+            &format!("/v1/sessions/{id}"),
+            Some(&token),
+            None,
+        );
+        serde_json::from_str(&text).unwrap()
+    };
+    let ended = poll(
+        "the removed guest's session to end",
+        Duration::from_secs(30),
+        || {
+            let s = session(&listener.session_id);
+            match s["state"].as_str() {
+                Some("pending" | "active") | None => Err(s.to_string()),
+                Some(_) => Ok(s),
+            }
+        },
+    );
+    assert_eq!(ended["termination_reason"], "policy_changed", "{ended}");
+    common::client::closes_within(&mut conn, Duration::from_secs(30));
+    let kept = session(&other.session_id);
+    assert!(
+        matches!(kept["state"].as_str(), Some("pending" | "active")),
+        "{kept}"
+    );
+    assert!(
+        lab.targets().iter().all(|t| t["name"] != "web-1"),
+        "web-1 is still a target"
+    );
+}
+
+/// An outage keeps the last good catalog and says so: the sync fails (non-zero exit, the
+/// error printed), the targets stay, `catalog list` shows the catalog stale with the error,
+/// `catalog_sync_failed` is audited; once the API is back a sync succeeds again.
+#[test]
+fn an_outage_keeps_the_last_good_catalog_and_says_so() {
+    let mut lab = Lab::start(Trust::CaFile);
+    assert_eq!(lab.sync()["outcome"], "ok");
+    let before = lab.targets();
+    lab.fake.pause();
+
+    let (ok, stdout, stderr) = lab.run(&["catalog", "sync"]);
+    assert!(
+        !ok,
+        "a sync during an outage succeeded:\n{stdout}\n{stderr}"
+    );
+    let said = format!("{stdout}{stderr}");
+    assert!(
+        said.contains(&lab.fake.url()) || said.contains("no Proxmox API answered"),
+        "{said}"
+    );
+    assert_eq!(lab.targets(), before, "the outage changed the targets");
+    let status = lab.catalog();
+    assert_eq!(status["stale"], true, "{status}");
+    let error = status["last_error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(error.contains("no Proxmox API answered"), "{error}");
+    assert!(status["last_success_at"].is_u64(), "{status}");
+    let failed = lab.audit("catalog_sync_failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["details"]["cluster"], CLUSTER);
+    assert_eq!(
+        failed[0]["details"]["kept_targets"].as_u64(),
+        Some(lab.discovered().len() as u64),
+        "{}",
+        failed[0]
+    );
+    let (text_ok, list, _) = lab.run(&["catalog", "list"]);
+    assert!(text_ok);
+    assert!(list.to_lowercase().contains("stale"), "{list}");
+
+    lab.fake.resume();
+    let report = lab.sync();
+    assert_eq!(report["outcome"], "ok", "{report}");
+    assert_eq!(report["changes"], serde_json::json!([]), "{report}");
+    let status = lab.catalog();
+    assert_eq!(status["stale"], false, "{status}");
+    assert!(status["last_error"].is_null(), "{status}");
+}
+
+/// Discovery only reads: every request the controller sent was a GET carrying the
+/// discovery token. A token Proxmox refuses fails the sync with a sentence about the token,
+/// after Proxmox's 3 s delay, which holds up nothing else; nothing changes.
+#[test]
+fn discovery_only_reads_with_the_token_and_a_refused_token_changes_nothing() {
+    let lab = Lab::start(Trust::CaFile);
+    assert_eq!(lab.sync()["outcome"], "ok");
+    let requests = lab.fake.requests();
+    assert!(
+        requests.iter().all(|r| r.method == "GET" && r.authorized),
+        "{requests:?}"
+    );
+    for path in ["/cluster/resources?type=vm", "/nodes/node2/qemu/100/config"] {
+        assert!(
+            requests.iter().any(|r| r.path == path),
+            "no GET {path}: {requests:?}"
+        );
+    }
+
+    let before = lab.targets();
+    let events = lab.audit_count();
+    // Proxmox no longer accepts the controller's token (revoked, expired).
+    lab.fake
+        .with(|s| s.token = "portcullis@pve!discovery=00000000-0000-0000-0000-000000000000".into());
+    lab.fake.clear_requests();
+    let started = std::time::Instant::now();
+    let sync = lab.cli().args(["catalog", "sync"]).output();
+    let took = started.elapsed();
+    let out = sync.unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("401") && said.to_lowercase().contains("token"),
+        "{said}"
+    );
+    assert!(
+        took >= Duration::from_secs(3),
+        "the 401 came back in {took:?}"
+    );
+    let requests = lab.fake.requests();
+    assert!(
+        !requests.is_empty() && requests.iter().all(|r| r.method == "GET" && !r.authorized),
+        "{requests:?}"
+    );
+    assert_eq!(lab.targets(), before);
+    let failed = lab.audit("catalog_sync_failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0]["reason"].as_str().unwrap().contains("401"),
+        "{}",
+        failed[0]
+    );
+    assert_eq!(
+        lab.audit_count(),
+        events + 1,
+        "only catalog_sync_failed is new"
+    );
+    assert!(
+        !failed[0].to_string().contains("5f0c2b7e"),
+        "the token's secret is in an event"
+    );
+}
+
+/// While a sync waits out Proxmox's delayed 401, the controller goes on answering.
+#[test]
+fn a_delayed_refusal_holds_up_nothing_else() {
+    let lab = Lab::start(Trust::CaFile);
+    lab.fake.with(|s| {
+        s.token = "portcullis@pve!discovery=00000000-0000-0000-0000-000000000000".into();
+        s.unauthorized_delay = Duration::from_secs(6);
+    });
+    lab.fake.clear_requests();
+    let mut sync = lab.cli().args(["catalog", "sync"]).spawn().unwrap();
+    poll("the sync's first request", Duration::from_secs(10), || {
+        if lab.fake.requests().is_empty() {
+            Err("none yet")
+        } else {
+            Ok(())
+        }
+    });
+    let quick = std::time::Instant::now();
+    lab.targets();
+    lab.catalog();
+    assert!(
+        quick.elapsed() < Duration::from_secs(3),
+        "the API waited for the sync: {:?}",
+        quick.elapsed()
+    );
+    assert!(
+        sync.try_wait().unwrap().is_none(),
+        "the sync ended before Proxmox answered"
+    );
+    let status = sync.wait().unwrap();
+    assert!(!status.success());
+}
+
+/// The directory of Ansible's commands (scripts/test installs ansible-core and exports
+/// `PORTCULLIS_TEST_ANSIBLE_PLAYBOOK`).
+fn ansible_bin() -> PathBuf {
+    let playbook = std::env::var("PORTCULLIS_TEST_ANSIBLE_PLAYBOOK").map_or_else(
+        |_| {
+            let home = std::env::var("HOME").unwrap();
+            std::path::Path::new(&home).join(".cache/portcullis-test/ansible/bin/ansible-playbook")
+        },
+        PathBuf::from,
+    );
+    assert!(
+        playbook.exists(),
+        "ansible-playbook not found at {}: run the suite with scripts/test, which installs ansible-core",
+        playbook.display()
+    );
+    playbook.parent().unwrap().to_owned()
+}
+
+/// `bash -c LINE` with the dev stack's environment, `portcullis` on PATH and Ansible's
+/// settings under `dir`; (success, stdout, stderr).
+fn bash(lab: &Lab, dir: &std::path::Path, line: &str) -> (bool, String, String) {
+    let portcullis_dir = std::path::Path::new(common::dev::bin()).parent().unwrap();
+    let path = format!(
+        "{}:{}:{}",
+        ansible_bin().display(),
+        portcullis_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(line)
+        .envs(lab.dev.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("PORTCULLIS_LOG", "warn")
+        .env("PATH", path)
+        .env("XDG_RUNTIME_DIR", dir)
+        .env("ANSIBLE_CONFIG", dir.join("ansible.cfg"))
+        .env("ANSIBLE_LOCAL_TEMP", dir.join("tmp"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The hosts of an `ansible-inventory --list` group.
+fn group(listed: &Value, name: &str) -> BTreeSet<String> {
+    listed[name]["hosts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no group {name} in {listed}"))
+        .iter()
+        .map(|h| h.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `ansible-inventory -i <(portcullis inventory --ansible) --list` accepts the inventory
+/// and groups the discovered guests by zone, tag, pool, node and cluster; a playbook given
+/// the same inventory runs a command on two discovered guests through Portcullis (sshd
+/// names the session certificates, the connections come from the worker). The host keys
+/// pinned on those targets by hand are overrides the next sync keeps.
+#[test]
+fn ansible_reads_the_inventory_and_runs_a_playbook_on_discovered_guests() {
+    let lab = Lab::start(Trust::CaFile);
+    assert_eq!(lab.sync()["outcome"], "ok");
+    for (_, name, _) in SSH_GUESTS {
+        lab.ok(&[
+            "targets",
+            "update",
+            name,
+            "--ssh-host-key",
+            &lab.sshd.host_key_pub,
+        ]);
+    }
+    let report = lab.sync();
+    assert_eq!(report["changes"], serde_json::json!([]), "{report}");
+    let found = lab.discovered();
+    let web1 = &found["qemu/130"];
+    assert_eq!(
+        web1["ssh_host_keys"],
+        serde_json::json!([lab.sshd.host_key_pub]),
+        "{web1}"
+    );
+    assert!(
+        web1["source"]["overrides"]
+            .to_string()
+            .contains("ssh_host_keys"),
+        "{web1}"
+    );
+
+    let dir = lab.work.path().join("ansible");
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    std::fs::write(
+        dir.join("ansible.cfg"),
+        "[defaults]\nforks = 2\nhost_key_checking = True\n\
+         [ssh_connection]\nssh_args = -o ControlMaster=no -o ControlPersist=no\npipelining = True\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = bash(
+        &lab,
+        &dir,
+        "ansible-inventory -i <(portcullis inventory --ansible) --list",
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        !stderr.contains("[WARNING]"),
+        "Ansible warned about the inventory:\n{stderr}"
+    );
+    let listed: Value = serde_json::from_str(&stdout).unwrap();
+    let hostvars = listed["_meta"]["hostvars"].as_object().unwrap();
+    for host in [
+        "web-1",
+        "web-2",
+        "server1",
+        "pooled-vm",
+        "ct-test-1",
+        "agent-vm",
+    ] {
+        assert!(
+            hostvars.contains_key(host),
+            "{host} is not in the inventory: {stdout}"
+        );
+        let args = hostvars[host]["ansible_ssh_common_args"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(args.contains("-F "), "{host}: {args}");
+    }
+    assert!(
+        !hostvars.contains_key("tagged-secure"),
+        "a refused guest is listed"
+    );
+    assert_eq!(
+        group(&listed, "zone_LOCAL"),
+        BTreeSet::from(["web-1".into(), "web-2".into()])
+    );
+    let lab_zone = group(&listed, "zone_LAB");
+    assert!(
+        lab_zone.contains("server1") && lab_zone.contains("pooled-vm"),
+        "{lab_zone:?}"
+    );
+    assert!(group(&listed, "zone_CT").contains("ct-test-1"));
+    let prod = group(&listed, "tag_prod");
+    assert!(
+        prod.contains("pooled-vm") && prod.contains("ct-test-1"),
+        "{prod:?}"
+    );
+    assert_eq!(
+        group(&listed, "pool_test_pool"),
+        BTreeSet::from(["pooled-vm".into()])
+    );
+    assert!(group(&listed, "node_node1").contains("web-1"));
+    assert!(group(&listed, "node_node2").contains("server1"));
+    let all_discovered: BTreeSet<String> = listed["proxmox_lab"]["hosts"]
+        .as_array()
+        .map(|a| a.iter().map(|h| h.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_else(|| group(&listed, "proxmox_lab"));
+    assert!(all_discovered.contains("web-2"), "{all_discovered:?}");
+
+    std::fs::write(
+        dir.join("play.yml"),
+        "- hosts: zone_LOCAL\n  gather_facts: false\n  tasks:\n\
+         \x20   - command: echo {{ inventory_hostname }}\n      register: out\n\
+         \x20   - assert:\n        that: out.stdout == inventory_hostname\n",
+    )
+    .unwrap();
+    let user = login_user();
+    let (ok, stdout, stderr) = bash(
+        &lab,
+        &dir,
+        &format!(
+            "ansible-playbook -i <(portcullis inventory --ansible) -u {user} \
+             -e ansible_python_interpreter=/usr/bin/python3 play.yml"
+        ),
+    );
+    assert!(ok, "{stdout}\n{stderr}\nsshd:\n{}", lab.sshd.log());
+    for host in ["web-1", "web-2"] {
+        let recap = stdout
+            .lines()
+            .find(|l| l.starts_with(host) && l.contains("ok="))
+            .unwrap_or_else(|| panic!("no recap of {host}:\n{stdout}"));
+        assert!(
+            recap.contains("ok=2") && recap.contains("failed=0"),
+            "{recap}"
+        );
+    }
+    // Through Portcullis: session certificates, from the worker's address.
+    let log = lab.sshd.log();
+    let sessions: BTreeSet<&str> = log
+        .lines()
+        .filter(|l| l.contains("Accepted publickey") && l.contains("from 127.0.0.2"))
+        .filter_map(|l| l.split("ID ").nth(1))
+        .filter_map(|r| r.split_whitespace().next())
+        .collect();
+    assert!(sessions.len() >= 2, "{log}");
 }
