@@ -144,6 +144,19 @@ pub fn https_client_config(
     })
 }
 
+/// An HTTPS client configuration whose server certificates `server` decides on (e.g.
+/// [`verify::PinnedCertificate`]): the provider's default versions (TLS 1.2 and 1.3), no
+/// client certificate.
+pub fn https_client_config_verified_by(
+    server: Arc<dyn ServerCertVerifier>,
+) -> Result<ClientConfig, TlsError> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(server)
+        .with_no_client_auth())
+}
+
 /// An HTTPS server configuration: the provider's default versions, no client certificates.
 pub fn https_server_config(
     chain: Vec<CertificateDer<'static>>,

@@ -3,8 +3,24 @@
 //! configured URLs) and [`discover`], which turns the cluster's answers into a
 //! [`Discovery`]. The parsing of every answer is pure and lives in submodules beside it.
 //!
-//! CONTRACT (session 9): the signatures below are what `sync` calls; the bodies are the
-//! discovery helper's to write.
+//! Submodules: `client` (HTTPS, the token header, failover), `token` (reading the token),
+//! `discover` (the walk over the API, behind a trait so it is tested on recorded answers),
+//! and the pure readers of answers: `wire` (cluster-wide lists), `errors` (error answers in
+//! words), `netconf` (`netN`/`ipconfigN`), `interfaces` (what a guest reports, filtered),
+//! `sdn` (VNets, subnets, IPAM).
+
+mod client;
+mod discover;
+mod errors;
+mod interfaces;
+mod netconf;
+mod sdn;
+mod token;
+mod wire;
+
+pub(crate) use client::Client;
+#[cfg(any(test, fuzzing))]
+pub(crate) use discover::{run as walk, Api, Walk};
 
 use crate::catalog::config::{ProxmoxCluster, TokenSource};
 use crate::catalog::Discovery;
@@ -41,30 +57,13 @@ pub(crate) enum ProxmoxError {
     },
 }
 
-/// A client for one cluster.
-pub(crate) struct Client {
-    _private: (),
-}
-
-impl Client {
-    /// A client for `cluster`'s URLs with `token` (`USER@REALM!TOKENID=SECRET`).
-    pub(crate) fn new(
-        cluster: &ProxmoxCluster,
-        token: SecretString,
-    ) -> Result<Client, ProxmoxError> {
-        let _ = (cluster, token);
-        Err(ProxmoxError::Setup("not built yet".into()))
-    }
-}
-
 /// Reads the discovery token from its source (a 0600 file, or Vault/OpenBao KV v2 with the
 /// controller's own token).
 pub(crate) async fn load_token(
     source: &TokenSource,
     vault: Option<&crate::vault::Vault>,
 ) -> Result<SecretString, ProxmoxError> {
-    let _ = (source, vault);
-    Err(ProxmoxError::Token("not built yet".into()))
+    token::load(source, vault).await
 }
 
 /// Reads the cluster: nodes (`/nodes`, `/cluster/status`), guests (`/cluster/resources?type=vm`),
@@ -75,6 +74,12 @@ pub(crate) async fn discover(
     cluster: &ProxmoxCluster,
     client: &Client,
 ) -> Result<Discovery, ProxmoxError> {
-    let _ = (cluster, client);
-    Err(ProxmoxError::Setup("not built yet".into()))
+    let (api, nodes) = client.first("nodes").await?;
+    let walk = discover::Walk {
+        cluster: cluster.name.clone(),
+        url: api.url().to_string(),
+        guest_agent: cluster.guest_agent,
+        sdn: cluster.sdn,
+    };
+    discover::run(&walk, &api, nodes).await
 }

@@ -17,6 +17,7 @@
 //! no endpoint that keeps the lease (`request::Raw`).
 
 pub(crate) mod config;
+mod kv;
 mod leases;
 mod login;
 mod request;

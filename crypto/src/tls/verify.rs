@@ -5,9 +5,11 @@
 //! | [`PinnedKey`] (server) | exactly one key, by the SHA-256 of its SPKI | a client dialling a worker's proxy port (the controller named the key) |
 //! | [`AnyKey`] (server and client) | any key its holder proves; the protocol decides what it may do | a controller dialling a worker; a worker's proxy port, whose grants bind the client's key |
 //! | [`PinnedCa`] (server and client) | a certificate the pinned CA issued, for the side's usage and, where set, a name | a worker dialling or dialled by a controller; the controller's link listener |
+//! | [`PinnedCertificate`] (server) | exactly one certificate, by the SHA-256 of its DER | the controller reading a Proxmox API pinned by `ssl_fingerprint` |
 //!
 //! Every verifier checks the TLS 1.3 handshake signature with the provider's algorithms, so
-//! only the holder of the key can finish a handshake; TLS 1.2 is refused. Whether a
+//! only the holder of the key can finish a handshake; TLS 1.2 is refused, except by
+//! [`PinnedCertificate`] (a Proxmox node may speak 1.2), which checks its signature too. Whether a
 //! certificate was issued by a CA is decided in one place, [`chains_to`].
 
 use std::fmt;
@@ -20,7 +22,7 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::TlsError;
-use crate::digest::sha256_hex;
+use crate::digest::{sha256, sha256_hex};
 
 /// What a certificate is checked to be good for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,4 +348,103 @@ impl ClientCertVerifier for PinnedCa {
     }
 
     handshake_signatures!();
+}
+
+/// Accepts exactly one server certificate, by the SHA-256 of its DER encoding: what Proxmox
+/// VE reports as a node's `ssl_fingerprint`. The certificate's names, dates and issuer carry
+/// no authority and are not checked (a node's self-signed certificate, reached by any
+/// address); the handshake signature is, in TLS 1.2 and 1.3, so only the holder of the
+/// certificate's key can finish a handshake.
+#[derive(Debug)]
+pub struct PinnedCertificate {
+    sha256: [u8; 32],
+}
+
+/// The server presented another certificate than the one pinned. Its `Debug` is its
+/// sentence: rustls shows a certificate error's cause with `Debug`.
+struct CertificateMismatch {
+    expected: [u8; 32],
+    presented: [u8; 32],
+}
+
+/// `80:D4:...:F5`, as Proxmox writes fingerprints.
+fn colon_hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+impl fmt::Display for CertificateMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the server's certificate has the SHA-256 fingerprint {}, not the pinned {}",
+            colon_hex(&self.presented),
+            colon_hex(&self.expected)
+        )
+    }
+}
+
+impl fmt::Debug for CertificateMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for CertificateMismatch {}
+
+impl PinnedCertificate {
+    /// `sha256`: the SHA-256 of the certificate's DER encoding.
+    pub fn new(sha256: [u8; 32]) -> PinnedCertificate {
+        PinnedCertificate { sha256 }
+    }
+}
+
+impl ServerCertVerifier for PinnedCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let presented = sha256(end_entity.as_ref());
+        if presented != self.sha256 {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                rustls::OtherError(Arc::new(CertificateMismatch {
+                    expected: self.sha256,
+                    presented,
+                })),
+            )));
+        }
+        // The pinned bytes must still be a certificate the signature checks can read.
+        webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &algorithms())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &algorithms())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        algorithms().supported_schemes()
+    }
 }

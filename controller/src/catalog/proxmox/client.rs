@@ -1,0 +1,247 @@
+//! The HTTP side: one `reqwest` client per cluster on a rustls configuration of
+//! portcullis-crypto (the cluster's CA as the only root, or one certificate pinned by its
+//! SHA-256), GET only, `Authorization: PVEAPIToken=...` on every request, the per-request
+//! limit of `timeout`. The first call tries the URLs in order and the one that answers
+//! serves the rest of the sync ([`Bound`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_crypto::tls::verify::PinnedCertificate;
+use reqwest::header::{HeaderValue, AUTHORIZATION};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::CertificateDer;
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+use super::{errors, token, wire, ProxmoxError};
+use crate::catalog::config::{ProxmoxCluster, ServerTrust};
+use crate::secret::{ExposeSecret as _, SecretString};
+
+/// The most of one answer read (a large cluster's `/cluster/resources` is a few MiB).
+const MAX_BODY: usize = 32 << 20;
+
+/// A client for one cluster.
+pub(crate) struct Client {
+    http: reqwest::Client,
+    urls: Vec<url::Url>,
+    token: SecretString,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("urls", &self.urls)
+            .field("token", &"<secret>")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// How a request failed: no answer (the next URL may do better), or an answer.
+enum Failure {
+    Unreachable(String),
+    Answered(ProxmoxError),
+}
+
+impl Client {
+    /// A client for `cluster`'s URLs with `token` (`USER@REALM!TOKENID=SECRET`).
+    pub(crate) fn new(
+        cluster: &ProxmoxCluster,
+        token: SecretString,
+    ) -> Result<Client, ProxmoxError> {
+        if !token::well_formed(token.expose_secret()) {
+            return Err(ProxmoxError::Token(format!(
+                "the discovery token is not a Proxmox API token: expected {}",
+                token::SHAPE
+            )));
+        }
+        let setup = |e: &dyn std::fmt::Display| {
+            ProxmoxError::Setup(format!(
+                "catalog.proxmox {:?}: cannot set up TLS: {e}",
+                cluster.name
+            ))
+        };
+        let tls = match &cluster.trust {
+            ServerTrust::CaFile(path) => {
+                let shown = path.display();
+                let mut roots = rustls::RootCertStore::empty();
+                let certs = CertificateDer::pem_file_iter(path).map_err(|e| {
+                    ProxmoxError::Setup(format!("cannot read catalog.proxmox.ca_file {shown}: {e}"))
+                })?;
+                for cert in certs {
+                    let cert = cert.map_err(|e| {
+                        ProxmoxError::Setup(format!("catalog.proxmox.ca_file {shown}: {e}"))
+                    })?;
+                    roots.add(cert).map_err(|e| {
+                        ProxmoxError::Setup(format!("catalog.proxmox.ca_file {shown}: {e}"))
+                    })?;
+                }
+                if roots.is_empty() {
+                    return Err(ProxmoxError::Setup(format!(
+                        "catalog.proxmox.ca_file {shown} holds no PEM certificate: copy the cluster's /etc/pve/pve-root-ca.pem"
+                    )));
+                }
+                portcullis_crypto::tls::https_client_config(
+                    roots,
+                    portcullis_crypto::tls::ClientAuth::None,
+                )
+                .map_err(|e| setup(&e))?
+            }
+            ServerTrust::Fingerprint(pin) => {
+                portcullis_crypto::tls::https_client_config_verified_by(Arc::new(
+                    PinnedCertificate::new(*pin),
+                ))
+                .map_err(|e| setup(&e))?
+            }
+        };
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(cluster.timeout)
+            .timeout(cluster.timeout)
+            .user_agent(concat!("portcullis-controller/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| setup(&e))?;
+        Ok(Client {
+            http,
+            urls: cluster.urls.clone(),
+            token,
+            timeout: cluster.timeout,
+        })
+    }
+
+    /// GET `path` from the first URL that answers, and that URL. Connection, TLS and timeout
+    /// failures move on to the next URL; an HTTP answer, even an error, is the cluster's.
+    pub(crate) async fn first(&self, path: &str) -> Result<(Bound<'_>, Value), ProxmoxError> {
+        let mut tried = Vec::new();
+        for base in &self.urls {
+            match self.request(base, path).await {
+                Ok(data) => {
+                    let bound = Bound {
+                        client: self,
+                        base: base.clone(),
+                    };
+                    return Ok((bound, data));
+                }
+                Err(Failure::Answered(e)) => return Err(e),
+                Err(Failure::Unreachable(why)) => {
+                    tracing::info!(url = %base, error = %why, "a Proxmox API URL did not answer; trying the next");
+                    tried.push(format!("{base}: {why}"));
+                }
+            }
+        }
+        Err(ProxmoxError::Unreachable(tried.join("; ")))
+    }
+
+    async fn request(&self, base: &url::Url, path: &str) -> Result<Value, Failure> {
+        let url = base.join(&format!("api2/json/{path}")).map_err(|e| {
+            Failure::Answered(ProxmoxError::Setup(format!(
+                "{base}: bad request path {path:?}: {e}"
+            )))
+        })?;
+        let header = Zeroizing::new(format!("PVEAPIToken={}", self.token.expose_secret()));
+        let mut value = HeaderValue::from_str(&header).map_err(|_| {
+            Failure::Answered(ProxmoxError::Token(format!(
+                "the discovery token cannot be sent in a header: expected {}",
+                token::SHAPE
+            )))
+        })?;
+        value.set_sensitive(true);
+        let unreachable = |e: reqwest::Error| {
+            if e.is_timeout() {
+                Failure::Unreachable(format!(
+                    "no answer within {}",
+                    humantime::format_duration(self.timeout)
+                ))
+            } else {
+                Failure::Unreachable(error_chain(&e))
+            }
+        };
+        let mut response = self
+            .http
+            .get(url)
+            .header(AUTHORIZATION, value)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let reason = response
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .and_then(|r| std::str::from_utf8(r.as_bytes()).ok())
+            .map(str::to_owned)
+            .or_else(|| response.status().canonical_reason().map(str::to_owned));
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(Failure::Answered(ProxmoxError::BadAnswer {
+                    url: base.to_string(),
+                    path: path.to_owned(),
+                    message: format!("the answer is larger than {} MiB", MAX_BODY >> 20),
+                }));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !(200..300).contains(&status) {
+            let words = errors::proxmox_words(status, reason.as_deref(), &body);
+            return Err(Failure::Answered(ProxmoxError::Api {
+                url: base.to_string(),
+                path: path.to_owned(),
+                status,
+                message: errors::explain(status, &words),
+            }));
+        }
+        wire::envelope(&body).map_err(|message| {
+            Failure::Answered(ProxmoxError::BadAnswer {
+                url: base.to_string(),
+                path: path.to_owned(),
+                message,
+            })
+        })
+    }
+}
+
+/// The client bound to the URL that answered the sync's first call.
+pub(crate) struct Bound<'a> {
+    client: &'a Client,
+    base: url::Url,
+}
+
+impl Bound<'_> {
+    pub(crate) fn url(&self) -> &url::Url {
+        &self.base
+    }
+}
+
+impl super::discover::Api for Bound<'_> {
+    async fn get(&self, path: &str) -> Result<Value, ProxmoxError> {
+        self.client
+            .request(&self.base, path)
+            .await
+            .map_err(|failure| match failure {
+                Failure::Answered(e) => e,
+                Failure::Unreachable(why) => {
+                    ProxmoxError::Unreachable(format!("{}: {why}", self.base))
+                }
+            })
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;
