@@ -45,9 +45,7 @@ impl Tls {
         let cert = params
             .signed_by(&key, &issuer)
             .expect("sign the server certificate");
-        let digest = ring::digest::digest(&ring::digest::SHA256, cert.der());
-        let fingerprint = digest
-            .as_ref()
+        let fingerprint = portcullis_crypto::digest::sha256(cert.der())
             .iter()
             .map(|b| format!("{b:02X}"))
             .collect::<Vec<_>>()
@@ -61,13 +59,11 @@ impl Tls {
     }
 
     pub(super) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![self.cert.clone()], self.key.clone_key())
+        let config = portcullis_crypto::tls::https_server_config(
+            vec![self.cert.clone()],
+            self.key.clone_key(),
+            b"http/1.1",
+        )
         .expect("server certificate and key");
         tokio_rustls::TlsAcceptor::from(Arc::new(config))
     }
