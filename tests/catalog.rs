@@ -332,6 +332,12 @@ trust = "low"
 cidrs = ["192.168.3.0/24"]
 guest_reported_addresses = true
 
+[[zone]]
+name = "DENIED"
+description = "No cell leads here"
+trust = "low"
+cidrs = ["192.0.2.0/24"]
+
 [[service]]
 name = "ssh"
 ports = [{ssh_port}]
@@ -872,8 +878,9 @@ fn a_dry_run_prints_the_diff_and_changes_nothing() {
     assert_eq!(gone["reason"], "gone", "{gone}");
 }
 
-/// A guest that disappears from the cluster ends its live session at the next sync, as a
-/// policy change does (`policy_changed`).
+/// A guest that disappears from the cluster, or moves to a zone the user may not reach,
+/// ends its live session at the next sync, as a policy change does (`policy_changed`);
+/// other sessions stay.
 #[test]
 fn a_removed_guests_live_session_ends() {
     let lab = Lab::start(Trust::CaFile);
@@ -929,6 +936,31 @@ fn a_removed_guests_live_session_ends() {
         lab.targets().iter().all(|t| t["name"] != "web-1"),
         "web-1 is still a target"
     );
+
+    // The other guest moves to an address in a zone no cell leads to: its session ends too.
+    lab.fake
+        .put_guest(cloud_init_guest(131, "web-2", "node1", "192.0.2.10", None));
+    let report = lab.sync();
+    assert_eq!(
+        changes(&report, "changed"),
+        BTreeSet::from(["qemu/131".to_owned()]),
+        "{report}"
+    );
+    assert_eq!(report["sessions_ended"], 1, "{report}");
+    let moved = poll(
+        "the moved guest's session to end",
+        Duration::from_secs(30),
+        || {
+            let s = session(&other.session_id);
+            match s["state"].as_str() {
+                Some("pending" | "active") | None => Err(s.to_string()),
+                Some(_) => Ok(s),
+            }
+        },
+    );
+    assert_eq!(moved["termination_reason"], "policy_changed", "{moved}");
+    let web2 = &lab.discovered()["qemu/131"];
+    assert_eq!(web2["zone"], "DENIED", "{web2}");
 }
 
 /// An outage keeps the last good catalog and says so: the sync fails (non-zero exit, the
