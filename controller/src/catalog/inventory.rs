@@ -78,7 +78,7 @@ cidrs = ["198.51.100.0/24"]
 
 [[service]]
 name = "ssh"
-ports = "22"
+ports = [22]
 
 [[cell]]
 from = "LOCAL"

@@ -225,8 +225,8 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
         if kept.contains(key) {
             continue;
         }
-        let refused = refusals.contains_key(*key)
-            || found.refused_guests.contains(found::guest_key(key));
+        let refused =
+            refusals.contains_key(*key) || found.refused_guests.contains(found::guest_key(key));
         if refused {
             removed_refused.insert(*key);
             removed_refused.insert(found::guest_key(key));

@@ -91,7 +91,20 @@ pub(crate) async fn sync_cluster(
     else {
         return Ok(outcome(cluster, "busy"));
     };
-    let found = match discover(state, cluster).await {
+    let found = discover(state, cluster).await;
+    settle(state, cluster, found, dry_run, actor).await
+}
+
+/// What follows a discovery (under the lease): a failure recorded, or the plan made and,
+/// unless `dry_run`, applied.
+async fn settle(
+    state: &AppState,
+    cluster: &ProxmoxCluster,
+    found: Result<Discovery, String>,
+    dry_run: bool,
+    actor: Actor,
+) -> Result<ClusterSync, StoreError> {
+    let found = match found {
         Ok(found) => found,
         Err(reason) => return failed(state, cluster, reason, dry_run, actor).await,
     };

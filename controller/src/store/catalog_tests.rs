@@ -56,9 +56,14 @@ async fn a_failure_keeps_what_the_last_good_sync_left_and_a_success_clears_the_e
         let mut conn = store.conn().await.unwrap();
         assert_eq!(catalog::get(&mut conn, "lab").await.unwrap(), None);
         // A first sync that fails creates the row with only the attempt and its error.
-        catalog::record_failure(Write::audited(&mut conn), "lab", 100, "no Proxmox API answered")
-            .await
-            .unwrap();
+        catalog::record_failure(
+            Write::audited(&mut conn),
+            "lab",
+            100,
+            "no Proxmox API answered",
+        )
+        .await
+        .unwrap();
         let row = catalog::get(&mut conn, "lab").await.unwrap().unwrap();
         assert_eq!(row.last_attempt_at, Some(100));
         assert_eq!(row.last_success_at, None);
@@ -107,7 +112,9 @@ async fn targets_list_by_source() {
             target("t2", "lab-web", Some("lab")),
             target("t3", "home-db", Some("home")),
         ] {
-            targets::insert(Write::audited(&mut conn), &t).await.unwrap();
+            targets::insert(Write::audited(&mut conn), &t)
+                .await
+                .unwrap();
         }
         let cases = [
             (SourceFilter::Manual, vec!["hand"]),

@@ -19,8 +19,7 @@ const NODE_PORT: u16 = 8006;
 
 const NO_GUEST_ADDRESS: &str =
     "no address: give it a cloud-init ipconfig0 / lxc net0 ip=, or enable the agent";
-const NO_NODE_ADDRESS: &str =
-    "no address: give the discovery token Sys.Audit for /cluster/status";
+const NO_NODE_ADDRESS: &str = "no address: give the discovery token Sys.Audit for /cluster/status";
 
 /// One target the discovery asks for, before it is named and merged with what is stored.
 #[derive(Debug, Clone)]
@@ -312,7 +311,10 @@ fn place(
             }
             Ok(zone) => {
                 return Ok(Placed {
-                    address: FoundAddress { ip, ..found.clone() },
+                    address: FoundAddress {
+                        ip,
+                        ..found.clone()
+                    },
                     zone,
                 })
             }

@@ -130,7 +130,14 @@ pub(super) fn overridden(t: &TargetRecord) -> Vec<String> {
 /// it (an override hid it, or it is only seen: node, status, address origin).
 pub(super) fn changes(before: &TargetRecord, after: &TargetRecord) -> Vec<FieldChange> {
     const FIELDS: [&str; 8] = [
-        "name", "address", "zone", "service", "vmid", "tags", "pool", "available",
+        "name",
+        "address",
+        "zone",
+        "service",
+        "vmid",
+        "tags",
+        "pool",
+        "available",
     ];
     const ONLY_SEEN: [&str; 4] = ["node", "guest_type", "status", "address_origin"];
     let mut out = Vec::new();

@@ -125,12 +125,8 @@ fn choose(
     let Some(holder) = claimed.get(&r.plain) else {
         return Ok(r.plain.clone());
     };
-    check(&r.fallback, taken).map_err(|why| {
-        format!(
-            "its name `{}` is taken by {holder}, and {why}",
-            r.plain
-        )
-    })?;
+    check(&r.fallback, taken)
+        .map_err(|why| format!("its name `{}` is taken by {holder}, and {why}", r.plain))?;
     match claimed.get(&r.fallback) {
         None => Ok(r.fallback.clone()),
         Some(other) => Err(format!(

@@ -197,6 +197,8 @@ fn removed_target<'p>(plan: &'p Plan, key: &str) -> Option<&'p str> {
 /// (`qemu/100#rdp`).
 fn of_guest(t: &TargetRecord, key: &str) -> bool {
     t.source_key.as_deref().is_some_and(|k| {
-        k == key || k.strip_prefix(key).is_some_and(|rest| rest.starts_with('#'))
+        k == key
+            || k.strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with('#'))
     })
 }
