@@ -1174,8 +1174,8 @@ fn group(listed: &Value, name: &str) -> BTreeSet<String> {
 /// `ansible-inventory -i <(portcullis inventory --ansible) --list` accepts the inventory
 /// and groups the discovered guests by zone, tag, pool, node and cluster; a playbook given
 /// the same inventory runs a command on two discovered guests through Portcullis (sshd
-/// names the session certificates, the connections come from the worker). The host keys
-/// pinned on those targets by hand are overrides the next sync keeps.
+/// names the session certificates, the connections come from the worker). What an admin
+/// set on discovered targets by hand (pinned host keys, tags) survives the next sync.
 #[test]
 fn ansible_reads_the_inventory_and_runs_a_playbook_on_discovered_guests() {
     let lab = Lab::start(Trust::CaFile);
@@ -1189,6 +1189,8 @@ fn ansible_reads_the_inventory_and_runs_a_playbook_on_discovered_guests() {
             &lab.sshd.host_key_pub,
         ]);
     }
+    // A field the sync owns, changed by hand, is an override.
+    lab.ok(&["targets", "update", "server1", "--tag", "pinned-by-hand"]);
     let report = lab.sync();
     assert_eq!(report["changes"], serde_json::json!([]), "{report}");
     let found = lab.discovered();
@@ -1198,11 +1200,16 @@ fn ansible_reads_the_inventory_and_runs_a_playbook_on_discovered_guests() {
         serde_json::json!([lab.sshd.host_key_pub]),
         "{web1}"
     );
-    assert!(
-        web1["source"]["overrides"]
-            .to_string()
-            .contains("ssh_host_keys"),
-        "{web1}"
+    let server1 = &found["qemu/100"];
+    assert_eq!(
+        server1["tags"],
+        serde_json::json!(["pinned-by-hand"]),
+        "{server1}"
+    );
+    assert_eq!(
+        server1["source"]["overrides"],
+        serde_json::json!(["tags"]),
+        "{server1}"
     );
 
     let dir = lab.work.path().join("ansible");
