@@ -1,5 +1,6 @@
 //! Fuzz entry points of the controller: its config parser, the OIDC callback and redeem
-//! inputs a browser or a stranger controls, and the audit verifier on a hostile file. None
+//! inputs a browser or a stranger controls, the audit verifier on a hostile file, and the
+//! readers of a Proxmox API's answers. None
 //! may panic, whatever the input. `fuzz/fuzz_targets/` drives them under libFuzzer (see
 //! `fuzz/README.md`); the unit tests replay the seed corpus and every input that once
 //! crashed, on stable.
@@ -240,6 +241,12 @@ fn seal(signer: &Signer, event: &mut Map<String, Value>, prev_hash: &mut String)
     if let Ok(hash) = signer.seal(event) {
         *prev_hash = hash;
     }
+}
+
+/// The Proxmox API's answers as the host catalog's discovery reads them (see
+/// `catalog::proxmox::fuzz` for what the first byte chooses).
+pub fn proxmox_answers(data: &[u8]) {
+    crate::catalog::proxmox::fuzz::answers(data);
 }
 
 #[cfg(test)]

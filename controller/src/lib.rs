@@ -10,7 +10,8 @@
 //! table), `keys` (sealed keyset and TLS CA), `api` (HTTPS JSON API, the only place that
 //! speaks HTTP), `link` (the cluster link with workers), `sessions` (the authorize plan,
 //! issuing and ending sessions), `recordings` (session recordings: ingest, seals, reads,
-//! retention), `audit` (the audited transaction and the chain's store side),
+//! retention), `audit` (the audited transaction and the chain's store side), `catalog` (the
+//! Proxmox host catalog: discovery, the pure plan, the sync loop, the inventory),
 //! `authz` (identity and permissions from the pure policy crate). docs/architecture.md has
 //! the data flow and the invariants.
 #![forbid(unsafe_code)]

@@ -20,7 +20,7 @@ mod wire;
 
 pub(crate) use client::Client;
 #[cfg(any(test, fuzzing))]
-pub(crate) use discover::{run as walk, Api, Walk};
+pub(crate) mod fuzz;
 
 use crate::catalog::config::{ProxmoxCluster, TokenSource};
 use crate::catalog::Discovery;

@@ -26,6 +26,11 @@ fn oidc_callback_corpus_replays() {
 }
 
 #[test]
+fn proxmox_answers_corpus_replays() {
+    replay("proxmox_answers", proxmox_answers);
+}
+
+#[test]
 fn audit_verify_corpus_replays() {
     replay("audit_verify", audit_verify);
 }

@@ -4,6 +4,7 @@
 //! limit of `timeout`. The first call tries the URLs in order and the one that answers
 //! serves the rest of the sync ([`Bound`]).
 
+use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,7 +157,8 @@ impl Client {
                     humantime::format_duration(self.timeout)
                 ))
             } else {
-                Failure::Unreachable(error_chain(&e))
+                // reqwest's own sentence repeats the URL: its causes say what failed.
+                Failure::Unreachable(e.source().map_or_else(|| e.to_string(), error_chain))
             }
         };
         let mut response = self
@@ -204,6 +206,7 @@ impl Client {
 }
 
 /// The client bound to the URL that answered the sync's first call.
+#[derive(Debug)]
 pub(crate) struct Bound<'a> {
     client: &'a Client,
     base: url::Url,
