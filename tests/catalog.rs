@@ -723,6 +723,30 @@ fn the_fixtures_guests_map_to_targets_addresses_and_zones() {
         reasons["qemu/120"].as_str().unwrap().contains("secure"),
         "{status}"
     );
+    for key in ["qemu/112", "qemu/113", "qemu/114", "qemu/200"] {
+        assert!(
+            reasons[key].as_str().unwrap().contains("no address"),
+            "{key}: {status}"
+        );
+    }
+    // The agent's failures are told apart by Proxmox's words: in the reason phrase alone
+    // (an old server), in the body's message (a newer one), and the agent's error class.
+    let notes: Vec<String> = report["notes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no notes in {report}"))
+        .iter()
+        .map(|n| n.as_str().unwrap().to_lowercase())
+        .collect();
+    for (guest, words) in [
+        ("qemu 112", "not running"),
+        ("qemu 113", "configured"),
+        ("qemu 114", "unsupported"),
+    ] {
+        assert!(
+            notes.iter().any(|n| n.contains(guest) && n.contains(words)),
+            "no note says {guest}: {words}: {notes:?}"
+        );
+    }
     let catalog_targets = status["targets"].as_array().unwrap();
     assert_eq!(catalog_targets.len(), found.len(), "{status}");
 
