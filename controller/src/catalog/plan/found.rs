@@ -17,8 +17,6 @@ use crate::store::targets::TargetRecord;
 const NODE_SERVICE: &str = "proxmox-api";
 const NODE_PORT: u16 = 8006;
 
-const NO_GUEST_ADDRESS: &str =
-    "no address: give it a cloud-init ipconfig0 / lxc net0 ip=, or enable the agent";
 const NO_NODE_ADDRESS: &str = "no address: give the discovery token Sys.Audit for /cluster/status";
 
 /// One target the discovery asks for, before it is named and merged with what is stored.
@@ -107,14 +105,15 @@ fn collect_guest(
         address_origin: address.map(|a| a.origin.as_str().to_owned()),
     };
     let running = guest.status == "running" && !guest.template;
-    // A stopped guest has no agent to ask: it keeps the address it last had.
-    let remembered;
-    let addresses = match last_seen.get(key.as_str()) {
-        Some(last) if guest.addresses.is_empty() && !running => {
-            remembered = [last.clone()];
-            &remembered[..]
-        }
-        _ => &guest.addresses[..],
+    // A guest that is not running has no agent to ask: without a configured address it
+    // keeps the one it last had. If that no longer places it, it is refused for want of an
+    // address, as it will be at the next sync (which no longer remembers one).
+    let remembered = last_seen
+        .get(key.as_str())
+        .filter(|_| guest.addresses.is_empty() && !running);
+    let addresses = match remembered {
+        Some(last) => std::slice::from_ref(last),
+        None => &guest.addresses[..],
     };
     let tagged = tagged_services(policy, &input.cluster.service_tag_prefix, &guest.tags);
     let first = tagged.first().map(String::as_str);
@@ -132,9 +131,14 @@ fn collect_guest(
     let placed = match place(policy, addresses, facts) {
         Ok(placed) => placed,
         Err(reason) => {
+            let reason = if guest.addresses.is_empty() {
+                no_guest_address(running)
+            } else {
+                reason
+            };
             found
                 .refusals
-                .push(refusal(&key, reason, addresses.first()));
+                .push(refusal(&key, reason, guest.addresses.first()));
             found.refused_guests.insert(key);
             return;
         }
@@ -327,7 +331,7 @@ fn place(
 fn summarise(reasons: Vec<String>) -> String {
     const SHOWN: usize = 3;
     match reasons.len() {
-        0 => NO_GUEST_ADDRESS.to_owned(),
+        0 => no_guest_address(true),
         1 => reasons.into_iter().next().unwrap_or_default(),
         n => {
             let mut text = format!(
@@ -382,6 +386,15 @@ fn default_services(input: &PlanInput<'_>, zone: &str) -> Result<Vec<String>, St
              or list services for zone {zone} in the cluster's default_services"
         ),
     })
+}
+
+fn no_guest_address(running: bool) -> String {
+    let mut text =
+        "no address: give it a cloud-init ipconfig0 / lxc net0 ip=, or enable the agent".to_owned();
+    if !running {
+        text.push_str(" (it is not running: its agent cannot be asked)");
+    }
+    text
 }
 
 fn no_single_port(service: &str) -> String {

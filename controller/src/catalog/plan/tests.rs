@@ -127,7 +127,6 @@ pub(super) fn node(name: &str, ip: Option<&str>, online: bool) -> Node {
 }
 
 /// Everything a plan reads, owned, so a test changes one thing and plans.
-#[derive(Debug)]
 pub(super) struct Fixture {
     pub cluster: ProxmoxCluster,
     pub policy: Policy,
@@ -136,6 +135,18 @@ pub(super) struct Fixture {
     pub taken: BTreeSet<String>,
     pub refused_before: BTreeMap<String, String>,
     pub now: u64,
+}
+
+/// What a failing property shows: what varies between cases.
+impl std::fmt::Debug for Fixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fixture")
+            .field("guests", &self.found.guests)
+            .field("nodes", &self.found.nodes)
+            .field("taken", &self.taken)
+            .field("name_suffix", &self.cluster.name_suffix)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Fixture {
