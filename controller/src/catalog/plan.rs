@@ -27,6 +27,7 @@
 mod found;
 mod merge;
 mod names;
+mod place;
 #[cfg(test)]
 mod tests;
 

@@ -6,12 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use portcullis_policy::{zone_of_target, Policy, TargetFacts};
+use portcullis_policy::{Policy, TargetFacts};
 
 use super::names::sanitise;
+use super::place::{last_seen_addresses, no_guest_address, place};
 use super::{PlanInput, Seen};
 use crate::catalog::{AddressOrigin, FoundAddress, Guest, Node};
-use crate::store::targets::TargetRecord;
 
 /// The service a node becomes and its port (pveproxy's, whatever else the policy lists).
 const NODE_SERVICE: &str = "proxmox-api";
@@ -284,68 +284,6 @@ fn collect_node(input: &PlanInput<'_>, node: &Node, key: String, found: &mut Fou
     });
 }
 
-/// Where a guest or node is: its address and the zone of that address.
-struct Placed {
-    address: FoundAddress,
-    zone: String,
-}
-
-/// The first address whose zone checks pass (and, for an address the guest reported
-/// itself, whose zone accepts such addresses), or why none does.
-fn place(
-    policy: &Policy,
-    addresses: &[FoundAddress],
-    facts: impl Fn(IpAddr) -> TargetFacts,
-) -> Result<Placed, String> {
-    let mut reasons = Vec::new();
-    for found in addresses {
-        let ip = found.ip.to_canonical();
-        match zone_of_target(policy, &facts(ip)) {
-            Err(err) => reasons.push(err.to_string()),
-            Ok(zone)
-                if found.origin.guest_reported()
-                    && !policy.zone_accepts_guest_reported_addresses(&zone) =>
-            {
-                reasons.push(format!(
-                    "the address {ip} was reported by the guest ({}), and zone {zone} does not \
-                     accept guest-reported addresses (set guest_reported_addresses = true on \
-                     the zone to allow them, or configure the address in Proxmox)",
-                    found.origin.as_str()
-                ));
-            }
-            Ok(zone) => {
-                return Ok(Placed {
-                    address: FoundAddress {
-                        ip,
-                        ..found.clone()
-                    },
-                    zone,
-                })
-            }
-        }
-    }
-    Err(summarise(reasons))
-}
-
-/// One refusal sentence from the reasons each address was refused.
-fn summarise(reasons: Vec<String>) -> String {
-    const SHOWN: usize = 3;
-    match reasons.len() {
-        0 => no_guest_address(true),
-        1 => reasons.into_iter().next().unwrap_or_default(),
-        n => {
-            let mut text = format!(
-                "none of its {n} addresses is usable: {}",
-                reasons[..SHOWN.min(n)].join("; ")
-            );
-            if n > SHOWN {
-                text.push_str(&format!("; and {} more", n - SHOWN));
-            }
-            text
-        }
-    }
-}
-
 /// The services a guest's tags name (`PREFIX<service>`, a service the policy knows), in
 /// tag order, each once.
 fn tagged_services(policy: &Policy, prefix: &str, tags: &[String]) -> Vec<String> {
@@ -388,15 +326,6 @@ fn default_services(input: &PlanInput<'_>, zone: &str) -> Result<Vec<String>, St
     })
 }
 
-fn no_guest_address(running: bool) -> String {
-    let mut text =
-        "no address: give it a cloud-init ipconfig0 / lxc net0 ip=, or enable the agent".to_owned();
-    if !running {
-        text.push_str(" (it is not running: its agent cannot be asked)");
-    }
-    text
-}
-
 fn no_single_port(service: &str) -> String {
     format!(
         "the service `{service}` has no single port (its ports are `any`): give it a port in \
@@ -406,43 +335,4 @@ fn no_single_port(service: &str) -> String {
 
 fn knows_service(policy: &Policy, name: &str) -> bool {
     policy.service_names().any(|s| s == name)
-}
-
-/// The address each stored guest last had (guest key → address), from what the last sync
-/// saw of its first target.
-fn last_seen_addresses(current: &[TargetRecord]) -> BTreeMap<&str, FoundAddress> {
-    let mut out = BTreeMap::new();
-    for t in current {
-        let Some(key) = t.source_key.as_deref() else {
-            continue;
-        };
-        let Some(seen) = Seen::of(t) else {
-            continue;
-        };
-        let Ok(address) = seen.address.parse::<SocketAddr>() else {
-            continue;
-        };
-        let origin = seen.address_origin.as_deref().and_then(origin_named);
-        if let Some(origin) = origin {
-            out.entry(guest_key(key)).or_insert(FoundAddress {
-                ip: address.ip(),
-                origin,
-                interface: None,
-            });
-        }
-    }
-    out
-}
-
-fn origin_named(name: &str) -> Option<AddressOrigin> {
-    [
-        AddressOrigin::CloudInit,
-        AddressOrigin::LxcConfig,
-        AddressOrigin::SdnIpam,
-        AddressOrigin::GuestAgent,
-        AddressOrigin::LxcInterfaces,
-        AddressOrigin::ClusterStatus,
-    ]
-    .into_iter()
-    .find(|o| o.as_str() == name)
 }
