@@ -1,7 +1,10 @@
-//! `portcullis inventory --ansible` read by the real `ansible-inventory`, in both forms the
-//! docs give: `-i <(portcullis inventory --ansible)` (Ansible's yaml plugin) and an executable
-//! wrapper script (the inventory-script protocol); then a playbook run through that inventory
-//! reaches sshd targets through Portcullis.
+//! The catalog's and the inventory's commands against a real controller (`portcullis dev`):
+//! `portcullis inventory --ansible` read by the real `ansible-inventory` in both forms the
+//! docs give, `-i <(portcullis inventory --ansible)` (Ansible's yaml plugin) and an
+//! executable wrapper script (the inventory-script protocol), then a playbook run through
+//! that inventory reaching sshd targets through Portcullis; `targets list --source`; and
+//! what `catalog list` and `catalog sync` say when no cluster is configured. The catalog
+//! against a fake Proxmox VE API is tests/catalog.rs's.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
@@ -248,4 +251,63 @@ fn ansible_inventory_reads_both_forms_and_a_playbook_runs_through_portcullis() {
         .filter(|l| l.contains("Accepted publickey") && l.contains("from 127.0.0.2"))
         .count();
     assert!(accepted >= 2, "{log}");
+}
+
+/// `portcullis` with the dev stack's environment; (exit status, stdout, stderr).
+fn cli(dev: &Dev, args: &[&str]) -> (i32, String, String) {
+    let out = dev.cli().args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn targets_list_filters_by_source_and_the_catalog_says_when_no_cluster_is_configured() {
+    let dev = Dev::start(&[]);
+    let token = dev.var("PORTCULLIS_TOKEN");
+    let body =
+        r#"{"name": "hand-1", "address": "127.0.0.1:7", "zone": "LOCAL", "service": "echo"}"#;
+    let (code, text) = curl(&dev, "POST", "/v1/targets", Some(&token), Some(body));
+    assert_eq!(code, 201, "{text}");
+
+    let (code, out, err) = cli(&dev, &["targets", "list", "--source", "manual"]);
+    assert_eq!(code, 0, "{err}");
+    let header = out.lines().next().unwrap();
+    assert!(header.ends_with("SOURCE"), "{out}");
+    let row = out.lines().find(|l| l.contains("hand-1")).unwrap();
+    assert!(row.ends_with("manual"), "{out}");
+    let (code, out, err) = cli(&dev, &["targets", "list", "--source", "proxmox", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "[]", "no discovered target");
+    let (code, _, err) = cli(&dev, &["targets", "list", "--source", "nowhere"]);
+    assert_eq!(code, 7, "an unknown source is refused: {err}");
+
+    let (code, out, err) = cli(&dev, &["catalog", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("No Proxmox cluster is configured"), "{out}");
+    let (code, out, err) = cli(&dev, &["catalog", "list", "--cluster", "homelab"]);
+    assert_eq!(code, 6, "{out}{err}");
+    assert!(err.contains("no cluster homelab is configured"), "{err}");
+    let (code, _, err) = cli(&dev, &["catalog", "sync", "--dry-run"]);
+    assert_eq!(code, 7, "nothing to sync is a refusal: {err}");
+    assert!(err.starts_with("error: cannot sync the catalog"), "{err}");
+
+    // The inventory lists what the caller may reach, whatever its service; --ansible only
+    // SSH hosts (none here).
+    let (code, out, err) = cli(&dev, &["inventory"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("hand-1") && l.contains("zone_LOCAL,portcullis_manual")),
+        "{out}"
+    );
+    let (code, out, err) = cli(&dev, &["inventory", "--ansible"]);
+    assert_eq!(code, 0, "{err}");
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        value,
+        serde_json::json!({"all": {"hosts": {}, "children": {}}})
+    );
 }

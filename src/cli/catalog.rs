@@ -36,10 +36,11 @@ Examples:
   portcullis catalog sync --cluster homelab --json
 
 One line per change, per cluster:
-  + web-01  qemu/100  10.40.0.5:22  WORKLOADS             added
-  ~ db-01  address 10.40.0.7:22 -> 10.40.0.9:22           changed (each field: before -> after)
-  - old-vm  gone                                         removed (or: refused)
-  ! bad-vm  refused: <reason>                            a guest that is not a target (audited)
+  + web-01  qemu/100  10.40.0.5:22  WORKLOADS      added: name, key, address, zone
+  ~ db-01  address 10.40.0.7:22 -> 10.40.0.9:22    changed: each field, before -> after
+  - old-vm  gone                                  removed (gone, or refused)
+  ! bad-vm  qemu/104  refused: REASON             not a target (audited); never remapped
+then the counts, and notes (an agent not running, an address skipped...).
 
 A cluster whose sync failed keeps its last good catalog (`catalog list` shows it as stale).
 The controller also syncs on its own every `interval` (docs/proxmox.md).

@@ -38,7 +38,7 @@ node_NODE, and proxmox_CLUSTER or portcullis_manual by where the target came fro
 Each host's ansible_ssh_common_args is `-F FILE`, FILE holding the blocks `portcullis
 ssh-config` prints for it (written now, next to the host's ssh-prepare session), so each
 connection is brokered with a short-lived key and certificate. The controller's address and
-your token come from the environment as for every command (PORTCULLIS_URL, PORTCULLIS_TOKEN
+your token come from the environment as for every command (PORTCULLIS_ADDR, PORTCULLIS_TOKEN
 or `portcullis login`): run Ansible where they are set.";
 
 /// Print the targets you may reach now: a table, JSON, or an Ansible inventory.

@@ -61,7 +61,16 @@ pub(crate) async fn sync_now(
     let chosen = chosen(&state.config.catalog, body.cluster.as_deref())?;
     let mut clusters = Vec::with_capacity(chosen.len());
     for cluster in chosen {
-        clusters.push(sync::sync_cluster(&state, cluster, body.dry_run, principal.actor()).await?);
+        // In a task of its own: a caller who hangs up does not cut a sync between two of
+        // its transactions.
+        let (state, cluster, actor) = (state.clone(), cluster.clone(), principal.actor());
+        let dry_run = body.dry_run;
+        let sync =
+            tokio::spawn(async move { sync::sync_cluster(&state, &cluster, dry_run, actor).await });
+        let report = sync
+            .await
+            .map_err(|e| ApiError::internal(format!("the catalog sync stopped: {e}")))??;
+        clusters.push(report);
     }
     Ok(Json(SyncReport {
         dry_run: body.dry_run,

@@ -3,7 +3,7 @@
 //! No I/O and no clock: `now` is passed in. The one impurity is a new target's id, drawn
 //! from the system's random numbers (`ids::new_id`) as every other target's is.
 //!
-//! The rules (docs/policy.md "Where zones come from"; each pinned by a test in `tests.rs`):
+//! The rules (docs/policy.md "Where zones come from"; each pinned by a test in `tests/`):
 //! - A guest becomes one target per service, a node (with `node_targets`) one
 //!   `proxmox-api` target on 8006. Keys: `qemu/100`, `lxc/101`, `node/pve1`; a guest's
 //!   further services `qemu/100#rdp`. Services come from tags (`PREFIX<service>`), else
@@ -27,6 +27,8 @@
 mod found;
 mod merge;
 mod names;
+mod order;
+mod place;
 #[cfg(test)]
 mod tests;
 
@@ -85,6 +87,9 @@ pub(crate) struct Plan {
     pub refused: BTreeMap<String, String>,
 }
 
+// A plan holds one change per target that changed (tens): boxing the records would buy
+// nothing but indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Change {
     /// A new target (a fresh id, `source`/`source_key`/`discovered` set).
@@ -255,7 +260,7 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
     }
 
     Plan {
-        changes: in_order(changes),
+        changes: order::in_order(changes),
         unchanged,
         refused,
     }
@@ -338,52 +343,4 @@ fn same(before: &TargetRecord, after: &TargetRecord) -> bool {
     };
     let seen = |t: &TargetRecord| Seen::of(t).map(|s| Seen { seen_at: 0, ..s });
     timeless(before) == timeless(after) && seen(before) == seen(after)
-}
-
-/// Removals, updates, additions, refusals; each by source key, except that an update
-/// giving up a name goes before an update taking it (a cycle of renames cannot be ordered
-/// and keeps key order).
-fn in_order(changes: Vec<Change>) -> Vec<Change> {
-    let mut removes = Vec::new();
-    let mut updates = Vec::new();
-    let mut adds = Vec::new();
-    let mut refuses = Vec::new();
-    for change in changes {
-        match change {
-            Change::Remove { .. } => removes.push(change),
-            Change::Update { .. } => updates.push(change),
-            Change::Add(_) => adds.push(change),
-            Change::Refuse { .. } => refuses.push(change),
-        }
-    }
-    for group in [&mut removes, &mut updates, &mut adds, &mut refuses] {
-        group.sort_by(|a, b| change_key(a).cmp(change_key(b)));
-    }
-    let mut out = removes;
-    let mut pending = updates;
-    while !pending.is_empty() {
-        let blocked = |c: &Change| {
-            let Change::Update { before, after, .. } = c else {
-                return false;
-            };
-            pending.iter().any(|other| match other {
-                Change::Update { before: o, .. } => o.id != before.id && o.name == after.name,
-                _ => false,
-            })
-        };
-        let next = pending.iter().position(|c| !blocked(c)).unwrap_or(0);
-        out.push(pending.remove(next));
-    }
-    out.extend(adds);
-    out.extend(refuses);
-    out
-}
-
-fn change_key(change: &Change) -> &str {
-    match change {
-        Change::Add(t) | Change::Update { after: t, .. } | Change::Remove { target: t, .. } => {
-            t.source_key.as_deref().unwrap_or_default()
-        }
-        Change::Refuse { key, .. } => key,
-    }
 }

@@ -10,7 +10,7 @@
 pub(crate) mod audit;
 pub(crate) mod catalog;
 #[cfg(test)]
-mod catalog_tests;
+mod catalog_suite_tests;
 mod checkpoint;
 pub(crate) mod connections;
 pub(crate) mod join_tokens;

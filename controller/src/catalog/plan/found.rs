@@ -6,19 +6,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use portcullis_policy::{zone_of_target, Policy, TargetFacts};
+use portcullis_policy::{Policy, TargetFacts};
 
 use super::names::sanitise;
+use super::place::{last_seen_addresses, no_guest_address, place};
 use super::{PlanInput, Seen};
 use crate::catalog::{AddressOrigin, FoundAddress, Guest, Node};
-use crate::store::targets::TargetRecord;
 
 /// The service a node becomes and its port (pveproxy's, whatever else the policy lists).
 const NODE_SERVICE: &str = "proxmox-api";
 const NODE_PORT: u16 = 8006;
 
-const NO_GUEST_ADDRESS: &str =
-    "no address: give it a cloud-init ipconfig0 / lxc net0 ip=, or enable the agent";
 const NO_NODE_ADDRESS: &str = "no address: give the discovery token Sys.Audit for /cluster/status";
 
 /// One target the discovery asks for, before it is named and merged with what is stored.
@@ -107,14 +105,15 @@ fn collect_guest(
         address_origin: address.map(|a| a.origin.as_str().to_owned()),
     };
     let running = guest.status == "running" && !guest.template;
-    // A stopped guest has no agent to ask: it keeps the address it last had.
-    let remembered;
-    let addresses = match last_seen.get(key.as_str()) {
-        Some(last) if guest.addresses.is_empty() && !running => {
-            remembered = [last.clone()];
-            &remembered[..]
-        }
-        _ => &guest.addresses[..],
+    // A guest that is not running has no agent to ask: without a configured address it
+    // keeps the one it last had. If that no longer places it, it is refused for want of an
+    // address, as it will be at the next sync (which no longer remembers one).
+    let remembered = last_seen
+        .get(key.as_str())
+        .filter(|_| guest.addresses.is_empty() && !running);
+    let addresses = match remembered {
+        Some(last) => std::slice::from_ref(last),
+        None => &guest.addresses[..],
     };
     let tagged = tagged_services(policy, &input.cluster.service_tag_prefix, &guest.tags);
     let first = tagged.first().map(String::as_str);
@@ -132,9 +131,14 @@ fn collect_guest(
     let placed = match place(policy, addresses, facts) {
         Ok(placed) => placed,
         Err(reason) => {
+            let reason = if guest.addresses.is_empty() {
+                no_guest_address(running)
+            } else {
+                reason
+            };
             found
                 .refusals
-                .push(refusal(&key, reason, addresses.first()));
+                .push(refusal(&key, reason, guest.addresses.first()));
             found.refused_guests.insert(key);
             return;
         }
@@ -280,68 +284,6 @@ fn collect_node(input: &PlanInput<'_>, node: &Node, key: String, found: &mut Fou
     });
 }
 
-/// Where a guest or node is: its address and the zone of that address.
-struct Placed {
-    address: FoundAddress,
-    zone: String,
-}
-
-/// The first address whose zone checks pass (and, for an address the guest reported
-/// itself, whose zone accepts such addresses), or why none does.
-fn place(
-    policy: &Policy,
-    addresses: &[FoundAddress],
-    facts: impl Fn(IpAddr) -> TargetFacts,
-) -> Result<Placed, String> {
-    let mut reasons = Vec::new();
-    for found in addresses {
-        let ip = found.ip.to_canonical();
-        match zone_of_target(policy, &facts(ip)) {
-            Err(err) => reasons.push(err.to_string()),
-            Ok(zone)
-                if found.origin.guest_reported()
-                    && !policy.zone_accepts_guest_reported_addresses(&zone) =>
-            {
-                reasons.push(format!(
-                    "the address {ip} was reported by the guest ({}), and zone {zone} does not \
-                     accept guest-reported addresses (set guest_reported_addresses = true on \
-                     the zone to allow them, or configure the address in Proxmox)",
-                    found.origin.as_str()
-                ));
-            }
-            Ok(zone) => {
-                return Ok(Placed {
-                    address: FoundAddress {
-                        ip,
-                        ..found.clone()
-                    },
-                    zone,
-                })
-            }
-        }
-    }
-    Err(summarise(reasons))
-}
-
-/// One refusal sentence from the reasons each address was refused.
-fn summarise(reasons: Vec<String>) -> String {
-    const SHOWN: usize = 3;
-    match reasons.len() {
-        0 => NO_GUEST_ADDRESS.to_owned(),
-        1 => reasons.into_iter().next().unwrap_or_default(),
-        n => {
-            let mut text = format!(
-                "none of its {n} addresses is usable: {}",
-                reasons[..SHOWN.min(n)].join("; ")
-            );
-            if n > SHOWN {
-                text.push_str(&format!("; and {} more", n - SHOWN));
-            }
-            text
-        }
-    }
-}
-
 /// The services a guest's tags name (`PREFIX<service>`, a service the policy knows), in
 /// tag order, each once.
 fn tagged_services(policy: &Policy, prefix: &str, tags: &[String]) -> Vec<String> {
@@ -393,43 +335,4 @@ fn no_single_port(service: &str) -> String {
 
 fn knows_service(policy: &Policy, name: &str) -> bool {
     policy.service_names().any(|s| s == name)
-}
-
-/// The address each stored guest last had (guest key → address), from what the last sync
-/// saw of its first target.
-fn last_seen_addresses(current: &[TargetRecord]) -> BTreeMap<&str, FoundAddress> {
-    let mut out = BTreeMap::new();
-    for t in current {
-        let Some(key) = t.source_key.as_deref() else {
-            continue;
-        };
-        let Some(seen) = Seen::of(t) else {
-            continue;
-        };
-        let Ok(address) = seen.address.parse::<SocketAddr>() else {
-            continue;
-        };
-        let origin = seen.address_origin.as_deref().and_then(origin_named);
-        if let Some(origin) = origin {
-            out.entry(guest_key(key)).or_insert(FoundAddress {
-                ip: address.ip(),
-                origin,
-                interface: None,
-            });
-        }
-    }
-    out
-}
-
-fn origin_named(name: &str) -> Option<AddressOrigin> {
-    [
-        AddressOrigin::CloudInit,
-        AddressOrigin::LxcConfig,
-        AddressOrigin::SdnIpam,
-        AddressOrigin::GuestAgent,
-        AddressOrigin::LxcInterfaces,
-        AddressOrigin::ClusterStatus,
-    ]
-    .into_iter()
-    .find(|o| o.as_str() == name)
 }

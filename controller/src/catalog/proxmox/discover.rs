@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use futures_util::StreamExt as _;
 use serde_json::Value;
 
-use super::interfaces::{self, AgentReply};
+use super::interfaces;
 use super::netconf::{self, Configured};
 use super::sdn::{self, Fit, Sdn};
 use super::wire::{self, Resource};
@@ -323,11 +323,11 @@ async fn guest<A: Api>(walk: &Walk, api: &A, sdn: &Sdn, r: Resource) -> (Guest, 
             let (origin, reported) = match r.guest_type {
                 GuestType::Qemu => (
                     AddressOrigin::GuestAgent,
-                    agent(api, &base, &label, &mut notes).await,
+                    reported::agent(api, &base, &label, &mut notes).await,
                 ),
                 GuestType::Lxc => (
                     AddressOrigin::LxcInterfaces,
-                    container(api, &base, &label, &mut notes).await,
+                    reported::container(api, &base, &label, &mut notes).await,
                 ),
             };
             if let Some(nics) = reported {
@@ -391,94 +391,6 @@ fn rank(origin: AddressOrigin) -> u8 {
     }
 }
 
-/// The QEMU agent's interfaces, or a note saying why there are none.
-async fn agent<A: Api>(
-    api: &A,
-    base: &str,
-    label: &str,
-    notes: &mut Vec<String>,
-) -> Option<Vec<interfaces::ReportedNic>> {
-    match api
-        .get(&format!("{base}/agent/network-get-interfaces"))
-        .await
-    {
-        Ok(data) => match interfaces::agent(&data) {
-            Ok(AgentReply::Interfaces(nics)) => Some(nics),
-            Ok(AgentReply::Refused { class, desc }) => {
-                let desc = desc.map(|d| format!(": {d}")).unwrap_or_default();
-                notes.push(format!(
-                    "{label}: its guest agent does not answer network-get-interfaces ({class}{desc}); set a cloud-init address (ipconfigN) instead"
-                ));
-                None
-            }
-            Err(m) => {
-                notes.push(format!(
-                    "{label}: its guest agent's answer was not understood ({m})"
-                ));
-                None
-            }
-        },
-        Err(ProxmoxError::Api {
-            status, message, ..
-        }) => {
-            let why = if message.contains("No QEMU guest agent configured") {
-                "no guest agent is configured (set agent=1 and install qemu-guest-agent, or give it a cloud-init address)".to_owned()
-            } else if message.contains("QEMU guest agent is not running") {
-                "its guest agent is not running (start qemu-guest-agent in the guest)".to_owned()
-            } else if message.contains("is not running") {
-                "the VM is not running".to_owned()
-            } else if status == 403 {
-                format!("the token may not ask guest agents (grant VM.GuestAgent.Audit on PVE 9, VM.Monitor on PVE 8 and earlier): {message}")
-            } else {
-                format!("its guest agent did not answer (HTTP {status}: {message})")
-            };
-            notes.push(format!("{label}: no address: {why}"));
-            None
-        }
-        Err(e) => {
-            notes.push(format!(
-                "{label}: its guest agent could not be asked ({})",
-                short(&e)
-            ));
-            None
-        }
-    }
-}
-
-/// A running container's interfaces, or a note saying why there are none.
-async fn container<A: Api>(
-    api: &A,
-    base: &str,
-    label: &str,
-    notes: &mut Vec<String>,
-) -> Option<Vec<interfaces::ReportedNic>> {
-    match api.get(&format!("{base}/interfaces")).await {
-        Ok(data) => match interfaces::lxc(&data) {
-            Ok(nics) if nics.is_empty() => {
-                notes.push(format!("{label}: the container reported no interfaces"));
-                None
-            }
-            Ok(nics) => Some(nics),
-            Err(m) => {
-                notes.push(format!("{label}: its interfaces were not understood ({m})"));
-                None
-            }
-        },
-        Err(ProxmoxError::Api { status: 501, .. }) => {
-            notes.push(format!(
-                "{label}: no address: this Proxmox has no container interfaces endpoint (pve-container 5.0.6 or later has it); set a static ip= on its netN"
-            ));
-            None
-        }
-        Err(e) => {
-            notes.push(format!(
-                "{label}: its interfaces could not be read ({})",
-                short(&e)
-            ));
-            None
-        }
-    }
-}
-
+mod reported;
 #[cfg(test)]
 mod tests;

@@ -171,4 +171,113 @@ mod tests {
         .to_string();
         assert!(err.contains("[vault]"), "{err}");
     }
+
+    /// A Vault stand-in on loopback HTTP: the controller's token lookup and one KV v2
+    /// secret (`secret/data/portcullis/proxmox`); it checks the controller's Vault token.
+    async fn fake_vault(secret: serde_json::Value) -> (String, tokio::task::JoinHandle<()>) {
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::routing::get;
+        use serde_json::json;
+        fn envelope(data: serde_json::Value) -> serde_json::Value {
+            json!({"request_id": "r", "lease_id": "", "lease_duration": 0, "renewable": false,
+                   "data": data, "warnings": null, "wrap_info": null, "auth": null})
+        }
+        let authorised = |headers: &HeaderMap| {
+            headers.get("x-vault-token").and_then(|v| v.to_str().ok()) == Some("controller-token")
+        };
+        let app = axum::Router::new()
+            .route(
+                "/v1/auth/token/lookup-self",
+                get(move |headers: HeaderMap| async move {
+                    if !authorised(&headers) {
+                        return (
+                            StatusCode::FORBIDDEN,
+                            axum::Json(json!({"errors": ["permission denied"]})),
+                        );
+                    }
+                    (
+                        StatusCode::OK,
+                        axum::Json(envelope(json!({
+                        "accessor": "a", "creation_time": 0, "creation_ttl": 0, "display_name": "t",
+                        "entity_id": "", "expire_time": null, "explicit_max_ttl": 0, "id": "i",
+                        "identity_policies": null, "issue_time": null, "meta": null, "num_uses": 0,
+                        "orphan": true, "path": "auth/token/create", "policies": ["root"],
+                        "renewable": false, "role": null, "ttl": 0}))),
+                    )
+                }),
+            )
+            .route(
+                "/v1/secret/data/portcullis/proxmox",
+                get(move |headers: HeaderMap| async move {
+                    if !authorised(&headers) {
+                        return (
+                            StatusCode::FORBIDDEN,
+                            axum::Json(json!({"errors": ["permission denied"]})),
+                        );
+                    }
+                    (
+                        StatusCode::OK,
+                        axum::Json(envelope(
+                            json!({"data": secret, "metadata": {"version": 1}}),
+                        )),
+                    )
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (address, task)
+    }
+
+    async fn from_vault(
+        secret: serde_json::Value,
+        field: &str,
+    ) -> Result<SecretString, ProxmoxError> {
+        let _ = portcullis_crypto::tls::install_process_default();
+        let (address, _task) = fake_vault(secret).await;
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("vault-token");
+        std::fs::write(&token_file, "controller-token\n").unwrap();
+        let config = crate::vault::config::VaultConfig {
+            address,
+            ca_file: None,
+            auth: crate::vault::config::VaultAuth::TokenFile(token_file),
+            ssh_mount: "ssh".into(),
+            ssh_role: None,
+            token_role: "portcullis".into(),
+            request_timeout: std::time::Duration::from_secs(5),
+            revoke_retry_max: std::time::Duration::from_secs(60),
+            mint_timeout: std::time::Duration::from_secs(60),
+            job_interval: std::time::Duration::from_secs(60),
+        };
+        let (vault, _) = crate::vault::Vault::connect(config).await.unwrap();
+        let source = TokenSource::Vault {
+            path: "secret/data/portcullis/proxmox".into(),
+            field: field.into(),
+        };
+        load(&source, Some(&vault)).await
+    }
+
+    #[tokio::test]
+    async fn the_token_is_a_field_of_a_kv_v2_secret() {
+        let token = from_vault(serde_json::json!({"token": format!("{GOOD}\n")}), "token")
+            .await
+            .unwrap();
+        assert_eq!(token.expose_secret(), GOOD);
+        let err = from_vault(serde_json::json!({"token": GOOD}), "other")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no string field \"other\""), "{err}");
+        let err = from_vault(serde_json::json!({"token": "hunter2-secret"}), "token")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("USER@REALM!TOKENID=SECRET") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
 }

@@ -202,6 +202,21 @@ fn a_stopped_guest_without_an_address_keeps_the_one_it_had() {
 }
 
 #[test]
+fn a_stopped_guest_whose_last_address_is_refused_is_refused_for_want_of_an_address() {
+    let mut fx = synced(vec![vm(150, "a", "10.1.0.5")]);
+    fx.found.guests[0].status = "stopped".into();
+    fx.found.guests[0].addresses.clear();
+    fx.found.guests[0].tags = vec!["prod".into()];
+    let plan = fx.sync();
+    assert_eq!(
+        removals(&plan),
+        vec![("qemu/150".to_owned(), "refused".to_owned())]
+    );
+    assert!(refusal(&plan, "qemu/150").ends_with("(it is not running: its agent cannot be asked)"));
+    assert!(fx.sync().changes.is_empty(), "the next sync says the same");
+}
+
+#[test]
 fn a_guest_moved_to_another_node_is_a_seen_change() {
     let mut fx = synced(vec![vm(150, "a", "10.1.0.5")]);
     fx.found.guests[0].node = "pve2".into();

@@ -32,7 +32,18 @@ struct Server {
 fn route(path: &str) -> (u16, Option<&'static str>, String) {
     match path {
         "/api2/json/nodes" => (200, None, NODES.to_owned()),
-        "/api2/json/cluster/resources?type=vm" => (200, None, r#"{"data":[]}"#.into()),
+        "/api2/json/cluster/resources?type=vm" => (
+            200,
+            None,
+            r#"{"data":[{"type":"qemu","vmid":100,"name":"vm100","node":"node1","status":"running","template":0}]}"#.into(),
+        ),
+        "/api2/json/nodes/node1/qemu/100/config" => (200, None, r#"{"data":{"agent":"1"}}"#.into()),
+        // An older server: the words only in the reason phrase.
+        "/api2/json/nodes/node1/qemu/100/agent/network-get-interfaces" => (
+            500,
+            Some("QEMU guest agent is not running"),
+            r#"{"data":null}"#.into(),
+        ),
         "/api2/json/legacy" => (
             500,
             Some("VM 999 does not exist"),
@@ -227,7 +238,7 @@ async fn a_pinned_fingerprint_is_enough_whatever_the_name_and_a_wrong_one_is_ref
     // Proxmox's own node certificate names the node, not the address the controller dials.
     let server = server(&["pve1.lab"]).await;
     let url = format!("https://{}", server.addr);
-    let client = Client::new(&cluster(&[url.clone()], pin(&server)), token()).unwrap();
+    let client = Client::new(&cluster(std::slice::from_ref(&url), pin(&server)), token()).unwrap();
     client.first("nodes").await.unwrap();
 
     let wrong = ServerTrust::Fingerprint([0x80; 32]);
@@ -246,7 +257,7 @@ async fn a_pinned_fingerprint_is_enough_whatever_the_name_and_a_wrong_one_is_ref
 async fn refusals_and_reason_phrase_only_errors_are_in_words() {
     let server = server(&["127.0.0.1"]).await;
     let url = format!("https://{}", server.addr);
-    let client = Client::new(&cluster(&[url.clone()], pin(&server)), token()).unwrap();
+    let client = Client::new(&cluster(std::slice::from_ref(&url), pin(&server)), token()).unwrap();
     let (api, _) = client.first("nodes").await.unwrap();
     let err = super::super::discover::Api::get(&api, "legacy")
         .await
@@ -307,7 +318,16 @@ async fn an_unreachable_url_moves_on_and_an_answer_is_authoritative() {
     let d = super::super::discover(&c, &client).await.unwrap();
     assert_eq!(d.url, format!("{good}/"));
     assert_eq!(d.nodes.len(), 4);
-    assert!(d.guests.is_empty());
+    assert_eq!(d.guests.len(), 1);
+    assert!(d.guests[0].addresses.is_empty());
+    // The agent's failure, said only in the reason phrase, is a note naming the guest.
+    assert!(
+        d.notes
+            .iter()
+            .any(|n| n.starts_with("qemu 100") && n.contains("guest agent is not running")),
+        "{:?}",
+        d.notes
+    );
     // The rest of the sync used the URL that answered.
     let paths: Vec<String> = server
         .seen
@@ -373,4 +393,16 @@ fn a_malformed_token_or_an_unusable_ca_file_is_refused_at_setup() {
         Client::new(&c, token()),
         Err(ProxmoxError::Setup(_))
     ));
+}
+
+/// The sync runs discovery on a spawned task: its future must be `Send`.
+#[test]
+fn discovery_can_run_on_a_spawned_task() {
+    fn send<T: Send>(_: &T) {}
+    let c = cluster(&["https://127.0.0.1:1".into()], ServerTrust::Fingerprint([0; 32]));
+    let client = Client::new(&c, token()).unwrap();
+    let future = super::super::discover(&c, &client);
+    send(&future);
+    let source = TokenSource::File("/nonexistent".into());
+    send(&super::super::load_token(&source, None));
 }

@@ -65,8 +65,10 @@ fn ipam_status_hand_written() {
     let (entries, notes) = ipam_status(answer).unwrap();
     assert_eq!(entries.len(), 2);
     assert_eq!(notes.len(), 2, "{notes:?}");
-    let mut sdn = Sdn::default();
-    sdn.ipam = entries.into_iter().rev().collect();
+    let sdn = Sdn {
+        ipam: entries.into_iter().rev().collect(),
+        ..Sdn::default()
+    };
     let mine: Vec<IpAddr> = sdn.ipam_of(120).iter().map(|e| e.ip).collect();
     assert_eq!(mine, [ip("10.0.0.20"), ip("fd00::20")]);
     assert_eq!(

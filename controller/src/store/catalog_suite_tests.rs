@@ -1,5 +1,5 @@
-//! `catalog_clusters` and the targets' listing by source, on SQLite and, when the suite's
-//! cluster is there, PostgreSQL.
+//! The store suite for the catalog: `catalog_clusters` and the targets' listing by source, on
+//! SQLite and, when the suite's cluster is there, PostgreSQL (as `suite_tests.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
