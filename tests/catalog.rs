@@ -389,6 +389,11 @@ struct Lab {
 
 impl Lab {
     fn start(trust: Trust) -> Lab {
+        Lab::start_every(trust, "1h")
+    }
+
+    /// Like [`Lab::start`], the controller syncing every `interval` on its own.
+    fn start_every(trust: Trust, interval: &str) -> Lab {
         let fake = FakeProxmox::start();
         for (vmid, name, ip) in SSH_GUESTS {
             fake.put_guest(cloud_init_guest(vmid, name, "node1", ip, None));
@@ -426,7 +431,7 @@ impl Lab {
             w.join("controller.toml"),
             format!(
                 "[[catalog.proxmox]]\nname = \"{CLUSTER}\"\nurls = [\"{}\"]\ntoken_file = \"{}\"\n{trust}\n\
-                 interval = \"1h\"\ndefault_services = {{ \"*\" = [\"ssh\"], \"PVE-MGMT\" = [] }}\n",
+                 interval = \"{interval}\"\ndefault_services = {{ \"*\" = [\"ssh\"], \"PVE-MGMT\" = [] }}\n",
                 fake.url(),
                 token_file.display()
             ),
@@ -841,8 +846,15 @@ fn a_dry_run_prints_the_diff_and_changes_nothing() {
             "the dry run's diff lacks {word}:\n{text}"
         );
     }
-    let dry: Value =
-        serde_json::from_str(&lab.ok(&["catalog", "sync", "--dry-run", "--json"])).unwrap();
+    let dry: Value = serde_json::from_str(&lab.ok(&[
+        "catalog",
+        "sync",
+        "--dry-run",
+        "--cluster",
+        CLUSTER,
+        "--json",
+    ]))
+    .unwrap();
     assert_eq!(dry["dry_run"], true, "{dry}");
     let dry = cluster_of(&dry);
     assert_eq!(
@@ -1037,6 +1049,44 @@ fn an_outage_keeps_the_last_good_catalog_and_says_so() {
     let status = lab.catalog();
     assert_eq!(status["stale"], false, "{status}");
     assert!(status["last_error"].is_null(), "{status}");
+}
+
+/// The controller syncs on its own every `interval`: a guest gone from the cluster goes
+/// from the targets without anyone asking, audited as the system's doing; a sync of a
+/// cluster that is not configured is refused, naming the configured ones.
+#[test]
+fn the_controller_syncs_every_interval_on_its_own() {
+    let lab = Lab::start_every(Trust::CaFile, "2s");
+    assert!(lab.discovered().contains_key("qemu/121"));
+    lab.fake.remove_resource("qemu/121");
+    poll(
+        "the periodic sync to remove the gone guest",
+        Duration::from_secs(30),
+        || {
+            let found = lab.discovered();
+            if found.contains_key("qemu/121") {
+                Err(format!("{:?}", found.keys()))
+            } else {
+                Ok(())
+            }
+        },
+    );
+    let removed = lab.audit("catalog_target_removed");
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert_eq!(removed[0]["details"]["source_key"], "qemu/121");
+    assert!(
+        removed[0]["actor"].to_string().contains("system"),
+        "{}",
+        removed[0]
+    );
+    assert!(lab.audit("catalog_synced").len() >= 2);
+
+    let (ok, stdout, stderr) = lab.run(&["catalog", "sync", "--cluster", "nope"]);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stderr.contains("nope") && stderr.contains(CLUSTER),
+        "{stderr}"
+    );
 }
 
 /// Discovery only reads: every request the controller sent was a GET carrying the
