@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use common::cluster::Controller;
 use common::dev::{curl, Dev};
+use common::netns::Place;
 use common::proxmox::cluster::{cloud_init_guest, fixture_data};
 use common::proxmox::{FakeProxmox, TOKEN};
 use common::sshd::{login_user, Sshd};
@@ -420,23 +422,10 @@ impl Lab {
             .collect();
         let sshd = Sshd::start_configured(&placeholder, &[&user], None, &listen);
         std::fs::write(w.join("policy.toml"), policy(sshd.port)).unwrap();
-        let token_file = w.join("proxmox.token");
-        std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let trust = match trust {
-            Trust::CaFile => format!("ca_file = \"{}\"", fake.ca_file.display()),
-            Trust::Fingerprint => format!("fingerprint = \"{}\"", fake.fingerprint),
-        };
-        std::fs::write(
-            w.join("controller.toml"),
-            format!(
-                "[[catalog.proxmox]]\nname = \"{CLUSTER}\"\nurls = [\"{}\"]\ntoken_file = \"{}\"\n{trust}\n\
-                 interval = \"{interval}\"\ndefault_services = {{ \"*\" = [\"ssh\"], \"PVE-MGMT\" = [] }}\n",
-                fake.url(),
-                token_file.display()
-            ),
-        )
-        .unwrap();
+        // The nodes' zone gets no guest service: a guest there is refused.
+        let catalog = catalog_config(&fake, &w.join("proxmox.token"), trust, interval)
+            + "default_services = { \"*\" = [\"ssh\"], \"PVE-MGMT\" = [] }\n";
+        std::fs::write(w.join("controller.toml"), catalog).unwrap();
         let dev = Dev::start(&[
             "--user",
             &user,
@@ -1087,6 +1076,142 @@ fn the_controller_syncs_every_interval_on_its_own() {
         stderr.contains("nope") && stderr.contains(CLUSTER),
         "{stderr}"
     );
+}
+
+/// The `[[catalog.proxmox]]` of the fake, for a controller's config, with its token
+/// written to `token_file` (0600).
+fn catalog_config(
+    fake: &FakeProxmox,
+    token_file: &std::path::Path,
+    trust: Trust,
+    interval: &str,
+) -> String {
+    std::fs::write(token_file, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let trust = match trust {
+        Trust::CaFile => format!("ca_file = \"{}\"", fake.ca_file.display()),
+        Trust::Fingerprint => format!("fingerprint = \"{}\"", fake.fingerprint),
+    };
+    format!(
+        "[[catalog.proxmox]]\nname = \"{CLUSTER}\"\nurls = [\"{}\"]\ntoken_file = \"{}\"\n{trust}\n\
+         interval = \"{interval}\"\n",
+        fake.url(),
+        token_file.display(),
+    )
+}
+
+/// `catalog sync --json` on `c`: its report of [`CLUSTER`], whatever the exit code.
+fn sync_on(c: &Controller) -> Value {
+    let out = c
+        .cli()
+        .args(["catalog", "sync", "--json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    cluster_of(&report)
+}
+
+/// With several controllers on one store, one syncs a cluster at a time (the store's
+/// lease): while one waits on Proxmox, a sync asked of the other is `busy` and changes
+/// nothing; once the first is done, the other syncs.
+#[test]
+fn several_controllers_sync_a_cluster_one_at_a_time() {
+    let fake = FakeProxmox::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, self::policy(22)).unwrap();
+    let url = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(common::pg::fresh_database());
+    let catalog = catalog_config(
+        &fake,
+        &dir.path().join("proxmox.token"),
+        Trust::CaFile,
+        "1h",
+    );
+    let start = |name: &str| {
+        Controller::start_policy(
+            &Place::host(),
+            &dir.path().join(name),
+            &url,
+            &policy,
+            "",
+            &format!("\n{catalog}"),
+        )
+    };
+    let a = start("a");
+    let synced = |c: &Controller| -> Value {
+        let out = c
+            .cli()
+            .args(["catalog", "list", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster_of(&serde_json::from_slice(&out.stdout).unwrap())
+    };
+    poll(
+        "the first controller's first sync",
+        Duration::from_secs(60),
+        || {
+            let status = synced(&a);
+            if status["last_success_at"].is_u64() {
+                Ok(())
+            } else {
+                Err(status.to_string())
+            }
+        },
+    );
+    let b = start("b");
+    let targets = synced(&b)["targets"].clone();
+    assert!(!targets.as_array().unwrap().is_empty());
+
+    // Proxmox holds a refused token's answer back for 3 s: a's sync holds the lease so long.
+    fake.with(|s| s.token = "portcullis@pve!discovery=00000000-0000-0000-0000-000000000000".into());
+    fake.clear_requests();
+    let slow = a
+        .cli()
+        .args(["catalog", "sync", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    poll("a's sync to reach Proxmox", Duration::from_secs(10), || {
+        if fake.requests().is_empty() {
+            Err("not yet")
+        } else {
+            Ok(())
+        }
+    });
+    let busy = sync_on(&b);
+    let out = slow.wait_with_output().unwrap();
+    let failed = cluster_of(&serde_json::from_slice(&out.stdout).unwrap());
+    assert_eq!(failed["outcome"], "failed", "{failed}");
+    assert_eq!(busy["outcome"], "busy", "{busy}");
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.path == "/nodes")
+            .count(),
+        1,
+        "b asked Proxmox too: {:?}",
+        fake.requests()
+    );
+    assert_eq!(synced(&b)["targets"], targets);
+
+    fake.with(|s| s.token = TOKEN.into());
+    let ok = sync_on(&b);
+    assert_eq!(ok["outcome"], "ok", "{ok}");
+    assert_eq!(synced(&a)["stale"], false);
 }
 
 /// Discovery only reads: every request the controller sent was a GET carrying the
