@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
+pub(crate) mod catalog;
 pub(crate) mod client;
 pub(crate) mod cluster;
 pub(crate) mod dev;
