@@ -613,3 +613,29 @@ fn a_round_is_skipped_when_the_last_good_sync_is_younger_than_half_the_interval(
     assert!(!is_recent(Some(1000 - 150), 1000, five_minutes));
     assert!(!is_recent(Some(1000 - 600), 1000, five_minutes));
 }
+
+#[tokio::test]
+async fn without_a_policy_a_sync_fails_and_changes_nothing() {
+    let h = Harness::start().await;
+    let web = discovered(100, "web", "192.0.2.5:22", "LAB");
+    h.apply(&adding(&[&web])).await;
+    let before = h.last_seq().await;
+    h.state.policy_tx.send_replace(None);
+    let report = settle(
+        &h.state,
+        h.cluster(),
+        Ok(discovery()),
+        false,
+        Actor::system(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.outcome, "failed", "{report:?}");
+    assert_eq!(
+        report.error.as_deref(),
+        Some("no policy is loaded: zones cannot be placed")
+    );
+    let events = h.events_after(before).await;
+    assert_eq!(kinds(&events), ["catalog_sync_failed"]);
+    assert_eq!(h.targets().await, [web]);
+}

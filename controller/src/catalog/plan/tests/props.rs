@@ -175,4 +175,40 @@ proptest! {
         prop_assert_eq!(&again.changes, &Vec::new());
         prop_assert_eq!(again.unchanged as usize, targets.len());
     }
+
+    #[test]
+    fn an_admins_overrides_survive_a_sync_unchanged(
+        mut fx in fixture(),
+        picks in proptest::collection::vec(0u8..8, 0..12),
+    ) {
+        fx.sync();
+        for (i, (t, pick)) in fx.current.iter_mut().zip(picks).enumerate() {
+            if pick & 1 != 0 {
+                t.name = format!("admin-{i}");
+            }
+            if pick & 2 != 0 {
+                t.service = Some("rdp".into());
+            }
+            if pick & 4 != 0 {
+                let ip = t.address.rsplit_once(':').unwrap().0.to_owned();
+                t.address = format!("{ip}:2222");
+            }
+        }
+        let set = fx.current.clone();
+        fx.now += 300;
+        fx.sync();
+        // What an admin set stays (a name an admin took from a namesake may free another
+        // target's plain name: that one changes), and the sync after changes nothing.
+        for before in &set {
+            let after = fx.current.iter().find(|t| t.id == before.id);
+            let after = after.unwrap();
+            prop_assert_eq!(&after.service, &before.service);
+            prop_assert_eq!(&after.address, &before.address);
+            if before.name.starts_with("admin-") {
+                prop_assert_eq!(&after.name, &before.name);
+            }
+        }
+        fx.now += 300;
+        prop_assert_eq!(&fx.sync().changes, &Vec::new());
+    }
 }
