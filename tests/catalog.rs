@@ -166,8 +166,8 @@ fn curl_fake(
 
 /// The fake itself: a refused token is answered 401 only after the configured delay, and
 /// the delay holds back that request alone; only GET is served; an error's message can be
-/// in the reason phrase alone; and an outage closes the port until it resumes on the same
-/// one. The fake's certificate is the one its fingerprint names.
+/// in the reason phrase alone; and an outage drops open connections and closes new ones
+/// until it ends. The fake's certificate is the one its fingerprint names.
 #[test]
 fn the_fake_delays_refusals_serves_only_get_and_goes_dark_in_an_outage() {
     let mut fake = FakeProxmox::start();
@@ -263,12 +263,33 @@ fn the_fake_delays_refusals_serves_only_get_and_goes_dark_in_an_outage() {
         fake.fingerprint
     );
 
+    // An outage: an open connection (here in its TLS handshake) is dropped, and a new one
+    // closed before TLS.
+    let mut open = std::net::TcpStream::connect(("127.0.0.1", fake.port)).unwrap();
+    open.write_all(b"\x16\x03\x01").unwrap();
     fake.pause();
-    let refused = std::net::TcpStream::connect(("127.0.0.1", fake.port));
-    assert!(refused.is_err(), "the port still accepts during the outage");
+    common::client::closes_within(&mut open, Duration::from_secs(10));
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(&fake.ca_file)
+        .arg(format!("{}/api2/json/nodes", fake.url()))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "curl reached the fake during an outage"
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!said.contains("timed out"), "{said}");
+    let requests = fake.requests().len();
     fake.resume();
     let (status, _) = curl_fake(&fake, "GET", "/nodes", Some(TOKEN));
     assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(
+        fake.requests().len(),
+        requests + 1,
+        "a request came in during the outage"
+    );
     let methods: Vec<String> = fake.requests().iter().map(|r| r.method.clone()).collect();
     assert!(methods.contains(&"POST".to_owned()), "{methods:?}");
 }

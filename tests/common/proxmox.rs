@@ -7,9 +7,10 @@
 //! errors as old servers give them (the message only in the HTTP reason phrase, body
 //! `{"data":null}`) or as newer ones do (`message` in the body too). It refuses every
 //! method but GET (discovery only reads) and records every request, so a test can show
-//! what the controller asked. [`FakeProxmox::pause`] is an outage: the port is closed
-//! (connection refused) and open connections are dropped, until [`FakeProxmox::resume`]
-//! listens on the same port again.
+//! what the controller asked. [`FakeProxmox::pause`] is an outage, as a node whose pveproxy
+//! is down looks: open connections are dropped and every new one is closed before TLS,
+//! until [`FakeProxmox::resume`]. (The port stays bound meanwhile: closing it would let
+//! another test's listener take it, and the fake could not come back on it.)
 //!
 //! By default it serves a small cluster composed of the recorded answers in
 //! tests/fixtures/proxmox/ ([`cluster`]).
@@ -104,6 +105,8 @@ pub(crate) struct State {
     pub token: String,
     /// How long a 401 is held back.
     pub unauthorized_delay: Duration,
+    /// An outage: connections are closed as soon as they are accepted.
+    pub outage: bool,
 }
 
 /// The fake API, serving until dropped.
@@ -116,6 +119,8 @@ pub(crate) struct FakeProxmox {
     pub fingerprint: String,
     state: Arc<Mutex<State>>,
     tls: tokio_rustls::TlsAcceptor,
+    /// The bound port, for the life of the fake; each serving task accepts on a copy.
+    listener: std::net::TcpListener,
     serving: Option<tokio::task::JoinHandle<()>>,
     runtime: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
@@ -135,6 +140,7 @@ impl FakeProxmox {
             requests: Vec::new(),
             token: TOKEN.to_owned(),
             unauthorized_delay: Duration::from_secs(3),
+            outage: false,
         }));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -142,22 +148,41 @@ impl FakeProxmox {
             .enable_all()
             .build()
             .expect("a runtime for the fake Proxmox API");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind 127.0.0.1:0");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
         let port = listener.local_addr().expect("local addr").port();
         let acceptor = tls.acceptor();
-        let serving = runtime.spawn(server::serve(listener, acceptor.clone(), state.clone()));
-        FakeProxmox {
+        let mut fake = FakeProxmox {
             port,
             ca_file,
             fingerprint: tls.fingerprint,
             state,
             tls: acceptor,
-            serving: Some(serving),
+            listener,
+            serving: None,
             runtime,
             _dir: dir,
+        };
+        fake.serve_again();
+        fake
+    }
+
+    /// Ends the serving task (and with it every open connection) and starts a new one.
+    fn serve_again(&mut self) {
+        if let Some(serving) = self.serving.take() {
+            serving.abort();
+            let _ = self.runtime.block_on(serving);
         }
+        let copy = self.listener.try_clone().expect("a copy of the listener");
+        let _inside = self.runtime.enter();
+        let listener = tokio::net::TcpListener::from_std(copy).expect("a tokio listener");
+        self.serving = Some(self.runtime.spawn(server::serve(
+            listener,
+            self.tls.clone(),
+            self.state.clone(),
+        )));
     }
 
     /// `https://127.0.0.1:PORT`, as `urls` names it.
@@ -210,38 +235,16 @@ impl FakeProxmox {
         self.with(|s| s.requests.clear());
     }
 
-    /// An outage: closes the port (new connections are refused) and drops the open ones.
+    /// An outage: drops the open connections, and closes each new one before TLS.
     pub(crate) fn pause(&mut self) {
-        if let Some(serving) = self.serving.take() {
-            serving.abort();
-            // Once the task is gone, so are its listener and connections.
-            let _ = self.runtime.block_on(serving);
-        }
-        assert!(
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err(),
-            "the paused fake Proxmox API still accepts connections"
-        );
+        self.with(|s| s.outage = true);
+        self.serve_again();
     }
 
-    /// Ends an outage: listens on the same port again.
+    /// Ends an outage.
     pub(crate) fn resume(&mut self) {
-        if self.serving.is_some() {
-            return;
-        }
-        let port = self.port;
-        let listener = super::wait::poll(
-            &format!("the fake Proxmox API to listen on port {port} again"),
-            Duration::from_secs(10),
-            || {
-                self.runtime
-                    .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
-            },
-        );
-        self.serving = Some(self.runtime.spawn(server::serve(
-            listener,
-            self.tls.clone(),
-            self.state.clone(),
-        )));
+        self.with(|s| s.outage = false);
+        self.serve_again();
     }
 }
 

@@ -14,7 +14,7 @@ use super::{Answer, Request, State};
 const PREFIX: &str = "/api2/json";
 
 /// Accepts connections until the task is aborted; the connections are the task's too, so an
-/// abort closes them as well (an outage).
+/// abort closes them as well. During an outage each connection is closed at once.
 pub(super) async fn serve(
     listener: tokio::net::TcpListener,
     tls: tokio_rustls::TlsAcceptor,
@@ -25,6 +25,10 @@ pub(super) async fn serve(
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((tcp, _)) = accepted else { continue };
+                if state.lock().map(|s| s.outage).unwrap_or(true) {
+                    drop(tcp);
+                    continue;
+                }
                 let (tls, state) = (tls.clone(), state.clone());
                 connections.spawn(async move {
                     let Ok(stream) = tls.accept(tcp).await else { return };
