@@ -1,7 +1,8 @@
 //! The Proxmox host catalog end to end (docs/proxmox.md): a real controller (`portcullis
 //! dev`) syncs from the fake Proxmox VE API of tests/common/proxmox.rs, which serves the
 //! recorded answers of tests/fixtures/proxmox/ over TLS with a CA of its own; and proxmoxer,
-//! a real API client, reads the fake to show it speaks the real API.
+//! a real API client, reads the fake to show it speaks the real API. The set-up (the fake,
+//! an sshd, the dev stack, the policy) is tests/common/catalog.rs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
@@ -512,9 +513,18 @@ fn the_fixtures_guests_map_to_targets_addresses_and_zones() {
     assert_eq!(lab.audit("catalog_guest_refused").len(), events.len());
 
     // Templates and stopped guests are listed, not connectable; a running one is.
-    for name in ["leap154", "machine-test"] {
+    for (name, why) in [("leap154", "template"), ("machine-test", "stopped")] {
         let said = connect_refused(&lab, name);
-        assert!(!said.trim().is_empty(), "{name}");
+        assert!(said.contains(why), "{name}: {said}");
+    }
+    let denied = lab.audit("session_denied");
+    for why in ["template", "stopped"] {
+        assert!(
+            denied
+                .iter()
+                .any(|e| e["reason"].as_str().unwrap_or("").contains(why)),
+            "{denied:?}"
+        );
     }
     let (ok, stdout, stderr) = lab.run(&["connect", "web-1", "--exec", "true"]);
     assert!(ok, "connect web-1:\n{stdout}\n{stderr}");

@@ -218,11 +218,12 @@ impl FakeProxmox {
 
     /// Removes the `/cluster/resources` entry `id` (`qemu/100`): the guest is gone.
     pub(crate) fn remove_resource(&self, id: &str) {
-        self.with(|s| {
+        let removed = self.with(|s| {
             let before = s.resources.len();
             s.resources.retain(|e| e["id"] != id);
-            assert!(s.resources.len() < before, "no resource {id} to remove");
+            s.resources.len() < before
         });
+        assert!(removed, "no resource {id} to remove");
     }
 
     /// Every request so far.
