@@ -784,6 +784,33 @@ fn an_outage_keeps_the_last_good_catalog_and_says_so() {
     assert!(status["last_error"].is_null(), "{status}");
 }
 
+/// The API is never used unverified: with another cluster's CA, or another node's pinned
+/// fingerprint, the sync fails at TLS with a sentence saying so, the fake never sees a
+/// request (the token is not sent to a server that did not prove itself), and nothing is
+/// discovered.
+#[test]
+fn an_api_whose_certificate_does_not_verify_never_sees_the_token() {
+    for trust in [Trust::OtherCa, Trust::OtherFingerprint] {
+        let lab = Lab::start(trust);
+        let (ok, stdout, stderr) = lab.run(&["catalog", "sync"]);
+        assert!(!ok, "{trust:?}: a sync succeeded:\n{stdout}");
+        let said = format!("{stdout}{stderr}").to_lowercase();
+        assert!(
+            said.contains("certificate") || said.contains("fingerprint"),
+            "{trust:?}: {said}"
+        );
+        assert!(
+            lab.fake.requests().is_empty(),
+            "{trust:?}: the fake got requests: {:?}",
+            lab.fake.requests()
+        );
+        assert!(lab.discovered().is_empty(), "{trust:?}");
+        let status = lab.catalog();
+        assert!(status["last_error"].is_string(), "{trust:?}: {status}");
+        assert!(status["last_success_at"].is_null(), "{trust:?}: {status}");
+    }
+}
+
 /// The controller syncs on its own every `interval`: a guest gone from the cluster goes
 /// from the targets without anyone asking, audited as the system's doing; a sync of a
 /// cluster that is not configured is refused, naming the configured ones.

@@ -24,10 +24,16 @@ pub(crate) const SSH_GUESTS: [(u32, &str, &str); 2] =
     [(130, "web-1", "127.0.0.3"), (131, "web-2", "127.0.0.4")];
 
 /// How the controller checks the fake's certificate.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Trust {
+    /// The fake's CA file.
     CaFile,
+    /// The fake's certificate's fingerprint.
     Fingerprint,
+    /// Another cluster's CA: the fake's certificate does not verify.
+    OtherCa,
+    /// Another node's fingerprint (node1's in the recorded /nodes): the fake's does not match.
+    OtherFingerprint,
 }
 
 /// The zones of the fake cluster's addresses (tests/common/proxmox/cluster.rs), and a
@@ -314,6 +320,17 @@ pub(crate) fn catalog_config(
     let trust = match trust {
         Trust::CaFile => format!("ca_file = \"{}\"", fake.ca_file.display()),
         Trust::Fingerprint => format!("fingerprint = \"{}\"", fake.fingerprint),
+        Trust::OtherCa => {
+            let other = token_file.with_file_name("other-ca.pem");
+            std::fs::write(&other, super::proxmox::other_ca_pem()).unwrap();
+            format!("ca_file = \"{}\"", other.display())
+        }
+        Trust::OtherFingerprint => format!(
+            "fingerprint = \"{}\"",
+            super::proxmox::cluster::fixture_data("nodes.json")[0]["ssl_fingerprint"]
+                .as_str()
+                .unwrap()
+        ),
     };
     format!(
         "[[catalog.proxmox]]\nname = \"{CLUSTER}\"\nurls = [\"{}\"]\ntoken_file = \"{}\"\n{trust}\n\

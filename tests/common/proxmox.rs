@@ -81,6 +81,11 @@ impl Answer {
     }
 }
 
+/// The CA (PEM) of another cluster: the fake's certificate is not of it.
+pub(crate) fn other_ca_pem() -> String {
+    tls::Tls::new().ca_pem
+}
+
 /// A request the fake received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Request {
