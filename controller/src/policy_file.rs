@@ -82,7 +82,11 @@ pub(crate) async fn reload_on_hangup(
     }
 }
 
-async fn end_disallowed(
+/// Ends the live sessions `policy` no longer allows (re-evaluated as at authorisation,
+/// from the stored user, target and endpoint): a session whose user or target is gone ends
+/// too. Used by a reload and by a catalog sync that removed or changed targets. Returns how
+/// many it ended.
+pub(crate) async fn end_disallowed(
     state: &AppState,
     policy: &Policy,
 ) -> Result<usize, crate::store::StoreError> {
