@@ -68,3 +68,38 @@ fn the_commented_vault_example_is_valid() {
         portcullis_controller::config::VaultAuth::TokenFile(_)
     ));
 }
+
+#[test]
+fn the_commented_catalog_example_is_valid() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/controller.toml"
+    ))
+    .unwrap();
+    // Uncomment the [[catalog.proxmox]] block, up to the first line that is not part of it.
+    let mut out = String::new();
+    let mut in_catalog = false;
+    for line in text.lines() {
+        if line == "# [[catalog.proxmox]]" {
+            in_catalog = true;
+        } else if !line.starts_with("# ") {
+            in_catalog = false;
+        }
+        match line.strip_prefix("# ") {
+            Some(rest) if in_catalog && !rest.starts_with('#') => out.push_str(rest),
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    let config = portcullis_controller::Config::parse(&out, "config/controller.toml", |_| None)
+        .unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(config.catalog.len(), 1, "{out}");
+    let cluster = &config.catalog[0];
+    assert_eq!(cluster.name, "homelab");
+    assert_eq!(cluster.urls.len(), 2);
+    assert_eq!(cluster.interval.as_secs(), 300);
+    assert_eq!(
+        cluster.default_services["PROXMOX-MGMT"],
+        Vec::<String>::new()
+    );
+}

@@ -10,7 +10,8 @@
 //! table), `keys` (sealed keyset and TLS CA), `api` (HTTPS JSON API, the only place that
 //! speaks HTTP), `link` (the cluster link with workers), `sessions` (the authorize plan,
 //! issuing and ending sessions), `recordings` (session recordings: ingest, seals, reads,
-//! retention), `audit` (the audited transaction and the chain's store side),
+//! retention), `audit` (the audited transaction and the chain's store side), `catalog` (the
+//! Proxmox host catalog: discovery, the pure plan, the sync loop, the inventory),
 //! `authz` (identity and permissions from the pure policy crate). docs/architecture.md has
 //! the data flow and the invariants.
 #![forbid(unsafe_code)]
@@ -204,6 +205,7 @@ impl Controller {
             links: link::registry::Registry::default(),
             policy: policy_rx,
             policy_tx: Arc::new(policy_tx),
+            catalog_syncs: catalog::sync::Running::default(),
         };
         Ok(Controller {
             state,
@@ -283,6 +285,18 @@ impl Controller {
             &shutdown,
         );
         let sinks = audit::sink::spawn_all(&state, &shutdown);
+        // After the API: a sync that ends sessions or takes long never delays serving.
+        let catalog_syncs: Vec<_> = state
+            .config
+            .catalog
+            .iter()
+            .map(|cluster| {
+                tokio::spawn(
+                    catalog::sync::run(state.clone(), cluster.clone(), shutdown.clone())
+                        .instrument(tracing::info_span!("catalog", controller.id = %id, catalog.cluster = %cluster.name)),
+                )
+            })
+            .collect();
         let reloads = self.hangups.map(|hangups| {
             tokio::spawn(
                 policy_file::reload_on_hangup(state.clone(), hangups, shutdown.clone())
@@ -317,6 +331,9 @@ impl Controller {
         }
         for dialer in dialers {
             let _ = dialer.await;
+        }
+        for sync in catalog_syncs {
+            let _ = sync.await;
         }
         if let Some(listener) = listener {
             let _ = listener.await;

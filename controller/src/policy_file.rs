@@ -82,7 +82,11 @@ pub(crate) async fn reload_on_hangup(
     }
 }
 
-async fn end_disallowed(
+/// Ends the live sessions `policy` no longer allows (re-evaluated as at authorisation,
+/// from the stored user, target and endpoint): a session whose user or target is gone ends
+/// too. Used by a reload and by a catalog sync that removed or changed targets. Returns how
+/// many it ended.
+pub(crate) async fn end_disallowed(
     state: &AppState,
     policy: &Policy,
 ) -> Result<usize, crate::store::StoreError> {
@@ -116,6 +120,18 @@ async fn end_disallowed(
             (Some(user), _, Ok(endpoint), Ok(source)) if s.parent_session_id.is_some() => {
                 let request = crate::authz::forward_request(source, &user, endpoint);
                 portcullis_policy::evaluate(policy, &request, now).outcome == Outcome::Allow
+            }
+            // A target whose address is now another one (a catalog sync, an edit): the
+            // session's connections go to an address that is no longer the target's, which
+            // may be another host's by now. Only a literal address can be compared; a host
+            // name is resolved at authorisation.
+            (Some(_), Some(target), Ok(endpoint), Ok(_))
+                if target
+                    .address
+                    .parse::<std::net::SocketAddr>()
+                    .is_ok_and(|now| now != endpoint) =>
+            {
+                false
             }
             (Some(user), Some(target), Ok(endpoint), Ok(source)) => {
                 let request = crate::authz::session_request(source, &user, &target, endpoint);

@@ -44,6 +44,8 @@ pub struct AppState {
     pub(crate) store_watch: Arc<crate::sessions::lost::StoreWatch>,
     /// Where time comes from (the keyset's clock too).
     pub(crate) clock: crate::clock::SharedClock,
+    /// The Proxmox clusters this controller is syncing now (`catalog::sync`).
+    pub(crate) catalog_syncs: crate::catalog::sync::Running,
 }
 
 impl AppState {

@@ -35,6 +35,9 @@ pub(crate) const SESSION_ENDED: u8 = 10;
 /// `recordings verify`: the recording is incomplete (its chain holds but ends early, or its
 /// newest chunks are not sealed in the audit log yet).
 pub(crate) const INCOMPLETE: u8 = 11;
+/// `catalog sync`: a cluster's sync failed (its last good catalog stays) or another
+/// controller was syncing it; the other clusters' results stand.
+pub(crate) const NOT_SYNCED: u8 = 12;
 
 /// The EXIT STATUS section of `portcullis --help`.
 pub(crate) const HELP: &str = "\
@@ -52,6 +55,8 @@ EXIT STATUS:
   9  the controller failed (HTTP 5xx)
   10 connect: the session ended under it (cancelled, logged out, expired, policy change)
   11 recordings verify: the recording is incomplete (a broken one is 1)
+  12 catalog sync: a cluster's sync failed (its last good catalog stays) or another
+     controller was syncing it
   `connect --exec` and `connect ssh` return the command's own status once it has started.";
 
 /// A controller or worker that could not be reached or did not answer in time.
@@ -169,6 +174,7 @@ mod tests {
             CONTROLLER_ERROR,
             SESSION_ENDED,
             INCOMPLETE,
+            NOT_SYNCED,
         ] {
             assert!(
                 HELP.lines()

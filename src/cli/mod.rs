@@ -1,12 +1,14 @@
 //! The command line: argument definitions and dispatch to one module per command group.
 
 pub(crate) mod audit;
+pub(crate) mod catalog;
 pub(crate) mod connect;
 pub(crate) mod daemon;
 pub(crate) mod dev;
 pub(crate) mod echo;
 pub(crate) mod exit;
 pub(crate) mod http;
+pub(crate) mod inventory;
 pub(crate) mod login;
 pub(crate) mod master_key_env;
 pub(crate) mod output;
@@ -76,6 +78,11 @@ pub(crate) enum Command {
     /// Manage targets: the hosts and services sessions reach.
     #[command(subcommand)]
     Targets(targets::TargetsCommand),
+    /// Sync and show the targets discovered from Proxmox clusters.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
+    /// Print the targets you may reach as an Ansible inventory (or a table, or JSON).
+    Inventory(inventory::InventoryArgs),
     /// List, inspect and cancel sessions; list, play, watch and export their recordings.
     #[command(subcommand)]
     Sessions(sessions::SessionsCommand),
@@ -139,6 +146,8 @@ pub(crate) async fn run(
         Command::Controller(cmd) => daemon::run_controller(cmd, master_key).await?,
         Command::Worker(cmd) => daemon::run_worker(cmd).await?,
         Command::Targets(cmd) => targets::run(cmd).await?,
+        Command::Catalog(cmd) => catalog::run(cmd).await?,
+        Command::Inventory(args) => inventory::run(args).await?,
         Command::Sessions(cmd) => sessions::run(cmd).await?,
         Command::Workers(cmd) => workers::run(cmd).await?,
         Command::Connect(args) => connect::run(args).await?,

@@ -50,11 +50,21 @@ impl Resource {
         args: &ListArgs,
         print_table: fn(&[T]) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
+        self.list_where(args, "", print_table).await
+    }
+
+    /// [`Self::list`] with a query string (`?source=proxmox`, or empty) the controller filters by.
+    pub(crate) async fn list_where<T: DeserializeOwned + serde::Serialize>(
+        &self,
+        args: &ListArgs,
+        query: &str,
+        print_table: fn(&[T]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         let api = ApiClient::from_args(&args.client)?;
-        let list: portcullis_proto::api::List<T> =
-            api.get(&format!("/v1/{}", self.plural))
-                .await
-                .with_context(|| format!("cannot list {}", self.plural))?;
+        let list: portcullis_proto::api::List<T> = api
+            .get(&format!("/v1/{}{query}", self.plural))
+            .await
+            .with_context(|| format!("cannot list {}", self.plural))?;
         if args.json {
             output::print_json(&list.items)
         } else {

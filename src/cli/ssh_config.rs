@@ -15,7 +15,7 @@ mod prepare;
 mod reuse;
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use portcullis_proto::api::{List, Target};
@@ -47,7 +47,7 @@ pub(crate) struct SshPrepareArgs {
 
 /// Where sessions for ssh live: `$XDG_RUNTIME_DIR/portcullis/ssh`, else
 /// `~/.cache/portcullis/ssh` (0700).
-fn state_root() -> anyhow::Result<PathBuf> {
+pub(crate) fn state_root() -> anyhow::Result<PathBuf> {
     let base = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
@@ -63,13 +63,40 @@ fn quote(word: &str) -> String {
     format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn safe_name(name: &str) -> bool {
+pub(crate) fn safe_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         && name != "."
         && name != ".."
+}
+
+/// The two blocks that send ssh to `name` through Portcullis (see the module doc). `exe` is
+/// the portcullis executable, `root` the [`state_root`]; `name` must be a [`safe_name`].
+pub(crate) fn host_blocks(name: &str, exe: &str, root: &Path) -> anyhow::Result<String> {
+    let dir = root.join(name);
+    let prepare = format!("{} ssh-prepare {}", shell_quote(exe)?, shell_quote(name)?);
+    let file = |file: &str| quote(&dir.join(file).display().to_string());
+    Ok(format!(
+        "\nMatch originalhost {name} exec {exec}\n\
+         \t# (ssh-prepare has put a session for {name} on disk, or failed: then ssh fails)\n\
+         Match originalhost {name}\n\
+         \tInclude {options}\n\
+         \tIdentityFile {key}\n\
+         \tIdentitiesOnly yes\n\
+         \tIdentityAgent none\n\
+         \tUserKnownHostsFile {known}\n\
+         \tStrictHostKeyChecking yes\n\
+         \tProxyCommand {exe} connect {qname} --stdio --session-file {session}\n",
+        exec = quote(&prepare),
+        options = file(prepare::OPTIONS),
+        key = file(prepare::KEY),
+        known = file(prepare::KNOWN_HOSTS),
+        exe = shell_quote(exe)?,
+        qname = shell_quote(name)?,
+        session = shell_quote(&dir.join(prepare::SESSION).display().to_string())?,
+    ))
 }
 
 pub(crate) async fn run_config(args: SshConfigArgs) -> anyhow::Result<i32> {
@@ -95,33 +122,7 @@ pub(crate) async fn run_config(args: SshConfigArgs) -> anyhow::Result<i32> {
             ));
             continue;
         }
-        let dir = root.join(&t.name);
-        let prepare = format!(
-            "{} ssh-prepare {}",
-            shell_quote(&exe)?,
-            shell_quote(&t.name)?
-        );
-        let file = |name: &str| quote(&dir.join(name).display().to_string());
-        out.push_str(&format!(
-            "\nMatch originalhost {name} exec {exec}\n\
-             \t# (ssh-prepare has put a session for {name} on disk, or failed: then ssh fails)\n\
-             Match originalhost {name}\n\
-             \tInclude {options}\n\
-             \tIdentityFile {key}\n\
-             \tIdentitiesOnly yes\n\
-             \tIdentityAgent none\n\
-             \tUserKnownHostsFile {known}\n\
-             \tStrictHostKeyChecking yes\n\
-             \tProxyCommand {exe} connect {qname} --stdio --session-file {session}\n",
-            name = t.name,
-            exec = quote(&prepare),
-            options = file(prepare::OPTIONS),
-            key = file(prepare::KEY),
-            known = file(prepare::KNOWN_HOSTS),
-            exe = shell_quote(&exe)?,
-            qname = shell_quote(&t.name)?,
-            session = shell_quote(&dir.join(prepare::SESSION).display().to_string())?,
-        ));
+        out.push_str(&host_blocks(&t.name, &exe, &root)?);
     }
     super::output::write_stdout(&out)?;
     Ok(0)

@@ -3,14 +3,21 @@
 use anyhow::{bail, Context as _};
 use portcullis_proto::api::{CreateTarget, Target, UpdateTarget};
 
-use super::http::{ApiClient, ClientArgs};
+use super::http::{segment, ApiClient, ClientArgs};
 use super::output::{self, Table};
 use super::resource::{ListArgs, Resource, ShowArgs};
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum TargetsCommand {
-    /// List the targets.
-    List(ListArgs),
+    /// List the targets: hand-made and discovered ones (docs/proxmox.md).
+    #[command(after_help = "Examples:\n  \
+        portcullis targets list\n  \
+        portcullis targets list --source manual      # only the hand-made ones\n  \
+        portcullis targets list --source proxmox     # only the discovered ones\n  \
+        portcullis targets list --source homelab     # only those of one [[catalog.proxmox]] cluster\n\n\
+        SOURCE is `manual` for a hand-made target, else CLUSTER:KEY (e.g. homelab:qemu/100), with\n\
+        `(unavailable)` for a template or a stopped guest.")]
+    List(TargetListArgs),
     /// Show one target.
     Show(ShowArgs),
     /// Create a target (needs `targets:admin`).
@@ -68,6 +75,25 @@ pub(crate) enum TargetsCommand {
     },
 }
 
+/// `targets list`'s arguments.
+#[derive(clap::Args, Debug)]
+pub(crate) struct TargetListArgs {
+    /// Only the targets from this source: `manual` (hand-made), `proxmox` (discovered from
+    /// any cluster) or a cluster's name.
+    #[arg(long, value_name = "manual|proxmox|CLUSTER")]
+    pub source: Option<String>,
+    #[command(flatten)]
+    pub list: ListArgs,
+}
+
+/// The query string of `targets list --source`.
+fn source_query(source: Option<&str>) -> anyhow::Result<String> {
+    match source {
+        None => Ok(String::new()),
+        Some(source) => Ok(format!("?source={}", segment(source)?)),
+    }
+}
+
 /// The settable fields shared by `create` and `update`.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub(crate) struct TargetFields {
@@ -121,7 +147,10 @@ pub(crate) struct TargetFields {
 
 pub(crate) async fn run(cmd: TargetsCommand) -> anyhow::Result<i32> {
     match cmd {
-        TargetsCommand::List(args) => TARGETS.list(&args, print_table).await?,
+        TargetsCommand::List(args) => {
+            let query = source_query(args.source.as_deref())?;
+            TARGETS.list_where(&args.list, &query, print_table).await?;
+        }
         TargetsCommand::Show(args) => TARGETS.show(&args, print_target).await?,
         TargetsCommand::Create {
             name,
@@ -286,9 +315,23 @@ fn print_table(targets: &[Target]) -> anyhow::Result<()> {
             ("MAX DURATION", |t| output::duration(t.max_session_secs)),
             ("CONN LIMIT", |t| output::limit(t.connection_limit)),
             ("TAGS", |t| output::or_dash(Some(&t.tags.join(",")))),
+            ("SOURCE", source),
         ],
     )
     .print_or("No targets.")
+}
+
+/// `manual`, or `CLUSTER:KEY` for a discovered target, marked when it cannot be reached.
+fn source(target: &Target) -> String {
+    let origin = match &target.source {
+        None => "manual".to_owned(),
+        Some(source) => format!("{}:{}", source.cluster, source.key),
+    };
+    if target.available {
+        origin
+    } else {
+        format!("{origin} (unavailable)")
+    }
 }
 
 fn print_target(target: &Target, json: bool) -> anyhow::Result<()> {
@@ -310,6 +353,8 @@ fn print_target(target: &Target, json: bool) -> anyhow::Result<()> {
         ),
         ("Pool", output::or_dash(target.pool.as_deref())),
         ("Tags", output::or_dash(Some(&target.tags.join(", ")))),
+        ("Source", source(target)),
+        ("Available", super::catalog::available(target)),
         ("Max duration", output::duration(target.max_session_secs)),
         ("Connection limit", output::limit(target.connection_limit)),
         ("SSH host keys", target.ssh_host_keys.len().to_string()),
@@ -407,6 +452,56 @@ mod tests {
                 "vault_secrets": ["database/creds/readonly"],
             })
         );
+    }
+
+    #[test]
+    fn list_filters_by_source() {
+        let TargetsCommand::List(args) = parse(&["list", "--source", "homelab", "--json"]).unwrap()
+        else {
+            panic!("not list");
+        };
+        assert!(args.list.json);
+        assert_eq!(
+            source_query(args.source.as_deref()).unwrap(),
+            "?source=homelab"
+        );
+        assert_eq!(source_query(None).unwrap(), "");
+        // A value cannot add parameters of its own.
+        assert_eq!(
+            source_query(Some("a&zone=X")).unwrap(),
+            "?source=a%26zone%3DX"
+        );
+    }
+
+    #[test]
+    fn the_source_column_tells_hand_made_from_discovered() {
+        let mut target: Target = serde_json::from_value(serde_json::json!({
+            "id": "t_1", "name": "web", "address": "10.0.0.5:22", "zone": null,
+            "service": null, "vmid": null, "tags": [], "pool": null,
+            "max_session_secs": 3600, "connection_limit": 0,
+            "created_at": 0, "updated_at": 0
+        }))
+        .unwrap();
+        assert!(
+            target.available,
+            "an older controller's target is available"
+        );
+        assert_eq!(source(&target), "manual");
+        target.source = Some(portcullis_proto::catalog::TargetSource {
+            kind: "proxmox".into(),
+            cluster: "homelab".into(),
+            key: "qemu/100".into(),
+            node: None,
+            guest_type: "qemu".into(),
+            status: "stopped".into(),
+            address_origin: None,
+            overrides: Vec::new(),
+            seen_at: 0,
+        });
+        assert_eq!(source(&target), "homelab:qemu/100");
+        target.available = false;
+        assert_eq!(source(&target), "homelab:qemu/100 (unavailable)");
+        assert_eq!(super::super::catalog::available(&target), "no (stopped)");
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! be exercised without a socket; [`serve`] runs it on a TLS listener ([`listener`]).
 
 pub(crate) mod audit;
+pub(crate) mod catalog;
+#[cfg(test)]
+mod catalog_tests;
 pub(crate) mod connections;
 pub(crate) mod error;
 pub(crate) mod extract;
@@ -63,6 +66,9 @@ pub(crate) fn router(state: AppState) -> Router {
             "/v1/targets/{id}/authorize-session",
             post(sessions::authorize_session),
         )
+        .route("/v1/catalog", get(catalog::status))
+        .route("/v1/catalog/sync", post(catalog::sync_now))
+        .route("/v1/inventory", get(catalog::inventory))
         .route("/v1/sessions", get(sessions::list))
         .route("/v1/sessions/{id}", get(sessions::get))
         .route("/v1/sessions/{id}/cancel", post(sessions::cancel))

@@ -1,6 +1,6 @@
 //! `/v1/targets`: create, list, show, update and delete targets.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use portcullis_policy::Permission;
@@ -13,7 +13,7 @@ use crate::audit::{event, AuditEvent, Event};
 use crate::clock;
 use crate::ids::{new_id, IdKind};
 use crate::state::AppState;
-use crate::store::targets::{self as rows, TargetRecord};
+use crate::store::targets::{self as rows, SourceFilter, TargetRecord};
 use crate::target_labels::{self, LabelCheck};
 
 const MAX_SESSION_SECS: u64 = 30 * 24 * 3600;
@@ -264,13 +264,54 @@ pub(crate) async fn create(
     ))
 }
 
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    /// `manual` (made by hand), `proxmox` (discovered from any cluster) or the name of a
+    /// configured `[[catalog.proxmox]]`.
+    source: Option<String>,
+}
+
+/// `GET /v1/targets[?source=manual|proxmox|CLUSTER]`.
 pub(crate) async fn list(
     State(state): State<AppState>,
     _principal: Principal,
+    Query(q): Query<ListQuery>,
 ) -> Result<Json<List<Target>>, ApiError> {
+    let filter = q
+        .source
+        .as_deref()
+        .map(|source| source_filter(&state, source))
+        .transpose()?;
     let mut conn = state.store.conn().await?;
-    let items = rows::list(&mut conn).await?.iter().map(to_api).collect();
+    let found = match filter {
+        Some(filter) => rows::list_by_source(&mut conn, filter).await?,
+        None => rows::list(&mut conn).await?,
+    };
+    let items = found.iter().map(to_api).collect();
     Ok(Json(List { items, next: None }))
+}
+
+/// `?source=`: the two words, or a configured cluster's name.
+fn source_filter<'s>(state: &AppState, source: &'s str) -> Result<SourceFilter<'s>, ApiError> {
+    match source {
+        "manual" => Ok(SourceFilter::Manual),
+        "proxmox" => Ok(SourceFilter::Discovered),
+        name if state.config.catalog.iter().any(|c| c.name == name) => {
+            Ok(SourceFilter::Cluster(name))
+        }
+        other => {
+            let mut accepted = vec!["manual".to_owned(), "proxmox".to_owned()];
+            accepted.extend(state.config.catalog.iter().map(|c| c.name.clone()));
+            Err(ApiError::field(
+                "source",
+                format!(
+                    "{other:?} is no target source; use one of: {}",
+                    accepted.join(", ")
+                ),
+            ))
+        }
+    }
 }
 
 pub(crate) async fn get(
@@ -369,6 +410,7 @@ pub(crate) async fn delete(
     let t = rows::find(tx.read(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("target", &id))?;
+    refuse_discovered(&state, &t)?;
     rows::delete(tx.write(), &t.id).await?;
     let event = Event::TargetDeleted {
         details: event::TargetName {
@@ -378,4 +420,26 @@ pub(crate) async fn delete(
     tx.commit(AuditEvent::new(principal.actor(), event).target(&t.id))
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A target a configured cluster's sync owns is not deleted by hand: the next sync would
+/// bring it back. One of a cluster no longer configured may go.
+fn refuse_discovered(state: &AppState, t: &TargetRecord) -> Result<(), ApiError> {
+    let Some(cluster) = t.source.as_deref() else {
+        return Ok(());
+    };
+    if !state.config.catalog.iter().any(|c| c.name == cluster) {
+        return Ok(());
+    }
+    let key = t.source_key.as_deref().unwrap_or("?");
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "discovered",
+        format!(
+            "target {} was discovered in the Proxmox cluster {cluster} ({key}): the next catalog \
+             sync would bring it back; remove the guest in Proxmox (or stop it to make it \
+             unconnectable), or remove the cluster from [[catalog.proxmox]]",
+            t.name
+        ),
+    ))
 }

@@ -27,8 +27,10 @@
 #![allow(dead_code)] // until the sync uses every type (this wave lands in parts)
 
 pub(crate) mod config;
+pub(crate) mod inventory;
 pub(crate) mod plan;
 pub(crate) mod proxmox;
+pub(crate) mod sync;
 
 use std::net::IpAddr;
 

@@ -32,6 +32,7 @@ pub(crate) async fn authorize(
     let per_minute = state.config.per_user.authorize_per_minute;
     let within_rate = plan::check_rate(principal, &target, rate, per_minute);
     refusing(state, within_rate).await?;
+    refusing(state, plan::check_available(principal, &target)).await?;
     let endpoint = resolve(&target.address).await?;
     let policy = state.policy();
     let decision = plan::decide(principal, &target, endpoint, policy.as_deref(), now);

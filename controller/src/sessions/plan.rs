@@ -4,7 +4,8 @@
 //! the event that records it.
 //!
 //! The checks run in a fixed order and the first that fails decides: the per-user rate
-//! ([`check_rate`], before the target's name is resolved), the address and the policy
+//! ([`check_rate`], before the target's name is resolved), the target's availability
+//! ([`check_available`]: a discovered template or stopped guest), the address and the policy
 //! ([`decide`]), then the live-session limit, a worker, the SSH logins and the Vault settings
 //! ([`plan`]). Nothing here signs, writes or mints; signing takes a [`Plan`], and a plan
 //! exists only when every check passed.
@@ -151,6 +152,15 @@ pub(crate) fn check_rate(
         },
         event,
     })
+}
+
+/// A discovered template or stopped guest is listed, never connectable (`available` is
+/// false): a denial, audited as the policy's are.
+pub(crate) fn check_available(principal: &Principal, target: &TargetRecord) -> Result<(), Refusal> {
+    if target.available {
+        return Ok(());
+    }
+    Err(events::unavailable(principal, target))
 }
 
 /// Whether an address is one a session may never reach through the broker regardless of

@@ -8,6 +8,9 @@
 //! function takes a `&mut AnyConnection` so it composes into the caller's transaction.
 
 pub(crate) mod audit;
+pub(crate) mod catalog;
+#[cfg(test)]
+mod catalog_suite_tests;
 mod checkpoint;
 pub(crate) mod connections;
 pub(crate) mod join_tokens;

@@ -155,6 +155,36 @@ pub(crate) async fn list(conn: &mut AnyConnection) -> Result<Vec<TargetRecord>> 
     rows.iter().map(from_row).collect()
 }
 
+/// Which targets by where they came from (`GET /v1/targets?source=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SourceFilter<'a> {
+    /// Made by hand (`source` is NULL).
+    Manual,
+    /// Discovered from any cluster.
+    Discovered,
+    /// Discovered from this `[[catalog.proxmox]]`.
+    Cluster(&'a str),
+}
+
+/// The targets `filter` selects, by name.
+pub(crate) async fn list_by_source(
+    conn: &mut AnyConnection,
+    filter: SourceFilter<'_>,
+) -> Result<Vec<TargetRecord>> {
+    let (condition, cluster) = match filter {
+        SourceFilter::Manual => ("source IS NULL", None),
+        SourceFilter::Discovered => ("source IS NOT NULL", None),
+        SourceFilter::Cluster(name) => ("source = $1", Some(name)),
+    };
+    let sql = format!("SELECT {COLUMNS} FROM targets WHERE {condition} ORDER BY name");
+    let mut query = sqlx::query(&sql);
+    if let Some(name) = cluster {
+        query = query.bind(name);
+    }
+    let rows = query.fetch_all(conn).await?;
+    rows.iter().map(from_row).collect()
+}
+
 pub(crate) async fn delete(w: Write<'_>, id: &str) -> Result<bool> {
     let conn = w.conn();
     let done = sqlx::query("DELETE FROM targets WHERE id = $1")

@@ -130,3 +130,42 @@ pub(super) fn denial(
         )),
     }
 }
+
+/// A denial of a discovered target that is a template or a stopped guest, and its
+/// `session_denied` event (no endpoint: the address was not resolved).
+pub(super) fn unavailable(principal: &Principal, target: &TargetRecord) -> Refusal {
+    let seen = crate::catalog::plan::Seen::of(target);
+    let key = target.source_key.as_deref().unwrap_or("?");
+    let reason = match seen.as_ref().map(|s| s.status.as_str()) {
+        Some("template") => format!(
+            "target {} is a template in Proxmox ({key}): a template is never connectable; \
+             connect to a guest cloned from it",
+            target.name
+        ),
+        status => format!(
+            "target {} is a {} guest in Proxmox ({key}): start it, and the next catalog sync \
+             makes it connectable",
+            target.name,
+            status.unwrap_or("stopped")
+        ),
+    };
+    let denied = Event::SessionDenied {
+        reason: reason.clone(),
+        policy_hash: None,
+        details: event::SessionDenied {
+            endpoint: None,
+            decision: None,
+            parent_session: None,
+            destination: None,
+        },
+    };
+    Refusal {
+        error: SessionError::Denied {
+            reason,
+            admitting_cell: None,
+        },
+        event: Some(Box::new(
+            AuditEvent::new(principal.actor(), denied).target(&target.id),
+        )),
+    }
+}
