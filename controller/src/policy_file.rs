@@ -121,6 +121,18 @@ pub(crate) async fn end_disallowed(
                 let request = crate::authz::forward_request(source, &user, endpoint);
                 portcullis_policy::evaluate(policy, &request, now).outcome == Outcome::Allow
             }
+            // A target whose address is now another one (a catalog sync, an edit): the
+            // session's connections go to an address that is no longer the target's, which
+            // may be another host's by now. Only a literal address can be compared; a host
+            // name is resolved at authorisation.
+            (Some(_), Some(target), Ok(endpoint), Ok(_))
+                if target
+                    .address
+                    .parse::<std::net::SocketAddr>()
+                    .is_ok_and(|now| now != endpoint) =>
+            {
+                false
+            }
             (Some(user), Some(target), Ok(endpoint), Ok(source)) => {
                 let request = crate::authz::session_request(source, &user, &target, endpoint);
                 portcullis_policy::evaluate(policy, &request, now).outcome == Outcome::Allow

@@ -9,9 +9,9 @@
 //!   records the cluster's row with `catalog_synced`. A crash between two changes leaves
 //!   the targets part way, each change audited; the next sync plans from what is stored.
 //! - When a target went or changed, the live sessions are re-evaluated as a policy reload
-//!   does (`policy_file::end_disallowed`): a session to a target that is gone, or whose new
-//!   zone the user may not reach (its declared zone no longer places the session's
-//!   endpoint), ends.
+//!   does (`policy_file::end_disallowed`): a session to a target that is gone, whose
+//!   address changed (the old one may be another guest's by now), or whose new zone the
+//!   user may not reach, ends.
 //! - A dry run discovers and plans, and writes and audits nothing.
 //!
 //! [`run`] is the periodic loop, one task per configured cluster.

@@ -571,14 +571,19 @@ async fn a_removed_target_ends_its_live_session() {
 }
 
 #[tokio::test]
-async fn a_target_moved_to_a_zone_the_user_may_not_reach_ends_its_session() {
+async fn a_target_moved_to_another_address_ends_its_sessions_even_within_a_reachable_zone() {
     let h = Harness::start().await;
     let web = discovered(100, "web", "192.0.2.5:22", "LAB");
     let db = discovered(101, "db", "192.0.2.6:22", "LAB");
     h.apply(&adding(&[&web, &db])).await;
     let to_web = h.live_session(&web).await;
     let to_db = h.live_session(&db).await;
-    // web moves to OFFICE; db's address changes within LAB, which ops still reaches.
+    let unrelated = discovered(102, "cache", "192.0.2.7:22", "LAB");
+    h.apply(&adding(&[&unrelated])).await;
+    let to_unrelated = h.live_session(&unrelated).await;
+    // web moves to OFFICE, which ops may not reach; db's address changes within LAB, which
+    // ops still reaches: its old address may be another guest's by now, so its session
+    // ends too. A target whose address stays keeps its session.
     let plan = Plan {
         changes: vec![
             moved(&web, "198.51.100.5:22", "OFFICE"),
@@ -586,9 +591,10 @@ async fn a_target_moved_to_a_zone_the_user_may_not_reach_ends_its_session() {
         ],
         ..Plan::default()
     };
-    assert_eq!(h.apply(&plan).await, 1);
+    assert_eq!(h.apply(&plan).await, 2);
     assert_eq!(h.session_state(&to_web).await, SessionState::Terminated);
-    assert_eq!(h.session_state(&to_db).await, SessionState::Active);
+    assert_eq!(h.session_state(&to_db).await, SessionState::Terminated);
+    assert_eq!(h.session_state(&to_unrelated).await, SessionState::Active);
 }
 
 #[tokio::test]

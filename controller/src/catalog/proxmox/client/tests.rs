@@ -399,7 +399,10 @@ fn a_malformed_token_or_an_unusable_ca_file_is_refused_at_setup() {
 #[test]
 fn discovery_can_run_on_a_spawned_task() {
     fn send<T: Send>(_: &T) {}
-    let c = cluster(&["https://127.0.0.1:1".into()], ServerTrust::Fingerprint([0; 32]));
+    let c = cluster(
+        &["https://127.0.0.1:1".into()],
+        ServerTrust::Fingerprint([0; 32]),
+    );
     let client = Client::new(&c, token()).unwrap();
     let future = super::super::discover(&c, &client);
     send(&future);
