@@ -24,7 +24,6 @@
 //! Modules: `config` (`[[catalog.proxmox]]`), `proxmox` (the API client and the pure parsers
 //! of its answers: `discover` returns a [`Discovery`]), `plan` (the pure diff), `sync` (the
 //! loop, the lease, applying a plan), `inventory` (what a caller may reach).
-#![allow(dead_code)] // until the sync uses every type (this wave lands in parts)
 
 pub(crate) mod config;
 pub(crate) mod inventory;
