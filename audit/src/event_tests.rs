@@ -312,7 +312,69 @@ fn one_of_each() -> Vec<Event> {
                 bytes: 1024,
             },
         },
+        Event::CatalogTargetAdded {
+            details: guest(vec![]),
+        },
+        Event::CatalogTargetChanged {
+            details: CatalogTarget {
+                previous_address: Some("10.40.0.7:22".into()),
+                previous_zone: Some("WORKLOADS".into()),
+                ..guest(vec!["address".into()])
+            },
+        },
+        Event::CatalogTargetRemoved {
+            reason: "gone".into(),
+            details: guest(vec![]),
+        },
+        Event::CatalogGuestRefused {
+            reason: "the target's tag `dmz` puts it in zone DMZ, but its address 10.40.0.9 is in zone WORKLOADS".into(),
+            details: CatalogTarget {
+                available: false,
+                ..guest(vec![])
+            },
+        },
+        Event::CatalogSynced {
+            details: CatalogSynced {
+                cluster: "homelab".into(),
+                url: "https://10.20.0.11:8006/".into(),
+                guests: 14,
+                nodes: 3,
+                added: 1,
+                changed: 1,
+                removed: 1,
+                refused: 1,
+                unchanged: 10,
+                sessions_ended: 1,
+            },
+        },
+        Event::CatalogSyncFailed {
+            reason: "no Proxmox API answered".into(),
+            details: CatalogSyncFailed {
+                cluster: "homelab".into(),
+                kept_targets: 13,
+                last_success_at: Some(1_795_000_000),
+            },
+        },
     ]
+}
+
+/// A discovered guest as the catalog's events carry it.
+fn guest(changed: Vec<String>) -> CatalogTarget {
+    CatalogTarget {
+        cluster: "homelab".into(),
+        source_key: "qemu/100".into(),
+        name: "web-01".into(),
+        vmid: Some(100),
+        node: Some("pve1".into()),
+        address: Some("10.40.0.9:22".into()),
+        address_origin: Some("cloud-init".into()),
+        zone: Some("WORKLOADS".into()),
+        service: Some("ssh".into()),
+        available: true,
+        changed,
+        previous_address: None,
+        previous_zone: None,
+    }
 }
 
 fn sealed(complete: bool) -> RecordingSealed {
