@@ -59,47 +59,6 @@ fn host(t: &TargetRecord, zone: String) -> InventoryHost {
 mod tests {
     use super::*;
 
-    /// LOCAL (the callers), LAB and OFFICE; ops may reach LAB by ssh, nobody OFFICE.
-    const POLICY: &str = r#"
-[settings]
-broker_zone = "LOCAL"
-
-[[zone]]
-name = "LOCAL"
-cidrs = ["127.0.0.0/8"]
-
-[[zone]]
-name = "LAB"
-cidrs = ["192.0.2.0/24"]
-
-[[zone]]
-name = "OFFICE"
-cidrs = ["198.51.100.0/24"]
-
-[[service]]
-name = "ssh"
-ports = [22]
-
-[[cell]]
-from = "LOCAL"
-to = "LAB"
-access = "allow"
-services = ["ssh"]
-
-[[cell]]
-from = "LOCAL"
-to = "OFFICE"
-access = "deny"
-
-[[role]]
-name = "ops"
-groups = ["ops"]
-
-[[role.grant]]
-zones = ["LAB"]
-services = ["ssh"]
-"#;
-
     fn user(groups: &[&str]) -> UserRecord {
         UserRecord {
             id: "u1".into(),
@@ -148,7 +107,7 @@ services = ["ssh"]
 
     #[test]
     fn only_targets_the_policy_lets_the_caller_reach_now_are_listed() {
-        let policy = Policy::parse(POLICY).unwrap();
+        let policy = Policy::parse(crate::catalog::TEST_POLICY).unwrap();
         let stopped = TargetRecord {
             available: false,
             ..target("stopped", "192.0.2.9:22", Some("LAB"))

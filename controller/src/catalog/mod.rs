@@ -31,6 +31,49 @@ pub(crate) mod plan;
 pub(crate) mod proxmox;
 pub(crate) mod sync;
 
+/// The catalog's test policy: LOCAL (the callers), LAB and OFFICE; the role ops reaches
+/// LAB by ssh, nobody OFFICE.
+#[cfg(test)]
+pub(crate) const TEST_POLICY: &str = r#"
+[settings]
+broker_zone = "LOCAL"
+
+[[zone]]
+name = "LOCAL"
+cidrs = ["127.0.0.0/8"]
+
+[[zone]]
+name = "LAB"
+cidrs = ["192.0.2.0/24"]
+
+[[zone]]
+name = "OFFICE"
+cidrs = ["198.51.100.0/24"]
+
+[[service]]
+name = "ssh"
+ports = [22]
+
+[[cell]]
+from = "LOCAL"
+to = "LAB"
+access = "allow"
+services = ["ssh"]
+
+[[cell]]
+from = "LOCAL"
+to = "OFFICE"
+access = "deny"
+
+[[role]]
+name = "ops"
+groups = ["ops"]
+
+[[role.grant]]
+zones = ["LAB"]
+services = ["ssh"]
+"#;
+
 use std::net::IpAddr;
 
 /// What one sync found in one cluster: the input of the plan.

@@ -21,42 +21,6 @@ use crate::store::targets::TargetRecord;
 use crate::store::users::{self as user_rows, UserRecord};
 use crate::{Controller, Options};
 
-/// LOCAL (the callers), LAB and OFFICE; the role ops reaches LAB by ssh, nobody OFFICE.
-const POLICY: &str = r#"
-[settings]
-broker_zone = "LOCAL"
-
-[[zone]]
-name = "LOCAL"
-cidrs = ["127.0.0.0/8"]
-
-[[zone]]
-name = "LAB"
-cidrs = ["192.0.2.0/24"]
-
-[[zone]]
-name = "OFFICE"
-cidrs = ["198.51.100.0/24"]
-
-[[service]]
-name = "ssh"
-ports = [22]
-
-[[cell]]
-from = "LOCAL"
-to = "LAB"
-access = "allow"
-services = ["ssh"]
-
-[[role]]
-name = "ops"
-groups = ["ops"]
-
-[[role.grant]]
-zones = ["LAB"]
-services = ["ssh"]
-"#;
-
 /// A cluster whose token file does not exist: every real sync of it fails.
 const CLUSTER: &str = r#"
 [[catalog.proxmox]]
@@ -76,7 +40,7 @@ impl Harness {
     async fn start() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let policy = dir.path().join("policy.toml");
-        std::fs::write(&policy, POLICY).unwrap();
+        std::fs::write(&policy, crate::catalog::TEST_POLICY).unwrap();
         let text = format!(
             "[api]\nlisten = \"127.0.0.1:0\"\n[cluster]\nlisten = \"127.0.0.1:0\"\n\
              [policy]\nfile = \"{}\"\n{CLUSTER}",
