@@ -23,6 +23,7 @@ pub mod fuzzing;
 mod model;
 mod permission;
 mod policy;
+mod proxmox_access;
 pub mod recording;
 mod request;
 mod roles;
@@ -35,6 +36,9 @@ pub use evaluate::{evaluate, evaluate_zones, permissions, ZonedRequest};
 pub use model::{Access, GroupMatch, Protocol, Trust};
 pub use permission::{Permission, UnknownPermission};
 pub use policy::Policy;
+pub use proxmox_access::{
+    ProxmoxGrant, FORBIDDEN_PRIVILEGES, MAX_USER_NAME_LEN, PROXMOX_API_SERVICE,
+};
 pub use recording::{Fallback, Recording};
 pub use request::{Constraints, Decision, Identity, Outcome, Request, TargetFacts};
 pub use ssh::{SshAccess, SshMode, SshRights};
