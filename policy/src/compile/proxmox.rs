@@ -13,7 +13,10 @@ use crate::proxmox_access::{
 };
 
 /// The declared Proxmox roles; a declaration holding a forbidden privilege is an error.
-pub(super) fn compile_proxmox_roles(raw: &[RawProxmoxRole], sink: &mut Sink<'_>) -> Vec<ProxmoxRole> {
+pub(super) fn compile_proxmox_roles(
+    raw: &[RawProxmoxRole],
+    sink: &mut Sink<'_>,
+) -> Vec<ProxmoxRole> {
     let mut roles: Vec<ProxmoxRole> = Vec::new();
     for rr in raw {
         let name = rr.name.get_ref();
@@ -29,7 +32,10 @@ pub(super) fn compile_proxmox_roles(raw: &[RawProxmoxRole], sink: &mut Sink<'_>)
             continue;
         }
         if roles.iter().any(|r| r.name == *name) {
-            sink.error(rr.name.span(), format!("Proxmox role `{name}` is declared twice"));
+            sink.error(
+                rr.name.span(),
+                format!("Proxmox role `{name}` is declared twice"),
+            );
             continue;
         }
         let mut privileges = BTreeSet::new();
@@ -43,7 +49,10 @@ pub(super) fn compile_proxmox_roles(raw: &[RawProxmoxRole], sink: &mut Sink<'_>)
                     format!(
                         "unknown Proxmox privilege `{}`; Proxmox VE 9.1 knows: {}",
                         p.get_ref(),
-                        builtin::all_privileges().into_iter().collect::<Vec<_>>().join(", ")
+                        builtin::all_privileges()
+                            .into_iter()
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ),
             }
@@ -51,7 +60,9 @@ pub(super) fn compile_proxmox_roles(raw: &[RawProxmoxRole], sink: &mut Sink<'_>)
         if rr.privileges.get_ref().is_empty() {
             sink.error(
                 rr.privileges.span(),
-                format!("Proxmox role `{name}` declares no privileges; list the ones its sessions need"),
+                format!(
+                    "Proxmox role `{name}` declares no privileges; list the ones its sessions need"
+                ),
             );
         }
         refuse_forbidden(sink, rr.name.span(), name, &privileges);

@@ -6,8 +6,8 @@ use super::{check_name, Names};
 use crate::diagnostic::Sink;
 use crate::model::{GroupMatch, RawGrant, RawRole};
 use crate::permission::Permission;
-use crate::proxmox_access::ProxmoxRole;
 use crate::policy::{Grant, IdSet, Mfa, Role, RoleConstraints};
+use crate::proxmox_access::ProxmoxRole;
 use crate::roles::{GroupIndex, Template};
 
 pub(super) fn compile_roles(

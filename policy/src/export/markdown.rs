@@ -314,7 +314,11 @@ fn escape(text: &str) -> String {
 
 /// The roles' Proxmox identities and the declared Proxmox roles; nothing when there are none.
 fn proxmox_tables(policy: &Policy, out: &mut String) {
-    let identities: Vec<&Role> = policy.roles.iter().filter(|r| r.proxmox.is_some()).collect();
+    let identities: Vec<&Role> = policy
+        .roles
+        .iter()
+        .filter(|r| r.proxmox.is_some())
+        .collect();
     if identities.is_empty() && policy.proxmox_roles.is_empty() {
         return;
     }
@@ -327,13 +331,21 @@ fn proxmox_tables(policy: &Policy, out: &mut String) {
     let _ = writeln!(out, "| ---- | ---------------- |");
     for role in identities {
         if let Some(p) = &role.proxmox {
-            let _ = writeln!(out, "| **{}** | {} |", escape(&role.name), escape(&p.describe()));
+            let _ = writeln!(
+                out,
+                "| **{}** | {} |",
+                escape(&role.name),
+                escape(&p.describe())
+            );
         }
     }
     if policy.proxmox_roles.is_empty() {
         return;
     }
-    let _ = writeln!(out, "\n| Declared Proxmox role | Privileges | Description |");
+    let _ = writeln!(
+        out,
+        "\n| Declared Proxmox role | Privileges | Description |"
+    );
     let _ = writeln!(out, "| --------------------- | ---------- | ----------- |");
     for r in &policy.proxmox_roles {
         let privileges: Vec<&str> = r.privileges.iter().copied().collect();

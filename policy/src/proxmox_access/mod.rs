@@ -67,7 +67,9 @@ pub const FORBIDDEN_PRIVILEGES: [(&str, &str); 6] = [
 ];
 
 /// The forbidden privileges among `privileges`, with why, in [`FORBIDDEN_PRIVILEGES`] order.
-pub(crate) fn forbidden_in(privileges: &BTreeSet<&'static str>) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn forbidden_in(
+    privileges: &BTreeSet<&'static str>,
+) -> Vec<(&'static str, &'static str)> {
     FORBIDDEN_PRIVILEGES
         .into_iter()
         .filter(|(p, _)| privileges.contains(p))

@@ -145,7 +145,11 @@ fn builtin_roles_are_the_seventeen_proxmox_builds() {
     for name in builtin_role_names() {
         assert!(builtin_role(&name).is_some(), "{name}");
     }
-    assert_eq!(builtin_role("PVESysUser"), None, "Sys has no user privileges");
+    assert_eq!(
+        builtin_role("PVESysUser"),
+        None,
+        "Sys has no user privileges"
+    );
     assert_eq!(builtin_role("PVEUserUser"), None);
     assert_eq!(builtin_role("TerraformVM"), None);
 }
@@ -154,7 +158,12 @@ fn builtin_roles_are_the_seventeen_proxmox_builds() {
 fn builtin_role_privileges_follow_the_category_groups() {
     let set = |v: &[&'static str]| v.iter().copied().collect::<BTreeSet<_>>();
     let admin = builtin_role("PVEAdmin").unwrap();
-    for held in ["User.Modify", "Group.Allocate", "Realm.AllocateUser", "Sys.Console"] {
+    for held in [
+        "User.Modify",
+        "Group.Allocate",
+        "Realm.AllocateUser",
+        "Sys.Console",
+    ] {
         assert!(admin.contains(held), "PVEAdmin holds {held}");
     }
     for not_held in [
@@ -201,10 +210,7 @@ fn builtin_role_privileges_follow_the_category_groups() {
         builtin_role("PVESDNAdmin").unwrap(),
         set(&["SDN.Allocate", "SDN.Audit", "SDN.Use"])
     );
-    assert_eq!(
-        builtin_role("PVEPoolUser").unwrap(),
-        set(&["Pool.Audit"])
-    );
+    assert_eq!(builtin_role("PVEPoolUser").unwrap(), set(&["Pool.Audit"]));
     assert_eq!(
         builtin_role("PVETemplateUser").unwrap(),
         set(&["VM.Audit", "VM.Clone"])
@@ -233,7 +239,11 @@ fn acl_paths_are_normalised_and_limited_to_the_proxmox_shapes() {
         ("/sdn/zones/z1/vnet1/100", "/sdn/zones/z1/vnet1/100"),
         ("/mapping/pci/gpu0", "/mapping/pci/gpu0"),
     ] {
-        assert_eq!(acl_path::normalise(written).as_deref(), Ok(normal), "{written}");
+        assert_eq!(
+            acl_path::normalise(written).as_deref(),
+            Ok(normal),
+            "{written}"
+        );
     }
     for refused in [
         "vms/4000",
@@ -256,7 +266,12 @@ fn acl_paths_are_normalised_and_limited_to_the_proxmox_shapes() {
 
 #[test]
 fn acl_paths_under_access_are_refused_saying_why() {
-    for path in ["/access", "/access/", "/access/groups/admins", "//access/realm/pve"] {
+    for path in [
+        "/access",
+        "/access/",
+        "/access/groups/admins",
+        "//access/realm/pve",
+    ] {
         let err = acl_path::normalise(path).unwrap_err();
         assert!(err.contains("under /access"), "{path}: {err}");
     }
@@ -269,8 +284,13 @@ fn fixed_users_refuse_realms_and_pam_by_name() {
     assert_eq!(check_user_name("svc-terraform"), Ok(()));
     let err = check_user_name("root@pam").unwrap_err();
     assert!(err.contains("@pam is never used"), "{err}");
-    assert!(err.contains("the realm comes from the controller's config"), "{err}");
-    assert!(check_user_name("svc@pve").unwrap_err().contains("names a realm"));
+    assert!(
+        err.contains("the realm comes from the controller's config"),
+        "{err}"
+    );
+    assert!(check_user_name("svc@pve")
+        .unwrap_err()
+        .contains("names a realm"));
     assert!(check_user_name("a b").is_err());
     assert!(check_user_name("a/b").is_err());
     assert!(check_user_name("..").is_err());
@@ -313,7 +333,10 @@ fn rendering_refuses_subjects_outside_the_name_set_instead_of_mapping_them() {
     }
     assert!(t.render("").unwrap_err().contains("no subject"));
     let long = "a".repeat(MAX_USER_NAME_LEN);
-    assert!(t.render(&long).unwrap_err().contains("not a valid user name"));
+    assert!(t
+        .render(&long)
+        .unwrap_err()
+        .contains("not a valid user name"));
 }
 
 // ---- the policy file ----
@@ -336,12 +359,23 @@ fn forbidden_builtin_roles_are_refused_naming_role_privilege_and_why() {
     let err = one_error(&role_with(
         r#"{ user = "svc", roles = ["PVEAdmin"], paths = ["/"] }"#,
     ));
-    assert!(err.contains("Proxmox role `PVEAdmin` holds `User.Modify`"), "{err}");
-    assert!(err.contains("never be able to grant or change access"), "{err}");
+    assert!(
+        err.contains("Proxmox role `PVEAdmin` holds `User.Modify`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("never be able to grant or change access"),
+        "{err}"
+    );
     let err = one_error(&role_with(
         r#"{ user = "svc", roles = ["Administrator"], paths = ["/"] }"#,
     ));
-    for p in ["Permissions.Modify", "Sys.Modify", "Realm.Allocate", "User.Modify"] {
+    for p in [
+        "Permissions.Modify",
+        "Sys.Modify",
+        "Realm.Allocate",
+        "User.Modify",
+    ] {
         assert!(err.contains(&format!("`{p}`")), "{p}: {err}");
     }
     let err = one_error(&role_with(
@@ -378,7 +412,10 @@ fn declared_roles_with_forbidden_privileges_are_refused() {
 #[test]
 fn declared_roles_need_known_privileges_and_their_own_names() {
     let err = one_error("[[proxmox_role]]\nname = \"R\"\nprivileges = [\"VM.Monitor\"]\n");
-    assert!(err.contains("unknown Proxmox privilege `VM.Monitor`"), "{err}");
+    assert!(
+        err.contains("unknown Proxmox privilege `VM.Monitor`"),
+        "{err}"
+    );
     let err = one_error("[[proxmox_role]]\nname = \"R\"\nprivileges = []\n");
     assert!(err.contains("declares no privileges"), "{err}");
     for reserved in ["PVEVMUser", "pveCustom", "Administrator"] {
@@ -438,7 +475,9 @@ fn an_identity_no_proxmox_api_grant_uses_is_a_warning() {
     let report = check(&text);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
-    assert!(report.warnings[0].message.contains("grants no `proxmox-api`"));
+    assert!(report.warnings[0]
+        .message
+        .contains("grants no `proxmox-api`"));
 }
 
 // ---- the decision ----
@@ -471,7 +510,11 @@ fn a_template_renders_the_subject_never_the_username() {
 fn a_subject_that_cannot_be_a_user_name_is_denied_with_why() {
     let d = evaluate(&policy(), &request(&["ops"], 8006, "a/b"), 0);
     assert_eq!(d.outcome, Outcome::Deny);
-    assert!(d.reason.contains("role `ops` grants `proxmox-api`"), "{}", d.reason);
+    assert!(
+        d.reason.contains("role `ops` grants `proxmox-api`"),
+        "{}",
+        d.reason
+    );
     assert!(d.reason.contains("cannot hold"), "{}", d.reason);
     assert!(d.roles.is_empty() && d.proxmox.is_none());
     assert!(d.role_rule.unwrap().contains("role ops: Proxmox identity"));
@@ -481,7 +524,11 @@ fn a_subject_that_cannot_be_a_user_name_is_denied_with_why() {
 fn two_granting_roles_with_identities_are_denied_naming_them() {
     let d = evaluate(&policy(), &request(&["tf", "ops"], 8006, "s"), 0);
     assert_eq!(d.outcome, Outcome::Deny);
-    assert!(d.reason.contains("roles terraform, ops each grant"), "{}", d.reason);
+    assert!(
+        d.reason.contains("roles terraform, ops each grant"),
+        "{}",
+        d.reason
+    );
     assert!(d.reason.contains("exactly one"), "{}", d.reason);
     assert!(d.proxmox.is_none() && d.roles.is_empty());
 }
@@ -538,8 +585,14 @@ fn explain_and_markdown_show_the_identity() {
     assert!(!explain::render(&d).contains("proxmox:"));
     let md = export::markdown(&policy());
     assert!(md.contains("## Proxmox API identities"), "{md}");
-    assert!(md.contains("| **terraform** | svc-terraform with TerraformVM on /vms/4000, /pool/prod |"), "{md}");
-    assert!(md.contains("| **ops** | pc-{{subject}} with PVEVMUser, PVEAuditor on /vms, / |"), "{md}");
+    assert!(
+        md.contains("| **terraform** | svc-terraform with TerraformVM on /vms/4000, /pool/prod |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| **ops** | pc-{{subject}} with PVEVMUser, PVEAuditor on /vms, / |"),
+        "{md}"
+    );
     assert!(md.contains(
         "| TerraformVM | Datastore.AllocateSpace, VM.Allocate, VM.Audit, VM.Config.Disk | What the bpg provider needs for VMs |"
     ), "{md}");
