@@ -281,4 +281,4 @@ impl UserTemplate {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -597,3 +597,36 @@ fn explain_and_markdown_show_the_identity() {
         "| TerraformVM | Datastore.AllocateSpace, VM.Allocate, VM.Audit, VM.Config.Disk | What the bpg provider needs for VMs |"
     ), "{md}");
 }
+
+#[test]
+fn the_seeds_commented_example_is_valid_when_uncommented() {
+    let seed = include_str!("../../../config/policy.toml");
+    let mut in_block = false;
+    let live: Vec<String> = seed
+        .lines()
+        .map(|line| {
+            in_block = (in_block && line.starts_with("# ")) || line == "# [[proxmox_role]]";
+            let example = in_block || line.starts_with("# proxmox = ");
+            match line.strip_prefix("# ") {
+                Some(code) if example => code.to_owned(),
+                _ => line.to_owned(),
+            }
+        })
+        .collect();
+    let live = live.join("\n");
+    assert_ne!(live, seed);
+    let report = check(&live);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    let policy = Policy::parse(&live).unwrap();
+    assert_eq!(policy.proxmox_roles.len(), 1);
+    let infra = policy
+        .roles
+        .iter()
+        .find(|r| r.name == "infrastructure")
+        .unwrap();
+    assert_eq!(
+        infra.proxmox.as_ref().unwrap().grant("f1e2").unwrap().user,
+        "pc-f1e2"
+    );
+}
