@@ -7,6 +7,9 @@
 //! - Zones come from addresses: the source zone from the client's address, the target
 //!   zone from the target's resolved address, checked against its other selectors.
 //! - A role never widens the matrix: roles are consulted only after both matrix cells admit.
+//! - A Proxmox identity never widens a decision: it is attached to an allowed `proxmox-api`
+//!   session, or turns it into a deny (several identities, or a subject that names no valid
+//!   Proxmox user). Roles able to grant or change Proxmox access are refused at parse time.
 //!
 //! See `docs/policy.md` for the file format and the semantics.
 #![forbid(unsafe_code)]

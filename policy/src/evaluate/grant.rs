@@ -14,8 +14,9 @@ use crate::ssh::{SshAccess, SshMode, SshRights};
 /// and the SSH access they give together (the strictest mode of the target zone, the roles
 /// and their matching grants; the union of the roles' channel rights), and the recording
 /// the target zone and the roles require together (each role only adds to it; a required
-/// recording needs the gateway); denies with the first unmet constraint, or with what the
-/// roles lack.
+/// recording needs the gateway), and for `proxmox-api` the one Proxmox identity they name;
+/// denies with the first unmet constraint, with what the roles lack, or when the Proxmox
+/// identity is ambiguous or cannot be rendered.
 pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -> Decision {
     let (dst, service) = (ask.dst.zone, ask.service);
     let (dst_name, svc_name) = (policy.zone_name(dst), policy.service_name(service));
