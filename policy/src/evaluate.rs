@@ -162,6 +162,7 @@ fn deny(policy: &Policy, reason: String) -> Decision {
         roles: Vec::new(),
         role_rule: None,
         constraints: Constraints::default(),
+        proxmox: None,
         policy_hash: policy.hash.clone(),
     }
 }

@@ -86,6 +86,20 @@ pub fn render(decision: &Decision) -> String {
             ),
         };
         let _ = writeln!(out, "  recording: {}", c.recording.describe());
+        if let Some(p) = &decision.proxmox {
+            let _ = writeln!(
+                out,
+                "  proxmox: the token is {}@<realm from the controller's config>, with {} on {}",
+                p.user,
+                p.roles.join(", "),
+                p.paths.join(", ")
+            );
+        } else if decision.service.as_deref() == Some(crate::proxmox_access::PROXMOX_API_SERVICE) {
+            let _ = writeln!(
+                out,
+                "  proxmox: no granting role names a Proxmox identity: a plain tunnel, no token"
+            );
+        }
     }
     let _ = writeln!(out, "  policy sha256: {}", decision.policy_hash);
     out

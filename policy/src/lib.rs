@@ -7,6 +7,9 @@
 //! - Zones come from addresses: the source zone from the client's address, the target
 //!   zone from the target's resolved address, checked against its other selectors.
 //! - A role never widens the matrix: roles are consulted only after both matrix cells admit.
+//! - A Proxmox identity never widens a decision: it is attached to an allowed `proxmox-api`
+//!   session, or turns it into a deny (several identities, or a subject that names no valid
+//!   Proxmox user). Roles able to grant or change Proxmox access are refused at parse time.
 //!
 //! See `docs/policy.md` for the file format and the semantics.
 #![forbid(unsafe_code)]
@@ -23,6 +26,7 @@ pub mod fuzzing;
 mod model;
 mod permission;
 mod policy;
+mod proxmox_access;
 pub mod recording;
 mod request;
 mod roles;
@@ -35,6 +39,9 @@ pub use evaluate::{evaluate, evaluate_zones, permissions, ZonedRequest};
 pub use model::{Access, GroupMatch, Protocol, Trust};
 pub use permission::{Permission, UnknownPermission};
 pub use policy::Policy;
+pub use proxmox_access::{
+    ProxmoxGrant, FORBIDDEN_PRIVILEGES, MAX_USER_NAME_LEN, PROXMOX_API_SERVICE,
+};
 pub use recording::{Fallback, Recording};
 pub use request::{Constraints, Decision, Identity, Outcome, Request, TargetFacts};
 pub use ssh::{SshAccess, SshMode, SshRights};

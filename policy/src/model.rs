@@ -23,6 +23,33 @@ pub(crate) struct RawPolicy {
     pub cells: Vec<RawCell>,
     #[serde(default, rename = "role")]
     pub roles: Vec<RawRole>,
+    /// `[[proxmox_role]]`: Proxmox roles the file declares, with their privileges.
+    #[serde(default, rename = "proxmox_role")]
+    pub proxmox_roles: Vec<RawProxmoxRole>,
+}
+
+/// `[[proxmox_role]]`: a custom Proxmox role, so the policy can check its privileges.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProxmoxRole {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub privileges: Spanned<Vec<Spanned<String>>>,
+}
+
+/// A role's `proxmox = { user = "...", roles = [...], paths = [...] }` (or `user_template`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProxmoxIdentity {
+    #[serde(default)]
+    pub user: Option<Spanned<String>>,
+    #[serde(default)]
+    pub user_template: Option<Spanned<String>>,
+    #[serde(default)]
+    pub roles: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub paths: Vec<Spanned<String>>,
 }
 
 /// `[settings]`.
@@ -262,6 +289,9 @@ pub(crate) struct RawRole {
     /// Read only to refuse it with a clear message: going on unrecorded is a zone's opt-in.
     #[serde(default)]
     pub unrecorded_fallback: Option<Spanned<bool>>,
+    /// `proxmox = { ... }`: the Proxmox identity the role's `proxmox-api` sessions act as.
+    #[serde(default)]
+    pub proxmox: Option<Spanned<RawProxmoxIdentity>>,
 }
 
 /// `[[role.grant]]`.

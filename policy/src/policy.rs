@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use crate::diagnostic::PolicyError;
 use crate::model::{Access, GroupMatch, Protocol, Trust};
 use crate::permission::Permission;
+use crate::proxmox_access::{ProxmoxIdentity, ProxmoxRole};
 use crate::recording::{RecordingRule, ZoneRecording};
 use crate::roles::{GroupIndex, Template};
 use crate::ssh::{SshMode, SshRights};
@@ -36,6 +37,8 @@ pub struct Policy {
     pub(crate) vmids: Vec<(u32, u32, ZoneId)>,
     pub(crate) tags: HashMap<String, ZoneId>,
     pub(crate) pools: HashMap<String, ZoneId>,
+    /// The Proxmox roles the file declares (`[[proxmox_role]]`), in file order.
+    pub(crate) proxmox_roles: Vec<ProxmoxRole>,
 }
 
 impl Policy {
@@ -248,6 +251,8 @@ pub(crate) struct Role {
     pub ssh_mode: SshMode,
     /// Whether the role's sessions are recorded, and with typed input.
     pub recording: RecordingRule,
+    /// The Proxmox identity the role's `proxmox-api` sessions act as, if it names one.
+    pub proxmox: Option<ProxmoxIdentity>,
 }
 
 #[derive(Debug, Clone)]

@@ -83,6 +83,11 @@ pub struct Decision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_rule: Option<String>,
     pub constraints: Constraints,
+    /// On an allowed `proxmox-api` session: the Proxmox identity its token acts as, from the
+    /// one granting role that names one. `None`: no granting role names one, and the session
+    /// is a plain tunnel (no token is injected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxmox: Option<crate::proxmox_access::ProxmoxGrant>,
     /// Hex SHA-256 of the policy file that decided.
     pub policy_hash: String,
 }

@@ -352,3 +352,109 @@ fn adding_a_deny_never_allows_more() {
          property checked too few"
     );
 }
+
+/// The seed with Proxmox identities on both roles that grant `proxmox-api`: a service user
+/// for `admin`, a template over the subject for `infrastructure`.
+fn with_proxmox_identities() -> &'static Policy {
+    static WITH: OnceLock<Policy> = OnceLock::new();
+    WITH.get_or_init(|| {
+        let text = SEED
+            .replace(
+                "name = \"admin\"\n",
+                "name = \"admin\"\nproxmox = { user = \"svc-admin\", roles = [\"PVEAuditor\"], paths = [\"/\"] }\n",
+            )
+            .replace(
+                "name = \"infrastructure\"\n",
+                "name = \"infrastructure\"\nproxmox = { user_template = \"pc-{{subject}}\", roles = [\"PVEVMUser\"], paths = [\"/vms\", \"/pool/prod\"] }\n",
+            );
+        assert_ne!(text, SEED);
+        Policy::parse(&text).unwrap()
+    })
+}
+
+fn subject() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::sample::select(vec!["s", "f1e2-33", "a_b", "a/b", "", "auth0|x", "x@pam"])
+            .prop_map(String::from),
+        3 => "[A-Za-z0-9._-]{1,40}",
+        1 => "\\PC{0,70}",
+    ]
+}
+
+prop_compose! {
+    /// A session the seed's matrix opens for `proxmox-api`, by a member of any groups, with a
+    /// fresh authentication (MFA or not), at `now`.
+    fn proxmox_request()(
+        opening in prop::sample::select(
+            openings().iter().filter(|o| o.service == "proxmox-api").cloned().collect::<Vec<_>>()
+        ),
+        hosts in (any::<u32>(), any::<u32>()),
+        groups in prop::collection::vec(prop::sample::select(GROUPS), 1..3),
+        amr in prop::collection::vec(prop::sample::select(vec!["pwd", "otp", "mfa"]), 0..3),
+        now in 1_000u64..u64::MAX / 2,
+        age in 0u64..600,
+    ) -> (Request, u64) {
+        let request = Request {
+            source: within(opening.from, hosts.0),
+            target: TargetFacts {
+                ip: within(opening.to, hosts.1),
+                port: opening.port,
+                vmid: None,
+                tags: Vec::new(),
+                pool: None,
+                declared_zone: None,
+                service: Some(opening.service.clone()),
+            },
+            identity: Identity {
+                subject: "s".into(),
+                preferred_username: Some("u".into()),
+                email: None,
+                groups: groups.into_iter().map(String::from).collect(),
+                amr: amr.into_iter().map(String::from).collect(),
+                acr: None,
+                auth_time: Some(now - age),
+            },
+            via_broker: true,
+        };
+        (request, now)
+    }
+}
+
+#[test]
+fn proxmox_identities_only_ever_narrow_and_are_well_formed() {
+    let requests = prop_oneof![
+        1 => (any_request(), any::<u64>()),
+        4 => proxmox_request(),
+    ];
+    let reached = run_counting((requests, subject()), |((mut req, now), subject)| {
+        req.identity.subject = subject;
+        let with = evaluate(with_proxmox_identities(), &req, now);
+        let without = evaluate(seed(), &req, now);
+        // Naming identities never allows what the seed denies.
+        if with.outcome == Outcome::Allow {
+            prop_assert_eq!(without.outcome, Outcome::Allow);
+        }
+        let Some(grant) = &with.proxmox else {
+            return Ok(false);
+        };
+        // A grant comes only with an allowed proxmox-api session, and is well formed.
+        prop_assert_eq!(with.outcome, Outcome::Allow);
+        prop_assert_eq!(with.service.as_deref(), Some("proxmox-api"));
+        prop_assert!(!grant.user.is_empty() && !grant.user.contains('@'));
+        prop_assert!(grant.user.len() <= portcullis_policy::MAX_USER_NAME_LEN);
+        prop_assert!(grant
+            .user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')));
+        if grant.user != "svc-admin" {
+            // Rendered from the subject, never mapped: the subject is in the name as is.
+            prop_assert_eq!(&grant.user, &format!("pc-{}", req.identity.subject));
+        }
+        prop_assert!(grant.paths.iter().all(|p| !p.starts_with("/access")));
+        Ok(true)
+    });
+    assert!(
+        reached >= MIN_REACHED,
+        "only {reached} of {CASES} requests carried a Proxmox grant: the property checked too few"
+    );
+}

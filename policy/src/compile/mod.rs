@@ -2,6 +2,7 @@
 
 mod lints;
 mod matrix;
+mod proxmox;
 mod recording;
 mod roles;
 mod zones;
@@ -91,7 +92,14 @@ fn build(text: &str, raw: RawPolicy, sink: &mut Sink<'_>) -> Option<Policy> {
     let (services, service_sets) = matrix::compile_services(&raw, &mut names, sink);
     let broker = names.zone(sink, &raw.settings.broker_zone);
     let matrix = matrix::compile_cells(&raw.cells, zoned.zones.len(), &services, &names, sink);
-    let (roles, groups) = roles::compile_roles(&raw.roles, &names, raw.settings.group_match, sink);
+    let proxmox_roles = proxmox::compile_proxmox_roles(&raw.proxmox_roles, sink);
+    let (roles, groups) = roles::compile_roles(
+        &raw.roles,
+        &names,
+        raw.settings.group_match,
+        &proxmox_roles,
+        sink,
+    );
     let broker = broker?;
     let policy = Policy {
         hash,
@@ -109,9 +117,11 @@ fn build(text: &str, raw: RawPolicy, sink: &mut Sink<'_>) -> Option<Policy> {
         vmids: zoned.vmids,
         tags: zoned.tags,
         pools: zoned.pools,
+        proxmox_roles,
     };
     lints::check(&policy, &raw, sink);
     recording::check_waivers(&policy, &raw.roles, sink);
+    proxmox::check_used(&policy, &raw.roles, sink);
     Some(policy)
 }
 

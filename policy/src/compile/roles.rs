@@ -7,12 +7,14 @@ use crate::diagnostic::Sink;
 use crate::model::{GroupMatch, RawGrant, RawRole};
 use crate::permission::Permission;
 use crate::policy::{Grant, IdSet, Mfa, Role, RoleConstraints};
+use crate::proxmox_access::ProxmoxRole;
 use crate::roles::{GroupIndex, Template};
 
 pub(super) fn compile_roles(
     raw: &[RawRole],
     names: &Names,
     default_match: GroupMatch,
+    proxmox_roles: &[ProxmoxRole],
     sink: &mut Sink<'_>,
 ) -> (Vec<Role>, Option<GroupIndex>) {
     let mut roles = Vec::new();
@@ -62,6 +64,7 @@ pub(super) fn compile_roles(
             ssh: rr.ssh,
             ssh_mode: rr.ssh_mode.unwrap_or_default(),
             recording: super::recording::role_recording(sink, rr),
+            proxmox: super::proxmox::compile_identity(rr, proxmox_roles, sink),
         });
     }
     (roles, Some(index))

@@ -4,6 +4,7 @@
 
 use super::Ask;
 use crate::policy::{Grant, IdSet, Policy, RoleConstraints};
+use crate::proxmox_access::{ProxmoxIdentity, PROXMOX_API_SERVICE};
 use crate::recording::Recording;
 use crate::request::{Decision, Identity, Outcome};
 use crate::ssh::{SshAccess, SshMode, SshRights};
@@ -13,8 +14,9 @@ use crate::ssh::{SshAccess, SshMode, SshRights};
 /// and the SSH access they give together (the strictest mode of the target zone, the roles
 /// and their matching grants; the union of the roles' channel rights), and the recording
 /// the target zone and the roles require together (each role only adds to it; a required
-/// recording needs the gateway); denies with the first unmet constraint, or with what the
-/// roles lack.
+/// recording needs the gateway), and for `proxmox-api` the one Proxmox identity they name;
+/// denies with the first unmet constraint, with what the roles lack, or when the Proxmox
+/// identity is ambiguous or cannot be rendered.
 pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -> Decision {
     let (dst, service) = (ask.dst.zone, ask.service);
     let (dst_name, svc_name) = (policy.zone_name(dst), policy.service_name(service));
@@ -85,6 +87,14 @@ pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -
         d.role_rule = Some(rule);
         return d;
     }
+    if svc_name == PROXMOX_API_SERVICE {
+        if let Err((reason, rule)) = proxmox_grant(policy, &mut d, ask.identity) {
+            d.reason = reason;
+            d.role_rule = Some(rule);
+            d.roles.clear();
+            return d;
+        }
+    }
     d.constraints.max_session_secs = max_session.flatten();
     d.constraints.connection_limit = connection_limit.flatten();
     if recording.required {
@@ -101,6 +111,49 @@ pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -
         d.roles.join(", ")
     );
     d
+}
+
+/// Sets the Proxmox identity of a `proxmox-api` session from the granting roles: exactly
+/// one of them may name one (several would leave it ambiguous which user the token is of
+/// and which roles it gets, so that is a deny); none leaves the session a plain tunnel.
+/// The error is the deny's reason and role rule.
+fn proxmox_grant(
+    policy: &Policy,
+    d: &mut Decision,
+    identity: &Identity,
+) -> Result<(), (String, String)> {
+    let naming: Vec<(&str, &ProxmoxIdentity)> = d
+        .roles
+        .iter()
+        .filter_map(|name| policy.roles.iter().find(|r| r.name == *name))
+        .filter_map(|r| Some((r.name.as_str(), r.proxmox.as_ref()?)))
+        .collect();
+    match naming.as_slice() {
+        [] => Ok(()),
+        [(role, proxmox)] => {
+            let grant = proxmox.grant(&identity.subject).map_err(|why| {
+                (
+                    format!("role `{role}` grants `{PROXMOX_API_SERVICE}`, but {why}"),
+                    format!("role {role}: Proxmox identity: {why}"),
+                )
+            })?;
+            d.proxmox = Some(grant);
+            Ok(())
+        }
+        several => {
+            let names: Vec<&str> = several.iter().map(|(n, _)| *n).collect();
+            Err((
+                format!(
+                    "roles {} each grant `{PROXMOX_API_SERVICE}` with their own Proxmox identity,                      and a session acts as exactly one: leave `proxmox` on one of them, or                      give their members disjoint groups",
+                    names.join(", ")
+                ),
+                format!(
+                    "roles {}: more than one Proxmox identity for one session",
+                    names.join(", ")
+                ),
+            ))
+        }
+    }
 }
 
 /// Why no role applies when the identity's groups make it a member of none.

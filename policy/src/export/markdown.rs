@@ -14,6 +14,7 @@ pub fn markdown(policy: &Policy) -> String {
     services_table(policy, &mut out);
     matrix_table(policy, &mut out);
     roles_table(policy, &mut out);
+    proxmox_tables(policy, &mut out);
     out
 }
 
@@ -309,4 +310,51 @@ fn grant_text(policy: &Policy, g: &Grant) -> String {
 
 fn escape(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The roles' Proxmox identities and the declared Proxmox roles; nothing when there are none.
+fn proxmox_tables(policy: &Policy, out: &mut String) {
+    let identities: Vec<&Role> = policy
+        .roles
+        .iter()
+        .filter(|r| r.proxmox.is_some())
+        .collect();
+    if identities.is_empty() && policy.proxmox_roles.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n## Proxmox API identities\n");
+    let _ = writeln!(
+        out,
+        "A `proxmox-api` session's token is the user below, in the realm of the controller's config, with these Proxmox roles on these ACL paths.\n"
+    );
+    let _ = writeln!(out, "| Role | Proxmox identity |");
+    let _ = writeln!(out, "| ---- | ---------------- |");
+    for role in identities {
+        if let Some(p) = &role.proxmox {
+            let _ = writeln!(
+                out,
+                "| **{}** | {} |",
+                escape(&role.name),
+                escape(&p.describe())
+            );
+        }
+    }
+    if policy.proxmox_roles.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n| Declared Proxmox role | Privileges | Description |"
+    );
+    let _ = writeln!(out, "| --------------------- | ---------- | ----------- |");
+    for r in &policy.proxmox_roles {
+        let privileges: Vec<&str> = r.privileges.iter().copied().collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            escape(&r.name),
+            privileges.join(", "),
+            escape(r.description.as_deref().unwrap_or(""))
+        );
+    }
 }

@@ -326,6 +326,11 @@ fn markdown_matches_its_golden_file() {
         out.push_str(&format!("==== {name} ====\n"));
         out.push_str(&markdown(&Policy::parse(text).unwrap()));
     }
+    // Roles with Proxmox identities and a declared Proxmox role.
+    out.push_str("==== proxmox-identities ====\n");
+    out.push_str(&markdown(
+        &Policy::parse(crate::proxmox_access::tests::PVE_POLICY).unwrap(),
+    ));
     assert_golden("markdown.md", &out);
 }
 
