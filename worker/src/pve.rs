@@ -34,6 +34,8 @@
 //! the client's credentials, hop-by-hop headers or the headers its `Connection` names; no
 //! secret is ever in a [`Refusal`] or a [`RequestRecord`].
 
+#[cfg(any(test, fuzzing))]
+pub(crate) mod fuzz;
 mod path;
 mod record;
 mod request;
