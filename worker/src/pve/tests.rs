@@ -279,12 +279,10 @@ fn dot_segments_doubled_slashes_and_encoded_separators_are_refused() {
         "/api2/json/nodes/%+f",
         "/api2/json/nodes/%2",
         "/api2/json/nodes/%00",
+        "/api2/json/nodes/%7f",
     ] {
-        let Ok(uri) = target.parse::<http::Uri>() else {
-            continue; // The parser refuses it first.
-        };
         let mut parts = head("PUT", "/", &[]);
-        parts.uri = uri;
+        parts.uri = target.parse().unwrap();
         assert_eq!(
             refused(&parts, &rules),
             (RefusalCode::AmbiguousPath, StatusCode::BAD_REQUEST),
@@ -368,12 +366,9 @@ fn upgrades_and_method_overrides_are_refused() {
 #[test]
 fn header_values_with_control_or_non_ascii_bytes_are_refused() {
     let rules = default_rules();
-    for value in [&b"a\tb"[..], b"caf\xc3\xa9", b"\x80", b"x\x01"] {
+    for value in [&b"a\tb"[..], b"caf\xc3\xa9", b"\x80", b"\xff"] {
         let mut parts = head("GET", "/api2/json/version", &[]);
-        let Ok(value) = HeaderValue::from_bytes(value) else {
-            continue; // The http types refuse it first.
-        };
-        parts.headers.insert("x-note", value);
+        parts.headers.insert("x-note", HeaderValue::from_bytes(value).unwrap());
         assert_eq!(
             refused(&parts, &rules),
             (RefusalCode::HeaderValue, StatusCode::BAD_REQUEST)
