@@ -112,9 +112,10 @@ impl Upstream {
         let host = HeaderValue::from_str(authority.as_str())
             .map_err(|_| UpstreamError::UserInfo(authority.as_str().to_owned()))?;
         let token = token.expose_secret();
-        let well_formed = token.split_once('=').is_some_and(|(id, secret)| {
-            id.contains('@') && id.contains('!') && !secret.is_empty()
-        }) && token.bytes().all(|b| b.is_ascii_graphic());
+        let well_formed = token
+            .split_once('=')
+            .is_some_and(|(id, secret)| id.contains('@') && id.contains('!') && !secret.is_empty())
+            && token.bytes().all(|b| b.is_ascii_graphic());
         if !well_formed {
             return Err(UpstreamError::Token);
         }

@@ -27,7 +27,11 @@ const STRIPPED: [&str; 12] = [
 ];
 
 /// Headers some servers read as the method: a GET that carries one could write upstream.
-const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// The head to send upstream, or why not (see the module doc of [`super`]).
 pub fn vet(head: &Parts, rules: &Rules) -> Result<Vetted, Refusal> {
@@ -86,7 +90,10 @@ pub fn vet(head: &Parts, rules: &Rules) -> Result<Vetted, Refusal> {
     let named = connection_named(&head.headers)?;
     let mut headers = HeaderMap::with_capacity(head.headers.len() + 2);
     for (name, value) in &head.headers {
-        let local = rules.local_secret.as_ref().is_some_and(|s| s.header == name);
+        let local = rules
+            .local_secret
+            .as_ref()
+            .is_some_and(|s| s.header == name);
         if local || STRIPPED.contains(&name.as_str()) || named.contains(name) {
             continue;
         }
@@ -129,7 +136,15 @@ fn check_local_secret(headers: &HeaderMap, secret: &LocalSecret) -> Result<(), R
 /// GET, HEAD, POST, PUT and DELETE: what the Proxmox API serves. OPTIONS is a browser's CORS
 /// preflight, which no API client sends; CONNECT, TRACE, PATCH and the rest are refused.
 fn check_method(method: &Method) -> Result<(), Refusal> {
-    if [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::DELETE].contains(method) {
+    if [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
+    {
         return Ok(());
     }
     Err(Refusal::new(
@@ -147,7 +162,11 @@ fn is_write(method: &Method) -> bool {
 /// obs-text, which parsers read differently.
 fn check_values(headers: &HeaderMap) -> Result<(), Refusal> {
     for (name, value) in headers {
-        if !value.as_bytes().iter().all(|b| *b == b' ' || b.is_ascii_graphic()) {
+        if !value
+            .as_bytes()
+            .iter()
+            .all(|b| *b == b' ' || b.is_ascii_graphic())
+        {
             return Err(Refusal::new(
                 RefusalCode::HeaderValue,
                 StatusCode::BAD_REQUEST,
@@ -176,9 +195,10 @@ fn framing(headers: &HeaderMap, version: Version, max_body: u64) -> Result<Frami
         ([], [_, _, ..]) => refuse("several Transfer-Encoding headers"),
         ([length], []) => {
             let text = length.as_bytes();
-            let parsed = (!text.is_empty() && text.len() <= 19 && text.iter().all(u8::is_ascii_digit))
-                .then(|| std::str::from_utf8(text).ok()?.parse::<u64>().ok())
-                .flatten();
+            let parsed =
+                (!text.is_empty() && text.len() <= 19 && text.iter().all(u8::is_ascii_digit))
+                    .then(|| std::str::from_utf8(text).ok()?.parse::<u64>().ok())
+                    .flatten();
             match parsed {
                 None => refuse("a Content-Length that is not a decimal number"),
                 Some(n) if n > max_body => Err(Refusal::new(

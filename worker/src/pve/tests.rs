@@ -56,18 +56,43 @@ fn the_terraform_provider_sequence_goes_through_with_the_session_token() {
         ("Accept-Encoding", "gzip"),
     ];
     let rules = default_rules();
-    let upid = "UPID%3Apve1%3A000F1A2B%3A0A1B2C3D%3A6750B3E1%3Aqmcreate%3A100%3Asvc%40pve%21s_0123%3A";
+    let upid =
+        "UPID%3Apve1%3A000F1A2B%3A0A1B2C3D%3A6750B3E1%3Aqmcreate%3A100%3Asvc%40pve%21s_0123%3A";
     for (method, target, body) in [
         ("GET", "/api2/json/version".to_owned(), None),
         ("GET", "/api2/json/nodes".to_owned(), None),
         ("GET", "/api2/json/cluster/nextid".to_owned(), None),
         ("POST", "/api2/json/nodes/pve1/qemu".to_owned(), Some("412")),
-        ("GET", format!("/api2/json/nodes/pve1/tasks/{upid}/status"), None),
-        ("GET", "/api2/json/nodes/pve1/qemu/100/config".to_owned(), None),
-        ("PUT", "/api2/json/nodes/pve1/qemu/100/config".to_owned(), Some("88")),
-        ("POST", "/api2/json/nodes/pve1/qemu/100/status/start".to_owned(), Some("0")),
-        ("GET", "/api2/json/nodes/pve1/qemu/100/status/current".to_owned(), None),
-        ("DELETE", "/api2/json/nodes/pve1/qemu/100?destroy-unreferenced-disks=1&purge=1".to_owned(), None),
+        (
+            "GET",
+            format!("/api2/json/nodes/pve1/tasks/{upid}/status"),
+            None,
+        ),
+        (
+            "GET",
+            "/api2/json/nodes/pve1/qemu/100/config".to_owned(),
+            None,
+        ),
+        (
+            "PUT",
+            "/api2/json/nodes/pve1/qemu/100/config".to_owned(),
+            Some("88"),
+        ),
+        (
+            "POST",
+            "/api2/json/nodes/pve1/qemu/100/status/start".to_owned(),
+            Some("0"),
+        ),
+        (
+            "GET",
+            "/api2/json/nodes/pve1/qemu/100/status/current".to_owned(),
+            None,
+        ),
+        (
+            "DELETE",
+            "/api2/json/nodes/pve1/qemu/100?destroy-unreferenced-disks=1&purge=1".to_owned(),
+            None,
+        ),
     ] {
         let mut headers = go.to_vec();
         if let Some(length) = body {
@@ -99,7 +124,10 @@ fn proxmoxer_with_a_ticket_loses_its_cookie_and_csrf_token() {
                 ("Accept-Encoding", "gzip, deflate"),
                 ("Accept", "*/*"),
                 ("Connection", "keep-alive"),
-                ("Cookie", "PVEAuthCookie=PVE:root@pam:6750B3E1::c2lnbmF0dXJl"),
+                (
+                    "Cookie",
+                    "PVEAuthCookie=PVE:root@pam:6750B3E1::c2lnbmF0dXJl",
+                ),
                 ("CSRFPreventionToken", "6750B3E1:Y3NyZg"),
                 ("Content-Length", "57"),
                 ("Content-Type", "application/x-www-form-urlencoded"),
@@ -108,7 +136,10 @@ fn proxmoxer_with_a_ticket_loses_its_cookie_and_csrf_token() {
         &default_rules(),
     );
     assert_eq!(vetted.headers[header::AUTHORIZATION], INJECTED);
-    assert_eq!(vetted.headers[header::CONTENT_TYPE], "application/x-www-form-urlencoded");
+    assert_eq!(
+        vetted.headers[header::CONTENT_TYPE],
+        "application/x-www-form-urlencoded"
+    );
     assert_eq!(vetted.framing, Framing::Length(57));
 }
 
@@ -157,11 +188,18 @@ fn two_client_authorizations_become_the_one_session_token() {
         &head(
             "GET",
             "/api2/json/version",
-            &[("Authorization", CLIENT_TOKEN), ("authorization", "PVEAuthCookie=PVE:x")],
+            &[
+                ("Authorization", CLIENT_TOKEN),
+                ("authorization", "PVEAuthCookie=PVE:x"),
+            ],
         ),
         &default_rules(),
     );
-    let all: Vec<_> = vetted.headers.get_all(header::AUTHORIZATION).iter().collect();
+    let all: Vec<_> = vetted
+        .headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .collect();
     assert_eq!(all, [INJECTED]);
 }
 
@@ -186,7 +224,14 @@ fn the_token_is_in_no_debug_output_or_refusal() {
 #[test]
 fn an_upstream_refuses_a_malformed_token_or_user_information() {
     let authority = http::uri::Authority::from_static("pve1:8006");
-    for token in ["", "no-equals", "svc@pve=secret", "svc@pve!id=", "svc@pve!id=se cret", "svc@pve!id=s\u{e9}"] {
+    for token in [
+        "",
+        "no-equals",
+        "svc@pve=secret",
+        "svc@pve!id=",
+        "svc@pve!id=se cret",
+        "svc@pve!id=s\u{e9}",
+    ] {
         let error = Upstream::new(&authority, &SecretString::from(token)).unwrap_err();
         assert_eq!(error, UpstreamError::Token, "{token:?}");
         if !token.is_empty() {
@@ -232,7 +277,12 @@ fn the_local_secret_is_required_compared_and_stripped() {
 #[test]
 fn absolute_authority_and_asterisk_forms_are_refused() {
     let rules = default_rules();
-    for target in ["http://evil/", "https://pve1:8006/api2/json/version", "pve1:8006", "*"] {
+    for target in [
+        "http://evil/",
+        "https://pve1:8006/api2/json/version",
+        "pve1:8006",
+        "*",
+    ] {
         assert_eq!(
             refused(&head("GET", target, &[]), &rules),
             (RefusalCode::TargetForm, StatusCode::BAD_REQUEST),
@@ -246,7 +296,16 @@ fn absolute_authority_and_asterisk_forms_are_refused() {
 #[test]
 fn paths_outside_the_json_api_are_refused() {
     let rules = default_rules();
-    for target in ["/", "/api2/json", "/api2/extjs/nodes", "/api2/html/nodes", "/API2/json/nodes", "/api2/JSON/nodes", "/pve2/js/pvemanagerlib.js", "/novnc/"] {
+    for target in [
+        "/",
+        "/api2/json",
+        "/api2/extjs/nodes",
+        "/api2/html/nodes",
+        "/API2/json/nodes",
+        "/api2/JSON/nodes",
+        "/pve2/js/pvemanagerlib.js",
+        "/novnc/",
+    ] {
         assert_eq!(
             refused(&head("GET", target, &[]), &rules),
             (RefusalCode::OutsideApi, StatusCode::FORBIDDEN),
@@ -324,7 +383,11 @@ fn writes_under_access_are_refused_unless_the_policy_allows_them() {
 fn methods_other_than_the_api_s_five_are_refused() {
     let rules = default_rules();
     for method in ["CONNECT", "OPTIONS", "TRACE", "PATCH", "PROPFIND", "BREW"] {
-        let target = if method == "CONNECT" { "pve1:8006" } else { "/api2/json/version" };
+        let target = if method == "CONNECT" {
+            "pve1:8006"
+        } else {
+            "/api2/json/version"
+        };
         assert_eq!(
             refused(&head(method, target, &[]), &rules),
             (RefusalCode::Method, StatusCode::METHOD_NOT_ALLOWED),
@@ -340,7 +403,11 @@ fn versions_other_than_http_1_are_refused() {
     for version in [Version::HTTP_09, Version::HTTP_2, Version::HTTP_3] {
         let mut parts = head("GET", "/api2/json/version", &[]);
         parts.version = version;
-        assert_eq!(refused(&parts, &rules).0, RefusalCode::Version, "{version:?}");
+        assert_eq!(
+            refused(&parts, &rules).0,
+            RefusalCode::Version,
+            "{version:?}"
+        );
     }
     passed(&raw("GET /api2/json/version HTTP/1.0\r\n\r\n"), &rules);
 }
@@ -350,16 +417,34 @@ fn upgrades_and_method_overrides_are_refused() {
     let rules = default_rules();
     for headers in [
         [("Connection", "Upgrade"), ("Upgrade", "websocket")],
-        [("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c")],
+        [
+            ("Connection", "Upgrade, HTTP2-Settings"),
+            ("Upgrade", "h2c"),
+        ],
     ] {
         assert_eq!(
-            refused(&head("GET", "/api2/json/nodes/pve1/qemu/100/vncwebsocket", &headers), &rules),
+            refused(
+                &head(
+                    "GET",
+                    "/api2/json/nodes/pve1/qemu/100/vncwebsocket",
+                    &headers
+                ),
+                &rules
+            ),
             (RefusalCode::Upgrade, StatusCode::BAD_REQUEST)
         );
     }
-    for name in ["X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"] {
+    for name in [
+        "X-HTTP-Method-Override",
+        "X-HTTP-Method",
+        "X-Method-Override",
+    ] {
         let parts = head("GET", "/api2/json/access/acl", &[(name, "PUT")]);
-        assert_eq!(refused(&parts, &rules).0, RefusalCode::MethodOverride, "{name}");
+        assert_eq!(
+            refused(&parts, &rules).0,
+            RefusalCode::MethodOverride,
+            "{name}"
+        );
     }
 }
 
@@ -368,7 +453,9 @@ fn header_values_with_control_or_non_ascii_bytes_are_refused() {
     let rules = default_rules();
     for value in [&b"a\tb"[..], b"caf\xc3\xa9", b"\x80", b"\xff"] {
         let mut parts = head("GET", "/api2/json/version", &[]);
-        parts.headers.insert("x-note", HeaderValue::from_bytes(value).unwrap());
+        parts
+            .headers
+            .insert("x-note", HeaderValue::from_bytes(value).unwrap());
         assert_eq!(
             refused(&parts, &rules),
             (RefusalCode::HeaderValue, StatusCode::BAD_REQUEST)
@@ -397,7 +484,10 @@ fn ambiguous_framing_is_refused() {
         vec![("Transfer-Encoding", "identity")],
         vec![("Transfer-Encoding", "gzip, chunked")],
         vec![("Transfer-Encoding", " chunked")],
-        vec![("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")],
+        vec![
+            ("Transfer-Encoding", "chunked"),
+            ("Transfer-Encoding", "chunked"),
+        ],
         vec![("Content-Length", "5"), ("Content-Length", "5")],
         vec![("Content-Length", "5"), ("Content-Length", "6")],
         vec![("Content-Length", "5, 5")],
@@ -408,7 +498,10 @@ fn ambiguous_framing_is_refused() {
         vec![("Content-Length", "")],
         vec![("Content-Length", "99999999999999999999999")],
         vec![("Content-Length", "5"), ("Connection", "content-length")],
-        vec![("Transfer-Encoding", "chunked"), ("Connection", "Transfer-Encoding")],
+        vec![
+            ("Transfer-Encoding", "chunked"),
+            ("Connection", "Transfer-Encoding"),
+        ],
         vec![("Connection", "not a name")],
     ] {
         assert_eq!(
@@ -421,7 +514,10 @@ fn ambiguous_framing_is_refused() {
     assert_eq!(refused(&chunked_1_0, &rules).0, RefusalCode::Framing);
     let cl_te = raw("POST /api2/json/nodes HTTP/1.1\r\nHost: pve1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n");
     assert_eq!(refused(&cl_te, &rules).0, RefusalCode::Framing);
-    let vetted = passed(&head("POST", target, &[("Transfer-Encoding", "Chunked")]), &rules);
+    let vetted = passed(
+        &head("POST", target, &[("Transfer-Encoding", "Chunked")]),
+        &rules,
+    );
     assert_eq!(vetted.framing, Framing::Chunked);
     assert_eq!(vetted.headers[header::TRANSFER_ENCODING], "Chunked");
 }
@@ -430,10 +526,16 @@ fn ambiguous_framing_is_refused() {
 fn a_declared_body_over_the_maximum_is_refused() {
     let rules = default_rules();
     let target = "/api2/json/nodes/pve1/qemu";
-    let at = passed(&head("POST", target, &[("Content-Length", "524288")]), &rules);
+    let at = passed(
+        &head("POST", target, &[("Content-Length", "524288")]),
+        &rules,
+    );
     assert_eq!(at.framing, Framing::Length(MAX_BODY));
     assert_eq!(
-        refused(&head("POST", target, &[("Content-Length", "524289")]), &rules),
+        refused(
+            &head("POST", target, &[("Content-Length", "524289")]),
+            &rules
+        ),
         (RefusalCode::BodyTooLarge, StatusCode::PAYLOAD_TOO_LARGE)
     );
 }
@@ -443,10 +545,19 @@ fn a_declared_body_over_the_maximum_is_refused() {
 #[test]
 fn the_record_redacts_every_query_value() {
     let line = |target: &str| record_line(&Method::GET, target, StatusCode::OK, 0, 0).path;
-    assert_eq!(line("/api2/json/cluster/resources?full=1&secret=x"), "/api2/json/cluster/resources?full=<redacted>&secret=<redacted>");
+    assert_eq!(
+        line("/api2/json/cluster/resources?full=1&secret=x"),
+        "/api2/json/cluster/resources?full=<redacted>&secret=<redacted>"
+    );
     assert_eq!(line("/api2/json/nodes"), "/api2/json/nodes");
-    assert_eq!(line("/api2/json/x?type=vm&&flag"), "/api2/json/x?type=<redacted>&flag=<redacted>");
-    assert_eq!(line("/api2/json/x?a%3D1=2&p@ss=3"), "/api2/json/x?<redacted>=<redacted>&<redacted>=<redacted>");
+    assert_eq!(
+        line("/api2/json/x?type=vm&&flag"),
+        "/api2/json/x?type=<redacted>&flag=<redacted>"
+    );
+    assert_eq!(
+        line("/api2/json/x?a%3D1=2&p@ss=3"),
+        "/api2/json/x?<redacted>=<redacted>&<redacted>=<redacted>"
+    );
     assert_eq!(line("/api2/json/x?=v"), "/api2/json/x?=<redacted>");
     assert_eq!(line("/a\u{e9}\n"), "/a%C3%A9%0A");
     let long = line(&format!("/api2/json/{}", "n".repeat(3000)));
@@ -470,22 +581,55 @@ fn the_record_serialises_method_path_status_and_bytes() {
         json,
         serde_json::json!({"method": "POST", "path": "/api2/json/nodes/pve1/qemu?start=<redacted>", "status": 200, "bytes_in": 412, "bytes_out": 77})
     );
-    assert_eq!(serde_json::from_value::<RequestRecord>(json).unwrap(), record);
+    assert_eq!(
+        serde_json::from_value::<RequestRecord>(json).unwrap(),
+        record
+    );
 }
 
 // Properties.
 
 fn header_strategy() -> impl Strategy<Value = (String, String)> {
     let names = prop::sample::select(vec![
-        "Authorization", "authorization", "AUTHORIZATION", "Cookie", "Proxy-Authorization",
-        "CSRFPreventionToken", "csrfpreventiontoken", "Connection", "Keep-Alive", "Proxy-Connection",
-        "TE", "Trailer", "Upgrade", "Host", "Expect", "Content-Length", "Transfer-Encoding",
-        SECRET_HEADER, "X-Custom", "Accept", "X-HTTP-Method-Override",
+        "Authorization",
+        "authorization",
+        "AUTHORIZATION",
+        "Cookie",
+        "Proxy-Authorization",
+        "CSRFPreventionToken",
+        "csrfpreventiontoken",
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Connection",
+        "TE",
+        "Trailer",
+        "Upgrade",
+        "Host",
+        "Expect",
+        "Content-Length",
+        "Transfer-Encoding",
+        SECRET_HEADER,
+        "X-Custom",
+        "Accept",
+        "X-HTTP-Method-Override",
     ]);
     let values = prop::sample::select(vec![
-        "PVEAPIToken=root@pam!x=y", "chunked", "identity", "0", "5", "524289", "keep-alive",
-        "close, x-custom", "cookie", "authorization", "content-length", "websocket", SECRET, "",
-        "a\tb", "PVEAuthCookie=PVE:root@pam::sig",
+        "PVEAPIToken=root@pam!x=y",
+        "chunked",
+        "identity",
+        "0",
+        "5",
+        "524289",
+        "keep-alive",
+        "close, x-custom",
+        "cookie",
+        "authorization",
+        "content-length",
+        "websocket",
+        SECRET,
+        "",
+        "a\tb",
+        "PVEAuthCookie=PVE:root@pam::sig",
     ]);
     (names, values).prop_map(|(n, v)| (n.to_owned(), v.to_owned()))
 }
@@ -494,8 +638,8 @@ fn header_strategy() -> impl Strategy<Value = (String, String)> {
 /// hostile pieces after it.
 fn target_strategy() -> impl Strategy<Value = String> {
     let pieces = prop::sample::select(vec![
-        "api2", "json", "extjs", "access", "ACCESS", "%61ccess", "nodes", "..", ".", "%2e%2e", "%2f",
-        "%2F", "", "acl", "users", "%25", ";", "?a=1", "%zz", "http:", "qemu", "100",
+        "api2", "json", "extjs", "access", "ACCESS", "%61ccess", "nodes", "..", ".", "%2e%2e",
+        "%2f", "%2F", "", "acl", "users", "%25", ";", "?a=1", "%zz", "http:", "qemu", "100",
     ]);
     let prefix = prop::sample::select(vec!["/api2/json/", "/api2/json/", "/api2/json/", "/", ""]);
     (prefix, prop::collection::vec(pieces, 0..5))
