@@ -1,5 +1,5 @@
-//! The fuzz entry points of the worker: its config parser, the SSH gateway's input, and the
-//! sftp channels the gateway follows.
+//! The fuzz entry points of the worker: its config parser, the SSH gateway's input, the
+//! sftp channels the gateway follows, and the request heads the Proxmox API proxy vets.
 //!
 //! `worker_config`: the worker's config parser: no config text may make the worker
 //! panic before it can say which key is wrong. `fuzz/fuzz_targets/worker_config.rs` drives it
@@ -51,6 +51,15 @@ pub fn gateway_ssh(data: &[u8]) {
 /// it, and how the bytes are split must not change its events.
 pub fn sftp_tracker(data: &[u8]) {
     crate::gateway::fuzz_sftp(data);
+}
+
+/// A raw request head through the Proxmox API proxy's `vet` and `record_line` (see
+/// `crate::pve::fuzz`): the first byte picks the rules (bit 0: `/access/` writes allowed,
+/// bit 1: a local secret required), the rest is parsed as an HTTP/1.1 server would. No input
+/// may panic them; a vetted head carries only the session's token and `Host`, none of the
+/// client's credentials or hop-by-hop headers; a record keeps no query value.
+pub fn pve_request(data: &[u8]) {
+    crate::pve::fuzz::request(data);
 }
 
 #[cfg(test)]

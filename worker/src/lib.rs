@@ -9,7 +9,8 @@
 //! [`gateway`] (the SSH gateway a session in gateway mode runs through instead of the relay),
 //! [`table`] (sessions, keys, freshness, expiry), [`spool`] (connection events until
 //! acknowledged), [`chunks`] (recording chunks until stored), [`refusals`] (the worker's refusals summed for the audit log), [`inbound`] (links controllers dial), [`accept`] (accept back-off and the
-//! cap on connections still in their handshake).
+//! cap on connections still in their handshake), [`pve`] (the Proxmox API proxy's decisions:
+//! which request heads go upstream, rewritten with the session's token, and their record).
 #![forbid(unsafe_code)]
 
 pub(crate) mod accept;
@@ -25,6 +26,7 @@ pub mod identity;
 pub mod inbound;
 pub mod link;
 pub mod proxy;
+pub mod pve;
 pub mod refusals;
 pub mod spool;
 pub mod table;

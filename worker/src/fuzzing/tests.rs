@@ -1,5 +1,5 @@
-//! Replays the seed corpus and every past crash of `worker_config`, `gateway_ssh` and
-//! `sftp_tracker` (see `fuzz/README.md`).
+//! Replays the seed corpus and every past crash of `worker_config`, `gateway_ssh`,
+//! `sftp_tracker` and `pve_request` (see `fuzz/README.md`).
 
 use std::path::Path;
 
@@ -23,4 +23,10 @@ fn gateway_ssh_corpus_replays() {
 fn sftp_tracker_corpus_replays() {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     replay_corpus(&fuzz, "sftp_tracker", sftp_tracker);
+}
+
+#[test]
+fn pve_request_corpus_replays() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    replay_corpus(&fuzz, "pve_request", pve_request);
 }
