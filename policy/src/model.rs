@@ -50,6 +50,9 @@ pub(crate) struct RawProxmoxIdentity {
     pub roles: Vec<Spanned<String>>,
     #[serde(default)]
     pub paths: Vec<Spanned<String>>,
+    /// Let the session's proxy pass writes under `/api2/json/access/` (default: refused).
+    #[serde(default)]
+    pub access_writes: bool,
 }
 
 /// `[settings]`.

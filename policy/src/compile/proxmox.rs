@@ -116,6 +116,7 @@ pub(super) fn compile_identity(
         user: user?,
         roles,
         paths,
+        access_writes: raw.access_writes,
     })
 }
 

@@ -34,6 +34,11 @@ pub struct ProxmoxGrant {
     pub roles: Vec<String>,
     /// Normalised ACL paths, in file order.
     pub paths: Vec<String>,
+    /// Whether the session's proxy lets writes under `/api2/json/access/` through (the
+    /// role's `access_writes`, default `false`): a token without user-management privileges
+    /// can still change its own user's password or TFA there.
+    #[serde(default)]
+    pub access_writes: bool,
 }
 
 /// Privileges no role of a session's token may hold, with why: each lets the token grant
@@ -90,6 +95,7 @@ pub(crate) struct ProxmoxIdentity {
     pub user: ProxmoxUser,
     pub roles: Vec<String>,
     pub paths: Vec<String>,
+    pub access_writes: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +117,7 @@ impl ProxmoxIdentity {
             user,
             roles: self.roles.clone(),
             paths: self.paths.clone(),
+            access_writes: self.access_writes,
         })
     }
 

@@ -58,7 +58,7 @@ services = ["proxmox-api", "ssh"]
 [[role]]
 name = "ops"
 groups = ["ops"]
-proxmox = { user_template = "pc-{{subject}}", roles = ["PVEVMUser", "PVEAuditor"], paths = ["/vms", "/"] }
+proxmox = { user_template = "pc-{{subject}}", roles = ["PVEVMUser", "PVEAuditor"], paths = ["/vms", "/"], access_writes = true }
 [[role.grant]]
 zones = ["PVE"]
 services = ["proxmox-api"]
@@ -492,8 +492,17 @@ fn a_fixed_service_user_is_the_grant() {
             user: "svc-terraform".into(),
             roles: vec!["TerraformVM".into()],
             paths: vec!["/vms/4000".into(), "/pool/prod".into()],
+            access_writes: false,
         })
     );
+}
+
+#[test]
+fn access_writes_are_off_unless_the_role_lets_them_through() {
+    let fixed = evaluate(&policy(), &request(&["tf"], 8006, "s-1"), 0);
+    assert!(!fixed.proxmox.expect("terraform's grant").access_writes);
+    let ops = evaluate(&policy(), &request(&["ops"], 8006, "s-1"), 0);
+    assert!(ops.proxmox.expect("ops' grant").access_writes);
 }
 
 #[test]
