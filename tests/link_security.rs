@@ -256,6 +256,7 @@ fn a_worker_certificate_cannot_pose_as_the_controller_to_another_worker() {
         iat: now,
         exp: now + 600,
         gw: None,
+        pve: None,
     };
     let forged = grant::sign(&claims, "k_impostor", &attacker_key.serialize_der()).unwrap();
     let reply = present(&w2.proxy, &w2_fingerprint, Auth::Key(&client), &forged);

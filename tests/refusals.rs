@@ -84,6 +84,7 @@ impl Fixture {
             iat: now,
             exp: now + 600,
             gw: None,
+            pve: None,
         }
     }
 

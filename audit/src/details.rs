@@ -430,3 +430,43 @@ pub struct CatalogSyncFailed {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_success_at: Option<u64>,
 }
+
+/// A session's Proxmox API token (issue 20): never its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PveToken {
+    pub cluster: String,
+    /// `USER@REALM!TOKENNAME`.
+    pub token_id: String,
+    /// The Proxmox roles granted to the token, and the ACL paths they were granted on.
+    pub roles: Vec<String>,
+    pub paths: Vec<String>,
+    /// Unix seconds: the token's `expire`.
+    pub expires_at: u64,
+    pub privsep: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PveTokenRevocation {
+    pub cluster: String,
+    pub token_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u64>,
+    /// `revoked`, `already gone`, or `retrying`.
+    pub outcome: String,
+}
+
+/// One request through the Proxmox API proxy: what the session's record keeps (no body, no
+/// header, query values redacted). The event's `session_id` names the session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PveRequest {
+    pub connection_id: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub millis: u64,
+    /// The proxy's rule when it refused the request itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}

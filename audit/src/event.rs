@@ -245,6 +245,11 @@ kinds! {
     CatalogGuestRefused = "catalog_guest_refused",
     CatalogSynced = "catalog_synced",
     CatalogSyncFailed = "catalog_sync_failed",
+    PveTokenMinted = "pve_token_minted",
+    PveTokenMintFailed = "pve_token_mint_failed",
+    PveTokenRevoked = "pve_token_revoked",
+    PveTokenRevokeFailed = "pve_token_revoke_failed",
+    PveRequest = "pve_request",
 }
 
 impl std::fmt::Display for Kind {
@@ -442,6 +447,30 @@ pub enum Event {
         reason: String,
         details: CatalogSyncFailed,
     },
+    /// Proxmox created the session's API token and granted its roles (never the secret).
+    PveTokenMinted {
+        details: PveToken,
+    },
+    /// Proxmox refused or failed the token or its ACLs: the session ends; `reason` is
+    /// Proxmox's answer or the error.
+    PveTokenMintFailed {
+        reason: String,
+        details: PveToken,
+    },
+    /// The token is deleted and no ACL entry names it (`details.outcome`: `revoked`,
+    /// `already gone`).
+    PveTokenRevoked {
+        details: PveTokenRevocation,
+    },
+    /// Deleting the token or checking its ACL entries gone failed; retried with backoff.
+    PveTokenRevokeFailed {
+        reason: String,
+        details: PveTokenRevocation,
+    },
+    /// One request through an injecting Proxmox API session's proxy.
+    PveRequest {
+        details: PveRequest,
+    },
 }
 
 impl Event {
@@ -494,6 +523,11 @@ impl Event {
             Event::CatalogGuestRefused { .. } => Kind::CatalogGuestRefused,
             Event::CatalogSynced { .. } => Kind::CatalogSynced,
             Event::CatalogSyncFailed { .. } => Kind::CatalogSyncFailed,
+            Event::PveTokenMinted { .. } => Kind::PveTokenMinted,
+            Event::PveTokenMintFailed { .. } => Kind::PveTokenMintFailed,
+            Event::PveTokenRevoked { .. } => Kind::PveTokenRevoked,
+            Event::PveTokenRevokeFailed { .. } => Kind::PveTokenRevokeFailed,
+            Event::PveRequest { .. } => Kind::PveRequest,
         }
     }
 

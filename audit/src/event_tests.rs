@@ -355,7 +355,54 @@ fn one_of_each() -> Vec<Event> {
                 last_success_at: Some(1_795_000_000),
             },
         },
+        Event::PveTokenMinted {
+            details: pve_token(),
+        },
+        Event::PveTokenMintFailed {
+            reason: "Proxmox answered 500: user 'pc-alice@pve' does not exist".into(),
+            details: pve_token(),
+        },
+        Event::PveTokenRevoked {
+            details: PveTokenRevocation {
+                cluster: "homelab".into(),
+                token_id: "pc-alice@pve!pc-s1".into(),
+                attempts: Some(1),
+                outcome: "revoked".into(),
+            },
+        },
+        Event::PveTokenRevokeFailed {
+            reason: "no Proxmox API answered".into(),
+            details: PveTokenRevocation {
+                cluster: "homelab".into(),
+                token_id: "pc-alice@pve!pc-s1".into(),
+                attempts: Some(2),
+                outcome: "retrying".into(),
+            },
+        },
+        Event::PveRequest {
+            details: PveRequest {
+                connection_id: "c-1".into(),
+                method: "POST".into(),
+                path: "/api2/json/nodes/pve1/qemu".into(),
+                status: 200,
+                bytes_up: 120,
+                bytes_down: 80,
+                millis: 12,
+                refused: None,
+            },
+        },
     ]
+}
+
+fn pve_token() -> PveToken {
+    PveToken {
+        cluster: "homelab".into(),
+        token_id: "pc-alice@pve!pc-s1".into(),
+        roles: vec!["PVEVMUser".into()],
+        paths: vec!["/vms/4000".into()],
+        expires_at: 1_795_000_000,
+        privsep: true,
+    }
 }
 
 /// A discovered guest as the catalog's events carry it.

@@ -190,6 +190,11 @@ pub struct CreateTarget {
     /// (e.g. `database/creds/readonly`).
     #[serde(default)]
     pub vault_secrets: Vec<String>,
+    /// The `[[catalog.proxmox]]` cluster whose API this target is: sessions to it get a
+    /// Proxmox API token minted for them, injected by the worker (the cluster needs a
+    /// `sessions` table). Unset: a plain tunnel (e.g. the web UI).
+    #[serde(default)]
+    pub proxmox_cluster: Option<String>,
     /// Create it even with a zone or service the policy does not know (a warning then),
     /// when the policy comes from a file that a reload can extend.
     #[serde(default)]
@@ -247,6 +252,12 @@ pub struct UpdateTarget {
     pub vault_ssh_role: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault_secrets: Option<Vec<String>>,
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxmox_cluster: Option<Option<String>>,
     /// As [`CreateTarget::force`], for a zone or service set here.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
@@ -295,6 +306,9 @@ pub struct Target {
     pub vault_ssh_role: Option<String>,
     #[serde(default)]
     pub vault_secrets: Vec<String>,
+    /// See [`CreateTarget::proxmox_cluster`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxmox_cluster: Option<String>,
     pub created_at: u64,
     pub updated_at: u64,
     /// What the controller let through with `force` (e.g. a zone the policy does not know).
@@ -321,6 +335,11 @@ pub struct AuthorizeSession {
     /// An OpenSSH public key to certify for this session (for SSH targets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_public_key: Option<String>,
+    /// For an injecting Proxmox API target served on a local TCP port: hex SHA-256 of the
+    /// local secret every request must carry (the grant's `pve.lsh`). Ignored for other
+    /// targets; absent for a unix socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_secret_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -364,6 +383,10 @@ pub struct SessionAuthorization {
     /// refused before then knows it was revoked, which ended the session with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_expires_at: Option<u64>,
+    /// Set for an injecting Proxmox API target: the worker speaks HTTP to the client and
+    /// sends the token minted for the session upstream; the CLI serves it as HTTP locally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxmox: Option<crate::pve::ProxmoxSession>,
 }
 
 /// Certificate mode is the default and is left out on the wire.

@@ -121,6 +121,7 @@ pub fn valid_claims() -> GrantClaims {
         iat: NOW - 10,
         exp: NOW + 60,
         gw: None,
+        pve: None,
     }
 }
 

@@ -40,6 +40,10 @@ pub struct GrantClaims {
     /// ([`crate::gateway`]): who may log in to it, as whom, and which channels they may open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gw: Option<GatewayClaims>,
+    /// Present when the worker's Proxmox API proxy serves the session with a token minted
+    /// for it ([`crate::pve`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pve: Option<crate::pve::PveClaims>,
 }
 
 /// What the SSH gateway enforces for a session, as the controller signed it into the grant.

@@ -32,6 +32,7 @@ pub mod handshakes;
 pub mod keys;
 pub mod link;
 pub mod proxy;
+pub mod pve;
 pub mod recording;
 pub mod text;
 

@@ -91,6 +91,9 @@ pub enum Request {
     RecordingChunks {
         chunks: Vec<crate::recording::SpooledChunk>,
     },
+    /// Worker → controller: the Proxmox API token of an injecting session
+    /// ([`Response::PveCredential`] or [`Response::Error`]); asked once per session.
+    PveCredential(crate::pve::CredentialRequest),
 }
 
 /// What a request is answered with.
@@ -120,6 +123,8 @@ pub enum Response {
     /// To [`Request::VetForward`]: the one address the worker may dial, under a session of
     /// its own.
     ForwardVetted(crate::gateway::VettedForward),
+    /// To [`Request::PveCredential`]: the token and how to reach Proxmox.
+    PveCredential(crate::pve::Credential),
     /// To [`Request::RecordingChunks`]: one acknowledgement per chunk sent.
     ChunksStored {
         acks: Vec<crate::recording::ChunkAck>,
@@ -265,6 +270,10 @@ pub enum ConnectionEventKind {
     /// A gateway connection's recording could not be written (size cap, spool full, the
     /// store refusing a chunk), and what the gateway did about it.
     RecordingFailed(crate::recording::RecordingFailure),
+    /// One request through an injecting Proxmox API session's proxy (its method, redacted
+    /// path, status and bytes; never a body or header). `event_id` is
+    /// `<connection id>:req:<n>`, n counting from 1 per connection.
+    ApiRequest(crate::pve::ApiRequest),
 }
 
 impl ConnectionEvent {

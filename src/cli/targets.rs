@@ -225,6 +225,8 @@ fn create_body(name: String, fields: TargetFields) -> anyhow::Result<CreateTarge
         vault_ssh_mount: fields.vault_ssh_mount,
         vault_ssh_role: fields.vault_ssh_role,
         vault_secrets: fields.vault_secrets,
+        // CONTRACT(issue 20): the CLI branch adds `--proxmox-cluster`.
+        proxmox_cluster: None,
         force: fields.force,
     })
 }

@@ -35,6 +35,8 @@ pub(crate) fn to_api(t: &TargetRecord) -> Target {
         vault_ssh_mount: t.vault_ssh_mount.clone(),
         vault_ssh_role: t.vault_ssh_role.clone(),
         vault_secrets: t.vault_secrets.clone(),
+        // CONTRACT(issue 20): the controller branch stores it.
+        proxmox_cluster: None,
         created_at: clock::to_u64(t.created_at),
         updated_at: clock::to_u64(t.updated_at),
         warnings: vec![],

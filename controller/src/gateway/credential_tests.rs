@@ -22,6 +22,7 @@ fn claims(gw: Option<GatewayClaims>) -> GrantClaims {
         iat: NOW,
         exp: NOW + 600,
         gw,
+        pve: None,
     }
 }
 

@@ -70,6 +70,8 @@ pub(crate) async fn handle(
         Request::RecordingChunks { chunks } => {
             crate::recordings::ingest::store_chunks(state, worker_id, chunks).await
         }
+        // CONTRACT(issue 20): the controller branch answers with the session's token.
+        Request::PveCredential(_) => error("this controller does not serve Proxmox API tokens"),
     }
 }
 
@@ -397,6 +399,8 @@ async fn apply_event(
             Ok(false)
         }
         ConnectionEventKind::Refused { .. } => Ok(false),
+        // CONTRACT(issue 20): the controller branch audits it as `pve_request`.
+        ConnectionEventKind::ApiRequest(_) => Ok(false),
         ConnectionEventKind::RecordingFailed(failure) => {
             record_recording_failed(tx, worker_id, event, &session, failure);
             Ok(false)

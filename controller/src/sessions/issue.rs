@@ -67,6 +67,8 @@ pub(crate) async fn issue(
         gateway_host_ca,
         secrets: vec![],
         token_expires_at: Some(crate::clock::to_u64(principal.token_expires_at)),
+        // CONTRACT(issue 20): set for an injecting Proxmox API target after the mint.
+        proxmox: None,
     };
     if let (Some(mint), Some(vault)) = (&plan.vault, &state.vault) {
         let user = &principal.user.username;

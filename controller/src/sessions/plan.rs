@@ -280,6 +280,7 @@ pub(crate) fn plan(facts: &Facts<'_>) -> Result<Plan, Refusal> {
         iat: facts.now,
         exp: expires_at,
         gw,
+        pve: None,
     };
     let mut record = session_record(facts, &claims, worker, vault.is_some());
     record.ssh_mode = mode;

@@ -22,6 +22,7 @@ fn claims(exp: u64) -> GrantClaims {
         iat: 100,
         exp,
         gw: None,
+        pve: None,
     }
 }
 

@@ -177,6 +177,7 @@ fn target(name: &str, available: bool, status: &str) -> Target {
         vault_ssh_mount: None,
         vault_ssh_role: None,
         vault_secrets: Vec::new(),
+        proxmox_cluster: None,
         created_at: 0,
         updated_at: 0,
         warnings: Vec::new(),

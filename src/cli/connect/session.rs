@@ -26,6 +26,8 @@ pub(super) async fn authorize(
     let body = AuthorizeSession {
         client_public_key: keys::b64(&identity.public_key_der()?),
         ssh_public_key,
+        // CONTRACT(issue 20): the CLI branch sends it when it serves on a TCP port.
+        local_secret_sha256: None,
     };
     api.post(
         &format!("/v1/targets/{}/authorize-session", segment(target)?),

@@ -229,6 +229,7 @@ fn an_allowed_session_is_planned_with_its_claims_row_certificate_and_event() {
         iat: NOW,
         exp: NOW + 600,
         gw: None,
+        pve: None,
     };
     assert_eq!(plan.claims, claims);
     assert_eq!(plan.logins, ["alice"]);

@@ -33,6 +33,7 @@ fn claims() -> GrantClaims {
         iat: 1_000,
         exp: 1_300,
         gw: None,
+        pve: None,
     }
 }
 
