@@ -41,7 +41,7 @@ mod record;
 mod request;
 
 pub use record::{record_line, RequestRecord, REDACTED};
-pub use request::vet;
+pub use request::{check_local_secret, vet};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
@@ -77,13 +77,50 @@ impl Rules {
     }
 }
 
-/// The per-session secret a local TCP listener requires in a header of its own: compared in
-/// constant time, then stripped.
-#[derive(Debug)]
+/// The per-session secret a local TCP listener requires, known here only by its SHA-256 (the
+/// grant's `lsh`). A request carries it in [`LOCAL_SECRET_HEADER`], or as the secret part of
+/// `Authorization: PVEAPIToken=USER@REALM!NAME=SECRET` (what clients built for Proxmox tokens
+/// send); its SHA-256 is compared in constant time, and both headers are stripped.
+#[derive(Clone)]
 pub struct LocalSecret {
-    pub header: HeaderName,
-    pub value: SecretString,
+    sha256: [u8; 32],
 }
+
+impl std::fmt::Debug for LocalSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalSecret(<sha256>)")
+    }
+}
+
+/// The grant's `lsh` is not a hex SHA-256.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the session's local secret hash is not 64 hex characters (a SHA-256): the controller signed a malformed grant")]
+pub struct LocalSecretError;
+
+impl LocalSecret {
+    /// From the grant's `lsh`: the hex SHA-256 of the secret.
+    pub fn from_sha256_hex(lsh: &str) -> Result<LocalSecret, LocalSecretError> {
+        let mut sha256 = [0u8; 32];
+        hex::decode_to_slice(lsh, &mut sha256).map_err(|_| LocalSecretError)?;
+        Ok(LocalSecret { sha256 })
+    }
+
+    /// For `secret` itself (tests and the fuzz target).
+    pub fn of(secret: &str) -> LocalSecret {
+        LocalSecret {
+            sha256: portcullis_crypto::digest::sha256(secret.as_bytes()),
+        }
+    }
+
+    /// Whether `candidate` is the secret: SHA-256 compared in constant time.
+    fn matches(&self, candidate: &[u8]) -> bool {
+        let digest = portcullis_crypto::digest::sha256(candidate);
+        bool::from(subtle::ConstantTimeEq::ct_eq(&digest[..], &self.sha256[..]))
+    }
+}
+
+/// The header that carries the local secret on its own (`x-portcullis-session-secret`).
+pub const LOCAL_SECRET_HEADER: &str = portcullis_proto::pve::LOCAL_SECRET_HEADER;
 
 /// The upstream Proxmox API: its `Host` and the `Authorization` carrying the session's token.
 #[derive(Debug, Clone)]

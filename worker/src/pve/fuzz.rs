@@ -13,8 +13,8 @@ use super::{record_line, vet, LocalSecret, Rules, Upstream, Vetted, REDACTED};
 
 /// The token the fuzz rules inject.
 pub(crate) const TOKEN: &str = "svc@pve!s_0123=9a1b2c3d-0000-4000-8000-00000000beef";
-/// The local listener's secret header and value in the fuzz rules.
-pub(crate) const SECRET_HEADER: &str = "x-portcullis-secret";
+/// The local listener's secret header and secret in the fuzz rules.
+pub(crate) const SECRET_HEADER: &str = super::LOCAL_SECRET_HEADER;
 pub(crate) const SECRET: &str = "local-5ecret-0f-the-5ession";
 
 /// A request head from raw bytes, as an HTTP/1.1 server's parser reads it; `None` when the
@@ -53,17 +53,13 @@ pub(crate) fn rules(allow_access_writes: bool, local_secret: bool) -> Rules {
     };
     let mut rules = Rules::new(upstream);
     rules.allow_access_writes = allow_access_writes;
-    rules.local_secret = local_secret.then(|| LocalSecret {
-        header: header::HeaderName::from_static(SECRET_HEADER),
-        value: SecretString::from(SECRET),
-    });
+    rules.local_secret = local_secret.then(|| LocalSecret::of(SECRET));
     rules
 }
 
 /// What every vetted head holds: one `Authorization` (the session's), one `Host` (the
-/// upstream's), none of the client's credentials or hop-by-hop headers, the local secret
-/// gone (when the rules have one: otherwise its name is an ordinary header), a path under
-/// `/api2/json/`.
+/// upstream's), none of the client's credentials or hop-by-hop headers, the local secret's
+/// header gone, a path under `/api2/json/`.
 pub(crate) fn assert_clean(vetted: &Vetted, rules: &Rules) {
     let headers = &vetted.headers;
     for name in [
@@ -80,12 +76,10 @@ pub(crate) fn assert_clean(vetted: &Vetted, rules: &Rules) {
     ] {
         assert!(!headers.contains_key(name), "{name} was forwarded");
     }
-    if let Some(secret) = &rules.local_secret {
-        assert!(
-            !headers.contains_key(&secret.header),
-            "the local secret was forwarded"
-        );
-    }
+    assert!(
+        !headers.contains_key(SECRET_HEADER),
+        "the local secret was forwarded"
+    );
     let auth: Vec<_> = headers.get_all(header::AUTHORIZATION).iter().collect();
     assert_eq!(auth, [&rules.upstream.authorization], "Authorization");
     assert!(auth[0].is_sensitive(), "the token is not marked sensitive");

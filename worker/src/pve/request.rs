@@ -3,16 +3,16 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, StatusCode, Version};
-use secrecy::ExposeSecret;
-use subtle::ConstantTimeEq;
 
 use super::path::api_path;
 use super::{Framing, LocalSecret, Refusal, RefusalCode, Rules, Vetted};
 
-/// Headers never forwarded: the client's credentials, the hop-by-hop headers (RFC 9110
-/// 7.6.1), `Host` (replaced by the upstream's) and `Expect` (answered locally).
-const STRIPPED: [&str; 12] = [
+/// Headers never forwarded: the client's credentials (the local secret's header among them,
+/// whether or not the listener requires one), the hop-by-hop headers (RFC 9110 7.6.1), `Host`
+/// (replaced by the upstream's) and `Expect` (answered locally).
+const STRIPPED: [&str; 13] = [
     "authorization",
+    super::LOCAL_SECRET_HEADER,
     "cookie",
     "proxy-authorization",
     "csrfpreventiontoken",
@@ -90,11 +90,7 @@ pub fn vet(head: &Parts, rules: &Rules) -> Result<Vetted, Refusal> {
     let named = connection_named(&head.headers)?;
     let mut headers = HeaderMap::with_capacity(head.headers.len() + 2);
     for (name, value) in &head.headers {
-        let local = rules
-            .local_secret
-            .as_ref()
-            .is_some_and(|s| s.header == name);
-        if local || STRIPPED.contains(&name.as_str()) || named.contains(name) {
+        if STRIPPED.contains(&name.as_str()) || named.contains(name) {
             continue;
         }
         headers.append(name.clone(), value.clone());
@@ -109,28 +105,44 @@ pub fn vet(head: &Parts, rules: &Rules) -> Result<Vetted, Refusal> {
     })
 }
 
-fn check_local_secret(headers: &HeaderMap, secret: &LocalSecret) -> Result<(), Refusal> {
-    let mut values = headers.get_all(&secret.header).iter();
-    let matches = match (values.next(), values.next()) {
-        (Some(value), None) => bool::from(
-            value
-                .as_bytes()
-                .ct_eq(secret.value.expose_secret().as_bytes()),
-        ),
-        _ => false,
+/// The local listener's secret: in one [`super::LOCAL_SECRET_HEADER`] when the request has
+/// that header, else as the secret part of its one `Authorization: PVEAPIToken=...=SECRET`.
+/// Anything else (none, several, a wrong one) is refused with 401.
+pub fn check_local_secret(headers: &HeaderMap, secret: &LocalSecret) -> Result<(), Refusal> {
+    let mut own = headers.get_all(super::LOCAL_SECRET_HEADER).iter();
+    let candidate = match own.next() {
+        Some(value) => own.next().is_none().then_some(value.as_bytes()),
+        None => {
+            let mut authorizations = headers.get_all(header::AUTHORIZATION).iter();
+            match (authorizations.next(), authorizations.next()) {
+                (Some(value), None) => token_secret(value.as_bytes()),
+                _ => None,
+            }
+        }
     };
-    if matches {
+    if candidate.is_some_and(|c| !c.is_empty() && secret.matches(c)) {
         Ok(())
     } else {
         Err(Refusal::new(
             RefusalCode::LocalSecret,
             StatusCode::UNAUTHORIZED,
             format!(
-                "this local listener needs the session's secret in one {} header: run the client through `portcullis connect --exec`, which sets it",
-                secret.header
+                "this local listener needs the session's secret, in one {} header or as the secret of Authorization: PVEAPIToken=...=SECRET: run the client through `portcullis connect --exec`, which sets both",
+                super::LOCAL_SECRET_HEADER
             ),
         ))
     }
+}
+
+/// The secret part of `PVEAPIToken=USER@REALM!NAME=SECRET`: after its last `=`.
+fn token_secret(value: &[u8]) -> Option<&[u8]> {
+    const SCHEME: &[u8] = b"PVEAPIToken=";
+    if value.len() < SCHEME.len() || !value[..SCHEME.len()].eq_ignore_ascii_case(SCHEME) {
+        return None;
+    }
+    let rest = &value[SCHEME.len()..];
+    let at = rest.iter().rposition(|b| *b == b'=')?;
+    Some(&rest[at + 1..])
 }
 
 /// GET, HEAD, POST, PUT and DELETE: what the Proxmox API serves. OPTIONS is a browser's CORS

@@ -251,13 +251,44 @@ fn an_upstream_refuses_a_malformed_token_or_user_information() {
 fn the_local_secret_is_required_compared_and_stripped() {
     let rules = rules(false, true);
     let target = "/api2/json/version";
-    passed(&head("GET", target, &[(SECRET_HEADER, SECRET)]), &rules);
+    let local_token = format!("PVEAPIToken=portcullis@local!session={SECRET}");
+    // In its own header, or as the secret of a PVEAPIToken (what --exec hands Terraform and
+    // Ansible); the session's token replaces it.
+    for headers in [
+        vec![(SECRET_HEADER, SECRET)],
+        vec![("Authorization", local_token.as_str())],
+        vec![(
+            "authorization",
+            &local_token.replace("PVEAPIToken", "pveapitoken"),
+        )],
+        // Its own header wins over a client's other Authorization, which is stripped.
+        vec![(SECRET_HEADER, SECRET), ("Authorization", CLIENT_TOKEN)],
+    ] {
+        let vetted = passed(&head("GET", target, &headers), &rules);
+        assert!(!vetted.headers.contains_key(SECRET_HEADER));
+        assert_eq!(vetted.headers[header::AUTHORIZATION], INJECTED);
+    }
+    let wrong_token = format!("PVEAPIToken=portcullis@local!session={SECRET}x");
+    let bare_token = format!("PVEAPIToken={SECRET}");
     for headers in [
         vec![],
         vec![(SECRET_HEADER, "local-5ecret-0f-the-5essioN")],
         vec![(SECRET_HEADER, "")],
         vec![(SECRET_HEADER, SECRET), (SECRET_HEADER, SECRET)],
+        // A wrong dedicated header is not rescued by a right Authorization.
+        vec![
+            (SECRET_HEADER, "nope"),
+            ("Authorization", local_token.as_str()),
+        ],
         vec![("Authorization", SECRET)],
+        vec![("Authorization", wrong_token.as_str())],
+        vec![("Authorization", bare_token.as_str())],
+        vec![("Authorization", "PVEAPIToken=portcullis@local!session=")],
+        vec![
+            ("Authorization", local_token.as_str()),
+            ("Authorization", local_token.as_str()),
+        ],
+        vec![("Authorization", CLIENT_TOKEN)],
     ] {
         assert_eq!(
             refused(&head("GET", target, &headers), &rules),
@@ -270,6 +301,39 @@ fn the_local_secret_is_required_compared_and_stripped() {
         refused(&head("GET", "http://evil/", &[]), &rules).0,
         RefusalCode::LocalSecret
     );
+}
+
+#[test]
+fn the_local_secret_comes_from_the_grants_hex_sha256() {
+    let lsh = portcullis_crypto::digest::sha256_hex(SECRET.as_bytes());
+    let mut rules = rules(false, false);
+    rules.local_secret = Some(LocalSecret::from_sha256_hex(&lsh).unwrap());
+    passed(
+        &head("GET", "/api2/json/version", &[(SECRET_HEADER, SECRET)]),
+        &rules,
+    );
+    // The hash itself is not the secret.
+    assert_eq!(
+        refused(
+            &head("GET", "/api2/json/version", &[(SECRET_HEADER, &lsh)]),
+            &rules
+        )
+        .0,
+        RefusalCode::LocalSecret
+    );
+    for bad in ["", "abc", &"g".repeat(64), &"a".repeat(66)] {
+        assert!(LocalSecret::from_sha256_hex(bad).is_err(), "{bad}");
+    }
+    assert!(!format!("{:?}", rules.local_secret).contains(&lsh[..8]));
+}
+
+#[test]
+fn the_local_secret_header_is_stripped_even_when_no_secret_is_required() {
+    let vetted = passed(
+        &head("GET", "/api2/json/version", &[(SECRET_HEADER, SECRET)]),
+        &rules(false, false),
+    );
+    assert!(!vetted.headers.contains_key(SECRET_HEADER));
 }
 
 // Refusals.
