@@ -80,6 +80,8 @@ pub struct Shared {
     pub link: link::LinkClient,
     /// The SSH gateway: its host key and the logins of gateway sessions.
     pub gateway: gateway::Gateway,
+    /// The Proxmox API sessions served here: each one's credential, once fetched.
+    pub(crate) pve: pve::credential::Sessions,
     /// Set when draining starts: no new connections.
     pub draining: CancellationToken,
     /// Set when the drain timeout ends: live connections close with reason `shutdown`.
@@ -131,6 +133,7 @@ impl Shared {
             ),
             link: link::LinkClient::default(),
             gateway: gateway::Gateway::new().unwrap(),
+            pve: pve::credential::Sessions::default(),
             draining: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
             config,
@@ -184,6 +187,7 @@ impl Worker {
             spool,
             link: link::LinkClient::default(),
             gateway: gateway::Gateway::new()?,
+            pve: pve::credential::Sessions::default(),
             draining: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
         });

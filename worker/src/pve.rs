@@ -34,16 +34,22 @@
 //! the client's credentials, hop-by-hop headers or the headers its `Connection` names; no
 //! secret is ever in a [`Refusal`] or a [`RequestRecord`].
 
+pub(crate) mod credential;
 #[cfg(any(test, fuzzing))]
 pub(crate) mod fuzz;
 mod path;
 mod record;
 mod request;
+mod serve;
+mod upstream;
+
+pub(crate) use serve::{serve, Connection};
+pub use upstream::TrustError;
 
 pub use record::{record_line, RequestRecord, REDACTED};
 pub use request::{check_local_secret, vet};
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -240,6 +246,26 @@ pub enum RefusalCode {
     Framing,
     /// A declared body larger than the maximum.
     BodyTooLarge,
+}
+
+impl RefusalCode {
+    /// The rule's name in snake case, as records and audit events carry it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalCode::LocalSecret => "local_secret",
+            RefusalCode::Version => "version",
+            RefusalCode::Method => "method",
+            RefusalCode::TargetForm => "target_form",
+            RefusalCode::OutsideApi => "outside_api",
+            RefusalCode::AmbiguousPath => "ambiguous_path",
+            RefusalCode::AccessWrite => "access_write",
+            RefusalCode::HeaderValue => "header_value",
+            RefusalCode::Upgrade => "upgrade",
+            RefusalCode::MethodOverride => "method_override",
+            RefusalCode::Framing => "framing",
+            RefusalCode::BodyTooLarge => "body_too_large",
+        }
+    }
 }
 
 impl Refusal {

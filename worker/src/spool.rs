@@ -112,6 +112,13 @@ impl Spool {
         drop(self.add(event));
     }
 
+    /// Adds an event without waiting for the disk: it is written in turn, with the others
+    /// of the moment (one flush for all), and sent to the controller either way. For events
+    /// too frequent to wait on one by one (a Proxmox API session's requests).
+    pub fn add_without_waiting(&self, event: ConnectionEvent) {
+        drop(self.add(event));
+    }
+
     /// Queues `event` for the controller and for the journal; the receiver says whether it
     /// reached the disk (`None`: it cannot be journalled, it is kept in memory).
     fn add(&self, event: ConnectionEvent) -> Option<oneshot::Receiver<bool>> {

@@ -1,8 +1,9 @@
 //! The proxy listener and the path of one connection through it: TLS with a per-session
 //! client key, the hello ([`handshake`]), admission ([`admission`]), the dial to the vetted
 //! endpoint overlapped with the controller's answer for a session's first connection, and the
-//! byte relay with half-close ([`relay`]); the connection's opened and closed events go to the
-//! spool.
+//! byte relay with half-close ([`relay`]), or the SSH gateway, or, for an injecting Proxmox API
+//! session (a grant with `pve`), the worker's HTTP proxy ([`crate::pve`]); the connection's
+//! opened and closed events go to the spool.
 
 mod admission;
 mod handshake;
@@ -154,7 +155,25 @@ async fn handle(
                 why: served.why,
             }
         }
-        None => relay::relay_until_ended(&shared, &admitted.claims.sid, tls, target).await,
+        None => match &admitted.claims.pve {
+            // An injecting Proxmox API session: HTTP, not bytes.
+            Some(claims) => {
+                let connection = crate::pve::Connection {
+                    session_id: admitted.claims.sid.clone(),
+                    connection_id: admitted.connection_id.clone(),
+                    grant: admitted.grant.clone(),
+                    claims: claims.clone(),
+                    endpoint: admitted.endpoint,
+                };
+                let served = crate::pve::serve(&shared, tls, Some(target), connection).await;
+                relay::Relayed {
+                    up: served.up,
+                    down: served.down,
+                    why: served.why,
+                }
+            }
+            None => relay::relay_until_ended(&shared, &admitted.claims.sid, tls, target).await,
+        },
     };
     tracing::info!(bytes.up = up, bytes.down = down, reason = %why, "connection closed");
     shared

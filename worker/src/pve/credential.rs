@@ -1,0 +1,175 @@
+//! A session's Proxmox credential on this worker: asked of the controller over the cluster
+//! link on the session's first request ([`Request::PveCredential`]), once however many
+//! connections ask at the same time (single flight), kept in memory only, and forgotten when
+//! the session ends (ended by the controller, or its grant expired). With it the session's
+//! [`Rules`] and its upstream [`Connector`] (TLS settings and keep-alive pool) are built.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::uri::Authority;
+use portcullis_proto::link::{Request, Response};
+use portcullis_proto::pve::{Credential, CredentialRequest, PveClaims};
+use secrecy::zeroize::Zeroize as _;
+use secrecy::SecretString;
+
+use super::upstream::Connector;
+use super::{LocalSecret, Rules, Upstream};
+use crate::Shared;
+
+/// How long the controller has to answer a credential request.
+const ASK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a session's requests need: the rules each head is vetted by (with the token), and
+/// where they go.
+pub(crate) struct Ready {
+    pub(crate) rules: Rules,
+    pub(crate) upstream: Arc<Connector>,
+}
+
+/// One session's slot: empty until its credential is fetched.
+#[derive(Default)]
+pub(crate) struct Slot {
+    ready: tokio::sync::OnceCell<Arc<Ready>>,
+}
+
+/// The Proxmox sessions this worker serves, by session id.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    sessions: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+impl Sessions {
+    /// The slot of `session_id`; a new one is forgotten when the session ends.
+    pub(crate) fn slot(&self, shared: &Arc<Shared>, session_id: &str) -> Arc<Slot> {
+        let (slot, new) = {
+            let mut sessions = self.lock();
+            match sessions.get(session_id) {
+                Some(slot) => (slot.clone(), false),
+                None => {
+                    let slot = Arc::new(Slot::default());
+                    sessions.insert(session_id.to_owned(), slot.clone());
+                    (slot, true)
+                }
+            }
+        };
+        if new {
+            let (shared, session_id) = (shared.clone(), session_id.to_owned());
+            let ending = shared.table.ending(&session_id);
+            tokio::spawn(async move {
+                ending.ended().await;
+                shared.pve.lock().remove(&session_id);
+            });
+        }
+        slot
+    }
+
+    /// How many sessions hold a slot (a credential, or the promise of one) now.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Slot>>> {
+        match self.sessions.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+/// What a connection of the session knows to ask for the credential with.
+pub(crate) struct Asking<'a> {
+    pub(crate) grant: &'a str,
+    pub(crate) claims: &'a PveClaims,
+    /// The grant's vetted endpoint.
+    pub(crate) endpoint: SocketAddr,
+}
+
+impl Slot {
+    /// The session's rules and upstream, fetched now if no connection has yet; the
+    /// sentence for the client's 502 otherwise (a later request asks again).
+    pub(crate) async fn ready(
+        &self,
+        shared: &Shared,
+        asking: &Asking<'_>,
+    ) -> Result<Arc<Ready>, String> {
+        self.ready
+            .get_or_try_init(|| fetch(shared, asking))
+            .await
+            .cloned()
+    }
+}
+
+async fn fetch(shared: &Shared, asking: &Asking<'_>) -> Result<Arc<Ready>, String> {
+    let request = Request::PveCredential(CredentialRequest {
+        grant: asking.grant.to_owned(),
+    });
+    let answer = shared.link.request(request, ASK_TIMEOUT).await;
+    let credential = match answer {
+        Ok(Response::PveCredential(credential)) => credential,
+        Ok(Response::Error { message, .. }) => {
+            return Err(format!(
+                "the controller did not hand over the session's Proxmox token: {message}"
+            ))
+        }
+        Ok(other) => {
+            return Err(format!(
+                "the controller answered the request for the session's Proxmox token with {other:?}: upgrade the worker and the controller together"
+            ))
+        }
+        Err(e) => {
+            return Err(format!(
+                "no controller handed over the session's Proxmox token ({e}): try again once the worker is linked"
+            ))
+        }
+    };
+    let ready = build(credential, asking, shared.config.egress_addr)
+        .map_err(|e| format!("the session's Proxmox credential is unusable: {e}"))?;
+    tracing::info!(token.id = %ready.0, "fetched the session's Proxmox token");
+    Ok(Arc::new(ready.1))
+}
+
+/// The session's rules and upstream from the controller's credential and the grant's
+/// claims; the credential's secret is wiped from its message once it is in the `Upstream`.
+pub(crate) fn build(
+    mut credential: Credential,
+    asking: &Asking<'_>,
+    egress: Option<std::net::IpAddr>,
+) -> Result<(String, Ready), String> {
+    let result = build_inner(&credential, asking, egress);
+    credential.secret.zeroize();
+    result.map(|ready| (credential.token_id.clone(), ready))
+}
+
+fn build_inner(
+    credential: &Credential,
+    asking: &Asking<'_>,
+    egress: Option<std::net::IpAddr>,
+) -> Result<Ready, String> {
+    if credential.token_id != asking.claims.tok {
+        return Err(format!(
+            "it is for the token {:?}, the grant names {:?}",
+            credential.token_id, asking.claims.tok
+        ));
+    }
+    let authority: Authority = credential
+        .authority
+        .parse()
+        .map_err(|_| format!("its authority {:?} is not host:port", credential.authority))?;
+    let token = SecretString::from(format!("{}={}", credential.token_id, credential.secret));
+    let upstream = Upstream::new(&authority, &token).map_err(|e| e.to_string())?;
+    let mut rules = Rules::new(upstream);
+    rules.allow_access_writes = asking.claims.aw;
+    rules.local_secret = match &asking.claims.lsh {
+        Some(lsh) => Some(LocalSecret::from_sha256_hex(lsh).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let connector =
+        Connector::new(credential, asking.endpoint, egress).map_err(|e| e.to_string())?;
+    Ok(Ready {
+        rules,
+        upstream: Arc::new(connector),
+    })
+}
