@@ -35,6 +35,7 @@
 //! secret is ever in a [`Refusal`] or a [`RequestRecord`].
 
 pub(crate) mod credential;
+mod frames;
 #[cfg(any(test, fuzzing))]
 pub(crate) mod fuzz;
 mod path;

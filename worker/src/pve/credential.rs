@@ -2,7 +2,8 @@
 //! link on the session's first request ([`Request::PveCredential`]), once however many
 //! connections ask at the same time (single flight), kept in memory only, and forgotten when
 //! the session ends (ended by the controller, or its grant expired). With it the session's
-//! [`Rules`] and its upstream [`Connector`] (TLS settings and keep-alive pool) are built.
+//! [`Upstream`] (host and token) and its [`Connector`] (TLS settings and keep-alive pool) are
+//! built; each connection makes its [`super::Rules`] from them and its own grant's claims.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,22 +12,23 @@ use std::time::Duration;
 
 use http::uri::Authority;
 use portcullis_proto::link::{Request, Response};
-use portcullis_proto::pve::{Credential, CredentialRequest, PveClaims};
+use portcullis_proto::pve::{Credential, CredentialRequest};
 use secrecy::zeroize::Zeroize as _;
 use secrecy::SecretString;
 
 use super::upstream::Connector;
-use super::{LocalSecret, Rules, Upstream};
+use super::Upstream;
 use crate::Shared;
 
 /// How long the controller has to answer a credential request.
 const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What a session's requests need: the rules each head is vetted by (with the token), and
-/// where they go.
+/// What a session's requests need: the token they carry and where they go.
 pub(crate) struct Ready {
-    pub(crate) rules: Rules,
-    pub(crate) upstream: Arc<Connector>,
+    /// `USER@REALM!TOKENNAME`, which the grant's `tok` must name.
+    pub(crate) token_id: String,
+    pub(crate) upstream: Upstream,
+    pub(crate) connector: Arc<Connector>,
 }
 
 /// One session's slot: empty until its credential is fetched.
@@ -82,7 +84,6 @@ impl Sessions {
 /// What a connection of the session knows to ask for the credential with.
 pub(crate) struct Asking<'a> {
     pub(crate) grant: &'a str,
-    pub(crate) claims: &'a PveClaims,
     /// The grant's vetted endpoint.
     pub(crate) endpoint: SocketAddr,
 }
@@ -127,20 +128,20 @@ async fn fetch(shared: &Shared, asking: &Asking<'_>) -> Result<Arc<Ready>, Strin
     };
     let ready = build(credential, asking, shared.config.egress_addr)
         .map_err(|e| format!("the session's Proxmox credential is unusable: {e}"))?;
-    tracing::info!(token.id = %ready.0, "fetched the session's Proxmox token");
-    Ok(Arc::new(ready.1))
+    tracing::info!(token.id = %ready.token_id, "fetched the session's Proxmox token");
+    Ok(Arc::new(ready))
 }
 
-/// The session's rules and upstream from the controller's credential and the grant's
-/// claims; the credential's secret is wiped from its message once it is in the `Upstream`.
+/// The session's upstream from the controller's credential; the credential's secret is
+/// wiped from its message once it is in the `Upstream`.
 pub(crate) fn build(
     mut credential: Credential,
     asking: &Asking<'_>,
     egress: Option<std::net::IpAddr>,
-) -> Result<(String, Ready), String> {
+) -> Result<Ready, String> {
     let result = build_inner(&credential, asking, egress);
     credential.secret.zeroize();
-    result.map(|ready| (credential.token_id.clone(), ready))
+    result
 }
 
 fn build_inner(
@@ -148,28 +149,17 @@ fn build_inner(
     asking: &Asking<'_>,
     egress: Option<std::net::IpAddr>,
 ) -> Result<Ready, String> {
-    if credential.token_id != asking.claims.tok {
-        return Err(format!(
-            "it is for the token {:?}, the grant names {:?}",
-            credential.token_id, asking.claims.tok
-        ));
-    }
     let authority: Authority = credential
         .authority
         .parse()
         .map_err(|_| format!("its authority {:?} is not host:port", credential.authority))?;
     let token = SecretString::from(format!("{}={}", credential.token_id, credential.secret));
     let upstream = Upstream::new(&authority, &token).map_err(|e| e.to_string())?;
-    let mut rules = Rules::new(upstream);
-    rules.allow_access_writes = asking.claims.aw;
-    rules.local_secret = match &asking.claims.lsh {
-        Some(lsh) => Some(LocalSecret::from_sha256_hex(lsh).map_err(|e| e.to_string())?),
-        None => None,
-    };
     let connector =
         Connector::new(credential, asking.endpoint, egress).map_err(|e| e.to_string())?;
     Ok(Ready {
-        rules,
-        upstream: Arc::new(connector),
+        token_id: credential.token_id.clone(),
+        upstream,
+        connector: Arc::new(connector),
     })
 }

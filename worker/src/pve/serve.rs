@@ -32,8 +32,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::credential::{Asking, Slot};
+use super::frames::{Scanned, Verdicts};
 use super::upstream::Checkout;
-use super::{check_local_secret, record_line, vet, Framing, LocalSecret, Refusal, RefusalCode};
+use super::{
+    check_local_secret, record_line, vet, Framing, LocalSecret, Refusal, RefusalCode, Rules,
+    MAX_BODY,
+};
 use crate::Shared;
 
 /// An admitted connection of an injecting session.
@@ -70,7 +74,10 @@ where
 {
     let ending = shared.table.ending(&connection.session_id);
     let isolated = shared.table.isolation_token();
+    let verdicts = Arc::new(Verdicts::default());
+    let client = Scanned::new(client, verdicts.clone());
     let exchanges = Arc::new(Exchanges {
+        verdicts,
         slot: shared.pve.slot(shared, &connection.session_id),
         shared: shared.clone(),
         local: connection
@@ -122,6 +129,8 @@ struct Totals {
 struct Exchanges {
     shared: Arc<Shared>,
     slot: Arc<Slot>,
+    /// The framing verdict on each raw request head, in order.
+    verdicts: Arc<Verdicts>,
     connection: Connection,
     /// The local listener's secret, when the grant names one (an error: a malformed one).
     local: Option<Result<LocalSecret, String>>,
@@ -134,6 +143,8 @@ impl Exchanges {
     async fn exchange(&self, request: Request<Incoming>) -> Response<Tracked> {
         let (head, body) = request.into_parts();
         let mut record = self.pending(&head);
+        // Taken for every request, to stay in step with the heads.
+        let framing = self.verdicts.next();
         // The local secret first: a local stranger costs no credential fetch.
         match &self.local {
             Some(Ok(secret)) => {
@@ -146,9 +157,11 @@ impl Exchanges {
             }
             None => {}
         }
+        if let Err(refusal) = framing {
+            return refuse(record, refusal);
+        }
         let asking = Asking {
             grant: &self.connection.grant,
-            claims: &self.connection.claims,
             endpoint: self.connection.endpoint,
         };
         let ready = match self.slot.ready(&self.shared, &asking).await {
@@ -158,14 +171,28 @@ impl Exchanges {
                 return answer(record, StatusCode::BAD_GATEWAY, sentence, None);
             }
         };
-        let vetted = match vet(&head, &ready.rules) {
+        let claims = &self.connection.claims;
+        if ready.token_id != claims.tok {
+            let sentence = format!(
+                "the controller handed over the Proxmox token {:?} for a grant naming {:?}: end the session and start another",
+                ready.token_id, claims.tok
+            );
+            return answer(record, StatusCode::BAD_GATEWAY, sentence, None);
+        }
+        let rules = Rules {
+            allow_access_writes: claims.aw,
+            max_body: MAX_BODY,
+            local_secret: self.local.as_ref().and_then(|l| l.as_ref().ok()).cloned(),
+            upstream: ready.upstream.clone(),
+        };
+        let vetted = match vet(&head, &rules) {
             Ok(vetted) => vetted,
             Err(refusal) => return refuse(record, refusal),
         };
         let body = match vetted.framing {
             Framing::Empty => Bytes::new(),
             Framing::Length(_) | Framing::Chunked => {
-                let max = usize::try_from(ready.rules.max_body).unwrap_or(usize::MAX);
+                let max = usize::try_from(rules.max_body).unwrap_or(usize::MAX);
                 match Limited::new(body, max).collect().await {
                     Ok(collected) => collected.to_bytes(),
                     Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
@@ -199,7 +226,7 @@ impl Exchanges {
             request
         };
         let mut spare = self.take_spare();
-        let sent = ready.upstream.send(make, &mut spare).await;
+        let sent = ready.connector.send(make, &mut spare).await;
         self.put_back_spare(spare);
         match sent {
             Ok((response, checkout)) => {
@@ -373,13 +400,14 @@ impl Tracked {
         }
     }
 
-    /// Records the exchange; the upstream connection is kept if its response was read whole.
-    fn finish(&mut self) {
+    /// Records the exchange; the upstream connection is kept if its response was read
+    /// whole (`whole`).
+    fn finish(&mut self, whole: bool) {
         if let Some(record) = self.record.take() {
             record.write();
         }
         if let Some(checkout) = self.checkout.take() {
-            if self.is_end_stream() {
+            if whole {
                 checkout.give_back();
             }
         }
@@ -405,10 +433,11 @@ impl http_body::Body for Tracked {
                     record.bytes_down += data.len() as u64;
                 }
                 if this.is_end_stream() {
-                    this.finish();
+                    this.finish(true);
                 }
             }
-            Poll::Ready(_) => this.finish(),
+            Poll::Ready(None) => this.finish(true),
+            Poll::Ready(Some(Err(_))) => this.finish(false),
             Poll::Pending => {}
         }
         polled
@@ -432,6 +461,12 @@ impl http_body::Body for Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.finish();
+        // A body hyper did not poll to its end (a HEAD, a 204) may still be whole.
+        let whole = self.is_end_stream();
+        self.finish(whole);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;

@@ -153,12 +153,6 @@ impl Connector {
         }
     }
 
-    /// How many idle connections the pool holds (for tests).
-    #[cfg(test)]
-    pub(crate) fn idle(&self) -> usize {
-        self.idle.lock().map_or(0, |g| g.len())
-    }
-
     /// A new HTTP/1.1 connection: TCP (or `spare`), TLS, handshake; its driver runs in a
     /// task of its own until the connection closes.
     async fn connect(&self, spare: Option<TcpStream>) -> Result<SendRequest<Body>, Unreachable> {
