@@ -69,6 +69,7 @@ impl Sessions {
     }
 
     /// How many sessions hold a slot (a credential, or the promise of one) now.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }

@@ -92,12 +92,18 @@ pub(crate) fn assert_clean(vetted: &Vetted, rules: &Rules) {
 }
 
 /// The `pve_request` fuzz target: the first byte picks the rules (bit 0: `/access/` writes
-/// allowed, bit 1: a local secret), the rest is a request head. No input may panic [`vet`]
-/// or [`record_line`]; a vetted head must be clean; a record keeps no query value.
+/// allowed, bit 1: a local secret), the rest is a request head. No input may panic [`vet`],
+/// [`record_line`] or the raw head reader (whole, and fed in pieces); a vetted head must be
+/// clean; a record keeps no query value.
 pub(crate) fn request(data: &[u8]) {
     let Some((&mode, bytes)) = data.split_first() else {
         return;
     };
+    let verdicts = std::sync::Arc::new(super::frames::Verdicts::default());
+    let mut scanner = super::frames::Scanner::new(verdicts);
+    for piece in bytes.chunks(usize::from(mode >> 2).max(1)) {
+        scanner.feed(piece);
+    }
     let rules = rules(mode & 1 == 1, mode & 2 == 2);
     let Some(head) = parse_head(bytes) else {
         return;

@@ -339,6 +339,26 @@ fn the_local_secret_header_is_stripped_even_when_no_secret_is_required() {
 // Refusals.
 
 #[test]
+fn refusal_codes_are_named_as_serde_names_them() {
+    for code in [
+        RefusalCode::LocalSecret,
+        RefusalCode::Version,
+        RefusalCode::Method,
+        RefusalCode::TargetForm,
+        RefusalCode::OutsideApi,
+        RefusalCode::AmbiguousPath,
+        RefusalCode::AccessWrite,
+        RefusalCode::HeaderValue,
+        RefusalCode::Upgrade,
+        RefusalCode::MethodOverride,
+        RefusalCode::Framing,
+        RefusalCode::BodyTooLarge,
+    ] {
+        assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+    }
+}
+
+#[test]
 fn absolute_authority_and_asterisk_forms_are_refused() {
     let rules = default_rules();
     for target in [
