@@ -9,8 +9,9 @@
 //! [`gateway`] (the SSH gateway a session in gateway mode runs through instead of the relay),
 //! [`table`] (sessions, keys, freshness, expiry), [`spool`] (connection events until
 //! acknowledged), [`chunks`] (recording chunks until stored), [`refusals`] (the worker's refusals summed for the audit log), [`inbound`] (links controllers dial), [`accept`] (accept back-off and the
-//! cap on connections still in their handshake), [`pve`] (the Proxmox API proxy's decisions:
-//! which request heads go upstream, rewritten with the session's token, and their record).
+//! cap on connections still in their handshake), [`pve`] (the Proxmox API proxy a grant with `pve`
+//! runs through instead of the relay: which request heads go upstream, rewritten with the
+//! session's token, their record, the HTTP server, the credential and the HTTPS upstream).
 #![forbid(unsafe_code)]
 
 pub(crate) mod accept;
