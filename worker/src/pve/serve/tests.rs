@@ -714,3 +714,65 @@ async fn concurrent_connections_fetch_the_credential_once_and_the_session_end_dr
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A bench hook, not a test: small GETs through the proxy (client, HTTP server, vetting,
+/// pooled HTTPS upstream) against the same GETs sent straight over the proxy's own HTTPS
+/// client, one keep-alive connection each. Prints one JSON line. Run with
+/// `cargo test -p portcullis-worker --release --lib bench_small_get -- --ignored --nocapture`
+/// (`PVE_BENCH_REQUESTS`, default 2000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a bench: run it by name with --ignored"]
+async fn bench_small_get_through_the_proxy_and_straight() {
+    let n: usize = std::env::var("PVE_BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let pve = FakePve::start().await;
+    let h = Harness::new();
+    let _link = h.link(Ok(pve.credential()));
+    let (stream, _) = h.connect(&claims(), pve.addr, 1);
+    let mut client = open_client(stream).await;
+    let mut through = Vec::with_capacity(n);
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        let at = std::time::Instant::now();
+        let (status, _, _) = send(&mut client, "GET", "/api2/json/version", &[], b"").await;
+        assert_eq!(status, StatusCode::OK);
+        through.push(at.elapsed());
+    }
+    let through_total = started.elapsed();
+
+    let connector = Arc::new(
+        super::super::upstream::Connector::new(&pve.credential(), pve.addr, None).unwrap(),
+    );
+    let mut straight = Vec::with_capacity(n);
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        let at = std::time::Instant::now();
+        let make = || {
+            Request::get("/api2/json/version")
+                .header("host", "pve1.test")
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        };
+        let (response, checkout) = connector.send(make, &mut None).await.unwrap();
+        response.into_body().collect().await.unwrap();
+        checkout.give_back();
+        straight.push(at.elapsed());
+    }
+    let straight_total = started.elapsed();
+    let p99 = |mut v: Vec<Duration>| {
+        v.sort();
+        v[(v.len() * 99 / 100).min(v.len() - 1)].as_micros()
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "requests": n,
+            "proxy_rps": (n as f64 / through_total.as_secs_f64()).round(),
+            "proxy_p99_us": p99(through),
+            "straight_rps": (n as f64 / straight_total.as_secs_f64()).round(),
+            "straight_p99_us": p99(straight),
+        })
+    );
+}
