@@ -225,9 +225,9 @@ impl Exchanges {
             *request.headers_mut() = headers.clone();
             request
         };
+        // The spare serves the connection's first request, if it needs a new connection.
         let mut spare = self.take_spare();
         let sent = ready.connector.send(make, &mut spare).await;
-        self.put_back_spare(spare);
         match sent {
             Ok((response, checkout)) => {
                 let (mut parts, body) = response.into_parts();
@@ -266,15 +266,6 @@ impl Exchanges {
         match self.spare.lock() {
             Ok(mut g) => g.take(),
             Err(p) => p.into_inner().take(),
-        }
-    }
-
-    fn put_back_spare(&self, spare: Option<TcpStream>) {
-        if spare.is_some() {
-            match self.spare.lock() {
-                Ok(mut g) => *g = spare,
-                Err(p) => *p.into_inner() = spare,
-            }
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -24,6 +24,10 @@ use tokio::net::TcpStream;
 
 /// Idle connections kept per session: more than a tool opens in parallel.
 const MAX_IDLE: usize = 8;
+
+/// How long an idle connection is kept: less than servers usually keep an idle keep-alive
+/// connection open, so that a request rarely meets a connection the server is closing.
+const IDLE_FOR: Duration = Duration::from_secs(3);
 
 /// How long the TLS handshake with Proxmox may take (the TCP connect has its own 10 s).
 const TLS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,7 +61,8 @@ pub(crate) struct Connector {
     server_name: ServerName<'static>,
     endpoint: SocketAddr,
     egress: Option<IpAddr>,
-    idle: Mutex<Vec<SendRequest<Body>>>,
+    /// Idle connections and since when, the most recent last.
+    idle: Mutex<Vec<(Instant, SendRequest<Body>)>>,
 }
 
 /// A connection lent to one exchange: handed back by [`Checkout::give_back`] once the
@@ -96,7 +101,8 @@ impl Connector {
     /// Sends `request()` on an idle connection, or on a new one (from `spare`, a TCP
     /// connection to the endpoint dialled already, when there is one). A pooled connection
     /// that turns out closed before the request went out is dropped and the request sent
-    /// on a new one; a request that went out is never sent twice.
+    /// on another; a request that went out is sent again on a new connection only if it is
+    /// a GET or HEAD that the closing connection left unanswered.
     pub(crate) async fn send(
         self: &Arc<Self>,
         request: impl Fn() -> http::Request<Body>,
@@ -106,10 +112,13 @@ impl Connector {
             if sender.ready().await.is_err() {
                 continue;
             }
-            match sender.send_request(request()).await {
+            let request = request();
+            let again = matches!(*request.method(), http::Method::GET | http::Method::HEAD);
+            match sender.send_request(request).await {
                 Ok(response) => return Ok((response, self.checkout(sender))),
                 // Not sent: the connection closed under it. Try another.
                 Err(e) if e.is_canceled() => continue,
+                Err(e) if again && closed_under(&e) => break,
                 Err(e) => return Err(self.failed(&e)),
             }
         }
@@ -139,8 +148,9 @@ impl Connector {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        idle.retain(|s| !s.is_closed());
-        idle.pop()
+        let now = Instant::now();
+        idle.retain(|(since, s)| !s.is_closed() && now.duration_since(*since) < IDLE_FOR);
+        idle.pop().map(|(_, sender)| sender)
     }
 
     fn keep(&self, sender: SendRequest<Body>) {
@@ -149,7 +159,7 @@ impl Connector {
             Err(p) => p.into_inner(),
         };
         if idle.len() < MAX_IDLE && !sender.is_closed() {
-            idle.push(sender);
+            idle.push((Instant::now(), sender));
         }
     }
 
@@ -184,6 +194,27 @@ impl Connector {
         });
         Ok(sender)
     }
+}
+
+/// Whether a request failed because the server closed the connection under it (with or
+/// without TLS's close_notify, or by a reset) rather than for what the request was.
+fn closed_under(e: &hyper::Error) -> bool {
+    use std::error::Error as _;
+    use std::io::ErrorKind;
+    if e.is_incomplete_message() {
+        return true;
+    }
+    e.source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| {
+            matches!(
+                io.kind(),
+                ErrorKind::UnexpectedEof
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+            )
+        })
 }
 
 /// The rustls client configuration for the credential's trust: the cluster's CA as the only

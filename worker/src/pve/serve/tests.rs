@@ -41,6 +41,7 @@ struct Seen {
 /// A fake Proxmox API over HTTPS: it records what it receives and counts its connections.
 struct FakePve {
     addr: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
     ca_pem: String,
     cert_sha256: String,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -71,6 +72,7 @@ impl FakePve {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
         let (seen2, connections2) = (seen.clone(), connections.clone());
+        let kept = acceptor.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
@@ -94,6 +96,7 @@ impl FakePve {
         });
         FakePve {
             addr,
+            acceptor: kept,
             ca_pem: ca.pem(),
             cert_sha256,
             seen,
@@ -712,6 +715,74 @@ async fn concurrent_connections_fetch_the_credential_once_and_the_session_end_dr
             "the credential outlived its session"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An upstream whose first connection answers one request, then reads the next one and
+/// closes without answering (a server closing an idle keep-alive connection as a request
+/// arrives); later connections answer every request. Counts connections.
+async fn closing_upstream(pve: &FakePve) -> (SocketAddr, Arc<AtomicUsize>) {
+    // The same certificate as `pve`, raw HTTP behind it.
+    let acceptor = pve.acceptor.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut served = 0;
+                loop {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if tls.read_exact(&mut byte).await.is_err() {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    if first && served == 1 {
+                        return;
+                    }
+                    let body = r#"{"data":{}}"#;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if tls.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    served += 1;
+                }
+            });
+        }
+    });
+    (addr, connections)
+}
+
+#[tokio::test]
+async fn a_get_that_meets_a_closing_connection_is_sent_again_and_a_post_is_not() {
+    let pve = FakePve::start().await;
+    for (method, expected) in [("GET", StatusCode::OK), ("POST", StatusCode::BAD_GATEWAY)] {
+        let (addr, connections) = closing_upstream(&pve).await;
+        let h = Harness::new();
+        let _link = h.link(Ok(pve.credential()));
+        let (stream, _) = h.connect(&claims(), addr, 1);
+        let mut client = open_client(stream).await;
+        let (status, _, _) = send(&mut client, "GET", "/api2/json/version", &[], b"").await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, body) = send(&mut client, method, "/api2/json/nodes", &[], b"").await;
+        assert_eq!(status, expected, "{method}: {body:?}");
+        let dialled = connections.load(Ordering::SeqCst);
+        assert_eq!(dialled, if method == "GET" { 2 } else { 1 }, "{method}");
     }
 }
 
