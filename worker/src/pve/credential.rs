@@ -15,6 +15,7 @@ use portcullis_proto::link::{Request, Response};
 use portcullis_proto::pve::{Credential, CredentialRequest};
 use secrecy::zeroize::Zeroize as _;
 use secrecy::SecretString;
+use tracing::Instrument as _;
 
 use super::upstream::Connector;
 use super::Upstream;
@@ -60,10 +61,15 @@ impl Sessions {
         if new {
             let (shared, session_id) = (shared.clone(), session_id.to_owned());
             let ending = shared.table.ending(&session_id);
-            tokio::spawn(async move {
-                ending.ended().await;
-                shared.pve.lock().remove(&session_id);
-            });
+            let span = tracing::info_span!("pve_session", session.id = %session_id);
+            tokio::spawn(
+                async move {
+                    ending.ended().await;
+                    shared.pve.lock().remove(&session_id);
+                    tracing::debug!("forgot the session's Proxmox token");
+                }
+                .instrument(span),
+            );
         }
         slot
     }

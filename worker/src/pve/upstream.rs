@@ -21,6 +21,7 @@ use portcullis_proto::pve::Credential;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
+use tracing::Instrument as _;
 
 /// Idle connections kept per session: more than a tool opens in parallel.
 const MAX_IDLE: usize = 8;
@@ -187,11 +188,14 @@ impl Connector {
                     "cannot speak HTTP/1.1 to the Proxmox API at {endpoint}: {e}"
                 ))
             })?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "a Proxmox API connection ended with an error");
+        tokio::spawn(
+            async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "a Proxmox API connection ended with an error");
+                }
             }
-        });
+            .instrument(tracing::Span::current()),
+        );
         Ok(sender)
     }
 }
