@@ -120,8 +120,8 @@ async fn handle(
         },
         None => None,
     };
-    let target = match open(&shared, peer, &admitted).await {
-        Ok(target) => target,
+    let dialed = match open(&shared, peer, &admitted).await {
+        Ok(dialed) => dialed,
         Err(refusal) => {
             if !admission::audited_when_opening(&refusal) {
                 let session_id = Some(admitted.claims.sid.clone());
@@ -129,6 +129,40 @@ async fn handle(
             }
             return refuse(tls, refusal).await;
         }
+    };
+    let serving = match (gateway, &admitted.claims.pve, dialed) {
+        // An injecting Proxmox API session is accepted even when the dial failed: each
+        // request dials again, and answers 502 with a sentence if it cannot.
+        (None, Some(claims), dialed) => {
+            let spare = match dialed {
+                Ok(target) => Some(target),
+                Err(e) => {
+                    tracing::info!(error = %e, "the Proxmox API is unreachable for now");
+                    None
+                }
+            };
+            Serving::Pve(spare, claims.clone())
+        }
+        (_, _, Err(e)) => {
+            shared
+                .spool
+                .record(closed(
+                    &shared,
+                    &admitted,
+                    0,
+                    0,
+                    EndReason::TargetUnreachable,
+                ))
+                .await;
+            let endpoint = admitted.endpoint;
+            let refusal = Refusal::new(
+                RefusalCode::TargetUnreachable,
+                format!("cannot reach {endpoint}: {e}"),
+            );
+            return refuse(tls, refusal).await;
+        }
+        (Some((ready, gw)), _, Ok(target)) => Serving::Gateway(target, ready, gw),
+        (None, None, Ok(target)) => Serving::Relay(target),
     };
     reply(
         &mut tls,
@@ -138,8 +172,8 @@ async fn handle(
     )
     .await;
     tracing::info!(endpoint = %admitted.endpoint, "connection accepted");
-    let relay::Relayed { up, down, why } = match gateway {
-        Some((ready, gw)) => {
+    let relay::Relayed { up, down, why } = match serving {
+        Serving::Gateway(target, ready, gw) => {
             let conn = crate::gateway::Connection {
                 session_id: admitted.claims.sid.clone(),
                 connection_id: admitted.connection_id.clone(),
@@ -155,31 +189,46 @@ async fn handle(
                 why: served.why,
             }
         }
-        None => match &admitted.claims.pve {
-            // An injecting Proxmox API session: HTTP, not bytes.
-            Some(claims) => {
-                let connection = crate::pve::Connection {
-                    session_id: admitted.claims.sid.clone(),
-                    connection_id: admitted.connection_id.clone(),
-                    grant: admitted.grant.clone(),
-                    claims: claims.clone(),
-                    endpoint: admitted.endpoint,
-                };
-                let served = crate::pve::serve(&shared, tls, Some(target), connection).await;
-                relay::Relayed {
-                    up: served.up,
-                    down: served.down,
-                    why: served.why,
-                }
+        // An injecting Proxmox API session: HTTP, not bytes.
+        Serving::Pve(spare, claims) => {
+            let connection = crate::pve::Connection {
+                session_id: admitted.claims.sid.clone(),
+                connection_id: admitted.connection_id.clone(),
+                grant: admitted.grant.clone(),
+                claims,
+                endpoint: admitted.endpoint,
+            };
+            let served = crate::pve::serve(&shared, tls, spare, connection).await;
+            relay::Relayed {
+                up: served.up,
+                down: served.down,
+                why: served.why,
             }
-            None => relay::relay_until_ended(&shared, &admitted.claims.sid, tls, target).await,
-        },
+        }
+        Serving::Relay(target) => {
+            relay::relay_until_ended(&shared, &admitted.claims.sid, tls, target).await
+        }
     };
     tracing::info!(bytes.up = up, bytes.down = down, reason = %why, "connection closed");
     shared
         .spool
         .record(closed(&shared, &admitted, up, down, why))
         .await;
+}
+
+/// What serves an accepted connection.
+enum Serving {
+    /// The byte relay to the dialled target.
+    Relay(TcpStream),
+    /// The SSH gateway, for a grant with `gw`.
+    Gateway(
+        TcpStream,
+        crate::gateway::Ready,
+        portcullis_proto::grant::GatewayClaims,
+    ),
+    /// The Proxmox API proxy, for a grant with `pve`: with the stream dialled while
+    /// admitting, when the dial worked.
+    Pve(Option<TcpStream>, portcullis_proto::pve::PveClaims),
 }
 
 /// Counts a refusal the worker decided, for the audit log ([`crate::refusals`]).
@@ -194,15 +243,15 @@ fn note_refused(shared: &Shared, peer: SocketAddr, session_id: Option<String>, r
 }
 
 /// Dials the target and records the connection as opened: on disk before a byte flows, or
-/// the connection is refused. For a session's first connection here the target is dialled
-/// while the controller is asked to admit it, so the two round trips overlap; a refused
-/// connection drops the dialled stream unused (the target sees a connect and a close, never
-/// a byte).
+/// the connection is refused; the dial's outcome is the caller's to act on. For a session's
+/// first connection here the target is dialled while the controller is asked to admit it,
+/// so the two round trips overlap; a refused connection drops the dialled stream unused (the
+/// target sees a connect and a close, never a byte).
 async fn open(
     shared: &Shared,
     peer: SocketAddr,
     admitted: &Admitted,
-) -> Result<TcpStream, Refusal> {
+) -> Result<std::io::Result<TcpStream>, Refusal> {
     let claims = &admitted.claims;
     let mut dialing = std::pin::pin!(dial(admitted.endpoint, shared.config.egress_addr));
     let opened = ConnectionEvent::opened(
@@ -243,19 +292,7 @@ async fn open(
         let (dialed, ()) = tokio::join!(dialing, shared.spool.record(opened));
         dialed
     };
-    match dialed {
-        Ok(target) => Ok(target),
-        Err(e) => {
-            shared
-                .spool
-                .record(closed(shared, admitted, 0, 0, EndReason::TargetUnreachable))
-                .await;
-            Err(Refusal::new(
-                RefusalCode::TargetUnreachable,
-                format!("cannot reach {endpoint}: {e}", endpoint = admitted.endpoint),
-            ))
-        }
-    }
+    Ok(dialed)
 }
 
 /// The event that closes an admitted connection.
