@@ -321,7 +321,8 @@ pub(crate) async fn bind(ip: IpAddr, port: u16) -> anyhow::Result<TcpListener> {
 /// A temporary CA bundle for a child process: the system's roots and the local CA, in a
 /// 0600 file inside a private directory, both removed when dropped.
 pub(crate) struct CaBundle {
-    dir: tempfile::TempDir,
+    /// Removes the directory, and the bundle in it, when dropped.
+    _dir: tempfile::TempDir,
     path: PathBuf,
 }
 
@@ -345,7 +346,7 @@ impl CaBundle {
             .context("cannot create a private directory for the CA bundle")?;
         let path = dir.path().join("ca-bundle.pem");
         write_new(&path, text.as_bytes(), 0o600)?;
-        Ok(Self { dir, path })
+        Ok(Self { _dir: dir, path })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -353,8 +354,9 @@ impl CaBundle {
     }
 
     /// The directory holding the bundle (removed with it).
-    pub(crate) fn dir(&self) -> &Path {
-        self.dir.path()
+    #[cfg(test)]
+    fn dir(&self) -> &Path {
+        self._dir.path()
     }
 }
 

@@ -338,7 +338,9 @@ fn print_table(targets: &[Target]) -> anyhow::Result<()> {
             ("MAX DURATION", |t| output::duration(t.max_session_secs)),
             ("CONN LIMIT", |t| output::limit(t.connection_limit)),
             ("TAGS", |t| output::or_dash(Some(&t.tags.join(",")))),
-            ("PROXMOX API", |t| output::or_dash(t.proxmox_cluster.as_deref())),
+            ("PROXMOX API", |t| {
+                output::or_dash(t.proxmox_cluster.as_deref())
+            }),
             ("SOURCE", source),
         ],
     )
