@@ -396,4 +396,64 @@ mod tests {
         assert_eq!(until_unix(0), Duration::ZERO);
         assert!(until_unix(u64::MAX) > Duration::from_secs(3600));
     }
+
+    /// On a Proxmox API session's port this process terminates the client's TLS (a leaf of
+    /// the local CA) and the worker receives the plain bytes; its answer goes back in TLS.
+    #[tokio::test]
+    async fn https_is_terminated_here_and_plain_bytes_reach_the_worker() {
+        use crate::cli::connect::tunnel::tests::{mock_worker, ticket, Behaviour};
+        use rustls_pki_types::pem::PemObject as _;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        let (addr, fingerprint) = mock_worker(Behaviour::ReverseAfterEof).await;
+        let config = tempfile::tempdir().unwrap();
+        let ca = local_tls::LocalCa::load_or_create(config.path()).unwrap();
+        let acceptor = ca.acceptor(Duration::from_secs(600)).unwrap();
+        let listener = LocalListener::tcp(0)
+            .await
+            .unwrap()
+            .with_tls(acceptor)
+            .unwrap();
+        let port = listener.port().unwrap();
+        let ticket = Arc::new(ticket(addr, fingerprint));
+        tokio::spawn(serve(listener, ticket, std::future::pending(), false));
+
+        let mut roots = rustls::RootCertStore::empty();
+        let ca_der =
+            rustls_pki_types::CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).unwrap();
+        roots.add(ca_der).unwrap();
+        let client = portcullis_crypto::tls::https_client_config(
+            roots,
+            portcullis_crypto::tls::ClientAuth::None,
+        )
+        .unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(
+                rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await
+            .unwrap();
+        let request = b"GET /api2/json/version HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        tls.write_all(request).await.unwrap();
+        tls.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        tls.read_to_end(&mut answer).await.unwrap();
+        let mut expected = request.to_vec();
+        expected.reverse();
+        expected.extend_from_slice(b"<end>");
+        assert_eq!(answer, expected, "the worker saw the request in plain text");
+
+        // A client that does not speak TLS gets nothing of the session.
+        let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        plain.write_all(request).await.unwrap();
+        let mut reply = Vec::new();
+        let _ = plain.read_to_end(&mut reply).await;
+        assert!(!reply.windows(5).any(|w| w == b"<end>"));
+    }
 }
