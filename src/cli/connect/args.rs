@@ -51,7 +51,8 @@ session to every request; no Proxmox secret is on this machine.
   portcullis connect pve-1 --exec -- terraform apply
 
   # Ansible's community.proxmox modules read PROXMOX_HOST, PROXMOX_PORT, PROXMOX_USER,
-  # PROXMOX_TOKEN_ID and PROXMOX_TOKEN_SECRET (leave api_host/api_token_* out of the play):
+  # PROXMOX_TOKEN_ID, PROXMOX_TOKEN_SECRET and PROXMOX_VALIDATE_CERTS (leave api_* out of
+  # the play):
   portcullis connect pve-1 --exec -- ansible-playbook vms.yml
 
   # curl and scripts (proxmoxer): PORTCULLIS_PVE_URL, and REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE.
@@ -67,8 +68,9 @@ your own local CA (CONFIG/portcullis/local-ca/, valid only for localhost, 127.0.
 and every request must carry the session's secret (as the PVEAPIToken secret, or in
 X-Portcullis-Session-Secret); the worker checks it and strips it. The command gets
 PORTCULLIS_PVE_URL, PROXMOX_VE_ENDPOINT, PROXMOX_VE_API_TOKEN, PROXMOX_HOST, PROXMOX_PORT,
-PROXMOX_USER, PROXMOX_TOKEN_ID, PROXMOX_TOKEN_SECRET, and SSL_CERT_FILE, REQUESTS_CA_BUNDLE
-and CURL_CA_BUNDLE (the system's roots and the local CA, removed at exit).
+PROXMOX_USER, PROXMOX_TOKEN_ID, PROXMOX_TOKEN_SECRET, PROXMOX_VALIDATE_CERTS=true, and
+SSL_CERT_FILE, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE (the system's roots and the local CA,
+removed at exit).
 
 With --json, the listening line is one JSON object on stdout:
   {\"session_id\", \"target\", \"address\", \"port\" (or \"path\"), \"expires_at\" (unix seconds)}

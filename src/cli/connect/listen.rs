@@ -418,30 +418,36 @@ mod tests {
         let ticket = Arc::new(ticket(addr, fingerprint));
         tokio::spawn(serve(listener, ticket, std::future::pending(), false));
 
-        let mut roots = rustls::RootCertStore::empty();
-        let ca_der =
-            rustls_pki_types::CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).unwrap();
-        roots.add(ca_der).unwrap();
-        let client = portcullis_crypto::tls::https_client_config(
-            roots,
-            portcullis_crypto::tls::ClientAuth::None,
-        )
-        .unwrap();
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
-            .connect(
-                rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-                tcp,
-            )
-            .await
-            .unwrap();
         let request = b"GET /api2/json/version HTTP/1.1\r\nHost: localhost\r\n\r\n";
-        tls.write_all(request).await.unwrap();
-        tls.shutdown().await.unwrap();
-        let mut answer = Vec::new();
-        tls.read_to_end(&mut answer).await.unwrap();
+        // Bounded: a listener that passed the client's TLS through would leave it waiting.
+        let answer = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut roots = rustls::RootCertStore::empty();
+            let ca_der =
+                rustls_pki_types::CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).unwrap();
+            roots.add(ca_der).unwrap();
+            let client = portcullis_crypto::tls::https_client_config(
+                roots,
+                portcullis_crypto::tls::ClientAuth::None,
+            )
+            .unwrap();
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+                .connect(
+                    rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+                    tcp,
+                )
+                .await
+                .unwrap();
+            tls.write_all(request).await.unwrap();
+            tls.shutdown().await.unwrap();
+            let mut answer = Vec::new();
+            tls.read_to_end(&mut answer).await.unwrap();
+            answer
+        })
+        .await
+        .expect("the HTTPS exchange finished");
         let mut expected = request.to_vec();
         expected.reverse();
         expected.extend_from_slice(b"<end>");

@@ -214,6 +214,8 @@ pub(super) fn child_env(port: u16, secret: &LocalSecret, bundle: &Path) -> Child
         ("PROXMOX_USER", LOCAL_TOKEN_USER.to_owned()),
         ("PROXMOX_TOKEN_ID", LOCAL_TOKEN_NAME.to_owned()),
         ("PROXMOX_TOKEN_SECRET", secret.to_owned()),
+        // community.proxmox does not check certificates unless told to.
+        ("PROXMOX_VALIDATE_CERTS", "true".to_owned()),
         ("SSL_CERT_FILE", bundle.clone()),
         ("REQUESTS_CA_BUNDLE", bundle.clone()),
         ("CURL_CA_BUNDLE", bundle),

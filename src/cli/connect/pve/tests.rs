@@ -46,6 +46,7 @@ fn the_child_env_has_every_client_shape_and_one_secret() {
         ("PROXMOX_USER", "portcullis@local".to_owned()),
         ("PROXMOX_TOKEN_ID", "session".to_owned()),
         ("PROXMOX_TOKEN_SECRET", s.to_owned()),
+        ("PROXMOX_VALIDATE_CERTS", "true".to_owned()),
         ("SSL_CERT_FILE", "/tmp/b/ca-bundle.pem".to_owned()),
         ("REQUESTS_CA_BUNDLE", "/tmp/b/ca-bundle.pem".to_owned()),
         ("CURL_CA_BUNDLE", "/tmp/b/ca-bundle.pem".to_owned()),
