@@ -56,7 +56,7 @@ session to every request; no Proxmox secret is on this machine.
   portcullis connect pve-1 --exec -- ansible-playbook vms.yml
 
   # curl and scripts (proxmoxer): PORTCULLIS_PVE_URL, and REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE.
-  portcullis connect pve-1 --exec -- sh -c \
+  portcullis connect pve-1 --exec -- sh -c \\
       'curl -H \"Authorization: PVEAPIToken=$PROXMOX_VE_API_TOKEN\" $PORTCULLIS_PVE_URL/api2/json/nodes'
 
   # Loopback HTTPS on a port of your choice, for clients started elsewhere; the secret every
