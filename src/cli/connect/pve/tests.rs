@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::announce::announcement;
 use super::*;
 
 fn session() -> ProxmoxSession {
