@@ -177,7 +177,145 @@ fn exec_serves_https_with_the_secret_whose_hash_the_controller_got() {
     assert_eq!(mode, 0o600);
 }
 
-/// A stand-in controller and worker for the test above.
+/// A `connect` running against the fakes, its first stdout line read.
+struct Running {
+    child: std::process::Child,
+    line: serde_json::Value,
+    _home: tempfile::TempDir,
+}
+
+impl Running {
+    fn start(fakes: &fake::Fakes, args: &[&str]) -> Running {
+        use std::io::BufRead as _;
+        let home = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("XDG_RUNTIME_DIR", home.path().join("run"))
+            .env("PORTCULLIS_ADDR", &fakes.controller_addr)
+            .env("PORTCULLIS_CA", &fakes.controller_ca)
+            .env("PORTCULLIS_TOKEN", "pct_test")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let line = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        Running {
+            child,
+            line,
+            _home: home,
+        }
+    }
+
+    /// Ends it as Ctrl-C would, and waits.
+    fn interrupt(mut self) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+        let status = self.child.wait().unwrap();
+        assert_eq!(status.code(), Some(0));
+    }
+}
+
+/// The default: a 0600 socket in a 0700 directory of the runtime directory, no secret (only
+/// this user reaches it), the bytes passed through; removed at the end, the session
+/// cancelled.
+#[test]
+fn the_default_is_a_private_socket_passing_http_through() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fakes = runtime.block_on(fake::start());
+    let running = Running::start(&fakes, &["connect", "pve-1", "--json"]);
+    let path = running.line["path"].as_str().unwrap().to_owned();
+    assert!(path.ends_with("/run/portcullis/pve-1.sock"), "{path}");
+    assert_eq!(running.line["proxmox"]["token_id"], "pc-alice@pve!pc-s1");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(path.as_ref()), 0o600);
+    assert_eq!(mode(std::path::Path::new(&path).parent().unwrap()), 0o700);
+
+    let curl = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail",
+            "--unix-socket",
+            &path,
+            "http://pve/api2/json/version",
+        ])
+        .output()
+        .unwrap();
+    assert!(curl.status.success(), "{}", text(&curl.stderr));
+    assert_eq!(text(&curl.stdout), fake::VERSION_BODY);
+    {
+        let seen = fakes.seen.lock().unwrap();
+        assert_eq!(seen.local_secret_sha256, None, "no secret for a socket");
+        assert!(seen
+            .worker_request_line
+            .starts_with("GET /api2/json/version HTTP/1.1"));
+        assert_eq!(seen.worker_authorization, None);
+    }
+    running.interrupt();
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "the socket is removed"
+    );
+    assert_eq!(
+        fakes.seen.lock().unwrap().cancel_reason.as_deref(),
+        Some("canceled")
+    );
+}
+
+/// `--listen-port`: HTTPS on loopback; the secret is only in the 0600 environment file the
+/// listening line names, which a client sources.
+#[test]
+fn a_port_serves_https_and_its_secret_is_in_a_private_file() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fakes = runtime.block_on(fake::start());
+    let running = Running::start(
+        &fakes,
+        &["connect", "pve-1", "--listen-port", "0", "--json"],
+    );
+    let line = running.line.clone();
+    assert_eq!(line["address"], "127.0.0.1");
+    let port = line["port"].as_u64().unwrap();
+    assert_eq!(line["url"], format!("https://localhost:{port}/"));
+    let env_file = line["env_file"].as_str().unwrap().to_owned();
+    let mode = std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(
+        !line.to_string().contains("session="),
+        "no secret on stdout: {line}"
+    );
+
+    // Without the secret the worker would refuse (it holds the hash); with it, through.
+    let script = format!(
+        ". {env_file} && curl -sS --fail --cacert {ca} \
+         -H \"X-Portcullis-Session-Secret: $PROXMOX_TOKEN_SECRET\" \
+         \"${{PROXMOX_VE_ENDPOINT}}api2/json/version\"",
+        ca = line["ca_file"].as_str().unwrap()
+    );
+    let curl = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(curl.status.success(), "{}", text(&curl.stderr));
+    assert_eq!(text(&curl.stdout), fake::VERSION_BODY);
+    let seen = fakes.seen.lock().unwrap().clone();
+    let secret = seen
+        .worker_secret_header
+        .expect("the secret header reached the worker");
+    assert_eq!(
+        Some(portcullis_crypto::digest::sha256_hex(secret.as_bytes())),
+        seen.local_secret_sha256
+    );
+    running.interrupt();
+    assert!(
+        !std::path::Path::new(&env_file).exists(),
+        "the file is removed"
+    );
+}
+
+/// A stand-in controller and worker for the tests above.
 mod fake {
     use std::sync::{Arc, Mutex};
 
@@ -194,6 +332,7 @@ mod fake {
     pub(super) struct Seen {
         pub local_secret_sha256: Option<String>,
         pub worker_authorization: Option<String>,
+        pub worker_secret_header: Option<String>,
         pub worker_request_line: String,
         pub cancel_reason: Option<String>,
     }
@@ -379,6 +518,10 @@ mod fake {
                     {
                         let mut seen = seen.lock().unwrap();
                         seen.worker_request_line = head.lines().next().unwrap_or_default().into();
+                        seen.worker_secret_header = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("X-Portcullis-Session-Secret: "))
+                            .map(str::to_owned);
                         seen.worker_authorization = head
                             .lines()
                             .find_map(|l| {
