@@ -12,13 +12,16 @@
 //! `args` holds the flags, `session` authorises and cancels the session at the controller,
 //! `mode` drives what this invocation does with it and `announce` prints where to connect
 //! (with `--ssh-key`, `ssh_login` binds the user's own SSH key and says how to log in);
-//! `listen`, `stdio`, `exec`, `tunnel` and `spare` carry the connections.
+//! `listen`, `stdio`, `exec`, `tunnel` and `spare` carry the connections; `pve` serves a
+//! Proxmox API session (a socket by default, loopback HTTPS with a per-session secret on a
+//! port, and the environment of `--exec`).
 
 mod announce;
 mod args;
 mod exec;
 mod listen;
 mod mode;
+mod pve;
 mod session;
 pub(crate) mod session_file;
 mod signals;
@@ -62,7 +65,12 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
         .clone()
         .context("name a target: portcullis connect TARGET ...")?;
     let mut signals = Signals::install()?;
-    let mode = Mode::prepare(&args).await?;
+    if mode::wants_proxmox_socket(&args) {
+        // Before any session: only a Proxmox API target is served on a socket by default.
+        let api = ApiClient::from_args(&args.client)?;
+        pve::check_target(&api, &target, args.socket.is_some()).await?;
+    }
+    let mode = Mode::prepare(&args, &target).await?;
     if let Mode::JoinStdio(path) = &mode {
         return mode::join_stdio(&target, path, &mut signals).await;
     }
@@ -71,8 +79,15 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
     let api = ApiClient::from_args(&args.client)?;
     let identity = ClientIdentity::generate()?;
     let ssh_public_key = user_key.as_ref().map(|key| key.public.clone());
+    // A TCP listener is reachable by every local user: a Proxmox API session served on one
+    // requires this secret on every request (other targets ignore its hash).
+    let secret = match mode.tcp_port() {
+        Some(_) => Some(pve::LocalSecret::generate()?),
+        None => None,
+    };
+    let secret_hash = secret.as_ref().map(pve::LocalSecret::sha256_hex);
     let authorization = tokio::select! {
-        result = authorize(&api, &target, &identity, ssh_public_key) => result?,
+        result = authorize(&api, &target, &identity, ssh_public_key, secret_hash) => result?,
         caught = signals.recv() => {
             eprintln!("{caught}: stopped before the session was open");
             return Ok(caught.exit_code());
@@ -81,19 +96,18 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
     let ssh_login = match &user_key {
         Some(key) => match SshLogin::prepare(key, &authorization) {
             Ok(login) => Some(login),
-            Err(err) => {
-                let ticket = SessionTicket::new(ticket_parts(&authorization, &target), &identity)?;
-                cancel_session(
-                    &api,
-                    &ticket,
-                    CancelReason::Canceled,
-                    authorization.token_expires_at,
-                )
-                .await;
-                return Err(err);
-            }
+            Err(err) => return Err(abandon(&api, &authorization, &target, &identity, err).await),
         },
         None => None,
+    };
+    let served = match serve_pve(&args, &target, &authorization, &mode, secret.as_ref()) {
+        Ok(served) => served,
+        Err(err) => return Err(abandon(&api, &authorization, &target, &identity, err).await),
+    };
+    drop(secret); // Only the child's environment (or the 0600 file) holds it now.
+    let mode = match served.as_ref().and_then(|s| s.https.as_ref()) {
+        Some(https) => mode.with_tls(https.acceptor.clone())?,
+        None => mode,
     };
     let handoff = match &args.write_session_file {
         Some(path) => Some(HandoffFile::write(
@@ -127,6 +141,7 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
         mode::Shown {
             handoff: handoff.as_ref(),
             ssh: ssh_login.as_ref(),
+            pve: served.as_ref(),
             json: args.json,
         },
         &mut signals,
@@ -144,12 +159,63 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
     };
     drop(handoff);
     drop(ssh_login);
+    drop(served); // Removes the CA bundle and the environment file.
     match result {
         Ok(ending) if !cancelled && ending.code == 0 && !ending.from_command => {
             Ok(i32::from(super::exit::FAILURE))
         }
         other => other.map(|ending| ending.code),
     }
+}
+
+/// Cancels a session authorised a moment ago that cannot be used after all, and returns
+/// why.
+async fn abandon(
+    api: &ApiClient,
+    authorization: &SessionAuthorization,
+    target: &str,
+    identity: &ClientIdentity,
+    err: anyhow::Error,
+) -> anyhow::Error {
+    match SessionTicket::new(ticket_parts(authorization, target), identity) {
+        Ok(ticket) => {
+            cancel_session(
+                api,
+                &ticket,
+                CancelReason::Canceled,
+                authorization.token_expires_at,
+            )
+            .await;
+            err
+        }
+        Err(ticket_err) => err.context(format!(
+            "and session {} could not be cancelled: {ticket_err:#}",
+            authorization.session_id
+        )),
+    }
+}
+
+/// How a Proxmox API session is served (None for any other target). `--socket`, or no way
+/// of connecting named, asked for one: anything else is an error then.
+fn serve_pve(
+    args: &ConnectArgs,
+    target: &str,
+    authorization: &SessionAuthorization,
+    mode: &Mode,
+    secret: Option<&pve::LocalSecret>,
+) -> anyhow::Result<Option<pve::Served>> {
+    let Some(session) = &authorization.proxmox else {
+        if mode::wants_proxmox_socket(args) {
+            anyhow::bail!(pve::not_injecting(target, args.socket.is_some()));
+        }
+        return Ok(None);
+    };
+    let listening = pve::Listening {
+        port: mode.tcp_port(),
+        env_file: matches!(mode, Mode::Listen(_)),
+        secret,
+    };
+    pve::Served::prepare(session, target, listening, authorization.expires_at).map(Some)
 }
 
 /// The parts of a session ticket from the controller's authorisation.

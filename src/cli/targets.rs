@@ -23,7 +23,10 @@ pub(crate) enum TargetsCommand {
     /// Create a target (needs `targets:admin`).
     #[command(after_help = "Examples:\n  \
         portcullis targets create web --address 10.0.0.5:22 --zone dmz --service ssh\n  \
-        portcullis targets create pve --address pve.lan:8006 --vmid 101 --max-duration 1h --connection-limit 4")]
+        portcullis targets create pve --address pve.lan:8006 --vmid 101 --max-duration 1h --connection-limit 4\n\n  \
+        # The API of a [[catalog.proxmox]] cluster with a sessions table: each session gets a\n  \
+        # Proxmox API token of its own, injected by the worker (docs/proxmox.md).\n  \
+        portcullis targets create pve-api --address pve1.lan:8006 --service proxmox-api --proxmox-cluster homelab")]
     Create {
         /// A unique name, used wherever an id is accepted.
         name: String,
@@ -37,7 +40,9 @@ pub(crate) enum TargetsCommand {
     /// Change a target (needs `targets:admin`); only the options given change.
     #[command(after_help = "Examples:\n  \
         portcullis targets update web --max-duration 2h\n  \
-        portcullis targets update web --clear-zone --tag linux --tag prod")]
+        portcullis targets update web --clear-zone --tag linux --tag prod\n  \
+        portcullis targets update pve-api --proxmox-cluster homelab\n  \
+        portcullis targets update pve-api --clear-proxmox-cluster   # a plain tunnel again")]
     Update {
         /// The target's id or name.
         id_or_name: String,
@@ -61,6 +66,9 @@ pub(crate) enum TargetsCommand {
         /// Remove every tag.
         #[arg(long, conflicts_with = "tags")]
         clear_tags: bool,
+        /// Make it a plain tunnel again: sessions no longer get a Proxmox API token.
+        #[arg(long, conflicts_with = "proxmox_cluster")]
+        clear_proxmox_cluster: bool,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -143,6 +151,11 @@ pub(crate) struct TargetFields {
     /// database/creds/readonly; repeat for several.
     #[arg(long = "vault-secret", value_name = "PATH")]
     pub vault_secrets: Vec<String>,
+    /// The `[[catalog.proxmox]]` cluster whose API this target is: sessions to it get a
+    /// Proxmox API token minted for them and injected by the worker (the cluster needs a
+    /// `sessions` table). Without it the target is a plain tunnel (e.g. the web UI).
+    #[arg(long, value_name = "CLUSTER")]
+    pub proxmox_cluster: Option<String>,
 }
 
 pub(crate) async fn run(cmd: TargetsCommand) -> anyhow::Result<i32> {
@@ -175,6 +188,7 @@ pub(crate) async fn run(cmd: TargetsCommand) -> anyhow::Result<i32> {
             clear_vmid,
             clear_pool,
             clear_tags,
+            clear_proxmox_cluster,
             json,
             client,
         } => {
@@ -184,6 +198,7 @@ pub(crate) async fn run(cmd: TargetsCommand) -> anyhow::Result<i32> {
                 vmid: clear_vmid,
                 pool: clear_pool,
                 tags: clear_tags,
+                proxmox_cluster: clear_proxmox_cluster,
             };
             let body = update_body(name, fields, clear)?;
             let api = ApiClient::from_args(&client)?;
@@ -225,8 +240,7 @@ fn create_body(name: String, fields: TargetFields) -> anyhow::Result<CreateTarge
         vault_ssh_mount: fields.vault_ssh_mount,
         vault_ssh_role: fields.vault_ssh_role,
         vault_secrets: fields.vault_secrets,
-        // CONTRACT(issue 20): the CLI branch adds `--proxmox-cluster`.
-        proxmox_cluster: None,
+        proxmox_cluster: fields.proxmox_cluster,
         force: fields.force,
     })
 }
@@ -239,6 +253,7 @@ struct Clears {
     vmid: bool,
     pool: bool,
     tags: bool,
+    proxmox_cluster: bool,
 }
 
 /// The PATCH body: only the fields that change, `null` for the ones cleared.
@@ -291,6 +306,12 @@ fn update_body(
     put(&mut body, "vault_ssh_role", fields.vault_ssh_role, false);
     let secrets = (!fields.vault_secrets.is_empty()).then_some(fields.vault_secrets);
     put(&mut body, "vault_secrets", secrets, false);
+    put(
+        &mut body,
+        "proxmox_cluster",
+        fields.proxmox_cluster,
+        clear.proxmox_cluster,
+    );
     if body.is_empty() {
         bail!(
             "nothing to change: pass at least one option (see `portcullis targets update --help`)"
@@ -317,6 +338,9 @@ fn print_table(targets: &[Target]) -> anyhow::Result<()> {
             ("MAX DURATION", |t| output::duration(t.max_session_secs)),
             ("CONN LIMIT", |t| output::limit(t.connection_limit)),
             ("TAGS", |t| output::or_dash(Some(&t.tags.join(",")))),
+            ("PROXMOX API", |t| {
+                output::or_dash(t.proxmox_cluster.as_deref())
+            }),
             ("SOURCE", source),
         ],
     )
@@ -333,6 +357,14 @@ fn source(target: &Target) -> String {
         origin
     } else {
         format!("{origin} (unavailable)")
+    }
+}
+
+/// Whether sessions get a Proxmox API token of their own: the cluster that mints it.
+fn proxmox_api(target: &Target) -> String {
+    match &target.proxmox_cluster {
+        Some(cluster) => format!("token per session (cluster {cluster})"),
+        None => "-".into(),
     }
 }
 
@@ -374,6 +406,7 @@ fn print_target(target: &Target, json: bool) -> anyhow::Result<()> {
             "Vault secrets",
             output::or_dash(Some(&target.vault_secrets.join(", "))),
         ),
+        ("Proxmox API", proxmox_api(target)),
         ("Created", output::time(target.created_at)),
         ("Updated", output::time(target.updated_at)),
     ])
@@ -454,6 +487,53 @@ mod tests {
                 "vault_secrets": ["database/creds/readonly"],
             })
         );
+    }
+
+    #[test]
+    fn proxmox_cluster_is_set_and_cleared() {
+        let TargetsCommand::Create { name, fields, .. } = parse(&[
+            "create",
+            "pve-api",
+            "--address",
+            "pve1.lan:8006",
+            "--proxmox-cluster",
+            "homelab",
+        ])
+        .unwrap() else {
+            panic!("not create");
+        };
+        let body = create_body(name, fields).unwrap();
+        assert_eq!(body.proxmox_cluster.as_deref(), Some("homelab"));
+
+        let update = |args: &[&str]| {
+            let TargetsCommand::Update {
+                fields,
+                clear_proxmox_cluster,
+                ..
+            } = parse(args).unwrap()
+            else {
+                panic!("not update");
+            };
+            let clear = Clears {
+                proxmox_cluster: clear_proxmox_cluster,
+                ..Clears::default()
+            };
+            serde_json::Value::Object(update_body(None, fields, clear).unwrap())
+        };
+        let set = update(&["update", "pve-api", "--proxmox-cluster", "homelab"]);
+        assert_eq!(set, serde_json::json!({"proxmox_cluster": "homelab"}));
+        let cleared = update(&["update", "pve-api", "--clear-proxmox-cluster"]);
+        assert_eq!(cleared, serde_json::json!({"proxmox_cluster": null}));
+        let back: UpdateTarget = serde_json::from_value(cleared).unwrap();
+        assert_eq!(back.proxmox_cluster, Some(None));
+        assert!(parse(&[
+            "update",
+            "pve-api",
+            "--proxmox-cluster",
+            "a",
+            "--clear-proxmox-cluster"
+        ])
+        .is_err());
     }
 
     #[test]

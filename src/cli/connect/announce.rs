@@ -14,7 +14,9 @@ pub(super) fn announce(
 ) -> anyhow::Result<()> {
     let handoff = shown.handoff;
     let (address, port, path) = match listener {
-        LocalListener::Tcp(_) => ("127.0.0.1".to_owned(), listener.port(), None),
+        LocalListener::Tcp(_) | LocalListener::Https(..) => {
+            ("127.0.0.1".to_owned(), listener.port(), None)
+        }
         LocalListener::Unix(_, file) => {
             let path = file.path().display().to_string();
             (path.clone(), None, Some(path))
@@ -22,7 +24,9 @@ pub(super) fn announce(
     };
     let reach = match (listener, port) {
         (LocalListener::Unix(_, file), _) => Reach::Unix(file.path()),
-        (LocalListener::Tcp(_), port) => Reach::Port(port.unwrap_or_default()),
+        (LocalListener::Tcp(_) | LocalListener::Https(..), port) => {
+            Reach::Port(port.unwrap_or_default())
+        }
     };
     if shown.json {
         let mut line = serde_json::json!({

@@ -1,6 +1,7 @@
 //! The arguments of `portcullis connect`: the target, how connections are carried (one of
-//! `--listen-port`, `--listen-unix`, `--stdio`, `--exec`, or only `--write-session-file`),
-//! and the protocol-aware `connect ssh`.
+//! `--listen-port`, `--listen-unix`, `--socket`, `--stdio`, `--exec` (with `--listen-port`
+//! to choose its port), or only `--write-session-file`; nothing for a Proxmox API target's
+//! default socket), and the protocol-aware `connect ssh`.
 
 use std::path::PathBuf;
 
@@ -39,17 +40,51 @@ Examples:
       -o HostKeyAlias=portcullis-gateway -o 'UserKnownHostsFile={known_hosts}' \\
       -o StrictHostKeyChecking=yes -p {port} admin@{host} uptime
 
+Proxmox API targets (docs/proxmox.md): the worker adds a Proxmox API token minted for the
+session to every request; no Proxmox secret is on this machine.
+  # The API on a 0600 unix socket ($XDG_RUNTIME_DIR/portcullis/pve-1.sock, or --socket PATH):
+  portcullis connect pve-1
+  curl --unix-socket $XDG_RUNTIME_DIR/portcullis/pve-1.sock http://pve/api2/json/version
+
+  # Terraform (bpg/proxmox) with no token in its configuration: the provider reads
+  # PROXMOX_VE_ENDPOINT and PROXMOX_VE_API_TOKEN, and SSL_CERT_FILE trusts the local CA.
+  portcullis connect pve-1 --exec -- terraform apply
+
+  # Ansible's community.proxmox modules read PROXMOX_HOST, PROXMOX_PORT, PROXMOX_USER,
+  # PROXMOX_TOKEN_ID, PROXMOX_TOKEN_SECRET and PROXMOX_VALIDATE_CERTS (leave api_* out of
+  # the play):
+  portcullis connect pve-1 --exec -- ansible-playbook vms.yml
+
+  # curl and scripts (proxmoxer): PORTCULLIS_PVE_URL, and REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE.
+  portcullis connect pve-1 --exec -- sh -c \\
+      'curl -H \"Authorization: PVEAPIToken=$PROXMOX_VE_API_TOKEN\" $PORTCULLIS_PVE_URL/api2/json/nodes'
+
+  # Loopback HTTPS on a port of your choice, for clients started elsewhere; the secret every
+  # request needs is in the 0600 environment file the listening line names.
+  portcullis connect pve-1 --listen-port 8006
+
+With --exec or --listen-port the CLI serves https://localhost:PORT/ with a certificate of
+your own local CA (CONFIG/portcullis/local-ca/, valid only for localhost, 127.0.0.1 and ::1)
+and every request must carry the session's secret (as the PVEAPIToken secret, or in
+X-Portcullis-Session-Secret); the worker checks it and strips it. The command gets
+PORTCULLIS_PVE_URL, PROXMOX_VE_ENDPOINT, PROXMOX_VE_API_TOKEN, PROXMOX_HOST, PROXMOX_PORT,
+PROXMOX_USER, PROXMOX_TOKEN_ID, PROXMOX_TOKEN_SECRET, PROXMOX_VALIDATE_CERTS=true, and
+SSL_CERT_FILE, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE (the system's roots and the local CA,
+removed at exit).
+
 With --json, the listening line is one JSON object on stdout:
   {\"session_id\", \"target\", \"address\", \"port\" (or \"path\"), \"expires_at\" (unix seconds)}
 and with --ssh-key also \"ssh\": {\"mode\", \"logins\", \"login\", \"options\" (ssh arguments),
-  \"command\", \"known_hosts\" (gateway mode) or \"certificate\" (certificate mode)}";
+  \"command\", \"known_hosts\" (gateway mode) or \"certificate\" (certificate mode)};
+for a Proxmox API target also \"proxmox\": {\"cluster\", \"token_id\", \"roles\", \"paths\",
+  \"expires_at\", \"access_writes\"}, \"url\", and with --listen-port \"ca_file\" and \"env_file\"";
 
 /// Open a brokered session to a target and carry connections through it.
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = EXAMPLES)]
 #[command(group(
     clap::ArgGroup::new("mode")
-        .args(["listen_port", "listen_unix", "stdio", "exec"])
+        .args(["listen_unix", "socket", "stdio", "exec"])
         .multiple(false)
 ))]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -59,12 +94,17 @@ pub(crate) struct ConnectArgs {
     /// The target's id or name.
     #[arg(required = true)]
     pub target: Option<String>,
-    /// Listen on 127.0.0.1:PORT (0 picks a free port and prints it).
-    #[arg(long, value_name = "PORT")]
+    /// Listen on 127.0.0.1:PORT (0 picks a free port and prints it). With --exec: the port
+    /// the command is given. For a Proxmox API target this serves HTTPS (see below).
+    #[arg(long, value_name = "PORT", conflicts_with_all = ["listen_unix", "socket", "stdio"])]
     pub listen_port: Option<u16>,
     /// Listen on a Unix socket created with mode 0600, removed at exit.
     #[arg(long, value_name = "PATH")]
     pub listen_unix: Option<PathBuf>,
+    /// For a Proxmox API target: serve its API on this Unix socket (0600, removed at exit)
+    /// instead of the default $XDG_RUNTIME_DIR/portcullis/TARGET.sock.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
     /// Carry one connection over stdin/stdout (ssh ProxyCommand).
     #[arg(long)]
     pub stdio: bool,
@@ -77,9 +117,10 @@ pub(crate) struct ConnectArgs {
     pub write_session_file: Option<PathBuf>,
     /// Run CMD against a local listener, with `{host}` and `{port}` replaced in CMD and ARGS;
     /// the session ends when it exits, and its exit code is returned. Not run by a shell.
-    #[arg(long, value_name = "CMD")]
+    /// `--exec -- CMD ARGS...` names the command after `--`.
+    #[arg(long, value_name = "CMD", num_args = 0..=1, default_missing_value = "")]
     pub exec: Option<String>,
-    /// Arguments for --exec, after `--`.
+    /// Arguments for --exec, after `--` (the command itself too, when --exec names none).
     #[arg(last = true, value_name = "ARGS", requires = "exec")]
     pub args: Vec<String>,
     /// Bind your own SSH key into the session: PATH is its public key file (or the private
@@ -126,7 +167,12 @@ pub(super) mod tests {
         assert_eq!(args.exec.as_deref(), Some("ssh"));
         assert_eq!(args.args, ["-p", "{port}", "u@{host}"]);
         assert!(parse(&["web", "--stdio", "--listen-port", "0"]).is_err());
-        assert!(parse(&["web", "--listen-port", "0", "--exec", "x"]).is_err());
+        assert!(parse(&["web", "--socket", "s", "--listen-port", "0"]).is_err());
+        assert!(parse(&["web", "--socket", "s", "--listen-unix", "u"]).is_err());
+        assert!(parse(&["web", "--socket", "s", "--exec", "x"]).is_err());
+        // --listen-port chooses the port --exec's command is given.
+        let args = parse(&["web", "--listen-port", "8006", "--exec", "x"]).unwrap();
+        assert_eq!(args.listen_port, Some(8006));
         assert!(
             parse(&["web", "--session-file", "f"]).is_err(),
             "needs --stdio"
@@ -136,5 +182,16 @@ pub(super) mod tests {
         let args = parse(&["web", "--listen-port", "0", "--ssh-key", "k.pub"]).unwrap();
         assert_eq!(args.ssh_key, Some(PathBuf::from("k.pub")));
         assert!(parse(&["web", "--stdio", "--ssh-key", "k.pub"]).is_err());
+    }
+
+    #[test]
+    fn exec_may_name_its_command_after_the_dashes() {
+        let args = parse(&["pve-1", "--exec", "--", "terraform", "apply"]).unwrap();
+        assert_eq!(args.target.as_deref(), Some("pve-1"));
+        assert_eq!(args.exec.as_deref(), Some(""));
+        assert_eq!(args.args, ["terraform", "apply"]);
+        let args = parse(&["pve-1", "--listen-port", "0", "--exec", "--", "curl", "-s"]).unwrap();
+        assert_eq!(args.exec.as_deref(), Some(""));
+        assert_eq!(args.args, ["curl", "-s"]);
     }
 }

@@ -3,7 +3,10 @@
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::ExitStatus;
 
+use std::fmt;
+
 use anyhow::Context as _;
+use zeroize::Zeroizing;
 
 use super::signals::{Caught, Signals};
 
@@ -14,6 +17,50 @@ pub(super) const EXEC_HOST: &str = "127.0.0.1";
 pub(super) fn substitute(text: &str, host: &str, port: u16) -> String {
     text.replace("{host}", host)
         .replace("{port}", &port.to_string())
+}
+
+/// Variables set for the command beyond the session's own (`PORTCULLIS_SESSION_ID`,
+/// `PORTCULLIS_CONNECT_HOST`, `PORTCULLIS_CONNECT_PORT`). Values may be secret: `Debug`
+/// shows the names only, and the values are wiped when dropped.
+#[derive(Clone, Default)]
+pub(super) struct ChildEnv(Vec<(&'static str, Zeroizing<String>)>);
+
+impl ChildEnv {
+    pub(super) fn new(vars: Vec<(&'static str, String)>) -> Self {
+        Self(
+            vars.into_iter()
+                .map(|(name, value)| (name, Zeroizing::new(value)))
+                .collect(),
+        )
+    }
+
+    pub(super) fn vars(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.0.iter().map(|(name, value)| (*name, value.as_str()))
+    }
+
+    #[cfg(test)]
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
+        self.vars().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// `export NAME='VALUE'` lines, for a file a shell sources.
+    pub(super) fn shell_exports(&self) -> String {
+        self.vars()
+            .map(|(name, value)| {
+                let quoted =
+                    shlex::try_quote(value).map_or_else(|_| "''".into(), |q| q.into_owned());
+                format!("export {name}={quoted}\n")
+            })
+            .collect()
+    }
+}
+
+impl fmt::Debug for ChildEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
+    }
 }
 
 /// What to run, with placeholders still in it.
@@ -58,6 +105,7 @@ pub(super) async fn run_command(
     command: &ExecCommand,
     port: u16,
     session_id: &str,
+    env: &ChildEnv,
     signals: &mut Signals,
 ) -> anyhow::Result<i32> {
     let (program, args) = command.resolved(EXEC_HOST, port);
@@ -66,6 +114,7 @@ pub(super) async fn run_command(
         .env("PORTCULLIS_SESSION_ID", session_id)
         .env("PORTCULLIS_CONNECT_HOST", EXEC_HOST)
         .env("PORTCULLIS_CONNECT_PORT", port.to_string())
+        .envs(env.vars())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot run {program}"))?;
@@ -161,7 +210,9 @@ mod tests {
             ],
         };
         assert_eq!(
-            run_command(&command, 9, "s_1", &mut signals).await.unwrap(),
+            run_command(&command, 9, "s_1", &ChildEnv::default(), &mut signals)
+                .await
+                .unwrap(),
             7
         );
         let command = ExecCommand {
@@ -169,13 +220,42 @@ mod tests {
             args: vec!["-c".into(), "kill -9 $$".into()],
         };
         assert_eq!(
-            run_command(&command, 9, "s_1", &mut signals).await.unwrap(),
+            run_command(&command, 9, "s_1", &ChildEnv::default(), &mut signals)
+                .await
+                .unwrap(),
             137
         );
         let missing = ExecCommand {
             program: "/nonexistent/portcullis-test".into(),
             args: vec![],
         };
-        assert!(run_command(&missing, 9, "s_1", &mut signals).await.is_err());
+        assert!(
+            run_command(&missing, 9, "s_1", &ChildEnv::default(), &mut signals)
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_child_gets_the_extra_environment() {
+        let mut signals = Signals::install().unwrap();
+        let env = ChildEnv::new(vec![("PORTCULLIS_TEST_VAR", "it's here".into())]);
+        let command = ExecCommand {
+            program: "sh".into(),
+            args: vec![
+                "-c".into(),
+                "test \"$PORTCULLIS_TEST_VAR\" = \"it's here\"".into(),
+            ],
+        };
+        assert_eq!(
+            run_command(&command, 9, "s_1", &env, &mut signals)
+                .await
+                .unwrap(),
+            0
+        );
+        assert!(
+            !format!("{env:?}").contains("here"),
+            "Debug shows names only"
+        );
     }
 }

@@ -1,5 +1,7 @@
-//! Local listeners (`--listen-port`, `--listen-unix`, and the one behind `--exec`): every
-//! local connection becomes a connection of the same session.
+//! Local listeners (`--listen-port`, `--listen-unix`, `--socket`, and the one behind
+//! `--exec`): every local connection becomes a connection of the same session. For a
+//! Proxmox API session a TCP listener serves HTTPS: each connection's TLS is terminated here
+//! (`crate::cli::local_tls`) and the plain HTTP goes through the brokered connection.
 //!
 //! A loopback port is open to every local user of the machine; on a shared jump host use
 //! `--listen-unix`, whose socket is 0600 from the moment anyone can reach it: it is bound
@@ -12,32 +14,47 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use anyhow::{bail, Context as _};
 use portcullis_net::accept::Acceptor;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 use tracing::Instrument as _;
 
 use super::spare::{Dialling, Spare};
 use super::tunnel::{Refused, SessionTicket, WorkerConnection};
-use crate::cli::output;
+use crate::cli::{local_tls, output};
 
 /// A bound local listener.
-#[derive(Debug)]
 pub(super) enum LocalListener {
     Tcp(TcpListener),
+    /// A TCP listener whose connections speak TLS to this process.
+    Https(TcpListener, TlsAcceptor),
     Unix(UnixListener, UnixSocketFile),
 }
+
+impl std::fmt::Debug for LocalListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(listener) => f.debug_tuple("Tcp").field(listener).finish(),
+            Self::Https(listener, _) => f.debug_tuple("Https").field(listener).finish(),
+            Self::Unix(listener, file) => {
+                f.debug_tuple("Unix").field(listener).field(file).finish()
+            }
+        }
+    }
+}
+
+/// How long a local client may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl LocalListener {
     /// Binds 127.0.0.1:`port` (0 picks a free port).
     pub(super) async fn tcp(port: u16) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .with_context(|| {
-                format!("cannot listen on 127.0.0.1:{port}; pick another port or 0")
-            })?;
+        let listener = local_tls::bind(IpAddr::V4(Ipv4Addr::LOCALHOST), port).await?;
         Ok(Self::Tcp(listener))
     }
 
@@ -50,8 +67,18 @@ impl LocalListener {
     /// The TCP port, for a TCP listener.
     pub(super) fn port(&self) -> Option<u16> {
         match self {
-            Self::Tcp(listener) => listener.local_addr().ok().map(|a| a.port()),
+            Self::Tcp(listener) | Self::Https(listener, _) => {
+                listener.local_addr().ok().map(|a| a.port())
+            }
             Self::Unix(..) => None,
+        }
+    }
+
+    /// The same TCP listener, its connections now TLS terminated with `acceptor`.
+    pub(super) fn with_tls(self, acceptor: TlsAcceptor) -> anyhow::Result<Self> {
+        match self {
+            Self::Tcp(listener) | Self::Https(listener, _) => Ok(Self::Https(listener, acceptor)),
+            Self::Unix(..) => bail!("internal: a unix socket is not served with TLS"),
         }
     }
 }
@@ -103,7 +130,10 @@ where
         let span = tracing::info_span!("connection", client.addr = %peer);
         let warm = spare.take().and_then(Spare::claim);
         let task = carry(
-            stream,
+            Accepted {
+                stream,
+                tls: listener.tls(),
+            },
             peer,
             ticket.clone(),
             warm,
@@ -119,9 +149,39 @@ where
 trait LocalStream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> LocalStream for T {}
 
+/// An accepted local connection, with the TLS to terminate on it first, if any.
+struct Accepted {
+    stream: Box<dyn LocalStream>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl LocalListener {
+    fn tls(&self) -> Option<TlsAcceptor> {
+        match self {
+            Self::Https(_, acceptor) => Some(acceptor.clone()),
+            Self::Tcp(_) | Self::Unix(..) => None,
+        }
+    }
+}
+
+impl Accepted {
+    /// The stream to carry: the plain bytes, after the TLS handshake when there is TLS.
+    async fn plain(self) -> anyhow::Result<Box<dyn LocalStream>> {
+        let Some(acceptor) = self.tls else {
+            return Ok(self.stream);
+        };
+        let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(self.stream));
+        match handshake.await {
+            Ok(Ok(tls)) => Ok(Box::new(tls)),
+            Ok(Err(err)) => Err(err).context("the local TLS handshake failed"),
+            Err(_) => bail!("the local TLS handshake took too long"),
+        }
+    }
+}
+
 async fn accept(listener: &LocalListener) -> std::io::Result<(Box<dyn LocalStream>, String)> {
     match listener {
-        LocalListener::Tcp(listener) => {
+        LocalListener::Tcp(listener) | LocalListener::Https(listener, _) => {
             let (stream, peer) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
             Ok((Box::new(stream), peer.to_string()))
@@ -161,13 +221,21 @@ async fn open(ticket: &SessionTicket, spare: Option<Dialling>) -> anyhow::Result
 }
 
 async fn carry(
-    stream: Box<dyn LocalStream>,
+    accepted: Accepted,
     peer: String,
     ticket: Arc<SessionTicket>,
     warm: Option<Dialling>,
     ended: mpsc::Sender<String>,
     announce: bool,
 ) {
+    // A client that fails its TLS handshake gets no connection of the session.
+    let stream = match accepted.plain().await {
+        Ok(stream) => stream,
+        Err(err) => {
+            eprintln!("connection from {peer}: {err:#}");
+            return;
+        }
+    };
     let connection = match open(&ticket, warm).await {
         Ok(connection) => connection,
         Err(err) => {
@@ -327,5 +395,71 @@ mod tests {
     fn until_past_is_zero() {
         assert_eq!(until_unix(0), Duration::ZERO);
         assert!(until_unix(u64::MAX) > Duration::from_secs(3600));
+    }
+
+    /// On a Proxmox API session's port this process terminates the client's TLS (a leaf of
+    /// the local CA) and the worker receives the plain bytes; its answer goes back in TLS.
+    #[tokio::test]
+    async fn https_is_terminated_here_and_plain_bytes_reach_the_worker() {
+        use crate::cli::connect::tunnel::tests::{mock_worker, ticket, Behaviour};
+        use rustls_pki_types::pem::PemObject as _;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        let (addr, fingerprint) = mock_worker(Behaviour::ReverseAfterEof).await;
+        let config = tempfile::tempdir().unwrap();
+        let ca = local_tls::LocalCa::load_or_create(config.path()).unwrap();
+        let acceptor = ca.acceptor(Duration::from_secs(600)).unwrap();
+        let listener = LocalListener::tcp(0)
+            .await
+            .unwrap()
+            .with_tls(acceptor)
+            .unwrap();
+        let port = listener.port().unwrap();
+        let ticket = Arc::new(ticket(addr, fingerprint));
+        tokio::spawn(serve(listener, ticket, std::future::pending(), false));
+
+        let request = b"GET /api2/json/version HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        // Bounded: a listener that passed the client's TLS through would leave it waiting.
+        let answer = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut roots = rustls::RootCertStore::empty();
+            let ca_der =
+                rustls_pki_types::CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).unwrap();
+            roots.add(ca_der).unwrap();
+            let client = portcullis_crypto::tls::https_client_config(
+                roots,
+                portcullis_crypto::tls::ClientAuth::None,
+            )
+            .unwrap();
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+                .connect(
+                    rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+                    tcp,
+                )
+                .await
+                .unwrap();
+            tls.write_all(request).await.unwrap();
+            tls.shutdown().await.unwrap();
+            let mut answer = Vec::new();
+            tls.read_to_end(&mut answer).await.unwrap();
+            answer
+        })
+        .await
+        .expect("the HTTPS exchange finished");
+        let mut expected = request.to_vec();
+        expected.reverse();
+        expected.extend_from_slice(b"<end>");
+        assert_eq!(answer, expected, "the worker saw the request in plain text");
+
+        // A client that does not speak TLS gets nothing of the session.
+        let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        plain.write_all(request).await.unwrap();
+        let mut reply = Vec::new();
+        let _ = plain.read_to_end(&mut reply).await;
+        assert!(!reply.windows(5).any(|w| w == b"<end>"));
     }
 }

@@ -15,6 +15,7 @@ use super::announce::{announce, announce_hold};
 use super::args::ConnectArgs;
 use super::exec::{self, ExecCommand};
 use super::listen::{self, LocalListener, Stop};
+use super::pve;
 use super::session_file::{read_session_file, HandoffFile};
 use super::signals::Signals;
 use super::ssh_login::{Reach, SshLogin};
@@ -31,21 +32,32 @@ pub(super) enum Mode {
     Listen(LocalListener),
     Stdio,
     JoinStdio(PathBuf),
-    Exec(ExecCommand),
+    /// The command, and the listener it is given (`--listen-port`, else a free port).
+    Exec(ExecCommand, LocalListener),
     /// Only `--write-session-file`: hold the session open.
     Hold,
 }
 
 impl Mode {
     /// Chooses the mode; binds a listener now, so a busy port fails before a session exists.
-    pub(super) async fn prepare(args: &ConnectArgs) -> anyhow::Result<Self> {
+    /// With no way of connecting named, this is a Proxmox API target's default socket
+    /// (the caller checked the target first: [`super::pve::check_target`]).
+    pub(super) async fn prepare(args: &ConnectArgs, target: &str) -> anyhow::Result<Self> {
         if !args.args.is_empty() && args.exec.is_none() {
             bail!("arguments after `--` are for --exec CMD");
+        }
+        if let Some(program) = &args.exec {
+            let command = exec_command(program, &args.args)?;
+            let listener = LocalListener::tcp(args.listen_port.unwrap_or(0)).await?;
+            return Ok(Self::Exec(command, listener));
         }
         if let Some(port) = args.listen_port {
             return Ok(Self::Listen(LocalListener::tcp(port).await?));
         }
         if let Some(path) = &args.listen_unix {
+            return Ok(Self::Listen(LocalListener::unix(path)?));
+        }
+        if let Some(path) = &args.socket {
             return Ok(Self::Listen(LocalListener::unix(path)?));
         }
         if args.stdio {
@@ -54,19 +66,58 @@ impl Mode {
                 None => Self::Stdio,
             });
         }
-        if let Some(program) = &args.exec {
-            return Ok(Self::Exec(ExecCommand {
-                program: program.clone(),
-                args: args.args.clone(),
-            }));
-        }
         if args.write_session_file.is_some() {
             return Ok(Self::Hold);
         }
-        bail!(
-            "say how to carry connections: --listen-port PORT, --listen-unix PATH, --stdio, \
-             --exec CMD or --write-session-file PATH (see `portcullis connect --help`)"
-        )
+        let dir = pve::runtime_dir_from_env()?;
+        let path = pve::default_socket(&dir, target)?;
+        Ok(Self::Listen(LocalListener::unix(&path)?))
+    }
+
+    /// The TCP listener of this mode, if it has one (which serves HTTPS for a Proxmox API
+    /// session).
+    pub(super) fn tcp_port(&self) -> Option<u16> {
+        match self {
+            Self::Listen(listener) | Self::Exec(_, listener) => listener.port(),
+            _ => None,
+        }
+    }
+
+    /// The same mode, its TCP listener now terminating TLS with `acceptor`.
+    pub(super) fn with_tls(self, acceptor: tokio_rustls::TlsAcceptor) -> anyhow::Result<Self> {
+        Ok(match self {
+            Self::Listen(listener) => Self::Listen(listener.with_tls(acceptor)?),
+            Self::Exec(command, listener) => Self::Exec(command, listener.with_tls(acceptor)?),
+            other => other,
+        })
+    }
+}
+
+/// Whether `args` ask for a Proxmox API target's socket: `--socket`, or no way of
+/// connecting at all (the default for such a target).
+pub(super) fn wants_proxmox_socket(args: &ConnectArgs) -> bool {
+    args.socket.is_some()
+        || (args.listen_port.is_none()
+            && args.listen_unix.is_none()
+            && !args.stdio
+            && args.exec.is_none()
+            && args.write_session_file.is_none())
+}
+
+/// `--exec CMD -- ARGS` or `--exec -- CMD ARGS`.
+fn exec_command(program: &str, args: &[String]) -> anyhow::Result<ExecCommand> {
+    if !program.is_empty() {
+        return Ok(ExecCommand {
+            program: program.to_owned(),
+            args: args.to_vec(),
+        });
+    }
+    match args.split_first() {
+        Some((program, args)) => Ok(ExecCommand {
+            program: program.clone(),
+            args: args.to_vec(),
+        }),
+        None => bail!("name the command to run: --exec -- CMD ARGS... (or --exec CMD -- ARGS...)"),
     }
 }
 
@@ -105,6 +156,8 @@ impl Ending {
 pub(super) struct Shown<'a> {
     pub(super) handoff: Option<&'a HandoffFile>,
     pub(super) ssh: Option<&'a SshLogin>,
+    /// A Proxmox API session: how it is served.
+    pub(super) pve: Option<&'a pve::Served>,
     pub(super) json: bool,
 }
 
@@ -125,7 +178,10 @@ pub(super) async fn drive(
     let ended = watch::until_ended(watched.api, &ticket.session_id, watched.token_expires_at);
     match mode {
         Mode::Listen(listener) => {
-            announce(&ticket, &listener, shown)?;
+            match shown.pve {
+                Some(served) => announce_pve(&ticket, &listener, served, shown.json)?,
+                None => announce(&ticket, &listener, shown)?,
+            }
             eprintln!("Press Ctrl-C to end the session.");
             let stop = async { signals.recv().await.to_string() };
             let stopped = tokio::select! {
@@ -158,19 +214,31 @@ pub(super) async fn drive(
                 }
             }
         }
-        Mode::Exec(command) => {
-            let listener = LocalListener::tcp(0).await?;
+        Mode::Exec(command, listener) => {
             let port = listener
                 .port()
                 .context("the local listener for --exec has no port")?;
-            eprintln!(
-                "Session {} to {} on {}:{port} until {}; running {}.",
-                ticket.session_id,
-                ticket.target,
-                exec::EXEC_HOST,
-                output::time(ticket.expires_at),
-                command.program
-            );
+            let https = shown.pve.and_then(|served| served.https.as_ref());
+            match (shown.pve, https) {
+                (Some(served), Some(_)) => eprintln!(
+                    "Session {} to {} on https://{}:{port}/ until {}, acting as {}; running {}.",
+                    ticket.session_id,
+                    ticket.target,
+                    pve::HTTPS_HOST,
+                    output::time(ticket.expires_at),
+                    served.session.token_id,
+                    command.program
+                ),
+                _ => eprintln!(
+                    "Session {} to {} on {}:{port} until {}; running {}.",
+                    ticket.session_id,
+                    ticket.target,
+                    exec::EXEC_HOST,
+                    output::time(ticket.expires_at),
+                    command.program
+                ),
+            }
+            let env = https.map(|h| h.env.clone()).unwrap_or_default();
             let command = match shown.ssh {
                 Some(login) => {
                     eprint!("{}", login.text(Reach::Port(port))?);
@@ -195,7 +263,7 @@ pub(super) async fn drive(
                 }
                 .in_current_span(),
             );
-            let code = exec::run_command(&command, port, &ticket.session_id, signals).await;
+            let code = exec::run_command(&command, port, &ticket.session_id, &env, signals).await;
             server.abort();
             // Once the command ran, its status is ours, and its end closes the session.
             Ok(Ending {
@@ -206,6 +274,28 @@ pub(super) async fn drive(
         }
         Mode::JoinStdio(_) => bail!("internal: a joined session is not driven here"),
     }
+}
+
+/// The listening line of a Proxmox API session.
+fn announce_pve(
+    ticket: &SessionTicket,
+    listener: &LocalListener,
+    served: &pve::Served,
+    json: bool,
+) -> anyhow::Result<()> {
+    let endpoint = match (listener, &served.https) {
+        (LocalListener::Unix(_, file), _) => pve::Endpoint::Socket(file.path()),
+        (LocalListener::Https(..), Some(https)) => pve::Endpoint::Https(https),
+        _ => bail!("internal: a Proxmox API session's TCP listener without HTTPS"),
+    };
+    pve::announce(
+        &ticket.session_id,
+        &ticket.target,
+        ticket.expires_at,
+        served,
+        endpoint,
+        json,
+    )
 }
 
 /// Prints why serving stopped and decides the exit code.
@@ -269,14 +359,49 @@ mod tests {
     use crate::cli::connect::args::tests::parse;
 
     #[tokio::test]
-    async fn a_mode_is_required() {
-        let args = parse(&["web"]).unwrap();
-        let err = Mode::prepare(&args).await.unwrap_err().to_string();
-        assert!(err.contains("--listen-port"), "{err}");
+    async fn modes_follow_the_flags() {
         let args = parse(&["web", "--stdio", "--", "x"]).unwrap();
-        let err = Mode::prepare(&args).await.unwrap_err().to_string();
+        let err = Mode::prepare(&args, "web").await.unwrap_err().to_string();
         assert!(err.contains("--exec"), "{err}");
         let args = parse(&["web", "--write-session-file", "f"]).unwrap();
-        assert!(matches!(Mode::prepare(&args).await.unwrap(), Mode::Hold));
+        assert!(matches!(
+            Mode::prepare(&args, "web").await.unwrap(),
+            Mode::Hold
+        ));
+        assert!(!wants_proxmox_socket(&args));
+        // No way of connecting named: a Proxmox API target's default socket (checked first).
+        assert!(wants_proxmox_socket(&parse(&["pve-1"]).unwrap()));
+        assert!(wants_proxmox_socket(
+            &parse(&["pve-1", "--socket", "s"]).unwrap()
+        ));
+        assert!(!wants_proxmox_socket(
+            &parse(&["pve-1", "--listen-port", "0"]).unwrap()
+        ));
+
+        // --exec -- CMD ARGS, on the port --listen-port names.
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let port_text = port.to_string();
+        let args = parse(&[
+            "pve-1",
+            "--listen-port",
+            &port_text,
+            "--exec",
+            "--",
+            "curl",
+            "-s",
+        ])
+        .unwrap();
+        let mode = Mode::prepare(&args, "pve-1").await.unwrap();
+        assert_eq!(mode.tcp_port(), Some(port));
+        let Mode::Exec(command, _) = mode else {
+            panic!("not exec");
+        };
+        assert_eq!(command.program, "curl");
+        assert_eq!(command.args, ["-s"]);
+        let args = parse(&["pve-1", "--exec", "--"]).unwrap();
+        let err = Mode::prepare(&args, "pve-1").await.unwrap_err().to_string();
+        assert!(err.contains("name the command"), "{err}");
     }
 }

@@ -16,18 +16,21 @@ use crate::cli::output;
 /// How long cancelling our session on the way out may take.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `POST /v1/targets/{target}/authorize-session` with this session's public key.
+/// `POST /v1/targets/{target}/authorize-session` with this session's public key (and the
+/// hash of the local secret of a TCP listener).
 pub(super) async fn authorize(
     api: &ApiClient,
     target: &str,
     identity: &ClientIdentity,
     ssh_public_key: Option<String>,
+    local_secret_sha256: Option<String>,
 ) -> anyhow::Result<SessionAuthorization> {
     let body = AuthorizeSession {
         client_public_key: keys::b64(&identity.public_key_der()?),
         ssh_public_key,
-        // CONTRACT(issue 20): the CLI branch sends it when it serves on a TCP port.
-        local_secret_sha256: None,
+        // Sent whenever the session is served on a TCP port: a Proxmox API target's worker
+        // then requires the secret on every request; other targets ignore it.
+        local_secret_sha256,
     };
     api.post(
         &format!("/v1/targets/{}/authorize-session", segment(target)?),
@@ -44,7 +47,7 @@ pub(crate) async fn authorize_for_ssh(
     identity: &ClientIdentity,
     ssh_public_key: String,
 ) -> anyhow::Result<SessionAuthorization> {
-    authorize(api, target, identity, Some(ssh_public_key)).await
+    authorize(api, target, identity, Some(ssh_public_key), None).await
 }
 
 /// Ends our session with `reason`; on failure says so and returns false.

@@ -84,7 +84,7 @@ pub(crate) async fn run(args: SshArgs) -> anyhow::Result<i32> {
     let public = write_ssh_key(&files.key())?;
 
     let identity = ClientIdentity::generate()?;
-    let auth = super::session::authorize(&api, &target.name, &identity, Some(public)).await?;
+    let auth = super::session::authorize(&api, &target.name, &identity, Some(public), None).await?;
     // ssh may run for hours before the cancel: the connection the authorisation used goes
     // back now rather than idling in the pool, since the controller allows each address only a
     // few (`api.connections.max_per_address`) and many `connect ssh` may run side by side.

@@ -106,7 +106,7 @@ fn spki_of(cert: &CertificateDer<'_>) -> anyhow::Result<Vec<u8>> {
     tls::spki_of(cert).context("cannot parse the session certificate")
 }
 
-fn pem(label: &str, der: &[u8]) -> String {
+pub(crate) fn pem(label: &str, der: &[u8]) -> String {
     use base64::Engine as _;
     let body = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");

@@ -292,11 +292,11 @@ impl WorkerConnection {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
+pub(super) mod tests {
     use super::super::tls::tests::{server_config, worker_identity};
     use super::*;
 
-    enum Behaviour {
+    pub(in crate::cli::connect) enum Behaviour {
         /// Accept, read everything until the client's half-close, then answer with it
         /// reversed followed by a trailer.
         ReverseAfterEof,
@@ -304,54 +304,71 @@ mod tests {
     }
 
     /// A stand-in worker proxy listener on 127.0.0.1:0; returns its address and fingerprint.
-    async fn mock_worker(behaviour: Behaviour) -> (String, String) {
+    pub(in crate::cli::connect) async fn mock_worker(behaviour: Behaviour) -> (String, String) {
         let (cert, key, fingerprint) = worker_identity();
         let acceptor = tokio_rustls::TlsAcceptor::from(server_config(cert, key));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
+        let behaviour = Arc::new(behaviour);
         tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let Ok(mut tls) = acceptor.accept(tcp).await else {
-                return; // The client refused our key.
-            };
-            let mut len = [0u8; 4];
-            tls.read_exact(&mut len).await.unwrap();
-            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-            tls.read_exact(&mut body).await.unwrap();
-            let hello: proxy::ClientHello = serde_json::from_slice(&body).unwrap();
-            assert_eq!(hello.grant, "the-grant");
-            assert_eq!(hello.protocol_version, PROTOCOL_VERSION);
-            match behaviour {
-                Behaviour::Refuse(code, reason) => {
-                    let reply = WorkerReply::Refused {
-                        code,
-                        reason: reason.into(),
-                    };
-                    tls.write_all(&proxy::encode_frame(&reply).unwrap())
-                        .await
-                        .unwrap();
-                    tls.shutdown().await.unwrap();
-                }
-                Behaviour::ReverseAfterEof => {
-                    let reply = WorkerReply::Accepted {
-                        connection_id: "c_1".into(),
-                    };
-                    tls.write_all(&proxy::encode_frame(&reply).unwrap())
-                        .await
-                        .unwrap();
-                    let mut data = Vec::new();
-                    tls.read_to_end(&mut data).await.unwrap();
-                    data.reverse();
-                    tls.write_all(&data).await.unwrap();
-                    tls.write_all(b"<end>").await.unwrap();
-                    tls.shutdown().await.unwrap();
-                }
+            // Every connection is served (a listener also dials a spare one ahead).
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                tokio::spawn(serve_mock(acceptor.clone(), tcp, behaviour.clone()));
             }
         });
         (addr, fingerprint)
     }
 
-    fn ticket(worker_addr: String, fingerprint: String) -> SessionTicket {
+    async fn serve_mock(
+        acceptor: tokio_rustls::TlsAcceptor,
+        tcp: tokio::net::TcpStream,
+        behaviour: Arc<Behaviour>,
+    ) {
+        let Ok(mut tls) = acceptor.accept(tcp).await else {
+            return; // The client refused our key.
+        };
+        let mut len = [0u8; 4];
+        if tls.read_exact(&mut len).await.is_err() {
+            return; // A spare connection, dropped unused.
+        }
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        tls.read_exact(&mut body).await.unwrap();
+        let hello: proxy::ClientHello = serde_json::from_slice(&body).unwrap();
+        assert_eq!(hello.grant, "the-grant");
+        assert_eq!(hello.protocol_version, PROTOCOL_VERSION);
+        match &*behaviour {
+            Behaviour::Refuse(code, reason) => {
+                let reply = WorkerReply::Refused {
+                    code: *code,
+                    reason: (*reason).into(),
+                };
+                tls.write_all(&proxy::encode_frame(&reply).unwrap())
+                    .await
+                    .unwrap();
+                tls.shutdown().await.unwrap();
+            }
+            Behaviour::ReverseAfterEof => {
+                let reply = WorkerReply::Accepted {
+                    connection_id: "c_1".into(),
+                };
+                tls.write_all(&proxy::encode_frame(&reply).unwrap())
+                    .await
+                    .unwrap();
+                let mut data = Vec::new();
+                tls.read_to_end(&mut data).await.unwrap();
+                data.reverse();
+                tls.write_all(&data).await.unwrap();
+                tls.write_all(b"<end>").await.unwrap();
+                tls.shutdown().await.unwrap();
+            }
+        }
+    }
+
+    pub(in crate::cli::connect) fn ticket(
+        worker_addr: String,
+        fingerprint: String,
+    ) -> SessionTicket {
         let identity = ClientIdentity::generate().unwrap();
         SessionTicket::new(
             TicketParts {
