@@ -112,6 +112,7 @@ fn target(id: &str, name: &str) -> store::targets::TargetRecord {
         source_key: None,
         available: true,
         discovered: None,
+        proxmox_cluster: None,
         created_at: 1,
         updated_at: 1,
     }
