@@ -22,7 +22,7 @@ use crate::config::values::{positive_duration, DurationValue};
 use crate::config::ConfigError;
 
 mod sessions;
-pub use sessions::ProxmoxSessions;
+pub(crate) use sessions::ProxmoxSessions;
 
 /// A validated `[[catalog.proxmox]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -76,3 +76,20 @@ fn ending_a_session_runs_one_way() {
         "lifecycle is called by those modules, not the other way",
     );
 }
+
+#[test]
+fn deleting_a_proxmox_token_runs_one_way() {
+    // `lifecycle` starts the deletion; the deletion never ends a session itself.
+    assert_names_none(
+        "sessions/pve/revoke.rs",
+        &[
+            "lifecycle",
+            "pve::mint",
+            "super::mint",
+            "super::job",
+            "issue",
+            "authorize",
+        ],
+        "revoke deletes tokens; the modules above it end sessions",
+    );
+}

@@ -23,15 +23,6 @@ pub(crate) enum TokenState {
 }
 
 impl TokenState {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            TokenState::Intent => "intent",
-            TokenState::Live => "live",
-            TokenState::Revoking => "revoking",
-            TokenState::Gone => "gone",
-        }
-    }
-
     fn parse(text: &str) -> Result<TokenState> {
         match text {
             "intent" => Ok(TokenState::Intent),
@@ -239,6 +230,20 @@ pub(crate) async fn set_attempt_failed(
     .bind(session_id)
     .bind(error)
     .bind(next_attempt_at)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Queues a deletion again after a token was made for a session that had already ended (its
+/// first deletion may have run before the token existed).
+pub(crate) async fn requeue(conn: &mut AnyConnection, session_id: &str, now: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE pve_tokens SET state = 'revoking', secret = NULL, next_attempt_at = $2, updated_at = $2 \
+         WHERE session_id = $1 AND state IN ('revoking', 'gone')",
+    )
+    .bind(session_id)
     .bind(now)
     .execute(conn)
     .await?;

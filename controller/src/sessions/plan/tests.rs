@@ -195,6 +195,7 @@ impl World {
                 credential: "c_1".into(),
                 serial: 42,
             },
+            pve: None,
         }
     }
 
