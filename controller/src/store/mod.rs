@@ -17,6 +17,8 @@ pub(crate) mod join_tokens;
 pub(crate) mod keys;
 pub(crate) mod oidc_logins;
 pub(crate) mod pve_tokens;
+#[cfg(test)]
+mod pve_tokens_suite_tests;
 pub(crate) mod rate_limits;
 pub(crate) mod recordings;
 #[cfg(test)]

@@ -88,7 +88,7 @@ async fn backends() -> Vec<Backend> {
     backends
 }
 
-fn target(id: &str, name: &str) -> store::targets::TargetRecord {
+pub(super) fn target(id: &str, name: &str) -> store::targets::TargetRecord {
     store::targets::TargetRecord {
         id: id.into(),
         name: name.into(),

@@ -320,7 +320,7 @@ mod tests {
             field: "token".into(),
         };
         let raw: RawSessions = toml::from_str(
-            "realm = \"pve\"\ntoken_vault = { path = \"secret/data/pve/\" }\npaths = [\"/\"]\n",
+            "realm = \"pve\"\ntoken_vault = { path = \"secret/data/pve\" }\npaths = [\"/\"]\n",
         )
         .unwrap();
         let err = raw.validate(&discovery, true).unwrap_err().to_string();
