@@ -73,16 +73,13 @@ fn check_proxmox_cluster(state: &AppState, cluster: Option<&str>) -> Result<(), 
     let Some(name) = cluster else {
         return Ok(());
     };
-    match state.config.catalog.iter().find(|c| c.name == name) {
-        Some(c) if c.sessions.is_some() => Ok(()),
-        Some(_) => Err(ApiError::field(
-            "proxmox_cluster",
-            format!(
-                "the Proxmox cluster {name:?} has no [catalog.proxmox.sessions] table, so no \
-                 token can be minted for its sessions; add one (docs/proxmox.md) or leave \
-                 proxmox_cluster unset for a plain tunnel"
-            ),
-        )),
+    let message = match state.config.catalog.iter().find(|c| c.name == name) {
+        Some(c) if c.sessions.is_some() => return Ok(()),
+        Some(_) => format!(
+            "the Proxmox cluster {name:?} has no [catalog.proxmox.sessions] table, so no token \
+             can be minted for its sessions; add one (docs/proxmox.md) or leave \
+             proxmox_cluster unset for a plain tunnel"
+        ),
         None => {
             let known: Vec<&str> = state
                 .config
@@ -91,20 +88,20 @@ fn check_proxmox_cluster(state: &AppState, cluster: Option<&str>) -> Result<(), 
                 .filter(|c| c.sessions.is_some())
                 .map(|c| c.name.as_str())
                 .collect();
-            Err(ApiError::field(
-                "proxmox_cluster",
-                format!(
-                    "{name:?} is no configured [[catalog.proxmox]] cluster with a sessions table; \
-                     configured: {}",
-                    if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            ))
+            format!(
+                "{name:?} is no configured [[catalog.proxmox]] cluster with a sessions table; \
+                 configured: {}",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )
         }
-    }
+    };
+    let mut api = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_such_cluster", message);
+    api.field = Some("proxmox_cluster".to_owned());
+    Err(api)
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {

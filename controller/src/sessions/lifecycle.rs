@@ -102,9 +102,12 @@ async fn end_in(
     let vault_revocations =
         crate::store::vault_credentials::request_revocation(tx.read(), session_id, now).await?;
     // Its Proxmox API token: the same, and its sealed secret is wiped in this transaction.
-    let pve_revocation = crate::store::pve_tokens::request_revocation(tx.read(), session_id, now)
-        .await?
-        .is_some();
+    // The job leaves the first attempt to `after_end` for a few seconds.
+    let job_from = now + super::pve::revoke::FIRST_ATTEMPT_GRACE_SECS;
+    let pve_revocation =
+        crate::store::pve_tokens::request_revocation(tx.read(), session_id, now, job_from)
+            .await?
+            .is_some();
     crate::notify::session_ended(
         state.store.dialect(),
         tx.read(),

@@ -154,18 +154,21 @@ pub(crate) async fn set_live(
 }
 
 /// Queues the deletion of a session's token and wipes its secret (in the transaction that
-/// ends the session). Returns the row queued, if the session had a token not yet queued.
+/// ends the session); the job attempts it from `first_attempt_at` (the ender attempts it at
+/// once). Returns the row queued, if the session had a token not yet queued.
 pub(crate) async fn request_revocation(
     conn: &mut AnyConnection,
     session_id: &str,
     now: i64,
+    first_attempt_at: i64,
 ) -> Result<Option<TokenRecord>> {
     let row = sqlx::query(&format!(
-        "UPDATE pve_tokens SET state = 'revoking', secret = NULL, next_attempt_at = $2, updated_at = $2 \
+        "UPDATE pve_tokens SET state = 'revoking', secret = NULL, next_attempt_at = $3, updated_at = $2 \
          WHERE session_id = $1 AND state IN ('intent', 'live') RETURNING {COLUMNS}"
     ))
     .bind(session_id)
     .bind(now)
+    .bind(first_attempt_at)
     .fetch_optional(conn)
     .await?;
     row.as_ref().map(from_row).transpose()

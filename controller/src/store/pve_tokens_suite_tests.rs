@@ -88,13 +88,13 @@ async fn a_token_goes_from_intent_to_gone_and_its_secret_is_wiped_at_the_end() {
             1
         );
         // The end queues the deletion and wipes the secret, once.
-        let queued = rows::request_revocation(&mut conn, "s_1", 120)
+        let queued = rows::request_revocation(&mut conn, "s_1", 120, 120)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(queued.state, TokenState::Revoking);
         assert!(queued.secret.is_none(), "{dialect:?}");
-        assert!(rows::request_revocation(&mut conn, "s_1", 121)
+        assert!(rows::request_revocation(&mut conn, "s_1", 121, 121)
             .await
             .unwrap()
             .is_none());
@@ -132,7 +132,7 @@ async fn a_token_goes_from_intent_to_gone_and_its_secret_is_wiped_at_the_end() {
             1
         );
         // An intent whose session ended is queued as it is.
-        let queued = rows::request_revocation(&mut conn, "s_2", 150)
+        let queued = rows::request_revocation(&mut conn, "s_2", 150, 155)
             .await
             .unwrap()
             .unwrap();

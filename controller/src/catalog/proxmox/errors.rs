@@ -45,6 +45,7 @@ pub(crate) fn proxmox_words(status: u16, reason: Option<&str>, body: &[u8]) -> S
 
 /// The sentence of a [`super::ProxmoxError::Api`] of discovery: Proxmox's words, and for a
 /// 401 or 403 what to check.
+#[cfg(any(test, fuzzing))]
 pub(crate) fn explain(status: u16, words: &str) -> String {
     explain_for(super::TokenUse::Discovery, status, words)
 }

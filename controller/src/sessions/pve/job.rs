@@ -85,7 +85,7 @@ pub(crate) async fn run_once(state: &AppState) -> Result<usize, StoreError> {
         if ended.is_none() {
             // The session had ended without queueing this row: queue it now.
             let mut conn = state.store.conn().await?;
-            rows::request_revocation(&mut conn, &record.session_id, now).await?;
+            rows::request_revocation(&mut conn, &record.session_id, now, now).await?;
         }
     }
     let due = {

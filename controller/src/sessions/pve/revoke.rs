@@ -20,6 +20,10 @@ use crate::store::StoreError;
 /// this once Proxmox is back.
 pub(crate) const RETRY_MAX: Duration = Duration::from_secs(30);
 
+/// How long the job leaves a deletion queued by a session's end to the first attempt the end
+/// starts itself, so that the two do not race.
+pub(crate) const FIRST_ATTEMPT_GRACE_SECS: i64 = 5;
+
 /// Attempts the queued deletion of session `session_id`'s token now, in the background (the
 /// job retries a failure).
 pub(crate) fn revoke_now(state: AppState, session_id: String) {
