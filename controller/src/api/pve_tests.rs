@@ -160,13 +160,14 @@ impl Pve {
                 )
             }
             ("DELETE", ["access", "users", user, "token", name]) => {
-                match self
-                    .tokens
-                    .lock()
-                    .unwrap()
-                    .remove(&format!("{user}!{name}"))
-                {
-                    Some(_) => (200, json!({"data": null})),
+                let id = format!("{user}!{name}");
+                let removed = self.tokens.lock().unwrap().remove(&id);
+                match removed {
+                    Some(_) => {
+                        // As Proxmox: a deleted token's ACL entries are dropped with it.
+                        self.acl.lock().unwrap().retain(|e| e.2 != id);
+                        (200, json!({"data": null}))
+                    }
                     None => (
                         500,
                         json!({"data": null, "message": format!("no such token '{name}' for user '{user}'\n")}),
@@ -175,6 +176,11 @@ impl Pve {
             }
             ("PUT", ["access", "acl"]) => {
                 let token = form.get("tokens").cloned().unwrap_or_default();
+                if !self.tokens.lock().unwrap().contains_key(&token) {
+                    // As Proxmox: an ACL change naming a token that does not exist is refused.
+                    let message = format!("no such token '{token}'\n");
+                    return (500, json!({"data": null, "message": message}));
+                }
                 let path = form.get("path").cloned().unwrap_or_default();
                 let mut acl = self.acl.lock().unwrap();
                 for role in form

@@ -5,9 +5,9 @@
 //!   naming the session); a token left by an earlier attempt ("already exists") is deleted and
 //!   created again, so a retried mint never hands out a secret it did not see. Then, for each
 //!   path, `PUT access/acl` (`path`, `roles`, `tokens`, `propagate=1`).
-//! - [`revoke`]: `DELETE` the token (a missing token or user is already gone), then `GET
-//!   access/acl` and `PUT access/acl delete=1` for every entry naming the token, then `GET`
-//!   again: any entry left is an error, retried.
+//! - [`revoke`]: `GET access/acl` and `PUT access/acl delete=1` for every entry naming the
+//!   token, then `DELETE` the token (a missing token or user is already gone), then `GET
+//!   access/acl` again: any entry left is an error, retried.
 //!
 //! The calls go through [`AccessApi`] so that the sequences are tested on a recording fake.
 //! The secret only ever leaves here inside a [`SecretString`].
@@ -118,14 +118,15 @@ impl Revoked {
     }
 }
 
-/// Deletes the token `userid!name` and every ACL entry that names it, and checks none is
-/// left. An error means the caller retries.
+/// Deletes every ACL entry that names the token `userid!name`, then the token, and checks
+/// none is left. The entries go first: Proxmox refuses an ACL change naming a token that does
+/// not exist (`no such token`), and drops the entries of a deleted token only when it next
+/// reads its user config. An error means the caller retries.
 pub(crate) async fn revoke(
     api: &impl AccessApi,
     userid: &str,
     name: &str,
 ) -> Result<Revoked, ProxmoxError> {
-    let revoked = delete_token(api, userid, name).await?;
     let token_id = format!("{userid}!{name}");
     let acl = api.call(Method::Get, &["access", "acl"], &[]).await?;
     for entry in entries_of(&acl, &token_id) {
@@ -135,8 +136,14 @@ pub(crate) async fn revoke(
             ("tokens", token_id.as_str()),
             ("delete", "1"),
         ];
-        api.call(Method::Put, &["access", "acl"], &form).await?;
+        match api.call(Method::Put, &["access", "acl"], &form).await {
+            Ok(_) => {}
+            // The token went meanwhile: Proxmox drops its entries with it.
+            Err(e) if no_such_token(&e) => {}
+            Err(e) => return Err(e),
+        }
     }
+    let revoked = delete_token(api, userid, name).await?;
     let acl = api.call(Method::Get, &["access", "acl"], &[]).await?;
     let left = entries_of(&acl, &token_id);
     if !left.is_empty() {

@@ -82,6 +82,13 @@ impl AccessApi for Fake {
                     field("roles").unwrap(),
                     field("tokens").unwrap().to_owned(),
                 );
+                let (user, name) = token.split_once('!').unwrap();
+                if !self.tokens.lock().unwrap().contains(&token) {
+                    return Err(api_error(
+                        500,
+                        &format!("no such token '{name}' for user '{user}'"),
+                    ));
+                }
                 let mut acl = self.acl.lock().unwrap();
                 for role in roles.split(',') {
                     let entry = (path.clone(), role.to_owned(), token.clone());
