@@ -369,6 +369,38 @@ mod tests {
         assert!(err.contains("mint_timeout"), "{err}");
     }
 
+    /// config/controller.toml's commented `[[catalog.proxmox]]` example, sessions table and
+    /// all, is a valid configuration.
+    #[test]
+    fn the_commented_example_is_valid() {
+        let text = include_str!("../../../../config/controller.toml");
+        let mut example = String::new();
+        let mut inside = false;
+        for line in text.lines() {
+            if line == "# [[catalog.proxmox]]" {
+                inside = true;
+            }
+            if inside && line.is_empty() {
+                break;
+            }
+            match line.strip_prefix("# ") {
+                Some(rest) if inside && !rest.starts_with('#') => {
+                    example.push_str(rest);
+                    example.push('\n');
+                }
+                _ => {}
+            }
+        }
+        let example = example
+            .replace("[[catalog.proxmox]]", "[[proxmox]]")
+            .replace("[catalog.proxmox.sessions]", "[proxmox.sessions]");
+        let raw: RawCatalog = toml::from_str(&example).unwrap();
+        let clusters = raw.validate(false).unwrap();
+        let sessions = clusters[0].sessions.as_ref().unwrap();
+        assert_eq!(sessions.realm, "pve");
+        assert_eq!(sessions.paths, ["/vms", "/pool/terraform"]);
+    }
+
     #[test]
     fn paths_cover_themselves_and_what_is_below() {
         let s = parse(
