@@ -35,6 +35,7 @@ fn the_plan_does_no_io() {
         "sessions/plan.rs",
         "sessions/plan/events.rs",
         "sessions/plan/worker.rs",
+        "sessions/pve.rs",
     ] {
         assert_names_none(
             path,

@@ -32,8 +32,11 @@ use crate::store::targets::TargetRecord;
 
 pub(crate) mod credential;
 pub(crate) mod job;
+mod management;
 pub(crate) mod mint;
 pub(crate) mod revoke;
+
+use management::management_client;
 
 /// The cluster that mints a session's token to an injecting target.
 #[derive(Debug, Clone, Copy)]
@@ -194,34 +197,6 @@ pub(crate) fn plan_mint(
         access_writes: grant.access_writes,
         local_secret_sha256: pve.local_secret_sha256.map(str::to_owned),
     })
-}
-
-/// The token-management client of cluster `name` (its `[catalog.proxmox.sessions]` token,
-/// read afresh each time so that a rotated file or Vault secret takes effect at once).
-pub(crate) async fn management_client(
-    state: &crate::state::AppState,
-    name: &str,
-) -> Result<crate::catalog::proxmox::Client, crate::catalog::proxmox::ProxmoxError> {
-    use crate::catalog::proxmox::{self, ProxmoxError};
-    let cluster = state
-        .config
-        .catalog
-        .iter()
-        .find(|c| c.name == name)
-        .ok_or_else(|| {
-            ProxmoxError::Setup(format!(
-                "the Proxmox cluster {name:?} is no longer configured; add its \
-                 [[catalog.proxmox]] with its sessions table back to finish its tokens"
-            ))
-        })?;
-    let sessions = cluster.sessions.as_ref().ok_or_else(|| {
-        ProxmoxError::Setup(format!(
-            "the Proxmox cluster {name:?} has no [catalog.proxmox.sessions] table any more; add \
-             it back to finish its sessions' tokens"
-        ))
-    })?;
-    let token = proxmox::load_sessions_token(&sessions.token, state.vault.as_ref()).await?;
-    proxmox::Client::for_sessions(cluster, token)
 }
 
 /// The comment Proxmox shows beside the token (`pveum user token list`).
