@@ -10,8 +10,8 @@
 //! mint_timeout = "30s"                                 # an intent older than this is abandoned
 //! ```
 //!
-//! The management credential is a token of its own (a user with `User.Modify` on the realm
-//! and `Permissions.Modify` on the paths), never the discovery token: the discovery token
+//! The management credential is a token of its own (a user with `User.Modify` on the group of
+//! the sessions' users and `Permissions.Modify` on the paths), never the discovery token: the discovery token
 //! only reads, and a leak of it must not let anyone mint tokens.
 
 use std::path::PathBuf;
@@ -85,16 +85,14 @@ impl RawSessions {
         let realm = self.realm.ok_or_else(|| {
             invalid(
                 REALM,
-                "missing: the Proxmox realm the sessions' users live in, e.g. \"pve\" (a realm \
-                 of its own is best: the management token gets User.Modify on it)",
+                "missing: the Proxmox realm the sessions' users live in, e.g. \"pve\"",
             )
         })?;
         if realm == "pam" {
             return Err(invalid(
                 REALM,
                 "\"pam\" is refused: its users are the nodes' Linux accounts (root among them), \
-                 and a management token with User.Modify there could act for them; use a \
-                 Proxmox VE realm such as \"pve\"",
+                 and no session may mint a token for one; use a Proxmox VE realm such as \"pve\"",
             ));
         }
         let realm_ok = !realm.is_empty()
@@ -158,8 +156,8 @@ impl RawSessions {
             return Err(invalid(
                 key,
                 "is the discovery token: token management needs a token of its own (User.Modify \
-                 on the realm, Permissions.Modify on the paths), so that the read-only \
-                 discovery token can never mint tokens",
+                 on the sessions' users' group, Permissions.Modify on the paths), so that the \
+                 read-only discovery token can never mint tokens",
             ));
         }
         if self.paths.is_empty() {

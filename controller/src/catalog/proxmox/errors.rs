@@ -66,9 +66,9 @@ pub(crate) fn explain_for(usage: super::TokenUse, status: u16, words: &str) -> S
              the token is privilege-separated"
         ),
         (403, super::TokenUse::Sessions) => format!(
-            "{what} lacks a privilege ({words}): it needs User.Modify on the sessions' realm \
-             (/access/realm/REALM) and Permissions.Modify on every configured path, and, as it \
-             hands out roles, the privileges of those roles there (docs/proxmox.md)"
+            "{what} lacks a privilege ({words}): it needs User.Modify on a group of the \
+             sessions' users (/access/groups/GROUP) and Permissions.Modify on every configured \
+             path (docs/proxmox.md, \"Per-session API tokens\")"
         ),
         _ => words.to_owned(),
     }
