@@ -49,6 +49,7 @@ pub async fn seed_dev_target(
         source_key: None,
         available: true,
         discovered: None,
+        proxmox_cluster: None,
         created_at: now,
         updated_at: now,
     };

@@ -297,6 +297,18 @@ impl Controller {
                 )
             })
             .collect();
+        // Sessions' Proxmox API tokens: abandoned mints and deletions to retry.
+        let pve_tokens = state
+            .config
+            .catalog
+            .iter()
+            .any(|c| c.sessions.is_some())
+            .then(|| {
+                tokio::spawn(
+                    sessions::pve::job::run(state.clone(), shutdown.clone())
+                        .instrument(tracing::info_span!("pve_tokens", controller.id = %id)),
+                )
+            });
         let reloads = self.hangups.map(|hangups| {
             tokio::spawn(
                 policy_file::reload_on_hangup(state.clone(), hangups, shutdown.clone())
@@ -331,6 +343,9 @@ impl Controller {
         }
         for dialer in dialers {
             let _ = dialer.await;
+        }
+        if let Some(job) = pve_tokens {
+            let _ = job.await;
         }
         for sync in catalog_syncs {
             let _ = sync.await;

@@ -106,6 +106,7 @@ fn discovered(vmid: u32, name: &str, address: &str, status: &str) -> TargetRecor
         source_key: Some(format!("qemu/{vmid}")),
         available,
         discovered: Some(serde_json::to_string(&seen).unwrap()),
+        proxmox_cluster: None,
         created_at: 1,
         updated_at: 1,
     }

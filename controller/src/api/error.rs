@@ -118,11 +118,15 @@ impl From<SessionError> for ApiError {
             SessionError::Denied { .. } => ApiError::forbidden(message),
             SessionError::NoWorker
             | SessionError::VaultNotConfigured { .. }
-            | SessionError::NoVaultSshRole { .. } => ApiError::unavailable(message),
+            | SessionError::NoVaultSshRole { .. }
+            | SessionError::ProxmoxNotConfigured { .. } => ApiError::unavailable(message),
             SessionError::BadSshKey(_) => ApiError::field("ssh_public_key", message),
             SessionError::Signing(_) => ApiError::internal(message),
             SessionError::MintFailed { .. } => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "credential_mint_failed", message)
+            }
+            SessionError::PveMintFailed { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "pve_token_mint_failed", message)
             }
             SessionError::Store(e) => e.into(),
             SessionError::Key(e) => e.into(),
@@ -256,6 +260,22 @@ mod tests {
                 },
                 gateway,
                 "credential_mint_failed",
+            ),
+            (
+                SessionError::PveMintFailed {
+                    message: "HTTP 403".into(),
+                    hint: "try again",
+                },
+                gateway,
+                "pve_token_mint_failed",
+            ),
+            (
+                SessionError::ProxmoxNotConfigured {
+                    target: target(),
+                    cluster: "lab".into(),
+                },
+                unavailable,
+                "unavailable",
             ),
         ]);
     }

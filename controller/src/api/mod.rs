@@ -26,6 +26,8 @@ mod gateway_forward_tests;
 #[cfg(test)]
 mod gateway_tests;
 #[cfg(test)]
+mod pve_tests;
+#[cfg(test)]
 mod recordings_read_tests;
 #[cfg(test)]
 mod recordings_tests;

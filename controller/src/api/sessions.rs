@@ -151,14 +151,24 @@ pub(crate) async fn authorize_session(
             .await?
             .ok_or_else(|| ApiError::not_found("target", &id))?
     };
-    let auth = authorize::authorize(
-        &state,
-        &principal,
-        target,
-        &spki,
-        body.ssh_public_key.as_deref(),
-    )
-    .await?;
+    if let Some(hash) = &body.local_secret_sha256 {
+        let hex_sha256 = hash.len() == 64
+            && hash
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex_sha256 {
+            return Err(ApiError::field(
+                "local_secret_sha256",
+                "must be the SHA-256 of the local secret in lower-case hex (64 characters)",
+            ));
+        }
+    }
+    let ask = authorize::Ask {
+        client_spki: &spki,
+        ssh_public_key: body.ssh_public_key.as_deref(),
+        local_secret_sha256: body.local_secret_sha256.as_deref(),
+    };
+    let auth = authorize::authorize(&state, &principal, target, ask).await?;
     Ok((StatusCode::CREATED, Json(auth)))
 }
 

@@ -35,8 +35,7 @@ pub(crate) fn to_api(t: &TargetRecord) -> Target {
         vault_ssh_mount: t.vault_ssh_mount.clone(),
         vault_ssh_role: t.vault_ssh_role.clone(),
         vault_secrets: t.vault_secrets.clone(),
-        // CONTRACT(issue 20): the controller branch stores it.
-        proxmox_cluster: None,
+        proxmox_cluster: t.proxmox_cluster.clone(),
         created_at: clock::to_u64(t.created_at),
         updated_at: clock::to_u64(t.updated_at),
         warnings: vec![],
@@ -66,6 +65,43 @@ fn check_labels(
         api.field = Some(err.kind.to_owned());
         api
     })
+}
+
+/// A target's `proxmox_cluster` must name a configured `[[catalog.proxmox]]` with a
+/// `[catalog.proxmox.sessions]` table: that table says how its sessions' tokens are minted.
+fn check_proxmox_cluster(state: &AppState, cluster: Option<&str>) -> Result<(), ApiError> {
+    let Some(name) = cluster else {
+        return Ok(());
+    };
+    let message = match state.config.catalog.iter().find(|c| c.name == name) {
+        Some(c) if c.sessions.is_some() => return Ok(()),
+        Some(_) => format!(
+            "the Proxmox cluster {name:?} has no [catalog.proxmox.sessions] table, so no token \
+             can be minted for its sessions; add one (docs/proxmox.md) or leave \
+             proxmox_cluster unset for a plain tunnel"
+        ),
+        None => {
+            let known: Vec<&str> = state
+                .config
+                .catalog
+                .iter()
+                .filter(|c| c.sessions.is_some())
+                .map(|c| c.name.as_str())
+                .collect();
+            format!(
+                "{name:?} is no configured [[catalog.proxmox]] cluster with a sessions table; \
+                 configured: {}",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )
+        }
+    };
+    let mut api = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_such_cluster", message);
+    api.field = Some("proxmox_cluster".to_owned());
+    Err(api)
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
@@ -234,10 +270,12 @@ pub(crate) async fn create(
         source_key: None,
         available: true,
         discovered: None,
+        proxmox_cluster: body.proxmox_cluster,
         created_at: now,
         updated_at: now,
     };
     check_record(&record)?;
+    check_proxmox_cluster(&state, record.proxmox_cluster.as_deref())?;
     let warnings = check_labels(
         &state,
         record.zone.as_deref(),
@@ -384,6 +422,11 @@ pub(crate) async fn update(
     }
     if let Some(v) = body.vault_secrets {
         t.vault_secrets = v;
+    }
+    // Only a cluster set here is checked, as the labels are.
+    if let Some(v) = body.proxmox_cluster {
+        check_proxmox_cluster(&state, v.as_deref())?;
+        t.proxmox_cluster = v;
     }
     t.updated_at = clock::to_i64(state.clock.unix_secs());
     check_record(&t)?;

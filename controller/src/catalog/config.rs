@@ -21,6 +21,9 @@ use serde::Deserialize;
 use crate::config::values::{positive_duration, DurationValue};
 use crate::config::ConfigError;
 
+mod sessions;
+pub(crate) use sessions::ProxmoxSessions;
+
 /// A validated `[[catalog.proxmox]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxmoxCluster {
@@ -50,6 +53,9 @@ pub struct ProxmoxCluster {
     /// Services of a guest whose tags name none: by its zone, else `"*"`
     /// (default `{"*" = ["ssh"]}`).
     pub default_services: BTreeMap<String, Vec<String>>,
+    /// `[catalog.proxmox.sessions]`: per-session API tokens for its `proxmox-api` targets
+    /// (issue 20); none: its API targets are plain tunnels.
+    pub sessions: Option<ProxmoxSessions>,
 }
 
 /// Where the discovery token (`USER@REALM!TOKENID=SECRET`) comes from.
@@ -96,11 +102,12 @@ struct RawProxmox {
     name_suffix: Option<String>,
     service_tag_prefix: Option<String>,
     default_services: Option<BTreeMap<String, Vec<String>>>,
+    sessions: Option<sessions::RawSessions>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawVaultSecret {
+pub(super) struct RawVaultSecret {
     path: String,
     #[serde(default = "token_field")]
     field: String,
@@ -224,6 +231,10 @@ impl RawProxmox {
                 ))
             }
         };
+        let sessions = self
+            .sessions
+            .map(|raw| raw.validate(&token, vault_configured))
+            .transpose()?;
         let trust = match (self.ca_file, self.fingerprint) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -277,6 +288,7 @@ impl RawProxmox {
             name_suffix,
             service_tag_prefix: self.service_tag_prefix.unwrap_or_default(),
             default_services,
+            sessions,
         })
     }
 }

@@ -96,6 +96,7 @@ mod tests {
             source_key: None,
             available: true,
             discovered: None,
+            proxmox_cluster: None,
             created_at: 1,
             updated_at: 1,
         }

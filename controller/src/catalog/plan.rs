@@ -317,6 +317,7 @@ fn record(
             source_key: Some(key.to_owned()),
             available: true,
             discovered: None,
+            proxmox_cluster: None,
             created_at: now,
             updated_at: now,
         },

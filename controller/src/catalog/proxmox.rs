@@ -1,14 +1,17 @@
-//! The Proxmox VE API, read-only: the client (TLS pinned to the cluster's CA or a node
+//! The Proxmox VE API: the client (TLS pinned to the cluster's CA or a node
 //! certificate's fingerprint, `PVEAPIToken` on every request, failover across the
 //! configured URLs) and [`discover`], which turns the cluster's answers into a
 //! [`Discovery`]. The parsing of every answer is pure and lives in submodules beside it.
 //!
 //! Submodules: `client` (HTTPS, the token header, failover), `token` (reading the token),
+//! `access` (creating, granting and deleting sessions' tokens, with a token-management
+//! client),
 //! `discover` (the walk over the API, behind a trait so it is tested on recorded answers),
 //! and the pure readers of answers: `wire` (cluster-wide lists), `errors` (error answers in
 //! words), `netconf` (`netN`/`ipconfigN`), `interfaces` (what a guest reports, filtered),
 //! `sdn` (VNets, subnets, IPAM).
 
+pub(crate) mod access;
 mod client;
 mod discover;
 mod errors;
@@ -26,6 +29,23 @@ use crate::catalog::config::{ProxmoxCluster, TokenSource};
 use crate::catalog::Discovery;
 use crate::secret::SecretString;
 
+/// Which of a cluster's two tokens a client carries: the read-only discovery token, or the
+/// token-management token of `[catalog.proxmox.sessions]`. Messages name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenUse {
+    Discovery,
+    Sessions,
+}
+
+impl TokenUse {
+    pub(crate) fn what(self) -> &'static str {
+        match self {
+            TokenUse::Discovery => "the discovery token",
+            TokenUse::Sessions => "the token-management token",
+        }
+    }
+}
+
 /// Why discovery failed: the sync keeps the last good catalog and audits this sentence.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ProxmoxError {
@@ -41,17 +61,20 @@ pub(crate) enum ProxmoxError {
     Unreachable(String),
     /// The API answered with an error: status, the path, and Proxmox's own words (from the
     /// body's `message`/`errors`, or the reason phrase of older servers).
-    #[error("{url}: HTTP {status} for GET {path}: {message}")]
+    #[error("{url}: HTTP {status} for {method} {path}: {message}")]
     Api {
         url: String,
+        /// `GET` for discovery; token management also sends `POST`, `PUT` and `DELETE`.
+        method: &'static str,
         path: String,
         status: u16,
         message: String,
     },
     /// An answer that is not what the API documents.
-    #[error("{url}: GET {path}: unexpected answer: {message}")]
+    #[error("{url}: {method} {path}: unexpected answer: {message}")]
     BadAnswer {
         url: String,
+        method: &'static str,
         path: String,
         message: String,
     },
@@ -64,6 +87,14 @@ pub(crate) async fn load_token(
     vault: Option<&crate::vault::Vault>,
 ) -> Result<SecretString, ProxmoxError> {
     token::load(source, vault).await
+}
+
+/// Reads the token-management token of `[catalog.proxmox.sessions]`, as [`load_token`].
+pub(crate) async fn load_sessions_token(
+    source: &TokenSource,
+    vault: Option<&crate::vault::Vault>,
+) -> Result<SecretString, ProxmoxError> {
+    token::load_for(source, vault, TokenUse::Sessions).await
 }
 
 /// Reads the cluster: nodes (`/nodes`, `/cluster/status`), guests (`/cluster/resources?type=vm`),

@@ -146,6 +146,7 @@ fn the_vault_place_is_the_targets_own_or_the_controllers_default() {
         source_key: None,
         available: true,
         discovered: None,
+        proxmox_cluster: None,
         created_at: 0,
         updated_at: 0,
     };

@@ -154,6 +154,7 @@ fn decisions(policy: &Policy, endpoint: &str, forward_local: bool) -> (Decision,
         source_key: None,
         available: true,
         discovered: None,
+        proxmox_cluster: None,
         created_at: 0,
         updated_at: 0,
     };

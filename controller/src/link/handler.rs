@@ -70,8 +70,9 @@ pub(crate) async fn handle(
         Request::RecordingChunks { chunks } => {
             crate::recordings::ingest::store_chunks(state, worker_id, chunks).await
         }
-        // CONTRACT(issue 20): the controller branch answers with the session's token.
-        Request::PveCredential(_) => error("this controller does not serve Proxmox API tokens"),
+        Request::PveCredential(request) => {
+            crate::sessions::pve::credential::issue(state, worker_id, request).await
+        }
     }
 }
 
@@ -399,8 +400,10 @@ async fn apply_event(
             Ok(false)
         }
         ConnectionEventKind::Refused { .. } => Ok(false),
-        // CONTRACT(issue 20): the controller branch audits it as `pve_request`.
-        ConnectionEventKind::ApiRequest(_) => Ok(false),
+        ConnectionEventKind::ApiRequest(request) => {
+            record_api_request(tx, worker_id, event, &session, request);
+            Ok(false)
+        }
         ConnectionEventKind::RecordingFailed(failure) => {
             record_recording_failed(tx, worker_id, event, &session, failure);
             Ok(false)
@@ -482,6 +485,32 @@ async fn apply_refused(
 
 /// A recording the worker could not write, as it reported it: `recording_failed`. Delivery
 /// is at least once, like every connection event.
+/// One request through an injecting session's Proxmox API proxy, audited as `pve_request`
+/// (method, redacted path, status, sizes; never a body or a header).
+fn record_api_request(
+    tx: &mut AuditedTx,
+    worker_id: &str,
+    event: &ConnectionEvent,
+    session: &session_rows::SessionRecord,
+    request: &portcullis_proto::pve::ApiRequest,
+) {
+    let details = event::PveRequest {
+        connection_id: event.connection_id.clone(),
+        method: request.method.clone(),
+        path: request.path.clone(),
+        status: request.status,
+        bytes_up: request.bytes_up,
+        bytes_down: request.bytes_down,
+        millis: request.millis,
+        refused: request.refused.clone(),
+    };
+    tx.record(
+        AuditEvent::new(Actor::worker(worker_id), Event::PveRequest { details })
+            .session(&event.session_id)
+            .target(&session.target_id),
+    );
+}
+
 fn record_recording_failed(
     tx: &mut AuditedTx,
     worker_id: &str,

@@ -1,6 +1,7 @@
 //! Authorising a session: read the facts once, let the pure [`super::plan`] decide, record a
 //! refusal with its event, or sign the plan and commit the session with its event
-//! ([`super::issue`]), then mint its Vault credentials ([`super::mint`]).
+//! ([`super::issue`]), then mint its Proxmox API token ([`super::pve::mint`]) and its Vault
+//! credentials ([`super::mint`]).
 
 use std::net::SocketAddr;
 
@@ -18,21 +19,38 @@ use crate::store::sessions as session_rows;
 use crate::store::targets::TargetRecord;
 use crate::store::workers::WorkerRecord;
 
-/// Authorises a session from `principal` to `target` for the client key `client_spki` (and
-/// an SSH certificate for `ssh_public_key`); see the module doc.
+/// What the client asks for besides the target.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ask<'a> {
+    /// The client's key (DER SubjectPublicKeyInfo) the grant binds.
+    pub client_spki: &'a [u8],
+    /// An SSH key to certify.
+    pub ssh_public_key: Option<&'a str>,
+    /// Hex SHA-256 of the local secret of an injecting Proxmox API session served on a TCP
+    /// port (the grant's `pve.lsh`).
+    pub local_secret_sha256: Option<&'a str>,
+}
+
+/// Authorises a session from `principal` to `target` for what the client asks; see the
+/// module doc.
 pub(crate) async fn authorize(
     state: &AppState,
     principal: &Principal,
     target: TargetRecord,
-    client_spki: &[u8],
-    ssh_public_key: Option<&str>,
+    ask: Ask<'_>,
 ) -> Result<SessionAuthorization, SessionError> {
+    let Ask {
+        client_spki,
+        ssh_public_key,
+        local_secret_sha256,
+    } = ask;
     let now = state.clock.unix_secs();
     let rate = state.authorize_rate.hit(&principal.user.id, now);
     let per_minute = state.config.per_user.authorize_per_minute;
     let within_rate = plan::check_rate(principal, &target, rate, per_minute);
     refusing(state, within_rate).await?;
     refusing(state, plan::check_available(principal, &target)).await?;
+    let injecting = super::pve::injecting(&target, &state.config.catalog)?;
     let endpoint = resolve(&target.address).await?;
     let policy = state.policy();
     let decision = plan::decide(principal, &target, endpoint, policy.as_deref(), now);
@@ -67,6 +85,11 @@ pub(crate) async fn authorize(
             credential: new_id(IdKind::Credential),
             serial: crate::ids::random_u64(),
         },
+        pve: injecting.map(|(cluster, sessions)| super::pve::PveFacts {
+            cluster,
+            sessions,
+            local_secret_sha256,
+        }),
     };
     let plan = refusing(state, plan::plan(&facts)).await?;
     let keys = issue::Keys {

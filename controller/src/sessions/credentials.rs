@@ -180,7 +180,7 @@ pub(crate) fn revoke_now(state: AppState, vault: Vault, ids: Vec<String>) {
 /// Seconds until the next attempt after `attempts` failed ones: from 1 s, doubling and
 /// jittered, at most `max` ([`portcullis_net::retry`]), so revocations that failed together
 /// (Vault was down) are not all retried in the same second.
-fn backoff(attempts: i64, max: Duration) -> u64 {
+pub(crate) fn backoff(attempts: i64, max: Duration) -> u64 {
     let attempt = usize::try_from(attempts).unwrap_or(0);
     let wait = portcullis_net::retry::nth_wait(attempt, Duration::from_secs(1), max);
     wait.as_secs().max(1)

@@ -58,6 +58,19 @@ pub(crate) enum SessionError {
          and anything minted for it is revoked; {hint}"
     )]
     MintFailed { message: String, hint: &'static str },
+    /// The target injects a Proxmox API token, but its cluster has no sessions table here.
+    #[error(
+        "target {target} mints Proxmox API tokens through cluster {cluster:?}, which this \
+         controller has no [catalog.proxmox.sessions] table for; configure it \
+         (docs/proxmox.md) or clear the target's proxmox_cluster"
+    )]
+    ProxmoxNotConfigured { target: String, cluster: String },
+    /// Proxmox did not make the session's API token; the session was ended.
+    #[error(
+        "cannot mint the session's Proxmox API token: {message}; the session was ended and \
+         whatever was made for it is deleted; {hint}"
+    )]
+    PveMintFailed { message: String, hint: &'static str },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

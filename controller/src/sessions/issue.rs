@@ -1,6 +1,7 @@
 //! Issuing an authorised session: sign its [`Plan`] (the grant, and the certificate when the
-//! embedded SSH CA signs it), commit the session with its event, mint its Vault credentials
-//! ([`super::mint`]) and hand the authorisation out.
+//! embedded SSH CA signs it), commit the session with its event, mint its Proxmox API token
+//! ([`super::pve::mint`]) and its Vault credentials ([`super::mint`]) and hand the
+//! authorisation out.
 //!
 //! Signing takes a `Plan`, which exists only when every check passed, so a refused request
 //! never reaches a key. It signs before the commit, so that what the event records is what
@@ -67,9 +68,12 @@ pub(crate) async fn issue(
         gateway_host_ca,
         secrets: vec![],
         token_expires_at: Some(crate::clock::to_u64(principal.token_expires_at)),
-        // CONTRACT(issue 20): set for an injecting Proxmox API target after the mint.
         proxmox: None,
     };
+    if let Some(pve) = &plan.pve {
+        let user = &principal.user.username;
+        authorization.proxmox = Some(super::pve::mint::mint(state, plan, pve, user).await?);
+    }
     if let (Some(mint), Some(vault)) = (&plan.vault, &state.vault) {
         let user = &principal.user.username;
         let minted = super::mint::mint(state, vault, plan, mint, user).await?;
@@ -121,8 +125,8 @@ pub(crate) fn sign(
 }
 
 /// Commits the session, its certificate's row, the revocation intent of its Vault
-/// credentials (before Vault is called: a crash from here on leaves a record to finish or
-/// revoke) and its event, in one transaction shared with other authorisations (a group
+/// credentials and the intent of its Proxmox API token (before Vault or Proxmox is called: a
+/// crash from here on leaves a record to finish or revoke) and its event, in one transaction shared with other authorisations (a group
 /// commit, `audit::batch`). `token_id` is the API token the session is authorised with:
 /// logout ends the token's sessions.
 pub(crate) async fn commit(
@@ -136,15 +140,20 @@ pub(crate) async fn commit(
         .as_ref()
         .map(|c| (c.serial, c.ca_key_id.clone(), c.valid_before));
     let intent = plan.vault.as_ref().map(|v| v.credential_id.clone());
+    let pve_intent = plan
+        .pve
+        .as_ref()
+        .map(|pve| pve.intent(&plan.record.id, plan.record.created_at));
     let event = plan.event.clone();
     let token_id = token_id.to_owned();
     state
         .audit_writer
         .run(move |tx| {
-            let (record, certificate, intent, event, token_id) = (
+            let (record, certificate, intent, pve_intent, event, token_id) = (
                 record.clone(),
                 certificate.clone(),
                 intent.clone(),
+                pve_intent.clone(),
                 event.clone(),
                 token_id.clone(),
             );
@@ -168,6 +177,9 @@ pub(crate) async fn commit(
                         record.created_at,
                     )
                     .await?;
+                }
+                if let Some(pve_intent) = &pve_intent {
+                    crate::store::pve_tokens::insert_intent(tx.write(), pve_intent).await?;
                 }
                 tx.record(event);
                 Ok(())

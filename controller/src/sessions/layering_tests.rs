@@ -35,6 +35,7 @@ fn the_plan_does_no_io() {
         "sessions/plan.rs",
         "sessions/plan/events.rs",
         "sessions/plan/worker.rs",
+        "sessions/pve.rs",
     ] {
         assert_names_none(
             path,
@@ -74,5 +75,22 @@ fn ending_a_session_runs_one_way() {
         "sessions/lifecycle.rs",
         &above_lifecycle,
         "lifecycle is called by those modules, not the other way",
+    );
+}
+
+#[test]
+fn deleting_a_proxmox_token_runs_one_way() {
+    // `lifecycle` starts the deletion; the deletion never ends a session itself.
+    assert_names_none(
+        "sessions/pve/revoke.rs",
+        &[
+            "lifecycle",
+            "pve::mint",
+            "super::mint",
+            "super::job",
+            "issue",
+            "authorize",
+        ],
+        "revoke deletes tokens; the modules above it end sessions",
     );
 }

@@ -1,6 +1,7 @@
 //! Ending sessions: [`end_session`] changes the store first (durable, audited, the Vault
-//! revocations queued in the same transaction) and returns what it [`Ended`]; then, after the
-//! commit, [`after_end`] tells the worker and starts the Vault revocations. Every end path
+//! revocations and the Proxmox token's deletion queued in the same transaction) and returns
+//! what it [`Ended`]; then, after the commit, [`after_end`] tells the worker and starts the
+//! revocations. Every end path
 //! goes through it; the modules it calls (`notify`, `credentials`) never call back.
 
 use std::time::Duration;
@@ -23,6 +24,8 @@ pub(crate) struct Ended {
     pub reason: EndReason,
     /// The session's Vault credentials whose revocation was queued with the end.
     pub vault_revocations: Vec<String>,
+    /// Whether the deletion of the session's Proxmox API token was queued with the end.
+    pub pve_revocation: bool,
     /// The forwards of a gateway session that ended with it.
     pub children: Vec<Ended>,
     /// The recording heads sealed (`recording_checkpoint`, incomplete) with the end: id and
@@ -98,6 +101,13 @@ async fn end_in(
     // any crash; it is attempted right after the commit and retried until Vault confirms.
     let vault_revocations =
         crate::store::vault_credentials::request_revocation(tx.read(), session_id, now).await?;
+    // Its Proxmox API token: the same, and its sealed secret is wiped in this transaction.
+    // The job leaves the first attempt to `after_end` for a few seconds.
+    let job_from = now + super::pve::revoke::FIRST_ATTEMPT_GRACE_SECS;
+    let pve_revocation =
+        crate::store::pve_tokens::request_revocation(tx.read(), session_id, now, job_from)
+            .await?
+            .is_some();
     crate::notify::session_ended(
         state.store.dialect(),
         tx.read(),
@@ -126,13 +136,14 @@ async fn end_in(
         worker_id: session.worker_id,
         reason,
         vault_revocations,
+        pve_revocation,
         children: Vec::new(),
         sealed_recordings,
     }))
 }
 
-/// After an end committed: starts the queued Vault revocations (the credentials job retries
-/// any that fail) and tells a linked worker (best effort: the heartbeat reconcile is the
+/// After an end committed: starts the queued Vault revocations and the token deletion (the
+/// credentials and token jobs retry any that fail) and tells a linked worker (best effort: the heartbeat reconcile is the
 /// durable path).
 pub(crate) fn after_end(state: &AppState, ended: &Ended) {
     if !ended.vault_revocations.is_empty() {
@@ -147,6 +158,9 @@ pub(crate) fn after_end(state: &AppState, ended: &Ended) {
                 "the session has Vault credentials but the Vault backend is not configured; they stay queued"
             ),
         }
+    }
+    if ended.pve_revocation {
+        super::pve::revoke::revoke_now(state.clone(), ended.session_id.clone());
     }
     crate::notify::tell_worker(state, &ended.worker_id, &ended.session_id, ended.reason);
     for child in &ended.children {

@@ -25,4 +25,5 @@ pub(crate) mod live_workers;
 pub(crate) mod lost;
 pub(crate) mod mint;
 pub(crate) mod plan;
+pub(crate) mod pve;
 pub(crate) mod sweeper;

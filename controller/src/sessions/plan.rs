@@ -6,8 +6,9 @@
 //! The checks run in a fixed order and the first that fails decides: the per-user rate
 //! ([`check_rate`], before the target's name is resolved), the target's availability
 //! ([`check_available`]: a discovered template or stopped guest), the address and the policy
-//! ([`decide`]), then the live-session limit, a worker, the SSH logins and the Vault settings
-//! ([`plan`]). Nothing here signs, writes or mints; signing takes a [`Plan`], and a plan
+//! ([`decide`]), then the live-session limit, a worker, the SSH logins, an injecting target's
+//! Proxmox identity and paths (`super::pve::plan_mint`) and the Vault settings ([`plan`]).
+//! Nothing here signs, writes or mints; signing takes a [`Plan`], and a plan
 //! exists only when every check passed.
 //!
 //! An SSH session runs in the mode the policy decided (`decision.constraints.ssh`): in
@@ -55,6 +56,9 @@ pub(crate) struct Facts<'a> {
     pub settings: Settings<'a>,
     pub keys: KeyIds<'a>,
     pub ids: NewIds,
+    /// The cluster that mints the session's Proxmox API token, when the target is an
+    /// injecting one (`super::pve::injecting`).
+    pub pve: Option<super::pve::PveFacts<'a>>,
 }
 
 /// The controller's configuration, as far as a session's plan reads it.
@@ -102,6 +106,8 @@ pub(crate) struct Plan {
     pub certificate: Option<Certificate>,
     /// What Vault mints after the commit, when it is the backend and the session needs it.
     pub vault: Option<VaultMint>,
+    /// The Proxmox API token minted after the commit, for an injecting target.
+    pub pve: Option<super::pve::PveMint>,
     pub event: AuditEvent,
 }
 
@@ -265,6 +271,22 @@ pub(crate) fn plan(facts: &Facts<'_>) -> Result<Plan, Refusal> {
         }),
         _ => None,
     };
+    let pve = match &facts.pve {
+        None => None,
+        Some(pve) => Some(
+            super::pve::plan_mint(pve, facts.decision, &facts.ids.session, expires_at).map_err(
+                |reason| {
+                    events::denial(
+                        facts.principal,
+                        facts.target,
+                        facts.endpoint,
+                        reason,
+                        Some(facts.decision),
+                    )
+                },
+            )?,
+        ),
+    };
     let vault = vault_mint(facts, mode, expires_at, cert_ttl).map_err(unaudited)?;
     let certificate = embedded_certificate(facts, mode, cert_ttl).map_err(unaudited)?;
     let claims = GrantClaims {
@@ -280,9 +302,10 @@ pub(crate) fn plan(facts: &Facts<'_>) -> Result<Plan, Refusal> {
         iat: facts.now,
         exp: expires_at,
         gw,
-        pve: None,
+        pve: pve.as_ref().map(super::pve::PveMint::claims),
     };
-    let mut record = session_record(facts, &claims, worker, vault.is_some());
+    let mints = vault.is_some() || pve.is_some();
+    let mut record = session_record(facts, &claims, worker, mints);
     record.ssh_mode = mode;
     let issued = events::Issued {
         claims: &claims,
@@ -301,6 +324,7 @@ pub(crate) fn plan(facts: &Facts<'_>) -> Result<Plan, Refusal> {
         ssh_mode: mode,
         certificate,
         vault,
+        pve,
         event,
     })
 }

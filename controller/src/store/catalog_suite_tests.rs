@@ -45,6 +45,7 @@ fn target(id: &str, name: &str, source: Option<&str>) -> TargetRecord {
         source_key: source.map(|_| format!("qemu/{id}")),
         available: true,
         discovered: None,
+        proxmox_cluster: None,
         created_at: 1,
         updated_at: 1,
     }

@@ -16,6 +16,9 @@ pub(crate) mod connections;
 pub(crate) mod join_tokens;
 pub(crate) mod keys;
 pub(crate) mod oidc_logins;
+pub(crate) mod pve_tokens;
+#[cfg(test)]
+mod pve_tokens_suite_tests;
 pub(crate) mod rate_limits;
 pub(crate) mod recordings;
 #[cfg(test)]
@@ -154,6 +157,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "catalog",
         include_str!("../../../migrations/sqlite/0011_catalog.sql"),
     ),
+    (
+        12,
+        "pve_tokens",
+        include_str!("../../../migrations/sqlite/0012_pve_tokens.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -205,6 +213,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "catalog",
         include_str!("../../../migrations/postgres/0011_catalog.sql"),
+    ),
+    (
+        12,
+        "pve_tokens",
+        include_str!("../../../migrations/postgres/0012_pve_tokens.sql"),
     ),
     // The recordings store's tables: its own migrator applies them (`recordings.rs`), and a
     // shared database's migration table must know them here too.

@@ -88,7 +88,7 @@ async fn backends() -> Vec<Backend> {
     backends
 }
 
-fn target(id: &str, name: &str) -> store::targets::TargetRecord {
+pub(super) fn target(id: &str, name: &str) -> store::targets::TargetRecord {
     store::targets::TargetRecord {
         id: id.into(),
         name: name.into(),
@@ -112,6 +112,7 @@ fn target(id: &str, name: &str) -> store::targets::TargetRecord {
         source_key: None,
         available: true,
         discovered: None,
+        proxmox_cluster: None,
         created_at: 1,
         updated_at: 1,
     }

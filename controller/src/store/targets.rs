@@ -35,6 +35,9 @@ pub(crate) struct TargetRecord {
     pub available: bool,
     /// JSON: what the last sync saw (see `catalog::sync`); none for a hand-made target.
     pub discovered: Option<String>,
+    /// The `[[catalog.proxmox]]` whose `sessions` table mints a Proxmox API token for each
+    /// session to this target (an *injecting* target, issue 20); none: a plain tunnel.
+    pub proxmox_cluster: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -44,11 +47,11 @@ pub(crate) struct TargetRecord {
 const COLUMNS: &str = "id, name, address, zone, service, vmid, tags, pool, max_session_secs, \
                        connection_limit, ssh_host_keys, ssh_host_cas, vault_ssh_mount, \
                        vault_ssh_role, vault_secrets, source, source_key, available, \
-                       discovered, updated_at, created_at";
+                       discovered, proxmox_cluster, updated_at, created_at";
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
-/// Binds `$1` to `$20`: every column of [`COLUMNS`] but `created_at`, in its order.
+/// Binds `$1` to `$21`: every column of [`COLUMNS`] but `created_at`, in its order.
 fn bind_fields<'q>(query: Query<'q>, t: &'q TargetRecord) -> Query<'q> {
     query
         .bind(&t.id)
@@ -70,6 +73,7 @@ fn bind_fields<'q>(query: Query<'q>, t: &'q TargetRecord) -> Query<'q> {
         .bind(&t.source_key)
         .bind(i64::from(t.available))
         .bind(&t.discovered)
+        .bind(&t.proxmox_cluster)
         .bind(t.updated_at)
 }
 
@@ -104,6 +108,7 @@ fn from_row(row: &AnyRow) -> Result<TargetRecord> {
         source_key: row.try_get("source_key")?,
         available: row.try_get::<i64, _>("available")? != 0,
         discovered: row.try_get("discovered")?,
+        proxmox_cluster: row.try_get("proxmox_cluster")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -112,7 +117,7 @@ fn from_row(row: &AnyRow) -> Result<TargetRecord> {
 pub(crate) async fn insert(w: Write<'_>, t: &TargetRecord) -> Result<()> {
     let conn = w.conn();
     let sql = format!(
-        "INSERT INTO targets ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+        "INSERT INTO targets ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
     );
     bind_fields(sqlx::query(&sql), t)
         .bind(t.created_at)
@@ -127,7 +132,7 @@ pub(crate) async fn update(w: Write<'_>, t: &TargetRecord) -> Result<bool> {
         "UPDATE targets SET name = $2, address = $3, zone = $4, service = $5, vmid = $6, tags = $7, \
          pool = $8, max_session_secs = $9, connection_limit = $10, ssh_host_keys = $11, \
          ssh_host_cas = $12, vault_ssh_mount = $13, vault_ssh_role = $14, vault_secrets = $15, \
-         source = $16, source_key = $17, available = $18, discovered = $19, updated_at = $20 \
+         source = $16, source_key = $17, available = $18, discovered = $19, proxmox_cluster = $20, updated_at = $21 \
          WHERE id = $1",
     );
     let done = bind_fields(query, t).execute(conn).await?;

@@ -29,6 +29,9 @@ const UNAUDITED: &[(&str, &str, &str)] = &[
     ("vault_credentials", "set_leases", "mint progress for crash recovery; the mint is audited as credential_minted"),
     ("vault_credentials", "request_revocation", "the revocation queue; queued with session_terminated, its outcome audited as credential_revoked"),
     ("vault_credentials", "set_attempt_failed", "the revocation retry schedule; the first failure is audited"),
+    ("pve_tokens", "request_revocation", "the deletion queue; queued with session_terminated, its outcome audited as pve_token_revoked"),
+    ("pve_tokens", "requeue", "queues a deletion again for a token made after its session ended; the outcome is audited as pve_token_revoked"),
+    ("pve_tokens", "set_attempt_failed", "the deletion retry schedule; the first failure is audited as pve_token_revoke_failed"),
 ];
 
 const WRITES: &[&str] = &["INSERT INTO", "DELETE FROM", "FOR UPDATE"];

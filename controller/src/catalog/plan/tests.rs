@@ -94,6 +94,7 @@ pub(super) fn cluster() -> ProxmoxCluster {
         name_suffix: String::new(),
         service_tag_prefix: String::new(),
         default_services: BTreeMap::from([("*".to_owned(), vec!["ssh".to_owned()])]),
+        sessions: None,
     }
 }
 

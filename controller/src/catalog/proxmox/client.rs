@@ -1,8 +1,11 @@
-//! The HTTP side: one `reqwest` client per cluster on a rustls configuration of
+//! The HTTP side: one `reqwest` client per cluster and token on a rustls configuration of
 //! portcullis-crypto (the cluster's CA as the only root, or one certificate pinned by its
-//! SHA-256), GET only, `Authorization: PVEAPIToken=...` on every request, the per-request
-//! limit of `timeout`. The first call tries the URLs in order and the one that answers
-//! serves the rest of the sync ([`Bound`]).
+//! SHA-256), `Authorization: PVEAPIToken=...` on every request, the per-request limit of
+//! `timeout`. Discovery only reads (GET): its first call tries the URLs in order and the one
+//! that answers serves the rest of the sync ([`Bound`]). The token-management client of
+//! sessions' tokens also writes ([`Client::call`], form-encoded like Proxmox's own tools), each
+//! call trying the URLs in order; the calls it makes are idempotent or made so by their
+//! caller (`access`).
 
 use std::error::Error as _;
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use rustls_pki_types::CertificateDer;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::{errors, token, wire, ProxmoxError};
+use super::{errors, token, wire, ProxmoxError, TokenUse};
 use crate::catalog::config::{ProxmoxCluster, ServerTrust};
 use crate::secret::{ExposeSecret as _, SecretString};
 
@@ -28,6 +31,7 @@ pub(crate) struct Client {
     urls: Vec<url::Url>,
     token: SecretString,
     timeout: Duration,
+    usage: TokenUse,
 }
 
 impl std::fmt::Debug for Client {
@@ -36,6 +40,7 @@ impl std::fmt::Debug for Client {
             .field("urls", &self.urls)
             .field("token", &"<secret>")
             .field("timeout", &self.timeout)
+            .field("usage", &self.usage)
             .finish()
     }
 }
@@ -47,14 +52,31 @@ enum Failure {
 }
 
 impl Client {
-    /// A client for `cluster`'s URLs with `token` (`USER@REALM!TOKENID=SECRET`).
+    /// A discovery client for `cluster`'s URLs with `token` (`USER@REALM!TOKENID=SECRET`).
     pub(crate) fn new(
         cluster: &ProxmoxCluster,
         token: SecretString,
     ) -> Result<Client, ProxmoxError> {
+        Client::with_usage(cluster, token, TokenUse::Discovery)
+    }
+
+    /// A token-management client for `cluster`'s URLs with its sessions' management token.
+    pub(crate) fn for_sessions(
+        cluster: &ProxmoxCluster,
+        token: SecretString,
+    ) -> Result<Client, ProxmoxError> {
+        Client::with_usage(cluster, token, TokenUse::Sessions)
+    }
+
+    fn with_usage(
+        cluster: &ProxmoxCluster,
+        token: SecretString,
+        usage: TokenUse,
+    ) -> Result<Client, ProxmoxError> {
         if !token::well_formed(token.expose_secret()) {
             return Err(ProxmoxError::Token(format!(
-                "the discovery token is not a Proxmox API token: expected {}",
+                "{} is not a Proxmox API token: expected {}",
+                usage.what(),
                 token::SHAPE
             )));
         }
@@ -110,7 +132,46 @@ impl Client {
             urls: cluster.urls.clone(),
             token,
             timeout: cluster.timeout,
+            usage,
         })
+    }
+
+    /// `method` on `api2/json/` + `segments` (each percent-encoded as a path segment), with
+    /// `form` as an `application/x-www-form-urlencoded` body, at the first URL that answers.
+    /// Connection, TLS and timeout failures move on to the next URL.
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        segments: &[&str],
+        form: &[(&str, &str)],
+    ) -> Result<Value, ProxmoxError> {
+        let path = segments.join("/");
+        let mut tried = Vec::new();
+        for base in &self.urls {
+            let mut url = base.clone();
+            match url.path_segments_mut() {
+                Ok(mut parts) => {
+                    parts
+                        .pop_if_empty()
+                        .extend(["api2", "json"])
+                        .extend(segments);
+                }
+                Err(()) => {
+                    return Err(ProxmoxError::Setup(format!(
+                        "{base} cannot carry an API path"
+                    )))
+                }
+            }
+            match self.execute(base, url, &path, method, form).await {
+                Ok(data) => return Ok(data),
+                Err(Failure::Answered(e)) => return Err(e),
+                Err(Failure::Unreachable(why)) => {
+                    tracing::info!(url = %base, error = %why, "a Proxmox API URL did not answer; trying the next");
+                    tried.push(format!("{base}: {why}"));
+                }
+            }
+        }
+        Err(ProxmoxError::Unreachable(tried.join("; ")))
     }
 
     /// GET `path` from the first URL that answers, and that URL. Connection, TLS and timeout
@@ -142,10 +203,22 @@ impl Client {
                 "{base}: bad request path {path:?}: {e}"
             )))
         })?;
+        self.execute(base, url, path, Method::Get, &[]).await
+    }
+
+    async fn execute(
+        &self,
+        base: &url::Url,
+        url: url::Url,
+        path: &str,
+        method: Method,
+        form: &[(&str, &str)],
+    ) -> Result<Value, Failure> {
         let header = Zeroizing::new(format!("PVEAPIToken={}", self.token.expose_secret()));
         let mut value = HeaderValue::from_str(&header).map_err(|_| {
             Failure::Answered(ProxmoxError::Token(format!(
-                "the discovery token cannot be sent in a header: expected {}",
+                "{} cannot be sent in a header: expected {}",
+                self.usage.what(),
                 token::SHAPE
             )))
         })?;
@@ -161,13 +234,14 @@ impl Client {
                 Failure::Unreachable(e.source().map_or_else(|| e.to_string(), error_chain))
             }
         };
-        let mut response = self
+        let mut request = self
             .http
-            .get(url)
-            .header(AUTHORIZATION, value)
-            .send()
-            .await
-            .map_err(unreachable)?;
+            .request(method.as_reqwest(), url)
+            .header(AUTHORIZATION, value);
+        if method != Method::Get && method != Method::Delete {
+            request = request.form(form);
+        }
+        let mut response = request.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
         let reason = response
             .extensions()
@@ -180,6 +254,7 @@ impl Client {
             if body.len() + chunk.len() > MAX_BODY {
                 return Err(Failure::Answered(ProxmoxError::BadAnswer {
                     url: base.to_string(),
+                    method: method.as_str(),
                     path: path.to_owned(),
                     message: format!("the answer is larger than {} MiB", MAX_BODY >> 20),
                 }));
@@ -190,18 +265,49 @@ impl Client {
             let words = errors::proxmox_words(status, reason.as_deref(), &body);
             return Err(Failure::Answered(ProxmoxError::Api {
                 url: base.to_string(),
+                method: method.as_str(),
                 path: path.to_owned(),
                 status,
-                message: errors::explain(status, &words),
+                message: errors::explain_for(self.usage, status, &words),
             }));
         }
         wire::envelope(&body).map_err(|message| {
             Failure::Answered(ProxmoxError::BadAnswer {
                 url: base.to_string(),
+                method: method.as_str(),
                 path: path.to_owned(),
                 message,
             })
         })
+    }
+}
+
+/// The methods the API is called with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    fn as_reqwest(self) -> reqwest::Method {
+        match self {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Delete => reqwest::Method::DELETE,
+        }
     }
 }
 

@@ -52,6 +52,7 @@ fn short(e: &ProxmoxError) -> String {
 fn bad_answer(walk: &Walk, path: &str, message: String) -> ProxmoxError {
     ProxmoxError::BadAnswer {
         url: walk.url.clone(),
+        method: "GET",
         path: path.to_owned(),
         message,
     }

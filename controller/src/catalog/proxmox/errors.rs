@@ -43,20 +43,32 @@ pub(crate) fn proxmox_words(status: u16, reason: Option<&str>, body: &[u8]) -> S
     parts.join("; ")
 }
 
-/// The sentence of a [`super::ProxmoxError::Api`]: Proxmox's words, and for a 401 or 403
-/// what to check.
+/// The sentence of a [`super::ProxmoxError::Api`] of discovery: Proxmox's words, and for a
+/// 401 or 403 what to check.
+#[cfg(any(test, fuzzing))]
 pub(crate) fn explain(status: u16, words: &str) -> String {
-    match status {
-        401 => format!(
-            "the discovery token was refused ({words}): check the token id (USER@REALM!TOKENID) \
+    explain_for(super::TokenUse::Discovery, status, words)
+}
+
+/// As [`explain`], for the token of `usage`.
+pub(crate) fn explain_for(usage: super::TokenUse, status: u16, words: &str) -> String {
+    let what = usage.what();
+    match (status, usage) {
+        (401, _) => format!(
+            "{what} was refused ({words}): check the token id (USER@REALM!TOKENID) \
              and its secret, that the token and its user exist, are enabled and have not \
              expired (pveum user token list USER), and that a privilege-separated token has \
              ACLs of its own"
         ),
-        403 => format!(
-            "the discovery token lacks a privilege ({words}): grant the privilege Proxmox \
+        (403, super::TokenUse::Discovery) => format!(
+            "{what} lacks a privilege ({words}): grant the privilege Proxmox \
              names to the token (e.g. the PVEAuditor role on /), and to its user as well when \
              the token is privilege-separated"
+        ),
+        (403, super::TokenUse::Sessions) => format!(
+            "{what} lacks a privilege ({words}): it needs User.Modify on a group of the \
+             sessions' users (/access/groups/GROUP) and Permissions.Modify on every configured \
+             path (docs/proxmox.md, \"Per-session API tokens\")"
         ),
         _ => words.to_owned(),
     }

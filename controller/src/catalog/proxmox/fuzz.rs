@@ -17,6 +17,7 @@ impl Api for ByPath {
     async fn get(&self, path: &str) -> Result<Value, ProxmoxError> {
         let error = |status: u16, message: String| ProxmoxError::Api {
             url: "https://pve.fuzz:8006/".into(),
+            method: "GET",
             path: path.to_owned(),
             status,
             message,

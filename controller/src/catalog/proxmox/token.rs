@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt as _;
 
 use zeroize::Zeroizing;
 
-use super::ProxmoxError;
+use super::{ProxmoxError, TokenUse};
 use crate::catalog::config::TokenSource;
 use crate::secret::{ExposeSecret as _, SecretString};
 
@@ -35,11 +35,16 @@ pub(crate) fn well_formed(token: &str) -> bool {
     word(user, b"-_.@+") && word(realm, b"-_.") && word(token_id, b"-_.") && word(secret, b"-")
 }
 
-fn check(token: Zeroizing<String>, whence: &str) -> Result<SecretString, ProxmoxError> {
+fn check(
+    token: Zeroizing<String>,
+    whence: &str,
+    usage: TokenUse,
+) -> Result<SecretString, ProxmoxError> {
+    let what = usage.what();
     let trimmed = token.trim();
     if trimmed.is_empty() {
         return Err(ProxmoxError::Token(format!(
-            "{whence} is empty: it must hold the discovery token as {SHAPE}"
+            "{whence} is empty: it must hold {what} as {SHAPE}"
         )));
     }
     if !well_formed(trimmed) {
@@ -50,49 +55,57 @@ fn check(token: Zeroizing<String>, whence: &str) -> Result<SecretString, Proxmox
     Ok(SecretString::from(trimmed.to_owned()))
 }
 
-/// Reads and checks the token.
+/// Reads and checks the discovery token.
 pub(crate) async fn load(
     source: &TokenSource,
     vault: Option<&crate::vault::Vault>,
 ) -> Result<SecretString, ProxmoxError> {
+    load_for(source, vault, TokenUse::Discovery).await
+}
+
+/// Reads and checks the token of `usage`.
+pub(crate) async fn load_for(
+    source: &TokenSource,
+    vault: Option<&crate::vault::Vault>,
+    usage: TokenUse,
+) -> Result<SecretString, ProxmoxError> {
+    let what = usage.what();
     match source {
         TokenSource::File(path) => {
             let shown = path.display();
             let meta = tokio::fs::metadata(path).await.map_err(|e| {
                 ProxmoxError::Token(format!(
-                    "cannot read the discovery token file {shown}: {e}; create it (mode 0600) holding {SHAPE}"
+                    "cannot read {what} file {shown}: {e}; create it (mode 0600) holding {SHAPE}"
                 ))
             })?;
             let mode = meta.permissions().mode();
             if mode & 0o077 != 0 {
                 return Err(ProxmoxError::Token(format!(
-                    "the discovery token file {shown} has mode {:04o}: others may read it; chmod 600 it",
+                    "{what} file {shown} has mode {:04o}: others may read it; chmod 600 it",
                     mode & 0o7777
                 )));
             }
             let bytes = Zeroizing::new(tokio::fs::read(path).await.map_err(|e| {
-                ProxmoxError::Token(format!("cannot read the discovery token file {shown}: {e}"))
+                ProxmoxError::Token(format!("cannot read {what} file {shown}: {e}"))
             })?);
             let text = Zeroizing::new(String::from_utf8(bytes.to_vec()).map_err(|_| {
-                ProxmoxError::Token(format!(
-                    "the discovery token file {shown} is not text: expected {SHAPE}"
-                ))
+                ProxmoxError::Token(format!("{what} file {shown} is not text: expected {SHAPE}"))
             })?);
-            check(text, &format!("the discovery token file {shown}"))
+            check(text, &format!("{what} file {shown}"), usage)
         }
         TokenSource::Vault { path, field } => {
             let vault = vault.ok_or_else(|| {
                 ProxmoxError::Token(format!(
-                    "the discovery token is in Vault ({path}) but the controller has no Vault connection: configure [vault]"
+                    "{what} is in Vault ({path}) but the controller has no Vault connection: configure [vault]"
                 ))
             })?;
             let secret = vault.read_kv_field(path, field).await.map_err(|e| {
                 ProxmoxError::Token(format!(
-                    "cannot read the discovery token from Vault ({path}, field {field:?}): {e}"
+                    "cannot read {what} from Vault ({path}, field {field:?}): {e}"
                 ))
             })?;
             let text = Zeroizing::new(secret.expose_secret().to_owned());
-            check(text, &format!("Vault's {path} field {field:?}"))
+            check(text, &format!("Vault's {path} field {field:?}"), usage)
         }
     }
 }

@@ -255,6 +255,7 @@ fn discovered(vmid: u32, name: &str, address: &str, zone: &str) -> TargetRecord 
         source_key: Some(format!("qemu/{vmid}")),
         available: true,
         discovered: Some(serde_json::to_string(&seen).unwrap()),
+        proxmox_cluster: None,
         created_at: 1,
         updated_at: 1,
     }

@@ -124,6 +124,7 @@ impl World {
                 source_key: None,
                 available: true,
                 discovered: None,
+                proxmox_cluster: None,
                 created_at: 0,
                 updated_at: 0,
             },
@@ -194,6 +195,7 @@ impl World {
                 credential: "c_1".into(),
                 serial: 42,
             },
+            pve: None,
         }
     }
 

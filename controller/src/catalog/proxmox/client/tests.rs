@@ -164,6 +164,7 @@ fn cluster(urls: &[String], trust: ServerTrust) -> ProxmoxCluster {
         name_suffix: String::new(),
         service_tag_prefix: String::new(),
         default_services: BTreeMap::new(),
+        sessions: None,
     }
 }
 

@@ -51,12 +51,14 @@ impl Api for Fake {
             Some(Ok(data)) => Ok(data.clone()),
             Some(Err((status, words))) => Err(ProxmoxError::Api {
                 url: "https://pve.test:8006/".into(),
+                method: "GET",
                 path: path.into(),
                 status: *status,
                 message: super::super::errors::explain(*status, words),
             }),
             None => Err(ProxmoxError::Api {
                 url: "https://pve.test:8006/".into(),
+                method: "GET",
                 path: path.into(),
                 status: 500,
                 message: format!("no answer for {path} in this test"),
