@@ -594,3 +594,1075 @@ fn the_fake_holds_a_token_creation_until_released() {
         fake.with(|s| s.access.tokens.clear());
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// End to end: `portcullis dev` minting tokens in the fake, and clients through
+// `portcullis connect`'s local end.
+
+/// The injecting target's name.
+const TARGET: &str = "pve-1";
+
+/// The role's Proxmox identity, roles and paths (the policy's `proxmox` of role
+/// `terraform`), and the cluster's session paths.
+const PVE_ROLE: &str = "PVEVMAdmin";
+const PVE_PATH: &str = "/vms";
+
+/// The policy: a loopback zone where the fake listens, its port as the `proxmox-api`
+/// service, a role acting as [`SERVICE_USER`] with [`PVE_ROLE`] on [`PVE_PATH`], and an
+/// admin role with the controller permissions (no grants, so no identity of its own).
+fn policy(pve_port: u16) -> String {
+    format!(
+        r#"[settings]
+description = "Proxmox API sessions: the fake Proxmox API on loopback"
+broker_zone = "LOCAL"
+
+[[zone]]
+name = "LOCAL"
+trust = "high"
+cidrs = ["127.0.0.0/8"]
+
+[[service]]
+name = "proxmox-api"
+ports = [{pve_port}]
+
+[[cell]]
+from = "LOCAL"
+to = "LOCAL"
+access = "allow"
+services = ["proxmox-api"]
+
+[[role]]
+name = "admin"
+groups = ["admins"]
+permissions = ["targets:admin", "workers:admin", "sessions:read-all", "sessions:cancel-any", "policy:reload", "audit:read"]
+
+[[role]]
+name = "terraform"
+groups = ["terraform"]
+proxmox = {{ user = "svc-terraform", roles = ["{PVE_ROLE}"], paths = ["{PVE_PATH}"] }}
+
+[[role.grant]]
+zones = ["LOCAL"]
+services = ["proxmox-api"]
+"#
+    )
+}
+
+/// The fake, `portcullis dev` whose controller mints session tokens in it
+/// (`[catalog.proxmox.sessions]`), an injecting target [`TARGET`] at the fake, and the
+/// CLI's own directories (config, cache, runtime) under `work`.
+struct PveLab {
+    fake: FakeProxmox,
+    dev: Dev,
+    /// The arguments `dev` was started with (to start it again on the same state).
+    args: Vec<String>,
+    work: tempfile::TempDir,
+}
+
+impl PveLab {
+    /// Starts everything; with `log`, the dev stack logs at `info` into that file.
+    fn start(log: Option<&Path>) -> PveLab {
+        let fake = FakeProxmox::start();
+        fake.with(|s| s.unauthorized_delay = Duration::ZERO);
+        let work = tempfile::tempdir().unwrap();
+        let w = work.path();
+        std::fs::write(w.join("policy.toml"), policy(fake.port)).unwrap();
+        let manage = w.join("pve-sessions.token");
+        std::fs::write(&manage, format!("{MANAGEMENT_TOKEN}\n")).unwrap();
+        std::fs::set_permissions(&manage, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = catalog_config(&fake, &w.join("proxmox.token"), Trust::CaFile, "1h")
+            + &format!(
+                "\n[catalog.proxmox.sessions]\nrealm = \"pve\"\ntoken_file = \"{}\"\npaths = [\"{PVE_PATH}\"]\n",
+                manage.display()
+            );
+        std::fs::write(w.join("controller.toml"), config).unwrap();
+        for dir in ["config", "cache", "run"] {
+            std::fs::create_dir(w.join(dir)).unwrap();
+            std::fs::set_permissions(w.join(dir), std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        let args: Vec<String> = [
+            "--groups",
+            "admins,terraform",
+            "--policy",
+            w.join("policy.toml").to_str().unwrap(),
+            "--config",
+            w.join("controller.toml").to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let dev = match log {
+            Some(log) => Dev::start_logging(&refs, log),
+            None => Dev::start_in(&w.join("state"), &refs),
+        };
+        let lab = PveLab {
+            fake,
+            dev,
+            args,
+            work,
+        };
+        let address = format!("127.0.0.1:{}", lab.fake.port);
+        lab.ok(&[
+            "targets",
+            "create",
+            TARGET,
+            "--address",
+            &address,
+            "--service",
+            "proxmox-api",
+            "--proxmox-cluster",
+            CLUSTER,
+        ]);
+        lab
+    }
+
+    /// `portcullis` with the dev stack's environment and the CLI's directories under `work`.
+    fn cli(&self) -> Command {
+        let mut cmd = self.dev.cli();
+        let w = self.work.path();
+        cmd.env("XDG_CONFIG_HOME", w.join("config"))
+            .env("XDG_CACHE_HOME", w.join("cache"))
+            .env("XDG_RUNTIME_DIR", w.join("run"));
+        cmd
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "portcullis {args:?}:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `portcullis connect pve-1 ARGS --json` in the background: the process and its first
+    /// line (the listening line, JSON) once it printed it.
+    fn connect(&self, args: &[&str]) -> (Child, Value) {
+        let mut child = self
+            .cli()
+            .args(["connect", TARGET, "--json"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("portcullis connect printed its listening line");
+        (child, serde_json::from_str(&line).unwrap())
+    }
+
+    /// `portcullis connect pve-1 --socket PATH`: the process, its listening line, and the
+    /// session's token as the fake holds it (full token id, secret).
+    fn connect_socket(&self, socket: &Path) -> (Child, Value, String, String) {
+        let (child, line) = self.connect(&["--socket", socket.to_str().unwrap()]);
+        wait_for("the session's socket", Duration::from_secs(30), || {
+            socket.exists()
+        });
+        let session = line["session_id"].as_str().unwrap().to_owned();
+        let full = portcullis_proto::pve::token_id_for(SERVICE_USER, &session);
+        let secret = self
+            .fake
+            .tokens()
+            .get(&full)
+            .unwrap_or_else(|| panic!("no token {full} in {:?}", self.fake.tokens().keys()))
+            .secret
+            .clone();
+        (child, line, full, secret)
+    }
+
+    /// `portcullis connect pve-1 --exec PROGRAM -- ARGS`: its output.
+    fn exec(&self, program: &str, args: &[&str]) -> std::process::Output {
+        self.cli()
+            .args(["connect", TARGET, "--exec", program, "--"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Audit events of `kind` through the API, newest first.
+    fn audit(&self, kind: &str) -> Vec<Value> {
+        let token = self.dev.var("PORTCULLIS_TOKEN");
+        let (code, text) = curl(
+            &self.dev,
+            "GET",
+            &format!("/v1/audit?limit=1000&type={kind}"),
+            Some(&token),
+            None,
+        );
+        assert_eq!(code, 200, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        v["items"].as_array().unwrap().clone()
+    }
+
+    /// Waits until token `full` and its ACL entries are gone from the fake.
+    fn wait_gone(&self, full: &str, limit: Duration) {
+        poll("the token and its ACL entries to be gone", limit, || {
+            let token = self.fake.tokens().contains_key(full);
+            let acl = self.fake.acl_of(full);
+            if !token && acl.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("token present: {token}; ACL entries: {acl:?}"))
+            }
+        });
+    }
+
+    /// Stops the connect process as Ctrl-C would (it cancels its session).
+    fn interrupt(child: &mut Child) {
+        common::cluster::sigterm(child);
+        common::cluster::wait_exit(child, Duration::from_secs(30));
+    }
+}
+
+/// curl over the session's unix socket: (status, body). `extra` are more curl arguments.
+fn over_socket(socket: &Path, method: &str, path: &str, extra: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "--unix-socket",
+        ])
+        .arg(socket)
+        .args(["-X", method])
+        .args(extra)
+        .arg(format!("http://pve/api2/json{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// Writes `raw` to the socket and reads the answer until the other end closes it (or 20 s).
+fn raw_over_socket(socket: &Path, raw: &str) -> String {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got);
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A session mints a privilege-separated token that expires with the session, named from the
+/// session id, commented with it, and grants it the role's Proxmox role on the role's path;
+/// every request the worker sends carries that token although the client sent none, a bogus
+/// token, a cookie or a CSRF token (stripped); reads under `/access/` pass, writes there are
+/// refused before Proxmox; and when the client ends the session, the token and its ACL
+/// entries are gone within seconds, audited by token id.
+#[test]
+fn a_session_mints_a_scoped_token_injects_it_and_removes_it_at_the_end() {
+    let lab = PveLab::start(None);
+    let socket = lab.work.path().join("pve.sock");
+    let (mut child, line, full, secret) = lab.connect_socket(&socket);
+    let session = line["session_id"].as_str().unwrap();
+    let minted = lab.fake.tokens()[&full].clone();
+    assert!(minted.privsep, "privilege separated");
+    let expires_at = line["expires_at"].as_u64().unwrap();
+    assert!(
+        minted.expire.abs_diff(expires_at) <= 1,
+        "the token expires with the session: {} vs {expires_at}",
+        minted.expire
+    );
+    assert!(minted.comment.contains(session), "{}", minted.comment);
+    assert_eq!(
+        lab.fake.acl_of(&full),
+        [common::proxmox::access::AclEntry {
+            path: PVE_PATH.into(),
+            kind: UgidKind::Token,
+            ugid: full.clone(),
+            roleid: PVE_ROLE.into(),
+            propagate: true,
+        }]
+    );
+    let mint_calls: Vec<_> = lab
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.contains("/token/"))
+        .collect();
+    assert_eq!(mint_calls.len(), 1, "{mint_calls:?}");
+    assert!(
+        mint_calls[0].body.contains("privsep=1"),
+        "{}",
+        mint_calls[0].body
+    );
+
+    lab.fake.clear_requests();
+    let (code, body) = over_socket(&socket, "GET", "/version", &[]);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = over_socket(
+        &socket,
+        "GET",
+        "/nodes",
+        &[
+            "-H",
+            "Authorization: PVEAPIToken=root@pam!mine=11111111-2222-3333-4444-555555555555",
+            "-H",
+            "Cookie: PVEAuthCookie=PVE:root@pam:ABC::sig",
+            "-H",
+            "CSRFPreventionToken: ABC:sig",
+            "-H",
+            "Proxy-Authorization: Basic Zm9vOmJhcg==",
+        ],
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = over_socket(&socket, "GET", "/access/acl", &[]);
+    assert_eq!(code, 200, "reads under /access/ pass: {body}");
+    let (code, body) = over_socket(
+        &socket,
+        "POST",
+        "/access/users/svc-terraform@pve/token/escape",
+        &["--data", "privsep=0"],
+    );
+    assert!((400..500).contains(&code), "{code} {body}");
+    let (code, body) = over_socket(
+        &socket,
+        "PUT",
+        "/access/acl",
+        &[
+            "--data",
+            "path=/&roles=Administrator&users=svc-terraform@pve",
+        ],
+    );
+    assert!((400..500).contains(&code), "{code} {body}");
+    let seen = lab.fake.requests();
+    assert_eq!(
+        seen.len(),
+        3,
+        "only the allowed requests reached Proxmox: {seen:?}"
+    );
+    for r in &seen {
+        assert_eq!(r.token_id.as_deref(), Some(&*full), "{r:?}");
+        assert_eq!(
+            r.authorization.as_deref(),
+            Some(&*format!("PVEAPIToken={full}={secret}")),
+            "{r:?}"
+        );
+        for stripped in [
+            "cookie",
+            "csrfpreventiontoken",
+            "proxy-authorization",
+            portcullis_proto::pve::LOCAL_SECRET_HEADER,
+        ] {
+            assert!(
+                r.header(stripped).is_none(),
+                "{stripped} reached Proxmox: {r:?}"
+            );
+        }
+    }
+
+    PveLab::interrupt(&mut child);
+    lab.wait_gone(&full, Duration::from_secs(15));
+    let minted_events = lab.audit("pve_token_minted");
+    assert!(
+        minted_events.iter().any(|e| e.to_string().contains(&full)),
+        "{minted_events:?}"
+    );
+    poll(
+        "the revocation's audit event",
+        Duration::from_secs(15),
+        || {
+            let revoked = lab.audit("pve_token_revoked");
+            if revoked.iter().any(|e| e.to_string().contains(&full)) {
+                Ok(())
+            } else {
+                Err(format!("{revoked:?}"))
+            }
+        },
+    );
+}
+
+/// Request smuggling's shapes are refused at the worker, before Proxmox sees anything:
+/// Content-Length with Transfer-Encoding, two Content-Lengths, an absolute-form target, and
+/// an Upgrade; each is answered with a 4xx and the connection closed.
+#[test]
+fn smuggling_shaped_requests_are_refused_before_proxmox() {
+    let lab = PveLab::start(None);
+    let socket = lab.work.path().join("pve.sock");
+    let (mut child, _, full, _) = lab.connect_socket(&socket);
+    lab.fake.clear_requests();
+    let smuggled = "GET /api2/json/access/acl HTTP/1.1\r\nHost: pve\r\n\r\n";
+    let attempts = [
+        (
+            "CL+TE",
+            format!(
+                "POST /api2/json/nodes/node1/qemu HTTP/1.1\r\nHost: pve\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
+        ),
+        (
+            "duplicate CL",
+            format!(
+                "POST /api2/json/nodes/node1/qemu HTTP/1.1\r\nHost: pve\r\nContent-Length: 0\r\nContent-Length: {}\r\n\r\n{smuggled}",
+                smuggled.len()
+            ),
+        ),
+        (
+            "absolute-form",
+            "GET http://evil.example/api2/json/version HTTP/1.1\r\nHost: pve\r\n\r\n".to_owned(),
+        ),
+        (
+            "Upgrade",
+            "GET /api2/json/nodes/node1/qemu/100/vncwebsocket HTTP/1.1\r\nHost: pve\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".to_owned(),
+        ),
+    ];
+    for (what, raw) in attempts {
+        let answer = raw_over_socket(&socket, &raw);
+        let status = answer.lines().next().unwrap_or_default().to_owned();
+        let code: u16 = status
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            (400..500).contains(&code),
+            "{what}: answered {status:?}\n{answer}"
+        );
+        assert!(
+            lab.fake.requests().is_empty(),
+            "{what} reached Proxmox: {:?}",
+            lab.fake.requests()
+        );
+    }
+    // The session still works for a well-formed request.
+    let (code, body) = over_socket(&socket, "GET", "/version", &[]);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(lab.fake.requests_of(&full).len(), 1);
+    PveLab::interrupt(&mut child);
+    lab.wait_gone(&full, Duration::from_secs(15));
+}
+
+/// Bodies up to 512 KiB pass, larger ones are refused 413 before Proxmox; a chunked answer
+/// (a task's log) arrives whole; keep-alive carries several requests on one connection;
+/// and each request is audited as method, path (query values redacted), status and bytes.
+#[test]
+fn bodies_chunked_answers_and_the_request_record() {
+    let lab = PveLab::start(None);
+    let socket = lab.work.path().join("pve.sock");
+    let (mut child, line, full, _) = lab.connect_socket(&socket);
+    let session = line["session_id"].as_str().unwrap().to_owned();
+    let (code, body) = over_socket(
+        &socket,
+        "POST",
+        "/nodes/node1/qemu",
+        &["--data", "vmid=4000&name=big"],
+    );
+    assert_eq!(code, 200, "{body}");
+    let upid = serde_json::from_str::<Value>(&body).unwrap()["data"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let fits = write(
+        dir.path(),
+        "fits",
+        &format!("description={}", "a".repeat(500 * 1024)),
+    );
+    let (code, body) = over_socket(
+        &socket,
+        "PUT",
+        "/nodes/node1/qemu/4000/config",
+        &["--data-binary", &format!("@{}", fits.display())],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(lab
+        .fake
+        .requests_of(&full)
+        .iter()
+        .any(|r| r.method == "PUT" && r.body.len() > 500 * 1024));
+    let too_big = write(
+        dir.path(),
+        "too_big",
+        &format!("description={}", "a".repeat(600 * 1024)),
+    );
+    let before = lab.fake.requests().len();
+    let (code, _) = over_socket(
+        &socket,
+        "PUT",
+        "/nodes/node1/qemu/4000/config",
+        &[
+            "--data-binary",
+            &format!("@{}", too_big.display()),
+            "-H",
+            "Expect:",
+        ],
+    );
+    assert_eq!(code, 413);
+    assert_eq!(
+        lab.fake.requests().len(),
+        before,
+        "the large body never reached Proxmox"
+    );
+    let (code, body) = over_socket(
+        &socket,
+        "GET",
+        &format!(
+            "/nodes/node1/tasks/{}/log?start=0&limit=500",
+            upid.replace(':', "%3A")
+        ),
+        &[],
+    );
+    assert_eq!(code, 200);
+    let log: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        log["data"].as_array().unwrap().len(),
+        200,
+        "the whole chunked answer"
+    );
+    // Keep-alive: curl fetches two URLs on one connection (it says "Re-using").
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-v",
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "--unix-socket",
+        ])
+        .arg(&socket)
+        .args(["http://pve/api2/json/version", "http://pve/api2/json/nodes"])
+        .output()
+        .unwrap();
+    let verbose = String::from_utf8_lossy(&out.stderr);
+    assert!(verbose.to_lowercase().contains("re-using"), "{verbose}");
+    let (code, _) = over_socket(&socket, "GET", "/cluster/resources?type=vm", &[]);
+    assert_eq!(code, 200);
+    let record = poll("the requests in the audit", Duration::from_secs(15), || {
+        let events = lab.audit("pve_request");
+        let text: Vec<String> = events.iter().map(Value::to_string).collect();
+        if text.iter().any(|t| t.contains("/cluster/resources"))
+            && text.iter().any(|t| t.contains("413"))
+        {
+            Ok(text)
+        } else {
+            Err(format!("{text:?}"))
+        }
+    });
+    let listing = record
+        .iter()
+        .find(|t| t.contains("/cluster/resources"))
+        .unwrap();
+    assert!(
+        !listing.contains("type=vm"),
+        "the query value is redacted: {listing}"
+    );
+    assert!(listing.contains(&session), "{listing}");
+    assert!(
+        record.iter().all(|t| !t.contains("aaaaaaaa")),
+        "no bodies in the record"
+    );
+    PveLab::interrupt(&mut child);
+    lab.wait_gone(&full, Duration::from_secs(15));
+}
+
+/// Proxmox is down while the session ends: the revocation fails (audited), and once Proxmox
+/// is back the token and its ACL entries are removed, with no further action. The fake is
+/// told to leave a deleted token's ACL entries in place, so the controller must remove
+/// them itself.
+#[test]
+fn the_token_and_its_acl_are_removed_after_a_proxmox_outage() {
+    let mut lab = PveLab::start(None);
+    lab.fake.with(|s| s.access.delete_keeps_acls = true);
+    let socket = lab.work.path().join("pve.sock");
+    let (mut child, _, full, _) = lab.connect_socket(&socket);
+    lab.fake.pause();
+    PveLab::interrupt(&mut child);
+    poll(
+        "a failed revocation in the audit",
+        Duration::from_secs(30),
+        || {
+            let failed = lab.audit("pve_token_revoke_failed");
+            if failed.iter().any(|e| e.to_string().contains(&full)) {
+                Ok(())
+            } else {
+                Err(format!("{failed:?}"))
+            }
+        },
+    );
+    assert!(lab.fake.tokens().contains_key(&full), "Proxmox was down");
+    lab.fake.resume();
+    lab.wait_gone(&full, Duration::from_secs(60));
+    assert!(lab
+        .fake
+        .requests()
+        .iter()
+        .any(|r| r.method == "PUT" && r.path == "/access/acl" && r.body.contains("delete=1")));
+}
+
+/// The controller dies after committing its intent and sending the token creation, before
+/// Proxmox answers ([`Hold`]): started again, it ends the session and deletes whatever
+/// exists under the token id derived from the session id, ACL entries included.
+fn a_crash_between_intent_and_creation(hold: Hold) {
+    let lab = PveLab::start(None);
+    lab.fake.hold_token_create(hold);
+    let socket = lab.work.path().join("pve.sock");
+    let mut connect = lab
+        .cli()
+        .args(["connect", TARGET, "--socket", socket.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the token creation to be held",
+        Duration::from_secs(60),
+        || lab.fake.held() == 1,
+    );
+    let create = lab
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.path.contains("/token/"))
+        .unwrap();
+    let token_path = create.path.clone();
+    let name = token_path.rsplit('/').next().unwrap().to_owned();
+    let full = format!("{SERVICE_USER}!{name}");
+    assert_eq!(
+        lab.fake.tokens().contains_key(&full),
+        hold == Hold::AfterCreating
+    );
+    // The crash: the dev stack (controller and worker) killed outright; the client too.
+    let PveLab {
+        fake,
+        mut dev,
+        args,
+        work,
+    } = lab;
+    dev.child.kill().unwrap();
+    dev.child.wait().unwrap();
+    connect.kill().unwrap();
+    connect.wait().unwrap();
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let restarted = Dev::start_in(&dev.state_dir, &refs);
+    fake.release();
+    let lab = PveLab {
+        fake,
+        dev: restarted,
+        args,
+        work,
+    };
+    poll(
+        "the derived token to be deleted",
+        Duration::from_secs(60),
+        || {
+            let deleted = lab.fake.requests().iter().any(|r| {
+                r.method == "DELETE"
+                    && common::proxmox::decoded_path(&r.path)
+                        == common::proxmox::decoded_path(&token_path)
+            });
+            let gone = !lab.fake.tokens().contains_key(&full) && lab.fake.acl_of(&full).is_empty();
+            if deleted && gone {
+                Ok(())
+            } else {
+                Err(format!(
+                    "deleted: {deleted}; tokens: {:?}",
+                    lab.fake.tokens().keys()
+                ))
+            }
+        },
+    );
+    poll("the session to end", Duration::from_secs(30), || {
+        let live: Value =
+            serde_json::from_str(&lab.ok(&["sessions", "list", "--live", "--json"])).unwrap();
+        if live.as_array().is_some_and(Vec::is_empty) {
+            Ok(())
+        } else {
+            Err(live.to_string())
+        }
+    });
+    drop(dev);
+}
+
+#[test]
+fn a_controller_crash_before_proxmox_created_the_token_leaves_nothing() {
+    a_crash_between_intent_and_creation(Hold::Stall);
+}
+
+#[test]
+fn a_controller_crash_after_proxmox_created_the_token_deletes_it() {
+    a_crash_between_intent_and_creation(Hold::AfterCreating);
+}
+
+/// Every file under `dir` (recursively) whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if kind.is_file() {
+            if let Ok(bytes) = std::fs::read(&path) {
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The Proxmox secret stays with the controller (sealed) and the worker (in memory): it is
+/// in no log line of the controller or the worker, no audit event (which name the token
+/// id), none of the client's files (config, cache, runtime directories), not in plain text
+/// in the controller's state directory, and in the environment of no process.
+#[test]
+fn the_proxmox_secret_appears_nowhere_outside_the_worker() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("dev.log");
+    let lab = PveLab::start(Some(&log));
+    let socket = lab.work.path().join("pve.sock");
+    let (mut child, _, full, secret) = lab.connect_socket(&socket);
+    for path in ["/version", "/nodes", "/cluster/resources?type=vm"] {
+        assert_eq!(over_socket(&socket, "GET", path, &[]).0, 200);
+    }
+    let environ_holders = |needle: &str| -> Vec<String> {
+        let mut holders = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let environ = entry.path().join("environ");
+            if let Ok(bytes) = std::fs::read(&environ) {
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    holders.push(environ.display().to_string());
+                }
+            }
+        }
+        holders
+    };
+    assert_eq!(
+        environ_holders(&secret),
+        Vec::<String>::new(),
+        "while the session is live"
+    );
+    PveLab::interrupt(&mut child);
+    lab.wait_gone(&full, Duration::from_secs(15));
+    let exported = lab.work.path().join("audit.jsonl");
+    lab.ok(&[
+        "audit",
+        "export",
+        "--format",
+        "jsonl",
+        "--output",
+        exported.to_str().unwrap(),
+    ]);
+    let audit = std::fs::read_to_string(&exported).unwrap();
+    assert!(audit.contains(&full), "the audit names the token id");
+    assert!(!audit.contains(&secret), "the secret is in the audit");
+    let listed = lab.ok(&["audit", "list", "--json", "--limit", "1000"]);
+    assert!(!listed.contains(&secret));
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(!log_text.is_empty(), "the dev stack logged at info");
+    assert!(!log_text.contains(&secret), "the secret is in the log");
+    assert_eq!(
+        files_containing(lab.work.path(), &secret),
+        Vec::<PathBuf>::new()
+    );
+    assert_eq!(
+        files_containing(&lab.dev.state_dir, &secret),
+        Vec::<PathBuf>::new()
+    );
+    assert_eq!(environ_holders(&secret), Vec::<String>::new());
+}
+
+/// The local end is a credential: by default a unix socket 0600 in a 0700 directory of the
+/// runtime directory, which another local user cannot use (as root: `runuser -u nobody`;
+/// made reachable on purpose, the same request does get through, so the refusal is the
+/// permissions'). The loopback HTTPS end (`--exec`) refuses a request without the local
+/// secret or with a wrong one (401), and serves one with it, as a PVEAPIToken or in
+/// X-Portcullis-Session-Secret, with a certificate the CA bundle it hands the child verifies
+/// for 127.0.0.1 and localhost; the child's environment names the endpoint.
+#[test]
+fn the_local_end_is_the_users_alone() {
+    let lab = PveLab::start(None);
+    // The runtime directory's parents open to all: only the CLI's own modes protect it.
+    std::fs::set_permissions(lab.work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        lab.work.path().join("run"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let (mut child, line) = lab.connect(&[]);
+    let socket = PathBuf::from(
+        line["path"]
+            .as_str()
+            .or_else(|| line["socket"].as_str())
+            .unwrap_or_else(|| panic!("no socket path in {line}")),
+    );
+    assert!(
+        socket.starts_with(lab.work.path().join("run/portcullis")),
+        "{}",
+        socket.display()
+    );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&socket), 0o600);
+    assert_eq!(mode(socket.parent().unwrap()), 0o700);
+    assert_eq!(over_socket(&socket, "GET", "/version", &[]).0, 200);
+    if rustix::process::geteuid().is_root() {
+        let as_nobody = || {
+            Command::new("runuser")
+                .args([
+                    "-u",
+                    "nobody",
+                    "--",
+                    "curl",
+                    "-sS",
+                    "--max-time",
+                    "10",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--unix-socket",
+                ])
+                .arg(&socket)
+                .arg("http://pve/api2/json/version")
+                .output()
+                .unwrap()
+        };
+        let refused = as_nobody();
+        assert!(
+            !refused.status.success(),
+            "nobody used the socket: {refused:?}"
+        );
+        std::fs::set_permissions(
+            socket.parent().unwrap(),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let allowed = as_nobody();
+        assert_eq!(
+            String::from_utf8_lossy(&allowed.stdout),
+            "200",
+            "the control: {allowed:?}"
+        );
+    } else {
+        println!("skipped the second user's attempt: it needs root to run as nobody (runuser)");
+    }
+    PveLab::interrupt(&mut child);
+
+    let script = r#"
+code() { curl -sS --max-time 20 -o /dev/null -w '%{http_code}' "$@"; }
+printf '%s %s %s %s %s\n' \
+  "$(code "$PORTCULLIS_PVE_URL/api2/json/version")" \
+  "$(code -H "Authorization: PVEAPIToken=$PROXMOX_USER!$PROXMOX_TOKEN_ID=0000" "$PORTCULLIS_PVE_URL/api2/json/version")" \
+  "$(code -H "Authorization: PVEAPIToken=$PROXMOX_USER!$PROXMOX_TOKEN_ID=$PROXMOX_TOKEN_SECRET" "$PORTCULLIS_PVE_URL/api2/json/version")" \
+  "$(code -H "X-Portcullis-Session-Secret: $PROXMOX_TOKEN_SECRET" "${PROXMOX_VE_ENDPOINT}api2/json/nodes")" \
+  "$(code -H "Authorization: PVEAPIToken=$PROXMOX_VE_API_TOKEN" "https://[::1]:$PROXMOX_PORT/api2/json/version" || true)"
+env | grep -E '^(PORTCULLIS_PVE_URL|PROXMOX_VE_ENDPOINT|PROXMOX_HOST|PROXMOX_PORT|PROXMOX_USER|PROXMOX_TOKEN_ID)=' | sort
+"#;
+    lab.fake.clear_requests();
+    let out = lab.exec("sh", &["-c", script]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let codes: Vec<&str> = stdout.lines().next().unwrap().split(' ').collect();
+    assert_eq!(&codes[..4], ["401", "401", "200", "200"], "{stdout}");
+    let env: BTreeMap<&str, &str> = stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let port = env["PROXMOX_PORT"];
+    assert_eq!(
+        env["PORTCULLIS_PVE_URL"],
+        format!("https://127.0.0.1:{port}")
+    );
+    assert_eq!(
+        env["PROXMOX_VE_ENDPOINT"],
+        format!("https://localhost:{port}/")
+    );
+    assert_eq!(env["PROXMOX_HOST"], "localhost");
+    assert_eq!(env["PROXMOX_USER"], portcullis_proto::pve::LOCAL_TOKEN_USER);
+    assert_eq!(
+        env["PROXMOX_TOKEN_ID"],
+        portcullis_proto::pve::LOCAL_TOKEN_NAME
+    );
+    // Only the two requests with the secret reached Proxmox (the ::1 one too, if served).
+    let reached = lab
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.token_id.as_deref().is_some_and(|t| t.contains("!pc-")))
+        .count();
+    assert!((2..=3).contains(&reached), "{:?}", lab.fake.requests());
+}
+
+/// proxmoxer, configured only from what `--exec` hands it (host, port, the local token id
+/// and secret, the CA bundle), reads the cluster and creates a VM through the session; the
+/// fake saw the session's token on each of its requests.
+#[test]
+fn proxmoxer_works_through_the_session_without_a_proxmox_secret() {
+    let lab = PveLab::start(None);
+    let script = write(lab.work.path(), "session.py", PROXMOXER_SESSION);
+    let python = proxmoxer_python();
+    let out = lab.exec(python.to_str().unwrap(), &[script.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["version"]["version"], "9.1.1", "{v}");
+    assert_eq!(v["config"]["name"], "py-vm", "{v}");
+    assert!(v["nodes"].as_array().unwrap().len() >= 4, "{v}");
+    let created: Vec<_> = lab
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/nodes/node1/qemu")
+        .collect();
+    assert_eq!(created.len(), 1);
+    assert!(created[0]
+        .token_id
+        .as_deref()
+        .is_some_and(|t| t.starts_with(&format!("{SERVICE_USER}!pc-"))));
+}
+
+/// The bpg/proxmox Terraform provider's sequence ([`TERRAFORM_REPLAY`]), configured from
+/// PROXMOX_VE_ENDPOINT, PROXMOX_VE_API_TOKEN and SSL_CERT_FILE as `--exec` sets them:
+/// create, configure, start, read, task polling, the chunked log, stop and destroy all
+/// work on one keep-alive connection with no Proxmox secret on the client side.
+#[test]
+fn the_terraform_providers_sequence_works_through_the_session() {
+    let lab = PveLab::start(None);
+    let script = write(lab.work.path(), "replay.py", TERRAFORM_REPLAY);
+    let out = lab.exec(python3(), &[script.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_terraform_replay(&v);
+    let minted: Vec<_> = lab
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/nodes/node1/qemu"))
+        .collect();
+    assert!(minted.len() >= 8, "{minted:?}");
+    assert!(
+        minted
+            .iter()
+            .all(|r| r.token_id.as_deref().is_some_and(|t| t.contains("!pc-"))),
+        "{minted:?}"
+    );
+}
+
+/// Ansible's `community.proxmox` modules (from the PyPI `ansible` package) read the VMs and
+/// create one through the session, given only the local token id and secret.
+#[test]
+fn ansible_community_proxmox_works_through_the_session() {
+    let lab = PveLab::start(None);
+    let playbook = ansible_playbook();
+    let python = playbook.with_file_name("python");
+    let w = lab.work.path();
+    write(
+        w,
+        "inventory",
+        &format!(
+            "localhost ansible_connection=local ansible_python_interpreter={}\n",
+            python.display()
+        ),
+    );
+    let out_file = w.join("ansible-out.json");
+    write(
+        w,
+        "pve.yml",
+        r#"- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/community.proxmox.proxmox:
+      api_host: "{{ lookup('env', 'PROXMOX_HOST') }}"
+      api_port: "{{ lookup('env', 'PROXMOX_PORT') | int }}"
+      api_user: "{{ lookup('env', 'PROXMOX_USER') }}"
+      api_token_id: "{{ lookup('env', 'PROXMOX_TOKEN_ID') }}"
+      api_token_secret: "{{ lookup('env', 'PROXMOX_TOKEN_SECRET') }}"
+      validate_certs: true
+  tasks:
+    - name: the VMs of node1
+      community.proxmox.proxmox_vm_info:
+        node: node1
+        type: qemu
+      register: info
+    - name: a VM
+      community.proxmox.proxmox_kvm:
+        node: node1
+        vmid: 4100
+        name: ansible-vm
+        cores: 1
+        memory: 512
+        state: present
+        timeout: 30
+      register: created
+    - ansible.builtin.copy:
+        content: "{{ {'info': info, 'created': created} | to_json }}"
+        dest: "{{ out }}"
+"#,
+    );
+    let started = std::time::Instant::now();
+    let out = lab
+        .cli()
+        .args(["connect", TARGET, "--exec"])
+        .arg(&playbook)
+        .arg("--")
+        .arg("-i")
+        .arg(w.join("inventory"))
+        .arg(w.join("pve.yml"))
+        .arg("-e")
+        .arg(format!("out={}", out_file.display()))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("the playbook took {:?}", started.elapsed());
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    let vms = v["info"]["proxmox_vms"].as_array().unwrap();
+    assert!(vms.iter().any(|vm| vm["vmid"] == 101), "{v}");
+    assert_eq!(v["created"]["changed"], true, "{v}");
+    assert!(lab.fake.with(|s| s.guests.vms.contains_key(&4100)));
+    assert!(lab
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/nodes/") || r.path.starts_with("/cluster/"))
+        .filter(|r| r.token_id.as_deref() != Some("portcullis@pve!discovery"))
+        .all(|r| r.token_id.as_deref().is_some_and(|t| t.contains("!pc-"))));
+}

@@ -97,6 +97,12 @@ pub(crate) fn other_ca_pem() -> String {
     tls::Tls::new().ca_pem
 }
 
+/// `path` with each `%XX` decoded (`/access/users/svc%40pve/...` is `/access/users/svc@pve/...`),
+/// to compare paths as the fake routes them.
+pub(crate) fn decoded_path(path: &str) -> String {
+    server::percent_decode(path)
+}
+
 /// A request the fake received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Request {

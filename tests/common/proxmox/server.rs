@@ -349,9 +349,25 @@ fn lookup(s: &State, path: &str) -> Option<Answer> {
         let wanted = path
             .split_once('?')
             .and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("type=")));
+        // The VMs made through the API are guests too.
+        let made: Vec<Value> = s
+            .guests
+            .vms
+            .iter()
+            .map(|(vmid, vm)| {
+                let name = vm
+                    .config
+                    .get("name")
+                    .cloned()
+                    .unwrap_or_else(|| format!("VM {vmid}"));
+                let status = if vm.running { "running" } else { "stopped" };
+                super::cluster::guest_entry("qemu", *vmid, &name, &vm.node, status, None, None)
+            })
+            .collect();
         let entries: Vec<Value> = s
             .resources
             .iter()
+            .chain(made.iter())
             .filter(|e| match (wanted, e["type"].as_str()) {
                 (None, _) => true,
                 // `type=vm` is qemu and lxc both.
