@@ -1517,15 +1517,37 @@ env | grep -E '^(PORTCULLIS_PVE_URL|PROXMOX_VE_ENDPOINT|PROXMOX_HOST|PROXMOX_POR
     assert!((2..=3).contains(&reached), "{:?}", lab.fake.requests());
 }
 
-/// proxmoxer, configured only from what `--exec` hands it (host, port, the local token id
-/// and secret, the CA bundle), reads the cluster and creates a VM through the session; the
-/// fake saw the session's token on each of its requests.
+/// The fake serves proxmoxer's session script straight to a minted token (the calls the
+/// session test makes through the worker).
 #[test]
-fn proxmoxer_works_through_the_session_without_a_proxmox_secret() {
-    let lab = PveLab::start(None);
-    let script = write(lab.work.path(), "session.py", PROXMOXER_SESSION);
-    let python = proxmoxer_python();
-    let out = lab.exec(python.to_str().unwrap(), &[script.to_str().unwrap()]);
+fn the_fake_serves_proxmoxers_session_script() {
+    let fake = FakeProxmox::start();
+    let token = mint(&fake, "pc-py", 0);
+    let (id, secret) = token.rsplit_once('=').unwrap();
+    fake.with(|s| {
+        s.access.put_acl(&form(&[
+            ("path", "/vms"),
+            ("roles", "PVEVMAdmin"),
+            ("tokens", id),
+        ]))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let script = write(dir.path(), "session.py", PROXMOXER_SESSION);
+    let out = Command::new(proxmoxer_python())
+        .arg(&script)
+        .env("PROXMOX_HOST", "localhost")
+        .env("PROXMOX_PORT", fake.port.to_string())
+        .env("PROXMOX_USER", SERVICE_USER)
+        .env("PROXMOX_TOKEN_ID", "pc-py")
+        .env("PROXMOX_TOKEN_SECRET", secret)
+        .env("REQUESTS_CA_BUNDLE", &fake.ca_file)
+        .output()
+        .unwrap();
+    assert_proxmoxer(&out);
+}
+
+/// What [`PROXMOXER_SESSION`] must have printed.
+fn assert_proxmoxer(out: &std::process::Output) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -1536,6 +1558,18 @@ fn proxmoxer_works_through_the_session_without_a_proxmox_secret() {
     assert_eq!(v["version"]["version"], "9.1.1", "{v}");
     assert_eq!(v["config"]["name"], "py-vm", "{v}");
     assert!(v["nodes"].as_array().unwrap().len() >= 4, "{v}");
+}
+
+/// proxmoxer, configured only from what `--exec` hands it (host, port, the local token id
+/// and secret, the CA bundle), reads the cluster and creates a VM through the session; the
+/// fake saw the session's token on each of its requests.
+#[test]
+fn proxmoxer_works_through_the_session_without_a_proxmox_secret() {
+    let lab = PveLab::start(None);
+    let script = write(lab.work.path(), "session.py", PROXMOXER_SESSION);
+    let python = proxmoxer_python();
+    let out = lab.exec(python.to_str().unwrap(), &[script.to_str().unwrap()]);
+    assert_proxmoxer(&out);
     let created: Vec<_> = lab
         .fake
         .requests()
@@ -1581,25 +1615,23 @@ fn the_terraform_providers_sequence_works_through_the_session() {
     );
 }
 
-/// Ansible's `community.proxmox` modules (from the PyPI `ansible` package) read the VMs and
-/// create one through the session, given only the local token id and secret.
-#[test]
-fn ansible_community_proxmox_works_through_the_session() {
-    let lab = PveLab::start(None);
-    let playbook = ansible_playbook();
-    let python = playbook.with_file_name("python");
-    let w = lab.work.path();
-    write(
-        w,
+/// The playbook [`ansible_community_proxmox_works_through_the_session`] runs: the VMs of
+/// node1 (`proxmox_vm_info`), then a VM made (`proxmox_kvm`), with the connection from the
+/// environment `portcullis connect --exec` sets; written into `dir` with an inventory. The
+/// arguments for `ansible-playbook` and the file the results land in.
+fn ansible_files(dir: &Path) -> (Vec<String>, PathBuf) {
+    let python = ansible_playbook().with_file_name("python");
+    let inventory = write(
+        dir,
         "inventory",
         &format!(
             "localhost ansible_connection=local ansible_python_interpreter={}\n",
             python.display()
         ),
     );
-    let out_file = w.join("ansible-out.json");
-    write(
-        w,
+    let out = dir.join("ansible-out.json");
+    let playbook = write(
+        dir,
         "pve.yml",
         r#"- hosts: localhost
   gather_facts: false
@@ -1632,32 +1664,81 @@ fn ansible_community_proxmox_works_through_the_session() {
         dest: "{{ out }}"
 "#,
     );
-    let started = std::time::Instant::now();
-    let out = lab
-        .cli()
-        .args(["connect", TARGET, "--exec"])
-        .arg(&playbook)
-        .arg("--")
-        .arg("-i")
-        .arg(w.join("inventory"))
-        .arg(w.join("pve.yml"))
-        .arg("-e")
-        .arg(format!("out={}", out_file.display()))
-        .env("ANSIBLE_NOCOLOR", "1")
-        .output()
-        .unwrap();
+    let args = vec![
+        "-i".to_owned(),
+        inventory.display().to_string(),
+        playbook.display().to_string(),
+        "-e".to_owned(),
+        format!("out={}", out.display()),
+    ];
+    (args, out)
+}
+
+/// What the playbook must have done, and the fake seen.
+fn assert_ansible(out: &std::process::Output, results: &Path, fake: &FakeProxmox) {
     assert!(
         out.status.success(),
         "{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    println!("the playbook took {:?}", started.elapsed());
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(results).unwrap()).unwrap();
     let vms = v["info"]["proxmox_vms"].as_array().unwrap();
     assert!(vms.iter().any(|vm| vm["vmid"] == 101), "{v}");
     assert_eq!(v["created"]["changed"], true, "{v}");
-    assert!(lab.fake.with(|s| s.guests.vms.contains_key(&4100)));
+    assert!(fake.with(|s| s.guests.vms.contains_key(&4100)));
+}
+
+/// The fake serves Ansible's `community.proxmox` modules (the PyPI `ansible` package's
+/// collection), straight to a minted token: the playbook the session test runs works
+/// against the fake itself.
+#[test]
+fn the_fake_serves_ansible_community_proxmox() {
+    let fake = FakeProxmox::start();
+    let token = mint(&fake, "pc-ansible", 0);
+    let (id, secret) = token.rsplit_once('=').unwrap();
+    fake.with(|s| {
+        s.access.put_acl(&form(&[
+            ("path", "/vms"),
+            ("roles", "PVEVMAdmin"),
+            ("tokens", id),
+        ]))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (args, results) = ansible_files(dir.path());
+    let out = Command::new(ansible_playbook())
+        .args(&args)
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("PROXMOX_HOST", "localhost")
+        .env("PROXMOX_PORT", fake.port.to_string())
+        .env("PROXMOX_USER", SERVICE_USER)
+        .env("PROXMOX_TOKEN_ID", "pc-ansible")
+        .env("PROXMOX_TOKEN_SECRET", secret)
+        .env("REQUESTS_CA_BUNDLE", &fake.ca_file)
+        .output()
+        .unwrap();
+    assert_ansible(&out, &results, &fake);
+}
+
+/// Ansible's `community.proxmox` modules (from the PyPI `ansible` package) read the VMs and
+/// create one through the session, given only the local token id and secret; every request
+/// of theirs reached Proxmox with the session's token.
+#[test]
+fn ansible_community_proxmox_works_through_the_session() {
+    let lab = PveLab::start(None);
+    let (args, results) = ansible_files(lab.work.path());
+    let started = std::time::Instant::now();
+    let out = lab
+        .cli()
+        .args(["connect", TARGET, "--exec"])
+        .arg(ansible_playbook())
+        .arg("--")
+        .args(&args)
+        .env("ANSIBLE_NOCOLOR", "1")
+        .output()
+        .unwrap();
+    println!("the playbook took {:?}", started.elapsed());
+    assert_ansible(&out, &results, &lab.fake);
     assert!(lab
         .fake
         .requests()

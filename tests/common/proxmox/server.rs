@@ -204,6 +204,11 @@ fn dispatch(
             }
         }
     }
+    if let ("GET", ["nodes", node, "qemu"]) = (method, segments.as_slice()) {
+        if !s.routes.contains_key(bare) {
+            return reply(Answer::data(Value::Array(node_qemu(s, node))));
+        }
+    }
     let user = caller.token_id(&s.token);
     if let Some(r) = s.guests.route(method, bare, form, &user, now) {
         return Dispatched::Reply(r);
@@ -217,6 +222,38 @@ fn dispatch(
     reply(lookup(s, path).unwrap_or_else(|| {
         Answer::reason_only(501, &format!("Method 'GET {PREFIX}{bare}' not implemented"))
     }))
+}
+
+/// `GET /nodes/{node}/qemu`: the node's QEMU guests (the `/cluster/resources` entries and
+/// the VMs made through the API) in the list's shape (`vmid`, `name`, `status`, ...).
+fn node_qemu(s: &State, node: &str) -> Vec<Value> {
+    let made = s
+        .guests
+        .vms
+        .iter()
+        .filter(|(_, vm)| vm.node == node)
+        .map(|(vmid, vm)| {
+            serde_json::json!({
+                "vmid": vmid,
+                "name": vm.config.get("name").cloned().unwrap_or_else(|| format!("VM {vmid}")),
+                "status": if vm.running { "running" } else { "stopped" },
+                "qmpstatus": if vm.running { "running" } else { "stopped" },
+                "cpus": 1, "maxmem": 2147483648u64, "maxdisk": 0, "uptime": 0,
+            })
+        });
+    s.resources
+        .iter()
+        .filter(|e| e["type"] == "qemu" && e["node"] == node)
+        .map(|e| {
+            serde_json::json!({
+                "vmid": e["vmid"], "name": e["name"], "status": e["status"],
+                "qmpstatus": e["status"], "cpus": e["maxcpu"], "maxmem": e["maxmem"],
+                "maxdisk": e["maxdisk"], "uptime": e["uptime"],
+                "template": e["template"], "tags": e.get("tags").cloned().unwrap_or(Value::Null),
+            })
+        })
+        .chain(made)
+        .collect()
 }
 
 /// `/access/...`: tokens and the ACL. Writes need the management credential; a minted token
