@@ -1649,9 +1649,7 @@ fn the_terraform_providers_sequence_works_through_the_session() {
     );
     let v: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_terraform_replay(&v);
-    let minted: Vec<_> = lab
-        .fake
-        .requests()
+    let minted: Vec<_> = worker_requests(&lab.fake)
         .into_iter()
         .filter(|r| r.path.starts_with("/nodes/node1/qemu"))
         .collect();
