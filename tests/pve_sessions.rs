@@ -609,8 +609,9 @@ const PVE_PATH: &str = "/vms";
 
 /// The policy: a loopback zone where the fake listens, its port as the `proxmox-api`
 /// service, a role acting as [`SERVICE_USER`] with [`PVE_ROLE`] on [`PVE_PATH`], and an
-/// admin role with the controller permissions (no grants, so no identity of its own).
-fn policy(pve_port: u16) -> String {
+/// admin role with the controller permissions (no grants, so no identity of its own). With
+/// `access_writes`, the role lets writes under `/access/` through.
+fn policy(pve_port: u16, access_writes: bool) -> String {
     format!(
         r#"[settings]
 description = "Proxmox API sessions: the fake Proxmox API on loopback"
@@ -639,7 +640,7 @@ permissions = ["targets:admin", "workers:admin", "sessions:read-all", "sessions:
 [[role]]
 name = "terraform"
 groups = ["terraform"]
-proxmox = {{ user = "svc-terraform", roles = ["{PVE_ROLE}"], paths = ["{PVE_PATH}"] }}
+proxmox = {{ user = "svc-terraform", roles = ["{PVE_ROLE}"], paths = ["{PVE_PATH}"], access_writes = {access_writes} }}
 
 [[role.grant]]
 zones = ["LOCAL"]
@@ -662,11 +663,16 @@ struct PveLab {
 impl PveLab {
     /// Starts everything; with `log`, the dev stack logs at `info` into that file.
     fn start(log: Option<&Path>) -> PveLab {
+        PveLab::start_with(log, false)
+    }
+
+    /// [`PveLab::start`], the role letting `/access/` writes through when `access_writes`.
+    fn start_with(log: Option<&Path>, access_writes: bool) -> PveLab {
         let fake = FakeProxmox::start();
         fake.with(|s| s.unauthorized_delay = Duration::ZERO);
         let work = tempfile::tempdir().unwrap();
         let w = work.path();
-        std::fs::write(w.join("policy.toml"), policy(fake.port)).unwrap();
+        std::fs::write(w.join("policy.toml"), policy(fake.port, access_writes)).unwrap();
         let manage = w.join("pve-sessions.token");
         std::fs::write(&manage, format!("{MANAGEMENT_TOKEN}\n")).unwrap();
         std::fs::set_permissions(&manage, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -1034,6 +1040,69 @@ fn a_session_mints_a_scoped_token_injects_it_and_removes_it_at_the_end() {
             }
         },
     );
+}
+
+/// A role with `access_writes = true` lets writes under `/access/` through to Proxmox (which
+/// then decides: the fake refuses a token without `User.Modify`, 403, as Proxmox does).
+#[test]
+fn access_writes_reach_proxmox_when_the_role_allows_them() {
+    let lab = PveLab::start_with(None, true);
+    let socket = lab.work.path().join("pve.sock");
+    let (mut child, _, full, _) = lab.connect_socket(&socket);
+    let (code, body) = over_socket(
+        &socket,
+        "PUT",
+        "/access/password",
+        &["--data", "userid=svc-terraform@pve&password=x"],
+    );
+    assert_eq!(code, 403, "Proxmox's own answer: {body}");
+    let reached: Vec<_> = worker_requests(&lab.fake)
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.path == "/access/password")
+        .collect();
+    assert_eq!(reached.len(), 1, "{reached:?}");
+    assert_eq!(reached[0].token_id.as_deref(), Some(&*full));
+    PveLab::interrupt(&mut child);
+    lab.wait_gone(&full, Duration::from_secs(15));
+}
+
+/// Proxmox refuses the token (here: the user does not exist): the session is not opened,
+/// the CLI says Proxmox's words, the failure is audited, and nothing is left in Proxmox.
+#[test]
+fn a_refused_mint_opens_no_session_and_says_why() {
+    let lab = PveLab::start(None);
+    lab.fake.with(|s| s.access.users.remove(SERVICE_USER));
+    let socket = lab.work.path().join("pve.sock");
+    let out = lab
+        .cli()
+        .args(["connect", TARGET, "--socket", socket.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no such user ('svc-terraform@pve')"),
+        "Proxmox's answer is named: {stderr}"
+    );
+    assert!(!socket.exists());
+    poll(
+        "the failed mint in the audit",
+        Duration::from_secs(15),
+        || {
+            let failed = lab.audit("pve_token_mint_failed");
+            if failed.is_empty() {
+                Err("none yet".to_owned())
+            } else {
+                Ok(())
+            }
+        },
+    );
+    assert!(lab.fake.tokens().is_empty());
+    assert!(lab.fake.with(|s| s.access.acl.is_empty()));
+    let live: Value =
+        serde_json::from_str(&lab.ok(&["sessions", "list", "--live", "--json"])).unwrap();
+    assert_eq!(live, serde_json::json!([]), "no session left open");
 }
 
 /// Request smuggling's shapes are refused at the worker, before Proxmox sees anything:
