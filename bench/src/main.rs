@@ -2,6 +2,8 @@
 //! with what it measured. Not part of the product.
 #![forbid(unsafe_code)]
 
+mod pve;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -13,7 +15,7 @@ const CHUNK: usize = 1 << 20;
 fn usage() -> anyhow::Result<()> {
     bail!(
         "usage: portcullis-bench sink ADDR | echo ADDR | send ADDR BYTES | generate BYTES | \
-         latency ADDR COUNT | hold ADDR COUNT ACTIVE SECONDS"
+         latency ADDR COUNT | hold ADDR COUNT ACTIVE SECONDS | pve ADDR DIR"
     )
 }
 
@@ -31,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
         ["send", addr, bytes] => send(addr, bytes.parse()?).await,
         ["generate", bytes] => generate(bytes.parse()?).await,
         ["latency", addr, count] => latency(addr, count.parse()?).await,
+        ["pve", addr, dir] => pve::serve(addr, dir).await,
         ["hold", addr, count, active, secs] => {
             hold(addr, count.parse()?, active.parse()?, secs.parse()?).await
         }

@@ -5,9 +5,18 @@
 //! Proxmox API): the `{"data": ...}` envelope; `Authorization: PVEAPIToken=USER@REALM!ID=SECRET`
 //! checked on every request, a refusal answered 401 after a delay (3 s, as Proxmox does);
 //! errors as old servers give them (the message only in the HTTP reason phrase, body
-//! `{"data":null}`) or as newer ones do (`message` in the body too). It refuses every
-//! method but GET (discovery only reads) and records every request, so a test can show
-//! what the controller asked. [`FakeProxmox::pause`] is an outage, as a node whose pveproxy
+//! `{"data":null}`) or as newer ones do (`message` in the body too). The discovery token may
+//! only GET (discovery only reads). Every request is recorded (method, path, the token it
+//! authenticated as, its headers and body), so a test can show what the controller and the
+//! worker asked.
+//!
+//! For Proxmox API sessions (issue 20) it also keeps users, API tokens and the ACL
+//! ([`access`]): a token-management credential ([`access::MANAGEMENT_TOKEN`]) mints and
+//! deletes tokens and sets ACL entries in the real shapes; a minted token is accepted until
+//! deleted or expired, and acts on VMs ([`guests`]: create, config, status, tasks, a chunked
+//! task log) as far as its ACL entries reach. [`FakeProxmox::hold_token_create`] holds a
+//! token creation back until the test releases it, so that a test can kill the controller
+//! between its intent and Proxmox's answer. [`FakeProxmox::pause`] is an outage, as a node whose pveproxy
 //! is down looks: open connections are dropped and every new one is closed before TLS,
 //! until [`FakeProxmox::resume`]. (The port stays bound meanwhile: closing it would let
 //! another test's listener take it, and the fake could not come back on it.)
@@ -15,7 +24,9 @@
 //! By default it serves a small cluster composed of the recorded answers in
 //! tests/fixtures/proxmox/ ([`cluster`]).
 
+pub(crate) mod access;
 pub(crate) mod cluster;
+pub(crate) mod guests;
 mod server;
 mod tls;
 
@@ -86,6 +97,12 @@ pub(crate) fn other_ca_pem() -> String {
     tls::Tls::new().ca_pem
 }
 
+/// `path` with each `%XX` decoded (`/access/users/svc%40pve/...` is `/access/users/svc@pve/...`),
+/// to compare paths as the fake routes them.
+pub(crate) fn decoded_path(path: &str) -> String {
+    server::percent_decode(path)
+}
+
 /// A request the fake received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Request {
@@ -93,8 +110,38 @@ pub(crate) struct Request {
     /// After `/api2/json`, with the query (`/cluster/resources?type=vm`); the whole path
     /// when it is not under `/api2/json`.
     pub path: String,
-    /// Whether it carried the expected `PVEAPIToken`.
+    /// Whether it carried a `PVEAPIToken` the fake accepts (the discovery token, a
+    /// management token, or a live minted one).
     pub authorized: bool,
+    /// The full token id (`user@realm!id`) it authenticated as.
+    pub token_id: Option<String>,
+    /// Its `Authorization` header as sent.
+    pub authorization: Option<String>,
+    /// Every header as sent (names in lower case).
+    pub headers: Vec<(String, String)>,
+    /// Its body (lossy UTF-8).
+    pub body: String,
+}
+
+impl Request {
+    /// The value of header `name` (lower case), if sent.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Whether a token creation (`POST /access/users/{userid}/token/{tokenid}`) is held back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// Answered at once.
+    No,
+    /// Held, nothing created; answered 503 when released.
+    Stall,
+    /// The token is created, then the answer is held until released.
+    AfterCreating,
 }
 
 /// What the server task and the test share.
@@ -112,6 +159,13 @@ pub(crate) struct State {
     pub unauthorized_delay: Duration,
     /// An outage: connections are closed as soon as they are accepted.
     pub outage: bool,
+    /// Users, tokens, the ACL.
+    pub access: access::Access,
+    /// VMs made through the API, and tasks.
+    pub guests: guests::Guests,
+    pub hold_token_create: Hold,
+    /// How many token creations were held so far.
+    pub held: usize,
 }
 
 /// The fake API, serving until dropped.
@@ -146,6 +200,10 @@ impl FakeProxmox {
             token: TOKEN.to_owned(),
             unauthorized_delay: Duration::from_secs(3),
             outage: false,
+            access: access::Access::default(),
+            guests: guests::Guests::default(),
+            hold_token_create: Hold::No,
+            held: 0,
         }));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -239,6 +297,42 @@ impl FakeProxmox {
     /// Forgets the requests so far.
     pub(crate) fn clear_requests(&self) {
         self.with(|s| s.requests.clear());
+    }
+
+    /// The minted tokens now, by full token id.
+    pub(crate) fn tokens(&self) -> std::collections::BTreeMap<String, access::Minted> {
+        self.with(|s| s.access.tokens.clone())
+    }
+
+    /// The ACL entries of token `full` (`user@realm!id`) now.
+    pub(crate) fn acl_of(&self, full: &str) -> Vec<access::AclEntry> {
+        self.with(|s| s.access.entries_of(full))
+    }
+
+    /// Holds every token creation from now on as `hold` says, until [`FakeProxmox::release`].
+    pub(crate) fn hold_token_create(&self, hold: Hold) {
+        self.with(|s| s.hold_token_create = hold);
+    }
+
+    /// Answers the held token creations, and holds no more.
+    pub(crate) fn release(&self) {
+        self.with(|s| s.hold_token_create = Hold::No);
+    }
+
+    /// How many token creations have been held.
+    pub(crate) fn held(&self) -> usize {
+        self.with(|s| s.held)
+    }
+
+    /// The requests made with minted token `full` (the worker's, for a session).
+    pub(crate) fn requests_of(&self, full: &str) -> Vec<Request> {
+        self.with(|s| {
+            s.requests
+                .iter()
+                .filter(|r| r.token_id.as_deref() == Some(full))
+                .cloned()
+                .collect()
+        })
     }
 
     /// An outage: drops the open connections, and closes each new one before TLS.
