@@ -99,17 +99,10 @@ async fn mint(
     request: &CredentialRequest,
 ) -> Result<Credential, Failure> {
     let now = state.clock.unix_secs();
-    let keys = match state.keys.verification_keys(Purpose::Grant).await {
+    let keys = match state.keys.grant_keys().await {
         Ok(keys) => keys,
         Err(err) => return Err(Refused::Signing(err.to_string()).into()),
     };
-    let keys: Vec<GrantKey> = keys
-        .into_iter()
-        .map(|k| GrantKey {
-            kid: k.id,
-            public_key: portcullis_proto::keys::b64(&k.public_key),
-        })
-        .collect();
     let (claims, gw) = verify(&request.grant, &keys, worker_id, now)?;
     let public_key = crate::ssh::normalised_public_key(&request.public_key)
         .map_err(|e| Refused::BadKey(e.to_string()))?;

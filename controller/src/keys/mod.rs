@@ -293,6 +293,20 @@ impl Keyset {
         Ok(self.load(purpose).await?.1.clone())
     }
 
+    /// The grant-verification keys as the link hands them to workers, and as the controller
+    /// checks a grant a worker sends back.
+    pub async fn grant_keys(&self) -> Result<Vec<portcullis_proto::grant::GrantKey>, KeyError> {
+        Ok(self
+            .verification_keys(Purpose::Grant)
+            .await?
+            .into_iter()
+            .map(|k| portcullis_proto::grant::GrantKey {
+                kid: k.id,
+                public_key: portcullis_proto::keys::b64(&k.public_key),
+            })
+            .collect())
+    }
+
     /// The audit signing key (the active `audit` key), parsed once per key. Call it before
     /// beginning the transaction that records events: it may read the store.
     pub async fn audit_signer(&self) -> Result<Arc<Signer>, KeyError> {

@@ -1,6 +1,5 @@
 //! What the controller does with each request a worker sends on the link.
 
-use portcullis_proto::grant::GrantKey;
 use portcullis_proto::link::{
     AdmitFirst, ConnectionEvent, ConnectionEventKind, EndReason, Hello, Request, Response,
     SessionEnd, Sync, Trouble, WorkerPhase,
@@ -10,7 +9,6 @@ use portcullis_proto::text;
 use crate::audit::{event, Actor, AuditEvent, AuditedTx, Event};
 use crate::clock;
 use crate::keys::ca::Leaf;
-use crate::keys::Purpose;
 use crate::state::AppState;
 use crate::store::connections::{self as connection_rows, FirstAdmission};
 use crate::store::sessions::{self as session_rows, SessionState};
@@ -213,14 +211,8 @@ async fn sync(
             }
         }
     }
-    let grant_keys = match state.keys.verification_keys(Purpose::Grant).await {
-        Ok(keys) => keys
-            .into_iter()
-            .map(|k| GrantKey {
-                kid: k.id,
-                public_key: portcullis_proto::keys::b64(&k.public_key),
-            })
-            .collect(),
+    let grant_keys = match state.keys.grant_keys().await {
+        Ok(keys) => keys,
         Err(e) => return error(format!("keyset unavailable: {e}")),
     };
     Response::Sync(Sync {

@@ -12,7 +12,6 @@ use portcullis_proto::pve::{Credential, CredentialRequest, PveClaims};
 use super::seal_context;
 use crate::catalog::config::ServerTrust;
 use crate::clock;
-use crate::keys::Purpose;
 use crate::secret::ExposeSecret as _;
 use crate::state::AppState;
 use crate::store::pve_tokens::{self as rows, TokenState};
@@ -78,16 +77,9 @@ async fn serve(
     let now = state.clock.unix_secs();
     let keys = state
         .keys
-        .verification_keys(Purpose::Grant)
+        .grant_keys()
         .await
         .map_err(|e| Refused::Grant(e.to_string()))?;
-    let keys: Vec<GrantKey> = keys
-        .into_iter()
-        .map(|k| GrantKey {
-            kid: k.id,
-            public_key: portcullis_proto::keys::b64(&k.public_key),
-        })
-        .collect();
     let (claims, pve) = verify(&request.grant, &keys, worker_id, now)?;
     let (token, target) = {
         let mut conn = state.store.conn().await?;
