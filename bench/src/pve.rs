@@ -74,6 +74,7 @@ pub(crate) async fn serve(addr: &str, dir: &str) -> anyhow::Result<()> {
     println!("{{\"ready\":\"{}\"}}", listener.local_addr()?);
     loop {
         let (tcp, _) = listener.accept().await?;
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let Ok(stream) = acceptor.accept(tcp).await else {

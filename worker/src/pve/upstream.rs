@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tracing::Instrument as _;
 
 /// Idle connections kept per session: more than a tool opens in parallel.
-const MAX_IDLE: usize = 8;
+const MAX_IDLE: usize = 32;
 
 /// How long an idle connection is kept: less than servers usually keep an idle keep-alive
 /// connection open, so that a request rarely meets a connection the server is closing.
