@@ -5,6 +5,7 @@
 //!   cluster link and the proxy; the provider's defaults for HTTPS), and the certificate
 //!   verifiers of every role: a pinned key, any key whose holder proves it, and a pinned CA;
 //! - [`digest`] SHA-256;
+//! - [`hmac`] HMAC-SHA-1, for one-time passwords (HOTP/TOTP) only;
 //! - [`random`] bytes from the operating system's generator;
 //! - [`ed25519`] Ed25519 keys, signatures and their verification;
 //! - [`aead`] AES-256-GCM sealing under a key held in memory.
@@ -26,5 +27,6 @@
 pub mod aead;
 pub mod digest;
 pub mod ed25519;
+pub mod hmac;
 pub mod random;
 pub mod tls;
