@@ -31,6 +31,7 @@ mod gateway;
 mod ids;
 mod keys;
 mod link;
+mod local_auth;
 mod notify;
 mod oidc;
 mod policy_file;
