@@ -19,4 +19,4 @@
 // pub mod config;
 pub(crate) mod password;
 // pub mod recovery;
-// pub mod totp;
+pub(crate) mod totp;
