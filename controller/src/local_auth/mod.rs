@@ -18,5 +18,5 @@
 // pub mod backoff;
 // pub mod config;
 pub(crate) mod password;
-// pub mod recovery;
+pub(crate) mod recovery;
 pub(crate) mod totp;
