@@ -15,7 +15,7 @@
 // callers; until they exist, only the unit tests use these modules.
 #![allow(dead_code)]
 
-// pub mod backoff;
+pub(crate) mod backoff;
 // pub mod config;
 pub(crate) mod password;
 pub(crate) mod recovery;

@@ -87,7 +87,10 @@ impl std::fmt::Debug for NewPassword {
 impl NewPassword {
     /// `password`, if it has at least `min_chars` characters and at most
     /// [`MAX_PASSWORD_BYTES`] bytes.
-    pub(crate) fn new(password: SecretString, min_chars: usize) -> Result<NewPassword, PasswordError> {
+    pub(crate) fn new(
+        password: SecretString,
+        min_chars: usize,
+    ) -> Result<NewPassword, PasswordError> {
         let text = password.expose_secret();
         if text.len() > MAX_PASSWORD_BYTES {
             return Err(PasswordError::TooLong);
@@ -119,7 +122,8 @@ impl PasswordHash {
     /// A hash read from the store; refused unless it is an argon2 PHC string.
     pub(crate) fn from_phc(text: String) -> Result<PasswordHash, PasswordError> {
         let phc = Phc::new(&text).map_err(|e| PasswordError::Stored(e.to_string()))?;
-        Algorithm::try_from(phc.algorithm.as_str()).map_err(|e| PasswordError::Stored(e.to_string()))?;
+        Algorithm::try_from(phc.algorithm.as_str())
+            .map_err(|e| PasswordError::Stored(e.to_string()))?;
         Ok(PasswordHash(text))
     }
 
@@ -140,7 +144,10 @@ pub(crate) enum PasswordCheck {
 }
 
 /// The argon2id hash of `password` with `params` and a fresh random salt.
-pub(crate) fn hash(password: &NewPassword, params: Argon2Params) -> Result<PasswordHash, PasswordError> {
+pub(crate) fn hash(
+    password: &NewPassword,
+    params: Argon2Params,
+) -> Result<PasswordHash, PasswordError> {
     let salt: [u8; SALT_LEN] = portcullis_crypto::random::bytes()?;
     let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.to_params()?);
     let phc = hasher

@@ -144,7 +144,12 @@ fn normalise(typed: &str) -> Option<Zeroizing<String>> {
 }
 
 fn hash_normalised(plain: &str) -> CodeHash {
-    CodeHash(Sha256::new().chain(HASH_LABEL).chain(plain.as_bytes()).finish())
+    CodeHash(
+        Sha256::new()
+            .chain(HASH_LABEL)
+            .chain(plain.as_bytes())
+            .finish(),
+    )
 }
 
 fn grouped(plain: &str) -> String {

@@ -35,9 +35,7 @@ pub(crate) enum TotpError {
     Random(#[from] RandomError),
     #[error("the stored TOTP secret is not base32; enrol the user's TOTP again")]
     SecretEncoding,
-    #[error(
-        "the stored TOTP secret has {0} bytes, fewer than 16; enrol the user's TOTP again"
-    )]
+    #[error("the stored TOTP secret has {0} bytes, fewer than 16; enrol the user's TOTP again")]
     SecretTooShort(usize),
 }
 

@@ -47,9 +47,14 @@ fn the_same_password_hashes_differently_each_time() {
 #[test]
 fn the_default_parameters_are_owasps() {
     let params = Argon2Params::default();
-    assert_eq!((params.m_cost_kib, params.t_cost, params.p_cost), (19 * 1024, 2, 1));
+    assert_eq!(
+        (params.m_cost_kib, params.t_cost, params.p_cost),
+        (19 * 1024, 2, 1)
+    );
     let stored = hash(&new_password("correct horse battery"), params).unwrap();
-    assert!(stored.as_phc().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+    assert!(stored
+        .as_phc()
+        .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
     assert_eq!(
         verify(&secret("correct horse battery"), &stored, params).unwrap(),
         PasswordCheck::Valid {
@@ -78,7 +83,11 @@ fn a_hash_with_older_parameters_verifies_and_needs_rehashing() {
 
 #[test]
 fn an_argon2i_hash_verifies_and_needs_rehashing_to_argon2id() {
-    let hasher = Argon2::new(Algorithm::Argon2i, Version::V0x13, CHEAP.to_params().unwrap());
+    let hasher = Argon2::new(
+        Algorithm::Argon2i,
+        Version::V0x13,
+        CHEAP.to_params().unwrap(),
+    );
     let phc = hasher
         .hash_password_with_salt(b"correct horse battery", &[7u8; 16])
         .unwrap();
@@ -92,7 +101,10 @@ fn an_argon2i_hash_verifies_and_needs_rehashing_to_argon2id() {
 #[test]
 fn a_short_password_is_refused_with_the_rule() {
     let err = NewPassword::new(secret("short pass"), 12).unwrap_err();
-    assert!(matches!(err, PasswordError::TooShort { min: 12, found: 10 }));
+    assert!(matches!(
+        err,
+        PasswordError::TooShort { min: 12, found: 10 }
+    ));
     assert!(err.to_string().contains("at least 12"), "{err}");
     // Characters, not bytes: twelve accented letters are twelve characters.
     assert!(NewPassword::new(secret("éééééééééééé"), 12).is_ok());

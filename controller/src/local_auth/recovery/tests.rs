@@ -43,7 +43,12 @@ fn a_code_is_accepted_in_upper_case_and_without_dashes() {
 fn wrong_and_malformed_codes_redeem_nothing() {
     let mut codes = generate().unwrap();
     let mut other = generate().unwrap();
-    for typed in [shown(&other, 0), String::new(), "abcd-efgh".into(), "0000-0000-0000-0000".into()] {
+    for typed in [
+        shown(&other, 0),
+        String::new(),
+        "abcd-efgh".into(),
+        "0000-0000-0000-0000".into(),
+    ] {
         assert_eq!(redeem(&mut codes.stored, &typed, 1), None, "{typed:?}");
     }
     assert_eq!(remaining(&codes.stored), CODE_COUNT);
@@ -63,7 +68,10 @@ fn only_the_digest_is_stored_and_it_round_trips_through_hex() {
         used_at: None,
     }];
     assert_eq!(redeem(&mut restored, &code, 1), Some(0));
-    assert!(matches!(CodeHash::from_hex("zz"), Err(RecoveryError::StoredHash)));
+    assert!(matches!(
+        CodeHash::from_hex("zz"),
+        Err(RecoveryError::StoredHash)
+    ));
 }
 
 #[test]

@@ -85,7 +85,12 @@ fn a_code_is_single_use_per_step() {
     );
     // The next step's code is fresh.
     assert_eq!(
-        verify(&secret, &code_at_step(&secret, step + 1), now + 30, Some(used)),
+        verify(
+            &secret,
+            &code_at_step(&secret, step + 1),
+            now + 30,
+            Some(used)
+        ),
         TotpVerdict::Accepted { step: step + 1 }
     );
 }
@@ -107,7 +112,11 @@ fn a_code_used_ahead_refuses_the_current_step() {
 fn malformed_codes_are_wrong() {
     let secret = rfc_secret();
     for code in ["", "12345", "1234567", "12345a", "+12345", "１２３４５６"] {
-        assert_eq!(verify(&secret, code, 59, None), TotpVerdict::Wrong, "{code:?}");
+        assert_eq!(
+            verify(&secret, code, 59, None),
+            TotpVerdict::Wrong,
+            "{code:?}"
+        );
     }
     // Spaces, as some apps group the digits, are ignored.
     assert_eq!(
@@ -132,7 +141,11 @@ fn generated_secrets_are_20_random_bytes_that_round_trip_through_base32() {
     assert_eq!(a.0.len(), SECRET_LEN);
     assert_ne!(*a.0, *b.0);
     let text = a.to_base32();
-    assert_eq!(text.expose_secret().len(), 32, "20 bytes are 32 base32 characters");
+    assert_eq!(
+        text.expose_secret().len(),
+        32,
+        "20 bytes are 32 base32 characters"
+    );
     let back = TotpSecret::from_base32(&text.expose_secret().to_lowercase()).unwrap();
     assert_eq!(*back.0, *a.0);
 }
