@@ -16,7 +16,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod backoff;
-// pub mod config;
+pub(crate) mod config;
 pub(crate) mod password;
 pub(crate) mod recovery;
 pub(crate) mod totp;
