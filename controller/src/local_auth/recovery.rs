@@ -17,7 +17,7 @@ use std::fmt;
 use data_encoding::BASE32_NOPAD;
 use portcullis_crypto::digest::{Sha256, SHA256_LEN};
 use portcullis_crypto::random::RandomError;
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use crate::secret::constant_time_eq;

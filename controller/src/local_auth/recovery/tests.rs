@@ -1,3 +1,5 @@
+use secrecy::ExposeSecret as _;
+
 use super::*;
 
 fn shown(codes: &NewCodes, index: usize) -> String {
