@@ -174,8 +174,8 @@ pub fn verify(
     now: u64,
     skew_secs: u64,
 ) -> Result<Verified, AssertionError> {
-    let header = jsonwebtoken::decode_header(token)
-        .map_err(|e| AssertionError::Malformed(e.to_string()))?;
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| AssertionError::Malformed(e.to_string()))?;
     if header.alg != Algorithm::EdDSA {
         return Err(AssertionError::WrongAlgorithm);
     }
@@ -202,7 +202,9 @@ pub fn verify(
     if claims.aud != expected_aud {
         return Err(AssertionError::WrongAudience(claims.aud));
     }
-    let jti_len = unb64(&claims.jti).map_err(|_| AssertionError::BadJti)?.len();
+    let jti_len = unb64(&claims.jti)
+        .map_err(|_| AssertionError::BadJti)?
+        .len();
     if !(MIN_JTI_BYTES..=MAX_JTI_BYTES).contains(&jti_len) {
         return Err(AssertionError::BadJti);
     }
