@@ -79,6 +79,13 @@ impl AssertionClaims {
     }
 }
 
+/// The audience of assertions for the controller whose API is at `api_url`: the URL without
+/// trailing slashes, so that `https://pc.example/` and `https://pc.example` name the same
+/// controller. Signer and controller both derive it here; [`verify`] compares exactly.
+pub fn audience_for(api_url: &str) -> String {
+    api_url.trim_end_matches('/').to_owned()
+}
+
 /// The issuer an account's assertions carry.
 pub fn issuer_for(account: &str) -> String {
     format!("{SERVICE_ISSUER_PREFIX}{account}")

@@ -162,6 +162,22 @@ fn a_lifetime_over_five_minutes_is_refused_even_when_unexpired() {
 }
 
 #[test]
+fn the_audience_of_a_url_drops_trailing_slashes_only() {
+    assert_eq!(
+        audience_for("https://pc.example:8443/"),
+        "https://pc.example:8443"
+    );
+    assert_eq!(
+        audience_for("https://pc.example:8443"),
+        "https://pc.example:8443"
+    );
+    assert_eq!(
+        audience_for("https://pc.example/api/"),
+        "https://pc.example/api"
+    );
+}
+
+#[test]
 fn the_audience_must_match_exactly() {
     let (signer, public) = key(1);
     let token = sign(&claims(), &signer).unwrap();
