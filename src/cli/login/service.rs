@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 /// How long an assertion the CLI makes is valid: enough for one request and some clock skew,
 /// far below the controller's limit.
 pub(crate) const ASSERTION_LIFETIME_SECS: u64 = 60;
+const _: () = assert!(ASSERTION_LIFETIME_SECS <= assertion::MAX_LIFETIME_SECS);
 
 /// The largest key file read: an Ed25519 key in either format is well under 1 KiB.
 const MAX_KEY_FILE_BYTES: u64 = 16 * 1024;
