@@ -43,6 +43,8 @@ pub use proxmox_access::{
     ProxmoxGrant, FORBIDDEN_PRIVILEGES, MAX_USER_NAME_LEN, PROXMOX_API_SERVICE,
 };
 pub use recording::{Fallback, Recording};
-pub use request::{Constraints, Decision, Identity, Outcome, Request, TargetFacts};
+pub use request::{
+    Constraints, Decision, Identity, Outcome, Request, TargetFacts, SERVICE_ACCOUNT_AMR,
+};
 pub use ssh::{SshAccess, SshMode, SshRights};
 pub use zones::{zone_of_addr, zone_of_target, ZoneError};

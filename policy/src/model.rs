@@ -333,4 +333,8 @@ pub(crate) struct RawMfa {
     pub acr: Vec<String>,
     #[serde(default)]
     pub max_auth_age_secs: Option<u64>,
+    /// Lets service accounts (`amr` `svc`) through this requirement: their key stands in for
+    /// a second factor. Off unless written.
+    #[serde(default)]
+    pub service_accounts: bool,
 }

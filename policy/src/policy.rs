@@ -280,6 +280,9 @@ pub(crate) struct Mfa {
     pub amr: Vec<String>,
     pub acr: Vec<String>,
     pub max_auth_age_secs: Option<u64>,
+    /// Service accounts pass the amr/acr requirement (their key is their proof); the
+    /// `auth_time` age still applies.
+    pub service_accounts: bool,
 }
 
 /// A small set of dense ids (zones, services, roles) as a bit vector.

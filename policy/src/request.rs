@@ -32,6 +32,12 @@ pub struct TargetFacts {
     pub service: Option<String>,
 }
 
+/// The `amr` value that marks a service account: an automation identity that authenticated
+/// by a key-signed assertion, not a person. Only the controller's service-token exchange sets
+/// it; a role's MFA requirement refuses it unless the role admits service accounts
+/// (`[role.constraints.mfa] service_accounts = true`).
+pub const SERVICE_ACCOUNT_AMR: &str = "svc";
+
 /// Who asks, as the identity provider said.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Identity {
@@ -45,6 +51,13 @@ pub struct Identity {
     pub acr: Option<String>,
     /// When the user authenticated (OIDC `auth_time`, unix seconds).
     pub auth_time: Option<u64>,
+}
+
+impl Identity {
+    /// Whether this is a service account ([`SERVICE_ACCOUNT_AMR`] among its `amr`).
+    pub fn is_service_account(&self) -> bool {
+        self.amr.iter().any(|a| a == SERVICE_ACCOUNT_AMR)
+    }
 }
 
 /// Allow or deny.

@@ -190,7 +190,20 @@ const AUTH_TIME_SKEW_SECS: u64 = 300;
 
 impl Mfa {
     /// `Ok` when the identity satisfies the requirement at `now`; otherwise what is missing.
+    ///
+    /// A service account never meets it by its `amr` or `acr` (whatever else they say): only
+    /// a role that admits service accounts lets one through, and then the age limit still
+    /// applies.
     pub(crate) fn check(&self, identity: &Identity, now: u64) -> Result<(), String> {
+        if identity.is_service_account() {
+            if !self.service_accounts {
+                return Err(format!(
+                    "requires MFA ({}), and a service account cannot provide it: the role must set service_accounts = true in constraints.mfa to admit service accounts",
+                    self.describe()
+                ));
+            }
+            return self.check_age(identity, now);
+        }
         let by_amr = identity.amr.iter().any(|a| self.amr.contains(a));
         let by_acr = identity
             .acr
@@ -199,6 +212,11 @@ impl Mfa {
         if !by_amr && !by_acr {
             return Err(format!("requires MFA ({})", self.describe()));
         }
+        self.check_age(identity, now)
+    }
+
+    /// The `max_auth_age_secs` part of the requirement.
+    fn check_age(&self, identity: &Identity, now: u64) -> Result<(), String> {
         if let Some(max_age) = self.max_auth_age_secs {
             let Some(auth_time) = identity.auth_time else {
                 return Err(format!(
@@ -232,6 +250,9 @@ impl Mfa {
         if let Some(age) = self.max_auth_age_secs {
             out.push_str(&format!("; auth_time at most {age} s old"));
         }
+        if self.service_accounts {
+            out.push_str("; service accounts admitted by their key");
+        }
         out
     }
 }
@@ -239,6 +260,7 @@ impl Mfa {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::SERVICE_ACCOUNT_AMR;
 
     fn identity() -> Identity {
         Identity {
@@ -307,6 +329,7 @@ mod tests {
             amr: vec!["mfa".into(), "otp".into()],
             acr: vec!["gold".into()],
             max_auth_age_secs: Some(600),
+            service_accounts: false,
         };
         let mut id = identity();
         assert!(mfa.check(&id, 1000).unwrap_err().contains("requires MFA"));
@@ -320,5 +343,33 @@ mod tests {
         assert_eq!(mfa.check(&id, 1000), Ok(()));
         id.auth_time = Some(u64::MAX);
         assert!(mfa.check(&id, 1000).unwrap_err().contains("future"));
+    }
+
+    #[test]
+    fn service_accounts_pass_mfa_only_when_admitted() {
+        let mut mfa = Mfa {
+            amr: vec!["otp".into()],
+            acr: vec!["gold".into()],
+            max_auth_age_secs: Some(600),
+            service_accounts: false,
+        };
+        let mut id = identity();
+        id.amr = vec![SERVICE_ACCOUNT_AMR.into(), "otp".into()];
+        id.acr = Some("gold".into());
+        id.auth_time = Some(900);
+        assert!(id.is_service_account());
+        let refused = mfa.check(&id, 1000).unwrap_err();
+        assert!(refused.contains("service_accounts = true"), "{refused}");
+        mfa.service_accounts = true;
+        assert_eq!(mfa.check(&id, 1000), Ok(()));
+        assert!(mfa.check(&id, 2000).unwrap_err().contains("sign in again"));
+        assert!(mfa
+            .describe()
+            .ends_with("service accounts admitted by their key"));
+        // A person is unaffected by the setting.
+        id.amr = vec!["pwd".into()];
+        id.acr = None;
+        assert!(!id.is_service_account());
+        assert!(mfa.check(&id, 1000).unwrap_err().contains("requires MFA"));
     }
 }

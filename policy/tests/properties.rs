@@ -1,11 +1,13 @@
 //! Properties of evaluation: total and deterministic; roles never widen the matrix; adding
-//! a deny never allows more.
+//! a deny never allows more; marking an identity as a service account never allows more.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::OnceLock;
 
-use portcullis_policy::{evaluate, Identity, Outcome, Policy, Request, TargetFacts};
+use portcullis_policy::{
+    evaluate, Identity, Outcome, Policy, Request, TargetFacts, SERVICE_ACCOUNT_AMR,
+};
 use proptest::prelude::*;
 
 const SEED: &str = include_str!("../../config/policy.toml");
@@ -350,6 +352,37 @@ fn adding_a_deny_never_allows_more() {
         reached >= MIN_REACHED,
         "only {reached} of {CASES} requests were allowed under the stricter policy: the \
          property checked too few"
+    );
+}
+
+#[test]
+fn marking_an_identity_as_a_service_account_never_allows_more() {
+    let strategy = (any_request(), 1_000u64..u64::MAX / 2, any::<bool>());
+    let reached = run_counting(strategy, |(mut req, now, fresh)| {
+        // Half the cases authenticated a minute ago, so that MFA roles' age limits pass.
+        if fresh {
+            req.identity.auth_time = Some(now - 60);
+        }
+        let mut service = req.clone();
+        service.identity.amr.push(SERVICE_ACCOUNT_AMR.into());
+        let before = evaluate(seed(), &req, now);
+        let after = evaluate(seed(), &service, now);
+        let allowed = after.outcome == Outcome::Allow;
+        if allowed {
+            prop_assert_eq!(before.outcome, Outcome::Allow);
+            // `admin`, the seed's one role that requires MFA, does not admit service accounts.
+            prop_assert!(
+                !after.roles.iter().any(|r| r == "admin"),
+                "{:?}",
+                after.roles
+            );
+        }
+        Ok(allowed)
+    });
+    assert!(
+        reached >= MIN_REACHED,
+        "only {reached} of {CASES} service-account requests were allowed: the property checked \
+         too few"
     );
 }
 

@@ -59,6 +59,45 @@ pub struct UserInfo {
     pub token_expires_at: Option<u64>,
 }
 
+/// `POST /v1/auth/service-token`: a service account's signed assertion
+/// ([`crate::assertion`]), exchanged for an API token.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceTokenRequest {
+    /// The compact JWS; single use and short-lived, but still a credential: never logged.
+    pub assertion: String,
+}
+
+impl std::fmt::Debug for ServiceTokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceTokenRequest")
+            .field("assertion", &"<secret>")
+            .finish()
+    }
+}
+
+/// The answer to [`ServiceTokenRequest`]: the fields of a [`LoginResponse`] (so a client that
+/// reads a login reads this), plus the key the token is bound to.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ServiceTokenResponse {
+    #[serde(flatten)]
+    pub login: LoginResponse,
+    /// The fingerprint of the key that signed the assertion
+    /// ([`crate::keys::ed25519_fingerprint`]): revoking that key ends the token.
+    pub key_fingerprint: String,
+}
+
+impl std::fmt::Debug for ServiceTokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceTokenResponse")
+            .field("token", &"<secret>")
+            .field("expires_at", &self.login.expires_at)
+            .field("user", &self.login.user)
+            .field("key_fingerprint", &self.key_fingerprint)
+            .finish()
+    }
+}
+
 /// How an OIDC login reaches the CLI that started it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -566,5 +605,41 @@ mod tests {
         assert_eq!(u.zone, Some(None));
         assert_eq!(u.service, None);
         assert!(serde_json::from_str::<UpdateTarget>(r#"{"zonee":1}"#).is_err());
+    }
+
+    #[test]
+    fn a_service_token_reads_as_a_login_and_hides_its_secrets() {
+        let response = ServiceTokenResponse {
+            login: LoginResponse {
+                token: "pct_secret".into(),
+                expires_at: 10,
+                user: UserInfo {
+                    id: "u_1".into(),
+                    issuer: "service:".into(),
+                    subject: "ci".into(),
+                    username: "ci".into(),
+                    groups: vec!["automation".into()],
+                    amr: vec!["svc".into()],
+                    acr: None,
+                    auth_time: Some(1),
+                    permissions: vec![],
+                    token_expires_at: Some(10),
+                },
+            },
+            key_fingerprint: "ab".repeat(32),
+        };
+        let json = serde_json::to_value(&response).unwrap();
+        assert_eq!(json["token"], "pct_secret");
+        assert_eq!(json["key_fingerprint"], "ab".repeat(32));
+        let as_login: LoginResponse = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(as_login.token, "pct_secret");
+        let back: ServiceTokenResponse = serde_json::from_value(json).unwrap();
+        assert_eq!(back.key_fingerprint, response.key_fingerprint);
+        assert!(!format!("{response:?}").contains("pct_secret"));
+
+        let request: ServiceTokenRequest =
+            serde_json::from_str(r#"{"assertion":"a.b.c"}"#).unwrap();
+        assert!(!format!("{request:?}").contains("a.b.c"));
+        assert!(serde_json::from_str::<ServiceTokenRequest>(r#"{"assertion":"a","x":1}"#).is_err());
     }
 }

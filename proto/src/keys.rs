@@ -10,6 +10,14 @@ pub fn spki_fingerprint(spki_der: &[u8]) -> String {
     portcullis_crypto::digest::sha256_hex(spki_der)
 }
 
+/// SHA-256 of a raw 32-byte Ed25519 public key, hex encoded (64 lowercase characters).
+///
+/// This names a service account's key: the `kid` of its assertions, the key its API token is
+/// bound to, and what `portcullis users` shows.
+pub fn ed25519_fingerprint(raw: &[u8; 32]) -> String {
+    portcullis_crypto::digest::sha256_hex(raw)
+}
+
 /// Base64url (no padding) of arbitrary bytes, for keys carried in JSON.
 pub fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
@@ -29,6 +37,14 @@ mod tests {
         assert_eq!(
             spki_fingerprint(b""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn ed25519_fingerprint_is_sha256_hex_of_the_raw_key() {
+        assert_eq!(
+            ed25519_fingerprint(&[0u8; 32]),
+            "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925"
         );
     }
 

@@ -4,6 +4,8 @@
 //! daemons share live in `portcullis-net`). Each module holds one wire surface, or a rule the
 //! listeners of several share:
 //! - [`api`]: the controller's HTTPS JSON API (`/v1`).
+//! - [`assertion`]: the signed, short-lived assertion a service account exchanges for an API
+//!   token.
 //! - [`clock`]: where time comes from (the system's clocks, or a test's hand-advanced one).
 //! - [`duration`]: durations as the controller's and the worker's config files write them.
 //! - [`gateway`]: what the worker's SSH gateway asks the controller for (its host
@@ -20,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod assertion;
 pub mod catalog;
 pub mod clock;
 pub mod duration;

@@ -19,6 +19,9 @@ mod device;
 mod loopback;
 mod oidc;
 mod redirect;
+// The signer `login --service-account` and `users add-service` will call (the next step).
+#[cfg_attr(not(test), allow(dead_code))]
+mod service;
 mod typed_code;
 
 #[derive(Debug, clap::Args)]

@@ -8,6 +8,7 @@ use crate::model::{GroupMatch, RawGrant, RawRole};
 use crate::permission::Permission;
 use crate::policy::{Grant, IdSet, Mfa, Role, RoleConstraints};
 use crate::proxmox_access::ProxmoxRole;
+use crate::request::SERVICE_ACCOUNT_AMR;
 use crate::roles::{GroupIndex, Template};
 
 pub(super) fn compile_roles(
@@ -146,10 +147,19 @@ fn compile_constraints(rr: &RawRole, names: &Names, sink: &mut Sink<'_>) -> Role
                 "constraints.mfa needs `amr` or `acr` values that count as MFA (e.g. amr = [\"mfa\", \"otp\"])",
             );
         }
+        if m.amr.iter().any(|a| a == SERVICE_ACCOUNT_AMR) {
+            sink.error(
+                mfa.span(),
+                format!(
+                    "constraints.mfa.amr must not list `{SERVICE_ACCOUNT_AMR}` (it marks service accounts, not a second factor): to let service accounts through, set service_accounts = true"
+                ),
+            );
+        }
         out.mfa = Some(Mfa {
             amr: m.amr.clone(),
             acr: m.acr.clone(),
             max_auth_age_secs: m.max_auth_age_secs,
+            service_accounts: m.service_accounts,
         });
     }
     out

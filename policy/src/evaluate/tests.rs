@@ -323,3 +323,120 @@ fn explain_shows_the_ssh_mode_and_the_channels_when_allowed() {
     let d = evaluate(&policy, &ssh_request(&["nobody"], "10.1.0.7", 22), 0);
     assert!(!crate::explain::render(&d).contains("ssh:"));
 }
+
+mod service_accounts {
+    use super::*;
+    use crate::request::SERVICE_ACCOUNT_AMR;
+
+    const SEED: &str = include_str!("../../../config/policy.toml");
+    const NOW: u64 = 1_800_000_000;
+    /// The seed's `admin` role requires MFA and the ON-PREM-ADMIN source zone.
+    const ADMIN_MFA: &str = r#"mfa = { amr = ["mfa", "otp", "hwk"], max_auth_age_secs = 43200 }"#;
+
+    fn seed(admit_service_accounts: bool) -> Policy {
+        assert!(SEED.contains(ADMIN_MFA));
+        let text = if admit_service_accounts {
+            SEED.replace(
+                ADMIN_MFA,
+                r#"mfa = { amr = ["mfa", "otp", "hwk"], max_auth_age_secs = 43200, service_accounts = true }"#,
+            )
+        } else {
+            SEED.to_owned()
+        };
+        Policy::parse(&text).unwrap()
+    }
+
+    /// A Proxmox API session to PROXMOX-MGMT from `source` by a member of `admins` with `amr`,
+    /// authenticated a minute ago.
+    fn admin_request(source: &str, amr: &[&str]) -> Request {
+        Request {
+            source: ip(source),
+            target: TargetFacts {
+                ip: ip("10.20.0.11"),
+                port: 8006,
+                vmid: None,
+                tags: vec![],
+                pool: None,
+                declared_zone: None,
+                service: None,
+            },
+            identity: Identity {
+                subject: "terraform-ci".into(),
+                preferred_username: Some("terraform-ci".into()),
+                groups: vec!["admins".into()],
+                amr: amr.iter().map(|a| a.to_string()).collect(),
+                auth_time: Some(NOW - 60),
+                ..Identity::default()
+            },
+            via_broker: true,
+        }
+    }
+
+    const ON_PREM_ADMIN: &str = "10.10.1.10";
+
+    #[test]
+    fn an_mfa_role_refuses_a_service_account_by_default() {
+        let policy = seed(false);
+        let person = evaluate(&policy, &admin_request(ON_PREM_ADMIN, &["otp"]), NOW);
+        assert_eq!(person.outcome, Outcome::Allow, "{}", person.reason);
+        let d = evaluate(
+            &policy,
+            &admin_request(ON_PREM_ADMIN, &[SERVICE_ACCOUNT_AMR]),
+            NOW,
+        );
+        assert_eq!(d.outcome, Outcome::Deny);
+        assert!(d.reason.contains("service_accounts = true"), "{}", d.reason);
+        // Whatever else a service account's amr says, it is not a second factor.
+        let d = evaluate(
+            &policy,
+            &admin_request(ON_PREM_ADMIN, &[SERVICE_ACCOUNT_AMR, "otp", "mfa"]),
+            NOW,
+        );
+        assert_eq!(d.outcome, Outcome::Deny, "{}", d.reason);
+    }
+
+    #[test]
+    fn a_role_that_admits_service_accounts_lets_them_through() {
+        let policy = seed(true);
+        let d = evaluate(
+            &policy,
+            &admin_request(ON_PREM_ADMIN, &[SERVICE_ACCOUNT_AMR]),
+            NOW,
+        );
+        assert_eq!(d.outcome, Outcome::Allow, "{}", d.reason);
+        assert_eq!(d.roles, vec!["admin"]);
+        // People still need their second factor.
+        let d = evaluate(&policy, &admin_request(ON_PREM_ADMIN, &["pwd"]), NOW);
+        assert_eq!(d.outcome, Outcome::Deny);
+        assert!(d.reason.contains("requires MFA"), "{}", d.reason);
+        // The age limit still applies to the service account's authentication.
+        let d = evaluate(
+            &policy,
+            &admin_request(ON_PREM_ADMIN, &[SERVICE_ACCOUNT_AMR]),
+            NOW + 86_400,
+        );
+        assert_eq!(d.outcome, Outcome::Deny);
+        assert!(d.reason.contains("sign in again"), "{}", d.reason);
+    }
+
+    #[test]
+    fn source_zones_restrict_service_accounts_too() {
+        let policy = seed(true);
+        // BROKER reaches PROXMOX-MGMT in the matrix, but `admin` admits only ON-PREM-ADMIN.
+        let d = evaluate(
+            &policy,
+            &admin_request("10.10.5.10", &[SERVICE_ACCOUNT_AMR]),
+            NOW,
+        );
+        assert_eq!(d.outcome, Outcome::Deny);
+        let rule = d.role_rule.unwrap_or_default();
+        assert!(rule.contains("only from its source zones"), "{rule}");
+    }
+
+    #[test]
+    fn svc_is_not_an_mfa_method() {
+        let text = SEED.replace(ADMIN_MFA, r#"mfa = { amr = ["svc"] }"#);
+        let err = Policy::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("service_accounts = true"), "{err}");
+    }
+}
