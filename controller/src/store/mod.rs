@@ -15,6 +15,9 @@ mod checkpoint;
 pub(crate) mod connections;
 pub(crate) mod join_tokens;
 pub(crate) mod keys;
+pub(crate) mod local_users;
+#[cfg(test)]
+mod local_users_suite_tests;
 pub(crate) mod oidc_logins;
 pub(crate) mod pve_tokens;
 #[cfg(test)]
@@ -162,6 +165,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "pve_tokens",
         include_str!("../../../migrations/sqlite/0012_pve_tokens.sql"),
     ),
+    (
+        13,
+        "local_users",
+        include_str!("../../../migrations/sqlite/0013_local_users.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -218,6 +226,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "pve_tokens",
         include_str!("../../../migrations/postgres/0012_pve_tokens.sql"),
+    ),
+    (
+        13,
+        "local_users",
+        include_str!("../../../migrations/postgres/0013_local_users.sql"),
     ),
     // The recordings store's tables: its own migrator applies them (`recordings.rs`), and a
     // shared database's migration table must know them here too.
