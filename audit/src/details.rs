@@ -60,6 +60,29 @@ pub struct TokenIssued {
     pub expires_at: u64,
 }
 
+/// A local user created (issue 21). Never the password: only how it was set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalUserCreated {
+    pub user: String,
+    pub user_id: String,
+    pub issuer: String,
+    pub groups: Vec<String>,
+    /// `generated` (shown once to the operator, to be replaced at the first login) or `file`.
+    pub password_source: String,
+}
+
+/// A local user reset (issue 21): a new password; TOTP and recovery codes cleared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalUserReset {
+    pub user: String,
+    pub user_id: String,
+    pub issuer: String,
+    /// `generated` or `file`, as for [`LocalUserCreated`].
+    pub password_source: String,
+    /// Whether TOTP was enrolled before the reset.
+    pub totp_cleared: bool,
+}
+
 /// The failures of callers who proved nothing, summed per address and window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailureSummary {

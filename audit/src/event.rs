@@ -204,6 +204,8 @@ kinds! {
     LoggedOut = "logged_out",
     UserTokensRevoked = "user_tokens_revoked",
     TokenIssued = "token_issued",
+    LocalUserCreated = "local_user_created",
+    LocalUserReset = "local_user_reset",
     TokenRejected = "token_rejected",
     PermissionDenied = "permission_denied",
     SessionAuthorized = "session_authorized",
@@ -288,6 +290,15 @@ pub enum Event {
     /// `portcullis controller issue-token` (break-glass, offline).
     TokenIssued {
         details: TokenIssued,
+    },
+    /// `portcullis controller users add` (offline): a local user and its first password.
+    LocalUserCreated {
+        details: LocalUserCreated,
+    },
+    /// `portcullis controller users reset` (offline): a new password, TOTP and recovery
+    /// codes cleared.
+    LocalUserReset {
+        details: LocalUserReset,
     },
     TokenRejected {
         reason: String,
@@ -482,6 +493,8 @@ impl Event {
             Event::LoggedOut { .. } => Kind::LoggedOut,
             Event::UserTokensRevoked { .. } => Kind::UserTokensRevoked,
             Event::TokenIssued { .. } => Kind::TokenIssued,
+            Event::LocalUserCreated { .. } => Kind::LocalUserCreated,
+            Event::LocalUserReset { .. } => Kind::LocalUserReset,
             Event::TokenRejected { .. } => Kind::TokenRejected,
             Event::PermissionDenied { .. } => Kind::PermissionDenied,
             Event::SessionAuthorized { .. } => Kind::SessionAuthorized,

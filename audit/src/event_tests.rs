@@ -69,6 +69,24 @@ fn one_of_each() -> Vec<Event> {
                 expires_at: 1,
             },
         },
+        Event::LocalUserCreated {
+            details: LocalUserCreated {
+                user: "alice".into(),
+                user_id: "u_2".into(),
+                issuer: "local:".into(),
+                groups: vec!["admins".into()],
+                password_source: "generated".into(),
+            },
+        },
+        Event::LocalUserReset {
+            details: LocalUserReset {
+                user: "alice".into(),
+                user_id: "u_2".into(),
+                issuer: "local:".into(),
+                password_source: "file".into(),
+                totp_cleared: true,
+            },
+        },
         Event::TokenRejected {
             reason: "empty bearer token".into(),
             details: summary(),
@@ -497,8 +515,9 @@ fn the_decision_follows_from_the_type() {
             .clone()
     };
     let events = one_of_each();
-    assert_eq!(body(events[8].clone()), json!("allow"));
-    assert_eq!(body(events[9].clone()), json!("deny"));
+    let of = |kind: Kind| events.iter().find(|e| e.kind() == kind).cloned().unwrap();
+    assert_eq!(body(of(Kind::SessionAuthorized)), json!("allow"));
+    assert_eq!(body(of(Kind::SessionDenied)), json!("deny"));
     // A refused login of ours records its reason without a decision, as before; the summed
     // failures of an address are refusals.
     assert_eq!(body(events[1].clone()), Value::Null);
