@@ -32,6 +32,7 @@ mod ids;
 mod keys;
 mod link;
 mod local_auth;
+mod local_users;
 mod notify;
 mod oidc;
 mod policy_file;

@@ -263,14 +263,13 @@ pub(crate) async fn set_disabled(
     disabled_at: Option<i64>,
     now: i64,
 ) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE local_users SET disabled_at = $2, updated_at = $3 WHERE user_id = $1",
-    )
-    .bind(user_id)
-    .bind(disabled_at)
-    .bind(now)
-    .execute(w.conn())
-    .await?;
+    let done =
+        sqlx::query("UPDATE local_users SET disabled_at = $2, updated_at = $3 WHERE user_id = $1")
+            .bind(user_id)
+            .bind(disabled_at)
+            .bind(now)
+            .execute(w.conn())
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 

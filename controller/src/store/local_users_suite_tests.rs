@@ -108,7 +108,9 @@ async fn a_local_user_is_found_by_name_and_listed_with_its_users_row() {
         // A second set of credentials for the same user is refused.
         assert!(rows::insert(w(&mut conn), &local("u_alice")).await.is_err());
         // Credentials for a user that does not exist are refused (the foreign key).
-        assert!(rows::insert(w(&mut conn), &local("u_nobody")).await.is_err());
+        assert!(rows::insert(w(&mut conn), &local("u_nobody"))
+            .await
+            .is_err());
     }
 }
 
@@ -208,7 +210,13 @@ async fn recovery_codes_are_used_once_and_replaced_at_enrolment() {
         let codes = rows::recovery_codes(&mut conn, "u_alice").await.unwrap();
         assert_eq!(codes.len(), 1);
         assert_eq!(codes[0].code_hash, "dd");
-        assert_eq!(rows::recovery_codes(&mut conn, "u_bob").await.unwrap().len(), 1);
+        assert_eq!(
+            rows::recovery_codes(&mut conn, "u_bob")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }
 
@@ -246,9 +254,11 @@ async fn reset_sets_a_password_and_clears_totp_and_recovery_codes() {
             .await
             .unwrap()
             .is_empty());
-        assert!(!rows::reset(w(&mut conn), "u_nobody", "$argon2id$x", true, 300)
-            .await
-            .unwrap());
+        assert!(
+            !rows::reset(w(&mut conn), "u_nobody", "$argon2id$x", true, 300)
+                .await
+                .unwrap()
+        );
     }
 }
 
