@@ -91,6 +91,9 @@ pub(crate) enum ControllerCommand {
     /// Inspect and rotate the keyset.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Local users, offline on the controller host: add, reset (always works), list.
+    #[command(subcommand)]
+    Users(super::local_users::UsersCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -218,6 +221,7 @@ pub(crate) async fn run_controller(
             json,
         } => issue_token(&load(&config)?, &user, groups, amr, ttl, json).await,
         ControllerCommand::Keys(cmd) => run_keys(cmd, &master_key).await,
+        ControllerCommand::Users(cmd) => super::local_users::run(cmd, load).await,
     }
 }
 

@@ -10,6 +10,7 @@ pub(crate) mod exit;
 pub(crate) mod http;
 pub(crate) mod inventory;
 pub(crate) mod local_tls;
+pub(crate) mod local_users;
 pub(crate) mod login;
 pub(crate) mod master_key_env;
 pub(crate) mod output;
