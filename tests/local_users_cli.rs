@@ -156,6 +156,21 @@ fn users_are_added_reset_and_listed_offline_and_every_change_is_audited() {
     assert_eq!(stdout, "");
     assert!(!stderr.contains("a password for automation"), "{stderr}");
 
+    // A password is never an argument.
+    let err = refused(&users(
+        &config,
+        &[
+            "add",
+            "bob",
+            "--groups",
+            "ci",
+            "--password",
+            "a password on the command line",
+        ],
+    ));
+    assert!(err.contains("--password"), "{err}");
+    assert!(!list(&config).iter().any(|u| u["username"] == "bob"));
+
     // A reset prints a new one-time password; an unknown user is refused.
     let (stdout, _) = ok(&users(&config, &["reset", "alice"]));
     let second = stdout.trim().to_owned();

@@ -307,3 +307,19 @@ fn a_password_file_must_be_private_and_loses_one_trailing_newline() {
         .to_string()
         .contains("cannot read the password file"));
 }
+
+#[tokio::test]
+async fn a_sealed_totp_secret_opens_only_for_its_own_user() {
+    let (_store, keys, _dir) = store_and_keys().await;
+    let sealed = keys
+        .seal_secret(&totp_seal_context("u_alice"), b"twenty bytes secret!")
+        .unwrap();
+    assert!(!sealed.windows(6).any(|w| w == b"twenty"));
+    let opened = keys
+        .open_secret(&totp_seal_context("u_alice"), &sealed)
+        .unwrap();
+    assert_eq!(opened.expose_secret(), b"twenty bytes secret!");
+    assert!(keys
+        .open_secret(&totp_seal_context("u_bob"), &sealed)
+        .is_err());
+}
