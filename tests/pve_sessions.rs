@@ -87,6 +87,7 @@ def wait_task(node, upid):
                 print(json.dumps({"steps": steps, "failed": "task " + upid}))
                 sys.exit(1)
             return
+        # Task polling as the provider does it (it polls Proxmox's task status), bounded above.
         time.sleep(0.05)
     print(json.dumps({"steps": steps, "failed": "task never stopped"}))
     sys.exit(1)
@@ -135,6 +136,7 @@ upid = pve.nodes("node1").qemu.post(vmid=vmid, name="py-vm", cores=1, memory=512
 for _ in range(100):
     if pve.nodes("node1").tasks(upid).status.get()["status"] == "stopped":
         break
+    # Task polling as proxmoxer users do it, at most 100 looks.
     time.sleep(0.05)
 out["config"] = pve.nodes("node1").qemu(vmid).config.get()
 out["vmid"] = vmid
@@ -479,13 +481,10 @@ fn the_fake_accepts_minted_tokens_until_deleted_or_expired() {
     assert_eq!(status, "HTTP/1.1 401 authentication failure");
 }
 
-/// The fake answers the bpg Terraform provider's sequence (create, configure, start, read,
-/// the chunked task log, stop, destroy; tasks `running` then `stopped`/`OK`) to a minted
-/// token on one keep-alive connection.
-#[test]
-fn the_fake_answers_the_terraform_providers_sequence() {
-    let fake = FakeProxmox::start();
-    let token = mint(&fake, "pc-tf", 0);
+/// A token minted straight at the fake, with `PVEVMAdmin` on `/vms`: what the client
+/// replays get when they talk to the fake without a session.
+fn mint_vm_admin(fake: &FakeProxmox, name: &str) -> String {
+    let token = mint(fake, name, 0);
     let (id, _) = token.rsplit_once('=').unwrap();
     fake.with(|s| {
         s.access.put_acl(&form(&[
@@ -494,6 +493,17 @@ fn the_fake_answers_the_terraform_providers_sequence() {
             ("tokens", id),
         ]))
     });
+    token
+}
+
+/// The fake answers the bpg Terraform provider's sequence (create, configure, start, read,
+/// the chunked task log, stop, destroy; tasks `running` then `stopped`/`OK`) to a minted
+/// token on one keep-alive connection.
+#[test]
+fn the_fake_answers_the_terraform_providers_sequence() {
+    let fake = FakeProxmox::start();
+    let token = mint_vm_admin(&fake, "pc-tf");
+    let (id, _) = token.rsplit_once('=').unwrap();
     let dir = tempfile::tempdir().unwrap();
     let script = write(dir.path(), "replay.py", TERRAFORM_REPLAY);
     let out = Command::new(python3())
@@ -1640,15 +1650,8 @@ env | grep -E '^(PORTCULLIS_PVE_URL|PROXMOX_VE_ENDPOINT|PROXMOX_HOST|PROXMOX_POR
 #[test]
 fn the_fake_serves_proxmoxers_session_script() {
     let fake = FakeProxmox::start();
-    let token = mint(&fake, "pc-py", 0);
-    let (id, secret) = token.rsplit_once('=').unwrap();
-    fake.with(|s| {
-        s.access.put_acl(&form(&[
-            ("path", "/vms"),
-            ("roles", "PVEVMAdmin"),
-            ("tokens", id),
-        ]))
-    });
+    let token = mint_vm_admin(&fake, "pc-py");
+    let (_, secret) = token.rsplit_once('=').unwrap();
     let dir = tempfile::tempdir().unwrap();
     let script = write(dir.path(), "session.py", PROXMOXER_SESSION);
     let out = Command::new(proxmoxer_python())
@@ -1811,15 +1814,8 @@ fn assert_ansible(out: &std::process::Output, results: &Path, fake: &FakeProxmox
 #[test]
 fn the_fake_serves_ansible_community_proxmox() {
     let fake = FakeProxmox::start();
-    let token = mint(&fake, "pc-ansible", 0);
-    let (id, secret) = token.rsplit_once('=').unwrap();
-    fake.with(|s| {
-        s.access.put_acl(&form(&[
-            ("path", "/vms"),
-            ("roles", "PVEVMAdmin"),
-            ("tokens", id),
-        ]))
-    });
+    let token = mint_vm_admin(&fake, "pc-ansible");
+    let (_, secret) = token.rsplit_once('=').unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (args, results) = ansible_files(dir.path());
     let out = Command::new(ansible_playbook())

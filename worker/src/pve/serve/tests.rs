@@ -229,6 +229,7 @@ impl Harness {
             if requests.len() >= n || tokio::time::Instant::now() > deadline {
                 return requests;
             }
+            // The poll interval between two looks at the request log, under the deadline above.
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -714,6 +715,7 @@ async fn concurrent_connections_fetch_the_credential_once_and_the_session_end_dr
             tokio::time::Instant::now() < deadline,
             "the credential outlived its session"
         );
+        // The poll interval between two looks at the credential table, under the deadline above.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
