@@ -83,6 +83,89 @@ pub struct LocalUserReset {
     pub totp_cleared: bool,
 }
 
+/// A local user's identity in the events of its credentials (issue 21).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalUserRef {
+    pub user: String,
+    pub user_id: String,
+    pub issuer: String,
+}
+
+/// A local user disabled (`portcullis users disable`): it can no longer log in; its tokens
+/// were revoked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalUserDisabled {
+    #[serde(flatten)]
+    pub user: LocalUserRef,
+    pub token_ids: Vec<String>,
+}
+
+/// A local user's password replaced at its login (the generated one or the bootstrap
+/// credential). Never the password.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalPasswordChanged {
+    #[serde(flatten)]
+    pub user: LocalUserRef,
+    /// `bootstrap` (the first admin's bootstrap credential) or `one_time` (a password an
+    /// administrator set).
+    pub replaced: String,
+}
+
+/// TOTP enrolled at a local user's login, with new recovery codes. Never the secret or a
+/// code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TotpEnrolled {
+    #[serde(flatten)]
+    pub user: LocalUserRef,
+    pub recovery_codes: u32,
+}
+
+/// A recovery code used instead of a TOTP code. Never the code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryCodeUsed {
+    #[serde(flatten)]
+    pub user: LocalUserRef,
+    /// Unused codes left.
+    pub remaining: u32,
+}
+
+/// `portcullis controller init`: the master key, the database and the first admin with its
+/// bootstrap credential. Never the credential.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControllerInitialised {
+    /// `created` or `existing`.
+    pub master_key: String,
+    /// `sqlite` or `postgres`.
+    pub store: String,
+    #[serde(flatten)]
+    pub admin: LocalUserRef,
+    pub groups: Vec<String>,
+    /// When the bootstrap credential stops working (Unix seconds).
+    pub bootstrap_expires_at: u64,
+    /// `printed` (once, on the terminal) or `file` (`--bootstrap-file`, mode 0600).
+    pub bootstrap_delivery: String,
+}
+
+/// A service account created (`portcullis users add-service`) with its public key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceAccountCreated {
+    pub account: String,
+    pub user_id: String,
+    pub issuer: String,
+    pub groups: Vec<String>,
+    pub key_fingerprint: String,
+}
+
+/// A service account's key revoked (`portcullis users revoke-key`): it obtains no more
+/// tokens, and the tokens it obtained were revoked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceKeyRevoked {
+    pub account: String,
+    pub user_id: String,
+    pub key_fingerprint: String,
+    pub token_ids: Vec<String>,
+}
+
 /// The failures of callers who proved nothing, summed per address and window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailureSummary {

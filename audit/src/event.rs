@@ -206,6 +206,13 @@ kinds! {
     TokenIssued = "token_issued",
     LocalUserCreated = "local_user_created",
     LocalUserReset = "local_user_reset",
+    LocalUserDisabled = "local_user_disabled",
+    LocalPasswordChanged = "local_password_changed",
+    TotpEnrolled = "totp_enrolled",
+    RecoveryCodeUsed = "recovery_code_used",
+    ControllerInitialised = "controller_initialised",
+    ServiceAccountCreated = "service_account_created",
+    ServiceKeyRevoked = "service_key_revoked",
     TokenRejected = "token_rejected",
     PermissionDenied = "permission_denied",
     SessionAuthorized = "session_authorized",
@@ -299,6 +306,34 @@ pub enum Event {
     /// codes cleared.
     LocalUserReset {
         details: LocalUserReset,
+    },
+    /// `portcullis users disable`: no more logins; its tokens revoked.
+    LocalUserDisabled {
+        details: LocalUserDisabled,
+    },
+    /// A local user's one-time password or bootstrap credential replaced at its login.
+    LocalPasswordChanged {
+        details: LocalPasswordChanged,
+    },
+    /// TOTP enrolled at a local user's login, with new recovery codes.
+    TotpEnrolled {
+        details: TotpEnrolled,
+    },
+    /// A recovery code used at a local user's login.
+    RecoveryCodeUsed {
+        details: RecoveryCodeUsed,
+    },
+    /// `portcullis controller init` (offline): master key, database, first admin.
+    ControllerInitialised {
+        details: ControllerInitialised,
+    },
+    /// `portcullis users add-service`: a service account and its public key.
+    ServiceAccountCreated {
+        details: ServiceAccountCreated,
+    },
+    /// `portcullis users revoke-key`: a service account's key revoked with its tokens.
+    ServiceKeyRevoked {
+        details: ServiceKeyRevoked,
     },
     TokenRejected {
         reason: String,
@@ -495,6 +530,13 @@ impl Event {
             Event::TokenIssued { .. } => Kind::TokenIssued,
             Event::LocalUserCreated { .. } => Kind::LocalUserCreated,
             Event::LocalUserReset { .. } => Kind::LocalUserReset,
+            Event::LocalUserDisabled { .. } => Kind::LocalUserDisabled,
+            Event::LocalPasswordChanged { .. } => Kind::LocalPasswordChanged,
+            Event::TotpEnrolled { .. } => Kind::TotpEnrolled,
+            Event::RecoveryCodeUsed { .. } => Kind::RecoveryCodeUsed,
+            Event::ControllerInitialised { .. } => Kind::ControllerInitialised,
+            Event::ServiceAccountCreated { .. } => Kind::ServiceAccountCreated,
+            Event::ServiceKeyRevoked { .. } => Kind::ServiceKeyRevoked,
             Event::TokenRejected { .. } => Kind::TokenRejected,
             Event::PermissionDenied { .. } => Kind::PermissionDenied,
             Event::SessionAuthorized { .. } => Kind::SessionAuthorized,

@@ -87,6 +87,77 @@ fn one_of_each() -> Vec<Event> {
                 totp_cleared: true,
             },
         },
+        Event::LocalUserDisabled {
+            details: LocalUserDisabled {
+                user: LocalUserRef {
+                user: "alice".into(),
+                user_id: "u_2".into(),
+                issuer: "local:".into(),
+            },
+                token_ids: vec!["t_1".into()],
+            },
+        },
+        Event::LocalPasswordChanged {
+            details: LocalPasswordChanged {
+                user: LocalUserRef {
+                user: "alice".into(),
+                user_id: "u_2".into(),
+                issuer: "local:".into(),
+            },
+                replaced: "bootstrap".into(),
+            },
+        },
+        Event::TotpEnrolled {
+            details: TotpEnrolled {
+                user: LocalUserRef {
+                user: "alice".into(),
+                user_id: "u_2".into(),
+                issuer: "local:".into(),
+            },
+                recovery_codes: 10,
+            },
+        },
+        Event::RecoveryCodeUsed {
+            details: RecoveryCodeUsed {
+                user: LocalUserRef {
+                user: "alice".into(),
+                user_id: "u_2".into(),
+                issuer: "local:".into(),
+            },
+                remaining: 9,
+            },
+        },
+        Event::ControllerInitialised {
+            details: ControllerInitialised {
+                master_key: "created".into(),
+                store: "sqlite".into(),
+                admin: LocalUserRef {
+                user: "alice".into(),
+                user_id: "u_2".into(),
+                issuer: "local:".into(),
+            },
+                groups: vec!["admins".into()],
+                bootstrap_expires_at: 1_700_086_400,
+                bootstrap_delivery: "file".into(),
+            },
+        },
+        Event::ServiceAccountCreated {
+            details: ServiceAccountCreated {
+                account: "terraform-ci".into(),
+                user_id: "u_3".into(),
+                issuer: "service:".into(),
+                groups: vec!["automation".into()],
+                key_fingerprint: "SHA256:abc".into(),
+            },
+        },
+        Event::ServiceKeyRevoked {
+            details: ServiceKeyRevoked {
+                account: "terraform-ci".into(),
+                user_id: "u_3".into(),
+                key_fingerprint: "SHA256:abc".into(),
+                token_ids: vec!["t_9".into()],
+            },
+        },
         Event::TokenRejected {
             reason: "empty bearer token".into(),
             details: summary(),

@@ -155,6 +155,7 @@ pub async fn add(
         user_id: user.id.clone(),
         password_hash: hash.as_phc().to_owned(),
         must_change_password: one_time_password.is_some(),
+        password_expires_at: None,
         totp_secret: None,
         totp_last_step: None,
         disabled_at: None,

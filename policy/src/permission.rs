@@ -33,11 +33,16 @@ pub enum Permission {
     /// own user may always read its recordings).
     #[serde(rename = "recordings:read")]
     RecordingsRead,
+    /// `users:admin`: add, list, show, disable and reset local users and service accounts,
+    /// granting only the groups `[auth.local] allowed_groups` lists; each action also needs
+    /// a login that met MFA.
+    #[serde(rename = "users:admin")]
+    UsersAdmin,
 }
 
 impl Permission {
     /// Every permission, in a stable order.
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 9] = [
         Permission::TargetsAdmin,
         Permission::WorkersAdmin,
         Permission::SessionsReadAll,
@@ -46,6 +51,7 @@ impl Permission {
         Permission::AuditRead,
         Permission::UsersRevoke,
         Permission::RecordingsRead,
+        Permission::UsersAdmin,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +64,7 @@ impl Permission {
             Permission::AuditRead => "audit:read",
             Permission::UsersRevoke => "users:revoke",
             Permission::RecordingsRead => "recordings:read",
+            Permission::UsersAdmin => "users:admin",
         }
     }
 }
@@ -70,7 +77,7 @@ impl fmt::Display for Permission {
 
 /// A string that names no permission.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown permission `{0}`; known: targets:admin, workers:admin, sessions:read-all, sessions:cancel-any, policy:reload, audit:read, users:revoke, recordings:read")]
+#[error("unknown permission `{0}`; known: targets:admin, workers:admin, sessions:read-all, sessions:cancel-any, policy:reload, audit:read, users:revoke, recordings:read, users:admin")]
 pub struct UnknownPermission(pub String);
 
 impl FromStr for Permission {

@@ -19,6 +19,7 @@
 //! - [`handshakes`]: the count of connections still in their handshake, capped per listener.
 //! - [`keys`]: fingerprints and public-key encodings every side computes the same way.
 //! - [`text`]: outside text made safe for logs and terminals (escaping control characters).
+//! - [`users`]: local users' logins and administration, and service accounts.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -38,6 +39,7 @@ pub mod proxy;
 pub mod pve;
 pub mod recording;
 pub mod text;
+pub mod users;
 
 /// The protocol version spoken on the cluster link and the proxy listener.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -19,6 +19,10 @@ pub(crate) enum ControllerCommand {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
         config: PathBuf,
     },
+    /// First start without an OpenID provider: create the master key (if missing) and the
+    /// database, and the first admin with a one-time bootstrap credential (valid 24 h) that
+    /// only sets its password and enrols its TOTP.
+    Init(super::init::InitArgs),
     /// Apply database migrations and exit (they are also applied at every start).
     Migrate {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
@@ -204,6 +208,7 @@ pub(crate) async fn run_controller(
             print!("{}", keys.certificate_authority().await?.cert_pem);
             Ok(0)
         }
+        ControllerCommand::Init(args) => super::init::run(args).await,
         ControllerCommand::Keygen { out, force } => {
             portcullis_controller::MasterKey::generate_file(&out, force)?;
             eprintln!(

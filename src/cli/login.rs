@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use portcullis_proto::api::{LogoutResponse, RevokeUserRequest, RevokeUserResponse, UserInfo};
+use portcullis_proto::api::{LogoutResponse, UserInfo};
 
 use super::http::{config_dir, ApiClient, ClientArgs};
 use super::output;
@@ -18,8 +18,10 @@ use super::output;
 mod device;
 mod loopback;
 mod oidc;
+mod password;
 mod redirect;
-// The signer `login --service-account` and `users add-service` will call (the next step).
+// The signer `login --service-account` calls (CONTRACT(issue 21): wired by the
+// service-accounts helper).
 #[cfg_attr(not(test), allow(dead_code))]
 mod service;
 mod typed_code;
@@ -38,7 +40,10 @@ How it works:
 Examples:
   portcullis login                 # opens the browser
   portcullis login --no-browser    # prints the URL; type the code the page shows
-  portcullis login --device        # enter a code on another device (if the controller allows it)")]
+  portcullis login --device        # enter a code on another device (if the controller allows it)
+  portcullis login --password --user ana       # a local user: password, then TOTP
+  portcullis login --bootstrap-file /root/portcullis-bootstrap --user admin   # the first admin
+  portcullis login --service-account terraform-ci --key ci.key                 # automation")]
 pub(crate) struct LoginArgs {
     /// Print the login URL instead of opening a browser (e.g. over SSH); the page you land on
     /// after signing in shows a code to type here.
@@ -48,6 +53,30 @@ pub(crate) struct LoginArgs {
     /// when the controller enables it (see docs/auth.md for its phishing risk).
     #[arg(long)]
     pub device: bool,
+    /// Log in as a local user (no OpenID provider): prompts for the password and a TOTP
+    /// code; a first login also sets a new password and enrols TOTP with a QR code.
+    #[arg(long, conflicts_with_all = ["no_browser", "device", "service_account"])]
+    pub password: bool,
+    /// The local user's name (default: $USER).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// The first admin's login: read the bootstrap credential `controller init` wrote from
+    /// FILE (mode 0600) instead of prompting for it. Implies --password.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["no_browser", "device", "service_account"])]
+    pub bootstrap_file: Option<PathBuf>,
+    /// With --bootstrap-file only (automation of the first start): read the first admin's
+    /// new password from FILE (mode 0600). A person's password is always typed.
+    #[arg(long, value_name = "FILE", requires = "bootstrap_file")]
+    pub password_file: Option<PathBuf>,
+    /// Log in as a service account by signing an assertion with its key (no prompt).
+    #[arg(long, value_name = "NAME", requires = "key", conflicts_with_all = ["no_browser", "device"])]
+    pub service_account: Option<String>,
+    /// The service account's Ed25519 private key (OpenSSH or PKCS#8, mode 0600).
+    #[arg(long, value_name = "FILE", requires = "service_account")]
+    pub key: Option<PathBuf>,
+    /// Print the login's result as JSON on stdout (never the token).
+    #[arg(long)]
+    pub json: bool,
     /// Where to save the token instead of CONFIG/portcullis/token.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
@@ -68,23 +97,6 @@ pub(crate) struct WhoamiArgs {
     pub json: bool,
     #[command(flatten)]
     pub client: ClientArgs,
-}
-
-#[derive(Debug, clap::Subcommand)]
-pub(crate) enum UsersCommand {
-    /// Revoke every API token of a user and end the user's live sessions (needs the
-    /// `users:revoke` permission). The user can log in again unless the provider stops them.
-    Revoke {
-        /// The user's subject (`sub` at the provider; `portcullis whoami` shows it).
-        subject: String,
-        /// Only the user of this issuer (default: the subject under every issuer).
-        #[arg(long)]
-        issuer: Option<String>,
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
 }
 
 fn token_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
@@ -122,6 +134,12 @@ fn anonymous_client(args: &ClientArgs) -> anyhow::Result<ApiClient> {
 pub(crate) async fn login(args: LoginArgs) -> anyhow::Result<i32> {
     let api = anonymous_client(&args.client)?;
     let path = token_path(args.token_file.as_deref())?;
+    if args.password || args.bootstrap_file.is_some() {
+        return password::login(&api, &args, &path).await;
+    }
+    if args.service_account.is_some() {
+        return service::login(&api, &args, &path).await;
+    }
     let secret = oidc::random_secret()?;
     let response = if args.device {
         device::login(&api, &secret).await?
@@ -195,37 +213,6 @@ pub(crate) async fn whoami(args: WhoamiArgs) -> anyhow::Result<i32> {
         ("token expires", output::opt_time(info.token_expires_at)),
     ])?;
     Ok(0)
-}
-
-pub(crate) async fn users(cmd: UsersCommand) -> anyhow::Result<i32> {
-    match cmd {
-        UsersCommand::Revoke {
-            subject,
-            issuer,
-            json,
-            client,
-        } => {
-            let api = ApiClient::from_args(&client)?;
-            let response: RevokeUserResponse = api
-                .post("/v1/users/revoke", &RevokeUserRequest { subject, issuer })
-                .await
-                .context("cannot revoke the user's tokens")?;
-            if json {
-                output::print_json(&response)?;
-            } else {
-                for user in &response.users {
-                    println!(
-                        "{} at {}: {} token(s) revoked, {} session(s) ended",
-                        portcullis_proto::text::escaped(&user.subject),
-                        portcullis_proto::text::escaped(&user.issuer),
-                        user.tokens_revoked.len(),
-                        user.sessions_ended.len()
-                    );
-                }
-            }
-            Ok(0)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub(crate) mod dev;
 pub(crate) mod echo;
 pub(crate) mod exit;
 pub(crate) mod http;
+pub(crate) mod init;
 pub(crate) mod inventory;
 pub(crate) mod local_tls;
 pub(crate) mod local_users;
@@ -22,6 +23,7 @@ pub(crate) mod ssh_config;
 pub(crate) mod targets;
 pub(crate) mod terminal_filter;
 pub(crate) mod tls;
+pub(crate) mod users;
 pub(crate) mod workers;
 
 use clap::{Args, Parser, Subcommand};
@@ -105,9 +107,9 @@ pub(crate) enum Command {
     Logout(login::LogoutArgs),
     /// Show who the controller takes you for: identity, groups, MFA and token expiry.
     Whoami(login::WhoamiArgs),
-    /// Administer users (revoke all of a user's tokens).
+    /// Administer users: local users, service accounts, and revoking anyone's tokens.
     #[command(subcommand)]
-    Users(login::UsersCommand),
+    Users(users::UsersCommand),
     /// Check, explain and export the zone matrix policy.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -159,7 +161,7 @@ pub(crate) async fn run(
         Command::Login(args) => login::login(args).await?,
         Command::Logout(args) => login::logout(args).await?,
         Command::Whoami(args) => login::whoami(args).await?,
-        Command::Users(cmd) => login::users(cmd).await?,
+        Command::Users(cmd) => users::run(cmd).await?,
         Command::Audit(cmd) => audit::run(cmd).await?,
         Command::Recordings(cmd) => recordings::run(cmd)?,
     };

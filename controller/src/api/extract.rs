@@ -32,6 +32,10 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
     }
 }
 
+/// The `amr` values (RFC 8176) that count as MFA for the controller's own checks (user
+/// administration): `otp` (a local user's TOTP), `mfa`, `hwk` (a hardware key), `swk`.
+pub(crate) const MFA_AMR: &[&str] = &["otp", "mfa", "hwk", "swk"];
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub(crate) struct Principal {
@@ -61,6 +65,30 @@ impl Principal {
             }));
             Err(err)
         }
+    }
+
+    /// Fails with 403 unless the caller holds `users:admin` and its login met MFA (its `amr`
+    /// has one of [`MFA_AMR`]): a stolen password-only token must not make new users.
+    pub(crate) fn require_user_admin(&self) -> Result<(), ApiError> {
+        self.require(Permission::UsersAdmin)?;
+        if self.user.amr.iter().any(|m| MFA_AMR.contains(&m.as_str())) {
+            return Ok(());
+        }
+        let mut err = ApiError::forbidden(format!(
+            "administering users needs a login that met MFA (amr one of {}; yours: {}): log \
+             in again with your second factor, e.g. `portcullis login --password` with TOTP",
+            MFA_AMR.join(", "),
+            if self.user.amr.is_empty() {
+                "none".to_owned()
+            } else {
+                self.user.amr.join(", ")
+            }
+        ));
+        err.denied = Some(Box::new(super::error::Denied {
+            actor: self.actor(),
+            permission: format!("{} with MFA", Permission::UsersAdmin),
+        }));
+        Err(err)
     }
 
     pub(crate) fn actor(&self) -> Actor {

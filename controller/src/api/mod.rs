@@ -11,14 +11,17 @@ pub(crate) mod extract;
 pub(crate) mod health;
 pub(crate) mod limits;
 pub(crate) mod listener;
+pub(crate) mod local_login;
 pub(crate) mod login;
 pub(crate) mod logout;
 pub(crate) mod oidc;
 pub(crate) mod oidc_pages;
 pub(crate) mod policy;
 pub(crate) mod recordings;
+pub(crate) mod service_accounts;
 pub(crate) mod sessions;
 pub(crate) mod targets;
+pub(crate) mod users;
 pub(crate) mod workers;
 
 #[cfg(test)]
@@ -55,7 +58,21 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/auth/oidc/callback", get(oidc::callback))
         .route("/v1/auth/oidc/redeem", post(oidc::redeem))
         .route("/v1/auth/logout", post(logout::logout))
+        .route("/v1/auth/local/login", post(local_login::login))
+        .route("/v1/auth/service-token", post(service_accounts::token))
         .route("/v1/users/revoke", post(logout::revoke_user))
+        .route("/v1/users/local", get(users::list).post(users::add))
+        .route("/v1/users/local/{name}", get(users::show))
+        .route("/v1/users/local/{name}/disable", post(users::disable))
+        .route("/v1/users/local/{name}/reset", post(users::reset))
+        .route(
+            "/v1/users/services",
+            get(service_accounts::list).post(service_accounts::add),
+        )
+        .route(
+            "/v1/users/services/{name}/revoke-key",
+            post(service_accounts::revoke_key),
+        )
         .route("/v1/whoami", get(login::whoami))
         .route("/v1/targets", get(targets::list).post(targets::create))
         .route(

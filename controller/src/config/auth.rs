@@ -1,9 +1,11 @@
-//! `[auth]`: the login rate limit and the OpenID provider (`[auth.oidc]`, see `oidc/config`);
+//! `[auth]`: the login rate limit, the OpenID provider (`[auth.oidc]`, see `oidc/config`) and
+//! local users and service accounts (`[auth.local]`, see `local_auth/config`);
 //! refuses the removed `auth.dev_login` with its line and what to do instead.
 
 use serde::Deserialize;
 
 use super::error::ConfigError;
+use crate::local_auth::config::{LocalAuthConfig, RawLocal};
 use crate::oidc::config::{OidcConfig, RawOidc};
 
 #[derive(Debug, Default, Deserialize)]
@@ -14,12 +16,15 @@ pub(super) struct RawAuth {
     dev_login: Option<toml::Spanned<serde::de::IgnoredAny>>,
     login_rate_limit_per_minute: Option<u32>,
     oidc: Option<RawOidc>,
+    #[serde(default)]
+    local: RawLocal,
 }
 
 /// The validated `[auth]` section.
 pub(super) struct Auth {
     pub login_rate_limit: u32,
     pub oidc: Option<OidcConfig>,
+    pub local: LocalAuthConfig,
 }
 
 impl RawAuth {
@@ -45,6 +50,7 @@ impl RawAuth {
         Ok(Auth {
             login_rate_limit: self.login_rate_limit_per_minute.unwrap_or(30),
             oidc: self.oidc.map(|raw| raw.validate(env)).transpose()?,
+            local: self.local.validate()?,
         })
     }
 }

@@ -70,6 +70,9 @@ pub struct Config {
     pub join_rate_limit: u32,
     /// Login with the organisation's OpenID provider (`[auth.oidc]`); none: OIDC is off.
     pub oidc: Option<crate::oidc::config::OidcConfig>,
+    /// Local users and service accounts (`[auth.local]`).
+    #[allow(dead_code)] // CONTRACT(issue 21): read by the local login and user administration.
+    pub(crate) local_auth: crate::local_auth::config::LocalAuthConfig,
     /// Lifetime of SSH certificates (sshd checks it only at login).
     pub ssh_certificate_ttl: Duration,
     /// The workers' egress addresses: SSH certificates are valid only from these.
@@ -196,6 +199,7 @@ impl Config {
             login_rate_limit: auth.login_rate_limit,
             join_rate_limit: workers.join_rate_limit,
             oidc: auth.oidc,
+            local_auth: auth.local,
             ssh_certificate_ttl: ssh.certificate_ttl,
             ssh_source_addresses: ssh.source_addresses,
             audit,

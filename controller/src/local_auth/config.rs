@@ -1,15 +1,15 @@
 //! `[auth.local]`: local users (passwords, TOTP), their groups, and the rules of their logins.
 //! Parsed like the rest of the controller config: a raw struct that refuses unknown keys by
-//! name, validated into [`LocalAuthConfig`]. Not yet part of the main config (the next step
-//! adds it to `[auth]` with the login endpoint, so a key is never accepted and then ignored).
+//! name, validated into [`LocalAuthConfig`], part of `[auth]` (`config/auth.rs`).
 //!
 //! ```toml
 //! [auth.local]
-//! enabled = true
+//! enabled = true                       # the default; false: no local or service login
 //! allowed_groups = ["ops", "admins"]   # the groups `users add` may grant over the API
 //! allow_password_only = false          # true: TOTP is optional (not recommended)
 //! min_password_length = 12
 //! bootstrap_lifetime = "24h"
+//! service_token_lifetime = "1h"        # the longest life of a service account's API token
 //!
 //! [auth.local.argon2]                  # OWASP's recommendation by default
 //! m_cost_kib = 19456
@@ -36,6 +36,9 @@ use crate::config::values::{positive_duration, DurationValue};
 
 /// The bootstrap credential's default and longest lifetime.
 const BOOTSTRAP_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// A service account's token's default and longest lifetime.
+const SERVICE_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+const MAX_SERVICE_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// The least memory argon2 may use: OWASP's weakest recommended setting is 7 MiB × 5 passes.
 const MIN_M_COST_KIB: u32 = 7 * 1024;
 /// The least memory × passes: OWASP's recommended settings all cost at least 35 MiB-passes.
@@ -60,6 +63,24 @@ pub(crate) struct LocalAuthConfig {
     pub(crate) backoff: BackoffParams,
     /// How long the bootstrap credential `controller init` prints is valid.
     pub(crate) bootstrap_lifetime: Duration,
+    /// The longest life of an API token a service account obtains with its key.
+    pub(crate) service_token_lifetime: Duration,
+}
+
+impl Default for LocalAuthConfig {
+    /// An empty section's values.
+    fn default() -> Self {
+        LocalAuthConfig {
+            enabled: true,
+            allowed_groups: BTreeSet::new(),
+            allow_password_only: false,
+            min_password_length: DEFAULT_MIN_PASSWORD_CHARS,
+            argon2: Argon2Params::default(),
+            backoff: BackoffParams::default(),
+            bootstrap_lifetime: BOOTSTRAP_LIFETIME,
+            service_token_lifetime: SERVICE_TOKEN_LIFETIME,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +91,7 @@ pub(crate) struct RawLocal {
     allow_password_only: Option<bool>,
     min_password_length: Option<usize>,
     bootstrap_lifetime: Option<DurationValue>,
+    service_token_lifetime: Option<DurationValue>,
     #[serde(default)]
     argon2: RawArgon2,
     #[serde(default)]
@@ -115,14 +137,26 @@ impl RawLocal {
                  an installation; run `controller init` again for a new one",
             ));
         }
+        let service_token_lifetime = positive_duration(
+            &self.service_token_lifetime,
+            "auth.local.service_token_lifetime",
+            SERVICE_TOKEN_LIFETIME,
+        )?;
+        if service_token_lifetime > MAX_SERVICE_TOKEN_LIFETIME {
+            return Err(invalid(
+                "auth.local.service_token_lifetime",
+                "must be at most 24h: a pipeline exchanges its key for a new token each run",
+            ));
+        }
         Ok(LocalAuthConfig {
-            enabled: self.enabled.unwrap_or(false),
+            enabled: self.enabled.unwrap_or(true),
             allowed_groups: groups(self.allowed_groups.unwrap_or_default())?,
             allow_password_only: self.allow_password_only.unwrap_or(false),
             min_password_length: min_password_length(self.min_password_length)?,
             argon2: self.argon2.validate()?,
             backoff: self.backoff.validate()?,
             bootstrap_lifetime,
+            service_token_lifetime,
         })
     }
 }

@@ -27,6 +27,9 @@ pub(crate) struct LocalUserRecord {
     pub password_hash: String,
     /// The password was set by an administrator and is to be replaced at the first login.
     pub must_change_password: bool,
+    /// Unix seconds after which the password is refused (the bootstrap credential);
+    /// `None`: it does not expire. Any change of the password clears it.
+    pub password_expires_at: Option<i64>,
     /// The TOTP secret, sealed; `None`: not enrolled.
     pub totp_secret: Option<Vec<u8>>,
     /// The last time step whose code was accepted.
@@ -42,6 +45,7 @@ impl std::fmt::Debug for LocalUserRecord {
         f.debug_struct("LocalUserRecord")
             .field("user_id", &self.user_id)
             .field("must_change_password", &self.must_change_password)
+            .field("password_expires_at", &self.password_expires_at)
             .field("totp_enrolled", &self.totp_secret.is_some())
             .field("totp_last_step", &self.totp_last_step)
             .field("disabled_at", &self.disabled_at)
@@ -63,8 +67,9 @@ pub(crate) struct RecoveryCodeRow {
     pub used_at: Option<i64>,
 }
 
-const COLUMNS: &str = "l.user_id, l.password_hash, l.must_change_password, l.totp_secret, \
-    l.totp_last_step, l.disabled_at, l.created_at, l.updated_at";
+const COLUMNS: &str = "l.user_id, l.password_hash, l.must_change_password, \
+    l.password_expires_at, l.totp_secret, l.totp_last_step, l.disabled_at, l.created_at, \
+    l.updated_at";
 
 const USER_COLUMNS: &str = "u.id, u.issuer, u.subject, u.username, u.email, u.name, u.groups, \
     u.amr, u.acr, u.auth_time, u.updated_at";
@@ -83,6 +88,7 @@ fn from_row(row: &AnyRow) -> Result<LocalUserRecord> {
                 )))
             }
         },
+        password_expires_at: row.try_get("password_expires_at")?,
         totp_secret: row.try_get("totp_secret")?,
         totp_last_step: row.try_get("totp_last_step")?,
         disabled_at: row.try_get("disabled_at")?,
@@ -103,13 +109,14 @@ fn local_user_from_row(row: &AnyRow) -> Result<LocalUser> {
 pub(crate) async fn insert(w: Write<'_>, l: &LocalUserRecord) -> Result<()> {
     let conn = w.conn();
     sqlx::query(
-        "INSERT INTO local_users (user_id, password_hash, must_change_password, totp_secret, \
-         totp_last_step, disabled_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO local_users (user_id, password_hash, must_change_password, \
+         password_expires_at, totp_secret, totp_last_step, disabled_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&l.user_id)
     .bind(&l.password_hash)
     .bind(i64::from(l.must_change_password))
+    .bind(l.password_expires_at)
     .bind(&l.totp_secret)
     .bind(l.totp_last_step)
     .bind(l.disabled_at)
@@ -148,7 +155,8 @@ pub(crate) async fn list(conn: &mut AnyConnection) -> Result<Vec<LocalUser>> {
     rows.iter().map(local_user_from_row).collect()
 }
 
-/// Sets a new password hash (and whether it must be replaced at the next login).
+/// Sets a new password hash (and whether it must be replaced at the next login); the
+/// password no longer expires.
 pub(crate) async fn set_password(
     w: Write<'_>,
     user_id: &str,
@@ -157,8 +165,8 @@ pub(crate) async fn set_password(
     now: i64,
 ) -> Result<bool> {
     let done = sqlx::query(
-        "UPDATE local_users SET password_hash = $2, must_change_password = $3, updated_at = $4 \
-         WHERE user_id = $1",
+        "UPDATE local_users SET password_hash = $2, must_change_password = $3, \
+         password_expires_at = NULL, updated_at = $4 WHERE user_id = $1",
     )
     .bind(user_id)
     .bind(password_hash)
@@ -243,7 +251,8 @@ pub(crate) async fn reset(
     let conn = w.conn();
     let done = sqlx::query(
         "UPDATE local_users SET password_hash = $2, must_change_password = $3, \
-         totp_secret = NULL, totp_last_step = NULL, updated_at = $4 WHERE user_id = $1",
+         password_expires_at = NULL, totp_secret = NULL, totp_last_step = NULL, \
+         updated_at = $4 WHERE user_id = $1",
     )
     .bind(user_id)
     .bind(password_hash)

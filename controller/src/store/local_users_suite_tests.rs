@@ -51,6 +51,7 @@ fn local(user_id: &str) -> LocalUserRecord {
         user_id: user_id.into(),
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
         must_change_password: true,
+        password_expires_at: Some(100 + 86_400),
         totp_secret: None,
         totp_last_step: None,
         disabled_at: None,
@@ -226,6 +227,16 @@ async fn reset_sets_a_password_and_clears_totp_and_recovery_codes() {
         let dialect = store.dialect();
         let mut conn = store.conn().await.unwrap();
         create(&mut conn, "u_alice", "alice").await;
+        let created = rows::by_name(&mut conn, ISSUER, "alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .local;
+        assert_eq!(
+            created.password_expires_at,
+            Some(100 + 86_400),
+            "{dialect:?}"
+        );
         rows::enrol_totp(w(&mut conn), "u_alice", b"s", 7, &["aa".to_owned()], 200)
             .await
             .unwrap();
@@ -233,6 +244,15 @@ async fn reset_sets_a_password_and_clears_totp_and_recovery_codes() {
             rows::set_password(w(&mut conn), "u_alice", "$argon2id$own", false, 250)
                 .await
                 .unwrap()
+        );
+        let changed = rows::by_name(&mut conn, ISSUER, "alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .local;
+        assert_eq!(
+            changed.password_expires_at, None,
+            "a changed password never expires"
         );
         assert!(
             rows::reset(w(&mut conn), "u_alice", "$argon2id$new", true, 300)

@@ -170,6 +170,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "local_users",
         include_str!("../../../migrations/sqlite/0013_local_users.sql"),
     ),
+    (
+        14,
+        "password_expiry",
+        include_str!("../../../migrations/sqlite/0014_password_expiry.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -231,6 +236,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         13,
         "local_users",
         include_str!("../../../migrations/postgres/0013_local_users.sql"),
+    ),
+    (
+        14,
+        "password_expiry",
+        include_str!("../../../migrations/postgres/0014_password_expiry.sql"),
     ),
     // The recordings store's tables: its own migrator applies them (`recordings.rs`), and a
     // shared database's migration table must know them here too.

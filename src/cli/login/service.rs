@@ -153,3 +153,14 @@ fn from_pkcs8_pem(text: &str) -> anyhow::Result<SigningKey> {
 
 #[cfg(test)]
 mod tests;
+
+/// `portcullis login --service-account NAME --key FILE`.
+///
+/// CONTRACT(issue 21): the service-accounts helper builds this.
+pub(super) async fn login(
+    _api: &super::super::http::ApiClient,
+    _args: &super::LoginArgs,
+    _token_path: &Path,
+) -> anyhow::Result<i32> {
+    bail!("service account login is not built yet")
+}

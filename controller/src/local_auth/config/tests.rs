@@ -6,12 +6,13 @@ fn parse(text: &str) -> Result<LocalAuthConfig, String> {
 }
 
 #[test]
-fn an_empty_section_is_off_with_safe_defaults() {
+fn an_empty_section_is_on_with_safe_defaults() {
     let config = parse("").unwrap();
+    assert_eq!(config, LocalAuthConfig::default());
     assert_eq!(
         config,
         LocalAuthConfig {
-            enabled: false,
+            enabled: true,
             allowed_groups: BTreeSet::new(),
             allow_password_only: false,
             min_password_length: 12,
@@ -22,8 +23,17 @@ fn an_empty_section_is_off_with_safe_defaults() {
             },
             backoff: BackoffParams::default(),
             bootstrap_lifetime: Duration::from_secs(24 * 3600),
+            service_token_lifetime: Duration::from_secs(3600),
         }
     );
+}
+
+#[test]
+fn a_service_token_lives_at_most_a_day() {
+    let err = parse("service_token_lifetime = \"25h\"").unwrap_err();
+    assert!(err.contains("auth.local.service_token_lifetime"), "{err}");
+    let config = parse("service_token_lifetime = \"15m\"").unwrap();
+    assert_eq!(config.service_token_lifetime, Duration::from_secs(900));
 }
 
 #[test]

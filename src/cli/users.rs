@@ -1,0 +1,136 @@
+//! `portcullis users ...`: users over the API. `revoke` (any user's tokens) is here;
+//! local users (`add|list|show|disable|reset`) are in `users/admin`, service accounts
+//! (`add-service|revoke-key`) in `users/service`.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use portcullis_proto::api::{RevokeUserRequest, RevokeUserResponse};
+
+use super::http::{ApiClient, ClientArgs};
+use super::output;
+
+mod admin;
+mod service;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum UsersCommand {
+    /// Add a local user (needs `users:admin` and a login that met MFA); prints its one-time
+    /// password, replaced at its first login, when it also enrols TOTP.
+    Add {
+        name: String,
+        /// The user's groups (among the controller's `[auth.local] allowed_groups`).
+        #[arg(long, value_delimiter = ',', required = true)]
+        groups: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List local users and service accounts.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one local user.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Disable a local user: no more logins; its tokens are revoked and sessions end.
+    Disable {
+        name: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Give a local user a new one-time password; its TOTP is enrolled again at its next
+    /// login.
+    Reset {
+        name: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Add a service account for automation, identified by its Ed25519 public key.
+    AddService {
+        name: String,
+        /// The account's groups (among `[auth.local] allowed_groups`).
+        #[arg(long, value_delimiter = ',', required = true)]
+        groups: Vec<String>,
+        /// The public key file (`ssh-keygen -t ed25519` writes NAME.pub).
+        #[arg(long, value_name = "FILE")]
+        public_key: PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a service account's key: it obtains no more tokens, and its tokens are revoked.
+    RevokeKey {
+        name: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke every API token of a user and end the user's live sessions (needs the
+    /// `users:revoke` permission). The user can log in again unless the provider stops them.
+    Revoke {
+        /// The user's subject (`sub` at the provider; `portcullis whoami` shows it).
+        subject: String,
+        /// Only the user of this issuer (default: the subject under every issuer).
+        #[arg(long)]
+        issuer: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub(crate) async fn run(cmd: UsersCommand) -> anyhow::Result<i32> {
+    match cmd {
+        cmd @ (UsersCommand::Add { .. }
+        | UsersCommand::List { .. }
+        | UsersCommand::Show { .. }
+        | UsersCommand::Disable { .. }
+        | UsersCommand::Reset { .. }) => admin::run(cmd).await,
+        cmd @ (UsersCommand::AddService { .. } | UsersCommand::RevokeKey { .. }) => {
+            service::run(cmd).await
+        }
+        UsersCommand::Revoke {
+            subject,
+            issuer,
+            json,
+            client,
+        } => {
+            let api = ApiClient::from_args(&client)?;
+            let response: RevokeUserResponse = api
+                .post("/v1/users/revoke", &RevokeUserRequest { subject, issuer })
+                .await
+                .context("cannot revoke the user's tokens")?;
+            if json {
+                output::print_json(&response)?;
+            } else {
+                for user in &response.users {
+                    println!(
+                        "{} at {}: {} token(s) revoked, {} session(s) ended",
+                        portcullis_proto::text::escaped(&user.subject),
+                        portcullis_proto::text::escaped(&user.issuer),
+                        user.tokens_revoked.len(),
+                        user.sessions_ended.len()
+                    );
+                }
+            }
+            Ok(0)
+        }
+    }
+}
