@@ -29,6 +29,7 @@ mod enrolment;
 pub mod fuzzing;
 mod gateway;
 mod ids;
+mod init;
 mod keys;
 mod link;
 mod local_auth;

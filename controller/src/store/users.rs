@@ -72,6 +72,14 @@ pub(crate) async fn upsert(w: Write<'_>, u: &UserRecord) -> Result<UserRecord> {
     from_row(&row)
 }
 
+/// Whether any user exists, from any issuer (`controller init` refuses then).
+pub(crate) async fn any(conn: &mut AnyConnection) -> Result<bool> {
+    let row = sqlx::query("SELECT id FROM users LIMIT 1")
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.is_some())
+}
+
 pub(crate) async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<UserRecord>> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
         .bind(id)
