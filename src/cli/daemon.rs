@@ -208,7 +208,7 @@ pub(crate) async fn run_controller(
             print!("{}", keys.certificate_authority().await?.cert_pem);
             Ok(0)
         }
-        ControllerCommand::Init(args) => super::init::run(args).await,
+        ControllerCommand::Init(args) => super::init::run(args, load).await,
         ControllerCommand::Keygen { out, force } => {
             portcullis_controller::MasterKey::generate_file(&out, force)?;
             eprintln!(

@@ -7,6 +7,7 @@ pub(crate) mod client;
 pub(crate) mod cluster;
 pub(crate) mod dev;
 pub(crate) mod gateway;
+pub(crate) mod init;
 pub(crate) mod netns;
 pub(crate) mod pg;
 pub(crate) mod ports;
