@@ -57,7 +57,10 @@ fn audited(c: &Controller, kind: &str) -> Value {
         .output()
         .unwrap();
     let (stdout, stderr) = ok(&out);
-    assert!(stdout.contains("true") || stdout.contains("ok"), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("true") || stdout.contains("ok"),
+        "{stdout}\n{stderr}"
+    );
     let out = c
         .cli()
         .args(["audit", "list", "--limit", "1000", "--json"])
@@ -85,7 +88,10 @@ fn init_then_run(dir: &Path, url: &str, store: &str) {
         credential.starts_with("pcb_") && credential.len() >= 4 + 26,
         "{credential}"
     );
-    assert!(!stderr.contains(&credential), "credential in the logs: {stderr}");
+    assert!(
+        !stderr.contains(&credential),
+        "credential in the logs: {stderr}"
+    );
     assert!(stderr.contains("master key created"), "{stderr}");
     assert!(
         stderr.contains("portcullis login --password --user admin")
@@ -120,7 +126,10 @@ fn init_then_run(dir: &Path, url: &str, store: &str) {
     // A running controller on that store (it reuses the master key init made).
     let c = Controller::start_on(dir, url, "");
     let (code, body) = c.curl_as(&credential, "GET", "/v1/targets", None);
-    assert_eq!(code, 401, "the bootstrap credential is not an API token: {body}");
+    assert_eq!(
+        code, 401,
+        "the bootstrap credential is not an API token: {body}"
+    );
     let (code, _) = c.curl("GET", "/v1/targets", None);
     assert_eq!(code, 200, "an admin token lists targets");
 
@@ -218,7 +227,14 @@ fn a_bootstrap_file_is_written_0600_and_the_credential_is_on_no_output() {
     let file2 = dir2.path().join("bootstrap");
     let (stdout, stderr) = ok(&run_init(
         &config2,
-        &["--bootstrap-file", file2.to_str().unwrap(), "--admin", "root", "--groups", "admins,ops"],
+        &[
+            "--bootstrap-file",
+            file2.to_str().unwrap(),
+            "--admin",
+            "root",
+            "--groups",
+            "admins,ops",
+        ],
         "warn",
     ));
     assert_eq!(stdout.trim(), file2.to_str().unwrap());

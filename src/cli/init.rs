@@ -69,7 +69,8 @@ pub(crate) async fn run(
 }
 
 fn expiry_text(unix: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+    let at =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
     humantime::format_rfc3339_seconds(at).to_string()
 }
 

@@ -100,7 +100,11 @@ async fn init_creates_the_key_and_a_must_change_admin_whose_password_is_the_cred
     assert!(found.local.must_change_password);
     assert_eq!(found.local.password_expires_at, Some(done.expires_at));
     let now = clock::to_i64(clock::system().unix_secs());
-    assert!((done.expires_at - now - 7200).abs() <= 5, "{}", done.expires_at);
+    assert!(
+        (done.expires_at - now - 7200).abs() <= 5,
+        "{}",
+        done.expires_at
+    );
     let stored = PasswordHash::from_phc(found.local.password_hash.clone()).unwrap();
     assert!(matches!(
         password::verify(&credential, &stored, config.local_auth.argon2).unwrap(),
@@ -134,7 +138,10 @@ async fn init_creates_the_key_and_a_must_change_admin_whose_password_is_the_cred
         .err()
         .unwrap();
     assert!(matches!(err, InitError::AlreadyInitialised), "{err}");
-    assert!(err.to_string().contains("controller users add|reset"), "{err}");
+    assert!(
+        err.to_string().contains("controller users add|reset"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(dir.path().join("master.key")).unwrap(), key);
 }
 
@@ -161,7 +168,10 @@ async fn a_bootstrap_file_is_written_0600_and_an_existing_one_refused() {
     assert!(done.credential.is_none());
     assert_eq!(mode(&file), 0o600);
     let text = std::fs::read_to_string(&file).unwrap();
-    assert!(text.starts_with(BOOTSTRAP_PREFIX) && text.ends_with('\n'), "{text}");
+    assert!(
+        text.starts_with(BOOTSTRAP_PREFIX) && text.ends_with('\n'),
+        "{text}"
+    );
 }
 
 #[tokio::test]
