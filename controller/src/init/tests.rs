@@ -46,7 +46,7 @@ fn a_credential_is_prefixed_160_random_bits_and_never_repeats() {
         .bytes()
         .all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c)));
     assert_ne!(text, b.expose_secret());
-    assert_eq!(format!("{a:?}").contains(text), false);
+    assert!(!format!("{a:?}").contains(text));
 }
 
 #[test]
