@@ -131,14 +131,15 @@ fn show(args: &InitArgs, done: &Initialised) {
     let paste = match &args.bootstrap_file {
         Some(_) => String::new(),
         None => format!(
-            "\n  (or save it in a file only you can read and run \
-             `portcullis login --bootstrap-file FILE --user {}`)",
+            "    (paste it when asked)\n  or save it in a file only you can read and run:\n  \
+             portcullis login --bootstrap-file FILE --user {}",
             done.admin
         ),
     };
     eprintln!(
-        "controller initialised: {key}; {store} database ready; first admin {admin:?} (groups: \
-         {groups}); recorded as controller_initialised.\n\
+        "controller initialised; recorded as controller_initialised.\n\
+         {key}.\n\
+         {store} database created and migrated; first admin {admin:?} (groups: {groups}).\n\
          {delivered}. It is not an API token: it only lets {admin} log in once, to set a \
          password and enrol TOTP. It expires at {expires}.\n\
          Next: start the controller (`portcullis controller run --config {config}`), then, with \
