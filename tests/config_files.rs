@@ -103,3 +103,34 @@ fn the_commented_catalog_example_is_valid() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn the_commented_local_auth_example_is_valid() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/controller.toml"
+    ))
+    .unwrap();
+    // Uncomment the [auth.local] block, up to the blank line that ends it.
+    let mut out = String::new();
+    let mut in_block = false;
+    let mut found = 0;
+    for line in text.lines() {
+        if line == "# [auth.local]" {
+            in_block = true;
+        } else if line.is_empty() {
+            in_block = false;
+        }
+        match line.strip_prefix("# ") {
+            Some(rest) if in_block => {
+                found += 1;
+                out.push_str(rest)
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    assert!(found > 10, "the [auth.local] example is gone");
+    portcullis_controller::Config::parse(&out, "config/controller.toml", |_| None)
+        .unwrap_or_else(|e| panic!("{e}\n{out}"));
+}
