@@ -207,3 +207,26 @@ async fn local_auth_disabled_is_refused_before_anything_is_made() {
     assert!(!dir.path().join("master.key").exists());
     assert!(!dir.path().join("c.db").exists());
 }
+
+#[tokio::test]
+async fn a_key_made_for_a_store_it_cannot_open_is_removed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    // A keyset sealed with another master key, and no user yet.
+    let store = Store::connect(&config.store_url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let other = MasterKey::from_hex(&MasterKey::generate_hex().unwrap()).unwrap();
+    Keyset::new(store.clone(), other).ensure().await.unwrap();
+    store.close().await;
+
+    let op = operator();
+    let err = init(&config, request(&op, Delivery::Print))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, InitError::Keys(_)), "{err}");
+    assert!(
+        !dir.path().join("master.key").exists(),
+        "a key that opens nothing is not left behind"
+    );
+}
