@@ -17,10 +17,13 @@ async fn store_and_keys() -> (Store, Keyset, tempfile::TempDir) {
     (store, keys, dir)
 }
 
-fn operator() -> Operator {
-    Operator {
-        account: "uid=0".into(),
-    }
+fn operator() -> Actor {
+    Actor::local("uid=0")
+}
+
+/// `[auth.local]`'s defaults.
+fn rules() -> PasswordRules {
+    PasswordRules::from(&LocalAuthConfig::default())
 }
 
 fn given(text: &str) -> PasswordSource {
@@ -67,10 +70,11 @@ async fn add_with_a_generated_password_shows_it_once_and_audits_without_it() {
     let added = add(
         &store,
         &keys,
+        rules(),
         "alice",
         vec!["admins".into(), "ops".into()],
         PasswordSource::Generate,
-        &operator(),
+        operator(),
     )
     .await
     .unwrap();
@@ -117,10 +121,11 @@ async fn add_with_a_given_password_and_the_refusals() {
     let added = add(
         &store,
         &keys,
+        rules(),
         "deploy",
         vec!["ci".into()],
         given("correct horse battery staple"),
-        &operator(),
+        operator(),
     )
     .await
     .unwrap();
@@ -139,20 +144,22 @@ async fn add_with_a_given_password_and_the_refusals() {
     let again = add(
         &store,
         &keys,
+        rules(),
         "deploy",
         vec!["ci".into()],
         given("another long password"),
-        &operator(),
+        operator(),
     )
     .await;
     assert!(matches!(refused(again), LocalUserError::Exists(_)));
     let short = add(
         &store,
         &keys,
+        rules(),
         "bob",
         vec!["ci".into()],
         given("short"),
-        &operator(),
+        operator(),
     )
     .await;
     let short = refused(short);
@@ -161,20 +168,22 @@ async fn add_with_a_given_password_and_the_refusals() {
     let no_groups = add(
         &store,
         &keys,
+        rules(),
         "bob",
         vec![],
         PasswordSource::Generate,
-        &operator(),
+        operator(),
     )
     .await;
     assert!(matches!(refused(no_groups), LocalUserError::NoGroups));
     let bad_name = add(
         &store,
         &keys,
+        rules(),
         "bob smith",
         vec!["ci".into()],
         PasswordSource::Generate,
-        &operator(),
+        operator(),
     )
     .await;
     assert!(matches!(
@@ -184,10 +193,11 @@ async fn add_with_a_given_password_and_the_refusals() {
     let bad_group = add(
         &store,
         &keys,
+        rules(),
         "bob",
         vec!["a b".into()],
         PasswordSource::Generate,
-        &operator(),
+        operator(),
     )
     .await;
     assert!(matches!(
@@ -212,10 +222,11 @@ async fn reset_gives_a_new_password_and_clears_totp_and_recovery_codes() {
     add(
         &store,
         &keys,
+        rules(),
         "alice",
         vec!["admins".into()],
         given("the first long password"),
-        &operator(),
+        operator(),
     )
     .await
     .unwrap();
@@ -233,9 +244,10 @@ async fn reset_gives_a_new_password_and_clears_totp_and_recovery_codes() {
     let reset_done = reset(
         &store,
         &keys,
+        rules(),
         "alice",
         PasswordSource::Generate,
-        &operator(),
+        operator(),
     )
     .await
     .unwrap();
@@ -264,9 +276,10 @@ async fn reset_gives_a_new_password_and_clears_totp_and_recovery_codes() {
     reset(
         &store,
         &keys,
+        rules(),
         "alice",
         given("the third long password"),
-        &operator(),
+        operator(),
     )
     .await
     .unwrap();
@@ -281,9 +294,10 @@ async fn reset_gives_a_new_password_and_clears_totp_and_recovery_codes() {
     let unknown = reset(
         &store,
         &keys,
+        rules(),
         "carol",
         PasswordSource::Generate,
-        &operator(),
+        operator(),
     )
     .await;
     assert!(matches!(unknown.err().unwrap(), LocalUserError::Unknown(_)));
