@@ -303,6 +303,121 @@ async fn reset_gives_a_new_password_and_clears_totp_and_recovery_codes() {
     assert!(matches!(unknown.err().unwrap(), LocalUserError::Unknown(_)));
 }
 
+#[tokio::test]
+async fn new_passwords_follow_the_configured_rules() {
+    let (store, keys, _dir) = store_and_keys().await;
+    let strict = PasswordRules::from(&LocalAuthConfig {
+        min_password_length: 30,
+        argon2: Argon2Params {
+            m_cost_kib: 8 * 1024,
+            t_cost: 5,
+            p_cost: 1,
+        },
+        ..LocalAuthConfig::default()
+    });
+    let short = add(
+        &store,
+        &keys,
+        strict,
+        "ana",
+        vec!["ops".into()],
+        given("twenty-two characters!"),
+        operator(),
+    )
+    .await;
+    assert!(matches!(short.err().unwrap(), LocalUserError::Password(_)));
+    // A generated password is long enough for the rules it is made under.
+    let added = add(
+        &store,
+        &keys,
+        strict,
+        "ana",
+        vec!["ops".into()],
+        PasswordSource::Generate,
+        operator(),
+    )
+    .await
+    .unwrap();
+    let shown = added.one_time_password.unwrap();
+    assert!(shown.expose_secret().chars().count() >= 30, "too short");
+    let phc = stored_hash(&store, "ana").await.password_hash;
+    assert!(phc.contains("m=8192,t=5,p=1"), "{phc}");
+}
+
+#[tokio::test]
+async fn disable_revokes_the_users_tokens_with_its_event_and_show_tells_it() {
+    let (store, keys, _dir) = store_and_keys().await;
+    add(
+        &store,
+        &keys,
+        rules(),
+        "bob",
+        vec!["ops".into()],
+        PasswordSource::Generate,
+        operator(),
+    )
+    .await
+    .unwrap();
+    let user = {
+        let mut conn = store.conn().await.unwrap();
+        rows::by_name(&mut conn, LOCAL_USERS_ISSUER, "bob")
+            .await
+            .unwrap()
+            .unwrap()
+            .user
+    };
+    let token = crate::tokens::issue(
+        &store,
+        &keys,
+        std::time::Duration::from_secs(600),
+        &user,
+        |u, t| crate::tokens::login_succeeded(u, t, "test"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(show(&store, "bob").await.unwrap().disabled_at, None);
+
+    let admin = Actor {
+        user_id: Some("u_admin".into()),
+        username: Some("root-admin".into()),
+        ..Actor::default()
+    };
+    let disabled = disable(&store, &keys, "bob", admin.clone()).await.unwrap();
+    assert_eq!(disabled.revoked_token_ids, [token.token_id.clone()]);
+    let first = disabled.user.disabled_at.unwrap();
+    assert_eq!(show(&store, "bob").await.unwrap().disabled_at, Some(first));
+    let mut conn = store.conn().await.unwrap();
+    let live = crate::store::tokens::authenticate(
+        &mut conn,
+        &crate::ids::secret_hash(&token.secret),
+        crate::clock::to_i64(keys.clock().unix_secs()),
+    )
+    .await
+    .unwrap();
+    assert!(live.is_none(), "the disabled user's token still works");
+    drop(conn);
+
+    let recorded = events(&store, "local_user_disabled").await;
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0]["details"]["user"], "bob");
+    assert_eq!(
+        recorded[0]["details"]["token_ids"][0],
+        json(&token.token_id)
+    );
+    assert_eq!(recorded[0]["actor"]["user"], "root-admin");
+
+    // Again: the first instant stays, nothing left to revoke.
+    let again = disable(&store, &keys, "bob", admin.clone()).await.unwrap();
+    assert_eq!(again.user.disabled_at, Some(first));
+    assert!(again.revoked_token_ids.is_empty());
+    let unknown = disable(&store, &keys, "carol", admin).await;
+    assert!(matches!(unknown.err().unwrap(), LocalUserError::Unknown(_)));
+    assert!(matches!(
+        show(&store, "carol").await.err().unwrap(),
+        LocalUserError::Unknown(_)
+    ));
+}
+
 #[test]
 fn a_password_file_must_be_private_and_loses_one_trailing_newline() {
     let dir = tempfile::tempdir().unwrap();
