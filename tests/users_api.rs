@@ -211,7 +211,7 @@ fn user_administration_without_mfa_or_outside_the_allowed_groups_is_refused() {
 
     // users:admin, but a login without MFA: refused by the CLI and over curl, audited.
     let out = users(&c, &password_only, &["add", "bob", "--groups", "ops"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(5), "forbidden");
     let err = text(&out.stderr);
     assert!(err.contains("MFA") && err.contains("forbidden"), "{err}");
     for (method, path) in [
@@ -231,7 +231,7 @@ fn user_administration_without_mfa_or_outside_the_allowed_groups_is_refused() {
 
     // A group outside allowed_groups: 400 naming the group and the key; nothing created.
     let out = users(&c, &mfa, &["add", "bob", "--groups", "ops,admins"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(7), "refused");
     let err = text(&out.stderr);
     assert!(
         err.contains("\"admins\" is not among `[auth.local] allowed_groups` (ops, readers)"),
