@@ -383,7 +383,10 @@ async fn disable_revokes_the_users_tokens_with_its_event_and_show_tells_it() {
         ..Actor::default()
     };
     let disabled = disable(&store, &keys, "bob", admin.clone()).await.unwrap();
-    assert_eq!(disabled.revoked_token_ids, [token.token_id.clone()]);
+    assert_eq!(
+        disabled.revoked_token_ids,
+        std::slice::from_ref(&token.token_id)
+    );
     let first = disabled.user.disabled_at.unwrap();
     assert_eq!(show(&store, "bob").await.unwrap().disabled_at, Some(first));
     let mut conn = store.conn().await.unwrap();
