@@ -253,7 +253,7 @@ mod tests {
         assert!(shown.contains("ops,admins"), "{shown}");
         assert!(shown.contains("Disabled at:"), "{shown}");
         assert!(shown.contains("2023-11-14T22:15:00Z"), "{shown}");
-        assert!(shown.contains("Recovery codes left:  10"), "{shown}");
+        assert!(shown.contains("Recovery codes left:   10"), "{shown}");
     }
 
     #[test]
