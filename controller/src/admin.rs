@@ -2,8 +2,8 @@
 //! the seeding of `portcullis dev` (its target and its login). Each one is an audited
 //! transaction like the API's. The offline commands' other operations live beside what they
 //! change, re-exported here: `init` (`controller init`), `issue_local_token`,
-//! `issue_join_token`, the local users' `add_local_user`,
-//! `reset_local_user` and `list_local_users`; and the keyset's
+//! `issue_join_token`, the local users' `add_local_user`, `reset_local_user` and
+//! `list_local_users` (with `[auth.local]`'s `PasswordRules`); and the keyset's
 //! `rotate` and `retire`. A policy reload is the controller's own (SIGHUP, or the API).
 
 pub use crate::enrolment::issue_join_token;
@@ -13,7 +13,7 @@ pub use crate::init::{
 };
 pub use crate::local_users::{
     add as add_local_user, list as list_local_users, read_password_file, reset as reset_local_user,
-    Changed as LocalUserChanged, LocalUserError, LocalUserSummary, PasswordSource,
+    Changed as LocalUserChanged, LocalUserError, LocalUserSummary, PasswordRules, PasswordSource,
     LOCAL_USERS_ISSUER,
 };
 pub use crate::tokens::{issue_local as issue_local_token, IssueError, Issued, Operator};

@@ -62,9 +62,7 @@ pub(crate) async fn run(
     cmd: UsersCommand,
     load: impl Fn(&Path) -> anyhow::Result<portcullis_controller::Config>,
 ) -> anyhow::Result<i32> {
-    let operator = admin::Operator {
-        account: format!("uid={}", rustix::process::getuid().as_raw()),
-    };
+    let operator = admin::Actor::local(&format!("uid={}", rustix::process::getuid().as_raw()));
     match cmd {
         UsersCommand::Add {
             config,
@@ -73,9 +71,11 @@ pub(crate) async fn run(
             password_file,
         } => {
             let source = source(password_file.as_deref())?;
-            let (store, keys) = portcullis_controller::open(&load(&config)?).await?;
+            let config = load(&config)?;
+            let rules = admin::PasswordRules::of(&config);
+            let (store, keys) = portcullis_controller::open(&config).await?;
             let added =
-                admin::add_local_user(&store, &keys, &name, groups, source, &operator).await;
+                admin::add_local_user(&store, &keys, rules, &name, groups, source, operator).await;
             store.close().await;
             show_changed(&added?, "created", "local_user_created");
             Ok(0)
@@ -86,8 +86,11 @@ pub(crate) async fn run(
             password_file,
         } => {
             let source = source(password_file.as_deref())?;
-            let (store, keys) = portcullis_controller::open(&load(&config)?).await?;
-            let reset = admin::reset_local_user(&store, &keys, &name, source, &operator).await;
+            let config = load(&config)?;
+            let rules = admin::PasswordRules::of(&config);
+            let (store, keys) = portcullis_controller::open(&config).await?;
+            let reset =
+                admin::reset_local_user(&store, &keys, rules, &name, source, operator).await;
             store.close().await;
             show_changed(
                 &reset?,

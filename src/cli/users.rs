@@ -17,6 +17,12 @@ mod service;
 pub(crate) enum UsersCommand {
     /// Add a local user (needs `users:admin` and a login that met MFA); prints its one-time
     /// password, replaced at its first login, when it also enrols TOTP.
+    #[command(after_help = "Examples:\n  portcullis users add bob --groups ops\n  \
+                      PW=$(portcullis users add carol --groups ops,admins)\n  \
+                      portcullis users add dave --groups ops --json | jq -r .one_time_password\n\n\
+                      The one-time password is printed once (alone on stdout); the user then runs\n  \
+                      portcullis login --password --user NAME\n\
+                      and sets their own password and enrols TOTP. Recorded as local_user_created.")]
     Add {
         name: String,
         /// The user's groups (among the controller's `[auth.local] allowed_groups`).
@@ -27,14 +33,21 @@ pub(crate) enum UsersCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// List local users and service accounts.
+    /// List local users and service accounts (never a credential).
+    #[command(after_help = "Examples:\n  portcullis users list\n  \
+                      portcullis users list --json | jq -r '.users[] | select(.disabled_at) | .username'\n\n\
+                      STATE is `enrolling` until the user's first login replaced its one-time \
+                      password, `disabled` after `users disable`.")]
     List {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Show one local user.
+    /// Show one local user: groups, state, TOTP, recovery codes left.
+    #[command(
+        after_help = "Examples:\n  portcullis users show bob\n  portcullis users show bob --json"
+    )]
     Show {
         name: String,
         #[arg(long)]
@@ -43,6 +56,10 @@ pub(crate) enum UsersCommand {
         client: ClientArgs,
     },
     /// Disable a local user: no more logins; its tokens are revoked and sessions end.
+    #[command(after_help = "Examples:\n  portcullis users disable bob\n  \
+                      portcullis users disable bob --json | jq '.revoked_token_ids | length'\n\n\
+                      Recorded as local_user_disabled. `portcullis controller users reset NAME` on the \
+                      controller gives a disabled user a new password; it stays disabled.")]
     Disable {
         name: String,
         #[arg(long)]
@@ -52,6 +69,11 @@ pub(crate) enum UsersCommand {
     },
     /// Give a local user a new one-time password; its TOTP is enrolled again at its next
     /// login.
+    #[command(after_help = "Examples:\n  portcullis users reset bob\n  \
+                      portcullis users reset bob --json | jq -r .one_time_password\n\n\
+                      The new one-time password is printed once (alone on stdout); the user logs in with\n  \
+                      portcullis login --password --user NAME\n\
+                      Recorded as local_user_reset.")]
     Reset {
         name: String,
         #[arg(long)]

@@ -78,11 +78,7 @@ pub(crate) async fn revoke_user(
             },
         ))
         .await?;
-        let live = {
-            let mut conn = state.store.conn().await?;
-            session_rows::live_of_user(&mut conn, &user.id).await?
-        };
-        let ended = end_all(&state, live, EndReason::UserRevoked, &principal).await?;
+        let ended = end_user_sessions(&state, &user.id, &principal).await?;
         out.push(RevokedUser {
             user_id: user.id,
             issuer: user.issuer,
@@ -92,6 +88,21 @@ pub(crate) async fn revoke_user(
         });
     }
     Ok(Json(RevokeUserResponse { users: out }))
+}
+
+/// Ends every live session of the user `user_id` (whose tokens were just revoked: `POST
+/// /v1/users/revoke`, a local user disabled), on `principal`'s behalf; returns the ids of
+/// those it ended.
+pub(crate) async fn end_user_sessions(
+    state: &AppState,
+    user_id: &str,
+    principal: &Principal,
+) -> Result<Vec<String>, ApiError> {
+    let live = {
+        let mut conn = state.store.conn().await?;
+        session_rows::live_of_user(&mut conn, user_id).await?
+    };
+    end_all(state, live, EndReason::UserRevoked, principal).await
 }
 
 /// Ends each of `sessions` with `reason`, on `principal`'s behalf; returns the ids of those it

@@ -36,6 +36,8 @@ mod recordings_read_tests;
 mod recordings_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod users_tests;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};

@@ -17,10 +17,13 @@ async fn store_and_keys() -> (Store, Keyset, tempfile::TempDir) {
     (store, keys, dir)
 }
 
-fn operator() -> Operator {
-    Operator {
-        account: "uid=0".into(),
-    }
+fn operator() -> Actor {
+    Actor::local("uid=0")
+}
+
+/// `[auth.local]`'s defaults.
+fn rules() -> PasswordRules {
+    PasswordRules::from(&LocalAuthConfig::default())
 }
 
 fn given(text: &str) -> PasswordSource {
@@ -67,10 +70,11 @@ async fn add_with_a_generated_password_shows_it_once_and_audits_without_it() {
     let added = add(
         &store,
         &keys,
+        rules(),
         "alice",
         vec!["admins".into(), "ops".into()],
         PasswordSource::Generate,
-        &operator(),
+        operator(),
     )
     .await
     .unwrap();
@@ -117,10 +121,11 @@ async fn add_with_a_given_password_and_the_refusals() {
     let added = add(
         &store,
         &keys,
+        rules(),
         "deploy",
         vec!["ci".into()],
         given("correct horse battery staple"),
-        &operator(),
+        operator(),
     )
     .await
     .unwrap();
@@ -139,20 +144,22 @@ async fn add_with_a_given_password_and_the_refusals() {
     let again = add(
         &store,
         &keys,
+        rules(),
         "deploy",
         vec!["ci".into()],
         given("another long password"),
-        &operator(),
+        operator(),
     )
     .await;
     assert!(matches!(refused(again), LocalUserError::Exists(_)));
     let short = add(
         &store,
         &keys,
+        rules(),
         "bob",
         vec!["ci".into()],
         given("short"),
-        &operator(),
+        operator(),
     )
     .await;
     let short = refused(short);
@@ -161,20 +168,22 @@ async fn add_with_a_given_password_and_the_refusals() {
     let no_groups = add(
         &store,
         &keys,
+        rules(),
         "bob",
         vec![],
         PasswordSource::Generate,
-        &operator(),
+        operator(),
     )
     .await;
     assert!(matches!(refused(no_groups), LocalUserError::NoGroups));
     let bad_name = add(
         &store,
         &keys,
+        rules(),
         "bob smith",
         vec!["ci".into()],
         PasswordSource::Generate,
-        &operator(),
+        operator(),
     )
     .await;
     assert!(matches!(
@@ -184,10 +193,11 @@ async fn add_with_a_given_password_and_the_refusals() {
     let bad_group = add(
         &store,
         &keys,
+        rules(),
         "bob",
         vec!["a b".into()],
         PasswordSource::Generate,
-        &operator(),
+        operator(),
     )
     .await;
     assert!(matches!(
@@ -212,10 +222,11 @@ async fn reset_gives_a_new_password_and_clears_totp_and_recovery_codes() {
     add(
         &store,
         &keys,
+        rules(),
         "alice",
         vec!["admins".into()],
         given("the first long password"),
-        &operator(),
+        operator(),
     )
     .await
     .unwrap();
@@ -233,9 +244,10 @@ async fn reset_gives_a_new_password_and_clears_totp_and_recovery_codes() {
     let reset_done = reset(
         &store,
         &keys,
+        rules(),
         "alice",
         PasswordSource::Generate,
-        &operator(),
+        operator(),
     )
     .await
     .unwrap();
@@ -264,9 +276,10 @@ async fn reset_gives_a_new_password_and_clears_totp_and_recovery_codes() {
     reset(
         &store,
         &keys,
+        rules(),
         "alice",
         given("the third long password"),
-        &operator(),
+        operator(),
     )
     .await
     .unwrap();
@@ -281,12 +294,131 @@ async fn reset_gives_a_new_password_and_clears_totp_and_recovery_codes() {
     let unknown = reset(
         &store,
         &keys,
+        rules(),
         "carol",
         PasswordSource::Generate,
-        &operator(),
+        operator(),
     )
     .await;
     assert!(matches!(unknown.err().unwrap(), LocalUserError::Unknown(_)));
+}
+
+#[tokio::test]
+async fn new_passwords_follow_the_configured_rules() {
+    let (store, keys, _dir) = store_and_keys().await;
+    let strict = PasswordRules::from(&LocalAuthConfig {
+        min_password_length: 30,
+        argon2: Argon2Params {
+            m_cost_kib: 8 * 1024,
+            t_cost: 5,
+            p_cost: 1,
+        },
+        ..LocalAuthConfig::default()
+    });
+    let short = add(
+        &store,
+        &keys,
+        strict,
+        "ana",
+        vec!["ops".into()],
+        given("twenty-two characters!"),
+        operator(),
+    )
+    .await;
+    assert!(matches!(short.err().unwrap(), LocalUserError::Password(_)));
+    // A generated password is long enough for the rules it is made under.
+    let added = add(
+        &store,
+        &keys,
+        strict,
+        "ana",
+        vec!["ops".into()],
+        PasswordSource::Generate,
+        operator(),
+    )
+    .await
+    .unwrap();
+    let shown = added.one_time_password.unwrap();
+    assert!(shown.expose_secret().chars().count() >= 30, "too short");
+    let phc = stored_hash(&store, "ana").await.password_hash;
+    assert!(phc.contains("m=8192,t=5,p=1"), "{phc}");
+}
+
+#[tokio::test]
+async fn disable_revokes_the_users_tokens_with_its_event_and_show_tells_it() {
+    let (store, keys, _dir) = store_and_keys().await;
+    add(
+        &store,
+        &keys,
+        rules(),
+        "bob",
+        vec!["ops".into()],
+        PasswordSource::Generate,
+        operator(),
+    )
+    .await
+    .unwrap();
+    let user = {
+        let mut conn = store.conn().await.unwrap();
+        rows::by_name(&mut conn, LOCAL_USERS_ISSUER, "bob")
+            .await
+            .unwrap()
+            .unwrap()
+            .user
+    };
+    let token = crate::tokens::issue(
+        &store,
+        &keys,
+        std::time::Duration::from_secs(600),
+        &user,
+        |u, t| crate::tokens::login_succeeded(u, t, "test"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(show(&store, "bob").await.unwrap().disabled_at, None);
+
+    let admin = Actor {
+        user_id: Some("u_admin".into()),
+        username: Some("root-admin".into()),
+        ..Actor::default()
+    };
+    let disabled = disable(&store, &keys, "bob", admin.clone()).await.unwrap();
+    assert_eq!(
+        disabled.revoked_token_ids,
+        std::slice::from_ref(&token.token_id)
+    );
+    let first = disabled.user.disabled_at.unwrap();
+    assert_eq!(show(&store, "bob").await.unwrap().disabled_at, Some(first));
+    let mut conn = store.conn().await.unwrap();
+    let live = crate::store::tokens::authenticate(
+        &mut conn,
+        &crate::ids::secret_hash(&token.secret),
+        crate::clock::to_i64(keys.clock().unix_secs()),
+    )
+    .await
+    .unwrap();
+    assert!(live.is_none(), "the disabled user's token still works");
+    drop(conn);
+
+    let recorded = events(&store, "local_user_disabled").await;
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0]["details"]["user"], "bob");
+    assert_eq!(
+        recorded[0]["details"]["token_ids"][0],
+        json(&token.token_id)
+    );
+    assert_eq!(recorded[0]["actor"]["user"], "root-admin");
+
+    // Again: the first instant stays, nothing left to revoke.
+    let again = disable(&store, &keys, "bob", admin.clone()).await.unwrap();
+    assert_eq!(again.user.disabled_at, Some(first));
+    assert!(again.revoked_token_ids.is_empty());
+    let unknown = disable(&store, &keys, "carol", admin).await;
+    assert!(matches!(unknown.err().unwrap(), LocalUserError::Unknown(_)));
+    assert!(matches!(
+        show(&store, "carol").await.err().unwrap(),
+        LocalUserError::Unknown(_)
+    ));
 }
 
 #[test]
