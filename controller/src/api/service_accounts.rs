@@ -403,6 +403,15 @@ struct PublicKey {
 /// any other key type is refused with a sentence saying what to use.
 fn parse_public_key(text: &str) -> Result<PublicKey, String> {
     let text = text.trim();
+    // Read before parsing: this build of ssh-key knows no other algorithm to name.
+    let kind = text.split_whitespace().next().unwrap_or_default();
+    let other_type = ["ssh-", "ecdsa-", "sk-"].iter().any(|p| kind.starts_with(p));
+    if other_type && kind != "ssh-ed25519" {
+        return Err(format!(
+            "the key is {kind}, not Ed25519: service accounts sign with Ed25519 keys only; make \
+             one with `ssh-keygen -t ed25519 -N '' -f KEY` and pass KEY.pub"
+        ));
+    }
     let key = ssh_key::PublicKey::from_openssh(text).map_err(|e| {
         format!(
             "not an OpenSSH public key line like `ssh-ed25519 AAAA... comment` ({e}): pass the \

@@ -22,6 +22,8 @@ fn another_key_type_or_no_key_is_refused_with_a_sentence() {
     let err = parse_public_key(ECDSA).unwrap_err();
     assert!(err.contains("not Ed25519"), "{err}");
     assert!(err.contains("ssh-keygen -t ed25519"), "{err}");
+    let err = parse_public_key("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC ci").unwrap_err();
+    assert!(err.contains("the key is ssh-rsa, not Ed25519"), "{err}");
     let err = parse_public_key("-----BEGIN OPENSSH PRIVATE KEY-----").unwrap_err();
     assert!(err.contains("not an OpenSSH public key line"), "{err}");
     assert!(parse_public_key("").is_err());
