@@ -96,11 +96,7 @@ fn public(key: &Path) -> PathBuf {
 
 /// The CLI with the dev stack's address and CA, the admin's token, no terminal and no stdin.
 fn cli(dev: &Dev, args: &[&str]) -> Output {
-    dev.cli()
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    dev.cli().args(args).stdin(Stdio::null()).output().unwrap()
 }
 
 fn ok_json(out: &Output) -> Value {
@@ -229,7 +225,10 @@ fn a_service_account_logs_in_with_its_key_only_until_the_key_is_revoked() {
         ],
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("not Ed25519"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("not Ed25519"),
+        "{err}"
+    );
     let out = cli(
         &dev,
         &[
@@ -256,7 +255,10 @@ fn a_service_account_logs_in_with_its_key_only_until_the_key_is_revoked() {
     assert_eq!(logged_in["user"]["amr"], serde_json::json!(["svc"]));
     assert_eq!(logged_in["key_fingerprint"], fingerprint.as_str());
     let lifetime = logged_in["expires_at"].as_u64().unwrap() - now();
-    assert!(lifetime <= 3600, "at most service_token_lifetime: {lifetime}");
+    assert!(
+        lifetime <= 3600,
+        "at most service_token_lifetime: {lifetime}"
+    );
     {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
@@ -270,7 +272,12 @@ fn a_service_account_logs_in_with_its_key_only_until_the_key_is_revoked() {
     assert_eq!(who["amr"], serde_json::json!(["svc"]));
 
     // Another key: refused, with the one message.
-    let out = login(&dev, "terraform-ci", &other, &dir.path().join("other-token"));
+    let out = login(
+        &dev,
+        "terraform-ci",
+        &other,
+        &dir.path().join("other-token"),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains(REFUSED), "{err}");
     assert!(!dir.path().join("other-token").exists());
@@ -291,7 +298,10 @@ fn a_service_account_logs_in_with_its_key_only_until_the_key_is_revoked() {
     assert_eq!(code, 401, "{text}");
 
     // The key revoked: both tokens it obtained are revoked, and it obtains no more.
-    let revoked = ok_json(&cli(&dev, &["users", "revoke-key", "terraform-ci", "--json"]));
+    let revoked = ok_json(&cli(
+        &dev,
+        &["users", "revoke-key", "terraform-ci", "--json"],
+    ));
     assert_eq!(revoked["account"]["key_fingerprint"], fingerprint.as_str());
     assert!(revoked["account"]["key_revoked_at"].is_u64(), "{revoked}");
     assert_eq!(
@@ -316,7 +326,10 @@ fn a_service_account_logs_in_with_its_key_only_until_the_key_is_revoked() {
     let revoked_events = audit(&dev, "service_key_revoked");
     assert!(revoked_events.contains(&fingerprint), "{revoked_events}");
     for id in revoked["revoked_token_ids"].as_array().unwrap() {
-        assert!(revoked_events.contains(id.as_str().unwrap()), "{revoked_events}");
+        assert!(
+            revoked_events.contains(id.as_str().unwrap()),
+            "{revoked_events}"
+        );
     }
     let succeeded = audit(&dev, "login_succeeded");
     assert_eq!(
@@ -324,20 +337,24 @@ fn a_service_account_logs_in_with_its_key_only_until_the_key_is_revoked() {
         2,
         "two logins of the service account: {succeeded}"
     );
-    let failed = poll("the summed login_failed events", Duration::from_secs(30), || {
-        let text = audit(&dev, "login_failed");
-        let all = [
-            "service-account assertion signed by another key",
-            "replayed service-account assertion",
-            "service-account assertion for another controller",
-            "service account key revoked",
-        ];
-        if all.iter().all(|r| text.contains(r)) {
-            Ok(text)
-        } else {
-            Err(text)
-        }
-    });
+    let failed = poll(
+        "the summed login_failed events",
+        Duration::from_secs(30),
+        || {
+            let text = audit(&dev, "login_failed");
+            let all = [
+                "service-account assertion signed by another key",
+                "replayed service-account assertion",
+                "service-account assertion for another controller",
+                "service account key revoked",
+            ];
+            if all.iter().all(|r| text.contains(r)) {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        },
+    );
     for secret in [&token, &second_token, &signed] {
         for text in [&created, &revoked_events, &succeeded, &failed] {
             assert!(!text.contains(secret.as_str()), "a secret in the audit log");
@@ -369,8 +386,7 @@ fn ansible_playbook() -> PathBuf {
         return path.into();
     }
     let home = std::env::var("HOME").unwrap();
-    let path =
-        Path::new(&home).join(".cache/portcullis-test/ansible/bin/ansible-playbook");
+    let path = Path::new(&home).join(".cache/portcullis-test/ansible/bin/ansible-playbook");
     assert!(path.exists(), "ansible-playbook not found at {}: run the suite with scripts/test, which installs ansible-core", path.display());
     path
 }
@@ -379,7 +395,10 @@ fn ansible_playbook() -> PathBuf {
 fn ansible_runs_a_playbook_through_portcullis_with_a_service_accounts_token() {
     let user = login_user();
     let dir = tempfile::tempdir().unwrap();
-    let dev = start(dir.path(), &["--user", &user, "--worker-egress", "127.0.0.2"]);
+    let dev = start(
+        dir.path(),
+        &["--user", &user, "--worker-egress", "127.0.0.2"],
+    );
     let (_, ca) = curl(&dev, "GET", "/v1/ssh/ca", None, None);
     let sshd = Sshd::start(&ca, &[&user]);
     let admin = dev.var("PORTCULLIS_TOKEN");
@@ -454,7 +473,10 @@ fn ansible_runs_a_playbook_through_portcullis_with_a_service_accounts_token() {
     for host in ["web-1", "web-2"] {
         assert!(stdout.contains(host), "{stdout}");
     }
-    assert!(stdout.contains("ok=2") && !stdout.contains("failed=1"), "{stdout}");
+    assert!(
+        stdout.contains("ok=2") && !stdout.contains("failed=1"),
+        "{stdout}"
+    );
 
     // The sessions were the service account's.
     let authorized = audit(&dev, "session_authorized");

@@ -57,7 +57,8 @@ pub(crate) async fn add(
         ));
     }
     check_groups(&body.groups, &state.config.local_auth.allowed_groups)?;
-    let public = parse_public_key(&body.public_key).map_err(|m| ApiError::field("public_key", m))?;
+    let public =
+        parse_public_key(&body.public_key).map_err(|m| ApiError::field("public_key", m))?;
     let now = clock::to_i64(state.clock.unix_secs());
     let mut tx = state.begin_audited().await?;
     if rows::by_name(tx.read(), SERVICE_ISSUER_PREFIX, &body.name)
@@ -259,10 +260,15 @@ pub(crate) async fn token(
     }
     let key = parse_public_key(&found.account.public_key).map_err(|m| {
         tracing::error!(account = %name, "the stored key of a service account is unreadable: {m}");
-        ApiError::internal("the service account's stored key is unreadable; see the controller's log")
+        ApiError::internal(
+            "the service account's stored key is unreadable; see the controller's log",
+        )
     })?;
     let Ok(audience) = assertion::unverified_audience(&body.assertion) else {
-        return Err(refuse("malformed service-account assertion", attempted_name));
+        return Err(refuse(
+            "malformed service-account assertion",
+            attempted_name,
+        ));
     };
     if !accepts_audience(&audience, &state.config.api_tls_names) {
         return Err(refuse(
@@ -281,7 +287,10 @@ pub(crate) async fn token(
         Err(e) => return Err(refuse(refusal_reason(&e), attempted_name)),
     };
     if verified.key_fingerprint != found.account.key_fingerprint {
-        return Err(refuse("service-account assertion signed by another key", attempted_name));
+        return Err(refuse(
+            "service-account assertion signed by another key",
+            attempted_name,
+        ));
     }
     let lifetime = service_token_lifetime(
         state.config.token_lifetime,
@@ -325,11 +334,8 @@ pub(crate) async fn token(
         &peer.ip().to_string(),
     ))
     .await?;
-    let info = super::login::user_info(
-        &state,
-        &issued.user,
-        Some(clock::to_i64(issued.expires_at)),
-    );
+    let info =
+        super::login::user_info(&state, &issued.user, Some(clock::to_i64(issued.expires_at)));
     Ok((
         StatusCode::CREATED,
         Json(ServiceTokenResponse {
@@ -405,7 +411,9 @@ fn parse_public_key(text: &str) -> Result<PublicKey, String> {
     let text = text.trim();
     // Read before parsing: this build of ssh-key knows no other algorithm to name.
     let kind = text.split_whitespace().next().unwrap_or_default();
-    let other_type = ["ssh-", "ecdsa-", "sk-"].iter().any(|p| kind.starts_with(p));
+    let other_type = ["ssh-", "ecdsa-", "sk-"]
+        .iter()
+        .any(|p| kind.starts_with(p));
     if other_type && kind != "ssh-ed25519" {
         return Err(format!(
             "the key is {kind}, not Ed25519: service accounts sign with Ed25519 keys only; make \

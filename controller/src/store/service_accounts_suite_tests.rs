@@ -175,13 +175,17 @@ async fn an_assertion_is_accepted_once_and_forgotten_after_it_expires() {
                 .unwrap(),
             "{dialect:?}: a replay within its life is refused"
         );
-        assert!(rows::remember_assertion(w(&mut conn), "jti-2", "u_tf", 200, 120)
-            .await
-            .unwrap());
+        assert!(
+            rows::remember_assertion(w(&mut conn), "jti-2", "u_tf", 200, 120)
+                .await
+                .unwrap()
+        );
         // At 160 the first has expired: it is pruned (the verifier refuses it as expired).
-        assert!(rows::remember_assertion(w(&mut conn), "jti-3", "u_tf", 260, 160)
-            .await
-            .unwrap());
+        assert!(
+            rows::remember_assertion(w(&mut conn), "jti-3", "u_tf", 260, 160)
+                .await
+                .unwrap()
+        );
         let left: Vec<String> =
             sqlx::query_scalar("SELECT jti FROM service_assertions ORDER BY jti")
                 .fetch_all(&mut *conn)
@@ -212,7 +216,10 @@ async fn revoking_a_key_revokes_exactly_the_tokens_it_obtained() {
         assert_eq!(revoked, vec!["t_tf1", "t_tf2"], "{dialect:?}");
         assert!(!valid(&mut conn, 1).await, "{dialect:?}");
         assert!(!valid(&mut conn, 2).await, "{dialect:?}");
-        assert!(valid(&mut conn, 3).await, "{dialect:?}: another key's token");
+        assert!(
+            valid(&mut conn, 3).await,
+            "{dialect:?}: another key's token"
+        );
         let found = rows::by_name(&mut conn, ISSUER, "terraform-ci")
             .await
             .unwrap()

@@ -113,7 +113,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let public = dir.path().join("ci.pub");
         std::fs::write(&public, "ssh-ed25519 AAAAC3Nza ci\n").unwrap();
-        assert_eq!(read_public_key(&public).unwrap(), "ssh-ed25519 AAAAC3Nza ci");
+        assert_eq!(
+            read_public_key(&public).unwrap(),
+            "ssh-ed25519 AAAAC3Nza ci"
+        );
         let private = dir.path().join("ci");
         std::fs::write(
             &private,
