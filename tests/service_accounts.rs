@@ -1,7 +1,8 @@
 //! Service accounts against a real controller, through the real CLI: a CI identity logs in
 //! with its key and no prompt, is refused with another key, with a replayed assertion and
 //! after its key is revoked (and so is the token it had); a role requiring MFA admits it
-//! only with `service_accounts = true`; Ansible runs a playbook through Portcullis with its
+//! only with `service_accounts = true` (and revoking the key ends the session it opened);
+//! Ansible runs a playbook through Portcullis with its
 //! token. Every action's audit event is checked.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
@@ -382,6 +383,23 @@ fn a_role_requiring_mfa_admits_a_service_account_only_when_it_says_so() {
     assert!(text.contains("service_accounts = true"), "{text}");
     let (code, text) = authorize(&dev, &tokens[1], "echo");
     assert_eq!(code, 201, "{text}");
+    let session = serde_json::from_str::<Value>(&text).unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Revoking the key ends the session its token opened.
+    ok_json(&cli(&dev, &["users", "revoke-key", "exempt-ci", "--json"]));
+    let (code, text) = curl(
+        &dev,
+        "GET",
+        &format!("/v1/sessions/{session}"),
+        Some(&dev.var("PORTCULLIS_TOKEN")),
+        None,
+    );
+    assert_eq!(code, 200, "{text}");
+    let ended: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(ended["termination_reason"], "user_revoked", "{text}");
 }
 
 fn ansible_playbook() -> PathBuf {
