@@ -2,8 +2,8 @@
 //! with its key and no prompt, is refused with another key, with a replayed assertion and
 //! after its key is revoked (and so is the token it had); a role requiring MFA admits it
 //! only with `service_accounts = true` (and revoking the key ends the session it opened);
-//! Ansible runs a playbook through Portcullis with its
-//! token. Every action's audit event is checked.
+//! Ansible runs a playbook through Portcullis with its token. Every action's audit event is
+//! checked.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
