@@ -11,7 +11,7 @@ use crate::ids::{new_id, new_secret, secret_hash, IdKind};
 use crate::keys::{KeyError, Keyset};
 use crate::store::tokens::{self, LoginAttributes, TokenRecord};
 use crate::store::users::{self, UserRecord};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// The issuer of identities created with `portcullis controller issue-token`.
 pub(crate) const LOCAL_ISSUER: &str = "portcullis-local";
@@ -57,9 +57,27 @@ pub(crate) async fn issue(
     event: impl FnOnce(&UserRecord, &TokenFacts<'_>) -> AuditEvent,
 ) -> Result<Issued, KeyError> {
     let now = keys.clock().unix_secs();
+    let mut tx = AuditedTx::begin(store, keys).await?;
+    let issued = issue_in(&mut tx, now, lifetime, user).await?;
+    let facts = TokenFacts {
+        token_id: &issued.token_id,
+        expires_at: issued.expires_at,
+    };
+    tx.commit(event(&issued.user, &facts)).await?;
+    Ok(issued)
+}
+
+/// Stores (or refreshes) `user` and inserts a token valid for `lifetime` from `now` into
+/// `tx`, for a caller that writes more in the same transaction (a service account binds the
+/// token to its key) and commits it with the login's event.
+pub(crate) async fn issue_in(
+    tx: &mut AuditedTx,
+    now: u64,
+    lifetime: Duration,
+    user: &UserRecord,
+) -> Result<Issued, StoreError> {
     let secret = new_secret();
     let expires_at = now + lifetime.as_secs();
-    let mut tx = AuditedTx::begin(store, keys).await?;
     let user = users::upsert(tx.write(), user).await?;
     let token_id = new_id(IdKind::Token);
     tokens::insert(
@@ -74,11 +92,6 @@ pub(crate) async fn issue(
         },
     )
     .await?;
-    let facts = TokenFacts {
-        token_id: &token_id,
-        expires_at,
-    };
-    tx.commit(event(&user, &facts)).await?;
     Ok(Issued {
         secret,
         token_id,

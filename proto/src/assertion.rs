@@ -154,6 +154,21 @@ pub fn unverified_account(token: &str) -> Result<String, AssertionError> {
     struct Subject {
         sub: String,
     }
+    unverified_payload::<Subject>(token).map(|s| s.sub)
+}
+
+/// The controller an assertion claims to be for (`aud`), read WITHOUT checking anything:
+/// only for a controller known under several names to choose which one to pass to
+/// [`verify`] as the expected audience, which [`verify`] then compares exactly.
+pub fn unverified_audience(token: &str) -> Result<String, AssertionError> {
+    #[derive(Deserialize)]
+    struct Audience {
+        aud: String,
+    }
+    unverified_payload::<Audience>(token).map(|a| a.aud)
+}
+
+fn unverified_payload<T: serde::de::DeserializeOwned>(token: &str) -> Result<T, AssertionError> {
     let mut parts = token.split('.');
     let (Some(_), Some(payload), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -164,9 +179,7 @@ pub fn unverified_account(token: &str) -> Result<String, AssertionError> {
     };
     let payload =
         unb64(payload).map_err(|_| AssertionError::Malformed("payload is not base64url".into()))?;
-    let subject: Subject = serde_json::from_slice(&payload)
-        .map_err(|e| AssertionError::Malformed(format!("payload: {e}")))?;
-    Ok(subject.sub)
+    serde_json::from_slice(&payload).map_err(|e| AssertionError::Malformed(format!("payload: {e}")))
 }
 
 /// Verifies an assertion against the account's registered keys (raw Ed25519 public keys):

@@ -60,6 +60,11 @@ impl ApiClient {
         })
     }
 
+    /// The controller's address as this client reaches it (`https://HOST:PORT`).
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let response = self.send(self.request(reqwest::Method::GET, path)).await?;
         decode(response).await

@@ -20,9 +20,6 @@ mod loopback;
 mod oidc;
 mod password;
 mod redirect;
-// The signer `login --service-account` calls (CONTRACT(issue 21): wired by the
-// service-accounts helper).
-#[cfg_attr(not(test), allow(dead_code))]
 mod service;
 mod typed_code;
 

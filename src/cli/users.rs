@@ -82,6 +82,16 @@ pub(crate) enum UsersCommand {
         client: ClientArgs,
     },
     /// Add a service account for automation, identified by its Ed25519 public key.
+    #[command(after_help = "\
+The account logs in without a prompt by signing a short-lived assertion with its private key;
+its API token lives at most [auth.local] service_token_lifetime (1 h by default) and meets a
+role's MFA requirement only where the role sets `service_accounts = true`.
+
+Examples:
+  ssh-keygen -t ed25519 -N '' -C terraform-ci -f terraform-ci.key
+  portcullis users add-service terraform-ci --groups ci --public-key terraform-ci.key.pub
+  # in the pipeline, with the private key from the CI system's secret store:
+  portcullis login --service-account terraform-ci --key \"$CI_KEY_FILE\"")]
     AddService {
         name: String,
         /// The account's groups (among `[auth.local] allowed_groups`).
@@ -96,6 +106,13 @@ pub(crate) enum UsersCommand {
         client: ClientArgs,
     },
     /// Revoke a service account's key: it obtains no more tokens, and its tokens are revoked.
+    #[command(after_help = "\
+The tokens the key obtained are revoked and the sessions they opened end. A revoked key is
+not restored: add a new account with a new key.
+
+Examples:
+  portcullis users revoke-key terraform-ci
+  portcullis users revoke-key terraform-ci --json")]
     RevokeKey {
         name: String,
         #[arg(long)]

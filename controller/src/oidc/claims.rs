@@ -62,6 +62,9 @@ pub(crate) fn identity(
         Some(Value::String(one)) => vec![one.clone()],
         _ => Vec::new(),
     };
+    // `svc` marks a service account's login, which only the controller grants (a role's MFA
+    // exemption for service accounts keys on it): a provider cannot send it.
+    amr.retain(|a| a != portcullis_policy::SERVICE_ACCOUNT_AMR);
     let acr = text("acr");
     let by_amr = amr.iter().any(|a| rules.mfa.amr.contains(a));
     let by_acr = acr.as_ref().is_some_and(|a| rules.mfa.acr.contains(a));
@@ -190,6 +193,28 @@ mod tests {
         .unwrap();
         assert_eq!(id.amr, vec!["mfa"]);
         assert_eq!(id.groups, vec!["ops"]);
+    }
+
+    #[test]
+    fn a_provider_cannot_mark_a_login_as_a_service_account() {
+        let mfa = MfaRule {
+            amr: vec!["otp".into()],
+            acr: vec![],
+        };
+        let id = identity(
+            "https://idp",
+            &json!({"sub": "u1", "groups": [], "amr": ["pwd", "svc", "otp", "svc"]}),
+            &rules(&mfa),
+        )
+        .unwrap();
+        assert_eq!(id.amr, vec!["pwd", "otp", "mfa"]);
+        let id = identity(
+            "https://idp",
+            &json!({"sub": "u1", "groups": [], "amr": "svc"}),
+            &rules(&mfa),
+        )
+        .unwrap();
+        assert!(id.amr.is_empty(), "{:?}", id.amr);
     }
 
     #[test]

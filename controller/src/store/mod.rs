@@ -26,6 +26,9 @@ pub(crate) mod rate_limits;
 pub(crate) mod recordings;
 #[cfg(test)]
 mod recordings_tests;
+pub(crate) mod service_accounts;
+#[cfg(test)]
+mod service_accounts_suite_tests;
 pub(crate) mod sessions;
 pub(crate) mod ssh_certificates;
 #[cfg(test)]
@@ -175,6 +178,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "password_expiry",
         include_str!("../../../migrations/sqlite/0014_password_expiry.sql"),
     ),
+    (
+        15,
+        "service_accounts",
+        include_str!("../../../migrations/sqlite/0015_service_accounts.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -241,6 +249,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         14,
         "password_expiry",
         include_str!("../../../migrations/postgres/0014_password_expiry.sql"),
+    ),
+    (
+        15,
+        "service_accounts",
+        include_str!("../../../migrations/postgres/0015_service_accounts.sql"),
     ),
     // The recordings store's tables: its own migrator applies them (`recordings.rs`), and a
     // shared database's migration table must know them here too.

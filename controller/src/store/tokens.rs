@@ -59,7 +59,9 @@ pub(crate) async fn insert(w: Write<'_>, t: &TokenRecord) -> Result<()> {
 }
 
 /// The user and token expiry behind a token hash, if the token is valid at `now`. The user's
-/// groups, amr, acr and auth_time are those of the login that issued the token.
+/// groups, amr, acr and auth_time are those of the login that issued the token. A service
+/// account's token is valid only while the key that obtained it is (`service_accounts.rs`),
+/// even if its revocation missed the token's row.
 ///
 /// The lookup is by the hash (an index probe, not a comparison of secrets); the caller holds
 /// only the hash of what the client sent.
@@ -73,7 +75,10 @@ pub(crate) async fn authenticate(
          u.username, u.email, u.name, u.groups, u.amr, u.acr, u.auth_time, u.updated_at, \
          t.groups AS t_groups, t.amr AS t_amr, t.acr AS t_acr, t.auth_time AS t_auth_time \
          FROM api_tokens t JOIN users u ON u.id = t.user_id \
-         WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2",
+         WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 \
+         AND NOT EXISTS (SELECT 1 FROM service_tokens s \
+         JOIN service_accounts a ON a.user_id = s.account WHERE s.token_id = t.id \
+         AND (a.key_revoked_at IS NOT NULL OR a.key_fingerprint <> s.key_fingerprint))",
     )
     .bind(token_hash)
     .bind(now)

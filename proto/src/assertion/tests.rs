@@ -32,6 +32,7 @@ fn a_signed_assertion_verifies_with_the_accounts_key() {
     assert_eq!(verified.key_fingerprint, ed25519_fingerprint(&public));
     assert_eq!(verified.remember_until, NOW + 60 + 30);
     assert_eq!(unverified_account(&token).unwrap(), "terraform-ci");
+    assert_eq!(unverified_audience(&token).unwrap(), AUD);
 }
 
 #[test]
@@ -220,6 +221,7 @@ fn malformed_tokens_and_unknown_claims_are_refused() {
     for bad in ["", "a.b", "a.b.c", "...", "eyJhbGciOiJFZERTQSJ9.!!.x"] {
         assert!(verify(bad, &[public], AUD, NOW, 0).is_err(), "{bad}");
         assert!(unverified_account(bad).is_err(), "{bad}");
+        assert!(unverified_audience(bad).is_err(), "{bad}");
     }
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(ed25519_fingerprint(&public));

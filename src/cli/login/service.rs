@@ -14,6 +14,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context as _};
 use portcullis_crypto::ed25519::SigningKey;
+use portcullis_proto::api::{ServiceTokenRequest, ServiceTokenResponse};
 use portcullis_proto::assertion::{self, AssertionClaims};
 use portcullis_proto::keys::ed25519_fingerprint;
 use zeroize::Zeroizing;
@@ -154,13 +155,72 @@ fn from_pkcs8_pem(text: &str) -> anyhow::Result<SigningKey> {
 #[cfg(test)]
 mod tests;
 
-/// `portcullis login --service-account NAME --key FILE`.
-///
-/// CONTRACT(issue 21): the service-accounts helper builds this.
+/// What `login --service-account --json` prints: who logged in, until when, with which key,
+/// where the token was saved (never the token).
+#[derive(Debug, serde::Serialize)]
+struct LoggedIn<'a> {
+    user: &'a portcullis_proto::api::UserInfo,
+    expires_at: u64,
+    key_fingerprint: &'a str,
+    token_file: &'a Path,
+}
+
+/// `portcullis login --service-account NAME --key FILE`: signs an assertion for the
+/// controller at the address the client uses, exchanges it for an API token, saves the token
+/// like any login and says who logged in and until when. Never prompts.
 pub(super) async fn login(
-    _api: &super::super::http::ApiClient,
-    _args: &super::LoginArgs,
-    _token_path: &Path,
+    api: &super::super::http::ApiClient,
+    args: &super::LoginArgs,
+    token_path: &Path,
 ) -> anyhow::Result<i32> {
-    bail!("service account login is not built yet")
+    let (Some(account), Some(key_file)) = (args.service_account.as_deref(), args.key.as_deref())
+    else {
+        bail!("--service-account NAME needs --key FILE (the account's Ed25519 private key)");
+    };
+    let key = ServiceKey::read(key_file)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("this machine's clock is before 1970")?
+        .as_secs();
+    let signed = key.assertion(account, api.addr(), now)?;
+    let response: ServiceTokenResponse = api
+        .post(
+            "/v1/auth/service-token",
+            &ServiceTokenRequest { assertion: signed },
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "the controller refused the service account {account} with key {}",
+                key.fingerprint()
+            )
+        })?;
+    super::save_token(token_path, &response.login.token)?;
+    let user = &response.login.user;
+    if args.json {
+        crate::cli::output::print_json(&LoggedIn {
+            user,
+            expires_at: response.login.expires_at,
+            key_fingerprint: &response.key_fingerprint,
+            token_file: token_path,
+        })?;
+    } else {
+        eprintln!(
+            "Logged in as the service account {} (key {}); groups: {}; token expires {}; saved \
+             to {}",
+            portcullis_proto::text::escaped(&user.username),
+            portcullis_proto::text::escaped(&response.key_fingerprint),
+            if user.groups.is_empty() {
+                "none".to_owned()
+            } else {
+                portcullis_proto::text::escaped(&user.groups.join(", ")).to_string()
+            },
+            crate::cli::output::time(response.login.expires_at),
+            token_path.display()
+        );
+    }
+    if args.client.token.is_some() {
+        eprintln!("Note: PORTCULLIS_TOKEN (or --token) is set and overrides the saved token.");
+    }
+    Ok(0)
 }
