@@ -56,10 +56,22 @@ pub(crate) async fn issue(
     user: &UserRecord,
     event: impl FnOnce(&UserRecord, &TokenFacts<'_>) -> AuditEvent,
 ) -> Result<Issued, KeyError> {
+    let tx = AuditedTx::begin(store, keys).await?;
+    issue_in(tx, keys, lifetime, user, event).await
+}
+
+/// [`issue`] in `tx`, which may hold changes and events of its own (a local login's new
+/// password or TOTP enrolment): they commit with the token, or nothing does.
+pub(crate) async fn issue_in(
+    mut tx: AuditedTx,
+    keys: &Keyset,
+    lifetime: Duration,
+    user: &UserRecord,
+    event: impl FnOnce(&UserRecord, &TokenFacts<'_>) -> AuditEvent,
+) -> Result<Issued, KeyError> {
     let now = keys.clock().unix_secs();
     let secret = new_secret();
     let expires_at = now + lifetime.as_secs();
-    let mut tx = AuditedTx::begin(store, keys).await?;
     let user = users::upsert(tx.write(), user).await?;
     let token_id = new_id(IdKind::Token);
     tokens::insert(
@@ -87,7 +99,7 @@ pub(crate) async fn issue(
     })
 }
 
-/// The event of a login (OIDC or the dev login) from `source`: the user is the actor.
+/// The event of a login (OIDC, a local user's, or the dev login) from `source`: the user is the actor.
 pub(crate) fn login_succeeded(
     user: &UserRecord,
     token: &TokenFacts<'_>,

@@ -71,7 +71,6 @@ pub struct Config {
     /// Login with the organisation's OpenID provider (`[auth.oidc]`); none: OIDC is off.
     pub oidc: Option<crate::oidc::config::OidcConfig>,
     /// Local users and service accounts (`[auth.local]`).
-    #[allow(dead_code)] // CONTRACT(issue 21): read by the local login and user administration.
     pub(crate) local_auth: crate::local_auth::config::LocalAuthConfig,
     /// Lifetime of SSH certificates (sshd checks it only at login).
     pub ssh_certificate_ttl: Duration,
