@@ -32,9 +32,7 @@ use crate::clock;
 use crate::local_auth::backoff::{Admission, Backoff, BackoffParams};
 use crate::local_auth::enrolment::{self, EnrolmentError};
 use crate::local_auth::login::{plan, Commit, Given, Plan, Refusal, SecondFactor, UserFacts};
-use crate::local_auth::password::{
-    self, Argon2Params, NewPassword, PasswordCheck, PasswordHash,
-};
+use crate::local_auth::password::{self, Argon2Params, NewPassword, PasswordCheck, PasswordHash};
 use crate::local_auth::recovery::{self, CodeHash, StoredCode};
 use crate::local_auth::totp::{self, TotpSecret, TotpVerdict};
 use crate::local_users::{totp_seal_context, LOCAL_USERS_ISSUER};
@@ -219,7 +217,10 @@ impl Attempt<'_> {
     }
 
     /// The request's new password, if it has one: long enough, and not the current one.
-    fn checked_new_password(&self, body: &LocalLoginRequest) -> Result<Option<NewPassword>, Failed> {
+    fn checked_new_password(
+        &self,
+        body: &LocalLoginRequest,
+    ) -> Result<Option<NewPassword>, Failed> {
         let Some(new) = &body.new_password else {
             return Ok(None);
         };
@@ -340,8 +341,8 @@ impl Attempt<'_> {
         };
         let rehashed = match (rehash, &new_hash) {
             (Some(current), None) => {
-                let current = NewPassword::new(current, 1)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                let current =
+                    NewPassword::new(current, 1).map_err(|e| ApiError::internal(e.to_string()))?;
                 Some(hash(current, config.argon2).await?)
             }
             _ => None,
@@ -468,11 +469,9 @@ impl Attempt<'_> {
             |user, token| crate::tokens::login_succeeded(user, token, &source),
         )
         .await?;
-        state
-            .local_login
-            .backoff()
-            .record_success(self.username);
-        let info = super::login::user_info(state, &issued.user, Some(clock::to_i64(issued.expires_at)));
+        state.local_login.backoff().record_success(self.username);
+        let info =
+            super::login::user_info(state, &issued.user, Some(clock::to_i64(issued.expires_at)));
         let answer = LocalLoginAnswer::LoggedIn(LocalLoggedIn {
             login: LoginResponse {
                 token: issued.secret,

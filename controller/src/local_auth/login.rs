@@ -54,7 +54,9 @@ pub(crate) enum Refusal {
     Disabled,
     /// The password expired; `bootstrap`: it was the bootstrap credential (the answer may
     /// then say how to get a new one, the password being right).
-    Expired { bootstrap: bool },
+    Expired {
+        bootstrap: bool,
+    },
 }
 
 /// What to do in one transaction when nothing is missing.
@@ -125,9 +127,9 @@ pub(crate) fn message(needs: &[LocalLoginStep], min_password_length: usize) -> S
     let parts: Vec<String> = needs
         .iter()
         .map(|step| match step {
-            LocalLoginStep::NewPassword => format!(
-                "set a new password of at least {min_password_length} characters"
-            ),
+            LocalLoginStep::NewPassword => {
+                format!("set a new password of at least {min_password_length} characters")
+            }
             LocalLoginStep::TotpEnrolment => {
                 "add the offered TOTP secret to an authenticator app and give its code".into()
             }

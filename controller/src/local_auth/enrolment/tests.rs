@@ -48,8 +48,8 @@ fn another_users_or_an_altered_ticket_is_refused() {
             Err(EnrolmentError::Invalid)
         ));
     }
-    let other_key = MasterKey::from_hex(&crate::secret::SecretString::from("cd".repeat(32)))
-        .unwrap();
+    let other_key =
+        MasterKey::from_hex(&crate::secret::SecretString::from("cd".repeat(32))).unwrap();
     assert!(matches!(
         open(&other_key, &offer.ticket, "usr_1", NOW),
         Err(EnrolmentError::Invalid)
@@ -69,5 +69,5 @@ fn the_uri_names_the_issuer_and_the_encoded_user() {
             secret.expose_secret()
         )
     );
-    assert!(!offer.ticket.contains(secret.expose_secret().as_str()));
+    assert!(!offer.ticket.contains(secret.expose_secret()));
 }

@@ -147,7 +147,12 @@ fn an_expired_password_and_a_disabled_user_are_refused() {
         ..enrolled()
     };
     assert_eq!(
-        plan(&disabled, NOW, false, given(false, false, Some(SecondFactor::Totp))),
+        plan(
+            &disabled,
+            NOW,
+            false,
+            given(false, false, Some(SecondFactor::Totp))
+        ),
         Plan::Refuse(Refusal::Disabled)
     );
 }
