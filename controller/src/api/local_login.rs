@@ -195,7 +195,6 @@ impl Attempt<'_> {
                 (None, None) => None,
             },
         };
-        let new_password = self.checked_new_password(body)?;
         match plan(
             &facts,
             clock::to_i64(self.now),
@@ -207,8 +206,14 @@ impl Attempt<'_> {
             Plan::Refuse(Refusal::Expired { bootstrap: false }) => {
                 Err(Failed::Credentials("expired password"))
             }
-            Plan::Continue(needs) => Ok(self.ask(&found, needs)?),
+            // A new password is checked once the refusals are past (a disabled user learns
+            // nothing from a 400).
+            Plan::Continue(needs) => {
+                self.checked_new_password(body)?;
+                Ok(self.ask(&found, needs)?)
+            }
             Plan::Commit(commit) => {
+                let new_password = self.checked_new_password(body)?;
                 let rehash = needs_rehash.then(|| SecretString::from(body.password.clone()));
                 self.commit(&found, body, commit, new_password, rehash)
                     .await
