@@ -47,12 +47,15 @@ const INVALID: &str = "wrong user name, password or code";
 /// How often the back-off forgets expired failures (seconds).
 const PRUNE_EVERY_SECS: u64 = 60;
 
-/// The login's shared state: the back-off counts and the dummy hash unknown names are
-/// verified against.
+/// The login's shared state: the back-off counts, the dummy hash unknown names are verified
+/// against, and the bound on argon2 runs at once.
 pub(crate) struct LocalLoginState {
     backoff: Mutex<Backoff>,
     next_prune: AtomicU64,
     dummy: OnceLock<PasswordHash>,
+    /// Each argon2 run takes `m_cost_kib` of memory on purpose: a thousand logins at once
+    /// must not take a thousand times that. Twice the CPUs run; the others wait their turn.
+    hashing: tokio::sync::Semaphore,
 }
 
 impl LocalLoginState {
@@ -61,6 +64,9 @@ impl LocalLoginState {
             backoff: Mutex::new(Backoff::new(params)),
             next_prune: AtomicU64::new(0),
             dummy: OnceLock::new(),
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            ),
         }
     }
 
@@ -171,12 +177,12 @@ impl Attempt<'_> {
         };
         let Some(found) = found else {
             let dummy = self.dummy_hash(config.argon2).await?;
-            verify(password, dummy, config.argon2).await?;
+            verify(self.state, password, dummy, config.argon2).await?;
             return Err(Failed::Credentials("unknown user"));
         };
         let stored = PasswordHash::from_phc(found.local.password_hash.clone())
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        let needs_rehash = match verify(password, stored, config.argon2).await? {
+        let needs_rehash = match verify(self.state, password, stored, config.argon2).await? {
             PasswordCheck::Valid { needs_rehash } => needs_rehash,
             PasswordCheck::Invalid => return Err(Failed::Credentials("wrong password")),
         };
@@ -249,14 +255,9 @@ impl Attempt<'_> {
         if let Some(hash) = self.state.local_login.dummy.get() {
             return Ok(hash.clone());
         }
-        let made = tokio::task::spawn_blocking(move || {
-            let random = crate::ids::new_secret();
-            let password = NewPassword::new(SecretString::from(random), 1)?;
-            password::hash(&password, params)
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("hashing failed: {e}")))?
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        let random = NewPassword::new(SecretString::from(crate::ids::new_secret()), 1)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let made = hash(self.state, random, params).await?;
         Ok(self.state.local_login.dummy.get_or_init(|| made).clone())
     }
 
@@ -341,14 +342,14 @@ impl Attempt<'_> {
             _ => None,
         };
         let new_hash = match new_password.filter(|_| commit.set_password) {
-            Some(new) => Some(hash(new, config.argon2).await?),
+            Some(new) => Some(hash(state, new, config.argon2).await?),
             None => None,
         };
         let rehashed = match (rehash, &new_hash) {
             (Some(current), None) => {
                 let current =
                     NewPassword::new(current, 1).map_err(|e| ApiError::internal(e.to_string()))?;
-                Some(hash(current, config.argon2).await?)
+                Some(hash(state, current, config.argon2).await?)
             }
             _ => None,
         };
@@ -524,23 +525,40 @@ fn user_event(found: &LocalUser, source: IpAddr, event: Event) -> AuditEvent {
     )
 }
 
-/// argon2 off the async threads: it takes tens of milliseconds of CPU and memory on purpose.
+/// argon2 off the async threads (it takes tens of milliseconds of CPU and memory on
+/// purpose), a bounded number at once.
 async fn verify(
+    state: &AppState,
     password: SecretString,
     stored: PasswordHash,
     params: Argon2Params,
 ) -> Result<PasswordCheck, ApiError> {
+    let _turn = hashing_turn(state).await?;
     tokio::task::spawn_blocking(move || password::verify(&password, &stored, params))
         .await
         .map_err(|e| ApiError::internal(format!("password check failed: {e}")))?
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-async fn hash(password: NewPassword, params: Argon2Params) -> Result<PasswordHash, ApiError> {
+async fn hash(
+    state: &AppState,
+    password: NewPassword,
+    params: Argon2Params,
+) -> Result<PasswordHash, ApiError> {
+    let _turn = hashing_turn(state).await?;
     tokio::task::spawn_blocking(move || password::hash(&password, params))
         .await
         .map_err(|e| ApiError::internal(format!("hashing failed: {e}")))?
         .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+async fn hashing_turn(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+    state
+        .local_login
+        .hashing
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable("the controller is stopping"))
 }
 
 /// 429 with `Retry-After`: nothing was checked or counted.
