@@ -512,7 +512,7 @@ fn a_password_only_login_does_not_meet_a_roles_mfa() {
         "[auth.local]\n",
         "[auth.local]\nallow_password_only = true\n",
     );
-    let (stack, _) = stack(&config, &[("pat", true)], &[]);
+    let (stack, generated) = stack(&config, &[("pat", true), ("gil", false)], &[]);
     let dev = &stack.dev;
     let (status, body) = local_login(dev, &json!({"username": "pat", "password": PASSWORD}));
     assert_eq!(status, 201, "{body}");
@@ -521,4 +521,34 @@ fn a_password_only_login_does_not_meet_a_roles_mfa() {
     let (status, text) = authorize(dev, token);
     assert_eq!(status, 403, "{text}");
     assert!(text.contains("MFA"), "{text}");
+
+    // Files instead of prompts: refused when others can read them; else no prompt at all.
+    let files = tempfile::tempdir().unwrap();
+    let credential = private_file(files.path(), "credential", &generated[1]);
+    let new = private_file(files.path(), "new", NEW_PASSWORD);
+    std::fs::set_permissions(&credential, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let login = |token_file: &Path| {
+        dev.cli()
+            .args(["login", "--user", "gil", "--json", "--bootstrap-file"])
+            .arg(&credential)
+            .arg("--password-file")
+            .arg(&new)
+            .arg("--token-file")
+            .arg(token_file)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = login(&files.path().join("refused"));
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("chmod 600"), "{said}");
+    std::fs::set_permissions(&credential, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let token_file = files.path().join("gil");
+    let printed: Value = serde_json::from_str(&ok(login(&token_file))).unwrap();
+    assert_eq!(printed["user"]["username"], "gil", "{printed}");
+    assert!(printed.get("recovery_codes").is_none(), "{printed}");
+    assert_eq!(whoami(dev, &token_in(&token_file))["amr"], json!(["pwd"]));
+    let (status, _) = local_login(dev, &json!({"username": "gil", "password": NEW_PASSWORD}));
+    assert_eq!(status, 201, "the new password is the password now");
 }

@@ -178,16 +178,8 @@ fn new_password(input: &mut Input, args: &LoginArgs) -> anyhow::Result<Zeroizing
 /// The QR code, the secret and the URI of an enrolment offer, on stderr.
 fn show_offer(offer: &TotpEnrolmentOffer) {
     eprintln!("Add this account to your authenticator app: scan the QR code,");
-    match qrcode::QrCode::new(offer.otpauth_uri.as_bytes()) {
-        Ok(code) => {
-            let picture = code
-                .render::<qrcode::render::unicode::Dense1x2>()
-                .dark_color(qrcode::render::unicode::Dense1x2::Light)
-                .light_color(qrcode::render::unicode::Dense1x2::Dark)
-                .quiet_zone(true)
-                .build();
-            eprintln!("{picture}");
-        }
+    match qr_picture(&offer.otpauth_uri) {
+        Ok(picture) => eprintln!("{picture}"),
         Err(e) => eprintln!("(no QR code: {e})"),
     }
     eprintln!("or type the secret: {}", offer.secret_base32);
@@ -196,6 +188,18 @@ fn show_offer(offer: &TotpEnrolmentOffer) {
         "Then type the code the app shows (within {}).",
         output::time(offer.expires_at)
     );
+}
+
+/// `text` as a QR code of half-height blocks (two modules a character), light on dark as a
+/// terminal shows it, with its quiet zone.
+fn qr_picture(text: &str) -> Result<String, qrcode::types::QrError> {
+    use qrcode::render::unicode::Dense1x2;
+    Ok(qrcode::QrCode::new(text.as_bytes())?
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .quiet_zone(true)
+        .build())
 }
 
 /// Six digits (spaces allowed): a TOTP code; anything else is taken for a recovery code.
@@ -292,5 +296,68 @@ impl Input {
         let typed = typed?;
         restored.context("cannot turn the terminal's echo back on")?;
         Ok(typed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn six_digits_are_a_totp_code_anything_else_a_recovery_code() {
+        assert!(is_totp_code("123456"));
+        assert!(is_totp_code("123 456"));
+        assert!(!is_totp_code("12345"));
+        assert!(!is_totp_code("abcd-efgh-ijkl-mnop"));
+        assert!(!is_totp_code("1234567"));
+    }
+
+    #[test]
+    fn an_enrolment_uri_makes_a_qr_code_of_terminal_blocks() {
+        let uri = "otpauth://totp/Portcullis:alice?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\
+                   &issuer=Portcullis&algorithm=SHA1&digits=6&period=30";
+        let picture = qr_picture(uri).unwrap();
+        let rows: Vec<&str> = picture.lines().collect();
+        assert!(rows.len() > 10, "{picture}");
+        assert!(rows
+            .iter()
+            .all(|r| r.chars().count() == rows[0].chars().count()));
+        assert!(
+            picture
+                .chars()
+                .all(|c| " \u{2580}\u{2584}\u{2588}\n".contains(c)),
+            "{picture}"
+        );
+    }
+
+    #[test]
+    fn refusals_read_as_what_to_do_and_keep_their_status() {
+        let refused = |status: u16, message: &str| -> anyhow::Error {
+            ApiError {
+                status,
+                body: ErrorBody {
+                    error: "x".into(),
+                    message: message.into(),
+                    field: None,
+                },
+            }
+            .into()
+        };
+        let err = plain_error(refused(
+            401,
+            "wrong user name, password or code (no token: ...)",
+        ));
+        let api = err.downcast_ref::<ApiError>().unwrap();
+        assert_eq!(
+            (api.status, api.body.message.as_str()),
+            (401, "wrong user name, password or code")
+        );
+        let err = plain_error(refused(429, "too many failed logins: try again in 4 s"));
+        assert!(err.to_string().contains("try again in 4 s"), "{err}");
+        let err = plain_error(refused(401, "the bootstrap credential expired: run `x`"));
+        assert!(
+            err.to_string().contains("bootstrap credential expired"),
+            "{err}"
+        );
     }
 }
