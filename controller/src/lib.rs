@@ -196,6 +196,9 @@ impl Controller {
             authorize_rate: Arc::new(sessions::limits::AuthorizeRate::new(
                 config.per_user.authorize_per_minute,
             )),
+            local_login: Arc::new(api::local_login::LocalLoginState::new(
+                config.local_auth.backoff,
+            )),
             config: Arc::new(config),
             dev_login: options.dev_login,
             clock: options.clock,

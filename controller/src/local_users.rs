@@ -321,7 +321,6 @@ pub(crate) async fn disable(
 
 /// The associated data a user's TOTP secret is sealed with (`Keyset::seal_secret`): a sealed
 /// secret copied to another user's row does not open.
-#[allow(dead_code)] // The TOTP enrolment of the login endpoint (the next step) seals with it.
 pub(crate) fn totp_seal_context(user_id: &str) -> String {
     format!("local_users.totp_secret/{user_id}")
 }

@@ -46,6 +46,8 @@ pub struct AppState {
     pub(crate) clock: crate::clock::SharedClock,
     /// The Proxmox clusters this controller is syncing now (`catalog::sync`).
     pub(crate) catalog_syncs: crate::catalog::sync::Running,
+    /// Local logins' back-off counts (`[auth.local.backoff]`) and dummy hash.
+    pub(crate) local_login: Arc<crate::api::local_login::LocalLoginState>,
 }
 
 impl AppState {

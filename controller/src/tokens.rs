@@ -56,6 +56,19 @@ pub(crate) async fn issue(
     user: &UserRecord,
     event: impl FnOnce(&UserRecord, &TokenFacts<'_>) -> AuditEvent,
 ) -> Result<Issued, KeyError> {
+    let tx = AuditedTx::begin(store, keys).await?;
+    issue_in(tx, keys, lifetime, user, event).await
+}
+
+/// [`issue`] in `tx`, which may hold changes and events of its own (a local login's new
+/// password or TOTP enrolment): they commit with the token, or nothing does.
+pub(crate) async fn issue_in(
+    mut tx: AuditedTx,
+    keys: &Keyset,
+    lifetime: Duration,
+    user: &UserRecord,
+    event: impl FnOnce(&UserRecord, &TokenFacts<'_>) -> AuditEvent,
+) -> Result<Issued, KeyError> {
     let now = keys.clock().unix_secs();
     let mut tx = AuditedTx::begin(store, keys).await?;
     let issued = issue_in(&mut tx, now, lifetime, user).await?;
@@ -100,7 +113,7 @@ pub(crate) async fn issue_in(
     })
 }
 
-/// The event of a login (OIDC or the dev login) from `source`: the user is the actor.
+/// The event of a login (OIDC, a local user's, or the dev login) from `source`: the user is the actor.
 pub(crate) fn login_succeeded(
     user: &UserRecord,
     token: &TokenFacts<'_>,

@@ -23,7 +23,7 @@ use crate::{Controller, Options};
 
 /// Two zones: LOCAL (loopback) and LAB (a documentation range), and no cell from LOCAL to
 /// LAB, so the matrix refuses every session there whatever the caller's roles.
-const POLICY: &str = r#"
+pub(super) const POLICY: &str = r#"
 [settings]
 broker_zone = "LOCAL"
 
@@ -154,6 +154,25 @@ impl Api {
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
+    }
+
+    /// One request with a JSON body and no token; the whole response (for its headers).
+    pub(super) async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Value,
+    ) -> axum::response::Response {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(PeerAddr(SocketAddr::from(PEER)));
+        self.router.clone().oneshot(request).await.unwrap()
     }
 
     pub(super) async fn call(

@@ -1,8 +1,8 @@
-//! Local users' authentication, the building blocks (first step of local users; nothing calls
-//! them yet): argon2id passwords ([`password`]), TOTP ([`totp`]), single-use recovery codes
-//! ([`recovery`]), the brute-force back-off ([`backoff`]) and the `[auth.local]` section
-//! ([`config`]). The next step stores users, wires the login endpoint and the offline
-//! `controller users` commands to these, and audits through the audited path.
+//! Local users' authentication: argon2id passwords ([`password`]), TOTP ([`totp`]),
+//! single-use recovery codes ([`recovery`]), the brute-force back-off ([`backoff`]), the
+//! `[auth.local]` section ([`config`]), the rules of a login step ([`login`]) and the TOTP
+//! enrolment ticket ([`enrolment`]). The login endpoint (`api/local_login.rs`) and the
+//! offline `controller users` commands (`local_users.rs`) call these and do the I/O.
 //!
 //! Invariants:
 //! - Pure: no I/O but the system's random generator (through portcullis-crypto), and no
@@ -11,12 +11,10 @@
 //!   nor a `Serialize`; each is exposed only where it is used.
 //! - Every comparison of a secret with a stored value is constant-time.
 
-// The login endpoint and the `controller users` commands (the next step of issue 21) are the
-// callers; until they exist, only the unit tests use these modules.
-#![allow(dead_code)]
-
 pub(crate) mod backoff;
 pub(crate) mod config;
+pub(crate) mod enrolment;
+pub(crate) mod login;
 pub(crate) mod password;
 pub(crate) mod recovery;
 pub(crate) mod totp;

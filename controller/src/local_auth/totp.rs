@@ -140,7 +140,8 @@ pub(crate) fn verify(
     }
 }
 
-/// The code of `step` as an app shows it (zero-padded). Only for enrolment checks and tests.
+/// The code of `step` as an app shows it (zero-padded). Only for tests.
+#[cfg(test)]
 pub(crate) fn code_at_step(secret: &TotpSecret, step: u64) -> Zeroizing<String> {
     Zeroizing::new(format_code(hotp(&secret.0, step, DIGITS), DIGITS))
 }
