@@ -70,8 +70,7 @@ pub(crate) async fn issue_in(
     event: impl FnOnce(&UserRecord, &TokenFacts<'_>) -> AuditEvent,
 ) -> Result<Issued, KeyError> {
     let now = keys.clock().unix_secs();
-    let mut tx = AuditedTx::begin(store, keys).await?;
-    let issued = issue_in(&mut tx, now, lifetime, user).await?;
+    let issued = insert(&mut tx, now, lifetime, user).await?;
     let facts = TokenFacts {
         token_id: &issued.token_id,
         expires_at: issued.expires_at,
@@ -83,7 +82,7 @@ pub(crate) async fn issue_in(
 /// Stores (or refreshes) `user` and inserts a token valid for `lifetime` from `now` into
 /// `tx`, for a caller that writes more in the same transaction (a service account binds the
 /// token to its key) and commits it with the login's event.
-pub(crate) async fn issue_in(
+pub(crate) async fn insert(
     tx: &mut AuditedTx,
     now: u64,
     lifetime: Duration,

@@ -316,7 +316,7 @@ pub(crate) async fn token(
         drop(tx);
         return Err(refuse("replayed service-account assertion", attempted_name));
     }
-    let issued = crate::tokens::issue_in(&mut tx, now, lifetime, &user).await?;
+    let issued = crate::tokens::insert(&mut tx, now, lifetime, &user).await?;
     rows::bind_token(
         tx.write(),
         &issued.token_id,
