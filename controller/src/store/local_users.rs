@@ -178,7 +178,9 @@ pub(crate) async fn set_password(
 }
 
 /// Enrols TOTP: stores the sealed secret and the step of the code that confirmed it (which
-/// is then used), and replaces the recovery codes with `code_hashes`.
+/// is then used), and replaces the recovery codes with `code_hashes`. False (nothing
+/// written) when the user has no credentials or is enrolled already: of two logins racing
+/// to enrol, only the first one's secret is kept (`reset` clears it for a new enrolment).
 pub(crate) async fn enrol_totp(
     w: Write<'_>,
     user_id: &str,
@@ -190,7 +192,7 @@ pub(crate) async fn enrol_totp(
     let conn = w.conn();
     let done = sqlx::query(
         "UPDATE local_users SET totp_secret = $2, totp_last_step = $3, updated_at = $4 \
-         WHERE user_id = $1",
+         WHERE user_id = $1 AND totp_secret IS NULL",
     )
     .bind(user_id)
     .bind(sealed_secret)

@@ -204,10 +204,31 @@ async fn recovery_codes_are_used_once_and_replaced_at_enrolment() {
             "{dialect:?}"
         );
 
-        // Enrolling again replaces the codes.
-        rows::enrol_totp(w(&mut conn), "u_alice", b"t", 5, &["dd".to_owned()], 400)
-            .await
-            .unwrap();
+        // A second enrolment (a racing login's) is refused and changes nothing; after a
+        // reset, enrolling again replaces the codes.
+        assert!(
+            !rows::enrol_totp(w(&mut conn), "u_alice", b"t", 5, &["dd".to_owned()], 400)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            rows::recovery_codes(&mut conn, "u_alice")
+                .await
+                .unwrap()
+                .len(),
+            2,
+            "{dialect:?}"
+        );
+        assert!(
+            rows::reset(w(&mut conn), "u_alice", "$argon2id$new", false, 400)
+                .await
+                .unwrap()
+        );
+        assert!(
+            rows::enrol_totp(w(&mut conn), "u_alice", b"t", 5, &["dd".to_owned()], 400)
+                .await
+                .unwrap()
+        );
         let codes = rows::recovery_codes(&mut conn, "u_alice").await.unwrap();
         assert_eq!(codes.len(), 1);
         assert_eq!(codes[0].code_hash, "dd");

@@ -127,7 +127,9 @@ impl Attempt<'_> {
                 .map_err(ApiError::from)?;
             let codes = recovery::generate().map_err(|e| ApiError::internal(e.to_string()))?;
             let hashes: Vec<String> = codes.stored.iter().map(|c| c.hash.to_hex()).collect();
-            rows::enrol_totp(
+            // False when another login enrolled first (the ticket was offered to both):
+            // this one's secret is not the user's, so nothing of it is written.
+            if !rows::enrol_totp(
                 tx.write(),
                 user_id,
                 &sealed,
@@ -135,7 +137,10 @@ impl Attempt<'_> {
                 &hashes,
                 now,
             )
-            .await?;
+            .await?
+            {
+                return Err(Failed::Credentials("enrolled by another login"));
+            }
             recovery_codes = codes
                 .shown
                 .iter()
