@@ -4,7 +4,7 @@
 //! after the last failure, capped at `max_delay`. There is no lockout: the longest wait is
 //! `max_delay`, and failures older than `window` are forgotten.
 //!
-//! What the caller does (the login endpoint, next step): [`Backoff::check`] before checking
+//! What the caller does (the login endpoint, `api/local_login`): [`Backoff::check`] before checking
 //! any credential (a refused attempt checks nothing and is not counted, so waiting is the
 //! only way on); [`Backoff::record_failure`] after a wrong password or code, for unknown user
 //! names too (so the back-off does not reveal which names exist); [`Backoff::record_success`]

@@ -6,11 +6,6 @@
 //! Values arrive here already hashed or sealed: this module never sees a password, a TOTP
 //! secret in clear or a recovery code.
 
-// The login endpoint (TOTP enrolment and steps, recovery codes, change of password) and the
-// API's `users disable` (the next step of issue 21) are the callers of what the offline
-// commands do not use; until they exist, only the suite uses those functions.
-#![allow(dead_code)]
-
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
