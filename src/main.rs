@@ -1,5 +1,6 @@
 //! `portcullis`: one binary whose subcommands are the controller and worker daemons, the
-//! all-in-one `dev` mode, and the client.
+//! all-in-one `dev` mode, and the client. Built without its default `server` feature it is
+//! the client alone.
 #![forbid(unsafe_code)]
 
 mod cli;
@@ -16,7 +17,9 @@ fn main() -> std::process::ExitCode {
     }
     let args = cli::Cli::parse();
     // Before any thread exists (the runtime below starts them): the master key leaves the
-    // environment; a controller daemon re-executes itself without it.
+    // environment; a controller daemon re-executes itself without it. The client-only build
+    // has no command that reads it.
+    #[cfg(feature = "server")]
     let master_key = match cli::master_key_env::take(args.command.is_controller_daemon()) {
         Ok(key) => key,
         Err(err) => {
@@ -24,6 +27,8 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(cli::exit::FAILURE);
         }
     };
+    #[cfg(not(feature = "server"))]
+    let master_key = None;
     cli::init_tracing(&args.log);
     let mut builder = if args.command.single_threaded() {
         tokio::runtime::Builder::new_current_thread()

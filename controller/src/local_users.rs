@@ -129,24 +129,12 @@ pub(crate) struct Disabled {
 /// Reads a password from `path`: the file must be readable by its owner only (mode 0600 or
 /// stricter). One trailing newline is not part of the password.
 pub fn read_password_file(path: &Path) -> Result<SecretString, LocalUserError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let failed = |message: String| LocalUserError::PasswordFile {
-        path: path.display().to_string(),
-        message,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| failed(e.to_string()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(failed(format!(
-            "its mode is {mode:o}, readable by others: `chmod 600` it"
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
-    let password = text
-        .strip_suffix('\n')
-        .map(|t| t.strip_suffix('\r').unwrap_or(t))
-        .unwrap_or(&text);
-    Ok(SecretString::from(password.to_owned()))
+    let text =
+        portcullis_files::read_owner_only(path).map_err(|e| LocalUserError::PasswordFile {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    Ok(SecretString::from(text))
 }
 
 /// Creates the local user `username` in `groups` (`controller users add`, `POST

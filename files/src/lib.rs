@@ -9,6 +9,9 @@
 //! reader sees the old file or the new one, whole, never a mix; a failure leaves the old file
 //! and no temporary file behind.
 //!
+//! A file that holds a secret someone else wrote (a password file) is read the one way
+//! [`read_owner_only`] does it: refused when others may read it.
+//!
 //! This crate does file I/O and nothing else; it sits beside `proto` (which does none) at
 //! the bottom of the layering, so the controller, the worker and the CLI share it.
 #![forbid(unsafe_code)]
@@ -38,6 +41,33 @@ pub enum WriteError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Why a private file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Its group or others may read it: the secret may already be known to them.
+    #[error("its mode is {mode:o}, readable by others: `chmod 600` it")]
+    ReadableByOthers { mode: u32 },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads the text in `path`, which must be readable by its owner only (mode 0600 or
+/// stricter). One trailing newline (`\n` or `\r\n`) is not part of the text.
+pub fn read_owner_only(path: &Path) -> Result<String, ReadError> {
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ReadError::ReadableByOthers { mode });
+    }
+    let mut text = std::fs::read_to_string(path)?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
 }
 
 /// Writes `bytes` to `path` with mode 0600, replacing any file there atomically and durably

@@ -113,3 +113,26 @@ fn a_failed_write_leaves_the_old_file_and_no_temporary_file() {
     );
     assert!(others(dir.path(), &["token"]).is_empty());
 }
+
+#[test]
+fn an_owner_only_file_is_read_without_its_trailing_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("password");
+    write_private_atomic(&path, b"hunter2\r\n").unwrap();
+    assert_eq!(read_owner_only(&path).unwrap(), "hunter2");
+    write_private_atomic(&path, b"two\nlines\n\n").unwrap();
+    assert_eq!(read_owner_only(&path).unwrap(), "two\nlines\n");
+}
+
+#[test]
+fn a_file_others_may_read_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("password");
+    write_atomic(&path, b"hunter2", 0o640).unwrap();
+    let err = read_owner_only(&path).unwrap_err();
+    assert!(
+        matches!(err, ReadError::ReadableByOthers { mode: 0o640 }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+}

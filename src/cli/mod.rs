@@ -3,16 +3,22 @@
 pub(crate) mod audit;
 pub(crate) mod catalog;
 pub(crate) mod connect;
+#[cfg(feature = "server")]
 pub(crate) mod daemon;
+#[cfg(feature = "server")]
 pub(crate) mod dev;
+#[cfg(feature = "server")]
 pub(crate) mod echo;
 pub(crate) mod exit;
 pub(crate) mod http;
+#[cfg(feature = "server")]
 pub(crate) mod init;
 pub(crate) mod inventory;
 pub(crate) mod local_tls;
+#[cfg(feature = "server")]
 pub(crate) mod local_users;
 pub(crate) mod login;
+#[cfg(feature = "server")]
 pub(crate) mod master_key_env;
 pub(crate) mod output;
 pub(crate) mod policy;
@@ -28,6 +34,25 @@ pub(crate) mod workers;
 
 use clap::{Args, Parser, Subcommand};
 
+/// What `--version` prints: the crate's version and the commit it was built from (build.rs;
+/// `unknown` when built outside a git checkout).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("PORTCULLIS_GIT_HASH"),
+    ")"
+);
+
+/// The long help of the client-only build, which has no `dev`, `controller` or `worker`.
+#[cfg(not(feature = "server"))]
+const CLIENT_ABOUT: &str = "Portcullis: a zero-trust access broker for Proxmox clouds and homelabs.
+
+A controller authorises users against a zone firewall matrix; workers broker TCP sessions \
+to targets. This is the client-only build (for laptops): it logs in to a controller and \
+opens sessions, but runs no controller or worker (build with the default `server` feature \
+for those). Start with `portcullis login --addr https://CONTROLLER:9200 --ca ca.pem`, then \
+try `portcullis targets list`.";
+
 /// Portcullis: a zero-trust access broker for Proxmox clouds and homelabs.
 ///
 /// A controller authorises users against a zone firewall matrix; workers broker TCP
@@ -36,9 +61,13 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "portcullis",
-    version,
+    version = VERSION,
     propagate_version = true,
     after_long_help = exit::HELP
+)]
+#[cfg_attr(
+    not(feature = "server"),
+    command(long_about = CLIENT_ABOUT)
 )]
 pub(crate) struct Cli {
     #[command(flatten)]
@@ -72,11 +101,14 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run a controller and a worker on 127.0.0.1 with SQLite, for trying Portcullis out.
+    #[cfg(feature = "server")]
     Dev(dev::DevArgs),
     /// Run or administer a controller.
+    #[cfg(feature = "server")]
     #[command(subcommand)]
     Controller(daemon::ControllerCommand),
     /// Run a worker.
+    #[cfg(feature = "server")]
     #[command(subcommand)]
     Worker(daemon::WorkerCommand),
     /// Manage targets: the hosts and services sessions reach.
@@ -131,6 +163,7 @@ impl Command {
     }
 
     /// Whether the command is the long-running controller (`controller run`).
+    #[cfg(feature = "server")]
     pub(crate) fn is_controller_daemon(&self) -> bool {
         matches!(
             self,
@@ -140,14 +173,17 @@ impl Command {
 }
 
 /// Runs the parsed command and returns the process exit code. `master_key` is what
-/// `PORTCULLIS_MASTER_KEY` held ([`master_key_env::take`]).
-pub(crate) async fn run(
-    cli: Cli,
-    master_key: Option<portcullis_controller::secret::SecretString>,
-) -> anyhow::Result<u8> {
+/// `PORTCULLIS_MASTER_KEY` held (`master_key_env::take`; always `None` in the client-only
+/// build, which has no command that reads it).
+pub(crate) async fn run(cli: Cli, master_key: Option<secrecy::SecretString>) -> anyhow::Result<u8> {
+    #[cfg(not(feature = "server"))]
+    drop(master_key);
     let code = match cli.command {
+        #[cfg(feature = "server")]
         Command::Dev(args) => dev::run(args).await?,
+        #[cfg(feature = "server")]
         Command::Controller(cmd) => daemon::run_controller(cmd, master_key).await?,
+        #[cfg(feature = "server")]
         Command::Worker(cmd) => daemon::run_worker(cmd).await?,
         Command::Targets(cmd) => targets::run(cmd).await?,
         Command::Catalog(cmd) => catalog::run(cmd).await?,

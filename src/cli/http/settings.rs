@@ -3,7 +3,7 @@
 //! [`ClientSettings`]; and the bearer [`Token`], whose `Debug` and `Display` print
 //! `<redacted>`.
 
-use portcullis_controller::secret::{ExposeSecret as _, SecretString};
+use secrecy::{ExposeSecret as _, SecretString};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -46,10 +46,11 @@ impl Token {
 
 impl PartialEq for Token {
     fn eq(&self, other: &Token) -> bool {
-        portcullis_controller::secret::constant_time_eq(
-            self.expose().as_bytes(),
-            other.expose().as_bytes(),
-        )
+        use subtle::ConstantTimeEq as _;
+        self.expose()
+            .as_bytes()
+            .ct_eq(other.expose().as_bytes())
+            .into()
     }
 }
 

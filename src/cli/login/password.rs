@@ -17,7 +17,6 @@ use portcullis_proto::users::{
     LocalLoggedIn, LocalLoginAnswer, LocalLoginRequest, LocalLoginStep, TotpEnrolmentAnswer,
     TotpEnrolmentOffer,
 };
-use secrecy::ExposeSecret as _;
 use zeroize::Zeroizing;
 
 use super::super::http::{ApiClient, ApiError};
@@ -210,9 +209,9 @@ fn is_totp_code(typed: &str) -> bool {
 
 /// Reads a secret from `path`, which only its owner may read.
 fn read_secret_file(path: &Path, what: &str) -> anyhow::Result<Zeroizing<String>> {
-    let secret = portcullis_controller::admin::read_password_file(path)
-        .with_context(|| format!("cannot read the {what}"))?;
-    Ok(Zeroizing::new(secret.expose_secret().to_owned()))
+    let secret = portcullis_files::read_owner_only(path)
+        .with_context(|| format!("cannot read the {what} from {}", path.display()))?;
+    Ok(Zeroizing::new(secret))
 }
 
 /// The controller's refusals in words a person acts on; the status (and so the exit code)
