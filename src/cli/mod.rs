@@ -229,3 +229,6 @@ pub(crate) fn init_tracing(args: &LogArgs) {
         LogFormat::Text => builder.init(),
     }
 }
+
+#[cfg(test)]
+mod tests;
