@@ -3,6 +3,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod catalog;
+pub(crate) mod certificate;
 #[cfg(test)]
 mod catalog_tests;
 pub(crate) mod connections;
