@@ -272,8 +272,11 @@ impl Controller {
         );
         let certificate_watch = self.api_certificate.map(|own| {
             tokio::spawn(
-                api::certificate::watch(own.resolver, own.files, shutdown.clone())
-                    .instrument(tracing::info_span!("api_certificate", controller.id = %id)),
+                api::certificate::watch(
+                    api::certificate::Watcher::new(own.resolver, own.files),
+                    shutdown.clone(),
+                )
+                .instrument(tracing::info_span!("api_certificate", controller.id = %id)),
             )
         });
         let sweeper = tokio::spawn(
@@ -427,8 +430,8 @@ fn api_tls_config(
     }
     let lifetime = std::time::Duration::from_secs(30 * 24 * 3600);
     let (chain, key) = ca.issue_server_identity(&config.api_tls_names, lifetime)?;
-    let api_tls = portcullis_crypto::tls::https_server_config(chain, key, b"http/1.1")
-        .map_err(crypto)?;
+    let api_tls =
+        portcullis_crypto::tls::https_server_config(chain, key, b"http/1.1").map_err(crypto)?;
     Ok((api_tls, None))
 }
 

@@ -2,9 +2,9 @@
 //! files at start, then re-read whenever they change, without a restart.
 //!
 //! [`ReloadingCertificate`] is the rustls resolver the API's TLS configuration holds: every
-//! handshake takes the pair it holds at that moment. [`watch`] looks at the files every few
-//! seconds (their inode, size and modification time, so both a rewrite in place and a
-//! rename over them count) and swaps in the new pair only when it loads whole: a broken new
+//! handshake takes the pair it holds at that moment. [`watch`] has a [`Watcher`] look at the
+//! files every few seconds (their inode, size, modification and change times, so a rewrite in
+//! place, a rename over them and a `chmod` all count) and swaps in the new pair only when it loads whole: a broken new
 //! pair (a key that does not match the chain, a half-written file, a key others may read) is
 //! logged and the old one kept, so renewing a certificate never takes the API down. The
 //! internal CA is not involved: the cluster link and the worker proxy keep their own.
@@ -103,11 +103,8 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertificateError> {
             mode,
         });
     }
-    PrivateKeyDer::from_pem_reader(std::io::BufReader::new(file)).map_err(|e| {
-        failed(format!(
-            "no PEM private key (PKCS#8, RSA or EC) in it: {e}"
-        ))
-    })
+    PrivateKeyDer::from_pem_reader(std::io::BufReader::new(file))
+        .map_err(|e| failed(format!("no PEM private key (PKCS#8, RSA or EC) in it: {e}")))
 }
 
 /// The rustls resolver of the API: the pair it holds now, for every handshake.
@@ -146,19 +143,15 @@ impl ResolvesServerCert for ReloadingCertificate {
 }
 
 /// What identifies the contents of one file without reading it: a change of any field means
-/// the file was rewritten or replaced.
+/// the file was rewritten, replaced or had its mode changed (a key made private after a
+/// refusal is tried again).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FileStamp {
+struct FileStamp {
     inode: u64,
     device: u64,
     size: u64,
     modified: Option<SystemTime>,
-}
-
-/// The stamps of both files; `None` for a file that cannot be looked at right now (it is
-/// being replaced): a change like any other.
-pub(crate) fn stamps(files: &CertificateFiles) -> [Option<FileStamp>; 2] {
-    [stamp(&files.cert), stamp(&files.key)]
+    changed: (i64, i64),
 }
 
 fn stamp(path: &Path) -> Option<FileStamp> {
@@ -168,37 +161,73 @@ fn stamp(path: &Path) -> Option<FileStamp> {
         device: meta.dev(),
         size: meta.size(),
         modified: meta.modified().ok(),
+        changed: (meta.ctime(), meta.ctime_nsec()),
     })
 }
 
-/// Re-reads the files into `resolver` whenever their stamps change, until `shutdown`.
-pub(crate) async fn watch(
+/// What one look at the files did.
+#[derive(Debug)]
+pub(crate) enum Check {
+    /// The files are as last seen.
+    Unchanged,
+    /// They changed and the new pair is served from now on.
+    Replaced,
+    /// They changed but the new pair cannot be used; the previous one is still served.
+    Kept(CertificateError),
+}
+
+/// The files, the resolver they feed, and their stamps as last seen; `None` for a file that
+/// could not be looked at (being replaced): a change like any other.
+pub(crate) struct Watcher {
     resolver: Arc<ReloadingCertificate>,
     files: CertificateFiles,
-    shutdown: CancellationToken,
-) {
-    let mut seen = stamps(&files);
+    seen: [Option<FileStamp>; 2],
+}
+
+impl Watcher {
+    /// Watches `files`, whose current contents `resolver` holds.
+    pub(crate) fn new(resolver: Arc<ReloadingCertificate>, files: CertificateFiles) -> Watcher {
+        let seen = [stamp(&files.cert), stamp(&files.key)];
+        Watcher {
+            resolver,
+            files,
+            seen,
+        }
+    }
+
+    /// Looks at the files once, and loads them when they changed.
+    pub(crate) fn check(&mut self) -> Check {
+        let now = [stamp(&self.files.cert), stamp(&self.files.key)];
+        if now == self.seen {
+            return Check::Unchanged;
+        }
+        // Remembered even when the load fails: a broken pair is reported once, and tried
+        // again when either file changes next.
+        self.seen = now;
+        match load(&self.files) {
+            Ok(next) => {
+                self.resolver.replace(next);
+                Check::Replaced
+            }
+            Err(e) => Check::Kept(e),
+        }
+    }
+}
+
+/// Looks at the files every [`CHECK_INTERVAL`] until `shutdown`, logging each change.
+pub(crate) async fn watch(mut watcher: Watcher, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(CHECK_INTERVAL) => {}
         }
-        let now = stamps(&files);
-        if now == seen {
-            continue;
-        }
-        // Remembered even when the load fails: a broken pair is reported once, and tried
-        // again when either file changes next.
-        seen = now;
-        match load(&files) {
-            Ok(next) => {
-                resolver.replace(next);
-                tracing::info!(
-                    cert = %files.cert.display(),
-                    "the API certificate files changed: new handshakes get the new certificate"
-                );
-            }
-            Err(e) => tracing::warn!(
+        match watcher.check() {
+            Check::Unchanged => {}
+            Check::Replaced => tracing::info!(
+                cert = %watcher.files.cert.display(),
+                "the API certificate files changed: new handshakes get the new certificate"
+            ),
+            Check::Kept(e) => tracing::warn!(
                 error = %e,
                 "the API certificate files changed but cannot be used; the API keeps \
                  presenting the previous certificate until they are fixed"

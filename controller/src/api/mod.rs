@@ -3,9 +3,9 @@
 
 pub(crate) mod audit;
 pub(crate) mod catalog;
-pub(crate) mod certificate;
 #[cfg(test)]
 mod catalog_tests;
+pub(crate) mod certificate;
 pub(crate) mod connections;
 pub(crate) mod error;
 pub(crate) mod extract;
