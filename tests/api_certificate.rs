@@ -44,7 +44,10 @@ impl AdminCa {
         let params =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
         let issued = params.signed_by(&pair, &self.issuer).unwrap();
-        let (next_cert, next_key) = (cert.with_extension("next"), key.with_extension("next"));
+        let (next_cert, next_key) = (
+            cert.with_extension("crt.next"),
+            key.with_extension("key.next"),
+        );
         std::fs::write(&next_cert, issued.pem()).unwrap();
         std::fs::write(&next_key, pair.serialize_pem()).unwrap();
         std::fs::set_permissions(&next_key, std::fs::Permissions::from_mode(0o600)).unwrap();
