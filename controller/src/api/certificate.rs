@@ -30,10 +30,10 @@ pub(crate) const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 pub enum CertificateError {
     #[error("cannot read the API certificate file {path} (api.tls_cert_file): {message}")]
     Chain { path: String, message: String },
-    #[error("cannot read the API key file {path} (api.tls_key_file): {message}")]
+    #[error("cannot read the API certificate's key file {path} (api.tls_key_file): {message}")]
     Key { path: String, message: String },
     #[error(
-        "the API key file {path} (api.tls_key_file) has mode {mode:o}: other users can read it; \
+        "the API certificate's key file {path} (api.tls_key_file) has mode {mode:o}: other users can read it; \
          run `chmod 600 {path}` (owned by the account the controller runs as)"
     )]
     Readable { path: String, mode: u32 },
