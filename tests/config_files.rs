@@ -134,3 +134,29 @@ fn the_commented_local_auth_example_is_valid() {
     portcullis_controller::Config::parse(&out, "config/controller.toml", |_| None)
         .unwrap_or_else(|e| panic!("{e}\n{out}"));
 }
+
+#[test]
+fn the_example_listens_on_loopback_and_its_commented_api_certificate_is_valid() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/controller.toml"
+    ))
+    .unwrap();
+    let config =
+        portcullis_controller::Config::parse(&text, "config/controller.toml", |_| None).unwrap();
+    assert!(config.api_listen.ip().is_loopback());
+    assert!(config.cluster_listen.ip().is_loopback());
+    assert_eq!(config.api_certificate, None);
+    let out = text
+        .replace("# tls_cert_file = ", "tls_cert_file = ")
+        .replace("# tls_key_file = ", "tls_key_file = ")
+        .replace("listen = \"127.0.0.1:9200\"", "listen = \"0.0.0.0:9200\"");
+    let config = portcullis_controller::Config::parse(&out, "config/controller.toml", |_| None)
+        .unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(config.api_listen.to_string(), "0.0.0.0:9200");
+    let files = config
+        .api_certificate
+        .expect("the example's certificate files");
+    assert_eq!(files.cert, std::path::Path::new("/etc/portcullis/api.crt"));
+    assert_eq!(files.key, std::path::Path::new("/etc/portcullis/api.key"));
+}

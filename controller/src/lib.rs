@@ -74,6 +74,8 @@ pub enum ControllerError {
     Oidc(#[from] oidc::OidcError),
     #[error(transparent)]
     Vault(#[from] vault::VaultError),
+    #[error(transparent)]
+    ApiCertificate(#[from] api::certificate::CertificateError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -129,6 +131,8 @@ pub struct Controller {
     api: TcpListener,
     cluster: TcpListener,
     api_tls: Arc<rustls::ServerConfig>,
+    /// The admin's own API certificate and its files, re-read when they change.
+    api_certificate: Option<OwnCertificate>,
     link_tls: Arc<rustls::ServerConfig>,
     dial_tls: Arc<rustls::ClientConfig>,
     ca_der: rustls_pki_types::CertificateDer<'static>,
@@ -169,7 +173,7 @@ impl Controller {
         .await?;
         let (policy_tx, policy_rx) = tokio::sync::watch::channel(load_policy(&config)?);
         let ca = keys.certificate_authority().await?;
-        let api_tls = api_tls_config(&ca, &config.api_tls_names)?;
+        let (api_tls, api_certificate) = api_tls_config(&ca, &config)?;
         let link_tls = link::tls_config(&ca)?;
         let dial_tls = link::dialer::client_config(&ca)?;
         let api = bind(config.api_listen, "API").await?;
@@ -218,6 +222,7 @@ impl Controller {
             api,
             cluster,
             api_tls: Arc::new(api_tls),
+            api_certificate,
             link_tls,
             dial_tls,
             ca_der: ca.cert_der.clone(),
@@ -265,6 +270,15 @@ impl Controller {
             link::serve(self.cluster, self.link_tls, state.clone(), shutdown.clone())
                 .instrument(tracing::info_span!("cluster", controller.id = %id)),
         );
+        let certificate_watch = self.api_certificate.map(|own| {
+            tokio::spawn(
+                api::certificate::watch(
+                    api::certificate::Watcher::new(own.resolver, own.files),
+                    shutdown.clone(),
+                )
+                .instrument(tracing::info_span!("api_certificate", controller.id = %id)),
+            )
+        });
         let sweeper = tokio::spawn(
             sessions::sweeper::run(state.clone(), shutdown.clone())
                 .instrument(tracing::info_span!("sweeper", controller.id = %id)),
@@ -362,6 +376,9 @@ impl Controller {
         if let Some(reloads) = reloads {
             let _ = reloads.await;
         }
+        if let Some(watch) = certificate_watch {
+            let _ = watch.await;
+        }
         if let Some((renew, job)) = vault_tasks {
             let _ = renew.await;
             let _ = job.await;
@@ -384,16 +401,38 @@ fn load_policy(config: &Config) -> Result<Option<Arc<portcullis_policy::Policy>>
     }
 }
 
-/// The API's TLS: a server certificate for `names` from the controller CA, HTTP/1.1 only.
+/// The admin's own API certificate: what handshakes are given, and the files it comes from.
+struct OwnCertificate {
+    resolver: Arc<api::certificate::ReloadingCertificate>,
+    files: config::CertificateFiles,
+}
+
+/// The API's TLS, HTTP/1.1 only: the admin's own certificate when `[api]` names its files
+/// (re-read when they change), else a server certificate for `api_tls_names` from the
+/// controller CA.
 fn api_tls_config(
     ca: &keys::ca::CertificateAuthority,
-    names: &[String],
-) -> Result<rustls::ServerConfig, ControllerError> {
+    config: &Config,
+) -> Result<(rustls::ServerConfig, Option<OwnCertificate>), ControllerError> {
+    let crypto = |e: portcullis_crypto::tls::TlsError| keys::KeyError::Crypto(e.to_string());
+    if let Some(files) = &config.api_certificate {
+        let resolver = Arc::new(api::certificate::ReloadingCertificate::new(
+            api::certificate::load(files)?,
+        ));
+        let tls =
+            portcullis_crypto::tls::https_server_config_resolved(resolver.clone(), b"http/1.1")
+                .map_err(crypto)?;
+        let own = OwnCertificate {
+            resolver,
+            files: files.clone(),
+        };
+        return Ok((tls, Some(own)));
+    }
     let lifetime = std::time::Duration::from_secs(30 * 24 * 3600);
-    let (chain, key) = ca.issue_server_identity(names, lifetime)?;
-    let api_tls = portcullis_crypto::tls::https_server_config(chain, key, b"http/1.1")
-        .map_err(|e| keys::KeyError::Crypto(e.to_string()))?;
-    Ok(api_tls)
+    let (chain, key) = ca.issue_server_identity(&config.api_tls_names, lifetime)?;
+    let api_tls =
+        portcullis_crypto::tls::https_server_config(chain, key, b"http/1.1").map_err(crypto)?;
+    Ok((api_tls, None))
 }
 
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, ControllerError> {

@@ -170,3 +170,17 @@ pub fn https_server_config(
     config.alpn_protocols = vec![alpn.to_vec()];
     Ok(config)
 }
+
+/// Like [`https_server_config`], presenting whatever `resolver` holds at each handshake (a
+/// certificate the admin renews in place).
+pub fn https_server_config_resolved(
+    resolver: Arc<dyn ResolvesServerCert>,
+    alpn: &[u8],
+) -> Result<ServerConfig, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
+}

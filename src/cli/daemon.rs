@@ -87,7 +87,7 @@ pub(crate) enum ControllerCommand {
         json: bool,
     },
     /// Print the controller CA certificate (PEM) that clients (PORTCULLIS_CA) and operators
-    /// trust.
+    /// trust; with `[api] tls_cert_file` set, clients trust your PKI's CA instead.
     Ca {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
         config: PathBuf,

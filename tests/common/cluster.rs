@@ -139,6 +139,42 @@ impl Controller {
         cluster_extra: &str,
         workers_extra: &str,
     ) -> Controller {
+        Controller::start_configured(
+            place,
+            dir,
+            url,
+            policy_file,
+            "",
+            cluster_extra,
+            workers_extra,
+        )
+    }
+
+    /// A controller on SQLite in `dir` with the dev policy and extra lines for `[api]`.
+    pub(crate) fn start_with_api(dir: &Path, api_extra: &str) -> Controller {
+        let url = format!("sqlite://{}", dir.join("portcullis.db").display());
+        let dev_policy = concat!(env!("CARGO_MANIFEST_DIR"), "/config/policy-dev.toml");
+        Controller::start_configured(
+            &Place::host(),
+            dir,
+            &url,
+            Path::new(dev_policy),
+            api_extra,
+            "",
+            "",
+        )
+    }
+
+    /// Like [`Controller::start_policy`], with extra lines for `[api]` too.
+    pub(crate) fn start_configured(
+        place: &Place,
+        dir: &Path,
+        url: &str,
+        policy_file: &Path,
+        api_extra: &str,
+        cluster_extra: &str,
+        workers_extra: &str,
+    ) -> Controller {
         let ip = &place.ip;
         std::fs::create_dir_all(dir).unwrap();
         let master = dir.join("master.key");
@@ -160,7 +196,7 @@ impl Controller {
         std::fs::write(
             &config,
             format!(
-                "[store]\nurl = \"{url}\"\n[keys]\nmaster_key_file = \"{}\"\n[api]\nlisten = \"{ip}:0\"\ntls_names = [\"localhost\", \"{ip}\"]\n\
+                "[store]\nurl = \"{url}\"\n[keys]\nmaster_key_file = \"{}\"\n[api]\nlisten = \"{ip}:0\"\ntls_names = [\"localhost\", \"{ip}\"]\n{api_extra}\n\
                  [cluster]\nlisten = \"{ip}:0\"\n{cluster_extra}\n[policy]\nfile = \"{}\"\n\
                  [sessions]\nsweep_interval = 0.5\n[workers]\nheartbeat_interval = 0.2\nlost_after = 3\n{workers_extra}\n",
                 master.display(),

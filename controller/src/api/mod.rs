@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod catalog;
 #[cfg(test)]
 mod catalog_tests;
+pub(crate) mod certificate;
 pub(crate) mod connections;
 pub(crate) mod error;
 pub(crate) mod extract;

@@ -25,6 +25,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use crate::vault::config::{VaultAuth, VaultConfig};
+pub use api::CertificateFiles;
 pub use error::ConfigError;
 pub use recordings::RecordingsConfig;
 pub use sessions::PerUserLimits;
@@ -42,6 +43,9 @@ pub struct Config {
     pub api_listen: SocketAddr,
     /// Names and addresses the API's TLS certificate is valid for.
     pub api_tls_names: Vec<String>,
+    /// The admin's own certificate for the API; none: one from the internal CA for
+    /// `api_tls_names`. The cluster link and the proxy always use the internal CA.
+    pub api_certificate: Option<CertificateFiles>,
     pub api_max_body_bytes: usize,
     /// Timeouts and caps of the API's connections (`[api.connections]`).
     pub api_connections: crate::api::limits::ConnectionLimits,
@@ -179,6 +183,7 @@ impl Config {
             master_key,
             api_listen: api.listen,
             api_tls_names: api.tls_names,
+            api_certificate: api.certificate,
             api_max_body_bytes: api.max_body_bytes,
             api_connections: api.connections,
             cluster_listen: cluster.listen,

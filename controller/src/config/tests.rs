@@ -213,3 +213,41 @@ fn recordings_default_to_beside_the_store_kept_forever_and_parse_their_limits() 
         assert!(err.contains(key), "{bad}: {err}");
     }
 }
+
+#[test]
+fn listeners_default_to_loopback() {
+    let c = parse("[store]\nurl = \"sqlite://x.db\"\n[keys]\nmaster_key_file = \"m\"\n").unwrap();
+    assert!(c.api_listen.ip().is_loopback(), "{}", c.api_listen);
+    assert!(c.cluster_listen.ip().is_loopback(), "{}", c.cluster_listen);
+    assert_eq!(c.api_certificate, None);
+}
+
+#[test]
+fn the_api_certificate_takes_both_files_or_neither() {
+    let base = "[store]\nurl = \"sqlite://x.db\"\n[keys]\nmaster_key_file = \"m\"\n[api]\n";
+    let c = parse(&format!(
+        "{base}tls_cert_file = \"/etc/p/api.crt\"\ntls_key_file = \"/etc/p/api.key\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.api_certificate,
+        Some(CertificateFiles {
+            cert: "/etc/p/api.crt".into(),
+            key: "/etc/p/api.key".into(),
+        })
+    );
+    let err = parse(&format!("{base}tls_cert_file = \"/etc/p/api.crt\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`api.tls_key_file`") && err.contains("set both"),
+        "{err}"
+    );
+    let err = parse(&format!("{base}tls_key_file = \"/etc/p/api.key\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`api.tls_cert_file`") && err.contains("set both"),
+        "{err}"
+    );
+}

@@ -151,3 +151,13 @@ fn recording_limits_take_bytes_or_units_and_default_to_a_gib_and_two() {
         .to_string();
     assert!(err.contains("max_byte"), "{err}");
 }
+
+#[test]
+fn listeners_default_to_loopback() {
+    let c = parse(BASE).unwrap();
+    assert_eq!(c.proxy_listen.to_string(), "127.0.0.1:9202");
+    assert_eq!(
+        c.cluster_listen, None,
+        "controllers dial in only when configured"
+    );
+}
