@@ -139,6 +139,27 @@ impl Controller {
         cluster_extra: &str,
         workers_extra: &str,
     ) -> Controller {
+        Controller::start_policy_api(
+            place,
+            dir,
+            url,
+            policy_file,
+            "",
+            cluster_extra,
+            workers_extra,
+        )
+    }
+
+    /// Like [`Controller::start_policy`], with extra lines for the `[api]` section too.
+    pub(crate) fn start_policy_api(
+        place: &Place,
+        dir: &Path,
+        url: &str,
+        policy_file: &Path,
+        api_extra: &str,
+        cluster_extra: &str,
+        workers_extra: &str,
+    ) -> Controller {
         let ip = &place.ip;
         std::fs::create_dir_all(dir).unwrap();
         let master = dir.join("master.key");
@@ -160,7 +181,7 @@ impl Controller {
         std::fs::write(
             &config,
             format!(
-                "[store]\nurl = \"{url}\"\n[keys]\nmaster_key_file = \"{}\"\n[api]\nlisten = \"{ip}:0\"\ntls_names = [\"localhost\", \"{ip}\"]\n\
+                "[store]\nurl = \"{url}\"\n[keys]\nmaster_key_file = \"{}\"\n[api]\nlisten = \"{ip}:0\"\ntls_names = [\"localhost\", \"{ip}\"]\n{api_extra}\n\
                  [cluster]\nlisten = \"{ip}:0\"\n{cluster_extra}\n[policy]\nfile = \"{}\"\n\
                  [sessions]\nsweep_interval = 0.5\n[workers]\nheartbeat_interval = 0.2\nlost_after = 3\n{workers_extra}\n",
                 master.display(),

@@ -178,7 +178,7 @@ impl Connection {
                 match source {
                     Ok(source) => source,
                     Err(err) => {
-                        tracing::info!(error = %err, "API connection from a trusted proxy refused");
+                        tracing::warn!(client.via = %self.peer, error = %err, "API connection from a trusted proxy refused");
                         return;
                     }
                 }

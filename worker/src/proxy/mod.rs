@@ -81,7 +81,7 @@ pub async fn serve(
                 let Source { client, via } = match source {
                     Ok(source) => source,
                     Err(e) => {
-                        tracing::info!(client.via = %peer, error = %e, "connection from a trusted proxy refused");
+                        tracing::warn!(client.via = %peer, error = %e, "connection from a trusted proxy refused");
                         return;
                     }
                 };
