@@ -169,7 +169,12 @@ fn haproxy_in_front_of_the_api_and_the_proxy_port_passes_the_client_address() {
         &[
             (v2_front, &api, "send-proxy-v2"),
             (v1_front, &api, "send-proxy"),
-            (worker_front, &worker.proxy, "send-proxy-v2"),
+            // With health checks that send a v2 LOCAL header.
+            (
+                worker_front,
+                &worker.proxy,
+                "send-proxy-v2 check check-send-proxy inter 200ms",
+            ),
         ],
     );
 
@@ -238,6 +243,11 @@ fn haproxy_in_front_of_the_api_and_the_proxy_port_passes_the_client_address() {
     echoed.read_exact(&mut one).unwrap();
     assert_eq!(&one, b"!");
 
+    // HAProxy's health checks (v2 LOCAL) were taken for the balancer's own connections, not
+    // refused.
+    let refused = "connection from a trusted proxy refused";
+    assert!(!worker.log().contains(refused), "{}", worker.log());
+
     // The worker refuses a connection from the trusted proxy's address without a header.
     let mut raw = connect_from(BALANCER, port_of(&worker.proxy));
     raw.write_all(b"\x16\x03\x01\x00\x05hello").unwrap();
@@ -246,7 +256,7 @@ fn haproxy_in_front_of_the_api_and_the_proxy_port_passes_the_client_address() {
         Duration::from_secs(10),
         || {
             let log = worker.log();
-            if log.contains("did not start with a PROXY protocol header") {
+            if log.contains(refused) && log.contains("did not start with a PROXY protocol header") {
                 Ok(())
             } else {
                 Err("not yet".to_owned())
