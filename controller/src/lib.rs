@@ -262,6 +262,7 @@ impl Controller {
                 self.api_tls,
                 router,
                 state.config.api_connections.clone(),
+                state.config.api_trusted_proxies.clone(),
                 shutdown.clone(),
             )
             .instrument(tracing::info_span!("api", controller.id = %id)),

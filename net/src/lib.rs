@@ -3,7 +3,10 @@
 //! - [`accept`]: what a listener does when `accept` fails (a connection's own failure is
 //!   passed over, running out of descriptors or memory backs off), and the one driver every
 //!   listener accepts through;
-//! - [`retry`]: the waits between attempts to reach a peer (exponential, jittered, capped).
+//! - [`retry`]: the waits between attempts to reach a peer (exponential, jittered, capped);
+//! - [`proxy_header`]: the PROXY protocol header a trusted load balancer opens a connection
+//!   with, and which balancers are trusted.
 
 pub mod accept;
+pub mod proxy_header;
 pub mod retry;

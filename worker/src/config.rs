@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use portcullis_net::proxy_header::TrustedProxies;
 use portcullis_proto::duration::DurationValue;
 use serde::Deserialize;
 use toml::Spanned;
@@ -29,6 +30,9 @@ pub struct Config {
     pub proxy_public_addr: Option<String>,
     /// Source IP for connections to targets.
     pub egress_addr: Option<IpAddr>,
+    /// Load balancers in front of the proxy port whose PROXY protocol header names the
+    /// client; a connection from one must start with a header (`cluster_listen` reads none).
+    pub trusted_proxies: TrustedProxies,
     pub join_token: Option<SecretString>,
     /// New connections are admitted only while a controller was heard within this time.
     pub admit_grace: Duration,
@@ -141,6 +145,8 @@ struct RawWorker {
     proxy_listen: Option<String>,
     proxy_public_addr: Option<String>,
     egress_addr: Option<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
     join_token_file: Option<PathBuf>,
     admit_grace: Option<Spanned<DurationValue>>,
     live_grace: Option<Spanned<DurationValue>>,
@@ -231,6 +237,7 @@ impl Config {
             cluster_listen: None,
             proxy_public_addr: None,
             egress_addr: None,
+            trusted_proxies: TrustedProxies::default(),
             join_token: None,
             admit_grace: Duration::from_secs(5),
             live_grace: Duration::from_secs(60),
@@ -290,6 +297,11 @@ impl Config {
             })?),
             None => None,
         };
+        let trusted_proxies =
+            TrustedProxies::parse(&w.trusted_proxies).map_err(|e| ConfigError::Invalid {
+                key: "worker.trusted_proxies",
+                message: e.to_string(),
+            })?;
         let join_token = match &w.join_token_file {
             Some(path) => Some(SecretString::from(
                 read(path)
@@ -311,6 +323,7 @@ impl Config {
             cluster_listen,
             proxy_public_addr: w.proxy_public_addr,
             egress_addr,
+            trusted_proxies,
             join_token,
             ..config
         })

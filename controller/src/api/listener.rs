@@ -16,6 +16,13 @@
 //! cap at which an idle connection is closed to make room. Accept errors follow the listeners'
 //! shared policy ([`portcullis_net::accept`]); when descriptors run out, the longest-idle
 //! connection is also closed to free one.
+//!
+//! Behind a load balancer (`[api] trusted_proxies`), a connection from a trusted proxy must
+//! open with a PROXY protocol header, read within `handshake_timeout` before the TLS
+//! handshake ([`portcullis_net::proxy_header`]); the client it names is the address every
+//! handler sees ([`PeerAddr`]: source zones, the login back-off, the audit's `source`).
+//! The per-address cap does not apply to a trusted proxy's own address (all its clients
+//! share it); the global cap does.
 
 use std::convert::Infallible;
 use std::future::Future as _;
@@ -36,6 +43,7 @@ use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
 use portcullis_net::accept::Acceptor;
+use portcullis_net::proxy_header::{self, Source, TrustedProxies};
 
 use super::connections::{Admission, ConnId, Table};
 use super::extract::PeerAddr;
@@ -52,9 +60,16 @@ pub(crate) async fn serve(
     tls: Arc<rustls::ServerConfig>,
     router: Router,
     limits: ConnectionLimits,
+    trusted_proxies: TrustedProxies,
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    // A trusted proxy's connections carry many clients: only the global cap counts them.
+    let proxied_limits = ConnectionLimits {
+        max_per_address: limits.max,
+        ..limits.clone()
+    };
+    let trusted_proxies = Arc::new(trusted_proxies);
     let limits = Arc::new(limits);
     let table: Shared = Arc::new(Mutex::new(Table::default()));
     let mut accepting = Acceptor::new("API").on_descriptors_exhausted({
@@ -75,9 +90,11 @@ pub(crate) async fn serve(
         // and the per-address cap use the plain address.
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let close = CancellationToken::new();
+        let proxied = trusted_proxies.trusts(peer.ip());
         let id = {
             let mut t = lock(&table);
-            match t.admit(peer.ip(), &limits) {
+            let caps = if proxied { &proxied_limits } else { &limits };
+            match t.admit(peer.ip(), caps) {
                 Admission::Accept => {}
                 Admission::AcceptEvicting(victim) => evict(&mut t, victim),
                 Admission::RefuseAddressFull | Admission::RefuseFull => {
@@ -100,8 +117,14 @@ pub(crate) async fn serve(
         };
         let span = tracing::debug_span!("api_connection", client.addr = %peer);
         tokio::spawn(
-            conn.run(acceptor.clone(), tcp, router.clone(), shutdown.clone())
-                .instrument(span),
+            conn.run(
+                acceptor.clone(),
+                tcp,
+                trusted_proxies.clone(),
+                router.clone(),
+                shutdown.clone(),
+            )
+            .instrument(span),
         );
     }
 }
@@ -143,10 +166,27 @@ impl Connection {
     async fn run(
         self,
         acceptor: TlsAcceptor,
-        tcp: tokio::net::TcpStream,
+        mut tcp: tokio::net::TcpStream,
+        trusted_proxies: Arc<TrustedProxies>,
         router: Router,
         shutdown: CancellationToken,
     ) {
+        let source = tokio::select! {
+            _ = self.close.cancelled() => return,
+            _ = shutdown.cancelled() => return,
+            source = proxy_header::read_source(&trusted_proxies, &mut tcp, self.peer, self.limits.handshake_timeout) => {
+                match source {
+                    Ok(source) => source,
+                    Err(err) => {
+                        tracing::warn!(client.via = %self.peer, error = %err, "API connection from a trusted proxy refused");
+                        return;
+                    }
+                }
+            }
+        };
+        if let Some(via) = source.via {
+            tracing::debug!(client.addr = %source.client, client.via = %via, "PROXY protocol header read");
+        }
         let tls = tokio::select! {
             _ = self.close.cancelled() => return,
             _ = shutdown.cancelled() => return,
@@ -167,7 +207,7 @@ impl Connection {
         let (busy_tx, mut busy) = watch::channel(0usize);
         let busy_tx = Arc::new(busy_tx);
         let service = {
-            let peer = self.peer;
+            let Source { client: peer, via } = source;
             let table = self.table.clone();
             let close = self.close.clone();
             let id = self.id;
@@ -181,6 +221,7 @@ impl Connection {
                     method = %req.method(),
                     path = %req.uri().path(),
                     client.addr = %peer,
+                    client.via = via.map(tracing::field::display),
                 );
                 async move {
                     let (mut parts, body) = req.into_parts();

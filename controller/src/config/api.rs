@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use portcullis_net::proxy_header::TrustedProxies;
 use serde::Deserialize;
 
 use super::error::ConfigError;
@@ -23,6 +24,9 @@ pub(super) struct RawApi {
     token_lifetime: Option<DurationValue>,
     #[serde(default)]
     connections: RawConnectionLimits,
+    /// Load balancers whose PROXY protocol header names the client (docs/deploy.md).
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 /// The validated `[api]` section.
@@ -33,6 +37,7 @@ pub(super) struct Api {
     pub max_body_bytes: usize,
     pub token_lifetime: Duration,
     pub connections: ConnectionLimits,
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// The API's own certificate (`api.tls_cert_file`, `api.tls_key_file`): a PEM chain, leaf
@@ -93,6 +98,12 @@ impl RawApi {
                 Duration::from_secs(8 * 3600),
             )?,
             connections: self.connections.validate()?,
+            trusted_proxies: TrustedProxies::parse(&self.trusted_proxies).map_err(|e| {
+                ConfigError::Invalid {
+                    key: "api.trusted_proxies",
+                    message: e.to_string(),
+                }
+            })?,
         })
     }
 }

@@ -49,6 +49,9 @@ pub struct Config {
     pub api_max_body_bytes: usize,
     /// Timeouts and caps of the API's connections (`[api.connections]`).
     pub api_connections: crate::api::limits::ConnectionLimits,
+    /// Load balancers whose PROXY protocol header is believed (`[api] trusted_proxies`);
+    /// a connection from one must start with a header.
+    pub api_trusted_proxies: portcullis_net::proxy_header::TrustedProxies,
     pub cluster_listen: SocketAddr,
     /// Timeouts and caps of cluster-link connections that have not authenticated yet.
     pub cluster_handshakes: crate::link::gate::HandshakeLimits,
@@ -186,6 +189,7 @@ impl Config {
             api_certificate: api.certificate,
             api_max_body_bytes: api.max_body_bytes,
             api_connections: api.connections,
+            api_trusted_proxies: api.trusted_proxies,
             cluster_listen: cluster.listen,
             cluster_handshakes: cluster.handshakes,
             dial_workers: cluster.dial_workers,

@@ -251,3 +251,25 @@ fn the_api_certificate_takes_both_files_or_neither() {
         "{err}"
     );
 }
+
+#[test]
+fn api_trusted_proxies_are_networks_empty_by_default_and_a_bad_one_is_named() {
+    let base = "[store]\nurl = \"sqlite://x.db\"\n[keys]\nmaster_key_file = \"m\"\n";
+    assert!(parse(base).unwrap().api_trusted_proxies.is_empty());
+    let c = parse(&format!(
+        "{base}[api]\ntrusted_proxies = [\"10.0.0.5/32\", \"fd00::/8\"]\n"
+    ))
+    .unwrap();
+    assert!(c.api_trusted_proxies.trusts("10.0.0.5".parse().unwrap()));
+    assert!(c.api_trusted_proxies.trusts("fd00::1".parse().unwrap()));
+    assert!(!c.api_trusted_proxies.trusts("10.0.0.6".parse().unwrap()));
+    let err = parse(&format!(
+        "{base}[api]\ntrusted_proxies = [\"lb.example.net\"]\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("api.trusted_proxies") && err.contains("lb.example.net"),
+        "{err}"
+    );
+}

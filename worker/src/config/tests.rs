@@ -161,3 +161,23 @@ fn listeners_default_to_loopback() {
         "controllers dial in only when configured"
     );
 }
+
+#[test]
+fn trusted_proxies_are_networks_empty_by_default_and_a_bad_one_is_named() {
+    assert!(parse(BASE).unwrap().trusted_proxies.is_empty());
+    let c = parse(&format!(
+        "{BASE}trusted_proxies = [\"10.0.0.5/32\", \"2001:db8::/64\", \"192.0.2.7\"]\n"
+    ))
+    .unwrap();
+    assert!(c.trusted_proxies.trusts("10.0.0.5".parse().unwrap()));
+    assert!(c.trusted_proxies.trusts("2001:db8::9".parse().unwrap()));
+    assert!(c.trusted_proxies.trusts("192.0.2.7".parse().unwrap()));
+    assert!(!c.trusted_proxies.trusts("10.0.0.6".parse().unwrap()));
+    let err = parse(&format!("{BASE}trusted_proxies = [\"10.0.0.5/40\"]\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("worker.trusted_proxies") && err.contains("10.0.0.5/40"),
+        "{err}"
+    );
+}

@@ -4,6 +4,13 @@
 //! byte relay with half-close ([`relay`]), or the SSH gateway, or, for an injecting Proxmox API
 //! session (a grant with `pve`), the worker's HTTP proxy ([`crate::pve`]); the connection's
 //! opened and closed events go to the spool.
+//!
+//! Behind a load balancer (`[worker] trusted_proxies`), a connection from a trusted proxy
+//! must open with a PROXY protocol header, read within `handshake_timeout` before the TLS
+//! handshake ([`portcullis_net::proxy_header`]); the client it names is the address the
+//! admission checks, the refusals and the connection events see. A trusted proxy's
+//! connections wait in a gate of their own whose per-source cap is its total (all of the
+//! proxy's clients share its address).
 
 mod admission;
 mod handshake;
@@ -13,6 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_net::proxy_header::{self, Source};
 use portcullis_proto::link::{AdmitFirst, ConnectionEvent, EndReason};
 use portcullis_proto::proxy::{RefusalCode, WorkerReply};
 use portcullis_proto::text;
@@ -35,25 +43,55 @@ pub async fn serve(
     let acceptor = tokio_rustls::TlsAcceptor::from(shared.proxy_tls.clone());
     let mut listener = accept::Listener::new(listener, "proxy");
     let gate = accept::Gate::new(shared.config.handshake_limits, "proxy");
+    let limits = shared.config.handshake_limits;
+    let proxied_gate = accept::Gate::new(
+        accept::GateLimits {
+            per_source: limits.total,
+            ..limits
+        },
+        "proxy (through trusted proxies)",
+    );
     let handshake_timeout = shared.config.handshake_timeout;
     loop {
         let Some((tcp, peer)) = listener.accept(&stop).await else {
             return;
         };
         // Until its hello is read, a connection holds a place in the gate.
-        let Some(pass) = gate.enter(peer.ip()) else {
+        let proxied = shared.config.trusted_proxies.trusts(peer.ip());
+        let Some(pass) = (if proxied { &proxied_gate } else { &gate }).enter(peer.ip()) else {
             continue;
         };
         let _ = tcp.set_nodelay(true);
         // An IPv4 client on a dual-stack listener appears as ::ffff:a.b.c.d; grants carry the
         // plain address.
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-        let span = tracing::info_span!("connection", client.addr = %peer, session.id = tracing::field::Empty, connection.id = tracing::field::Empty);
+        let span = tracing::info_span!(
+            "connection",
+            client.addr = tracing::field::Empty,
+            client.via = tracing::field::Empty,
+            session.id = tracing::field::Empty,
+            connection.id = tracing::field::Empty
+        );
         let (acceptor, shared) = (acceptor.clone(), shared.clone());
         tasks.spawn(
             async move {
+                let mut tcp = tcp;
+                let trusted = &shared.config.trusted_proxies;
+                let source = proxy_header::read_source(trusted, &mut tcp, peer, handshake_timeout).await;
+                let Source { client, via } = match source {
+                    Ok(source) => source,
+                    Err(e) => {
+                        tracing::warn!(client.via = %peer, error = %e, "connection from a trusted proxy refused");
+                        return;
+                    }
+                };
+                let span = tracing::Span::current();
+                span.record("client.addr", tracing::field::display(client));
+                if let Some(via) = via {
+                    span.record("client.via", tracing::field::display(via));
+                }
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => handle(tls, peer, shared, pass).await,
+                    Ok(Ok(tls)) => handle(tls, client, shared, pass).await,
                     Ok(Err(err)) => {
                         tracing::info!(error = %text::escaped(&err), "TLS handshake refused")
                     }
