@@ -209,6 +209,10 @@ pub(crate) async fn token(
     let now = state.clock.unix_secs();
     let mut attempted_name = None;
     let refuse = |reason: &'static str, attempted_name: Option<String>| {
+        state.metrics.login(
+            crate::metrics::LoginMethod::ServiceAccount,
+            crate::metrics::LoginOutcome::Failure,
+        );
         // Summed per address (audit::denials); the claimed name is a sample, not an actor.
         state.denials.note(Failure {
             kind: FailureKind::LoginFailed,
@@ -230,6 +234,10 @@ pub(crate) async fn token(
         .await?
     };
     if !allowed {
+        state.metrics.login(
+            crate::metrics::LoginMethod::ServiceAccount,
+            crate::metrics::LoginOutcome::Failure,
+        );
         state.denials.note(Failure {
             kind: FailureKind::LoginFailed,
             source: peer.ip(),
@@ -328,6 +336,10 @@ pub(crate) async fn token(
         token_id: &issued.token_id,
         expires_at: issued.expires_at,
     };
+    state.metrics.login(
+        crate::metrics::LoginMethod::ServiceAccount,
+        crate::metrics::LoginOutcome::Success,
+    );
     tx.commit(crate::tokens::login_succeeded(
         &issued.user,
         &facts,
