@@ -3,7 +3,9 @@
 //! - [`accept`]: what a listener does when `accept` fails (a connection's own failure is
 //!   passed over, running out of descriptors or memory backs off), and the one driver every
 //!   listener accepts through;
-//! - [`retry`]: the waits between attempts to reach a peer (exponential, jittered, capped).
+//! - [`retry`]: the waits between attempts to reach a peer (exponential, jittered, capped);
+//! - [`ops`]: where the ops listener (metrics, health, readiness) listens.
 
 pub mod accept;
+pub mod ops;
 pub mod retry;
