@@ -14,6 +14,7 @@ pub(crate) mod local_tls;
 pub(crate) mod local_users;
 pub(crate) mod login;
 pub(crate) mod master_key_env;
+pub(crate) mod ops;
 pub(crate) mod output;
 pub(crate) mod policy;
 pub(crate) mod recordings;
