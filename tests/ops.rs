@@ -293,7 +293,9 @@ fn systemd_hears_ready_after_the_readiness_line_then_the_watchdog_repeatedly() {
 /// newline.
 fn datagram(socket: &UnixDatagram) -> String {
     let mut buf = [0u8; 256];
-    let n = socket.recv(&mut buf).expect("a notification within the timeout");
+    let n = socket
+        .recv(&mut buf)
+        .expect("a notification within the timeout");
     String::from_utf8_lossy(&buf[..n]).trim_end().to_owned()
 }
 

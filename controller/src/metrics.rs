@@ -109,6 +109,12 @@ struct LoginLabels {
     outcome: &'static str,
 }
 
+/// A configured audit sink's name: as few as the config has.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabels {
+    sink: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
@@ -131,6 +137,7 @@ pub struct Metrics {
     sessions: Family<StateLabels, Gauge>,
     linked_workers: Gauge,
     audit_queue: Gauge,
+    audit_sink_lag: Family<SinkLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -153,6 +160,7 @@ impl Metrics {
             sessions: Family::default(),
             linked_workers: Gauge::default(),
             audit_queue: Gauge::default(),
+            audit_sink_lag: Family::default(),
             registry: Registry::with_prefix("portcullis_controller"),
         };
         m.registry.register(
@@ -201,6 +209,11 @@ impl Metrics {
             "audit_queue_depth",
             "Audited actions waiting for the audit writer's next batch",
             m.audit_queue.clone(),
+        );
+        m.registry.register(
+            "audit_sink_lag_events",
+            "Audit events not yet shipped to each configured external sink",
+            m.audit_sink_lag.clone(),
         );
         for state in SESSION_STATES {
             m.sessions.get_or_create(&StateLabels { state }).set(0);
@@ -276,6 +289,11 @@ impl Metrics {
         }
         self.linked_workers.set(gauges.linked_workers);
         self.audit_queue.set(gauges.audit_queue);
+        for (sink, lag) in &gauges.sink_lags {
+            self.audit_sink_lag
+                .get_or_create(&SinkLabels { sink: sink.clone() })
+                .set(*lag);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -289,6 +307,8 @@ struct Gauges {
     sessions: Vec<(String, i64)>,
     linked_workers: i64,
     audit_queue: i64,
+    /// Configured sinks only, with how many events each is behind.
+    sink_lags: Vec<(String, i64)>,
 }
 
 /// Why the controller is not ready to serve.
@@ -341,7 +361,29 @@ impl Probe {
             }
             Err(_) => Vec::new(),
         };
+        let sink_lags = if state.config.audit.sinks.is_empty() {
+            Vec::new()
+        } else {
+            match tokio::time::timeout(
+                STORE_CHECK_TIMEOUT,
+                crate::store::audit::sink_lags(&state.store),
+            )
+            .await
+            {
+                Ok(Ok(rows)) => rows
+                    .into_iter()
+                    .filter(|(name, _)| state.config.audit.sinks.iter().any(|s| &s.name == name))
+                    .collect(),
+                Ok(Err(e)) => {
+                    state.metrics.store_error();
+                    tracing::warn!(error = %e, "cannot read the audit sinks' cursors for /metrics");
+                    Vec::new()
+                }
+                Err(_) => Vec::new(),
+            }
+        };
         let gauges = Gauges {
+            sink_lags,
             sessions,
             linked_workers: i64::try_from(state.links.len()).unwrap_or(i64::MAX),
             audit_queue: i64::try_from(state.audit_writer.queued()).unwrap_or(i64::MAX),

@@ -109,6 +109,7 @@ fn gauges_show_what_the_scrape_read_and_every_live_state() {
         sessions: vec![("active".into(), 3)],
         linked_workers: 2,
         audit_queue: 5,
+        sink_lags: vec![("siem".into(), 7)],
     };
     let text = scrape(&m, &gauges);
     assert!(
@@ -125,6 +126,10 @@ fn gauges_show_what_the_scrape_read_and_every_live_state() {
     );
     assert!(
         text.contains("portcullis_controller_audit_queue_depth 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("portcullis_controller_audit_sink_lag_events{sink=\"siem\"} 7"),
         "{text}"
     );
     // A later scrape with fewer sessions brings the gauge down.
