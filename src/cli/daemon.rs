@@ -249,7 +249,7 @@ async fn serve_controller(config: portcullis_controller::Config) -> anyhow::Resu
     println!("{ready}");
     let shutdown = CancellationToken::new();
     if let Some(listener) = ops {
-        let probe = super::ops::Probe::Controller(controller.probe());
+        let probe = super::ops::Probe::Controller(Box::new(controller.probe()));
         tokio::spawn(super::ops::serve(listener, probe, shutdown.clone()));
     }
     super::ops::notify::ready(&shutdown);

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 /// What the ops listener asks its daemon.
 #[derive(Clone)]
 pub(crate) enum Probe {
-    Controller(portcullis_controller::metrics::Probe),
+    Controller(Box<portcullis_controller::metrics::Probe>),
     Worker(portcullis_worker::metrics::Probe),
 }
 
