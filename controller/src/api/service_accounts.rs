@@ -336,16 +336,16 @@ pub(crate) async fn token(
         token_id: &issued.token_id,
         expires_at: issued.expires_at,
     };
-    state.metrics.login(
-        crate::metrics::LoginMethod::ServiceAccount,
-        crate::metrics::LoginOutcome::Success,
-    );
     tx.commit(crate::tokens::login_succeeded(
         &issued.user,
         &facts,
         &peer.ip().to_string(),
     ))
     .await?;
+    state.metrics.login(
+        crate::metrics::LoginMethod::ServiceAccount,
+        crate::metrics::LoginOutcome::Success,
+    );
     let info =
         super::login::user_info(&state, &issued.user, Some(clock::to_i64(issued.expires_at)));
     Ok((
