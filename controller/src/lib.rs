@@ -34,6 +34,7 @@ mod keys;
 mod link;
 mod local_auth;
 mod local_users;
+pub mod metrics;
 mod notify;
 mod oidc;
 mod policy_file;
@@ -216,6 +217,7 @@ impl Controller {
             policy: policy_rx,
             policy_tx: Arc::new(policy_tx),
             catalog_syncs: catalog::sync::Running::default(),
+            metrics: Arc::new(metrics::Metrics::new()),
         };
         Ok(Controller {
             state,
@@ -249,6 +251,11 @@ impl Controller {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// What the ops listener serves: metrics and readiness.
+    pub fn probe(&self) -> metrics::Probe {
+        metrics::Probe::new(self.state.clone())
     }
 
     /// Serves the API and the cluster link, and runs the sweeper, until `shutdown`.

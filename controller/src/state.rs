@@ -48,6 +48,8 @@ pub struct AppState {
     pub(crate) catalog_syncs: crate::catalog::sync::Running,
     /// Local logins' back-off counts (`[auth.local.backoff]`) and dummy hash.
     pub(crate) local_login: Arc<crate::api::local_login::LocalLoginState>,
+    /// Counters and histograms for the ops listener's `/metrics`.
+    pub(crate) metrics: crate::metrics::SharedMetrics,
 }
 
 impl AppState {
@@ -74,12 +76,18 @@ impl AppState {
 
     /// Begins the transaction of a state change (see [`AuditedTx`]).
     pub(crate) async fn begin_audited(&self) -> Result<AuditedTx, StoreError> {
-        AuditedTx::begin(&self.store, &self.keys).await
+        AuditedTx::begin(&self.store, &self.keys)
+            .await
+            .inspect_err(|_| self.metrics.store_error())
     }
 
     /// Records an event that changes nothing else (a refusal, a failed reload) in a
     /// transaction of its own.
     pub(crate) async fn audit_alone(&self, event: AuditEvent) -> Result<(), StoreError> {
-        self.begin_audited().await?.commit(event).await
+        self.begin_audited()
+            .await?
+            .commit(event)
+            .await
+            .inspect_err(|_| self.metrics.store_error())
     }
 }

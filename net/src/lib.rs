@@ -4,9 +4,11 @@
 //!   passed over, running out of descriptors or memory backs off), and the one driver every
 //!   listener accepts through;
 //! - [`retry`]: the waits between attempts to reach a peer (exponential, jittered, capped);
+//! - [`ops`]: where the ops listener (metrics, health, readiness) listens.
 //! - [`proxy_header`]: the PROXY protocol header a trusted load balancer opens a connection
 //!   with, and which balancers are trusted.
 
 pub mod accept;
+pub mod ops;
 pub mod proxy_header;
 pub mod retry;

@@ -233,18 +233,26 @@ pub(crate) async fn run_controller(
 /// `controller run`: starts the controller, prints its readiness line, reloads the policy at
 /// SIGHUP and stops at SIGINT or SIGTERM.
 async fn serve_controller(config: portcullis_controller::Config) -> anyhow::Result<i32> {
+    let ops_listen = config.ops;
     let controller = portcullis_controller::Controller::start(config)
         .await
         .context("controller failed to start")?;
+    let ops = super::ops::bind(ops_listen).await?;
     let ready = serde_json::json!({
         "event": "ready",
         "component": "controller",
         "controller_id": controller.state().controller_id().to_string(),
         "api": controller.api_addr()?.to_string(),
         "cluster": controller.cluster_addr()?.to_string(),
+        "ops": super::ops::address(&ops),
     });
     println!("{ready}");
     let shutdown = CancellationToken::new();
+    if let Some(listener) = ops {
+        let probe = super::ops::Probe::Controller(Box::new(controller.probe()));
+        tokio::spawn(super::ops::serve(listener, probe, shutdown.clone()));
+    }
+    super::ops::notify::ready(&shutdown);
     let stop = shutdown.clone();
     tokio::spawn(async move {
         terminated().await;
@@ -358,9 +366,11 @@ pub(crate) async fn run_worker(cmd: WorkerCommand) -> anyhow::Result<i32> {
             if let Some(timeout) = drain_timeout {
                 config.drain_timeout = timeout;
             }
+            let ops_listen = config.ops;
             let worker = portcullis_worker::Worker::bind(config)
                 .await
                 .context("worker failed to start")?;
+            let ops = super::ops::bind(ops_listen).await?;
             let linked = worker.wait_linked(std::time::Duration::from_secs(10)).await;
             if !linked {
                 tracing::warn!(
@@ -373,9 +383,15 @@ pub(crate) async fn run_worker(cmd: WorkerCommand) -> anyhow::Result<i32> {
                 "linked": linked,
                 "worker_id": worker.worker_id(),
                 "proxy": worker.proxy_addr().to_string(),
+                "ops": super::ops::address(&ops),
             });
             println!("{ready}");
             let shutdown = CancellationToken::new();
+            if let Some(listener) = ops {
+                let probe = super::ops::Probe::Worker(worker.probe());
+                tokio::spawn(super::ops::serve(listener, probe, shutdown.clone()));
+            }
+            super::ops::notify::ready(&shutdown);
             let stop = shutdown.clone();
             tokio::spawn(async move {
                 terminated().await;

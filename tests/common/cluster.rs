@@ -79,6 +79,8 @@ pub(crate) struct Controller {
     pub cluster: String,
     pub ca: PathBuf,
     pub token: String,
+    /// The ops listener's address, when it has one (`[ops]`).
+    pub ops: Option<String>,
 }
 
 impl Controller {
@@ -231,6 +233,7 @@ impl Controller {
             cluster: ready["cluster"].as_str().unwrap().to_owned(),
             ca,
             token: String::new(),
+            ops: ready["ops"].as_str().map(str::to_owned),
         };
         c.token = c.issue_token("admin", &["admins"]);
         c
@@ -358,6 +361,8 @@ pub(crate) struct Worker {
     pub child: Child,
     pub id: String,
     pub proxy: String,
+    /// The ops listener's address, when it has one (`[ops]`).
+    pub ops: Option<String>,
     log: Arc<Mutex<String>>,
 }
 
@@ -445,6 +450,7 @@ impl Worker {
             child,
             id: ready["worker_id"].as_str().unwrap().to_owned(),
             proxy: ready["proxy"].as_str().unwrap().to_owned(),
+            ops: ready["ops"].as_str().map(str::to_owned),
             log,
         })
     }

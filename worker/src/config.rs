@@ -54,7 +54,13 @@ pub struct Config {
     pub refusal_window: Duration,
     /// How much of the gateway's session recordings the worker writes and keeps.
     pub recording: RecordingLimits,
+    /// The ops listener (`[ops]`): metrics, health and readiness over plain HTTP.
+    pub ops: portcullis_net::ops::OpsListen,
 }
+
+/// Where the worker's ops listener listens when `[ops] listen` is absent.
+pub const DEFAULT_OPS_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9291);
 
 /// The `[recording]` section: caps on what recordings take on the worker's disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +102,16 @@ struct Raw {
     worker: RawWorker,
     #[serde(default)]
     recording: RawRecording,
+    #[serde(default)]
+    ops: RawOps,
+}
+
+/// `[ops]`: the ops listener's address (`""` turns it off) or `enabled = false`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOps {
+    listen: Option<String>,
+    enabled: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,6 +262,7 @@ impl Config {
             hello_timeout: Duration::from_secs(5),
             refusal_window: Duration::from_secs(10),
             recording: RecordingLimits::default(),
+            ops: portcullis_net::ops::OpsListen::Default(DEFAULT_OPS_LISTEN),
             handshake_limits: GateLimits {
                 total: 512,
                 per_source: 64,
@@ -317,8 +334,18 @@ impl Config {
         let mut config = Config::new(&w.name, w.state_dir.clone(), Vec::new(), proxy_listen);
         w.read_limits(text, &mut config)?;
         let recording = raw.recording.read(text)?;
+        let ops = portcullis_net::ops::OpsListen::parse(
+            raw.ops.listen.as_deref(),
+            raw.ops.enabled,
+            DEFAULT_OPS_LISTEN,
+        )
+        .map_err(|message| ConfigError::Invalid {
+            key: "ops.listen",
+            message,
+        })?;
         Ok(Config {
             recording,
+            ops,
             controllers: w.controllers,
             cluster_listen,
             proxy_public_addr: w.proxy_public_addr,

@@ -26,6 +26,7 @@ pub(crate) mod gateway;
 pub mod identity;
 pub mod inbound;
 pub mod link;
+pub mod metrics;
 pub mod proxy;
 pub mod pve;
 pub mod refusals;
@@ -87,6 +88,8 @@ pub struct Shared {
     pub draining: CancellationToken,
     /// Set when the drain timeout ends: live connections close with reason `shutdown`.
     pub hard_stop: CancellationToken,
+    /// Counters and histograms for the ops listener's `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 #[cfg(test)]
@@ -137,6 +140,7 @@ impl Shared {
             pve: pve::credential::Sessions::default(),
             draining: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
+            metrics: Arc::new(metrics::Metrics::new()),
             config,
         })
     }
@@ -191,6 +195,7 @@ impl Worker {
             pve: pve::credential::Sessions::default(),
             draining: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
+            metrics: Arc::new(metrics::Metrics::new()),
         });
         // The link starts now, so that a caller can wait for it before announcing readiness.
         let link_stop = CancellationToken::new();
@@ -231,6 +236,11 @@ impl Worker {
         self.listener
             .local_addr()
             .unwrap_or(self.shared.config.proxy_listen)
+    }
+
+    /// What the ops listener serves: metrics and readiness.
+    pub fn probe(&self) -> metrics::Probe {
+        metrics::Probe::new(self.shared.clone())
     }
 
     pub fn worker_id(&self) -> &str {

@@ -152,6 +152,10 @@ impl Attempt<'_> {
             .local_login
             .backoff()
             .record_failure(self.username, self.source, self.now);
+        self.state.metrics.login(
+            crate::metrics::LoginMethod::Local,
+            crate::metrics::LoginOutcome::Failure,
+        );
         self.state.denials.note(Failure {
             kind: FailureKind::LoginFailed,
             source: self.source,

@@ -83,6 +83,10 @@ pub(crate) async fn dev_login(
         .await?
     };
     if !allowed {
+        state.metrics.login(
+            crate::metrics::LoginMethod::Dev,
+            crate::metrics::LoginOutcome::Failure,
+        );
         // Summed per address (audit::denials); the claimed name is a sample, not an actor.
         state.denials.note(Failure {
             kind: crate::audit::denials::FailureKind::LoginFailed,
@@ -116,6 +120,10 @@ pub(crate) async fn dev_login(
         updated_at: now,
     };
     let response = issue_token(&state, user, &peer.ip().to_string()).await?;
+    state.metrics.login(
+        crate::metrics::LoginMethod::Dev,
+        crate::metrics::LoginOutcome::Success,
+    );
     Ok((StatusCode::CREATED, Json(response)))
 }
 

@@ -209,6 +209,10 @@ pub(crate) async fn token(
     let now = state.clock.unix_secs();
     let mut attempted_name = None;
     let refuse = |reason: &'static str, attempted_name: Option<String>| {
+        state.metrics.login(
+            crate::metrics::LoginMethod::ServiceAccount,
+            crate::metrics::LoginOutcome::Failure,
+        );
         // Summed per address (audit::denials); the claimed name is a sample, not an actor.
         state.denials.note(Failure {
             kind: FailureKind::LoginFailed,
@@ -230,6 +234,10 @@ pub(crate) async fn token(
         .await?
     };
     if !allowed {
+        state.metrics.login(
+            crate::metrics::LoginMethod::ServiceAccount,
+            crate::metrics::LoginOutcome::Failure,
+        );
         state.denials.note(Failure {
             kind: FailureKind::LoginFailed,
             source: peer.ip(),
@@ -334,6 +342,10 @@ pub(crate) async fn token(
         &peer.ip().to_string(),
     ))
     .await?;
+    state.metrics.login(
+        crate::metrics::LoginMethod::ServiceAccount,
+        crate::metrics::LoginOutcome::Success,
+    );
     let info =
         super::login::user_info(&state, &issued.user, Some(clock::to_i64(issued.expires_at)));
     Ok((

@@ -168,7 +168,14 @@ pub(crate) async fn authorize_session(
         ssh_public_key: body.ssh_public_key.as_deref(),
         local_secret_sha256: body.local_secret_sha256.as_deref(),
     };
-    let auth = authorize::authorize(&state, &principal, target, ask).await?;
+    let started = std::time::Instant::now();
+    let auth = authorize::authorize(&state, &principal, target, ask).await;
+    let outcome = match &auth {
+        Ok(_) => crate::metrics::Outcome::Allow,
+        Err(_) => crate::metrics::Outcome::Deny,
+    };
+    state.metrics.authorized(outcome, started.elapsed());
+    let auth = auth?;
     Ok((StatusCode::CREATED, Json(auth)))
 }
 

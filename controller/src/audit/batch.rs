@@ -58,6 +58,11 @@ impl Writer {
         Writer { queue }
     }
 
+    /// How many actions wait for a batch.
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
     /// Runs `action` inside a shared transaction and returns its result once that
     /// transaction committed. `action` writes its rows and records its events in the
     /// transaction it is given.

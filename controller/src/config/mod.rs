@@ -91,7 +91,13 @@ pub struct Config {
     pub recordings: RecordingsConfig,
     /// The Proxmox clusters whose guests become targets (`[[catalog.proxmox]]`).
     pub catalog: Vec<crate::catalog::config::ProxmoxCluster>,
+    /// The ops listener (`[ops]`): metrics, health and readiness over plain HTTP.
+    pub ops: portcullis_net::ops::OpsListen,
 }
+
+/// Where the controller's ops listener listens when `[ops] listen` is absent.
+pub const DEFAULT_OPS_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9290);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +127,16 @@ struct RawConfig {
     #[serde(default)]
     catalog: crate::catalog::config::RawCatalog,
     vault: Option<crate::vault::config::RawVault>,
+    #[serde(default)]
+    ops: RawOps,
+}
+
+/// `[ops]`: the ops listener's address (`""` turns it off) or `enabled = false`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOps {
+    listen: Option<String>,
+    enabled: Option<bool>,
 }
 
 /// `[policy]`: the policy file, reloaded when it changes.
@@ -180,7 +196,17 @@ impl Config {
         let workers = raw.workers.validate()?;
         let recordings = raw.recordings.validate(&env)?;
         let catalog = raw.catalog.validate(raw.vault.is_some())?;
+        let ops = portcullis_net::ops::OpsListen::parse(
+            raw.ops.listen.as_deref(),
+            raw.ops.enabled,
+            DEFAULT_OPS_LISTEN,
+        )
+        .map_err(|message| ConfigError::Invalid {
+            key: "ops.listen",
+            message,
+        })?;
         Ok(Config {
+            ops,
             store_url: store.url,
             store_max_connections: store.max_connections,
             master_key,

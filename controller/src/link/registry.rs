@@ -65,6 +65,11 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    /// How many workers are linked.
+    pub(crate) fn len(&self) -> usize {
+        self.inner.lock().map_or(0, |links| links.len())
+    }
+
     pub(crate) fn get(&self, worker_id: &str) -> Option<LinkHandle> {
         self.inner.lock().ok()?.get(worker_id).cloned()
     }

@@ -225,9 +225,13 @@ pub(crate) async fn revoke_one(
             tx.commit(AuditEvent::new(Actor::system(), revoked).session(&record.session_id))
                 .await?;
             tracing::info!(session.id = %record.session_id, credential.id = %record.id, outcome, "Vault credentials revoked");
+            state.metrics.revoked(crate::metrics::CredentialKind::Vault);
             Ok(true)
         }
         Err(err) => {
+            state
+                .metrics
+                .credential_failed(crate::metrics::CredentialKind::Vault);
             let delay = backoff(record.attempts, vault.config().revoke_retry_max);
             // The retry schedule is bookkeeping; the first failure is the audited fact.
             let retry_at = now + clock::to_i64(delay);

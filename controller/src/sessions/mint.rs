@@ -49,10 +49,26 @@ pub(crate) async fn mint(
             .map(|committed| (committed, minted)),
         Err(err) => Err(err),
     };
+    use crate::metrics::CredentialKind;
     match finished {
-        Ok((true, minted)) => Ok(minted),
+        Ok((true, minted)) => {
+            if minted.certificate.is_some() {
+                state.metrics.minted(CredentialKind::SshCert);
+            }
+            if !minted.secrets.is_empty() {
+                state.metrics.minted(CredentialKind::Vault);
+            }
+            Ok(minted)
+        }
         Ok((false, _)) => Err(failed(state, session_id, target_id, MintError::Ended).await),
-        Err(err) => Err(failed(state, session_id, target_id, err).await),
+        Err(err) => {
+            let kind = match mint.ssh {
+                Some(_) => CredentialKind::SshCert,
+                None => CredentialKind::Vault,
+            };
+            state.metrics.credential_failed(kind);
+            Err(failed(state, session_id, target_id, err).await)
+        }
     }
 }
 

@@ -330,3 +330,22 @@ pub(crate) async fn hash_of(conn: &mut AnyConnection, seq: u64) -> Result<Option
         None => None,
     })
 }
+
+/// How many events each sink's cursor is behind the newest event, for `/metrics`.
+pub(crate) async fn sink_lags(store: &super::Store) -> Result<Vec<(String, i64)>> {
+    let mut conn = store.conn().await?;
+    let rows = sqlx::query(
+        "SELECT name, (SELECT COALESCE(MAX(seq), 0) FROM audit_events) - cursor AS lag \
+         FROM audit_sinks",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get::<String, _>("name")?,
+                row.try_get::<i64, _>("lag")?,
+            ))
+        })
+        .collect()
+}

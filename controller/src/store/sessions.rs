@@ -507,3 +507,23 @@ pub(crate) async fn live_children(
         .map(|r| r.try_get::<String, _>("id").map_err(Into::into))
         .collect()
 }
+
+/// How many sessions are in each live state (minting, pending, active), for `/metrics`;
+/// ended sessions are not counted (they only grow).
+pub(crate) async fn count_live_by_state(store: &super::Store) -> Result<Vec<(String, i64)>> {
+    let mut conn = store.conn().await?;
+    let rows = sqlx::query(
+        "SELECT state, COUNT(*) AS n FROM sessions \
+         WHERE state IN ('minting', 'pending', 'active') GROUP BY state",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get::<String, _>("state")?,
+                row.try_get::<i64, _>("n")?,
+            ))
+        })
+        .collect()
+}

@@ -57,6 +57,11 @@ impl Drop for Registration<'_> {
 }
 
 impl LinkClient {
+    /// How many controllers are linked now.
+    pub fn linked(&self) -> usize {
+        self.with(|links| links.len())
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Vec<LiveLink>) -> T) -> T {
         let mut guard = match self.links.lock() {
             Ok(g) => g,

@@ -127,12 +127,14 @@ async fn handle(
             return refuse(tls, refusal).await;
         }
     };
+    let admitting = std::time::Instant::now();
     let admitted = match admission::admit(&shared, &tls, peer, hello) {
         Ok(admitted) => admitted,
         Err(admission::Refused {
             session_id,
             refusal,
         }) => {
+            shared.metrics.admission(false, admitting.elapsed());
             note_refused(&shared, peer, session_id, &refusal);
             return refuse(tls, refusal).await;
         }
@@ -151,6 +153,7 @@ async fn handle(
                     crate::gateway::NotReady::GrantKey(_) => RefusalCode::InvalidGrant,
                 };
                 let refusal = Refusal::new(code, e.to_string());
+                shared.metrics.admission(false, admitting.elapsed());
                 tracing::warn!(error = %e, "gateway connection refused");
                 note_refused(&shared, peer, Some(admitted.claims.sid.clone()), &refusal);
                 return refuse(tls, refusal).await;
@@ -159,8 +162,12 @@ async fn handle(
         None => None,
     };
     let dialed = match open(&shared, peer, &admitted).await {
-        Ok(dialed) => dialed,
+        Ok(dialed) => {
+            shared.metrics.admission(true, admitting.elapsed());
+            dialed
+        }
         Err(refusal) => {
+            shared.metrics.admission(false, admitting.elapsed());
             if !admission::audited_when_opening(&refusal) {
                 let session_id = Some(admitted.claims.sid.clone());
                 note_refused(&shared, peer, session_id, &refusal);
@@ -210,6 +217,7 @@ async fn handle(
     )
     .await;
     tracing::info!(endpoint = %admitted.endpoint, "connection accepted");
+    let open_connection = shared.metrics.opened();
     let relay::Relayed { up, down, why } = match serving {
         Serving::Gateway(target, ready, gw) => {
             let conn = crate::gateway::Connection {
@@ -248,6 +256,8 @@ async fn handle(
         }
     };
     tracing::info!(bytes.up = up, bytes.down = down, reason = %why, "connection closed");
+    shared.metrics.relayed(up, down);
+    drop(open_connection);
     shared
         .spool
         .record(closed(&shared, &admitted, up, down, why))

@@ -214,6 +214,10 @@ impl Attempt<'_> {
         )
         .await?;
         state.local_login.backoff().record_success(self.username);
+        state.metrics.login(
+            crate::metrics::LoginMethod::Local,
+            crate::metrics::LoginOutcome::Success,
+        );
         let info = crate::api::login::user_info(
             state,
             &issued.user,

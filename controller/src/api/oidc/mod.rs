@@ -87,6 +87,10 @@ async fn rate_limit(state: &AppState, peer: std::net::IpAddr) -> Result<(), ApiE
 /// Counts a failed login that names no login of ours (anyone can send one): summed per
 /// address into one event per window (audit::denials).
 fn note_failure(state: &AppState, peer: std::net::IpAddr, reason: &'static str) {
+    state.metrics.login(
+        crate::metrics::LoginMethod::Oidc,
+        crate::metrics::LoginOutcome::Failure,
+    );
     state.denials.note(crate::audit::denials::Failure {
         kind: crate::audit::denials::FailureKind::LoginFailed,
         source: peer,

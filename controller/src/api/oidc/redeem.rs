@@ -73,6 +73,10 @@ pub(crate) async fn redeem(
         updated_at: now,
     };
     let response = issue_token(&state, user, &source).await?;
+    state.metrics.login(
+        crate::metrics::LoginMethod::Oidc,
+        crate::metrics::LoginOutcome::Success,
+    );
     Ok((StatusCode::CREATED, Json(response)).into_response())
 }
 

@@ -46,9 +46,16 @@ pub(crate) async fn mint(
         Ok(secret) => finish(state, plan, pve, &secret).await,
         Err(err) => Err(err),
     };
+    use crate::metrics::CredentialKind;
     match finished {
-        Ok(()) => Ok(pve.session()),
-        Err(err) => Err(failed(state, plan, pve, err).await),
+        Ok(()) => {
+            state.metrics.minted(CredentialKind::PveToken);
+            Ok(pve.session())
+        }
+        Err(err) => {
+            state.metrics.credential_failed(CredentialKind::PveToken);
+            Err(failed(state, plan, pve, err).await)
+        }
     }
 }
 

@@ -74,9 +74,15 @@ pub(crate) async fn revoke_one(state: &AppState, record: &TokenRecord) -> Result
             tx.commit(AuditEvent::new(Actor::system(), revoked_event).session(&record.session_id))
                 .await?;
             tracing::info!(session.id = %record.session_id, token.id = %token_id, outcome = revoked.as_str(), "Proxmox API token deleted");
+            state
+                .metrics
+                .revoked(crate::metrics::CredentialKind::PveToken);
             Ok(true)
         }
         Err(err) => {
+            state
+                .metrics
+                .credential_failed(crate::metrics::CredentialKind::PveToken);
             let delay = backoff(record.attempts, RETRY_MAX);
             let retry_at = now + clock::to_i64(delay);
             let reason = err.to_string();
