@@ -20,6 +20,7 @@ pub(crate) mod local_users;
 pub(crate) mod login;
 #[cfg(feature = "server")]
 pub(crate) mod master_key_env;
+#[cfg(feature = "server")]
 pub(crate) mod ops;
 pub(crate) mod output;
 pub(crate) mod policy;
