@@ -70,8 +70,34 @@ pub enum StoreError {
     Corrupt(String),
     #[error("cannot apply migrations: {0}")]
     Migrate(String),
+    #[error(
+        "the database's schema is newer than this binary: migration {applied} was applied by a \
+         newer Portcullis, and this one knows migrations up to {known}. Run that newer version \
+         (or a later one): migrations only go forward, and an older binary never writes to a \
+         newer schema"
+    )]
+    SchemaNewer { applied: i64, known: i64 },
+    #[error(
+        "migration {0} in the database differs from this binary's: the database was migrated by \
+         another build of the same version. Run the build that migrated it, or restore a backup"
+    )]
+    SchemaChanged(i64),
     #[error("bad store URL: {0}")]
     BadUrl(String),
+}
+
+/// Why migrating failed, in the words an operator acts on: a schema migrated by a newer
+/// binary (or another build) is refused before anything is written. `known` is the newest
+/// migration this binary has.
+fn migrate_error(err: sqlx::migrate::MigrateError, known: i64) -> StoreError {
+    use sqlx::migrate::MigrateError;
+    match err {
+        MigrateError::VersionMissing(applied) if applied > known => {
+            StoreError::SchemaNewer { applied, known }
+        }
+        MigrateError::VersionMismatch(version) => StoreError::SchemaChanged(version),
+        other => StoreError::Migrate(other.to_string()),
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -398,10 +424,15 @@ impl Store {
             migrations: Cow::Owned(migrations),
             ..Migrator::DEFAULT
         };
+        let known = list
+            .iter()
+            .map(|(version, _, _)| *version)
+            .max()
+            .unwrap_or(0);
         migrator
             .run(&self.pool)
             .await
-            .map_err(|e| StoreError::Migrate(e.to_string()))
+            .map_err(|e| migrate_error(e, known))
     }
 
     pub fn dialect(&self) -> Dialect {

@@ -1182,3 +1182,34 @@ async fn vault_credentials_go_from_intent_to_revoked_once() {
         assert!(!vc::set_minted(w(&mut conn), "vc_2", &[]).await.unwrap());
     }
 }
+
+/// A database migrated by a newer binary (a migration this one does not know) is refused with
+/// what to do, and nothing is written: forward-only migrations, never a downgrade.
+#[tokio::test]
+async fn a_schema_newer_than_the_binary_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = Store::connect(&SecretString::from(url), 2)
+        .await
+        .expect("sqlite");
+    store.migrate().await.expect("migrations");
+    let mut conn = store.conn().await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', 1, X'00', 0)",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    drop(conn);
+    let err = store.migrate().await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::SchemaNewer { applied: 9999, known } if known < 9999),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("newer than this binary") && message.contains("Run that newer version"),
+        "{message}"
+    );
+}
