@@ -5,24 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::secret::SecretString;
+use super::suite_tests::stores;
 use crate::store::catalog::{self, ClusterRecord};
 use crate::store::targets::{self, SourceFilter, TargetRecord};
-use crate::store::{Store, Write};
-
-async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("c.db").display());
-    let sqlite = Store::connect(&SecretString::from(url), 4).await.unwrap();
-    sqlite.migrate().await.unwrap();
-    let mut out = vec![(sqlite, Some(dir))];
-    if let Some(url) = super::suite_tests::fresh_pg_database().await {
-        let pg = Store::connect(&SecretString::from(url), 4).await.unwrap();
-        pg.migrate().await.unwrap();
-        out.push((pg, None));
-    }
-    out
-}
+use crate::store::Write;
 
 fn target(id: &str, name: &str, source: Option<&str>) -> TargetRecord {
     TargetRecord {

@@ -5,30 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
-use crate::secret::SecretString;
+use super::suite_tests::{stores, w};
 use crate::store::local_users::{self as rows, LocalUserRecord};
 use crate::store::users::{self, UserRecord};
-use crate::store::{Store, Write};
 
 const ISSUER: &str = "local:";
-
-async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("l.db").display());
-    let sqlite = Store::connect(&SecretString::from(url), 4).await.unwrap();
-    sqlite.migrate().await.unwrap();
-    let mut out = vec![(sqlite, Some(dir))];
-    if let Some(url) = super::suite_tests::fresh_pg_database().await {
-        let pg = Store::connect(&SecretString::from(url), 4).await.unwrap();
-        pg.migrate().await.unwrap();
-        out.push((pg, None));
-    }
-    out
-}
-
-fn w(conn: &mut sqlx::AnyConnection) -> Write<'_> {
-    Write::audited(conn)
-}
 
 fn user(id: &str, name: &str) -> UserRecord {
     UserRecord {

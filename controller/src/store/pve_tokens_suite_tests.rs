@@ -4,27 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
-use crate::secret::SecretString;
+use super::suite_tests::{stores, w};
 use crate::store::pve_tokens::{self as rows, TokenRecord, TokenState};
-use crate::store::{targets, Store, Write};
-
-async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("p.db").display());
-    let sqlite = Store::connect(&SecretString::from(url), 4).await.unwrap();
-    sqlite.migrate().await.unwrap();
-    let mut out = vec![(sqlite, Some(dir))];
-    if let Some(url) = super::suite_tests::fresh_pg_database().await {
-        let pg = Store::connect(&SecretString::from(url), 4).await.unwrap();
-        pg.migrate().await.unwrap();
-        out.push((pg, None));
-    }
-    out
-}
-
-fn w(conn: &mut sqlx::AnyConnection) -> Write<'_> {
-    Write::audited(conn)
-}
+use crate::store::targets;
 
 fn intent(session_id: &str, created_at: i64) -> TokenRecord {
     TokenRecord {

@@ -50,8 +50,24 @@ use portcullis_proto::link::EndReason;
 
 /// The store functions that change state take a `Write`, which only an audited transaction
 /// makes; this suite checks those functions themselves, so it makes one directly.
-fn w(conn: &mut sqlx::AnyConnection) -> Write<'_> {
+pub(super) fn w(conn: &mut sqlx::AnyConnection) -> Write<'_> {
     Write::audited(conn)
+}
+
+/// A migrated SQLite store in a temporary directory and, when the suite's PostgreSQL cluster
+/// is there, a migrated fresh PostgreSQL database: every table's suite runs on both.
+pub(super) async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let sqlite = Store::connect(&SecretString::from(url), 4).await.unwrap();
+    sqlite.migrate().await.unwrap();
+    let mut out = vec![(sqlite, Some(dir))];
+    if let Some(url) = fresh_pg_database().await {
+        let pg = Store::connect(&SecretString::from(url), 4).await.unwrap();
+        pg.migrate().await.unwrap();
+        out.push((pg, None));
+    }
+    out
 }
 
 struct Backend {
