@@ -14,11 +14,12 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::cluster::Controller;
 use common::dev::bin;
 use common::init::{init_controller, run_init, write_config};
+use common::totp::{oathtool, unix_now};
 use common::wait::poll;
 use serde_json::{json, Value};
 
@@ -26,25 +27,6 @@ const NEW_PASSWORD: &str = "the first admin's own passphrase";
 
 /// Extra config for the controller `init` set up: the groups its admin may grant.
 const ALLOWED: &str = "[auth.local]\nallowed_groups = [\"ops\"]\n";
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// `oathtool --totp -b SECRET` at `at` (Unix seconds).
-fn oathtool(secret: &str, at: u64) -> String {
-    let out = Command::new("oathtool")
-        .args(["--totp", "-b", "--now"])
-        .arg(format!("@{at}"))
-        .arg(secret)
-        .output()
-        .expect("oathtool (apt install oathtool)");
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 fn private_file(path: &Path, text: &str) {
     std::fs::write(path, format!("{text}\n")).unwrap();

@@ -15,9 +15,10 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::dev::{bin, curl, Dev};
+use common::totp::{oathtool, unix_now};
 use common::wait::poll;
 use serde_json::{json, Value};
 use sqlx::Connection as _;
@@ -176,24 +177,6 @@ fn ok(out: Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// `oathtool --totp -b SECRET` at `at` (Unix seconds): the code an app shows then.
-fn oathtool(secret: &str, at: u64) -> String {
-    let out = Command::new("oathtool")
-        .args(["--totp", "-b", "--now"])
-        .arg(format!("@{at}"))
-        .arg(secret)
-        .output()
-        .expect("oathtool (apt install oathtool)");
-    ok(out).trim().to_owned()
 }
 
 /// `POST /v1/auth/local/login` with curl.

@@ -16,5 +16,6 @@ pub(crate) mod raw;
 pub(crate) mod recording;
 pub(crate) mod rsyslog;
 pub(crate) mod sshd;
+pub(crate) mod totp;
 pub(crate) mod vault;
 pub(crate) mod wait;
