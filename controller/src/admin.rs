@@ -9,7 +9,6 @@
 pub use crate::enrolment::issue_join_token;
 pub use crate::init::{
     init, Delivery as BootstrapDelivery, InitError, InitRequest, Initialised, KeyOrigin,
-    BOOTSTRAP_PREFIX,
 };
 pub use crate::local_users::{
     add as add_local_user, list as list_local_users, read_password_file, reset as reset_local_user,

@@ -28,7 +28,7 @@ use crate::store::{Dialect, Store, StoreError};
 use crate::tokens::{valid_username, Operator};
 
 /// How every bootstrap credential starts, so that it is recognised in a paste or a leak.
-pub const BOOTSTRAP_PREFIX: &str = "pcb_";
+pub(crate) const BOOTSTRAP_PREFIX: &str = "pcb_";
 /// The credential's random bytes: 160 bits.
 const BOOTSTRAP_BYTES: usize = 20;
 

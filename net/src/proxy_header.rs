@@ -30,7 +30,7 @@ mod tests;
 /// The longest header accepted, in bytes. A v1 header is at most 107 bytes (the protocol's
 /// own bound); a v2 header with IPv6 addresses is 52, with Unix addresses 232, and what
 /// balancers add as TLVs (a unique id, an ALPN, the SNI) fits in the rest.
-pub const MAX_HEADER_BYTES: usize = 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 1024;
 
 /// The longest v1 header: `PROXY TCP6 <39> <39> <5> <5>\r\n`.
 const MAX_V1_BYTES: usize = 107;
@@ -94,7 +94,7 @@ pub struct Source {
 
 impl Source {
     /// A connection served as it came: its TCP peer is the client.
-    pub fn direct(peer: SocketAddr) -> Source {
+    pub(crate) fn direct(peer: SocketAddr) -> Source {
         Source {
             client: peer,
             via: None,
@@ -121,7 +121,7 @@ pub enum HeaderError {
 
 /// What the framing needs next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
+pub(crate) enum Progress {
     /// Read exactly this many more bytes (never past the header's end).
     Read(usize),
     /// `buf` holds one whole header: [`parse`] it.
@@ -129,7 +129,7 @@ pub enum Progress {
 }
 
 /// How much more of a header to read, given its first bytes `buf`.
-pub fn progress(buf: &[u8]) -> Result<Progress, HeaderError> {
+pub(crate) fn progress(buf: &[u8]) -> Result<Progress, HeaderError> {
     let could_be = |prefix: &[u8]| {
         let n = buf.len().min(prefix.len());
         buf[..n] == prefix[..n]
@@ -167,7 +167,7 @@ pub fn progress(buf: &[u8]) -> Result<Progress, HeaderError> {
 
 /// The client a whole header names: `None` when it names none (v2 `LOCAL`, v1 `UNKNOWN`,
 /// an unspecified or Unix address family), and the TCP peer stands for the client.
-pub fn parse(header: &[u8]) -> Result<Option<SocketAddr>, HeaderError> {
+pub(crate) fn parse(header: &[u8]) -> Result<Option<SocketAddr>, HeaderError> {
     let malformed = |e: &dyn std::fmt::Display| HeaderError::Malformed(e.to_string());
     if header.starts_with(V2_SIGNATURE) {
         let parsed = ppp::v2::Header::try_from(header).map_err(|e| malformed(&e))?;
