@@ -1,6 +1,7 @@
 //! The ops listeners of a controller and a worker as separate processes: `/health`, `/ready`
 //! (503 with a reason when the worker has no controller), `/metrics` moving with a session
-//! and accepted by `promtool check metrics` and by a private Prometheus scraping both;
+//! and accepted by `promtool check metrics` and by a private Prometheus scraping both, which
+//! also runs every query of the sample Grafana dashboard (`dist/grafana/portcullis.json`);
 //! systemd's READY=1 and WATCHDOG=1 over NOTIFY_SOCKET; no ANSI colours in a piped log.
 //! Peers: curl, promtool and prometheus (Debian's `prometheus` package; `scripts/test`
 //! installs it).
@@ -78,7 +79,12 @@ fn both_ops_listeners_answer_and_their_counters_move_with_a_session() {
         "sqlite://{}",
         dir.path().join("controller/portcullis.db").display()
     );
-    let c = Controller::start_full(&dir.path().join("controller"), &url, OPS_ANY_PORT, "");
+    // A file sink, so that the sink lag gauge has a series (the dashboard plots it).
+    let sink = format!(
+        "{OPS_ANY_PORT}[[audit.sink]]\nname = \"local-file\"\ntype = \"file\"\npath = \"{}\"\n",
+        dir.path().join("audit.jsonl").display()
+    );
+    let c = Controller::start_full(&dir.path().join("controller"), &url, &sink, "");
     let w = c.join_worker_with_echo(dir.path(), std::slice::from_ref(&c.cluster), OPS_ANY_PORT);
     let c_ops = c
         .ops
@@ -163,7 +169,7 @@ fn both_ops_listeners_answer_and_their_counters_move_with_a_session() {
     promtool_accepts(&after_c, "controller");
     promtool_accepts(&after_w, "worker");
 
-    scraped_by_prometheus(dir.path(), &[&c_ops, &w_ops]);
+    scraped_by_prometheus(dir.path(), &[&c_ops, &w_ops], &[&after_c, &after_w]);
 
     // Without its controller the worker is not ready, and says why.
     let mut c = c;
@@ -183,8 +189,9 @@ fn both_ops_listeners_answer_and_their_counters_move_with_a_session() {
 }
 
 /// A private Prometheus (no system service) scrapes both listeners until both targets are
-/// `up`.
-fn scraped_by_prometheus(dir: &std::path::Path, targets: &[&str]) {
+/// `up`; then every query of the sample Grafana dashboard runs on it (see
+/// [`dashboard_queries_run`]).
+fn scraped_by_prometheus(dir: &std::path::Path, targets: &[&str], scrapes: &[&str]) {
     let port = common::ports::free_port();
     let config = dir.join("prometheus.yml");
     let list = targets
@@ -229,11 +236,110 @@ fn scraped_by_prometheus(dir: &std::path::Path, targets: &[&str]) {
             Err(answer.to_string())
         }
     });
+    let dashboard = found.and_then(|()| dashboard_queries_run(port, scrapes));
     let _ = prometheus.kill();
     let _ = prometheus.wait();
-    if let Err(last) = found {
-        panic!("Prometheus never saw both targets up: {last}");
+    if let Err(last) = dashboard {
+        panic!("{last}");
     }
+}
+
+/// `dist/grafana/portcullis.json`: every metric a panel queries is one the daemons declare,
+/// and every query is valid PromQL that Prometheus evaluates; a query whose metrics all have
+/// samples in the scrapes must also return data (counters that no session moved, e.g.
+/// credential failures, have no sample yet and only have to parse).
+fn dashboard_queries_run(port: u16, scrapes: &[&str]) -> Result<(), String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/grafana/portcullis.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        exprs.len() >= 15,
+        "the dashboard lost its panels: {exprs:?}"
+    );
+    for expr in &exprs {
+        let names = metric_names(expr);
+        for name in &names {
+            assert!(
+                scrapes.iter().any(|text| declares(text, name)),
+                "the dashboard queries {name}, which neither daemon declares: {expr}"
+            );
+        }
+        let must_have_data = !names.is_empty()
+            && names
+                .iter()
+                .all(|n| scrapes.iter().any(|text| has_sample(text, n)));
+        let query = expr
+            .replace("$__rate_interval", "1m")
+            .replace("$job", "portcullis");
+        common::wait::poll_within(Duration::from_secs(30), || {
+            let out = Command::new("curl")
+                .args(["-s", "-G", &format!("http://127.0.0.1:{port}/api/v1/query")])
+                .arg("--data-urlencode")
+                .arg(format!("query={query}"))
+                .output()
+                .unwrap();
+            let answer: serde_json::Value =
+                serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+            let empty = answer["data"]["result"]
+                .as_array()
+                .is_none_or(|r| r.is_empty());
+            if answer["status"] != "success" || (must_have_data && empty) {
+                return Err(format!("{query}: {answer}"));
+            }
+            Ok(())
+        })
+        .map_err(|last| format!("a dashboard query failed on Prometheus: {last}"))?;
+    }
+    Ok(())
+}
+
+/// The `portcullis_*` metric names in a PromQL expression, as sampled (`_bucket` kept).
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("portcullis_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// The family a sampled name belongs to: without `_bucket`/`_sum`/`_count`, and without
+/// `_total` (OpenMetrics declares counters without it).
+fn family(name: &str) -> &str {
+    let name = ["_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name);
+    name.strip_suffix("_total").unwrap_or(name)
+}
+
+/// A `# TYPE` line of the scrape declares the family of `name`.
+fn declares(text: &str, name: &str) -> bool {
+    text.lines().any(|line| {
+        line.strip_prefix("# TYPE ")
+            .and_then(|l| l.split_whitespace().next())
+            .is_some_and(|declared| family(declared) == family(name))
+    })
+}
+
+/// The scrape has a sample of `name` (with or without labels).
+fn has_sample(text: &str, name: &str) -> bool {
+    text.lines().any(|line| {
+        line.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+    })
 }
 
 #[test]

@@ -52,6 +52,12 @@ pub(crate) enum CredentialKind {
 }
 
 impl CredentialKind {
+    const ALL: [CredentialKind; 3] = [
+        CredentialKind::SshCert,
+        CredentialKind::Vault,
+        CredentialKind::PveToken,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             CredentialKind::SshCert => "ssh_cert",
@@ -84,6 +90,13 @@ pub(crate) enum LoginOutcome {
 }
 
 impl LoginMethod {
+    const ALL: [LoginMethod; 4] = [
+        LoginMethod::Oidc,
+        LoginMethod::Local,
+        LoginMethod::ServiceAccount,
+        LoginMethod::Dev,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             LoginMethod::Oidc => "oidc",
@@ -224,6 +237,27 @@ impl Metrics {
                     outcome: outcome.as_str(),
                 })
                 .inc_by(0);
+        }
+        // Every bounded label set exists from the first scrape, at zero: a series that
+        // appears only at its first increment hides that increment from `rate()` and from
+        // an alert on it.
+        for kind in CredentialKind::ALL {
+            let labels = KindLabels {
+                kind: kind.as_str(),
+            };
+            for family in [&m.minted, &m.revoked, &m.credential_failures] {
+                family.get_or_create(&labels).inc_by(0);
+            }
+        }
+        for method in LoginMethod::ALL {
+            for outcome in [LoginOutcome::Success, LoginOutcome::Failure] {
+                m.logins
+                    .get_or_create(&LoginLabels {
+                        method: method.as_str(),
+                        outcome: outcome.as_str(),
+                    })
+                    .inc_by(0);
+            }
         }
         m
     }

@@ -22,6 +22,29 @@ fn names_are_prefixed_and_counters_end_in_total() {
 }
 
 #[test]
+fn every_bounded_series_exists_at_zero_before_anything_happens() {
+    let text = scrape(&Metrics::new(), &Gauges::default());
+    for family in [
+        "credentials_minted",
+        "credentials_revoked",
+        "credential_failures",
+    ] {
+        for kind in ["ssh_cert", "vault", "pve_token"] {
+            let series = format!("portcullis_controller_{family}_total{{kind=\"{kind}\"}} 0");
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
+    }
+    for method in ["oidc", "local", "service_account", "dev"] {
+        for outcome in ["success", "failure"] {
+            let series = format!(
+                "portcullis_controller_logins_total{{method=\"{method}\",outcome=\"{outcome}\"}} 0"
+            );
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
+    }
+}
+
+#[test]
 fn authorize_decisions_count_by_outcome_and_time_is_observed() {
     let m = Metrics::new();
     let zero = scrape(&m, &Gauges::default());
