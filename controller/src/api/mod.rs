@@ -20,6 +20,7 @@ pub(crate) mod oidc_pages;
 pub(crate) mod policy;
 pub(crate) mod recordings;
 pub(crate) mod service_accounts;
+pub(crate) mod service_token;
 pub(crate) mod sessions;
 pub(crate) mod targets;
 pub(crate) mod users;
@@ -62,7 +63,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/auth/oidc/redeem", post(oidc::redeem))
         .route("/v1/auth/logout", post(logout::logout))
         .route("/v1/auth/local/login", post(local_login::login))
-        .route("/v1/auth/service-token", post(service_accounts::token))
+        .route("/v1/auth/service-token", post(service_token::token))
         .route("/v1/users/revoke", post(logout::revoke_user))
         .route("/v1/users/local", get(users::list).post(users::add))
         .route("/v1/users/local/{name}", get(users::show))
