@@ -2,7 +2,8 @@
 //! mode with `send-proxy-v2` (and `send-proxy`, v1): the address the policy's source zones,
 //! the audit and the worker's grant check see is the client's, named by the PROXY header; a
 //! connection from the trusted proxy's address without a header is refused; a header from an
-//! untrusted peer is never believed; direct clients keep working.
+//! untrusted peer is never believed; direct clients keep working; the trusted proxy is not
+//! held to the per-address connection cap, anyone else is.
 //!
 //! HAProxy runs as a private process of the test, on free ports of 127.0.0.1, its connections
 //! to the backends from 127.0.0.9 (the only trusted proxy). Clients pick their address with
@@ -286,4 +287,79 @@ fn connect_from(from: &str, port: u16) -> TcpStream {
     });
     stream.set_nonblocking(false).unwrap();
     stream
+}
+
+#[test]
+fn the_trusted_proxy_is_not_held_to_the_per_address_cap_and_direct_clients_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c/portcullis.db").display());
+    let c = Controller::start_configured(
+        &Place::host(),
+        &dir.path().join("c"),
+        &url,
+        &policy(),
+        &format!("{TRUSTED}\n[api.connections]\nmax_per_address = 2\nidle_timeout = 60\n"),
+        "",
+        "",
+    );
+    let api = c.api.trim_start_matches("https://").to_owned();
+    let front = free_port();
+    let _haproxy = HaProxy::start(dir.path(), &[(front, &api, "send-proxy-v2")]);
+
+    // Four connections through the balancer, twice the per-address cap, all from 127.0.0.9
+    // as the controller's socket sees them: each finishes its TLS handshake and stays.
+    let held: Vec<_> = (0..4)
+        .map(|i| {
+            tls_from("127.0.0.2", front, &c.ca)
+                .unwrap_or_else(|e| panic!("connection {i} through the balancer refused: {e}"))
+        })
+        .collect();
+    // And a request through it is still served.
+    let whoami = format!("https://127.0.0.1:{front}/v1/whoami");
+    let auth = format!("Authorization: Bearer {}", c.token);
+    let (code, text) = curl(&c.ca, "127.0.0.2", &whoami, &["-H", &auth], None);
+    assert_eq!(code, 200, "through the balancer past the cap: {text}");
+
+    // A direct client gets two, and its third is closed before the handshake ends.
+    let port = port_of(&api);
+    let direct: Vec<_> = (0..2)
+        .map(|_| tls_from("127.0.0.4", port, &c.ca).unwrap())
+        .collect();
+    let third = tls_from("127.0.0.4", port, &c.ca);
+    assert!(third.is_err(), "a third direct connection was served");
+    drop((held, direct));
+}
+
+/// A TLS connection to the API (via `port`, from the address `from`), its handshake complete:
+/// proof that the controller admitted it.
+fn tls_from(
+    from: &str,
+    port: u16,
+    ca: &Path,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = portcullis_crypto::tls::https_client_config(
+        roots,
+        portcullis_crypto::tls::ClientAuth::None,
+    )
+    .unwrap();
+    let conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let tcp = connect_from(from, port);
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(tls)
 }
