@@ -23,6 +23,7 @@ use common::client::{listen, open_echo};
 use common::cluster::{echo, Controller, Worker};
 use common::netns::Place;
 use common::ports::free_port;
+use common::raw::{Auth, ClientKey};
 use common::wait::poll;
 
 const BALANCER: &str = "127.0.0.9";
@@ -362,4 +363,65 @@ fn tls_from(
             .map_err(|e| e.to_string())?;
     }
     Ok(tls)
+}
+
+#[test]
+fn the_worker_holds_the_trusted_proxy_to_its_total_handshake_cap_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c/portcullis.db").display());
+    let c = Controller::start_configured(
+        &Place::host(),
+        &dir.path().join("c"),
+        &url,
+        &policy(),
+        "",
+        "",
+        "",
+    );
+    let front = free_port();
+    // Connections wait in the handshake gate until their hello: two per source, eight in all.
+    let worker = Worker::start(
+        &dir.path().join("w1"),
+        std::slice::from_ref(&c.cluster),
+        Some(&c.join_token()),
+        &format!(
+            "{TRUSTED}\nproxy_public_addr = \"127.0.0.1:{front}\"\n\
+             max_handshakes_per_source = 2\nmax_handshakes = 8\nhello_timeout = 60\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("the worker did not start: {e}"));
+    c.create_target("echo", &echo());
+    let _haproxy = HaProxy::start(dir.path(), &[(front, &worker.proxy, "send-proxy-v2")]);
+    let (code, body) = authorize(&c, &c.api, "127.0.0.2", "echo");
+    assert_eq!(code, 201, "{body}");
+    let grant: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let fingerprint = grant["worker_key_fingerprint"].as_str().unwrap().to_owned();
+    let key = ClientKey::generate();
+
+    // Four connections through the balancer, twice the per-source cap, each with its TLS
+    // handshake done and no hello yet: all hold a place in the gate.
+    let through = format!("127.0.0.1:{front}");
+    let held: Vec<_> = (0..4)
+        .map(|i| {
+            common::raw::connect(&through, &fingerprint, Auth::Key(&key))
+                .unwrap_or_else(|e| panic!("connection {i} through the balancer refused: {e}"))
+        })
+        .collect();
+    // A session through the balancer still gets in.
+    let mut cli = c.cli();
+    cli.env("PORTCULLIS_ADDR", &c.api);
+    let listener = listen(cli, "echo");
+    let mut echoed = open_echo(listener.port);
+    echoed.write_all(b"!").unwrap();
+    let mut one = [0u8; 1];
+    echoed.read_exact(&mut one).unwrap();
+    assert_eq!(&one, b"!");
+
+    // A direct client gets two places and its third connection is closed at once.
+    let direct: Vec<_> = (0..2)
+        .map(|_| common::raw::connect(&worker.proxy, &fingerprint, Auth::Key(&key)).unwrap())
+        .collect();
+    let third = common::raw::connect(&worker.proxy, &fingerprint, Auth::Key(&key));
+    assert!(third.is_err(), "a third direct connection got a place");
+    drop((held, direct));
 }
