@@ -125,7 +125,13 @@ fn a_manifest_round_trips_and_its_files_are_checked() {
     };
     assert!(edit(&|v| v["format"] = "other".into()).contains("format"));
     assert!(edit(&|v| v["version"] = 2.into()).contains("version 2"));
-    assert!(edit(&|v| v["files"][0]["name"] = "../../etc/passwd".into()).contains("unexpected"));
+    assert!(edit(&|v| {
+        let mut odd = v["files"][0].clone();
+        odd["name"] = "../../etc/passwd".into();
+        v["files"].as_array_mut().unwrap().push(odd);
+    })
+    .contains("unexpected"));
+    assert!(edit(&|v| v["files"][0]["name"] = "other.db".into()).contains("lists no store.db"));
     assert!(edit(&|v| v["files"][0]["sha256"] = "zz".into()).contains("hex"));
     assert!(edit(&|v| {
         v["files"].as_array_mut().unwrap().remove(1);
