@@ -183,7 +183,12 @@ fn a_backup_taken_while_the_controller_writes_restores_and_serves_the_old_target
         .iter()
         .map(|f| f["name"].as_str().unwrap())
         .collect();
-    assert_eq!(files, ["store.db", "master-key.sealed"], "{made:#}");
+    // The recordings store is a SQLite file of its own beside the store: snapshotted too.
+    assert_eq!(
+        files,
+        ["store.db", "recordings.db", "master-key.sealed"],
+        "{made:#}"
+    );
     eprintln!(
         "backup of {} targets, {} audit events: {:.2} s, {} bytes ({} writes by the controller meanwhile)",
         TARGETS + during,
@@ -197,7 +202,12 @@ fn a_backup_taken_while_the_controller_writes_restores_and_serves_the_old_target
     assert_eq!(mode(&out_dir), 0o700);
     assert_eq!(
         names_in(&out_dir),
-        ["manifest.json", "master-key.sealed", "store.db"]
+        [
+            "manifest.json",
+            "master-key.sealed",
+            "recordings.db",
+            "store.db"
+        ]
     );
     for name in names_in(&out_dir) {
         assert_eq!(mode(&out_dir.join(&name)), 0o600, "{name}");
@@ -210,7 +220,7 @@ fn a_backup_taken_while_the_controller_writes_restores_and_serves_the_old_target
     let listed: Value = serde_json::from_str(&text).unwrap();
     let events = listed
         .as_array()
-        .or_else(|| listed["events"].as_array())
+        .or_else(|| listed["items"].as_array())
         .unwrap_or_else(|| panic!("{listed}"));
     assert_eq!(events.len(), 1, "{listed:#}");
     assert_eq!(
@@ -281,10 +291,16 @@ fn a_backup_taken_while_the_controller_writes_restores_and_serves_the_old_target
     assert_eq!(restored["audit"]["events"].as_u64().unwrap(), head_seq);
     assert_eq!(
         names_in(&fresh),
-        ["controller.toml", "master.key", "portcullis.db"]
+        [
+            "controller.toml",
+            "master.key",
+            "portcullis-recordings.db",
+            "portcullis.db"
+        ]
     );
-    assert_eq!(mode(&fresh.join("master.key")), 0o600);
-    assert_eq!(mode(&fresh.join("portcullis.db")), 0o600);
+    for name in ["master.key", "portcullis.db", "portcullis-recordings.db"] {
+        assert_eq!(mode(&fresh.join(name)), 0o600, "{name}");
+    }
     assert_eq!(
         std::fs::read_to_string(fresh.join("master.key")).unwrap().trim(),
         MASTER_HEX
