@@ -80,7 +80,11 @@ fn json_ok(out: &Output) -> Value {
 
 /// The names of the targets the controller serves, through `portcullis targets list`.
 fn target_names(c: &Controller) -> Vec<String> {
-    let out = c.cli().args(["targets", "list", "--json"]).output().unwrap();
+    let out = c
+        .cli()
+        .args(["targets", "list", "--json"])
+        .output()
+        .unwrap();
     let listed = json_ok(&out);
     let items = listed
         .as_array()
@@ -96,7 +100,11 @@ fn target_names(c: &Controller) -> Vec<String> {
 
 /// `portcullis audit verify` on the running controller: exit 0 is the verdict.
 fn audit_verifies(c: &Controller) -> Value {
-    let out = c.cli().args(["audit", "verify", "--json"]).output().unwrap();
+    let out = c
+        .cli()
+        .args(["audit", "verify", "--json"])
+        .output()
+        .unwrap();
     json_ok(&out)
 }
 
@@ -107,7 +115,11 @@ fn holds_no_plain_master_key(dir: &Path) {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
         let text = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
-        assert!(!text.contains(MASTER_HEX), "{} holds the key's hex", path.display());
+        assert!(
+            !text.contains(MASTER_HEX),
+            "{} holds the key's hex",
+            path.display()
+        );
         assert!(
             !bytes.windows(raw.len()).any(|w| w == raw.as_slice()),
             "{} holds the key's bytes",
@@ -155,9 +167,11 @@ fn a_backup_taken_while_the_controller_writes_restores_and_serves_the_old_target
                 written.fetch_add(1, Ordering::Relaxed);
             }
         });
-        common::wait::wait_for("the writer's first targets", Duration::from_secs(30), || {
-            written.load(Ordering::Relaxed) >= 2
-        });
+        common::wait::wait_for(
+            "the writer's first targets",
+            Duration::from_secs(30),
+            || written.load(Ordering::Relaxed) >= 2,
+        );
         let before = written.load(Ordering::Relaxed);
         let started = Instant::now();
         let out = backup(&c.config, &out_dir, &pass);
@@ -174,7 +188,10 @@ fn a_backup_taken_while_the_controller_writes_restores_and_serves_the_old_target
     let manifest = &made["manifest"];
     assert_eq!(manifest["store"], "sqlite", "{made:#}");
     assert_eq!(manifest["format"], "portcullis-backup");
-    assert!(manifest["schema_version"].as_i64().unwrap() >= 15, "{made:#}");
+    assert!(
+        manifest["schema_version"].as_i64().unwrap() >= 15,
+        "{made:#}"
+    );
     let head_seq = manifest["audit_head"]["sequence"].as_u64().unwrap();
     assert!(head_seq > TARGETS as u64, "{made:#}");
     let files: Vec<&str> = manifest["files"]
@@ -233,11 +250,19 @@ fn a_backup_taken_while_the_controller_writes_restores_and_serves_the_old_target
     // A second backup into the same, non-empty directory is refused.
     let again = backup(&c.config, &out_dir, &pass);
     assert!(!again.status.success());
-    assert!(stderr(&again).contains("not an empty directory"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("not an empty directory"),
+        "{}",
+        stderr(&again)
+    );
     // A short passphrase is refused before anything is written.
     let short = secret_file(&tmp.path().join("short"), "too short");
     let refused = backup(&c.config, &tmp.path().join("never"), &short);
-    assert!(stderr(&refused).contains("at least 12"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("at least 12"),
+        "{}",
+        stderr(&refused)
+    );
     assert!(!tmp.path().join("never").exists());
 
     // The new controller's directory: a config naming a store and key that do not exist.
@@ -250,7 +275,11 @@ fn a_backup_taken_while_the_controller_writes_restores_and_serves_the_old_target
     let wrong = secret_file(&tmp.path().join("wrong"), "not the passphrase at all");
     let out = restore(&config, &out_dir, &wrong);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("wrong passphrase"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("wrong passphrase"),
+        "{}",
+        stderr(&out)
+    );
     untouched();
 
     // A changed snapshot: refused by its hash, nothing written.
@@ -280,14 +309,21 @@ fn a_backup_taken_while_the_controller_writes_restores_and_serves_the_old_target
     std::fs::write(tampered.join("manifest.json"), m.to_string()).unwrap();
     let out = restore(&config, &tampered, &pass);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("newer than this binary"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("newer than this binary"),
+        "{}",
+        stderr(&out)
+    );
     untouched();
 
     // The restore: the chain verified to the manifest's head, the key written 0600.
     let out = restore(&config, &out_dir, &pass);
     let restored = json_ok(&out);
     assert_eq!(restored["audit"]["verified"], true, "{restored:#}");
-    assert_eq!(restored["audit"]["head"], manifest["audit_head"], "{restored:#}");
+    assert_eq!(
+        restored["audit"]["head"], manifest["audit_head"],
+        "{restored:#}"
+    );
     assert_eq!(restored["audit"]["events"].as_u64().unwrap(), head_seq);
     assert_eq!(
         names_in(&fresh),
@@ -302,7 +338,9 @@ fn a_backup_taken_while_the_controller_writes_restores_and_serves_the_old_target
         assert_eq!(mode(&fresh.join(name)), 0o600, "{name}");
     }
     assert_eq!(
-        std::fs::read_to_string(fresh.join("master.key")).unwrap().trim(),
+        std::fs::read_to_string(fresh.join("master.key"))
+            .unwrap()
+            .trim(),
         MASTER_HEX
     );
     // Never over an existing store or key.
@@ -369,7 +407,11 @@ fn a_postgresql_backup_prints_the_pg_dump_line_and_pg_restore_brings_the_store_b
     let config = write_config(&fresh, &new_url, "");
     let wrong = secret_file(&tmp.path().join("wrong"), "not the passphrase at all");
     let out = restore(&config, &out_dir, &wrong);
-    assert!(stderr(&out).contains("wrong passphrase"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("wrong passphrase"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(names_in(&fresh), ["controller.toml"]);
     let restored = json_ok(&restore(&config, &out_dir, &pass));
     assert_eq!(restored["audit"]["verified"], true, "{restored:#}");

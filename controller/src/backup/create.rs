@@ -47,7 +47,17 @@ pub async fn create(
         created_dir,
         written: Vec::new(),
     };
-    let result = write(config, &store, &keys, out, &master, passphrase, operator, &mut partial).await;
+    let result = write(
+        config,
+        &store,
+        &keys,
+        out,
+        &master,
+        passphrase,
+        operator,
+        &mut partial,
+    )
+    .await;
     store.close().await;
     if result.is_ok() {
         partial.written.clear();
@@ -99,7 +109,11 @@ async fn write(
         .map_err(|e| BackupError::Refused(e.to_string()))?;
 
     let mut entries = Vec::new();
-    for name in [manifest::STORE_FILE, manifest::RECORDINGS_FILE, sealed::FILE] {
+    for name in [
+        manifest::STORE_FILE,
+        manifest::RECORDINGS_FILE,
+        sealed::FILE,
+    ] {
         let path = out.join(name);
         if path.exists() {
             let (sha256, size) = files::hash_file(&path)?;
@@ -164,11 +178,11 @@ impl Drop for Partial {
 /// The master key's 32 bytes, from where the config says it is.
 fn master_key_bytes(source: &MasterKeySource) -> Result<Zeroizing<Vec<u8>>, BackupError> {
     let text = match source {
-        MasterKeySource::File(path) => Zeroizing::new(
-            portcullis_files::read_owner_only(path).map_err(|e| {
+        MasterKeySource::File(path) => {
+            Zeroizing::new(portcullis_files::read_owner_only(path).map_err(|e| {
                 BackupError::Refused(format!("cannot read the master key file: {e}"))
-            })?,
-        ),
+            })?)
+        }
         MasterKeySource::Env(hex) => Zeroizing::new(hex.expose_secret().to_owned()),
     };
     let bytes = Zeroizing::new(hex::decode(text.trim()).map_err(|_| {
@@ -186,9 +200,7 @@ fn master_key_bytes(source: &MasterKeySource) -> Result<Zeroizing<Vec<u8>>, Back
 /// The recordings store's SQLite file, when it is a file of its own that exists.
 fn recordings_file(config: &Config) -> Result<Option<PathBuf>, BackupError> {
     let url = match &config.recordings.store_url {
-        Some(url) if url.expose_secret().starts_with("sqlite:") => {
-            url.expose_secret().to_owned()
-        }
+        Some(url) if url.expose_secret().starts_with("sqlite:") => url.expose_secret().to_owned(),
         Some(_) => return Ok(None),
         None => crate::store::recordings::url_beside(config.store_url.expose_secret()),
     };
@@ -206,9 +218,9 @@ async fn vacuum_into(url: &str, out: &Path) -> Result<(), BackupError> {
             path.display()
         )));
     }
-    let target = out.to_str().ok_or_else(|| {
-        BackupError::Refused(format!("{} is not a UTF-8 path", out.display()))
-    })?;
+    let target = out
+        .to_str()
+        .ok_or_else(|| BackupError::Refused(format!("{} is not a UTF-8 path", out.display())))?;
     files::create_empty_private(out)?;
     let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(url)
         .map_err(|e| BackupError::Refused(format!("store.url is not a SQLite URL: {e}")))?
@@ -239,8 +251,6 @@ fn pg_steps(url: &str, out: &Path) -> Result<PostgresSteps, BackupError> {
             "pg_dump --format=custom --file {dump} {}",
             files::shell_quote(parsed.as_str())
         ),
-        restore: format!(
-            "pg_restore --exit-on-error --no-owner --dbname NEW_DATABASE_URL {dump}"
-        ),
+        restore: format!("pg_restore --exit-on-error --no-owner --dbname NEW_DATABASE_URL {dump}"),
     })
 }

@@ -84,7 +84,11 @@ pub(crate) enum SealError {
 }
 
 /// Seals `master` (the master key's 32 bytes) under `passphrase`; returns the file's text.
-pub(crate) fn seal(master: &[u8], passphrase: &Passphrase, cost: Cost) -> Result<String, SealError> {
+pub(crate) fn seal(
+    master: &[u8],
+    passphrase: &Passphrase,
+    cost: Cost,
+) -> Result<String, SealError> {
     let salt = portcullis_crypto::random::bytes::<SALT_LEN>()
         .map_err(|e| SealError::Crypto(format!("no system randomness: {e}")))?;
     let header = Header {

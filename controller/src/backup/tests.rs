@@ -86,7 +86,10 @@ fn a_passphrase_needs_twelve_characters() {
     // Characters, not bytes.
     assert!(Passphrase::new(SecretString::from("ééééééééééé".to_owned())).is_err());
     assert!(Passphrase::new(SecretString::from("éééééééééééé".to_owned())).is_ok());
-    assert_eq!(format!("{:?}", pass("a secret phrase")), "Passphrase(<secret>)");
+    assert_eq!(
+        format!("{:?}", pass("a secret phrase")),
+        "Passphrase(<secret>)"
+    );
 }
 
 fn entry(name: &str) -> FileEntry {
