@@ -265,6 +265,18 @@ fn a_backup_taken_while_the_controller_writes_restores_and_serves_the_old_target
     );
     assert!(!tmp.path().join("never").exists());
 
+    // A passphrase file others can read is refused, like every secret file.
+    let loose = tmp.path().join("loose");
+    std::fs::write(&loose, PASSPHRASE).unwrap();
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = backup(&c.config, &tmp.path().join("never"), &loose);
+    assert!(
+        stderr(&refused).contains("chmod 600"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!tmp.path().join("never").exists());
+
     // The new controller's directory: a config naming a store and key that do not exist.
     let fresh = tmp.path().join("b");
     let url = format!("sqlite://{}", fresh.join("portcullis.db").display());

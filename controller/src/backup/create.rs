@@ -47,16 +47,17 @@ pub async fn create(
         created_dir,
         written: Vec::new(),
     };
-    let result = write(
-        config,
-        &store,
-        &keys,
-        out,
-        &master,
-        passphrase,
-        operator,
-        &mut partial,
-    )
+    let result = async {
+        let taken = snapshot(config, &store, &mut partial).await?;
+        let (manifest, manifest_sha256) =
+            describe(&master, passphrase, taken, keys.clock().now(), &mut partial)?;
+        record(&store, &keys, operator, &manifest, &manifest_sha256).await?;
+        Ok(Created {
+            dir: out.to_owned(),
+            manifest,
+            manifest_sha256,
+        })
+    }
     .await;
     store.close().await;
     if result.is_ok() {
@@ -66,19 +67,24 @@ pub async fn create(
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn write(
+/// What the snapshot step found.
+struct Snapshot {
+    kind: StoreKind,
+    schema: i64,
+    head: portcullis_audit::verify::Head,
+    postgres: Option<PostgresSteps>,
+}
+
+/// SQLite: `store.db` (and `recordings.db`), the schema and head read from the snapshot
+/// itself. PostgreSQL: the schema and head now, and the commands for the operator.
+async fn snapshot(
     config: &Config,
     store: &crate::Store,
-    keys: &crate::Keyset,
-    out: &Path,
-    master: &[u8],
-    passphrase: &Passphrase,
-    operator: &Operator,
     partial: &mut Partial,
-) -> Result<Created, BackupError> {
+) -> Result<Snapshot, BackupError> {
+    let out = partial.dir.clone();
     let url = config.store_url.expose_secret();
-    let (kind, schema, head, postgres) = match store.dialect() {
+    Ok(match store.dialect() {
         Dialect::Sqlite => {
             let snapshot = out.join(manifest::STORE_FILE);
             partial.written.push(snapshot.clone());
@@ -92,15 +98,36 @@ async fn write(
             let mut conn = verify::open_snapshot(&snapshot).await?;
             let (schema, head) = verify::state(&mut conn).await?;
             conn.close().await?;
-            (StoreKind::Sqlite, schema, head, None)
+            Snapshot {
+                kind: StoreKind::Sqlite,
+                schema,
+                head,
+                postgres: None,
+            }
         }
         Dialect::Postgres => {
             let mut conn = store.conn().await?;
             let (schema, head) = verify::state(&mut conn).await?;
             drop(conn);
-            (StoreKind::Postgres, schema, head, Some(pg_steps(url, out)?))
+            Snapshot {
+                kind: StoreKind::Postgres,
+                schema,
+                head,
+                postgres: Some(pg_steps(url, &out)?),
+            }
         }
-    };
+    })
+}
+
+/// Writes `master-key.sealed` and `manifest.json`; returns the manifest and its hash.
+fn describe(
+    master: &[u8],
+    passphrase: &Passphrase,
+    taken: Snapshot,
+    now: std::time::SystemTime,
+    partial: &mut Partial,
+) -> Result<(Manifest, String), BackupError> {
+    let out = partial.dir.clone();
     let sealed_path = out.join(sealed::FILE);
     partial.written.push(sealed_path.clone());
     let text = sealed::seal(master, passphrase, sealed::COST)
@@ -124,8 +151,15 @@ async fn write(
             });
         }
     }
-    let created_at = humantime::format_rfc3339_seconds(keys.clock().now()).to_string();
-    let manifest = Manifest::new(schema, created_at, kind, entries, head, postgres);
+    let created_at = humantime::format_rfc3339_seconds(now).to_string();
+    let manifest = Manifest::new(
+        taken.schema,
+        created_at,
+        taken.kind,
+        entries,
+        taken.head,
+        taken.postgres,
+    );
     let text = manifest
         .to_text()
         .map_err(|e| BackupError::Refused(format!("cannot write the manifest: {e}")))?;
@@ -133,27 +167,35 @@ async fn write(
     partial.written.push(manifest_path.clone());
     portcullis_files::create_private_atomic(&manifest_path, text.as_bytes())
         .map_err(|e| BackupError::Refused(e.to_string()))?;
-    files::sync_dir(out)?;
-    let manifest_sha256 = portcullis_crypto::digest::sha256_hex(text.as_bytes());
+    files::sync_dir(&out)?;
+    Ok((
+        manifest,
+        portcullis_crypto::digest::sha256_hex(text.as_bytes()),
+    ))
+}
 
+/// `backup_created` in the live chain, through the audited transaction.
+async fn record(
+    store: &crate::Store,
+    keys: &crate::Keyset,
+    operator: &Operator,
+    manifest: &Manifest,
+    manifest_sha256: &str,
+) -> Result<(), BackupError> {
     let tx = AuditedTx::begin(store, keys).await?;
     tx.commit(AuditEvent::new(
         Actor::local(&operator.account),
         Event::BackupCreated {
             details: event::BackupCreated {
-                store: kind.as_str().into(),
-                schema_version: schema,
+                store: manifest.store.as_str().into(),
+                schema_version: manifest.schema_version,
                 audit_sequence: manifest.audit_head.sequence,
-                manifest_sha256: manifest_sha256.clone(),
+                manifest_sha256: manifest_sha256.to_owned(),
             },
         },
     ))
     .await?;
-    Ok(Created {
-        dir: out.to_owned(),
-        manifest,
-        manifest_sha256,
-    })
+    Ok(())
 }
 
 /// The files of a backup that failed, removed when it is dropped (the directory too, if the
