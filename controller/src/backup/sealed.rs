@@ -37,8 +37,8 @@ pub(crate) struct Cost {
 }
 
 /// What a backup uses: 64 MiB, 3 passes, 1 lane, above OWASP's minimum (19 MiB, 2 passes)
-/// since a backup is sealed and opened rarely and may be attacked offline for years (about
-/// 0.2 s on one core).
+/// since a backup is sealed and opened rarely and may be attacked offline for years; each
+/// guess at the passphrase costs an attacker the same memory and passes.
 pub(crate) const COST: Cost = Cost {
     m_cost_kib: 64 * 1024,
     t_cost: 3,
