@@ -146,6 +146,20 @@ pub struct ControllerInitialised {
     pub bootstrap_delivery: String,
 }
 
+/// `portcullis controller backup`: what the backup holds, named by its manifest's hash.
+/// Never the master key, its sealed form or the passphrase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupCreated {
+    /// `sqlite` (a snapshot in the backup) or `postgres` (the operator runs `pg_dump`).
+    pub store: String,
+    /// The newest migration of the store's schema.
+    pub schema_version: i64,
+    /// The audit chain's head the backup holds (for PostgreSQL: when the backup ran).
+    pub audit_sequence: u64,
+    /// SHA-256 of the backup's `manifest.json`, which lists every file's hash.
+    pub manifest_sha256: String,
+}
+
 /// A service account created (`portcullis users add-service`) with its public key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceAccountCreated {

@@ -211,6 +211,7 @@ kinds! {
     TotpEnrolled = "totp_enrolled",
     RecoveryCodeUsed = "recovery_code_used",
     ControllerInitialised = "controller_initialised",
+    BackupCreated = "backup_created",
     ServiceAccountCreated = "service_account_created",
     ServiceKeyRevoked = "service_key_revoked",
     TokenRejected = "token_rejected",
@@ -326,6 +327,11 @@ pub enum Event {
     /// `portcullis controller init` (offline): master key, database, first admin.
     ControllerInitialised {
         details: ControllerInitialised,
+    },
+    /// `portcullis controller backup` (offline, beside a running controller): a snapshot
+    /// and the sealed master key written; never the key or the passphrase.
+    BackupCreated {
+        details: BackupCreated,
     },
     /// `portcullis users add-service`: a service account and its public key.
     ServiceAccountCreated {
@@ -535,6 +541,7 @@ impl Event {
             Event::TotpEnrolled { .. } => Kind::TotpEnrolled,
             Event::RecoveryCodeUsed { .. } => Kind::RecoveryCodeUsed,
             Event::ControllerInitialised { .. } => Kind::ControllerInitialised,
+            Event::BackupCreated { .. } => Kind::BackupCreated,
             Event::ServiceAccountCreated { .. } => Kind::ServiceAccountCreated,
             Event::ServiceKeyRevoked { .. } => Kind::ServiceKeyRevoked,
             Event::TokenRejected { .. } => Kind::TokenRejected,

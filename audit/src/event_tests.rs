@@ -141,6 +141,14 @@ fn one_of_each() -> Vec<Event> {
                 bootstrap_delivery: "file".into(),
             },
         },
+        Event::BackupCreated {
+            details: BackupCreated {
+                store: "sqlite".into(),
+                schema_version: 15,
+                audit_sequence: 41,
+                manifest_sha256: "ab".repeat(32),
+            },
+        },
         Event::ServiceAccountCreated {
             details: ServiceAccountCreated {
                 account: "terraform-ci".into(),

@@ -20,6 +20,7 @@ pub mod admin;
 mod api;
 mod audit;
 mod authz;
+pub mod backup;
 mod catalog;
 mod clock;
 pub mod config;

@@ -92,6 +92,13 @@ pub(crate) enum ControllerCommand {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
         config: PathBuf,
     },
+    /// Write a consistent backup beside a running controller: a SQLite snapshot (for
+    /// PostgreSQL, the pg_dump line to run), the master key sealed under a passphrase, and a
+    /// manifest. Recorded as `backup_created`.
+    Backup(super::backup::BackupArgs),
+    /// Restore a backup into a new store and master key file (never replacing either), after
+    /// checking its hashes, unsealing the key and verifying the audit chain.
+    Restore(super::backup::RestoreArgs),
     /// Inspect and rotate the keyset.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -225,6 +232,8 @@ pub(crate) async fn run_controller(
             ttl,
             json,
         } => issue_token(&load(&config)?, &user, groups, amr, ttl, json).await,
+        ControllerCommand::Backup(args) => super::backup::run_backup(args, load).await,
+        ControllerCommand::Restore(args) => super::backup::run_restore(args, load).await,
         ControllerCommand::Keys(cmd) => run_keys(cmd, &master_key).await,
         ControllerCommand::Users(cmd) => super::local_users::run(cmd, load).await,
     }

@@ -1,6 +1,8 @@
 //! The command line: argument definitions and dispatch to one module per command group.
 
 pub(crate) mod audit;
+#[cfg(feature = "server")]
+pub(crate) mod backup;
 pub(crate) mod catalog;
 pub(crate) mod connect;
 #[cfg(feature = "server")]

@@ -424,6 +424,7 @@ impl Keyset {
     }
 }
 
-fn context(id: &str, purpose: Purpose) -> String {
+/// The associated data a key's private half is sealed with: its id and purpose.
+pub(crate) fn context(id: &str, purpose: Purpose) -> String {
     format!("{id}/{}", purpose.as_str())
 }

@@ -286,6 +286,30 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     recordings::POSTGRES,
 ];
 
+/// The newest migration of the main store this binary knows for `dialect` (the recordings
+/// store's, numbered from 1001, are not counted): the schema version a backup records.
+pub(crate) fn known_schema(dialect: Dialect) -> i64 {
+    let list = match dialect {
+        Dialect::Sqlite => SQLITE_MIGRATIONS,
+        Dialect::Postgres => POSTGRES_MIGRATIONS,
+    };
+    list.iter()
+        .map(|(version, _, _)| *version)
+        .filter(|v| *v < recordings::SQLITE.0)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The newest migration of the main store applied to the database on `conn` (0: none).
+pub(crate) async fn applied_schema(conn: &mut AnyConnection) -> Result<i64> {
+    let row = sqlx::query("SELECT MAX(version) AS v FROM _sqlx_migrations WHERE version < $1")
+        .bind(recordings::SQLITE.0)
+        .fetch_one(&mut *conn)
+        .await?;
+    let version: Option<i64> = sqlx::Row::try_get(&row, "v")?;
+    Ok(version.unwrap_or(0))
+}
+
 /// Refuses `sqlite::memory:`: a private in-memory database is lost when the controller stops
 /// (and sqlx cannot even describe one again). A named shared one
 /// (`sqlite://NAME?mode=memory&cache=shared`) is left to tests that ask for it by name.
