@@ -45,6 +45,17 @@ fn packages() -> &'static Packages {
     })
 }
 
+/// A fresh chroot and the packages, made side by side: on a machine's first run the chroot's
+/// download overlaps the client-only build.
+fn chroot_and_packages() -> (Chroot, &'static Packages) {
+    let chroot = std::thread::spawn(Chroot::new);
+    let packages = packages();
+    let chroot = chroot
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    (chroot, packages)
+}
+
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
@@ -147,9 +158,8 @@ fn repo_file(path: &str) -> Vec<u8> {
 #[test]
 fn the_server_package_installs_the_daemons_units_and_accounts_and_starts_nothing() {
     require_root("the_server_package_installs_the_daemons_units_and_accounts_and_starts_nothing");
-    let packages = packages();
+    let (chroot, packages) = chroot_and_packages();
     assert!(control_field(&packages.server, "Depends").contains("adduser"));
-    let chroot = Chroot::new();
     let deb = chroot.copy_in(&packages.server);
     let installed = chroot.ok(&["dpkg", "-i", &deb]);
     assert_eq!(status(&chroot, "portcullis"), "install ok installed");
@@ -248,8 +258,8 @@ fn upgrading_keeps_what_the_admin_set_removing_keeps_files_and_purging_deletes_t
     require_root(
         "upgrading_keeps_what_the_admin_set_removing_keeps_files_and_purging_deletes_the_state",
     );
-    let chroot = Chroot::new();
-    let deb = chroot.copy_in(&packages().server);
+    let (chroot, packages) = chroot_and_packages();
+    let deb = chroot.copy_in(&packages.server);
     chroot.ok(&["dpkg", "-i", &deb]);
     let accounts = [passwd(&chroot, "portcullis"), passwd(&chroot, "portcullis-worker")];
     write(&chroot, "/etc/portcullis/controller.toml", "root:portcullis", "640");
@@ -307,12 +317,11 @@ fn upgrading_keeps_what_the_admin_set_removing_keeps_files_and_purging_deletes_t
 #[test]
 fn the_client_package_has_the_client_alone_no_units_and_no_accounts() {
     require_root("the_client_package_has_the_client_alone_no_units_and_no_accounts");
-    let packages = packages();
+    let (chroot, packages) = chroot_and_packages();
     assert_eq!(control_field(&packages.client, "Package"), "portcullis-client");
     assert_eq!(control_field(&packages.client, "Conflicts"), "portcullis");
     assert_eq!(control_field(&packages.client, "Replaces"), "portcullis");
     assert!(!control_field(&packages.client, "Depends").contains("adduser"));
-    let chroot = Chroot::new();
     let deb = chroot.copy_in(&packages.client);
     chroot.ok(&["dpkg", "-i", &deb]);
     assert_eq!(status(&chroot, "portcullis-client"), "install ok installed");
@@ -350,8 +359,7 @@ fn assert_no_daemons(chroot: &Chroot) {
 #[test]
 fn each_package_replaces_the_other_and_a_purge_leaves_the_replacement_whole() {
     require_root("each_package_replaces_the_other_and_a_purge_leaves_the_replacement_whole");
-    let packages = packages();
-    let chroot = Chroot::new();
+    let (chroot, packages) = chroot_and_packages();
     let server = chroot.copy_in(&packages.server);
     let client = chroot.copy_in(&packages.client);
 
