@@ -35,7 +35,11 @@ fn packages() -> &'static Packages {
     static PACKAGES: OnceLock<Packages> = OnceLock::new();
     PACKAGES.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let server = package(dir.path(), None, Path::new(env!("CARGO_BIN_EXE_portcullis")));
+        let server = package(
+            dir.path(),
+            None,
+            Path::new(env!("CARGO_BIN_EXE_portcullis")),
+        );
         let client = package(dir.path(), Some("client"), &client_binary());
         Packages {
             server,
@@ -92,12 +96,20 @@ fn package(out_dir: &Path, variant: Option<&str>, binary: &Path) -> PathBuf {
     std::fs::create_dir_all(stage.join("release")).unwrap();
     std::fs::copy(binary, stage.join("release/portcullis")).unwrap();
     let mut deb = cargo();
-    deb.args(["deb", "--no-build", "--no-strip", "--fast", "-Z", "gz", "--compress-system"])
-        .arg("--output")
-        .arg(format!("{}/", out_dir.display()))
-        .env("CARGO_TARGET_DIR", &stage)
-        .env("CARGO_NET_OFFLINE", "true")
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    deb.args([
+        "deb",
+        "--no-build",
+        "--no-strip",
+        "--fast",
+        "-Z",
+        "gz",
+        "--compress-system",
+    ])
+    .arg("--output")
+    .arg(format!("{}/", out_dir.display()))
+    .env("CARGO_TARGET_DIR", &stage)
+    .env("CARGO_NET_OFFLINE", "true")
+    .current_dir(env!("CARGO_MANIFEST_DIR"));
     if let Some(variant) = variant {
         deb.args(["--variant", variant]);
     }
@@ -107,13 +119,21 @@ fn package(out_dir: &Path, variant: Option<&str>, binary: &Path) -> PathBuf {
     // cargo-deb prints the path of the package it wrote, last.
     let stdout = String::from_utf8(out.stdout).unwrap();
     let path = PathBuf::from(stdout.lines().last().unwrap().trim());
-    assert!(path.is_file(), "cargo deb wrote no package: {stdout}{stderr}");
+    assert!(
+        path.is_file(),
+        "cargo deb wrote no package: {stdout}{stderr}"
+    );
     path
 }
 
 /// A field of a package's control file.
 fn control_field(deb: &Path, field: &str) -> String {
-    let out = Command::new("dpkg-deb").arg("-f").arg(deb).arg(field).output().unwrap();
+    let out = Command::new("dpkg-deb")
+        .arg("-f")
+        .arg(deb)
+        .arg(field)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "dpkg-deb -f failed");
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
@@ -137,7 +157,14 @@ fn passwd(chroot: &Chroot, name: &str) -> Vec<String> {
 
 /// `args` run as `account` (its uid, gid and groups) inside the chroot.
 fn as_account<'a>(account: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-    let mut all = vec!["setpriv", "--reuid", account, "--regid", account, "--init-groups"];
+    let mut all = vec![
+        "setpriv",
+        "--reuid",
+        account,
+        "--regid",
+        account,
+        "--init-groups",
+    ];
     all.extend_from_slice(args);
     all
 }
@@ -145,7 +172,13 @@ fn as_account<'a>(account: &'a str, args: &[&'a str]) -> Vec<&'a str> {
 /// Every name under the chroot's `/etc/systemd/system` (the `*.wants` links enabling a unit).
 fn systemd_links(chroot: &Chroot) -> Vec<String> {
     chroot
-        .ok(&["find", "/etc/systemd/system", "/var/lib/systemd", "-name", "*portcullis*"])
+        .ok(&[
+            "find",
+            "/etc/systemd/system",
+            "/var/lib/systemd",
+            "-name",
+            "*portcullis*",
+        ])
         .lines()
         .map(str::to_owned)
         .collect()
@@ -185,7 +218,11 @@ fn the_server_package_installs_the_daemons_units_and_accounts_and_starts_nothing
             repo_file(&format!("dist/systemd/{unit}"))
         );
     }
-    assert_eq!(systemd_links(&chroot), Vec::<String>::new(), "a unit was enabled");
+    assert_eq!(
+        systemd_links(&chroot),
+        Vec::<String>::new(),
+        "a unit was enabled"
+    );
 
     // The accounts the units run as: system ids, their own groups, no shell, homes in
     // /var/lib; the worker's is not in the controller's group.
@@ -198,14 +235,24 @@ fn the_server_package_installs_the_daemons_units_and_accounts_and_starts_nothing
         assert!(uid < 1000, "{name} is a system account: {entry:?}");
         assert_eq!(entry[5], home);
         assert_eq!(entry[6], "/usr/sbin/nologin");
-        assert_eq!(chroot.ok(&["id", "-nG", name]).trim(), name, "{name}'s groups");
+        assert_eq!(
+            chroot.ok(&["id", "-nG", name]).trim(),
+            name,
+            "{name}'s groups"
+        );
     }
 
     // The directories: configs root's, listed by the controller's group alone; the state and
     // log directories each account's own.
     assert_eq!(chroot.stat("/etc/portcullis"), "751 root portcullis");
-    assert_eq!(chroot.stat("/var/lib/portcullis"), "700 portcullis portcullis");
-    assert_eq!(chroot.stat("/var/log/portcullis"), "700 portcullis portcullis");
+    assert_eq!(
+        chroot.stat("/var/lib/portcullis"),
+        "700 portcullis portcullis"
+    );
+    assert_eq!(
+        chroot.stat("/var/log/portcullis"),
+        "700 portcullis portcullis"
+    );
     assert_eq!(
         chroot.stat("/var/lib/portcullis-worker"),
         "700 portcullis-worker portcullis-worker"
@@ -223,8 +270,8 @@ fn the_server_package_installs_the_daemons_units_and_accounts_and_starts_nothing
             repo_file(&format!("config/{example}"))
         );
     }
-    let copyright = std::fs::read_to_string(chroot.host_path("/usr/share/doc/portcullis/copyright"))
-        .unwrap();
+    let copyright =
+        std::fs::read_to_string(chroot.host_path("/usr/share/doc/portcullis/copyright")).unwrap();
     assert!(copyright.contains("License: Apache-2.0"), "{copyright}");
     let refused = chroot.fails(&[
         "portcullis",
@@ -233,16 +280,38 @@ fn the_server_package_installs_the_daemons_units_and_accounts_and_starts_nothing
         "--config",
         "/etc/portcullis/controller.toml",
     ]);
-    assert!(refused.contains("/etc/portcullis/controller.toml"), "{refused}");
+    assert!(
+        refused.contains("/etc/portcullis/controller.toml"),
+        "{refused}"
+    );
 
     // What the admin writes as docs/deploy.md says: the worker's account reads worker.toml by
     // name, cannot list the directory or read the controller's config; the controller's can.
-    write(&chroot, "/etc/portcullis/worker.toml", "root:portcullis-worker", "640");
-    write(&chroot, "/etc/portcullis/controller.toml", "root:portcullis", "640");
-    chroot.ok(&as_account("portcullis-worker", &["cat", "/etc/portcullis/worker.toml"]));
-    chroot.fails(&as_account("portcullis-worker", &["cat", "/etc/portcullis/controller.toml"]));
+    write(
+        &chroot,
+        "/etc/portcullis/worker.toml",
+        "root:portcullis-worker",
+        "640",
+    );
+    write(
+        &chroot,
+        "/etc/portcullis/controller.toml",
+        "root:portcullis",
+        "640",
+    );
+    chroot.ok(&as_account(
+        "portcullis-worker",
+        &["cat", "/etc/portcullis/worker.toml"],
+    ));
+    chroot.fails(&as_account(
+        "portcullis-worker",
+        &["cat", "/etc/portcullis/controller.toml"],
+    ));
     chroot.fails(&as_account("portcullis-worker", &["ls", "/etc/portcullis"]));
-    chroot.ok(&as_account("portcullis", &["cat", "/etc/portcullis/controller.toml"]));
+    chroot.ok(&as_account(
+        "portcullis",
+        &["cat", "/etc/portcullis/controller.toml"],
+    ));
     chroot.ok(&as_account("portcullis", &["ls", "/etc/portcullis"]));
 }
 
@@ -261,12 +330,40 @@ fn upgrading_keeps_what_the_admin_set_removing_keeps_files_and_purging_deletes_t
     let (chroot, packages) = chroot_and_packages();
     let deb = chroot.copy_in(&packages.server);
     chroot.ok(&["dpkg", "-i", &deb]);
-    let accounts = [passwd(&chroot, "portcullis"), passwd(&chroot, "portcullis-worker")];
-    write(&chroot, "/etc/portcullis/controller.toml", "root:portcullis", "640");
-    write(&chroot, "/etc/portcullis/master.key", "portcullis:portcullis", "600");
-    write(&chroot, "/var/lib/portcullis/portcullis.db", "portcullis:portcullis", "600");
-    write(&chroot, "/var/lib/portcullis-worker/key.pem", "portcullis-worker:", "600");
-    write(&chroot, "/var/log/portcullis/audit.jsonl", "portcullis:portcullis", "600");
+    let accounts = [
+        passwd(&chroot, "portcullis"),
+        passwd(&chroot, "portcullis-worker"),
+    ];
+    write(
+        &chroot,
+        "/etc/portcullis/controller.toml",
+        "root:portcullis",
+        "640",
+    );
+    write(
+        &chroot,
+        "/etc/portcullis/master.key",
+        "portcullis:portcullis",
+        "600",
+    );
+    write(
+        &chroot,
+        "/var/lib/portcullis/portcullis.db",
+        "portcullis:portcullis",
+        "600",
+    );
+    write(
+        &chroot,
+        "/var/lib/portcullis-worker/key.pem",
+        "portcullis-worker:",
+        "600",
+    );
+    write(
+        &chroot,
+        "/var/log/portcullis/audit.jsonl",
+        "portcullis:portcullis",
+        "600",
+    );
     // The admin's own choice, which an upgrade must keep.
     chroot.ok(&["chmod", "750", "/etc/portcullis"]);
 
@@ -275,11 +372,18 @@ fn upgrading_keeps_what_the_admin_set_removing_keeps_files_and_purging_deletes_t
     let upgraded = chroot.ok(&["dpkg", "-i", &deb]);
     assert!(!upgraded.contains("no service was enabled"), "{upgraded}");
     assert_eq!(
-        [passwd(&chroot, "portcullis"), passwd(&chroot, "portcullis-worker")],
+        [
+            passwd(&chroot, "portcullis"),
+            passwd(&chroot, "portcullis-worker")
+        ],
         accounts
     );
     assert_eq!(chroot.stat("/etc/portcullis"), "750 root portcullis");
-    assert_eq!(systemd_links(&chroot), Vec::<String>::new(), "a unit was enabled");
+    assert_eq!(
+        systemd_links(&chroot),
+        Vec::<String>::new(),
+        "a unit was enabled"
+    );
 
     // Remove: the package's files go, everything the admin and the daemons made stays.
     chroot.ok(&["dpkg", "-r", "portcullis"]);
@@ -303,13 +407,20 @@ fn upgrading_keeps_what_the_admin_set_removing_keeps_files_and_purging_deletes_t
     // (Debian keeps system accounts), stay.
     chroot.ok(&["dpkg", "-P", "portcullis"]);
     assert_eq!(status(&chroot, "portcullis"), "not installed");
-    for gone in ["/var/lib/portcullis", "/var/lib/portcullis-worker", "/var/log/portcullis"] {
+    for gone in [
+        "/var/lib/portcullis",
+        "/var/lib/portcullis-worker",
+        "/var/log/portcullis",
+    ] {
         assert!(!chroot.exists(gone), "{gone} is deleted by dpkg -P");
     }
     assert!(chroot.exists("/etc/portcullis/controller.toml"));
     assert!(chroot.exists("/etc/portcullis/master.key"));
     assert_eq!(
-        [passwd(&chroot, "portcullis"), passwd(&chroot, "portcullis-worker")],
+        [
+            passwd(&chroot, "portcullis"),
+            passwd(&chroot, "portcullis-worker")
+        ],
         accounts
     );
 }
@@ -318,7 +429,10 @@ fn upgrading_keeps_what_the_admin_set_removing_keeps_files_and_purging_deletes_t
 fn the_client_package_has_the_client_alone_no_units_and_no_accounts() {
     require_root("the_client_package_has_the_client_alone_no_units_and_no_accounts");
     let (chroot, packages) = chroot_and_packages();
-    assert_eq!(control_field(&packages.client, "Package"), "portcullis-client");
+    assert_eq!(
+        control_field(&packages.client, "Package"),
+        "portcullis-client"
+    );
     assert_eq!(control_field(&packages.client, "Conflicts"), "portcullis");
     assert_eq!(control_field(&packages.client, "Replaces"), "portcullis");
     assert!(!control_field(&packages.client, "Depends").contains("adduser"));
@@ -383,7 +497,10 @@ fn each_package_replaces_the_other_and_a_purge_leaves_the_replacement_whole() {
     // And back: the server over the client.
     chroot.ok(&["dpkg", "-i", &server]);
     assert_eq!(status(&chroot, "portcullis"), "install ok installed");
-    assert_eq!(status(&chroot, "portcullis-client"), "deinstall ok config-files");
+    assert_eq!(
+        status(&chroot, "portcullis-client"),
+        "deinstall ok config-files"
+    );
     chroot.ok(&["portcullis", "controller", "--help"]);
     chroot.ok(&["dpkg", "-P", "portcullis-client"]);
     chroot.ok(&["portcullis", "controller", "--help"]);
