@@ -170,7 +170,8 @@ fn as_account<'a>(account: &'a str, args: &[&'a str]) -> Vec<&'a str> {
     all
 }
 
-/// Every name under the chroot's `/etc/systemd/system` (the `*.wants` links enabling a unit).
+/// Every Portcullis name under the chroot's `/etc/systemd/system` (the `*.wants` links that
+/// enable a unit) and `/var/lib/systemd` (deb-systemd-helper's record of enabled units).
 fn systemd_links(chroot: &Chroot) -> Vec<String> {
     chroot
         .ok(&[
