@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
 pub(crate) mod catalog;
+pub(crate) mod chroot;
 pub(crate) mod client;
 pub(crate) mod cluster;
 pub(crate) mod dev;
