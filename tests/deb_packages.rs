@@ -273,6 +273,11 @@ fn the_server_package_installs_the_daemons_units_and_accounts_and_starts_nothing
             repo_file(&format!("config/{example}"))
         );
     }
+    let dashboard = "/usr/share/doc/portcullis/examples/grafana-dashboard.json";
+    assert_eq!(
+        std::fs::read(chroot.host_path(dashboard)).unwrap(),
+        repo_file("dist/grafana/portcullis.json")
+    );
     let copyright =
         std::fs::read_to_string(chroot.host_path("/usr/share/doc/portcullis/copyright")).unwrap();
     assert!(copyright.contains("License: Apache-2.0"), "{copyright}");
