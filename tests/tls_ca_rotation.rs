@@ -197,7 +197,9 @@ fn a_worker_and_a_cli_keep_working_across_a_tls_ca_rotation() {
     let old_id = tls_ca_in(&c, "active");
 
     // Rotate: the new CA is trusted everywhere, the old one still signs.
-    let new_id = controller(&c, &["keys", "rotate", "tls-ca"]).trim().to_owned();
+    let new_id = controller(&c, &["keys", "rotate", "tls-ca"])
+        .trim()
+        .to_owned();
     assert_eq!(tls_ca_in(&c, "next"), new_id);
     let bundle = certificates(&controller(&c, &["ca"]));
     assert_eq!(bundle.len(), 2, "`controller ca` prints the bundle");
@@ -244,7 +246,11 @@ fn a_worker_and_a_cli_keep_working_across_a_tls_ca_rotation() {
             .is_ok_and(|s| s.success())
     });
     logged_in.whoami();
-    assert_eq!(certificates_in(&logged_in.ca_file()), bundle, "the CLI holds both");
+    assert_eq!(
+        certificates_in(&logged_in.ca_file()),
+        bundle,
+        "the CLI holds both"
+    );
     brokers_a_session(logged_in.cli());
 
     // Retire the old CA: it leaves the bundle, and everything keeps working.

@@ -454,8 +454,8 @@ fn api_tls_config(
         .api
         .clone()
         .ok_or(keys::KeyError::Missing("API certificate"))?;
-    let api_tls =
-        portcullis_crypto::tls::https_server_config_resolved(resolver, b"http/1.1").map_err(crypto)?;
+    let api_tls = portcullis_crypto::tls::https_server_config_resolved(resolver, b"http/1.1")
+        .map_err(crypto)?;
     Ok((api_tls, None))
 }
 

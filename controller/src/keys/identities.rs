@@ -57,7 +57,9 @@ impl CaIdentities {
         let issued = Issued::from(&ca, api_names.as_deref())?;
         Ok(CaIdentities {
             link: Arc::new(ReloadingCertificate::new(issued.link)),
-            api: issued.api.map(|api| Arc::new(ReloadingCertificate::new(api))),
+            api: issued
+                .api
+                .map(|api| Arc::new(ReloadingCertificate::new(api))),
             dial: Arc::new(DialIdentity(Arc::new(ReloadingCertificate::new(
                 issued.dial,
             )))),
@@ -155,8 +157,8 @@ impl Issued {
 fn certified(
     (chain, key): (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
 ) -> Result<CertifiedKey, KeyError> {
-    let signer = portcullis_crypto::tls::signing_key(&key)
-        .map_err(|e| KeyError::Crypto(e.to_string()))?;
+    let signer =
+        portcullis_crypto::tls::signing_key(&key).map_err(|e| KeyError::Crypto(e.to_string()))?;
     Ok(CertifiedKey::new(chain, signer))
 }
 

@@ -758,10 +758,16 @@ async fn the_tls_ca_rotates_with_an_overlap_next_then_active_then_retired() {
         assert_eq!(overlap.certificates.len(), 2);
         assert_eq!(overlap.certificates[0], before.certificates[0]);
         assert_ne!(overlap.digest(), before.digest());
-        assert_eq!(keys.certificate_authority().await.unwrap().key_id, old.key_id);
+        assert_eq!(
+            keys.certificate_authority().await.unwrap().key_id,
+            old.key_id
+        );
         let again = keys.rotate(Purpose::TlsCa).await.unwrap_err().to_string();
         assert!(again.contains("keys activate"), "{again}");
-        assert!(keys.retire(&new_id).await.is_err(), "a next CA is not retired");
+        assert!(
+            keys.retire(&new_id).await.is_err(),
+            "a next CA is not retired"
+        );
         // Activate: the new CA signs and leads the bundle; the old one stays in it.
         keys.activate(&new_id).await.unwrap();
         let active = keys.ca_bundle().await.unwrap();
@@ -785,7 +791,8 @@ async fn the_tls_ca_rotates_with_an_overlap_next_then_active_then_retired() {
             assert!(
                 events
                     .iter()
-                    .any(|(_, body)| body.contains(&format!("\"{kind}\"")) && body.contains(key.as_str())),
+                    .any(|(_, body)| body.contains(&format!("\"{kind}\""))
+                        && body.contains(key.as_str())),
                 "{}: no {kind} event for {key}",
                 b.name
             );

@@ -124,7 +124,12 @@ mod tests {
             .pem();
         let named = portcullis_crypto::digest::sha256_hex(cert.as_bytes());
         assert!(file.replace(cert.as_bytes(), &"00".repeat(32)).is_err());
-        assert!(file.replace(b"not pem", &portcullis_crypto::digest::sha256_hex(b"not pem")).is_err());
+        assert!(file
+            .replace(
+                b"not pem",
+                &portcullis_crypto::digest::sha256_hex(b"not pem")
+            )
+            .is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "OLD");
         file.replace(cert.as_bytes(), &named).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), cert);

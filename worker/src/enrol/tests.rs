@@ -59,7 +59,8 @@ impl Controller {
     async fn handshake(&self, stream: DuplexStream, worker: Side) -> Result<Link, String> {
         match worker {
             Side::Dial => {
-                let workers = PinnedCa::worker_or_none(TrustBundle::new(vec![self.ca.clone()])).unwrap();
+                let workers =
+                    PinnedCa::worker_or_none(TrustBundle::new(vec![self.ca.clone()])).unwrap();
                 let cert = ServerCert::Single {
                     chain: self.chain.clone(),
                     key: self.key.clone_key(),

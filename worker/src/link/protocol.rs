@@ -205,7 +205,9 @@ fn apply_sync(shared: &Shared, sync: link::Sync) {
         {
             Ok(true) => tracing::info!("the controllers' TLS CA bundle changed; saved to ca.pem"),
             Ok(false) => {}
-            Err(err) => tracing::warn!(error = %err, "cannot take the controllers' TLS CA bundle; keeping the CAs trusted now"),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot take the controllers' TLS CA bundle; keeping the CAs trusted now")
+            }
         }
     }
     for end in sync.ended {

@@ -30,7 +30,9 @@ fn only_a_next_key_is_activated() {
     assert!(may_activate("k_0", Some("retired"))
         .unwrap_err()
         .contains("not next"));
-    assert!(may_activate("k_9", None).unwrap_err().contains("no key k_9"));
+    assert!(may_activate("k_9", None)
+        .unwrap_err()
+        .contains("no key k_9"));
 }
 
 #[test]

@@ -464,7 +464,8 @@ fn the_silence_limit_follows_the_heartbeat_and_stays_inside_the_admission_grace(
 #[test]
 fn a_sync_without_the_tls_ca_bundle_still_decodes_and_one_with_it_keeps_it() {
     // A controller of an earlier release sends no bundle: the worker keeps the CAs it has.
-    let earlier = r#"{"type":"sync","grant_keys":[],"ended":[],"heartbeat_ms":1000,"controller_id":"c_1"}"#;
+    let earlier =
+        r#"{"type":"sync","grant_keys":[],"ended":[],"heartbeat_ms":1000,"controller_id":"c_1"}"#;
     let Response::Sync(sync) = serde_json::from_str::<Response>(earlier).unwrap() else {
         panic!("not a sync");
     };
