@@ -154,3 +154,62 @@ impl ResolvesServerCert for Certificates {
         Some(self.read().certified)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// A CA: its certificate and what issues in its name.
+    fn ca(name: &str) -> (rcgen::Certificate, rcgen::Issuer<'static, rcgen::KeyPair>) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        (cert, rcgen::Issuer::new(params, key))
+    }
+
+    #[test]
+    fn a_bundle_led_by_another_ca_is_saved_and_makes_the_certificate_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, issuer) = ca("old");
+        let (new, _) = ca("new");
+        let worker_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&worker_key, &issuer).unwrap();
+        let identity = Identity {
+            worker_id: "w_1".into(),
+            key_pkcs8: Arc::new(worker_key.serialize_der().into()),
+            cert_pem: cert.pem(),
+            ca_pem: old.pem(),
+            cert_issued_at: 1,
+            cert_expires_at: u64::MAX,
+        };
+        let now = portcullis_proto::clock::Clock::unix_secs(&portcullis_proto::clock::SystemClock);
+        let certs = Certificates::new(&identity, dir.path().to_owned()).unwrap();
+        assert!(!certs.renewal_due(now));
+        // The same bundle: nothing to save, nothing due.
+        assert!(!certs.apply_ca_bundle(&old.pem(), now).unwrap());
+        assert!(!certs.renewal_due(now));
+        // The overlap: the next CA is trusted and saved; the old one still signs.
+        let overlap = old.pem() + &new.pem();
+        assert!(certs.apply_ca_bundle(&overlap, now).unwrap());
+        assert_eq!(certs.trust().get().len(), 2);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("ca.pem")).unwrap(),
+            overlap
+        );
+        assert!(!certs.renewal_due(now));
+        // The activation: a bundle led by the new CA makes the old CA's certificate due.
+        let active = new.pem() + &old.pem();
+        assert!(certs.apply_ca_bundle(&active, now).unwrap());
+        assert!(certs.renewal_due(now));
+        // A bundle with no certificate is refused and changes nothing.
+        assert!(certs.apply_ca_bundle("", now).is_err());
+        assert_eq!(certs.trust().get().len(), 2);
+    }
+}
