@@ -148,6 +148,7 @@ fn pose_as_controller(mut tls: Tls, keys: Vec<GrantKey>, stop: Arc<AtomicBool>) 
             ended: vec![],
             heartbeat_ms: 200,
             controller_id: "c_impostor".into(),
+            tls_ca: None,
         })
     };
     while !stop.load(Ordering::SeqCst) {
@@ -219,6 +220,7 @@ fn a_worker_certificate_cannot_pose_as_the_controller_to_another_worker() {
                         ended: vec![],
                         heartbeat_ms: 200,
                         controller_id: "c_impostor".into(),
+                        tls_ca: None,
                     }),
                 },
             )

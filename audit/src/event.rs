@@ -234,6 +234,7 @@ kinds! {
     WorkerCertificateRenewed = "worker_certificate_renewed",
     KeyCreated = "key_created",
     KeyRotated = "key_rotated",
+    KeyActivated = "key_activated",
     KeyRetired = "key_retired",
     PolicyReloaded = "policy_reloaded",
     PolicyReloadFailed = "policy_reload_failed",
@@ -413,6 +414,10 @@ pub enum Event {
     KeyRotated {
         details: KeyPurpose,
     },
+    /// A `next` key (a rotated TLS CA, trusted but not yet signing) became the active one.
+    KeyActivated {
+        details: KeyPurpose,
+    },
     KeyRetired {
         details: KeyRef,
     },
@@ -564,6 +569,7 @@ impl Event {
             Event::WorkerCertificateRenewed { .. } => Kind::WorkerCertificateRenewed,
             Event::KeyCreated { .. } => Kind::KeyCreated,
             Event::KeyRotated { .. } => Kind::KeyRotated,
+            Event::KeyActivated { .. } => Kind::KeyActivated,
             Event::KeyRetired { .. } => Kind::KeyRetired,
             Event::PolicyReloaded { .. } => Kind::PolicyReloaded,
             Event::PolicyReloadFailed { .. } => Kind::PolicyReloadFailed,

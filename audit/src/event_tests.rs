@@ -314,6 +314,12 @@ fn one_of_each() -> Vec<Event> {
                 purpose: "grant".into(),
             },
         },
+        Event::KeyActivated {
+            details: KeyPurpose {
+                key_id: "k_2".into(),
+                purpose: "tls-ca".into(),
+            },
+        },
         Event::KeyRetired {
             details: KeyRef {
                 key_id: "k_1".into(),

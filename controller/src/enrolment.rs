@@ -90,6 +90,12 @@ pub(crate) async fn join(state: &AppState, join: JoinRequest, peer: IpAddr) -> R
         Ok(ca) => ca,
         Err(e) => return error(format!("keyset unavailable: {e}")),
     };
+    // Every CA trusted now (two during a CA rotation), so that a worker joining in the
+    // overlap follows the activation like the others.
+    let ca_bundle = match state.keys.ca_bundle().await {
+        Ok(bundle) => bundle.pem(),
+        Err(e) => return error(format!("keyset unavailable: {e}")),
+    };
     let worker_id = new_id(IdKind::Worker);
     let lifetime = state.config.worker_cert_lifetime;
     let enrolment = Enrolment {
@@ -104,7 +110,7 @@ pub(crate) async fn join(state: &AppState, join: JoinRequest, peer: IpAddr) -> R
         Ok(Some(cert_pem)) => Response::Joined(JoinResponse {
             worker_id,
             cert_pem,
-            ca_pem: ca.cert_pem.clone(),
+            ca_pem: ca_bundle,
             cert_expires_at: now + lifetime.as_secs(),
         }),
         Ok(None) => refuse(

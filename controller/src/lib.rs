@@ -137,8 +137,9 @@ pub struct Controller {
     api_certificate: Option<OwnCertificate>,
     link_tls: Arc<rustls::ServerConfig>,
     dial_tls: Arc<rustls::ClientConfig>,
-    ca_der: rustls_pki_types::CertificateDer<'static>,
-    ca_pem: String,
+    /// The link's and API's CA-issued certificates and the trusted CAs, kept in step with
+    /// a TLS CA rotation.
+    ca: Arc<keys::identities::CaIdentities>,
     vault_token_ttl: vault::TokenLife,
     /// SIGHUP, registered at start (before the readiness line), so that a reload signal
     /// never meets the default action, which would end the process.
@@ -174,7 +175,16 @@ impl Controller {
         )
         .await?;
         let (policy_tx, policy_rx) = tokio::sync::watch::channel(load_policy(&config)?);
-        let ca = keys.certificate_authority().await?;
+        let ca = Arc::new(
+            keys::identities::CaIdentities::start(
+                keys.clone(),
+                config
+                    .api_certificate
+                    .is_none()
+                    .then(|| config.api_tls_names.clone()),
+            )
+            .await?,
+        );
         let (api_tls, api_certificate) = api_tls_config(&ca, &config)?;
         let link_tls = link::tls_config(&ca)?;
         let dial_tls = link::dialer::client_config(&ca)?;
@@ -228,8 +238,7 @@ impl Controller {
             api_certificate,
             link_tls,
             dial_tls,
-            ca_der: ca.cert_der.clone(),
-            ca_pem: ca.cert_pem,
+            ca,
             vault_token_ttl,
             hangups: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
                 .map_err(|e| tracing::warn!(error = %e, "SIGHUP cannot be caught; reload the policy through the API"))
@@ -245,9 +254,10 @@ impl Controller {
         self.cluster.local_addr()
     }
 
-    /// The CA certificate (PEM) clients and workers trust.
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
+    /// The CA certificates (PEM) clients and workers trust: the bundle (see
+    /// docs/operations.md, rotating the TLS CA).
+    pub fn ca_pem(&self) -> String {
+        self.ca.bundle().pem()
     }
 
     pub fn state(&self) -> &AppState {
@@ -288,6 +298,10 @@ impl Controller {
                 .instrument(tracing::info_span!("api_certificate", controller.id = %id)),
             )
         });
+        let ca_watch = tokio::spawn(
+            keys::identities::watch(self.ca.clone(), shutdown.clone())
+                .instrument(tracing::info_span!("tls_ca", controller.id = %id)),
+        );
         let sweeper = tokio::spawn(
             sessions::sweeper::run(state.clone(), shutdown.clone())
                 .instrument(tracing::info_span!("sweeper", controller.id = %id)),
@@ -310,7 +324,7 @@ impl Controller {
             &state,
             &state.config.dial_workers,
             self.dial_tls,
-            self.ca_der,
+            self.ca.trust.clone(),
             &shutdown,
         );
         let sinks = audit::sink::spawn_all(&state, &shutdown);
@@ -364,7 +378,7 @@ impl Controller {
             audit::denials::run(state.clone(), denials_stop.clone())
                 .instrument(tracing::info_span!("denials", controller.id = %id)),
         );
-        let _ = tokio::join!(api, link, sweeper, recordings);
+        let _ = tokio::join!(api, link, sweeper, recordings, ca_watch);
         denials_stop.cancel();
         let _ = denials.await;
         for sink in sinks {
@@ -420,7 +434,7 @@ struct OwnCertificate {
 /// (re-read when they change), else a server certificate for `api_tls_names` from the
 /// controller CA.
 fn api_tls_config(
-    ca: &keys::ca::CertificateAuthority,
+    ca: &keys::identities::CaIdentities,
     config: &Config,
 ) -> Result<(rustls::ServerConfig, Option<OwnCertificate>), ControllerError> {
     let crypto = |e: portcullis_crypto::tls::TlsError| keys::KeyError::Crypto(e.to_string());
@@ -437,10 +451,12 @@ fn api_tls_config(
         };
         return Ok((tls, Some(own)));
     }
-    let lifetime = std::time::Duration::from_secs(30 * 24 * 3600);
-    let (chain, key) = ca.issue_server_identity(&config.api_tls_names, lifetime)?;
-    let api_tls =
-        portcullis_crypto::tls::https_server_config(chain, key, b"http/1.1").map_err(crypto)?;
+    let resolver = ca
+        .api
+        .clone()
+        .ok_or(keys::KeyError::Missing("API certificate"))?;
+    let api_tls = portcullis_crypto::tls::https_server_config_resolved(resolver, b"http/1.1")
+        .map_err(crypto)?;
     Ok((api_tls, None))
 }
 

@@ -208,6 +208,12 @@ pub struct Sync {
     pub heartbeat_ms: u64,
     /// The id of the controller that answered (for logs).
     pub controller_id: String,
+    /// The TLS CA bundle (PEM certificates, the signing CA first): every CA the worker is to
+    /// trust for the controllers' link certificates. It changes during a CA rotation; the
+    /// worker saves it and, when its own certificate is not from the signing CA, renews at
+    /// once. Absent from a controller of an earlier release: the worker keeps what it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
 }
 
 /// A request to admit a session's first connection on this worker.

@@ -86,8 +86,9 @@ pub(crate) enum ControllerCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Print the controller CA certificate (PEM) that clients (PORTCULLIS_CA) and operators
-    /// trust; with `[api] tls_cert_file` set, clients trust your PKI's CA instead.
+    /// Print the controller CA certificates (PEM) that clients (PORTCULLIS_CA) and operators
+    /// trust: the signing CA first, then any other CA of a rotation in progress; with `[api]
+    /// tls_cert_file` set, clients trust your PKI's CA instead.
     Ca {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
         config: PathBuf,
@@ -117,11 +118,19 @@ pub(crate) enum KeysCommand {
         json: bool,
     },
     /// Make a new active key for a purpose (grant, ssh-ca, ssh-host-ca, audit, recording); the old one stays valid
-    /// for verification until retired.
+    /// for verification until retired. For tls-ca, the new CA is `next`: trusted by workers and
+    /// clients from now on but not signing until `keys activate` (see docs/operations.md).
     Rotate {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
         config: PathBuf,
         purpose: String,
+    },
+    /// Make the next TLS CA (from `keys rotate tls-ca`) the signing one, once workers and
+    /// clients have its certificate; the old CA stays trusted until retired.
+    Activate {
+        #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
+        config: PathBuf,
+        key_id: String,
     },
     /// Stop accepting a rotated-out key.
     Retire {
@@ -212,7 +221,8 @@ pub(crate) async fn run_controller(
         }
         ControllerCommand::Ca { config } => {
             let (_, keys) = portcullis_controller::open(&load(&config)?).await?;
-            print!("{}", keys.certificate_authority().await?.cert_pem);
+            // Every CA trusted now (more than one during a rotation), the signing one first.
+            print!("{}", keys.ca_bundle().await?.pem());
             Ok(0)
         }
         ControllerCommand::Init(args) => super::init::run(args, load).await,
@@ -346,11 +356,17 @@ async fn run_keys(cmd: KeysCommand, master_key: &Option<SecretString>) -> anyhow
         }
         KeysCommand::Rotate { config, purpose } => {
             let purpose = portcullis_controller::Purpose::parse(&purpose).with_context(|| {
-                format!("unknown key purpose {purpose:?}: use grant, ssh-ca, ssh-host-ca, audit or recording")
+                format!("unknown key purpose {purpose:?}: use grant, tls-ca, ssh-ca, ssh-host-ca, audit or recording")
             })?;
             let (_, keys) = portcullis_controller::open(&load(&config)?).await?;
             let id = keys.rotate(purpose).await?;
             println!("{id}");
+            Ok(0)
+        }
+        KeysCommand::Activate { config, key_id } => {
+            let (_, keys) = portcullis_controller::open(&load(&config)?).await?;
+            keys.activate(&key_id).await?;
+            eprintln!("activated {key_id}: the controllers issue their certificates from it within seconds; retire the previous TLS CA once every worker has renewed (see docs/operations.md)");
             Ok(0)
         }
         KeysCommand::Retire { config, key_id } => {

@@ -5,6 +5,7 @@
 //! `settings` resolves where the controller is and which token to send; `error` words the
 //! failures.
 
+mod ca_bundle;
 mod error;
 mod settings;
 
@@ -35,6 +36,8 @@ pub(crate) struct ApiClient {
     addr: String,
     http: reqwest::Client,
     token: Option<Token>,
+    /// The CA file trusted, followed through a CA rotation (see [`ca_bundle`]).
+    ca: std::sync::Arc<ca_bundle::CaFile>,
 }
 
 impl ApiClient {
@@ -57,6 +60,7 @@ impl ApiClient {
             addr: settings.addr,
             http,
             token: settings.token,
+            ca: std::sync::Arc::new(ca_bundle::CaFile::new(settings.ca, settings.ca_managed)),
         })
     }
 
@@ -113,12 +117,57 @@ impl ApiClient {
             .send()
             .await
             .map_err(|err| error::transport_error(&self.addr, &err))?;
+        self.follow_ca_bundle(&response).await;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
         }
         let bytes = response.bytes().await.unwrap_or_default();
         Err(ApiError::from_response(status, &bytes, self.token.is_some()).into())
+    }
+}
+
+impl ApiClient {
+    /// Keeps the CA file in step with the controllers' bundle (see [`ca_bundle`]); a failure
+    /// is a warning, never the request's.
+    async fn follow_ca_bundle(&self, response: &reqwest::Response) {
+        let Some(named) = response
+            .headers()
+            .get(ca_bundle::HEADER)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return;
+        };
+        match self.ca.follow(named) {
+            ca_bundle::Follow::Current => {}
+            ca_bundle::Follow::Warn => eprintln!("{}", self.ca.warning(&self.addr)),
+            ca_bundle::Follow::Fetch => {
+                let fetched = async {
+                    let response = self
+                        .http
+                        .get(format!("{}/v1/tls/ca", self.addr))
+                        .send()
+                        .await?
+                        .error_for_status()?;
+                    response.bytes().await
+                }
+                .await;
+                let outcome = match fetched {
+                    Ok(pem) => self.ca.replace(&pem, named),
+                    Err(err) => Err(anyhow::anyhow!("cannot fetch it: {err}")),
+                };
+                match outcome {
+                    Ok(()) => eprintln!(
+                        "the controller's TLS CA bundle changed (a CA rotation); updated {}",
+                        self.ca.path().display()
+                    ),
+                    Err(err) => eprintln!(
+                        "warning: the controller's TLS CA bundle changed but {} was not updated: {err:#}",
+                        self.ca.path().display()
+                    ),
+                }
+            }
+        }
     }
 }
 
@@ -202,6 +251,7 @@ mod tests {
             .unwrap()
             .port();
         let client = ApiClient::new(ClientSettings {
+            ca_managed: false,
             addr: format!("https://127.0.0.1:{port}"),
             ca,
             token: None,

@@ -1,8 +1,16 @@
 //! The worker's current certificate, renewed at half-life over the link. The key never
 //! changes (clients pin it); the certificate is swapped under running listeners.
+//!
+//! Beside it, the CAs the worker trusts for the controllers' link certificates: the bundle
+//! the controllers send in each sync, saved to `ca.pem`. During a TLS CA rotation the bundle
+//! gains the next CA before it signs; once it signs (it leads the bundle), a certificate of
+//! the old CA is renewed at once, before the old CA is retired.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+
+use portcullis_crypto::tls::verify::{chains_to, TrustBundle, Usage};
 
 use rustls::pki_types::CertificateDer;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -24,6 +32,10 @@ pub struct Certificates {
     current: RwLock<Current>,
     signing_key: Arc<dyn rustls::sign::SigningKey>,
     dir: PathBuf,
+    /// The CAs trusted for the controllers' certificates.
+    trust: TrustBundle,
+    /// Set when the certificate is not from the signing CA: renew at the next heartbeat.
+    renew_now: AtomicBool,
 }
 
 impl std::fmt::Debug for Certificates {
@@ -46,7 +58,10 @@ impl Certificates {
         let signing_key = portcullis_crypto::tls::signing_key(&identity.key_der())
             .map_err(|e| WorkerError::Identity(format!("unusable worker key: {e}")))?;
         let certified = certified(&identity.cert_pem, &signing_key)?;
+        let trust = TrustBundle::new(parse_bundle(&identity.ca_pem)?);
         Ok(Certificates {
+            trust,
+            renew_now: AtomicBool::new(false),
             current: RwLock::new(Current {
                 pem: identity.cert_pem.clone(),
                 issued_at: identity.cert_issued_at,
@@ -69,10 +84,37 @@ impl Certificates {
         self.read().pem
     }
 
-    /// True once half of the certificate's lifetime has passed.
+    /// True once half of the certificate's lifetime has passed, or at once when the
+    /// certificate is not from the signing CA.
     pub fn renewal_due(&self, now: u64) -> bool {
         let c = self.read();
-        now >= c.issued_at + c.expires_at.saturating_sub(c.issued_at) / 2
+        self.renew_now.load(Ordering::Relaxed)
+            || now >= c.issued_at + c.expires_at.saturating_sub(c.issued_at) / 2
+    }
+
+    /// The CAs trusted for the controllers' certificates, as the link's verifiers hold them.
+    pub fn trust(&self) -> TrustBundle {
+        self.trust.clone()
+    }
+
+    /// Takes the controllers' CA bundle (PEM, the signing CA first): trusted from now on and
+    /// saved when it differs from the one held; a certificate not from the signing CA is
+    /// due for renewal. Whether the bundle changed.
+    pub fn apply_ca_bundle(&self, pem: &str, now: u64) -> Result<bool, WorkerError> {
+        let cas = parse_bundle(pem)?;
+        let changed = cas != self.trust.get();
+        if changed {
+            crate::identity::save_ca(&self.dir, pem)?;
+            self.trust.replace(cas.clone());
+        }
+        let own = CertificateDer::from_pem_slice(self.read().pem.as_bytes())
+            .map_err(|e| WorkerError::Identity(format!("bad certificate: {e}")))?;
+        let at = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(now));
+        let from_signing = cas
+            .first()
+            .is_some_and(|signing| chains_to(&own, signing, Usage::ClientAuth, at).is_ok());
+        self.renew_now.store(!from_signing, Ordering::Relaxed);
+        Ok(changed)
     }
 
     /// Installs a renewed certificate and saves it.
@@ -89,12 +131,85 @@ impl Certificates {
             expires_at,
             certified,
         };
+        self.renew_now.store(false, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// The certificates of a CA bundle (PEM); at least one.
+fn parse_bundle(pem: &str) -> Result<Vec<CertificateDer<'static>>, WorkerError> {
+    let cas = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| WorkerError::Identity(format!("bad CA certificate: {e}")))?;
+    if cas.is_empty() {
+        return Err(WorkerError::Identity(
+            "the CA bundle holds no certificate".into(),
+        ));
+    }
+    Ok(cas)
 }
 
 impl ResolvesServerCert for Certificates {
     fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.read().certified)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// A CA: its certificate and what issues in its name.
+    fn ca(name: &str) -> (rcgen::Certificate, rcgen::Issuer<'static, rcgen::KeyPair>) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        (cert, rcgen::Issuer::new(params, key))
+    }
+
+    #[test]
+    fn a_bundle_led_by_another_ca_is_saved_and_makes_the_certificate_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, issuer) = ca("old");
+        let (new, _) = ca("new");
+        let worker_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&worker_key, &issuer).unwrap();
+        let identity = Identity {
+            worker_id: "w_1".into(),
+            key_pkcs8: Arc::new(worker_key.serialize_der().into()),
+            cert_pem: cert.pem(),
+            ca_pem: old.pem(),
+            cert_issued_at: 1,
+            cert_expires_at: u64::MAX,
+        };
+        let now = portcullis_proto::clock::Clock::unix_secs(&portcullis_proto::clock::SystemClock);
+        let certs = Certificates::new(&identity, dir.path().to_owned()).unwrap();
+        assert!(!certs.renewal_due(now));
+        // The same bundle: nothing to save, nothing due.
+        assert!(!certs.apply_ca_bundle(&old.pem(), now).unwrap());
+        assert!(!certs.renewal_due(now));
+        // The overlap: the next CA is trusted and saved; the old one still signs.
+        let overlap = old.pem() + &new.pem();
+        assert!(certs.apply_ca_bundle(&overlap, now).unwrap());
+        assert_eq!(certs.trust().get().len(), 2);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("ca.pem")).unwrap(),
+            overlap
+        );
+        assert!(!certs.renewal_due(now));
+        // The activation: a bundle led by the new CA makes the old CA's certificate due.
+        let active = new.pem() + &old.pem();
+        assert!(certs.apply_ca_bundle(&active, now).unwrap());
+        assert!(certs.renewal_due(now));
+        // A bundle with no certificate is refused and changes nothing.
+        assert!(certs.apply_ca_bundle("", now).is_err());
+        assert_eq!(certs.trust().get().len(), 2);
     }
 }

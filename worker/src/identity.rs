@@ -1,5 +1,6 @@
-//! The worker's identity on disk: its Ed25519 key (0600), its certificate, the controller CA,
-//! and its id; created by enrolment with a join token.
+//! The worker's identity on disk: its Ed25519 key (0600), its certificate, the controllers'
+//! CA bundle (`ca.pem`, replaced when a TLS CA rotation changes it), and its id; created by
+//! enrolment with a join token.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -114,6 +115,11 @@ pub fn finish_enrolment(
     };
     identity.save(dir, &key.serialize_pem())?;
     Ok(identity)
+}
+
+/// Saves the controllers' CA bundle (public certificates) as `ca.pem`, atomically.
+pub fn save_ca(dir: &Path, pem: &str) -> Result<(), WorkerError> {
+    write_file(&dir.join("ca.pem"), pem, 0o644)
 }
 
 /// Saves a (renewed) certificate with its validity next to the identity.

@@ -79,7 +79,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     let controllers = PinnedCa::controller(
-        CaTrust::Pinned(shared.identity.ca_der()?),
+        CaTrust::Bundle(shared.certs.trust()),
         link::CONTROLLER_SERVER_NAME,
     )
     .map_err(|e| WorkerError::Tls(e.to_string()))?;

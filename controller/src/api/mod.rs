@@ -23,6 +23,7 @@ pub(crate) mod service_accounts;
 pub(crate) mod service_token;
 pub(crate) mod sessions;
 pub(crate) mod targets;
+pub(crate) mod tls_ca;
 pub(crate) mod users;
 pub(crate) mod workers;
 
@@ -116,6 +117,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/ssh/ca", get(sessions::ssh_ca))
         .route("/v1/ssh/krl", get(sessions::ssh_krl))
         .route("/v1/ssh/gateway-ca", get(sessions::gateway_ca))
+        .route("/v1/tls/ca", get(tls_ca::bundle))
         .fallback(|| async {
             error::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
@@ -127,6 +129,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit_denials,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            tls_ca::name_bundle,
         ))
         .layer(axum::middleware::from_fn(move |req, next| {
             refuse_declared_oversize(max_body, req, next)

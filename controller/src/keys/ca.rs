@@ -67,6 +67,8 @@ pub enum Leaf<'a> {
 /// The CA with its private key, ready to issue.
 pub struct CertificateAuthority {
     issuer: Issuer<'static, KeyPair>,
+    /// The `tls-ca` key's id.
+    pub key_id: String,
     pub cert_pem: String,
     pub cert_der: CertificateDer<'static>,
     /// Hex SHA-256 of the CA's SPKI: what join tokens carry.
@@ -87,6 +89,7 @@ impl CertificateAuthority {
         let cert_der = pem_to_der(cert_pem)?;
         Ok(CertificateAuthority {
             issuer: Issuer::new(ca_params(kid), key),
+            key_id: kid.to_owned(),
             cert_pem: cert_pem.to_owned(),
             cert_der,
             key_fingerprint: portcullis_proto::keys::spki_fingerprint(&spki),

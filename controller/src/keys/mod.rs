@@ -2,10 +2,13 @@
 //! CA, the SSH host CA of the workers' gateways, audit signing, the encryption of stored
 //! recordings) lives in the store, its private half sealed under the master key. Each
 //! purpose has one active key; rotation demotes it to `previous`, which is still accepted
-//! for verification until it is retired. Workers receive public keys only.
+//! for verification until it is retired. Workers receive public keys only. The TLS CA rotates
+//! in three steps with an overlap (a `next` key trusted before it signs): see [`rotation`].
 
 pub(crate) mod ca;
+pub(crate) mod identities;
 pub(crate) mod master;
+pub(crate) mod rotation;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -99,6 +102,30 @@ pub struct PublicKey {
     pub id: String,
     pub state: String,
     pub public_key: Vec<u8>,
+    /// The CA certificate (PEM) of a `tls-ca` key.
+    pub certificate: Option<String>,
+}
+
+/// What everyone trusts for the TLS CA: every usable CA's certificate, the signing one first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaBundle {
+    /// The id of the CA that signs now (the active `tls-ca` key).
+    pub signing_key_id: String,
+    /// PEM certificates, the signing CA's first.
+    pub certificates: Vec<String>,
+}
+
+impl CaBundle {
+    /// The bundle as one PEM file.
+    pub fn pem(&self) -> String {
+        self.certificates.concat()
+    }
+
+    /// Hex SHA-256 of [`CaBundle::pem`]: what the API names in its responses so that a
+    /// client notices a change.
+    pub fn digest(&self) -> String {
+        portcullis_crypto::digest::sha256_hex(self.pem().as_bytes())
+    }
 }
 
 const CACHE_TTL: Duration = Duration::from_secs(2);
@@ -273,6 +300,7 @@ impl Keyset {
                     id: k.id.clone(),
                     state: k.state.clone(),
                     public_key: k.public_key.clone(),
+                    certificate: k.certificate.clone(),
                 })
                 .collect(),
         ));
@@ -371,17 +399,35 @@ impl Keyset {
         ca::CertificateAuthority::new(&key.id, &key.pkcs8, cert, self.clock.clone())
     }
 
-    /// Makes a new active key; the old one stays valid for verification until retired.
+    /// The TLS CA trust bundle (every usable CA, the signing one first).
+    pub async fn ca_bundle(&self) -> Result<CaBundle, KeyError> {
+        let loaded = self.load(Purpose::TlsCa).await?;
+        let certificates = rotation::bundle(
+            loaded
+                .1
+                .iter()
+                .filter_map(|k| Some((k.state.as_str(), k.certificate.as_deref()?))),
+        );
+        Ok(CaBundle {
+            signing_key_id: loaded.0.id.clone(),
+            certificates,
+        })
+    }
+
+    /// Makes a new key: an active one, the old one staying valid for verification until
+    /// retired; for the TLS CA, a `next` one, trusted but not signing until
+    /// [`Keyset::activate`] (see [`rotation`]).
     pub async fn rotate(&self, purpose: Purpose) -> Result<String, KeyError> {
-        if purpose == Purpose::TlsCa {
-            return Err(KeyError::Refused(
-                "the TLS CA cannot be rotated in place yet: workers and clients pin it (see docs/operations.md)".into(),
-            ));
-        }
-        let record = self.generate(purpose)?;
+        let mut record = self.generate(purpose)?;
+        record.state = rotation::rotated_state(purpose).to_owned();
         let mut tx = AuditedTx::begin(&self.store, self).await?;
         self.store.lock(tx.read(), "keyset").await?;
-        key_rows::demote_active(tx.write(), purpose.as_str()).await?;
+        let usable = key_rows::usable(tx.read(), purpose.as_str()).await?;
+        let states: Vec<&str> = usable.iter().map(|k| k.state.as_str()).collect();
+        rotation::may_rotate(purpose, &states).map_err(KeyError::Refused)?;
+        if record.state == rotation::ACTIVE {
+            key_rows::demote_active(tx.write(), purpose.as_str()).await?;
+        }
         key_rows::insert(tx.write(), &record).await?;
         let event = Event::KeyRotated {
             details: KeyPurpose {
@@ -392,6 +438,32 @@ impl Keyset {
         tx.commit(AuditEvent::new(Actor::system(), event)).await?;
         self.cache.write().await.clear();
         Ok(record.id)
+    }
+
+    /// Makes the `next` TLS CA `key_id` the signing one; the active one becomes `previous`
+    /// and stays trusted until retired. Every controller issues from it within the keyset's
+    /// cache time.
+    pub async fn activate(&self, key_id: &str) -> Result<(), KeyError> {
+        let purpose = Purpose::TlsCa;
+        let mut tx = AuditedTx::begin(&self.store, self).await?;
+        self.store.lock(tx.read(), "keyset").await?;
+        let rows = key_rows::list(tx.read()).await?;
+        let state = rows
+            .iter()
+            .find(|k| k.id == key_id && k.purpose == purpose.as_str())
+            .map(|k| k.state.as_str());
+        rotation::may_activate(key_id, state).map_err(KeyError::Refused)?;
+        key_rows::demote_active(tx.write(), purpose.as_str()).await?;
+        key_rows::activate_next(tx.write(), key_id).await?;
+        let event = Event::KeyActivated {
+            details: KeyPurpose {
+                key_id: key_id.to_owned(),
+                purpose: purpose.as_str().to_owned(),
+            },
+        };
+        tx.commit(AuditEvent::new(Actor::system(), event)).await?;
+        self.cache.write().await.clear();
+        Ok(())
     }
 
     /// Retires a previous key: it is no longer accepted anywhere.

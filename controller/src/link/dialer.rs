@@ -11,36 +11,38 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_crypto::tls::verify::{chains_to, AnyKey, Usage};
+use portcullis_crypto::tls::verify::{chains_to, AnyKey, TrustBundle, Usage};
 use portcullis_crypto::tls::{self, ClientAuth};
 use portcullis_proto::link::LinkError;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::keys::ca::CertificateAuthority;
+use crate::keys::identities::CaIdentities;
 use crate::keys::KeyError;
 use crate::state::AppState;
 
-/// The TLS client config a controller dials workers with: its link certificate, and any
-/// worker key whose holder proves it (`AnyKey`): the protocol decides what the link may do.
-pub(crate) fn client_config(
-    ca: &CertificateAuthority,
-) -> Result<Arc<rustls::ClientConfig>, KeyError> {
-    let (chain, key) = ca.issue_controller_identity(Duration::from_secs(30 * 24 * 3600))?;
+/// The TLS client config a controller dials workers with: its link certificate (issued again
+/// when the signing CA changes), and any worker key whose holder proves it (`AnyKey`): the
+/// protocol decides what the link may do.
+pub(crate) fn client_config(ca: &CaIdentities) -> Result<Arc<rustls::ClientConfig>, KeyError> {
     let config = tls::client_config(
         Arc::new(AnyKey),
-        ClientAuth::Cert { chain, key },
+        ClientAuth::Resolver(ca.dial.clone()),
         portcullis_proto::link::ALPN,
     )
     .map_err(|e| KeyError::Crypto(e.to_string()))?;
     Ok(Arc::new(config))
 }
 
-/// The worker's key, when its certificate chains to our CA (an enrolled worker).
-fn enrolled_key(cert: &CertificateDer<'_>, ca: &CertificateDer<'_>) -> Option<Vec<u8>> {
-    chains_to(cert, ca, Usage::ServerAuth, UnixTime::now()).ok()?;
-    tls::spki_of(cert).ok()
+/// The worker's key, when its certificate chains to a trusted CA (an enrolled worker).
+fn enrolled_key(cert: &CertificateDer<'_>, trust: &TrustBundle) -> Option<Vec<u8>> {
+    let now = UnixTime::now();
+    trust
+        .get()
+        .iter()
+        .any(|ca| chains_to(cert, ca, Usage::ServerAuth, now).is_ok())
+        .then(|| tls::spki_of(cert).ok())?
 }
 
 /// Keeps a link to each configured worker address until `shutdown`.
@@ -48,14 +50,14 @@ pub(crate) fn spawn_all(
     state: &AppState,
     addrs: &[String],
     tls: Arc<rustls::ClientConfig>,
-    ca_der: CertificateDer<'static>,
+    trust: TrustBundle,
     shutdown: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     addrs
         .iter()
         .map(|addr| {
             let span = tracing::info_span!("worker_dial", worker.addr = %addr, worker.id = tracing::field::Empty);
-            tokio::spawn(dial_loop(state.clone(), addr.clone(), tls.clone(), ca_der.clone(), shutdown.clone()).instrument(span))
+            tokio::spawn(dial_loop(state.clone(), addr.clone(), tls.clone(), trust.clone(), shutdown.clone()).instrument(span))
         })
         .collect()
 }
@@ -64,7 +66,7 @@ async fn dial_loop(
     state: AppState,
     addr: String,
     tls: Arc<rustls::ClientConfig>,
-    ca: CertificateDer<'static>,
+    trust: TrustBundle,
     shutdown: CancellationToken,
 ) {
     let connector = tokio_rustls::TlsConnector::from(tls);
@@ -101,7 +103,7 @@ async fn dial_loop(
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .and_then(|c| enrolled_key(c, &ca));
+                .and_then(|c| enrolled_key(c, &trust));
             super::drive(tls, peer_addr, peer, None, state.clone(), shutdown.clone()).await
         };
         match attempt.await {

@@ -215,11 +215,16 @@ async fn sync(
         Ok(keys) => keys,
         Err(e) => return error(format!("keyset unavailable: {e}")),
     };
+    let tls_ca = match state.keys.ca_bundle().await {
+        Ok(bundle) => bundle.pem(),
+        Err(e) => return error(format!("keyset unavailable: {e}")),
+    };
     Response::Sync(Sync {
         grant_keys,
         ended,
         heartbeat_ms: u64::try_from(state.config.heartbeat_interval.as_millis()).unwrap_or(1000),
         controller_id: state.controller_id.to_string(),
+        tls_ca: Some(tls_ca),
     })
 }
 

@@ -19,22 +19,19 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::keys::ca::CertificateAuthority;
+use crate::keys::identities::CaIdentities;
 use crate::keys::KeyError;
 use crate::state::AppState;
 pub(crate) use drive::drive;
 
-/// Builds the link's TLS config: a certificate for `portcullis-controller`, client
-/// certificates verified against the CA but optional (a worker enrolling has none yet).
-pub(crate) fn tls_config(ca: &CertificateAuthority) -> Result<Arc<rustls::ServerConfig>, KeyError> {
-    let (chain, key) = ca.issue_server_identity(
-        &[link::CONTROLLER_SERVER_NAME.to_owned()],
-        Duration::from_secs(30 * 24 * 3600),
-    )?;
+/// Builds the link's TLS config: the controller's certificate for `portcullis-controller`
+/// and client certificates verified against the trusted CAs but optional (a worker enrolling
+/// has none yet), both followed in place through a TLS CA rotation.
+pub(crate) fn tls_config(ca: &CaIdentities) -> Result<Arc<rustls::ServerConfig>, KeyError> {
     use portcullis_crypto::tls::{verify::PinnedCa, ServerCert};
-    let workers = PinnedCa::worker_or_none(ca.cert_der.clone())
-        .map_err(|e| KeyError::Crypto(e.to_string()))?;
-    let cert = ServerCert::Single { chain, key };
+    let workers =
+        PinnedCa::worker_or_none(ca.trust.clone()).map_err(|e| KeyError::Crypto(e.to_string()))?;
+    let cert = ServerCert::Resolver(ca.link.clone());
     let config = portcullis_crypto::tls::server_config(Arc::new(workers), cert, link::ALPN)
         .map_err(|e| KeyError::Crypto(e.to_string()))?;
     Ok(Arc::new(config))

@@ -86,6 +86,16 @@ pub(crate) async fn demote_active(w: Write<'_>, purpose: &str) -> Result<()> {
     Ok(())
 }
 
+/// Makes the `next` key `id` active.
+pub(crate) async fn activate_next(w: Write<'_>, id: &str) -> Result<()> {
+    let conn = w.conn();
+    sqlx::query("UPDATE keys SET state = 'active' WHERE id = $1 AND state = 'next'")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Retires a previous key; true if it was `previous`.
 pub(crate) async fn retire(w: Write<'_>, id: &str, now: i64) -> Result<bool> {
     let conn = w.conn();

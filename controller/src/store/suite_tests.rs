@@ -743,6 +743,64 @@ async fn rate_limit_counts_per_window() {
 }
 
 #[tokio::test]
+async fn the_tls_ca_rotates_with_an_overlap_next_then_active_then_retired() {
+    for b in backends().await {
+        let master = MasterKey::generate_hex().unwrap();
+        let keys = Keyset::new(b.store.clone(), MasterKey::from_hex(&master).unwrap());
+        keys.ensure().await.unwrap();
+        let old = keys.certificate_authority().await.unwrap();
+        let before = keys.ca_bundle().await.unwrap();
+        assert_eq!(before.certificates.len(), 1, "{}", b.name);
+        // Rotate: the new CA is trusted (in the bundle) but the old one still signs.
+        let new_id = keys.rotate(Purpose::TlsCa).await.unwrap();
+        let overlap = keys.ca_bundle().await.unwrap();
+        assert_eq!(overlap.signing_key_id, old.key_id, "{}", b.name);
+        assert_eq!(overlap.certificates.len(), 2);
+        assert_eq!(overlap.certificates[0], before.certificates[0]);
+        assert_ne!(overlap.digest(), before.digest());
+        assert_eq!(
+            keys.certificate_authority().await.unwrap().key_id,
+            old.key_id
+        );
+        let again = keys.rotate(Purpose::TlsCa).await.unwrap_err().to_string();
+        assert!(again.contains("keys activate"), "{again}");
+        assert!(
+            keys.retire(&new_id).await.is_err(),
+            "a next CA is not retired"
+        );
+        // Activate: the new CA signs and leads the bundle; the old one stays in it.
+        keys.activate(&new_id).await.unwrap();
+        let active = keys.ca_bundle().await.unwrap();
+        assert_eq!(active.signing_key_id, new_id);
+        assert_eq!(active.certificates.len(), 2);
+        assert_eq!(active.certificates[1], before.certificates[0]);
+        assert_eq!(keys.certificate_authority().await.unwrap().key_id, new_id);
+        assert!(keys.activate(&new_id).await.is_err(), "already active");
+        assert!(keys.activate(&old.key_id).await.is_err(), "previous");
+        // Retire the old CA: it leaves the bundle.
+        keys.retire(&old.key_id).await.unwrap();
+        let after = keys.ca_bundle().await.unwrap();
+        assert_eq!(after.certificates, vec![active.certificates[0].clone()]);
+        let mut conn = b.store.conn().await.unwrap();
+        let events = store::audit::after(&mut conn, 0, 100).await.unwrap();
+        for (kind, key) in [
+            ("key_rotated", &new_id),
+            ("key_activated", &new_id),
+            ("key_retired", &old.key_id),
+        ] {
+            assert!(
+                events
+                    .iter()
+                    .any(|(_, body)| body.contains(&format!("\"{kind}\""))
+                        && body.contains(key.as_str())),
+                "{}: no {kind} event for {key}",
+                b.name
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn keyset_rotation_keeps_previous_keys_until_retired() {
     for b in backends().await {
         let master = MasterKey::generate_hex().unwrap();

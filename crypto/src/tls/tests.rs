@@ -16,7 +16,9 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConnection, ServerConnection};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 
-use super::verify::{chains_to, AnyKey, CaTrust, PinnedCa, PinnedCertificate, PinnedKey, Usage};
+use super::verify::{
+    chains_to, AnyKey, CaTrust, PinnedCa, PinnedCertificate, PinnedKey, TrustBundle, Usage,
+};
 use super::*;
 use crate::digest::{sha256, sha256_hex};
 
@@ -430,7 +432,7 @@ fn before_enrolment_the_ca_is_the_one_whose_key_the_join_token_pins() {
 #[test]
 fn the_link_listener_takes_a_worker_of_its_ca_or_no_certificate() {
     let (ca, other) = (ca(), ca());
-    let verifier = PinnedCa::worker_or_none(ca.der.clone()).unwrap();
+    let verifier = PinnedCa::worker_or_none(TrustBundle::new(vec![ca.der.clone()])).unwrap();
     assert!(!verifier.client_auth_mandatory());
     assert_eq!(
         rustls::server::danger::ClientCertVerifier::root_hint_subjects(&verifier).len(),
@@ -445,6 +447,34 @@ fn the_link_listener_takes_a_worker_of_its_ca_or_no_certificate() {
     assert!(verifier
         .verify_client_cert(&worker_cert(None).cert, &[], now())
         .is_err());
+}
+
+#[test]
+fn a_trust_bundle_accepts_either_ca_until_one_leaves_it() {
+    let (old, new) = (ca(), ca());
+    let bundle = TrustBundle::new(vec![old.der.clone()]);
+    let verifier = PinnedCa::worker_or_none(bundle.clone()).unwrap();
+    let (of_old, of_new) = (worker_cert(Some(&old)).cert, worker_cert(Some(&new)).cert);
+    assert!(verifier.verify_client_cert(&of_old, &[], now()).is_ok());
+    assert!(verifier.verify_client_cert(&of_new, &[], now()).is_err());
+    // The overlap: the new CA joins, the old one stays.
+    bundle.replace(vec![new.der.clone(), old.der.clone()]);
+    assert!(verifier.verify_client_cert(&of_old, &[], now()).is_ok());
+    assert!(verifier.verify_client_cert(&of_new, &[], now()).is_ok());
+    // The old CA retired: its certificates are refused, with what to do.
+    bundle.replace(vec![new.der.clone()]);
+    assert!(verifier.verify_client_cert(&of_new, &[], now()).is_ok());
+    let refused = verifier
+        .verify_client_cert(&of_old, &[], now())
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("new join token"), "{refused}");
+    // A controller's view, as a worker holds it: the same bundle.
+    let controller = PinnedCa::controller(CaTrust::Bundle(bundle), CONTROLLER).unwrap();
+    let link = controller_cert(&new, ExtendedKeyUsagePurpose::ServerAuth);
+    assert!(controller
+        .verify_server_cert(&link.cert, &[], &name(), &[], now())
+        .is_ok());
 }
 
 #[test]

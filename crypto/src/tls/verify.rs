@@ -50,15 +50,30 @@ fn issued<'a>(
     usage: Usage,
     now: UnixTime,
 ) -> Result<webpki::EndEntityCert<'a>, rustls::Error> {
-    let anchor = webpki::anchor_from_trusted_cert(ca)
-        .map_err(|e| rustls::Error::General(format!("unusable CA certificate: {e}")))?;
+    issued_by_any(ee, std::slice::from_ref(ca), usage, now)
+}
+
+/// Like [`issued`], by any of `cas` (a trust bundle during a CA rotation).
+fn issued_by_any<'a>(
+    ee: &'a CertificateDer<'a>,
+    cas: &[CertificateDer<'_>],
+    usage: Usage,
+    now: UnixTime,
+) -> Result<webpki::EndEntityCert<'a>, rustls::Error> {
+    let anchors = cas
+        .iter()
+        .map(|ca| {
+            webpki::anchor_from_trusted_cert(ca)
+                .map_err(|e| rustls::Error::General(format!("unusable CA certificate: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let cert = webpki::EndEntityCert::try_from(ee)
         .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
     let usage = match usage {
         Usage::ServerAuth => webpki::KeyUsage::server_auth(),
         Usage::ClientAuth => webpki::KeyUsage::client_auth(),
     };
-    cert.verify_for_usage(algorithms().all, &[anchor], &[], now, usage, None, None)
+    cert.verify_for_usage(algorithms().all, &anchors, &[], now, usage, None, None)
         .map_err(|e| rustls::Error::General(format!("the certificate is not the CA's: {e}")))?;
     Ok(cert)
 }
@@ -214,11 +229,47 @@ impl ClientCertVerifier for AnyKey {
     handshake_signatures!();
 }
 
+/// The CA certificates a side trusts, replaced in place when a CA rotation changes them
+/// (a new CA joins before it signs; a retired one leaves): every verifier holding a clone
+/// sees the change at its next handshake.
+#[derive(Debug, Clone)]
+pub struct TrustBundle(Arc<std::sync::RwLock<Vec<CertificateDer<'static>>>>);
+
+impl TrustBundle {
+    pub fn new(cas: Vec<CertificateDer<'static>>) -> TrustBundle {
+        TrustBundle(Arc::new(std::sync::RwLock::new(cas)))
+    }
+
+    /// The CA certificates trusted now.
+    pub fn get(&self) -> Vec<CertificateDer<'static>> {
+        match self.0.read() {
+            Ok(cas) => cas.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Trusts `cas` from now on, instead of what was trusted.
+    pub fn replace(&self, cas: Vec<CertificateDer<'static>>) {
+        match self.0.write() {
+            Ok(mut held) => *held = cas,
+            Err(poisoned) => *poisoned.into_inner() = cas,
+        }
+    }
+}
+
+/// What a side that trusted only the CAs of its bundle is told when a certificate is not
+/// theirs: after a CA rotation completed without it, a worker must enrol again.
+const NOT_TRUSTED_ADVICE: &str = "if the controllers' TLS CA was rotated and the old CA \
+     retired while this worker was away, enrol the worker again with a new join token \
+     (`portcullis controller join-token`; see docs/operations.md)";
+
 /// Which CA a [`PinnedCa`] verifier trusts.
 #[derive(Debug, Clone)]
 pub enum CaTrust {
     /// This CA certificate (saved at enrolment, or the controller's own).
     Pinned(CertificateDer<'static>),
+    /// Any CA of this bundle (the CA file a worker keeps, the controller's usable CAs).
+    Bundle(TrustBundle),
     /// The CA certificate the peer sends last in its chain, if the SHA-256 (hex) of its SPKI
     /// is this: the pin a join token carries, before the worker has the CA.
     KeyHash(String),
@@ -254,14 +305,22 @@ impl PinnedCa {
         })
     }
 
-    /// A worker's certificate issued by `ca`, or none: the controller's link listener (a
-    /// worker enrolling has no certificate yet and may only send `join`).
-    pub fn worker_or_none(ca: CertificateDer<'static>) -> Result<PinnedCa, TlsError> {
-        let anchor = webpki::anchor_from_trusted_cert(&ca)
-            .map_err(|e| TlsError::BadCertificate(format!("the CA: {e}")))?;
-        let hints = vec![DistinguishedName::in_sequence(anchor.subject.as_ref())];
+    /// A worker's certificate issued by a CA of `cas`, or none: the controller's link
+    /// listener (a worker enrolling has no certificate yet and may only send `join`). The
+    /// hints name the CAs trusted at construction; they are advisory (a worker presents its
+    /// one certificate whatever they say).
+    pub fn worker_or_none(cas: TrustBundle) -> Result<PinnedCa, TlsError> {
+        let hints = cas
+            .get()
+            .iter()
+            .map(|ca| {
+                webpki::anchor_from_trusted_cert(ca)
+                    .map(|anchor| DistinguishedName::in_sequence(anchor.subject.as_ref()))
+                    .map_err(|e| TlsError::BadCertificate(format!("the CA: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(PinnedCa {
-            trust: CaTrust::Pinned(ca),
+            trust: CaTrust::Bundle(cas),
             name: None,
             role: "worker",
             optional: true,
@@ -277,8 +336,13 @@ impl PinnedCa {
         now: UnixTime,
     ) -> Result<(), rustls::Error> {
         let role = self.role;
-        let ca = match &self.trust {
-            CaTrust::Pinned(ca) => ca,
+        let bundle;
+        let cas = match &self.trust {
+            CaTrust::Pinned(ca) => std::slice::from_ref(ca),
+            CaTrust::Bundle(trusted) => {
+                bundle = trusted.get();
+                bundle.as_slice()
+            }
             CaTrust::KeyHash(hash) => {
                 let ca = intermediates.last().ok_or_else(|| {
                     rustls::Error::General(format!("the {role} sent no CA certificate"))
@@ -291,11 +355,16 @@ impl PinnedCa {
                         "the {role}'s CA does not match the join token: wrong {role}?"
                     )));
                 }
-                ca
+                std::slice::from_ref(ca)
             }
         };
-        let cert = issued(ee, ca, usage, now)
-            .map_err(|e| rustls::Error::General(format!("{role} certificate: {e}")))?;
+        let cert = issued_by_any(ee, cas, usage, now).map_err(|e| {
+            let advice = match self.trust {
+                CaTrust::KeyHash(_) => String::new(),
+                _ => format!("; {NOT_TRUSTED_ADVICE}"),
+            };
+            rustls::Error::General(format!("{role} certificate: {e}{advice}"))
+        })?;
         if let Some(name) = &self.name {
             cert.verify_is_valid_for_subject_name(name).map_err(|_| {
                 rustls::Error::General(format!(

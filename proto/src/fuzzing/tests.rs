@@ -202,6 +202,7 @@ fn write_seeds() {
                     }],
                     heartbeat_ms: 1000,
                     controller_id: "c_1".into(),
+                    tls_ca: None,
                 }),
             },
         ),

@@ -104,6 +104,10 @@ pub(crate) struct ClientSettings {
     /// `https://host:port`, without a trailing slash.
     pub addr: String,
     pub ca: PathBuf,
+    /// Whether `ca` is the CLI's own file (`CONFIG/portcullis/ca.pem`), which it replaces
+    /// when a CA rotation changes the bundle; a file named by `--ca` or `PORTCULLIS_CA` is
+    /// not.
+    pub ca_managed: bool,
     pub token: Option<Token>,
 }
 
@@ -126,10 +130,10 @@ impl ClientArgs {
             },
         };
         let addr = normalize_addr(&addr)?;
-        let ca = match &self.ca {
-            Some(ca) => ca.clone(),
+        let (ca, ca_managed) = match &self.ca {
+            Some(ca) => (ca.clone(), false),
             None => match dir.map(|d| d.join("ca.pem")).filter(|p| p.exists()) {
-                Some(file) => file,
+                Some(file) => (file, true),
                 None => bail!(
                     "no CA for the controller: pass --ca FILE or set PORTCULLIS_CA to the PEM \
                      file of the controller's CA (the CLI trusts nothing else)"
@@ -143,7 +147,12 @@ impl ClientArgs {
                 None => None,
             },
         };
-        Ok(ClientSettings { addr, ca, token })
+        Ok(ClientSettings {
+            addr,
+            ca,
+            ca_managed,
+            token,
+        })
     }
 }
 

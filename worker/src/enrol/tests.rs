@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use portcullis_crypto::tls::verify::{AnyKey, PinnedCa};
+use portcullis_crypto::tls::verify::{AnyKey, PinnedCa, TrustBundle};
 use portcullis_crypto::tls::{self, ClientAuth, ServerCert};
 use portcullis_proto::api::{join_token, JoinResponse};
 use portcullis_proto::link::{self, Frame, Request, Response};
@@ -59,7 +59,8 @@ impl Controller {
     async fn handshake(&self, stream: DuplexStream, worker: Side) -> Result<Link, String> {
         match worker {
             Side::Dial => {
-                let workers = PinnedCa::worker_or_none(self.ca.clone()).unwrap();
+                let workers =
+                    PinnedCa::worker_or_none(TrustBundle::new(vec![self.ca.clone()])).unwrap();
                 let cert = ServerCert::Single {
                     chain: self.chain.clone(),
                     key: self.key.clone_key(),

@@ -69,7 +69,7 @@ fn client_config(shared: &Shared) -> Result<Arc<rustls::ClientConfig>, LinkError
         reason: e.to_string(),
     };
     let identity = shared.identity.clone();
-    let ca = CaTrust::Pinned(identity.ca_der().map_err(|e| set_up(&e))?);
+    let ca = CaTrust::Bundle(shared.certs.trust());
     let controller =
         PinnedCa::controller(ca, link::CONTROLLER_SERVER_NAME).map_err(|e| set_up(&e))?;
     let cert = rustls::pki_types::CertificateDer::from_pem_slice(shared.certs.pem().as_bytes())

@@ -198,6 +198,18 @@ pub(super) fn serve(shared: &Shared, body: Request) -> Response {
 
 fn apply_sync(shared: &Shared, sync: link::Sync) {
     shared.table.heard(sync.grant_keys);
+    if let Some(bundle) = sync.tls_ca {
+        match shared
+            .certs
+            .apply_ca_bundle(&bundle, shared.clock.unix_secs())
+        {
+            Ok(true) => tracing::info!("the controllers' TLS CA bundle changed; saved to ca.pem"),
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot take the controllers' TLS CA bundle; keeping the CAs trusted now")
+            }
+        }
+    }
     for end in sync.ended {
         shared.table.end(&end.session_id, end.reason);
     }

@@ -350,6 +350,7 @@ fn a_worker_peer_and_a_controller_peer_speak_to_each_other_in_memory() {
             ended,
             heartbeat_ms: 1000,
             controller_id: "c_1".into(),
+            tls_ca: None,
         })
     };
     let answer = controller.answer(id, sync(vec![])).unwrap();
@@ -458,4 +459,24 @@ fn the_silence_limit_follows_the_heartbeat_and_stays_inside_the_admission_grace(
         worker.poll_timers(start + millis(900)),
         Err(LinkError::Silent { .. })
     ));
+}
+
+#[test]
+fn a_sync_without_the_tls_ca_bundle_still_decodes_and_one_with_it_keeps_it() {
+    // A controller of an earlier release sends no bundle: the worker keeps the CAs it has.
+    let earlier =
+        r#"{"type":"sync","grant_keys":[],"ended":[],"heartbeat_ms":1000,"controller_id":"c_1"}"#;
+    let Response::Sync(sync) = serde_json::from_str::<Response>(earlier).unwrap() else {
+        panic!("not a sync");
+    };
+    assert_eq!(sync.tls_ca, None);
+    let with = serde_json::to_string(&Response::Sync(Sync {
+        tls_ca: Some("PEM".into()),
+        ..sync
+    }))
+    .unwrap();
+    let Response::Sync(back) = serde_json::from_str::<Response>(&with).unwrap() else {
+        panic!("not a sync");
+    };
+    assert_eq!(back.tls_ca.as_deref(), Some("PEM"));
 }
