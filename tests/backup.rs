@@ -3,7 +3,8 @@
 //! writes restores into a fresh directory whose controller serves the old targets and whose
 //! audit chain verifies; the backup holds no plain master key; a wrong passphrase, a changed
 //! snapshot, a schema newer than the binary and an existing store are refused with nothing
-//! written. On PostgreSQL the backup prints the `pg_dump` line, which, with the `pg_restore`
+//! written; a backup never migrates: a store at another schema than the binary's is refused
+//! and left as it was. On PostgreSQL the backup prints the `pg_dump` line, which, with the `pg_restore`
 //! line, brings the store back into a new database.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
@@ -374,6 +375,62 @@ fn a_backup_taken_while_the_controller_writes_restores_and_serves_the_old_target
     assert!(
         verdict["events"].as_u64().unwrap() > head_seq,
         "the restored chain goes on from the snapshot's head: {verdict}"
+    );
+}
+
+#[test]
+fn a_backup_never_migrates_and_refuses_a_store_at_another_schema() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let mut c = Controller::start(&dir);
+    common::cluster::sigterm(&c.child);
+    common::cluster::wait_exit(&mut c.child, Duration::from_secs(20));
+    let pass = secret_file(&tmp.path().join("passphrase"), PASSPHRASE);
+    let url = format!("sqlite://{}", dir.join("portcullis.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sql = |query: &str| {
+        rt.block_on(async {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let rows: Vec<(i64,)> = sqlx::query_as(query).fetch_all(&mut conn).await.unwrap();
+            rows.into_iter().map(|r| r.0).collect::<Vec<i64>>()
+        })
+    };
+    // The store as an older binary left it: its newest migration not applied yet.
+    let newest = sql("SELECT MAX(version) FROM _sqlx_migrations WHERE version < 1000")[0];
+    sql(&format!(
+        "DELETE FROM _sqlx_migrations WHERE version = {newest} RETURNING version"
+    ));
+    let out_dir = tmp.path().join("older");
+    let out = backup(&c.config, &out_dir, &pass);
+    assert!(!out.status.success());
+    let text = stderr(&out);
+    assert!(text.contains("never migrates"), "{text}");
+    assert!(
+        !out_dir.exists() || names_in(&out_dir).is_empty(),
+        "files left in {out_dir:?}"
+    );
+    let left = sql(&format!(
+        "SELECT COUNT(*) FROM _sqlx_migrations WHERE version = {newest}"
+    ));
+    assert_eq!(left, [0], "the backup migrated the store");
+
+    // A store a newer binary migrated.
+    sql(&format!(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ({newest}, 'back', 1, x'00', 0), (999, 'newer', 1, x'00', 0) RETURNING version"
+    ));
+    let out_dir = tmp.path().join("newer");
+    let out = backup(&c.config, &out_dir, &pass);
+    assert!(!out.status.success());
+    let text = stderr(&out);
+    assert!(text.contains("999"), "{text}");
+    assert!(
+        !out_dir.exists() || names_in(&out_dir).is_empty(),
+        "files left in {out_dir:?}"
     );
 }
 

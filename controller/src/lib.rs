@@ -99,11 +99,8 @@ async fn open_on(
 ) -> Result<(Store, Keyset), ControllerError> {
     let store = Store::connect(&config.store_url, config.store_max_connections).await?;
     store.migrate().await?;
-    let master = match &config.master_key {
-        config::MasterKeySource::File(path) => MasterKey::from_file(path)?,
-        config::MasterKeySource::Env(hex) => MasterKey::from_hex(hex)?,
-    };
-    let keys = Keyset::new(store.clone(), master).with_clock(clock);
+    let keys =
+        Keyset::new(store.clone(), MasterKey::from_source(&config.master_key)?).with_clock(clock);
     keys.ensure().await?;
     Ok((store, keys))
 }

@@ -15,8 +15,9 @@ use super::verify;
 use super::{BackupError, Passphrase};
 use crate::audit::{event, Actor, AuditEvent, AuditedTx, Event};
 use crate::config::{Config, MasterKeySource};
+use crate::keys::Keyset;
 use crate::secret::ExposeSecret as _;
-use crate::store::Dialect;
+use crate::store::{Dialect, Store, StoreError};
 use crate::tokens::Operator;
 
 /// What a backup wrote.
@@ -38,9 +39,16 @@ pub async fn create(
     operator: &Operator,
 ) -> Result<Created, BackupError> {
     let master = master_key_bytes(&config.master_key)?;
-    // The store and keyset as every offline command opens them: the master key must open
-    // the keyset before anything is written.
-    let (store, keys) = crate::open(config).await?;
+    // The store as it is, never migrated: a newer binary would otherwise migrate the store
+    // under a running older controller. The master key must open the keyset before
+    // anything is written.
+    let store = Store::connect(&config.store_url, config.store_max_connections).await?;
+    same_schema(&store).await?;
+    let keys = Keyset::new(
+        store.clone(),
+        crate::keys::MasterKey::from_source(&config.master_key)?,
+    );
+    keys.ensure().await?;
     let created_dir = files::prepare_dir(out)?;
     let mut partial = Partial {
         dir: out.to_owned(),
@@ -295,4 +303,25 @@ fn pg_steps(url: &str, out: &Path) -> Result<PostgresSteps, BackupError> {
         ),
         restore: format!("pg_restore --exit-on-error --no-owner --dbname NEW_DATABASE_URL {dump}"),
     })
+}
+
+/// The store's schema is this binary's: an older one is refused (this binary would have to
+/// migrate it), a newer one too (this binary does not know its tables).
+async fn same_schema(store: &Store) -> Result<(), BackupError> {
+    let known = crate::store::known_schema(store.dialect());
+    let applied = {
+        let mut conn = store.conn().await?;
+        crate::store::applied_schema(&mut conn).await?
+    };
+    if applied > known {
+        return Err(StoreError::SchemaNewer { applied, known }.into());
+    }
+    if applied < known {
+        return Err(BackupError::Refused(format!(
+            "the store's schema is at migration {applied}, this binary's at {known}: a backup \
+             never migrates. Back up with the binary the controller runs (`portcullis \
+             --version`), or start this version's controller first (it migrates the store)"
+        )));
+    }
+    Ok(())
 }

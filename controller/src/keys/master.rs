@@ -22,6 +22,14 @@ impl std::fmt::Debug for MasterKey {
 }
 
 impl MasterKey {
+    /// The master key from where the config names it: its file, or the environment.
+    pub fn from_source(source: &crate::config::MasterKeySource) -> Result<MasterKey, KeyError> {
+        match source {
+            crate::config::MasterKeySource::File(path) => MasterKey::from_file(path),
+            crate::config::MasterKeySource::Env(hex) => MasterKey::from_hex(hex),
+        }
+    }
+
     /// Parses 64 hex characters (surrounding whitespace ignored).
     pub fn from_hex(text: &SecretString) -> Result<MasterKey, KeyError> {
         let bytes = Zeroizing::new(hex::decode(text.expose_secret().trim()).map_err(|_| {
