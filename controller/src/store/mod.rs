@@ -15,10 +15,14 @@ mod checkpoint;
 pub(crate) mod connections;
 pub(crate) mod join_tokens;
 pub(crate) mod keys;
+#[cfg(test)]
+mod keys_suite_tests;
 pub(crate) mod local_users;
 #[cfg(test)]
 mod local_users_suite_tests;
 pub(crate) mod oidc_logins;
+#[cfg(test)]
+mod oidc_logins_suite_tests;
 pub(crate) mod pve_tokens;
 #[cfg(test)]
 mod pve_tokens_suite_tests;
@@ -30,6 +34,8 @@ pub(crate) mod service_accounts;
 #[cfg(test)]
 mod service_accounts_suite_tests;
 pub(crate) mod sessions;
+#[cfg(test)]
+mod sessions_suite_tests;
 pub(crate) mod ssh_certificates;
 #[cfg(test)]
 mod suite_tests;
@@ -37,6 +43,8 @@ pub(crate) mod targets;
 pub(crate) mod tokens;
 pub(crate) mod users;
 pub(crate) mod vault_credentials;
+#[cfg(test)]
+mod vault_credentials_suite_tests;
 pub(crate) mod workers;
 #[cfg(test)]
 mod writes_tests;
