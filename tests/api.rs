@@ -185,6 +185,43 @@ fn bad_bodies_get_4xx_naming_the_field_and_write_nothing() {
 }
 
 #[test]
+fn a_second_dev_on_a_state_dir_a_live_one_holds_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let dev = Dev::start_in(&state, &[]);
+    let env_before = std::fs::read(state.join("dev.env")).unwrap();
+    let mut second = std::process::Command::new(common::dev::bin())
+        .args(["dev", "--state-dir"])
+        .arg(&state)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = common::cluster::wait_exit(&mut second, std::time::Duration::from_secs(30));
+    let out = second.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success(), "the second dev ran: {stderr}");
+    assert!(
+        stderr.contains("another `portcullis dev`")
+            && stderr.contains(&format!("process {}", dev.child.id())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--state-dir"), "{stderr}");
+    assert_eq!(
+        std::fs::read(state.join("dev.env")).unwrap(),
+        env_before,
+        "the refused dev rewrote dev.env"
+    );
+    // The first one still serves with its dev.env.
+    let out = dev.cli().args(["targets", "list"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn a_restart_on_the_same_state_dir_keeps_targets_and_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");

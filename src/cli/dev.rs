@@ -21,7 +21,8 @@ const DEV_POLICY: &str = include_str!("../../config/policy-dev.toml");
     after_help = "Example:\n  portcullis dev --state-dir /tmp/pc &\n  . /tmp/pc/dev.env\n  portcullis targets list\n  portcullis connect echo --listen-port 0"
 )]
 pub(crate) struct DevArgs {
-    /// Where the SQLite database, keys, CA certificate and dev.env live (created 0700).
+    /// Where the SQLite database, keys, CA certificate and dev.env live (created 0700); one
+    /// running `dev` per directory.
     #[arg(long, default_value = ".state/dev")]
     pub state_dir: PathBuf,
     /// The dev identity's user name.
@@ -96,7 +97,7 @@ fn controller_config(args: &DevArgs, state: &Path, policy: PathBuf) -> anyhow::R
 
 /// Runs `portcullis dev` until SIGINT or SIGTERM, then drains the worker and stops.
 pub(crate) async fn run(args: DevArgs) -> anyhow::Result<i32> {
-    let (state_dir, policy) = prepare_state_dir(&args)?;
+    let (state_dir, policy, _held) = prepare_state_dir(&args)?;
     let config = controller_config(&args, &state_dir, policy)?;
     let controller = portcullis_controller::Controller::start_with(
         config,
@@ -160,14 +161,16 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Creates the state directory (0700) with a master key and, unless `--policy` names one,
-/// the dev policy; returns the directory's canonical path and the policy file to use.
-fn prepare_state_dir(args: &DevArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
+/// Creates the state directory (0700) and takes it (see [`hold_state_dir`]), with a master
+/// key and, unless `--policy` names one, the dev policy; returns the directory's canonical
+/// path, the policy file to use and the lock, held until the process ends.
+fn prepare_state_dir(args: &DevArgs) -> anyhow::Result<(PathBuf, PathBuf, std::fs::File)> {
     let state_dir = &args.state_dir;
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("cannot create state dir {}", state_dir.display()))?;
     std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700))?;
     let state_dir = state_dir.canonicalize()?;
+    let held = hold_state_dir(&state_dir)?;
     let master = state_dir.join("master.key");
     if !master.exists() {
         portcullis_controller::MasterKey::generate_file(&master, false)?;
@@ -182,7 +185,48 @@ fn prepare_state_dir(args: &DevArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
             p
         }
     };
-    Ok((state_dir, policy))
+    Ok((state_dir, policy, held))
+}
+
+/// Takes STATE/dev.lock (an exclusive `flock`, released by the kernel when the process ends,
+/// however it ends) and writes this process's id into it; refuses, before anything in the
+/// directory is touched, when another live `portcullis dev` holds it.
+fn hold_state_dir(state_dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = state_dir.join("dev.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                "another process".to_owned()
+            } else {
+                format!("process {holder}")
+            };
+            anyhow::bail!(
+                "another `portcullis dev` ({who}) is running on {}: use its dev.env \
+                 (`. {}/dev.env`), stop it first, or give this one another --state-dir",
+                state_dir.display(),
+                state_dir.display()
+            );
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(file)
 }
 
 /// The dev worker's config: its identity under STATE/worker, a join token only when it has
