@@ -40,7 +40,7 @@ pub use manifest::{FileEntry, Manifest, PostgresSteps, StoreKind};
 pub use restore::{restore, Restored};
 
 /// The shortest passphrase accepted (characters).
-pub const MIN_PASSPHRASE_CHARS: usize = 12;
+pub(crate) const MIN_PASSPHRASE_CHARS: usize = 12;
 /// The longest passphrase accepted (bytes).
 const MAX_PASSPHRASE_BYTES: usize = 1024;
 

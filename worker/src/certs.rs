@@ -100,7 +100,7 @@ impl Certificates {
     /// Takes the controllers' CA bundle (PEM, the signing CA first): trusted from now on and
     /// saved when it differs from the one held; a certificate not from the signing CA is
     /// due for renewal. Whether the bundle changed.
-    pub fn apply_ca_bundle(&self, pem: &str, now: u64) -> Result<bool, WorkerError> {
+    pub(crate) fn apply_ca_bundle(&self, pem: &str, now: u64) -> Result<bool, WorkerError> {
         let cas = parse_bundle(pem)?;
         let changed = cas != self.trust.get();
         if changed {

@@ -59,7 +59,7 @@ pub struct Config {
 }
 
 /// Where the worker's ops listener listens when `[ops] listen` is absent.
-pub const DEFAULT_OPS_LISTEN: SocketAddr =
+pub(crate) const DEFAULT_OPS_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9291);
 
 /// The `[recording]` section: caps on what recordings take on the worker's disk.

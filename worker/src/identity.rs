@@ -118,7 +118,7 @@ pub fn finish_enrolment(
 }
 
 /// Saves the controllers' CA bundle (public certificates) as `ca.pem`, atomically.
-pub fn save_ca(dir: &Path, pem: &str) -> Result<(), WorkerError> {
+pub(crate) fn save_ca(dir: &Path, pem: &str) -> Result<(), WorkerError> {
     write_file(&dir.join("ca.pem"), pem, 0o644)
 }
 

@@ -96,7 +96,7 @@ pub struct Config {
 }
 
 /// Where the controller's ops listener listens when `[ops] listen` is absent.
-pub const DEFAULT_OPS_LISTEN: SocketAddr =
+pub(crate) const DEFAULT_OPS_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9290);
 
 #[derive(Debug, Default, Deserialize)]

@@ -23,7 +23,9 @@ impl std::fmt::Debug for MasterKey {
 
 impl MasterKey {
     /// The master key from where the config names it: its file, or the environment.
-    pub fn from_source(source: &crate::config::MasterKeySource) -> Result<MasterKey, KeyError> {
+    pub(crate) fn from_source(
+        source: &crate::config::MasterKeySource,
+    ) -> Result<MasterKey, KeyError> {
         match source {
             crate::config::MasterKeySource::File(path) => MasterKey::from_file(path),
             crate::config::MasterKeySource::Env(hex) => MasterKey::from_hex(hex),
