@@ -190,25 +190,16 @@ fn passphrase(file: Option<&Path>, confirm: bool) -> anyhow::Result<Passphrase> 
 
 /// One line typed on the terminal without echo.
 fn typed(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
-    let stdin = std::io::stdin();
-    let saved = rustix::termios::tcgetattr(&stdin).context("cannot read the terminal's mode")?;
-    let mut quiet = saved.clone();
-    quiet.local_modes.remove(rustix::termios::LocalModes::ECHO);
-    quiet
-        .local_modes
-        .insert(rustix::termios::LocalModes::ECHONL);
-    rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &quiet)
-        .context("cannot turn the terminal's echo off")?;
-    eprint!("{prompt}");
-    std::io::stderr().flush().ok();
-    let mut line = Zeroizing::new(String::new());
-    let read = stdin.lock().read_line(&mut line);
-    // Echo back on whatever the read did.
-    let restored =
-        rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &saved);
-    read.context("cannot read the terminal")?;
-    restored.context("cannot turn the terminal's echo back on")?;
-    Ok(Zeroizing::new(
-        line.trim_end_matches(['\n', '\r']).to_owned(),
-    ))
+    crate::cli::no_echo::without_echo(|| {
+        eprint!("{prompt}");
+        std::io::stderr().flush().ok();
+        let mut line = Zeroizing::new(String::new());
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the terminal")?;
+        Ok(Zeroizing::new(
+            line.trim_end_matches(['\n', '\r']).to_owned(),
+        ))
+    })
 }

@@ -22,6 +22,7 @@ pub(crate) mod local_users;
 pub(crate) mod login;
 #[cfg(feature = "server")]
 pub(crate) mod master_key_env;
+pub(crate) mod no_echo;
 #[cfg(feature = "server")]
 pub(crate) mod ops;
 pub(crate) mod output;

@@ -278,23 +278,7 @@ impl Input {
         if !self.terminal {
             return self.line(prompt);
         }
-        let stdin = std::io::stdin();
-        let saved =
-            rustix::termios::tcgetattr(&stdin).context("cannot read the terminal's mode")?;
-        let mut quiet = saved.clone();
-        quiet.local_modes.remove(rustix::termios::LocalModes::ECHO);
-        quiet
-            .local_modes
-            .insert(rustix::termios::LocalModes::ECHONL);
-        rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &quiet)
-            .context("cannot turn the terminal's echo off")?;
-        let typed = self.line(prompt);
-        // Echo back on whatever the read did.
-        let restored =
-            rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &saved);
-        let typed = typed?;
-        restored.context("cannot turn the terminal's echo back on")?;
-        Ok(typed)
+        crate::cli::no_echo::without_echo(|| self.line(prompt))
     }
 }
 
