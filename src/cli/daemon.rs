@@ -169,7 +169,7 @@ fn load_controller_config(
             std::env::var(name).ok()
         }
     })
-    .with_context(|| "the controller config was refused; fix the key named above".to_string())
+    .context("the controller config was refused")
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.

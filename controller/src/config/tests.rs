@@ -273,3 +273,20 @@ fn api_trusted_proxies_are_networks_empty_by_default_and_a_bad_one_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn a_missing_config_file_is_named_once_with_its_cause() {
+    let err = Config::load_with_env(std::path::Path::new("/nonexistent/controller.toml"), |_| {
+        None
+    })
+    .unwrap_err();
+    // The io error is in the message and not repeated as a source, so a printed chain says
+    // it once.
+    assert!(std::error::Error::source(&err).is_none());
+    let text = err.to_string();
+    assert_eq!(text.matches("No such file").count(), 1, "{text}");
+    assert!(
+        text.contains("/nonexistent/controller.toml") && text.contains("--config"),
+        "{text}"
+    );
+}
