@@ -192,7 +192,7 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
 
 /// Cancels a session authorised a moment ago that cannot be used after all, and returns
 /// why.
-pub(super) async fn abandon(
+async fn abandon(
     api: &ApiClient,
     authorization: &SessionAuthorization,
     target: &str,
@@ -241,7 +241,7 @@ fn serve_pve(
 }
 
 /// The parts of a session ticket from the controller's authorisation.
-pub(super) fn ticket_parts(authorization: &SessionAuthorization, target: &str) -> TicketParts {
+fn ticket_parts(authorization: &SessionAuthorization, target: &str) -> TicketParts {
     TicketParts {
         session_id: authorization.session_id.clone(),
         target: target.to_owned(),

@@ -31,9 +31,10 @@ pub(crate) fn parse_cidr(text: &str) -> Result<IpNet, String> {
     if let Ok(net) = text.parse::<IpNet>() {
         return Ok(net.trunc());
     }
-    match text.parse::<IpAddr>() {
-        Ok(ip) => Ok(IpNet::from(ip)),
-        Err(_) => Err(format!(
+    let host = |ip: IpAddr| IpNet::new(ip, if ip.is_ipv4() { 32 } else { 128 }).ok();
+    match text.parse::<IpAddr>().ok().and_then(host) {
+        Some(net) => Ok(net),
+        None => Err(format!(
             "{text:?} is not an address or CIDR (e.g. 192.168.1.0/24 or 192.168.1.5)"
         )),
     }
@@ -157,7 +158,7 @@ impl GuardedListener {
             eprintln!(
                 "connection from {peer} closed: not in --allow ({count} refused so far)"
             );
-            tracing::warn!(client.addr = %peer, refused = count, "a client outside --allow was refused");
+            tracing::debug!(client.addr = %peer, refused = count, "a client outside --allow was refused");
         }
     }
 }

@@ -87,7 +87,7 @@ impl Proxy {
                 tokio::spawn(splice_upgraded(local, target));
             }
         }
-        response.map(BodyExt::boxed)
+        response.map(|body| body.boxed())
     }
 
     /// A new brokered connection to the target, HTTP/1.1 on it.
