@@ -255,7 +255,7 @@ fn listen_addr_lets_in_only_the_allow_list_and_connect_target_reaches_a_target_n
     wait_for("the refusal on stderr", Duration::from_secs(10), || {
         served.stderr().contains("closed: not in --allow (1 refused so far)")
     });
-    assert!(served.stderr().contains("warning"), "{}", served.stderr());
+    assert!(served.stderr().contains("is plain http"), "{}", served.stderr());
     drop(served);
 
     // A target named like a subcommand, through plain `connect --target`.

@@ -128,7 +128,11 @@ pub(super) async fn run(args: HttpArgs) -> anyhow::Result<i32> {
     )?);
     if let Some(warning) = on.warning() {
         eprintln!("{warning}");
-        eprintln!("warning: {local}/ is plain http: the local CA certifies only localhost");
+    }
+    if !local_https {
+        eprintln!(
+            "warning: {local}/ is plain http: the local CA certifies only localhost,              127.0.0.1 and ::1"
+        );
     }
     let shown = Shown {
         url: format!("{local}/"),
