@@ -104,7 +104,12 @@ pub(crate) struct ConnectArgs {
     /// With --listen-port: listen on ADDR instead of 127.0.0.1. An address other than
     /// loopback prints a warning and needs --allow; refused for sessions that inject
     /// credentials (SSH gateway, Proxmox API token, leased secrets).
-    #[arg(long, value_name = "ADDR", requires = "listen_port", conflicts_with = "exec")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires = "listen_port",
+        conflicts_with = "exec"
+    )]
     pub listen_addr: Option<std::net::IpAddr>,
     /// With --listen-addr: who may connect (repeatable; a bare address is /32 or /128);
     /// connections from elsewhere are closed before anything is brokered.
@@ -224,22 +229,44 @@ pub(super) mod tests {
     #[test]
     fn listen_addr_needs_a_port_and_allow_needs_an_address() {
         let args = parse(&[
-            "web", "--listen-port", "0", "--listen-addr", "192.168.1.2", "--allow",
-            "192.168.1.0/24", "--allow", "10.0.0.7",
+            "web",
+            "--listen-port",
+            "0",
+            "--listen-addr",
+            "192.168.1.2",
+            "--allow",
+            "192.168.1.0/24",
+            "--allow",
+            "10.0.0.7",
         ])
         .unwrap();
         assert_eq!(args.listen_addr, Some("192.168.1.2".parse().unwrap()));
         let allow: Vec<String> = args.allow.iter().map(ToString::to_string).collect();
         assert_eq!(allow, ["192.168.1.0/24", "10.0.0.7/32"]);
-        assert!(parse(&["web", "--listen-addr", "0.0.0.0"]).is_err(), "needs --listen-port");
+        assert!(
+            parse(&["web", "--listen-addr", "0.0.0.0"]).is_err(),
+            "needs --listen-port"
+        );
         assert!(parse(&["web", "--listen-port", "0", "--allow", "10.0.0.0/8"]).is_err());
         assert!(parse(&["web", "--listen-port", "0", "--listen-addr", "nope"]).is_err());
         assert!(parse(&[
-            "web", "--listen-port", "0", "--listen-addr", "0.0.0.0", "--allow", "10.0.0.0/33"
+            "web",
+            "--listen-port",
+            "0",
+            "--listen-addr",
+            "0.0.0.0",
+            "--allow",
+            "10.0.0.0/33"
         ])
         .is_err());
         assert!(parse(&[
-            "web", "--listen-port", "0", "--listen-addr", "0.0.0.0", "--exec", "x"
+            "web",
+            "--listen-port",
+            "0",
+            "--listen-addr",
+            "0.0.0.0",
+            "--exec",
+            "x"
         ])
         .is_err());
     }

@@ -131,9 +131,9 @@ impl GuardedListener {
             if on.allow.is_none() {
                 bail!("internal: listening on {} without --allow", on.ip);
             }
-            TcpListener::bind((on.ip, port))
-                .await
-                .with_context(|| format!("cannot listen on {}:{port}; pick another port or 0", on.ip))?
+            TcpListener::bind((on.ip, port)).await.with_context(|| {
+                format!("cannot listen on {}:{port}; pick another port or 0", on.ip)
+            })?
         };
         Ok(Self {
             listener,
@@ -155,9 +155,7 @@ impl GuardedListener {
             }
             drop(stream);
             let count = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-            eprintln!(
-                "connection from {peer} closed: not in --allow ({count} refused so far)"
-            );
+            eprintln!("connection from {peer} closed: not in --allow ({count} refused so far)");
             tracing::debug!(client.addr = %peer, refused = count, "a client outside --allow was refused");
         }
     }

@@ -72,9 +72,15 @@ pub(super) async fn run(args: HttpArgs) -> anyhow::Result<i32> {
     if scheme == Scheme::Http && trust != Trust::Roots {
         bail!("--target-ca, --target-fingerprint and --insecure-target are for an https target; add --scheme https");
     }
-    let host = args.host_header.clone().unwrap_or_else(|| found.address.clone());
+    let host = args
+        .host_header
+        .clone()
+        .unwrap_or_else(|| found.address.clone());
     let listener = GuardedListener::bind(on.clone(), args.listen_port).await?;
-    let port = listener.local_addr().context("the local listener has no address")?.port();
+    let port = listener
+        .local_addr()
+        .context("the local listener has no address")?
+        .port();
     let local_https = !on.is_exposed();
     let local = match (local_https, on.ip) {
         (true, std::net::IpAddr::V4(_)) => format!("https://{LOCAL_DNS_NAME}:{port}"),
@@ -106,7 +112,8 @@ pub(super) async fn run(args: HttpArgs) -> anyhow::Result<i32> {
     let refused = if authorization.proxmox.is_some() {
         Some(proxmox_api(&target))
     } else if on.is_exposed() {
-        listen_addr::session_injects(&authorization).map(|why| listen_addr::refusal(&target, &on, why))
+        listen_addr::session_injects(&authorization)
+            .map(|why| listen_addr::refusal(&target, &on, why))
     } else {
         None
     };
@@ -120,7 +127,9 @@ pub(super) async fn run(args: HttpArgs) -> anyhow::Result<i32> {
     };
     let tls = match tls.transpose() {
         Ok(tls) => tls,
-        Err(err) => return Err(super::abandon(&api, &authorization, &target, &identity, err).await),
+        Err(err) => {
+            return Err(super::abandon(&api, &authorization, &target, &identity, err).await)
+        }
     };
     let ticket = Arc::new(SessionTicket::new(
         super::ticket_parts(&authorization, &target),
@@ -162,7 +171,8 @@ pub(super) async fn run(args: HttpArgs) -> anyhow::Result<i32> {
         proxy,
         ended: ended_rx,
     };
-    let watched = super::watch::until_ended(&api, &ticket.session_id, authorization.token_expires_at);
+    let watched =
+        super::watch::until_ended(&api, &ticket.session_id, authorization.token_expires_at);
     let stopped = async {
         tokio::select! {
             stopped = serving.run(&ticket, &mut signals) => stopped,
@@ -173,9 +183,7 @@ pub(super) async fn run(args: HttpArgs) -> anyhow::Result<i32> {
     .await;
     let ending = report_stop(&ticket, &stopped);
     let cancelled = match ending.cancel {
-        Some(reason) => {
-            cancel_session(&api, &ticket, reason, authorization.token_expires_at).await
-        }
+        Some(reason) => cancel_session(&api, &ticket, reason, authorization.token_expires_at).await,
         None => true,
     };
     if !cancelled && ending.code == 0 {

@@ -12,11 +12,20 @@ fn nets(list: &[&str]) -> Vec<IpNet> {
 
 #[test]
 fn allow_takes_cidrs_and_single_addresses() {
-    assert_eq!(parse_cidr("192.168.1.0/24").unwrap().to_string(), "192.168.1.0/24");
-    assert_eq!(parse_cidr("192.168.1.5").unwrap().to_string(), "192.168.1.5/32");
+    assert_eq!(
+        parse_cidr("192.168.1.0/24").unwrap().to_string(),
+        "192.168.1.0/24"
+    );
+    assert_eq!(
+        parse_cidr("192.168.1.5").unwrap().to_string(),
+        "192.168.1.5/32"
+    );
     assert_eq!(parse_cidr("fd00::5").unwrap().to_string(), "fd00::5/128");
     // Host bits are dropped: 192.168.1.7/24 is the /24.
-    assert_eq!(parse_cidr("192.168.1.7/24").unwrap().to_string(), "192.168.1.0/24");
+    assert_eq!(
+        parse_cidr("192.168.1.7/24").unwrap().to_string(),
+        "192.168.1.0/24"
+    );
     for bad in ["192.168.1.0/33", "pve.lan", "", "10.0.0.0/8/8"] {
         assert!(parse_cidr(bad).is_err(), "{bad:?}");
     }
@@ -28,13 +37,16 @@ fn an_address_other_than_loopback_needs_an_allow_list() {
     assert!(err.to_string().contains("--allow"), "{err}");
     assert!(ListenOn::from_flags(Some(ip("192.168.1.2")), &[]).is_err());
     // Loopback needs none; the default is 127.0.0.1 for everyone.
-    assert_eq!(ListenOn::from_flags(None, &[]).unwrap(), ListenOn::loopback());
+    assert_eq!(
+        ListenOn::from_flags(None, &[]).unwrap(),
+        ListenOn::loopback()
+    );
     let on = ListenOn::from_flags(Some(ip("127.0.0.2")), &[]).unwrap();
     assert!(on.admits(ip("127.0.0.9")));
     assert!(on.warning().is_none(), "loopback: no warning");
 
-    let on = ListenOn::from_flags(Some(ip("0.0.0.0")), &nets(&["192.168.1.0/24", "10.0.0.7"]))
-        .unwrap();
+    let on =
+        ListenOn::from_flags(Some(ip("0.0.0.0")), &nets(&["192.168.1.0/24", "10.0.0.7"])).unwrap();
     let warning = on.warning().unwrap();
     assert!(warning.contains("192.168.1.0/24, 10.0.0.7/32"), "{warning}");
     assert!(on.admits(ip("192.168.1.200")));
@@ -49,11 +61,17 @@ fn an_address_other_than_loopback_needs_an_allow_list() {
 #[test]
 fn only_127_0_0_1_and_the_ipv6_loopback_are_not_exposed() {
     assert!(!ListenOn::loopback().is_exposed());
-    assert!(!ListenOn::from_flags(Some(ip("::1")), &[]).unwrap().is_exposed());
-    assert!(ListenOn::from_flags(Some(ip("127.0.0.2")), &[]).unwrap().is_exposed());
-    assert!(ListenOn::from_flags(Some(ip("0.0.0.0")), &nets(&["10.0.0.0/8"]))
+    assert!(!ListenOn::from_flags(Some(ip("::1")), &[])
         .unwrap()
         .is_exposed());
+    assert!(ListenOn::from_flags(Some(ip("127.0.0.2")), &[])
+        .unwrap()
+        .is_exposed());
+    assert!(
+        ListenOn::from_flags(Some(ip("0.0.0.0")), &nets(&["10.0.0.0/8"]))
+            .unwrap()
+            .is_exposed()
+    );
 }
 
 fn authorization(extra: serde_json::Value) -> SessionAuthorization {
@@ -72,7 +90,9 @@ fn authorization(extra: serde_json::Value) -> SessionAuthorization {
 fn sessions_that_inject_credentials_are_told_apart() {
     assert_eq!(session_injects(&authorization(serde_json::json!({}))), None);
     assert_eq!(
-        session_injects(&authorization(serde_json::json!({"ssh_mode": "certificate"}))),
+        session_injects(&authorization(
+            serde_json::json!({"ssh_mode": "certificate"})
+        )),
         None
     );
     let gateway = session_injects(&authorization(serde_json::json!({"ssh_mode": "gateway"})));
@@ -80,7 +100,9 @@ fn sessions_that_inject_credentials_are_told_apart() {
     let secrets = authorization(serde_json::json!({"secrets": [{
         "path": "database/creds/ro", "lease_id": "l", "lease_duration_secs": 60, "data": {}
     }]}));
-    assert!(session_injects(&secrets).unwrap().contains("leased secrets"));
+    assert!(session_injects(&secrets)
+        .unwrap()
+        .contains("leased secrets"));
 
     let target: Target = serde_json::from_value(serde_json::json!({
         "id": "t_1", "name": "db", "address": "db.lan:5432", "zone": null, "service": null,
@@ -91,12 +113,21 @@ fn sessions_that_inject_credentials_are_told_apart() {
     assert_eq!(target_injects(&target), None);
     let mut with_secrets = target.clone();
     with_secrets.vault_secrets = vec!["database/creds/ro".into()];
-    assert!(target_injects(&with_secrets).unwrap().contains("leased secrets"));
+    assert!(target_injects(&with_secrets)
+        .unwrap()
+        .contains("leased secrets"));
     let mut pve = target;
     pve.proxmox_cluster = Some("lab".into());
     assert!(target_injects(&pve).unwrap().contains("Proxmox"));
-    let why = refusal("db", &ListenOn::from_flags(Some(ip("0.0.0.0")), &nets(&["10.0.0.0/8"])).unwrap(), "its sessions carry leased secrets");
-    assert!(why.contains("0.0.0.0") && why.contains("127.0.0.1"), "{why}");
+    let why = refusal(
+        "db",
+        &ListenOn::from_flags(Some(ip("0.0.0.0")), &nets(&["10.0.0.0/8"])).unwrap(),
+        "its sessions carry leased secrets",
+    );
+    assert!(
+        why.contains("0.0.0.0") && why.contains("127.0.0.1"),
+        "{why}"
+    );
 }
 
 /// A client outside the list is closed before accept returns; one inside is returned.

@@ -49,7 +49,10 @@ mod tests {
     #[test]
     fn each_platform_has_its_opener() {
         let url = "https://localhost:8443/";
-        assert_eq!(opener("linux", url), Some(("xdg-open", vec![url.to_owned()])));
+        assert_eq!(
+            opener("linux", url),
+            Some(("xdg-open", vec![url.to_owned()]))
+        );
         assert_eq!(opener("freebsd", url).map(|o| o.0), Some("xdg-open"));
         assert_eq!(opener("macos", url), Some(("open", vec![url.to_owned()])));
         let (program, args) = opener("windows", url).unwrap_or_default();

@@ -213,10 +213,7 @@ mod tests {
             rewrite("https://pve.lan:8006/login?next=%2F#top"),
             "https://localhost:8443/login?next=%2F#top"
         );
-        assert_eq!(
-            rewrite("HTTPS://PVE.LAN:8006"),
-            "https://localhost:8443/"
-        );
+        assert_eq!(rewrite("HTTPS://PVE.LAN:8006"), "https://localhost:8443/");
         assert_eq!(rewrite("//pve.lan:8006/x"), "https://localhost:8443/x");
         // Relative paths need nothing; other origins (scheme, host or port) are left alone.
         assert_eq!(rewrite("/login"), "/login");
@@ -228,14 +225,20 @@ mod tests {
     #[test]
     fn a_default_port_is_the_same_origin_with_or_without_it() {
         let o = Origins::new("https://localhost:9000", Scheme::Https, "grafana.lan").unwrap();
-        assert_eq!(o.local_location("https://grafana.lan:443/d/x").unwrap(), "https://localhost:9000/d/x");
+        assert_eq!(
+            o.local_location("https://grafana.lan:443/d/x").unwrap(),
+            "https://localhost:9000/d/x"
+        );
         assert_eq!(o.server_name(), "grafana.lan");
     }
 
     #[test]
     fn a_host_header_that_is_not_a_host_is_refused() {
         for bad in ["", "a/b", "user@pve.lan", "pve lan", "pve.lan#x"] {
-            assert!(Origins::new("https://localhost:1", Scheme::Https, bad).is_err(), "{bad:?}");
+            assert!(
+                Origins::new("https://localhost:1", Scheme::Https, bad).is_err(),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -87,14 +87,17 @@ impl Upstream {
 
     /// TLS to the target, its certificate checked for `server_name` as `trust` says.
     pub(super) fn https(trust: &Trust, server_name: &str) -> anyhow::Result<Self> {
-        let name = ServerName::try_from(server_name.to_owned())
-            .with_context(|| format!("{server_name:?} is not a name a certificate can be checked for; set --host-header"))?;
+        let name = ServerName::try_from(server_name.to_owned()).with_context(|| {
+            format!(
+                "{server_name:?} is not a name a certificate can be checked for; set --host-header"
+            )
+        })?;
         let verifier: Arc<dyn ServerCertVerifier> = match trust {
             Trust::Roots => Arc::new(Hinting(roots_verifier(system_roots()?)?)),
             Trust::CaFile(path) => Arc::new(Hinting(roots_verifier(ca_file(path)?)?)),
-            Trust::Fingerprint(pin) => Arc::new(
-                portcullis_crypto::tls::verify::PinnedCertificate::new(*pin),
-            ),
+            Trust::Fingerprint(pin) => {
+                Arc::new(portcullis_crypto::tls::verify::PinnedCertificate::new(*pin))
+            }
             Trust::Insecure => Arc::new(Unchecked),
         };
         let mut config = portcullis_crypto::tls::https_client_config_verified_by(verifier)
@@ -165,12 +168,9 @@ fn ca_file(path: &Path) -> anyhow::Result<rustls::RootCertStore> {
 }
 
 fn roots_verifier(roots: rustls::RootCertStore) -> anyhow::Result<Arc<WebPkiServerVerifier>> {
-    WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots),
-        portcullis_crypto::tls::provider(),
-    )
-    .build()
-    .context("cannot set up the check of the target's certificate")
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), portcullis_crypto::tls::provider())
+        .build()
+        .context("cannot set up the check of the target's certificate")
 }
 
 /// The target's certificate was refused; says what it presented and how to pin it.
@@ -308,7 +308,10 @@ mod tests {
     fn fingerprints_parse_with_or_without_colons() {
         let colons = "80:D4:".to_owned() + &["00"; 30].join(":");
         let plain = "80d4".to_owned() + &"00".repeat(30);
-        assert_eq!(parse_fingerprint(&colons).unwrap(), parse_fingerprint(&plain).unwrap());
+        assert_eq!(
+            parse_fingerprint(&colons).unwrap(),
+            parse_fingerprint(&plain).unwrap()
+        );
         assert_eq!(parse_fingerprint(&plain).unwrap()[..2], [0x80, 0xd4]);
         assert!(parse_fingerprint("80:D4").is_err());
         assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
