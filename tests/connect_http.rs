@@ -110,14 +110,7 @@ fn https_config(names: &[&str]) -> (Arc<rustls::ServerConfig>, String, String) {
     let der = cert.der().clone();
     let fingerprint = portcullis_crypto::digest::sha256_hex(der.as_ref());
     let key = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![der], key)
-    .unwrap();
+    let config = portcullis_crypto::tls::https_server_config(vec![der], key, b"http/1.1").unwrap();
     (Arc::new(config), cert.pem(), fingerprint)
 }
 
@@ -568,13 +561,11 @@ fn an_https_target_is_checked_by_ca_or_fingerprint_and_a_refusal_names_its_finge
     roots
         .add(rustls_pki_types::CertificateDer::from_pem_slice(&local_ca).unwrap())
         .unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let client = portcullis_crypto::tls::https_client_config(
+        roots,
+        portcullis_crypto::tls::ClientAuth::None,
+    )
+    .unwrap();
     let conn = rustls::ClientConnection::new(
         Arc::new(client),
         rustls_pki_types::ServerName::try_from("localhost").unwrap(),

@@ -3,24 +3,26 @@
 //! system's roots, `--target-ca`, a pinned `--target-fingerprint`, or with
 //! `--insecure-target` not at all).
 //!
-//! A certificate the roots or the CA file refuse is reported with the SHA-256 fingerprint
-//! the target presented, so a homelab's self-signed Proxmox node can be pinned with
-//! `--target-fingerprint` rather than trusted blindly.
+//! A certificate the roots or the CA file refuse is reported (by `WebPki`) with the SHA-256
+//! fingerprint the target presented, so a homelab's self-signed Proxmox node can be pinned
+//! with `--target-fingerprint` rather than trusted blindly.
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use portcullis_crypto::tls::verify::{AnyCertificate, PinnedCertificate, WebPki};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::CertificateError;
 use rustls_pki_types::pem::PemObject as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::args::HttpArgs;
 use crate::cli::connect::tunnel::SessionTicket;
+
+const UNUSABLE_ROOTS: &str = "cannot set up the check of the target's certificate";
 
 /// HTTP/1.1 is what the proxy speaks both ways.
 const ALPN: &[u8] = b"http/1.1";
@@ -93,12 +95,10 @@ impl Upstream {
             )
         })?;
         let verifier: Arc<dyn ServerCertVerifier> = match trust {
-            Trust::Roots => Arc::new(Hinting(roots_verifier(system_roots()?)?)),
-            Trust::CaFile(path) => Arc::new(Hinting(roots_verifier(ca_file(path)?)?)),
-            Trust::Fingerprint(pin) => {
-                Arc::new(portcullis_crypto::tls::verify::PinnedCertificate::new(*pin))
-            }
-            Trust::Insecure => Arc::new(Unchecked),
+            Trust::Roots => Arc::new(WebPki::new(system_roots()?).context(UNUSABLE_ROOTS)?),
+            Trust::CaFile(path) => Arc::new(WebPki::new(ca_file(path)?).context(UNUSABLE_ROOTS)?),
+            Trust::Fingerprint(pin) => Arc::new(PinnedCertificate::new(*pin)),
+            Trust::Insecure => Arc::new(AnyCertificate),
         };
         let mut config = portcullis_crypto::tls::https_client_config_verified_by(verifier)
             .context("cannot set up TLS to the target")?;
@@ -167,138 +167,6 @@ fn ca_file(path: &Path) -> anyhow::Result<rustls::RootCertStore> {
     Ok(roots)
 }
 
-fn roots_verifier(roots: rustls::RootCertStore) -> anyhow::Result<Arc<WebPkiServerVerifier>> {
-    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), portcullis_crypto::tls::provider())
-        .build()
-        .context("cannot set up the check of the target's certificate")
-}
-
-/// The target's certificate was refused; says what it presented and how to pin it.
-struct Refused {
-    cause: rustls::Error,
-    presented: String,
-}
-
-impl fmt::Display for Refused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "its certificate was refused ({}); it presented the certificate with SHA-256 \
-             fingerprint {}: if that is the target's own (compare it on the target, e.g. the \
-             Proxmox node's summary), pin it with --target-fingerprint {}, or pass \
-             --target-ca FILE",
-            self.cause, self.presented, self.presented
-        )
-    }
-}
-
-impl fmt::Debug for Refused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl std::error::Error for Refused {}
-
-/// `80:D4:...:F5`, as Proxmox writes fingerprints.
-pub(super) fn colon_hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// A CA-based verifier whose refusals name the presented certificate's fingerprint.
-#[derive(Debug)]
-struct Hinting(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for Hinting {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-            .map_err(|cause| {
-                let presented = colon_hex(&portcullis_crypto::digest::sha256(end_entity.as_ref()));
-                rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
-                    Arc::new(Refused { cause, presented }),
-                )))
-            })
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `--insecure-target`: any certificate; the handshake signatures are still checked (they
-/// prove nothing about who the target is).
-#[derive(Debug)]
-struct Unchecked;
-
-fn algorithms() -> rustls::crypto::WebPkiSupportedAlgorithms {
-    rustls::crypto::ring::default_provider().signature_verification_algorithms
-}
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &algorithms())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &algorithms())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        algorithms().supported_schemes()
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -315,6 +183,5 @@ mod tests {
         assert_eq!(parse_fingerprint(&plain).unwrap()[..2], [0x80, 0xd4]);
         assert!(parse_fingerprint("80:D4").is_err());
         assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
-        assert_eq!(colon_hex(&[0x80, 0xd4, 0x05]), "80:D4:05");
     }
 }
