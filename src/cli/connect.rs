@@ -14,12 +14,14 @@
 //! (with `--ssh-key`, `ssh_login` binds the user's own SSH key and says how to log in);
 //! `listen`, `stdio`, `exec`, `tunnel` and `spare` carry the connections; `pve` serves a
 //! Proxmox API session (a socket by default, loopback HTTPS with a per-session secret on a
-//! port, and the environment of `--exec`).
+//! port, and the environment of `--exec`); `listen_addr` binds `--listen-addr` behind its
+//! `--allow` list (never for a session that injects credentials); `web` is `connect http`.
 
 mod announce;
 mod args;
 mod exec;
 mod listen;
+mod listen_addr;
 mod mode;
 mod pve;
 mod session;
@@ -32,6 +34,7 @@ mod stdio;
 pub(crate) mod tls;
 mod tunnel;
 mod watch;
+mod web;
 
 use std::sync::Arc;
 
@@ -40,6 +43,7 @@ use portcullis_proto::api::{CancelReason, SessionAuthorization};
 use tracing::Instrument as _;
 
 use super::http::ApiClient;
+use listen_addr::ListenOn;
 use mode::Mode;
 use session::{authorize, cancel_session};
 use session_file::{HandoffFile, SessionFile};
@@ -60,11 +64,20 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
     if let Some(ConnectKind::Ssh(ssh_args)) = args.kind {
         return ssh::run(ssh_args).await;
     }
+    if let Some(ConnectKind::Http(http_args)) = args.kind {
+        return web::run(http_args).await;
+    }
     let target = args
-        .target
-        .clone()
-        .context("name a target: portcullis connect TARGET ...")?;
+        .target_name()
+        .map(str::to_owned)
+        .context("name a target: portcullis connect TARGET ... (or --target NAME)")?;
     let mut signals = Signals::install()?;
+    let listen_on = ListenOn::from_flags(args.listen_addr, &args.allow)?;
+    if listen_on.is_exposed() {
+        // Before any session: a target whose record shows injected credentials is refused.
+        let api = ApiClient::from_args(&args.client)?;
+        listen_addr::check_target(&api, &target, &listen_on).await?;
+    }
     if mode::wants_proxmox_socket(&args) {
         // Before any session: only a Proxmox API target is served on a socket by default.
         let api = ApiClient::from_args(&args.client)?;
@@ -93,6 +106,15 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
             return Ok(caught.exit_code());
         }
     };
+    if listen_on.is_exposed() {
+        if let Some(why) = listen_addr::session_injects(&authorization) {
+            let err = anyhow::anyhow!(listen_addr::refusal(&target, &listen_on, why));
+            return Err(abandon(&api, &authorization, &target, &identity, err).await);
+        }
+        if let Some(warning) = listen_on.warning() {
+            eprintln!("{warning}");
+        }
+    }
     let ssh_login = match &user_key {
         Some(key) => match SshLogin::prepare(key, &authorization) {
             Ok(login) => Some(login),

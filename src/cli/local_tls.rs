@@ -17,7 +17,9 @@
 //!   controller's CA is.
 //!
 //! A listener gets a fresh leaf key and certificate for `localhost`, `127.0.0.1` and `::1`,
-//! valid as long as the session. Listeners only ever bind loopback addresses ([`bind`]).
+//! valid as long as the session. Listeners only ever bind loopback addresses ([`bind`]);
+//! `connect --listen-addr` binds another address only for a session that injects no
+//! credentials, and never serves this CA's leaves there (`connect/listen_addr`).
 
 #[cfg(test)]
 mod tests;

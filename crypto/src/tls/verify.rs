@@ -5,11 +5,14 @@
 //! | [`PinnedKey`] (server) | exactly one key, by the SHA-256 of its SPKI | a client dialling a worker's proxy port (the controller named the key) |
 //! | [`AnyKey`] (server and client) | any key its holder proves; the protocol decides what it may do | a controller dialling a worker; a worker's proxy port, whose grants bind the client's key |
 //! | [`PinnedCa`] (server and client) | a certificate the pinned CA issued, for the side's usage and, where set, a name | a worker dialling or dialled by a controller; the controller's link listener |
-//! | [`PinnedCertificate`] (server) | exactly one certificate, by the SHA-256 of its DER | the controller reading a Proxmox API pinned by `ssl_fingerprint` |
+//! | [`PinnedCertificate`] (server) | exactly one certificate, by the SHA-256 of its DER | the controller reading a Proxmox API pinned by `ssl_fingerprint`; `connect http --target-fingerprint` |
+//! | [`WebPki`] (server) | a chain to given roots, for the name asked; a refusal names the presented fingerprint | `connect http` to an https target (system roots or `--target-ca`) |
+//! | [`AnyCertificate`] (server) | any certificate (signatures still checked) | `connect http --insecure-target` |
 //!
 //! Every verifier checks the TLS 1.3 handshake signature with the provider's algorithms, so
 //! only the holder of the key can finish a handshake; TLS 1.2 is refused, except by
-//! [`PinnedCertificate`] (a Proxmox node may speak 1.2), which checks its signature too. Whether a
+//! [`PinnedCertificate`], [`WebPki`] and [`AnyCertificate`] (a Proxmox node or a web server
+//! may speak 1.2), which check its signature too. Whether a
 //! certificate was issued by a CA is decided in one place, [`chains_to`].
 
 use std::fmt;
@@ -23,6 +26,9 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::TlsError;
 use crate::digest::{sha256, sha256_hex};
+
+mod web;
+pub use web::{AnyCertificate, WebPki};
 
 /// What a certificate is checked to be good for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,12 @@ pub(super) fn announce(
     let handoff = shown.handoff;
     let (address, port, path) = match listener {
         LocalListener::Tcp(_) | LocalListener::Https(..) => {
-            ("127.0.0.1".to_owned(), listener.port(), None)
+            let ip = listener.local_addr().map(|a| a.ip().to_string());
+            (
+                ip.unwrap_or_else(|| "127.0.0.1".to_owned()),
+                listener.port(),
+                None,
+            )
         }
         LocalListener::Unix(_, file) => {
             let path = file.path().display().to_string();

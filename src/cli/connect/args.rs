@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::ssh;
+use super::{listen_addr, ssh, web};
 use crate::cli::http::ClientArgs;
 
 const EXAMPLES: &str = "\
@@ -92,12 +92,29 @@ pub(crate) struct ConnectArgs {
     #[command(subcommand)]
     pub kind: Option<ConnectKind>,
     /// The target's id or name.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "target_flag")]
     pub target: Option<String>,
+    /// The target's id or name, for a target named like a subcommand (`--target ssh`).
+    #[arg(long = "target", value_name = "NAME", conflicts_with = "target")]
+    pub target_flag: Option<String>,
     /// Listen on 127.0.0.1:PORT (0 picks a free port and prints it). With --exec: the port
     /// the command is given. For a Proxmox API target this serves HTTPS (see below).
     #[arg(long, value_name = "PORT", conflicts_with_all = ["listen_unix", "socket", "stdio"])]
     pub listen_port: Option<u16>,
+    /// With --listen-port: listen on ADDR instead of 127.0.0.1. An address other than
+    /// loopback prints a warning and needs --allow; refused for sessions that inject
+    /// credentials (SSH gateway, Proxmox API token, leased secrets).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires = "listen_port",
+        conflicts_with = "exec"
+    )]
+    pub listen_addr: Option<std::net::IpAddr>,
+    /// With --listen-addr: who may connect (repeatable; a bare address is /32 or /128);
+    /// connections from elsewhere are closed before anything is brokered.
+    #[arg(long, value_name = "CIDR", requires = "listen_addr", value_parser = listen_addr::parse_cidr)]
+    pub allow: Vec<ipnet::IpNet>,
     /// Listen on a Unix socket created with mode 0600, removed at exit.
     #[arg(long, value_name = "PATH")]
     pub listen_unix: Option<PathBuf>,
@@ -143,6 +160,16 @@ pub(crate) enum ConnectKind {
     /// Run OpenSSH through a brokered session: with a short-lived certificate, or through
     /// the worker's SSH gateway, as the policy decides.
     Ssh(ssh::SshArgs),
+    /// Serve a web target (Proxmox UI, Grafana...) on https://localhost:PORT/ with the Host
+    /// it expects; prints the URL, and opens the browser with --open.
+    Http(web::HttpArgs),
+}
+
+impl ConnectArgs {
+    /// The target, positional or `--target NAME`.
+    pub(crate) fn target_name(&self) -> Option<&str> {
+        self.target.as_deref().or(self.target_flag.as_deref())
+    }
 }
 
 #[cfg(test)]
@@ -182,6 +209,66 @@ pub(super) mod tests {
         let args = parse(&["web", "--listen-port", "0", "--ssh-key", "k.pub"]).unwrap();
         assert_eq!(args.ssh_key, Some(PathBuf::from("k.pub")));
         assert!(parse(&["web", "--stdio", "--ssh-key", "k.pub"]).is_err());
+    }
+
+    #[test]
+    fn a_target_named_like_a_subcommand_is_reached_with_the_target_flag() {
+        let args = parse(&["--target", "ssh", "--listen-port", "0"]).unwrap();
+        assert!(args.kind.is_none());
+        assert_eq!(args.target_name(), Some("ssh"));
+        // `connect ssh web` is still the ssh subcommand.
+        let args = parse(&["ssh", "web"]).unwrap();
+        assert!(matches!(args.kind, Some(ConnectKind::Ssh(_))));
+        let args = parse(&["http", "grafana"]).unwrap();
+        assert!(matches!(args.kind, Some(ConnectKind::Http(_))));
+        // Not both, and not neither.
+        assert!(parse(&["web", "--target", "web", "--listen-port", "0"]).is_err());
+        assert!(parse(&["--listen-port", "0"]).is_err());
+    }
+
+    #[test]
+    fn listen_addr_needs_a_port_and_allow_needs_an_address() {
+        let args = parse(&[
+            "web",
+            "--listen-port",
+            "0",
+            "--listen-addr",
+            "192.168.1.2",
+            "--allow",
+            "192.168.1.0/24",
+            "--allow",
+            "10.0.0.7",
+        ])
+        .unwrap();
+        assert_eq!(args.listen_addr, Some("192.168.1.2".parse().unwrap()));
+        let allow: Vec<String> = args.allow.iter().map(ToString::to_string).collect();
+        assert_eq!(allow, ["192.168.1.0/24", "10.0.0.7/32"]);
+        assert!(
+            parse(&["web", "--listen-addr", "0.0.0.0"]).is_err(),
+            "needs --listen-port"
+        );
+        assert!(parse(&["web", "--listen-port", "0", "--allow", "10.0.0.0/8"]).is_err());
+        assert!(parse(&["web", "--listen-port", "0", "--listen-addr", "nope"]).is_err());
+        assert!(parse(&[
+            "web",
+            "--listen-port",
+            "0",
+            "--listen-addr",
+            "0.0.0.0",
+            "--allow",
+            "10.0.0.0/33"
+        ])
+        .is_err());
+        assert!(parse(&[
+            "web",
+            "--listen-port",
+            "0",
+            "--listen-addr",
+            "0.0.0.0",
+            "--exec",
+            "x"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -14,25 +14,25 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use anyhow::{bail, Context as _};
 use portcullis_net::accept::Acceptor;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument as _;
 
+use super::listen_addr::{GuardedListener, ListenOn};
 use super::spare::{Dialling, Spare};
 use super::tunnel::{Refused, SessionTicket, WorkerConnection};
-use crate::cli::{local_tls, output};
+use crate::cli::output;
 
 /// A bound local listener.
 pub(super) enum LocalListener {
-    Tcp(TcpListener),
+    /// On 127.0.0.1 by default; on `--listen-addr` with its `--allow` list.
+    Tcp(GuardedListener),
     /// A TCP listener whose connections speak TLS to this process.
-    Https(TcpListener, TlsAcceptor),
+    Https(GuardedListener, TlsAcceptor),
     Unix(UnixListener, UnixSocketFile),
 }
 
@@ -54,8 +54,20 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 impl LocalListener {
     /// Binds 127.0.0.1:`port` (0 picks a free port).
     pub(super) async fn tcp(port: u16) -> anyhow::Result<Self> {
-        let listener = local_tls::bind(IpAddr::V4(Ipv4Addr::LOCALHOST), port).await?;
-        Ok(Self::Tcp(listener))
+        Self::tcp_on(ListenOn::loopback(), port).await
+    }
+
+    /// Binds `on`:`port` (see [`super::listen_addr`]).
+    pub(super) async fn tcp_on(on: ListenOn, port: u16) -> anyhow::Result<Self> {
+        Ok(Self::Tcp(GuardedListener::bind(on, port).await?))
+    }
+
+    /// The TCP listener's address, for a TCP listener.
+    pub(super) fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Self::Tcp(listener) | Self::Https(listener, _) => listener.local_addr().ok(),
+            Self::Unix(..) => None,
+        }
     }
 
     /// Creates a 0600 Unix socket at `path` (see the module notes).
@@ -407,7 +419,7 @@ mod tests {
 
         let (addr, fingerprint) = mock_worker(Behaviour::ReverseAfterEof).await;
         let config = tempfile::tempdir().unwrap();
-        let ca = local_tls::LocalCa::load_or_create(config.path()).unwrap();
+        let ca = crate::cli::local_tls::LocalCa::load_or_create(config.path()).unwrap();
         let acceptor = ca.acceptor(Duration::from_secs(600)).unwrap();
         let listener = LocalListener::tcp(0)
             .await

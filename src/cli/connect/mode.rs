@@ -15,6 +15,7 @@ use super::announce::{announce, announce_hold};
 use super::args::ConnectArgs;
 use super::exec::{self, ExecCommand};
 use super::listen::{self, LocalListener, Stop};
+use super::listen_addr::ListenOn;
 use super::pve;
 use super::session_file::{read_session_file, HandoffFile};
 use super::signals::Signals;
@@ -52,7 +53,8 @@ impl Mode {
             return Ok(Self::Exec(command, listener));
         }
         if let Some(port) = args.listen_port {
-            return Ok(Self::Listen(LocalListener::tcp(port).await?));
+            let on = ListenOn::from_flags(args.listen_addr, &args.allow)?;
+            return Ok(Self::Listen(LocalListener::tcp_on(on, port).await?));
         }
         if let Some(path) = &args.listen_unix {
             return Ok(Self::Listen(LocalListener::unix(path)?));
@@ -299,7 +301,7 @@ fn announce_pve(
 }
 
 /// Prints why serving stopped and decides the exit code.
-fn report_stop(ticket: &SessionTicket, stopped: &Stop) -> Ending {
+pub(super) fn report_stop(ticket: &SessionTicket, stopped: &Stop) -> Ending {
     match stopped {
         Stop::Requested(why) => {
             eprintln!("{why}: ending session {}.", ticket.session_id);

@@ -234,6 +234,12 @@ pub(super) struct Transfer {
 }
 
 impl WorkerConnection {
+    /// The stream to the target through the worker, for a caller that speaks a protocol
+    /// over it (`connect http`) rather than splicing bytes.
+    pub(super) fn into_stream(self) -> TlsStream<TcpStream> {
+        self.stream
+    }
+
     /// Carries bytes both ways until both directions have ended.
     ///
     /// Half-close: EOF from the local side shuts down the TLS write side (close_notify, then
