@@ -22,6 +22,7 @@ mod exec;
 mod listen;
 mod mode;
 mod pve;
+mod rdp;
 mod session;
 pub(crate) mod session_file;
 mod signals;
@@ -59,6 +60,9 @@ pub(crate) use tunnel::Refused;
 pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
     if let Some(ConnectKind::Ssh(ssh_args)) = args.kind {
         return ssh::run(ssh_args).await;
+    }
+    if let Some(ConnectKind::Rdp(rdp_args)) = args.kind {
+        return rdp::run(rdp_args).await;
     }
     let target = args
         .target

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use super::rdp;
 use super::ssh;
 use crate::cli::http::ClientArgs;
 
@@ -80,7 +81,7 @@ for a Proxmox API target also \"proxmox\": {\"cluster\", \"token_id\", \"roles\"
   \"expires_at\", \"access_writes\"}, \"url\", and with --listen-port \"ca_file\" and \"env_file\"";
 
 /// Open a brokered session to a target and carry connections through it.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, Default)]
 #[command(after_help = EXAMPLES)]
 #[command(group(
     clap::ArgGroup::new("mode")
@@ -143,6 +144,9 @@ pub(crate) enum ConnectKind {
     /// Run OpenSSH through a brokered session: with a short-lived certificate, or through
     /// the worker's SSH gateway, as the policy decides.
     Ssh(ssh::SshArgs),
+    /// Run a Remote Desktop client through a brokered session, or print a local address for
+    /// one (--no-launch).
+    Rdp(rdp::RdpArgs),
 }
 
 #[cfg(test)]
