@@ -138,7 +138,16 @@ fn xfreerdp_logs_in_through_the_broker_and_cancel_drops_the_connection() {
     let token = login(&dev, "alice", &["rdp"]);
 
     let mut connect = Command::new("xvfb-run")
-        .args(["-a", bin(), "connect", "rdp", "win", "--client", "xfreerdp", "--"])
+        .args([
+            "-a",
+            bin(),
+            "connect",
+            "rdp",
+            "win",
+            "--client",
+            "xfreerdp",
+            "--",
+        ])
         .args(["/u:pcrdp", "/from-stdin:force", "/sec:tls", "/cert:ignore"])
         .envs(dev.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("PORTCULLIS_TOKEN", &token)
@@ -175,7 +184,10 @@ fn xfreerdp_logs_in_through_the_broker_and_cancel_drops_the_connection() {
     });
     eprintln!("xrdp logged the login {took:?} after the session line");
     assert_eq!(session(&dev, &session_id)["state"], "active");
-    assert!(connect.try_wait().unwrap().is_none(), "xfreerdp is still connected");
+    assert!(
+        connect.try_wait().unwrap().is_none(),
+        "xfreerdp is still connected"
+    );
 
     let cancel = dev
         .cli()
@@ -191,7 +203,10 @@ fn xfreerdp_logs_in_through_the_broker_and_cancel_drops_the_connection() {
     // rdp (xrdp would keep the connection open for half a minute more by itself).
     let status = exits_within(&mut connect, Duration::from_secs(20), "connect rdp");
     // xfreerdp's own status for a connection lost (131), which connect rdp returns.
-    assert!(!status.success(), "connect rdp exited with {status} after the cancel");
+    assert!(
+        !status.success(),
+        "connect rdp exited with {status} after the cancel"
+    );
 
     let conns = poll(
         "the RDP connection closed with its byte counts",
@@ -230,14 +245,19 @@ fn a_denied_user_never_reaches_xrdp_and_no_launch_gives_an_address() {
     let bob = login(&dev, "bob", &["users"]);
     let denied = dev
         .cli()
-        .args(["connect", "rdp", "win", "--client", "xfreerdp", "--", "/u:pcrdp"])
+        .args([
+            "connect", "rdp", "win", "--client", "xfreerdp", "--", "/u:pcrdp",
+        ])
         .env("PORTCULLIS_TOKEN", &bob)
         .stdin(Stdio::null())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&denied.stderr);
     assert!(!denied.status.success(), "{stderr}");
-    assert!(stderr.contains("denied") || stderr.contains("forbidden"), "{stderr}");
+    assert!(
+        stderr.contains("denied") || stderr.contains("forbidden"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("running xfreerdp"), "{stderr}");
 
     // The dev target `echo` offers the service echo, not rdp.
@@ -289,7 +309,11 @@ fn a_denied_user_never_reaches_xrdp_and_no_launch_gives_an_address() {
     let _ = Command::new("kill")
         .args(["-INT", &held.id().to_string()])
         .status();
-    let status = exits_within(&mut held, Duration::from_secs(20), "connect rdp --no-launch");
+    let status = exits_within(
+        &mut held,
+        Duration::from_secs(20),
+        "connect rdp --no-launch",
+    );
     assert!(status.success(), "{status}");
     let session_id = listening["session_id"].as_str().unwrap();
     assert_ne!(session(&dev, session_id)["state"], "active");

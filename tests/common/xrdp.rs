@@ -62,11 +62,7 @@ impl Xrdp {
             .unwrap();
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
         std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
-        std::fs::write(
-            dir.path().join("key.pem"),
-            cert.signing_key.serialize_pem(),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
         let sesman_port = ports::start_on_free_port("xrdp-sesman", |port| {
             let ini = dir.path().join("sesman.ini");
             std::fs::write(&ini, sesman_ini(dir.path(), port)).unwrap();
@@ -78,7 +74,10 @@ impl Xrdp {
             )
             .unwrap();
             let child = spawn(
-                Command::new("xrdp-sesman").arg("--nodaemon").arg("-c").arg(&ini),
+                Command::new("xrdp-sesman")
+                    .arg("--nodaemon")
+                    .arg("-c")
+                    .arg(&ini),
                 &dir.path().join("sesman.out"),
             );
             up_or_collided(child, port, &dir.path().join("sesman.log"))
@@ -93,7 +92,9 @@ impl Xrdp {
                 ini.display()
             );
             let child = spawn(
-                Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c"]).arg(script),
+                Command::new("unshare")
+                    .args(["-m", "--propagation", "private", "sh", "-c"])
+                    .arg(script),
                 &dir.path().join("xrdp.out"),
             );
             up_or_collided(child, port, &dir.path().join("xrdp.log"))
@@ -165,7 +166,10 @@ fn ensure_user() {
             .unwrap();
         assert!(status.success(), "useradd {USER}: {status}");
     }
-    let mut chpasswd = Command::new("chpasswd").stdin(Stdio::piped()).spawn().unwrap();
+    let mut chpasswd = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::io::Write::write_all(
         chpasswd.stdin.as_mut().unwrap(),
         format!("{USER}:{PASSWORD}\n").as_bytes(),
@@ -211,8 +215,10 @@ fn up_or_collided(mut child: Child, port: u16, log: &Path) -> Start<(Child, u16)
         Err(err) => {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("nothing listens on 127.0.0.1 or ::1 port {port} after 20 s ({err}); log: {}",
-                std::fs::read_to_string(log).unwrap_or_default())
+            panic!(
+                "nothing listens on 127.0.0.1 or ::1 port {port} after 20 s ({err}); log: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
         }
     }
 }

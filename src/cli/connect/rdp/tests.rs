@@ -21,7 +21,11 @@ fn resolved(client: RdpClient, program: &str, user: &[&str]) -> (String, Vec<Str
 #[test]
 fn each_client_is_pointed_at_the_local_listener_with_the_users_arguments() {
     assert_eq!(
-        resolved(RdpClient::Xfreerdp, "xfreerdp", &["/u:alice", "/port-{port}"]),
+        resolved(
+            RdpClient::Xfreerdp,
+            "xfreerdp",
+            &["/u:alice", "/port-{port}"]
+        ),
         (
             "xfreerdp".into(),
             vec![
@@ -95,7 +99,10 @@ fn the_default_client_is_the_first_found_and_wlfreerdp_only_under_wayland() {
         Some((RdpClient::Xfreerdp, "xfreerdp3"))
     );
     assert_eq!(pick(false, true, &found(&[])), None);
-    assert_eq!(pick(true, false, &found(&[])), Some((RdpClient::Open, "open")));
+    assert_eq!(
+        pick(true, false, &found(&[])),
+        Some((RdpClient::Open, "open"))
+    );
     // A client named: its first name on PATH, else its usual name.
     assert_eq!(named_client(RdpClient::Xfreerdp, &freerdp3), "xfreerdp3");
     assert_eq!(named_client(RdpClient::Remmina, &found(&[])), "remmina");
@@ -103,12 +110,22 @@ fn the_default_client_is_the_first_found_and_wlfreerdp_only_under_wayland() {
 
 #[test]
 fn connect_rdp_is_connect_exec_or_a_listen_port() {
-    let args = rdp_args(&["win-01", "--client", "xfreerdp", "--", "/u:alice", "/cert:ignore"]);
+    let args = rdp_args(&[
+        "win-01",
+        "--client",
+        "xfreerdp",
+        "--",
+        "/u:alice",
+        "/cert:ignore",
+    ]);
     assert_eq!(args.client_kind, Some(RdpClient::Xfreerdp));
     let connect = connect_args(args, Some("xfreerdp"), Some(RdpClient::Xfreerdp)).unwrap();
     assert_eq!(connect.target.as_deref(), Some("win-01"));
     assert_eq!(connect.exec.as_deref(), Some("xfreerdp"));
-    assert_eq!(connect.args, ["/v:{host}:{port}", "/u:alice", "/cert:ignore"]);
+    assert_eq!(
+        connect.args,
+        ["/v:{host}:{port}", "/u:alice", "/cert:ignore"]
+    );
     assert_eq!(connect.listen_port, Some(0));
     assert!(!connect.json);
 
