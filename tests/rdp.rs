@@ -232,7 +232,8 @@ fn xfreerdp_logs_in_through_the_broker_and_cancel_drops_the_connection() {
 }
 
 /// A user whose policy does not allow rdp is refused before any connection reaches xrdp;
-/// `connect rdp` refuses a target that is not an RDP server; and `--no-launch --json` gives
+/// `connect rdp` says so when no RDP client is on PATH, and refuses a target that is not an
+/// RDP server, before any session; and `--no-launch --json` gives
 /// a local address that reaches xrdp, held until Ctrl-C.
 #[test]
 fn a_denied_user_never_reaches_xrdp_and_no_launch_gives_an_address() {
@@ -260,6 +261,28 @@ fn a_denied_user_never_reaches_xrdp_and_no_launch_gives_an_address() {
     );
     assert!(!stderr.contains("running xfreerdp"), "{stderr}");
 
+    // No RDP client on PATH: said before any session is opened.
+    let alice = login(&dev, "alice", &["rdp"]);
+    let empty = tempfile::tempdir().unwrap();
+    for client in [&[][..], &["--client", "remmina"][..]] {
+        let none = dev
+            .cli()
+            .args(["connect", "rdp", "win"])
+            .args(client)
+            .env("PORTCULLIS_TOKEN", &alice)
+            .env("PATH", empty.path())
+            .env_remove("WAYLAND_DISPLAY")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&none.stderr);
+        assert!(!none.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("--client") && stderr.contains("--no-launch"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("Session "), "{stderr}");
+    }
+
     // The dev target `echo` offers the service echo, not rdp.
     let not_rdp = dev
         .cli()
@@ -279,7 +302,6 @@ fn a_denied_user_never_reaches_xrdp_and_no_launch_gives_an_address() {
         xrdp.log()
     );
 
-    let alice = login(&dev, "alice", &["rdp"]);
     let mut held = dev
         .cli()
         .args(["connect", "rdp", "win", "--no-launch", "--json"])

@@ -131,15 +131,16 @@ pub(super) fn default_client(platform: &Platform<'_>) -> Option<(RdpClient, &'st
     })
 }
 
-/// The program of a client the user named: the first of its names on PATH, else its usual
-/// name (so that running it fails with that name).
-pub(super) fn named_client(client: RdpClient, on_path: &dyn Fn(&str) -> bool) -> &'static str {
-    let programs = client.programs();
-    programs
+/// The program of a client the user named: the first of its names on PATH.
+pub(super) fn named_client(
+    client: RdpClient,
+    on_path: &dyn Fn(&str) -> bool,
+) -> Option<&'static str> {
+    client
+        .programs()
         .iter()
         .copied()
         .find(|program| on_path(program))
-        .unwrap_or(programs[0])
 }
 
 /// The client's command line against the local listener (`{host}` and `{port}` are filled
@@ -225,7 +226,16 @@ pub(crate) fn run(args: RdpArgs) -> Pin<Box<dyn Future<Output = anyhow::Result<i
             (None, None)
         } else {
             let (client, program) = match args.client_kind {
-                Some(client) => (client, named_client(client, &on_path)),
+                Some(client) => {
+                    let program = named_client(client, &on_path).with_context(|| {
+                        format!(
+                            "{} is not on PATH: install it, name another client with --client, \
+                             or use --no-launch to get a local address for any client",
+                            client.programs().join(" or ")
+                        )
+                    })?;
+                    (client, program)
+                }
                 None => default_client(&Platform {
                     macos: cfg!(target_os = "macos"),
                     wayland: std::env::var_os("WAYLAND_DISPLAY").is_some_and(|v| !v.is_empty()),

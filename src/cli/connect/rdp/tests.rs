@@ -103,9 +103,12 @@ fn the_default_client_is_the_first_found_and_wlfreerdp_only_under_wayland() {
         pick(true, false, &found(&[])),
         Some((RdpClient::Open, "open"))
     );
-    // A client named: its first name on PATH, else its usual name.
-    assert_eq!(named_client(RdpClient::Xfreerdp, &freerdp3), "xfreerdp3");
-    assert_eq!(named_client(RdpClient::Remmina, &found(&[])), "remmina");
+    // A client named: its first name on PATH, else none (refused before any session).
+    assert_eq!(
+        named_client(RdpClient::Xfreerdp, &freerdp3),
+        Some("xfreerdp3")
+    );
+    assert_eq!(named_client(RdpClient::Remmina, &found(&[])), None);
 }
 
 #[test]
