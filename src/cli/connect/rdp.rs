@@ -215,6 +215,12 @@ pub(super) fn connect_args(
 pub(crate) fn run(args: RdpArgs) -> Pin<Box<dyn Future<Output = anyhow::Result<i32>>>> {
     // Boxed: `connect rdp` runs `connect`, which dispatches here.
     Box::pin(async move {
+        // Both refusals come before any session: first the client, then the target.
+        let chosen = if args.no_launch {
+            None
+        } else {
+            Some(choose_client(args.client_kind)?)
+        };
         let api = ApiClient::from_args(&args.client)?;
         let target: Target = api
             .get(&format!("/v1/targets/{}", segment(&args.target)?))
@@ -222,36 +228,35 @@ pub(crate) fn run(args: RdpArgs) -> Pin<Box<dyn Future<Output = anyhow::Result<i
             .with_context(|| format!("cannot look up target {}", args.target))?;
         check_service(&target)?;
         drop(api);
-        let (client, program) = if args.no_launch {
-            (None, None)
-        } else {
-            let (client, program) = match args.client_kind {
-                Some(client) => {
-                    let program = named_client(client, &on_path).with_context(|| {
-                        format!(
-                            "{} is not on PATH: install it, name another client with --client, \
-                             or use --no-launch to get a local address for any client",
-                            client.programs().join(" or ")
-                        )
-                    })?;
-                    (client, program)
-                }
-                None => default_client(&Platform {
-                    macos: cfg!(target_os = "macos"),
-                    wayland: std::env::var_os("WAYLAND_DISPLAY").is_some_and(|v| !v.is_empty()),
-                    on_path: &on_path,
-                })
-                .context(
-                    "no RDP client found on PATH (xfreerdp, wlfreerdp, remmina): install one, \
-                     name yours with --client, or use --no-launch to get a local address for \
-                     any client",
-                )?,
-            };
-            (Some(client), Some(program))
-        };
-        let connect = connect_args(args, program, client)?;
+        let connect = connect_args(args, chosen.map(|c| c.1), chosen.map(|c| c.0))?;
         super::run(connect).await
     })
+}
+
+/// The client named with --client, or this machine's default; an error says what to do
+/// when there is none.
+fn choose_client(named: Option<RdpClient>) -> anyhow::Result<(RdpClient, &'static str)> {
+    match named {
+        Some(client) => {
+            let program = named_client(client, &on_path).with_context(|| {
+                format!(
+                    "{} is not on PATH: install it, name another client with --client, or use \
+                     --no-launch to get a local address for any client",
+                    client.programs().join(" or ")
+                )
+            })?;
+            Ok((client, program))
+        }
+        None => default_client(&Platform {
+            macos: cfg!(target_os = "macos"),
+            wayland: std::env::var_os("WAYLAND_DISPLAY").is_some_and(|v| !v.is_empty()),
+            on_path: &on_path,
+        })
+        .context(
+            "no RDP client found on PATH (xfreerdp, wlfreerdp, remmina): install one, name \
+             yours with --client, or use --no-launch to get a local address for any client",
+        ),
+    }
 }
 
 /// Whether `program` is an executable file in a directory of PATH.
