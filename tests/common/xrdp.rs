@@ -9,7 +9,7 @@
 //! it keeps retrying for half a minute, the RDP connection open meanwhile, showing its log
 //! window).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -116,10 +116,6 @@ impl Xrdp {
     /// How many TCP connections xrdp has accepted.
     pub(crate) fn connections(&self) -> usize {
         self.log().matches(CONNECTION).count()
-    }
-
-    pub(crate) fn dir(&self) -> PathBuf {
-        self.dir.path().to_owned()
     }
 }
 
