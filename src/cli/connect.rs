@@ -24,6 +24,7 @@ mod listen;
 mod listen_addr;
 mod mode;
 mod pve;
+mod rdp;
 mod session;
 pub(crate) mod session_file;
 mod signals;
@@ -66,6 +67,9 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
     }
     if let Some(ConnectKind::Http(http_args)) = args.kind {
         return web::run(http_args).await;
+    }
+    if let Some(ConnectKind::Rdp(rdp_args)) = args.kind {
+        return rdp::run(rdp_args).await;
     }
     let target = args
         .target_name()

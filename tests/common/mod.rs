@@ -20,3 +20,4 @@ pub(crate) mod sshd;
 pub(crate) mod totp;
 pub(crate) mod vault;
 pub(crate) mod wait;
+pub(crate) mod xrdp;

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::{listen_addr, ssh, web};
+use super::{listen_addr, rdp, ssh, web};
 use crate::cli::http::ClientArgs;
 
 const EXAMPLES: &str = "\
@@ -80,7 +80,7 @@ for a Proxmox API target also \"proxmox\": {\"cluster\", \"token_id\", \"roles\"
   \"expires_at\", \"access_writes\"}, \"url\", and with --listen-port \"ca_file\" and \"env_file\"";
 
 /// Open a brokered session to a target and carry connections through it.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, Default)]
 #[command(after_help = EXAMPLES)]
 #[command(group(
     clap::ArgGroup::new("mode")
@@ -163,6 +163,9 @@ pub(crate) enum ConnectKind {
     /// Serve a web target (Proxmox UI, Grafana...) on https://localhost:PORT/ with the Host
     /// it expects; prints the URL, and opens the browser with --open.
     Http(web::HttpArgs),
+    /// Run a Remote Desktop client through a brokered session, or print a local address for
+    /// one (--no-launch).
+    Rdp(rdp::RdpArgs),
 }
 
 impl ConnectArgs {
