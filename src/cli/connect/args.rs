@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::ssh;
+use super::{postgres, ssh, template};
 use crate::cli::http::ClientArgs;
 
 const EXAMPLES: &str = "\
@@ -133,6 +133,12 @@ pub(crate) struct ConnectArgs {
     /// Print the listening line as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Set NAME in the --exec command's environment to TEMPLATE (repeatable), e.g.
+    /// `--env PGPASSWORD={{secret.password}}`: `{{addr}}`, `{{host}}`, `{{port}}`, and the
+    /// session's leased secrets `{{secret.FIELD}}` or `{{secret.N.FIELD}}`, which may only go
+    /// here, never into the command line (docs/secrets.md).
+    #[arg(long = "env", value_name = "NAME=TEMPLATE", value_parser = template::parse_env, requires = "exec")]
+    pub env: Vec<template::EnvTemplate>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -143,6 +149,9 @@ pub(crate) enum ConnectKind {
     /// Run OpenSSH through a brokered session: with a short-lived certificate, or through
     /// the worker's SSH gateway, as the policy decides.
     Ssh(ssh::SshArgs),
+    /// Run psql through a brokered session, logged in with the database credentials Vault
+    /// leased to the session.
+    Postgres(postgres::PostgresArgs),
 }
 
 #[cfg(test)]
