@@ -8,7 +8,7 @@ use crate::keys::MasterKey;
 use crate::secret::SecretString;
 use crate::store::Store;
 
-async fn keys() -> (Keyset, tempfile::TempDir) {
+async fn keyset() -> (Keyset, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("k.db").display());
     let store = Store::connect(&SecretString::from(url), 1).await.unwrap();
@@ -27,7 +27,7 @@ fn secrets() -> Vec<LeasedSecret> {
 
 #[tokio::test]
 async fn sealed_secrets_open_only_for_their_own_session() {
-    let (keys, _dir) = keys().await;
+    let (keys, _dir) = keyset().await;
     let row = seal(&keys, "s_1", &secrets(), 100).unwrap();
     assert_eq!(row.paths, ["database/creds/readonly"]);
     assert!(
@@ -45,7 +45,7 @@ async fn sealed_secrets_open_only_for_their_own_session() {
     };
     assert!(matches!(open(&keys, &moved), Err(SecretsError::Crypt(_))));
     // Nor under another master key.
-    let (other, _dir2) = keys().await;
+    let (other, _dir2) = keyset().await;
     assert!(open(&other, &row).is_err());
     // Debug of the secret names fields, never values.
     let shown = format!("{:?}", opened[0]);

@@ -109,6 +109,8 @@ struct Wrapper {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use clap::Parser as _;
+
     use super::*;
 
     fn pg(args: &[&str]) -> PostgresArgs {

@@ -179,8 +179,11 @@ pub(crate) struct Context<'a> {
 /// their JSON), wiped when dropped; `Debug` shows paths and field names only.
 #[derive(Default)]
 pub(crate) struct SecretValues {
-    secrets: Vec<(String, Vec<(String, Zeroizing<String>)>)>,
+    /// (path, [(field, value)]), in the target's order.
+    secrets: Vec<(String, Fields)>,
 }
+
+type Fields = Vec<(String, Zeroizing<String>)>;
 
 impl SecretValues {
     pub(crate) fn from_wire(wire: SessionSecrets) -> Self {
@@ -212,7 +215,7 @@ impl SecretValues {
         if self.secrets.is_empty() {
             return Err(TemplateError::NoSecrets(field.to_owned()));
         }
-        let candidates: Vec<&(String, Vec<(String, Zeroizing<String>)>)> = match index {
+        let candidates: Vec<&(String, Fields)> = match index {
             Some(n) => vec![self.secrets.get(n).ok_or(TemplateError::NoIndex {
                 index: n,
                 count: self.secrets.len(),
@@ -229,7 +232,7 @@ impl SecretValues {
             })
             .collect();
         match found.as_slice() {
-            [one] => Ok(one),
+            [one] => Ok(*one),
             [] => Err(TemplateError::NoField {
                 field: field.to_owned(),
                 have: candidates
