@@ -195,6 +195,8 @@ fn connect_postgres_runs_psql_as_the_leased_user_who_is_dropped_when_it_exits() 
             "PGUSER={{secret.username}}",
             "--env",
             "PGPASSWORD={{secret.0.password}}",
+            "--env",
+            "PGDATABASE=postgres",
             "--exec",
             "sh",
             "--",

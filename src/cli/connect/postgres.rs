@@ -5,7 +5,7 @@
 //! `PGPORT` name the session's local listener on 127.0.0.1, `PGUSER` and `PGPASSWORD` come
 //! from the session's leased secret (its `username` and `password` fields, fetched from the
 //! controller, audited, held in memory only, never on psql's command line or on disk), and
-//! `PGDATABASE`, `PGSSLMODE` from the flags. psql's exit ends the session, which revokes the
+//! `PGDATABASE` (default `postgres`), `PGSSLMODE` from the flags. psql's exit ends the session, which revokes the
 //! database user, and its status is the command's.
 
 use std::ffi::OsString;
@@ -25,11 +25,15 @@ has none, docs/secrets.md):
   portcullis connect postgres db --client pgcli
 
 psql gets PGHOST=127.0.0.1, PGPORT (the session's local port), PGUSER and PGPASSWORD from
-the session's leased secret (fields username and password), PGDATABASE with --dbname and
-PGSSLMODE with --sslmode (TLS, if used, runs end to end between psql and the database). The
-secret is read from the controller (each read audited) and lives only in psql's
-environment. When psql exits the session ends and Vault drops the database user.
+the session's leased secret (fields username and password), PGDATABASE from --dbname (else
+your own PGDATABASE, else postgres) and PGSSLMODE from --sslmode (TLS, if used, runs end to
+end between psql and the database). The secret is read from the controller (each read
+audited) and lives only in psql's environment. When psql exits the session ends and Vault
+drops the database user.
 PSQL-ARGS may use {{host}}, {{port}} and {{addr}}, never a secret.";
+
+/// The database when neither `--dbname` nor `PGDATABASE` names one.
+const DEFAULT_DATABASE: &str = "postgres";
 
 /// Run psql through a brokered session, logged in with the database credentials Vault
 /// leased to the session.
@@ -38,7 +42,8 @@ PSQL-ARGS may use {{host}}, {{port}} and {{addr}}, never a secret.";
 pub(crate) struct PostgresArgs {
     /// The target's id or name.
     pub target: String,
-    /// The database (PGDATABASE); by default psql's (the user's name).
+    /// The database (PGDATABASE); by default your PGDATABASE, else `postgres` (psql's own
+    /// default, the user's name, does not exist for a user leased for one session).
     #[arg(long, short = 'd')]
     pub dbname: Option<String>,
     /// PGSSLMODE for psql; by default psql's own (prefer).
@@ -67,7 +72,8 @@ pub(super) fn connect_args(pg: PostgresArgs) -> anyhow::Result<ConnectArgs> {
     if let Some(port) = pg.listen_port {
         argv.extend(["--listen-port".into(), port.to_string().into()]);
     }
-    for (name, value) in environment(&pg) {
+    let inherited_db = std::env::var_os("PGDATABASE").is_some();
+    for (name, value) in environment(&pg, inherited_db) {
         argv.extend(["--env".into(), format!("{name}={value}").into()]);
     }
     argv.extend(["--exec".into(), pg.client.clone().into(), "--".into()]);
@@ -79,8 +85,10 @@ pub(super) fn connect_args(pg: PostgresArgs) -> anyhow::Result<ConnectArgs> {
     Ok(args)
 }
 
-/// psql's variables as `--env` templates.
-fn environment(pg: &PostgresArgs) -> Vec<(&'static str, String)> {
+/// psql's variables as `--env` templates. Without `--dbname` and without a `PGDATABASE` of
+/// the user's own, the database is `postgres`: psql's default, the user's name, never exists
+/// for a user Vault made for one session.
+fn environment(pg: &PostgresArgs, inherited_db: bool) -> Vec<(&'static str, String)> {
     let secret = |field: &str| match pg.secret {
         Some(n) => format!("{{{{secret.{n}.{field}}}}}"),
         None => format!("{{{{secret.{field}}}}}"),
@@ -91,8 +99,10 @@ fn environment(pg: &PostgresArgs) -> Vec<(&'static str, String)> {
         ("PGUSER", secret("username")),
         ("PGPASSWORD", secret("password")),
     ];
-    if let Some(db) = &pg.dbname {
-        env.push(("PGDATABASE", db.clone()));
+    match &pg.dbname {
+        Some(db) => env.push(("PGDATABASE", db.clone())),
+        None if !inherited_db => env.push(("PGDATABASE", DEFAULT_DATABASE.to_owned())),
+        None => {}
     }
     if let Some(mode) = &pg.sslmode {
         env.push(("PGSSLMODE", mode.clone()));
@@ -145,9 +155,19 @@ mod tests {
         let pgssl = args.env.iter().find(|e| e.name == "PGSSLMODE").unwrap();
         assert_eq!(pgssl.value, super::super::template::Template::parse("require").unwrap());
         assert_eq!(
-            environment(&pg(&["db", "--secret", "1"]))[3].1,
+            environment(&pg(&["db", "--secret", "1"]), false)[3].1,
             "{{secret.1.password}}"
         );
+        // The database: --dbname, else the user's PGDATABASE (inherited), else postgres.
+        let db = |args: &[&str], inherited: bool| {
+            environment(&pg(args), inherited)
+                .into_iter()
+                .find(|(n, _)| *n == "PGDATABASE")
+                .map(|(_, v)| v)
+        };
+        assert_eq!(db(&["db"], false).as_deref(), Some("postgres"));
+        assert_eq!(db(&["db"], true), None);
+        assert_eq!(db(&["db", "-d", "app"], true).as_deref(), Some("app"));
         assert!(Wrapper::try_parse_from(["connect", "db", "--env", "X=1"]).is_err(), "--env needs --exec");
     }
 
