@@ -164,6 +164,16 @@ fn connect_postgres_runs_psql_as_the_leased_user_who_is_dropped_when_it_exits() 
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
 
+    // A target that leases no secret: a clear error, and the session it opened is ended.
+    s.c.create_target("plain", &pg_address());
+    let out = s.c.cli().args(["connect", "postgres", "plain"]).output().unwrap();
+    assert!(!out.status.success(), "{}", said(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no leased secrets") && err.contains("vault_secrets"), "{err}");
+    let (code, text) = s.c.curl("GET", "/v1/sessions?live=true", None);
+    assert_eq!(code, 200, "{text}");
+    assert!(!text.contains("\"target_name\":\"plain\""), "left open: {text}");
+
     // A secret on --exec's command line is refused before any session is opened.
     let before = session_count(&s.c);
     let out = s
