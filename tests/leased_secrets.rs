@@ -134,15 +134,26 @@ fn session_count(c: &Controller) -> usize {
 fn connect_postgres_runs_psql_as_the_leased_user_who_is_dropped_when_it_exits() {
     let s = setup();
     let started = std::time::Instant::now();
-    let out = s
-        .c
-        .cli()
-        .args(["connect", "postgres", "db", "--", "-X", "-tAc", "select current_user"])
-        .output()
-        .unwrap();
+    let out =
+        s.c.cli()
+            .args([
+                "connect",
+                "postgres",
+                "db",
+                "--",
+                "-X",
+                "-tAc",
+                "select current_user",
+            ])
+            .output()
+            .unwrap();
     assert!(out.status.success(), "{}", said(&out));
     let user = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(user.starts_with("v-"), "not a user Vault leased: {}", said(&out));
+    assert!(
+        user.starts_with("v-"),
+        "not a user Vault leased: {}",
+        said(&out)
+    );
     // psql's exit ended the session, which revokes the lease: Vault drops the user.
     wait_for("the leased user dropped", Duration::from_secs(10), || {
         !pg_role_exists(&user)
@@ -153,35 +164,64 @@ fn connect_postgres_runs_psql_as_the_leased_user_who_is_dropped_when_it_exits() 
     let sid = sessions[0]["session"].as_str().unwrap();
     let (code, text) = s.c.curl("GET", &format!("/v1/sessions/{sid}"), None);
     assert_eq!(code, 200, "{text}");
-    assert!(text.contains("\"terminated\"") && text.contains("closed"), "{text}");
+    assert!(
+        text.contains("\"terminated\"") && text.contains("closed"),
+        "{text}"
+    );
 
     // psql's exit status is the command's.
-    let out = s
-        .c
-        .cli()
-        .args(["connect", "postgres", "db", "--", "-X", "-v", "ON_ERROR_STOP=1", "-c", "select nope"])
-        .output()
-        .unwrap();
+    let out =
+        s.c.cli()
+            .args([
+                "connect",
+                "postgres",
+                "db",
+                "--",
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                "select nope",
+            ])
+            .output()
+            .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
 
     // A target that leases no secret: a clear error, and the session it opened is ended.
     s.c.create_target("plain", &pg_address());
-    let out = s.c.cli().args(["connect", "postgres", "plain"]).output().unwrap();
+    let out =
+        s.c.cli()
+            .args(["connect", "postgres", "plain"])
+            .output()
+            .unwrap();
     assert!(!out.status.success(), "{}", said(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no leased secrets") && err.contains("vault_secrets"), "{err}");
+    assert!(
+        err.contains("no leased secrets") && err.contains("vault_secrets"),
+        "{err}"
+    );
     let (code, text) = s.c.curl("GET", "/v1/sessions?live=true", None);
     assert_eq!(code, 200, "{text}");
-    assert!(!text.contains("\"target_name\":\"plain\""), "left open: {text}");
+    assert!(
+        !text.contains("\"target_name\":\"plain\""),
+        "left open: {text}"
+    );
 
     // A secret on --exec's command line is refused before any session is opened.
     let before = session_count(&s.c);
-    let out = s
-        .c
-        .cli()
-        .args(["connect", "db", "--exec", "sh", "--", "-c", "echo {{secret.password}}"])
-        .output()
-        .unwrap();
+    let out =
+        s.c.cli()
+            .args([
+                "connect",
+                "db",
+                "--exec",
+                "sh",
+                "--",
+                "-c",
+                "echo {{secret.password}}",
+            ])
+            .output()
+            .unwrap();
     assert!(!out.status.success(), "{}", said(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--env PGPASSWORD="),
@@ -194,27 +234,26 @@ fn connect_postgres_runs_psql_as_the_leased_user_who_is_dropped_when_it_exits() 
     let script = "printf 'user=%s\\npass=%s\\n' \"$PGUSER\" \"$PGPASSWORD\" && \
                   \"$PORTCULLIS_BIN\" sessions secrets \"$PORTCULLIS_SESSION_ID\" --json && \
                   psql -X -h {{host}} -p {{port}} -tAc 'select current_user'";
-    let out = s
-        .c
-        .cli()
-        .env("PORTCULLIS_BIN", common::dev::bin())
-        .args([
-            "connect",
-            "db",
-            "--env",
-            "PGUSER={{secret.username}}",
-            "--env",
-            "PGPASSWORD={{secret.0.password}}",
-            "--env",
-            "PGDATABASE=postgres",
-            "--exec",
-            "sh",
-            "--",
-            "-c",
-            script,
-        ])
-        .output()
-        .unwrap();
+    let out =
+        s.c.cli()
+            .env("PORTCULLIS_BIN", common::dev::bin())
+            .args([
+                "connect",
+                "db",
+                "--env",
+                "PGUSER={{secret.username}}",
+                "--env",
+                "PGPASSWORD={{secret.0.password}}",
+                "--env",
+                "PGDATABASE=postgres",
+                "--exec",
+                "sh",
+                "--",
+                "-c",
+                script,
+            ])
+            .output()
+            .unwrap();
     assert!(out.status.success(), "{}", said(&out));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let line = |prefix: &str| {
@@ -231,10 +270,16 @@ fn connect_postgres_runs_psql_as_the_leased_user_who_is_dropped_when_it_exits() 
     assert_eq!(served["secrets"][0]["data"]["username"], user.as_str());
     assert_eq!(served["secrets"][0]["data"]["password"], pass.as_str());
     assert!(pass.len() >= 8, "{stdout}");
-    assert_eq!(stdout.trim_end().lines().last(), Some(user.as_str()), "{stdout}");
-    wait_for("the second leased user dropped", Duration::from_secs(10), || {
-        !pg_role_exists(&user)
-    });
+    assert_eq!(
+        stdout.trim_end().lines().last(),
+        Some(user.as_str()),
+        "{stdout}"
+    );
+    wait_for(
+        "the second leased user dropped",
+        Duration::from_secs(10),
+        || !pg_role_exists(&user),
+    );
     // No event holds a password.
     let (_, everything) = s.c.curl("GET", "/v1/audit?limit=1000", None);
     assert!(!everything.contains(&pass), "a password in the audit log");
@@ -287,8 +332,17 @@ fn secrets_are_served_to_the_sessions_own_user_only_while_it_lives_each_read_aud
     let other_admin = s.c.issue_token("root2", &["admins"]);
     let out = read(Some(&other_admin), true);
     assert!(!out.status.success(), "{}", said(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no session"), "{}", said(&out));
-    let (code, text) = s.c.curl_as(&other_admin, "GET", &format!("/v1/sessions/{sid}/secrets"), None);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no session"),
+        "{}",
+        said(&out)
+    );
+    let (code, text) = s.c.curl_as(
+        &other_admin,
+        "GET",
+        &format!("/v1/sessions/{sid}/secrets"),
+        None,
+    );
     assert_eq!(code, 404, "{text}");
     assert!(!text.contains(&pass));
     poll("the refusals audited", Duration::from_secs(10), || {
@@ -296,14 +350,21 @@ fn secrets_are_served_to_the_sessions_own_user_only_while_it_lives_each_read_aud
             .into_iter()
             .filter(|e| e.to_string().contains("root2") && e.to_string().contains(&sid))
             .collect();
-        if denied.len() >= 2 { Ok(()) } else { Err(format!("{denied:?}")) }
+        if denied.len() >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{denied:?}"))
+        }
     });
 
     // Each read by the owner is one event naming the path, never the data.
     let reads = audit(&s.c, &format!("session={sid}&type=session_secrets_read"));
     assert_eq!(reads.len(), 2, "{reads:?}");
     for event in &reads {
-        assert_eq!(event["details"]["paths"], json!([format!("database/creds/{DB_ROLE}")]));
+        assert_eq!(
+            event["details"]["paths"],
+            json!([format!("database/creds/{DB_ROLE}")])
+        );
         assert_eq!(event["actor"]["user"], "admin", "{event}");
         let text = event.to_string();
         assert!(!text.contains(&pass) && !text.contains(&user), "{text}");
@@ -311,12 +372,16 @@ fn secrets_are_served_to_the_sessions_own_user_only_while_it_lives_each_read_aud
 
     // Once the session ended: refused, the sealed row gone, the user dropped.
     drop(listener);
-    let (code, text) = s.c.curl("POST", &format!("/v1/sessions/{sid}/cancel"), Some("{}"));
+    let (code, text) =
+        s.c.curl("POST", &format!("/v1/sessions/{sid}/cancel"), Some("{}"));
     assert!(code == 200, "{text}");
     let out = read(None, true);
     assert!(!out.status.success(), "{}", said(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("has ended") && err.contains("new session"), "{err}");
+    assert!(
+        err.contains("has ended") && err.contains("new session"),
+        "{err}"
+    );
     assert_eq!(sealed_rows(&db, &sid), 0);
     wait_for("the leased user dropped", Duration::from_secs(10), || {
         !pg_role_exists(&user)

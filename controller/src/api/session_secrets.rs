@@ -44,13 +44,17 @@ impl From<SecretsError> for ApiError {
             SecretsError::NoSession(id) | SecretsError::NotOwner(id) => {
                 ApiError::not_found("session", &id)
             }
-            SecretsError::NoSecrets(_) => ApiError::new(StatusCode::NOT_FOUND, "no_secrets", message),
+            SecretsError::NoSecrets(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "no_secrets", message)
+            }
             SecretsError::Ended { .. } => ApiError::new(StatusCode::GONE, "session_ended", message),
             SecretsError::Minting(_) => ApiError::new(StatusCode::CONFLICT, "minting", message),
             SecretsError::Store(e) => e.into(),
             SecretsError::Crypt(m) => {
                 tracing::error!(error = %portcullis_proto::text::escaped(&m), "cannot open a session's sealed secrets");
-                ApiError::internal("cannot open the session's sealed secrets; see the controller's log")
+                ApiError::internal(
+                    "cannot open the session's sealed secrets; see the controller's log",
+                )
             }
         }
     }

@@ -86,7 +86,11 @@ pub(crate) fn open(keys: &Keyset, row: &SealedSecrets) -> Result<Vec<LeasedSecre
 /// Whether `user_id` may read the secrets of `session` at `now`: its own user only, and only
 /// while it is live (a session past its expiry that the sweeper has not ended yet counts as
 /// ended).
-pub(crate) fn may_read(session: &SessionRecord, user_id: &str, now: i64) -> Result<(), SecretsError> {
+pub(crate) fn may_read(
+    session: &SessionRecord,
+    user_id: &str,
+    now: i64,
+) -> Result<(), SecretsError> {
     if session.user_id != user_id {
         return Err(SecretsError::NotOwner(session.id.clone()));
     }
@@ -137,7 +141,11 @@ pub(crate) async fn read(
             .target(&session.target_id),
     )
     .await?;
-    tracing::info!(session.id = session_id, secrets = secrets.len(), "leased secrets read by the session's user");
+    tracing::info!(
+        session.id = session_id,
+        secrets = secrets.len(),
+        "leased secrets read by the session's user"
+    );
     Ok(SessionSecrets {
         session_id: session_id.to_owned(),
         secrets,

@@ -49,7 +49,10 @@ async fn sealed_secrets_open_only_for_their_own_session() {
     assert!(open(&other, &row).is_err());
     // Debug of the secret names fields, never values.
     let shown = format!("{:?}", opened[0]);
-    assert!(shown.contains("password") && !shown.contains("A1a"), "{shown}");
+    assert!(
+        shown.contains("password") && !shown.contains("A1a"),
+        "{shown}"
+    );
 }
 
 fn session(state: SessionState) -> SessionRecord {

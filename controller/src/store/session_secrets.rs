@@ -59,10 +59,7 @@ pub(crate) async fn get(
     };
     Ok(Some(SealedSecrets {
         session_id: row.try_get("session_id")?,
-        paths: from_json_list(
-            &row.try_get::<String, _>("paths")?,
-            "session_secrets.paths",
-        )?,
+        paths: from_json_list(&row.try_get::<String, _>("paths")?, "session_secrets.paths")?,
         sealed: row.try_get("sealed")?,
         created_at: row.try_get("created_at")?,
     }))

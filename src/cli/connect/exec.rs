@@ -225,7 +225,9 @@ mod tests {
             program: "psql".into(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
         };
-        assert!(command(&["-h", "{{host}}", "-p", "{{port}}"]).check().is_ok());
+        assert!(command(&["-h", "{{host}}", "-p", "{{port}}"])
+            .check()
+            .is_ok());
         let err = command(&["postgres://u:{{secret.password}}@{{addr}}/db"])
             .check()
             .unwrap_err()
@@ -233,7 +235,9 @@ mod tests {
         assert!(err.contains("--env PGPASSWORD="), "{err}");
         let err = command(&["{{prot}}"]).check().unwrap_err().to_string();
         assert!(err.contains("unknown placeholder"), "{err}");
-        let (_, args) = command(&["{{addr}}", "{port}"]).resolved("127.0.0.1", 5).unwrap();
+        let (_, args) = command(&["{{addr}}", "{port}"])
+            .resolved("127.0.0.1", 5)
+            .unwrap();
         assert_eq!(args, ["127.0.0.1:5", "5"]);
     }
 

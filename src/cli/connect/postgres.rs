@@ -141,19 +141,32 @@ mod tests {
         assert_eq!(args.exec.as_deref(), Some("psql"));
         assert_eq!(args.args, ["-tAc", "select 1"]);
         let names: Vec<&str> = args.env.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"]);
+        assert_eq!(
+            names,
+            ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"]
+        );
         assert!(args.env[3].value.uses_secrets());
         assert!(!args.env[4].value.uses_secrets());
 
         let args = connect_args(pg(&[
-            "db", "--secret", "1", "--sslmode", "require", "--client", "pgcli", "--listen-port",
+            "db",
+            "--secret",
+            "1",
+            "--sslmode",
+            "require",
+            "--client",
+            "pgcli",
+            "--listen-port",
             "0",
         ]))
         .unwrap();
         assert_eq!(args.exec.as_deref(), Some("pgcli"));
         assert_eq!(args.listen_port, Some(0));
         let pgssl = args.env.iter().find(|e| e.name == "PGSSLMODE").unwrap();
-        assert_eq!(pgssl.value, super::super::template::Template::parse("require").unwrap());
+        assert_eq!(
+            pgssl.value,
+            super::super::template::Template::parse("require").unwrap()
+        );
         assert_eq!(
             environment(&pg(&["db", "--secret", "1"]), false)[3].1,
             "{{secret.1.password}}"
@@ -168,7 +181,10 @@ mod tests {
         assert_eq!(db(&["db"], false).as_deref(), Some("postgres"));
         assert_eq!(db(&["db"], true), None);
         assert_eq!(db(&["db", "-d", "app"], true).as_deref(), Some("app"));
-        assert!(Wrapper::try_parse_from(["connect", "db", "--env", "X=1"]).is_err(), "--env needs --exec");
+        assert!(
+            Wrapper::try_parse_from(["connect", "db", "--env", "X=1"]).is_err(),
+            "--env needs --exec"
+        );
     }
 
     #[test]

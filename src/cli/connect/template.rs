@@ -48,7 +48,10 @@ impl fmt::Display for TemplateError {
                  {{{{secret.FIELD}}}} or {{{{secret.N.FIELD}}}}"
             ),
             Self::Unclosed(text) => {
-                write!(f, "a placeholder opened with {{{{ is not closed with }}}} in {text:?}")
+                write!(
+                    f,
+                    "a placeholder opened with {{{{ is not closed with }}}} in {text:?}"
+                )
             }
             Self::NoSecrets(field) => write!(
                 f,
@@ -274,9 +277,9 @@ pub(crate) struct EnvTemplate {
 
 /// clap's parser of `--env`.
 pub(crate) fn parse_env(text: &str) -> Result<EnvTemplate, String> {
-    let (name, value) = text
-        .split_once('=')
-        .ok_or_else(|| format!("{text:?} is not NAME=TEMPLATE, e.g. PGPASSWORD={{{{secret.password}}}}"))?;
+    let (name, value) = text.split_once('=').ok_or_else(|| {
+        format!("{text:?} is not NAME=TEMPLATE, e.g. PGPASSWORD={{{{secret.password}}}}")
+    })?;
     let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {

@@ -43,7 +43,10 @@ fn listener_placeholders_new_and_old_are_expanded() {
         expand("{{ host }}:{{port}} {host}:{port}", &none).unwrap(),
         "127.0.0.1:40022 127.0.0.1:40022"
     );
-    assert_eq!(expand("plain {hostname}", &none).unwrap(), "plain {hostname}");
+    assert_eq!(
+        expand("plain {hostname}", &none).unwrap(),
+        "plain {hostname}"
+    );
     // Double braces that are not a name are text (Go templates and the like).
     assert_eq!(
         expand("--format={{.Names}} {{ json . }}", &none).unwrap(),
@@ -68,7 +71,10 @@ fn unknown_or_unclosed_placeholders_are_errors() {
         Err(TemplateError::Unclosed(_))
     ));
     let message = expand("{{adr}}", &none).unwrap_err().to_string();
-    assert!(message.contains("{{adr}}") && message.contains("{{addr}}"), "{message}");
+    assert!(
+        message.contains("{{adr}}") && message.contains("{{addr}}"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -76,7 +82,10 @@ fn secret_fields_are_found_by_name_or_by_number() {
     let one = values(&[json!({"username": "v-tok-ro-1", "password": "p1", "ttl": 60})]);
     let t = Template::parse("{{secret.username}}:{{secret.password}}").unwrap();
     assert!(t.uses_secrets());
-    assert_eq!(expand("{{secret.username}}:{{secret.password}}", &one).unwrap(), "v-tok-ro-1:p1");
+    assert_eq!(
+        expand("{{secret.username}}:{{secret.password}}", &one).unwrap(),
+        "v-tok-ro-1:p1"
+    );
     assert_eq!(expand("{{secret.0.password}}", &one).unwrap(), "p1");
     // Non-string values as their JSON.
     assert_eq!(expand("{{secret.ttl}}", &one).unwrap(), "60");
@@ -105,7 +114,10 @@ fn secret_fields_are_found_by_name_or_by_number() {
     ));
     // Debug names fields, never values.
     let shown = format!("{two:?}");
-    assert!(shown.contains("password") && !shown.contains("pb"), "{shown}");
+    assert!(
+        shown.contains("password") && !shown.contains("pb"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -113,9 +125,14 @@ fn env_options_need_a_name_and_a_valid_template() {
     let env = parse_env("PGPASSWORD={{secret.password}}").unwrap();
     assert_eq!(env.name, "PGPASSWORD");
     assert!(env.value.uses_secrets());
-    assert_eq!(parse_env("EMPTY=").unwrap().value, Template::parse("").unwrap());
+    assert_eq!(
+        parse_env("EMPTY=").unwrap().value,
+        Template::parse("").unwrap()
+    );
     assert!(parse_env("NOEQUALS").is_err());
     assert!(parse_env("1BAD=x").is_err());
     assert!(parse_env("BAD-NAME=x").is_err());
-    assert!(parse_env("X={{nope}}").unwrap_err().contains("unknown placeholder"));
+    assert!(parse_env("X={{nope}}")
+        .unwrap_err()
+        .contains("unknown placeholder"));
 }

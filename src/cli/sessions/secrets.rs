@@ -61,7 +61,10 @@ fn render(secrets: &SessionSecrets) -> String {
                 serde_json::Value::String(s) => escaped(s).to_string(),
                 other => other.to_string(),
             };
-            out.push_str(&format!("  {:width$}  {value}\n", escaped(name).to_string()));
+            out.push_str(&format!(
+                "  {:width$}  {value}\n",
+                escaped(name).to_string()
+            ));
         }
     }
     if secrets.secrets.is_empty() {
@@ -90,9 +93,15 @@ mod tests {
             }],
         };
         let text = render(&secrets);
-        assert!(text.starts_with("database/creds/readonly (lease database/creds/readonly/abc, "), "{text}");
+        assert!(
+            text.starts_with("database/creds/readonly (lease database/creds/readonly/abc, "),
+            "{text}"
+        );
         assert!(text.contains("\n  username  v-tok-ro\n"), "{text}");
         assert!(text.contains("\n  ttl       5\n"), "{text}");
-        assert!(!text.contains('\u{1b}'), "control characters escaped: {text}");
+        assert!(
+            !text.contains('\u{1b}'),
+            "control characters escaped: {text}"
+        );
     }
 }
