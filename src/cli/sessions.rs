@@ -69,7 +69,8 @@ pub(crate) enum SessionsCommand {
     /// Examples:
     ///   portcullis sessions list --live
     ///
-    /// In a deployment (a target with vault_secrets; docs/secrets.md):
+    /// In a deployment:
+    ///   # a session to a target with vault_secrets (docs/secrets.md)
     ///   portcullis sessions secrets s_0123...
     ///   portcullis sessions secrets s_0123... --json | jq -r '.secrets[0].data.username'
     #[command(verbatim_doc_comment)]

@@ -17,8 +17,9 @@ use super::args::ConnectArgs;
 use crate::cli::http::ClientArgs;
 
 const EXAMPLES: &str = "\
-In a deployment (a target whose vault_secrets lease database credentials; `portcullis dev`
-has none, docs/secrets.md):
+In a deployment:
+  # db: a target whose vault_secrets lease database credentials (docs/secrets.md);
+  # `portcullis dev` has no Vault, so none of its targets has any.
   portcullis connect postgres db
   portcullis connect postgres db --dbname app -- -c 'select current_user'
   portcullis connect postgres db --secret 1 --sslmode require -- -f migrate.sql
