@@ -39,6 +39,8 @@ mod recordings_read_tests;
 #[cfg(test)]
 mod recordings_tests;
 #[cfg(test)]
+mod session_secrets_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod users_tests;
