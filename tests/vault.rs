@@ -389,6 +389,13 @@ fn cancel_revokes_the_token_its_database_user_and_the_certificate() {
         format!("database/creds/{}", common::vault::DB_ROLE)
     );
     assert!(!secret["lease_id"].as_str().unwrap().is_empty(), "{auth}");
+    // The answer names the secret's fields; its data is served, audited, on its own.
+    assert!(secret.get("data").is_none(), "{auth}");
+    assert_eq!(secret["fields"], json!(["password", "username"]), "{auth}");
+    let (code, text) = s.api("GET", &format!("/v1/sessions/{sid}/secrets"), None);
+    assert_eq!(code, 200, "{text}");
+    let served: Value = serde_json::from_str(&text).unwrap();
+    let secret = &served["secrets"][0];
     let username = secret["data"]["username"].as_str().unwrap().to_owned();
     assert!(pg_role_exists(&username), "Vault made no database user");
     let accessor = s.accessor_of(&sid);

@@ -468,6 +468,15 @@ pub struct RecordingFailed {
     pub action: String,
 }
 
+/// A read of a session's leased secrets by its own user: which secrets, never their data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionSecretsRead {
+    /// The Vault paths read, in the target's order.
+    pub paths: Vec<String>,
+    /// Their leases (empty for a secret without one).
+    pub lease_ids: Vec<String>,
+}
+
 /// A read of a session's recordings through the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordingRead {

@@ -244,6 +244,7 @@ kinds! {
     CredentialRevokeFailed = "credential_revoke_failed",
     GatewayCredentialIssued = "gateway_credential_issued",
     GatewayCredentialRequested = "gateway_credential_requested",
+    SessionSecretsRead = "session_secrets_read",
     SshChannelRefused = "ssh_channel_refused",
     RecordingCheckpoint = "recording_checkpoint",
     RecordingFinished = "recording_finished",
@@ -446,6 +447,11 @@ pub enum Event {
     GatewayCredentialRequested {
         details: GatewayCredentialRequested,
     },
+    /// A session's own user read its leased secrets (`GET /v1/sessions/{id}/secrets`);
+    /// names the paths and leases, never the data.
+    SessionSecretsRead {
+        details: SessionSecretsRead,
+    },
     /// `reason` is the rule that refused it (the right that is off, or the controller's
     /// words naming the matrix cell).
     SshChannelRefused {
@@ -579,6 +585,7 @@ impl Event {
             Event::CredentialRevokeFailed { .. } => Kind::CredentialRevokeFailed,
             Event::GatewayCredentialIssued { .. } => Kind::GatewayCredentialIssued,
             Event::GatewayCredentialRequested { .. } => Kind::GatewayCredentialRequested,
+            Event::SessionSecretsRead { .. } => Kind::SessionSecretsRead,
             Event::SshChannelRefused { .. } => Kind::SshChannelRefused,
             Event::RecordingCheckpoint { .. } => Kind::RecordingCheckpoint,
             Event::RecordingFinished { .. } => Kind::RecordingFinished,

@@ -376,6 +376,12 @@ fn one_of_each() -> Vec<Event> {
                 key_fingerprint: "SHA256:abc".into(),
             },
         },
+        Event::SessionSecretsRead {
+            details: SessionSecretsRead {
+                paths: vec!["database/creds/readonly".into()],
+                lease_ids: vec!["database/creds/readonly/abc".into()],
+            },
+        },
         Event::SshChannelRefused {
             reason: "ssh.forward_remote is not granted to the session's roles".into(),
             details: SshChannelRefused {

@@ -414,10 +414,12 @@ pub struct SessionAuthorization {
     /// gateway mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_host_ca: Option<String>,
-    /// Leased secrets read from Vault for this session (the target's `vault_secrets`), valid
-    /// until the session ends.
+    /// Which leased secrets Vault gave this session (the target's `vault_secrets`), valid
+    /// until the session ends: paths, leases and field names only. The data itself is served
+    /// by `GET /v1/sessions/{id}/secrets` ([`SessionSecrets`]), to the session's own user,
+    /// each read audited.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub secrets: Vec<LeasedSecret>,
+    pub secrets: Vec<LeasedSecretInfo>,
     /// When the API token that authorised the session expires: a client whose token is
     /// refused before then knows it was revoked, which ended the session with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -434,7 +436,8 @@ fn is_certificate_mode(mode: &portcullis_policy::SshMode) -> bool {
 }
 
 /// A secret Vault leased to a session (e.g. database credentials); revoked with the session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `Debug` leaves the data out.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct LeasedSecret {
     /// The Vault path it was read from.
     pub path: String,
@@ -443,6 +446,52 @@ pub struct LeasedSecret {
     pub lease_duration_secs: u64,
     /// The secret's data as Vault returned it (e.g. `username`, `password`).
     pub data: serde_json::Value,
+}
+
+impl std::fmt::Debug for LeasedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeasedSecret")
+            .field("path", &self.path)
+            .field("lease_id", &self.lease_id)
+            .field("lease_duration_secs", &self.lease_duration_secs)
+            .field("fields", &self.info().fields)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LeasedSecret {
+    /// What may be said about the secret without its data: path, lease and field names.
+    pub fn info(&self) -> LeasedSecretInfo {
+        LeasedSecretInfo {
+            path: self.path.clone(),
+            lease_id: self.lease_id.clone(),
+            lease_duration_secs: self.lease_duration_secs,
+            fields: self
+                .data
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// A leased secret of a session without its data: the authorize answer lists these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeasedSecretInfo {
+    pub path: String,
+    pub lease_id: String,
+    pub lease_duration_secs: u64,
+    /// The names of the data's fields (e.g. `password`, `username`), sorted.
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
+/// `GET /v1/sessions/{id}/secrets`: the session's leased secrets with their data, in the
+/// order of the target's `vault_secrets`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionSecrets {
+    pub session_id: String,
+    pub secrets: Vec<LeasedSecret>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

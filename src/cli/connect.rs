@@ -23,6 +23,7 @@ mod exec;
 mod listen;
 mod listen_addr;
 mod mode;
+mod postgres;
 mod pve;
 mod rdp;
 mod session;
@@ -32,6 +33,7 @@ mod spare;
 pub(crate) mod ssh;
 mod ssh_login;
 mod stdio;
+mod template;
 pub(crate) mod tls;
 mod tunnel;
 mod watch;
@@ -70,6 +72,9 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
     }
     if let Some(ConnectKind::Rdp(rdp_args)) = args.kind {
         return rdp::run(rdp_args).await;
+    }
+    if let Some(ConnectKind::Postgres(pg_args)) = args.kind {
+        return Box::pin(run(postgres::connect_args(pg_args)?)).await;
     }
     let target = args
         .target_name()
@@ -131,6 +136,10 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
         Err(err) => return Err(abandon(&api, &authorization, &target, &identity, err).await),
     };
     drop(secret); // Only the child's environment (or the 0600 file) holds it now.
+    let child_env = match child_env(&api, &args, &target, &authorization, &mode).await {
+        Ok(env) => env,
+        Err(err) => return Err(abandon(&api, &authorization, &target, &identity, err).await),
+    };
     let mode = match served.as_ref().and_then(|s| s.https.as_ref()) {
         Some(https) => mode.with_tls(https.acceptor.clone())?,
         None => mode,
@@ -168,6 +177,7 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
             handoff: handoff.as_ref(),
             ssh: ssh_login.as_ref(),
             pve: served.as_ref(),
+            env: &child_env,
             json: args.json,
         },
         &mut signals,
@@ -242,6 +252,48 @@ fn serve_pve(
         secret,
     };
     pve::Served::prepare(session, target, listening, authorization.expires_at).map(Some)
+}
+
+/// The `--env NAME=TEMPLATE` variables of the `--exec` command, expanded. The session's
+/// leased secrets are fetched (`GET /v1/sessions/{id}/secrets`, audited) only when a
+/// template names one, and held in memory only.
+async fn child_env(
+    api: &ApiClient,
+    args: &ConnectArgs,
+    target: &str,
+    authorization: &SessionAuthorization,
+    mode: &Mode,
+) -> anyhow::Result<exec::ChildEnv> {
+    let mut env = exec::ChildEnv::default();
+    let Some(port) = mode.tcp_port() else {
+        return Ok(env);
+    };
+    let secrets = match args.env.iter().find(|e| e.value.uses_secrets()) {
+        None => template::SecretValues::default(),
+        Some(first) if authorization.secrets.is_empty() => anyhow::bail!(
+            "target {target} gave session {} no leased secrets, but --env {} needs one: the \
+             target must name Vault secrets (vault_secrets, e.g. database/creds/readonly; \
+             docs/secrets.md)",
+            authorization.session_id,
+            first.name
+        ),
+        Some(_) => template::SecretValues::from_wire(
+            super::sessions::secrets::fetch(api, &authorization.session_id).await?,
+        ),
+    };
+    let at = template::Context {
+        host: exec::EXEC_HOST,
+        port,
+        secrets: &secrets,
+    };
+    for var in &args.env {
+        let value = var
+            .value
+            .expand(&at)
+            .with_context(|| format!("cannot set {} for the command (--env)", var.name))?;
+        env.set(&var.name, value);
+    }
+    Ok(env)
 }
 
 /// The parts of a session ticket from the controller's authorisation.

@@ -8,6 +8,7 @@
 mod export;
 pub(crate) mod recordings;
 mod replay;
+pub(crate) mod secrets;
 
 use std::path::PathBuf;
 
@@ -53,6 +54,30 @@ pub(crate) enum SessionsCommand {
     Cancel {
         /// The session id (s_...).
         id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print the leased secrets of one of your own live sessions.
+    ///
+    /// The database credentials (or other Vault secrets) the controller read for the
+    /// session's target (its vault_secrets), field by field. Only the session's own user may
+    /// read them, only while the session lives (Vault revokes them when it ends); every read
+    /// is audited as session_secrets_read. Nothing is written to disk.
+    ///
+    /// Examples:
+    ///   portcullis sessions list --live
+    ///
+    /// In a deployment:
+    ///   # a session to a target with vault_secrets (docs/secrets.md)
+    ///   portcullis sessions secrets s_0123...
+    ///   portcullis sessions secrets s_0123... --json | jq -r '.secrets[0].data.username'
+    #[command(verbatim_doc_comment)]
+    Secrets {
+        /// The session id (s_...).
+        id: String,
+        /// Print the API's answer as JSON (values exactly as Vault gave them).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -227,6 +252,10 @@ pub(crate) async fn run(cmd: SessionsCommand) -> anyhow::Result<i32> {
                 );
                 output::write_stdout(&format!("{}\n", portcullis_proto::text::escaped(line)))?;
             }
+        }
+        SessionsCommand::Secrets { id, json, client } => {
+            let api = ApiClient::from_args(&client)?;
+            secrets::show(&api, &id, json).await?;
         }
         SessionsCommand::Recordings { id, json, client } => {
             let api = ApiClient::from_args(&client)?;

@@ -21,6 +21,7 @@ pub(crate) mod policy;
 pub(crate) mod recordings;
 pub(crate) mod service_accounts;
 pub(crate) mod service_token;
+pub(crate) mod session_secrets;
 pub(crate) mod sessions;
 pub(crate) mod targets;
 pub(crate) mod tls_ca;
@@ -37,6 +38,8 @@ mod pve_tests;
 mod recordings_read_tests;
 #[cfg(test)]
 mod recordings_tests;
+#[cfg(test)]
+mod session_secrets_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -96,6 +99,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/sessions", get(sessions::list))
         .route("/v1/sessions/{id}", get(sessions::get))
         .route("/v1/sessions/{id}/cancel", post(sessions::cancel))
+        .route("/v1/sessions/{id}/secrets", get(session_secrets::get))
         .route("/v1/sessions/{id}/recordings", get(recordings::list))
         .route(
             "/v1/sessions/{id}/recordings/{recording}/chunks",

@@ -65,6 +65,8 @@ pub(crate) enum MintError {
     Store(#[from] StoreError),
     #[error("the session ended while its credentials were minted")]
     Ended,
+    #[error("{0}")]
+    Seal(String),
 }
 
 /// A test-only crash point (debug builds): the process exits when `PORTCULLIS_TEST_FAULT`

@@ -9,7 +9,7 @@
 //! process before the commit.
 
 use portcullis_policy::SshMode;
-use portcullis_proto::api::SessionAuthorization;
+use portcullis_proto::api::{LeasedSecret, SessionAuthorization};
 use portcullis_proto::grant;
 
 use super::error::SessionError;
@@ -78,7 +78,8 @@ pub(crate) async fn issue(
         let user = &principal.user.username;
         let minted = super::mint::mint(state, vault, plan, mint, user).await?;
         authorization.ssh_certificate = minted.certificate.map(|(cert, _)| cert);
-        authorization.secrets = minted.secrets;
+        // Which secrets only: their data is served, audited, by `GET /v1/sessions/{id}/secrets`.
+        authorization.secrets = minted.secrets.iter().map(LeasedSecret::info).collect();
     }
     arm_expiry(state, plan.record.id.clone(), plan.claims.exp);
     tracing::info!(session.id = %plan.record.id, target.id = %target.id, worker.id = %worker.id, "session authorised");

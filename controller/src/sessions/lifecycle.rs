@@ -108,6 +108,8 @@ async fn end_in(
         crate::store::pve_tokens::request_revocation(tx.read(), session_id, now, job_from)
             .await?
             .is_some();
+    // Its leased secrets' sealed data: gone with it, so that nothing can serve them now.
+    crate::store::session_secrets::delete(tx.write(), session_id).await?;
     crate::notify::session_ended(
         state.store.dialect(),
         tx.read(),

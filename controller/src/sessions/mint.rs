@@ -89,12 +89,23 @@ async fn finish(
             .map(|c| c.valid_before())
             .unwrap_or_else(|_| state.clock.unix_secs() + 24 * 3600)
     });
+    // The secrets' data is kept sealed with the session, and served only by its own reads.
+    let sealed = if minted.secrets.is_empty() {
+        None
+    } else {
+        let now = clock::to_i64(state.clock.unix_secs());
+        let row = super::secrets::seal(&state.keys, session_id, &minted.secrets, now);
+        Some(row.map_err(|e| MintError::Seal(e.to_string()))?)
+    };
     let mut tx = state.begin_audited().await?;
     if !session_rows::finish_minting(tx.write(), session_id).await? {
         return Ok(false);
     }
     if !crate::store::vault_credentials::set_minted(tx.write(), intent_id, &lease_ids).await? {
         return Ok(false);
+    }
+    if let Some(sealed) = &sealed {
+        crate::store::session_secrets::insert(tx.write(), sealed).await?;
     }
     if let (Some((_, serial)), Some(mount), Some(valid_before)) =
         (&minted.certificate, mount, valid_before)

@@ -26,4 +26,5 @@ pub(crate) mod lost;
 pub(crate) mod mint;
 pub(crate) mod plan;
 pub(crate) mod pve;
+pub(crate) mod secrets;
 pub(crate) mod sweeper;

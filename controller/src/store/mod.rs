@@ -33,6 +33,7 @@ mod recordings_tests;
 pub(crate) mod service_accounts;
 #[cfg(test)]
 mod service_accounts_suite_tests;
+pub(crate) mod session_secrets;
 pub(crate) mod sessions;
 #[cfg(test)]
 mod sessions_suite_tests;
@@ -217,6 +218,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "service_accounts",
         include_str!("../../../migrations/sqlite/0015_service_accounts.sql"),
     ),
+    (
+        16,
+        "session_secrets",
+        include_str!("../../../migrations/sqlite/0016_session_secrets.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -288,6 +294,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         "service_accounts",
         include_str!("../../../migrations/postgres/0015_service_accounts.sql"),
+    ),
+    (
+        16,
+        "session_secrets",
+        include_str!("../../../migrations/postgres/0016_session_secrets.sql"),
     ),
     // The recordings store's tables: its own migrator applies them (`recordings.rs`), and a
     // shared database's migration table must know them here too.

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::{listen_addr, rdp, ssh, web};
+use super::{listen_addr, postgres, rdp, ssh, template, web};
 use crate::cli::http::ClientArgs;
 
 const EXAMPLES: &str = "\
@@ -150,6 +150,12 @@ pub(crate) struct ConnectArgs {
     /// Print the listening line as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Set NAME in the --exec command's environment to TEMPLATE (repeatable), e.g.
+    /// `--env PGPASSWORD={{secret.password}}`: `{{addr}}`, `{{host}}`, `{{port}}`, and the
+    /// session's leased secrets `{{secret.FIELD}}` or `{{secret.N.FIELD}}`, which may only go
+    /// here, never into the command line (docs/secrets.md).
+    #[arg(long = "env", value_name = "NAME=TEMPLATE", value_parser = template::parse_env, requires = "exec")]
+    pub env: Vec<template::EnvTemplate>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -166,6 +172,9 @@ pub(crate) enum ConnectKind {
     /// Run a Remote Desktop client through a brokered session, or print a local address for
     /// one (--no-launch).
     Rdp(rdp::RdpArgs),
+    /// Run psql through a brokered session, logged in with the database credentials Vault
+    /// leased to the session.
+    Postgres(postgres::PostgresArgs),
 }
 
 impl ConnectArgs {

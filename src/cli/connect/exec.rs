@@ -9,33 +9,59 @@ use anyhow::Context as _;
 use zeroize::Zeroizing;
 
 use super::signals::{Caught, Signals};
+use super::template::{Context, SecretValues, Template};
 
 /// The host the `--exec` listener binds, substituted for `{host}`.
 pub(super) const EXEC_HOST: &str = "127.0.0.1";
 
-/// Replaces `{host}` and `{port}` in one argument.
-pub(super) fn substitute(text: &str, host: &str, port: u16) -> String {
-    text.replace("{host}", host)
-        .replace("{port}", &port.to_string())
+/// Fills in one argument's placeholders (`{{addr}}`, `{{host}}`, `{{port}}`, and the older
+/// `{host}` and `{port}`); a secret placeholder is an error here: [`ExecCommand::check`]
+/// refuses those before any session is opened.
+pub(super) fn substitute(text: &str, host: &str, port: u16) -> anyhow::Result<String> {
+    let template = Template::parse(text)?;
+    let none = SecretValues::default();
+    let at = Context {
+        host,
+        port,
+        secrets: &none,
+    };
+    Ok(template.expand(&at)?.as_str().to_owned())
 }
 
 /// Variables set for the command beyond the session's own (`PORTCULLIS_SESSION_ID`,
 /// `PORTCULLIS_CONNECT_HOST`, `PORTCULLIS_CONNECT_PORT`). Values may be secret: `Debug`
 /// shows the names only, and the values are wiped when dropped.
 #[derive(Clone, Default)]
-pub(super) struct ChildEnv(Vec<(&'static str, Zeroizing<String>)>);
+pub(super) struct ChildEnv(Vec<(String, Zeroizing<String>)>);
 
 impl ChildEnv {
     pub(super) fn new(vars: Vec<(&'static str, String)>) -> Self {
         Self(
             vars.into_iter()
-                .map(|(name, value)| (name, Zeroizing::new(value)))
+                .map(|(name, value)| (name.to_owned(), Zeroizing::new(value)))
                 .collect(),
         )
     }
 
-    pub(super) fn vars(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        self.0.iter().map(|(name, value)| (*name, value.as_str()))
+    /// Adds (or replaces) a variable.
+    pub(super) fn set(&mut self, name: &str, value: Zeroizing<String>) {
+        self.0.retain(|(n, _)| n != name);
+        self.0.push((name.to_owned(), value));
+    }
+
+    /// The variables of `self`, then those of `other` (which win).
+    pub(super) fn merged(&self, other: &ChildEnv) -> ChildEnv {
+        let mut env = self.clone();
+        for (name, value) in &other.0 {
+            env.set(name, value.clone());
+        }
+        env
+    }
+
+    pub(super) fn vars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
     }
 
     #[cfg(test)]
@@ -84,15 +110,30 @@ impl ExecCommand {
         }
     }
 
-    /// The program and arguments with `{host}` and `{port}` filled in.
-    pub(super) fn resolved(&self, host: &str, port: u16) -> (String, Vec<String>) {
-        (
-            substitute(&self.program, host, port),
+    /// Refuses, before any session is opened, a command line with a placeholder that is
+    /// unknown or names a secret: a command line is readable by every local user.
+    pub(super) fn check(&self) -> anyhow::Result<()> {
+        for text in std::iter::once(&self.program).chain(&self.args) {
+            if Template::parse(text)?.uses_secrets() {
+                anyhow::bail!(
+                    "{{{{secret.*}}}} may not appear in the command or its arguments (every local \
+                     user can read a command line: ps, /proc): pass the secret in the environment \
+                     instead, e.g. --env PGPASSWORD={{{{secret.password}}}}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The program and arguments with their placeholders filled in.
+    pub(super) fn resolved(&self, host: &str, port: u16) -> anyhow::Result<(String, Vec<String>)> {
+        Ok((
+            substitute(&self.program, host, port)?,
             self.args
                 .iter()
                 .map(|a| substitute(a, host, port))
-                .collect(),
-        )
+                .collect::<anyhow::Result<_>>()?,
+        ))
     }
 }
 
@@ -108,7 +149,7 @@ pub(super) async fn run_command(
     env: &ChildEnv,
     signals: &mut Signals,
 ) -> anyhow::Result<i32> {
-    let (program, args) = command.resolved(EXEC_HOST, port);
+    let (program, args) = command.resolved(EXEC_HOST, port)?;
     let mut child = tokio::process::Command::new(&program)
         .args(&args)
         .env("PORTCULLIS_SESSION_ID", session_id)
@@ -163,7 +204,7 @@ mod tests {
                 "plain".into(),
             ],
         };
-        let (program, args) = command.resolved("127.0.0.1", 40022);
+        let (program, args) = command.resolved("127.0.0.1", 40022).unwrap();
         assert_eq!(program, "127.0.0.1-tool");
         assert_eq!(
             args,
@@ -179,6 +220,28 @@ mod tests {
     }
 
     #[test]
+    fn secrets_and_unknown_placeholders_are_refused_on_the_command_line() {
+        let command = |args: &[&str]| ExecCommand {
+            program: "psql".into(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+        };
+        assert!(command(&["-h", "{{host}}", "-p", "{{port}}"])
+            .check()
+            .is_ok());
+        let err = command(&["postgres://u:{{secret.password}}@{{addr}}/db"])
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--env PGPASSWORD="), "{err}");
+        let err = command(&["{{prot}}"]).check().unwrap_err().to_string();
+        assert!(err.contains("unknown placeholder"), "{err}");
+        let (_, args) = command(&["{{addr}}", "{port}"])
+            .resolved("127.0.0.1", 5)
+            .unwrap();
+        assert_eq!(args, ["127.0.0.1:5", "5"]);
+    }
+
+    #[test]
     fn the_known_hosts_placeholder_is_the_gateways_file() {
         let command = ExecCommand {
             program: "ssh".into(),
@@ -190,7 +253,7 @@ mod tests {
             ],
         }
         .with_known_hosts("/tmp/p/known_hosts");
-        let (_, args) = command.resolved("127.0.0.1", 2222);
+        let (_, args) = command.resolved("127.0.0.1", 2222).unwrap();
         assert_eq!(
             args,
             ["-o", "UserKnownHostsFile=/tmp/p/known_hosts", "-p", "2222"]

@@ -49,6 +49,7 @@ impl Mode {
         }
         if let Some(program) = &args.exec {
             let command = exec_command(program, &args.args)?;
+            command.check()?;
             let listener = LocalListener::tcp(args.listen_port.unwrap_or(0)).await?;
             return Ok(Self::Exec(command, listener));
         }
@@ -160,6 +161,8 @@ pub(super) struct Shown<'a> {
     pub(super) ssh: Option<&'a SshLogin>,
     /// A Proxmox API session: how it is served.
     pub(super) pve: Option<&'a pve::Served>,
+    /// `--env`'s variables for the `--exec` command.
+    pub(super) env: &'a exec::ChildEnv,
     pub(super) json: bool,
 }
 
@@ -240,7 +243,10 @@ pub(super) async fn drive(
                     command.program
                 ),
             }
-            let env = https.map(|h| h.env.clone()).unwrap_or_default();
+            let env = https
+                .map(|h| h.env.clone())
+                .unwrap_or_default()
+                .merged(shown.env);
             let command = match shown.ssh {
                 Some(login) => {
                     eprint!("{}", login.text(Reach::Port(port))?);
@@ -405,5 +411,26 @@ mod tests {
         let args = parse(&["pve-1", "--exec", "--"]).unwrap();
         let err = Mode::prepare(&args, "pve-1").await.unwrap_err().to_string();
         assert!(err.contains("name the command"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_secret_on_the_command_line_is_refused_before_any_session() {
+        // Mode::prepare runs before authorize-session: nothing is opened for a refused line.
+        let args = parse(&["db", "--exec", "psql", "--", "password={{secret.password}}"]).unwrap();
+        let err = Mode::prepare(&args, "db").await.unwrap_err().to_string();
+        assert!(err.contains("--env PGPASSWORD="), "{err}");
+        let args = parse(&["db", "--exec", "--", "{{secret.0.password}}"]).unwrap();
+        assert!(Mode::prepare(&args, "db").await.is_err());
+        // In the environment it is fine.
+        let args = parse(&[
+            "db",
+            "--env",
+            "PGPASSWORD={{secret.password}}",
+            "--exec",
+            "psql",
+        ])
+        .unwrap();
+        assert_eq!(args.env[0].name, "PGPASSWORD");
+        assert!(Mode::prepare(&args, "db").await.is_ok());
     }
 }

@@ -15,7 +15,9 @@ fn rdp_args(args: &[&str]) -> RdpArgs {
 
 fn resolved(client: RdpClient, program: &str, user: &[&str]) -> (String, Vec<String>) {
     let user: Vec<String> = user.iter().map(|s| (*s).to_owned()).collect();
-    client_command(client, program, &user).resolved("127.0.0.1", 40389)
+    client_command(client, program, &user)
+        .resolved("127.0.0.1", 40389)
+        .unwrap()
 }
 
 #[test]
