@@ -270,7 +270,7 @@ mod tests {
         let expected = Fingerprint::of_der(real.as_ref());
         let chosen = by_fingerprint(&[other.clone(), real.clone()], &expected).unwrap();
         assert_eq!(chosen, vec![real.clone()]);
-        let err = by_fingerprint(&[other.clone()], &expected)
+        let err = by_fingerprint(std::slice::from_ref(&other), &expected)
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("refused"), "{err}");
