@@ -1,6 +1,7 @@
 //! Profiles against `portcullis dev`, through the real CLI with no PORTCULLIS_* in its
 //! environment: `login URL` confirms the CA by fingerprint (a wrong one, or none without a
-//! terminal, is refused and saves nothing), the saved profile then works alone; `--profile`
+//! terminal, is refused and saves nothing; on a terminal, made by util-linux's `script`, the
+//! fingerprint is shown and only a "y" keeps it), the saved profile then works alone; `--profile`
 //! and PORTCULLIS_PROFILE pick between profiles; a profile whose first controller is down fails
 //! over to the live one and `status` shows the dead one unreachable; with every controller
 //! down `status` exits 8.
@@ -278,4 +279,49 @@ fn with_every_controller_down_status_says_so_and_exits_8() {
             && said.contains(&dead[1]),
         "{said}"
     );
+}
+
+/// `login URL --with-token` on a terminal (`script` gives it one), answering `answer` to the
+/// CA question and then giving the token.
+fn login_on_a_terminal(config: &Path, dev: &Dev, answer: &str) -> Output {
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec"])
+        .arg(format!("{} login {} --with-token", bin(), dev.api()))
+        .arg("/dev/null");
+    for var in [
+        "PORTCULLIS_ADDR",
+        "PORTCULLIS_CA",
+        "PORTCULLIS_TOKEN",
+        "PORTCULLIS_PROFILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("XDG_CONFIG_HOME", config)
+        .env("PORTCULLIS_LOG", "warn");
+    with_stdin(cmd, &format!("{answer}\n{}\n", dev.var("PORTCULLIS_TOKEN")))
+}
+
+#[test]
+fn on_a_terminal_the_ca_is_shown_by_fingerprint_and_kept_only_when_confirmed() {
+    let dev = Dev::start(&[]);
+    let config = tempfile::tempdir().unwrap();
+    let fp = ca_fingerprint(&dev);
+    let out = login_on_a_terminal(config.path(), &dev, "n");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("Trust this CA? [y/N]"), "{said}");
+    assert!(said.contains(&fp), "the fingerprint is shown: {said}");
+    assert!(said.contains("refused"), "{said}");
+    assert!(!config.path().join("portcullis/profiles").exists());
+    let out = login_on_a_terminal(config.path(), &dev, "y");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    let status = ok_json(
+        &cli(config.path())
+            .args(["status", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(status["profile"], "default", "{status}");
+    assert_eq!(status["token"], "valid", "{status}");
 }

@@ -218,12 +218,23 @@ pub(crate) async fn login(args: LoginArgs) -> anyhow::Result<i32> {
 
 /// `--with-token`: the token on stdin, checked with `GET /v1/whoami`, then saved.
 async fn with_token(api: &ApiClient, path: &Path) -> anyhow::Result<i32> {
-    use std::io::BufRead as _;
-    let mut line = zeroize::Zeroizing::new(String::new());
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("cannot read the token from stdin")?;
+    use std::io::{BufRead as _, IsTerminal as _};
+    let read = || {
+        let mut line = zeroize::Zeroizing::new(String::new());
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the token from stdin")?;
+        Ok(line)
+    };
+    let line = if std::io::stdin().is_terminal() {
+        eprint!("API token: ");
+        let line = super::no_echo::without_echo(read)?;
+        eprintln!();
+        line
+    } else {
+        read()?
+    };
     let token: super::http::Token = line
         .parse()
         .map_err(|why| anyhow::anyhow!("the token on stdin: {why}"))?;
