@@ -84,10 +84,20 @@ pub(super) async fn setup(args: &LoginArgs, url: &str) -> anyhow::Result<(ApiCli
     probe
         .get::<portcullis_proto::api::Health>("/v1/health")
         .await
-        .context(
-            "the controller did not prove itself with that CA (with an own API certificate, \
-             pass --ca FILE with the CA that signed it); nothing was saved",
-        )?;
+        .with_context(|| {
+            let kept = if kept_ca.is_some() {
+                format!(
+                    "the profile {name} keeps the CA it was saved with: pass --ca-fingerprint \
+                     or --ca FILE to replace it; "
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "the controller did not prove itself with that CA ({kept}with an own API \
+                 certificate, pass --ca FILE with the CA that signed it); nothing was saved"
+            )
+        })?;
     let saved = Profile::save(&config, &name, &controllers)?;
     portcullis_files::write_atomic(&saved.ca_path(), &pem, 0o644)
         .with_context(|| format!("cannot write {}", saved.ca_path().display()))?;
