@@ -182,7 +182,11 @@ fn run_playbook(dev: &Dev, sshd: &Sshd, host_trust: &serde_json::Value, play: &P
         format!(
             "[targets]\n{}\n\n[targets:vars]\n{user_line}ansible_python_interpreter=/usr/bin/python3\n\
              ansible_ssh_common_args={ssh_args}\n",
-            hosts.join("\n"),
+            hosts
+                .iter()
+                .map(|h| format!("{h} ansible_host={h}.pc"))
+                .collect::<Vec<_>>()
+                .join("\n"),
         ),
     )
     .unwrap();

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::dev::bin;
 use common::gateway::{
     collect_lines, key_words, random_file, remote_dir, sha256_file, target_credentials,
-    target_refused_forwards, Canary, Gateway, Setup, Tmux, HOST_ALIAS, TARGET,
+    target_refused_forwards, Canary, Gateway, Setup, Tmux, HOST, HOST_ALIAS, TARGET,
 };
 use common::netns::{Echo, Place};
 use common::sshd::login_user;
@@ -149,7 +149,7 @@ fn ssh_through_the_gateway_runs_as_the_roles_login_and_the_client_holds_no_targe
     assert!(left.is_empty(), "{left:?}");
 
     // Plain ssh through the ssh-config blocks: the same, with ssh-prepare's files kept.
-    assert_eq!(gw.ok(gw.ssh().args([TARGET, "id", "-un"])), user);
+    assert_eq!(gw.ok(gw.ssh().args([HOST, "id", "-un"])), user);
     let dir = gw.session_dir();
     assert!(!dir.join("id_ed25519-cert.pub").exists());
     assert_gateway_known_hosts(
@@ -213,7 +213,7 @@ fn sftp_moves_ten_mebibytes_intact_both_ways() {
         .arg(&gw.config)
         .args(["-o", "BatchMode=yes", "-b"])
         .arg(&batch)
-        .arg(TARGET));
+        .arg(HOST));
     let want = sha256_file(&src);
     assert_eq!(
         sha256_file(&remote.path().join("up.bin")),
@@ -240,7 +240,7 @@ fn scp_and_rsync_copy_files_intact() {
             .arg(&gw.config)
             .args(["-o", "BatchMode=yes", flag])
             .arg(&src)
-            .arg(format!("{TARGET}:{r}/{name}")));
+            .arg(format!("{HOST}:{r}/{name}")));
         assert_eq!(sha256_file(&remote.path().join(name)), want, "{name}");
         let back = local.path().join(format!("back-{name}"));
         gw.ok(gw
@@ -248,7 +248,7 @@ fn scp_and_rsync_copy_files_intact() {
             .arg("-F")
             .arg(&gw.config)
             .args(["-o", "BatchMode=yes", flag])
-            .arg(format!("{TARGET}:{r}/{name}"))
+            .arg(format!("{HOST}:{r}/{name}"))
             .arg(&back));
         assert_eq!(sha256_file(&back), want, "{name} fetched back");
     }
@@ -262,7 +262,7 @@ fn scp_and_rsync_copy_files_intact() {
         .tool("rsync")
         .args(["-a", "-e", &ssh])
         .arg(format!("{}/", tree.display()))
-        .arg(format!("{TARGET}:{r}/tree/")));
+        .arg(format!("{HOST}:{r}/tree/")));
     assert_eq!(sha256_file(&remote.path().join("tree/sub/data.bin")), want);
     assert_eq!(
         std::fs::read_to_string(remote.path().join("tree/small.txt")).unwrap(),
@@ -272,7 +272,7 @@ fn scp_and_rsync_copy_files_intact() {
     gw.ok(gw
         .tool("rsync")
         .args(["-a", "-e", &ssh])
-        .arg(format!("{TARGET}:{r}/tree/"))
+        .arg(format!("{HOST}:{r}/tree/"))
         .arg(format!("{}/", back.display())));
     assert_eq!(sha256_file(&back.join("sub/data.bin")), want);
 }
@@ -299,7 +299,7 @@ fn ansible_runs_a_playbook_with_pipelining_through_the_gateway() {
     std::fs::write(
         work.path().join("inventory.ini"),
         format!(
-            "[targets]\n{TARGET}\n\n[targets:vars]\nansible_python_interpreter=/usr/bin/python3\n\
+            "[targets]\n{HOST}\n\n[targets:vars]\nansible_python_interpreter=/usr/bin/python3\n\
              ansible_ssh_common_args=-F {} -o ControlMaster=no -o ControlPath=none\n",
             gw.config.display()
         ),
@@ -391,7 +391,7 @@ fn ssh_l_to_the_targets_loopback_goes_through_the_target() {
         .ssh()
         .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
         .arg(format!("{local}:127.0.0.1:{}", echo.addr.port()))
-        .arg(TARGET)
+        .arg(HOST)
         .stderr(std::fs::File::create(&errors).unwrap())
         .spawn()
         .unwrap();
@@ -423,7 +423,7 @@ fn ssh_l_to_the_targets_loopback_goes_through_the_target() {
         gw.ssh()
             .arg("-W")
             .arg(format!("127.0.0.1:{}", canary.port))
-            .arg(TARGET)
+            .arg(HOST)
             .stdin(Stdio::null()),
     );
     wait_for(
@@ -443,7 +443,7 @@ fn the_workers_own_loopback_is_never_dialled_for_a_forward() {
         ..Setup::default()
     });
     let canary = Canary::start();
-    gw.ok(gw.ssh().args([TARGET, "true"]));
+    gw.ok(gw.ssh().args([HOST, "true"]));
     for destination in [
         format!("127.0.0.1:{}", canary.port),
         format!("localhost:{}", canary.port),
@@ -454,7 +454,7 @@ fn the_workers_own_loopback_is_never_dialled_for_a_forward() {
             gw.ssh()
                 .arg("-W")
                 .arg(&destination)
-                .arg(TARGET)
+                .arg(HOST)
                 .stdin(Stdio::null()),
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -469,7 +469,7 @@ fn the_workers_own_loopback_is_never_dialled_for_a_forward() {
         .ssh()
         .args(["-N", "-L"])
         .arg(format!("{local}:127.0.0.1:{}", canary.port))
-        .arg(TARGET)
+        .arg(HOST)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -491,11 +491,11 @@ fn the_workers_own_loopback_is_never_dialled_for_a_forward() {
 #[test]
 fn a_forward_to_a_zone_the_matrix_denies_is_refused_and_audited() {
     let gw = Gateway::start();
-    gw.ok(gw.ssh().args([TARGET, "true"]));
+    gw.ok(gw.ssh().args([HOST, "true"]));
     let session = gw.cached_session_id();
     let out = gw.fails(
         gw.ssh()
-            .args(["-W", "192.0.2.10:80", TARGET])
+            .args(["-W", "192.0.2.10:80", HOST])
             .stdin(Stdio::null()),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -518,7 +518,7 @@ fn a_forward_to_a_zone_the_matrix_denies_is_refused_and_audited() {
 fn remote_forwarding_and_agent_forwarding_are_refused_and_audited() {
     let gw = Gateway::start();
     let user = login_user();
-    gw.ok(gw.ssh().args([TARGET, "true"]));
+    gw.ok(gw.ssh().args([HOST, "true"]));
     let session = gw.cached_session_id();
 
     let out = gw.fails(gw.ssh().args([
@@ -526,7 +526,7 @@ fn remote_forwarding_and_agent_forwarding_are_refused_and_audited() {
         "ExitOnForwardFailure=yes",
         "-R",
         "0:127.0.0.1:9",
-        TARGET,
+        HOST,
         "sleep",
         "5",
     ]));
@@ -553,7 +553,7 @@ fn remote_forwarding_and_agent_forwarding_are_refused_and_audited() {
         .ssh()
         .arg("-o")
         .arg(format!("IdentityAgent={}", socket.display()))
-        .args(["-A", TARGET, "echo agent=[$SSH_AUTH_SOCK] user=$(id -un)"]));
+        .args(["-A", HOST, "echo agent=[$SSH_AUTH_SOCK] user=$(id -un)"]));
     let _ = agent.kill();
     let _ = agent.wait();
     assert_eq!(said, format!("agent=[] user={user}"));
@@ -564,7 +564,7 @@ fn remote_forwarding_and_agent_forwarding_are_refused_and_audited() {
 fn a_key_other_than_the_sessions_is_refused_over_the_sessions_own_tunnel() {
     let gw = Gateway::start();
     let user = login_user();
-    gw.ok(gw.ssh().args([TARGET, "true"]));
+    gw.ok(gw.ssh().args([HOST, "true"]));
     let dir = gw.session_dir();
     let other = gw.tmp.path().join("other_key");
     let out = Command::new("ssh-keygen")

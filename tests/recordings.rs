@@ -20,7 +20,7 @@ use std::time::Duration;
 use common::dev::bin;
 use common::gateway::{collect_lines, random_file, remote_dir, Tmux};
 use common::recording::{
-    bundle_chunks, bundle_events, bundle_output, read_bundle, said, Recorded, Setup, TARGET,
+    bundle_chunks, bundle_events, bundle_output, read_bundle, said, Recorded, Setup, HOST,
 };
 use common::wait::poll;
 use portcullis_proto::recording::{ChannelKind, RecordingInfo, RecordingState};
@@ -130,7 +130,7 @@ fn with_channel(recordings: &[RecordingInfo], kind: ChannelKind) -> &RecordingIn
 fn pty_command(rec: &Recorded, command: &str) -> (Output, String) {
     let out = rec
         .ssh()
-        .args(["-tt", TARGET, command])
+        .args(["-tt", HOST, command])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -142,7 +142,7 @@ fn an_interactive_terminal_session_replays_with_the_commands_typed_and_the_outpu
     let rec = Recorded::start();
     let tmux = Tmux::start_with(
         &|cmd| rec.client_env(cmd),
-        &format!("ssh -F {} -o BatchMode=yes {TARGET}", rec.config.display()),
+        &format!("ssh -F {} -o BatchMode=yes {HOST}", rec.config.display()),
     );
     tmux.type_line("echo typed-$((6*7))");
     tmux.wait_for_text("typed-42", Duration::from_secs(60));
@@ -237,7 +237,7 @@ fn sessions_watch_follows_a_live_terminal_and_ends_with_it() {
     let rec = Recorded::start();
     let tmux = Tmux::start_with(
         &|cmd| rec.client_env(cmd),
-        &format!("ssh -F {} -o BatchMode=yes {TARGET}", rec.config.display()),
+        &format!("ssh -F {} -o BatchMode=yes {HOST}", rec.config.display()),
     );
     tmux.type_line("echo before-$((6*7))");
     tmux.wait_for_text("before-42", Duration::from_secs(60));
@@ -326,11 +326,7 @@ fn a_worker_killed_mid_session_leaves_a_recording_verified_up_to_its_last_stored
     let mut rec = Recorded::start();
     let mut ssh = rec
         .ssh()
-        .args([
-            "-tt",
-            TARGET,
-            "seq 1 300000; echo burst-done; exec sleep 600",
-        ])
+        .args(["-tt", HOST, "seq 1 300000; echo burst-done; exec sleep 600"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -677,7 +673,7 @@ fn an_exec_request_is_recorded_with_its_command_and_exit_status() {
     let command = "echo exec-out; exit 3";
     let out = rec
         .ssh()
-        .args([TARGET, command])
+        .args([HOST, command])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -735,7 +731,7 @@ fn sftp_put_and_get_are_recorded_with_their_paths_and_bytes() {
         .arg(&rec.config)
         .args(["-o", "BatchMode=yes", "-b"])
         .arg(&batch)
-        .arg(TARGET));
+        .arg(HOST));
     let session = rec.cached_session_id();
     let recordings = rec.wait_recordings(&session, 1, RecordingState::Complete);
     let recording = with_channel(&recordings, ChannelKind::Sftp);

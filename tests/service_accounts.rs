@@ -450,7 +450,7 @@ fn ansible_runs_a_playbook_through_portcullis_with_a_service_accounts_token() {
     std::fs::write(
         &inventory,
         format!(
-            "[targets]\nweb-1\nweb-2\n\n[targets:vars]\nansible_user={user}\n\
+            "[targets]\nweb-1 ansible_host=web-1.pc\nweb-2 ansible_host=web-2.pc\n\n[targets:vars]\nansible_user={user}\n\
              ansible_python_interpreter=/usr/bin/python3\n\
              ansible_ssh_common_args=-F {} -o ControlMaster=no -o ControlPath=none\n",
             ssh_config.display()

@@ -248,9 +248,10 @@ fn plain_ssh_works_through_the_generated_ssh_config() {
     let runtime = tempfile::tempdir().unwrap();
     let config_path = dev.write_ssh_config(runtime.path());
     let config = std::fs::read_to_string(&config_path).unwrap();
-    assert!(config.contains("Match originalhost box exec"), "{config}");
+    assert!(config.contains("Match originalhost *.pc exec"), "{config}");
     assert!(
-        config.contains("# echo: no pinned SSH host key"),
+        config
+            .contains("# No pinned SSH host key or host CA (ssh to them fails until one is): echo"),
         "{config}"
     );
     let mut ssh = dev.ssh(&config_path, runtime.path());
@@ -259,7 +260,7 @@ fn plain_ssh_works_through_the_generated_ssh_config() {
         "BatchMode=yes",
         "-l",
         &sshd.user,
-        "box",
+        "box.pc",
         "echo",
         "plain-ssh-ok",
     ]);

@@ -1,6 +1,8 @@
-//! Plain `ssh` through the blocks `portcullis ssh-config` prints, against a real OpenSSH sshd:
-//! the login comes from the policy, an ended or full session is replaced by a fresh one, and a
-//! failed `ssh-prepare` makes ssh fail instead of connecting to the host directly.
+//! Plain `ssh` through the wildcard block `portcullis ssh-config` prints (`ssh NAME.pc`),
+//! against a real OpenSSH sshd: the login comes from the policy, an ended or full session is
+//! replaced by a fresh one, a failed `ssh-prepare` makes ssh fail instead of connecting to the
+//! host directly, and a target created after the block was printed works (with `portcullis`
+//! found on the PATH at run time).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
@@ -90,8 +92,12 @@ impl Setup {
             .collect()
     }
 
+    /// Where ssh-prepare keeps the session of `target` (reached as `TARGET.pc`).
     fn session_dir(&self, target: &str) -> PathBuf {
-        self.runtime.path().join("portcullis/ssh").join(target)
+        self.runtime
+            .path()
+            .join("portcullis/ssh")
+            .join(format!("{target}.pc"))
     }
 }
 
@@ -106,7 +112,7 @@ fn distinct(ids: &[String]) -> usize {
 fn plain_ssh_logs_in_as_the_login_the_policy_grants() {
     let s = setup("box", serde_json::json!({}));
     // No -l: the block's User comes from the session's first granted login.
-    assert_eq!(s.ssh_ok(&["box", "id", "-un"]), login_user());
+    assert_eq!(s.ssh_ok(&["box.pc", "id", "-un"]), login_user());
     // The options file ssh-prepare writes: the login, the host key alias and (certificate
     // mode) the certificate.
     let dir = s.session_dir("box");
@@ -119,15 +125,21 @@ fn plain_ssh_logs_in_as_the_login_the_policy_grants() {
             dir.join("id_ed25519-cert.pub").display()
         )
     );
+    // ...which the block includes under a Match for the host.
+    let host_conf = std::fs::read_to_string(dir.join("host.conf")).unwrap();
+    assert!(
+        host_conf.starts_with("Match originalhost box.pc\n\tUser "),
+        "{host_conf}"
+    );
     // The command line still wins (a login the policy does not grant is refused by sshd).
-    let out = s.ssh(&["-l", "nobody-granted", "box", "true"], &[]);
+    let out = s.ssh(&["-l", "nobody-granted", "box.pc", "true"], &[]);
     assert!(!out.status.success());
 }
 
 #[test]
 fn a_cancelled_session_is_replaced_by_a_fresh_one() {
     let s = setup("box", serde_json::json!({}));
-    s.ssh_ok(&["box", "true"]);
+    s.ssh_ok(&["box.pc", "true"]);
     let first = s.sessions_seen();
     assert_eq!(first.len(), 1, "{first:?}");
     let out = s
@@ -142,12 +154,15 @@ fn a_cancelled_session_is_replaced_by_a_fresh_one() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The cached session has ended: ssh-prepare asks the controller and opens a new one.
-    assert_eq!(s.ssh_ok(&["box", "echo", "after-cancel"]), "after-cancel");
+    assert_eq!(
+        s.ssh_ok(&["box.pc", "echo", "after-cancel"]),
+        "after-cancel"
+    );
     let seen = s.sessions_seen();
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_ne!(seen[0], seen[1], "a fresh session after the cancel");
     // ...which the next run reuses.
-    s.ssh_ok(&["box", "true"]);
+    s.ssh_ok(&["box.pc", "true"]);
     assert_eq!(s.sessions_seen()[2], seen[1]);
 }
 
@@ -156,7 +171,7 @@ fn more_runs_than_a_sessions_connection_limit_open_more_sessions() {
     let s = setup("box", serde_json::json!({"connection_limit": 2}));
     for n in 0..5 {
         assert_eq!(
-            s.ssh_ok(&["box", "echo", &format!("run-{n}")]),
+            s.ssh_ok(&["box.pc", "echo", &format!("run-{n}")]),
             format!("run-{n}")
         );
     }
@@ -170,7 +185,7 @@ fn more_runs_than_a_sessions_connection_limit_open_more_sessions() {
 
 #[test]
 fn a_failed_prepare_makes_ssh_fail_and_never_connect_directly() {
-    // The target's name resolves: a fall-through would reach sshd on 127.0.0.1 directly.
+    // The host's address is given: a fall-through would reach sshd on 127.0.0.1 directly.
     let s = setup("localhost", serde_json::json!({}));
     let port = s.sshd.port.to_string();
     // The harness's own readiness probe connected directly: its lines are logged (up to its
@@ -181,8 +196,9 @@ fn a_failed_prepare_makes_ssh_fail_and_never_connect_directly() {
         || s.sshd.log().contains("Connection closed by 127.0.0.1"),
     );
     let before = s.sshd.log().len();
+    let direct = ["-p", &port, "-o", "HostName=127.0.0.1", "localhost.pc"];
     let out = s.ssh(
-        &["-p", &port, "localhost", "true"],
+        &[&direct[..], &["true"]].concat(),
         &[("PORTCULLIS_TOKEN", "pct_not-a-token")],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -198,8 +214,74 @@ fn a_failed_prepare_makes_ssh_fail_and_never_connect_directly() {
     );
     assert!(!session_file_exists(&s.session_dir("localhost")));
     // With a good token the same command goes through the worker.
-    s.ssh_ok(&["-p", &port, "localhost", "true"]);
+    s.ssh_ok(&[&direct[..], &["true"]].concat());
     assert!(s.sshd.log().contains("from 127.0.0.2 port"));
+}
+
+#[test]
+fn a_target_created_after_the_block_was_printed_works_through_portcullis_on_the_path() {
+    let s = setup("box", serde_json::json!({}));
+    // `portcullis` on the PATH: the block names it, not this build's path.
+    let bin_dir = Path::new(common::dev::bin()).parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = s
+        .dev
+        .cli()
+        .arg("ssh-config")
+        .env("XDG_RUNTIME_DIR", s.runtime.path())
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let block = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        block.contains("exec \"portcullis ssh-prepare --suffix .pc '%n'\""),
+        "{block}"
+    );
+    assert!(!block.contains(common::dev::bin()), "{block}");
+    let config = s.runtime.path().join("ssh_config.path");
+    std::fs::write(&config, block).unwrap();
+    // A new target, after the block was printed.
+    let body = serde_json::json!({
+        "name": "late",
+        "address": format!("127.0.0.1:{}", s.sshd.port),
+        "zone": "LOCAL",
+        "service": "echo",
+        "ssh_host_keys": [s.sshd.host_key_pub],
+    });
+    let token = s.dev.var("PORTCULLIS_TOKEN");
+    let (code, text) = curl(
+        &s.dev,
+        "POST",
+        "/v1/targets",
+        Some(&token),
+        Some(&body.to_string()),
+    );
+    assert_eq!(code, 201, "{text}");
+    let out = s
+        .dev
+        .ssh(&config, s.runtime.path())
+        .env("PATH", &path)
+        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=20"])
+        .args(["late.pc", "echo", "late-ok"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\nsshd:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.sshd.log()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "late-ok");
+    assert!(s.session_dir("late").join("session.json").exists());
 }
 
 fn session_file_exists(dir: &Path) -> bool {

@@ -2,14 +2,17 @@
 //! CA file it is given (never the system roots, never "insecure"), sends the bearer token and
 //! turns every non-2xx answer into an error people can act on.
 //!
-//! `settings` resolves where the controller is and which token to send; `error` words the
-//! failures.
+//! `settings` resolves where the controller is and which token to send; `failover` picks
+//! among several controllers; `error` words the failures.
 
 mod ca_bundle;
 mod error;
+mod failover;
 mod settings;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -19,10 +22,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub(crate) use error::ApiError;
-pub(crate) use settings::{config_dir, ClientArgs, ClientSettings, Token};
+pub(crate) use settings::{config_dir, split_addrs, ClientArgs, ClientSettings, Token};
 
-/// How long a request may take to connect, and to complete.
+use crate::cli::profile::Profile;
+
+/// How long a request may take to connect (TCP and TLS), and to complete. With several
+/// controllers an unreachable one costs at most the connect timeout before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const FAILOVER_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an unused connection to the controller is kept for the next request. Short: a
 /// process that waits between requests (`connect ssh` while ssh runs, for hours) gives its
@@ -30,14 +37,19 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// (`api.connections.max_per_address`); `connect`'s 2-second watch still reuses one.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A client of one controller's API.
+/// A client of the controllers' API (one, or several tried in turn: see [`failover`]).
 #[derive(Debug, Clone)]
 pub(crate) struct ApiClient {
-    addr: String,
+    /// At least one.
+    addrs: Vec<String>,
+    /// The index of the controller that answered last, tried first.
+    good: Arc<AtomicUsize>,
     http: reqwest::Client,
     token: Option<Token>,
     /// The CA file trusted, followed through a CA rotation (see [`ca_bundle`]).
-    ca: std::sync::Arc<ca_bundle::CaFile>,
+    ca: Arc<ca_bundle::CaFile>,
+    /// The profile the settings came from: it remembers the controller that answered.
+    profile: Option<Profile>,
 }
 
 impl ApiClient {
@@ -47,30 +59,95 @@ impl ApiClient {
     }
 
     pub(crate) fn new(settings: ClientSettings) -> anyhow::Result<Self> {
+        if settings.addrs.is_empty() {
+            bail!("no controller address: set PORTCULLIS_ADDR, e.g. https://127.0.0.1:9200");
+        }
         let tls = tls_config_trusting(&settings.ca)?;
+        let connect_timeout = if settings.addrs.len() > 1 {
+            FAILOVER_CONNECT_TIMEOUT
+        } else {
+            CONNECT_TIMEOUT
+        };
+        let good = settings
+            .profile
+            .as_ref()
+            .and_then(Profile::last_good)
+            .and_then(|last| settings.addrs.iter().position(|a| *a == last))
+            .unwrap_or(0);
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
-            .connect_timeout(CONNECT_TIMEOUT)
+            .connect_timeout(connect_timeout)
             .timeout(REQUEST_TIMEOUT)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .user_agent(concat!("portcullis-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot set up the HTTPS client")?;
         Ok(Self {
-            addr: settings.addr,
+            addrs: settings.addrs,
+            good: Arc::new(AtomicUsize::new(good)),
             http,
             token: settings.token,
-            ca: std::sync::Arc::new(ca_bundle::CaFile::new(settings.ca, settings.ca_managed)),
+            ca: Arc::new(ca_bundle::CaFile::new(settings.ca, settings.ca_managed)),
+            profile: settings.profile,
         })
     }
 
-    /// The controller's address as this client reaches it (`https://HOST:PORT`).
+    /// The same client, sending `token`.
+    pub(crate) fn with_token(&self, token: Token) -> ApiClient {
+        ApiClient {
+            token: Some(token),
+            ..self.clone()
+        }
+    }
+
+    /// The controller's address as this client reaches it (`https://HOST:PORT`): the one
+    /// that answered last (or is tried first).
     pub(crate) fn addr(&self) -> &str {
-        &self.addr
+        let good = self.good.load(Ordering::Relaxed);
+        self.addrs
+            .get(good)
+            .or_else(|| self.addrs.first())
+            .map_or("", String::as_str)
+    }
+
+    /// Every controller this client may ask, in their listed order.
+    pub(crate) fn addrs(&self) -> &[String] {
+        &self.addrs
+    }
+
+    /// The profile the settings came from.
+    pub(crate) fn profile(&self) -> Option<&Profile> {
+        self.profile.as_ref()
+    }
+
+    /// The CA file trusted.
+    pub(crate) fn ca_path(&self) -> &Path {
+        self.ca.path()
+    }
+
+    /// Whether a token is sent.
+    pub(crate) fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// `GET /v1/health` at the controller `addr` alone (no failover): how long it took.
+    pub(crate) async fn probe(&self, addr: &str) -> anyhow::Result<Duration> {
+        let started = std::time::Instant::now();
+        let response = self
+            .http
+            .get(format!("{addr}/v1/health"))
+            .send()
+            .await
+            .map_err(|err| error::transport_error(addr, &err))?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!("answered {status}");
+        }
+        Ok(started.elapsed())
     }
 
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let response = self.send(self.request(reqwest::Method::GET, path)).await?;
+        let response = self.send(reqwest::Method::GET, path, None).await?;
         decode(response).await
     }
 
@@ -80,7 +157,7 @@ impl ApiClient {
         body: &B,
     ) -> anyhow::Result<T> {
         let response = self
-            .send(self.request(reqwest::Method::POST, path).json(body))
+            .send(reqwest::Method::POST, path, Some(json_body(body)?))
             .await?;
         decode(response).await
     }
@@ -91,46 +168,116 @@ impl ApiClient {
         body: &B,
     ) -> anyhow::Result<T> {
         let response = self
-            .send(self.request(reqwest::Method::PATCH, path).json(body))
+            .send(reqwest::Method::PATCH, path, Some(json_body(body)?))
             .await?;
         decode(response).await
     }
 
     /// `DELETE`, expecting no body back (204).
     pub(crate) async fn delete(&self, path: &str) -> anyhow::Result<()> {
-        self.send(self.request(reqwest::Method::DELETE, path))
+        self.send(reqwest::Method::DELETE, path, None)
             .await
             .map(drop)
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let request = self.http.request(method, format!("{}{path}", self.addr));
+    fn request(
+        &self,
+        addr: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&bytes::Bytes>,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self.http.request(method, format!("{addr}{path}"));
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
         match &self.token {
             Some(token) => request.bearer_auth(token.expose()),
             None => request,
         }
     }
 
-    /// Sends a request; a transport failure or a non-2xx status becomes an error.
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
-        let response = request
-            .send()
-            .await
-            .map_err(|err| error::transport_error(&self.addr, &err))?;
-        self.follow_ca_bundle(&response).await;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
+    /// Sends a request to the first controller that takes it (see [`failover`]); a transport
+    /// failure or a non-2xx status becomes an error.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<bytes::Bytes>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let order = failover::order(self.addrs.len(), self.good.load(Ordering::Relaxed));
+        let last = order.len().saturating_sub(1);
+        let mut tried = Vec::new();
+        for (n, index) in order.into_iter().enumerate() {
+            let addr = &self.addrs[index];
+            let more = n < last;
+            let response = match self
+                .request(addr, method.clone(), path, body.as_ref())
+                .send()
+                .await
+            {
+                Ok(response) => response,
+                Err(err) if more && failover::moves_on_error(&err) => {
+                    tracing::debug!(%addr, "controller unreachable, trying the next: {err}");
+                    tried.push((
+                        addr.clone(),
+                        format!("{:#}", error::transport_error(addr, &err)),
+                    ));
+                    continue;
+                }
+                Err(err) if tried.is_empty() => return Err(error::transport_error(addr, &err)),
+                Err(err) => {
+                    tried.push((
+                        addr.clone(),
+                        format!("{:#}", error::transport_error(addr, &err)),
+                    ));
+                    return Err(crate::cli::exit::Unreachable(failover::all_failed(&tried)).into());
+                }
+            };
+            let status = response.status();
+            if more && failover::moves_on_status(status.as_u16()) {
+                tracing::debug!(%addr, %status, "controller unavailable, trying the next");
+                tried.push((addr.clone(), format!("answered {status}")));
+                continue;
+            }
+            self.answered(index);
+            self.follow_ca_bundle(addr, &response).await;
+            if status.is_success() {
+                return Ok(response);
+            }
+            let bytes = response.bytes().await.unwrap_or_default();
+            return Err(ApiError::from_response(status, &bytes, self.token.is_some()).into());
         }
-        let bytes = response.bytes().await.unwrap_or_default();
-        Err(ApiError::from_response(status, &bytes, self.token.is_some()).into())
+        Err(crate::cli::exit::Unreachable(failover::all_failed(&tried)).into())
     }
+
+    /// Remembers the controller that answered: first for this process's next request, and
+    /// (when it changed) for the profile's next run.
+    fn answered(&self, index: usize) {
+        let before = self.good.swap(index, Ordering::Relaxed);
+        if self.addrs.len() > 1 {
+            if let Some(profile) = &self.profile {
+                let addr = &self.addrs[index];
+                if before != index || profile.last_good().as_deref() != Some(addr.as_str()) {
+                    profile.set_last_good(addr);
+                }
+            }
+        }
+    }
+}
+
+fn json_body<B: Serialize + ?Sized>(body: &B) -> anyhow::Result<bytes::Bytes> {
+    Ok(serde_json::to_vec(body)
+        .context("cannot encode the request")?
+        .into())
 }
 
 impl ApiClient {
     /// Keeps the CA file in step with the controllers' bundle (see [`ca_bundle`]); a failure
     /// is a warning, never the request's.
-    async fn follow_ca_bundle(&self, response: &reqwest::Response) {
+    async fn follow_ca_bundle(&self, addr: &str, response: &reqwest::Response) {
         let Some(named) = response
             .headers()
             .get(ca_bundle::HEADER)
@@ -140,12 +287,12 @@ impl ApiClient {
         };
         match self.ca.follow(named) {
             ca_bundle::Follow::Current => {}
-            ca_bundle::Follow::Warn => eprintln!("{}", self.ca.warning(&self.addr)),
+            ca_bundle::Follow::Warn => eprintln!("{}", self.ca.warning(addr)),
             ca_bundle::Follow::Fetch => {
                 let fetched = async {
                     let response = self
                         .http
-                        .get(format!("{}/v1/tls/ca", self.addr))
+                        .get(format!("{addr}/v1/tls/ca"))
                         .send()
                         .await?
                         .error_for_status()?;
@@ -223,49 +370,4 @@ pub(crate) fn segment(text: &str) -> anyhow::Result<String> {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segments_are_escaped() {
-        assert_eq!(segment("web-1.prod_x~").unwrap(), "web-1.prod_x~");
-        assert_eq!(segment("a/b c?").unwrap(), "a%2Fb%20c%3F");
-        assert!(segment("..").is_err());
-        assert!(segment("").is_err());
-    }
-
-    #[tokio::test]
-    async fn unreachable_controller_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["ca".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, cert.pem()).unwrap();
-        // A port that was just free: nothing listens there.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let client = ApiClient::new(ClientSettings {
-            ca_managed: false,
-            addr: format!("https://127.0.0.1:{port}"),
-            ca,
-            token: None,
-        })
-        .unwrap();
-        let err = client
-            .get::<portcullis_proto::api::Health>("/v1/health")
-            .await
-            .unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("cannot reach the controller at https://127.0.0.1"),
-            "{text}"
-        );
-        assert!(text.contains("PORTCULLIS_ADDR"), "{text}");
-    }
-}
+mod tests;

@@ -14,8 +14,10 @@ use portcullis_proto::api::{LogoutResponse, UserInfo};
 
 use super::http::{config_dir, ApiClient, ClientArgs};
 use super::output;
+use super::profile::fingerprint::Fingerprint;
 
 mod device;
+mod first_use;
 mod loopback;
 mod oidc;
 mod password;
@@ -26,22 +28,54 @@ mod typed_code;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 How it works:
+  `portcullis login URL` saves a profile: the controller address(es) and its CA. The CA is
+  fetched, shown by its SHA-256 fingerprint and kept only when you confirm it on a terminal
+  (or it matches --ca-fingerprint, or you name it with --ca FILE); without a terminal and
+  without either flag the login is refused. The profile is CONFIG/portcullis/profiles/NAME/
+  (NAME from --profile or PORTCULLIS_PROFILE, else `default`), where CONFIG is
+  $XDG_CONFIG_HOME or ~/.config; it becomes the current profile. Later commands use it
+  without flags; PORTCULLIS_ADDR/CA/TOKEN and --addr/--ca/--token still win.
+
   The controller runs the login with your organisation's OpenID provider. By default the CLI
   opens your browser; when you are done there, the browser is sent back to this CLI on
   127.0.0.1 with a one-time code, which the CLI redeems together with a secret it never
-  shows to anyone. The API token is saved (mode 0600) to CONFIG/portcullis/token, where
-  CONFIG is $XDG_CONFIG_HOME or ~/.config; PORTCULLIS_TOKEN overrides that file.
+  shows to anyone. The API token is saved (mode 0600) in the profile (without a profile:
+  CONFIG/portcullis/token); PORTCULLIS_TOKEN overrides it.
 
   PORTCULLIS_BROWSER names the program that opens the URL (default: xdg-open).
 
 Examples:
-  portcullis login                 # opens the browser
+  . STATE/dev.env                  # after `portcullis dev`: its address, CA and admin token
+  echo \"$PORTCULLIS_TOKEN\" | portcullis login \"$PORTCULLIS_ADDR\" --profile dev \\
+      --ca \"$PORTCULLIS_CA\" --with-token   # a profile `dev` holding the token you have
+  portcullis status --profile dev
+
+In a deployment:
+  portcullis login https://ctl.example:9200            # shows the CA's fingerprint, asks
+  portcullis login https://ctl-a:9200 --controller https://ctl-b:9200 \\
+      --ca-fingerprint SHA256:Hc2M...   # two controllers, the CA checked without a prompt
+  portcullis login --profile staging https://ctl.staging:9200
+  portcullis login                 # again, on the current profile: opens the browser
   portcullis login --no-browser    # prints the URL; type the code the page shows
   portcullis login --device        # enter a code on another device (if the controller allows it)
   portcullis login --password --user ana       # a local user: password, then TOTP
   portcullis login --bootstrap-file /root/portcullis-bootstrap --user admin   # the first admin
   portcullis login --service-account terraform-ci --key ci.key                 # automation")]
 pub(crate) struct LoginArgs {
+    /// The controller to log in to, saved as a profile with its CA: https://HOST:PORT
+    /// (several: a comma list, or --controller). Without it, the current profile (or
+    /// PORTCULLIS_ADDR) is used.
+    #[arg(value_name = "URL")]
+    pub url: Option<String>,
+    /// Another controller of the same cluster for the profile, tried when the others cannot
+    /// be reached (repeatable). With URL only.
+    #[arg(long, value_name = "URL", requires = "url")]
+    pub controller: Vec<String>,
+    /// The CA's SHA-256 fingerprint, checked instead of asking on a terminal: SHA256:BASE64,
+    /// or hex with or without colons (as `openssl x509 -fingerprint -sha256` prints it). With
+    /// URL only; a mismatch refuses the login.
+    #[arg(long, value_name = "SHA256", requires = "url")]
+    pub ca_fingerprint: Option<Fingerprint>,
     /// Print the login URL instead of opening a browser (e.g. over SSH); the page you land on
     /// after signing in shows a code to type here.
     #[arg(long, conflicts_with = "device")]
@@ -71,10 +105,14 @@ pub(crate) struct LoginArgs {
     /// The service account's Ed25519 private key (OpenSSH or PKCS#8, mode 0600).
     #[arg(long, value_name = "FILE", requires = "service_account")]
     pub key: Option<PathBuf>,
+    /// Save a token you already have, read from stdin (one line), after checking it with the
+    /// controller; no login flow runs.
+    #[arg(long, conflicts_with_all = ["no_browser", "device", "password", "bootstrap_file", "service_account"])]
+    pub with_token: bool,
     /// Print the login's result as JSON on stdout (never the token).
     #[arg(long)]
     pub json: bool,
-    /// Where to save the token instead of CONFIG/portcullis/token.
+    /// Where to save the token instead of the profile (or CONFIG/portcullis/token).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     #[command(flatten)]
@@ -129,8 +167,20 @@ fn anonymous_client(args: &ClientArgs) -> anyhow::Result<ApiClient> {
 }
 
 pub(crate) async fn login(args: LoginArgs) -> anyhow::Result<i32> {
-    let api = anonymous_client(&args.client)?;
-    let path = token_path(args.token_file.as_deref())?;
+    let (api, path) = match &args.url {
+        Some(url) => first_use::setup(&args, url).await?,
+        None => {
+            let api = anonymous_client(&args.client)?;
+            let path = match (&args.token_file, api.profile()) {
+                (None, Some(profile)) => profile.token_path(),
+                (explicit, _) => token_path(explicit.as_deref())?,
+            };
+            (api, path)
+        }
+    };
+    if args.with_token {
+        return with_token(&api, &path).await;
+    }
     if args.password || args.bootstrap_file.is_some() {
         return password::login(&api, &args, &path).await;
     }
@@ -166,6 +216,45 @@ pub(crate) async fn login(args: LoginArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// `--with-token`: the token on stdin, checked with `GET /v1/whoami`, then saved.
+async fn with_token(api: &ApiClient, path: &Path) -> anyhow::Result<i32> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    let read = || {
+        let mut line = zeroize::Zeroizing::new(String::new());
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the token from stdin")?;
+        Ok(line)
+    };
+    let line = if std::io::stdin().is_terminal() {
+        eprint!("API token: ");
+        let line = super::no_echo::without_echo(read)?;
+        eprintln!();
+        line
+    } else {
+        read()?
+    };
+    let token: super::http::Token = line
+        .parse()
+        .map_err(|why| anyhow::anyhow!("the token on stdin: {why}"))?;
+    let api = api.with_token(token.clone());
+    let info: UserInfo = api
+        .get("/v1/whoami")
+        .await
+        .context("the controller did not accept the token; nothing was saved")?;
+    save_token(path, token.expose_for_saving())?;
+    eprintln!(
+        "Logged in as {} ({} at {}); token expires {}; saved to {}",
+        info.username,
+        info.subject,
+        info.issuer,
+        output::opt_time(info.token_expires_at),
+        path.display()
+    );
+    Ok(0)
+}
+
 pub(crate) async fn logout(args: LogoutArgs) -> anyhow::Result<i32> {
     let api = ApiClient::from_args(&args.client)?;
     let response: LogoutResponse = api
@@ -179,7 +268,11 @@ pub(crate) async fn logout(args: LogoutArgs) -> anyhow::Result<i32> {
     );
     if args.client.token.is_some() {
         eprintln!("PORTCULLIS_TOKEN (or --token) still holds the revoked token: unset it.");
-    } else if let Ok(path) = token_path(None) {
+    } else if let Ok(path) = api
+        .profile()
+        .map(|p| Ok(p.token_path()))
+        .unwrap_or_else(|| token_path(None))
+    {
         if path.exists() {
             std::fs::remove_file(&path)
                 .with_context(|| format!("cannot remove {}", path.display()))?;

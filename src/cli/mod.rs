@@ -27,10 +27,12 @@ pub(crate) mod no_echo;
 pub(crate) mod ops;
 pub(crate) mod output;
 pub(crate) mod policy;
+pub(crate) mod profile;
 pub(crate) mod recordings;
 pub(crate) mod resource;
 pub(crate) mod sessions;
 pub(crate) mod ssh_config;
+pub(crate) mod status;
 pub(crate) mod targets;
 pub(crate) mod terminal_filter;
 pub(crate) mod tls;
@@ -55,8 +57,8 @@ const CLIENT_ABOUT: &str = "Portcullis: a zero-trust access broker for Proxmox c
 A controller authorises users against a zone firewall matrix; workers broker TCP sessions \
 to targets. This is the client-only build (for laptops): it logs in to a controller and \
 opens sessions, but runs no controller or worker (build with the default `server` feature \
-for those). Start with `portcullis login --addr https://CONTROLLER:9200 --ca ca.pem`, then \
-try `portcullis targets list`.";
+for those). Start with `portcullis login https://CONTROLLER:9200` (it shows the controller's \
+CA fingerprint to confirm), then try `portcullis status` and `portcullis targets list`.";
 
 /// Portcullis: a zero-trust access broker for Proxmox clouds and homelabs.
 ///
@@ -144,6 +146,9 @@ pub(crate) enum Command {
     Logout(login::LogoutArgs),
     /// Show who the controller takes you for: identity, groups, MFA and token expiry.
     Whoami(login::WhoamiArgs),
+    /// Show the profile in use, each controller's reachability, the CA, the user and the
+    /// token's expiry.
+    Status(status::StatusArgs),
     /// Administer users: local users, service accounts, and revoking anyone's tokens.
     #[command(subcommand)]
     Users(users::UsersCommand),
@@ -202,6 +207,7 @@ pub(crate) async fn run(cli: Cli, master_key: Option<secrecy::SecretString>) -> 
         Command::Login(args) => login::login(args).await?,
         Command::Logout(args) => login::logout(args).await?,
         Command::Whoami(args) => login::whoami(args).await?,
+        Command::Status(args) => status::run(args).await?,
         Command::Users(cmd) => users::run(cmd).await?,
         Command::Audit(cmd) => audit::run(cmd).await?,
         Command::Recordings(cmd) => recordings::run(cmd)?,

@@ -21,6 +21,8 @@ use super::wait::poll;
 
 /// The target every gateway test reaches.
 pub(crate) const TARGET: &str = "web-01";
+/// The target's name as ssh reaches it through the `ssh-config` block.
+pub(crate) const HOST: &str = "web-01.pc";
 /// The gateway's one host name (proto's `gateway::HOST_ALIAS`).
 pub(crate) const HOST_ALIAS: &str = "portcullis-gateway";
 
@@ -193,7 +195,7 @@ impl Gateway {
 
     /// Where `ssh-prepare` keeps the target's session.
     pub(crate) fn session_dir(&self) -> PathBuf {
-        self.runtime().join("portcullis/ssh").join(TARGET)
+        self.runtime().join("portcullis/ssh").join(HOST)
     }
 
     /// The id of the session `ssh-prepare` has on disk.

@@ -22,6 +22,8 @@ use super::wait::poll;
 
 /// The target every recording test reaches.
 pub(crate) const TARGET: &str = "web-01";
+/// The target's name as ssh reaches it through the `ssh-config` block.
+pub(crate) const HOST: &str = "web-01.pc";
 
 pub(crate) fn policy_fixture() -> &'static Path {
     Path::new(concat!(
@@ -200,7 +202,7 @@ impl Recorded {
         let path = self
             .runtime()
             .join("portcullis/ssh")
-            .join(TARGET)
+            .join(HOST)
             .join("session.json");
         let text = std::fs::read_to_string(path).unwrap();
         let file: Value = serde_json::from_str(&text).unwrap();

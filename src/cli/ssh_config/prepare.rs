@@ -41,13 +41,18 @@ pub(super) const KNOWN_HOSTS: &str = "known_hosts";
 /// name is the one older versions gave the file that held only `User`, so the blocks they
 /// printed keep working.
 pub(super) const OPTIONS: &str = "login.conf";
+/// The wildcard block's (ssh-prepare --suffix): [`OPTIONS`] under `Match originalhost HOST`,
+/// which the block includes for every host.
+pub(super) const HOST_CONF: &str = "host.conf";
 const HAND_OFFS: &str = "hand-offs.json";
 
 pub(crate) async fn run(args: SshPrepareArgs) -> anyhow::Result<i32> {
-    if !safe_name(&args.target) {
+    let (target, dir_name) = args.target_and_dir()?;
+    if !safe_name(&target) || !safe_name(&dir_name) {
         bail!("{:?} is not a target name", args.target);
     }
-    let dir = state_root()?.join(&args.target);
+    let dir = state_root()?.join(&dir_name);
+    let host = args.suffix.is_some().then_some(dir_name.as_str());
     std::fs::create_dir_all(&dir)?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
     // One preparer per target at a time; the others wait and then reuse its session.
@@ -78,20 +83,44 @@ pub(crate) async fn run(args: SshPrepareArgs) -> anyhow::Result<i32> {
             Ok(()) => {
                 cached.hand_offs.record(now);
                 write_hand_offs(&dir, &cached.hand_offs)?;
+                write_host_conf(&dir, host)?;
                 return Ok(0);
             }
-            Err(why) => tracing::debug!(target = %args.target, "a fresh session: {why}"),
+            Err(why) => tracing::debug!(%target, "a fresh session: {why}"),
         }
     }
-    for name in [SESSION, HAND_OFFS, OPTIONS, CERT] {
+    for name in [HOST_CONF, SESSION, HAND_OFFS, OPTIONS, CERT] {
         match std::fs::remove_file(dir.join(name)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("cannot remove the cached {name}")),
         }
     }
-    fresh(&api, &args.target, &dir, now).await?;
+    fresh(&api, &target, &dir, now).await?;
+    write_host_conf(&dir, host)?;
     Ok(0)
+}
+
+/// For the wildcard block (`host` = the host name ssh was given): the options file under
+/// `Match originalhost HOST`.
+fn write_host_conf(dir: &Path, host: Option<&str>) -> anyhow::Result<()> {
+    let Some(host) = host else {
+        return Ok(());
+    };
+    let options =
+        std::fs::read_to_string(dir.join(OPTIONS)).context("cannot read the session's options")?;
+    write_private_atomic(&dir.join(HOST_CONF), host_conf(host, &options).as_bytes())?;
+    Ok(())
+}
+
+fn host_conf(host: &str, options: &str) -> String {
+    let mut text = format!("Match originalhost {host}\n");
+    for line in options.lines() {
+        text.push('\t');
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
 }
 
 /// What the controller said about the cached session.
@@ -289,6 +318,14 @@ mod tests {
         assert!(super::options(&trust(SshMode::Gateway, "a b"), None, cert).is_err());
         assert!(
             super::options(&trust(SshMode::Gateway, "x\nProxyCommand evil"), None, cert).is_err()
+        );
+    }
+
+    #[test]
+    fn host_conf_is_the_options_under_a_match() {
+        assert_eq!(
+            super::host_conf("web.pc", "User deploy\nHostKeyAlias portcullis.web\n"),
+            "Match originalhost web.pc\n\tUser deploy\n\tHostKeyAlias portcullis.web\n"
         );
     }
 
