@@ -267,10 +267,15 @@ fn write_dev_env(
     token: &SecretString,
 ) -> anyhow::Result<PathBuf> {
     let env_path = state_dir.join("dev.env");
+    // PORTCULLIS_DEV_STATE: a CLI whose token this instance issued says, once it expires,
+    // how to get a new one (`http::error`).
+    let state = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_owned());
     let env = format!(
-        "export PORTCULLIS_ADDR=https://{api_addr}\nexport PORTCULLIS_CA={}\nexport PORTCULLIS_TOKEN={}\n",
+        "export PORTCULLIS_ADDR=https://{api_addr}\nexport PORTCULLIS_CA={}\nexport PORTCULLIS_TOKEN={}\nexport {}={}\n",
         ca_path.display(),
-        token.expose_secret()
+        token.expose_secret(),
+        super::http::DEV_STATE_VAR,
+        state.display()
     );
     write_private_atomic(&env_path, env.as_bytes())?;
     Ok(env_path)

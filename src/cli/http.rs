@@ -18,7 +18,7 @@ use rustls_pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub(crate) use error::ApiError;
+pub(crate) use error::{ApiError, DEV_STATE_VAR};
 pub(crate) use settings::{config_dir, ClientArgs, ClientSettings, Token};
 
 /// How long a request may take to connect, and to complete.
@@ -123,7 +123,14 @@ impl ApiClient {
             return Ok(response);
         }
         let bytes = response.bytes().await.unwrap_or_default();
-        Err(ApiError::from_response(status, &bytes, self.token.is_some()).into())
+        let sent_token = self.token.is_some();
+        // Only a token sent can have expired; the variable comes from a dev.env.
+        let dev_state = std::env::var(error::DEV_STATE_VAR)
+            .ok()
+            .filter(|dir| sent_token && !dir.is_empty());
+        Err(ApiError::from_response(status, &bytes, sent_token)
+            .with_dev_hint(dev_state.as_deref())
+            .into())
     }
 }
 
