@@ -12,7 +12,6 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::CommandFactory as _;
-use clap_complete::env::EnvCompleter as _;
 use clap_complete::engine::ArgValueCandidates;
 
 use super::Cli;
@@ -22,9 +21,9 @@ pub(crate) const VAR: &str = "PORTCULLIS_COMPLETE";
 
 const EXAMPLES: &str = "\
 Examples:
-  portcullis completions bash > /tmp/portcullis.bash && . /tmp/portcullis.bash
-  portcullis completions zsh --out-dir /tmp/completions     # writes /tmp/completions/_portcullis
-  portcullis completions fish --out-dir /tmp/completions    # writes /tmp/completions/portcullis.fish
+  portcullis completions bash > portcullis.bash
+  portcullis completions zsh --out-dir completions     # writes completions/_portcullis
+  portcullis completions fish --out-dir completions    # writes completions/portcullis.fish
 
 In your shell's startup file (the packages install the scripts system-wide):
   # ~/.bashrc

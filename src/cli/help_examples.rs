@@ -43,9 +43,11 @@ fn heading(line: &str) -> Option<Option<Block>> {
     if line.is_empty() || line.starts_with(char::is_whitespace) {
         return None;
     }
-    Some(match line.trim_end() {
+    let line = line.trim_end();
+    Some(match line {
         "Examples:" | "Example:" => Some(Block::Dev),
-        "In a deployment:" => Some(Block::Deployment),
+        // `In a deployment (why):` too.
+        _ if line.starts_with("In a deployment") && line.ends_with(':') => Some(Block::Deployment),
         _ => None,
     })
 }
@@ -99,7 +101,7 @@ Examples:
   portcullis a \\
       --b c
 
-In a deployment:
+In a deployment (a real one):
   portcullis connect web --stdio
 Prose after the block,
   portcullis not-an-example

@@ -13,9 +13,10 @@ use super::Cli;
 /// Write the manual pages, one per command.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
-  portcullis man --out-dir /tmp/portcullis-man
-  man -l /tmp/portcullis-man/portcullis-connect.1
+  portcullis man --out-dir man
+  portcullis man --out-dir man | wc -l        # the pages written, one path a line
 
+Read one in place with `man -l man/portcullis-connect.1`.
 Hidden commands get no page. The client-only build writes the pages of the commands it has.")]
 pub(crate) struct ManArgs {
     /// The directory to write NAME.1 files into (created if missing).
