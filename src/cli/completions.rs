@@ -121,24 +121,18 @@ pub(crate) fn command() -> clap::Command {
     with_target_completion(Cli::command(), false)
 }
 
-fn with_target_completion(mut cmd: clap::Command, under_targets: bool) -> clap::Command {
-    let ids: Vec<String> = cmd
-        .get_arguments()
-        .filter(|a| names_a_target(a.get_id().as_str(), under_targets))
-        .map(|a| a.get_id().to_string())
-        .collect();
-    for id in ids {
-        cmd = cmd.mut_arg(id, |a| a.add(ArgValueCandidates::new(targets::candidates)));
-    }
-    let subs: Vec<String> = cmd
-        .get_subcommands()
-        .map(|s| s.get_name().to_owned())
-        .collect();
+fn with_target_completion(cmd: clap::Command, under_targets: bool) -> clap::Command {
+    // `mut_args` and `mut_subcommands` keep the order (`mut_arg` would move the argument
+    // last, and with it a positional's index).
     let here_targets = cmd.get_name() == "targets";
-    for name in subs {
-        cmd = cmd.mut_subcommand(name, |s| with_target_completion(s, here_targets));
-    }
-    cmd
+    cmd.mut_args(|arg| {
+        if names_a_target(arg.get_id().as_str(), under_targets) {
+            arg.add(ArgValueCandidates::new(targets::candidates))
+        } else {
+            arg
+        }
+    })
+    .mut_subcommands(|sub| with_target_completion(sub, here_targets))
 }
 
 /// Whether the argument `id` holds a target's name.
