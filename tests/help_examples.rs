@@ -42,6 +42,8 @@ fn subcommands(help: &str) -> Vec<String> {
         .skip_while(|l| l.trim_end() != "Commands:")
         .skip(1)
         .take_while(|l| l.starts_with("  "))
+        // A description's wrapped lines are indented further.
+        .filter(|l| !l.starts_with("   "))
         .filter_map(|l| l.split_whitespace().next())
         .filter(|name| *name != "help")
         .map(str::to_owned)
