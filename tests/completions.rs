@@ -18,7 +18,11 @@ fn script(shell: &str) -> String {
         .args(["completions", shell])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -75,7 +79,12 @@ fn bash_completes_target_names_from_dev_and_nothing_when_it_is_gone() {
     let dir = tempfile::tempdir().unwrap();
 
     let out = complete_in_bash(&dev, dir.path(), &["portcullis", "connect", "e"]);
-    assert_eq!(offered(&out), ["echo"], "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        offered(&out),
+        ["echo"],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Subcommands and flags come from the same tree.
     let out = complete_in_bash(&dev, dir.path(), &["portcullis", "tar"]);
     assert_eq!(offered(&out), ["targets"]);
@@ -84,7 +93,8 @@ fn bash_completes_target_names_from_dev_and_nothing_when_it_is_gone() {
 
     // The list is cached 0600 for a minute, in the runtime directory.
     let cache = dir.path().join("run/portcullis/completion-targets.json");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&cache).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&cache).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
 
     // The controller gone and the cache gone: no names, no error, no wait.
@@ -95,20 +105,32 @@ fn bash_completes_target_names_from_dev_and_nothing_when_it_is_gone() {
     let took = started.elapsed();
     assert!(out.status.success());
     assert!(offered(&out).is_empty(), "{out:?}");
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(took < Duration::from_secs(5), "took {took:?}");
 }
 
 #[test]
 fn zsh_and_fish_scripts_are_made_and_fish_parses_its_own() {
     let dir = tempfile::tempdir().unwrap();
-    for (shell, file) in [("zsh", "_portcullis"), ("fish", "portcullis.fish"), ("bash", "portcullis")] {
+    for (shell, file) in [
+        ("zsh", "_portcullis"),
+        ("fish", "portcullis.fish"),
+        ("bash", "portcullis"),
+    ] {
         let out = Command::new(bin())
             .args(["completions", shell, "--out-dir"])
             .arg(dir.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
         assert!(text.contains("PORTCULLIS_COMPLETE"), "{shell}: {text}");
     }

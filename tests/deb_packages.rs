@@ -154,17 +154,34 @@ const COMPLETIONS: [&str; 3] = [
 /// man page per command: in the .deb, in `dpkg -L`, and readable as roff. `daemons`: whether
 /// the controller's pages are among them.
 fn assert_completions_and_man_pages(chroot: &Chroot, deb: &Path, package: &str, daemons: bool) {
-    let contents = Command::new("dpkg-deb").arg("-c").arg(deb).output().unwrap();
+    let contents = Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(deb)
+        .output()
+        .unwrap();
     assert!(contents.status.success());
     let contents = String::from_utf8(contents.stdout).unwrap();
     let listed = chroot.ok(&["dpkg", "-L", package]);
     for file in COMPLETIONS {
-        assert!(contents.contains(&format!(".{file}")), "{file} not in {deb:?}:\n{contents}");
-        assert!(listed.lines().any(|l| l == file), "{file} not in dpkg -L:\n{listed}");
+        assert!(
+            contents.contains(&format!(".{file}")),
+            "{file} not in {deb:?}:\n{contents}"
+        );
+        assert!(
+            listed.lines().any(|l| l == file),
+            "{file} not in dpkg -L:\n{listed}"
+        );
     }
-    for page in ["portcullis.1.gz", "portcullis-connect.1.gz", "portcullis-targets-list.1.gz"] {
+    for page in [
+        "portcullis.1.gz",
+        "portcullis-connect.1.gz",
+        "portcullis-targets-list.1.gz",
+    ] {
         let path = format!("/usr/share/man/man1/{page}");
-        assert!(listed.lines().any(|l| l == path), "{path} not in dpkg -L:\n{listed}");
+        assert!(
+            listed.lines().any(|l| l == path),
+            "{path} not in dpkg -L:\n{listed}"
+        );
     }
     let controller = "/usr/share/man/man1/portcullis-controller.1.gz";
     assert_eq!(listed.lines().any(|l| l == controller), daemons, "{listed}");

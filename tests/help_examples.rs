@@ -136,19 +136,25 @@ fn run(dev: &Dev, dir: &Path, line: &str, long_running: bool) -> Result<(), Stri
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
-    let status = poll("the example to exit after SIGINT", Duration::from_secs(30), || {
-        child
-            .try_wait()
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| "running".to_owned())
-    });
+    let status = poll(
+        "the example to exit after SIGINT",
+        Duration::from_secs(30),
+        || {
+            child
+                .try_wait()
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "running".to_owned())
+        },
+    );
     let said = said.join().unwrap_or_default();
     // Ctrl-C is a clean end: 0, or 130 as `connect` documents (docs/cli.md).
     let clean = matches!(status.code(), Some(0 | 130));
     match first {
         Ok(_) if clean => Ok(()),
         Ok(first) => Err(format!("after SIGINT: {status}; it said: {first}\n{said}")),
-        Err(_) => Err(format!("no line on stdout within 60 s; then {status}: {said}")),
+        Err(_) => Err(format!(
+            "no line on stdout within 60 s; then {status}: {said}"
+        )),
     }
 }
 

@@ -17,8 +17,7 @@ use tokio_util::sync::CancellationToken;
 const DEV_POLICY: &str = include_str!("../../config/policy-dev.toml");
 
 #[derive(Debug, Args)]
-#[command(
-    after_help = "\
+#[command(after_help = "\
 Examples:
   # In one shell: controller, worker and the `echo` target; state in ./pc:
   portcullis dev --state-dir pc   # Ctrl-C ends it
@@ -30,8 +29,7 @@ In another shell:
   portcullis connect echo --listen-port 0
 
 The token in dev.env expires (api.token_lifetime, 8 h): start dev again on the same
---state-dir for a new one, and `. pc/dev.env` again."
-)]
+--state-dir for a new one, and `. pc/dev.env` again.")]
 pub(crate) struct DevArgs {
     /// Where the SQLite database, keys, CA certificate and dev.env live (created 0700); one
     /// running `dev` per directory.
@@ -323,7 +321,10 @@ fn write_offline_config(state_dir: &Path, policy: &Path) -> anyhow::Result<()> {
          [store]\nurl = {}\n[keys]\nmaster_key_file = {}\n[policy]\nfile = {}\n\
          [api]\nlisten = \"127.0.0.1:0\"\n[cluster]\nlisten = \"127.0.0.1:0\"\n\
          [ops]\nlisten = \"\"\n",
-        quoted(format!("sqlite://{}", state_dir.join("portcullis.db").display())),
+        quoted(format!(
+            "sqlite://{}",
+            state_dir.join("portcullis.db").display()
+        )),
         quoted(state_dir.join("master.key").display().to_string()),
         quoted(policy.display().to_string()),
     );

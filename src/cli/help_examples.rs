@@ -109,8 +109,7 @@ Example:
   portcullis whoami
 ";
         let found = examples(help);
-        let lines: Vec<(&str, Block)> =
-            found.iter().map(|e| (e.line.as_str(), e.block)).collect();
+        let lines: Vec<(&str, Block)> = found.iter().map(|e| (e.line.as_str(), e.block)).collect();
         assert_eq!(
             lines,
             [

@@ -18,7 +18,10 @@ use rustls_pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub(crate) use error::{ApiError, DEV_STATE_VAR};
+pub(crate) use error::ApiError;
+/// dev.env sets it (`portcullis dev`, server builds only).
+#[cfg(feature = "server")]
+pub(crate) use error::DEV_STATE_VAR;
 pub(crate) use settings::{config_dir, ClientArgs, ClientSettings, Token};
 
 /// How long a request may take to connect, and to complete.

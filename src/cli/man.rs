@@ -67,13 +67,23 @@ mod tests {
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        for name in ["portcullis.1", "portcullis-connect.1", "portcullis-connect-ssh.1"] {
+        for name in [
+            "portcullis.1",
+            "portcullis-connect.1",
+            "portcullis-connect-ssh.1",
+        ] {
             assert!(names.iter().any(|n| n == name), "{name}: {names:?}");
         }
         // `ssh-prepare` is hidden: no page.
-        assert!(!names.iter().any(|n| n.contains("ssh-prepare")), "{names:?}");
+        assert!(
+            !names.iter().any(|n| n.contains("ssh-prepare")),
+            "{names:?}"
+        );
         let connect = std::fs::read_to_string(dir.path().join("portcullis-connect.1")).unwrap();
-        assert!(connect.starts_with(".ie") || connect.contains(".TH"), "{connect}");
+        assert!(
+            connect.starts_with(".ie") || connect.contains(".TH"),
+            "{connect}"
+        );
         assert!(connect.contains("listen\\-port"), "{connect}");
     }
 }

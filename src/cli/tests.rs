@@ -48,7 +48,11 @@ fn both_builds_keep_the_client_commands() {
 /// Every command a user runs: those without subcommands, and those runnable with or without
 /// one (`connect`), by path (`["targets", "list"]`). Hidden ones and `help` are not shown.
 pub(super) fn leaves() -> Vec<(Vec<String>, clap::Command)> {
-    fn walk(cmd: &clap::Command, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, clap::Command)>) {
+    fn walk(
+        cmd: &clap::Command,
+        path: &mut Vec<String>,
+        out: &mut Vec<(Vec<String>, clap::Command)>,
+    ) {
         for sub in cmd.get_subcommands() {
             if sub.is_hide_set() || sub.get_name() == "help" {
                 continue;
@@ -71,14 +75,35 @@ pub(super) fn leaves() -> Vec<(Vec<String>, clap::Command)> {
 /// The leaf commands `portcullis dev` cannot serve at all, and why: they show only
 /// `In a deployment:` examples.
 const NO_DEV_EXAMPLE: &[(&str, &str)] = &[
-    ("worker run", "a second worker needs dev's cluster address and a config of its own"),
-    ("workers delete", "dev's only worker would take its sessions with it"),
+    (
+        "worker run",
+        "a second worker needs dev's cluster address and a config of its own",
+    ),
+    (
+        "workers delete",
+        "dev's only worker would take its sessions with it",
+    ),
     ("catalog sync", "dev has no Proxmox cluster"),
-    ("sessions play", "recordings come from the SSH gateway: dev has no SSH target"),
-    ("sessions export", "recordings come from the SSH gateway: dev has no SSH target"),
-    ("sessions watch", "recordings come from the SSH gateway: dev has no SSH target"),
-    ("recordings verify", "a bundle needs a recording: dev has none"),
-    ("connect ssh", "dev's only target is a TCP echo service, no SSH server"),
+    (
+        "sessions play",
+        "recordings come from the SSH gateway: dev has no SSH target",
+    ),
+    (
+        "sessions export",
+        "recordings come from the SSH gateway: dev has no SSH target",
+    ),
+    (
+        "sessions watch",
+        "recordings come from the SSH gateway: dev has no SSH target",
+    ),
+    (
+        "recordings verify",
+        "a bundle needs a recording: dev has none",
+    ),
+    (
+        "connect ssh",
+        "dev's only target is a TCP echo service, no SSH server",
+    ),
 ];
 
 /// The words: every leaf command's `--help` has at least one example that works
@@ -131,7 +156,11 @@ fn every_deployment_example_parses() {
         }
     }
     assert!(parsed > 20, "only {parsed} deployment examples parsed");
-    assert!(bad.is_empty(), "examples that do not parse:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "examples that do not parse:\n{}",
+        bad.join("\n")
+    );
 }
 
 /// The words of the `portcullis` command at the start of a shell line, up to the first
@@ -145,8 +174,10 @@ fn command_words(line: &str) -> Option<Vec<String>> {
     let end = words
         .iter()
         .position(|w| {
-            matches!(w.as_str(), "|" | "||" | "&&" | ";" | "&" | ">" | ">>" | "2>" | "<")
-                || w.starts_with('#')
+            matches!(
+                w.as_str(),
+                "|" | "||" | "&&" | ";" | "&" | ">" | ">>" | "2>" | "<"
+            ) || w.starts_with('#')
                 || w.starts_with('>')
         })
         .unwrap_or(words.len());

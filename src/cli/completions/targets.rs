@@ -88,10 +88,7 @@ fn names() -> Option<Vec<String>> {
 
 /// `$XDG_RUNTIME_DIR/portcullis`, else `~/.cache/portcullis`.
 fn cache_dir() -> Option<PathBuf> {
-    let absolute = |v: Option<std::ffi::OsString>| {
-        v.map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-    };
+    let absolute = |v: Option<std::ffi::OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
     absolute(std::env::var_os("XDG_RUNTIME_DIR"))
         .map(|d| d.join("portcullis"))
         .or_else(|| absolute(std::env::var_os("HOME")).map(|h| h.join(".cache/portcullis")))

@@ -23,7 +23,10 @@ fn target_arguments_complete_target_names_and_others_do_not() {
     assert!(completes_targets(&cmd, &["connect"], "target"));
     assert!(completes_targets(&cmd, &["connect", "ssh"], "target"));
     for leaf in ["show", "update", "delete"] {
-        assert!(completes_targets(&cmd, &["targets", leaf], "id_or_name"), "{leaf}");
+        assert!(
+            completes_targets(&cmd, &["targets", leaf], "id_or_name"),
+            "{leaf}"
+        );
     }
     // The same argument name elsewhere names something else.
     assert!(!completes_targets(&cmd, &["workers", "show"], "id_or_name"));

@@ -169,8 +169,14 @@ mod tests {
         let said = ApiError::from_response(status, body, true)
             .with_dev_hint(Some("/tmp/pc"))
             .to_string();
-        assert!(said.starts_with("not authenticated: no valid token; "), "{said}");
-        assert!(said.contains("portcullis dev --state-dir /tmp/pc"), "{said}");
+        assert!(
+            said.starts_with("not authenticated: no valid token; "),
+            "{said}"
+        );
+        assert!(
+            said.contains("portcullis dev --state-dir /tmp/pc"),
+            "{said}"
+        );
         assert!(said.contains("`. /tmp/pc/dev.env`"), "{said}");
         // Not from a dev.env, or not a 401: unchanged.
         let plain = ApiError::from_response(status, body, true).with_dev_hint(None);
