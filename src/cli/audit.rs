@@ -27,7 +27,8 @@ pub(crate) enum AuditCommand {
     ///
     /// Examples:
     ///   portcullis audit list --since 1h --limit 20
-    ///   portcullis audit list --decision allow --target echo --json | jq -r '.[].type'
+    ///   portcullis audit list --decision allow --json | jq -r '.[].type'
+    ///   portcullis audit list --target "$(portcullis targets show echo --json | jq -r .id)"
     ///
     /// In a deployment:
     ///   portcullis audit list --decision deny --since 24h

@@ -115,8 +115,8 @@ pub(crate) fn complete_from_env() {
 }
 
 /// The clap tree with target-name completion on every argument that names a target: any
-/// argument with the id `target` (`connect`, `connect ssh`, ...) and the ID_OR_NAME of
-/// `targets show|update|delete`.
+/// positional with the id `target` (`connect`, `connect ssh`, ...) and the ID_OR_NAME of
+/// `targets show|update|delete`. (`audit list --target` takes an id: not completed.)
 pub(crate) fn command() -> clap::Command {
     with_target_completion(Cli::command(), false)
 }
@@ -126,7 +126,7 @@ fn with_target_completion(cmd: clap::Command, under_targets: bool) -> clap::Comm
     // last, and with it a positional's index).
     let here_targets = cmd.get_name() == "targets";
     cmd.mut_args(|arg| {
-        if names_a_target(arg.get_id().as_str(), under_targets) {
+        if arg.is_positional() && names_a_target(arg.get_id().as_str(), under_targets) {
             arg.add(ArgValueCandidates::new(targets::candidates))
         } else {
             arg

@@ -99,7 +99,7 @@ pub(crate) struct LogoutArgs {
 #[command(after_help = "\
 Examples:
   portcullis whoami
-  portcullis whoami --json | jq -r .expires_at")]
+  portcullis whoami --json | jq -r .token_expires_at")]
 pub(crate) struct WhoamiArgs {
     /// Print JSON instead of fields.
     #[arg(long)]

@@ -31,6 +31,8 @@ fn target_arguments_complete_target_names_and_others_do_not() {
     // The same argument name elsewhere names something else.
     assert!(!completes_targets(&cmd, &["workers", "show"], "id_or_name"));
     assert!(!completes_targets(&cmd, &["users", "show"], "name"));
+    // `audit list --target` takes an id, not a name.
+    assert!(!completes_targets(&cmd, &["audit", "list"], "target"));
 }
 
 #[test]
