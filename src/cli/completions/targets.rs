@@ -56,15 +56,16 @@ fn names() -> Option<Vec<String>> {
         .client
         .resolve()
         .ok()?;
+    // Keyed by the address the client would ask (`ApiClient::addr`).
+    let client = ApiClient::new(settings).ok()?;
+    let addr = client.addr().to_owned();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
     let file = cache_dir().map(|d| d.join(FILE_NAME));
     if let Some(cached) = file.as_deref().and_then(read_cache) {
-        if cached.fresh_for(&settings.addr, now) {
+        if cached.fresh_for(&addr, now) {
             return Some(cached.names);
         }
     }
-    let addr = settings.addr.clone();
-    let client = ApiClient::new(settings).ok()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
