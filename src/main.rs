@@ -15,6 +15,8 @@ fn main() -> std::process::ExitCode {
         eprintln!("error: {err:#}");
         return std::process::ExitCode::from(cli::exit::FAILURE);
     }
+    // A Tab in a shell with `portcullis completions` loaded: answer it and exit.
+    cli::completions::complete_from_env();
     let args = cli::Cli::parse();
     // Before any thread exists (the runtime below starts them): the master key leaves the
     // environment; a controller daemon re-executes itself without it. The client-only build

@@ -96,6 +96,22 @@ fn package(out_dir: &Path, variant: Option<&str>, binary: &Path) -> PathBuf {
     let stage = out_dir.join(format!("target-{}", variant.unwrap_or("server")));
     std::fs::create_dir_all(stage.join("release")).unwrap();
     std::fs::copy(binary, stage.join("release/portcullis")).unwrap();
+    // The completions and man pages, made by the binary packed (scripts/package-assets), where
+    // the assets of Cargo.toml look for them.
+    let assets = stage.join(match variant {
+        Some(_) => "release/assets-client",
+        None => "release/assets",
+    });
+    let made = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/package-assets"))
+        .arg(stage.join("release/portcullis"))
+        .arg(&assets)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "scripts/package-assets failed: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let mut deb = cargo();
     deb.args([
         "deb",
@@ -125,6 +141,72 @@ fn package(out_dir: &Path, variant: Option<&str>, binary: &Path) -> PathBuf {
         "cargo deb wrote no package: {stdout}{stderr}"
     );
     path
+}
+
+/// The shell completions and man pages a package installs (scripts/package-assets).
+const COMPLETIONS: [&str; 3] = [
+    "/usr/share/bash-completion/completions/portcullis",
+    "/usr/share/zsh/vendor-completions/_portcullis",
+    "/usr/share/fish/vendor_completions.d/portcullis.fish",
+];
+
+/// `package` (installed in the chroot from `deb`) ships the completion scripts and a gzipped
+/// man page per command: in the .deb, in `dpkg -L`, and readable as roff. `daemons`: whether
+/// the controller's pages are among them.
+fn assert_completions_and_man_pages(chroot: &Chroot, deb: &Path, package: &str, daemons: bool) {
+    let contents = Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(deb)
+        .output()
+        .unwrap();
+    assert!(contents.status.success());
+    let contents = String::from_utf8(contents.stdout).unwrap();
+    let listed = chroot.ok(&["dpkg", "-L", package]);
+    for file in COMPLETIONS {
+        assert!(
+            contents.contains(&format!(".{file}")),
+            "{file} not in {deb:?}:\n{contents}"
+        );
+        assert!(
+            listed.lines().any(|l| l == file),
+            "{file} not in dpkg -L:\n{listed}"
+        );
+    }
+    for page in [
+        "portcullis.1.gz",
+        "portcullis-connect.1.gz",
+        "portcullis-targets-list.1.gz",
+    ] {
+        let path = format!("/usr/share/man/man1/{page}");
+        assert!(
+            listed.lines().any(|l| l == path),
+            "{path} not in dpkg -L:\n{listed}"
+        );
+    }
+    let controller = "/usr/share/man/man1/portcullis-controller.1.gz";
+    assert_eq!(listed.lines().any(|l| l == controller), daemons, "{listed}");
+    // Unpacked where dpkg put them (a minimal system may exclude /usr/share/man: then the
+    // package's copy is read instead).
+    let page = "/usr/share/man/man1/portcullis-connect.1.gz";
+    let unpacked = tempfile::tempdir().unwrap();
+    let gz = if chroot.exists(page) {
+        chroot.host_path(page)
+    } else {
+        assert!(Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(deb)
+            .arg(unpacked.path())
+            .status()
+            .unwrap()
+            .success());
+        unpacked.path().join(page.trim_start_matches('/'))
+    };
+    let roff = Command::new("gzip").arg("-dc").arg(&gz).output().unwrap();
+    assert!(roff.status.success(), "{gz:?} is not gzip");
+    let roff = String::from_utf8(roff.stdout).unwrap();
+    assert!(roff.contains(".TH portcullis-connect"), "{roff}");
+    let bash = std::fs::read_to_string(chroot.host_path(COMPLETIONS[0])).unwrap();
+    assert!(bash.contains("PORTCULLIS_COMPLETE"), "{bash}");
 }
 
 /// A field of a package's control file.
@@ -211,6 +293,7 @@ fn the_server_package_installs_the_daemons_units_and_accounts_and_starts_nothing
     assert!(version.starts_with("portcullis 0.1.0 ("), "{version}");
     chroot.ok(&["portcullis", "controller", "--help"]);
     chroot.ok(&["portcullis", "worker", "--help"]);
+    assert_completions_and_man_pages(&chroot, &packages.server, "portcullis", true);
 
     // The units, as in dist/systemd, and not enabled: no link anywhere, no enablement state.
     for unit in UNITS {
@@ -452,6 +535,7 @@ fn the_client_package_has_the_client_alone_no_units_and_no_accounts() {
     let version = chroot.ok(&["portcullis", "--version"]);
     assert!(version.starts_with("portcullis 0.1.0 ("), "{version}");
     assert_no_daemons(&chroot);
+    assert_completions_and_man_pages(&chroot, &packages.client, "portcullis-client", false);
     for unit in UNITS {
         assert!(!chroot.exists(&format!("/lib/systemd/system/{unit}")));
     }

@@ -26,6 +26,11 @@ pub(crate) enum AuditCommand {
     /// List events, newest first (permission audit:read).
     ///
     /// Examples:
+    ///   portcullis audit list --since 1h --limit 20
+    ///   portcullis audit list --decision allow --json | jq -r '.[].type'
+    ///   portcullis audit list --target "$(portcullis targets show echo --json | jq -r .id)"
+    ///
+    /// In a deployment:
     ///   portcullis audit list --decision deny --since 24h
     ///   portcullis audit list --session s_0123... --json
     #[command(verbatim_doc_comment)]
@@ -45,6 +50,13 @@ pub(crate) enum AuditCommand {
     ///
     /// The first line is a header with the audit public keys and the store's head; each
     /// further line is one event exactly as it was signed. `audit verify --file` checks it.
+    #[command(after_help = "\
+Examples:
+  portcullis audit export -o audit.jsonl
+  portcullis audit export | tail -n 1 | jq -r .type
+
+In a deployment:
+  portcullis audit export -o /var/backups/portcullis/audit-2026-12-01.jsonl")]
     Export {
         /// The only format: one JSON object per line.
         #[arg(long, value_enum, default_value = "jsonl")]
@@ -67,7 +79,13 @@ pub(crate) enum AuditCommand {
     /// first bad event, or the recording that does not reach its sealed head, is named.
     ///
     /// Examples:
-    ///   portcullis audit verify --expect-head 1041:9f2c...
+    ///   portcullis audit verify
+    ///   portcullis audit keys > audit-keys.txt     # pin these somewhere the store's admins cannot write
+    ///   portcullis audit export -o export.jsonl
+    ///   portcullis audit verify --file export.jsonl --public-key "$(cat audit-keys.txt)"
+    ///
+    /// In a deployment:
+    ///   portcullis audit verify --expect-head 1041:9f2c0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab
     ///   portcullis audit verify --checkpoints /var/log/siem/portcullis.jsonl
     ///   portcullis audit verify --file export.jsonl --public-key k_ab12:Base64Key=
     ///   portcullis audit verify --file export.jsonl --public-key "$(cat audit-keys.txt)"
@@ -96,6 +114,10 @@ pub(crate) enum AuditCommand {
     },
     /// Print the audit public keys (`KEY_ID:BASE64  # state` lines), to pin in
     /// `verify --public-key` (pass the output whole, or one line of it).
+    #[command(after_help = "\
+Examples:
+  portcullis audit keys
+  portcullis audit keys > audit-keys.txt     # for `audit verify --public-key \"$(cat audit-keys.txt)\"`")]
     Keys {
         #[arg(long)]
         json: bool,

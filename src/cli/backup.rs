@@ -17,6 +17,11 @@ use zeroize::Zeroizing;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
+  # On `portcullis dev`'s store: dev.env sets PORTCULLIS_CONTROLLER_CONFIG (STATE/controller.toml).
+  (umask 077; echo 'a long backup passphrase' > passphrase.txt)
+  portcullis controller backup --out backup --passphrase-file passphrase.txt
+
+In a deployment:
   portcullis controller backup --config /etc/portcullis/controller.toml --out /var/backups/portcullis/2026-12-01
   portcullis controller backup -c controller.toml --out DIR --passphrase-file /root/backup-passphrase --json")]
 pub(crate) struct BackupArgs {
@@ -38,6 +43,13 @@ pub(crate) struct BackupArgs {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
+  # A backup of `portcullis dev`'s store, restored into a new store and key in this directory:
+  (umask 077; echo 'a long backup passphrase' > passphrase.txt)
+  portcullis controller backup --out backup --passphrase-file passphrase.txt
+  printf '[store]\\nurl = \"sqlite://restored.db\"\\n[keys]\\nmaster_key_file = \"restored.key\"\\n' > restored.toml
+  portcullis controller restore -c restored.toml --from backup --passphrase-file passphrase.txt
+
+In a deployment:
   portcullis controller restore --config /etc/portcullis/controller.toml --from /var/backups/portcullis/2026-12-01
   portcullis controller restore -c new.toml --from DIR --passphrase-file /root/backup-passphrase --json")]
 pub(crate) struct RestoreArgs {

@@ -30,7 +30,7 @@ pub(crate) enum CatalogCommand {
 }
 
 const SYNC_HELP: &str = "\
-Examples:
+In a deployment (with a [[catalog.proxmox]] cluster; `portcullis dev` has none):
   portcullis catalog sync --dry-run          # what a sync would change; changes nothing
   portcullis catalog sync                    # sync every configured cluster now
   portcullis catalog sync --cluster homelab --json
@@ -50,7 +50,10 @@ controller (busy); the others' results stand. Other failures as for every comman
 
 const LIST_HELP: &str = "\
 Examples:
-  portcullis catalog list
+  portcullis catalog list              # with `portcullis dev`: no cluster is configured
+  portcullis catalog list --json
+
+In a deployment:
   portcullis catalog list --cluster homelab
   portcullis catalog list --json | jq '.clusters[].targets[].name'
 

@@ -14,6 +14,14 @@ pub(crate) enum ControllerCommand {
     ///
     /// Prints one JSON line `{"event":"ready",...}` with the bound addresses once listening.
     /// SIGHUP reloads the policy file; SIGTERM stops.
+    #[command(after_help = "\
+Examples:
+  # A second controller beside `portcullis dev`, on its store (dev.env sets
+  # PORTCULLIS_CONTROLLER_CONFIG; that config listens on free loopback ports):
+  portcullis controller run   # Ctrl-C ends it
+
+In a deployment:
+  portcullis controller run --config /etc/portcullis/controller.toml")]
     Run {
         /// The controller's TOML config (see config/controller.toml).
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
@@ -24,12 +32,26 @@ pub(crate) enum ControllerCommand {
     /// only sets its password and enrols its TOTP.
     Init(super::init::InitArgs),
     /// Apply database migrations and exit (they are also applied at every start).
+    #[command(after_help = "\
+Examples:
+  # On `portcullis dev`'s store: dev.env sets PORTCULLIS_CONTROLLER_CONFIG (STATE/controller.toml).
+  portcullis controller migrate
+
+In a deployment:
+  portcullis controller migrate --config /etc/portcullis/controller.toml")]
     Migrate {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
         config: PathBuf,
     },
     /// Issue a worker join token directly from the store (for the first worker, before any
     /// admin can log in). Prints the token on stdout.
+    #[command(after_help = "\
+Examples:
+  # On `portcullis dev`'s store: dev.env sets PORTCULLIS_CONTROLLER_CONFIG (STATE/controller.toml).
+  portcullis controller join-token --ttl 10m
+
+In a deployment (the worker reads the file at its first start):
+  portcullis controller join-token -c /etc/portcullis/controller.toml > /etc/portcullis/join-token")]
     JoinToken {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
         config: PathBuf,
@@ -43,11 +65,14 @@ pub(crate) enum ControllerCommand {
     /// every controller sharing a store the same key. The file is written in full beside its
     /// destination (mode 0600), then moved into place; an existing file is never replaced
     /// without --force.
-    #[command(
-        after_help = "Examples:\n  portcullis controller keygen --out /etc/portcullis/master.key\n  \
-                      chown portcullis: /etc/portcullis/master.key   # the account the controller runs as\n  \
-                      portcullis controller keygen --out master.key --force   # replace (the old keyset becomes unreadable)"
-    )]
+    #[command(after_help = "\
+Examples:
+  portcullis controller keygen --out master.key
+  portcullis controller keygen --out master.key --force   # replace (the old keyset becomes unreadable)
+
+In a deployment:
+  portcullis controller keygen --out /etc/portcullis/master.key
+  chown portcullis: /etc/portcullis/master.key   # the account the controller runs as")]
     Keygen {
         /// Where to write the key (keys.master_key_file in the config).
         #[arg(long, short)]
@@ -63,10 +88,15 @@ pub(crate) enum ControllerCommand {
     /// run it. The user (issuer portcullis-local) is created or refreshed with the groups and
     /// methods given; the issue is recorded as `token_issued` (the local account as actor)
     /// in the same transaction. The token is printed once, on stdout; only its hash is kept.
-    #[command(
-        after_help = "Examples:\n  portcullis controller issue-token --config /etc/portcullis/controller.toml \\\n      --user alice --group admins --amr mfa\n  \
-                      portcullis controller issue-token -c controller.toml --user deploy --group ci --ttl 1h --json"
-    )]
+    #[command(after_help = "\
+Examples:
+  # On `portcullis dev`'s store: dev.env sets PORTCULLIS_CONTROLLER_CONFIG (STATE/controller.toml).
+  portcullis controller issue-token --user alice --group users --amr mfa
+  portcullis controller issue-token --user deploy --group users --ttl 1h --json | jq -r .token_id
+
+In a deployment:
+  portcullis controller issue-token --config /etc/portcullis/controller.toml \\
+      --user alice --group admins --amr mfa")]
     IssueToken {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
         config: PathBuf,
@@ -89,6 +119,13 @@ pub(crate) enum ControllerCommand {
     /// Print the controller CA certificates (PEM) that clients (PORTCULLIS_CA) and operators
     /// trust: the signing CA first, then any other CA of a rotation in progress; with `[api]
     /// tls_cert_file` set, clients trust your PKI's CA instead.
+    #[command(after_help = "\
+Examples:
+  # On `portcullis dev`'s store: dev.env sets PORTCULLIS_CONTROLLER_CONFIG (STATE/controller.toml).
+  portcullis controller ca > controller-ca.pem
+
+In a deployment:
+  portcullis controller ca --config /etc/portcullis/controller.toml > portcullis-ca.pem")]
     Ca {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
         config: PathBuf,
@@ -111,6 +148,14 @@ pub(crate) enum ControllerCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeysCommand {
     /// List keys (id, purpose, state, creation); never private material.
+    #[command(after_help = "\
+Examples:
+  # On `portcullis dev`'s store: dev.env sets PORTCULLIS_CONTROLLER_CONFIG (STATE/controller.toml).
+  portcullis controller keys list
+  portcullis controller keys list --json | jq -r '.[] | .id + \" \" + .purpose + \" \" + .state'
+
+In a deployment:
+  portcullis controller keys list --config /etc/portcullis/controller.toml")]
     List {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
         config: PathBuf,
@@ -120,6 +165,14 @@ pub(crate) enum KeysCommand {
     /// Make a new active key for a purpose (grant, ssh-ca, ssh-host-ca, audit, recording); the old one stays valid
     /// for verification until retired. For tls-ca, the new CA is `next`: trusted by workers and
     /// clients from now on but not signing until `keys activate` (see docs/operations.md).
+    #[command(after_help = "\
+Examples:
+  # On `portcullis dev`'s store: dev.env sets PORTCULLIS_CONTROLLER_CONFIG (STATE/controller.toml).
+  portcullis controller keys rotate audit
+  portcullis controller keys rotate grant
+
+In a deployment (the TLS CA in steps: docs/operations.md, \"Rotating the TLS CA\"):
+  portcullis controller keys rotate --config /etc/portcullis/controller.toml tls-ca")]
     Rotate {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
         config: PathBuf,
@@ -127,12 +180,35 @@ pub(crate) enum KeysCommand {
     },
     /// Make the next TLS CA (from `keys rotate tls-ca`) the signing one, once workers and
     /// clients have its certificate; the old CA stays trusted until retired.
+    #[command(after_help = "\
+Examples:
+  # On a store of its own in this directory (on a live controller, wait between the steps:
+  # docs/operations.md, \"Rotating the TLS CA\"):
+  printf '[store]\\nurl = \"sqlite://lab.db\"\\n[keys]\\nmaster_key_file = \"lab.key\"\\n' > lab.toml
+  portcullis controller keygen --out lab.key
+  portcullis controller migrate -c lab.toml
+  portcullis controller keys rotate -c lab.toml tls-ca
+  portcullis controller keys activate -c lab.toml \\
+      \"$(portcullis controller keys list -c lab.toml --json | jq -r '.[] | select(.purpose == \"tls-ca\" and .state == \"next\") | .id')\"
+
+In a deployment:
+  portcullis controller keys activate --config /etc/portcullis/controller.toml k_0123...")]
     Activate {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
         config: PathBuf,
         key_id: String,
     },
     /// Stop accepting a rotated-out key.
+    #[command(after_help = "\
+Examples:
+  # On `portcullis dev`'s store: dev.env sets PORTCULLIS_CONTROLLER_CONFIG (STATE/controller.toml).
+  # Rotate the grant key, then retire the one it replaced (grants it signed stop working):
+  portcullis controller keys rotate grant
+  portcullis controller keys retire \\
+      \"$(portcullis controller keys list --json | jq -r '[.[] | select(.purpose == \"grant\" and .state == \"previous\")][0].id')\"
+
+In a deployment:
+  portcullis controller keys retire --config /etc/portcullis/controller.toml k_0123...")]
     Retire {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
         config: PathBuf,
@@ -146,6 +222,10 @@ pub(crate) enum WorkerCommand {
     ///
     /// Prints one JSON line `{"event":"ready",...}` once listening. SIGTERM drains: no new
     /// sessions, live ones kept up to the drain timeout.
+    #[command(after_help = "\
+In a deployment (`portcullis dev` runs its own worker; a second one needs its cluster address):
+  portcullis worker run --config /etc/portcullis/worker.toml
+  portcullis worker run -c worker.toml --drain-timeout 30s")]
     Run {
         /// The worker's TOML config (see config/worker.toml).
         #[arg(long, short, env = "PORTCULLIS_WORKER_CONFIG")]

@@ -17,9 +17,19 @@ use tokio_util::sync::CancellationToken;
 const DEV_POLICY: &str = include_str!("../../config/policy-dev.toml");
 
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Example:\n  portcullis dev --state-dir /tmp/pc &\n  . /tmp/pc/dev.env\n  portcullis targets list\n  portcullis connect echo --listen-port 0"
-)]
+#[command(after_help = "\
+Examples:
+  # In one shell: controller, worker and the `echo` target; state in ./pc:
+  portcullis dev --state-dir pc   # Ctrl-C ends it
+
+In another shell:
+  . pc/dev.env          # PORTCULLIS_ADDR, _CA, _TOKEN; _CONTROLLER_CONFIG and _POLICY for
+                        # the offline `controller` and `policy` commands on dev's store
+  portcullis targets list
+  portcullis connect echo --listen-port 0
+
+The token in dev.env expires (api.token_lifetime, 8 h): start dev again on the same
+--state-dir for a new one, and `. pc/dev.env` again.")]
 pub(crate) struct DevArgs {
     /// Where the SQLite database, keys, CA certificate and dev.env live (created 0700); one
     /// running `dev` per directory.
@@ -69,6 +79,14 @@ fn controller_config(args: &DevArgs, state: &Path, policy: PathBuf) -> anyhow::R
             .with_context(|| format!("cannot read {}", path.display()))?,
         None => String::new(),
     };
+    // Local users and service accounts to try out (`portcullis users add NAME --groups
+    // users`): the dev policy's non-admin groups may be granted over the API, unless the
+    // --config file says otherwise about `[auth]`.
+    let base = if base.contains("[auth") || base.contains("auth.") {
+        base
+    } else {
+        format!("{base}\n[auth.local]\nallowed_groups = [\"users\", \"gateway\"]\n")
+    };
     let db = state.join("portcullis.db");
     let mut config = Config::parse(&base, "dev", |_| None)
         .or_else(|_| {
@@ -98,6 +116,7 @@ fn controller_config(args: &DevArgs, state: &Path, policy: PathBuf) -> anyhow::R
 /// Runs `portcullis dev` until SIGINT or SIGTERM, then drains the worker and stops.
 pub(crate) async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let (state_dir, policy, _held) = prepare_state_dir(&args)?;
+    let policy_file = policy.clone();
     let config = controller_config(&args, &state_dir, policy)?;
     let controller = portcullis_controller::Controller::start_with(
         config,
@@ -135,7 +154,9 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<i32> {
         tracing::warn!("the dev worker is not linked to the controller yet");
     }
 
-    let env_path = write_dev_env(&state_dir, api_addr, &ca_path, &token)?;
+    let policy_file = std::fs::canonicalize(&policy_file).unwrap_or(policy_file);
+    write_offline_config(&state_dir, &policy_file)?;
+    let env_path = write_dev_env(&state_dir, api_addr, &ca_path, &token, &policy_file)?;
     let ready = serde_json::json!({
         "event": "ready",
         "component": "dev",
@@ -265,15 +286,50 @@ fn write_dev_env(
     api_addr: SocketAddr,
     ca_path: &Path,
     token: &SecretString,
+    policy: &Path,
 ) -> anyhow::Result<PathBuf> {
     let env_path = state_dir.join("dev.env");
+    // PORTCULLIS_DEV_STATE: a CLI whose token this instance issued says, once it expires,
+    // how to get a new one (`http::error`). PORTCULLIS_CONTROLLER_CONFIG: the offline
+    // `controller` commands work on this instance's store; PORTCULLIS_POLICY: `policy
+    // explain|export` read its policy.
     let env = format!(
-        "export PORTCULLIS_ADDR=https://{api_addr}\nexport PORTCULLIS_CA={}\nexport PORTCULLIS_TOKEN={}\n",
+        "export PORTCULLIS_ADDR=https://{api_addr}\nexport PORTCULLIS_CA={}\nexport PORTCULLIS_TOKEN={}\nexport {}={}\nexport PORTCULLIS_CONTROLLER_CONFIG={}\nexport PORTCULLIS_POLICY={}\n",
         ca_path.display(),
-        token.expose_secret()
+        token.expose_secret(),
+        super::http::DEV_STATE_VAR,
+        state_dir.display(),
+        state_dir.join(OFFLINE_CONFIG).display(),
+        policy.display()
     );
     write_private_atomic(&env_path, env.as_bytes())?;
     Ok(env_path)
+}
+
+/// The controller config dev writes for the offline `controller` commands (dev.env names it
+/// in PORTCULLIS_CONTROLLER_CONFIG).
+const OFFLINE_CONFIG: &str = "controller.toml";
+
+/// Writes STATE/controller.toml: this instance's store, master key and policy, and loopback
+/// listeners on ports picked at start, so that `portcullis controller keys list`, `issue-token`,
+/// `users add`, `backup`, even a second `controller run`, work on dev's store as printed.
+fn write_offline_config(state_dir: &Path, policy: &Path) -> anyhow::Result<()> {
+    // TOML basic strings: backslashes and quotes escaped.
+    let quoted = |text: String| format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""));
+    let config = format!(
+        "# Written by `portcullis dev` for the offline controller commands on its store.\n\
+         [store]\nurl = {}\n[keys]\nmaster_key_file = {}\n[policy]\nfile = {}\n\
+         [api]\nlisten = \"127.0.0.1:0\"\n[cluster]\nlisten = \"127.0.0.1:0\"\n\
+         [ops]\nlisten = \"\"\n",
+        quoted(format!(
+            "sqlite://{}",
+            state_dir.join("portcullis.db").display()
+        )),
+        quoted(state_dir.join("master.key").display().to_string()),
+        quoted(policy.display().to_string()),
+    );
+    write_private_atomic(&state_dir.join(OFFLINE_CONFIG), config.as_bytes())?;
+    Ok(())
 }
 
 /// Reuses the token in an existing dev.env when it still authenticates the same identity;

@@ -22,6 +22,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub(crate) use error::ApiError;
+/// dev.env sets it (`portcullis dev`, server builds only).
+#[cfg(feature = "server")]
+pub(crate) use error::DEV_STATE_VAR;
 pub(crate) use settings::{config_dir, split_addrs, ClientArgs, ClientSettings, Token};
 
 use crate::cli::profile::Profile;
@@ -248,7 +251,14 @@ impl ApiClient {
                 return Ok(response);
             }
             let bytes = response.bytes().await.unwrap_or_default();
-            return Err(ApiError::from_response(status, &bytes, self.token.is_some()).into());
+            let sent_token = self.token.is_some();
+            // Only a token sent can have expired; the variable comes from a dev.env.
+            let dev_state = std::env::var(error::DEV_STATE_VAR)
+                .ok()
+                .filter(|dir| sent_token && !dir.is_empty());
+            return Err(ApiError::from_response(status, &bytes, sent_token)
+                .with_dev_hint(dev_state.as_deref())
+                .into());
         }
         Err(crate::cli::exit::Unreachable(failover::all_failed(&tried)).into())
     }

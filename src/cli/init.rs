@@ -15,8 +15,12 @@ use portcullis_controller::secret::ExposeSecret as _;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
-  portcullis controller init --config /etc/portcullis/controller.toml
-  portcullis controller init -c controller.toml --bootstrap-file /root/portcullis-bootstrap
+  # A controller of your own in this directory (SQLite, no OpenID provider):
+  printf '[store]\\nurl = \"sqlite://lab.db\"\\n[keys]\\nmaster_key_file = \"lab.key\"\\n' > lab.toml
+  portcullis controller init -c lab.toml --bootstrap-file bootstrap
+
+In a deployment:
+  portcullis controller init --config /etc/portcullis/controller.toml --bootstrap-file /root/portcullis-bootstrap
   portcullis login --bootstrap-file /root/portcullis-bootstrap --user admin")]
 pub(crate) struct InitArgs {
     #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]

@@ -23,12 +23,17 @@ use super::ssh_config::{host_blocks, safe_name, state_root};
 const EXAMPLES: &str = "\
 Examples:
   portcullis inventory                                  # the targets you may reach now
-  ansible-inventory -i <(portcullis inventory --ansible) --graph
-  ansible-playbook -i <(portcullis inventory --ansible) site.yml --limit zone_WORKLOADS
+  portcullis inventory --json | jq -r '.hosts[].name'
+  portcullis inventory --ansible                        # only SSH targets: none on `portcullis dev`
 
-  # or as an executable inventory script (the inventory-script protocol: --list, --host):
+  # As an executable inventory script (the inventory-script protocol: --list, --host):
   printf '#!/bin/sh\\nexec portcullis inventory --ansible \"$@\"\\n' > portcullis-inventory
   chmod +x portcullis-inventory
+  ./portcullis-inventory --list
+
+In a deployment (with SSH targets):
+  ansible-inventory -i <(portcullis inventory --ansible) --graph
+  ansible-playbook -i <(portcullis inventory --ansible) site.yml --limit zone_WORKLOADS
   ansible all -i ./portcullis-inventory -m ping
 
 The Ansible inventory lists the hosts Ansible can reach through Portcullis: those whose

@@ -17,10 +17,14 @@ pub(crate) enum UsersCommand {
     /// Without --password-file, prints a one-time password once, on stdout: the user logs in
     /// with it, then sets their own password and enrols TOTP. Recorded as
     /// `local_user_created`.
-    #[command(
-        after_help = "Examples:\n  portcullis controller users add alice --groups admins -c /etc/portcullis/controller.toml\n  \
-                      portcullis controller users add deploy --groups ci --password-file /run/secrets/deploy-password"
-    )]
+    #[command(after_help = "\
+Examples:
+  # On `portcullis dev`'s store: dev.env sets PORTCULLIS_CONTROLLER_CONFIG (STATE/controller.toml).
+  portcullis controller users add ivan --groups users
+
+In a deployment:
+  portcullis controller users add alice --groups admins -c /etc/portcullis/controller.toml
+  portcullis controller users add deploy --groups ci --password-file /run/secrets/deploy-password -c /etc/portcullis/controller.toml")]
     Add {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
         config: PathBuf,
@@ -39,6 +43,14 @@ pub(crate) enum UsersCommand {
     ///
     /// Without --password-file, prints a one-time password once, on stdout. Recorded as
     /// `local_user_reset`.
+    #[command(after_help = "\
+Examples:
+  # On `portcullis dev`'s store: dev.env sets PORTCULLIS_CONTROLLER_CONFIG (STATE/controller.toml).
+  portcullis controller users add judy --groups users > /dev/null   # its one-time password
+  portcullis controller users reset judy
+
+In a deployment:
+  portcullis controller users reset admin --config /etc/portcullis/controller.toml")]
     Reset {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
         config: PathBuf,
@@ -49,6 +61,14 @@ pub(crate) enum UsersCommand {
     },
     /// List local users: name, groups, whether TOTP is enrolled, whether disabled. Never a
     /// credential.
+    #[command(after_help = "\
+Examples:
+  # On `portcullis dev`'s store: dev.env sets PORTCULLIS_CONTROLLER_CONFIG (STATE/controller.toml).
+  portcullis controller users list
+  portcullis controller users list --json
+
+In a deployment:
+  portcullis controller users list --config /etc/portcullis/controller.toml")]
     List {
         #[arg(long, short, env = "PORTCULLIS_CONTROLLER_CONFIG")]
         config: PathBuf,

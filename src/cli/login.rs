@@ -120,12 +120,24 @@ pub(crate) struct LoginArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  # Log out another token (your own, from dev.env, would stop working):
+  portcullis controller issue-token --user kim --group users > kim.token
+  PORTCULLIS_TOKEN=\"$(cat kim.token)\" portcullis logout
+
+In a deployment:
+  portcullis logout          # the saved token (CONFIG/portcullis/token), and its sessions")]
 pub(crate) struct LogoutArgs {
     #[command(flatten)]
     pub client: ClientArgs,
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  portcullis whoami
+  portcullis whoami --json | jq -r .token_expires_at")]
 pub(crate) struct WhoamiArgs {
     /// Print JSON instead of fields.
     #[arg(long)]

@@ -4,6 +4,7 @@ pub(crate) mod audit;
 #[cfg(feature = "server")]
 pub(crate) mod backup;
 pub(crate) mod catalog;
+pub(crate) mod completions;
 pub(crate) mod connect;
 #[cfg(feature = "server")]
 pub(crate) mod daemon;
@@ -12,6 +13,8 @@ pub(crate) mod dev;
 #[cfg(feature = "server")]
 pub(crate) mod echo;
 pub(crate) mod exit;
+#[cfg(test)]
+pub(crate) mod help_examples;
 pub(crate) mod http;
 #[cfg(feature = "server")]
 pub(crate) mod init;
@@ -20,6 +23,7 @@ pub(crate) mod local_tls;
 #[cfg(feature = "server")]
 pub(crate) mod local_users;
 pub(crate) mod login;
+pub(crate) mod man;
 #[cfg(feature = "server")]
 pub(crate) mod master_key_env;
 pub(crate) mod no_echo;
@@ -161,6 +165,10 @@ pub(crate) enum Command {
     /// Verify an exported session recording offline (`sessions export --format bundle`).
     #[command(subcommand)]
     Recordings(recordings::RecordingsCommand),
+    /// Print the shell completion script (bash, zsh or fish); it completes target names too.
+    Completions(completions::CompletionsArgs),
+    /// Write the manual pages, one per command.
+    Man(man::ManArgs),
 }
 
 impl Command {
@@ -211,6 +219,8 @@ pub(crate) async fn run(cli: Cli, master_key: Option<secrecy::SecretString>) -> 
         Command::Users(cmd) => users::run(cmd).await?,
         Command::Audit(cmd) => audit::run(cmd).await?,
         Command::Recordings(cmd) => recordings::run(cmd)?,
+        Command::Completions(args) => completions::run(&args)?,
+        Command::Man(args) => man::run(&args)?,
     };
     Ok(u8::try_from(code).unwrap_or(exit::FAILURE))
 }

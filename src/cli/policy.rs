@@ -14,7 +14,12 @@ pub(crate) enum PolicyCommand {
     ///
     /// Exit status 0 when the file is valid (warnings allowed), 1 when it is not.
     ///
-    /// Example: portcullis policy check config/policy.toml
+    /// Examples:
+    ///   portcullis policy check "$PORTCULLIS_POLICY"     # `portcullis dev`'s (dev.env sets it)
+    ///
+    /// In a deployment:
+    ///   portcullis policy check /etc/portcullis/policy.toml
+    #[command(verbatim_doc_comment)]
     Check {
         /// The policy file.
         file: PathBuf,
@@ -24,17 +29,28 @@ pub(crate) enum PolicyCommand {
     /// Exit status 0 when allowed, 1 when denied.
     ///
     /// Examples:
-    ///   portcullis policy explain --groups admins --amr mfa --from ON-PREM-ADMIN --to PROXMOX-MGMT --service proxmox-api
-    ///   portcullis policy explain --groups projects --from 10.10.1.10 --to vmid:4012 --service ssh --json
-    ///   portcullis policy explain --from WORKLOADS --to 10.40.0.9 --service app-traffic --via-direct
+    ///   # With `portcullis dev`'s policy (dev.env sets PORTCULLIS_POLICY):
+    ///   portcullis policy explain --groups users --from 127.0.0.1 --to 127.0.0.1 --service echo
+    ///   portcullis policy explain --groups users --from LOCAL --to LOCAL --service echo --json
+    ///
+    /// In a deployment (config/policy.toml):
+    ///   portcullis policy explain --policy config/policy.toml --groups admins --amr mfa --from ON-PREM-ADMIN --to PROXMOX-MGMT --service proxmox-api
+    ///   portcullis policy explain --policy config/policy.toml --groups projects --from 10.10.1.10 --to vmid:4012 --service ssh --json
+    ///   portcullis policy explain --policy config/policy.toml --from WORKLOADS --to 10.40.0.9 --service app-traffic --via-direct
     #[command(verbatim_doc_comment)]
     Explain(ExplainArgs),
     /// Export the matrix: a Markdown table, an nftables ruleset, or Proxmox VE firewall files.
     ///
     /// Examples:
-    ///   portcullis policy export --format markdown > docs/matrix.md
-    ///   portcullis policy export --format nftables --worker-addr 10.10.5.10 > portcullis.nft && nft -c -f portcullis.nft
-    ///   portcullis policy export --format proxmox --worker-addr 10.10.5.10 --target 4012:WORKLOADS --out fw/
+    ///   # With `portcullis dev`'s policy (dev.env sets PORTCULLIS_POLICY):
+    ///   portcullis policy export --format markdown > matrix.md
+    ///   portcullis policy export --format nftables --worker-addr 127.0.0.1 > portcullis.nft
+    ///   portcullis policy export --format proxmox --worker-addr 127.0.0.1 --out fw/
+    ///
+    /// In a deployment (config/policy.toml):
+    ///   portcullis policy export --policy config/policy.toml --format markdown > docs/matrix.md
+    ///   portcullis policy export --policy config/policy.toml --format nftables --worker-addr 10.10.5.10 > portcullis.nft && nft -c -f portcullis.nft
+    ///   portcullis policy export --policy config/policy.toml --format proxmox --worker-addr 10.10.5.10 --target 4012:WORKLOADS --out fw/
     #[command(verbatim_doc_comment)]
     Export(ExportArgs),
 }

@@ -41,7 +41,7 @@ pub(crate) enum RecordingsCommand {
     /// incomplete (the chain holds but ends early: a live session, a killed worker, or
     /// chunks no audit event seals yet); 3 the bundle cannot be read.
     ///
-    /// Examples:
+    /// In a deployment (a bundle needs a recording, from the SSH gateway; `portcullis dev` has none):
     ///   portcullis sessions export s_0123... --format bundle -o rec.json
     ///   portcullis recordings verify rec.json --public-key "$(cat audit-keys.txt)"
     ///   portcullis recordings verify rec.json --public-key k_ab12:Base64Key= --json

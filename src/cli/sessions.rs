@@ -25,6 +25,12 @@ pub(crate) enum SessionsCommand {
     ///
     /// When more sessions follow, the command to list the next page is printed on stderr
     /// (`--after CURSOR`).
+    #[command(after_help = "\
+Examples:
+  portcullis connect echo --exec true      # a session to look at: it runs `true`, then ends
+  portcullis sessions list
+  portcullis sessions list --live --limit 10
+  portcullis sessions list --json | jq -r '.[0].id'")]
     List {
         /// Only sessions that have not ended (pending or active).
         #[arg(long)]
@@ -42,6 +48,14 @@ pub(crate) enum SessionsCommand {
         client: ClientArgs,
     },
     /// Show one session and its connections.
+    #[command(after_help = "\
+Examples:
+  # Inside a session's --exec, PORTCULLIS_SESSION_ID names it:
+  portcullis connect echo --exec sh -- -c 'portcullis sessions show \"$PORTCULLIS_SESSION_ID\"'
+  portcullis sessions show \"$(portcullis sessions list --json | jq -r '.[0].id')\" --json
+
+In a deployment:
+  portcullis sessions show s_0123...")]
     Show {
         /// The session id (s_...).
         id: String,
@@ -51,6 +65,15 @@ pub(crate) enum SessionsCommand {
         client: ClientArgs,
     },
     /// End a session: its live connections close within a second.
+    #[command(after_help = "\
+Examples:
+  # A session cancelled from inside (its --exec command still ends normally):
+  portcullis connect echo --exec sh -- -c 'portcullis sessions cancel \"$PORTCULLIS_SESSION_ID\"'
+
+In a deployment:
+  portcullis sessions cancel s_0123...
+  portcullis sessions list --live --json | jq -r '.[] | select(.target_name == \"web-01\") | .id' |
+      xargs -n1 portcullis sessions cancel")]
     Cancel {
         /// The session id (s_...).
         id: String,
@@ -92,6 +115,10 @@ pub(crate) enum SessionsCommand {
     /// session's own user; every read is audited.
     ///
     /// Examples:
+    ///   portcullis connect echo --exec true      # a session to look at: it runs `true`, then ends
+    ///   portcullis sessions recordings "$(portcullis sessions list --json | jq -r '.[0].id')"
+    ///
+    /// In a deployment (recordings come from the SSH gateway; `portcullis dev` has none):
     ///   portcullis sessions recordings s_0123...
     ///   portcullis sessions recordings s_0123... --json | jq '.recordings[].state'
     #[command(verbatim_doc_comment)]
@@ -112,7 +139,7 @@ pub(crate) enum SessionsCommand {
     /// writes (OSC 52), DCS/APC/PM/SOS strings and report requests are dropped, so a hostile
     /// recording cannot act on your terminal. Ctrl-C stops.
     ///
-    /// Examples:
+    /// In a deployment (recordings come from the SSH gateway, which `portcullis dev` lacks):
     ///   portcullis sessions play s_0123...
     ///   portcullis sessions play s_0123... --speed 4 --idle-limit 1
     ///   portcullis sessions play s_0123... --recording c_4567... --channel 2 --no-wait | less -R
@@ -142,7 +169,7 @@ pub(crate) enum SessionsCommand {
     /// keys, which `portcullis recordings verify` checks on any machine. Files are created
     /// 0600: recordings may show secrets.
     ///
-    /// Examples:
+    /// In a deployment (recordings come from the SSH gateway, which `portcullis dev` lacks):
     ///   portcullis sessions export s_0123... --format asciicast -o session.cast
     ///   asciinema play session.cast
     ///   portcullis sessions export s_0123... --recording c_4567... --format bundle -o rec.json
@@ -167,7 +194,7 @@ pub(crate) enum SessionsCommand {
     /// terminal filter as `play`. Stops when the recording is finished; Ctrl-C stops watching
     /// only: the session goes on. The default is the newest recording still going.
     ///
-    /// Examples:
+    /// In a deployment (recordings come from the SSH gateway, which `portcullis dev` lacks):
     ///   portcullis sessions watch s_0123...
     ///   portcullis sessions watch s_0123... --recording c_4567...
     #[command(verbatim_doc_comment)]

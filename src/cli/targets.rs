@@ -10,23 +10,41 @@ use super::resource::{ListArgs, Resource, ShowArgs};
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum TargetsCommand {
     /// List the targets: hand-made and discovered ones (docs/proxmox.md).
-    #[command(after_help = "Examples:\n  \
-        portcullis targets list\n  \
-        portcullis targets list --source manual      # only the hand-made ones\n  \
-        portcullis targets list --source proxmox     # only the discovered ones\n  \
-        portcullis targets list --source homelab     # only those of one [[catalog.proxmox]] cluster\n\n\
-        SOURCE is `manual` for a hand-made target, else CLUSTER:KEY (e.g. homelab:qemu/100), with\n\
-        `(unavailable)` for a template or a stopped guest.")]
+    #[command(after_help = "\
+Examples:
+  portcullis targets list
+  portcullis targets list --source manual      # only the hand-made ones
+  portcullis targets list --source proxmox     # only the discovered ones
+  portcullis targets list --json | jq -r '.[].name'
+
+In a deployment:
+  portcullis targets list --source homelab     # only those of one [[catalog.proxmox]] cluster
+
+SOURCE is `manual` for a hand-made target, else CLUSTER:KEY (e.g. homelab:qemu/100), with
+`(unavailable)` for a template or a stopped guest.")]
     List(TargetListArgs),
     /// Show one target.
+    #[command(after_help = "\
+Examples:
+  portcullis targets show echo
+  portcullis targets show echo --json | jq -r .address")]
     Show(ShowArgs),
     /// Create a target (needs `targets:admin`).
-    #[command(after_help = "Examples:\n  \
-        portcullis targets create web --address 10.0.0.5:22 --zone dmz --service ssh\n  \
-        portcullis targets create pve --address pve.lan:8006 --vmid 101 --max-duration 1h --connection-limit 4\n\n  \
-        # The API of a [[catalog.proxmox]] cluster with a sessions table: each session gets a\n  \
-        # Proxmox API token of its own, injected by the worker (docs/proxmox.md).\n  \
-        portcullis targets create pve-api --address pve1.lan:8006 --service proxmox-api --proxmox-cluster homelab")]
+    #[command(after_help = "\
+Examples:
+  # With `portcullis dev`, whose policy knows the zone LOCAL (127.0.0.0/8) and the service echo:
+  portcullis targets create web --address 127.0.0.1:8080 --service echo
+  portcullis targets create api --address 127.0.0.1:8443 --zone LOCAL --service echo \\
+      --max-duration 1h --connection-limit 4
+
+In a deployment:
+  portcullis targets create web-01 --address 10.0.0.5:22 --zone DMZ --service ssh
+  portcullis targets create pve --address pve.lan:8006 --vmid 101 --max-duration 1h --connection-limit 4
+  # The API of a [[catalog.proxmox]] cluster with a sessions table: each session gets a
+  # Proxmox API token of its own, injected by the worker (docs/proxmox.md).
+  portcullis targets create pve-api --address pve1.lan:8006 --service proxmox-api --proxmox-cluster homelab
+
+The zone and service must be ones the policy knows (`portcullis policy check`).")]
     Create {
         /// A unique name, used wherever an id is accepted.
         name: String,
@@ -38,11 +56,17 @@ pub(crate) enum TargetsCommand {
         client: ClientArgs,
     },
     /// Change a target (needs `targets:admin`); only the options given change.
-    #[command(after_help = "Examples:\n  \
-        portcullis targets update web --max-duration 2h\n  \
-        portcullis targets update web --clear-zone --tag linux --tag prod\n  \
-        portcullis targets update pve-api --proxmox-cluster homelab\n  \
-        portcullis targets update pve-api --clear-proxmox-cluster   # a plain tunnel again")]
+    #[command(after_help = "\
+Examples:
+  portcullis targets create staging --address 127.0.0.1:8081 --service echo
+  portcullis targets update staging --max-duration 2h
+  portcullis targets update staging --tag linux --tag prod
+  portcullis targets update staging --clear-tags --name staging-old
+
+In a deployment:
+  portcullis targets update web-01 --clear-zone --tag linux --tag prod
+  portcullis targets update pve-api --proxmox-cluster homelab
+  portcullis targets update pve-api --clear-proxmox-cluster   # a plain tunnel again")]
     Update {
         /// The target's id or name.
         id_or_name: String,
@@ -75,6 +99,12 @@ pub(crate) enum TargetsCommand {
         client: ClientArgs,
     },
     /// Delete a target (needs `targets:admin`).
+    #[command(after_help = "\
+Examples:
+  portcullis targets create scratch --address 127.0.0.1:8082 --service echo
+  portcullis targets delete scratch
+
+Live sessions to the target are not ended by the delete: `portcullis sessions cancel` them.")]
     Delete {
         /// The target's id or name.
         id_or_name: String,

@@ -17,12 +17,15 @@ mod service;
 pub(crate) enum UsersCommand {
     /// Add a local user (needs `users:admin` and a login that met MFA); prints its one-time
     /// password, replaced at its first login, when it also enrols TOTP.
-    #[command(after_help = "Examples:\n  portcullis users add bob --groups ops\n  \
-                      PW=$(portcullis users add carol --groups ops,admins)\n  \
-                      portcullis users add dave --groups ops --json | jq -r .one_time_password\n\n\
-                      The one-time password is printed once (alone on stdout); the user then runs\n  \
-                      portcullis login --password --user NAME\n\
-                      and sets their own password and enrols TOTP. Recorded as local_user_created.")]
+    #[command(after_help = "\
+Examples:
+  portcullis users add bob --groups users
+  portcullis users add dave --groups users --json | jq -r .one_time_password
+
+The one-time password is printed once (alone on stdout); the user then runs
+  portcullis login --password --user NAME
+and sets their own password and enrols TOTP. Recorded as local_user_created. The groups must
+be among the controller's [auth.local] allowed_groups (`portcullis dev`: users, gateway).")]
     Add {
         name: String,
         /// The user's groups (among the controller's `[auth.local] allowed_groups`).
@@ -34,10 +37,13 @@ pub(crate) enum UsersCommand {
         client: ClientArgs,
     },
     /// List local users and service accounts (never a credential).
-    #[command(after_help = "Examples:\n  portcullis users list\n  \
-                      portcullis users list --json | jq -r '.users[] | select(.disabled_at) | .username'\n\n\
-                      STATE is `enrolling` until the user's first login replaced its one-time \
-                      password, `disabled` after `users disable`.")]
+    #[command(after_help = "\
+Examples:
+  portcullis users list
+  portcullis users list --json | jq -r '.users[] | select(.disabled_at) | .username'
+
+STATE is `enrolling` until the user's first login replaced its one-time password, `disabled`
+after `users disable`.")]
     List {
         #[arg(long)]
         json: bool,
@@ -45,9 +51,11 @@ pub(crate) enum UsersCommand {
         client: ClientArgs,
     },
     /// Show one local user: groups, state, TOTP, recovery codes left.
-    #[command(
-        after_help = "Examples:\n  portcullis users show bob\n  portcullis users show bob --json"
-    )]
+    #[command(after_help = "\
+Examples:
+  portcullis users add erin --groups users > /dev/null    # its one-time password
+  portcullis users show erin
+  portcullis users show erin --json")]
     Show {
         name: String,
         #[arg(long)]
@@ -56,10 +64,14 @@ pub(crate) enum UsersCommand {
         client: ClientArgs,
     },
     /// Disable a local user: no more logins; its tokens are revoked and sessions end.
-    #[command(after_help = "Examples:\n  portcullis users disable bob\n  \
-                      portcullis users disable bob --json | jq '.revoked_token_ids | length'\n\n\
-                      Recorded as local_user_disabled. `portcullis controller users reset NAME` on the \
-                      controller gives a disabled user a new password; it stays disabled.")]
+    #[command(after_help = "\
+Examples:
+  portcullis users add frank --groups users > /dev/null
+  portcullis users disable frank
+  portcullis users disable frank --json | jq '.revoked_token_ids | length'
+
+Recorded as local_user_disabled. `portcullis controller users reset NAME` on the controller
+gives a disabled user a new password; it stays disabled.")]
     Disable {
         name: String,
         #[arg(long)]
@@ -69,11 +81,15 @@ pub(crate) enum UsersCommand {
     },
     /// Give a local user a new one-time password; its TOTP is enrolled again at its next
     /// login.
-    #[command(after_help = "Examples:\n  portcullis users reset bob\n  \
-                      portcullis users reset bob --json | jq -r .one_time_password\n\n\
-                      The new one-time password is printed once (alone on stdout); the user logs in with\n  \
-                      portcullis login --password --user NAME\n\
-                      Recorded as local_user_reset.")]
+    #[command(after_help = "\
+Examples:
+  portcullis users add grace --groups users > /dev/null
+  portcullis users reset grace
+  portcullis users reset grace --json | jq -r .one_time_password
+
+The new one-time password is printed once (alone on stdout); the user logs in with
+  portcullis login --password --user NAME
+Recorded as local_user_reset.")]
     Reset {
         name: String,
         #[arg(long)]
@@ -88,9 +104,12 @@ its API token lives at most [auth.local] service_token_lifetime (1 h by default)
 role's MFA requirement only where the role sets `service_accounts = true`.
 
 Examples:
-  ssh-keygen -t ed25519 -N '' -C terraform-ci -f terraform-ci.key
-  portcullis users add-service terraform-ci --groups ci --public-key terraform-ci.key.pub
-  # in the pipeline, with the private key from the CI system's secret store:
+  ssh-keygen -q -t ed25519 -N '' -C terraform-ci -f terraform-ci.key
+  portcullis users add-service terraform-ci --groups users --public-key terraform-ci.key.pub
+  # the account logs in (here into a token file of its own; PORTCULLIS_TOKEN stays yours):
+  portcullis login --service-account terraform-ci --key terraform-ci.key --token-file ci.token
+
+In a deployment (the private key from the CI system's secret store):
   portcullis login --service-account terraform-ci --key \"$CI_KEY_FILE\"")]
     AddService {
         name: String,
@@ -111,7 +130,11 @@ The tokens the key obtained are revoked and the sessions they opened end. A revo
 not restored: add a new account with a new key.
 
 Examples:
-  portcullis users revoke-key terraform-ci
+  ssh-keygen -q -t ed25519 -N '' -C old-ci -f old-ci.key
+  portcullis users add-service old-ci --groups users --public-key old-ci.key.pub
+  portcullis users revoke-key old-ci
+
+In a deployment:
   portcullis users revoke-key terraform-ci --json")]
     RevokeKey {
         name: String,
@@ -122,6 +145,15 @@ Examples:
     },
     /// Revoke every API token of a user and end the user's live sessions (needs the
     /// `users:revoke` permission). The user can log in again unless the provider stops them.
+    #[command(after_help = "\
+Examples:
+  # A user with a token (from the store, as on the controller host), whose tokens are revoked:
+  portcullis controller issue-token --user henry --group users > henry.token
+  portcullis users revoke henry
+  portcullis users revoke henry --issuer portcullis-local --json
+
+In a deployment (SUBJECT as `portcullis whoami` shows it):
+  portcullis users revoke 8f14e45f-ceea-467f-a0e6-0b3c7e7e0c7a --issuer https://sso.example.com/realms/ops")]
     Revoke {
         /// The user's subject (`sub` at the provider; `portcullis whoami` shows it).
         subject: String,

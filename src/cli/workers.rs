@@ -10,10 +10,22 @@ use super::resource::{ListArgs, Resource, ShowArgs};
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum WorkersCommand {
     /// List the workers.
+    #[command(after_help = "\
+Examples:
+  portcullis workers list
+  portcullis workers list --json | jq -r '.[].name'")]
     List(ListArgs),
     /// Show one worker.
+    #[command(after_help = "\
+Examples:
+  portcullis workers show dev-worker      # `portcullis dev`'s worker
+  portcullis workers show dev-worker --json")]
     Show(ShowArgs),
     /// Delete a worker: its certificate is revoked and its sessions end.
+    #[command(after_help = "\
+In a deployment (`portcullis dev` has one worker: its sessions would end with it):
+  portcullis workers delete worker-2
+  portcullis workers delete w_0123...")]
     Delete {
         /// The worker's id or name.
         id_or_name: String,
@@ -24,6 +36,13 @@ pub(crate) enum WorkersCommand {
     ///
     /// The token alone goes to stdout, so `TOKEN=$(portcullis workers join-token)` works;
     /// it is shown once and only its hash is stored.
+    #[command(after_help = "\
+Examples:
+  portcullis workers join-token
+  portcullis workers join-token --ttl 10m --json | jq -r .expires_at
+
+In a deployment (the new worker reads the file once, at its first start):
+  (umask 077; portcullis workers join-token > /etc/portcullis/join-token)")]
     JoinToken {
         /// How long the token stays valid (default 1h, at most 24h).
         #[arg(long, value_name = "DURATION", value_parser = output::parse_duration_secs)]

@@ -10,24 +10,27 @@ use crate::cli::http::ClientArgs;
 
 const EXAMPLES: &str = "\
 Examples:
-  # A local port for the session; every connection to it is brokered. Ctrl-C ends it.
+  # One connection over stdin/stdout, e.g. ssh's ProxyCommand (`portcullis dev`'s echo target):
+  printf 'hello\\n' | portcullis connect echo --stdio
+  # A local port for the session; every connection to it is brokered (0: a free one):
+  portcullis connect echo --listen-port 0   # Ctrl-C ends it
+  # The same on a 0600 Unix socket (a loopback port is open to every local user):
+  portcullis connect echo --listen-unix echo.sock   # Ctrl-C ends it
+  # Run a command against a local listener; the session ends when it exits:
+  portcullis connect echo --exec sh -- -c 'echo \"session $PORTCULLIS_SESSION_ID on {host}:{port}\"'
+  # For scripts: a 0600 hand-off file, the session kept open until Ctrl-C; other processes
+  # join it with --stdio --session-file echo.session:
+  portcullis connect echo --write-session-file echo.session   # Ctrl-C ends it
+
+In a deployment:
   portcullis connect web --listen-port 2222
   ssh -p 2222 admin@127.0.0.1
-
-  # The same on a 0600 Unix socket (a loopback port is open to every local user).
   portcullis connect pve --listen-unix ~/.portcullis/pve.sock
-
-  # One connection over stdin/stdout, e.g. in ~/.ssh/config:
   #   ProxyCommand portcullis connect %h --stdio
   portcullis connect web --stdio
-
-  # Run a command against a local listener; the session ends when it exits.
   portcullis connect web --exec ssh -- -p {port} admin@{host}
   portcullis connect pve --exec curl -- --cacert pve-ca.pem \\
       --connect-to pve.lan:8006:{host}:{port} https://pve.lan:8006/api2/json/version
-
-  # For scripts: open a session, write a 0600 hand-off file, keep it open until Ctrl-C;
-  # other processes join with --stdio --session-file.
   portcullis connect web --write-session-file /run/user/1000/web.session &
   portcullis connect web --stdio --session-file /run/user/1000/web.session
 

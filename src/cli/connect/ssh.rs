@@ -32,7 +32,7 @@ use super::tls::ClientIdentity;
 use crate::cli::http::{segment, ApiClient, ClientArgs};
 
 const EXAMPLES: &str = "\
-Examples:
+In a deployment (an SSH target; `portcullis dev` has only its TCP echo target):
   portcullis connect ssh web-01
   portcullis connect ssh web-01 -- uptime
   portcullis connect ssh web-01 --login deploy -- -t htop

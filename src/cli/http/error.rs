@@ -60,7 +60,27 @@ impl ApiError {
         }
         err
     }
+
+    /// A 401 to a request that sent the token of a `portcullis dev` instance (dev.env sets
+    /// [`DEV_STATE_VAR`] to its state directory, `state_dir`) says how to get a fresh one:
+    /// dev's tokens expire (`api.token_lifetime`), and a restart on the same state directory
+    /// issues a new one into its dev.env.
+    pub(super) fn with_dev_hint(mut self, state_dir: Option<&str>) -> Self {
+        if let (401, Some(dir)) = (self.status, state_dir) {
+            self.body.message = format!(
+                "{}; your `portcullis dev` token (from {dir}/dev.env) has expired or was \
+                 revoked: stop that `portcullis dev`, start it again with `portcullis dev \
+                 --state-dir {dir}` (it issues a fresh token into its dev.env), then run \
+                 `. {dir}/dev.env` again in this shell",
+                self.body.message
+            );
+        }
+        self
+    }
 }
+
+/// The variable `portcullis dev` sets in its dev.env: its state directory.
+pub(crate) const DEV_STATE_VAR: &str = "PORTCULLIS_DEV_STATE";
 
 /// A request to the controller at `addr` that got no answer: timed out, could not connect
 /// (with a hint at the CA or the address), or failed otherwise; all [`Unreachable`].
@@ -140,5 +160,31 @@ mod tests {
         );
         let with = ApiError::from_response(status, body, true).to_string();
         assert_eq!(with, "not authenticated: no valid token");
+    }
+
+    #[test]
+    fn an_expired_dev_token_says_how_to_get_a_fresh_one() {
+        let body = br#"{"error":"unauthenticated","message":"no valid token"}"#;
+        let status = reqwest::StatusCode::UNAUTHORIZED;
+        let said = ApiError::from_response(status, body, true)
+            .with_dev_hint(Some("/tmp/pc"))
+            .to_string();
+        assert!(
+            said.starts_with("not authenticated: no valid token; "),
+            "{said}"
+        );
+        assert!(
+            said.contains("portcullis dev --state-dir /tmp/pc"),
+            "{said}"
+        );
+        assert!(said.contains("`. /tmp/pc/dev.env`"), "{said}");
+        // Not from a dev.env, or not a 401: unchanged.
+        let plain = ApiError::from_response(status, body, true).with_dev_hint(None);
+        assert_eq!(plain.to_string(), "not authenticated: no valid token");
+        let forbidden = br#"{"error":"forbidden","message":"no"}"#;
+        let said = ApiError::from_response(reqwest::StatusCode::FORBIDDEN, forbidden, true)
+            .with_dev_hint(Some("/tmp/pc"))
+            .to_string();
+        assert_eq!(said, "forbidden: no");
     }
 }
