@@ -92,20 +92,63 @@ fn shell(dev: &Dev, dir: &Path, line: &str) -> Command {
     cmd
 }
 
+/// Runs an example that should finish by itself, for at most a minute: one that is still
+/// running then is killed (with its process group) and reported, so a long-running example
+/// not marked `# Ctrl-C ends it` fails the test instead of hanging it.
+fn run_to_end(dev: &Dev, dir: &Path, line: &str) -> Result<(), String> {
+    let mut child = shell(dev, dir, line)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = Command::new("kill")
+                .args(["-KILL", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (out, err) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
+    match status {
+        Some(status) if status.success() => Ok(()),
+        Some(status) => Err(format!(
+            "exit {:?}\nstdout: {out}\nstderr: {err}",
+            status.code()
+        )),
+        None => Err(format!(
+            "still running after 60 s (a long-running example must end with `# Ctrl-C ends \
+             it`)\nstdout: {out}\nstderr: {err}"
+        )),
+    }
+}
+
 /// Runs one example line; `Err` says what went wrong.
 fn run(dev: &Dev, dir: &Path, line: &str, long_running: bool) -> Result<(), String> {
     if !long_running {
-        let out = shell(dev, dir, line).output().unwrap();
-        return if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "exit {:?}\nstdout: {}\nstderr: {}",
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        };
+        return run_to_end(dev, dir, line);
     }
     // `exec`: the signal reaches the command itself, not a shell waiting for it.
     let mut child = shell(dev, dir, &format!("exec {line}"))

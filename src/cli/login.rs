@@ -45,15 +45,16 @@ How it works:
   PORTCULLIS_BROWSER names the program that opens the URL (default: xdg-open).
 
 Examples:
-  . STATE/dev.env                  # after `portcullis dev`: its address, CA and admin token
+  # After `portcullis dev` and `. STATE/dev.env` (its address, CA and admin token):
   echo \"$PORTCULLIS_TOKEN\" | portcullis login \"$PORTCULLIS_ADDR\" --profile dev \\
       --ca \"$PORTCULLIS_CA\" --with-token   # a profile `dev` holding the token you have
   portcullis status --profile dev
 
 In a deployment:
   portcullis login https://ctl.example:9200            # shows the CA's fingerprint, asks
+  # Two controllers, the CA checked by its fingerprint without a prompt:
   portcullis login https://ctl-a:9200 --controller https://ctl-b:9200 \\
-      --ca-fingerprint SHA256:Hc2M...   # two controllers, the CA checked without a prompt
+      --ca-fingerprint SHA256:Hc2M3mD0b5r9lkWQqxk7d2cJ1XcYw6pS0xVb4g2nP8E
   portcullis login --profile staging https://ctl.staging:9200
   portcullis login                 # again, on the current profile: opens the browser
   portcullis login --no-browser    # prints the URL; type the code the page shows

@@ -21,7 +21,7 @@ Exit status: 0 when a controller answers and the token is good, 4 when the token
 expired or refused (run `portcullis login`), 8 when no controller answers.
 
 Examples:
-  . STATE/dev.env                  # after `portcullis dev`
+  # After `portcullis dev` and `. STATE/dev.env`:
   portcullis status
   portcullis status --json | jq '.controllers[] | select(.reachable | not)'
 

@@ -85,6 +85,10 @@ const NO_DEV_EXAMPLE: &[(&str, &str)] = &[
     ),
     ("catalog sync", "dev has no Proxmox cluster"),
     (
+        "connect postgres",
+        "dev has no Vault: leased database credentials need one (docs/secrets.md)",
+    ),
+    (
         "sessions play",
         "recordings come from the SSH gateway: dev has no SSH target",
     ),

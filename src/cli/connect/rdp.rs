@@ -26,8 +26,11 @@ pub(super) const RDP_SERVICE: &str = "rdp";
 
 const EXAMPLES: &str = "\
 Examples:
-  # `portcullis dev` has no RDP server (its policy knows no rdp service), so every example
-  # needs one; docs/rdp.md runs xrdp on this machine for a try.
+  # On `portcullis dev`: a target for a desktop on port 3389 (a target naming no service is
+  # accepted; dev runs no RDP server, so a client would find nobody there), and a local
+  # address for it, held until Ctrl-C. docs/rdp.md runs a real xrdp on this machine.
+  portcullis targets create desk --address 127.0.0.1:3389
+  portcullis connect rdp desk --no-launch            # Ctrl-C ends it
 
 In a deployment:
   # The first of xfreerdp, wlfreerdp (under Wayland) and remmina found on PATH; the session

@@ -10,11 +10,11 @@ const EXAMPLES: &str = "\
 Examples:
   # The target's web UI on https://localhost:PORT/ (the URL is printed); Ctrl-C ends it.
   # Trust your local CA (CONFIG/portcullis/local-ca/ca.pem, printed too) in the browser once.
-  portcullis connect http echo --scheme http --listen-port 0
-  portcullis connect http echo --scheme http --json
+  portcullis connect http echo --scheme http --listen-port 0     # Ctrl-C ends it
+  portcullis connect http echo --scheme http --json              # Ctrl-C ends it
 
   # A target named like a subcommand:
-  portcullis connect http --target echo --scheme http
+  portcullis connect http --target echo --scheme http            # Ctrl-C ends it
 
 In a deployment:
   # The Proxmox VE UI (port 8006: https upstream), opened in the browser; Host: pve.lan:8006.
