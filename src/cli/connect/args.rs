@@ -21,8 +21,20 @@ Examples:
   # For scripts: a 0600 hand-off file, the session kept open until Ctrl-C; other processes
   # join it with --stdio --session-file echo.session:
   portcullis connect echo --write-session-file echo.session   # Ctrl-C ends it
+  # Templates for --exec: {{addr}} and {{port}} in its arguments; --env sets the command's
+  # environment (the only place a leased secret, {{secret.FIELD}}, may go):
+  portcullis connect echo --env ECHO_ADDR={{addr}} --exec sh -- -c 'echo \"via $ECHO_ADDR\"'
+  # A target named like a subcommand (here `echo` stands in for a target named `ssh`):
+  portcullis connect --target echo --listen-port 0   # Ctrl-C ends it
+  # Another address than loopback, for the listed clients only (a warning says so):
+  portcullis connect echo --listen-addr 127.0.0.2 --listen-port 0 --allow 127.0.0.3   # Ctrl-C ends it
 
 In a deployment:
+  # A database with credentials Vault leases to the session, never on the command line:
+  portcullis connect db-01 --env PGPASSWORD={{secret.password}} --env PGUSER={{secret.username}} \
+      --exec psql -- -h {{host}} -p {{port}} -d postgres -c 'select current_user'
+  # A colleague's machine on the LAN reaches a plain TCP target through your session:
+  portcullis connect grafana --listen-addr 192.168.1.10 --listen-port 3000 --allow 192.168.1.0/24
   portcullis connect web --listen-port 2222
   ssh -p 2222 admin@127.0.0.1
   portcullis connect pve --listen-unix ~/.portcullis/pve.sock
