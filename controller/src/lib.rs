@@ -24,6 +24,7 @@ pub mod backup;
 mod catalog;
 mod clock;
 pub mod config;
+mod console;
 mod enrolment;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]

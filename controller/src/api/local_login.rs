@@ -98,6 +98,7 @@ pub(crate) async fn login(
         source: peer.ip(),
         now: state.clock.unix_secs(),
         username: &body.username,
+        issue: Issue::ApiToken,
     };
     if let Admission::WaitUntil { until, .. } =
         state
@@ -107,7 +108,8 @@ pub(crate) async fn login(
         return Ok(too_many(until.saturating_sub(attempt.now).max(1)));
     }
     match attempt.step(&body).await {
-        Ok(answer) => Ok(answer),
+        Ok(Done::Api(answer)) => Ok(answer),
+        Ok(Done::Console(_)) => Err(ApiError::internal("a console login on the API route")),
         Err(Failed::Credentials(reason)) => Err(attempt.failed(reason, INVALID)),
         Err(Failed::BootstrapExpired) => Err(attempt.failed(
             "bootstrap credential expired",
@@ -118,11 +120,101 @@ pub(crate) async fn login(
             ),
         )),
         Err(Failed::Api(e)) => Err(e),
+        Err(Failed::NeedsCli(message)) => Err(ApiError::internal(message)),
+    }
+}
+
+/// What a successful login issues: an API token for the CLI, or a web console session
+/// (backed by an API token the browser never sees: `console::session`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Issue {
+    ApiToken,
+    Console,
+}
+
+/// What a step answered.
+pub(crate) enum Done {
+    /// The API's answer: logged in (201) or what is missing (200).
+    Api(Response),
+    /// A console session was opened.
+    Console(crate::console::session::Opened),
+}
+
+/// Why a console login did not open a session.
+pub(crate) enum ConsoleRefusal {
+    /// `[auth.local] enabled = false`.
+    Disabled,
+    /// Too many failures: try again in this many seconds (nothing was checked).
+    TooMany(u64),
+    /// A wrong credential (counted and audited as the API's are); the message to show.
+    Credentials(String),
+    /// The user must first change a password or enrol TOTP: done with the CLI.
+    NeedsCli(String),
+    /// Not the caller's credentials: the store, keys.
+    Api(ApiError),
+}
+
+/// A local user's login for the web console with a password and TOTP code: the same checks,
+/// back-off, audit and commit as `POST /v1/auth/local/login`; on success a console session
+/// instead of a token in the answer.
+pub(crate) async fn console_login(
+    state: &AppState,
+    source: IpAddr,
+    username: &str,
+    password: String,
+    totp_code: String,
+) -> Result<crate::console::session::Opened, ConsoleRefusal> {
+    if !state.config.local_auth.enabled {
+        return Err(ConsoleRefusal::Disabled);
+    }
+    let attempt = Attempt {
+        state,
+        source,
+        now: state.clock.unix_secs(),
+        username,
+        issue: Issue::Console,
+    };
+    if let Admission::WaitUntil { until, .. } =
+        state.local_login.admit(username, source, attempt.now)
+    {
+        return Err(ConsoleRefusal::TooMany(
+            until.saturating_sub(attempt.now).max(1),
+        ));
+    }
+    let body = LocalLoginRequest {
+        username: username.to_owned(),
+        password,
+        totp_code: Some(totp_code).filter(|c| !c.trim().is_empty()),
+        recovery_code: None,
+        new_password: None,
+        totp_enrolment: None,
+    };
+    match attempt.step(&body).await {
+        Ok(Done::Console(opened)) => Ok(opened),
+        Ok(Done::Api(_)) => Err(ConsoleRefusal::Api(ApiError::internal(
+            "an API login answer on the console route",
+        ))),
+        Err(Failed::Credentials(reason)) => {
+            let _counted = attempt.failed(reason, INVALID);
+            Err(ConsoleRefusal::Credentials(INVALID.to_owned()))
+        }
+        Err(Failed::BootstrapExpired) => {
+            let _counted = attempt.failed("bootstrap credential expired", INVALID);
+            Err(ConsoleRefusal::Credentials(format!(
+                "the bootstrap credential expired: run `portcullis controller users reset \
+                 {username}` on the controller"
+            )))
+        }
+        Err(Failed::Api(e)) => Err(ConsoleRefusal::Api(e)),
+        Err(Failed::NeedsCli(message)) => Err(ConsoleRefusal::NeedsCli(message)),
     }
 }
 
 /// Why a step did not log in.
 enum Failed {
+    /// A console login that needs a step only the CLI offers (a new password, TOTP
+    /// enrolment), with what to do.
+    NeedsCli(String),
     /// A wrong credential, with the reason the audit summary counts.
     Credentials(&'static str),
     /// The bootstrap credential was right but expired.
@@ -143,6 +235,7 @@ struct Attempt<'a> {
     /// Unix seconds.
     now: u64,
     username: &'a str,
+    issue: Issue,
 }
 
 impl Attempt<'_> {
@@ -165,7 +258,7 @@ impl Attempt<'_> {
         ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message)
     }
 
-    async fn step(&self, body: &LocalLoginRequest) -> Result<Response, Failed> {
+    async fn step(&self, body: &LocalLoginRequest) -> Result<Done, Failed> {
         let config = &self.state.config.local_auth;
         let password = SecretString::from(body.password.clone());
         let found = {
@@ -211,9 +304,24 @@ impl Attempt<'_> {
             }
             // A new password is checked once the refusals are past (a disabled user learns
             // nothing from a 400).
+            Plan::Continue(needs) if self.issue == Issue::Console => {
+                if needs == [LocalLoginStep::TotpCode] {
+                    return Err(Failed::NeedsCli(
+                        "enter the 6-digit code of your authenticator app".to_owned(),
+                    ));
+                }
+                Err(Failed::NeedsCli(format!(
+                    "{} The console cannot do this step: log in once with `portcullis login \
+                     --password` first, then here.",
+                    crate::local_auth::login::message(
+                        &needs,
+                        self.state.config.local_auth.min_password_length,
+                    )
+                )))
+            }
             Plan::Continue(needs) => {
                 self.checked_new_password(body)?;
-                Ok(self.ask(&found, needs)?)
+                Ok(Done::Api(self.ask(&found, needs)?))
             }
             Plan::Commit(commit) => {
                 let new_password = self.checked_new_password(body)?;
@@ -342,4 +450,4 @@ fn too_many(retry_after: u64) -> Response {
 
 mod commit;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -66,6 +66,8 @@ pub(crate) async fn revoke_user(
         let now = clock::to_i64(state.clock.unix_secs());
         let mut tx = state.begin_audited().await?;
         let revoked = tokens::revoke_user(tx.write(), &user.id, now).await?;
+        // The user's web console sessions end with their tokens (their rows go too).
+        crate::store::console_sessions::delete_of_user(tx.write(), &user.id).await?;
         tx.commit(AuditEvent::new(
             principal.actor(),
             Event::UserTokensRevoked {

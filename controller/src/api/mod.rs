@@ -41,7 +41,7 @@ mod recordings_tests;
 #[cfg(test)]
 mod session_secrets_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod users_tests;
 
@@ -122,6 +122,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/ssh/krl", get(sessions::ssh_krl))
         .route("/v1/ssh/gateway-ca", get(sessions::gateway_ca))
         .route("/v1/tls/ca", get(tls_ca::bundle))
+        .merge(crate::console::routes())
         .fallback(|| async {
             error::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

@@ -192,7 +192,7 @@ fn conn_to_api(c: &ConnectionRecord) -> Connection {
     }
 }
 
-async fn to_api(
+pub(crate) async fn to_api(
     state: &AppState,
     s: &SessionRecord,
     with_connections: bool,
@@ -261,6 +261,9 @@ pub(crate) async fn list(
         user_id: (!principal.has(Permission::SessionsReadAll))
             .then_some(principal.user.id.as_str()),
         live_only: q.live,
+        username: None,
+        target: None,
+        state: None,
         after,
         // One more than asked for tells whether another page follows.
         limit: limit + 1,
@@ -282,7 +285,7 @@ pub(crate) async fn list(
 }
 
 /// A page cursor, `CREATED_AT.ID` of the last session of the previous page.
-fn parse_cursor(text: &str) -> Result<(i64, &str), ApiError> {
+pub(crate) fn parse_cursor(text: &str) -> Result<(i64, &str), ApiError> {
     text.split_once('.')
         .and_then(|(at, id)| Some((at.parse().ok()?, id)))
         .filter(|(_, id)| !id.is_empty())
@@ -307,7 +310,7 @@ fn cancel_request(body: &[u8]) -> Result<CancelSession, ApiError> {
     })
 }
 
-async fn visible(
+pub(crate) async fn visible(
     state: &AppState,
     principal: &Principal,
     id: &str,
@@ -343,7 +346,20 @@ pub(crate) async fn cancel(
     body: axum::body::Bytes,
 ) -> Result<Json<Session>, ApiError> {
     let request = cancel_request(&body)?;
-    let session = visible(&state, &principal, &id, Permission::SessionsCancelAny).await?;
+    let session = cancel_as(&state, &principal, &id, request).await?;
+    Ok(Json(to_api(&state, &session, true).await?))
+}
+
+/// Ends session `id` on `principal`'s behalf (its own, or any with `sessions:cancel-any`),
+/// as `POST /v1/sessions/{id}/cancel` and the console's Cancel button do; the session as it
+/// is afterwards.
+pub(crate) async fn cancel_as(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    request: CancelSession,
+) -> Result<SessionRecord, ApiError> {
+    let session = visible(state, principal, id, Permission::SessionsCancelAny).await?;
     let reason =
         match request.reason.unwrap_or(CancelReason::Canceled) {
             CancelReason::Canceled => EndReason::Canceled,
@@ -353,12 +369,9 @@ pub(crate) async fn cancel(
                 "only the session's own user ends it as `closed`; cancel it instead (`canceled`)",
             )),
         };
-    lifecycle::end_session(&state, &session.id, reason, principal.actor()).await?;
-    let session = {
-        let mut conn = state.store.conn().await?;
-        rows::get(&mut conn, &id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("session", &id))?
-    };
-    Ok(Json(to_api(&state, &session, true).await?))
+    lifecycle::end_session(state, &session.id, reason, principal.actor()).await?;
+    let mut conn = state.store.conn().await?;
+    rows::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("session", id))
 }

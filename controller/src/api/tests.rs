@@ -23,7 +23,7 @@ use crate::{Controller, Options};
 
 /// Two zones: LOCAL (loopback) and LAB (a documentation range), and no cell from LOCAL to
 /// LAB, so the matrix refuses every session there whatever the caller's roles.
-pub(super) const POLICY: &str = r#"
+pub(crate) const POLICY: &str = r#"
 [settings]
 broker_zone = "LOCAL"
 
@@ -67,9 +67,9 @@ services = ["echo"]
 const PEER: ([u8; 4], u16) = ([127, 0, 0, 1], 40_000);
 
 /// A controller with the dev login on, on an in-memory store, and its router.
-pub(super) struct Api {
-    router: Router,
-    pub(super) state: AppState,
+pub(crate) struct Api {
+    pub(crate) router: Router,
+    pub(crate) state: AppState,
     _controller: Controller,
     _dir: tempfile::TempDir,
 }
@@ -80,12 +80,12 @@ impl Api {
     }
 
     /// A controller as [`Api::start`]'s, with the policy `policy`.
-    pub(super) async fn start_with_policy(policy_text: &str) -> Api {
+    pub(crate) async fn start_with_policy(policy_text: &str) -> Api {
         Api::start_with(policy_text, "", crate::clock::system()).await
     }
 
     /// A controller with the policy `policy_text`, `extra` config sections and `clock`.
-    pub(super) async fn start_with(
+    pub(crate) async fn start_with(
         policy_text: &str,
         extra: &str,
         clock: crate::clock::SharedClock,
@@ -125,7 +125,7 @@ impl Api {
 
     /// One request with a raw body; the status and the body as JSON (`Null` when empty or
     /// not JSON).
-    pub(super) async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         path: &str,
@@ -157,7 +157,7 @@ impl Api {
     }
 
     /// One request with a JSON body and no token; the whole response (for its headers).
-    pub(super) async fn raw(
+    pub(crate) async fn raw(
         &self,
         method: Method,
         path: &str,
@@ -175,7 +175,7 @@ impl Api {
         self.router.clone().oneshot(request).await.unwrap()
     }
 
-    pub(super) async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -187,13 +187,13 @@ impl Api {
     }
 
     /// `POST /v1/targets` of `target` with `token`.
-    pub(super) async fn create_target(&self, token: &str, target: Value) -> (StatusCode, Value) {
+    pub(crate) async fn create_target(&self, token: &str, target: Value) -> (StatusCode, Value) {
         self.call(Method::POST, "/v1/targets", Some(token), Some(target))
             .await
     }
 
     /// A token from the dev login for `user` in `groups` (with MFA).
-    pub(super) async fn login(&self, user: &str, groups: &[&str]) -> String {
+    pub(crate) async fn login(&self, user: &str, groups: &[&str]) -> String {
         let body = json!({"username": user, "groups": groups, "amr": ["mfa"]});
         let (status, body) = self
             .call(Method::POST, "/v1/auth/dev-login", None, Some(body))
@@ -203,13 +203,13 @@ impl Api {
     }
 
     /// The sequence number of the newest audit event (0 before the first).
-    pub(super) async fn last_seq(&self) -> u64 {
+    pub(crate) async fn last_seq(&self) -> u64 {
         self.events_after(0).await.last().map_or(0, |(seq, _)| *seq)
     }
 
     /// The type of every audit event committed after `seq`, oldest first, with its
     /// sequence number.
-    pub(super) async fn events_after(&self, seq: u64) -> Vec<(u64, String)> {
+    pub(crate) async fn events_after(&self, seq: u64) -> Vec<(u64, String)> {
         let mut conn = self.state.store.conn().await.unwrap();
         let mut events: Vec<_> = audit_rows::list(&mut conn, &Filter::default(), 1000)
             .await
@@ -223,7 +223,7 @@ impl Api {
     }
 
     /// The types of the audit events `action` committed.
-    pub(super) async fn audited<T>(
+    pub(crate) async fn audited<T>(
         &self,
         action: impl std::future::Future<Output = T>,
     ) -> (T, Vec<String>) {
@@ -240,7 +240,7 @@ impl Api {
 
     /// A worker heard from just now, as the cluster link records one (with its event), so
     /// that authorize-session has one to pick.
-    pub(super) async fn live_worker(&self) -> String {
+    pub(crate) async fn live_worker(&self) -> String {
         let now = crate::clock::to_i64(self.state.clock.unix_secs());
         let id = crate::ids::new_id(crate::ids::IdKind::Worker);
         let mut tx = self.state.begin_audited().await.unwrap();
@@ -279,7 +279,7 @@ impl Api {
 }
 
 /// A fresh client key, as `portcullis connect` sends it.
-pub(super) fn client_key() -> Value {
+pub(crate) fn client_key() -> Value {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
     json!({ "client_public_key": portcullis_proto::keys::b64(&spki) })

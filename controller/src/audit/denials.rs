@@ -240,6 +240,12 @@ impl Denials {
         }
     }
 
+    /// Every open window's summary, taken (tests: what `run` would write).
+    #[cfg(test)]
+    pub(crate) fn drain(&self) -> Vec<Summary> {
+        self.lock().drain()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Aggregator> {
         // Counts only: a panic elsewhere cannot leave the map half-updated.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())

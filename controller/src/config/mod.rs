@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 mod cluster;
+mod console;
 pub(crate) mod error;
 mod recordings;
 mod sessions;
@@ -26,6 +27,7 @@ use serde::Deserialize;
 
 pub use crate::vault::config::{VaultAuth, VaultConfig};
 pub use api::CertificateFiles;
+pub use console::ConsoleConfig;
 pub use error::ConfigError;
 pub use recordings::RecordingsConfig;
 pub use sessions::PerUserLimits;
@@ -89,6 +91,8 @@ pub struct Config {
     pub ssh_backend: SshBackend,
     /// Where recordings are stored and how long they are kept (`[recordings]`).
     pub recordings: RecordingsConfig,
+    /// The web console's session timeouts (`[console]`).
+    pub console: ConsoleConfig,
     /// The Proxmox clusters whose guests become targets (`[[catalog.proxmox]]`).
     pub catalog: Vec<crate::catalog::config::ProxmoxCluster>,
     /// The ops listener (`[ops]`): metrics, health and readiness over plain HTTP.
@@ -124,6 +128,8 @@ struct RawConfig {
     audit: crate::audit::config::RawAudit,
     #[serde(default)]
     recordings: recordings::RawRecordings,
+    #[serde(default)]
+    console: console::RawConsole,
     #[serde(default)]
     catalog: crate::catalog::config::RawCatalog,
     vault: Option<crate::vault::config::RawVault>,
@@ -195,6 +201,7 @@ impl Config {
         let sessions = raw.sessions.validate()?;
         let workers = raw.workers.validate()?;
         let recordings = raw.recordings.validate(&env)?;
+        let console = raw.console.validate()?;
         let catalog = raw.catalog.validate(raw.vault.is_some())?;
         let ops = portcullis_net::ops::OpsListen::parse(
             raw.ops.listen.as_deref(),
@@ -239,6 +246,7 @@ impl Config {
             audit,
             ssh_backend: ssh.backend,
             recordings,
+            console,
             catalog,
         })
     }

@@ -13,6 +13,7 @@ pub(crate) mod catalog;
 mod catalog_suite_tests;
 mod checkpoint;
 pub(crate) mod connections;
+pub(crate) mod console_sessions;
 pub(crate) mod join_tokens;
 pub(crate) mod keys;
 #[cfg(test)]
@@ -223,6 +224,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "session_secrets",
         include_str!("../../../migrations/sqlite/0016_session_secrets.sql"),
     ),
+    (
+        17,
+        "console_sessions",
+        include_str!("../../../migrations/sqlite/0017_console_sessions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -299,6 +305,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         16,
         "session_secrets",
         include_str!("../../../migrations/postgres/0016_session_secrets.sql"),
+    ),
+    (
+        17,
+        "console_sessions",
+        include_str!("../../../migrations/postgres/0017_console_sessions.sql"),
     ),
     // The recordings store's tables: its own migrator applies them (`recordings.rs`), and a
     // shared database's migration table must know them here too.

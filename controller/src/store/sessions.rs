@@ -234,6 +234,12 @@ pub(crate) struct PageQuery<'a> {
     pub user_id: Option<&'a str>,
     /// Only sessions that have not ended.
     pub live_only: bool,
+    /// Only sessions of a user with this user name (the console's filter).
+    pub username: Option<&'a str>,
+    /// Only sessions to the target with this name or id (the console's filter).
+    pub target: Option<&'a str>,
+    /// Only sessions in this state (the console's filter).
+    pub state: Option<SessionState>,
     /// Only sessions after this one in the list's order (newest first): its
     /// `(created_at, id)`.
     pub after: Option<(i64, &'a str)>,
@@ -257,6 +263,21 @@ pub(crate) async fn page(
     if q.live_only {
         sql.push_str(" AND state <> 'terminated'");
     }
+    if q.username.is_some() {
+        sql.push_str(&format!(
+            " AND user_id IN (SELECT id FROM users WHERE username = {})",
+            param()
+        ));
+    }
+    if q.target.is_some() {
+        let (name, id) = (param(), param());
+        sql.push_str(&format!(
+            " AND target_id IN (SELECT id FROM targets WHERE name = {name} OR id = {id})"
+        ));
+    }
+    if q.state.is_some() {
+        sql.push_str(&format!(" AND state = {}", param()));
+    }
     if q.after.is_some() {
         let (before, same, id) = (param(), param(), param());
         sql.push_str(&format!(
@@ -267,6 +288,15 @@ pub(crate) async fn page(
     let mut query = sqlx::query(&sql);
     if let Some(user) = q.user_id {
         query = query.bind(user);
+    }
+    if let Some(username) = q.username {
+        query = query.bind(username);
+    }
+    if let Some(target) = q.target {
+        query = query.bind(target).bind(target);
+    }
+    if let Some(state) = q.state {
+        query = query.bind(state.as_str());
     }
     if let Some((created_at, id)) = q.after {
         query = query.bind(created_at).bind(created_at).bind(id);

@@ -70,41 +70,56 @@ pub(crate) async fn authenticate(
     token_hash: &[u8],
     now: i64,
 ) -> Result<Option<(UserRecord, String, i64)>> {
-    let row = sqlx::query(
-        "SELECT t.id AS token_id, t.expires_at AS token_expires_at, u.id, u.issuer, u.subject, \
-         u.username, u.email, u.name, u.groups, u.amr, u.acr, u.auth_time, u.updated_at, \
-         t.groups AS t_groups, t.amr AS t_amr, t.acr AS t_acr, t.auth_time AS t_auth_time \
-         FROM api_tokens t JOIN users u ON u.id = t.user_id \
-         WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 \
-         AND NOT EXISTS (SELECT 1 FROM service_tokens s \
-         JOIN service_accounts a ON a.user_id = s.account WHERE s.token_id = t.id \
-         AND (a.key_revoked_at IS NOT NULL OR a.key_fingerprint <> s.key_fingerprint))",
-    )
-    .bind(token_hash)
-    .bind(now)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match row {
-        None => Ok(None),
-        Some(row) => {
-            let mut user = super::users::from_row(&row)?;
-            if let Some(groups) = row.try_get::<Option<String>, _>("t_groups")? {
-                user.groups = from_json_list(&groups, "api_tokens.groups")?;
-                user.amr = from_json_list(
-                    &row.try_get::<Option<String>, _>("t_amr")?
-                        .unwrap_or_default(),
-                    "api_tokens.amr",
-                )?;
-                user.acr = row.try_get("t_acr")?;
-                user.auth_time = row.try_get("t_auth_time")?;
-            }
-            Ok(Some((
-                user,
-                row.try_get("token_id")?,
-                row.try_get("token_expires_at")?,
-            )))
-        }
+    let row = sqlx::query(&format!("{VALID_TOKEN} AND t.token_hash = $1"))
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(token_user).transpose()
+}
+
+/// As [`authenticate`], by the token's id (a console session's token: `console_sessions`).
+pub(crate) async fn authenticate_id(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    now: i64,
+) -> Result<Option<(UserRecord, String, i64)>> {
+    let row = sqlx::query(&format!("{VALID_TOKEN} AND t.id = $1"))
+        .bind(token_id)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(token_user).transpose()
+}
+
+/// The tokens valid at `$2`, with their user; the caller adds which one (`$1`).
+const VALID_TOKEN: &str = "SELECT t.id AS token_id, t.expires_at AS token_expires_at, u.id, \
+     u.issuer, u.subject, u.username, u.email, u.name, u.groups, u.amr, u.acr, u.auth_time, \
+     u.updated_at, t.groups AS t_groups, t.amr AS t_amr, t.acr AS t_acr, \
+     t.auth_time AS t_auth_time \
+     FROM api_tokens t JOIN users u ON u.id = t.user_id \
+     WHERE t.revoked_at IS NULL AND t.expires_at > $2 \
+     AND NOT EXISTS (SELECT 1 FROM service_tokens s \
+     JOIN service_accounts a ON a.user_id = s.account WHERE s.token_id = t.id \
+     AND (a.key_revoked_at IS NOT NULL OR a.key_fingerprint <> s.key_fingerprint))";
+
+fn token_user(row: &sqlx::any::AnyRow) -> Result<(UserRecord, String, i64)> {
+    let mut user = super::users::from_row(row)?;
+    if let Some(groups) = row.try_get::<Option<String>, _>("t_groups")? {
+        user.groups = from_json_list(&groups, "api_tokens.groups")?;
+        user.amr = from_json_list(
+            &row.try_get::<Option<String>, _>("t_amr")?
+                .unwrap_or_default(),
+            "api_tokens.amr",
+        )?;
+        user.acr = row.try_get("t_acr")?;
+        user.auth_time = row.try_get("t_auth_time")?;
     }
+    Ok((
+        user,
+        row.try_get("token_id")?,
+        row.try_get("token_expires_at")?,
+    ))
 }
 
 /// Revokes one token; returns whether it was live.

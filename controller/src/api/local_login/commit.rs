@@ -4,12 +4,12 @@
 use std::net::IpAddr;
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::Json;
 use portcullis_proto::api::LoginResponse;
 use portcullis_proto::users::{LocalLoggedIn, LocalLoginAnswer, LocalLoginRequest};
 
-use super::{hash, Attempt, Failed};
+use super::{hash, Attempt, Done, Failed, Issue};
 use crate::api::error::ApiError;
 use crate::audit::event::{self, LocalUserRef};
 use crate::audit::{Actor, AuditEvent, Event};
@@ -33,7 +33,7 @@ impl Attempt<'_> {
         commit: Commit,
         new_password: Option<NewPassword>,
         rehash: Option<SecretString>,
-    ) -> Result<Response, Failed> {
+    ) -> Result<Done, Failed> {
         let state = self.state;
         let config = &state.config.local_auth;
         let user_id = found.user.id.as_str();
@@ -205,6 +205,11 @@ impl Attempt<'_> {
             ..found.user.clone()
         };
         let source = self.source.to_string();
+        if self.issue == Issue::Console {
+            let opened = crate::console::session::open_in(tx, state, &user, &source).await?;
+            self.succeeded();
+            return Ok(Done::Console(opened));
+        }
         let issued = crate::tokens::issue_in(
             tx,
             &state.keys,
@@ -213,11 +218,7 @@ impl Attempt<'_> {
             |user, token| crate::tokens::login_succeeded(user, token, &source),
         )
         .await?;
-        state.local_login.backoff().record_success(self.username);
-        state.metrics.login(
-            crate::metrics::LoginMethod::Local,
-            crate::metrics::LoginOutcome::Success,
-        );
+        self.succeeded();
         let info = crate::api::login::user_info(
             state,
             &issued.user,
@@ -232,7 +233,21 @@ impl Attempt<'_> {
             recovery_codes,
             recovery_codes_left,
         });
-        Ok((StatusCode::CREATED, Json(answer)).into_response())
+        Ok(Done::Api(
+            (StatusCode::CREATED, Json(answer)).into_response(),
+        ))
+    }
+
+    /// Clears the user's back-off and counts the login.
+    fn succeeded(&self) {
+        self.state
+            .local_login
+            .backoff()
+            .record_success(self.username);
+        self.state.metrics.login(
+            crate::metrics::LoginMethod::Local,
+            crate::metrics::LoginOutcome::Success,
+        );
     }
 
     /// The enrolled user's TOTP secret, opened from its row.

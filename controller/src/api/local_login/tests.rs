@@ -23,29 +23,34 @@ use crate::{Clock as _, ManualClock};
 
 const START: u64 = 1_900_000_005;
 const PATH: &str = "/v1/auth/local/login";
-const PASSWORD: &str = "correct horse battery";
-const NEW_PASSWORD: &str = "staple in the lantern";
+pub(crate) const PASSWORD: &str = "correct horse battery";
+pub(crate) const NEW_PASSWORD: &str = "staple in the lantern";
 
 /// The weakest argon2 the config accepts (fast tests), and a back-off of one free failure
 /// then 2 s.
-const LOCAL: &str = "[auth.local]\n[auth.local.argon2]\nm_cost_kib = 7168\nt_cost = 5\n\
+pub(crate) const LOCAL: &str = "[auth.local]\n[auth.local.argon2]\nm_cost_kib = 7168\nt_cost = 5\n\
                      [auth.local.backoff]\nwindow = \"10s\"\nuser_free_failures = 2\n\
                      network_free_failures = 50\nbase_delay = \"2s\"\nmax_delay = \"4s\"\n";
 
-struct Fixture {
-    api: Api,
-    clock: Arc<ManualClock>,
+pub(crate) struct Fixture {
+    pub(crate) api: Api,
+    pub(crate) clock: Arc<ManualClock>,
 }
 
 async fn start(extra: &str) -> Fixture {
+    start_with(super::super::tests::POLICY, extra).await
+}
+
+/// A controller with `policy` and `extra` config on a manual clock.
+pub(crate) async fn start_with(policy: &str, extra: &str) -> Fixture {
     let clock = Arc::new(ManualClock::at_unix(START));
-    let api = Api::start_with(super::super::tests::POLICY, extra, clock.clone()).await;
+    let api = Api::start_with(policy, extra, clock.clone()).await;
     Fixture { api, clock }
 }
 
 /// How a test user starts.
 #[derive(Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     /// A password an administrator gave (must change).
     OneTime,
     /// The bootstrap credential: must change, expires in an hour.
@@ -57,6 +62,11 @@ enum Kind {
 impl Fixture {
     /// Creates `name` (in `admins`) as the offline command would, with `PASSWORD`.
     async fn user(&self, name: &str, kind: Kind) -> String {
+        self.user_in(name, kind, &["admins"]).await
+    }
+
+    /// Creates `name` in `groups` as the offline command would, with `PASSWORD`.
+    pub(crate) async fn user_in(&self, name: &str, kind: Kind, groups: &[&str]) -> String {
         let state = &self.api.state;
         let now = clock::to_i64(self.clock.unix_secs());
         let hash = password::hash(
@@ -78,7 +88,7 @@ impl Fixture {
                 username: name.into(),
                 email: None,
                 name: None,
-                groups: vec!["admins".into()],
+                groups: groups.iter().map(|g| (*g).to_owned()).collect(),
                 amr: vec![],
                 acr: None,
                 auth_time: None,
@@ -125,13 +135,13 @@ impl Fixture {
     }
 
     /// The code of `secret` at the clock's step plus `offset`.
-    fn code(&self, secret: &TotpSecret, offset: i64) -> String {
+    pub(crate) fn code(&self, secret: &TotpSecret, offset: i64) -> String {
         let step = step_at(self.clock.unix_secs()).saturating_add_signed(offset);
         code_at_step(secret, step).to_string()
     }
 
     /// A first login to the end: new password and TOTP enrolment. The secret and the answer.
-    async fn enrol(&self, name: &str, password: &str) -> (TotpSecret, Value) {
+    pub(crate) async fn enrol(&self, name: &str, password: &str) -> (TotpSecret, Value) {
         let (status, asked) = self
             .post(json!({"username": name, "password": password}))
             .await;

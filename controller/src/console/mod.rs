@@ -1,0 +1,69 @@
+//! The web console under `/console/` (docs/console.md), on the API's listener: server-rendered
+//! pages over the API's own domain functions and permission checks.
+//!
+//! Its login session is a `__Host-` cookie ([`session`]) accepted only by these routes; `/v1`
+//! stays bearer-only. Every POST passes [`guard`] (same origin, CSRF token). Every response
+//! carries a strict Content-Security-Policy: no inline script or style, the stylesheet is
+//! served from the binary ([`assets`]).
+
+mod assets;
+pub(crate) mod error;
+mod guard;
+mod handlers;
+mod html;
+mod pages;
+pub(crate) mod session;
+
+#[cfg(test)]
+mod tests;
+
+use axum::http::{header, HeaderValue};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::state::AppState;
+
+/// The Content-Security-Policy of every console response.
+pub(crate) const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
+                              img-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+                              base-uri 'none'";
+
+/// The console's routes, to merge into the API's router (which adds its layers: body limit,
+/// the audit of refused permissions).
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/console", get(handlers::index))
+        .route("/console/", get(handlers::index))
+        .route(
+            "/console/login",
+            get(handlers::login_form).post(handlers::login),
+        )
+        .route("/console/logout", post(handlers::logout))
+        .route("/console/sessions", get(handlers::sessions))
+        .route("/console/sessions/{id}/cancel", post(handlers::cancel))
+        .route("/console/assets/{file}", get(assets::get))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// The headers of every console response: CSP, no sniffing, no referrer, no framing; and
+/// `Cache-Control: no-store` unless the response set its own (the hashed assets).
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
