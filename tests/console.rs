@@ -1,0 +1,262 @@
+//! The web console against a real controller (`portcullis dev`) with a real HTTP client:
+//! `curl` with a cookie jar over HTTPS with dev's CA logs a local user in with password and
+//! TOTP (codes from Debian's `oathtool`), reads the sessions page (CSP present), is refused
+//! a form without the CSRF token, and logs out; `/v1` refuses the cookie.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
+
+mod common;
+
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
+use std::process::Command;
+
+use common::dev::{bin, curl, Dev};
+use common::totp::{oathtool, unix_now};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+const POLICY: &str = r#"
+[settings]
+broker_zone = "LOCAL"
+
+[[zone]]
+name = "LOCAL"
+cidrs = ["127.0.0.0/8", "::1/128"]
+
+[[service]]
+name = "echo"
+ports = "any"
+
+[[cell]]
+from = "LOCAL"
+to = "LOCAL"
+access = "allow"
+services = ["echo"]
+
+[[role]]
+name = "admin"
+groups = ["admins"]
+permissions = ["targets:admin", "sessions:read-all", "sessions:cancel-any", "audit:read"]
+
+[[role.grant]]
+zones = ["LOCAL"]
+services = ["echo"]
+"#;
+
+/// Fast argon2.
+const CONFIG: &str = "[auth.local]\n[auth.local.argon2]\nm_cost_kib = 7168\nt_cost = 5\n";
+
+/// What one curl request answered.
+struct Answer {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+/// `curl` with the cookie jar `jar`, as a browser's same-origin request would be sent
+/// (`Origin` set on POSTs); `form` fields url-encoded.
+fn browser(dev: &Dev, jar: &Path, method: &str, path: &str, form: &[(&str, &str)]) -> Answer {
+    let dir = tempfile::tempdir().unwrap();
+    let headers = dir.path().join("headers");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-o", "-", "-D"])
+        .arg(&headers)
+        .arg("--cacert")
+        .arg(dev.var("PORTCULLIS_CA"))
+        .arg("-c")
+        .arg(jar)
+        .arg("-b")
+        .arg(jar)
+        .args(["-X", method]);
+    if method == "POST" {
+        cmd.arg("-H").arg(format!("Origin: {}", dev.api()));
+        for (name, value) in form {
+            cmd.arg("--data-urlencode").arg(format!("{name}={value}"));
+        }
+    }
+    let out = cmd.arg(format!("{}{path}", dev.api())).output().unwrap();
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let headers = std::fs::read_to_string(&headers).unwrap().to_lowercase();
+    let status = headers
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&out.stdout).into_owned(),
+    }
+}
+
+fn csrf(page: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = page.find(marker).expect("a form with a CSRF token") + marker.len();
+    let len = page[start..].find('"').unwrap();
+    page[start..start + len].to_owned()
+}
+
+/// A dev stack with local user `ada` (admins) made offline with a password file.
+fn stack(dir: &Path) -> Dev {
+    let state = dir.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let key = state.join("master.key");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key)
+        .unwrap()
+        .write_all("ef".repeat(32).as_bytes())
+        .unwrap();
+    let offline = dir.join("controller.toml");
+    std::fs::write(
+        &offline,
+        format!(
+            "[store]\nurl = \"sqlite://{}\"\n[keys]\nmaster_key_file = \"{}\"\n\
+             [api]\nlisten = \"127.0.0.1:0\"\n[cluster]\nlisten = \"127.0.0.1:0\"\n",
+            state.join("portcullis.db").display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let password = dir.join("password");
+    std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = Command::new(bin())
+        .args(["controller", "users", "add", "ada", "--groups", "admins"])
+        .arg("--config")
+        .arg(&offline)
+        .arg("--password-file")
+        .arg(&password)
+        .env("PORTCULLIS_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = dir.join("dev.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    Dev::start_in(
+        &state,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    )
+}
+
+/// Enrols ada's TOTP through the API (what `portcullis login --password` does); the secret
+/// and the step of the code the enrolment used.
+fn enrol(dev: &Dev) -> (String, u64) {
+    let login = |body: Value| {
+        let (status, text) = curl(
+            dev,
+            "POST",
+            "/v1/auth/local/login",
+            None,
+            Some(&body.to_string()),
+        );
+        (
+            status,
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+        )
+    };
+    let (status, asked) = login(json!({"username": "ada", "password": PASSWORD}));
+    assert_eq!(status, 200, "{asked}");
+    let offer = &asked["totp_enrolment"];
+    let secret = offer["secret_base32"].as_str().unwrap().to_owned();
+    let now = unix_now();
+    let (status, done) = login(json!({
+        "username": "ada",
+        "password": PASSWORD,
+        "totp_enrolment": {"ticket": offer["ticket"], "code": oathtool(&secret, now)},
+    }));
+    assert_eq!(status, 201, "{done}");
+    (secret, now / 30)
+}
+
+#[test]
+fn a_browser_logs_in_with_totp_reads_the_sessions_page_and_logs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = stack(dir.path());
+    let (secret, enrolled_step) = enrol(&dev);
+    let jar = dir.path().join("cookies");
+
+    let form = browser(&dev, &jar, "GET", "/console/login", &[]);
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(form
+        .headers
+        .contains("content-security-policy: default-src 'none'"));
+
+    // A code of a later step than the enrolment's (within the accepted skew).
+    let step = (enrolled_step + 1).max(unix_now() / 30);
+    let code = oathtool(&secret, step * 30);
+    let login = browser(
+        &dev,
+        &jar,
+        "POST",
+        "/console/login",
+        &[
+            ("username", "ada"),
+            ("password", PASSWORD),
+            ("totp_code", &code),
+        ],
+    );
+    assert_eq!(login.status, 303, "{}", login.body);
+    assert!(
+        login
+            .headers
+            .contains("set-cookie: __host-portcullis-console=",)
+            && login
+                .headers
+                .contains("; path=/; secure; httponly; samesite=strict"),
+        "{}",
+        login.headers
+    );
+    let jar_text = std::fs::read_to_string(&jar).unwrap();
+    assert!(jar_text.contains("__Host-portcullis-console"), "{jar_text}");
+
+    let page = browser(&dev, &jar, "GET", "/console/sessions", &[]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("<h1>Sessions</h1>") && page.body.contains(">ada<"));
+    assert!(page.headers.contains(
+        "content-security-policy: default-src 'none'; style-src 'self'; script-src 'self'; \
+         img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ));
+    assert!(page.headers.contains("cache-control: no-store"));
+
+    // The API does not take the cookie.
+    let api = browser(&dev, &jar, "GET", "/v1/sessions", &[]);
+    assert_eq!(api.status, 401, "{}", api.body);
+
+    // A form without the CSRF token is refused; with it, logout ends the session.
+    let refused = browser(&dev, &jar, "POST", "/console/logout", &[]);
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let out = browser(
+        &dev,
+        &jar,
+        "POST",
+        "/console/logout",
+        &[("csrf_token", &csrf(&page.body))],
+    );
+    assert_eq!(out.status, 303, "{}", out.body);
+    let after = browser(&dev, &jar, "GET", "/console/sessions", &[]);
+    assert_eq!(after.status, 303);
+    assert!(after.headers.contains("location: /console/login"));
+    dev.stop();
+}
