@@ -50,6 +50,7 @@ pub(crate) async fn open_in(
     let now = state.clock.unix_secs();
     let lifetime = state.config.token_lifetime.min(console.absolute_timeout);
     let issued = crate::tokens::insert(&mut tx, now, lifetime, user).await?;
+    rows::delete_over(tx.write(), clock::to_i64(now)).await?;
     let secret = crate::ids::new_secret();
     rows::insert(
         tx.write(),

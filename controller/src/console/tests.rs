@@ -71,6 +71,9 @@ struct Console {
     f: Fixture,
 }
 
+/// Header or form fields, name and value.
+type Pairs<'a> = Vec<(&'a str, &'a str)>;
+
 /// What a response held.
 struct Got {
     status: StatusCode,
@@ -403,6 +406,15 @@ async fn a_session_ends_after_its_idle_and_its_absolute_timeout() {
     let got = c.get("/console/sessions", Some(&cookie)).await;
     assert_eq!(got.status, StatusCode::SEE_OTHER);
     assert_eq!(got.location(), "/console/login");
+
+    // The next login deletes the rows of sessions that are over.
+    c.login("ada", &secret).await;
+    let mut conn = c.f.api.state.store.conn().await.unwrap();
+    let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM console_sessions")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 1);
 }
 
 #[tokio::test]
@@ -470,7 +482,7 @@ async fn posts_without_the_csrf_token_or_from_another_origin_are_403_and_audited
     let secret = c.user("ada", &["admins"]).await;
     let cookie = c.login("ada", &secret).await;
     let csrf = c.get("/console/sessions", Some(&cookie)).await.csrf();
-    let cases: Vec<(Vec<(&str, &str)>, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<(Pairs<'_>, Pairs<'_>)> = vec![
         // CSRF missing, then wrong.
         (
             vec![("origin", ORIGIN), ("sec-fetch-site", "same-origin")],

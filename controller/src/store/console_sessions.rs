@@ -99,6 +99,18 @@ pub(crate) async fn touch(conn: &mut AnyConnection, id_hash: &[u8], now: i64) ->
     Ok(())
 }
 
+/// Deletes the sessions that are over at `now` (idle too long or past their end), in a
+/// login's transaction: the table holds only sessions that may still be used.
+pub(crate) async fn delete_over(w: Write<'_>, now: i64) -> Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM console_sessions WHERE expires_at <= $1 OR last_seen_at + idle_timeout <= $1",
+    )
+    .bind(now)
+    .execute(w.conn())
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Deletes the console session of a token (logout); returns whether there was one.
 pub(crate) async fn delete_of_token(w: Write<'_>, token_id: &str) -> Result<bool> {
     let done = sqlx::query("DELETE FROM console_sessions WHERE token_id = $1")
