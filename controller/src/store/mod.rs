@@ -14,6 +14,8 @@ mod catalog_suite_tests;
 mod checkpoint;
 pub(crate) mod connections;
 pub(crate) mod console_sessions;
+#[cfg(test)]
+mod console_sessions_suite_tests;
 pub(crate) mod join_tokens;
 pub(crate) mod keys;
 #[cfg(test)]
