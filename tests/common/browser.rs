@@ -1,0 +1,540 @@
+//! A real browser for the tests: Debian's chromium driven by playwright-core through
+//! tests/browser/driver.mjs, a node process spoken to with one JSON command per line on its
+//! stdin and one JSON reply per line on its stdout. One chromium per [`Browser`]; it trusts the
+//! controller's TLS certificate by its public key (an SPKI pin read over TLS verified against
+//! a CA the test names), resolves no name but 127.0.0.1, and is stopped at drop with every
+//! process it started.
+//!
+//! Chromium does not accept Ed25519 certificates (the TLS handshake fails with
+//! ERR_SSL_PROTOCOL_ERROR), and the internal CA issues the API's certificate as Ed25519: a
+//! browser test gives the controller an ECDSA P-256 one of its own ([`ApiCertificate`], the
+//! config's `[api] tls_cert_file`, as a deployment with a browser-facing API does).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::dev::Dev;
+
+/// Longer than any wait of the driver's own (15 s an action, 30 s a navigation): a reply that
+/// takes longer means the driver hangs.
+const REPLY_LIMIT: Duration = Duration::from_secs(60);
+
+/// The chromium the driver runs: Debian's, unless PORTCULLIS_TEST_CHROMIUM names another.
+fn chromium() -> PathBuf {
+    std::env::var_os("PORTCULLIS_TEST_CHROMIUM").map_or_else(|| "/usr/bin/chromium".into(), PathBuf::from)
+}
+
+fn driver_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// An ECDSA P-256 CA and a certificate it issued for 127.0.0.1 and localhost, for the
+/// controller's API (`[api] tls_cert_file`, `tls_key_file`): one chromium accepts.
+pub(crate) struct ApiCertificate {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl ApiCertificate {
+    /// Writes `DIR/browser-ca.pem`, `DIR/api.crt` and `DIR/api.key` (0600).
+    pub(crate) fn new(dir: &Path) -> ApiCertificate {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        use std::os::unix::fs::PermissionsExt as _;
+        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "portcullis browser tests");
+        let ca_pem = params.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(params, ca_key);
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let files = ApiCertificate {
+            ca: dir.join("browser-ca.pem"),
+            cert: dir.join("api.crt"),
+            key: dir.join("api.key"),
+        };
+        std::fs::write(&files.ca, ca_pem).unwrap();
+        std::fs::write(&files.cert, leaf.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        files
+    }
+
+    /// The controller config's `[api]` table serving this certificate.
+    pub(crate) fn config(&self) -> String {
+        format!(
+            "[api]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+            self.cert.display(),
+            self.key.display()
+        )
+    }
+
+    /// Makes `dev`'s environment (its `curl`, its CLI) trust this CA instead of the internal
+    /// one, which no longer signs the API's certificate.
+    pub(crate) fn trusted_by(&self, dev: &mut Dev) {
+        for (name, value) in &mut dev.env {
+            if name == "PORTCULLIS_CA" {
+                *value = self.ca.display().to_string();
+            }
+        }
+    }
+}
+
+/// The final response of a navigation: its status, URL and headers (names in lower case).
+#[derive(Debug, Clone)]
+pub(crate) struct Response {
+    pub status: u16,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Response {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+}
+
+/// An accessibility rule that axe-core found broken, with the elements that break it.
+#[derive(Debug, Clone)]
+pub(crate) struct Violation {
+    pub id: String,
+    /// minor, moderate, serious or critical.
+    pub impact: String,
+    pub help: String,
+    pub targets: Vec<String>,
+}
+
+/// A console message (`type` as the page's console named it: log, warning, error...) or an
+/// uncaught exception (`pageerror`).
+#[derive(Debug, Clone)]
+pub(crate) struct Message {
+    pub kind: String,
+    pub text: String,
+    /// Where it came from (a script's URL, a resource's), when chromium says.
+    pub url: String,
+}
+
+/// How chromium reports a response with an error status on the console.
+const ERROR_STATUS: &str = "Failed to load resource: the server responded with a status of";
+
+/// What a `fetch()` run inside the page gave: a response, or the error it threw (a CSP
+/// refusal, a network error).
+#[derive(Debug, Clone)]
+pub(crate) enum Fetched {
+    Response {
+        status: u16,
+        body: String,
+        headers: BTreeMap<String, String>,
+    },
+    Error(String),
+}
+
+/// A process of chromium's, told from a later process with the same id by its start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Proc {
+    pub pid: u32,
+    start: u64,
+}
+
+impl Proc {
+    /// Whether it is still running (a zombie waiting for its reaper counts as gone).
+    pub(crate) fn alive(&self) -> bool {
+        stat(self.pid).is_some_and(|s| s.start == self.start && s.state != 'Z')
+    }
+}
+
+struct Stat {
+    state: char,
+    ppid: u32,
+    start: u64,
+}
+
+/// /proc/PID/stat's state, parent and start time (fields 3, 4 and 22; the command name, field
+/// 2, is in parentheses and may hold spaces).
+fn stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Every process below `root` (children, their children...), not `root` itself.
+fn descendants(root: u32) -> Vec<Proc> {
+    let mut parents: Vec<(u32, Stat)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if let Some(s) = stat(pid) {
+            parents.push((pid, s));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, s)| s.ppid == parent)
+                .map(|(pid, _)| *pid),
+        );
+        i += 1;
+    }
+    found
+        .into_iter()
+        .skip(1)
+        .filter_map(|pid| {
+            parents
+                .iter()
+                .find(|(p, _)| *p == pid)
+                .map(|(_, s)| Proc { pid, start: s.start })
+        })
+        .collect()
+}
+
+/// Chromium under playwright-core, for one test file (start it once: it takes a second).
+pub(crate) struct Browser {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    replies: Receiver<String>,
+    log: Arc<Mutex<String>>,
+    dir: PathBuf,
+    pub version: String,
+}
+
+impl Browser {
+    /// A browser that trusts `dev`'s API certificate, verified against the CA its environment
+    /// names (see [`ApiCertificate::trusted_by`]); screenshots go into `dir` (the test's temp
+    /// dir).
+    pub(crate) fn for_dev(dev: &Dev, dir: &Path) -> Browser {
+        let ca = PathBuf::from(dev.var("PORTCULLIS_CA"));
+        Browser::start(dir, &[(&dev.api(), &ca)])
+    }
+
+    /// Starts the driver and chromium. `trust`: (https origin, CA file) pairs; the origin's
+    /// certificate, verified against the CA, is the one chromium accepts there.
+    ///
+    /// # Panics
+    ///
+    /// When chromium, node or the driver's node modules are missing (naming scripts/test, which
+    /// installs them), or chromium does not start.
+    pub(crate) fn start(dir: &Path, trust: &[(&str, &Path)]) -> Browser {
+        let chromium = chromium();
+        assert!(
+            chromium.exists(),
+            "{} is missing: the browser tests need Debian's chromium (scripts/test installs it; \
+             or apt-get install chromium)",
+            chromium.display()
+        );
+        let modules = driver_dir().join("node_modules");
+        assert!(
+            modules.join("playwright-core").exists() && modules.join("@axe-core/playwright").exists(),
+            "tests/browser/node_modules is missing: run `npm ci` in tests/browser (scripts/test does)"
+        );
+        let mut child = Command::new("node")
+            .arg(driver_dir().join("driver.mjs"))
+            .env("PORTCULLIS_TEST_CHROMIUM", &chromium)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("node is needed for the browser tests (scripts/test installs it)");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (sink, stderr) = (log.clone(), child.stderr.take().expect("stderr"));
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[browser] {line}");
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, replies) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut browser = Browser {
+            child,
+            stdin,
+            replies,
+            log,
+            dir: dir.to_owned(),
+            version: String::new(),
+        };
+        let trust: Vec<Value> = trust
+            .iter()
+            .map(|(url, ca)| json!({"url": url, "ca": ca}))
+            .collect();
+        let launched = browser.command(json!({"cmd": "launch", "trust": trust}));
+        browser.version = launched["version"].as_str().unwrap_or_default().to_owned();
+        browser
+    }
+
+    /// Sends one command and returns its reply.
+    ///
+    /// # Panics
+    ///
+    /// When the driver answers with an error (its message, and the driver's stderr), or not
+    /// within a minute.
+    pub(crate) fn command(&mut self, command: Value) -> Value {
+        let reply = self.try_command(&command);
+        match reply {
+            Ok(value) => value,
+            Err(err) => panic!(
+                "browser command {command} failed: {err}\nthe driver's stderr:\n{}",
+                self.log.lock().map(|l| l.clone()).unwrap_or_default()
+            ),
+        }
+    }
+
+    fn try_command(&mut self, command: &Value) -> Result<Value, String> {
+        let stdin = self.stdin.as_mut().ok_or("the driver was closed")?;
+        writeln!(stdin, "{command}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("writing to the driver: {e}"))?;
+        let line = match self.replies.recv_timeout(REPLY_LIMIT) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => return Err(format!("no reply in {REPLY_LIMIT:?}")),
+            Err(RecvTimeoutError::Disconnected) => return Err("the driver exited".into()),
+        };
+        let reply: Value =
+            serde_json::from_str(&line).map_err(|e| format!("a reply that is not JSON ({e}): {line}"))?;
+        if reply["ok"] == true {
+            Ok(reply)
+        } else {
+            Err(reply["error"].as_str().unwrap_or(&line).to_owned())
+        }
+    }
+
+    /// Opens `url` and returns its final response (after redirects).
+    pub(crate) fn goto(&mut self, url: &str) -> Response {
+        response(&self.command(json!({"cmd": "goto", "url": url})))
+    }
+
+    /// The last response the page navigated to (after a click that submitted a form, too).
+    pub(crate) fn last_response(&mut self) -> Response {
+        response(&self.command(json!({"cmd": "response"})))
+    }
+
+    pub(crate) fn fill(&mut self, selector: &str, value: &str) {
+        self.command(json!({"cmd": "fill", "selector": selector, "value": value}));
+    }
+
+    pub(crate) fn click(&mut self, selector: &str) {
+        self.command(json!({"cmd": "click", "selector": selector}));
+    }
+
+    /// The visible text of the first element `selector` matches (waiting for it).
+    pub(crate) fn text(&mut self, selector: &str) -> String {
+        let reply = self.command(json!({"cmd": "text", "selector": selector}));
+        reply["text"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// How many elements `selector` matches now (without waiting: for "there is none").
+    pub(crate) fn count(&mut self, selector: &str) -> usize {
+        let reply = self.command(json!({"cmd": "count", "selector": selector}));
+        reply["count"].as_u64().unwrap_or_default() as usize
+    }
+
+    /// Waits until an element `selector` matches is visible.
+    pub(crate) fn wait_for(&mut self, selector: &str) {
+        self.command(json!({"cmd": "wait_for", "selector": selector}));
+    }
+
+    /// Waits until the page's URL contains `part` and the page has loaded; returns the URL.
+    pub(crate) fn wait_for_url(&mut self, part: &str) -> String {
+        let reply = self.command(json!({"cmd": "wait_for_url", "contains": part}));
+        reply["url"].as_str().unwrap_or_default().to_owned()
+    }
+
+    pub(crate) fn url(&mut self) -> String {
+        let reply = self.command(json!({"cmd": "url"}));
+        reply["url"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// A full-page PNG of the page as `NAME.png` in the test's dir; its path.
+    pub(crate) fn screenshot(&mut self, name: &str) -> PathBuf {
+        let path = self.dir.join(format!("{name}.png"));
+        self.command(json!({"cmd": "screenshot", "path": path}));
+        path
+    }
+
+    /// axe-core's check of the page (every rule it runs by default).
+    pub(crate) fn axe(&mut self) -> Vec<Violation> {
+        let reply = self.command(json!({"cmd": "axe"}));
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        reply["violations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| Violation {
+                id: text(&v["id"]),
+                impact: text(&v["impact"]),
+                help: text(&v["help"]),
+                targets: v["targets"].as_array().into_iter().flatten().map(text).collect(),
+            })
+            .collect()
+    }
+
+    /// axe's serious and critical violations: the ones a page must not have.
+    pub(crate) fn axe_serious(&mut self) -> Vec<Violation> {
+        self.axe()
+            .into_iter()
+            .filter(|v| v.impact == "serious" || v.impact == "critical")
+            .collect()
+    }
+
+    /// The console messages and page errors since the last call (or the context's start).
+    pub(crate) fn messages(&mut self) -> Vec<Message> {
+        let reply = self.command(json!({"cmd": "messages"}));
+        reply["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| Message {
+                kind: m["type"].as_str().unwrap_or_default().to_owned(),
+                text: m["text"].as_str().unwrap_or_default().to_owned(),
+                url: m["url"].as_str().unwrap_or_default().to_owned(),
+            })
+            .collect()
+    }
+
+    /// [`Browser::messages`] that are errors, warnings or uncaught exceptions, but for the
+    /// error chromium logs when the page itself came with an error status (a login failure's
+    /// 401, a refusal's 403: the test asserts that status on the response).
+    pub(crate) fn console_problems(&mut self) -> Vec<Message> {
+        let page = self.url();
+        self.messages()
+            .into_iter()
+            .filter(|m| matches!(m.kind.as_str(), "error" | "warning" | "pageerror"))
+            .filter(|m| !(m.url == page && m.text.starts_with(ERROR_STATUS)))
+            .collect()
+    }
+
+    /// The cookies of the browser context, as playwright describes them (name, value, domain,
+    /// path, expires, httpOnly, secure, sameSite).
+    pub(crate) fn cookies(&mut self) -> Vec<Value> {
+        let reply = self.command(json!({"cmd": "cookies"}));
+        reply["cookies"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// `fetch(url, {method, body, headers, credentials: "same-origin", redirect: "manual"})`
+    /// run inside the page: its origin, cookies and Content-Security-Policy apply.
+    pub(crate) fn fetch(
+        &mut self,
+        url: &str,
+        method: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Fetched {
+        let headers: serde_json::Map<String, Value> = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
+            .collect();
+        let reply = self.command(json!({
+            "cmd": "fetch", "url": url, "method": method, "body": body, "headers": headers,
+        }));
+        if let Some(error) = reply["error"].as_str() {
+            return Fetched::Error(error.to_owned());
+        }
+        Fetched::Response {
+            status: reply["status"].as_u64().unwrap_or_default() as u16,
+            body: reply["body"].as_str().unwrap_or_default().to_owned(),
+            headers: string_map(&reply["headers"]),
+        }
+    }
+
+    /// `expression` evaluated in the page (a function body's value, or a promise's); its JSON.
+    pub(crate) fn eval(&mut self, expression: &str) -> Value {
+        self.command(json!({"cmd": "eval", "expression": expression}))["value"].take()
+    }
+
+    /// A fresh browser context and page (no cookies, no storage): another user.
+    pub(crate) fn new_context(&mut self) {
+        self.command(json!({"cmd": "new_context"}));
+    }
+
+    /// The driver's processes (node's children: chromium and its helpers), for a test that
+    /// checks none outlives the [`Browser`].
+    pub(crate) fn processes(&self) -> Vec<Proc> {
+        descendants(self.child.id())
+    }
+}
+
+impl Drop for Browser {
+    /// Closes chromium and the driver (killing what does not end within 10 s), and waits until
+    /// every process they started is gone.
+    fn drop(&mut self) {
+        let processes = self.processes();
+        let closed = self.try_command(&json!({"cmd": "close"})).is_ok();
+        self.stdin = None;
+        let exited = closed
+            && super::wait::poll_within(Duration::from_secs(10), || match self.child.try_wait() {
+                Ok(Some(_)) => Ok(()),
+                _ => Err(()),
+            })
+            .is_ok();
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let gone = super::wait::poll_within(Duration::from_secs(10), || {
+            if processes.iter().any(Proc::alive) {
+                Err(())
+            } else {
+                Ok(())
+            }
+        });
+        if gone.is_err() {
+            for p in processes.iter().filter(|p| p.alive()) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &p.pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
+fn response(reply: &Value) -> Response {
+    Response {
+        status: reply["status"].as_u64().unwrap_or_default() as u16,
+        url: reply["url"].as_str().unwrap_or_default().to_owned(),
+        headers: string_map(&reply["headers"]),
+    }
+}
+
+fn string_map(value: &Value) -> BTreeMap<String, String> {
+    value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
