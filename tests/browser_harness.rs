@@ -3,8 +3,9 @@
 //! OpenID provider's form to the controller's callback page, and the callback's failure page.
 //! Each page: its text, its Content-Security-Policy (enforced: a fetch from the page is
 //! refused), no console errors, no serious or critical axe-core violation, a PNG screenshot;
-//! the provider's error text rendered as text, never as markup. At the end no chromium process
-//! outlives the browser.
+//! the provider's error text rendered as text, never as markup. Only the pinned certificate is
+//! trusted and no name but 127.0.0.1 resolves. At the end no chromium process outlives the
+//! browser.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
@@ -35,15 +36,30 @@ fn api_start(dev: &Dev, secret: &str) -> serde_json::Value {
 /// What every controller page must pass in the browser: its CSP, a clean console, axe, and a
 /// screenshot that is a PNG.
 fn check_page(browser: &mut Browser, response: &Response, name: &str) {
-    assert_eq!(response.header("content-security-policy"), Some(PAGE_CSP), "{response:?}");
-    assert_eq!(response.header("cache-control"), Some("no-store"), "{response:?}");
+    assert_eq!(
+        response.header("content-security-policy"),
+        Some(PAGE_CSP),
+        "{response:?}"
+    );
+    assert_eq!(
+        response.header("cache-control"),
+        Some("no-store"),
+        "{response:?}"
+    );
     let serious = browser.axe_serious();
     assert!(serious.is_empty(), "axe on the {name} page: {serious:#?}");
     let problems = browser.console_problems();
-    assert!(problems.is_empty(), "the console on the {name} page: {problems:#?}");
+    assert!(
+        problems.is_empty(),
+        "the console on the {name} page: {problems:#?}"
+    );
     let shot = browser.screenshot(name);
     let bytes = std::fs::read(&shot).unwrap();
-    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{} is not a PNG", shot.display());
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a PNG",
+        shot.display()
+    );
 }
 
 #[test]
@@ -78,7 +94,13 @@ fn oidc_login_pages_in_chromium() {
     check_page(&mut browser, &response, "oidc-code");
     // The code on the page is the real one: the CLI's redemption with it gives a token.
     let body = serde_json::json!({"login_id": login["login_id"], "code": code, "secret": secret});
-    let (status, text) = curl(&dev, "POST", "/v1/auth/oidc/redeem", None, Some(&body.to_string()));
+    let (status, text) = curl(
+        &dev,
+        "POST",
+        "/v1/auth/oidc/redeem",
+        None,
+        Some(&body.to_string()),
+    );
     assert_eq!(status, 201, "{text}");
     // The CSP holds in the browser: the page may fetch nothing, not even from its own origin.
     match browser.fetch("/v1/health", "GET", None, &[]) {
@@ -87,7 +109,9 @@ fn oidc_login_pages_in_chromium() {
     }
     let refused = browser.console_problems();
     assert!(
-        refused.iter().any(|m| m.text.contains("Content Security Policy")),
+        refused
+            .iter()
+            .any(|m| m.text.contains("Content Security Policy")),
         "chromium reports the refusal: {refused:#?}"
     );
     // The provider's cookies are the context's; the controller set none on this flow.
@@ -97,7 +121,10 @@ fn oidc_login_pages_in_chromium() {
     // The failure page, reached with a login's real state and an error from the "provider"
     // holding markup: it is shown as text, and no script runs.
     browser.new_context();
-    assert!(browser.cookies().is_empty(), "a new context starts without cookies");
+    assert!(
+        browser.cookies().is_empty(),
+        "a new context starts without cookies"
+    );
     let login = api_start(&dev, secret);
     let authorization = login["authorization_url"].as_str().unwrap();
     let state = authorization
@@ -112,15 +139,34 @@ fn oidc_login_pages_in_chromium() {
     ));
     assert_eq!(response.status, 401, "{response:?}");
     assert_eq!(browser.text("h1"), "Login failed");
-    assert!(browser.text("body").contains(hostile), "the markup is shown as text");
-    assert_eq!(browser.eval("document.querySelectorAll('script, img').length"), 0);
+    assert!(
+        browser.text("body").contains(hostile),
+        "the markup is shown as text"
+    );
+    assert_eq!(
+        browser.eval("document.querySelectorAll('script, img').length"),
+        0
+    );
     check_page(&mut browser, &response, "oidc-failed");
+
+    // Nothing but the pinned certificate is trusted, and nothing leaves the machine: a
+    // browser without the pin refuses the controller, and names other than 127.0.0.1 do
+    // not resolve.
+    let mut stranger = Browser::start(dir.path(), &[]);
+    let refused = stranger.try_goto(&dev.api()).unwrap_err();
+    assert!(refused.contains("ERR_CERT_AUTHORITY_INVALID"), "{refused}");
+    let refused = stranger.try_goto("https://example.com/").unwrap_err();
+    assert!(refused.contains("ERR_NAME_NOT_RESOLVED"), "{refused}");
+    drop(stranger);
 
     // Nothing of chromium's outlives the browser.
     let processes = browser.processes();
     assert!(!processes.is_empty(), "chromium runs under the driver");
     drop(browser);
     let left: Vec<_> = processes.iter().filter(|p| p.alive()).collect();
-    assert!(left.is_empty(), "processes left after the browser's drop: {left:?}");
+    assert!(
+        left.is_empty(),
+        "processes left after the browser's drop: {left:?}"
+    );
     eprintln!("the browser test took {:?}", started.elapsed());
 }

@@ -28,7 +28,8 @@ const REPLY_LIMIT: Duration = Duration::from_secs(60);
 
 /// The chromium the driver runs: Debian's, unless PORTCULLIS_TEST_CHROMIUM names another.
 fn chromium() -> PathBuf {
-    std::env::var_os("PORTCULLIS_TEST_CHROMIUM").map_or_else(|| "/usr/bin/chromium".into(), PathBuf::from)
+    std::env::var_os("PORTCULLIS_TEST_CHROMIUM")
+        .map_or_else(|| "/usr/bin/chromium".into(), PathBuf::from)
 }
 
 fn driver_dir() -> PathBuf {
@@ -204,10 +205,10 @@ fn descendants(root: u32) -> Vec<Proc> {
         .into_iter()
         .skip(1)
         .filter_map(|pid| {
-            parents
-                .iter()
-                .find(|(p, _)| *p == pid)
-                .map(|(_, s)| Proc { pid, start: s.start })
+            parents.iter().find(|(p, _)| *p == pid).map(|(_, s)| Proc {
+                pid,
+                start: s.start,
+            })
         })
         .collect()
 }
@@ -324,8 +325,8 @@ impl Browser {
             Err(RecvTimeoutError::Timeout) => return Err(format!("no reply in {REPLY_LIMIT:?}")),
             Err(RecvTimeoutError::Disconnected) => return Err("the driver exited".into()),
         };
-        let reply: Value =
-            serde_json::from_str(&line).map_err(|e| format!("a reply that is not JSON ({e}): {line}"))?;
+        let reply: Value = serde_json::from_str(&line)
+            .map_err(|e| format!("a reply that is not JSON ({e}): {line}"))?;
         if reply["ok"] == true {
             Ok(reply)
         } else {
@@ -336,6 +337,13 @@ impl Browser {
     /// Opens `url` and returns its final response (after redirects).
     pub(crate) fn goto(&mut self, url: &str) -> Response {
         response(&self.command(json!({"cmd": "goto", "url": url})))
+    }
+
+    /// [`Browser::goto`] for a page that may not load: `Err` is chromium's reason
+    /// (`net::ERR_CERT_AUTHORITY_INVALID`, `net::ERR_NAME_NOT_RESOLVED`...).
+    pub(crate) fn try_goto(&mut self, url: &str) -> Result<Response, String> {
+        self.try_command(&json!({"cmd": "goto", "url": url}))
+            .map(|reply| response(&reply))
     }
 
     /// The last response the page navigated to (after a click that submitted a form, too).
@@ -398,7 +406,12 @@ impl Browser {
                 id: text(&v["id"]),
                 impact: text(&v["impact"]),
                 help: text(&v["help"]),
-                targets: v["targets"].as_array().into_iter().flatten().map(text).collect(),
+                targets: v["targets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(text)
+                    .collect(),
             })
             .collect()
     }
@@ -535,6 +548,11 @@ fn string_map(value: &Value) -> BTreeMap<String, String> {
         .as_object()
         .into_iter()
         .flatten()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap_or_default().to_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_ascii_lowercase(),
+                v.as_str().unwrap_or_default().to_owned(),
+            )
+        })
         .collect()
 }
