@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use common::browser::{ApiCertificate, Browser, Fetched, Response};
 use common::dev::{curl, Dev};
-use common::oidc::dev_with_provider;
+use common::oidc::{dev_with_provider, sign_in};
 
 /// The CSP of every page in controller/src/api/oidc_pages.rs.
 const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'";
@@ -80,9 +80,7 @@ fn oidc_login_pages_in_chromium() {
     browser.goto(login["authorization_url"].as_str().unwrap());
     browser.wait_for("input[name=user]");
     browser.messages(); // The provider's own page is not under test.
-    browser.fill("input[name=user]", "rita");
-    browser.fill("input[name=groups]", "lab");
-    browser.click("button");
+    sign_in(&mut browser, "rita", "lab", "pwd");
     let url = browser.wait_for_url("/v1/auth/oidc/callback");
     assert!(url.starts_with(&dev.api()), "{url}");
     let response = browser.last_response();

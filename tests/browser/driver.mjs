@@ -79,8 +79,10 @@ async function newContext() {
   page.on('console', (m) => messages.push({ type: m.type(), text: m.text(), url: m.location().url || '' }));
   page.on('pageerror', (err) => messages.push({ type: 'pageerror', text: String(err) }));
   page.on('response', (r) => {
-    if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) {
-      lastNavigation = r;
+    try {
+      if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) lastNavigation = r;
+    } catch {
+      // A service worker's response has no frame: never a navigation of the page.
     }
   });
 }

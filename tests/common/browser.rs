@@ -22,6 +22,9 @@ use serde_json::{json, Value};
 
 use super::dev::Dev;
 
+/// Names a directory that keeps a copy of every screenshot.
+const SCREENSHOTS_VAR: &str = "PORTCULLIS_TEST_SCREENSHOTS";
+
 /// Longer than any wait of the driver's own (15 s an action, 30 s a navigation): a reply that
 /// takes longer means the driver hangs.
 const REPLY_LIMIT: Duration = Duration::from_secs(60);
@@ -387,10 +390,17 @@ impl Browser {
         reply["url"].as_str().unwrap_or_default().to_owned()
     }
 
-    /// A full-page PNG of the page as `NAME.png` in the test's dir; its path.
+    /// A full-page PNG of the page as `NAME.png` in the test's dir; its path. With
+    /// `PORTCULLIS_TEST_SCREENSHOTS=DIR` set, a copy goes into DIR too (to keep them after the
+    /// test, or to refresh the ones in docs/).
     pub(crate) fn screenshot(&mut self, name: &str) -> PathBuf {
         let path = self.dir.join(format!("{name}.png"));
         self.command(json!({"cmd": "screenshot", "path": path}));
+        if let Some(keep) = std::env::var_os(SCREENSHOTS_VAR) {
+            let keep = Path::new(&keep);
+            std::fs::create_dir_all(keep).unwrap();
+            std::fs::copy(&path, keep.join(format!("{name}.png"))).unwrap();
+        }
         path
     }
 
@@ -467,12 +477,36 @@ impl Browser {
         body: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Fetched {
+        self.fetch_as(url, method, body, headers, "same-origin")
+    }
+
+    /// [`Browser::fetch`] with `credentials: "include"`: the cookies go to another origin too
+    /// (when their SameSite lets them), as a cross-site attacker's page would try.
+    pub(crate) fn fetch_including_credentials(
+        &mut self,
+        url: &str,
+        method: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Fetched {
+        self.fetch_as(url, method, body, headers, "include")
+    }
+
+    fn fetch_as(
+        &mut self,
+        url: &str,
+        method: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+        credentials: &str,
+    ) -> Fetched {
         let headers: serde_json::Map<String, Value> = headers
             .iter()
             .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
             .collect();
         let reply = self.command(json!({
             "cmd": "fetch", "url": url, "method": method, "body": body, "headers": headers,
+            "credentials": credentials,
         }));
         if let Some(error) = reply["error"].as_str() {
             return Fetched::Error(error.to_owned());

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::browser::Browser;
 use super::dev::Dev;
 
 pub(crate) const CLIENT_ID: &str = "portcullis-test";
@@ -78,6 +79,17 @@ impl Drop for Provider {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Completes the provider's login form in `browser` (which is on it, or on its way there) as
+/// `user` with `groups` and `amr` (comma separated), and submits it; the browser then
+/// follows the provider's redirect to the client's callback.
+pub(crate) fn sign_in(browser: &mut Browser, user: &str, groups: &str, amr: &str) {
+    browser.wait_for("input[name=user]");
+    browser.fill("input[name=user]", user);
+    browser.fill("input[name=groups]", groups);
+    browser.fill("input[name=amr]", amr);
+    browser.click("button");
 }
 
 /// A provider and a `portcullis dev` (with `policy`) whose controller logs in with it; the
