@@ -319,13 +319,17 @@ impl Browser {
     }
 
     fn try_command(&mut self, command: &Value) -> Result<Value, String> {
+        self.try_command_within(command, REPLY_LIMIT)
+    }
+
+    fn try_command_within(&mut self, command: &Value, limit: Duration) -> Result<Value, String> {
         let stdin = self.stdin.as_mut().ok_or("the driver was closed")?;
         writeln!(stdin, "{command}")
             .and_then(|()| stdin.flush())
             .map_err(|e| format!("writing to the driver: {e}"))?;
-        let line = match self.replies.recv_timeout(REPLY_LIMIT) {
+        let line = match self.replies.recv_timeout(limit) {
             Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => return Err(format!("no reply in {REPLY_LIMIT:?}")),
+            Err(RecvTimeoutError::Timeout) => return Err(format!("no reply in {limit:?}")),
             Err(RecvTimeoutError::Disconnected) => return Err("the driver exited".into()),
         };
         let reply: Value = serde_json::from_str(&line)
@@ -536,11 +540,13 @@ impl Browser {
 }
 
 impl Drop for Browser {
-    /// Closes chromium and the driver (killing what does not end within 10 s), and waits until
+    /// Closes chromium and the driver (killing what has not ended after 25 s), and waits until
     /// every process they started is gone.
     fn drop(&mut self) {
         let processes = self.processes();
-        let closed = self.try_command(&json!({"cmd": "close"})).is_ok();
+        let closed = self
+            .try_command_within(&json!({"cmd": "close"}), Duration::from_secs(15))
+            .is_ok();
         self.stdin = None;
         let exited = closed
             && super::wait::poll_within(Duration::from_secs(10), || match self.child.try_wait() {
