@@ -14,7 +14,8 @@ mod common;
 use std::path::Path;
 use std::time::Instant;
 
-use common::browser::{ApiCertificate, Browser, Fetched, Response};
+use common::browser::certificate::ApiCertificate;
+use common::browser::{Browser, Fetched, Response};
 use common::dev::{curl, Dev};
 use common::oidc::{dev_with_provider, sign_in};
 

@@ -7,8 +7,9 @@
 //!
 //! Chromium does not accept Ed25519 certificates (the TLS handshake fails with
 //! ERR_SSL_PROTOCOL_ERROR), and the internal CA issues the API's certificate as Ed25519: a
-//! browser test gives the controller an ECDSA P-256 one of its own ([`ApiCertificate`], the
-//! config's `[api] tls_cert_file`, as a deployment with a browser-facing API does).
+//! browser test gives the controller an ECDSA P-256 one of its own
+//! ([`certificate::ApiCertificate`], the config's `[api] tls_cert_file`, as a deployment with
+//! a browser-facing API does).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -21,6 +22,12 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::dev::Dev;
+
+pub(crate) mod certificate;
+mod procs;
+
+use procs::descendants;
+pub(crate) use procs::Proc;
 
 /// Names a directory that keeps a copy of every screenshot.
 const SCREENSHOTS_VAR: &str = "PORTCULLIS_TEST_SCREENSHOTS";
@@ -37,64 +44,6 @@ fn chromium() -> PathBuf {
 
 fn driver_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-/// An ECDSA P-256 CA and a certificate it issued for 127.0.0.1 and localhost, for the
-/// controller's API (`[api] tls_cert_file`, `tls_key_file`): one chromium accepts.
-pub(crate) struct ApiCertificate {
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-impl ApiCertificate {
-    /// Writes `DIR/browser-ca.pem`, `DIR/api.crt` and `DIR/api.key` (0600).
-    pub(crate) fn new(dir: &Path) -> ApiCertificate {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-        use std::os::unix::fs::PermissionsExt as _;
-        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "portcullis browser tests");
-        let ca_pem = params.self_signed(&ca_key).unwrap().pem();
-        let issuer = Issuer::new(params, ca_key);
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        let files = ApiCertificate {
-            ca: dir.join("browser-ca.pem"),
-            cert: dir.join("api.crt"),
-            key: dir.join("api.key"),
-        };
-        std::fs::write(&files.ca, ca_pem).unwrap();
-        std::fs::write(&files.cert, leaf.pem()).unwrap();
-        std::fs::write(&files.key, key.serialize_pem()).unwrap();
-        std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        files
-    }
-
-    /// The controller config's `[api]` table serving this certificate.
-    pub(crate) fn config(&self) -> String {
-        format!(
-            "[api]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
-            self.cert.display(),
-            self.key.display()
-        )
-    }
-
-    /// Makes `dev`'s environment (its `curl`, its CLI) trust this CA instead of the internal
-    /// one, which no longer signs the API's certificate.
-    pub(crate) fn trusted_by(&self, dev: &mut Dev) {
-        for (name, value) in &mut dev.env {
-            if name == "PORTCULLIS_CA" {
-                *value = self.ca.display().to_string();
-            }
-        }
-    }
 }
 
 /// The final response of a navigation: its status, URL and headers (names in lower case).
@@ -148,74 +97,6 @@ pub(crate) enum Fetched {
     Error(String),
 }
 
-/// A process of chromium's, told from a later process with the same id by its start time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Proc {
-    pub pid: u32,
-    start: u64,
-}
-
-impl Proc {
-    /// Whether it is still running (a zombie waiting for its reaper counts as gone).
-    pub(crate) fn alive(&self) -> bool {
-        stat(self.pid).is_some_and(|s| s.start == self.start && s.state != 'Z')
-    }
-}
-
-struct Stat {
-    state: char,
-    ppid: u32,
-    start: u64,
-}
-
-/// /proc/PID/stat's state, parent and start time (fields 3, 4 and 22; the command name, field
-/// 2, is in parentheses and may hold spaces).
-fn stat(pid: u32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    Some(Stat {
-        state: fields.first()?.chars().next()?,
-        ppid: fields.get(1)?.parse().ok()?,
-        start: fields.get(19)?.parse().ok()?,
-    })
-}
-
-/// Every process below `root` (children, their children...), not `root` itself.
-fn descendants(root: u32) -> Vec<Proc> {
-    let mut parents: Vec<(u32, Stat)> = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        if let Some(s) = stat(pid) {
-            parents.push((pid, s));
-        }
-    }
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(
-            parents
-                .iter()
-                .filter(|(_, s)| s.ppid == parent)
-                .map(|(pid, _)| *pid),
-        );
-        i += 1;
-    }
-    found
-        .into_iter()
-        .skip(1)
-        .filter_map(|pid| {
-            parents.iter().find(|(p, _)| *p == pid).map(|(_, s)| Proc {
-                pid,
-                start: s.start,
-            })
-        })
-        .collect()
-}
-
 /// Chromium under playwright-core, for one test file (start it once: it takes a second).
 pub(crate) struct Browser {
     child: Child,
@@ -228,8 +109,8 @@ pub(crate) struct Browser {
 
 impl Browser {
     /// A browser that trusts `dev`'s API certificate, verified against the CA its environment
-    /// names (see [`ApiCertificate::trusted_by`]); screenshots go into `dir` (the test's temp
-    /// dir).
+    /// names (see [`certificate::ApiCertificate::trusted_by`]); screenshots go into `dir` (the
+    /// test's temp dir).
     pub(crate) fn for_dev(dev: &Dev, dir: &Path) -> Browser {
         let ca = PathBuf::from(dev.var("PORTCULLIS_CA"));
         Browser::start(dir, &[(&dev.api(), &ca)])
@@ -251,9 +132,13 @@ impl Browser {
             chromium.display()
         );
         let modules = driver_dir().join("node_modules");
+        let installed = ["playwright-core", "@axe-core/playwright"]
+            .iter()
+            .all(|m| modules.join(m).exists());
         assert!(
-            modules.join("playwright-core").exists() && modules.join("@axe-core/playwright").exists(),
-            "tests/browser/node_modules is missing: run `npm ci` in tests/browser (scripts/test does)"
+            installed,
+            "tests/browser/node_modules is missing: run `npm ci` in tests/browser \
+             (scripts/test does)"
         );
         let mut child = Command::new("node")
             .arg(driver_dir().join("driver.mjs"))
