@@ -16,11 +16,9 @@ use std::time::{Duration, Instant};
 use common::client::{closes_within, open_echo};
 use common::cluster::echo_on;
 use common::dev::{curl, Dev};
+use common::oidc::{dev_with_provider, Provider};
 use common::wait::{poll, poll_within};
 use portcullis_proto::clock::{Clock as _, SystemClock};
-
-const CLIENT_ID: &str = "portcullis-test";
-const CLIENT_SECRET: &str = "portcullis-test-secret-0123456789";
 
 /// tests/fixtures/policy-lab.toml: LOCAL is loopback; LAB (127.0.0.2) needs role `lab`,
 /// whose members need MFA, here no older than an hour.
@@ -29,73 +27,6 @@ fn lab_policy() -> String {
         "mfa = { amr = [\"mfa\"] }",
         "mfa = { amr = [\"mfa\"], max_auth_age_secs = 3600 }",
     )
-}
-
-/// The node OpenID provider, killed at drop.
-struct Provider {
-    child: Child,
-    issuer: String,
-}
-
-impl Provider {
-    fn start(redirect_uri: &str, log: &Path) -> Provider {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
-        assert!(
-            dir.join("node_modules/oidc-provider").exists(),
-            "tests/oidc/node_modules is missing: run `npm ci` in tests/oidc (scripts/test does)"
-        );
-        let mut child = Command::new("node")
-            .arg(dir.join("provider.mjs"))
-            .env("CLIENT_ID", CLIENT_ID)
-            .env("CLIENT_SECRET", CLIENT_SECRET)
-            .env("REDIRECT_URI", redirect_uri)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .expect("node is needed for the OIDC tests (scripts/test installs it)");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {}
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| {
-                let _ = child.kill();
-                panic!(
-                    "the OpenID provider printed no readiness line (node >= 20 is needed); \
-                     its stderr:\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                )
-            });
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        Provider {
-            child,
-            issuer: v["issuer"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    /// Makes the next ID token bad (see provider.mjs).
-    fn spoil_next(&self, mode: &str) {
-        let out = Command::new("curl")
-            .args(["-sS", "-f", "-X", "POST"])
-            .arg(format!("{}/admin/next?mode={mode}", self.issuer))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A provider and a `portcullis dev` whose controller logs in with it.
@@ -111,42 +42,13 @@ fn start(device_flow: bool) -> Env {
 
 fn start_limited(device_flow: bool, logins_per_minute: u32) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("client-secret");
-    std::fs::write(&secret, format!("{CLIENT_SECRET}\n")).unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let config = dir.path().join("controller.toml");
     let policy = dir.path().join("policy.toml");
     std::fs::write(&policy, lab_policy()).unwrap();
-    // The redirect URL names the controller's API port: a provider and a config for each
-    // port the controller is tried on.
-    let (dev, provider) = Dev::start_on_api_port(
-        |port| {
-            let redirect = format!("https://127.0.0.1:{port}/v1/auth/oidc/callback");
-            let provider = Provider::start(&redirect, &dir.path().join("provider.log"));
-            std::fs::write(
-                &config,
-                format!(
-                    "[auth]\nlogin_rate_limit_per_minute = {logins_per_minute}\n[auth.oidc]\nissuer = \"{}\"\n\
-                     client_id = \"{CLIENT_ID}\"\nclient_secret_file = \"{}\"\nredirect_url = \"{redirect}\"\n\
-                     scopes = [\"openid\", \"profile\", \"email\", \"groups\"]\ndevice_flow = {device_flow}\n\
-                     [auth.oidc.mfa]\namr = [\"otp\", \"hwk\"]\n",
-                    provider.issuer,
-                    secret.display()
-                ),
-            )
-            .unwrap();
-            provider
-        },
-        |port| {
-            vec![
-                "--api-port".into(),
-                port.to_string(),
-                "--policy".into(),
-                policy.display().to_string(),
-                "--config".into(),
-                config.display().to_string(),
-            ]
-        },
+    let (dev, provider) = dev_with_provider(
+        dir.path(),
+        &policy,
+        &format!("[auth]\nlogin_rate_limit_per_minute = {logins_per_minute}\n"),
+        &format!("device_flow = {device_flow}\n[auth.oidc.mfa]\namr = [\"otp\", \"hwk\"]\n"),
     );
     Env { provider, dev, dir }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
+pub(crate) mod browser;
 pub(crate) mod catalog;
 pub(crate) mod chroot;
 pub(crate) mod client;
@@ -10,6 +11,7 @@ pub(crate) mod dev;
 pub(crate) mod gateway;
 pub(crate) mod init;
 pub(crate) mod netns;
+pub(crate) mod oidc;
 pub(crate) mod pg;
 pub(crate) mod ports;
 pub(crate) mod proxmox;

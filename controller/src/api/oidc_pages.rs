@@ -45,13 +45,15 @@ pub(crate) fn html_escape(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-/// A self-contained page (no external resources, no scripts).
+/// A self-contained page (no external resources, no scripts), in English, its content one
+/// `main` landmark (tests/browser_harness.rs checks it with axe-core in chromium).
 pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Portcullis: {title}</title>\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Portcullis: {title}</title>\
          <style>body{{font-family:sans-serif;max-width:40em;margin:3em auto}}\
          .code{{font:bold 2em monospace;letter-spacing:.1em}}.warn{{color:#a00}}</style></head>\
-         <body><h1>{title}</h1>{body}</body></html>"
+         <body><main><h1>{title}</h1>{body}</main></body></html>"
     );
     (
         status,
