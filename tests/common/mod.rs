@@ -7,6 +7,7 @@ pub(crate) mod catalog;
 pub(crate) mod chroot;
 pub(crate) mod client;
 pub(crate) mod cluster;
+pub(crate) mod console;
 pub(crate) mod dev;
 pub(crate) mod gateway;
 pub(crate) mod init;

@@ -43,9 +43,28 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/sessions/{id}/cancel", post(handlers::cancel))
         .route("/console/assets/{file}", get(assets::get))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_request(host_from_authority))
 }
 
-/// The headers of every console response: CSP, no sniffing, no referrer, no framing; and
+/// HTTP/2 carries the request's host in the `:authority` pseudo-header, not in `Host`: the
+/// origin check ([`guard::cross_site`]) compares `Origin` with `Host`, so a request without one
+/// gets it from its URI's authority (what the browser connected to). A request with a `Host`
+/// keeps it.
+async fn host_from_authority<B>(mut request: axum::http::Request<B>) -> axum::http::Request<B> {
+    if !request.headers().contains_key(header::HOST) {
+        let authority = request
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        if let Some(host) = authority {
+            request.headers_mut().insert(header::HOST, host);
+        }
+    }
+    request
+}
+
+/// The headers of every console response: CSP, no sniffing, no referrer to other sites, no
+/// framing; and
 /// `Cache-Control: no-store` unless the response set its own (the hashed assets).
 async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
     let headers = response.headers_mut();
@@ -59,7 +78,10 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
     );
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // Not `no-referrer`: under it Chromium sends `Origin: null` with the console's own
+        // form posts, which the origin check must refuse. `same-origin` sends nothing to
+        // other sites.
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !headers.contains_key(header::CACHE_CONTROL) {

@@ -37,6 +37,8 @@ fn layout(title: &str, nav: Option<&Nav<'_>>, main: impl FnOnce(&mut Html)) -> H
     .text(title)
     .raw(" · Portcullis</title><link rel=\"stylesheet\" href=\"")
     .text(&assets::css_path())
+    .raw("\"><link rel=\"icon\" type=\"image/svg+xml\" href=\"")
+    .text(&assets::icon_path())
     .raw("\"></head><body><header><span class=\"brand\">Portcullis</span>");
     if let Some(nav) = nav {
         h.raw("<nav><a href=\"/console/sessions\">Sessions</a></nav><span class=\"who\">")

@@ -272,7 +272,7 @@ fn assert_security_headers(got: &Got) {
     );
     assert_eq!(
         got.headers.get(header::REFERRER_POLICY).unwrap(),
-        "no-referrer"
+        "same-origin"
     );
 }
 

@@ -1,0 +1,136 @@
+//! The console's test stack: `portcullis dev` with a local user `ada` (admins) made offline
+//! with a password file, and her TOTP enrolled through the API, as `portcullis login
+//! --password` does. Shared by tests/console.rs (curl) and tests/console_browser.rs
+//! (chromium).
+
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use super::dev::{bin, curl, Dev};
+use super::totp::{oathtool, unix_now};
+
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
+
+pub(crate) const POLICY: &str = r#"
+[settings]
+broker_zone = "LOCAL"
+
+[[zone]]
+name = "LOCAL"
+cidrs = ["127.0.0.0/8", "::1/128"]
+
+[[service]]
+name = "echo"
+ports = "any"
+
+[[cell]]
+from = "LOCAL"
+to = "LOCAL"
+access = "allow"
+services = ["echo"]
+
+[[role]]
+name = "admin"
+groups = ["admins"]
+permissions = ["targets:admin", "sessions:read-all", "sessions:cancel-any", "audit:read"]
+
+[[role.grant]]
+zones = ["LOCAL"]
+services = ["echo"]
+"#;
+
+/// Fast argon2.
+pub(crate) const CONFIG: &str =
+    "[auth.local]\n[auth.local.argon2]\nm_cost_kib = 7168\nt_cost = 5\n";
+
+/// A dev stack with local user `ada` (admins) made offline with a password file;
+/// `extra_config` is appended to dev's `--config` (e.g. an `[api]` certificate).
+pub(crate) fn stack(dir: &Path, extra_config: &str) -> Dev {
+    let state = dir.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let key = state.join("master.key");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key)
+        .unwrap()
+        .write_all("ef".repeat(32).as_bytes())
+        .unwrap();
+    let offline = dir.join("controller.toml");
+    std::fs::write(
+        &offline,
+        format!(
+            "[store]\nurl = \"sqlite://{}\"\n[keys]\nmaster_key_file = \"{}\"\n\
+             [api]\nlisten = \"127.0.0.1:0\"\n[cluster]\nlisten = \"127.0.0.1:0\"\n",
+            state.join("portcullis.db").display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let password = dir.join("password");
+    std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = Command::new(bin())
+        .args(["controller", "users", "add", "ada", "--groups", "admins"])
+        .arg("--config")
+        .arg(&offline)
+        .arg("--password-file")
+        .arg(&password)
+        .env("PORTCULLIS_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = dir.join("dev.toml");
+    std::fs::write(&config, format!("{CONFIG}{extra_config}")).unwrap();
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    Dev::start_in(
+        &state,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    )
+}
+
+/// Enrols ada's TOTP through the API (what `portcullis login --password` does); the secret
+/// and the step of the code the enrolment used.
+pub(crate) fn enrol(dev: &Dev) -> (String, u64) {
+    let login = |body: Value| {
+        let (status, text) = curl(
+            dev,
+            "POST",
+            "/v1/auth/local/login",
+            None,
+            Some(&body.to_string()),
+        );
+        (
+            status,
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+        )
+    };
+    let (status, asked) = login(json!({"username": "ada", "password": PASSWORD}));
+    assert_eq!(status, 200, "{asked}");
+    let offer = &asked["totp_enrolment"];
+    let secret = offer["secret_base32"].as_str().unwrap().to_owned();
+    let now = unix_now();
+    let (status, done) = login(json!({
+        "username": "ada",
+        "password": PASSWORD,
+        "totp_enrolment": {"ticket": offer["ticket"], "code": oathtool(&secret, now)},
+    }));
+    assert_eq!(status, 201, "{done}");
+    (secret, now / 30)
+}

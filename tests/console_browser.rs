@@ -1,0 +1,119 @@
+//! The web console in a real browser: Debian's chromium under playwright-core
+//! (tests/common/browser.rs) logs local user `ada` in with password and TOTP on `portcullis
+//! dev`, lands on the sessions page, and checks on each page the strict Content-Security-Policy,
+//! a clean browser console, no serious or critical axe-core violation and a PNG screenshot. In
+//! the browser: the session cookie is `__Host-`, HttpOnly, Secure and SameSite=Strict and
+//! scripts cannot read it; a same-origin form without the CSRF token is refused with 403; the
+//! API answers the cookie alone with 401; logging out ends the console session.
+//!
+//! The controller serves an ECDSA certificate here (`[api] tls_cert_file`): chromium refuses
+//! the Ed25519 certificates the internal CA issues (docs/console.md).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
+
+mod common;
+
+use common::browser::certificate::ApiCertificate;
+use common::browser::{Browser, Response};
+use common::console::{enrol, stack, PASSWORD};
+use common::totp::{oathtool, unix_now};
+
+/// The console's policy for every page (controller/src/console/mod.rs).
+const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// What every console page must pass: its headers, a clean console, axe, a PNG screenshot.
+fn check_page(browser: &mut Browser, response: &Response, name: &str) {
+    assert_eq!(
+        response.header("content-security-policy"),
+        Some(CSP),
+        "{response:?}"
+    );
+    assert_eq!(response.header("cache-control"), Some("no-store"));
+    assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
+    let serious = browser.axe_serious();
+    assert!(serious.is_empty(), "axe on the {name} page: {serious:#?}");
+    let problems = browser.console_problems();
+    assert!(
+        problems.is_empty(),
+        "the browser console on the {name} page: {problems:#?}"
+    );
+    let shot = browser.screenshot(name);
+    let bytes = std::fs::read(&shot).unwrap();
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a PNG",
+        shot.display()
+    );
+}
+
+#[test]
+fn a_local_user_logs_in_with_totp_in_chromium_and_the_console_holds_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificate = ApiCertificate::new(dir.path());
+    let mut dev = stack(dir.path(), &certificate.config());
+    certificate.trusted_by(&mut dev);
+    let (secret, enrolled_step) = enrol(&dev);
+    let mut browser = Browser::for_dev(&dev, dir.path());
+    let base = dev.api();
+
+    // The login page.
+    let form = browser.goto(&format!("{base}/console/login"));
+    assert_eq!(form.status, 200, "{form:?}");
+    assert_eq!(browser.text("h1"), "Log in");
+    check_page(&mut browser, &form, "console-login");
+
+    // A code of a later step than the enrolment's (within the accepted skew).
+    let step = (enrolled_step + 1).max(unix_now() / 30);
+    browser.fill("#username", "ada");
+    browser.fill("#password", PASSWORD);
+    browser.fill("#totp_code", &oathtool(&secret, step * 30));
+    browser.click("form.login button[type=submit]");
+    browser.wait_for_url("/console/sessions");
+    let sessions = browser.last_response();
+    assert_eq!(sessions.status, 200, "{sessions:?}");
+    assert_eq!(browser.text("h1"), "Sessions");
+    check_page(&mut browser, &sessions, "console-sessions");
+
+    // The cookie as the browser holds it, out of reach of the page's scripts.
+    let cookies = browser.cookies();
+    let cookie = cookies
+        .iter()
+        .find(|c| c["name"] == "__Host-portcullis-console")
+        .unwrap_or_else(|| panic!("no console cookie in {cookies:?}"));
+    assert_eq!(cookie["httpOnly"], true, "{cookie}");
+    assert_eq!(cookie["secure"], true, "{cookie}");
+    assert_eq!(cookie["sameSite"], "Strict", "{cookie}");
+    assert_eq!(cookie["path"], "/", "{cookie}");
+    assert_eq!(browser.eval("document.cookie"), "");
+
+    // A same-origin form that lacks the CSRF token is refused.
+    browser.eval(
+        "(() => { const f = document.createElement('form'); f.method = 'post'; \
+         f.action = '/console/logout'; document.body.appendChild(f); f.submit(); \
+         return true; })()",
+    );
+    browser.wait_for_url("/console/logout");
+    let refused = browser.last_response();
+    assert_eq!(refused.status, 403, "{refused:?}");
+
+    // The API does not take the cookie: only a bearer token.
+    let api = browser.goto(&format!("{base}/v1/sessions"));
+    assert_eq!(api.status, 401, "{api:?}");
+
+    // The console session still stands; the page's own logout button ends it.
+    browser.goto(&format!("{base}/console/sessions"));
+    browser.click("form[action='/console/logout'] button");
+    browser.wait_for_url("/console/login");
+    let after = browser.goto(&format!("{base}/console/sessions"));
+    assert!(after.url.ends_with("/console/login"), "{after:?}");
+    assert!(
+        !browser
+            .cookies()
+            .iter()
+            .any(|c| c["name"] == "__Host-portcullis-console" && c["value"] != ""),
+        "the console cookie outlived the logout"
+    );
+    drop(browser);
+    dev.stop();
+}
