@@ -4,7 +4,9 @@
 //! a clean browser console, no serious or critical axe-core violation and a PNG screenshot. In
 //! the browser: the session cookie is `__Host-`, HttpOnly, Secure and SameSite=Strict and
 //! scripts cannot read it; a same-origin form without the CSRF token is refused with 403; the
-//! API answers the cookie alone with 401; logging out ends the console session.
+//! API answers the cookie alone with 401; the Cancel button on a live session (opened by the
+//! CLI, `connect echo --listen-port 0`) ends it, and the CLI's `connect` returns; logging out
+//! ends the console session.
 //!
 //! The controller serves an ECDSA certificate here (`[api] tls_cert_file`): chromium refuses
 //! the Ed25519 certificates the internal CA issues (docs/console.md).
@@ -13,10 +15,15 @@
 
 mod common;
 
+use std::io::{BufRead as _, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
 use common::browser::certificate::ApiCertificate;
 use common::browser::{Browser, Response};
 use common::console::{enrol, stack, PASSWORD};
 use common::totp::{oathtool, unix_now};
+use common::wait::poll;
 
 /// The console's policy for every page (controller/src/console/mod.rs).
 const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
@@ -74,6 +81,46 @@ fn a_local_user_logs_in_with_totp_in_chromium_and_the_console_holds_its_line() {
     assert_eq!(sessions.status, 200, "{sessions:?}");
     assert_eq!(browser.text("h1"), "Sessions");
     check_page(&mut browser, &sessions, "console-sessions");
+
+    // A live session the CLI holds open: its row has a Cancel button, which ends it, and
+    // the CLI's `connect` returns.
+    let mut connect = dev
+        .cli()
+        .args(["connect", "echo", "--listen-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut listening = String::new();
+    BufReader::new(connect.stdout.take().unwrap())
+        .read_line(&mut listening)
+        .unwrap();
+    assert!(listening.contains("Listening on"), "{listening}");
+    let live = browser.goto(&format!("{base}/console/sessions"));
+    assert_eq!(live.status, 200, "{live:?}");
+    assert_eq!(browser.count("form[action$='/cancel'] button"), 1);
+    check_page(&mut browser, &live, "console-sessions-live");
+    browser.click("form[action$='/cancel'] button");
+    browser.wait_for_url("/console/sessions");
+    assert_eq!(browser.last_response().status, 200);
+    let status = poll(
+        "connect to return after the console cancelled its session",
+        Duration::from_secs(20),
+        || {
+            connect
+                .try_wait()
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "running".to_owned())
+        },
+    );
+    assert!(status.code().is_some(), "connect was killed: {status}");
+    browser.goto(&format!("{base}/console/sessions"));
+    assert!(
+        browser.text("tbody").contains("canceled"),
+        "{}",
+        browser.text("main")
+    );
+    assert_eq!(browser.count("form[action$='/cancel'] button"), 0);
 
     // The cookie as the browser holds it, out of reach of the page's scripts.
     let cookies = browser.cookies();
