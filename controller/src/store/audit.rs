@@ -20,6 +20,13 @@ pub(crate) async fn lock_head(conn: &mut AnyConnection) -> Result<HeadRow> {
     let sql = if conn.backend_name() == "PostgreSQL" {
         "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
     } else {
+        // SQLite: take the write lock before reading the head. A read first would pin the
+        // transaction to a snapshot, and its later insert would fail at once with "database
+        // is locked" when another process (`controller backup` beside a running controller)
+        // committed in between; a write first waits out the busy timeout instead.
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *conn)
+            .await?;
         "SELECT seq, hash FROM audit_head WHERE id = 1"
     };
     let row = sqlx::query(sql)
