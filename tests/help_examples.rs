@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::dev::{bin, Dev};
-use common::wait::poll;
+use common::wait::{poll, poll_within};
 use help_examples::{examples, Block};
 
 /// `portcullis PATH --help`.
@@ -114,19 +114,17 @@ fn run_to_end(dev: &Dev, dir: &Path, line: &str) -> Result<(), String> {
         let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
         text
     });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
+    let status = match poll_within(Duration::from_secs(60), || {
+        child.try_wait().unwrap().ok_or(())
+    }) {
+        Ok(status) => Some(status),
+        Err(()) => {
             let _ = Command::new("kill")
                 .args(["-KILL", &format!("-{}", child.id())])
                 .status();
             let _ = child.wait();
-            break None;
+            None
         }
-        std::thread::sleep(Duration::from_millis(20));
     };
     let (out, err) = (
         out.join().unwrap_or_default(),
