@@ -331,6 +331,70 @@ fn rotated_grant_keys_stay_valid_until_retired() {
 }
 
 #[test]
+fn a_grant_signed_by_a_key_rotated_in_since_the_last_heartbeat_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    // Heartbeats far apart: the worker hears of the new key only by asking when a grant
+    // names it (the hello's sync gave it the old key only).
+    let c = Controller::start_with(
+        &dir.path().join("controller"),
+        "heartbeat_interval = 60\nlost_after = 300\n\
+         [sessions.per_user]\nmax_live = 10000\nauthorize_per_minute = 10000\n",
+    );
+    let _w = c.join_worker_with_echo(
+        dir.path(),
+        std::slice::from_ref(&c.cluster),
+        "admit_grace = \"300s\"",
+    );
+    drop(open_echo(listen(&c, "echo").port));
+    let rotated = c
+        .cli()
+        .args(["controller", "keys", "rotate", "grant", "--config"])
+        .arg(&c.config)
+        .output()
+        .unwrap();
+    assert!(rotated.status.success(), "{rotated:?}");
+    // Every session opened from now on works: those signed by the old key while the
+    // controller's key cache (2 s) still holds it, and those signed by the new one after.
+    let started = Instant::now();
+    let mut sessions = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        drop(open_echo(listen(&c, "echo").port));
+        sessions += 1;
+    }
+    // The old key retired, only the new one signs and verifies: a new session still works,
+    // long before the next heartbeat could have brought the key.
+    let keys = c
+        .cli()
+        .args(["controller", "keys", "list", "--json", "--config"])
+        .arg(&c.config)
+        .output()
+        .unwrap();
+    let keys: serde_json::Value = serde_json::from_slice(&keys.stdout).unwrap();
+    let old = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["purpose"] == "grant" && k["state"] == "previous")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let retired = c
+        .cli()
+        .args(["controller", "keys", "retire", &old, "--config"])
+        .arg(&c.config)
+        .output()
+        .unwrap();
+    assert!(retired.status.success(), "{retired:?}");
+    drop(open_echo(listen(&c, "echo").port));
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "the test ran into the heartbeat"
+    );
+    assert!(sessions > 1, "only {sessions} sessions in the window");
+}
+
+#[test]
 fn deleting_a_worker_ends_its_sessions_and_refuses_its_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let c = Controller::start(&dir.path().join("controller"));

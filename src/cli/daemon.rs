@@ -252,26 +252,40 @@ fn load_controller_config(
     .context("the controller config was refused")
 }
 
-/// Resolves when SIGINT or SIGTERM arrives.
-pub(crate) async fn terminated() {
+/// Installs the SIGINT and SIGTERM handlers now and returns a future that resolves when one
+/// arrives. Call it before printing a readiness line: whoever read that line may signal at
+/// once, and a signal before the handlers are in would kill the process without its drain.
+pub(crate) fn on_termination() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        async fn next(signal: Option<Signal>) {
+            match signal {
+                Some(mut s) => {
+                    s.recv().await;
                 }
+                None => std::future::pending().await,
             }
-            Err(_) => {
+        }
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        let neither = term.is_none() && int.is_none();
+        async move {
+            if neither {
                 let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+            tokio::select! {
+                () = next(term) => {}
+                () = next(int) => {}
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -337,6 +351,7 @@ async fn serve_controller(config: portcullis_controller::Config) -> anyhow::Resu
         .await
         .context("controller failed to start")?;
     let ops = super::ops::bind(ops_listen).await?;
+    let terminated = on_termination();
     let ready = serde_json::json!({
         "event": "ready",
         "component": "controller",
@@ -354,7 +369,7 @@ async fn serve_controller(config: portcullis_controller::Config) -> anyhow::Resu
     super::ops::notify::ready(&shutdown);
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        terminated().await;
+        terminated.await;
         stop.cancel();
     });
     controller.run(shutdown).await;
@@ -482,6 +497,7 @@ pub(crate) async fn run_worker(cmd: WorkerCommand) -> anyhow::Result<i32> {
                     "no controller answered within 10 s; admitting nothing until one does"
                 );
             }
+            let terminated = on_termination();
             let ready = serde_json::json!({
                 "event": "ready",
                 "component": "worker",
@@ -499,7 +515,7 @@ pub(crate) async fn run_worker(cmd: WorkerCommand) -> anyhow::Result<i32> {
             super::ops::notify::ready(&shutdown);
             let stop = shutdown.clone();
             tokio::spawn(async move {
-                terminated().await;
+                terminated.await;
                 stop.cancel();
             });
             worker

@@ -157,6 +157,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let policy_file = std::fs::canonicalize(&policy_file).unwrap_or(policy_file);
     write_offline_config(&state_dir, &policy_file)?;
     let env_path = write_dev_env(&state_dir, api_addr, &ca_path, &token, &policy_file)?;
+    let terminated = super::daemon::on_termination();
     let ready = serde_json::json!({
         "event": "ready",
         "component": "dev",
@@ -173,7 +174,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<i32> {
 
     let worker_shutdown = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(worker_shutdown.clone()));
-    super::daemon::terminated().await;
+    terminated.await;
     eprintln!("stopping: draining the worker");
     worker_shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(60), worker_task).await;

@@ -195,12 +195,18 @@ impl Controller {
         let policy = dir.join("policy.toml");
         std::fs::copy(policy_file, &policy).unwrap();
         let config = dir.join("controller.toml");
+        // Tests hear from workers quickly, unless `workers_extra` sets its own pace.
+        let pace = if workers_extra.contains("heartbeat_interval") {
+            ""
+        } else {
+            "heartbeat_interval = 0.2\nlost_after = 3\n"
+        };
         std::fs::write(
             &config,
             format!(
                 "[store]\nurl = \"{url}\"\n[keys]\nmaster_key_file = \"{}\"\n[api]\nlisten = \"{ip}:0\"\ntls_names = [\"localhost\", \"{ip}\"]\n{api_extra}\n\
                  [cluster]\nlisten = \"{ip}:0\"\n{cluster_extra}\n[policy]\nfile = \"{}\"\n\
-                 [sessions]\nsweep_interval = 0.5\n[workers]\nheartbeat_interval = 0.2\nlost_after = 3\n{workers_extra}\n",
+                 [sessions]\nsweep_interval = 0.5\n[workers]\n{pace}{workers_extra}\n",
                 master.display(),
                 policy.display(),
             ),

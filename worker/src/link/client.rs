@@ -33,6 +33,8 @@ pub struct LinkClient {
     next_id: AtomicU64,
     /// How many links have registered so far; changes at every registration.
     registered: watch::Sender<u64>,
+    /// When the last on-demand sync started ([`super::keys`]); held while one is in flight.
+    pub(super) key_sync: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 struct LiveLink {

@@ -11,6 +11,7 @@
 
 mod client;
 mod dial;
+mod keys;
 mod protocol;
 mod redial;
 
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use self::client::Outgoing;
 pub use self::client::{LinkClient, Registration};
 pub use self::dial::run;
+pub use self::keys::learn_grant_key;
 use self::protocol::Awaits;
 use crate::Shared;
 

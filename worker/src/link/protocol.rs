@@ -196,7 +196,7 @@ pub(super) fn serve(shared: &Shared, body: Request) -> Response {
     }
 }
 
-fn apply_sync(shared: &Shared, sync: link::Sync) {
+pub(super) fn apply_sync(shared: &Shared, sync: link::Sync) {
     shared.table.heard(sync.grant_keys);
     if let Some(bundle) = sync.tls_ca {
         match shared

@@ -128,6 +128,7 @@ async fn handle(
         }
     };
     let admitting = std::time::Instant::now();
+    crate::link::learn_grant_key(&shared, &hello.grant).await;
     let admitted = match admission::admit(&shared, &tls, peer, hello) {
         Ok(admitted) => admitted,
         Err(admission::Refused {
