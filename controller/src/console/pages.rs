@@ -26,8 +26,17 @@ pub(crate) fn page_response(status: StatusCode, html: Html) -> Response {
     response
 }
 
-/// The document around a page's `main`.
-fn layout(title: &str, nav: Option<&Nav<'_>>, main: impl FnOnce(&mut Html)) -> Html {
+/// The console's sections, as the header links to them.
+const SECTIONS: [(&str, &str); 5] = [
+    ("/console/sessions", "Sessions"),
+    ("/console/audit", "Audit"),
+    ("/console/policy", "Policy"),
+    ("/console/targets", "Targets"),
+    ("/console/workers", "Workers"),
+];
+
+/// The document around a page's `main` (each page module renders through it).
+pub(crate) fn layout(title: &str, nav: Option<&Nav<'_>>, main: impl FnOnce(&mut Html)) -> Html {
     let mut h = Html::new();
     h.raw(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -41,7 +50,15 @@ fn layout(title: &str, nav: Option<&Nav<'_>>, main: impl FnOnce(&mut Html)) -> H
     .text(&assets::icon_path())
     .raw("\"></head><body><header><span class=\"brand\">Portcullis</span>");
     if let Some(nav) = nav {
-        h.raw("<nav><a href=\"/console/sessions\">Sessions</a></nav><span class=\"who\">")
+        h.raw("<nav>");
+        for (href, label) in SECTIONS {
+            h.raw("<a href=\"")
+                .text(href)
+                .raw("\">")
+                .text(label)
+                .raw("</a>");
+        }
+        h.raw("</nav><span class=\"who\">")
             .text(nav.username)
             .raw("</span><form method=\"post\" action=\"/console/logout\" class=\"inline\">");
         csrf_field(&mut h, nav.csrf_token);
@@ -53,7 +70,7 @@ fn layout(title: &str, nav: Option<&Nav<'_>>, main: impl FnOnce(&mut Html)) -> H
     h
 }
 
-fn csrf_field(h: &mut Html, token: &str) {
+pub(crate) fn csrf_field(h: &mut Html, token: &str) {
     h.raw("<input type=\"hidden\" name=\"csrf_token\" value=\"")
         .text(token)
         .raw("\">");
