@@ -98,8 +98,8 @@ pub(crate) async fn index() -> Redirect {
 }
 
 /// `GET /console/login`.
-pub(crate) async fn login_form() -> Response {
-    pages::page_response(StatusCode::OK, pages::login(None, ""))
+pub(crate) async fn login_form(State(state): State<AppState>) -> Response {
+    pages::page_response(StatusCode::OK, pages::login(None, "", state.oidc.is_some()))
 }
 
 /// `POST /console/login`: a local user's password and TOTP code; on success the session
@@ -118,7 +118,7 @@ pub(crate) async fn login(
     let again = |status: StatusCode, message: &str| {
         Ok(pages::page_response(
             status,
-            pages::login(Some(message), &username),
+            pages::login(Some(message), &username, state.oidc.is_some()),
         ))
     };
     match console_login(&state, peer.ip(), &username, password, totp_code).await {

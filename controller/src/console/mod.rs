@@ -11,6 +11,7 @@ pub(crate) mod error;
 mod guard;
 mod handlers;
 mod html;
+pub(crate) mod oidc;
 mod pages;
 pub(crate) mod session;
 
@@ -38,6 +39,7 @@ pub(crate) fn routes() -> Router<AppState> {
             "/console/login",
             get(handlers::login_form).post(handlers::login),
         )
+        .route("/console/login/oidc", get(oidc::start))
         .route("/console/logout", post(handlers::logout))
         .route("/console/sessions", get(handlers::sessions))
         .route("/console/sessions/{id}/cancel", post(handlers::cancel))

@@ -76,14 +76,21 @@ pub(crate) fn csrf_field(h: &mut Html, token: &str) {
         .raw("\">");
 }
 
-/// The login form of a local user (password and TOTP code), with what went wrong last.
-pub(crate) fn login(message: Option<&str>, username: &str) -> Html {
+/// The login page: a link to the OpenID provider when the controller has one (`oidc`), and
+/// the form of a local user (password and TOTP code), with what went wrong last.
+pub(crate) fn login(message: Option<&str>, username: &str, oidc: bool) -> Html {
     layout("Log in", None, |h| {
         h.raw("<h1>Log in</h1>");
         if let Some(message) = message {
             h.raw("<p class=\"error\" role=\"alert\">")
                 .text(message)
                 .raw("</p>");
+        }
+        if oidc {
+            h.raw(
+                "<p><a class=\"button\" href=\"/console/login/oidc\">Log in with your \
+                 organisation's OpenID provider</a></p><h2>Or as a local user</h2>",
+            );
         }
         h.raw(
             "<form method=\"post\" action=\"/console/login\" class=\"login\">\
@@ -99,8 +106,8 @@ pub(crate) fn login(message: Option<&str>, username: &str) -> Html {
              <input id=\"totp_code\" name=\"totp_code\" inputmode=\"numeric\" \
              autocomplete=\"one-time-code\" pattern=\"[0-9]{6}\">\
              <button type=\"submit\">Log in</button></form>\
-             <p class=\"hint\">Local users only for now; first log in once with \
-             <code>portcullis login --password</code> to set a password and enrol TOTP.</p>",
+             <p class=\"hint\">A local user logs in once with \
+             <code>portcullis login --password</code> first, to set a password and enrol TOTP.</p>",
         );
     })
 }

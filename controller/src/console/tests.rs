@@ -687,6 +687,6 @@ fn labels_and_user_names_are_rendered_escaped() {
         html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
         "{html}"
     );
-    let login = super::pages::login(Some(evil), evil).into_string();
+    let login = super::pages::login(Some(evil), evil, true).into_string();
     assert!(!login.contains("<script"), "{login}");
 }

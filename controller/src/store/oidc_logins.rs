@@ -10,6 +10,9 @@ use super::Write;
 pub(crate) const LOOPBACK: &str = "loopback";
 pub(crate) const CODE: &str = "code";
 pub(crate) const DEVICE: &str = "device";
+/// A login of the web console: finished by the callback in the browser that started it
+/// (bound by a cookie, `console::oidc`), never redeemed by a CLI.
+pub(crate) const CONSOLE: &str = "console";
 
 /// Wrong redemption codes a login tolerates before it is burnt.
 pub(crate) const MAX_FAILED_ATTEMPTS: i64 = 5;

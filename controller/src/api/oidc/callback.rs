@@ -60,9 +60,10 @@ impl CallbackQuery {
 pub(crate) async fn callback(
     State(state): State<AppState>,
     PeerAddr(peer): PeerAddr,
+    headers: axum::http::HeaderMap,
     Query(query): Query<CallbackQuery>,
 ) -> Response {
-    match callback_inner(&state, peer.ip(), query).await {
+    match callback_inner(&state, peer.ip(), &headers, query).await {
         Ok(response) => response,
         Err(err) => page(
             err.status,
@@ -78,11 +79,16 @@ pub(crate) async fn callback(
 async fn callback_inner(
     state: &AppState,
     peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
     query: CallbackQuery,
 ) -> Result<Response, ApiError> {
     let relying = relying(state)?;
     rate_limit(state, peer).await?;
     let login = claim_login(state, peer, query.state()).await?;
+    if login.mode == logins::CONSOLE {
+        // Finished here, in the browser that started it: a session cookie, no code.
+        return crate::console::oidc::came_back(state, relying, &login, headers, &query).await;
+    }
     let identity = match exchange(state, relying, &login, &query).await {
         Ok(identity) => identity,
         Err(message) => {
@@ -142,7 +148,7 @@ async fn claim_login(
 }
 
 /// The provider's answer to a login: the code exchanged and the ID token verified.
-async fn exchange(
+pub(crate) async fn exchange(
     state: &AppState,
     relying: &Relying,
     login: &PendingLogin,

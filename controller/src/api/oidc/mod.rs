@@ -21,11 +21,10 @@ mod callback;
 mod redeem;
 mod start;
 
-pub(crate) use callback::callback;
-#[cfg(any(test, fuzzing))]
-pub(crate) use callback::CallbackQuery;
+pub(crate) use callback::exchange;
+pub(crate) use callback::{callback, CallbackQuery};
 pub(crate) use redeem::redeem;
-pub(crate) use start::start;
+pub(crate) use start::{begin_in_browser, new_login, record_started, start};
 
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -40,7 +39,7 @@ use crate::state::AppState;
 use crate::store::oidc_logins::{self as logins, PendingLogin};
 use crate::store::rate_limits;
 
-fn relying(state: &AppState) -> Result<&Relying, ApiError> {
+pub(crate) fn relying(state: &AppState) -> Result<&Relying, ApiError> {
     state.oidc.as_deref().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -60,7 +59,7 @@ fn oidc_error(err: OidcError) -> ApiError {
 }
 
 /// Counts a login attempt from `peer`; refuses past `auth.login_rate_limit_per_minute`.
-async fn rate_limit(state: &AppState, peer: std::net::IpAddr) -> Result<(), ApiError> {
+pub(crate) async fn rate_limit(state: &AppState, peer: std::net::IpAddr) -> Result<(), ApiError> {
     let now = clock::to_i64(state.clock.unix_secs());
     let allowed = {
         let mut conn = state.store.conn().await?;
@@ -120,7 +119,11 @@ async fn record_failure(
 }
 
 /// Ends a pending login with `reason` (the CLI is told it when it redeems) and audits it.
-async fn fail_login(state: &AppState, login: &PendingLogin, reason: &str) -> Result<(), ApiError> {
+pub(crate) async fn fail_login(
+    state: &AppState,
+    login: &PendingLogin,
+    reason: &str,
+) -> Result<(), ApiError> {
     let mut tx = state.begin_audited().await?;
     logins::fail(tx.write(), &login.id, reason).await?;
     let event = Event::LoginFailed {

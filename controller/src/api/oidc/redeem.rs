@@ -105,6 +105,11 @@ async fn check_redeemable(
              redeem it",
         ));
     }
+    if login.mode == logins::CONSOLE {
+        return Err(refused(
+            "this is a web console login: it finishes in the browser that started it",
+        ));
+    }
     if let Some(error) = &login.error {
         return Err(refused(&format!("the login failed: {error}")));
     }

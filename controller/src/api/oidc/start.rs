@@ -32,23 +32,8 @@ pub(crate) async fn start(
     let now = state.clock.unix_secs();
     let timeout = relying.config().login_timeout.as_secs();
     let source = peer.ip().to_string();
-    let mut login = PendingLogin {
-        id: new_id(IdKind::Login),
-        mode: String::new(),
-        state_hash: None,
-        sealed: Vec::new(),
-        cli_secret_hash,
-        redirect_port: body.redirect_port.map(i64::from),
-        source: source.clone(),
-        created_at: clock::to_i64(now),
-        expires_at: clock::to_i64(now + timeout),
-        callback_at: None,
-        identity: None,
-        code_hash: None,
-        failed_attempts: 0,
-        error: None,
-        redeemed_at: None,
-    };
+    let mut login = new_login(now, timeout, &source, cli_secret_hash);
+    login.redirect_port = body.redirect_port.map(i64::from);
     let mut response = OidcStartResponse {
         login_id: login.id.clone(),
         authorization_url: None,
@@ -60,25 +45,69 @@ pub(crate) async fn start(
     };
     match body.mode {
         OidcLoginMode::Loopback | OidcLoginMode::Code => {
-            begin_in_browser(&state, relying, body.mode, &mut login, &mut response).await?;
+            let mode = if body.mode == OidcLoginMode::Loopback {
+                logins::LOOPBACK
+            } else {
+                logins::CODE
+            };
+            let url = begin_in_browser(&state, relying, mode, &mut login).await?;
+            response.authorization_url = Some(url);
         }
         OidcLoginMode::Device => {
             begin_on_device(&state, relying, now, &mut login, &mut response).await?;
         }
     }
+    record_started(&state, relying, &login).await?;
+    Ok((StatusCode::CREATED, Json(response)))
+}
+
+/// A pending login from `source` that lives `timeout` seconds from `now`, bound to the client
+/// that knows the secret hashed in `client_secret_hash`; its mode is the caller's to set.
+pub(crate) fn new_login(
+    now: u64,
+    timeout: u64,
+    source: &str,
+    client_secret_hash: Vec<u8>,
+) -> PendingLogin {
+    PendingLogin {
+        id: new_id(IdKind::Login),
+        mode: String::new(),
+        state_hash: None,
+        sealed: Vec::new(),
+        cli_secret_hash: client_secret_hash,
+        redirect_port: None,
+        source: source.to_owned(),
+        created_at: clock::to_i64(now),
+        expires_at: clock::to_i64(now + timeout),
+        callback_at: None,
+        identity: None,
+        code_hash: None,
+        failed_attempts: 0,
+        error: None,
+        redeemed_at: None,
+    }
+}
+
+/// Stores a pending login with its `login_started` event (pruning expired ones).
+pub(crate) async fn record_started(
+    state: &AppState,
+    relying: &Relying,
+    login: &PendingLogin,
+) -> Result<(), ApiError> {
+    let now = clock::to_i64(state.clock.unix_secs());
     let mut tx = state.begin_audited().await?;
-    logins::prune(tx.read(), clock::to_i64(now)).await?;
-    logins::insert(tx.write(), &login).await?;
+    logins::prune(tx.read(), now).await?;
+    logins::insert(tx.write(), login).await?;
     let event = Event::LoginStarted {
         details: event::LoginStarted {
-            login_id: login.id,
-            mode: login.mode,
+            login_id: login.id.clone(),
+            mode: login.mode.clone(),
             issuer: relying.config().issuer.clone(),
         },
     };
-    tx.commit(AuditEvent::new(Actor::anonymous(&source), event))
+    tx.commit(AuditEvent::new(Actor::anonymous(&login.source), event))
         .await?;
-    Ok((StatusCode::CREATED, Json(response)))
+    Ok(())
 }
 
 /// The SHA-256 of the secret the CLI keeps, from its base64url text.
@@ -110,15 +139,15 @@ fn check_redirect_port(mode: OidcLoginMode, port: Option<u16>) -> Result<(), Api
     }
 }
 
-/// A login in the browser (loopback or typed code): the state's hash is kept to find the
-/// login at the callback, the nonce and PKCE verifier sealed until then.
-async fn begin_in_browser(
+/// A login in the browser (loopback, typed code, or the console's): the state's hash is kept
+/// to find the login at the callback, the nonce and PKCE verifier sealed until then. Returns
+/// the provider's authorization URL to send the browser to.
+pub(crate) async fn begin_in_browser(
     state: &AppState,
     relying: &Relying,
-    mode: OidcLoginMode,
+    mode: &str,
     login: &mut PendingLogin,
-    response: &mut OidcStartResponse,
-) -> Result<(), ApiError> {
+) -> Result<String, ApiError> {
     let oauth_state = new_secret();
     let nonce = new_secret();
     let (challenge, pkce_verifier) = Relying::pkce();
@@ -131,18 +160,12 @@ async fn begin_in_browser(
         pkce_verifier,
     })
     .map_err(|e| ApiError::internal(e.to_string()))?;
-    login.mode = if mode == OidcLoginMode::Loopback {
-        logins::LOOPBACK
-    } else {
-        logins::CODE
-    }
-    .into();
+    login.mode = mode.to_owned();
     login.state_hash = Some(secret_hash(&oauth_state));
     login.sealed = state
         .keys
         .seal_secret(&sealing_context(&login.id), &secrets)?;
-    response.authorization_url = Some(url);
-    Ok(())
+    Ok(url)
 }
 
 /// A device login (RFC 8628): the device code is sealed for the CLI's polls; the login lives
