@@ -1,10 +1,11 @@
 //! What `connect http` changes in the HTTP it carries, as pure functions: the upstream it
 //! speaks to (scheme, Host, the name its certificate is checked for), the request headers
 //! that name the local URL (`Host`, `Origin`, `Referer`), and a response's `Location` that
-//! names the target (rewritten back to the local URL, so redirects stay on the tunnel).
+//! names the target (rewritten back to the local URL, so redirects stay on the tunnel) and
+//! its cookies' `Domain` (dropped: the browser keeps them for the local URL's host).
 
 use anyhow::{bail, Context as _};
-use http::header::{HeaderMap, HeaderValue, HOST, LOCATION, ORIGIN, REFERER};
+use http::header::{HeaderMap, HeaderValue, HOST, LOCATION, ORIGIN, REFERER, SET_COOKIE};
 use url::Url;
 
 use super::args::Scheme;
@@ -89,7 +90,9 @@ impl Origins {
         }
     }
 
-    /// Rewrites a response's `Location` that points at the target back to the local URL.
+    /// Rewrites a response's `Location` that points at the target back to the local URL, and
+    /// drops the `Domain` of its cookies: a cookie for `pve.lan` would be refused by a browser
+    /// on `localhost`, where a host-only cookie is kept (e.g. Proxmox's `PVEAuthCookie`).
     pub(super) fn rewrite_response(&self, headers: &mut HeaderMap) {
         let rewritten = headers
             .get(LOCATION)
@@ -98,6 +101,23 @@ impl Origins {
             .and_then(|v| HeaderValue::from_str(&v).ok());
         if let Some(value) = rewritten {
             headers.insert(LOCATION, value);
+        }
+        if headers.contains_key(SET_COOKIE) {
+            let cookies: Vec<HeaderValue> = headers
+                .get_all(SET_COOKIE)
+                .iter()
+                .map(|v| {
+                    v.to_str()
+                        .ok()
+                        .and_then(without_domain)
+                        .and_then(|c| HeaderValue::from_str(&c).ok())
+                        .unwrap_or_else(|| v.clone())
+                })
+                .collect();
+            headers.remove(SET_COOKIE);
+            for cookie in cookies {
+                headers.append(SET_COOKIE, cookie);
+            }
         }
     }
 
@@ -124,6 +144,24 @@ impl Origins {
         }
         Some(out)
     }
+}
+
+/// A `Set-Cookie` value without its `Domain` attribute(s); `None` when it has none.
+fn without_domain(cookie: &str) -> Option<String> {
+    let mut parts = cookie.split(';');
+    let pair = parts.next()?;
+    let mut dropped = false;
+    let mut out = pair.to_owned();
+    for attribute in parts {
+        let name = attribute.split('=').next().unwrap_or_default().trim();
+        if name.eq_ignore_ascii_case("domain") {
+            dropped = true;
+        } else {
+            out.push(';');
+            out.push_str(attribute);
+        }
+    }
+    dropped.then_some(out)
 }
 
 /// `value` with its leading `from` origin replaced by `to`, when it starts with exactly that
@@ -198,6 +236,42 @@ mod tests {
         assert_eq!(headers[HOST], "pve.lan:8006", "Host is always set");
         assert_eq!(headers[ORIGIN], "https://evil.example");
         assert_eq!(headers[REFERER], "https://localhost:84433/x");
+    }
+
+    #[test]
+    fn the_targets_cookies_lose_their_domain_and_keep_everything_else() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            SET_COOKIE,
+            HeaderValue::from_static(
+                "PVEAuthCookie=PVE%3Aroot; Domain=pve.lan; Path=/; Secure; SameSite=Strict",
+            ),
+        );
+        headers.append(
+            SET_COOKIE,
+            HeaderValue::from_static("grafana_session=abc; path=/; DOMAIN=.lan; HttpOnly"),
+        );
+        headers.append(SET_COOKIE, HeaderValue::from_static("plain=1; Path=/"));
+        headers.insert(LOCATION, HeaderValue::from_static("/"));
+        origins().rewrite_response(&mut headers);
+        let cookies: Vec<_> = headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            cookies,
+            [
+                "PVEAuthCookie=PVE%3Aroot; Path=/; Secure; SameSite=Strict",
+                "grafana_session=abc; path=/; HttpOnly",
+                "plain=1; Path=/",
+            ]
+        );
+        assert_eq!(
+            without_domain("a=b; Domainx=1"),
+            None,
+            "only the Domain attribute"
+        );
     }
 
     #[test]
