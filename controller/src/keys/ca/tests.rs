@@ -23,7 +23,7 @@ fn only(
     key: rustls_pki_types::AlgorithmIdentifier,
     signature: rustls_pki_types::AlgorithmIdentifier,
 ) -> Vec<&'static dyn SignatureVerificationAlgorithm> {
-    let all = rustls::crypto::ring::default_provider()
+    let all = portcullis_crypto::tls::provider()
         .signature_verification_algorithms
         .all;
     let chosen: Vec<_> = all
