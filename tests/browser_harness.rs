@@ -3,9 +3,10 @@
 //! OpenID provider's form to the controller's callback page, and the callback's failure page.
 //! Each page: its text, its Content-Security-Policy (enforced: a fetch from the page is
 //! refused), no console errors, no serious or critical axe-core violation, a PNG screenshot;
-//! the provider's error text rendered as text, never as markup. Only the pinned certificate is
-//! trusted and no name but 127.0.0.1 resolves. At the end no chromium process outlives the
-//! browser.
+//! the provider's error text rendered as text, never as markup. The controller serves the
+//! certificate its internal CA issues (ECDSA P-256, no `[api] tls_cert_file`); only that
+//! certificate is trusted (pinned by its key) and no name but 127.0.0.1 resolves. At the end
+//! no chromium process outlives the browser.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
@@ -14,7 +15,6 @@ mod common;
 use std::path::Path;
 use std::time::Instant;
 
-use common::browser::certificate::ApiCertificate;
 use common::browser::{Browser, Fetched, Response};
 use common::dev::{curl, Dev};
 use common::oidc::{dev_with_provider, sign_in};
@@ -67,9 +67,7 @@ fn check_page(browser: &mut Browser, response: &Response, name: &str) {
 fn oidc_login_pages_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policy-lab.toml");
-    let certificate = ApiCertificate::new(dir.path());
-    let (mut dev, _provider) = dev_with_provider(dir.path(), &policy, &certificate.config(), "");
-    certificate.trusted_by(&mut dev);
+    let (dev, _provider) = dev_with_provider(dir.path(), &policy, "", "");
     let started = Instant::now();
     let mut browser = Browser::for_dev(&dev, dir.path());
     eprintln!("chromium {} up in {:?}", browser.version, started.elapsed());

@@ -1,8 +1,9 @@
-//! Rotating the internal TLS CA with an overlap, end to end: a controller, a worker and a CLI
-//! set up before the rotation keep working through `keys rotate tls-ca` (the new CA trusted,
-//! not signing), `keys activate` (the new CA signs the link and API certificates and the
-//! worker's renewal) and `keys retire` (the old CA leaves the bundle); a worker that was
-//! offline throughout is refused with what to do.
+//! Rotating the internal TLS CA with an overlap, end to end, from the Ed25519 CA of a keyset
+//! made before ECDSA P-256 to a P-256 one (what an older deployment does to serve browsers): a
+//! controller, a worker and a CLI set up before the rotation keep working through `keys
+//! rotate tls-ca` (the new CA trusted, not signing), `keys activate` (the new CA signs the
+//! link and API certificates and the worker's renewal) and `keys retire` (the old CA leaves
+//! the bundle); a worker that was offline throughout is refused with what to do.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::client::{listen, open_echo};
-use common::cluster::{Controller, Worker};
+use common::cluster::{master_key, Controller, Worker};
 use common::dev::bin;
 use common::wait::{poll, wait_for};
 use portcullis_crypto::tls::verify::{chains_to, CaTrust, PinnedCa, Usage};
@@ -52,18 +53,47 @@ fn controller(c: &Controller, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The id of the `tls-ca` key in `state`.
-fn tls_ca_in(c: &Controller, state: &str) -> String {
+/// The id and algorithm of the `tls-ca` key in `state`.
+fn tls_ca_with_algorithm(c: &Controller, state: &str) -> (String, String) {
     let list: serde_json::Value =
         serde_json::from_str(&controller(c, &["keys", "list", "--json"])).unwrap();
-    list.as_array()
+    let key = list
+        .as_array()
         .unwrap()
         .iter()
         .find(|k| k["purpose"] == "tls-ca" && k["state"] == state)
-        .unwrap_or_else(|| panic!("no {state} tls-ca in {list}"))["id"]
-        .as_str()
+        .unwrap_or_else(|| panic!("no {state} tls-ca in {list}"));
+    let text = |field: &str| key[field].as_str().unwrap().to_owned();
+    (text("id"), text("algorithm"))
+}
+
+/// The id of the `tls-ca` key in `state`.
+fn tls_ca_in(c: &Controller, state: &str) -> String {
+    tls_ca_with_algorithm(c, state).0
+}
+
+/// Makes the keyset of the controller about to start in `dir` as releases before ECDSA P-256
+/// made it: its TLS CA Ed25519 (through the keyset's own code, on the store and master key
+/// the controller will use).
+fn older_keyset_with_an_ed25519_ca(dir: &Path) {
+    use portcullis_controller::secret::SecretString;
+    use portcullis_controller::{Keyset, MasterKey, Store};
+    let master = MasterKey::from_file(&master_key(dir)).unwrap();
+    let url = format!("sqlite://{}", dir.join("portcullis.db").display());
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap()
-        .to_owned()
+        .block_on(async {
+            let store = Store::connect(&SecretString::from(url), 1).await.unwrap();
+            store.migrate().await.unwrap();
+            Keyset::new(store.clone(), master)
+                .with_legacy_ed25519_tls_ca()
+                .ensure()
+                .await
+                .unwrap();
+            store.close().await;
+        });
 }
 
 /// A CLI that logged in before the rotation: its address, CA and token are the files in its
@@ -135,6 +165,28 @@ fn link_certificate_is_from(cluster: &str, ca: &CertificateDer<'static>) -> bool
     true
 }
 
+/// The key of the certificate the API at `api` (`https://IP:PORT`) presents, trusting only
+/// `ca`: its SubjectPublicKeyInfo, or why the handshake failed.
+fn api_key(api: &str, ca: &CertificateDer<'static>) -> Result<Vec<u8>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let config = portcullis_crypto::tls::https_client_config(
+        roots,
+        portcullis_crypto::tls::ClientAuth::None,
+    )
+    .unwrap();
+    let addr = api.strip_prefix("https://").unwrap();
+    let ip: std::net::IpAddr = addr.rsplit_once(':').unwrap().0.parse().unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), ServerName::from(ip)).unwrap();
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).map_err(|e| e.to_string())?;
+    }
+    let leaf = &conn.peer_certificates().unwrap()[0];
+    Ok(portcullis_crypto::tls::spki_of(leaf).unwrap())
+}
+
 /// Whether the worker's saved certificate was issued by `ca`.
 fn worker_certificate_is_from(state: &Path, ca: &CertificateDer<'static>) -> bool {
     certificates_in(&state.join("worker.crt"))
@@ -167,6 +219,7 @@ fn echoes(port: u16) -> Result<(), String> {
 #[test]
 fn a_worker_and_a_cli_keep_working_across_a_tls_ca_rotation() {
     let dir = tempfile::tempdir().unwrap();
+    older_keyset_with_an_ed25519_ca(dir.path());
     let c = Controller::start(dir.path());
     let links = [c.cluster.clone()];
     let worker = c.join_worker_with_echo(dir.path(), &links, "");
@@ -194,13 +247,17 @@ fn a_worker_and_a_cli_keep_working_across_a_tls_ca_rotation() {
     let old = certificates_in(&c.ca);
     assert_eq!(old.len(), 1);
     let old = old[0].clone();
-    let old_id = tls_ca_in(&c, "active");
+    let (old_id, old_algorithm) = tls_ca_with_algorithm(&c, "active");
+    assert_eq!(old_algorithm, "ed25519", "the older keyset's CA");
 
     // Rotate: the new CA is trusted everywhere, the old one still signs.
     let new_id = controller(&c, &["keys", "rotate", "tls-ca"])
         .trim()
         .to_owned();
-    assert_eq!(tls_ca_in(&c, "next"), new_id);
+    assert_eq!(
+        tls_ca_with_algorithm(&c, "next"),
+        (new_id.clone(), "ecdsa-p256".to_owned())
+    );
     let bundle = certificates(&controller(&c, &["ca"]));
     assert_eq!(bundle.len(), 2, "`controller ca` prints the bundle");
     assert_eq!(bundle[0], old, "the signing CA leads the bundle");
@@ -245,6 +302,15 @@ fn a_worker_and_a_cli_keep_working_across_a_tls_ca_rotation() {
             .status()
             .is_ok_and(|s| s.success())
     });
+    // Its key is ECDSA P-256 (the algorithm identifier `id-ecPublicKey`, `prime256v1`): what
+    // browsers accept.
+    let spki = api_key(&c.api, &new).unwrap();
+    let p256 = rustls_pki_types::alg_id::ECDSA_P256;
+    assert!(
+        spki.windows(p256.as_ref().len())
+            .any(|w| w == p256.as_ref()),
+        "{spki:02x?}"
+    );
     logged_in.whoami();
     assert_eq!(
         certificates_in(&logged_in.ca_file()),

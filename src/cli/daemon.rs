@@ -147,12 +147,14 @@ In a deployment:
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeysCommand {
-    /// List keys (id, purpose, state, creation); never private material.
+    /// List keys (id, purpose, algorithm, state, creation); never private material.
     #[command(after_help = "\
 Examples:
   # On `portcullis dev`'s store: dev.env sets PORTCULLIS_CONTROLLER_CONFIG (STATE/controller.toml).
   portcullis controller keys list
   portcullis controller keys list --json | jq -r '.[] | .id + \" \" + .purpose + \" \" + .state'
+  # The TLS CA's algorithm (ecdsa-p256; ed25519 for a CA made before, which browsers refuse):
+  portcullis controller keys list --json | jq -r '.[] | select(.purpose == \"tls-ca\") | .id + \" \" + .algorithm + \" \" + .state'
 
 In a deployment:
   portcullis controller keys list --config /etc/portcullis/controller.toml")]
@@ -436,12 +438,16 @@ async fn run_keys(cmd: KeysCommand, master_key: &Option<SecretString>) -> anyhow
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&items)?);
             } else {
-                println!("{:<28} {:<8} {:<9} CREATED", "ID", "PURPOSE", "STATE");
+                println!(
+                    "{:<28} {:<11} {:<11} {:<9} CREATED",
+                    "ID", "PURPOSE", "ALGORITHM", "STATE"
+                );
                 for k in rows {
                     println!(
-                        "{:<28} {:<8} {:<9} {}",
+                        "{:<28} {:<11} {:<11} {:<9} {}",
                         k.id,
                         k.purpose,
+                        k.algorithm,
                         k.state,
                         super::output::time(u64::try_from(k.created_at).unwrap_or(0))
                     );

@@ -5,11 +5,11 @@
 //! a CA the test names), resolves no name but 127.0.0.1, and is stopped at drop with every
 //! process it started.
 //!
-//! Chromium does not accept Ed25519 certificates (the TLS handshake fails with
-//! ERR_SSL_PROTOCOL_ERROR), and the internal CA issues the API's certificate as Ed25519: a
-//! browser test gives the controller an ECDSA P-256 one of its own
-//! ([`certificate::ApiCertificate`], the config's `[api] tls_cert_file`, as a deployment with
-//! a browser-facing API does).
+//! The controller's internal CA issues the API's certificate as ECDSA P-256, which chromium
+//! accepts: a browser test trusts it as it is ([`Browser::for_dev`]). (Chromium refuses the
+//! Ed25519 certificates of a CA made before P-256: ERR_SSL_PROTOCOL_ERROR at the handshake.)
+//! [`certificate::ApiCertificate`] is an API certificate of the test's own, for a test of
+//! `[api] tls_cert_file` in a browser.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -109,8 +109,9 @@ pub(crate) struct Browser {
 
 impl Browser {
     /// A browser that trusts `dev`'s API certificate, verified against the CA its environment
-    /// names (see [`certificate::ApiCertificate::trusted_by`]); screenshots go into `dir` (the
-    /// test's temp dir).
+    /// names (`PORTCULLIS_CA`: the internal CA's bundle, or another CA a test put there, see
+    /// [`certificate::ApiCertificate::trusted_by`]); screenshots go into `dir` (the test's temp
+    /// dir).
     pub(crate) fn for_dev(dev: &Dev, dir: &Path) -> Browser {
         let ca = PathBuf::from(dev.var("PORTCULLIS_CA"));
         Browser::start(dir, &[(&dev.api(), &ca)])

@@ -70,6 +70,25 @@ pub(crate) fn wait_exit(child: &mut Child, limit: Duration) -> std::process::Exi
     })
 }
 
+/// `DIR/master.key`, the master key of a test controller in `dir`, written if missing.
+pub(crate) fn master_key(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let master = dir.join("master.key");
+    if !master.exists() {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // One key for every test controller (they may share a store), readable by its
+        // owner only: the controller refuses a key file others can read.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&master)
+            .unwrap();
+        file.write_all("ab".repeat(32).as_bytes()).unwrap();
+    }
+    master
+}
+
 pub(crate) struct Controller {
     pub child: Child,
     pub place: Place,
@@ -178,20 +197,7 @@ impl Controller {
         workers_extra: &str,
     ) -> Controller {
         let ip = &place.ip;
-        std::fs::create_dir_all(dir).unwrap();
-        let master = dir.join("master.key");
-        if !master.exists() {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            // One key for every test controller (they may share a store), readable by its
-            // owner only: the controller refuses a key file others can read.
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&master)
-                .unwrap();
-            file.write_all("ab".repeat(32).as_bytes()).unwrap();
-        }
+        let master = master_key(dir);
         let policy = dir.join("policy.toml");
         std::fs::copy(policy_file, &policy).unwrap();
         let config = dir.join("controller.toml");

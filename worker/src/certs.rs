@@ -160,9 +160,13 @@ impl ResolvesServerCert for Certificates {
 mod tests {
     use super::*;
 
-    /// A CA: its certificate and what issues in its name.
-    fn ca(name: &str) -> (rcgen::Certificate, rcgen::Issuer<'static, rcgen::KeyPair>) {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    /// A CA of `alg` (the controller's is ECDSA P-256, or Ed25519 when made before): its
+    /// certificate and what issues in its name.
+    fn ca(
+        name: &str,
+        alg: &'static rcgen::SignatureAlgorithm,
+    ) -> (rcgen::Certificate, rcgen::Issuer<'static, rcgen::KeyPair>) {
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params
             .distinguished_name
@@ -172,15 +176,24 @@ mod tests {
         (cert, rcgen::Issuer::new(params, key))
     }
 
+    /// A certificate for the worker's (Ed25519) key from `issuer`.
+    fn worker_cert(
+        worker_key: &rcgen::KeyPair,
+        issuer: &rcgen::Issuer<'static, rcgen::KeyPair>,
+    ) -> rcgen::Certificate {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        params.signed_by(worker_key, issuer).unwrap()
+    }
+
+    /// A rotation from an Ed25519 CA (an older keyset's) to a P-256 one (today's).
     #[test]
     fn a_bundle_led_by_another_ca_is_saved_and_makes_the_certificate_due() {
         let dir = tempfile::tempdir().unwrap();
-        let (old, issuer) = ca("old");
-        let (new, _) = ca("new");
+        let (old, issuer) = ca("old", &rcgen::PKCS_ED25519);
+        let (new, new_issuer) = ca("new", &rcgen::PKCS_ECDSA_P256_SHA256);
         let worker_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&worker_key, &issuer).unwrap();
+        let cert = worker_cert(&worker_key, &issuer);
         let identity = Identity {
             worker_id: "w_1".into(),
             key_pkcs8: Arc::new(worker_key.serialize_der().into()),
@@ -208,6 +221,12 @@ mod tests {
         let active = new.pem() + &old.pem();
         assert!(certs.apply_ca_bundle(&active, now).unwrap());
         assert!(certs.renewal_due(now));
+        // The renewal from the P-256 CA: its chain verifies, so nothing is due any more.
+        let renewed = worker_cert(&worker_key, &new_issuer).pem();
+        certs.replace(renewed, u64::MAX, now).unwrap();
+        assert!(!certs.renewal_due(now));
+        assert!(!certs.apply_ca_bundle(&active, now).unwrap());
+        assert!(!certs.renewal_due(now), "a P-256 CA's certificate chains");
         // A bundle with no certificate is refused and changes nothing.
         assert!(certs.apply_ca_bundle("", now).is_err());
         assert_eq!(certs.trust().get().len(), 2);

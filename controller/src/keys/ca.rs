@@ -1,5 +1,12 @@
 //! The controller's TLS certificate authority: it certifies controllers (API and cluster
-//! link) and workers. Certificates are Ed25519 and short-lived.
+//! link) and workers. Certificates are short-lived.
+//!
+//! Algorithms: a new CA is ECDSA P-256 (what browsers accept: the web console and the OpenID
+//! callback page are served with a certificate it issues); a CA made before that is Ed25519,
+//! still loaded and issuing (the algorithm is read from its stored key) until `keys rotate
+//! tls-ca` replaces it. The keys the controller makes for its own certificates (API, link,
+//! dialling workers) are P-256 too, whatever the CA; a worker's key is its own (Ed25519, pinned
+//! by clients) and is certified as it is.
 
 use std::time::{Duration, SystemTime};
 
@@ -36,15 +43,77 @@ fn set_validity(params: &mut CertificateParams, lifetime: Duration, now: SystemT
     params.not_after = now + lifetime;
 }
 
-fn key_pair(pkcs8: &[u8]) -> Result<KeyPair, KeyError> {
+/// The signature algorithm of a key pair in the keyset: a TLS CA's (ECDSA P-256, or Ed25519
+/// for a CA made before P-256) or any other purpose's (Ed25519).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    /// ECDSA P-256 with SHA-256: every new TLS CA.
+    EcdsaP256,
+    /// Ed25519: every other key pair, and TLS CAs made by releases before P-256 (browsers
+    /// refuse their certificates).
+    Ed25519,
+}
+
+impl KeyAlgorithm {
+    /// The algorithm of every new TLS CA.
+    pub const NEW: KeyAlgorithm = KeyAlgorithm::EcdsaP256;
+
+    /// As the keyset's `algorithm` column and `keys list` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EcdsaP256 => "ecdsa-p256",
+            KeyAlgorithm::Ed25519 => "ed25519",
+        }
+    }
+
+    fn rcgen(self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            KeyAlgorithm::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            KeyAlgorithm::Ed25519 => &rcgen::PKCS_ED25519,
+        }
+    }
+
+    /// A fresh key pair of this algorithm.
+    pub(crate) fn generate(self) -> Result<KeyPair, KeyError> {
+        KeyPair::generate_for(self.rcgen()).map_err(|e| KeyError::Crypto(e.to_string()))
+    }
+}
+
+/// The algorithm of a key pair rcgen parsed, if it is one a CA may have.
+fn algorithm_of(key: &KeyPair) -> Option<KeyAlgorithm> {
+    [KeyAlgorithm::EcdsaP256, KeyAlgorithm::Ed25519]
+        .into_iter()
+        .find(|alg| key.algorithm() == alg.rcgen())
+}
+
+/// The CA's key from its PKCS#8, its algorithm read from the key itself.
+fn key_pair(pkcs8: &[u8]) -> Result<(KeyPair, KeyAlgorithm), KeyError> {
     let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8));
-    KeyPair::from_der_and_sign_algo(&der, &rcgen::PKCS_ED25519)
-        .map_err(|e| KeyError::Crypto(format!("bad CA key: {e}")))
+    let key = KeyPair::try_from(&der).map_err(|e| {
+        KeyError::Crypto(format!(
+            "the tls-ca key is not a usable ECDSA P-256 or Ed25519 PKCS#8 key ({e}); \
+             rotate it with `portcullis controller keys rotate tls-ca`"
+        ))
+    })?;
+    let alg = algorithm_of(&key).ok_or_else(|| {
+        KeyError::Crypto(
+            "the tls-ca key is neither ECDSA P-256 nor Ed25519; rotate it with \
+             `portcullis controller keys rotate tls-ca`"
+                .into(),
+        )
+    })?;
+    Ok((key, alg))
+}
+
+/// The key the controller makes for each certificate of its own (API, link, dialling): P-256,
+/// which browsers and rustls peers accept.
+fn own_leaf_key() -> Result<KeyPair, KeyError> {
+    KeyAlgorithm::EcdsaP256.generate()
 }
 
 /// Creates a self-signed CA certificate (PEM) for a freshly generated key.
 pub(crate) fn self_signed_ca(kid: &str, pkcs8: &[u8], now: SystemTime) -> Result<String, KeyError> {
-    let key = key_pair(pkcs8)?;
+    let (key, _) = key_pair(pkcs8)?;
     let mut params = ca_params(kid);
     set_validity(&mut params, CA_LIFETIME, now);
     let cert = params
@@ -73,6 +142,8 @@ pub struct CertificateAuthority {
     pub cert_der: CertificateDer<'static>,
     /// Hex SHA-256 of the CA's SPKI: what join tokens carry.
     pub key_fingerprint: String,
+    /// Its key's algorithm, read from the stored key.
+    pub algorithm: KeyAlgorithm,
     /// When the certificates it issues begin and end.
     clock: SharedClock,
 }
@@ -84,7 +155,7 @@ impl CertificateAuthority {
         cert_pem: &str,
         clock: SharedClock,
     ) -> Result<Self, KeyError> {
-        let key = key_pair(pkcs8.expose_secret())?;
+        let (key, algorithm) = key_pair(pkcs8.expose_secret())?;
         let spki = key.subject_public_key_info();
         let cert_der = pem_to_der(cert_pem)?;
         Ok(CertificateAuthority {
@@ -93,11 +164,13 @@ impl CertificateAuthority {
             cert_pem: cert_pem.to_owned(),
             cert_der,
             key_fingerprint: portcullis_proto::keys::spki_fingerprint(&spki),
+            algorithm,
             clock,
         })
     }
 
-    /// Issues a certificate for `spki_der` (a DER SubjectPublicKeyInfo).
+    /// Issues a certificate for `spki_der` (a DER SubjectPublicKeyInfo of an Ed25519 key: a
+    /// worker's).
     pub fn issue(
         &self,
         spki_der: &[u8],
@@ -108,6 +181,16 @@ impl CertificateAuthority {
             portcullis_proto::keys::ed25519_from_spki(spki_der)
                 .map_err(|e| KeyError::Crypto(e.to_string()))?,
         );
+        self.issue_for(&public, leaf, lifetime)
+    }
+
+    /// Issues a certificate for `public`, signed with the CA's own algorithm.
+    fn issue_for(
+        &self,
+        public: &impl PublicKeyData,
+        leaf: Leaf<'_>,
+        lifetime: Duration,
+    ) -> Result<String, KeyError> {
         let mut params = CertificateParams::default();
         set_validity(&mut params, lifetime, self.clock.now());
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -161,7 +244,7 @@ impl CertificateAuthority {
             }
         }
         let cert = params
-            .signed_by(&public, &self.issuer)
+            .signed_by(public, &self.issuer)
             .map_err(|e| KeyError::Crypto(e.to_string()))?;
         Ok(cert.pem())
     }
@@ -172,10 +255,8 @@ impl CertificateAuthority {
         names: &[String],
         lifetime: Duration,
     ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), KeyError> {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)
-            .map_err(|e| KeyError::Crypto(e.to_string()))?;
-        let spki = key.subject_public_key_info();
-        let pem = self.issue(&spki, Leaf::Server { names }, lifetime)?;
+        let key = own_leaf_key()?;
+        let pem = self.issue_for(&key, Leaf::Server { names }, lifetime)?;
         let leaf = pem_to_der(&pem)?;
         let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         Ok((vec![leaf, self.cert_der.clone()], private))
@@ -189,7 +270,7 @@ fn is_worker_id(id: &str) -> bool {
         .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
-/// A raw Ed25519 public key to certify (the only key type Portcullis issues for).
+/// A worker's raw Ed25519 public key to certify.
 struct Ed25519Public([u8; 32]);
 
 impl PublicKeyData for Ed25519Public {
@@ -208,9 +289,8 @@ impl CertificateAuthority {
         &self,
         lifetime: Duration,
     ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), KeyError> {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)
-            .map_err(|e| KeyError::Crypto(e.to_string()))?;
-        let pem = self.issue(&key.subject_public_key_info(), Leaf::Controller, lifetime)?;
+        let key = own_leaf_key()?;
+        let pem = self.issue_for(&key, Leaf::Controller, lifetime)?;
         let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         Ok((vec![pem_to_der(&pem)?, self.cert_der.clone()], private))
     }
@@ -223,89 +303,4 @@ fn pem_to_der(pem: &str) -> Result<CertificateDer<'static>, KeyError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use portcullis_crypto::tls::verify::{chains_to, Usage};
-    use portcullis_proto::clock::{Clock as _, ManualClock};
-
-    /// A CA created and issuing on `clock`.
-    fn ca_on(clock: SharedClock) -> CertificateAuthority {
-        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        let pkcs8 = ca_key.serialize_der();
-        let ca_pem = self_signed_ca("k_1", &pkcs8, clock.now()).unwrap();
-        CertificateAuthority::new("k_1", &SecretBytes::from(pkcs8), &ca_pem, clock).unwrap()
-    }
-
-    /// Whether `pem`, issued by `ca` for client authentication, is valid at `unix_secs`.
-    fn valid_at(ca: &CertificateAuthority, pem: &str, unix_secs: u64) -> bool {
-        let der = pem_to_der(pem).unwrap();
-        let at = rustls_pki_types::UnixTime::since_unix_epoch(Duration::from_secs(unix_secs));
-        chains_to(&der, &ca.cert_der, Usage::ClientAuth, at).is_ok()
-    }
-
-    #[test]
-    fn certificates_are_valid_from_the_cas_clock_for_their_lifetime() {
-        // 2001-09-09: a certificate of this clock is long expired by the machine's own.
-        let t = 1_000_000_000;
-        let clock = std::sync::Arc::new(ManualClock::at_unix(t));
-        let ca = ca_on(clock.clone());
-        let spki = KeyPair::generate_for(&rcgen::PKCS_ED25519)
-            .unwrap()
-            .subject_public_key_info();
-        let lifetime = Duration::from_secs(60);
-        let pem = ca
-            .issue(&spki, Leaf::Worker { worker_id: "w_1" }, lifetime)
-            .unwrap();
-        // Back-dated five minutes for skew; valid for the lifetime from the clock's now.
-        assert!(!valid_at(&ca, &pem, t - 301));
-        assert!(valid_at(&ca, &pem, t - 300));
-        assert!(valid_at(&ca, &pem, t + 60));
-        assert!(!valid_at(&ca, &pem, t + 61));
-        assert!(!valid_at(&ca, &pem, crate::clock::SystemClock.unix_secs()));
-    }
-
-    #[test]
-    fn issued_worker_certificate_chains_to_the_ca() {
-        let ca = ca_on(crate::clock::system());
-        let worker = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        let spki = worker.subject_public_key_info();
-        let pem = ca
-            .issue(
-                &spki,
-                Leaf::Worker { worker_id: "w_1" },
-                Duration::from_secs(60),
-            )
-            .unwrap();
-        let der = pem_to_der(&pem).unwrap();
-        let cert = webpki::EndEntityCert::try_from(&der).unwrap();
-        assert_eq!(cert.subject_public_key_info().as_ref(), spki.as_slice());
-        let now = rustls_pki_types::UnixTime::now();
-        chains_to(&der, &ca.cert_der, Usage::ClientAuth, now).unwrap();
-        // A worker certificate is no controller's: it names no host at all.
-        let controller =
-            rustls_pki_types::ServerName::try_from(portcullis_proto::link::CONTROLLER_SERVER_NAME)
-                .unwrap();
-        assert!(cert.verify_is_valid_for_subject_name(&controller).is_err());
-    }
-
-    #[test]
-    fn no_worker_certificate_carries_the_controller_name() {
-        let ca = ca_on(crate::clock::system());
-        let spki = KeyPair::generate_for(&rcgen::PKCS_ED25519)
-            .unwrap()
-            .subject_public_key_info();
-        for name in [
-            portcullis_proto::link::CONTROLLER_SERVER_NAME,
-            "w_",
-            "w_a.b",
-            "",
-        ] {
-            let issued = ca.issue(
-                &spki,
-                Leaf::Worker { worker_id: name },
-                Duration::from_secs(60),
-            );
-            assert!(issued.is_err(), "{name:?} was issued");
-        }
-    }
-}
+mod tests;

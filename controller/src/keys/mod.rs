@@ -141,6 +141,9 @@ pub struct Keyset {
     audit_signer: Arc<std::sync::Mutex<Option<Arc<Signer>>>>,
     /// Key and event times, and the cache's age.
     clock: SharedClock,
+    /// The algorithm of the TLS CAs it makes: [`ca::KeyAlgorithm::NEW`] but in tests of what
+    /// older keysets hold.
+    tls_ca_algorithm: ca::KeyAlgorithm,
 }
 
 /// The active key of a purpose with every key accepted for verification.
@@ -156,6 +159,18 @@ impl Keyset {
             cache: Arc::default(),
             audit_signer: Arc::default(),
             clock: crate::clock::system(),
+            tls_ca_algorithm: ca::KeyAlgorithm::NEW,
+        }
+    }
+
+    /// The same keyset making its TLS CAs Ed25519, as releases before ECDSA P-256 did: only
+    /// for tests of what an older deployment's keyset holds (browsers refuse such a CA's
+    /// certificates). No command line or config reaches it.
+    #[doc(hidden)]
+    pub fn with_legacy_ed25519_tls_ca(self) -> Keyset {
+        Keyset {
+            tls_ca_algorithm: ca::KeyAlgorithm::Ed25519,
+            ..self
         }
     }
 
@@ -253,8 +268,12 @@ impl Keyset {
                 certificate: None,
             });
         }
-        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
-            .map_err(|e| KeyError::Crypto(e.to_string()))?;
+        // The TLS CA's algorithm is the keyset's (P-256); every other key is Ed25519.
+        let algorithm = match purpose {
+            Purpose::TlsCa => self.tls_ca_algorithm,
+            _ => ca::KeyAlgorithm::Ed25519,
+        };
+        let pair = algorithm.generate()?;
         let pkcs8 = zeroize::Zeroizing::new(pair.serialize_der());
         let certificate = match purpose {
             Purpose::TlsCa => Some(ca::self_signed_ca(&id, &pkcs8, self.clock.now())?),
@@ -265,7 +284,7 @@ impl Keyset {
             public_key: pair.public_key_raw().to_vec(),
             id,
             purpose: purpose.as_str().into(),
-            algorithm: "ed25519".into(),
+            algorithm: algorithm.as_str().into(),
             state: "active".into(),
             created_at: crate::clock::to_i64(self.clock.unix_secs()),
             retired_at: None,

@@ -67,6 +67,87 @@ async fn the_tls_ca_rotates_with_an_overlap_next_then_active_then_retired() {
     }
 }
 
+/// The algorithm the keyset lists for key `id`.
+async fn algorithm_of(keys: &Keyset, id: &str) -> String {
+    let rows = keys.list().await.unwrap();
+    rows.into_iter().find(|k| k.id == id).unwrap().algorithm
+}
+
+#[tokio::test]
+async fn a_new_tls_ca_is_ecdsa_p256_and_the_other_keys_ed25519() {
+    for b in backends().await {
+        let keys = Keyset::new(
+            b.store.clone(),
+            MasterKey::from_hex(&MasterKey::generate_hex().unwrap()).unwrap(),
+        );
+        keys.ensure().await.unwrap();
+        let ca = keys.certificate_authority().await.unwrap();
+        assert_eq!(ca.algorithm.as_str(), "ecdsa-p256", "{}", b.name);
+        for row in keys.list().await.unwrap() {
+            let expected = match row.purpose.as_str() {
+                "tls-ca" => "ecdsa-p256",
+                "recording" => "aes-256-gcm",
+                _ => "ed25519",
+            };
+            assert_eq!(row.algorithm, expected, "{}: {}", b.name, row.purpose);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_ed25519_tls_ca_keeps_signing_until_a_p256_one_rotated_in_is_activated() {
+    for b in backends().await {
+        let master = MasterKey::generate_hex().unwrap();
+        // A keyset as releases before P-256 made it.
+        Keyset::new(b.store.clone(), MasterKey::from_hex(&master).unwrap())
+            .with_legacy_ed25519_tls_ca()
+            .ensure()
+            .await
+            .unwrap();
+        // Today's keyset on that store: the Ed25519 CA loads (its algorithm read from its
+        // key) and issues.
+        let keys = Keyset::new(b.store.clone(), MasterKey::from_hex(&master).unwrap());
+        keys.ensure().await.unwrap();
+        let old = keys.certificate_authority().await.unwrap();
+        assert_eq!(old.algorithm.as_str(), "ed25519", "{}", b.name);
+        assert_eq!(algorithm_of(&keys, &old.key_id).await, "ed25519");
+        let names = ["localhost".to_owned()];
+        let (chain, _) = old
+            .issue_server_identity(&names, std::time::Duration::from_secs(60))
+            .unwrap();
+        portcullis_crypto::tls::verify::chains_to(
+            &chain[0],
+            &old.cert_der,
+            portcullis_crypto::tls::verify::Usage::ServerAuth,
+            rustls_pki_types::UnixTime::now(),
+        )
+        .unwrap();
+        // Its rotation makes a P-256 next CA, which signs once activated.
+        let new_id = keys.rotate(Purpose::TlsCa).await.unwrap();
+        assert_eq!(
+            algorithm_of(&keys, &new_id).await,
+            "ecdsa-p256",
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            keys.certificate_authority().await.unwrap().key_id,
+            old.key_id
+        );
+        keys.activate(&new_id).await.unwrap();
+        let new = keys.certificate_authority().await.unwrap();
+        assert_eq!(new.key_id, new_id);
+        assert_eq!(new.algorithm.as_str(), "ecdsa-p256");
+        // Both stay in the bundle until the Ed25519 one is retired.
+        assert_eq!(keys.ca_bundle().await.unwrap().certificates.len(), 2);
+        keys.retire(&old.key_id).await.unwrap();
+        assert_eq!(
+            keys.ca_bundle().await.unwrap().certificates,
+            vec![new.cert_pem.trim_end().to_owned() + "\n"]
+        );
+    }
+}
+
 #[tokio::test]
 async fn keyset_rotation_keeps_previous_keys_until_retired() {
     for b in backends().await {

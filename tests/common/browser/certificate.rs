@@ -1,5 +1,6 @@
-//! An API certificate chromium accepts: ECDSA P-256 (chromium refuses Ed25519, which the
-//! internal CA issues).
+//! An API certificate of the test's own (ECDSA P-256, which chromium accepts), for a browser
+//! test of `[api] tls_cert_file`. The browser tests need none otherwise: the internal CA
+//! issues P-256 certificates.
 
 use std::path::{Path, PathBuf};
 
