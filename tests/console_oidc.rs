@@ -12,7 +12,6 @@ mod common;
 
 use std::path::Path;
 
-use common::browser::certificate::ApiCertificate;
 use common::browser::Browser;
 use common::oidc::{dev_with_provider, sign_in};
 
@@ -20,9 +19,7 @@ use common::oidc::{dev_with_provider, sign_in};
 fn a_console_login_through_the_provider_is_bound_to_the_browser_that_started_it() {
     let dir = tempfile::tempdir().unwrap();
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policy-lab.toml");
-    let certificate = ApiCertificate::new(dir.path());
-    let (mut dev, _provider) = dev_with_provider(dir.path(), &policy, &certificate.config(), "");
-    certificate.trusted_by(&mut dev);
+    let (dev, _provider) = dev_with_provider(dir.path(), &policy, "", "");
     let mut browser = Browser::for_dev(&dev, dir.path());
 
     // The login page offers the provider; it passes axe and keeps a clean console.
