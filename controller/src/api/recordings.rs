@@ -44,7 +44,11 @@ impl From<crate::recordings::playback::PlaybackError> for ApiError {
 }
 
 /// Fails unless the caller may read the session's recordings: its own user, or `recordings:read`.
-pub(crate) async fn readable(state: &AppState, principal: &Principal, id: &str) -> Result<(), ApiError> {
+pub(crate) async fn readable(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<(), ApiError> {
     let session = {
         let mut conn = state.store.conn().await?;
         session_rows::get(&mut conn, id)

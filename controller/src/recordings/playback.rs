@@ -47,9 +47,7 @@ pub(crate) async fn cast_of(
     channel: u32,
 ) -> Result<Cast, PlaybackError> {
     let row = recording_of(state, session_id, recording_id).await?;
-    let openers = Openers::load(&state.keys)
-        .await
-        .map_err(ReadError::from)?;
+    let openers = Openers::load(&state.keys).await.map_err(ReadError::from)?;
     let chunks = all_chunks(state, &openers, &row)
         .await
         .map_err(ReadError::from)?;
@@ -79,7 +77,11 @@ pub(crate) enum LiveMessage {
     /// The terminal's size (the channel's asciicast header): the player resets to it.
     Reset { cols: u16, rows: u16 },
     /// An output (`o`) or resize (`r`) event; typed input is never sent.
-    Event { time: f64, code: String, data: String },
+    Event {
+        time: f64,
+        code: String,
+        data: String,
+    },
     /// The stream is over: the final chunk came, or the chain broke (`why`).
     Done { why: Option<String> },
 }

@@ -227,7 +227,10 @@ pub(super) async fn all_chunks(
 }
 
 /// The session's audit events as stored and signed, oldest first.
-pub(super) async fn session_events(state: &AppState, session_id: &str) -> Result<Vec<Value>, StoreError> {
+pub(super) async fn session_events(
+    state: &AppState,
+    session_id: &str,
+) -> Result<Vec<Value>, StoreError> {
     let mut conn = state.store.conn().await?;
     let filter = Filter {
         session: Some(session_id.to_owned()),

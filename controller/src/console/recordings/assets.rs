@@ -26,7 +26,10 @@ struct Asset {
 fn asset(name: &str, ext: &str, content: &'static str, content_type: &'static str) -> Asset {
     let digest = portcullis_crypto::digest::sha256(content.as_bytes());
     Asset {
-        path: format!("/console/player/{name}.{}.{ext}", &hex::encode(digest)[..16]),
+        path: format!(
+            "/console/player/{name}.{}.{ext}",
+            &hex::encode(digest)[..16]
+        ),
         content,
         content_type,
     }

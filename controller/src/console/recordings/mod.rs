@@ -68,9 +68,10 @@ fn nav(user: &ConsoleUser) -> Nav<'_> {
 
 /// The `channel` of a query string, if given; a 400 if it is not a number.
 fn channel(query: Option<&str>) -> Result<Option<u32>, ConsoleError> {
-    let q: BTreeMap<String, String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect();
+    let q: BTreeMap<String, String> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
     q.get("channel")
         .filter(|c| !c.is_empty())
         .map(|c| {
@@ -95,17 +96,16 @@ async fn session(
     let principal = &user.principal;
     let record = visible(&state, principal, &id, Permission::SessionsReadAll).await?;
     let session = to_api(&state, &record, true).await?;
-    let recordings = if record.user_id == principal.user.id
-        || principal.has(Permission::RecordingsRead)
-    {
-        Some(
-            read::list(&state, &principal.actor(), &id)
-                .await
-                .map_err(ApiError::from)?,
-        )
-    } else {
-        None
-    };
+    let recordings =
+        if record.user_id == principal.user.id || principal.has(Permission::RecordingsRead) {
+            Some(
+                read::list(&state, &principal.actor(), &id)
+                    .await
+                    .map_err(ApiError::from)?,
+            )
+        } else {
+            None
+        };
     let pve_log = if principal.has(Permission::AuditRead) {
         Some(pve_requests(&state, &id).await?)
     } else {
@@ -313,7 +313,11 @@ fn events(follow: Follow) -> impl Stream<Item = Result<SseEvent, Infallible>> {
             return None;
         }
         let messages = if follow.still_logged_in().await {
-            let wait = if follow.first { Duration::ZERO } else { LIVE_WAIT };
+            let wait = if follow.first {
+                Duration::ZERO
+            } else {
+                LIVE_WAIT
+            };
             follow.first = false;
             let actor = follow.actor.clone();
             match follow.follower.next(&follow.state, &actor, wait).await {

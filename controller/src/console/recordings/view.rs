@@ -79,7 +79,11 @@ pub(crate) fn session(view: &SessionView<'_>) -> Html {
         h.raw("<h1>Session <code>").text(&s.id).raw("</code></h1>");
         h.raw("<p><a href=\"/console/sessions\">All sessions</a></p><dl class=\"details\">");
         let mut item = |label: &'static str, value: &str| {
-            h.raw("<dt>").raw(label).raw("</dt><dd>").text(value).raw("</dd>");
+            h.raw("<dt>")
+                .raw(label)
+                .raw("</dt><dd>")
+                .text(value)
+                .raw("</dd>");
         };
         item("User", &s.username);
         item("Target", &s.target_name);
@@ -280,8 +284,15 @@ pub(crate) fn player(view: &PlayerView<'_>) -> Html {
         url::form_urlencoded::byte_serialize(view.session_id.as_bytes()).collect::<String>()
     );
     layout(title, Some(&view.nav), |h| {
-        h.raw("<h1>").text(title).raw(" <code>").text(view.recording_id).raw("</code></h1>");
-        h.raw("<p><a href=\"").text(&session_link).raw("\">Session ").text(view.session_id);
+        h.raw("<h1>")
+            .text(title)
+            .raw(" <code>")
+            .text(view.recording_id)
+            .raw("</code></h1>");
+        h.raw("<p><a href=\"")
+            .text(&session_link)
+            .raw("\">Session ")
+            .text(view.session_id);
         h.raw("</a>");
         if view.live {
             h.raw(
@@ -299,7 +310,11 @@ pub(crate) fn player(view: &PlayerView<'_>) -> Html {
             );
         }
         h.raw("<div id=\"player\" class=\"player\" ")
-            .raw(if view.live { "data-live=\"" } else { "data-cast=\"" })
+            .raw(if view.live {
+                "data-live=\""
+            } else {
+                "data-cast=\""
+            })
             .text(&source)
             .raw("\"></div><p class=\"hint\">Player: asciinema-player ")
             .text(assets::PLAYER_VERSION)
