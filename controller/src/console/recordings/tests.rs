@@ -83,6 +83,11 @@ struct Rig {
 /// A session of dev-login user `uma` with a finished recording: a pty channel printing
 /// [`OUTPUT`] (and a typed password, recorded as input) and an exec channel.
 async fn rig() -> Rig {
+    rig_with(true).await
+}
+
+/// [`rig`] with a recording that is finished or not (a live one).
+async fn rig_with(finish: bool) -> Rig {
     let f = start_with(POLICY, LOCAL).await;
     let api = &f.api;
     let admin = api.login("root", &["admins"]).await;
@@ -105,7 +110,7 @@ async fn rig() -> Rig {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{auth}");
     let session = auth["session_id"].as_str().unwrap().to_owned();
-    let chunks: Vec<SpooledChunk> = recording(true)
+    let chunks: Vec<SpooledChunk> = recording(finish)
         .iter()
         .map(|c| SpooledChunk {
             session_id: session.clone(),
@@ -458,6 +463,50 @@ async fn events_of(rig: &Rig, kind: &str) -> Vec<Value> {
         .iter()
         .map(|e| serde_json::from_str(&e.body).unwrap())
         .collect()
+}
+
+#[tokio::test]
+async fn a_live_stream_ends_when_the_console_session_does() {
+    use futures_util::StreamExt as _;
+    let rig = rig_with(false).await;
+    let rita = rig.console_user("rita", &["reviewers"]).await;
+    let path = format!("{}/recordings/{RECORDING}/live", rig.path(""));
+    let mut request = Request::builder()
+        .uri(&path)
+        .header(header::HOST, HOST)
+        .header(
+            header::COOKIE,
+            format!("{}={rita}", crate::console::session::COOKIE),
+        )
+        .body(Body::empty())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(PeerAddr(SocketAddr::from(([127, 0, 0, 1], 40_000))));
+    let response = rig.f.api.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body().into_data_stream();
+    let mut seen = String::new();
+    while !seen.contains("alert(1)") {
+        let frame = body.next().await.expect("the stored output").unwrap();
+        seen.push_str(&String::from_utf8_lossy(&frame));
+    }
+    assert!(!seen.contains("event: done"), "not finished: {seen}");
+    // The console session times out (absolute timeout): the stream says so and ends.
+    rig.f.clock.advance(Duration::from_secs(13 * 3600));
+    let rest = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut rest = String::new();
+        while let Some(frame) = body.next().await {
+            rest.push_str(&String::from_utf8_lossy(&frame.unwrap()));
+        }
+        rest
+    })
+    .await
+    .expect("the stream ends");
+    assert!(
+        rest.contains("event: done") && rest.contains("the console session ended"),
+        "{rest}"
+    );
 }
 
 fn stored(chunks: &[Encoded]) -> Vec<StoredChunk> {
