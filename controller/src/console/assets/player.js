@@ -13,11 +13,8 @@
   var player = null;
 
   function options(startAt) {
-    var opts = { fit: "width", terminalFontSize: "small", controls: true };
-    if (el.dataset.live) {
-      opts.autoPlay = true;
-    } else {
-      opts.autoPlay = true;
+    var opts = { fit: "width", terminalFontSize: "small", controls: true, autoPlay: true };
+    if (!el.dataset.live) {
       opts.speed = speed ? parseFloat(speed.value) || 1 : 1;
       if (startAt) {
         opts.startAt = startAt;
