@@ -25,7 +25,7 @@ mod summary;
 mod verify;
 mod wire;
 
-pub use asciicast::cast;
+pub use asciicast::{cast, CastError};
 pub use chunk::{
     Chunk, ChunkError, ChunkHash, ChunkHeader, ChunkKind, RecordingEnd, RecordingId, MAX_CHUNK_LEN,
 };

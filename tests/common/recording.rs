@@ -41,6 +41,10 @@ pub(crate) struct Setup<'a> {
     /// Extra lines for the worker's config, after its `[worker]` section (e.g. a
     /// `[recording]` section).
     pub worker_extra: &'a str,
+    /// Extra lines for the controllers' `[api]` table (and tables after it), and the CA the
+    /// clients then trust instead of the internal one (a browser test's certificate).
+    pub api_extra: &'a str,
+    pub api_ca: Option<&'a Path>,
 }
 
 pub(crate) struct Recorded {
@@ -80,7 +84,21 @@ impl Recorded {
         };
         let controllers: Vec<Controller> = names
             .iter()
-            .map(|name| start_controller(&dir.path().join(name), &store_url))
+            .map(|name| {
+                let mut c = Controller::start_configured(
+                    &Place::host(),
+                    &dir.path().join(name),
+                    &store_url,
+                    policy_fixture(),
+                    setup.api_extra,
+                    "",
+                    "",
+                );
+                if let Some(ca) = setup.api_ca {
+                    c.ca = ca.to_owned();
+                }
+                c
+            })
             .collect();
         let first = &controllers[0];
         let links: Vec<String> = controllers.iter().map(|c| c.cluster.clone()).collect();

@@ -29,8 +29,26 @@ impl From<ReadError> for ApiError {
     }
 }
 
+impl From<crate::recordings::playback::PlaybackError> for ApiError {
+    fn from(err: crate::recordings::playback::PlaybackError) -> Self {
+        use crate::recordings::playback::PlaybackError;
+        match err {
+            PlaybackError::Read(e) => e.into(),
+            PlaybackError::Cast(_) => ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                err.to_string(),
+            ),
+        }
+    }
+}
+
 /// Fails unless the caller may read the session's recordings: its own user, or `recordings:read`.
-async fn readable(state: &AppState, principal: &Principal, id: &str) -> Result<(), ApiError> {
+pub(crate) async fn readable(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<(), ApiError> {
     let session = {
         let mut conn = state.store.conn().await?;
         session_rows::get(&mut conn, id)

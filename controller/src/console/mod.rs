@@ -13,6 +13,7 @@ mod handlers;
 mod html;
 pub(crate) mod oidc;
 mod pages;
+mod recordings;
 pub(crate) mod session;
 
 #[cfg(test)]
@@ -44,6 +45,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/sessions", get(handlers::sessions))
         .route("/console/sessions/{id}/cancel", post(handlers::cancel))
         .route("/console/assets/{file}", get(assets::get))
+        .merge(recordings::routes())
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::map_request(host_from_authority))
 }
@@ -70,10 +72,16 @@ async fn host_from_authority<B>(mut request: axum::http::Request<B>) -> axum::ht
 /// `Cache-Control: no-store` unless the response set its own (the hashed assets).
 async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    // The player pages' policy (recordings::PLAYER_CSP) is the one a handler may set;
+    // any other becomes the console's.
+    if headers.get(header::CONTENT_SECURITY_POLICY)
+        != Some(&HeaderValue::from_static(recordings::PLAYER_CSP))
+    {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -205,14 +205,16 @@ fn filters_form(h: &mut Html, f: &Filters) {
 
 fn session_row(h: &mut Html, row: &SessionRow, csrf_token: &str) {
     let s = &row.session;
-    h.raw("<tr><td data-label=\"Started\">")
+    h.raw("<tr><td data-label=\"Started\"><a href=\"/console/sessions/")
+        .text(&s.id)
+        .raw("\">")
         .text(
             &humantime::format_rfc3339_seconds(
                 std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.created_at),
             )
             .to_string(),
         )
-        .raw("</td><td data-label=\"User\">")
+        .raw("</a></td><td data-label=\"User\">")
         .text(&s.username)
         .raw("</td><td data-label=\"Target\">")
         .text(&s.target_name)

@@ -10,6 +10,8 @@
 //! - `seal`: which head is due for sealing (`due`, pure) and the audited seal, on ingest, at
 //!   a session's end and as the sweeper's backstop.
 //! - `read`: the list, the chunk pages and the bundle the API serves, each read audited.
+//! - `playback`: a pty channel as an asciicast v2 file, and the chunks a live follower
+//!   reads next, checked link by link (the console's player and live view).
 //! - `retention`: the sweeper that deletes whole recordings of ended sessions by age and
 //!   total size, each deletion audited.
 //!
@@ -18,6 +20,7 @@
 
 pub(crate) mod crypt;
 pub(crate) mod ingest;
+pub(crate) mod playback;
 pub(crate) mod read;
 pub(crate) mod retention;
 pub(crate) mod seal;

@@ -53,7 +53,7 @@ const BUNDLE_EVENTS: &[&str] = &[
     "recording_failed",
 ];
 
-async fn audited_read(
+pub(super) async fn audited_read(
     state: &AppState,
     actor: &Actor,
     session_id: &str,
@@ -173,7 +173,7 @@ pub(crate) async fn bundle(
     })
 }
 
-async fn recording_of(
+pub(super) async fn recording_of(
     state: &AppState,
     session_id: &str,
     recording_id: &str,
@@ -189,7 +189,7 @@ async fn recording_of(
         })
 }
 
-fn open(openers: &Openers, row: &ChunkRow) -> StoredChunk {
+pub(super) fn open(openers: &Openers, row: &ChunkRow) -> StoredChunk {
     match openers.open(&row.recording_id, row.seq, &row.key_id, &row.ciphertext) {
         Ok(data) => StoredChunk {
             seq: row.seq,
@@ -205,7 +205,7 @@ fn open(openers: &Openers, row: &ChunkRow) -> StoredChunk {
 }
 
 /// Every stored chunk of a recording, opened, in seq order.
-async fn all_chunks(
+pub(super) async fn all_chunks(
     state: &AppState,
     openers: &Openers,
     row: &RecordingRow,
@@ -227,7 +227,10 @@ async fn all_chunks(
 }
 
 /// The session's audit events as stored and signed, oldest first.
-async fn session_events(state: &AppState, session_id: &str) -> Result<Vec<Value>, StoreError> {
+pub(super) async fn session_events(
+    state: &AppState,
+    session_id: &str,
+) -> Result<Vec<Value>, StoreError> {
     let mut conn = state.store.conn().await?;
     let filter = Filter {
         session: Some(session_id.to_owned()),
