@@ -10,9 +10,14 @@ mod assets;
 pub(crate) mod error;
 mod guard;
 mod handlers;
+#[cfg(test)]
+mod harness;
 mod html;
 mod pages;
+mod policy;
 pub(crate) mod session;
+mod targets;
+mod workers;
 
 #[cfg(test)]
 mod tests;
@@ -42,6 +47,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/sessions", get(handlers::sessions))
         .route("/console/sessions/{id}/cancel", post(handlers::cancel))
         .route("/console/assets/{file}", get(assets::get))
+        .merge(policy::routes())
+        .merge(targets::routes())
+        .merge(workers::routes())
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::map_request(host_from_authority))
 }

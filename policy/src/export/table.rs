@@ -179,7 +179,10 @@ logins = ["root"]
         assert_eq!(cell(2, 0).access, Access::Deny);
         assert_eq!(cell(0, 0).access, Access::Deny, "undeclared");
         assert!(cell(0, 0).services.is_empty());
-        assert_eq!((m.rows[2].from.as_str(), cell(2, 0).to.as_str()), ("DMZ", "ADMIN"));
+        assert_eq!(
+            (m.rows[2].from.as_str(), cell(2, 0).to.as_str()),
+            ("DMZ", "ADMIN")
+        );
     }
 
     #[test]
