@@ -162,7 +162,10 @@ fn explain_form(h: &mut Html, form: &ExplainForm, answer: Option<&Explained>) {
                 .raw(word)
                 .raw("</span> ")
                 .text(&decision.reason)
-                .raw("</p><pre>")
+                .raw(
+                    "</p><pre tabindex=\"0\" aria-label=\"The decision as portcullis policy explain \
+                     prints it\">",
+                )
                 .text(&explain::render(decision))
                 .raw("</pre></section>");
         }

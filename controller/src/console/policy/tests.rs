@@ -145,7 +145,11 @@ async fn explain_answers_for_a_user_and_a_target_as_policy_explain_does() {
         allowed.body
     );
     // The CLI's words, line for line.
-    assert!(allowed.body.contains("<pre>ALLOW: "), "{}", allowed.body);
+    assert!(
+        allowed.body.contains("prints it\">ALLOW: "),
+        "{}",
+        allowed.body
+    );
     assert!(allowed
         .body
         .contains("  from LOCAL to LOCAL, service echo\n"));
@@ -170,7 +174,7 @@ async fn explain_answers_for_a_user_and_a_target_as_policy_explain_does() {
         "{}",
         denied.body
     );
-    assert!(denied.body.contains("<pre>DENY: "));
+    assert!(denied.body.contains("prints it\">DENY: "));
 
     // A question naming nothing known is answered on the form, its field marked.
     for (query, field, words) in [

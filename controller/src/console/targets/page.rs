@@ -42,9 +42,6 @@ pub(crate) fn render(view: &View<'_>) -> Html {
              <th>Zone</th><th>Service</th><th>VMID</th><th>Tags</th><th>Pool</th>\
              <th>Max session</th><th>Connections</th><th>Source</th><th>State</th>",
         );
-        if view.editable {
-            h.raw("<th>Edit</th>");
-        }
         h.raw("</tr></thead><tbody>");
         for target in view.targets {
             let failed = view.failed.as_ref().filter(|f| f.target_id == target.id);
@@ -100,13 +97,13 @@ fn row(h: &mut Html, t: &Target, csrf_token: Option<&str>, failed: Option<&Faile
         } else {
             "unavailable"
         })
-        .raw("</span></td>");
+        .raw("</span></td></tr>");
+    // The form in a row of its own, under the target's, across the table.
     if let Some(token) = csrf_token {
-        h.raw("<td>");
+        h.raw("<tr class=\"edit\"><td colspan=\"11\">");
         edit_form(h, t, token, failed);
-        h.raw("</td>");
+        h.raw("</td></tr>");
     }
-    h.raw("</tr>");
 }
 
 /// The text inputs of the form: name, label, kind, hint.
@@ -182,9 +179,9 @@ fn edit_form(h: &mut Html, t: &Target, csrf_token: &str, failed: Option<&Failed<
     if failed.is_some() {
         h.raw(" open");
     }
-    h.raw("><summary>Edit <span class=\"visually-hidden\">")
+    h.raw("><summary>Edit ")
         .text(&t.name)
-        .raw("</span></summary><form method=\"post\" action=\"/console/targets/")
+        .raw("</summary><form method=\"post\" action=\"/console/targets/")
         .text(&t.id)
         .raw("\" class=\"edit\">");
     csrf_field(h, csrf_token);
@@ -224,6 +221,6 @@ fn edit_form(h: &mut Html, t: &Target, csrf_token: &str, failed: Option<&Failed<
     }
     h.raw(
         "> Save even if the policy does not know the zone or service</label>\
-         <button type=\"submit\">Save</button></form></details>",
+         <div class=\"actions\"><button type=\"submit\">Save</button></div></form></details>",
     );
 }
