@@ -48,6 +48,15 @@ async fn an_admin_sees_each_worker_with_its_state_and_live_sessions() {
         "{body}"
     );
     assert!(body.contains(" s ago)"), "{body}");
+
+    // Not heard for longer than `workers.lost_after` (30 s): lost.
+    c.f.clock.advance(std::time::Duration::from_secs(31));
+    let got = c.get("/console/workers", &admin).await;
+    assert!(
+        got.body.contains("<span class=\"state lost\">lost</span>"),
+        "{}",
+        got.body
+    );
 }
 
 #[tokio::test]
