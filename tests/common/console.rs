@@ -134,3 +134,59 @@ pub(crate) fn enrol(dev: &Dev) -> (String, u64) {
     assert_eq!(status, 201, "{done}");
     (secret, now / 30)
 }
+
+/// The console's Content-Security-Policy (controller/src/console/mod.rs).
+pub(crate) const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
+                              img-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+                              base-uri 'none'";
+
+/// What every console page must pass in the browser: its security headers, a clean
+/// console, no serious or critical axe violation, and a PNG screenshot named `name`.
+pub(crate) fn check_page(
+    browser: &mut super::browser::Browser,
+    response: &super::browser::Response,
+    name: &str,
+) {
+    assert_eq!(
+        response.header("content-security-policy"),
+        Some(CSP),
+        "{response:?}"
+    );
+    assert_eq!(response.header("cache-control"), Some("no-store"));
+    assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
+    let serious = browser.axe_serious();
+    assert!(serious.is_empty(), "axe on the {name} page: {serious:#?}");
+    let problems = browser.console_problems();
+    assert!(
+        problems.is_empty(),
+        "the browser console on the {name} page: {problems:#?}"
+    );
+    let shot = browser.screenshot(name);
+    let bytes = std::fs::read(&shot).unwrap();
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a PNG",
+        shot.display()
+    );
+}
+
+/// Logs `ada` in through the console's form in `browser` (TOTP `secret`, enrolled at step
+/// `enrolled_step`) and waits for the sessions page.
+pub(crate) fn browser_login(
+    browser: &mut super::browser::Browser,
+    dev: &Dev,
+    secret: &str,
+    enrolled_step: u64,
+) {
+    let form = browser.goto(&format!("{}/console/login", dev.api()));
+    assert_eq!(form.status, 200, "{form:?}");
+    // A code of a later step than the enrolment's (within the accepted skew).
+    let step = (enrolled_step + 1).max(unix_now() / 30);
+    browser.fill("#username", "ada");
+    browser.fill("#password", PASSWORD);
+    browser.fill("#totp_code", &oathtool(secret, step * 30));
+    browser.click("form.login button[type=submit]");
+    browser.wait_for_url("/console/sessions");
+    let landed = browser.last_response();
+    assert_eq!(landed.status, 200, "{landed:?}");
+}

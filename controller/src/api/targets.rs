@@ -372,11 +372,22 @@ pub(crate) async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateTarget>,
 ) -> Result<Json<Target>, ApiError> {
+    update_as(&state, &principal, &id, body).await.map(Json)
+}
+
+/// Changes target `id` (its id or name) as `principal` asks, audited as `target_updated`:
+/// the API's PATCH and the console's edit form.
+pub(crate) async fn update_as(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    body: UpdateTarget,
+) -> Result<Target, ApiError> {
     principal.require(Permission::TargetsAdmin)?;
     let mut tx = state.begin_audited().await?;
-    let mut t = rows::find(tx.read(), &id)
+    let mut t = rows::find(tx.read(), id)
         .await?
-        .ok_or_else(|| ApiError::not_found("target", &id))?;
+        .ok_or_else(|| ApiError::not_found("target", id))?;
     if let Some(v) = body.name {
         t.name = v;
     }
@@ -425,13 +436,13 @@ pub(crate) async fn update(
     }
     // Only a cluster set here is checked, as the labels are.
     if let Some(v) = body.proxmox_cluster {
-        check_proxmox_cluster(&state, v.as_deref())?;
+        check_proxmox_cluster(state, v.as_deref())?;
         t.proxmox_cluster = v;
     }
     t.updated_at = clock::to_i64(state.clock.unix_secs());
     check_record(&t)?;
     let warnings = check_labels(
-        &state,
+        state,
         new_zone.as_deref(),
         new_service.as_deref(),
         body.force,
@@ -439,10 +450,10 @@ pub(crate) async fn update(
     rows::update(tx.write(), &t).await?;
     tx.commit(AuditEvent::new(principal.actor(), target_updated(&t)).target(&t.id))
         .await?;
-    Ok(Json(Target {
+    Ok(Target {
         warnings,
         ..to_api(&t)
-    }))
+    })
 }
 
 pub(crate) async fn delete(

@@ -10,11 +10,16 @@ mod assets;
 pub(crate) mod error;
 mod guard;
 mod handlers;
+#[cfg(test)]
+mod harness;
 mod html;
 pub(crate) mod oidc;
 mod pages;
 mod recordings;
+mod policy;
 pub(crate) mod session;
+mod targets;
+mod workers;
 
 #[cfg(test)]
 mod tests;
@@ -46,6 +51,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/sessions/{id}/cancel", post(handlers::cancel))
         .route("/console/assets/{file}", get(assets::get))
         .merge(recordings::routes())
+        .merge(policy::routes())
+        .merge(targets::routes())
+        .merge(workers::routes())
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::map_request(host_from_authority))
 }

@@ -115,3 +115,17 @@ pub(crate) async fn by_subject(
     };
     rows.iter().map(from_row).collect()
 }
+
+/// Every user with this user name (one per issuer at most, usually one), by issuer.
+pub(crate) async fn by_username(
+    conn: &mut AnyConnection,
+    username: &str,
+) -> Result<Vec<UserRecord>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM users WHERE username = $1 ORDER BY issuer LIMIT 10"
+    ))
+    .bind(username)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}

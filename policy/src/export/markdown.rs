@@ -246,7 +246,7 @@ fn roles_table(policy: &Policy, out: &mut String) {
 
 /// A role's constraints, `; `-separated, with its SSH mode and channels and its recording
 /// where it sets them.
-fn constraints_text(policy: &Policy, role: &Role) -> String {
+pub(super) fn constraints_text(policy: &Policy, role: &Role) -> String {
     let c = &role.constraints;
     let mut constraints = Vec::new();
     if let Some(s) = c.max_session_secs {
@@ -278,7 +278,7 @@ fn constraints_text(policy: &Policy, role: &Role) -> String {
     constraints.join("; ")
 }
 
-fn grant_text(policy: &Policy, g: &Grant) -> String {
+pub(super) fn grant_text(policy: &Policy, g: &Grant) -> String {
     let zones = if g.all_zones {
         "every zone".to_owned()
     } else {

@@ -1,10 +1,11 @@
 //! The matrix for people and for the network: a seed-style Markdown table, an nftables
-//! ruleset, and Proxmox VE firewall files. One matrix, enforced by the broker and by the
-//! network alike.
+//! ruleset, Proxmox VE firewall files, and plain values for a page (`table`). One matrix,
+//! enforced by the broker and by the network alike.
 
 mod markdown;
 mod nftables;
 mod proxmox;
+mod table;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
@@ -14,6 +15,7 @@ use ipnet::IpNet;
 pub use markdown::markdown;
 pub use nftables::nftables;
 pub use proxmox::proxmox;
+pub use table::{matrix, roles, Matrix, MatrixCell, MatrixRow, RoleSummary};
 
 use crate::model::{Access, Protocol};
 use crate::policy::{Cell, Policy, Service, ZoneId};
