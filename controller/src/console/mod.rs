@@ -7,6 +7,7 @@
 //! served from the binary ([`assets`]).
 
 mod assets;
+mod audit;
 pub(crate) mod error;
 mod guard;
 mod handlers;
@@ -42,6 +43,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/sessions", get(handlers::sessions))
         .route("/console/sessions/{id}/cancel", post(handlers::cancel))
         .route("/console/assets/{file}", get(assets::get))
+        .merge(audit::routes())
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::map_request(host_from_authority))
 }
