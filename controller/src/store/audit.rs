@@ -356,3 +356,18 @@ pub(crate) async fn sink_lags(store: &super::Store) -> Result<Vec<(String, i64)>
         })
         .collect()
 }
+
+/// Test-only: replaces the stored body of event `seq` with `body`, as someone with write
+/// access to the database would, to show that the check finds it.
+#[cfg(test)]
+pub(crate) async fn tamper(conn: &mut AnyConnection, seq: u64, body: &str) -> Result<()> {
+    let done = sqlx::query("UPDATE audit_events SET body = $2 WHERE seq = $1")
+        .bind(to_i64(seq))
+        .bind(body)
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Corrupt(format!("no audit event {seq} to tamper with")));
+    }
+    Ok(())
+}
