@@ -134,3 +134,18 @@ pub(crate) fn enrol(dev: &Dev) -> (String, u64) {
     assert_eq!(status, 201, "{done}");
     (secret, now / 30)
 }
+
+/// Logs ada in through the console's login form in `browser`, with a TOTP code of a step
+/// after her enrolment's (`enrol`'s); returns when the sessions page has loaded.
+pub(crate) fn log_in(browser: &mut super::browser::Browser, dev: &Dev, secret: &str, enrolled_step: u64) {
+    let form = browser.goto(&format!("{}/console/login", dev.api()));
+    assert_eq!(form.status, 200, "{form:?}");
+    let step = (enrolled_step + 1).max(unix_now() / 30);
+    browser.fill("#username", "ada");
+    browser.fill("#password", PASSWORD);
+    browser.fill("#totp_code", &oathtool(secret, step * 30));
+    browser.click("form.login button[type=submit]");
+    browser.wait_for_url("/console/sessions");
+    let landed = browser.last_response();
+    assert_eq!(landed.status, 200, "{landed:?}");
+}
