@@ -87,13 +87,18 @@ fn the_audit_page_shows_verified_and_verify_from_the_start_names_an_edited_event
     assert_eq!(found.status, 200, "{found:?}");
     let rows = browser.count("tbody tr");
     assert!(rows >= 1, "{}", browser.text("main"));
-    assert_eq!(browser.count("td[data-label=Type]:text-is('login_succeeded')"), rows);
+    assert_eq!(
+        browser.count("td[data-label=Type]:text-is('login_succeeded')"),
+        rows
+    );
     browser.click("tbody td[data-label=Seq] a");
     browser.wait_for("pre.event");
     let event = browser.last_response();
     assert_eq!(event.status, 200, "{event:?}");
     assert!(
-        browser.text("pre.event").contains("\"type\": \"login_succeeded\""),
+        browser
+            .text("pre.event")
+            .contains("\"type\": \"login_succeeded\""),
         "{}",
         browser.text("pre.event")
     );

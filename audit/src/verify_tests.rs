@@ -333,7 +333,10 @@ fn a_resumed_walk_checks_only_the_events_after_its_start_and_their_link_to_it() 
         v.push(e).unwrap();
     }
     let summary = v.finish(Some(&head_of(&events, 6))).unwrap();
-    assert_eq!((summary.events, summary.head), (3, Some(head_of(&events, 6))));
+    assert_eq!(
+        (summary.events, summary.head),
+        (3, Some(head_of(&events, 6)))
+    );
 
     // Nothing new: the start itself is the head.
     let v = Verifier::resume(ring_of(&[&s]), head_of(&events, 6));
@@ -346,7 +349,10 @@ fn a_resumed_walk_checks_only_the_events_after_its_start_and_their_link_to_it() 
     };
     let mut v = Verifier::resume(ring_of(&[&s]), wrong);
     let failure = v.push(&events[3]).unwrap_err();
-    assert_eq!((failure.sequence, failure.problem), (4, Problem::BrokenLink));
+    assert_eq!(
+        (failure.sequence, failure.problem),
+        (4, Problem::BrokenLink)
+    );
     let mut v = Verifier::resume(ring_of(&[&s]), from);
     let failure = v.push(&events[4]).unwrap_err();
     assert_eq!(

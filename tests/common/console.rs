@@ -137,7 +137,12 @@ pub(crate) fn enrol(dev: &Dev) -> (String, u64) {
 
 /// Logs ada in through the console's login form in `browser`, with a TOTP code of a step
 /// after her enrolment's (`enrol`'s); returns when the sessions page has loaded.
-pub(crate) fn log_in(browser: &mut super::browser::Browser, dev: &Dev, secret: &str, enrolled_step: u64) {
+pub(crate) fn log_in(
+    browser: &mut super::browser::Browser,
+    dev: &Dev,
+    secret: &str,
+    enrolled_step: u64,
+) {
     let form = browser.goto(&format!("{}/console/login", dev.api()));
     assert_eq!(form.status, 200, "{form:?}");
     let step = (enrolled_step + 1).max(unix_now() / 30);

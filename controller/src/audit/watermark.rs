@@ -45,10 +45,13 @@ pub(crate) enum Status {
 /// Verifies at most `batch` events after the watermark and moves it forward.
 pub(crate) async fn check(state: &AppState, batch: u64) -> Result<Status, KeyError> {
     let keys = KeyRing::new(&state.keys.audit_public_keys().await?);
-    let mut conn = state.store.conn().await?;
-    // The head first: the events read afterwards reach at least as far.
-    let head = rows::head(&mut conn).await?;
-    let start = marks::get(&mut conn).await?;
+    // The connection is held only to read (on SQLite the store has one): not while
+    // verifying.
+    let (head, start) = {
+        let mut conn = state.store.conn().await?;
+        // The head first: the events read afterwards reach at least as far.
+        (rows::head(&mut conn).await?, marks::get(&mut conn).await?)
+    };
     let mut verifier = match &start {
         Some(mark) => Verifier::resume(
             keys,
@@ -65,7 +68,10 @@ pub(crate) async fn check(state: &AppState, batch: u64) -> Result<Status, KeyErr
     let mut at_end = false;
     'walk: while read < batch {
         let want = u32::try_from((batch - read).min(u64::from(PAGE))).unwrap_or(PAGE);
-        let events = rows::after_stored(&mut conn, after, want).await?;
+        let events = {
+            let mut conn = state.store.conn().await?;
+            rows::after_stored(&mut conn, after, want).await?
+        };
         for event in &events {
             let body = parse_body(event.columns.seq, &event.body);
             if let Err(bad) = verifier.push_stored(&body, &event.columns) {
@@ -91,9 +97,9 @@ pub(crate) async fn check(state: &AppState, batch: u64) -> Result<Status, KeyErr
             hash: l.hash.clone(),
             verified_at: now,
         };
+        let mut conn = state.store.conn().await?;
         marks::advance(&mut conn, &mark).await?;
     }
-    drop(conn);
     if let Some(failure) = failure {
         return Ok(Status::Broken {
             up_to: last,

@@ -367,7 +367,9 @@ pub(crate) async fn tamper(conn: &mut AnyConnection, seq: u64, body: &str) -> Re
         .execute(&mut *conn)
         .await?;
     if done.rows_affected() != 1 {
-        return Err(StoreError::Corrupt(format!("no audit event {seq} to tamper with")));
+        return Err(StoreError::Corrupt(format!(
+            "no audit event {seq} to tamper with"
+        )));
     }
     Ok(())
 }

@@ -34,8 +34,9 @@ pub(crate) async fn get(conn: &mut AnyConnection) -> Result<Option<Watermark>> {
 /// Moves the watermark to `mark`, only forward: a check that started before another one
 /// finished cannot move it back.
 pub(crate) async fn advance(conn: &mut AnyConnection, mark: &Watermark) -> Result<()> {
-    let seq = i64::try_from(mark.sequence)
-        .map_err(|_| StoreError::Corrupt(format!("audit sequence {} is out of range", mark.sequence)))?;
+    let seq = i64::try_from(mark.sequence).map_err(|_| {
+        StoreError::Corrupt(format!("audit sequence {} is out of range", mark.sequence))
+    })?;
     sqlx::query(
         "INSERT INTO audit_verified (id, seq, hash, verified_at) VALUES (1, $1, $2, $3) \
          ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, \

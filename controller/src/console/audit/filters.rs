@@ -159,7 +159,10 @@ mod tests {
         assert_eq!(filter.since, Some(10_000 - 3600));
         assert_eq!(filter.until, Some(1_795_420_800));
         assert_eq!(filter.session, None);
-        assert_eq!(Filters::parse("").link("/console/audit", None), "/console/audit");
+        assert_eq!(
+            Filters::parse("").link("/console/audit", None),
+            "/console/audit"
+        );
     }
 
     #[test]

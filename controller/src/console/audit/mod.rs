@@ -65,7 +65,9 @@ async fn list(
     let status = watermark::check(&state, watermark::BATCH)
         .await
         .map_err(crate::api::error::ApiError::from)?;
-    let next = found.next_before.map(|before| filters.link("/console/audit", Some(before)));
+    let next = found
+        .next_before
+        .map(|before| filters.link("/console/audit", Some(before)));
     let html = view::list(&view::ListView {
         nav: nav(&user),
         filters: &filters,

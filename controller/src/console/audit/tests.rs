@@ -186,7 +186,10 @@ async fn tamper(api: &Api, seq: u64) {
 
 async fn watermark_at(api: &Api) -> Option<u64> {
     let mut conn = api.state.store.conn().await.unwrap();
-    audit_verified::get(&mut conn).await.unwrap().map(|m| m.sequence)
+    audit_verified::get(&mut conn)
+        .await
+        .unwrap()
+        .map(|m| m.sequence)
 }
 
 #[tokio::test]
@@ -220,13 +223,20 @@ async fn the_search_filters_as_audit_list_and_pages_newest_first_on_the_sequence
     assert!(bob.body.contains("value=\"bob\""));
     for seq in bob.seqs() {
         let event = get(&api, &format!("/console/audit/{seq}"), &rita).await;
-        assert!(event.body.contains("&quot;user&quot;: &quot;bob&quot;"), "{}", event.body);
+        assert!(
+            event.body.contains("&quot;user&quot;: &quot;bob&quot;"),
+            "{}",
+            event.body
+        );
     }
     let deleted = get(&api, "/console/audit?type=target_deleted&since=1h", &rita).await;
     assert_eq!(deleted.seqs().len(), 50);
     let older = get(&api, &deleted.next().unwrap(), &rita).await;
     assert_eq!(older.seqs().len(), 10);
-    assert!(deleted.next().unwrap().contains("type=target_deleted&since=1h&before="));
+    assert!(deleted
+        .next()
+        .unwrap()
+        .contains("type=target_deleted&since=1h&before="));
     let none = get(&api, "/console/audit?decision=deny", &rita).await;
     assert!(none.seqs().is_empty() && none.body.contains("No events match."));
     let bad = get(&api, "/console/audit?since=yesterday", &rita).await;
@@ -240,14 +250,23 @@ async fn without_audit_read_every_audit_page_is_403_and_audited_as_permission_de
     let bob = console_login(&api, "bob", &["users"]).await;
     let page = get(&api, "/console/sessions", &bob).await;
     let csrf = page.csrf();
-    for path in ["/console/audit", "/console/audit/1", "/console/audit/export"] {
+    for path in [
+        "/console/audit",
+        "/console/audit/1",
+        "/console/audit/export",
+    ] {
         let (got, events) = api.audited(get(&api, path, &bob)).await;
         assert_eq!(got.status, StatusCode::FORBIDDEN, "{path}: {}", got.body);
         assert!(got.body.contains("audit:read"), "{}", got.body);
         assert_eq!(events, ["permission_denied"], "{path}");
     }
     let (got, events) = api
-        .audited(post(&api, "/console/audit/verify", &bob, &[("csrf_token", &csrf)]))
+        .audited(post(
+            &api,
+            "/console/audit/verify",
+            &bob,
+            &[("csrf_token", &csrf)],
+        ))
         .await;
     assert_eq!(got.status, StatusCode::FORBIDDEN);
     assert_eq!(events, ["permission_denied"]);
@@ -270,8 +289,15 @@ async fn audit_fields_are_rendered_escaped_and_an_event_page_shows_its_json() {
         "{}",
         event.body
     );
-    assert!(event.body.contains("\n  &quot;type&quot;: &quot;target_deleted&quot;"));
-    let list = get(&api, "/console/audit?user=%3Cscript%3E&type=target_deleted", &rita).await;
+    assert!(event
+        .body
+        .contains("\n  &quot;type&quot;: &quot;target_deleted&quot;"));
+    let list = get(
+        &api,
+        "/console/audit?user=%3Cscript%3E&type=target_deleted",
+        &rita,
+    )
+    .await;
     assert!(!list.body.contains("<script>"), "{}", list.body);
     assert!(list.body.contains("value=\"&lt;script&gt;\""));
     let missing = get(&api, "/console/audit/99999", &rita).await;
@@ -308,12 +334,17 @@ async fn the_export_is_the_search_as_json_lines_after_the_export_header() {
         .collect();
     assert_eq!(names, ["t2", "t1", "t0"]);
     // Each line is the event as signed: it verifies on its own.
-    let keys = crate::audit::chain::KeyRing::new(&api.state.keys.audit_public_keys().await.unwrap());
+    let keys =
+        crate::audit::chain::KeyRing::new(&api.state.keys.audit_public_keys().await.unwrap());
     for e in &lines[1..] {
         let map = e.as_object().unwrap();
         let hash = crate::audit::chain::event_hash(map).unwrap();
         assert_eq!(e["hash"], hash.as_str());
-        assert!(keys.verify_event(e["key_id"].as_str().unwrap(), &hash, e["signature"].as_str().unwrap()));
+        assert!(keys.verify_event(
+            e["key_id"].as_str().unwrap(),
+            &hash,
+            e["signature"].as_str().unwrap()
+        ));
     }
 }
 
@@ -380,7 +411,11 @@ async fn verify_from_the_start_needs_the_csrf_token_and_the_page_then_names_the_
     assert!(page.body.contains("portcullis audit verify --public-key"));
     tamper(&api, seq).await;
     let still = get(&api, "/console/audit", &rita).await;
-    assert!(still.body.contains("Verified up to event"), "{}", still.body);
+    assert!(
+        still.body.contains("Verified up to event"),
+        "{}",
+        still.body
+    );
 
     let (refused, events) = api
         .audited(post(&api, "/console/audit/verify", &rita, &[]))
@@ -389,7 +424,13 @@ async fn verify_from_the_start_needs_the_csrf_token_and_the_page_then_names_the_
     assert_eq!(events, ["permission_denied"]);
     assert!(watermark_at(&api).await.is_some());
 
-    let done = post(&api, "/console/audit/verify", &rita, &[("csrf_token", &page.csrf())]).await;
+    let done = post(
+        &api,
+        "/console/audit/verify",
+        &rita,
+        &[("csrf_token", &page.csrf())],
+    )
+    .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
     assert_eq!(done.headers[header::LOCATION], "/console/audit");
     let broken = get(&api, "/console/audit", &rita).await;
@@ -398,5 +439,9 @@ async fn verify_from_the_start_needs_the_csrf_token_and_the_page_then_names_the_
     assert!(broken.body.contains("it was edited"), "{}", broken.body);
     // The search leaves the edited event out and names it.
     assert!(!broken.seqs().contains(&seq));
-    assert!(broken.body.contains(&format!("<li>event {seq}: ")), "{}", broken.body);
+    assert!(
+        broken.body.contains(&format!("<li>event {seq}: ")),
+        "{}",
+        broken.body
+    );
 }

@@ -74,7 +74,9 @@ fn status(h: &mut Html, status: &Status, csrf_token: &str) {
         Status::Partial { up_to, left } => {
             h.raw("<p role=\"status\" id=\"verify-status\">Verifying… ");
             if let Some(head) = up_to {
-                h.raw("verified up to event ").number(head.sequence).raw(", ");
+                h.raw("verified up to event ")
+                    .number(head.sequence)
+                    .raw(", ");
             }
             h.number(*left).raw(
                 " left. Each visit of this page checks the next 10,000 events: \
@@ -82,8 +84,10 @@ fn status(h: &mut Html, status: &Status, csrf_token: &str) {
             );
         }
         Status::Broken { up_to, failure } => {
-            h.raw("<p class=\"error\" role=\"alert\" id=\"verify-status\">The chain breaks at event ")
-                .number(failure.sequence);
+            h.raw(
+                "<p class=\"error\" role=\"alert\" id=\"verify-status\">The chain breaks at event ",
+            )
+            .number(failure.sequence);
             if let Some(id) = &failure.id {
                 h.raw(" (").text(id).raw(")");
             }
@@ -232,8 +236,6 @@ fn short(hash: &str) -> &str {
 
 fn time(unix: i64) -> String {
     let secs = u64::try_from(unix).unwrap_or(0);
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
-    )
-    .to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
 }
