@@ -159,7 +159,7 @@ async fn post(api: &Api, path: &str, session: &str, fields: &[(&str, &str)]) -> 
 
 /// Commits one `target_deleted` event naming `name` (any text: it is audited as given).
 async fn target_deleted(api: &Api, name: &str) -> u64 {
-    let mut tx = api.state.begin_audited().await.unwrap();
+    let tx = api.state.begin_audited().await.unwrap();
     tx.commit(AuditEvent::new(
         Actor::system(),
         Event::TargetDeleted {
