@@ -57,3 +57,46 @@ pub(crate) async fn reset(conn: &mut AnyConnection) -> Result<()> {
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::store::suite_tests::backends;
+
+    fn mark(sequence: u64, verified_at: i64) -> Watermark {
+        Watermark {
+            sequence,
+            hash: format!("{sequence:064x}"),
+            verified_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_watermark_only_moves_forward_until_it_is_reset() {
+        for b in backends().await {
+            let mut conn = b.store.conn().await.unwrap();
+            assert_eq!(get(&mut conn).await.unwrap(), None, "{}", b.name);
+            advance(&mut conn, &mark(5, 100)).await.unwrap();
+            advance(&mut conn, &mark(9, 200)).await.unwrap();
+            // A slower check that started earlier does not move it back.
+            advance(&mut conn, &mark(7, 300)).await.unwrap();
+            assert_eq!(
+                get(&mut conn).await.unwrap(),
+                Some(mark(9, 200)),
+                "{}",
+                b.name
+            );
+            reset(&mut conn).await.unwrap();
+            assert_eq!(get(&mut conn).await.unwrap(), None, "{}", b.name);
+            advance(&mut conn, &mark(2, 400)).await.unwrap();
+            assert_eq!(
+                get(&mut conn).await.unwrap(),
+                Some(mark(2, 400)),
+                "{}",
+                b.name
+            );
+        }
+    }
+}
