@@ -19,39 +19,10 @@ use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::browser::{Browser, Response};
+use common::browser::{check_page, Browser};
 use common::console::{enrol, stack, PASSWORD};
 use common::totp::{oathtool, unix_now};
 use common::wait::poll;
-
-/// The console's policy for every page (controller/src/console/mod.rs).
-const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
-                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-/// What every console page must pass: its headers, a clean console, axe, a PNG screenshot.
-fn check_page(browser: &mut Browser, response: &Response, name: &str) {
-    assert_eq!(
-        response.header("content-security-policy"),
-        Some(CSP),
-        "{response:?}"
-    );
-    assert_eq!(response.header("cache-control"), Some("no-store"));
-    assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
-    let serious = browser.axe_serious();
-    assert!(serious.is_empty(), "axe on the {name} page: {serious:#?}");
-    let problems = browser.console_problems();
-    assert!(
-        problems.is_empty(),
-        "the browser console on the {name} page: {problems:#?}"
-    );
-    let shot = browser.screenshot(name);
-    let bytes = std::fs::read(&shot).unwrap();
-    assert!(
-        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "{} is not a PNG",
-        shot.display()
-    );
-}
 
 #[test]
 fn a_local_user_logs_in_with_totp_in_chromium_and_the_console_holds_its_line() {

@@ -13,7 +13,8 @@ mod common;
 
 use common::browser::certificate::ApiCertificate;
 use common::browser::Browser;
-use common::console::{browser_login, check_page, enrol, stack};
+use common::browser::check_page;
+use common::console::{enrol, log_in, stack};
 use common::dev::curl;
 
 #[test]
@@ -25,7 +26,7 @@ fn the_policy_grid_explain_and_a_target_edit_work_in_chromium() {
     let (secret, enrolled_step) = enrol(&dev);
     let mut browser = Browser::for_dev(&dev, dir.path());
     let base = dev.api();
-    browser_login(&mut browser, &dev, &secret, enrolled_step);
+    log_in(&mut browser, &dev, &secret, enrolled_step);
 
     // The grid: the test policy's one cell, LOCAL → LOCAL, allows echo.
     let policy = browser.goto(&format!("{base}/console/policy"));

@@ -21,7 +21,7 @@ use portcullis_proto::recording::{ChannelKind, RecordingState};
 use serde_json::{json, Value};
 
 use common::browser::certificate::ApiCertificate;
-use common::browser::{Browser, Response};
+use common::browser::{check_page_with as check_page, Browser};
 use common::cluster::Controller;
 use common::dev::bin;
 use common::recording::{Recorded, Setup, HOST};
@@ -85,29 +85,6 @@ fn reviewer(c: &Controller, dir: &std::path::Path) -> (String, u64) {
     }));
     assert_eq!(status, 201, "{done}");
     (secret, now / 30)
-}
-
-/// What every page must pass: its CSP, a clean console, axe, a PNG screenshot.
-fn check_page(browser: &mut Browser, response: &Response, csp: &str, name: &str) {
-    assert_eq!(
-        response.header("content-security-policy"),
-        Some(csp),
-        "{response:?}"
-    );
-    let serious = browser.axe_serious();
-    assert!(serious.is_empty(), "axe on the {name} page: {serious:#?}");
-    let problems = browser.console_problems();
-    assert!(
-        problems.is_empty(),
-        "the browser console on the {name} page: {problems:#?}"
-    );
-    let shot = browser.screenshot(name);
-    let bytes = std::fs::read(&shot).unwrap();
-    assert!(
-        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "{}",
-        shot.display()
-    );
 }
 
 /// Waits until the player's terminal shows `text`; what it shows.

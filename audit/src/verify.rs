@@ -215,6 +215,17 @@ impl Verifier {
         }
     }
 
+    /// Resumes a walk that an earlier one verified up to `from` (the controller's stored
+    /// watermark): the next event must be `from.sequence + 1` and link to `from.hash`. What
+    /// lies before `from` is taken on trust; only a walk from the start re-checks it.
+    pub fn resume(keys: KeyRing, from: Head) -> Verifier {
+        let mut verifier = Verifier::new(keys, None);
+        verifier.next = from.sequence.checked_add(1);
+        verifier.prev_hash = from.hash.clone();
+        verifier.last = Some(from);
+        verifier
+    }
+
     /// For a sink's copy, where delivery is at least once: an event with a sequence already
     /// passed is skipped as a duplicate if its own hash and signature are valid.
     pub fn allow_redelivery(mut self) -> Verifier {

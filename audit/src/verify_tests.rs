@@ -321,3 +321,42 @@ fn an_event_at_the_largest_sequence_is_malformed_not_a_panic() {
         "{failure}"
     );
 }
+
+#[test]
+fn a_resumed_walk_checks_only_the_events_after_its_start_and_their_link_to_it() {
+    let s = signer("k_1");
+    let events = chain(&s, 6);
+    let from = head_of(&events, 3);
+    let mut v = Verifier::resume(ring_of(&[&s]), from.clone());
+    assert_eq!(v.last(), Some(&from));
+    for e in &events[3..] {
+        v.push(e).unwrap();
+    }
+    let summary = v.finish(Some(&head_of(&events, 6))).unwrap();
+    assert_eq!(
+        (summary.events, summary.head),
+        (3, Some(head_of(&events, 6)))
+    );
+
+    // Nothing new: the start itself is the head.
+    let v = Verifier::resume(ring_of(&[&s]), head_of(&events, 6));
+    assert!(v.finish(Some(&head_of(&events, 6))).is_ok());
+
+    // The next event must link to the start's hash and follow its sequence.
+    let wrong = Head {
+        sequence: 3,
+        hash: "00".repeat(32),
+    };
+    let mut v = Verifier::resume(ring_of(&[&s]), wrong);
+    let failure = v.push(&events[3]).unwrap_err();
+    assert_eq!(
+        (failure.sequence, failure.problem),
+        (4, Problem::BrokenLink)
+    );
+    let mut v = Verifier::resume(ring_of(&[&s]), from);
+    let failure = v.push(&events[4]).unwrap_err();
+    assert_eq!(
+        (failure.sequence, failure.problem),
+        (4, Problem::OutOfSequence { found: 5 })
+    );
+}

@@ -19,6 +19,7 @@ pub(crate) mod denials;
 pub(crate) mod sink;
 pub(crate) mod syslog;
 pub(crate) mod tx;
+pub(crate) mod watermark;
 
 use std::sync::Arc;
 use std::time::SystemTime;

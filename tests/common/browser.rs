@@ -97,6 +97,42 @@ pub(crate) enum Fetched {
     Error(String),
 }
 
+/// The console's Content-Security-Policy for every page (controller/src/console/mod.rs).
+pub(crate) const CONSOLE_CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
+                                      img-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+                                      base-uri 'none'";
+
+/// What every console page must pass: its headers (the CSP among them), a clean browser
+/// console, no serious or critical axe-core violation, and a PNG screenshot `name`.
+pub(crate) fn check_page(browser: &mut Browser, response: &Response, name: &str) {
+    check_page_with(browser, response, CONSOLE_CSP, name);
+}
+
+/// [`check_page`] for a page with a policy of its own (`csp`: the player pages).
+pub(crate) fn check_page_with(browser: &mut Browser, response: &Response, csp: &str, name: &str) {
+    assert_eq!(
+        response.header("content-security-policy"),
+        Some(csp),
+        "{response:?}"
+    );
+    assert_eq!(response.header("cache-control"), Some("no-store"));
+    assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
+    let serious = browser.axe_serious();
+    assert!(serious.is_empty(), "axe on the {name} page: {serious:#?}");
+    let problems = browser.console_problems();
+    assert!(
+        problems.is_empty(),
+        "the browser console on the {name} page: {problems:#?}"
+    );
+    let shot = browser.screenshot(name);
+    let bytes = std::fs::read(&shot).unwrap();
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a PNG",
+        shot.display()
+    );
+}
+
 /// Chromium under playwright-core, for one test file (start it once: it takes a second).
 pub(crate) struct Browser {
     child: Child,

@@ -135,44 +135,9 @@ pub(crate) fn enrol(dev: &Dev) -> (String, u64) {
     (secret, now / 30)
 }
 
-/// The console's Content-Security-Policy (controller/src/console/mod.rs).
-pub(crate) const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
-                              img-src 'self'; form-action 'self'; frame-ancestors 'none'; \
-                              base-uri 'none'";
-
-/// What every console page must pass in the browser: its security headers, a clean
-/// console, no serious or critical axe violation, and a PNG screenshot named `name`.
-pub(crate) fn check_page(
-    browser: &mut super::browser::Browser,
-    response: &super::browser::Response,
-    name: &str,
-) {
-    assert_eq!(
-        response.header("content-security-policy"),
-        Some(CSP),
-        "{response:?}"
-    );
-    assert_eq!(response.header("cache-control"), Some("no-store"));
-    assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
-    let serious = browser.axe_serious();
-    assert!(serious.is_empty(), "axe on the {name} page: {serious:#?}");
-    let problems = browser.console_problems();
-    assert!(
-        problems.is_empty(),
-        "the browser console on the {name} page: {problems:#?}"
-    );
-    let shot = browser.screenshot(name);
-    let bytes = std::fs::read(&shot).unwrap();
-    assert!(
-        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "{} is not a PNG",
-        shot.display()
-    );
-}
-
-/// Logs `ada` in through the console's form in `browser` (TOTP `secret`, enrolled at step
-/// `enrolled_step`) and waits for the sessions page.
-pub(crate) fn browser_login(
+/// Logs ada in through the console's login form in `browser`, with a TOTP code of a step
+/// after her enrolment's (`enrol`'s); returns when the sessions page has loaded.
+pub(crate) fn log_in(
     browser: &mut super::browser::Browser,
     dev: &Dev,
     secret: &str,

@@ -92,7 +92,7 @@ pub(crate) async fn export(
 
 /// A stored body as JSON; a body that is not JSON (tampering) is passed on as a string so
 /// the verifier names it instead of the API hiding it.
-fn parse_body(seq: u64, body: &str) -> serde_json::Value {
+pub(crate) fn parse_body(seq: u64, body: &str) -> serde_json::Value {
     match serde_json::from_str::<serde_json::Value>(body) {
         Ok(mut event) => {
             // Events from before the chain carry no sequence of their own.
@@ -122,18 +122,51 @@ pub(crate) async fn list(
         since: q.since,
         until: q.until,
     };
+    let found = search(&state, &filter, u32::try_from(limit).unwrap_or(100)).await?;
+    let excluded: Vec<serde_json::Value> = found
+        .excluded
+        .iter()
+        .map(|(seq, problem)| serde_json::json!({"sequence": seq, "problem": problem}))
+        .collect();
+    Ok(Json(
+        serde_json::json!({"items": found.items, "excluded": excluded, "next_before": found.next_before}),
+    ))
+}
+
+/// One page of [`search`].
+#[derive(Debug)]
+pub(crate) struct Found {
+    /// The events that passed their check, newest first, each with its sequence.
+    pub items: Vec<serde_json::Value>,
+    /// The sequence and the problem of each event the index found but whose check failed
+    /// (its body or its columns were edited): left out, as `audit verify` would name them.
+    pub excluded: Vec<(u64, String)>,
+    /// The `before` of the next page, when this one was full.
+    pub next_before: Option<u64>,
+}
+
+/// The audit log's search, newest first, at most `limit` events below `filter.before`: the
+/// one query behind `GET /v1/audit` and the console's Audit page. Each event the stored
+/// columns found is checked (hash, signature, columns against the signed body, the filter
+/// on the body); what fails is left out and named in [`Found::excluded`]. The caller has
+/// checked `audit:read`.
+pub(crate) async fn search(
+    state: &AppState,
+    filter: &rows::Filter,
+    limit: u32,
+) -> Result<Found, ApiError> {
     let keys = KeyRing::new(&state.keys.audit_public_keys().await?);
     let mut conn = state.store.conn().await?;
-    let rows = rows::list(&mut conn, &filter, u32::try_from(limit).unwrap_or(100)).await?;
+    let rows = rows::list(&mut conn, filter, limit).await?;
     drop(conn);
-    let last = (rows.len() == usize::try_from(limit).unwrap_or(0))
+    let next_before = (rows.len() == usize::try_from(limit).unwrap_or(0))
         .then(|| rows.last().map(|e| e.columns.seq))
         .flatten();
     let mut items = Vec::with_capacity(rows.len());
     let mut excluded = Vec::new();
     for row in rows {
         let event = parse_body(row.columns.seq, &row.body);
-        match check_listed(&event, &row.columns, &filter, &keys) {
+        match check_listed(&event, &row.columns, filter, &keys) {
             Ok(()) => items.push(event),
             Err(problem) => {
                 tracing::warn!(
@@ -141,13 +174,15 @@ pub(crate) async fn list(
                     problem,
                     "an audit event failed its check while listing; run `portcullis audit verify`"
                 );
-                excluded.push(serde_json::json!({"sequence": row.columns.seq, "problem": problem}));
+                excluded.push((row.columns.seq, problem));
             }
         }
     }
-    Ok(Json(
-        serde_json::json!({"items": items, "excluded": excluded, "next_before": last}),
-    ))
+    Ok(Found {
+        items,
+        excluded,
+        next_before,
+    })
 }
 
 /// Whether a listed event may be shown: its body is sealed by an audit key, its stored

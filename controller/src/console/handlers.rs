@@ -27,7 +27,7 @@ use crate::store::{console_sessions, tokens};
 const PAGE: i64 = 50;
 
 /// A form body's fields (`application/x-www-form-urlencoded`); the last of a repeated name.
-pub(super) fn form(body: &[u8]) -> BTreeMap<String, String> {
+pub(crate) fn form(body: &[u8]) -> BTreeMap<String, String> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
@@ -69,7 +69,7 @@ fn same_origin(
 }
 
 /// The checks of every POST with a session: same origin, then the CSRF token.
-pub(super) fn checked_post(
+pub(crate) fn checked_post(
     state: &AppState,
     headers: &HeaderMap,
     peer: std::net::SocketAddr,

@@ -7,6 +7,7 @@
 //! served from the binary ([`assets`]).
 
 mod assets;
+mod audit;
 pub(crate) mod error;
 mod guard;
 mod handlers;
@@ -54,6 +55,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(policy::routes())
         .merge(targets::routes())
         .merge(workers::routes())
+        .merge(audit::routes())
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::map_request(host_from_authority))
 }

@@ -8,6 +8,7 @@
 //! function takes a `&mut AnyConnection` so it composes into the caller's transaction.
 
 pub(crate) mod audit;
+pub(crate) mod audit_verified;
 pub(crate) mod catalog;
 #[cfg(test)]
 mod catalog_suite_tests;
@@ -231,6 +232,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "console_sessions",
         include_str!("../../../migrations/sqlite/0017_console_sessions.sql"),
     ),
+    (
+        18,
+        "audit_verified",
+        include_str!("../../../migrations/sqlite/0018_audit_verified.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -312,6 +318,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         17,
         "console_sessions",
         include_str!("../../../migrations/postgres/0017_console_sessions.sql"),
+    ),
+    (
+        18,
+        "audit_verified",
+        include_str!("../../../migrations/postgres/0018_audit_verified.sql"),
     ),
     // The recordings store's tables: its own migrator applies them (`recordings.rs`), and a
     // shared database's migration table must know them here too.
