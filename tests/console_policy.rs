@@ -12,8 +12,8 @@
 mod common;
 
 use common::browser::certificate::ApiCertificate;
-use common::browser::Browser;
 use common::browser::check_page;
+use common::browser::Browser;
 use common::console::{enrol, log_in, stack};
 use common::dev::curl;
 

@@ -199,8 +199,16 @@ async fn sync(
     // Sessions the store does not know are not allowed to continue.
     for id in live {
         if !ended.iter().any(|e| &e.session_id == id) {
+            // Only a store that answers "no such session" ends it: a store that fails to
+            // answer (busy, timed out) says nothing about the session, which stays.
             let known = match state.store.conn().await {
-                Ok(mut c) => session_rows::get(&mut c, id).await.ok().flatten().is_some(),
+                Ok(mut c) => match session_rows::get(&mut c, id).await {
+                    Ok(found) => found.is_some(),
+                    Err(e) => {
+                        tracing::warn!(session.id = %id, error = %text::escaped(&e), "cannot tell whether a worker's session is known; it stays until the next heartbeat");
+                        true
+                    }
+                },
                 Err(_) => true,
             };
             if !known {
