@@ -4,7 +4,9 @@
 //! a clean browser console, no serious or critical axe-core violation and a PNG screenshot. In
 //! the browser: the session cookie is `__Host-`, HttpOnly, Secure and SameSite=Strict and
 //! scripts cannot read it; a same-origin form without the CSRF token is refused with 403; the
-//! API answers the cookie alone with 401; the Cancel button on a live session (opened by the
+//! API answers the cookie alone with 401; a reviewer sees the live session and the audit page
+//! but no Cancel button, and a cancel POST forged with her own CSRF token is refused (403) and
+//! audited; the Cancel button on a live session (opened by the
 //! CLI, `connect echo --listen-port 0`) ends it, and the CLI's `connect` returns; logging out
 //! ends the console session.
 //!
@@ -20,7 +22,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::browser::{check_page, Browser};
-use common::console::{enrol, stack, PASSWORD};
+use common::console::{enrol, enrol_user, log_in_as, stack, PASSWORD};
+use common::dev::curl;
 use common::totp::{oathtool, unix_now};
 use common::wait::poll;
 
@@ -68,6 +71,67 @@ fn a_local_user_logs_in_with_totp_in_chromium_and_the_console_holds_its_line() {
     assert_eq!(live.status, 200, "{live:?}");
     assert_eq!(browser.count("form[action$='/cancel'] button"), 1);
     check_page(&mut browser, &live, "console-sessions-live");
+
+    // A reviewer (sessions:read-all, audit:read, recordings:read) sees the live session and
+    // the audit log but gets no Cancel button; a POST forged with the page's own CSRF token
+    // is refused (403) and audited as permission_denied.
+    let (rev_secret, rev_step) = enrol_user(&dev, "rev");
+    let mut reviewer = Browser::for_dev(&dev, dir.path());
+    log_in_as(&mut reviewer, &dev, "rev", &rev_secret, rev_step);
+    let seen = reviewer.goto(&format!("{base}/console/sessions"));
+    check_page(&mut reviewer, &seen, "console-sessions-reviewer");
+    assert!(
+        reviewer.text("tbody").contains("active") || reviewer.text("tbody").contains("pending")
+    );
+    assert!(
+        reviewer.text("tbody").contains("echo"),
+        "{}",
+        reviewer.text("main")
+    );
+    assert_eq!(reviewer.count("form[action$='/cancel'] button"), 0);
+    let audit = reviewer.goto(&format!("{base}/console/audit"));
+    assert_eq!(audit.status, 200, "{audit:?}");
+    let action =
+        browser.eval("document.querySelector(\"form[action$='/cancel']\").getAttribute('action')");
+    let action = action.as_str().unwrap().to_owned();
+    reviewer.goto(&format!("{base}/console/sessions"));
+    reviewer.eval(&format!(
+        "(() => {{ const f = document.createElement('form'); f.method = 'post'; \
+         f.action = '{action}'; const t = document.querySelector(\"input[name=csrf_token]\"); \
+         f.appendChild(t.cloneNode()); document.body.appendChild(f); f.submit(); \
+         return true; }})()"
+    ));
+    reviewer.wait_for_url("/cancel");
+    let forged = reviewer.last_response();
+    assert_eq!(forged.status, 403, "{forged:?}");
+    let denied = poll(
+        "the reviewer's refused cancel in the audit log",
+        Duration::from_secs(10),
+        || {
+            let (code, text) = curl(
+                &dev,
+                "GET",
+                "/v1/audit?type=permission_denied",
+                Some(&dev.var("PORTCULLIS_TOKEN")),
+                None,
+            );
+            let found: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| e.to_string())?;
+            let hit = found["items"]
+                .as_array()
+                .and_then(|items| items.iter().find(|e| e["actor"]["user"] == "rev").cloned());
+            match (code, hit) {
+                (200, Some(event)) => Ok(event),
+                _ => Err(text),
+            }
+        },
+    );
+    assert!(
+        denied.to_string().contains("sessions:cancel-any"),
+        "{denied}"
+    );
+    drop(reviewer);
+
     browser.click("form[action$='/cancel'] button");
     browser.wait_for_url("/console/sessions");
     assert_eq!(browser.last_response().status, 200);

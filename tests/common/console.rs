@@ -1,6 +1,6 @@
-//! The console's test stack: `portcullis dev` with a local user `ada` (admins) made offline
-//! with a password file, and her TOTP enrolled through the API, as `portcullis login
-//! --password` does. Shared by tests/console.rs (curl) and tests/console_browser.rs
+//! The console's test stack: `portcullis dev` with local users `ada` (admins) and `rev`
+//! (reviewers: sees sessions, audit and recordings, cancels nothing) made offline with a
+//! password file, and a TOTP enrolled through the API, as `portcullis login --password` does. Shared by tests/console.rs (curl) and tests/console_browser.rs
 //! (chromium).
 
 use std::io::Write as _;
@@ -41,6 +41,11 @@ permissions = ["targets:admin", "sessions:read-all", "sessions:cancel-any", "aud
 [[role.grant]]
 zones = ["LOCAL"]
 services = ["echo"]
+
+[[role]]
+name = "reviewer"
+groups = ["reviewers"]
+permissions = ["sessions:read-all", "audit:read", "recordings:read"]
 "#;
 
 /// Fast argon2.
@@ -76,20 +81,22 @@ pub(crate) fn stack(dir: &Path, extra_config: &str) -> Dev {
     let password = dir.join("password");
     std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
     std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = Command::new(bin())
-        .args(["controller", "users", "add", "ada", "--groups", "admins"])
-        .arg("--config")
-        .arg(&offline)
-        .arg("--password-file")
-        .arg(&password)
-        .env("PORTCULLIS_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for (user, group) in [("ada", "admins"), ("rev", "reviewers")] {
+        let out = Command::new(bin())
+            .args(["controller", "users", "add", user, "--groups", group])
+            .arg("--config")
+            .arg(&offline)
+            .arg("--password-file")
+            .arg(&password)
+            .env("PORTCULLIS_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let config = dir.join("dev.toml");
     std::fs::write(&config, format!("{CONFIG}{extra_config}")).unwrap();
     let policy = dir.join("policy.toml");
@@ -108,6 +115,11 @@ pub(crate) fn stack(dir: &Path, extra_config: &str) -> Dev {
 /// Enrols ada's TOTP through the API (what `portcullis login --password` does); the secret
 /// and the step of the code the enrolment used.
 pub(crate) fn enrol(dev: &Dev) -> (String, u64) {
+    enrol_user(dev, "ada")
+}
+
+/// [`enrol`] for `user` (`ada` or `rev`).
+pub(crate) fn enrol_user(dev: &Dev, user: &str) -> (String, u64) {
     let login = |body: Value| {
         let (status, text) = curl(
             dev,
@@ -121,13 +133,13 @@ pub(crate) fn enrol(dev: &Dev) -> (String, u64) {
             serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
         )
     };
-    let (status, asked) = login(json!({"username": "ada", "password": PASSWORD}));
+    let (status, asked) = login(json!({"username": user, "password": PASSWORD}));
     assert_eq!(status, 200, "{asked}");
     let offer = &asked["totp_enrolment"];
     let secret = offer["secret_base32"].as_str().unwrap().to_owned();
     let now = unix_now();
     let (status, done) = login(json!({
-        "username": "ada",
+        "username": user,
         "password": PASSWORD,
         "totp_enrolment": {"ticket": offer["ticket"], "code": oathtool(&secret, now)},
     }));
@@ -143,11 +155,22 @@ pub(crate) fn log_in(
     secret: &str,
     enrolled_step: u64,
 ) {
+    log_in_as(browser, dev, "ada", secret, enrolled_step);
+}
+
+/// [`log_in`] as `user` (`ada` or `rev`, with the secret and step of its [`enrol_user`]).
+pub(crate) fn log_in_as(
+    browser: &mut super::browser::Browser,
+    dev: &Dev,
+    user: &str,
+    secret: &str,
+    enrolled_step: u64,
+) {
     let form = browser.goto(&format!("{}/console/login", dev.api()));
     assert_eq!(form.status, 200, "{form:?}");
     // A code of a later step than the enrolment's (within the accepted skew).
     let step = (enrolled_step + 1).max(unix_now() / 30);
-    browser.fill("#username", "ada");
+    browser.fill("#username", user);
     browser.fill("#password", PASSWORD);
     browser.fill("#totp_code", &oathtool(secret, step * 30));
     browser.click("form.login button[type=submit]");
