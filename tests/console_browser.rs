@@ -154,6 +154,16 @@ fn a_local_user_logs_in_with_totp_in_chromium_and_the_console_holds_its_line() {
     );
     assert_eq!(browser.count("form[action$='/cancel'] button"), 0);
 
+    // The workers page (workers:admin): the dev worker, active.
+    let workers = browser.goto(&format!("{base}/console/workers"));
+    assert_eq!(workers.status, 200, "{workers:?}");
+    assert!(
+        browser.text("tbody").contains("active"),
+        "{}",
+        browser.text("main")
+    );
+    check_page(&mut browser, &workers, "console-workers");
+
     // The cookie as the browser holds it, out of reach of the page's scripts.
     let cookies = browser.cookies();
     let cookie = cookies

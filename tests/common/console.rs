@@ -36,7 +36,7 @@ services = ["echo"]
 [[role]]
 name = "admin"
 groups = ["admins"]
-permissions = ["targets:admin", "sessions:read-all", "sessions:cancel-any", "audit:read"]
+permissions = ["targets:admin", "sessions:read-all", "sessions:cancel-any", "audit:read", "workers:admin"]
 
 [[role.grant]]
 zones = ["LOCAL"]
