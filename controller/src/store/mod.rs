@@ -36,6 +36,7 @@ mod recordings_tests;
 pub(crate) mod service_accounts;
 #[cfg(test)]
 mod service_accounts_suite_tests;
+pub(crate) mod session_list;
 pub(crate) mod session_secrets;
 pub(crate) mod sessions;
 #[cfg(test)]
@@ -231,6 +232,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "console_sessions",
         include_str!("../../../migrations/sqlite/0017_console_sessions.sql"),
     ),
+    (
+        19,
+        "session_decisions",
+        include_str!("../../../migrations/sqlite/0019_session_decisions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -312,6 +318,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         17,
         "console_sessions",
         include_str!("../../../migrations/postgres/0017_console_sessions.sql"),
+    ),
+    (
+        19,
+        "session_decisions",
+        include_str!("../../../migrations/postgres/0019_session_decisions.sql"),
     ),
     // The recordings store's tables: its own migrator applies them (`recordings.rs`), and a
     // shared database's migration table must know them here too.
