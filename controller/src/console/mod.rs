@@ -13,6 +13,7 @@ mod handlers;
 mod html;
 mod pages;
 pub(crate) mod session;
+mod sessions_query;
 
 #[cfg(test)]
 mod tests;

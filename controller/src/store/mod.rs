@@ -37,6 +37,8 @@ pub(crate) mod service_accounts;
 #[cfg(test)]
 mod service_accounts_suite_tests;
 pub(crate) mod session_list;
+#[cfg(test)]
+mod session_list_suite_tests;
 pub(crate) mod session_secrets;
 pub(crate) mod sessions;
 #[cfg(test)]

@@ -32,15 +32,13 @@ impl Decided {
 /// Stores the decision of a session just inserted, in the transaction that commits it with
 /// its `session_authorized` event.
 pub(crate) async fn set_decided(w: Write<'_>, session_id: &str, decided: &Decided) -> Result<()> {
-    sqlx::query(
-        "UPDATE sessions SET source_zone = $2, target_zone = $3, roles = $4 WHERE id = $1",
-    )
-    .bind(session_id)
-    .bind(&decided.source_zone)
-    .bind(&decided.target_zone)
-    .bind(to_json_list(&decided.roles))
-    .execute(w.conn())
-    .await?;
+    sqlx::query("UPDATE sessions SET source_zone = $2, target_zone = $3, roles = $4 WHERE id = $1")
+        .bind(session_id)
+        .bind(&decided.source_zone)
+        .bind(&decided.target_zone)
+        .bind(to_json_list(&decided.roles))
+        .execute(w.conn())
+        .await?;
     Ok(())
 }
 
@@ -83,7 +81,10 @@ pub(crate) struct Listed {
 
 /// The SQL of a page, its parameters numbered in the order [`page`] binds them.
 fn sql(q: &ListQuery<'_>) -> String {
-    let columns: Vec<String> = COLUMNS.split(',').map(|c| format!("s.{}", c.trim())).collect();
+    let columns: Vec<String> = COLUMNS
+        .split(',')
+        .map(|c| format!("s.{}", c.trim()))
+        .collect();
     let mut sql = format!(
         "SELECT {}, s.source_zone, s.target_zone, s.roles, \
          COALESCE(u.username, '') AS username, COALESCE(t.name, '') AS target_name, \
@@ -232,6 +233,9 @@ mod tests {
             limit: 1,
             ..ListQuery::default()
         });
-        assert!(bare.ends_with("ORDER BY s.created_at DESC, s.id LIMIT $1"), "{bare}");
+        assert!(
+            bare.ends_with("ORDER BY s.created_at DESC, s.id LIMIT $1"),
+            "{bare}"
+        );
     }
 }
