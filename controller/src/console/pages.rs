@@ -189,7 +189,7 @@ fn filters_form(h: &mut Html, f: &Filters, zones: &[String]) {
     .raw("\"></label><label>Target <input name=\"target\" value=\"")
     .text(&f.target)
     .raw("\"></label><label>Zone <select name=\"zone\"><option value=\"\">any</option>");
-    let listed = zones.iter().any(|z| *z == f.zone);
+    let listed = zones.contains(&f.zone);
     let chosen = (!f.zone.is_empty() && !listed).then_some(&f.zone);
     for zone in zones.iter().chain(chosen) {
         h.raw("<option value=\"").text(zone).raw("\"");
