@@ -140,7 +140,8 @@ fn a_browser_logs_in_with_totp_reads_the_sessions_page_and_logs_out() {
         let page = browser(&dev, &jar, "GET", &format!("/console/sessions{query}"), &[]);
         assert_eq!(page.status, 200, "{query}: {}", page.body);
         assert_eq!(
-            page.body.contains("LOCAL → LOCAL</span> <span class=\"roles\">role admin"),
+            page.body
+                .contains("LOCAL → LOCAL</span> <span class=\"roles\">role admin"),
             shown,
             "{query}: {}",
             page.body

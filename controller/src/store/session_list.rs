@@ -110,9 +110,11 @@ fn sql(q: &ListQuery<'_>) -> String {
         ));
     }
     if q.target.is_some() {
+        // Names are unique: one id (the name's, else the text as an id), so the store seeks
+        // the target's sessions in the page's order.
         let (name, id) = (param(), param());
         sql.push_str(&format!(
-            " AND s.target_id IN (SELECT id FROM targets WHERE name = {name} OR id = {id})"
+            " AND s.target_id = COALESCE((SELECT id FROM targets WHERE name = {name}), {id})"
         ));
     }
     if q.zone.is_some() {
@@ -121,11 +123,15 @@ fn sql(q: &ListQuery<'_>) -> String {
             " AND (s.source_zone = {source} OR s.target_zone = {target})"
         ));
     }
-    if q.live_only {
+    // Live sessions are few: this exact term lets SQLite read them from the partial index
+    // `sessions_live`, already in the page's order.
+    if q.live_only || q.state.is_some_and(SessionState::is_live) {
         sql.push_str(" AND s.state <> 'terminated'");
     }
     if q.state.is_some() {
-        sql.push_str(&format!(" AND s.state = {}", param()));
+        // Not through `sessions_state_expiry`, which would read every ended session and
+        // sort them: `|| ''` keeps the page's order index in charge.
+        sql.push_str(&format!(" AND s.state || '' = {}", param()));
     }
     if q.since.is_some() {
         sql.push_str(&format!(" AND s.created_at >= {}", param()));

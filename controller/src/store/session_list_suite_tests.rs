@@ -1,6 +1,7 @@
 //! The store suite for the console's session list (as `suite_tests.rs`: SQLite, and
 //! PostgreSQL when the suite's cluster is there): one query returns the names, connection
-//! count, bytes and decision of each row; the zone, state and time filters; the keyset cursor.
+//! count, bytes and decision of each row; the user, target, zone, state and time filters; the
+//! keyset cursor.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
@@ -10,6 +11,7 @@ use super::sessions_suite_tests::{insert_alices_session, session};
 use super::suite_tests::{backends, target, w};
 use crate::store;
 use crate::store::session_list::{page, Decided, ListQuery};
+use crate::store::sessions::SessionState;
 
 fn ids(listed: &[store::session_list::Listed]) -> Vec<&str> {
     listed.iter().map(|l| l.record.id.as_str()).collect()
@@ -22,8 +24,12 @@ async fn a_page_carries_names_counts_bytes_and_the_decision_and_filters_by_zone_
         store::targets::insert(w(&mut conn), &target("t_1", "web"))
             .await
             .unwrap();
-        // s_1 (created 100) to DMZ; s_2 and s_3 (both created 200: ties go by id) to LOCAL.
+        // s_1 (created 100, ended, no decision stored); s_2 (active: it has connections) and
+        // s_3 (pending), both created 200 (ties go by id), from CORP to LOCAL.
         insert_alices_session(&mut conn, &session(0)).await;
+        store::sessions::terminate(w(&mut conn), "s_1", EndReason::Closed, 150)
+            .await
+            .unwrap();
         for (id, zone) in [("s_2", "LOCAL"), ("s_3", "LOCAL")] {
             let mut s = session(0);
             s.id = id.into();
@@ -110,8 +116,13 @@ async fn a_page_carries_names_counts_bytes_and_the_decision_and_filters_by_zone_
             (q(|q| q.after = Some((200, "s_2"))), vec!["s_3", "s_1"]),
             (q(|q| q.after = Some((200, "s_3"))), vec!["s_1"]),
             (q(|q| q.target = Some("web")), vec!["s_2", "s_3", "s_1"]),
+            (q(|q| q.target = Some("t_1")), vec!["s_2", "s_3", "s_1"]),
+            (q(|q| q.target = Some("t_2")), vec![]),
+            (q(|q| q.state = Some(SessionState::Pending)), vec!["s_3"]),
+            (q(|q| q.state = Some(SessionState::Active)), vec!["s_2"]),
+            (q(|q| q.state = Some(SessionState::Terminated)), vec!["s_1"]),
             (q(|q| q.username = Some("bob")), vec![]),
-            (q(|q| q.live_only = true), vec!["s_2", "s_3", "s_1"]),
+            (q(|q| q.live_only = true), vec!["s_2", "s_3"]),
             (q(|q| q.limit = 1), vec!["s_2"]),
         ] {
             let got = page(&mut conn, &query).await.unwrap();
