@@ -1,12 +1,14 @@
 //! The web console against a real controller (`portcullis dev`) with a real HTTP client:
 //! `curl` with a cookie jar over HTTPS with dev's CA logs a local user in with password and
-//! TOTP (codes from Debian's `oathtool`), reads the sessions page (CSP present), is refused
-//! a form without the CSRF token, and logs out; `/v1` refuses the cookie.
+//! TOTP (codes from Debian's `oathtool`), reads the sessions page (CSP present; a CLI
+//! session with its decision, the zone and time filters), is refused a form without the CSRF
+//! token, and logs out; `/v1` refuses the cookie.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
 mod common;
 
+use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 
@@ -117,6 +119,36 @@ fn a_browser_logs_in_with_totp_reads_the_sessions_page_and_logs_out() {
          img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ));
     assert!(page.headers.contains("cache-control: no-store"));
+
+    // A session through the CLI (dev's admin token) shows with the matrix cell and role that
+    // allowed it, and the zone and time filters select it or not.
+    let mut connect = dev
+        .cli()
+        .args(["connect", "echo", "--stdio"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    connect.stdin.take().unwrap().write_all(b"x").unwrap();
+    let echoed = connect.wait_with_output().unwrap();
+    assert_eq!(echoed.stdout, b"x", "{echoed:?}");
+    for (query, shown) in [
+        ("?zone=LOCAL&since=1h", true),
+        ("?zone=LOCAL&until=1h", false),
+        ("?since=2000-01-01T00:00&until=2000-01-02T00:00", false),
+    ] {
+        let page = browser(&dev, &jar, "GET", &format!("/console/sessions{query}"), &[]);
+        assert_eq!(page.status, 200, "{query}: {}", page.body);
+        assert_eq!(
+            page.body
+                .contains("LOCAL → LOCAL</span> <span class=\"roles\">role admin"),
+            shown,
+            "{query}: {}",
+            page.body
+        );
+    }
+    let bad = browser(&dev, &jar, "GET", "/console/sessions?since=soon", &[]);
+    assert_eq!(bad.status, 400, "{}", bad.body);
 
     // The API does not take the cookie.
     let api = browser(&dev, &jar, "GET", "/v1/sessions", &[]);

@@ -11,17 +11,23 @@ use portcullis_proto::api::CancelSession;
 
 use super::error::ConsoleError;
 use super::guard;
-use super::pages::{self, Filters, Nav, SessionRow, SessionsView};
+use super::pages::{self, Nav, SessionsView};
 use super::session::{self, ConsoleUser};
+use super::sessions_query;
 use crate::api::extract::PeerAddr;
 use crate::api::local_login::{console_login, ConsoleRefusal};
-use crate::api::sessions::{cancel_as, parse_cursor, to_api};
+use crate::api::sessions::cancel_as;
 use crate::audit::denials::{Failure, FailureKind};
 use crate::audit::{event, AuditEvent, Event};
 use crate::clock;
 use crate::state::AppState;
-use crate::store::sessions::{self as rows, SessionState};
+use crate::store::session_list as list;
 use crate::store::{console_sessions, tokens};
+
+/// A filter's value, unless it was left empty.
+fn given(value: &str) -> Option<&str> {
+    Some(value).filter(|v| !v.is_empty())
+}
 
 /// Sessions per page.
 const PAGE: i64 = 50;
@@ -178,101 +184,70 @@ pub(crate) async fn logout(
         .into_response())
 }
 
-/// `GET /console/sessions?user=&target=&state=&after=`: live and past sessions, newest
-/// first, those the caller may see (everyone's with `sessions:read-all`, as the API).
+/// `GET /console/sessions?user=&target=&zone=&state=&since=&until=&after=`: live and past
+/// sessions, newest first, those the caller may see (everyone's with `sessions:read-all`, as
+/// the API). One query per page, whatever its depth (`store::session_list`).
 pub(crate) async fn sessions(
     State(state): State<AppState>,
     user: ConsoleUser,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ConsoleError> {
     let q = form(query.unwrap_or_default().as_bytes());
-    let field = |name: &str| q.get(name).map(|v| v.trim().to_owned()).unwrap_or_default();
-    let filters = Filters {
-        user: field("user"),
-        target: field("target"),
-        state: field("state"),
-    };
-    let (live_only, wanted_state) = match filters.state.as_str() {
-        "" => (false, None),
-        "live" => (true, None),
-        other => (
-            false,
-            Some(
-                other
-                    .parse::<SessionState>()
-                    .map_err(|_| ConsoleError::Page {
-                        status: StatusCode::BAD_REQUEST,
-                        message: format!(
-                            "no session state {other:?}: choose live, minting, pending, active or \
-                     terminated"
-                        ),
-                        denied: None,
-                    })?,
-            ),
-        ),
-    };
-    let after_text = q.get("after").cloned();
-    let after = after_text
-        .as_deref()
-        .map(parse_cursor)
-        .transpose()
-        .map_err(ConsoleError::from)?;
+    let (filters, selection) =
+        sessions_query::parse(&q, state.clock.unix_secs()).map_err(|message| {
+            ConsoleError::Page {
+                status: StatusCode::BAD_REQUEST,
+                message,
+                denied: None,
+            }
+        })?;
     let principal = &user.principal;
     let all_users = principal.has(Permission::SessionsReadAll);
     let cancel_any = principal.has(Permission::SessionsCancelAny);
-    let page = rows::PageQuery {
+    let page = list::ListQuery {
         user_id: (!all_users).then_some(principal.user.id.as_str()),
-        live_only,
-        username: Some(filters.user.as_str()).filter(|u| !u.is_empty()),
-        target: Some(filters.target.as_str()).filter(|t| !t.is_empty()),
-        state: wanted_state,
-        after,
+        username: given(&filters.user),
+        target: given(&filters.target),
+        zone: given(&filters.zone),
+        live_only: selection.live_only,
+        state: selection.state,
+        since: selection.since,
+        until: selection.until,
+        after: selection.after.as_ref().map(|(at, id)| (*at, id.as_str())),
         limit: PAGE + 1,
     };
-    let mut records = {
+    let mut listed = {
         let mut conn = state.store.conn().await?;
-        rows::page(&mut conn, &page).await?
+        list::page(&mut conn, &page).await?
     };
-    let more = records.len() > usize::try_from(PAGE).unwrap_or(usize::MAX);
-    records.truncate(usize::try_from(PAGE).unwrap_or(usize::MAX));
-    let next = more.then(|| records.last()).flatten().map(|last| {
-        let mut link = url::form_urlencoded::Serializer::new(String::new());
-        for (name, value) in [
-            ("user", &filters.user),
-            ("target", &filters.target),
-            ("state", &filters.state),
-        ] {
-            if !value.is_empty() {
-                link.append_pair(name, value);
-            }
-        }
-        link.append_pair("after", &format!("{}.{}", last.created_at, last.id));
-        format!("/console/sessions?{}", link.finish())
-    });
-    let mut table = Vec::with_capacity(records.len());
-    for record in &records {
-        let session = to_api(&state, record, true).await?;
-        let bytes = session
-            .connections
-            .iter()
-            .map(|c| c.bytes_up.saturating_add(c.bytes_down))
-            .fold(0u64, u64::saturating_add);
-        let cancel = record.state.is_live() && (record.user_id == principal.user.id || cancel_any);
-        table.push(SessionRow {
-            session,
-            bytes,
-            cancel,
-        });
-    }
+    let more = listed.len() > usize::try_from(PAGE).unwrap_or(usize::MAX);
+    listed.truncate(usize::try_from(PAGE).unwrap_or(usize::MAX));
+    let next = more
+        .then(|| listed.last())
+        .flatten()
+        .map(|last| sessions_query::next_link(&filters, last.record.created_at, &last.record.id));
+    let rows = listed
+        .into_iter()
+        .map(|l| {
+            let cancel =
+                l.record.state.is_live() && (l.record.user_id == principal.user.id || cancel_any);
+            sessions_query::row(l, cancel)
+        })
+        .collect();
+    let zones = state
+        .policy()
+        .map(|p| p.zone_names().map(str::to_owned).collect())
+        .unwrap_or_default();
     let view = SessionsView {
         nav: Nav {
             username: &principal.user.username,
             csrf_token: &user.csrf_token,
         },
         filters: &filters,
-        rows: table,
+        rows,
         next,
         all_users,
+        zones,
     };
     Ok(pages::page_response(StatusCode::OK, pages::sessions(&view)))
 }

@@ -19,6 +19,7 @@ mod pages;
 mod policy;
 mod recordings;
 pub(crate) mod session;
+mod sessions_query;
 mod targets;
 mod workers;
 

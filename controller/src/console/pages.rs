@@ -7,6 +7,7 @@ use portcullis_proto::api::Session;
 
 use super::assets;
 use super::html::Html;
+use crate::store::session_list::Decided;
 
 /// Who is logged in, for the page header and its logout form.
 pub(crate) struct Nav<'a> {
@@ -127,7 +128,11 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Html {
 pub(crate) struct Filters {
     pub user: String,
     pub target: String,
+    pub zone: String,
     pub state: String,
+    /// An age (`24h`) or a UTC time, as typed.
+    pub since: String,
+    pub until: String,
 }
 
 /// One row of the sessions table.
@@ -136,6 +141,8 @@ pub(crate) struct SessionRow {
     pub bytes: u64,
     /// Whether this caller may cancel it now (live, and theirs or `sessions:cancel-any`).
     pub cancel: bool,
+    /// The matrix cell and roles that allowed it.
+    pub decided: Decided,
 }
 
 /// The sessions page.
@@ -147,6 +154,8 @@ pub(crate) struct SessionsView<'a> {
     pub next: Option<String>,
     /// Whether the caller sees every user's sessions.
     pub all_users: bool,
+    /// The policy's zones, for the zone filter.
+    pub zones: Vec<String>,
 }
 
 pub(crate) fn sessions(view: &SessionsView<'_>) -> Html {
@@ -155,14 +164,15 @@ pub(crate) fn sessions(view: &SessionsView<'_>) -> Html {
         if !view.all_users {
             h.raw("<p class=\"hint\">Your own sessions (seeing everyone's needs <code>sessions:read-all</code>).</p>");
         }
-        filters_form(h, view.filters);
+        filters_form(h, view.filters, &view.zones);
         if view.rows.is_empty() {
             h.raw("<p>No sessions match.</p>");
             return;
         }
         h.raw(
             "<div class=\"table\"><table><thead><tr><th>Started</th><th>User</th><th>Target</th>\
-             <th>State</th><th>Connections</th><th>Bytes</th><th>End reason</th><th></th>\
+             <th>State</th><th>Connections</th><th>Bytes</th><th>End reason</th><th>Decision</th>\
+             <th></th>\
              </tr></thead><tbody>",
         );
         for row in &view.rows {
@@ -177,7 +187,7 @@ pub(crate) fn sessions(view: &SessionsView<'_>) -> Html {
     })
 }
 
-fn filters_form(h: &mut Html, f: &Filters) {
+fn filters_form(h: &mut Html, f: &Filters, zones: &[String]) {
     h.raw(
         "<form method=\"get\" action=\"/console/sessions\" class=\"filters\">\
          <label>User <input name=\"user\" value=\"",
@@ -185,7 +195,29 @@ fn filters_form(h: &mut Html, f: &Filters) {
     .text(&f.user)
     .raw("\"></label><label>Target <input name=\"target\" value=\"")
     .text(&f.target)
-    .raw("\"></label><label>State <select name=\"state\">");
+    .raw("\"></label><label>Zone <select name=\"zone\"><option value=\"\">any</option>");
+    let listed = zones.contains(&f.zone);
+    let chosen = (!f.zone.is_empty() && !listed).then_some(&f.zone);
+    for zone in zones.iter().chain(chosen) {
+        h.raw("<option value=\"").text(zone).raw("\"");
+        if *zone == f.zone {
+            h.raw(" selected");
+        }
+        h.raw(">").text(zone).raw("</option>");
+    }
+    h.raw("</select></label><label>Since <input name=\"since\" list=\"ages\" value=\"")
+        .text(&f.since)
+        .raw(
+            "\" placeholder=\"24h or 2026-11-23T08:00\"></label>\
+             <label>Until <input name=\"until\" list=\"ages\" value=\"",
+        )
+        .text(&f.until)
+        .raw(
+            "\" placeholder=\"an age or a UTC time\"></label>\
+             <datalist id=\"ages\"><option value=\"1h\"><option value=\"24h\">\
+             <option value=\"7d\"><option value=\"30d\"></datalist>\
+             <label>State <select name=\"state\">",
+        );
     for (value, label) in [
         ("", "any"),
         ("live", "live"),
@@ -226,7 +258,9 @@ fn session_row(h: &mut Html, row: &SessionRow, csrf_token: &str) {
         .number(row.bytes)
         .raw("</td><td data-label=\"End reason\">")
         .text(s.termination_reason.as_deref().unwrap_or(""))
-        .raw("</td><td>");
+        .raw("</td><td data-label=\"Decision\">");
+    decision(h, &row.decided);
+    h.raw("</td><td>");
     if row.cancel {
         h.raw("<form method=\"post\" action=\"/console/sessions/")
             .text(&s.id)
@@ -235,4 +269,24 @@ fn session_row(h: &mut Html, row: &SessionRow, csrf_token: &str) {
         h.raw("<button type=\"submit\" class=\"danger\">Cancel</button></form>");
     }
     h.raw("</td></tr>");
+}
+
+/// The decision column: the matrix cell, then the roles that granted it.
+fn decision(h: &mut Html, d: &Decided) {
+    let (Some(source), Some(target)) = (&d.source_zone, &d.target_zone) else {
+        h.raw("<span class=\"hint\">not recorded</span>");
+        return;
+    };
+    h.raw("<span class=\"cell\">")
+        .text(source)
+        .raw(" → ")
+        .text(target)
+        .raw("</span>");
+    if d.roles.is_empty() {
+        h.raw(" <span class=\"hint\">no role (direct flow)</span>");
+    } else {
+        h.raw(" <span class=\"roles\">role ")
+            .text(&d.roles.join(", "))
+            .raw("</span>");
+    }
 }

@@ -19,6 +19,8 @@ use crate::api::local_login::tests::{start_with, Fixture, Kind, LOCAL, NEW_PASSW
 use crate::audit::denials::FailureKind;
 use crate::Clock as _;
 
+mod sessions_page;
+
 const HOST: &str = "ctl.test:8443";
 const ORIGIN: &str = "https://ctl.test:8443";
 
@@ -665,7 +667,10 @@ fn labels_and_user_names_are_rendered_escaped() {
     let filters = super::pages::Filters {
         user: evil.into(),
         target: evil.into(),
+        zone: evil.into(),
         state: String::new(),
+        since: evil.into(),
+        until: evil.into(),
     };
     let view = super::pages::SessionsView {
         nav: super::pages::Nav {
@@ -677,9 +682,15 @@ fn labels_and_user_names_are_rendered_escaped() {
             session,
             bytes: 0,
             cancel: true,
+            decided: crate::store::session_list::Decided {
+                source_zone: Some(evil.into()),
+                target_zone: Some(evil.into()),
+                roles: vec![evil.into()],
+            },
         }],
         next: Some(format!("/console/sessions?user={evil}")),
         all_users: true,
+        zones: vec![evil.into()],
     };
     let html = super::pages::sessions(&view).into_string();
     assert!(!html.contains("<script"), "{html}");

@@ -25,6 +25,7 @@ use crate::audit::{event, Actor, AuditEvent, Event};
 use crate::clock;
 use crate::ids::{new_id, IdKind};
 use crate::state::AppState;
+use crate::store::session_list::{self, Decided};
 use crate::store::sessions::{self as session_rows, SessionRecord, SessionState};
 use crate::store::users::UserRecord;
 use crate::store::StoreError;
@@ -64,6 +65,8 @@ pub(crate) struct Facts<'a> {
 #[derive(Debug)]
 pub(crate) struct Plan {
     pub record: SessionRecord,
+    /// The matrix cell and roles that allowed it, stored on its row for the console.
+    pub decided: Decided,
     pub event: AuditEvent,
 }
 
@@ -219,7 +222,11 @@ fn plan(facts: &Facts<'_>, decision: &Decision) -> Plan {
     let event = AuditEvent::new(actor(facts.user, parent), authorized)
         .session(&record.id)
         .target(&parent.target_id);
-    Plan { record, event }
+    Plan {
+        record,
+        decided: Decided::of(decision),
+        event,
+    }
 }
 
 /// A refusal and its `session_denied` (on the gateway session).
@@ -387,6 +394,7 @@ async fn vet_forward(
         return Ok(Err(format!("forward to {destination} refused: {refused}")));
     }
     session_rows::insert(tx.write(), &plan.record, None).await?;
+    session_list::set_decided(tx.write(), &plan.record.id, &plan.decided).await?;
     tx.commit(plan.event).await?;
     let expires_at = clock::to_u64(plan.record.expires_at);
     crate::sessions::lifecycle::arm_expiry(state, plan.record.id.clone(), expires_at);

@@ -136,6 +136,7 @@ pub(crate) async fn commit(
     token_id: &str,
 ) -> Result<(), SessionError> {
     let record = plan.record.clone();
+    let decided = plan.decided.clone();
     let certificate = plan
         .certificate
         .as_ref()
@@ -150,8 +151,9 @@ pub(crate) async fn commit(
     state
         .audit_writer
         .run(move |tx| {
-            let (record, certificate, intent, pve_intent, event, token_id) = (
+            let (record, decided, certificate, intent, pve_intent, event, token_id) = (
                 record.clone(),
+                decided.clone(),
                 certificate.clone(),
                 intent.clone(),
                 pve_intent.clone(),
@@ -160,6 +162,7 @@ pub(crate) async fn commit(
             );
             Box::pin(async move {
                 session_rows::insert(tx.write(), &record, Some(&token_id)).await?;
+                crate::store::session_list::set_decided(tx.write(), &record.id, &decided).await?;
                 if let Some((serial, ca_key_id, valid_before)) = certificate {
                     crate::store::ssh_certificates::insert(
                         tx.write(),

@@ -27,6 +27,7 @@ use super::error::SessionError;
 use super::limits::RateCheck;
 use crate::api::extract::Principal;
 use crate::audit::AuditEvent;
+use crate::store::session_list::Decided;
 use crate::store::sessions::{SessionRecord, SessionState};
 use crate::store::targets::TargetRecord;
 use crate::store::workers::WorkerRecord;
@@ -108,6 +109,8 @@ pub(crate) struct Plan {
     pub vault: Option<VaultMint>,
     /// The Proxmox API token minted after the commit, for an injecting target.
     pub pve: Option<super::pve::PveMint>,
+    /// The matrix cell and roles that allowed it, stored on its row for the console.
+    pub decided: Decided,
     pub event: AuditEvent,
 }
 
@@ -325,6 +328,7 @@ pub(crate) fn plan(facts: &Facts<'_>) -> Result<Plan, Refusal> {
         certificate,
         vault,
         pve,
+        decided: Decided::of(facts.decision),
         event,
     })
 }

@@ -1,6 +1,6 @@
 //! The backstop sweep: ends sessions past their expiry, pending sessions that never
 //! connected, idle sessions (`super::idle`), and sessions on workers that have not been heard
-//! from.
+//! from; and deletes console login sessions past their timeouts.
 
 use portcullis_proto::link::EndReason;
 use tokio_util::sync::CancellationToken;
@@ -10,7 +10,9 @@ use super::lost;
 use crate::audit::Actor;
 use crate::clock;
 use crate::state::AppState;
-use crate::store::{sessions as session_rows, workers as worker_rows, StoreError};
+use crate::store::{
+    console_sessions, sessions as session_rows, workers as worker_rows, StoreError,
+};
 
 /// Runs until `shutdown`.
 pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
@@ -40,6 +42,10 @@ pub(crate) async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
     let Some(_lease) = lease else {
         return Ok(0);
     };
+    {
+        let mut conn = state.store.conn().await?;
+        console_sessions::prune(&mut conn, now).await?;
+    }
     let pending_before = now - clock::to_i64(state.config.session_pending_timeout.as_secs());
     let due = {
         let mut conn = state.store.conn().await?;

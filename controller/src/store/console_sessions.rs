@@ -111,6 +111,19 @@ pub(crate) async fn delete_over(w: Write<'_>, now: i64) -> Result<u64> {
     Ok(done.rows_affected())
 }
 
+/// Deletes the sessions that are over at `now`, for the periodic sweep (`sessions::sweeper`):
+/// housekeeping, unaudited, since such a row can no longer be used ([`authenticate`] refuses
+/// it) and its login and logout are audited.
+pub(crate) async fn prune(conn: &mut AnyConnection, now: i64) -> Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM console_sessions WHERE expires_at <= $1 OR last_seen_at + idle_timeout <= $1",
+    )
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Deletes the console session of a token (logout); returns whether there was one.
 pub(crate) async fn delete_of_token(w: Write<'_>, token_id: &str) -> Result<bool> {
     let done = sqlx::query("DELETE FROM console_sessions WHERE token_id = $1")

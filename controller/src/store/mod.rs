@@ -37,6 +37,9 @@ mod recordings_tests;
 pub(crate) mod service_accounts;
 #[cfg(test)]
 mod service_accounts_suite_tests;
+pub(crate) mod session_list;
+#[cfg(test)]
+mod session_list_suite_tests;
 pub(crate) mod session_secrets;
 pub(crate) mod sessions;
 #[cfg(test)]
@@ -237,6 +240,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_verified",
         include_str!("../../../migrations/sqlite/0018_audit_verified.sql"),
     ),
+    (
+        19,
+        "session_decisions",
+        include_str!("../../../migrations/sqlite/0019_session_decisions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -323,6 +331,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         18,
         "audit_verified",
         include_str!("../../../migrations/postgres/0018_audit_verified.sql"),
+    ),
+    (
+        19,
+        "session_decisions",
+        include_str!("../../../migrations/postgres/0019_session_decisions.sql"),
     ),
     // The recordings store's tables: its own migrator applies them (`recordings.rs`), and a
     // shared database's migration table must know them here too.

@@ -91,7 +91,8 @@ pub(crate) struct SessionRecord {
     pub parent_session_id: Option<String>,
 }
 
-const COLUMNS: &str = "id, user_id, target_id, worker_id, state, termination_reason, client_addr, \
+pub(super) const COLUMNS: &str =
+    "id, user_id, target_id, worker_id, state, termination_reason, client_addr, \
     client_key_hash, endpoint, connection_limit, connections_count, policy_hash, created_at, \
     expires_at, activated_at, terminated_at, ssh_mode, parent_session_id";
 
@@ -119,7 +120,7 @@ fn ssh_mode_column(mode: SshMode) -> Option<&'static str> {
     }
 }
 
-fn from_row(row: &AnyRow) -> Result<SessionRecord> {
+pub(super) fn from_row(row: &AnyRow) -> Result<SessionRecord> {
     Ok(SessionRecord {
         id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,

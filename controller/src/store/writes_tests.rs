@@ -27,6 +27,7 @@ const UNAUDITED: &[(&str, &str, &str)] = &[
     ("oidc_logins", "count_failure", "a counter of wrong codes; each failure is audited as login_failed"),
     ("oidc_logins", "prune", "removes expired pending logins"),
     ("console_sessions", "touch", "when a console session was last used; its login and logout are audited"),
+    ("console_sessions", "prune", "removes console sessions past their idle or absolute timeout, which no request can use any more"),
     ("workers", "touch", "a worker's heartbeat time"),
     ("sessions", "client_seen", "when a session's client last asked about it; the idle end it postpones is audited as session_terminated"),
     ("vault_credentials", "set_accessor", "mint progress for crash recovery; the mint is audited as credential_minted"),
