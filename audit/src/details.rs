@@ -477,6 +477,13 @@ pub struct SessionSecretsRead {
     pub lease_ids: Vec<String>,
 }
 
+/// The console's incremental audit check sent back to the first event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditVerificationReset {
+    /// The last event the check had verified (its watermark), if it had one.
+    pub verified_up_to: Option<u64>,
+}
+
 /// A read of a session's recordings through the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordingRead {

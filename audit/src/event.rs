@@ -245,6 +245,7 @@ kinds! {
     GatewayCredentialIssued = "gateway_credential_issued",
     GatewayCredentialRequested = "gateway_credential_requested",
     SessionSecretsRead = "session_secrets_read",
+    AuditVerificationReset = "audit_verification_reset",
     SshChannelRefused = "ssh_channel_refused",
     RecordingCheckpoint = "recording_checkpoint",
     RecordingFinished = "recording_finished",
@@ -452,6 +453,11 @@ pub enum Event {
     SessionSecretsRead {
         details: SessionSecretsRead,
     },
+    /// A reviewer made the console check the audit chain from its first event again
+    /// ("verify from the start"): the watermark it had is forgotten.
+    AuditVerificationReset {
+        details: AuditVerificationReset,
+    },
     /// `reason` is the rule that refused it (the right that is off, or the controller's
     /// words naming the matrix cell).
     SshChannelRefused {
@@ -586,6 +592,7 @@ impl Event {
             Event::GatewayCredentialIssued { .. } => Kind::GatewayCredentialIssued,
             Event::GatewayCredentialRequested { .. } => Kind::GatewayCredentialRequested,
             Event::SessionSecretsRead { .. } => Kind::SessionSecretsRead,
+            Event::AuditVerificationReset { .. } => Kind::AuditVerificationReset,
             Event::SshChannelRefused { .. } => Kind::SshChannelRefused,
             Event::RecordingCheckpoint { .. } => Kind::RecordingCheckpoint,
             Event::RecordingFinished { .. } => Kind::RecordingFinished,

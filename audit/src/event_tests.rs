@@ -382,6 +382,11 @@ fn one_of_each() -> Vec<Event> {
                 lease_ids: vec!["database/creds/readonly/abc".into()],
             },
         },
+        Event::AuditVerificationReset {
+            details: AuditVerificationReset {
+                verified_up_to: Some(41),
+            },
+        },
         Event::SshChannelRefused {
             reason: "ssh.forward_remote is not granted to the session's roles".into(),
             details: SshChannelRefused {

@@ -10,7 +10,9 @@
 //! --public-key` with keys pinned elsewhere.
 
 use super::chain::KeyRing;
+use super::event::AuditVerificationReset;
 use super::verify::{Failure, Head, Verifier};
+use super::{Actor, AuditEvent, Event};
 use crate::api::audit::parse_body;
 use crate::clock;
 use crate::keys::KeyError;
@@ -129,9 +131,17 @@ pub(crate) async fn check(state: &AppState, batch: u64) -> Result<Status, KeyErr
     }
 }
 
-/// Forgets the watermark: the next [`check`] starts at the first event.
-pub(crate) async fn reset(state: &AppState) -> Result<(), KeyError> {
-    let mut conn = state.store.conn().await?;
-    marks::reset(&mut conn).await?;
+/// Forgets the watermark: the next [`check`] starts at the first event. Committed with its
+/// `audit_verification_reset` event by `actor`.
+pub(crate) async fn reset(state: &AppState, actor: Actor) -> Result<(), KeyError> {
+    let mut tx = state.begin_audited().await?;
+    let before = marks::get(tx.read()).await?;
+    marks::reset(tx.write()).await?;
+    let event = Event::AuditVerificationReset {
+        details: AuditVerificationReset {
+            verified_up_to: before.map(|m| m.sequence),
+        },
+    };
+    tx.commit(AuditEvent::new(actor, event)).await?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use sqlx::{AnyConnection, Row as _};
 
-use super::{Result, StoreError};
+use super::{Result, StoreError, Write};
 
 /// The last event the check verified, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,9 +51,10 @@ pub(crate) async fn advance(conn: &mut AnyConnection, mark: &Watermark) -> Resul
 }
 
 /// Forgets the watermark: the next check starts at the chain's first event.
-pub(crate) async fn reset(conn: &mut AnyConnection) -> Result<()> {
+/// Forgets the watermark, in the audited transaction that records who did it.
+pub(crate) async fn reset(w: Write<'_>) -> Result<()> {
     sqlx::query("DELETE FROM audit_verified WHERE id = 1")
-        .execute(&mut *conn)
+        .execute(w.conn())
         .await?;
     Ok(())
 }
@@ -88,7 +89,9 @@ mod tests {
                 "{}",
                 b.name
             );
-            reset(&mut conn).await.unwrap();
+            reset(crate::store::suite_tests::w(&mut conn))
+                .await
+                .unwrap();
             assert_eq!(get(&mut conn).await.unwrap(), None, "{}", b.name);
             advance(&mut conn, &mark(2, 400)).await.unwrap();
             assert_eq!(

@@ -14,7 +14,6 @@ const UNAUDITED: &[(&str, &str, &str)] = &[
     ("audit", "sink_cursor", "a shipper's progress: creates its cursor row on first use"),
     ("audit", "save_sink_cursor", "a shipper's progress through the log"),
     ("audit_verified", "advance", "how far the console's check of the chain got; a cache of a check anyone with audit:read can redo"),
-    ("audit_verified", "reset", "makes the console's next check start at the first event; a cache of a check anyone with audit:read can redo"),
     ("audit", "tamper", "test-only: edits a stored event to show that the console's check finds it"),
     ("rate_limits", "hit", "a counter of attempts per window"),
     ("recordings", "append", "a recording's chunk, in the recordings store (another database than the chain); its head is sealed as recording_checkpoint or recording_finished"),

@@ -126,7 +126,7 @@ async fn verify_from_start(
 ) -> Result<Response, ConsoleError> {
     let user = checked_post(&state, &headers, peer, user, &form(&body))?;
     user.principal.require(Permission::AuditRead)?;
-    watermark::reset(&state)
+    watermark::reset(&state, user.principal.actor())
         .await
         .map_err(crate::api::error::ApiError::from)?;
     Ok(Redirect::to("/console/audit").into_response())

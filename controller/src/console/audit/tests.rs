@@ -383,7 +383,7 @@ async fn the_watermark_moves_forward_in_batches_and_stops_before_a_bad_event() {
 
     // ...until the check starts from the first event: it names it, and the watermark stays
     // just before it, however often the check runs and however many events follow.
-    watermark::reset(&api.state).await.unwrap();
+    watermark::reset(&api.state, Actor::system()).await.unwrap();
     assert_eq!(watermark_at(&api).await, None);
     for _ in 0..3 {
         target_deleted(&api, "later").await;
@@ -424,14 +424,20 @@ async fn verify_from_the_start_needs_the_csrf_token_and_the_page_then_names_the_
     assert_eq!(events, ["permission_denied"]);
     assert!(watermark_at(&api).await.is_some());
 
-    let done = post(
-        &api,
-        "/console/audit/verify",
-        &rita,
-        &[("csrf_token", &page.csrf())],
-    )
-    .await;
+    let (done, events) = api
+        .audited(post(
+            &api,
+            "/console/audit/verify",
+            &rita,
+            &[("csrf_token", &page.csrf())],
+        ))
+        .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(
+        events,
+        ["audit_verification_reset"],
+        "who sent the check back is audited"
+    );
     assert_eq!(done.headers[header::LOCATION], "/console/audit");
     let broken = get(&api, "/console/audit", &rita).await;
     let expected = format!("The chain breaks at event {seq} (");
