@@ -55,6 +55,9 @@ pub(crate) async fn check(state: &AppState, batch: u64) -> Result<Status, KeyErr
         (rows::head(&mut conn).await?, marks::get(&mut conn).await?)
     };
     let mut verifier = match &start {
+        // A watermark inside the events from before the chain (no hash to link to): the
+        // walk goes on as from the start, past the ones already walked.
+        Some(mark) if mark.hash.is_empty() => Verifier::new(keys, None),
         Some(mark) => Verifier::resume(
             keys,
             Head {
@@ -90,13 +93,20 @@ pub(crate) async fn check(state: &AppState, batch: u64) -> Result<Status, KeyErr
     }
     let last = verifier.last().cloned();
     let now = clock::to_i64(state.clock.unix_secs());
-    let moved = last
-        .as_ref()
-        .filter(|l| start.as_ref().is_none_or(|s| s.sequence < l.sequence));
-    if let Some(l) = moved {
+    // The last chained event verified; or, while the walk is still in the events from
+    // before the chain, how far it got (an empty hash), so that the next check does not
+    // walk them again.
+    let reached = match &last {
+        Some(l) => Some((l.sequence, l.hash.clone())),
+        None if after > 0 => Some((after, String::new())),
+        None => None,
+    };
+    let moved =
+        reached.filter(|(sequence, _)| start.as_ref().is_none_or(|s| s.sequence < *sequence));
+    if let Some((sequence, hash)) = moved {
         let mark = Watermark {
-            sequence: l.sequence,
-            hash: l.hash.clone(),
+            sequence,
+            hash,
             verified_at: now,
         };
         let mut conn = state.store.conn().await?;
@@ -108,7 +118,7 @@ pub(crate) async fn check(state: &AppState, batch: u64) -> Result<Status, KeyErr
             failure,
         });
     }
-    let reached = last.as_ref().map_or(0, |l| l.sequence);
+    let reached = after;
     if !at_end && reached < head.sequence {
         return Ok(Status::Partial {
             up_to: last,
