@@ -164,6 +164,29 @@ fn a_local_user_logs_in_with_totp_in_chromium_and_the_console_holds_its_line() {
     );
     check_page(&mut browser, &workers, "console-workers");
 
+    // On a phone (390 CSS pixels wide) every section fits the screen: no page scrolls
+    // sideways, tables become cards.
+    browser.viewport(390, 844);
+    for section in ["sessions", "audit", "policy", "targets", "workers"] {
+        let page = browser.goto(&format!("{base}/console/{section}"));
+        assert_eq!(page.status, 200, "{page:?}");
+        let overflow = browser
+            .eval("document.documentElement.scrollWidth - document.documentElement.clientWidth");
+        // What sticks out, for the failure message.
+        let wide = browser.eval(
+            "[...document.querySelectorAll('body *')].filter(e => \
+             e.getBoundingClientRect().right > document.documentElement.clientWidth + 1) \
+             .map(e => e.tagName + '.' + e.className + ' ' + (e.innerText || '').slice(0, 40))",
+        );
+        assert_eq!(
+            overflow, 0,
+            "the {section} page scrolls sideways on a phone: {wide}"
+        );
+        let shot = browser.screenshot(&format!("console-phone-{section}"));
+        assert!(shot.exists());
+    }
+    browser.viewport(1280, 720);
+
     // The cookie as the browser holds it, out of reach of the page's scripts.
     let cookies = browser.cookies();
     let cookie = cookies

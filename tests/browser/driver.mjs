@@ -11,6 +11,7 @@
 //   {"cmd":"wait_for","selector":S}        waits until S is visible
 //   {"cmd":"wait_for_url","contains":T}    waits until the page's URL contains T and has loaded
 //   {"cmd":"url"}                          -> {url}
+//   {"cmd":"viewport","width":W,"height":H} the page's viewport in CSS pixels (a phone: 390x844)
 //   {"cmd":"response"}                     -> {status, url, headers} of the last main-frame
 //                                             navigation response (after clicks and redirects too)
 //   {"cmd":"screenshot","path":P}          a full-page PNG at P
@@ -137,6 +138,10 @@ const commands = {
   },
   async url() {
     return { url: page.url() };
+  },
+  async viewport({ width, height }) {
+    await page.setViewportSize({ width, height });
+    return {};
   },
   async response() {
     return described(lastNavigation);

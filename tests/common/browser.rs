@@ -320,6 +320,11 @@ impl Browser {
         reply["url"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// Sets the page's viewport (CSS pixels): `(390, 844)` is a phone held upright.
+    pub(crate) fn viewport(&mut self, width: u32, height: u32) {
+        self.command(json!({"cmd": "viewport", "width": width, "height": height}));
+    }
+
     pub(crate) fn url(&mut self) -> String {
         let reply = self.command(json!({"cmd": "url"}));
         reply["url"].as_str().unwrap_or_default().to_owned()
