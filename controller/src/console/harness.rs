@@ -1,5 +1,5 @@
 //! A console client through the router without a socket, for the page modules' tests
-//! (policy, targets, workers): a controller on a manual clock, local users with TOTP logged
+//! (policy, targets, workers, recordings): a controller on a manual clock, local users with TOTP logged
 //! in through the console form, GETs and same-origin form POSTs with the session cookie, and
 //! the audit events an action committed.
 
@@ -53,7 +53,7 @@ impl Client {
         }
     }
 
-    async fn send(&self, mut request: Request<Body>) -> Got {
+    pub(crate) async fn send(&self, mut request: Request<Body>) -> Got {
         request
             .extensions_mut()
             .insert(PeerAddr(SocketAddr::from(([127, 0, 0, 1], 40_000))));
@@ -79,6 +79,15 @@ impl Client {
                 header::COOKIE,
                 format!("{}={cookie}", super::session::COOKIE),
             );
+        self.send(request.body(Body::empty()).unwrap()).await
+    }
+
+    /// A GET without a console session (a stranger, or a browser that logged out).
+    pub(crate) async fn get_anonymous(&self, path: &str) -> Got {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header(header::HOST, HOST);
         self.send(request.body(Body::empty()).unwrap()).await
     }
 

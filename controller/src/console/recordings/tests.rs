@@ -16,11 +16,8 @@ use tower::ServiceExt as _;
 
 use super::PLAYER_CSP;
 use crate::api::extract::PeerAddr;
-use crate::api::local_login::tests::{start_with, Fixture, Kind, LOCAL, NEW_PASSWORD, PASSWORD};
+use crate::console::harness::{self, Client, Got};
 use crate::recordings::playback::{Follower, LiveMessage};
-
-const HOST: &str = "ctl.test:8443";
-const ORIGIN: &str = "https://ctl.test:8443";
 
 /// An admin who sees every session but not recordings, a reviewer who reads both, a user
 /// who connects.
@@ -69,14 +66,8 @@ const RECORDING: &str = "c_rec1";
 /// What the recorded terminal printed: markup that must stay text.
 const OUTPUT: &str = "marker <script>alert(1)</script>\r\n";
 
-struct Got {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: String,
-}
-
 struct Rig {
-    f: Fixture,
+    client: Client,
     session: String,
 }
 
@@ -88,8 +79,8 @@ async fn rig() -> Rig {
 
 /// [`rig`] with a recording that is finished or not (a live one).
 async fn rig_with(finish: bool) -> Rig {
-    let f = start_with(POLICY, LOCAL).await;
-    let api = &f.api;
+    let client = Client::start(POLICY).await;
+    let api = &client.f.api;
     let admin = api.login("root", &["admins"]).await;
     let worker = api.live_worker().await;
     let (status, body) = api
@@ -125,7 +116,7 @@ async fn rig_with(finish: bool) -> Rig {
         !format!("{answer:?}").contains("Refused") && !format!("{answer:?}").contains("Later"),
         "{answer:?}"
     );
-    Rig { f, session }
+    Rig { client, session }
 }
 
 fn recording(finish: bool) -> Vec<Encoded> {
@@ -169,74 +160,26 @@ fn recording(finish: bool) -> Vec<Encoded> {
 
 impl Rig {
     async fn get(&self, path: &str, cookie: Option<&str>) -> Got {
-        let mut request = Request::builder()
-            .method(Method::GET)
-            .uri(path)
-            .header(header::HOST, HOST);
-        if let Some(cookie) = cookie {
-            request = request.header(
-                header::COOKIE,
-                format!("{}={cookie}", crate::console::session::COOKIE),
-            );
-        }
-        self.send(request.body(Body::empty()).unwrap()).await
-    }
-
-    async fn send(&self, mut request: Request<Body>) -> Got {
-        request
-            .extensions_mut()
-            .insert(PeerAddr(SocketAddr::from(([127, 0, 0, 1], 40_000))));
-        let response = self.f.api.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        Got {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
+        match cookie {
+            Some(cookie) => self.client.get(path, cookie).await,
+            None => self.client.get_anonymous(path).await,
         }
     }
 
     /// Local user `name` in `groups`, enrolled in TOTP and logged in to the console; the
     /// cookie's value.
     async fn console_user(&self, name: &str, groups: &[&str]) -> String {
-        self.f.user_in(name, Kind::OneTime, groups).await;
-        let (secret, _) = self.f.enrol(name, PASSWORD).await;
-        self.f.clock.advance(Duration::from_secs(30));
-        let code = self.f.code(&secret, 0);
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([
-                ("username", name),
-                ("password", NEW_PASSWORD),
-                ("totp_code", &code),
-            ])
-            .finish();
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri("/console/login")
-            .header(header::HOST, HOST)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header("origin", ORIGIN)
-            .header("sec-fetch-site", "same-origin")
-            .body(Body::from(body))
-            .unwrap();
-        let got = self.send(request).await;
-        assert_eq!(got.status, StatusCode::SEE_OTHER, "{}", got.body);
-        self.f.clock.advance(Duration::from_secs(30));
-        let cookie = got.headers[header::SET_COOKIE].to_str().unwrap();
+        let cookie = self.client.logged_in(name, groups).await;
+        self.client.f.clock.advance(Duration::from_secs(30));
         cookie
-            .strip_prefix("__Host-portcullis-console=")
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned()
     }
 
     async fn audited(&self, path: &str, cookie: &str) -> (Got, Vec<String>) {
-        self.f.api.audited(self.get(path, Some(cookie))).await
+        self.client
+            .f
+            .api
+            .audited(self.get(path, Some(cookie)))
+            .await
     }
 
     fn path(&self, tail: &str) -> String {
@@ -258,7 +201,8 @@ async fn the_session_page_shows_the_recording_escaped_to_those_the_api_lets_read
         millis: 7,
         refused: Some("no <write>".into()),
     };
-    rig.f
+    rig.client
+        .f
         .api
         .state
         .audit_alone(
@@ -456,7 +400,7 @@ async fn events_of(rig: &Rig, kind: &str) -> Vec<Value> {
         kind: Some(kind.to_owned()),
         ..Default::default()
     };
-    let mut conn = rig.f.api.state.store.conn().await.unwrap();
+    let mut conn = rig.client.f.api.state.store.conn().await.unwrap();
     crate::store::audit::list(&mut conn, &filter, 1000)
         .await
         .unwrap()
@@ -473,7 +417,7 @@ async fn a_live_stream_ends_when_the_console_session_does() {
     let path = format!("{}/recordings/{RECORDING}/live", rig.path(""));
     let mut request = Request::builder()
         .uri(&path)
-        .header(header::HOST, HOST)
+        .header(header::HOST, harness::HOST)
         .header(
             header::COOKIE,
             format!("{}={rita}", crate::console::session::COOKIE),
@@ -483,7 +427,15 @@ async fn a_live_stream_ends_when_the_console_session_does() {
     request
         .extensions_mut()
         .insert(PeerAddr(SocketAddr::from(([127, 0, 0, 1], 40_000))));
-    let response = rig.f.api.router.clone().oneshot(request).await.unwrap();
+    let response = rig
+        .client
+        .f
+        .api
+        .router
+        .clone()
+        .oneshot(request)
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body().into_data_stream();
     let mut seen = String::new();
@@ -493,7 +445,7 @@ async fn a_live_stream_ends_when_the_console_session_does() {
     }
     assert!(!seen.contains("event: done"), "not finished: {seen}");
     // The console session times out (absolute timeout): the stream says so and ends.
-    rig.f.clock.advance(Duration::from_secs(13 * 3600));
+    rig.client.f.clock.advance(Duration::from_secs(13 * 3600));
     let rest = tokio::time::timeout(Duration::from_secs(10), async {
         let mut rest = String::new();
         while let Some(frame) = body.next().await {
