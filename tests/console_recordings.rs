@@ -6,8 +6,7 @@
 //! speed and seek controls; a live session is followed read-only and its output appears while
 //! it runs. Each page: no console errors, no serious or critical axe violation, a screenshot.
 //!
-//! The controller serves an ECDSA certificate (`[api] tls_cert_file`): chromium refuses the
-//! Ed25519 certificates the internal CA issues (docs/console.md).
+//! Chromium trusts the controller's own certificate, issued by its internal (P-256) CA.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
@@ -20,7 +19,6 @@ use std::time::Duration;
 use portcullis_proto::recording::{ChannelKind, RecordingState};
 use serde_json::{json, Value};
 
-use common::browser::certificate::ApiCertificate;
 use common::browser::{check_page_with as check_page, Browser};
 use common::cluster::Controller;
 use common::dev::bin;
@@ -110,16 +108,8 @@ fn wait_for_terminal(browser: &mut Browser, text: &str) -> String {
 #[test]
 fn a_reviewer_plays_a_gateway_recording_and_follows_a_live_one_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
-    let certificate = ApiCertificate::new(dir.path());
-    let api_extra = format!(
-        "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n\
-         [auth.local]\n[auth.local.argon2]\nm_cost_kib = 7168\nt_cost = 5\n",
-        certificate.cert.display(),
-        certificate.key.display()
-    );
     let rec = Recorded::start_with(&Setup {
-        api_extra: &api_extra,
-        api_ca: Some(&certificate.ca),
+        api_extra: "[auth.local]\n[auth.local.argon2]\nm_cost_kib = 7168\nt_cost = 5\n",
         ..Setup::default()
     });
     let controller = &rec.controllers[0];
@@ -147,7 +137,7 @@ fn a_reviewer_plays_a_gateway_recording_and_follows_a_live_one_in_chromium() {
         "{recordings:?}"
     );
 
-    let mut browser = Browser::start(dir.path(), &[(&controller.api, &certificate.ca)]);
+    let mut browser = Browser::start(dir.path(), &[(&controller.api, &controller.ca)]);
     let base = controller.api.clone();
     browser.goto(&format!("{base}/console/login"));
     let step = (enrolled_step + 1).max(unix_now() / 30);

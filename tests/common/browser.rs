@@ -8,8 +8,6 @@
 //! The controller's internal CA issues the API's certificate as ECDSA P-256, which chromium
 //! accepts: a browser test trusts it as it is ([`Browser::for_dev`]). (Chromium refuses the
 //! Ed25519 certificates of a CA made before P-256: ERR_SSL_PROTOCOL_ERROR at the handshake.)
-//! [`certificate::ApiCertificate`] is an API certificate of the test's own, for a test of
-//! `[api] tls_cert_file` in a browser.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -23,7 +21,6 @@ use serde_json::{json, Value};
 
 use super::dev::Dev;
 
-pub(crate) mod certificate;
 mod procs;
 
 use procs::descendants;
@@ -154,9 +151,8 @@ pub(crate) struct Browser {
 
 impl Browser {
     /// A browser that trusts `dev`'s API certificate, verified against the CA its environment
-    /// names (`PORTCULLIS_CA`: the internal CA's bundle, or another CA a test put there, see
-    /// [`certificate::ApiCertificate::trusted_by`]); screenshots go into `dir` (the test's temp
-    /// dir).
+    /// names (`PORTCULLIS_CA`: the internal CA's bundle); screenshots go into `dir` (the
+    /// test's temp dir).
     pub(crate) fn for_dev(dev: &Dev, dir: &Path) -> Browser {
         let ca = PathBuf::from(dev.var("PORTCULLIS_CA"));
         Browser::start(dir, &[(&dev.api(), &ca)])
