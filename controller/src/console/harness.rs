@@ -170,3 +170,28 @@ impl Client {
         serde_json::from_str(&events[0].body).unwrap()
     }
 }
+
+/// A live session of dev-login user `uma` (group `users`) to a new target `web` (made with
+/// an admin's token), through a live worker: the worker's id and the session's.
+pub(crate) async fn live_session(api: &crate::api::tests::Api) -> (String, String) {
+    let admin = api.login("root", &["admins"]).await;
+    let worker = api.live_worker().await;
+    let (status, body) = api
+        .create_target(
+            &admin,
+            serde_json::json!({"name": "web", "address": "127.0.0.1:7", "zone": "LOCAL", "service": "echo"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let uma = api.login("uma", &["users"]).await;
+    let (status, auth) = api
+        .call(
+            Method::POST,
+            "/v1/targets/web/authorize-session",
+            Some(&uma),
+            Some(crate::api::tests::client_key()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{auth}");
+    (worker, auth["session_id"].as_str().unwrap().to_owned())
+}

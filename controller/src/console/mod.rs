@@ -82,7 +82,13 @@ async fn host_from_authority<B>(mut request: axum::http::Request<B>) -> axum::ht
 /// framing; and
 /// `Cache-Control: no-store` unless the response set its own (the hashed assets).
 async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
-    let headers = response.headers_mut();
+    set_security_headers(response.headers_mut());
+    response
+}
+
+/// [`security_headers`] on `headers` (also for the console pages the API's OIDC callback
+/// serves).
+pub(crate) fn set_security_headers(headers: &mut axum::http::HeaderMap) {
     // The player pages' policy (recordings::PLAYER_CSP) is the one a handler may set;
     // any other becomes the console's.
     if headers.get(header::CONTENT_SECURITY_POLICY)
@@ -108,5 +114,4 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    response
 }

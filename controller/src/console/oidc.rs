@@ -86,7 +86,7 @@ pub(crate) async fn came_back(
     headers: &HeaderMap,
     query: &CallbackQuery,
 ) -> Result<Response, ApiError> {
-    let bound = binding(headers).is_some_and(|secret| {
+    let bound = super::session::cookie_named(headers, STATE_COOKIE).is_some_and(|secret| {
         constant_time_eq(&crate::ids::secret_hash(secret), &login.cli_secret_hash)
     });
     if !bound {
@@ -138,19 +138,6 @@ pub(crate) async fn came_back(
     Ok(response)
 }
 
-/// The binding cookie's value in the request, if any.
-fn binding(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == STATE_COOKIE)
-        .map(|(_, value)| value.trim())
-        .filter(|value| !value.is_empty())
-}
-
 /// The `Set-Cookie` that makes the browser forget the binding (single use).
 fn clear_binding() -> String {
     format!("{STATE_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0")
@@ -167,20 +154,13 @@ fn failed(message: &str) -> Response {
     response
 }
 
-/// The console's security headers on a page the API's callback route serves.
+/// The console's security headers on a page the API's callback route serves, with no
+/// referrer at all: its URL held the provider's code and state.
 fn with_console_headers(response: &mut Response) {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static(super::CSP),
-    );
-    headers.insert(
+    super::set_security_headers(response.headers_mut());
+    response.headers_mut().insert(
         header::REFERRER_POLICY,
         header::HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        header::HeaderValue::from_static("nosniff"),
     );
 }
 

@@ -229,26 +229,7 @@ impl Console {
     /// A live session of dev-login user `uma` to target `web` (created by an admin token).
     async fn live_session(&self) -> String {
         let api = &self.f.api;
-        let admin = api.login("root", &["admins"]).await;
-        api.live_worker().await;
-        let (status, body) = api
-            .create_target(
-                &admin,
-                json!({"name": "web", "address": "127.0.0.1:7", "zone": "LOCAL", "service": "echo"}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let uma = api.login("uma", &["users"]).await;
-        let (status, auth) = api
-            .call(
-                Method::POST,
-                "/v1/targets/web/authorize-session",
-                Some(&uma),
-                Some(crate::api::tests::client_key()),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{auth}");
-        auth["session_id"].as_str().unwrap().to_owned()
+        crate::console::harness::live_session(api).await.1
     }
 
     async fn session_state(&self, id: &str) -> String {

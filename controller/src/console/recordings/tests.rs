@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, Request, StatusCode};
 use portcullis_proto::recording::{
     CastHeader, Encoded, Event, Recorder, RecordingId, SpooledChunk, StoredChunk,
 };
@@ -81,26 +81,7 @@ async fn rig() -> Rig {
 async fn rig_with(finish: bool) -> Rig {
     let client = Client::start(POLICY).await;
     let api = &client.f.api;
-    let admin = api.login("root", &["admins"]).await;
-    let worker = api.live_worker().await;
-    let (status, body) = api
-        .create_target(
-            &admin,
-            json!({"name": "web", "address": "127.0.0.1:7", "zone": "LOCAL", "service": "echo"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let uma = api.login("uma", &["users"]).await;
-    let (status, auth) = api
-        .call(
-            Method::POST,
-            "/v1/targets/web/authorize-session",
-            Some(&uma),
-            Some(crate::api::tests::client_key()),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{auth}");
-    let session = auth["session_id"].as_str().unwrap().to_owned();
+    let (worker, session) = harness::live_session(api).await;
     let chunks: Vec<SpooledChunk> = recording(finish)
         .iter()
         .map(|c| SpooledChunk {

@@ -3,8 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
-use axum::http::{Method, StatusCode};
-use serde_json::json;
+use axum::http::StatusCode;
 
 use crate::console::harness::Client;
 use crate::console::policy::tests::POLICY;
@@ -14,25 +13,7 @@ async fn an_admin_sees_each_worker_with_its_state_and_live_sessions() {
     let c = Client::start(POLICY).await;
     let admin = c.logged_in("ada", &["admins"]).await;
     let api = &c.f.api;
-    let token = api.login("root", &["admins"]).await;
-    api.live_worker().await;
-    let (status, body) = api
-        .create_target(
-            &token,
-            json!({"name": "web", "address": "127.0.0.1:7", "zone": "LOCAL", "service": "echo"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let uma = api.login("uma", &["users"]).await;
-    let (status, auth) = api
-        .call(
-            Method::POST,
-            "/v1/targets/web/authorize-session",
-            Some(&uma),
-            Some(crate::api::tests::client_key()),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{auth}");
+    crate::console::harness::live_session(api).await;
 
     let got = c.get("/console/workers", &admin).await;
     assert_eq!(got.status, StatusCode::OK, "{}", got.body);
