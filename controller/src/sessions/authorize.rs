@@ -121,8 +121,11 @@ async fn read(
     } else {
         None
     };
-    let heard_after = clock::to_i64(now)
-        - clock::to_i64(state.config.heartbeat_interval.as_secs().max(1) * 3 + 2);
+    let heard_after = crate::sessions::lost::placeable_since(
+        clock::to_i64(now),
+        state.config.heartbeat_interval.as_secs(),
+        clock::to_i64(state.config.worker_lost_after.as_secs()),
+    );
     let workers = state
         .live_workers
         .get(&state.store, heard_after, clock::to_i64(now))

@@ -43,6 +43,15 @@ pub(crate) fn is_lost(
     }
 }
 
+/// The earliest last-heard time (unix seconds) of a worker that may be given a new session at
+/// `now`: heard within three heartbeats plus 2 s, and never one that `workers list` already
+/// calls lost (`lost_after` may be shorter than that window). Sessions placed on a silent
+/// worker would fail at the client's first connection.
+pub(crate) fn placeable_since(now: i64, heartbeat_interval_secs: u64, lost_after: i64) -> i64 {
+    let window = clock::to_i64(heartbeat_interval_secs.max(1).saturating_mul(3)).saturating_add(2);
+    now.saturating_sub(window.min(lost_after))
+}
+
 /// What `workers list` says of a worker at `now`: `deleted`; `stopped` once it said it
 /// drained and exited; `lost` when not heard for `lost_after` seconds (or never linked, once
 /// enrolled that long); `draining` while it drains; else `active`.

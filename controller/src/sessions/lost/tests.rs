@@ -79,3 +79,29 @@ fn workers_list_says_what_became_of_a_worker() {
     );
     assert_eq!(listed(&worker(Some(990), None, None, "deleted")), "deleted");
 }
+
+#[test]
+fn a_new_session_goes_only_to_a_worker_heard_within_three_heartbeats_and_not_lost() {
+    // Heartbeats every second: three of them plus 2 s.
+    assert_eq!(placeable_since(100, 1, 30), 95);
+    // Sub-second heartbeats count as one second.
+    assert_eq!(placeable_since(100, 0, 30), 95);
+    assert_eq!(placeable_since(100, 10, 60), 68);
+    // A `lost_after` shorter than that window wins: a worker listed lost gets no session.
+    assert_eq!(placeable_since(100, 1, 3), 97);
+    let worker = |last_seen_at| WorkerRecord {
+        id: "w_1".into(),
+        name: "w1".into(),
+        proxy_addr: "127.0.0.1:1".into(),
+        key_fingerprint: "ab".repeat(32),
+        state: "active".into(),
+        created_at: 0,
+        last_seen_at: Some(last_seen_at),
+        cert_expires_at: 0,
+        draining_since: None,
+        stopped_at: None,
+    };
+    let since = placeable_since(100, 1, 3);
+    assert_eq!(listed_state(&worker(since), 100, 3), "active");
+    assert_eq!(listed_state(&worker(since - 1), 100, 3), "lost");
+}
