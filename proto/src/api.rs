@@ -379,6 +379,11 @@ pub struct AuthorizeSession {
     /// targets; absent for a unix socket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_secret_sha256: Option<String>,
+    /// Open the session under this approved access request (a run's sessions must).
+    /// Without it, the controller still finds the user's approved request covering the
+    /// target when the user's standing roles do not grant it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub under_request: Option<crate::access::UnderRequest>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 //! Nothing here does I/O or needs a runtime (the accept loop and the retry schedule the
 //! daemons share live in `portcullis-net`). Each module holds one wire surface, or a rule the
 //! listeners of several share:
+//! - [`access`]: just-in-time access requests, approvals and automation runs (`/v1/requests`).
 //! - [`api`]: the controller's HTTPS JSON API (`/v1`).
 //! - [`assertion`]: the signed, short-lived assertion a service account exchanges for an API
 //!   token.
@@ -22,6 +23,7 @@
 //! - [`users`]: local users' logins and administration, and service accounts.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod api;
 pub mod assertion;
 pub mod catalog;

@@ -31,6 +31,7 @@ pub(super) async fn authorize(
         // Sent whenever the session is served on a TCP port: a Proxmox API target's worker
         // then requires the secret on every request; other targets ignore it.
         local_secret_sha256,
+        under_request: None,
     };
     api.post(
         &format!("/v1/targets/{}/authorize-session", segment(target)?),
