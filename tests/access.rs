@@ -90,7 +90,7 @@ struct Stack {
 impl Stack {
     fn start(extra_config: &str) -> Stack {
         let dir = tempfile::tempdir().unwrap();
-        let dev = stack_with(dir.path(), extra_config, POLICY, USERS);
+        let dev = stack_with(dir.path(), extra_config, POLICY, USERS, &[]);
         Stack { dev, _dir: dir }
     }
 

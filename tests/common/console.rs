@@ -60,16 +60,18 @@ pub(crate) fn stack(dir: &Path, extra_config: &str) -> Dev {
         extra_config,
         POLICY,
         &[("ada", "admins"), ("rev", "reviewers")],
+        &[],
     )
 }
 
-/// [`stack`] with another policy and other local users (name, comma-separated groups), each
-/// with the password [`PASSWORD`].
+/// [`stack`] with another policy, other local users (name, comma-separated groups), each
+/// with the password [`PASSWORD`], and more arguments for `portcullis dev`.
 pub(crate) fn stack_with(
     dir: &Path,
     extra_config: &str,
     policy_text: &str,
     users: &[(&str, &str)],
+    dev_args: &[&str],
 ) -> Dev {
     let state = dir.join("state");
     std::fs::create_dir(&state).unwrap();
@@ -117,15 +119,14 @@ pub(crate) fn stack_with(
     std::fs::write(&config, format!("{CONFIG}{extra_config}")).unwrap();
     let policy = dir.join("policy.toml");
     std::fs::write(&policy, policy_text).unwrap();
-    Dev::start_in(
-        &state,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--policy",
-            policy.to_str().unwrap(),
-        ],
-    )
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ];
+    args.extend_from_slice(dev_args);
+    Dev::start_in(&state, &args)
 }
 
 /// Enrols ada's TOTP through the API (what `portcullis login --password` does); the secret
