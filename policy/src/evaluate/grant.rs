@@ -20,7 +20,7 @@ use crate::ssh::{SshAccess, SshMode, SshRights};
 pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -> Decision {
     let (dst, service) = (ask.dst.zone, ask.service);
     let (dst_name, svc_name) = (policy.zone_name(dst), policy.service_name(service));
-    let members = policy.groups.members_of(&ask.identity.groups);
+    let members = members(policy, ask.identity);
     if members.is_empty() {
         d.reason = no_member_reason(&ask.identity.groups);
         d.role_rule = Some(format!(
@@ -111,6 +111,23 @@ pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -
         d.roles.join(", ")
     );
     d
+}
+
+/// The roles the identity is a member of for this decision: standing membership by group
+/// (which never includes a requestable role), plus the roles an approved request grants it
+/// (`granted_roles`), counted only when they are requestable.
+pub(crate) fn members(policy: &Policy, identity: &Identity) -> IdSet {
+    let mut ids = policy.groups.members_of(&identity.groups);
+    for granted in &identity.granted_roles {
+        let found = policy
+            .roles
+            .iter()
+            .position(|r| r.name == *granted && r.requestable.is_some());
+        if let Some(id) = found {
+            ids.insert(id);
+        }
+    }
+    ids
 }
 
 /// Sets the Proxmox identity of a `proxmox-api` session from the granting roles: exactly
