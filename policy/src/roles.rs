@@ -86,7 +86,11 @@ impl GroupPattern {
 
 /// Whether any of an identity's `groups` matches any `configured` group name, compared as
 /// `mode` says (a role's `group_match`).
-pub(crate) fn any_group_matches(mode: GroupMatch, configured: &[String], groups: &[String]) -> bool {
+pub(crate) fn any_group_matches(
+    mode: GroupMatch,
+    configured: &[String],
+    groups: &[String],
+) -> bool {
     configured.iter().any(|c| match mode {
         GroupMatch::Exact => groups.iter().any(|g| g == c),
         GroupMatch::Path => {

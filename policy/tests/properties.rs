@@ -85,6 +85,7 @@ prop_compose! {
                 amr: amr.into_iter().map(String::from).collect(),
                 acr: None,
                 auth_time,
+                granted_roles: Vec::new(),
             },
             via_broker,
         }
@@ -205,6 +206,7 @@ prop_compose! {
                 amr: amr.into_iter().map(String::from).collect(),
                 acr: None,
                 auth_time,
+                granted_roles: Vec::new(),
             },
             via_broker: opening.broker_only || !direct,
         }
@@ -446,6 +448,7 @@ prop_compose! {
                 amr: amr.into_iter().map(String::from).collect(),
                 acr: None,
                 auth_time: Some(now - age),
+                granted_roles: Vec::new(),
             },
             via_broker: true,
         };

@@ -53,7 +53,16 @@ mod tests {
         assert_eq!(parse_secs("1d"), Some(86_400));
         assert_eq!(parse_secs("1h30m"), Some(5400));
         assert_eq!(parse_secs("0s"), Some(0));
-        for bad in ["", "4", "h", "4 h", "4x", "-1h", "1h30", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "4",
+            "h",
+            "4 h",
+            "4x",
+            "-1h",
+            "1h30",
+            "99999999999999999999d",
+        ] {
             assert_eq!(parse_secs(bad), None, "{bad}");
         }
         assert_eq!(render_secs(5400), "1h30m");

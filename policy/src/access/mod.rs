@@ -106,7 +106,9 @@ pub enum RequestRefusal {
     NotRequestable { role: String },
     #[error("you may not request role `{role}`: it is requestable by members of {groups}, and none of your groups is one of them")]
     NotRequester { role: String, groups: String },
-    #[error("role `{role}` has no break-glass access; leave out --break-glass and ask its approvers")]
+    #[error(
+        "role `{role}` has no break-glass access; leave out --break-glass and ask its approvers"
+    )]
     NoBreakGlass { role: String },
     #[error("{what} needs a reason: give one with --reason")]
     ReasonMissing { what: String },
@@ -142,9 +144,11 @@ pub fn admit_request(
     ask: &RequestAsk<'_>,
     now: u64,
 ) -> Result<Admission, RequestRefusal> {
-    let role = policy.role(ask.role).ok_or_else(|| RequestRefusal::UnknownRole {
-        role: ask.role.to_owned(),
-    })?;
+    let role = policy
+        .role(ask.role)
+        .ok_or_else(|| RequestRefusal::UnknownRole {
+            role: ask.role.to_owned(),
+        })?;
     let terms = role
         .requestable
         .as_ref()
@@ -274,8 +278,9 @@ fn admit_zone(
             zone: zone.to_owned(),
             known: policy.zone_names().collect::<Vec<_>>().join(", "),
         })?;
-    let src = locate_addr(policy, ask.source)
-        .ok_or(RequestRefusal::SourceInNoZone { address: ask.source })?;
+    let src = locate_addr(policy, ask.source).ok_or(RequestRefusal::SourceInNoZone {
+        address: ask.source,
+    })?;
     let services: Vec<&str> = policy
         .service_names()
         .enumerate()
@@ -306,7 +311,11 @@ fn admit_zone(
             via_broker: true,
         };
         let d = evaluate_zones(policy, &req, now);
-        cells.push(opened(policy, &format!("zone {zone}, service {service}"), d)?);
+        cells.push(opened(
+            policy,
+            &format!("zone {zone}, service {service}"),
+            d,
+        )?);
     }
     Ok(cells)
 }

@@ -24,12 +24,6 @@ pub(super) fn compile_requestable(rr: &RawRole, sink: &mut Sink<'_>) -> Option<R
             format!("requestable role `{name}` cannot hold permissions: a request grants sessions only; put the permissions on a standing role"),
         );
     }
-    if rr.groups.is_empty() {
-        sink.warning(
-            rr.name.span(),
-            format!("requestable role `{name}` has no `groups`, so nobody may request it; list the groups whose members may"),
-        );
-    }
     let approvers = group_names(&r.approvers, "approvers", sink);
     let preapproved = group_names(&r.preapproved, "preapproved", sink);
     if approvers.is_empty() && preapproved.is_empty() {
