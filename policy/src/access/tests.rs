@@ -712,3 +712,46 @@ max_duration = "1h"
         .iter()
         .any(|(_, m)| m == "max_duration must be longer than 0"));
 }
+
+#[test]
+fn the_seed_example_compiles_when_uncommented_and_dev_has_echo_oncall() {
+    let seed = include_str!("../../../config/policy.toml");
+    let start = seed.find("# [[role]]\n# name = \"workload-oncall\"").unwrap();
+    let end = start + seed[start..].find("\n\n").unwrap();
+    let uncommented: String = seed[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("# ").or(l.strip_prefix('#')).unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = format!("{seed}\n{uncommented}\n");
+    let report = check(&text);
+    assert!(report.errors.is_empty() && report.warnings.is_empty(), "{report:?}");
+    let p = Policy::parse(&text).unwrap();
+    let terms = p.requestable("workload-oncall").unwrap();
+    assert_eq!(terms.break_glass.map(|b| b.max_duration_secs), Some(3600));
+
+    let dev = Policy::parse(include_str!("../../../config/policy-dev.toml")).unwrap();
+    let terms = dev.requestable("echo-oncall").unwrap();
+    assert_eq!(terms.approvers, vec!["admins".to_owned()]);
+    // Admins request it from loopback; the echo target (any port on 127.0.0.1) is admitted.
+    let admin = person(&["admins"]);
+    let targets = [target("127.0.0.1", 7)];
+    let a = RequestAsk {
+        source: ip("127.0.0.1"),
+        reason: Some("testing"),
+        ..ask("echo-oncall", &admin, Scope::Targets(&targets))
+    };
+    assert_eq!(admit_request(&dev, &a, NOW).unwrap().approvals_needed, 1);
+    // Standing, dev-admin is unchanged and echo-oncall is no member of anyone.
+    let d = evaluate(
+        &dev,
+        &crate::Request {
+            source: ip("127.0.0.1"),
+            target: target("127.0.0.1", 7).1,
+            identity: admin.clone(),
+            via_broker: true,
+        },
+        NOW,
+    );
+    assert_eq!(d.roles, vec!["dev-admin".to_owned()]);
+}
