@@ -7,8 +7,8 @@
 use std::net::IpAddr;
 
 use crate::export::{self, ExportOptions};
-use crate::{check, evaluate, evaluate_zones, explain, permissions, Identity, Policy, Request};
 use crate::{admit_request, may_approve, ApproveAsk, RequestAsk, Scope};
+use crate::{check, evaluate, evaluate_zones, explain, permissions, Identity, Policy, Request};
 use crate::{TargetFacts, ZonedRequest};
 
 const NOW: u64 = 1_700_000_000;
@@ -61,7 +61,10 @@ fn ask_for_requestable_roles(
     addrs: &[IpAddr],
     identity: &Identity,
 ) {
-    let source = addrs.first().copied().unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let source = addrs
+        .first()
+        .copied()
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     for (role, terms) in policy.requestable_roles().take(4) {
         for zone in zones.iter().take(4) {
             for break_glass in [false, true] {

@@ -585,7 +585,17 @@ fn a_granted_requestable_role_opens_a_broker_only_cell() {
     // Standing: developers are members of viewer only (https), never of web-ssh.
     let d = evaluate(&p, &session(&["developers"], &[], "10.2.0.10"), NOW);
     assert_eq!(d.outcome, Outcome::Deny, "{}", d.reason);
-    assert!(d.reason.contains("your roles (viewer)"), "{}", d.reason);
+    assert_eq!(
+        d.reason,
+        "your roles (viewer) grant nothing for `ssh` in WEB; roles web-ssh, web-all grant it on request: `portcullis request create --role ROLE`"
+    );
+    let d = evaluate(&p, &session(&["ci-bots"], &[], "10.2.0.10"), NOW);
+    assert_eq!(
+        d.reason,
+        "none of your groups (ci-bots) is a member of any role; role `web-ssh` grants it on request: `portcullis request create --role web-ssh`"
+    );
+    let d = evaluate(&p, &session(&["sre-leads"], &[], "10.2.0.10"), NOW);
+    assert!(!d.reason.contains("on request"), "{}", d.reason);
     let d = evaluate(
         &p,
         &session(&["developers"], &["web-ssh"], "10.2.0.10"),
@@ -716,7 +726,9 @@ max_duration = "1h"
 #[test]
 fn the_seed_example_compiles_when_uncommented_and_dev_has_echo_oncall() {
     let seed = include_str!("../../../config/policy.toml");
-    let start = seed.find("# [[role]]\n# name = \"workload-oncall\"").unwrap();
+    let start = seed
+        .find("# [[role]]\n# name = \"workload-oncall\"")
+        .unwrap();
     let end = start + seed[start..].find("\n\n").unwrap();
     let uncommented: String = seed[start..end]
         .lines()
@@ -725,7 +737,10 @@ fn the_seed_example_compiles_when_uncommented_and_dev_has_echo_oncall() {
         .join("\n");
     let text = format!("{seed}\n{uncommented}\n");
     let report = check(&text);
-    assert!(report.errors.is_empty() && report.warnings.is_empty(), "{report:?}");
+    assert!(
+        report.errors.is_empty() && report.warnings.is_empty(),
+        "{report:?}"
+    );
     let p = Policy::parse(&text).unwrap();
     let terms = p.requestable("workload-oncall").unwrap();
     assert_eq!(terms.break_glass.map(|b| b.max_duration_secs), Some(3600));

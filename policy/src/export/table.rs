@@ -219,7 +219,10 @@ logins = ["root"]
             Some("requested by devs; approved by 2 of leads; at most 4h; reason required; preapproved for bots; break-glass up to 1h (self-approved, reason required)")
         );
         let md = crate::export::markdown(&policy);
-        assert!(md.contains("| **work-oncall** | requested by devs; approved by 2 of leads;"), "{md}");
+        assert!(
+            md.contains("| **work-oncall** | requested by devs; approved by 2 of leads;"),
+            "{md}"
+        );
         assert!(md.contains("devs (exact), by request only"), "{md}");
     }
 }
