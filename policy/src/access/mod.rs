@@ -189,7 +189,7 @@ pub fn admit_request(
     }
     let cells = match ask.scope {
         Scope::Targets([]) => return Err(RequestRefusal::EmptyScope),
-        Scope::Zone(z) if z.is_empty() => return Err(RequestRefusal::EmptyScope),
+        Scope::Zone("") => return Err(RequestRefusal::EmptyScope),
         Scope::Targets(targets) => admit_targets(policy, ask, targets, now)?,
         Scope::Zone(zone) => admit_zone(policy, ask, role, zone, now)?,
     };
