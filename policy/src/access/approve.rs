@@ -4,9 +4,10 @@ use crate::policy::Policy;
 use crate::request::Identity;
 use crate::roles::{any_group_matches, AUTH_TIME_SKEW_SECS};
 
-/// The `amr` value an approver's login must carry: the OIDC and local TOTP logins put it
-/// there when the login used a second factor.
-pub const APPROVER_AMR: &str = "mfa";
+/// The `amr` values of which an approver's login must carry one: `mfa`, which the OIDC login
+/// adds when the provider's `amr`/`acr` meet `[auth.oidc.mfa]`, or `otp`, which a local login
+/// with a TOTP code (or a provider that used one) carries (RFC 8176).
+pub const APPROVER_AMR: &[&str] = &["mfa", "otp"];
 
 /// Someone about to approve or deny a request.
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +38,7 @@ pub enum ApprovalRefusal {
     ServiceAccount { approvers: String },
     #[error("you may not approve requests for role `{role}`: its approvers are members of {approvers}, and none of this login's groups is one of them")]
     NotApprover { role: String, approvers: String },
-    #[error("approving needs a login with a second factor (amr `{APPROVER_AMR}`), and this one has none: log in again with MFA: `portcullis login`")]
+    #[error("approving needs a login with a second factor (amr `mfa` or `otp`), and this one has none: log in again with MFA: `portcullis login`")]
     NoMfa,
     #[error("approving needs a recent login ({why}): log in again: `portcullis login`")]
     StaleLogin { why: String },
@@ -80,7 +81,7 @@ pub fn may_approve(policy: &Policy, ask: &ApproveAsk<'_>, now: u64) -> Result<()
             approvers,
         });
     }
-    if !id.amr.iter().any(|a| a == APPROVER_AMR) {
+    if !id.amr.iter().any(|a| APPROVER_AMR.contains(&a.as_str())) {
         return Err(ApprovalRefusal::NoMfa);
     }
     let max = ask.max_auth_age_secs;

@@ -517,14 +517,28 @@ fn approval_refusals() {
     });
     assert!(matches!(err, ApprovalRefusal::NotApprover { .. }));
     assert!(err.to_string().contains("members of sre-leads"), "{err}");
-    // No MFA.
+    // No second factor: a password (and a hardware key the OIDC config did not map to `mfa`).
     let mut pwd = approver();
-    pwd.amr = vec!["pwd".into(), "otp".into()];
+    pwd.amr = vec!["pwd".into(), "hwk".into()];
     let err = refused(ApproveAsk {
         approver: &pwd,
         ..base
     });
     assert_eq!(err, ApprovalRefusal::NoMfa);
+    // A local login with a TOTP code (`otp`) is a second factor.
+    let mut totp = approver();
+    totp.amr = vec!["pwd".into(), "otp".into()];
+    assert_eq!(
+        may_approve(
+            &p,
+            &ApproveAsk {
+                approver: &totp,
+                ..base
+            },
+            NOW
+        ),
+        Ok(())
+    );
     assert!(err.to_string().contains("`portcullis login`"));
     // Stale, missing or future auth_time.
     let mut stale = approver();
