@@ -45,6 +45,13 @@ fn a_run_carries_its_commands_sessions_and_passes_its_status_on() {
         echo "reply $(printf hello | "$PC_BIN" connect echo --stdio)"
         "$PC_BIN" connect db --stdio </dev/null 2>&1 | tail -n 1
         "$PC_BIN" connect echo --listen-port 0 2>&1 | tail -n 1
+        "$PC_BIN" ssh-prepare --suffix .pc echo.pc || exit 92
+        d="$XDG_RUNTIME_DIR/portcullis/ssh/echo.pc"
+        grep -q "PRIVATE KEY" "$d/session.json" && exit 93
+        grep -q "grant" "$d/session.json" && exit 94
+        echo "key-mode $(stat -c %a "$d/id_ed25519")"
+        echo "options $(tr '\n' ' ' < "$d/login.conf")"
+        echo "ssh-reply $(printf again | "$PC_BIN" connect echo --stdio --session-file "$d/session.json")"
         exit 7
     "#;
     let out = run_command(
@@ -69,6 +76,29 @@ fn a_run_carries_its_commands_sessions_and_passes_its_status_on() {
         "{stdout}"
     );
     assert!(stderr.contains("waits for 1 approval(s)"), "{stderr}");
+    // ssh-prepare through the run: ssh's files, a session file with no key, joined by the
+    // ProxyCommand's `connect --stdio --session-file` through the run.
+    assert!(stdout.contains("key-mode 600"), "{stdout}");
+    assert!(
+        stdout.contains("options User deploy HostKeyAlias portcullis.echo CertificateFile"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ssh-reply again"), "{stdout}\n{stderr}");
+    let session_file = home.path().join("portcullis/ssh/echo.pc/session.json");
+    let joined = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["connect", "echo", "--stdio", "--session-file"])
+        .arg(&session_file)
+        .env_clear()
+        .env("HOME", home.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!joined.status.success());
+    assert!(
+        text(&joined.stderr).contains("only that run's command can join it"),
+        "{}",
+        text(&joined.stderr)
+    );
     assert!(!stdout.contains(fake::TOKEN) && !stderr.contains(fake::TOKEN));
 
     let seen = fakes.seen.lock().unwrap().clone();
@@ -79,7 +109,15 @@ fn a_run_carries_its_commands_sessions_and_passes_its_status_on() {
     assert_eq!(created["run_command"][0], "sh");
     assert!(seen.started_key.is_some(), "run/start carried the key");
     assert_eq!(seen.keepalive_secs, Some(30));
-    assert_eq!(seen.proofs, vec![true], "one session, its proof by the run's key");
+    assert_eq!(
+        seen.proofs,
+        vec![true, true],
+        "two sessions (connect, ssh-prepare), each with its proof by the run's key"
+    );
+    assert!(seen
+        .ssh_public_key
+        .as_deref()
+        .is_some_and(|k| k.starts_with("ssh-ed25519 ")));
     assert_eq!(seen.cancel_reason.as_deref(), Some("closed"));
     assert_eq!(
         seen.finished,
@@ -193,6 +231,8 @@ mod fake {
     use tokio_rustls::TlsAcceptor;
 
     pub(super) const TOKEN: &str = "pct_secret-run-token";
+    const HOST_KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub(super) enum Approve {
@@ -212,6 +252,7 @@ mod fake {
         pub proofs: Vec<bool>,
         pub cancel_reason: Option<String>,
         pub finished: Option<Value>,
+        pub ssh_public_key: Option<String>,
         pub requests_without_token: Vec<String>,
     }
 
@@ -338,11 +379,25 @@ mod fake {
             })()
             .is_some();
             seen.proofs.push(verified);
-            json!({
+            let mut authorization = json!({
                 "session_id": "s_1", "target_id": "t_1", "target_name": "echo",
                 "worker_id": "w_1", "worker_addr": state.worker_addr,
                 "worker_key_fingerprint": state.fingerprint, "expires_at": now() + 600,
                 "connection_limit": 0, "grant": "the-grant", "endpoint": "127.0.0.1:7"
+            });
+            if let Some(key) = json["ssh_public_key"].as_str() {
+                seen.ssh_public_key = Some(key.to_owned());
+                authorization["ssh_certificate"] =
+                    json!("ssh-ed25519-cert-v01@openssh.com AAAAnot-checked-here");
+                authorization["ssh_principals"] = json!(["deploy"]);
+            }
+            authorization
+        } else if line.starts_with("GET /v1/targets/echo ") {
+            json!({
+                "id": "t_1", "name": "echo", "address": "127.0.0.1:22", "zone": null,
+                "service": "ssh", "vmid": null, "tags": [], "pool": null,
+                "max_session_secs": 3600, "connection_limit": 0,
+                "ssh_host_keys": [HOST_KEY], "created_at": 0, "updated_at": 0
             })
         } else if line.starts_with("POST /v1/sessions/s_1/cancel ") {
             seen.cancel_reason = json["reason"].as_str().map(str::to_owned);
