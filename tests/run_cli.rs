@@ -58,13 +58,26 @@ fn a_run_carries_its_commands_sessions_and_passes_its_status_on() {
         &fakes,
         home.path(),
         &[
-            "--role", "echo-oncall", "--targets", "echo", "--for", "10m", "--", "sh", "-c", script,
+            "--role",
+            "echo-oncall",
+            "--targets",
+            "echo",
+            "--for",
+            "10m",
+            "--",
+            "sh",
+            "-c",
+            script,
         ],
     )
     .output()
     .unwrap();
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(7), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert!(stdout.contains("socket-dir-mode 700"), "{stdout}");
     assert!(stdout.contains("reply hello"), "{stdout}\n{stderr}");
     assert!(
@@ -119,18 +132,23 @@ fn a_run_carries_its_commands_sessions_and_passes_its_status_on() {
         .as_deref()
         .is_some_and(|k| k.starts_with("ssh-ed25519 ")));
     assert_eq!(seen.cancel_reason.as_deref(), Some("closed"));
-    assert_eq!(
-        seen.finished,
-        Some(serde_json::json!({"exit_status": 7}))
-    );
+    assert_eq!(seen.finished, Some(serde_json::json!({"exit_status": 7})));
     // Only the run process ever spoke to the controller: every request carried the token,
     // and the command's `connect`s sent none (they never reached the API).
-    assert!(seen.requests_without_token.is_empty(), "{:?}", seen.requests_without_token);
+    assert!(
+        seen.requests_without_token.is_empty(),
+        "{:?}",
+        seen.requests_without_token
+    );
     // The socket's directory is gone with the run.
     let left: Vec<_> = std::fs::read_dir(home.path())
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("portcullis-run-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("portcullis-run-")
+        })
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
@@ -148,7 +166,18 @@ fn sigterm_reaches_the_command_and_its_end_is_reported() {
     let mut child = run_command(
         &fakes,
         home.path(),
-        &["--role", "r", "--targets", "echo", "--for", "1m", "--", "sh", "-c", &script],
+        &[
+            "--role",
+            "r",
+            "--targets",
+            "echo",
+            "--for",
+            "1m",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
     )
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
@@ -158,18 +187,30 @@ fn sigterm_reaches_the_command_and_its_end_is_reported() {
     let pid = rustix::process::Pid::from_child(&child);
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(42), "the command's trap decided the status");
-    let seen = fakes.seen.lock().unwrap().clone();
     assert_eq!(
-        seen.finished,
-        Some(serde_json::json!({"exit_status": 42}))
+        status.code(),
+        Some(42),
+        "the command's trap decided the status"
     );
+    let seen = fakes.seen.lock().unwrap().clone();
+    assert_eq!(seen.finished, Some(serde_json::json!({"exit_status": 42})));
 
     // A command killed by a signal: 128 + N, reported as the signal.
     let out = run_command(
         &fakes,
         home.path(),
-        &["--role", "r", "--targets", "echo", "--for", "1m", "--", "sh", "-c", "kill -KILL $$"],
+        &[
+            "--role",
+            "r",
+            "--targets",
+            "echo",
+            "--for",
+            "1m",
+            "--",
+            "sh",
+            "-c",
+            "kill -KILL $$",
+        ],
     )
     .output()
     .unwrap();
@@ -191,7 +232,18 @@ fn ctrl_c_while_waiting_revokes_the_request() {
     let child = run_command(
         &fakes,
         home.path(),
-        &["--role", "r", "--targets", "echo", "--for", "1m", "--", "sh", "-c", &script],
+        &[
+            "--role",
+            "r",
+            "--targets",
+            "echo",
+            "--for",
+            "1m",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
     )
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
@@ -205,7 +257,11 @@ fn ctrl_c_while_waiting_revokes_the_request() {
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("request ar_1 revoked"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("request ar_1 revoked"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(fakes.seen.lock().unwrap().revoked);
     assert!(!marker.exists(), "the command never ran");
 }
@@ -214,7 +270,10 @@ fn ctrl_c_while_waiting_revokes_the_request() {
 fn wait_for(done: impl Fn() -> bool, what: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !done() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -344,7 +403,11 @@ mod fake {
         }
         if line.starts_with("POST /v1/requests ") {
             seen.created = Some(json);
-            request(if state.approve == Approve::AtOnce { "approved" } else { "pending" })
+            request(if state.approve == Approve::AtOnce {
+                "approved"
+            } else {
+                "pending"
+            })
         } else if line.starts_with("GET /v1/requests/ar_1 ") {
             seen.polls += 1;
             match state.approve {

@@ -196,7 +196,10 @@ async fn approved(
         eprintln!("{} {ctrl_c}", super::request::render::waiting(&request));
         let show = |r: &AccessRequest| {
             if let Some(last) = r.approvals.last() {
-                eprintln!("approved by {} ({} more needed)", last.username, r.approvals_needed);
+                eprintln!(
+                    "approved by {} ({} more needed)",
+                    last.username, r.approvals_needed
+                );
             }
         };
         tokio::select! {
@@ -237,8 +240,15 @@ fn run_targets(request: &AccessRequest) -> anyhow::Result<Vec<String>> {
             request.id
         );
     }
-    if request.run.as_ref().is_some_and(|run| run.started_at.is_some()) {
-        bail!("request {} has run already: a request serves one run", request.id);
+    if request
+        .run
+        .as_ref()
+        .is_some_and(|run| run.started_at.is_some())
+    {
+        bail!(
+            "request {} has run already: a request serves one run",
+            request.id
+        );
     }
     Ok(request.targets.clone())
 }

@@ -282,14 +282,20 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(!text.contains("PRIVATE KEY") && !text.contains("grant"), "{text}");
+        assert!(
+            !text.contains("PRIVATE KEY") && !text.contains("grant"),
+            "{text}"
+        );
         assert!(matches!(read_joinable(&path, 1_000).unwrap(), Joinable::Run(r) if r == run));
         let err = read_session_file(&path, 1_000).unwrap_err().to_string();
         assert!(err.contains("only that run's command can join it"), "{err}");
         assert!(read_joinable(&path, 2_000_000_000).is_err(), "expired");
         // A direct one reads as such.
         write_session_file(&path, &sample()).unwrap();
-        assert!(matches!(read_joinable(&path, 1_000).unwrap(), Joinable::Direct(_)));
+        assert!(matches!(
+            read_joinable(&path, 1_000).unwrap(),
+            Joinable::Direct(_)
+        ));
     }
 
     #[test]

@@ -47,16 +47,29 @@ fn sample(state: RequestState) -> AccessRequest {
 #[test]
 fn create_takes_targets_or_a_zone_and_a_duration() {
     let RequestCommand::Create(args) = parse(&[
-        "create", "--role", "web-oncall", "--targets", "web-01,web-02", "--for", "2h",
+        "create",
+        "--role",
+        "web-oncall",
+        "--targets",
+        "web-01,web-02",
+        "--for",
+        "2h",
     ])
     .unwrap() else {
         panic!()
     };
     assert_eq!(args.targets, ["web-01", "web-02"]);
     assert_eq!(args.duration, 7200);
-    let RequestCommand::Create(args) =
-        parse(&["create", "--role", "r", "--zone", "WORKLOADS", "--for", "90s"]).unwrap()
-    else {
+    let RequestCommand::Create(args) = parse(&[
+        "create",
+        "--role",
+        "r",
+        "--zone",
+        "WORKLOADS",
+        "--for",
+        "90s",
+    ])
+    .unwrap() else {
         panic!()
     };
     assert_eq!(args.zone.as_deref(), Some("WORKLOADS"));
@@ -70,13 +83,43 @@ fn create_takes_targets_or_a_zone_and_a_duration() {
 
     // Neither, both, no duration, a bad one, break-glass without a reason: refused.
     assert!(parse(&["create", "--role", "r", "--for", "1h"]).is_err());
-    assert!(parse(&["create", "--role", "r", "--targets", "a", "--zone", "Z", "--for", "1h"]).is_err());
+    assert!(parse(&[
+        "create",
+        "--role",
+        "r",
+        "--targets",
+        "a",
+        "--zone",
+        "Z",
+        "--for",
+        "1h"
+    ])
+    .is_err());
     assert!(parse(&["create", "--role", "r", "--targets", "a"]).is_err());
     assert!(parse(&["create", "--role", "r", "--targets", "a", "--for", "0s"]).is_err());
     assert!(parse(&["create", "--role", "r", "--targets", "a", "--for", "soon"]).is_err());
-    assert!(parse(&["create", "--role", "r", "--targets", "a", "--for", "1h", "--break-glass"]).is_err());
     assert!(parse(&[
-        "create", "--role", "r", "--targets", "a", "--for", "1h", "--break-glass", "--reason", "x"
+        "create",
+        "--role",
+        "r",
+        "--targets",
+        "a",
+        "--for",
+        "1h",
+        "--break-glass"
+    ])
+    .is_err());
+    assert!(parse(&[
+        "create",
+        "--role",
+        "r",
+        "--targets",
+        "a",
+        "--for",
+        "1h",
+        "--break-glass",
+        "--reason",
+        "x"
     ])
     .is_ok());
 }
@@ -94,7 +137,10 @@ fn list_states_and_decisions_parse() {
     let RequestCommand::Deny(args) = parse(&["deny", "ar_1", "--reason", "no"]).unwrap() else {
         panic!()
     };
-    assert_eq!((args.id.as_str(), args.reason.as_deref()), ("ar_1", Some("no")));
+    assert_eq!(
+        (args.id.as_str(), args.reason.as_deref()),
+        ("ar_1", Some("no"))
+    );
     assert!(parse(&["approve"]).is_err(), "an id is required");
 }
 
@@ -105,8 +151,16 @@ fn list_shows_open_requests_unless_asked() {
     assert!(listed(RequestState::Approved, None, false));
     assert!(!listed(RequestState::Expired, None, false));
     assert!(listed(RequestState::Expired, None, true));
-    assert!(listed(RequestState::Denied, Some(RequestState::Denied), false));
-    assert!(!listed(RequestState::Pending, Some(RequestState::Denied), false));
+    assert!(listed(
+        RequestState::Denied,
+        Some(RequestState::Denied),
+        false
+    ));
+    assert!(!listed(
+        RequestState::Pending,
+        Some(RequestState::Denied),
+        false
+    ));
 }
 
 #[test]
@@ -120,7 +174,10 @@ fn the_table_shows_scope_state_and_approvals() {
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("ID"), "{text}");
     assert!(lines[0].contains("APPROVALS"), "{text}");
-    assert!(lines[1].contains("web-01,web-02") && lines[1].contains("1/2"), "{text}");
+    assert!(
+        lines[1].contains("web-01,web-02") && lines[1].contains("1/2"),
+        "{text}"
+    );
     assert!(lines[1].contains("(to approve)"), "{text}");
     assert!(lines[2].contains("zone WORKLOADS"), "{text}");
     assert!(lines[2].contains("approved (break-glass)"), "{text}");
@@ -175,7 +232,10 @@ fn a_403_asking_for_a_fresh_login_says_how() {
     .into();
     let err = api::log_in_again(err);
     let text = format!("{err:#}");
-    assert!(text.starts_with("your login is 2h old: log in again"), "{text}");
+    assert!(
+        text.starts_with("your login is 2h old: log in again"),
+        "{text}"
+    );
     assert!(text.contains("with MFA"), "{text}");
     assert_eq!(crate::cli::exit::code_of(&err), crate::cli::exit::FORBIDDEN);
     // Any other 403 is left alone.

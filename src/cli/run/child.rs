@@ -60,11 +60,7 @@ pub(crate) fn command(
         .split_first()
         .context("name the command to run after `--`")?;
     let mut command = tokio::process::Command::new(program);
-    command
-        .args(args)
-        .env_clear()
-        .envs(env)
-        .kill_on_drop(true);
+    command.args(args).env_clear().envs(env).kill_on_drop(true);
     Ok(command)
 }
 

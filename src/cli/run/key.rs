@@ -53,6 +53,9 @@ mod tests {
         let other = run_proof_message("ar_1", "OTHERKEY");
         assert!(portcullis_crypto::ed25519::verify(&raw, &other, &proof).is_err());
         // Another run's key makes other proofs.
-        assert_ne!(RunKey::generate().unwrap().sign(&message), key.sign(&message));
+        assert_ne!(
+            RunKey::generate().unwrap().sign(&message),
+            key.sign(&message)
+        );
     }
 }

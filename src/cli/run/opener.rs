@@ -124,15 +124,15 @@ impl Opener for ApiOpener {
         })
     }
 
-    fn connect<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Box<dyn Stream>, String>> {
+    fn connect<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn Stream>, String>> {
         Box::pin(async move {
-            let session = self.session(session_id).ok_or_else(|| {
-                format!("session {session_id} is not one of this run's sessions")
-            })?;
-            let stream = session
-                .connect()
-                .await
-                .map_err(|err| format!("{err:#}"))?;
+            let session = self
+                .session(session_id)
+                .ok_or_else(|| format!("session {session_id} is not one of this run's sessions"))?;
+            let stream = session.connect().await.map_err(|err| format!("{err:#}"))?;
             Ok(Box::new(stream) as Box<dyn Stream>)
         })
     }

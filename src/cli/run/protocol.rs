@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use portcullis_policy::SshMode;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{
+    AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, BufReader,
+};
 use tokio::net::UnixStream;
 
 use portcullis_proto::access::RUN_SOCKET_ENV;
@@ -45,7 +47,9 @@ pub(crate) enum Answer {
     },
     Prepared(SshPrepared),
     /// Refused, and why (for people).
-    Refused { message: String },
+    Refused {
+        message: String,
+    },
 }
 
 /// What `ssh-prepare` writes for ssh: no private key (ssh's own key stays with ssh-prepare).

@@ -36,7 +36,8 @@ pub(crate) trait Opener: Send + Sync {
         ssh_public_key: &'a str,
     ) -> BoxFuture<'a, Result<SshPrepared, String>>;
     /// One more connection of a session this run opened (any other is refused).
-    fn connect<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Box<dyn Stream>, String>>;
+    fn connect<'a>(&'a self, session_id: &'a str)
+        -> BoxFuture<'a, Result<Box<dyn Stream>, String>>;
 }
 
 /// Serves one accepted connection to its end. `targets` are the run's (as the request names
@@ -63,8 +64,7 @@ where
             }
             if let Some(mut connection) = connection {
                 let mut local = stream;
-                if let Err(err) = tokio::io::copy_bidirectional(&mut local, &mut connection).await
-                {
+                if let Err(err) = tokio::io::copy_bidirectional(&mut local, &mut connection).await {
                     tracing::debug!(error = %err, "a run connection ended with an error");
                 }
             }

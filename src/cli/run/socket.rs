@@ -103,7 +103,9 @@ pub(crate) fn peer_allowed(peer_uid: u32, uid: u32) -> Result<(), String> {
     if peer_uid == uid {
         Ok(())
     } else {
-        Err(format!("the peer runs as uid {peer_uid}, the run as uid {uid}"))
+        Err(format!(
+            "the peer runs as uid {peer_uid}, the run as uid {uid}"
+        ))
     }
 }
 
@@ -136,6 +138,9 @@ mod tests {
         assert!(same_user(&client, socket.uid + 1).is_err());
         let dir = socket.dir().to_path_buf();
         drop(socket);
-        assert!(!dir.exists(), "the socket directory is removed with the run");
+        assert!(
+            !dir.exists(),
+            "the socket directory is removed with the run"
+        );
     }
 }

@@ -40,8 +40,17 @@ fn approved(targets: &[&str]) -> AccessRequest {
 #[test]
 fn the_command_follows_the_double_dash_and_goes_into_the_request() {
     let args = parse(&[
-        "--role", "web-oncall", "--targets", "web-01,web-02", "--for", "30m", "--", "ansible-playbook",
-        "-i", "inv", "site.yml",
+        "--role",
+        "web-oncall",
+        "--targets",
+        "web-01,web-02",
+        "--for",
+        "30m",
+        "--",
+        "ansible-playbook",
+        "-i",
+        "inv",
+        "site.yml",
     ])
     .unwrap();
     assert_eq!(args.command, ["ansible-playbook", "-i", "inv", "site.yml"]);
@@ -58,12 +67,31 @@ fn the_command_follows_the_double_dash_and_goes_into_the_request() {
 
 #[test]
 fn a_run_needs_a_command_and_a_request_or_its_terms() {
-    assert!(parse(&["--role", "r", "--targets", "a", "--for", "1m"]).is_err(), "no command");
-    assert!(parse(&["--role", "r", "--for", "1m", "--", "true"]).is_err(), "no targets");
-    assert!(parse(&["--targets", "a", "--for", "1m", "--", "true"]).is_err(), "no role");
+    assert!(
+        parse(&["--role", "r", "--targets", "a", "--for", "1m"]).is_err(),
+        "no command"
+    );
+    assert!(
+        parse(&["--role", "r", "--for", "1m", "--", "true"]).is_err(),
+        "no targets"
+    );
+    assert!(
+        parse(&["--targets", "a", "--for", "1m", "--", "true"]).is_err(),
+        "no role"
+    );
     assert!(parse(&["--request", "ar_1", "--", "true"]).is_ok());
     assert!(parse(&["--request", "ar_1", "--role", "r", "--", "true"]).is_err());
-    assert!(parse(&["--role", "r", "--targets", "a", "--for", "soon", "--", "true"]).is_err());
+    assert!(parse(&[
+        "--role",
+        "r",
+        "--targets",
+        "a",
+        "--for",
+        "soon",
+        "--",
+        "true"
+    ])
+    .is_err());
 }
 
 #[test]
@@ -82,5 +110,8 @@ fn a_run_takes_named_targets_of_a_request_not_yet_run() {
         outcome: None,
         sessions: Vec::new(),
     });
-    assert!(run_targets(&ran).unwrap_err().to_string().contains("one run"));
+    assert!(run_targets(&ran)
+        .unwrap_err()
+        .to_string()
+        .contains("one run"));
 }

@@ -249,7 +249,11 @@ async fn fresh(api: &ApiClient, target: &str, dir: &Path, now: u64) -> anyhow::R
 /// The options file for a session: `User` = the policy's first login (as `connect ssh` picks
 /// by default; `-l` or Ansible's `ansible_user` on the command line still win), the
 /// `HostKeyAlias` ssh checks the host key under, and in certificate mode the certificate.
-pub(super) fn options(trust: &SshTrust, login: Option<&str>, cert: &Path) -> anyhow::Result<String> {
+pub(super) fn options(
+    trust: &SshTrust,
+    login: Option<&str>,
+    cert: &Path,
+) -> anyhow::Result<String> {
     let mut text = match login {
         Some(login) => login_line(login)?,
         None => String::new(),

@@ -52,7 +52,8 @@ async fn the_command_sees_the_socket_and_no_token() {
     let argv = [
         "sh".to_owned(),
         "-c".to_owned(),
-        "echo \"[$PORTCULLIS_TOKEN][$PORTCULLIS_RUN_SOCKET]\"; env | grep -c PORTCULLIS_TOKEN".to_owned(),
+        "echo \"[$PORTCULLIS_TOKEN][$PORTCULLIS_RUN_SOCKET]\"; env | grep -c PORTCULLIS_TOKEN"
+            .to_owned(),
     ];
     let output = command(&argv, env)
         .unwrap()

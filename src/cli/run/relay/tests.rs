@@ -126,8 +126,14 @@ async fn targets_outside_the_run_and_unknown_sessions_are_refused() {
     let Answer::Refused { message } = answer else {
         panic!("{answer:?}")
     };
-    assert!(message.contains("db is not one of this run's targets (echo, web)"), "{message}");
-    assert!(opener.opened.lock().unwrap().is_empty(), "no session opened");
+    assert!(
+        message.contains("db is not one of this run's targets (echo, web)"),
+        "{message}"
+    );
+    assert!(
+        opener.opened.lock().unwrap().is_empty(),
+        "no session opened"
+    );
 
     let (answer, _) = exchange(
         opener,
@@ -140,13 +146,23 @@ async fn targets_outside_the_run_and_unknown_sessions_are_refused() {
     let Answer::Refused { message } = answer else {
         panic!("{answer:?}")
     };
-    assert!(message.contains("s_9 is not one of this run's"), "{message}");
+    assert!(
+        message.contains("s_9 is not one of this run's"),
+        "{message}"
+    );
 
-    let (answer, _) = exchange(opener, "{\"connect\":{\"target\":\"echo\",\"token\":\"x\"}}\n").await;
+    let (answer, _) = exchange(
+        opener,
+        "{\"connect\":{\"target\":\"echo\",\"token\":\"x\"}}\n",
+    )
+    .await;
     let Answer::Refused { message } = answer else {
         panic!("{answer:?}")
     };
-    assert!(message.contains("not a request this run understands"), "{message}");
+    assert!(
+        message.contains("not a request this run understands"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -161,7 +177,10 @@ async fn ssh_prepare_gets_what_ssh_needs_and_no_stream() {
         panic!("{answer:?}")
     };
     assert_eq!(prepared.target, "web");
-    assert_eq!(prepared.certificate.as_deref(), Some("cert for ssh-ed25519 K"));
+    assert_eq!(
+        prepared.certificate.as_deref(),
+        Some("cert for ssh-ed25519 K")
+    );
     // Closed after the answer.
     let mut rest = Vec::new();
     client.read_to_end(&mut rest).await.unwrap();
