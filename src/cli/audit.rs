@@ -33,6 +33,7 @@ pub(crate) enum AuditCommand {
     /// In a deployment:
     ///   portcullis audit list --decision deny --since 24h
     ///   portcullis audit list --session s_0123... --json
+    ///   portcullis audit list --run ar_0123...     # a `portcullis run`: its request and sessions
     #[command(verbatim_doc_comment)]
     List {
         #[command(flatten)]
@@ -136,6 +137,10 @@ pub(crate) struct FilterArgs {
     /// Only events of this session (s_...).
     #[arg(long)]
     session: Option<String>,
+    /// Only the events of this access request's run (ar_...): the request's own and those of
+    /// the sessions opened under it, in order.
+    #[arg(long, value_name = "REQUEST")]
+    run: Option<String>,
     /// Only events by this user (user id or name).
     #[arg(long)]
     user: Option<String>,
@@ -189,6 +194,7 @@ impl FilterArgs {
             }
         };
         add("session", self.session.clone());
+        add("run", self.run.clone());
         add("user", self.user.clone());
         add("target", self.target.clone());
         add("type", self.kind.clone());
@@ -460,5 +466,10 @@ mod tests {
             f.query(10, Some(99)),
             "limit=10&user=a%20b%26c&decision=deny&since=5&before=99"
         );
+        let f = FilterArgs {
+            run: Some("ar_1".into()),
+            ..FilterArgs::default()
+        };
+        assert_eq!(f.query(10, None), "limit=10&run=ar_1");
     }
 }

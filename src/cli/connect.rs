@@ -26,9 +26,11 @@ mod mode;
 mod postgres;
 mod pve;
 mod rdp;
+pub(crate) mod run_session;
+mod run_socket;
 mod session;
 pub(crate) mod session_file;
-mod signals;
+pub(crate) mod signals;
 mod spare;
 pub(crate) mod ssh;
 mod ssh_login;
@@ -64,6 +66,10 @@ pub(crate) use tunnel::Refused;
 /// otherwise); a clean end whose cancel failed exits with a failure, except that a command
 /// `--exec` ran keeps its own status.
 pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
+    let run_socket = crate::cli::run::protocol::socket_from_env();
+    if run_socket.is_some() {
+        run_socket::check(&args)?;
+    }
     if let Some(ConnectKind::Ssh(ssh_args)) = args.kind {
         return ssh::run(ssh_args).await;
     }
@@ -81,6 +87,9 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
         .map(str::to_owned)
         .context("name a target: portcullis connect TARGET ... (or --target NAME)")?;
     let mut signals = Signals::install()?;
+    if let Some(socket) = &run_socket {
+        return run_socket::stdio(socket, &args, &target, &mut signals).await;
+    }
     let listen_on = ListenOn::from_flags(args.listen_addr, &args.allow)?;
     if listen_on.is_exposed() {
         // Before any session: a target whose record shows injected credentials is refused.

@@ -165,6 +165,17 @@ impl ApiClient {
         decode(response).await
     }
 
+    /// `POST`, with whatever the answer's body is (none, or JSON nobody needs) ignored.
+    pub(crate) async fn post_ignoring_answer<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<()> {
+        self.send(reqwest::Method::POST, path, Some(json_body(body)?))
+            .await
+            .map(drop)
+    }
+
     pub(crate) async fn patch<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,

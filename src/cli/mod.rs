@@ -33,7 +33,9 @@ pub(crate) mod output;
 pub(crate) mod policy;
 pub(crate) mod profile;
 pub(crate) mod recordings;
+pub(crate) mod request;
 pub(crate) mod resource;
+pub(crate) mod run;
 pub(crate) mod sessions;
 pub(crate) mod ssh_config;
 pub(crate) mod status;
@@ -159,6 +161,11 @@ pub(crate) enum Command {
     /// Check, explain and export the zone matrix policy.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Ask for, approve, deny and revoke just-in-time access to a requestable role.
+    #[command(subcommand)]
+    Request(request::RequestCommand),
+    /// Run a command holding an approved access request: its sessions open through the run.
+    Run(run::RunArgs),
     /// Read, export and verify the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -217,6 +224,8 @@ pub(crate) async fn run(cli: Cli, master_key: Option<secrecy::SecretString>) -> 
         Command::Whoami(args) => login::whoami(args).await?,
         Command::Status(args) => status::run(args).await?,
         Command::Users(cmd) => users::run(cmd).await?,
+        Command::Request(cmd) => request::run(cmd).await?,
+        Command::Run(args) => run::run(args).await?,
         Command::Audit(cmd) => audit::run(cmd).await?,
         Command::Recordings(cmd) => recordings::run(cmd)?,
         Command::Completions(args) => completions::run(&args)?,

@@ -29,6 +29,7 @@
 
 mod prepare;
 mod reuse;
+mod under_run;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use portcullis_proto::access::UnderRequest;
 use portcullis_proto::api::{AuthorizeSession, CancelReason, SessionAuthorization};
 use portcullis_proto::clock::{Clock as _, SystemClock};
 use portcullis_proto::keys;
@@ -25,13 +26,34 @@ pub(super) async fn authorize(
     ssh_public_key: Option<String>,
     local_secret_sha256: Option<String>,
 ) -> anyhow::Result<SessionAuthorization> {
+    authorize_with(
+        api,
+        target,
+        identity,
+        ssh_public_key,
+        local_secret_sha256,
+        None,
+    )
+    .await
+}
+
+/// [`authorize`], optionally under an approved access request (a `portcullis run`'s, with
+/// its proof for this session's key).
+pub(super) async fn authorize_with(
+    api: &ApiClient,
+    target: &str,
+    identity: &ClientIdentity,
+    ssh_public_key: Option<String>,
+    local_secret_sha256: Option<String>,
+    under_request: Option<UnderRequest>,
+) -> anyhow::Result<SessionAuthorization> {
     let body = AuthorizeSession {
-        client_public_key: keys::b64(&identity.public_key_der()?),
+        client_public_key: client_public_key(identity)?,
         ssh_public_key,
         // Sent whenever the session is served on a TCP port: a Proxmox API target's worker
         // then requires the secret on every request; other targets ignore it.
         local_secret_sha256,
-        under_request: None,
+        under_request,
     };
     api.post(
         &format!("/v1/targets/{}/authorize-session", segment(target)?),
@@ -39,6 +61,12 @@ pub(super) async fn authorize(
     )
     .await
     .with_context(|| format!("cannot open a session to {target}"))
+}
+
+/// The session's client public key as authorize-session carries it (and a run's proof
+/// signs it).
+pub(super) fn client_public_key(identity: &ClientIdentity) -> anyhow::Result<String> {
+    Ok(keys::b64(&identity.public_key_der()?))
 }
 
 /// Authorises a session that also certifies an SSH public key (for `ssh-prepare`).

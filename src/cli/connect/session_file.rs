@@ -86,6 +86,79 @@ impl Drop for HandoffFile {
 /// Reads a hand-off file, refusing one that is not a regular file owned by this user with no
 /// access for group or others, and one whose session has expired.
 pub(crate) fn read_session_file(path: &Path, now_unix: u64) -> anyhow::Result<SessionFile> {
+    let text = read_private(path)?;
+    let session: SessionFile = serde_json::from_str(&text).with_context(|| {
+        if serde_json::from_str::<RunSessionFile>(&text).is_ok() {
+            format!(
+                "{} holds a session of a `portcullis run`: only that run's command can join it",
+                path.display()
+            )
+        } else {
+            format!("{} is not a Portcullis session file", path.display())
+        }
+    })?;
+    not_expired(&session.session_id, session.expires_at, path, now_unix)?;
+    Ok(session)
+}
+
+/// The session file `ssh-prepare` writes under `portcullis run`: which session of the run
+/// to join through its socket. No key, no grant: the run process holds those.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RunSessionFile {
+    pub run_session: RunSessionRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RunSessionRef {
+    pub session_id: String,
+    pub request_id: String,
+    pub target: String,
+    pub expires_at: u64,
+}
+
+/// What a session file names: a session to join directly, or one of a run's.
+#[derive(Debug)]
+pub(crate) enum Joinable {
+    Direct(SessionFile),
+    Run(RunSessionRef),
+}
+
+/// Reads either kind of session file, with [`read_session_file`]'s checks.
+pub(crate) fn read_joinable(path: &Path, now_unix: u64) -> anyhow::Result<Joinable> {
+    let text = read_private(path)?;
+    if let Ok(run) = serde_json::from_str::<RunSessionFile>(&text) {
+        let run = run.run_session;
+        not_expired(&run.session_id, run.expires_at, path, now_unix)?;
+        return Ok(Joinable::Run(run));
+    }
+    read_session_file(path, now_unix).map(Joinable::Direct)
+}
+
+/// Writes a run's session file (mode 0600, atomically).
+pub(crate) fn write_run_session_file(path: &Path, run: &RunSessionRef) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(&RunSessionFile {
+        run_session: run.clone(),
+    })
+    .context("cannot encode the session file")?;
+    portcullis_files::write_private_atomic(path, &json)?;
+    Ok(())
+}
+
+fn not_expired(id: &str, expires_at: u64, path: &Path, now_unix: u64) -> anyhow::Result<()> {
+    if expires_at <= now_unix {
+        bail!(
+            "session {id} in {} expired at {}",
+            path.display(),
+            crate::cli::output::time(expires_at)
+        );
+    }
+    Ok(())
+}
+
+/// The text of a session file that is a regular file of this user's, 0600 or stricter.
+fn read_private(path: &Path) -> anyhow::Result<String> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open the session file {}", path.display()))?;
     // Checked on the open file, so the checked file is the file read.
@@ -117,17 +190,7 @@ pub(crate) fn read_session_file(path: &Path, now_unix: u64) -> anyhow::Result<Se
     file.take(1 << 20)
         .read_to_string(&mut text)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let session: SessionFile = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a Portcullis session file", path.display()))?;
-    if session.expires_at <= now_unix {
-        bail!(
-            "session {} in {} expired at {}",
-            session.session_id,
-            path.display(),
-            crate::cli::output::time(session.expires_at)
-        );
-    }
-    Ok(session)
+    Ok(text)
 }
 
 /// This process's uid, read without `unsafe` from the owner of `/proc/self`.
@@ -203,6 +266,36 @@ mod tests {
         assert!(path.exists());
         drop(handoff);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_run_session_file_is_joined_only_through_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("session.json");
+        let run = RunSessionRef {
+            session_id: "s_9".into(),
+            request_id: "ar_1".into(),
+            target: "web".into(),
+            expires_at: 2_000_000_000,
+        };
+        write_run_session_file(&path, &run).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains("PRIVATE KEY") && !text.contains("grant"),
+            "{text}"
+        );
+        assert!(matches!(read_joinable(&path, 1_000).unwrap(), Joinable::Run(r) if r == run));
+        let err = read_session_file(&path, 1_000).unwrap_err().to_string();
+        assert!(err.contains("only that run's command can join it"), "{err}");
+        assert!(read_joinable(&path, 2_000_000_000).is_err(), "expired");
+        // A direct one reads as such.
+        write_session_file(&path, &sample()).unwrap();
+        assert!(matches!(
+            read_joinable(&path, 1_000).unwrap(),
+            Joinable::Direct(_)
+        ));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// The signals that end a connect: SIGINT (Ctrl-C), SIGTERM and SIGHUP.
-pub(super) struct Signals {
+pub(crate) struct Signals {
     interrupt: Signal,
     terminate: Signal,
     hangup: Signal,
@@ -15,7 +15,7 @@ pub(super) struct Signals {
 
 /// A signal [`Signals`] caught.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Caught {
+pub(crate) enum Caught {
     Interrupt,
     Terminate,
     Hangup,
@@ -23,7 +23,7 @@ pub(super) enum Caught {
 
 impl Caught {
     /// The shell's convention: 128 + the signal number.
-    pub(super) fn exit_code(self) -> i32 {
+    pub(crate) fn exit_code(self) -> i32 {
         match self {
             Caught::Interrupt => 130,
             Caught::Terminate => 143,
@@ -44,7 +44,7 @@ impl fmt::Display for Caught {
 
 impl Signals {
     /// Takes over the signals' default action (exit) from now on.
-    pub(super) fn install() -> anyhow::Result<Self> {
+    pub(crate) fn install() -> anyhow::Result<Self> {
         let install = |kind| signal(kind).context("cannot install a signal handler");
         Ok(Self {
             interrupt: install(SignalKind::interrupt())?,
@@ -53,7 +53,7 @@ impl Signals {
         })
     }
 
-    pub(super) async fn recv(&mut self) -> Caught {
+    pub(crate) async fn recv(&mut self) -> Caught {
         tokio::select! {
             _ = self.interrupt.recv() => Caught::Interrupt,
             _ = self.terminate.recv() => Caught::Terminate,

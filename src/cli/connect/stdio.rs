@@ -37,6 +37,15 @@ type BoxedWrite = Box<dyn AsyncWrite + Send + Unpin>;
 pub(super) async fn carry_stdio(ticket: &SessionTicket) -> anyhow::Result<Transfer> {
     let connection = ticket.open().await?;
     tracing::debug!(connection.id = %connection.id, "connection accepted by the worker");
+    carry_stdio_on(connection.into_stream()).await
+}
+
+/// Splices `stream` (to the worker, or to the `portcullis run` relaying one) with
+/// stdin/stdout, as [`carry_stdio`] does.
+pub(super) async fn carry_stdio_on<S>(stream: S) -> anyhow::Result<Transfer>
+where
+    S: AsyncRead + AsyncWrite,
+{
     // Declared first: whatever happens below, the flags are restored when this ends.
     let mut restore = RestoreFlags::default();
     let stdin = match driven_stdin(&mut restore) {
@@ -50,7 +59,7 @@ pub(super) async fn carry_stdio(ticket: &SessionTicket) -> anyhow::Result<Transf
             (Box::new(stdout), Some(written))
         }
     };
-    let transfer = connection.splice(stdin, stdout).await?;
+    let transfer = super::tunnel::splice(stream, stdin, stdout).await?;
     // The splice ended after handing the last bytes to the stdout thread: wait until they
     // are out. (Driven by the runtime, they are already written.)
     if let Some(written) = written {

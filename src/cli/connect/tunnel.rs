@@ -256,44 +256,59 @@ impl WorkerConnection {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let (remote_read, mut remote_write) = tokio::io::split(self.stream);
-        // Large copy buffers: fewer, fuller TLS records (tokio's default is 8 KiB).
-        let mut remote_read = tokio::io::BufReader::with_capacity(COPY_BUF, remote_read);
-        let mut local_read = tokio::io::BufReader::with_capacity(COPY_BUF, local_read);
-        let mut local_write = local_write;
-        let up = async {
-            let n = tokio::io::copy_buf(&mut local_read, &mut remote_write)
-                .await
-                .context("sending to the worker failed")?;
-            remote_write
-                .shutdown()
-                .await
-                .context("closing the way to the worker failed")?;
-            anyhow::Ok(n)
-        };
-        let down = async {
-            let n = tokio::io::copy_buf(&mut remote_read, &mut local_write)
-                .await
-                .map_err(|err| {
-                    if err.kind() == std::io::ErrorKind::UnexpectedEof {
-                        anyhow!(
-                            "the worker cut the connection without closing it cleanly (the \
-                             session was cancelled or expired, or the worker stopped); data \
-                             may be missing"
-                        )
-                    } else {
-                        anyhow::Error::new(err).context("receiving from the worker failed")
-                    }
-                })?;
-            local_write
-                .shutdown()
-                .await
-                .context("closing the local side failed")?;
-            anyhow::Ok(n)
-        };
-        let (up, down) = tokio::try_join!(up, down)?;
-        Ok(Transfer { up, down })
+        splice(self.stream, local_read, local_write).await
     }
+}
+
+/// [`WorkerConnection::splice`] on any stream to the worker (or to the `portcullis run`
+/// process that relays one).
+pub(super) async fn splice<S, R, W>(
+    stream: S,
+    local_read: R,
+    local_write: W,
+) -> anyhow::Result<Transfer>
+where
+    S: AsyncRead + AsyncWrite,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (remote_read, mut remote_write) = tokio::io::split(stream);
+    // Large copy buffers: fewer, fuller TLS records (tokio's default is 8 KiB).
+    let mut remote_read = tokio::io::BufReader::with_capacity(COPY_BUF, remote_read);
+    let mut local_read = tokio::io::BufReader::with_capacity(COPY_BUF, local_read);
+    let mut local_write = local_write;
+    let up = async {
+        let n = tokio::io::copy_buf(&mut local_read, &mut remote_write)
+            .await
+            .context("sending to the worker failed")?;
+        remote_write
+            .shutdown()
+            .await
+            .context("closing the way to the worker failed")?;
+        anyhow::Ok(n)
+    };
+    let down = async {
+        let n = tokio::io::copy_buf(&mut remote_read, &mut local_write)
+            .await
+            .map_err(|err| {
+                if err.kind() == std::io::ErrorKind::UnexpectedEof {
+                    anyhow!(
+                        "the worker cut the connection without closing it cleanly (the \
+                         session was cancelled or expired, or the worker stopped); data \
+                         may be missing"
+                    )
+                } else {
+                    anyhow::Error::new(err).context("receiving from the worker failed")
+                }
+            })?;
+        local_write
+            .shutdown()
+            .await
+            .context("closing the local side failed")?;
+        anyhow::Ok(n)
+    };
+    let (up, down) = tokio::try_join!(up, down)?;
+    Ok(Transfer { up, down })
 }
 
 #[cfg(test)]

@@ -64,6 +64,12 @@ pub(crate) async fn run(args: SshPrepareArgs) -> anyhow::Result<i32> {
         .open(dir.join(".lock"))?;
     lock.lock()
         .context("cannot lock the target's session directory")?;
+    if let Some(socket) = crate::cli::run::protocol::socket_from_env() {
+        clear(&dir)?;
+        super::under_run::prepare(&socket, &target, &dir).await?;
+        write_host_conf(&dir, host)?;
+        return Ok(0);
+    }
     let api = ApiClient::from_args(&args.client)?;
     let now = SystemClock.unix_secs();
     if let Some(mut cached) = cached(&dir, now) {
@@ -89,6 +95,14 @@ pub(crate) async fn run(args: SshPrepareArgs) -> anyhow::Result<i32> {
             Err(why) => tracing::debug!(%target, "a fresh session: {why}"),
         }
     }
+    clear(&dir)?;
+    fresh(&api, &target, &dir, now).await?;
+    write_host_conf(&dir, host)?;
+    Ok(0)
+}
+
+/// Removes the cached session's files, so that a failure leaves nothing to join.
+fn clear(dir: &Path) -> anyhow::Result<()> {
     for name in [HOST_CONF, SESSION, HAND_OFFS, OPTIONS, CERT] {
         match std::fs::remove_file(dir.join(name)) {
             Ok(()) => {}
@@ -96,9 +110,7 @@ pub(crate) async fn run(args: SshPrepareArgs) -> anyhow::Result<i32> {
             Err(e) => return Err(e).with_context(|| format!("cannot remove the cached {name}")),
         }
     }
-    fresh(&api, &target, &dir, now).await?;
-    write_host_conf(&dir, host)?;
-    Ok(0)
+    Ok(())
 }
 
 /// For the wildcard block (`host` = the host name ssh was given): the options file under
@@ -237,7 +249,11 @@ async fn fresh(api: &ApiClient, target: &str, dir: &Path, now: u64) -> anyhow::R
 /// The options file for a session: `User` = the policy's first login (as `connect ssh` picks
 /// by default; `-l` or Ansible's `ansible_user` on the command line still win), the
 /// `HostKeyAlias` ssh checks the host key under, and in certificate mode the certificate.
-fn options(trust: &SshTrust, login: Option<&str>, cert: &Path) -> anyhow::Result<String> {
+pub(super) fn options(
+    trust: &SshTrust,
+    login: Option<&str>,
+    cert: &Path,
+) -> anyhow::Result<String> {
     let mut text = match login {
         Some(login) => login_line(login)?,
         None => String::new(),
