@@ -32,7 +32,7 @@ use super::connect::signals::Signals;
 use super::http::{ApiClient, ApiError, ClientArgs};
 use super::output;
 use super::request::api::{self as requests, Decision};
-use keepalive::{Verdict, KEEPALIVE_SECS};
+use keepalive::{Verdict, MAX_KEEPALIVE_SECS};
 
 /// Run a command holding an approved access request: its sessions open through the run.
 ///
@@ -80,6 +80,15 @@ pub(crate) struct RunArgs {
     /// Use this request (yours, for named targets, not yet run) instead of making one.
     #[arg(long, value_name = "ID", conflicts_with_all = ["role", "targets", "duration", "reason"])]
     pub request: Option<String>,
+    /// Seconds between the run's keepalives (90s, 1m). The controller ends the run, and its
+    /// sessions, after three missed; a shorter interval ends a killed run sooner.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = parse_keepalive,
+        default_value = "30s"
+    )]
+    pub keepalive: u64,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -105,7 +114,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let key = key::RunKey::generate()?;
     let start = StartRun {
         run_public_key: key.public_spki_b64()?,
-        keepalive_secs: KEEPALIVE_SECS,
+        keepalive_secs: args.keepalive,
     };
     requests::start_run(&api, &request.id, &start).await?;
     let socket = socket::RunSocket::bind(&socket::RunSocket::default_parent())?;
@@ -131,7 +140,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let interactive = std::io::stdin().is_terminal();
     let mut failed = 0;
     let mut stopped = false;
-    let tick = tokio::time::sleep(keepalive::next_delay(KEEPALIVE_SECS, 0));
+    let tick = tokio::time::sleep(keepalive::next_delay(args.keepalive, 0));
     tokio::pin!(tick);
     let status = loop {
         tokio::select! {
@@ -155,7 +164,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<i32> {
                     }
                 }
                 tick.as_mut().reset(
-                    tokio::time::Instant::now() + keepalive::next_delay(KEEPALIVE_SECS, failed),
+                    tokio::time::Instant::now() + keepalive::next_delay(args.keepalive, failed),
                 );
             }
         }
@@ -164,6 +173,18 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<i32> {
     finish(&api, &request.id, Some(status)).await;
     // The socket and its directory go when `socket` drops, after `serve`.
     Ok(child::exit_code(status))
+}
+
+/// `--keepalive`: a duration of 1 s to [`MAX_KEEPALIVE_SECS`].
+fn parse_keepalive(text: &str) -> Result<u64, String> {
+    let secs = output::parse_duration_secs(text)?;
+    if (1..=MAX_KEEPALIVE_SECS).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(format!(
+            "a keepalive interval is 1s to {MAX_KEEPALIVE_SECS}s (the controller ends a run after three missed)"
+        ))
+    }
 }
 
 /// The request body for the flags.

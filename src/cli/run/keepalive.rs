@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-/// Seconds between keepalives the run promises (`StartRun.keepalive_secs`).
-pub(crate) const KEEPALIVE_SECS: u64 = 30;
+/// The longest interval `--keepalive` takes (`StartRun.keepalive_secs`): a killed run must end
+/// within minutes, not hours.
+pub(crate) const MAX_KEEPALIVE_SECS: u64 = 300;
 
 /// The wait before the next keepalive, after `failed` failures in a row.
 pub(crate) fn next_delay(interval_secs: u64, failed: u32) -> Duration {

@@ -115,3 +115,20 @@ fn a_run_takes_named_targets_of_a_request_not_yet_run() {
         .to_string()
         .contains("one run"));
 }
+
+#[test]
+fn the_keepalive_interval_defaults_to_30_s_and_is_bounded() {
+    let base = ["--role", "r", "--targets", "a", "--for", "10m"];
+    let with = |extra: &[&str]| {
+        let mut words = base.to_vec();
+        words.extend_from_slice(extra);
+        words.extend_from_slice(&["--", "true"]);
+        parse(&words)
+    };
+    assert_eq!(with(&[]).unwrap().keepalive, 30);
+    assert_eq!(with(&["--keepalive", "1s"]).unwrap().keepalive, 1);
+    assert_eq!(with(&["--keepalive", "2m"]).unwrap().keepalive, 120);
+    for bad in ["0s", "10m", "soon"] {
+        assert!(with(&["--keepalive", bad]).is_err(), "{bad}");
+    }
+}
