@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+mod access;
 mod api;
 mod audit;
 mod authz;

@@ -217,6 +217,7 @@ fn plan(facts: &Facts<'_>, decision: &Decision) -> Plan {
             ssh_mode: None,
             parent_session: Some(parent.id.clone()),
             destination: Some(facts.destination.to_owned()),
+            access_request: None,
         },
     };
     let event = AuditEvent::new(actor(facts.user, parent), authorized)

@@ -387,15 +387,25 @@ pub(crate) async fn finish_run(
     Ok(done.rows_affected() == 1)
 }
 
-/// Marks session `session_id` as opened under request `request_id` (in the transaction that
-/// commits the session).
-pub(crate) async fn attach_session(w: Write<'_>, session_id: &str, request_id: &str) -> Result<()> {
-    sqlx::query("UPDATE sessions SET access_request_id = $2 WHERE id = $1")
-        .bind(session_id)
-        .bind(request_id)
-        .execute(w.conn())
-        .await?;
-    Ok(())
+/// Marks session `session_id` as opened under request `request_id`, in the transaction that
+/// commits the session, if the request is still approved and unexpired at `now`; whether it
+/// was (when not, the caller rolls the session back: a revoke won the race).
+pub(crate) async fn attach_session(
+    w: Write<'_>,
+    session_id: &str,
+    request_id: &str,
+    now: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE sessions SET access_request_id = $2 WHERE id = $1 AND EXISTS (SELECT 1 FROM \
+         access_requests WHERE id = $2 AND state = 'approved' AND expires_at > $3)",
+    )
+    .bind(session_id)
+    .bind(request_id)
+    .bind(now)
+    .execute(w.conn())
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// The ids of the sessions opened under the request, oldest first.

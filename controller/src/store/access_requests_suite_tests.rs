@@ -146,7 +146,11 @@ async fn sessions_hang_on_the_request_they_were_opened_under() {
             .await
             .unwrap();
         assert_eq!(rows::of_session(&mut conn, "s_1").await.unwrap(), None);
-        rows::attach_session(w(&mut conn), "s_1", "ar_1").await.unwrap();
+        // Pending: no session hangs on it.
+        assert!(!rows::attach_session(w(&mut conn), "s_1", "ar_1", 150).await.unwrap());
+        assert!(rows::approve(w(&mut conn), "ar_1", 120, 720).await.unwrap());
+        assert!(!rows::attach_session(w(&mut conn), "s_1", "ar_1", 720).await.unwrap(), "expired");
+        assert!(rows::attach_session(w(&mut conn), "s_1", "ar_1", 150).await.unwrap());
         assert_eq!(
             rows::of_session(&mut conn, "s_1").await.unwrap().as_deref(),
             Some("ar_1")
