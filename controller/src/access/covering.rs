@@ -21,7 +21,6 @@ pub(crate) struct Covered {
     pub decision: Decision,
     pub request_id: String,
     pub expires_at: u64,
-    pub break_glass: bool,
 }
 
 /// What the choice needs besides the requests.
@@ -130,7 +129,6 @@ fn allowed(request: &AccessRecord, mut decision: Decision) -> Result<Covered, No
         decision,
         request_id: request.id.clone(),
         expires_at: crate::clock::to_u64(request.expires_at),
-        break_glass: request.break_glass,
     })
 }
 
