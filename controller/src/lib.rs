@@ -16,8 +16,8 @@
 //! the data flow and the invariants.
 #![forbid(unsafe_code)]
 
-pub mod admin;
 mod access;
+pub mod admin;
 mod api;
 mod audit;
 mod authz;

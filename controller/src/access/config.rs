@@ -133,7 +133,10 @@ mod tests {
     #[test]
     fn a_plain_http_webhook_or_a_zero_duration_is_refused_by_name() {
         let err = parse("[notify]\nwebhook_url = \"http://hooks.example/x\"\n").unwrap_err();
-        assert!(err.to_string().contains("access.notify.webhook_url"), "{err}");
+        assert!(
+            err.to_string().contains("access.notify.webhook_url"),
+            "{err}"
+        );
         let err = parse("pending_ttl = \"0s\"\n").unwrap_err();
         assert!(err.to_string().contains("access.pending_ttl"), "{err}");
         let err = parse("[notify]\nwebhook_ca_file = \"/ca.pem\"\n").unwrap_err();

@@ -42,7 +42,7 @@ pub(crate) struct Ask<'a> {
 #[derive(Debug)]
 pub(crate) struct NotCovered {
     pub reason: String,
-    pub decision: Option<Decision>,
+    pub decision: Option<Box<Decision>>,
 }
 
 /// Picks the request that opens the session among `requests` (the user's approved,
@@ -83,7 +83,10 @@ pub(crate) fn choose(
         return allowed(request, decision).map(Some);
     }
     let mut last = None;
-    for request in requests.iter().filter(|r| r.run.is_none() && r.expires_at > now) {
+    for request in requests
+        .iter()
+        .filter(|r| r.run.is_none() && r.expires_at > now)
+    {
         let decision = under_request(ask, request);
         if !covers(request, ask.target, decision.target_zone.as_deref()) {
             continue;
@@ -118,7 +121,7 @@ fn allowed(request: &AccessRecord, mut decision: Decision) -> Result<Covered, No
                 "under request {} (role {}): {}",
                 request.id, request.role, decision.reason
             ),
-            decision: Some(decision),
+            decision: Some(Box::new(decision)),
         });
     }
     // Break-glass: recorded wherever the session can be (the gateway records SSH sessions).

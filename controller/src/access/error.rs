@@ -13,7 +13,10 @@ pub(crate) enum AccessError {
     NotFound(String),
     /// A body that says the wrong thing (400), naming the field.
     #[error("{field}: {message}")]
-    Field { field: &'static str, message: String },
+    Field {
+        field: &'static str,
+        message: String,
+    },
     /// The policy refused what was asked (403).
     #[error("{0}")]
     Refused(String),
@@ -51,7 +54,9 @@ impl From<AccessError> for ApiError {
                 }));
                 api
             }
-            AccessError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            AccessError::Conflict(message) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
             AccessError::Unavailable(message) => ApiError::unavailable(message),
             AccessError::Store(e) => ApiError::from(e),
         }

@@ -42,11 +42,17 @@ async fn post(webhook: &Webhook, body: &Value) -> Result<(), String> {
     match &webhook.ca_file {
         Some(path) => {
             use rustls_pki_types::pem::PemObject as _;
-            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read access.notify.webhook_ca_file {}: {e}", path.display()))?;
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path).map_err(|e| {
+                format!(
+                    "cannot read access.notify.webhook_ca_file {}: {e}",
+                    path.display()
+                )
+            })?;
             for cert in certs {
                 let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-                roots.add(cert).map_err(|e| format!("{}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),

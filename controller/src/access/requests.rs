@@ -181,7 +181,8 @@ fn check_command(command: &[String]) -> Result<(), AccessError> {
     if command.first().is_none_or(|c| c.is_empty()) {
         return Err(bad("the command is empty: give it after `--`".into()));
     }
-    if command.len() > MAX_RUN_ARGS || command.iter().map(String::len).sum::<usize>() > MAX_RUN_BYTES
+    if command.len() > MAX_RUN_ARGS
+        || command.iter().map(String::len).sum::<usize>() > MAX_RUN_BYTES
     {
         return Err(bad(format!(
             "the command is longer than {MAX_RUN_ARGS} arguments or {MAX_RUN_BYTES} bytes; \
@@ -380,7 +381,16 @@ pub(crate) async fn deny(
     let mut tx = state.begin_audited().await?;
     let pending = [RequestState::Pending];
     let by = Some(principal.user.id.as_str());
-    if !rows::close(tx.write(), id, &pending, RequestState::Denied, by, reason.as_deref()).await? {
+    if !rows::close(
+        tx.write(),
+        id,
+        &pending,
+        RequestState::Denied,
+        by,
+        reason.as_deref(),
+    )
+    .await?
+    {
         return Err(AccessError::Conflict(format!(
             "request {id} changed meanwhile (decided or expired); show it again"
         )));
@@ -461,8 +471,15 @@ pub(crate) async fn close(
     let now = to_i64(state.clock.unix_secs());
     let mut tx = state.begin_audited().await?;
     let open = [RequestState::Pending, RequestState::Approved];
-    let closed = rows::close(tx.write(), &record.id, &open, to, decided_by, reason.as_deref())
-        .await?;
+    let closed = rows::close(
+        tx.write(),
+        &record.id,
+        &open,
+        to,
+        decided_by,
+        reason.as_deref(),
+    )
+    .await?;
     if !closed {
         return Ok(None);
     }

@@ -46,12 +46,11 @@ pub(crate) async fn start(
     body: &StartRun,
 ) -> Result<AccessRecord, AccessError> {
     let record = own_run(state, principal, id, "access:run").await?;
-    let spki = portcullis_proto::keys::unb64(&body.run_public_key).map_err(|_| {
-        AccessError::Field {
+    let spki =
+        portcullis_proto::keys::unb64(&body.run_public_key).map_err(|_| AccessError::Field {
             field: "run_public_key",
             message: "must be base64url DER SubjectPublicKeyInfo".into(),
-        }
-    })?;
+        })?;
     portcullis_proto::keys::ed25519_from_spki(&spki).map_err(|e| AccessError::Field {
         field: "run_public_key",
         message: e.to_string(),
@@ -76,7 +75,11 @@ pub(crate) async fn start(
             "the run of request {id} has started already (a run starts once)"
         )));
     }
-    let command = record.run.as_ref().map(|r| r.command.clone()).unwrap_or_default();
+    let command = record
+        .run
+        .as_ref()
+        .map(|r| r.command.clone())
+        .unwrap_or_default();
     tx.commit(AuditEvent::new(
         principal.actor(),
         Event::RunStarted {

@@ -329,7 +329,11 @@ mod tests {
     fn break_glass_is_an_alert_above_every_other_event() {
         let line = r#"{"type":"break_glass","sequence":3,"reason":"prod down"}"#;
         // LOG_AUDIT (13) * 8 + alert (1).
-        assert!(output().message(line).starts_with("<105>1 "), "{}", output().message(line));
+        assert!(
+            output().message(line).starts_with("<105>1 "),
+            "{}",
+            output().message(line)
+        );
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub(crate) async fn authorize(
                         &target,
                         endpoint,
                         not.reason,
-                        not.decision.as_ref(),
+                        not.decision.as_deref(),
                     );
                     (refusing(state, Err(refusal)).await?, None)
                 }

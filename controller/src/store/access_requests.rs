@@ -159,7 +159,10 @@ pub(crate) async fn list(
         format!("${}", binds.len())
     };
     if let Some(state) = filter.state {
-        sql.push_str(&format!(" AND state = {}", next(state.as_str(), &mut binds)));
+        sql.push_str(&format!(
+            " AND state = {}",
+            next(state.as_str(), &mut binds)
+        ));
     }
     if let Some(user) = filter.user_id {
         sql.push_str(&format!(" AND user_id = {}", next(user, &mut binds)));
@@ -410,12 +413,11 @@ pub(crate) async fn attach_session(
 
 /// The ids of the sessions opened under the request, oldest first.
 pub(crate) async fn sessions(conn: &mut AnyConnection, request_id: &str) -> Result<Vec<String>> {
-    let rows = sqlx::query(
-        "SELECT id FROM sessions WHERE access_request_id = $1 ORDER BY created_at, id",
-    )
-    .bind(request_id)
-    .fetch_all(conn)
-    .await?;
+    let rows =
+        sqlx::query("SELECT id FROM sessions WHERE access_request_id = $1 ORDER BY created_at, id")
+            .bind(request_id)
+            .fetch_all(conn)
+            .await?;
     rows.iter()
         .map(|row| Ok(row.try_get::<String, _>("id")?))
         .collect()
@@ -436,19 +438,4 @@ pub(crate) async fn live_sessions(
     rows.iter()
         .map(|row| Ok(row.try_get::<String, _>("id")?))
         .collect()
-}
-
-/// The request a session was opened under, if any.
-pub(crate) async fn of_session(
-    conn: &mut AnyConnection,
-    session_id: &str,
-) -> Result<Option<String>> {
-    let row = sqlx::query("SELECT access_request_id FROM sessions WHERE id = $1")
-        .bind(session_id)
-        .fetch_optional(conn)
-        .await?;
-    Ok(match row {
-        Some(row) => row.try_get("access_request_id")?,
-        None => None,
-    })
 }
