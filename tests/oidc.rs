@@ -7,17 +7,19 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::client::{closes_within, open_echo};
 use common::cluster::echo_on;
-use common::dev::{curl, Dev};
-use common::oidc::{dev_with_provider, Provider};
-use common::wait::{poll, poll_within};
+use common::dev::curl;
+use common::oidc_login::{
+    cli_login, install_browser_script, token_of, user_cli, wait_file, wait_output, who,
+    CurlBrowser, Env, Page, Who,
+};
 use portcullis_proto::clock::{Clock as _, SystemClock};
 
 /// tests/fixtures/policy-lab.toml: LOCAL is loopback; LAB (127.0.0.2) needs role `lab`,
@@ -29,248 +31,16 @@ fn lab_policy() -> String {
     )
 }
 
-/// A provider and a `portcullis dev` whose controller logs in with it.
-struct Env {
-    provider: Provider,
-    dev: Dev,
-    dir: tempfile::TempDir,
-}
-
 fn start(device_flow: bool) -> Env {
     start_limited(device_flow, 10_000)
 }
 
 fn start_limited(device_flow: bool, logins_per_minute: u32) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, lab_policy()).unwrap();
-    let (dev, provider) = dev_with_provider(
-        dir.path(),
-        &policy,
+    Env::start(
+        &lab_policy(),
         &format!("[auth]\nlogin_rate_limit_per_minute = {logins_per_minute}\n"),
         &format!("device_flow = {device_flow}\n[auth.oidc.mfa]\namr = [\"otp\", \"hwk\"]\n"),
-    );
-    Env { provider, dev, dir }
-}
-
-/// Who signs in at the provider's login form.
-#[derive(Clone)]
-struct Who {
-    user: &'static str,
-    groups: &'static str,
-    amr: &'static str,
-    auth_age: u64,
-    extra: &'static [(&'static str, &'static str)],
-}
-
-fn who(user: &'static str, groups: &'static str, amr: &'static str) -> Who {
-    Who {
-        user,
-        groups,
-        amr,
-        auth_age: 0,
-        extra: &[],
-    }
-}
-
-struct Page {
-    status: u16,
-    location: Option<String>,
-    body: String,
-    url: String,
-}
-
-/// A browser made of curl calls with a cookie jar, one hop at a time.
-struct Browser {
-    jar: PathBuf,
-    ca: String,
-    visited: Vec<String>,
-}
-
-impl Browser {
-    fn new(dir: &Path, name: &str, ca: String) -> Browser {
-        Browser {
-            jar: dir.join(format!("{name}.cookies")),
-            ca,
-            visited: Vec::new(),
-        }
-    }
-
-    fn request(&mut self, url: &str, form: Option<&[(String, String)]>) -> Page {
-        self.visited.push(url.to_owned());
-        let headers = self.jar.with_extension("headers");
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--max-time", "20", "-o", "-", "-D"])
-            .arg(&headers)
-            .arg("-b")
-            .arg(&self.jar)
-            .arg("-c")
-            .arg(&self.jar)
-            .arg("--cacert")
-            .arg(&self.ca);
-        if let Some(fields) = form {
-            for (k, v) in fields {
-                cmd.arg("--data-urlencode").arg(format!("{k}={v}"));
-            }
-        }
-        let out = cmd.arg(url).output().unwrap();
-        assert!(out.status.success(), "curl {url}: {out:?}");
-        let head = std::fs::read_to_string(&headers).unwrap();
-        let status = head
-            .lines()
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let location = head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("location")
-                .then(|| v.trim().to_owned())
-        });
-        Page {
-            status,
-            location: location.map(|l| absolute(url, &l)),
-            body: String::from_utf8_lossy(&out.stdout).into_owned(),
-            url: url.to_owned(),
-        }
-    }
-
-    /// Follows `url` through the provider (signing in as `who`, confirming device codes) to
-    /// the end. With `deliver_loopback` false it stops at the redirect to a CLI's loopback
-    /// port, as a browser on another machine would fail to deliver it.
-    fn sign_in(&mut self, url: &str, who: &Who, deliver_loopback: bool) -> Page {
-        let mut page = self.request(url, None);
-        for _ in 0..30 {
-            if let Some(next) = page.location.clone() {
-                if next.contains("/callback?login=") && !deliver_loopback {
-                    return page;
-                }
-                page = self.request(&next, None);
-                continue;
-            }
-            if page.url.contains("/interaction/") && page.body.contains("Sign in") {
-                let action = format!("{}/login", page.url.trim_end_matches('/'));
-                let mut fields = vec![
-                    ("user".to_owned(), who.user.to_owned()),
-                    ("groups".to_owned(), who.groups.to_owned()),
-                    ("amr".to_owned(), who.amr.to_owned()),
-                    ("auth_age".to_owned(), who.auth_age.to_string()),
-                ];
-                fields.extend(
-                    who.extra
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string())),
-                );
-                page = self.request(&action, Some(&fields));
-                continue;
-            }
-            // The device pages: a confirmation form, and an auto-submitting one.
-            if page.body.contains("method=\"post\"") {
-                let action = absolute(&page.url, &attr(&page.body, "action").unwrap());
-                page = self.request(&action, Some(&hidden_inputs(&page.body)));
-                continue;
-            }
-            return page;
-        }
-        panic!("too many hops signing in")
-    }
-}
-
-fn absolute(base: &str, location: &str) -> String {
-    if location.starts_with("http://") || location.starts_with("https://") {
-        return location.to_owned();
-    }
-    let scheme_end = base.find("://").unwrap() + 3;
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    format!("{}{}", &base[..host_end], location)
-}
-
-fn attr(html: &str, name: &str) -> Option<String> {
-    let start = html.find(&format!("{name}=\""))? + name.len() + 2;
-    let end = html[start..].find('"')? + start;
-    Some(html[start..end].replace("&amp;", "&"))
-}
-
-fn hidden_inputs(html: &str) -> Vec<(String, String)> {
-    html.split("<input")
-        .skip(1)
-        .filter_map(|tag| {
-            let tag = &tag[..tag.find('>')?];
-            Some((attr(tag, "name")?, attr(tag, "value").unwrap_or_default()))
-        })
-        .collect()
-}
-
-/// A `portcullis` command against the dev controller with its own config dir and no
-/// PORTCULLIS_TOKEN: what a user's shell looks like.
-fn user_cli(env: &Env, home: &Path) -> Command {
-    let mut cmd = env.dev.cli();
-    cmd.env_remove("PORTCULLIS_TOKEN")
-        .env("XDG_CONFIG_HOME", home)
-        .env("PORTCULLIS_BROWSER", env.dir.path().join("browser.sh"));
-    cmd
-}
-
-/// A browser stand-in for PORTCULLIS_BROWSER: writes the URL next to the config dir.
-fn install_browser_script(env: &Env) {
-    let script = env.dir.path().join("browser.sh");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\nprintf '%s\\n' \"$1\" > \"$XDG_CONFIG_HOME/opened-url\"\n",
     )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-fn wait_file(path: &Path) -> String {
-    poll(
-        &format!("{} to be written", path.display()),
-        Duration::from_secs(30),
-        || match std::fs::read_to_string(path) {
-            Ok(text) if text.ends_with('\n') => Ok(text.trim().to_owned()),
-            Ok(text) => Err(format!("{text:?} so far")),
-            Err(e) => Err(e.to_string()),
-        },
-    )
-}
-
-fn wait_output(mut child: Child) -> (bool, String) {
-    let finished = poll_within(Duration::from_secs(60), || {
-        child.try_wait().unwrap().ok_or(())
-    });
-    let Ok(status) = finished else {
-        let _ = child.kill();
-        panic!("portcullis login did not finish within 60 s");
-    };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status.success(), err)
-}
-
-/// `portcullis login` (loopback mode) as `who`; returns (success, stderr).
-fn cli_login(env: &Env, home: &Path, who: &Who) -> (bool, String) {
-    std::fs::create_dir_all(home).unwrap();
-    let _ = std::fs::remove_file(home.join("opened-url"));
-    let child = user_cli(env, home)
-        .arg("login")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let url = wait_file(&home.join("opened-url"));
-    assert!(url.starts_with(&env.provider.issuer), "{url}");
-    let mut browser = Browser::new(home, "browser", env.dev.var("PORTCULLIS_CA"));
-    let page = browser.sign_in(&url, who, true);
-    assert_eq!(page.status, 200, "{}", page.body);
-    wait_output(child)
 }
 
 /// `portcullis login --no-browser` as `who`: the test reads the URL the CLI prints and types
@@ -288,7 +58,7 @@ fn cli_login_no_browser(env: &Env, home: &Path, who: &Who) -> (bool, String) {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut url)
         .unwrap();
-    let mut browser = Browser::new(home, "browser", env.dev.var("PORTCULLIS_CA"));
+    let mut browser = CurlBrowser::new(home, "browser", env.dev.var("PORTCULLIS_CA"));
     let page = browser.sign_in(url.trim(), who, true);
     let code = page
         .body
@@ -312,13 +82,6 @@ fn whoami(env: &Env, home: &Path) -> (bool, serde_json::Value) {
         .unwrap();
     let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
     (out.status.success(), v)
-}
-
-fn token_of(home: &Path) -> String {
-    std::fs::read_to_string(home.join("portcullis/token"))
-        .unwrap()
-        .trim()
-        .to_owned()
 }
 
 fn authorize(env: &Env, token: &str, target: &str) -> (u16, String) {
@@ -560,7 +323,7 @@ fn phishing_bad_id_tokens_and_reused_state_give_no_token() {
         .spawn()
         .unwrap();
     let url = wait_file(&attacker.join("opened-url"));
-    let mut victim = Browser::new(env.dir.path(), "victim", env.dev.var("PORTCULLIS_CA"));
+    let mut victim = CurlBrowser::new(env.dir.path(), "victim", env.dev.var("PORTCULLIS_CA"));
     let page = victim.sign_in(&url, &who("victim", "admins", "pwd,otp"), false);
     assert_eq!(page.status, 303, "{}", page.body);
     let location = page.location.clone().unwrap();
@@ -608,7 +371,7 @@ fn phishing_bad_id_tokens_and_reused_state_give_no_token() {
     // A good code-mode login through the API, to replay its callback afterwards.
     let secret = "a-secret-only-this-test-knows-000000000000";
     let started = api_start(&env, secret);
-    let mut browser = Browser::new(env.dir.path(), "replay", env.dev.var("PORTCULLIS_CA"));
+    let mut browser = CurlBrowser::new(env.dir.path(), "replay", env.dev.var("PORTCULLIS_CA"));
     let page = browser.sign_in(
         started["authorization_url"].as_str().unwrap(),
         &who("rita", "lab", "pwd"),
@@ -643,7 +406,7 @@ fn phishing_bad_id_tokens_and_reused_state_give_no_token() {
     // it, and the login succeeds.
     let started = api_start(&env, secret);
     env.provider.spoil_next("rotate");
-    let mut browser = Browser::new(env.dir.path(), "rotate", env.dev.var("PORTCULLIS_CA"));
+    let mut browser = CurlBrowser::new(env.dir.path(), "rotate", env.dev.var("PORTCULLIS_CA"));
     let page = browser.sign_in(
         started["authorization_url"].as_str().unwrap(),
         &who("rosa", "lab", "pwd"),
@@ -668,7 +431,7 @@ fn phishing_bad_id_tokens_and_reused_state_give_no_token() {
     for (mode, expected) in cases {
         let started = api_start(&env, secret);
         env.provider.spoil_next(mode);
-        let mut browser = Browser::new(env.dir.path(), mode, env.dev.var("PORTCULLIS_CA"));
+        let mut browser = CurlBrowser::new(env.dir.path(), mode, env.dev.var("PORTCULLIS_CA"));
         let page = browser.sign_in(
             started["authorization_url"].as_str().unwrap(),
             &who("mallory", "admins", "pwd,otp"),
@@ -701,7 +464,7 @@ fn phishing_bad_id_tokens_and_reused_state_give_no_token() {
     let started = api_start(&env, secret);
     let mut over = who("olga", "admins", "pwd");
     over.extra = &[("overflow", "1")];
-    let mut browser = Browser::new(env.dir.path(), "overflow", env.dev.var("PORTCULLIS_CA"));
+    let mut browser = CurlBrowser::new(env.dir.path(), "overflow", env.dev.var("PORTCULLIS_CA"));
     let page = browser.sign_in(started["authorization_url"].as_str().unwrap(), &over, true);
     assert_eq!(page.status, 401, "{}", page.body);
     assert!(page.body.contains("_claim_names"), "{}", page.body);
@@ -710,7 +473,7 @@ fn phishing_bad_id_tokens_and_reused_state_give_no_token() {
     let started = api_start(&env, secret);
     let mut declined = who("dora", "admins", "pwd");
     declined.extra = &[("deny", "1")];
-    let mut browser = Browser::new(env.dir.path(), "declined", env.dev.var("PORTCULLIS_CA"));
+    let mut browser = CurlBrowser::new(env.dir.path(), "declined", env.dev.var("PORTCULLIS_CA"));
     let page = browser.sign_in(
         started["authorization_url"].as_str().unwrap(),
         &declined,
@@ -776,7 +539,7 @@ fn device_flow_logs_in_when_enabled() {
         complete.contains(&user_code.replace('-', "")) || complete.contains(&user_code),
         "{complete}"
     );
-    let mut browser = Browser::new(&home, "device", env.dev.var("PORTCULLIS_CA"));
+    let mut browser = CurlBrowser::new(&home, "device", env.dev.var("PORTCULLIS_CA"));
     let page = browser.sign_in(&complete, &who("dana", "admins", "pwd,otp"), true);
     assert!(page.body.contains("Device login done"), "{}", page.body);
     let (ok, err) = wait_output(child);

@@ -63,6 +63,7 @@ pub(crate) fn identity(user: &UserRecord) -> Identity {
         amr: user.amr.clone(),
         acr: user.acr.clone(),
         auth_time: user.auth_time.and_then(|t| u64::try_from(t).ok()),
+        granted_roles: Vec::new(),
     }
 }
 

@@ -55,6 +55,7 @@ fn request(groups: Vec<String>) -> Request {
             amr: vec!["pwd".into(), "mfa".into()],
             acr: None,
             auth_time: Some(1_000),
+            granted_roles: Vec::new(),
         },
         via_broker: true,
     }

@@ -141,12 +141,14 @@ pub fn evaluate_zones(policy: &Policy, req: &ZonedRequest<'_>, now: u64) -> Deci
     decide(policy, &ask, now)
 }
 
-/// The controller permissions the identity's roles hold.
+/// The controller permissions the identity's roles hold. Requestable roles never count:
+/// they grant sessions only, and only through an approved request.
 pub fn permissions(policy: &Policy, identity: &Identity) -> BTreeSet<Permission> {
     let members = policy.groups.members_of(&identity.groups);
     members
         .iter()
         .filter_map(|id| policy.roles.get(id))
+        .filter(|role| role.requestable.is_none())
         .flat_map(|role| role.permissions.iter().copied())
         .collect()
 }

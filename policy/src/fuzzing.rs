@@ -7,6 +7,7 @@
 use std::net::IpAddr;
 
 use crate::export::{self, ExportOptions};
+use crate::{admit_request, may_approve, ApproveAsk, RequestAsk, Scope};
 use crate::{check, evaluate, evaluate_zones, explain, permissions, Identity, Policy, Request};
 use crate::{TargetFacts, ZonedRequest};
 
@@ -38,6 +39,10 @@ pub fn policy_compile(data: &[u8]) {
         groups: policy.role_names().map(str::to_owned).collect(),
         amr: vec!["mfa".into()],
         auth_time: Some(NOW - 60),
+        granted_roles: policy
+            .requestable_roles()
+            .map(|(name, _)| name.to_owned())
+            .collect(),
         ..Identity::default()
     };
     let _ = permissions(&policy, &identity);
@@ -46,6 +51,45 @@ pub fn policy_compile(data: &[u8]) {
     }
     decide_between_addresses(&policy, &addrs, &identity);
     decide_between_zones(&policy, &zones, &identity);
+    ask_for_requestable_roles(&policy, &zones, &addrs, &identity);
+}
+
+/// A request for each requestable role into each of the first zones, and its approval.
+fn ask_for_requestable_roles(
+    policy: &Policy,
+    zones: &[String],
+    addrs: &[IpAddr],
+    identity: &Identity,
+) {
+    let source = addrs
+        .first()
+        .copied()
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    for (role, terms) in policy.requestable_roles().take(4) {
+        for zone in zones.iter().take(4) {
+            for break_glass in [false, true] {
+                let ask = RequestAsk {
+                    role,
+                    requester: identity,
+                    source,
+                    scope: Scope::Zone(zone),
+                    duration_secs: terms.max_duration_secs,
+                    reason: Some("fuzz"),
+                    break_glass,
+                };
+                let _ = admit_request(policy, &ask, NOW);
+            }
+        }
+        let ask = ApproveAsk {
+            role,
+            approver: identity,
+            approver_id: "u_approver",
+            requester_id: "u_fuzz",
+            prior_approver_ids: &[],
+            max_auth_age_secs: 600,
+        };
+        let _ = may_approve(policy, &ask, NOW);
+    }
 }
 
 /// The policy, when the text compiles; asserts that `check` agrees with `parse` and that

@@ -14,6 +14,7 @@
 //! See `docs/policy.md` for the file format and the semantics.
 #![forbid(unsafe_code)]
 
+pub mod access;
 mod check;
 mod compile;
 mod diagnostic;
@@ -33,6 +34,10 @@ mod roles;
 pub mod ssh;
 mod zones;
 
+pub use access::{
+    admit_request, may_approve, Admission, ApprovalRefusal, ApproveAsk, BreakGlass, RequestAsk,
+    RequestRefusal, Requestable, Scope,
+};
 pub use check::check;
 pub use diagnostic::{CheckReport, Diagnostic, PolicyError};
 pub use evaluate::{evaluate, evaluate_zones, permissions, ZonedRequest};

@@ -295,6 +295,33 @@ pub(crate) struct RawRole {
     /// `proxmox = { ... }`: the Proxmox identity the role's `proxmox-api` sessions act as.
     #[serde(default)]
     pub proxmox: Option<Spanned<RawProxmoxIdentity>>,
+    /// `[role.requestable]`: the role is held only through an approved access request.
+    #[serde(default)]
+    pub requestable: Option<Spanned<RawRequestable>>,
+}
+
+/// `[role.requestable]`: who approves requests for the role, and on what terms.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRequestable {
+    #[serde(default)]
+    pub approvers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub approvals: Option<Spanned<i64>>,
+    pub max_duration: Spanned<String>,
+    #[serde(default)]
+    pub reason_required: bool,
+    #[serde(default)]
+    pub preapproved: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub break_glass: Option<Spanned<RawBreakGlass>>,
+}
+
+/// `[role.requestable.break_glass]`: self-approval with a mandatory reason.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBreakGlass {
+    pub max_duration: Spanned<String>,
 }
 
 /// `[[role.grant]]`.

@@ -253,6 +253,9 @@ pub(crate) struct Role {
     pub recording: RecordingRule,
     /// The Proxmox identity the role's `proxmox-api` sessions act as, if it names one.
     pub proxmox: Option<ProxmoxIdentity>,
+    /// `[role.requestable]`: held only through an approved access request; its `groups`
+    /// are who may request it, never standing members.
+    pub requestable: Option<crate::access::Requestable>,
 }
 
 #[derive(Debug, Clone)]

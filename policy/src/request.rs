@@ -51,6 +51,11 @@ pub struct Identity {
     pub acr: Option<String>,
     /// When the user authenticated (OIDC `auth_time`, unix seconds).
     pub auth_time: Option<u64>,
+    /// Roles an approved access request grants for this evaluation only; the controller sets
+    /// them for requests covering the target. A granted role counts as a member only if it
+    /// is requestable; any other is ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub granted_roles: Vec<String>,
 }
 
 impl Identity {

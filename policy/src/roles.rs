@@ -84,6 +84,22 @@ impl GroupPattern {
     }
 }
 
+/// Whether any of an identity's `groups` matches any `configured` group name, compared as
+/// `mode` says (a role's `group_match`).
+pub(crate) fn any_group_matches(
+    mode: GroupMatch,
+    configured: &[String],
+    groups: &[String],
+) -> bool {
+    configured.iter().any(|c| match mode {
+        GroupMatch::Exact => groups.iter().any(|g| g == c),
+        GroupMatch::Path => {
+            let pattern = GroupPattern::new(c);
+            groups.iter().any(|g| pattern.matches(g))
+        }
+    })
+}
+
 fn split_path(s: &str) -> impl DoubleEndedIterator<Item = &str> {
     s.split('/').filter(|seg| !seg.is_empty())
 }
@@ -186,7 +202,7 @@ impl Template {
 }
 
 /// Clock skew tolerated for an `auth_time` slightly in the future.
-const AUTH_TIME_SKEW_SECS: u64 = 300;
+pub(crate) const AUTH_TIME_SKEW_SECS: u64 = 300;
 
 impl Mfa {
     /// `Ok` when the identity satisfies the requirement at `now`; otherwise what is missing.

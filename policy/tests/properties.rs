@@ -85,6 +85,7 @@ prop_compose! {
                 amr: amr.into_iter().map(String::from).collect(),
                 acr: None,
                 auth_time,
+                granted_roles: Vec::new(),
             },
             via_broker,
         }
@@ -205,6 +206,7 @@ prop_compose! {
                 amr: amr.into_iter().map(String::from).collect(),
                 acr: None,
                 auth_time,
+                granted_roles: Vec::new(),
             },
             via_broker: opening.broker_only || !direct,
         }
@@ -314,6 +316,59 @@ fn no_role_widens_the_matrix() {
             prop_assert_eq!(d.outcome, Outcome::Allow);
         }
         Ok(allowed)
+    });
+    assert!(
+        reached >= MIN_REACHED,
+        "only {reached} of {CASES} requests were allowed: the property checked too few"
+    );
+}
+
+/// The seed's matrix with one requestable role granting everything, no constraints: the
+/// all-powerful role of [`all_powerful_roles`], held only on request.
+fn all_powerful_on_request() -> &'static Policy {
+    static ON_REQUEST: OnceLock<Policy> = OnceLock::new();
+    ON_REQUEST.get_or_init(|| {
+        let text = SEED.split("\n[[role]]").next().unwrap().to_owned()
+            + r#"
+[[role]]
+name = "on-call"
+groups = ["admins", "/org/admins", "infrastructure", "projects", "games", "security", "x"]
+[[role.grant]]
+zones = ["*"]
+services = ["*"]
+[role.requestable]
+approvers = ["security"]
+max_duration = "1h"
+"#;
+        Policy::parse(&text).unwrap()
+    })
+}
+
+#[test]
+fn a_granted_role_never_widens_the_matrix() {
+    let reached = run_counting((any_request(), any::<u64>()), |(req, now)| {
+        let on_request = all_powerful_on_request();
+        // Standing, the requestable role's groups make nobody a member.
+        let standing = evaluate(on_request, &req, now);
+        if req.via_broker {
+            prop_assert_eq!(standing.outcome, Outcome::Deny, "{}", standing.reason);
+        }
+        // Granted, it decides as the same role held standing, so no more than the matrix
+        // admits (`no_role_widens_the_matrix`).
+        let mut granted = req.clone();
+        granted.identity.groups.clear();
+        granted.identity.granted_roles = vec!["on-call".into()];
+        let mut held = req.clone();
+        held.identity.groups = vec!["x".into()];
+        let a = evaluate(on_request, &granted, now);
+        let b = evaluate(all_powerful_roles(), &held, now);
+        prop_assert_eq!(a.outcome, b.outcome, "{} / {}", a.reason, b.reason);
+        prop_assert_eq!(a.cells.len(), b.cells.len());
+        prop_assert_eq!(
+            a.cells.iter().take(2).collect::<Vec<_>>(),
+            b.cells.iter().take(2).collect::<Vec<_>>()
+        );
+        Ok(a.outcome == Outcome::Allow)
     });
     assert!(
         reached >= MIN_REACHED,
@@ -446,6 +501,7 @@ prop_compose! {
                 amr: amr.into_iter().map(String::from).collect(),
                 acr: None,
                 auth_time: Some(now - age),
+                granted_roles: Vec::new(),
             },
             via_broker: true,
         };

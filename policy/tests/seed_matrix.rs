@@ -66,6 +66,7 @@ fn identity(groups: &[&str]) -> Identity {
         amr: vec!["pwd".into(), "otp".into()],
         acr: None,
         auth_time: Some(NOW - 60),
+        granted_roles: Vec::new(),
     }
 }
 

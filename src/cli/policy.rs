@@ -208,6 +208,7 @@ fn run_explain(args: &ExplainArgs) -> anyhow::Result<i32> {
         amr: args.amr.clone(),
         acr: args.acr.clone(),
         auth_time: Some(now.saturating_sub(args.auth_age)),
+        granted_roles: Vec::new(),
     };
     let request = ZonedRequest {
         source_zone: &from.zone,

@@ -55,6 +55,24 @@ pub(crate) const CONFIG: &str =
 /// A dev stack with local user `ada` (admins) made offline with a password file;
 /// `extra_config` is appended to dev's `--config` (e.g. an `[api]` certificate).
 pub(crate) fn stack(dir: &Path, extra_config: &str) -> Dev {
+    stack_with(
+        dir,
+        extra_config,
+        POLICY,
+        &[("ada", "admins"), ("rev", "reviewers")],
+        &[],
+    )
+}
+
+/// [`stack`] with another policy, other local users (name, comma-separated groups), each
+/// with the password [`PASSWORD`], and more arguments for `portcullis dev`.
+pub(crate) fn stack_with(
+    dir: &Path,
+    extra_config: &str,
+    policy_text: &str,
+    users: &[(&str, &str)],
+    dev_args: &[&str],
+) -> Dev {
     let state = dir.join("state");
     std::fs::create_dir(&state).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -81,7 +99,7 @@ pub(crate) fn stack(dir: &Path, extra_config: &str) -> Dev {
     let password = dir.join("password");
     std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
     std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
-    for (user, group) in [("ada", "admins"), ("rev", "reviewers")] {
+    for &(user, group) in users {
         let out = Command::new(bin())
             .args(["controller", "users", "add", user, "--groups", group])
             .arg("--config")
@@ -100,16 +118,15 @@ pub(crate) fn stack(dir: &Path, extra_config: &str) -> Dev {
     let config = dir.join("dev.toml");
     std::fs::write(&config, format!("{CONFIG}{extra_config}")).unwrap();
     let policy = dir.join("policy.toml");
-    std::fs::write(&policy, POLICY).unwrap();
-    Dev::start_in(
-        &state,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--policy",
-            policy.to_str().unwrap(),
-        ],
-    )
+    std::fs::write(&policy, policy_text).unwrap();
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ];
+    args.extend_from_slice(dev_args);
+    Dev::start_in(&state, &args)
 }
 
 /// Enrols ada's TOTP through the API (what `portcullis login --password` does); the secret
@@ -120,6 +137,13 @@ pub(crate) fn enrol(dev: &Dev) -> (String, u64) {
 
 /// [`enrol`] for `user` (`ada` or `rev`).
 pub(crate) fn enrol_user(dev: &Dev, user: &str) -> (String, u64) {
+    let (secret, step, _) = enrol_for_token(dev, user);
+    (secret, step)
+}
+
+/// [`enrol_user`], also returning the API token the enrolling login issued (a login with a
+/// second factor: `amr` has `otp`).
+pub(crate) fn enrol_for_token(dev: &Dev, user: &str) -> (String, u64, String) {
     let login = |body: Value| {
         let (status, text) = curl(
             dev,
@@ -144,7 +168,32 @@ pub(crate) fn enrol_user(dev: &Dev, user: &str) -> (String, u64) {
         "totp_enrolment": {"ticket": offer["ticket"], "code": oathtool(&secret, now)},
     }));
     assert_eq!(status, 201, "{done}");
-    (secret, now / 30)
+    let token = done["token"].as_str().unwrap().to_owned();
+    (secret, now / 30, token)
+}
+
+/// A fresh API login of an enrolled `user` with a TOTP code of a later step than
+/// `last_step` (each code works once); the token and the step it used.
+pub(crate) fn log_in_api(dev: &Dev, user: &str, secret: &str, last_step: u64) -> (String, u64) {
+    let step = (last_step + 1).max(unix_now() / 30);
+    // The code of a future step is accepted within the skew; wait for it otherwise.
+    super::wait::wait_for(
+        "a TOTP step the controller accepts",
+        std::time::Duration::from_secs(40),
+        || step <= unix_now() / 30 + 1,
+    );
+    let body =
+        json!({"username": user, "password": PASSWORD, "totp_code": oathtool(secret, step * 30)});
+    let (status, text) = curl(
+        dev,
+        "POST",
+        "/v1/auth/local/login",
+        None,
+        Some(&body.to_string()),
+    );
+    assert_eq!(status, 201, "{text}");
+    let done: Value = serde_json::from_str(&text).unwrap();
+    (done["token"].as_str().unwrap().to_owned(), step)
 }
 
 /// Logs ada in through the console's login form in `browser`, with a TOTP code of a step

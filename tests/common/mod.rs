@@ -13,6 +13,7 @@ pub(crate) mod gateway;
 pub(crate) mod init;
 pub(crate) mod netns;
 pub(crate) mod oidc;
+pub(crate) mod oidc_login;
 pub(crate) mod pg;
 pub(crate) mod ports;
 pub(crate) mod proxmox;

@@ -173,6 +173,11 @@ impl Table {
         self.with(|i| i.keys.clone())
     }
 
+    /// Whether a grant key with id `kid` is among those heard (no copy of the list).
+    pub fn knows_key(&self, kid: &str) -> bool {
+        self.with(|i| i.keys.iter().any(|k| k.kid == kid))
+    }
+
     pub fn heard(&self, keys: Vec<GrantKey>) {
         let now = self.clock.instant();
         self.with(|i| {

@@ -4,6 +4,7 @@ mod lints;
 mod matrix;
 mod proxmox;
 mod recording;
+mod requestable;
 mod roles;
 mod zones;
 

@@ -31,13 +31,17 @@ pub(super) fn compile_roles(
         }
         let id = roles.len();
         let group_match = rr.group_match.unwrap_or(default_match);
+        let requestable = super::requestable::compile_requestable(rr, sink);
         let mut groups = Vec::new();
         for g in &rr.groups {
             if g.get_ref().trim().is_empty() {
                 sink.error(g.span(), "a group name is empty");
                 continue;
             }
-            index.add(id, g.get_ref(), group_match);
+            // A requestable role's groups are who may request it: never standing members.
+            if requestable.is_none() {
+                index.add(id, g.get_ref(), group_match);
+            }
             groups.push(g.get_ref().clone());
         }
         let mut permissions = BTreeSet::new();
@@ -66,6 +70,7 @@ pub(super) fn compile_roles(
             ssh_mode: rr.ssh_mode.unwrap_or_default(),
             recording: super::recording::role_recording(sink, rr),
             proxmox: super::proxmox::compile_identity(rr, proxmox_roles, sink),
+            requestable,
         });
     }
     (roles, Some(index))

@@ -7,6 +7,7 @@ use crate::policy::{Grant, IdSet, Policy, RoleConstraints};
 use crate::proxmox_access::{ProxmoxIdentity, PROXMOX_API_SERVICE};
 use crate::recording::Recording;
 use crate::request::{Decision, Identity, Outcome};
+use crate::roles::any_group_matches;
 use crate::ssh::{SshAccess, SshMode, SshRights};
 
 /// Step (3): the roles the identity is a member of that grant the target zone and service,
@@ -20,9 +21,10 @@ use crate::ssh::{SshAccess, SshMode, SshRights};
 pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -> Decision {
     let (dst, service) = (ask.dst.zone, ask.service);
     let (dst_name, svc_name) = (policy.zone_name(dst), policy.service_name(service));
-    let members = policy.groups.members_of(&ask.identity.groups);
+    let members = members(policy, ask.identity);
     if members.is_empty() {
         d.reason = no_member_reason(&ask.identity.groups);
+        d.reason.push_str(&requestable_hint(policy, ask));
         d.role_rule = Some(format!(
             "no role: a role granting `{svc_name}` in {dst_name} needs one of your groups as a member"
         ));
@@ -81,8 +83,11 @@ pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -
         }
     }
     if d.roles.is_empty() {
-        let (reason, rule) =
-            failure.unwrap_or_else(|| nothing_granted(policy, &members, svc_name, dst_name));
+        let (reason, rule) = failure.unwrap_or_else(|| {
+            let (mut reason, rule) = nothing_granted(policy, &members, svc_name, dst_name);
+            reason.push_str(&requestable_hint(policy, ask));
+            (reason, rule)
+        });
         d.reason = reason;
         d.role_rule = Some(rule);
         return d;
@@ -111,6 +116,23 @@ pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -
         d.roles.join(", ")
     );
     d
+}
+
+/// The roles the identity is a member of for this decision: standing membership by group
+/// (which never includes a requestable role), plus the roles an approved request grants it
+/// (`granted_roles`), counted only when they are requestable.
+pub(crate) fn members(policy: &Policy, identity: &Identity) -> IdSet {
+    let mut ids = policy.groups.members_of(&identity.groups);
+    for granted in &identity.granted_roles {
+        let found = policy
+            .roles
+            .iter()
+            .position(|r| r.name == *granted && r.requestable.is_some());
+        if let Some(id) = found {
+            ids.insert(id);
+        }
+    }
+    ids
 }
 
 /// Sets the Proxmox identity of a `proxmox-api` session from the granting roles: exactly
@@ -153,6 +175,33 @@ fn proxmox_grant(
                 ),
             ))
         }
+    }
+}
+
+/// When nothing grants the session: the requestable roles the identity may request that
+/// grant the target zone and service, as a hint (empty when there are none).
+fn requestable_hint(policy: &Policy, ask: &Ask<'_>) -> String {
+    let names: Vec<&str> = policy
+        .roles
+        .iter()
+        .filter(|r| r.requestable.is_some())
+        .filter(|r| any_group_matches(r.group_match, &r.groups, &ask.identity.groups))
+        .filter(|r| {
+            r.grants
+                .iter()
+                .any(|g| g.zones.contains(ask.dst.zone) && g.services.contains(ask.service))
+        })
+        .map(|r| r.name.as_str())
+        .collect();
+    match names.as_slice() {
+        [] => String::new(),
+        [one] => {
+            format!("; role `{one}` grants it on request: `portcullis request create --role {one}`")
+        }
+        many => format!(
+            "; roles {} grant it on request: `portcullis request create --role ROLE`",
+            many.join(", ")
+        ),
     }
 }
 

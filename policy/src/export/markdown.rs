@@ -14,6 +14,7 @@ pub fn markdown(policy: &Policy) -> String {
     services_table(policy, &mut out);
     matrix_table(policy, &mut out);
     roles_table(policy, &mut out);
+    super::requestable::requestable_table(policy, &mut out);
     proxmox_tables(policy, &mut out);
     out
 }
@@ -217,11 +218,16 @@ fn roles_table(policy: &Policy, out: &mut String) {
         let grants: Vec<String> = role.grants.iter().map(|g| grant_text(policy, g)).collect();
         let permissions: Vec<&str> = role.permissions.iter().map(|p| p.as_str()).collect();
         let groups = format!(
-            "{} ({})",
+            "{} ({}){}",
             role.groups.join(", "),
             match role.group_match {
                 crate::model::GroupMatch::Exact => "exact",
                 crate::model::GroupMatch::Path => "path",
+            },
+            if role.requestable.is_some() {
+                ", by request only"
+            } else {
+                ""
             }
         );
         let _ = writeln!(
@@ -308,7 +314,7 @@ pub(super) fn grant_text(policy: &Policy, g: &Grant) -> String {
     text
 }
 
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 

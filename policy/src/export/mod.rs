@@ -5,6 +5,7 @@
 mod markdown;
 mod nftables;
 mod proxmox;
+mod requestable;
 mod table;
 
 use std::collections::{BTreeMap, HashSet};

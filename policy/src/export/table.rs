@@ -45,6 +45,9 @@ pub struct RoleSummary {
     /// `; `-separated constraints; empty when there are none.
     pub constraints: String,
     pub permissions: Vec<Permission>,
+    /// For a requestable role, its terms in words (who requests, who approves, how long,
+    /// break-glass); `None` for a standing role.
+    pub requestable: Option<String>,
 }
 
 /// The whole matrix, every zone against every zone.
@@ -101,6 +104,10 @@ pub fn roles(policy: &Policy) -> Vec<RoleSummary> {
                 .collect(),
             constraints: super::markdown::constraints_text(policy, role),
             permissions: role.permissions.iter().copied().collect(),
+            requestable: role
+                .requestable
+                .as_ref()
+                .map(|r| super::requestable::terms_text(&role.groups, r)),
         })
         .collect()
 }
@@ -197,5 +204,25 @@ logins = ["root"]
         assert_eq!(ops.group_match, "exact");
         assert_eq!(ops.grants, ["WORK: ssh as root"]);
         assert_eq!(ops.permissions, [Permission::AuditRead]);
+        assert_eq!(ops.requestable, None);
+    }
+
+    #[test]
+    fn requestable_roles_carry_their_terms() {
+        let text = format!(
+            "{POLICY}\n[[role]]\nname = \"work-oncall\"\ngroups = [\"devs\"]\n[[role.grant]]\nzones = [\"WORK\"]\nservices = [\"ssh\"]\n[role.requestable]\napprovers = [\"leads\"]\napprovals = 2\nmax_duration = \"4h\"\nreason_required = true\npreapproved = [\"bots\"]\n[role.requestable.break_glass]\nmax_duration = \"1h\"\n"
+        );
+        let policy = Policy::parse(&text).unwrap();
+        let roles = roles(&policy);
+        assert_eq!(
+            roles[1].requestable.as_deref(),
+            Some("requested by devs; approved by 2 of leads; at most 4h; reason required; preapproved for bots; break-glass up to 1h (self-approved, reason required)")
+        );
+        let md = crate::export::markdown(&policy);
+        assert!(
+            md.contains("| **work-oncall** | requested by devs; approved by 2 of leads;"),
+            "{md}"
+        );
+        assert!(md.contains("devs (exact), by request only"), "{md}");
     }
 }

@@ -28,7 +28,7 @@ pub async fn learn_grant_key(shared: &Shared, grant: &str) {
     let Some(kid) = portcullis_proto::grant::key_id(grant) else {
         return;
     };
-    let known = || shared.table.keys().iter().any(|k| k.kid == kid);
+    let known = || shared.table.knows_key(&kid);
     if known() {
         return;
     }
