@@ -348,7 +348,7 @@ fn totp_logins_recovery_codes_back_off_and_their_audit_events() {
         "never the token on stdout"
     );
     let me = whoami(dev, &token_in(&alice_token));
-    assert_eq!(me["amr"], json!(["pwd", "otp"]));
+    assert_eq!(me["amr"], json!(["pwd", "otp", "mfa"]));
     assert_eq!(me["issuer"], "local:");
     assert_eq!(me["subject"], "alice");
     assert_eq!(
@@ -363,7 +363,7 @@ fn totp_logins_recovery_codes_back_off_and_their_audit_events() {
     assert!(used.status.success(), "{}", used.stderr);
     assert_eq!(
         whoami(dev, &token_in(&rescue))["amr"],
-        json!(["pwd", "otp"])
+        json!(["pwd", "otp", "mfa"])
     );
     let again = cli_login(
         dev,
