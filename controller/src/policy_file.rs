@@ -103,11 +103,15 @@ pub(crate) async fn end_disallowed(
     let now = state.clock.unix_secs();
     let mut ended = 0;
     for s in live {
-        let (user, target) = {
+        let (user, target, granted) = {
             let mut conn = state.store.conn().await?;
+            let at = crate::clock::to_i64(now);
             (
                 users::get(&mut conn, &s.user_id).await?,
                 targets::find(&mut conn, &s.target_id).await?,
+                // A session under an approved access request is judged with its role granted.
+                crate::store::access_requests::granted_role_of_session(&mut conn, &s.id, at)
+                    .await?,
             )
         };
         let allowed = match (
@@ -134,7 +138,8 @@ pub(crate) async fn end_disallowed(
                 false
             }
             (Some(user), Some(target), Ok(endpoint), Ok(source)) => {
-                let request = crate::authz::session_request(source, &user, &target, endpoint);
+                let mut request = crate::authz::session_request(source, &user, &target, endpoint);
+                request.identity.granted_roles = granted.into_iter().collect();
                 portcullis_policy::evaluate(policy, &request, now).outcome == Outcome::Allow
             }
             // A session whose user or target is gone is no longer allowed.

@@ -46,7 +46,7 @@ access = "deny"
 [[role]]
 name = "admin"
 groups = ["admins"]
-permissions = ["targets:admin", "sessions:read-all", "sessions:cancel-any", "audit:read"]
+permissions = ["targets:admin", "sessions:read-all", "sessions:cancel-any", "audit:read", "policy:reload"]
 
 [[role]]
 name = "echo-oncall"
@@ -267,6 +267,13 @@ async fn an_approved_request_opens_sessions_for_its_window_and_its_end_ends_them
         id.as_str(),
         "{authorized}"
     );
+    // A policy reload judges the session with its request's role: it stays.
+    let (status, v) = r
+        .api
+        .call(Method::POST, "/v1/policy/reload", Some(&r.admin), None)
+        .await;
+    assert!(status.is_success(), "{v}");
+    assert_eq!(r.session(&session).await["state"], "pending");
     // Only what it names: echo2 is in the role's zones but not in the request.
     assert_eq!(
         r.authorize("echo2", json!({})).await.0,

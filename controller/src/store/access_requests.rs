@@ -439,3 +439,25 @@ pub(crate) async fn live_sessions(
         .map(|row| Ok(row.try_get::<String, _>("id")?))
         .collect()
 }
+
+/// The role a live session was granted by its access request: the request it was opened
+/// under, if that request is still approved and unexpired at `now`.
+pub(crate) async fn granted_role_of_session(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    now: i64,
+) -> Result<Option<String>> {
+    let row = sqlx::query(
+        "SELECT r.role AS role FROM sessions s JOIN access_requests r \
+         ON r.id = s.access_request_id WHERE s.id = $1 AND r.state = 'approved' \
+         AND r.expires_at > $2",
+    )
+    .bind(session_id)
+    .bind(now)
+    .fetch_optional(conn)
+    .await?;
+    Ok(match row {
+        Some(row) => Some(row.try_get("role")?),
+        None => None,
+    })
+}

@@ -226,6 +226,14 @@ async fn sessions_hang_on_the_request_they_were_opened_under() {
         assert!(rows::attach_session(w(&mut conn), "s_1", "ar_1", 150)
             .await
             .unwrap());
+        let role = rows::granted_role_of_session(&mut conn, "s_1", 150)
+            .await
+            .unwrap();
+        assert_eq!(role.as_deref(), Some("web"), "{}", b.name);
+        let late = rows::granted_role_of_session(&mut conn, "s_1", 720)
+            .await
+            .unwrap();
+        assert_eq!(late, None, "the window is over");
         assert_eq!(
             rows::sessions(&mut conn, "ar_1").await.unwrap(),
             ["s_1"],
