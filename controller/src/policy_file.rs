@@ -109,9 +109,14 @@ pub(crate) async fn end_disallowed(
             (
                 users::get(&mut conn, &s.user_id).await?,
                 targets::find(&mut conn, &s.target_id).await?,
-                // A session under an approved access request is judged with its role granted.
-                crate::store::access_requests::granted_role_of_session(&mut conn, &s.id, at)
-                    .await?,
+                // A session under an approved access request (or a forward of one) is judged
+                // with the request's role granted.
+                crate::store::access_requests::granted_role_of_session(
+                    &mut conn,
+                    s.parent_session_id.as_deref().unwrap_or(&s.id),
+                    at,
+                )
+                .await?,
             )
         };
         let allowed = match (
@@ -122,7 +127,8 @@ pub(crate) async fn end_disallowed(
         ) {
             // A forward of a gateway session: its destination is an address, not a target.
             (Some(user), _, Ok(endpoint), Ok(source)) if s.parent_session_id.is_some() => {
-                let request = crate::authz::forward_request(source, &user, endpoint);
+                let mut request = crate::authz::forward_request(source, &user, endpoint);
+                request.identity.granted_roles = granted.iter().cloned().collect();
                 portcullis_policy::evaluate(policy, &request, now).outcome == Outcome::Allow
             }
             // A target whose address is now another one (a catalog sync, an edit): the
@@ -139,7 +145,7 @@ pub(crate) async fn end_disallowed(
             }
             (Some(user), Some(target), Ok(endpoint), Ok(source)) => {
                 let mut request = crate::authz::session_request(source, &user, &target, endpoint);
-                request.identity.granted_roles = granted.into_iter().collect();
+                request.identity.granted_roles = granted.iter().cloned().collect();
                 portcullis_policy::evaluate(policy, &request, now).outcome == Outcome::Allow
             }
             // A session whose user or target is gone is no longer allowed.
