@@ -7,6 +7,8 @@
 //! [access.notify]
 //! webhook_url = "https://chat.example/hooks/portcullis"   # one JSON object per event
 //! webhook_ca_file = "/etc/portcullis/hooks-ca.pem"        # optional: trust only this CA
+//! syslog = "siem.example.org:6514"                        # RFC 5424 over TLS, as the audit's
+//! syslog_ca_file = "/etc/portcullis/siem-ca.pem"          # syslog-tls sink (required with it)
 //! ```
 
 use std::path::PathBuf;
@@ -26,6 +28,8 @@ pub struct AccessConfig {
     pub pending_ttl: Duration,
     /// Where notifications go (`[access.notify]`); none: nowhere.
     pub webhook: Option<Webhook>,
+    /// A syslog server (TLS) that gets one message per notification.
+    pub syslog: Option<crate::audit::config::SyslogTls>,
 }
 
 /// `[access.notify]`'s webhook.
@@ -42,6 +46,7 @@ impl Default for AccessConfig {
             approver_max_auth_age: Duration::from_secs(600),
             pending_ttl: Duration::from_secs(24 * 3600),
             webhook: None,
+            syslog: None,
         }
     }
 }
@@ -60,6 +65,8 @@ pub(crate) struct RawAccess {
 struct RawNotify {
     webhook_url: Option<String>,
     webhook_ca_file: Option<PathBuf>,
+    syslog: Option<String>,
+    syslog_ca_file: Option<PathBuf>,
 }
 
 impl RawAccess {
@@ -100,12 +107,59 @@ impl RawAccess {
                 Some(Webhook { url, ca_file })
             }
         };
+        let syslog = syslog(self.notify.syslog, self.notify.syslog_ca_file)?;
         Ok(AccessConfig {
             approver_max_auth_age,
             pending_ttl,
             webhook,
+            syslog,
         })
     }
+}
+
+/// `syslog = "HOST:PORT"` with its `syslog_ca_file`: TLS, the server's name the host's.
+fn syslog(
+    address: Option<String>,
+    ca_file: Option<PathBuf>,
+) -> Result<Option<crate::audit::config::SyslogTls>, ConfigError> {
+    let key = "access.notify.syslog";
+    let (address, ca_file) = match (address, ca_file) {
+        (None, None) => return Ok(None),
+        (None, Some(_)) => {
+            return Err(ConfigError::Invalid {
+                key: "access.notify.syslog_ca_file",
+                message: "is set but syslog is not: set the server, or drop the CA".into(),
+            })
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::Invalid {
+                key: "access.notify.syslog_ca_file",
+                message: "syslog needs syslog_ca_file, the PEM CA that signed the server's \
+                          certificate (notifications go over TLS only)"
+                    .into(),
+            })
+        }
+        (Some(address), Some(ca_file)) => (address, ca_file),
+    };
+    let host = address
+        .rsplit_once(':')
+        .filter(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        .map(|(host, _)| {
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned()
+        })
+        .ok_or_else(|| ConfigError::Invalid {
+            key,
+            message: format!("{address:?} is not host:port (e.g. siem.example.org:6514)"),
+        })?;
+    Ok(Some(crate::audit::config::SyslogTls {
+        address,
+        server_name: host,
+        ca_file,
+        client_cert_file: None,
+        client_key_file: None,
+    }))
 }
 
 #[cfg(test)]
@@ -141,5 +195,21 @@ mod tests {
         assert!(err.to_string().contains("access.pending_ttl"), "{err}");
         let err = parse("[notify]\nwebhook_ca_file = \"/ca.pem\"\n").unwrap_err();
         assert!(err.to_string().contains("webhook_ca_file"), "{err}");
+    }
+
+    #[test]
+    fn syslog_is_tls_with_its_ca() {
+        let c =
+            parse("[notify]\nsyslog = \"siem.lab:6514\"\nsyslog_ca_file = \"/ca.pem\"\n").unwrap();
+        let syslog = c.syslog.unwrap();
+        assert_eq!(
+            (syslog.address.as_str(), syslog.server_name.as_str()),
+            ("siem.lab:6514", "siem.lab")
+        );
+        let err = parse("[notify]\nsyslog = \"siem.lab:6514\"\n").unwrap_err();
+        assert!(err.to_string().contains("syslog_ca_file"), "{err}");
+        let err =
+            parse("[notify]\nsyslog = \"udp://siem\"\nsyslog_ca_file = \"/ca.pem\"\n").unwrap_err();
+        assert!(err.to_string().contains("host:port"), "{err}");
     }
 }
