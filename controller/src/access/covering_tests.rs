@@ -130,3 +130,33 @@ fn a_request_without_a_run_takes_no_proof_and_covers_its_targets_or_its_zone() {
     assert!(!covers(&zoned, &target("db"), Some("LAB")));
     assert!(!covers(&zoned, &target("db"), None));
 }
+
+fn decision(outcome: &str) -> Decision {
+    serde_json::from_value(serde_json::json!({
+        "outcome": outcome, "reason": "the matrix blocks LOCAL -> LAB (X)", "source_zone": "LOCAL",
+        "target_zone": "LAB", "service": "ssh", "cells": [], "roles": [], "policy_hash": "h",
+        "constraints": {"max_session_secs": null, "connection_limit": null, "logins": []}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn break_glass_requires_recording_and_a_denial_under_a_request_keeps_its_reason() {
+    let mut glass = request(None);
+    glass.break_glass = true;
+    let covered = allowed(&glass, decision("allow")).unwrap();
+    assert!(covered.decision.constraints.recording.required);
+    assert_eq!(
+        (covered.request_id.as_str(), covered.expires_at),
+        ("ar_1", 700)
+    );
+    let plain = allowed(&request(None), decision("allow")).unwrap();
+    assert!(!plain.decision.constraints.recording.required);
+    let denied = allowed(&request(None), decision("deny")).unwrap_err();
+    assert!(
+        denied.reason.contains("ar_1") && denied.reason.contains("(X)"),
+        "{}",
+        denied.reason
+    );
+    assert!(denied.decision.is_some());
+}
