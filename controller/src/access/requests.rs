@@ -87,7 +87,12 @@ pub(crate) async fn create(
             field: field_of(&refusal),
             message: refusal.to_string(),
         },
-        false => AccessError::Refused(refusal.to_string()),
+        // Refused by the policy: audited, as any refusal of what a caller may do.
+        false => AccessError::NotAllowed {
+            message: refusal.to_string(),
+            actor: Box::new(principal.actor()),
+            permission: "access:request",
+        },
     })?;
     let approved = admission.approvals_needed == 0;
     let duration = to_i64(body.duration_secs);

@@ -412,10 +412,16 @@ async fn revoke_ends_the_request_and_its_sessions_at_once() {
 #[tokio::test]
 async fn a_request_never_opens_a_cell_marked_x() {
     let r = rig().await;
-    let (status, v) = r
-        .create(json!({"role": "echo-oncall", "targets": ["lab"], "duration_secs": 600, "reason": "INC-3"}))
+    let ((status, v), events) = r
+        .api
+        .audited(r.create(json!({"role": "echo-oncall", "targets": ["lab"], "duration_secs": 600, "reason": "INC-3"})))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(
+        events,
+        ["permission_denied"],
+        "a refused request is audited"
+    );
     assert!(message(&v).contains("(X)"), "{v}");
     assert!(
         message(&v).contains("lab"),
