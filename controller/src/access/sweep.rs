@@ -1,9 +1,11 @@
 //! The sweeper's share of access requests (called from `sessions::sweeper` under its lease):
 //! open requests past `expires_at` expire (pending ones were not approved in time, approved
 //! ones' windows ended), runs with no keepalive for three of their intervals are `lost`;
-//! either way the sessions under them end.
+//! either way the sessions under them end; and a session still live under a request that
+//! ended (its end failed after the request's commit) ends now.
 
 use portcullis_proto::access::RequestState;
+use portcullis_proto::link::EndReason;
 
 use super::requests::{self, RunEnd};
 use crate::audit::Actor;
@@ -55,6 +57,13 @@ pub(crate) async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
         .await;
         ended += usize::from(counted(closed)?);
     }
+    // The backstop: sessions still live under a request that ended (their end failed after
+    // the request's commit) end now.
+    let stranded = {
+        let mut conn = state.store.conn().await?;
+        rows::stranded_sessions(&mut conn, now).await?
+    };
+    requests::end_sessions(state, &stranded, EndReason::Canceled, Actor::system()).await?;
     Ok(ended)
 }
 

@@ -461,3 +461,19 @@ pub(crate) async fn granted_role_of_session(
         None => None,
     })
 }
+
+/// Live sessions whose access request no longer grants anything at `now` (ended, or past its
+/// window): what an end that failed after its request's commit left behind.
+pub(crate) async fn stranded_sessions(conn: &mut AnyConnection, now: i64) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT s.id AS id FROM sessions s JOIN access_requests r ON r.id = s.access_request_id \
+         WHERE s.state <> 'terminated' AND (r.state <> 'approved' OR r.expires_at <= $1) \
+         ORDER BY s.id",
+    )
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| Ok(row.try_get::<String, _>("id")?))
+        .collect()
+}

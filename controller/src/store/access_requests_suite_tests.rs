@@ -234,6 +234,14 @@ async fn sessions_hang_on_the_request_they_were_opened_under() {
             .await
             .unwrap();
         assert_eq!(late, None, "the window is over");
+        assert!(rows::stranded_sessions(&mut conn, 150)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            rows::stranded_sessions(&mut conn, 720).await.unwrap(),
+            ["s_1"]
+        );
         assert_eq!(
             rows::sessions(&mut conn, "ar_1").await.unwrap(),
             ["s_1"],
