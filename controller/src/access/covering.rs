@@ -9,7 +9,6 @@ use portcullis_policy::{Decision, Outcome, Policy};
 use portcullis_proto::access::{run_proof_message, UnderRequest};
 
 use super::policy_edge;
-use super::requests::covers;
 use crate::store::access_requests::AccessRecord;
 use crate::store::targets::TargetRecord;
 use crate::store::users::UserRecord;
@@ -185,6 +184,21 @@ fn scope_text(request: &AccessRecord) -> String {
         Some(zone) => format!("zone {zone}"),
         None => request.targets.join(", "),
     }
+}
+
+/// Whether request `record` covers `target`: it names the target (by name or id), or its
+/// zone is the zone the decision placed the target in.
+pub(crate) fn covers(
+    record: &AccessRecord,
+    target: &TargetRecord,
+    target_zone: Option<&str>,
+) -> bool {
+    let named = record
+        .targets
+        .iter()
+        .any(|t| *t == target.name || *t == target.id);
+    let zoned = record.zone.is_some() && record.zone.as_deref() == target_zone;
+    named || zoned
 }
 
 #[cfg(test)]

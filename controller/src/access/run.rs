@@ -4,8 +4,9 @@
 
 use portcullis_proto::access::{FinishRun, RequestState, StartRun};
 
+use super::ending::{self, RunEnd};
 use super::error::AccessError;
-use super::requests::{self, RunEnd};
+use super::requests;
 use crate::api::extract::Principal;
 use crate::audit::{event, AuditEvent, Event};
 use crate::clock::to_i64;
@@ -144,7 +145,7 @@ pub(crate) async fn finish(
     };
     let reason = Some("the run finished".to_owned());
     let by = Some(principal.user.id.as_str());
-    let closed = requests::close(
+    let closed = ending::close(
         state,
         &record,
         RequestState::Revoked,

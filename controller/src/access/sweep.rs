@@ -7,7 +7,7 @@
 use portcullis_proto::access::RequestState;
 use portcullis_proto::link::EndReason;
 
-use super::requests::{self, RunEnd};
+use super::ending::{self, RunEnd};
 use crate::audit::Actor;
 use crate::clock::to_i64;
 use crate::state::AppState;
@@ -26,7 +26,7 @@ pub(crate) async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
     };
     let mut ended = 0;
     for record in due {
-        let closed = requests::close(
+        let closed = ending::close(
             state,
             &record,
             RequestState::Expired,
@@ -45,7 +45,7 @@ pub(crate) async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
             signal: None,
         };
         let reason = Some("its run sent no keepalive for three intervals (lost)".to_owned());
-        let closed = requests::close(
+        let closed = ending::close(
             state,
             &record,
             RequestState::Revoked,
@@ -63,7 +63,7 @@ pub(crate) async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
         let mut conn = state.store.conn().await?;
         rows::stranded_sessions(&mut conn, now).await?
     };
-    requests::end_sessions(state, &stranded, EndReason::Canceled, Actor::system()).await?;
+    ending::end_sessions(state, &stranded, EndReason::Canceled, Actor::system()).await?;
     Ok(ended)
 }
 
