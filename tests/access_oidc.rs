@@ -45,9 +45,15 @@ fn start() -> Env {
     env
 }
 
-/// `portcullis login` as `who` in its own home; the token.
+/// `portcullis login` as `who` in its own home (one per user, groups, amr and age: a home's
+/// browser keeps its session at the provider, which would log the next `who` in as the last);
+/// the token.
 fn token(env: &Env, who: &Who) -> String {
-    let home = env.dir.path().join(who.user).join(who.auth_age.to_string());
+    let home = env
+        .dir
+        .path()
+        .join(who.user)
+        .join(format!("{}-{}-{}", who.groups, who.amr, who.auth_age));
     let (ok, err) = cli_login(env, &home, who);
     assert!(ok, "{err}");
     token_of(&home)

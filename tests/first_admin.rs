@@ -115,7 +115,7 @@ fn the_first_admin_logs_in_with_the_bootstrap_credential_once_and_administers_us
     let me: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(me["issuer"], "local:");
     assert_eq!(me["subject"], "admin");
-    assert_eq!(me["amr"], json!(["pwd", "otp"]));
+    assert_eq!(me["amr"], json!(["pwd", "otp", "mfa"]));
     assert!(
         me["permissions"]
             .as_array()

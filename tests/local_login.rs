@@ -1,7 +1,7 @@
 //! Local users' logins against a real controller (`portcullis dev` with a config of its
 //! own), with TOTP codes from Debian's `oathtool`: the first login enrols TOTP through the
 //! real CLI driven on stdin and prints recovery codes; a reused code and a code two steps off
-//! are refused; `whoami` shows `amr` pwd,otp and issuer `local:`; a role that requires MFA
+//! are refused; `whoami` shows `amr` pwd,otp,mfa and issuer `local:`; a role that requires MFA
 //! takes the TOTP login's session and refuses a password-only login's (a second controller
 //! with `allow_password_only = true`); the back-off answers 429 with Retry-After, then lets
 //! the right password in, and the failures are summed into one `login_failed`; a recovery
@@ -348,7 +348,7 @@ fn totp_logins_recovery_codes_back_off_and_their_audit_events() {
         "never the token on stdout"
     );
     let me = whoami(dev, &token_in(&alice_token));
-    assert_eq!(me["amr"], json!(["pwd", "otp"]));
+    assert_eq!(me["amr"], json!(["pwd", "otp", "mfa"]));
     assert_eq!(me["issuer"], "local:");
     assert_eq!(me["subject"], "alice");
     assert_eq!(
@@ -363,7 +363,7 @@ fn totp_logins_recovery_codes_back_off_and_their_audit_events() {
     assert!(used.status.success(), "{}", used.stderr);
     assert_eq!(
         whoami(dev, &token_in(&rescue))["amr"],
-        json!(["pwd", "otp"])
+        json!(["pwd", "otp", "mfa"])
     );
     let again = cli_login(
         dev,

@@ -227,6 +227,9 @@ pub struct SessionAuthorized {
     /// For such a forward: the destination as the user's client wrote it (`host:port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
+    /// The approved just-in-time access request the session opened under (issue 25).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_request: Option<String>,
 }
 
 /// An SSH certificate the controller's CA signed for a session (never the certificate).
@@ -605,4 +608,94 @@ pub struct PveRequest {
     /// The proxy's rule when it refused the request itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+}
+
+/// A just-in-time access request as made (`access_requested`, `break_glass`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct AccessRequested {
+    pub request_id: String,
+    pub role: String,
+    /// The target names or ids asked for (empty when `zone` is set).
+    pub targets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    pub duration_secs: u64,
+    /// The requester's reason (also the event's `reason` for `break_glass`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_reason: Option<String>,
+    /// Approvals still needed (0: approved at creation).
+    pub approvals_needed: u32,
+    pub break_glass: bool,
+    pub preapproved: bool,
+    /// Approved at creation: the end of its window (Unix seconds); else the approval deadline.
+    pub expires_at: u64,
+    /// The matrix cells and role rule the request would open, per target or zone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cells: Vec<String>,
+    /// For `portcullis run`: the command line (argv).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_command: Option<Vec<String>>,
+}
+
+/// One approval (`access_approved`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct AccessApproved {
+    pub request_id: String,
+    pub role: String,
+    /// The requester.
+    pub requester: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_reason: Option<String>,
+    /// Approvals still needed after this one.
+    pub approvals_needed: u32,
+    /// This approval approved the request.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    /// When it was final: the end of the window (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+/// The request an event is about (`access_denied`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct AccessRef {
+    pub request_id: String,
+    pub role: String,
+    pub requester: String,
+}
+
+/// A request ended (`access_revoked`, `access_expired`) and the live sessions ended with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct AccessEnded {
+    pub request_id: String,
+    pub role: String,
+    pub requester: String,
+    /// The state it was in: `pending` or `approved`.
+    pub was: String,
+    pub sessions_ended: Vec<String>,
+}
+
+/// A run started (`run_started`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RunStarted {
+    pub request_id: String,
+    pub command: Vec<String>,
+    pub targets: Vec<String>,
+    /// The run key's SHA-256 fingerprint (never a private key).
+    pub run_key_fingerprint: String,
+    pub keepalive_secs: u64,
+}
+
+/// A run ended (`run_finished`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RunFinished {
+    pub request_id: String,
+    /// `exited`, `signaled`, `lost`, `revoked`, `expired`.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// Every session opened under the run.
+    pub sessions: Vec<String>,
 }

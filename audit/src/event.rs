@@ -263,6 +263,14 @@ kinds! {
     PveTokenRevoked = "pve_token_revoked",
     PveTokenRevokeFailed = "pve_token_revoke_failed",
     PveRequest = "pve_request",
+    AccessRequested = "access_requested",
+    AccessApproved = "access_approved",
+    AccessDenied = "access_denied",
+    AccessRevoked = "access_revoked",
+    AccessExpired = "access_expired",
+    BreakGlass = "break_glass",
+    RunStarted = "run_started",
+    RunFinished = "run_finished",
 }
 
 impl std::fmt::Display for Kind {
@@ -540,6 +548,44 @@ pub enum Event {
     PveRequest {
         details: PveRequest,
     },
+    /// A just-in-time access request made (`POST /v1/requests`); pending, or approved at
+    /// once when the requester is preapproved (a break-glass request is `break_glass`).
+    AccessRequested {
+        details: AccessRequested,
+    },
+    /// One approval of a request; `final` on the one that approved it.
+    AccessApproved {
+        details: AccessApproved,
+    },
+    /// A pending request denied by an approver (`reason`: theirs, if they gave one).
+    AccessDenied {
+        reason: Option<String>,
+        details: AccessRef,
+    },
+    /// An open request ended early by its requester, an approver or an administrator; the
+    /// sessions under it ended with it.
+    AccessRevoked {
+        reason: Option<String>,
+        details: AccessEnded,
+    },
+    /// A request whose window ended, or that was not approved in time.
+    AccessExpired {
+        details: AccessEnded,
+    },
+    /// A break-glass request: approved by its requester alone, with a mandatory reason.
+    BreakGlass {
+        reason: String,
+        details: AccessRequested,
+    },
+    /// `portcullis run` started its command under an approved request.
+    RunStarted {
+        details: RunStarted,
+    },
+    /// A run ended: its command exited or was killed, the run was lost (no keepalive) or its
+    /// request ended.
+    RunFinished {
+        details: RunFinished,
+    },
 }
 
 impl Event {
@@ -610,6 +656,14 @@ impl Event {
             Event::PveTokenRevoked { .. } => Kind::PveTokenRevoked,
             Event::PveTokenRevokeFailed { .. } => Kind::PveTokenRevokeFailed,
             Event::PveRequest { .. } => Kind::PveRequest,
+            Event::AccessRequested { .. } => Kind::AccessRequested,
+            Event::AccessApproved { .. } => Kind::AccessApproved,
+            Event::AccessDenied { .. } => Kind::AccessDenied,
+            Event::AccessRevoked { .. } => Kind::AccessRevoked,
+            Event::AccessExpired { .. } => Kind::AccessExpired,
+            Event::BreakGlass { .. } => Kind::BreakGlass,
+            Event::RunStarted { .. } => Kind::RunStarted,
+            Event::RunFinished { .. } => Kind::RunFinished,
         }
     }
 

@@ -201,6 +201,7 @@ fn one_of_each() -> Vec<Event> {
                 ssh_mode: Some("gateway".into()),
                 parent_session: None,
                 destination: None,
+                access_request: Some("ar_1".into()),
             },
         },
         Event::SessionDenied {
@@ -505,7 +506,85 @@ fn one_of_each() -> Vec<Event> {
                 refused: None,
             },
         },
+        Event::AccessRequested {
+            details: access_requested(false),
+        },
+        Event::AccessApproved {
+            details: AccessApproved {
+                request_id: "ar_1".into(),
+                role: "web-oncall".into(),
+                requester: "u_ada".into(),
+                approval_reason: Some("ticket 42".into()),
+                approvals_needed: 0,
+                is_final: true,
+                expires_at: Some(1_795_003_600),
+            },
+        },
+        Event::AccessDenied {
+            reason: Some("not during the freeze".into()),
+            details: AccessRef {
+                request_id: "ar_1".into(),
+                role: "web-oncall".into(),
+                requester: "u_ada".into(),
+            },
+        },
+        Event::AccessRevoked {
+            reason: None,
+            details: access_ended(),
+        },
+        Event::AccessExpired {
+            details: access_ended(),
+        },
+        Event::BreakGlass {
+            reason: "prod is down".into(),
+            details: access_requested(true),
+        },
+        Event::RunStarted {
+            details: RunStarted {
+                request_id: "ar_1".into(),
+                command: vec!["ansible-playbook".into(), "site.yml".into()],
+                targets: vec!["web-1".into()],
+                run_key_fingerprint: "ab".repeat(32),
+                keepalive_secs: 10,
+            },
+        },
+        Event::RunFinished {
+            details: RunFinished {
+                request_id: "ar_1".into(),
+                outcome: "signaled".into(),
+                exit_status: None,
+                signal: Some(15),
+                sessions: vec!["s_1".into()],
+            },
+        },
     ]
+}
+
+fn access_requested(break_glass: bool) -> AccessRequested {
+    AccessRequested {
+        request_id: "ar_1".into(),
+        role: "web-oncall".into(),
+        targets: vec!["web-1".into()],
+        zone: None,
+        duration_secs: 3600,
+        request_reason: Some("deploy".into()),
+        approvals_needed: u32::from(!break_glass),
+        break_glass,
+        preapproved: false,
+        expires_at: 1_795_003_600,
+        cells: vec!["CORP -> WORKLOADS: allow [ssh]".into()],
+        run_command: None,
+    }
+}
+
+fn access_ended() -> AccessEnded {
+    AccessEnded {
+        request_id: "ar_1".into(),
+        role: "web-oncall".into(),
+        requester: "u_ada".into(),
+        was: "approved".into(),
+        sessions_ended: vec!["s_1".into()],
+    }
 }
 
 fn pve_token() -> PveToken {

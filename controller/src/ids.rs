@@ -19,6 +19,8 @@ pub(crate) enum IdKind {
     Login,
     /// Credentials minted from Vault for a session.
     Credential,
+    /// A just-in-time access request.
+    AccessRequest,
 }
 
 impl IdKind {
@@ -35,6 +37,7 @@ impl IdKind {
             IdKind::Controller => "ctl_",
             IdKind::Login => "lg_",
             IdKind::Credential => "vc_",
+            IdKind::AccessRequest => "ar_",
         }
     }
 }

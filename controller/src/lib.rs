@@ -16,6 +16,7 @@
 //! the data flow and the invariants.
 #![forbid(unsafe_code)]
 
+mod access;
 pub mod admin;
 mod api;
 mod audit;

@@ -103,11 +103,20 @@ pub(crate) async fn end_disallowed(
     let now = state.clock.unix_secs();
     let mut ended = 0;
     for s in live {
-        let (user, target) = {
+        let (user, target, granted) = {
             let mut conn = state.store.conn().await?;
+            let at = crate::clock::to_i64(now);
             (
                 users::get(&mut conn, &s.user_id).await?,
                 targets::find(&mut conn, &s.target_id).await?,
+                // A session under an approved access request (or a forward of one) is judged
+                // with the request's role granted.
+                crate::store::access_requests::granted_role_of_session(
+                    &mut conn,
+                    s.parent_session_id.as_deref().unwrap_or(&s.id),
+                    at,
+                )
+                .await?,
             )
         };
         let allowed = match (
@@ -118,7 +127,8 @@ pub(crate) async fn end_disallowed(
         ) {
             // A forward of a gateway session: its destination is an address, not a target.
             (Some(user), _, Ok(endpoint), Ok(source)) if s.parent_session_id.is_some() => {
-                let request = crate::authz::forward_request(source, &user, endpoint);
+                let mut request = crate::authz::forward_request(source, &user, endpoint);
+                request.identity.granted_roles = granted.iter().cloned().collect();
                 portcullis_policy::evaluate(policy, &request, now).outcome == Outcome::Allow
             }
             // A target whose address is now another one (a catalog sync, an edit): the
@@ -134,7 +144,8 @@ pub(crate) async fn end_disallowed(
                 false
             }
             (Some(user), Some(target), Ok(endpoint), Ok(source)) => {
-                let request = crate::authz::session_request(source, &user, &target, endpoint);
+                let mut request = crate::authz::session_request(source, &user, &target, endpoint);
+                request.identity.granted_roles = granted.iter().cloned().collect();
                 portcullis_policy::evaluate(policy, &request, now).outcome == Outcome::Allow
             }
             // A session whose user or target is gone is no longer allowed.

@@ -28,7 +28,7 @@ pub(crate) struct AuditQuery {
     before: Option<i64>,
     limit: Option<i64>,
     session: Option<String>,
-    #[serde(rename = "type")]
+    #[serde(rename = "type", alias = "kind")]
     kind: Option<String>,
     /// A user id or user name.
     user: Option<String>,
@@ -39,6 +39,9 @@ pub(crate) struct AuditQuery {
     /// Unix seconds, inclusive.
     since: Option<i64>,
     until: Option<i64>,
+    /// An access request (a run's): its events and those of the sessions under it, oldest
+    /// first; no other filter applies.
+    run: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +115,9 @@ pub(crate) async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     principal.require(Permission::AuditRead)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    if let Some(run) = &q.run {
+        return of_request(&state, run).await.map(Json);
+    }
     let filter = rows::Filter {
         before: q.before.and_then(|b| u64::try_from(b).ok()),
         session: q.session,
@@ -221,4 +227,75 @@ fn check_listed(
         return Err("its signed body does not match the filter".into());
     }
     Ok(())
+}
+
+/// The event types that name an access request in `details.request_id`.
+const REQUEST_KINDS: &[&str] = &[
+    "access_requested",
+    "access_approved",
+    "access_denied",
+    "access_revoked",
+    "access_expired",
+    "break_glass",
+    "run_started",
+    "run_finished",
+];
+
+/// At most this many events of one type, or of one session, in [`of_request`]'s answer.
+const PER_QUERY: u32 = 1000;
+
+/// `GET /v1/audit?run=ID`: the request's own events and the events of every session opened
+/// under it, oldest first, each checked as [`search`] checks it.
+async fn of_request(state: &AppState, id: &str) -> Result<serde_json::Value, ApiError> {
+    let (request, sessions) = {
+        let mut conn = state.store.conn().await?;
+        let request = crate::store::access_requests::get(&mut conn, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("access request", id))?;
+        let sessions = crate::store::access_requests::sessions(&mut conn, id).await?;
+        (request, sessions)
+    };
+    let mut items = Vec::new();
+    let mut excluded = Vec::new();
+    let mut add = |found: Found, only_request: bool| {
+        for event in found.items {
+            let names = event
+                .pointer("/details/request_id")
+                .and_then(serde_json::Value::as_str)
+                == Some(id);
+            if !only_request || names {
+                items.push(event);
+            }
+        }
+        excluded.extend(found.excluded);
+    };
+    for kind in REQUEST_KINDS {
+        let filter = rows::Filter {
+            kind: Some((*kind).to_owned()),
+            since: Some(request.created_at),
+            ..rows::Filter::default()
+        };
+        add(search(state, &filter, PER_QUERY).await?, true);
+    }
+    for session in &sessions {
+        let filter = rows::Filter {
+            session: Some(session.clone()),
+            ..rows::Filter::default()
+        };
+        add(search(state, &filter, PER_QUERY).await?, false);
+    }
+    let sequence = |e: &serde_json::Value| e.get("sequence").and_then(serde_json::Value::as_u64);
+    items.sort_by_key(|e| sequence(e));
+    items.dedup_by_key(|e| sequence(e));
+    let excluded: Vec<serde_json::Value> = excluded
+        .iter()
+        .map(|(seq, problem)| serde_json::json!({"sequence": seq, "problem": problem}))
+        .collect();
+    Ok(serde_json::json!({
+        "items": items,
+        "excluded": excluded,
+        "next_before": null,
+        "request": id,
+        "sessions": sessions,
+    }))
 }

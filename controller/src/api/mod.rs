@@ -19,6 +19,7 @@ pub(crate) mod oidc;
 pub(crate) mod oidc_pages;
 pub(crate) mod policy;
 pub(crate) mod recordings;
+pub(crate) mod requests;
 pub(crate) mod service_accounts;
 pub(crate) mod service_token;
 pub(crate) mod session_secrets;
@@ -38,6 +39,8 @@ mod pve_tests;
 mod recordings_read_tests;
 #[cfg(test)]
 mod recordings_tests;
+#[cfg(test)]
+mod requests_tests;
 #[cfg(test)]
 mod session_secrets_tests;
 #[cfg(test)]
@@ -109,6 +112,17 @@ pub(crate) fn router(state: AppState) -> Router {
             "/v1/sessions/{id}/recordings/{recording}/bundle",
             get(recordings::bundle),
         )
+        .route("/v1/requests", get(requests::list).post(requests::create))
+        .route("/v1/requests/{id}", get(requests::get))
+        .route("/v1/requests/{id}/approve", post(requests::approve))
+        .route("/v1/requests/{id}/deny", post(requests::deny))
+        .route("/v1/requests/{id}/revoke", post(requests::revoke))
+        .route("/v1/requests/{id}/run/start", post(requests::run_start))
+        .route(
+            "/v1/requests/{id}/run/keepalive",
+            post(requests::run_keepalive),
+        )
+        .route("/v1/requests/{id}/run/finish", post(requests::run_finish))
         .route("/v1/workers", get(workers::list))
         .route("/v1/workers/join-tokens", post(workers::create_join_token))
         .route(

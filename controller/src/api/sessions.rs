@@ -167,6 +167,8 @@ pub(crate) async fn authorize_session(
         client_spki: &spki,
         ssh_public_key: body.ssh_public_key.as_deref(),
         local_secret_sha256: body.local_secret_sha256.as_deref(),
+        client_public_key: &body.client_public_key,
+        under_request: body.under_request.as_ref(),
     };
     let started = std::time::Instant::now();
     let auth = authorize::authorize(&state, &principal, target, ask).await;

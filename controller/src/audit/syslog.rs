@@ -25,6 +25,8 @@ pub(crate) const SD_ID: &str = "portcullis@32473";
 
 /// Facility 13 ("log audit", RFC 5424 table 1).
 const FACILITY_LOG_AUDIT: u8 = 13;
+/// RFC 5424 severity 1, "action must be taken immediately": break-glass access.
+const SEVERITY_ALERT: u8 = 1;
 const SEVERITY_WARNING: u8 = 4;
 const SEVERITY_NOTICE: u8 = 5;
 
@@ -163,7 +165,10 @@ impl SyslogOutput {
         let event: Value = serde_json::from_str(line).unwrap_or(Value::Null);
         let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or("");
         let kind = text("type");
-        let severity = if text("decision") == "deny" || kind.ends_with("_failed") {
+        // Break-glass access is the one event a SIEM must page on: above every other.
+        let severity = if kind == "break_glass" {
+            SEVERITY_ALERT
+        } else if text("decision") == "deny" || kind.ends_with("_failed") {
             SEVERITY_WARNING
         } else {
             SEVERITY_NOTICE
@@ -318,6 +323,17 @@ mod tests {
         assert!(output().message(line).starts_with(
             "<109>1 - ctl-1 portcullis 42 audit_checkpoint [portcullis@32473 seq=\"9\"] "
         ));
+    }
+
+    #[test]
+    fn break_glass_is_an_alert_above_every_other_event() {
+        let line = r#"{"type":"break_glass","sequence":3,"reason":"prod down"}"#;
+        // LOG_AUDIT (13) * 8 + alert (1).
+        assert!(
+            output().message(line).starts_with("<105>1 "),
+            "{}",
+            output().message(line)
+        );
     }
 
     #[test]

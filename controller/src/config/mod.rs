@@ -97,6 +97,8 @@ pub struct Config {
     pub catalog: Vec<crate::catalog::config::ProxmoxCluster>,
     /// The ops listener (`[ops]`): metrics, health and readiness over plain HTTP.
     pub ops: portcullis_net::ops::OpsListen,
+    /// Just-in-time access requests (`[access]`).
+    pub access: crate::access::config::AccessConfig,
 }
 
 /// Where the controller's ops listener listens when `[ops] listen` is absent.
@@ -135,6 +137,8 @@ struct RawConfig {
     vault: Option<crate::vault::config::RawVault>,
     #[serde(default)]
     ops: RawOps,
+    #[serde(default)]
+    access: crate::access::config::RawAccess,
 }
 
 /// `[ops]`: the ops listener's address (`""` turns it off) or `enabled = false`.
@@ -203,6 +207,7 @@ impl Config {
         let recordings = raw.recordings.validate(&env)?;
         let console = raw.console.validate()?;
         let catalog = raw.catalog.validate(raw.vault.is_some())?;
+        let access = raw.access.validate()?;
         let ops = portcullis_net::ops::OpsListen::parse(
             raw.ops.listen.as_deref(),
             raw.ops.enabled,
@@ -248,6 +253,7 @@ impl Config {
             recordings,
             console,
             catalog,
+            access,
         })
     }
 }

@@ -217,6 +217,7 @@ fn plan(facts: &Facts<'_>, decision: &Decision) -> Plan {
             ssh_mode: None,
             parent_session: Some(parent.id.clone()),
             destination: Some(facts.destination.to_owned()),
+            access_request: None,
         },
     };
     let event = AuditEvent::new(actor(facts.user, parent), authorized)
@@ -328,7 +329,7 @@ async fn vet_forward(
 ) -> Result<Result<VettedForward, String>, StoreError> {
     let now = state.clock.unix_secs();
     let destination = format!("{}:{}", request.host, request.port);
-    let (parent, user, target) = {
+    let (parent, user, target, granted) = {
         let mut conn = state.store.conn().await?;
         let parent = session_rows::get(&mut conn, &request.session_id).await?;
         let parent = match check_parent(parent.as_ref(), worker_id, now) {
@@ -338,7 +339,12 @@ async fn vet_forward(
         let user = crate::store::users::get(&mut conn, &parent.user_id).await?;
         let target = crate::store::targets::find(&mut conn, &parent.target_id).await?;
         let target = target.filter(|t| t.id == parent.target_id);
-        (parent, user, target)
+        // A gateway session under an approved access request: its role, for both decisions.
+        let at = clock::to_i64(now);
+        let granted =
+            crate::store::access_requests::granted_role_of_session(&mut conn, &parent.id, at)
+                .await?;
+        (parent, user, target, granted)
     };
     let Some(user) = user else {
         return Ok(Err("the gateway session's user is gone".into()));
@@ -357,14 +363,16 @@ async fn vet_forward(
     let parent_endpoint: Option<SocketAddr> = parent.endpoint.parse().ok();
     let parent_decision = match (policy.as_deref(), &target, source, parent_endpoint) {
         (Some(policy), Some(target), Some(source), Some(at)) => {
-            let request = crate::authz::session_request(source, &user, target, at);
+            let mut request = crate::authz::session_request(source, &user, target, at);
+            request.identity.granted_roles = granted.iter().cloned().collect();
             Some(portcullis_policy::evaluate(policy, &request, now))
         }
         _ => None,
     };
     let decision = match (policy.as_deref(), source) {
         (Some(policy), Some(source)) => {
-            let request = crate::authz::forward_request(source, &user, endpoint);
+            let mut request = crate::authz::forward_request(source, &user, endpoint);
+            request.identity.granted_roles = granted.iter().cloned().collect();
             Some(portcullis_policy::evaluate(policy, &request, now))
         }
         _ => None,

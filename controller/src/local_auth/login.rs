@@ -72,10 +72,11 @@ pub(crate) struct Commit {
 
 impl Commit {
     /// The token's `amr`: a TOTP code, a recovery code or a confirmed enrolment count as
-    /// `otp`.
+    /// `otp`, and then as `mfa` too (a second factor was used: what an approver of an access
+    /// request needs, as an OIDC login's `mfa` when `[auth.oidc.mfa]` is met).
     pub(crate) fn amr(&self) -> Vec<String> {
         if self.enrol_totp || self.second_factor.is_some() {
-            vec!["pwd".into(), "otp".into()]
+            vec!["pwd".into(), "otp".into(), "mfa".into()]
         } else {
             vec!["pwd".into()]
         }

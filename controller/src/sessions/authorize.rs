@@ -5,11 +5,13 @@
 
 use std::net::SocketAddr;
 
+use portcullis_proto::access::UnderRequest;
 use portcullis_proto::api::SessionAuthorization;
 
 use super::error::SessionError;
 use super::issue;
 use super::plan::{self, Facts, KeyIds, NewIds, Refusal, Settings, VaultDefaults};
+use crate::access::covering;
 use crate::api::extract::Principal;
 use crate::clock;
 use crate::ids::{new_id, IdKind};
@@ -29,6 +31,10 @@ pub(crate) struct Ask<'a> {
     /// Hex SHA-256 of the local secret of an injecting Proxmox API session served on a TCP
     /// port (the grant's `pve.lsh`).
     pub local_secret_sha256: Option<&'a str>,
+    /// The client's key as sent (base64url SPKI): what a run's proof signs.
+    pub client_public_key: &'a str,
+    /// The approved access request the client names (with a run's proof).
+    pub under_request: Option<&'a UnderRequest>,
 }
 
 /// Authorises a session from `principal` to `target` for what the client asks; see the
@@ -43,6 +49,8 @@ pub(crate) async fn authorize(
         client_spki,
         ssh_public_key,
         local_secret_sha256,
+        client_public_key,
+        under_request,
     } = ask;
     let now = state.clock.unix_secs();
     let rate = state.authorize_rate.hit(&principal.user.id, now);
@@ -53,8 +61,42 @@ pub(crate) async fn authorize(
     let injecting = super::pve::injecting(&target, &state.config.catalog)?;
     let endpoint = resolve(&target.address).await?;
     let policy = state.policy();
-    let decision = plan::decide(principal, &target, endpoint, policy.as_deref(), now);
-    let decision = refusing(state, decision).await?;
+    let standing = plan::decide(principal, &target, endpoint, policy.as_deref(), now);
+    let (decision, covered) = match (standing, under_request, policy.as_deref()) {
+        (Ok(decision), None, _) => (decision, None),
+        (standing, _, None) => (refusing(state, standing).await?, None),
+        (standing, under, Some(policy)) => {
+            let requests = {
+                let mut conn = state.store.conn().await?;
+                let (user, at) = (&principal.user.id, clock::to_i64(now));
+                crate::store::access_requests::approved_of_user(&mut conn, user, at).await?
+            };
+            let ask = covering::Ask {
+                policy,
+                user: &principal.user,
+                source: principal.peer.ip(),
+                target: &target,
+                endpoint,
+                under,
+                client_public_key,
+                now,
+            };
+            match covering::choose(&ask, &requests) {
+                Ok(Some(covered)) => (covered.decision.clone(), Some(covered)),
+                Ok(None) => (refusing(state, standing).await?, None),
+                Err(not) => {
+                    let refusal = plan::denial(
+                        principal,
+                        &target,
+                        endpoint,
+                        not.reason,
+                        not.decision.as_deref(),
+                    );
+                    (refusing(state, Err(refusal)).await?, None)
+                }
+            }
+        }
+    };
     let mode = plan::ssh_mode(ssh_public_key, &decision);
     let read = read(state, principal, now, ssh_public_key, mode).await?;
     let vault_config = state.vault.as_ref().map(|vault| vault.config());
@@ -89,6 +131,10 @@ pub(crate) async fn authorize(
             cluster,
             sessions,
             local_secret_sha256,
+        }),
+        access: covered.as_ref().map(|c| plan::UnderAccess {
+            request_id: &c.request_id,
+            expires_at: c.expires_at,
         }),
     };
     let plan = refusing(state, plan::plan(&facts)).await?;

@@ -148,6 +148,8 @@ pub(crate) async fn commit(
         .map(|pve| pve.intent(&plan.record.id, plan.record.created_at));
     let event = plan.event.clone();
     let token_id = token_id.to_owned();
+    let access = plan.access_request.clone();
+    let now = plan.record.created_at;
     state
         .audit_writer
         .run(move |tx| {
@@ -160,9 +162,21 @@ pub(crate) async fn commit(
                 event.clone(),
                 token_id.clone(),
             );
+            let access = access.clone();
             Box::pin(async move {
                 session_rows::insert(tx.write(), &record, Some(&token_id)).await?;
                 crate::store::session_list::set_decided(tx.write(), &record.id, &decided).await?;
+                if let Some(request) = &access {
+                    // Checked again in the commit: a request revoked or expired since the
+                    // decision opens nothing (the session is rolled back).
+                    let rows = crate::store::access_requests::attach_session;
+                    if !rows(tx.write(), &record.id, request, now).await? {
+                        return Err(crate::store::StoreError::Conflict(format!(
+                            "access request {request} ended while the session was authorised; \
+                             `portcullis request show {request}` says how"
+                        )));
+                    }
+                }
                 if let Some((serial, ca_key_id, valid_before)) = certificate {
                     crate::store::ssh_certificates::insert(
                         tx.write(),

@@ -60,6 +60,17 @@ pub(crate) struct Facts<'a> {
     /// The cluster that mints the session's Proxmox API token, when the target is an
     /// injecting one (`super::pve::injecting`).
     pub pve: Option<super::pve::PveFacts<'a>>,
+    /// The approved access request the session opens under, when standing roles did not
+    /// allow it (`crate::access::covering`).
+    pub access: Option<UnderAccess<'a>>,
+}
+
+/// The approved access request a session opens under: its id goes on the row and the event,
+/// and the session ends no later than the request's window.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UnderAccess<'a> {
+    pub request_id: &'a str,
+    pub expires_at: u64,
 }
 
 /// The controller's configuration, as far as a session's plan reads it.
@@ -111,6 +122,8 @@ pub(crate) struct Plan {
     pub pve: Option<super::pve::PveMint>,
     /// The matrix cell and roles that allowed it, stored on its row for the console.
     pub decided: Decided,
+    /// The approved access request it opens under, stored on its row.
+    pub access_request: Option<String>,
     pub event: AuditEvent,
 }
 
@@ -212,6 +225,18 @@ pub(crate) fn decide(
     Ok(decision)
 }
 
+/// A denial with its `session_denied` event, for a refusal decided outside this module
+/// (a session under an access request that does not apply).
+pub(crate) fn denial(
+    principal: &Principal,
+    target: &TargetRecord,
+    endpoint: SocketAddr,
+    reason: String,
+    decision: Option<&Decision>,
+) -> Refusal {
+    events::denial(principal, target, endpoint, reason, decision)
+}
+
 /// How a session's SSH runs: the policy's mode when an SSH key was sent, certificate mode
 /// (nothing to do) otherwise.
 pub(crate) fn ssh_mode(ssh_public_key: Option<&str>, decision: &Decision) -> SshMode {
@@ -245,7 +270,10 @@ pub(crate) fn plan(facts: &Facts<'_>) -> Result<Plan, Refusal> {
     let Some(worker) = facts.worker else {
         return Err(unaudited(SessionError::NoWorker));
     };
-    let (expires_at, limit) = expiry_and_limit(facts.target, facts.decision, facts.now);
+    let (mut expires_at, limit) = expiry_and_limit(facts.target, facts.decision, facts.now);
+    if let Some(access) = &facts.access {
+        expires_at = expires_at.min(access.expires_at);
+    }
     let logins = facts.decision.constraints.logins.clone();
     if facts.ssh_public_key.is_some() && logins.is_empty() {
         let reason = "the policy grants no SSH login (principal) on this target".to_string();
@@ -329,6 +357,7 @@ pub(crate) fn plan(facts: &Facts<'_>) -> Result<Plan, Refusal> {
         vault,
         pve,
         decided: Decided::of(facts.decision),
+        access_request: facts.access.as_ref().map(|a| a.request_id.to_owned()),
         event,
     })
 }

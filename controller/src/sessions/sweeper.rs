@@ -1,6 +1,7 @@
 //! The backstop sweep: ends sessions past their expiry, pending sessions that never
 //! connected, idle sessions (`super::idle`), and sessions on workers that have not been heard
-//! from; and deletes console login sessions past their timeouts.
+//! from; expires access requests and ends lost runs (`access::sweep`); and deletes console
+//! login sessions past their timeouts.
 
 use portcullis_proto::link::EndReason;
 use tokio_util::sync::CancellationToken;
@@ -62,6 +63,8 @@ pub(crate) async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
         }
     }
     ended += super::idle::end_idle(state).await?;
+    // Access requests past their window and lost runs: their sessions end with them.
+    crate::access::sweep::sweep_once(state).await?;
     let lost_after = clock::to_i64(state.config.worker_lost_after.as_secs());
     let store_up_since = state.store_watch.up_since();
     let workers = {

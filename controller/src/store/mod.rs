@@ -7,6 +7,9 @@
 //! unix times, JSON text for lists); the few differences live in [`Dialect`]. Every query
 //! function takes a `&mut AnyConnection` so it composes into the caller's transaction.
 
+pub(crate) mod access_requests;
+#[cfg(test)]
+mod access_requests_suite_tests;
 pub(crate) mod audit;
 pub(crate) mod audit_verified;
 pub(crate) mod catalog;
@@ -245,6 +248,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "session_decisions",
         include_str!("../../../migrations/sqlite/0019_session_decisions.sql"),
     ),
+    (
+        20,
+        "access_requests",
+        include_str!("../../../migrations/sqlite/0020_access_requests.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -336,6 +344,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         19,
         "session_decisions",
         include_str!("../../../migrations/postgres/0019_session_decisions.sql"),
+    ),
+    (
+        20,
+        "access_requests",
+        include_str!("../../../migrations/postgres/0020_access_requests.sql"),
     ),
     // The recordings store's tables: its own migrator applies them (`recordings.rs`), and a
     // shared database's migration table must know them here too.

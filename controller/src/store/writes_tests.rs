@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 /// Writes that are bookkeeping, not state an auditor asks about, each with its reason. They
 /// take a plain connection and may run outside an audited transaction.
 const UNAUDITED: &[(&str, &str, &str)] = &[
+    ("access_requests", "keepalive", "a run's liveness; its start and its end (finished or lost) are audited"),
     ("audit", "insert_many", "the chain's own rows, written by Chain::advance at the commit"),
     ("audit", "advance_head", "the chain's own head, written by Chain::advance at the commit"),
     ("audit", "lock_head", "locks the head row (SELECT ... FOR UPDATE) inside the commit"),

@@ -215,7 +215,7 @@ async fn a_first_login_changes_the_password_and_enrols_totp_in_one_commit() {
         ["local_password_changed", "totp_enrolled", "login_succeeded"]
     );
     let me = f.whoami(done["token"].as_str().unwrap()).await;
-    assert_eq!(me["amr"], json!(["pwd", "otp"]));
+    assert_eq!(me["amr"], json!(["pwd", "otp", "mfa"]));
     assert_eq!(me["issuer"], "local:");
     assert_eq!(me["subject"], "ada");
 
@@ -342,7 +342,7 @@ async fn a_recovery_code_logs_in_once() {
     assert_eq!(first["recovery_codes_left"], 9);
     assert_eq!(events, ["recovery_code_used", "login_succeeded"]);
     let me = f.whoami(first["token"].as_str().unwrap()).await;
-    assert_eq!(me["amr"], json!(["pwd", "otp"]));
+    assert_eq!(me["amr"], json!(["pwd", "otp", "mfa"]));
     let (status, _) = f.post(body).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
@@ -369,7 +369,7 @@ async fn password_only_when_allowed_but_the_bootstrap_user_always_enrols() {
     assert_eq!(status, StatusCode::OK, "{asked}");
     assert_eq!(asked["needs"], json!(["totp_enrolment"]));
     let ((_, done), events) = f.api.audited(f.enrol("root", PASSWORD)).await;
-    assert_eq!(done["user"]["amr"], json!(["pwd", "otp"]));
+    assert_eq!(done["user"]["amr"], json!(["pwd", "otp", "mfa"]));
     assert!(
         events.contains(&"local_password_changed".to_owned()),
         "{events:?}"

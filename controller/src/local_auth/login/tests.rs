@@ -61,7 +61,7 @@ fn a_one_time_password_must_change_and_totp_is_enrolled_first() {
             second_factor: None
         }
     );
-    assert_eq!(commit.amr(), ["pwd", "otp"]);
+    assert_eq!(commit.amr(), ["pwd", "otp", "mfa"]);
 }
 
 #[test]
@@ -111,7 +111,7 @@ fn an_enrolled_user_gives_a_totp_or_a_recovery_code() {
         };
         assert_eq!(commit.second_factor, Some(second));
         assert!(!commit.set_password && !commit.enrol_totp);
-        assert_eq!(commit.amr(), ["pwd", "otp"]);
+        assert_eq!(commit.amr(), ["pwd", "otp", "mfa"]);
     }
     // An enrolled user whose password must change gives both.
     let both = UserFacts {

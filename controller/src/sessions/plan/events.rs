@@ -66,6 +66,7 @@ pub(super) fn authorized(facts: &Facts<'_>, issued: &Issued<'_>) -> AuditEvent {
             ssh_mode: issued.ssh_mode.map(|mode| mode.as_str().to_owned()),
             parent_session: None,
             destination: None,
+            access_request: facts.access.as_ref().map(|a| a.request_id.to_owned()),
         },
     };
     AuditEvent::new(facts.principal.actor(), authorized)

@@ -196,6 +196,7 @@ impl World {
                 serial: 42,
             },
             pve: None,
+            access: None,
         }
     }
 
@@ -286,6 +287,7 @@ fn an_allowed_session_is_planned_with_its_claims_row_certificate_and_event() {
             ssh_mode: Some("certificate".into()),
             parent_session: None,
             destination: None,
+            access_request: None,
         },
     };
     let expected = AuditEvent::new(world.principal.actor(), authorized)
