@@ -13,6 +13,7 @@
 //! [`evaluate_zones`]: crate::evaluate_zones
 
 mod items;
+mod live;
 mod probe;
 mod simulate;
 
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::policy::Policy;
 use crate::request::Outcome;
 
+pub use live::{DryRun, Live, SessionImpact, TargetImpact, UserImpact};
 pub use probe::Terms;
 pub use simulate::{reach_changes, simulate, Reach, ReachChange};
 
@@ -196,33 +198,64 @@ impl PolicyDiff {
 /// in place, and every (role, source zone, target zone, service) decision whose verdict
 /// differs, with the rules responsible. `diff(p, p)` is empty.
 pub fn diff(old: &Policy, new: &Policy) -> PolicyDiff {
-    let zones = union(new.zone_names(), old.zone_names());
-    let services = union(new.service_names(), old.service_names());
-    let roles = union(new.role_names(), old.role_names());
-    let mut changes = Vec::new();
-    for role in &roles {
-        let (a, b) = (probe::Probe::new(old, role), probe::Probe::new(new, role));
-        for src in &zones {
-            for dst in &zones {
-                for svc in &services {
-                    if let Some(change) = probe::compare(&a, &b, role, src, dst, svc) {
-                        changes.push(change);
+    Comparison::new(old, new).diff()
+}
+
+/// Two policies, each role probed once under each: [`Comparison::diff`] and, for the
+/// targets a controller knows, [`Comparison::target_impact`].
+pub struct Comparison<'a> {
+    old: &'a Policy,
+    new: &'a Policy,
+    zones: Vec<String>,
+    services: Vec<String>,
+    roles: Vec<(String, probe::Probe<'a>, probe::Probe<'a>)>,
+}
+
+impl<'a> Comparison<'a> {
+    pub fn new(old: &'a Policy, new: &'a Policy) -> Comparison<'a> {
+        let roles = union(new.role_names(), old.role_names())
+            .into_iter()
+            .map(|role| {
+                let (a, b) = (probe::Probe::new(old, &role), probe::Probe::new(new, &role));
+                (role, a, b)
+            })
+            .collect();
+        Comparison {
+            old,
+            new,
+            zones: union(new.zone_names(), old.zone_names()),
+            services: union(new.service_names(), old.service_names()),
+            roles,
+        }
+    }
+
+    /// See [`diff`].
+    pub fn diff(&self) -> PolicyDiff {
+        let (old, new) = (self.old, self.new);
+        let mut changes = Vec::new();
+        for (role, a, b) in &self.roles {
+            for src in &self.zones {
+                for dst in &self.zones {
+                    for svc in &self.services {
+                        if let Some(change) = probe::compare(a, b, role, src, dst, svc) {
+                            changes.push(change);
+                        }
                     }
                 }
             }
         }
-    }
-    PolicyDiff {
-        old_hash: old.hash().to_owned(),
-        new_hash: new.hash().to_owned(),
-        zones: names(old.zone_names(), new.zone_names()),
-        services: names(old.service_names(), new.service_names()),
-        roles: names(old.role_names(), new.role_names()),
-        zone_changes: items::zones(old, new),
-        service_changes: items::services(old, new),
-        role_changes: items::roles(old, new),
-        cells: items::cells(old, new, &zones),
-        changes,
+        PolicyDiff {
+            old_hash: old.hash().to_owned(),
+            new_hash: new.hash().to_owned(),
+            zones: names(old.zone_names(), new.zone_names()),
+            services: names(old.service_names(), new.service_names()),
+            roles: names(old.role_names(), new.role_names()),
+            zone_changes: items::zones(old, new),
+            service_changes: items::services(old, new),
+            role_changes: items::roles(old, new),
+            cells: items::cells(old, new, &self.zones),
+            changes,
+        }
     }
 }
 

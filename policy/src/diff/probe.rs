@@ -160,12 +160,24 @@ pub(super) fn compare(
     dst: &str,
     svc: &str,
 ) -> Option<Change> {
-    if !old.may_allow(src, dst, svc) && !new.may_allow(src, dst, svc) {
+    compare_at(old, new, role, src, (dst, dst), svc)
+}
+
+/// As [`compare`], for a target the old policy places in `dst.0` and the new in `dst.1`.
+pub(super) fn compare_at(
+    old: &Probe<'_>,
+    new: &Probe<'_>,
+    role: &str,
+    src: &str,
+    dst: (&str, &str),
+    svc: &str,
+) -> Option<Change> {
+    if !old.may_allow(src, dst.0, svc) && !new.may_allow(src, dst.1, svc) {
         return None;
     }
     let (a, b) = (
-        old.verdict(role, src, dst, svc),
-        new.verdict(role, src, dst, svc),
+        old.verdict(role, src, dst.0, svc),
+        new.verdict(role, src, dst.1, svc),
     );
     let (kind, because) = match (a.outcome, b.outcome) {
         (Outcome::Deny, Outcome::Allow) => (ChangeKind::Allowed, rule_lines(&a, &b)),
@@ -180,7 +192,7 @@ pub(super) fn compare(
     Some(Change {
         role: role.to_owned(),
         source_zone: src.to_owned(),
-        target_zone: dst.to_owned(),
+        target_zone: if dst.1.is_empty() { dst.0 } else { dst.1 }.to_owned(),
         service: svc.to_owned(),
         kind,
         old: a,

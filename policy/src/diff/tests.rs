@@ -483,3 +483,54 @@ proptest! {
         prop_assert_eq!(&diff(&a, &b), &d, "deterministic");
     }
 }
+
+#[test]
+fn a_target_sees_the_changes_of_its_zone_and_service_and_its_move() {
+    let old = parse(BASE);
+    let facts = crate::TargetFacts {
+        ip: "10.30.0.5".parse().unwrap(),
+        port: 22,
+        vmid: None,
+        tags: Vec::new(),
+        pool: None,
+        declared_zone: None,
+        service: None,
+    };
+    let same = parse(BASE);
+    assert_eq!(
+        Comparison::new(&old, &same).target_impact("db", &facts),
+        None
+    );
+    let new = edited(
+        "services = [\"ssh\", \"https\"]\n\n[[cell]]\nfrom = \"BROKER\"",
+        "services = [\"https\"]\n\n[[cell]]\nfrom = \"BROKER\"",
+    );
+    let impact = Comparison::new(&old, &new)
+        .target_impact("db", &facts)
+        .unwrap();
+    assert_eq!(impact.service.as_deref(), Some("ssh"), "by its port");
+    assert_eq!(impact.new_zone.as_deref(), Some("DMZ"));
+    let lines: Vec<String> = impact.changes.iter().map(Change::line).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "role ops: ADMIN -> DMZ ssh: allow -> deny",
+            "role dmz-oncall: ADMIN -> DMZ ssh: allow -> deny",
+        ]
+    );
+    // Its address leaves DMZ: in no zone, every allow it had is gone.
+    let moved = edited("cidrs = [\"10.30.0.0/16\"]", "cidrs = [\"10.31.0.0/16\"]");
+    let impact = Comparison::new(&old, &moved)
+        .target_impact("db", &facts)
+        .unwrap();
+    assert_eq!(
+        (impact.old_zone.as_deref(), impact.new_zone),
+        (Some("DMZ"), None)
+    );
+    assert_eq!(
+        impact.changes.len(),
+        4,
+        "ops and dmz-oncall, from BROKER and ADMIN"
+    );
+    assert!(impact.changes.iter().all(|c| c.kind == ChangeKind::Denied));
+}
