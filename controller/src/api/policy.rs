@@ -28,7 +28,8 @@ pub(crate) struct ReloadQuery {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PolicyText {
-    policy: String,
+    #[serde(default)]
+    policy: Option<String>,
 }
 
 pub(crate) async fn reload(
@@ -86,12 +87,12 @@ fn text(body: &Bytes) -> Result<Option<String>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let parsed: PolicyText = serde_json::from_slice(body).map_err(|e| {
+    let parsed: Option<PolicyText> = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
             "the body must be {{\"policy\": \"<the policy file's text>\"}}: {e}"
         ))
     })?;
-    Ok(Some(parsed.policy))
+    Ok(parsed.and_then(|p| p.policy))
 }
 
 fn parse(text: &str) -> Result<Arc<Policy>, ApiError> {

@@ -80,7 +80,7 @@ impl<'a> Probe<'a> {
         let Some(probed) = &self.probed else {
             return Verdict {
                 outcome: Outcome::Deny,
-                rules: vec![format!("role `{role}` is not in this policy")],
+                rules: vec![format!("role `{role}`{NOT_IN_POLICY}")],
                 terms: None,
             };
         };
@@ -141,10 +141,18 @@ impl Probed {
     }
 }
 
-/// The decision's cells and role rule; its reason when it names neither.
+/// How a verdict names a role its policy lacks.
+const NOT_IN_POLICY: &str = " is not in this policy";
+
+/// The decision's cells and role rule, each once (a zone's cell to itself is also the
+/// broker's leg); its reason when it names neither.
 fn rules(d: Decision) -> Vec<String> {
-    let mut rules = d.cells;
-    rules.extend(d.role_rule);
+    let mut rules: Vec<String> = Vec::new();
+    for rule in d.cells.into_iter().chain(d.role_rule) {
+        if !rules.contains(&rule) {
+            rules.push(rule);
+        }
+    }
     if rules.is_empty() {
         rules.push(d.reason);
     }
@@ -201,8 +209,16 @@ pub(super) fn compare_at(
     })
 }
 
-/// `- RULE` for each rule only the old decision names, `+ RULE` for each only the new does.
+/// `- RULE` for each rule only the old decision names, `+ RULE` for each only the new does;
+/// for a role only one policy has, that alone is the rule responsible.
 fn rule_lines(old: &Verdict, new: &Verdict) -> Vec<String> {
+    for (side, sign) in [(old, "-"), (new, "+")] {
+        if let Some(missing) = side.rules.iter().find(|r| r.ends_with(NOT_IN_POLICY)) {
+            let role = missing.trim_end_matches(NOT_IN_POLICY);
+            let what = if sign == "-" { "added" } else { "removed" };
+            return vec![format!("{role} {what}")];
+        }
+    }
     let gone = old.rules.iter().filter(|r| !new.rules.contains(r));
     let came = new.rules.iter().filter(|r| !old.rules.contains(r));
     gone.map(|r| format!("- {r}"))

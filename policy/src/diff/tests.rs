@@ -238,6 +238,8 @@ fn names_added_and_removed_and_zones_changed() {
         .new
         .rules
         .contains(&"role `ops` is not in this policy".to_owned()));
+    assert_eq!(d.changes[3].because, ["role `ops` removed"]);
+    assert_eq!(d.changes[0].because, ["role `admins` added"]);
     let s = d.summary();
     assert_eq!((s.roles_added, s.roles_removed, s.zones_added), (1, 1, 1));
 }
