@@ -234,3 +234,6 @@ fn render_live(out: &mut String, live: &Live) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;
