@@ -11,9 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use portcullis_audit::event::PolicyChangeSummary;
-use portcullis_policy::diff::{DryRun, Live, SessionImpact, UserImpact};
-use portcullis_policy::{Comparison, Policy, PolicyDiff, Reach, TargetFacts};
-use serde::{Deserialize, Serialize};
+use portcullis_policy::diff::{DryRun, Live, SessionImpact, Simulation, UserImpact};
+use portcullis_policy::{Comparison, Policy, PolicyDiff, TargetFacts};
 
 use crate::state::AppState;
 use crate::store::targets::TargetRecord;
@@ -34,16 +33,6 @@ pub(crate) enum PreviewError {
     Store(#[from] StoreError),
     #[error("the policy comparison failed: {0}")]
     Task(String),
-}
-
-/// `policy simulate --user`: whom it simulated, and what they reach.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Simulation {
-    pub user: String,
-    pub groups: Vec<String>,
-    pub amr: Vec<String>,
-    pub policy_hash: String,
-    pub reach: Vec<Reach>,
 }
 
 /// The diff of two policies, computed off the async threads.

@@ -70,7 +70,7 @@ pub(crate) async fn simulate(
     principal: Principal,
     Query(q): Query<SimulateQuery>,
     body: Bytes,
-) -> Result<Json<policy_preview::Simulation>, ApiError> {
+) -> Result<Json<portcullis_policy::diff::Simulation>, ApiError> {
     principal.require(Permission::PolicyReload)?;
     let policy = match text(&body)? {
         Some(text) => Some(parse(&text)?),

@@ -65,6 +65,18 @@ pub struct SessionImpact {
     pub reason: String,
 }
 
+/// What `POST /v1/policy/simulate?user=NAME` answers (and `policy simulate --json` prints):
+/// whom it simulated, with the groups and `amr` of their last login, and what they reach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Simulation {
+    /// Empty for an offline simulation of groups.
+    pub user: String,
+    pub groups: Vec<String>,
+    pub amr: Vec<String>,
+    pub policy_hash: String,
+    pub reach: Vec<super::Reach>,
+}
+
 impl Comparison<'_> {
     /// The effect of the edit on one target: its zone under each policy (from its facts; a
     /// target whose `ip` is unspecified, a host name not resolved here, is placed by its

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::policy::Policy;
 use crate::request::Outcome;
 
-pub use live::{DryRun, Live, SessionImpact, TargetImpact, UserImpact};
+pub use live::{DryRun, Live, SessionImpact, Simulation, TargetImpact, UserImpact};
 pub use probe::Terms;
 pub use simulate::{reach_changes, simulate, Reach, ReachChange};
 

@@ -6,10 +6,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use portcullis_policy::{Identity, Outcome, Reach};
+use portcullis_policy::diff::Simulation;
+use portcullis_policy::{Identity, Outcome};
 use portcullis_proto::clock::{Clock as _, SystemClock};
 use portcullis_proto::text::escaped;
-use serde::{Deserialize, Serialize};
 
 use super::{load, read};
 use crate::cli::http::{ApiClient, ClientArgs};
@@ -44,17 +44,6 @@ pub(crate) struct SimulateArgs {
     pub json: bool,
     #[command(flatten)]
     pub client: ClientArgs,
-}
-
-/// What the controller answers for `--user` (and what `--json` prints offline, `user` then
-/// empty).
-#[derive(Debug, Serialize, Deserialize)]
-struct Simulation {
-    user: String,
-    groups: Vec<String>,
-    amr: Vec<String>,
-    policy_hash: String,
-    reach: Vec<Reach>,
 }
 
 /// Runs the simulation; 0 when the user reaches something, 1 when nothing.
