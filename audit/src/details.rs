@@ -699,3 +699,30 @@ pub struct RunFinished {
     /// Every session opened under the run.
     pub sessions: Vec<String>,
 }
+
+/// A policy reload's diff in brief (`portcullis policy diff`): the policy it replaced, the
+/// counts, and the first changed decisions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyChangeSummary {
+    /// Hex SHA-256 of the policy the reload replaced.
+    pub previous_policy_hash: String,
+    /// (role, source zone, target zone, service) decisions now allowed, now denied, and
+    /// allowed on other terms.
+    pub allowed: u64,
+    pub denied: u64,
+    pub changed: u64,
+    /// Zones, services and roles added or removed.
+    pub names_added: u64,
+    pub names_removed: u64,
+    /// Zones, services and roles changed in place (addresses, groups, terms of request).
+    pub items_changed: u64,
+    pub cells_changed: u64,
+    /// The first changed decisions (`role ops: A -> B ssh: allow -> deny`), at most
+    /// [`PolicyChangeSummary::FIRST`].
+    pub first_changes: Vec<String>,
+}
+
+impl PolicyChangeSummary {
+    /// How many changed decisions an event names.
+    pub const FIRST: usize = 20;
+}

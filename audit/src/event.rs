@@ -433,6 +433,10 @@ pub enum Event {
     },
     PolicyReloaded {
         policy_hash: String,
+        /// What the new policy changed from the one it replaced (absent in events written
+        /// before reloads recorded it, and when no policy was loaded before).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        details: Option<PolicyChangeSummary>,
     },
     PolicyReloadFailed {
         reason: String,

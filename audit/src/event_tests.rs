@@ -328,6 +328,17 @@ fn one_of_each() -> Vec<Event> {
         },
         Event::PolicyReloaded {
             policy_hash: "ab".into(),
+            details: Some(PolicyChangeSummary {
+                previous_policy_hash: "cd".into(),
+                allowed: 1,
+                denied: 2,
+                changed: 0,
+                names_added: 0,
+                names_removed: 1,
+                items_changed: 0,
+                cells_changed: 1,
+                first_changes: vec!["role ops: A -> B ssh: allow -> deny".into()],
+            }),
         },
         Event::PolicyReloadFailed {
             reason: "cannot parse".into(),

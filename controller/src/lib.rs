@@ -41,6 +41,7 @@ pub mod metrics;
 mod notify;
 mod oidc;
 mod policy_file;
+mod policy_preview;
 mod recordings;
 pub mod secret;
 mod sessions;

@@ -45,8 +45,15 @@ pub(crate) async fn reload(state: &AppState, actor: Actor) -> Result<ReloadOutco
         }
     };
     let hash = policy.hash().to_owned();
+    let details = match state.policy() {
+        Some(previous) => Some(crate::policy_preview::summary(
+            &crate::policy_preview::compare(previous, policy.clone()).await,
+        )),
+        None => None,
+    };
     record(Event::PolicyReloaded {
         policy_hash: hash.clone(),
+        details,
     })
     .await?;
     state.policy_tx.send_replace(Some(policy.clone()));
@@ -83,13 +90,46 @@ pub(crate) async fn reload_on_hangup(
 }
 
 /// Ends the live sessions `policy` no longer allows (re-evaluated as at authorisation,
-/// from the stored user, target and endpoint): a session whose user or target is gone ends
-/// too. Used by a reload and by a catalog sync that removed or changed targets. Returns how
-/// many it ended.
+/// from the stored user, target and endpoint; see [`disallowed`]). Used by a reload and by
+/// a catalog sync that removed or changed targets. Returns how many it ended.
 pub(crate) async fn end_disallowed(
     state: &AppState,
     policy: &Policy,
 ) -> Result<usize, crate::store::StoreError> {
+    let mut ended = 0;
+    for d in disallowed(state, policy).await? {
+        if crate::sessions::lifecycle::end_session(
+            state,
+            &d.session,
+            EndReason::PolicyChanged,
+            Actor::system(),
+        )
+        .await?
+        .is_some()
+        {
+            ended += 1;
+        }
+    }
+    Ok(ended)
+}
+
+/// A live session that a policy no longer allows.
+pub(crate) struct Disallowed {
+    pub session: String,
+    /// The user's name and the target's (their ids when they are gone).
+    pub user: String,
+    pub target: String,
+    pub reason: String,
+}
+
+/// The live sessions `policy` no longer allows: each re-evaluated as at authorisation, from
+/// the stored user, target and endpoint; a session whose user or target is gone, or whose
+/// target's address is now another one, is no longer allowed. A reload ends exactly these,
+/// and its dry run lists them.
+pub(crate) async fn disallowed(
+    state: &AppState,
+    policy: &Policy,
+) -> Result<Vec<Disallowed>, crate::store::StoreError> {
     let live = {
         let mut conn = state.store.conn().await?;
         let mut out = Vec::new();
@@ -101,7 +141,7 @@ pub(crate) async fn end_disallowed(
         out
     };
     let now = state.clock.unix_secs();
-    let mut ended = 0;
+    let mut out = Vec::new();
     for s in live {
         let (user, target, granted) = {
             let mut conn = state.store.conn().await?;
@@ -119,7 +159,14 @@ pub(crate) async fn end_disallowed(
                 .await?,
             )
         };
-        let allowed = match (
+        let names = (
+            user.as_ref()
+                .map_or_else(|| s.user_id.clone(), |u| u.username.clone()),
+            target
+                .as_ref()
+                .map_or_else(|| s.target_id.clone(), |t| t.name.clone()),
+        );
+        let refusal: Option<String> = match (
             user,
             target,
             s.endpoint.parse::<std::net::SocketAddr>(),
@@ -129,7 +176,7 @@ pub(crate) async fn end_disallowed(
             (Some(user), _, Ok(endpoint), Ok(source)) if s.parent_session_id.is_some() => {
                 let mut request = crate::authz::forward_request(source, &user, endpoint);
                 request.identity.granted_roles = granted.iter().cloned().collect();
-                portcullis_policy::evaluate(policy, &request, now).outcome == Outcome::Allow
+                denial(portcullis_policy::evaluate(policy, &request, now))
             }
             // A target whose address is now another one (a catalog sync, an edit): the
             // session's connections go to an address that is no longer the target's, which
@@ -141,28 +188,32 @@ pub(crate) async fn end_disallowed(
                     .parse::<std::net::SocketAddr>()
                     .is_ok_and(|now| now != endpoint) =>
             {
-                false
+                Some(format!(
+                    "the target's address is now {}, not {endpoint}",
+                    target.address
+                ))
             }
             (Some(user), Some(target), Ok(endpoint), Ok(source)) => {
                 let mut request = crate::authz::session_request(source, &user, &target, endpoint);
                 request.identity.granted_roles = granted.iter().cloned().collect();
-                portcullis_policy::evaluate(policy, &request, now).outcome == Outcome::Allow
+                denial(portcullis_policy::evaluate(policy, &request, now))
             }
-            // A session whose user or target is gone is no longer allowed.
-            _ => false,
+            (None, _, _, _) => Some("its user is gone".into()),
+            (_, None, _, _) => Some("its target is gone".into()),
+            _ => Some("its stored endpoint or client address does not parse".into()),
         };
-        if !allowed
-            && crate::sessions::lifecycle::end_session(
-                state,
-                &s.id,
-                EndReason::PolicyChanged,
-                Actor::system(),
-            )
-            .await?
-            .is_some()
-        {
-            ended += 1;
+        if let Some(reason) = refusal {
+            out.push(Disallowed {
+                session: s.id,
+                user: names.0,
+                target: names.1,
+                reason,
+            });
         }
     }
-    Ok(ended)
+    Ok(out)
+}
+
+fn denial(d: portcullis_policy::Decision) -> Option<String> {
+    (d.outcome != Outcome::Allow).then_some(d.reason)
 }

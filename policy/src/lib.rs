@@ -18,6 +18,7 @@ pub mod access;
 mod check;
 mod compile;
 mod diagnostic;
+pub mod diff;
 mod evaluate;
 pub mod explain;
 pub mod export;
@@ -40,6 +41,7 @@ pub use access::{
 };
 pub use check::check;
 pub use diagnostic::{CheckReport, Diagnostic, PolicyError};
+pub use diff::{diff, simulate, Comparison, PolicyDiff, Reach};
 pub use evaluate::{evaluate, evaluate_zones, permissions, ZonedRequest};
 pub use model::{Access, GroupMatch, Protocol, Trust};
 pub use permission::{Permission, UnknownPermission};

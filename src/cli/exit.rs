@@ -44,7 +44,8 @@ pub(crate) const HELP: &str = "\
 EXIT STATUS:
   0  success
   1  the answer is no: `policy explain` denies, `policy check`, `audit verify` or
-     `recordings verify` finds a fault
+     `recordings verify` finds a fault, `policy diff` finds a change, `policy simulate`
+     reaches nothing
   2  usage: invalid arguments or flags
   3  any other failure (a local file, an unexpected answer)
   4  not authenticated: no token, or an unknown, expired or revoked one (log in again)

@@ -218,7 +218,7 @@ pub(crate) async fn run(cli: Cli, master_key: Option<secrecy::SecretString>) -> 
         Command::Connect(args) => connect::run(args).await?,
         Command::SshConfig(args) => ssh_config::run_config(args).await?,
         Command::SshPrepare(args) => ssh_config::run_prepare(args).await?,
-        Command::Policy(cmd) => policy::run(cmd)?,
+        Command::Policy(cmd) => policy::run(cmd).await?,
         Command::Login(args) => login::login(args).await?,
         Command::Logout(args) => login::logout(args).await?,
         Command::Whoami(args) => login::whoami(args).await?,

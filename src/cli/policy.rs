@@ -1,4 +1,7 @@
-//! `portcullis policy`: check, explain and export the zone matrix policy.
+//! `portcullis policy`: check, explain, export, diff and simulate the zone matrix policy.
+
+mod diff;
+mod simulate;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -53,6 +56,43 @@ pub(crate) enum PolicyCommand {
     ///   portcullis policy export --policy config/policy.toml --format proxmox --worker-addr 10.10.5.10 --target 4012:WORKLOADS --out fw/
     #[command(verbatim_doc_comment)]
     Export(ExportArgs),
+    /// Compare two policy files: every (role, source zone, target zone, service) decision
+    /// that changes, with the rule responsible; with --live, against the controller's loaded
+    /// policy, adding the users, targets and live sessions the change would allow, deny or
+    /// end, before anything is reloaded.
+    ///
+    /// Exit status 0 when nothing changes, 1 when something does (like diff(1)); an error
+    /// is 2 or more (see `portcullis --help`).
+    ///
+    /// Examples:
+    ///   # With `portcullis dev`'s policy (dev.env sets PORTCULLIS_POLICY):
+    ///   portcullis policy diff "$PORTCULLIS_POLICY" "$PORTCULLIS_POLICY"
+    ///   cp "$PORTCULLIS_POLICY" my-policy.toml && portcullis policy diff --live my-policy.toml
+    ///   portcullis policy diff --live "$PORTCULLIS_POLICY" --json
+    ///
+    /// In a deployment:
+    ///   portcullis policy diff config/policy.toml my-policy.toml
+    ///   portcullis policy diff /etc/portcullis/policy.toml new.toml --json | jq '.changes[] | select(.kind == "denied")'
+    ///   portcullis policy diff --live new.toml && echo "nothing would change"
+    #[command(verbatim_doc_comment)]
+    Diff(diff::DiffArgs),
+    /// What a user could reach under a policy: per target zone and service, from each source
+    /// zone, allowed (by which role) or why not. `--user` asks the controller for the groups
+    /// of the user's last login; `--groups` (and `--amr`, `--acr`) simulate offline.
+    ///
+    /// Exit status 0 when the user reaches something, 1 when nothing; an error is 2 or more.
+    ///
+    /// Examples:
+    ///   # With `portcullis dev` (dev.env sets PORTCULLIS_POLICY; its user is `admin`):
+    ///   portcullis policy simulate --groups users
+    ///   portcullis policy simulate --user admin
+    ///   portcullis policy simulate --user admin --policy "$PORTCULLIS_POLICY" --json
+    ///
+    /// In a deployment:
+    ///   portcullis policy simulate --user alice --policy new.toml
+    ///   portcullis policy simulate --policy config/policy.toml --groups admins --amr mfa --all
+    #[command(verbatim_doc_comment)]
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -138,11 +178,13 @@ fn parse_target(text: &str) -> Result<(u32, String), String> {
 }
 
 /// Runs a policy command and returns the exit code.
-pub(crate) fn run(cmd: PolicyCommand) -> anyhow::Result<i32> {
+pub(crate) async fn run(cmd: PolicyCommand) -> anyhow::Result<i32> {
     match cmd {
         PolicyCommand::Check { file } => check(&file),
         PolicyCommand::Explain(args) => run_explain(&args),
         PolicyCommand::Export(args) => run_export(&args),
+        PolicyCommand::Diff(args) => diff::run(&args).await,
+        PolicyCommand::Simulate(args) => simulate::run(&args).await,
     }
 }
 

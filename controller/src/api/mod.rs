@@ -130,6 +130,7 @@ pub(crate) fn router(state: AppState) -> Router {
             get(workers::get).delete(workers::delete),
         )
         .route("/v1/policy/reload", post(policy::reload))
+        .route("/v1/policy/simulate", post(policy::simulate))
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/ssh/ca", get(sessions::ssh_ca))

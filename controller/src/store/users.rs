@@ -88,6 +88,17 @@ pub(crate) async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<Use
     row.as_ref().map(from_row).transpose()
 }
 
+/// Every user, by user name (at most `limit`): the users a policy dry run checks.
+pub(crate) async fn list(conn: &mut AnyConnection, limit: i64) -> Result<Vec<UserRecord>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM users ORDER BY username, issuer LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
 /// Every user with this subject (one per issuer), or only the one of `issuer`.
 pub(crate) async fn by_subject(
     conn: &mut AnyConnection,

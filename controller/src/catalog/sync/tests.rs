@@ -168,6 +168,7 @@ impl Harness {
             .unwrap();
         let setup = Event::PolicyReloaded {
             policy_hash: "test set-up".into(),
+            details: None,
         };
         tx.commit(AuditEvent::new(Actor::system(), setup))
             .await
