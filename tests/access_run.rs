@@ -48,6 +48,7 @@ groups = ["admins"]
 [[role.grant]]
 zones = ["LOCAL"]
 services = ["echo"]
+logins = ["{{preferred_username}}"]
 [role.requestable]
 approvers = ["leads"]
 max_duration = "1h"
@@ -118,8 +119,17 @@ impl Stack {
             .args(child)
             .env("XDG_RUNTIME_DIR", self.runtime())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(std::fs::File::create(self.run_log()).unwrap());
         cmd.spawn().unwrap()
+    }
+
+    /// What the last `portcullis run` (and its command) wrote on stderr.
+    fn run_log(&self) -> PathBuf {
+        self.work.path().join("run.stderr")
+    }
+
+    fn run_said(&self) -> String {
+        std::fs::read_to_string(self.run_log()).unwrap_or_default()
     }
 
     fn call(&self, method: &str, path: &str) -> (u16, Value) {
@@ -294,10 +304,12 @@ fn ansible_on_three_hosts_runs_under_one_approval_and_a_host_outside_the_list_is
         assert!(listed.contains(session.as_str().unwrap()), "{listed}");
     }
     // The host outside the list never got a session.
-    let (_, targets) = curl(&s.dev, "GET", "/v1/sessions", Some(&s.lead), None);
-    let outside = serde_json::from_str::<Value>(&targets).unwrap()["items"]
-        .as_array()
-        .unwrap()
+    let admin = s.dev.var("PORTCULLIS_TOKEN");
+    let (_, targets) = curl(&s.dev, "GET", "/v1/sessions?limit=500", Some(&admin), None);
+    let listed_sessions = serde_json::from_str::<Value>(&targets).unwrap();
+    let listed_sessions = listed_sessions["items"].as_array().unwrap();
+    assert!(listed_sessions.len() >= sessions.len(), "{targets}");
+    let outside = listed_sessions
         .iter()
         .filter(|v| v["target_name"] == OUTSIDE)
         .count();
@@ -331,20 +343,26 @@ fn kill_9_of_the_run_process_ends_its_run_and_its_sessions() {
         r["run"]["sessions"][0]
             .as_str()
             .map(str::to_owned)
-            .ok_or_else(|| r.to_string())
+            .ok_or_else(|| format!("{r}\nrun:\n{}", s.run_said()))
     });
+    let admin = s.dev.var("PORTCULLIS_TOKEN");
     let session_state = |id: &str| {
         let (_, v) = curl(
             &s.dev,
             "GET",
             &format!("/v1/sessions/{id}"),
-            Some(&s.lead),
+            Some(&admin),
             None,
         );
         serde_json::from_str::<Value>(&v).unwrap()
     };
-    wait_for("the session to be live", Duration::from_secs(30), || {
-        session_state(&session)["state"] == "active"
+    poll("the session to be active", Duration::from_secs(30), || {
+        let v = session_state(&session);
+        if v["state"] == "active" {
+            Ok(())
+        } else {
+            Err(format!("{v}\nrun:\n{}", s.run_said()))
+        }
     });
     let pid = run.id().to_string();
     assert!(Command::new("kill")
