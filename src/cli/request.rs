@@ -25,10 +25,15 @@ pub(crate) enum RequestCommand {
     /// sessions are recorded where they can be.
     ///
     /// `portcullis dev`'s requestable `echo-oncall` needs an approver from `admins` other
-    /// than you; in a deployment, your policy's requestable roles.
+    /// than you (its break-glass approves itself); in a deployment, your policy's
+    /// requestable roles.
+    ///
+    /// Examples:
+    ///   portcullis request create --role echo-oncall --targets echo --for 30m --reason "debug echo"
+    ///   portcullis request create --role echo-oncall --targets echo --for 5m --break-glass \
+    ///       --reason "try break-glass" --json | jq -r .state
     ///
     /// In a deployment:
-    ///   portcullis request create --role echo-oncall --targets echo --for 30m --reason "debug echo"
     ///   portcullis request create --role web-oncall --targets web-01,web-02 --for 2h \
     ///       --reason "INC-1234" --wait
     ///   portcullis request create --role web-oncall --zone WORKLOADS --for 1h --reason "patching"
@@ -62,9 +67,13 @@ pub(crate) enum RequestCommand {
     },
     /// Show one request: its scope, state, window, approvals and run.
     ///
+    /// Examples:
+    ///   portcullis request create --role echo-oncall --targets echo --for 10m --reason "look" --json > req.json
+    ///   portcullis request show "$(jq -r .id req.json)"
+    ///   portcullis request show "$(jq -r .id req.json)" --json | jq -r .state
+    ///
     /// In a deployment:
     ///   portcullis request show ar_0123...
-    ///   portcullis request show ar_0123... --json | jq -r .state
     #[command(verbatim_doc_comment)]
     Show {
         /// The request id (ar_...).
@@ -94,8 +103,11 @@ pub(crate) enum RequestCommand {
     /// End a request now, pending or approved: its live sessions end at once (the
     /// requester, an approver of its role, or sessions:cancel-any).
     ///
+    /// Examples:
+    ///   portcullis request create --role echo-oncall --targets echo --for 10m --reason "look" --json > req.json
+    ///   portcullis request revoke "$(jq -r .id req.json)" --reason "done early"
+    ///
     /// In a deployment:
-    ///   portcullis request revoke ar_0123...
     ///   portcullis request revoke ar_0123... --reason "done early" --json
     #[command(verbatim_doc_comment)]
     Revoke(DecideArgs),

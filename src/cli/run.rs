@@ -47,10 +47,13 @@ use keepalive::{Verdict, MAX_KEEPALIVE_SECS};
 /// signal N). If the request is revoked or expires, the command gets SIGTERM.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
-In a deployment (a requestable role; `portcullis dev`'s `echo-oncall` needs an approver from \
-`admins` other than you):
-  portcullis run --role echo-oncall --targets echo --for 10m --reason \"check echo\" -- \\
+Examples:
+  # On `portcullis dev`: its `echo-oncall` role allows break-glass (self-approval, audited as
+  # break_glass); the command's session goes through the run.
+  portcullis run --role echo-oncall --targets echo --for 5m --break-glass --reason \"try run\" -- \\
       sh -c 'echo hello | portcullis connect echo --stdio'
+
+In a deployment (a requestable role, approved by one of its approvers):
   portcullis run --role web-oncall --targets web-01,web-02 --for 30m --reason \"deploy 1.4\" -- \\
       ansible-playbook -i inventory site.yml      # hosts as web-01.pc (portcullis ssh-config)
   portcullis run --request ar_0123... -- ./migrate.sh")]
@@ -77,8 +80,12 @@ pub(crate) struct RunArgs {
     /// Why (required when the role says so).
     #[arg(long)]
     pub reason: Option<String>,
+    /// Approve it yourself, now, as the role's break-glass allows (a reason is required; the
+    /// role's break-glass maximum applies; audited as `break_glass` and notified at once).
+    #[arg(long, requires = "reason")]
+    pub break_glass: bool,
     /// Use this request (yours, for named targets, not yet run) instead of making one.
-    #[arg(long, value_name = "ID", conflicts_with_all = ["role", "targets", "duration", "reason"])]
+    #[arg(long, value_name = "ID", conflicts_with_all = ["role", "targets", "duration", "reason", "break_glass"])]
     pub request: Option<String>,
     /// Seconds between the run's keepalives (90s, 1m). The controller ends the run, and its
     /// sessions, after three missed; a shorter interval ends a killed run sooner.
@@ -195,7 +202,7 @@ fn create_body(args: &RunArgs) -> anyhow::Result<CreateAccessRequest> {
         zone: None,
         duration_secs: args.duration.context("say for how long: --for 30m")?,
         reason: args.reason.clone(),
-        break_glass: false,
+        break_glass: args.break_glass,
         run_command: Some(args.command.clone()),
     })
 }

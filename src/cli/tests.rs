@@ -109,22 +109,12 @@ const NO_DEV_EXAMPLE: &[(&str, &str)] = &[
         "dev's only target is a TCP echo service, no SSH server",
     ),
     (
-        "request create",
-        "dev's requestable echo-oncall needs an approver in admins other than its one user",
-    ),
-    ("request show", "dev has no request until one is created"),
-    (
         "request approve",
         "the approver must be another user than the requester, logged in with MFA",
     ),
     (
         "request deny",
         "the approver must be another user than the requester, logged in with MFA",
-    ),
-    ("request revoke", "dev has no request until one is created"),
-    (
-        "run",
-        "a run waits for an approval by another user than dev's one user",
     ),
 ];
 

@@ -132,3 +132,26 @@ fn the_keepalive_interval_defaults_to_30_s_and_is_bounded() {
         assert!(with(&["--keepalive", bad]).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn break_glass_needs_a_reason_and_goes_into_the_request() {
+    let base = [
+        "--role",
+        "r",
+        "--targets",
+        "a",
+        "--for",
+        "10m",
+        "--break-glass",
+    ];
+    let mut without = base.to_vec();
+    without.extend_from_slice(&["--", "true"]);
+    assert!(parse(&without).is_err(), "a reason is required");
+    let mut with = base.to_vec();
+    with.extend_from_slice(&["--reason", "site down", "--", "true"]);
+    let args = parse(&with).unwrap();
+    let body = super::create_body(&args).unwrap();
+    assert!(body.break_glass);
+    assert_eq!(body.reason.as_deref(), Some("site down"));
+    assert!(parse(&["--request", "ar_1", "--break-glass", "--", "true"]).is_err());
+}
