@@ -380,6 +380,9 @@ pub(super) mod tests {
         /// reversed followed by a trailer.
         ReverseAfterEof,
         Refuse(RefusalCode, &'static str),
+        /// Read these bytes behind the hello before replying (a client that waited for the
+        /// reply to send them would hang), accept, send them back and close.
+        EarlyBeforeReply(&'static [u8]),
     }
 
     /// A stand-in worker proxy listener on 127.0.0.1:0; returns its address and fingerprint.
@@ -425,6 +428,19 @@ pub(super) mod tests {
                 tls.write_all(&proxy::encode_frame(&reply).unwrap())
                     .await
                     .unwrap();
+                tls.shutdown().await.unwrap();
+            }
+            Behaviour::EarlyBeforeReply(expected) => {
+                let mut early = vec![0u8; expected.len()];
+                tls.read_exact(&mut early).await.unwrap();
+                assert_eq!(&early, expected);
+                let reply = WorkerReply::Accepted {
+                    connection_id: "c_2".into(),
+                };
+                tls.write_all(&proxy::encode_frame(&reply).unwrap())
+                    .await
+                    .unwrap();
+                tls.write_all(&early).await.unwrap();
                 tls.shutdown().await.unwrap();
             }
             Behaviour::ReverseAfterEof => {
@@ -494,6 +510,59 @@ pub(super) mod tests {
         let transfer = splice.await.unwrap().unwrap();
         assert_eq!(transfer.up, payload.len() as u64);
         assert_eq!(transfer.down, expected.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn the_first_bytes_go_with_the_hello() {
+        let (addr, fingerprint) = mock_worker(Behaviour::EarlyBeforeReply(b"ping")).await;
+        let (mut app, local) = tokio::io::duplex(1024);
+        app.write_all(b"ping").await.unwrap();
+        let (mut local_read, local_write) = tokio::io::split(local);
+        let mut early = Vec::new();
+        let connection = ticket(addr, fingerprint)
+            .open_with(&mut local_read, &mut early)
+            .await
+            .unwrap();
+        assert_eq!(connection.id, "c_2");
+        assert_eq!(early, b"ping");
+        app.shutdown().await.unwrap();
+        let splice = tokio::spawn(connection.splice(local_read, local_write));
+        let mut answer = Vec::new();
+        app.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, b"ping");
+        let transfer = splice.await.unwrap().unwrap();
+        assert_eq!(transfer.up, 4, "the first bytes count as sent");
+        assert_eq!(transfer.down, 4);
+    }
+
+    #[tokio::test]
+    async fn a_local_side_that_says_nothing_does_not_hold_up_the_reply() {
+        let (addr, fingerprint) = mock_worker(Behaviour::ReverseAfterEof).await;
+        let (_app, local) = tokio::io::duplex(1024);
+        let (mut local_read, _local_write) = tokio::io::split(local);
+        let mut early = Vec::new();
+        let connection = ticket(addr, fingerprint)
+            .open_with(&mut local_read, &mut early)
+            .await
+            .unwrap();
+        assert_eq!(connection.id, "c_1");
+        assert!(early.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_reported_when_first_bytes_went_with_the_hello() {
+        let (addr, fingerprint) =
+            mock_worker(Behaviour::Refuse(RefusalCode::SessionEnded, "ended")).await;
+        let (mut app, local) = tokio::io::duplex(1024);
+        app.write_all(&[7u8; 900]).await.unwrap();
+        let (mut local_read, _) = tokio::io::split(local);
+        let mut early = Vec::new();
+        let err = ticket(addr, fingerprint)
+            .open_with(&mut local_read, &mut early)
+            .await
+            .err()
+            .unwrap();
+        assert!(err.downcast_ref::<Refused>().is_some(), "{err:#}");
     }
 
     #[tokio::test]
