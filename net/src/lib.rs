@@ -5,10 +5,13 @@
 //!   listener accepts through;
 //! - [`retry`]: the waits between attempts to reach a peer (exponential, jittered, capped);
 //! - [`ops`]: where the ops listener (metrics, health, readiness) listens.
+//! - [`read_ahead`]: large reads of the socket under a TLS layer (rustls reads 4 KiB at a
+//!   time).
 //! - [`proxy_header`]: the PROXY protocol header a trusted load balancer opens a connection
 //!   with, and which balancers are trusted.
 
 pub mod accept;
 pub mod ops;
 pub mod proxy_header;
+pub mod read_ahead;
 pub mod retry;

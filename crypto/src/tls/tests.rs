@@ -557,6 +557,44 @@ fn the_provider_is_installed_once() {
     ));
 }
 
+#[test]
+fn link_and_proxy_configs_offer_the_fastest_suite_for_this_cpu_first() {
+    use rustls::CipherSuite;
+    let first = |aes| tls13_suites(aes)[0].suite();
+    assert_eq!(first(true), CipherSuite::TLS13_AES_128_GCM_SHA256);
+    assert_eq!(first(false), CipherSuite::TLS13_CHACHA20_POLY1305_SHA256);
+    for aes in [true, false] {
+        let mut all: Vec<_> = tls13_suites(aes).iter().map(|s| s.suite()).collect();
+        all.sort_by_key(|s| u16::from(*s));
+        assert_eq!(all.len(), 3, "every TLS 1.3 suite of ring stays offered");
+        all.dedup();
+        assert_eq!(all.len(), 3);
+    }
+    let ca = ca();
+    let link = client_config(
+        Arc::new(PinnedCa::controller(CaTrust::Pinned(ca.der.clone()), CONTROLLER).unwrap()),
+        ClientAuth::None,
+        ALPN,
+    )
+    .unwrap();
+    let offered: Vec<_> = link
+        .crypto_provider()
+        .cipher_suites
+        .iter()
+        .map(|s| s.suite())
+        .collect();
+    let expected: Vec<_> = tls13_suites(aes_in_hardware())
+        .iter()
+        .map(|s| s.suite())
+        .collect();
+    assert_eq!(offered, expected);
+    // HTTPS keeps the provider's own order.
+    assert_eq!(
+        provider().cipher_suites[0].suite(),
+        CipherSuite::TLS13_AES_256_GCM_SHA384
+    );
+}
+
 // ---- PinnedCertificate: a Proxmox API pinned by its ssl_fingerprint ----
 
 /// A TLS 1.3 server presenting `certified`.

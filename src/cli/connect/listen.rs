@@ -216,20 +216,26 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 /// Opens a connection of the session, on the spare stream when there is one. A spare that
 /// failed, or that the worker has meanwhile closed, fails before anything was admitted: dial
 /// afresh then.
-async fn open(ticket: &SessionTicket, spare: Option<Dialling>) -> anyhow::Result<WorkerConnection> {
+async fn open<L: AsyncRead + Unpin>(
+    ticket: &SessionTicket,
+    spare: Option<Dialling>,
+    local: &mut L,
+    early: &mut Vec<u8>,
+) -> anyhow::Result<WorkerConnection> {
     let warm = match spare {
         Some(dialling) => dialling.await.ok().and_then(Result::ok),
         None => None,
     };
     if let Some(tls) = warm {
-        match ticket.handshake(tls).await {
+        // The first bytes read for the spare are sent again on the fresh connection.
+        match ticket.handshake(tls, local, early).await {
             Err(err) if err.downcast_ref::<Refused>().is_none() => {
                 tracing::debug!(error = %err, "the spare connection failed; dialling afresh");
             }
             answer => return answer,
         }
     }
-    ticket.open().await
+    ticket.open_with(local, early).await
 }
 
 async fn carry(
@@ -248,7 +254,9 @@ async fn carry(
             return;
         }
     };
-    let connection = match open(&ticket, warm).await {
+    let (mut read, write) = tokio::io::split(stream);
+    let mut early = Vec::new();
+    let connection = match open(&ticket, warm, &mut read, &mut early).await {
         Ok(connection) => connection,
         Err(err) => {
             eprintln!("connection from {peer}: {err:#}");
@@ -265,7 +273,6 @@ async fn carry(
     if announce {
         eprintln!("Connection {id} from {peer} opened.");
     }
-    let (read, write) = tokio::io::split(stream);
     match connection.splice(read, write).await {
         Ok(transfer) if announce => eprintln!(
             "Connection {id} closed: {} up, {} down.",

@@ -5,12 +5,10 @@
 
 use portcullis_proto::access::{run_proof_message, UnderRequest};
 use portcullis_proto::api::{CancelReason, SessionAuthorization};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 
 use super::session::{authorize_with, cancel_session, client_public_key};
 use super::tls::ClientIdentity;
-use super::tunnel::SessionTicket;
+use super::tunnel::{SessionTicket, WorkerStream};
 use crate::cli::http::ApiClient;
 
 /// What signs a run's proofs: the run's Ed25519 key, which stays with its caller.
@@ -59,7 +57,7 @@ impl RunSession {
     }
 
     /// One more connection of the session, to the target through its worker.
-    pub(crate) async fn connect(&self) -> anyhow::Result<TlsStream<TcpStream>> {
+    pub(crate) async fn connect(&self) -> anyhow::Result<WorkerStream> {
         Ok(self.ticket.open().await?.into_stream())
     }
 

@@ -9,18 +9,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_rustls::client::TlsStream;
 
-use super::tunnel::SessionTicket;
+use super::tunnel::{SessionTicket, WorkerStream};
 
 /// How long a spare is kept: well within the worker's 5 s wait for the hello.
 pub(super) const MAX_AGE: Duration = Duration::from_secs(3);
 
 /// The dial of a spare: resolves to the TLS stream (or the dial's error).
-pub(super) type Dialling = JoinHandle<anyhow::Result<TlsStream<TcpStream>>>;
+pub(super) type Dialling = JoinHandle<anyhow::Result<WorkerStream>>;
 
 /// A TLS stream to the worker being made, or made, in its own task.
 pub(super) struct Spare {

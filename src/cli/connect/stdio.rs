@@ -33,11 +33,16 @@ type BoxedRead = Box<dyn AsyncRead + Send + Unpin>;
 type BoxedWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Opens one connection of the session and splices it with stdin/stdout until both
-/// directions end (stdin's EOF is passed on as a half-close, and so is the worker's).
+/// directions end (stdin's EOF is passed on as a half-close, and so is the worker's). What
+/// stdin holds by the time the worker is reached goes with the hello.
 pub(super) async fn carry_stdio(ticket: &SessionTicket) -> anyhow::Result<Transfer> {
-    let connection = ticket.open().await?;
+    let mut streams = StdStreams::open()?;
+    let mut early = Vec::new();
+    let connection = ticket.open_with(&mut streams.stdin, &mut early).await?;
     tracing::debug!(connection.id = %connection.id, "connection accepted by the worker");
-    carry_stdio_on(connection.into_stream()).await
+    let mut transfer = streams.carry(connection.into_stream()).await?;
+    transfer.up += early.len() as u64;
+    Ok(transfer)
 }
 
 /// Splices `stream` (to the worker, or to the `portcullis run` relaying one) with
@@ -46,28 +51,61 @@ pub(super) async fn carry_stdio_on<S>(stream: S) -> anyhow::Result<Transfer>
 where
     S: AsyncRead + AsyncWrite,
 {
-    // Declared first: whatever happens below, the flags are restored when this ends.
-    let mut restore = RestoreFlags::default();
-    let stdin = match driven_stdin(&mut restore) {
-        Some(stdin) => stdin,
-        None => Box::new(stdin_thread()?),
-    };
-    let (stdout, written): (BoxedWrite, _) = match driven_stdout(&mut restore) {
-        Some(stdout) => (stdout, None),
-        None => {
-            let (stdout, written) = stdout_thread()?;
-            (Box::new(stdout), Some(written))
-        }
-    };
-    let transfer = super::tunnel::splice(stream, stdin, stdout).await?;
-    // The splice ended after handing the last bytes to the stdout thread: wait until they
-    // are out. (Driven by the runtime, they are already written.)
-    if let Some(written) = written {
-        if let Ok(Err(err)) = written.await {
-            return Err(err).context("cannot write to stdout");
-        }
+    StdStreams::open()?.carry(stream).await
+}
+
+/// Stdin and stdout ready to carry a connection, and the flags to restore after it.
+struct StdStreams {
+    stdin: BoxedRead,
+    stdout: BoxedWrite,
+    /// Tells when the stdout thread has written everything, if there is one.
+    written: Option<oneshot::Receiver<io::Result<()>>>,
+    // Dropped last: whatever happens, the flags are restored when the connection ends.
+    _restore: RestoreFlags,
+}
+
+impl StdStreams {
+    fn open() -> anyhow::Result<Self> {
+        let mut restore = RestoreFlags::default();
+        let stdin = match driven_stdin(&mut restore) {
+            Some(stdin) => stdin,
+            None => Box::new(stdin_thread()?),
+        };
+        let (stdout, written): (BoxedWrite, _) = match driven_stdout(&mut restore) {
+            Some(stdout) => (stdout, None),
+            None => {
+                let (stdout, written) = stdout_thread()?;
+                (Box::new(stdout), Some(written))
+            }
+        };
+        Ok(Self {
+            stdin,
+            stdout,
+            written,
+            _restore: restore,
+        })
     }
-    Ok(transfer)
+
+    async fn carry<S>(self, stream: S) -> anyhow::Result<Transfer>
+    where
+        S: AsyncRead + AsyncWrite,
+    {
+        let Self {
+            stdin,
+            stdout,
+            written,
+            _restore,
+        } = self;
+        let transfer = super::tunnel::splice(stream, stdin, stdout).await?;
+        // The splice ended after handing the last bytes to the stdout thread: wait until
+        // they are out. (Driven by the runtime, they are already written.)
+        if let Some(written) = written {
+            if let Ok(Err(err)) = written.await {
+                return Err(err).context("cannot write to stdout");
+            }
+        }
+        Ok(transfer)
+    }
 }
 
 /// What a standard stream is open on, which decides how it is served.

@@ -7,13 +7,19 @@ use std::time::Duration;
 
 /// Copy buffer per direction of a brokered connection.
 const COPY_BUF: usize = 64 * 1024;
+/// The most of the local side's first bytes sent with the hello (one TLS record).
+const EARLY_MAX: usize = 16 * 1024;
 
 use anyhow::{anyhow, Context as _};
+use portcullis_net::read_ahead::ReadAhead;
 use portcullis_proto::proxy::{self, RefusalCode, WorkerReply};
 use portcullis_proto::PROTOCOL_VERSION;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+
+/// A connection to a worker: TLS over the socket read in large chunks ([`ReadAhead`]).
+pub(crate) type WorkerStream = TlsStream<ReadAhead<TcpStream>>;
 
 use super::tls::{server_name, ClientIdentity};
 use crate::cli::exit::Unreachable;
@@ -76,13 +82,25 @@ impl SessionTicket {
     /// error (downcast it to tell the codes apart).
     pub(super) async fn open(&self) -> anyhow::Result<WorkerConnection> {
         let tls = self.dial().await?;
-        self.handshake(tls).await
+        self.handshake(tls, &mut tokio::io::empty(), &mut Vec::new())
+            .await
+    }
+
+    /// [`open`](Self::open) for a local stream whose first bytes go with the hello: see
+    /// [`handshake`](Self::handshake).
+    pub(super) async fn open_with<L: AsyncRead + Unpin>(
+        &self,
+        local: &mut L,
+        early: &mut Vec<u8>,
+    ) -> anyhow::Result<WorkerConnection> {
+        let tls = self.dial().await?;
+        self.handshake(tls, local, early).await
     }
 
     /// The first half of [`open`](Self::open): TCP and pinned TLS to the worker, nothing
     /// sent yet. The worker waits 5 s for the hello that [`handshake`](Self::handshake)
     /// sends, so a stream made ahead of need must be used well within that.
-    pub(super) async fn dial(&self) -> anyhow::Result<TlsStream<TcpStream>> {
+    pub(super) async fn dial(&self) -> anyhow::Result<WorkerStream> {
         let addr = &self.worker_addr;
         let tcp = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr))
             .await
@@ -90,33 +108,68 @@ impl SessionTicket {
             .map_err(|err| Unreachable(format!("cannot reach the worker at {addr}: {err}")))?;
         let _ = tcp.set_nodelay(true);
         let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
-        tokio::time::timeout(TLS_TIMEOUT, connector.connect(server_name()?, tcp))
-            .await
-            .map_err(|_| anyhow!("TLS with the worker at {addr} timed out"))?
-            .map_err(|err| {
-                anyhow!(
-                    "TLS with the worker at {addr} failed: {}",
-                    tls_failure(&err)
-                )
-            })
+        let tls = tokio::time::timeout(
+            TLS_TIMEOUT,
+            connector.connect(server_name()?, ReadAhead::new(tcp)),
+        )
+        .await
+        .map_err(|_| anyhow!("TLS with the worker at {addr} timed out"))?
+        .map_err(|err| {
+            anyhow!(
+                "TLS with the worker at {addr} failed: {}",
+                tls_failure(&err)
+            )
+        })?;
+        // What scripts/bench reports as the suite of its rows.
+        if let Some(suite) = tls.get_ref().1.negotiated_cipher_suite() {
+            tracing::debug!(tls.suite = ?suite.suite(), "TLS with the worker");
+        }
+        Ok(tls)
     }
 
     /// The second half of [`open`](Self::open): the hello with the grant, and the worker's
     /// reply.
-    pub(super) async fn handshake(
+    ///
+    /// The local side's first bytes go with the hello, saving a round trip for a client that
+    /// speaks first: `early` (bytes read from `local` for an earlier attempt that failed
+    /// before any reply) is sent right after the hello; when it is empty, one read of
+    /// `local` that completes while the reply is awaited is sent at once and kept in
+    /// `early`. The worker holds whatever follows the hello until it accepts, and a refused
+    /// connection never reaches the target, so this changes nothing on the wire a worker
+    /// of any version reads. Their count belongs to the connection's `up` total.
+    pub(super) async fn handshake<L: AsyncRead + Unpin>(
         &self,
-        mut tls: TlsStream<TcpStream>,
+        tls: WorkerStream,
+        local: &mut L,
+        early: &mut Vec<u8>,
     ) -> anyhow::Result<WorkerConnection> {
         let addr = &self.worker_addr;
-        let hello = proxy::encode_frame(&proxy::ClientHello {
+        let mut hello = proxy::encode_frame(&proxy::ClientHello {
             protocol_version: PROTOCOL_VERSION,
             grant: self.grant.clone(),
         })
         .context("cannot encode the proxy handshake")?;
+        hello.extend_from_slice(early);
+        let (mut rd, mut wr) = tokio::io::split(tls);
         let reply = tokio::time::timeout(REPLY_TIMEOUT, async {
-            tls.write_all(&hello).await?;
-            tls.flush().await?;
-            read_reply(&mut tls).await
+            wr.write_all(&hello).await?;
+            wr.flush().await?;
+            let mut reply = std::pin::pin!(read_reply(&mut rd));
+            if !early.is_empty() {
+                return reply.await;
+            }
+            let mut first = vec![0u8; EARLY_MAX];
+            tokio::select! {
+                biased;
+                answer = &mut reply => answer,
+                // A failed or empty read is the splice's to see again.
+                Ok(n @ 1..) = local.read(&mut first) => {
+                    early.extend_from_slice(&first[..n]);
+                    wr.write_all(early).await?;
+                    wr.flush().await?;
+                    reply.await
+                }
+            }
         })
         .await
         .map_err(|_| anyhow!("the worker at {addr} did not answer the handshake in time"))?
@@ -124,7 +177,8 @@ impl SessionTicket {
         match reply {
             WorkerReply::Accepted { connection_id } => Ok(WorkerConnection {
                 id: connection_id,
-                stream: tls,
+                stream: rd.unsplit(wr),
+                early: early.len() as u64,
             }),
             WorkerReply::Refused { code, reason } => Err(Refused { code, reason }.into()),
         }
@@ -221,7 +275,9 @@ fn describe(code: RefusalCode) -> &'static str {
 /// An accepted connection to the target through the worker.
 pub(super) struct WorkerConnection {
     pub id: String,
-    stream: TlsStream<TcpStream>,
+    stream: WorkerStream,
+    /// The local side's first bytes, sent with the hello.
+    early: u64,
 }
 
 /// Bytes carried by a finished connection.
@@ -236,7 +292,7 @@ pub(super) struct Transfer {
 impl WorkerConnection {
     /// The stream to the target through the worker, for a caller that speaks a protocol
     /// over it (`connect http`) rather than splicing bytes.
-    pub(super) fn into_stream(self) -> TlsStream<TcpStream> {
+    pub(super) fn into_stream(self) -> WorkerStream {
         self.stream
     }
 
@@ -256,7 +312,9 @@ impl WorkerConnection {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        splice(self.stream, local_read, local_write).await
+        let mut transfer = splice(self.stream, local_read, local_write).await?;
+        transfer.up += self.early;
+        Ok(transfer)
     }
 }
 
@@ -322,6 +380,9 @@ pub(super) mod tests {
         /// reversed followed by a trailer.
         ReverseAfterEof,
         Refuse(RefusalCode, &'static str),
+        /// Read these bytes behind the hello before replying (a client that waited for the
+        /// reply to send them would hang), accept, send them back and close.
+        EarlyBeforeReply(&'static [u8]),
     }
 
     /// A stand-in worker proxy listener on 127.0.0.1:0; returns its address and fingerprint.
@@ -367,6 +428,19 @@ pub(super) mod tests {
                 tls.write_all(&proxy::encode_frame(&reply).unwrap())
                     .await
                     .unwrap();
+                tls.shutdown().await.unwrap();
+            }
+            Behaviour::EarlyBeforeReply(expected) => {
+                let mut early = vec![0u8; expected.len()];
+                tls.read_exact(&mut early).await.unwrap();
+                assert_eq!(&early, expected);
+                let reply = WorkerReply::Accepted {
+                    connection_id: "c_2".into(),
+                };
+                tls.write_all(&proxy::encode_frame(&reply).unwrap())
+                    .await
+                    .unwrap();
+                tls.write_all(&early).await.unwrap();
                 tls.shutdown().await.unwrap();
             }
             Behaviour::ReverseAfterEof => {
@@ -436,6 +510,59 @@ pub(super) mod tests {
         let transfer = splice.await.unwrap().unwrap();
         assert_eq!(transfer.up, payload.len() as u64);
         assert_eq!(transfer.down, expected.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn the_first_bytes_go_with_the_hello() {
+        let (addr, fingerprint) = mock_worker(Behaviour::EarlyBeforeReply(b"ping")).await;
+        let (mut app, local) = tokio::io::duplex(1024);
+        app.write_all(b"ping").await.unwrap();
+        let (mut local_read, local_write) = tokio::io::split(local);
+        let mut early = Vec::new();
+        let connection = ticket(addr, fingerprint)
+            .open_with(&mut local_read, &mut early)
+            .await
+            .unwrap();
+        assert_eq!(connection.id, "c_2");
+        assert_eq!(early, b"ping");
+        app.shutdown().await.unwrap();
+        let splice = tokio::spawn(connection.splice(local_read, local_write));
+        let mut answer = Vec::new();
+        app.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, b"ping");
+        let transfer = splice.await.unwrap().unwrap();
+        assert_eq!(transfer.up, 4, "the first bytes count as sent");
+        assert_eq!(transfer.down, 4);
+    }
+
+    #[tokio::test]
+    async fn a_local_side_that_says_nothing_does_not_hold_up_the_reply() {
+        let (addr, fingerprint) = mock_worker(Behaviour::ReverseAfterEof).await;
+        let (_app, local) = tokio::io::duplex(1024);
+        let (mut local_read, _local_write) = tokio::io::split(local);
+        let mut early = Vec::new();
+        let connection = ticket(addr, fingerprint)
+            .open_with(&mut local_read, &mut early)
+            .await
+            .unwrap();
+        assert_eq!(connection.id, "c_1");
+        assert!(early.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_reported_when_first_bytes_went_with_the_hello() {
+        let (addr, fingerprint) =
+            mock_worker(Behaviour::Refuse(RefusalCode::SessionEnded, "ended")).await;
+        let (mut app, local) = tokio::io::duplex(1024);
+        app.write_all(&[7u8; 900]).await.unwrap();
+        let (mut local_read, _) = tokio::io::split(local);
+        let mut early = Vec::new();
+        let err = ticket(addr, fingerprint)
+            .open_with(&mut local_read, &mut early)
+            .await
+            .err()
+            .unwrap();
+        assert!(err.downcast_ref::<Refused>().is_some(), "{err:#}");
     }
 
     #[tokio::test]

@@ -15,11 +15,10 @@ mod tests;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::ClientStream;
 use portcullis_proto::grant::{self, GrantClaims};
 use portcullis_proto::link::{AdmitFirst, Request, Response};
 use portcullis_proto::proxy::ClientHello;
-use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 
 use self::check::{Counted, Facts};
 use super::handshake::Refusal;
@@ -48,7 +47,7 @@ pub(super) struct Refused {
 /// known, so that a refusal's log line carries them.
 pub(super) fn admit(
     shared: &Shared,
-    tls: &TlsStream<TcpStream>,
+    tls: &ClientStream,
     peer: SocketAddr,
     hello: ClientHello,
 ) -> Result<Admitted, Refused> {
@@ -94,7 +93,7 @@ pub(super) fn admit(
 }
 
 /// The fingerprint of the key the client's TLS certificate carries, if it has one.
-fn client_key(tls: &TlsStream<TcpStream>) -> Option<String> {
+fn client_key(tls: &ClientStream) -> Option<String> {
     tls.get_ref()
         .1
         .peer_certificates()

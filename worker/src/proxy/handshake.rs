@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
+use super::ClientStream;
 use portcullis_proto::proxy::{self, ClientHello, RefusalCode, WorkerReply};
 use portcullis_proto::text;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 
 /// A refusal to send the client: the machine-readable code and the reason for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +75,7 @@ fn gone_or_bad(err: &std::io::Error) -> NoHello {
     }
 }
 
-pub(super) async fn reply(tls: &mut TlsStream<TcpStream>, answer: &WorkerReply) {
+pub(super) async fn reply(tls: &mut ClientStream, answer: &WorkerReply) {
     if let Ok(frame) = proxy::encode_frame(answer) {
         let _ = tls.write_all(&frame).await;
         let _ = tls.flush().await;
@@ -84,7 +83,7 @@ pub(super) async fn reply(tls: &mut TlsStream<TcpStream>, answer: &WorkerReply) 
 }
 
 /// Logs the refusal, sends it and closes the connection.
-pub(super) async fn refuse(mut tls: TlsStream<TcpStream>, refusal: Refusal) {
+pub(super) async fn refuse(mut tls: ClientStream, refusal: Refusal) {
     let Refusal { code, reason } = refusal;
     // The reason may quote the client's own bytes (a serde error naming an unknown field).
     tracing::info!(?code, reason = %text::escaped(&reason), "connection refused");

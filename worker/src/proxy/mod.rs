@@ -21,11 +21,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_net::proxy_header::{self, Source};
+use portcullis_net::read_ahead::ReadAhead;
 use portcullis_proto::link::{AdmitFirst, ConnectionEvent, EndReason};
 use portcullis_proto::proxy::{RefusalCode, WorkerReply};
 use portcullis_proto::text;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::server::TlsStream;
+
+/// A client's connection: TLS over the socket read in large chunks ([`ReadAhead`]).
+pub(crate) type ClientStream = TlsStream<ReadAhead<TcpStream>>;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -90,7 +94,7 @@ pub async fn serve(
                 if let Some(via) = via {
                     span.record("client.via", tracing::field::display(via));
                 }
-                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(ReadAhead::new(tcp))).await {
                     Ok(Ok(tls)) => handle(tls, client, shared, pass).await,
                     Ok(Err(err)) => {
                         tracing::info!(error = %text::escaped(&err), "TLS handshake refused")
@@ -105,12 +109,7 @@ pub async fn serve(
 
 /// One connection after its TLS handshake: reads the hello, admits the connection, opens the
 /// target, accepts, relays until the connection or its session ends, and records the close.
-async fn handle(
-    mut tls: TlsStream<TcpStream>,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    pass: accept::Pass,
-) {
+async fn handle(mut tls: ClientStream, peer: SocketAddr, shared: Arc<Shared>, pass: accept::Pass) {
     let hello = read_hello(&mut tls, shared.config.hello_timeout).await;
     drop(pass);
     let hello = match hello {

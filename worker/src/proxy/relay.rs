@@ -3,10 +3,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::ClientStream;
 use portcullis_proto::link::EndReason;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 
 use crate::Shared;
 
@@ -23,7 +23,7 @@ pub(super) struct Relayed {
 pub(super) async fn relay_until_ended(
     shared: &Shared,
     session_id: &str,
-    client: TlsStream<TcpStream>,
+    client: ClientStream,
     target: TcpStream,
 ) -> Relayed {
     let ending = shared.table.ending(session_id);
@@ -45,7 +45,7 @@ pub(super) async fn relay_until_ended(
 
 /// Copies both ways until both directions are done; an EOF on one side becomes a shutdown of
 /// the other side's write half, and the other direction keeps flowing.
-async fn relay(client: TlsStream<TcpStream>, target: TcpStream, up: &AtomicU64, down: &AtomicU64) {
+async fn relay(client: ClientStream, target: TcpStream, up: &AtomicU64, down: &AtomicU64) {
     let (mut client_r, mut client_w) = tokio::io::split(client);
     let (mut target_r, mut target_w) = target.into_split();
     let a = pump(&mut client_r, &mut target_w, up);

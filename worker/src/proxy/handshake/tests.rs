@@ -89,3 +89,24 @@ async fn a_hello_cut_short_or_malformed_is_bad() {
     let hello = read(&hello, None).await.unwrap();
     assert_eq!(hello.grant, "g");
 }
+
+/// A client may send its first bytes right behind the hello, in the same flight (the CLI
+/// does): the hello is read exactly, and what follows stays in the stream for the relay,
+/// which only starts once the connection is accepted.
+#[tokio::test]
+async fn bytes_behind_the_hello_stay_for_the_relay() {
+    use tokio::io::AsyncReadExt as _;
+    let hello = proxy::encode_frame(&ClientHello {
+        protocol_version: portcullis_proto::PROTOCOL_VERSION,
+        grant: "g".into(),
+    })
+    .unwrap();
+    let mut bytes = hello.clone();
+    bytes.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+    let mut stream = Script { bytes, then: None };
+    let read = read_hello(&mut stream, LIMIT).await.unwrap();
+    assert_eq!(read.grant, "g");
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(rest, b"GET / HTTP/1.1\r\n\r\n");
+}
