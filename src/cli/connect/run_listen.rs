@@ -101,3 +101,44 @@ pub(super) async fn listen(
     drop(served); // Removes the CA bundle and the environment file.
     Ok(ending.code)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use crate::cli::connect::args::tests::parse;
+    use crate::cli::connect::run_socket::check;
+
+    /// Under a run: stdio and the listener modes pass; what needs the API, a key or an
+    /// exposed address is refused with the flag's name.
+    #[test]
+    fn the_listener_modes_pass_the_runs_check_and_the_rest_is_refused() {
+        for ok in [
+            &["pve-1"][..],
+            &["pve-1", "--socket", "s"],
+            &["pve-1", "--listen-unix", "s"],
+            &["pve-1", "--listen-port", "0"],
+            &["pve-1", "--exec", "curl"],
+            &["pve-1", "--listen-port", "0", "--exec", "curl"],
+            &["web", "--stdio"],
+            &["web", "--stdio", "--session-file", "f"],
+        ] {
+            assert!(check(&parse(ok).unwrap()).is_ok(), "{ok:?}");
+        }
+        for (refused, named) in [
+            (&["web", "--write-session-file", "f"][..], "--write-session-file"),
+            (
+                &["web", "--listen-port", "0", "--listen-addr", "0.0.0.0"],
+                "--listen-addr",
+            ),
+            (&["web", "--listen-port", "0", "--ssh-key", "k"], "--ssh-key"),
+            (&["db", "--env", "X={{port}}", "--exec", "psql"], "--env"),
+            (&["ssh", "web"], "connect ssh"),
+        ] {
+            let err = check(&parse(refused).unwrap()).unwrap_err().to_string();
+            assert!(
+                err.contains(named) && err.contains("PORTCULLIS_RUN_SOCKET"),
+                "{refused:?}: {err}"
+            );
+        }
+    }
+}

@@ -167,4 +167,73 @@ mod tests {
         assert!(!failed.run_ended);
         assert!(format!("{:#}", failed.error).contains("not one of this run's"));
     }
+
+    /// A listener on a run's session: every local connection is a `join` of that session on
+    /// the run socket, carrying the bytes both ways; the session's expiry bounds the listener.
+    #[tokio::test]
+    async fn a_listener_joins_the_runs_session_per_connection() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        use super::super::listen::{self, LocalListener, Stop};
+
+        let dir = tempfile::tempdir().unwrap();
+        let run_path = dir.path().join("run.sock");
+        let run_socket = tokio::net::UnixListener::bind(&run_path).unwrap();
+        let (asks_tx, mut asks) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = run_socket.accept().await.unwrap();
+                let asks_tx = asks_tx.clone();
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    let line = protocol::read_line(&mut stream).await.unwrap();
+                    asks_tx.send(serde_json::from_str::<Ask>(&line).unwrap()).unwrap();
+                    let answer = protocol::Answer::Connected {
+                        session_id: "s_1".into(),
+                        expires_at: None,
+                    };
+                    protocol::write_line(&mut stream, &answer).await.unwrap();
+                    // The target: an echo.
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        if n == 0 || stream.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let local = dir.path().join("pve-1.sock");
+        let listener = LocalListener::unix(&local).unwrap();
+        let source = Source::Run(Arc::new(RunJoin {
+            socket: run_path,
+            about: About {
+                session_id: "s_1".into(),
+                target: "pve-1".into(),
+                expires_at: 2_000_000_000,
+            },
+        }));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let stop = async move {
+            let _ = stop_rx.await;
+            "asked".to_owned()
+        };
+        let served = tokio::spawn(listen::serve(listener, source, stop, false));
+        for word in [&b"first"[..], b"second"] {
+            let mut client = UnixStream::connect(&local).await.unwrap();
+            client.write_all(word).await.unwrap();
+            let mut back = vec![0u8; word.len()];
+            client.read_exact(&mut back).await.unwrap();
+            assert_eq!(back, word);
+            let ask = asks.recv().await.unwrap();
+            assert_eq!(
+                ask,
+                Ask::Join {
+                    session_id: "s_1".into()
+                }
+            );
+        }
+        stop_tx.send(()).unwrap();
+        assert_eq!(served.await.unwrap(), Stop::Requested("asked".into()));
+    }
 }
