@@ -201,8 +201,7 @@ impl Lab {
 
 /// The file's JSON `data`.
 fn data(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str::<Value>(&text).unwrap()["data"].clone()
 }
 
@@ -218,7 +217,7 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
             found.extend(files_containing(&path, needle));
         } else if kind.is_file()
             && std::fs::read(&path)
-            .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
         {
             found.push(path);
         }
@@ -237,8 +236,17 @@ fn a_terraform_like_sequence_runs_through_the_pve_listener_under_one_approved_ru
     let mut run = lab
         .cli()
         .args([
-            "run", "--role", "terraform", "--targets", TARGET, "--for", "10m", "--reason",
-            "tf apply", "--", "sh",
+            "run",
+            "--role",
+            "terraform",
+            "--targets",
+            TARGET,
+            "--for",
+            "10m",
+            "--reason",
+            "tf apply",
+            "--",
+            "sh",
         ])
         .arg(out.join("run.sh"))
         .arg(bin())
@@ -266,12 +274,20 @@ fn a_terraform_like_sequence_runs_through_the_pve_listener_under_one_approved_ru
 
     // The command's sequence got Proxmox's answers.
     assert!(data(&out.join("version.json"))["version"].is_string());
-    assert!(data(&out.join("nodes.json")).as_array().is_some_and(|n| !n.is_empty()));
+    assert!(data(&out.join("nodes.json"))
+        .as_array()
+        .is_some_and(|n| !n.is_empty()));
     let upid = data(&out.join("create.json"));
-    assert!(upid.as_str().is_some_and(|u| u.starts_with("UPID:")), "{upid}");
+    assert!(
+        upid.as_str().is_some_and(|u| u.starts_with("UPID:")),
+        "{upid}"
+    );
     assert_eq!(data(&out.join("config.json"))["name"], "tf-vm");
     assert!(data(&out.join("resources.json")).is_array());
-    assert!(!out.join("leak").exists(), "a Portcullis token reached the command");
+    assert!(
+        !out.join("leak").exists(),
+        "a Portcullis token reached the command"
+    );
     let listening: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("listening.json")).unwrap())
             .unwrap();
@@ -293,7 +309,9 @@ fn a_terraform_like_sequence_runs_through_the_pve_listener_under_one_approved_ru
         .collect();
     assert_eq!(sessions.len(), 2, "{request}");
     assert!(
-        sessions.iter().any(|s| listening["session_id"] == s.as_str()),
+        sessions
+            .iter()
+            .any(|s| listening["session_id"] == s.as_str()),
         "{listening} {sessions:?}"
     );
     let audit = lab.ok(&["audit", "list", "--run", &id, "--json"]);
@@ -339,16 +357,32 @@ fn a_terraform_like_sequence_runs_through_the_pve_listener_under_one_approved_ru
             "{r:?} {minted:?}"
         );
         assert!(
-            r.header(portcullis_proto::pve::LOCAL_SECRET_HEADER).is_none(),
+            r.header(portcullis_proto::pve::LOCAL_SECRET_HEADER)
+                .is_none(),
             "{r:?}"
         );
         // The injected secret is nowhere the command or the CLI wrote.
-        let secret = r.authorization.as_deref().unwrap().rsplit('=').next().unwrap();
-        assert!(files_containing(lab.work.path(), secret).is_empty(), "{r:?}");
+        let secret = r
+            .authorization
+            .as_deref()
+            .unwrap()
+            .rsplit('=')
+            .next()
+            .unwrap();
+        assert!(
+            files_containing(lab.work.path(), secret).is_empty(),
+            "{r:?}"
+        );
     }
     // No session to the target outside the run.
     let admin = lab.dev.var("PORTCULLIS_TOKEN");
-    let (_, listed) = curl(&lab.dev, "GET", "/v1/sessions?limit=500", Some(&admin), None);
+    let (_, listed) = curl(
+        &lab.dev,
+        "GET",
+        "/v1/sessions?limit=500",
+        Some(&admin),
+        None,
+    );
     let listed: Value = serde_json::from_str(&listed).unwrap();
     let outside_sessions = listed["items"]
         .as_array()
@@ -358,17 +392,21 @@ fn a_terraform_like_sequence_runs_through_the_pve_listener_under_one_approved_ru
         .count();
     assert_eq!(outside_sessions, 0, "{listed}");
     // The run ended its sessions: their tokens are gone from Proxmox.
-    poll("the run's tokens to be gone", Duration::from_secs(30), || {
-        let left: Vec<String> = lab
-            .fake
-            .tokens()
-            .into_keys()
-            .filter(|t| minted.contains(t))
-            .collect();
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{left:?}"))
-        }
-    });
+    poll(
+        "the run's tokens to be gone",
+        Duration::from_secs(30),
+        || {
+            let left: Vec<String> = lab
+                .fake
+                .tokens()
+                .into_keys()
+                .filter(|t| minted.contains(t))
+                .collect();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        },
+    );
 }

@@ -11,16 +11,17 @@ use anyhow::{bail, Context as _};
 use portcullis_proto::api::CancelReason;
 use tracing::Instrument as _;
 
-use super::announce::{announce, announce_hold};
+use super::announce::announce_hold;
 use super::args::ConnectArgs;
 use super::exec::{self, ExecCommand};
 use super::listen::{self, LocalListener, Stop};
 use super::listen_addr::ListenOn;
 use super::pve;
+use super::serve;
 use super::session_file::{read_session_file, HandoffFile};
 use super::signals::Signals;
 use super::source::{About, Source};
-use super::ssh_login::{Reach, SshLogin};
+use super::ssh_login::SshLogin;
 use super::stdio;
 use super::tls::ClientIdentity;
 use super::tunnel::{SessionTicket, TicketParts};
@@ -184,7 +185,14 @@ pub(super) async fn drive(
     let ended = watch::until_ended(watched.api, &ticket.session_id, watched.token_expires_at);
     match mode {
         Mode::Listen(listener) => {
-            serve_listener(listener, Source::Ticket(ticket.clone()), shown, signals, ended).await
+            serve::listener(
+                listener,
+                Source::Ticket(ticket.clone()),
+                shown,
+                signals,
+                ended,
+            )
+            .await
         }
         Mode::Hold => {
             announce_hold(&ticket, shown)?;
@@ -211,101 +219,21 @@ pub(super) async fn drive(
             }
         }
         Mode::Exec(command, listener) => {
-            serve_exec(command, listener, Source::Ticket(ticket.clone()), shown, signals).await
+            serve::exec(
+                command,
+                listener,
+                Source::Ticket(ticket.clone()),
+                shown,
+                signals,
+            )
+            .await
         }
         Mode::JoinStdio(_) => bail!("internal: a joined session is not driven here"),
     }
 }
 
-/// Serves `listener` until a signal, the session's expiry, or `ended` (why the session
-/// ended, once it has).
-pub(super) async fn serve_listener(
-    listener: LocalListener,
-    source: Source,
-    shown: Shown<'_>,
-    signals: &mut Signals,
-    ended: impl std::future::Future<Output = String>,
-) -> anyhow::Result<Ending> {
-    let about = source.about();
-    match shown.pve {
-        Some(served) => announce_pve(&about, &listener, served, shown.json)?,
-        None => announce(&about, &listener, shown)?,
-    }
-    eprintln!("Press Ctrl-C to end the session.");
-    let stop = async { signals.recv().await.to_string() };
-    let stopped = tokio::select! {
-        stopped = listen::serve(listener, source, stop, true) => stopped,
-        why = ended => Stop::SessionEnded(why),
-    };
-    Ok(stop_ending(&about, &stopped))
-}
-
-/// Runs `--exec`'s command with `listener` serving it; the command's status is ours.
-pub(super) async fn serve_exec(
-    command: ExecCommand,
-    listener: LocalListener,
-    source: Source,
-    shown: Shown<'_>,
-    signals: &mut Signals,
-) -> anyhow::Result<Ending> {
-    let about = source.about();
-    let port = listener
-        .port()
-        .context("the local listener for --exec has no port")?;
-    let https = shown.pve.and_then(|served| served.https.as_ref());
-    match (shown.pve, https) {
-        (Some(served), Some(_)) => eprintln!(
-            "Session {} to {} on https://{}:{port}/ until {}, acting as {}; running {}.",
-            about.session_id,
-            about.target,
-            pve::HTTPS_HOST,
-            output::time(about.expires_at),
-            served.session.token_id,
-            command.program
-        ),
-        _ => eprintln!(
-            "Session {} to {} on {}:{port} until {}; running {}.",
-            about.session_id,
-            about.target,
-            exec::EXEC_HOST,
-            output::time(about.expires_at),
-            command.program
-        ),
-    }
-    let env = https
-        .map(|h| h.env.clone())
-        .unwrap_or_default()
-        .merged(shown.env);
-    let command = match shown.ssh {
-        Some(login) => {
-            eprint!("{}", login.text(Reach::Port(port))?);
-            match login.known_hosts() {
-                Some(path) => command.with_known_hosts(&path.display().to_string()),
-                None => command,
-            }
-        }
-        None => command,
-    };
-    let served_about = about.clone();
-    let server = tokio::spawn(
-        async move {
-            let stopped = listen::serve(listener, source, std::future::pending(), false).await;
-            stop_ending(&served_about, &stopped);
-        }
-        .in_current_span(),
-    );
-    let code = exec::run_command(&command, port, &about.session_id, &env, signals).await;
-    server.abort();
-    // Once the command ran, its status is ours, and its end closes the session.
-    Ok(Ending {
-        code: code?,
-        cancel: Some(CancelReason::Closed),
-        from_command: true,
-    })
-}
-
 /// The listening line of a Proxmox API session.
-fn announce_pve(
+pub(super) fn announce_pve(
     ticket: &About,
     listener: &LocalListener,
     served: &pve::Served,
@@ -332,7 +260,7 @@ pub(super) fn report_stop(ticket: &SessionTicket, stopped: &Stop) -> Ending {
 }
 
 /// [`report_stop`] for what a listener shows of its session.
-fn stop_ending(ticket: &About, stopped: &Stop) -> Ending {
+pub(super) fn stop_ending(ticket: &About, stopped: &Stop) -> Ending {
     match stopped {
         Stop::Requested(why) => {
             eprintln!("{why}: ending session {}.", ticket.session_id);

@@ -1,6 +1,6 @@
 //! `connect TARGET` in a listener mode inside a `portcullis run`: the same listeners as
-//! outside a run ([`super::listen`], served by [`super::mode::serve_listener`] and
-//! [`super::mode::serve_exec`]), but the session comes from the run. At start the listener
+//! outside a run ([`super::listen`], served by [`super::serve::listener`] and
+//! [`super::serve::exec`]), but the session comes from the run. At start the listener
 //! asks the run to open one session (`open`, with the SHA-256 of a TCP listener's local
 //! secret; the secret stays in this process), and each local connection `join`s it. For a
 //! Proxmox API target the listener serves as outside a run: the socket by default, HTTPS
@@ -19,6 +19,7 @@ use super::args::ConnectArgs;
 use super::exec::ChildEnv;
 use super::mode::{self, Mode, Shown};
 use super::pve;
+use super::serve;
 use super::signals::Signals;
 use super::source::{open_through_run, About, RunJoin, Source};
 
@@ -91,10 +92,10 @@ pub(super) async fn listen(
         Mode::Listen(listener) => {
             // A run that ends takes its sessions along: the next connection says so.
             let ended = std::future::pending();
-            mode::serve_listener(listener, source, shown, signals, ended).await?
+            serve::listener(listener, source, shown, signals, ended).await?
         }
         Mode::Exec(command, listener) => {
-            mode::serve_exec(command, listener, source, shown, signals).await?
+            serve::exec(command, listener, source, shown, signals).await?
         }
         _ => bail!("internal: not a listener mode under a run"),
     };
@@ -125,12 +126,18 @@ mod tests {
             assert!(check(&parse(ok).unwrap()).is_ok(), "{ok:?}");
         }
         for (refused, named) in [
-            (&["web", "--write-session-file", "f"][..], "--write-session-file"),
+            (
+                &["web", "--write-session-file", "f"][..],
+                "--write-session-file",
+            ),
             (
                 &["web", "--listen-port", "0", "--listen-addr", "0.0.0.0"],
                 "--listen-addr",
             ),
-            (&["web", "--listen-port", "0", "--ssh-key", "k"], "--ssh-key"),
+            (
+                &["web", "--listen-port", "0", "--ssh-key", "k"],
+                "--ssh-key",
+            ),
             (&["db", "--env", "X={{port}}", "--exec", "psql"], "--env"),
             (&["ssh", "web"], "connect ssh"),
         ] {

@@ -145,7 +145,10 @@ mod tests {
         let failed = run.join().await.unwrap_err();
         assert!(failed.run_ended);
         let text = format!("{:#}", failed.error);
-        assert!(text.contains("session s_1") && text.contains("has the run ended"), "{text}");
+        assert!(
+            text.contains("session s_1") && text.contains("has the run ended"),
+            "{text}"
+        );
 
         // A run that refuses the join (the session is not its own) is not a run that ended.
         let path = dir.path().join("live.sock");
@@ -187,7 +190,9 @@ mod tests {
                 tokio::spawn(async move {
                     let mut stream = BufReader::new(stream);
                     let line = protocol::read_line(&mut stream).await.unwrap();
-                    asks_tx.send(serde_json::from_str::<Ask>(&line).unwrap()).unwrap();
+                    asks_tx
+                        .send(serde_json::from_str::<Ask>(&line).unwrap())
+                        .unwrap();
                     let answer = protocol::Answer::Connected {
                         session_id: "s_1".into(),
                         expires_at: None,

@@ -44,9 +44,8 @@ impl ApiOpener {
             ssh_public_key,
             local_secret_sha256,
         };
-        let session = Arc::new(
-            RunSession::open(&self.api, target, keys, &self.request_id, &sign).await?,
-        );
+        let session =
+            Arc::new(RunSession::open(&self.api, target, keys, &self.request_id, &sign).await?);
         eprintln!(
             "portcullis run: session {} to {target}",
             session.authorization.session_id

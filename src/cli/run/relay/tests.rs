@@ -228,6 +228,9 @@ async fn a_listener_opens_its_session_then_joins_it_per_connection() {
     let Answer::Refused { message } = answer else {
         panic!("{answer:?}")
     };
-    assert!(message.contains("pve-2 is not one of this run's targets"), "{message}");
+    assert!(
+        message.contains("pve-2 is not one of this run's targets"),
+        "{message}"
+    );
     assert_eq!(opener.opened.lock().unwrap().len(), 1);
 }
