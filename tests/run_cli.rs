@@ -44,7 +44,8 @@ fn a_run_carries_its_commands_sessions_and_passes_its_status_on() {
         echo "socket-dir-mode $(stat -c %a "$(dirname "$PORTCULLIS_RUN_SOCKET")")"
         echo "reply $(printf hello | "$PC_BIN" connect echo --stdio)"
         "$PC_BIN" connect db --stdio </dev/null 2>&1 | tail -n 1
-        "$PC_BIN" connect echo --listen-port 0 2>&1 | tail -n 1
+        "$PC_BIN" connect echo --write-session-file "$XDG_RUNTIME_DIR/f" 2>&1 | tail -n 1
+        echo "listener $("$PC_BIN" connect echo --exec python3 -- -c 'import os, socket; s = socket.create_connection(("127.0.0.1", int(os.environ["PORTCULLIS_CONNECT_PORT"]))); s.sendall(b"listen"); s.shutdown(1); print(s.recv(100).decode())')"
         "$PC_BIN" ssh-prepare --suffix .pc echo.pc || exit 92
         d="$XDG_RUNTIME_DIR/portcullis/ssh/echo.pc"
         grep -q "PRIVATE KEY" "$d/session.json" && exit 93
@@ -88,6 +89,8 @@ fn a_run_carries_its_commands_sessions_and_passes_its_status_on() {
         stdout.contains("inside `portcullis run`") && stdout.contains("not available"),
         "{stdout}"
     );
+    // A listener under the run: its session opened by the run, its connection a join.
+    assert!(stdout.contains("listener listen"), "{stdout}\n{stderr}");
     assert!(stderr.contains("waits for 1 approval(s)"), "{stderr}");
     // ssh-prepare through the run: ssh's files, a session file with no key, joined by the
     // ProxyCommand's `connect --stdio --session-file` through the run.
@@ -124,8 +127,9 @@ fn a_run_carries_its_commands_sessions_and_passes_its_status_on() {
     assert_eq!(seen.keepalive_secs, Some(30));
     assert_eq!(
         seen.proofs,
-        vec![true, true],
-        "two sessions (connect, ssh-prepare), each with its proof by the run's key"
+        vec![true, true, true],
+        "three sessions (connect, the --exec listener, ssh-prepare), each with its proof by \
+         the run's key"
     );
     assert!(seen
         .ssh_public_key

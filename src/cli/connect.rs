@@ -26,11 +26,14 @@ mod mode;
 mod postgres;
 mod pve;
 mod rdp;
+mod run_listen;
 pub(crate) mod run_session;
 mod run_socket;
+mod serve;
 mod session;
 pub(crate) mod session_file;
 pub(crate) mod signals;
+mod source;
 mod spare;
 pub(crate) mod ssh;
 mod ssh_login;
@@ -88,7 +91,10 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
         .context("name a target: portcullis connect TARGET ... (or --target NAME)")?;
     let mut signals = Signals::install()?;
     if let Some(socket) = &run_socket {
-        return run_socket::stdio(socket, &args, &target, &mut signals).await;
+        if args.stdio {
+            return run_socket::stdio(socket, &args, &target, &mut signals).await;
+        }
+        return run_listen::listen(socket, &args, &target, &mut signals).await;
     }
     let listen_on = ListenOn::from_flags(args.listen_addr, &args.allow)?;
     if listen_on.is_exposed() {

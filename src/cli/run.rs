@@ -39,8 +39,9 @@ use keepalive::{Verdict, MAX_KEEPALIVE_SECS};
 /// The request is made for the role, targets and duration given (with the command line, for
 /// the approvers and the audit), or named with --request. The run waits for its approval
 /// (Ctrl-C while waiting revokes a request it made), then runs the command. Inside it,
-/// `portcullis connect TARGET --stdio` and ssh through `portcullis ssh-config`'s block open
-/// sessions through the run, to the request's targets only; the command never holds the API
+/// `portcullis connect TARGET --stdio`, `connect TARGET`'s listeners (a Proxmox API target's
+/// socket, --listen-unix, --listen-port, --exec) and ssh through `portcullis ssh-config`'s
+/// block open sessions through the run, to the request's targets only; the command never holds the API
 /// token or a session key (only ssh's own per-session key and certificate are written, under
 /// the ssh-config state directory, 0600). SIGINT, SIGTERM and SIGHUP are passed on to the
 /// command. When it ends, its sessions end and the run exits with its status (128 + N for
@@ -56,6 +57,8 @@ Examples:
 In a deployment (a requestable role, approved by one of its approvers):
   portcullis run --role web-oncall --targets web-01,web-02 --for 30m --reason \"deploy 1.4\" -- \\
       ansible-playbook -i inventory site.yml      # hosts as web-01.pc (portcullis ssh-config)
+  portcullis run --role terraform --targets pve-1 --for 30m --reason \"apply\" -- \\
+      portcullis connect pve-1 --exec -- terraform apply
   portcullis run --request ar_0123... -- ./migrate.sh")]
 pub(crate) struct RunArgs {
     /// The requestable role to ask for.

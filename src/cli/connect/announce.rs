@@ -3,12 +3,13 @@
 
 use super::listen::LocalListener;
 use super::mode::Shown;
+use super::source::About;
 use super::ssh_login::Reach;
 use super::tunnel::SessionTicket;
 use crate::cli::output;
 
 pub(super) fn announce(
-    ticket: &SessionTicket,
+    ticket: &About,
     listener: &LocalListener,
     shown: Shown<'_>,
 ) -> anyhow::Result<()> {

@@ -23,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument as _;
 
 use super::listen_addr::{GuardedListener, ListenOn};
+use super::source::{RunJoin, Source};
 use super::spare::{Dialling, Spare};
 use super::tunnel::{Refused, SessionTicket, WorkerConnection};
 use crate::cli::output;
@@ -106,14 +107,15 @@ pub(super) enum Stop {
     SessionEnded(String),
 }
 
-/// Serves connections until `stop` finishes, the session expires, or the worker says the
-/// session is over. Connections already open keep running in their own tasks.
+/// Serves connections until `stop` finishes, the session expires, or the worker (or the
+/// run, for a run's session) says the session is over. Connections already open keep
+/// running in their own tasks.
 ///
 /// `announce` prints a line on stderr per connection opened and closed; errors are always
 /// printed.
 pub(super) async fn serve<F>(
     listener: LocalListener,
-    ticket: Arc<SessionTicket>,
+    source: Source,
     stop: F,
     announce: bool,
 ) -> Stop
@@ -121,7 +123,7 @@ where
     F: Future<Output = String>,
 {
     let (ended_tx, mut ended_rx) = mpsc::channel::<String>(1);
-    let expiry = tokio::time::sleep(until_unix(ticket.expires_at));
+    let expiry = tokio::time::sleep(until_unix(source.expires_at()));
     tokio::pin!(stop, expiry);
     let mut spare: Option<Spare> = None;
     let mut accepting = Acceptor::new("local");
@@ -140,12 +142,21 @@ where
         };
         let (stream, peer) = accepted;
         let span = tracing::info_span!("connection", client.addr = %peer);
+        let accepted = Accepted {
+            stream,
+            tls: listener.tls(),
+        };
+        let ticket = match &source {
+            Source::Ticket(ticket) => ticket,
+            Source::Run(run) => {
+                let task = run_carry(accepted, peer, run.clone(), ended_tx.clone(), announce);
+                tokio::spawn(task.instrument(span));
+                continue;
+            }
+        };
         let warm = spare.take().and_then(Spare::claim);
         let task = carry(
-            Accepted {
-                stream,
-                tls: listener.tls(),
-            },
+            accepted,
             peer,
             ticket.clone(),
             warm,
@@ -281,6 +292,46 @@ async fn carry(
         ),
         Ok(_) => {}
         Err(err) => eprintln!("Connection {id} ended: {err:#}"),
+    }
+}
+
+/// [`carry`] for a run's session: the connection is a `join` on the run socket.
+async fn run_carry(
+    accepted: Accepted,
+    peer: String,
+    run: Arc<RunJoin>,
+    ended: mpsc::Sender<String>,
+    announce: bool,
+) {
+    let mut stream = match accepted.plain().await {
+        Ok(stream) => stream,
+        Err(err) => {
+            eprintln!("connection from {peer}: {err:#}");
+            return;
+        }
+    };
+    let mut connection = match run.join().await {
+        Ok(connection) => connection,
+        Err(failed) => {
+            eprintln!("connection from {peer}: {:#}", failed.error);
+            if failed.run_ended {
+                let _ = ended.try_send("the `portcullis run` it belongs to has ended".to_owned());
+            }
+            return;
+        }
+    };
+    let id = &run.about.session_id;
+    if announce {
+        eprintln!("Connection of session {id} from {peer} opened (through the run).");
+    }
+    match tokio::io::copy_bidirectional(&mut stream, &mut connection).await {
+        Ok((up, down)) if announce => eprintln!(
+            "Connection of session {id} from {peer} closed: {} up, {} down.",
+            output::bytes(up),
+            output::bytes(down)
+        ),
+        Ok(_) => {}
+        Err(err) => eprintln!("Connection of session {id} from {peer} ended: {err:#}"),
     }
 }
 
@@ -435,7 +486,8 @@ mod tests {
             .unwrap();
         let port = listener.port().unwrap();
         let ticket = Arc::new(ticket(addr, fingerprint));
-        tokio::spawn(serve(listener, ticket, std::future::pending(), false));
+        let source = Source::Ticket(ticket);
+        tokio::spawn(serve(listener, source, std::future::pending(), false));
 
         let request = b"GET /api2/json/version HTTP/1.1\r\nHost: localhost\r\n\r\n";
         // Bounded: a listener that passed the client's TLS through would leave it waiting.

@@ -11,15 +11,17 @@ use anyhow::{bail, Context as _};
 use portcullis_proto::api::CancelReason;
 use tracing::Instrument as _;
 
-use super::announce::{announce, announce_hold};
+use super::announce::announce_hold;
 use super::args::ConnectArgs;
 use super::exec::{self, ExecCommand};
 use super::listen::{self, LocalListener, Stop};
 use super::listen_addr::ListenOn;
 use super::pve;
+use super::serve;
 use super::session_file::{read_session_file, HandoffFile};
 use super::signals::Signals;
-use super::ssh_login::{Reach, SshLogin};
+use super::source::{About, Source};
+use super::ssh_login::SshLogin;
 use super::stdio;
 use super::tls::ClientIdentity;
 use super::tunnel::{SessionTicket, TicketParts};
@@ -183,17 +185,14 @@ pub(super) async fn drive(
     let ended = watch::until_ended(watched.api, &ticket.session_id, watched.token_expires_at);
     match mode {
         Mode::Listen(listener) => {
-            match shown.pve {
-                Some(served) => announce_pve(&ticket, &listener, served, shown.json)?,
-                None => announce(&ticket, &listener, shown)?,
-            }
-            eprintln!("Press Ctrl-C to end the session.");
-            let stop = async { signals.recv().await.to_string() };
-            let stopped = tokio::select! {
-                stopped = listen::serve(listener, ticket.clone(), stop, true) => stopped,
-                why = ended => Stop::SessionEnded(why),
-            };
-            Ok(report_stop(&ticket, &stopped))
+            serve::listener(
+                listener,
+                Source::Ticket(ticket.clone()),
+                shown,
+                signals,
+                ended,
+            )
+            .await
         }
         Mode::Hold => {
             announce_hold(&ticket, shown)?;
@@ -220,73 +219,22 @@ pub(super) async fn drive(
             }
         }
         Mode::Exec(command, listener) => {
-            let port = listener
-                .port()
-                .context("the local listener for --exec has no port")?;
-            let https = shown.pve.and_then(|served| served.https.as_ref());
-            match (shown.pve, https) {
-                (Some(served), Some(_)) => eprintln!(
-                    "Session {} to {} on https://{}:{port}/ until {}, acting as {}; running {}.",
-                    ticket.session_id,
-                    ticket.target,
-                    pve::HTTPS_HOST,
-                    output::time(ticket.expires_at),
-                    served.session.token_id,
-                    command.program
-                ),
-                _ => eprintln!(
-                    "Session {} to {} on {}:{port} until {}; running {}.",
-                    ticket.session_id,
-                    ticket.target,
-                    exec::EXEC_HOST,
-                    output::time(ticket.expires_at),
-                    command.program
-                ),
-            }
-            let env = https
-                .map(|h| h.env.clone())
-                .unwrap_or_default()
-                .merged(shown.env);
-            let command = match shown.ssh {
-                Some(login) => {
-                    eprint!("{}", login.text(Reach::Port(port))?);
-                    match login.known_hosts() {
-                        Some(path) => command.with_known_hosts(&path.display().to_string()),
-                        None => command,
-                    }
-                }
-                None => command,
-            };
-            let serve_ticket = ticket.clone();
-            let server = tokio::spawn(
-                async move {
-                    let stopped = listen::serve(
-                        listener,
-                        serve_ticket.clone(),
-                        std::future::pending(),
-                        false,
-                    )
-                    .await;
-                    report_stop(&serve_ticket, &stopped);
-                }
-                .in_current_span(),
-            );
-            let code = exec::run_command(&command, port, &ticket.session_id, &env, signals).await;
-            server.abort();
-            // Once the command ran, its status is ours, and its end closes the session.
-            Ok(Ending {
-                code: code?,
-                cancel: Some(CancelReason::Closed),
-                from_command: true,
-            })
+            serve::exec(
+                command,
+                listener,
+                Source::Ticket(ticket.clone()),
+                shown,
+                signals,
+            )
+            .await
         }
         Mode::JoinStdio(_) => bail!("internal: a joined session is not driven here"),
     }
 }
 
 /// The listening line of a Proxmox API session.
-fn announce_pve(
-    ticket: &SessionTicket,
+pub(super) fn announce_pve(
+    ticket: &About,
     listener: &LocalListener,
     served: &pve::Served,
     json: bool,
@@ -308,6 +256,11 @@ fn announce_pve(
 
 /// Prints why serving stopped and decides the exit code.
 pub(super) fn report_stop(ticket: &SessionTicket, stopped: &Stop) -> Ending {
+    stop_ending(&About::of(ticket), stopped)
+}
+
+/// [`report_stop`] for what a listener shows of its session.
+pub(super) fn stop_ending(ticket: &About, stopped: &Stop) -> Ending {
     match stopped {
         Stop::Requested(why) => {
             eprintln!("{why}: ending session {}.", ticket.session_id);

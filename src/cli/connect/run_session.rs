@@ -14,6 +14,14 @@ use crate::cli::http::ApiClient;
 /// What signs a run's proofs: the run's Ed25519 key, which stays with its caller.
 pub(crate) type ProofSigner<'a> = &'a (dyn Fn(&[u8]) -> String + Sync);
 
+/// What a run's session certifies besides its TLS key: an SSH public key (`ssh-prepare`),
+/// the SHA-256 of a TCP listener's local secret (`connect --listen-port`/`--exec`).
+#[derive(Debug, Default)]
+pub(crate) struct SessionKeys {
+    pub ssh_public_key: Option<String>,
+    pub local_secret_sha256: Option<String>,
+}
+
 /// An authorised session of a run.
 pub(crate) struct RunSession {
     pub authorization: SessionAuthorization,
@@ -34,7 +42,7 @@ impl RunSession {
     pub(crate) async fn open(
         api: &ApiClient,
         target: &str,
-        ssh_public_key: Option<String>,
+        keys: SessionKeys,
         request_id: &str,
         sign: ProofSigner<'_>,
     ) -> anyhow::Result<Self> {
@@ -47,8 +55,15 @@ impl RunSession {
             request_id: request_id.to_owned(),
             run_proof: Some(proof),
         };
-        let authorization =
-            authorize_with(api, target, &identity, ssh_public_key, None, Some(under)).await?;
+        let authorization = authorize_with(
+            api,
+            target,
+            &identity,
+            keys.ssh_public_key,
+            keys.local_secret_sha256,
+            Some(under),
+        )
+        .await?;
         let ticket = SessionTicket::new(super::ticket_parts(&authorization, target), &identity)?;
         Ok(Self {
             authorization,

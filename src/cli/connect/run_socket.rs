@@ -1,7 +1,8 @@
 //! `connect` inside a `portcullis run` (`PORTCULLIS_RUN_SOCKET` set): sessions come from the
-//! run through its socket, never from the API (the command holds no token), and only
-//! `--stdio` is served: a new session's connection, or one more connection of a session the
-//! run opened for `ssh-prepare` (`--session-file`, as ssh's ProxyCommand does).
+//! run through its socket, never from the API (the command holds no token). `--stdio` is a
+//! new session's connection, or one more connection of a session the run opened for
+//! `ssh-prepare` (`--session-file`, as ssh's ProxyCommand does); the listener modes are
+//! [`super::run_listen`]'s. `connect ssh|http|rdp|postgres` are refused.
 
 use std::path::Path;
 
@@ -14,7 +15,9 @@ use super::signals::Signals;
 use super::stdio;
 use crate::cli::run::protocol::{self, Ask};
 
-/// What a `connect` under a run may do: `--stdio` alone (with or without `--session-file`).
+/// What a `connect` under a run may do: `--stdio` (with or without `--session-file`), or a
+/// local listener ([`super::run_listen`]): a Proxmox API target's default socket,
+/// `--socket`, `--listen-unix`, `--listen-port` on loopback, `--exec`.
 pub(super) fn check(args: &ConnectArgs) -> anyhow::Result<()> {
     let kind = match &args.kind {
         Some(ConnectKind::Ssh(_)) => Some("connect ssh"),
@@ -26,8 +29,22 @@ pub(super) fn check(args: &ConnectArgs) -> anyhow::Result<()> {
     if let Some(kind) = kind {
         bail!(refusal(kind));
     }
-    if !args.stdio || args.write_session_file.is_some() {
-        bail!(refusal("this way of connecting"));
+    let unavailable = if args.write_session_file.is_some() {
+        Some("--write-session-file")
+    } else if args.listen_addr.is_some() || !args.allow.is_empty() {
+        Some("--listen-addr")
+    } else if args.ssh_key.is_some() {
+        Some("--ssh-key")
+    } else if !args.env.is_empty() {
+        Some("--env")
+    } else {
+        None
+    };
+    if let Some(flag) = unavailable {
+        bail!(refusal(flag));
+    }
+    if args.stdio && (args.listen_port.is_some() || args.exec.is_some()) {
+        bail!("--stdio carries one connection: leave out --listen-port and --exec");
     }
     Ok(())
 }
@@ -35,8 +52,9 @@ pub(super) fn check(args: &ConnectArgs) -> anyhow::Result<()> {
 fn refusal(what: &str) -> String {
     format!(
         "inside `portcullis run` (PORTCULLIS_RUN_SOCKET is set), {what} is not available: \
-         sessions come from the run, through `portcullis connect TARGET --stdio` or ssh \
-         through the `portcullis ssh-config` block"
+         sessions come from the run, through `portcullis connect TARGET` with --stdio, \
+         --listen-port, --listen-unix or --exec (a Proxmox API target's socket by default), \
+         or ssh through the `portcullis ssh-config` block"
     )
 }
 

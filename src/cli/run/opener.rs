@@ -11,7 +11,7 @@ use portcullis_proto::api::{CancelReason, Target};
 use super::key::RunKey;
 use super::protocol::SshPrepared;
 use super::relay::{Opened, Opener, Stream};
-use crate::cli::connect::run_session::RunSession;
+use crate::cli::connect::run_session::{RunSession, SessionKeys};
 use crate::cli::connect::ssh::trust;
 use crate::cli::http::{segment, ApiClient};
 
@@ -37,11 +37,15 @@ impl ApiOpener {
         &self,
         target: &str,
         ssh_public_key: Option<String>,
+        local_secret_sha256: Option<String>,
     ) -> anyhow::Result<Arc<RunSession>> {
         let sign = |message: &[u8]| self.key.sign(message);
-        let session = Arc::new(
-            RunSession::open(&self.api, target, ssh_public_key, &self.request_id, &sign).await?,
-        );
+        let keys = SessionKeys {
+            ssh_public_key,
+            local_secret_sha256,
+        };
+        let session =
+            Arc::new(RunSession::open(&self.api, target, keys, &self.request_id, &sign).await?);
         eprintln!(
             "portcullis run: session {} to {target}",
             session.authorization.session_id
@@ -64,7 +68,7 @@ impl ApiOpener {
             );
         }
         let session = self
-            .authorize(target, Some(ssh_public_key.to_owned()))
+            .authorize(target, Some(ssh_public_key.to_owned()), None)
             .await?;
         let auth = &session.authorization;
         let trust = trust::for_session(&record, auth)?;
@@ -98,16 +102,20 @@ impl ApiOpener {
 }
 
 impl Opener for ApiOpener {
-    fn open(&self, target: &str) -> BoxFuture<'_, Result<Opened, String>> {
-        let target = target.to_owned();
+    fn open<'a>(
+        &'a self,
+        target: &'a str,
+        local_secret_sha256: Option<String>,
+    ) -> BoxFuture<'a, Result<Opened, String>> {
         Box::pin(async move {
             let session = self
-                .authorize(&target, None)
+                .authorize(target, None, local_secret_sha256)
                 .await
                 .map_err(|err| format!("{err:#}"))?;
             Ok(Opened {
                 session_id: session.authorization.session_id.clone(),
                 expires_at: session.authorization.expires_at,
+                proxmox: session.authorization.proxmox.clone(),
             })
         })
     }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use portcullis_policy::SshMode;
+use portcullis_proto::pve::ProxmoxSession;
 use serde::{Deserialize, Serialize};
 use tokio::io::{
     AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, BufReader,
@@ -32,6 +33,15 @@ pub(crate) enum Ask {
     },
     /// One more connection of a session this run opened, carried on this socket.
     Join { session_id: String },
+    /// A new session to `target` for a local listener of `connect` (each of its connections
+    /// then a [`Ask::Join`]): answered with [`Answer::Opened`], then closed. A TCP listener
+    /// sends the SHA-256 of its local secret (a Proxmox API target's worker requires the
+    /// secret on every request); the secret itself stays with the listener.
+    Open {
+        target: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        local_secret_sha256: Option<String>,
+    },
 }
 
 /// The run's answer.
@@ -46,10 +56,23 @@ pub(crate) enum Answer {
         expires_at: Option<u64>,
     },
     Prepared(SshPrepared),
+    /// The session of an [`Ask::Open`].
+    Opened(OpenedSession),
     /// Refused, and why (for people).
     Refused {
         message: String,
     },
+}
+
+/// A session opened for a listener: what it shows and how it serves the session. No
+/// secret, key or grant (the run keeps those).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OpenedSession {
+    pub session_id: String,
+    pub expires_at: u64,
+    /// For an injecting Proxmox API target: the session's token id, roles and paths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxmox: Option<ProxmoxSession>,
 }
 
 /// What `ssh-prepare` writes for ssh: no private key (ssh's own key stays with ssh-prepare).
@@ -147,6 +170,25 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<Ask>(&line).unwrap(), ask);
         assert!(serde_json::from_str::<Ask>(r#"{"connect":{"target":"w","token":"t"}}"#).is_err());
+        // A listener's ask carries the hash of its local secret, never the secret.
+        let ask = Ask::Open {
+            target: "pve-1".into(),
+            local_secret_sha256: Some("ab".repeat(32)),
+        };
+        let line = serde_json::to_string(&ask).unwrap();
+        assert!(line.starts_with(r#"{"open":{"target":"pve-1","local_secret_sha256":""#));
+        assert_eq!(serde_json::from_str::<Ask>(&line).unwrap(), ask);
+        assert!(
+            serde_json::from_str::<Ask>(r#"{"open":{"target":"w","local_secret":"s"}}"#).is_err()
+        );
+        let unix = Ask::Open {
+            target: "pve-1".into(),
+            local_secret_sha256: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&unix).unwrap(),
+            r#"{"open":{"target":"pve-1"}}"#
+        );
     }
 
     #[tokio::test]

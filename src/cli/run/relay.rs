@@ -8,7 +8,9 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 
-use super::protocol::{read_line, write_line, Answer, Ask, SshPrepared};
+use portcullis_proto::pve::ProxmoxSession;
+
+use super::protocol::{read_line, write_line, Answer, Ask, OpenedSession, SshPrepared};
 
 /// How long a command may take to send its one line.
 const ASK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,13 +24,20 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 pub(crate) struct Opened {
     pub session_id: String,
     pub expires_at: u64,
+    /// For an injecting Proxmox API target.
+    pub proxmox: Option<ProxmoxSession>,
 }
 
 /// What opens sessions and connections for the run (the controller and workers, for real).
 /// Errors are messages for the command's user.
 pub(crate) trait Opener: Send + Sync {
-    /// Authorises a session to `target` under the run.
-    fn open(&self, target: &str) -> BoxFuture<'_, Result<Opened, String>>;
+    /// Authorises a session to `target` under the run (with the hash of a TCP listener's
+    /// local secret, for `connect --listen-port` or `--exec`).
+    fn open<'a>(
+        &'a self,
+        target: &'a str,
+        local_secret_sha256: Option<String>,
+    ) -> BoxFuture<'a, Result<Opened, String>>;
     /// Authorises a session to `target` that certifies `ssh_public_key`.
     fn prepare_ssh<'a>(
         &'a self,
@@ -82,7 +91,7 @@ async fn answer(ask: Ask, targets: &[String], opener: &dyn Opener) -> Result<Ans
     match ask {
         Ask::Connect { target } => {
             check_target(&target, targets)?;
-            let opened = opener.open(&target).await?;
+            let opened = opener.open(&target, None).await?;
             let connection = opener.connect(&opened.session_id).await?;
             Ok((
                 Answer::Connected {
@@ -99,6 +108,19 @@ async fn answer(ask: Ask, targets: &[String], opener: &dyn Opener) -> Result<Ans
             check_target(&target, targets)?;
             let prepared = opener.prepare_ssh(&target, &ssh_public_key).await?;
             Ok((Answer::Prepared(prepared), None))
+        }
+        Ask::Open {
+            target,
+            local_secret_sha256,
+        } => {
+            check_target(&target, targets)?;
+            let opened = opener.open(&target, local_secret_sha256).await?;
+            let answer = Answer::Opened(OpenedSession {
+                session_id: opened.session_id,
+                expires_at: opened.expires_at,
+                proxmox: opened.proxmox,
+            });
+            Ok((answer, None))
         }
         Ask::Join { session_id } => {
             let connection = opener.connect(&session_id).await?;

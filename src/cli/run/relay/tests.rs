@@ -11,17 +11,25 @@ use super::*;
 #[derive(Default)]
 struct FakeOpener {
     opened: Mutex<Vec<String>>,
+    /// The local secret hashes sessions were opened with, in order.
+    secrets: Mutex<Vec<Option<String>>>,
 }
 
 impl Opener for FakeOpener {
-    fn open(&self, _target: &str) -> BoxFuture<'_, Result<Opened, String>> {
+    fn open<'a>(
+        &'a self,
+        _target: &'a str,
+        local_secret_sha256: Option<String>,
+    ) -> BoxFuture<'a, Result<Opened, String>> {
         Box::pin(async move {
             let mut opened = self.opened.lock().unwrap();
             let id = format!("s_{}", opened.len() + 1);
             opened.push(id.clone());
+            self.secrets.lock().unwrap().push(local_secret_sha256);
             Ok(Opened {
                 session_id: id,
                 expires_at: 2_000_000_000,
+                proxmox: None,
             })
         })
     }
@@ -185,4 +193,44 @@ async fn ssh_prepare_gets_what_ssh_needs_and_no_stream() {
     let mut rest = Vec::new();
     client.read_to_end(&mut rest).await.unwrap();
     assert!(rest.is_empty());
+}
+
+#[tokio::test]
+async fn a_listener_opens_its_session_then_joins_it_per_connection() {
+    let opener: &'static FakeOpener = Box::leak(Box::default());
+    let (answer, mut client) = exchange(
+        opener,
+        "{\"open\":{\"target\":\"web\",\"local_secret_sha256\":\"abc\"}}\n",
+    )
+    .await;
+    assert_eq!(
+        answer,
+        Answer::Opened(OpenedSession {
+            session_id: "s_1".into(),
+            expires_at: 2_000_000_000,
+            proxmox: None,
+        })
+    );
+    assert_eq!(*opener.secrets.lock().unwrap(), [Some("abc".to_owned())]);
+    // No connection of it on this socket: closed after the answer.
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty());
+    // Its connections join it.
+    let (answer, mut client) = exchange(opener, "{\"join\":{\"session_id\":\"s_1\"}}\n").await;
+    assert!(matches!(answer, Answer::Connected { .. }), "{answer:?}");
+    client.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    client.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping");
+    // Only to the run's targets.
+    let (answer, _) = exchange(opener, "{\"open\":{\"target\":\"pve-2\"}}\n").await;
+    let Answer::Refused { message } = answer else {
+        panic!("{answer:?}")
+    };
+    assert!(
+        message.contains("pve-2 is not one of this run's targets"),
+        "{message}"
+    );
+    assert_eq!(opener.opened.lock().unwrap().len(), 1);
 }
