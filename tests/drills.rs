@@ -196,10 +196,12 @@ fn a_full_control_plane_outage_longer_than_lost_after_ends_no_healthy_session() 
             other => Err(other.to_owned()),
         },
     );
+    // The restarted controller gives a worker lost_after, and at least two of its longest
+    // redial waits (10 s), to link again.
     wait_for(
-        "the restarted controller to be up for lost_after and two sweeps",
+        "the restarted controller to be up for its relink grace and two sweeps",
         Duration::from_secs(30),
-        || restarted.elapsed() > LOST_AFTER + Duration::from_secs(1),
+        || restarted.elapsed() > LOST_AFTER.max(Duration::from_secs(10)) + Duration::from_secs(1),
     );
     still_echoes(&mut live, b"after the recovery");
     let s = session(&c, &l.session_id);

@@ -29,8 +29,8 @@ use crate::store::StoreError;
 
 /// Whether a worker last heard at `last_seen` (unix seconds; `None`: never linked) is lost at
 /// `now`, for a controller whose store has been reachable since `store_up_since` (`None`: not
-/// reachable now). Silence counts only from the later of the two, and only once it has
-/// lasted longer than `lost_after` seconds.
+/// reachable now): silent for longer than `lost_after` seconds, and the store reachable for
+/// longer than that too, and at least [`RELINK_GRACE_SECS`].
 pub(crate) fn is_lost(
     last_seen: Option<i64>,
     store_up_since: Option<i64>,
@@ -38,10 +38,20 @@ pub(crate) fn is_lost(
     lost_after: i64,
 ) -> bool {
     match (last_seen, store_up_since) {
-        (Some(seen), Some(up)) => seen.max(up).saturating_add(lost_after) < now,
+        (Some(seen), Some(up)) => {
+            seen.saturating_add(lost_after) < now
+                && up.saturating_add(lost_after.max(RELINK_GRACE_SECS)) < now
+        }
         _ => false,
     }
 }
+
+/// The least time a worker gets to link again once this controller's store is reachable
+/// (after a start, or an outage of the store), whatever `lost_after` says: two of a worker's
+/// longest waits between dialling rounds (5 s, `worker/src/link/redial.rs`). A shorter
+/// `lost_after` would end the sessions of a healthy worker that happened to be waiting out
+/// its back-off when the controller came up.
+pub(crate) const RELINK_GRACE_SECS: i64 = 10;
 
 /// The earliest last-heard time (unix seconds) of a worker that may be given a new session at
 /// `now`: heard within three heartbeats plus 2 s, and never one that `workers list` already

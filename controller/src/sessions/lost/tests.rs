@@ -105,3 +105,16 @@ fn a_new_session_goes_only_to_a_worker_heard_within_three_heartbeats_and_not_los
     assert_eq!(listed_state(&worker(since), 100, 3), "active");
     assert_eq!(listed_state(&worker(since - 1), 100, 3), "lost");
 }
+
+#[test]
+fn after_a_start_a_worker_gets_its_longest_redial_wait_twice_even_with_a_short_lost_after() {
+    // lost_after 3 s (as in the tests), every controller down for 5 s: the worker waits up
+    // to 5 s between dialling rounds, so the restarted controller gives it 10 s.
+    let seen = Some(2_000);
+    let up = Some(2_005);
+    assert!(!is_lost(seen, up, 2_009, 3));
+    assert!(!is_lost(seen, up, 2_015, 3));
+    assert!(is_lost(seen, up, 2_016, 3));
+    // Long after the start, lost_after alone counts.
+    assert!(is_lost(Some(3_000), up, 3_004, 3));
+}
