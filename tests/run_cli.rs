@@ -12,6 +12,15 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+#[allow(dead_code)]
+#[path = "common/wait.rs"]
+mod wait;
+
+use wait::wait_for;
+
+/// How long a step of the run may take.
+const LIMIT: Duration = Duration::from_secs(20);
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -187,7 +196,7 @@ fn sigterm_reaches_the_command_and_its_end_is_reported() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    wait_for(|| ready.exists(), "the command to start");
+    wait_for("the command to start", LIMIT, || ready.exists());
     let pid = rustix::process::Pid::from_child(&child);
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let status = child.wait().unwrap();
@@ -253,10 +262,9 @@ fn ctrl_c_while_waiting_revokes_the_request() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    wait_for(
-        || fakes.seen.lock().unwrap().polls > 0,
-        "the run to wait for approval",
-    );
+    wait_for("the run to wait for approval", LIMIT, || {
+        fakes.seen.lock().unwrap().polls > 0
+    });
     let pid = rustix::process::Pid::from_child(&child);
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -268,18 +276,6 @@ fn ctrl_c_while_waiting_revokes_the_request() {
     );
     assert!(fakes.seen.lock().unwrap().revoked);
     assert!(!marker.exists(), "the command never ran");
-}
-
-/// Polls `done` every 20 ms for up to 20 s.
-fn wait_for(done: impl Fn() -> bool, what: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 mod fake {
