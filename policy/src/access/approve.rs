@@ -7,7 +7,7 @@ use crate::roles::{any_group_matches, AUTH_TIME_SKEW_SECS};
 /// The `amr` values of which an approver's login must carry one: `mfa`, which the OIDC login
 /// adds when the provider's `amr`/`acr` meet `[auth.oidc.mfa]`, or `otp`, which a local login
 /// with a TOTP code (or a provider that used one) carries (RFC 8176).
-pub const APPROVER_AMR: &[&str] = &["mfa", "otp"];
+pub(crate) const APPROVER_AMR: &[&str] = &["mfa", "otp"];
 
 /// Someone about to approve or deny a request.
 #[derive(Debug, Clone, Copy)]

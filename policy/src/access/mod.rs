@@ -18,10 +18,10 @@ use crate::request::{Decision, Identity, Request, TargetFacts};
 use crate::roles::any_group_matches;
 use crate::zones::locate_addr;
 
-pub use approve::{may_approve, ApprovalRefusal, ApproveAsk, APPROVER_AMR};
+pub use approve::{may_approve, ApprovalRefusal, ApproveAsk};
 
 /// The longest break-glass window a policy may allow.
-pub const BREAK_GLASS_CEILING_SECS: u64 = 4 * 3600;
+pub(crate) const BREAK_GLASS_CEILING_SECS: u64 = 4 * 3600;
 
 /// The longest reason a request or decision may carry, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
@@ -222,7 +222,7 @@ fn check_reason(ask: &RequestAsk<'_>, terms: &Requestable) -> Result<(), Request
 
 /// A reason is 1 to [`MAX_REASON_CHARS`] characters with no control characters; the error
 /// says which rule it breaks.
-pub fn check_reason_text(text: &str) -> Result<(), String> {
+pub(crate) fn check_reason_text(text: &str) -> Result<(), String> {
     let chars = text.chars().count();
     if text.trim().is_empty() {
         Err("is empty".into())
