@@ -29,7 +29,7 @@ impl AuditedTx {
     /// that cannot be used fails the action: no event, no action.
     pub(crate) async fn begin(store: &Store, keys: &Keyset) -> Result<AuditedTx, StoreError> {
         let signer = signer(keys).await?;
-        let tx = store.begin().await?;
+        let tx = store.begin_write().await?;
         Ok(AuditedTx {
             tx,
             chain: Chain::new(Some(signer), keys.clock().clone()),
@@ -43,7 +43,7 @@ impl AuditedTx {
         clock: SharedClock,
     ) -> Result<AuditedTx, StoreError> {
         Ok(AuditedTx {
-            tx: store.begin().await?,
+            tx: store.begin_write().await?,
             chain: Chain::new(None, clock),
         })
     }

@@ -20,13 +20,8 @@ pub(crate) async fn lock_head(conn: &mut AnyConnection) -> Result<HeadRow> {
     let sql = if conn.backend_name() == "PostgreSQL" {
         "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
     } else {
-        // SQLite: take the write lock before reading the head. A read first would pin the
-        // transaction to a snapshot, and its later insert would fail at once with "database
-        // is locked" when another process (`controller backup` beside a running controller)
-        // committed in between; a write first waits out the busy timeout instead.
-        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
-            .execute(&mut *conn)
-            .await?;
+        // SQLite: take the write lock before reading the head (see `Store::begin_write`).
+        take_sqlite_write_lock(conn).await?;
         "SELECT seq, hash FROM audit_head WHERE id = 1"
     };
     let row = sqlx::query(sql)
@@ -34,6 +29,16 @@ pub(crate) async fn lock_head(conn: &mut AnyConnection) -> Result<HeadRow> {
         .await?
         .ok_or_else(|| StoreError::Corrupt("the audit_head row is missing".into()))?;
     head_from(&row)
+}
+
+/// SQLite: takes the database's write lock for the rest of the transaction with a write
+/// that changes nothing (a read first would pin the transaction to a snapshot; see
+/// `Store::begin_write`).
+pub(crate) async fn take_sqlite_write_lock(conn: &mut AnyConnection) -> Result<()> {
+    sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Reads the head without locking.

@@ -541,6 +541,19 @@ impl Store {
         Ok(self.pool.begin().await?)
     }
 
+    /// Starts a transaction that will write. On SQLite it takes the write lock first: a
+    /// transaction that reads first is pinned to that snapshot, and its later write fails
+    /// at once with "database is locked" (the busy timeout does not apply) when another
+    /// process (an offline `controller keys` or `backup` beside a running controller)
+    /// committed in between. Taking the lock first waits out the busy timeout instead.
+    pub async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Any>> {
+        let mut tx = self.pool.begin().await?;
+        if self.dialect == Dialect::Sqlite {
+            audit::take_sqlite_write_lock(&mut tx).await?;
+        }
+        Ok(tx)
+    }
+
     /// A connection for reads outside a transaction.
     pub async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
         Ok(self.pool.acquire().await?)

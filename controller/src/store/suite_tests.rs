@@ -521,3 +521,47 @@ async fn a_schema_newer_than_the_binary_is_refused_with_what_to_do() {
         "{message}"
     );
 }
+
+/// Two processes on one SQLite file (an offline `controller keys rotate` beside a running
+/// `portcullis dev`): a writing transaction that has read must not fail when the other
+/// commits in between ("database is locked" at once: the read pinned a stale snapshot, and
+/// the busy timeout does not apply). `begin_write` takes the write lock first, so the other
+/// process cannot commit in between: it waits out its busy timeout instead.
+#[tokio::test]
+async fn a_writing_transaction_on_sqlite_holds_the_write_lock_from_its_start() {
+    use sqlx::{ConnectOptions as _, Connection as _};
+    use std::str::FromStr as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raw_url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let offline = Store::connect(&SecretString::from(raw_url.clone()), 1)
+        .await
+        .expect("sqlite");
+    offline.migrate().await.expect("migrations");
+
+    let mut tx = offline.begin_write().await.unwrap();
+    assert!(store::targets::list(&mut tx).await.unwrap().is_empty());
+    // The other process, impatient (no busy timeout): it cannot start writing now.
+    let mut other = sqlx::sqlite::SqliteConnectOptions::from_str(&raw_url)
+        .unwrap()
+        .busy_timeout(std::time::Duration::ZERO)
+        .connect()
+        .await
+        .unwrap();
+    let refused = sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await;
+    assert!(
+        refused.is_err(),
+        "another process could take the write lock while a writing transaction ran"
+    );
+    store::targets::insert(w(&mut tx), &target("t_1", "web-01"))
+        .await
+        .expect("the write after the read succeeds");
+    tx.commit().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("the lock is free after the commit");
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+    let mut conn = offline.conn().await.unwrap();
+    assert_eq!(store::targets::list(&mut conn).await.unwrap().len(), 1);
+}

@@ -12,6 +12,7 @@ const UNAUDITED: &[(&str, &str, &str)] = &[
     ("audit", "insert_many", "the chain's own rows, written by Chain::advance at the commit"),
     ("audit", "advance_head", "the chain's own head, written by Chain::advance at the commit"),
     ("audit", "lock_head", "locks the head row (SELECT ... FOR UPDATE) inside the commit"),
+    ("audit", "take_sqlite_write_lock", "a write that changes nothing, to take SQLite's write lock at a writing transaction's start"),
     ("audit", "sink_cursor", "a shipper's progress: creates its cursor row on first use"),
     ("audit", "save_sink_cursor", "a shipper's progress through the log"),
     ("audit_verified", "advance", "how far the console's check of the chain got; a cache of a check anyone with audit:read can redo"),
