@@ -230,6 +230,9 @@ pub struct SessionAuthorized {
     /// The approved just-in-time access request the session opened under (issue 25).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_request: Option<String>,
+    /// The step-up challenge whose single-use proof opened it (issue 26).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_up: Option<String>,
 }
 
 /// An SSH certificate the controller's CA signed for a session (never the certificate).
@@ -725,4 +728,41 @@ pub struct PolicyChangeSummary {
 impl PolicyChangeSummary {
     /// How many changed decisions an event names.
     pub const FIRST: usize = 20;
+}
+
+/// A step-up challenge issued (`step_up_required`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct StepUpRequired {
+    pub challenge_id: String,
+    pub target_id: String,
+    pub target_name: String,
+    /// The role whose MFA constraint asks for it.
+    pub role: String,
+    /// What the fresh login must show: one of `amr`, or an `acr` among `acr`.
+    pub amr: Vec<String>,
+    pub acr: Vec<String>,
+    pub expires_at: u64,
+}
+
+/// A step-up challenge answered (`step_up_proven`): what the fresh login showed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct StepUpProven {
+    pub challenge_id: String,
+    pub target_name: String,
+    /// `oidc` or `totp`.
+    pub method: String,
+    pub amr: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    pub auth_time: u64,
+}
+
+/// The step-up challenge an event is about (`step_up_failed`); none when the request named
+/// no challenge the controller knows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct StepUpRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_name: Option<String>,
 }

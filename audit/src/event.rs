@@ -271,6 +271,9 @@ kinds! {
     BreakGlass = "break_glass",
     RunStarted = "run_started",
     RunFinished = "run_finished",
+    StepUpRequired = "step_up_required",
+    StepUpProven = "step_up_proven",
+    StepUpFailed = "step_up_failed",
 }
 
 impl std::fmt::Display for Kind {
@@ -590,6 +593,22 @@ pub enum Event {
     RunFinished {
         details: RunFinished,
     },
+    /// authorize-session refused a session only for a role's MFA constraint and issued a
+    /// step-up challenge (`reason`: what the token's login lacked).
+    StepUpRequired {
+        reason: String,
+        details: StepUpRequired,
+    },
+    /// A fresh login answered a step-up challenge: a single-use proof was handed out.
+    StepUpProven {
+        details: StepUpProven,
+    },
+    /// A step-up login or proof was refused (`reason`: why, e.g. the provider ignored
+    /// `max_age`, a weaker `acr`, a proof replayed or for another target).
+    StepUpFailed {
+        reason: String,
+        details: StepUpRef,
+    },
 }
 
 impl Event {
@@ -668,6 +687,9 @@ impl Event {
             Event::BreakGlass { .. } => Kind::BreakGlass,
             Event::RunStarted { .. } => Kind::RunStarted,
             Event::RunFinished { .. } => Kind::RunFinished,
+            Event::StepUpRequired { .. } => Kind::StepUpRequired,
+            Event::StepUpProven { .. } => Kind::StepUpProven,
+            Event::StepUpFailed { .. } => Kind::StepUpFailed,
         }
     }
 

@@ -202,6 +202,7 @@ fn one_of_each() -> Vec<Event> {
                 parent_session: None,
                 destination: None,
                 access_request: Some("ar_1".into()),
+                step_up: Some("su_1".into()),
             },
         },
         Event::SessionDenied {
@@ -566,6 +567,35 @@ fn one_of_each() -> Vec<Event> {
                 exit_status: None,
                 signal: Some(15),
                 sessions: vec!["s_1".into()],
+            },
+        },
+        Event::StepUpRequired {
+            reason: "role `admin` grants `ssh` in DMZ, but requires MFA (amr mfa)".into(),
+            details: StepUpRequired {
+                challenge_id: "su_1".into(),
+                target_id: "t_1".into(),
+                target_name: "web-01".into(),
+                role: "admin".into(),
+                amr: vec!["mfa".into()],
+                acr: vec!["gold".into()],
+                expires_at: 1_795_000_300,
+            },
+        },
+        Event::StepUpProven {
+            details: StepUpProven {
+                challenge_id: "su_1".into(),
+                target_name: "web-01".into(),
+                method: "oidc".into(),
+                amr: vec!["pwd".into(), "otp".into(), "mfa".into()],
+                acr: Some("gold".into()),
+                auth_time: 1_795_000_010,
+            },
+        },
+        Event::StepUpFailed {
+            reason: "the step-up proof was already used".into(),
+            details: StepUpRef {
+                challenge_id: Some("su_1".into()),
+                target_name: Some("web-01".into()),
             },
         },
     ]

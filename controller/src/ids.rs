@@ -21,6 +21,8 @@ pub(crate) enum IdKind {
     Credential,
     /// A just-in-time access request.
     AccessRequest,
+    /// A step-up challenge.
+    StepUp,
 }
 
 impl IdKind {
@@ -38,6 +40,7 @@ impl IdKind {
             IdKind::Login => "lg_",
             IdKind::Credential => "vc_",
             IdKind::AccessRequest => "ar_",
+            IdKind::StepUp => "su_",
         }
     }
 }

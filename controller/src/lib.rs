@@ -47,6 +47,7 @@ pub mod secret;
 mod sessions;
 mod ssh;
 mod state;
+mod step_up;
 mod store;
 mod target_labels;
 mod tokens;

@@ -166,6 +166,7 @@ fn deny(policy: &Policy, reason: String) -> Decision {
         constraints: Constraints::default(),
         proxmox: None,
         policy_hash: policy.hash.clone(),
+        step_up: None,
     }
 }
 

@@ -51,7 +51,7 @@ pub use proxmox_access::{
 };
 pub use recording::{Fallback, Recording};
 pub use request::{
-    Constraints, Decision, Identity, Outcome, Request, TargetFacts, SERVICE_ACCOUNT_AMR,
+    Constraints, Decision, Identity, Outcome, Request, StepUp, TargetFacts, SERVICE_ACCOUNT_AMR,
 };
 pub use ssh::{SshAccess, SshMode, SshRights};
 pub use zones::{zone_of_addr, zone_of_target, ZoneError};

@@ -108,6 +108,24 @@ pub struct Decision {
     pub proxmox: Option<crate::proxmox_access::ProxmoxGrant>,
     /// Hex SHA-256 of the policy file that decided.
     pub policy_hash: String,
+    /// On a deny where a granting role's only unmet constraint is its MFA requirement: what a
+    /// fresh login must show for that role to grant it (a step-up). Never for a service
+    /// account, which cannot log in again interactively.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_up: Option<StepUp>,
+}
+
+/// What a step-up login must show: one of `amr`, or an `acr` among `acr`, at an
+/// authentication no older than the challenge that asks for it (and than
+/// `max_auth_age_secs`, the role's own limit).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepUp {
+    /// The role that would grant the request.
+    pub role: String,
+    pub amr: Vec<String>,
+    pub acr: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_auth_age_secs: Option<u64>,
 }
 
 impl Decision {

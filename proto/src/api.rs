@@ -15,6 +15,9 @@ pub struct ErrorBody {
     /// The request field at fault, when one is.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub field: Option<String>,
+    /// With `error` = `step_up_required`: what a fresh login must show for this request.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub step_up: Option<crate::step_up::StepUpChallenge>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,6 +125,11 @@ pub struct OidcStartRequest {
     /// base64url (no padding) SHA-256 of a random secret only this CLI knows; the secret
     /// itself is sent only to redeem the login, in a request body.
     pub secret_hash: String,
+    /// A step-up login answering this challenge ([`crate::step_up`]): the provider is asked
+    /// for a fresh authentication, and the redeem gives a [`crate::step_up::StepUpProof`]
+    /// instead of an API token. Loopback and code modes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_up: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -384,6 +392,10 @@ pub struct AuthorizeSession {
     /// target when the user's standing roles do not grant it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub under_request: Option<crate::access::UnderRequest>,
+    /// The proof of a step-up login answering this request's challenge ([`crate::step_up`]):
+    /// the same target and `client_public_key` as the challenged request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_up: Option<crate::step_up::StepUpAnswer>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

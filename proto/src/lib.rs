@@ -19,6 +19,7 @@
 //! - [`recording`]: session recordings: chained chunks, their events, asciicast, verification.
 //! - [`handshakes`]: the count of connections still in their handshake, capped per listener.
 //! - [`keys`]: fingerprints and public-key encodings every side computes the same way.
+//! - [`step_up`]: step-up authentication bound to one session request.
 //! - [`text`]: outside text made safe for logs and terminals (escaping control characters).
 //! - [`users`]: local users' logins and administration, and service accounts.
 #![forbid(unsafe_code)]
@@ -38,6 +39,7 @@ pub mod handshakes;
 pub mod keys;
 pub mod link;
 pub mod proxy;
+pub mod step_up;
 pub mod pve;
 pub mod recording;
 pub mod text;

@@ -17,6 +17,8 @@ pub(crate) struct ApiError {
     pub field: Option<String>,
     /// A refused permission, audited by [`super::audit_denials`] on the way out.
     pub denied: Option<Box<Denied>>,
+    /// A step-up challenge, for a `step_up_required` refusal.
+    pub step_up: Option<Box<portcullis_proto::step_up::StepUpChallenge>>,
 }
 
 /// Who was refused which permission: carried in the response's extensions so the one
@@ -35,6 +37,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             denied: None,
+            step_up: None,
         }
     }
 
@@ -128,8 +131,42 @@ impl From<SessionError> for ApiError {
             SessionError::PveMintFailed { .. } => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "pve_token_mint_failed", message)
             }
+            SessionError::StepUpRequired { challenge, .. } => {
+                let mut api = ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    portcullis_proto::step_up::STEP_UP_REQUIRED,
+                    message,
+                );
+                api.step_up = Some(challenge);
+                api
+            }
+            SessionError::StepUpRefused(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "step_up_refused", message)
+            }
             SessionError::Store(e) => e.into(),
             SessionError::Key(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::step_up::StepUpError> for ApiError {
+    fn from(err: crate::step_up::StepUpError) -> Self {
+        use crate::step_up::StepUpError;
+        match err {
+            StepUpError::Refused(m) => ApiError::new(StatusCode::FORBIDDEN, "step_up_refused", m),
+            StepUpError::Store(e) => e.into(),
+            StepUpError::Key(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::step_up::StepUpError> for SessionError {
+    fn from(err: crate::step_up::StepUpError) -> Self {
+        use crate::step_up::StepUpError;
+        match err {
+            StepUpError::Refused(m) => SessionError::StepUpRefused(m),
+            StepUpError::Store(e) => SessionError::Store(e),
+            StepUpError::Key(e) => SessionError::Key(e),
         }
     }
 }
@@ -146,6 +183,7 @@ impl IntoResponse for ApiError {
             error: self.kind.to_owned(),
             message: self.message,
             field: self.field,
+            step_up: self.step_up.map(|c| *c),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(denied) = self.denied {

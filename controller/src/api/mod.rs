@@ -24,6 +24,7 @@ pub(crate) mod service_accounts;
 pub(crate) mod service_token;
 pub(crate) mod session_secrets;
 pub(crate) mod sessions;
+mod step_up;
 pub(crate) mod targets;
 pub(crate) mod tls_ca;
 pub(crate) mod users;
@@ -112,6 +113,7 @@ pub(crate) fn router(state: AppState) -> Router {
             "/v1/sessions/{id}/recordings/{recording}/bundle",
             get(recordings::bundle),
         )
+        .route("/v1/step-up/{id}/totp", post(step_up::totp))
         .route("/v1/requests", get(requests::list).post(requests::create))
         .route("/v1/requests/{id}", get(requests::get))
         .route("/v1/requests/{id}/approve", post(requests::approve))

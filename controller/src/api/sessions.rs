@@ -169,6 +169,7 @@ pub(crate) async fn authorize_session(
         local_secret_sha256: body.local_secret_sha256.as_deref(),
         client_public_key: &body.client_public_key,
         under_request: body.under_request.as_ref(),
+        step_up: body.step_up.as_ref(),
     };
     let started = std::time::Instant::now();
     let auth = authorize::authorize(&state, &principal, target, ask).await;

@@ -185,6 +185,7 @@ fn decide(policy: Option<&Policy>, request: &portcullis_policy::Request, now: u6
         constraints: portcullis_policy::Constraints::default(),
         proxmox: None,
         policy_hash: policy.map(|p| p.hash().to_owned()).unwrap_or_default(),
+        step_up: None,
     };
     if crate::sessions::plan::is_unroutable(request.target.ip) {
         return denied(format!(

@@ -218,6 +218,7 @@ fn plan(facts: &Facts<'_>, decision: &Decision) -> Plan {
             parent_session: Some(parent.id.clone()),
             destination: Some(facts.destination.to_owned()),
             access_request: None,
+            step_up: None,
         },
     };
     let event = AuditEvent::new(actor(facts.user, parent), authorized)

@@ -3,8 +3,8 @@
 
 use openidconnect::core::CoreAuthenticationFlow;
 use openidconnect::{
-    AuthorizationCode, CsrfToken, Nonce, OAuth2TokenResponse as _, PkceCodeChallenge,
-    PkceCodeVerifier, Scope, TokenResponse as _,
+    AuthenticationContextClass, AuthorizationCode, CsrfToken, Nonce, OAuth2TokenResponse as _,
+    PkceCodeChallenge, PkceCodeVerifier, Scope, TokenResponse as _,
 };
 
 use super::{chain, OidcError, OidcIdentity, Relying};
@@ -18,11 +18,14 @@ impl Relying {
     }
 
     /// The provider's authorization URL for a login with this state, nonce and PKCE challenge.
+    /// A step-up login (`fresh`) asks for a fresh authentication (`max_age=0`) and, when the
+    /// challenge names some, for these `acr_values`; the callback checks that it got them.
     pub(crate) async fn authorization_url(
         &self,
         state: &str,
         nonce: &str,
         challenge: PkceCodeChallenge,
+        fresh: Option<&[String]>,
     ) -> Result<String, OidcError> {
         let md = self.metadata(false).await?;
         let client = self.client(&md)?;
@@ -37,6 +40,12 @@ impl Relying {
             .set_pkce_challenge(challenge);
         for scope in self.config.scopes.iter().filter(|s| *s != "openid") {
             request = request.add_scope(Scope::new(scope.clone()));
+        }
+        if let Some(acr_values) = fresh {
+            request = request.set_max_age(std::time::Duration::ZERO);
+            for acr in acr_values {
+                request = request.add_auth_context_value(AuthenticationContextClass::new(acr.clone()));
+            }
         }
         let (url, _, _) = request.url();
         Ok(url.to_string())

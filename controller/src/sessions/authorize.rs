@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use portcullis_proto::access::UnderRequest;
 use portcullis_proto::api::SessionAuthorization;
+use portcullis_proto::step_up::StepUpAnswer;
 
 use super::error::SessionError;
 use super::issue;
@@ -35,6 +36,8 @@ pub(crate) struct Ask<'a> {
     pub client_public_key: &'a str,
     /// The approved access request the client names (with a run's proof).
     pub under_request: Option<&'a UnderRequest>,
+    /// The proof of a step-up login answering this request's challenge.
+    pub step_up: Option<&'a StepUpAnswer>,
 }
 
 /// Authorises a session from `principal` to `target` for what the client asks; see the
@@ -51,6 +54,7 @@ pub(crate) async fn authorize(
         local_secret_sha256,
         client_public_key,
         under_request,
+        step_up,
     } = ask;
     let now = state.clock.unix_secs();
     let rate = state.authorize_rate.hit(&principal.user.id, now);
@@ -60,8 +64,23 @@ pub(crate) async fn authorize(
     refusing(state, plan::check_available(principal, &target)).await?;
     let injecting = super::pve::injecting(&target, &state.config.catalog)?;
     let endpoint = resolve(&target.address).await?;
+    // A step-up proof stands in for the token's authentication, for this decision only.
+    let stepped = match step_up {
+        Some(answer) => {
+            let accept = crate::step_up::accept(state, principal, &target, client_public_key, answer);
+            Some(with_step_up(principal, &accept.await?))
+        }
+        None => None,
+    };
+    let deciding = stepped.as_ref().unwrap_or(principal);
     let policy = state.policy();
-    let standing = plan::decide(principal, &target, endpoint, policy.as_deref(), now);
+    let standing = plan::decide(deciding, &target, endpoint, policy.as_deref(), now);
+    let challenge = Challenge {
+        principal,
+        target: &target,
+        client_public_key,
+        answered: step_up.is_some(),
+    };
     let (decision, covered) = match (standing, under_request, policy.as_deref()) {
         (Ok(decision), None, _) => (decision, None),
         (standing, _, None) => (refusing(state, standing).await?, None),
@@ -83,7 +102,7 @@ pub(crate) async fn authorize(
             };
             match covering::choose(&ask, &requests) {
                 Ok(Some(covered)) => (covered.decision.clone(), Some(covered)),
-                Ok(None) => (refusing(state, standing).await?, None),
+                Ok(None) => (refusing_or_step_up(state, &challenge, standing).await?, None),
                 Err(not) => {
                     let refusal = plan::denial(
                         principal,
@@ -136,6 +155,7 @@ pub(crate) async fn authorize(
             request_id: &c.request_id,
             expires_at: c.expires_at,
         }),
+        step_up: step_up.map(|answer| answer.challenge_id.as_str()),
     };
     let plan = refusing(state, plan::plan(&facts)).await?;
     let keys = issue::Keys {
@@ -213,6 +233,59 @@ async fn refusing<T>(state: &AppState, step: Result<T, Refusal>) -> Result<T, Se
         state.audit_alone(*event).await?;
     }
     Err(refusal.error)
+}
+
+/// The request a step-up challenge would be bound to.
+struct Challenge<'a> {
+    principal: &'a Principal,
+    target: &'a TargetRecord,
+    client_public_key: &'a str,
+    /// The request came with a proof already: no second challenge (its denial stands).
+    answered: bool,
+}
+
+/// [`refusing`], except that a denial only for a role's MFA constraint becomes a step-up
+/// challenge (with its `step_up_required` event instead of `session_denied`), when the user
+/// can answer one.
+async fn refusing_or_step_up<T>(
+    state: &AppState,
+    at: &Challenge<'_>,
+    step: Result<T, Refusal>,
+) -> Result<T, SessionError> {
+    let refusal = match step {
+        Err(refusal) if !at.answered && refusal.step_up.is_some() => refusal,
+        other => return refusing(state, other).await,
+    };
+    let (Some(need), SessionError::Denied { reason, .. }) = (&refusal.step_up, &refusal.error)
+    else {
+        return refusing(state, Err(refusal)).await;
+    };
+    let issued = crate::step_up::challenge(
+        state,
+        at.principal,
+        at.target,
+        at.client_public_key,
+        need,
+        reason,
+    )
+    .await?;
+    match issued {
+        Some(challenge) => Err(SessionError::StepUpRequired {
+            reason: reason.clone(),
+            challenge: Box::new(challenge),
+        }),
+        None => refusing(state, Err(refusal)).await,
+    }
+}
+
+/// The caller as a step-up login showed them: its amr, acr and auth_time in place of the
+/// token's.
+fn with_step_up(principal: &Principal, proven: &crate::store::step_ups::Proven) -> Principal {
+    let mut stepped = principal.clone();
+    stepped.user.amr = proven.amr.clone();
+    stepped.user.acr = proven.acr.clone();
+    stepped.user.auth_time = Some(proven.auth_time);
+    stepped
 }
 
 /// Resolves a target's `HOST:PORT` once; the first address (IPv4 preferred) is the one the

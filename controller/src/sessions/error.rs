@@ -71,6 +71,19 @@ pub(crate) enum SessionError {
          whatever was made for it is deleted; {hint}"
     )]
     PveMintFailed { message: String, hint: &'static str },
+    /// The policy denied only for a role's MFA constraint, and a fresh login bound to this
+    /// request can lift it: the challenge goes back to the client (`crate::step_up`).
+    #[error(
+        "step-up required: {reason}; a fresh login is needed for this session (`portcullis \
+         connect` asks for it; see docs/auth.md, \"Step-up MFA\")"
+    )]
+    StepUpRequired {
+        reason: String,
+        challenge: Box<portcullis_proto::step_up::StepUpChallenge>,
+    },
+    /// A step-up proof sent with the request was refused.
+    #[error("step-up refused: {0}")]
+    StepUpRefused(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -149,6 +149,7 @@ pub(crate) async fn commit(
     let event = plan.event.clone();
     let token_id = token_id.to_owned();
     let access = plan.access_request.clone();
+    let step_up = plan.step_up.clone();
     let now = plan.record.created_at;
     state
         .audit_writer
@@ -163,6 +164,7 @@ pub(crate) async fn commit(
                 token_id.clone(),
             );
             let access = access.clone();
+            let step_up = step_up.clone();
             Box::pin(async move {
                 session_rows::insert(tx.write(), &record, Some(&token_id)).await?;
                 crate::store::session_list::set_decided(tx.write(), &record.id, &decided).await?;
@@ -174,6 +176,17 @@ pub(crate) async fn commit(
                         return Err(crate::store::StoreError::Conflict(format!(
                             "access request {request} ended while the session was authorised; \
                              `portcullis request show {request}` says how"
+                        )));
+                    }
+                }
+                if let Some(challenge) = &step_up {
+                    // Spent with the session: a replayed proof (or two racing requests with
+                    // one) opens at most one session.
+                    let spend = crate::store::step_ups::spend;
+                    if !spend(tx.write(), challenge, &record.id, now).await? {
+                        return Err(crate::store::StoreError::Conflict(format!(
+                            "the step-up proof of challenge {challenge} was used by another \
+                             session meanwhile; a proof opens one session: step up again"
                         )));
                     }
                 }

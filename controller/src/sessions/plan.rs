@@ -38,6 +38,8 @@ use crate::store::workers::WorkerRecord;
 pub(crate) struct Refusal {
     pub error: SessionError,
     pub event: Option<Box<AuditEvent>>,
+    /// A denial only for a role's MFA constraint: what a step-up login must show.
+    pub step_up: Option<Box<portcullis_policy::StepUp>>,
 }
 
 /// The facts [`plan`] decides on, read once by the caller.
@@ -63,6 +65,9 @@ pub(crate) struct Facts<'a> {
     /// The approved access request the session opens under, when standing roles did not
     /// allow it (`crate::access::covering`).
     pub access: Option<UnderAccess<'a>>,
+    /// The step-up challenge whose proof came with the request: spent by the session's
+    /// commit, named in its event.
+    pub step_up: Option<&'a str>,
 }
 
 /// The approved access request a session opens under: its id goes on the row and the event,
@@ -124,6 +129,8 @@ pub(crate) struct Plan {
     pub decided: Decided,
     /// The approved access request it opens under, stored on its row.
     pub access_request: Option<String>,
+    /// The step-up challenge whose proof it spends in its commit.
+    pub step_up: Option<String>,
     pub event: AuditEvent,
 }
 
@@ -173,6 +180,7 @@ pub(crate) fn check_rate(
             retry_after,
         },
         event,
+        step_up: None,
     })
 }
 
@@ -358,6 +366,7 @@ pub(crate) fn plan(facts: &Facts<'_>) -> Result<Plan, Refusal> {
         pve,
         decided: Decided::of(facts.decision),
         access_request: facts.access.as_ref().map(|a| a.request_id.to_owned()),
+        step_up: facts.step_up.map(str::to_owned),
         event,
     })
 }
@@ -503,7 +512,11 @@ fn session_record(
 }
 
 fn unaudited(error: SessionError) -> Refusal {
-    Refusal { error, event: None }
+    Refusal {
+        error,
+        event: None,
+        step_up: None,
+    }
 }
 
 fn to_i64(value: u64) -> i64 {

@@ -48,6 +48,9 @@ pub(crate) mod sessions;
 #[cfg(test)]
 mod sessions_suite_tests;
 pub(crate) mod ssh_certificates;
+pub(crate) mod step_ups;
+#[cfg(test)]
+mod step_ups_suite_tests;
 #[cfg(test)]
 mod suite_tests;
 pub(crate) mod targets;
@@ -253,6 +256,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "access_requests",
         include_str!("../../../migrations/sqlite/0020_access_requests.sql"),
     ),
+    (
+        21,
+        "step_up",
+        include_str!("../../../migrations/sqlite/0021_step_up.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -349,6 +357,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         20,
         "access_requests",
         include_str!("../../../migrations/postgres/0020_access_requests.sql"),
+    ),
+    (
+        21,
+        "step_up",
+        include_str!("../../../migrations/postgres/0021_step_up.sql"),
     ),
     // The recordings store's tables: its own migrator applies them (`recordings.rs`), and a
     // shared database's migration table must know them here too.

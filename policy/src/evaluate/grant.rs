@@ -6,7 +6,7 @@ use super::Ask;
 use crate::policy::{Grant, IdSet, Policy, RoleConstraints};
 use crate::proxmox_access::{ProxmoxIdentity, PROXMOX_API_SERVICE};
 use crate::recording::Recording;
-use crate::request::{Decision, Identity, Outcome};
+use crate::request::{Decision, Identity, Outcome, StepUp};
 use crate::roles::any_group_matches;
 use crate::ssh::{SshAccess, SshMode, SshRights};
 
@@ -32,6 +32,8 @@ pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -
     }
     // The first unmet constraint: the reason in words, and the role rule that failed.
     let mut failure: Option<(String, String)> = None;
+    // The first role whose only unmet constraint is MFA: a fresh login could meet it.
+    let mut step_up: Option<StepUp> = None;
     let mut max_session: Option<Option<u64>> = None;
     let mut connection_limit: Option<Option<u32>> = None;
     let zone = policy.zones.get(dst);
@@ -53,6 +55,17 @@ pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -
         }
         let c = &role.constraints;
         if let Some(unmet) = unmet_constraint(policy, c, ask, now) {
+            if let (Unmet::Mfa(_), Some(mfa)) = (&unmet, &c.mfa) {
+                if !ask.identity.is_service_account() {
+                    step_up.get_or_insert_with(|| StepUp {
+                        role: role.name.clone(),
+                        amr: mfa.amr.clone(),
+                        acr: mfa.acr.clone(),
+                        max_auth_age_secs: mfa.max_auth_age_secs,
+                    });
+                }
+            }
+            let unmet = unmet.text();
             failure.get_or_insert_with(|| {
                 (
                     format!(
@@ -90,6 +103,7 @@ pub(super) fn grant(policy: &Policy, mut d: Decision, ask: &Ask<'_>, now: u64) -
         });
         d.reason = reason;
         d.role_rule = Some(rule);
+        d.step_up = step_up;
         return d;
     }
     if svc_name == PROXMOX_API_SERVICE {
@@ -217,29 +231,45 @@ fn no_member_reason(groups: &[String]) -> String {
     }
 }
 
-/// The first constraint of a granting role that the request does not meet, in words: the
-/// source zone first, then MFA.
+/// A constraint a granting role's request does not meet, in words.
+enum Unmet {
+    SourceZone(String),
+    /// The MFA requirement: the one a fresh, stronger login can meet (a step-up).
+    Mfa(String),
+}
+
+impl Unmet {
+    fn text(self) -> String {
+        match self {
+            Unmet::SourceZone(text) | Unmet::Mfa(text) => text,
+        }
+    }
+}
+
+/// The first constraint of a granting role that the request does not meet: the source zone
+/// first, then MFA.
 fn unmet_constraint(
     policy: &Policy,
     constraints: &RoleConstraints,
     ask: &Ask<'_>,
     now: u64,
-) -> Option<String> {
+) -> Option<Unmet> {
     let src = ask.src.zone;
     if constraints
         .source_zones
         .as_ref()
         .is_some_and(|s| !s.contains(src))
     {
-        return Some(format!(
+        return Some(Unmet::SourceZone(format!(
             "only from its source zones, not from {}",
             policy.zone_name(src)
-        ));
+        )));
     }
     constraints
         .mfa
         .as_ref()
         .and_then(|mfa| mfa.check(ask.identity, now).err())
+        .map(Unmet::Mfa)
 }
 
 /// Adds the login names a grant renders for the identity, in order, skipping repeats.

@@ -434,6 +434,32 @@ mod service_accounts {
     }
 
     #[test]
+    fn a_decision_denied_only_for_mfa_says_what_a_step_up_must_show() {
+        let policy = seed(false);
+        // A password login: the admin role's only unmet constraint is MFA.
+        let d = evaluate(&policy, &admin_request(ON_PREM_ADMIN, &["pwd"]), NOW);
+        assert_eq!(d.outcome, Outcome::Deny);
+        let step_up = d.step_up.expect("a step-up for an MFA-only denial");
+        assert_eq!(step_up.role, "admin");
+        assert_eq!(step_up.amr, vec!["mfa", "otp", "hwk"]);
+        assert_eq!(step_up.max_auth_age_secs, Some(43200));
+        // An MFA login that is too old: a step-up too.
+        let d = evaluate(&policy, &admin_request(ON_PREM_ADMIN, &["otp"]), NOW + 86_400);
+        assert!(d.step_up.is_some(), "{}", d.reason);
+        // From outside the role's source zones no login helps: no step-up.
+        let d = evaluate(&policy, &admin_request("10.10.5.10", &["pwd"]), NOW);
+        assert_eq!(d.outcome, Outcome::Deny);
+        assert_eq!(d.step_up, None, "{}", d.reason);
+        // A service account cannot log in again: no step-up.
+        let d = evaluate(&policy, &admin_request(ON_PREM_ADMIN, &[SERVICE_ACCOUNT_AMR]), NOW);
+        assert_eq!(d.step_up, None);
+        // Allowed: nothing to step up.
+        let d = evaluate(&policy, &admin_request(ON_PREM_ADMIN, &["otp"]), NOW);
+        assert_eq!(d.outcome, Outcome::Allow);
+        assert_eq!(d.step_up, None);
+    }
+
+    #[test]
     fn svc_is_not_an_mfa_method() {
         let text = SEED.replace(ADMIN_MFA, r#"mfa = { amr = ["svc"] }"#);
         let err = Policy::parse(&text).unwrap_err().to_string();

@@ -96,6 +96,18 @@ async fn callback_inner(
             return Ok(failure_response(&login, &message));
         }
     };
+    // A step-up login: the ID token must answer its challenge (fresh, strong, the user's).
+    if let Some(challenge) = crate::step_up::of_login(state, &login.id).await? {
+        let checked = crate::step_up::check_oidc(state, &challenge, &identity, &login.source);
+        if let Err(err) = checked.await {
+            let message = match err {
+                crate::step_up::StepUpError::Refused(message) => message,
+                other => return Err(other.into()),
+            };
+            fail_login(state, &login, &message).await?;
+            return Ok(failure_response(&login, &message));
+        }
+    }
     hand_over(state, &login, &identity).await
 }
 

@@ -59,6 +59,11 @@ pub(crate) async fn redeem(
             "this login was already redeemed; run `portcullis login` again",
         ));
     }
+    // A step-up login gives a single-use proof for its challenge, never an API token.
+    if let Some(challenge) = crate::step_up::of_login(&state, &login.id).await? {
+        let proof = crate::step_up::answer_oidc(&state, &challenge, &identity, &source).await?;
+        return Ok((StatusCode::CREATED, Json(proof)).into_response());
+    }
     let user = UserRecord {
         id: new_id(IdKind::User),
         issuer: identity.issuer,

@@ -50,8 +50,25 @@ pub(crate) async fn start(
             } else {
                 logins::CODE
             };
-            let url = begin_in_browser(&state, relying, mode, &mut login).await?;
+            let url = match &body.step_up {
+                None => begin_in_browser(&state, relying, mode, &mut login).await?,
+                Some(challenge) => {
+                    let ask = step_up_ask(&state, challenge, &login.id, now).await?;
+                    let fresh = Fresh {
+                        nonce: &ask.nonce,
+                        acr_values: &ask.acr,
+                    };
+                    begin_fresh(&state, relying, mode, &mut login, Some(fresh)).await?
+                }
+            };
             response.authorization_url = Some(url);
+        }
+        OidcLoginMode::Device if body.step_up.is_some() => {
+            return Err(ApiError::field(
+                "mode",
+                "a step-up login runs in a browser (loopback or code mode), which can be asked \
+                 for a fresh authentication; the device flow cannot",
+            ));
         }
         OidcLoginMode::Device => {
             begin_on_device(&state, relying, now, &mut login, &mut response).await?;
@@ -110,6 +127,36 @@ pub(crate) async fn record_started(
     Ok(())
 }
 
+/// The challenge a step-up login answers, with the login linked to it: it must be open
+/// (not answered, spent or expired).
+async fn step_up_ask(
+    state: &AppState,
+    challenge_id: &str,
+    login_id: &str,
+    now: u64,
+) -> Result<crate::store::step_ups::StepUpRecord, ApiError> {
+    let mut conn = state.store.conn().await?;
+    let at = clock::to_i64(now);
+    let found = crate::store::step_ups::get(&mut conn, challenge_id).await?;
+    let open = match found {
+        Some(challenge) => {
+            crate::store::step_ups::attach_login(&mut conn, challenge_id, login_id, at)
+                .await?
+                .then_some(challenge)
+        }
+        None => None,
+    };
+    open.ok_or_else(|| {
+        ApiError::field(
+            "step_up",
+            format!(
+                "no open step-up challenge {challenge_id:?} (unknown, already answered, spent \
+                 or expired); ask for the session again to get a new one"
+            ),
+        )
+    })
+}
+
 /// The SHA-256 of the secret the CLI keeps, from its base64url text.
 fn cli_secret_hash(text: &str) -> Result<Vec<u8>, ApiError> {
     URL_SAFE_NO_PAD
@@ -148,11 +195,31 @@ pub(crate) async fn begin_in_browser(
     mode: &str,
     login: &mut PendingLogin,
 ) -> Result<String, ApiError> {
+    begin_fresh(state, relying, mode, login, None).await
+}
+
+/// What a step-up login asks the provider for: the challenge's nonce, a fresh
+/// authentication, and its `acr_values`.
+struct Fresh<'a> {
+    nonce: &'a str,
+    acr_values: &'a [String],
+}
+
+/// [`begin_in_browser`], or a step-up login when `fresh` is set.
+async fn begin_fresh(
+    state: &AppState,
+    relying: &Relying,
+    mode: &str,
+    login: &mut PendingLogin,
+    fresh: Option<Fresh<'_>>,
+) -> Result<String, ApiError> {
     let oauth_state = new_secret();
-    let nonce = new_secret();
+    let nonce = fresh
+        .as_ref()
+        .map_or_else(new_secret, |f| f.nonce.to_owned());
     let (challenge, pkce_verifier) = Relying::pkce();
     let url = relying
-        .authorization_url(&oauth_state, &nonce, challenge)
+        .authorization_url(&oauth_state, &nonce, challenge, fresh.map(|f| f.acr_values))
         .await
         .map_err(oidc_error)?;
     let secrets = serde_json::to_vec(&BrowserSecrets {

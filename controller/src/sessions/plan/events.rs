@@ -67,6 +67,7 @@ pub(super) fn authorized(facts: &Facts<'_>, issued: &Issued<'_>) -> AuditEvent {
             parent_session: None,
             destination: None,
             access_request: facts.access.as_ref().map(|a| a.request_id.to_owned()),
+            step_up: facts.step_up.map(str::to_owned),
         },
     };
     AuditEvent::new(facts.principal.actor(), authorized)
@@ -89,6 +90,7 @@ pub(super) fn too_many_live(facts: &Facts<'_>, live: i64) -> Refusal {
         event: Some(Box::new(
             AuditEvent::new(facts.principal.actor(), reached).target(&facts.target.id),
         )),
+        step_up: None,
     }
 }
 
@@ -129,6 +131,7 @@ pub(super) fn denial(
         event: Some(Box::new(
             AuditEvent::new(principal.actor(), denied).target(&target.id),
         )),
+        step_up: decision.and_then(|d| d.step_up.clone()).map(Box::new),
     }
 }
 
@@ -168,5 +171,6 @@ pub(super) fn unavailable(principal: &Principal, target: &TargetRecord) -> Refus
         event: Some(Box::new(
             AuditEvent::new(principal.actor(), denied).target(&target.id),
         )),
+        step_up: None,
     }
 }
