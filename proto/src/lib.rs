@@ -39,9 +39,9 @@ pub mod handshakes;
 pub mod keys;
 pub mod link;
 pub mod proxy;
-pub mod step_up;
 pub mod pve;
 pub mod recording;
+pub mod step_up;
 pub mod text;
 pub mod users;
 

@@ -119,6 +119,7 @@ mod tests {
                 error: "x".into(),
                 message: "m".into(),
                 field: None,
+                step_up: None,
             },
         })
         .context("cannot do it")

@@ -179,6 +179,18 @@ fn anonymous_client(args: &ClientArgs) -> anyhow::Result<ApiClient> {
     ApiClient::new(settings)
 }
 
+/// A step-up login in the browser answering `challenge_id` (docs/auth.md, "Step-up MFA"):
+/// the controller's single-use proof for it.
+pub(crate) async fn step_up_in_browser(
+    api: &ApiClient,
+    challenge_id: &str,
+) -> anyhow::Result<portcullis_proto::step_up::StepUpProof> {
+    let secret = oidc::random_secret()?;
+    let value = redirect::in_browser(api, &secret, Some(challenge_id)).await?;
+    serde_json::from_value(value)
+        .context("the controller's step-up answer is not what this CLI expects")
+}
+
 pub(crate) async fn login(args: LoginArgs) -> anyhow::Result<i32> {
     let (api, path) = match &args.url {
         Some(url) => first_use::setup(&args, url).await?,

@@ -39,6 +39,7 @@ pub(crate) mod run;
 pub(crate) mod sessions;
 pub(crate) mod ssh_config;
 pub(crate) mod status;
+pub(crate) mod step_up;
 pub(crate) mod targets;
 pub(crate) mod terminal_filter;
 pub(crate) mod tls;

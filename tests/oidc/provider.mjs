@@ -20,6 +20,10 @@
 //   rotate       (not bad) a key rotation: the JWKS now also publishes key k2, which signs
 //   alg-none     unsigned (alg "none")
 //   hs256        HMAC-signed with the client secret (symmetric key confusion)
+//
+// POST /admin/ignore-max-age?on=1 makes the provider ignore max_age (and prompt) in
+// authorization requests from then on, as some providers do: a step-up login then reuses the
+// provider's session and its old auth_time (on=0 undoes it).
 
 import crypto from 'node:crypto';
 import http from 'node:http';
@@ -86,6 +90,7 @@ function spoil(idToken, mode) {
 // What each user chose at its last login.
 const accounts = new Map();
 let nextMode = null;
+let ignoreMaxAge = false;
 
 const html = (title, body) => `<!doctype html><html><head><meta charset="utf-8"><title>${title}</title></head><body><h1>${title}</h1>${body}</body></html>`;
 
@@ -186,6 +191,16 @@ server.on('request', async (req, res) => {
       if (nextMode === 'rotate') rotated = true;
       res.writeHead(204).end();
       return;
+    }
+    if (req.method === 'POST' && url.pathname === '/admin/ignore-max-age') {
+      ignoreMaxAge = url.searchParams.get('on') === '1';
+      res.writeHead(204).end();
+      return;
+    }
+    if (ignoreMaxAge && url.pathname === '/auth') {
+      url.searchParams.delete('max_age');
+      url.searchParams.delete('prompt');
+      req.url = `${url.pathname}?${url.searchParams}`;
     }
     if (rotated && req.method === 'GET' && url.pathname === '/jwks') {
       res.writeHead(200, { 'content-type': 'application/jwk-set+json' });

@@ -44,7 +44,8 @@ impl Relying {
         if let Some(acr_values) = fresh {
             request = request.set_max_age(std::time::Duration::ZERO);
             for acr in acr_values {
-                request = request.add_auth_context_value(AuthenticationContextClass::new(acr.clone()));
+                request =
+                    request.add_auth_context_value(AuthenticationContextClass::new(acr.clone()));
             }
         }
         let (url, _, _) = request.url();

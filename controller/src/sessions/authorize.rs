@@ -67,7 +67,8 @@ pub(crate) async fn authorize(
     // A step-up proof stands in for the token's authentication, for this decision only.
     let stepped = match step_up {
         Some(answer) => {
-            let accept = crate::step_up::accept(state, principal, &target, client_public_key, answer);
+            let accept =
+                crate::step_up::accept(state, principal, &target, client_public_key, answer);
             Some(with_step_up(principal, &accept.await?))
         }
         None => None,
@@ -102,7 +103,10 @@ pub(crate) async fn authorize(
             };
             match covering::choose(&ask, &requests) {
                 Ok(Some(covered)) => (covered.decision.clone(), Some(covered)),
-                Ok(None) => (refusing_or_step_up(state, &challenge, standing).await?, None),
+                Ok(None) => (
+                    refusing_or_step_up(state, &challenge, standing).await?,
+                    None,
+                ),
                 Err(not) => {
                     let refusal = plan::denial(
                         principal,

@@ -43,10 +43,12 @@ pub(crate) fn login_answers(
         ));
     }
     let Some(auth_time) = shown.auth_time else {
-        return Err("the provider's ID token has no auth_time, so the freshness of the \
+        return Err(
+            "the provider's ID token has no auth_time, so the freshness of the \
                     step-up login cannot be checked; configure the provider to send it \
                     (require_auth_time)"
-            .into());
+                .into(),
+        );
     };
     if auth_time < challenge.created_at {
         return Err(format!(
@@ -64,7 +66,9 @@ pub(crate) fn login_answers(
         ));
     }
     let by_amr = shown.amr.iter().any(|a| challenge.amr.contains(a));
-    let by_acr = shown.acr.is_some_and(|acr| challenge.acr.iter().any(|a| a == acr));
+    let by_acr = shown
+        .acr
+        .is_some_and(|acr| challenge.acr.iter().any(|a| a == acr));
     if !by_amr && !by_acr {
         return Err(format!(
             "the step-up login is weaker than asked: it showed amr [{}]{}, and role `{}` \
@@ -135,8 +139,7 @@ pub(crate) fn proof_fits<'c>(
     }
     if challenge.used_at.is_some() {
         return Err(
-            "the step-up proof was already used: a proof opens one session; step up again"
-                .into(),
+            "the step-up proof was already used: a proof opens one session; step up again".into(),
         );
     }
     if challenge.target_id != used.target_id {
@@ -147,9 +150,11 @@ pub(crate) fn proof_fits<'c>(
         ));
     }
     if !constant_time_eq(&challenge.client_key_hash, used.client_key_hash) {
-        return Err("the step-up proof was made for another client key: it counts only for \
+        return Err(
+            "the step-up proof was made for another client key: it counts only for \
                     the session request that asked for it"
-            .into());
+                .into(),
+        );
     }
     if challenge.expires_at <= now {
         return Err("the step-up proof has expired; ask for the session again".into());
@@ -206,9 +211,15 @@ mod tests {
     fn a_fresh_strong_login_of_the_user_answers() {
         let c = challenge();
         let otp = vec!["pwd".to_string(), "otp".to_string()];
-        assert_eq!(login_answers(&c, OWNER, &shown(&otp, None, 1000), 1010), Ok(()));
+        assert_eq!(
+            login_answers(&c, OWNER, &shown(&otp, None, 1000), 1010),
+            Ok(())
+        );
         let pwd = vec!["pwd".to_string()];
-        assert_eq!(login_answers(&c, OWNER, &shown(&pwd, Some("gold"), 1005), 1010), Ok(()));
+        assert_eq!(
+            login_answers(&c, OWNER, &shown(&pwd, Some("gold"), 1005), 1010),
+            Ok(())
+        );
     }
 
     #[test]
@@ -219,7 +230,9 @@ mod tests {
         assert!(err.contains("ignored max_age=0"), "{err}");
         let mut none = shown(&otp, None, 0);
         none.auth_time = None;
-        assert!(login_answers(&c, OWNER, &none, 1010).unwrap_err().contains("no auth_time"));
+        assert!(login_answers(&c, OWNER, &none, 1010)
+            .unwrap_err()
+            .contains("no auth_time"));
     }
 
     #[test]
@@ -232,7 +245,9 @@ mod tests {
         let otp = vec!["otp".to_string()];
         let mut bob = shown(&otp, None, 1005);
         bob.subject = "bob";
-        assert!(login_answers(&c, OWNER, &bob, 1010).unwrap_err().contains("another user"));
+        assert!(login_answers(&c, OWNER, &bob, 1010)
+            .unwrap_err()
+            .contains("another user"));
         let err = login_answers(&c, OWNER, &shown(&otp, None, 1005), 1300).unwrap_err();
         assert!(err.contains("expired"), "{err}");
     }
@@ -273,20 +288,28 @@ mod tests {
             client_key_hash: &[2; 32],
             ..USE
         };
-        assert!(proof_fits(&c, &other_key, 1020).unwrap_err().contains("another client key"));
+        assert!(proof_fits(&c, &other_key, 1020)
+            .unwrap_err()
+            .contains("another client key"));
         let wrong = Use {
             proof_hash: &[8; 32],
             ..USE
         };
-        assert!(proof_fits(&c, &wrong, 1020).unwrap_err().contains("not valid"));
+        assert!(proof_fits(&c, &wrong, 1020)
+            .unwrap_err()
+            .contains("not valid"));
         let stranger = Use {
             user_id: "u_2",
             ..USE
         };
-        assert!(proof_fits(&c, &stranger, 1020).unwrap_err().contains("not valid"));
+        assert!(proof_fits(&c, &stranger, 1020)
+            .unwrap_err()
+            .contains("not valid"));
         let mut spent = proven();
         spent.used_at = Some(1015);
-        assert!(proof_fits(&spent, &USE, 1020).unwrap_err().contains("already used"));
+        assert!(proof_fits(&spent, &USE, 1020)
+            .unwrap_err()
+            .contains("already used"));
         assert!(proof_fits(&c, &USE, 1300).unwrap_err().contains("expired"));
     }
 }

@@ -18,7 +18,9 @@
 pub(crate) mod check;
 
 use portcullis_policy::StepUp;
-use portcullis_proto::step_up::{StepUpAnswer, StepUpChallenge, StepUpProof, METHOD_OIDC, METHOD_TOTP};
+use portcullis_proto::step_up::{
+    StepUpAnswer, StepUpChallenge, StepUpProof, METHOD_OIDC, METHOD_TOTP,
+};
 
 use crate::api::extract::Principal;
 use crate::audit::{event, Actor, AuditEvent, Event};
@@ -231,7 +233,9 @@ pub(crate) async fn check_oidc(
         crate::store::users::get(&mut conn, &challenge.user_id).await?
     };
     let Some(owner) = owner else {
-        return Err(StepUpError::Refused("the challenged user no longer exists".into()));
+        return Err(StepUpError::Refused(
+            "the challenged user no longer exists".into(),
+        ));
     };
     let shown = check::Shown {
         issuer: &identity.issuer,
@@ -314,7 +318,11 @@ pub(crate) async fn answer_totp(
         return Err(refused("TOTP step-up is for local users; log in again at your OpenID provider (`portcullis connect` does it)".into()).await);
     }
     if challenge.failed_attempts >= MAX_FAILED_ATTEMPTS {
-        return Err(refused("too many wrong codes: this step-up challenge is burnt; ask for the session again".into()).await);
+        return Err(refused(
+            "too many wrong codes: this step-up challenge is burnt; ask for the session again"
+                .into(),
+        )
+        .await);
     }
     let sealed = found
         .as_ref()
@@ -346,7 +354,9 @@ pub(crate) async fn answer_totp(
     let step = match totp::verify(&secret, code, now, last) {
         TotpVerdict::Accepted { step } => step,
         TotpVerdict::Reused { .. } => {
-            return Err(refused("this TOTP code was already used; wait for the next one".into()).await);
+            return Err(
+                refused("this TOTP code was already used; wait for the next one".into()).await,
+            );
         }
         TotpVerdict::Wrong => {
             let failures = {
@@ -354,7 +364,10 @@ pub(crate) async fn answer_totp(
                 step_ups::count_failure(&mut conn, &challenge.id).await?
             };
             let left = (MAX_FAILED_ATTEMPTS - failures).max(0);
-            return Err(refused(format!("wrong TOTP code; {left} attempt(s) left for this step-up")).await);
+            return Err(refused(format!(
+                "wrong TOTP code; {left} attempt(s) left for this step-up"
+            ))
+            .await);
         }
     };
     let proven = Proven {
@@ -365,11 +378,20 @@ pub(crate) async fn answer_totp(
         auth_time: clock::to_i64(now),
     };
     let user_id = principal.user.id.clone();
-    prove(state, &challenge, proven, principal.actor(), Some((&user_id, step))).await
+    prove(
+        state,
+        &challenge,
+        proven,
+        principal.actor(),
+        Some((&user_id, step)),
+    )
+    .await
 }
 
 fn open_totp(state: &AppState, user_id: &str, sealed: &[u8]) -> Result<TotpSecret, StepUpError> {
-    let plain = state.keys.open_secret(&totp_seal_context(user_id), sealed)?;
+    let plain = state
+        .keys
+        .open_secret(&totp_seal_context(user_id), sealed)?;
     let text = std::str::from_utf8(plain.expose_secret())
         .map_err(|_| StepUpError::Refused("the stored TOTP secret cannot be read".into()))?;
     TotpSecret::from_base32(text).map_err(|e| {

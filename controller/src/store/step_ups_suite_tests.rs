@@ -91,7 +91,10 @@ async fn a_step_up_challenge_is_answered_once_and_spent_once() {
             w(&mut conn),
             "su_2",
             &[8; 32],
-            &Proven { at: 401, ..found.proven.clone().unwrap() }
+            &Proven {
+                at: 401,
+                ..found.proven.clone().unwrap()
+            }
         )
         .await
         .unwrap());

@@ -444,14 +444,22 @@ mod service_accounts {
         assert_eq!(step_up.amr, vec!["mfa", "otp", "hwk"]);
         assert_eq!(step_up.max_auth_age_secs, Some(43200));
         // An MFA login that is too old: a step-up too.
-        let d = evaluate(&policy, &admin_request(ON_PREM_ADMIN, &["otp"]), NOW + 86_400);
+        let d = evaluate(
+            &policy,
+            &admin_request(ON_PREM_ADMIN, &["otp"]),
+            NOW + 86_400,
+        );
         assert!(d.step_up.is_some(), "{}", d.reason);
         // From outside the role's source zones no login helps: no step-up.
         let d = evaluate(&policy, &admin_request("10.10.5.10", &["pwd"]), NOW);
         assert_eq!(d.outcome, Outcome::Deny);
         assert_eq!(d.step_up, None, "{}", d.reason);
         // A service account cannot log in again: no step-up.
-        let d = evaluate(&policy, &admin_request(ON_PREM_ADMIN, &[SERVICE_ACCOUNT_AMR]), NOW);
+        let d = evaluate(
+            &policy,
+            &admin_request(ON_PREM_ADMIN, &[SERVICE_ACCOUNT_AMR]),
+            NOW,
+        );
         assert_eq!(d.step_up, None);
         // Allowed: nothing to step up.
         let d = evaluate(&policy, &admin_request(ON_PREM_ADMIN, &["otp"]), NOW);

@@ -286,6 +286,7 @@ mod tests {
                 error: "forbidden".into(),
                 message: "recordings:read".into(),
                 field: None,
+                step_up: None,
             },
         })
         .context("cannot read the chunks")

@@ -8,6 +8,7 @@ use portcullis_proto::access::UnderRequest;
 use portcullis_proto::api::{AuthorizeSession, CancelReason, SessionAuthorization};
 use portcullis_proto::clock::{Clock as _, SystemClock};
 use portcullis_proto::keys;
+use portcullis_proto::step_up::StepUpAnswer;
 
 use super::tls::ClientIdentity;
 use super::tunnel::SessionTicket;
@@ -47,20 +48,37 @@ pub(super) async fn authorize_with(
     local_secret_sha256: Option<String>,
     under_request: Option<UnderRequest>,
 ) -> anyhow::Result<SessionAuthorization> {
-    let body = AuthorizeSession {
+    let mut body = AuthorizeSession {
         client_public_key: client_public_key(identity)?,
         ssh_public_key,
         // Sent whenever the session is served on a TCP port: a Proxmox API target's worker
         // then requires the secret on every request; other targets ignore it.
         local_secret_sha256,
         under_request,
+        step_up: None,
     };
-    api.post(
-        &format!("/v1/targets/{}/authorize-session", segment(target)?),
-        &body,
-    )
-    .await
-    .with_context(|| format!("cannot open a session to {target}"))
+    let path = format!("/v1/targets/{}/authorize-session", segment(target)?);
+    let first = api.post(&path, &body).await;
+    // A role that wants a fresher or stronger login: step up once, for this request only.
+    let challenge = match &first {
+        Err(err) => err
+            .downcast_ref::<ApiError>()
+            .and_then(|e| e.body.step_up.clone()),
+        Ok(_) => None,
+    };
+    let Some(challenge) = challenge else {
+        return first.with_context(|| format!("cannot open a session to {target}"));
+    };
+    let proof = crate::cli::step_up::answer(api, &challenge)
+        .await
+        .with_context(|| format!("cannot open a session to {target}: the step-up failed"))?;
+    body.step_up = Some(StepUpAnswer {
+        challenge_id: proof.challenge_id,
+        proof: proof.proof,
+    });
+    api.post(&path, &body)
+        .await
+        .with_context(|| format!("cannot open a session to {target} after the step-up"))
 }
 
 /// The session's client public key as authorize-session carries it (and a run's proof

@@ -47,6 +47,7 @@ impl ApiError {
                 String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
             ),
             field: None,
+            step_up: None,
         });
         let mut err = ApiError {
             status: status.as_u16(),
@@ -122,6 +123,7 @@ mod tests {
                 error: "forbidden".into(),
                 message: "you may not reach db".into(),
                 field: None,
+                step_up: None,
             },
         };
         assert_eq!(err.to_string(), "forbidden: you may not reach db");
@@ -131,6 +133,7 @@ mod tests {
                 error: "invalid_request".into(),
                 message: "bad address".into(),
                 field: Some("address".into()),
+                step_up: None,
             },
         };
         assert_eq!(

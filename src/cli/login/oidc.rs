@@ -29,12 +29,24 @@ pub(super) async fn start(
     redirect_port: Option<u16>,
     secret: &str,
 ) -> anyhow::Result<OidcStartResponse> {
+    start_for(api, mode, redirect_port, secret, None).await
+}
+
+/// [`start`], or a step-up login answering the challenge `step_up`.
+pub(super) async fn start_for(
+    api: &ApiClient,
+    mode: OidcLoginMode,
+    redirect_port: Option<u16>,
+    secret: &str,
+    step_up: Option<&str>,
+) -> anyhow::Result<OidcStartResponse> {
     api.post(
         "/v1/auth/oidc/start",
         &OidcStartRequest {
             mode,
             redirect_port,
             secret_hash: hash_secret(secret),
+            step_up: step_up.map(str::to_owned),
         },
     )
     .await

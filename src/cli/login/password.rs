@@ -238,6 +238,7 @@ fn plain_error(err: anyhow::Error) -> anyhow::Error {
             error: api.body.error.clone(),
             message,
             field: None,
+            step_up: None,
         },
     }
     .into()
@@ -322,6 +323,7 @@ mod tests {
                     error: "x".into(),
                     message: message.into(),
                     field: None,
+                    step_up: None,
                 },
             }
             .into()

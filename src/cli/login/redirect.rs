@@ -9,17 +9,28 @@ use portcullis_proto::api::{LoginResponse, OidcLoginMode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::loopback::{self, Callback};
-use super::oidc::{login_response, redeem, start};
+use super::oidc::{login_response, redeem, start_for};
 use crate::cli::http::ApiClient;
 use portcullis_proto::clock::{Clock as _, SystemClock};
 
 /// Logs in through the loopback redirect; returns the controller's answer with the new token.
 pub(super) async fn login(api: &ApiClient, secret: &str) -> anyhow::Result<LoginResponse> {
+    login_response(in_browser(api, secret, None).await?)
+}
+
+/// The loopback flow, for a login or a step-up login answering the challenge `step_up`:
+/// the controller's redeem answer (a token, or a step-up proof).
+pub(super) async fn in_browser(
+    api: &ApiClient,
+    secret: &str,
+    step_up: Option<&str>,
+) -> anyhow::Result<serde_json::Value> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .context("cannot listen on 127.0.0.1 for the browser's return; try --no-browser")?;
     let port = listener.local_addr()?.port();
-    let started = start(api, OidcLoginMode::Loopback, Some(port), secret).await?;
+    let mode = OidcLoginMode::Loopback;
+    let started = start_for(api, mode, Some(port), secret, step_up).await?;
     let url = started
         .authorization_url
         .context("the controller sent no authorization URL")?;
@@ -43,8 +54,7 @@ pub(super) async fn login(api: &ApiClient, secret: &str) -> anyhow::Result<Login
             "the login was not completed in time; run `portcullis login` again (or use --no-browser)"
         )
     })??;
-    let value = redeem(api, &started.login_id, Some(code), secret).await?;
-    login_response(value)
+    redeem(api, &started.login_id, Some(code), secret).await
 }
 
 /// Runs `PORTCULLIS_BROWSER URL` (or xdg-open/open); false when nothing could be started.

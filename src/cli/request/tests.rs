@@ -227,6 +227,7 @@ fn a_403_asking_for_a_fresh_login_says_how() {
             error: "forbidden".into(),
             message: "your login is 2h old: log in again: `portcullis login`".into(),
             field: None,
+            step_up: None,
         },
     }
     .into();
@@ -245,6 +246,7 @@ fn a_403_asking_for_a_fresh_login_says_how() {
             error: "forbidden".into(),
             message: "you do not approve web-oncall".into(),
             field: None,
+            step_up: None,
         },
     }
     .into();

@@ -197,6 +197,7 @@ impl World {
             },
             pve: None,
             access: None,
+            step_up: None,
         }
     }
 
@@ -288,6 +289,7 @@ fn an_allowed_session_is_planned_with_its_claims_row_certificate_and_event() {
             parent_session: None,
             destination: None,
             access_request: None,
+            step_up: None,
         },
     };
     let expected = AuditEvent::new(world.principal.actor(), authorized)

@@ -78,6 +78,7 @@ fn decision(grant: Option<ProxmoxGrant>) -> Decision {
         constraints: Constraints::default(),
         proxmox: grant,
         policy_hash: "h".into(),
+        step_up: None,
     }
 }
 
