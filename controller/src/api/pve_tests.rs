@@ -602,7 +602,7 @@ async fn an_abandoned_intent_ends_its_session_and_deletes_the_token_by_its_deriv
     let token_id = intent.token_id();
     {
         let mut tx = api.state.begin_audited().await.unwrap();
-        session_rows::insert(tx.write(), &session, None)
+        session_rows::insert(tx.write(), &session, None, &Default::default())
             .await
             .unwrap();
         token_rows::insert_intent(tx.write(), &intent)

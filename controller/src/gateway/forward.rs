@@ -25,7 +25,7 @@ use crate::audit::{event, Actor, AuditEvent, Event};
 use crate::clock;
 use crate::ids::{new_id, IdKind};
 use crate::state::AppState;
-use crate::store::session_list::{self, Decided};
+use crate::store::session_list::Decided;
 use crate::store::sessions::{self as session_rows, SessionRecord, SessionState};
 use crate::store::users::UserRecord;
 use crate::store::StoreError;
@@ -402,8 +402,7 @@ async fn vet_forward(
     if let Err(refused) = check_parent(current.as_ref(), worker_id, now) {
         return Ok(Err(format!("forward to {destination} refused: {refused}")));
     }
-    session_rows::insert(tx.write(), &plan.record, None).await?;
-    session_list::set_decided(tx.write(), &plan.record.id, &plan.decided).await?;
+    session_rows::insert(tx.write(), &plan.record, None, &plan.decided).await?;
     tx.commit(plan.event).await?;
     let expires_at = clock::to_u64(plan.record.expires_at);
     crate::sessions::lifecycle::arm_expiry(state, plan.record.id.clone(), expires_at);

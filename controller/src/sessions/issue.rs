@@ -166,8 +166,7 @@ pub(crate) async fn commit(
             let access = access.clone();
             let step_up = step_up.clone();
             Box::pin(async move {
-                session_rows::insert(tx.write(), &record, Some(&token_id)).await?;
-                crate::store::session_list::set_decided(tx.write(), &record.id, &decided).await?;
+                session_rows::insert(tx.write(), &record, Some(&token_id), &decided).await?;
                 if let Some(request) = &access {
                     // Checked again in the commit: a request revoked or expired since the
                     // decision opens nothing (the session is rolled back).

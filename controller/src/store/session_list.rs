@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
 use super::sessions::{from_row, SessionRecord, SessionState, COLUMNS};
-use super::{from_json_list, to_json_list, Result, Write};
+use super::{from_json_list, Result};
 
 /// The decision that allowed a session: the matrix cell (source zone → target zone) and the
 /// roles that granted it. Empty for a session authorised before it was stored (migration
@@ -27,19 +27,6 @@ impl Decided {
             roles: decision.roles.clone(),
         }
     }
-}
-
-/// Stores the decision of a session just inserted, in the transaction that commits it with
-/// its `session_authorized` event.
-pub(crate) async fn set_decided(w: Write<'_>, session_id: &str, decided: &Decided) -> Result<()> {
-    sqlx::query("UPDATE sessions SET source_zone = $2, target_zone = $3, roles = $4 WHERE id = $1")
-        .bind(session_id)
-        .bind(&decided.source_zone)
-        .bind(&decided.target_zone)
-        .bind(to_json_list(&decided.roles))
-        .execute(w.conn())
-        .await?;
-    Ok(())
 }
 
 /// Which sessions a page holds; every filter is optional.

@@ -34,15 +34,12 @@ async fn a_page_carries_names_counts_bytes_and_the_decision_and_filters_by_zone_
             let mut s = session(0);
             s.id = id.into();
             s.created_at = 200;
-            store::sessions::insert(w(&mut conn), &s, None)
-                .await
-                .unwrap();
             let decided = Decided {
                 source_zone: Some("CORP".into()),
                 target_zone: Some(zone.into()),
                 roles: vec!["ops".into(), "dev".into()],
             };
-            store::session_list::set_decided(w(&mut conn), id, &decided)
+            store::sessions::insert(w(&mut conn), &s, None, &decided)
                 .await
                 .unwrap();
         }

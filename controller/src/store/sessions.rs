@@ -145,10 +145,17 @@ pub(super) fn from_row(row: &AnyRow) -> Result<SessionRecord> {
 
 /// Inserts a session; `token_id` is the API token it was authorised with (logout ends the
 /// token's sessions).
-pub(crate) async fn insert(w: Write<'_>, s: &SessionRecord, token_id: Option<&str>) -> Result<()> {
+/// Inserts a session with the decision that allowed it (`decided`: its zones and roles, for
+/// the console's filters) in one statement.
+pub(crate) async fn insert(
+    w: Write<'_>,
+    s: &SessionRecord,
+    token_id: Option<&str>,
+    decided: &super::session_list::Decided,
+) -> Result<()> {
     let conn = w.conn();
     sqlx::query(&format!(
-        "INSERT INTO sessions ({COLUMNS}, token_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        "INSERT INTO sessions ({COLUMNS}, token_id, source_zone, target_zone, roles) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
     ))
     .bind(&s.id)
     .bind(&s.user_id)
@@ -169,6 +176,9 @@ pub(crate) async fn insert(w: Write<'_>, s: &SessionRecord, token_id: Option<&st
     .bind(ssh_mode_column(s.ssh_mode))
     .bind(&s.parent_session_id)
     .bind(token_id)
+    .bind(&decided.source_zone)
+    .bind(&decided.target_zone)
+    .bind(super::to_json_list(&decided.roles))
     .execute(conn)
     .await?;
     Ok(())

@@ -41,7 +41,9 @@ pub(super) async fn insert_alices_session(
     store::users::upsert(w(conn), &user("alice", &[]))
         .await
         .unwrap();
-    store::sessions::insert(w(conn), s, None).await.unwrap();
+    store::sessions::insert(w(conn), s, None, &Default::default())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -57,7 +59,7 @@ async fn a_gateway_session_and_its_forwards_read_back_and_forwards_count_apart()
         forward.id = "s_2".into();
         forward.parent_session_id = Some("s_1".into());
         forward.endpoint = "192.0.2.10:5432".into();
-        store::sessions::insert(w(&mut conn), &forward, None)
+        store::sessions::insert(w(&mut conn), &forward, None, &Default::default())
             .await
             .unwrap();
         assert_eq!(
@@ -233,7 +235,7 @@ async fn admitting_a_first_connection_again_counts_it_once() {
         store::users::upsert(w(&mut conn), &user("alice", &[]))
             .await
             .unwrap();
-        store::sessions::insert(w(&mut conn), &session(0), None)
+        store::sessions::insert(w(&mut conn), &session(0), None, &Default::default())
             .await
             .unwrap();
         use store::connections::FirstAdmission;
@@ -269,7 +271,7 @@ async fn admitting_a_first_connection_again_counts_it_once() {
         // At the session's limit, the repeat is still the connection admitted.
         let mut s2 = session(1);
         s2.id = "s_2".into();
-        store::sessions::insert(w(&mut conn), &s2, None)
+        store::sessions::insert(w(&mut conn), &s2, None, &Default::default())
             .await
             .unwrap();
         assert_eq!(

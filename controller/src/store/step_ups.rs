@@ -140,8 +140,9 @@ pub(crate) async fn by_login(
 }
 
 /// Links the OIDC login that answers a challenge to it (the login's start is audited as
-/// `login_started`); a later login replaces an unfinished one. False when the challenge is
-/// answered, spent or expired.
+/// `login_started`), once: the start needs no token, so a second start (by whoever learnt
+/// the challenge's id) must not take the challenge from the first. False when another login
+/// answers it already, or it is answered, spent or expired.
 pub(crate) async fn attach_login(
     conn: &mut AnyConnection,
     id: &str,
@@ -150,7 +151,8 @@ pub(crate) async fn attach_login(
 ) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE step_up_challenges SET login_id = $2 \
-         WHERE id = $1 AND proof_hash IS NULL AND used_at IS NULL AND expires_at > $3",
+         WHERE id = $1 AND login_id IS NULL AND proof_hash IS NULL AND used_at IS NULL \
+         AND expires_at > $3",
     )
     .bind(id)
     .bind(login_id)

@@ -38,6 +38,13 @@ async fn a_step_up_challenge_is_answered_once_and_spent_once() {
         assert!(step_ups::attach_login(&mut conn, "su_1", "lg_1", 150)
             .await
             .unwrap());
+        assert!(
+            !step_ups::attach_login(&mut conn, "su_1", "lg_other", 151)
+                .await
+                .unwrap(),
+            "{}: a second login took the challenge",
+            b.name
+        );
         let by_login = step_ups::by_login(&mut conn, "lg_1").await.unwrap();
         assert_eq!(by_login.map(|c| c.id).as_deref(), Some("su_1"));
         assert_eq!(step_ups::count_failure(&mut conn, "su_1").await.unwrap(), 1);

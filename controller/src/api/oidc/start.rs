@@ -150,8 +150,9 @@ async fn step_up_ask(
         ApiError::field(
             "step_up",
             format!(
-                "no open step-up challenge {challenge_id:?} (unknown, already answered, spent \
-                 or expired); ask for the session again to get a new one"
+                "no open step-up challenge {challenge_id:?} (unknown, already being answered \
+                 by another login, answered, spent or expired); ask for the session again to \
+                 get a new one"
             ),
         )
     })

@@ -163,7 +163,7 @@ impl Harness {
         };
         let mut tx = self.state.begin_audited().await.unwrap();
         user_rows::upsert(tx.write(), &user).await.unwrap();
-        session_rows::insert(tx.write(), &session, None)
+        session_rows::insert(tx.write(), &session, None, &Default::default())
             .await
             .unwrap();
         let setup = Event::PolicyReloaded {

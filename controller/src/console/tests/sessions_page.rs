@@ -32,10 +32,7 @@ impl Console {
             let mut s = base.clone();
             s.id = format!("s_copy{i:04}");
             s.created_at = base.created_at - 10 - i64::try_from(i / 2).unwrap();
-            crate::store::sessions::insert(tx.write(), &s, None)
-                .await
-                .unwrap();
-            crate::store::session_list::set_decided(tx.write(), &s.id, &decided)
+            crate::store::sessions::insert(tx.write(), &s, None, &decided)
                 .await
                 .unwrap();
             made.push((s.created_at, s.id));
