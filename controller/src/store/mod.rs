@@ -261,6 +261,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "step_up",
         include_str!("../../../migrations/sqlite/0021_step_up.sql"),
     ),
+    (
+        22,
+        "session_indexes",
+        include_str!("../../../migrations/sqlite/0022_session_indexes.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -362,6 +367,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         21,
         "step_up",
         include_str!("../../../migrations/postgres/0021_step_up.sql"),
+    ),
+    (
+        22,
+        "session_indexes",
+        include_str!("../../../migrations/postgres/0022_session_indexes.sql"),
     ),
     // The recordings store's tables: its own migrator applies them (`recordings.rs`), and a
     // shared database's migration table must know them here too.
