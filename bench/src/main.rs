@@ -41,22 +41,43 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Accepts connections, reads everything, and closes when the sender is done.
+/// What the sink writes first on every connection: a client (through any relay) sees the path
+/// is up when it arrives, and times the bulk transfer from there.
+const GREETING: &[u8] = b"sink\n";
+
+/// Accepts connections; greets each ([`GREETING`]), counts what it reads until EOF, answers
+/// the count (`N\n`) and closes: a relay that truncated or added bytes shows in the count
+/// its sender reads back.
 async fn sink(addr: &str) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     println!("{{\"ready\":\"{}\"}}", listener.local_addr()?);
     loop {
         let (mut s, _) = listener.accept().await?;
         tokio::spawn(async move {
+            if s.write_all(GREETING).await.is_err() {
+                return;
+            }
             let mut buf = vec![0u8; CHUNK];
-            while let Ok(n) = s.read(&mut buf).await {
-                if n == 0 {
-                    break;
+            let mut total = 0u64;
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => total += n as u64,
+                    // No count: the sender reads none and fails its row.
+                    Err(_) => return,
                 }
             }
+            let _ = s.write_all(format!("{total}\n").as_bytes()).await;
             let _ = s.shutdown().await;
         });
     }
+}
+
+/// The byte count in what a sender read back from the sink (greeting, then `N\n`), or None
+/// when it is not exactly that.
+fn sink_count(reply: &[u8]) -> Option<u64> {
+    let count = reply.strip_prefix(GREETING)?.strip_suffix(b"\n")?;
+    std::str::from_utf8(count).ok()?.parse().ok()
 }
 
 async fn echo(addr: &str) -> anyhow::Result<()> {
@@ -73,12 +94,21 @@ async fn echo(addr: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Sends BYTES, half-closes, and waits for the far end to close: the transfer is complete.
+/// Waits for the sink's greeting, then sends BYTES (timed from there: the transfer, not the
+/// set-up), half-closes and reads the sink's count. Prints what the sink received (null when
+/// its answer was not a count); the caller fails the row when that differs from BYTES.
 async fn send(addr: &str, bytes: u64) -> anyhow::Result<()> {
-    let start = Instant::now();
     let mut s = TcpStream::connect(addr)
         .await
         .with_context(|| format!("connect {addr}"))?;
+    let mut greeting = [0u8; GREETING.len()];
+    s.read_exact(&mut greeting)
+        .await
+        .context("read the sink's greeting")?;
+    if greeting != GREETING {
+        bail!("the far end did not greet as the sink does: {greeting:?}");
+    }
+    let start = Instant::now();
     let buf = vec![0x5au8; CHUNK];
     let mut left = bytes;
     while left > 0 {
@@ -87,11 +117,12 @@ async fn send(addr: &str, bytes: u64) -> anyhow::Result<()> {
         left -= n as u64;
     }
     s.shutdown().await?;
-    let mut rest = Vec::new();
+    let mut rest = GREETING.to_vec();
     s.read_to_end(&mut rest).await?;
     let secs = start.elapsed().as_secs_f64();
+    let received = sink_count(&rest).map_or("null".to_owned(), |n| n.to_string());
     println!(
-        "{{\"bytes\":{bytes},\"seconds\":{secs:.4},\"mib_per_s\":{:.1}}}",
+        "{{\"bytes\":{bytes},\"received\":{received},\"seconds\":{secs:.4},\"mib_per_s\":{:.1}}}",
         bytes as f64 / secs / 1048576.0
     );
     Ok(())
@@ -201,4 +232,19 @@ async fn hold(addr: &str, count: usize, active: usize, secs: u64) -> anyhow::Res
         conns.len() + active
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sink_count_is_read_only_from_a_whole_answer() {
+        assert_eq!(sink_count(b"sink\n1073741824\n"), Some(1 << 30));
+        assert_eq!(sink_count(b"sink\n0\n"), Some(0));
+        assert_eq!(sink_count(b"sink\n"), None, "no count: the sink failed");
+        assert_eq!(sink_count(b"sink\n12"), None, "a cut count");
+        assert_eq!(sink_count(b"1024\n"), None, "no greeting");
+        assert_eq!(sink_count(b"sink\nsink\n5\n"), None, "a greeting twice");
+    }
 }
