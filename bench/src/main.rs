@@ -15,7 +15,7 @@ const CHUNK: usize = 1 << 20;
 fn usage() -> anyhow::Result<()> {
     bail!(
         "usage: portcullis-bench sink ADDR | echo ADDR | send ADDR BYTES | generate BYTES | \
-         latency ADDR COUNT | hold ADDR COUNT ACTIVE SECONDS | pve ADDR DIR"
+         latency ADDR[,ADDR...] COUNT [GAP_MS] | hold ADDR COUNT ACTIVE SECONDS | pve ADDR DIR"
     )
 }
 
@@ -32,7 +32,8 @@ async fn main() -> anyhow::Result<()> {
         ["echo", addr] => echo(addr).await,
         ["send", addr, bytes] => send(addr, bytes.parse()?).await,
         ["generate", bytes] => generate(bytes.parse()?).await,
-        ["latency", addr, count] => latency(addr, count.parse()?).await,
+        ["latency", addrs, count] => latency(addrs, count.parse()?, 0).await,
+        ["latency", addrs, count, gap] => latency(addrs, count.parse()?, gap.parse()?).await,
         ["pve", addr, dir] => pve::serve(addr, dir).await,
         ["hold", addr, count, active, secs] => {
             hold(addr, count.parse()?, active.parse()?, secs.parse()?).await
@@ -151,11 +152,19 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-/// COUNT sequential new connections to an echo service: connect, one byte there and back.
-async fn latency(addr: &str, count: usize) -> anyhow::Result<()> {
+/// COUNT sequential new connections to an echo service: connect, one byte there and back,
+/// timed. The connections go round the comma-separated ADDRS in turn, each after a pause of
+/// GAP_MS (untimed; none with 0): with N addresses, each sees a gap of N × GAP_MS between its
+/// connections.
+async fn latency(addrs: &str, count: usize, gap_ms: u64) -> anyhow::Result<()> {
+    let addrs: Vec<&str> = addrs.split(',').collect();
     let mut times = Vec::with_capacity(count);
     let mut errors = 0;
-    for _ in 0..count {
+    for i in 0..count {
+        let addr = addrs[i % addrs.len()];
+        if gap_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(gap_ms)).await;
+        }
         let start = Instant::now();
         let result = async {
             let mut s = TcpStream::connect(addr).await?;
@@ -173,7 +182,8 @@ async fn latency(addr: &str, count: usize) -> anyhow::Result<()> {
     }
     times.sort();
     println!(
-        "{{\"count\":{count},\"errors\":{errors},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
+        "{{\"count\":{count},\"errors\":{errors},\"addresses\":{},\"gap_ms\":{gap_ms},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
+        addrs.len(),
         percentile(&times, 0.5),
         percentile(&times, 0.99)
     );
