@@ -190,8 +190,10 @@ async fn latency(addrs: &str, count: usize, gap_ms: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens COUNT connections to an echo service and keeps them; ACTIVE of them exchange a byte
-/// every 10 ms for SECONDS. Prints errors; the caller reads the worker's memory meanwhile.
+/// Opens COUNT connections to an echo service and keeps them, and prints how many opened;
+/// waits for a line on stdin (the caller measures memory meanwhile; EOF does too); then ACTIVE
+/// of them exchange a byte every 10 ms for SECONDS; then every connection must still echo a
+/// byte. Prints the active phase's errors and how many were still open.
 async fn hold(addr: &str, count: usize, active: usize, secs: u64) -> anyhow::Result<()> {
     let mut conns = Vec::with_capacity(count);
     let mut errors = 0usize;
@@ -215,31 +217,43 @@ async fn hold(addr: &str, count: usize, active: usize, secs: u64) -> anyhow::Res
         }
     }
     println!("{{\"opened\":{},\"errors\":{errors}}}", conns.len());
+    tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new())).await??;
     let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut active_errors = 0usize;
     let busy: Vec<TcpStream> = conns.drain(..active.min(conns.len())).collect();
     let mut tasks = Vec::new();
     for mut s in busy {
         tasks.push(tokio::spawn(async move {
-            let mut errs = 0usize;
             while Instant::now() < deadline {
                 let mut one = [0u8; 1];
                 if s.write_all(b"y").await.is_err() || s.read_exact(&mut one).await.is_err() {
-                    errs += 1;
-                    break;
+                    return (s, 1usize);
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            errs
+            (s, 0)
         }));
     }
+    let mut active_errors = 0usize;
     for t in tasks {
-        active_errors += t.await.unwrap_or(1);
+        match t.await {
+            Ok((s, errs)) => {
+                active_errors += errs;
+                conns.push(s);
+            }
+            Err(_) => active_errors += 1,
+        }
     }
     tokio::time::sleep(deadline.saturating_duration_since(Instant::now())).await;
+    let held = conns.len();
+    let mut still_open = 0usize;
+    for s in &mut conns {
+        let mut one = [0u8; 1];
+        if s.write_all(b"z").await.is_ok() && s.read_exact(&mut one).await.is_ok() && one == *b"z" {
+            still_open += 1;
+        }
+    }
     println!(
-        "{{\"held\":{},\"active_errors\":{active_errors}}}",
-        conns.len() + active
+        "{{\"held\":{held},\"active_errors\":{active_errors},\"still_open\":{still_open}}}"
     );
     Ok(())
 }
