@@ -252,9 +252,7 @@ async fn hold(addr: &str, count: usize, active: usize, secs: u64) -> anyhow::Res
             still_open += 1;
         }
     }
-    println!(
-        "{{\"held\":{held},\"active_errors\":{active_errors},\"still_open\":{still_open}}}"
-    );
+    println!("{{\"held\":{held},\"active_errors\":{active_errors},\"still_open\":{still_open}}}");
     Ok(())
 }
 
