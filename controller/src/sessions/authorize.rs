@@ -164,6 +164,7 @@ pub(crate) async fn authorize(
     let plan = refusing(state, plan::plan(&facts)).await?;
     let keys = issue::Keys {
         grant: &read.grant_key,
+        grant_signer: &read.grant_signer,
         ssh_ca: read.ssh_ca.as_ref(),
     };
     issue::issue(state, principal, &target, &plan, keys).await
@@ -174,6 +175,7 @@ struct Read {
     live_sessions: Option<i64>,
     worker: Option<WorkerRecord>,
     grant_key: ActiveKey,
+    grant_signer: std::sync::Arc<portcullis_crypto::ed25519::SigningKey>,
     ssh_ca: Option<ActiveKey>,
 }
 
@@ -212,7 +214,7 @@ async fn read(
     if let Some(worker) = &worker {
         state.live_workers.assigned(&worker.id);
     }
-    let grant_key = state.keys.active(Purpose::Grant).await?;
+    let (grant_key, grant_signer) = state.keys.grant_signer().await?;
     let signs = plan::signs_embedded_certificate(ssh_public_key, mode, state.vault.is_some());
     let ssh_ca = match signs {
         true => Some(state.keys.active(Purpose::SshCa).await?),
@@ -222,6 +224,7 @@ async fn read(
         live_sessions,
         worker,
         grant_key,
+        grant_signer,
         ssh_ca,
     })
 }

@@ -17,7 +17,6 @@ use super::lifecycle::arm_expiry;
 use super::plan::Plan;
 use crate::api::extract::Principal;
 use crate::keys::ActiveKey;
-use crate::secret::ExposeSecret as _;
 use crate::state::AppState;
 use crate::store::sessions as session_rows;
 use crate::store::targets::TargetRecord;
@@ -26,6 +25,8 @@ use crate::store::targets::TargetRecord;
 #[derive(Clone, Copy)]
 pub(crate) struct Keys<'a> {
     pub grant: &'a ActiveKey,
+    /// The grant key, parsed once (`Keyset::grant_signer`).
+    pub grant_signer: &'a portcullis_crypto::ed25519::SigningKey,
     /// The embedded SSH CA, when it signs the session's certificate.
     pub ssh_ca: Option<&'a ActiveKey>,
 }
@@ -92,12 +93,8 @@ pub(crate) fn sign(
     keys: Keys<'_>,
     source_addresses: &[String],
 ) -> Result<Signed, SessionError> {
-    let grant = grant::sign(
-        &plan.claims,
-        &keys.grant.id,
-        keys.grant.pkcs8.expose_secret(),
-    )
-    .map_err(|e| SessionError::Signing(e.to_string()))?;
+    let grant = grant::sign_with(&plan.claims, &keys.grant.id, keys.grant_signer)
+        .map_err(|e| SessionError::Signing(e.to_string()))?;
     let ssh_certificate = match (&plan.certificate, keys.ssh_ca) {
         (None, _) => None,
         (Some(_), None) => {

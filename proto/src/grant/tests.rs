@@ -38,6 +38,21 @@ fn signed_grant_verifies_with_its_key() {
 }
 
 #[test]
+fn a_grant_signed_with_a_parsed_key_is_the_same_token_and_verifies() {
+    let (private, public) = keypair();
+    let key = SigningKey::from_pkcs8(&private).unwrap();
+    let token = sign_with(&claims(200), "k1", &key).unwrap();
+    // Ed25519 is deterministic: the same key, header and claims give the same token.
+    assert_eq!(token, sign(&claims(200), "k1", &private).unwrap());
+    let keys = [GrantKey {
+        kid: "k1".into(),
+        public_key: public,
+    }];
+    assert_eq!(verify(&token, &keys, "w_1", 150).unwrap(), claims(200));
+    assert_eq!(key_id(&token).as_deref(), Some("k1"));
+}
+
+#[test]
 fn grant_by_another_key_with_same_kid_is_refused() {
     let (private, _) = keypair();
     let (_, other_public) = keypair();

@@ -647,6 +647,11 @@ fn a_malformed_ssh_key_is_refused_with_or_without_vault() {
     }
 }
 
+fn signer(key: &crate::keys::ActiveKey) -> portcullis_crypto::ed25519::SigningKey {
+    use crate::secret::ExposeSecret as _;
+    portcullis_crypto::ed25519::SigningKey::from_pkcs8(key.pkcs8.expose_secret()).unwrap()
+}
+
 fn key(id: &str) -> crate::keys::ActiveKey {
     use portcullis_crypto::ed25519::SigningKey;
     let pkcs8 = SigningKey::generate_pkcs8().unwrap();
@@ -670,6 +675,7 @@ fn a_plan_signs_to_the_grant_and_certificate_its_event_records() {
     let (grant_key, ca) = (key("key_grant"), key("key_ssh_ca"));
     let keys = crate::sessions::issue::Keys {
         grant: &grant_key,
+        grant_signer: &signer(&grant_key),
         ssh_ca: Some(&ca),
     };
     let signed = crate::sessions::issue::sign(&plan, keys, &[]).unwrap();
@@ -698,6 +704,7 @@ fn a_plan_signs_to_the_grant_and_certificate_its_event_records() {
     // A certificate to sign without the CA's key is an error, not a session without one.
     let keys = crate::sessions::issue::Keys {
         grant: &grant_key,
+        grant_signer: &signer(&grant_key),
         ssh_ca: None,
     };
     assert!(matches!(
@@ -761,6 +768,7 @@ fn in_gateway_mode_the_grant_carries_the_key_logins_and_rights_and_nothing_is_ce
     let grant_key = key("key_grant");
     let keys = crate::sessions::issue::Keys {
         grant: &grant_key,
+        grant_signer: &signer(&grant_key),
         ssh_ca: None,
     };
     let plan = plan_with(&world, &decision);
