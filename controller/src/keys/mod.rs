@@ -143,13 +143,16 @@ pub struct Keyset {
     /// The parsed grant signing key and its id, reused while it is the active one (parsing
     /// an Ed25519 key costs as much as a signature: once per grant was a tenth of
     /// authorize-session's CPU).
-    grant_signer: Arc<std::sync::Mutex<Option<(String, Arc<SigningKey>)>>>,
+    grant_signer: Arc<std::sync::Mutex<Option<ParsedKey>>>,
     /// Key and event times, and the cache's age.
     clock: SharedClock,
     /// The algorithm of the TLS CAs it makes: [`ca::KeyAlgorithm::NEW`] but in tests of what
     /// older keysets hold.
     tls_ca_algorithm: ca::KeyAlgorithm,
 }
+
+/// A key's id and its private half parsed for signing.
+type ParsedKey = (String, Arc<SigningKey>);
 
 /// The active key of a purpose with every key accepted for verification.
 type LoadedKeys = (ActiveKey, Vec<PublicKey>);
