@@ -101,6 +101,22 @@ pub fn render(decision: &Decision) -> String {
             );
         }
     }
+    if let Some(step_up) = &decision.step_up {
+        let mut wanted = Vec::new();
+        if !step_up.amr.is_empty() {
+            wanted.push(format!("amr {}", step_up.amr.join("|")));
+        }
+        if !step_up.acr.is_empty() {
+            wanted.push(format!("acr {}", step_up.acr.join("|")));
+        }
+        let _ = writeln!(
+            out,
+            "  step-up: a fresh login with {} lets role {} grant it (`portcullis connect` asks \
+             for one)",
+            wanted.join(" or "),
+            step_up.role
+        );
+    }
     let _ = writeln!(out, "  policy sha256: {}", decision.policy_hash);
     out
 }

@@ -439,6 +439,11 @@ mod service_accounts {
         // A password login: the admin role's only unmet constraint is MFA.
         let d = evaluate(&policy, &admin_request(ON_PREM_ADMIN, &["pwd"]), NOW);
         assert_eq!(d.outcome, Outcome::Deny);
+        let text = crate::explain::render(&d);
+        assert!(
+            text.contains("step-up: a fresh login with amr mfa|otp|hwk lets role admin grant it"),
+            "{text}"
+        );
         let step_up = d.step_up.expect("a step-up for an MFA-only denial");
         assert_eq!(step_up.role, "admin");
         assert_eq!(step_up.amr, vec!["mfa", "otp", "hwk"]);
