@@ -4,7 +4,7 @@
 //! Verification pins the algorithm, requires a known key id, and checks expiry and audience;
 //! the checks that need the TLS connection (client key, source address) are the worker's.
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 /// The issuer every grant carries.
@@ -101,12 +101,12 @@ pub enum GrantError {
     Signing(String),
 }
 
-/// Signs `claims` with an Ed25519 key given as PKCS#8 DER.
+/// Signs `claims` with an Ed25519 key given as PKCS#8 DER (parsed for this one grant; a
+/// signer that signs many parses once and calls [`sign_with`]).
 pub fn sign(claims: &GrantClaims, kid: &str, pkcs8_der: &[u8]) -> Result<String, GrantError> {
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(kid.to_owned());
-    let key = EncodingKey::from_ed_der(pkcs8_der);
-    jsonwebtoken::encode(&header, claims, &key).map_err(|e| GrantError::Signing(e.to_string()))
+    let key = portcullis_crypto::ed25519::SigningKey::from_pkcs8(pkcs8_der)
+        .map_err(|e| GrantError::Signing(e.to_string()))?;
+    sign_with(claims, kid, &key)
 }
 
 /// [`sign`] with a key parsed once (parsing an Ed25519 key costs as much as signing): the

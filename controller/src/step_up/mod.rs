@@ -220,14 +220,24 @@ pub(crate) async fn of_login(
     step_ups::by_login(&mut conn, login_id).await
 }
 
+/// The challenged user as the actor of a step-up login's events.
+fn actor_of(user: &crate::store::users::UserRecord, source: &str) -> Actor {
+    Actor {
+        user_id: Some(user.id.clone()),
+        username: Some(user.username.clone()),
+        groups: user.groups.clone(),
+        source: Some(source.to_owned()),
+    }
+}
+
 /// Checks an OIDC step-up login's identity against its challenge
-/// ([`check::login_answers`]); a refusal is audited.
+/// ([`check::login_answers`]); a refusal is audited. The actor of its events when it answers.
 pub(crate) async fn check_oidc(
     state: &AppState,
     challenge: &StepUpRecord,
     identity: &crate::oidc::OidcIdentity,
     source: &str,
-) -> Result<(), StepUpError> {
+) -> Result<Actor, StepUpError> {
     let owner = {
         let mut conn = state.store.conn().await?;
         crate::store::users::get(&mut conn, &challenge.user_id).await?
@@ -249,17 +259,10 @@ pub(crate) async fn check_oidc(
         subject: &owner.subject,
     };
     let now = clock::to_i64(state.clock.unix_secs());
+    let actor = actor_of(&owner, source);
     match check::login_answers(challenge, owner_ref, &shown, now) {
-        Ok(()) => Ok(()),
-        Err(reason) => {
-            let actor = Actor {
-                user_id: Some(owner.id.clone()),
-                username: Some(owner.username.clone()),
-                groups: owner.groups.clone(),
-                source: Some(source.to_owned()),
-            };
-            Err(refuse(state, actor, Some(challenge), reason).await)
-        }
+        Ok(()) => Ok(actor),
+        Err(reason) => Err(refuse(state, actor, Some(challenge), reason).await),
     }
 }
 
@@ -270,19 +273,13 @@ pub(crate) async fn answer_oidc(
     identity: &crate::oidc::OidcIdentity,
     source: &str,
 ) -> Result<StepUpProof, StepUpError> {
-    check_oidc(state, challenge, identity, source).await?;
+    let actor = check_oidc(state, challenge, identity, source).await?;
     let proven = Proven {
         at: clock::to_i64(state.clock.unix_secs()),
         method: METHOD_OIDC.to_owned(),
         amr: identity.amr.clone(),
         acr: identity.acr.clone(),
         auth_time: identity.auth_time.unwrap_or_default(),
-    };
-    let actor = Actor {
-        user_id: Some(challenge.user_id.clone()),
-        username: Some(identity.username.clone()),
-        groups: identity.groups.clone(),
-        source: Some(source.to_owned()),
     };
     prove(state, challenge, proven, actor, None).await
 }

@@ -42,7 +42,17 @@ fn a_grant_signed_with_a_parsed_key_is_the_same_token_and_verifies() {
     let (private, public) = keypair();
     let key = SigningKey::from_pkcs8(&private).unwrap();
     let token = sign_with(&claims(200), "k1", &key).unwrap();
-    // Ed25519 is deterministic: the same key, header and claims give the same token.
+    // Ed25519 is deterministic: the same key, header and claims give the token
+    // jsonwebtoken's own encoder makes (what grants were before).
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some("k1".into());
+    let encoded = jsonwebtoken::encode(
+        &header,
+        &claims(200),
+        &jsonwebtoken::EncodingKey::from_ed_der(&private),
+    )
+    .unwrap();
+    assert_eq!(token, encoded);
     assert_eq!(token, sign(&claims(200), "k1", &private).unwrap());
     let keys = [GrantKey {
         kid: "k1".into(),
@@ -110,7 +120,7 @@ fn alg_none_and_hs256_are_refused() {
     let hs = jsonwebtoken::encode(
         &header,
         &claims(200),
-        &EncodingKey::from_secret(public.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()),
     )
     .unwrap();
     assert_eq!(

@@ -99,7 +99,7 @@ async fn callback_inner(
     // A step-up login: the ID token must answer its challenge (fresh, strong, the user's).
     if let Some(challenge) = crate::step_up::of_login(state, &login.id).await? {
         let checked = crate::step_up::check_oidc(state, &challenge, &identity, &login.source);
-        if let Err(err) = checked.await {
+        if let Err(err) = checked.await.map(drop) {
             let message = match err {
                 crate::step_up::StepUpError::Refused(message) => message,
                 other => return Err(other.into()),
