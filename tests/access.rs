@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::console::{enrol_for_token, stack_with};
 use common::dev::{curl, Dev};
+use common::raw::client_public_key;
 use common::wait::wait_for;
 use serde_json::{json, Value};
 
@@ -134,7 +135,7 @@ impl Stack {
 
     /// [`Stack::authorize`] from a client address of loopback (`curl --interface`).
     fn authorize_from(&self, token: &str, from: Option<&str>) -> (u16, Value) {
-        let body = json!({"client_public_key": client_key()}).to_string();
+        let body = json!({"client_public_key": client_public_key()}).to_string();
         let mut cmd = Command::new("curl");
         cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
             .arg(self.dev.var("PORTCULLIS_CA"));
@@ -172,12 +173,6 @@ impl Stack {
         assert_eq!(status, 200, "{v}");
         v["items"].as_array().cloned().unwrap_or_default()
     }
-}
-
-/// A fresh Ed25519 public key as DER SubjectPublicKeyInfo, base64url (what `connect` sends).
-fn client_key() -> String {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-    portcullis_proto::keys::b64(&rcgen::PublicKeyData::subject_public_key_info(&key))
 }
 
 fn message(v: &Value) -> String {

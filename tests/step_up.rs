@@ -17,6 +17,7 @@ use common::dev::{curl, Dev};
 use common::oidc_login::{
     cli_login, install_browser_script, user_cli, wait_file, wait_output, CurlBrowser, Env, Who,
 };
+use common::raw::client_public_key;
 use common::totp::{oathtool, unix_now};
 use common::wait::{poll, wait_for};
 use serde_json::{json, Value};
@@ -64,12 +65,6 @@ fn call(dev: &Dev, method: &str, path: &str, token: &str, body: Option<Value>) -
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
-}
-
-/// A fresh Ed25519 public key as DER SubjectPublicKeyInfo, base64url (what `connect` sends).
-fn client_key() -> String {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-    portcullis_proto::keys::b64(&rcgen::PublicKeyData::subject_public_key_info(&key))
 }
 
 fn authorize(
@@ -126,7 +121,7 @@ fn a_local_users_totp_step_up_opens_one_session_for_its_target_and_key() {
     let dev = stack_with(dir.path(), "", POLICY, &[("dev1", "developers")], &[]);
     add_echo_b(&dev);
     let (secret, step, token) = enrol_for_token(&dev, "dev1");
-    let key = client_key();
+    let key = client_public_key();
     // Fresh from the login: allowed as it is.
     let (status, v) = authorize(&dev, &token, "echo", &key, None);
     assert_eq!(status, 201, "{v}");
@@ -186,7 +181,7 @@ fn a_local_users_totp_step_up_opens_one_session_for_its_target_and_key() {
             .contains("made for target echo, not echo-b"),
         "{v}"
     );
-    let (status, v) = authorize(&dev, &token, "echo", &client_key(), Some(&proof));
+    let (status, v) = authorize(&dev, &token, "echo", &client_public_key(), Some(&proof));
     assert_eq!(status, 403, "{v}");
     assert!(
         v["message"]
@@ -307,7 +302,6 @@ fn an_oidc_step_up_needs_a_fresh_login_that_the_provider_really_did() {
     assert!(ok, "{err}");
     assert!(asked, "the provider did not ask for a fresh login");
     assert!(err.contains("Step-up required for echo"), "{err}");
-    let proven_at = unix_now();
 
     // A weaker fresh login (bronze, password only): refused, saying so.
     let bronze = Who {
@@ -318,9 +312,13 @@ fn an_oidc_step_up_needs_a_fresh_login_that_the_provider_really_did() {
     assert!(!ok, "a weaker step-up login opened the session");
     assert!(err.contains("weaker than asked"), "{err}");
 
+    // The bronze login was the provider session's last: its auth_time must be older than
+    // the next challenge, or a provider that ignores max_age would look fresh.
+    let last_login_at = unix_now();
+
     // A provider that ignores max_age hands back its session's old auth_time: refused.
     wait_for("a new second", Duration::from_secs(5), || {
-        unix_now() > proven_at
+        unix_now() > last_login_at
     });
     provider_ignores_max_age(&env, true);
     let (ok, err, asked) = connect_in_browser(&env, &home, &gold);

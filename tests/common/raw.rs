@@ -156,3 +156,10 @@ pub(crate) fn connect(
     }
     Ok(tls)
 }
+
+/// A fresh Ed25519 public key as DER SubjectPublicKeyInfo, base64url: what `connect` sends
+/// as authorize-session's `client_public_key`.
+pub(crate) fn client_public_key() -> String {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    portcullis_proto::keys::b64(&rcgen::PublicKeyData::subject_public_key_info(&key))
+}
