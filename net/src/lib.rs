@@ -1,5 +1,6 @@
 //! The runtime pieces every Portcullis daemon (and the CLI's local listeners) share, kept out
 //! of `portcullis-proto` so that the wire types stay free of I/O and of a runtime:
+//! - [`copy`]: one direction of a relay, through a buffer held only while bytes are in it;
 //! - [`accept`]: what a listener does when `accept` fails (a connection's own failure is
 //!   passed over, running out of descriptors or memory backs off), and the one driver every
 //!   listener accepts through;
@@ -11,6 +12,7 @@
 //!   with, and which balancers are trusted.
 
 pub mod accept;
+pub mod copy;
 pub mod ops;
 pub mod proxy_header;
 pub mod read_ahead;

@@ -2,15 +2,15 @@
 //! then bytes spliced both ways with half-close.
 
 use std::fmt;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Copy buffer per direction of a brokered connection.
-const COPY_BUF: usize = 64 * 1024;
 /// The most of the local side's first bytes sent with the hello (one TLS record).
 const EARLY_MAX: usize = 16 * 1024;
 
 use anyhow::{anyhow, Context as _};
+use portcullis_net::copy::copy;
 use portcullis_net::read_ahead::ReadAhead;
 use portcullis_proto::proxy::{self, RefusalCode, WorkerReply};
 use portcullis_proto::PROTOCOL_VERSION;
@@ -18,8 +18,10 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-/// A connection to a worker: TLS over the socket read in large chunks ([`ReadAhead`]).
-pub(crate) type WorkerStream = TlsStream<ReadAhead<TcpStream>>;
+/// A connection to a worker: TLS over the socket read in large chunks ([`ReadAhead`]), boxed:
+/// the stream is over a kilobyte, and a connection's task would otherwise keep a copy of it
+/// at every await it passed through (memory per idle connection).
+pub(crate) type WorkerStream = Box<TlsStream<ReadAhead<TcpStream>>>;
 
 use super::tls::{server_name, ClientIdentity};
 use crate::cli::exit::Unreachable;
@@ -119,7 +121,8 @@ impl SessionTicket {
                 "TLS with the worker at {addr} failed: {}",
                 tls_failure(&err)
             )
-        })?;
+        })
+        .map(Box::new)?;
         // What scripts/bench reports as the suite of its rows.
         if let Some(suite) = tls.get_ref().1.negotiated_cipher_suite() {
             tracing::debug!(tls.suite = ?suite.suite(), "TLS with the worker");
@@ -330,13 +333,14 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (remote_read, mut remote_write) = tokio::io::split(stream);
-    // Large copy buffers: fewer, fuller TLS records (tokio's default is 8 KiB).
-    let mut remote_read = tokio::io::BufReader::with_capacity(COPY_BUF, remote_read);
-    let mut local_read = tokio::io::BufReader::with_capacity(COPY_BUF, local_read);
+    let (mut remote_read, mut remote_write) = tokio::io::split(stream);
+    let mut local_read = local_read;
     let mut local_write = local_write;
+    // Buffers held only while bytes are in them, growing to 64 KiB with the traffic (fewer,
+    // fuller TLS records): an idle connection costs none.
+    let (sent, received) = (AtomicU64::new(0), AtomicU64::new(0));
     let up = async {
-        let n = tokio::io::copy_buf(&mut local_read, &mut remote_write)
+        let n = copy(&mut local_read, &mut remote_write, &sent)
             .await
             .context("sending to the worker failed")?;
         remote_write
@@ -346,7 +350,7 @@ where
         anyhow::Ok(n)
     };
     let down = async {
-        let n = tokio::io::copy_buf(&mut remote_read, &mut local_write)
+        let n = copy(&mut remote_read, &mut local_write, &received)
             .await
             .map_err(|err| {
                 if err.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -477,6 +481,16 @@ pub(super) mod tests {
             &identity,
         )
         .unwrap()
+    }
+
+    /// See the worker's `a_connections_tls_stream_is_held_by_pointer`: the same holds for
+    /// the CLI's connection tasks.
+    #[test]
+    fn a_connections_worker_stream_is_held_by_pointer() {
+        assert_eq!(
+            std::mem::size_of::<WorkerStream>(),
+            std::mem::size_of::<usize>()
+        );
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::ClientStream;
 use portcullis_proto::link::EndReason;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::Shared;
@@ -44,7 +44,10 @@ pub(super) async fn relay_until_ended(
 }
 
 /// Copies both ways until both directions are done; an EOF on one side becomes a shutdown of
-/// the other side's write half, and the other direction keeps flowing.
+/// the other side's write half, and the other direction keeps flowing. An error in one
+/// direction ends that direction only (its write half shut down); the session's end or the
+/// other side's close ends the rest. Buffers are held only while bytes are in them
+/// ([`portcullis_net::copy`]).
 async fn relay(client: ClientStream, target: TcpStream, up: &AtomicU64, down: &AtomicU64) {
     let (mut client_r, mut client_w) = tokio::io::split(client);
     let (mut target_r, mut target_w) = target.into_split();
@@ -58,27 +61,22 @@ async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     w: &mut W,
     counter: &AtomicU64,
 ) {
-    // Buffers grow with the traffic: an idle connection holds a small one per direction, a
-    // busy one grows to MAX_BUF (memory per idle connection matters at 10,000 connections).
-    const FIRST_BUF: usize = 512;
-    const MAX_BUF: usize = 64 * 1024;
-    let mut buf = bytes::BytesMut::with_capacity(FIRST_BUF);
-    loop {
-        match r.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if w.write_all(&buf[..]).await.is_err() {
-                    break;
-                }
-                counter.fetch_add(n as u64, Ordering::Relaxed);
-                let full = buf.len() == buf.capacity();
-                let capacity = buf.capacity();
-                buf.clear();
-                if full && capacity < MAX_BUF {
-                    buf.reserve((capacity * 4).min(MAX_BUF));
-                }
-            }
-        }
-    }
+    let _ = portcullis_net::copy::copy(r, w, counter).await;
     let _ = w.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection's task keeps a copy of every value it holds across an await; the TLS
+    /// stream (over a kilobyte) must be a pointer there, or each idle connection carries
+    /// several dead copies of it.
+    #[test]
+    fn a_connections_tls_stream_is_held_by_pointer() {
+        assert_eq!(
+            std::mem::size_of::<ClientStream>(),
+            std::mem::size_of::<usize>()
+        );
+    }
 }
