@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::{percentile, sink_count, GREETING};
@@ -20,6 +21,10 @@ use crate::{percentile, sink_count, GREETING};
 const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the measured phase may take before the connections still at it count as errors.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+/// How many connections may be opening at once: a burst through one `connect --listen-port`
+/// opens that many TLS connections to the worker from one address, and the worker closes
+/// any beyond `max_handshakes_per_source` (64 by default) at once.
+const OPEN_AT_ONCE: usize = 32;
 /// The size of each write of the bulk transfer; one buffer shared by every connection.
 const WRITE: usize = 256 << 10;
 /// The byte every echo message is made of.
@@ -74,13 +79,16 @@ async fn open_one(addr: String, ready: Ready) -> anyhow::Result<TcpStream> {
     Ok(s)
 }
 
-/// Opens `conns` connections to `addr` at once, each made ready (`ready`) within
-/// OPEN_TIMEOUT; the ones that opened, and how many did not (the first reasons on stderr).
+/// Opens `conns` connections to `addr`, OPEN_AT_ONCE at a time, each made ready (`ready`)
+/// within OPEN_TIMEOUT; the ones that opened, and how many did not (the first reasons on
+/// stderr).
 async fn open_all(addr: &str, conns: usize, ready: Ready) -> (Vec<TcpStream>, usize) {
+    let gate = Arc::new(Semaphore::new(OPEN_AT_ONCE));
     let mut opening = JoinSet::new();
     for _ in 0..conns {
-        let addr = addr.to_owned();
+        let (addr, gate) = (addr.to_owned(), gate.clone());
         opening.spawn(async move {
+            let _turn = gate.acquire_owned().await?;
             tokio::time::timeout(OPEN_TIMEOUT, open_one(addr, ready))
                 .await
                 .context("timed out")?
