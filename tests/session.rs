@@ -161,6 +161,37 @@ fn sixteen_mib_round_trip_through_listen_port_and_stdio_with_byte_counts() {
 /// `connect echo --stdio` on pipes this test shares (as a shell would with the commands
 /// before and after it): the bytes round-trip, and both pipes are blocking again once it
 /// has exited, so a later writer on its stdout is not handed a non-blocking pipe.
+/// 200 local connections opened at the same moment (more than the worker's 64 handshakes in
+/// progress from one address) all reach the target: the listener opens a few at a time, and
+/// a handshake the worker closed is tried again.
+#[test]
+fn a_burst_of_local_connections_all_reach_the_target() {
+    let mut dev = Dev::start(&[]);
+    let (mut child, port, _) = listen(&dev, "echo");
+    const BURST: usize = 200;
+    let start = std::sync::Arc::new(std::sync::Barrier::new(BURST));
+    let clients: Vec<_> = (0..BURST)
+        .map(|i| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                let data = format!("connection {i} of the burst").into_bytes();
+                start.wait();
+                round_trip(port, &data) == data
+            })
+        })
+        .collect();
+    let echoed = clients
+        .into_iter()
+        // A connection the listener dropped panics its thread (reset) or echoes nothing.
+        .map(|c| c.join().unwrap_or(false))
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(echoed, BURST, "only {echoed} of {BURST} connections were echoed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    dev.stop();
+}
+
 #[test]
 fn stdio_pipes_are_blocking_again_for_the_next_process() {
     let dev = Dev::start(&[]);

@@ -18,7 +18,7 @@ use anyhow::{bail, Context as _};
 use portcullis_net::accept::Acceptor;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument as _;
 
@@ -127,6 +127,7 @@ where
     tokio::pin!(stop, expiry);
     let mut spare: Option<Spare> = None;
     let mut accepting = Acceptor::new("local");
+    let opening = Arc::new(Semaphore::new(OPENING_AT_ONCE));
     loop {
         let spare_expires = spare.as_ref().map(Spare::expires);
         let accepted = tokio::select! {
@@ -160,6 +161,7 @@ where
             peer,
             ticket.clone(),
             warm,
+            opening.clone(),
             ended_tx.clone(),
             announce,
         );
@@ -249,11 +251,18 @@ async fn open<L: AsyncRead + Unpin>(
     ticket.open_with(local, early).await
 }
 
+/// How many of a listener's connections may be opening at once (TCP, TLS and the hello, until
+/// the worker's reply); the rest wait their turn. A worker closes connections beyond its cap
+/// of handshakes in progress from one address (`max_handshakes_per_source`, 64 by default):
+/// a burst of local connections must not meet it.
+const OPENING_AT_ONCE: usize = 16;
+
 async fn carry(
     accepted: Accepted,
     peer: String,
     ticket: Arc<SessionTicket>,
     warm: Option<Dialling>,
+    opening: Arc<Semaphore>,
     ended: mpsc::Sender<String>,
     announce: bool,
 ) {
@@ -267,7 +276,11 @@ async fn carry(
     };
     let (mut read, write) = tokio::io::split(stream);
     let mut early = Vec::new();
-    let connection = match open(&ticket, warm, &mut read, &mut early).await {
+    // The semaphore is never closed: a permit always comes.
+    let permit = opening.acquire_owned().await.ok();
+    let opened = open(&ticket, warm, &mut read, &mut early).await;
+    drop((permit, early));
+    let connection = match opened {
         Ok(connection) => connection,
         Err(err) => {
             eprintln!("connection from {peer}: {err:#}");

@@ -102,7 +102,41 @@ impl SessionTicket {
     /// The first half of [`open`](Self::open): TCP and pinned TLS to the worker, nothing
     /// sent yet. The worker waits 5 s for the hello that [`handshake`](Self::handshake)
     /// sends, so a stream made ahead of need must be used well within that.
+    ///
+    /// A worker closes connections beyond its cap of handshakes in progress from one address
+    /// (`max_handshakes_per_source`): a burst of connections from this host (a listener's,
+    /// or many `connect` processes at once) can meet it. Nothing has been sent then, so a
+    /// handshake the worker closed is tried again, after a jittered wait, up to
+    /// [`DIAL_ATTEMPTS`] times; any other failure (a key that is not the pinned one, say) is
+    /// final at once.
     pub(super) async fn dial(&self) -> anyhow::Result<WorkerStream> {
+        let mut waits = portcullis_net::retry::schedule(RETRY_MIN, RETRY_MAX);
+        let mut attempt = 1;
+        loop {
+            match self.dial_once().await {
+                Err(Dial::Closed(err)) if attempt < DIAL_ATTEMPTS => {
+                    tracing::debug!(error = %err, attempt, "the worker closed the TLS handshake; trying again");
+                    attempt += 1;
+                    tokio::time::sleep(waits.next().unwrap_or(RETRY_MAX)).await;
+                }
+                Err(Dial::Closed(err)) => {
+                    let addr = &self.worker_addr;
+                    return Err(anyhow!(
+                        "TLS with the worker at {addr} failed: it closed the connection during \
+                         the handshake {DIAL_ATTEMPTS} times ({}); too many connections from \
+                         this address may be in their handshake at once (the worker's \
+                         max_handshakes_per_source): open fewer at a time, or ask the operator \
+                         to raise it",
+                        tls_failure(&err)
+                    ));
+                }
+                Err(Dial::Failed(err)) => return Err(err),
+                Ok(tls) => return Ok(tls),
+            }
+        }
+    }
+
+    async fn dial_once(&self) -> Result<WorkerStream, Dial> {
         let addr = &self.worker_addr;
         let tcp = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr))
             .await
@@ -117,17 +151,20 @@ impl SessionTicket {
         .await
         .map_err(|_| anyhow!("TLS with the worker at {addr} timed out"))?
         .map_err(|err| {
-            anyhow!(
-                "TLS with the worker at {addr} failed: {}",
-                tls_failure(&err)
-            )
-        })
-        .map(Box::new)?;
+            if closed_by_peer(&err) {
+                Dial::Closed(err)
+            } else {
+                Dial::Failed(anyhow!(
+                    "TLS with the worker at {addr} failed: {}",
+                    tls_failure(&err)
+                ))
+            }
+        })?;
         // What scripts/bench reports as the suite of its rows.
         if let Some(suite) = tls.get_ref().1.negotiated_cipher_suite() {
             tracing::debug!(tls.suite = ?suite.suite(), "TLS with the worker");
         }
-        Ok(tls)
+        Ok(Box::new(tls))
     }
 
     /// The second half of [`open`](Self::open): the hello with the grant, and the worker's
@@ -186,6 +223,35 @@ impl SessionTicket {
             WorkerReply::Refused { code, reason } => Err(Refused { code, reason }.into()),
         }
     }
+}
+
+/// How many times [`SessionTicket::dial`] tries a handshake the worker closed.
+const DIAL_ATTEMPTS: usize = 6;
+/// The waits between those attempts: from 20 ms, doubling, jittered, at most 400 ms.
+const RETRY_MIN: Duration = Duration::from_millis(20);
+const RETRY_MAX: Duration = Duration::from_millis(400);
+
+/// Why one attempt at TCP and TLS to the worker failed.
+enum Dial {
+    /// The worker closed the connection during the TLS handshake: worth another attempt.
+    Closed(std::io::Error),
+    Failed(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Dial {
+    fn from(err: E) -> Self {
+        Self::Failed(err.into())
+    }
+}
+
+/// Whether a failed TLS handshake is the worker closing the connection (a reset, or the end
+/// of the stream), rather than TLS refusing something.
+fn closed_by_peer(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(
+        err.kind(),
+        ConnectionReset | ConnectionAborted | UnexpectedEof | BrokenPipe
+    )
 }
 
 /// The reason a TLS handshake failed, in words (rustls shows a pin mismatch as Debug).
@@ -610,14 +676,56 @@ pub(super) mod tests {
 
     #[tokio::test]
     async fn another_worker_key_is_refused_in_words() {
-        let (addr, _) = mock_worker(Behaviour::ReverseAfterEof).await;
+        let (addr, _, seen) = gated_worker(0).await;
         let (_, _, other) = worker_identity();
         let err = ticket(addr, other).open().await.err().unwrap().to_string();
+        // Refused by TLS, not closed by the worker: one attempt only.
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert!(err.contains("TLS with the worker at 127.0.0.1:"), "{err}");
         assert!(
             err.contains("is not the key") && !err.contains("OtherError"),
             "{err}"
         );
+    }
+
+    /// A worker that closes the first `closes` connections at once, as its gate does when too
+    /// many from one address are in their handshake, and then serves like [`mock_worker`].
+    async fn gated_worker(closes: usize) -> (String, String, Arc<std::sync::atomic::AtomicUsize>) {
+        let (cert, key, fingerprint) = worker_identity();
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(cert, key));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                if counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < closes {
+                    drop(tcp);
+                    continue;
+                }
+                let behaviour = Arc::new(Behaviour::ReverseAfterEof);
+                tokio::spawn(serve_mock(acceptor.clone(), tcp, behaviour));
+            }
+        });
+        (addr, fingerprint, seen)
+    }
+
+    #[tokio::test]
+    async fn a_handshake_the_worker_closed_is_tried_again() {
+        let (addr, fingerprint, seen) = gated_worker(3).await;
+        let connection = ticket(addr, fingerprint).open().await.unwrap();
+        assert_eq!(connection.id, "c_1");
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_keeps_closing_the_handshake_is_explained() {
+        let (addr, fingerprint, seen) = gated_worker(usize::MAX).await;
+        let err = ticket(addr, fingerprint).open().await.err().unwrap().to_string();
+        assert!(err.contains("closed the connection during the handshake 6 times"), "{err}");
+        assert!(err.contains("max_handshakes_per_source"), "{err}");
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), DIAL_ATTEMPTS);
     }
 
     #[tokio::test]
