@@ -2,6 +2,7 @@
 //! with what it measured. Not part of the product.
 #![forbid(unsafe_code)]
 
+mod fleet;
 mod pve;
 
 use std::time::{Duration, Instant};
@@ -15,7 +16,8 @@ const CHUNK: usize = 1 << 20;
 fn usage() -> anyhow::Result<()> {
     bail!(
         "usage: portcullis-bench sink ADDR | echo ADDR | send ADDR BYTES | generate BYTES | \
-         latency ADDR[,ADDR...] COUNT [GAP_MS] | hold ADDR COUNT ACTIVE SECONDS | pve ADDR DIR"
+         latency ADDR[,ADDR...] COUNT [GAP_MS] | hold ADDR COUNT ACTIVE SECONDS | pve ADDR DIR | \
+         fleet SOURCE[,SOURCE...] (commands on stdin: see fleet.rs)"
     )
 }
 
@@ -35,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
         ["latency", addrs, count] => latency(addrs, count.parse()?, 0).await,
         ["latency", addrs, count, gap] => latency(addrs, count.parse()?, gap.parse()?).await,
         ["pve", addr, dir] => pve::serve(addr, dir).await,
+        ["fleet", sources] => fleet::run(sources).await,
         ["hold", addr, count, active, secs] => {
             hold(addr, count.parse()?, active.parse()?, secs.parse()?).await
         }
