@@ -212,11 +212,14 @@ class Fleet:
         return procs
 
     def daemons(self):
-        return [self.c.proc.pid] + [w.pid for w in self.c.workers] + [c.proc.pid for c in self.clis]
+        """The controller, the workers and the CLIs still running."""
+        procs = [self.c.proc, *self.c.workers, *(c.proc for c in self.clis)]
+        return [p.pid for p in procs if p.poll() is None]
 
     def sample(self):
         """{name: {"pid", "rss", "fds"}} of every process now."""
-        return {k: {"pid": p, "rss": bench.rss_kib(p), "fds": fds(p)} for k, p in self.processes().items()}
+        return {k: {"pid": p, "rss": bench.rss_kib(p), "fds": fds(p), "limit": nofile(p)}
+                for k, p in self.processes().items()}
 
     def quiet(self):
         return bench.wait_quiet(self.daemons())
@@ -241,13 +244,31 @@ class Fleet:
                 g.send(f"open {self.clis[i].addr} {n}")
         opened = errors = 0
         self.held = [0] * CLIS
+        self.gen_held = {}
         for g in self.gens:
             for i, n in plan[g.index]:
                 a = g.answer()
                 opened += a["opened"]
                 errors += a["errors"]
                 self.held[i] += a["opened"]
+            self.gen_held[f"load generator {g.index}"] = a["held"]
         return opened, errors, time.perf_counter() - t0
+
+    def sources_seen(self):
+        """{source address: connections} of the established connections to the CLIs' ports
+        (/proc/net/tcp): where the clients really came from."""
+        ports = {c.port for c in self.clis}
+        seen = {}
+        with open("/proc/net/tcp") as f:
+            next(f)
+            for line in f:
+                local, remote, state = line.split()[1:4]
+                if state != "01" or int(local.split(":")[1], 16) not in ports:
+                    continue
+                ip = bytes.fromhex(remote.split(":")[0])[::-1]
+                addr = ".".join(map(str, ip))
+                seen[addr] = seen.get(addr, 0) + 1
+        return seen
 
     def totals(self):
         return ask_all(self.gens, "totals")
@@ -323,7 +344,7 @@ def per_connection_table(fleet, before, during, after, opened):
             i = int(k.split()[1]) - 1
             conns[k] = sum(fleet.held[j] for j in range(CLIS) if j % ECHOES == i)
         elif k.startswith("load generator "):
-            conns[k] = None
+            conns[k] = fleet.gen_held.get(k)
         else:
             conns[k] = opened
     lines = ["| process | connections | RSS before KiB | RSS idle with them KiB | per connection KiB | "
@@ -340,7 +361,7 @@ def per_connection_table(fleet, before, during, after, opened):
             s[0] += grown
             s[1] += n
         lines.append(f"| {k} | {n if n is not None else ''} | {before[k]['rss']} | {during[k]['rss']} | {per} | "
-                     f"{before[k]['fds']} | {during[k]['fds']} | {after[k]['fds']} | {nofile(before[k]['pid'])} |")
+                     f"{before[k]['fds']} | {during[k]['fds']} | {after[k]['fds']} | {before[k]['limit']} |")
     per_side = {role: grown / n for role, (grown, n) in sums.items() if n}
     return lines, per_side
 
@@ -359,6 +380,8 @@ def bench_part(work):
     settle = fleet.quiet()
     during = fleet.sample()
     spread = fleet.spread()
+    seen = fleet.sources_seen()
+    placed = ", ".join(f"worker {w}: CLI {', '.join(map(str, c))}" for w, c in spread.items())
     checks = ask_all(fleet.gens, "check")
     checked, ok = sum(a["checked"] for a in checks), sum(a["ok"] for a in checks)
     closes = ask_all(fleet.gens, "close")
@@ -388,8 +411,10 @@ def bench_part(work):
            f"addresses (127.0.0.2..127.0.0.{1 + GENS * SOURCES}); hard descriptor limit {fleet.hard}.\n",
            f"Opened {opened} of {CONNS} (errors {errors}) in {secs:.1f} s, the daemons quiet {settle:.1f} s later; "
            f"then {ok} of {checked} echoed; {closed} closed (errors {close_errors}). Sessions by worker (from "
-           f"`sessions list --json`): {', '.join(f'worker {w}: CLI {c}' for w, c in spread.items())}"
+           f"`sessions list --json`): {placed}"
            f"{f'; placement retries {fleet.placement_retries}' if fleet.placement_retries else ''}.\n",
+           f"The CLIs' ports saw {sum(seen.values())} established connections from {len(seen)} source addresses "
+           f"({min(seen.values(), default=0)}..{max(seen.values(), default=0)} each).\n",
            "RSS from a fresh fleet before the first connection to every connection open and idle (after the "
            "daemons went quiet); descriptors before, with them, and after they closed:\n", *rows, ""]
     sides = [f"{role} {v:.1f} KiB" for role, v in per_side.items()]

@@ -5,7 +5,7 @@ FLEET_WORKERS workers) held for SOAK_SECONDS under random churn, then the accoun
     SOAK_FLEET=1 SOAK_SECONDS=60 FLEET_CONNS=3000 scripts/soak      # a smoke run
 
 The churn: each load generator closes a random connection and opens one in its place
-FLEET_CHURN times a second (5), echoing on another; and at random (exponential gaps, mean
+FLEET_CHURN times a second (10), echoing on another; and at random (exponential gaps, mean
 FLEET_CANCEL_EVERY s, 60) a whole session is cancelled with `portcullis sessions cancel` while
 its connections are open: the generators leave them alone first (`pause`), the CLI must exit,
 a new CLI starts in its slot (its session placed on the worker that lost one), and the
@@ -14,8 +14,8 @@ the new one (`retarget`).
 
 Samples: every process's RSS and descriptors idle before the first connection, under load at
 the start (after FLEET_WARMUP s, 30), the middle and the end, and idle after every connection
-closed. A load sample pauses the churn, waits for the daemons to go quiet and checks that the
-load is the same (every connection held). The accounts, each of which fails the run:
+closed. A load sample pauses the churn, waits for the daemons to go quiet, samples, and then
+checks that the load is the same: every connection held echoes (`check`). The accounts, each of which fails the run:
   - errors: none in the generators (opens, echoes, closes), no connection survives its
     session's cancel, every cancelled CLI exits within 30 s;
   - memory: at the same load, the end within 10 % of the middle for the controller, every
@@ -36,7 +36,7 @@ import time
 import fleet
 
 SECONDS = int(os.environ.get("SOAK_SECONDS", "600"))
-CHURN = int(os.environ.get("FLEET_CHURN", "5"))
+CHURN = int(os.environ.get("FLEET_CHURN", "10"))
 CANCEL_EVERY = float(os.environ.get("FLEET_CANCEL_EVERY", "60"))
 WARMUP = int(os.environ.get("FLEET_WARMUP", str(min(30, SECONDS // 6))))
 # The processes whose memory must be flat (the product's), by name prefix.
@@ -62,7 +62,8 @@ class FleetSoak:
         fleet.ask_all(f.gens, "churn 0")
         f.quiet()
         self.samples[label] = f.sample()
-        self.held[label] = sum(t["held"] for t in f.totals())
+        checks = fleet.ask_all(f.gens, "check")
+        self.held[label] = sum(a["ok"] for a in checks)
         log(f"{label}: {self.held[label]} connections held; "
             f"workers {[self.samples[label][f'worker {i + 1}']['rss'] for i in range(fleet.WORKERS)]} KiB, "
             f"CLIs {[self.samples[label][f'CLI {c.slot}']['rss'] for c in f.clis]} KiB, "
