@@ -263,7 +263,8 @@ class Fleet:
             next(f)
             for line in f:
                 local, remote, state = line.split()[1:4]
-                if state != "01" or int(local.split(":")[1], 16) not in ports:
+                ip, port = local.split(":")
+                if state != "01" or ip != "0100007F" or int(port, 16) not in ports:
                     continue
                 ip = bytes.fromhex(remote.split(":")[0])[::-1]
                 addr = ".".join(map(str, ip))
