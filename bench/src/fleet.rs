@@ -137,7 +137,10 @@ impl Gen {
             ["open", dst, count] => {
                 let dst: SocketAddr = dst.parse().context("open DST")?;
                 let (opened, errors) = self.open(dst, count.parse()?).await;
-                format!("{{\"opened\":{opened},\"errors\":{errors},\"held\":{}}}", self.pool.len())
+                format!(
+                    "{{\"opened\":{opened},\"errors\":{errors},\"held\":{}}}",
+                    self.pool.len()
+                )
             }
             ["check"] => {
                 let conns = std::mem::take(&mut self.pool);
@@ -146,7 +149,10 @@ impl Gen {
                 self.pool = self.each(conns, |c| async move { echo(c).await }).await;
                 let errors = self.totals.errors - before;
                 self.totals.echoes += checked as u64;
-                format!("{{\"checked\":{checked},\"ok\":{},\"errors\":{errors}}}", self.pool.len())
+                format!(
+                    "{{\"checked\":{checked},\"ok\":{},\"errors\":{errors}}}",
+                    self.pool.len()
+                )
             }
             ["pause", dst] => {
                 let dst: SocketAddr = dst.parse().context("pause DST")?;
@@ -155,8 +161,10 @@ impl Gen {
                 format!("{{\"paused\":\"{dst}\",\"held\":{held}}}")
             }
             ["retarget", old, new] => {
-                let (old, new): (SocketAddr, SocketAddr) =
-                    (old.parse().context("retarget OLD")?, new.parse().context("retarget NEW")?);
+                let (old, new): (SocketAddr, SocketAddr) = (
+                    old.parse().context("retarget OLD")?,
+                    new.parse().context("retarget NEW")?,
+                );
                 let (doomed, kept) = std::mem::take(&mut self.pool)
                     .into_iter()
                     .partition(|c| c.dst == old);
@@ -171,7 +179,9 @@ impl Gen {
             ["close"] => {
                 let conns = std::mem::take(&mut self.pool);
                 let before = (self.totals.closed, self.totals.errors);
-                let left = self.each(conns, |c| async move { close(c).await.map(|()| None) }).await;
+                let left = self
+                    .each(conns, |c| async move { close(c).await.map(|()| None) })
+                    .await;
                 debug_assert!(left.is_empty());
                 format!(
                     "{{\"closed\":{},\"errors\":{}}}",
@@ -286,7 +296,10 @@ impl Gen {
             tasks.spawn(async move {
                 let mut buf = [0u8; 64];
                 // Cut: EOF or an error. Still open after STEP: it survived the cancel.
-                matches!(tokio::time::timeout(STEP, c.stream.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+                matches!(
+                    tokio::time::timeout(STEP, c.stream.read(&mut buf)).await,
+                    Ok(Ok(0) | Err(_))
+                )
             });
         }
         let (mut cut, mut survived) = (0, 0);
@@ -327,7 +340,11 @@ impl Gen {
             Err(e) => self.totals.error(format!("open from {src}: {e:#}")),
         }
         let j = self.draw(self.pool.len());
-        if self.pool.get(j).is_some_and(|c| !self.paused.contains(&c.dst)) {
+        if self
+            .pool
+            .get(j)
+            .is_some_and(|c| !self.paused.contains(&c.dst))
+        {
             let c = self.pool.swap_remove(j);
             self.totals.echoes += 1;
             match echo(c).await {
