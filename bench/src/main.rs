@@ -2,6 +2,7 @@
 //! with what it measured. Not part of the product.
 #![forbid(unsafe_code)]
 
+mod fleet;
 mod pve;
 mod scaling;
 
@@ -17,7 +18,7 @@ fn usage() -> anyhow::Result<()> {
     bail!(
         "usage: portcullis-bench sink ADDR | echo ADDR | send ADDR BYTES | generate BYTES | \
          latency ADDR[,ADDR...] COUNT [GAP_MS] | hold ADDR COUNT ACTIVE SECONDS | pve ADDR DIR | \
-         scaling (send|echo) ..."
+         scaling (send|echo) ... | fleet SOURCE[,SOURCE...] (commands on stdin: see fleet.rs)"
     )
 }
 
@@ -38,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         ["latency", addrs, count, gap] => latency(addrs, count.parse()?, gap.parse()?).await,
         ["pve", addr, dir] => pve::serve(addr, dir).await,
         ["scaling", rest @ ..] => scaling::main(rest).await,
+        ["fleet", sources] => fleet::run(sources).await,
         ["hold", addr, count, active, secs] => {
             hold(addr, count.parse()?, active.parse()?, secs.parse()?).await
         }
