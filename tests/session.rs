@@ -186,7 +186,10 @@ fn a_burst_of_local_connections_all_reach_the_target() {
         .map(|c| c.join().unwrap_or(false))
         .filter(|ok| *ok)
         .count();
-    assert_eq!(echoed, BURST, "only {echoed} of {BURST} connections were echoed");
+    assert_eq!(
+        echoed, BURST,
+        "only {echoed} of {BURST} connections were echoed"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     dev.stop();

@@ -722,10 +722,21 @@ pub(super) mod tests {
     #[tokio::test]
     async fn a_worker_that_keeps_closing_the_handshake_is_explained() {
         let (addr, fingerprint, seen) = gated_worker(usize::MAX).await;
-        let err = ticket(addr, fingerprint).open().await.err().unwrap().to_string();
-        assert!(err.contains("closed the connection during the handshake 6 times"), "{err}");
+        let err = ticket(addr, fingerprint)
+            .open()
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("closed the connection during the handshake 6 times"),
+            "{err}"
+        );
         assert!(err.contains("max_handshakes_per_source"), "{err}");
-        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), DIAL_ATTEMPTS);
+        assert_eq!(
+            seen.load(std::sync::atomic::Ordering::SeqCst),
+            DIAL_ATTEMPTS
+        );
     }
 
     #[tokio::test]
