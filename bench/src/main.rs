@@ -100,13 +100,8 @@ async fn echo(addr: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Waits for the sink's greeting, then sends BYTES (timed from there: the transfer, not the
-/// set-up), half-closes and reads the sink's count. Prints what the sink received (null when
-/// its answer was not a count); the caller fails the row when that differs from BYTES.
-async fn send(addr: &str, bytes: u64) -> anyhow::Result<()> {
-    let mut s = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connect {addr}"))?;
+/// Reads the sink's greeting ([`GREETING`]): the path through any relay is up.
+async fn read_greeting(s: &mut TcpStream) -> anyhow::Result<()> {
     let mut greeting = [0u8; GREETING.len()];
     s.read_exact(&mut greeting)
         .await
@@ -114,6 +109,17 @@ async fn send(addr: &str, bytes: u64) -> anyhow::Result<()> {
     if greeting != GREETING {
         bail!("the far end did not greet as the sink does: {greeting:?}");
     }
+    Ok(())
+}
+
+/// Waits for the sink's greeting, then sends BYTES (timed from there: the transfer, not the
+/// set-up), half-closes and reads the sink's count. Prints what the sink received (null when
+/// its answer was not a count); the caller fails the row when that differs from BYTES.
+async fn send(addr: &str, bytes: u64) -> anyhow::Result<()> {
+    let mut s = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connect {addr}"))?;
+    read_greeting(&mut s).await?;
     let start = Instant::now();
     let buf = vec![0x5au8; CHUNK];
     let mut left = bytes;

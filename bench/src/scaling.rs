@@ -65,15 +65,7 @@ async fn open_one(addr: String, ready: Ready) -> anyhow::Result<TcpStream> {
         .with_context(|| format!("connect {addr}"))?;
     s.set_nodelay(true)?;
     match ready {
-        Ready::Greeted => {
-            let mut greeting = [0u8; GREETING.len()];
-            s.read_exact(&mut greeting)
-                .await
-                .context("read the sink's greeting")?;
-            if greeting != GREETING {
-                bail!("the far end did not greet as the sink does: {greeting:?}");
-            }
-        }
+        Ready::Greeted => super::read_greeting(&mut s).await?,
         Ready::Echoed(size) => round_trip(&mut s, &vec![ECHO_BYTE; size]).await?,
     }
     Ok(s)
