@@ -18,7 +18,7 @@ use anyhow::{bail, Context as _};
 use portcullis_net::accept::Acceptor;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument as _;
 
@@ -155,18 +155,23 @@ where
                 continue;
             }
         };
+        // A connection that finds no place to open waits for one in its task. No spare is
+        // dialled then: in a burst each spare would hold one of the worker's handshake places
+        // while it waited its turn.
+        let place = opening.clone().try_acquire_owned().ok();
+        let burst = place.is_none();
         let warm = spare.take().and_then(Spare::claim);
         let task = carry(
             accepted,
             peer,
             ticket.clone(),
             warm,
-            opening.clone(),
+            (place, opening.clone()),
             ended_tx.clone(),
             announce,
         );
         tokio::spawn(task.instrument(span));
-        spare = Some(Spare::start(ticket.clone()));
+        spare = (!burst).then(|| Spare::start(ticket.clone()));
     }
 }
 
@@ -262,7 +267,7 @@ async fn carry(
     peer: String,
     ticket: Arc<SessionTicket>,
     warm: Option<Dialling>,
-    opening: Arc<Semaphore>,
+    (place, opening): (Option<OwnedSemaphorePermit>, Arc<Semaphore>),
     ended: mpsc::Sender<String>,
     announce: bool,
 ) {
@@ -276,8 +281,11 @@ async fn carry(
     };
     let (mut read, write) = tokio::io::split(stream);
     let mut early = Vec::new();
-    // The semaphore is never closed: a permit always comes.
-    let permit = opening.acquire_owned().await.ok();
+    // The semaphore is never closed: a place always comes.
+    let permit = match place {
+        Some(place) => Some(place),
+        None => opening.acquire_owned().await.ok(),
+    };
     let opened = open(&ticket, warm, &mut read, &mut early).await;
     drop((permit, early));
     let connection = match opened {
